@@ -1,0 +1,239 @@
+"""Settings: `needlecast.toml` in the workspace, plus the environment.
+
+Contract:
+- `find_workspace(start)` walks up from `start` to the first folder holding `needlecast.toml`
+  (or takes `NEEDLECAST_WORKSPACE`); it raises `WorkspaceNotFound` with the command that creates one.
+- `load_settings(workspace)` reads the TOML file into typed sections. An unknown section or key, or a value
+  of the wrong type, is a `ConfigurationError` that names the file, the key and the expected type.
+- Secrets (the SendGrid API key, the signing secret, the database password inside a URL) come only from the
+  environment, never from the TOML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from needlecast.errors import ConfigurationError, WorkspaceNotFound
+
+CONFIG_FILE = "needlecast.toml"
+STATE_DIR = ".needlecast"
+# Used only when NEEDLECAST_SECRET is unset and the backend cannot reach anyone (outbox): links signed with
+# it are forgeable, which is harmless for a dry run and refused for real sending (see `signing_secret`).
+DEV_SECRET = "needlecast-insecure-development-secret"
+
+
+@dataclass(frozen=True)
+class ClinicSettings:
+    name: str = "CHANGE ME: clinic name"
+    postal_address: str = "CHANGE ME: clinic postal address"
+    website: str = "https://CHANGE-ME.example.com"
+    booking_url: str = "https://CHANGE-ME.example.com/book"
+    sender_email: str = "change-me@example.com"
+    sender_name: str = "CHANGE ME: sender name"
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class ContentSettings:
+    article: str = "content/microneedling.txt"
+    vocabulary: str = "content/vocabulary.yaml"
+    overrides: str = "content/tags.yaml"
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    first_name_fallback: str = "there"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    backend: str = "outbox"
+    api_host: str = "https://api.sendgrid.com"
+    timeout_seconds: float = 10.0
+    max_in_flight: int = 4
+    requests_per_second: float = 10.0
+    emails_per_hour: int = 0  # 0: no hourly cap
+    max_retries: int = 5
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    sandbox_mode: bool = False
+    asm_group_id: int = 0  # 0: no unsubscribe group
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    public_base_url: str = "https://CHANGE-ME.example.com/nc"
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    quiet_hours: str = "21:00-08:00"
+    max_per_day: int = 1
+    max_per_week: int = 3
+    sweep_interval_seconds: int = 300
+    max_consecutive_failures: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    clinic: ClinicSettings = field(default_factory=ClinicSettings)
+    content: ContentSettings = field(default_factory=ContentSettings)
+    templates: TemplateSettings = field(default_factory=TemplateSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A folder a user edits: content/, templates/, audiences/, campaigns/ and needlecast.toml."""
+
+    root: Path
+    settings: Settings
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def content_dir(self) -> Path:
+        return self.root / "content"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def audiences_dir(self) -> Path:
+        return self.root / "audiences"
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.root / "campaigns"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def state_dir(self) -> Path:
+        """Machine-written state (the default SQLite file, lock files); never edited by hand."""
+        return self.root / STATE_DIR
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, resolved against the workspace root."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else self.root / candidate
+
+    @property
+    def database_url(self) -> str:
+        """`NEEDLECAST_DATABASE_URL`, or a SQLite file in the workspace's state folder."""
+        url = os.environ.get("NEEDLECAST_DATABASE_URL", "").strip()
+        if url:
+            return url
+        return f"sqlite:///{(self.state_dir / 'needlecast.db').as_posix()}"
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """The workspace root: `NEEDLECAST_WORKSPACE`, else the nearest folder at or above `start` with a config."""
+    env_root = os.environ.get("NEEDLECAST_WORKSPACE", "").strip()
+    if env_root:
+        root = Path(env_root).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise WorkspaceNotFound(
+                f"NEEDLECAST_WORKSPACE={root} has no {CONFIG_FILE}. "
+                f"Create a workspace there with: needlecast init {root}"
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise WorkspaceNotFound(
+        f"no {CONFIG_FILE} in {here} or any folder above it. "
+        "Create a workspace with: needlecast init DIR (then cd DIR), or pass --workspace DIR."
+    )
+
+
+def _coerce(path: Path, section: str, key: str, value: Any, wanted: type) -> Any:
+    """Check one TOML value against the dataclass field type (ints are accepted where floats are wanted)."""
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if wanted is bool and not isinstance(value, bool):
+        raise ConfigurationError(f"{path}: [{section}] {key} must be true or false, not {value!r}")
+    if wanted is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigurationError(f"{path}: [{section}] {key} must be a whole number, not {value!r}")
+    if not isinstance(value, wanted):
+        raise ConfigurationError(f"{path}: [{section}] {key} must be a {wanted.__name__}, not {value!r}")
+    return value
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: [{name}] must be a table of keys")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigurationError(f"{path}: [{name}] has an unknown key '{key}'. Known keys: {known}")
+        wanted = _TYPES[str(fields[key].type)]
+        values[key] = _coerce(path, name, key, value, wanted)
+    return cls(**values)
+
+
+def load_settings(root: Path) -> Settings:
+    """Read `root/needlecast.toml`; a missing file gives the defaults (every placeholder flagged by lint)."""
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigurationError(f"{path}: not valid TOML: {err}") from err
+    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    loaded: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in sections:
+            known = ", ".join(sorted(sections))
+            raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
+        section_cls = sections[name].default_factory  # type: ignore[misc]
+        loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]
+    return Settings(**loaded)
+
+
+def open_workspace(root: Path | None = None) -> Workspace:
+    """Find and load the workspace at or above `root` (or the current folder)."""
+    found = find_workspace(root)
+    return Workspace(root=found, settings=load_settings(found))
+
+
+def signing_secret(*, required: bool) -> bytes:
+    """The HMAC key for unsubscribe and confirmation tokens, from `NEEDLECAST_SECRET`.
+
+    With `required` (a backend that really sends), a missing or short secret is a configuration error,
+    because links signed with the development secret could be forged by anyone who reads this code.
+    """
+    secret = os.environ.get("NEEDLECAST_SECRET", "")
+    if secret:
+        if required and len(secret) < 32:
+            raise ConfigurationError("NEEDLECAST_SECRET must be at least 32 characters for real sending.")
+        return secret.encode()
+    if required:
+        raise ConfigurationError(
+            "NEEDLECAST_SECRET is not set. Real sending signs unsubscribe links with it: "
+            "set it to a random string of at least 32 characters (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`)."
+        )
+    return DEV_SECRET.encode()

@@ -1,0 +1,44 @@
+"""`needlecast demo`: every stage that exists, on the workspace's embedded defaults, with no API key."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from needlecast.config import Workspace
+from needlecast.content.loader import load_article, load_vocabulary_for
+from needlecast.lint import email_templates, lint_workspace
+from needlecast.templating.context import variant_concerns
+from needlecast.templating.preview import write_preview
+
+
+def run_demo(workspace: Workspace, console: Console) -> int:
+    """Run the demo; return the exit status (0 when every stage completed)."""
+    console.rule("1. Content: the article as concern-tagged sections")
+    vocabulary = load_vocabulary_for(workspace)
+    article = load_article(workspace, vocabulary)
+    table = Table()
+    for column in ("section", "concerns"):
+        table.add_column(column)
+    for section in article.sections:
+        table.add_row(section.title, ", ".join(section.concerns))
+    console.print(table)
+
+    console.rule("2. Templates: every email for every concern, previewed")
+    out = workspace.root / "previews"
+    count = 0
+    for name in email_templates(workspace.templates_dir):
+        for concern in variant_concerns(vocabulary):
+            write_preview(workspace, name, concern, "Ana", out)
+            count += 1
+    console.print(f"{count} previews (HTML, text, .eml) in {out}")
+
+    console.rule("3. Lint: claims and compliance")
+    findings = lint_workspace(workspace)
+    by_rule = Counter((f.severity, f.rule) for f in findings)
+    for (severity, rule), n in sorted(by_rule.items()):
+        console.print(f"  {severity:7} {rule:28} {n}")
+    console.print("Run `needlecast lint` for every finding with its file, line and suggested fix.")
+    return 0

@@ -1,0 +1,134 @@
+"""One error tree for needlecast.
+
+    Exception
+    ├── ConfigurationError            the setup is wrong; nothing may proceed (kept outside the root on
+    │   │                             purpose, so that no `except NeedlecastError` swallows it)
+    │   ├── WorkspaceNotFound         no needlecast.toml here or above
+    │   └── ProviderAuthError         the ESP refused our credentials (401/403): stop, mark nothing
+    └── NeedlecastError
+        ├── ContentError(ValueError)          an article that cannot be parsed
+        ├── TemplateProblem(ValueError)       a template syntax error or an undefined variable
+        ├── CampaignFileError(ValueError)     a campaign file that does not validate
+        ├── AudienceFileError(ValueError)     an audience file that cannot be read as a table
+        ├── InvalidAddress(ValueError)        an email address that does not validate
+        ├── TokenInvalid(ValueError)          a forged, truncated or expired signed token
+        ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
+        └── DeliveryError                     a send did not complete
+            ├── TransportError                timeout, refused or dropped connection: retryable
+            └── ProviderError                 the ESP answered with an error status
+                ├── RateLimited               429: retry after `retry_after` seconds
+                ├── ProviderUnavailable       5xx: retryable
+                └── RequestRejected           400 and other 4xx: the batch fails, the reasons are kept
+
+Every error prints what went wrong and what to do about it. Errors raised by libraries are translated
+in exactly one place each (`raise ... from err`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ConfigurationError(Exception):
+    """The installation or workspace is misconfigured. The message says how to fix it."""
+
+
+class WorkspaceNotFound(ConfigurationError):
+    """No workspace (a folder with needlecast.toml) was found."""
+
+
+class NeedlecastError(Exception):
+    """Root of needlecast's own runtime errors."""
+
+
+class ContentError(NeedlecastError, ValueError):
+    """An article could not be turned into sections."""
+
+
+class TemplateProblem(NeedlecastError, ValueError):
+    """A template failed to compile or render.
+
+    `template` and `line` locate the problem when they are known.
+    """
+
+    def __init__(self, message: str, *, template: str | None = None, line: int | None = None) -> None:
+        self.template = template
+        self.line = line
+        where = template or "<template>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class CampaignFileError(NeedlecastError, ValueError):
+    """A campaign file failed validation: names the file, the field and the fix."""
+
+    def __init__(self, path: str, field: str, problem: str, fix: str) -> None:
+        self.path = path
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{path}: field '{field}': {problem}. Fix: {fix}")
+
+
+class AudienceFileError(NeedlecastError, ValueError):
+    """An audience file is missing, unreadable, empty or not a table."""
+
+
+class InvalidAddress(NeedlecastError, ValueError):
+    """An email address is not valid; the message says why."""
+
+
+class TokenInvalid(NeedlecastError, ValueError):
+    """A signed token is forged, truncated, of the wrong kind or expired."""
+
+
+class NotFound(NeedlecastError, LookupError):
+    """A named object does not exist."""
+
+
+class DeliveryError(NeedlecastError):
+    """A send to the email provider did not complete."""
+
+
+class TransportError(DeliveryError):
+    """The request never got an answer (timeout, refused, reset). Safe to retry."""
+
+
+class ProviderError(DeliveryError):
+    """The provider answered with an error status. Carries the status and the provider's error list."""
+
+    def __init__(self, status: int, errors: Sequence[str] = (), message: str | None = None) -> None:
+        self.status = status
+        self.errors = list(errors)
+        detail = "; ".join(self.errors) if self.errors else "no details given"
+        super().__init__(message or f"provider answered HTTP {status}: {detail}")
+
+
+class RateLimited(ProviderError):
+    """HTTP 429: wait `retry_after` seconds, then retry."""
+
+    def __init__(self, status: int, errors: Sequence[str] = (), retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(status, errors)
+
+
+class ProviderUnavailable(ProviderError):
+    """HTTP 5xx: the provider failed; retry with backoff."""
+
+
+class RequestRejected(ProviderError):
+    """HTTP 400 (or another 4xx that is not auth or rate limit): the request itself is wrong."""
+
+
+class ProviderAuthError(ConfigurationError):
+    """HTTP 401/403: the API key is wrong or lacks the Mail Send permission. Nothing was sent."""
+
+    def __init__(self, status: int, errors: Sequence[str] = ()) -> None:
+        self.status = status
+        self.errors = list(errors)
+        detail = "; ".join(self.errors) if self.errors else "no details given"
+        super().__init__(
+            f"SendGrid refused the API key (HTTP {status}: {detail}). "
+            "Check SENDGRID_API_KEY and that the key has the 'Mail Send' permission."
+        )

@@ -1,0 +1,216 @@
+"""`needlecast lint`: claims and compliance checks over content, templates and config.
+
+Contract: `lint_workspace(workspace)` returns every `Finding` (file, line, rule, severity, message, fix),
+sorted by file and line. It checks
+- the article and the template sources for risky claims (`needlecast.content.claims`);
+- every email template, rendered for every concern variant, for mechanics: an unsubscribe link, the postal
+  address, HTML size (Gmail clips at 102 KB), images without alt text, an empty or all-caps subject, a
+  health term in the subject or preheader (shown on lock screens and in notifications);
+- needlecast.toml for placeholders and an invalid sender.
+A template that fails to render is itself a finding (error), so lint reports everything in one run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from needlecast.config import Workspace
+from needlecast.content.claims import ERROR, WARNING, find_claims
+from needlecast.content.loader import load_article, load_vocabulary_for
+from needlecast.content.vocabulary import Vocabulary
+from needlecast.errors import ContentError, TemplateProblem
+from needlecast.templating.context import email_context, variant_concerns
+from needlecast.templating.environment import build_environment
+from needlecast.templating.render import RenderedEmail, render_email
+from needlecast.templating.tokens import tokens_in
+
+HTML_WARN_BYTES = 100 * 1024
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_PLACEHOLDER = re.compile(r"change[ -]?me", re.IGNORECASE)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    file: str
+    line: int
+    rule: str
+    severity: str
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _rel(workspace: Workspace, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(workspace.root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _line_of(path: Path, needle: str | re.Pattern[str]) -> int:
+    """1-based line of the first match of `needle` in `path` (1 when absent or unreadable)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 1
+    for number, line in enumerate(lines, start=1):
+        if (needle.search(line) if isinstance(needle, re.Pattern) else needle in line):
+            return number
+    return 1
+
+
+def claim_findings(file: str, text: str) -> list[Finding]:
+    """Risky-claim findings in `text` (Jinja comments blanked out, line numbers kept)."""
+    text = _JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    return [
+        Finding(file, m.line, m.rule.rule, m.rule.severity, f'{m.rule.message}: "{m.text}"', m.rule.fix)
+        for m in find_claims(text)
+    ]
+
+
+class _ImageAltChecker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.missing = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img" and not (dict(attrs).get("alt") or "").strip():
+            self.missing += 1
+
+
+def health_terms(vocabulary: Vocabulary) -> list[re.Pattern[str]]:
+    terms = {t for c in vocabulary.concerns for t in (c.name, *c.synonyms, *c.keywords)}
+    return [re.compile(r"(?<![\w-])" + re.escape(t) + r"(?![\w-])", re.IGNORECASE) for t in sorted(terms)]
+
+
+def rendered_findings(
+    rendered: RenderedEmail,
+    *,
+    html_file: Path,
+    text_file: Path,
+    postal_address: str,
+    vocabulary: Vocabulary,
+    workspace: Workspace,
+    subject_line: int | None = None,
+) -> list[Finding]:
+    """Mechanics findings for one rendered variant (see the module contract)."""
+    html_rel, text_rel = _rel(workspace, html_file), _rel(workspace, text_file)
+    found: list[Finding] = []
+    for part, body, rel in (("HTML", rendered.html, html_rel), ("text", rendered.text, text_rel)):
+        if "unsubscribe_url" not in tokens_in(body):
+            found.append(Finding(rel, 1, "missing-unsubscribe", ERROR,
+                                 f"the {part} part has no unsubscribe link",
+                                 "extend the base layout, or add {{ unsubscribe_url }} to the footer"))
+        if postal_address and postal_address not in body:
+            found.append(Finding(rel, 1, "missing-postal-address", ERROR,
+                                 f"the {part} part does not show the clinic's postal address",
+                                 "extend the base layout, or add {{ clinic.postal_address }} to the footer"))
+    size = len(rendered.html.encode("utf-8"))
+    if size > HTML_WARN_BYTES:
+        found.append(Finding(html_rel, 1, "html-too-large", WARNING,
+                             f"HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB",
+                             "shorten the email or move long content to the website"))
+    checker = _ImageAltChecker()
+    checker.feed(rendered.html)
+    if checker.missing:
+        found.append(Finding(html_rel, _line_of(html_file, "<img"), "image-without-alt", WARNING,
+                             f"{checker.missing} image(s) without alt text",
+                             'give every <img> an alt="..." describing it (images are often blocked)'))
+    line = subject_line or _line_of(text_file, "block subject")
+    letters = [c for c in rendered.subject if c.isalpha()]
+    if not rendered.subject.strip():
+        found.append(Finding(text_rel, line, "subject-empty", ERROR, "the subject is empty",
+                             "write a subject in {% block subject %} or in the campaign step"))
+    elif len(letters) >= 4 and all(c.isupper() for c in letters):
+        found.append(Finding(text_rel, line, "subject-all-caps", WARNING, "the subject is all capitals",
+                             "use sentence case; all-caps subjects read as shouting and trip spam filters"))
+    for label, value in (("subject", rendered.subject), ("preheader", rendered.preheader)):
+        for pattern in health_terms(vocabulary):
+            hit = pattern.search(value)
+            if hit:
+                where = line if label == "subject" else _line_of(text_file, "block preheader")
+                found.append(Finding(text_rel, where, "health-term-in-subject", WARNING,
+                                     f'the {label} names a health concern ("{hit.group(0)}"), '
+                                     "which shows on lock screens and in notifications",
+                                     f"keep the {label} neutral and name the concern in the body"))
+                break
+    return found
+
+
+def config_findings(workspace: Workspace) -> list[Finding]:
+    path = workspace.config_path
+    rel = _rel(workspace, path)
+    clinic = workspace.settings.clinic
+    found: list[Finding] = []
+    for key in ("name", "postal_address", "website", "booking_url", "sender_email", "sender_name"):
+        value = getattr(clinic, key)
+        if not value or _PLACEHOLDER.search(value):
+            found.append(Finding(rel, _line_of(path, re.compile(rf"^\s*{key}\s*=")), "config-placeholder", ERROR,
+                                 f"[clinic] {key} is still a placeholder ({value!r})",
+                                 f"set [clinic] {key} to the clinic's real value"))
+    if not _PLACEHOLDER.search(clinic.sender_email):
+        try:
+            validate_email(clinic.sender_email, check_deliverability=False)
+        except EmailNotValidError as err:
+            found.append(Finding(rel, _line_of(path, "sender_email"), "config-invalid-sender", ERROR,
+                                 f"[clinic] sender_email is not a valid address: {err}",
+                                 "use an address on a domain authenticated in SendGrid"))
+    if _PLACEHOLDER.search(workspace.settings.tracking.public_base_url):
+        found.append(Finding(rel, _line_of(path, "public_base_url"), "config-placeholder", ERROR,
+                             "[tracking] public_base_url is still a placeholder",
+                             "set it to the public HTTPS address of `needlecast web`"))
+    return found
+
+
+def email_templates(templates_dir: Path) -> list[str]:
+    """Names of the emails in a templates folder: every `emails/X.html` with its `emails/X.txt`."""
+    names = []
+    for html in sorted((templates_dir / "emails").glob("*.html")):
+        if html.with_suffix(".txt").is_file():
+            names.append(f"emails/{html.stem}")
+    return names
+
+
+def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None) -> list[Finding]:
+    """Every finding in the workspace (see the module contract)."""
+    found: list[Finding] = list(config_findings(workspace))
+    vocabulary = load_vocabulary_for(workspace)
+    article_path = workspace.path(workspace.settings.content.article)
+    try:
+        article = load_article(workspace, vocabulary)
+    except ContentError as err:
+        return sorted([*found, Finding(_rel(workspace, article_path), 1, "content-unparsable", ERROR, str(err),
+                                       "give the article headings and 'Title: body' benefit paragraphs")])
+    found += claim_findings(_rel(workspace, article_path), article_path.read_text(encoding="utf-8-sig"))
+
+    for source in sorted(workspace.templates_dir.rglob("*")):
+        if source.suffix in (".html", ".txt") and source.is_file():
+            found += claim_findings(_rel(workspace, source), source.read_text(encoding="utf-8"))
+
+    env = build_environment(workspace.templates_dir)
+    for name in templates or email_templates(workspace.templates_dir):
+        html_file, text_file = workspace.templates_dir / f"{name}.html", workspace.templates_dir / f"{name}.txt"
+        for concern in variant_concerns(vocabulary):
+            context = email_context(article, vocabulary, workspace.settings.clinic, concern)
+            try:
+                rendered = render_email(env, name, context)
+            except TemplateProblem as err:
+                found.append(Finding(_rel(workspace, Path(err.template or html_file)), err.line or 1,
+                                     "template-error", ERROR, str(err), "fix the template"))
+                break
+            found += rendered_findings(rendered, html_file=html_file, text_file=text_file,
+                                       postal_address=workspace.settings.clinic.postal_address,
+                                       vocabulary=vocabulary, workspace=workspace)
+    return sorted(set(found))
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.severity == ERROR for f in findings)

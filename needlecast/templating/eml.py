@@ -1,0 +1,36 @@
+"""Build an RFC 5322 message (.eml) of one recipient's copy: multipart/alternative, text first, then HTML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+from needlecast.templating.render import RenderedEmail
+from needlecast.templating.tokens import apply_substitutions
+
+
+def build_eml(
+    rendered: RenderedEmail,
+    substitutions: Mapping[str, str],
+    *,
+    sender: tuple[str, str],
+    recipient: str,
+    reply_to: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """The recipient's copy with tokens filled in, as bytes ready to write to a .eml file."""
+    message = EmailMessage()
+    message["Subject"] = apply_substitutions(rendered.subject, substitutions)
+    message["From"] = formataddr(sender)
+    message["To"] = recipient
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender[1].rpartition("@")[2] or None)
+    for name, value in (headers or {}).items():
+        message[name] = apply_substitutions(value, substitutions)
+    message.set_content(apply_substitutions(rendered.text, substitutions), subtype="plain", charset="utf-8")
+    message.add_alternative(apply_substitutions(rendered.html, substitutions), subtype="html", charset="utf-8")
+    return bytes(message)

@@ -1,0 +1,70 @@
+"""The Jinja2 environment for email templates.
+
+Contract: templates run in a `SandboxedEnvironment` (template authors cannot reach Python internals),
+`.html` templates autoescape, every undefined name is an error (`StrictUndefined`), and compile or render
+errors surface as `TemplateProblem` with the template file and line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
+
+from needlecast.errors import TemplateProblem
+
+
+def _paragraphs_html(text: object) -> Markup:
+    """Blank-line separated text as escaped `<p>` elements."""
+    parts = [p.strip() for p in str(text).split("\n\n") if p.strip()]
+    return Markup("\n").join(Markup("<p>{}</p>").format(escape(p)) for p in parts)
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and str(name).endswith((".html", ".htm"))
+
+
+def build_environment(templates_dir: Path) -> SandboxedEnvironment:
+    """A sandboxed environment loading from `templates_dir`."""
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["paragraphs"] = _paragraphs_html
+    return env
+
+
+def get_template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """Load a template, translating Jinja's errors into `TemplateProblem`."""
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateProblem(err.message or "syntax error", template=err.filename or name,
+                              line=err.lineno) from err
+    except jinja2.TemplateNotFound as err:
+        raise TemplateProblem(f"template not found: {err.name}", template=name) from err
+
+
+def describe_render_error(err: Exception, name: str) -> TemplateProblem:
+    """A `TemplateProblem` for an error raised while rendering `name`, with the line when Jinja knows it."""
+    line = None
+    template = name
+    tb = err.__traceback__
+    while tb is not None:  # Jinja maps template frames back to template lines in the traceback
+        frame_file = tb.tb_frame.f_code.co_filename
+        if frame_file.endswith((".html", ".txt", ".htm")):
+            template, line = frame_file, tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(err, jinja2.UndefinedError):
+        message = f"undefined variable: {err.message}"
+    elif isinstance(err, jinja2.TemplateSyntaxError):
+        return TemplateProblem(err.message or "syntax error", template=err.filename or name, line=err.lineno)
+    else:
+        message = f"{type(err).__name__}: {err}"
+    return TemplateProblem(message, template=template, line=line)

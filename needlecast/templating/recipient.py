@@ -1,0 +1,39 @@
+"""Per-recipient token values: first name (with the configured fallback) and signed links."""
+
+from __future__ import annotations
+
+from needlecast import signing
+from needlecast.config import Settings
+
+
+def link_base(settings: Settings) -> str:
+    return settings.tracking.public_base_url.rstrip("/")
+
+
+def unsubscribe_url(settings: Settings, secret: bytes, contact_id: int, campaign: str) -> str:
+    """The one-click unsubscribe URL: an HMAC token over contact and campaign, no address in it."""
+    return f"{link_base(settings)}/u/{signing.sign(secret, signing.UNSUBSCRIBE, contact_id, campaign)}"
+
+
+def preferences_url(settings: Settings, secret: bytes, contact_id: int, campaign: str) -> str:
+    return f"{link_base(settings)}/p/{signing.sign(secret, signing.PREFERENCES, contact_id, campaign)}"
+
+
+def recipient_values(
+    settings: Settings, secret: bytes, contact_id: int, campaign: str, first_name: str | None
+) -> dict[str, str]:
+    """The values of every token for one recipient of `campaign` (strings, ready for substitution)."""
+    name = " ".join((first_name or "").split())
+    return {
+        "first_name": name or settings.templates.first_name_fallback,
+        "unsubscribe_url": unsubscribe_url(settings, secret, contact_id, campaign),
+        "preferences_url": preferences_url(settings, secret, contact_id, campaign),
+    }
+
+
+def list_unsubscribe_headers(settings: Settings, unsubscribe: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers: the HTTPS one-click URL, the mailto when configured, and the POST hint."""
+    targets = [f"<{unsubscribe}>"]
+    if settings.clinic.unsubscribe_mailto:
+        targets.append(f"<mailto:{settings.clinic.unsubscribe_mailto}?subject=unsubscribe>")
+    return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

@@ -16,8 +16,8 @@ from needlecast import __version__
 from needlecast.config import Workspace, open_workspace
 from needlecast.errors import ConfigurationError, NeedlecastError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     help="Turn a clinic's educational content into segmented email campaigns, sent on schedule.",

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import Engine
 
 from needlecast import __version__
 from needlecast.config import Workspace, open_workspace
@@ -27,6 +28,10 @@ app = typer.Typer(
 )
 content_app = typer.Typer(help="Inspect the source article and its concern tags.", no_args_is_help=True)
 app.add_typer(content_app, name="content")
+audience_app = typer.Typer(help="Contacts: import, consent, suppression, erasure, segments.", no_args_is_help=True)
+app.add_typer(audience_app, name="audience")
+db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -59,6 +64,12 @@ def _root(
 
 def current_workspace() -> Workspace:
     return open_workspace(_state.workspace_dir)
+
+
+def current_store(workspace: Workspace | None = None) -> Engine:
+    from needlecast.store.engine import open_store
+
+    return open_store((workspace or current_workspace()).database_url)
 
 
 @app.command()
@@ -138,6 +149,176 @@ def demo() -> None:
     from needlecast.demo import run_demo
 
     raise typer.Exit(run_demo(current_workspace(), console))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations to the database (back it up first)."""
+    from needlecast.store.engine import current_revision, make_engine, upgrade
+
+    engine = make_engine(current_workspace().database_url)
+    before = current_revision(engine)
+    after = upgrade(engine)
+    console.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")
+
+
+@audience_app.command("import")
+def audience_import(
+    file: Annotated[Path, typer.Argument(help="CSV (comma, semicolon or tab) or XLSX file.")],
+    list_name: Annotated[str, typer.Option("--list", help="Add every imported contact to this list.")] = "",
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML file mapping column headers to fields, e.g. 'Correo: email'.")
+    ] = None,
+) -> None:
+    """Import contacts. Bad rows go to FILE.rejects.csv with line and reason; the counts always reconcile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from needlecast.audience.columns import load_mapping
+    from needlecast.audience.importer import import_file
+    from needlecast.content.loader import load_vocabulary_for
+
+    workspace = current_workspace()
+    engine = current_store(workspace)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        summary = import_file(engine, file, load_vocabulary_for(workspace), list_name=list_name,
+                              mapping=load_mapping(mapping), progress=progress)
+    for warning in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    table = Table(title=f"import of {summary.source}")
+    for column in ("read", "inserted", "updated", "duplicates", "rejected"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(getattr(summary, c)) for c in ("read", "inserted", "updated", "duplicates", "rejected")))
+    console.print(table)
+    if summary.conflicting_duplicates:
+        console.print(f"{summary.conflicting_duplicates} repeated address(es) had conflicting values: the last "
+                      "row won, field by field")
+    if summary.rejects_path:
+        console.print(f"rejected rows, with line numbers and reasons: {summary.rejects_path}")
+
+
+@audience_app.command("consent")
+def audience_consent(
+    email: Annotated[str, typer.Argument(help="The contact's address.")],
+    grant: Annotated[bool, typer.Option("--grant", help="Record consent.")] = False,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="Record withdrawal.")] = False,
+    concerns: Annotated[
+        bool, typer.Option("--concerns", help="The consent is to use the skin concern (health data).")
+    ] = False,
+    source: Annotated[str, typer.Option(help="Evidence: where the consent came from.")] = "manual (CLI)",
+    wording: Annotated[str, typer.Option(help="Version of the consent wording shown.")] = "",
+) -> None:
+    """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
+    from needlecast.audience.consent import record_consent
+    from needlecast.audience.contacts import get_contact
+
+    if grant == withdraw:
+        raise typer.BadParameter("give exactly one of --grant or --withdraw")
+    with current_store().begin() as conn:
+        contact = get_contact(conn, email)
+        record_consent(conn, contact["id"], "concern" if concerns else "marketing", grant, source=source,
+                       wording_version=wording)
+    what = "concern (health data) consent" if concerns else "marketing consent"
+    console.print(f"{what} {'granted' if grant else 'withdrawn'} for contact #{contact['id']}")
+
+
+@audience_app.command("opt-in")
+def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
+    """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
+    from needlecast.audience.consent import start_double_opt_in
+    from needlecast.audience.contacts import get_contact
+    from needlecast.config import signing_secret
+    from needlecast.templating.recipient import link_base
+
+    workspace = current_workspace()
+    with current_store(workspace).begin() as conn:
+        contact = get_contact(conn, email)
+        token = start_double_opt_in(conn, contact["id"], signing_secret(required=False), source="manual (CLI)")
+    console.print(f"{link_base(workspace.settings)}/confirm/{token}")
+
+
+@audience_app.command("suppress")
+def audience_suppress(
+    email: Annotated[str, typer.Argument(help="The address to suppress (need not be a contact).")],
+    reason: Annotated[str, typer.Option(help="unsubscribed, hard_bounce, complaint or manual.")] = "manual",
+) -> None:
+    """Add an address to the global suppression list: it is never mailed again."""
+    from needlecast.audience.suppression import suppress
+
+    if reason not in ("unsubscribed", "hard_bounce", "complaint", "manual"):
+        raise typer.BadParameter("--reason must be unsubscribed, hard_bounce, complaint or manual")
+    with current_store().begin() as conn:
+        added = suppress(conn, email, reason, source="manual (CLI)")
+    console.print("suppressed" if added else "already suppressed (the first reason is kept)")
+
+
+@audience_app.command("erase")
+def audience_erase(
+    email: Annotated[str, typer.Argument(help="The address of the person to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
+    from needlecast.audience.suppression import erase
+
+    if not yes and not typer.confirm("Erase this person's data permanently?"):
+        raise typer.Exit(1)
+    with current_store().begin() as conn:
+        existed = erase(conn, email)
+    console.print("erased; the address stays suppressed" if existed else
+                  "no contact had that address; it is now suppressed as erased")
+
+
+def _segments_now(workspace: Workspace):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from needlecast.audience.segments import load_frame, load_segments
+    from needlecast.content.loader import load_vocabulary_for
+
+    segments = load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
+    with current_store(workspace).connect() as conn:
+        frame = load_frame(conn)
+    return segments, frame, datetime.now(UTC)
+
+
+@audience_app.command("segments")
+def audience_segments() -> None:
+    """Each segment's size, its variants, and how many were excluded and why."""
+    from needlecast.audience.segments import evaluate
+
+    segments, frame, now = _segments_now(current_workspace())
+    table = Table(title=f"segments ({len(frame)} contacts in the store)")
+    for column in ("segment", "members", "variants", "excluded (reason: count)"):
+        table.add_column(column)
+    for segment in segments.values():
+        result = evaluate(segment, frame, now)
+        variants = result.members["variant"].value_counts().sort_index()
+        table.add_row(segment.name, str(result.size), ", ".join(f"{k} {v}" for k, v in variants.items()),
+                      ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-")
+    console.print(table)
+
+
+@audience_app.command("show")
+def audience_show(
+    segment: Annotated[str, typer.Argument(help="Segment name from audiences/segments.yaml.")],
+    limit: Annotated[int, typer.Option(help="How many members to list.")] = 20,
+) -> None:
+    """List a segment's members with masked addresses."""
+    from needlecast.audience.addresses import mask_email
+    from needlecast.audience.segments import evaluate, get_segment
+
+    segments, frame, now = _segments_now(current_workspace())
+    result = evaluate(get_segment(segments, segment), frame, now)
+    table = Table(title=f"{segment}: {result.size} member(s), showing {min(limit, result.size)}")
+    for column in ("id", "email", "first name", "variant", "time zone"):
+        table.add_column(column)
+    for row in result.members.head(limit).itertuples():
+        table.add_row(str(row.id), mask_email(row.email), row.first_name, row.variant, row.time_zone or "-")
+    console.print(table)
 
 
 def main() -> None:

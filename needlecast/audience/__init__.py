@@ -1,0 +1,1 @@
+"""Audiences: import (CSV/XLSX), address validation, consent, suppression, segments (pandas)."""

@@ -1,0 +1,379 @@
+"""`needlecast audience import`: contacts from CSV/XLSX into the store.
+
+Rules (documented in the README):
+- Every row read ends in exactly one of: inserted, updated, duplicate (the address appeared earlier in the
+  same file: the later row wins, field by field where it has a value) or rejected (written to
+  `<file>.rejects.csv` with its line number, the reason and the original cells).
+  read == inserted + updated + duplicates + rejected, always.
+- A row for an address already in the store updates that contact: non-empty cells replace stored values,
+  empty cells keep them. Lists and tags are added to, never removed.
+- Consent: "yes"-like values grant, "no"-like values withdraw, "pending" starts double opt-in, an empty cell
+  changes nothing. Each change appends to the consent history with the file as its source.
+- An address erased on request is rejected, never re-imported.
+- The import is one transaction: a failure at any point (or Ctrl-C) leaves the store as it was. The audit
+  row of a failed import is written afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import available_timezones
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.audience.columns import map_columns
+from needlecast.audience.table import read_table
+from needlecast.content.vocabulary import Vocabulary
+from needlecast.errors import InvalidAddress
+from needlecast.store.helpers import chunked, hash_key, insert_ignore, utcnow
+from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
+
+Progress = Callable[[str, int, int], None]
+CHUNK = 5000
+
+_YES = {"yes", "y", "true", "1", "x", "opted in", "opt in", "optin", "granted", "subscribed", "on"}
+_NO = {"no", "n", "false", "0", "opted out", "opt out", "withdrawn", "unsubscribed", "off", "declined"}
+_PENDING = {"pending", "unconfirmed", "awaiting confirmation"}
+_SPLIT = re.compile(r"\s*[;,/|]\s*")
+MAX_NAME = 200
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+@dataclass
+class ImportSummary:
+    source: str
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    conflicting_duplicates: int = 0
+    rejected: int = 0
+    rejects_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    import_id: int | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.inserted + self.updated + self.duplicates + self.rejected
+
+
+class _RowError(ValueError):
+    pass
+
+
+def _consent(value: str, column: str) -> str | None:
+    folded = " ".join(value.strip().lower().replace("-", " ").replace("_", " ").split())
+    if not folded:
+        return None
+    if folded in _YES:
+        return "granted"
+    if folded in _NO:
+        return "withdrawn"
+    if folded in _PENDING:
+        return "pending"
+    raise _RowError(f"{column} '{value}' is not yes/no/pending")
+
+
+def _timestamp(value: str, column: str) -> datetime | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _RowError(f"{column} '{value}' is not a date like 2026-03-01 or 2026-03-01T09:30:00Z") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@dataclass
+class _Record:
+    """One address's merged values from the file (later rows win where they have a value)."""
+
+    line: int
+    values: dict[str, Any]
+    attributes: dict[str, str]
+    lists: set[str]
+
+
+def _parse_row(
+    cells: list[str], fields: dict[str, int], attrs: dict[str, int], vocabulary: Vocabulary
+) -> tuple[str, dict[str, Any], dict[str, str], set[str]]:
+    def cell(name: str) -> str:
+        index = fields.get(name)
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    try:
+        email = normalise_email(cell("email"))
+    except InvalidAddress as err:
+        raise _RowError(f"invalid email address: {err}") from None
+    values: dict[str, Any] = {}
+    for name in ("first_name", "last_name"):
+        text = " ".join(cell(name).split())
+        if len(text) > MAX_NAME:
+            raise _RowError(f"{name} is longer than {MAX_NAME} characters")
+        if text:
+            values[name] = text
+    raw_concerns = [c for c in _SPLIT.split(cell("concerns")) if c]
+    if raw_concerns:
+        canonical: list[str] = []
+        for raw in raw_concerns:
+            concern = vocabulary.normalise(raw)
+            if concern is None:
+                raise _RowError(
+                    f"unknown concern '{raw}' (known: {', '.join(vocabulary.names)}; add it to a concern's "
+                    "synonyms in the vocabulary, or fix the cell)"
+                )
+            if concern not in canonical:
+                canonical.append(concern)
+        values["concerns"] = ";".join(canonical)
+    zone = cell("time_zone")
+    if zone:
+        if zone not in _zones():
+            raise _RowError(f"unknown time zone '{zone}' (use an IANA name such as Europe/London)")
+        values["time_zone"] = zone
+    if cell("locale"):
+        values["locale"] = cell("locale")[:16]
+    for name in ("marketing_consent", "concern_consent"):
+        state = _consent(cell(name), name.replace("_", " "))
+        if state:
+            values[name] = state
+    for name in ("consent_date", "signed_up_at"):
+        stamp = _timestamp(cell(name), name.replace("_", " "))
+        if stamp:
+            values[name] = stamp
+    if cell("consent_wording"):
+        values["consent_wording"] = cell("consent_wording")[:100]
+    tags = [t for t in _SPLIT.split(cell("tags")) if t]
+    if tags:
+        values["tags"] = tags
+    lists = {t for t in _SPLIT.split(cell("lists")) if t}
+    attributes = {name: cells[i].strip() for name, i in attrs.items() if i < len(cells) and cells[i].strip()}
+    return email, values, attributes, lists
+
+
+def _write_rejects(path: Path, headers: list[str], rejects: list[tuple[int, str, list[str]]]) -> Path | None:
+    target = path.with_name(f"{path.stem}.rejects.csv")
+    if not rejects:
+        target.unlink(missing_ok=True)
+        return None
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "reason", *headers])
+        for line, reason, cells in rejects:
+            writer.writerow([line, reason, *cells])
+    return target
+
+
+def import_file(
+    engine: Engine,
+    path: Path,
+    vocabulary: Vocabulary,
+    *,
+    list_name: str = "",
+    mapping: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Import `path` into the store (see the module rules); return the reconciled summary."""
+    report = progress or (lambda _stage, _done, _total: None)
+    table = read_table(path)
+    fields, attrs = map_columns(table.headers, mapping or {}, str(path))
+    summary = ImportSummary(source=path.name, warnings=list(table.warnings))
+    if "marketing_consent" not in fields:
+        summary.warnings.append(
+            "no marketing consent column: imported contacts are not mailed until consent is recorded "
+            "(map a consent column, or use `needlecast audience consent`)"
+        )
+    started = utcnow()
+
+    records: dict[str, _Record] = {}
+    rejects: list[tuple[int, str, list[str]]] = []
+    width = len(table.headers)
+    for line, cells in table.rows:
+        summary.read += 1
+        if summary.read % CHUNK == 0:
+            report("reading", summary.read, table.estimated_rows)
+        if len(cells) > width:
+            rejects.append((line, f"has {len(cells)} fields, the header has {width}", cells))
+            continue
+        try:
+            email, values, attributes, lists = _parse_row(cells, fields, attrs, vocabulary)
+        except _RowError as err:
+            rejects.append((line, str(err), cells))
+            continue
+        if list_name:
+            lists.add(list_name)
+        existing = records.get(email)
+        if existing is None:
+            records[email] = _Record(line, values, attributes, lists)
+            continue
+        summary.duplicates += 1
+        if any(existing.values.get(k, v) != v for k, v in values.items()):
+            summary.conflicting_duplicates += 1
+        existing.values.update(values)
+        existing.attributes.update(attributes)
+        existing.lists |= lists
+    report("reading", summary.read, summary.read)
+
+    try:
+        with engine.begin() as conn:
+            key = hash_key(conn)
+            erased = set(conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased"))
+                         .scalars())
+            hashes = {email: email_hash(key, email) for email in records}
+            for email in [e for e in records if hashes[e] in erased]:
+                record = records.pop(email)
+                rejects.append((record.line, "address was erased on request; it is not imported again", []))
+            _write(conn, records, hashes, summary, path.name, report)
+            summary.rejected = len(rejects)
+            summary.import_id = conn.execute(
+                insert(imports).returning(imports.c.id),
+                {"source_name": path.name, "list_name": list_name, "status": "completed",
+                 "rows_read": summary.read, "inserted": summary.inserted, "updated": summary.updated,
+                 "duplicates": summary.duplicates, "rejected": summary.rejected, "error": "",
+                 "started_at": started, "finished_at": utcnow()},
+            ).scalar_one()
+    except BaseException as err:
+        with engine.begin() as conn:
+            conn.execute(insert(imports), {
+                "source_name": path.name, "list_name": list_name, "status": "failed", "rows_read": summary.read,
+                "inserted": 0, "updated": 0, "duplicates": 0, "rejected": 0,
+                "error": f"{type(err).__name__}: {err}"[:2000], "started_at": started, "finished_at": utcnow()})
+        raise
+    rejects.sort(key=lambda r: r[0])
+    summary.rejects_path = _write_rejects(path, table.headers, rejects)
+    return summary
+
+
+def _consent_changes(
+    contact_id: int, values: dict[str, Any], current: dict[str, Any] | None, source: str, now: datetime
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(consent events to append, contact columns to set) for one contact."""
+    events: list[dict[str, Any]] = []
+    columns: dict[str, Any] = {}
+    at = values.get("consent_date") or now
+    wording = values.get("consent_wording", "")
+    for name, purpose in (("marketing_consent", "marketing"), ("concern_consent", "concern")):
+        state = values.get(name)
+        has_now = bool(current and current[name])
+        if state == "granted" and not has_now:
+            columns[name] = True
+        elif state == "withdrawn" and has_now:
+            columns[name] = False
+        elif state == "pending" and purpose == "marketing" and not has_now:
+            columns["status"] = "pending"
+        else:
+            continue
+        if state == "granted" and purpose == "marketing" and current and current["status"] == "pending":
+            columns["status"] = "active"
+        events.append({"contact_id": contact_id, "purpose": purpose, "action": state, "source": source,
+                       "wording_version": wording, "recorded_at": at})
+    return events, columns
+
+
+def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summary: ImportSummary,
+           source_name: str, report: Progress) -> None:
+    now = utcnow()
+    source = f"import:{source_name}"
+    emails = list(records)
+    total = len(emails)
+    done = 0
+    for batch in chunked(emails, CHUNK):
+        existing = {
+            row.email: row._asdict()
+            for row in conn.execute(
+                select(contacts.c.id, contacts.c.email, contacts.c.tags, contacts.c.attributes, contacts.c.status,
+                       contacts.c.marketing_consent, contacts.c.concern_consent,
+                       *(contacts.c[name] for name in _UPDATABLE)).where(contacts.c.email.in_(batch))
+            )
+        }
+        new = [e for e in batch if e not in existing]
+        new_rows = []
+        for email in new:
+            values = records[email].values
+            new_rows.append({
+                "email": email, "email_hash": hashes[email], "first_name": values.get("first_name", ""),
+                "last_name": values.get("last_name", ""), "concerns": values.get("concerns", ""),
+                "time_zone": values.get("time_zone", ""), "locale": values.get("locale", ""),
+                "tags": ";".join(values.get("tags", [])), "status": "active", "marketing_consent": False,
+                "concern_consent": False, "attributes": records[email].attributes,
+                "signed_up_at": values.get("signed_up_at") or now, "created_at": now, "updated_at": now,
+            })
+        ids: dict[str, int] = {}
+        if new_rows:
+            result = conn.execute(insert(contacts).returning(contacts.c.id, contacts.c.email,
+                                                             sort_by_parameter_order=True), new_rows)
+            ids = {row.email: row.id for row in result}
+        summary.inserted += len(new_rows)
+
+        events: list[dict[str, Any]] = []
+        consent_updates: list[dict[str, Any]] = []
+        field_updates: list[dict[str, Any]] = []
+        list_rows: list[dict[str, Any]] = []
+        for email in batch:
+            record = records[email]
+            current = existing.get(email)
+            contact_id = current["id"] if current else ids[email]
+            changes, columns = _consent_changes(contact_id, record.values, current, source, now)
+            events += changes
+            if current:
+                summary.updated += 1
+                update_values = {name: record.values.get(name, current[name]) for name in _UPDATABLE}
+                tags = [t for t in (current["tags"] or "").split(";") if t]
+                tags += [t for t in record.values.get("tags", []) if t not in tags]
+                attributes = {**(current["attributes"] or {}), **record.attributes}
+                field_updates.append({"b_id": contact_id, **_prefixed(update_values), "v_tags": ";".join(tags),
+                                      "v_attributes": attributes, "v_updated_at": now})
+            if columns:
+                consent_updates.append({"b_id": contact_id, **_prefixed(_consent_update(columns, current))})
+            list_rows += [{"contact_id": contact_id, "list_name": name} for name in sorted(record.lists)]
+        if field_updates:
+            conn.execute(_UPDATE_FIELDS, field_updates)
+        if consent_updates:
+            conn.execute(_UPDATE_CONSENT, consent_updates)
+        if events:
+            conn.execute(insert(consent_events), events)
+        insert_ignore(conn, contact_lists, list_rows, ("contact_id", "list_name"))
+        done += len(batch)
+        report("writing", done, total)
+
+
+_UPDATABLE = ("first_name", "last_name", "concerns", "time_zone", "locale", "signed_up_at")
+_UPDATE_FIELDS = (
+    update(contacts)
+    .where(contacts.c.id == bindparam("b_id"))
+    .values({
+        **{name: bindparam(f"v_{name}") for name in _UPDATABLE},
+        "tags": bindparam("v_tags"),
+        "attributes": bindparam("v_attributes"),
+        "updated_at": bindparam("v_updated_at"),
+    })
+)
+_UPDATE_CONSENT = (
+    update(contacts)
+    .where(contacts.c.id == bindparam("b_id"))
+    .values(marketing_consent=bindparam("v_marketing_consent"), concern_consent=bindparam("v_concern_consent"),
+            status=bindparam("v_status"))
+)
+
+
+def _consent_update(columns: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    base = {"marketing_consent": bool(current and current["marketing_consent"]),
+            "concern_consent": bool(current and current["concern_consent"]),
+            "status": current["status"] if current else "active"}
+    return {**base, **columns}
+
+
+def _prefixed(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{name}": value for name, value in values.items()}

@@ -1,0 +1,227 @@
+"""Segments: definitions from `audiences/segments.yaml`, evaluated with pandas.
+
+Contract: `evaluate(segment, frame, now)` returns the members and the excluded counts by reason. Members
+never include a contact who lacks marketing consent, is pending double opt-in, or is suppressed; a
+`concerns` filter matches only contacts with consent to use their concern. Each member gets a `variant`:
+the concern whose content they receive (the first of their concerns the segment targets, or their primary
+concern for a segment without a concern filter), or `general` without concern consent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from sqlalchemy import Connection, select
+
+from needlecast.content.model import GENERAL
+from needlecast.errors import ConfigurationError, NotFound
+from needlecast.store.schema import contact_lists, contacts, suppressions
+
+OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")
+COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at")
+
+EXCLUDED_SUPPRESSED = "suppressed: {}"
+EXCLUDED_PENDING = "pending double opt-in"
+EXCLUDED_NO_CONSENT = "no marketing consent"
+EXCLUDED_NO_CONCERN_CONSENT = "no consent to use concern"
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    description: str = ""
+    concerns: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    signed_up_within_days: int | None = None
+    where: tuple[Condition, ...] = ()
+
+
+@dataclass
+class SegmentResult:
+    segment: Segment
+    members: pd.DataFrame
+    excluded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+def _strings(path: Path, name: str, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{path}: segment '{name}': '{key}' must be a list of names")
+    return tuple(value)
+
+
+def load_segments(path: Path, known_concerns: tuple[str, ...]) -> dict[str, Segment]:
+    """Segment definitions; errors name the file, the segment and the key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise ConfigurationError(f"{path}: segments file not found (create audiences/segments.yaml)") from err
+    except yaml.YAMLError as err:
+        raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
+    entries = raw.get("segments") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        raise ConfigurationError(f"{path}: expected a top-level 'segments:' mapping of name -> filters")
+    segments: dict[str, Segment] = {}
+    allowed = {"description", "concerns", "lists", "tags", "signed_up_within_days", "where"}
+    for name, spec in entries.items():
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigurationError(f"{path}: segment '{name}' must be a mapping of filters")
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ConfigurationError(f"{path}: segment '{name}' has unknown key(s) {sorted(unknown)}; "
+                                     f"allowed: {', '.join(sorted(allowed))}")
+        concerns = _strings(path, name, "concerns", spec.get("concerns"))
+        bad = [c for c in concerns if c not in known_concerns]
+        if bad:
+            raise ConfigurationError(f"{path}: segment '{name}': unknown concern(s) {bad}; "
+                                     f"known: {', '.join(known_concerns)}")
+        days = spec.get("signed_up_within_days")
+        if days is not None and (not isinstance(days, int) or days < 0):
+            raise ConfigurationError(f"{path}: segment '{name}': signed_up_within_days must be a whole number")
+        conditions = []
+        for item in spec.get("where") or []:
+            if not isinstance(item, dict) or "field" not in item or item.get("op") not in OPS:
+                raise ConfigurationError(
+                    f"{path}: segment '{name}': each 'where' item needs field, op ({', '.join(OPS)}) and value")
+            conditions.append(Condition(str(item["field"]), str(item["op"]), item.get("value")))
+        segments[str(name)] = Segment(
+            name=str(name), description=str(spec.get("description", "")), concerns=concerns,
+            lists=_strings(path, name, "lists", spec.get("lists")), tags=_strings(path, name, "tags", spec.get("tags")),
+            signed_up_within_days=days, where=tuple(conditions))
+    return segments
+
+
+def get_segment(segments: dict[str, Segment], name: str) -> Segment:
+    if name not in segments:
+        raise NotFound(f"no segment named '{name}'; defined: {', '.join(sorted(segments))}")
+    return segments[name]
+
+
+def load_frame(conn: Connection) -> pd.DataFrame:
+    """Every contact with what segmenting needs, one row each, plus its suppression reason (or None)."""
+    query = (
+        select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.last_name, contacts.c.concerns,
+               contacts.c.time_zone, contacts.c.locale, contacts.c.tags, contacts.c.status,
+               contacts.c.marketing_consent, contacts.c.concern_consent, contacts.c.attributes,
+               contacts.c.signed_up_at, contacts.c.created_at, suppressions.c.reason.label("suppressed"))
+        .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash))
+        .order_by(contacts.c.id)
+    )
+    result = conn.execute(query)
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for column in ("signed_up_at", "created_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    lists = pd.DataFrame(conn.execute(select(contact_lists.c.contact_id, contact_lists.c.list_name)).fetchall(),
+                         columns=["contact_id", "list_name"])
+    grouped = lists.groupby("contact_id")["list_name"].agg(frozenset) if len(lists) else pd.Series(dtype=object)
+    frame["lists"] = frame["id"].map(grouped)
+    frame["lists"] = frame["lists"].apply(lambda v: v if isinstance(v, frozenset) else frozenset())
+    return frame
+
+
+def _values(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in COLUMNS:
+        return frame[name]
+    return frame["attributes"].map(lambda a: (a or {}).get(name))
+
+
+def _condition_mask(frame: pd.DataFrame, cond: Condition, now: datetime) -> pd.Series:
+    values = _values(frame, cond.field)
+    if cond.op == "exists":
+        return values.notna() & (values.astype(str) != "")
+    if cond.op in ("equals", "not_equals"):
+        mask = values.astype(str).str.lower() == str(cond.value).lower()
+        return mask if cond.op == "equals" else ~mask
+    if cond.op in ("in", "not_in"):
+        wanted = {str(v).lower() for v in (cond.value or [])}
+        mask = values.astype(str).str.lower().isin(wanted)
+        return mask if cond.op == "in" else ~mask
+    if cond.op == "within_days":
+        stamps = pd.to_datetime(values, utc=True, errors="coerce")
+        return stamps >= pd.Timestamp(now - timedelta(days=int(cond.value)))
+    if cond.op in ("before", "after"):
+        stamps = pd.to_datetime(values, utc=True, errors="coerce")
+        edge = pd.Timestamp(cond.value)
+        edge = edge.tz_localize("UTC") if edge.tzinfo is None else edge
+        return stamps < edge if cond.op == "before" else stamps > edge
+    numbers = pd.to_numeric(values, errors="coerce")
+    if cond.op == "min":
+        return numbers >= float(cond.value)
+    if cond.op == "max":
+        return numbers <= float(cond.value)
+    low, high = cond.value
+    return (numbers >= float(low)) & (numbers <= float(high))
+
+
+def _variant(concerns: str, consent: bool, targeted: tuple[str, ...]) -> str:
+    if not consent or not concerns:
+        return GENERAL
+    own = concerns.split(";")
+    if targeted:
+        return next((c for c in own if c in targeted), GENERAL)
+    return own[0]
+
+
+def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentResult:
+    """Members and exclusions of `segment` over `frame` (from `load_frame`) at `now` (aware UTC)."""
+    mask = pd.Series(True, index=frame.index)
+    if segment.lists:
+        wanted = set(segment.lists)
+        mask &= frame["lists"].map(lambda names: bool(wanted & names))
+    if segment.tags:
+        wanted_tags = set(segment.tags)
+        mask &= frame["tags"].map(lambda t: bool(wanted_tags & set(filter(None, (t or "").split(";")))))
+    if segment.signed_up_within_days is not None:
+        mask &= frame["signed_up_at"] >= pd.Timestamp(now - timedelta(days=segment.signed_up_within_days))
+    for cond in segment.where:
+        mask &= _condition_mask(frame, cond, now).fillna(False).astype(bool)
+
+    excluded: Counter[str] = Counter()
+    if segment.concerns:
+        targeted = set(segment.concerns)
+        has_concern = frame["concerns"].map(lambda c: bool(targeted & set(filter(None, (c or "").split(";")))))
+        mask &= has_concern
+        # Exclusions are counted once each, in order: suppression outranks consent problems.
+        candidates = frame[mask]
+    else:
+        candidates = frame[mask]
+    suppressed = candidates["suppressed"].notna()
+    for reason, count in candidates.loc[suppressed, "suppressed"].value_counts().items():
+        excluded[EXCLUDED_SUPPRESSED.format(reason)] = int(count)
+    rest = candidates[~suppressed]
+    pending = rest["status"] == "pending"
+    excluded[EXCLUDED_PENDING] = int(pending.sum())
+    rest = rest[~pending]
+    no_consent = ~rest["marketing_consent"].astype(bool)
+    excluded[EXCLUDED_NO_CONSENT] = int(no_consent.sum())
+    rest = rest[~no_consent]
+    if segment.concerns:
+        no_concern_consent = ~rest["concern_consent"].astype(bool)
+        excluded[EXCLUDED_NO_CONCERN_CONSENT] = int(no_concern_consent.sum())
+        rest = rest[~no_concern_consent]
+    members = rest.drop(columns=["suppressed", "attributes"]).copy()
+    pairs = zip(members["concerns"], members["concern_consent"], strict=True)
+    members["variant"] = [_variant(c, bool(k), segment.concerns) for c, k in pairs]
+    return SegmentResult(segment, members.reset_index(drop=True), +excluded)

@@ -1,0 +1,53 @@
+"""The global suppression list and erasure.
+
+Suppressions are keyed by the address's keyed hash, never the address. Reasons: unsubscribed, hard_bounce,
+complaint, manual, erased. A suppressed address may stay a contact (its history is useful), but no segment
+includes it and dispatch re-checks the list (DESIGN.md invariant 2). Erasure deletes the person's data
+(contact, lists, consent history) and keeps only the hash, so a later import of the address is refused.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, select
+
+from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.store.helpers import hash_key, insert_ignore, utcnow
+from needlecast.store.schema import consent_events, contact_lists, contacts, suppressions
+
+REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "erased")
+
+
+def suppress_hash(conn: Connection, hashed: str, reason: str, source: str = "") -> bool:
+    """Add a hash to the list; True when it was not there yet (the first reason is kept)."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown suppression reason {reason!r}; one of {', '.join(REASONS)}")
+    exists = conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first()
+    insert_ignore(conn, suppressions, [{"email_hash": hashed, "reason": reason, "source": source[:200],
+                                        "created_at": utcnow()}], ("email_hash",))
+    return exists is None
+
+
+def suppress(conn: Connection, email: str, reason: str, source: str = "manual") -> bool:
+    """Suppress an address (contact or not); True when newly suppressed."""
+    return suppress_hash(conn, email_hash(hash_key(conn), normalise_email(email)), reason, source)
+
+
+def suppression_of(conn: Connection, email: str) -> str | None:
+    """The reason `email` is suppressed, or None."""
+    hashed = email_hash(hash_key(conn), normalise_email(email))
+    return conn.execute(select(suppressions.c.reason).where(suppressions.c.email_hash == hashed)).scalar()
+
+
+def erase(conn: Connection, email: str) -> bool:
+    """Delete everything about `email` and keep its hash suppressed as `erased`. True when a contact existed."""
+    normalised = normalise_email(email)
+    hashed = email_hash(hash_key(conn), normalised)
+    contact_id = conn.execute(select(contacts.c.id).where(contacts.c.email == normalised)).scalar()
+    if contact_id is not None:
+        conn.execute(delete(consent_events).where(consent_events.c.contact_id == contact_id))
+        conn.execute(delete(contact_lists).where(contact_lists.c.contact_id == contact_id))
+        conn.execute(delete(contacts).where(contacts.c.id == contact_id))
+    # Erasure outranks any earlier reason: replace it, so the import refuses the address from now on.
+    conn.execute(delete(suppressions).where(suppressions.c.email_hash == hashed))
+    suppress_hash(conn, hashed, "erased", "erasure request")
+    return contact_id is not None

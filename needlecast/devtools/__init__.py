@@ -1,0 +1,1 @@
+"""Tools for tests, benchmarks and the demo: synthetic audiences, a SendGrid-compatible sink."""

@@ -1,0 +1,104 @@
+"""Engines from URLs, and schema migrations.
+
+Contract:
+- `open_store(url)` returns an Engine for SQLite (a file; WAL, foreign keys, a busy timeout) or PostgreSQL
+  (psycopg 3). A fresh, empty database is migrated to the newest schema on first open; a database at an
+  older schema is refused with the command that upgrades it (schema changes are a deliberate step).
+- `upgrade(engine)` applies every pending Alembic migration (`needlecast db upgrade`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from needlecast.errors import ConfigurationError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Apply pending migrations; return the revision now in place."""
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    return head_revision()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An Engine for `url` (no schema check). `postgresql://` URLs use psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    try:
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except (ArgumentError, NoSuchModuleError) as err:
+        raise ConfigurationError(
+            f"cannot use database URL {_redact(url)}: {err}. Expected sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST:PORT/DB (install the 'postgres' extra for PostgreSQL)."
+        ) from err
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def open_store(url: str, *, auto_create: bool = True) -> Engine:
+    """An Engine at the newest schema (see the module contract)."""
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+        has_tables = bool(inspect(engine).get_table_names())
+    except OperationalError as err:
+        raise ConfigurationError(f"cannot connect to the database {_redact(url)}: {err.orig}") from err
+    if revision == head_revision():
+        return engine
+    if revision is None and not has_tables and auto_create:
+        upgrade(engine)
+        return engine
+    raise ConfigurationError(
+        f"the database {_redact(url)} is at schema revision {revision or 'none'}, this needlecast needs "
+        f"{head_revision()}. Back it up, then run: needlecast db upgrade"
+    )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 from needlecast.config import Workspace, open_workspace
+from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.scaffold import init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,3 +33,47 @@ def workspace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture()
 def workspace(workspace_dir: Path) -> Workspace:
     return open_workspace(workspace_dir)
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("NEEDLECAST_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for an empty store: a SQLite file, or a private schema on the PostgreSQL server.
+
+    The contract suites take this fixture, so each of their tests runs on both databases.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = postgres_url()
+    if not base:
+        pytest.skip("NEEDLECAST_TEST_POSTGRES_URL is not set: the PostgreSQL run of the store contract suite "
+                    "needs a server (.ci/run sets it to the local one)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture()
+def engine(store_url: str) -> Iterator[Engine]:
+    from needlecast.store.engine import open_store
+
+    store = open_store(store_url)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture()
+def vocabulary() -> Vocabulary:
+    return load_vocabulary(REPO / "content" / "vocabulary.yaml")

@@ -38,6 +38,7 @@ def normalise_email(raw: str) -> str:
         and len(candidate) <= 254
         and len(match.group("local")) <= 64
         and match.group("tld") not in _SPECIAL
+        and "--" not in match.group("domain")  # IDNA reserves "xx--" labels: email-validator decides those
         and not any(match.group("domain").endswith("." + s) or match.group("domain") == s for s in _SPECIAL)
     ):
         return candidate

@@ -1,0 +1,273 @@
+"""The audience contract suite: runs on SQLite and on PostgreSQL (the `engine` fixture)."""
+
+from __future__ import annotations
+
+import csv
+import random
+import string
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine, func, select
+
+from needlecast import signing
+from needlecast.audience.addresses import mask_email, normalise_email
+from needlecast.audience.consent import confirm, consent_history, record_consent, start_double_opt_in
+from needlecast.audience.contacts import get_contact
+from needlecast.audience.importer import import_file
+from needlecast.audience.segments import Condition, Segment, evaluate, load_frame, load_segments
+from needlecast.audience.suppression import erase, suppress, suppression_of
+from needlecast.content.vocabulary import Vocabulary
+from needlecast.devtools.synth import write_audience_csv
+from needlecast.errors import AudienceFileError, InvalidAddress, TokenInvalid
+from needlecast.store.schema import contacts, imports
+
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _members(engine: Engine, segment: Segment) -> dict[str, str]:
+    with engine.connect() as conn:
+        result = evaluate(segment, load_frame(conn), NOW)
+    return dict(zip(result.members["email"], result.members["variant"], strict=True))
+
+
+def _reconciles(summary) -> None:  # type: ignore[no-untyped-def]
+    assert summary.read == summary.inserted + summary.updated + summary.duplicates + summary.rejected
+
+
+def test_messy_semicolon_csv_with_bom_quotes_and_newlines(engine: Engine, vocabulary: Vocabulary,
+                                                          tmp_path: Path) -> None:
+    source = tmp_path / "leads.csv"
+    source.write_bytes((DATA / "messy_semicolon.csv").read_bytes())
+    summary = import_file(engine, source, vocabulary, list_name="spring")
+    assert (summary.read, summary.inserted, summary.updated, summary.duplicates, summary.rejected) == (7, 3, 0, 1, 3)
+    _reconciles(summary)
+    assert summary.conflicting_duplicates == 1
+    with engine.connect() as conn:
+        bea = get_contact(conn, "bea.moreau@example.com")
+        ana = get_contact(conn, "ana@example.com")
+        zoe = get_contact(conn, "zoë@example.org")
+    assert bea["first_name"] == 'Béatrice "Bea" Moreau'  # embedded newline folded, quotes kept
+    assert bea["concerns"] == "ageing;pigmentation"
+    assert ana["first_name"] == "Ana Maria"  # the later duplicate row won
+    assert zoe["attributes"] == {"booked": "yes"} and zoe["concern_consent"] is False
+    rejects = list(csv.DictReader(summary.rejects_path.open(encoding="utf-8")))
+    assert [(r["line"], r["reason"].split(" (")[0].split(":")[0]) for r in rejects] == [
+        ("5", "invalid email address"), ("8", "unknown concern 'rosacea'"), ("10", "unknown time zone 'Mars/Olympus'")]
+    assert rejects[0]["E-mail"] == "not-an-address"
+
+
+def test_reimport_updates_instead_of_adding(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
+    source = write_audience_csv(tmp_path / "a.csv", 200, seed=3)
+    first = import_file(engine, source, vocabulary)
+    second = import_file(engine, source, vocabulary)
+    _reconciles(first)
+    _reconciles(second)
+    assert second.inserted == 0 and second.updated == first.inserted
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(contacts)).scalar() == first.inserted
+        assert [r.status for r in conn.execute(select(imports.c.status))] == ["completed", "completed"]
+
+
+def test_latin1_file_is_read_with_a_warning(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
+    source = tmp_path / "latin1.csv"
+    source.write_bytes("Email,First Name,Marketing consent\nrene@example.com,Ren\xe9,yes\n".encode("latin-1"))
+    summary = import_file(engine, source, vocabulary)
+    assert summary.inserted == 1 and "Latin-1" in summary.warnings[0]
+    with engine.connect() as conn:
+        assert get_contact(conn, "rene@example.com")["first_name"] == "René"
+
+
+def test_xlsx_import_with_mapping_file(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Correo", "Nombre", "Preocupación", "Consentimiento"])
+    sheet.append(["luz@example.com", "Luz", "manchas", "yes"])
+    sheet.append(["sol@example.com", "Sol", "acne", "yes"])
+    sheet.append([None, None, None, None])
+    sheet.append(["bad@", "X", "acne", "yes"])
+    path = tmp_path / "leads.xlsx"
+    book.save(path)
+    from needlecast.audience.columns import load_mapping
+
+    mapping_file = tmp_path / "map.yaml"
+    mapping_file.write_text("Correo: email\nNombre: first_name\nPreocupación: concerns\n"
+                            "Consentimiento: marketing_consent\n")
+    summary = import_file(engine, path, vocabulary, mapping=load_mapping(mapping_file))
+    _reconciles(summary)
+    assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
+    reasons = {r["line"]: r["reason"] for r in csv.DictReader(summary.rejects_path.open(encoding="utf-8"))}
+    assert set(reasons) == {"2", "5"}
+    assert reasons["2"].startswith("unknown concern 'manchas'")  # a Spanish synonym is not guessed
+    assert reasons["5"].startswith("invalid email address")
+
+
+def test_file_without_email_column_lists_the_columns(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
+    source = tmp_path / "x.csv"
+    source.write_text("Name,Phone\nAna,123\n")
+    with pytest.raises(AudienceFileError, match=r"no email column\. Columns found: 'Name', 'Phone'.*--mapping"):
+        import_file(engine, source, vocabulary)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "file not found"), (b"", "empty"), (b"\n\n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file")])
+def test_unreadable_files_give_one_clear_error(engine: Engine, vocabulary: Vocabulary, tmp_path: Path,
+                                               content: bytes | None, message: str) -> None:
+    source = tmp_path / "in.csv"
+    if content is not None:
+        source.write_bytes(content)
+    with pytest.raises(AudienceFileError, match=message):
+        import_file(engine, source, vocabulary)
+
+
+def test_failure_mid_import_leaves_the_store_as_it_was(engine: Engine, vocabulary: Vocabulary,
+                                                       tmp_path: Path) -> None:
+    import_file(engine, write_audience_csv(tmp_path / "base.csv", 50, seed=1, messy=False), vocabulary)
+    with engine.connect() as conn:
+        before = conn.execute(select(contacts).order_by(contacts.c.id)).fetchall()
+    big = write_audience_csv(tmp_path / "big.csv", 12_000, seed=2, messy=False)
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "writing" and done >= 5000:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C half-way through writing
+
+    with pytest.raises(KeyboardInterrupt):
+        import_file(engine, big, vocabulary, progress=interrupt)
+    with engine.connect() as conn:
+        assert conn.execute(select(contacts).order_by(contacts.c.id)).fetchall() == before
+        statuses = [r.status for r in conn.execute(select(imports.c.status).order_by(imports.c.id))]
+    assert statuses == ["completed", "failed"]
+    summary = import_file(engine, big, vocabulary)  # and the same file then imports cleanly
+    assert summary.inserted + summary.updated == 12_000 and summary.rejected == 0
+
+
+def test_suppressed_or_erased_address_stays_out_after_reimport(engine: Engine, vocabulary: Vocabulary,
+                                                               tmp_path: Path) -> None:
+    source = tmp_path / "two.csv"
+    source.write_text("Email,First Name,Concern,Marketing consent,Concern consent\n"
+                      "una@example.com,Una,acne,yes,yes\nvic@example.com,Vic,acne,yes,yes\n")
+    import_file(engine, source, vocabulary)
+    everyone = Segment("all")
+    assert set(_members(engine, everyone)) == {"una@example.com", "vic@example.com"}
+    with engine.begin() as conn:
+        suppress(conn, "UNA@example.com", "unsubscribed")
+        assert erase(conn, "vic@example.com") is True
+        assert suppression_of(conn, "vic@example.com") == "erased"
+    summary = import_file(engine, source, vocabulary)
+    _reconciles(summary)
+    assert (summary.updated, summary.rejected) == (1, 1)
+    assert "erased on request" in summary.rejects_path.read_text()
+    assert _members(engine, everyone) == {}
+    assert _members(engine, Segment("acne", concerns=("acne",))) == {}
+
+
+def test_consent_withdrawal_removes_contact_from_concern_targeting(engine: Engine, vocabulary: Vocabulary,
+                                                                   tmp_path: Path) -> None:
+    source = tmp_path / "one.csv"
+    source.write_text("Email,Concern,Marketing consent,Health data consent\nwin@example.com,acne,yes,yes\n")
+    import_file(engine, source, vocabulary)
+    acne, everyone = Segment("acne", concerns=("acne",)), Segment("all")
+    assert _members(engine, acne) == {"win@example.com": "acne"}
+    with engine.begin() as conn:
+        contact_id = get_contact(conn, "win@example.com")["id"]
+        record_consent(conn, contact_id, "concern", False, source="phone call", wording_version="v2")
+    assert _members(engine, acne) == {}
+    assert _members(engine, everyone) == {"win@example.com": "general"}
+    with engine.begin() as conn:
+        record_consent(conn, contact_id, "marketing", False, source="reply to email")
+        history = [(e["purpose"], e["action"]) for e in consent_history(conn, contact_id)]
+    assert history == [("marketing", "granted"), ("concern", "granted"), ("concern", "withdrawn"),
+                       ("marketing", "withdrawn")]
+    assert _members(engine, everyone) == {}
+
+
+def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vocabulary: Vocabulary,
+                                                               tmp_path: Path) -> None:
+    source = tmp_path / "p.csv"
+    source.write_text("Email,Marketing consent\nxia@example.com,pending\n")
+    import_file(engine, source, vocabulary)
+    everyone = Segment("all")
+    assert _members(engine, everyone) == {}
+    secret = b"s" * 32
+    with engine.begin() as conn:
+        token = start_double_opt_in(conn, get_contact(conn, "xia@example.com")["id"], secret, source="form")
+    with engine.begin() as conn, pytest.raises(TokenInvalid):
+        confirm(conn, token[:-2] + ("AA" if not token.endswith("AA") else "BB"), secret)
+    with engine.begin() as conn, pytest.raises(TokenInvalid):
+        confirm(conn, signing.sign(secret, signing.UNSUBSCRIBE, 1), secret)  # another kind of token
+    with engine.begin() as conn:
+        confirm(conn, token, secret)
+        confirm(conn, token, secret)  # twice is harmless
+    assert _members(engine, everyone) == {"xia@example.com": "general"}
+
+
+def test_expired_confirmation_token_is_refused() -> None:
+    secret = b"s" * 32
+    token = signing.sign(secret, signing.CONFIRM, 5, ttl_seconds=60)
+    assert signing.verify(secret, signing.CONFIRM, token).contact_id == 5
+    with pytest.raises(TokenInvalid, match="expired"):
+        signing.verify(secret, signing.CONFIRM, token, now=datetime.now(UTC).timestamp() + 120)
+
+
+def test_segment_filters(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
+    source = tmp_path / "f.csv"
+    source.write_text(
+        "Email,Concern,Marketing consent,Concern consent,Signed up,Tags,Booked,Visits\n"
+        "a@example.com,acne;pigmentation,yes,yes,2026-11-20,vip,no,3\n"
+        "b@example.com,pigmentation,yes,yes,2026-06-01,,yes,10\n"
+        "c@example.com,ageing,yes,no,2026-11-01,vip,no,1\n")
+    import_file(engine, source, vocabulary, list_name="autumn")
+    assert _members(engine, Segment("p", concerns=("pigmentation",))) == {
+        "a@example.com": "pigmentation", "b@example.com": "pigmentation"}
+    assert set(_members(engine, Segment("new", signed_up_within_days=30))) == {"a@example.com", "c@example.com"}
+    assert set(_members(engine, Segment("vip", tags=("vip",)))) == {"a@example.com", "c@example.com"}
+    assert set(_members(engine, Segment("l", lists=("autumn",)))) == {"a@example.com", "b@example.com",
+                                                                      "c@example.com"}
+    assert set(_members(engine, Segment("l2", lists=("other",)))) == set()
+    assert set(_members(engine, Segment("nb", where=(Condition("booked", "equals", "no"),)))) == {
+        "a@example.com", "c@example.com"}
+    assert set(_members(engine, Segment("r", where=(Condition("visits", "between", [2, 5]),)))) == {"a@example.com"}
+    assert set(_members(engine, Segment("d", where=(Condition("signed_up_at", "before", "2026-07-01"),)))) == {
+        "b@example.com"}
+    assert _members(engine, Segment("all")) == {"a@example.com": "acne", "b@example.com": "pigmentation",
+                                                "c@example.com": "general"}
+
+
+def test_segments_file_errors_name_the_segment(tmp_path: Path) -> None:
+    path = tmp_path / "segments.yaml"
+    path.write_text("segments:\n  x:\n    concerns: [rosacea]\n")
+    with pytest.raises(Exception, match=r"segment 'x': unknown concern\(s\) \['rosacea'\]"):
+        load_segments(path, ("acne",))
+
+
+def test_sample_segments_file_loads(vocabulary: Vocabulary) -> None:
+    segments = load_segments(Path(__file__).parent.parent / "audiences" / "segments.yaml", vocabulary.names)
+    assert {"all-leads", "acne", "ageing", "pigmentation", "new-leads"} <= set(segments)
+
+
+def test_fast_path_accepts_only_what_email_validator_accepts() -> None:
+    rng = random.Random(11)
+    alphabet = string.ascii_lowercase + string.digits + ".-_+@'!"
+    corpus = ["a@b.co", "x..y@example.com", ".a@example.com", "a.@example.com", "a@-b.com", "a@b-.com",
+              "a@example.local", "a@localhost", "a@x.test", "a@example.c", "first.last+tag@sub.example.co.uk",
+              "o'brien@example.ie", "a@example.123", "a" * 65 + "@example.com", "a@" + "b" * 64 + ".com"]
+    corpus += ["".join(rng.choice(alphabet) for _ in range(rng.randint(3, 20))) + rng.choice(
+        ["@example.com", "@ex-ample.org", ".com", "@a.b"]) for _ in range(3000)]
+    for address in corpus:
+        try:
+            expected = validate_email(address, check_deliverability=False).normalized.lower()
+        except EmailNotValidError:
+            expected = None
+        try:
+            got = normalise_email(address)
+        except InvalidAddress:
+            got = None
+        assert got == expected, address
+
+
+def test_mask_email_hides_the_address() -> None:
+    assert mask_email("ana.lopez@example.com") == "a***@e***.com"

@@ -37,9 +37,8 @@ def normalise_email(raw: str) -> str:
         match
         and len(candidate) <= 254
         and len(match.group("local")) <= 64
-        and match.group("tld") not in _SPECIAL
+        and match.group("tld") not in _SPECIAL  # the pattern needs a dot, so a special name can only be the TLD
         and "--" not in match.group("domain")  # IDNA reserves "xx--" labels: email-validator decides those
-        and not any(match.group("domain").endswith("." + s) or match.group("domain") == s for s in _SPECIAL)
     ):
         return candidate
     try:

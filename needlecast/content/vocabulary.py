@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -56,15 +57,18 @@ class Vocabulary:
     def label(self, name: str) -> str:
         return "General" if name == GENERAL else self.concern(name).label
 
+    @cached_property
+    def _lookup(self) -> dict[str, str]:
+        """Folded name or synonym -> canonical concern (the first concern wins a shared synonym)."""
+        lookup: dict[str, str] = {}
+        for concern in self.concerns:
+            for term in (concern.name, *concern.synonyms):
+                lookup.setdefault(_fold(term), concern.name)
+        return lookup
+
     def normalise(self, value: str) -> str | None:
         """The canonical concern for `value`, or None when the value matches no concern."""
-        folded = _fold(value)
-        if not folded:
-            return None
-        for concern in self.concerns:
-            if folded == _fold(concern.name) or any(folded == _fold(s) for s in concern.synonyms):
-                return concern.name
-        return None
+        return self._lookup.get(_fold(value))
 
     def tag(self, title: str, body: str) -> tuple[str, ...]:
         """Concerns of a section (see the module contract); `("general",)` when none match."""

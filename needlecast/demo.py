@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
 
+from needlecast.audience.importer import import_file
+from needlecast.audience.segments import evaluate, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.lint import email_templates, lint_workspace
+from needlecast.store.engine import open_store
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.preview import write_preview
 
@@ -41,4 +45,23 @@ def run_demo(workspace: Workspace, console: Console) -> int:
     for (severity, rule), n in sorted(by_rule.items()):
         console.print(f"  {severity:7} {rule:28} {n}")
     console.print("Run `needlecast lint` for every finding with its file, line and suggested fix.")
+
+    console.rule("4. Audience: the sample leads imported, segmented by concern")
+    engine = open_store(workspace.database_url)
+    summary = import_file(engine, workspace.audiences_dir / "sample.csv", vocabulary, list_name="sample-leads")
+    console.print(f"read {summary.read}: inserted {summary.inserted}, updated {summary.updated}, "
+                  f"duplicates {summary.duplicates}, rejected {summary.rejected}"
+                  + (f" (see {summary.rejects_path})" if summary.rejects_path else ""))
+    segments = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
+    with engine.connect() as conn:
+        frame = load_frame(conn)
+    table = Table()
+    for column in ("segment", "members", "excluded"):
+        table.add_column(column)
+    now = datetime.now(UTC)
+    for segment in segments.values():
+        result = evaluate(segment, frame, now)
+        table.add_row(segment.name, str(result.size),
+                      ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-")
+    console.print(table)
     return 0

@@ -32,6 +32,8 @@ audience_app = typer.Typer(help="Contacts: import, consent, suppression, erasure
 app.add_typer(audience_app, name="audience")
 db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+outbox_app = typer.Typer(help="What the outbox backend recorded instead of sending.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -319,6 +321,55 @@ def audience_show(
     for row in result.members.head(limit).itertuples():
         table.add_row(str(row.id), mask_email(row.email), row.first_name, row.variant, row.time_zone or "-")
     console.print(table)
+
+
+@outbox_app.command("list")
+def outbox_list(limit: Annotated[int, typer.Option(help="Show the last N requests.")] = 20) -> None:
+    """The recorded requests: number, campaign, step, recipients, subject."""
+    from collections import deque
+
+    from needlecast.delivery.outbox import read_outbox
+
+    workspace = current_workspace()
+    entries = deque(read_outbox(workspace.outbox_dir), maxlen=limit)
+    table = Table(title=f"outbox: last {len(entries)} request(s) in {workspace.outbox_dir}")
+    for column in ("n", "message id", "campaign", "step", "recipients", "subject"):
+        table.add_column(column)
+    for entry in entries:
+        request = entry["request"]
+        args = request.get("custom_args", {})
+        table.add_row(str(entry["n"]), entry["message_id"], args.get("campaign", ""), args.get("step", ""),
+                      str(len(request["personalizations"])), request["subject"])
+    console.print(table)
+
+
+@outbox_app.command("show")
+def outbox_show(
+    number: Annotated[int, typer.Argument(help="Request number (see `needlecast outbox list`).")],
+    recipient: Annotated[str | None, typer.Option(help="Whose copy (default: the first recipient).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/outbox/show).")] = None,
+) -> None:
+    """Render one recorded message as its recipient would see it, to .html and .eml."""
+    from needlecast.delivery.outbox import find_request, recipient_copy
+    from needlecast.templating.eml import build_eml
+    from needlecast.templating.tokens import apply_substitutions
+
+    workspace = current_workspace()
+    entry = find_request(workspace.outbox_dir, number)
+    copy = recipient_copy(entry, recipient)
+    request = entry["request"]
+    target = out or workspace.outbox_dir / "show"
+    target.mkdir(parents=True, exist_ok=True)
+    html_path = target / f"request-{number}-recipient-{copy.position}.html"
+    eml_path = html_path.with_suffix(".eml")
+    html_path.write_text(apply_substitutions(copy.message.html, copy.substitutions), encoding="utf-8")
+    sender = request["from"]
+    eml_path.write_bytes(build_eml(copy.message, copy.substitutions, sender=(sender.get("name", ""), sender["email"]),
+                                   recipient=copy.address, reply_to=request.get("reply_to", {}).get("email", ""),
+                                   headers=copy.headers))
+    console.print(f"subject: {apply_substitutions(copy.message.subject, copy.substitutions)}")
+    console.print(str(html_path))
+    console.print(str(eml_path))
 
 
 def main() -> None:

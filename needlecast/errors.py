@@ -92,7 +92,15 @@ class DeliveryError(NeedlecastError):
 
 
 class TransportError(DeliveryError):
-    """The request never got an answer (timeout, refused, reset). Safe to retry."""
+    """The request got no answer (timeout, refused, reset). Retryable.
+
+    `ambiguous` is True when the request may have reached the provider (a read timeout, a connection dropped
+    after sending): it may have been accepted even though we never heard so.
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool) -> None:
+        self.ambiguous = ambiguous
+        super().__init__(message)
 
 
 class ProviderError(DeliveryError):

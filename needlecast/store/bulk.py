@@ -63,6 +63,9 @@ def bulk_insert(
     if not rows:
         return
     columns = list(rows[0])
+    if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
+        _copy_postgres(conn, table, columns, rows)
+        return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"VALUES ({', '.join([marker] * len(columns))})")
@@ -72,3 +75,12 @@ def bulk_insert(
     pairs = list(zip(columns, converters, strict=True))
     params = [tuple(row[c] if f is None else f(row[c]) for c, f in pairs) for row in rows]
     conn.exec_driver_sql(sql, params)
+
+
+def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
+    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany."""
+    pairs = list(zip(columns, _converters(conn, table, columns), strict=True))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row[c] if f is None else f(row[c]) for c, f in pairs))

@@ -1,0 +1,204 @@
+"""The delivery interface: a backend takes batches and reports an outcome per recipient.
+
+A `Batch` is one rendered step variant and at most 1000 recipients, each with its token values and our own
+delivery id. A backend owns the send loop (`send_all`): several requests in flight, a rate limit (requests
+per second and emails per hour), retries with exponential backoff and jitter for what is worth retrying,
+and one `Outcome` per recipient:
+
+- `sent`: the provider accepted the request (202); `message_id` is its id.
+- `failed`: the provider rejected the request (400); `error` holds its reasons. Retrying would not help.
+- `deferred`: not accepted after every retry. `ambiguous` tells whether any attempt may have reached the
+  provider (a read timeout or a dropped connection after the request went out): if not, the rows can
+  simply be queued again; if so, they are `unknown` until webhook events settle them.
+
+A rejected API key (401/403) raises `ProviderAuthError` out of `send_all` and stops the loop: no outcome is
+reported for anything, because nothing was sent. `check()` raises `ConfigurationError` for a backend that
+cannot work (no API key, invalid sender) before the caller claims any row.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from needlecast.config import DeliverySettings
+from needlecast.errors import DeliveryError, ProviderUnavailable, RateLimited, RequestRejected, TransportError
+from needlecast.templating.render import RenderedEmail
+
+MAX_RECIPIENTS_PER_REQUEST = 1000
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: str
+    email: str
+    values: dict[str, str]  # token name -> value (both spellings are derived when the payload is built)
+    unsubscribe_url: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    campaign_id: str
+    step_id: str
+    variant: str
+    message: RenderedEmail
+    sender_email: str
+    sender_name: str
+    recipients: tuple[Recipient, ...]
+    reply_to: str = ""
+    send_at: datetime | None = None
+    sendgrid_batch_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.recipients) <= MAX_RECIPIENTS_PER_REQUEST:
+            raise ValueError(f"a batch holds 1 to {MAX_RECIPIENTS_PER_REQUEST} recipients, not {len(self.recipients)}")
+
+
+SENT, FAILED, DEFERRED = "sent", "failed", "deferred"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: str
+    status: str
+    message_id: str = ""
+    error: str = ""
+    ambiguous: bool = False
+
+
+@dataclass
+class Attempts:
+    """What happened to one batch across its attempts (for outcomes and logs)."""
+
+    count: int = 0
+    ambiguous: bool = False
+    last_error: str = ""
+    rate_limited: int = 0
+
+
+class RateLimiter:
+    """Requests per second and emails per hour, shared by every worker thread (0 disables a limit)."""
+
+    def __init__(self, requests_per_second: float, emails_per_hour: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self._per_email = 3600.0 / emails_per_hour if emails_per_hour > 0 else 0.0
+        self._next_request = 0.0
+        self._next_email = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self, emails: int) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next_request, self._next_email)
+            self._next_request = start + self._interval
+            self._next_email = max(self._next_email, now) + emails * self._per_email
+        if start > now:
+            self._sleep(start - now)
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 5
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+    max_rate_limit_waits: int = 100  # a 429 is the provider pacing us, not a failure: wait much longer
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: between half and all of base * 2^attempt, capped."""
+        ceiling = min(self.max_seconds, self.base_seconds * (2 ** attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class Backend(ABC):
+    """Base class: the send loop. Subclasses build and post one request per batch."""
+
+    name = "base"
+
+    def __init__(self, settings: DeliverySettings, *, retry: RetryPolicy | None = None) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy(settings.max_retries, settings.backoff_base_seconds,
+                                          settings.backoff_max_seconds)
+        self.limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
+
+    @abstractmethod
+    def post(self, batch: Batch) -> str:
+        """Send one request for `batch`; return the provider's message id. Raises `DeliveryError`s."""
+
+    def send_one(self, batch: Batch) -> list[Outcome]:
+        """One batch with retries; the outcome of each recipient."""
+        attempts = Attempts()
+        while True:
+            self.limiter.acquire(len(batch.recipients))
+            attempts.count += 1
+            try:
+                message_id = self.post(batch)
+                return [Outcome(r.delivery_id, SENT, message_id=message_id) for r in batch.recipients]
+            except RequestRejected as err:
+                return [Outcome(r.delivery_id, FAILED, error=str(err)) for r in batch.recipients]
+            except RateLimited as err:
+                attempts.rate_limited += 1
+                attempts.last_error = str(err)
+                if attempts.rate_limited > self.retry.max_rate_limit_waits:
+                    break
+                self.retry.sleep(err.retry_after)
+                attempts.count -= 1  # pacing is not a failed attempt
+                continue
+            except (ProviderUnavailable, TransportError) as err:
+                attempts.last_error = str(err)
+                if isinstance(err, TransportError) and err.ambiguous:
+                    attempts.ambiguous = True
+                if attempts.count > self.retry.max_retries:
+                    break
+                self.retry.sleep(self.retry.backoff(attempts.count - 1))
+        return [Outcome(r.delivery_id, DEFERRED, error=attempts.last_error, ambiguous=attempts.ambiguous)
+                for r in batch.recipients]
+
+    def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
+        """Send every batch, `max_in_flight` at a time, calling `on_outcomes` (in this thread) as each ends.
+
+        A `ProviderAuthError` (or any unexpected error) stops the loop: batches not yet started are not
+        sent, and the error propagates after the requests in flight have finished.
+        """
+        workers = max(1, self.settings.max_in_flight)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.name}") as pool:
+            pending: dict[Future[list[Outcome]], Batch] = {}
+            iterator = iter(batches)
+            exhausted = False
+            while pending or not exhausted:
+                while not exhausted and len(pending) < workers * 2:
+                    batch = next(iterator, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    pending[pool.submit(self.send_one, batch)] = batch
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    batch = pending.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        for other in pending:
+                            other.cancel()
+                        wait(pending)
+                        for other, other_batch in pending.items():
+                            if not other.cancelled() and other.exception() is None:
+                                on_outcomes(other_batch, other.result())
+                        raise error
+                    on_outcomes(batch, future.result())
+
+
+__all__ = ["Backend", "Batch", "DeliveryError", "Outcome", "RateLimiter", "Recipient", "RetryPolicy"]

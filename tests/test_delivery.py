@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -177,7 +178,7 @@ def test_401_stops_with_a_configuration_error_and_nothing_sent(workspace: Worksp
     )
     backend = SendGridBackend(settings, api_key="SG.wrong", retry=_fast_retry())
     outcomes: list[Outcome] = []
-    with pytest.raises(ProviderAuthError, match="HTTP 401.*Mail Send"):
+    with pytest.raises(ProviderAuthError, match=r"HTTP 401.*Mail Send"):
         backend.send_all(_batches(workspace, 3000), lambda _b, o: outcomes.extend(o))
     assert outcomes == [] and sink.accepted == []
 
@@ -284,4 +285,4 @@ def test_outbox_show_renders_a_recipients_copy(workspace: Workspace) -> None:
     assert result.exit_code == 0, result.stdout
     assert "subject: Hi P1" in result.stdout
     eml = next(p for p in result.stdout.split() if p.endswith(".eml"))
-    assert b"person1@example.com" in open(eml, "rb").read()
+    assert b"person1@example.com" in Path(eml).read_bytes()

@@ -34,6 +34,10 @@ db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 outbox_app = typer.Typer(help="What the outbox backend recorded instead of sending.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+campaign_app = typer.Typer(help="Campaign state: status, pause, resume, cancel, reconcile.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+schedule_app = typer.Typer(help="The scheduler's job store.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -370,6 +374,172 @@ def outbox_show(
     console.print(f"subject: {apply_substitutions(copy.message.subject, copy.substitutions)}")
     console.print(str(html_path))
     console.print(str(eml_path))
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("needlecast").setLevel(logging.INFO)
+
+
+@app.command()
+def plan(
+    campaign: Annotated[str | None, typer.Argument(help="Campaign id (default: every campaign).")] = None,
+    days: Annotated[int, typer.Option(help="How many days ahead to plan.")] = 14,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write every planned email to this CSV.")] = None,
+) -> None:
+    """Show who gets what and when, and who is excluded and why, without sending anything."""
+    from datetime import UTC, datetime
+
+    from needlecast.campaign.preview import build_plans, summary_rows, write_plan_csv
+
+    workspace = current_workspace()
+    plans = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
+    for item in plans:
+        rows = summary_rows(item)
+        table = Table(title=f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
+                            f"{int(rows['recipients'].sum()) if len(rows) else 0} email(s) in the next {days} days")
+        for column in ("day (UTC)", "step", "variant", "arm", "recipients"):
+            table.add_column(column)
+        for row in rows.itertuples(index=False):
+            table.add_row(row.day, row.step, row.variant, row.arm or "-", str(row.recipients))
+        console.print(table)
+        if item.new_enrolments:
+            console.print(f"  would enrol {len(item.new_enrolments)} new contact(s)")
+        for label, counter in (("excluded", item.excluded), ("deferred", item.deferred)):
+            for reason, count in sorted(counter.items()):
+                console.print(f"  {label}: {reason}: {count}", highlight=False)
+    if csv:
+        console.print(f"{write_plan_csv(plans, csv)} planned email(s) written to {csv}")
+
+
+@app.command()
+def send(
+    campaign: Annotated[str, typer.Argument(help="Broadcast campaign id.")],
+    now: Annotated[bool, typer.Option("--now", help="Send immediately, ignoring the campaign's schedule.")] = False,
+) -> None:
+    """Send a broadcast without the scheduler (with --now: immediately; otherwise what is due)."""
+    from needlecast.campaign.runner import Runner
+    from needlecast.delivery import get_backend
+    from needlecast.schedule import SenderLock, recover
+
+    _configure_logging()
+    workspace = current_workspace()
+    engine = current_store(workspace)
+    lock = SenderLock(engine)
+    holding = lock.acquire()  # when no scheduler runs, this process is the only sender: recover first
+    try:
+        if holding:
+            recover(engine)
+        report = Runner(workspace, engine, get_backend(workspace)).run_broadcast(campaign, send_now=now)
+    finally:
+        if holding:
+            lock.release()
+    _print_report(report)
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    console.print(f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
+                  f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
+                  f"{sum(report.skipped.values())} skipped", highlight=False)
+    if report.inactive:
+        console.print(f"  campaign is {report.inactive}: nothing sent")
+    for (step, segment, variant, arm), count in sorted(report.sent_by.items()):
+        console.print(f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: "
+                      f"{count}", highlight=False)
+    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred),
+                           ("skipped", report.skipped)):
+        for reason, count in sorted(counter.items()):
+            console.print(f"  {label}: {reason}: {count}", highlight=False)
+    if report.paused:
+        console.print(f"[red]campaign paused after repeated failures:[/] {escape(report.paused)}")
+
+
+@campaign_app.command("status")
+def campaign_status(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Ledger counts per state, and whether the campaign is active, paused or cancelled."""
+    from needlecast import ledger
+    from needlecast.campaign.state import get_state
+
+    with current_store().connect() as conn:
+        state = get_state(conn, campaign)
+        counts = ledger.counts(conn, campaign)
+    console.print(f"{campaign}: {state['status']}" + (f" ({state['note']})" if state["note"] else ""),
+                  highlight=False)
+    table = Table()
+    for status in counts:
+        table.add_column(status, justify="right")
+    table.add_row(*(str(v) for v in counts.values()))
+    console.print(table)
+
+
+def _set_campaign(campaign: str, status: str, note: str) -> None:
+    from needlecast import ledger
+    from needlecast.campaign.state import set_status
+
+    with current_store().begin() as conn:
+        set_status(conn, campaign, status, note)
+        cancelled = ledger.cancel_queued(conn, campaign) if status == "cancelled" else 0
+    console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Stop sending (queued emails wait) until `resume`."""
+    _set_campaign(campaign, "paused", "paused by hand")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Resume a paused campaign; its queued emails go at the next run."""
+    _set_campaign(campaign, "active", "")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Cancel a campaign: queued emails are marked cancelled and never sent."""
+    _set_campaign(campaign, "cancelled", "cancelled by hand")
+
+
+@campaign_app.command("reconcile")
+def campaign_reconcile(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help=(
+        "Queue the emails still unknown after reconciling to be sent again. They may reach someone twice: "
+        "only after checking the provider's activity."))] = False,
+) -> None:
+    """Settle 'unknown' emails from stored provider events; optionally resend the rest."""
+    from needlecast import ledger
+
+    with current_store().begin() as conn:
+        settled = ledger.reconcile(conn, campaign)
+        requeued = ledger.requeue_unknown(conn, campaign) if resend_unknown else 0
+        left = ledger.counts(conn, campaign)[ledger.UNKNOWN]
+    console.print(f"{settled} unknown email(s) settled as sent from provider events; "
+                  f"{requeued} queued to be sent again; {left} still unknown")
+
+
+@schedule_app.command("sync")
+def schedule_sync() -> None:
+    """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
+    from needlecast.schedule import sync_offline
+
+    result = sync_offline(current_workspace())
+    if result is None:
+        console.print("a scheduler is running: it re-reads the campaign files within a minute")
+    else:
+        console.print(f"{result[0]} job(s) added or changed, {result[1]} removed")
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`)."""
+    from needlecast.schedule import run_scheduler
+
+    _configure_logging(verbose=True)
+    run_scheduler(current_workspace())
 
 
 def main() -> None:

@@ -193,8 +193,27 @@ def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
     return cls(**values)
 
 
+def _env_overrides(settings: Settings) -> Settings:
+    """A few operational settings may be overridden from the environment (documented in the README)."""
+    quiet = os.environ.get("NEEDLECAST_QUIET_HOURS")
+    backend = os.environ.get("NEEDLECAST_BACKEND")
+    api_host = os.environ.get("NEEDLECAST_SENDGRID_HOST")
+    if quiet is not None:
+        settings = dataclasses.replace(settings, schedule=dataclasses.replace(settings.schedule, quiet_hours=quiet))
+    if backend or api_host:
+        delivery = settings.delivery
+        delivery = dataclasses.replace(delivery, backend=backend or delivery.backend,
+                                       api_host=api_host or delivery.api_host)
+        settings = dataclasses.replace(settings, delivery=delivery)
+    return settings
+
+
 def load_settings(root: Path) -> Settings:
-    """Read `root/needlecast.toml`; a missing file gives the defaults (every placeholder flagged by lint)."""
+    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults."""
+    return _env_overrides(_read_settings(root))
+
+
+def _read_settings(root: Path) -> Settings:
     path = root / CONFIG_FILE
     if not path.is_file():
         return Settings()

@@ -13,6 +13,7 @@
         ├── InvalidAddress(ValueError)        an email address that does not validate
         ├── TokenInvalid(ValueError)          a forged, truncated or expired signed token
         ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
+        ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
         └── DeliveryError                     a send did not complete
             ├── TransportError                timeout, refused or dropped connection: retryable
             └── ProviderError                 the ESP answered with an error status
@@ -85,6 +86,10 @@ class TokenInvalid(NeedlecastError, ValueError):
 
 class NotFound(NeedlecastError, LookupError):
     """A named object does not exist."""
+
+
+class CampaignBlocked(NeedlecastError):
+    """A campaign may not send: lint reports errors and its file records no sign-off."""
 
 
 class DeliveryError(NeedlecastError):

@@ -175,7 +175,8 @@ def _condition_mask(frame: pd.DataFrame, cond: Condition, now: datetime) -> pd.S
     return (numbers >= float(low)) & (numbers <= float(high))
 
 
-def _variant(concerns: str, consent: bool, targeted: tuple[str, ...]) -> str:
+def variant_for(concerns: str, consent: bool, targeted: tuple[str, ...]) -> str:
+    """The content variant of a contact: a targeted concern of theirs, their primary one, or general."""
     if not consent or not concerns:
         return GENERAL
     own = concerns.split(";")
@@ -223,5 +224,5 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
         rest = rest[~no_concern_consent]
     members = rest.drop(columns=["suppressed", "attributes"]).copy()
     pairs = zip(members["concerns"], members["concern_consent"], strict=True)
-    members["variant"] = [_variant(c, bool(k), segment.concerns) for c, k in pairs]
+    members["variant"] = [variant_for(c, bool(k), segment.concerns) for c, k in pairs]
     return SegmentResult(segment, members.reset_index(drop=True), +excluded)

@@ -54,6 +54,7 @@ class Batch:
     reply_to: str = ""
     send_at: datetime | None = None
     sendgrid_batch_id: str = ""
+    arm: str = ""  # A/B arm of the subject ("" without a test)
 
     def __post_init__(self) -> None:
         if not 0 < len(self.recipients) <= MAX_RECIPIENTS_PER_REQUEST:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from needlecast.store.types import UtcDateTime as DateTime
@@ -100,4 +101,74 @@ imports = Table(
     Column("error", Text, nullable=False, default=""),
     Column("started_at", DateTime(), nullable=False),
     Column("finished_at", DateTime(), nullable=True),
+)
+
+# The delivery ledger (DESIGN.md invariant 1): one row per (campaign, step, contact), ever.
+# queued -> sending -> sent | failed | unknown; also skipped (suppressed or capped at dispatch, with the
+# reason in `error`) and cancelled. `id` is the delivery id that travels in SendGrid custom_args.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("campaign_id", String(64), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("segment", String(100), nullable=False),
+    Column("variant", String(32), nullable=False),
+    Column("arm", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("due_at", DateTime(), nullable=False),
+    Column("claimed_at", DateTime(), nullable=True),
+    Column("claim_token", String(40), nullable=False),
+    Column("sent_at", DateTime(), nullable=True),
+    Column("message_id", String(100), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+    UniqueConstraint("campaign_id", "step_id", "contact_id", name="uq_deliveries_campaign_step_contact"),
+    Index("ix_deliveries_dispatch", "campaign_id", "status", "due_at"),
+    Index("ix_deliveries_contact", "contact_id", "sent_at"),
+)
+
+# Per-campaign state the scheduler keeps: active / paused / cancelled, and the failure streak.
+campaign_state = Table(
+    "campaign_state",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("started_at", DateTime(), nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+)
+
+# Sequence enrolments: who walks through a nurture sequence, from when, and why they left.
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("enrolled_at", DateTime(), nullable=False),
+    Column("exited_at", DateTime(), nullable=True),
+    Column("exit_reason", String(64), nullable=False),
+)
+
+# ESP events (webhooks), stored once per provider event id; the raw event is kept beside the normalised one.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("provider_event_id", String(100), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True, index=True),
+    Column("campaign_id", String(64), nullable=False),
+    Column("step_id", String(64), nullable=False),
+    Column("message_id", String(100), nullable=False),
+    Column("email_hash", String(64), nullable=False),
+    Column("occurred_at", DateTime(), nullable=False),
+    Column("received_at", DateTime(), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
 )

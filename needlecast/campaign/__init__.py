@@ -1,0 +1,1 @@
+"""Campaigns: definitions (load + validate), timing, the planner, the runner."""

@@ -1,0 +1,28 @@
+"""The claims gate: a campaign whose emails have error findings sends only with a recorded sign-off."""
+
+from __future__ import annotations
+
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.model import Campaign
+from needlecast.errors import CampaignBlocked
+from needlecast.lint import Finding, lint_workspace
+
+
+def blocking_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]:
+    """Error findings in the content, config and the campaign's own templates."""
+    templates = sorted({step.template for step in campaign.steps})
+    return [f for f in lint_workspace(ctx.workspace, templates=templates) if f.severity == "error"]
+
+
+def ensure_sendable(ctx: CampaignContext, campaign: Campaign) -> None:
+    """Raise `CampaignBlocked` when lint finds errors and the campaign file records no sign-off."""
+    if campaign.signoff is not None:
+        return
+    findings = blocking_findings(ctx, campaign)
+    if findings:
+        first = findings[0]
+        raise CampaignBlocked(
+            f"campaign '{campaign.id}' is not sent: `needlecast lint` reports {len(findings)} error(s), e.g. "
+            f"{first.file}:{first.line} {first.rule}. Fix them, or record a review in {campaign.path.name}: "
+            "signoff: {reviewer: NAME, date: YYYY-MM-DD, note: WHAT WAS ACCEPTED}"
+        )

@@ -1,0 +1,294 @@
+"""The planner: who gets which email of a campaign, in which variant and arm, and when; and who does not.
+
+Shared by `needlecast plan` (a preview that writes nothing) and the runner (which enqueues what is due), so
+the preview and the send cannot disagree.
+
+Rules:
+- Audience: the campaign's segment (consent, suppression and concern consent already applied there).
+- Variant: the member's segment variant if the step has it, else `general` if the step has that, else the
+  member is excluded ("no content for their concern").
+- A/B arm: a stable hash of (campaign, step, contact) against the split, so a re-plan gives the same arm.
+- When: a broadcast's `send_at`, or `local_time` on `date` in each recipient's zone (their own, else the
+  campaign's); a sequence step at enrolment + delay. A time inside the recipient's quiet hours moves to the
+  end of them ("deferred by quiet hours").
+- Frequency cap across campaigns: no two emails to a contact within 24 hours of each other
+  (`max_per_day`, default 1) and at most `max_per_week` (default 3) in the 7 days before. A broadcast email
+  over the cap is recorded as skipped ("capped"); a sequence email waits until the cap allows it.
+- Sequences enrol members who signed up after `enrol.joined_after` (default: when the campaign was first
+  scheduled), or who carry `enrol.tag`; they exit on an exit rule, on suppression (unsubscribe, bounce,
+  complaint) and on losing consent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from needlecast.audience.segments import evaluate, variant_for
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.model import BROADCAST, Campaign, Step
+from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
+from needlecast.config import ScheduleSettings
+from needlecast.content.model import GENERAL
+from needlecast.store.schema import campaign_state, deliveries, enrolments
+
+EXCLUDED_NO_VARIANT = "no content for their concern"
+EXCLUDED_CAPPED = "frequency cap"
+EXCLUDED_ALREADY = "already in the ledger"
+DEFERRED_QUIET = "deferred by quiet hours"
+DEFERRED_CAP = "deferred by frequency cap"
+
+PLAN_COLUMNS = ["contact_id", "email", "campaign_id", "step_id", "segment", "variant", "arm", "due_at", "zone",
+                "status", "reason"]
+
+
+@dataclass
+class Plan:
+    campaign: Campaign
+    emails: pd.DataFrame  # PLAN_COLUMNS; status "queued" or "skipped" (with reason)
+    excluded: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    new_enrolments: list[int] = field(default_factory=list)
+    exits: dict[int, str] = field(default_factory=dict)
+
+
+def arm_for(campaign_id: str, step: Step, contact_id: int) -> str:
+    if not step.arms:
+        return ""
+    point = int(hashlib.sha256(f"{campaign_id}|{step.id}|{contact_id}".encode()).hexdigest()[:8], 16) % 100
+    edge = 0
+    for arm in step.arms:
+        edge += arm.share
+        if point < edge:
+            return arm.name
+    return step.arms[-1].name
+
+
+def _step_variant(step: Step, variants: pd.Series) -> pd.Series:
+    if not step.variants:
+        return variants
+    allowed = set(step.variants)
+    fallback = GENERAL if GENERAL in allowed else ""
+    return variants.where(variants.isin(allowed), fallback)
+
+
+def _apply_quiet_hours(emails: pd.DataFrame, schedule: ScheduleSettings, deferred: Counter[str]) -> pd.DataFrame:
+    quiet = parse_quiet_hours(schedule.quiet_hours)
+    if quiet is None or emails.empty:
+        return emails
+    pairs = emails[["due_at", "zone"]].drop_duplicates()
+    moved = {(d, z): after_quiet_hours(d.to_pydatetime(), z, quiet) for d, z in pairs.itertuples(index=False)}
+    new_due = [moved[(d, z)] for d, z in zip(emails["due_at"], emails["zone"], strict=True)]
+    changed = sum(1 for old, new in zip(emails["due_at"], new_due, strict=True) if old.to_pydatetime() != new)
+    if changed:
+        deferred[DEFERRED_QUIET] += changed
+    emails = emails.copy()
+    emails["due_at"] = pd.to_datetime(new_due, utc=True)
+    return emails
+
+
+def _apply_cap(emails: pd.DataFrame, history: pd.DataFrame, schedule: ScheduleSettings, *, defer: bool,
+               excluded: Counter[str], deferred: Counter[str]) -> pd.DataFrame:
+    """Mark (broadcast) or move (sequence) emails that would break the frequency cap. `history` holds the
+    contact_id and moment of every email already in the ledger that counts."""
+    if emails.empty or history.empty or (schedule.max_per_day <= 0 and schedule.max_per_week <= 0):
+        return emails
+    relevant = history[history["contact_id"].isin(emails["contact_id"])]
+    if relevant.empty:
+        return emails
+    by_contact = relevant.groupby("contact_id")["at"].apply(list).to_dict()
+    emails = emails.copy()
+    for index, row in emails.iterrows():
+        moments = by_contact.get(row["contact_id"])
+        if not moments:
+            continue
+        due = row["due_at"]
+        for _ in range(8):
+            near = sum(1 for m in moments if abs(m - due) < pd.Timedelta(hours=24))
+            week = sum(1 for m in moments if due - pd.Timedelta(days=7) <= m <= due)
+            over = (schedule.max_per_day > 0 and near >= schedule.max_per_day) or (
+                schedule.max_per_week > 0 and week >= schedule.max_per_week)
+            if not over:
+                break
+            if not defer:
+                emails.at[index, "status"] = "skipped"
+                emails.at[index, "reason"] = "capped: too many emails to this contact in a day or a week"
+                excluded[EXCLUDED_CAPPED] += 1
+                break
+            due = max(m for m in moments if abs(m - due) < pd.Timedelta(days=7)) + pd.Timedelta(hours=24)
+        if defer and due != row["due_at"]:
+            emails.at[index, "due_at"] = due
+            deferred[DEFERRED_CAP] += 1
+    return emails
+
+
+def _frame_for(members: pd.DataFrame, campaign: Campaign, step: Step, due: pd.Series, deferred_zone: str
+               ) -> pd.DataFrame:
+    variants = _step_variant(step, members["variant"])
+    zones = members["time_zone"].where(members["time_zone"] != "", deferred_zone)
+    return pd.DataFrame({
+        "contact_id": members["id"].astype("int64"), "email": members["email"], "campaign_id": campaign.id,
+        "step_id": step.id, "segment": campaign.segment, "variant": variants,
+        "arm": [arm_for(campaign.id, step, int(c)) for c in members["id"]],
+        "due_at": pd.to_datetime(due, utc=True).array, "zone": zones.array,
+        "status": "queued", "reason": ""})
+
+
+def plan_broadcast(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, ledger_keys: set[tuple[str, int]],
+                   history: pd.DataFrame, now: datetime, *, send_now: bool = False) -> Plan:
+    """The broadcast's emails (every step goes to every member)."""
+    assert campaign.kind == BROADCAST
+    result = evaluate(ctx.segments[campaign.segment], frame, now)
+    plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
+    members = result.members
+    parts = []
+    for step in campaign.steps:
+        zones = members["time_zone"].where(members["time_zone"] != "", campaign.time_zone)
+        if send_now:
+            due = pd.Series([pd.Timestamp(now)] * len(members), index=members.index)
+        elif campaign.schedule.send_at is not None:
+            due = pd.Series([pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC")] * len(members),
+                            index=members.index)
+        else:
+            by_zone = {z: pd.Timestamp(local_moment(campaign.schedule.on, campaign.schedule.local_time, z))
+                       for z in zones.unique()}
+            due = zones.map(by_zone)
+        emails = _frame_for(members, campaign, step, due, campaign.time_zone)
+        parts.append(emails)
+    emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
+    return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)
+
+
+def _finish(ctx: CampaignContext, plan: Plan, emails: pd.DataFrame, ledger_keys: set[tuple[str, int]],
+            history: pd.DataFrame, *, defer_cap: bool) -> Plan:
+    if emails.empty:
+        plan.emails = emails
+        return plan
+    no_variant = emails["variant"] == ""
+    plan.excluded[EXCLUDED_NO_VARIANT] += int(no_variant.sum())
+    emails = emails[~no_variant]
+    if ledger_keys:
+        already = [(s, c) in ledger_keys for s, c in zip(emails["step_id"], emails["contact_id"], strict=True)]
+        already_mask = pd.Series(already, index=emails.index, dtype=bool)
+        plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum())
+        emails = emails[~already_mask]
+    schedule = ctx.workspace.settings.schedule
+    emails = _apply_quiet_hours(emails, schedule, plan.deferred)
+    emails = _apply_cap(emails, history, schedule, defer=defer_cap, excluded=plan.excluded, deferred=plan.deferred)
+    plan.emails = emails.reset_index(drop=True)
+    plan.excluded = +plan.excluded
+    return plan
+
+
+def plan_sequence(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, enrolled: pd.DataFrame,
+                  ledger_keys: set[tuple[str, int]], history: pd.DataFrame, now: datetime, started_at: datetime,
+                  horizon: datetime) -> Plan:
+    """Enrolments, exits and the sequence emails due up to `horizon`.
+
+    `enrolled` has contact_id, enrolled_at, exited_at for this campaign. Emails for new enrolments are
+    planned as if they enrolled at `now`.
+    """
+    segment = ctx.segments[campaign.segment]
+    result = evaluate(segment, frame, now)
+    plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
+    members = result.members
+    active = enrolled[enrolled["exited_at"].isna()] if not enrolled.empty else enrolled
+    known = set(enrolled["contact_id"]) if not enrolled.empty else set()
+
+    candidates = members[~members["id"].isin(known)]
+    if campaign.enrol.tag:
+        tag = campaign.enrol.tag
+        candidates = candidates[candidates["tags"].map(lambda t: tag in (t or "").split(";"))]
+    else:
+        since = pd.Timestamp(campaign.enrol.joined_after or started_at)
+        candidates = candidates[candidates["signed_up_at"] >= since]
+    plan.new_enrolments = [int(c) for c in candidates["id"]]
+
+    # Exits: checked for everyone enrolled (and for the new ones, who may already meet a rule).
+    by_id = frame.set_index("id")
+    columns = ["contact_id", "enrolled_at"]
+    current = active[columns] if not active.empty else pd.DataFrame(columns=columns)
+    newcomers = pd.DataFrame({"contact_id": plan.new_enrolments,
+                              "enrolled_at": [pd.Timestamp(now)] * len(plan.new_enrolments)})
+    journey = pd.concat([df for df in (current, newcomers) if not df.empty] or [current], ignore_index=True)
+    keep = []
+    for contact_id, _enrolled_at in journey.itertuples(index=False):
+        reason = _exit_reason(campaign, by_id, int(contact_id))
+        if reason:
+            plan.exits[int(contact_id)] = reason
+            plan.excluded[f"exited: {reason}"] += 1
+        keep.append(reason is None)
+    journey = journey[keep]
+    if journey.empty:
+        plan.emails = pd.DataFrame(columns=PLAN_COLUMNS)
+        return plan
+    people = by_id.loc[journey["contact_id"].astype("int64")].reset_index()
+    people["variant"] = [variant_for(c, bool(k), segment.concerns) for c, k in
+                         zip(people["concerns"], people["concern_consent"], strict=True)]
+    parts = []
+    enrolled_at = pd.to_datetime(journey["enrolled_at"], utc=True).reset_index(drop=True)
+    for step in campaign.steps:
+        due = enrolled_at + pd.Timedelta(step.delay)
+        due.index = people.index
+        parts.append(_frame_for(people, campaign, step, due, campaign.time_zone))
+    emails = pd.concat(parts, ignore_index=True)
+    emails = emails[emails["due_at"] <= pd.Timestamp(horizon)]
+    return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=True)
+
+
+def _exit_reason(campaign: Campaign, by_id: pd.DataFrame, contact_id: int) -> str | None:
+    if contact_id not in by_id.index:
+        return "erased"
+    contact = by_id.loc[contact_id]
+    if isinstance(contact["suppressed"], str):
+        return str(contact["suppressed"])
+    if contact["status"] == "pending" or not bool(contact["marketing_consent"]):
+        return "consent withdrawn"
+    attributes = contact["attributes"] or {}
+    for rule in campaign.exits:
+        value = attributes.get(rule.field, contact[rule.field] if rule.field in contact.index else None)
+        if value is not None and str(value).lower() == rule.equals:
+            return f"{rule.field} = {rule.equals}"
+    return None
+
+
+@dataclass
+class LedgerView:
+    """What the planner needs from the store about one campaign."""
+
+    enrolled: pd.DataFrame  # contact_id, enrolled_at, exited_at
+    keys: set[tuple[str, int]]  # (step_id, contact_id) already in the ledger
+    history: pd.DataFrame  # contact_id, at: other campaigns' emails that count towards the cap
+    started_at: datetime | None
+
+
+COUNTED = ("queued", "sending", "sent", "unknown")
+
+
+def load_ledger_view(conn: Connection, campaign_id: str, now: datetime, *, with_keys: bool = True) -> LedgerView:
+    enrolled = pd.DataFrame(conn.execute(select(enrolments.c.contact_id, enrolments.c.enrolled_at,
+                                                enrolments.c.exited_at)
+                                         .where(enrolments.c.campaign_id == campaign_id)).all(),
+                            columns=["contact_id", "enrolled_at", "exited_at"])
+    keys: set[tuple[str, int]] = set()
+    if with_keys:
+        keys = {(s, int(c)) for s, c in conn.execute(select(deliveries.c.step_id, deliveries.c.contact_id)
+                                                      .where(deliveries.c.campaign_id == campaign_id))}
+    moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
+    rows = conn.execute(select(deliveries.c.contact_id, moment).where(
+        deliveries.c.campaign_id != campaign_id, deliveries.c.status.in_(COUNTED),
+        moment >= now - timedelta(days=8))).all()
+    history = pd.DataFrame([(int(c), m) for c, m in rows], columns=["contact_id", "at"])
+    history["at"] = pd.to_datetime(history["at"], utc=True)
+    started = conn.execute(select(campaign_state.c.started_at)
+                           .where(campaign_state.c.campaign_id == campaign_id)).scalar()
+    return LedgerView(enrolled, keys, history, started)
+
+
+def horizon_for(now: datetime, days: int) -> datetime:
+    return now + timedelta(days=days)

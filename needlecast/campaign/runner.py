@@ -1,0 +1,300 @@
+"""The runner: enqueue what is due into the ledger, then claim, render, send and mark, batch by batch.
+
+Contract (DESIGN.md invariants):
+- Every email goes through the ledger: `enqueue` (idempotent) -> `claim` -> backend -> `mark_*`.
+- Suppression, consent and erasure are re-checked for every claimed row just before it is handed to the
+  backend; a row that fails the check is recorded as skipped with its reason, never dropped silently.
+- A step renders once per (variant, arm); 1000 recipients go in one request.
+- After `max_consecutive_failures` failed or deferred batches in a row the campaign pauses.
+- A rejected API key releases the claimed rows (nothing was sent) and raises `ProviderAuthError`.
+- `stop` (SIGTERM) is checked between batches: the batches in flight finish and are marked, the rest of
+  the claimed rows go back to `queued`.
+Logs carry ids and counts only: no addresses, names or concerns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Engine, insert, select, update
+
+from needlecast import ledger
+from needlecast.audience.segments import load_frame
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.gate import ensure_sendable
+from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
+from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.state import ACTIVE, ensure_state, record_batch_result
+from needlecast.config import Workspace, signing_secret
+from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
+from needlecast.errors import ProviderAuthError
+from needlecast.store.helpers import chunked, utcnow
+from needlecast.store.schema import contacts, deliveries, enrolments, suppressions
+from needlecast.templating.context import email_context
+from needlecast.templating.recipient import recipient_values
+from needlecast.templating.render import RenderedEmail, render_email
+
+log = logging.getLogger("needlecast.runner")
+COUNTED = (ledger.QUEUED, ledger.SENDING, ledger.SENT, ledger.UNKNOWN)
+
+
+@dataclass
+class RunReport:
+    campaign_id: str
+    enqueued: int = 0
+    sent: int = 0
+    failed: int = 0
+    released: int = 0
+    unknown: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    excluded: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    sent_by: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)  # (step, segment, variant, arm)
+    enrolled: int = 0
+    exited: int = 0
+    paused: str = ""
+    blocked: str = ""
+    inactive: str = ""
+
+
+class Runner:
+    def __init__(self, workspace: Workspace, engine: Engine, backend: Backend, *,
+                 clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None,
+                 claim_size: int = 10_000) -> None:
+        self.workspace = workspace
+        self.engine = engine
+        self.backend = backend
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.claim_size = claim_size
+        self.secret = signing_secret(required=backend.name == "sendgrid")
+
+    # -- entry points (what scheduler jobs call) ----------------------------------------------------------
+
+    def run_broadcast(self, campaign_id: str, *, send_now: bool = False) -> RunReport:
+        """Enqueue a broadcast (idempotent) and send what is due."""
+        ctx = CampaignContext.load(self.workspace)
+        campaign = ctx.campaign(campaign_id)
+        report = RunReport(campaign.id)
+        if campaign.kind != BROADCAST:
+            raise ValueError(f"campaign '{campaign.id}' is a {campaign.kind}, not a broadcast")
+        if not self._may_send(ctx, campaign, report):
+            return report
+        now = self.clock()
+        with self.engine.connect() as conn:
+            frame = load_frame(conn)
+            view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT keeps it idempotent
+        plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now)
+        self._enqueue(plan, report)
+        self.dispatch(ctx, campaign, report)
+        return report
+
+    def sweep(self) -> list[RunReport]:
+        """Enrol and advance every sequence, then send whatever is due for every active campaign."""
+        ctx = CampaignContext.load(self.workspace)
+        reports = []
+        now = self.clock()
+        with self.engine.connect() as conn:
+            frame = load_frame(conn)
+        for campaign in ctx.campaigns.values():
+            report = RunReport(campaign.id)
+            reports.append(report)
+            if campaign.kind == SEQUENCE:
+                if not self._may_send(ctx, campaign, report):
+                    continue
+                self._advance_sequence(ctx, campaign, frame, now, report)
+            elif not self._has_queued(campaign.id) or not self._may_send(ctx, campaign, report):
+                continue
+            self.dispatch(ctx, campaign, report)
+        return reports
+
+    # -- planning into the ledger ---------------------------------------------------------------------------
+
+    def _may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
+        with self.engine.begin() as conn:
+            state = ensure_state(conn, campaign.id, campaign.digest, self.clock())
+        if state["status"] != ACTIVE:
+            report.inactive = f"{state['status']}: {state['note']}".strip(": ")
+            log.info("campaign %s is %s; nothing sent", campaign.id, state["status"])
+            return False
+        ensure_sendable(ctx, campaign)
+        self.backend.check()
+        return True
+
+    def _has_queued(self, campaign_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id,
+                                                              deliveries.c.status == ledger.QUEUED).limit(1)).first() \
+                is not None
+
+    def _enqueue(self, plan: Plan, report: RunReport) -> None:
+        report.excluded.update(plan.excluded)
+        report.deferred.update(plan.deferred)
+        if plan.emails.empty:
+            return
+        rows = [
+            {"campaign_id": e.campaign_id, "step_id": e.step_id, "contact_id": int(e.contact_id),
+             "segment": e.segment, "variant": e.variant, "arm": e.arm, "due_at": e.due_at.to_pydatetime(),
+             "status": ledger.SKIPPED if e.status == "skipped" else ledger.QUEUED, "error": e.reason}
+            for e in plan.emails.itertuples(index=False)
+        ]
+        with self.engine.begin() as conn:
+            report.enqueued += ledger.enqueue(conn, rows)
+        log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
+
+    def _advance_sequence(self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime,
+                          report: RunReport) -> None:
+        with self.engine.begin() as conn:
+            view = load_ledger_view(conn, campaign.id, now)
+            plan = plan_sequence(ctx, campaign, frame, view.enrolled, view.keys, view.history, now,
+                                 view.started_at or now, now)
+            if plan.new_enrolments:
+                conn.execute(insert(enrolments), [{"campaign_id": campaign.id, "contact_id": c, "enrolled_at": now,
+                                                   "exited_at": None, "exit_reason": ""}
+                                                  for c in plan.new_enrolments])
+            for contact_id, reason in plan.exits.items():
+                conn.execute(update(enrolments).where(enrolments.c.campaign_id == campaign.id,
+                                                      enrolments.c.contact_id == contact_id,
+                                                      enrolments.c.exited_at.is_(None))
+                             .values(exited_at=now, exit_reason=reason[:64]))
+        report.enrolled += len(plan.new_enrolments)
+        report.exited += len(plan.exits)
+        self._enqueue(plan, report)
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+
+    def dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> None:
+        """Claim, check, render, send and mark due rows until none are left (or stop / pause)."""
+        token = uuid.uuid4().hex
+        renders: dict[tuple[str, str, str], RenderedEmail] = {}
+        max_failures = self.workspace.settings.schedule.max_consecutive_failures
+        while not self.stop.is_set() and not report.paused:
+            with self.engine.begin() as conn:
+                claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
+            if not claimed:
+                break
+            handed: set[int] = set()
+            try:
+                batches = self._batches(ctx, campaign, claimed, renders, report)
+                self.backend.send_all(self._feed(batches, handed, report),
+                                      lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
+                                                                         max_failures))
+            except ProviderAuthError:
+                self._release_unsent(claimed, set(), "not sent: the provider refused the API key")
+                raise
+            finally:
+                self._release_unsent(claimed, handed, "not sent: the run stopped before this batch")
+
+    def _feed(self, batches: list[Batch], handed: set[int], report: RunReport) -> Iterator[Batch]:
+        """Hand batches to the backend one by one, stopping at SIGTERM or a pause; record what was handed."""
+        for batch in batches:
+            if self.stop.is_set() or report.paused:
+                return
+            handed.update(int(r.delivery_id) for r in batch.recipients)
+            yield batch
+
+    def _release_unsent(self, claimed: list[ledger.Claimed], handed: set[int], reason: str) -> None:
+        """Claimed rows never handed to the backend (or refused with 401) go back to queued."""
+        ids = [c.id for c in claimed if c.id not in handed]
+        if ids:
+            with self.engine.begin() as conn:
+                ledger.release(conn, ids, reason)
+
+    def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[ledger.Claimed],
+                 renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
+        settings = self.workspace.settings
+        people = self._recipients_of(claimed)
+        skipped: dict[int, str] = {}
+        groups: dict[tuple[str, str, str], list[Recipient]] = {}
+        for row in claimed:
+            person = people.get(row.contact_id)
+            reason = _dispatch_check(person)
+            if reason:
+                skipped[row.id] = reason
+                continue
+            values = recipient_values(settings, self.secret, row.contact_id, campaign.id, person["first_name"])
+            groups.setdefault((row.step_id, row.variant, row.arm), []).append(
+                Recipient(str(row.id), person["email"], values, values["unsubscribe_url"]))
+        if skipped:
+            with self.engine.begin() as conn:
+                ledger.mark_skipped(conn, skipped)
+            report.skipped.update(skipped.values())
+        batches = []
+        size = max(1, min(settings.delivery.batch_size, 1000))
+        for (step_id, variant, arm), recipients in groups.items():
+            key = (step_id, variant, arm)
+            if key not in renders:
+                renders[key] = self._render(ctx, campaign, step_id, variant, arm)
+            for start in range(0, len(recipients), size):
+                batches.append(Batch(campaign.id, step_id, variant, renders[key],
+                                     campaign.sender_email or settings.clinic.sender_email,
+                                     campaign.sender_name or settings.clinic.sender_name,
+                                     tuple(recipients[start:start + size]),
+                                     reply_to=campaign.reply_to or settings.clinic.reply_to, arm=arm))
+        return batches
+
+    def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
+        step = campaign.step(step_id)
+        subject = next((a.subject for a in step.arms if a.name == arm), step.subject)
+        context = email_context(ctx.article, ctx.vocabulary, self.workspace.settings.clinic, variant)
+        return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
+
+    def _recipients_of(self, claimed: list[ledger.Claimed]) -> dict[int, dict]:  # type: ignore[type-arg]
+        wanted = sorted({c.contact_id for c in claimed})
+        people: dict[int, dict] = {}  # type: ignore[type-arg]
+        query = (select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.status,
+                        contacts.c.marketing_consent, suppressions.c.reason.label("suppressed"))
+                 .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)))
+        with self.engine.connect() as conn:
+            for chunk in chunked(wanted, 5000):
+                for row in conn.execute(query.where(contacts.c.id.in_(chunk))).mappings():
+                    people[int(row["id"])] = dict(row)
+        return people
+
+    def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
+              max_failures: int) -> None:
+        ids_by: dict[tuple[str, str, bool], list[int]] = {}
+        for outcome in outcomes:
+            ids_by.setdefault((outcome.status, outcome.message_id or outcome.error, outcome.ambiguous),
+                              []).append(int(outcome.delivery_id))
+        ok = all(o.status == SENT for o in outcomes)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            for (status, detail, ambiguous), ids in ids_by.items():
+                if status == SENT:
+                    report.sent += ledger.mark_sent(conn, ids, detail, now)
+                elif status == FAILED:
+                    report.failed += ledger.mark_failed(conn, ids, detail)
+                elif status == DEFERRED and ambiguous:
+                    report.unknown += ledger.mark_unknown(conn, ids, detail)
+                else:
+                    report.released += ledger.release(conn, ids, detail)
+            reason = "" if ok else (outcomes[0].error or outcomes[0].status)
+            if record_batch_result(conn, campaign.id, ok, max_failures, reason):
+                report.paused = reason
+                log.warning("campaign %s paused after repeated failures", campaign.id)
+        if ok:
+            report.sent_by[(batch.step_id, campaign.segment, batch.variant, (batch.recipients and
+                            _arm_of(batch)) or "")] += len(outcomes)
+
+
+def _arm_of(batch: Batch) -> str:
+    return ""
+
+
+def _dispatch_check(person: dict | None) -> str:  # type: ignore[type-arg]
+    """Why a claimed row must not be sent now ('' when it may be)."""
+    if person is None:
+        return "erased: the contact no longer exists"
+    if person["suppressed"]:
+        return f"suppressed: {person['suppressed']}"
+    if person["status"] == "pending" or not person["marketing_consent"]:
+        return "no marketing consent"
+    return ""

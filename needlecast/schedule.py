@@ -1,0 +1,301 @@
+"""APScheduler wiring: thin jobs that carry ids only (DESIGN.md invariant 4).
+
+- Jobs live in a SQLAlchemyJobStore in the same database. Each job calls a module-level function here with
+  JSON-able arguments (the workspace folder and a campaign id); the campaign file and the audience are read
+  when the job runs. Job ids are deterministic, added with `replace_existing=True`, `coalesce=True` and a
+  generous `misfire_grace_time`, so a scheduler that was down catches up once on restart, and the ledger
+  makes a repeated run send nothing twice.
+- A broadcast is one DateTrigger job per distinct UTC moment (one per time-zone group for local-time sends).
+  Sequences are served by one `sweeper` job on an interval, which enrols, advances, and also resumes any
+  rows left queued (retries, deferrals). A `resync` job re-reads the campaign files every minute: a changed
+  file reschedules, a deleted one unschedules.
+- One scheduler per store: `SenderLock` is a PostgreSQL advisory lock or, on SQLite, a lock file; a second
+  scheduler refuses to start. Holding it, the scheduler turns rows a crashed sender left in `sending` into
+  `unknown`.
+- SIGTERM (and Ctrl-C) set `STOP`: the batches in flight finish and are marked, then the process exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Connection, Engine, distinct, select, text
+
+from needlecast import ledger
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.runner import Runner
+from needlecast.campaign.timing import local_moment
+from needlecast.config import Workspace, open_workspace
+from needlecast.delivery import get_backend
+from needlecast.errors import ConfigurationError, NeedlecastError
+from needlecast.store.engine import open_store
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import contacts, deliveries
+
+log = logging.getLogger("needlecast.scheduler")
+STOP = threading.Event()
+MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
+RESYNC_SECONDS = 60
+_LOCK_KEY = 0x6E65656463617374  # "needcast": the advisory lock id on PostgreSQL
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine_for(workspace: Workspace) -> Engine:
+    url = workspace.database_url
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = open_store(url)
+        return _engines[url]
+
+
+def _runner(root: str) -> Runner:
+    workspace = open_workspace(Path(root))
+    return Runner(workspace, _engine_for(workspace), get_backend(workspace), stop=STOP)
+
+
+# -- job functions: module level, ids only ----------------------------------------------------------------
+
+def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> None:
+    """Enqueue and send a broadcast (one zone group's moment, or immediately with `send_now`)."""
+    try:
+        report = _runner(root).run_broadcast(campaign_id, send_now=send_now)
+        log.info("broadcast %s: %d enqueued, %d sent, %d failed, %d deferred, %d unknown, %d skipped", campaign_id,
+                 report.enqueued, report.sent, report.failed, report.released, report.unknown,
+                 sum(report.skipped.values()))
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("broadcast %s not sent: %s", campaign_id, err)
+
+
+def run_sweeper_job(root: str) -> None:
+    """Advance every sequence and send whatever is due."""
+    try:
+        for report in _runner(root).sweep():
+            if report.enqueued or report.sent or report.failed or report.unknown or report.enrolled:
+                log.info("sweep %s: %d enrolled, %d exited, %d enqueued, %d sent, %d failed, %d unknown",
+                         report.campaign_id, report.enrolled, report.exited, report.enqueued, report.sent,
+                         report.failed, report.unknown)
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("sweep stopped: %s", err)
+
+
+def run_resync_job(root: str) -> None:
+    """Re-read campaign files and reschedule what changed (uses the running scheduler)."""
+    scheduler = _current.get("scheduler")
+    if scheduler is None:
+        return
+    try:
+        sync(scheduler, open_workspace(Path(root)))
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("campaign files not synced: %s", err)
+
+
+_current: dict[str, BaseScheduler] = {}
+
+
+# -- sync ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    func: Callable[..., None]
+    trigger: Any
+    args: list[Any]
+
+
+def broadcast_moments(conn: Connection, campaign: Campaign) -> list[datetime]:
+    """The distinct UTC moments a broadcast sends at: one, or one per recipients' time zone."""
+    schedule = campaign.schedule
+    if schedule.send_at is not None:
+        return [schedule.send_at.astimezone(UTC)]
+    zones = {z or campaign.time_zone for z in conn.execute(select(distinct(contacts.c.time_zone))).scalars()}
+    zones.add(campaign.time_zone)
+    return sorted({local_moment(schedule.on, schedule.local_time, z) for z in zones})  # type: ignore[arg-type]
+
+
+def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> list[JobSpec]:
+    ctx = CampaignContext.load(workspace)
+    root = str(workspace.root)
+    jobs = [JobSpec("sweeper", run_sweeper_job,
+                    IntervalTrigger(seconds=workspace.settings.schedule.sweep_interval_seconds), [root]),
+            JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root])]
+    for campaign in ctx.campaigns.values():
+        if campaign.kind != BROADCAST:
+            continue
+        started = conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign.id).limit(1)
+                               ).first() is not None
+        for moment in broadcast_moments(conn, campaign):
+            if moment <= now and started:
+                continue  # already ran; re-adding a past moment would only run a no-op
+            job_id = f"broadcast:{campaign.id}:{moment.strftime('%Y%m%dT%H%M%SZ')}"
+            jobs.append(JobSpec(job_id, run_broadcast_job, DateTrigger(run_date=moment), [root, campaign.id]))
+    return jobs
+
+
+def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
+    """Make the job store match the campaign files; return (added or changed, removed)."""
+    engine = _engine_for(workspace)
+    now = utcnow()
+    with engine.connect() as conn:
+        wanted = {job.id: job for job in desired_jobs(workspace, conn, now)}
+    existing = {job.id: job for job in scheduler.get_jobs()}
+    removed = 0
+    for job_id in existing:
+        if job_id.startswith("broadcast:") and job_id not in wanted:
+            scheduler.remove_job(job_id)
+            removed += 1
+    added = 0
+    for job_id, spec in wanted.items():
+        if job_id in existing:
+            continue  # unchanged: keep its next run time
+        # The sweeper runs at once (and then on its interval); other jobs at their trigger's time.
+        first_run = {"next_run_time": now} if job_id == "sweeper" else {}
+        scheduler.add_job(spec.func, trigger=spec.trigger, args=spec.args, id=job_id, name=job_id,
+                          replace_existing=True, coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1,
+                          **first_run)
+        added += 1
+    return added, removed
+
+
+def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_id: str, delay_seconds: float) -> str:
+    """A one-off job that sends a broadcast `delay_seconds` from now, ignoring its schedule (the demo)."""
+    job_id = f"broadcast-now:{campaign_id}"
+    scheduler.add_job(run_broadcast_job, trigger=DateTrigger(run_date=utcnow() + timedelta(seconds=delay_seconds)),
+                      args=[str(workspace.root), campaign_id, True], id=job_id, name=job_id, replace_existing=True,
+                      coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1)
+    return job_id
+
+
+# -- the one-sender lock -------------------------------------------------------------------------------------
+
+class SenderLock:
+    """One scheduler per store: a PostgreSQL advisory lock, or an flock on a file beside the SQLite database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+        self._file: Any = None
+
+    def acquire(self) -> bool:
+        if self.engine.dialect.name == "postgresql":
+            self._conn = self.engine.connect()
+            got = bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar())
+            self._conn.commit()
+            if not got:
+                self._conn.close()
+                self._conn = None
+            return got
+        database = self.engine.url.database or ":memory:"
+        path = Path(f"{database}.scheduler.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a+")
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            self._file = None
+            return False
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+            self._conn.commit()
+            self._conn.close()
+            self._conn = None
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def build_scheduler(engine: Engine, scheduler_cls: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+    return scheduler_cls(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
+        executors={"default": {"type": "threadpool", "max_workers": 2}},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE},
+        timezone="UTC",
+    )
+
+
+def recover(engine: Engine) -> int:
+    """Rows a crashed sender left in `sending` become `unknown` (call while holding the lock)."""
+    with engine.begin() as conn:
+        count = ledger.recover_stale(conn)
+    if count:
+        log.warning("%d ledger rows were left 'sending' by a stopped sender and are now 'unknown': "
+                    "run `needlecast campaign reconcile` once the provider's events are in", count)
+    return count
+
+
+def run_scheduler(workspace: Workspace) -> None:
+    """`needlecast scheduler`: hold the lock, recover, and run the BlockingScheduler until SIGTERM / Ctrl-C.
+
+    The first job to run is `resync`, which brings the job store in line with the campaign files.
+    """
+    engine = _engine_for(workspace)
+    lock = SenderLock(engine)
+    if not lock.acquire():
+        raise ConfigurationError("another needlecast scheduler is already running on this database "
+                                 "(APScheduler 3 cannot share a job store); stop it first")
+    try:
+        recover(engine)
+        scheduler = build_scheduler(engine)
+        _current["scheduler"] = scheduler
+        scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS),
+                          args=[str(workspace.root)], id="resync", name="resync", replace_existing=True,
+                          coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("signal %d: finishing the batches in flight, then exiting", signum)
+            STOP.set()
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("scheduler started for %s", workspace.root)
+        scheduler.start()
+    finally:
+        _current.pop("scheduler", None)
+        lock.release()
+
+
+def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
+    """`needlecast schedule sync` while no scheduler runs: update the job store directly.
+
+    Returns None when a scheduler is running (it re-reads the files itself within a minute).
+    """
+    engine = _engine_for(workspace)
+    lock = SenderLock(engine)
+    if not lock.acquire():
+        return None
+    try:
+        scheduler = build_scheduler(engine, BackgroundScheduler)
+        scheduler.start(paused=True)
+        try:
+            return sync(scheduler, workspace)
+        finally:
+            scheduler.shutdown(wait=False)
+    finally:
+        lock.release()

@@ -12,6 +12,7 @@ from needlecast.audience.importer import import_file
 from needlecast.audience.segments import evaluate, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
+from needlecast.demo_campaigns import run_campaign_stage
 from needlecast.lint import email_templates, lint_workspace
 from needlecast.store.engine import open_store
 from needlecast.templating.context import variant_concerns
@@ -64,4 +65,6 @@ def run_demo(workspace: Workspace, console: Console) -> int:
         table.add_row(segment.name, str(result.size),
                       ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-")
     console.print(table)
-    return 0
+
+    console.rule("5. Campaigns: the scheduler sends the broadcast and the nurture sequence's day 0")
+    return run_campaign_stage(workspace, engine, console)

@@ -34,7 +34,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, Engine, distinct, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
@@ -125,7 +125,7 @@ def broadcast_moments(conn: Connection, campaign: Campaign) -> list[datetime]:
     schedule = campaign.schedule
     if schedule.send_at is not None:
         return [schedule.send_at.astimezone(UTC)]
-    zones = {z or campaign.time_zone for z in conn.execute(select(distinct(contacts.c.time_zone))).scalars()}
+    zones = {z or campaign.time_zone for z in conn.execute(select(contacts.c.time_zone).distinct()).scalars()}
     zones.add(campaign.time_zone)
     return sorted({local_moment(schedule.on, schedule.local_time, z) for z in zones})  # type: ignore[arg-type]
 

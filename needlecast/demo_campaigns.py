@@ -57,6 +57,7 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         scheduler.add_listener(listen, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.start(paused=True)
         sync(scheduler, workspace)
+        scheduler.modify_job("sweeper", next_run_time=utcnow())  # sweep now, even if an earlier run left it
         for campaign_id in broadcasts:
             schedule_send_now(scheduler, workspace, campaign_id, delay_seconds=3)
         console.print(f"scheduler running: the nurture sweeper now, {', '.join(broadcasts)} in 3 seconds")

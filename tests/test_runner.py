@@ -1,0 +1,239 @@
+"""The runner and the ledger, on SQLite and PostgreSQL, sending to the loopback SendGrid sink over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from needlecast import ledger
+from needlecast.audience.importer import import_file
+from needlecast.audience.suppression import suppress
+from needlecast.campaign.runner import Runner
+from needlecast.campaign.state import get_state
+from needlecast.config import Workspace, open_workspace
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.delivery.base import RetryPolicy
+from needlecast.delivery.sendgrid import SendGridBackend
+from needlecast.devtools.sendgrid_sink import SendGridSink
+from needlecast.errors import CampaignBlocked
+from needlecast.store.engine import open_store
+from needlecast.store.schema import contacts, deliveries, enrolments, events
+
+API_KEY = "SG.runner-test"
+SECRET = "s" * 40
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # 12:00 in London: outside quiet hours
+
+BROADCAST = """
+id: winter
+kind: broadcast
+segment: {segment}
+time_zone: Europe/London
+steps:
+  - id: guide
+    template: emails/broadcast
+schedule:
+  send_at: "2026-11-24 11:00"
+signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
+"""
+
+SEQUENCE = """
+id: drip
+kind: sequence
+segment: all-leads
+time_zone: Europe/London
+steps:
+  - {{id: welcome, template: emails/welcome, delay: 0d}}
+  - {{id: follow-up, template: emails/deep_dive, delay: 3d}}
+enrol: {{joined_after: "2026-01-01"}}
+exits: [{{field: booked, equals: "yes"}}]
+{signoff}
+"""
+SIGNOFF = "signoff: {reviewer: QA, date: 2026-11-24, note: test content}"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture()
+def sink() -> Iterator[SendGridSink]:
+    with SendGridSink(api_key=API_KEY) as running:
+        yield running
+
+
+@pytest.fixture()
+def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_SECRET", SECRET)
+    for path in (workspace_dir / "campaigns").glob("*.yaml"):
+        path.unlink()
+    (workspace_dir / "audiences" / "leads.csv").write_text(
+        "Email,First Name,Concern,Marketing consent,Concern consent,Signed up,Booked\n"
+        + "".join(f"lead{i}@example.com,Lead{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,"
+                  f"{'yes' if i % 5 else 'no'},2026-11-0{1 + i % 9},no\n" for i in range(40)))
+    return open_workspace(workspace_dir)
+
+
+def _store(ws: Workspace) -> Engine:
+    engine = open_store(ws.database_url)
+    import_file(engine, ws.audiences_dir / "leads.csv", load_vocabulary_for(ws))
+    return engine
+
+
+def _runner(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock, **delivery: object) -> Runner:
+    settings = dataclasses.replace(ws.settings, delivery=dataclasses.replace(
+        ws.settings.delivery, api_host=sink.url, **delivery))
+    backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
+    return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock)
+
+
+def _campaign(ws: Workspace, text: str) -> None:
+    (ws.campaigns_dir / "c.yaml").write_text(text)
+
+
+def test_broadcast_sends_each_member_once_even_when_the_job_fires_twice(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    runner = _runner(ws, engine, sink, Clock(NOW))
+    first = runner.run_broadcast("winter")
+    second = runner.run_broadcast("winter")
+    assert first.enqueued == 40 and first.sent == 40
+    assert second.enqueued == 0 and second.sent == 0
+    ids = sink.accepted_delivery_ids()
+    assert len(ids) == 40 and len(set(ids)) == 40
+    variants = Counter(v for (_s, _g, v, _a) in first.sent_by.elements())
+    assert variants == Counter({"acne": 8, "ageing": 8, "pigmentation": 8, "general": 16})
+    with engine.connect() as conn:
+        assert ledger.counts(conn, "winter")["sent"] == 40
+
+
+def test_one_rendering_per_variant_with_1000_recipients_per_request(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    _runner(ws, engine, sink, Clock(NOW)).run_broadcast("winter")
+    requests = sink.accepted
+    assert len(requests) == 4  # one per variant: 40 recipients fit in one request each
+    subjects = {r.payload["subject"] for r in requests}
+    assert subjects == {"What microneedling can do for your skin"}
+    for request in requests:
+        assert "concern" not in str(request.payload["categories"]).lower()
+        for item in request.payload["personalizations"]:
+            assert "@" not in item["headers"]["List-Unsubscribe"].split(",")[0]  # no address in the URL
+
+
+def test_unsubscribe_between_plan_and_send_wins(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    clock = Clock(NOW - timedelta(hours=2))  # before send_at: enqueued, nothing due yet
+    runner = _runner(ws, engine, sink, clock)
+    assert runner.run_broadcast("winter").sent == 0
+    with engine.begin() as conn:
+        suppress(conn, "lead3@example.com", "unsubscribed", source="test")
+    clock.now = NOW
+    report = runner.run_broadcast("winter")
+    assert report.sent == 39 and report.skipped == Counter({"suppressed: unsubscribed": 1})
+    assert all(email != "lead3@example.com" for a in sink.accepted for email, _ in a.recipients)
+    with engine.connect() as conn:
+        row = conn.execute(select(deliveries.c.status, deliveries.c.error).where(deliveries.c.status == "skipped")).one()
+    assert row.error == "suppressed: unsubscribed"
+
+
+def test_crash_between_claim_and_send_leaves_unknown_never_a_duplicate(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    runner = _runner(ws, engine, sink, Clock(NOW))
+    runner.stop.set()  # a stopped runner plans into the ledger but sends nothing
+    runner.run_broadcast("winter")
+    runner.stop.clear()  # then a sender claims ten rows and "crashes" before the API call
+    with engine.begin() as conn:
+        claimed = ledger.claim(conn, "winter", NOW, 10, "crashed-run")
+    with engine.begin() as conn:
+        assert ledger.recover_stale(conn) == 10  # what the next scheduler does on start, holding the lock
+    report = runner.run_broadcast("winter")
+    assert report.sent == 30
+    with engine.connect() as conn:
+        assert ledger.counts(conn, "winter")["unknown"] == 10
+    assert not {str(c.id) for c in claimed} & set(sink.accepted_delivery_ids())
+    # Provider events prove four of them were accepted: reconcile settles those; the rest are resent on request.
+    with engine.begin() as conn:
+        conn.execute(insert(events), [{"provider_event_id": f"ev{c.id}", "kind": "processed", "delivery_id": c.id,
+                                       "campaign_id": "winter", "step_id": "guide", "message_id": "m1",
+                                       "email_hash": "", "occurred_at": NOW, "received_at": NOW, "detail": "",
+                                       "raw": {}} for c in claimed[:4]])
+        assert ledger.reconcile(conn, "winter") == 4
+        assert ledger.requeue_unknown(conn, "winter") == 6
+    assert runner.run_broadcast("winter").sent == 6
+    ids = sink.accepted_delivery_ids()
+    assert len(ids) == len(set(ids)) == 36  # the four settled ones were never sent twice
+
+
+def test_two_runners_never_claim_the_same_row(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    runner = _runner(ws, engine, sink, Clock(NOW - timedelta(hours=2)))
+    runner.run_broadcast("winter")
+    with engine.begin() as conn:
+        conn.execute(deliveries.update().values(due_at=NOW - timedelta(minutes=1)))
+    with engine.begin() as a:
+        first = ledger.claim(a, "winter", NOW, 25, "a")
+    with engine.begin() as b:
+        second = ledger.claim(b, "winter", NOW, 25, "b")
+    assert len(first) == 25 and len(second) == 15
+    assert not {c.id for c in first} & {c.id for c in second}
+
+
+def test_too_many_failures_in_a_row_pause_the_campaign(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    sink.fail(*[{"status": 500}] * 50)
+    report = _runner(ws, engine, sink, Clock(NOW), max_in_flight=1).run_broadcast("winter")
+    assert report.paused and report.sent == 0
+    with engine.connect() as conn:
+        state = get_state(conn, "winter")
+        counts = ledger.counts(conn, "winter")
+    assert state["status"] == "paused" and "failed batches in a row" in state["note"]
+    assert counts["queued"] == 40 and counts["sending"] == 0  # nothing burnt, nothing lost
+    assert sink.state.requests < 50
+
+
+def test_campaign_with_lint_errors_needs_a_signoff(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads").replace(
+        "signoff: {reviewer: QA, date: 2026-11-24, note: test content}", ""))
+    engine = _store(ws)
+    with pytest.raises(CampaignBlocked, match=r"claim-.*signoff"):
+        _runner(ws, engine, sink, Clock(NOW)).run_broadcast("winter")
+    assert sink.accepted == []
+
+
+def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, SEQUENCE.format(signoff=SIGNOFF))
+    engine = _store(ws)
+    clock = Clock(NOW)
+    runner = _runner(ws, engine, sink, clock)
+    report = next(r for r in runner.sweep() if r.campaign_id == "drip")
+    assert report.enrolled == 40 and report.sent == 40
+    with engine.begin() as conn:  # one lead books, one unsubscribes
+        conn.execute(contacts.update().where(contacts.c.email == "lead1@example.com")
+                     .values(attributes={"booked": "yes"}))
+        suppress(conn, "lead2@example.com", "unsubscribed")
+    clock.now = NOW + timedelta(days=1)
+    assert next(r for r in runner.sweep() if r.campaign_id == "drip").sent == 0  # day 3 not due yet
+    clock.now = NOW + timedelta(days=3, minutes=1)
+    report = next(r for r in runner.sweep() if r.campaign_id == "drip")
+    assert report.sent == 38 and report.exited == 0  # both already left at the previous sweep
+    with engine.connect() as conn:
+        reasons = dict(conn.execute(select(enrolments.c.contact_id, enrolments.c.exit_reason)
+                                    .where(enrolments.c.exit_reason != "")).all())
+    assert sorted(reasons.values()) == ["booked = yes", "unsubscribed"]
+    per_step = Counter(p["custom_args"]["step"] for a in sink.accepted for p in a.payload["personalizations"])
+    assert per_step == Counter({"welcome": 40, "follow-up": 38})

@@ -67,13 +67,15 @@ class RunReport:
 class Runner:
     def __init__(self, workspace: Workspace, engine: Engine, backend: Backend, *,
                  clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None,
-                 claim_size: int = 10_000) -> None:
+                 claim_size: int | None = None) -> None:
         self.workspace = workspace
         self.engine = engine
         self.backend = backend
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.claim_size = claim_size
+        # One round of requests at a time: a crash can leave at most this many rows `unknown`.
+        delivery = workspace.settings.delivery
+        self.claim_size = claim_size or max(1, min(delivery.batch_size, 1000)) * max(1, delivery.max_in_flight)
         self.secret = signing_secret(required=backend.name == "sendgrid")
 
     # -- entry points (what scheduler jobs call) ----------------------------------------------------------

@@ -1,0 +1,51 @@
+"""`needlecast demo` end to end in a fresh workspace, and the plan command."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from needlecast.delivery.outbox import read_outbox
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
+    return subprocess.run([sys.executable, "-m", "needlecast.cli", "-w", str(root), *args], capture_output=True,
+                          text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_demo_sends_broadcast_and_day_zero_then_nothing_new(workspace_dir: Path) -> None:
+    first = _cli(workspace_dir, "demo")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "5. Campaigns" in first.stdout and "request(s) written to" in first.stdout
+    requests = [e["request"] for e in read_outbox(workspace_dir / "outbox")]
+    steps = {(r["custom_args"]["campaign"], r["custom_args"]["step"]) for r in requests}
+    assert steps == {("spring-guide", "guide"), ("new-lead-nurture", "welcome")}
+    assert "skipped at send time: capped" in first.stdout  # the cap across campaigns, reported
+    second = _cli(workspace_dir, "demo")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "nothing new was sent" in second.stdout
+    assert len(list(read_outbox(workspace_dir / "outbox"))) == len(requests)
+
+
+def test_plan_lists_every_planned_email_without_sending(workspace_dir: Path, tmp_path: Path) -> None:
+    assert _cli(workspace_dir, "audience", "import", str(workspace_dir / "audiences" / "sample.csv")).returncode == 0
+    out = tmp_path / "plan.csv"
+    result = _cli(workspace_dir, "plan", "--days", "400", "--csv", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "excluded: no marketing consent: 21" in result.stdout
+    rows = list(csv.DictReader(out.open()))
+    broadcast = [r for r in rows if r["campaign_id"] == "spring-guide"]
+    assert len(broadcast) == 253 and {r["arm"] for r in broadcast} == {"A", "B"}
+    assert {r["variant"] for r in broadcast} == {"acne", "ageing", "pigmentation", "general"}
+    assert not (workspace_dir / "outbox").exists()  # nothing sent
+
+
+def test_scheduler_py_is_the_scheduler_command() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "scheduler.py"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Run the scheduler" in result.stdout

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 from needlecast.errors import AudienceFileError, ConfigurationError
+from needlecast.yamlfile import read_yaml
 
 FIELDS = (
     "email", "first_name", "last_name", "concerns", "time_zone", "locale", "tags", "lists",
@@ -49,12 +48,7 @@ def _fold(header: str) -> str:
 def load_mapping(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise ConfigurationError(f"{path}: mapping file not found") from err
-    except yaml.YAMLError as err:
-        raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path, "the --mapping file") or {}
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{path}: expected a mapping 'column in the file: field'")
     for column, target in raw.items():

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from sqlalchemy import Connection, select
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.store.schema import contact_lists, contacts, suppressions
+from needlecast.yamlfile import read_yaml
 
 OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")
 COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at")
@@ -73,12 +73,7 @@ def _strings(path: Path, name: str, key: str, value: Any) -> tuple[str, ...]:
 
 def load_segments(path: Path, known_concerns: tuple[str, ...]) -> dict[str, Segment]:
     """Segment definitions; errors name the file, the segment and the key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise ConfigurationError(f"{path}: segments file not found (create audiences/segments.yaml)") from err
-    except yaml.YAMLError as err:
-        raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path, "create audiences/segments.yaml with a 'segments:' mapping") or {}
     entries = raw.get("segments") if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise ConfigurationError(f"{path}: expected a top-level 'segments:' mapping of name -> filters")

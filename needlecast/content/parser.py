@@ -22,8 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
-
 from needlecast.content.model import (
     GENERAL,
     KIND_BENEFIT,
@@ -35,6 +33,7 @@ from needlecast.content.model import (
 )
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import ConfigurationError, ContentError
+from needlecast.yamlfile import read_yaml
 
 _BENEFIT = re.compile(r"^(?P<title>[A-Z][^:\n]{2,80}):\s+(?P<body>\S.*)$", re.DOTALL)
 _MD_HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
@@ -179,10 +178,7 @@ def load_overrides(path: Path | None) -> dict[str, tuple[str, ...]]:
     """Per-slug tag overrides from a YAML mapping of slug -> list of concerns (a missing file: none)."""
     if path is None or not path.is_file():
         return {}
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path, "tag overrides") or {}
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{path}: expected a mapping of section slug -> list of concerns")
     overrides: dict[str, tuple[str, ...]] = {}

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError
+from needlecast.yamlfile import read_yaml
 
 
 @dataclass(frozen=True)
@@ -87,12 +86,7 @@ class Vocabulary:
 
 def load_vocabulary(path: Path) -> Vocabulary:
     """Read a vocabulary YAML file (see content/vocabulary.yaml for the shape)."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigurationError(f"{path}: vocabulary file not found (set [content] vocabulary)") from err
-    except yaml.YAMLError as err:
-        raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
+    raw = read_yaml(path, "the concern vocabulary; set [content] vocabulary in needlecast.toml")
     entries = (raw or {}).get("concerns") if isinstance(raw, dict) else None
     if not isinstance(entries, dict) or not entries:
         raise ConfigurationError(f"{path}: expected a 'concerns:' mapping of concern name -> synonyms/keywords")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -540,6 +541,49 @@ def scheduler() -> None:
 
     _configure_logging(verbose=True)
     run_scheduler(current_workspace())
+
+
+def _uvicorn_config(workspace: Workspace, host: str, port: int):  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from needlecast.tracking.app import create_app
+
+    app_ = create_app(workspace, current_store(workspace))
+    # Behind a reverse proxy: trust X-Forwarded-* from it (FORWARDED_ALLOW_IPS), links use public_base_url.
+    return uvicorn.Config(app_, host=host, port=port, proxy_headers=True,
+                          forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                          access_log=False, log_level="info", limit_concurrency=200, timeout_keep_alive=5)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the tracking app: SendGrid webhook, unsubscribe, preferences, double opt-in (uvicorn)."""
+    import uvicorn
+
+    _configure_logging(verbose=True)
+    uvicorn.Server(_uvicorn_config(current_workspace(), host, port)).run()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Run the tracking app and the scheduler in one process (one scheduler per database)."""
+    import uvicorn
+
+    from needlecast.schedule import run_scheduler_in_background
+
+    _configure_logging(verbose=True)
+    workspace = current_workspace()
+    stop_scheduler = run_scheduler_in_background(workspace)
+    try:
+        uvicorn.Server(_uvicorn_config(workspace, host, port)).run()
+    finally:
+        stop_scheduler()
 
 
 def main() -> None:

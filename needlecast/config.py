@@ -71,6 +71,10 @@ class DeliverySettings:
 @dataclass(frozen=True)
 class TrackingSettings:
     public_base_url: str = "https://CHANGE-ME.example.com/nc"
+    # SendGrid's Event Webhook verification key (base64 DER, public). SENDGRID_WEBHOOK_PUBLIC_KEY overrides it.
+    webhook_public_key: str = ""
+    webhook_max_age_seconds: int = 600
+    max_body_bytes: int = 5_000_000
 
 
 @dataclass(frozen=True)

@@ -299,3 +299,30 @@ def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
             scheduler.shutdown(wait=False)
     finally:
         lock.release()
+
+
+def run_scheduler_in_background(workspace: Workspace) -> Callable[[], None]:
+    """Start the scheduler in this process's background (for `needlecast serve`); return its stop function.
+
+    The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight.
+    """
+    engine = _engine_for(workspace)
+    lock = SenderLock(engine)
+    if not lock.acquire():
+        raise ConfigurationError("another needlecast scheduler is already running on this database; "
+                                 "use `needlecast web` for the web app alone")
+    recover(engine)
+    scheduler = build_scheduler(engine, BackgroundScheduler)
+    _current["scheduler"] = scheduler
+    scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS), args=[str(workspace.root)],
+                      id="resync", name="resync", replace_existing=True, coalesce=True,
+                      misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+    scheduler.start()
+
+    def stop() -> None:
+        STOP.set()
+        scheduler.shutdown(wait=True)
+        _current.pop("scheduler", None)
+        lock.release()
+
+    return stop

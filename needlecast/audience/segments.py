@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.store.schema import contact_lists, contacts, suppressions
+from needlecast.tracking.actions import is_paused
 from needlecast.yamlfile import read_yaml
 
 OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")
@@ -30,6 +31,7 @@ EXCLUDED_SUPPRESSED = "suppressed: {}"
 EXCLUDED_PENDING = "pending double opt-in"
 EXCLUDED_NO_CONSENT = "no marketing consent"
 EXCLUDED_NO_CONCERN_CONSENT = "no consent to use concern"
+EXCLUDED_PAUSED = "paused by the person"
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,9 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
     for reason, count in candidates.loc[suppressed, "suppressed"].value_counts().items():
         excluded[EXCLUDED_SUPPRESSED.format(reason)] = int(count)
     rest = candidates[~suppressed]
+    paused = rest["attributes"].map(lambda a: is_paused(a, now)).astype(bool)
+    excluded[EXCLUDED_PAUSED] = int(paused.sum())
+    rest = rest[~paused]
     pending = rest["status"] == "pending"
     excluded[EXCLUDED_PENDING] = int(pending.sum())
     rest = rest[~pending]

@@ -40,6 +40,7 @@ from needlecast.store.schema import contacts, deliveries, enrolments, suppressio
 from needlecast.templating.context import email_context
 from needlecast.templating.recipient import recipient_values
 from needlecast.templating.render import RenderedEmail, render_email
+from needlecast.tracking.actions import is_paused
 
 log = logging.getLogger("needlecast.runner")
 COUNTED = (ledger.QUEUED, ledger.SENDING, ledger.SENT, ledger.UNKNOWN)
@@ -217,7 +218,7 @@ class Runner:
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
         for row in claimed:
             person = people.get(row.contact_id)
-            reason = _dispatch_check(person)
+            reason = _dispatch_check(person, self.clock())
             if reason:
                 skipped[row.id] = reason
                 continue
@@ -252,7 +253,7 @@ class Runner:
         wanted = sorted({c.contact_id for c in claimed})
         people: dict[int, dict] = {}  # type: ignore[type-arg]
         query = (select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.status,
-                        contacts.c.marketing_consent, suppressions.c.reason.label("suppressed"))
+                        contacts.c.marketing_consent, contacts.c.attributes, suppressions.c.reason.label("suppressed"))
                  .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)))
         with self.engine.connect() as conn:
             for chunk in chunked(wanted, 5000):
@@ -291,7 +292,7 @@ def _arm_of(batch: Batch) -> str:
     return ""
 
 
-def _dispatch_check(person: dict | None) -> str:  # type: ignore[type-arg]
+def _dispatch_check(person: dict | None, now: datetime) -> str:  # type: ignore[type-arg]
     """Why a claimed row must not be sent now ('' when it may be)."""
     if person is None:
         return "erased: the contact no longer exists"
@@ -299,4 +300,6 @@ def _dispatch_check(person: dict | None) -> str:  # type: ignore[type-arg]
         return f"suppressed: {person['suppressed']}"
     if person["status"] == "pending" or not person["marketing_consent"]:
         return "no marketing consent"
+    if is_paused(person["attributes"], now):
+        return "paused by the person"
     return ""

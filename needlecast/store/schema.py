@@ -126,6 +126,9 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    # What the provider reported after accepting it: delivered | bounced | dropped | deferred ('' until then).
+    Column("outcome", String(16), nullable=False, server_default=""),
+    Column("outcome_at", DateTime(), nullable=True),
     UniqueConstraint("campaign_id", "step_id", "contact_id", name="uq_deliveries_campaign_step_contact"),
     Index("ix_deliveries_dispatch", "campaign_id", "status", "due_at"),
     Index("ix_deliveries_contact", "contact_id", "sent_at"),

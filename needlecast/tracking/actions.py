@@ -1,0 +1,63 @@
+"""What the recipient-facing pages do to the store: unsubscribe, set preferences, pause."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from needlecast.audience.consent import record_consent
+from needlecast.audience.suppression import suppress
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import contacts
+
+PAUSE_DAYS = 30
+
+
+def contact_by_id(conn: Connection, contact_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def unsubscribe(conn: Connection, contact_id: int, campaign: str) -> None:
+    """Suppress the contact's address and withdraw marketing consent. Idempotent; an erased contact is a no-op."""
+    contact = contact_by_id(conn, contact_id)
+    if contact is None:
+        return
+    suppress(conn, contact["email"], "unsubscribed", source=f"unsubscribe link ({campaign or 'email'})")
+    if contact["marketing_consent"]:
+        record_consent(conn, contact_id, "marketing", False, source=f"unsubscribe link ({campaign or 'email'})")
+
+
+def set_concerns(conn: Connection, contact_id: int, chosen: list[str]) -> None:
+    """The person's own choice of topics; choosing any is consent to use them, choosing none withdraws it."""
+    contact = contact_by_id(conn, contact_id)
+    if contact is None:
+        return
+    conn.execute(update(contacts).where(contacts.c.id == contact_id)
+                 .values(concerns=";".join(chosen), updated_at=utcnow()))
+    wants = bool(chosen)
+    if wants != bool(contact["concern_consent"]):
+        record_consent(conn, contact_id, "concern", wants, source="preference page")
+
+
+def pause(conn: Connection, contact_id: int, now: datetime | None = None) -> datetime:
+    """No email for 30 days: the contact's `paused_until` attribute, honoured by segments and at dispatch."""
+    until = (now or utcnow()) + timedelta(days=PAUSE_DAYS)
+    contact = contact_by_id(conn, contact_id)
+    if contact is not None:
+        attributes = {**(contact["attributes"] or {}), "paused_until": until.isoformat()}
+        conn.execute(update(contacts).where(contacts.c.id == contact_id)
+                     .values(attributes=attributes, updated_at=utcnow()))
+    return until
+
+
+def is_paused(attributes: dict[str, Any] | None, now: datetime) -> bool:
+    value = (attributes or {}).get("paused_until")
+    if not value:
+        return False
+    try:
+        return datetime.fromisoformat(str(value)) > now
+    except ValueError:
+        return False

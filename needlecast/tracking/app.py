@@ -1,0 +1,228 @@
+"""The tracking web app (Starlette, served by uvicorn): webhook, unsubscribe, preferences, confirmation.
+
+Routes:
+    GET  /healthz                 liveness and database check
+    POST /webhooks/sendgrid       the signed Event Webhook (2xx only after the commit, 5xx on failure)
+    GET  /u/{token}               unsubscribe confirmation page (a GET alone changes nothing)
+    POST /u/{token}               RFC 8058 one-click unsubscribe: body List-Unsubscribe=One-Click -> 200
+    GET  /p/{token}, POST         preference page: topics, pause 30 days, leave everything
+    GET  /confirm/{token}         double opt-in confirmation
+
+Safe by default: a body size limit, signed tokens compared in constant time (a forged or truncated one is
+a 404), a CSRF field and an Origin check on the preference form, no cookies, no redirects, security headers
+(no referrer, so a token never leaks to another site), and error pages and logs without personal data.
+Links and forms are relative or built from `[tracking] public_base_url`, so the app works behind a reverse
+proxy under any path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from needlecast import signing
+from needlecast.audience.consent import confirm
+from needlecast.config import Workspace, signing_secret
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.errors import NotFound, TokenInvalid
+from needlecast.tracking import actions
+from needlecast.tracking.events import EventFormatError, parse_sendgrid
+from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookRejected, ingest, load_public_key
+from needlecast.tracking.webhook import verify_signature as verify_webhook
+
+log = logging.getLogger("needlecast.web")
+_pages = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                     autoescape=select_autoescape(["html"]))
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+class _Headers(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413)
+    return bytes(body)
+
+
+def create_app(workspace: Workspace, engine: Engine) -> Starlette:
+    settings = workspace.settings
+    tracking = settings.tracking
+    secret = signing_secret(required=settings.delivery.backend == "sendgrid")
+    key_text = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "") or tracking.webhook_public_key
+    webhook_key = load_public_key(key_text) if key_text else None
+    if webhook_key is None:
+        log.warning("no webhook verification key configured: SendGrid events are accepted unsigned")
+    vocabulary = load_vocabulary_for(workspace)
+    public = urlsplit(tracking.public_base_url)
+    page_context = {"clinic": settings.clinic.name, "address": settings.clinic.postal_address,
+                    "lang": settings.clinic.language}
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(_pages.get_template(name).render(**page_context, **context), status_code=status)
+
+    def token_of(request: Request, kind: str) -> signing.TokenPayload:
+        try:
+            return signing.verify(secret, kind, request.path_params["token"])
+        except TokenInvalid:
+            raise HTTPException(404) from None
+
+    def csrf_for(token: str) -> str:
+        return hmac.new(secret, b"csrf|" + token.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def same_origin(request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            return False
+        if not origin or origin == "null":
+            return origin is None
+        host = urlsplit(origin).netloc
+        return host in {public.netloc, request.headers.get("host", "")}
+
+    async def health(_request: Request) -> Response:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def sendgrid_webhook(request: Request) -> Response:
+        body = await _read_limited(request, tracking.max_body_bytes)
+        if webhook_key is not None:
+            try:
+                verify_webhook(webhook_key, request.headers.get(SIGNATURE_HEADER),
+                               request.headers.get(TIMESTAMP_HEADER), body, time.time(),
+                               tracking.webhook_max_age_seconds)
+            except WebhookRejected as err:
+                log.warning("webhook refused: %s", err)
+                return PlainTextResponse("forbidden", status_code=403)
+        try:
+            events = parse_sendgrid(body)
+        except EventFormatError:
+            return PlainTextResponse("expected a JSON array of events", status_code=400)
+        try:
+            result = ingest(engine, events)
+        except Exception:
+            log.exception("webhook: %d events not stored; SendGrid will retry", len(events))
+            return PlainTextResponse("not stored, retry later", status_code=503)
+        log.info("webhook: %d events stored, %d duplicates, %d suppressions", result.stored, result.duplicates,
+                 result.suppressed)
+        return JSONResponse({"stored": result.stored, "duplicates": result.duplicates})
+
+    async def unsubscribe_page(request: Request) -> Response:
+        payload = token_of(request, signing.UNSUBSCRIBE)
+        if request.method == "GET":
+            preferences = f"../p/{signing.sign(secret, signing.PREFERENCES, payload.contact_id, payload.campaign)}"
+            return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
+        await _read_limited(request, 64 * 1024)
+        form = await request.form()
+        if form.get("List-Unsubscribe") != "One-Click":
+            return page("message.html", status=400, title="Unsubscribe",
+                        message="This link expects the one-click unsubscribe form.")
+        with engine.begin() as conn:
+            actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+        return page("unsubscribe.html", title="Unsubscribe", done=True)
+
+    async def preferences_page(request: Request) -> Response:
+        payload = token_of(request, signing.PREFERENCES)
+        token = request.path_params["token"]
+        saved = ""
+        if request.method == "POST":
+            await _read_limited(request, 64 * 1024)
+            form = await request.form()
+            valid = hmac.compare_digest(str(form.get("csrf", "")), csrf_for(token))
+            if not valid or not same_origin(request):
+                return page("message.html", status=403, title="Your email preferences",
+                            message="This form has expired. Please open the link from your email again.")
+            action = form.get("action")
+            with engine.begin() as conn:
+                if action == "leave":
+                    actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+                    saved = "You are unsubscribed from everything."
+                elif action == "pause":
+                    until = actions.pause(conn, payload.contact_id)
+                    saved = f"Emails are paused until {until:%d %B %Y}."
+                else:
+                    chosen = [c for c in form.getlist("concern") if c in vocabulary.names]
+                    actions.set_concerns(conn, payload.contact_id, [str(c) for c in chosen])
+                    saved = "Your choices are saved."
+        with engine.connect() as conn:
+            contact = actions.contact_by_id(conn, payload.contact_id)
+        if contact is None:
+            return page("message.html", title="Your email preferences",
+                        message="We hold no data about you any more, so there is nothing to change.")
+        mine = set(filter(None, contact["concerns"].split(";"))) if contact["concern_consent"] else set()
+        concerns = [{"name": c.name, "label": c.label, "chosen": c.name in mine} for c in vocabulary.concerns]
+        return page("preferences.html", title="Your email preferences", concerns=concerns, csrf=csrf_for(token),
+                    saved=saved)
+
+    async def confirm_page(request: Request) -> Response:
+        try:
+            with engine.begin() as conn:
+                confirm(conn, request.path_params["token"], secret)
+        except TokenInvalid:
+            return page("message.html", status=404, title="Confirm your subscription",
+                        message="This confirmation link is not valid or has expired.")
+        except NotFound:
+            raise HTTPException(404) from None
+        return page("message.html", title="Subscription confirmed",
+                    message=f"Thank you. You will now receive emails from {settings.clinic.name}.")
+
+    async def not_found(_request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        message = {404: "This page does not exist.", 413: "The request is too large."}.get(
+            status, "Something went wrong on our side. Please try again later.")
+        return page("message.html", status=status, title="Sorry", message=message)
+
+    async def server_error(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
+        return page("message.html", status=500, title="Sorry",
+                    message="Something went wrong on our side. Please try again later.")
+
+    return Starlette(
+        routes=[
+            Route("/healthz", health),
+            Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
+            Route("/p/{token}", preferences_page, methods=["GET", "POST"]),
+            Route("/confirm/{token}", confirm_page),
+        ],
+        middleware=[Middleware(_Headers)],
+        exception_handlers={HTTPException: not_found, 500: server_error},
+    )

@@ -84,7 +84,7 @@ def test_existing_database_upgrades_in_place(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(ws)], check=True, capture_output=True)
     result = _cli(ws, "db", "upgrade", **env)
-    assert result.returncode == 0 and "0001 -> 0002" in result.stdout
+    assert result.returncode == 0 and "0001 -> 0003" in result.stdout
     store = open_store(url)
     with store.connect() as conn:
         assert conn.execute(select(meta.c.value).where(meta.c.key == "marker")).scalar() == "kept"

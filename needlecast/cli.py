@@ -151,11 +151,15 @@ def lint(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    with_events: Annotated[bool, typer.Option("--with-events", help=(
+        "Then post simulated SendGrid events through the real, signed webhook and print the send report."))]
+    = False,
+) -> None:
     """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
     from needlecast.demo import run_demo
 
-    raise typer.Exit(run_demo(current_workspace(), console))
+    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events))
 
 
 @db_app.command("upgrade")
@@ -584,6 +588,71 @@ def serve(
         uvicorn.Server(_uvicorn_config(workspace, host, port)).run()
     finally:
         stop_scheduler()
+
+
+@app.command()
+def report(
+    campaign: Annotated[str | None, typer.Argument(help="Campaign id (default: every campaign).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only emails and events since this date (YYYY-MM-DD).")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv, xlsx, html or json.")] = "table",
+    out: Annotated[Path | None, typer.Option(help="Output file (required for xlsx and html).")] = None,
+    freq: Annotated[str, typer.Option(help="Time series by 'day' or 'hour'.")] = "day",
+    min_group: Annotated[int, typer.Option(help="Groups smaller than this show counts without rates.")] = 10,
+    include_recipients: Annotated[bool, typer.Option(help="Add one row per recipient (masked).")] = False,
+    unmasked: Annotated[bool, typer.Option(help="With --include-recipients: show full addresses.")] = False,
+) -> None:
+    """Send report: funnel per campaign, step, segment, variant and arm; health; A/B; time series; links."""
+    from datetime import UTC, datetime
+
+    from needlecast.reports import load_report
+    from needlecast.reports.export import to_json, write_csv, write_html, write_xlsx
+
+    if format not in ("table", "csv", "xlsx", "html", "json"):
+        raise typer.BadParameter("--format must be table, csv, xlsx, html or json")
+    if format in ("xlsx", "html") and out is None:
+        raise typer.BadParameter(f"--format {format} needs --out FILE")
+    start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    data = load_report(current_store(), campaign, start, freq="h" if freq == "hour" else "D", min_group=min_group,
+                       include_recipients=include_recipients, unmasked=unmasked)
+    title = f"Send report: {campaign or 'all campaigns'}"
+    if format == "table":
+        _print_report_tables(data)
+    elif format == "json":
+        text = to_json(data)
+        if out:
+            out.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text + "\n")
+    else:
+        target = out or Path(f"report.{format}")
+        {"csv": write_csv, "xlsx": write_xlsx}.get(format, lambda d, p: write_html(d, p, title))(data, target)
+        console.print(f"report written to {target}")
+
+
+def _print_report_tables(data) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.1%}"
+        return str(value) if value != "" else "-"
+
+    views = {
+        "funnel": (data.funnel, ["campaign_id", "step_id", "segment", "variant", "arm", "recipients", "sent",
+                                 "delivered", "opened_rate", "clicked_rate", "bounce_rate", "unsubscribed",
+                                 "complained"]),
+        "deliverability health": (data.health, ["campaign_id", "sent", "complaint_rate", "bounce_rate", "flag"]),
+        "A/B test (against arm A)": (data.ab, ["campaign_id", "step_id", "arm", "delivered", "open_rate",
+                                               "open_diff", "open_p_value", "click_rate", "click_p_value"]),
+    }
+    for title, (table, columns) in views.items():
+        shown = Table(title=title)
+        for column in columns:
+            shown.add_column(column.replace("_", " "))
+        for row in table[columns].itertuples(index=False) if not table.empty else []:
+            shown.add_row(*(cell(v) if not str(c).endswith("p_value") or not isinstance(v, float) or math.isnan(v)
+                            else f"{v:.3f}" for c, v in zip(columns, row, strict=True)))
+        console.print(shown)
 
 
 def main() -> None:

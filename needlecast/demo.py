@@ -14,12 +14,12 @@ from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.demo_campaigns import run_campaign_stage
 from needlecast.lint import email_templates, lint_workspace
-from needlecast.store.engine import open_store
+from needlecast.store.engine import make_engine, open_store, upgrade
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.preview import write_preview
 
 
-def run_demo(workspace: Workspace, console: Console) -> int:
+def run_demo(workspace: Workspace, console: Console, *, with_events: bool = False) -> int:
     """Run the demo; return the exit status (0 when every stage completed)."""
     console.rule("1. Content: the article as concern-tagged sections")
     vocabulary = load_vocabulary_for(workspace)
@@ -48,6 +48,8 @@ def run_demo(workspace: Workspace, console: Console) -> int:
     console.print("Run `needlecast lint` for every finding with its file, line and suggested fix.")
 
     console.rule("4. Audience: the sample leads imported, segmented by concern")
+    # The demo's own database follows the code: migrate it in place (`needlecast db upgrade` elsewhere).
+    upgrade(make_engine(workspace.database_url))
     engine = open_store(workspace.database_url)
     summary = import_file(engine, workspace.audiences_dir / "sample.csv", vocabulary, list_name="sample-leads")
     console.print(f"read {summary.read}: inserted {summary.inserted}, updated {summary.updated}, "
@@ -67,4 +69,39 @@ def run_demo(workspace: Workspace, console: Console) -> int:
     console.print(table)
 
     console.rule("5. Campaigns: the scheduler sends the broadcast and the nurture sequence's day 0")
-    return run_campaign_stage(workspace, engine, console)
+    status = run_campaign_stage(workspace, engine, console)
+    if status or not with_events:
+        return status
+    console.rule("6. Events and report: simulated SendGrid events through the signed webhook")
+    return run_events_stage(workspace, engine, console)
+
+
+def run_events_stage(workspace: Workspace, engine, console: Console) -> int:  # type: ignore[no-untyped-def]
+    """Post simulated events through the real webhook (signed with a key made for the demo), then report."""
+    import os
+
+    from needlecast.config import open_workspace
+    from needlecast.devtools.events import generate_key, post_signed, simulate
+    from needlecast.reports import load_report
+    from needlecast.tracking.local import serving
+
+    key, public = generate_key()
+    os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public
+    workspace = open_workspace(workspace.root)
+    events = simulate(engine, workspace.settings)
+    with serving(workspace, engine) as url:
+        stored = post_signed(f"{url}/webhooks/sendgrid", events, key)
+    console.print(f"{len(events)} events posted, {stored} new (the rest were already stored)")
+    report = load_report(engine)
+    table = Table(title="send report (needlecast report --format html --out report.html for charts)")
+    for column in ("campaign", "step", "variant", "arm", "sent", "delivered", "opened", "clicked", "open rate"):
+        table.add_column(column)
+    for row in report.funnel.itertuples(index=False):
+        rate = "-" if row.opened_rate != row.opened_rate else f"{row.opened_rate:.0%}"
+        table.add_row(row.campaign_id, row.step_id, row.variant, row.arm or "-", str(row.sent), str(row.delivered),
+                      str(row.opened), str(row.clicked), rate)
+    console.print(table)
+    for row in report.health.itertuples(index=False):
+        console.print(f"health {row.campaign_id}: complaints {row.complaint_rate:.2%}, bounces "
+                      f"{row.bounce_rate:.2%}: {row.flag}", highlight=False)
+    return 0

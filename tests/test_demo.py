@@ -33,6 +33,15 @@ def test_demo_sends_broadcast_and_day_zero_then_nothing_new(workspace_dir: Path)
     assert len(list(read_outbox(workspace_dir / "outbox"))) == len(requests)
 
 
+def test_demo_with_events_posts_through_the_signed_webhook_and_reports(workspace_dir: Path) -> None:
+    result = _cli(workspace_dir, "demo", "--with-events")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6. Events and report" in result.stdout and "events posted" in result.stdout
+    assert "send report" in result.stdout and "health spring-guide" in result.stdout
+    again = _cli(workspace_dir, "demo", "--with-events")
+    assert ", 0 new (the rest were already stored)" in again.stdout  # stored once per event id
+
+
 def test_plan_lists_every_planned_email_without_sending(workspace_dir: Path, tmp_path: Path) -> None:
     assert _cli(workspace_dir, "audience", "import", str(workspace_dir / "audiences" / "sample.csv")).returncode == 0
     out = tmp_path / "plan.csv"

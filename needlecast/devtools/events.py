@@ -1,0 +1,94 @@
+"""Simulated SendGrid events for the demo: realistic funnels, posted through the real, signed webhook.
+
+`simulate(engine, settings, seed)` builds SendGrid-shaped events for every sent delivery (processed and
+delivered for most, a few hard bounces, blocks, unsubscribes and spam reports, opens for some and clicks
+for fewer, repeated opens by the same person). Event ids are derived from the delivery, so posting twice
+stores nothing twice. `post_signed` posts them in batches, signed like SendGrid does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine, select
+
+from needlecast.config import Settings
+from needlecast.store.schema import contacts, deliveries
+
+
+def generate_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A P-256 key pair; the public half base64 DER, as SendGrid shows its verification key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, base64.b64encode(public).decode()
+
+
+def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    query = (select(deliveries.c.id, deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.sent_at,
+                    deliveries.c.message_id, contacts.c.email)
+             .join(contacts, contacts.c.id == deliveries.c.contact_id).where(deliveries.c.status == "sent")
+             .order_by(deliveries.c.id))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    links = [settings.clinic.booking_url, settings.clinic.website]
+    out: list[dict[str, object]] = []
+    for row in rows:
+        base = {"email": row.email, "sg_message_id": f"{row.message_id}.filter", "delivery_id": str(row.id),
+                "campaign": row.campaign_id, "step": row.step_id, "category": [row.campaign_id]}
+        event = partial(_event, base, row.sent_at or datetime.now(UTC), row.id)
+        out.append(event("processed", 0))
+        fate = rng.random()
+        if fate < 0.012:
+            out.append(event("bounce", 1, type="bounce", reason="550 5.1.1 mailbox does not exist"))
+            continue
+        if fate < 0.02:
+            out.append(event("bounce", 1, type="blocked", reason="421 try again later"))
+            continue
+        out.append(event("delivered", 1, response="250 OK"))
+        if rng.random() < 0.42:
+            for n in range(rng.choice([1, 1, 2, 3])):
+                out.append(event("open", rng.uniform(5, 2880), n))
+            if rng.random() < 0.25:
+                out.append(event("click", rng.uniform(10, 2880), url=rng.choice(links)))
+        if rng.random() < 0.006:
+            out.append(event("unsubscribe", rng.uniform(10, 2880)))
+        elif rng.random() < 0.001:
+            out.append(event("spamreport", rng.uniform(10, 2880)))
+    return out
+
+
+def _event(base: dict[str, object], start: datetime, delivery_id: int, kind: str, minutes: float, n: int = 0,
+           **extra: object) -> dict[str, object]:
+    stamp = int((start + timedelta(minutes=minutes)).timestamp())
+    return {**base, "event": kind, "timestamp": stamp, "sg_event_id": f"sim-{delivery_id}-{kind}-{n}", **extra}
+
+
+def _batches(items: list[dict[str, object]], size: int) -> Iterator[list[dict[str, object]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def post_signed(url: str, items: list[dict[str, object]], key: ec.EllipticCurvePrivateKey, *,
+                batch_size: int = 1000) -> int:
+    """Post events to the webhook in signed batches; returns how many the app newly stored."""
+    stored = 0
+    with httpx.Client(timeout=30) as client:
+        for batch in _batches(items, batch_size):
+            body = json.dumps(batch).encode()
+            stamp = str(int(datetime.now(UTC).timestamp()))
+            signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+            response = client.post(url, content=body, headers={
+                "X-Twilio-Email-Event-Webhook-Signature": signature,
+                "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"})
+            response.raise_for_status()
+            stored += int(response.json()["stored"])
+    return stored

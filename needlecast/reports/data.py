@@ -1,0 +1,221 @@
+"""Report tables from the ledger joined with stored provider events.
+
+Definitions (per delivery, i.e. per recipient of a step):
+- sent: the ledger row is `sent`; delivered / bounced_hard / bounced_soft (a block) / dropped: from the
+  provider's events or the row's outcome; opened, clicked, unsubscribed, complained: at least one such event
+  (unique per recipient: five opens by one person count once).
+- Rates are against delivered, except the bounce and drop rates, which are against sent.
+- Privacy: a group with fewer than `min_group` recipients shows its counts but not its rates (they would
+  describe individuals); nothing here holds an address unless recipients are asked for (masked by default).
+
+Deliverability health: complaint rate against 0.1 % (warning) and 0.3 % (critical), bounce rate against 2 %.
+The A/B table compares each arm with arm A using a two-sided two-proportion z-test on open and click rates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from needlecast.audience.addresses import mask_email
+from needlecast.store.schema import contacts, deliveries, events
+
+GROUP = ["campaign_id", "step_id", "segment", "variant", "arm"]
+FLAGS = ["sent", "delivered", "bounced_hard", "bounced_soft", "dropped", "opened", "clicked", "unsubscribed",
+         "complained"]
+KIND_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "blocked": "bounced_soft", "dropped": "dropped",
+             "opened": "opened", "clicked": "clicked", "unsubscribed": "unsubscribed",
+             "group_unsubscribed": "unsubscribed", "complained": "complained"}
+OUTCOME_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "dropped": "dropped"}
+COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
+MIN_GROUP = 10
+
+
+@dataclass
+class Report:
+    deliveries: pd.DataFrame
+    funnel: pd.DataFrame
+    timeline: pd.DataFrame
+    links: pd.DataFrame
+    ab: pd.DataFrame
+    health: pd.DataFrame
+    recipients: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        tables = {"funnel": self.funnel, "health": self.health, "ab_test": self.ab, "timeline": self.timeline,
+                  "links": self.links}
+        if not self.recipients.empty:
+            tables["recipients"] = self.recipients
+        return tables
+
+
+def _frames(engine: Engine, campaign: str | None, since: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    query = select(deliveries.c.id, *(deliveries.c[c] for c in GROUP), deliveries.c.status, deliveries.c.outcome,
+                   deliveries.c.contact_id, deliveries.c.sent_at)
+    event_query = select(events.c.delivery_id, events.c.kind, events.c.occurred_at, events.c.detail,
+                         events.c.campaign_id)
+    if campaign:
+        query = query.where(deliveries.c.campaign_id == campaign)
+        event_query = event_query.where(events.c.campaign_id == campaign)
+    if since:
+        query = query.where(deliveries.c.created_at >= since)
+        event_query = event_query.where(events.c.occurred_at >= since)
+    with engine.connect() as conn:
+        rows = conn.execute(query)
+        ledger = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+        found = conn.execute(event_query)
+        stored = pd.DataFrame(found.fetchall(), columns=list(found.keys()))
+    if not stored.empty:
+        stored["occurred_at"] = pd.to_datetime(stored["occurred_at"], utc=True)
+    return ledger, stored
+
+
+def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """One row per delivery with a boolean per funnel step."""
+    frame = ledger.copy()
+    frame["sent"] = frame["status"] == "sent"
+    for flag in FLAGS[1:]:
+        frame[flag] = False
+    for outcome, flag in OUTCOME_FLAG.items():
+        frame[flag] |= frame["outcome"] == outcome
+    if not stored.empty:
+        linked = stored.dropna(subset=["delivery_id"])
+        linked = linked[linked["kind"].isin(KIND_FLAG)]
+        if not linked.empty:
+            pairs = set(zip(linked["delivery_id"].astype("int64"), linked["kind"].map(KIND_FLAG), strict=True))
+            for flag in set(KIND_FLAG.values()):
+                ids = {d for d, f in pairs if f == flag}
+                frame[flag] |= frame["id"].isin(ids)
+    # Opening or clicking proves delivery even when the delivered event is missing or late.
+    frame["delivered"] |= frame["opened"] | frame["clicked"]
+    return frame
+
+
+def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    return (numerator / denominator.where(denominator > 0)).astype(float)
+
+
+def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MIN_GROUP) -> pd.DataFrame:
+    """Counts and rates per group (default: campaign, step, segment, variant, arm)."""
+    by = by or GROUP
+    if flags.empty:
+        return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
+    grouped = flags.groupby(by, dropna=False)
+    table = grouped.size().rename("recipients").to_frame().join(grouped[FLAGS].sum()).reset_index()
+    table["delivery_rate"] = _rate(table["delivered"], table["sent"])
+    table["bounce_rate"] = _rate(table["bounced_hard"] + table["bounced_soft"], table["sent"])
+    for flag in ("opened", "clicked", "unsubscribed", "complained"):
+        table[f"{flag}_rate"] = _rate(table[flag], table["delivered"])
+    rate_columns = [c for c in table.columns if c.endswith("_rate")]
+    small = table["recipients"] < min_group
+    table.loc[small, rate_columns] = float("nan")
+    table["rates"] = [f"suppressed (fewer than {min_group})" if s else "shown" for s in small]
+    return table
+
+
+def timeline(stored: pd.DataFrame, freq: str = "D") -> pd.DataFrame:
+    """Events per period and kind (freq 'h' hourly or 'D' daily)."""
+    if stored.empty:
+        return pd.DataFrame(columns=["period"])
+    counts = (stored.assign(period=stored["occurred_at"].dt.floor(freq))
+              .groupby(["period", "kind"]).size().unstack(fill_value=0).reset_index())
+    counts["period"] = counts["period"].dt.strftime("%Y-%m-%d %H:%M" if freq == "h" else "%Y-%m-%d")
+    counts.columns.name = None
+    return counts
+
+
+def links(stored: pd.DataFrame) -> pd.DataFrame:
+    """Clicks per link: total clicks and unique clickers."""
+    if stored.empty or "clicked" not in set(stored["kind"]):
+        return pd.DataFrame(columns=["campaign_id", "url", "clicks", "unique_clickers"])
+    clicks = stored[stored["kind"] == "clicked"]
+    table = clicks.groupby(["campaign_id", "detail"]).agg(clicks=("kind", "size"),
+                                                           unique_clickers=("delivery_id", "nunique"))
+    return table.reset_index().rename(columns={"detail": "url"}).sort_values("clicks", ascending=False)
+
+
+def z_test(successes_a: int, total_a: int, successes_b: int, total_b: int) -> float:
+    """Two-sided p-value of a two-proportion z-test (NaN when it cannot be computed)."""
+    if min(total_a, total_b) == 0:
+        return float("nan")
+    pooled = (successes_a + successes_b) / (total_a + total_b)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
+    if spread == 0:
+        return float("nan")
+    z = (successes_b / total_b - successes_a / total_a) / spread
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def ab_test(flags: pd.DataFrame) -> pd.DataFrame:
+    """Each arm beside arm A of the same campaign and step: rates, the difference and its p-value."""
+    armed = flags[flags["arm"] != ""] if not flags.empty else flags
+    columns = ["campaign_id", "step_id", "arm", "delivered", "opened", "clicked", "open_rate", "click_rate",
+               "open_diff", "open_p_value", "click_diff", "click_p_value"]
+    if armed.empty:
+        return pd.DataFrame(columns=columns)
+    table = funnel(armed, ["campaign_id", "step_id", "arm"], min_group=0)
+    rows = []
+    for (campaign, step), group in table.groupby(["campaign_id", "step_id"]):
+        base = group[group["arm"] == group["arm"].min()].iloc[0]
+        for _, arm in group.iterrows():
+            rows.append({
+                "campaign_id": campaign, "step_id": step, "arm": arm["arm"], "delivered": int(arm["delivered"]),
+                "opened": int(arm["opened"]), "clicked": int(arm["clicked"]), "open_rate": arm["opened_rate"],
+                "click_rate": arm["clicked_rate"], "open_diff": arm["opened_rate"] - base["opened_rate"],
+                "open_p_value": z_test(int(base["opened"]), int(base["delivered"]), int(arm["opened"]),
+                                       int(arm["delivered"])) if arm["arm"] != base["arm"] else float("nan"),
+                "click_diff": arm["clicked_rate"] - base["clicked_rate"],
+                "click_p_value": z_test(int(base["clicked"]), int(base["delivered"]), int(arm["clicked"]),
+                                        int(arm["delivered"])) if arm["arm"] != base["arm"] else float("nan"),
+            })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def health(flags: pd.DataFrame) -> pd.DataFrame:
+    """Per campaign: complaint and bounce rates against the mailbox providers' thresholds, flagged."""
+    table = funnel(flags, ["campaign_id"], min_group=0)
+    if table.empty:
+        return pd.DataFrame(columns=["campaign_id", "sent", "complaint_rate", "bounce_rate", "flag"])
+    out = table[["campaign_id", "sent", "delivered", "complained", "bounced_hard", "bounced_soft"]].copy()
+    out["complaint_rate"] = table["complained_rate"].fillna(0.0)
+    out["bounce_rate"] = table["bounce_rate"].fillna(0.0)
+    flags_ = []
+    for complaint, bounce in zip(out["complaint_rate"], out["bounce_rate"], strict=True):
+        problems = []
+        if complaint >= COMPLAINT_CRITICAL:
+            problems.append("complaints over 0.3 % (critical)")
+        elif complaint >= COMPLAINT_WARNING:
+            problems.append("complaints over 0.1 %")
+        if bounce >= BOUNCE_LIMIT:
+            problems.append("bounces over 2 %")
+        flags_.append("; ".join(problems) or "ok")
+    out["flag"] = flags_
+    return out
+
+
+def recipients(engine: Engine, flags: pd.DataFrame, unmasked: bool) -> pd.DataFrame:
+    """Per-recipient rows (only on request): address masked unless `unmasked`."""
+    if flags.empty:
+        return pd.DataFrame()
+    with engine.connect() as conn:
+        emails = dict(conn.execute(select(contacts.c.id, contacts.c.email)).all())
+    table = flags[["contact_id", *GROUP, "status", *FLAGS[1:]]].copy()
+    table.insert(0, "email", [emails.get(int(c), "(erased)") for c in table["contact_id"]])
+    if not unmasked:
+        table["email"] = [e if e == "(erased)" else mask_email(e) for e in table["email"]]
+    return table.drop(columns=["contact_id"])
+
+
+def load_report(engine: Engine, campaign: str | None = None, since: datetime | None = None, *,
+                freq: str = "D", min_group: int = MIN_GROUP, include_recipients: bool = False,
+                unmasked: bool = False) -> Report:
+    ledger, stored = _frames(engine, campaign, since)
+    flags = delivery_flags(ledger, stored)
+    return Report(
+        deliveries=flags, funnel=funnel(flags, min_group=min_group), timeline=timeline(stored, freq),
+        links=links(stored), ab=ab_test(flags), health=health(flags),
+        recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame())

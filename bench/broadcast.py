@@ -1,0 +1,221 @@
+"""Benchmark: a broadcast to N recipients end to end, against the naive per-recipient loop.
+
+    python bench/broadcast.py --recipients 1000000                        # SQLite
+    python bench/broadcast.py --recipients 1000000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
+
+A deterministic synthetic audience (every contact consenting, four concern variants) goes through the real
+stages, each timed: CSV generation, import, segment (load + evaluate), enqueue into the ledger, render (once
+per variant and arm), and dispatch: claim, check, send to the loopback SendGrid sink (a separate process,
+real HTTP, validating and counting what it accepts) and mark the ledger. "end to end" is the due job:
+from planning to every row marked. The sending runs in a child process so that its peak RSS is its own.
+The naive baseline, in the same run: for a sample (5,000), render the template per recipient and call the
+sendgrid client once per recipient against the same sink. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "SG.bench"
+
+
+def write_audience(path: Path, n: int) -> None:
+    concerns = ["acne", "ageing", "melasma", ""]
+    zones = ["Europe/London", "Europe/London", "America/New_York", "Australia/Sydney"]
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("Email,First Name,Concern,Time zone,Marketing consent,Health data consent\n")
+        for i in range(n):
+            handle.write(f"person{i}@example{i % 7}.com,P{i},{concerns[i % 4]},{zones[i % 4]},yes,yes\n")
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", "needlecast.devtools.sendgrid_sink", "--port", str(port),
+                                "--api-key", API_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_sink/stats", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("the sink did not start")
+
+
+def sink_stats(port: int) -> dict[str, int]:
+    return httpx.get(f"http://127.0.0.1:{port}/_sink/stats", timeout=10).json()
+
+
+def setup_workspace(root: Path, database_url: str, port: int) -> dict[str, str]:
+    from needlecast.scaffold import init_workspace
+
+    init_workspace(root)
+    config = (REPO / "needlecast.toml").read_text().replace("requests_per_second = 10", "requests_per_second = 0")
+    (root / "needlecast.toml").write_text(config)
+    for path in (root / "campaigns").glob("*.yaml"):
+        path.unlink()
+    (root / "campaigns" / "bench.yaml").write_text("""
+id: bench
+kind: broadcast
+segment: all-leads
+time_zone: Europe/London
+steps: [{id: guide, template: emails/broadcast}]
+schedule: {send_at: "2026-01-01 09:00"}
+signoff: {reviewer: bench, date: 2026-11-24, note: benchmark content}
+""")
+    env = {"NEEDLECAST_DATABASE_URL": database_url, "NEEDLECAST_BACKEND": "sendgrid", "SENDGRID_API_KEY": API_KEY,
+           "NEEDLECAST_SECRET": "b" * 40, "NEEDLECAST_QUIET_HOURS": "off",
+           "NEEDLECAST_SENDGRID_HOST": f"http://127.0.0.1:{port}", "NEEDLECAST_WORKSPACE": str(root)}
+    os.environ.update(env)
+    return env
+
+
+def send_phase(root: str) -> None:
+    """The child process: plan, enqueue, render and dispatch, each timed; prints JSON."""
+    from needlecast.audience.segments import evaluate, load_frame
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.planner import load_ledger_view, plan_broadcast
+    from needlecast.campaign.runner import RunReport, Runner
+    from needlecast.config import open_workspace
+    from needlecast.delivery import get_backend
+    from needlecast.store.engine import open_store
+    from needlecast.store.helpers import utcnow
+
+    workspace = open_workspace(Path(root))
+    engine = open_store(workspace.database_url)
+    runner = Runner(workspace, engine, get_backend(workspace))
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    ctx = CampaignContext.load(workspace)
+    campaign = ctx.campaign("bench")
+    report = RunReport(campaign.id)
+    runner._may_send(ctx, campaign, report)
+    now = utcnow()
+    mark = time.perf_counter()
+    with engine.connect() as conn:
+        frame = load_frame(conn)
+        view = load_ledger_view(conn, campaign.id, now, with_keys=False)
+    members = evaluate(ctx.segments[campaign.segment], frame, now)
+    timings["segment_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=True)
+    del frame
+    runner._enqueue(plan, report)
+    timings["enqueue_s"] = time.perf_counter() - mark
+    del plan
+    mark = time.perf_counter()
+    for variant in ("acne", "ageing", "pigmentation", "general"):
+        runner._render(ctx, campaign, "guide", variant, "")
+    timings["render_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    runner.dispatch(ctx, campaign, report)
+    timings["dispatch_and_mark_s"] = time.perf_counter() - mark
+    timings["end_to_end_s"] = time.perf_counter() - started
+    print(json.dumps({**{k: round(v, 2) for k, v in timings.items()}, "members": members.size,
+                      "enqueued": report.enqueued, "sent": report.sent, "failed": report.failed,
+                      "deferred": report.released, "unknown": report.unknown,
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def naive_baseline(port: int, sample: int) -> float:
+    """Render per recipient and one sendgrid client call per recipient; recipients per second."""
+    from sendgrid import SendGridAPIClient
+
+    from needlecast.config import open_workspace
+    from needlecast.content.loader import load_article, load_vocabulary_for
+    from needlecast.templating.context import email_context
+    from needlecast.templating.environment import build_environment
+    from needlecast.templating.render import render_email
+    from needlecast.templating.tokens import apply_substitutions, substitutions_for
+
+    workspace = open_workspace(Path(os.environ["NEEDLECAST_WORKSPACE"]))
+    vocabulary = load_vocabulary_for(workspace)
+    article = load_article(workspace, vocabulary)
+    env = build_environment(workspace.templates_dir)
+    client = SendGridAPIClient(api_key=API_KEY, host=f"http://127.0.0.1:{port}")
+    concerns = ["acne", "ageing", "pigmentation", "general"]
+    started = time.perf_counter()
+    for i in range(sample):
+        context = email_context(article, vocabulary, workspace.settings.clinic, concerns[i % 4])
+        rendered = render_email(env, "emails/broadcast", context)
+        subs = substitutions_for({"first_name": f"P{i}", "unsubscribe_url": f"https://x/u/{i}",
+                                  "preferences_url": f"https://x/p/{i}"})
+        body = {"personalizations": [{"to": [{"email": f"naive{i}@example.com"}],
+                                      "custom_args": {"delivery_id": f"n{i}"}}],
+                "from": {"email": workspace.settings.clinic.sender_email},
+                "subject": apply_substitutions(rendered.subject, subs),
+                "content": [{"type": "text/plain", "value": apply_substitutions(rendered.text, subs)},
+                            {"type": "text/html", "value": apply_substitutions(rendered.html, subs)}]}
+        client.client.mail.send.post(request_body=body, timeout=10)
+    return sample / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--naive-sample", type=int, default=5_000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--port", type=int, default=8125)
+    parser.add_argument("--send-phase", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.send_phase:
+        send_phase(args.send_phase)
+        return
+    from needlecast.audience.importer import import_file
+    from needlecast.config import open_workspace
+    from needlecast.content.loader import load_vocabulary_for
+    from needlecast.store.engine import open_store
+
+    sink = start_sink(args.port)
+    result: dict[str, object] = {"benchmark": "broadcast", "recipients": args.recipients}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.database_url
+            if url:
+                from bench.import_csv import fresh_postgres
+
+                url = fresh_postgres(url)
+            else:
+                url = f"sqlite:///{tmp}/bench.db"
+            setup_workspace(Path(tmp) / "ws", url, args.port)
+            workspace = open_workspace(Path(tmp) / "ws")
+            engine = open_store(url)
+            result["database"] = engine.dialect.name
+            started = time.perf_counter()
+            write_audience(Path(tmp) / "audience.csv", args.recipients)
+            result["generate_s"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            summary = import_file(engine, Path(tmp) / "audience.csv", load_vocabulary_for(workspace))
+            result["import_s"] = round(time.perf_counter() - started, 2)
+            assert summary.inserted == args.recipients, summary
+            engine.dispose()
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--send-phase",
+                                    str(Path(tmp) / "ws")], capture_output=True, text=True, env=os.environ)
+            if child.returncode != 0:
+                raise SystemExit(child.stderr[-4000:])
+            send = json.loads(child.stdout.strip().splitlines()[-1])
+            result.update(send)
+            stats = sink_stats(args.port)
+            result["sink_accepted_recipients"] = stats["accepted_recipients"]
+            result["sink_requests"] = stats["accepted_requests"]
+            result["recipients_per_s"] = round(send["sent"] / send["end_to_end_s"])
+            naive = naive_baseline(args.port, args.naive_sample)
+            result["naive_recipients_per_s"] = round(naive, 1)
+            result["speedup"] = round(result["recipients_per_s"] / naive, 1)  # type: ignore[operator]
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

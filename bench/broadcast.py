@@ -84,7 +84,7 @@ def send_phase(root: str) -> None:
     from needlecast.audience.segments import evaluate, load_frame
     from needlecast.campaign.context import CampaignContext
     from needlecast.campaign.planner import load_ledger_view, plan_broadcast
-    from needlecast.campaign.runner import RunReport, Runner
+    from needlecast.campaign.runner import Runner, RunReport
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
     from needlecast.store.engine import open_store

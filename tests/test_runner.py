@@ -235,5 +235,5 @@ def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, 
         reasons = dict(conn.execute(select(enrolments.c.contact_id, enrolments.c.exit_reason)
                                     .where(enrolments.c.exit_reason != "")).all())
     assert sorted(reasons.values()) == ["booked = yes", "unsubscribed"]
-    per_step = Counter(p["custom_args"]["step"] for a in sink.accepted for p in a.payload["personalizations"])
+    per_step = Counter(a.payload["custom_args"]["step"] for a in sink.accepted for _ in a.payload["personalizations"])
     assert per_step == Counter({"welcome": 40, "follow-up": 38})

@@ -187,8 +187,9 @@ def test_one_click_post_unsubscribes_and_a_get_alone_does_not(site: Site) -> Non
 def test_forged_or_truncated_tokens_get_404(site: Site) -> None:
     good = site.token(signing.UNSUBSCRIBE, "ana@example.com")
     forged = signing.sign(b"not-the-secret" * 3, signing.UNSUBSCRIBE, site.contact_id("ana@example.com"), "x")
-    preference_token = site.token(signing.PREFERENCES, "ana@example.com")
-    for path in (f"/u/{good[:-3]}", f"/u/{forged}", f"/u/{preference_token}", "/u/garbage", f"/p/{good}"):
+    confirmation = site.token(signing.CONFIRM, "ana@example.com")  # a valid token of another kind
+    for path in (f"/u/{good[:-3]}", f"/u/{forged}", f"/u/{confirmation}", "/u/garbage", f"/p/{confirmation}",
+                 f"/p/{good[:-1]}"):
         response = site.client.post(f"{site.url}{path}", data={"List-Unsubscribe": "One-Click"})
         assert response.status_code == 404, path
         assert "ana" not in response.text

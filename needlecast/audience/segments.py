@@ -9,14 +9,16 @@ concern for a segment without a concern filter), or `general` without concern co
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, select, type_coerce
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
@@ -116,12 +118,27 @@ def get_segment(segments: dict[str, Segment], name: str) -> Segment:
     return segments[name]
 
 
+@lru_cache(maxsize=65536)
+def _decode_attributes(raw: str | None) -> dict[str, Any]:
+    """Imported attributes repeat a lot ({"booked": "no"}): decode each distinct text once."""
+    if not raw or raw == "{}":
+        return {}
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def attributes_of(value: Any) -> dict[str, Any]:
+    """A contact's attributes from a frame cell (JSON text, or already a dict)."""
+    return value if isinstance(value, dict) else _decode_attributes(value)
+
+
 def load_frame(conn: Connection) -> pd.DataFrame:
     """Every contact with what segmenting needs, one row each, plus its suppression reason (or None)."""
     query = (
         select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.last_name, contacts.c.concerns,
                contacts.c.time_zone, contacts.c.locale, contacts.c.tags, contacts.c.status,
-               contacts.c.marketing_consent, contacts.c.concern_consent, contacts.c.attributes,
+               contacts.c.marketing_consent, contacts.c.concern_consent,
+               type_coerce(contacts.c.attributes, Text).label("attributes"),
                contacts.c.signed_up_at, contacts.c.created_at, suppressions.c.reason.label("suppressed"))
         .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash))
         .order_by(contacts.c.id)
@@ -141,7 +158,7 @@ def load_frame(conn: Connection) -> pd.DataFrame:
 def _values(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in COLUMNS:
         return frame[name]
-    return frame["attributes"].map(lambda a: (a or {}).get(name))
+    return frame["attributes"].map(lambda a: attributes_of(a).get(name))
 
 
 def _condition_mask(frame: pd.DataFrame, cond: Condition, now: datetime) -> pd.Series:
@@ -209,7 +226,10 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
     for reason, count in candidates.loc[suppressed, "suppressed"].value_counts().items():
         excluded[EXCLUDED_SUPPRESSED.format(reason)] = int(count)
     rest = candidates[~suppressed]
-    paused = rest["attributes"].map(lambda a: is_paused(a, now)).astype(bool)
+    maybe = rest["attributes"].astype(str).str.contains("paused_until", regex=False)
+    paused = pd.Series(False, index=rest.index)
+    if maybe.any():
+        paused[maybe] = [is_paused(attributes_of(a), now) for a in rest.loc[maybe, "attributes"]]
     excluded[EXCLUDED_PAUSED] = int(paused.sum())
     rest = rest[~paused]
     pending = rest["status"] == "pending"

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from needlecast.audience.segments import evaluate, variant_for
+from needlecast.audience.segments import attributes_of, evaluate, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign, Step
 from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
@@ -249,7 +249,7 @@ def _exit_reason(campaign: Campaign, by_id: pd.DataFrame, contact_id: int) -> st
         return str(contact["suppressed"])
     if contact["status"] == "pending" or not bool(contact["marketing_consent"]):
         return "consent withdrawn"
-    attributes = contact["attributes"] or {}
+    attributes = attributes_of(contact["attributes"])
     for rule in campaign.exits:
         value = attributes.get(rule.field, contact[rule.field] if rule.field in contact.index else None)
         if value is not None and str(value).lower() == rule.equals:

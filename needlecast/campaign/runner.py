@@ -21,12 +21,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import pandas as pd
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Text, insert, select, type_coerce, update
 
 from needlecast import ledger
-from needlecast.audience.segments import load_frame
+from needlecast.audience.segments import attributes_of, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
@@ -34,7 +35,6 @@ from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, 
 from needlecast.campaign.state import ACTIVE, ensure_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
-from needlecast.errors import ProviderAuthError
 from needlecast.store.helpers import chunked, utcnow
 from needlecast.store.schema import contacts, deliveries, enrolments, suppressions
 from needlecast.templating.context import email_context
@@ -142,14 +142,14 @@ class Runner:
         report.deferred.update(plan.deferred)
         if plan.emails.empty:
             return
-        rows = [
-            {"campaign_id": e.campaign_id, "step_id": e.step_id, "contact_id": int(e.contact_id),
-             "segment": e.segment, "variant": e.variant, "arm": e.arm, "due_at": e.due_at.to_pydatetime(),
-             "status": ledger.SKIPPED if e.status == "skipped" else ledger.QUEUED, "error": e.reason}
-            for e in plan.emails.itertuples(index=False)
-        ]
+        emails = plan.emails
+        columns = {name: emails[name].tolist() for name in ("campaign_id", "step_id", "segment", "variant", "arm")}
+        columns["contact_id"] = [int(c) for c in emails["contact_id"]]
+        columns["due_at"] = list(emails["due_at"].dt.to_pydatetime())
+        columns["status"] = [ledger.SKIPPED if s == "skipped" else ledger.QUEUED for s in emails["status"]]
+        columns["error"] = emails["reason"].tolist()
         with self.engine.begin() as conn:
-            report.enqueued += ledger.enqueue(conn, rows)
+            report.enqueued += ledger.enqueue_columns(conn, columns)
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
 
     def _advance_sequence(self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime,
@@ -174,41 +174,38 @@ class Runner:
     # -- dispatch ---------------------------------------------------------------------------------------------
 
     def dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> None:
-        """Claim, check, render, send and mark due rows until none are left (or stop / pause)."""
+        """Claim, check, render, send and mark due rows until none are left (or stop / pause).
+
+        Claiming is lazy: the backend pulls batches, and the next round is claimed only when the previous
+        round's batches have all been handed over. Building one round overlaps sending the last, and only
+        the rounds in flight are ever `sending`. Rows claimed but never handed to the backend (a stop, a
+        pause, a refused API key) go back to `queued` at the end.
+        """
         token = uuid.uuid4().hex
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
         max_failures = self.workspace.settings.schedule.max_consecutive_failures
+        try:
+            self.backend.send_all(self._feed(ctx, campaign, token, renders, report),
+                                  lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
+                                                                     max_failures))
+        finally:
+            with self.engine.begin() as conn:
+                released = ledger.release_claim(conn, token, "not sent: the run stopped before this batch")
+            if released:
+                log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
+
+    def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
+              renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
+        """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause."""
         while not self.stop.is_set() and not report.paused:
             with self.engine.begin() as conn:
                 claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
             if not claimed:
-                break
-            handed: set[int] = set()
-            try:
-                batches = self._batches(ctx, campaign, claimed, renders, report)
-                self.backend.send_all(self._feed(batches, handed, report),
-                                      lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
-                                                                         max_failures))
-            except ProviderAuthError:
-                self._release_unsent(claimed, set(), "not sent: the provider refused the API key")
-                raise
-            finally:
-                self._release_unsent(claimed, handed, "not sent: the run stopped before this batch")
-
-    def _feed(self, batches: list[Batch], handed: set[int], report: RunReport) -> Iterator[Batch]:
-        """Hand batches to the backend one by one, stopping at SIGTERM or a pause; record what was handed."""
-        for batch in batches:
-            if self.stop.is_set() or report.paused:
                 return
-            handed.update(int(r.delivery_id) for r in batch.recipients)
-            yield batch
-
-    def _release_unsent(self, claimed: list[ledger.Claimed], handed: set[int], reason: str) -> None:
-        """Claimed rows never handed to the backend (or refused with 401) go back to queued."""
-        ids = [c.id for c in claimed if c.id not in handed]
-        if ids:
-            with self.engine.begin() as conn:
-                ledger.release(conn, ids, reason)
+            for batch in self._batches(ctx, campaign, claimed, renders, report):
+                if self.stop.is_set() or report.paused:
+                    return
+                yield batch
 
     def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[ledger.Claimed],
                  renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
@@ -222,9 +219,9 @@ class Runner:
             if reason:
                 skipped[row.id] = reason
                 continue
-            values = recipient_values(settings, self.secret, row.contact_id, campaign.id, person["first_name"])
+            values = recipient_values(settings, self.secret, row.contact_id, campaign.id, person.first_name)
             groups.setdefault((row.step_id, row.variant, row.arm), []).append(
-                Recipient(str(row.id), person["email"], values, values["unsubscribe_url"]))
+                Recipient(str(row.id), person.email, values, values["unsubscribe_url"]))
         if skipped:
             with self.engine.begin() as conn:
                 ledger.mark_skipped(conn, skipped)
@@ -249,16 +246,17 @@ class Runner:
         context = email_context(ctx.article, ctx.vocabulary, self.workspace.settings.clinic, variant)
         return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
 
-    def _recipients_of(self, claimed: list[ledger.Claimed]) -> dict[int, dict]:  # type: ignore[type-arg]
+    def _recipients_of(self, claimed: list[ledger.Claimed]) -> dict[int, Person]:
         wanted = sorted({c.contact_id for c in claimed})
-        people: dict[int, dict] = {}  # type: ignore[type-arg]
+        people: dict[int, Person] = {}
         query = (select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.status,
-                        contacts.c.marketing_consent, contacts.c.attributes, suppressions.c.reason.label("suppressed"))
+                        contacts.c.marketing_consent, type_coerce(contacts.c.attributes, Text),
+                        suppressions.c.reason)
                  .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)))
         with self.engine.connect() as conn:
             for chunk in chunked(wanted, 5000):
-                for row in conn.execute(query.where(contacts.c.id.in_(chunk))).mappings():
-                    people[int(row["id"])] = dict(row)
+                for row in conn.execute(query.where(contacts.c.id.in_(chunk))):
+                    people[row[0]] = Person(*row[1:])
         return people
 
     def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
@@ -292,14 +290,26 @@ def _arm_of(batch: Batch) -> str:
     return ""
 
 
-def _dispatch_check(person: dict | None, now: datetime) -> str:  # type: ignore[type-arg]
+class Person(NamedTuple):
+    """What dispatch needs of a contact."""
+
+    email: str
+    first_name: str
+    status: str
+    marketing_consent: bool
+    attributes: str | None  # JSON text: decoded only when it may hold a pause
+    suppressed: str | None
+
+
+def _dispatch_check(person: Person | None, now: datetime) -> str:
     """Why a claimed row must not be sent now ('' when it may be)."""
     if person is None:
         return "erased: the contact no longer exists"
-    if person["suppressed"]:
-        return f"suppressed: {person['suppressed']}"
-    if person["status"] == "pending" or not person["marketing_consent"]:
+    if person.suppressed:
+        return f"suppressed: {person.suppressed}"
+    if person.status == "pending" or not person.marketing_consent:
         return "no marketing consent"
-    if is_paused(person["attributes"], now):
+    if person.attributes and "paused_until" in person.attributes \
+            and is_paused(attributes_of(person.attributes), now):
         return "paused by the person"
     return ""

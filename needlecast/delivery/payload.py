@@ -4,8 +4,9 @@ Built by hand rather than with the client's `Mail` helper, which reverses the or
 can merge recipients into one To. One personalization per recipient, holding:
 - `to`: the address only (no name: nothing personal beyond what delivery needs);
 - `substitutions`: both spellings of every recipient token (`%%x%%` raw, `%%x.html%%` escaped), strings;
-- `custom_args`: our delivery id, campaign and step (strings; no personal data). SendGrid returns them on
-  every webhook event, which is how events find their ledger row;
+- `custom_args`: our delivery id (a string; no personal data). The request's own `custom_args` add the
+  campaign and step, which SendGrid merges into every personalization; all three come back on every
+  webhook event, which is how events find their ledger row;
 - `headers`: RFC 8058 one-click `List-Unsubscribe` (HTTPS URL and mailto) and `List-Unsubscribe-Post`.
 The request carries `categories` naming campaign and step (never a concern: categories show in SendGrid's
 UI and reports), and optional `asm`, `mail_settings.sandbox_mode`, `send_at` (at most 72 hours ahead) and
@@ -45,8 +46,7 @@ def build_payload(batch: Batch, settings: Settings, *, now: datetime | None = No
         personalizations.append({
             "to": [{"email": recipient.email}],
             "substitutions": substitutions_for(recipient.values),
-            "custom_args": {"delivery_id": str(recipient.delivery_id), "campaign": str(batch.campaign_id),
-                            "step": str(batch.step_id)},
+            "custom_args": {"delivery_id": str(recipient.delivery_id)},
             "headers": list_unsubscribe_headers(settings, recipient.unsubscribe_url),
         })
     payload: dict[str, Any] = {

@@ -59,28 +59,42 @@ def bulk_insert(
     *,
     on_conflict_do_nothing: Sequence[str] | None = None,
 ) -> None:
-    """Insert `rows` with one executemany (see the module contract)."""
+    """Insert `rows` (dicts with the same keys) with one executemany (see the module contract)."""
     if not rows:
         return
     columns = list(rows[0])
+    bulk_insert_rows(conn, table, columns, [tuple(row[c] for c in columns) for row in rows],
+                     on_conflict_do_nothing=on_conflict_do_nothing)
+
+
+def bulk_insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    on_conflict_do_nothing: Sequence[str] | None = None,
+) -> None:
+    """`bulk_insert` for tuples in the order of `columns`."""
+    if not rows:
+        return
+    converters = _converters(conn, table, columns)
+    if any(f is not None for f in converters):
+        rows = [tuple(v if f is None else f(v) for v, f in zip(row, converters, strict=True)) for row in rows]
     if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
-        _copy_postgres(conn, table, columns, rows)
+        _copy_postgres(conn, table, list(columns), rows)
         return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"VALUES ({', '.join([marker] * len(columns))})")
     if on_conflict_do_nothing:
         sql += f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING"
-    converters = _converters(conn, table, columns)
-    pairs = list(zip(columns, converters, strict=True))
-    params = [tuple(row[c] if f is None else f(row[c]) for c, f in pairs) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    conn.exec_driver_sql(sql, list(rows))
 
 
-def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Sequence[dict[str, Any]]) -> None:
+def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany."""
-    pairs = list(zip(columns, _converters(conn, table, columns), strict=True))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(tuple(row[c] if f is None else f(row[c]) for c, f in pairs))
+            copy.write_row(row)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from needlecast import signing
 from needlecast.config import Settings
+from needlecast.errors import ConfigurationError
+
+_HTML_SPECIAL = set("&<>\"' ")
 
 
 def link_base(settings: Settings) -> str:
-    return settings.tracking.public_base_url.rstrip("/")
+    """`[tracking] public_base_url` without a trailing slash; refused if it holds characters that would need
+    escaping in HTML (the link tokens go into HTML unescaped)."""
+    base = settings.tracking.public_base_url.rstrip("/")
+    if _HTML_SPECIAL.intersection(base):
+        raise ConfigurationError(f"[tracking] public_base_url {base!r} must be a plain URL without "
+                                 "spaces, quotes, '&', '<' or '>'")
+    return base
 
 
 def unsubscribe_url(settings: Settings, secret: bytes, contact_id: int, campaign: str) -> str:
@@ -22,12 +31,17 @@ def preferences_url(settings: Settings, secret: bytes, contact_id: int, campaign
 def recipient_values(
     settings: Settings, secret: bytes, contact_id: int, campaign: str, first_name: str | None
 ) -> dict[str, str]:
-    """The values of every token for one recipient of `campaign` (strings, ready for substitution)."""
-    name = " ".join((first_name or "").split())
+    """The values of every token for one recipient of `campaign` (strings, ready for substitution).
+
+    Both links carry the same signed "manage" token (one HMAC per recipient).
+    """
+    name = " ".join(first_name.split()) if first_name else ""
+    token = signing.sign(secret, signing.MANAGE, contact_id, campaign)
+    base = link_base(settings)
     return {
         "first_name": name or settings.templates.first_name_fallback,
-        "unsubscribe_url": unsubscribe_url(settings, secret, contact_id, campaign),
-        "preferences_url": preferences_url(settings, secret, contact_id, campaign),
+        "unsubscribe_url": f"{base}/u/{token}",
+        "preferences_url": f"{base}/p/{token}",
     }
 
 

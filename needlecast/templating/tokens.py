@@ -23,9 +23,14 @@ _DELIMITER = "%%"
 
 @dataclass(frozen=True)
 class Token:
-    """A placeholder object put into template contexts in place of a person's value."""
+    """A placeholder object put into template contexts in place of a person's value.
+
+    `html_safe` tokens (the signed links, whose values never hold `& < > " '`: the base URL is checked when
+    links are made) have one spelling for every part, which keeps each recipient's substitutions small.
+    """
 
     name: str
+    html_safe: bool = False
 
     @property
     def text(self) -> str:
@@ -33,7 +38,7 @@ class Token:
 
     @property
     def html(self) -> str:
-        return f"{_DELIMITER}{self.name}.html{_DELIMITER}"
+        return self.text if self.html_safe else f"{_DELIMITER}{self.name}.html{_DELIMITER}"
 
     def __str__(self) -> str:  # text templates and subjects
         return self.text
@@ -44,7 +49,9 @@ class Token:
 
 # The per-recipient values every email can use. first_name falls back to a configured word ("there").
 TOKENS: dict[str, Token] = {
-    name: Token(name) for name in ("first_name", "unsubscribe_url", "preferences_url")
+    "first_name": Token("first_name"),
+    "unsubscribe_url": Token("unsubscribe_url", html_safe=True),
+    "preferences_url": Token("preferences_url", html_safe=True),
 }
 
 _TOKEN_RE = re.compile(r"%%([a-z_]+)(\.html)?%%")
@@ -56,14 +63,24 @@ def _clean(value: object) -> str:
     return text.replace(_DELIMITER, "%")
 
 
+_HTML_SPECIAL = frozenset("&<>\"'")
+_SPELLINGS: dict[str, tuple[str, str]] = {}
+
+
 def substitutions_for(values: Mapping[str, object]) -> dict[str, str]:
     """Both spellings of every token in `values`, ready for SendGrid `substitutions` (all strings)."""
     subs: dict[str, str] = {}
     for name, value in values.items():
-        token = TOKENS.get(name) or Token(name)
-        clean = _clean(value)
-        subs[token.text] = clean
-        subs[token.html] = str(escape(clean))
+        spellings = _SPELLINGS.get(name)
+        if spellings is None:
+            token = TOKENS.get(name) or Token(name)
+            spellings = _SPELLINGS[name] = (token.text, token.html)
+        clean = value if (type(value) is str and value.isprintable() and "%%" not in value and "  " not in value
+                          and value == value.strip()) else _clean(value)
+        subs[spellings[0]] = clean
+        if spellings[1] != spellings[0]:
+            # Most names have nothing to escape: skip markupsafe for them.
+            subs[spellings[1]] = str(escape(clean)) if _HTML_SPECIAL.intersection(clean) else clean
     return subs
 
 

@@ -158,7 +158,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
     async def unsubscribe_page(request: Request) -> Response:
         payload = token_of(request, signing.UNSUBSCRIBE)
         if request.method == "GET":
-            preferences = f"../p/{signing.sign(secret, signing.PREFERENCES, payload.contact_id, payload.campaign)}"
+            preferences = f"../p/{request.path_params['token']}"
             return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
         form = await _small_form(request)
         if form.get("List-Unsubscribe") != "One-Click":

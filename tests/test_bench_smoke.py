@@ -1,0 +1,43 @@
+"""Small runs of the benchmarks, so that they cannot rot (no timing is asserted: figures are in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_broadcast_benchmark_smoke() -> None:
+    result = _run("bench/broadcast.py", "--recipients", "1000", "--naive-sample", "50", "--port", str(_free_port()))
+    assert result["sent"] == result["sink_accepted_recipients"] == 1000
+    assert result["failed"] == result["unknown"] == 0
+    assert float(result["naive_recipients_per_s"]) > 0 and float(result["speedup"]) > 0  # type: ignore[arg-type]
+
+
+def test_import_benchmark_smoke() -> None:
+    result = _run("bench/import_csv.py", "--rows", "1000")
+    assert result["rows"] == 1000 and result["reconciles"] is True
+
+
+def test_webhook_benchmark_smoke() -> None:
+    result = _run("bench/webhook.py", "--events", "100", "--repeat", "1")
+    assert result["events"] == 100

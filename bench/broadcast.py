@@ -28,6 +28,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "SG.bench"
+SENDER_PROCESSES = int(os.environ.get("BENCH_SENDER_PROCESSES", "2"))
 
 
 def write_audience(path: Path, n: int) -> None:
@@ -59,7 +60,8 @@ def setup_workspace(root: Path, database_url: str, port: int) -> dict[str, str]:
     from needlecast.scaffold import init_workspace
 
     init_workspace(root)
-    config = (REPO / "needlecast.toml").read_text().replace("requests_per_second = 10", "requests_per_second = 0")
+    config = (REPO / "needlecast.toml").read_text().replace(
+        "requests_per_second = 10", f"requests_per_second = 0\nsender_processes = {SENDER_PROCESSES}")
     (root / "needlecast.toml").write_text(config)
     for path in (root / "campaigns").glob("*.yaml"):
         path.unlink()

@@ -66,6 +66,10 @@ class DeliverySettings:
     sandbox_mode: bool = False
     asm_group_id: int = 0  # 0: no unsubscribe group
     batch_size: int = 1000
+    # Extra processes that dispatch a large send alongside the job's own (claims keep them disjoint). They
+    # read the workspace and environment afresh, so they only run for sends of at least `parallel_from` rows.
+    sender_processes: int = 1
+    parallel_from: int = 50_000
 
 
 @dataclass(frozen=True)

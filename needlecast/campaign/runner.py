@@ -15,16 +15,21 @@ Logs carry ids and counts only: no addresses, names or concerns.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import queue
+import signal
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Engine, Text, insert, select, type_coerce, update
+from sqlalchemy import Engine, Text, func, insert, select, type_coerce, update
 
 from needlecast import ledger
 from needlecast.audience.segments import attributes_of, load_frame
@@ -32,7 +37,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
-from needlecast.campaign.state import ACTIVE, ensure_state, record_batch_result
+from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
 from needlecast.store.helpers import chunked, utcnow
@@ -68,7 +73,8 @@ class RunReport:
 class Runner:
     def __init__(self, workspace: Workspace, engine: Engine, backend: Backend, *,
                  clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None,
-                 claim_size: int | None = None) -> None:
+                 claim_size: int | None = None, parent_pid: int | None = None) -> None:
+        self.parent_pid = parent_pid  # set in helper processes: they stop when their parent is gone
         self.workspace = workspace
         self.engine = engine
         self.backend = backend
@@ -184,6 +190,7 @@ class Runner:
         token = uuid.uuid4().hex
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
         max_failures = self.workspace.settings.schedule.max_consecutive_failures
+        helpers = self._start_helpers(campaign) if self.parent_pid is None else []
         try:
             self.backend.send_all(self._feed(ctx, campaign, token, renders, report),
                                   lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
@@ -193,19 +200,62 @@ class Runner:
                 released = ledger.release_claim(conn, token, "not sent: the run stopped before this batch")
             if released:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
+            self._join_helpers(helpers, report)
+
+    def _start_helpers(self, campaign: Campaign) -> list[tuple[Any, Any]]:
+        """Extra sender processes for a large send (`[delivery] sender_processes`)."""
+        delivery = self.workspace.settings.delivery
+        if delivery.sender_processes <= 1:
+            return []
+        with self.engine.connect() as conn:
+            due = conn.execute(select(func.count()).select_from(deliveries).where(
+                deliveries.c.campaign_id == campaign.id, deliveries.c.status == ledger.QUEUED,
+                deliveries.c.due_at <= self.clock())).scalar_one()
+        if due < delivery.parallel_from:
+            return []
+        context = multiprocessing.get_context("spawn")
+        helpers = []
+        for _ in range(delivery.sender_processes - 1):
+            results = context.Queue()
+            process = context.Process(target=dispatch_helper, args=(str(self.workspace.root), campaign.id,
+                                                                    os.getpid(), results), daemon=True)
+            process.start()
+            helpers.append((process, results))
+        log.info("campaign %s: %d due; %d helper sender process(es) started", campaign.id, due, len(helpers))
+        return helpers
+
+    def _join_helpers(self, helpers: list[tuple[Any, Any]], report: RunReport) -> None:
+        for process, results in helpers:
+            if self.stop.is_set() and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)  # they finish their batches in flight, like this one
+            try:
+                counts = results.get(timeout=600)
+            except queue.Empty:
+                counts = {}
+            process.join(30)
+            for name in ("sent", "failed", "released", "unknown"):
+                setattr(report, name, getattr(report, name) + counts.get(name, 0))
+            report.skipped.update(counts.get("skipped", {}))
+            report.sent_by.update({tuple(k): v for k, v in counts.get("sent_by", [])})
 
     def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
               renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause."""
-        while not self.stop.is_set() and not report.paused:
+        while not self._should_stop(report):
             with self.engine.begin() as conn:
+                if get_state(conn, campaign.id)["status"] != ACTIVE:  # paused by hand, or by another sender
+                    return
                 claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
             if not claimed:
                 return
             for batch in self._batches(ctx, campaign, claimed, renders, report):
-                if self.stop.is_set() or report.paused:
+                if self._should_stop(report):
                     return
                 yield batch
+
+    def _should_stop(self, report: RunReport) -> bool:
+        orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
+        return self.stop.is_set() or bool(report.paused) or orphaned
 
     def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[ledger.Claimed],
                  renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
@@ -313,3 +363,29 @@ def _dispatch_check(person: Person | None, now: datetime) -> str:
             and is_paused(attributes_of(person.attributes), now):
         return "paused by the person"
     return ""
+
+
+def dispatch_helper(root: str, campaign_id: str, parent_pid: int, results: Any) -> None:
+    """A helper sender process: dispatch the campaign's due rows alongside its parent, then report counts.
+
+    It reads the workspace and environment afresh (ids only cross the process boundary), stops at SIGTERM
+    after its batches in flight, and stops when its parent is gone.
+    """
+    from needlecast.config import open_workspace
+    from needlecast.delivery import get_backend
+    from needlecast.store.engine import open_store
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = RunReport(campaign_id)
+    try:
+        workspace = open_workspace(Path(root))
+        engine = open_store(workspace.database_url)
+        runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid)
+        ctx = CampaignContext.load(workspace)
+        runner.dispatch(ctx, ctx.campaign(campaign_id), report)
+    finally:
+        results.put({"sent": report.sent, "failed": report.failed, "released": report.released,
+                     "unknown": report.unknown, "skipped": dict(report.skipped),
+                     "sent_by": [[list(k), v] for k, v in report.sent_by.items()]})

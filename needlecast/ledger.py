@@ -81,8 +81,8 @@ def _count_keys(conn: Connection, keys: Iterable[tuple[str, str]]) -> int:
 
 def claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
     """Move up to `limit` due queued rows of a campaign to `sending` and return them."""
-    # In the order of the dispatch index (campaign, status, due_at), so the database stops after `limit`
-    # rows instead of sorting every due row on each claim.
+    # In the order of the partial index of queued rows (campaign, due_at), so the database stops after
+    # `limit` rows instead of sorting every due row on each claim.
     due = (select(deliveries.c.id)
            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == QUEUED, deliveries.c.due_at <= now)
            .order_by(deliveries.c.due_at).limit(limit))

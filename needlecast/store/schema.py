@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from needlecast.store.types import UtcDateTime as DateTime
@@ -130,8 +131,9 @@ deliveries = Table(
     Column("outcome", String(16), nullable=False, server_default=""),
     Column("outcome_at", DateTime(), nullable=True),
     UniqueConstraint("campaign_id", "step_id", "contact_id", name="uq_deliveries_campaign_step_contact"),
-    Index("ix_deliveries_dispatch", "campaign_id", "status", "due_at"),
-    Index("ix_deliveries_contact", "contact_id", "sent_at"),
+    # Only queued rows are looked up by time; a partial index keeps status changes cheap (migration 0004).
+    Index("ix_deliveries_queued", "campaign_id", "due_at", sqlite_where=text("status = 'queued'"),
+          postgresql_where=text("status = 'queued'")),
 )
 
 # Per-campaign state the scheduler keeps: active / paused / cancelled, and the failure streak.

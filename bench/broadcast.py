@@ -125,7 +125,8 @@ def send_phase(root: str) -> None:
     print(json.dumps({**{k: round(v, 2) for k, v in timings.items()}, "members": members.size,
                       "enqueued": report.enqueued, "sent": report.sent, "failed": report.failed,
                       "deferred": report.released, "unknown": report.unknown,
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                      "helper_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}))
 
 
 def naive_baseline(port: int, sample: int) -> float:

@@ -249,24 +249,27 @@ def recover(engine: Engine) -> int:
     return count
 
 
-def run_scheduler(workspace: Workspace) -> None:
-    """`needlecast scheduler`: hold the lock, recover, and run the BlockingScheduler until SIGTERM / Ctrl-C.
-
-    The first job to run is `resync`, which brings the job store in line with the campaign files.
-    """
+def _locked_scheduler(workspace: Workspace, scheduler_cls: type[BaseScheduler]) -> tuple[BaseScheduler, SenderLock]:
+    """Take the one-sender lock, recover what a crashed sender left, and build a scheduler whose first job
+    (`resync`, at once) brings the job store in line with the campaign files."""
     engine = _engine_for(workspace)
     lock = SenderLock(engine)
     if not lock.acquire():
         raise ConfigurationError("another needlecast scheduler is already running on this database "
                                  "(APScheduler 3 cannot share a job store); stop it first")
-    try:
-        recover(engine)
-        scheduler = build_scheduler(engine)
-        _current["scheduler"] = scheduler
-        scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS),
-                          args=[str(workspace.root)], id="resync", name="resync", replace_existing=True,
-                          coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+    recover(engine)
+    scheduler = build_scheduler(engine, scheduler_cls)
+    _current["scheduler"] = scheduler
+    scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS), args=[str(workspace.root)],
+                      id="resync", name="resync", replace_existing=True, coalesce=True,
+                      misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+    return scheduler, lock
 
+
+def run_scheduler(workspace: Workspace) -> None:
+    """`needlecast scheduler`: the BlockingScheduler, until SIGTERM / Ctrl-C."""
+    scheduler, lock = _locked_scheduler(workspace, BlockingScheduler)
+    try:
         def stop(signum: int, _frame: Any) -> None:
             log.info("signal %d: finishing the batches in flight, then exiting", signum)
             STOP.set()
@@ -306,17 +309,7 @@ def run_scheduler_in_background(workspace: Workspace) -> Callable[[], None]:
 
     The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight.
     """
-    engine = _engine_for(workspace)
-    lock = SenderLock(engine)
-    if not lock.acquire():
-        raise ConfigurationError("another needlecast scheduler is already running on this database; "
-                                 "use `needlecast web` for the web app alone")
-    recover(engine)
-    scheduler = build_scheduler(engine, BackgroundScheduler)
-    _current["scheduler"] = scheduler
-    scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS), args=[str(workspace.root)],
-                      id="resync", name="resync", replace_existing=True, coalesce=True,
-                      misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+    scheduler, lock = _locked_scheduler(workspace, BackgroundScheduler)
     scheduler.start()
 
     def stop() -> None:

@@ -18,8 +18,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
-from needlecast.errors import ConfigurationError
-from needlecast.schedule import SenderLock, _current, build_scheduler, recover, schedule_send_now, sync
+from needlecast.schedule import _current, _locked_scheduler, schedule_send_now, sync
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries
 
@@ -34,9 +33,6 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
     workspace = open_workspace(workspace.root)
     console.print("quiet hours are off for the demo so that it finishes at any hour of the day")
     before = sum(1 for _ in read_outbox(workspace.outbox_dir))
-    lock = SenderLock(engine)
-    if not lock.acquire():
-        raise ConfigurationError("a needlecast scheduler is running on this database; stop it before the demo")
     ctx = CampaignContext.load(workspace)
     broadcasts = [c.id for c in ctx.campaigns.values() if c.kind == BROADCAST]
     finished: Counter[str] = Counter()
@@ -50,10 +46,8 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         if all(finished[j] for j in wanted):
             done.set()
 
+    scheduler, lock = _locked_scheduler(workspace, BackgroundScheduler)
     try:
-        recover(engine)
-        scheduler = build_scheduler(engine, BackgroundScheduler)
-        _current["scheduler"] = scheduler
         scheduler.add_listener(listen, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.start(paused=True)
         sync(scheduler, workspace)

@@ -4,7 +4,7 @@ Every email is one row, unique on (campaign, step, contact), moving
 `queued -> sending -> sent | failed | unknown` (plus `skipped` with its reason, and `cancelled`).
 
 Contract:
-- `enqueue` inserts with ON CONFLICT DO NOTHING: a job that fires twice enqueues nothing twice.
+- `enqueue_columns` inserts with ON CONFLICT DO NOTHING: a job that fires twice enqueues nothing twice.
 - `claim` moves due `queued` rows to `sending` in one statement (SKIP LOCKED on PostgreSQL), so two runners
   never claim the same row; only claimed rows are ever handed to a backend.
 - `recover_stale` turns `sending` rows left by a crashed sender into `unknown`: they may or may not have
@@ -44,15 +44,9 @@ class Claimed:
 ENQUEUE_COLUMNS = ("campaign_id", "step_id", "contact_id", "segment", "variant", "arm", "due_at", "status", "error")
 
 
-def enqueue(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert planned emails (campaign_id, step_id, contact_id, segment, variant, arm, due_at, and optionally
-    status/error for rows recorded as skipped); existing keys are left alone. Returns how many were new."""
-    return enqueue_columns(conn, {name: [r.get(name, QUEUED if name == "status" else "") for r in rows]
-                                  for name in ENQUEUE_COLUMNS})
-
-
 def enqueue_columns(conn: Connection, columns: dict[str, Sequence[Any]]) -> int:
-    """`enqueue` for column lists (one list per name in ENQUEUE_COLUMNS): the fast path for big sends."""
+    """Insert planned emails, one list per name in ENQUEUE_COLUMNS (status `queued`, or `skipped` with its
+    reason in `error`); existing (campaign, step, contact) keys are left alone. Returns how many were new."""
     total = len(columns["contact_id"])
     if not total:
         return 0

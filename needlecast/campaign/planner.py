@@ -288,7 +288,3 @@ def load_ledger_view(conn: Connection, campaign_id: str, now: datetime, *, with_
     started = conn.execute(select(campaign_state.c.started_at)
                            .where(campaign_state.c.campaign_id == campaign_id)).scalar()
     return LedgerView(enrolled, keys, history, started)
-
-
-def horizon_for(now: datetime, days: int) -> datetime:
-    return now + timedelta(days=days)

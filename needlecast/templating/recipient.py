@@ -19,15 +19,6 @@ def link_base(settings: Settings) -> str:
     return base
 
 
-def unsubscribe_url(settings: Settings, secret: bytes, contact_id: int, campaign: str) -> str:
-    """The one-click unsubscribe URL: an HMAC token over contact and campaign, no address in it."""
-    return f"{link_base(settings)}/u/{signing.sign(secret, signing.UNSUBSCRIBE, contact_id, campaign)}"
-
-
-def preferences_url(settings: Settings, secret: bytes, contact_id: int, campaign: str) -> str:
-    return f"{link_base(settings)}/p/{signing.sign(secret, signing.PREFERENCES, contact_id, campaign)}"
-
-
 def recipient_values(
     settings: Settings, secret: bytes, contact_id: int, campaign: str, first_name: str | None
 ) -> dict[str, str]:

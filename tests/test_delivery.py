@@ -226,7 +226,7 @@ def test_send_at_more_than_72_hours_ahead_is_refused(workspace: Workspace) -> No
 def test_an_address_twice_in_one_request_is_refused(workspace: Workspace) -> None:
     batch = _batches(workspace, 2)[0]
     twice = dataclasses.replace(
-        batch, recipients=(batch.recipients[0], dataclasses.replace(batch.recipients[1], email="PERSON0@example.com"))
+        batch, recipients=(batch.recipients[0], batch.recipients[1]._replace(email="PERSON0@example.com"))
     )
     with pytest.raises(ValueError, match="twice"):
         build_payload(twice, workspace.settings)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Engine, Text, func, insert, select, type_coerce, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from needlecast import ledger
 from needlecast.audience.segments import attributes_of, load_frame
@@ -40,10 +40,12 @@ from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, 
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
-from needlecast.store.helpers import chunked, utcnow
-from needlecast.store.schema import contacts, deliveries, enrolments, suppressions
+from needlecast.store.bulk import Column
+from needlecast.store.driver import ids_in, ids_value, is_sqlite
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import deliveries, enrolments
 from needlecast.templating.context import email_context
-from needlecast.templating.recipient import recipient_values
+from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.tracking.actions import is_paused
 
@@ -148,12 +150,19 @@ class Runner:
         report.deferred.update(plan.deferred)
         if plan.emails.empty:
             return
-        emails = plan.emails
-        columns = {name: emails[name].tolist() for name in ("campaign_id", "step_id", "segment", "variant", "arm")}
-        columns["contact_id"] = [int(c) for c in emails["contact_id"]]
-        columns["due_at"] = list(emails["due_at"].dt.to_pydatetime())
-        columns["status"] = [ledger.SKIPPED if s == "skipped" else ledger.QUEUED for s in emails["status"]]
-        columns["error"] = emails["reason"].tolist()
+        emails = plan.emails.assign(status=plan.emails["status"].map({"skipped": ledger.SKIPPED}).fillna(ledger.QUEUED),
+                                    error=plan.emails["reason"])
+        columns: dict[str, Column] = {}
+        for name in ledger.ENQUEUE_COLUMNS:
+            values = emails[name]
+            codes, distinct = pd.factorize(values, use_na_sentinel=False)  # a few distinct values over a million emails
+            plain = [v.to_pydatetime() for v in distinct] if name == "due_at" else distinct.tolist()
+            if name == "contact_id":
+                columns[name] = [int(c) for c in values.tolist()]
+            elif len(plain) == 1:
+                columns[name] = plain[0]  # the same for every email: bound once
+            else:
+                columns[name] = [plain[c] for c in codes.tolist()]
         with self.engine.begin() as conn:
             report.enqueued += ledger.enqueue_columns(conn, columns)
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
@@ -261,17 +270,22 @@ class Runner:
                  renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
         settings = self.workspace.settings
         people = self._recipients_of(claimed)
+        values_for = RecipientValues(settings, self.secret, campaign.id)
+        now = self.clock()
         skipped: dict[int, str] = {}
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
         for row in claimed:
             person = people.get(row.contact_id)
-            reason = _dispatch_check(person, self.clock())
+            reason = _dispatch_check(person, now)
             if reason:
                 skipped[row.id] = reason
                 continue
-            values = recipient_values(settings, self.secret, row.contact_id, campaign.id, person.first_name)
-            groups.setdefault((row.step_id, row.variant, row.arm), []).append(
-                Recipient(str(row.id), person.email, values, values["unsubscribe_url"]))
+            values = values_for(row.contact_id, person.first_name)
+            key = (row.step_id, row.variant, row.arm)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = []
+            group.append(Recipient(str(row.id), person.email, values, values["unsubscribe_url"]))
         if skipped:
             with self.engine.begin() as conn:
                 ledger.mark_skipped(conn, skipped)
@@ -297,17 +311,14 @@ class Runner:
         return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
 
     def _recipients_of(self, claimed: list[ledger.Claimed]) -> dict[int, Person]:
-        wanted = sorted({c.contact_id for c in claimed})
-        people: dict[int, Person] = {}
-        query = (select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.status,
-                        contacts.c.marketing_consent, type_coerce(contacts.c.attributes, Text),
-                        suppressions.c.reason)
-                 .select_from(contacts.outerjoin(suppressions, suppressions.c.email_hash == contacts.c.email_hash)))
+        """What dispatch needs of the claimed rows' contacts, read fresh (one plain driver statement)."""
         with self.engine.connect() as conn:
-            for chunk in chunked(wanted, 5000):
-                for row in conn.execute(query.where(contacts.c.id.in_(chunk))):
-                    people[row[0]] = Person(*row[1:])
-        return people
+            attributes = "c.attributes" if is_sqlite(conn) else "c.attributes::text"
+            rows = conn.exec_driver_sql(
+                f"SELECT c.id, c.email, c.first_name, c.status, c.marketing_consent, {attributes}, s.reason "
+                "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash "
+                f"WHERE {ids_in(conn, 'c.id')}", (ids_value(conn, {c.contact_id for c in claimed}),)).all()
+        return {row[0]: Person._make(row[1:]) for row in rows}
 
     def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
               max_failures: int) -> None:

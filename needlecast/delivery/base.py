@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from needlecast.config import DeliverySettings
 from needlecast.errors import DeliveryError, ProviderUnavailable, RateLimited, RequestRejected, TransportError
@@ -34,8 +35,9 @@ from needlecast.templating.render import RenderedEmail
 MAX_RECIPIENTS_PER_REQUEST = 1000
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
+    """One recipient of a batch (a tuple: a million of them are made for a large send)."""
+
     delivery_id: str
     email: str
     values: dict[str, str]  # token name -> value (both spellings are derived when the payload is built)
@@ -64,8 +66,7 @@ class Batch:
 SENT, FAILED, DEFERRED = "sent", "failed", "deferred"
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     delivery_id: str
     status: str
     message_id: str = ""

@@ -1,7 +1,7 @@
 """The outbox backend: records exactly the request bodies the SendGrid backend would send.
 
 One JSON line per request in `WORKSPACE/outbox/requests.jsonl`: `{"n", "message_id", "recorded_at",
-"request"}` where `request` is the Mail Send body (`needlecast.delivery.payload.build_payload`), so a dry
+"request"}` where `request` is the Mail Send body (`needlecast.delivery.payload.build_body`), so a dry
 run goes through the whole pipeline and shows what would have left. `render_recipient_copy` turns one
 recorded request back into what a recipient would see (substitutions applied), for `needlecast outbox show`.
 """
@@ -20,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from needlecast.config import Settings
 from needlecast.delivery.base import Backend, Batch, RetryPolicy
-from needlecast.delivery.payload import build_payload
+from needlecast.delivery.payload import build_body
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.templating.render import RenderedEmail
 from needlecast.templating.tokens import apply_substitutions
@@ -51,14 +51,14 @@ class OutboxBackend(Backend):
         return self._count
 
     def post(self, batch: Batch) -> str:
-        payload = build_payload(batch, self.full_settings)
+        body = build_body(batch, self.full_settings)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             number = self._next_number()
             message_id = f"outbox-{number}"
-            line = json.dumps({"n": number, "message_id": message_id,
-                               "recorded_at": datetime.now(UTC).isoformat(), "request": payload},
-                              ensure_ascii=False, separators=(",", ":"))
+            entry = json.dumps({"n": number, "message_id": message_id, "recorded_at": datetime.now(UTC).isoformat()},
+                               separators=(",", ":"))
+            line = f'{entry[:-1]},"request":{body}}}'  # the body exactly as the sendgrid backend would post it
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
         return message_id

@@ -27,7 +27,7 @@ from sendgrid import SendGridAPIClient
 
 from needlecast.config import Settings
 from needlecast.delivery.base import Backend, Batch, RetryPolicy
-from needlecast.delivery.payload import build_payload
+from needlecast.delivery.payload import build_body
 from needlecast.errors import (
     ConfigurationError,
     ProviderAuthError,
@@ -36,6 +36,8 @@ from needlecast.errors import (
     RequestRejected,
     TransportError,
 )
+
+_JSON_TEXT = {"Content-Type": "application/json; charset=utf-8"}
 
 
 def _errors_from(body: bytes | str | None) -> list[str]:
@@ -94,9 +96,12 @@ class SendGridBackend(Backend):
         return client
 
     def post(self, batch: Batch) -> str:
-        payload = build_payload(batch, self.full_settings)
+        body = build_body(batch, self.full_settings)
         try:
-            response = self._client().client.mail.send.post(request_body=payload,
+            # The body is JSON text already: with a Content-Type other than the bare "application/json" the
+            # client sends a string as it is instead of encoding it again (python_http_client's documented
+            # "string or json-serializable object").
+            response = self._client().client.mail.send.post(request_body=body, request_headers=_JSON_TEXT,
                                                             timeout=self.settings.timeout_seconds)
         except (sg_errors.UnauthorizedError, sg_errors.ForbiddenError) as err:
             raise ProviderAuthError(err.status_code, _errors_from(err.body)) from err

@@ -6,32 +6,22 @@ converted here, once, by column type and dialect: aware datetimes become UTC (na
 SQLAlchemy format), JSON becomes text, booleans stay booleans (sqlite3 stores them as 0/1).
 
 Contract: `bulk_insert(conn, table, rows, on_conflict_do_nothing=keys)` inserts every row (dicts with the
-same keys) and ignores rows that conflict on `keys` when given. It runs inside the caller's transaction.
+same keys) and ignores rows that conflict on `keys` when given. `insert_columns(conn, table, columns, keys)`
+does the same for data held column-wise, where a column may be one value for every row; it returns how many
+rows were new. Both run inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 
+from needlecast.store.driver import marker, postgres_time, sqlite_time
 from needlecast.store.types import UtcDateTime
-
-
-@lru_cache(maxsize=65536)  # imports and enqueues repeat the same few timestamps a million times
-def _sqlite_time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _postgres_time(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
 
 
 def _json(value: Any) -> str:
@@ -44,7 +34,7 @@ def _converters(conn: Connection, table: Table, columns: Sequence[str]) -> list[
     for name in columns:
         column_type = table.c[name].type
         if isinstance(column_type, UtcDateTime):
-            converters.append(_sqlite_time if sqlite else _postgres_time)
+            converters.append(sqlite_time if sqlite else postgres_time)
         elif isinstance(column_type, JSON):
             converters.append(_json)
         else:
@@ -84,9 +74,8 @@ def bulk_insert_rows(
     if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
         _copy_postgres(conn, table, list(columns), rows)
         return
-    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join([marker] * len(columns))})")
+           f"VALUES ({', '.join([marker(conn)] * len(columns))})")
     if on_conflict_do_nothing:
         sql += f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING"
     conn.exec_driver_sql(sql, list(rows))
@@ -98,3 +87,63 @@ def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Seq
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+Column = Sequence[Any] | str | int | datetime | None  # a list (one value per row), or one value for every row
+
+
+def insert_columns(
+    conn: Connection,
+    table: Table,
+    columns: dict[str, Column],
+    on_conflict_do_nothing: Sequence[str],
+    *,
+    chunk: int = 100_000,
+) -> int:
+    """Insert rows given column-wise and return how many were new (conflicts on the keys are ignored).
+
+    A column given as a list has one value per row (all lists the same length); any other value is the same
+    for every row and is bound once. The rows travel as ONE parameter per chunk: a JSON array of the varying
+    values on SQLite (`json_each`), one array per varying column on PostgreSQL (`unnest`), so the database,
+    not Python, makes a million rows out of them.
+    """
+    varying = [name for name, value in columns.items() if isinstance(value, list | tuple)]
+    if not varying:
+        raise ValueError("insert_columns needs at least one column given as a list")
+    total = len(columns[varying[0]])  # type: ignore[arg-type]
+    if any(len(columns[name]) != total for name in varying):  # type: ignore[arg-type]
+        raise ValueError("every list column must have one value per row")
+    converters = dict(zip(columns, _converters(conn, table, list(columns)), strict=True))
+    constants = {name: value for name, value in columns.items() if name not in varying}
+    constant_params = [value if converters[name] is None else converters[name](value)
+                       for name, value in constants.items()]
+    m = marker(conn)
+    keys = ", ".join(on_conflict_do_nothing)
+    inserted = 0
+    if conn.dialect.name == "sqlite":
+        picks = [f"j.value ->> {index}" for index in range(len(varying))]
+        sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
+               f"SELECT {', '.join([*([m] * len(constants)), *picks])} FROM json_each({m}) AS j "
+               f"WHERE true ON CONFLICT ({keys}) DO NOTHING")  # WHERE: SQLite's upsert-after-SELECT rule
+    else:
+        names = [f"c{index}" for index in range(len(varying))]
+        casts = [f"CAST({m} AS {table.c[name].type.compile(dialect=conn.dialect)})" for name in constants]
+        arrays = [f"{m}::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in varying]
+        sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
+               f"SELECT {', '.join([*casts, *names])} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}) "
+               f"ON CONFLICT ({keys}) DO NOTHING")
+    for start in range(0, total, chunk):
+        parts = []
+        for name in varying:
+            values = columns[name][start:start + chunk]  # type: ignore[index]
+            convert = converters[name]
+            if convert is not None:
+                distinct = {value: convert(value) for value in set(values)}  # a few timestamps, a million rows
+                values = [distinct[value] for value in values]
+            parts.append(list(values))
+        if conn.dialect.name == "sqlite":
+            params: tuple[Any, ...] = (*constant_params, json.dumps(list(zip(*parts, strict=True))))
+        else:
+            params = (*constant_params, *parts)
+        inserted += int(conn.exec_driver_sql(sql, params).rowcount)
+    return inserted

@@ -19,26 +19,46 @@ def link_base(settings: Settings) -> str:
     return base
 
 
+class RecipientValues:
+    """The values of every token for recipients of one campaign (strings, ready for substitution).
+
+    Settings are read and checked once, when it is made; each call costs one HMAC. Both links carry the
+    same signed "manage" token.
+    """
+
+    def __init__(self, settings: Settings, secret: bytes, campaign: str) -> None:
+        self._base = link_base(settings)
+        self._fallback = settings.templates.first_name_fallback
+        self._secret = secret
+        self._campaign = campaign
+
+    def __call__(self, contact_id: int, first_name: str | None) -> dict[str, str]:
+        name = " ".join(first_name.split()) if first_name else ""
+        token = signing.sign(self._secret, signing.MANAGE, contact_id, self._campaign)
+        return {
+            "first_name": name or self._fallback,
+            "unsubscribe_url": f"{self._base}/u/{token}",
+            "preferences_url": f"{self._base}/p/{token}",
+        }
+
+
 def recipient_values(
     settings: Settings, secret: bytes, contact_id: int, campaign: str, first_name: str | None
 ) -> dict[str, str]:
-    """The values of every token for one recipient of `campaign` (strings, ready for substitution).
+    """The values of every token for one recipient of `campaign` (see `RecipientValues`)."""
+    return RecipientValues(settings, secret, campaign)(contact_id, first_name)
 
-    Both links carry the same signed "manage" token (one HMAC per recipient).
-    """
-    name = " ".join(first_name.split()) if first_name else ""
-    token = signing.sign(secret, signing.MANAGE, contact_id, campaign)
-    base = link_base(settings)
-    return {
-        "first_name": name or settings.templates.first_name_fallback,
-        "unsubscribe_url": f"{base}/u/{token}",
-        "preferences_url": f"{base}/p/{token}",
-    }
+
+def list_unsubscribe_targets(settings: Settings) -> str:
+    """What follows the HTTPS URL in `List-Unsubscribe`: the mailto target when one is configured."""
+    mailto = settings.clinic.unsubscribe_mailto
+    return f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
+
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def list_unsubscribe_headers(settings: Settings, unsubscribe: str) -> dict[str, str]:
     """RFC 2369 / RFC 8058 headers: the HTTPS one-click URL, the mailto when configured, and the POST hint."""
-    targets = [f"<{unsubscribe}>"]
-    if settings.clinic.unsubscribe_mailto:
-        targets.append(f"<mailto:{settings.clinic.unsubscribe_mailto}?subject=unsubscribe>")
-    return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return {"List-Unsubscribe": f"<{unsubscribe}>{list_unsubscribe_targets(settings)}",
+            "List-Unsubscribe-Post": ONE_CLICK}

@@ -15,10 +15,7 @@ Logs carry ids and counts only: no addresses, names or concerns.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import queue
-import signal
 import threading
 import uuid
 from collections import Counter
@@ -35,6 +32,7 @@ from needlecast import ledger
 from needlecast.audience.segments import attributes_of, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import ensure_sendable
+from needlecast.campaign.helpers import SenderHelpers
 from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
@@ -102,9 +100,16 @@ class Runner:
         with self.engine.connect() as conn:
             frame = load_frame(conn)
             view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT keeps it idempotent
-        plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now)
-        self._enqueue(plan, report)
-        self.dispatch(ctx, campaign, report)
+        # A large audience: start the helper senders now, so their start-up overlaps planning.
+        helpers = self._helpers(campaign, len(frame))
+        try:
+            plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now)
+            del frame
+            self._enqueue(plan, report)
+        except BaseException:
+            helpers.cancel()
+            raise
+        self.dispatch(ctx, campaign, report, helpers=helpers)
         return report
 
     def sweep(self) -> list[RunReport]:
@@ -188,18 +193,22 @@ class Runner:
 
     # -- dispatch ---------------------------------------------------------------------------------------------
 
-    def dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> None:
+    def dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport, *,
+                 helpers: SenderHelpers | None = None) -> None:
         """Claim, check, render, send and mark due rows until none are left (or stop / pause).
 
         Claiming is lazy: the backend pulls batches, and the next round is claimed only when the previous
         round's batches have all been handed over. Building one round overlaps sending the last, and only
         the rounds in flight are ever `sending`. Rows claimed but never handed to the backend (a stop, a
-        pause, a refused API key) go back to `queued` at the end.
+        pause, a refused API key) go back to `queued` at the end. A large send is shared with helper
+        processes (`helpers`, started early by the caller, or here when enough rows are due).
         """
         token = uuid.uuid4().hex
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
         max_failures = self.workspace.settings.schedule.max_consecutive_failures
-        helpers = self._start_helpers(campaign) if self.parent_pid is None else []
+        if helpers is None:
+            helpers = self._helpers(campaign, None)
+        helpers.release()
         try:
             self.backend.send_all(self._feed(ctx, campaign, token, renders, report),
                                   lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
@@ -209,43 +218,28 @@ class Runner:
                 released = ledger.release_claim(conn, token, "not sent: the run stopped before this batch")
             if released:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
-            self._join_helpers(helpers, report)
+            for counts in helpers.join(stop=self.stop.is_set()):
+                _add_counts(report, counts)
 
-    def _start_helpers(self, campaign: Campaign) -> list[tuple[Any, Any]]:
-        """Extra sender processes for a large send (`[delivery] sender_processes`)."""
+    def _helpers(self, campaign: Campaign, size: int | None) -> SenderHelpers:
+        """Helper sender processes for a send of about `size` emails (None: as many as are due now), when
+        `[delivery] sender_processes` allows them and the send reaches `parallel_from`."""
         delivery = self.workspace.settings.delivery
-        if delivery.sender_processes <= 1:
-            return []
-        with self.engine.connect() as conn:
-            due = conn.execute(select(func.count()).select_from(deliveries).where(
-                deliveries.c.campaign_id == campaign.id, deliveries.c.status == ledger.QUEUED,
-                deliveries.c.due_at <= self.clock())).scalar_one()
-        if due < delivery.parallel_from:
-            return []
-        context = multiprocessing.get_context("spawn")
-        helpers = []
-        for _ in range(delivery.sender_processes - 1):
-            results = context.Queue()
-            process = context.Process(target=dispatch_helper, args=(str(self.workspace.root), campaign.id,
-                                                                    os.getpid(), results), daemon=True)
-            process.start()
-            helpers.append((process, results))
-        log.info("campaign %s: %d due; %d helper sender process(es) started", campaign.id, due, len(helpers))
+        count = 0
+        if delivery.sender_processes > 1 and self.parent_pid is None:
+            size = self._due_count(campaign) if size is None else size
+            count = delivery.sender_processes - 1 if size >= delivery.parallel_from else 0
+        helpers = SenderHelpers(self.workspace.root, campaign.id, count)
+        if helpers:
+            log.info("campaign %s: about %d emails; %d helper sender process(es) started", campaign.id, size,
+                     len(helpers))
         return helpers
 
-    def _join_helpers(self, helpers: list[tuple[Any, Any]], report: RunReport) -> None:
-        for process, results in helpers:
-            if self.stop.is_set() and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)  # they finish their batches in flight, like this one
-            try:
-                counts = results.get(timeout=600)
-            except queue.Empty:
-                counts = {}
-            process.join(30)
-            for name in ("sent", "failed", "released", "unknown"):
-                setattr(report, name, getattr(report, name) + counts.get(name, 0))
-            report.skipped.update(counts.get("skipped", {}))
-            report.sent_by.update({tuple(k): v for k, v in counts.get("sent_by", [])})
+    def _due_count(self, campaign: Campaign) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(deliveries).where(
+                deliveries.c.campaign_id == campaign.id, deliveries.c.status == ledger.QUEUED,
+                deliveries.c.due_at <= self.clock())).scalar_one())
 
     def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
               renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
@@ -376,27 +370,38 @@ def _dispatch_check(person: Person | None, now: datetime) -> str:
     return ""
 
 
-def dispatch_helper(root: str, campaign_id: str, parent_pid: int, results: Any) -> None:
-    """A helper sender process: dispatch the campaign's due rows alongside its parent, then report counts.
+def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
+    """Add a helper process's counts (`_counts_of`) to the parent's report."""
+    for name in ("sent", "failed", "released", "unknown"):
+        setattr(report, name, getattr(report, name) + counts.get(name, 0))
+    report.skipped.update(counts.get("skipped", {}))
+    report.sent_by.update({tuple(k): v for k, v in counts.get("sent_by", [])})
+    if counts.get("paused") and not report.paused:
+        report.paused = counts["paused"]
 
-    It reads the workspace and environment afresh (ids only cross the process boundary), stops at SIGTERM
-    after its batches in flight, and stops when its parent is gone.
+
+def _counts_of(report: RunReport) -> dict[str, Any]:
+    return {"sent": report.sent, "failed": report.failed, "released": report.released, "unknown": report.unknown,
+            "skipped": dict(report.skipped), "sent_by": [[list(k), v] for k, v in report.sent_by.items()],
+            "paused": report.paused}
+
+
+def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event) -> dict[str, Any]:
+    """What a helper sender process runs (`campaign.helpers`): dispatch the campaign, return its counts.
+
+    It reads the workspace and environment afresh; it stops when `stop` is set or its parent is gone.
     """
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
     from needlecast.store.engine import open_store
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     report = RunReport(campaign_id)
     try:
-        workspace = open_workspace(Path(root))
+        workspace = open_workspace(root)
         engine = open_store(workspace.database_url)
         runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid)
         ctx = CampaignContext.load(workspace)
         runner.dispatch(ctx, ctx.campaign(campaign_id), report)
     finally:
-        results.put({"sent": report.sent, "failed": report.failed, "released": report.released,
-                     "unknown": report.unknown, "skipped": dict(report.skipped),
-                     "sent_by": [[list(k), v] for k, v in report.sent_by.items()]})
+        counts = _counts_of(report)
+    return counts

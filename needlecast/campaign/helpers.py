@@ -1,0 +1,94 @@
+"""Helper sender processes: a large dispatch shared by `[delivery] sender_processes` processes.
+
+The ledger's claims keep the processes' rows apart (a row is claimed by exactly one of them), so a helper
+is just another runner dispatching the same campaign. Helpers are fresh interpreters (the `spawn` start
+method: no threads, locks or connections are inherited), which costs each one a second or two of start-up;
+`start` can therefore be called before the parent plans, so that start-up overlaps planning. A helper waits
+until the parent calls `release` (after enqueueing), then dispatches; `cancel` sends it home without
+sending anything.
+
+Contract: only ids and counts cross the process boundary; a helper reads the workspace and environment
+afresh, stops after its batches in flight at SIGTERM, and stops by itself when its parent is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("needlecast.runner")
+_POLL_SECONDS = 0.2
+
+
+class SenderHelpers:
+    """The helper processes of one dispatch (none when `count` is 0)."""
+
+    def __init__(self, root: Path, campaign_id: str, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._go = context.Event()
+        self._cancelled = context.Event()
+        self._processes: list[tuple[Any, Any]] = []
+        for _ in range(count):
+            results = context.Queue()
+            process = context.Process(target=_helper_main, daemon=True,
+                                      args=(str(root), campaign_id, os.getpid(), self._go, self._cancelled, results))
+            process.start()
+            self._processes.append((process, results))
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+    def release(self) -> None:
+        """Let the helpers dispatch (the rows they are to share are in the ledger)."""
+        self._go.set()
+
+    def cancel(self) -> None:
+        """Send the helpers home without dispatching (the parent failed before its dispatch)."""
+        self._cancelled.set()
+        for process, _ in self._processes:
+            process.join(30)
+
+    def join(self, *, stop: bool) -> list[dict[str, Any]]:
+        """Wait for every helper (SIGTERM first when `stop`) and return their counts."""
+        counts = []
+        for process, results in self._processes:
+            if stop and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)  # they finish their batches in flight, like the parent
+            try:
+                counts.append(results.get(timeout=600))
+            except queue.Empty:
+                log.warning("a helper sender process reported nothing (exit code %s)", process.exitcode)
+            process.join(30)
+        return counts
+
+
+def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, cancelled: Any, results: Any) -> None:
+    """A helper process: wait for the go, dispatch alongside the parent, report counts."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    counts: dict[str, Any] = {}
+    try:
+        from needlecast.campaign.runner import dispatch_for_helper  # the imports are the start-up cost
+
+        def orphaned() -> bool:
+            return os.getppid() != parent_pid
+
+        if _wait_for_go(go, cancelled, stop, orphaned):
+            counts = dispatch_for_helper(Path(root), campaign_id, parent_pid, stop)
+    finally:
+        results.put(counts)
+
+
+def _wait_for_go(go: Any, cancelled: Any, stop: threading.Event, orphaned: Callable[[], bool]) -> bool:
+    while not go.wait(_POLL_SECONDS):
+        if cancelled.is_set() or stop.is_set() or orphaned():
+            return False
+    return not cancelled.is_set()

@@ -82,47 +82,20 @@ signoff: {reviewer: bench, date: 2026-11-24, note: benchmark content}
 
 
 def send_phase(root: str) -> None:
-    """The child process: plan, enqueue, render and dispatch, each timed; prints JSON."""
-    from needlecast.audience.segments import evaluate, load_frame
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.planner import load_ledger_view, plan_broadcast
-    from needlecast.campaign.runner import Runner, RunReport
+    """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed; prints JSON."""
+    from needlecast.campaign.runner import Runner
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
     from needlecast.store.engine import open_store
-    from needlecast.store.helpers import utcnow
 
     workspace = open_workspace(Path(root))
     engine = open_store(workspace.database_url)
     runner = Runner(workspace, engine, get_backend(workspace))
-    timings: dict[str, float] = {}
     started = time.perf_counter()
-    ctx = CampaignContext.load(workspace)
-    campaign = ctx.campaign("bench")
-    report = RunReport(campaign.id)
-    runner._may_send(ctx, campaign, report)
-    now = utcnow()
-    mark = time.perf_counter()
-    with engine.connect() as conn:
-        frame = load_frame(conn)
-        view = load_ledger_view(conn, campaign.id, now, with_keys=False)
-    members = evaluate(ctx.segments[campaign.segment], frame, now)
-    timings["segment_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=True)
-    del frame
-    runner._enqueue(plan, report)
-    timings["enqueue_s"] = time.perf_counter() - mark
-    del plan
-    mark = time.perf_counter()
-    for variant in ("acne", "ageing", "pigmentation", "general"):
-        runner._render(ctx, campaign, "guide", variant, "")
-    timings["render_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    runner.dispatch(ctx, campaign, report)
-    timings["dispatch_and_mark_s"] = time.perf_counter() - mark
-    timings["end_to_end_s"] = time.perf_counter() - started
-    print(json.dumps({**{k: round(v, 2) for k, v in timings.items()}, "members": members.size,
+    report = runner.run_broadcast("bench", send_now=True)
+    end_to_end = time.perf_counter() - started
+    stages = {f"{stage}_s": round(seconds, 2) for stage, seconds in sorted(report.timings.items())}
+    print(json.dumps({**stages, "end_to_end_s": round(end_to_end, 2),
                       "enqueued": report.enqueued, "sent": report.sent, "failed": report.failed,
                       "deferred": report.released, "unknown": report.unknown,
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -133,39 +133,60 @@ def attributes_of(value: Any) -> dict[str, Any]:
 
 _FRAME_COLUMNS = ("id", "email", "first_name", "last_name", "concerns", "time_zone", "locale", "tags", "status",
                   "marketing_consent", "concern_consent", "attributes", "signed_up_at", "created_at")
+# What evaluating any segment and planning for it read: consent, suppression, pauses, variant, time zone.
+_ALWAYS = ("id", "concerns", "time_zone", "status", "marketing_consent", "concern_consent", "attributes")
 _NO_LISTS: frozenset[str] = frozenset()
 
 
-def load_frame(conn: Connection) -> pd.DataFrame:
-    """Every contact with what segmenting needs, one row each, plus its suppression reason (or None).
+def load_frame(conn: Connection, segment: Segment | None = None) -> pd.DataFrame:
+    """Contacts with what segmenting needs, one row each, plus its suppression reason (or None).
 
-    Read through the database driver directly (a million contacts through SQLAlchemy's row processing took
-    most of a broadcast's planning time); attributes stay JSON text, decoded on demand (`attributes_of`).
+    With a `segment`, only the columns evaluating and planning for that segment read (a million-contact
+    broadcast reads a third of the data); without one, every column and the lists, for any segment,
+    sequence exit rule or preview. Read through the database driver directly (a million contacts through
+    SQLAlchemy's row processing took most of a broadcast's planning time); attributes stay JSON text,
+    decoded on demand (`attributes_of`).
     """
-    columns = ", ".join(f"c.{name}" for name in _FRAME_COLUMNS)
+    names = _FRAME_COLUMNS if segment is None else _columns_for(segment)
+    with_lists = segment is None or bool(segment.lists)
+    columns = ", ".join(f"c.{name}" for name in names)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # plain tuples, no Row
     try:
         cursor.execute(f"SELECT {columns}, s.reason FROM contacts c "
                        "LEFT JOIN suppressions s ON s.email_hash = c.email_hash ORDER BY c.id")
         rows = cursor.fetchall()
-        cursor.execute("SELECT contact_id, list_name FROM contact_lists")
-        lists = cursor.fetchall()
+        lists = []
+        if with_lists:
+            cursor.execute("SELECT contact_id, list_name FROM contact_lists")
+            lists = cursor.fetchall()
     finally:
         cursor.close()
-    frame = pd.DataFrame.from_records(rows, columns=[*_FRAME_COLUMNS, "suppressed"])
+    frame = pd.DataFrame.from_records(rows, columns=[*names, "suppressed"])
     del rows
     for column in ("signed_up_at", "created_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in ("marketing_consent", "concern_consent"):
         frame[column] = frame[column].astype(bool)
     if frame["attributes"].map(lambda a: not isinstance(a, str | type(None))).any():
         frame["attributes"] = [a if isinstance(a, str) or a is None else json.dumps(a) for a in frame["attributes"]]
-    by_contact: dict[int, set[str]] = {}
-    for contact_id, name in lists:
-        by_contact.setdefault(contact_id, set()).add(name)
-    frozen = {k: frozenset(v) for k, v in by_contact.items()}
-    frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)
+    if with_lists:
+        by_contact: dict[int, set[str]] = {}
+        for contact_id, name in lists:
+            by_contact.setdefault(contact_id, set()).add(name)
+        frozen = {k: frozenset(v) for k, v in by_contact.items()}
+        frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)
     return frame
+
+
+def _columns_for(segment: Segment) -> tuple[str, ...]:
+    wanted = set(_ALWAYS)
+    if segment.tags:
+        wanted.add("tags")
+    if segment.signed_up_within_days is not None:
+        wanted.add("signed_up_at")
+    wanted.update(cond.field for cond in segment.where if cond.field in COLUMNS)
+    return tuple(name for name in _FRAME_COLUMNS if name in wanted)
 
 
 def _values(frame: pd.DataFrame, name: str) -> pd.Series:

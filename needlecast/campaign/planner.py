@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from needlecast.audience.segments import attributes_of, evaluate, variant_for
+from needlecast.audience.segments import SegmentResult, attributes_of, evaluate, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign, Step
 from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
@@ -132,28 +132,30 @@ def _frame_for(members: pd.DataFrame, campaign: Campaign, step: Step, due: pd.Se
     variants = _step_variant(step, members["variant"])
     zones = members["time_zone"].where(members["time_zone"] != "", deferred_zone)
     return pd.DataFrame({
-        "contact_id": members["id"].astype("int64"), "email": members["email"], "campaign_id": campaign.id,
-        "step_id": step.id, "segment": campaign.segment, "variant": variants,
-        "arm": [arm_for(campaign.id, step, int(c)) for c in members["id"]],
+        "contact_id": members["id"].astype("int64"),
+        "email": members.get("email", ""),  # a frame for one segment may not read it
+        "campaign_id": campaign.id, "step_id": step.id, "segment": campaign.segment, "variant": variants,
+        "arm": [arm_for(campaign.id, step, int(c)) for c in members["id"]] if step.arms else "",
         "due_at": pd.to_datetime(due, utc=True).array, "zone": zones.array,
         "status": "queued", "reason": ""})
 
 
 def plan_broadcast(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, ledger_keys: set[tuple[str, int]],
-                   history: pd.DataFrame, now: datetime, *, send_now: bool = False) -> Plan:
-    """The broadcast's emails (every step goes to every member)."""
+                   history: pd.DataFrame, now: datetime, *, send_now: bool = False,
+                   members: SegmentResult | None = None) -> Plan:
+    """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
+    over `frame` at `now`, when the caller has it."""
     assert campaign.kind == BROADCAST
-    result = evaluate(ctx.segments[campaign.segment], frame, now)
+    result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
     members = result.members
     parts = []
     for step in campaign.steps:
         zones = members["time_zone"].where(members["time_zone"] != "", campaign.time_zone)
         if send_now:
-            due = pd.Series([pd.Timestamp(now)] * len(members), index=members.index)
+            due = pd.Series(pd.Timestamp(now), index=members.index)
         elif campaign.schedule.send_at is not None:
-            due = pd.Series([pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC")] * len(members),
-                            index=members.index)
+            due = pd.Series(pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC"), index=members.index)
         else:
             by_zone = {z: pd.Timestamp(local_moment(campaign.schedule.on, campaign.schedule.local_time, z))
                        for z in zones.unique()}

@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +31,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, insert, select, update
 
 from needlecast import ledger
-from needlecast.audience.segments import attributes_of, load_frame
+from needlecast.audience.segments import attributes_of, evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.helpers import SenderHelpers
@@ -68,6 +70,7 @@ class RunReport:
     paused: str = ""
     blocked: str = ""
     inactive: str = ""
+    timings: Counter[str] = field(default_factory=Counter)  # seconds by stage (this process's part)
 
 
 class Runner:
@@ -97,19 +100,26 @@ class Runner:
         if not self._may_send(ctx, campaign, report):
             return report
         now = self.clock()
-        with self.engine.connect() as conn:
-            frame = load_frame(conn)
-            view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT keeps it idempotent
+        segment = ctx.segments[campaign.segment]
+        with _timed(report, "segment"):
+            with self.engine.connect() as conn:
+                frame = load_frame(conn, segment)
+                view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
+            members = evaluate(segment, frame, now)
         # A large audience: start the helper senders now, so their start-up overlaps planning.
-        helpers = self._helpers(campaign, len(frame))
+        helpers = self._helpers(campaign, members.size)
         try:
-            plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now)
-            del frame
-            self._enqueue(plan, report)
+            with _timed(report, "enqueue"):
+                plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
+                                      members=members)
+                del frame, members
+                self._enqueue(plan, report)
+                del plan
         except BaseException:
             helpers.cancel()
             raise
-        self.dispatch(ctx, campaign, report, helpers=helpers)
+        with _timed(report, "dispatch"):
+            self.dispatch(ctx, campaign, report, helpers=helpers)
         return report
 
     def sweep(self) -> list[RunReport]:
@@ -245,13 +255,15 @@ class Runner:
               renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause."""
         while not self._should_stop(report):
-            with self.engine.begin() as conn:
+            with _timed(report, "claim"), self.engine.begin() as conn:
                 if get_state(conn, campaign.id)["status"] != ACTIVE:  # paused by hand, or by another sender
                     return
                 claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
             if not claimed:
                 return
-            for batch in self._batches(ctx, campaign, claimed, renders, report):
+            with _timed(report, "prepare"):
+                batches = self._batches(ctx, campaign, claimed, renders, report)
+            for batch in batches:
                 if self._should_stop(report):
                     return
                 yield batch
@@ -289,7 +301,8 @@ class Runner:
         for (step_id, variant, arm), recipients in groups.items():
             key = (step_id, variant, arm)
             if key not in renders:
-                renders[key] = self._render(ctx, campaign, step_id, variant, arm)
+                with _timed(report, "render"):
+                    renders[key] = self._render(ctx, campaign, step_id, variant, arm)
             for start in range(0, len(recipients), size):
                 batches.append(Batch(campaign.id, step_id, variant, renders[key],
                                      campaign.sender_email or settings.clinic.sender_email,
@@ -316,6 +329,11 @@ class Runner:
 
     def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
               max_failures: int) -> None:
+        with _timed(report, "mark"):
+            self._record_outcomes(campaign, batch, outcomes, report, max_failures)
+
+    def _record_outcomes(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
+                         max_failures: int) -> None:
         ids_by: dict[tuple[str, str, bool], list[int]] = {}
         for outcome in outcomes:
             ids_by.setdefault((outcome.status, outcome.message_id or outcome.error, outcome.ambiguous),
@@ -337,12 +355,7 @@ class Runner:
                 report.paused = reason
                 log.warning("campaign %s paused after repeated failures", campaign.id)
         if ok:
-            report.sent_by[(batch.step_id, campaign.segment, batch.variant, (batch.recipients and
-                            _arm_of(batch)) or "")] += len(outcomes)
-
-
-def _arm_of(batch: Batch) -> str:
-    return ""
+            report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)
 
 
 class Person(NamedTuple):
@@ -370,12 +383,22 @@ def _dispatch_check(person: Person | None, now: datetime) -> str:
     return ""
 
 
+@contextmanager
+def _timed(report: RunReport, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.timings[stage] += time.perf_counter() - started
+
+
 def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
     """Add a helper process's counts (`_counts_of`) to the parent's report."""
     for name in ("sent", "failed", "released", "unknown"):
         setattr(report, name, getattr(report, name) + counts.get(name, 0))
     report.skipped.update(counts.get("skipped", {}))
     report.sent_by.update({tuple(k): v for k, v in counts.get("sent_by", [])})
+    report.timings.update({f"helpers_{stage}": seconds for stage, seconds in counts.get("timings", {}).items()})
     if counts.get("paused") and not report.paused:
         report.paused = counts["paused"]
 
@@ -383,7 +406,7 @@ def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
 def _counts_of(report: RunReport) -> dict[str, Any]:
     return {"sent": report.sent, "failed": report.failed, "released": report.released, "unknown": report.unknown,
             "skipped": dict(report.skipped), "sent_by": [[list(k), v] for k, v in report.sent_by.items()],
-            "paused": report.paused}
+            "paused": report.paused, "timings": dict(report.timings)}
 
 
 def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event) -> dict[str, Any]:

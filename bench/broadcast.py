@@ -52,6 +52,12 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the sink did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sink_stats(port: int) -> dict[str, int]:
     return httpx.get(f"http://127.0.0.1:{port}/_sink/stats", timeout=10).json()
 
@@ -135,6 +141,11 @@ def naive_baseline(port: int, sample: int) -> float:
     return sample / (time.perf_counter() - started)
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=1_000_000)
@@ -174,12 +185,17 @@ def main() -> None:
             result["import_s"] = round(time.perf_counter() - started, 2)
             assert summary.inserted == args.recipients, summary
             engine.dispose()
+            sink_cpu = cpu_seconds(sink.pid)
+            children_cpu = _children_cpu()
             child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--send-phase",
                                     str(Path(tmp) / "ws")], capture_output=True, text=True, env=os.environ)
             if child.returncode != 0:
                 raise SystemExit(child.stderr[-4000:])
             send = json.loads(child.stdout.strip().splitlines()[-1])
             result.update(send)
+            # CPU the job used (its process and helpers) and the sink used while it ran: the two cores' budget.
+            result["job_cpu_s"] = round(_children_cpu() - children_cpu, 1)
+            result["sink_cpu_s"] = round(cpu_seconds(sink.pid) - sink_cpu, 1)
             stats = sink_stats(args.port)
             result["sink_accepted_recipients"] = stats["accepted_recipients"]
             result["sink_requests"] = stats["accepted_requests"]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, exists, func, select, update
 
 from needlecast.store.bulk import Column, insert_columns
-from needlecast.store.driver import ids_in, ids_value, marker, time_value
+from needlecast.store.driver import fetch_rows, ids_in, ids_value, marker, time_value
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, events
 
@@ -62,20 +62,45 @@ def enqueue_columns(conn: Connection, columns: dict[str, Column]) -> int:
 def claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
     """Move up to `limit` due queued rows of a campaign to `sending` and return them, in id order."""
     # In the order of the partial index of queued rows (campaign, due_at), so the database stops after
-    # `limit` rows instead of sorting every due row on each claim. A plain driver statement: this runs
-    # once per round of a million-recipient send, and SQLAlchemy's row processing cost more than SQLite.
+    # `limit` rows instead of sorting every due row on each claim. Plain driver statements: this runs once
+    # per round of a million-recipient send, and SQLAlchemy's row processing cost more than the database.
     m = marker(conn)
-    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     at = time_value(conn, now)
-    rows = conn.exec_driver_sql(
-        f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
-        f"WHERE id IN (SELECT id FROM deliveries WHERE campaign_id = {m} AND status = '{QUEUED}' "
-        f"AND due_at <= {m} ORDER BY due_at LIMIT {m}{lock}) "
-        "RETURNING id, contact_id, step_id, variant, arm",
-        (at, token, at, campaign_id, at, int(limit))).all()
+    due = (f"FROM deliveries WHERE campaign_id = {m} AND status = '{QUEUED}' AND due_at <= {m} "
+           f"ORDER BY due_at LIMIT {m}")
+    columns = ("id", "contact_id", "step_id", "variant", "arm")
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
+            f"WHERE id IN (SELECT id {due} FOR UPDATE SKIP LOCKED) RETURNING {', '.join(columns)}",
+            (at, token, at, campaign_id, at, int(limit))).all()
+    else:
+        rows = _claim_sqlite(conn, columns, due, (campaign_id, at, int(limit)), at, token)
     claimed = [Claimed(*row) for row in rows]
     claimed.sort()
     return claimed
+
+
+def _claim_sqlite(conn: Connection, columns: Sequence[str], due: str, due_params: tuple[Any, ...], at: Any,
+                  token: str) -> list[Sequence[Any]]:
+    """Read the due rows in one go, then take them. Another sender may take some in between (SQLite
+    begins the write transaction at the UPDATE): the status condition leaves those to it, and when it
+    took them all, the next due rows are tried, so an empty result always means nothing is due."""
+    m = marker(conn)
+    while True:
+        rows = fetch_rows(conn, columns, f"FROM (SELECT {', '.join(columns)} {due})", due_params)
+        if not rows:
+            return []
+        ids = ids_value(conn, (row[0] for row in rows))
+        taken = conn.exec_driver_sql(
+            f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
+            f"WHERE {ids_in(conn, 'id')} AND status = '{QUEUED}'", (at, token, at, ids)).rowcount
+        if taken == len(rows):
+            return rows
+        if taken:
+            mine = {row[0] for row in fetch_rows(conn, ("id",), f"FROM deliveries WHERE {ids_in(conn, 'id')} "
+                                                 f"AND claim_token = {m}", (ids, token))}
+            return [row for row in rows if row[0] in mine]
 
 
 def _set(conn: Connection, ids: Sequence[int], only_from: str, values: dict[str, Any], *,

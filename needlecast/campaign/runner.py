@@ -41,7 +41,7 @@ from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_ba
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
 from needlecast.store.bulk import Column
-from needlecast.store.driver import ids_in, ids_value, is_sqlite
+from needlecast.store.driver import fetch_rows, ids_in, ids_value, is_sqlite
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, enrolments
 from needlecast.templating.context import email_context
@@ -321,10 +321,10 @@ class Runner:
         """What dispatch needs of the claimed rows' contacts, read fresh (one plain driver statement)."""
         with self.engine.connect() as conn:
             attributes = "c.attributes" if is_sqlite(conn) else "c.attributes::text"
-            rows = conn.exec_driver_sql(
-                f"SELECT c.id, c.email, c.first_name, c.status, c.marketing_consent, {attributes}, s.reason "
-                "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash "
-                f"WHERE {ids_in(conn, 'c.id')}", (ids_value(conn, {c.contact_id for c in claimed}),)).all()
+            rows = fetch_rows(conn, ("c.id", "c.email", "c.first_name", "c.status", "c.marketing_consent",
+                                     attributes, "s.reason"),
+                              "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash "
+                              f"WHERE {ids_in(conn, 'c.id')}", (ids_value(conn, {c.contact_id for c in claimed}),))
         return {row[0]: Person._make(row[1:]) for row in rows}
 
     def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,

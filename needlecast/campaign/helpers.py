@@ -3,9 +3,10 @@
 The ledger's claims keep the processes' rows apart (a row is claimed by exactly one of them), so a helper
 is just another runner dispatching the same campaign. Helpers are fresh interpreters (the `spawn` start
 method: no threads, locks or connections are inherited), which costs each one a second or two of start-up;
-`start` can therefore be called before the parent plans, so that start-up overlaps planning. A helper waits
-until the parent calls `release` (after enqueueing), then dispatches; `cancel` sends it home without
-sending anything.
+helpers can therefore be made before the parent plans, so that start-up overlaps planning. A helper waits
+until the parent calls `release` (after the first slice of rows is in the ledger), then dispatches; it
+keeps waiting for rows at an empty queue until the parent says everything is enqueued (`release(enqueued=
+True)`). `cancel` sends it home without sending anything.
 
 Contract: only ids and counts cross the process boundary; a helper reads the workspace and environment
 afresh, stops after its batches in flight at SIGTERM, and stops by itself when its parent is gone.
@@ -33,27 +34,35 @@ class SenderHelpers:
     def __init__(self, root: Path, campaign_id: str, count: int) -> None:
         context = multiprocessing.get_context("spawn")
         self._go = context.Event()
+        self._enqueued = context.Event()
         self._cancelled = context.Event()
         self._processes: list[tuple[Any, Any]] = []
         for _ in range(count):
             results = context.Queue()
             process = context.Process(target=_helper_main, daemon=True,
-                                      args=(str(root), campaign_id, os.getpid(), self._go, self._cancelled, results))
+                                      args=(str(root), campaign_id, os.getpid(), self._go, self._enqueued,
+                                            self._cancelled, results))
             process.start()
             self._processes.append((process, results))
 
     def __len__(self) -> int:
         return len(self._processes)
 
-    def release(self) -> None:
-        """Let the helpers dispatch (the rows they are to share are in the ledger)."""
+    def release(self, *, enqueued: bool = False) -> None:
+        """Let the helpers dispatch (rows they are to share are in the ledger; `enqueued`: all of them)."""
         self._go.set()
+        if enqueued:
+            self._enqueued.set()
 
     def cancel(self) -> None:
-        """Send the helpers home without dispatching (the parent failed before its dispatch)."""
+        """The parent failed before its own dispatch: helpers not yet released go home without sending;
+        released ones stop like at SIGTERM (their batches in flight finish and are marked)."""
         self._cancelled.set()
         for process, _ in self._processes:
-            process.join(30)
+            if self._go.is_set() and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process, _ in self._processes:
+            process.join(60)
 
     def join(self, *, stop: bool) -> list[dict[str, Any]]:
         """Wait for every helper (SIGTERM first when `stop`) and return their counts."""
@@ -69,7 +78,8 @@ class SenderHelpers:
         return counts
 
 
-def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, cancelled: Any, results: Any) -> None:
+def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, enqueued: Any, cancelled: Any,
+                 results: Any) -> None:
     """A helper process: wait for the go, dispatch alongside the parent, report counts."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -82,7 +92,8 @@ def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, cancelle
             return os.getppid() != parent_pid
 
         if _wait_for_go(go, cancelled, stop, orphaned):
-            counts = dispatch_for_helper(Path(root), campaign_id, parent_pid, stop)
+            counts = dispatch_for_helper(Path(root), campaign_id, parent_pid, stop,
+                                         lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned())
     finally:
         results.put(counts)
 

@@ -50,6 +50,7 @@ from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.tracking.actions import is_paused
 
 log = logging.getLogger("needlecast.runner")
+ENQUEUE_SLICE = 50_000
 COUNTED = (ledger.QUEUED, ledger.SENDING, ledger.SENT, ledger.UNKNOWN)
 
 
@@ -76,8 +77,10 @@ class RunReport:
 class Runner:
     def __init__(self, workspace: Workspace, engine: Engine, backend: Backend, *,
                  clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None,
-                 claim_size: int | None = None, parent_pid: int | None = None) -> None:
+                 claim_size: int | None = None, parent_pid: int | None = None,
+                 more_coming: Callable[[], bool] = lambda: False) -> None:
         self.parent_pid = parent_pid  # set in helper processes: they stop when their parent is gone
+        self.more_coming = more_coming  # in helpers: True while the parent may still enqueue rows
         self.workspace = workspace
         self.engine = engine
         self.backend = backend
@@ -113,7 +116,7 @@ class Runner:
                 plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
                                       members=members)
                 del frame, members
-                self._enqueue(plan, report)
+                self._enqueue(plan, report, on_slice=helpers.release)
                 del plan
         except BaseException:
             helpers.cancel()
@@ -160,7 +163,8 @@ class Runner:
                                                               deliveries.c.status == ledger.QUEUED).limit(1)).first() \
                 is not None
 
-    def _enqueue(self, plan: Plan, report: RunReport) -> None:
+    def _enqueue(self, plan: Plan, report: RunReport, on_slice: Callable[[], None] | None = None) -> None:
+        """Put the plan's emails into the ledger; `on_slice` is called after each committed slice."""
         report.excluded.update(plan.excluded)
         report.deferred.update(plan.deferred)
         if plan.emails.empty:
@@ -178,8 +182,17 @@ class Runner:
                 columns[name] = plain[0]  # the same for every email: bound once
             else:
                 columns[name] = [plain[c] for c in codes.tolist()]
-        with self.engine.begin() as conn:
-            report.enqueued += ledger.enqueue_columns(conn, columns)
+        # In slices, each committed: helper senders may start on the first while the rest goes in. A crash
+        # in between leaves some rows enqueued; the job's next run adds the others (ON CONFLICT keeps it
+        # idempotent), so nothing is lost or doubled.
+        total = len(emails)
+        for start in range(0, total, ENQUEUE_SLICE):
+            part = {name: value[start:start + ENQUEUE_SLICE] if isinstance(value, list) else value
+                    for name, value in columns.items()}
+            with self.engine.begin() as conn:
+                report.enqueued += ledger.enqueue_columns(conn, part)
+            if on_slice is not None:
+                on_slice()
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
 
     def _advance_sequence(self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime,
@@ -218,7 +231,7 @@ class Runner:
         max_failures = self.workspace.settings.schedule.max_consecutive_failures
         if helpers is None:
             helpers = self._helpers(campaign, None)
-        helpers.release()
+        helpers.release(enqueued=True)
         try:
             self.backend.send_all(self._feed(ctx, campaign, token, renders, report),
                                   lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
@@ -260,6 +273,9 @@ class Runner:
                     return
                 claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
             if not claimed:
+                if self.more_coming():  # the parent is still enqueueing: its next slice is on the way
+                    time.sleep(0.02)
+                    continue
                 return
             with _timed(report, "prepare"):
                 batches = self._batches(ctx, campaign, claimed, renders, report)
@@ -409,10 +425,12 @@ def _counts_of(report: RunReport) -> dict[str, Any]:
             "paused": report.paused, "timings": dict(report.timings)}
 
 
-def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event) -> dict[str, Any]:
+def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event,
+                        more_coming: Callable[[], bool]) -> dict[str, Any]:
     """What a helper sender process runs (`campaign.helpers`): dispatch the campaign, return its counts.
 
-    It reads the workspace and environment afresh; it stops when `stop` is set or its parent is gone.
+    It reads the workspace and environment afresh; it stops when `stop` is set or its parent is gone, and
+    it does not stop at an empty queue while `more_coming()` says the parent is still enqueueing.
     """
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
@@ -422,7 +440,8 @@ def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: thr
     try:
         workspace = open_workspace(root)
         engine = open_store(workspace.database_url)
-        runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid)
+        runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid,
+                        more_coming=more_coming)
         ctx = CampaignContext.load(workspace)
         runner.dispatch(ctx, ctx.campaign(campaign_id), report)
     finally:

@@ -12,9 +12,13 @@ raises `TokenInvalid` otherwise (compared in constant time).
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from needlecast.errors import TokenInvalid
 
@@ -28,11 +32,16 @@ CONFIRM = "confirm"
 _MAC_BYTES = 16
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (the same as `base64.urlsafe_b64encode` without "=", in fewer calls: a
+    million-recipient send signs a million tokens)."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
-_DIGEST = "sha256"
+_BLOCK = 64  # SHA-256 block size in bytes
 
 
 def _unb64(text: str) -> bytes:
@@ -49,8 +58,23 @@ class TokenPayload:
     expires: int
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner and outer hash states for `secret` (RFC 2104), computed once per secret."""
+    key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+
 def _mac(secret: bytes, kind: str, payload: bytes) -> bytes:
-    return hmac.digest(secret, kind.encode() + b"|" + payload, _DIGEST)[:_MAC_BYTES]  # one-shot, in C
+    """HMAC-SHA256(secret, kind "|" payload), truncated. The same value as `hmac.digest`, from hash states
+    keyed once: OpenSSL's one-shot HMAC sets up a context on every call, twice the cost per token."""
+    inner, outer = _keyed(secret)
+    inner = inner.copy()
+    inner.update(kind.encode() + b"|" + payload)
+    outer = outer.copy()
+    outer.update(inner.digest())
+    return outer.digest()[:_MAC_BYTES]
 
 
 def sign(secret: bytes, kind: str, contact_id: int, campaign: str = "", ttl_seconds: int | None = None) -> str:

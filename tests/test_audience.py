@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import hmac
 import random
 import string
 from datetime import UTC, datetime
@@ -203,6 +205,16 @@ def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vo
         confirm(conn, token, secret)
         confirm(conn, token, secret)  # twice is harmless
     assert _members(engine, everyone) == {"xia@example.com": "general"}
+
+
+@pytest.mark.parametrize("secret", [b"k" * 40, b"s" * 64, b"long" * 30])
+def test_tokens_carry_a_standard_hmac_sha256(secret: bytes) -> None:
+    token = signing.sign(secret, signing.MANAGE, 42, "spring")
+    body, mac = token.split(".")
+    payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert payload == b"42:spring:0"
+    assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == hmac.digest(secret, b"manage|" + payload,
+                                                                                "sha256")[:16]
 
 
 def test_expired_confirmation_token_is_refused() -> None:

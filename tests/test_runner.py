@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +14,8 @@ from sqlalchemy import Engine, insert, select
 from needlecast import ledger
 from needlecast.audience.importer import import_file
 from needlecast.audience.suppression import suppress
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.runner import Runner, RunReport
 from needlecast.campaign.state import get_state
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -90,11 +91,12 @@ def _store(ws: Workspace) -> Engine:
     return engine
 
 
-def _runner(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock, **delivery: object) -> Runner:
+def _runner(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock, *,
+            more_coming: Callable[[], bool] = lambda: False, **delivery: object) -> Runner:
     settings = dataclasses.replace(ws.settings, delivery=dataclasses.replace(
         ws.settings.delivery, api_host=sink.url, **delivery))
     backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
-    return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock)
+    return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock, more_coming=more_coming)
 
 
 def _campaign(ws: Workspace, text: str) -> None:
@@ -214,6 +216,32 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
         claims = conn.execute(select(deliveries.c.claim_token).distinct()).scalars().all()
     # 20 requests at 5 per second per process: the helpers, up after a second or two, took rounds too.
     assert len(set(claims)) >= 2
+
+
+def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(ws: Workspace,
+                                                                              sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    asked: list[int] = []
+
+    def more_coming() -> bool:  # what a helper asks while its parent enqueues: here the rows arrive late
+        asked.append(1)
+        if len(asked) == 1:
+            with engine.begin() as conn:
+                ids = list(conn.execute(select(contacts.c.id)).scalars())
+                ledger.enqueue_columns(conn, {"campaign_id": "winter", "step_id": "guide", "contact_id": ids,
+                                              "segment": "all-leads", "variant": "general", "arm": "",
+                                              "due_at": NOW - timedelta(minutes=1), "status": "queued", "error": ""})
+            return True
+        return False
+
+    runner = _runner(ws, engine, sink, Clock(NOW), more_coming=more_coming)
+    ctx = CampaignContext.load(runner.workspace)
+    report = RunReport("winter")
+    assert runner._may_send(ctx, ctx.campaign("winter"), report)
+    runner.dispatch(ctx, ctx.campaign("winter"), report)
+    assert report.sent == len(sink.accepted_delivery_ids()) == 40
+    assert len(asked) == 2  # asked at the empty queue, waited, sent, asked again and stopped
 
 
 def test_too_many_failures_in_a_row_pause_the_campaign(ws: Workspace, sink: SendGridSink) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from needlecast import ledger
 from needlecast.audience.segments import attributes_of, evaluate, load_frame
@@ -44,6 +44,7 @@ from needlecast.store.bulk import Column
 from needlecast.store.driver import fetch_rows, ids_in, ids_value, is_sqlite
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, enrolments
+from needlecast.store.turns import write_turn
 from needlecast.templating.context import email_context
 from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail, render_email
@@ -157,6 +158,12 @@ class Runner:
         self.backend.check()
         return True
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction of the send's hot path, taken in turn with other sender processes."""
+        with write_turn(self.engine), self.engine.begin() as conn:
+            yield conn
+
     def _has_queued(self, campaign_id: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id,
@@ -189,7 +196,7 @@ class Runner:
         for start in range(0, total, ENQUEUE_SLICE):
             part = {name: value[start:start + ENQUEUE_SLICE] if isinstance(value, list) else value
                     for name, value in columns.items()}
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 report.enqueued += ledger.enqueue_columns(conn, part)
             if on_slice is not None:
                 on_slice()
@@ -268,7 +275,7 @@ class Runner:
               renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause."""
         while not self._should_stop(report):
-            with _timed(report, "claim"), self.engine.begin() as conn:
+            with _timed(report, "claim"), self._writing() as conn:
                 if get_state(conn, campaign.id)["status"] != ACTIVE:  # paused by hand, or by another sender
                     return
                 claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
@@ -309,7 +316,7 @@ class Runner:
                 group = groups[key] = []
             group.append(Recipient(str(row.id), person.email, values, values["unsubscribe_url"]))
         if skipped:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 ledger.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
         batches = []
@@ -356,7 +363,7 @@ class Runner:
                               []).append(int(outcome.delivery_id))
         ok = all(o.status == SENT for o in outcomes)
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             for (status, detail, ambiguous), ids in ids_by.items():
                 if status == SENT:
                     report.sent += ledger.mark_sent(conn, ids, detail, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,6 +172,16 @@ def test_400_fails_the_batch_and_keeps_sendgrids_reasons(workspace: Workspace, s
     assert {o.status for o in outcomes} == {FAILED}
     assert "subject: The subject must be a non-empty string." in outcomes[0].error
     assert "HTTP 400" in outcomes[0].error
+
+
+def test_no_address_reaches_the_log_even_with_the_clients_debug_logging_on(
+        workspace: Workspace, sink: SendGridSink, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # python_http_client logs every request body at DEBUG
+    outcomes = Harness(_sendgrid(workspace, sink), None).send(_batches(workspace, 3))
+    assert {o.status for o in outcomes} == {SENT} and len(sink.accepted_delivery_ids()) == 3
+    payload_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PAYLOAD")]
+    assert payload_lines, "the client no longer logs bodies: this test guards nothing"
+    assert all("@" not in line and "bytes of JSON" in line for line in payload_lines)
 
 
 def test_401_stops_with_a_configuration_error_and_nothing_sent(workspace: Workspace, sink: SendGridSink) -> None:

@@ -40,6 +40,23 @@ from needlecast.errors import (
 _JSON_TEXT = {"Content-Type": "application/json; charset=utf-8"}
 
 
+class _QuietBody(bytes):
+    """The encoded request body, unchanged on the wire. python_http_client formats every body into a debug
+    message whether debug logging is on or not (`'PAYLOAD: {data}'.format(data=request.data)`): the repr
+    of 600 KB per request cost more CPU than building it, and with debug logging on it would write every
+    recipient's address into the log. Formatted, this body is a size only."""
+
+    def __format__(self, spec: str) -> str:
+        return f"<{len(self)} bytes of JSON>"
+
+
+class _JsonText(str):
+    """JSON text that the client encodes (`request_body.encode("utf-8")`) to a `_QuietBody`."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return _QuietBody(str.encode(self, encoding, errors))
+
+
 def _errors_from(body: bytes | str | None) -> list[str]:
     """SendGrid's error list (`{"errors": [{"message", "field"}]}`) as readable strings."""
     try:
@@ -96,7 +113,7 @@ class SendGridBackend(Backend):
         return client
 
     def post(self, batch: Batch) -> str:
-        body = build_body(batch, self.full_settings)
+        body = _JsonText(build_body(batch, self.full_settings))
         try:
             # The body is JSON text already: with a Content-Type other than the bare "application/json" the
             # client sends a string as it is instead of encoding it again (python_http_client's documented

@@ -444,13 +444,10 @@ def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: thr
     from needlecast.store.engine import open_store
 
     report = RunReport(campaign_id)
-    try:
-        workspace = open_workspace(root)
-        engine = open_store(workspace.database_url)
-        runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid,
-                        more_coming=more_coming)
-        ctx = CampaignContext.load(workspace)
-        runner.dispatch(ctx, ctx.campaign(campaign_id), report)
-    finally:
-        counts = _counts_of(report)
-    return counts
+    workspace = open_workspace(root)
+    engine = open_store(workspace.database_url)
+    runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid,
+                    more_coming=more_coming)
+    ctx = CampaignContext.load(workspace)
+    runner.dispatch(ctx, ctx.campaign(campaign_id), report)
+    return _counts_of(report)

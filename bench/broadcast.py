@@ -141,9 +141,10 @@ def naive_baseline(port: int, sample: int) -> float:
     return sample / (time.perf_counter() - started)
 
 
-def _children_cpu() -> float:
+def _children_cpu() -> tuple[float, float]:
+    """User and system CPU seconds of the finished child processes (the job and its helpers)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def main() -> None:
@@ -194,7 +195,9 @@ def main() -> None:
             send = json.loads(child.stdout.strip().splitlines()[-1])
             result.update(send)
             # CPU the job used (its process and helpers) and the sink used while it ran: the two cores' budget.
-            result["job_cpu_s"] = round(_children_cpu() - children_cpu, 1)
+            user, system = _children_cpu()
+            result["job_cpu_s"] = round(user + system - sum(children_cpu), 1)
+            result["job_system_cpu_s"] = round(system - children_cpu[1], 1)
             result["sink_cpu_s"] = round(cpu_seconds(sink.pid) - sink_cpu, 1)
             stats = sink_stats(args.port)
             result["sink_accepted_recipients"] = stats["accepted_recipients"]

@@ -59,36 +59,56 @@ def enqueue_columns(conn: Connection, columns: dict[str, Column]) -> int:
                           ("campaign_id", "step_id", "contact_id"))
 
 
+CLAIM_COLUMNS = ("id", "contact_id", "step_id", "variant", "arm")
+
+
 def claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
     """Move up to `limit` due queued rows of a campaign to `sending` and return them, in id order."""
+    return [Claimed(*row) for row in claim_rows(conn, campaign_id, now, limit, token)]
+
+
+def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str, *,
+               also: Sequence[str] = (), join: str = "") -> list[Sequence[Any]]:
+    """`claim`, with each row as a plain sequence: CLAIM_COLUMNS, then the expressions `also` over the
+    claimed row (`d`) and the tables that `join` adds to it, read in the same statement. In id order.
+
+    For the send's hot path: the contact data dispatch checks comes with the claim, in one round trip
+    and without an object per row.
+    """
     # In the order of the partial index of queued rows (campaign, due_at), so the database stops after
     # `limit` rows instead of sorting every due row on each claim. Plain driver statements: this runs once
     # per round of a million-recipient send, and SQLAlchemy's row processing cost more than the database.
     m = marker(conn)
     at = time_value(conn, now)
-    due = (f"FROM deliveries WHERE campaign_id = {m} AND status = '{QUEUED}' AND due_at <= {m} "
-           f"ORDER BY due_at LIMIT {m}")
-    columns = ("id", "contact_id", "step_id", "variant", "arm")
+    picked = [f"d.{name}" for name in CLAIM_COLUMNS] + list(also)
+    due = f"WHERE d.campaign_id = {m} AND d.status = '{QUEUED}' AND d.due_at <= {m} ORDER BY d.due_at LIMIT {m}"
     if conn.dialect.name == "postgresql":
-        rows = conn.exec_driver_sql(
-            f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
-            f"WHERE id IN (SELECT id {due} FOR UPDATE SKIP LOCKED) RETURNING {', '.join(columns)}",
-            (at, token, at, campaign_id, at, int(limit))).all()
+        rows: list[Sequence[Any]] = list(conn.exec_driver_sql(
+            f"WITH d AS (UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, "
+            f"updated_at = {m} WHERE id IN (SELECT d.id FROM deliveries d {due} FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {', '.join(CLAIM_COLUMNS)}) SELECT {', '.join(picked)} FROM d {join}",
+            (at, token, at, campaign_id, at, int(limit))).all())
     else:
-        rows = _claim_sqlite(conn, columns, due, (campaign_id, at, int(limit)), at, token)
-    claimed = [Claimed(*row) for row in rows]
-    claimed.sort()
-    return claimed
+        rows = _claim_sqlite(conn, picked, f"FROM deliveries d {join} {due}", (campaign_id, at, int(limit)), at,
+                             token)
+    rows.sort(key=_first)
+    return rows
 
 
-def _claim_sqlite(conn: Connection, columns: Sequence[str], due: str, due_params: tuple[Any, ...], at: Any,
+def _first(row: Sequence[Any]) -> Any:
+    return row[0]
+
+
+def _claim_sqlite(conn: Connection, picked: Sequence[str], due: str, due_params: tuple[Any, ...], at: Any,
                   token: str) -> list[Sequence[Any]]:
     """Read the due rows in one go, then take them. Another sender may take some in between (SQLite
     begins the write transaction at the UPDATE): the status condition leaves those to it, and when it
     took them all, the next due rows are tried, so an empty result always means nothing is due."""
     m = marker(conn)
+    names = [f"c{index}" for index in range(len(picked))]
+    inner = ", ".join(f"{expression} AS {name}" for expression, name in zip(picked, names, strict=True))
     while True:
-        rows = fetch_rows(conn, columns, f"FROM (SELECT {', '.join(columns)} {due})", due_params)
+        rows = fetch_rows(conn, names, f"FROM (SELECT {inner} {due})", due_params)
         if not rows:
             return []
         ids = ids_value(conn, (row[0] for row in rows))

@@ -210,6 +210,8 @@ def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vo
 @pytest.mark.parametrize("secret", [b"k" * 40, b"s" * 64, b"long" * 30])
 def test_tokens_carry_a_standard_hmac_sha256(secret: bytes) -> None:
     token = signing.sign(secret, signing.MANAGE, 42, "spring")
+    assert signing.Signer(secret, signing.MANAGE, "spring")(42) == token  # the send's signer: the same tokens
+    assert signing.verify(secret, signing.MANAGE, token).contact_id == 42
     body, mac = token.split(".")
     payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     assert payload == b"42:spring:0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import email
 import json
 import logging
 from collections.abc import Iterator
@@ -125,10 +126,12 @@ def test_every_request_satisfies_sendgrids_schema(harness: Harness, workspace: W
         assert [c["type"] for c in request["content"]] == ["text/plain", "text/html"]
         assert request["categories"] == ["spring", "spring/welcome"]  # campaign and step, never a concern
         assert request["custom_args"] == {"campaign": "spring", "step": "welcome"}
+        # RFC 8058's POST hint is the same for everyone: once per request, which SendGrid adds to every copy
+        assert request["headers"] == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         for item in request["personalizations"]:
             assert len(item["to"]) == 1 and set(item["to"][0]) == {"email"}
             assert set(item["custom_args"]) == {"delivery_id"}
-            assert item["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            assert set(item["headers"]) == {"List-Unsubscribe"}
             assert item["headers"]["List-Unsubscribe"].startswith("<https://c.example.com/u/")
             assert "mailto:unsubscribe@lumen-clinic.example.com" in item["headers"]["List-Unsubscribe"]
 
@@ -297,4 +300,8 @@ def test_outbox_show_renders_a_recipients_copy(workspace: Workspace) -> None:
     assert result.exit_code == 0, result.stdout
     assert "subject: Hi P1" in result.stdout
     eml = next(p for p in result.stdout.split() if p.endswith(".eml"))
-    assert b"person1@example.com" in Path(eml).read_bytes()
+    message = email.message_from_bytes(Path(eml).read_bytes())
+    assert message["To"] == "person1@example.com"
+    # the request's own header and the recipient's: the copy has both, as SendGrid sends it
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Unsubscribe"].startswith("<https://c.example.com/u/t1>")

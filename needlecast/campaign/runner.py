@@ -20,12 +20,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -41,7 +42,7 @@ from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_ba
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
 from needlecast.store.bulk import Column
-from needlecast.store.driver import fetch_rows, ids_in, ids_value, is_sqlite
+from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, enrolments
 from needlecast.store.turns import write_turn
@@ -51,6 +52,7 @@ from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.tracking.actions import is_paused
 
 log = logging.getLogger("needlecast.runner")
+_DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest
 ENQUEUE_SLICE = 50_000
 COUNTED = (ledger.QUEUED, ledger.SENDING, ledger.SENT, ledger.UNKNOWN)
 
@@ -278,7 +280,8 @@ class Runner:
             with _timed(report, "claim"), self._writing() as conn:
                 if get_state(conn, campaign.id)["status"] != ACTIVE:  # paused by hand, or by another sender
                     return
-                claimed = ledger.claim(conn, campaign.id, self.clock(), self.claim_size, token)
+                claimed = ledger.claim_rows(conn, campaign.id, self.clock(), self.claim_size, token,
+                                            also=_CONTACT_COLUMNS[is_sqlite(conn)], join=_CONTACT_JOIN)
             if not claimed:
                 if self.more_coming():  # the parent is still enqueueing: its next slice is on the way
                     time.sleep(0.02)
@@ -295,26 +298,29 @@ class Runner:
         orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
         return self.stop.is_set() or bool(report.paused) or orphaned
 
-    def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[ledger.Claimed],
+    def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[Sequence[Any]],
                  renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
+        """Check every claimed row (`ledger.CLAIM_COLUMNS` + `_CONTACT_COLUMNS`) and group the sendable ones
+        into batches of one step, variant and arm; record the others as skipped, with their reason."""
         settings = self.workspace.settings
-        people = self._recipients_of(claimed)
         values_for = RecipientValues(settings, self.secret, campaign.id)
         now = self.clock()
         skipped: dict[int, str] = {}
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
-        for row in claimed:
-            person = people.get(row.contact_id)
-            reason = _dispatch_check(person, now)
-            if reason:
-                skipped[row.id] = reason
-                continue
-            values = values_for(row.contact_id, person.first_name)
-            key = (row.step_id, row.variant, row.arm)
+        for row_id, contact_id, step_id, variant, arm, email, first_name, status, consent, attributes, suppressed \
+                in claimed:
+            if email is None or suppressed is not None or status == "pending" or not consent \
+                    or (attributes and "paused_until" in attributes):
+                reason = _dispatch_check(email, status, consent, attributes, suppressed, now)
+                if reason:
+                    skipped[row_id] = reason
+                    continue
+            values = values_for(contact_id, first_name)
+            key = (step_id, variant, arm)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = []
-            group.append(Recipient(str(row.id), person.email, values, values["unsubscribe_url"]))
+            group.append(Recipient(str(row_id), email, values, values["unsubscribe_url"]))
         if skipped:
             with self._writing() as conn:
                 ledger.mark_skipped(conn, skipped)
@@ -340,16 +346,6 @@ class Runner:
         context = email_context(ctx.article, ctx.vocabulary, self.workspace.settings.clinic, variant)
         return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
 
-    def _recipients_of(self, claimed: list[ledger.Claimed]) -> dict[int, Person]:
-        """What dispatch needs of the claimed rows' contacts, read fresh (one plain driver statement)."""
-        with self.engine.connect() as conn:
-            attributes = "c.attributes" if is_sqlite(conn) else "c.attributes::text"
-            rows = fetch_rows(conn, ("c.id", "c.email", "c.first_name", "c.status", "c.marketing_consent",
-                                     attributes, "s.reason"),
-                              "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash "
-                              f"WHERE {ids_in(conn, 'c.id')}", (ids_value(conn, {c.contact_id for c in claimed}),))
-        return {row[0]: Person._make(row[1:]) for row in rows}
-
     def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
               max_failures: int) -> None:
         with _timed(report, "mark"):
@@ -357,14 +353,18 @@ class Runner:
 
     def _record_outcomes(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
                          max_failures: int) -> None:
-        ids_by: dict[tuple[str, str, bool], list[int]] = {}
-        for outcome in outcomes:
-            ids_by.setdefault((outcome.status, outcome.message_id or outcome.error, outcome.ambiguous),
-                              []).append(int(outcome.delivery_id))
-        ok = all(o.status == SENT for o in outcomes)
+        ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
+        kinds = set(map(_OUTCOME_KIND, outcomes))
+        if len(kinds) == 1:  # the usual case: a batch's recipients share their request's fate
+            ids_by[kinds.pop()] = list(map(int, map(_DELIVERY_ID, outcomes)))
+        else:
+            for outcome in outcomes:
+                ids_by.setdefault(_OUTCOME_KIND(outcome), []).append(int(outcome.delivery_id))
+        ok = all(status == SENT for status, *_ in ids_by)
         now = self.clock()
         with self._writing() as conn:
-            for (status, detail, ambiguous), ids in ids_by.items():
+            for (status, message_id, error, ambiguous), ids in ids_by.items():
+                detail = message_id or error
                 if status == SENT:
                     report.sent += ledger.mark_sent(conn, ids, detail, now)
                 elif status == FAILED:
@@ -381,27 +381,25 @@ class Runner:
             report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)
 
 
-class Person(NamedTuple):
-    """What dispatch needs of a contact."""
-
-    email: str
-    first_name: str
-    status: str
-    marketing_consent: bool
-    attributes: str | None  # JSON text: decoded only when it may hold a pause
-    suppressed: str | None
+# What dispatch reads of each claimed row's contact, in the claim's statement (`ledger.claim_rows`): a
+# contact erased since planning has no row (its email is NULL), a suppression has a reason.
+_CONTACT_JOIN = "LEFT JOIN contacts c ON c.id = d.contact_id LEFT JOIN suppressions s ON s.email_hash = c.email_hash"
+_CONTACT_COLUMNS = {  # by is_sqlite: attributes as JSON text, decoded only when they may hold a pause
+    True: ("c.email", "c.first_name", "c.status", "c.marketing_consent", "c.attributes", "s.reason"),
+    False: ("c.email", "c.first_name", "c.status", "c.marketing_consent", "c.attributes::text", "s.reason"),
+}
 
 
-def _dispatch_check(person: Person | None, now: datetime) -> str:
+def _dispatch_check(email: str | None, status: str, consent: Any, attributes: str | None, suppressed: str | None,
+                    now: datetime) -> str:
     """Why a claimed row must not be sent now ('' when it may be)."""
-    if person is None:
+    if email is None:
         return "erased: the contact no longer exists"
-    if person.suppressed:
-        return f"suppressed: {person.suppressed}"
-    if person.status == "pending" or not person.marketing_consent:
+    if suppressed is not None:
+        return f"suppressed: {suppressed}"
+    if status == "pending" or not consent:
         return "no marketing consent"
-    if person.attributes and "paused_until" in person.attributes \
-            and is_paused(attributes_of(person.attributes), now):
+    if attributes and "paused_until" in attributes and is_paused(attributes_of(attributes), now):
         return "paused by the person"
     return ""
 

@@ -147,7 +147,7 @@ class Backend(ABC):
             attempts.count += 1
             try:
                 message_id = self.post(batch)
-                return [Outcome(r.delivery_id, SENT, message_id=message_id) for r in batch.recipients]
+                return [Outcome(r.delivery_id, SENT, message_id) for r in batch.recipients]
             except RequestRejected as err:
                 return [Outcome(r.delivery_id, FAILED, error=str(err)) for r in batch.recipients]
             except RateLimited as err:

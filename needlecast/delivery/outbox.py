@@ -106,8 +106,8 @@ def recipient_copy(entry: dict[str, Any], recipient: str | None) -> RecipientCop
     content = {c["type"]: c["value"] for c in request["content"]}
     message = RenderedEmail(template="", subject=request["subject"], preheader="",
                             html=content.get("text/html", ""), text=content.get("text/plain", ""))
-    return RecipientCopy(message, chosen.get("substitutions", {}), chosen["to"][0]["email"],
-                         chosen.get("headers", {}), position + 1)
+    headers = {**request.get("headers", {}), **chosen.get("headers", {})}  # SendGrid: the personalization's win
+    return RecipientCopy(message, chosen.get("substitutions", {}), chosen["to"][0]["email"], headers, position + 1)
 
 
 def render_request(entry: dict[str, Any], recipient: str | None) -> tuple[str, str]:

@@ -7,10 +7,11 @@ can merge recipients into one To. One personalization per recipient, holding:
 - `custom_args`: our delivery id (a string; no personal data). The request's own `custom_args` add the
   campaign and step, which SendGrid merges into every personalization; all three come back on every
   webhook event, which is how events find their ledger row;
-- `headers`: RFC 8058 one-click `List-Unsubscribe` (HTTPS URL and mailto) and `List-Unsubscribe-Post`.
-The request carries `categories` naming campaign and step (never a concern: categories show in SendGrid's
-UI and reports), and optional `asm`, `mail_settings.sandbox_mode`, `send_at` (at most 72 hours ahead) and
-`batch_id`.
+- `headers`: RFC 8058 one-click `List-Unsubscribe` (the person's HTTPS URL, and the mailto).
+The request's own `headers` hold `List-Unsubscribe-Post`, the same for every recipient (SendGrid adds
+the request's headers to every personalization's). The request carries `categories` naming campaign and
+step (never a concern: categories show in SendGrid's UI and reports), and optional `asm`,
+`mail_settings.sandbox_mode`, `send_at` (at most 72 hours ahead) and `batch_id`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from needlecast.config import Settings
 from needlecast.delivery.base import MAX_RECIPIENTS_PER_REQUEST, Batch
 from needlecast.templating.recipient import ONE_CLICK, list_unsubscribe_targets
-from needlecast.templating.tokens import substitutions_for
+from needlecast.templating.tokens import substitutions_json
 
 MAX_SEND_AT_AHEAD = timedelta(hours=72)
 MAX_CATEGORIES = 10
@@ -48,25 +49,23 @@ def build_body(batch: Batch, settings: Settings, *, now: datetime | None = None)
     thousand of these bodies, and the personalizations are the bulk of each. Every string goes through the
     json module's own encoder (the C one), so the text is what `json.dumps` with compact separators gives.
     """
-    if len(batch.recipients) > MAX_RECIPIENTS_PER_REQUEST:
-        raise ValueError(f"{len(batch.recipients)} recipients: SendGrid takes at most {MAX_RECIPIENTS_PER_REQUEST}")
-    seen: set[str] = set()
+    recipients = batch.recipients
+    if len(recipients) > MAX_RECIPIENTS_PER_REQUEST:
+        raise ValueError(f"{len(recipients)} recipients: SendGrid takes at most {MAX_RECIPIENTS_PER_REQUEST}")
+    if len({recipient.email.lower() for recipient in recipients}) != len(recipients):
+        seen: set[str] = set()
+        for recipient in recipients:
+            if recipient.email.lower() in seen:
+                raise ValueError(f"delivery {recipient.delivery_id}: an address appears twice in one request")
+            seen.add(recipient.email.lower())
     targets = list_unsubscribe_targets(settings)
-    one_click = _quote(ONE_CLICK)
-    parts = []
-    for recipient in batch.recipients:
-        address = recipient.email.lower()
-        if address in seen:
-            raise ValueError(f"delivery {recipient.delivery_id}: an address appears twice in one request")
-        seen.add(address)
-        substitutions = ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in substitutions_for(recipient.values).items())
-        parts.append(
-            f'{{"to":[{{"email":{_quote(recipient.email)}}}],"substitutions":{{{substitutions}}},'
-            f'"custom_args":{{"delivery_id":{_quote(str(recipient.delivery_id))}}},'
-            f'"headers":{{"List-Unsubscribe":{_quote(f"<{recipient.unsubscribe_url}>{targets}")},'
-            f'"List-Unsubscribe-Post":{one_click}}}}}')
+    personalizations = ",".join([
+        f'{{"to":[{{"email":{_quote(recipient.email)}}}],"substitutions":{{{substitutions_json(recipient.values)}}},'
+        f'"custom_args":{{"delivery_id":{_quote(str(recipient.delivery_id))}}},'
+        f'"headers":{{"List-Unsubscribe":{_quote(f"<{recipient.unsubscribe_url}>{targets}")}}}}}'
+        for recipient in recipients])
     rest = json.dumps(_request_fields(batch, settings, now), separators=(",", ":"))
-    return f'{{"personalizations":[{",".join(parts)}],{rest[1:]}'
+    return f'{{"personalizations":[{personalizations}],{rest[1:]}'
 
 
 def _request_fields(batch: Batch, settings: Settings, now: datetime | None) -> dict[str, Any]:
@@ -80,6 +79,7 @@ def _request_fields(batch: Batch, settings: Settings, now: datetime | None) -> d
         ],
         "categories": categories_for(batch.campaign_id, batch.step_id),
         "custom_args": {"campaign": str(batch.campaign_id), "step": str(batch.step_id)},
+        "headers": {"List-Unsubscribe-Post": ONE_CLICK},  # the same for everyone: said once, not per recipient
     }
     if batch.reply_to:
         fields["reply_to"] = {"email": batch.reply_to}

@@ -27,18 +27,18 @@ class RecipientValues:
     """
 
     def __init__(self, settings: Settings, secret: bytes, campaign: str) -> None:
-        self._base = link_base(settings)
+        base = link_base(settings)
+        self._unsubscribe = f"{base}/u/"
+        self._preferences = f"{base}/p/"
         self._fallback = settings.templates.first_name_fallback
-        self._secret = secret
-        self._campaign = campaign
+        self._sign = signing.Signer(secret, signing.MANAGE, campaign)
 
     def __call__(self, contact_id: int, first_name: str | None) -> dict[str, str]:
-        name = " ".join(first_name.split()) if first_name else ""
-        token = signing.sign(self._secret, signing.MANAGE, contact_id, self._campaign)
+        token = self._sign(contact_id)
         return {
-            "first_name": name or self._fallback,
-            "unsubscribe_url": f"{self._base}/u/{token}",
-            "preferences_url": f"{self._base}/p/{token}",
+            "first_name": (" ".join(first_name.split()) or self._fallback) if first_name else self._fallback,
+            "unsubscribe_url": self._unsubscribe + token,
+            "preferences_url": self._preferences + token,
         }
 
 

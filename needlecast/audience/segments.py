@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
+from needlecast.store.driver import fetch_columns, is_sqlite
 from needlecast.tracking.actions import is_paused
 from needlecast.yamlfile import read_yaml
 
@@ -143,36 +144,28 @@ def load_frame(conn: Connection, segment: Segment | None = None) -> pd.DataFrame
 
     With a `segment`, only the columns evaluating and planning for that segment read (a million-contact
     broadcast reads a third of the data); without one, every column and the lists, for any segment,
-    sequence exit rule or preview. Read through the database driver directly (a million contacts through
-    SQLAlchemy's row processing took most of a broadcast's planning time); attributes stay JSON text,
-    decoded on demand (`attributes_of`).
+    sequence exit rule or preview. Read through the database driver directly and column by column
+    (`store.driver.fetch_columns`: a million contacts through SQLAlchemy's row processing took most of a
+    broadcast's planning time); attributes stay JSON text, decoded on demand (`attributes_of`).
     """
     names = _FRAME_COLUMNS if segment is None else _columns_for(segment)
     with_lists = segment is None or bool(segment.lists)
-    columns = ", ".join(f"c.{name}" for name in names)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]  # plain tuples, no Row
-    try:
-        cursor.execute(f"SELECT {columns}, s.reason FROM contacts c "
-                       "LEFT JOIN suppressions s ON s.email_hash = c.email_hash ORDER BY c.id")
-        rows = cursor.fetchall()
-        lists = []
-        if with_lists:
-            cursor.execute("SELECT contact_id, list_name FROM contact_lists")
-            lists = cursor.fetchall()
-    finally:
-        cursor.close()
-    frame = pd.DataFrame.from_records(rows, columns=[*names, "suppressed"])
-    del rows
+    # attributes as JSON text on both databases (PostgreSQL's driver would decode every one)
+    as_text = "" if is_sqlite(conn) else "::text"
+    columns = [f"c.{name}{as_text if name == 'attributes' else ''}" for name in names]
+    values = fetch_columns(conn, [*columns, "s.reason"],
+                           "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash ORDER BY c.id")
+    frame = pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
+    del values
     for column in ("signed_up_at", "created_at"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in ("marketing_consent", "concern_consent"):
         frame[column] = frame[column].astype(bool)
-    if frame["attributes"].map(lambda a: not isinstance(a, str | type(None))).any():
-        frame["attributes"] = [a if isinstance(a, str) or a is None else json.dumps(a) for a in frame["attributes"]]
     if with_lists:
         by_contact: dict[int, set[str]] = {}
-        for contact_id, name in lists:
+        for contact_id, name in zip(*fetch_columns(conn, ("contact_id", "list_name"), "FROM contact_lists"),
+                                    strict=True):
             by_contact.setdefault(contact_id, set()).add(name)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)

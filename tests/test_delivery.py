@@ -198,6 +198,22 @@ def test_401_stops_with_a_configuration_error_and_nothing_sent(workspace: Worksp
     assert outcomes == [] and sink.accepted == []
 
 
+def test_an_error_mid_feed_reports_the_requests_in_flight_before_it_propagates(harness: Harness,
+                                                                               workspace: Workspace) -> None:
+    batches = _batches(workspace, 3000)
+
+    def feed() -> Iterator[Batch]:  # like a claim failing after two batches were handed over
+        yield from batches[:2]
+        raise RuntimeError("the database went away")
+
+    reported: list[Batch] = []
+    with pytest.raises(RuntimeError, match="went away"):
+        harness.backend.send_all(feed(), lambda batch, _outcomes: reported.append(batch))
+    # Both requests went out; their outcomes reached the ledger's marking before the error did, so
+    # their rows are not released back to the queue and sent twice.
+    assert len(harness.requests()) == 2 and reported == batches[:2]
+
+
 def test_stalled_server_hits_the_timeout_and_the_batch_is_retried(workspace: Workspace, sink: SendGridSink) -> None:
     backend = _sendgrid(workspace, sink, timeout_seconds=0.3)
     sink.fail({"stall": 1.0})

@@ -218,6 +218,22 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     assert len(set(claims)) >= 2
 
 
+def test_helpers_started_for_a_large_audience_are_dismissed_when_the_segment_is_small(
+        ws: Workspace, sink: SendGridSink) -> None:
+    config = ws.root / "needlecast.toml"
+    config.write_text(config.read_text().replace(
+        "max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 2\nparallel_from = 30"))
+    ws = open_workspace(ws.root)
+    _campaign(ws, BROADCAST.format(segment="acne"))
+    engine = _store(ws)
+    runner = _runner(ws, engine, sink, Clock(NOW))
+    assert runner._audience_size() >= 30  # so the helper is started before segmenting...
+    report = runner.run_broadcast("winter")
+    assert 0 < report.sent < 30  # ...and sent home without sending: the parent sent everything
+    assert report.sent == len(sink.accepted_delivery_ids())
+    assert not any(stage.startswith("helpers_") for stage in report.timings)
+
+
 def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(ws: Workspace,
                                                                               sink: SendGridSink) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))

@@ -86,14 +86,15 @@ def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, enqueued
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     counts: dict[str, Any] = {}
     try:
-        from needlecast.campaign.runner import dispatch_for_helper  # the imports are the start-up cost
+        from needlecast.campaign.runner import helper_dispatch  # the imports are most of the start-up cost
 
         def orphaned() -> bool:
             return os.getppid() != parent_pid
 
+        dispatch = helper_dispatch(Path(root), campaign_id, parent_pid, stop,
+                                   lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned())
         if _wait_for_go(go, cancelled, stop, orphaned):
-            counts = dispatch_for_helper(Path(root), campaign_id, parent_pid, stop,
-                                         lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned())
+            counts = dispatch()
     finally:
         results.put(counts)
 

@@ -44,7 +44,7 @@ from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Out
 from needlecast.store.bulk import Column
 from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
-from needlecast.store.schema import deliveries, enrolments
+from needlecast.store.schema import contacts, deliveries, enrolments
 from needlecast.store.turns import write_turn
 from needlecast.templating.context import email_context
 from needlecast.templating.recipient import RecipientValues
@@ -107,14 +107,18 @@ class Runner:
             return report
         now = self.clock()
         segment = ctx.segments[campaign.segment]
-        with _timed(report, "segment"):
-            with self.engine.connect() as conn:
-                frame = load_frame(conn, segment)
-                view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
-            members = evaluate(segment, frame, now)
-        # A large audience: start the helper senders now, so their start-up overlaps planning.
-        helpers = self._helpers(campaign, members.size)
+        # A large audience: start the helper senders first, so that their start-up overlaps segmenting
+        # and planning (on the other core), and dismiss them if the segment turns out small.
+        helpers = self._helpers(campaign, self._audience_size())
         try:
+            with _timed(report, "segment"):
+                with self.engine.connect() as conn:
+                    frame = load_frame(conn, segment)
+                    view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
+                members = evaluate(segment, frame, now)
+            if helpers and members.size < self.workspace.settings.delivery.parallel_from:
+                helpers.cancel()
+                helpers = self._helpers(campaign, 0)
             with _timed(report, "enqueue"):
                 plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
                                       members=members)
@@ -161,10 +165,15 @@ class Runner:
         return True
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A write transaction of the send's hot path, taken in turn with other sender processes."""
-        with write_turn(self.engine), self.engine.begin() as conn:
-            yield conn
+    def _writing(self, report: RunReport | None = None) -> Iterator[Connection]:
+        """A write transaction of the send's hot path, taken in turn with other sender processes (the wait
+        for the turn is timed as the stage "turn")."""
+        started = time.perf_counter()
+        with write_turn(self.engine):
+            if report is not None:
+                report.timings["turn"] += time.perf_counter() - started
+            with self.engine.begin() as conn:
+                yield conn
 
     def _has_queued(self, campaign_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -198,7 +207,7 @@ class Runner:
         for start in range(0, total, ENQUEUE_SLICE):
             part = {name: value[start:start + ENQUEUE_SLICE] if isinstance(value, list) else value
                     for name, value in columns.items()}
-            with self._writing() as conn:
+            with self._writing(report) as conn:
                 report.enqueued += ledger.enqueue_columns(conn, part)
             if on_slice is not None:
                 on_slice()
@@ -237,16 +246,18 @@ class Runner:
         """
         token = uuid.uuid4().hex
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
-        max_failures = self.workspace.settings.schedule.max_consecutive_failures
+        marks = _Marks(campaign, report, self.workspace.settings.schedule.max_consecutive_failures,
+                       self._record_at_once)
         if helpers is None:
             helpers = self._helpers(campaign, None)
         helpers.release(enqueued=True)
         try:
-            self.backend.send_all(self._feed(ctx, campaign, token, renders, report),
-                                  lambda batch, outcomes: self._mark(campaign, batch, outcomes, report,
-                                                                     max_failures))
+            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
         finally:
-            with self.engine.begin() as conn:
+            # Outcomes not yet recorded first, in the same transaction: a row the provider accepted must
+            # never be released to the queue (and sent again) because its mark was still waiting.
+            with self._writing(report) as conn:
+                self._record(conn, marks)
                 released = ledger.release_claim(conn, token, "not sent: the run stopped before this batch")
             if released:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
@@ -254,7 +265,7 @@ class Runner:
                 _add_counts(report, counts)
 
     def _helpers(self, campaign: Campaign, size: int | None) -> SenderHelpers:
-        """Helper sender processes for a send of about `size` emails (None: as many as are due now), when
+        """Helper sender processes for a send of up to `size` emails (None: as many as are due now), when
         `[delivery] sender_processes` allows them and the send reaches `parallel_from`."""
         delivery = self.workspace.settings.delivery
         count = 0
@@ -263,9 +274,14 @@ class Runner:
             count = delivery.sender_processes - 1 if size >= delivery.parallel_from else 0
         helpers = SenderHelpers(self.workspace.root, campaign.id, count)
         if helpers:
-            log.info("campaign %s: about %d emails; %d helper sender process(es) started", campaign.id, size,
+            log.info("campaign %s: up to %d emails; %d helper sender process(es) started", campaign.id, size,
                      len(helpers))
         return helpers
+
+    def _audience_size(self) -> int:
+        """How many contacts there are: what a broadcast's segment can be at most."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
 
     def _due_count(self, campaign: Campaign) -> int:
         with self.engine.connect() as conn:
@@ -274,14 +290,21 @@ class Runner:
                 deliveries.c.due_at <= self.clock())).scalar_one())
 
     def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
-              renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> Iterator[Batch]:
-        """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause."""
+              renders: dict[tuple[str, str, str], RenderedEmail], marks: _Marks) -> Iterator[Batch]:
+        """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause.
+
+        The outcomes of the batches sent so far are recorded in the transaction that claims the next round
+        (one write turn per round, not one per batch); an unsuccessful batch is recorded at once (`_Marks`).
+        """
+        report = marks.report
         while not self._should_stop(report):
-            with _timed(report, "claim"), self._writing() as conn:
-                if get_state(conn, campaign.id)["status"] != ACTIVE:  # paused by hand, or by another sender
+            with self._writing(report) as conn:
+                self._record(conn, marks)
+                if report.paused or get_state(conn, campaign.id)["status"] != ACTIVE:  # by hand, or by a sender
                     return
-                claimed = ledger.claim_rows(conn, campaign.id, self.clock(), self.claim_size, token,
-                                            also=_CONTACT_COLUMNS[is_sqlite(conn)], join=_CONTACT_JOIN)
+                with _timed(report, "claim"):
+                    claimed = ledger.claim_rows(conn, campaign.id, self.clock(), self.claim_size, token,
+                                                also=_CONTACT_COLUMNS[is_sqlite(conn)], join=_CONTACT_JOIN)
             if not claimed:
                 if self.more_coming():  # the parent is still enqueueing: its next slice is on the way
                     time.sleep(0.02)
@@ -322,7 +345,7 @@ class Runner:
                 group = groups[key] = []
             group.append(Recipient(str(row_id), email, values, values["unsubscribe_url"]))
         if skipped:
-            with self._writing() as conn:
+            with self._writing(report) as conn:
                 ledger.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
         batches = []
@@ -346,13 +369,28 @@ class Runner:
         context = email_context(ctx.article, ctx.vocabulary, self.workspace.settings.clinic, variant)
         return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
 
-    def _mark(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
-              max_failures: int) -> None:
-        with _timed(report, "mark"):
-            self._record_outcomes(campaign, batch, outcomes, report, max_failures)
+    def _record_at_once(self, marks: _Marks) -> None:
+        with self._writing(marks.report) as conn:
+            self._record(conn, marks)
 
-    def _record_outcomes(self, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport,
-                         max_failures: int) -> None:
+    def _record(self, conn: Connection, marks: _Marks) -> None:
+        """Record the outcomes `marks` holds, in the order the batches ended; then it holds none."""
+        with _timed(marks.report, "mark"):
+            last_ok: bool | None = None
+            for batch, outcomes in marks.take():
+                ok = self._record_outcomes(conn, marks.campaign, batch, outcomes, marks.report)
+                if ok and last_ok:
+                    continue  # the failure streak is already 0
+                last_ok = ok
+                reason = "" if ok else (outcomes[0].error or outcomes[0].status)
+                if record_batch_result(conn, marks.campaign.id, ok, marks.max_failures, reason):
+                    marks.report.paused = reason
+                    log.warning("campaign %s paused after repeated failures", marks.campaign.id)
+                    last_ok = None
+
+    def _record_outcomes(self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome],
+                         report: RunReport) -> bool:
+        """Mark one batch's rows by their outcomes; True when all were sent."""
         ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
         kinds = set(map(_OUTCOME_KIND, outcomes))
         if len(kinds) == 1:  # the usual case: a batch's recipients share their request's fate
@@ -360,25 +398,49 @@ class Runner:
         else:
             for outcome in outcomes:
                 ids_by.setdefault(_OUTCOME_KIND(outcome), []).append(int(outcome.delivery_id))
-        ok = all(status == SENT for status, *_ in ids_by)
         now = self.clock()
-        with self._writing() as conn:
-            for (status, message_id, error, ambiguous), ids in ids_by.items():
-                detail = message_id or error
-                if status == SENT:
-                    report.sent += ledger.mark_sent(conn, ids, detail, now)
-                elif status == FAILED:
-                    report.failed += ledger.mark_failed(conn, ids, detail)
-                elif status == DEFERRED and ambiguous:
-                    report.unknown += ledger.mark_unknown(conn, ids, detail)
-                else:
-                    report.released += ledger.release(conn, ids, detail)
-            reason = "" if ok else (outcomes[0].error or outcomes[0].status)
-            if record_batch_result(conn, campaign.id, ok, max_failures, reason):
-                report.paused = reason
-                log.warning("campaign %s paused after repeated failures", campaign.id)
+        for (status, message_id, error, ambiguous), ids in ids_by.items():
+            detail = message_id or error
+            if status == SENT:
+                report.sent += ledger.mark_sent(conn, ids, detail, now)
+            elif status == FAILED:
+                report.failed += ledger.mark_failed(conn, ids, detail)
+            elif status == DEFERRED and ambiguous:
+                report.unknown += ledger.mark_unknown(conn, ids, detail)
+            else:
+                report.released += ledger.release(conn, ids, detail)
+        ok = all(status == SENT for status, *_ in ids_by)
         if ok:
             report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)
+        return ok
+
+
+class _Marks:
+    """The outcomes of one dispatch's batches that are not yet recorded in the ledger.
+
+    Successes wait for the next claim's transaction (`Runner._feed`) or the end of the dispatch; an
+    unsuccessful batch is recorded at once, with those before it, so that a failure streak pauses the
+    campaign as soon as it reaches the limit. Until they are recorded the rows stay `sending`: a crash
+    leaves them `unknown`, to be settled from the provider's events, never sent again by themselves.
+    """
+
+    def __init__(self, campaign: Campaign, report: RunReport, max_failures: int,
+                 record_at_once: Callable[[_Marks], None]) -> None:
+        self.campaign = campaign
+        self.report = report
+        self.max_failures = max_failures
+        self._record_at_once = record_at_once
+        self._waiting: list[tuple[Batch, list[Outcome]]] = []
+
+    def add(self, batch: Batch, outcomes: list[Outcome]) -> None:
+        """`Backend.send_all`'s callback, in the dispatching thread."""
+        self._waiting.append((batch, outcomes))
+        if any(outcome.status != SENT for outcome in outcomes):
+            self._record_at_once(self)
+
+    def take(self) -> list[tuple[Batch, list[Outcome]]]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
 
 
 # What dispatch reads of each claimed row's contact, in the claim's statement (`ledger.claim_rows`): a
@@ -430,22 +492,29 @@ def _counts_of(report: RunReport) -> dict[str, Any]:
             "paused": report.paused, "timings": dict(report.timings)}
 
 
-def dispatch_for_helper(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event,
-                        more_coming: Callable[[], bool]) -> dict[str, Any]:
-    """What a helper sender process runs (`campaign.helpers`): dispatch the campaign, return its counts.
+def helper_dispatch(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event,
+                    more_coming: Callable[[], bool]) -> Callable[[], dict[str, Any]]:
+    """What a helper sender process runs (`campaign.helpers`): set up now (workspace, store, backend and
+    campaign files, read afresh), and return the call that dispatches the campaign and returns its counts.
 
-    It reads the workspace and environment afresh; it stops when `stop` is set or its parent is gone, and
-    it does not stop at an empty queue while `more_coming()` says the parent is still enqueueing.
+    Setting up is done while the helper waits for the parent's go. The dispatch stops when `stop` is set or
+    its parent is gone, and does not stop at an empty queue while `more_coming()` says the parent is still
+    enqueueing.
     """
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
     from needlecast.store.engine import open_store
 
-    report = RunReport(campaign_id)
     workspace = open_workspace(root)
     engine = open_store(workspace.database_url)
     runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid,
                     more_coming=more_coming)
     ctx = CampaignContext.load(workspace)
-    runner.dispatch(ctx, ctx.campaign(campaign_id), report)
-    return _counts_of(report)
+    campaign = ctx.campaign(campaign_id)
+
+    def dispatch() -> dict[str, Any]:
+        report = RunReport(campaign_id)
+        runner.dispatch(ctx, campaign, report)
+        return _counts_of(report)
+
+    return dispatch

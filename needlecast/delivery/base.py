@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from needlecast.config import DeliverySettings
 from needlecast.errors import DeliveryError, ProviderUnavailable, RateLimited, RequestRejected, TransportError
@@ -135,18 +135,31 @@ class Backend(ABC):
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
 
-    @abstractmethod
-    def post(self, batch: Batch) -> str:
-        """Send one request for `batch`; return the provider's message id. Raises `DeliveryError`s."""
+    def prepare(self, batch: Batch) -> Any:
+        """The request `post` sends for `batch`, built in the thread that calls `send_all`. Raises
+        ValueError for a batch the provider would refuse.
 
-    def send_one(self, batch: Batch) -> list[Outcome]:
-        """One batch with retries; the outcome of each recipient."""
+        Building a request is CPU work and sending it is waiting: done here, it keeps the sending threads
+        from competing for the interpreter with the thread that claims, prepares and marks (which holds
+        the database's write turn meanwhile). The default builds nothing."""
+        return None
+
+    @abstractmethod
+    def post(self, batch: Batch, request: Any) -> str:
+        """Send `request` (from `prepare`) for `batch`; return the provider's message id. Raises
+        `DeliveryError`s."""
+
+    def send_one(self, batch: Batch, request: Any = None) -> list[Outcome]:
+        """One batch with retries (`request`: from `prepare`, built here when not given); the outcome of
+        each recipient."""
+        if request is None:
+            request = self.prepare(batch)
         attempts = Attempts()
         while True:
             self.limiter.acquire(len(batch.recipients))
             attempts.count += 1
             try:
-                message_id = self.post(batch)
+                message_id = self.post(batch, request)
                 return [Outcome(r.delivery_id, SENT, message_id) for r in batch.recipients]
             except RequestRejected as err:
                 return [Outcome(r.delivery_id, FAILED, error=str(err)) for r in batch.recipients]
@@ -171,36 +184,41 @@ class Backend(ABC):
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
         """Send every batch, `max_in_flight` at a time, calling `on_outcomes` (in this thread) as each ends.
 
-        A `ProviderAuthError` (or any unexpected error) stops the loop: batches not yet started are not
-        sent, and the error propagates after the requests in flight have finished.
+        Requests are prepared in this thread (`prepare`) and sent from worker threads. Any error (a
+        `ProviderAuthError`, a batch that cannot be prepared, or an error from `batches` itself) stops the
+        loop: batches not yet started are not sent, the requests in flight finish and their outcomes are
+        reported, and then the error propagates.
         """
         workers = max(1, self.settings.max_in_flight)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.name}") as pool:
             pending: dict[Future[list[Outcome]], Batch] = {}
-            iterator = iter(batches)
-            exhausted = False
-            while pending or not exhausted:
-                while not exhausted and len(pending) < workers * 2:
-                    batch = next(iterator, None)
-                    if batch is None:
-                        exhausted = True
+            try:
+                iterator = iter(batches)
+                exhausted = False
+                while pending or not exhausted:
+                    while not exhausted and len(pending) < workers * 2:
+                        batch = next(iterator, None)
+                        if batch is None:
+                            exhausted = True
+                            break
+                        pending[pool.submit(self.send_one, batch, self.prepare(batch))] = batch
+                    if not pending:
                         break
-                    pending[pool.submit(self.send_one, batch)] = batch
-                if not pending:
-                    break
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    batch = pending.pop(future)
-                    error = future.exception()
-                    if error is not None:
-                        for other in pending:
-                            other.cancel()
-                        wait(pending)
-                        for other, other_batch in pending.items():
-                            if not other.cancelled() and other.exception() is None:
-                                on_outcomes(other_batch, other.result())
-                        raise error
-                    on_outcomes(batch, future.result())
+                    done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        batch = pending.pop(future)
+                        error = future.exception()
+                        if error is not None:
+                            raise error
+                        on_outcomes(batch, future.result())
+            except BaseException:
+                for other in pending:
+                    other.cancel()
+                wait(pending)
+                for other, other_batch in pending.items():
+                    if not other.cancelled() and other.exception() is None:
+                        on_outcomes(other_batch, other.result())
+                raise
 
 
 __all__ = ["Backend", "Batch", "DeliveryError", "Outcome", "RateLimiter", "Recipient", "RetryPolicy"]

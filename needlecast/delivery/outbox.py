@@ -50,15 +50,17 @@ class OutboxBackend(Backend):
         self._count += 1
         return self._count
 
-    def post(self, batch: Batch) -> str:
-        body = build_body(batch, self.full_settings)
+    def prepare(self, batch: Batch) -> str:
+        return build_body(batch, self.full_settings)
+
+    def post(self, batch: Batch, request: str) -> str:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             number = self._next_number()
             message_id = f"outbox-{number}"
             entry = json.dumps({"n": number, "message_id": message_id, "recorded_at": datetime.now(UTC).isoformat()},
                                separators=(",", ":"))
-            line = f'{entry[:-1]},"request":{body}}}'  # the body exactly as the sendgrid backend would post it
+            line = f'{entry[:-1]},"request":{request}}}'  # the body exactly as the sendgrid backend posts it
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
         return message_id

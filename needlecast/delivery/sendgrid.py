@@ -112,13 +112,15 @@ class SendGridBackend(Backend):
             self._local.client = client
         return client
 
-    def post(self, batch: Batch) -> str:
-        body = _JsonText(build_body(batch, self.full_settings))
+    def prepare(self, batch: Batch) -> _JsonText:
+        return _JsonText(build_body(batch, self.full_settings))
+
+    def post(self, batch: Batch, request: _JsonText) -> str:
         try:
             # The body is JSON text already: with a Content-Type other than the bare "application/json" the
             # client sends a string as it is instead of encoding it again (python_http_client's documented
             # "string or json-serializable object").
-            response = self._client().client.mail.send.post(request_body=body, request_headers=_JSON_TEXT,
+            response = self._client().client.mail.send.post(request_body=request, request_headers=_JSON_TEXT,
                                                             timeout=self.settings.timeout_seconds)
         except (sg_errors.UnauthorizedError, sg_errors.ForbiddenError) as err:
             raise ProviderAuthError(err.status_code, _errors_from(err.body)) from err

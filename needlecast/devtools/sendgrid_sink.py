@@ -87,39 +87,48 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         error("asm.group_id", "asm.group_id must be an integer.")
     seen: set[str] = set()
     total = 0
+    # Written for speed as well as fidelity: a benchmark pushes a million personalizations through here,
+    # and the sink shares the machine with the sender it measures.
     for index, item in enumerate(personalizations):
-        where = f"personalizations.{index}"
         if not isinstance(item, dict) or not isinstance(item.get("to"), list) or not item["to"]:
-            error(f"{where}.to", "The to array is required for all personalization objects.")
+            error(f"personalizations.{index}.to", "The to array is required for all personalization objects.")
             continue
         if top_subject is None and not has_template and not item.get("subject"):
             error("subject", "The subject is required. You can get around this requirement if you use a template.")
-        for kind in ("to", "cc", "bcc"):
-            for address in item.get(kind, []) or []:
+        for kind in _ADDRESS_KINDS:
+            for address in item.get(kind) or ():
                 email = address.get("email") if isinstance(address, dict) else None
                 total += 1
                 if not isinstance(email, str) or not _EMAIL.match(email):
-                    error(f"{where}.{kind}", "Does not contain a valid address.")
+                    error(f"personalizations.{index}.{kind}", "Does not contain a valid address.")
                     continue
-                if email.lower() in seen:
-                    error(f"{where}.{kind}", "Each email address in the personalization block should be unique "
-                                             "between to, cc, and bcc. We found the first duplicate instance of "
-                                             f"[{email}] in the personalizations.{index}.{kind} field.")
-                seen.add(email.lower())
-        for key in ("substitutions", "custom_args", "headers"):
-            if key in item:
-                _check_string_map(item[key], f"{where}.{key}", error)
+                lowered = email.lower()
+                if lowered in seen:
+                    error(f"personalizations.{index}.{kind}",
+                          "Each email address in the personalization block should be unique between to, cc, and "
+                          f"bcc. We found the first duplicate instance of [{email}] in the "
+                          f"personalizations.{index}.{kind} field.")
+                seen.add(lowered)
+        for key in _STRING_MAPS:
+            value = item.get(key)
+            if value is not None:
+                _check_string_map(value, f"personalizations.{index}.{key}", error)
         if "send_at" in item and not isinstance(item["send_at"], int):
-            error(f"{where}.send_at", "send_at must be an integer Unix timestamp.")
+            error(f"personalizations.{index}.send_at", "send_at must be an integer Unix timestamp.")
     if total > 1000:
         error("personalizations", "The total number of recipients must be no more than 1000.")
     return errors
 
 
+_ADDRESS_KINDS = ("to", "cc", "bcc")
+_STRING_MAPS = ("substitutions", "custom_args", "headers")
+_ONLY_STRINGS = frozenset({str})
+
+
 def _check_string_map(value: Any, name: str, error: Any) -> None:
     if not isinstance(value, dict):
         error(name, f"{name} must be an object.")
-    elif any(not isinstance(v, str) for v in value.values()):
+    elif not set(map(type, value.values())) <= _ONLY_STRINGS:  # JSON strings decode to exactly str
         error(name, f"Every value in {name} must be a string.")
 
 

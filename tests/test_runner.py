@@ -13,8 +13,11 @@ from sqlalchemy import Engine, insert, select
 
 from needlecast import ledger
 from needlecast.audience.importer import import_file
+from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
+from needlecast.campaign import runner as runner_module
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.planner import load_ledger_view, plan_broadcast
 from needlecast.campaign.runner import Runner, RunReport
 from needlecast.campaign.state import get_state
 from needlecast.config import Workspace, open_workspace
@@ -117,6 +120,31 @@ def test_broadcast_sends_each_member_once_even_when_the_job_fires_twice(ws: Work
     assert variants == Counter({"acne": 8, "ageing": 8, "pigmentation": 8, "general": 16})
     with engine.connect() as conn:
         assert ledger.counts(conn, "winter")["sent"] == 40
+
+
+def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audience_gives(
+        ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    with engine.begin() as conn:
+        suppress(conn, "lead6@example.com", "unsubscribed", source="test")
+        suppress(conn, "lead31@example.com", "complaint", source="test")
+    runner = _runner(ws, engine, sink, Clock(NOW))
+    ctx = CampaignContext.load(runner.workspace)
+    campaign = ctx.campaign("winter")
+    with engine.connect() as conn:
+        whole = plan_broadcast(ctx, campaign, load_frame(conn, ctx.segments["all-leads"]), set(),
+                               load_ledger_view(conn, "winter", NOW).history, NOW)
+    monkeypatch.setattr(runner_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
+    assert len(list(runner._audience_parts())) == 6
+    report = runner.run_broadcast("winter")
+    with engine.connect() as conn:
+        enqueued = {(int(c), v, a) for c, v, a in conn.execute(
+            select(deliveries.c.contact_id, deliveries.c.variant, deliveries.c.arm))}
+    assert enqueued == {(int(c), v, a) for c, v, a in whole.emails[["contact_id", "variant", "arm"]].itertuples(
+        index=False)}
+    assert len(enqueued) == report.enqueued == report.sent == 38
+    assert report.excluded == whole.excluded == Counter({"suppressed: unsubscribed": 1, "suppressed: complaint": 1})
 
 
 def test_one_rendering_per_variant_with_1000_recipients_per_request(ws: Workspace, sink: SendGridSink) -> None:

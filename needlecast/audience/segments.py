@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
-from needlecast.store.driver import fetch_columns, is_sqlite
+from needlecast.store.driver import fetch_columns, is_sqlite, marker
 from needlecast.tracking.actions import is_paused
 from needlecast.yamlfile import read_yaml
 
@@ -139,8 +139,10 @@ _ALWAYS = ("id", "concerns", "time_zone", "status", "marketing_consent", "concer
 _NO_LISTS: frozenset[str] = frozenset()
 
 
-def load_frame(conn: Connection, segment: Segment | None = None) -> pd.DataFrame:
-    """Contacts with what segmenting needs, one row each, plus its suppression reason (or None).
+def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[int, int] | None = None
+               ) -> pd.DataFrame:
+    """Contacts with what segmenting needs, one row each, plus its suppression reason (or None); with
+    `ids` (low, high), only the contacts whose id is in [low, high): a part of the audience.
 
     With a `segment`, only the columns evaluating and planning for that segment read (a million-contact
     broadcast reads a third of the data); without one, every column and the lists, for any segment,
@@ -153,8 +155,13 @@ def load_frame(conn: Connection, segment: Segment | None = None) -> pd.DataFrame
     # attributes as JSON text on both databases (PostgreSQL's driver would decode every one)
     as_text = "" if is_sqlite(conn) else "::text"
     columns = [f"c.{name}{as_text if name == 'attributes' else ''}" for name in names]
-    values = fetch_columns(conn, [*columns, "s.reason"],
-                           "FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash ORDER BY c.id")
+    m = marker(conn)
+    within, list_within, params = "", "", ()
+    if ids is not None:
+        within, list_within, params = f"WHERE c.id >= {m} AND c.id < {m} ", f" WHERE contact_id >= {m} AND " \
+            f"contact_id < {m}", (int(ids[0]), int(ids[1]))
+    values = fetch_columns(conn, [*columns, "s.reason"], "FROM contacts c LEFT JOIN suppressions s ON "
+                           f"s.email_hash = c.email_hash {within}ORDER BY c.id", params)
     frame = pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
     del values
     for column in ("signed_up_at", "created_at"):
@@ -164,8 +171,8 @@ def load_frame(conn: Connection, segment: Segment | None = None) -> pd.DataFrame
         frame[column] = frame[column].astype(bool)
     if with_lists:
         by_contact: dict[int, set[str]] = {}
-        for contact_id, name in zip(*fetch_columns(conn, ("contact_id", "list_name"), "FROM contact_lists"),
-                                    strict=True):
+        for contact_id, name in zip(*fetch_columns(conn, ("contact_id", "list_name"),
+                                                   f"FROM contact_lists{list_within}", params), strict=True):
             by_contact.setdefault(contact_id, set()).add(name)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)

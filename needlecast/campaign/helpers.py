@@ -48,6 +48,10 @@ class SenderHelpers:
     def __len__(self) -> int:
         return len(self._processes)
 
+    @property
+    def released(self) -> bool:
+        return self._go.is_set()
+
     def release(self, *, enqueued: bool = False) -> None:
         """Let the helpers dispatch (rows they are to share are in the ledger; `enqueued`: all of them)."""
         self._go.set()

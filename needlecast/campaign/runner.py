@@ -54,6 +54,7 @@ from needlecast.tracking.actions import is_paused
 log = logging.getLogger("needlecast.runner")
 _DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest
 ENQUEUE_SLICE = 50_000
+AUDIENCE_PART = 200_000  # contacts segmented and planned at a time by a broadcast
 COUNTED = (ledger.QUEUED, ledger.SENDING, ledger.SENT, ledger.UNKNOWN)
 
 
@@ -107,30 +108,53 @@ class Runner:
             return report
         now = self.clock()
         segment = ctx.segments[campaign.segment]
+        parallel_from = self.workspace.settings.delivery.parallel_from
         # A large audience: start the helper senders first, so that their start-up overlaps segmenting
-        # and planning (on the other core), and dismiss them if the segment turns out small.
+        # and planning (on the other core). They are let go once `parallel_from` rows are in the ledger,
+        # and dismissed if the segment turns out smaller.
         helpers = self._helpers(campaign, self._audience_size())
+
+        def on_slice() -> None:
+            if report.enqueued >= parallel_from:
+                helpers.release()
+
         try:
-            with _timed(report, "segment"):
-                with self.engine.connect() as conn:
-                    frame = load_frame(conn, segment)
-                    view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
-                members = evaluate(segment, frame, now)
-            if helpers and members.size < self.workspace.settings.delivery.parallel_from:
+            with self.engine.connect() as conn:
+                view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
+            members = 0
+            # Part by part (contact id ranges): the first rows are in the ledger, and being sent, while
+            # the rest of the audience is still being segmented. Every contact is judged on its own, so
+            # the parts add up to what the whole would give.
+            for ids in self._audience_parts():
+                with _timed(report, "segment"):
+                    with self.engine.connect() as conn:
+                        frame = load_frame(conn, segment, ids=ids)
+                    result = evaluate(segment, frame, now)
+                with _timed(report, "enqueue"):
+                    plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
+                                          members=result)
+                    members += result.size
+                    del frame, result
+                    self._enqueue(plan, report, on_slice=on_slice)
+                    del plan
+            if helpers and not helpers.released and members < parallel_from:
                 helpers.cancel()
                 helpers = self._helpers(campaign, 0)
-            with _timed(report, "enqueue"):
-                plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
-                                      members=members)
-                del frame, members
-                self._enqueue(plan, report, on_slice=helpers.release)
-                del plan
         except BaseException:
             helpers.cancel()
             raise
         with _timed(report, "dispatch"):
             self.dispatch(ctx, campaign, report, helpers=helpers)
         return report
+
+    def _audience_parts(self) -> Iterator[tuple[int, int]]:
+        """Contact id ranges [low, high) of about AUDIENCE_PART contacts each, covering every contact."""
+        with self.engine.connect() as conn:
+            low, high = conn.execute(select(func.min(contacts.c.id), func.max(contacts.c.id))).one()
+        if low is None:
+            return
+        for start in range(int(low), int(high) + 1, AUDIENCE_PART):
+            yield start, start + AUDIENCE_PART
 
     def sweep(self) -> list[RunReport]:
         """Enrol and advance every sequence, then send whatever is due for every active campaign."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from needlecast import ledger
+from needlecast import ledger, signing
 from needlecast.audience.importer import import_file
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
@@ -23,6 +23,7 @@ from needlecast.campaign.state import get_state
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import RetryPolicy
+from needlecast.delivery.outbox import render_request
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.errors import CampaignBlocked
@@ -159,6 +160,30 @@ def test_one_rendering_per_variant_with_1000_recipients_per_request(ws: Workspac
         assert "concern" not in str(request.payload["categories"]).lower()
         for item in request.payload["personalizations"]:
             assert "@" not in item["headers"]["List-Unsubscribe"].split(",")[0]  # no address in the URL
+
+
+def test_each_copy_links_to_its_own_signed_pages_while_a_request_carries_the_token_once(
+        ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    _runner(ws, engine, sink, Clock(NOW)).run_broadcast("winter")
+    base = ws.settings.tracking.public_base_url.rstrip("/")
+    with engine.connect() as conn:
+        contact_of = {int(d): int(c) for d, c in conn.execute(select(deliveries.c.id, deliveries.c.contact_id))}
+    checked = 0
+    for request in sink.accepted:
+        entry = {"request": request.payload}
+        for item in request.payload["personalizations"]:
+            token = item["substitutions"]["%%manage%%"]
+            assert not any(base in value for value in item["substitutions"].values())  # the token, not URLs
+            assert signing.verify(SECRET.encode(), signing.MANAGE, token).contact_id == \
+                contact_of[int(item["custom_args"]["delivery_id"])]
+            _subject, html = render_request(entry, item["to"][0]["email"])  # the copy as its recipient sees it
+            assert f'href="{base}/u/{token}"' in html and f'href="{base}/p/{token}"' in html
+            assert "%%" not in html
+            assert item["headers"]["List-Unsubscribe"].startswith(f"<{base}/u/{token}>")
+            checked += 1
+    assert checked == 40
 
 
 def test_unsubscribe_between_plan_and_send_wins(ws: Workspace, sink: SendGridSink) -> None:

@@ -362,12 +362,12 @@ class Runner:
                 if reason:
                     skipped[row_id] = reason
                     continue
-            values = values_for(contact_id, first_name)
+            values, unsubscribe_url = values_for.for_request(contact_id, first_name)
             key = (step_id, variant, arm)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = []
-            group.append(Recipient(str(row_id), email, values, values["unsubscribe_url"]))
+            group.append(Recipient(str(row_id), email, values, unsubscribe_url))
         if skipped:
             with self._writing(report) as conn:
                 ledger.mark_skipped(conn, skipped)
@@ -390,8 +390,12 @@ class Runner:
     def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
         step = campaign.step(step_id)
         subject = next((a.subject for a in step.arms if a.name == arm), step.subject)
-        context = email_context(ctx.article, ctx.vocabulary, self.workspace.settings.clinic, variant)
-        return render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
+        settings = self.workspace.settings
+        context = email_context(ctx.article, ctx.vocabulary, settings.clinic, variant)
+        rendered = render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
+        # Links spelled out up to the person's token: each recipient's values then carry the token alone
+        # (`RecipientValues.for_request`).
+        return RecipientValues(settings, self.secret, campaign.id).with_links(rendered)
 
     def _record_at_once(self, marks: _Marks) -> None:
         with self._writing(marks.report) as conn:

@@ -17,10 +17,8 @@ Rules (documented in the README):
 from __future__ import annotations
 
 import csv
-import gc
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -35,6 +33,7 @@ from needlecast.audience.columns import map_columns
 from needlecast.audience.table import read_table
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress
+from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import bulk_insert
 from needlecast.store.helpers import chunked, hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
@@ -204,20 +203,8 @@ def import_file(
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Import `path` into the store (see the module rules); return the reconciled summary."""
-    with _fewer_gc_pauses():
+    with collect_seldom(200_000):
         return _import(engine, path, vocabulary, list_name, mapping, progress)
-
-
-@contextmanager
-def _fewer_gc_pauses() -> Iterator[None]:
-    """A million small records make the cyclic GC rescan the heap again and again; the import creates no
-    cycles worth collecting, so collect rarely while it runs."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(200_000, 50, 1000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def _import(engine: Engine, path: Path, vocabulary: Vocabulary, list_name: str, mapping: dict[str, str] | None,

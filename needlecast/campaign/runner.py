@@ -14,7 +14,6 @@ Logs carry ids and counts only: no addresses, names or concerns.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -42,6 +41,7 @@ from needlecast.campaign.planner import LedgerView, Plan, load_ledger_view, plan
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
+from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import Column
 from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
@@ -121,7 +121,7 @@ class Runner:
         try:
             with self.engine.connect() as conn:
                 view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
-            with _fewer_collections():
+            with collect_seldom():
                 members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, on_slice)
             if helpers and not helpers.released and members < parallel_from:
                 helpers.cancel()
@@ -276,7 +276,7 @@ class Runner:
         pause, a refused API key) go back to `queued` at the end. A large send is shared with helper
         processes (`helpers`, started early by the caller, or here when enough rows are due).
         """
-        with _fewer_collections():
+        with collect_seldom():
             self._dispatch(ctx, campaign, report, helpers)
 
     def _dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport,
@@ -505,26 +505,6 @@ def _dispatch_check(email: str | None, status: str, consent: Any, attributes: st
     if attributes and "paused_until" in attributes and is_paused(attributes_of(attributes), now):
         return "paused by the person"
     return ""
-
-
-@contextmanager
-def _fewer_collections(young_threshold: int = 100_000) -> Iterator[None]:
-    """Run a send with the cyclic garbage collector seldom awake.
-
-    A send makes and drops millions of small acyclic objects (rows, values, recipients, outcomes), which
-    reference counting frees; but every 700 allocations the collector scanned the young ones still alive
-    (a round's worth), and its full passes walked every object the process holds. That was a third of the
-    time of making them. What exists now is frozen (never scanned) and the young generation collected
-    every `young_threshold` allocations; both are restored afterwards.
-    """
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(young_threshold, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 @contextmanager

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import itertools
 import json
 import re
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from needlecast.pacing import collect_seldom
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -309,11 +310,8 @@ def main() -> None:
                         record_path=args.record)
     print(f"sendgrid sink listening on {sink.url}", flush=True)
     # A 1000-recipient body parses into thousands of small dicts, alive until it is checked: with the
-    # default thresholds the cyclic collector rescanned them many times per request (nothing here makes
-    # cycles that reference counting leaves behind).
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-    with contextlib.suppress(KeyboardInterrupt):
+    # default thresholds the cyclic collector rescanned them many times per request.
+    with contextlib.suppress(KeyboardInterrupt), collect_seldom():
         sink.server.serve_forever()
 
 

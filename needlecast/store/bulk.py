@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
@@ -53,8 +54,9 @@ def bulk_insert(
     if not rows:
         return
     columns = list(rows[0])
-    bulk_insert_rows(conn, table, columns, [tuple(row[c] for c in columns) for row in rows],
-                     on_conflict_do_nothing=on_conflict_do_nothing)
+    pick = itemgetter(*columns)
+    tuples = list(map(pick, rows)) if len(columns) > 1 else [(pick(row),) for row in rows]
+    bulk_insert_rows(conn, table, columns, tuples, on_conflict_do_nothing=on_conflict_do_nothing)
 
 
 def bulk_insert_rows(
@@ -70,7 +72,13 @@ def bulk_insert_rows(
         return
     converters = _converters(conn, table, columns)
     if any(f is not None for f in converters):
-        rows = [tuple(v if f is None else f(v) for v, f in zip(row, converters, strict=True)) for row in rows]
+        # Column by column: transposing and converting only the columns that need it costs a fraction of
+        # a generator per row (a million-row import has four such columns of fifteen).
+        values = [list(column) for column in zip(*rows, strict=True)]
+        for index, convert in enumerate(converters):
+            if convert is not None:
+                values[index] = [convert(v) for v in values[index]]
+        rows = list(zip(*values, strict=True))
     if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
         _copy_postgres(conn, table, list(columns), rows)
         return

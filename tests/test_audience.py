@@ -16,7 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, func, select
 
 from needlecast import signing
-from needlecast.audience.addresses import mask_email, normalise_email
+from needlecast.audience.addresses import email_hash, email_hasher, mask_email, normalise_email
 from needlecast.audience.consent import confirm, consent_history, record_consent, start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
@@ -205,6 +205,14 @@ def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vo
         confirm(conn, token, secret)
         confirm(conn, token, secret)  # twice is harmless
     assert _members(engine, everyone) == {"xia@example.com": "general"}
+
+
+def test_the_bulk_email_hasher_gives_the_same_keyed_hashes() -> None:
+    hashed = email_hasher(b"k" * 32)
+    for address in ("ana@example.com", "zoë@exämple.org", ""):
+        assert hashed(address) == email_hash(b"k" * 32, address) == hmac.new(
+            b"k" * 32, address.encode(), "sha256").hexdigest()
+    assert hashed("ana@example.com") != email_hasher(b"j" * 32)("ana@example.com")
 
 
 @pytest.mark.parametrize("secret", [b"k" * 40, b"s" * 64, b"long" * 30])

@@ -28,13 +28,14 @@ from zoneinfo import available_timezones
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 
-from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.audience.addresses import email_hasher, normalise_email
 from needlecast.audience.columns import map_columns
 from needlecast.audience.table import read_table
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress
 from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import bulk_insert
+from needlecast.store.driver import fetch_rows, ids_in, values_value
 from needlecast.store.helpers import chunked, hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
 
@@ -254,7 +255,8 @@ def _import(engine: Engine, path: Path, vocabulary: Vocabulary, list_name: str, 
             key = hash_key(conn)
             erased = set(conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased"))
                          .scalars())
-            hashes = {email: email_hash(key, email) for email in records}
+            hashed = email_hasher(key)
+            hashes = {email: hashed(email) for email in records}
             for email in [e for e in records if hashes[e] in erased]:
                 record = records.pop(email)
                 rejects.append((record.line, "address was erased on request; it is not imported again", []))
@@ -340,7 +342,8 @@ def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summa
             # Plain executemany, then one indexed lookup: RETURNING with guaranteed order is row-at-a-time on
             # SQLite, which made a million-row import ten times slower.
             bulk_insert(conn, contacts, new_rows)
-            ids = dict(conn.execute(select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(new))).all())
+            ids = dict(fetch_rows(conn, ("email", "id"), f"FROM contacts WHERE {ids_in(conn, 'email')}",
+                                  (values_value(conn, new),)))  # one parameter, not one per address
         summary.inserted += len(new_rows)
 
         events: list[dict[str, Any]] = []

@@ -16,7 +16,8 @@ SQLite and PostgreSQL differ for them:
 
 Contract: `fetch_rows(conn, columns, rest, params)` runs `SELECT columns rest` and returns its rows as
 sequences (lists on SQLite, tuples on PostgreSQL); `marker(conn)` is the driver's positional placeholder;
-`ids_in(conn, column)` is a condition on `column` that takes `ids_value(conn, ids)` as its one parameter;
+`ids_in(conn, column)` is a condition on `column` that takes `ids_value(conn, ids)` (or, for text,
+`values_value(conn, texts)`) as its one parameter;
 `time_value(conn, moment)` converts an aware datetime (or None).
 """
 
@@ -66,7 +67,12 @@ def ids_in(conn: Connection, column: str) -> str:
 
 
 def ids_value(conn: Connection, ids: Iterable[int]) -> Any:
-    values = [int(i) for i in ids]
+    return values_value(conn, [int(i) for i in ids])
+
+
+def values_value(conn: Connection, values: Iterable[str | int]) -> Any:
+    """Any list of strings or integers bound as one parameter for `ids_in` (whatever the column)."""
+    values = list(values)
     return json.dumps(values) if is_sqlite(conn) else values
 
 

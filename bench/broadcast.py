@@ -60,6 +60,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU the local PostgreSQL server has used so far: its processes', plus the backends that have exited
+    (counted in the postmaster's children's time). It shares the machine's two cores with the job."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.find("(") + 1:text.rfind(")")] == "postgres":
+            fields = text.rsplit(")", 1)[1].split()
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def sink_stats(port: int) -> dict[str, int]:
     return httpx.get(f"http://127.0.0.1:{port}/_sink/stats", timeout=10).json()
 
@@ -217,6 +232,7 @@ def main() -> None:
             assert summary.inserted == args.recipients, summary
             engine.dispose()
             sink_cpu = cpu_seconds(sink.pid)
+            server_cpu = postgres_cpu_seconds()
             children_cpu = _children_cpu()
             child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--send-phase",
                                     str(Path(tmp) / "ws")], capture_output=True, text=True, env=os.environ)
@@ -229,6 +245,8 @@ def main() -> None:
             result["job_cpu_s"] = round(user + system - sum(children_cpu), 1)
             result["job_system_cpu_s"] = round(system - children_cpu[1], 1)
             result["sink_cpu_s"] = round(cpu_seconds(sink.pid) - sink_cpu, 1)
+            if engine.dialect.name == "postgresql":
+                result["postgres_cpu_s"] = round(postgres_cpu_seconds() - server_cpu, 1)
             stats = sink_stats(args.port)
             result["sink_accepted_recipients"] = stats["accepted_recipients"]
             result["sink_requests"] = stats["accepted_requests"]

@@ -5,6 +5,7 @@ Contract (DESIGN.md invariants):
 - Suppression, consent and erasure are re-checked for every claimed row just before it is handed to the
   backend; a row that fails the check is recorded as skipped with its reason, never dropped silently.
 - A step renders once per (variant, arm); 1000 recipients go in one request.
+- Successes are recorded in the transaction of the next claim (or at the end); an unsuccessful batch at once.
 - After `max_consecutive_failures` failed or deferred batches in a row the campaign pauses.
 - A rejected API key releases the claimed rows (nothing was sent) and raises `ProviderAuthError`.
 - `stop` (SIGTERM) is checked between batches: the batches in flight finish and are marked, the rest of
@@ -91,7 +92,8 @@ class Runner:
         self.backend = backend
         self.clock = clock
         self.stop = stop or threading.Event()
-        # One round of requests at a time: a crash can leave at most this many rows `unknown`.
+        # One round of requests per claim: a crash leaves at most a few rounds `unknown` (the one being
+        # handed over, those in flight, and accepted ones waiting for the next claim to record them).
         delivery = workspace.settings.delivery
         self.claim_size = claim_size or max(1, min(delivery.batch_size, 1000)) * max(1, delivery.max_in_flight)
         self.secret = signing_secret(required=backend.name == "sendgrid")

@@ -117,4 +117,8 @@ def test_preview_eml_parses_back_into_text_then_html(workspace: Workspace, tmp_p
     assert "Hi Ana, welcome" in message.get_body(("plain",)).get_content()
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "sample.recipient@example.com" not in message["List-Unsubscribe"]
+    # RFC 2369: the URLs stand in angle brackets as they are; an encoded-word there is no URL to a client
+    raw = files.eml.read_bytes().decode("ascii")
+    header = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
+    assert header.startswith("List-Unsubscribe: <https://") and "=?" not in header
     assert files.html.read_text().count("%%") == 0

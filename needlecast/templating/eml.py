@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
 from needlecast.templating.render import RenderedEmail
 from needlecast.templating.tokens import apply_substitutions
+
+# RFC 5322's hard limit rather than the 78-character folding goal: folded to 78, a List-Unsubscribe header
+# with a long signed URL came out as RFC 2047 encoded-words, which no client reads as a URL (RFC 2369).
+_POLICY = policy.default.clone(max_line_length=998)
 
 
 def build_eml(
@@ -21,7 +26,7 @@ def build_eml(
     headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """The recipient's copy with tokens filled in, as bytes ready to write to a .eml file."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["Subject"] = apply_substitutions(rendered.subject, substitutions)
     message["From"] = formataddr(sender)
     message["To"] = recipient

@@ -11,9 +11,10 @@ from email.utils import format_datetime, formataddr, make_msgid
 from needlecast.templating.render import RenderedEmail
 from needlecast.templating.tokens import apply_substitutions
 
-# RFC 5322's hard limit rather than the 78-character folding goal: folded to 78, a List-Unsubscribe header
-# with a long signed URL came out as RFC 2047 encoded-words, which no client reads as a URL (RFC 2369).
-_POLICY = policy.default.clone(max_line_length=998)
+# Headers are written up to RFC 5322's hard limit rather than folded to 78 characters: folded, a
+# List-Unsubscribe header with a long signed URL came out as RFC 2047 encoded-words, which no client reads
+# as a URL (RFC 2369). The bodies keep their 7-bit transfer encodings, made under the default policy.
+_HEADERS_UNFOLDED = policy.default.clone(max_line_length=998)
 
 
 def build_eml(
@@ -26,7 +27,7 @@ def build_eml(
     headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """The recipient's copy with tokens filled in, as bytes ready to write to a .eml file."""
-    message = EmailMessage(policy=_POLICY)
+    message = EmailMessage()
     message["Subject"] = apply_substitutions(rendered.subject, substitutions)
     message["From"] = formataddr(sender)
     message["To"] = recipient
@@ -38,4 +39,4 @@ def build_eml(
         message[name] = apply_substitutions(value, substitutions)
     message.set_content(apply_substitutions(rendered.text, substitutions), subtype="plain", charset="utf-8")
     message.add_alternative(apply_substitutions(rendered.html, substitutions), subtype="html", charset="utf-8")
-    return bytes(message)
+    return message.as_bytes(policy=_HEADERS_UNFOLDED)

@@ -8,7 +8,7 @@ for the collector to find.
 
 Contract: inside `collect_seldom()`, what already exists is frozen (never scanned) and the young
 generation is collected every `young_threshold` allocations; thresholds and the frozen objects are
-restored on exit. Nesting is harmless (the inner block leaves the outer settings in place).
+restored when the last block running (in any thread) ends; blocks may nest and overlap.
 """
 
 from __future__ import annotations
@@ -19,24 +19,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _LOCK = threading.Lock()
-_DEPTH = 0
+_DEPTH = 0  # blocks running now, in any thread: the last one out restores the collector
+_SAVED: tuple[int, int, int] = gc.get_threshold()
 
 
 @contextmanager
 def collect_seldom(young_threshold: int = 100_000) -> Iterator[None]:
-    global _DEPTH
+    global _DEPTH, _SAVED
     with _LOCK:
-        _DEPTH += 1
-        outermost = _DEPTH == 1
-        if outermost:
-            thresholds = gc.get_threshold()
+        if _DEPTH == 0:
+            _SAVED = gc.get_threshold()
             gc.freeze()
-            gc.set_threshold(young_threshold, *thresholds[1:])
+            gc.set_threshold(young_threshold, *_SAVED[1:])
+        _DEPTH += 1
     try:
         yield
     finally:
         with _LOCK:
             _DEPTH -= 1
-            if outermost:
-                gc.set_threshold(*thresholds)
+            if _DEPTH == 0:
+                gc.set_threshold(*_SAVED)
                 gc.unfreeze()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -325,6 +327,33 @@ def test_too_many_failures_in_a_row_pause_the_campaign(ws: Workspace, sink: Send
     assert state["status"] == "paused" and "failed batches in a row" in state["note"]
     assert counts["queued"] == 40 and counts["sending"] == 0  # nothing burnt, nothing lost
     assert sink.state.requests < 50
+
+
+def test_successes_waiting_to_be_recorded_are_kept_when_later_batches_fail_and_pause_the_campaign(
+        ws: Workspace, sink: SendGridSink) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    runner = _runner(ws, engine, sink, Clock(NOW), max_in_flight=1, batch_size=2)  # 20 requests, 10 a second
+
+    def fail_from_now_on() -> None:  # SendGrid goes down after a few requests went through
+        deadline = time.monotonic() + 10
+        while len(sink.accepted) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sink.fail(*[{"status": 500}] * 200)
+
+    outage = threading.Thread(target=fail_from_now_on)
+    outage.start()
+    report = runner.run_broadcast("winter")
+    outage.join()
+    accepted = sink.accepted_delivery_ids()
+    with engine.connect() as conn:
+        counts = ledger.counts(conn, "winter")
+        sent = {str(i) for i in conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent")).scalars()}
+    assert report.paused and 3 <= len(accepted) < 40
+    # every accepted email is recorded as sent (none went back to the queue to be sent again), the rest is
+    # queued for a resume, and nothing is left in between
+    assert sent == set(accepted) and report.sent == len(accepted)
+    assert counts["queued"] == 40 - len(accepted) and counts["sending"] == 0 and counts["unknown"] == 0
 
 
 def test_campaign_with_lint_errors_needs_a_signoff(ws: Workspace, sink: SendGridSink) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, func, select
@@ -20,7 +21,7 @@ from needlecast.audience.addresses import email_hash, email_hasher, mask_email, 
 from needlecast.audience.consent import confirm, consent_history, record_consent, start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
-from needlecast.audience.segments import Condition, Segment, evaluate, load_frame, load_segments
+from needlecast.audience.segments import Condition, Segment, attributes_of, evaluate, load_frame, load_segments
 from needlecast.audience.suppression import erase, suppress, suppression_of
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.devtools.synth import write_audience_csv
@@ -257,6 +258,38 @@ def test_segment_filters(engine: Engine, vocabulary: Vocabulary, tmp_path: Path)
         "b@example.com"}
     assert _members(engine, Segment("all")) == {"a@example.com": "acne", "b@example.com": "pigmentation",
                                                 "c@example.com": "general"}
+
+
+def test_the_segment_reader_returns_every_contact_as_stored(engine: Engine, vocabulary: Vocabulary,
+                                                           tmp_path: Path) -> None:
+    # Values that CSV (PostgreSQL's COPY) and JSON (SQLite) transports must carry through unchanged.
+    source = tmp_path / "odd.csv"
+    source.write_text(
+        'Email,First Name,Last Name,Concern,Marketing consent,Concern consent,Signed up,Tags,Note\n'
+        'a@example.com,"Ana, María","O\'Neil ""Jr""",acne,yes,no,2026-11-20 08:30,"vip;x,y",\n'
+        'b@example.com,Zoë,,ageing;melasma,no,yes,2026-06-01,,"{""not"": ""json""}, really"\n'
+        'c@example.com,\\N,NULL,,yes,yes,2026-01-02,,\n', encoding="utf-8")
+    import_file(engine, source, vocabulary, list_name="odd")
+    with engine.begin() as conn:
+        suppress(conn, "b@example.com", "complaint")
+    with engine.connect() as conn:
+        frame = load_frame(conn).set_index("email")
+        part = load_frame(conn, Segment("p"), ids=(0, 10**9))
+        stored = {row.email: row for row in conn.execute(select(contacts))}
+    assert set(frame.index) == set(stored) == {"a@example.com", "b@example.com", "c@example.com"}
+    for email, row in stored.items():
+        got = frame.loc[email]
+        for name in ("first_name", "last_name", "concerns", "time_zone", "tags", "status"):
+            assert got[name] == getattr(row, name), (email, name)
+        assert bool(got["marketing_consent"]) == row.marketing_consent
+        assert bool(got["concern_consent"]) == row.concern_consent
+        assert attributes_of(got["attributes"]) == row.attributes
+        assert got["signed_up_at"] == pd.Timestamp(row.signed_up_at)
+        assert got["lists"] == frozenset({"odd"})
+    assert frame.loc["b@example.com", "suppressed"] == "complaint"
+    assert frame["suppressed"].notna().sum() == 1
+    assert list(part["id"]) == sorted(int(row.id) for row in stored.values())
+    assert part["suppressed"].notna().sum() == 1
 
 
 def test_segments_file_errors_name_the_segment(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
-from needlecast.store.driver import fetch_columns, is_sqlite, marker
+from needlecast.store.driver import copy_frame, fetch_columns, is_sqlite, marker
 from needlecast.tracking.actions import is_paused
 from needlecast.yamlfile import read_yaml
 
@@ -137,6 +137,7 @@ _FRAME_COLUMNS = ("id", "email", "first_name", "last_name", "concerns", "time_zo
 # What evaluating any segment and planning for it read: consent, suppression, pauses, variant, time zone.
 _ALWAYS = ("id", "concerns", "time_zone", "status", "marketing_consent", "concern_consent", "attributes")
 _NO_LISTS: frozenset[str] = frozenset()
+_BOOLEANS = ("marketing_consent", "concern_consent")
 
 
 def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[int, int] | None = None
@@ -160,14 +161,20 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
     if ids is not None:
         within, list_within, params = f"WHERE c.id >= {m} AND c.id < {m} ", f" WHERE contact_id >= {m} AND " \
             f"contact_id < {m}", (int(ids[0]), int(ids[1]))
-    values = fetch_columns(conn, [*columns, "s.reason"], "FROM contacts c LEFT JOIN suppressions s ON "
-                           f"s.email_hash = c.email_hash {within}ORDER BY c.id", params)
-    frame = pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
-    del values
+    rest = f"FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash {within}ORDER BY c.id"
+    if is_sqlite(conn):
+        values = fetch_columns(conn, [*columns, "s.reason"], rest, params)
+        frame = pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
+        del values
+    else:  # COPY as CSV: no NULLs (only the suppression reason can be missing), booleans as 0/1
+        cast = [f"{column}::int" if name in _BOOLEANS else column for name, column in zip(names, columns, strict=True)]
+        frame = copy_frame(conn, [*names, "suppressed"], [*cast, "coalesce(s.reason, '')"], rest, params,
+                           integers=("id", *_BOOLEANS))
+        frame["suppressed"] = frame["suppressed"].where(frame["suppressed"] != "")
     for column in ("signed_up_at", "created_at"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-    for column in ("marketing_consent", "concern_consent"):
+    for column in _BOOLEANS:
         frame[column] = frame[column].astype(bool)
     if with_lists:
         by_contact: dict[int, set[str]] = {}

@@ -23,13 +23,17 @@ sequences (lists on SQLite, tuples on PostgreSQL); `marker(conn)` is the driver'
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @lru_cache(maxsize=65536)  # imports and enqueues repeat the same few timestamps a million times
@@ -104,3 +108,31 @@ def fetch_columns(conn: Connection, columns: Sequence[str], rest: str, params: S
     rows = conn.exec_driver_sql(f"SELECT {', '.join(columns)} {rest}", tuple(params)).all()
     return [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in columns]
 
+
+def copy_frame(conn: Connection, names: Sequence[str], columns: Sequence[str], rest: str,
+               params: Sequence[Any] = (), *, integers: Iterable[str] = ()) -> pd.DataFrame:
+    """PostgreSQL only: `SELECT <columns> <rest>` as a DataFrame with these column `names`, streamed with
+    `COPY (...) TO STDOUT` as CSV and read by pandas' C parser: a million contacts in a third of the time of
+    fetching rows into Python objects and transposing them.
+
+    Every value comes back as text (`integers` name the columns read as int64), so the columns must not
+    be NULL (coalesce the nullable ones) and booleans should be cast to integers in `columns`.
+    """
+    import pandas as pd  # only the segment reader needs it
+
+    buffer = io.BytesIO()
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY (SELECT {', '.join(columns)} {rest}) TO STDOUT WITH (FORMAT csv)",
+                         tuple(params)) as copy:
+            for block in copy:
+                buffer.write(block)
+    finally:
+        cursor.close()
+    wanted = set(integers)
+    dtypes = {name: "int64" if name in wanted else "str" for name in names}
+    if not buffer.getbuffer().nbytes:
+        return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
+    buffer.seek(0)
+    return pd.read_csv(buffer, header=None, names=list(names), dtype=dtypes, keep_default_na=False,
+                       na_filter=False)

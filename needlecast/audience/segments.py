@@ -157,10 +157,12 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
     as_text = "" if is_sqlite(conn) else "::text"
     columns = [f"c.{name}{as_text if name == 'attributes' else ''}" for name in names]
     m = marker(conn)
-    within, list_within, params = "", "", ()
+    within, list_within = "", ""
+    params: tuple[int, ...] = ()
     if ids is not None:
-        within, list_within, params = f"WHERE c.id >= {m} AND c.id < {m} ", f" WHERE contact_id >= {m} AND " \
-            f"contact_id < {m}", (int(ids[0]), int(ids[1]))
+        within = f"WHERE c.id >= {m} AND c.id < {m} "
+        list_within = f" WHERE contact_id >= {m} AND contact_id < {m}"
+        params = (int(ids[0]), int(ids[1]))
     rest = f"FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash {within}ORDER BY c.id"
     if is_sqlite(conn):
         values = fetch_columns(conn, [*columns, "s.reason"], rest, params)

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,7 +77,7 @@ class RunReport:
     paused: str = ""
     blocked: str = ""
     inactive: str = ""
-    timings: Counter[str] = field(default_factory=Counter)  # seconds by stage (this process's part)
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds by stage
 
 
 class Runner:
@@ -524,7 +524,8 @@ def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
         setattr(report, name, getattr(report, name) + counts.get(name, 0))
     report.skipped.update(counts.get("skipped", {}))
     report.sent_by.update({tuple(k): v for k, v in counts.get("sent_by", [])})
-    report.timings.update({f"helpers_{stage}": seconds for stage, seconds in counts.get("timings", {}).items()})
+    for stage, seconds in counts.get("timings", {}).items():  # summed over the helpers
+        report.timings[f"helpers_{stage}"] += seconds
     if counts.get("paused") and not report.paused:
         report.paused = counts["paused"]
 

@@ -5,8 +5,9 @@
 
 A deterministic synthetic audience (every contact consenting, four concern variants) goes through the real
 stages, each timed: CSV generation, import, segment (load + evaluate), enqueue into the ledger, render (once
-per variant and arm), and dispatch: claim, check, send to the loopback SendGrid sink (a separate process,
-real HTTP, validating and counting what it accepts) and mark the ledger. "end to end" is the due job:
+per variant and arm), and dispatch: claim, check (prepare), build request bodies (body), send to the
+loopback SendGrid sink (a separate process, real HTTP, validating and counting what it accepts) and mark the
+ledger; turn is the time spent waiting to write. "end to end" is the due job:
 from planning to every row marked. The sending runs in a child process so that its peak RSS (VmHWM) is
 its own; the helper sender processes' peak is sampled while they run.
 The naive baseline, in the same run: for a sample (5,000), render the template per recipient and call the

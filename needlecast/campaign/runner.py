@@ -77,7 +77,9 @@ class RunReport:
     paused: str = ""
     blocked: str = ""
     inactive: str = ""
-    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds by stage
+    # Seconds by stage, this process's part: segment, enqueue, dispatch; within dispatch claim, prepare
+    # (check and batch), render, body (request bodies), mark, turn (waiting to write); helpers_* for helpers.
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
 class Runner:
@@ -290,9 +292,11 @@ class Runner:
         if helpers is None:
             helpers = self._helpers(campaign, None)
         helpers.release(enqueued=True)
+        building = self.backend.prepare_seconds
         try:
             self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
         finally:
+            report.timings["body"] += self.backend.prepare_seconds - building
             # Outcomes not yet recorded first, in the same transaction: a row the provider accepted must
             # never be released to the queue (and sent again) because its mark was still waiting.
             with self._writing(report) as conn:

@@ -131,6 +131,7 @@ class Backend(ABC):
         self.retry = retry or RetryPolicy(settings.max_retries, settings.backoff_base_seconds,
                                           settings.backoff_max_seconds)
         self.limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
+        self.prepare_seconds = 0.0  # spent in `prepare` by `send_all`, for the caller's stage timings
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
@@ -201,7 +202,10 @@ class Backend(ABC):
                         if batch is None:
                             exhausted = True
                             break
-                        pending[pool.submit(self.send_one, batch, self.prepare(batch))] = batch
+                        started = time.perf_counter()
+                        request = self.prepare(batch)
+                        self.prepare_seconds += time.perf_counter() - started
+                        pending[pool.submit(self.send_one, batch, request)] = batch
                     if not pending:
                         break
                     done, _ = wait(pending, return_when=FIRST_EXCEPTION)

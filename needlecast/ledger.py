@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, exists, func, select, update
@@ -91,12 +92,8 @@ def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, to
     else:
         rows = _claim_sqlite(conn, picked, f"FROM deliveries d {join} {due}", (campaign_id, at, int(limit)), at,
                              token)
-    rows.sort(key=_first)
+    rows.sort(key=itemgetter(0))
     return rows
-
-
-def _first(row: Sequence[Any]) -> Any:
-    return row[0]
 
 
 def _claim_sqlite(conn: Connection, picked: Sequence[str], due: str, due_params: tuple[Any, ...], at: Any,

@@ -375,12 +375,10 @@ class Runner:
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
         for row_id, contact_id, step_id, variant, arm, email, first_name, status, consent, attributes, suppressed \
                 in claimed:
-            if email is None or suppressed is not None or status == "pending" or not consent \
-                    or (attributes and "paused_until" in attributes):
-                reason = _dispatch_check(email, status, consent, attributes, suppressed, now)
-                if reason:
-                    skipped[row_id] = reason
-                    continue
+            reason = _dispatch_check(email, status, consent, attributes, suppressed, now)
+            if reason:
+                skipped[row_id] = reason
+                continue
             values, unsubscribe_url = values_for.for_request(contact_id, first_name)
             key = (step_id, variant, arm)
             group = groups.get(key)

@@ -35,7 +35,7 @@ from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress
 from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import bulk_insert
-from needlecast.store.driver import fetch_rows, ids_in, values_value
+from needlecast.store.driver import fetch_rows, values_in, values_value
 from needlecast.store.helpers import chunked, hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
 
@@ -342,7 +342,7 @@ def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summa
             # Plain executemany, then one indexed lookup: RETURNING with guaranteed order is row-at-a-time on
             # SQLite, which made a million-row import ten times slower.
             bulk_insert(conn, contacts, new_rows)
-            ids = dict(fetch_rows(conn, ("email", "id"), f"FROM contacts WHERE {ids_in(conn, 'email')}",
+            ids = dict(fetch_rows(conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}",
                                   (values_value(conn, new),)))  # one parameter, not one per address
         summary.inserted += len(new_rows)
 

@@ -46,7 +46,7 @@ from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import Column
 from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
-from needlecast.store.schema import contacts, deliveries, enrolments
+from needlecast.store.schema import contacts, enrolments
 from needlecast.store.turns import write_turn
 from needlecast.templating.context import email_context
 from needlecast.templating.recipient import RecipientValues
@@ -125,8 +125,9 @@ class Runner:
         try:
             with self.engine.connect() as conn:
                 view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
+                fresh = not ledger.has_rows(conn, campaign.id)
             with collect_seldom():
-                members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, on_slice)
+                members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, fresh, on_slice)
             if helpers and not helpers.released and members < parallel_from:
                 helpers.cancel()
                 helpers = self._helpers(campaign, 0)
@@ -138,8 +139,9 @@ class Runner:
         return report
 
     def _plan_broadcast(self, ctx: CampaignContext, campaign: Campaign, report: RunReport, view: LedgerView,
-                        now: datetime, send_now: bool, on_slice: Callable[[], None]) -> int:
-        """Segment, plan and enqueue the broadcast; how many members the segment has."""
+                        now: datetime, send_now: bool, fresh: bool, on_slice: Callable[[], None]) -> int:
+        """Segment, plan and enqueue the broadcast (`fresh`: the ledger had none of its rows when the run
+        began); how many members the segment has."""
         segment = ctx.segments[campaign.segment]
         members = 0
         # Part by part (contact id ranges): the first rows are in the ledger, and being sent, while the
@@ -155,7 +157,7 @@ class Runner:
                                       members=result)
                 members += result.size
                 del frame, result
-                self._enqueue(plan, report, on_slice=on_slice)
+                self._enqueue(plan, report, fresh=fresh, on_slice=on_slice)
                 del plan
         return members
 
@@ -213,12 +215,12 @@ class Runner:
 
     def _has_queued(self, campaign_id: str) -> bool:
         with self.engine.connect() as conn:
-            return conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id,
-                                                              deliveries.c.status == ledger.QUEUED).limit(1)).first() \
-                is not None
+            return ledger.queued_count(conn, campaign_id) > 0
 
-    def _enqueue(self, plan: Plan, report: RunReport, on_slice: Callable[[], None] | None = None) -> None:
-        """Put the plan's emails into the ledger; `on_slice` is called after each committed slice."""
+    def _enqueue(self, plan: Plan, report: RunReport, *, fresh: bool,
+                 on_slice: Callable[[], None] | None = None) -> None:
+        """Put the plan's emails into the ledger; `on_slice` is called after each committed slice. `fresh`:
+        none of them can be there yet (see `ledger.enqueue_columns`)."""
         report.excluded.update(plan.excluded)
         report.deferred.update(plan.deferred)
         if plan.emails.empty:
@@ -244,7 +246,7 @@ class Runner:
             part = {name: value[start:start + ENQUEUE_SLICE] if isinstance(value, list) else value
                     for name, value in columns.items()}
             with self._writing(report) as conn:
-                report.enqueued += ledger.enqueue_columns(conn, part)
+                report.enqueued += ledger.enqueue_columns(conn, part, fresh=fresh)
             if on_slice is not None:
                 on_slice()
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
@@ -266,7 +268,7 @@ class Runner:
                              .values(exited_at=now, exit_reason=reason[:64]))
         report.enrolled += len(plan.new_enrolments)
         report.exited += len(plan.exits)
-        self._enqueue(plan, report)
+        self._enqueue(plan, report, fresh=True)  # the plan leaves out every key already in the ledger
 
     # -- dispatch ---------------------------------------------------------------------------------------------
 
@@ -328,9 +330,7 @@ class Runner:
 
     def _due_count(self, campaign: Campaign) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(deliveries).where(
-                deliveries.c.campaign_id == campaign.id, deliveries.c.status == ledger.QUEUED,
-                deliveries.c.due_at <= self.clock())).scalar_one())
+            return ledger.queued_count(conn, campaign.id, self.clock())
 
     def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
               renders: dict[tuple[str, str, str], RenderedEmail], marks: _Marks) -> Iterator[Batch]:

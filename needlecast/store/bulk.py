@@ -97,6 +97,14 @@ def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Seq
             copy.write_row(row)
 
 
+def _postgres_array(values: list[Any]) -> Any:
+    """A column of integers as the text of an array literal (joined in C: psycopg adapts a list element by
+    element in Python); other values as the list."""
+    if values and all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return values
+
+
 Column = Sequence[Any] | str | int | datetime | None  # a list (one value per row), or one value for every row
 
 
@@ -107,13 +115,19 @@ def insert_columns(
     on_conflict_do_nothing: Sequence[str],
     *,
     chunk: int = 100_000,
+    wrap: Callable[[str], str] | None = None,
 ) -> int:
-    """Insert rows given column-wise and return how many were new (conflicts on the keys are ignored).
+    """Insert rows given column-wise and return how many were new (conflicts on the keys are ignored; with
+    no keys, a plain INSERT, and a duplicate key raises).
 
     A column given as a list has one value per row (all lists the same length); any other value is the same
     for every row and is bound once. The rows travel as ONE parameter per chunk: a JSON array of the varying
     values on SQLite (`json_each`), one array per varying column on PostgreSQL (`unnest`), so the database,
     not Python, makes a million rows out of them.
+
+    `wrap` turns each INSERT statement into the statement run: on PostgreSQL, typically a WITH around it
+    that writes the new rows elsewhere too (`ledger.enqueue_columns`); the wrapped statement must return one
+    row whose first column is how many rows the INSERT added.
     """
     varying = [name for name, value in columns.items() if isinstance(value, list | tuple)]
     if not varying:
@@ -126,20 +140,22 @@ def insert_columns(
     constant_params = [value if converters[name] is None else converters[name](value)
                        for name, value in constants.items()]
     m = marker(conn)
-    keys = ", ".join(on_conflict_do_nothing)
+    conflict = f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING" if on_conflict_do_nothing else ""
     inserted = 0
     if conn.dialect.name == "sqlite":
         picks = [f"j.value ->> {index}" for index in range(len(varying))]
         sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
                f"SELECT {', '.join([*([m] * len(constants)), *picks])} FROM json_each({m}) AS j "
-               f"WHERE true ON CONFLICT ({keys}) DO NOTHING")  # WHERE: SQLite's upsert-after-SELECT rule
+               f"WHERE true{conflict}")  # WHERE: SQLite's upsert-after-SELECT rule
     else:
         names = [f"c{index}" for index in range(len(varying))]
         casts = [f"CAST({m} AS {table.c[name].type.compile(dialect=conn.dialect)})" for name in constants]
         arrays = [f"{m}::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in varying]
         sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
-               f"SELECT {', '.join([*casts, *names])} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}) "
-               f"ON CONFLICT ({keys}) DO NOTHING")
+               f"SELECT {', '.join([*casts, *names])} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+               f"{conflict}")
+    if wrap is not None:
+        sql = wrap(sql)
     for start in range(0, total, chunk):
         parts = []
         for name in varying:
@@ -152,6 +168,7 @@ def insert_columns(
         if conn.dialect.name == "sqlite":
             params: tuple[Any, ...] = (*constant_params, json.dumps(list(zip(*parts, strict=True))))
         else:
-            params = (*constant_params, *parts)
-        inserted += int(conn.exec_driver_sql(sql, params).rowcount)
+            params = (*constant_params, *map(_postgres_array, parts))
+        result = conn.exec_driver_sql(sql, params)
+        inserted += int(result.scalar_one()) if wrap is not None else int(result.rowcount)
     return inserted

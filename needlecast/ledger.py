@@ -189,26 +189,36 @@ def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, to
 
 def _take_from_queue(conn: Connection, campaign_id: str, now: datetime, limit: int) -> list[int]:
     """Take the first due queue entries of a campaign off the queue, enough for up to `limit` rows (in due
-    order), and return their delivery ids. What an entry holds beyond `limit` goes back as a new entry.
+    order), and return their delivery ids. What the entries hold beyond `limit` goes back as new entries.
 
-    PostgreSQL skips entries another sender has locked; on SQLite the DELETE takes the write lock first.
+    Entries are taken in steps: as many as `limit` rows need if entries are full, then as many more as the
+    sizes seen so far suggest (a sequence's entries may hold one row each). PostgreSQL skips entries
+    another sender has locked; on SQLite the first DELETE takes the write lock.
     """
     m = marker(conn)
     due = (f"SELECT id FROM delivery_queue WHERE campaign_id = {m} AND due_at <= {m} ORDER BY due_at, id "
            f"LIMIT {m}{'' if is_sqlite(conn) else ' FOR UPDATE SKIP LOCKED'}")
-    entries = max(1, -(-limit // QUEUE_ENTRY_SIZE))
     listed = "delivery_ids" if is_sqlite(conn) else "CAST(delivery_ids AS text)"  # parsed faster as text
-    taken = conn.exec_driver_sql(f"DELETE FROM delivery_queue WHERE id IN ({due}) RETURNING id, due_at, {listed}",
-                                 (campaign_id, time_value(conn, now), entries)).all()
-    taken.sort(key=itemgetter(1, 0))  # RETURNING follows no order
-    lists = [ids_from_text(ids) for _, _, ids in taken]
+    taken: list[Sequence[Any]] = []
+    total = 0
+    wanted = -(-limit // QUEUE_ENTRY_SIZE)
+    while total < limit:
+        rows = conn.exec_driver_sql(f"DELETE FROM delivery_queue WHERE id IN ({due}) RETURNING id, due_at, size, "
+                                    f"{listed}", (campaign_id, time_value(conn, now), wanted)).all()
+        taken += rows
+        total += sum(row[2] for row in rows)
+        if len(rows) < wanted:
+            break  # nothing more is due (or the rest is another sender's)
+        wanted = max(1, -(-(limit - total) * len(taken) // total))
+    taken.sort(key=itemgetter(1, 0))  # due order (RETURNING follows none)
+    lists = [ids_from_text(row[3]) for row in taken]
     ids = list(chain.from_iterable(lists))
     if len(ids) > limit:
         left: list[tuple[int, str, Any]] = []
         kept = 0
-        for (_, due_at, _), listed in zip(taken, lists, strict=True):
-            rest = listed[max(0, limit - kept):]
-            kept += len(listed) - len(rest)
+        for (_, due_at, _, _), listed_ids in zip(taken, lists, strict=True):
+            rest = listed_ids[max(0, limit - kept):]
+            kept += len(listed_ids) - len(rest)
             left.extend((row_id, campaign_id, due_at) for row_id in rest)
         _queue(conn, left)
         ids = ids[:limit]

@@ -90,11 +90,44 @@ def bulk_insert_rows(
 
 
 def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany."""
+    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany. The text is
+    made here, a column at a time (psycopg's `write_row` formats value by value in Python, and was a third
+    of a million-contact import)."""
+    fields = [_copy_column(list(values)) for values in zip(*rows, strict=True)]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+        copy.write("\n".join(map("\t".join, zip(*fields, strict=True))) + "\n")
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    """One value in COPY's text format: NULL as \\N, booleans as t/f, special characters escaped."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_column(values: list[Any]) -> list[str]:
+    """A column's values as COPY text fields, by the quickest way its values allow."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = "".join(values)
+        if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+            return [v.translate(_COPY_ESCAPES) for v in values]
+        return values
+    if kinds == {int}:
+        return list(map(str, values))
+    try:
+        distinct = {value: _copy_field(value) for value in set(values)}  # booleans, a few timestamps...
+    except TypeError:  # unhashable values
+        return list(map(_copy_field, values))
+    return [distinct[value] for value in values]
 
 
 def _postgres_array(values: list[Any]) -> Any:

@@ -26,7 +26,7 @@ from needlecast.audience.suppression import erase, suppress, suppression_of
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.devtools.synth import write_audience_csv
 from needlecast.errors import AudienceFileError, InvalidAddress, TokenInvalid
-from needlecast.store.schema import contacts, imports
+from needlecast.store.schema import consent_events, contact_lists, contacts, imports
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -146,6 +146,32 @@ def test_failure_mid_import_leaves_the_store_as_it_was(engine: Engine, vocabular
     assert statuses == ["completed", "failed"]
     summary = import_file(engine, big, vocabulary)  # and the same file then imports cleanly
     assert summary.inserted + summary.updated == 12_000 and summary.rejected == 0
+
+
+def test_failure_mid_import_into_an_empty_store_leaves_it_empty(engine: Engine, vocabulary: Vocabulary,
+                                                                tmp_path: Path) -> None:
+    # Into an empty PostgreSQL store the batches are written by a worker thread (and report from it).
+    big = write_audience_csv(tmp_path / "big.csv", 12_000, seed=2, messy=False)
+
+    def interrupt(stage: str, done: int, total: int) -> None:
+        if stage == "writing" and done >= 5000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_file(engine, big, vocabulary, progress=interrupt)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(contacts)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(consent_events)).scalar() == 0
+        assert [r.status for r in conn.execute(select(imports.c.status))] == ["failed"]
+    summary = import_file(engine, big, vocabulary, list_name="spring")
+    assert summary.inserted == 12_000 and summary.reconciles
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(contacts.c.id)).scalars())
+        granted = conn.execute(select(consent_events.c.contact_id).where(
+            consent_events.c.purpose == "marketing", consent_events.c.action == "granted")).scalars().all()
+        listed = set(conn.execute(select(contact_lists.c.contact_id)).scalars())
+    assert len(ids) == 12_000 and set(granted) <= ids and listed == ids  # history and lists name real contacts
+    assert len(granted) == len(set(granted)) > 0
 
 
 def test_suppressed_or_erased_address_stays_out_after_reimport(engine: Engine, vocabulary: Vocabulary,

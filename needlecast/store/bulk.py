@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -29,13 +30,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _converters(conn: Connection, table: Table, columns: Sequence[str]) -> list[Callable[[Any], Any] | None]:
-    sqlite = conn.dialect.name == "sqlite"
+def _converters(dialect: str, table: Table, columns: Sequence[str]) -> list[Callable[[Any], Any] | None]:
     converters: list[Callable[[Any], Any] | None] = []
     for name in columns:
         column_type = table.c[name].type
         if isinstance(column_type, UtcDateTime):
-            converters.append(sqlite_time if sqlite else postgres_time)
+            converters.append(sqlite_time if dialect == "sqlite" else postgres_time)
         elif isinstance(column_type, JSON):
             converters.append(_json)
         else:
@@ -70,7 +70,10 @@ def bulk_insert_rows(
     """`bulk_insert` for tuples in the order of `columns`."""
     if not rows:
         return
-    converters = _converters(conn, table, columns)
+    if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
+        copy_in(conn, copy_payload(table, columns, rows))
+        return
+    converters = _converters(conn.dialect.name, table, columns)
     if any(f is not None for f in converters):
         # Column by column: transposing and converting only the columns that need it costs a fraction of
         # a generator per row (a million-row import has four such columns of fifteen).
@@ -79,9 +82,6 @@ def bulk_insert_rows(
             if convert is not None:
                 values[index] = [convert(v) for v in values[index]]
         rows = list(zip(*values, strict=True))
-    if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
-        _copy_postgres(conn, table, list(columns), rows)
-        return
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"VALUES ({', '.join([marker(conn)] * len(columns))})")
     if on_conflict_do_nothing:
@@ -89,14 +89,42 @@ def bulk_insert_rows(
     conn.exec_driver_sql(sql, list(rows))
 
 
-def _copy_postgres(conn: Connection, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany. The text is
-    made here, a column at a time (psycopg's `write_row` formats value by value in Python, and was a third
-    of a million-contact import)."""
-    fields = [_copy_column(list(values)) for values in zip(*rows, strict=True)]
+@dataclass(frozen=True)
+class CopyPayload:
+    """Rows for one table in PostgreSQL's COPY text format (see `copy_payload`)."""
+
+    table: str
+    columns: tuple[str, ...]
+    text: str
+
+
+def copy_payload(table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> CopyPayload:
+    """PostgreSQL: `rows` (tuples in the order of `columns`) as COPY text, made a column at a time
+    (psycopg's `write_row` formats value by value in Python, and was a third of a million-contact import).
+    Touches no connection, so it can be made while another thread uses one; `copy_in` sends it."""
+    fields = []
+    for values, convert in zip(zip(*rows, strict=True), _converters("postgresql", table, columns), strict=True):
+        fields.append(_copy_column(list(values) if convert is None else _converted(values, convert)))
+    text = "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n" if rows else ""
+    return CopyPayload(table.name, tuple(columns), text)
+
+
+def _converted(values: Sequence[Any], convert: Callable[[Any], Any]) -> list[Any]:
+    """`convert` applied to each value, once per distinct value when they are hashable (a few timestamps)."""
+    try:
+        distinct = {value: convert(value) for value in set(values)}
+    except TypeError:  # JSON documents
+        return [convert(value) for value in values]
+    return [distinct[value] for value in values]
+
+
+def copy_in(conn: Connection, payload: CopyPayload) -> None:
+    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany."""
+    if not payload.text:
+        return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        copy.write("\n".join(map("\t".join, zip(*fields, strict=True))) + "\n")
+    with cursor.copy(f"COPY {payload.table} ({', '.join(payload.columns)}) FROM STDIN") as copy:
+        copy.write(payload.text)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -168,7 +196,7 @@ def insert_columns(
     total = len(columns[varying[0]])  # type: ignore[arg-type]
     if any(len(columns[name]) != total for name in varying):  # type: ignore[arg-type]
         raise ValueError("every list column must have one value per row")
-    converters = dict(zip(columns, _converters(conn, table, list(columns)), strict=True))
+    converters = dict(zip(columns, _converters(conn.dialect.name, table, list(columns)), strict=True))
     constants = {name: value for name, value in columns.items() if name not in varying}
     constant_params = [value if converters[name] is None else converters[name](value)
                        for name, value in constants.items()]
@@ -194,10 +222,7 @@ def insert_columns(
         for name in varying:
             values = columns[name][start:start + chunk]  # type: ignore[index]
             convert = converters[name]
-            if convert is not None:
-                distinct = {value: convert(value) for value in set(values)}  # a few timestamps, a million rows
-                values = [distinct[value] for value in values]
-            parts.append(list(values))
+            parts.append(list(values) if convert is None else _converted(values, convert))
         if conn.dialect.name == "sqlite":
             params: tuple[Any, ...] = (*constant_params, json.dumps(list(zip(*parts, strict=True))))
         else:

@@ -85,6 +85,16 @@ def ids_from_text(text: str) -> list[int]:
     return json.loads(f"[{text[1:-1]}]")
 
 
+def reserve_ids(conn: Connection, table: str, column: str, count: int) -> list[int]:
+    """PostgreSQL: `count` new values of `table.column`'s sequence, for rows written with their ids (so
+    that no read-back is needed). Other sessions' inserts may take values in between; these are ours."""
+    if count <= 0:
+        return []
+    text = conn.exec_driver_sql("SELECT string_agg(nextval(pg_get_serial_sequence(%s, %s))::text, ',') "
+                                "FROM generate_series(1, %s)", (table, column, count)).scalar_one()
+    return ids_from_text(f"{{{text}}}")
+
+
 def values_in(conn: Connection, column: str) -> str:
     """`column` is one of the values bound as the next parameter (see `values_value`)."""
     if is_sqlite(conn):

@@ -160,7 +160,8 @@ def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, to
                also: Sequence[str] = (), join: str = "") -> list[Sequence[Any]]:
     """`claim`, with each row as a plain sequence: CLAIM_COLUMNS, then the expressions `also` over the
     claimed row (`d`) and the tables that `join` adds to it, read in the same statement. In id order.
-    Returns an empty list only when nothing of the campaign is due.
+    Returns an empty list only when nothing of the campaign is due (or, on PostgreSQL, all that is due is
+    being claimed by another sender right now).
 
     For the send's hot path: the contact data dispatch checks comes with the claim, in one round trip
     and without an object per row.
@@ -173,16 +174,17 @@ def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, to
     m = marker(conn)
     at = time_value(conn, now)
     picked = [f"d.{name}" for name in CLAIM_COLUMNS] + list(also)
+    listed = ids_value(conn, ids)
     take = (f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
             f"WHERE {ids_in(conn, 'id')} AND status = '{QUEUED}'")
-    if is_sqlite(conn):
-        conn.exec_driver_sql(take, (at, token, at, ids_value(conn, ids)))
+    if is_sqlite(conn):  # no UPDATE inside WITH: read the claimed rows back in the same transaction
+        conn.exec_driver_sql(take, (at, token, at, listed))
         rows = fetch_rows(conn, picked, f"FROM deliveries d {join} WHERE {ids_in(conn, 'd.id')} "
-                                        f"AND d.claim_token = ?", (ids_value(conn, ids), token))
+                                        f"AND d.claim_token = ?", (listed, token))
     else:
         rows = list(conn.exec_driver_sql(
             f"WITH d AS ({take} RETURNING {', '.join(CLAIM_COLUMNS)}) SELECT {', '.join(picked)} FROM d {join}",
-            (at, token, at, ids_value(conn, ids))).all())
+            (at, token, at, listed)).all())
     rows.sort(key=itemgetter(0))
     return rows
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -70,43 +70,67 @@ def bulk_insert_rows(
     """`bulk_insert` for tuples in the order of `columns`."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql" and not on_conflict_do_nothing:
-        copy_in(conn, copy_payload(table, columns, rows))
+    if not on_conflict_do_nothing:
+        insert_prepared(conn, prepare_rows(conn.dialect.name, table, columns, rows))
         return
-    converters = _converters(conn.dialect.name, table, columns)
-    if any(f is not None for f in converters):
-        # Column by column: transposing and converting only the columns that need it costs a fraction of
-        # a generator per row (a million-row import has four such columns of fifteen).
-        values = [list(column) for column in zip(*rows, strict=True)]
-        for index, convert in enumerate(converters):
-            if convert is not None:
-                values[index] = [convert(v) for v in values[index]]
-        rows = list(zip(*values, strict=True))
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join([marker(conn)] * len(columns))})")
-    if on_conflict_do_nothing:
-        sql += f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING"
-    conn.exec_driver_sql(sql, list(rows))
+    rows = _converted_rows(conn.dialect.name, table, columns, rows)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                         f"VALUES ({', '.join([marker(conn)] * len(columns))}) "
+                         f"ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING", rows)
 
 
 @dataclass(frozen=True)
-class CopyPayload:
-    """Rows for one table in PostgreSQL's COPY text format (see `copy_payload`)."""
+class PreparedRows:
+    """Rows for one table, ready for the driver (see `prepare_rows`): COPY text for PostgreSQL, converted
+    tuples for SQLite's executemany."""
 
     table: str
     columns: tuple[str, ...]
-    text: str
+    copy_text: str = ""
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def copy_payload(table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> CopyPayload:
-    """PostgreSQL: `rows` (tuples in the order of `columns`) as COPY text, made a column at a time
-    (psycopg's `write_row` formats value by value in Python, and was a third of a million-contact import).
-    Touches no connection, so it can be made while another thread uses one; `copy_in` sends it."""
+def prepare_rows(dialect: str, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> PreparedRows:
+    """`rows` (tuples in the order of `columns`) made ready for `insert_prepared` on `dialect`'s database.
+
+    Touches no connection, so a batch can be prepared while another thread writes the one before. For
+    PostgreSQL the COPY text is made a column at a time (psycopg's `write_row` formats value by value in
+    Python, and was a third of a million-contact import).
+    """
+    if dialect != "postgresql":
+        return PreparedRows(table.name, tuple(columns), rows=_converted_rows(dialect, table, columns, rows))
     fields = []
-    for values, convert in zip(zip(*rows, strict=True), _converters("postgresql", table, columns), strict=True):
+    for values, convert in zip(zip(*rows, strict=True), _converters(dialect, table, columns), strict=True):
         fields.append(_copy_column(list(values) if convert is None else _converted(values, convert)))
     text = "\n".join(map("\t".join, zip(*fields, strict=True))) + "\n" if rows else ""
-    return CopyPayload(table.name, tuple(columns), text)
+    return PreparedRows(table.name, tuple(columns), copy_text=text)
+
+
+def insert_prepared(conn: Connection, prepared: PreparedRows) -> None:
+    """Insert rows made by `prepare_rows`: COPY ... FROM STDIN on PostgreSQL (several times faster than
+    executemany), one executemany on SQLite."""
+    if prepared.copy_text:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {prepared.table} ({', '.join(prepared.columns)}) FROM STDIN") as copy:
+            copy.write(prepared.copy_text)
+    elif prepared.rows:
+        conn.exec_driver_sql(f"INSERT INTO {prepared.table} ({', '.join(prepared.columns)}) "
+                             f"VALUES ({', '.join([marker(conn)] * len(prepared.columns))})", prepared.rows)
+
+
+def _converted_rows(dialect: str, table: Table, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows with the values of the columns that need it converted for the driver. Column by column:
+    transposing and converting only those columns costs a fraction of a generator per row (a million-row
+    import has four such columns of fifteen)."""
+    converters = _converters(dialect, table, columns)
+    if all(convert is None for convert in converters):
+        return list(rows)
+    values = [list(column) for column in zip(*rows, strict=True)]
+    for index, convert in enumerate(converters):
+        if convert is not None:
+            values[index] = _converted(values[index], convert)
+    return list(zip(*values, strict=True))
 
 
 def _converted(values: Sequence[Any], convert: Callable[[Any], Any]) -> list[Any]:
@@ -116,15 +140,6 @@ def _converted(values: Sequence[Any], convert: Callable[[Any], Any]) -> list[Any
     except TypeError:  # JSON documents
         return [convert(value) for value in values]
     return [distinct[value] for value in values]
-
-
-def copy_in(conn: Connection, payload: CopyPayload) -> None:
-    """COPY ... FROM STDIN: PostgreSQL's bulk path, several times faster than executemany."""
-    if not payload.text:
-        return
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {payload.table} ({', '.join(payload.columns)}) FROM STDIN") as copy:
-        copy.write(payload.text)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -87,7 +87,7 @@ def ids_from_text(text: str) -> list[int]:
 
 def reserve_ids(conn: Connection, table: str, column: str, count: int) -> list[int]:
     """PostgreSQL: `count` new values of `table.column`'s sequence, for rows written with their ids (so
-    that no read-back is needed). Other sessions' inserts may take values in between; these are ours."""
+    that none has to be read back). Other sessions' inserts may take values in between; these are ours."""
     if count <= 0:
         return []
     text = conn.exec_driver_sql("SELECT string_agg(nextval(pg_get_serial_sequence(%s, %s))::text, ',') "

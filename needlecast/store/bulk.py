@@ -1,14 +1,16 @@
 """Fast multi-row writes for the hot paths (imports, ledger enqueue).
 
 SQLAlchemy's per-parameter processing costs more than SQLite's own insert when a million rows go in, so
-these helpers build one plain statement and hand DBAPI-ready tuples to `cursor.executemany`. Values are
-converted here, once, by column type and dialect: aware datetimes become UTC (naive ISO text in SQLite's
-SQLAlchemy format), JSON becomes text, booleans stay booleans (sqlite3 stores them as 0/1).
+these helpers build one plain statement and hand DBAPI-ready tuples to `cursor.executemany`, or COPY text
+to PostgreSQL. Values are converted here, once per distinct value where they repeat, by column type and
+dialect: aware datetimes become UTC (naive ISO text in SQLite's SQLAlchemy format), JSON becomes text,
+booleans stay booleans (sqlite3 stores them as 0/1; COPY gets t/f).
 
 Contract: `bulk_insert(conn, table, rows, on_conflict_do_nothing=keys)` inserts every row (dicts with the
-same keys) and ignores rows that conflict on `keys` when given. `insert_columns(conn, table, columns, keys)`
-does the same for data held column-wise, where a column may be one value for every row; it returns how many
-rows were new. Both run inside the caller's transaction.
+same keys) and ignores rows that conflict on `keys` when given. `prepare_rows` + `insert_prepared` split a
+plain insert in two: making the rows ready touches no connection (another thread may be writing), sending
+them does. `insert_columns(conn, table, columns, keys)` inserts data held column-wise, where a column may
+be one value for every row, and returns how many rows were new. All run inside the caller's transaction.
 """
 
 from __future__ import annotations

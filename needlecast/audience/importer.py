@@ -359,7 +359,6 @@ def _write_new_postgres(conn: Any, records: dict[str, _Record], hashes: dict[str
     """
     reserved = iter(reserve_ids(conn, "contacts", "id", len(records)))
     emails = list(records)
-    dialect = conn.dialect.name
     done = 0
     with _WriteBehind() as writer:
         for batch in chunked(emails, CHUNK):
@@ -369,7 +368,7 @@ def _write_new_postgres(conn: Any, records: dict[str, _Record], hashes: dict[str
                 row["id"] = ids[row["email"]] = next(reserved)
             summary.inserted += len(new_rows)
             rows = _batch_rows(records, batch, {}, ids, summary, source, now)
-            prepared = [_prepared(dialect, contacts, new_rows), _prepared(dialect, consent_events, rows.events)]
+            prepared = [_copy_ready(contacts, new_rows), _copy_ready(consent_events, rows.events)]
             done += len(batch)
 
             def write(prepared: list[PreparedRows] = prepared, list_rows: list[dict[str, Any]] = rows.list_rows,
@@ -382,9 +381,10 @@ def _write_new_postgres(conn: Any, records: dict[str, _Record], hashes: dict[str
             writer.submit(write)
 
 
-def _prepared(dialect: str, table: Table, rows: list[dict[str, Any]]) -> PreparedRows:
+def _copy_ready(table: Table, rows: list[dict[str, Any]]) -> PreparedRows:
+    """Rows (dicts with the same keys) as PostgreSQL COPY text."""
     columns = list(rows[0]) if rows else []
-    return prepare_rows(dialect, table, columns, [tuple(row.values()) for row in rows])
+    return prepare_rows("postgresql", table, columns, [tuple(row.values()) for row in rows])
 
 
 class _WriteBehind:

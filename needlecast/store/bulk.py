@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 
-from needlecast.store.driver import marker, postgres_time, sqlite_time
+from needlecast.store.driver import marker, postgres_int_array, postgres_time, sqlite_time
 from needlecast.store.types import UtcDateTime
 
 
@@ -179,7 +179,7 @@ def _postgres_array(values: list[Any]) -> Any:
     """A column of integers as the text of an array literal (joined in C: psycopg adapts a list element by
     element in Python); other values as the list."""
     if values and all(type(v) is int for v in values):
-        return "{" + ",".join(map(str, values)) + "}"
+        return postgres_int_array(values)
     return values
 
 

@@ -76,8 +76,13 @@ def ids_value(conn: Connection, ids: Iterable[int]) -> str:
     Text in both, made by `str.join`: psycopg adapts a Python list element by element in Python, which cost
     a send of a million emails three seconds of CPU for its claims, marks and enqueues.
     """
-    listed = ",".join(str(int(i)) for i in ids)
-    return f"[{listed}]" if is_sqlite(conn) else f"{{{listed}}}"
+    ids = map(int, ids)
+    return f"[{','.join(map(str, ids))}]" if is_sqlite(conn) else postgres_int_array(ids)
+
+
+def postgres_int_array(values: Iterable[int]) -> str:
+    """PostgreSQL: integers as the text of an array literal (what `ids_value` binds there)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def ids_from_text(text: str) -> list[int]:

@@ -44,8 +44,11 @@ def write_audience(path: Path, n: int) -> None:
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "needlecast.devtools.sendgrid_sink", "--port", str(port),
-                                "--api-key", API_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "needlecast.devtools.sendgrid_sink", "--port", str(port), "--api-key", API_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(100):
         try:
             httpx.get(f"http://127.0.0.1:{port}/_sink/stats", timeout=1)
@@ -70,7 +73,7 @@ def postgres_cpu_seconds() -> float:
             text = stat.read_text()
         except OSError:
             continue
-        if text[text.find("(") + 1:text.rfind(")")] == "postgres":
+        if text[text.find("(") + 1 : text.rfind(")")] == "postgres":
             fields = text.rsplit(")", 1)[1].split()
             ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -84,8 +87,11 @@ def setup_workspace(root: Path, database_url: str, port: int) -> dict[str, str]:
     from needlecast.scaffold import init_workspace
 
     init_workspace(root)
-    config = (REPO / "needlecast.toml").read_text().replace(
-        "requests_per_second = 10", f"requests_per_second = 0\nsender_processes = {SENDER_PROCESSES}")
+    config = (
+        (REPO / "needlecast.toml")
+        .read_text()
+        .replace("requests_per_second = 10", f"requests_per_second = 0\nsender_processes = {SENDER_PROCESSES}")
+    )
     (root / "needlecast.toml").write_text(config)
     for path in (root / "campaigns").glob("*.yaml"):
         path.unlink()
@@ -98,9 +104,15 @@ steps: [{id: guide, template: emails/broadcast}]
 schedule: {send_at: "2026-01-01 09:00"}
 signoff: {reviewer: bench, date: 2026-11-24, note: benchmark content}
 """)
-    env = {"NEEDLECAST_DATABASE_URL": database_url, "NEEDLECAST_BACKEND": "sendgrid", "SENDGRID_API_KEY": API_KEY,
-           "NEEDLECAST_SECRET": "b" * 40, "NEEDLECAST_QUIET_HOURS": "off",
-           "NEEDLECAST_SENDGRID_HOST": f"http://127.0.0.1:{port}", "NEEDLECAST_WORKSPACE": str(root)}
+    env = {
+        "NEEDLECAST_DATABASE_URL": database_url,
+        "NEEDLECAST_BACKEND": "sendgrid",
+        "SENDGRID_API_KEY": API_KEY,
+        "NEEDLECAST_SECRET": "b" * 40,
+        "NEEDLECAST_QUIET_HOURS": "off",
+        "NEEDLECAST_SENDGRID_HOST": f"http://127.0.0.1:{port}",
+        "NEEDLECAST_WORKSPACE": str(root),
+    }
     os.environ.update(env)
     return env
 
@@ -120,8 +132,10 @@ def _watch_helpers(peaks: dict[int, int], done: threading.Event) -> None:
     while not done.wait(0.2):
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                if stat.read_text().rsplit(")", 1)[1].split()[1] == me and \
-                        b"--multiprocessing-fork" in (stat.parent / "cmdline").read_bytes():  # not the tracker
+                if (
+                    stat.read_text().rsplit(")", 1)[1].split()[1] == me
+                    and b"--multiprocessing-fork" in (stat.parent / "cmdline").read_bytes()
+                ):  # not the tracker
                     pid = int(stat.parent.name)
                     peaks[pid] = max(peaks.get(pid, 0), peak_rss_mb(pid))
             except (OSError, IndexError, ValueError):
@@ -148,10 +162,21 @@ def send_phase(root: str) -> None:
     done.set()
     watcher.join()
     stages = {f"{stage}_s": round(seconds, 2) for stage, seconds in sorted(report.timings.items())}
-    print(json.dumps({**stages, "end_to_end_s": round(end_to_end, 2),
-                      "enqueued": report.enqueued, "sent": report.sent, "failed": report.failed,
-                      "deferred": report.released, "unknown": report.unknown,
-                      "peak_rss_mb": peak_rss_mb(), "helper_peak_rss_mb": max(helper_peaks.values(), default=0)}))
+    print(
+        json.dumps(
+            {
+                **stages,
+                "end_to_end_s": round(end_to_end, 2),
+                "enqueued": report.enqueued,
+                "sent": report.sent,
+                "failed": report.failed,
+                "deferred": report.released,
+                "unknown": report.unknown,
+                "peak_rss_mb": peak_rss_mb(),
+                "helper_peak_rss_mb": max(helper_peaks.values(), default=0),
+            }
+        )
+    )
 
 
 def naive_baseline(port: int, sample: int) -> float:
@@ -175,14 +200,18 @@ def naive_baseline(port: int, sample: int) -> float:
     for i in range(sample):
         context = email_context(article, vocabulary, workspace.settings.clinic, concerns[i % 4])
         rendered = render_email(env, "emails/broadcast", context)
-        subs = substitutions_for({"first_name": f"P{i}", "unsubscribe_url": f"https://x/u/{i}",
-                                  "preferences_url": f"https://x/p/{i}"})
-        body = {"personalizations": [{"to": [{"email": f"naive{i}@example.com"}],
-                                      "custom_args": {"delivery_id": f"n{i}"}}],
-                "from": {"email": workspace.settings.clinic.sender_email},
-                "subject": apply_substitutions(rendered.subject, subs),
-                "content": [{"type": "text/plain", "value": apply_substitutions(rendered.text, subs)},
-                            {"type": "text/html", "value": apply_substitutions(rendered.html, subs)}]}
+        subs = substitutions_for(
+            {"first_name": f"P{i}", "unsubscribe_url": f"https://x/u/{i}", "preferences_url": f"https://x/p/{i}"}
+        )
+        body = {
+            "personalizations": [{"to": [{"email": f"naive{i}@example.com"}], "custom_args": {"delivery_id": f"n{i}"}}],
+            "from": {"email": workspace.settings.clinic.sender_email},
+            "subject": apply_substitutions(rendered.subject, subs),
+            "content": [
+                {"type": "text/plain", "value": apply_substitutions(rendered.text, subs)},
+                {"type": "text/html", "value": apply_substitutions(rendered.html, subs)},
+            ],
+        }
         client.client.mail.send.post(request_body=body, timeout=10)
     return sample / (time.perf_counter() - started)
 
@@ -235,8 +264,12 @@ def main() -> None:
             sink_cpu = cpu_seconds(sink.pid)
             server_cpu = postgres_cpu_seconds()
             children_cpu = _children_cpu()
-            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--send-phase",
-                                    str(Path(tmp) / "ws")], capture_output=True, text=True, env=os.environ)
+            child = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--send-phase", str(Path(tmp) / "ws")],
+                capture_output=True,
+                text=True,
+                env=os.environ,
+            )
             if child.returncode != 0:
                 raise SystemExit(child.stderr[-4000:])
             send = json.loads(child.stdout.strip().splitlines()[-1])

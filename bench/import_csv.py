@@ -50,13 +50,23 @@ def main() -> None:
         started = time.perf_counter()
         summary = import_file(engine, source, load_vocabulary(REPO / "content" / "vocabulary.yaml"))
         seconds = time.perf_counter() - started
-        print(json.dumps({
-            "benchmark": "import_csv", "database": engine.dialect.name, "rows": summary.read,
-            "generate_s": round(generated, 2), "import_s": round(seconds, 2),
-            "rows_per_s": round(summary.read / seconds), "inserted": summary.inserted,
-            "duplicates": summary.duplicates, "rejected": summary.rejected, "reconciles": summary.reconciles,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        }))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "import_csv",
+                    "database": engine.dialect.name,
+                    "rows": summary.read,
+                    "generate_s": round(generated, 2),
+                    "import_s": round(seconds, 2),
+                    "rows_per_s": round(summary.read / seconds),
+                    "inserted": summary.inserted,
+                    "duplicates": summary.duplicates,
+                    "rejected": summary.rejected,
+                    "reconciles": summary.reconciles,
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

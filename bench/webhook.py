@@ -53,23 +53,49 @@ def main() -> None:
         timings, size = [], 0
         with httpx.Client(timeout=30) as client:
             for round_ in range(args.repeat):
-                items = [{"email": f"user{i}@example.com", "timestamp": int(time.time()), "event": "delivered",
-                          "sg_event_id": f"r{round_}-{i}", "sg_message_id": f"m{i}.filter", "delivery_id": str(i),
-                          "campaign": "spring", "step": "guide", "category": ["spring", "spring/guide"],
-                          "response": "250 OK " + "x" * 80} for i in range(args.events)]
+                items = [
+                    {
+                        "email": f"user{i}@example.com",
+                        "timestamp": int(time.time()),
+                        "event": "delivered",
+                        "sg_event_id": f"r{round_}-{i}",
+                        "sg_message_id": f"m{i}.filter",
+                        "delivery_id": str(i),
+                        "campaign": "spring",
+                        "step": "guide",
+                        "category": ["spring", "spring/guide"],
+                        "response": "250 OK " + "x" * 80,
+                    }
+                    for i in range(args.events)
+                ]
                 body = json.dumps(items).encode()
                 size = len(body)
                 stamp = str(int(time.time()))
                 signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
                 started = time.perf_counter()
-                response = client.post(url, content=body, headers={
-                    "X-Twilio-Email-Event-Webhook-Signature": signature,
-                    "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"})
+                response = client.post(
+                    url,
+                    content=body,
+                    headers={
+                        "X-Twilio-Email-Event-Webhook-Signature": signature,
+                        "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+                        "Content-Type": "application/json",
+                    },
+                )
                 timings.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.text
         server.should_exit = True
-    print(json.dumps({"benchmark": "webhook", "events": args.events, "body_kb": round(size / 1024),
-                      "median_s": round(statistics.median(timings), 3), "worst_s": round(max(timings), 3)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "webhook",
+                "events": args.events,
+                "body_kb": round(size / 1024),
+                "median_s": round(statistics.median(timings), 3),
+                "worst_s": round(max(timings), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -142,8 +142,12 @@ def lint(
     else:
         for f in findings:
             colour = "red" if f.severity == "error" else "yellow"
-            console.print(f"{f.file}:{f.line}: [{colour}]{f.severity}[/] {f.rule}: {escape(f.message)}",
-                          highlight=False, markup=True, soft_wrap=True)
+            console.print(
+                f"{f.file}:{f.line}: [{colour}]{f.severity}[/] {f.rule}: {escape(f.message)}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
             console.print(f"    fix: {f.fix}", highlight=False, markup=False, soft_wrap=True)
         errors = sum(f.severity == "error" for f in findings)
         console.print(f"{len(findings)} finding(s), {errors} error(s)", highlight=False)
@@ -152,9 +156,13 @@ def lint(
 
 @app.command()
 def demo(
-    with_events: Annotated[bool, typer.Option("--with-events", help=(
-        "Then post simulated SendGrid events through the real, signed webhook and print the send report."))]
-    = False,
+    with_events: Annotated[
+        bool,
+        typer.Option(
+            "--with-events",
+            help=("Then post simulated SendGrid events through the real, signed webhook and print the send report."),
+        ),
+    ] = False,
 ) -> None:
     """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
     from needlecast.demo import run_demo
@@ -190,15 +198,28 @@ def audience_import(
 
     workspace = current_workspace()
     engine = current_store(workspace)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as bar:
         task = bar.add_task("reading", total=None)
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total or None)
 
-        summary = import_file(engine, file, load_vocabulary_for(workspace), list_name=list_name,
-                              mapping=load_mapping(mapping), progress=progress)
+        summary = import_file(
+            engine,
+            file,
+            load_vocabulary_for(workspace),
+            list_name=list_name,
+            mapping=load_mapping(mapping),
+            progress=progress,
+        )
     for warning in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     table = Table(title=f"import of {summary.source}")
@@ -207,8 +228,10 @@ def audience_import(
     table.add_row(*(str(getattr(summary, c)) for c in ("read", "inserted", "updated", "duplicates", "rejected")))
     console.print(table)
     if summary.conflicting_duplicates:
-        console.print(f"{summary.conflicting_duplicates} repeated address(es) had conflicting values: the last "
-                      "row won, field by field")
+        console.print(
+            f"{summary.conflicting_duplicates} repeated address(es) had conflicting values: the last "
+            "row won, field by field"
+        )
     if summary.rejects_path:
         console.print(f"rejected rows, with line numbers and reasons: {summary.rejects_path}")
 
@@ -232,8 +255,9 @@ def audience_consent(
         raise typer.BadParameter("give exactly one of --grant or --withdraw")
     with current_store().begin() as conn:
         contact = get_contact(conn, email)
-        record_consent(conn, contact["id"], "concern" if concerns else "marketing", grant, source=source,
-                       wording_version=wording)
+        record_consent(
+            conn, contact["id"], "concern" if concerns else "marketing", grant, source=source, wording_version=wording
+        )
     what = "concern (health data) consent" if concerns else "marketing consent"
     console.print(f"{what} {'granted' if grant else 'withdrawn'} for contact #{contact['id']}")
 
@@ -280,8 +304,11 @@ def audience_erase(
         raise typer.Exit(1)
     with current_store().begin() as conn:
         existed = erase(conn, email)
-    console.print("erased; the address stays suppressed" if existed else
-                  "no contact had that address; it is now suppressed as erased")
+    console.print(
+        "erased; the address stays suppressed"
+        if existed
+        else "no contact had that address; it is now suppressed as erased"
+    )
 
 
 def _segments_now(workspace: Workspace):  # type: ignore[no-untyped-def]
@@ -308,8 +335,12 @@ def audience_segments() -> None:
     for segment in segments.values():
         result = evaluate(segment, frame, now)
         variants = result.members["variant"].value_counts().sort_index()
-        table.add_row(segment.name, str(result.size), ", ".join(f"{k} {v}" for k, v in variants.items()),
-                      ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-")
+        table.add_row(
+            segment.name,
+            str(result.size),
+            ", ".join(f"{k} {v}" for k, v in variants.items()),
+            ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-",
+        )
     console.print(table)
 
 
@@ -347,8 +378,14 @@ def outbox_list(limit: Annotated[int, typer.Option(help="Show the last N request
     for entry in entries:
         request = entry["request"]
         args = request.get("custom_args", {})
-        table.add_row(str(entry["n"]), entry["message_id"], args.get("campaign", ""), args.get("step", ""),
-                      str(len(request["personalizations"])), request["subject"])
+        table.add_row(
+            str(entry["n"]),
+            entry["message_id"],
+            args.get("campaign", ""),
+            args.get("step", ""),
+            str(len(request["personalizations"])),
+            request["subject"],
+        )
     console.print(table)
 
 
@@ -373,9 +410,16 @@ def outbox_show(
     eml_path = html_path.with_suffix(".eml")
     html_path.write_text(apply_substitutions(copy.message.html, copy.substitutions), encoding="utf-8")
     sender = request["from"]
-    eml_path.write_bytes(build_eml(copy.message, copy.substitutions, sender=(sender.get("name", ""), sender["email"]),
-                                   recipient=copy.address, reply_to=request.get("reply_to", {}).get("email", ""),
-                                   headers=copy.headers))
+    eml_path.write_bytes(
+        build_eml(
+            copy.message,
+            copy.substitutions,
+            sender=(sender.get("name", ""), sender["email"]),
+            recipient=copy.address,
+            reply_to=request.get("reply_to", {}).get("email", ""),
+            headers=copy.headers,
+        )
+    )
     console.print(f"subject: {apply_substitutions(copy.message.subject, copy.substitutions)}")
     console.print(str(html_path))
     console.print(str(eml_path))
@@ -384,8 +428,11 @@ def outbox_show(
 def _configure_logging(verbose: bool = False) -> None:
     import logging
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("needlecast").setLevel(logging.INFO)
 
 
@@ -404,8 +451,10 @@ def plan(
     plans = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
     for item in plans:
         rows = summary_rows(item)
-        table = Table(title=f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
-                            f"{int(rows['recipients'].sum()) if len(rows) else 0} email(s) in the next {days} days")
+        table = Table(
+            title=f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
+            f"{int(rows['recipients'].sum()) if len(rows) else 0} email(s) in the next {days} days"
+        )
         for column in ("day (UTC)", "step", "variant", "arm", "recipients"):
             table.add_column(column)
         for row in rows.itertuples(index=False):
@@ -446,16 +495,20 @@ def send(
 
 
 def _print_report(report) -> None:  # type: ignore[no-untyped-def]
-    console.print(f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
-                  f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
-                  f"{sum(report.skipped.values())} skipped", highlight=False)
+    console.print(
+        f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
+        f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
+        f"{sum(report.skipped.values())} skipped",
+        highlight=False,
+    )
     if report.inactive:
         console.print(f"  campaign is {report.inactive}: nothing sent")
     for (step, segment, variant, arm), count in sorted(report.sent_by.items()):
-        console.print(f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: "
-                      f"{count}", highlight=False)
-    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred),
-                           ("skipped", report.skipped)):
+        console.print(
+            f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: {count}",
+            highlight=False,
+        )
+    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred), ("skipped", report.skipped)):
         for reason, count in sorted(counter.items()):
             console.print(f"  {label}: {reason}: {count}", highlight=False)
     if report.paused:
@@ -471,8 +524,7 @@ def campaign_status(campaign: Annotated[str, typer.Argument(help="Campaign id.")
     with current_store().connect() as conn:
         state = get_state(conn, campaign)
         counts = ledger.counts(conn, campaign)
-    console.print(f"{campaign}: {state['status']}" + (f" ({state['note']})" if state["note"] else ""),
-                  highlight=False)
+    console.print(f"{campaign}: {state['status']}" + (f" ({state['note']})" if state["note"] else ""), highlight=False)
     table = Table()
     for status in counts:
         table.add_column(status, justify="right")
@@ -511,9 +563,16 @@ def campaign_cancel(campaign: Annotated[str, typer.Argument(help="Campaign id.")
 @campaign_app.command("reconcile")
 def campaign_reconcile(
     campaign: Annotated[str, typer.Argument(help="Campaign id.")],
-    resend_unknown: Annotated[bool, typer.Option("--resend-unknown", help=(
-        "Queue the emails still unknown after reconciling to be sent again. They may reach someone twice: "
-        "only after checking the provider's activity."))] = False,
+    resend_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--resend-unknown",
+            help=(
+                "Queue the emails still unknown after reconciling to be sent again. They may reach someone twice: "
+                "only after checking the provider's activity."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Settle 'unknown' emails from stored provider events; optionally resend the rest."""
     from needlecast import ledger
@@ -522,8 +581,10 @@ def campaign_reconcile(
         settled = ledger.reconcile(conn, campaign)
         requeued = ledger.requeue_unknown(conn, campaign) if resend_unknown else 0
         left = ledger.counts(conn, campaign)[ledger.UNKNOWN]
-    console.print(f"{settled} unknown email(s) settled as sent from provider events; "
-                  f"{requeued} queued to be sent again; {left} still unknown")
+    console.print(
+        f"{settled} unknown email(s) settled as sent from provider events; "
+        f"{requeued} queued to be sent again; {left} still unknown"
+    )
 
 
 @schedule_app.command("sync")
@@ -554,9 +615,17 @@ def _uvicorn_config(workspace: Workspace, host: str, port: int):  # type: ignore
 
     app_ = create_app(workspace, current_store(workspace))
     # Behind a reverse proxy: trust X-Forwarded-* from it (FORWARDED_ALLOW_IPS), links use public_base_url.
-    return uvicorn.Config(app_, host=host, port=port, proxy_headers=True,
-                          forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-                          access_log=False, log_level="info", limit_concurrency=200, timeout_keep_alive=5)
+    return uvicorn.Config(
+        app_,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        access_log=False,
+        log_level="info",
+        limit_concurrency=200,
+        timeout_keep_alive=5,
+    )
 
 
 @app.command()
@@ -612,8 +681,15 @@ def report(
     if format in ("xlsx", "html") and out is None:
         raise typer.BadParameter(f"--format {format} needs --out FILE")
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
-    data = load_report(current_store(), campaign, start, freq="h" if freq == "hour" else "D", min_group=min_group,
-                       include_recipients=include_recipients, unmasked=unmasked)
+    data = load_report(
+        current_store(),
+        campaign,
+        start,
+        freq="h" if freq == "hour" else "D",
+        min_group=min_group,
+        include_recipients=include_recipients,
+        unmasked=unmasked,
+    )
     title = f"Send report: {campaign or 'all campaigns'}"
     if format == "table":
         _print_report_tables(data)
@@ -638,20 +714,53 @@ def _print_report_tables(data) -> None:  # type: ignore[no-untyped-def]
         return str(value) if value != "" else "-"
 
     views = {
-        "funnel": (data.funnel, ["campaign_id", "step_id", "segment", "variant", "arm", "recipients", "sent",
-                                 "delivered", "opened_rate", "clicked_rate", "bounce_rate", "unsubscribed",
-                                 "complained"]),
+        "funnel": (
+            data.funnel,
+            [
+                "campaign_id",
+                "step_id",
+                "segment",
+                "variant",
+                "arm",
+                "recipients",
+                "sent",
+                "delivered",
+                "opened_rate",
+                "clicked_rate",
+                "bounce_rate",
+                "unsubscribed",
+                "complained",
+            ],
+        ),
         "deliverability health": (data.health, ["campaign_id", "sent", "complaint_rate", "bounce_rate", "flag"]),
-        "A/B test (against arm A)": (data.ab, ["campaign_id", "step_id", "arm", "delivered", "open_rate",
-                                               "open_diff", "open_p_value", "click_rate", "click_p_value"]),
+        "A/B test (against arm A)": (
+            data.ab,
+            [
+                "campaign_id",
+                "step_id",
+                "arm",
+                "delivered",
+                "open_rate",
+                "open_diff",
+                "open_p_value",
+                "click_rate",
+                "click_p_value",
+            ],
+        ),
     }
     for title, (table, columns) in views.items():
         shown = Table(title=title)
         for column in columns:
             shown.add_column(column.replace("_", " "))
         for row in table[columns].itertuples(index=False) if not table.empty else []:
-            shown.add_row(*(cell(v) if not str(c).endswith("p_value") or not isinstance(v, float) or math.isnan(v)
-                            else f"{v:.3f}" for c, v in zip(columns, row, strict=True)))
+            shown.add_row(
+                *(
+                    cell(v)
+                    if not str(c).endswith("p_value") or not isinstance(v, float) or math.isnan(v)
+                    else f"{v:.3f}"
+                    for c, v in zip(columns, row, strict=True)
+                )
+            )
         console.print(shown)
 
 

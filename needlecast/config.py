@@ -210,8 +210,9 @@ def _env_overrides(settings: Settings) -> Settings:
         settings = dataclasses.replace(settings, schedule=dataclasses.replace(settings.schedule, quiet_hours=quiet))
     if backend or api_host:
         delivery = settings.delivery
-        delivery = dataclasses.replace(delivery, backend=backend or delivery.backend,
-                                       api_host=api_host or delivery.api_host)
+        delivery = dataclasses.replace(
+            delivery, backend=backend or delivery.backend, api_host=api_host or delivery.api_host
+        )
         settings = dataclasses.replace(settings, delivery=delivery)
     return settings
 

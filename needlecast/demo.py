@@ -52,9 +52,11 @@ def run_demo(workspace: Workspace, console: Console, *, with_events: bool = Fals
     upgrade(make_engine(workspace.database_url))
     engine = open_store(workspace.database_url)
     summary = import_file(engine, workspace.audiences_dir / "sample.csv", vocabulary, list_name="sample-leads")
-    console.print(f"read {summary.read}: inserted {summary.inserted}, updated {summary.updated}, "
-                  f"duplicates {summary.duplicates}, rejected {summary.rejected}"
-                  + (f" (see {summary.rejects_path})" if summary.rejects_path else ""))
+    console.print(
+        f"read {summary.read}: inserted {summary.inserted}, updated {summary.updated}, "
+        f"duplicates {summary.duplicates}, rejected {summary.rejected}"
+        + (f" (see {summary.rejects_path})" if summary.rejects_path else "")
+    )
     segments = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
     with engine.connect() as conn:
         frame = load_frame(conn)
@@ -64,8 +66,9 @@ def run_demo(workspace: Workspace, console: Console, *, with_events: bool = Fals
     now = datetime.now(UTC)
     for segment in segments.values():
         result = evaluate(segment, frame, now)
-        table.add_row(segment.name, str(result.size),
-                      ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-")
+        table.add_row(
+            segment.name, str(result.size), ", ".join(f"{k}: {v}" for k, v in sorted(result.excluded.items())) or "-"
+        )
     console.print(table)
 
     console.rule("5. Campaigns: the scheduler sends the broadcast and the nurture sequence's day 0")
@@ -98,10 +101,21 @@ def run_events_stage(workspace: Workspace, engine, console: Console) -> int:  # 
         table.add_column(column)
     for row in report.funnel.itertuples(index=False):
         rate = "-" if row.opened_rate != row.opened_rate else f"{row.opened_rate:.0%}"
-        table.add_row(row.campaign_id, row.step_id, row.variant, row.arm or "-", str(row.sent), str(row.delivered),
-                      str(row.opened), str(row.clicked), rate)
+        table.add_row(
+            row.campaign_id,
+            row.step_id,
+            row.variant,
+            row.arm or "-",
+            str(row.sent),
+            str(row.delivered),
+            str(row.opened),
+            str(row.clicked),
+            rate,
+        )
     console.print(table)
     for row in report.health.itertuples(index=False):
-        console.print(f"health {row.campaign_id}: complaints {row.complaint_rate:.2%}, bounces "
-                      f"{row.bounce_rate:.2%}: {row.flag}", highlight=False)
+        console.print(
+            f"health {row.campaign_id}: complaints {row.complaint_rate:.2%}, bounces {row.bounce_rate:.2%}: {row.flag}",
+            highlight=False,
+        )
     return 0

@@ -69,8 +69,10 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
     _report(ctx, engine, console)
     new = sum(1 for _ in read_outbox(workspace.outbox_dir)) - before
     if new:
-        console.print(f"{new} request(s) written to {workspace.outbox_dir / 'requests.jsonl'} "
-                      "(`needlecast outbox list`, `needlecast outbox show N`)")
+        console.print(
+            f"{new} request(s) written to {workspace.outbox_dir / 'requests.jsonl'} "
+            "(`needlecast outbox list`, `needlecast outbox show N`)"
+        )
     else:
         console.print("nothing new was sent: every planned email was already in the ledger")
     return 0
@@ -80,13 +82,31 @@ def _report(ctx: CampaignContext, engine: Engine, console: Console) -> None:
     table = Table(title="sent, per campaign, step, segment and variant")
     for column in ("campaign", "step", "segment", "variant", "arm", "status", "emails"):
         table.add_column(column)
-    query = (select(deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.segment, deliveries.c.variant,
-                    deliveries.c.arm, deliveries.c.status, func.count())
-             .group_by(deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.segment, deliveries.c.variant,
-                       deliveries.c.arm, deliveries.c.status)
-             .order_by(deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.variant, deliveries.c.arm))
-    skipped = select(deliveries.c.campaign_id, deliveries.c.error, func.count()).where(
-        deliveries.c.status == "skipped").group_by(deliveries.c.campaign_id, deliveries.c.error)
+    query = (
+        select(
+            deliveries.c.campaign_id,
+            deliveries.c.step_id,
+            deliveries.c.segment,
+            deliveries.c.variant,
+            deliveries.c.arm,
+            deliveries.c.status,
+            func.count(),
+        )
+        .group_by(
+            deliveries.c.campaign_id,
+            deliveries.c.step_id,
+            deliveries.c.segment,
+            deliveries.c.variant,
+            deliveries.c.arm,
+            deliveries.c.status,
+        )
+        .order_by(deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.variant, deliveries.c.arm)
+    )
+    skipped = (
+        select(deliveries.c.campaign_id, deliveries.c.error, func.count())
+        .where(deliveries.c.status == "skipped")
+        .group_by(deliveries.c.campaign_id, deliveries.c.error)
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
         skipped_rows = conn.execute(skipped).all()

@@ -37,7 +37,14 @@ from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, delivery_queue, events
 
 QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED = (
-    "queued", "sending", "sent", "failed", "unknown", "skipped", "cancelled")
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "skipped",
+    "cancelled",
+)
 STATUSES = (QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED)
 
 
@@ -71,8 +78,15 @@ def enqueue_columns(conn: Connection, columns: dict[str, Column], *, fresh: bool
     if not lengths or lengths == {0}:
         return 0
     now = utcnow()
-    constants: dict[str, Column] = {"claimed_at": None, "claim_token": "", "sent_at": None, "message_id": "",
-                                    "attempts": 0, "created_at": now, "updated_at": now}
+    constants: dict[str, Column] = {
+        "claimed_at": None,
+        "claim_token": "",
+        "sent_at": None,
+        "message_id": "",
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     rows = {**{name: columns[name] for name in ENQUEUE_COLUMNS}, **constants}
     keys = ("campaign_id", "step_id", "contact_id")
     if is_sqlite(conn):
@@ -89,11 +103,13 @@ def enqueue_columns(conn: Connection, columns: dict[str, Column], *, fresh: bool
 def _queue_inserted(insert: str) -> str:
     """PostgreSQL: the INSERT of new ledger rows, with the queued ones listed in queue entries in the same
     statement; returns how many rows were inserted."""
-    return (f"WITH inserted AS ({insert} RETURNING id, campaign_id, due_at, status), "
-            f"queued AS (INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
-            f"SELECT campaign_id, due_at, count(*), array_agg(id ORDER BY id) FROM inserted "
-            f"WHERE status = '{QUEUED}' GROUP BY campaign_id, due_at, id / {QUEUE_ENTRY_SIZE}) "
-            f"SELECT count(*) FROM inserted")
+    return (
+        f"WITH inserted AS ({insert} RETURNING id, campaign_id, due_at, status), "
+        f"queued AS (INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
+        f"SELECT campaign_id, due_at, count(*), array_agg(id ORDER BY id) FROM inserted "
+        f"WHERE status = '{QUEUED}' GROUP BY campaign_id, due_at, id / {QUEUE_ENTRY_SIZE}) "
+        f"SELECT count(*) FROM inserted"
+    )
 
 
 def _enqueue_sqlite(conn: Connection, rows: dict[str, Column], keys: Sequence[str]) -> int:
@@ -103,8 +119,10 @@ def _enqueue_sqlite(conn: Connection, rows: dict[str, Column], keys: Sequence[st
     total = len(next(v for v in rows.values() if isinstance(v, list | tuple)))  # type: ignore[arg-type]
     inserted = 0
     for start in range(0, total, _INSERT_PIECE):
-        piece = {name: value[start:start + _INSERT_PIECE] if isinstance(value, list | tuple) else value
-                 for name, value in rows.items()}
+        piece = {
+            name: value[start : start + _INSERT_PIECE] if isinstance(value, list | tuple) else value
+            for name, value in rows.items()
+        }
         added = insert_columns(conn, deliveries, piece, keys, chunk=_INSERT_PIECE)
         if added:
             last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
@@ -112,7 +130,9 @@ def _enqueue_sqlite(conn: Connection, rows: dict[str, Column], keys: Sequence[st
                 f"INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
                 f"SELECT campaign_id, due_at, count(*), json_group_array(id) FROM deliveries "
                 f"WHERE id > ? AND id <= ? AND status = '{QUEUED}' "
-                f"GROUP BY campaign_id, due_at, id / {QUEUE_ENTRY_SIZE}", (last - added, last))
+                f"GROUP BY campaign_id, due_at, id / {QUEUE_ENTRY_SIZE}",
+                (last - added, last),
+            )
         inserted += added
     return inserted
 
@@ -125,25 +145,29 @@ def _queue(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
     params = []
     for (campaign_id, due_at), ids in entries.items():
         for start in range(0, len(ids), QUEUE_ENTRY_SIZE):
-            part = ids[start:start + QUEUE_ENTRY_SIZE]
+            part = ids[start : start + QUEUE_ENTRY_SIZE]
             params.append((campaign_id, due_at, len(part), ids_value(conn, part)))
     if params:
         m = marker(conn)
         listed = m if is_sqlite(conn) else f"CAST({m} AS bigint[])"
-        conn.exec_driver_sql(f"INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
-                             f"VALUES ({m}, {m}, {m}, {listed})", params)
+        conn.exec_driver_sql(
+            f"INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) VALUES ({m}, {m}, {m}, {listed})",
+            params,
+        )
 
 
-def _requeue(conn: Connection, where: str, params: Sequence[Any], values: dict[str, Any], *,
-             count_attempt: bool = False) -> int:
+def _requeue(
+    conn: Connection, where: str, params: Sequence[Any], values: dict[str, Any], *, count_attempt: bool = False
+) -> int:
     """Move the rows matching `where` (its parameters: `params`) back to `queued` with `values`, listing
     them in the queue; returns how many."""
     m = marker(conn)
     values = {**values, "status": QUEUED, "claim_token": "", "updated_at": utcnow()}
     assignments = ", ".join([f"{name} = {m}" for name in values] + ["attempts = attempts + 1"] * count_attempt)
     bound = [time_value(conn, v) if isinstance(v, datetime) else v for v in values.values()]
-    rows = conn.exec_driver_sql(f"UPDATE deliveries SET {assignments} WHERE {where} "
-                                f"RETURNING id, campaign_id, due_at", (*bound, *params)).all()
+    rows = conn.exec_driver_sql(
+        f"UPDATE deliveries SET {assignments} WHERE {where} RETURNING id, campaign_id, due_at", (*bound, *params)
+    ).all()
     _queue(conn, rows)
     return len(rows)
 
@@ -156,8 +180,16 @@ def claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: 
     return [Claimed(*row) for row in claim_rows(conn, campaign_id, now, limit, token)]
 
 
-def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str, *,
-               also: Sequence[str] = (), join: str = "") -> list[Sequence[Any]]:
+def claim_rows(
+    conn: Connection,
+    campaign_id: str,
+    now: datetime,
+    limit: int,
+    token: str,
+    *,
+    also: Sequence[str] = (),
+    join: str = "",
+) -> list[Sequence[Any]]:
     """`claim`, with each row as a plain sequence: CLAIM_COLUMNS, then the expressions `also` over the
     claimed row (`d`) and the tables that `join` adds to it, read in the same statement. In id order.
     Returns an empty list only when nothing of the campaign is due (or, on PostgreSQL, all that is due is
@@ -175,16 +207,25 @@ def claim_rows(conn: Connection, campaign_id: str, now: datetime, limit: int, to
     at = time_value(conn, now)
     picked = [f"d.{name}" for name in CLAIM_COLUMNS] + list(also)
     listed = ids_value(conn, ids)
-    take = (f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
-            f"WHERE {ids_in(conn, 'id')} AND status = '{QUEUED}'")
+    take = (
+        f"UPDATE deliveries SET status = '{SENDING}', claimed_at = {m}, claim_token = {m}, updated_at = {m} "
+        f"WHERE {ids_in(conn, 'id')} AND status = '{QUEUED}'"
+    )
     if is_sqlite(conn):  # no UPDATE inside WITH: read the claimed rows back in the same transaction
         conn.exec_driver_sql(take, (at, token, at, listed))
-        rows = fetch_rows(conn, picked, f"FROM deliveries d {join} WHERE {ids_in(conn, 'd.id')} "
-                                        f"AND d.claim_token = ?", (listed, token))
+        rows = fetch_rows(
+            conn,
+            picked,
+            f"FROM deliveries d {join} WHERE {ids_in(conn, 'd.id')} AND d.claim_token = ?",
+            (listed, token),
+        )
     else:
-        rows = list(conn.exec_driver_sql(
-            f"WITH d AS ({take} RETURNING {', '.join(CLAIM_COLUMNS)}) SELECT {', '.join(picked)} FROM d {join}",
-            (at, token, at, listed)).all())
+        rows = list(
+            conn.exec_driver_sql(
+                f"WITH d AS ({take} RETURNING {', '.join(CLAIM_COLUMNS)}) SELECT {', '.join(picked)} FROM d {join}",
+                (at, token, at, listed),
+            ).all()
+        )
     rows.sort(key=itemgetter(0))
     return rows
 
@@ -198,15 +239,19 @@ def _take_from_queue(conn: Connection, campaign_id: str, now: datetime, limit: i
     another sender has locked; on SQLite the first DELETE takes the write lock.
     """
     m = marker(conn)
-    due = (f"SELECT id FROM delivery_queue WHERE campaign_id = {m} AND due_at <= {m} ORDER BY due_at, id "
-           f"LIMIT {m}{'' if is_sqlite(conn) else ' FOR UPDATE SKIP LOCKED'}")
+    due = (
+        f"SELECT id FROM delivery_queue WHERE campaign_id = {m} AND due_at <= {m} ORDER BY due_at, id "
+        f"LIMIT {m}{'' if is_sqlite(conn) else ' FOR UPDATE SKIP LOCKED'}"
+    )
     listed = "delivery_ids" if is_sqlite(conn) else "CAST(delivery_ids AS text)"  # parsed faster as text
     taken: list[Sequence[Any]] = []
     total = 0
     wanted = -(-limit // QUEUE_ENTRY_SIZE)
     while total < limit:
-        rows = conn.exec_driver_sql(f"DELETE FROM delivery_queue WHERE id IN ({due}) RETURNING id, due_at, size, "
-                                    f"{listed}", (campaign_id, time_value(conn, now), wanted)).all()
+        rows = conn.exec_driver_sql(
+            f"DELETE FROM delivery_queue WHERE id IN ({due}) RETURNING id, due_at, size, {listed}",
+            (campaign_id, time_value(conn, now), wanted),
+        ).all()
         taken += rows
         total += sum(row[2] for row in rows)
         if len(rows) < wanted:
@@ -219,7 +264,7 @@ def _take_from_queue(conn: Connection, campaign_id: str, now: datetime, limit: i
         left: list[tuple[int, str, Any]] = []
         kept = 0
         for (_, due_at, _, _), listed_ids in zip(taken, lists, strict=True):
-            rest = listed_ids[max(0, limit - kept):]
+            rest = listed_ids[max(0, limit - kept) :]
             kept += len(listed_ids) - len(rest)
             left.extend((row_id, campaign_id, due_at) for row_id in rest)
         _queue(conn, left)
@@ -227,8 +272,9 @@ def _take_from_queue(conn: Connection, campaign_id: str, now: datetime, limit: i
     return ids
 
 
-def _set(conn: Connection, ids: Sequence[int], only_from: str, values: dict[str, Any], *,
-         count_attempt: bool = False) -> int:
+def _set(
+    conn: Connection, ids: Sequence[int], only_from: str, values: dict[str, Any], *, count_attempt: bool = False
+) -> int:
     """Set `values` on the rows `ids` that are still `only_from`; returns how many changed.
 
     One statement whatever the number of ids (bound as one parameter, see `store.driver`).
@@ -241,9 +287,10 @@ def _set(conn: Connection, ids: Sequence[int], only_from: str, values: dict[str,
     if count_attempt:
         assignments.append("attempts = attempts + 1")
     params = [time_value(conn, v) if isinstance(v, datetime) else v for v in values.values()]
-    result = conn.exec_driver_sql(f"UPDATE deliveries SET {', '.join(assignments)} "
-                                  f"WHERE {ids_in(conn, 'id')} AND status = {m}",
-                                  (*params, ids_value(conn, ids), only_from))
+    result = conn.exec_driver_sql(
+        f"UPDATE deliveries SET {', '.join(assignments)} WHERE {ids_in(conn, 'id')} AND status = {m}",
+        (*params, ids_value(conn, ids), only_from),
+    )
     return int(result.rowcount)
 
 
@@ -264,8 +311,13 @@ def release(conn: Connection, ids: Sequence[int], error: str) -> int:
     if not ids:
         return 0
     m = marker(conn)
-    return _requeue(conn, f"{ids_in(conn, 'id')} AND status = {m}", (ids_value(conn, ids), SENDING),
-                    {"error": error[:2000]}, count_attempt=True)
+    return _requeue(
+        conn,
+        f"{ids_in(conn, 'id')} AND status = {m}",
+        (ids_value(conn, ids), SENDING),
+        {"error": error[:2000]},
+        count_attempt=True,
+    )
 
 
 def release_claim(conn: Connection, token: str, error: str) -> int:
@@ -290,14 +342,23 @@ def recover_stale(conn: Connection, campaign_id: str | None = None) -> int:
     where = [deliveries.c.status == SENDING]
     if campaign_id:
         where.append(deliveries.c.campaign_id == campaign_id)
-    return conn.execute(update(deliveries).where(*where).values(
-        status=UNKNOWN, error="the sender stopped while this email was being sent; it may have been accepted",
-        updated_at=utcnow())).rowcount
+    return conn.execute(
+        update(deliveries)
+        .where(*where)
+        .values(
+            status=UNKNOWN,
+            error="the sender stopped while this email was being sent; it may have been accepted",
+            updated_at=utcnow(),
+        )
+    ).rowcount
 
 
 def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
-    rows = conn.execute(select(deliveries.c.status, func.count()).where(deliveries.c.campaign_id == campaign_id)
-                        .group_by(deliveries.c.status))
+    rows = conn.execute(
+        select(deliveries.c.status, func.count())
+        .where(deliveries.c.campaign_id == campaign_id)
+        .group_by(deliveries.c.status)
+    )
     found = dict(rows.all())
     return {status: int(found.get(status, 0)) for status in STATUSES}
 
@@ -305,40 +366,50 @@ def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
 def reconcile(conn: Connection, campaign_id: str) -> int:
     """Unknown rows that any stored event proves the provider accepted -> `sent`. Returns how many."""
     accepted = exists().where(events.c.delivery_id == deliveries.c.id)
-    first_event = (select(func.min(events.c.occurred_at)).where(events.c.delivery_id == deliveries.c.id)
-                   .scalar_subquery())
+    first_event = (
+        select(func.min(events.c.occurred_at)).where(events.c.delivery_id == deliveries.c.id).scalar_subquery()
+    )
     message = select(func.max(events.c.message_id)).where(events.c.delivery_id == deliveries.c.id).scalar_subquery()
-    return conn.execute(update(deliveries).where(and_(deliveries.c.campaign_id == campaign_id,
-                                                      deliveries.c.status == UNKNOWN, accepted))
-                        .values(status=SENT, sent_at=first_event, message_id=message,
-                                error="settled from provider events", updated_at=utcnow())).rowcount
+    return conn.execute(
+        update(deliveries)
+        .where(and_(deliveries.c.campaign_id == campaign_id, deliveries.c.status == UNKNOWN, accepted))
+        .values(
+            status=SENT,
+            sent_at=first_event,
+            message_id=message,
+            error="settled from provider events",
+            updated_at=utcnow(),
+        )
+    ).rowcount
 
 
 def requeue_unknown(conn: Connection, campaign_id: str) -> int:
     """Unknown rows -> queued, to be sent again. Only on a person's explicit request."""
     m = marker(conn)
-    return _requeue(conn, f"campaign_id = {m} AND status = {m}", (campaign_id, UNKNOWN),
-                    {"error": "resend requested"})
+    return _requeue(conn, f"campaign_id = {m} AND status = {m}", (campaign_id, UNKNOWN), {"error": "resend requested"})
 
 
 def cancel_queued(conn: Connection, campaign_id: str) -> int:
     """Queued rows -> cancelled, their queue entries removed (a sender's claim in progress keeps its own)."""
     conn.execute(delete(delivery_queue).where(delivery_queue.c.campaign_id == campaign_id))
-    return conn.execute(update(deliveries).where(deliveries.c.campaign_id == campaign_id,
-                                                 deliveries.c.status == QUEUED)
-                        .values(status=CANCELLED, error="campaign cancelled", updated_at=utcnow())).rowcount
+    return conn.execute(
+        update(deliveries)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == QUEUED)
+        .values(status=CANCELLED, error="campaign cancelled", updated_at=utcnow())
+    ).rowcount
 
 
 def has_rows(conn: Connection, campaign_id: str) -> bool:
     """Whether the ledger holds any row of the campaign."""
-    return conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id).limit(1)).first() \
+    return (
+        conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id).limit(1)).first()
         is not None
+    )
 
 
 def queued_count(conn: Connection, campaign_id: str, due_by: datetime | None = None) -> int:
     """How many rows of a campaign are queued (due by `due_by`, when given), from the queue's entries."""
-    query = select(func.coalesce(func.sum(delivery_queue.c.size), 0)).where(
-        delivery_queue.c.campaign_id == campaign_id)
+    query = select(func.coalesce(func.sum(delivery_queue.c.size), 0)).where(delivery_queue.c.campaign_id == campaign_id)
     if due_by is not None:
         query = query.where(delivery_queue.c.due_at <= due_by)
     return int(conn.execute(query).scalar_one())

@@ -62,7 +62,7 @@ def _line_of(path: Path, needle: str | re.Pattern[str]) -> int:
     except OSError:
         return 1
     for number, line in enumerate(lines, start=1):
-        if (needle.search(line) if isinstance(needle, re.Pattern) else needle in line):
+        if needle.search(line) if isinstance(needle, re.Pattern) else needle in line:
             return number
     return 1
 
@@ -106,41 +106,92 @@ def rendered_findings(
     found: list[Finding] = []
     for part, body, rel in (("HTML", rendered.html, html_rel), ("text", rendered.text, text_rel)):
         if "unsubscribe_url" not in tokens_in(body):
-            found.append(Finding(rel, 1, "missing-unsubscribe", ERROR,
-                                 f"the {part} part has no unsubscribe link",
-                                 "extend the base layout, or add {{ unsubscribe_url }} to the footer"))
+            found.append(
+                Finding(
+                    rel,
+                    1,
+                    "missing-unsubscribe",
+                    ERROR,
+                    f"the {part} part has no unsubscribe link",
+                    "extend the base layout, or add {{ unsubscribe_url }} to the footer",
+                )
+            )
         if postal_address and postal_address not in body:
-            found.append(Finding(rel, 1, "missing-postal-address", ERROR,
-                                 f"the {part} part does not show the clinic's postal address",
-                                 "extend the base layout, or add {{ clinic.postal_address }} to the footer"))
+            found.append(
+                Finding(
+                    rel,
+                    1,
+                    "missing-postal-address",
+                    ERROR,
+                    f"the {part} part does not show the clinic's postal address",
+                    "extend the base layout, or add {{ clinic.postal_address }} to the footer",
+                )
+            )
     size = len(rendered.html.encode("utf-8"))
     if size > HTML_WARN_BYTES:
-        found.append(Finding(html_rel, 1, "html-too-large", WARNING,
-                             f"HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB",
-                             "shorten the email or move long content to the website"))
+        found.append(
+            Finding(
+                html_rel,
+                1,
+                "html-too-large",
+                WARNING,
+                f"HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB",
+                "shorten the email or move long content to the website",
+            )
+        )
     checker = _ImageAltChecker()
     checker.feed(rendered.html)
     if checker.missing:
-        found.append(Finding(html_rel, _line_of(html_file, "<img"), "image-without-alt", WARNING,
-                             f"{checker.missing} image(s) without alt text",
-                             'give every <img> an alt="..." describing it (images are often blocked)'))
+        found.append(
+            Finding(
+                html_rel,
+                _line_of(html_file, "<img"),
+                "image-without-alt",
+                WARNING,
+                f"{checker.missing} image(s) without alt text",
+                'give every <img> an alt="..." describing it (images are often blocked)',
+            )
+        )
     line = subject_line or _line_of(text_file, "block subject")
     letters = [c for c in rendered.subject if c.isalpha()]
     if not rendered.subject.strip():
-        found.append(Finding(text_rel, line, "subject-empty", ERROR, "the subject is empty",
-                             "write a subject in {% block subject %} or in the campaign step"))
+        found.append(
+            Finding(
+                text_rel,
+                line,
+                "subject-empty",
+                ERROR,
+                "the subject is empty",
+                "write a subject in {% block subject %} or in the campaign step",
+            )
+        )
     elif len(letters) >= 4 and all(c.isupper() for c in letters):
-        found.append(Finding(text_rel, line, "subject-all-caps", WARNING, "the subject is all capitals",
-                             "use sentence case; all-caps subjects read as shouting and trip spam filters"))
+        found.append(
+            Finding(
+                text_rel,
+                line,
+                "subject-all-caps",
+                WARNING,
+                "the subject is all capitals",
+                "use sentence case; all-caps subjects read as shouting and trip spam filters",
+            )
+        )
     for label, value in (("subject", rendered.subject), ("preheader", rendered.preheader)):
         for pattern in health_terms(vocabulary):
             hit = pattern.search(value)
             if hit:
                 where = line if label == "subject" else _line_of(text_file, "block preheader")
-                found.append(Finding(text_rel, where, "health-term-in-subject", WARNING,
-                                     f'the {label} names a health concern ("{hit.group(0)}"), '
-                                     "which shows on lock screens and in notifications",
-                                     f"keep the {label} neutral and name the concern in the body"))
+                found.append(
+                    Finding(
+                        text_rel,
+                        where,
+                        "health-term-in-subject",
+                        WARNING,
+                        f'the {label} names a health concern ("{hit.group(0)}"), '
+                        "which shows on lock screens and in notifications",
+                        f"keep the {label} neutral and name the concern in the body",
+                    )
+                )
                 break
     return found
 
@@ -153,20 +204,41 @@ def config_findings(workspace: Workspace) -> list[Finding]:
     for key in ("name", "postal_address", "website", "booking_url", "sender_email", "sender_name"):
         value = getattr(clinic, key)
         if not value or _PLACEHOLDER.search(value):
-            found.append(Finding(rel, _line_of(path, re.compile(rf"^\s*{key}\s*=")), "config-placeholder", ERROR,
-                                 f"[clinic] {key} is still a placeholder ({value!r})",
-                                 f"set [clinic] {key} to the clinic's real value"))
+            found.append(
+                Finding(
+                    rel,
+                    _line_of(path, re.compile(rf"^\s*{key}\s*=")),
+                    "config-placeholder",
+                    ERROR,
+                    f"[clinic] {key} is still a placeholder ({value!r})",
+                    f"set [clinic] {key} to the clinic's real value",
+                )
+            )
     if not _PLACEHOLDER.search(clinic.sender_email):
         try:
             validate_email(clinic.sender_email, check_deliverability=False)
         except EmailNotValidError as err:
-            found.append(Finding(rel, _line_of(path, "sender_email"), "config-invalid-sender", ERROR,
-                                 f"[clinic] sender_email is not a valid address: {err}",
-                                 "use an address on a domain authenticated in SendGrid"))
+            found.append(
+                Finding(
+                    rel,
+                    _line_of(path, "sender_email"),
+                    "config-invalid-sender",
+                    ERROR,
+                    f"[clinic] sender_email is not a valid address: {err}",
+                    "use an address on a domain authenticated in SendGrid",
+                )
+            )
     if _PLACEHOLDER.search(workspace.settings.tracking.public_base_url):
-        found.append(Finding(rel, _line_of(path, "public_base_url"), "config-placeholder", ERROR,
-                             "[tracking] public_base_url is still a placeholder",
-                             "set it to the public HTTPS address of `needlecast web`"))
+        found.append(
+            Finding(
+                rel,
+                _line_of(path, "public_base_url"),
+                "config-placeholder",
+                ERROR,
+                "[tracking] public_base_url is still a placeholder",
+                "set it to the public HTTPS address of `needlecast web`",
+            )
+        )
     return found
 
 
@@ -187,8 +259,19 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
     try:
         article = load_article(workspace, vocabulary)
     except ContentError as err:
-        return sorted([*found, Finding(_rel(workspace, article_path), 1, "content-unparsable", ERROR, str(err),
-                                       "give the article headings and 'Title: body' benefit paragraphs")])
+        return sorted(
+            [
+                *found,
+                Finding(
+                    _rel(workspace, article_path),
+                    1,
+                    "content-unparsable",
+                    ERROR,
+                    str(err),
+                    "give the article headings and 'Title: body' benefit paragraphs",
+                ),
+            ]
+        )
     found += claim_findings(_rel(workspace, article_path), article_path.read_text(encoding="utf-8-sig"))
 
     for source in sorted(workspace.templates_dir.rglob("*")):
@@ -203,12 +286,25 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
             try:
                 rendered = render_email(env, name, context)
             except TemplateProblem as err:
-                found.append(Finding(_rel(workspace, Path(err.template or html_file)), err.line or 1,
-                                     "template-error", ERROR, str(err), "fix the template"))
+                found.append(
+                    Finding(
+                        _rel(workspace, Path(err.template or html_file)),
+                        err.line or 1,
+                        "template-error",
+                        ERROR,
+                        str(err),
+                        "fix the template",
+                    )
+                )
                 break
-            found += rendered_findings(rendered, html_file=html_file, text_file=text_file,
-                                       postal_address=workspace.settings.clinic.postal_address,
-                                       vocabulary=vocabulary, workspace=workspace)
+            found += rendered_findings(
+                rendered,
+                html_file=html_file,
+                text_file=text_file,
+                postal_address=workspace.settings.clinic.postal_address,
+                vocabulary=vocabulary,
+                workspace=workspace,
+            )
     return sorted(set(found))
 
 

@@ -68,8 +68,9 @@ def init_workspace(target: Path, *, force: bool = False) -> list[Path]:
     for folder in SAMPLE_FOLDERS:
         src = source / folder
         if src.is_dir():
-            shutil.copytree(src, target / folder, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.rejects.csv"))
+            shutil.copytree(
+                src, target / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.rejects.csv")
+            )
             created.append(target / folder)
     (target / CONFIG_FILE).write_text(default_config_text(), encoding="utf-8")
     created.append(target / CONFIG_FILE)

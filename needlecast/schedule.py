@@ -73,13 +73,21 @@ def _runner(root: str) -> Runner:
 
 # -- job functions: module level, ids only ----------------------------------------------------------------
 
+
 def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> None:
     """Enqueue and send a broadcast (one zone group's moment, or immediately with `send_now`)."""
     try:
         report = _runner(root).run_broadcast(campaign_id, send_now=send_now)
-        log.info("broadcast %s: %d enqueued, %d sent, %d failed, %d deferred, %d unknown, %d skipped", campaign_id,
-                 report.enqueued, report.sent, report.failed, report.released, report.unknown,
-                 sum(report.skipped.values()))
+        log.info(
+            "broadcast %s: %d enqueued, %d sent, %d failed, %d deferred, %d unknown, %d skipped",
+            campaign_id,
+            report.enqueued,
+            report.sent,
+            report.failed,
+            report.released,
+            report.unknown,
+            sum(report.skipped.values()),
+        )
     except (NeedlecastError, ConfigurationError) as err:
         log.error("broadcast %s not sent: %s", campaign_id, err)
 
@@ -89,9 +97,16 @@ def run_sweeper_job(root: str) -> None:
     try:
         for report in _runner(root).sweep():
             if report.enqueued or report.sent or report.failed or report.unknown or report.enrolled:
-                log.info("sweep %s: %d enrolled, %d exited, %d enqueued, %d sent, %d failed, %d unknown",
-                         report.campaign_id, report.enrolled, report.exited, report.enqueued, report.sent,
-                         report.failed, report.unknown)
+                log.info(
+                    "sweep %s: %d enrolled, %d exited, %d enqueued, %d sent, %d failed, %d unknown",
+                    report.campaign_id,
+                    report.enrolled,
+                    report.exited,
+                    report.enqueued,
+                    report.sent,
+                    report.failed,
+                    report.unknown,
+                )
     except (NeedlecastError, ConfigurationError) as err:
         log.error("sweep stopped: %s", err)
 
@@ -111,6 +126,7 @@ _current: dict[str, BaseScheduler] = {}
 
 
 # -- sync ---------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -133,14 +149,22 @@ def broadcast_moments(conn: Connection, campaign: Campaign) -> list[datetime]:
 def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> list[JobSpec]:
     ctx = CampaignContext.load(workspace)
     root = str(workspace.root)
-    jobs = [JobSpec("sweeper", run_sweeper_job,
-                    IntervalTrigger(seconds=workspace.settings.schedule.sweep_interval_seconds), [root]),
-            JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root])]
+    jobs = [
+        JobSpec(
+            "sweeper",
+            run_sweeper_job,
+            IntervalTrigger(seconds=workspace.settings.schedule.sweep_interval_seconds),
+            [root],
+        ),
+        JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root]),
+    ]
     for campaign in ctx.campaigns.values():
         if campaign.kind != BROADCAST:
             continue
-        started = conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign.id).limit(1)
-                               ).first() is not None
+        started = (
+            conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign.id).limit(1)).first()
+            is not None
+        )
         for moment in broadcast_moments(conn, campaign):
             if moment <= now and started:
                 continue  # already ran; re-adding a past moment would only run a no-op
@@ -167,9 +191,18 @@ def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
             continue  # unchanged: keep its next run time
         # The sweeper runs at once (and then on its interval); other jobs at their trigger's time.
         first_run = {"next_run_time": now} if job_id == "sweeper" else {}
-        scheduler.add_job(spec.func, trigger=spec.trigger, args=spec.args, id=job_id, name=job_id,
-                          replace_existing=True, coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1,
-                          **first_run)
+        scheduler.add_job(
+            spec.func,
+            trigger=spec.trigger,
+            args=spec.args,
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=MISFIRE_GRACE,
+            max_instances=1,
+            **first_run,
+        )
         added += 1
     return added, removed
 
@@ -177,13 +210,22 @@ def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
 def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_id: str, delay_seconds: float) -> str:
     """A one-off job that sends a broadcast `delay_seconds` from now, ignoring its schedule (the demo)."""
     job_id = f"broadcast-now:{campaign_id}"
-    scheduler.add_job(run_broadcast_job, trigger=DateTrigger(run_date=utcnow() + timedelta(seconds=delay_seconds)),
-                      args=[str(workspace.root), campaign_id, True], id=job_id, name=job_id, replace_existing=True,
-                      coalesce=True, misfire_grace_time=MISFIRE_GRACE, max_instances=1)
+    scheduler.add_job(
+        run_broadcast_job,
+        trigger=DateTrigger(run_date=utcnow() + timedelta(seconds=delay_seconds)),
+        args=[str(workspace.root), campaign_id, True],
+        id=job_id,
+        name=job_id,
+        replace_existing=True,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE,
+        max_instances=1,
+    )
     return job_id
 
 
 # -- the one-sender lock -------------------------------------------------------------------------------------
+
 
 class SenderLock:
     """One scheduler per store: a PostgreSQL advisory lock, or an flock on a file beside the SQLite database."""
@@ -244,8 +286,11 @@ def recover(engine: Engine) -> int:
     with engine.begin() as conn:
         count = ledger.recover_stale(conn)
     if count:
-        log.warning("%d ledger rows were left 'sending' by a stopped sender and are now 'unknown': "
-                    "run `needlecast campaign reconcile` once the provider's events are in", count)
+        log.warning(
+            "%d ledger rows were left 'sending' by a stopped sender and are now 'unknown': "
+            "run `needlecast campaign reconcile` once the provider's events are in",
+            count,
+        )
     return count
 
 
@@ -255,14 +300,25 @@ def _locked_scheduler(workspace: Workspace, scheduler_cls: type[BaseScheduler]) 
     engine = _engine_for(workspace)
     lock = SenderLock(engine)
     if not lock.acquire():
-        raise ConfigurationError("another needlecast scheduler is already running on this database "
-                                 "(APScheduler 3 cannot share a job store); stop it first")
+        raise ConfigurationError(
+            "another needlecast scheduler is already running on this database "
+            "(APScheduler 3 cannot share a job store); stop it first"
+        )
     recover(engine)
     scheduler = build_scheduler(engine, scheduler_cls)
     _current["scheduler"] = scheduler
-    scheduler.add_job(run_resync_job, trigger=IntervalTrigger(seconds=RESYNC_SECONDS), args=[str(workspace.root)],
-                      id="resync", name="resync", replace_existing=True, coalesce=True,
-                      misfire_grace_time=MISFIRE_GRACE, max_instances=1, next_run_time=utcnow())
+    scheduler.add_job(
+        run_resync_job,
+        trigger=IntervalTrigger(seconds=RESYNC_SECONDS),
+        args=[str(workspace.root)],
+        id="resync",
+        name="resync",
+        replace_existing=True,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE,
+        max_instances=1,
+        next_run_time=utcnow(),
+    )
     return scheduler, lock
 
 
@@ -270,6 +326,7 @@ def run_scheduler(workspace: Workspace) -> None:
     """`needlecast scheduler`: the BlockingScheduler, until SIGTERM / Ctrl-C."""
     scheduler, lock = _locked_scheduler(workspace, BlockingScheduler)
     try:
+
         def stop(signum: int, _frame: Any) -> None:
             log.info("signal %d: finishing the batches in flight, then exiting", signum)
             STOP.set()

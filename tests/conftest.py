@@ -50,8 +50,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     base = postgres_url()
     if not base:
-        pytest.skip("NEEDLECAST_TEST_POSTGRES_URL is not set: the PostgreSQL run of the store contract suite "
-                    "needs a server (.ci/run sets it to the local one)")
+        pytest.skip(
+            "NEEDLECAST_TEST_POSTGRES_URL is not set: the PostgreSQL run of the store contract suite "
+            "needs a server (.ci/run sets it to the local one)"
+        )
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as conn:

@@ -42,8 +42,9 @@ def _reconciles(summary) -> None:  # type: ignore[no-untyped-def]
     assert summary.read == summary.inserted + summary.updated + summary.duplicates + summary.rejected
 
 
-def test_messy_semicolon_csv_with_bom_quotes_and_newlines(engine: Engine, vocabulary: Vocabulary,
-                                                          tmp_path: Path) -> None:
+def test_messy_semicolon_csv_with_bom_quotes_and_newlines(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     source = tmp_path / "leads.csv"
     source.write_bytes((DATA / "messy_semicolon.csv").read_bytes())
     summary = import_file(engine, source, vocabulary, list_name="spring")
@@ -60,7 +61,10 @@ def test_messy_semicolon_csv_with_bom_quotes_and_newlines(engine: Engine, vocabu
     assert zoe["attributes"] == {"booked": "yes"} and zoe["concern_consent"] is False
     rejects = list(csv.DictReader(summary.rejects_path.open(encoding="utf-8")))
     assert [(r["line"], r["reason"].split(" (")[0].split(":")[0]) for r in rejects] == [
-        ("5", "invalid email address"), ("8", "unknown concern 'rosacea'"), ("10", "unknown time zone 'Mars/Olympus'")]
+        ("5", "invalid email address"),
+        ("8", "unknown concern 'rosacea'"),
+        ("10", "unknown time zone 'Mars/Olympus'"),
+    ]
     assert rejects[0]["E-mail"] == "not-an-address"
 
 
@@ -98,8 +102,9 @@ def test_xlsx_import_with_mapping_file(engine: Engine, vocabulary: Vocabulary, t
     from needlecast.audience.columns import load_mapping
 
     mapping_file = tmp_path / "map.yaml"
-    mapping_file.write_text("Correo: email\nNombre: first_name\nPreocupación: concerns\n"
-                            "Consentimiento: marketing_consent\n")
+    mapping_file.write_text(
+        "Correo: email\nNombre: first_name\nPreocupación: concerns\nConsentimiento: marketing_consent\n"
+    )
     summary = import_file(engine, path, vocabulary, mapping=load_mapping(mapping_file))
     _reconciles(summary)
     assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
@@ -116,10 +121,13 @@ def test_file_without_email_column_lists_the_columns(engine: Engine, vocabulary:
         import_file(engine, source, vocabulary)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "file not found"), (b"", "empty"), (b"\n\n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file")])
-def test_unreadable_files_give_one_clear_error(engine: Engine, vocabulary: Vocabulary, tmp_path: Path,
-                                               content: bytes | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "file not found"), (b"", "empty"), (b"\n\n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file")],
+)
+def test_unreadable_files_give_one_clear_error(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path, content: bytes | None, message: str
+) -> None:
     source = tmp_path / "in.csv"
     if content is not None:
         source.write_bytes(content)
@@ -127,8 +135,7 @@ def test_unreadable_files_give_one_clear_error(engine: Engine, vocabulary: Vocab
         import_file(engine, source, vocabulary)
 
 
-def test_failure_mid_import_leaves_the_store_as_it_was(engine: Engine, vocabulary: Vocabulary,
-                                                       tmp_path: Path) -> None:
+def test_failure_mid_import_leaves_the_store_as_it_was(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:
     import_file(engine, write_audience_csv(tmp_path / "base.csv", 50, seed=1, messy=False), vocabulary)
     with engine.connect() as conn:
         before = conn.execute(select(contacts).order_by(contacts.c.id)).fetchall()
@@ -148,8 +155,9 @@ def test_failure_mid_import_leaves_the_store_as_it_was(engine: Engine, vocabular
     assert summary.inserted + summary.updated == 12_000 and summary.rejected == 0
 
 
-def test_failure_mid_import_into_an_empty_store_leaves_it_empty(engine: Engine, vocabulary: Vocabulary,
-                                                                tmp_path: Path) -> None:
+def test_failure_mid_import_into_an_empty_store_leaves_it_empty(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     # Into an empty PostgreSQL store the batches are written by a worker thread (and report from it).
     big = write_audience_csv(tmp_path / "big.csv", 12_000, seed=2, messy=False)
 
@@ -167,18 +175,28 @@ def test_failure_mid_import_into_an_empty_store_leaves_it_empty(engine: Engine, 
     assert summary.inserted == 12_000 and summary.reconciles
     with engine.connect() as conn:
         ids = set(conn.execute(select(contacts.c.id)).scalars())
-        granted = conn.execute(select(consent_events.c.contact_id).where(
-            consent_events.c.purpose == "marketing", consent_events.c.action == "granted")).scalars().all()
+        granted = (
+            conn.execute(
+                select(consent_events.c.contact_id).where(
+                    consent_events.c.purpose == "marketing", consent_events.c.action == "granted"
+                )
+            )
+            .scalars()
+            .all()
+        )
         listed = set(conn.execute(select(contact_lists.c.contact_id)).scalars())
     assert len(ids) == 12_000 and set(granted) <= ids and listed == ids  # history and lists name real contacts
     assert len(granted) == len(set(granted)) > 0
 
 
-def test_suppressed_or_erased_address_stays_out_after_reimport(engine: Engine, vocabulary: Vocabulary,
-                                                               tmp_path: Path) -> None:
+def test_suppressed_or_erased_address_stays_out_after_reimport(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     source = tmp_path / "two.csv"
-    source.write_text("Email,First Name,Concern,Marketing consent,Concern consent\n"
-                      "una@example.com,Una,acne,yes,yes\nvic@example.com,Vic,acne,yes,yes\n")
+    source.write_text(
+        "Email,First Name,Concern,Marketing consent,Concern consent\n"
+        "una@example.com,Una,acne,yes,yes\nvic@example.com,Vic,acne,yes,yes\n"
+    )
     import_file(engine, source, vocabulary)
     everyone = Segment("all")
     assert set(_members(engine, everyone)) == {"una@example.com", "vic@example.com"}
@@ -194,8 +212,9 @@ def test_suppressed_or_erased_address_stays_out_after_reimport(engine: Engine, v
     assert _members(engine, Segment("acne", concerns=("acne",))) == {}
 
 
-def test_consent_withdrawal_removes_contact_from_concern_targeting(engine: Engine, vocabulary: Vocabulary,
-                                                                   tmp_path: Path) -> None:
+def test_consent_withdrawal_removes_contact_from_concern_targeting(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     source = tmp_path / "one.csv"
     source.write_text("Email,Concern,Marketing consent,Health data consent\nwin@example.com,acne,yes,yes\n")
     import_file(engine, source, vocabulary)
@@ -209,13 +228,18 @@ def test_consent_withdrawal_removes_contact_from_concern_targeting(engine: Engin
     with engine.begin() as conn:
         record_consent(conn, contact_id, "marketing", False, source="reply to email")
         history = [(e["purpose"], e["action"]) for e in consent_history(conn, contact_id)]
-    assert history == [("marketing", "granted"), ("concern", "granted"), ("concern", "withdrawn"),
-                       ("marketing", "withdrawn")]
+    assert history == [
+        ("marketing", "granted"),
+        ("concern", "granted"),
+        ("concern", "withdrawn"),
+        ("marketing", "withdrawn"),
+    ]
     assert _members(engine, everyone) == {}
 
 
-def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vocabulary: Vocabulary,
-                                                               tmp_path: Path) -> None:
+def test_double_opt_in_pending_until_signed_token_is_redeemed(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     source = tmp_path / "p.csv"
     source.write_text("Email,Marketing consent\nxia@example.com,pending\n")
     import_file(engine, source, vocabulary)
@@ -237,8 +261,11 @@ def test_double_opt_in_pending_until_signed_token_is_redeemed(engine: Engine, vo
 def test_the_bulk_email_hasher_gives_the_same_keyed_hashes() -> None:
     hashed = email_hasher(b"k" * 32)
     for address in ("ana@example.com", "zoë@exämple.org", ""):
-        assert hashed(address) == email_hash(b"k" * 32, address) == hmac.new(
-            b"k" * 32, address.encode(), "sha256").hexdigest()
+        assert (
+            hashed(address)
+            == email_hash(b"k" * 32, address)
+            == hmac.new(b"k" * 32, address.encode(), "sha256").hexdigest()
+        )
     assert hashed("ana@example.com") != email_hasher(b"j" * 32)("ana@example.com")
 
 
@@ -250,8 +277,10 @@ def test_tokens_carry_a_standard_hmac_sha256(secret: bytes) -> None:
     body, mac = token.split(".")
     payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     assert payload == b"42:spring:0"
-    assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == hmac.digest(secret, b"manage|" + payload,
-                                                                                "sha256")[:16]
+    assert (
+        base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+        == hmac.digest(secret, b"manage|" + payload, "sha256")[:16]
+    )
 
 
 def test_expired_confirmation_token_is_refused() -> None:
@@ -268,33 +297,44 @@ def test_segment_filters(engine: Engine, vocabulary: Vocabulary, tmp_path: Path)
         "Email,Concern,Marketing consent,Concern consent,Signed up,Tags,Booked,Visits\n"
         "a@example.com,acne;pigmentation,yes,yes,2026-11-20,vip,no,3\n"
         "b@example.com,pigmentation,yes,yes,2026-06-01,,yes,10\n"
-        "c@example.com,ageing,yes,no,2026-11-01,vip,no,1\n")
+        "c@example.com,ageing,yes,no,2026-11-01,vip,no,1\n"
+    )
     import_file(engine, source, vocabulary, list_name="autumn")
     assert _members(engine, Segment("p", concerns=("pigmentation",))) == {
-        "a@example.com": "pigmentation", "b@example.com": "pigmentation"}
+        "a@example.com": "pigmentation",
+        "b@example.com": "pigmentation",
+    }
     assert set(_members(engine, Segment("new", signed_up_within_days=30))) == {"a@example.com", "c@example.com"}
     assert set(_members(engine, Segment("vip", tags=("vip",)))) == {"a@example.com", "c@example.com"}
-    assert set(_members(engine, Segment("l", lists=("autumn",)))) == {"a@example.com", "b@example.com",
-                                                                      "c@example.com"}
+    assert set(_members(engine, Segment("l", lists=("autumn",)))) == {"a@example.com", "b@example.com", "c@example.com"}
     assert set(_members(engine, Segment("l2", lists=("other",)))) == set()
     assert set(_members(engine, Segment("nb", where=(Condition("booked", "equals", "no"),)))) == {
-        "a@example.com", "c@example.com"}
+        "a@example.com",
+        "c@example.com",
+    }
     assert set(_members(engine, Segment("r", where=(Condition("visits", "between", [2, 5]),)))) == {"a@example.com"}
     assert set(_members(engine, Segment("d", where=(Condition("signed_up_at", "before", "2026-07-01"),)))) == {
-        "b@example.com"}
-    assert _members(engine, Segment("all")) == {"a@example.com": "acne", "b@example.com": "pigmentation",
-                                                "c@example.com": "general"}
+        "b@example.com"
+    }
+    assert _members(engine, Segment("all")) == {
+        "a@example.com": "acne",
+        "b@example.com": "pigmentation",
+        "c@example.com": "general",
+    }
 
 
-def test_the_segment_reader_returns_every_contact_as_stored(engine: Engine, vocabulary: Vocabulary,
-                                                           tmp_path: Path) -> None:
+def test_the_segment_reader_returns_every_contact_as_stored(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
     # Values that CSV (PostgreSQL's COPY) and JSON (SQLite) transports must carry through unchanged.
     source = tmp_path / "odd.csv"
     source.write_text(
-        'Email,First Name,Last Name,Concern,Marketing consent,Concern consent,Signed up,Tags,Note\n'
+        "Email,First Name,Last Name,Concern,Marketing consent,Concern consent,Signed up,Tags,Note\n"
         'a@example.com,"Ana, María","O\'Neil ""Jr""",acne,yes,no,2026-11-20 08:30,"vip;x,y",\n'
         'b@example.com,Zoë,,ageing;melasma,no,yes,2026-06-01,,"{""not"": ""json""}, really"\n'
-        'c@example.com,\\N,NULL,,yes,yes,2026-01-02,,\n', encoding="utf-8")
+        "c@example.com,\\N,NULL,,yes,yes,2026-01-02,,\n",
+        encoding="utf-8",
+    )
     import_file(engine, source, vocabulary, list_name="odd")
     with engine.begin() as conn:
         suppress(conn, "b@example.com", "complaint")
@@ -333,11 +373,28 @@ def test_sample_segments_file_loads(vocabulary: Vocabulary) -> None:
 def test_fast_path_accepts_only_what_email_validator_accepts() -> None:
     rng = random.Random(11)
     alphabet = string.ascii_lowercase + string.digits + ".-_+@'!"
-    corpus = ["a@b.co", "x..y@example.com", ".a@example.com", "a.@example.com", "a@-b.com", "a@b-.com",
-              "a@example.local", "a@localhost", "a@x.test", "a@example.c", "first.last+tag@sub.example.co.uk",
-              "o'brien@example.ie", "a@example.123", "a" * 65 + "@example.com", "a@" + "b" * 64 + ".com"]
-    corpus += ["".join(rng.choice(alphabet) for _ in range(rng.randint(3, 20))) + rng.choice(
-        ["@example.com", "@ex-ample.org", ".com", "@a.b"]) for _ in range(3000)]
+    corpus = [
+        "a@b.co",
+        "x..y@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a@-b.com",
+        "a@b-.com",
+        "a@example.local",
+        "a@localhost",
+        "a@x.test",
+        "a@example.c",
+        "first.last+tag@sub.example.co.uk",
+        "o'brien@example.ie",
+        "a@example.123",
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 64 + ".com",
+    ]
+    corpus += [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(3, 20)))
+        + rng.choice(["@example.com", "@ex-ample.org", ".com", "@a.b"])
+        for _ in range(3000)
+    ]
     for address in corpus:
         try:
             expected = validate_email(address, check_deliverability=False).normalized.lower()

@@ -50,20 +50,33 @@ def test_send_at_is_read_in_the_campaigns_zone(tmp_path: Path) -> None:
     assert campaign.schedule.send_at.astimezone(UTC) == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("change", "field", "fix"), [
-    (("kind: broadcast", "kind: blast"), "kind", "use 'broadcast' or 'sequence'"),
-    (("time_zone: Europe/London", "time_zone: Mars/Base"), "time_zone", "IANA name"),
-    (("    template: emails/broadcast\n", ""), "steps[0].template", "name an email"),
-    (('  send_at: "2026-12-01 09:00"', '  send_at: "next tuesday"'), "schedule.send_at", "2026-12-01 09:00"),
-    (("segment: all-leads\n", "segment: all-leads\ncolour: blue\n"), "colour", "remove it"),
-    (("  - id: guide", "  - id: guide!"), "steps[0].id", "short id"),
-    (("    template: emails/broadcast", "    template: emails/broadcast\n    variants: [rosacea]"), "steps[0].variants",
-     "use some of"),
-    (("    template: emails/broadcast", "    template: emails/broadcast\n    ab: {split: [60, 30], subjects: [a, b]}"),
-     "steps[0].ab.split", "split: [50, 50]"),
-])
-def test_bad_campaign_file_names_file_field_and_fix(tmp_path: Path, change: tuple[str, str], field: str,
-                                                    fix: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "fix"),
+    [
+        (("kind: broadcast", "kind: blast"), "kind", "use 'broadcast' or 'sequence'"),
+        (("time_zone: Europe/London", "time_zone: Mars/Base"), "time_zone", "IANA name"),
+        (("    template: emails/broadcast\n", ""), "steps[0].template", "name an email"),
+        (('  send_at: "2026-12-01 09:00"', '  send_at: "next tuesday"'), "schedule.send_at", "2026-12-01 09:00"),
+        (("segment: all-leads\n", "segment: all-leads\ncolour: blue\n"), "colour", "remove it"),
+        (("  - id: guide", "  - id: guide!"), "steps[0].id", "short id"),
+        (
+            ("    template: emails/broadcast", "    template: emails/broadcast\n    variants: [rosacea]"),
+            "steps[0].variants",
+            "use some of",
+        ),
+        (
+            (
+                "    template: emails/broadcast",
+                "    template: emails/broadcast\n    ab: {split: [60, 30], subjects: [a, b]}",
+            ),
+            "steps[0].ab.split",
+            "split: [50, 50]",
+        ),
+    ],
+)
+def test_bad_campaign_file_names_file_field_and_fix(
+    tmp_path: Path, change: tuple[str, str], field: str, fix: str
+) -> None:
     path = _write(tmp_path, GOOD.replace(*change))
     with pytest.raises(CampaignFileError) as caught:
         load_campaign(path, VARIANTS)
@@ -95,20 +108,23 @@ def test_two_files_with_one_id_are_refused(tmp_path: Path) -> None:
         load_campaigns(tmp_path, VARIANTS)
 
 
-@pytest.mark.parametrize(("zone", "day", "expected_utc"), [
-    # Europe/London springs forward on 2026-03-29 and falls back on 2026-10-25.
-    ("Europe/London", date(2026, 3, 28), datetime(2026, 3, 28, 9, 0, tzinfo=UTC)),
-    ("Europe/London", date(2026, 3, 29), datetime(2026, 3, 29, 8, 0, tzinfo=UTC)),
-    ("Europe/London", date(2026, 10, 25), datetime(2026, 10, 25, 9, 0, tzinfo=UTC)),
-    # America/New_York: 2026-03-08 and 2026-11-01.
-    ("America/New_York", date(2026, 3, 7), datetime(2026, 3, 7, 14, 0, tzinfo=UTC)),
-    ("America/New_York", date(2026, 3, 8), datetime(2026, 3, 8, 13, 0, tzinfo=UTC)),
-    ("America/New_York", date(2026, 11, 1), datetime(2026, 11, 1, 14, 0, tzinfo=UTC)),
-    # Australia/Sydney ends DST on 2026-04-05 and starts it on 2026-10-04 (southern hemisphere).
-    ("Australia/Sydney", date(2026, 4, 4), datetime(2026, 4, 3, 22, 0, tzinfo=UTC)),
-    ("Australia/Sydney", date(2026, 4, 5), datetime(2026, 4, 4, 23, 0, tzinfo=UTC)),
-    ("Australia/Sydney", date(2026, 10, 4), datetime(2026, 10, 3, 22, 0, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("zone", "day", "expected_utc"),
+    [
+        # Europe/London springs forward on 2026-03-29 and falls back on 2026-10-25.
+        ("Europe/London", date(2026, 3, 28), datetime(2026, 3, 28, 9, 0, tzinfo=UTC)),
+        ("Europe/London", date(2026, 3, 29), datetime(2026, 3, 29, 8, 0, tzinfo=UTC)),
+        ("Europe/London", date(2026, 10, 25), datetime(2026, 10, 25, 9, 0, tzinfo=UTC)),
+        # America/New_York: 2026-03-08 and 2026-11-01.
+        ("America/New_York", date(2026, 3, 7), datetime(2026, 3, 7, 14, 0, tzinfo=UTC)),
+        ("America/New_York", date(2026, 3, 8), datetime(2026, 3, 8, 13, 0, tzinfo=UTC)),
+        ("America/New_York", date(2026, 11, 1), datetime(2026, 11, 1, 14, 0, tzinfo=UTC)),
+        # Australia/Sydney ends DST on 2026-04-05 and starts it on 2026-10-04 (southern hemisphere).
+        ("Australia/Sydney", date(2026, 4, 4), datetime(2026, 4, 3, 22, 0, tzinfo=UTC)),
+        ("Australia/Sydney", date(2026, 4, 5), datetime(2026, 4, 4, 23, 0, tzinfo=UTC)),
+        ("Australia/Sydney", date(2026, 10, 4), datetime(2026, 10, 3, 22, 0, tzinfo=UTC)),
+    ],
+)
 def test_nine_am_local_across_dst_changes(zone: str, day: date, expected_utc: datetime) -> None:
     assert local_moment(day, time(9, 0), zone) == expected_utc
 
@@ -129,35 +145,72 @@ def test_quiet_hours_hold_an_email_until_the_morning_in_the_recipients_zone() ->
 
 
 def _emails(*dues: datetime) -> pd.DataFrame:
-    return pd.DataFrame({"contact_id": [1] * len(dues), "due_at": pd.to_datetime(list(dues), utc=True),
-                         "status": "queued", "reason": ""})
+    return pd.DataFrame(
+        {
+            "contact_id": [1] * len(dues),
+            "due_at": pd.to_datetime(list(dues), utc=True),
+            "status": "queued",
+            "reason": "",
+        }
+    )
 
 
 def test_frequency_cap_skips_a_broadcast_and_defers_a_sequence_step() -> None:
     schedule = ScheduleSettings(max_per_day=1, max_per_week=3)
-    history = pd.DataFrame({"contact_id": [1], "at": pd.to_datetime([datetime(2026, 11, 24, 10, tzinfo=UTC)],
-                                                                    utc=True)})
+    history = pd.DataFrame(
+        {"contact_id": [1], "at": pd.to_datetime([datetime(2026, 11, 24, 10, tzinfo=UTC)], utc=True)}
+    )
     excluded: Counter[str] = Counter()
     deferred: Counter[str] = Counter()
-    broadcast = _apply_cap(_emails(datetime(2026, 11, 24, 15, tzinfo=UTC)), history, schedule, defer=False,
-                           excluded=excluded, deferred=deferred)
+    broadcast = _apply_cap(
+        _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
+        history,
+        schedule,
+        defer=False,
+        excluded=excluded,
+        deferred=deferred,
+    )
     assert broadcast.loc[0, "status"] == "skipped" and excluded["frequency cap"] == 1
-    step = _apply_cap(_emails(datetime(2026, 11, 24, 15, tzinfo=UTC)), history, schedule, defer=True,
-                      excluded=excluded, deferred=deferred)
+    step = _apply_cap(
+        _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
+        history,
+        schedule,
+        defer=True,
+        excluded=excluded,
+        deferred=deferred,
+    )
     assert step.loc[0, "due_at"] == pd.Timestamp("2026-11-25 10:00", tz="UTC") and deferred["deferred by frequency cap"]
-    weekly = pd.DataFrame({"contact_id": [1, 1, 1], "at": pd.to_datetime(
-        [datetime(2026, 11, d, 10, tzinfo=UTC) for d in (18, 20, 22)], utc=True)})
-    capped = _apply_cap(_emails(datetime(2026, 11, 24, 15, tzinfo=UTC)), weekly, schedule, defer=False,
-                        excluded=Counter(), deferred=Counter())
+    weekly = pd.DataFrame(
+        {
+            "contact_id": [1, 1, 1],
+            "at": pd.to_datetime([datetime(2026, 11, d, 10, tzinfo=UTC) for d in (18, 20, 22)], utc=True),
+        }
+    )
+    capped = _apply_cap(
+        _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
+        weekly,
+        schedule,
+        defer=False,
+        excluded=Counter(),
+        deferred=Counter(),
+    )
     assert capped.loc[0, "status"] == "skipped"  # a fourth email within 7 days
-    free = _apply_cap(_emails(datetime(2026, 11, 30, 15, tzinfo=UTC)), history, schedule, defer=False,
-                      excluded=Counter(), deferred=Counter())
+    free = _apply_cap(
+        _emails(datetime(2026, 11, 30, 15, tzinfo=UTC)),
+        history,
+        schedule,
+        defer=False,
+        excluded=Counter(),
+        deferred=Counter(),
+    )
     assert free.loc[0, "status"] == "queued"
 
 
 def test_ab_arms_are_stable_and_follow_the_split(tmp_path: Path) -> None:
-    text = GOOD.replace("    template: emails/broadcast",
-                        "    template: emails/broadcast\n    ab: {split: [20, 80], subjects: [one, two]}")
+    text = GOOD.replace(
+        "    template: emails/broadcast",
+        "    template: emails/broadcast\n    ab: {split: [20, 80], subjects: [one, two]}",
+    )
     step = load_campaign(_write(tmp_path, text), VARIANTS).steps[0]
     arms = [arm_for("winter", step, c) for c in range(5000)]
     assert arms == [arm_for("winter", step, c) for c in range(5000)]

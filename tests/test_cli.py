@@ -27,25 +27,49 @@ def test_version() -> None:
 def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "clinic"
     assert runner.invoke(app, ["init", str(target)]).exit_code == 0
-    for name in ("content/microneedling.txt", "content/vocabulary.yaml", "templates/layouts/base.html",
-                 "templates/emails/welcome.html", "needlecast.toml"):
+    for name in (
+        "content/microneedling.txt",
+        "content/vocabulary.yaml",
+        "templates/layouts/base.html",
+        "templates/emails/welcome.html",
+        "needlecast.toml",
+    ):
         assert (target / name).is_file(), name
-    again = subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(target)], capture_output=True,
-                           text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "init", str(target)], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "already a workspace" in again.stderr
 
 
 def test_missing_workspace_says_how_to_create_one(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "needlecast.cli", "content", "show"], cwd=tmp_path,
-                            capture_output=True, text=True, env={"PATH": "/usr/bin", "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "content", "show"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 2
     assert "needlecast init DIR" in result.stderr
 
 
 def test_preview_prints_the_paths_it_wrote(workspace_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "previews"
-    result = runner.invoke(app, ["-w", str(workspace_dir), "preview", "emails/welcome", "--concern", "acne",
-                                 "--first-name", "Ana", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "-w",
+            str(workspace_dir),
+            "preview",
+            "emails/welcome",
+            "--concern",
+            "acne",
+            "--first-name",
+            "Ana",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.stdout
     written = [Path(line) for line in result.stdout.splitlines() if line.startswith(str(out))]
     assert sorted(p.suffix for p in written) == [".eml", ".html", ".txt"]

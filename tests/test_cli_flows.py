@@ -18,8 +18,14 @@ from needlecast.store.schema import deliveries, meta
 
 def _cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
-    return subprocess.run([sys.executable, "-m", "needlecast.cli", "-w", str(root), *args], capture_output=True,
-                          text=True, env={**base, "COLUMNS": "200", **env}, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "-w", str(root), *args],
+        capture_output=True,
+        text=True,
+        env={**base, "COLUMNS": "200", **env},
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_audience_commands_from_import_to_erasure(workspace_dir: Path) -> None:
@@ -62,8 +68,9 @@ def test_send_now_then_status_pause_resume_cancel(workspace_dir: Path) -> None:
 
 def test_sendgrid_backend_without_api_key_is_refused_before_anything_is_claimed(workspace_dir: Path) -> None:
     assert _cli(workspace_dir, "audience", "import", str(workspace_dir / "audiences" / "sample.csv")).returncode == 0
-    result = _cli(workspace_dir, "send", "spring-guide", "--now", NEEDLECAST_BACKEND="sendgrid",
-                  NEEDLECAST_SECRET="k" * 40)
+    result = _cli(
+        workspace_dir, "send", "spring-guide", "--now", NEEDLECAST_BACKEND="sendgrid", NEEDLECAST_SECRET="k" * 40
+    )
     assert result.returncode == 2 and "SENDGRID_API_KEY" in result.stderr
     store = open_store(f"sqlite:///{workspace_dir / '.needlecast' / 'needlecast.db'}")
     with store.connect() as conn:

@@ -80,8 +80,16 @@ def test_tag_override_for_unknown_section_or_concern_is_refused(workspace: Works
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("Acne", "acne"), ("anti-aging", "ageing"), ("Anti Ageing", "ageing"), ("dark spots", "pigmentation"),
-     ("MELASMA", "pigmentation"), ("breakouts", "acne"), ("rosacea", None), ("", None)],
+    [
+        ("Acne", "acne"),
+        ("anti-aging", "ageing"),
+        ("Anti Ageing", "ageing"),
+        ("dark spots", "pigmentation"),
+        ("MELASMA", "pigmentation"),
+        ("breakouts", "acne"),
+        ("rosacea", None),
+        ("", None),
+    ],
 )
 def test_vocabulary_normalises_synonyms_and_reports_unknowns(workspace: Workspace, value: str, expected: str) -> None:
     assert load_vocabulary_for(workspace).normalise(value) == expected

@@ -178,7 +178,8 @@ def test_400_fails_the_batch_and_keeps_sendgrids_reasons(workspace: Workspace, s
 
 
 def test_no_address_reaches_the_log_even_with_the_clients_debug_logging_on(
-        workspace: Workspace, sink: SendGridSink, caplog: pytest.LogCaptureFixture) -> None:
+    workspace: Workspace, sink: SendGridSink, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # python_http_client logs every request body at DEBUG
     outcomes = Harness(_sendgrid(workspace, sink), None).send(_batches(workspace, 3))
     assert {o.status for o in outcomes} == {SENT} and len(sink.accepted_delivery_ids()) == 3
@@ -198,8 +199,9 @@ def test_401_stops_with_a_configuration_error_and_nothing_sent(workspace: Worksp
     assert outcomes == [] and sink.accepted == []
 
 
-def test_an_error_mid_feed_reports_the_requests_in_flight_before_it_propagates(harness: Harness,
-                                                                               workspace: Workspace) -> None:
+def test_an_error_mid_feed_reports_the_requests_in_flight_before_it_propagates(
+    harness: Harness, workspace: Workspace
+) -> None:
     batches = _batches(workspace, 3000)
 
     def feed() -> Iterator[Batch]:  # like a claim failing after two batches were handed over

@@ -15,8 +15,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
-    return subprocess.run([sys.executable, "-m", "needlecast.cli", "-w", str(root), *args], capture_output=True,
-                          text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "-w", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_demo_sends_broadcast_and_day_zero_then_nothing_new(workspace_dir: Path) -> None:

@@ -24,11 +24,30 @@ from needlecast.store.schema import contacts, deliveries, delivery_queue
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def _enqueue(conn: Connection, campaign: str, contact_ids: list[int], due_at: datetime = NOW, *,
-             fresh: bool = False, status: Any = "queued") -> int:
-    return ledger.enqueue_columns(conn, {
-        "campaign_id": campaign, "step_id": "s1", "contact_id": contact_ids, "segment": "all", "variant": "general",
-        "arm": "", "due_at": due_at, "status": status, "error": ""}, fresh=fresh)
+def _enqueue(
+    conn: Connection,
+    campaign: str,
+    contact_ids: list[int],
+    due_at: datetime = NOW,
+    *,
+    fresh: bool = False,
+    status: Any = "queued",
+) -> int:
+    return ledger.enqueue_columns(
+        conn,
+        {
+            "campaign_id": campaign,
+            "step_id": "s1",
+            "contact_id": contact_ids,
+            "segment": "all",
+            "variant": "general",
+            "arm": "",
+            "due_at": due_at,
+            "status": status,
+            "error": "",
+        },
+        fresh=fresh,
+    )
 
 
 def _check_queue(conn: Connection) -> Counter[str]:
@@ -39,11 +58,18 @@ def _check_queue(conn: Connection) -> Counter[str]:
         ids = ids_from_text(ids) if isinstance(ids, str) else list(ids)
         assert entry["size"] == len(ids) <= ledger.QUEUE_ENTRY_SIZE
         listed += ids
-        due = {(c, d) for c, d in conn.execute(select(deliveries.c.campaign_id, deliveries.c.due_at)
-                                               .where(deliveries.c.id.in_(ids)))}
+        due = {
+            (c, d)
+            for c, d in conn.execute(
+                select(deliveries.c.campaign_id, deliveries.c.due_at).where(deliveries.c.id.in_(ids))
+            )
+        }
         assert due == {(entry["campaign_id"], entry["due_at"])}  # one campaign, due at the entry's time
-    queued = dict(conn.execute(select(deliveries.c.id, deliveries.c.campaign_id)
-                               .where(deliveries.c.status == ledger.QUEUED)).all())
+    queued = dict(
+        conn.execute(
+            select(deliveries.c.id, deliveries.c.campaign_id).where(deliveries.c.status == ledger.QUEUED)
+        ).all()
+    )
     assert sorted(listed) == sorted(queued)  # each queued row exactly once, and nothing else
     return Counter(queued.values())
 
@@ -123,11 +149,30 @@ def test_the_migration_lists_rows_queued_under_the_old_schema(store_url: str, tm
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0004")  # a ledger written by the previous needlecast, mid-send
-        conn.execute(insert(deliveries), [
-            {"campaign_id": "a", "step_id": "s1", "contact_id": i, "segment": "all", "variant": "general",
-             "arm": "", "status": "queued" if i % 3 else "sent", "due_at": NOW, "claimed_at": None,
-             "claim_token": "", "sent_at": None, "message_id": "", "error": "", "attempts": 0,
-             "created_at": NOW, "updated_at": NOW} for i in range(1, 2401)])
+        conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "campaign_id": "a",
+                    "step_id": "s1",
+                    "contact_id": i,
+                    "segment": "all",
+                    "variant": "general",
+                    "arm": "",
+                    "status": "queued" if i % 3 else "sent",
+                    "due_at": NOW,
+                    "claimed_at": None,
+                    "claim_token": "",
+                    "sent_at": None,
+                    "message_id": "",
+                    "error": "",
+                    "attempts": 0,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for i in range(1, 2401)
+            ],
+        )
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
@@ -142,12 +187,26 @@ def test_the_migration_lists_rows_queued_under_the_old_schema(store_url: str, tm
 
 def test_bulk_copy_carries_every_value_as_given(engine: Engine) -> None:
     odd = ["tab\there", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "", "Zoë 東京", 'quote"s']
-    rows = [{"email": f"p{i}@example.com", "email_hash": f"h{i}", "first_name": text, "last_name": "",
-             "concerns": "", "time_zone": "", "locale": "", "tags": "", "status": "active",
-             "marketing_consent": i % 2 == 0, "concern_consent": i % 3 == 0,
-             "attributes": {"note": text, "n": i, "none": None},
-             "signed_up_at": NOW - timedelta(seconds=i), "created_at": NOW, "updated_at": NOW}
-            for i, text in enumerate(odd)]
+    rows = [
+        {
+            "email": f"p{i}@example.com",
+            "email_hash": f"h{i}",
+            "first_name": text,
+            "last_name": "",
+            "concerns": "",
+            "time_zone": "",
+            "locale": "",
+            "tags": "",
+            "status": "active",
+            "marketing_consent": i % 2 == 0,
+            "concern_consent": i % 3 == 0,
+            "attributes": {"note": text, "n": i, "none": None},
+            "signed_up_at": NOW - timedelta(seconds=i),
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        for i, text in enumerate(odd)
+    ]
     with engine.begin() as conn:
         bulk_insert(conn, contacts, rows)  # COPY on PostgreSQL, executemany on SQLite
     with engine.connect() as conn:
@@ -164,10 +223,27 @@ def test_the_queue_is_the_only_way_a_claim_finds_rows(engine: Engine) -> None:
     with engine.begin() as conn:
         _enqueue(conn, "a", [1, 2])
         conn.execute(update(deliveries).where(deliveries.c.contact_id == 2).values(status="failed"))
-        conn.execute(insert(deliveries), {
-            "campaign_id": "a", "step_id": "s1", "contact_id": 3, "segment": "all", "variant": "general", "arm": "",
-            "status": "queued", "due_at": NOW, "claimed_at": None, "claim_token": "", "sent_at": None,
-            "message_id": "", "error": "", "attempts": 0, "created_at": NOW, "updated_at": NOW})
+        conn.execute(
+            insert(deliveries),
+            {
+                "campaign_id": "a",
+                "step_id": "s1",
+                "contact_id": 3,
+                "segment": "all",
+                "variant": "general",
+                "arm": "",
+                "status": "queued",
+                "due_at": NOW,
+                "claimed_at": None,
+                "claim_token": "",
+                "sent_at": None,
+                "message_id": "",
+                "error": "",
+                "attempts": 0,
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
     with engine.begin() as conn:
         assert [c.contact_id for c in ledger.claim(conn, "a", NOW, 10, "t")] == [1]  # and never the failed row
 

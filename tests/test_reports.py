@@ -39,21 +39,40 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
     Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
-        "spring-guide", send_now=True)
+        "spring-guide", send_now=True
+    )
     with engine.connect() as conn:
-        rows = conn.execute(select(deliveries.c.id, deliveries.c.campaign_id).where(
-            deliveries.c.status == "sent").order_by(deliveries.c.id)).all()
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.campaign_id)
+            .where(deliveries.c.status == "sent")
+            .order_by(deliveries.c.id)
+        ).all()
     items = []
     for n, (delivery_id, campaign) in enumerate(rows):
-        base = {"email": f"x{n}@example.com", "timestamp": 1795000000 + n, "delivery_id": str(delivery_id),
-                "campaign": campaign, "step": "guide"}
+        base = {
+            "email": f"x{n}@example.com",
+            "timestamp": 1795000000 + n,
+            "delivery_id": str(delivery_id),
+            "campaign": campaign,
+            "step": "guide",
+        }
         items.append({**base, "event": "delivered", "sg_event_id": f"d{n}"})
         if n % 3 == 0:  # every third recipient opens, three times
             items += [{**base, "event": "open", "sg_event_id": f"o{n}-{k}"} for k in range(3)]
         if n % 10 == 0:
-            items.append({**base, "event": "click", "sg_event_id": f"c{n}", "url": "=HYPERLINK(\"http://x\")"})
-    items.append({"email": "bounced@example.com", "timestamp": 1795000000, "event": "bounce", "type": "bounce",
-                  "sg_event_id": "b0", "delivery_id": str(rows[1][0]), "campaign": "spring-guide", "step": "guide"})
+            items.append({**base, "event": "click", "sg_event_id": f"c{n}", "url": '=HYPERLINK("http://x")'})
+    items.append(
+        {
+            "email": "bounced@example.com",
+            "timestamp": 1795000000,
+            "event": "bounce",
+            "type": "bounce",
+            "sg_event_id": "b0",
+            "delivery_id": str(rows[1][0]),
+            "campaign": "spring-guide",
+            "step": "guide",
+        }
+    )
     ingest(engine, parse_sendgrid(json.dumps(items).encode()))
     return engine
 
@@ -61,10 +80,12 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
 def test_report_counts_reconcile_with_the_ledger_and_events(sent: Engine) -> None:
     report = load_report(sent)
     with sent.connect() as conn:
-        sent_rows = conn.execute(select(func.count()).select_from(deliveries).where(
-            deliveries.c.status == "sent")).scalar()
-        openers = conn.execute(select(func.count(func.distinct(events.c.delivery_id))).where(
-            events.c.kind == "opened")).scalar()
+        sent_rows = conn.execute(
+            select(func.count()).select_from(deliveries).where(deliveries.c.status == "sent")
+        ).scalar()
+        openers = conn.execute(
+            select(func.count(func.distinct(events.c.delivery_id))).where(events.c.kind == "opened")
+        ).scalar()
         opens = conn.execute(select(func.count()).select_from(events).where(events.c.kind == "opened")).scalar()
     table = report.funnel
     assert int(table["sent"].sum()) == sent_rows == 253
@@ -78,12 +99,23 @@ def test_report_counts_reconcile_with_the_ledger_and_events(sent: Engine) -> Non
 
 def test_health_thresholds_fire() -> None:
     def flags_for(sent_: int, complaints: int, bounces: int) -> str:
-        ledger = pd.DataFrame({"id": range(sent_), "campaign_id": "c", "step_id": "s", "segment": "g",
-                               "variant": "general", "arm": "", "status": "sent", "outcome": "delivered",
-                               "contact_id": range(sent_), "sent_at": None})
+        ledger = pd.DataFrame(
+            {
+                "id": range(sent_),
+                "campaign_id": "c",
+                "step_id": "s",
+                "segment": "g",
+                "variant": "general",
+                "arm": "",
+                "status": "sent",
+                "outcome": "delivered",
+                "contact_id": range(sent_),
+                "sent_at": None,
+            }
+        )
         frame = delivery_flags(ledger, pd.DataFrame())
         frame.loc[: complaints - 1, "complained"] = complaints > 0
-        frame.loc[sent_ - bounces:, "bounced_hard"] = bounces > 0
+        frame.loc[sent_ - bounces :, "bounced_hard"] = bounces > 0
         return str(health(frame)["flag"].iloc[0])
 
     assert flags_for(1000, 0, 0) == "ok"
@@ -93,9 +125,20 @@ def test_health_thresholds_fire() -> None:
 
 
 def test_small_groups_show_counts_but_not_rates() -> None:
-    ledger = pd.DataFrame({"id": range(12), "campaign_id": "c", "step_id": "s", "segment": "g",
-                           "variant": ["acne"] * 9 + ["ageing"] * 3, "arm": "", "status": "sent",
-                           "outcome": "delivered", "contact_id": range(12), "sent_at": None})
+    ledger = pd.DataFrame(
+        {
+            "id": range(12),
+            "campaign_id": "c",
+            "step_id": "s",
+            "segment": "g",
+            "variant": ["acne"] * 9 + ["ageing"] * 3,
+            "arm": "",
+            "status": "sent",
+            "outcome": "delivered",
+            "contact_id": range(12),
+            "sent_at": None,
+        }
+    )
     table = funnel(delivery_flags(ledger, pd.DataFrame()), min_group=5).set_index("variant")
     assert table.loc["acne", "delivery_rate"] == 1.0 and table.loc["acne", "rates"] == "shown"
     assert pd.isna(table.loc["ageing", "opened_rate"]) and table.loc["ageing", "rates"].startswith("suppressed")
@@ -123,11 +166,14 @@ def test_hostile_values_are_neutralised_in_csv_and_xlsx(sent: Engine, tmp_path: 
 
 
 def test_report_cli_formats_and_masked_recipients(sent: Engine, workspace_dir: Path, tmp_path: Path) -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NEEDLECAST_")},
-           "NEEDLECAST_DATABASE_URL": str(sent.url.render_as_string(hide_password=False))}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEEDLECAST_")},
+        "NEEDLECAST_DATABASE_URL": str(sent.url.render_as_string(hide_password=False)),
+    }
     cli = [sys.executable, "-m", "needlecast.cli", "-w", str(workspace_dir), "report"]
-    out = subprocess.run([*cli, "--format", "json", "--include-recipients"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [*cli, "--format", "json", "--include-recipients"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert {"funnel", "health", "ab_test", "timeline", "links", "recipients"} <= set(data)
@@ -146,11 +192,18 @@ def test_html_report_renders_with_charts_in_headless_chromium(sent: Engine, tmp_
     html = page.read_text()
     # Self-contained: no script, stylesheet, image or font is fetched from anywhere.
     assert "<script" not in html and "<link" not in html and "@import" not in html and " src=" not in html
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             "--window-size=1000,1400"]
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1000,1400",
+    ]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert '<div class="chart" id="funnel-chart"><svg' in dom.stdout.replace("\n", "")
     assert 'id="timeline-chart"' in dom.stdout and "table-funnel" in dom.stdout
     shot = ARTIFACTS / "report.png"

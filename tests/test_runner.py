@@ -86,8 +86,12 @@ def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> 
         path.unlink()
     (workspace_dir / "audiences" / "leads.csv").write_text(
         "Email,First Name,Concern,Marketing consent,Concern consent,Signed up,Booked\n"
-        + "".join(f"lead{i}@example.com,Lead{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,"
-                  f"{'yes' if i % 5 else 'no'},2026-11-0{1 + i % 9},no\n" for i in range(40)))
+        + "".join(
+            f"lead{i}@example.com,Lead{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,"
+            f"{'yes' if i % 5 else 'no'},2026-11-0{1 + i % 9},no\n"
+            for i in range(40)
+        )
+    )
     return open_workspace(workspace_dir)
 
 
@@ -97,10 +101,18 @@ def _store(ws: Workspace) -> Engine:
     return engine
 
 
-def _runner(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock, *,
-            more_coming: Callable[[], bool] = lambda: False, **delivery: object) -> Runner:
-    settings = dataclasses.replace(ws.settings, delivery=dataclasses.replace(
-        ws.settings.delivery, api_host=sink.url, **delivery))
+def _runner(
+    ws: Workspace,
+    engine: Engine,
+    sink: SendGridSink,
+    clock: Clock,
+    *,
+    more_coming: Callable[[], bool] = lambda: False,
+    **delivery: object,
+) -> Runner:
+    settings = dataclasses.replace(
+        ws.settings, delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, **delivery)
+    )
     backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
     return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock, more_coming=more_coming)
 
@@ -126,7 +138,8 @@ def test_broadcast_sends_each_member_once_even_when_the_job_fires_twice(ws: Work
 
 
 def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audience_gives(
-        ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
     with engine.begin() as conn:
@@ -136,16 +149,25 @@ def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audie
     ctx = CampaignContext.load(runner.workspace)
     campaign = ctx.campaign("winter")
     with engine.connect() as conn:
-        whole = plan_broadcast(ctx, campaign, load_frame(conn, ctx.segments["all-leads"]), set(),
-                               load_ledger_view(conn, "winter", NOW).history, NOW)
+        whole = plan_broadcast(
+            ctx,
+            campaign,
+            load_frame(conn, ctx.segments["all-leads"]),
+            set(),
+            load_ledger_view(conn, "winter", NOW).history,
+            NOW,
+        )
     monkeypatch.setattr(runner_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
     assert len(list(runner._audience_parts())) == 6
     report = runner.run_broadcast("winter")
     with engine.connect() as conn:
-        enqueued = {(int(c), v, a) for c, v, a in conn.execute(
-            select(deliveries.c.contact_id, deliveries.c.variant, deliveries.c.arm))}
-    assert enqueued == {(int(c), v, a) for c, v, a in whole.emails[["contact_id", "variant", "arm"]].itertuples(
-        index=False)}
+        enqueued = {
+            (int(c), v, a)
+            for c, v, a in conn.execute(select(deliveries.c.contact_id, deliveries.c.variant, deliveries.c.arm))
+        }
+    assert enqueued == {
+        (int(c), v, a) for c, v, a in whole.emails[["contact_id", "variant", "arm"]].itertuples(index=False)
+    }
     assert len(enqueued) == report.enqueued == report.sent == 38
     assert report.excluded == whole.excluded == Counter({"suppressed: unsubscribed": 1, "suppressed: complaint": 1})
 
@@ -165,7 +187,8 @@ def test_one_rendering_per_variant_with_1000_recipients_per_request(ws: Workspac
 
 
 def test_each_copy_links_to_its_own_signed_pages_while_a_request_carries_the_token_once(
-        ws: Workspace, sink: SendGridSink) -> None:
+    ws: Workspace, sink: SendGridSink
+) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
     _runner(ws, engine, sink, Clock(NOW)).run_broadcast("winter")
@@ -178,8 +201,10 @@ def test_each_copy_links_to_its_own_signed_pages_while_a_request_carries_the_tok
         for item in request.payload["personalizations"]:
             token = item["substitutions"]["%%manage%%"]
             assert not any(base in value for value in item["substitutions"].values())  # the token, not URLs
-            assert signing.verify(SECRET.encode(), signing.MANAGE, token).contact_id == \
-                contact_of[int(item["custom_args"]["delivery_id"])]
+            assert (
+                signing.verify(SECRET.encode(), signing.MANAGE, token).contact_id
+                == contact_of[int(item["custom_args"]["delivery_id"])]
+            )
             _subject, html = render_request(entry, item["to"][0]["email"])  # the copy as its recipient sees it
             assert f'href="{base}/u/{token}"' in html and f'href="{base}/p/{token}"' in html
             assert "%%" not in html
@@ -223,10 +248,25 @@ def test_crash_between_claim_and_send_leaves_unknown_never_a_duplicate(ws: Works
     assert not {str(c.id) for c in claimed} & set(sink.accepted_delivery_ids())
     # Provider events prove four of them were accepted: reconcile settles those; the rest are resent on request.
     with engine.begin() as conn:
-        conn.execute(insert(events), [{"provider_event_id": f"ev{c.id}", "kind": "processed", "delivery_id": c.id,
-                                       "campaign_id": "winter", "step_id": "guide", "message_id": "m1",
-                                       "email_hash": "", "occurred_at": NOW, "received_at": NOW, "detail": "",
-                                       "raw": {}} for c in claimed[:4]])
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "provider_event_id": f"ev{c.id}",
+                    "kind": "processed",
+                    "delivery_id": c.id,
+                    "campaign_id": "winter",
+                    "step_id": "guide",
+                    "message_id": "m1",
+                    "email_hash": "",
+                    "occurred_at": NOW,
+                    "received_at": NOW,
+                    "detail": "",
+                    "raw": {},
+                }
+                for c in claimed[:4]
+            ],
+        )
         assert ledger.reconcile(conn, "winter") == 4
         assert ledger.requeue_unknown(conn, "winter") == 6
     assert runner.run_broadcast("winter").sent == 6
@@ -250,12 +290,15 @@ def test_two_runners_never_claim_the_same_row(ws: Workspace, sink: SendGridSink)
 
 
 def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_email(
-        ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Helpers read the workspace and environment afresh: the settings go into the files and variables.
     config = ws.root / "needlecast.toml"
-    config.write_text(config.read_text().replace(
-        "max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 3\nparallel_from = 10")
-        .replace("requests_per_second = 10", "requests_per_second = 5"))  # slow enough for helpers to join in
+    config.write_text(
+        config.read_text()
+        .replace("max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 3\nparallel_from = 10")
+        .replace("requests_per_second = 10", "requests_per_second = 5")
+    )  # slow enough for helpers to join in
     monkeypatch.setenv("NEEDLECAST_BACKEND", "sendgrid")
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     monkeypatch.setenv("NEEDLECAST_SENDGRID_HOST", sink.url)
@@ -274,10 +317,14 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
 
 
 def test_helpers_started_for_a_large_audience_are_dismissed_when_the_segment_is_small(
-        ws: Workspace, sink: SendGridSink) -> None:
+    ws: Workspace, sink: SendGridSink
+) -> None:
     config = ws.root / "needlecast.toml"
-    config.write_text(config.read_text().replace(
-        "max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 2\nparallel_from = 30"))
+    config.write_text(
+        config.read_text().replace(
+            "max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 2\nparallel_from = 30"
+        )
+    )
     ws = open_workspace(ws.root)
     _campaign(ws, BROADCAST.format(segment="acne"))
     engine = _store(ws)
@@ -289,8 +336,9 @@ def test_helpers_started_for_a_large_audience_are_dismissed_when_the_segment_is_
     assert not any(stage.startswith("helpers_") for stage in report.timings)
 
 
-def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(ws: Workspace,
-                                                                              sink: SendGridSink) -> None:
+def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(
+    ws: Workspace, sink: SendGridSink
+) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
     asked: list[int] = []
@@ -300,9 +348,20 @@ def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(ws
         if len(asked) == 1:
             with engine.begin() as conn:
                 ids = list(conn.execute(select(contacts.c.id)).scalars())
-                ledger.enqueue_columns(conn, {"campaign_id": "winter", "step_id": "guide", "contact_id": ids,
-                                              "segment": "all-leads", "variant": "general", "arm": "",
-                                              "due_at": NOW - timedelta(minutes=1), "status": "queued", "error": ""})
+                ledger.enqueue_columns(
+                    conn,
+                    {
+                        "campaign_id": "winter",
+                        "step_id": "guide",
+                        "contact_id": ids,
+                        "segment": "all-leads",
+                        "variant": "general",
+                        "arm": "",
+                        "due_at": NOW - timedelta(minutes=1),
+                        "status": "queued",
+                        "error": "",
+                    },
+                )
             return True
         return False
 
@@ -330,7 +389,8 @@ def test_too_many_failures_in_a_row_pause_the_campaign(ws: Workspace, sink: Send
 
 
 def test_successes_waiting_to_be_recorded_are_kept_when_later_batches_fail_and_pause_the_campaign(
-        ws: Workspace, sink: SendGridSink) -> None:
+    ws: Workspace, sink: SendGridSink
+) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
     runner = _runner(ws, engine, sink, Clock(NOW), max_in_flight=1, batch_size=2)  # 20 requests, 10 a second
@@ -357,8 +417,12 @@ def test_successes_waiting_to_be_recorded_are_kept_when_later_batches_fail_and_p
 
 
 def test_campaign_with_lint_errors_needs_a_signoff(ws: Workspace, sink: SendGridSink) -> None:
-    _campaign(ws, BROADCAST.format(segment="all-leads").replace(
-        "signoff: {reviewer: QA, date: 2026-11-24, note: test content}", ""))
+    _campaign(
+        ws,
+        BROADCAST.format(segment="all-leads").replace(
+            "signoff: {reviewer: QA, date: 2026-11-24, note: test content}", ""
+        ),
+    )
     engine = _store(ws)
     with pytest.raises(CampaignBlocked, match=r"claim-.*signoff"):
         _runner(ws, engine, sink, Clock(NOW)).run_broadcast("winter")
@@ -373,8 +437,9 @@ def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, 
     report = next(r for r in runner.sweep() if r.campaign_id == "drip")
     assert report.enrolled == 40 and report.sent == 40
     with engine.begin() as conn:  # one lead books, one unsubscribes
-        conn.execute(contacts.update().where(contacts.c.email == "lead1@example.com")
-                     .values(attributes={"booked": "yes"}))
+        conn.execute(
+            contacts.update().where(contacts.c.email == "lead1@example.com").values(attributes={"booked": "yes"})
+        )
         suppress(conn, "lead2@example.com", "unsubscribed")
     clock.now = NOW + timedelta(days=1)
     assert next(r for r in runner.sweep() if r.campaign_id == "drip").sent == 0  # day 3 not due yet
@@ -382,8 +447,11 @@ def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, 
     report = next(r for r in runner.sweep() if r.campaign_id == "drip")
     assert report.sent == 38 and report.exited == 0  # both already left at the previous sweep
     with engine.connect() as conn:
-        reasons = dict(conn.execute(select(enrolments.c.contact_id, enrolments.c.exit_reason)
-                                    .where(enrolments.c.exit_reason != "")).all())
+        reasons = dict(
+            conn.execute(
+                select(enrolments.c.contact_id, enrolments.c.exit_reason).where(enrolments.c.exit_reason != "")
+            ).all()
+        )
     assert sorted(reasons.values()) == ["booked = yes", "unsubscribed"]
     per_step = Counter(a.payload["custom_args"]["step"] for a in sink.accepted for _ in a.payload["personalizations"])
     assert per_step == Counter({"welcome": 40, "follow-up": 38})

@@ -49,16 +49,22 @@ kind: broadcast
 segment: all-leads
 time_zone: Europe/London
 steps: [{{id: guide, template: emails/broadcast}}]
-schedule: {{send_at: "{send_at.strftime('%Y-%m-%dT%H:%M:%S+00:00')}"}}
+schedule: {{send_at: "{send_at.strftime("%Y-%m-%dT%H:%M:%S+00:00")}"}}
 signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
 """)
     with (root / "audiences" / "big.csv").open("w") as handle:
         handle.write("Email,First Name,Concern,Marketing consent,Concern consent\n")
         for i in range(recipients):
             handle.write(f"r{i}@example.com,R{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,yes\n")
-    env = {**os.environ, "NEEDLECAST_DATABASE_URL": f"sqlite:///{root / 'state.db'}", "NEEDLECAST_BACKEND": "sendgrid",
-           "SENDGRID_API_KEY": API_KEY, "NEEDLECAST_SECRET": "x" * 40, "NEEDLECAST_QUIET_HOURS": "off",
-           "NEEDLECAST_WORKSPACE": str(root)}
+    env = {
+        **os.environ,
+        "NEEDLECAST_DATABASE_URL": f"sqlite:///{root / 'state.db'}",
+        "NEEDLECAST_BACKEND": "sendgrid",
+        "SENDGRID_API_KEY": API_KEY,
+        "NEEDLECAST_SECRET": "x" * 40,
+        "NEEDLECAST_QUIET_HOURS": "off",
+        "NEEDLECAST_WORKSPACE": str(root),
+    }
     return root, env
 
 
@@ -74,8 +80,14 @@ def _import(root: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) ->
 
 def _start(env: dict[str, str], sink: SendGridSink, log: Path) -> subprocess.Popen[bytes]:
     env = {**env, "NEEDLECAST_SENDGRID_HOST": sink.url}
-    return subprocess.Popen([sys.executable, str(REPO / "scheduler.py")], env=env, cwd=env["NEEDLECAST_WORKSPACE"],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "scheduler.py")],
+        env=env,
+        cwd=env["NEEDLECAST_WORKSPACE"],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +114,8 @@ def _settled(engine: Engine) -> bool:
 
 
 def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly_once(
-        tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, env = _workspace(tmp_path / "ws", 20_000, datetime.now(UTC) - timedelta(minutes=1))
     engine = _import(root, env, monkeypatch)
     log = tmp_path / "scheduler.log"
@@ -121,10 +134,25 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
     accepted = sink.accepted_delivery_ids()
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(insert(events), [{"provider_event_id": f"p-{d}", "kind": "processed", "delivery_id": int(d),
-                                       "campaign_id": "big", "step_id": "guide", "message_id": "", "email_hash": "",
-                                       "occurred_at": now, "received_at": now, "detail": "", "raw": {}}
-                                      for d in accepted])
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "provider_event_id": f"p-{d}",
+                    "kind": "processed",
+                    "delivery_id": int(d),
+                    "campaign_id": "big",
+                    "step_id": "guide",
+                    "message_id": "",
+                    "email_hash": "",
+                    "occurred_at": now,
+                    "received_at": now,
+                    "detail": "",
+                    "raw": {},
+                }
+                for d in accepted
+            ],
+        )
         ledger.reconcile(conn, "big")
         resent = ledger.requeue_unknown(conn, "big")
     if resent:  # rows claimed at a kill but never posted: sent again, on request, exactly once
@@ -141,8 +169,9 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
         assert ledger.counts(conn, "big")["sent"] == 20_000
 
 
-def test_sigterm_finishes_the_batch_in_flight_and_exits(tmp_path: Path, sink: SendGridSink,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_finishes_the_batch_in_flight_and_exits(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, env = _workspace(tmp_path / "ws", 6_000, datetime.now(UTC) - timedelta(minutes=1))
     engine = _import(root, env, monkeypatch)
     process = _start(env, sink, tmp_path / "log")
@@ -156,15 +185,22 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits(tmp_path: Path, sink: Se
     assert counts["queued"] == 6_000 - counts["sent"]  # the rest waits for the next start
 
 
-def test_a_second_scheduler_on_the_same_store_refuses_to_start(tmp_path: Path, sink: SendGridSink,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_scheduler_on_the_same_store_refuses_to_start(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, env = _workspace(tmp_path / "ws", 10, datetime.now(UTC) + timedelta(days=1))
     engine = _import(root, env, monkeypatch)
     first = _start(env, sink, tmp_path / "log")
     try:
         _wait_for(lambda: _lock_taken(engine), 30, "the first scheduler's lock")
-        second = subprocess.run([sys.executable, str(REPO / "scheduler.py")], env={**env}, cwd=root,
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, str(REPO / "scheduler.py")],
+            env={**env},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 2 and "already running" in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)
@@ -181,8 +217,9 @@ def test_postgres_advisory_lock_allows_one_sender(store_url: str) -> None:
     second.release()
 
 
-def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(tmp_path: Path, sink: SendGridSink,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     moment = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
@@ -207,12 +244,14 @@ def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(tmp_path: P
     assert jobs() == {"sweeper", "resync"}
 
 
-def test_missed_broadcast_runs_once_when_the_scheduler_comes_back(tmp_path: Path, sink: SendGridSink,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missed_broadcast_runs_once_when_the_scheduler_comes_back(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, env = _workspace(tmp_path / "ws", 300, datetime.now(UTC) + timedelta(seconds=2))
     engine = _import(root, env, monkeypatch)
-    subprocess.run([sys.executable, "-m", "needlecast.cli", "schedule", "sync"], env=env, cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "schedule", "sync"], env=env, cwd=root, check=True, capture_output=True
+    )
     time.sleep(3)  # the scheduler is "down" when the broadcast is due
     process = _start(env, sink, tmp_path / "log")
     try:

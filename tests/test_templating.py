@@ -17,7 +17,7 @@ from needlecast.templating.recipient import recipient_values
 HOSTILE_NAMES = [
     "<script>alert(1)</script>",
     "{{ 7*7 }}",
-    "O'Brien \"Bob\"",
+    'O\'Brien "Bob"',
     "Ana\nBcc: x@evil.test",
     "%%unsubscribe_url%%",
 ]
@@ -32,8 +32,11 @@ def _render(workspace: Workspace, name: str = "emails/welcome", concern: str = "
 def _filled(workspace: Workspace, rendered, first_name: str):
     values = recipient_values(workspace.settings, b"k" * 32, 7, "camp", first_name)
     subs = substitutions_for(values)
-    return (apply_substitutions(rendered.subject, subs), apply_substitutions(rendered.html, subs),
-            apply_substitutions(rendered.text, subs))
+    return (
+        apply_substitutions(rendered.subject, subs),
+        apply_substitutions(rendered.html, subs),
+        apply_substitutions(rendered.text, subs),
+    )
 
 
 def test_one_rendering_serves_every_recipient_through_tokens(workspace: Workspace) -> None:

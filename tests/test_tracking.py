@@ -54,8 +54,12 @@ class Site:
     def signed_post(self, body: bytes, timestamp: int | None = None, **headers: str) -> httpx.Response:
         stamp = str(int(time.time()) if timestamp is None else timestamp)
         signature = base64.b64encode(self.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
-        sent = {"X-Twilio-Email-Event-Webhook-Signature": signature,
-                "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json", **headers}
+        sent = {
+            "X-Twilio-Email-Event-Webhook-Signature": signature,
+            "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            "Content-Type": "application/json",
+            **headers,
+        }
         return self.client.post(f"{self.url}/webhooks/sendgrid", content=body, headers=sent)
 
     def members(self, segment: Segment) -> set[str]:
@@ -66,14 +70,14 @@ class Site:
 @pytest.fixture()
 def site(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(public).decode())
     monkeypatch.setenv("NEEDLECAST_SECRET", SECRET)
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
     (workspace_dir / "audiences" / "few.csv").write_text(
         "Email,First Name,Concern,Marketing consent,Concern consent\n"
-        "ana@example.com,Ana,acne,yes,yes\nben@example.com,Ben,ageing,yes,yes\ncai@example.com,Cai,,pending,no\n")
+        "ana@example.com,Ana,acne,yes,yes\nben@example.com,Ben,ageing,yes,yes\ncai@example.com,Cai,,pending,no\n"
+    )
     workspace = open_workspace(workspace_dir)
     engine = open_store(workspace.database_url)
     import_file(engine, workspace_dir / "audiences" / "few.csv", load_vocabulary_for(workspace))
@@ -131,8 +135,10 @@ def test_signed_events_are_accepted_and_tampering_is_refused(site: Site) -> None
 
 
 def test_a_duplicated_event_is_stored_once_and_unknown_kinds_are_kept(site: Site) -> None:
-    body = _events({"email": "ana@example.com", "event": "open", "sg_event_id": "o1"},
-                   {"email": "ana@example.com", "event": "brand_new_kind", "sg_event_id": "n1"})
+    body = _events(
+        {"email": "ana@example.com", "event": "open", "sg_event_id": "o1"},
+        {"email": "ana@example.com", "event": "brand_new_kind", "sg_event_id": "n1"},
+    )
     assert site.signed_post(body).json() == {"stored": 2, "duplicates": 0}
     assert site.signed_post(body).json() == {"stored": 0, "duplicates": 2}
     with site.engine.connect() as conn:
@@ -145,9 +151,16 @@ def test_a_duplicated_event_is_stored_once_and_unknown_kinds_are_kept(site: Site
 def test_a_hard_bounce_keeps_the_address_out_of_the_next_campaign(site: Site) -> None:
     everyone = Segment("all")
     assert site.members(everyone) == {"ana@example.com", "ben@example.com"}
-    body = _events({"email": "ben@example.com", "event": "bounce", "type": "bounce", "sg_event_id": "b1",
-                    "reason": "550 no such user"},
-                   {"email": "ana@example.com", "event": "bounce", "type": "blocked", "sg_event_id": "b2"})
+    body = _events(
+        {
+            "email": "ben@example.com",
+            "event": "bounce",
+            "type": "bounce",
+            "sg_event_id": "b1",
+            "reason": "550 no such user",
+        },
+        {"email": "ana@example.com", "event": "bounce", "type": "blocked", "sg_event_id": "b2"},
+    )
     assert site.signed_post(body).status_code == 200
     with site.engine.connect() as conn:
         assert suppression_of(conn, "ben@example.com") == "hard_bounce"
@@ -156,10 +169,21 @@ def test_a_hard_bounce_keeps_the_address_out_of_the_next_campaign(site: Site) ->
 
 
 def test_a_768_kb_batch_is_stored(site: Site) -> None:
-    items = [{"email": f"user{i}@example.com", "event": "delivered", "sg_event_id": f"big{i}",
-              "sg_message_id": f"m{i}.filter", "delivery_id": str(i), "campaign": "spring", "step": "guide",
-              "smtp-id": f"<{i}@example.com>", "category": ["spring", "spring/guide"], "response": "250 OK " + "x" * 80}
-             for i in range(2600)]
+    items = [
+        {
+            "email": f"user{i}@example.com",
+            "event": "delivered",
+            "sg_event_id": f"big{i}",
+            "sg_message_id": f"m{i}.filter",
+            "delivery_id": str(i),
+            "campaign": "spring",
+            "step": "guide",
+            "smtp-id": f"<{i}@example.com>",
+            "category": ["spring", "spring/guide"],
+            "response": "250 OK " + "x" * 80,
+        }
+        for i in range(2600)
+    ]
     body = json.dumps(items).encode()
     assert len(body) > 768 * 1024
     response = site.signed_post(body)
@@ -179,8 +203,9 @@ def test_one_click_post_unsubscribes_and_a_get_alone_does_not(site: Site) -> Non
     assert again.status_code == 200
     with site.engine.connect() as conn:
         assert suppression_of(conn, "ana@example.com") == "unsubscribed"
-        withdrawals = conn.execute(select(func.count()).select_from(consent_events).where(
-            consent_events.c.action == "withdrawn")).scalar()
+        withdrawals = conn.execute(
+            select(func.count()).select_from(consent_events).where(consent_events.c.action == "withdrawn")
+        ).scalar()
     assert withdrawals == 1
 
 
@@ -188,8 +213,14 @@ def test_forged_or_truncated_tokens_get_404(site: Site) -> None:
     good = site.token(signing.UNSUBSCRIBE, "ana@example.com")
     forged = signing.sign(b"not-the-secret" * 3, signing.UNSUBSCRIBE, site.contact_id("ana@example.com"), "x")
     confirmation = site.token(signing.CONFIRM, "ana@example.com")  # a valid token of another kind
-    for path in (f"/u/{good[:-3]}", f"/u/{forged}", f"/u/{confirmation}", "/u/garbage", f"/p/{confirmation}",
-                 f"/p/{good[:-1]}"):
+    for path in (
+        f"/u/{good[:-3]}",
+        f"/u/{forged}",
+        f"/u/{confirmation}",
+        "/u/garbage",
+        f"/p/{confirmation}",
+        f"/p/{good[:-1]}",
+    ):
         response = site.client.post(f"{site.url}{path}", data={"List-Unsubscribe": "One-Click"})
         assert response.status_code == 404, path
         assert "ana" not in response.text
@@ -200,8 +231,12 @@ def test_preference_page_pauses_chooses_topics_and_needs_its_csrf_field(site: Si
     page = site.client.get(url)
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
     assert site.client.post(url, data={"action": "pause"}).status_code == 403
-    assert site.client.post(url, data={"action": "pause", "csrf": csrf},
-                            headers={"Origin": "https://evil.example.net"}).status_code == 403
+    assert (
+        site.client.post(
+            url, data={"action": "pause", "csrf": csrf}, headers={"Origin": "https://evil.example.net"}
+        ).status_code
+        == 403
+    )
     paused = site.client.post(url, data={"action": "pause", "csrf": csrf})
     assert paused.status_code == 200 and "paused until" in paused.text
     assert site.members(Segment("all")) == {"ana@example.com"}
@@ -246,20 +281,34 @@ def test_pages_render_in_headless_chromium(site: Site, tmp_path: Path) -> None:
         "preferences": (f"/p/{site.token(signing.PREFERENCES, 'ben@example.com')}", "Topics I want to hear about"),
         "confirmation": (f"/confirm/{confirm_token}", "Thank you"),
     }
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=800,900"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=800,900",
+    ]
     for name, (path, expected) in pages.items():
         shot = ARTIFACTS / f"{name}.png"
         shot.unlink(missing_ok=True)
-        dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"{site.url}{path}"], capture_output=True,
-                             text=True, timeout=120)
+        dom = subprocess.run(
+            [_chromium(), *flags, "--dump-dom", f"{site.url}{path}"], capture_output=True, text=True, timeout=120
+        )
         assert expected in dom.stdout, dom.stderr[-2000:]
         if name == "confirmation":
             continue  # the link is single-purpose; the dump above already confirmed it
-        subprocess.run([_chromium(), *flags, f"--screenshot={shot}", f"{site.url}{path}"], capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [_chromium(), *flags, f"--screenshot={shot}", f"{site.url}{path}"], capture_output=True, timeout=120
+        )
         assert shot.is_file() and shot.stat().st_size > 5_000 and shot.read_bytes()[:4] == b"\x89PNG"
-    message = subprocess.run([_chromium(), *flags, f"--screenshot={ARTIFACTS / 'confirmation.png'}",
-                              f"{site.url}/confirm/{confirm_token}"], capture_output=True, timeout=120)
+    message = subprocess.run(
+        [_chromium(), *flags, f"--screenshot={ARTIFACTS / 'confirmation.png'}", f"{site.url}/confirm/{confirm_token}"],
+        capture_output=True,
+        timeout=120,
+    )
     assert message.returncode == 0 and (ARTIFACTS / "confirmation.png").stat().st_size > 5_000

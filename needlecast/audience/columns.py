@@ -14,8 +14,19 @@ from needlecast.errors import AudienceFileError, ConfigurationError
 from needlecast.yamlfile import read_yaml
 
 FIELDS = (
-    "email", "first_name", "last_name", "concerns", "time_zone", "locale", "tags", "lists",
-    "marketing_consent", "concern_consent", "consent_date", "consent_wording", "signed_up_at",
+    "email",
+    "first_name",
+    "last_name",
+    "concerns",
+    "time_zone",
+    "locale",
+    "tags",
+    "lists",
+    "marketing_consent",
+    "concern_consent",
+    "consent_date",
+    "consent_wording",
+    "signed_up_at",
 )
 IGNORE = "ignore"
 
@@ -29,13 +40,29 @@ for _field, _names in {
     "locale": ["locale", "language", "lang"],
     "tags": ["tag", "tags"],
     "lists": ["list", "lists"],
-    "marketing_consent": ["marketing consent", "consent", "email consent", "opt in", "opted in", "optin",
-                          "subscribed", "newsletter"],
+    "marketing_consent": [
+        "marketing consent",
+        "consent",
+        "email consent",
+        "opt in",
+        "opted in",
+        "optin",
+        "subscribed",
+        "newsletter",
+    ],
     "concern_consent": ["concern consent", "health data consent", "skin data consent", "concern data consent"],
     "consent_date": ["consent date", "consented at", "opt in date", "consent timestamp"],
     "consent_wording": ["consent wording", "wording version", "consent version", "consent text version"],
-    "signed_up_at": ["signed up", "signup date", "sign up date", "signed up at", "created", "created at",
-                     "date added", "joined"],
+    "signed_up_at": [
+        "signed up",
+        "signup date",
+        "sign up date",
+        "signed up at",
+        "created",
+        "created at",
+        "date added",
+        "joined",
+    ],
 }.items():
     for _name in _names:
         _ALIASES[re.sub(r"[^a-z0-9]", "", _name)] = _field
@@ -75,6 +102,6 @@ def map_columns(headers: list[str], mapping: dict[str, str], source: str) -> tup
         found = ", ".join(repr(h) for h in headers) or "none"
         raise AudienceFileError(
             f"{source}: no email column. Columns found: {found}. Name the column 'Email', or map it with "
-            "--mapping FILE, a YAML file such as:  \"Correo electrónico\": email"
+            '--mapping FILE, a YAML file such as:  "Correo electrónico": email'
         )
     return fields, attributes

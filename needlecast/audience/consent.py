@@ -40,18 +40,37 @@ def record_consent(
     result = conn.execute(update(contacts).where(contacts.c.id == contact_id).values(values))
     if result.rowcount != 1:
         raise NotFound(f"no contact with id {contact_id}")
-    conn.execute(insert(consent_events), {
-        "contact_id": contact_id, "purpose": purpose, "action": "granted" if granted else "withdrawn",
-        "source": source, "wording_version": wording_version, "recorded_at": at or utcnow()})
+    conn.execute(
+        insert(consent_events),
+        {
+            "contact_id": contact_id,
+            "purpose": purpose,
+            "action": "granted" if granted else "withdrawn",
+            "source": source,
+            "wording_version": wording_version,
+            "recorded_at": at or utcnow(),
+        },
+    )
 
 
 def start_double_opt_in(conn: Connection, contact_id: int, secret: bytes, *, source: str) -> str:
     """Mark the contact pending and return a signed confirmation token valid for 7 days."""
-    conn.execute(update(contacts).where(contacts.c.id == contact_id)
-                 .values(status="pending", marketing_consent=False, updated_at=utcnow()))
-    conn.execute(insert(consent_events), {
-        "contact_id": contact_id, "purpose": "marketing", "action": "pending", "source": source,
-        "wording_version": "", "recorded_at": utcnow()})
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == contact_id)
+        .values(status="pending", marketing_consent=False, updated_at=utcnow())
+    )
+    conn.execute(
+        insert(consent_events),
+        {
+            "contact_id": contact_id,
+            "purpose": "marketing",
+            "action": "pending",
+            "source": source,
+            "wording_version": "",
+            "recorded_at": utcnow(),
+        },
+    )
     return signing.sign(secret, signing.CONFIRM, contact_id, ttl_seconds=CONFIRMATION_TTL_SECONDS)
 
 
@@ -62,8 +81,9 @@ def confirm(conn: Connection, token: str, secret: bytes) -> int:
     Confirming twice is harmless (the second time records nothing).
     """
     payload = signing.verify(secret, signing.CONFIRM, token)
-    row = conn.execute(select(contacts.c.status, contacts.c.marketing_consent)
-                       .where(contacts.c.id == payload.contact_id)).first()
+    row = conn.execute(
+        select(contacts.c.status, contacts.c.marketing_consent).where(contacts.c.id == payload.contact_id)
+    ).first()
     if row is None:
         raise NotFound("that confirmation link belongs to a contact who no longer exists")
     if row.status == "pending" or not row.marketing_consent:
@@ -72,6 +92,7 @@ def confirm(conn: Connection, token: str, secret: bytes) -> int:
 
 
 def consent_history(conn: Connection, contact_id: int) -> list[dict[str, object]]:
-    rows = conn.execute(select(consent_events).where(consent_events.c.contact_id == contact_id)
-                        .order_by(consent_events.c.id)).mappings()
+    rows = conn.execute(
+        select(consent_events).where(consent_events.c.contact_id == contact_id).order_by(consent_events.c.id)
+    ).mappings()
     return [dict(r) for r in rows]

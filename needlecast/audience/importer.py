@@ -209,8 +209,14 @@ def import_file(
         return _import(engine, path, vocabulary, list_name, mapping, progress)
 
 
-def _import(engine: Engine, path: Path, vocabulary: Vocabulary, list_name: str, mapping: dict[str, str] | None,
-            progress: Progress | None) -> ImportSummary:
+def _import(
+    engine: Engine,
+    path: Path,
+    vocabulary: Vocabulary,
+    list_name: str,
+    mapping: dict[str, str] | None,
+    progress: Progress | None,
+) -> ImportSummary:
     report = progress or (lambda _stage, _done, _total: None)
     table = read_table(path)
     fields, attrs = map_columns(table.headers, mapping or {}, str(path))
@@ -254,8 +260,9 @@ def _import(engine: Engine, path: Path, vocabulary: Vocabulary, list_name: str, 
     try:
         with engine.begin() as conn:
             key = hash_key(conn)
-            erased = set(conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased"))
-                         .scalars())
+            erased = set(
+                conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars()
+            )
             hashed = email_hasher(key)
             hashes = {email: hashed(email) for email in records}
             for email in [e for e in records if hashes[e] in erased]:
@@ -265,17 +272,38 @@ def _import(engine: Engine, path: Path, vocabulary: Vocabulary, list_name: str, 
             summary.rejected = len(rejects)
             summary.import_id = conn.execute(
                 insert(imports).returning(imports.c.id),
-                {"source_name": path.name, "list_name": list_name, "status": "completed",
-                 "rows_read": summary.read, "inserted": summary.inserted, "updated": summary.updated,
-                 "duplicates": summary.duplicates, "rejected": summary.rejected, "error": "",
-                 "started_at": started, "finished_at": utcnow()},
+                {
+                    "source_name": path.name,
+                    "list_name": list_name,
+                    "status": "completed",
+                    "rows_read": summary.read,
+                    "inserted": summary.inserted,
+                    "updated": summary.updated,
+                    "duplicates": summary.duplicates,
+                    "rejected": summary.rejected,
+                    "error": "",
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                },
             ).scalar_one()
     except BaseException as err:
         with engine.begin() as conn:
-            conn.execute(insert(imports), {
-                "source_name": path.name, "list_name": list_name, "status": "failed", "rows_read": summary.read,
-                "inserted": 0, "updated": 0, "duplicates": 0, "rejected": 0,
-                "error": f"{type(err).__name__}: {err}"[:2000], "started_at": started, "finished_at": utcnow()})
+            conn.execute(
+                insert(imports),
+                {
+                    "source_name": path.name,
+                    "list_name": list_name,
+                    "status": "failed",
+                    "rows_read": summary.read,
+                    "inserted": 0,
+                    "updated": 0,
+                    "duplicates": 0,
+                    "rejected": 0,
+                    "error": f"{type(err).__name__}: {err}"[:2000],
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                },
+            )
         raise
     rejects.sort(key=lambda r: r[0])
     summary.rejects_path = _write_rejects(path, table.headers, rejects)
@@ -303,13 +331,27 @@ def _consent_changes(
             continue
         if state == "granted" and purpose == "marketing" and current and current["status"] == "pending":
             columns["status"] = "active"
-        events.append({"contact_id": contact_id, "purpose": purpose, "action": state, "source": source,
-                       "wording_version": wording, "recorded_at": at})
+        events.append(
+            {
+                "contact_id": contact_id,
+                "purpose": purpose,
+                "action": state,
+                "source": source,
+                "wording_version": wording,
+                "recorded_at": at,
+            }
+        )
     return events, columns
 
 
-def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summary: ImportSummary,
-           source_name: str, report: Progress) -> None:
+def _write(
+    conn: Any,
+    records: dict[str, _Record],
+    hashes: dict[str, str],
+    summary: ImportSummary,
+    source_name: str,
+    report: Progress,
+) -> None:
     now = utcnow()
     source = f"import:{source_name}"
     emails = list(records)
@@ -319,14 +361,25 @@ def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summa
         return
     done = 0
     for batch in chunked(emails, CHUNK):
-        existing = {} if store_was_empty else {
-            row.email: row._asdict()
-            for row in conn.execute(
-                select(contacts.c.id, contacts.c.email, contacts.c.tags, contacts.c.attributes, contacts.c.status,
-                       contacts.c.marketing_consent, contacts.c.concern_consent,
-                       *(contacts.c[name] for name in _UPDATABLE)).where(contacts.c.email.in_(batch))
-            )
-        }
+        existing = (
+            {}
+            if store_was_empty
+            else {
+                row.email: row._asdict()
+                for row in conn.execute(
+                    select(
+                        contacts.c.id,
+                        contacts.c.email,
+                        contacts.c.tags,
+                        contacts.c.attributes,
+                        contacts.c.status,
+                        contacts.c.marketing_consent,
+                        contacts.c.concern_consent,
+                        *(contacts.c[name] for name in _UPDATABLE),
+                    ).where(contacts.c.email.in_(batch))
+                )
+            }
+        )
         new_rows = _new_contacts(records, hashes, batch, existing, source, now)
         ids: dict[str, int] = {}
         if new_rows:
@@ -334,8 +387,11 @@ def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summa
             # SQLite, which made a million-row import ten times slower.
             bulk_insert(conn, contacts, new_rows)
             new = [row["email"] for row in new_rows]
-            ids = dict(fetch_rows(conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}",
-                                  (values_value(conn, new),)))  # one parameter, not one per address
+            ids = dict(
+                fetch_rows(
+                    conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, new),)
+                )
+            )  # one parameter, not one per address
         summary.inserted += len(new_rows)
         rows = _batch_rows(records, batch, existing, ids, summary, source, now)
         if rows.field_updates:
@@ -348,8 +404,15 @@ def _write(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summa
         report("writing", done, len(emails))
 
 
-def _write_new_postgres(conn: Any, records: dict[str, _Record], hashes: dict[str, str], summary: ImportSummary,
-                        source: str, now: datetime, report: Progress) -> None:
+def _write_new_postgres(
+    conn: Any,
+    records: dict[str, _Record],
+    hashes: dict[str, str],
+    summary: ImportSummary,
+    source: str,
+    now: datetime,
+    report: Progress,
+) -> None:
     """Every contact is new (an empty PostgreSQL store): their ids are reserved up front, so this thread
     makes each batch's rows and COPY text without the database, while a worker thread sends the batch
     before. The server's work (unique indexes of a million addresses) then overlaps Python's.
@@ -371,8 +434,11 @@ def _write_new_postgres(conn: Any, records: dict[str, _Record], hashes: dict[str
             prepared = [_copy_ready(contacts, new_rows), _copy_ready(consent_events, rows.events)]
             done += len(batch)
 
-            def write(prepared: list[PreparedRows] = prepared, list_rows: list[dict[str, Any]] = rows.list_rows,
-                      done: int = done) -> None:
+            def write(
+                prepared: list[PreparedRows] = prepared,
+                list_rows: list[dict[str, Any]] = rows.list_rows,
+                done: int = done,
+            ) -> None:
                 for part in prepared:
                     insert_prepared(conn, part)
                 bulk_insert(conn, contact_lists, list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
@@ -419,8 +485,14 @@ class _WriteBehind:
             self._pool.shutdown()
 
 
-def _new_contacts(records: dict[str, _Record], hashes: dict[str, str], batch: list[str],
-                  existing: dict[str, dict[str, Any]], source: str, now: datetime) -> list[dict[str, Any]]:
+def _new_contacts(
+    records: dict[str, _Record],
+    hashes: dict[str, str],
+    batch: list[str],
+    existing: dict[str, dict[str, Any]],
+    source: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
     """The contacts table rows of the batch's addresses not in `existing` (without ids)."""
     new_rows = []
     for email in batch:
@@ -428,14 +500,23 @@ def _new_contacts(records: dict[str, _Record], hashes: dict[str, str], batch: li
             continue
         values = records[email].values
         _, consent_columns = _consent_changes(0, values, None, source, now)
-        new_rows.append({
-            "email": email, "email_hash": hashes[email], "first_name": values.get("first_name", ""),
-            "last_name": values.get("last_name", ""), "concerns": values.get("concerns", ""),
-            "time_zone": values.get("time_zone", ""), "locale": values.get("locale", ""),
-            "tags": ";".join(values.get("tags", [])), "attributes": records[email].attributes,
-            "signed_up_at": values.get("signed_up_at") or now, "created_at": now, "updated_at": now,
-            **_consent_update(consent_columns, None),
-        })
+        new_rows.append(
+            {
+                "email": email,
+                "email_hash": hashes[email],
+                "first_name": values.get("first_name", ""),
+                "last_name": values.get("last_name", ""),
+                "concerns": values.get("concerns", ""),
+                "time_zone": values.get("time_zone", ""),
+                "locale": values.get("locale", ""),
+                "tags": ";".join(values.get("tags", [])),
+                "attributes": records[email].attributes,
+                "signed_up_at": values.get("signed_up_at") or now,
+                "created_at": now,
+                "updated_at": now,
+                **_consent_update(consent_columns, None),
+            }
+        )
     return new_rows
 
 
@@ -449,8 +530,15 @@ class _BatchRows:
     list_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _batch_rows(records: dict[str, _Record], batch: list[str], existing: dict[str, dict[str, Any]],
-                ids: dict[str, int], summary: ImportSummary, source: str, now: datetime) -> _BatchRows:
+def _batch_rows(
+    records: dict[str, _Record],
+    batch: list[str],
+    existing: dict[str, dict[str, Any]],
+    ids: dict[str, int],
+    summary: ImportSummary,
+    source: str,
+    now: datetime,
+) -> _BatchRows:
     """Consent history, updates of existing contacts and list memberships of a batch (`ids`: of the new
     contacts); counts the updated ones in `summary`."""
     rows = _BatchRows()
@@ -466,8 +554,15 @@ def _batch_rows(records: dict[str, _Record], batch: list[str], existing: dict[st
             tags = [t for t in (current["tags"] or "").split(";") if t]
             tags += [t for t in record.values.get("tags", []) if t not in tags]
             attributes = {**(current["attributes"] or {}), **record.attributes}
-            rows.field_updates.append({"b_id": contact_id, **_prefixed(update_values), "v_tags": ";".join(tags),
-                                       "v_attributes": attributes, "v_updated_at": now})
+            rows.field_updates.append(
+                {
+                    "b_id": contact_id,
+                    **_prefixed(update_values),
+                    "v_tags": ";".join(tags),
+                    "v_attributes": attributes,
+                    "v_updated_at": now,
+                }
+            )
         if columns and current:
             rows.consent_updates.append({"b_id": contact_id, **_prefixed(_consent_update(columns, current))})
         rows.list_rows += [{"contact_id": contact_id, "list_name": name} for name in sorted(record.lists)]
@@ -478,25 +573,32 @@ _UPDATABLE = ("first_name", "last_name", "concerns", "time_zone", "locale", "sig
 _UPDATE_FIELDS = (
     update(contacts)
     .where(contacts.c.id == bindparam("b_id"))
-    .values({
-        **{name: bindparam(f"v_{name}") for name in _UPDATABLE},
-        "tags": bindparam("v_tags"),
-        "attributes": bindparam("v_attributes"),
-        "updated_at": bindparam("v_updated_at"),
-    })
+    .values(
+        {
+            **{name: bindparam(f"v_{name}") for name in _UPDATABLE},
+            "tags": bindparam("v_tags"),
+            "attributes": bindparam("v_attributes"),
+            "updated_at": bindparam("v_updated_at"),
+        }
+    )
 )
 _UPDATE_CONSENT = (
     update(contacts)
     .where(contacts.c.id == bindparam("b_id"))
-    .values(marketing_consent=bindparam("v_marketing_consent"), concern_consent=bindparam("v_concern_consent"),
-            status=bindparam("v_status"))
+    .values(
+        marketing_consent=bindparam("v_marketing_consent"),
+        concern_consent=bindparam("v_concern_consent"),
+        status=bindparam("v_status"),
+    )
 )
 
 
 def _consent_update(columns: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
-    base = {"marketing_consent": bool(current and current["marketing_consent"]),
-            "concern_consent": bool(current and current["concern_consent"]),
-            "status": current["status"] if current else "active"}
+    base = {
+        "marketing_consent": bool(current and current["marketing_consent"]),
+        "concern_consent": bool(current and current["concern_consent"]),
+        "status": current["status"] if current else "active",
+    }
     return {**base, **columns}
 
 

@@ -89,13 +89,15 @@ def load_segments(path: Path, known_concerns: tuple[str, ...]) -> dict[str, Segm
             raise ConfigurationError(f"{path}: segment '{name}' must be a mapping of filters")
         unknown = set(spec) - allowed
         if unknown:
-            raise ConfigurationError(f"{path}: segment '{name}' has unknown key(s) {sorted(unknown)}; "
-                                     f"allowed: {', '.join(sorted(allowed))}")
+            raise ConfigurationError(
+                f"{path}: segment '{name}' has unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
         concerns = _strings(path, name, "concerns", spec.get("concerns"))
         bad = [c for c in concerns if c not in known_concerns]
         if bad:
-            raise ConfigurationError(f"{path}: segment '{name}': unknown concern(s) {bad}; "
-                                     f"known: {', '.join(known_concerns)}")
+            raise ConfigurationError(
+                f"{path}: segment '{name}': unknown concern(s) {bad}; known: {', '.join(known_concerns)}"
+            )
         days = spec.get("signed_up_within_days")
         if days is not None and (not isinstance(days, int) or days < 0):
             raise ConfigurationError(f"{path}: segment '{name}': signed_up_within_days must be a whole number")
@@ -103,12 +105,18 @@ def load_segments(path: Path, known_concerns: tuple[str, ...]) -> dict[str, Segm
         for item in spec.get("where") or []:
             if not isinstance(item, dict) or "field" not in item or item.get("op") not in OPS:
                 raise ConfigurationError(
-                    f"{path}: segment '{name}': each 'where' item needs field, op ({', '.join(OPS)}) and value")
+                    f"{path}: segment '{name}': each 'where' item needs field, op ({', '.join(OPS)}) and value"
+                )
             conditions.append(Condition(str(item["field"]), str(item["op"]), item.get("value")))
         segments[str(name)] = Segment(
-            name=str(name), description=str(spec.get("description", "")), concerns=concerns,
-            lists=_strings(path, name, "lists", spec.get("lists")), tags=_strings(path, name, "tags", spec.get("tags")),
-            signed_up_within_days=days, where=tuple(conditions))
+            name=str(name),
+            description=str(spec.get("description", "")),
+            concerns=concerns,
+            lists=_strings(path, name, "lists", spec.get("lists")),
+            tags=_strings(path, name, "tags", spec.get("tags")),
+            signed_up_within_days=days,
+            where=tuple(conditions),
+        )
     return segments
 
 
@@ -132,16 +140,29 @@ def attributes_of(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else _decode_attributes(value)
 
 
-_FRAME_COLUMNS = ("id", "email", "first_name", "last_name", "concerns", "time_zone", "locale", "tags", "status",
-                  "marketing_consent", "concern_consent", "attributes", "signed_up_at", "created_at")
+_FRAME_COLUMNS = (
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "concerns",
+    "time_zone",
+    "locale",
+    "tags",
+    "status",
+    "marketing_consent",
+    "concern_consent",
+    "attributes",
+    "signed_up_at",
+    "created_at",
+)
 # What evaluating any segment and planning for it read: consent, suppression, pauses, variant, time zone.
 _ALWAYS = ("id", "concerns", "time_zone", "status", "marketing_consent", "concern_consent", "attributes")
 _NO_LISTS: frozenset[str] = frozenset()
 _BOOLEANS = ("marketing_consent", "concern_consent")
 
 
-def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[int, int] | None = None
-               ) -> pd.DataFrame:
+def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[int, int] | None = None) -> pd.DataFrame:
     """Contacts with what segmenting needs, one row each, plus its suppression reason (or None); with
     `ids` (low, high), only the contacts whose id is in [low, high): a part of the audience.
 
@@ -170,8 +191,9 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
         del values
     else:  # COPY as CSV: no NULLs (only the suppression reason can be missing), booleans as 0/1
         cast = [f"{column}::int" if name in _BOOLEANS else column for name, column in zip(names, columns, strict=True)]
-        frame = copy_frame(conn, [*names, "suppressed"], [*cast, "coalesce(s.reason, '')"], rest, params,
-                           integers=("id", *_BOOLEANS))
+        frame = copy_frame(
+            conn, [*names, "suppressed"], [*cast, "coalesce(s.reason, '')"], rest, params, integers=("id", *_BOOLEANS)
+        )
         frame["suppressed"] = frame["suppressed"].where(frame["suppressed"] != "")
     for column in ("signed_up_at", "created_at"):
         if column in frame:
@@ -180,8 +202,9 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
         frame[column] = frame[column].astype(bool)
     if with_lists:
         by_contact: dict[int, set[str]] = {}
-        for contact_id, name in zip(*fetch_columns(conn, ("contact_id", "list_name"),
-                                                   f"FROM contact_lists{list_within}", params), strict=True):
+        for contact_id, name in zip(
+            *fetch_columns(conn, ("contact_id", "list_name"), f"FROM contact_lists{list_within}", params), strict=True
+        ):
             by_contact.setdefault(contact_id, set()).add(name)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)

@@ -22,8 +22,12 @@ def suppress_hash(conn: Connection, hashed: str, reason: str, source: str = "") 
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}; one of {', '.join(REASONS)}")
     exists = conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first()
-    insert_ignore(conn, suppressions, [{"email_hash": hashed, "reason": reason, "source": source[:200],
-                                        "created_at": utcnow()}], ("email_hash",))
+    insert_ignore(
+        conn,
+        suppressions,
+        [{"email_hash": hashed, "reason": reason, "source": source[:200], "created_at": utcnow()}],
+        ("email_hash",),
+    )
     return exists is None
 
 

@@ -37,14 +37,20 @@ class CampaignContext:
             if campaign.segment not in segments:
                 from needlecast.errors import CampaignFileError
 
-                raise CampaignFileError(str(campaign.path), "segment", f"'{campaign.segment}' is not defined",
-                                        f"use one of: {', '.join(sorted(segments))} (audiences/segments.yaml)")
+                raise CampaignFileError(
+                    str(campaign.path),
+                    "segment",
+                    f"'{campaign.segment}' is not defined",
+                    f"use one of: {', '.join(sorted(segments))} (audiences/segments.yaml)",
+                )
         return cls(workspace, vocabulary, article, segments, campaigns)
 
     def campaign(self, campaign_id: str) -> Campaign:
         if campaign_id not in self.campaigns:
-            raise NotFound(f"no campaign '{campaign_id}' in {self.workspace.campaigns_dir}; "
-                           f"defined: {', '.join(sorted(self.campaigns)) or 'none'}")
+            raise NotFound(
+                f"no campaign '{campaign_id}' in {self.workspace.campaigns_dir}; "
+                f"defined: {', '.join(sorted(self.campaigns)) or 'none'}"
+            )
         return self.campaigns[campaign_id]
 
     @cached_property

@@ -39,9 +39,11 @@ class SenderHelpers:
         self._processes: list[tuple[Any, Any]] = []
         for _ in range(count):
             results = context.Queue()
-            process = context.Process(target=_helper_main, daemon=True,
-                                      args=(str(root), campaign_id, os.getpid(), self._go, self._enqueued,
-                                            self._cancelled, results))
+            process = context.Process(
+                target=_helper_main,
+                daemon=True,
+                args=(str(root), campaign_id, os.getpid(), self._go, self._enqueued, self._cancelled, results),
+            )
             process.start()
             self._processes.append((process, results))
 
@@ -82,8 +84,9 @@ class SenderHelpers:
         return counts
 
 
-def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, enqueued: Any, cancelled: Any,
-                 results: Any) -> None:
+def _helper_main(
+    root: str, campaign_id: str, parent_pid: int, go: Any, enqueued: Any, cancelled: Any, results: Any
+) -> None:
     """A helper process: wait for the go, dispatch alongside the parent, report counts."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -95,8 +98,13 @@ def _helper_main(root: str, campaign_id: str, parent_pid: int, go: Any, enqueued
         def orphaned() -> bool:
             return os.getppid() != parent_pid
 
-        dispatch = helper_dispatch(Path(root), campaign_id, parent_pid, stop,
-                                   lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned())
+        dispatch = helper_dispatch(
+            Path(root),
+            campaign_id,
+            parent_pid,
+            stop,
+            lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned(),
+        )
         if _wait_for_go(go, cancelled, stop, orphaned):
             counts = dispatch()
     finally:

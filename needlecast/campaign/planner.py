@@ -43,8 +43,19 @@ EXCLUDED_ALREADY = "already in the ledger"
 DEFERRED_QUIET = "deferred by quiet hours"
 DEFERRED_CAP = "deferred by frequency cap"
 
-PLAN_COLUMNS = ["contact_id", "email", "campaign_id", "step_id", "segment", "variant", "arm", "due_at", "zone",
-                "status", "reason"]
+PLAN_COLUMNS = [
+    "contact_id",
+    "email",
+    "campaign_id",
+    "step_id",
+    "segment",
+    "variant",
+    "arm",
+    "due_at",
+    "zone",
+    "status",
+    "reason",
+]
 
 
 @dataclass
@@ -92,8 +103,15 @@ def _apply_quiet_hours(emails: pd.DataFrame, schedule: ScheduleSettings, deferre
     return emails
 
 
-def _apply_cap(emails: pd.DataFrame, history: pd.DataFrame, schedule: ScheduleSettings, *, defer: bool,
-               excluded: Counter[str], deferred: Counter[str]) -> pd.DataFrame:
+def _apply_cap(
+    emails: pd.DataFrame,
+    history: pd.DataFrame,
+    schedule: ScheduleSettings,
+    *,
+    defer: bool,
+    excluded: Counter[str],
+    deferred: Counter[str],
+) -> pd.DataFrame:
     """Mark (broadcast) or move (sequence) emails that would break the frequency cap. `history` holds the
     contact_id and moment of every email already in the ledger that counts."""
     if emails.empty or history.empty or (schedule.max_per_day <= 0 and schedule.max_per_week <= 0):
@@ -112,7 +130,8 @@ def _apply_cap(emails: pd.DataFrame, history: pd.DataFrame, schedule: ScheduleSe
             near = sum(1 for m in moments if abs(m - due) < pd.Timedelta(hours=24))
             week = sum(1 for m in moments if due - pd.Timedelta(days=7) <= m <= due)
             over = (schedule.max_per_day > 0 and near >= schedule.max_per_day) or (
-                schedule.max_per_week > 0 and week >= schedule.max_per_week)
+                schedule.max_per_week > 0 and week >= schedule.max_per_week
+            )
             if not over:
                 break
             if not defer:
@@ -127,22 +146,39 @@ def _apply_cap(emails: pd.DataFrame, history: pd.DataFrame, schedule: ScheduleSe
     return emails
 
 
-def _frame_for(members: pd.DataFrame, campaign: Campaign, step: Step, due: pd.Series, deferred_zone: str
-               ) -> pd.DataFrame:
+def _frame_for(
+    members: pd.DataFrame, campaign: Campaign, step: Step, due: pd.Series, deferred_zone: str
+) -> pd.DataFrame:
     variants = _step_variant(step, members["variant"])
     zones = members["time_zone"].where(members["time_zone"] != "", deferred_zone)
-    return pd.DataFrame({
-        "contact_id": members["id"].astype("int64"),
-        "email": members.get("email", ""),  # a frame for one segment may not read it
-        "campaign_id": campaign.id, "step_id": step.id, "segment": campaign.segment, "variant": variants,
-        "arm": [arm_for(campaign.id, step, int(c)) for c in members["id"]] if step.arms else "",
-        "due_at": pd.to_datetime(due, utc=True).array, "zone": zones.array,
-        "status": "queued", "reason": ""})
+    return pd.DataFrame(
+        {
+            "contact_id": members["id"].astype("int64"),
+            "email": members.get("email", ""),  # a frame for one segment may not read it
+            "campaign_id": campaign.id,
+            "step_id": step.id,
+            "segment": campaign.segment,
+            "variant": variants,
+            "arm": [arm_for(campaign.id, step, int(c)) for c in members["id"]] if step.arms else "",
+            "due_at": pd.to_datetime(due, utc=True).array,
+            "zone": zones.array,
+            "status": "queued",
+            "reason": "",
+        }
+    )
 
 
-def plan_broadcast(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, ledger_keys: set[tuple[str, int]],
-                   history: pd.DataFrame, now: datetime, *, send_now: bool = False,
-                   members: SegmentResult | None = None) -> Plan:
+def plan_broadcast(
+    ctx: CampaignContext,
+    campaign: Campaign,
+    frame: pd.DataFrame,
+    ledger_keys: set[tuple[str, int]],
+    history: pd.DataFrame,
+    now: datetime,
+    *,
+    send_now: bool = False,
+    members: SegmentResult | None = None,
+) -> Plan:
     """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
     over `frame` at `now`, when the caller has it."""
     assert campaign.kind == BROADCAST
@@ -157,8 +193,10 @@ def plan_broadcast(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame
         elif campaign.schedule.send_at is not None:
             due = pd.Series(pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC"), index=members.index)
         else:
-            by_zone = {z: pd.Timestamp(local_moment(campaign.schedule.on, campaign.schedule.local_time, z))
-                       for z in zones.unique()}
+            by_zone = {
+                z: pd.Timestamp(local_moment(campaign.schedule.on, campaign.schedule.local_time, z))
+                for z in zones.unique()
+            }
             due = zones.map(by_zone)
         emails = _frame_for(members, campaign, step, due, campaign.time_zone)
         parts.append(emails)
@@ -166,8 +204,15 @@ def plan_broadcast(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame
     return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)
 
 
-def _finish(ctx: CampaignContext, plan: Plan, emails: pd.DataFrame, ledger_keys: set[tuple[str, int]],
-            history: pd.DataFrame, *, defer_cap: bool) -> Plan:
+def _finish(
+    ctx: CampaignContext,
+    plan: Plan,
+    emails: pd.DataFrame,
+    ledger_keys: set[tuple[str, int]],
+    history: pd.DataFrame,
+    *,
+    defer_cap: bool,
+) -> Plan:
     if emails.empty:
         plan.emails = emails
         return plan
@@ -187,9 +232,17 @@ def _finish(ctx: CampaignContext, plan: Plan, emails: pd.DataFrame, ledger_keys:
     return plan
 
 
-def plan_sequence(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, enrolled: pd.DataFrame,
-                  ledger_keys: set[tuple[str, int]], history: pd.DataFrame, now: datetime, started_at: datetime,
-                  horizon: datetime) -> Plan:
+def plan_sequence(
+    ctx: CampaignContext,
+    campaign: Campaign,
+    frame: pd.DataFrame,
+    enrolled: pd.DataFrame,
+    ledger_keys: set[tuple[str, int]],
+    history: pd.DataFrame,
+    now: datetime,
+    started_at: datetime,
+    horizon: datetime,
+) -> Plan:
     """Enrolments, exits and the sequence emails due up to `horizon`.
 
     `enrolled` has contact_id, enrolled_at, exited_at for this campaign. Emails for new enrolments are
@@ -215,8 +268,9 @@ def plan_sequence(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame,
     by_id = frame.set_index("id")
     columns = ["contact_id", "enrolled_at"]
     current = active[columns] if not active.empty else pd.DataFrame(columns=columns)
-    newcomers = pd.DataFrame({"contact_id": plan.new_enrolments,
-                              "enrolled_at": [pd.Timestamp(now)] * len(plan.new_enrolments)})
+    newcomers = pd.DataFrame(
+        {"contact_id": plan.new_enrolments, "enrolled_at": [pd.Timestamp(now)] * len(plan.new_enrolments)}
+    )
     journey = pd.concat([df for df in (current, newcomers) if not df.empty] or [current], ignore_index=True)
     keep = []
     for contact_id, _enrolled_at in journey.itertuples(index=False):
@@ -230,8 +284,10 @@ def plan_sequence(ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame,
         plan.emails = pd.DataFrame(columns=PLAN_COLUMNS)
         return plan
     people = by_id.loc[journey["contact_id"].astype("int64")].reset_index()
-    people["variant"] = [variant_for(c, bool(k), segment.concerns) for c, k in
-                         zip(people["concerns"], people["concern_consent"], strict=True)]
+    people["variant"] = [
+        variant_for(c, bool(k), segment.concerns)
+        for c, k in zip(people["concerns"], people["concern_consent"], strict=True)
+    ]
     parts = []
     enrolled_at = pd.to_datetime(journey["enrolled_at"], utc=True).reset_index(drop=True)
     for step in campaign.steps:
@@ -273,20 +329,31 @@ COUNTED = ("queued", "sending", "sent", "unknown")
 
 
 def load_ledger_view(conn: Connection, campaign_id: str, now: datetime, *, with_keys: bool = True) -> LedgerView:
-    enrolled = pd.DataFrame(conn.execute(select(enrolments.c.contact_id, enrolments.c.enrolled_at,
-                                                enrolments.c.exited_at)
-                                         .where(enrolments.c.campaign_id == campaign_id)).all(),
-                            columns=["contact_id", "enrolled_at", "exited_at"])
+    enrolled = pd.DataFrame(
+        conn.execute(
+            select(enrolments.c.contact_id, enrolments.c.enrolled_at, enrolments.c.exited_at).where(
+                enrolments.c.campaign_id == campaign_id
+            )
+        ).all(),
+        columns=["contact_id", "enrolled_at", "exited_at"],
+    )
     keys: set[tuple[str, int]] = set()
     if with_keys:
-        keys = {(s, int(c)) for s, c in conn.execute(select(deliveries.c.step_id, deliveries.c.contact_id)
-                                                      .where(deliveries.c.campaign_id == campaign_id))}
+        keys = {
+            (s, int(c))
+            for s, c in conn.execute(
+                select(deliveries.c.step_id, deliveries.c.contact_id).where(deliveries.c.campaign_id == campaign_id)
+            )
+        }
     moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
-    rows = conn.execute(select(deliveries.c.contact_id, moment).where(
-        deliveries.c.campaign_id != campaign_id, deliveries.c.status.in_(COUNTED),
-        moment >= now - timedelta(days=8))).all()
+    rows = conn.execute(
+        select(deliveries.c.contact_id, moment).where(
+            deliveries.c.campaign_id != campaign_id, deliveries.c.status.in_(COUNTED), moment >= now - timedelta(days=8)
+        )
+    ).all()
     history = pd.DataFrame([(int(c), m) for c, m in rows], columns=["contact_id", "at"])
     history["at"] = pd.to_datetime(history["at"], utc=True)
-    started = conn.execute(select(campaign_state.c.started_at)
-                           .where(campaign_state.c.campaign_id == campaign_id)).scalar()
+    started = conn.execute(
+        select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)
+    ).scalar()
     return LedgerView(enrolled, keys, history, started)

@@ -27,11 +27,15 @@ def build_plans(workspace: Workspace, engine: Engine, campaign_id: str | None, d
             view = load_ledger_view(conn, campaign.id, now)
             if campaign.kind == BROADCAST:
                 plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now)
-                plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)] \
-                    if not plan.emails.empty else plan.emails
+                plan.emails = (
+                    plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
+                    if not plan.emails.empty
+                    else plan.emails
+                )
             else:
-                plan = plan_sequence(ctx, campaign, frame, view.enrolled, view.keys, view.history, now,
-                                     view.started_at or now, horizon)
+                plan = plan_sequence(
+                    ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, horizon
+                )
             plans.append(plan)
     return plans
 

@@ -83,10 +83,18 @@ class RunReport:
 
 
 class Runner:
-    def __init__(self, workspace: Workspace, engine: Engine, backend: Backend, *,
-                 clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None,
-                 claim_size: int | None = None, parent_pid: int | None = None,
-                 more_coming: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        engine: Engine,
+        backend: Backend,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+        claim_size: int | None = None,
+        parent_pid: int | None = None,
+        more_coming: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.parent_pid = parent_pid  # set in helper processes: they stop when their parent is gone
         self.more_coming = more_coming  # in helpers: True while the parent may still enqueue rows
         self.workspace = workspace
@@ -138,8 +146,17 @@ class Runner:
             self.dispatch(ctx, campaign, report, helpers=helpers)
         return report
 
-    def _plan_broadcast(self, ctx: CampaignContext, campaign: Campaign, report: RunReport, view: LedgerView,
-                        now: datetime, send_now: bool, fresh: bool, on_slice: Callable[[], None]) -> int:
+    def _plan_broadcast(
+        self,
+        ctx: CampaignContext,
+        campaign: Campaign,
+        report: RunReport,
+        view: LedgerView,
+        now: datetime,
+        send_now: bool,
+        fresh: bool,
+        on_slice: Callable[[], None],
+    ) -> int:
         """Segment, plan and enqueue the broadcast (`fresh`: the ledger had none of its rows when the run
         began); how many members the segment has."""
         segment = ctx.segments[campaign.segment]
@@ -153,8 +170,7 @@ class Runner:
                     frame = load_frame(conn, segment, ids=ids)
                 result = evaluate(segment, frame, now)
             with _timed(report, "enqueue"):
-                plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now,
-                                      members=result)
+                plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now, members=result)
                 members += result.size
                 del frame, result
                 self._enqueue(plan, report, fresh=fresh, on_slice=on_slice)
@@ -217,16 +233,19 @@ class Runner:
         with self.engine.connect() as conn:
             return ledger.queued_count(conn, campaign_id) > 0
 
-    def _enqueue(self, plan: Plan, report: RunReport, *, fresh: bool,
-                 on_slice: Callable[[], None] | None = None) -> None:
+    def _enqueue(
+        self, plan: Plan, report: RunReport, *, fresh: bool, on_slice: Callable[[], None] | None = None
+    ) -> None:
         """Put the plan's emails into the ledger; `on_slice` is called after each committed slice. `fresh`:
         none of them can be there yet (see `ledger.enqueue_columns`)."""
         report.excluded.update(plan.excluded)
         report.deferred.update(plan.deferred)
         if plan.emails.empty:
             return
-        emails = plan.emails.assign(status=plan.emails["status"].map({"skipped": ledger.SKIPPED}).fillna(ledger.QUEUED),
-                                    error=plan.emails["reason"])
+        emails = plan.emails.assign(
+            status=plan.emails["status"].map({"skipped": ledger.SKIPPED}).fillna(ledger.QUEUED),
+            error=plan.emails["reason"],
+        )
         columns: dict[str, Column] = {}
         for name in ledger.ENQUEUE_COLUMNS:
             values = emails[name]
@@ -243,37 +262,57 @@ class Runner:
         # idempotent), so nothing is lost or doubled.
         total = len(emails)
         for start in range(0, total, ENQUEUE_SLICE):
-            part = {name: value[start:start + ENQUEUE_SLICE] if isinstance(value, list) else value
-                    for name, value in columns.items()}
+            part = {
+                name: value[start : start + ENQUEUE_SLICE] if isinstance(value, list) else value
+                for name, value in columns.items()
+            }
             with self._writing(report) as conn:
                 report.enqueued += ledger.enqueue_columns(conn, part, fresh=fresh)
             if on_slice is not None:
                 on_slice()
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)
 
-    def _advance_sequence(self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime,
-                          report: RunReport) -> None:
+    def _advance_sequence(
+        self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime, report: RunReport
+    ) -> None:
         with self.engine.begin() as conn:
             view = load_ledger_view(conn, campaign.id, now)
-            plan = plan_sequence(ctx, campaign, frame, view.enrolled, view.keys, view.history, now,
-                                 view.started_at or now, now)
+            plan = plan_sequence(
+                ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, now
+            )
             if plan.new_enrolments:
-                conn.execute(insert(enrolments), [{"campaign_id": campaign.id, "contact_id": c, "enrolled_at": now,
-                                                   "exited_at": None, "exit_reason": ""}
-                                                  for c in plan.new_enrolments])
+                conn.execute(
+                    insert(enrolments),
+                    [
+                        {
+                            "campaign_id": campaign.id,
+                            "contact_id": c,
+                            "enrolled_at": now,
+                            "exited_at": None,
+                            "exit_reason": "",
+                        }
+                        for c in plan.new_enrolments
+                    ],
+                )
             for contact_id, reason in plan.exits.items():
-                conn.execute(update(enrolments).where(enrolments.c.campaign_id == campaign.id,
-                                                      enrolments.c.contact_id == contact_id,
-                                                      enrolments.c.exited_at.is_(None))
-                             .values(exited_at=now, exit_reason=reason[:64]))
+                conn.execute(
+                    update(enrolments)
+                    .where(
+                        enrolments.c.campaign_id == campaign.id,
+                        enrolments.c.contact_id == contact_id,
+                        enrolments.c.exited_at.is_(None),
+                    )
+                    .values(exited_at=now, exit_reason=reason[:64])
+                )
         report.enrolled += len(plan.new_enrolments)
         report.exited += len(plan.exits)
         self._enqueue(plan, report, fresh=True)  # the plan leaves out every key already in the ledger
 
     # -- dispatch ---------------------------------------------------------------------------------------------
 
-    def dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport, *,
-                 helpers: SenderHelpers | None = None) -> None:
+    def dispatch(
+        self, ctx: CampaignContext, campaign: Campaign, report: RunReport, *, helpers: SenderHelpers | None = None
+    ) -> None:
         """Claim, check, render, send and mark due rows until none are left (or stop / pause).
 
         Claiming is lazy: the backend pulls batches, and the next round is claimed only when the previous
@@ -285,12 +324,14 @@ class Runner:
         with collect_seldom():
             self._dispatch(ctx, campaign, report, helpers)
 
-    def _dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport,
-                  helpers: SenderHelpers | None) -> None:
+    def _dispatch(
+        self, ctx: CampaignContext, campaign: Campaign, report: RunReport, helpers: SenderHelpers | None
+    ) -> None:
         token = uuid.uuid4().hex
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
-        marks = _Marks(campaign, report, self.workspace.settings.schedule.max_consecutive_failures,
-                       self._record_at_once)
+        marks = _Marks(
+            campaign, report, self.workspace.settings.schedule.max_consecutive_failures, self._record_at_once
+        )
         if helpers is None:
             helpers = self._helpers(campaign, None)
         helpers.release(enqueued=True)
@@ -319,8 +360,9 @@ class Runner:
             count = delivery.sender_processes - 1 if size >= delivery.parallel_from else 0
         helpers = SenderHelpers(self.workspace.root, campaign.id, count)
         if helpers:
-            log.info("campaign %s: up to %d emails; %d helper sender process(es) started", campaign.id, size,
-                     len(helpers))
+            log.info(
+                "campaign %s: up to %d emails; %d helper sender process(es) started", campaign.id, size, len(helpers)
+            )
         return helpers
 
     def _audience_size(self) -> int:
@@ -332,8 +374,14 @@ class Runner:
         with self.engine.connect() as conn:
             return ledger.queued_count(conn, campaign.id, self.clock())
 
-    def _feed(self, ctx: CampaignContext, campaign: Campaign, token: str,
-              renders: dict[tuple[str, str, str], RenderedEmail], marks: _Marks) -> Iterator[Batch]:
+    def _feed(
+        self,
+        ctx: CampaignContext,
+        campaign: Campaign,
+        token: str,
+        renders: dict[tuple[str, str, str], RenderedEmail],
+        marks: _Marks,
+    ) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause.
 
         The outcomes of the batches sent so far are recorded in the transaction that claims the next round
@@ -346,8 +394,15 @@ class Runner:
                 if report.paused or get_state(conn, campaign.id)["status"] != ACTIVE:  # by hand, or by a sender
                     return
                 with _timed(report, "claim"):
-                    claimed = ledger.claim_rows(conn, campaign.id, self.clock(), self.claim_size, token,
-                                                also=_CONTACT_COLUMNS[is_sqlite(conn)], join=_CONTACT_JOIN)
+                    claimed = ledger.claim_rows(
+                        conn,
+                        campaign.id,
+                        self.clock(),
+                        self.claim_size,
+                        token,
+                        also=_CONTACT_COLUMNS[is_sqlite(conn)],
+                        join=_CONTACT_JOIN,
+                    )
             if not claimed:
                 if self.more_coming():  # the parent is still enqueueing: its next slice is on the way
                     time.sleep(0.02)
@@ -364,8 +419,14 @@ class Runner:
         orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
         return self.stop.is_set() or bool(report.paused) or orphaned
 
-    def _batches(self, ctx: CampaignContext, campaign: Campaign, claimed: list[Sequence[Any]],
-                 renders: dict[tuple[str, str, str], RenderedEmail], report: RunReport) -> list[Batch]:
+    def _batches(
+        self,
+        ctx: CampaignContext,
+        campaign: Campaign,
+        claimed: list[Sequence[Any]],
+        renders: dict[tuple[str, str, str], RenderedEmail],
+        report: RunReport,
+    ) -> list[Batch]:
         """Check every claimed row (`ledger.CLAIM_COLUMNS` + `_CONTACT_COLUMNS`) and group the sendable ones
         into batches of one step, variant and arm; record the others as skipped, with their reason."""
         settings = self.workspace.settings
@@ -373,8 +434,19 @@ class Runner:
         now = self.clock()
         skipped: dict[int, str] = {}
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
-        for row_id, contact_id, step_id, variant, arm, email, first_name, status, consent, attributes, suppressed \
-                in claimed:
+        for (
+            row_id,
+            contact_id,
+            step_id,
+            variant,
+            arm,
+            email,
+            first_name,
+            status,
+            consent,
+            attributes,
+            suppressed,
+        ) in claimed:
             reason = _dispatch_check(email, status, consent, attributes, suppressed, now)
             if reason:
                 skipped[row_id] = reason
@@ -397,11 +469,19 @@ class Runner:
                 with _timed(report, "render"):
                     renders[key] = self._render(ctx, campaign, step_id, variant, arm)
             for start in range(0, len(recipients), size):
-                batches.append(Batch(campaign.id, step_id, variant, renders[key],
-                                     campaign.sender_email or settings.clinic.sender_email,
-                                     campaign.sender_name or settings.clinic.sender_name,
-                                     tuple(recipients[start:start + size]),
-                                     reply_to=campaign.reply_to or settings.clinic.reply_to, arm=arm))
+                batches.append(
+                    Batch(
+                        campaign.id,
+                        step_id,
+                        variant,
+                        renders[key],
+                        campaign.sender_email or settings.clinic.sender_email,
+                        campaign.sender_name or settings.clinic.sender_name,
+                        tuple(recipients[start : start + size]),
+                        reply_to=campaign.reply_to or settings.clinic.reply_to,
+                        arm=arm,
+                    )
+                )
         return batches
 
     def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
@@ -433,8 +513,9 @@ class Runner:
                     log.warning("campaign %s paused after repeated failures", marks.campaign.id)
                     last_ok = None
 
-    def _record_outcomes(self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome],
-                         report: RunReport) -> bool:
+    def _record_outcomes(
+        self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport
+    ) -> bool:
         """Mark one batch's rows by their outcomes; True when all were sent."""
         ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
         kinds = set(map(_OUTCOME_KIND, outcomes))
@@ -469,8 +550,9 @@ class _Marks:
     leaves them `unknown`, to be settled from the provider's events, never sent again by themselves.
     """
 
-    def __init__(self, campaign: Campaign, report: RunReport, max_failures: int,
-                 record_at_once: Callable[[_Marks], None]) -> None:
+    def __init__(
+        self, campaign: Campaign, report: RunReport, max_failures: int, record_at_once: Callable[[_Marks], None]
+    ) -> None:
         self.campaign = campaign
         self.report = report
         self.max_failures = max_failures
@@ -497,8 +579,9 @@ _CONTACT_COLUMNS = {  # by is_sqlite: attributes as JSON text, decoded only when
 }
 
 
-def _dispatch_check(email: str | None, status: str, consent: Any, attributes: str | None, suppressed: str | None,
-                    now: datetime) -> str:
+def _dispatch_check(
+    email: str | None, status: str, consent: Any, attributes: str | None, suppressed: str | None, now: datetime
+) -> str:
     """Why a claimed row must not be sent now ('' when it may be)."""
     if email is None:
         return "erased: the contact no longer exists"
@@ -533,13 +616,21 @@ def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
 
 
 def _counts_of(report: RunReport) -> dict[str, Any]:
-    return {"sent": report.sent, "failed": report.failed, "released": report.released, "unknown": report.unknown,
-            "skipped": dict(report.skipped), "sent_by": [[list(k), v] for k, v in report.sent_by.items()],
-            "paused": report.paused, "timings": dict(report.timings)}
+    return {
+        "sent": report.sent,
+        "failed": report.failed,
+        "released": report.released,
+        "unknown": report.unknown,
+        "skipped": dict(report.skipped),
+        "sent_by": [[list(k), v] for k, v in report.sent_by.items()],
+        "paused": report.paused,
+        "timings": dict(report.timings),
+    }
 
 
-def helper_dispatch(root: Path, campaign_id: str, parent_pid: int, stop: threading.Event,
-                    more_coming: Callable[[], bool]) -> Callable[[], dict[str, Any]]:
+def helper_dispatch(
+    root: Path, campaign_id: str, parent_pid: int, stop: threading.Event, more_coming: Callable[[], bool]
+) -> Callable[[], dict[str, Any]]:
     """What a helper sender process runs (`campaign.helpers`): set up now (workspace, store, backend and
     campaign files, read afresh), and return the call that dispatches the campaign and returns its counts.
 
@@ -553,8 +644,9 @@ def helper_dispatch(root: Path, campaign_id: str, parent_pid: int, stop: threadi
 
     workspace = open_workspace(root)
     engine = open_store(workspace.database_url)
-    runner = Runner(workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid,
-                    more_coming=more_coming)
+    runner = Runner(
+        workspace, engine, get_backend(workspace), stop=stop, parent_pid=parent_pid, more_coming=more_coming
+    )
     ctx = CampaignContext.load(workspace)
     campaign = ctx.campaign(campaign_id)
 

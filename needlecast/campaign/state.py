@@ -16,9 +16,22 @@ ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
 
 def ensure_state(conn: Connection, campaign_id: str, digest: str, now: datetime) -> dict[str, Any]:
     """The campaign's state row, created (active, started now) the first time the campaign is seen."""
-    insert_ignore(conn, campaign_state, [{"campaign_id": campaign_id, "status": ACTIVE, "started_at": now,
-                                          "digest": digest, "consecutive_failures": 0, "note": "",
-                                          "updated_at": now}], ("campaign_id",))
+    insert_ignore(
+        conn,
+        campaign_state,
+        [
+            {
+                "campaign_id": campaign_id,
+                "status": ACTIVE,
+                "started_at": now,
+                "digest": digest,
+                "consecutive_failures": 0,
+                "note": "",
+                "updated_at": now,
+            }
+        ],
+        ("campaign_id",),
+    )
     return get_state(conn, campaign_id)
 
 
@@ -33,25 +46,36 @@ def set_status(conn: Connection, campaign_id: str, status: str, note: str = "") 
     values: dict[str, Any] = {"status": status, "note": note, "updated_at": utcnow()}
     if status == ACTIVE:
         values["consecutive_failures"] = 0
-    if conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id)
-                    .values(values)).rowcount != 1:
+    if (
+        conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id).values(values)).rowcount
+        != 1
+    ):
         raise NotFound(f"campaign '{campaign_id}' has never been scheduled or sent")
 
 
 def record_batch_result(conn: Connection, campaign_id: str, ok: bool, max_failures: int, reason: str = "") -> bool:
     """Update the failure streak; pause the campaign when it reaches `max_failures`. True when it paused."""
     if ok:
-        conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id,
-                                                  campaign_state.c.consecutive_failures != 0)
-                     .values(consecutive_failures=0, updated_at=utcnow()))
+        conn.execute(
+            update(campaign_state)
+            .where(campaign_state.c.campaign_id == campaign_id, campaign_state.c.consecutive_failures != 0)
+            .values(consecutive_failures=0, updated_at=utcnow())
+        )
         return False
-    conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id)
-                 .values(consecutive_failures=campaign_state.c.consecutive_failures + 1, updated_at=utcnow()))
-    streak = conn.execute(select(campaign_state.c.consecutive_failures)
-                          .where(campaign_state.c.campaign_id == campaign_id)).scalar_one()
+    conn.execute(
+        update(campaign_state)
+        .where(campaign_state.c.campaign_id == campaign_id)
+        .values(consecutive_failures=campaign_state.c.consecutive_failures + 1, updated_at=utcnow())
+    )
+    streak = conn.execute(
+        select(campaign_state.c.consecutive_failures).where(campaign_state.c.campaign_id == campaign_id)
+    ).scalar_one()
     if max_failures and streak >= max_failures:
         set_status(conn, campaign_id, PAUSED, f"paused after {streak} failed batches in a row: {reason}"[:2000])
-        conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id)
-                     .values(consecutive_failures=streak))
+        conn.execute(
+            update(campaign_state)
+            .where(campaign_state.c.campaign_id == campaign_id)
+            .values(consecutive_failures=streak)
+        )
         return True
     return False

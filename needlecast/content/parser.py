@@ -100,8 +100,14 @@ def _parse_plain(paragraphs: Sequence[_Paragraph]) -> tuple[str, list[tuple[str,
         nonlocal heading, heading_body
         if heading is not None and heading_body:
             kind = KIND_INTRO if not any(s[2] == KIND_INTRO for s in sections) else KIND_SECTION
-            sections.append((heading.text.rstrip(":?").strip() + ("?" if heading.text.endswith("?") else ""),
-                             "\n\n".join(heading_body), kind, heading.line))
+            sections.append(
+                (
+                    heading.text.rstrip(":?").strip() + ("?" if heading.text.endswith("?") else ""),
+                    "\n\n".join(heading_body),
+                    kind,
+                    heading.line,
+                )
+            )
         heading, heading_body = None, []
 
     for paragraph in _split_leading_headings(paragraphs):
@@ -210,8 +216,7 @@ def parse_article(
         _summary, raw_sections = _parse_plain(_paragraphs(text))
         title = ""
         expected = (
-            "a heading line ending in '?' or ':' followed by text, or benefit paragraphs of the form "
-            "'Title: body'"
+            "a heading line ending in '?' or ':' followed by text, or benefit paragraphs of the form 'Title: body'"
         )
     if not raw_sections:
         raise ContentError(f"{path}: no sections found. Expected {expected}.")
@@ -236,8 +241,10 @@ def parse_article(
                 f"tag override for '{slug}' names unknown concern(s) {unknown}; known: {sorted(known)}"
             )
         if slug not in slugs:
-            raise ConfigurationError(f"tag override names section '{slug}', which {path} does not have; "
-                                     f"its sections are: {', '.join(sorted(slugs))}")
+            raise ConfigurationError(
+                f"tag override names section '{slug}', which {path} does not have; "
+                f"its sections are: {', '.join(sorted(slugs))}"
+            )
     sections = [replace(s, concerns=tuple(overrides[s.slug])) if s.slug in overrides else s for s in sections]
     return Article(path=path, title=title or _title_from(path, sections), sections=tuple(sections))
 
@@ -245,5 +252,5 @@ def parse_article(
 def _title_from(path: Path, sections: Sequence[Section]) -> str:
     intro = next((s for s in sections if s.kind == KIND_INTRO), None)
     if intro and intro.title.lower().startswith("what is "):
-        return intro.title[len("what is "):].rstrip("?").strip()
+        return intro.title[len("what is ") :].rstrip("?").strip()
     return path.stem.replace("-", " ").replace("_", " ").title()

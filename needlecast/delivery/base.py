@@ -87,8 +87,13 @@ class Attempts:
 class RateLimiter:
     """Requests per second and emails per hour, shared by every worker thread (0 disables a limit)."""
 
-    def __init__(self, requests_per_second: float, emails_per_hour: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        requests_per_second: float,
+        emails_per_hour: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
         self._per_email = 3600.0 / emails_per_hour if emails_per_hour > 0 else 0.0
         self._next_request = 0.0
@@ -117,7 +122,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: between half and all of base * 2^attempt, capped."""
-        ceiling = min(self.max_seconds, self.base_seconds * (2 ** attempt))
+        ceiling = min(self.max_seconds, self.base_seconds * (2**attempt))
         return random.uniform(ceiling / 2, ceiling)
 
 
@@ -128,8 +133,9 @@ class Backend(ABC):
 
     def __init__(self, settings: DeliverySettings, *, retry: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.retry = retry or RetryPolicy(settings.max_retries, settings.backoff_base_seconds,
-                                          settings.backoff_max_seconds)
+        self.retry = retry or RetryPolicy(
+            settings.max_retries, settings.backoff_base_seconds, settings.backoff_max_seconds
+        )
         self.limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
         self.prepare_seconds = 0.0  # spent in `prepare` by `send_all`, for the caller's stage timings
 
@@ -179,8 +185,10 @@ class Backend(ABC):
                 if attempts.count > self.retry.max_retries:
                     break
                 self.retry.sleep(self.retry.backoff(attempts.count - 1))
-        return [Outcome(r.delivery_id, DEFERRED, error=attempts.last_error, ambiguous=attempts.ambiguous)
-                for r in batch.recipients]
+        return [
+            Outcome(r.delivery_id, DEFERRED, error=attempts.last_error, ambiguous=attempts.ambiguous)
+            for r in batch.recipients
+        ]
 
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
         """Send every batch, `max_in_flight` at a time, calling `on_outcomes` (in this thread) as each ends.

@@ -58,8 +58,10 @@ class OutboxBackend(Backend):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             number = self._next_number()
             message_id = f"outbox-{number}"
-            entry = json.dumps({"n": number, "message_id": message_id, "recorded_at": datetime.now(UTC).isoformat()},
-                               separators=(",", ":"))
+            entry = json.dumps(
+                {"n": number, "message_id": message_id, "recorded_at": datetime.now(UTC).isoformat()},
+                separators=(",", ":"),
+            )
             line = f'{entry[:-1]},"request":{request}}}'  # the body exactly as the sendgrid backend posts it
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
@@ -106,8 +108,13 @@ def recipient_copy(entry: dict[str, Any], recipient: str | None) -> RecipientCop
             raise NotFound(f"request #{entry['n']} has no recipient with that address")
     chosen = personalizations[position]
     content = {c["type"]: c["value"] for c in request["content"]}
-    message = RenderedEmail(template="", subject=request["subject"], preheader="",
-                            html=content.get("text/html", ""), text=content.get("text/plain", ""))
+    message = RenderedEmail(
+        template="",
+        subject=request["subject"],
+        preheader="",
+        html=content.get("text/html", ""),
+        text=content.get("text/plain", ""),
+    )
     headers = {**request.get("headers", {}), **chosen.get("headers", {})}  # SendGrid: the personalization's win
     return RecipientCopy(message, chosen.get("substitutions", {}), chosen["to"][0]["email"], headers, position + 1)
 
@@ -115,5 +122,7 @@ def recipient_copy(entry: dict[str, Any], recipient: str | None) -> RecipientCop
 def render_request(entry: dict[str, Any], recipient: str | None) -> tuple[str, str]:
     """(subject, html) as the recipient sees them."""
     copy = recipient_copy(entry, recipient)
-    return (apply_substitutions(copy.message.subject, copy.substitutions),
-            apply_substitutions(copy.message.html, copy.substitutions))
+    return (
+        apply_substitutions(copy.message.subject, copy.substitutions),
+        apply_substitutions(copy.message.html, copy.substitutions),
+    )

@@ -59,11 +59,14 @@ def build_body(batch: Batch, settings: Settings, *, now: datetime | None = None)
                 raise ValueError(f"delivery {recipient.delivery_id}: an address appears twice in one request")
             seen.add(recipient.email.lower())
     targets = list_unsubscribe_targets(settings)
-    personalizations = ",".join([
-        f'{{"to":[{{"email":{_quote(recipient.email)}}}],"substitutions":{{{substitutions_json(recipient.values)}}},'
-        f'"custom_args":{{"delivery_id":{_quote(str(recipient.delivery_id))}}},'
-        f'"headers":{{"List-Unsubscribe":{_quote(f"<{recipient.unsubscribe_url}>{targets}")}}}}}'
-        for recipient in recipients])
+    personalizations = ",".join(
+        [
+            f'{{"to":[{{"email":{_quote(recipient.email)}}}],"substitutions":{{{substitutions_json(recipient.values)}}},'
+            f'"custom_args":{{"delivery_id":{_quote(str(recipient.delivery_id))}}},'
+            f'"headers":{{"List-Unsubscribe":{_quote(f"<{recipient.unsubscribe_url}>{targets}")}}}}}'
+            for recipient in recipients
+        ]
+    )
     rest = json.dumps(_request_fields(batch, settings, now), separators=(",", ":"))
     return f'{{"personalizations":[{personalizations}],{rest[1:]}'
 

@@ -64,8 +64,11 @@ def _errors_from(body: bytes | str | None) -> list[str]:
     except (ValueError, TypeError):
         return [str(body)[:500]] if body else []
     items = data.get("errors", []) if isinstance(data, dict) else []
-    return [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message")) for e in items
-            if isinstance(e, dict)]
+    return [
+        f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+        for e in items
+        if isinstance(e, dict)
+    ]
 
 
 def _retry_after(headers: Any) -> float:
@@ -95,8 +98,10 @@ class SendGridBackend(Backend):
 
     def check(self) -> None:
         if not self.api_key:
-            raise ConfigurationError("the sendgrid backend needs SENDGRID_API_KEY in the environment "
-                                     "(an API key with the Mail Send permission)")
+            raise ConfigurationError(
+                "the sendgrid backend needs SENDGRID_API_KEY in the environment "
+                "(an API key with the Mail Send permission)"
+            )
         sender = self.full_settings.clinic.sender_email
         try:
             validate_email(sender, check_deliverability=False)
@@ -120,8 +125,9 @@ class SendGridBackend(Backend):
             # The body is JSON text already: with a Content-Type other than the bare "application/json" the
             # client sends a string as it is instead of encoding it again (python_http_client's documented
             # "string or json-serializable object").
-            response = self._client().client.mail.send.post(request_body=request, request_headers=_JSON_TEXT,
-                                                            timeout=self.settings.timeout_seconds)
+            response = self._client().client.mail.send.post(
+                request_body=request, request_headers=_JSON_TEXT, timeout=self.settings.timeout_seconds
+            )
         except (sg_errors.UnauthorizedError, sg_errors.ForbiddenError) as err:
             raise ProviderAuthError(err.status_code, _errors_from(err.body)) from err
         except sg_errors.TooManyRequestsError as err:
@@ -135,11 +141,11 @@ class SendGridBackend(Backend):
             timed_out = isinstance(err.reason, TimeoutError | socket.timeout)
             raise TransportError(f"cannot reach SendGrid: {err.reason}", ambiguous=timed_out) from err
         except TimeoutError as err:
-            raise TransportError(f"no answer from SendGrid within {self.settings.timeout_seconds} s",
-                                 ambiguous=True) from err
+            raise TransportError(
+                f"no answer from SendGrid within {self.settings.timeout_seconds} s", ambiguous=True
+            ) from err
         except (http.client.HTTPException, ConnectionError, OSError) as err:
-            raise TransportError(f"connection to SendGrid failed: {type(err).__name__}: {err}",
-                                 ambiguous=True) from err
+            raise TransportError(f"connection to SendGrid failed: {type(err).__name__}: {err}", ambiguous=True) from err
         if response.status_code not in (200, 202):
             raise ProviderUnavailable(response.status_code, [f"unexpected status {response.status_code}"])
         headers = response.headers or {}

@@ -33,17 +33,32 @@ def generate_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
 
 def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[str, object]]:
     rng = random.Random(seed)
-    query = (select(deliveries.c.id, deliveries.c.campaign_id, deliveries.c.step_id, deliveries.c.sent_at,
-                    deliveries.c.message_id, contacts.c.email)
-             .join(contacts, contacts.c.id == deliveries.c.contact_id).where(deliveries.c.status == "sent")
-             .order_by(deliveries.c.id))
+    query = (
+        select(
+            deliveries.c.id,
+            deliveries.c.campaign_id,
+            deliveries.c.step_id,
+            deliveries.c.sent_at,
+            deliveries.c.message_id,
+            contacts.c.email,
+        )
+        .join(contacts, contacts.c.id == deliveries.c.contact_id)
+        .where(deliveries.c.status == "sent")
+        .order_by(deliveries.c.id)
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     links = [settings.clinic.booking_url, settings.clinic.website]
     out: list[dict[str, object]] = []
     for row in rows:
-        base = {"email": row.email, "sg_message_id": f"{row.message_id}.filter", "delivery_id": str(row.id),
-                "campaign": row.campaign_id, "step": row.step_id, "category": [row.campaign_id]}
+        base = {
+            "email": row.email,
+            "sg_message_id": f"{row.message_id}.filter",
+            "delivery_id": str(row.id),
+            "campaign": row.campaign_id,
+            "step": row.step_id,
+            "category": [row.campaign_id],
+        }
         event = partial(_event, base, row.sent_at or datetime.now(UTC), row.id)
         out.append(event("processed", 0))
         fate = rng.random()
@@ -66,19 +81,21 @@ def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[st
     return out
 
 
-def _event(base: dict[str, object], start: datetime, delivery_id: int, kind: str, minutes: float, n: int = 0,
-           **extra: object) -> dict[str, object]:
+def _event(
+    base: dict[str, object], start: datetime, delivery_id: int, kind: str, minutes: float, n: int = 0, **extra: object
+) -> dict[str, object]:
     stamp = int((start + timedelta(minutes=minutes)).timestamp())
     return {**base, "event": kind, "timestamp": stamp, "sg_event_id": f"sim-{delivery_id}-{kind}-{n}", **extra}
 
 
 def _batches(items: list[dict[str, object]], size: int) -> Iterator[list[dict[str, object]]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def post_signed(url: str, items: list[dict[str, object]], key: ec.EllipticCurvePrivateKey, *,
-                batch_size: int = 1000) -> int:
+def post_signed(
+    url: str, items: list[dict[str, object]], key: ec.EllipticCurvePrivateKey, *, batch_size: int = 1000
+) -> int:
     """Post events to the webhook in signed batches; returns how many the app newly stored."""
     stored = 0
     with httpx.Client(timeout=30) as client:
@@ -86,9 +103,15 @@ def post_signed(url: str, items: list[dict[str, object]], key: ec.EllipticCurveP
             body = json.dumps(batch).encode()
             stamp = str(int(datetime.now(UTC).timestamp()))
             signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
-            response = client.post(url, content=body, headers={
-                "X-Twilio-Email-Event-Webhook-Signature": signature,
-                "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"})
+            response = client.post(
+                url,
+                content=body,
+                headers={
+                    "X-Twilio-Email-Event-Webhook-Signature": signature,
+                    "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+                    "Content-Type": "application/json",
+                },
+            )
             response.raise_for_status()
             stored += int(response.json()["stored"])
     return stored

@@ -66,8 +66,12 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         else:
             types = []
             for index, part in enumerate(content):
-                if not isinstance(part, dict) or not part.get("type") or not isinstance(part.get("value"), str) \
-                        or not part.get("value"):
+                if (
+                    not isinstance(part, dict)
+                    or not part.get("type")
+                    or not isinstance(part.get("value"), str)
+                    or not part.get("value")
+                ):
                     error(f"content.{index}", "Each content item needs a type and a non-empty string value.")
                 else:
                     types.append(part["type"])
@@ -106,10 +110,12 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
                     continue
                 lowered = email.lower()
                 if lowered in seen:
-                    error(f"personalizations.{index}.{kind}",
-                          "Each email address in the personalization block should be unique between to, cc, and "
-                          f"bcc. We found the first duplicate instance of [{email}] in the "
-                          f"personalizations.{index}.{kind} field.")
+                    error(
+                        f"personalizations.{index}.{kind}",
+                        "Each email address in the personalization block should be unique between to, cc, and "
+                        f"bcc. We found the first duplicate instance of [{email}] in the "
+                        f"personalizations.{index}.{kind} field.",
+                    )
                 seen.add(lowered)
         for key in _STRING_MAPS:
             value = item.get(key)
@@ -155,8 +161,12 @@ class SinkState:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             recipients = sum(len(a.recipients) for a in self.accepted)
-            return {"requests": self.requests, "accepted_requests": len(self.accepted),
-                    "accepted_recipients": recipients, "faults_queued": len(self.faults)}
+            return {
+                "requests": self.requests,
+                "accepted_requests": len(self.accepted),
+                "accepted_recipients": recipients,
+                "faults_queued": len(self.faults),
+            }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -219,15 +229,32 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {}
             if status == 429:
                 reset_in = float(fault.get("reset_in", 1))
-                headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                           "X-RateLimit-Reset": str(int(time.time() + reset_in + 0.999))}
-            message = {400: "Bad Request", 401: "The provided authorization grant is invalid, expired, or revoked",
-                       403: "access forbidden", 429: "too many requests"}.get(status, "internal error")
+                headers = {
+                    "X-RateLimit-Limit": "600",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(int(time.time() + reset_in + 0.999)),
+                }
+            message = {
+                400: "Bad Request",
+                401: "The provided authorization grant is invalid, expired, or revoked",
+                403: "access forbidden",
+                429: "too many requests",
+            }.get(status, "internal error")
             self._reply(status, {"errors": [{"message": message, "field": None, "help": None}]}, headers)
             return
         if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
-            self._reply(401, {"errors": [{"message": "The provided authorization grant is invalid, expired, or "
-                                                     "revoked", "field": None, "help": None}]})
+            self._reply(
+                401,
+                {
+                    "errors": [
+                        {
+                            "message": "The provided authorization grant is invalid, expired, or revoked",
+                            "field": None,
+                            "help": None,
+                        }
+                    ]
+                },
+            )
             return
         try:
             body = json.loads(raw)
@@ -240,8 +267,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with state.lock:
             message_id = f"sink{next(state.ids):08d}"
-            recipients = [(p["to"][0]["email"], str((p.get("custom_args") or {}).get("delivery_id", "")))
-                          for p in body["personalizations"]]
+            recipients = [
+                (p["to"][0]["email"], str((p.get("custom_args") or {}).get("delivery_id", "")))
+                for p in body["personalizations"]
+            ]
             state.accepted.append(Accepted(message_id, recipients, body if state.keep_payloads else None))
             if state.record_path is not None:
                 with state.record_path.open("a", encoding="utf-8") as handle:
@@ -258,8 +287,9 @@ class _SinkServer(ThreadingHTTPServer):
 class SendGridSink:
     """The sink, started in a background thread of this process (`with SendGridSink() as sink:`)."""
 
-    def __init__(self, *, port: int = 0, api_key: str | None = None, keep_payloads: bool = True,
-                 record_path: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int = 0, api_key: str | None = None, keep_payloads: bool = True, record_path: Path | None = None
+    ) -> None:
         self.server = _SinkServer(("127.0.0.1", port), _Handler)
         self.server.state = SinkState(api_key=api_key, keep_payloads=keep_payloads, record_path=record_path)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sendgrid-sink", daemon=True)
@@ -306,8 +336,7 @@ def main() -> None:
     parser.add_argument("--record", type=Path, default=None, help="append accepted recipients to this file")
     parser.add_argument("--keep-payloads", action="store_true", help="keep full request bodies in memory")
     args = parser.parse_args()
-    sink = SendGridSink(port=args.port, api_key=args.api_key, keep_payloads=args.keep_payloads,
-                        record_path=args.record)
+    sink = SendGridSink(port=args.port, api_key=args.api_key, keep_payloads=args.keep_payloads, record_path=args.record)
     print(f"sendgrid sink listening on {sink.url}", flush=True)
     # A 1000-recipient body parses into thousands of small dicts, alive until it is checked: with the
     # default thresholds the cyclic collector rescanned them many times per request.

@@ -12,15 +12,65 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-FIRST = ["Ana", "Bea", "Chloé", "Dev", "Emeka", "Fatima", "Grace", "Hiro", "Ines", "Jonas", "Kaia", "Liam",
-         "Maya", "Noor", "Olu", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Vera", "Wen", "Zoë"]
+FIRST = [
+    "Ana",
+    "Bea",
+    "Chloé",
+    "Dev",
+    "Emeka",
+    "Fatima",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kaia",
+    "Liam",
+    "Maya",
+    "Noor",
+    "Olu",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Vera",
+    "Wen",
+    "Zoë",
+]
 LAST = ["Okafor", "Silva", "Müller", "Nguyen", "O'Brien", "Kowalski", "Haddad", "Sato", "Jensen", "Rossi"]
-CONCERNS = ["acne", "Acne", "breakouts", "acne scars", "ageing", "Anti-aging", "wrinkles", "fine lines",
-            "pigmentation", "Hyperpigmentation", "melasma", "dark spots", "acne; pigmentation", "ageing, melasma", ""]
+CONCERNS = [
+    "acne",
+    "Acne",
+    "breakouts",
+    "acne scars",
+    "ageing",
+    "Anti-aging",
+    "wrinkles",
+    "fine lines",
+    "pigmentation",
+    "Hyperpigmentation",
+    "melasma",
+    "dark spots",
+    "acne; pigmentation",
+    "ageing, melasma",
+    "",
+]
 ZONES = ["Europe/London", "Europe/London", "Europe/Dublin", "America/New_York", "Australia/Sydney", ""]
 DOMAINS = ["example.com", "example.org", "example.net"]
-HEADER = ["Email", "First Name", "Last Name", "Skin concern", "Time zone", "Marketing consent",
-          "Health data consent", "Consent date", "Signed up", "Booked", "Tags"]
+HEADER = [
+    "Email",
+    "First Name",
+    "Last Name",
+    "Skin concern",
+    "Time zone",
+    "Marketing consent",
+    "Health data consent",
+    "Consent date",
+    "Signed up",
+    "Booked",
+    "Tags",
+]
 
 
 def synthetic_rows(n: int, seed: int = 7, messy: bool = True) -> list[list[str]]:
@@ -33,9 +83,19 @@ def synthetic_rows(n: int, seed: int = 7, messy: bool = True) -> list[list[str]]
         signed = start + timedelta(days=rng.randint(0, 320), minutes=rng.randint(0, 600))
         marketing = "yes" if rng.random() < 0.85 else rng.choice(["no", "pending"])
         health = "yes" if rng.random() < 0.75 else "no"
-        row = [email, first, last, rng.choice(CONCERNS), rng.choice(ZONES), marketing, health,
-               signed.strftime("%Y-%m-%dT%H:%M:%SZ"), signed.date().isoformat(),
-               "yes" if rng.random() < 0.1 else "no", "newsletter" if i % 5 == 0 else ""]
+        row = [
+            email,
+            first,
+            last,
+            rng.choice(CONCERNS),
+            rng.choice(ZONES),
+            marketing,
+            health,
+            signed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            signed.date().isoformat(),
+            "yes" if rng.random() < 0.1 else "no",
+            "newsletter" if i % 5 == 0 else "",
+        ]
         if messy and rows and rng.random() < 1 / 12:
             mess = rng.randrange(7)
             if mess == 0:
@@ -44,8 +104,15 @@ def synthetic_rows(n: int, seed: int = 7, messy: bool = True) -> list[list[str]]
                 earlier = rng.choice(rows)
                 row = list(earlier) if rng.random() < 0.5 else [earlier[0], *row[1:]]
             elif mess == 2:
-                row[0] = rng.choice([email.replace("@", " at "), email.split("@")[0] + "@", "n/a",
-                                     email.replace(".com", ".c"), "@" + DOMAINS[0]])
+                row[0] = rng.choice(
+                    [
+                        email.replace("@", " at "),
+                        email.split("@")[0] + "@",
+                        "n/a",
+                        email.replace(".com", ".c"),
+                        "@" + DOMAINS[0],
+                    ]
+                )
             elif mess == 3:
                 row[1] = row[2] = ""
             elif mess == 4:

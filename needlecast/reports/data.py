@@ -25,11 +25,28 @@ from needlecast.audience.addresses import mask_email
 from needlecast.store.schema import contacts, deliveries, events
 
 GROUP = ["campaign_id", "step_id", "segment", "variant", "arm"]
-FLAGS = ["sent", "delivered", "bounced_hard", "bounced_soft", "dropped", "opened", "clicked", "unsubscribed",
-         "complained"]
-KIND_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "blocked": "bounced_soft", "dropped": "dropped",
-             "opened": "opened", "clicked": "clicked", "unsubscribed": "unsubscribed",
-             "group_unsubscribed": "unsubscribed", "complained": "complained"}
+FLAGS = [
+    "sent",
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "dropped",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "complained",
+]
+KIND_FLAG = {
+    "delivered": "delivered",
+    "bounced": "bounced_hard",
+    "blocked": "bounced_soft",
+    "dropped": "dropped",
+    "opened": "opened",
+    "clicked": "clicked",
+    "unsubscribed": "unsubscribed",
+    "group_unsubscribed": "unsubscribed",
+    "complained": "complained",
+}
 OUTCOME_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "dropped": "dropped"}
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
 MIN_GROUP = 10
@@ -46,18 +63,30 @@ class Report:
     recipients: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        tables = {"funnel": self.funnel, "health": self.health, "ab_test": self.ab, "timeline": self.timeline,
-                  "links": self.links}
+        tables = {
+            "funnel": self.funnel,
+            "health": self.health,
+            "ab_test": self.ab,
+            "timeline": self.timeline,
+            "links": self.links,
+        }
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
         return tables
 
 
 def _frames(engine: Engine, campaign: str | None, since: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    query = select(deliveries.c.id, *(deliveries.c[c] for c in GROUP), deliveries.c.status, deliveries.c.outcome,
-                   deliveries.c.contact_id, deliveries.c.sent_at)
-    event_query = select(events.c.delivery_id, events.c.kind, events.c.occurred_at, events.c.detail,
-                         events.c.campaign_id)
+    query = select(
+        deliveries.c.id,
+        *(deliveries.c[c] for c in GROUP),
+        deliveries.c.status,
+        deliveries.c.outcome,
+        deliveries.c.contact_id,
+        deliveries.c.sent_at,
+    )
+    event_query = select(
+        events.c.delivery_id, events.c.kind, events.c.occurred_at, events.c.detail, events.c.campaign_id
+    )
     if campaign:
         query = query.where(deliveries.c.campaign_id == campaign)
         event_query = event_query.where(events.c.campaign_id == campaign)
@@ -121,8 +150,13 @@ def timeline(stored: pd.DataFrame, freq: str = "D") -> pd.DataFrame:
     """Events per period and kind (freq 'h' hourly or 'D' daily)."""
     if stored.empty:
         return pd.DataFrame(columns=["period"])
-    counts = (stored.assign(period=stored["occurred_at"].dt.floor(freq))
-              .groupby(["period", "kind"]).size().unstack(fill_value=0).reset_index())
+    counts = (
+        stored.assign(period=stored["occurred_at"].dt.floor(freq))
+        .groupby(["period", "kind"])
+        .size()
+        .unstack(fill_value=0)
+        .reset_index()
+    )
     counts["period"] = counts["period"].dt.strftime("%Y-%m-%d %H:%M" if freq == "h" else "%Y-%m-%d")
     counts.columns.name = None
     return counts
@@ -133,8 +167,9 @@ def links(stored: pd.DataFrame) -> pd.DataFrame:
     if stored.empty or "clicked" not in set(stored["kind"]):
         return pd.DataFrame(columns=["campaign_id", "url", "clicks", "unique_clickers"])
     clicks = stored[stored["kind"] == "clicked"]
-    table = clicks.groupby(["campaign_id", "detail"]).agg(clicks=("kind", "size"),
-                                                           unique_clickers=("delivery_id", "nunique"))
+    table = clicks.groupby(["campaign_id", "detail"]).agg(
+        clicks=("kind", "size"), unique_clickers=("delivery_id", "nunique")
+    )
     return table.reset_index().rename(columns={"detail": "url"}).sort_values("clicks", ascending=False)
 
 
@@ -153,8 +188,20 @@ def z_test(successes_a: int, total_a: int, successes_b: int, total_b: int) -> fl
 def ab_test(flags: pd.DataFrame) -> pd.DataFrame:
     """Each arm beside arm A of the same campaign and step: rates, the difference and its p-value."""
     armed = flags[flags["arm"] != ""] if not flags.empty else flags
-    columns = ["campaign_id", "step_id", "arm", "delivered", "opened", "clicked", "open_rate", "click_rate",
-               "open_diff", "open_p_value", "click_diff", "click_p_value"]
+    columns = [
+        "campaign_id",
+        "step_id",
+        "arm",
+        "delivered",
+        "opened",
+        "clicked",
+        "open_rate",
+        "click_rate",
+        "open_diff",
+        "open_p_value",
+        "click_diff",
+        "click_p_value",
+    ]
     if armed.empty:
         return pd.DataFrame(columns=columns)
     table = funnel(armed, ["campaign_id", "step_id", "arm"], min_group=0)
@@ -162,16 +209,30 @@ def ab_test(flags: pd.DataFrame) -> pd.DataFrame:
     for (campaign, step), group in table.groupby(["campaign_id", "step_id"]):
         base = group[group["arm"] == group["arm"].min()].iloc[0]
         for _, arm in group.iterrows():
-            rows.append({
-                "campaign_id": campaign, "step_id": step, "arm": arm["arm"], "delivered": int(arm["delivered"]),
-                "opened": int(arm["opened"]), "clicked": int(arm["clicked"]), "open_rate": arm["opened_rate"],
-                "click_rate": arm["clicked_rate"], "open_diff": arm["opened_rate"] - base["opened_rate"],
-                "open_p_value": z_test(int(base["opened"]), int(base["delivered"]), int(arm["opened"]),
-                                       int(arm["delivered"])) if arm["arm"] != base["arm"] else float("nan"),
-                "click_diff": arm["clicked_rate"] - base["clicked_rate"],
-                "click_p_value": z_test(int(base["clicked"]), int(base["delivered"]), int(arm["clicked"]),
-                                        int(arm["delivered"])) if arm["arm"] != base["arm"] else float("nan"),
-            })
+            rows.append(
+                {
+                    "campaign_id": campaign,
+                    "step_id": step,
+                    "arm": arm["arm"],
+                    "delivered": int(arm["delivered"]),
+                    "opened": int(arm["opened"]),
+                    "clicked": int(arm["clicked"]),
+                    "open_rate": arm["opened_rate"],
+                    "click_rate": arm["clicked_rate"],
+                    "open_diff": arm["opened_rate"] - base["opened_rate"],
+                    "open_p_value": z_test(
+                        int(base["opened"]), int(base["delivered"]), int(arm["opened"]), int(arm["delivered"])
+                    )
+                    if arm["arm"] != base["arm"]
+                    else float("nan"),
+                    "click_diff": arm["clicked_rate"] - base["clicked_rate"],
+                    "click_p_value": z_test(
+                        int(base["clicked"]), int(base["delivered"]), int(arm["clicked"]), int(arm["delivered"])
+                    )
+                    if arm["arm"] != base["arm"]
+                    else float("nan"),
+                }
+            )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -210,12 +271,24 @@ def recipients(engine: Engine, flags: pd.DataFrame, unmasked: bool) -> pd.DataFr
     return table.drop(columns=["contact_id"])
 
 
-def load_report(engine: Engine, campaign: str | None = None, since: datetime | None = None, *,
-                freq: str = "D", min_group: int = MIN_GROUP, include_recipients: bool = False,
-                unmasked: bool = False) -> Report:
+def load_report(
+    engine: Engine,
+    campaign: str | None = None,
+    since: datetime | None = None,
+    *,
+    freq: str = "D",
+    min_group: int = MIN_GROUP,
+    include_recipients: bool = False,
+    unmasked: bool = False,
+) -> Report:
     ledger, stored = _frames(engine, campaign, since)
     flags = delivery_flags(ledger, stored)
     return Report(
-        deliveries=flags, funnel=funnel(flags, min_group=min_group), timeline=timeline(stored, freq),
-        links=links(stored), ab=ab_test(flags), health=health(flags),
-        recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame())
+        deliveries=flags,
+        funnel=funnel(flags, min_group=min_group),
+        timeline=timeline(stored, freq),
+        links=links(stored),
+        ab=ab_test(flags),
+        health=health(flags),
+        recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame(),
+    )

@@ -20,8 +20,9 @@ from markupsafe import Markup
 from needlecast.reports.data import Report
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_html = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                    autoescape=select_autoescape(["html"]))
+_html = Environment(
+    loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape(["html"])
+)
 
 
 def neutralise(value: Any) -> Any:
@@ -55,8 +56,14 @@ def _plain(value: Any) -> Any:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps({name: [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
-                       for name, table in report.tables().items()}, indent=2, default=str)
+    return json.dumps(
+        {
+            name: [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
+            for name, table in report.tables().items()
+        },
+        indent=2,
+        default=str,
+    )
 
 
 def _svg(figure: Any) -> Markup:
@@ -66,7 +73,7 @@ def _svg(figure: Any) -> Markup:
     figure.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(figure)
     svg = buffer.getvalue()
-    return Markup(svg[svg.index("<svg"):])  # drop the XML prologue to inline it
+    return Markup(svg[svg.index("<svg") :])  # drop the XML prologue to inline it
 
 
 def funnel_chart(report: Report) -> Markup | None:
@@ -113,8 +120,11 @@ def _format(value: Any) -> str:
 
 
 def write_html(report: Report, path: Path, title: str) -> None:
-    tables = [(name, list(table.columns), [[_format(v) for v in row] for row in table.itertuples(index=False)])
-              for name, table in report.tables().items()]
-    html = _html.get_template("report.html").render(title=title, tables=tables, funnel=funnel_chart(report),
-                                                    timeline=timeline_chart(report))
+    tables = [
+        (name, list(table.columns), [[_format(v) for v in row] for row in table.itertuples(index=False)])
+        for name, table in report.tables().items()
+    ]
+    html = _html.get_template("report.html").render(
+        title=title, tables=tables, funnel=funnel_chart(report), timeline=timeline_chart(report)
+    )
     path.write_text(html, encoding="utf-8")

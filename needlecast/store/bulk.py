@@ -76,9 +76,12 @@ def bulk_insert_rows(
         insert_prepared(conn, prepare_rows(conn.dialect.name, table, columns, rows))
         return
     rows = _converted_rows(conn.dialect.name, table, columns, rows)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                         f"VALUES ({', '.join([marker(conn)] * len(columns))}) "
-                         f"ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING", rows)
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([marker(conn)] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING",
+        rows,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,16 @@ def insert_prepared(conn: Connection, prepared: PreparedRows) -> None:
         with cursor.copy(f"COPY {prepared.table} ({', '.join(prepared.columns)}) FROM STDIN") as copy:
             copy.write(prepared.copy_text)
     elif prepared.rows:
-        conn.exec_driver_sql(f"INSERT INTO {prepared.table} ({', '.join(prepared.columns)}) "
-                             f"VALUES ({', '.join([marker(conn)] * len(prepared.columns))})", prepared.rows)
+        conn.exec_driver_sql(
+            f"INSERT INTO {prepared.table} ({', '.join(prepared.columns)}) "
+            f"VALUES ({', '.join([marker(conn)] * len(prepared.columns))})",
+            prepared.rows,
+        )
 
 
-def _converted_rows(dialect: str, table: Table, columns: Sequence[str],
-                    rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _converted_rows(
+    dialect: str, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
     """The rows with the values of the columns that need it converted for the driver. Column by column:
     transposing and converting only those columns costs a fraction of a generator per row (a million-row
     import has four such columns of fifteen)."""
@@ -215,29 +222,34 @@ def insert_columns(
         raise ValueError("every list column must have one value per row")
     converters = dict(zip(columns, _converters(conn.dialect.name, table, list(columns)), strict=True))
     constants = {name: value for name, value in columns.items() if name not in varying}
-    constant_params = [value if converters[name] is None else converters[name](value)
-                       for name, value in constants.items()]
+    constant_params = [
+        value if converters[name] is None else converters[name](value) for name, value in constants.items()
+    ]
     m = marker(conn)
     conflict = f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING" if on_conflict_do_nothing else ""
     inserted = 0
     if conn.dialect.name == "sqlite":
         picks = [f"j.value ->> {index}" for index in range(len(varying))]
-        sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
-               f"SELECT {', '.join([*([m] * len(constants)), *picks])} FROM json_each({m}) AS j "
-               f"WHERE true{conflict}")  # WHERE: SQLite's upsert-after-SELECT rule
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
+            f"SELECT {', '.join([*([m] * len(constants)), *picks])} FROM json_each({m}) AS j "
+            f"WHERE true{conflict}"
+        )  # WHERE: SQLite's upsert-after-SELECT rule
     else:
         names = [f"c{index}" for index in range(len(varying))]
         casts = [f"CAST({m} AS {table.c[name].type.compile(dialect=conn.dialect)})" for name in constants]
         arrays = [f"{m}::{table.c[name].type.compile(dialect=conn.dialect)}[]" for name in varying]
-        sql = (f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
-               f"SELECT {', '.join([*casts, *names])} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
-               f"{conflict}")
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join([*constants, *varying])}) "
+            f"SELECT {', '.join([*casts, *names])} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+            f"{conflict}"
+        )
     if wrap is not None:
         sql = wrap(sql)
     for start in range(0, total, chunk):
         parts = []
         for name in varying:
-            values = columns[name][start:start + chunk]  # type: ignore[index]
+            values = columns[name][start : start + chunk]  # type: ignore[index]
             convert = converters[name]
             parts.append(list(values) if convert is None else _converted(values, convert))
         if conn.dialect.name == "sqlite":

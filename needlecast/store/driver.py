@@ -95,8 +95,10 @@ def reserve_ids(conn: Connection, table: str, column: str, count: int) -> list[i
     that none has to be read back). Other sessions' inserts may take values in between; these are ours."""
     if count <= 0:
         return []
-    text = conn.exec_driver_sql("SELECT string_agg(nextval(pg_get_serial_sequence(%s, %s))::text, ',') "
-                                "FROM generate_series(1, %s)", (table, column, count)).scalar_one()
+    text = conn.exec_driver_sql(
+        "SELECT string_agg(nextval(pg_get_serial_sequence(%s, %s))::text, ',') FROM generate_series(1, %s)",
+        (table, column, count),
+    ).scalar_one()
     return ids_from_text(f"{{{text}}}")
 
 
@@ -117,8 +119,9 @@ def fetch_rows(conn: Connection, columns: Sequence[str], rest: str, params: Sequ
     """The rows of `SELECT <columns> <rest>` (see the module docstring). Columns must be JSON-safe values
     (text, numbers, NULL) on SQLite."""
     if is_sqlite(conn):
-        text = conn.exec_driver_sql(f"SELECT json_group_array(json_array({', '.join(columns)})) {rest}",
-                                    tuple(params)).scalar()
+        text = conn.exec_driver_sql(
+            f"SELECT json_group_array(json_array({', '.join(columns)})) {rest}", tuple(params)
+        ).scalar()
         rows: list[Sequence[Any]] = json.loads(text) if text else []
         return rows
     return list(conn.exec_driver_sql(f"SELECT {', '.join(columns)} {rest}", tuple(params)).all())
@@ -142,8 +145,15 @@ def fetch_columns(conn: Connection, columns: Sequence[str], rest: str, params: S
     return [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in columns]
 
 
-def copy_frame(conn: Connection, names: Sequence[str], columns: Sequence[str], rest: str,
-               params: Sequence[Any] = (), *, integers: Iterable[str] = ()) -> pd.DataFrame:
+def copy_frame(
+    conn: Connection,
+    names: Sequence[str],
+    columns: Sequence[str],
+    rest: str,
+    params: Sequence[Any] = (),
+    *,
+    integers: Iterable[str] = (),
+) -> pd.DataFrame:
     """PostgreSQL only: `SELECT <columns> <rest>` as a DataFrame with these column `names`, streamed with
     `COPY (...) TO STDOUT` as CSV and read by pandas' C parser: a million contacts in a third of the time of
     fetching rows into Python objects and transposing them.
@@ -156,8 +166,9 @@ def copy_frame(conn: Connection, names: Sequence[str], columns: Sequence[str], r
     buffer = io.BytesIO()
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY (SELECT {', '.join(columns)} {rest}) TO STDOUT WITH (FORMAT csv)",
-                         tuple(params)) as copy:
+        with cursor.copy(
+            f"COPY (SELECT {', '.join(columns)} {rest}) TO STDOUT WITH (FORMAT csv)", tuple(params)
+        ) as copy:
             for block in copy:
                 buffer.write(block)
     finally:
@@ -167,5 +178,4 @@ def copy_frame(conn: Connection, names: Sequence[str], columns: Sequence[str], r
     if not buffer.getbuffer().nbytes:
         return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in dtypes.items()})
     buffer.seek(0)
-    return pd.read_csv(buffer, header=None, names=list(names), dtype=dtypes, keep_default_na=False,
-                       na_filter=False)
+    return pd.read_csv(buffer, header=None, names=list(names), dtype=dtypes, keep_default_na=False, na_filter=False)

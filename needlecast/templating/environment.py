@@ -45,8 +45,7 @@ def get_template(env: jinja2.Environment, name: str) -> jinja2.Template:
     try:
         return env.get_template(name)
     except jinja2.TemplateSyntaxError as err:
-        raise TemplateProblem(err.message or "syntax error", template=err.filename or name,
-                              line=err.lineno) from err
+        raise TemplateProblem(err.message or "syntax error", template=err.filename or name, line=err.lineno) from err
     except jinja2.TemplateNotFound as err:
         raise TemplateProblem(f"template not found: {err.name}", template=name) from err
 

@@ -18,8 +18,9 @@ def link_base(settings: Settings) -> str:
     escaping in HTML (the link tokens go into HTML unescaped)."""
     base = settings.tracking.public_base_url.rstrip("/")
     if _HTML_SPECIAL.intersection(base):
-        raise ConfigurationError(f"[tracking] public_base_url {base!r} must be a plain URL without "
-                                 "spaces, quotes, '&', '<' or '>'")
+        raise ConfigurationError(
+            f"[tracking] public_base_url {base!r} must be a plain URL without spaces, quotes, '&', '<' or '>'"
+        )
     return base
 
 
@@ -67,11 +68,17 @@ class RecipientValues:
         manage = TOKENS["manage"].text
 
         def spelled(part: str) -> str:
-            return part.replace(unsubscribe, self._unsubscribe + manage).replace(preferences,
-                                                                                   self._preferences + manage)
+            return part.replace(unsubscribe, self._unsubscribe + manage).replace(
+                preferences, self._preferences + manage
+            )
 
-        return dataclasses.replace(rendered, subject=spelled(rendered.subject), preheader=spelled(rendered.preheader),
-                                   html=spelled(rendered.html), text=spelled(rendered.text))
+        return dataclasses.replace(
+            rendered,
+            subject=spelled(rendered.subject),
+            preheader=spelled(rendered.preheader),
+            html=spelled(rendered.html),
+            text=spelled(rendered.text),
+        )
 
 
 def recipient_values(
@@ -92,5 +99,7 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 
 def list_unsubscribe_headers(settings: Settings, unsubscribe: str) -> dict[str, str]:
     """RFC 2369 / RFC 8058 headers: the HTTPS one-click URL, the mailto when configured, and the POST hint."""
-    return {"List-Unsubscribe": f"<{unsubscribe}>{list_unsubscribe_targets(settings)}",
-            "List-Unsubscribe-Post": ONE_CLICK}
+    return {
+        "List-Unsubscribe": f"<{unsubscribe}>{list_unsubscribe_targets(settings)}",
+        "List-Unsubscribe-Post": ONE_CLICK,
+    }

@@ -82,8 +82,13 @@ def _spellings(name: str) -> tuple[str, str | None]:
 
 
 def _clean_value(value: object) -> str:
-    if type(value) is str and value.isprintable() and "%%" not in value and "  " not in value \
-            and value == value.strip():
+    if (
+        type(value) is str
+        and value.isprintable()
+        and "%%" not in value
+        and "  " not in value
+        and value == value.strip()
+    ):
         return value  # the common case, checked without building a new string
     return _clean(value)
 

@@ -35,8 +35,9 @@ def set_concerns(conn: Connection, contact_id: int, chosen: list[str]) -> None:
     contact = contact_by_id(conn, contact_id)
     if contact is None:
         return
-    conn.execute(update(contacts).where(contacts.c.id == contact_id)
-                 .values(concerns=";".join(chosen), updated_at=utcnow()))
+    conn.execute(
+        update(contacts).where(contacts.c.id == contact_id).values(concerns=";".join(chosen), updated_at=utcnow())
+    )
     wants = bool(chosen)
     if wants != bool(contact["concern_consent"]):
         record_consent(conn, contact_id, "concern", wants, source="preference page")
@@ -48,8 +49,9 @@ def pause(conn: Connection, contact_id: int, now: datetime | None = None) -> dat
     contact = contact_by_id(conn, contact_id)
     if contact is not None:
         attributes = {**(contact["attributes"] or {}), "paused_until": until.isoformat()}
-        conn.execute(update(contacts).where(contacts.c.id == contact_id)
-                     .values(attributes=attributes, updated_at=utcnow()))
+        conn.execute(
+            update(contacts).where(contacts.c.id == contact_id).values(attributes=attributes, updated_at=utcnow())
+        )
     return until
 
 

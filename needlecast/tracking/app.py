@@ -47,8 +47,9 @@ from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webh
 from needlecast.tracking.webhook import verify_signature as verify_webhook
 
 log = logging.getLogger("needlecast.web")
-_pages = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                     autoescape=select_autoescape(["html"]))
+_pages = Environment(
+    loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape(["html"])
+)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -56,7 +57,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
 }
 
 
@@ -100,8 +101,11 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         log.warning("no webhook verification key configured: SendGrid events are accepted unsigned")
     vocabulary = load_vocabulary_for(workspace)
     public = urlsplit(tracking.public_base_url)
-    page_context = {"clinic": settings.clinic.name, "address": settings.clinic.postal_address,
-                    "lang": settings.clinic.language}
+    page_context = {
+        "clinic": settings.clinic.name,
+        "address": settings.clinic.postal_address,
+        "lang": settings.clinic.language,
+    }
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(_pages.get_template(name).render(**page_context, **context), status_code=status)
@@ -136,9 +140,14 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         body = await _read_limited(request, tracking.max_body_bytes)
         if webhook_key is not None:
             try:
-                verify_webhook(webhook_key, request.headers.get(SIGNATURE_HEADER),
-                               request.headers.get(TIMESTAMP_HEADER), body, time.time(),
-                               tracking.webhook_max_age_seconds)
+                verify_webhook(
+                    webhook_key,
+                    request.headers.get(SIGNATURE_HEADER),
+                    request.headers.get(TIMESTAMP_HEADER),
+                    body,
+                    time.time(),
+                    tracking.webhook_max_age_seconds,
+                )
             except WebhookRejected as err:
                 log.warning("webhook refused: %s", err)
                 return PlainTextResponse("forbidden", status_code=403)
@@ -151,8 +160,12 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         except Exception:
             log.exception("webhook: %d events not stored; SendGrid will retry", len(events))
             return PlainTextResponse("not stored, retry later", status_code=503)
-        log.info("webhook: %d events stored, %d duplicates, %d suppressions", result.stored, result.duplicates,
-                 result.suppressed)
+        log.info(
+            "webhook: %d events stored, %d duplicates, %d suppressions",
+            result.stored,
+            result.duplicates,
+            result.suppressed,
+        )
         return JSONResponse({"stored": result.stored, "duplicates": result.duplicates})
 
     async def unsubscribe_page(request: Request) -> Response:
@@ -162,8 +175,12 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
             return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
         form = await _small_form(request)
         if form.get("List-Unsubscribe") != "One-Click":
-            return page("message.html", status=400, title="Unsubscribe",
-                        message="This link expects the one-click unsubscribe form.")
+            return page(
+                "message.html",
+                status=400,
+                title="Unsubscribe",
+                message="This link expects the one-click unsubscribe form.",
+            )
         with engine.begin() as conn:
             actions.unsubscribe(conn, payload.contact_id, payload.campaign)
         return page("unsubscribe.html", title="Unsubscribe", done=True)
@@ -176,8 +193,12 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
             form = await _small_form(request)
             valid = hmac.compare_digest(str(form.get("csrf", "")), csrf_for(token))
             if not valid or not same_origin(request):
-                return page("message.html", status=403, title="Your email preferences",
-                            message="This form has expired. Please open the link from your email again.")
+                return page(
+                    "message.html",
+                    status=403,
+                    title="Your email preferences",
+                    message="This form has expired. Please open the link from your email again.",
+                )
             action = form.get("action")
             with engine.begin() as conn:
                 if action == "leave":
@@ -193,35 +214,51 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         with engine.connect() as conn:
             contact = actions.contact_by_id(conn, payload.contact_id)
         if contact is None:
-            return page("message.html", title="Your email preferences",
-                        message="We hold no data about you any more, so there is nothing to change.")
+            return page(
+                "message.html",
+                title="Your email preferences",
+                message="We hold no data about you any more, so there is nothing to change.",
+            )
         mine = set(filter(None, contact["concerns"].split(";"))) if contact["concern_consent"] else set()
         concerns = [{"name": c.name, "label": c.label, "chosen": c.name in mine} for c in vocabulary.concerns]
-        return page("preferences.html", title="Your email preferences", concerns=concerns, csrf=csrf_for(token),
-                    saved=saved)
+        return page(
+            "preferences.html", title="Your email preferences", concerns=concerns, csrf=csrf_for(token), saved=saved
+        )
 
     async def confirm_page(request: Request) -> Response:
         try:
             with engine.begin() as conn:
                 confirm(conn, request.path_params["token"], secret)
         except TokenInvalid:
-            return page("message.html", status=404, title="Confirm your subscription",
-                        message="This confirmation link is not valid or has expired.")
+            return page(
+                "message.html",
+                status=404,
+                title="Confirm your subscription",
+                message="This confirmation link is not valid or has expired.",
+            )
         except NotFound:
             raise HTTPException(404) from None
-        return page("message.html", title="Subscription confirmed",
-                    message=f"Thank you. You will now receive emails from {settings.clinic.name}.")
+        return page(
+            "message.html",
+            title="Subscription confirmed",
+            message=f"Thank you. You will now receive emails from {settings.clinic.name}.",
+        )
 
     async def not_found(_request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
         message = {404: "This page does not exist.", 413: "The request is too large."}.get(
-            status, "Something went wrong on our side. Please try again later.")
+            status, "Something went wrong on our side. Please try again later."
+        )
         return page("message.html", status=status, title="Sorry", message=message)
 
     async def server_error(_request: Request, exc: Exception) -> Response:
         log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
-        return page("message.html", status=500, title="Sorry",
-                    message="Something went wrong on our side. Please try again later.")
+        return page(
+            "message.html",
+            status=500,
+            title="Sorry",
+            message="Something went wrong on our side. Please try again later.",
+        )
 
     return Starlette(
         routes=[

@@ -81,9 +81,19 @@ def parse_sendgrid(body: bytes) -> list[Event]:
         # sg_event_id is SendGrid's idempotency key; an event without one gets a digest of its content.
         event_id = str(raw.get("sg_event_id") or hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest())
         detail = raw.get("url") or raw.get("reason") or raw.get("response") or raw.get("status") or ""
-        events.append(Event(
-            provider_event_id=event_id[:100], kind=_kind(raw), provider_kind=str(raw.get("event", ""))[:32],
-            email=str(raw.get("email", "")), occurred_at=occurred, delivery_id=_delivery_id(raw),
-            campaign_id=str(raw.get("campaign", ""))[:64], step_id=str(raw.get("step", ""))[:64],
-            message_id=str(raw.get("sg_message_id", "")).split(".")[0][:100], detail=str(detail)[:2000], raw=raw))
+        events.append(
+            Event(
+                provider_event_id=event_id[:100],
+                kind=_kind(raw),
+                provider_kind=str(raw.get("event", ""))[:32],
+                email=str(raw.get("email", "")),
+                occurred_at=occurred,
+                delivery_id=_delivery_id(raw),
+                campaign_id=str(raw.get("campaign", ""))[:64],
+                step_id=str(raw.get("step", ""))[:64],
+                message_id=str(raw.get("sg_message_id", "")).split(".")[0][:100],
+                detail=str(detail)[:2000],
+                raw=raw,
+            )
+        )
     return events

@@ -37,12 +37,24 @@ from needlecast.tracking.events import Event
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-SUPPRESSING = {"bounced": "hard_bounce", "complained": "complaint", "unsubscribed": "unsubscribed",
-               "group_unsubscribed": "unsubscribed"}
-OUTCOMES = {"delivered": "delivered", "bounced": "bounced", "blocked": "bounced", "dropped": "dropped",
-            "deferred": "deferred"}
-_SET_OUTCOME = (update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-                .values(outcome=bindparam("v_outcome"), outcome_at=bindparam("v_at")))
+SUPPRESSING = {
+    "bounced": "hard_bounce",
+    "complained": "complaint",
+    "unsubscribed": "unsubscribed",
+    "group_unsubscribed": "unsubscribed",
+}
+OUTCOMES = {
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "blocked": "bounced",
+    "dropped": "dropped",
+    "deferred": "deferred",
+}
+_SET_OUTCOME = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values(outcome=bindparam("v_outcome"), outcome_at=bindparam("v_at"))
+)
 
 
 class WebhookRejected(Exception):
@@ -54,15 +66,23 @@ def load_public_key(public_key_b64: str) -> ec.EllipticCurvePublicKey:
     try:
         key = load_der_public_key(base64.b64decode(public_key_b64, validate=True))
     except (ValueError, binascii.Error) as err:
-        raise ConfigurationError("[tracking] webhook_public_key is not a base64 DER public key (copy the "
-                                 "verification key from SendGrid's Mail Settings > Event Webhook)") from err
+        raise ConfigurationError(
+            "[tracking] webhook_public_key is not a base64 DER public key (copy the "
+            "verification key from SendGrid's Mail Settings > Event Webhook)"
+        ) from err
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigurationError("[tracking] webhook_public_key is not an elliptic-curve (P-256) key")
     return key
 
 
-def verify_signature(key: ec.EllipticCurvePublicKey, signature_b64: str | None, timestamp: str | None, body: bytes,
-                     now: float, max_age: int) -> None:
+def verify_signature(
+    key: ec.EllipticCurvePublicKey,
+    signature_b64: str | None,
+    timestamp: str | None,
+    body: bytes,
+    now: float,
+    max_age: int,
+) -> None:
     if not signature_b64 or not timestamp:
         raise WebhookRejected("missing signature or timestamp header")
     try:
@@ -95,30 +115,48 @@ def ingest(engine: Engine, events: Sequence[Event]) -> IngestResult:
         key = hash_key(conn)
         known: set[str] = set()
         for chunk in chunked([e.provider_event_id for e in events], 5000):
-            known |= set(conn.execute(select(events_table.c.provider_event_id)
-                                      .where(events_table.c.provider_event_id.in_(chunk))).scalars())
+            known |= set(
+                conn.execute(
+                    select(events_table.c.provider_event_id).where(events_table.c.provider_event_id.in_(chunk))
+                ).scalars()
+            )
         fresh: dict[str, Event] = {}
         for event in events:
             if event.provider_event_id in known or event.provider_event_id in fresh:
                 result.duplicates += 1
             else:
                 fresh[event.provider_event_id] = event
-        rows = [{"provider_event_id": e.provider_event_id,
-                 "kind": e.kind if e.kind != "unknown" else f"unknown:{e.provider_kind}"[:32],
-                 "delivery_id": e.delivery_id, "campaign_id": e.campaign_id, "step_id": e.step_id,
-                 "message_id": e.message_id,
-                 "email_hash": email_hash(key, e.email.strip().lower()) if e.email else "",
-                 "occurred_at": e.occurred_at, "received_at": now, "detail": e.detail, "raw": e.raw}
-                for e in fresh.values()]
+        rows = [
+            {
+                "provider_event_id": e.provider_event_id,
+                "kind": e.kind if e.kind != "unknown" else f"unknown:{e.provider_kind}"[:32],
+                "delivery_id": e.delivery_id,
+                "campaign_id": e.campaign_id,
+                "step_id": e.step_id,
+                "message_id": e.message_id,
+                "email_hash": email_hash(key, e.email.strip().lower()) if e.email else "",
+                "occurred_at": e.occurred_at,
+                "received_at": now,
+                "detail": e.detail,
+                "raw": e.raw,
+            }
+            for e in fresh.values()
+        ]
         bulk_insert(conn, events_table, rows, on_conflict_do_nothing=("provider_event_id",))
         result.stored = len(rows)
         accepted = sorted({e.delivery_id for e in fresh.values() if e.delivery_id is not None})
         for chunk in chunked(accepted, 5000):
-            conn.execute(update(deliveries).where(deliveries.c.id.in_(chunk), deliveries.c.status == ledger.UNKNOWN)
-                         .values(status=ledger.SENT, error="settled from provider events", updated_at=now))
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(chunk), deliveries.c.status == ledger.UNKNOWN)
+                .values(status=ledger.SENT, error="settled from provider events", updated_at=now)
+            )
         ordered = sorted(fresh.values(), key=lambda e: e.occurred_at)
-        outcomes = [{"b_id": e.delivery_id, "v_outcome": OUTCOMES[e.kind], "v_at": e.occurred_at}
-                    for e in ordered if e.kind in OUTCOMES and e.delivery_id is not None]
+        outcomes = [
+            {"b_id": e.delivery_id, "v_outcome": OUTCOMES[e.kind], "v_at": e.occurred_at}
+            for e in ordered
+            if e.kind in OUTCOMES and e.delivery_id is not None
+        ]
         if outcomes:  # in time order, so the latest report wins
             conn.execute(_SET_OUTCOME, outcomes)
         for event in ordered:

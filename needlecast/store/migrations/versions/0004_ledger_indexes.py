@@ -19,8 +19,13 @@ depends_on = None
 def upgrade() -> None:
     op.drop_index("ix_deliveries_dispatch", table_name="deliveries")
     op.drop_index("ix_deliveries_contact", table_name="deliveries")
-    op.create_index("ix_deliveries_queued", "deliveries", ["campaign_id", "due_at"],
-                    sqlite_where=sa.text("status = 'queued'"), postgresql_where=sa.text("status = 'queued'"))
+    op.create_index(
+        "ix_deliveries_queued",
+        "deliveries",
+        ["campaign_id", "due_at"],
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    )
 
 
 def downgrade() -> None:

@@ -37,9 +37,11 @@ def upgrade() -> None:
     op.create_index("ix_delivery_queue_due", "delivery_queue", ["campaign_id", "due_at"])
     postgres = op.get_bind().dialect.name == "postgresql"
     listed = "array_agg(id ORDER BY id)" if postgres else "json_group_array(id)"
-    op.execute(f"INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
-               f"SELECT campaign_id, due_at, count(*), {listed} FROM deliveries WHERE status = 'queued' "
-               f"GROUP BY campaign_id, due_at, id / {ENTRY_SIZE}")
+    op.execute(
+        f"INSERT INTO delivery_queue (campaign_id, due_at, size, delivery_ids) "
+        f"SELECT campaign_id, due_at, count(*), {listed} FROM deliveries WHERE status = 'queued' "
+        f"GROUP BY campaign_id, due_at, id / {ENTRY_SIZE}"
+    )
     op.drop_index("ix_deliveries_queued", table_name="deliveries")
     if postgres:
         op.execute("ALTER TABLE deliveries SET (fillfactor = 50)")
@@ -48,6 +50,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE deliveries RESET (fillfactor)")
-    op.create_index("ix_deliveries_queued", "deliveries", ["campaign_id", "due_at"],
-                    sqlite_where=sa.text("status = 'queued'"), postgresql_where=sa.text("status = 'queued'"))
+    op.create_index(
+        "ix_deliveries_queued",
+        "deliveries",
+        ["campaign_id", "due_at"],
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    )
     op.drop_table("delivery_queue")

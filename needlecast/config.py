@@ -38,6 +38,7 @@ class ClinicSettings:
     reply_to: str = ""
     unsubscribe_mailto: str = ""
     language: str = "en"
+    logo_url: str = ""  # an https:// image shown in the email header ("" for none)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class TrackingSettings:
     webhook_public_key: str = ""
     webhook_max_age_seconds: int = 600
     max_body_bytes: int = 5_000_000
+    # Without a verification key, SendGrid's events are refused (403) unless the backend is the outbox or
+    # this is set on purpose: unsigned events could settle unknown rows or suppress real leads.
+    accept_unsigned_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,17 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    """Limits on an audience file, far above any clinic's export, that stop a hostile file early."""
+
+    max_rows: int = 5_000_000
+    max_columns: int = 500
+    max_cell_chars: int = 100_000
+    max_xlsx_uncompressed_bytes: int = 512 * 1024 * 1024
+    max_xlsx_compression_ratio: int = 100  # uncompressed / compressed size of the sheets (zip bombs: hundreds)
+
+
+@dataclass(frozen=True)
 class Settings:
     clinic: ClinicSettings = field(default_factory=ClinicSettings)
     content: ContentSettings = field(default_factory=ContentSettings)
@@ -98,6 +113,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from needlecast.audience.segments import evaluate, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.demo_campaigns import run_campaign_stage
-from needlecast.lint import email_templates, lint_workspace
+from needlecast.lint import lint_workspace
 from needlecast.store.engine import make_engine, open_store, upgrade
 from needlecast.templating.context import variant_concerns
+from needlecast.templating.environment import email_templates
 from needlecast.templating.preview import write_preview
 
 

@@ -8,7 +8,6 @@ import time
 from collections import Counter
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.schedulers.background import BackgroundScheduler
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
@@ -18,7 +17,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
-from needlecast.schedule import _current, _locked_scheduler, schedule_send_now, sync
+from needlecast.schedule import StopSafeBackgroundScheduler, _current, _locked_scheduler, schedule_send_now, sync
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries
 
@@ -46,7 +45,7 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         if all(finished[j] for j in wanted):
             done.set()
 
-    scheduler, lock = _locked_scheduler(workspace, BackgroundScheduler)
+    scheduler, lock = _locked_scheduler(workspace, StopSafeBackgroundScheduler)
     try:
         scheduler.add_listener(listen, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.start(paused=True)

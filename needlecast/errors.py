@@ -13,8 +13,14 @@
         ├── InvalidAddress(ValueError)        an email address that does not validate
         ├── TokenInvalid(ValueError)          a forged, truncated or expired signed token
         ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
+        ├── InvalidRequest(ValueError)        a request that cannot be done as asked (a sequence sent as a
+        │                                     broadcast, an unknown variant): the message says what to ask
         ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
+        ├── WebhookRejected                   a webhook call that is not a genuine, fresh, signed one
+        ├── EventFormatError(ValueError)      a webhook body that is not a JSON array of event objects
+        ├── BodyTooDeep(ValueError)           a JSON body nested deeper than any genuine one
         └── DeliveryError                     a send did not complete
+            ├── PayloadError(ValueError)      a batch the provider would refuse (too many recipients...)
             ├── TransportError                timeout, refused or dropped connection: retryable
             └── ProviderError                 the ESP answered with an error status
                 ├── RateLimited               429: retry after `retry_after` seconds
@@ -64,11 +70,12 @@ class TemplateProblem(NeedlecastError, ValueError):
 class CampaignFileError(NeedlecastError, ValueError):
     """A campaign file failed validation: names the file, the field and the fix."""
 
-    def __init__(self, path: str, field: str, problem: str, fix: str) -> None:
+    def __init__(self, path: str, field: str, problem: str, fix: str, *, campaign_id: str = "") -> None:
         self.path = path
         self.field = field
         self.problem = problem
         self.fix = fix
+        self.campaign_id = campaign_id  # when the file's id could be read despite the problem
         super().__init__(f"{path}: field '{field}': {problem}. Fix: {fix}")
 
 
@@ -88,12 +95,33 @@ class NotFound(NeedlecastError, LookupError):
     """A named object does not exist."""
 
 
+class InvalidRequest(NeedlecastError, ValueError):
+    """A request that cannot be carried out as asked; the message says what would work instead."""
+
+
 class CampaignBlocked(NeedlecastError):
     """A campaign may not send: lint reports errors and its file records no sign-off."""
 
 
+class WebhookRejected(NeedlecastError):
+    """The request is not a genuine, fresh SendGrid webhook call (signature, timestamp)."""
+
+
+class EventFormatError(NeedlecastError, ValueError):
+    """A webhook body is not a JSON array of event objects."""
+
+
+class BodyTooDeep(NeedlecastError, ValueError):
+    """A JSON body nests arrays and objects deeper than the limit: refused before it is parsed."""
+
+
 class DeliveryError(NeedlecastError):
     """A send to the email provider did not complete."""
+
+
+class PayloadError(DeliveryError, ValueError):
+    """A batch that the provider would refuse as it stands (more than 1000 recipients, an address twice,
+    `send_at` too far ahead). Nothing was sent."""
 
 
 class TransportError(DeliveryError):

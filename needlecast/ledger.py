@@ -413,3 +413,14 @@ def queued_count(conn: Connection, campaign_id: str, due_by: datetime | None = N
     if due_by is not None:
         query = query.where(delivery_queue.c.due_at <= due_by)
     return int(conn.execute(query).scalar_one())
+
+
+def queued_by_due(conn: Connection, campaign_id: str) -> list[tuple[datetime, int]]:
+    """When a campaign's queued rows are due: (due time, how many), earliest first."""
+    rows = conn.execute(
+        select(delivery_queue.c.due_at, func.sum(delivery_queue.c.size))
+        .where(delivery_queue.c.campaign_id == campaign_id)
+        .group_by(delivery_queue.c.due_at)
+        .order_by(delivery_queue.c.due_at)
+    ).all()
+    return [(due, int(count)) for due, count in rows]

@@ -12,6 +12,7 @@ A template that fails to render is itself a finding (error), so lint reports eve
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import ContentError, TemplateProblem
 from needlecast.templating.context import email_context, variant_concerns
-from needlecast.templating.environment import build_environment
+from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.templating.tokens import tokens_in
 
@@ -48,7 +49,8 @@ class Finding:
         return asdict(self)
 
 
-def _rel(workspace: Workspace, path: Path) -> str:
+def relative(workspace: Workspace, path: Path) -> str:
+    """`path` relative to the workspace root, as findings name files."""
     try:
         return str(path.resolve().relative_to(workspace.root.resolve()))
     except ValueError:
@@ -67,12 +69,13 @@ def _line_of(path: Path, needle: str | re.Pattern[str]) -> int:
     return 1
 
 
-def claim_findings(file: str, text: str) -> list[Finding]:
-    """Risky-claim findings in `text` (Jinja comments blanked out, line numbers kept)."""
+def claim_findings(file: str, text: str, first_line: int = 1) -> list[Finding]:
+    """Risky-claim findings in `text` (Jinja comments blanked out, line numbers kept), its first line
+    being line `first_line` of `file`."""
     text = _JINJA_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     return [
         Finding(file, m.line, m.rule.rule, m.rule.severity, f'{m.rule.message}: "{m.text}"', m.rule.fix)
-        for m in find_claims(text)
+        for m in find_claims(text, first_line)
     ]
 
 
@@ -102,7 +105,7 @@ def rendered_findings(
     subject_line: int | None = None,
 ) -> list[Finding]:
     """Mechanics findings for one rendered variant (see the module contract)."""
-    html_rel, text_rel = _rel(workspace, html_file), _rel(workspace, text_file)
+    html_rel, text_rel = relative(workspace, html_file), relative(workspace, text_file)
     found: list[Finding] = []
     for part, body, rel in (("HTML", rendered.html, html_rel), ("text", rendered.text, text_rel)):
         if "unsubscribe_url" not in tokens_in(body):
@@ -152,13 +155,37 @@ def rendered_findings(
                 'give every <img> an alt="..." describing it (images are often blocked)',
             )
         )
-    line = subject_line or _line_of(text_file, "block subject")
-    letters = [c for c in rendered.subject if c.isalpha()]
-    if not rendered.subject.strip():
+    found += subject_findings(
+        rendered.subject,
+        rendered.preheader,
+        file=text_rel,
+        subject_line=subject_line or _line_of(text_file, "block subject"),
+        preheader_line=_line_of(text_file, "block preheader"),
+        vocabulary=vocabulary,
+    )
+    return found
+
+
+def subject_findings(
+    subject: str | None,
+    preheader: str | None,
+    *,
+    file: str,
+    subject_line: int,
+    preheader_line: int,
+    vocabulary: Vocabulary,
+) -> list[Finding]:
+    """An empty or all-caps subject, and a health concern named in the subject or preheader (rendered text);
+    None skips that part."""
+    found: list[Finding] = []
+    letters = [c for c in subject or "" if c.isalpha()]
+    if subject is None:
+        pass
+    elif not subject.strip():
         found.append(
             Finding(
-                text_rel,
-                line,
+                file,
+                subject_line,
                 "subject-empty",
                 ERROR,
                 "the subject is empty",
@@ -168,23 +195,24 @@ def rendered_findings(
     elif len(letters) >= 4 and all(c.isupper() for c in letters):
         found.append(
             Finding(
-                text_rel,
-                line,
+                file,
+                subject_line,
                 "subject-all-caps",
                 WARNING,
                 "the subject is all capitals",
                 "use sentence case; all-caps subjects read as shouting and trip spam filters",
             )
         )
-    for label, value in (("subject", rendered.subject), ("preheader", rendered.preheader)):
+    for label, value, line in (("subject", subject, subject_line), ("preheader", preheader, preheader_line)):
+        if value is None:
+            continue
         for pattern in health_terms(vocabulary):
             hit = pattern.search(value)
             if hit:
-                where = line if label == "subject" else _line_of(text_file, "block preheader")
                 found.append(
                     Finding(
-                        text_rel,
-                        where,
+                        file,
+                        line,
                         "health-term-in-subject",
                         WARNING,
                         f'the {label} names a health concern ("{hit.group(0)}"), '
@@ -198,7 +226,7 @@ def rendered_findings(
 
 def config_findings(workspace: Workspace) -> list[Finding]:
     path = workspace.config_path
-    rel = _rel(workspace, path)
+    rel = relative(workspace, path)
     clinic = workspace.settings.clinic
     found: list[Finding] = []
     for key in ("name", "postal_address", "website", "booking_url", "sender_email", "sender_name"):
@@ -239,44 +267,58 @@ def config_findings(workspace: Workspace) -> list[Finding]:
                 "set it to the public HTTPS address of `needlecast web`",
             )
         )
+    tracking = workspace.settings.tracking
+    if (
+        workspace.settings.delivery.backend == "sendgrid"
+        and not (os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or tracking.webhook_public_key)
+        and not tracking.accept_unsigned_events
+    ):
+        found.append(
+            Finding(
+                rel,
+                _line_of(path, "[tracking]"),
+                "config-webhook-unsigned",
+                WARNING,
+                "no SendGrid webhook verification key: the web app refuses SendGrid's events (bounces, "
+                "unsubscribes and complaints are not recorded)",
+                'turn on "Signed Event Webhook" in SendGrid, copy its verification key into '
+                "SENDGRID_WEBHOOK_PUBLIC_KEY or [tracking] webhook_public_key",
+            )
+        )
     return found
 
 
-def email_templates(templates_dir: Path) -> list[str]:
-    """Names of the emails in a templates folder: every `emails/X.html` with its `emails/X.txt`."""
-    names = []
-    for html in sorted((templates_dir / "emails").glob("*.html")):
-        if html.with_suffix(".txt").is_file():
-            names.append(f"emails/{html.stem}")
-    return names
-
-
 def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None) -> list[Finding]:
-    """Every finding in the workspace (see the module contract)."""
+    """Every finding in the content, the templates and the config (see the module contract).
+
+    One problem never hides the others: an article that cannot be parsed is a finding and the templates'
+    sources are still checked; a template that does not render is a finding and the others still render.
+    """
     found: list[Finding] = list(config_findings(workspace))
     vocabulary = load_vocabulary_for(workspace)
     article_path = workspace.path(workspace.settings.content.article)
+    article = None
     try:
         article = load_article(workspace, vocabulary)
     except ContentError as err:
-        return sorted(
-            [
-                *found,
-                Finding(
-                    _rel(workspace, article_path),
-                    1,
-                    "content-unparsable",
-                    ERROR,
-                    str(err),
-                    "give the article headings and 'Title: body' benefit paragraphs",
-                ),
-            ]
+        found.append(
+            Finding(
+                relative(workspace, article_path),
+                1,
+                "content-unparsable",
+                ERROR,
+                str(err),
+                "give the article headings and 'Title: body' benefit paragraphs",
+            )
         )
-    found += claim_findings(_rel(workspace, article_path), article_path.read_text(encoding="utf-8-sig"))
+    else:
+        found += claim_findings(relative(workspace, article_path), article_path.read_text(encoding="utf-8-sig"))
 
     for source in sorted(workspace.templates_dir.rglob("*")):
         if source.suffix in (".html", ".txt") and source.is_file():
-            found += claim_findings(_rel(workspace, source), source.read_text(encoding="utf-8"))
+            found += claim_findings(relative(workspace, source), source.read_text(encoding="utf-8"))
+    if article is None:
+        return sorted(set(found))
 
     env = build_environment(workspace.templates_dir)
     for name in templates or email_templates(workspace.templates_dir):
@@ -288,7 +330,7 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
             except TemplateProblem as err:
                 found.append(
                     Finding(
-                        _rel(workspace, Path(err.template or html_file)),
+                        relative(workspace, Path(err.template or html_file)),
                         err.line or 1,
                         "template-error",
                         ERROR,
@@ -296,7 +338,7 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
                         "fix the template",
                     )
                 )
-                break
+                continue
             found += rendered_findings(
                 rendered,
                 html_file=html_file,

@@ -1,11 +1,15 @@
-"""`needlecast init DIR`: a fresh workspace with the sample content, templates, audience and campaigns.
+"""`needlecast init DIR`: a fresh workspace with the sample content, templates and audience, and the sample
+campaigns as drafts.
 
 The sample files ship inside the wheel (`needlecast/_workspace/`, see pyproject.toml); an editable install
-or a source checkout reads them from the repository, which is itself a workspace.
+or a source checkout reads them from the repository, which is itself a workspace. The sample campaigns
+carry the demo's sign-off; a new workspace gets them as examples only: marked `draft: true` (never
+scheduled or sent) and without any sign-off, which only the user's own reviewer can give.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -57,6 +61,24 @@ def default_config_text() -> str:
     return "\n".join(lines)
 
 
+_SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
+_SIGNOFF_COMMENT = re.compile(
+    r"^#[^\n]*(?:sign-?off|review|rewrites? those|lint`)[^\n]*\n", re.MULTILINE | re.IGNORECASE
+)
+_KIND_LINE = re.compile(r"^(kind:.*\n)", re.MULTILINE)
+DRAFT_LINE = (
+    "# An example: nothing is scheduled or sent while it is a draft. Make it yours, then delete this line.\n"
+    "draft: true\n"
+)
+
+
+def as_example(text: str) -> str:
+    """A sample campaign file made an example: `draft: true`, and no sign-off (nor the comments about it)."""
+    text = _SIGNOFF_BLOCK.sub("", text)
+    text = _SIGNOFF_COMMENT.sub("", text)
+    return _KIND_LINE.sub(lambda m: m.group(1) + DRAFT_LINE, text, count=1).rstrip() + "\n"
+
+
 def init_workspace(target: Path, *, force: bool = False) -> list[Path]:
     """Create a workspace in `target`; return the paths created. Refuses to overwrite one unless `force`."""
     target = target.expanduser()
@@ -72,6 +94,8 @@ def init_workspace(target: Path, *, force: bool = False) -> list[Path]:
                 src, target / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.rejects.csv")
             )
             created.append(target / folder)
+    for campaign in sorted((target / "campaigns").glob("*.y*ml")):
+        campaign.write_text(as_example(campaign.read_text(encoding="utf-8")), encoding="utf-8")
     (target / CONFIG_FILE).write_text(default_config_text(), encoding="utf-8")
     created.append(target / CONFIG_FILE)
     (target / ".gitignore").write_text(".needlecast/\noutbox/\npreviews/\n*.rejects.csv\n", encoding="utf-8")

@@ -24,29 +24,28 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, text
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.model import BROADCAST
 from needlecast.campaign.runner import Runner
-from needlecast.campaign.timing import local_moment
+from needlecast.campaign.scheduling import audience_zones, broadcast_moments, schedule_campaign
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery import get_backend
-from needlecast.errors import ConfigurationError, NeedlecastError
+from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
-from needlecast.store.schema import contacts, deliveries
 
 log = logging.getLogger("needlecast.scheduler")
 STOP = threading.Event()
@@ -95,20 +94,23 @@ def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> No
 def run_sweeper_job(root: str) -> None:
     """Advance every sequence and send whatever is due."""
     try:
-        for report in _runner(root).sweep():
-            if report.enqueued or report.sent or report.failed or report.unknown or report.enrolled:
-                log.info(
-                    "sweep %s: %d enrolled, %d exited, %d enqueued, %d sent, %d failed, %d unknown",
-                    report.campaign_id,
-                    report.enrolled,
-                    report.exited,
-                    report.enqueued,
-                    report.sent,
-                    report.failed,
-                    report.unknown,
-                )
+        reports = _runner(root).sweep()
     except (NeedlecastError, ConfigurationError) as err:
         log.error("sweep stopped: %s", err)
+        return
+    for report in reports:
+        if report.enqueued or report.sent or report.failed or report.unknown or report.enrolled:
+            log.info(
+                "sweep %s: %d enrolled, %d exited, %d enqueued, %d sent, %d failed, %d unknown",
+                report.campaign_id,
+                report.enrolled,
+                report.exited,
+                report.enqueued,
+                report.sent,
+                report.failed,
+                report.unknown,
+            )
+    log.info("sweep done: %d campaign(s) looked at", len(reports))
 
 
 def run_resync_job(root: str) -> None:
@@ -136,18 +138,17 @@ class JobSpec:
     args: list[Any]
 
 
-def broadcast_moments(conn: Connection, campaign: Campaign) -> list[datetime]:
-    """The distinct UTC moments a broadcast sends at: one, or one per recipients' time zone."""
-    schedule = campaign.schedule
-    if schedule.send_at is not None:
-        return [schedule.send_at.astimezone(UTC)]
-    zones = {z or campaign.time_zone for z in conn.execute(select(contacts.c.time_zone).distinct()).scalars()}
-    zones.add(campaign.time_zone)
-    return sorted({local_moment(schedule.on, schedule.local_time, z) for z in zones})  # type: ignore[arg-type]
+def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple[list[JobSpec], int]:
+    """The jobs the campaign files call for, and how many files could not be read.
 
-
-def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> list[JobSpec]:
+    Each broadcast is scheduled here (`campaign.scheduling.schedule_campaign`): one whose schedule is
+    already past when it is first scheduled is refused and logged, and gets no job; a draft gets none.
+    Sequences are scheduled too (their enrolment starts when they are first scheduled); the one sweeper
+    job serves them all.
+    """
     ctx = CampaignContext.load(workspace)
+    for problem in ctx.problems:
+        log.error("campaign file not loaded: %s", problem)
     root = str(workspace.root)
     jobs = [
         JobSpec(
@@ -158,36 +159,53 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> list[
         ),
         JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root]),
     ]
+    zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():
+        if campaign.draft:
+            continue
+        try:
+            schedule_campaign(conn, campaign, zones, now)  # refuses before it writes anything
+        except CampaignFileError as err:
+            log.error("campaign %s not scheduled: %s", campaign.id, err)
+            continue
         if campaign.kind != BROADCAST:
             continue
-        started = (
-            conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == campaign.id).limit(1)).first()
-            is not None
-        )
-        for moment in broadcast_moments(conn, campaign):
+        started = ledger.has_rows(conn, campaign.id)
+        for moment in broadcast_moments(campaign, zones):
             if moment <= now and started:
                 continue  # already ran; re-adding a past moment would only run a no-op
             job_id = f"broadcast:{campaign.id}:{moment.strftime('%Y%m%dT%H%M%SZ')}"
             jobs.append(JobSpec(job_id, run_broadcast_job, DateTrigger(run_date=moment), [root, campaign.id]))
-    return jobs
+    return jobs, len(ctx.problems)
+
+
+def _same_trigger(job: Any, spec: JobSpec) -> bool:
+    """Whether a stored job already has the trigger `spec` wants (an interval job's interval can change)."""
+    if isinstance(spec.trigger, IntervalTrigger):
+        return isinstance(job.trigger, IntervalTrigger) and job.trigger.interval == spec.trigger.interval
+    return True  # a broadcast's moment is in its job id
 
 
 def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
-    """Make the job store match the campaign files; return (added or changed, removed)."""
+    """Make the job store match the campaign files; return (added or changed, removed).
+
+    While any campaign file cannot be read, no job is removed: the broken file may be one whose
+    broadcast is scheduled, and fixing the file must not have cost it its job.
+    """
     engine = _engine_for(workspace)
     now = utcnow()
-    with engine.connect() as conn:
-        wanted = {job.id: job for job in desired_jobs(workspace, conn, now)}
+    with engine.begin() as conn:
+        specs, broken = desired_jobs(workspace, conn, now)
+    wanted = {job.id: job for job in specs}
     existing = {job.id: job for job in scheduler.get_jobs()}
     removed = 0
     for job_id in existing:
-        if job_id.startswith("broadcast:") and job_id not in wanted:
+        if job_id.startswith("broadcast:") and job_id not in wanted and not broken:
             scheduler.remove_job(job_id)
             removed += 1
     added = 0
     for job_id, spec in wanted.items():
-        if job_id in existing:
+        if job_id in existing and _same_trigger(existing[job_id], spec):
             continue  # unchanged: keep its next run time
         # The sweeper runs at once (and then on its interval); other jobs at their trigger's time.
         first_run = {"next_run_time": now} if job_id == "sweeper" else {}
@@ -272,7 +290,32 @@ class SenderLock:
             self._file = None
 
 
-def build_scheduler(engine: Engine, scheduler_cls: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+class _StopSafe:
+    """APScheduler 3 checks for a stopped scheduler only before it takes the job-store lock, while
+    `shutdown` marks it stopped and then waits for that lock. A wake-up (a sweeper due) that falls in
+    between went on to submit a job to the executor `shutdown` had just closed: "cannot schedule new futures
+    after shutdown" at SIGTERM. Checked again under the lock, the shutdown either waits for this round to
+    finish submitting, or this round sees the stop and submits nothing."""
+
+    _jobstores_lock: Any
+    state: int
+
+    def _process_jobs(self) -> float | None:
+        with self._jobstores_lock:  # re-entrant: the base class takes it again
+            if self.state == STATE_STOPPED:
+                return None
+            return super()._process_jobs()  # type: ignore[misc, no-any-return]
+
+
+class StopSafeBlockingScheduler(_StopSafe, BlockingScheduler):
+    pass
+
+
+class StopSafeBackgroundScheduler(_StopSafe, BackgroundScheduler):
+    pass
+
+
+def build_scheduler(engine: Engine, scheduler_cls: type[BaseScheduler] = StopSafeBlockingScheduler) -> BaseScheduler:
     return scheduler_cls(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
         executors={"default": {"type": "threadpool", "max_workers": 2}},
@@ -324,10 +367,12 @@ def _locked_scheduler(workspace: Workspace, scheduler_cls: type[BaseScheduler]) 
 
 def run_scheduler(workspace: Workspace) -> None:
     """`needlecast scheduler`: the BlockingScheduler, until SIGTERM / Ctrl-C."""
-    scheduler, lock = _locked_scheduler(workspace, BlockingScheduler)
+    scheduler, lock = _locked_scheduler(workspace, StopSafeBlockingScheduler)
     try:
 
         def stop(signum: int, _frame: Any) -> None:
+            if STOP.is_set():
+                return  # a second signal: the first is already finishing the batches in flight
             log.info("signal %d: finishing the batches in flight, then exiting", signum)
             STOP.set()
             threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
@@ -351,7 +396,7 @@ def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
     if not lock.acquire():
         return None
     try:
-        scheduler = build_scheduler(engine, BackgroundScheduler)
+        scheduler = build_scheduler(engine, StopSafeBackgroundScheduler)
         scheduler.start(paused=True)
         try:
             return sync(scheduler, workspace)
@@ -366,7 +411,7 @@ def run_scheduler_in_background(workspace: Workspace) -> Callable[[], None]:
 
     The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight.
     """
-    scheduler, lock = _locked_scheduler(workspace, BackgroundScheduler)
+    scheduler, lock = _locked_scheduler(workspace, StopSafeBackgroundScheduler)
     scheduler.start()
 
     def stop() -> None:

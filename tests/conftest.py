@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings)."""
+"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings and campaigns)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def workspace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "ws"
     init_workspace(root)
     shutil.copy(REPO / "needlecast.toml", root / "needlecast.toml")
+    # `init` gives the sample campaigns as drafts without a sign-off; the demo clinic's are live and signed.
+    for campaign in (REPO / "campaigns").glob("*.yaml"):
+        shutil.copy(campaign, root / "campaigns" / campaign.name)
     monkeypatch.delenv("NEEDLECAST_WORKSPACE", raising=False)
     monkeypatch.delenv("NEEDLECAST_DATABASE_URL", raising=False)
     monkeypatch.delenv("NEEDLECAST_SECRET", raising=False)

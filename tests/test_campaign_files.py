@@ -38,8 +38,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_sample_campaigns_load() -> None:
-    campaigns = load_campaigns(REPO / "campaigns", VARIANTS)
-    assert set(campaigns) == {"spring-guide", "new-lead-nurture"}
+    found = load_campaigns(REPO / "campaigns", VARIANTS)
+    campaigns = found.campaigns
+    assert set(campaigns) == {"spring-guide", "new-lead-nurture"} and found.problems == []
     nurture = campaigns["new-lead-nurture"]
     assert [(s.id, s.delay.days) for s in nurture.steps] == [("welcome", 0), ("deep-dive", 3), ("consultation", 7)]
     assert campaigns["spring-guide"].schedule.local_time == time(9, 0)
@@ -58,6 +59,17 @@ def test_send_at_is_read_in_the_campaigns_zone(tmp_path: Path) -> None:
         (("    template: emails/broadcast\n", ""), "steps[0].template", "name an email"),
         (('  send_at: "2026-12-01 09:00"', '  send_at: "next tuesday"'), "schedule.send_at", "2026-12-01 09:00"),
         (("segment: all-leads\n", "segment: all-leads\ncolour: blue\n"), "colour", "remove it"),
+        (
+            ('  send_at: "2026-12-01 09:00"', '  send_at: "2026-12-01 09:00"\n  optimise: true'),
+            "schedule.optimise",
+            "remove it",
+        ),
+        (
+            ("    template: emails/broadcast", "    template: emails/broadcast\n    ab: {bogus: 1, subjects: [a, b]}"),
+            "steps[0].ab.bogus",
+            "remove it",
+        ),
+        (("kind: broadcast", "kind: broadcast\ndraft: maybe"), "draft", "draft: true"),
         (("  - id: guide", "  - id: guide!"), "steps[0].id", "short id"),
         (
             ("    template: emails/broadcast", "    template: emails/broadcast\n    variants: [rosacea]"),
@@ -104,8 +116,100 @@ steps:
 def test_two_files_with_one_id_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD)
-    with pytest.raises(CampaignFileError, match=r"also the id of a\.yaml"):
-        load_campaigns(tmp_path, VARIANTS)
+    found = load_campaigns(tmp_path, VARIANTS)
+    assert set(found.campaigns) == {"winter"}
+    [problem] = found.problems
+    assert problem.path.endswith("b.yaml") and "also the id of a.yaml" in str(problem)
+
+
+def test_one_broken_file_is_reported_and_the_others_still_load(tmp_path: Path) -> None:
+    (tmp_path / "a-good.yaml").write_text(GOOD)
+    (tmp_path / "b-bad-yaml.yaml").write_text("id: broken\nsteps: [unclosed\n")
+    (tmp_path / "c-bad-field.yaml").write_text(
+        GOOD.replace("id: winter", "id: spring").replace("kind: broadcast", "kind: blast")
+    )
+    found = load_campaigns(tmp_path, VARIANTS)
+    assert set(found.campaigns) == {"winter"}
+    assert sorted(Path(p.path).name for p in found.problems) == ["b-bad-yaml.yaml", "c-bad-field.yaml"]
+    by_file = {Path(p.path).name: p for p in found.problems}
+    assert by_file["b-bad-yaml.yaml"].field == "(file)" and "not valid YAML" in str(by_file["b-bad-yaml.yaml"])
+    assert by_file["c-bad-field.yaml"].field == "kind" and by_file["c-bad-field.yaml"].campaign_id == "spring"
+
+
+def test_a_misspelt_template_is_refused_with_the_templates_that_exist(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("template: emails/broadcast", "template: emails/broadcst"))
+    templates = ("emails/broadcast", "emails/welcome")
+    with pytest.raises(CampaignFileError) as caught:
+        load_campaign(path, VARIANTS, templates=templates)
+    assert caught.value.field == "steps[0].template"
+    assert "'emails/broadcst' is not a template" in str(caught.value)
+    assert "emails/broadcast, emails/welcome" in caught.value.fix
+    assert load_campaign(_write(tmp_path, GOOD), VARIANTS, templates=templates).steps[0].template == "emails/broadcast"
+
+
+def test_an_undefined_segment_is_refused_naming_the_segments(tmp_path: Path) -> None:
+    with pytest.raises(CampaignFileError) as caught:
+        load_campaign(_write(tmp_path, GOOD), VARIANTS, segments=("acne", "everyone"))
+    assert caught.value.field == "segment" and "acne, everyone" in caught.value.fix
+
+
+FULL_BROADCAST = {
+    "id": "full",
+    "kind": "broadcast",
+    "segment": "all-leads",
+    "time_zone": "Europe/London",
+    "sender": {"email": "a@example.com", "name": "A"},
+    "steps": [{"id": "s", "template": "emails/broadcast", "ab": {"split": [50, 50], "subjects": ["x", "y"]}}],
+    "schedule": {"send_at": "2027-01-01 09:00"},
+    "signoff": {"reviewer": "R", "date": "2026-11-01", "note": "n"},
+}
+FULL_SEQUENCE = {
+    "id": "seq",
+    "kind": "sequence",
+    "segment": "all-leads",
+    "time_zone": "Europe/London",
+    "steps": [{"id": "s", "template": "emails/welcome", "delay": "0d"}],
+    "enrol": {"joined_after": "2026-01-01", "tag": "t"},
+    "exits": [{"field": "booked", "equals": "yes"}],
+}
+
+
+def _mappings(value: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
+    """Every mapping inside a campaign document, with the field path the loader names it by."""
+    found: list[tuple[str, dict[str, object]]] = []
+    if isinstance(value, dict):
+        found.append((path, value))
+        for key, item in value.items():
+            found += _mappings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _mappings(item, f"{path}[{index}]")
+    return found
+
+
+@pytest.mark.parametrize("document", [FULL_BROADCAST, FULL_SEQUENCE], ids=["broadcast", "sequence"])
+def test_an_unknown_key_at_any_level_is_refused_with_the_valid_keys(
+    tmp_path: Path, document: dict[str, object]
+) -> None:
+    import copy
+
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(document))
+    load_campaign(path, VARIANTS)  # the document itself is valid
+    places = _mappings(document)
+    assert len(places) >= 4
+    for where, _ in places:
+        broken = copy.deepcopy(document)
+        target = dict(_mappings(broken))[where]
+        target["bogus"] = 1
+        path.write_text(yaml.safe_dump(broken))
+        with pytest.raises(CampaignFileError) as caught:
+            load_campaign(path, VARIANTS)
+        expected = f"{where}.bogus" if where else "bogus"
+        assert caught.value.field == expected, where
+        assert caught.value.fix.startswith("remove it, or use one of:")
 
 
 @pytest.mark.parametrize(

@@ -162,7 +162,77 @@ def test_hostile_values_are_neutralised_in_csv_and_xlsx(sent: Engine, tmp_path: 
     cells = [c.value for sheet in book.worksheets for row in sheet.iter_rows() for c in row]
     assert all(not (isinstance(v, str) and v.startswith("=")) for v in cells)
     assert sum(1 for v in cells if isinstance(v, str) and v.startswith("'=HYPERLINK")) >= 2  # funnel and links
-    assert {s.title for s in book.worksheets} == {"funnel", "health", "ab_test", "timeline", "links"}
+    assert {s.title for s in book.worksheets} == {
+        "Funnel",
+        "Totals per campaign",
+        "Deliverability health",
+        "A-B test",
+        "Timeline",
+        "Links",
+    }
+
+
+def test_spreadsheets_have_readable_titles_rounded_rates_percent_formats_and_a_frozen_header(
+    sent: Engine, tmp_path: Path
+) -> None:
+    report = load_report(sent)
+    xlsx_path, csv_path = tmp_path / "r.xlsx", tmp_path / "r.csv"
+    write_xlsx(report, xlsx_path)
+    write_csv(report, csv_path)
+    sheet = openpyxl.load_workbook(xlsx_path)["Funnel"]
+    header = [c.value for c in sheet[1]]
+    assert {"Campaign", "Unique opens", "Total opens", "Open rate", "Click-to-open rate"} <= set(header)
+    assert sheet.freeze_panes == "A2"
+    rate = header.index("Open rate") + 1
+    cell = sheet.cell(row=2, column=rate)
+    assert cell.number_format == "0.0%" and isinstance(cell.value, float) and round(cell.value, 3) == cell.value
+    rows = pd.read_csv(csv_path)
+    assert list(rows.columns[:2]) == ["Campaign", "Step"]
+    assert all(round(v, 3) == v for v in rows["Open rate"].dropna())
+
+
+def test_the_funnel_counts_every_open_beside_unique_ones_and_the_click_to_open_rate(sent: Engine) -> None:
+    report = load_report(sent, min_group=0)
+    table = report.funnel
+    assert int(table["opens"].sum()) == 3 * int(table["opened"].sum())  # every third recipient opened three times
+    totals = report.totals.set_index("campaign_id").loc["spring-guide"]
+    assert int(totals["sent"]) == int(table["sent"].sum()) == 253
+    assert totals["click_to_open_rate"] == pytest.approx(totals["clicked"] / totals["opened"])
+
+
+def test_the_ab_table_names_each_arms_subject_and_a_winner_only_when_significant() -> None:
+    from needlecast.reports.data import ab_test
+
+    def ledger(opens_a: int, opens_b: int, per_arm: int = 1000) -> pd.DataFrame:
+        rows = []
+        for arm, opens in (("A", opens_a), ("B", opens_b)):
+            for n in range(per_arm):
+                rows.append(
+                    {
+                        "campaign_id": "c",
+                        "step_id": "s",
+                        "segment": "g",
+                        "variant": "general",
+                        "arm": arm,
+                        "sent": True,
+                        "delivered": True,
+                        "opened": n < opens,
+                        "clicked": False,
+                        "bounced_hard": False,
+                        "bounced_soft": False,
+                        "dropped": False,
+                        "unsubscribed": False,
+                        "complained": False,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    subjects = {("c", "s", "A"): "First subject", ("c", "s", "B"): "{{ first_name }}, second"}
+    clear = ab_test(ledger(200, 260), subjects).set_index("arm")
+    assert clear.loc["A", "subject"] == "First subject" and clear.loc["B", "subject"] == "{{ first_name }}, second"
+    assert clear.loc["A", "open_winner"].startswith("B (p = ")
+    close = ab_test(ledger(200, 205), subjects)
+    assert set(close["open_winner"]) == {"no significant difference"}
 
 
 def test_report_cli_formats_and_masked_recipients(sent: Engine, workspace_dir: Path, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ steps:
   - id: guide
     template: emails/broadcast
 schedule:
-  send_at: "2026-11-24 11:00"
+  send_at: "2026-11-24 12:00"
 signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
 """
 
@@ -303,7 +303,7 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     monkeypatch.setenv("NEEDLECAST_SENDGRID_HOST", sink.url)
     ws = open_workspace(ws.root)
-    _campaign(ws, BROADCAST.format(segment="all-leads").replace("2026-11-24 11:00", "2026-01-05 11:00"))
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
     runner = _runner(ws, engine, sink, Clock(NOW))
     report = runner.run_broadcast("winter")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +19,10 @@ from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.schedule import SenderLock, build_scheduler, sync
+from needlecast.schedule import SenderLock, build_scheduler, sync, sync_offline
 from needlecast.store.engine import open_store
 from needlecast.store.schema import events
+from tests.waiting import wait_until
 
 API_KEY = "SG.scheduler-test"
 REPO = Path(__file__).resolve().parent.parent
@@ -69,11 +69,14 @@ signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
 
 
 def _import(root: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """Import the audience and schedule the campaign at once (as `needlecast schedule sync` would), so that
+    a scheduler started later catches up on its moment instead of refusing a schedule already past."""
     for key, value in env.items():
         if key.startswith(("NEEDLECAST_", "SENDGRID_")):
             monkeypatch.setenv(key, value)
     ws = open_workspace(root)
     engine = open_store(ws.database_url)
+    assert sync_offline(ws) is not None
     import_file(engine, root / "audiences" / "big.csv", load_vocabulary_for(ws))
     return engine
 
@@ -88,15 +91,6 @@ def _start(env: dict[str, str], sink: SendGridSink, log: Path) -> subprocess.Pop
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _lock_taken(engine: Engine) -> bool:
@@ -116,17 +110,17 @@ def _settled(engine: Engine) -> bool:
 def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly_once(
     tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, env = _workspace(tmp_path / "ws", 20_000, datetime.now(UTC) - timedelta(minutes=1))
+    root, env = _workspace(tmp_path / "ws", 20_000, datetime.now(UTC) - timedelta(seconds=20))
     engine = _import(root, env, monkeypatch)
     log = tmp_path / "scheduler.log"
     for kill_after in (3_000, 8_000, 13_000):
         process = _start(env, sink, log)
-        _wait_for(lambda n=kill_after: len(sink.accepted_delivery_ids()) >= n, 60, f"{kill_after} accepted")
+        wait_until(lambda n=kill_after: len(sink.accepted_delivery_ids()) >= n, 60, f"{kill_after} accepted")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     process = _start(env, sink, log)
     try:
-        _wait_for(lambda: _settled(engine), 90, "the broadcast to finish after the last restart")
+        wait_until(lambda: _settled(engine), 90, "the broadcast to finish after the last restart")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
@@ -158,7 +152,7 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
     if resent:  # rows claimed at a kill but never posted: sent again, on request, exactly once
         process = _start(env, sink, log)
         try:
-            _wait_for(lambda: _settled(engine), 60, "the resend")
+            wait_until(lambda: _settled(engine), 60, "the resend")
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
@@ -172,10 +166,10 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
 def test_sigterm_finishes_the_batch_in_flight_and_exits(
     tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, env = _workspace(tmp_path / "ws", 6_000, datetime.now(UTC) - timedelta(minutes=1))
+    root, env = _workspace(tmp_path / "ws", 6_000, datetime.now(UTC) - timedelta(seconds=20))
     engine = _import(root, env, monkeypatch)
     process = _start(env, sink, tmp_path / "log")
-    _wait_for(lambda: len(sink.accepted_delivery_ids()) >= 1_000, 60, "sending to start")
+    wait_until(lambda: len(sink.accepted_delivery_ids()) >= 1_000, 60, "sending to start")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     with engine.connect() as conn:
@@ -192,7 +186,7 @@ def test_a_second_scheduler_on_the_same_store_refuses_to_start(
     engine = _import(root, env, monkeypatch)
     first = _start(env, sink, tmp_path / "log")
     try:
-        _wait_for(lambda: _lock_taken(engine), 30, "the first scheduler's lock")
+        wait_until(lambda: _lock_taken(engine), 30, "the first scheduler's lock")
         second = subprocess.run(
             [sys.executable, str(REPO / "scheduler.py")],
             env={**env},
@@ -247,18 +241,41 @@ def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(
 def test_missed_broadcast_runs_once_when_the_scheduler_comes_back(
     tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, env = _workspace(tmp_path / "ws", 300, datetime.now(UTC) + timedelta(seconds=2))
-    engine = _import(root, env, monkeypatch)
-    subprocess.run(
-        [sys.executable, "-m", "needlecast.cli", "schedule", "sync"], env=env, cwd=root, check=True, capture_output=True
-    )
-    time.sleep(3)  # the scheduler is "down" when the broadcast is due
-    process = _start(env, sink, tmp_path / "log")
+    moment = datetime.now(UTC) + timedelta(seconds=2)
+    root, env = _workspace(tmp_path / "ws", 300, moment)
+    engine = _import(root, env, monkeypatch)  # scheduled while the moment is ahead
+    wait_until(lambda: datetime.now(UTC) > moment, 30, "the broadcast's moment to pass while no scheduler runs")
+    log = tmp_path / "log"
+    process = _start(env, sink, log)
     try:
-        _wait_for(lambda: _settled(engine), 60, "the missed broadcast")
-        time.sleep(2)  # a few more sweeps: nothing more may go out
+        wait_until(lambda: _settled(engine), 60, "the missed broadcast")
+        sweeps = log.read_text().count("sweep done")
+        wait_until(lambda: log.read_text().count("sweep done") >= sweeps + 2, 60, "two more sweeps")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     ids = sink.accepted_delivery_ids()
-    assert len(ids) == len(set(ids)) == 300
+    assert len(ids) == len(set(ids)) == 300  # caught up once; the sweeps after it sent nothing more
+    assert "Error submitting job" not in log.read_text()
+
+
+def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(store_url: str) -> None:
+    from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
+
+    from needlecast.schedule import StopSafeBackgroundScheduler
+
+    engine = open_store(store_url)
+    scheduler = build_scheduler(engine, StopSafeBackgroundScheduler)
+    scheduler.start(paused=True)
+    try:
+        submitted: list[str] = []
+        executor = scheduler._lookup_executor("default")
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(executor, "submit_job", lambda job, run_times: submitted.append(job.id))
+        scheduler.add_job(print, "date", run_date=datetime.now(UTC) - timedelta(seconds=1), id="due", args=["x"])
+        scheduler.state = STATE_STOPPED  # what shutdown() sets before it waits for the job-store lock
+        assert scheduler._process_jobs() is None and submitted == []
+        scheduler.state = STATE_PAUSED  # as it was, so that the real shutdown below can run
+        monkey.undo()
+    finally:
+        scheduler.shutdown(wait=False)

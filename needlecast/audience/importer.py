@@ -32,9 +32,12 @@ from sqlalchemy import Engine, Table, bindparam, insert, select, update
 from needlecast.audience.addresses import email_hasher, normalise_email
 from needlecast.audience.columns import map_columns
 from needlecast.audience.table import read_table
+from needlecast.config import ImportSettings
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress
+from needlecast.logs import scrub
 from needlecast.pacing import collect_seldom
+from needlecast.spreadsheet import neutralise
 from needlecast.store.bulk import PreparedRows, bulk_insert, insert_prepared, prepare_rows
 from needlecast.store.driver import fetch_rows, reserve_ids, values_in, values_value
 from needlecast.store.helpers import chunked, hash_key, utcnow
@@ -183,15 +186,17 @@ def _concerns(text: str, vocabulary: Vocabulary) -> str:
 
 
 def _write_rejects(path: Path, headers: list[str], rejects: list[tuple[int, str, list[str]]]) -> Path | None:
+    """`FILE.rejects.csv` beside the input: line, reason and the original cells, with formula-like cells
+    made inert (`needlecast.spreadsheet.neutralise`: the original is the cell without its first `'`)."""
     target = path.with_name(f"{path.stem}.rejects.csv")
     if not rejects:
         target.unlink(missing_ok=True)
         return None
     with target.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["line", "reason", *headers])
+        writer.writerow(["line", "reason", *map(neutralise, headers)])
         for line, reason, cells in rejects:
-            writer.writerow([line, reason, *cells])
+            writer.writerow([line, neutralise(reason), *map(neutralise, cells)])
     return target
 
 
@@ -203,10 +208,45 @@ def import_file(
     list_name: str = "",
     mapping: dict[str, str] | None = None,
     progress: Progress | None = None,
+    limits: ImportSettings | None = None,
 ) -> ImportSummary:
-    """Import `path` into the store (see the module rules); return the reconciled summary."""
-    with collect_seldom(200_000):
-        return _import(engine, path, vocabulary, list_name, mapping, progress)
+    """Import `path` into the store (see the module rules); return the reconciled summary.
+
+    A file that cannot be read, or that passes a limit (`[imports]`) midway, raises `AudienceFileError`
+    naming the line; the store is left as it was and the failed attempt is recorded in the import audit.
+    """
+    summary = ImportSummary(source=path.name)
+    started = utcnow()
+    try:
+        with collect_seldom(200_000):
+            return _import(engine, path, vocabulary, list_name, mapping, progress, limits, summary, started)
+    except BaseException as err:
+        _record_failure(engine, path, list_name, summary, started, err)
+        raise
+
+
+def _record_failure(
+    engine: Engine, path: Path, list_name: str, summary: ImportSummary, started: datetime, err: BaseException
+) -> None:
+    """The import audit's row for a failed attempt (its message scrubbed of addresses: a driver's error
+    may quote the row it refused)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(imports),
+            {
+                "source_name": path.name,
+                "list_name": list_name,
+                "status": "failed",
+                "rows_read": summary.read,
+                "inserted": 0,
+                "updated": 0,
+                "duplicates": 0,
+                "rejected": 0,
+                "error": scrub(f"{type(err).__name__}: {err}")[:2000],
+                "started_at": started,
+                "finished_at": utcnow(),
+            },
+        )
 
 
 def _import(
@@ -216,17 +256,19 @@ def _import(
     list_name: str,
     mapping: dict[str, str] | None,
     progress: Progress | None,
+    limits: ImportSettings | None,
+    summary: ImportSummary,
+    started: datetime,
 ) -> ImportSummary:
     report = progress or (lambda _stage, _done, _total: None)
-    table = read_table(path)
+    table = read_table(path, limits)
     fields, attrs = map_columns(table.headers, mapping or {}, str(path))
-    summary = ImportSummary(source=path.name, warnings=list(table.warnings))
+    summary.warnings = list(table.warnings)
     if "marketing_consent" not in fields:
         summary.warnings.append(
             "no marketing consent column: imported contacts are not mailed until consent is recorded "
             "(map a consent column, or use `needlecast audience consent`)"
         )
-    started = utcnow()
 
     records: dict[str, _Record] = {}
     rejects: list[tuple[int, str, list[str]]] = []
@@ -257,54 +299,32 @@ def _import(
         existing.lists |= lists
     report("reading", summary.read, summary.read)
 
-    try:
-        with engine.begin() as conn:
-            key = hash_key(conn)
-            erased = set(
-                conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars()
-            )
-            hashed = email_hasher(key)
-            hashes = {email: hashed(email) for email in records}
-            for email in [e for e in records if hashes[e] in erased]:
-                record = records.pop(email)
-                rejects.append((record.line, "address was erased on request; it is not imported again", []))
-            _write(conn, records, hashes, summary, path.name, report)
-            summary.rejected = len(rejects)
-            summary.import_id = conn.execute(
-                insert(imports).returning(imports.c.id),
-                {
-                    "source_name": path.name,
-                    "list_name": list_name,
-                    "status": "completed",
-                    "rows_read": summary.read,
-                    "inserted": summary.inserted,
-                    "updated": summary.updated,
-                    "duplicates": summary.duplicates,
-                    "rejected": summary.rejected,
-                    "error": "",
-                    "started_at": started,
-                    "finished_at": utcnow(),
-                },
-            ).scalar_one()
-    except BaseException as err:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(imports),
-                {
-                    "source_name": path.name,
-                    "list_name": list_name,
-                    "status": "failed",
-                    "rows_read": summary.read,
-                    "inserted": 0,
-                    "updated": 0,
-                    "duplicates": 0,
-                    "rejected": 0,
-                    "error": f"{type(err).__name__}: {err}"[:2000],
-                    "started_at": started,
-                    "finished_at": utcnow(),
-                },
-            )
-        raise
+    with engine.begin() as conn:
+        key = hash_key(conn)
+        erased = set(conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars())
+        hashed = email_hasher(key)
+        hashes = {email: hashed(email) for email in records}
+        for email in [e for e in records if hashes[e] in erased]:
+            record = records.pop(email)
+            rejects.append((record.line, "address was erased on request; it is not imported again", []))
+        _write(conn, records, hashes, summary, path.name, report)
+        summary.rejected = len(rejects)
+        summary.import_id = conn.execute(
+            insert(imports).returning(imports.c.id),
+            {
+                "source_name": path.name,
+                "list_name": list_name,
+                "status": "completed",
+                "rows_read": summary.read,
+                "inserted": summary.inserted,
+                "updated": summary.updated,
+                "duplicates": summary.duplicates,
+                "rejected": summary.rejected,
+                "error": "",
+                "started_at": started,
+                "finished_at": utcnow(),
+            },
+        ).scalar_one()
     rejects.sort(key=lambda r: r[0])
     summary.rejects_path = _write_rejects(path, table.headers, rejects)
     return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, delete, select
 
 from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.errors import InvalidRequest
 from needlecast.store.helpers import hash_key, insert_ignore, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, suppressions
 
@@ -20,7 +21,7 @@ REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "erased")
 def suppress_hash(conn: Connection, hashed: str, reason: str, source: str = "") -> bool:
     """Add a hash to the list; True when it was not there yet (the first reason is kept)."""
     if reason not in REASONS:
-        raise ValueError(f"unknown suppression reason {reason!r}; one of {', '.join(REASONS)}")
+        raise InvalidRequest(f"'{reason}' is not a suppression reason; use one of: {', '.join(REASONS)}")
     exists = conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first()
     insert_ignore(
         conn,

@@ -5,19 +5,29 @@ one the header line uses most; quoted fields may hold delimiters and newlines. E
 number it starts on, so a report can point at it. Blank lines are not rows. XLSX: the first sheet, row
 numbers as Excel shows them.
 
-Contract: `read_table(path)` raises `AudienceFileError` for a missing, unreadable, empty, binary or
-headerless file; otherwise it returns the header and an iterator of `(line, cells)` with every cell a string.
+Limits (`[imports]`, far above any clinic's export) stop a hostile file early, each with an
+`AudienceFileError` that names the file, the line and the setting: more columns than `max_columns`, more rows
+than `max_rows`, a cell longer than `max_cell_chars`; an XLSX whose sheets unpack to more than
+`max_xlsx_uncompressed_bytes`, or more than `max_xlsx_compression_ratio` times their packed size (a zip
+bomb), is refused before a single row is read.
+
+Contract: `read_table(path, limits)` raises `AudienceFileError` for a missing, unreadable, empty, binary,
+headerless or over-limit file; otherwise it returns the header and an iterator of `(line, cells)` with every
+cell a string. The iterator itself raises `AudienceFileError` (with the line) when a limit is passed midway.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+from needlecast.config import ImportSettings
 from needlecast.errors import AudienceFileError
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -49,15 +59,38 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _csv_rows(reader: csv.Reader) -> Iterator[tuple[int, list[str]]]:
+def _limited(
+    path: Path, rows: Iterator[tuple[int, list[str]]], limits: ImportSettings
+) -> Iterator[tuple[int, list[str]]]:
+    for count, (line, cells) in enumerate(rows, start=1):
+        if count > limits.max_rows:
+            raise AudienceFileError(
+                f"{path}: line {line}: more than {limits.max_rows:,} rows ([imports] max_rows); split the file, "
+                "or raise the limit"
+            )
+        yield line, cells
+
+
+def _csv_rows(path: Path, reader: Any, limits: ImportSettings) -> Iterator[tuple[int, list[str]]]:
     start = reader.line_num + 1
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            if "field larger than field limit" in str(err):
+                raise AudienceFileError(
+                    f"{path}: line {start}: a cell is longer than {limits.max_cell_chars:,} characters "
+                    "([imports] max_cell_chars); this is not a contact export"
+                ) from None
+            raise AudienceFileError(f"{path}: line {start}: not a readable CSV row ({err})") from None
         if cells and any(c.strip() for c in cells):
             yield start, cells
         start = reader.line_num + 1
 
 
-def _read_csv(path: Path) -> Table:
+def _read_csv(path: Path, limits: ImportSettings) -> Table:
     try:
         data = path.read_bytes()
     except FileNotFoundError as err:
@@ -71,13 +104,48 @@ def _read_csv(path: Path) -> Table:
     if not text.strip():
         raise AudienceFileError(f"{path}: the file is empty; expected a header row and one row per contact")
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    # The csv module's own per-cell limit (process-wide): the cheapest place to refuse a huge cell.
+    csv.field_size_limit(limits.max_cell_chars)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
     try:
         headers = next(reader)
     except csv.Error as err:
-        raise AudienceFileError(f"{path}: not a readable CSV table: {err}") from err
+        raise AudienceFileError(f"{path}: line 1: not a readable CSV header: {err}") from None
+    _check_columns(path, headers, limits)
     estimated = max(text.count("\n") - 1, 0)
-    return Table([h.strip() for h in headers], _csv_rows(reader), estimated, warnings)
+    rows = _limited(path, _csv_rows(path, reader, limits), limits)
+    return Table([h.strip() for h in headers], rows, estimated, warnings)
+
+
+def _check_columns(path: Path, headers: list[str], limits: ImportSettings) -> None:
+    if len(headers) > limits.max_columns:
+        raise AudienceFileError(
+            f"{path}: line 1: {len(headers):,} columns, more than {limits.max_columns} ([imports] max_columns); "
+            "export only the contact columns"
+        )
+
+
+def _check_xlsx_size(path: Path, limits: ImportSettings) -> None:
+    """Refuse a workbook whose sheets would unpack to too much, before openpyxl reads any of it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = [i for i in archive.infolist() if i.filename.startswith("xl/")]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise AudienceFileError(f"{path}: not a readable XLSX workbook ({err})") from None
+    unpacked = sum(i.file_size for i in parts)
+    packed = max(1, sum(i.compress_size for i in parts))
+    if unpacked > limits.max_xlsx_uncompressed_bytes:
+        raise AudienceFileError(
+            f"{path}: its sheets unpack to {unpacked / 1e6:,.0f} MB, more than "
+            f"{limits.max_xlsx_uncompressed_bytes / 1e6:,.0f} MB ([imports] max_xlsx_uncompressed_bytes); "
+            "export the contacts as CSV"
+        )
+    if unpacked / packed > limits.max_xlsx_compression_ratio:
+        raise AudienceFileError(
+            f"{path}: its sheets unpack to {unpacked / packed:,.0f} times their size, more than "
+            f"{limits.max_xlsx_compression_ratio} ([imports] max_xlsx_compression_ratio): this is not an "
+            "ordinary export; save it again from the spreadsheet program, or as CSV"
+        )
 
 
 def _cell(value: object) -> str:
@@ -92,10 +160,11 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _read_xlsx(path: Path) -> Table:
+def _read_xlsx(path: Path, limits: ImportSettings) -> Table:
     import openpyxl  # imported here: only XLSX imports pay for it
     from openpyxl.utils.exceptions import InvalidFileException
 
+    _check_xlsx_size(path, limits)
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except FileNotFoundError as err:
@@ -112,26 +181,37 @@ def _read_xlsx(path: Path) -> Table:
             break
     if headers is None:
         raise AudienceFileError(f"{path}: the first sheet is empty; expected a header row and one row per contact")
+    _check_columns(path, headers, limits)
 
     def body() -> Iterator[tuple[int, list[str]]]:
-        for number, values in enumerate(rows, start=header_row + 1):
-            cells = [_cell(v) for v in values]
-            if any(c.strip() for c in cells):
-                yield number, cells
-        workbook.close()
+        try:
+            for number, values in enumerate(rows, start=header_row + 1):
+                if len(values) > limits.max_columns:
+                    values = values[: limits.max_columns + 1]  # the row is rejected for its width anyway
+                cells = [_cell(v) for v in values]
+                if any(len(c) > limits.max_cell_chars for c in cells):
+                    raise AudienceFileError(
+                        f"{path}: row {number}: a cell is longer than {limits.max_cell_chars:,} characters "
+                        "([imports] max_cell_chars); this is not a contact export"
+                    )
+                if any(c.strip() for c in cells):
+                    yield number, cells
+        finally:
+            workbook.close()
 
-    return Table(headers, body(), max((sheet.max_row or header_row) - header_row, 0), [])
+    return Table(headers, _limited(path, body(), limits), max((sheet.max_row or header_row) - header_row, 0), [])
 
 
-def read_table(path: Path) -> Table:
+def read_table(path: Path, limits: ImportSettings | None = None) -> Table:
     """Header and rows of `path` (see the module contract)."""
+    limits = limits or ImportSettings()
     suffix = path.suffix.lower()
     if not path.exists():
         raise AudienceFileError(f"{path}: file not found")
     if path.is_dir():
         raise AudienceFileError(f"{path}: is a folder; give the CSV or XLSX file")
     if suffix in XLSX_SUFFIXES:
-        return _read_xlsx(path)
+        return _read_xlsx(path, limits)
     if suffix in CSV_SUFFIXES or not suffix:
-        return _read_csv(path)
+        return _read_csv(path, limits)
     raise AudienceFileError(f"{path}: unsupported file type '{suffix}'; use .csv, .tsv or .xlsx")

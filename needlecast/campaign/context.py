@@ -1,9 +1,16 @@
-"""Everything a plan or a run reads from the workspace, loaded once per job run (jobs carry ids only)."""
+"""Everything a plan or a run reads from the workspace, loaded once per job run (jobs carry ids only).
+
+Contract: `CampaignContext.load(workspace)` reads the vocabulary, the article, the segments and every
+campaign file. A campaign file that does not validate (bad YAML, an unknown field, a template or segment
+that does not exist) is kept in `problems` and leaves the other campaigns usable; `campaign(id)` names it
+when asked for a campaign that is not among the loaded ones.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -14,9 +21,9 @@ from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.content.model import Article
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import NotFound
+from needlecast.errors import CampaignFileError, NotFound
 from needlecast.templating.context import variant_concerns
-from needlecast.templating.environment import build_environment
+from needlecast.templating.environment import build_environment, email_templates
 
 
 @dataclass
@@ -26,32 +33,42 @@ class CampaignContext:
     article: Article
     segments: dict[str, Segment]
     campaigns: dict[str, Campaign]
+    problems: list[CampaignFileError] = field(default_factory=list)
 
     @classmethod
     def load(cls, workspace: Workspace) -> CampaignContext:
         vocabulary = load_vocabulary_for(workspace)
         article = load_article(workspace, vocabulary)
         segments = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
-        campaigns = load_campaigns(workspace.campaigns_dir, variant_concerns(vocabulary))
-        for campaign in campaigns.values():
-            if campaign.segment not in segments:
-                from needlecast.errors import CampaignFileError
-
-                raise CampaignFileError(
-                    str(campaign.path),
-                    "segment",
-                    f"'{campaign.segment}' is not defined",
-                    f"use one of: {', '.join(sorted(segments))} (audiences/segments.yaml)",
-                )
-        return cls(workspace, vocabulary, article, segments, campaigns)
+        found = load_campaigns(
+            workspace.campaigns_dir,
+            variant_concerns(vocabulary),
+            templates=email_templates(workspace.templates_dir),
+            segments=segments,
+        )
+        return cls(workspace, vocabulary, article, segments, found.campaigns, found.problems)
 
     def campaign(self, campaign_id: str) -> Campaign:
-        if campaign_id not in self.campaigns:
-            raise NotFound(
-                f"no campaign '{campaign_id}' in {self.workspace.campaigns_dir}; "
-                f"defined: {', '.join(sorted(self.campaigns)) or 'none'}"
-            )
-        return self.campaigns[campaign_id]
+        """The campaign with this id; `NotFound` (naming any file that failed to load) when there is none."""
+        if campaign_id in self.campaigns:
+            return self.campaigns[campaign_id]
+        for problem in self.problems:
+            if campaign_id in (problem.campaign_id, Path(problem.path).stem):
+                raise problem
+        broken = f" ({len(self.problems)} campaign file(s) could not be read: `needlecast campaign list`)"
+        raise NotFound(
+            f"no campaign '{campaign_id}' in {self.workspace.campaigns_dir}; "
+            f"defined: {', '.join(sorted(self.campaigns)) or 'none'}{broken if self.problems else ''}"
+        )
+
+    def arm_subjects(self) -> dict[tuple[str, str, str], str]:
+        """(campaign, step, arm) -> the arm's subject line as written in its campaign file (for reports)."""
+        return {
+            (c.id, step.id, arm.name): arm.subject
+            for c in self.campaigns.values()
+            for step in c.steps
+            for arm in step.arms
+        }
 
     @cached_property
     def templates(self) -> SandboxedEnvironment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from needlecast.campaign.checks import campaign_findings
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import Campaign
 from needlecast.errors import CampaignBlocked
@@ -9,9 +10,10 @@ from needlecast.lint import Finding, lint_workspace
 
 
 def blocking_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]:
-    """Error findings in the content, config and the campaign's own templates."""
+    """Error findings in the content, the config, the campaign's own templates and its own file."""
     templates = sorted({step.template for step in campaign.steps})
-    return [f for f in lint_workspace(ctx.workspace, templates=templates) if f.severity == "error"]
+    found = [*lint_workspace(ctx.workspace, templates=templates), *campaign_findings(ctx, campaign)]
+    return [f for f in found if f.severity == "error"]
 
 
 def ensure_sendable(ctx: CampaignContext, campaign: Campaign) -> None:

@@ -5,13 +5,14 @@ The shape (see campaigns/*.yaml for complete examples):
     id: spring-guide                 # letters, digits, - and _; unique across the workspace
     name: Spring guide
     kind: broadcast | sequence
+    draft: true                      # optional: planned and previewed, never scheduled or sent
     segment: all-leads               # from audiences/segments.yaml
     time_zone: Europe/London
     sender: {email: ..., name: ...}  # optional; default [clinic] sender_email / sender_name
     reply_to: ...                    # optional
     steps:
       - id: guide
-        template: emails/broadcast
+        template: emails/broadcast   # templates/emails/broadcast.html + .txt
         subject: "..."               # optional; default the template's subject block
         preheader: "..."             # optional
         variants: [acne, general]    # optional; default every concern and general
@@ -24,13 +25,21 @@ The shape (see campaigns/*.yaml for complete examples):
     enrol: {joined_after: "2026-01-01", tag: nurture}   # sequences: who enrols
     exits: [{field: booked, equals: "yes"}]             # sequences: who leaves early
     signoff: {reviewer: "...", date: 2026-11-20, note: "..."}  # required when lint finds errors
+
+Contract: `load_campaign(path, variants, templates=..., segments=...)` returns a `Campaign` or raises
+`CampaignFileError`. Every mapping, at every level, is checked against its known keys, so a misspelt
+option is an error listing the valid ones, never ignored. When `templates` (the emails that exist) and
+`segments` (the segments defined) are given, every step's template and the segment must be among them.
+`load_campaigns(folder, ...)` reads every file on its own: a file that fails is reported in `problems`
+and the others still load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,7 @@ TOP_KEYS = {
     "id",
     "name",
     "kind",
+    "draft",
     "segment",
     "time_zone",
     "sender",
@@ -69,6 +79,12 @@ TOP_KEYS = {
     "signoff",
 }
 STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay"}
+AB_KEYS = {"split", "subjects"}
+SCHEDULE_KEYS = {"send_at", "local_time", "date"}
+ENROL_KEYS = {"joined_after", "tag"}
+EXIT_KEYS = {"field", "equals"}
+SENDER_KEYS = {"email", "name"}
+SIGNOFF_KEYS = {"reviewer", "date", "note"}
 
 
 class _Reader:
@@ -84,21 +100,28 @@ class _Reader:
             if required:
                 raise self.fail(f"{where}{key}", "is missing", fix or f"add '{key}: ...'")
             return ""
-        if not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(f"{where}{key}", f"must be text, not {type(value).__name__}", fix or "write it as text")
         return str(value)
+
+    def mapping(self, value: Any, where: str, allowed: set[str], example: str) -> dict[str, Any]:
+        """`value` as a mapping whose keys are all in `allowed` (`where` names it, e.g. 'steps[0].ab')."""
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a mapping", f"write {where.rsplit('.', 1)[-1]}: {example}")
+        self.unknown(value, allowed, f"{where}.")
+        return value
 
     def unknown(self, data: dict[str, Any], allowed: set[str], where: str) -> None:
         for key in data:
             if key not in allowed:
+                what = "campaign field" if not where else f"field of '{where.rstrip('.')}'"
                 raise self.fail(
-                    f"{where}{key}",
-                    "is not a campaign field",
-                    f"remove it, or use one of: {', '.join(sorted(allowed))}",
+                    f"{where}{key}", f"is not a {what}", f"remove it, or use one of: {', '.join(sorted(allowed))}"
                 )
 
 
 def parse_delay(text: str) -> timedelta:
+    """'3d' -> 3 days (units m, h, d, w); `ValueError` for anything else (the loader names the field)."""
     match = _DELAY.match(str(text))
     if not match:
         raise ValueError(text)
@@ -130,7 +153,7 @@ def _date(reader: _Reader, value: Any, field: str) -> date:
 
 
 def _time(reader: _Reader, value: Any, field: str) -> time:
-    if isinstance(value, int):  # YAML reads 09:00 unquoted as a number of minutes (sexagesimal)
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML reads 09:00 unquoted as minutes (base 60)
         return time(value // 60 % 24, value % 60)
     try:
         return time.fromisoformat(str(value).strip())
@@ -138,7 +161,37 @@ def _time(reader: _Reader, value: Any, field: str) -> time:
         raise reader.fail(field, f"'{value}' is not a time of day", 'write it like "09:00"') from None
 
 
-def _steps(reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...]) -> tuple[Step, ...]:
+def _arms(reader: _Reader, raw: Any, where: str) -> tuple[Arm, ...]:
+    ab = reader.mapping(raw, f"{where}ab", AB_KEYS, '{split: [50, 50], subjects: ["First", "Second"]}')
+    subjects = ab.get("subjects")
+    if not isinstance(subjects, list) or len(subjects) < 2 or not all(isinstance(s, str) and s for s in subjects):
+        raise reader.fail(
+            f"{where}ab.subjects",
+            "needs two or more subject lines",
+            'write ab: {split: [50, 50], subjects: ["First", "Second"]}',
+        )
+    if len(subjects) > 26:
+        raise reader.fail(f"{where}ab.subjects", "has more than 26 subject lines", "test at most 26 arms (A to Z)")
+    split = ab.get("split") or [100 // len(subjects)] * len(subjects)
+    if not ab.get("split") and 100 % len(subjects):
+        split[-1] += 100 - sum(split)
+    if (
+        not isinstance(split, list)
+        or len(split) != len(subjects)
+        or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in split)
+        or sum(split) != 100
+    ):
+        raise reader.fail(
+            f"{where}ab.split",
+            f"{split!r} must be one whole percentage per subject, adding up to 100",
+            "e.g. split: [50, 50]",
+        )
+    return tuple(Arm(chr(ord("A") + i), s, p) for i, (s, p) in enumerate(zip(subjects, split, strict=True)))
+
+
+def _steps(
+    reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...], templates: Collection[str] | None
+) -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         raise reader.fail("steps", "must list at least one step", "add 'steps:' with '- id: ...' and 'template: ...'")
     steps: list[Step] = []
@@ -157,6 +210,13 @@ def _steps(reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...]
         if any(s.id == step_id for s in steps):
             raise reader.fail(f"{where}id", f"'{step_id}' is used by another step", "give every step its own id")
         template = reader.text(item, "template", where, fix="name an email such as 'emails/welcome'")
+        if templates is not None and template not in templates:
+            known = ", ".join(sorted(templates)) or "none"
+            raise reader.fail(
+                f"{where}template",
+                f"'{template}' is not a template in templates/ (it needs {template}.html and {template}.txt)",
+                f"use one of: {known}",
+            )
         variants = item.get("variants") or []
         if not isinstance(variants, list) or any(v not in variants_known for v in variants):
             raise reader.fail(
@@ -164,34 +224,10 @@ def _steps(reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...]
                 f"{variants!r} names an unknown variant",
                 f"use some of: {', '.join(variants_known)}",
             )
-        arms: list[Arm] = []
-        if item.get("ab") is not None:
-            ab = item["ab"]
-            subjects = ab.get("subjects") if isinstance(ab, dict) else None
-            split = ab.get("split") if isinstance(ab, dict) else None
-            if (
-                not isinstance(subjects, list)
-                or len(subjects) < 2
-                or not all(isinstance(s, str) and s for s in subjects)
-            ):
-                raise reader.fail(
-                    f"{where}ab.subjects",
-                    "needs two or more subject lines",
-                    'write ab: {split: [50, 50], subjects: ["First", "Second"]}',
-                )
-            split = split or [100 // len(subjects)] * len(subjects)
-            if (
-                not isinstance(split, list)
-                or len(split) != len(subjects)
-                or sum(split) != 100
-                or any(not isinstance(s, int) or s <= 0 for s in split)
-            ):
-                raise reader.fail(
-                    f"{where}ab.split",
-                    f"{split!r} must be one whole percentage per subject, adding up to 100",
-                    "e.g. split: [50, 50]",
-                )
-            arms = [Arm(chr(ord("A") + i), s, p) for i, (s, p) in enumerate(zip(subjects, split, strict=True))]
+        for key in ("subject", "preheader"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise reader.fail(f"{where}{key}", "must be text", f'write {key}: "..." in quotes')
+        arms = _arms(reader, item["ab"], where) if item.get("ab") is not None else ()
         delay = timedelta(0)
         if kind == SEQUENCE:
             try:
@@ -205,7 +241,7 @@ def _steps(reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...]
         elif "delay" in item:
             raise reader.fail(f"{where}delay", "only sequence steps have a delay", "remove it, or use kind: sequence")
         steps.append(
-            Step(step_id, template, item.get("subject"), item.get("preheader"), tuple(variants), tuple(arms), delay)
+            Step(step_id, template, item.get("subject"), item.get("preheader"), tuple(variants), arms, delay, index)
         )
     if kind == SEQUENCE:
         delays = [s.delay for s in steps]
@@ -214,8 +250,76 @@ def _steps(reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...]
     return tuple(steps)
 
 
-def load_campaign(path: Path, variants_known: Iterable[str]) -> Campaign:
-    """Read and validate one campaign file."""
+def _schedule(reader: _Reader, raw: dict[str, Any], zone: ZoneInfo) -> BroadcastSchedule:
+    example = '{send_at: "2026-12-01 09:00"} or {local_time: "09:00", date: "2026-12-01"}'
+    if raw.get("schedule") is None:
+        raise reader.fail("schedule", "a broadcast needs a send time", f"add schedule: {example}")
+    spec = reader.mapping(raw["schedule"], "schedule", SCHEDULE_KEYS, example)
+    if "send_at" in spec:
+        if {"local_time", "date"} & set(spec):
+            raise reader.fail(
+                "schedule", "gives both send_at and local_time/date", "keep one: send_at, or local_time with date"
+            )
+        return BroadcastSchedule(send_at=_moment(reader, spec["send_at"], "schedule.send_at", zone))
+    if not {"local_time", "date"} <= set(spec):
+        missing = "schedule.date" if "local_time" in spec else "schedule.local_time"
+        raise reader.fail(missing, "is missing", f"write schedule: {example}")
+    return BroadcastSchedule(
+        local_time=_time(reader, spec["local_time"], "schedule.local_time"),
+        on=_date(reader, spec["date"], "schedule.date"),
+    )
+
+
+def _enrolment(reader: _Reader, raw: dict[str, Any], zone: ZoneInfo) -> tuple[Enrolment, tuple[ExitRule, ...]]:
+    if raw.get("schedule") is not None:
+        raise reader.fail(
+            "schedule",
+            "a sequence is timed by each step's delay, not a schedule",
+            "remove 'schedule:' and give each step 'delay:'",
+        )
+    spec = reader.mapping(raw.get("enrol") or {}, "enrol", ENROL_KEYS, '{joined_after: "2026-01-01"} or {tag: nurture}')
+    joined = spec.get("joined_after")
+    enrol = Enrolment(
+        joined_after=_moment(reader, joined, "enrol.joined_after", zone) if joined else None,
+        tag=reader.text(spec, "tag", "enrol.", required=False),
+        explicit=bool(spec),
+    )
+    exits_raw = raw.get("exits") or []
+    if not isinstance(exits_raw, list):
+        raise reader.fail("exits", "must be a list", 'write exits: [{field: booked, equals: "yes"}]')
+    exits: list[ExitRule] = []
+    for index, item in enumerate(exits_raw):
+        where = f"exits[{index}]"
+        rule = reader.mapping(item, where, EXIT_KEYS, '{field: booked, equals: "yes"}')
+        if "field" not in rule or "equals" not in rule:
+            raise reader.fail(
+                where,
+                "needs 'field' and 'equals'",
+                'write - {field: booked, equals: "yes"} (unsubscribes, bounces and complaints always exit)',
+            )
+        exits.append(ExitRule(str(rule["field"]), str(rule["equals"]).lower()))
+    return enrol, tuple(exits)
+
+
+def _signoff(reader: _Reader, raw: Any) -> SignOff | None:
+    if raw is None:
+        return None
+    spec = reader.mapping(raw, "signoff", SIGNOFF_KEYS, "{reviewer: NAME, date: YYYY-MM-DD, note: WHAT WAS ACCEPTED}")
+    return SignOff(
+        reader.text(spec, "reviewer", "signoff."),
+        _date(reader, spec.get("date"), "signoff.date"),
+        reader.text(spec, "note", "signoff."),
+    )
+
+
+def load_campaign(
+    path: Path,
+    variants_known: Iterable[str],
+    *,
+    templates: Collection[str] | None = None,
+    segments: Collection[str] | None = None,
+) -> Campaign:
+    """Read and validate one campaign file (see the module contract)."""
     reader = _Reader(path)
     try:
         source = path.read_bytes()
@@ -238,6 +342,9 @@ def load_campaign(path: Path, variants_known: Iterable[str]) -> Campaign:
     kind = reader.text(raw, "kind", "", fix="add 'kind: broadcast' or 'kind: sequence'")
     if kind not in (BROADCAST, SEQUENCE):
         raise reader.fail("kind", f"'{kind}' is not a kind of campaign", "use 'broadcast' or 'sequence'")
+    draft = raw.get("draft", False)
+    if not isinstance(draft, bool):
+        raise reader.fail("draft", f"must be true or false, not {draft!r}", "write draft: true (or remove the line)")
     zone_name = reader.text(raw, "time_zone", "", fix="add 'time_zone: Europe/London' (an IANA zone)")
     try:
         zone = ZoneInfo(zone_name)
@@ -247,94 +354,92 @@ def load_campaign(path: Path, variants_known: Iterable[str]) -> Campaign:
             f"'{zone_name}' is not a time zone",
             "use an IANA name such as Europe/London or America/New_York",
         ) from None
-    sender = raw.get("sender") or {}
-    if not isinstance(sender, dict):
-        raise reader.fail("sender", "must be a mapping", "write sender: {email: ..., name: ...}")
-    steps = _steps(reader, raw.get("steps"), kind, known)
+    segment = reader.text(raw, "segment", "", fix="name a segment from audiences/segments.yaml")
+    if segments is not None and segment not in segments:
+        raise reader.fail(
+            "segment",
+            f"'{segment}' is not defined",
+            f"use one of: {', '.join(sorted(segments)) or 'none'} (audiences/segments.yaml)",
+        )
+    sender = reader.mapping(raw.get("sender") or {}, "sender", SENDER_KEYS, "{email: ..., name: ...}")
+    steps = _steps(reader, raw.get("steps"), kind, known, templates)
 
     schedule = BroadcastSchedule()
     enrol = Enrolment()
-    exits: list[ExitRule] = []
+    exits: tuple[ExitRule, ...] = ()
     if kind == BROADCAST:
-        spec = raw.get("schedule")
-        if not isinstance(spec, dict) or not ({"send_at"} <= set(spec) or {"local_time", "date"} <= set(spec)):
-            raise reader.fail(
-                "schedule",
-                "a broadcast needs a send time",
-                'add schedule: {send_at: "2026-12-01 09:00"} or {local_time: "09:00", date: "2026-12-01"}',
-            )
-        if "send_at" in spec:
-            schedule = BroadcastSchedule(send_at=_moment(reader, spec["send_at"], "schedule.send_at", zone))
-        else:
-            schedule = BroadcastSchedule(
-                local_time=_time(reader, spec["local_time"], "schedule.local_time"),
-                on=_date(reader, spec["date"], "schedule.date"),
-            )
+        for key in ("enrol", "exits"):
+            if raw.get(key) is not None:
+                raise reader.fail(key, "only sequences enrol and exit", f"remove '{key}:', or use kind: sequence")
+        schedule = _schedule(reader, raw, zone)
     else:
-        if raw.get("schedule"):
-            raise reader.fail(
-                "schedule",
-                "a sequence is timed by each step's delay, not a schedule",
-                "remove 'schedule:' and give each step 'delay:'",
-            )
-        spec = raw.get("enrol") or {}
-        if not isinstance(spec, dict):
-            raise reader.fail("enrol", "must be a mapping", 'write enrol: {joined_after: "2026-01-01"} or {tag: ...}')
-        joined = spec.get("joined_after")
-        enrol = Enrolment(
-            joined_after=_moment(reader, joined, "enrol.joined_after", zone) if joined else None,
-            tag=str(spec.get("tag") or ""),
-        )
-        for index, item in enumerate(raw.get("exits") or []):
-            if not isinstance(item, dict) or "field" not in item or "equals" not in item:
-                raise reader.fail(
-                    f"exits[{index}]",
-                    "needs 'field' and 'equals'",
-                    'write - {field: booked, equals: "yes"} (unsubscribes, bounces and complaints always exit)',
-                )
-            exits.append(ExitRule(str(item["field"]), str(item["equals"]).lower()))
-
-    signoff = None
-    if raw.get("signoff") is not None:
-        spec = raw["signoff"]
-        if not isinstance(spec, dict):
-            raise reader.fail("signoff", "must be a mapping", "write signoff: {reviewer: ..., date: ..., note: ...}")
-        signoff = SignOff(
-            reader.text(spec, "reviewer", "signoff."),
-            _date(reader, spec.get("date"), "signoff.date"),
-            reader.text(spec, "note", "signoff."),
-        )
+        enrol, exits = _enrolment(reader, raw, zone)
     return Campaign(
         id=campaign_id,
         name=reader.text(raw, "name", "", required=False) or campaign_id,
         kind=kind,
-        segment=reader.text(raw, "segment", "", fix="name a segment from audiences/segments.yaml"),
+        segment=segment,
         time_zone=zone_name,
         steps=steps,
         path=path,
-        sender_email=str(sender.get("email") or ""),
-        sender_name=str(sender.get("name") or ""),
-        reply_to=str(raw.get("reply_to") or ""),
+        sender_email=reader.text(sender, "email", "sender.", required=False),
+        sender_name=reader.text(sender, "name", "sender.", required=False),
+        reply_to=reader.text(raw, "reply_to", "", required=False),
         schedule=schedule,
         enrol=enrol,
-        exits=tuple(exits),
-        signoff=signoff,
+        exits=exits,
+        signoff=_signoff(reader, raw.get("signoff")),
         digest=hashlib.sha256(source).hexdigest()[:16],
+        draft=draft,
     )
 
 
-def load_campaigns(folder: Path, variants_known: Iterable[str]) -> dict[str, Campaign]:
-    """Every `*.yaml` / `*.yml` campaign in `folder`, by id; two files with one id is an error."""
+@dataclass
+class CampaignFiles:
+    """What a campaigns folder holds: the campaigns that load, by id, and the files that do not."""
+
+    campaigns: dict[str, Campaign] = field(default_factory=dict)
+    problems: list[CampaignFileError] = field(default_factory=list)
+
+
+def _raw_id(path: Path) -> str:
+    """The `id:` of a file that failed to validate, when it can be read at all ('' otherwise)."""
+    try:
+        raw = yaml.safe_load(path.read_bytes())
+    except (OSError, yaml.YAMLError):
+        return ""
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and _ID.match(value) else ""
+
+
+def campaign_paths(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_campaigns(
+    folder: Path,
+    variants_known: Iterable[str],
+    *,
+    templates: Collection[str] | None = None,
+    segments: Collection[str] | None = None,
+) -> CampaignFiles:
+    """Every `*.yaml` / `*.yml` campaign in `folder`; a file that fails (or repeats an id) is a problem."""
     known = tuple(variants_known)
-    campaigns: dict[str, Campaign] = {}
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        campaign = load_campaign(path, known)
-        if campaign.id in campaigns:
-            raise CampaignFileError(
-                str(path),
-                "id",
-                f"'{campaign.id}' is also the id of {campaigns[campaign.id].path.name}",
-                "give each campaign its own id",
+    found = CampaignFiles()
+    for path in campaign_paths(folder):
+        try:
+            campaign = load_campaign(path, known, templates=templates, segments=segments)
+        except CampaignFileError as err:
+            err.campaign_id = _raw_id(path)
+            found.problems.append(err)
+            continue
+        if campaign.id in found.campaigns:
+            other = found.campaigns[campaign.id].path.name
+            found.problems.append(
+                CampaignFileError(
+                    str(path), "id", f"'{campaign.id}' is also the id of {other}", "give each campaign its own id"
+                )
             )
-        campaigns[campaign.id] = campaign
-    return campaigns
+            continue
+        found.campaigns[campaign.id] = campaign
+    return found

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from needlecast.errors import NotFound
+
 BROADCAST = "broadcast"
 SEQUENCE = "sequence"
 
@@ -28,6 +30,21 @@ class Step:
     variants: tuple[str, ...] = ()  # content variants (concerns + general); empty = every one
     arms: tuple[Arm, ...] = ()
     delay: timedelta = timedelta(0)  # sequences: after enrolment
+    index: int = 0  # its place in the file's `steps` list, for errors that name the field
+
+    @property
+    def field(self) -> str:
+        """How errors name this step: `steps[0]`."""
+        return f"steps[{self.index}]"
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        """The A/B arms ("" alone when the step has no test)."""
+        return tuple(a.name for a in self.arms) or ("",)
+
+    def subject_for(self, arm: str) -> str | None:
+        """The subject source of `arm` (the step's own, or None for the template's subject block)."""
+        return next((a.subject for a in self.arms if a.name == arm), self.subject)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ class BroadcastSchedule:
 class Enrolment:
     joined_after: datetime | None = None  # None: the moment the campaign was first scheduled
     tag: str = ""
+    explicit: bool = False  # the file has an `enrol:` mapping (plan explains the default when it has not)
 
 
 @dataclass(frozen=True)
@@ -73,9 +91,11 @@ class Campaign:
     exits: tuple[ExitRule, ...] = ()
     signoff: SignOff | None = None
     digest: str = ""  # hash of the file: a changed file reschedules
+    draft: bool = False  # planned and previewed, never scheduled or sent
 
     def step(self, step_id: str) -> Step:
         for candidate in self.steps:
             if candidate.id == step_id:
                 return candidate
-        raise KeyError(step_id)
+        known = ", ".join(s.id for s in self.steps)
+        raise NotFound(f"campaign '{self.id}' has no step '{step_id}'; its steps: {known}")

@@ -66,6 +66,8 @@ class Plan:
     deferred: Counter[str] = field(default_factory=Counter)
     new_enrolments: list[int] = field(default_factory=list)
     exits: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # why it plans nothing, what will stop it (for `plan`)
+    candidates: int = 0  # sequences: segment members the enrol rule was applied to
 
 
 def arm_for(campaign_id: str, step: Step, contact_id: int) -> str:
@@ -262,6 +264,7 @@ def plan_sequence(
     else:
         since = pd.Timestamp(campaign.enrol.joined_after or started_at)
         candidates = candidates[candidates["signed_up_at"] >= since]
+    plan.candidates = len(members[~members["id"].isin(known)])
     plan.new_enrolments = [int(c) for c in candidates["id"]]
 
     # Exits: checked for everyone enrolled (and for the new ones, who may already meet a rule).

@@ -1,43 +1,126 @@
-"""`needlecast plan`: who gets what, when, without sending or writing anything."""
+"""`needlecast plan`: who gets what, when, and what would stop a campaign, without sending or writing anything.
+
+Contract: `build_plans(workspace, engine, campaign_id, days, now)` plans one campaign (or every one) for the
+next `days` days with the same rules the scheduler uses, renders every step it plans, and gives each plan
+`notes` that say why it plans nothing or what will stop it from sending (a draft, a paused campaign, a
+schedule already past, a step that does not render, the sign-off gate). Campaign files that do not load are
+returned in `problems`; the other campaigns are planned all the same.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST
+from needlecast.campaign.gate import blocking_findings
+from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.rendering import render_campaign
+from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
+from needlecast.campaign.state import ACTIVE, find_state
 from needlecast.config import Workspace
+from needlecast.errors import CampaignFileError
 
 
-def build_plans(workspace: Workspace, engine: Engine, campaign_id: str | None, days: int, now: datetime) -> list[Plan]:
-    """The plan of one campaign (or every campaign) for the next `days` days."""
+@dataclass
+class Plans:
+    plans: list[Plan] = field(default_factory=list)
+    problems: list[CampaignFileError] = field(default_factory=list)
+
+
+def build_plans(workspace: Workspace, engine: Engine, campaign_id: str | None, days: int, now: datetime) -> Plans:
+    """The plan of one campaign (or every campaign) for the next `days` days (see the module contract)."""
     ctx = CampaignContext.load(workspace)
     campaigns = [ctx.campaign(campaign_id)] if campaign_id else list(ctx.campaigns.values())
     horizon = now + timedelta(days=days)
-    plans = []
+    result = Plans(problems=[] if campaign_id else list(ctx.problems))
     with engine.connect() as conn:
         frame = load_frame(conn)
+        zones = audience_zones(conn)
         for campaign in campaigns:
             view = load_ledger_view(conn, campaign.id, now)
             if campaign.kind == BROADCAST:
                 plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now)
-                plan.emails = (
-                    plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
-                    if not plan.emails.empty
-                    else plan.emails
-                )
+                if not plan.emails.empty:
+                    plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
             else:
                 plan = plan_sequence(
                     ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, horizon
                 )
-            plans.append(plan)
-    return plans
+            plan.notes = _notes(ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days)
+            result.plans.append(plan)
+    return result
+
+
+def _notes(
+    ctx: CampaignContext,
+    conn: Connection,
+    campaign: Campaign,
+    plan: Plan,
+    zones: set[str],
+    started_at: datetime | None,
+    now: datetime,
+    horizon: datetime,
+    days: int,
+) -> list[str]:
+    notes: list[str] = []
+    state = find_state(conn, campaign.id)
+    if campaign.draft:
+        notes.append("a draft: nothing is scheduled or sent until 'draft: true' is removed from its file")
+    elif state is not None and state["status"] != ACTIVE:
+        notes.append(f"{state['status']}: nothing is sent until `needlecast campaign resume {campaign.id}`")
+    try:
+        render_campaign(ctx, campaign)
+    except CampaignFileError as err:
+        notes.append(f"will not send: {err}")
+    if campaign.signoff is None:
+        findings = blocking_findings(ctx, campaign)
+        if findings:
+            first = findings[0]
+            notes.append(
+                f"will be blocked by the sign-off gate: `needlecast lint` reports {len(findings)} error(s), e.g. "
+                f"{first.file}:{first.line} {first.rule}; fix them or record a signoff in {campaign.path.name}"
+            )
+    if campaign.kind == BROADCAST and (state is None or state["digest"] != campaign.digest) and plan.emails.size:
+        try:
+            refuse_if_past(campaign, zones, now)
+        except CampaignFileError as err:
+            notes.append(f"will be refused when scheduled: {err}")
+    queued = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
+    if queued:
+        return notes
+    if campaign.kind == BROADCAST:
+        upcoming = [m for m in broadcast_moments(campaign, zones) if m > horizon]
+        if upcoming and not any(m <= horizon for m in broadcast_moments(campaign, zones)):
+            notes.append(
+                f"plans nothing in the next {days} days: its first send is {upcoming[0]:%Y-%m-%d %H:%M} UTC "
+                f"(plan further ahead with --days {(upcoming[0] - now).days + 1})"
+            )
+        elif plan.excluded.get("already in the ledger"):
+            notes.append("plans nothing new: every member already has this email in the ledger")
+        else:
+            notes.append("plans nothing: the segment has no member who may be mailed (see the exclusions)")
+        return notes
+    if not campaign.enrol.explicit:
+        since = started_at or now
+        notes.append(
+            "plans nothing: a sequence without 'enrol' takes the contacts who sign up after it is first "
+            f"scheduled ({'not scheduled yet, so from now' if started_at is None else f'{since:%Y-%m-%d %H:%M} UTC'}); "
+            f"none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
+            'leads, add enrol: {joined_after: "YYYY-MM-DD"}'
+        )
+    elif not plan.new_enrolments and plan.candidates:
+        rule = f"tag '{campaign.enrol.tag}'" if campaign.enrol.tag else f"signed up after {campaign.enrol.joined_after}"
+        notes.append(f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}")
+    else:
+        notes.append("plans nothing in this window: no step is due for anyone enrolled")
+    return notes
 
 
 def summary_rows(plan: Plan) -> pd.DataFrame:

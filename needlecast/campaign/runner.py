@@ -39,18 +39,20 @@ from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.helpers import SenderHelpers
 from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.planner import LedgerView, Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.rendering import RenderKey, render_campaign, render_variant
+from needlecast.campaign.scheduling import audience_zones, schedule_campaign
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
+from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
 from needlecast.pacing import collect_seldom
 from needlecast.store.bulk import Column
 from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import contacts, enrolments
 from needlecast.store.turns import write_turn
-from needlecast.templating.context import email_context
 from needlecast.templating.recipient import RecipientValues
-from needlecast.templating.render import RenderedEmail, render_email
+from needlecast.templating.render import RenderedEmail
 from needlecast.tracking.actions import is_paused
 
 log = logging.getLogger("needlecast.runner")
@@ -107,18 +109,36 @@ class Runner:
         delivery = workspace.settings.delivery
         self.claim_size = claim_size or max(1, min(delivery.batch_size, 1000)) * max(1, delivery.max_in_flight)
         self.secret = signing_secret(required=backend.name == "sendgrid")
+        self._renders: dict[str, dict[RenderKey, RenderedEmail]] = {}  # by campaign, made before enqueueing
 
     # -- entry points (what scheduler jobs call) ----------------------------------------------------------
 
-    def run_broadcast(self, campaign_id: str, *, send_now: bool = False) -> RunReport:
-        """Enqueue a broadcast (idempotent) and send what is due."""
+    def send(self, campaign_id: str, *, send_now: bool = False) -> RunReport:
+        """`needlecast send`: a broadcast (`run_broadcast`), or one sweep of a sequence (`run_sequence`)."""
         ctx = CampaignContext.load(self.workspace)
+        campaign = ctx.campaign(campaign_id)
+        if campaign.kind == BROADCAST:
+            return self.run_broadcast(campaign_id, send_now=send_now, ctx=ctx)
+        return self.run_sequence(campaign_id, ctx=ctx)
+
+    def run_broadcast(
+        self, campaign_id: str, *, send_now: bool = False, ctx: CampaignContext | None = None
+    ) -> RunReport:
+        """Schedule (a past schedule is refused unless `send_now`), render every step, enqueue (idempotent)
+        and send what is due. Nothing is enqueued when a step does not render."""
+        ctx = ctx or CampaignContext.load(self.workspace)
         campaign = ctx.campaign(campaign_id)
         report = RunReport(campaign.id)
         if campaign.kind != BROADCAST:
-            raise ValueError(f"campaign '{campaign.id}' is a {campaign.kind}, not a broadcast")
+            raise InvalidRequest(
+                f"campaign '{campaign.id}' is a {campaign.kind}, not a broadcast: send it with "
+                f"`needlecast send {campaign.id} --now` (enrols and sends what is due)"
+            )
+        with self.engine.begin() as conn:
+            schedule_campaign(conn, campaign, audience_zones(conn), self.clock(), send_now=send_now)
         if not self._may_send(ctx, campaign, report):
             return report
+        self._renders[campaign.id] = render_campaign(ctx, campaign)
         now = self.clock()
         parallel_from = self.workspace.settings.delivery.parallel_from
         # A large audience: start the helper senders first, so that their start-up overlaps segmenting
@@ -144,6 +164,19 @@ class Runner:
             raise
         with _timed(report, "dispatch"):
             self.dispatch(ctx, campaign, report, helpers=helpers)
+        return report
+
+    def run_sequence(self, campaign_id: str, *, ctx: CampaignContext | None = None) -> RunReport:
+        """One sweep of one sequence, now: schedule it, enrol whoever its rule admits, send what is due."""
+        ctx = ctx or CampaignContext.load(self.workspace)
+        campaign = ctx.campaign(campaign_id)
+        if campaign.kind != SEQUENCE:
+            raise InvalidRequest(f"campaign '{campaign.id}' is a {campaign.kind}, not a sequence")
+        with self.engine.begin() as conn:
+            schedule_campaign(conn, campaign, (), self.clock())
+            frame = load_frame(conn)
+        report = RunReport(campaign.id)
+        self._sweep_one(ctx, campaign, frame, self.clock(), report)
         return report
 
     def _plan_broadcast(
@@ -187,8 +220,12 @@ class Runner:
             yield start, start + AUDIENCE_PART
 
     def sweep(self) -> list[RunReport]:
-        """Enrol and advance every sequence, then send whatever is due for every active campaign."""
+        """Enrol and advance every sequence, then send whatever is due for every active campaign. A
+        campaign that cannot send (blocked, a step that does not render) is reported and the others go on;
+        a campaign file that does not load is logged (ids and the file's problem only)."""
         ctx = CampaignContext.load(self.workspace)
+        for problem in ctx.problems:
+            log.error("campaign file not loaded: %s", problem)
         reports = []
         now = self.clock()
         with self.engine.connect() as conn:
@@ -196,18 +233,31 @@ class Runner:
         for campaign in ctx.campaigns.values():
             report = RunReport(campaign.id)
             reports.append(report)
-            if campaign.kind == SEQUENCE:
-                if not self._may_send(ctx, campaign, report):
-                    continue
-                self._advance_sequence(ctx, campaign, frame, now, report)
-            elif not self._has_queued(campaign.id) or not self._may_send(ctx, campaign, report):
+            if campaign.kind == BROADCAST and not self._has_queued(campaign.id):
                 continue
-            self.dispatch(ctx, campaign, report)
+            try:
+                self._sweep_one(ctx, campaign, frame, now, report)
+            except (CampaignBlocked, CampaignFileError) as err:
+                report.blocked = str(err)
+                log.error("campaign %s not sent: %s", campaign.id, err)
         return reports
+
+    def _sweep_one(
+        self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime, report: RunReport
+    ) -> None:
+        if not self._may_send(ctx, campaign, report):
+            return
+        self._renders[campaign.id] = render_campaign(ctx, campaign)
+        if campaign.kind == SEQUENCE:
+            self._advance_sequence(ctx, campaign, frame, now, report)
+        self.dispatch(ctx, campaign, report)
 
     # -- planning into the ledger ---------------------------------------------------------------------------
 
     def _may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
+        if campaign.draft:
+            report.inactive = "a draft (remove 'draft: true' from its file to send it)"
+            return False
         with self.engine.begin() as conn:
             state = ensure_state(conn, campaign.id, campaign.digest, self.clock())
         if state["status"] != ACTIVE:
@@ -485,14 +535,13 @@ class Runner:
         return batches
 
     def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
-        step = campaign.step(step_id)
-        subject = next((a.subject for a in step.arms if a.name == arm), step.subject)
-        settings = self.workspace.settings
-        context = email_context(ctx.article, ctx.vocabulary, settings.clinic, variant)
-        rendered = render_email(ctx.templates, step.template, context, subject=subject, preheader=step.preheader)
-        # Links spelled out up to the person's token: each recipient's values then carry the token alone
-        # (`RecipientValues.for_request`).
-        return RecipientValues(settings, self.secret, campaign.id).with_links(rendered)
+        """The step's rendering for this variant and arm (rendered before anything was enqueued, or now for
+        a dispatch that did not plan), with its links spelled out up to the person's token (each
+        recipient's values then carry the token alone: `RecipientValues.for_request`)."""
+        rendered = self._renders.get(campaign.id, {}).get((step_id, variant, arm))
+        if rendered is None:
+            rendered = render_variant(ctx, campaign, campaign.step(step_id), variant, arm)
+        return RecipientValues(self.workspace.settings, self.secret, campaign.id).with_links(rendered)
 
     def _record_at_once(self, marks: _Marks) -> None:
         with self._writing(marks.report) as conn:

@@ -35,22 +35,29 @@ def ensure_state(conn: Connection, campaign_id: str, digest: str, now: datetime)
     return get_state(conn, campaign_id)
 
 
-def get_state(conn: Connection, campaign_id: str) -> dict[str, Any]:
+def find_state(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
+    """The campaign's state row, or None when it has never been scheduled."""
     row = conn.execute(select(campaign_state).where(campaign_state.c.campaign_id == campaign_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def get_state(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    row = find_state(conn, campaign_id)
     if row is None:
-        raise NotFound(f"campaign '{campaign_id}' has never been scheduled or sent")
-    return dict(row)
+        raise NotFound(
+            f"campaign '{campaign_id}' is not scheduled yet: schedule it with `needlecast schedule sync` "
+            f"(or a running scheduler), or send it with `needlecast send {campaign_id}`"
+        )
+    return row
 
 
 def set_status(conn: Connection, campaign_id: str, status: str, note: str = "") -> None:
     values: dict[str, Any] = {"status": status, "note": note, "updated_at": utcnow()}
     if status == ACTIVE:
         values["consecutive_failures"] = 0
-    if (
-        conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id).values(values)).rowcount
-        != 1
-    ):
-        raise NotFound(f"campaign '{campaign_id}' has never been scheduled or sent")
+    changed = conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id).values(values))
+    if changed.rowcount != 1:
+        get_state(conn, campaign_id)  # raises NotFound, saying how to schedule it
 
 
 def record_batch_result(conn: Connection, campaign_id: str, ok: bool, max_failures: int, reason: str = "") -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from needlecast.errors import NotFound
+
 GENERAL = "general"
 
 KIND_INTRO = "intro"
@@ -54,7 +56,8 @@ class Article:
         for candidate in self.sections:
             if candidate.slug == slug:
                 return candidate
-        raise KeyError(slug)
+        known = ", ".join(s.slug for s in self.sections)
+        raise NotFound(f"{self.path.name} has no section '{slug}'; its sections: {known}")
 
     def for_concern(self, concern: str) -> tuple[Section, ...]:
         """Benefit sections tagged with `concern`, in article order."""

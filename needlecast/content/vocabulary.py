@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from needlecast.content.model import GENERAL
-from needlecast.errors import ConfigurationError
+from needlecast.errors import ConfigurationError, NotFound
 from needlecast.yamlfile import read_yaml
 
 
@@ -51,7 +51,7 @@ class Vocabulary:
         for candidate in self.concerns:
             if candidate.name == name:
                 return candidate
-        raise KeyError(name)
+        raise NotFound(f"no concern '{name}' in the vocabulary; known: {', '.join(self.names)}")
 
     def label(self, name: str) -> str:
         return "General" if name == GENERAL else self.concern(name).label

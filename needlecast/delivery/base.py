@@ -144,7 +144,7 @@ class Backend(ABC):
 
     def prepare(self, batch: Batch) -> Any:
         """The request `post` sends for `batch`, built in the thread that calls `send_all`. Raises
-        ValueError for a batch the provider would refuse.
+        `PayloadError` for a batch the provider would refuse.
 
         Building a request is CPU work and sending it is waiting: done here, it keeps the sending threads
         from competing for the interpreter with the thread that claims, prepares and marks (which holds
@@ -193,10 +193,12 @@ class Backend(ABC):
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
         """Send every batch, `max_in_flight` at a time, calling `on_outcomes` (in this thread) as each ends.
 
-        Requests are prepared in this thread (`prepare`) and sent from worker threads. Any error (a
-        `ProviderAuthError`, a batch that cannot be prepared, or an error from `batches` itself) stops the
-        loop: batches not yet started are not sent, the requests in flight finish and their outcomes are
-        reported, and then the error propagates.
+        Requests are prepared in this thread (`prepare`) and handed to worker threads, at most
+        `2 * max_in_flight` ahead. Any error (a `ProviderAuthError`, a batch that cannot be prepared, or an
+        error from `batches` itself) stops the loop: no further batch is taken from `batches`, every batch
+        already handed over is still sent and its outcomes reported, and then the error propagates. A
+        handed-over batch whose own send raised (a second `ProviderAuthError`) reports nothing: its rows were
+        not sent, and its caller releases them.
         """
         workers = max(1, self.settings.max_in_flight)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.name}") as pool:
@@ -224,11 +226,11 @@ class Backend(ABC):
                             raise error
                         on_outcomes(batch, future.result())
             except BaseException:
-                for other in pending:
-                    other.cancel()
+                # What was handed over is sent (a worker may already be posting it): wait, and report it,
+                # so that its rows are recorded instead of being released and sent a second time.
                 wait(pending)
                 for other, other_batch in pending.items():
-                    if not other.cancelled() and other.exception() is None:
+                    if other.exception() is None:
                         on_outcomes(other_batch, other.result())
                 raise
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from needlecast.config import Settings
 from needlecast.delivery.base import MAX_RECIPIENTS_PER_REQUEST, Batch
+from needlecast.errors import PayloadError
 from needlecast.templating.recipient import ONE_CLICK, list_unsubscribe_targets
 from needlecast.templating.tokens import substitutions_json
 
@@ -36,13 +37,13 @@ def categories_for(campaign_id: str, step_id: str) -> list[str]:
 
 
 def build_payload(batch: Batch, settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
-    """The body for POST /v3/mail/send as a dict (`build_body`, parsed). Raises ValueError like it."""
+    """The body for POST /v3/mail/send as a dict (`build_body`, parsed). Raises `PayloadError` like it."""
     payload: dict[str, Any] = json.loads(build_body(batch, settings, now=now))
     return payload
 
 
 def build_body(batch: Batch, settings: Settings, *, now: datetime | None = None) -> str:
-    """The JSON text of the body for POST /v3/mail/send (ASCII). Raises ValueError for a batch SendGrid
+    """The JSON text of the body for POST /v3/mail/send (ASCII). Raises `PayloadError` for a batch SendGrid
     would refuse (too many recipients, an address twice, `send_at` more than 72 hours ahead).
 
     Written straight to text rather than built as a dict and encoded: a million-recipient send builds a
@@ -51,12 +52,12 @@ def build_body(batch: Batch, settings: Settings, *, now: datetime | None = None)
     """
     recipients = batch.recipients
     if len(recipients) > MAX_RECIPIENTS_PER_REQUEST:
-        raise ValueError(f"{len(recipients)} recipients: SendGrid takes at most {MAX_RECIPIENTS_PER_REQUEST}")
+        raise PayloadError(f"{len(recipients)} recipients: SendGrid takes at most {MAX_RECIPIENTS_PER_REQUEST}")
     if len({recipient.email.lower() for recipient in recipients}) != len(recipients):
         seen: set[str] = set()
         for recipient in recipients:
             if recipient.email.lower() in seen:
-                raise ValueError(f"delivery {recipient.delivery_id}: an address appears twice in one request")
+                raise PayloadError(f"delivery {recipient.delivery_id}: an address appears twice in one request")
             seen.add(recipient.email.lower())
     targets = list_unsubscribe_targets(settings)
     personalizations = ",".join(
@@ -93,7 +94,7 @@ def _request_fields(batch: Batch, settings: Settings, now: datetime | None) -> d
     if batch.send_at is not None:
         moment = batch.send_at.astimezone(UTC)
         if moment - (now or datetime.now(UTC)) > MAX_SEND_AT_AHEAD:
-            raise ValueError("send_at is more than 72 hours ahead; SendGrid refuses it (schedule the job later)")
+            raise PayloadError("send_at is more than 72 hours ahead; SendGrid refuses it (schedule the job later)")
         fields["send_at"] = int(moment.timestamp())
         if batch.sendgrid_batch_id:
             fields["batch_id"] = batch.sendgrid_batch_id

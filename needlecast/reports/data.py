@@ -4,12 +4,18 @@ Definitions (per delivery, i.e. per recipient of a step):
 - sent: the ledger row is `sent`; delivered / bounced_hard / bounced_soft (a block) / dropped: from the
   provider's events or the row's outcome; opened, clicked, unsubscribed, complained: at least one such event
   (unique per recipient: five opens by one person count once).
+- opens and clicks: every open and click event (a person who opens three times counts three); beside the
+  unique `opened` and `clicked`. The click-to-open rate is unique clickers against unique openers.
+- opens and clicks: every open and click event (a person who opens three times counts three), beside the
+  unique `opened` and `clicked`; the click-to-open rate is unique clickers against unique openers.
 - Rates are against delivered, except the bounce and drop rates, which are against sent.
 - Privacy: a group with fewer than `min_group` recipients shows its counts but not its rates (they would
   describe individuals); nothing here holds an address unless recipients are asked for (masked by default).
 
 Deliverability health: complaint rate against 0.1 % (warning) and 0.3 % (critical), bounce rate against 2 %.
-The A/B table compares each arm with arm A using a two-sided two-proportion z-test on open and click rates.
+The A/B table compares each arm with arm A using a two-sided two-proportion z-test on open and click rates,
+shows each arm's subject line (from the campaign files, when given), and names the winner of a step: the
+arm with the best rate, when its difference from the runner-up is significant at 95 %.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ KIND_FLAG = {
     "complained": "complained",
 }
 OUTCOME_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "dropped": "dropped"}
+TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
+SIGNIFICANCE = 0.05
 MIN_GROUP = 10
 
 
@@ -61,10 +69,12 @@ class Report:
     ab: pd.DataFrame
     health: pd.DataFrame
     recipients: pd.DataFrame = field(default_factory=pd.DataFrame)
+    totals: pd.DataFrame = field(default_factory=pd.DataFrame)  # the funnel per campaign
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
             "funnel": self.funnel,
+            "totals": self.totals,
             "health": self.health,
             "ab_test": self.ab,
             "timeline": self.timeline,
@@ -121,6 +131,12 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
                 frame[flag] |= frame["id"].isin(ids)
     # Opening or clicking proves delivery even when the delivered event is missing or late.
     frame["delivered"] |= frame["opened"] | frame["clicked"]
+    for kind, column in TOTALS.items():
+        frame[column] = 0
+        if not stored.empty:
+            counted = stored[(stored["kind"] == kind) & stored["delivery_id"].notna()]
+            per = counted["delivery_id"].astype("int64").value_counts()
+            frame[column] = frame["id"].map(per).fillna(0).astype("int64")
     return frame
 
 
@@ -134,11 +150,13 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
     grouped = flags.groupby(by, dropna=False)
-    table = grouped.size().rename("recipients").to_frame().join(grouped[FLAGS].sum()).reset_index()
+    counted = [*FLAGS, *(c for c in TOTALS.values() if c in flags)]
+    table = grouped.size().rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
     table["delivery_rate"] = _rate(table["delivered"], table["sent"])
     table["bounce_rate"] = _rate(table["bounced_hard"] + table["bounced_soft"], table["sent"])
     for flag in ("opened", "clicked", "unsubscribed", "complained"):
         table[f"{flag}_rate"] = _rate(table[flag], table["delivered"])
+    table["click_to_open_rate"] = _rate(table["clicked"], table["opened"])
     rate_columns = [c for c in table.columns if c.endswith("_rate")]
     small = table["recipients"] < min_group
     table.loc[small, rate_columns] = float("nan")
@@ -185,55 +203,71 @@ def z_test(successes_a: int, total_a: int, successes_b: int, total_b: int) -> fl
     return math.erfc(abs(z) / math.sqrt(2))
 
 
-def ab_test(flags: pd.DataFrame) -> pd.DataFrame:
-    """Each arm beside arm A of the same campaign and step: rates, the difference and its p-value."""
+AB_METRICS = {"open": "opened", "click": "clicked"}  # metric -> the unique flag it counts
+AB_COLUMNS = [
+    "campaign_id",
+    "step_id",
+    "arm",
+    "subject",
+    "delivered",
+    "opened",
+    "clicked",
+    "open_rate",
+    "click_rate",
+    "open_diff",
+    "open_p_value",
+    "click_diff",
+    "click_p_value",
+    "open_winner",
+    "click_winner",
+]
+
+
+def winner(group: pd.DataFrame, flag: str) -> str:
+    """The arm with the best rate of `flag` when its difference from the runner-up is significant, else
+    "no significant difference" (one arm, or too few deliveries, is never a winner)."""
+    ranked = group.assign(_rate=_rate(group[flag], group["delivered"])).sort_values("_rate", ascending=False)
+    if len(ranked) < 2 or ranked["_rate"].isna().any():
+        return "no significant difference"
+    best, second = ranked.iloc[0], ranked.iloc[1]
+    p_value = z_test(int(second[flag]), int(second["delivered"]), int(best[flag]), int(best["delivered"]))
+    if math.isnan(p_value) or p_value >= SIGNIFICANCE or best["_rate"] == second["_rate"]:
+        return "no significant difference"
+    return f"{best['arm']} (p = {p_value:.3f})"
+
+
+def ab_test(flags: pd.DataFrame, subjects: dict[tuple[str, str, str], str] | None = None) -> pd.DataFrame:
+    """Each arm beside arm A of the same campaign and step: its subject, rates, the difference and its p-value,
+    and the step's winner per metric. `subjects`: (campaign, step, arm) -> the arm's subject line."""
     armed = flags[flags["arm"] != ""] if not flags.empty else flags
-    columns = [
-        "campaign_id",
-        "step_id",
-        "arm",
-        "delivered",
-        "opened",
-        "clicked",
-        "open_rate",
-        "click_rate",
-        "open_diff",
-        "open_p_value",
-        "click_diff",
-        "click_p_value",
-    ]
     if armed.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=AB_COLUMNS)
     table = funnel(armed, ["campaign_id", "step_id", "arm"], min_group=0)
     rows = []
     for (campaign, step), group in table.groupby(["campaign_id", "step_id"]):
         base = group[group["arm"] == group["arm"].min()].iloc[0]
+        winners = {metric: winner(group, flag) for metric, flag in AB_METRICS.items()}
         for _, arm in group.iterrows():
-            rows.append(
-                {
-                    "campaign_id": campaign,
-                    "step_id": step,
-                    "arm": arm["arm"],
-                    "delivered": int(arm["delivered"]),
-                    "opened": int(arm["opened"]),
-                    "clicked": int(arm["clicked"]),
-                    "open_rate": arm["opened_rate"],
-                    "click_rate": arm["clicked_rate"],
-                    "open_diff": arm["opened_rate"] - base["opened_rate"],
-                    "open_p_value": z_test(
-                        int(base["opened"]), int(base["delivered"]), int(arm["opened"]), int(arm["delivered"])
-                    )
+            row: dict[str, object] = {
+                "campaign_id": campaign,
+                "step_id": step,
+                "arm": arm["arm"],
+                "subject": (subjects or {}).get((str(campaign), str(step), str(arm["arm"])), ""),
+                "delivered": int(arm["delivered"]),
+                "opened": int(arm["opened"]),
+                "clicked": int(arm["clicked"]),
+            }
+            for metric, flag in AB_METRICS.items():
+                row[f"{metric}_rate"] = arm[f"{flag}_rate"]
+                row[f"{metric}_diff"] = arm[f"{flag}_rate"] - base[f"{flag}_rate"]
+                row[f"{metric}_p_value"] = (
+                    z_test(int(base[flag]), int(base["delivered"]), int(arm[flag]), int(arm["delivered"]))
                     if arm["arm"] != base["arm"]
-                    else float("nan"),
-                    "click_diff": arm["clicked_rate"] - base["clicked_rate"],
-                    "click_p_value": z_test(
-                        int(base["clicked"]), int(base["delivered"]), int(arm["clicked"]), int(arm["delivered"])
-                    )
-                    if arm["arm"] != base["arm"]
-                    else float("nan"),
-                }
-            )
-    return pd.DataFrame(rows, columns=columns)
+                    else float("nan")
+                )
+                row[f"{metric}_winner"] = winners[metric]
+            rows.append(row)
+    return pd.DataFrame(rows, columns=AB_COLUMNS)
 
 
 def health(flags: pd.DataFrame) -> pd.DataFrame:
@@ -280,7 +314,10 @@ def load_report(
     min_group: int = MIN_GROUP,
     include_recipients: bool = False,
     unmasked: bool = False,
+    subjects: dict[tuple[str, str, str], str] | None = None,
 ) -> Report:
+    """Every report table for one campaign (or all) since a moment; `subjects` names the A/B arms' subject
+    lines (`arm_subjects` reads them from the campaign files)."""
     ledger, stored = _frames(engine, campaign, since)
     flags = delivery_flags(ledger, stored)
     return Report(
@@ -288,7 +325,8 @@ def load_report(
         funnel=funnel(flags, min_group=min_group),
         timeline=timeline(stored, freq),
         links=links(stored),
-        ab=ab_test(flags),
+        ab=ab_test(flags, subjects),
         health=health(flags),
         recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame(),
+        totals=funnel(flags, ["campaign_id"], min_group=min_group),
     )

@@ -13,6 +13,7 @@ from typing import Any
 from needlecast.config import ClinicSettings
 from needlecast.content.model import GENERAL, Article
 from needlecast.content.vocabulary import Vocabulary
+from needlecast.errors import InvalidRequest
 
 
 def variant_concerns(vocabulary: Vocabulary) -> tuple[str, ...]:
@@ -22,7 +23,9 @@ def variant_concerns(vocabulary: Vocabulary) -> tuple[str, ...]:
 
 def email_context(article: Article, vocabulary: Vocabulary, clinic: ClinicSettings, concern: str) -> dict[str, Any]:
     if concern != GENERAL and concern not in vocabulary.names:
-        raise ValueError(f"unknown concern {concern!r}; known: {', '.join(variant_concerns(vocabulary))}")
+        raise InvalidRequest(
+            f"'{concern}' is not a content variant; use one of: {', '.join(variant_concerns(vocabulary))}"
+        )
     return {
         "clinic": asdict(clinic),
         "lang": clinic.language,

@@ -67,3 +67,12 @@ def describe_render_error(err: Exception, name: str) -> TemplateProblem:
     else:
         message = f"{type(err).__name__}: {err}"
     return TemplateProblem(message, template=template, line=line)
+
+
+def email_templates(templates_dir: Path) -> list[str]:
+    """Names of the emails in a templates folder: every `emails/X.html` with its `emails/X.txt`."""
+    names = []
+    for html in sorted((templates_dir / "emails").glob("*.html")):
+        if html.with_suffix(".txt").is_file():
+            names.append(f"emails/{html.stem}")
+    return names

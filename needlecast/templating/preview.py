@@ -11,7 +11,7 @@ from needlecast.templating.context import email_context
 from needlecast.templating.eml import build_eml
 from needlecast.templating.environment import build_environment
 from needlecast.templating.recipient import list_unsubscribe_headers, recipient_values
-from needlecast.templating.render import render_email
+from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.templating.tokens import apply_substitutions, substitutions_for
 
 SAMPLE_ADDRESS = "sample.recipient@example.com"
@@ -27,19 +27,30 @@ class PreviewFiles:
 
 
 def write_preview(
-    workspace: Workspace, template: str, concern: str, first_name: str | None, out_dir: Path
+    workspace: Workspace,
+    template: str,
+    concern: str,
+    first_name: str | None,
+    out_dir: Path,
+    *,
+    rendered: RenderedEmail | None = None,
+    name: str = "",
 ) -> PreviewFiles:
-    """Render `template` for `concern` with a sample recipient's values filled in; return the paths."""
+    """Render `template` for `concern` with a sample recipient's values filled in; return the paths.
+
+    `rendered`: a rendering made already (a campaign step's, with its own subject); `name`: the file stem
+    (default: the template and the concern)."""
     settings = workspace.settings
-    vocabulary = load_vocabulary_for(workspace)
-    article = load_article(workspace, vocabulary)
-    env = build_environment(workspace.templates_dir)
-    rendered = render_email(env, template, email_context(article, vocabulary, settings.clinic, concern))
+    if rendered is None:
+        vocabulary = load_vocabulary_for(workspace)
+        article = load_article(workspace, vocabulary)
+        env = build_environment(workspace.templates_dir)
+        rendered = render_email(env, template, email_context(article, vocabulary, settings.clinic, concern))
     values = recipient_values(settings, signing_secret(required=False), SAMPLE_CONTACT_ID, "preview", first_name)
     subs = substitutions_for(values)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{template.replace('/', '_')}.{concern}"
+    stem = name or f"{template.replace('/', '_')}.{concern}"
     html_path, text_path, eml_path = (out_dir / f"{stem}{ext}" for ext in (".html", ".txt", ".eml"))
     html_path.write_text(apply_substitutions(rendered.html, subs), encoding="utf-8")
     text_path.write_text(apply_substitutions(rendered.text, subs), encoding="utf-8")

@@ -41,8 +41,14 @@ def _render_block(template: jinja2.Template, block: str, context: Mapping[str, A
         raise TemplateProblem(f"missing {{% block {block} %}} (it sets the email's {block})", template=name)
     try:
         return "".join(template.blocks[block](template.new_context(dict(context)))).strip()
-    except Exception as err:
-        raise describe_render_error(err, name) from err
+    except Exception:
+        # A block called directly bypasses Jinja's own error handling, so its traceback points into the
+        # compiled Python code; `handle_exception` maps it back to the template's lines.
+        try:
+            template.environment.handle_exception()
+        except Exception as rewritten:
+            raise describe_render_error(rewritten, name) from rewritten
+        raise  # pragma: no cover - handle_exception always raises
 
 
 def _render_string(env: jinja2.Environment, source: str, context: Mapping[str, Any], what: str) -> str:

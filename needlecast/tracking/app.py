@@ -40,10 +40,10 @@ from needlecast import signing
 from needlecast.audience.consent import confirm
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.errors import NotFound, TokenInvalid
+from needlecast.errors import EventFormatError, NotFound, TokenInvalid, WebhookRejected
 from needlecast.tracking import actions
-from needlecast.tracking.events import EventFormatError, parse_sendgrid
-from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookRejected, ingest, load_public_key
+from needlecast.tracking.events import parse_sendgrid
+from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook
 
 log = logging.getLogger("needlecast.web")
@@ -91,14 +91,32 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def webhook_key_text(workspace: Workspace) -> str:
+    return os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "") or workspace.settings.tracking.webhook_public_key
+
+
+def webhook_mode(workspace: Workspace) -> str:
+    """How the webhook treats SendGrid's events: "signed" (a verification key is set: only signed, fresh
+    requests are taken), "outbox" (no key, nothing is really sent: unsigned events are taken, for the demo
+    and tests), "unsigned" (no key, taken unsigned because `[tracking] accept_unsigned_events` says so), or
+    "refused" (no key: every event is refused with 403, because forged events could settle unknown rows as
+    sent or suppress real leads)."""
+    if webhook_key_text(workspace):
+        return "signed"
+    if workspace.settings.delivery.backend == "outbox":
+        return "outbox"
+    return "unsigned" if workspace.settings.tracking.accept_unsigned_events else "refused"
+
+
 def create_app(workspace: Workspace, engine: Engine) -> Starlette:
     settings = workspace.settings
     tracking = settings.tracking
     secret = signing_secret(required=settings.delivery.backend == "sendgrid")
-    key_text = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "") or tracking.webhook_public_key
+    key_text = webhook_key_text(workspace)
     webhook_key = load_public_key(key_text) if key_text else None
-    if webhook_key is None:
-        log.warning("no webhook verification key configured: SendGrid events are accepted unsigned")
+    mode = webhook_mode(workspace)
+    if mode == "refused":
+        log.warning("no webhook verification key configured: SendGrid's events are refused until one is set")
     vocabulary = load_vocabulary_for(workspace)
     public = urlsplit(tracking.public_base_url)
     page_context = {
@@ -138,6 +156,10 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
 
     async def sendgrid_webhook(request: Request) -> Response:
         body = await _read_limited(request, tracking.max_body_bytes)
+        if mode == "refused":
+            return PlainTextResponse(
+                "events must be signed: set the Event Webhook's verification key in needlecast", status_code=403
+            )
         if webhook_key is not None:
             try:
                 verify_webhook(
@@ -170,7 +192,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
 
     async def unsubscribe_page(request: Request) -> Response:
         payload = token_of(request, signing.UNSUBSCRIBE)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # only the POST of RFC 8058 changes anything
             preferences = f"../p/{request.path_params['token']}"
             return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
         form = await _small_form(request)

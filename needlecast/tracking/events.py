@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from needlecast.errors import EventFormatError
+
 KINDS = {
     "processed": "accepted",
     "delivered": "delivered",
@@ -27,10 +29,6 @@ KINDS = {
     "group_unsubscribe": "group_unsubscribed",
     "group_resubscribe": "group_resubscribed",
 }
-
-
-class EventFormatError(ValueError):
-    """The webhook body is not a JSON array of event objects."""
 
 
 @dataclass(frozen=True)

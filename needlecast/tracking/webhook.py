@@ -28,7 +28,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from needlecast import ledger
 from needlecast.audience.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
-from needlecast.errors import ConfigurationError
+from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
 from needlecast.store.helpers import chunked, hash_key, utcnow
 from needlecast.store.schema import deliveries
@@ -55,10 +55,6 @@ _SET_OUTCOME = (
     .where(deliveries.c.id == bindparam("b_id"))
     .values(outcome=bindparam("v_outcome"), outcome_at=bindparam("v_at"))
 )
-
-
-class WebhookRejected(Exception):
-    """The request is not a genuine, fresh SendGrid webhook call."""
 
 
 def load_public_key(public_key_b64: str) -> ec.EllipticCurvePublicKey:

@@ -1,0 +1,139 @@
+"""What every campaign is doing: `needlecast campaign list` / `status`, and the console's campaign list.
+
+Contract: `campaign_overviews(ctx, conn, now)` returns one `Overview` per campaign file (a file that does
+not load is listed with its problem, never hidden) and per campaign that has ledger state but no file any
+more; `campaign_overview(ctx, conn, id, now)` one, or `NotFound` naming the campaigns there are. An overview
+holds ids, counts and times only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from needlecast import ledger
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.scheduling import audience_zones, broadcast_moments
+from needlecast.campaign.state import find_state
+from needlecast.errors import NotFound
+from needlecast.store.schema import campaign_state
+
+NOT_SCHEDULED = "not scheduled"
+DRAFT = "draft"
+BROKEN = "file has errors"
+
+
+@dataclass
+class Overview:
+    id: str
+    name: str
+    kind: str
+    segment: str
+    file: str
+    state: str  # active, paused, cancelled, not scheduled, draft, file has errors
+    note: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    next_send: datetime | None = None
+    next_send_note: str = ""
+    queued_by_due: list[tuple[datetime, int]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["next_send"] = self.next_send.isoformat() if self.next_send else None
+        data["queued_by_due"] = [{"due_at": due.isoformat(), "emails": n} for due, n in self.queued_by_due]
+        return data
+
+
+def _next_send(
+    ctx: CampaignContext,
+    campaign: Campaign,
+    state: dict[str, Any] | None,
+    queued: list[tuple[datetime, int]],
+    zones: set[str],
+    now: datetime,
+) -> tuple[datetime | None, str]:
+    if queued:
+        due = queued[0][0]
+        return due, "queued emails are due; the scheduler sends them" if due <= now else "first queued email"
+    if campaign.kind == BROADCAST:
+        upcoming = [m for m in broadcast_moments(campaign, zones) if m > now]
+        if upcoming:
+            return upcoming[0], "scheduled" if state else "once scheduled"
+        return None, "sent" if state else "its schedule is past: send it with --now, or choose a later time"
+    interval = ctx.workspace.settings.schedule.sweep_interval_seconds
+    return None, f"each sweep (every {interval} s) enrols new members and sends the steps that are due"
+
+
+def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones: set[str], now: datetime) -> Overview:
+    state = find_state(conn, campaign.id)
+    queued = ledger.queued_by_due(conn, campaign.id)
+    next_send, note = _next_send(ctx, campaign, state, queued, zones, now)
+    if campaign.draft:
+        status, status_note = DRAFT, "remove 'draft: true' from its file to schedule it"
+    elif state is None:
+        status, status_note = NOT_SCHEDULED, "`needlecast schedule sync` or a running scheduler schedules it"
+    else:
+        status, status_note = state["status"], state["note"]
+    return Overview(
+        id=campaign.id,
+        name=campaign.name,
+        kind=campaign.kind,
+        segment=campaign.segment,
+        file=campaign.path.name,
+        state=status,
+        note=status_note,
+        counts=ledger.counts(conn, campaign.id),
+        next_send=next_send,
+        next_send_note=note,
+        queued_by_due=queued,
+    )
+
+
+def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) -> list[Overview]:
+    """Every campaign (see the module contract), by id."""
+    zones = audience_zones(conn)
+    found = {c.id: _overview(ctx, conn, c, zones, now) for c in ctx.campaigns.values()}
+    for problem in ctx.problems:
+        key = problem.campaign_id or problem.path
+        found.setdefault(
+            key,
+            Overview(
+                id=problem.campaign_id or "?",
+                name="",
+                kind="?",
+                segment="",
+                file=problem.path.rsplit("/", 1)[-1],
+                state=BROKEN,
+                note=str(problem),
+                counts=ledger.counts(conn, problem.campaign_id) if problem.campaign_id else {},
+            ),
+        )
+    for campaign_id, status, note in conn.execute(
+        select(campaign_state.c.campaign_id, campaign_state.c.status, campaign_state.c.note)
+    ):
+        if campaign_id not in found:
+            found[campaign_id] = Overview(
+                id=campaign_id,
+                name="",
+                kind="?",
+                segment="",
+                file="(no file)",
+                state=status,
+                note=note or "its campaign file is gone; the ledger keeps what it sent",
+                counts=ledger.counts(conn, campaign_id),
+                queued_by_due=ledger.queued_by_due(conn, campaign_id),
+            )
+    return [found[key] for key in sorted(found)]
+
+
+def campaign_overview(ctx: CampaignContext, conn: Connection, campaign_id: str, now: datetime) -> Overview:
+    """One campaign's overview; `NotFound` (with the campaigns there are) for an unknown id."""
+    for item in campaign_overviews(ctx, conn, now):
+        if item.id == campaign_id:
+            return item
+    ctx.campaign(campaign_id)  # raises NotFound naming the defined campaigns (or the file that failed)
+    raise NotFound(f"no campaign '{campaign_id}'")

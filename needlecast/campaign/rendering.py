@@ -1,0 +1,63 @@
+"""A campaign's emails rendered once per (step, variant, arm): what plan, preview and send all use.
+
+Contract: `render_campaign(ctx, campaign)` renders every step for every variant it can send and every A/B
+arm, and returns the renderings by (step id, variant, arm). A step that does not render raises
+`CampaignFileError` naming the campaign file, the step's field (`steps[0].template`, `steps[0].subject`,
+`steps[0].ab.subjects[1]`, `steps[0].preheader`), and the template problem with its file and line, so a
+send fails before it enqueues anything. Renderings hold recipient tokens, never a person's values.
+"""
+
+from __future__ import annotations
+
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.model import Campaign, Step
+from needlecast.errors import CampaignFileError, TemplateProblem
+from needlecast.templating.context import email_context, variant_concerns
+from needlecast.templating.render import RenderedEmail, render_email
+
+RenderKey = tuple[str, str, str]  # (step id, variant, arm)
+
+
+def step_variants(ctx: CampaignContext, step: Step) -> tuple[str, ...]:
+    """The content variants a step can send: its own list, or every concern and general."""
+    return step.variants or variant_concerns(ctx.vocabulary)
+
+
+def render_variant(ctx: CampaignContext, campaign: Campaign, step: Step, variant: str, arm: str) -> RenderedEmail:
+    """One step in one variant and arm; `CampaignFileError` naming the field when it does not render."""
+    context = email_context(ctx.article, ctx.vocabulary, ctx.workspace.settings.clinic, variant)
+    try:
+        return render_email(
+            ctx.templates, step.template, context, subject=step.subject_for(arm), preheader=step.preheader
+        )
+    except TemplateProblem as err:
+        raise CampaignFileError(
+            str(campaign.path),
+            _field_of(step, arm, err),
+            f"does not render for the {variant} variant{f' (arm {arm})' if arm else ''}: {err}",
+            "fix the template or the text at that line (`needlecast lint` lists every problem)",
+            campaign_id=campaign.id,
+        ) from err
+
+
+def _field_of(step: Step, arm: str, err: TemplateProblem) -> str:
+    where = err.template or ""
+    if where.endswith(": subject"):
+        if arm and step.arms:
+            return f"{step.field}.ab.subjects[{[a.name for a in step.arms].index(arm)}]"
+        return f"{step.field}.subject"
+    if where.endswith(": preheader"):
+        return f"{step.field}.preheader"
+    return f"{step.field}.template"
+
+
+def render_campaign(
+    ctx: CampaignContext, campaign: Campaign, steps: tuple[Step, ...] | None = None
+) -> dict[RenderKey, RenderedEmail]:
+    """Every (step, variant, arm) of `steps` (default: all of the campaign's), rendered."""
+    renders: dict[RenderKey, RenderedEmail] = {}
+    for step in steps if steps is not None else campaign.steps:
+        for variant in step_variants(ctx, step):
+            for arm in step.arm_names:
+                renders[(step.id, variant, arm)] = render_variant(ctx, campaign, step, variant, arm)
+    return renders

@@ -1,0 +1,317 @@
+"""`needlecast audience`: import, consent, double opt-in, suppression, erasure, segments, look-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from needlecast.cli.common import (
+    FormatOption,
+    OutputFormat,
+    audience_app,
+    console,
+    current_store,
+    current_workspace,
+    err_console,
+    print_json,
+    setup_logging,
+    table,
+)
+from needlecast.config import Workspace
+from needlecast.errors import InvalidRequest
+
+COUNTS = ("read", "inserted", "updated", "duplicates", "rejected")
+
+
+@audience_app.command("import")
+def audience_import(
+    file: Annotated[Path, typer.Argument(help="CSV (comma, semicolon or tab) or XLSX file.")],
+    list_name: Annotated[str, typer.Option("--list", help="Add every imported contact to this list.")] = "",
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML file mapping column headers to fields, e.g. 'Correo: email'.")
+    ] = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Import contacts. Bad rows go to FILE.rejects.csv with line and reason; the counts always reconcile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from needlecast.audience.columns import load_mapping
+    from needlecast.audience.importer import import_file
+    from needlecast.content.loader import load_vocabulary_for
+
+    setup_logging()
+    workspace = current_workspace()
+    engine = current_store(workspace)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        summary = import_file(
+            engine,
+            file,
+            load_vocabulary_for(workspace),
+            list_name=list_name,
+            mapping=load_mapping(mapping),
+            progress=progress,
+            limits=workspace.settings.imports,
+        )
+    for warning in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if format == OutputFormat.json:
+        print_json(
+            {
+                "source": summary.source,
+                **{c: getattr(summary, c) for c in COUNTS},
+                "conflicting_duplicates": summary.conflicting_duplicates,
+                "rejects_file": str(summary.rejects_path) if summary.rejects_path else None,
+                "warnings": summary.warnings,
+            }
+        )
+        return
+    shown = table(f"import of {summary.source}", list(COUNTS), right=COUNTS)
+    shown.add_row(*(str(getattr(summary, c)) for c in COUNTS))
+    console.print(shown)
+    if summary.conflicting_duplicates:
+        console.print(
+            f"{summary.conflicting_duplicates} repeated address(es) had conflicting values: the last "
+            "row won, field by field"
+        )
+    if summary.rejects_path:
+        console.print(f"rejected rows, with line numbers and reasons: {summary.rejects_path}", highlight=False)
+
+
+@audience_app.command("consent")
+def audience_consent(
+    email: Annotated[str, typer.Argument(help="The contact's address.")],
+    grant: Annotated[bool, typer.Option("--grant", help="Record consent.")] = False,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="Record withdrawal.")] = False,
+    concerns: Annotated[
+        bool, typer.Option("--concerns", help="The consent is to use the skin concern (health data).")
+    ] = False,
+    source: Annotated[str, typer.Option(help="Evidence: where the consent came from.")] = "manual (CLI)",
+    wording: Annotated[str, typer.Option(help="Version of the consent wording shown.")] = "",
+) -> None:
+    """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
+    from needlecast.audience.consent import record_consent
+    from needlecast.audience.contacts import get_contact
+
+    setup_logging()
+    if grant == withdraw:
+        raise InvalidRequest("give exactly one of --grant or --withdraw")
+    with current_store().begin() as conn:
+        contact = get_contact(conn, email)
+        record_consent(
+            conn, contact["id"], "concern" if concerns else "marketing", grant, source=source, wording_version=wording
+        )
+    what = "concern (health data) consent" if concerns else "marketing consent"
+    console.print(f"{what} {'granted' if grant else 'withdrawn'} for contact #{contact['id']}")
+
+
+@audience_app.command("opt-in")
+def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
+    """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
+    from needlecast.audience.consent import start_double_opt_in
+    from needlecast.audience.contacts import get_contact
+    from needlecast.config import signing_secret
+    from needlecast.templating.recipient import link_base
+
+    setup_logging()
+    workspace = current_workspace()
+    with current_store(workspace).begin() as conn:
+        contact = get_contact(conn, email)
+        token = start_double_opt_in(conn, contact["id"], signing_secret(required=False), source="manual (CLI)")
+    console.print(f"{link_base(workspace.settings)}/confirm/{token}", highlight=False)
+
+
+MANUAL_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
+
+
+@audience_app.command("suppress")
+def audience_suppress(
+    email: Annotated[str, typer.Argument(help="The address to suppress (need not be a contact).")],
+    reason: Annotated[str, typer.Option(help="unsubscribed, hard_bounce, complaint or manual.")] = "manual",
+) -> None:
+    """Add an address to the global suppression list: it is never mailed again."""
+    from needlecast.audience.suppression import suppress
+
+    setup_logging()
+    if reason not in MANUAL_REASONS:
+        raise InvalidRequest(f"--reason '{reason}' is not one of: {', '.join(MANUAL_REASONS)}")
+    with current_store().begin() as conn:
+        added = suppress(conn, email, reason, source="manual (CLI)")
+    console.print("suppressed" if added else "already suppressed (the first reason is kept)")
+
+
+@audience_app.command("erase")
+def audience_erase(
+    email: Annotated[str, typer.Argument(help="The address of the person to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
+    from needlecast.audience.suppression import erase
+
+    setup_logging()
+    if not yes and not typer.confirm("Erase this person's data permanently?"):
+        raise typer.Exit(1)
+    with current_store().begin() as conn:
+        existed = erase(conn, email)
+    console.print(
+        "erased; the address stays suppressed"
+        if existed
+        else "no contact had that address; it is now suppressed as erased"
+    )
+
+
+def _segments_now(workspace: Workspace) -> tuple[Any, Any, datetime]:
+    from needlecast.audience.segments import load_frame, load_segments
+    from needlecast.content.loader import load_vocabulary_for
+
+    segments = load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
+    with current_store(workspace).connect() as conn:
+        frame = load_frame(conn)
+    return segments, frame, datetime.now(UTC)
+
+
+@audience_app.command("segments")
+def audience_segments(format: FormatOption = OutputFormat.table) -> None:
+    """Each segment's size, its variants, and how many were excluded and why."""
+    from needlecast.audience.segments import evaluate
+
+    setup_logging()
+    segments, frame, now = _segments_now(current_workspace())
+    rows = []
+    for segment in segments.values():
+        result = evaluate(segment, frame, now)
+        variants = result.members["variant"].value_counts().sort_index()
+        rows.append(
+            {
+                "segment": segment.name,
+                "members": result.size,
+                "variants": {str(k): int(v) for k, v in variants.items()},
+                "excluded": dict(sorted(result.excluded.items())),
+            }
+        )
+    if format == OutputFormat.json:
+        print_json({"contacts": len(frame), "segments": rows})
+        return
+    shown = table(
+        f"segments ({len(frame)} contacts in the store)",
+        ["segment", "members", "variants", "excluded (reason: count)"],
+        right=("members",),
+    )
+    for row in rows:
+        shown.add_row(
+            row["segment"],
+            str(row["members"]),
+            ", ".join(f"{k} {v}" for k, v in row["variants"].items()),
+            ", ".join(f"{k}: {v}" for k, v in row["excluded"].items()) or "-",
+        )
+    console.print(shown)
+
+
+@audience_app.command("show")
+def audience_show(
+    who: Annotated[str, typer.Argument(help="A segment name from audiences/segments.yaml, or one address.")],
+    limit: Annotated[int, typer.Option(help="How many members of a segment to list.")] = 20,
+    unmasked: Annotated[bool, typer.Option("--unmasked", help="Show full addresses.")] = False,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """List a segment's members, or show one contact's profile and timeline (addresses masked)."""
+    setup_logging()
+    if "@" in who:
+        _show_contact(who, unmasked, format)
+        return
+    from needlecast.audience.addresses import mask_email
+    from needlecast.audience.segments import evaluate, get_segment
+
+    segments, frame, now = _segments_now(current_workspace())
+    result = evaluate(get_segment(segments, who), frame, now)
+    members = [
+        {
+            "id": int(row.id),
+            "email": row.email if unmasked else mask_email(row.email),
+            "first_name": row.first_name,
+            "variant": row.variant,
+            "time_zone": row.time_zone,
+        }
+        for row in result.members.head(max(0, limit)).itertuples()
+    ]
+    if format == OutputFormat.json:
+        print_json({"segment": who, "size": result.size, "members": members})
+        return
+    shown = table(
+        f"{who}: {result.size} member(s), showing {len(members)}", ["id", "email", "first name", "variant", "time zone"]
+    )
+    for member in members:
+        shown.add_row(
+            str(member["id"]), member["email"], member["first_name"], member["variant"], member["time_zone"] or "-"
+        )
+    console.print(shown)
+
+
+def _show_contact(email: str, unmasked: bool, format: OutputFormat) -> None:
+    from needlecast.audience.profile import contact_profile
+
+    with current_store().connect() as conn:
+        profile = contact_profile(conn, email, unmasked=unmasked)
+    if format == OutputFormat.json:
+        print_json(profile.as_dict())
+        return
+    facts = table(f"contact #{profile.id}", ["field", "value"])
+    for name, value in (
+        ("email", profile.email),
+        ("name", f"{profile.first_name} {profile.last_name}".strip() or "-"),
+        ("status", profile.status),
+        ("marketing consent", "yes" if profile.marketing_consent else "no"),
+        ("concern consent", "yes" if profile.concern_consent else "no"),
+        ("concerns", ", ".join(profile.concerns) or "-"),
+        ("time zone", profile.time_zone or "-"),
+        ("lists", ", ".join(profile.lists) or "-"),
+        ("tags", ", ".join(profile.tags) or "-"),
+        ("signed up", f"{profile.signed_up_at:%Y-%m-%d %H:%M} UTC"),
+        ("suppressed", profile.suppressed or "no"),
+    ):
+        facts.add_row(name, str(value))
+    console.print(facts)
+    consent = table("consent history", ["when (UTC)", "purpose", "action", "source", "wording"])
+    for row in profile.consent:
+        consent.add_row(
+            f"{row['recorded_at']:%Y-%m-%d %H:%M}",
+            row["purpose"],
+            row["action"],
+            row["source"],
+            row["wording_version"] or "-",
+        )
+    console.print(consent)
+    emails = table("emails", ["due (UTC)", "campaign", "step", "variant", "arm", "status", "outcome"])
+    for row in profile.emails:
+        emails.add_row(
+            f"{row['due_at']:%Y-%m-%d %H:%M}",
+            row["campaign_id"],
+            row["step_id"],
+            row["variant"],
+            row["arm"] or "-",
+            row["status"],
+            row["outcome"] or "-",
+        )
+    console.print(emails)
+    events = table("events", ["when (UTC)", "kind", "campaign", "step"])
+    for row in profile.events:
+        events.add_row(
+            f"{row['occurred_at']:%Y-%m-%d %H:%M}", row["kind"], row["campaign_id"] or "-", row["step_id"] or "-"
+        )
+    console.print(events)

@@ -1,0 +1,311 @@
+"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync, scheduler."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from needlecast.cli.common import (
+    FormatOption,
+    OutputFormat,
+    app,
+    campaign_app,
+    console,
+    current_store,
+    current_workspace,
+    print_json,
+    schedule_app,
+    setup_logging,
+    table,
+)
+
+CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlecast campaign list`).")]
+
+
+@app.command()
+def plan(
+    campaign: Annotated[str | None, typer.Argument(help="Campaign id (default: every campaign).")] = None,
+    days: Annotated[int, typer.Option(help="How many days ahead to plan.")] = 14,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write every planned email to this CSV.")] = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
+    from needlecast.campaign.preview import build_plans, summary_rows, write_plan_csv
+
+    setup_logging()
+    workspace = current_workspace()
+    result = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
+    written = write_plan_csv(result.plans, csv) if csv else None
+    if format == OutputFormat.json:
+        print_json(
+            {
+                "days": days,
+                "campaigns": [
+                    {
+                        "id": item.campaign.id,
+                        "kind": item.campaign.kind,
+                        "segment": item.campaign.segment,
+                        "emails": summary_rows(item).to_dict("records"),
+                        "new_enrolments": len(item.new_enrolments),
+                        "excluded": dict(item.excluded),
+                        "deferred": dict(item.deferred),
+                        "notes": item.notes,
+                    }
+                    for item in result.plans
+                ],
+                "problems": [str(p) for p in result.problems],
+                "csv": {"path": str(csv), "emails": written} if csv else None,
+            }
+        )
+        return
+    for problem in result.problems:
+        console.print(f"[red]not planned:[/] {escape(str(problem))}", highlight=False)
+    for item in result.plans:
+        rows = summary_rows(item)
+        total = int(rows["recipients"].sum()) if len(rows) else 0
+        shown = table(
+            f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
+            f"{total} email(s) in the next {days} days",
+            ["day (UTC)", "step", "variant", "arm", "recipients"],
+            right=("recipients",),
+        )
+        for row in rows.itertuples(index=False):
+            shown.add_row(row.day, row.step, row.variant, row.arm or "-", str(row.recipients))
+        console.print(shown)
+        if item.new_enrolments:
+            console.print(f"  would enrol {len(item.new_enrolments)} new contact(s)")
+        for label, counter in (("excluded", item.excluded), ("deferred", item.deferred)):
+            for reason, count in sorted(counter.items()):
+                console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
+        for note in item.notes:
+            console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
+    if csv:
+        console.print(f"{written} planned email(s) written to {csv}", highlight=False)
+
+
+@app.command()
+def send(
+    campaign: CampaignArgument,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help=(
+                "A broadcast: send now instead of at its scheduled time (quiet hours and the frequency cap still "
+                "apply; deferred emails are sent when they end). A sequence: enrol and send what is due now."
+            ),
+        ),
+    ] = False,
+) -> None:
+    """Send a campaign without waiting for the scheduler.
+
+    A broadcast sends what is due by its schedule (a schedule already past is refused unless --now); a
+    sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
+    twice.
+    """
+    from needlecast.campaign.runner import Runner
+    from needlecast.delivery import get_backend
+    from needlecast.schedule import SenderLock, recover
+
+    setup_logging()
+    workspace = current_workspace()
+    engine = current_store(workspace)
+    lock = SenderLock(engine)
+    holding = lock.acquire()  # when no scheduler runs, this process is the only sender: recover first
+    try:
+        if holding:
+            recover(engine)
+        report = Runner(workspace, engine, get_backend(workspace)).send(campaign, send_now=now)
+    finally:
+        if holding:
+            lock.release()
+    _print_report(report)
+    _print_still_queued(campaign)
+
+
+def _print_report(report: Any) -> None:
+    console.print(
+        f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
+        f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
+        f"{sum(report.skipped.values())} skipped"
+        + (f", {report.enrolled} enrolled, {report.exited} exited" if report.enrolled or report.exited else ""),
+        highlight=False,
+    )
+    if report.inactive:
+        console.print(f"  campaign is {report.inactive}: nothing sent", highlight=False, markup=False)
+    for (step, segment, variant, arm), count in sorted(report.sent_by.items()):
+        console.print(
+            f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: {count}",
+            highlight=False,
+        )
+    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred), ("skipped", report.skipped)):
+        for reason, count in sorted(counter.items()):
+            console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
+    if report.paused:
+        console.print(f"[red]campaign paused after repeated failures:[/] {escape(report.paused)}")
+
+
+def _print_still_queued(campaign_id: str) -> None:
+    from needlecast import ledger
+
+    with current_store().connect() as conn:
+        waiting = ledger.queued_by_due(conn, campaign_id)
+    if not waiting:
+        return
+    count = sum(n for _, n in waiting)
+    console.print(
+        f"  {count} email(s) wait in the queue, the first due at {waiting[0][0]:%Y-%m-%d %H:%M} UTC: the scheduler "
+        f"(`needlecast scheduler`) sends them when due, or run `needlecast send {campaign_id}` again after then",
+        highlight=False,
+    )
+
+
+@campaign_app.command("list")
+def campaign_list(format: FormatOption = OutputFormat.table) -> None:
+    """Every campaign: kind, segment, state, next send and its emails by ledger state."""
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.overview import campaign_overviews
+
+    setup_logging()
+    workspace = current_workspace()
+    ctx = CampaignContext.load(workspace)
+    with current_store(workspace).connect() as conn:
+        items = campaign_overviews(ctx, conn, datetime.now(UTC))
+    if format == OutputFormat.json:
+        print_json([item.as_dict() for item in items])
+        return
+    shown = table(
+        f"campaigns in {workspace.campaigns_dir}",
+        ["campaign", "kind", "segment", "state", "next send (UTC)", "queued", "sent", "failed", "unknown", "skipped"],
+        right=("queued", "sent", "failed", "unknown", "skipped"),
+    )
+    for item in items:
+        counts = item.counts
+        shown.add_row(
+            item.id,
+            item.kind,
+            item.segment or "-",
+            item.state,
+            f"{item.next_send:%Y-%m-%d %H:%M}" if item.next_send else "-",
+            *(str(counts.get(k, 0)) for k in ("queued", "sent", "failed", "unknown", "skipped")),
+        )
+    console.print(shown)
+    for item in items:
+        if item.state == "file has errors":
+            console.print(f"[red]{escape(item.file)}:[/] {escape(item.note)}", highlight=False)
+
+
+@campaign_app.command("status")
+def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFormat.table) -> None:
+    """One campaign: its state, when it sends next, its emails per ledger state and when queued ones are due."""
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.overview import campaign_overview
+
+    setup_logging()
+    workspace = current_workspace()
+    ctx = CampaignContext.load(workspace)
+    with current_store(workspace).connect() as conn:
+        item = campaign_overview(ctx, conn, campaign, datetime.now(UTC))
+    if format == OutputFormat.json:
+        print_json(item.as_dict())
+        return
+    console.print(f"{item.id}: {item.state}" + (f" ({item.note})" if item.note else ""), highlight=False, markup=False)
+    if item.next_send:
+        console.print(f"next send: {item.next_send:%Y-%m-%d %H:%M} UTC ({item.next_send_note})", highlight=False)
+    elif item.next_send_note:
+        console.print(f"next send: {item.next_send_note}", highlight=False, markup=False)
+    counts = table("emails by ledger state", list(item.counts), right=tuple(item.counts))
+    counts.add_row(*(str(v) for v in item.counts.values()))
+    console.print(counts)
+    if item.queued_by_due:
+        due = table("queued emails by due time", ["due (UTC)", "emails"], right=("emails",))
+        for moment, count in item.queued_by_due:
+            due.add_row(f"{moment:%Y-%m-%d %H:%M}", str(count))
+        console.print(due)
+
+
+def _set_campaign(campaign: str, status: str, note: str) -> None:
+    from needlecast import ledger
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.state import find_state, set_status
+
+    setup_logging()
+    workspace = current_workspace()
+    with current_store(workspace).begin() as conn:
+        if find_state(conn, campaign) is None:
+            CampaignContext.load(workspace).campaign(campaign)  # an unknown id is NotFound, naming the known ones
+        set_status(conn, campaign, status, note)
+        cancelled = ledger.cancel_queued(conn, campaign) if status == "cancelled" else 0
+    console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign: CampaignArgument) -> None:
+    """Stop sending (queued emails wait) until `resume`."""
+    _set_campaign(campaign, "paused", "paused by hand")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign: CampaignArgument) -> None:
+    """Resume a paused campaign; its queued emails go at the next run."""
+    _set_campaign(campaign, "active", "")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign: CampaignArgument) -> None:
+    """Cancel a campaign: queued emails are marked cancelled and never sent."""
+    _set_campaign(campaign, "cancelled", "cancelled by hand")
+
+
+@campaign_app.command("reconcile")
+def campaign_reconcile(
+    campaign: CampaignArgument,
+    resend_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--resend-unknown",
+            help=(
+                "Queue the emails still unknown after reconciling to be sent again. They may reach someone twice: "
+                "only after checking the provider's activity."
+            ),
+        ),
+    ] = False,
+) -> None:
+    """Settle 'unknown' emails from stored provider events; optionally resend the rest."""
+    from needlecast import ledger
+
+    setup_logging()
+    with current_store().begin() as conn:
+        settled = ledger.reconcile(conn, campaign)
+        requeued = ledger.requeue_unknown(conn, campaign) if resend_unknown else 0
+        left = ledger.counts(conn, campaign)[ledger.UNKNOWN]
+    console.print(
+        f"{settled} unknown email(s) settled as sent from provider events; "
+        f"{requeued} queued to be sent again; {left} still unknown"
+    )
+
+
+@schedule_app.command("sync")
+def schedule_sync() -> None:
+    """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
+    from needlecast.schedule import sync_offline
+
+    setup_logging()
+    result = sync_offline(current_workspace())
+    if result is None:
+        console.print("a scheduler is running: it re-reads the campaign files within a minute")
+    else:
+        console.print(f"{result[0]} job(s) added or changed, {result[1]} removed")
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`)."""
+    from needlecast.schedule import run_scheduler
+
+    setup_logging(service=True)
+    run_scheduler(current_workspace())

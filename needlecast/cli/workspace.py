@@ -1,0 +1,160 @@
+"""Workspace commands: init, demo, lint, preview, db upgrade."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from needlecast.cli.common import app, console, current_workspace, db_app, print_json, setup_logging, table
+from needlecast.errors import InvalidRequest
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace (created if missing).")],
+    force: Annotated[bool, typer.Option(help="Overwrite needlecast.toml if the folder is a workspace.")] = False,
+) -> None:
+    """Create a workspace with the sample article, templates and audience, and example campaigns as drafts."""
+    from needlecast.scaffold import init_workspace
+
+    for path in init_workspace(directory, force=force):
+        console.print(f"created {path}", highlight=False)
+    console.print(
+        f"\nNext: cd {directory} && needlecast lint   (fill in the \\[clinic] placeholders it flags)\n"
+        "The campaigns in campaigns/ are examples marked 'draft: true': nothing is scheduled or sent until you "
+        "make them yours and remove that line.",
+        highlight=False,
+    )
+
+
+class LintFormat(StrEnum):
+    text = "text"
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def lint(
+    format: Annotated[
+        LintFormat, typer.Option("--format", help="text (one finding a line), table, or json.", case_sensitive=False)
+    ] = LintFormat.text,
+) -> None:
+    """Check content, templates, campaign files and config for risky claims and compliance problems.
+
+    Each finding names file, line, rule, severity and a suggested fix. Exit status 1 when any finding is
+    an error.
+    """
+    from needlecast.campaign.checks import workspace_findings
+    from needlecast.lint import has_errors
+
+    setup_logging()
+    findings = workspace_findings(current_workspace())
+    if format == LintFormat.json:
+        print_json([f.as_dict() for f in findings])
+    elif format == LintFormat.table:
+        shown = table("lint findings", ["file", "line", "severity", "rule", "message", "fix"], right=("line",))
+        for f in findings:
+            shown.add_row(f.file, str(f.line), f.severity, f.rule, f.message, f.fix)
+        console.print(shown)
+    else:
+        for f in findings:
+            colour = "red" if f.severity == "error" else "yellow"
+            console.print(
+                f"{escape(f.file)}:{f.line}: [{colour}]{f.severity}[/] {f.rule}: {escape(f.message)}",
+                highlight=False,
+                markup=True,
+            )
+            console.print(f"    fix: {f.fix}", highlight=False, markup=False)
+        errors = sum(f.severity == "error" for f in findings)
+        console.print(f"{len(findings)} finding(s), {errors} error(s)", highlight=False)
+    raise typer.Exit(1 if has_errors(findings) else 0)
+
+
+@app.command()
+def demo(
+    with_events: Annotated[
+        bool,
+        typer.Option(
+            "--with-events",
+            help="Then post simulated SendGrid events through the real, signed webhook and print the send report.",
+        ),
+    ] = False,
+) -> None:
+    """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
+    from needlecast.demo import run_demo
+
+    setup_logging()
+    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events))
+
+
+@app.command()
+def preview(
+    template: Annotated[
+        str | None,
+        typer.Argument(help="Email template, e.g. emails/welcome (see templates/); not needed with --campaign."),
+    ] = None,
+    concern: Annotated[str, typer.Option(help="Variant to render: a concern or 'general'.")] = "general",
+    campaign: Annotated[
+        str | None, typer.Option(help="Render a campaign's step, with its own subject lines and preheader.")
+    ] = None,
+    step: Annotated[str | None, typer.Option(help="With --campaign: which step (default: the first).")] = None,
+    arm: Annotated[str | None, typer.Option(help="With --campaign: which A/B arm, e.g. A or B (default: A).")] = None,
+    first_name: Annotated[str | None, typer.Option(help="Sample first name (default: the fallback).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/previews).")] = None,
+) -> None:
+    """Render one email for a sample recipient to .html, .txt and .eml, and print the paths.
+
+    Give a template to see it with its own subject, or --campaign (with --step and --arm) to see exactly
+    what a campaign's step will send.
+    """
+    from needlecast.templating.preview import write_preview
+
+    setup_logging()
+    workspace = current_workspace()
+    target = out or workspace.root / "previews"
+    if campaign is None:
+        if template is None:
+            raise InvalidRequest("name a template (e.g. emails/welcome) or a campaign with --campaign ID")
+        if step or arm:
+            raise InvalidRequest("--step and --arm choose within a campaign: add --campaign ID")
+        files = write_preview(workspace, template, concern, first_name, target)
+    else:
+        from needlecast.campaign.context import CampaignContext
+        from needlecast.campaign.rendering import render_variant, step_variants
+
+        ctx = CampaignContext.load(workspace)
+        chosen = ctx.campaign(campaign)
+        picked = chosen.step(step) if step else chosen.steps[0]
+        arms = [a for a in picked.arm_names if a]
+        if arm is not None and arm.upper() not in arms:
+            raise InvalidRequest(
+                f"step '{picked.id}' has {'arms ' + ', '.join(arms) if arms else 'no A/B arms'}; "
+                f"{'use --arm ' + ' or '.join(arms) if arms else 'leave out --arm'}"
+            )
+        chosen_arm = arm.upper() if arm else (arms[0] if arms else "")
+        if concern not in step_variants(ctx, picked):
+            raise InvalidRequest(
+                f"step '{picked.id}' sends the variants {', '.join(step_variants(ctx, picked))}, not '{concern}'"
+            )
+        rendered = render_variant(ctx, chosen, picked, concern, chosen_arm)
+        name = f"{chosen.id}.{picked.id}.{concern}{'.' + chosen_arm if chosen_arm else ''}"
+        files = write_preview(workspace, picked.template, concern, first_name, target, rendered=rendered, name=name)
+    console.print(f"subject: {files.subject}", highlight=False, markup=False)
+    for path in (files.html, files.text, files.eml):
+        console.print(str(path), highlight=False, markup=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations to the database (back it up first)."""
+    from needlecast.store.engine import current_revision, make_engine, upgrade
+
+    setup_logging()
+    engine = make_engine(current_workspace().database_url)
+    before = current_revision(engine)
+    after = upgrade(engine)
+    console.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")

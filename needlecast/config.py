@@ -252,7 +252,7 @@ def _read_settings(root: Path) -> Settings:
         if name not in sections:
             known = ", ".join(sorted(sections))
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
-        section_cls = sections[name].default_factory  # type: ignore[misc]
+        section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]
     return Settings(**loaded)
 

@@ -116,7 +116,7 @@ def _enqueue_sqlite(conn: Connection, rows: dict[str, Column], keys: Sequence[st
     """SQLite has no INSERT inside WITH: each INSERT statement's new rows are the rowids just below
     `last_insert_rowid()` (SQLite gives each new row the largest rowid plus one, and the statement holds
     the only write lock), listed in queue entries right after it."""
-    total = len(next(v for v in rows.values() if isinstance(v, list | tuple)))  # type: ignore[arg-type]
+    total = len(next(v for v in rows.values() if isinstance(v, list | tuple)))
     inserted = 0
     for start in range(0, total, _INSERT_PIECE):
         piece = {
@@ -359,8 +359,8 @@ def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
         .where(deliveries.c.campaign_id == campaign_id)
         .group_by(deliveries.c.status)
     )
-    found = dict(rows.all())
-    return {status: int(found.get(status, 0)) for status in STATUSES}
+    found: dict[str, int] = {str(status): int(count) for status, count in rows.all()}
+    return {status: found.get(status, 0) for status in STATUSES}
 
 
 def reconcile(conn: Connection, campaign_id: str) -> int:

@@ -304,7 +304,7 @@ class _StopSafe:
         with self._jobstores_lock:  # re-entrant: the base class takes it again
             if self.state == STATE_STOPPED:
                 return None
-            return super()._process_jobs()  # type: ignore[misc, no-any-return]
+            return super()._process_jobs()  # type: ignore[misc]
 
 
 class StopSafeBlockingScheduler(_StopSafe, BlockingScheduler):

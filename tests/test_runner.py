@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -295,10 +293,10 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     # Helpers read the workspace and environment afresh: the settings go into the files and variables.
     config = ws.root / "needlecast.toml"
     config.write_text(
-        config.read_text()
-        .replace("max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 3\nparallel_from = 10")
-        .replace("requests_per_second = 10", "requests_per_second = 5")
-    )  # slow enough for helpers to join in
+        config.read_text().replace(
+            "max_in_flight = 4", "max_in_flight = 1\nbatch_size = 2\nsender_processes = 3\nparallel_from = 10"
+        )
+    )
     monkeypatch.setenv("NEEDLECAST_BACKEND", "sendgrid")
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     monkeypatch.setenv("NEEDLECAST_SENDGRID_HOST", sink.url)
@@ -308,12 +306,13 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     runner = _runner(ws, engine, sink, Clock(NOW))
     report = runner.run_broadcast("winter")
     ids = sink.accepted_delivery_ids()
+    # Each member exactly once, whichever process sent it, and every helper reported back: how the rows
+    # were shared depends on how fast each process started, which the contract leaves open.
     assert report.sent == len(ids) == len(set(ids)) == 40
+    assert report.helpers == 2
     with engine.connect() as conn:
-        assert ledger.counts(conn, "winter")["sent"] == 40
-        claims = conn.execute(select(deliveries.c.claim_token).distinct()).scalars().all()
-    # 20 requests at 5 per second per process: the helpers, up after a second or two, took rounds too.
-    assert len(set(claims)) >= 2
+        counts = ledger.counts(conn, "winter")
+    assert counts["sent"] == 40 and counts["sending"] == counts["queued"] == counts["unknown"] == 0
 
 
 def test_helpers_started_for_a_large_audience_are_dismissed_when_the_segment_is_small(
@@ -393,23 +392,14 @@ def test_successes_waiting_to_be_recorded_are_kept_when_later_batches_fail_and_p
 ) -> None:
     _campaign(ws, BROADCAST.format(segment="all-leads"))
     engine = _store(ws)
-    runner = _runner(ws, engine, sink, Clock(NOW), max_in_flight=1, batch_size=2)  # 20 requests, 10 a second
-
-    def fail_from_now_on() -> None:  # SendGrid goes down after a few requests went through
-        deadline = time.monotonic() + 10
-        while len(sink.accepted) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sink.fail(*[{"status": 500}] * 200)
-
-    outage = threading.Thread(target=fail_from_now_on)
-    outage.start()
+    runner = _runner(ws, engine, sink, Clock(NOW), max_in_flight=1, batch_size=2)  # 20 requests of 2
+    sink.fail_after(3, *[{"status": 500}] * 200)  # SendGrid goes down once three requests went through
     report = runner.run_broadcast("winter")
-    outage.join()
     accepted = sink.accepted_delivery_ids()
     with engine.connect() as conn:
         counts = ledger.counts(conn, "winter")
         sent = {str(i) for i in conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent")).scalars()}
-    assert report.paused and 3 <= len(accepted) < 40
+    assert report.paused and len(sink.accepted) == 3 and 3 <= len(accepted) <= 6  # three requests of 1 or 2
     # every accepted email is recorded as sent (none went back to the queue to be sent again), the rest is
     # queued for a resume, and nothing is left in between
     assert sent == set(accepted) and report.sent == len(accepted)

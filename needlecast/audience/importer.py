@@ -408,7 +408,8 @@ def _write(
             bulk_insert(conn, contacts, new_rows)
             new = [row["email"] for row in new_rows]
             ids = dict(
-                fetch_rows(
+                (str(email), int(contact_id))
+                for email, contact_id in fetch_rows(
                     conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, new),)
                 )
             )  # one parameter, not one per address

@@ -186,21 +186,20 @@ def plan_broadcast(
     assert campaign.kind == BROADCAST
     result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
-    members = result.members
+    audience = result.members
     parts = []
     for step in campaign.steps:
-        zones = members["time_zone"].where(members["time_zone"] != "", campaign.time_zone)
+        zones = audience["time_zone"].where(audience["time_zone"] != "", campaign.time_zone)
         if send_now:
-            due = pd.Series(pd.Timestamp(now), index=members.index)
+            due = pd.Series(pd.Timestamp(now), index=audience.index)
         elif campaign.schedule.send_at is not None:
-            due = pd.Series(pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC"), index=members.index)
+            due = pd.Series(pd.Timestamp(campaign.schedule.send_at).tz_convert("UTC"), index=audience.index)
         else:
-            by_zone = {
-                z: pd.Timestamp(local_moment(campaign.schedule.on, campaign.schedule.local_time, z))
-                for z in zones.unique()
-            }
+            on, at = campaign.schedule.on, campaign.schedule.local_time
+            assert on is not None and at is not None  # the loader requires both for a local-time send
+            by_zone = {z: pd.Timestamp(local_moment(on, at, z)) for z in zones.unique()}
             due = zones.map(by_zone)
-        emails = _frame_for(members, campaign, step, due, campaign.time_zone)
+        emails = _frame_for(audience, campaign, step, due, campaign.time_zone)
         parts.append(emails)
     emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
     return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)

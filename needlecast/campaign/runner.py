@@ -76,6 +76,7 @@ class RunReport:
     sent_by: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)  # (step, segment, variant, arm)
     enrolled: int = 0
     exited: int = 0
+    helpers: int = 0  # helper sender processes that dispatched alongside this one and reported their counts
     paused: str = ""
     blocked: str = ""
     inactive: str = ""
@@ -653,7 +654,9 @@ def _timed(report: RunReport, stage: str) -> Iterator[None]:
 
 
 def _add_counts(report: RunReport, counts: dict[str, Any]) -> None:
-    """Add a helper process's counts (`_counts_of`) to the parent's report."""
+    """Add a helper process's counts (`_counts_of`; empty when it was sent home unused) to the parent's report."""
+    if counts:
+        report.helpers += 1
     for name in ("sent", "failed", "released", "unknown"):
         setattr(report, name, getattr(report, name) + counts.get(name, 0))
     report.skipped.update(counts.get("skipped", {}))

@@ -38,7 +38,7 @@ typer.core.TyperOption.display_type_rich = _flag_without_type  # type: ignore[me
 def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # A pipe or a file gets a wide console: 80 columns cut ids and headers short.
-    wide = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    wide = None if stream.isatty() or os.environ.get("COLUMNS") else 200
     return Console(stderr=stderr, soft_wrap=True, width=wide)
 
 
@@ -103,10 +103,10 @@ def setup_logging(*, service: bool = False) -> None:
 
 
 def table(title: str, columns: list[str], *, right: tuple[str, ...] = ()) -> Table:
-    """A table whose cells fold instead of being cut short."""
+    """A table whose cells are never cut short: the first column (an id) never wraps, the others fold."""
     shown = Table(title=title, title_justify="left")
-    for column in columns:
-        shown.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    for index, column in enumerate(columns):
+        shown.add_column(column, overflow="fold", no_wrap=index == 0, justify="right" if column in right else "left")
     return shown
 
 

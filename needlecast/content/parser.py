@@ -153,7 +153,7 @@ def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str
     sections: list[tuple[str, str, str, int]] = []
     group_title = ""
     group_level = 0
-    for index, (level, heading_title, line, body_lines) in enumerate(blocks):
+    for index, (level, heading_title, line_number, body_lines) in enumerate(blocks):
         body = "\n\n".join(" ".join(p.text.split()) for p in _paragraphs("\n".join(body_lines)))
         next_deeper = index + 1 < len(blocks) and blocks[index + 1][0] > level
         if not body and next_deeper:
@@ -171,7 +171,7 @@ def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str
             kind = KIND_CLOSING
         else:
             kind = KIND_SECTION
-        sections.append((heading_title, body, kind, line))
+        sections.append((heading_title, body, kind, line_number))
     summary_text = "\n\n".join(" ".join(p.text.split()) for p in _paragraphs("\n".join(summary)))
     return title, summary_text, sections
 
@@ -234,8 +234,8 @@ def parse_article(
         tags = vocabulary.tag(section_title, body) if kind in (KIND_BENEFIT, KIND_SECTION) else (GENERAL,)
         sections.append(Section(section_title, slug, body, kind, line, tags))
 
-    for slug, tags in overrides.items():
-        unknown = [t for t in tags if t not in known]
+    for slug, override in overrides.items():
+        unknown = [t for t in override if t not in known]
         if unknown:
             raise ConfigurationError(
                 f"tag override for '{slug}' names unknown concern(s) {unknown}; known: {sorted(known)}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]  # C, one JSON string
+from json.encoder import encode_basestring_ascii as _quote  # C, one JSON string
 from typing import Any
 
 from needlecast.config import Settings

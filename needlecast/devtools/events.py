@@ -31,8 +31,13 @@ def generate_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
     return key, base64.b64encode(public).decode()
 
 
-def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[str, object]]:
+def simulate(
+    engine: Engine, settings: Settings, seed: int = 11, now: datetime | None = None
+) -> list[dict[str, object]]:
+    """Events for every sent delivery, none dated after `now` (default: the present): an email sent a minute
+    ago has had a minute to be opened, not two days."""
     rng = random.Random(seed)
+    until = now or datetime.now(UTC)
     query = (
         select(
             deliveries.c.id,
@@ -59,7 +64,7 @@ def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[st
             "step": row.step_id,
             "category": [row.campaign_id],
         }
-        event = partial(_event, base, row.sent_at or datetime.now(UTC), row.id)
+        event = partial(_event, base, row.sent_at or until, row.id, until)
         out.append(event("processed", 0))
         fate = rng.random()
         if fate < 0.012:
@@ -82,9 +87,16 @@ def simulate(engine: Engine, settings: Settings, seed: int = 11) -> list[dict[st
 
 
 def _event(
-    base: dict[str, object], start: datetime, delivery_id: int, kind: str, minutes: float, n: int = 0, **extra: object
+    base: dict[str, object],
+    start: datetime,
+    delivery_id: int,
+    until: datetime,
+    kind: str,
+    minutes: float,
+    n: int = 0,
+    **extra: object,
 ) -> dict[str, object]:
-    stamp = int((start + timedelta(minutes=minutes)).timestamp())
+    stamp = int(min(start + timedelta(minutes=minutes), until).timestamp())
     return {**base, "event": kind, "timestamp": stamp, "sg_event_id": f"sim-{delivery_id}-{kind}-{n}", **extra}
 
 

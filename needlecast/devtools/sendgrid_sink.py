@@ -7,8 +7,9 @@ before text/html), at most 10 unique categories of at most 255 characters, `cust
 `substitutions` values that are strings, an integer `send_at`, an integer `asm.group_id`, no address twice
 in one request, at most 1000 recipients in all, and the bearer API key when one is configured.
 
-Faults for tests: queue responses with `fail(...)` (in process) or `POST /_sink/faults` (from another
-process): `{"status": 400|401|403|429|500|503, "reset_in": seconds}` or `{"stall": seconds}` (answer after
+Faults for tests: queue responses with `fail(...)` (in process), `fail_after(n, ...)` (once n requests were
+accepted), or `POST /_sink/faults` (from another process): `{"status": 400|401|403|429|500|503,
+"reset_in": seconds}` or `{"stall": seconds}` (answer after
 the delay without recording anything). `GET /_sink/stats` and `GET /_sink/accepted` report what was
 accepted; the sink is the witness of exactly-once delivery.
 
@@ -154,6 +155,8 @@ class SinkState:
     record_path: Path | None = None
     accepted: list[Accepted] = field(default_factory=list)
     faults: deque[dict[str, Any]] = field(default_factory=deque)
+    # (accepted requests, faults): queued the moment that many requests have been accepted
+    faults_after: tuple[int, list[dict[str, Any]]] | None = None
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -272,6 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
                 for p in body["personalizations"]
             ]
             state.accepted.append(Accepted(message_id, recipients, body if state.keep_payloads else None))
+            if state.faults_after is not None and len(state.accepted) >= state.faults_after[0]:
+                state.faults.extend(state.faults_after[1])
+                state.faults_after = None
             if state.record_path is not None:
                 with state.record_path.open("a", encoding="utf-8") as handle:
                     for email, delivery_id in recipients:
@@ -301,11 +307,16 @@ class SendGridSink:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def fail(self, *faults: dict[str, Any]) -> None:
         with self.state.lock:
             self.state.faults.extend(faults)
+
+    def fail_after(self, accepted: int, *faults: dict[str, Any]) -> None:
+        """Queue `faults` the moment `accepted` requests have been accepted (an outage at a known point)."""
+        with self.state.lock:
+            self.state.faults_after = (accepted, list(faults))
 
     @property
     def accepted(self) -> list[Accepted]:

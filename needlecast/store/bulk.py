@@ -222,9 +222,10 @@ def insert_columns(
         raise ValueError("every list column must have one value per row")
     converters = dict(zip(columns, _converters(conn.dialect.name, table, list(columns)), strict=True))
     constants = {name: value for name, value in columns.items() if name not in varying}
-    constant_params = [
-        value if converters[name] is None else converters[name](value) for name, value in constants.items()
-    ]
+    constant_params = []
+    for name, value in constants.items():
+        convert = converters[name]
+        constant_params.append(value if convert is None else convert(value))
     m = marker(conn)
     conflict = f" ON CONFLICT ({', '.join(on_conflict_do_nothing)}) DO NOTHING" if on_conflict_do_nothing else ""
     inserted = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]  # C, one JSON string
+from json.encoder import encode_basestring_ascii as _quote  # C, one JSON string
 
 from markupsafe import Markup, escape
 

@@ -141,10 +141,10 @@ def ingest(engine: Engine, events: Sequence[Event]) -> IngestResult:
         bulk_insert(conn, events_table, rows, on_conflict_do_nothing=("provider_event_id",))
         result.stored = len(rows)
         accepted = sorted({e.delivery_id for e in fresh.values() if e.delivery_id is not None})
-        for chunk in chunked(accepted, 5000):
+        for delivered in chunked(accepted, 5000):
             conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(chunk), deliveries.c.status == ledger.UNKNOWN)
+                .where(deliveries.c.id.in_(delivered), deliveries.c.status == ledger.UNKNOWN)
                 .values(status=ledger.SENT, error="settled from provider events", updated_at=now)
             )
         ordered = sorted(fresh.values(), key=lambda e: e.occurred_at)

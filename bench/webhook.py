@@ -60,7 +60,7 @@ def main() -> None:
                         "event": "delivered",
                         "sg_event_id": f"r{round_}-{i}",
                         "sg_message_id": f"m{i}.filter",
-                        "delivery_id": str(i),
+                        "delivery_id": str(i + 1),
                         "campaign": "spring",
                         "step": "guide",
                         "category": ["spring", "spring/guide"],

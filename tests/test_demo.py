@@ -6,9 +6,14 @@ import csv
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from needlecast.delivery.outbox import read_outbox
+from needlecast.store.engine import open_store
+from needlecast.store.schema import events
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,6 +51,10 @@ def test_demo_with_events_posts_through_the_signed_webhook_and_reports(workspace
     assert "send report" in result.stdout and "health spring-guide" in result.stdout
     again = _cli(workspace_dir, "demo", "--with-events")
     assert ", 0 new (the rest were already stored)" in again.stdout  # stored once per event id
+    store = open_store(f"sqlite:///{workspace_dir / '.needlecast' / 'needlecast.db'}")
+    with store.connect() as conn:
+        latest = conn.execute(select(func.max(events.c.occurred_at))).scalar_one()
+    assert latest <= datetime.now(UTC)  # the demo's simulated events are never dated in the future
 
 
 def test_plan_lists_every_planned_email_without_sending(workspace_dir: Path, tmp_path: Path) -> None:

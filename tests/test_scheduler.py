@@ -168,15 +168,20 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits(
 ) -> None:
     root, env = _workspace(tmp_path / "ws", 6_000, datetime.now(UTC) - timedelta(seconds=20))
     engine = _import(root, env, monkeypatch)
-    process = _start(env, sink, tmp_path / "log")
+    log = tmp_path / "log"
+    process = _start(env, sink, log)
     wait_until(lambda: len(sink.accepted_delivery_ids()) >= 1_000, 60, "sending to start")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     with engine.connect() as conn:
         counts = ledger.counts(conn, "big")
-    assert counts["sending"] == 0 and counts["unknown"] == 0  # every batch in flight was finished and marked
-    assert counts["sent"] == len(sink.accepted_delivery_ids()) < 6_000
-    assert counts["queued"] == 6_000 - counts["sent"]  # the rest waits for the next start
+    # Every batch in flight was finished and marked, the rest waits for the next start (how much was sent
+    # before the signal landed depends on the machine's speed; the accounting does not).
+    assert counts["sending"] == 0 and counts["unknown"] == 0
+    assert counts["sent"] == len(sink.accepted_delivery_ids()) and counts["queued"] == 6_000 - counts["sent"]
+    text = log.read_text()
+    assert "finishing the batches in flight" in text
+    assert "cannot schedule new futures" not in text and "Traceback" not in text
 
 
 def test_a_second_scheduler_on_the_same_store_refuses_to_start(

@@ -26,12 +26,13 @@ from needlecast.audience.consent import start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
 from needlecast.audience.segments import Segment, evaluate, load_frame
-from needlecast.audience.suppression import suppression_of
+from needlecast.audience.suppression import erase, suppression_of
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
-from needlecast.store.schema import consent_events, events
+from needlecast.store.schema import consent_events, events, rejected_events
 from needlecast.tracking.app import create_app
+from tests.waiting import wait_until
 
 SECRET = "t" * 40
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -87,8 +88,7 @@ def site(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     server = uvicorn.Server(uvicorn.Config(create_app(workspace, engine), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 30, "uvicorn to start")
     with httpx.Client(timeout=10) as client:
         yield Site(f"http://127.0.0.1:{port}", engine, key, client)
     server.should_exit = True
@@ -139,8 +139,8 @@ def test_a_duplicated_event_is_stored_once_and_unknown_kinds_are_kept(site: Site
         {"email": "ana@example.com", "event": "open", "sg_event_id": "o1"},
         {"email": "ana@example.com", "event": "brand_new_kind", "sg_event_id": "n1"},
     )
-    assert site.signed_post(body).json() == {"stored": 2, "duplicates": 0}
-    assert site.signed_post(body).json() == {"stored": 0, "duplicates": 2}
+    assert site.signed_post(body).json() == {"stored": 2, "duplicates": 0, "rejected": 0}
+    assert site.signed_post(body).json() == {"stored": 0, "duplicates": 2, "rejected": 0}
     with site.engine.connect() as conn:
         kinds = sorted(conn.execute(select(events.c.kind)).scalars())
         hashes_ = set(conn.execute(select(events.c.email_hash)).scalars())
@@ -175,7 +175,7 @@ def test_a_768_kb_batch_is_stored(site: Site) -> None:
             "event": "delivered",
             "sg_event_id": f"big{i}",
             "sg_message_id": f"m{i}.filter",
-            "delivery_id": str(i),
+            "delivery_id": str(i + 1),
             "campaign": "spring",
             "step": "guide",
             "smtp-id": f"<{i}@example.com>",
@@ -312,3 +312,65 @@ def test_pages_render_in_headless_chromium(site: Site, tmp_path: Path) -> None:
         timeout=120,
     )
     assert message.returncode == 0 and (ARTIFACTS / "confirmation.png").stat().st_size > 5_000
+
+
+def test_one_malformed_event_never_costs_the_valid_events_of_its_batch(site: Site) -> None:
+    valid = [
+        {"email": "ana@example.com", "event": "unsubscribe", "sg_event_id": "ok-unsub"},
+        {"email": "ben@example.com", "event": "bounce", "type": "bounce", "sg_event_id": "ok-bounce"},
+        {"email": "cai@example.com", "event": "spamreport", "sg_event_id": "ok-spam"},
+    ]
+    hostile = (
+        '{"email": "x@example.com", "event": "delivered", "sg_event_id": "h1", "delivery_id": "99999999999999999999"}',
+        '{"email": "\\ud800@example.com", "event": "open", "sg_event_id": "h2"}',
+        '{"email": "y@example.com", "event": "click", "sg_event_id": "h3", "url": "https://x.example/\\u0000"}',
+        '{"email": "z@example.com", "event": "open", "sg_event_id": "h4", "score": NaN}',
+        '"just a string"',
+        '{"email": ["not", "text"], "event": "open", "sg_event_id": "h5"}',
+        '{"email": "w@example.com", "event": "open", "sg_event_id": "h6", "timestamp": 1e300}',
+    )
+    body = (
+        "[" + ",".join([json.dumps({"timestamp": int(time.time()), **v}) for v in valid] + list(hostile)) + "]"
+    ).encode()
+    response = site.signed_post(body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"stored": 3, "duplicates": 0, "rejected": len(hostile)}
+    with site.engine.connect() as conn:
+        assert suppression_of(conn, "ana@example.com") == "unsubscribed"
+        assert suppression_of(conn, "ben@example.com") == "hard_bounce"
+        assert suppression_of(conn, "cai@example.com") == "complaint"
+        reasons = sorted(conn.execute(select(rejected_events.c.reason)).scalars())
+        raws = list(conn.execute(select(rejected_events.c.raw)).scalars())
+    assert any("delivery_id is out of range" in r for r in reasons)
+    assert any("lone surrogate" in r for r in reasons) and any("NUL" in r for r in reasons)
+    assert any("NaN" in r for r in reasons) and "not an event object" in reasons
+    assert any("'email' is not text" in r for r in reasons) and any("timestamp" in r for r in reasons)
+    assert all(raw.isascii() and "\x00" not in raw for raw in raws)  # kept, escaped, storable anywhere
+    assert site.signed_post(body).json() == {"stored": 0, "duplicates": 3, "rejected": len(hostile)}
+
+
+def test_a_deeply_nested_body_is_refused_before_it_is_parsed(site: Site) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = site.signed_post(body)
+    assert response.status_code == 400 and "nested too deeply" in response.text
+
+
+def test_only_a_post_unsubscribes_head_answers_like_get_and_other_methods_are_405(site: Site) -> None:
+    url = f"{site.url}/u/{site.token(signing.UNSUBSCRIBE, 'ana@example.com')}"
+    head = site.client.head(url)
+    assert head.status_code == 200
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert site.client.request(method, url, data={"List-Unsubscribe": "One-Click"}).status_code == 405
+    with site.engine.connect() as conn:
+        assert suppression_of(conn, "ana@example.com") is None  # nothing but a POST changed anything
+
+
+def test_the_links_of_an_erased_person_are_dead(site: Site) -> None:
+    token = site.token(signing.PREFERENCES, "ben@example.com")
+    assert site.client.get(f"{site.url}/p/{token}").status_code == 200
+    with site.engine.begin() as conn:
+        erase(conn, "ben@example.com")
+    for path in (f"/p/{token}", f"/u/{token}"):
+        response = site.client.get(f"{site.url}{path}")
+        assert response.status_code == 404 and "Ben" not in response.text
+    assert site.client.post(f"{site.url}/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 404

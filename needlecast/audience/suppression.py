@@ -8,12 +8,20 @@ includes it and dispatch re-checks the list (DESIGN.md invariant 2). Erasure del
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 
 from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidRequest
 from needlecast.store.helpers import hash_key, insert_ignore, utcnow
-from needlecast.store.schema import consent_events, contact_lists, contacts, suppressions
+from needlecast.store.schema import (
+    consent_events,
+    contact_lists,
+    contacts,
+    deliveries,
+    enrolments,
+    erased_contacts,
+    suppressions,
+)
 
 REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "erased")
 
@@ -44,15 +52,34 @@ def suppression_of(conn: Connection, email: str) -> str | None:
 
 
 def erase(conn: Connection, email: str) -> bool:
-    """Delete everything about `email` and keep its hash suppressed as `erased`. True when a contact existed."""
+    """Delete everything about `email` and keep its hash suppressed as `erased`. True when a contact existed.
+
+    The contact, its lists, consent history and enrolments are deleted; its id is remembered as erased (its
+    signed links stay dead) and never handed out again; its ledger rows stay for the aggregate reports but
+    are unlinked from it (`contact_id` becomes the row's own id, negated: no contact has that id), and any
+    of them still queued is skipped at dispatch as erased.
+    """
     normalised = normalise_email(email)
     hashed = email_hash(hash_key(conn), normalised)
     contact_id = conn.execute(select(contacts.c.id).where(contacts.c.email == normalised)).scalar()
     if contact_id is not None:
         conn.execute(delete(consent_events).where(consent_events.c.contact_id == contact_id))
         conn.execute(delete(contact_lists).where(contact_lists.c.contact_id == contact_id))
+        conn.execute(delete(enrolments).where(enrolments.c.contact_id == contact_id))
+        conn.execute(
+            update(deliveries).where(deliveries.c.contact_id == contact_id).values(contact_id=-deliveries.c.id)
+        )
         conn.execute(delete(contacts).where(contacts.c.id == contact_id))
+        insert_ignore(conn, erased_contacts, [{"contact_id": contact_id, "erased_at": utcnow()}], ("contact_id",))
     # Erasure outranks any earlier reason: replace it, so the import refuses the address from now on.
     conn.execute(delete(suppressions).where(suppressions.c.email_hash == hashed))
     suppress_hash(conn, hashed, "erased", "erasure request")
     return contact_id is not None
+
+
+def is_erased(conn: Connection, contact_id: int) -> bool:
+    """Whether `contact_id` belonged to a contact who was erased (a signed link to it is dead)."""
+    return (
+        conn.execute(select(erased_contacts.c.contact_id).where(erased_contacts.c.contact_id == contact_id)).first()
+        is not None
+    )

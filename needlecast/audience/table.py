@@ -162,28 +162,31 @@ def _cell(value: object) -> str:
 
 def _read_xlsx(path: Path, limits: ImportSettings) -> Table:
     import openpyxl  # imported here: only XLSX imports pay for it
-    from openpyxl.utils.exceptions import InvalidFileException
 
     _check_xlsx_size(path, limits)
+    # A damaged workbook makes openpyxl raise from any of its parsers (zip, XML, styles, numbers...): every
+    # such error, here and while the rows are read, is one AudienceFileError naming the file.
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        sheet = workbook.worksheets[0]
+        rows = sheet.iter_rows(values_only=True)
+        headers: list[str] | None = None
+        header_row = 0
+        for number, values in enumerate(rows, start=1):
+            if any(v not in (None, "") for v in values):
+                headers, header_row = [_cell(v).strip() for v in values], number
+                break
+        estimated = max((sheet.max_row or header_row) - header_row, 0)
     except FileNotFoundError as err:
         raise AudienceFileError(f"{path}: file not found") from err
-    except (InvalidFileException, OSError, KeyError, ValueError) as err:
-        raise AudienceFileError(f"{path}: not a readable XLSX workbook ({err})") from err
-    sheet = workbook.worksheets[0]
-    rows = sheet.iter_rows(values_only=True)
-    headers: list[str] | None = None
-    header_row = 0
-    for number, values in enumerate(rows, start=1):
-        if any(v not in (None, "") for v in values):
-            headers, header_row = [_cell(v).strip() for v in values], number
-            break
+    except Exception as err:
+        raise AudienceFileError(f"{path}: not a readable XLSX workbook ({type(err).__name__})") from err
     if headers is None:
         raise AudienceFileError(f"{path}: the first sheet is empty; expected a header row and one row per contact")
     _check_columns(path, headers, limits)
 
     def body() -> Iterator[tuple[int, list[str]]]:
+        number = header_row
         try:
             for number, values in enumerate(rows, start=header_row + 1):
                 if len(values) > limits.max_columns:
@@ -196,10 +199,16 @@ def _read_xlsx(path: Path, limits: ImportSettings) -> Table:
                     )
                 if any(c.strip() for c in cells):
                     yield number, cells
+        except AudienceFileError:
+            raise
+        except Exception as err:
+            raise AudienceFileError(
+                f"{path}: row {number + 1}: the workbook is damaged ({type(err).__name__})"
+            ) from err
         finally:
             workbook.close()
 
-    return Table(headers, _limited(path, body(), limits), max((sheet.max_row or header_row) - header_row, 0), [])
+    return Table(headers, _limited(path, body(), limits), estimated, [])
 
 
 def read_table(path: Path, limits: ImportSettings | None = None) -> Table:

@@ -1,6 +1,7 @@
 """Engines from URLs, and schema migrations.
 
 Contract:
+- Engines hide SQL parameters in their errors, so no log line or message quotes an address or a name.
 - `open_store(url)` returns an Engine for SQLite (a file; WAL, foreign keys, a busy timeout) or PostgreSQL
   (psycopg 3). A fresh, empty database is migrated to the newest schema on first open; a database at an
   older schema is refused with the command that upgrades it (schema changes are a deliberate step).
@@ -68,10 +69,11 @@ def make_engine(url: str) -> Engine:
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
+            # hide_parameters: a failing statement's message never quotes its values (addresses, names).
+            engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
     except (ArgumentError, NoSuchModuleError) as err:
         raise ConfigurationError(
             f"cannot use database URL {_redact(url)}: {err}. Expected sqlite:///PATH or "

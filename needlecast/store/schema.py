@@ -56,6 +56,16 @@ contacts = Table(
     Column("signed_up_at", DateTime(), nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    # An id is never handed to another person (migration 0006): signed links and ledger rows point at it.
+    sqlite_autoincrement=True,
+)
+
+# The ids of erased contacts: their signed links stay dead whatever the database does with ids.
+erased_contacts = Table(
+    "erased_contacts",
+    metadata,
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("erased_at", DateTime(), nullable=False),
 )
 
 contact_lists = Table(
@@ -104,7 +114,9 @@ imports = Table(
     Column("finished_at", DateTime(), nullable=True),
 )
 
-# The delivery ledger (DESIGN.md invariant 1): one row per (campaign, step, contact), ever.
+# The delivery ledger (DESIGN.md invariant 1): one row per (campaign, step, contact), ever. Rows are never
+# deleted, so a delivery id (which travels in SendGrid's custom_args) is never given to another email; an
+# erasure unlinks the erased person's rows instead (`contact_id` becomes the row's own id, negated).
 # queued -> sending -> sent | failed | unknown; also skipped (suppressed or capped at dispatch, with the
 # reason in `error`) and cancelled. `id` is the delivery id that travels in SendGrid custom_args.
 deliveries = Table(
@@ -173,6 +185,17 @@ enrolments = Table(
     Column("enrolled_at", DateTime(), nullable=False),
     Column("exited_at", DateTime(), nullable=True),
     Column("exit_reason", String(64), nullable=False),
+)
+
+# Webhook events that failed validation (a field of the wrong type, a NUL, NaN...), kept raw as escaped JSON
+# text with the reason, so that nothing a provider sent is lost without a trace.
+rejected_events = Table(
+    "rejected_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(), nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("raw", Text, nullable=False),
 )
 
 # ESP events (webhooks), stored once per provider event id; the raw event is kept beside the normalised one.

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -38,9 +39,10 @@ from starlette.routing import Route
 
 from needlecast import signing
 from needlecast.audience.consent import confirm
+from needlecast.audience.suppression import is_erased
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.errors import EventFormatError, NotFound, TokenInvalid, WebhookRejected
+from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
 from needlecast.tracking import actions
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
@@ -134,6 +136,15 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         except TokenInvalid:
             raise HTTPException(404) from None
 
+    def live_token(request: Request, kind: str) -> signing.TokenPayload:
+        """The token's payload; 404 for a forged one, and for one of an erased person (their links die with
+        their data). Reads the store: call it in the thread pool."""
+        payload = token_of(request, kind)
+        with engine.connect() as conn:
+            if is_erased(conn, payload.contact_id):
+                raise HTTPException(404)
+        return payload
+
     def csrf_for(token: str) -> str:
         return hmac.new(secret, b"csrf|" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -146,11 +157,16 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         host = urlsplit(origin).netloc
         return host in {public.netloc, request.headers.get("host", "")}
 
-    async def health(_request: Request) -> Response:
+    def database_answers() -> bool:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception:
+            return False
+        return True
+
+    async def health(_request: Request) -> Response:
+        if not await run_in_threadpool(database_answers):
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
@@ -174,24 +190,27 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
                 log.warning("webhook refused: %s", err)
                 return PlainTextResponse("forbidden", status_code=403)
         try:
-            events = parse_sendgrid(body)
+            parsed = await run_in_threadpool(parse_sendgrid, body)
+        except BodyTooDeep:
+            return PlainTextResponse("the JSON body is nested too deeply", status_code=400)
         except EventFormatError:
             return PlainTextResponse("expected a JSON array of events", status_code=400)
         try:
-            result = ingest(engine, events)
-        except Exception:
-            log.exception("webhook: %d events not stored; SendGrid will retry", len(events))
+            result = await run_in_threadpool(ingest, engine, parsed)
+        except Exception as err:  # the database failed: SendGrid retries the whole batch
+            log.error("webhook: %d events not stored (%s); SendGrid will retry", len(parsed.events), type(err).__name__)
             return PlainTextResponse("not stored, retry later", status_code=503)
         log.info(
-            "webhook: %d events stored, %d duplicates, %d suppressions",
+            "webhook: %d events stored, %d duplicates, %d rejected, %d suppressions",
             result.stored,
             result.duplicates,
+            result.rejected,
             result.suppressed,
         )
-        return JSONResponse({"stored": result.stored, "duplicates": result.duplicates})
+        return JSONResponse({"stored": result.stored, "duplicates": result.duplicates, "rejected": result.rejected})
 
     async def unsubscribe_page(request: Request) -> Response:
-        payload = token_of(request, signing.UNSUBSCRIBE)
+        payload = await run_in_threadpool(live_token, request, signing.UNSUBSCRIBE)
         if request.method in ("GET", "HEAD"):  # only the POST of RFC 8058 changes anything
             preferences = f"../p/{request.path_params['token']}"
             return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
@@ -203,12 +222,16 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
                 title="Unsubscribe",
                 message="This link expects the one-click unsubscribe form.",
             )
-        with engine.begin() as conn:
-            actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+
+        def unsubscribe() -> None:
+            with engine.begin() as conn:
+                actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+
+        await run_in_threadpool(unsubscribe)
         return page("unsubscribe.html", title="Unsubscribe", done=True)
 
     async def preferences_page(request: Request) -> Response:
-        payload = token_of(request, signing.PREFERENCES)
+        payload = await run_in_threadpool(live_token, request, signing.PREFERENCES)
         token = request.path_params["token"]
         saved = ""
         if request.method == "POST":
@@ -222,19 +245,9 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
                     message="This form has expired. Please open the link from your email again.",
                 )
             action = form.get("action")
-            with engine.begin() as conn:
-                if action == "leave":
-                    actions.unsubscribe(conn, payload.contact_id, payload.campaign)
-                    saved = "You are unsubscribed from everything."
-                elif action == "pause":
-                    until = actions.pause(conn, payload.contact_id)
-                    saved = f"Emails are paused until {until:%d %B %Y}."
-                else:
-                    chosen = [c for c in form.getlist("concern") if c in vocabulary.names]
-                    actions.set_concerns(conn, payload.contact_id, [str(c) for c in chosen])
-                    saved = "Your choices are saved."
-        with engine.connect() as conn:
-            contact = actions.contact_by_id(conn, payload.contact_id)
+            chosen = [str(c) for c in form.getlist("concern") if c in vocabulary.names]
+            saved = await run_in_threadpool(_save_preferences, payload, str(action or ""), chosen)
+        contact = await run_in_threadpool(_contact, payload.contact_id)
         if contact is None:
             return page(
                 "message.html",
@@ -244,13 +257,38 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         mine = set(filter(None, contact["concerns"].split(";"))) if contact["concern_consent"] else set()
         concerns = [{"name": c.name, "label": c.label, "chosen": c.name in mine} for c in vocabulary.concerns]
         return page(
-            "preferences.html", title="Your email preferences", concerns=concerns, csrf=csrf_for(token), saved=saved
+            "preferences.html",
+            title="Your email preferences",
+            concerns=concerns,
+            csrf=csrf_for(token),
+            saved=saved,
         )
+
+    def _save_preferences(payload: signing.TokenPayload, action: str, chosen: list[str]) -> str:
+        with engine.begin() as conn:
+            if action == "leave":
+                actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+                return "You are unsubscribed from everything."
+            if action == "pause":
+                until = actions.pause(conn, payload.contact_id)
+                return f"Emails are paused until {until:%d %B %Y}."
+            actions.set_concerns(conn, payload.contact_id, chosen)
+            return "Your choices are saved."
+
+    def _contact(contact_id: int) -> dict[str, Any] | None:
+        with engine.connect() as conn:
+            return actions.contact_by_id(conn, contact_id)
+
+    def _confirm(token: str) -> None:
+        with engine.begin() as conn:
+            payload = signing.verify(secret, signing.CONFIRM, token)
+            if is_erased(conn, payload.contact_id):
+                raise NotFound("that confirmation link belongs to a contact who was erased")
+            confirm(conn, token, secret)
 
     async def confirm_page(request: Request) -> Response:
         try:
-            with engine.begin() as conn:
-                confirm(conn, request.path_params["token"], secret)
+            await run_in_threadpool(_confirm, request.path_params["token"])
         except TokenInvalid:
             return page(
                 "message.html",
@@ -268,10 +306,15 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
 
     async def not_found(_request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
-        message = {404: "This page does not exist.", 413: "The request is too large."}.get(
-            status, "Something went wrong on our side. Please try again later."
-        )
-        return page("message.html", status=status, title="Sorry", message=message)
+        message = {
+            400: "This request could not be understood.",
+            404: "This page does not exist.",
+            405: "This page cannot be used that way.",
+            413: "The request is too large.",
+        }.get(status, "Something went wrong on our side. Please try again later.")
+        response = page("message.html", status=status, title="Sorry", message=message)
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
 
     async def server_error(_request: Request, exc: Exception) -> Response:
         log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal

@@ -4,7 +4,8 @@ Contract:
 - `verify_signature(key, signature_b64, timestamp, body, now, max_age)` checks SendGrid's ECDSA P-256 /
   SHA-256 signature over the timestamp header value followed by the raw body, and refuses a timestamp
   outside `max_age` seconds of now (replay). Raises `WebhookRejected` with the reason.
-- `ingest(engine, events)` stores each event once per provider event id, links it to its ledger row by our
+- `ingest(engine, parsed)` stores the items `parse_sendgrid` rejected (raw, with the reason) and each event
+  once per provider event id, links it to its ledger row by our
   delivery id, and applies it, all in one transaction: a delivery the provider accepted but we had as
   `unknown` becomes `sent`; delivered / bounced / blocked / dropped / deferred set the row's outcome; hard
   bounces, spam complaints, unsubscribes and group unsubscribes add the address to the suppression list.
@@ -23,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
 from needlecast import ledger
 from needlecast.audience.addresses import email_hash
@@ -31,9 +32,9 @@ from needlecast.audience.suppression import suppress_hash
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
 from needlecast.store.helpers import chunked, hash_key, utcnow
-from needlecast.store.schema import deliveries
+from needlecast.store.schema import deliveries, rejected_events
 from needlecast.store.schema import events as events_table
-from needlecast.tracking.events import Event
+from needlecast.tracking.events import Event, Parsed
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -99,15 +100,26 @@ class IngestResult:
     stored: int = 0
     duplicates: int = 0
     suppressed: int = 0
+    rejected: int = 0
 
 
-def ingest(engine: Engine, events: Sequence[Event]) -> IngestResult:
-    """Store and apply `events` in one transaction (see the module contract)."""
-    result = IngestResult()
-    if not events:
+def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
+    """Store and apply the events of one webhook call in one transaction (see the module contract); the
+    items that failed validation are stored as rejected, raw, with their reason."""
+    events = parsed.events if isinstance(parsed, Parsed) else list(parsed)
+    rejected = parsed.rejected if isinstance(parsed, Parsed) else []
+    result = IngestResult(rejected=len(rejected))
+    if not events and not rejected:
         return result
     now = utcnow()
     with engine.begin() as conn:
+        if rejected:
+            conn.execute(
+                insert(rejected_events),
+                [{"received_at": now, "reason": r.reason[:300], "raw": r.raw} for r in rejected],
+            )
+        if not events:
+            return result
         key = hash_key(conn)
         known: set[str] = set()
         for chunk in chunked([e.provider_event_id for e in events], 5000):

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from needlecast.config import open_workspace
 from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
-from needlecast.tracking.app import create_app
+from needlecast.web.app import create_app
 
 
 def main() -> None:

@@ -95,6 +95,50 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console: sessions, the log-in throttle, and who receives test sends."""
+
+    test_recipients: tuple[str, ...] = ()  # seed addresses for "send a test" (never the audience)
+    session_idle_minutes: int = 60
+    session_hours: int = 12
+    login_slow_after: int = 3  # failures within 15 minutes before each attempt is slowed
+    login_slow_seconds: float = 1.0
+    login_refuse_after: int = 10  # failures within 15 minutes before log-ins are refused (429)
+
+
+@dataclass(frozen=True)
+class SignupSettings:
+    """The signup form: the consent wording shown (and its version, stored with each consent), double opt-in,
+    and the limits that keep bots out."""
+
+    marketing_wording: str = "Yes, email me news and advice about skin treatments. I can unsubscribe at any time."
+    marketing_wording_version: str = "marketing-v1"
+    concern_wording: str = (
+        "Yes, you may use the skin concerns I chose to pick the content you send me (this is health data; "
+        "without it I get your general emails)."
+    )
+    concern_wording_version: str = "concern-v1"
+    double_opt_in: bool = True
+    per_address_per_hour: int = 3
+    per_ip_per_hour: int = 20
+    max_body_bytes: int = 16_384
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    requests_per_minute: int = 600  # per key
+    max_body_bytes: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Which contact events are conversions, and how long after an email one is credited to it."""
+
+    conversions: tuple[str, ...] = ("booked",)
+    window_days: int = 7
+
+
+@dataclass(frozen=True)
 class ImportSettings:
     """Limits on an audience file, far above any clinic's export, that stop a hostile file early."""
 
@@ -114,6 +158,10 @@ class Settings:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     imports: ImportSettings = field(default_factory=ImportSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    signup: SignupSettings = field(default_factory=SignupSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    attribution: AttributionSettings = field(default_factory=AttributionSettings)
 
 
 @dataclass(frozen=True)
@@ -195,12 +243,16 @@ def _coerce(path: Path, section: str, key: str, value: Any, wanted: type) -> Any
         raise ConfigurationError(f"{path}: [{section}] {key} must be true or false, not {value!r}")
     if wanted is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigurationError(f"{path}: [{section}] {key} must be a whole number, not {value!r}")
+    if wanted is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(f'{path}: [{section}] {key} must be a list of text, like ["a@example.com"]')
+        return tuple(value)
     if not isinstance(value, wanted):
         raise ConfigurationError(f"{path}: [{section}] {key} must be a {wanted.__name__}, not {value!r}")
     return value
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
 
 
 def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:

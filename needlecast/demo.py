@@ -87,7 +87,7 @@ def run_events_stage(workspace: Workspace, engine, console: Console) -> int:  # 
     from needlecast.config import open_workspace
     from needlecast.devtools.events import generate_key, post_signed, simulate
     from needlecast.reports import load_report
-    from needlecast.tracking.local import serving
+    from needlecast.web.local import serving
 
     key, public = generate_key()
     os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public

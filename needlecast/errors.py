@@ -16,6 +16,9 @@
         ├── InvalidRequest(ValueError)        a request that cannot be done as asked (a sequence sent as a
         │                                     broadcast, an unknown variant): the message says what to ask
         ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
+        ├── AuthenticationFailed              wrong password, unknown or disabled account, bad API key
+        ├── PermissionDenied                  the actor's role or scopes do not allow the action
+        ├── Throttled                         too many attempts: retry after `retry_after` seconds
         ├── WebhookRejected                   a webhook call that is not a genuine, fresh, signed one
         ├── EventFormatError(ValueError)      a webhook body that is not a JSON array of event objects
         ├── BodyTooDeep(ValueError)           a JSON body nested deeper than any genuine one
@@ -101,6 +104,22 @@ class InvalidRequest(NeedlecastError, ValueError):
 
 class CampaignBlocked(NeedlecastError):
     """A campaign may not send: lint reports errors and its file records no sign-off."""
+
+
+class AuthenticationFailed(NeedlecastError):
+    """The credentials (a password, a session, an API key) do not name an active account."""
+
+
+class PermissionDenied(NeedlecastError):
+    """The actor may not do this: the message names the action and who may."""
+
+
+class Throttled(NeedlecastError):
+    """Too many attempts (log-ins, requests): wait `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class WebhookRejected(NeedlecastError):

@@ -91,6 +91,18 @@ def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> No
         log.error("broadcast %s not sent: %s", campaign_id, err)
 
 
+def run_send_now_job(root: str, campaign_id: str) -> None:
+    """Send one campaign now (the console's and the API's "send now"): a broadcast at once, a sequence's
+    enrolment and due steps."""
+    try:
+        report = _runner(root).send(campaign_id, send_now=True)
+        log.info(
+            "send now %s: %d enqueued, %d sent, %d failed", campaign_id, report.enqueued, report.sent, report.failed
+        )
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("campaign %s not sent: %s", campaign_id, err)
+
+
 def run_sweeper_job(root: str) -> None:
     """Advance every sequence and send whatever is due."""
     try:
@@ -223,6 +235,24 @@ def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
         )
         added += 1
     return added, removed
+
+
+def add_send_now_job(scheduler: BaseScheduler, root: str, campaign_id: str) -> str:
+    """A one-off job that sends a campaign at once (`run_send_now_job`); a second request while one waits
+    replaces it (the ledger keeps the send single either way)."""
+    job_id = f"send-now:{campaign_id}"
+    scheduler.add_job(
+        run_send_now_job,
+        trigger=DateTrigger(run_date=utcnow()),
+        args=[root, campaign_id],
+        id=job_id,
+        name=job_id,
+        replace_existing=True,
+        coalesce=True,
+        misfire_grace_time=MISFIRE_GRACE,
+        max_instances=1,
+    )
+    return job_id
 
 
 def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_id: str, delay_seconds: float) -> str:
@@ -406,11 +436,9 @@ def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
         lock.release()
 
 
-def run_scheduler_in_background(workspace: Workspace) -> Callable[[], None]:
-    """Start the scheduler in this process's background (for `needlecast serve`); return its stop function.
-
-    The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight.
-    """
+def run_scheduler_in_background(workspace: Workspace) -> tuple[BaseScheduler, Callable[[], None]]:
+    """Start the scheduler in this process's background (for `needlecast serve`); return it and its stop
+    function. The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight."""
     scheduler, lock = _locked_scheduler(workspace, StopSafeBackgroundScheduler)
     scheduler.start()
 
@@ -420,4 +448,4 @@ def run_scheduler_in_background(workspace: Workspace) -> Callable[[], None]:
         _current.pop("scheduler", None)
         lock.release()
 
-    return stop
+    return scheduler, stop

@@ -249,7 +249,7 @@ def test_unsigned_events_are_refused_unless_nothing_is_really_sent_or_they_are_a
     import httpx
 
     from needlecast.config import open_workspace
-    from needlecast.tracking.local import serving
+    from needlecast.web.local import serving
 
     config = workspace_dir / "needlecast.toml"
     text_ = config.read_text().replace('backend = "outbox"', f'backend = "{backend}"')

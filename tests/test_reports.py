@@ -169,6 +169,7 @@ def test_hostile_values_are_neutralised_in_csv_and_xlsx(sent: Engine, tmp_path: 
         "A-B test",
         "Timeline",
         "Links",
+        "Conversions",
     }
 
 

@@ -31,7 +31,7 @@ from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
 from needlecast.store.schema import consent_events, events, rejected_events
-from needlecast.tracking.app import create_app
+from needlecast.web.app import create_app
 from tests.waiting import wait_until
 
 SECRET = "t" * 40

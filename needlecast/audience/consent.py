@@ -31,8 +31,10 @@ def record_consent(
     source: str,
     wording_version: str = "",
     at: datetime | None = None,
+    address_hash: str = "",
 ) -> None:
-    """Append a consent event and set the contact's current state to match."""
+    """Append a consent event and set the contact's current state to match (`address_hash`: the keyed hash
+    of the network address the consent came from, for a form)."""
     column = "marketing_consent" if purpose == "marketing" else "concern_consent"
     values: dict[str, object] = {column: granted, "updated_at": utcnow()}
     if purpose == "marketing" and granted:
@@ -49,6 +51,7 @@ def record_consent(
             "source": source,
             "wording_version": wording_version,
             "recorded_at": at or utcnow(),
+            "address_hash": address_hash,
         },
     )
 

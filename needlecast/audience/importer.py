@@ -185,7 +185,7 @@ def _concerns(text: str, vocabulary: Vocabulary) -> str:
     return ";".join(canonical)
 
 
-def _write_rejects(path: Path, headers: list[str], rejects: list[tuple[int, str, list[str]]]) -> Path | None:
+def write_rejects(path: Path, headers: list[str], rejects: list[tuple[int, str, list[str]]]) -> Path | None:
     """`FILE.rejects.csv` beside the input: line, reason and the original cells, with formula-like cells
     made inert (`needlecast.spreadsheet.neutralise`: the original is the cell without its first `'`)."""
     target = path.with_name(f"{path.stem}.rejects.csv")
@@ -326,7 +326,7 @@ def _import(
             },
         ).scalar_one()
     rejects.sort(key=lambda r: r[0])
-    summary.rejects_path = _write_rejects(path, table.headers, rejects)
+    summary.rejects_path = write_rejects(path, table.headers, rejects)
     return summary
 
 

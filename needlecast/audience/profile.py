@@ -16,7 +16,8 @@ from sqlalchemy import Connection, or_, select
 from needlecast.audience.addresses import mask_email
 from needlecast.audience.consent import consent_history
 from needlecast.audience.contacts import get_contact
-from needlecast.store.schema import contact_lists, deliveries, events, suppressions
+from needlecast.errors import NotFound
+from needlecast.store.schema import contact_lists, contacts, deliveries, events, suppressions
 
 
 @dataclass
@@ -44,7 +45,18 @@ class Profile:
 
 
 def contact_profile(conn: Connection, email: str, *, unmasked: bool = False) -> Profile:
-    contact = get_contact(conn, email)
+    return _profile(conn, get_contact(conn, email), unmasked)
+
+
+def contact_profile_by_id(conn: Connection, contact_id: int, *, unmasked: bool = False) -> Profile:
+    """The profile of the contact with this id; `NotFound` when there is none (erased, say)."""
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no contact #{contact_id} (an erased person's data is gone)")
+    return _profile(conn, dict(row), unmasked)
+
+
+def _profile(conn: Connection, contact: dict[str, Any], unmasked: bool) -> Profile:
     contact_id = int(contact["id"])
     lists = sorted(
         conn.execute(select(contact_lists.c.list_name).where(contact_lists.c.contact_id == contact_id)).scalars()

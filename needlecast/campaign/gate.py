@@ -5,6 +5,7 @@ from __future__ import annotations
 from needlecast.campaign.checks import campaign_findings
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import Campaign
+from needlecast.campaign.signoff import stale_files
 from needlecast.errors import CampaignBlocked
 from needlecast.lint import Finding, lint_workspace
 
@@ -17,14 +18,21 @@ def blocking_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]
 
 
 def ensure_sendable(ctx: CampaignContext, campaign: Campaign) -> None:
-    """Raise `CampaignBlocked` when lint finds errors and the campaign file records no sign-off."""
-    if campaign.signoff is not None:
+    """Raise `CampaignBlocked` when lint finds errors and the campaign file records no sign-off that still
+    covers what it reviewed (a file changed since is named)."""
+    stale = stale_files(ctx, campaign)
+    if campaign.signoff is not None and not stale:
         return
     findings = blocking_findings(ctx, campaign)
     if findings:
         first = findings[0]
+        why = (
+            f"the sign-off of {campaign.signoff.date} predates a change to {', '.join(stale)}; review it again"
+            if campaign.signoff is not None
+            else f"record a review in {campaign.path.name}: signoff: {{reviewer: NAME, date: YYYY-MM-DD, note: "
+            "WHAT WAS ACCEPTED}"
+        )
         raise CampaignBlocked(
             f"campaign '{campaign.id}' is not sent: `needlecast lint` reports {len(findings)} error(s), e.g. "
-            f"{first.file}:{first.line} {first.rule}. Fix them, or record a review in {campaign.path.name}: "
-            "signoff: {reviewer: NAME, date: YYYY-MM-DD, note: WHAT WAS ACCEPTED}"
+            f"{first.file}:{first.line} {first.rule}. Fix them, or {why}"
         )

@@ -24,7 +24,8 @@ The shape (see campaigns/*.yaml for complete examples):
       date: "2026-12-01"             #   on this date
     enrol: {joined_after: "2026-01-01", tag: nurture}   # sequences: who enrols
     exits: [{field: booked, equals: "yes"}]             # sequences: who leaves early
-    signoff: {reviewer: "...", date: 2026-11-20, note: "..."}  # required when lint finds errors
+    signoff: {reviewer: "...", date: 2026-11-20, note: "..."}  # required when lint finds errors; the console
+                                     # adds `covers`: the digests of the files it reviewed
 
 Contract: `load_campaign(path, variants, templates=..., segments=...)` returns a `Campaign` or raises
 `CampaignFileError`. Every mapping, at every level, is checked against its known keys, so a misspelt
@@ -84,7 +85,7 @@ SCHEDULE_KEYS = {"send_at", "local_time", "date"}
 ENROL_KEYS = {"joined_after", "tag"}
 EXIT_KEYS = {"field", "equals"}
 SENDER_KEYS = {"email", "name"}
-SIGNOFF_KEYS = {"reviewer", "date", "note"}
+SIGNOFF_KEYS = {"reviewer", "date", "note", "covers"}
 
 
 class _Reader:
@@ -305,10 +306,14 @@ def _signoff(reader: _Reader, raw: Any) -> SignOff | None:
     if raw is None:
         return None
     spec = reader.mapping(raw, "signoff", SIGNOFF_KEYS, "{reviewer: NAME, date: YYYY-MM-DD, note: WHAT WAS ACCEPTED}")
+    covers = spec.get("covers") or {}
+    if not isinstance(covers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in covers.items()):
+        raise reader.fail("signoff.covers", "must map files to their digests", "let the console write it")
     return SignOff(
         reader.text(spec, "reviewer", "signoff."),
         _date(reader, spec.get("date"), "signoff.date"),
         reader.text(spec, "note", "signoff."),
+        tuple(sorted(covers.items())),
     )
 
 
@@ -318,11 +323,13 @@ def load_campaign(
     *,
     templates: Collection[str] | None = None,
     segments: Collection[str] | None = None,
+    source: bytes | None = None,
 ) -> Campaign:
-    """Read and validate one campaign file (see the module contract)."""
+    """Read and validate one campaign file (see the module contract); with `source`, validate that text as
+    the file at `path` (the console checks an edit before it writes it)."""
     reader = _Reader(path)
     try:
-        source = path.read_bytes()
+        source = path.read_bytes() if source is None else source
         raw = yaml.safe_load(source)
     except OSError as err:
         raise reader.fail("(file)", f"cannot be read: {err.strerror}", "check the path") from err

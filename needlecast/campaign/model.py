@@ -72,6 +72,7 @@ class SignOff:
     reviewer: str
     date: date
     note: str
+    covers: tuple[tuple[str, str], ...] = ()  # (file, digest) of what was reviewed; empty: not recorded
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def audience_import(
     """Import contacts. Bad rows go to FILE.rejects.csv with line and reason; the counts always reconcile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from needlecast.accounts.roles import cli_actor
     from needlecast.audience.columns import load_mapping
-    from needlecast.audience.importer import import_file
-    from needlecast.content.loader import load_vocabulary_for
+    from needlecast.operations import import_audience
 
     setup_logging()
     workspace = current_workspace()
@@ -60,14 +60,8 @@ def audience_import(
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total or None)
 
-        summary = import_file(
-            engine,
-            file,
-            load_vocabulary_for(workspace),
-            list_name=list_name,
-            mapping=load_mapping(mapping),
-            progress=progress,
-            limits=workspace.settings.imports,
+        summary = import_audience(
+            engine, workspace, cli_actor(), file, list_name=list_name, mapping=load_mapping(mapping), progress=progress
         )
     for warning in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -146,13 +140,13 @@ def audience_suppress(
     reason: Annotated[str, typer.Option(help="unsubscribed, hard_bounce, complaint or manual.")] = "manual",
 ) -> None:
     """Add an address to the global suppression list: it is never mailed again."""
-    from needlecast.audience.suppression import suppress
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import suppress_contact
 
     setup_logging()
     if reason not in MANUAL_REASONS:
         raise InvalidRequest(f"--reason '{reason}' is not one of: {', '.join(MANUAL_REASONS)}")
-    with current_store().begin() as conn:
-        added = suppress(conn, email, reason, source="manual (CLI)")
+    added = suppress_contact(current_store(), cli_actor(), email, reason, source="manual (CLI)")
     console.print("suppressed" if added else "already suppressed (the first reason is kept)")
 
 
@@ -162,13 +156,13 @@ def audience_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
-    from needlecast.audience.suppression import erase
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import erase_contact
 
     setup_logging()
     if not yes and not typer.confirm("Erase this person's data permanently?"):
         raise typer.Exit(1)
-    with current_store().begin() as conn:
-        existed = erase(conn, email)
+    existed = erase_contact(current_store(), cli_actor(), email)
     console.print(
         "erased; the address stays suppressed"
         if existed

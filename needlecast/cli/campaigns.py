@@ -228,37 +228,32 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
         console.print(due)
 
 
-def _set_campaign(campaign: str, status: str, note: str) -> None:
-    from needlecast import ledger
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.state import find_state, set_status
+def _set_campaign(campaign: str, status: str) -> None:
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import set_campaign_status
 
     setup_logging()
     workspace = current_workspace()
-    with current_store(workspace).begin() as conn:
-        if find_state(conn, campaign) is None:
-            CampaignContext.load(workspace).campaign(campaign)  # an unknown id is NotFound, naming the known ones
-        set_status(conn, campaign, status, note)
-        cancelled = ledger.cancel_queued(conn, campaign) if status == "cancelled" else 0
+    cancelled = set_campaign_status(current_store(workspace), workspace, cli_actor(), campaign, status)
     console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
 
 
 @campaign_app.command("pause")
 def campaign_pause(campaign: CampaignArgument) -> None:
     """Stop sending (queued emails wait) until `resume`."""
-    _set_campaign(campaign, "paused", "paused by hand")
+    _set_campaign(campaign, "paused")
 
 
 @campaign_app.command("resume")
 def campaign_resume(campaign: CampaignArgument) -> None:
     """Resume a paused campaign; its queued emails go at the next run."""
-    _set_campaign(campaign, "active", "")
+    _set_campaign(campaign, "active")
 
 
 @campaign_app.command("cancel")
 def campaign_cancel(campaign: CampaignArgument) -> None:
     """Cancel a campaign: queued emails are marked cancelled and never sent."""
-    _set_campaign(campaign, "cancelled", "cancelled by hand")
+    _set_campaign(campaign, "cancelled")
 
 
 @campaign_app.command("reconcile")

@@ -28,12 +28,14 @@ from needlecast.config import Workspace
 log = logging.getLogger("needlecast.web")
 
 
-def _uvicorn_config(workspace: Workspace, host: str, port: int) -> Any:
+def _uvicorn_config(workspace: Workspace, host: str, port: int, scheduler: Any = None) -> Any:
     import uvicorn
 
-    from needlecast.tracking.app import create_app
+    from needlecast.web.app import create_app
+    from needlecast.web.senders import Senders
 
-    app_ = create_app(workspace, current_store(workspace))
+    engine = current_store(workspace)
+    app_ = create_app(workspace, engine, senders=Senders(workspace, engine, scheduler))
     # Behind a reverse proxy: trust X-Forwarded-* from it (FORWARDED_ALLOW_IPS), links use public_base_url.
     # log_config=None: uvicorn's lines go through needlecast's handlers and their privacy filter.
     return uvicorn.Config(
@@ -50,7 +52,7 @@ def _uvicorn_config(workspace: Workspace, host: str, port: int) -> Any:
 
 
 def _warn_about_webhook(workspace: Workspace) -> None:
-    from needlecast.tracking.app import webhook_mode
+    from needlecast.web.tracking import webhook_mode
 
     mode = webhook_mode(workspace)
     if mode == "refused":
@@ -73,7 +75,8 @@ def web(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the web app: SendGrid webhook, unsubscribe, preferences, double opt-in (uvicorn)."""
+    """Serve the web app: the console (/console), the API (/api/v1), the signup form (/subscribe), the
+    SendGrid webhook, unsubscribe, preferences and double opt-in pages (uvicorn)."""
     import uvicorn
 
     setup_logging(service=True)
@@ -95,9 +98,9 @@ def serve(
     setup_logging(service=True)
     workspace = current_workspace()
     _warn_about_webhook(workspace)
-    stop_scheduler = run_scheduler_in_background(workspace)
+    scheduler, stop_scheduler = run_scheduler_in_background(workspace)
     try:
-        uvicorn.Server(_uvicorn_config(workspace, host, port)).run()
+        uvicorn.Server(_uvicorn_config(workspace, host, port, scheduler)).run()
     finally:
         stop_scheduler()
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from needlecast.audience.addresses import mask_email
-from needlecast.store.schema import contacts, deliveries, events
+from needlecast.config import AttributionSettings
+from needlecast.reports.attribution import attribute
+from needlecast.store.schema import contact_events, contacts, deliveries, events
 
 GROUP = ["campaign_id", "step_id", "segment", "variant", "arm"]
 FLAGS = [
@@ -55,6 +57,7 @@ KIND_FLAG = {
 }
 OUTCOME_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "dropped": "dropped"}
 TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
+CONVERSION_COLUMNS = ("conversions", "converted")  # attributed conversions; deliveries with one or more
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
 SIGNIFICANCE = 0.05
 MIN_GROUP = 10
@@ -70,6 +73,7 @@ class Report:
     health: pd.DataFrame
     recipients: pd.DataFrame = field(default_factory=pd.DataFrame)
     totals: pd.DataFrame = field(default_factory=pd.DataFrame)  # the funnel per campaign
+    conversions: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per conversion, with its rule
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -79,6 +83,7 @@ class Report:
             "ab_test": self.ab,
             "timeline": self.timeline,
             "links": self.links,
+            "conversions": self.conversions,
         }
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
@@ -150,13 +155,20 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
     grouped = flags.groupby(by, dropna=False)
-    counted = [*FLAGS, *(c for c in TOTALS.values() if c in flags)]
+    counted = [
+        *FLAGS,
+        *(c for c in TOTALS.values() if c in flags),
+        *(c for c in CONVERSION_COLUMNS if c in flags),
+        *sorted(c for c in flags.columns if c.startswith("value_")),
+    ]
     table = grouped.size().rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
     table["delivery_rate"] = _rate(table["delivered"], table["sent"])
     table["bounce_rate"] = _rate(table["bounced_hard"] + table["bounced_soft"], table["sent"])
     for flag in ("opened", "clicked", "unsubscribed", "complained"):
         table[f"{flag}_rate"] = _rate(table[flag], table["delivered"])
     table["click_to_open_rate"] = _rate(table["clicked"], table["opened"])
+    if "converted" in table:
+        table["conversion_rate"] = _rate(table["converted"], table["delivered"])
     rate_columns = [c for c in table.columns if c.endswith("_rate")]
     small = table["recipients"] < min_group
     table.loc[small, rate_columns] = float("nan")
@@ -203,7 +215,8 @@ def z_test(successes_a: int, total_a: int, successes_b: int, total_b: int) -> fl
     return math.erfc(abs(z) / math.sqrt(2))
 
 
-AB_METRICS = {"open": "opened", "click": "clicked"}  # metric -> the unique flag it counts
+AB_METRICS = {"open": "opened", "click": "clicked", "conversion": "converted"}  # metric -> the flag it counts
+RATE_OF = {"opened": "opened_rate", "clicked": "clicked_rate", "converted": "conversion_rate"}
 AB_COLUMNS = [
     "campaign_id",
     "step_id",
@@ -218,8 +231,12 @@ AB_COLUMNS = [
     "open_p_value",
     "click_diff",
     "click_p_value",
+    "conversion_rate",
+    "conversion_diff",
+    "conversion_p_value",
     "open_winner",
     "click_winner",
+    "conversion_winner",
 ]
 
 
@@ -246,7 +263,7 @@ def ab_test(flags: pd.DataFrame, subjects: dict[tuple[str, str, str], str] | Non
     rows = []
     for (campaign, step), group in table.groupby(["campaign_id", "step_id"]):
         base = group[group["arm"] == group["arm"].min()].iloc[0]
-        winners = {metric: winner(group, flag) for metric, flag in AB_METRICS.items()}
+        winners = {metric: winner(group, flag) for metric, flag in AB_METRICS.items() if flag in group}
         for _, arm in group.iterrows():
             row: dict[str, object] = {
                 "campaign_id": campaign,
@@ -258,8 +275,11 @@ def ab_test(flags: pd.DataFrame, subjects: dict[tuple[str, str, str], str] | Non
                 "clicked": int(arm["clicked"]),
             }
             for metric, flag in AB_METRICS.items():
-                row[f"{metric}_rate"] = arm[f"{flag}_rate"]
-                row[f"{metric}_diff"] = arm[f"{flag}_rate"] - base[f"{flag}_rate"]
+                if flag not in group:
+                    continue
+                rate = RATE_OF[flag]
+                row[f"{metric}_rate"] = arm[rate]
+                row[f"{metric}_diff"] = arm[rate] - base[rate]
                 row[f"{metric}_p_value"] = (
                     z_test(int(base[flag]), int(base["delivered"]), int(arm[flag]), int(arm["delivered"]))
                     if arm["arm"] != base["arm"]
@@ -305,6 +325,52 @@ def recipients(engine: Engine, flags: pd.DataFrame, unmasked: bool) -> pd.DataFr
     return table.drop(columns=["contact_id"])
 
 
+def _conversions(engine: Engine, types: tuple[str, ...], since: datetime | None) -> pd.DataFrame:
+    """The contact events that count as conversions, each linked to its contact (by id, or by the address hash
+    when the contact came to exist after the event)."""
+    query = (
+        select(
+            contact_events.c.source_id.label("conversion_id"),
+            contact_events.c.type,
+            contact_events.c.occurred_at,
+            contact_events.c.value,
+            contact_events.c.currency,
+            func.coalesce(contact_events.c.contact_id, contacts.c.id).label("contact_id"),
+        )
+        .select_from(contact_events.outerjoin(contacts, contacts.c.email_hash == contact_events.c.email_hash))
+        .where(contact_events.c.type.in_(types))
+    )
+    if since:
+        query = query.where(contact_events.c.occurred_at >= since)
+    with engine.connect() as conn:
+        rows = conn.execute(query)
+        frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+    if not frame.empty:
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+    return frame
+
+
+def add_conversions(flags: pd.DataFrame, credited: pd.DataFrame) -> pd.DataFrame:
+    """`flags` with, per delivery, how many conversions it was credited with (`conversions`), whether it had
+    any (`converted`), and the credited value per currency (`value_GBP`, ...)."""
+    frame = flags.copy()
+    attributed = credited.dropna(subset=["delivery_id"]) if not credited.empty else credited
+    frame["conversions"] = 0
+    frame["converted"] = False
+    if attributed.empty:
+        return frame
+    attributed = attributed.astype({"delivery_id": "int64"})
+    counts = attributed["delivery_id"].value_counts()
+    frame["conversions"] = frame["id"].map(counts).fillna(0).astype("int64")
+    frame["converted"] = frame["conversions"] > 0
+    valued = attributed.dropna(subset=["value"])
+    for currency, part in valued.groupby("currency"):
+        if currency:
+            sums = part.groupby("delivery_id")["value"].sum()
+            frame[f"value_{currency}"] = frame["id"].map(sums).fillna(0.0).astype(float)
+    return frame
+
+
 def load_report(
     engine: Engine,
     campaign: str | None = None,
@@ -315,11 +381,17 @@ def load_report(
     include_recipients: bool = False,
     unmasked: bool = False,
     subjects: dict[tuple[str, str, str], str] | None = None,
+    attribution: AttributionSettings | None = None,
 ) -> Report:
     """Every report table for one campaign (or all) since a moment; `subjects` names the A/B arms' subject
-    lines (`arm_subjects` reads them from the campaign files)."""
+    lines (`CampaignContext.arm_subjects`); `attribution` says which contact events are conversions and
+    their window (default: bookings, 7 days)."""
+    rules = attribution or AttributionSettings()
     ledger, stored = _frames(engine, campaign, since)
-    flags = delivery_flags(ledger, stored)
+    credited = attribute(ledger, stored, _conversions(engine, rules.conversions, since), rules.window_days)
+    if campaign and not credited.empty:
+        credited = credited[credited["campaign_id"] == campaign].reset_index(drop=True)
+    flags = add_conversions(delivery_flags(ledger, stored), credited)
     return Report(
         deliveries=flags,
         funnel=funnel(flags, min_group=min_group),
@@ -329,4 +401,5 @@ def load_report(
         health=health(flags),
         recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame(),
         totals=funnel(flags, ["campaign_id"], min_group=min_group),
+        conversions=credited,
     )

@@ -73,6 +73,19 @@ TITLES = {
     "unique_clickers": "Unique clickers",
     "email": "Email",
     "status": "Status",
+    "conversions": "Conversions",
+    "converted": "Converting recipients",
+    "conversion_rate": "Conversion rate",
+    "conversion_diff": "Conversion rate vs A",
+    "conversion_p_value": "Conversion p-value",
+    "conversion_winner": "Winner (conversions)",
+    "conversion_id": "Conversion",
+    "type": "Type",
+    "occurred_at": "When",
+    "value": "Value",
+    "currency": "Currency",
+    "rule": "Credited by",
+    "delivery_id": "Email (delivery id)",
 }
 SHEETS = {
     "funnel": "Funnel",
@@ -82,6 +95,7 @@ SHEETS = {
     "timeline": "Timeline",
     "links": "Links",
     "recipients": "Recipients",
+    "conversions": "Conversions",
 }
 
 
@@ -90,6 +104,8 @@ def is_rate(column: str) -> bool:
 
 
 def title(column: str) -> str:
+    if column.startswith("value_"):
+        return f"Value ({column.removeprefix('value_')})"
     return TITLES.get(column, column.replace("_", " ").capitalize())
 
 
@@ -157,6 +173,14 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table as JSON-ready rows (NaN as null, numpy numbers as Python ones, times as ISO text)."""
+    rows = []
+    for row in table.to_dict("records"):
+        rows.append({str(k): (v.isoformat() if hasattr(v, "isoformat") else _plain(v)) for k, v in row.items()})
+    return rows
 
 
 def to_json(report: Report) -> str:
@@ -262,7 +286,9 @@ def html_tables(report: Report) -> list[tuple[str, str, list[str], list[list[str
     show them."""
     shown = []
     for name, table in report.tables().items():
-        columns = [c for c in HTML_COLUMNS.get(name, list(table.columns)) if c in table.columns]
+        wanted = HTML_COLUMNS.get(name, list(table.columns))
+        columns = [c for c in wanted if c in table.columns]
+        columns += [c for c in table.columns if str(c).startswith("value_") and c not in columns]
         rows = (
             [
                 [cell_text(c, v) for c, v in zip(columns, row, strict=True)]

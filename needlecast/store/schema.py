@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -86,6 +87,8 @@ consent_events = Table(
     Column("source", String(200), nullable=False),
     Column("wording_version", String(100), nullable=False, default=""),
     Column("recorded_at", DateTime(), nullable=False),
+    # The keyed hash of the network address a consent came from (a signup form); "" otherwise.
+    Column("address_hash", String(64), nullable=False, server_default=""),
 )
 
 suppressions = Table(
@@ -214,4 +217,122 @@ events = Table(
     Column("received_at", DateTime(), nullable=False),
     Column("detail", Text, nullable=False),
     Column("raw", JSON, nullable=False),
+)
+
+
+# Console accounts: an argon2 password hash, a role (admin, marketer, reviewer, analyst).
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+    Column("last_login_at", DateTime(), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# Server-side sessions, by the SHA-256 of the opaque id the cookie carries (a stolen database holds no
+# usable session), with the session's CSRF token.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("last_seen_at", DateTime(), nullable=False),
+    Column("expires_at", DateTime(), nullable=False),
+)
+
+# Log-in attempts by the keyed hash of the account name or the network address: the throttle's memory.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("at", DateTime(), nullable=False),
+    Index("ix_login_attempts_key", "key_hash", "at"),
+)
+
+# Every change, append-only: who (actor_kind user / api_key / cli / system, and its name), what, on what.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_log_at", "at"),
+)
+
+# API keys by the SHA-256 of the key (the key itself is shown once, when it is made).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(500), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("last_used_at", DateTime(), nullable=True),
+    Column("revoked_at", DateTime(), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# The answer to an API write made with an Idempotency-Key: the same key and body get it again.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("actor", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+)
+
+# What the clinic's systems report: bookings, attendances, purchases, custom events; once per source id.
+contact_events = Table(
+    "contact_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source_id", String(200), nullable=False, unique=True),
+    Column("email_hash", String(64), nullable=False, index=True),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True, index=True),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", DateTime(), nullable=False),
+    Column("value", Numeric(14, 2), nullable=True),
+    Column("currency", String(3), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("received_at", DateTime(), nullable=False),
+    Index("ix_contact_events_type_at", "type", "occurred_at"),
+)
+
+# What a signup form asked for (name, concerns, the two consents with their wording versions, the form, the
+# request's address hashed), applied when the confirmation link it emailed is followed.
+signup_requests = Table(
+    "signup_requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
+    Column("first_name", String(200), nullable=False),
+    Column("concerns", String(200), nullable=False),
+    Column("marketing", Boolean, nullable=False),
+    Column("concern_consent", Boolean, nullable=False),
+    Column("marketing_wording", String(100), nullable=False),
+    Column("concern_wording", String(100), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("address_hash", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+    Column("confirmed_at", DateTime(), nullable=True),
 )

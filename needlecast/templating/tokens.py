@@ -56,6 +56,8 @@ TOKENS: dict[str, Token] = {
     # The signed token alone, which both links end in. A provider request carries it instead of the two
     # links (`templating.recipient.RecipientValues.with_links`): a third of each personalization's size.
     "manage": Token("manage", html_safe=True),
+    # A signup's confirmation link (the confirmation email only; empty elsewhere).
+    "confirm_url": Token("confirm_url", html_safe=True),
 }
 
 _TOKEN_RE = re.compile(r"%%([a-z_]+)(\.html)?%%")

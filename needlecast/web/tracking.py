@@ -1,18 +1,18 @@
-"""The tracking web app (Starlette, served by uvicorn): webhook, unsubscribe, preferences, confirmation.
+"""Recipient-facing pages and the SendGrid webhook: unsubscribe, preferences, confirmation, events.
 
 Routes:
     GET  /healthz                 liveness and database check
     POST /webhooks/sendgrid       the signed Event Webhook (2xx only after the commit, 5xx on failure)
-    GET  /u/{token}               unsubscribe confirmation page (a GET alone changes nothing)
+    GET  /u/{token}               unsubscribe confirmation page (a GET or HEAD alone changes nothing)
     POST /u/{token}               RFC 8058 one-click unsubscribe: body List-Unsubscribe=One-Click -> 200
     GET  /p/{token}, POST         preference page: topics, pause 30 days, leave everything
     GET  /confirm/{token}         double opt-in confirmation
 
-Safe by default: a body size limit, signed tokens compared in constant time (a forged or truncated one is
-a 404), a CSRF field and an Origin check on the preference form, no cookies, no redirects, security headers
-(no referrer, so a token never leaks to another site), and error pages and logs without personal data.
-Links and forms are relative or built from `[tracking] public_base_url`, so the app works behind a reverse
-proxy under any path.
+Safe by default: a body size limit, signed tokens compared in constant time (a forged or truncated one, or
+one of an erased person, is a 404), a CSRF field and an Origin check on the preference form, no cookies, no
+redirects, and error pages and logs without personal data. Database work runs in the thread pool. Links
+and forms are relative or built from `[tracking] public_base_url`, so the app works behind a reverse proxy
+under any path.
 """
 
 from __future__ import annotations
@@ -22,75 +22,31 @@ import hmac
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine, text
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from needlecast import signing
 from needlecast.audience.consent import confirm
+from needlecast.audience.signup import CONFIRM_PREFIX, apply_confirmation
 from needlecast.audience.suppression import is_erased
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
+from needlecast.store.helpers import utcnow
 from needlecast.tracking import actions
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook
+from needlecast.web.common import Pages, read_limited, small_form
 
 log = logging.getLogger("needlecast.web")
-_pages = Environment(
-    loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape(["html"])
-)
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
-
-
-class _Headers(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
-
-
-def _check_declared_size(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413)
-
-
-async def _small_form(request: Request) -> Any:
-    """A form body of at most 64 KB, no files, a few fields (the pages' own forms are tiny)."""
-    _check_declared_size(request, 64 * 1024)
-    return await request.form(max_files=0, max_fields=50, max_part_size=16 * 1024)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    _check_declared_size(request, limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413)
-    return bytes(body)
 
 
 def webhook_key_text(workspace: Workspace) -> str:
@@ -110,7 +66,8 @@ def webhook_mode(workspace: Workspace) -> str:
     return "unsigned" if workspace.settings.tracking.accept_unsigned_events else "refused"
 
 
-def create_app(workspace: Workspace, engine: Engine) -> Starlette:
+def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Route]:
+    """The recipient-facing routes and the webhook (see the module docstring)."""
     settings = workspace.settings
     tracking = settings.tracking
     secret = signing_secret(required=settings.delivery.backend == "sendgrid")
@@ -128,7 +85,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
     }
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(_pages.get_template(name).render(**page_context, **context), status_code=status)
+        return pages.response(name, status, {**page_context, **context})
 
     def token_of(request: Request, kind: str) -> signing.TokenPayload:
         try:
@@ -171,7 +128,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def sendgrid_webhook(request: Request) -> Response:
-        body = await _read_limited(request, tracking.max_body_bytes)
+        body = await read_limited(request, tracking.max_body_bytes)
         if mode == "refused":
             return PlainTextResponse(
                 "events must be signed: set the Event Webhook's verification key in needlecast", status_code=403
@@ -214,7 +171,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         if request.method in ("GET", "HEAD"):  # only the POST of RFC 8058 changes anything
             preferences = f"../p/{request.path_params['token']}"
             return page("unsubscribe.html", title="Unsubscribe", done=False, preferences_url=preferences)
-        form = await _small_form(request)
+        form = await small_form(request)
         if form.get("List-Unsubscribe") != "One-Click":
             return page(
                 "message.html",
@@ -235,7 +192,7 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
         token = request.path_params["token"]
         saved = ""
         if request.method == "POST":
-            form = await _small_form(request)
+            form = await small_form(request)
             valid = hmac.compare_digest(str(form.get("csrf", "")), csrf_for(token))
             if not valid or not same_origin(request):
                 return page(
@@ -284,7 +241,13 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
             payload = signing.verify(secret, signing.CONFIRM, token)
             if is_erased(conn, payload.contact_id):
                 raise NotFound("that confirmation link belongs to a contact who was erased")
-            confirm(conn, token, secret)
+            if payload.campaign.startswith(CONFIRM_PREFIX):  # a signup form's request
+                request_id = payload.campaign.removeprefix(CONFIRM_PREFIX)
+                if not request_id.isdigit():
+                    raise NotFound("that confirmation link is not one of ours")
+                apply_confirmation(conn, payload.contact_id, int(request_id), utcnow())
+            else:
+                confirm(conn, token, secret)
 
     async def confirm_page(request: Request) -> Response:
         try:
@@ -304,35 +267,10 @@ def create_app(workspace: Workspace, engine: Engine) -> Starlette:
             message=f"Thank you. You will now receive emails from {settings.clinic.name}.",
         )
 
-    async def not_found(_request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 500)
-        message = {
-            400: "This request could not be understood.",
-            404: "This page does not exist.",
-            405: "This page cannot be used that way.",
-            413: "The request is too large.",
-        }.get(status, "Something went wrong on our side. Please try again later.")
-        response = page("message.html", status=status, title="Sorry", message=message)
-        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
-        return response
-
-    async def server_error(_request: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
-        return page(
-            "message.html",
-            status=500,
-            title="Sorry",
-            message="Something went wrong on our side. Please try again later.",
-        )
-
-    return Starlette(
-        routes=[
-            Route("/healthz", health),
-            Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
-            Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
-            Route("/p/{token}", preferences_page, methods=["GET", "POST"]),
-            Route("/confirm/{token}", confirm_page),
-        ],
-        middleware=[Middleware(_Headers)],
-        exception_handlers={HTTPException: not_found, 500: server_error},
-    )
+    return [
+        Route("/healthz", health),
+        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+        Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
+        Route("/p/{token}", preferences_page, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm_page),
+    ]

@@ -12,7 +12,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from needlecast.config import Workspace
-from needlecast.tracking.app import create_app
+from needlecast.web.app import create_app
 
 
 @contextmanager

@@ -1,0 +1,152 @@
+"""Console accounts: add, list, disable and enable, change role or password; check a password.
+
+Contract: passwords are hashed with argon2id (argon2-cffi's defaults) and never stored or logged as given;
+a password shorter than `MIN_PASSWORD` is refused. `authenticate` answers only for an active account with
+the right password and raises `AuthenticationFailed` otherwise, with one message whatever was wrong (a
+stranger learns nothing about which accounts exist). Every change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Connection, func, insert, select, update
+
+from needlecast.accounts import audit
+from needlecast.accounts.roles import ROLES, Actor, require
+from needlecast.audience.addresses import normalise_email
+from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import sessions, users
+
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so that an unknown address costs as long as a wrong
+# password (no timing tells which accounts exist).
+_DUMMY_HASH = _hasher.hash("not a real password, only a timing twin")
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidRequest(f"'{role}' is not a role; use one of: {', '.join(ROLES)}")
+    return role
+
+
+def _check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+def add_user(conn: Connection, actor: Actor, email: str, role: str, password: str, display_name: str = "") -> int:
+    """A new active account; `InvalidRequest` for a known address, an unknown role or a short password."""
+    require(actor, "users.manage")
+    address = normalise_email(email)
+    _check_role(role)
+    _check_password(password)
+    if conn.execute(select(users.c.id).where(users.c.email == address)).first() is not None:
+        raise InvalidRequest(f"there is already an account for {address}")
+    now = utcnow()
+    user_id = int(
+        conn.execute(
+            insert(users).returning(users.c.id),
+            {
+                "email": address,
+                "display_name": display_name or address.split("@")[0],
+                "role": role,
+                "password_hash": _hasher.hash(password),
+                "disabled": False,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+    )
+    audit.record(conn, actor, "user.added", f"user:#{user_id}", email=address, role=role)
+    return user_id
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(
+            users.c.id,
+            users.c.email,
+            users.c.display_name,
+            users.c.role,
+            users.c.disabled,
+            users.c.created_at,
+            users.c.last_login_at,
+        ).order_by(users.c.id)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def user_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+def find_user(conn: Connection, email: str) -> dict[str, Any]:
+    row = conn.execute(select(users).where(users.c.email == normalise_email(email))).mappings().first()
+    if row is None:
+        raise NotFound(f"no console account for {normalise_email(email)}")
+    return dict(row)
+
+
+def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
+    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no console account #{user_id}")
+    return dict(row)
+
+
+def _change(conn: Connection, actor: Actor, user_id: int, action: str, **values: Any) -> None:
+    require(actor, "users.manage")
+    user = get_user(conn, user_id)
+    conn.execute(update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow()))
+    shown = {k: v for k, v in values.items() if k != "password_hash"}
+    audit.record(conn, actor, action, f"user:#{user_id}", email=user["email"], **shown)
+
+
+def set_role(conn: Connection, actor: Actor, user_id: int, role: str) -> None:
+    _change(conn, actor, user_id, "user.role_changed", role=_check_role(role))
+
+
+def set_disabled(conn: Connection, actor: Actor, user_id: int, disabled: bool) -> None:
+    """Disable (every session of the account ends) or enable an account."""
+    _change(conn, actor, user_id, "user.disabled" if disabled else "user.enabled", disabled=disabled)
+    if disabled:
+        conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
+
+
+def set_password(conn: Connection, actor: Actor, user_id: int, password: str) -> None:
+    _change(conn, actor, user_id, "user.password_changed", password_hash=_hasher.hash(_check_password(password)))
+    conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
+
+
+def authenticate(conn: Connection, email: str, password: str) -> Actor:
+    """The actor of an active account whose password this is; `AuthenticationFailed` otherwise."""
+    failure = AuthenticationFailed("that address and password do not match an active account")
+    try:
+        address = normalise_email(email)
+    except NeedlecastError:
+        raise failure from None
+    row = conn.execute(select(users).where(users.c.email == address)).mappings().first()
+    try:
+        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        raise failure from None
+    if row is None or row["disabled"]:
+        raise failure
+    if _hasher.check_needs_rehash(row["password_hash"]):
+        conn.execute(update(users).where(users.c.id == row["id"]).values(password_hash=_hasher.hash(password)))
+    conn.execute(update(users).where(users.c.id == row["id"]).values(last_login_at=utcnow()))
+    return Actor("user", row["email"], id=int(row["id"]), role=row["role"])
+
+
+def actor_for(conn: Connection, user_id: int) -> Actor | None:
+    """The actor of an active account (None when it is gone or disabled)."""
+    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    if row is None or row["disabled"]:
+        return None
+    return Actor("user", row["email"], id=int(row["id"]), role=row["role"])

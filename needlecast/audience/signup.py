@@ -1,0 +1,204 @@
+"""Leads from the signup form: a request stored, a confirmation emailed, consents recorded on confirmation.
+
+Contract:
+- `request_signup(conn, key, form)` validates the form's values (`InvalidRequest` naming the field) and
+  decides, without telling the caller which: a new address becomes a `pending` contact with no consent and
+  no concerns yet; an existing one is left exactly as it is; a suppressed or erased address gets nothing at
+  all (it stays suppressed). It returns a `Signup` with the contact id and the stored request, and whether a
+  confirmation email should go (not to a suppressed address), or None when nothing is to be done.
+- Nothing a stranger submits changes a contact until the emailed link is followed: `apply_confirmation`
+  then records the marketing consent and, if ticked, the consent to use the skin concern (health data),
+  each with the form's wording version, its source (`form:NAME`), the time and the request's address hash,
+  and sets the concerns and first name. Without the health-data consent the lead gets general content.
+- With double opt-in off, a new address's request is applied at once (an existing contact still confirms).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.audience.consent import record_consent
+from needlecast.config import SignupSettings
+from needlecast.content.vocabulary import Vocabulary
+from needlecast.errors import InvalidAddress, InvalidRequest, NotFound
+from needlecast.store.helpers import hash_key
+from needlecast.store.schema import consent_events, contacts, signup_requests, suppressions
+
+FORM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+CONFIRM_PREFIX = "signup:"
+
+
+@dataclass(frozen=True)
+class SignupForm:
+    email: str
+    first_name: str
+    concerns: tuple[str, ...]
+    marketing: bool
+    concern_consent: bool
+    form: str
+    address_hash: str
+
+
+@dataclass(frozen=True)
+class Signup:
+    contact_id: int
+    request_id: int
+    email: str
+    first_name: str
+    send_confirmation: bool
+    applied: bool  # single opt-in: already recorded
+
+
+def parse_form(values: dict[str, Any], vocabulary: Vocabulary, address_hash: str) -> SignupForm:
+    """The form's fields (urlencoded or JSON alike), validated; `InvalidRequest`/`InvalidAddress` name the
+    field."""
+
+    def text(name: str, limit: int) -> str:
+        value = values.get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{name}: must be text")
+        if len(value) > limit:
+            raise InvalidRequest(f"{name}: longer than {limit} characters")
+        return " ".join(value.split())
+
+    def ticked(name: str) -> bool:
+        value = values.get(name)
+        return value is True or (isinstance(value, str) and value.lower() in ("1", "yes", "on", "true"))
+
+    try:
+        email = normalise_email(text("email", 320))
+    except InvalidAddress as err:
+        raise InvalidRequest(f"email: {err}") from None
+    raw = values.get("concerns") or []
+    raw = [raw] if isinstance(raw, str) else raw
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise InvalidRequest("concerns: must be a list of concerns")
+    unknown = [c for c in raw if c not in vocabulary.names]
+    if unknown:
+        raise InvalidRequest(f"concerns: '{unknown[0]}' is not one of {', '.join(vocabulary.names)}")
+    form = text("form", 40) or "website"
+    if not FORM_NAME.match(form):
+        raise InvalidRequest("form: use lower-case letters, digits and - (at most 40)")
+    if not ticked("marketing_consent"):
+        raise InvalidRequest("marketing_consent: tick the box to agree to receive our emails")
+    return SignupForm(
+        email, text("first_name", 200), tuple(dict.fromkeys(raw)), True, ticked("concern_consent"), form, address_hash
+    )
+
+
+def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings, now: datetime) -> Signup | None:
+    """Store the request (see the module contract); None when nothing may be done (a suppressed address)."""
+    key = hash_key(conn)
+    hashed = email_hash(key, form.email)
+    if conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first():
+        return None  # suppressed or erased: stays so, and the form answers as it does for anyone
+    row = conn.execute(
+        select(contacts.c.id, contacts.c.status, contacts.c.marketing_consent).where(contacts.c.email == form.email)
+    ).first()
+    new = row is None
+    if new:
+        contact_id = int(
+            conn.execute(
+                insert(contacts).returning(contacts.c.id),
+                {
+                    "email": form.email,
+                    "email_hash": hashed,
+                    "first_name": "",
+                    "last_name": "",
+                    "concerns": "",
+                    "time_zone": "",
+                    "locale": "",
+                    "tags": "",
+                    "status": "pending",
+                    "marketing_consent": False,
+                    "concern_consent": False,
+                    "attributes": {},
+                    "signed_up_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).scalar_one()
+        )
+    else:
+        assert row is not None
+        contact_id = int(row.id)
+    request_id = int(
+        conn.execute(
+            insert(signup_requests).returning(signup_requests.c.id),
+            {
+                "contact_id": contact_id,
+                "first_name": form.first_name,
+                "concerns": ";".join(form.concerns),
+                "marketing": form.marketing,
+                "concern_consent": form.concern_consent,
+                "marketing_wording": settings.marketing_wording_version,
+                "concern_wording": settings.concern_wording_version,
+                "source": f"form:{form.form}",
+                "address_hash": form.address_hash,
+                "created_at": now,
+                "confirmed_at": None,
+            },
+        ).scalar_one()
+    )
+    if new:
+        conn.execute(
+            insert(consent_events),
+            {
+                "contact_id": contact_id,
+                "purpose": "marketing",
+                "action": "pending",
+                "source": f"form:{form.form}",
+                "wording_version": settings.marketing_wording_version,
+                "recorded_at": now,
+                "address_hash": form.address_hash,
+            },
+        )
+    if new and not settings.double_opt_in:
+        apply_confirmation(conn, contact_id, request_id, now)
+        return Signup(contact_id, request_id, form.email, form.first_name, False, True)
+    return Signup(contact_id, request_id, form.email, form.first_name, True, False)
+
+
+def apply_confirmation(conn: Connection, contact_id: int, request_id: int, now: datetime) -> bool:
+    """Record what the signup request asked for (see the module contract). False when it was applied already;
+    `NotFound` when the request or its contact is gone."""
+    request = (
+        conn.execute(
+            select(signup_requests).where(
+                signup_requests.c.id == request_id, signup_requests.c.contact_id == contact_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if request is None:
+        raise NotFound("that confirmation link belongs to a signup that no longer exists")
+    if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first() is None:
+        raise NotFound("that confirmation link belongs to a contact who no longer exists")
+    if request["confirmed_at"] is not None:
+        return False
+    source = str(request["source"])
+    conn.execute(update(signup_requests).where(signup_requests.c.id == request_id).values(confirmed_at=now))
+    values: dict[str, Any] = {"updated_at": now}
+    if request["first_name"]:
+        values["first_name"] = request["first_name"]
+    if request["concerns"]:
+        values["concerns"] = request["concerns"]
+    conn.execute(update(contacts).where(contacts.c.id == contact_id).values(values))
+    evidence = {"source": source, "at": now, "address_hash": request["address_hash"]}
+    record_consent(conn, contact_id, "marketing", True, wording_version=request["marketing_wording"], **evidence)
+    wants_concern = bool(request["concern_consent"] and request["concerns"])
+    had_concern = bool(conn.execute(select(contacts.c.concern_consent).where(contacts.c.id == contact_id)).scalar())
+    if wants_concern or had_concern:  # granted, or withdrawn by the person's own confirmed choice
+        record_consent(
+            conn, contact_id, "concern", wants_concern, wording_version=request["concern_wording"], **evidence
+        )
+    return True

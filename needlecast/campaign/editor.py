@@ -1,0 +1,104 @@
+"""Writing campaign files from the console: through the same loader that reads them.
+
+Contract:
+- `save_document(ctx, document, replacing)` dumps a campaign mapping to YAML, validates the text with
+  `load_campaign` as `campaigns/ID.yaml` (templates and segments checked, another file's id refused) and
+  only then writes it, atomically; the error names the file, the field and the fix like any campaign file's.
+  `replacing` is the file being edited (its id may change: the old file is then removed).
+- `record_signoff(ctx, campaign, reviewer, note, on)` writes `signoff: {reviewer, date, note, covers}` (the
+  digests of what was reviewed: `campaign.signoff.covered_files`) into the campaign's file, replacing an
+  earlier one and keeping the rest of the text (and its comments) as it was.
+- `document_of(campaign)` is the campaign's file as a mapping, for the console's form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.loader import load_campaign
+from needlecast.campaign.model import Campaign
+from needlecast.campaign.signoff import covered_files
+from needlecast.errors import CampaignFileError
+from needlecast.templating.context import variant_concerns
+from needlecast.templating.environment import email_templates
+
+_SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _validate(ctx: CampaignContext, path: Path, text: str, replacing: Path | None) -> Campaign:
+    campaign = load_campaign(
+        path,
+        variant_concerns(ctx.vocabulary),
+        templates=email_templates(ctx.workspace.templates_dir),
+        segments=ctx.segments,
+        source=text.encode("utf-8"),
+    )
+    other = ctx.campaigns.get(campaign.id)
+    if other is not None and other.path.resolve() != (replacing or path).resolve():
+        raise CampaignFileError(
+            str(path), "id", f"'{campaign.id}' is already the id of {other.path.name}", "give the campaign its own id"
+        )
+    return campaign
+
+
+def document_of(campaign: Campaign) -> dict[str, Any]:
+    loaded = yaml.safe_load(campaign.path.read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def save_document(ctx: CampaignContext, document: dict[str, Any], replacing: Path | None = None) -> Campaign:
+    """Validate and write a campaign (see the module contract); returns it as loaded."""
+    campaign_id = str(document.get("id") or "")
+    path = ctx.workspace.campaigns_dir / f"{campaign_id or 'new-campaign'}.yaml"
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
+    campaign = _validate(ctx, path, text, replacing)
+    _atomic_write(path, text)
+    if replacing is not None and replacing.resolve() != path.resolve():
+        replacing.unlink(missing_ok=True)
+    return campaign
+
+
+def record_signoff(ctx: CampaignContext, campaign: Campaign, reviewer: str, note: str, on: date) -> Campaign:
+    """Write the sign-off into the campaign's file (see the module contract)."""
+    if not reviewer.strip() or not note.strip():
+        raise CampaignFileError(str(campaign.path), "signoff.note", "is missing", "say what was reviewed and accepted")
+    signoff = {
+        "reviewer": reviewer.strip(),
+        "date": on.isoformat(),
+        "note": note.strip(),
+        "covers": covered_files(ctx, campaign),
+    }
+    block = yaml.safe_dump(
+        {"signoff": signoff},
+        sort_keys=False,
+        allow_unicode=True,
+        width=110,
+    )
+    text = campaign.path.read_text(encoding="utf-8")
+    if _SIGNOFF_BLOCK.search(text):
+        text = _SIGNOFF_BLOCK.sub(lambda _m: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n" + block
+    saved = _validate(ctx, campaign.path, text, campaign.path)
+    _atomic_write(campaign.path, text)
+    return saved

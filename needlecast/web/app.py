@@ -1,0 +1,85 @@
+"""The one ASGI app (Starlette, served by uvicorn).
+
+    /healthz, /webhooks/sendgrid, /u, /p, /confirm   tracking (`needlecast.web.tracking`)
+    /subscribe                                        the hosted signup form (`needlecast.web.signup`)
+    /api/v1/...                                       the REST API and its OpenAPI document (`needlecast.web.api`)
+    /console/...                                      the console (`needlecast.web.console`)
+    /metrics                                          Prometheus metrics (`needlecast.web.metrics`)
+
+Contract: `create_app(workspace, engine, senders=...)` builds it. `senders` starts sends the console and the
+API ask for (an in-process scheduler under `needlecast serve`, else a sender thread in this process that
+takes the store's sender lock). Errors are one page (or, under /api, one JSON shape) without personal data;
+no handler blocks the event loop on the database or on files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+
+from needlecast.config import Workspace
+from needlecast.web.common import Pages, SecurityHeaders
+from needlecast.web.senders import Senders
+from needlecast.web.tracking import tracking_routes
+
+log = logging.getLogger("needlecast.web")
+PAGES = Path(__file__).parent / "templates"
+
+
+def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None = None) -> Starlette:
+    from needlecast.web.api import api_app
+    from needlecast.web.console import console_app
+    from needlecast.web.metrics import metrics_routes
+    from needlecast.web.signup import signup_routes
+
+    settings = workspace.settings
+    pages = Pages(PAGES)
+    page_context = {
+        "clinic": settings.clinic.name,
+        "address": settings.clinic.postal_address,
+        "lang": settings.clinic.language,
+    }
+    senders = senders or Senders(workspace, engine)
+    routes: list[BaseRoute] = [
+        *tracking_routes(workspace, engine, pages),
+        *signup_routes(workspace, engine, pages),
+        *metrics_routes(engine),
+        Mount("/api/v1", app=api_app(workspace, engine, senders)),
+        Mount("/console", app=console_app(workspace, engine, senders)),
+    ]
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        message = {
+            400: "This request could not be understood.",
+            403: "This is not allowed.",
+            404: "This page does not exist.",
+            405: "This page cannot be used that way.",
+            413: "The request is too large.",
+            429: "Too many requests. Please wait a little and try again.",
+        }.get(status, "Something went wrong on our side. Please try again later.")
+        response = pages.response("message.html", status, {**page_context, "title": "Sorry", "message": message})
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
+
+    async def server_error(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
+        return pages.response(
+            "message.html",
+            500,
+            {**page_context, "title": "Sorry", "message": "Something went wrong on our side. Please try again later."},
+        )
+
+    handlers: dict[Any, Any] = {HTTPException: http_error, 500: server_error}
+    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)
+    app.state.senders = senders
+    return app

@@ -1,0 +1,101 @@
+"""What every part of the web app shares: security headers, body limits, client addresses, pages.
+
+Contract:
+- `SecurityHeaders` sets no-sniff, no-referrer, no-store, a frame policy and a strict Content-Security-Policy
+  on every response that does not set its own (the console and the email preview set theirs).
+- `read_limited(request, limit)` reads a body of at most `limit` bytes (413 beyond); `small_form` a form.
+- `client_address(request)` is the caller's network address (uvicorn resolves a trusted proxy's
+  X-Forwarded-For first); it is only ever stored or compared as a keyed hash.
+- `Pages(folder, **globals)` renders autoescaped Jinja2 pages from a folder of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STRICT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "content-security-policy": STRICT_CSP,
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every HTTP response, unless the response set one itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    _check_declared_size(request, limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413)
+    return bytes(body)
+
+
+async def small_form(request: Request, *, limit: int = 64 * 1024, fields: int = 200) -> FormData:
+    """A form body of at most `limit` bytes and no files (every page's own forms are small)."""
+    _check_declared_size(request, limit)
+    return await request.form(max_files=0, max_fields=fields, max_part_size=limit)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+class Pages:
+    """Autoescaped Jinja2 pages from `folder`, with `globals` in every page."""
+
+    def __init__(self, folder: Path, **globals_: Any) -> None:
+        self.env = Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(["html"]))
+        self.env.globals.update(globals_)
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+    def response(
+        self,
+        name: str,
+        status: int = 200,
+        context: Mapping[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        return HTMLResponse(self.render(name, **(context or {})), status_code=status, headers=headers)

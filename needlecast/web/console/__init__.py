@@ -1,0 +1,72 @@
+"""The console: a server-rendered web app (Jinja2, no JavaScript, no build step, no CDN) in which marketers,
+reviewers, analysts and admins do their whole job.
+
+Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
+the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.operations`
+(checked and audited, the same calls the command line makes) and is a POST carrying the session's CSRF
+token. Database and file work runs in the thread pool, so the console stays responsive while a send runs.
+Links are built from the path the app is mounted at, so it works behind a reverse proxy's path prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from needlecast.accounts.sessions import Session
+from needlecast.config import Workspace, signing_secret
+from needlecast.web.common import Pages
+from needlecast.web.console.auth import Console, Who
+from needlecast.web.senders import Senders
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def console_app(workspace: Workspace, engine: Engine, senders: Senders) -> Starlette:
+    from needlecast.web.console import admin_views, audience_views, campaign_views, report_views, session_views
+    from needlecast.web.console.jobs import ImportJobs
+
+    pages = Pages(HERE / "templates")
+
+    def render(
+        request: Request, who: Who | Session | None, template: str, status: int = 200, **context: Any
+    ) -> Response:
+        """A console page for `who` (a view's `Who`, or a resolved session; None before log-in)."""
+        actor = who.actor if who else None
+        html = pages.render(
+            template,
+            prefix=console.prefix(request),
+            user=actor,
+            csrf=who.csrf if who else "",
+            may=(lambda action: bool(actor and actor.may(action))),
+            status=status,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers={"content-security-policy": CSP})
+
+    secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
+    console = Console(workspace, engine, secret, render)
+    jobs = ImportJobs()
+    routes = [
+        *session_views.routes(console),
+        *campaign_views.routes(console, senders),
+        *audience_views.routes(console, jobs),
+        *report_views.routes(console),
+        *admin_views.routes(console),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.console = console
+    app.state.jobs = jobs
+    return app

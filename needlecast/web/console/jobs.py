@@ -1,0 +1,85 @@
+"""Audience imports started from the console: run in a background thread, watched by a progress page.
+
+Contract: `ImportJobs.start(...)` copies nothing itself: it is given the uploaded file, already written
+under the workspace's state folder, and returns a job id at once; the import runs in a thread (one
+transaction, as from the command line), updating the job's stage and counts; `get(id)` reads it. Jobs live
+in this process's memory; the import audit in the store keeps every import for good.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from needlecast.audience.importer import ImportSummary, Progress
+from needlecast.errors import ConfigurationError, NeedlecastError
+
+
+@dataclass
+class ImportJob:
+    id: str
+    file_name: str
+    stage: str = "waiting"
+    done: int = 0
+    total: int = 0
+    summary: ImportSummary | None = None
+    error: str = ""
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+    @property
+    def percent(self) -> int:
+        if self.summary is not None:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+class ImportJobs:
+    def __init__(self) -> None:
+        self._jobs: dict[str, ImportJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, file_name: str, run: Callable[[Progress], ImportSummary]) -> ImportJob:
+        job = ImportJob(uuid.uuid4().hex, file_name)
+        with self._lock:
+            self._jobs[job.id] = job
+
+        def progress(stage: str, done: int, total: int) -> None:
+            job.stage, job.done, job.total = stage, done, total
+
+        def work() -> None:
+            try:
+                job.stage = "reading"
+                job.summary = run(progress)
+                job.stage = "done"
+            except (NeedlecastError, ConfigurationError) as err:
+                job.error, job.stage = str(err), "failed"
+            except Exception as err:  # a bug: the import's transaction was rolled back
+                job.error, job.stage = f"the import failed ({type(err).__name__}); nothing was changed", "failed"
+            finally:
+                job.finished.set()
+
+        threading.Thread(target=work, name=f"import-{job.id[:8]}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> ImportJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def recent(self) -> list[ImportJob]:
+        with self._lock:
+            return list(self._jobs.values())[-20:][::-1]
+
+
+def upload_path(state_dir: Path, file_name: str) -> Path:
+    """Where an uploaded file is kept (its rejects file is written beside it)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(file_name).name)[-100:] or "upload.csv"
+    folder = state_dir / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / safe

@@ -1,0 +1,85 @@
+"""Who sends when the console or the API says "send now".
+
+Contract: `Senders(workspace, engine, scheduler=None).send_now(campaign_id)` never sends in the request: with
+an in-process scheduler (`needlecast serve`) it adds a one-off job to it; otherwise, when no scheduler holds
+the store's sender lock, a thread of this process takes the lock and sends; and when a scheduler runs
+elsewhere, the one-off job goes into the shared job store, where that scheduler finds it at its next wake-up
+(within a minute). `busy()` names the campaigns this process is sending now.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+
+from needlecast.config import Workspace
+
+log = logging.getLogger("needlecast.web")
+
+
+class Senders:
+    def __init__(self, workspace: Workspace, engine: Engine, scheduler: Any = None) -> None:
+        self.workspace = workspace
+        self.engine = engine
+        self.scheduler = scheduler
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+        self.finished = threading.Event()  # set whenever a send of this process ends (tests wait on it)
+
+    def busy(self) -> set[str]:
+        with self._lock:
+            return set(self._busy)
+
+    def send_now(self, campaign_id: str) -> str:
+        """Start sending `campaign_id`; says where it is being sent (for the page that asked)."""
+        from needlecast.schedule import add_send_now_job
+
+        root = str(self.workspace.root)
+        if self.scheduler is not None:
+            add_send_now_job(self.scheduler, root, campaign_id)
+            return "the scheduler is sending it now"
+        from needlecast.schedule import SenderLock
+
+        lock = SenderLock(self.engine)
+        if lock.acquire():
+            with self._lock:
+                self._busy.add(campaign_id)
+            self.finished.clear()
+            threading.Thread(
+                target=self._send, args=(lock, campaign_id), name=f"send-{campaign_id}", daemon=True
+            ).start()
+            return "this web app is sending it now"
+        self._queue_for_the_scheduler(root, campaign_id)
+        return "the running scheduler picks it up within a minute"
+
+    def _send(self, lock: Any, campaign_id: str) -> None:
+        from needlecast.campaign.runner import Runner
+        from needlecast.delivery import get_backend
+        from needlecast.errors import ConfigurationError, NeedlecastError
+        from needlecast.schedule import recover
+
+        try:
+            recover(self.engine)
+            Runner(self.workspace, self.engine, get_backend(self.workspace)).send(campaign_id, send_now=True)
+        except (NeedlecastError, ConfigurationError) as err:
+            log.error("campaign %s not sent: %s", campaign_id, err)
+        except Exception as err:  # a bug: logged by type only, the send's rows are safe in the ledger
+            log.error("campaign %s send failed: %s", campaign_id, type(err).__name__)
+        finally:
+            lock.release()
+            with self._lock:
+                self._busy.discard(campaign_id)
+            self.finished.set()
+
+    def _queue_for_the_scheduler(self, root: str, campaign_id: str) -> None:
+        from needlecast.schedule import StopSafeBackgroundScheduler, add_send_now_job, build_scheduler
+
+        scheduler = build_scheduler(self.engine, StopSafeBackgroundScheduler)
+        scheduler.start(paused=True)
+        try:
+            add_send_now_job(scheduler, root, campaign_id)
+        finally:
+            scheduler.shutdown(wait=False)

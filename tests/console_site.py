@@ -1,0 +1,119 @@
+"""A running web app for console, API and signup tests: uvicorn on loopback, a store on SQLite or PostgreSQL,
+the sample audience, and one account per role.
+
+`site(...)` is a context manager yielding a `ConsoleSite`: its `url`, `engine`, `workspace`, the `senders`
+(so a test can wait on a send), `login(role)` (an httpx client holding that role's session) and `api(key)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from sqlalchemy import Engine
+
+from needlecast.accounts.apikeys import create as create_key
+from needlecast.accounts.roles import ROLES, SCOPES, cli_actor
+from needlecast.accounts.users import add_user
+from needlecast.audience.importer import import_file
+from needlecast.config import Workspace, open_workspace
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.store.engine import open_store
+from needlecast.web.app import create_app
+from needlecast.web.senders import Senders
+from tests.waiting import wait_until
+
+PASSWORD = "a long enough test password"
+SEEDS = ["qa.seed@clinic.example"]
+
+
+def email_of(role: str) -> str:
+    return f"{role}@clinic.example"
+
+
+@dataclass
+class ConsoleSite:
+    url: str
+    engine: Engine
+    workspace: Workspace
+    senders: Senders
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=60)
+        self.clients.append(client)
+        return client
+
+    def login(self, role: str) -> httpx.Client:
+        client = self.client()
+        page = client.get("/console/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text
+        done = client.post(
+            "/console/login", data={"csrf": token.group(1), "email": email_of(role), "password": PASSWORD, "next": ""}
+        )
+        assert done.status_code == 303, done.text
+        return client
+
+    def api(self, key: str) -> httpx.Client:
+        client = httpx.Client(base_url=f"{self.url}/api/v1", timeout=60, headers={"Authorization": f"Bearer {key}"})
+        self.clients.append(client)
+        return client
+
+    def key(self, *scopes: str) -> str:
+        with self.engine.begin() as conn:
+            return create_key(conn, cli_actor(), "tests", list(scopes or SCOPES))
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def configure(root: Path) -> None:
+    """Seed addresses, a throttle without waiting, and the webhook that accepts the outbox's events."""
+    config = root / "needlecast.toml"
+    text = config.read_text()
+    text += f"\n[console]\ntest_recipients = {SEEDS!r}\nlogin_slow_seconds = 0.0\n".replace("'", '"')
+    config.write_text(text)
+
+
+@contextlib.contextmanager
+def site(root: Path, store_url: str, *, scheduler: object = None, import_sample: bool = True) -> Iterator[ConsoleSite]:
+    configure(root)
+    workspace = open_workspace(root)
+    engine = open_store(store_url)
+    if import_sample:
+        import_file(engine, root / "audiences" / "sample.csv", load_vocabulary_for(workspace))
+    with engine.begin() as conn:
+        for role in ROLES:
+            add_user(conn, cli_actor(), email_of(role), role, PASSWORD)
+    senders = Senders(workspace, engine, scheduler)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(workspace, engine, senders=senders), log_level="warning", access_log=False, log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 60, "uvicorn to start")
+    running = ConsoleSite(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, workspace, senders)
+    try:
+        yield running
+    finally:
+        for client in running.clients:
+            client.close()
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+        engine.dispose()

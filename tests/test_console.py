@@ -1,0 +1,310 @@
+"""The console over real HTTP (uvicorn on loopback), on SQLite and PostgreSQL: permissions per route,
+CSRF, sessions, the log-in throttle, and every change in the audit log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select, update
+
+from needlecast import ledger
+from needlecast.accounts.audit import entries
+from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
+from needlecast.audience.contacts import get_contact
+from needlecast.delivery.outbox import read_outbox
+from needlecast.store.schema import sessions
+from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site
+from tests.waiting import wait_until
+
+
+@pytest.fixture()
+def console(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    with site(workspace_dir, store_url) as running:
+        yield running
+
+
+# (method, path, the action it needs); {contact} is filled in with a real contact's id
+ROUTES = [
+    ("GET", "/console/", "campaigns.view"),
+    ("GET", "/console/campaigns/spring-guide", "campaigns.view"),
+    ("GET", "/console/campaigns/spring-guide/preview", "campaigns.view"),
+    ("GET", "/console/campaigns/spring-guide/preview.html", "campaigns.view"),
+    ("GET", "/console/campaigns/new", "campaigns.edit"),
+    ("POST", "/console/campaigns/new", "campaigns.edit"),
+    ("GET", "/console/campaigns/spring-guide/edit", "campaigns.edit"),
+    ("POST", "/console/campaigns/spring-guide/edit", "campaigns.edit"),
+    ("GET", "/console/campaigns/spring-guide/confirm/pause", "campaigns.schedule"),
+    ("POST", "/console/campaigns/spring-guide/schedule", "campaigns.schedule"),
+    ("POST", "/console/campaigns/spring-guide/pause", "campaigns.schedule"),
+    ("POST", "/console/campaigns/spring-guide/test-send", "campaigns.test_send"),
+    ("POST", "/console/campaigns/spring-guide/signoff", "signoff.record"),
+    ("GET", "/console/templates", "templates.edit"),
+    ("GET", "/console/templates/emails/welcome", "templates.edit"),
+    ("POST", "/console/templates/emails/welcome", "templates.edit"),
+    ("GET", "/console/audiences", "audiences.view"),
+    ("POST", "/console/audiences/import", "audiences.import"),
+    ("GET", "/console/contacts", "contacts.view"),
+    ("GET", "/console/contacts/{contact}", "contacts.view"),
+    ("POST", "/console/contacts/{contact}/suppress", "contacts.suppress"),
+    ("POST", "/console/contacts/{contact}/erase", "contacts.erase"),
+    ("GET", "/console/reports", "reports.view"),
+    ("GET", "/console/reports/spring-guide", "reports.view"),
+    ("GET", "/console/reports/spring-guide/report.csv", "reports.view"),
+    ("GET", "/console/users", "users.manage"),
+    ("POST", "/console/users", "users.manage"),
+    ("POST", "/console/users/1/role", "users.manage"),
+    ("GET", "/console/audit", "audit.view"),
+]
+
+
+def _path(console: ConsoleSite, path: str) -> str:
+    if "{contact}" in path:
+        with console.engine.connect() as conn:
+            path = path.replace("{contact}", str(get_contact(conn, "quinn.1@example.org")["id"]))
+    return path
+
+
+def test_every_console_route_refuses_anonymous_requests_and_roles_without_its_action(console: ConsoleSite) -> None:
+    anonymous = console.client()
+    for method, raw, _action in ROUTES:
+        response = anonymous.request(method, _path(console, raw), data={"csrf": "x"})
+        if method == "GET":
+            assert response.status_code == 303 and "/console/login" in response.headers["location"], raw
+        else:
+            assert response.status_code == 403, raw
+    for role in ROLES:
+        client = console.login(role)
+        token = csrf_of(client.get("/console/").text)
+        for method, raw, action in ROUTES:
+            if action in ROLE_ACTIONS[role]:
+                continue
+            response = client.request(method, _path(console, raw), data={"csrf": token})
+            assert response.status_code == 403, (role, method, raw)
+            assert action in response.text
+
+
+def test_a_post_without_the_sessions_csrf_token_or_from_another_site_is_refused(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/").text)
+    assert marketer.post("/console/campaigns/spring-guide/schedule", data={}).status_code == 403
+    assert marketer.post("/console/campaigns/spring-guide/schedule", data={"csrf": "forged"}).status_code == 403
+    cross = marketer.post(
+        "/console/campaigns/spring-guide/schedule", data={"csrf": token}, headers={"Origin": "https://evil.example.net"}
+    )
+    assert cross.status_code == 403
+    with console.engine.connect() as conn:
+        assert not [e for e in entries(conn) if e["action"] == "campaign.scheduled"]
+    ok = marketer.post("/console/campaigns/spring-guide/schedule", data={"csrf": token})
+    assert ok.status_code == 303
+
+
+def test_the_session_cookie_is_http_only_same_site_and_dies_at_log_out_and_when_idle(console: ConsoleSite) -> None:
+    client = console.client()
+    page = client.get("/console/login")
+    done = client.post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "email": email_of("analyst"), "password": "a long enough test password"},
+    )
+    cookie = next(v for k, v in done.headers.multi_items() if k == "set-cookie" and "needlecast_session" in v)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Secure" not in cookie
+    session_id = client.cookies.get("needlecast_session")
+    with console.engine.connect() as conn:
+        stored = [row.id_hash for row in conn.execute(select(sessions.c.id_hash))]
+    assert session_id not in stored and len(stored[0]) == 64  # only a hash of the id is stored
+    assert client.get("/console/").status_code == 200
+    with console.engine.begin() as conn:  # an hour and a minute without a request
+        seen = conn.execute(select(sessions.c.last_seen_at)).scalar_one()
+        conn.execute(update(sessions).values(last_seen_at=seen - timedelta(minutes=61)))
+    assert client.get("/console/").status_code == 303
+    again = console.login("analyst")
+    token = csrf_of(again.get("/console/").text)
+    assert again.post("/console/logout", data={"csrf": token}).status_code == 303
+    assert again.get("/console/").status_code == 303
+
+
+def test_repeated_failed_log_ins_are_refused_for_a_while_with_429(console: ConsoleSite) -> None:
+    client = console.client()
+    for attempt in range(11):
+        page = client.get("/console/login")
+        response = client.post(
+            "/console/login",
+            data={"csrf": csrf_of(page.text), "email": email_of("admin"), "password": f"wrong password {attempt}"},
+        )
+        if attempt < 10:
+            assert response.status_code == 401 and "do not match an active account" in response.text
+    assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
+    assert "too many failed log-ins" in response.text
+    page = client.get("/console/login")  # the right password is refused too, for now
+    right = client.post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "email": email_of("admin"), "password": "a long enough test password"},
+    )
+    assert right.status_code == 429
+
+
+def test_a_campaign_form_error_names_the_field_beside_it_and_writes_nothing(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    form = marketer.get("/console/campaigns/new")
+    data = {
+        "csrf": csrf_of(form.text),
+        "id": "autumn",
+        "name": "Autumn",
+        "kind": "broadcast",
+        "segment": "all-leads",
+        "time_zone": "Europe/London",
+        "schedule_mode": "send_at",
+        "send_at": "2030-10-01T09:00",
+        "steps-0-id": "guide",
+        "steps-0-template": "emails/broadcast",
+        "steps-0-ab_subjects": "One\nTwo",
+        "steps-0-ab_split": "60, 30",
+    }
+    refused = marketer.post("/console/campaigns/new", data=data)
+    assert refused.status_code == 422
+    assert 'id="error-steps-0-ab_split"' in refused.text and "adding up to 100" in refused.text
+    assert not (console.workspace.campaigns_dir / "autumn.yaml").exists()
+    saved = marketer.post("/console/campaigns/new", data={**data, "steps-0-ab_split": "50, 50"})
+    assert saved.status_code == 303
+    written = yaml.safe_load((console.workspace.campaigns_dir / "autumn.yaml").read_text())
+    assert written["steps"][0]["ab"] == {"subjects": ["One", "Two"], "split": [50, 50]}
+    assert written["schedule"] == {"send_at": "2030-10-01 09:00"}
+
+
+def test_a_test_send_reaches_the_seed_addresses_only_and_never_the_ledger(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/campaigns/spring-guide").text)
+    done = marketer.post("/console/campaigns/spring-guide/test-send", data={"csrf": token, "step": "guide"})
+    assert done.status_code == 303 and "Test+sent" in done.headers["location"]
+    requests = [e["request"] for e in read_outbox(console.workspace.outbox_dir)]
+    assert len(requests) == 8  # four variants, two arms
+    assert {p["to"][0]["email"] for r in requests for p in r["personalizations"]} == set(SEEDS)
+    assert all(r["subject"].startswith("[TEST ") for r in requests)
+    with console.engine.connect() as conn:
+        assert sum(ledger.counts(conn, "spring-guide").values()) == 0
+
+
+def test_a_reviewers_sign_off_is_written_into_the_file_and_goes_stale_when_a_template_changes(
+    console: ConsoleSite,
+) -> None:
+    path = console.workspace.campaigns_dir / "spring-guide.yaml"
+    path.write_text(path.read_text()[: path.read_text().index("signoff:")])
+    reviewer = console.login("reviewer")
+    page = reviewer.get("/console/campaigns/spring-guide")
+    assert 'id="no-signoff"' in page.text and "claim-universality" in page.text
+    done = reviewer.post(
+        "/console/campaigns/spring-guide/signoff",
+        data={"csrf": csrf_of(page.text), "note": "Safety wording accepted for the pilot"},
+    )
+    assert done.status_code == 303
+    signoff = yaml.safe_load(path.read_text())["signoff"]
+    assert signoff["reviewer"] == email_of("reviewer") and signoff["note"] == "Safety wording accepted for the pilot"
+    assert "templates/emails/broadcast.html" in signoff["covers"]
+    assert 'id="stale"' not in reviewer.get("/console/campaigns/spring-guide").text
+    template = console.workspace.templates_dir / "emails" / "broadcast.html"
+    template.write_text(template.read_text() + "\n{# edited after the review #}\n")
+    stale = reviewer.get("/console/campaigns/spring-guide")
+    assert 'id="stale"' in stale.text and "templates/emails/broadcast.html" in stale.text
+
+
+def test_an_analyst_sees_contacts_masked_and_a_marketer_in_full(console: ConsoleSite) -> None:
+    with console.engine.connect() as conn:
+        contact_id = get_contact(conn, "quinn.1@example.org")["id"]
+    analyst = console.login("analyst").get(f"/console/contacts/{contact_id}")
+    assert "quinn.1@example.org" not in analyst.text and "q***@e***.org" in analyst.text
+    marketer = console.login("marketer").get(f"/console/contacts/{contact_id}")
+    assert "quinn.1@example.org" in marketer.text
+
+
+def test_every_change_from_the_console_is_in_the_audit_log(console: ConsoleSite) -> None:
+    admin = console.login("admin")
+    token = csrf_of(admin.get("/console/").text)
+    with console.engine.connect() as conn:
+        contact_id = get_contact(conn, "quinn.1@example.org")["id"]
+    steps = [
+        ("/console/campaigns/spring-guide/schedule", {}),
+        ("/console/campaigns/spring-guide/pause", {}),
+        ("/console/campaigns/spring-guide/resume", {}),
+        ("/console/campaigns/spring-guide/signoff", {"note": "ok"}),
+        (f"/console/contacts/{contact_id}/suppress", {}),
+        (
+            "/console/users",
+            {"email": "new.person@clinic.example", "role": "analyst", "password": "another long password"},
+        ),
+        ("/console/campaigns/spring-guide/cancel", {}),
+        (f"/console/contacts/{contact_id}/erase", {}),
+    ]
+    for path, data in steps:
+        assert admin.post(path, data={"csrf": token, **data}).status_code == 303, path
+    upload = admin.post(
+        "/console/audiences/import",
+        data={"csrf": token},
+        files={"file": ("few.csv", b"Email,Marketing consent\nx1@example.com,yes\n", "text/csv")},
+    )
+    assert upload.status_code == 303
+    job = upload.headers["location"].rsplit("/", 1)[1]
+    wait_until(lambda: "read" in admin.get(f"/console/imports/{job}").text, 60, "the import to finish")
+    with console.engine.connect() as conn:
+        actions = [(e["actor_kind"], e["actor"], e["action"], e["target"]) for e in entries(conn)]
+    done = {action for _kind, _who, action, _target in actions}
+    assert {
+        "campaign.scheduled",
+        "campaign.paused",
+        "campaign.resumed",
+        "campaign.signoff",
+        "contact.suppressed",
+        "user.added",
+        "campaign.cancelled",
+        "contact.erased",
+        "audience.imported",
+    } <= done
+    assert all(
+        kind == "user" and who == email_of("admin")
+        for kind, who, action, _ in actions
+        if action != "user.added" or who == email_of("admin")
+    )
+    assert not any("quinn" in target for *_rest, target in actions)  # contacts by id, never by address
+    page = admin.get("/console/audit")
+    assert all(action in page.text for action in done)
+
+
+def test_an_upload_is_imported_in_the_background_and_its_rejects_can_be_downloaded(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/audiences").text)
+    messy = (console.workspace.audiences_dir / "sample.csv").read_bytes()
+    upload = marketer.post(
+        "/console/audiences/import",
+        data={"csrf": token, "list": "spring"},
+        files={"file": ("messy leads.csv", messy, "text/csv")},
+    )
+    assert upload.status_code == 303
+    job_url = upload.headers["location"].removeprefix(console.url)
+    wait_until(lambda: 'id="import-counts"' in marketer.get(job_url).text, 60, "the import to finish")
+    page = marketer.get(job_url)
+    counts = [int(n) for n in re.findall(r'<td class="num">(\d+)</td>', page.text)]
+    assert counts[0] == 300 and counts[0] == sum(counts[1:])
+    rejects = marketer.get(job_url + "/rejects.csv")
+    assert rejects.status_code == 200 and rejects.text.startswith("line,reason,")
+    analyst = console.login("analyst")
+    assert analyst.get(job_url + "/rejects.csv").status_code == 403  # rejects hold addresses
+
+
+def test_send_now_runs_outside_the_request_and_the_page_shows_the_ledger_moving(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    confirm = marketer.get("/console/campaigns/spring-guide/confirm/send-now")
+    assert re.search(r"This sends \d+ email\(s\) to \d+ person\(s\) now", confirm.text)
+    console.senders.finished.clear()
+    done = marketer.post("/console/campaigns/spring-guide/send-now", data={"csrf": csrf_of(confirm.text)})
+    assert done.status_code == 303
+    assert console.senders.finished.wait(120)
+    with console.engine.connect() as conn:
+        sent = ledger.counts(conn, "spring-guide")["sent"]
+    assert sent > 0
+    page = marketer.get("/console/campaigns/spring-guide")
+    assert f'<td class="num">{sent}</td>' in page.text

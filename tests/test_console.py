@@ -90,6 +90,15 @@ def test_every_console_route_refuses_anonymous_requests_and_roles_without_its_ac
             assert action in response.text
 
 
+def test_every_console_page_opens_for_every_role_that_may_see_it(console: ConsoleSite) -> None:
+    for role in ROLES:
+        client = console.login(role)
+        for method, raw, action in ROUTES:
+            if method == "GET" and action in ROLE_ACTIONS[role]:
+                response = client.get(_path(console, raw))
+                assert response.status_code == 200, (role, raw, response.text[:300])
+
+
 def test_a_post_without_the_sessions_csrf_token_or_from_another_site_is_refused(console: ConsoleSite) -> None:
     marketer = console.login("marketer")
     token = csrf_of(marketer.get("/console/").text)

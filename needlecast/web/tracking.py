@@ -44,7 +44,7 @@ from needlecast.tracking import actions
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook
-from needlecast.web.common import Pages, read_limited, small_form
+from needlecast.web.common import Pages, read_limited, same_origin, small_form
 
 log = logging.getLogger("needlecast.web")
 
@@ -104,15 +104,6 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
 
     def csrf_for(token: str) -> str:
         return hmac.new(secret, b"csrf|" + token.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def same_origin(request: Request) -> bool:
-        origin = request.headers.get("origin")
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return False
-        if not origin or origin == "null":
-            return origin is None
-        host = urlsplit(origin).netloc
-        return host in {public.netloc, request.headers.get("host", "")}
 
     def database_answers() -> bool:
         try:
@@ -194,7 +185,7 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
         if request.method == "POST":
             form = await small_form(request)
             valid = hmac.compare_digest(str(form.get("csrf", "")), csrf_for(token))
-            if not valid or not same_origin(request):
+            if not valid or not same_origin(request, {public.netloc}):
                 return page(
                     "message.html",
                     status=403,

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +27,7 @@ from needlecast.accounts import sessions
 from needlecast.accounts.roles import Actor
 from needlecast.config import Workspace
 from needlecast.store.helpers import utcnow
-from needlecast.web.common import small_form
+from needlecast.web.common import same_origin, small_form
 
 SESSION_COOKIE = "needlecast_session"
 LOGIN_COOKIE = "needlecast_login"
@@ -67,12 +67,7 @@ class Console:
             return sessions.resolve(conn, session_id, utcnow(), self.idle)
 
     def same_site(self, request: Request) -> bool:
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return False
-        origin = request.headers.get("origin")
-        if not origin or origin == "null":
-            return origin is None
-        return urlsplit(origin).netloc == request.headers.get("host", "")
+        return same_origin(request)
 
     def set_session_cookie(self, response: Response, request: Request, session_id: str) -> None:
         response.set_cookie(

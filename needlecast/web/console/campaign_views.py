@@ -329,7 +329,8 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         return back_to(
             request,
             campaign_id,
-            f"Test sent: {sent.requests} email(s) (every variant and arm) to {', '.join(sent.recipients)}.",
+            f"Test sent: {sent.requests} email(s), every variant and arm, to the {len(sent.recipients)} seed "
+            "address(es) of [console] test_recipients.",
         )
 
     @console.page("signoff.record")

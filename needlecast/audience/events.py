@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidAddress
-from needlecast.store.helpers import chunked, hash_key
+from needlecast.store.helpers import chunked, hash_key, insert_ignore
 from needlecast.store.schema import contact_events, contacts
 
 KNOWN_TYPES = ("booked", "attended", "purchased", "cancelled_booking")
@@ -161,7 +161,8 @@ def store_events(conn: Connection, events: list[ContactEvent], source: str, now:
                 "received_at": now,
             }
         )
-    if rows:
-        conn.execute(insert(contact_events), rows)
+    # ON CONFLICT DO NOTHING: a concurrent batch with the same ids cannot fail this one (both may then count
+    # the event as stored; the store holds it once).
+    insert_ignore(conn, contact_events, rows, ["source_id"])
     result.stored = len(rows)
     return result

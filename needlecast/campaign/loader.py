@@ -22,8 +22,9 @@ The shape (see campaigns/*.yaml for complete examples):
       send_at: "2026-12-01 09:00"    #   a moment in the campaign's zone
       local_time: "09:00"            #   or that hour in each recipient's zone
       date: "2026-12-01"             #   on this date
-    enrol: {joined_after: "2026-01-01", tag: nurture}   # sequences: who enrols
-    exits: [{field: booked, equals: "yes"}]             # sequences: who leaves early
+    enrol: {joined_after: "2026-01-01", tag: nurture}   # sequences: who enrols (or {event: enquired}:
+                                     #   whoever the clinic's systems report an `enquired` event for)
+    exits: [{event: booked}, {field: booked, equals: "yes"}]   # sequences: who leaves early
     signoff: {reviewer: "...", date: 2026-11-20, note: "..."}  # required when lint finds errors; the console
                                      # adds `covers`: the digests of the files it reviewed
 
@@ -48,6 +49,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from needlecast.audience.events import KNOWN_TYPES
+from needlecast.audience.events import TYPE as EVENT_TYPE
 from needlecast.campaign.model import (
     BROADCAST,
     SEQUENCE,
@@ -82,8 +85,8 @@ TOP_KEYS = {
 STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay"}
 AB_KEYS = {"split", "subjects"}
 SCHEDULE_KEYS = {"send_at", "local_time", "date"}
-ENROL_KEYS = {"joined_after", "tag"}
-EXIT_KEYS = {"field", "equals"}
+ENROL_KEYS = {"joined_after", "tag", "event"}
+EXIT_KEYS = {"field", "equals", "event"}
 SENDER_KEYS = {"email", "name"}
 SIGNOFF_KEYS = {"reviewer", "date", "note", "covers"}
 
@@ -278,28 +281,59 @@ def _enrolment(reader: _Reader, raw: dict[str, Any], zone: ZoneInfo) -> tuple[En
             "a sequence is timed by each step's delay, not a schedule",
             "remove 'schedule:' and give each step 'delay:'",
         )
-    spec = reader.mapping(raw.get("enrol") or {}, "enrol", ENROL_KEYS, '{joined_after: "2026-01-01"} or {tag: nurture}')
+    spec = reader.mapping(
+        raw.get("enrol") or {}, "enrol", ENROL_KEYS, '{joined_after: "2026-01-01"}, {tag: nurture} or {event: enquired}'
+    )
     joined = spec.get("joined_after")
+    tag = reader.text(spec, "tag", "enrol.", required=False)
+    event = _event_type(reader, spec, "enrol.event") if "event" in spec else ""
+    if tag and event:
+        raise reader.fail("enrol.event", "is given with a tag", "keep one: {tag: nurture} or {event: enquired}")
     enrol = Enrolment(
         joined_after=_moment(reader, joined, "enrol.joined_after", zone) if joined else None,
-        tag=reader.text(spec, "tag", "enrol.", required=False),
+        tag=tag,
+        event=event,
         explicit=bool(spec),
     )
     exits_raw = raw.get("exits") or []
     if not isinstance(exits_raw, list):
-        raise reader.fail("exits", "must be a list", 'write exits: [{field: booked, equals: "yes"}]')
+        raise reader.fail(
+            "exits", "must be a list", 'write exits: [{event: booked}] or [{field: booked, equals: "yes"}]'
+        )
     exits: list[ExitRule] = []
     for index, item in enumerate(exits_raw):
         where = f"exits[{index}]"
-        rule = reader.mapping(item, where, EXIT_KEYS, '{field: booked, equals: "yes"}')
+        rule = reader.mapping(item, where, EXIT_KEYS, '{event: booked} or {field: booked, equals: "yes"}')
+        if "event" in rule:
+            if "field" in rule or "equals" in rule:
+                raise reader.fail(
+                    where,
+                    "names an event and a field",
+                    "split it in two: - {event: booked} and - {field: ..., equals: ...}",
+                )
+            exits.append(ExitRule(event=_event_type(reader, rule, f"{where}.event")))
+            continue
         if "field" not in rule or "equals" not in rule:
             raise reader.fail(
                 where,
-                "needs 'field' and 'equals'",
-                'write - {field: booked, equals: "yes"} (unsubscribes, bounces and complaints always exit)',
+                "needs 'event', or 'field' and 'equals'",
+                'write - {event: booked} or - {field: booked, equals: "yes"} '
+                "(unsubscribes, bounces and complaints always exit)",
             )
         exits.append(ExitRule(str(rule["field"]), str(rule["equals"]).lower()))
     return enrol, tuple(exits)
+
+
+def _event_type(reader: _Reader, spec: dict[str, Any], where: str) -> str:
+    value = spec.get("event")
+    if not isinstance(value, str) or not EVENT_TYPE.match(value):
+        raise reader.fail(
+            where,
+            f"{value!r} is not an event type",
+            f"use {', '.join(KNOWN_TYPES)} or a custom name of lower-case letters, digits and _ (as the events "
+            "your booking system posts)",
+        )
+    return value
 
 
 def _signoff(reader: _Reader, raw: Any) -> SignOff | None:

@@ -58,13 +58,21 @@ class BroadcastSchedule:
 class Enrolment:
     joined_after: datetime | None = None  # None: the moment the campaign was first scheduled
     tag: str = ""
+    event: str = ""  # enrol whoever has a contact event of this type since joined_after (or the start)
     explicit: bool = False  # the file has an `enrol:` mapping (plan explains the default when it has not)
 
 
 @dataclass(frozen=True)
 class ExitRule:
-    field: str
-    equals: str
+    """Leave the sequence when an attribute `field` equals `equals`, or when a contact event of type `event`
+    occurs (one or the other)."""
+
+    field: str = ""
+    equals: str = ""
+    event: str = ""
+
+    def describe(self) -> str:
+        return f"event {self.event}" if self.event else f"{self.field} = {self.equals}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,12 @@ class Campaign:
     signoff: SignOff | None = None
     digest: str = ""  # hash of the file: a changed file reschedules
     draft: bool = False  # planned and previewed, never scheduled or sent
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The contact event types its enrolment and exits read."""
+        named = [self.enrol.event, *(rule.event for rule in self.exits)]
+        return tuple(sorted({name for name in named if name}))
 
     def step(self, step_id: str) -> Step:
         for candidate in self.steps:

@@ -15,8 +15,10 @@ Rules:
   (`max_per_day`, default 1) and at most `max_per_week` (default 3) in the 7 days before. A broadcast email
   over the cap is recorded as skipped ("capped"); a sequence email waits until the cap allows it.
 - Sequences enrol members who signed up after `enrol.joined_after` (default: when the campaign was first
-  scheduled), or who carry `enrol.tag`; they exit on an exit rule, on suppression (unsubscribe, bounce,
-  complaint) and on losing consent.
+  scheduled), or who carry `enrol.tag`, or for whom the clinic's systems reported an `enrol.event` since then;
+  they exit on an exit rule (an attribute's value, or a contact event that occurred after they enrolled, or,
+  for a new enrolment, after they signed up or after the event that enrolled them), on suppression
+  (unsubscribe, bounce, complaint) and on losing consent.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from needlecast.campaign.model import BROADCAST, Campaign, Step
 from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
-from needlecast.store.schema import campaign_state, deliveries, enrolments
+from needlecast.store.schema import campaign_state, contact_events, contacts, deliveries, enrolments
 
 EXCLUDED_NO_VARIANT = "no content for their concern"
 EXCLUDED_CAPPED = "frequency cap"
@@ -243,12 +245,15 @@ def plan_sequence(
     now: datetime,
     started_at: datetime,
     horizon: datetime,
+    events: pd.DataFrame | None = None,
 ) -> Plan:
     """Enrolments, exits and the sequence emails due up to `horizon`.
 
-    `enrolled` has contact_id, enrolled_at, exited_at for this campaign. Emails for new enrolments are
-    planned as if they enrolled at `now`.
+    `enrolled` has contact_id, enrolled_at, exited_at for this campaign; `events` (contact_id, type,
+    occurred_at) the contact events of the types the campaign names (`Campaign.event_types`). Emails for new
+    enrolments are planned as if they enrolled at `now`.
     """
+    happened = _event_times(events)
     segment = ctx.segments[campaign.segment]
     result = evaluate(segment, frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
@@ -257,17 +262,26 @@ def plan_sequence(
     known = set(enrolled["contact_id"]) if not enrolled.empty else set()
 
     candidates = members[~members["id"].isin(known)]
+    since = _utc(campaign.enrol.joined_after or started_at)
+    # Each newcomer's exit events count from this moment: their sign-up, or the event that enrolled them.
+    reference: dict[int, pd.Timestamp] = {}
     if campaign.enrol.tag:
         tag = campaign.enrol.tag
         candidates = candidates[candidates["tags"].map(lambda t: tag in (t or "").split(";"))]
+    elif campaign.enrol.event:
+        enrolling = happened.get(campaign.enrol.event, {})
+        latest = {c: max(times) for c, times in enrolling.items() if max(times) >= since}
+        candidates = candidates[candidates["id"].isin(list(latest))]
+        reference = {int(c): latest[int(c)] for c in candidates["id"]}
     else:
-        since = pd.Timestamp(campaign.enrol.joined_after or started_at)
         candidates = candidates[candidates["signed_up_at"] >= since]
     plan.candidates = len(members[~members["id"].isin(known)])
     plan.new_enrolments = [int(c) for c in candidates["id"]]
 
     # Exits: checked for everyone enrolled (and for the new ones, who may already meet a rule).
     by_id = frame.set_index("id")
+    for contact_id in plan.new_enrolments:
+        reference.setdefault(contact_id, _utc(by_id.loc[contact_id, "signed_up_at"]))
     columns = ["contact_id", "enrolled_at"]
     current = active[columns] if not active.empty else pd.DataFrame(columns=columns)
     newcomers = pd.DataFrame(
@@ -275,8 +289,11 @@ def plan_sequence(
     )
     journey = pd.concat([df for df in (current, newcomers) if not df.empty] or [current], ignore_index=True)
     keep = []
-    for contact_id, _enrolled_at in journey.itertuples(index=False):
-        reason = _exit_reason(campaign, by_id, int(contact_id))
+    for contact_id, enrolled_at in journey.itertuples(index=False):
+        start = reference.get(int(contact_id), _utc(enrolled_at))
+        reason = _exit_reason(campaign, by_id, int(contact_id)) or _event_exit(
+            campaign, happened, int(contact_id), start
+        )
         if reason:
             plan.exits[int(contact_id)] = reason
             plan.excluded[f"exited: {reason}"] += 1
@@ -311,10 +328,51 @@ def _exit_reason(campaign: Campaign, by_id: pd.DataFrame, contact_id: int) -> st
         return "consent withdrawn"
     attributes = attributes_of(contact["attributes"])
     for rule in campaign.exits:
+        if rule.event:
+            continue  # `_event_exit`
         value = attributes.get(rule.field, contact[rule.field] if rule.field in contact.index else None)
         if value is not None and str(value).lower() == rule.equals:
             return f"{rule.field} = {rule.equals}"
     return None
+
+
+def _utc(moment: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _event_times(events: pd.DataFrame | None) -> dict[str, dict[int, list[pd.Timestamp]]]:
+    """type -> contact_id -> when each of their events of that type occurred."""
+    times: dict[str, dict[int, list[pd.Timestamp]]] = {}
+    if events is None or events.empty:
+        return times
+    for contact_id, kind, occurred_at in events[["contact_id", "type", "occurred_at"]].itertuples(index=False):
+        times.setdefault(str(kind), {}).setdefault(int(contact_id), []).append(_utc(occurred_at))
+    return times
+
+
+def _event_exit(
+    campaign: Campaign, happened: dict[str, dict[int, list[pd.Timestamp]]], contact_id: int, start: pd.Timestamp
+) -> str | None:
+    for rule in campaign.exits:
+        if rule.event and any(t >= start for t in happened.get(rule.event, {}).get(contact_id, ())):
+            return f"event {rule.event}"
+    return None
+
+
+def load_events(conn: Connection, types: tuple[str, ...]) -> pd.DataFrame:
+    """The contact events of `types` that belong to a known contact (linked when stored, or by the address
+    hash when the person arrived later): contact_id, type, occurred_at."""
+    columns = ["contact_id", "type", "occurred_at"]
+    if not types:
+        return pd.DataFrame(columns=columns)
+    owner = func.coalesce(contact_events.c.contact_id, contacts.c.id)
+    rows = conn.execute(
+        select(owner, contact_events.c.type, contact_events.c.occurred_at)
+        .select_from(contact_events.outerjoin(contacts, contacts.c.email_hash == contact_events.c.email_hash))
+        .where(contact_events.c.type.in_(types), owner.is_not(None))
+    ).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
 @dataclass
@@ -325,12 +383,20 @@ class LedgerView:
     keys: set[tuple[str, int]]  # (step_id, contact_id) already in the ledger
     history: pd.DataFrame  # contact_id, at: other campaigns' emails that count towards the cap
     started_at: datetime | None
+    events: pd.DataFrame | None = None  # contact_id, type, occurred_at: the event types the campaign names
 
 
 COUNTED = ("queued", "sending", "sent", "unknown")
 
 
-def load_ledger_view(conn: Connection, campaign_id: str, now: datetime, *, with_keys: bool = True) -> LedgerView:
+def load_ledger_view(
+    conn: Connection,
+    campaign_id: str,
+    now: datetime,
+    *,
+    with_keys: bool = True,
+    event_types: tuple[str, ...] = (),
+) -> LedgerView:
     enrolled = pd.DataFrame(
         conn.execute(
             select(enrolments.c.contact_id, enrolments.c.enrolled_at, enrolments.c.exited_at).where(
@@ -358,4 +424,4 @@ def load_ledger_view(conn: Connection, campaign_id: str, now: datetime, *, with_
     started = conn.execute(
         select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)
     ).scalar()
-    return LedgerView(enrolled, keys, history, started)
+    return LedgerView(enrolled, keys, history, started, load_events(conn, event_types))

@@ -44,14 +44,23 @@ def build_plans(workspace: Workspace, engine: Engine, campaign_id: str | None, d
         frame = load_frame(conn)
         zones = audience_zones(conn)
         for campaign in campaigns:
-            view = load_ledger_view(conn, campaign.id, now)
+            view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
             if campaign.kind == BROADCAST:
                 plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now)
                 if not plan.emails.empty:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
             else:
                 plan = plan_sequence(
-                    ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, horizon
+                    ctx,
+                    campaign,
+                    frame,
+                    view.enrolled,
+                    view.keys,
+                    view.history,
+                    now,
+                    view.started_at or now,
+                    horizon,
+                    view.events,
                 )
             plan.notes = _notes(ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days)
             result.plans.append(plan)

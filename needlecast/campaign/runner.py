@@ -327,9 +327,18 @@ class Runner:
         self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime, report: RunReport
     ) -> None:
         with self.engine.begin() as conn:
-            view = load_ledger_view(conn, campaign.id, now)
+            view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
             plan = plan_sequence(
-                ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, now
+                ctx,
+                campaign,
+                frame,
+                view.enrolled,
+                view.keys,
+                view.history,
+                now,
+                view.started_at or now,
+                now,
+                view.events,
             )
             if plan.new_enrolments:
                 conn.execute(

@@ -41,8 +41,11 @@ def form_values(document: Mapping[str, Any]) -> dict[str, Any]:
         "date": str(schedule.get("date") or ""),
         "enrol_joined_after": str(enrol.get("joined_after") or ""),
         "enrol_tag": enrol.get("tag", ""),
+        "enrol_event": enrol.get("event", ""),
         "exits": "\n".join(
-            f"{e.get('field')} = {e.get('equals')}" for e in document.get("exits") or [] if isinstance(e, dict)
+            f"event: {e['event']}" if "event" in e else f"{e.get('field')} = {e.get('equals')}"
+            for e in document.get("exits") or []
+            if isinstance(e, dict)
         ),
         "steps": [],
     }
@@ -116,11 +119,20 @@ def document_from_form(form: Any, previous: Mapping[str, Any] | None = None) -> 
         else:
             document["schedule"] = {"send_at": text("send_at").replace("T", " ")}
     else:
-        enrol = {k: v for k, v in (("joined_after", text("enrol_joined_after")), ("tag", text("enrol_tag"))) if v}
+        chosen = (
+            ("joined_after", text("enrol_joined_after")),
+            ("tag", text("enrol_tag")),
+            ("event", text("enrol_event")),
+        )
+        enrol = {k: v for k, v in chosen if v}
         if enrol:
             document["enrol"] = enrol
-        exits = []
+        exits: list[dict[str, str]] = []
         for line in _lines(str(form.get("exits") or "")):
+            event = re.match(r"^event\s*:?\s*(\S+)$", line)
+            if event:
+                exits.append({"event": event.group(1)})
+                continue
             field_name, _, equals = line.partition("=")
             exits.append({"field": field_name.strip(), "equals": equals.strip()})
         if exits:
@@ -151,6 +163,7 @@ def field_of(error_field: str) -> str:
         "schedule": "schedule_mode",
         "enrol.joined_after": "enrol_joined_after",
         "enrol.tag": "enrol_tag",
+        "enrol.event": "enrol_event",
         "enrol": "enrol_joined_after",
     }.get(
         error_field,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
@@ -17,16 +19,17 @@ from needlecast.scaffold import init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Under CI the property-based tests (Hypothesis, Schemathesis) replay the same examples every run, so that a
+# submission's result cannot depend on luck; on a developer's machine they explore new ones each run.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
+
 
 @pytest.fixture()
 def workspace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh workspace in a temp folder, configured like the repository's demo clinic."""
-    root = tmp_path / "ws"
-    init_workspace(root)
-    shutil.copy(REPO / "needlecast.toml", root / "needlecast.toml")
-    # `init` gives the sample campaigns as drafts without a sign-off; the demo clinic's are live and signed.
-    for campaign in (REPO / "campaigns").glob("*.yaml"):
-        shutil.copy(campaign, root / "campaigns" / campaign.name)
+    root = make_workspace(tmp_path / "ws")
     monkeypatch.delenv("NEEDLECAST_WORKSPACE", raising=False)
     monkeypatch.delenv("NEEDLECAST_DATABASE_URL", raising=False)
     monkeypatch.delenv("NEEDLECAST_SECRET", raising=False)
@@ -42,21 +45,22 @@ def postgres_url() -> str | None:
     return os.environ.get("NEEDLECAST_TEST_POSTGRES_URL") or None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store: a SQLite file, or a private schema on the PostgreSQL server.
+PG_SKIP = (
+    "NEEDLECAST_TEST_POSTGRES_URL is not set: the PostgreSQL run of the store contract suite "
+    "needs a server (.ci/run sets it to the local one)"
+)
 
-    The contract suites take this fixture, so each of their tests runs on both databases.
-    """
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
+
+@contextlib.contextmanager
+def empty_store(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty store: a SQLite file in `folder`, or a private schema on the PostgreSQL server
+    (dropped afterwards). Skips the test when PostgreSQL is asked for and not configured."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'store.db'}"
         return
     base = postgres_url()
     if not base:
-        pytest.skip(
-            "NEEDLECAST_TEST_POSTGRES_URL is not set: the PostgreSQL run of the store contract suite "
-            "needs a server (.ci/run sets it to the local one)"
-        )
+        pytest.skip(PG_SKIP)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as conn:
@@ -68,6 +72,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for an empty store on each database in turn.
+
+    The contract suites take this fixture, so each of their tests runs on both databases.
+    """
+    with empty_store(request.param, tmp_path) as url:
+        yield url
+
+
+def make_workspace(root: Path) -> Path:
+    """A fresh workspace at `root`, configured like the repository's demo clinic."""
+    init_workspace(root)
+    shutil.copy(REPO / "needlecast.toml", root / "needlecast.toml")
+    # `init` gives the sample campaigns as drafts without a sign-off; the demo clinic's are live and signed.
+    for campaign in (REPO / "campaigns").glob("*.yaml"):
+        shutil.copy(campaign, root / "campaigns" / campaign.name)
+    return root
 
 
 @pytest.fixture()

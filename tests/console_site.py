@@ -78,17 +78,20 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
-def configure(root: Path) -> None:
-    """Seed addresses, a throttle without waiting, and the webhook that accepts the outbox's events."""
+def configure(root: Path, extra: str = "") -> None:
+    """Seed addresses, a throttle without waiting, and `extra` settings (TOML) appended."""
     config = root / "needlecast.toml"
     text = config.read_text()
     text += f"\n[console]\ntest_recipients = {SEEDS!r}\nlogin_slow_seconds = 0.0\n".replace("'", '"')
-    config.write_text(text)
+    config.write_text(text + extra)
 
 
 @contextlib.contextmanager
-def site(root: Path, store_url: str, *, scheduler: object = None, import_sample: bool = True) -> Iterator[ConsoleSite]:
-    configure(root)
+def site(
+    root: Path, store_url: str, *, scheduler: object = None, import_sample: bool = True, settings: str = ""
+) -> Iterator[ConsoleSite]:
+    """The app serving `root` (with `settings` appended to its needlecast.toml) on a loopback port."""
+    configure(root, settings)
     workspace = open_workspace(root)
     engine = open_store(store_url)
     if import_sample:

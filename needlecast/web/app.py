@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 
 from needlecast.config import Workspace
@@ -57,8 +57,19 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         Mount("/console", app=console_app(workspace, engine, senders)),
     ]
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        # A path under /api that the API's own router never saw (one that its mount cannot match, such as one
+        # with a newline in it) still gets the API's one error shape.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
+        body = {"error": {"code": code, "message": message, "field": None}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 500)
+        if request.url.path.startswith("/api/"):
+            return api_error(
+                status, str(getattr(exc, "detail", "")) or "no such endpoint", getattr(exc, "headers", None)
+            )
         message = {
             400: "This request could not be understood.",
             403: "This is not allowed.",
@@ -71,8 +82,10 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
         return response
 
-    async def server_error(_request: Request, exc: Exception) -> Response:
+    async def server_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
+        if request.url.path.startswith("/api/"):
+            return api_error(500, "something went wrong on our side; please try again later")
         return pages.response(
             "message.html",
             500,

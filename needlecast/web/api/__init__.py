@@ -14,8 +14,6 @@ Contract:
   command line, and is audited as the key.
 """
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import json
@@ -25,8 +23,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, insert, select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -221,6 +221,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
         responses=ERRORS,
         servers=[{"url": "/api/v1"}],
     )
+    app.add_middleware(Guard, engine=engine, limit=workspace.settings.api.max_body_bytes)
     window = Window(workspace.settings.api.requests_per_minute, 60)
     vocabulary = load_vocabulary_for(workspace)
 
@@ -258,18 +259,26 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
             )
         return _error(422, "invalid", message)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled API error: %s", type(exc).__name__)  # no request data: it may be personal
+        return _error(500, "internal", "something went wrong on our side; please try again later")
+
     @app.exception_handler(ConfigurationError)
     async def configuration_error(_request: Request, exc: ConfigurationError) -> JSONResponse:
         return _error(503, "not_configured", str(exc))
 
     # -- who is calling ---------------------------------------------------------------------------------------
 
-    def caller(authorization: Annotated[str | None, Header(description="Bearer KEY")] = None) -> Actor:
-        scheme, _, key = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+    bearer = HTTPBearer(
+        auto_error=False, scheme_name="apiKey", description="An API key from `needlecast apikey create`"
+    )
+
+    def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+        if credentials is None or not credentials.credentials.strip():
             raise AuthenticationFailed("send the API key as `Authorization: Bearer KEY` (needlecast apikey create)")
         with engine.begin() as conn:
-            actor = apikeys.resolve(conn, key.strip())
+            actor = apikeys.resolve(conn, credentials.credentials.strip())
         wait = window.hit(f"key:{actor.id}")
         if wait:
             raise Throttled(
@@ -285,6 +294,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
 
         return check
 
+    ContactId = Annotated[int, FastPath(ge=1, le=2**63 - 1, description="The contact's id")]
     Key = Annotated[
         str | None,
         Header(
@@ -367,7 +377,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
 
     @app.get("/contacts/{contact_id}", response_model=s.ContactOut, tags=["contacts"], summary="One contact")
     def contact_get(
-        contact_id: int, actor: Annotated[Actor, Depends(allowed("contacts.view_unmasked"))]
+        contact_id: ContactId, actor: Annotated[Actor, Depends(allowed("contacts.view_unmasked"))]
     ) -> s.ContactOut:
         with engine.connect() as conn:
             return contact_out(conn, contact_id)
@@ -394,7 +404,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
         summary="Erase a person: their data is deleted, the address stays suppressed",
     )
     def contact_erase(
-        contact_id: int, actor: Annotated[Actor, Depends(allowed("contacts.erase"))], idempotency_key: Key = None
+        contact_id: ContactId, actor: Annotated[Actor, Depends(allowed("contacts.erase"))], idempotency_key: Key = None
     ) -> s.ErasureOut:
         with engine.connect() as conn:
             email = contact_profile_by_id(conn, contact_id, unmasked=True).email

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from needlecast.audience.importer import import_file
 from needlecast.audience.segments import evaluate, load_frame, load_segments
@@ -76,29 +77,39 @@ def run_demo(workspace: Workspace, console: Console, *, with_events: bool = Fals
     status = run_campaign_stage(workspace, engine, console)
     if status or not with_events:
         return status
-    console.rule("6. Events and report: simulated SendGrid events through the signed webhook")
+    console.rule("6. Events and report: simulated SendGrid events through the signed webhook, bookings through the API")
     return run_events_stage(workspace, engine, console)
 
 
-def run_events_stage(workspace: Workspace, engine, console: Console) -> int:  # type: ignore[no-untyped-def]
-    """Post simulated events through the real webhook (signed with a key made for the demo), then report."""
+def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> int:
+    """Post simulated SendGrid events through the real webhook (signed with a key made for the demo), and
+    simulated bookings through the API (with a key made for the demo), then report."""
     import os
 
+    from needlecast.accounts.apikeys import create as create_key
+    from needlecast.accounts.roles import cli_actor
     from needlecast.config import open_workspace
-    from needlecast.devtools.events import generate_key, post_signed, simulate
+    from needlecast.devtools.events import generate_key, post_events, post_signed, simulate, simulate_bookings
     from needlecast.reports import load_report
+    from needlecast.reports.attribution import LAST_CLICK, LAST_DELIVERED
     from needlecast.web.local import serving
 
     key, public = generate_key()
     os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public
     workspace = open_workspace(workspace.root)
     events = simulate(engine, workspace.settings)
+    bookings = simulate_bookings(events)
+    with engine.begin() as conn:
+        api_key = create_key(conn, cli_actor(), "demo: simulated bookings", ["events:write"])
     with serving(workspace, engine) as url:
         stored = post_signed(f"{url}/webhooks/sendgrid", events, key)
+        booked = post_events(f"{url}/api/v1/events", bookings, api_key)
     console.print(f"{len(events)} events posted, {stored} new (the rest were already stored)")
-    report = load_report(engine)
+    console.print(f"{len(bookings)} simulated bookings posted to the API, {booked} new")
+    report = load_report(engine, attribution=workspace.settings.attribution)
     table = Table(title="send report (needlecast report --format html --out report.html for charts)")
-    for column in ("campaign", "step", "variant", "arm", "sent", "delivered", "opened", "clicked", "open rate"):
+    columns = ("campaign", "step", "variant", "arm", "sent", "delivered", "opened", "clicked", "booked", "open rate")
+    for column in columns:
         table.add_column(column)
     for row in report.funnel.itertuples(index=False):
         rate = "-" if row.opened_rate != row.opened_rate else f"{row.opened_rate:.0%}"
@@ -111,9 +122,17 @@ def run_events_stage(workspace: Workspace, engine, console: Console) -> int:  # 
             str(row.delivered),
             str(row.opened),
             str(row.clicked),
+            str(row.conversions),
             rate,
         )
     console.print(table)
+    rules = Counter(report.conversions["rule"]) if not report.conversions.empty else Counter()
+    value = report.conversions["value"].dropna().astype(float).sum() if not report.conversions.empty else 0.0
+    console.print(
+        f"bookings: {sum(rules.values())}, credited by last click {rules[LAST_CLICK]}, by last delivered "
+        f"{rules[LAST_DELIVERED]}, not credited {rules['none']}; value GBP {value:,.2f}",
+        highlight=False,
+    )
     for row in report.health.itertuples(index=False):
         console.print(
             f"health {row.campaign_id}: complaints {row.complaint_rate:.2%}, bounces {row.bounce_rate:.2%}: {row.flag}",

@@ -113,7 +113,8 @@ def verify(secret: bytes, kind: str, token: str, *, now: float | None = None) ->
     if not hmac.compare_digest(_unb64(mac), _mac(secret, kind, payload)):
         raise TokenInvalid("token signature does not match")
     try:
-        contact, campaign, expires = payload.decode().split(":", 2)
+        contact, rest = payload.decode().split(":", 1)
+        campaign, expires = rest.rsplit(":", 1)  # a campaign may hold ":" (a signup's is "signup:ID")
         parsed = TokenPayload(int(contact), campaign, int(expires))
     except (UnicodeDecodeError, ValueError) as err:
         raise TokenInvalid("token payload is malformed") from err

@@ -41,3 +41,10 @@ def test_import_benchmark_smoke() -> None:
 def test_webhook_benchmark_smoke() -> None:
     result = _run("bench/webhook.py", "--events", "100", "--repeat", "1")
     assert result["events"] == 100
+
+
+def test_console_latency_benchmark_smoke() -> None:
+    result = _run("bench/console_latency.py", "--recipients", "2000", "--idle-rounds", "2", "--port", str(_free_port()))
+    assert result["sink_accepted_recipients"] == 2000
+    assert set(result["idle"]) == {"campaigns", "campaign", "reports", "audiences", "contact"}  # type: ignore[arg-type]
+    assert result["during_send_all"]["n"] >= 5  # type: ignore[index]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,11 @@ from needlecast import ledger
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
 from needlecast.audience.contacts import get_contact
+from needlecast.audience.events import store_events, validate_event
+from needlecast.campaign.runner import Runner
+from needlecast.delivery import get_backend
 from needlecast.delivery.outbox import read_outbox
-from needlecast.store.schema import sessions
+from needlecast.store.schema import contacts, deliveries, sessions
 from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site
 from tests.waiting import wait_until
 
@@ -51,6 +54,7 @@ ROUTES = [
     ("GET", "/console/audiences", "audiences.view"),
     ("POST", "/console/audiences/import", "audiences.import"),
     ("GET", "/console/contacts", "contacts.view"),
+    ("POST", "/console/contacts", "contacts.view"),
     ("GET", "/console/contacts/{contact}", "contacts.view"),
     ("POST", "/console/contacts/{contact}/suppress", "contacts.suppress"),
     ("POST", "/console/contacts/{contact}/erase", "contacts.erase"),
@@ -231,6 +235,19 @@ def test_an_analyst_sees_contacts_masked_and_a_marketer_in_full(console: Console
     assert "quinn.1@example.org" in marketer.text
 
 
+def test_a_contact_is_found_by_an_address_posted_never_one_in_the_url(console: ConsoleSite) -> None:
+    with console.engine.connect() as conn:
+        contact_id = get_contact(conn, "quinn.1@example.org")["id"]
+    analyst = console.login("analyst")
+    token = csrf_of(analyst.get("/console/contacts").text)
+    found = analyst.post("/console/contacts", data={"csrf": token, "email": "Quinn.1@example.org"})
+    assert found.status_code == 303 and found.headers["location"].endswith(f"/console/contacts/{contact_id}")
+    missing = analyst.post("/console/contacts", data={"csrf": token, "email": "nobody@example.org"})
+    assert missing.status_code == 200 and "No contact has that address" in missing.text
+    ignored = analyst.get("/console/contacts", params={"email": "quinn.1@example.org"})
+    assert ignored.status_code == 200 and "No contact has that address" not in ignored.text
+
+
 def test_every_change_from_the_console_is_in_the_audit_log(console: ConsoleSite) -> None:
     admin = console.login("admin")
     token = csrf_of(admin.get("/console/").text)
@@ -317,3 +334,48 @@ def test_send_now_runs_outside_the_request_and_the_page_shows_the_ledger_moving(
     assert sent > 0
     page = marketer.get("/console/campaigns/spring-guide")
     assert f'<td class="num">{sent}</td>' in page.text
+
+
+def test_the_report_dashboard_and_its_html_report_show_the_bookings_an_email_earned(console: ConsoleSite) -> None:
+    Runner(console.workspace, console.engine, get_backend(console.workspace)).run_broadcast(
+        "spring-guide", send_now=True
+    )
+    with console.engine.connect() as conn:
+        rows = conn.execute(
+            select(contacts.c.email, deliveries.c.sent_at)
+            .join(contacts, contacts.c.id == deliveries.c.contact_id)
+            .where(deliveries.c.status == "sent")
+            .order_by(deliveries.c.id)
+            .limit(5)
+        ).all()
+    bookings = [
+        validate_event(
+            {
+                "id": f"bk-{n}",
+                "email": email,
+                "type": "booked",
+                "occurred_at": (sent_at.replace(tzinfo=UTC) + timedelta(days=1)).isoformat(),
+                "value": 180,
+                "currency": "GBP",
+            },
+            n,
+        )
+        for n, (email, sent_at) in enumerate(rows)
+    ]
+    with console.engine.begin() as conn:
+        store_events(conn, bookings, "test", rows[0][1])  # type: ignore[arg-type]
+    analyst = console.login("analyst")
+    dashboard = analyst.get("/console/reports/spring-guide")
+    assert dashboard.status_code == 200
+    head = re.search(r'<table id="table-totals"><thead><tr>(.*?)</tr>', dashboard.text, re.S)
+    assert head and "Conversions" in head.group(1) and "Value (GBP)" in head.group(1)
+    cells = dict(
+        zip(
+            re.findall(r'<th scope="col">([^<]+)</th>', head.group(1)),
+            re.findall(r"<td>([^<]*)</td>", dashboard.text.split('id="table-totals"', 1)[1]),
+            strict=False,
+        )
+    )
+    assert cells["Conversions"] == "5" and cells["Value (GBP)"] == "900"
+    html = analyst.get("/console/reports/spring-guide/report.html")
+    assert "Conversions" in html.text and "Credited by" in html.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -49,8 +50,14 @@ def test_demo_with_events_posts_through_the_signed_webhook_and_reports(workspace
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6. Events and report" in result.stdout and "events posted" in result.stdout
     assert "send report" in result.stdout and "health spring-guide" in result.stdout
+    posted = re.search(r"(\d+) simulated bookings posted to the API, (\d+) new", result.stdout)
+    assert posted and int(posted.group(1)) > 0 and posted.group(1) == posted.group(2)
+    credited = re.search(r"bookings: (\d+), credited by last click (\d+), by last delivered (\d+)", result.stdout)
+    assert credited and int(credited.group(1)) == int(posted.group(1))
+    assert int(credited.group(2)) > 0 and int(credited.group(3)) > 0  # both rules at work
     again = _cli(workspace_dir, "demo", "--with-events")
     assert ", 0 new (the rest were already stored)" in again.stdout  # stored once per event id
+    assert f"{posted.group(1)} simulated bookings posted to the API, 0 new" in again.stdout
     store = open_store(f"sqlite:///{workspace_dir / '.needlecast' / 'needlecast.db'}")
     with store.connect() as conn:
         latest = conn.execute(select(func.max(events.c.occurred_at))).scalar_one()

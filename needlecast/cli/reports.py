@@ -131,6 +131,7 @@ def report(
         include_recipients=include_recipients,
         unmasked=unmasked,
         subjects=ctx.arm_subjects(),
+        attribution=workspace.settings.attribution,
     )
     report_title = f"Send report: {campaign or 'all campaigns'}"
     if format == ReportFormat.table:

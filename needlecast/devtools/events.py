@@ -4,6 +4,11 @@
 delivered for most, a few hard bounces, blocks, unsubscribes and spam reports, opens for some and clicks
 for fewer, repeated opens by the same person). Event ids are derived from the delivery, so posting twice
 stores nothing twice. `post_signed` posts them in batches, signed like SendGrid does.
+
+`simulate_bookings(events, seed)` derives consultation bookings from those events, as a clinic's booking
+system would report them: some of the people who clicked book within two days of the click, a few who only
+received the email book too; none is dated after the newest event. Ids are derived from the delivery, so a
+second run stores nothing twice. `post_events` posts them to the API's `/events` in batches.
 """
 
 from __future__ import annotations
@@ -98,6 +103,55 @@ def _event(
 ) -> dict[str, object]:
     stamp = int(min(start + timedelta(minutes=minutes), until).timestamp())
     return {**base, "event": kind, "timestamp": stamp, "sg_event_id": f"sim-{delivery_id}-{kind}-{n}", **extra}
+
+
+def simulate_bookings(
+    events: list[dict[str, object]], seed: int = 17, *, value: float = 60.0, currency: str = "GBP"
+) -> list[dict[str, object]]:
+    """Bookings (API-shaped `booked` events with a consultation fee) for some of the clicked and delivered
+    deliveries among `events` (see the module contract)."""
+    rng = random.Random(seed)
+    newest = max((int(str(e["timestamp"])) for e in events), default=0)
+    clicked: dict[str, tuple[int, str]] = {}
+    delivered: dict[str, tuple[int, str]] = {}
+    for event in events:
+        key = str(event["delivery_id"])
+        stamp, email = int(str(event["timestamp"])), str(event["email"])
+        if event["event"] == "click":
+            clicked.setdefault(key, (stamp, email))
+        elif event["event"] == "delivered":
+            delivered[key] = (stamp, email)
+    out: list[dict[str, object]] = []
+    for key, (stamp, email) in sorted(delivered.items()):
+        if key in clicked:
+            if rng.random() >= 0.3:
+                continue
+            stamp = clicked[key][0]
+        elif rng.random() >= 0.02:
+            continue
+        moment = datetime.fromtimestamp(min(stamp + int(rng.uniform(300, 172_800)), newest), UTC)
+        out.append(
+            {
+                "id": f"sim-booking-{key}",
+                "email": email,
+                "type": "booked",
+                "occurred_at": moment.isoformat(),
+                "value": value,
+                "currency": currency,
+            }
+        )
+    return out
+
+
+def post_events(url: str, items: list[dict[str, object]], key: str, *, batch_size: int = 1000) -> int:
+    """Post contact events to the API's `/events` (`url`) with API key `key`; how many were newly stored."""
+    stored = 0
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        for batch in _batches(items, batch_size):
+            response = client.post(url, json={"events": batch})
+            response.raise_for_status()
+            stored += int(response.json()["stored"])
+    return stored
 
 
 def _batches(items: list[dict[str, object]], size: int) -> Iterator[list[dict[str, object]]]:

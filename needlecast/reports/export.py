@@ -262,6 +262,8 @@ HTML_COLUMNS = {
         "bounce_rate",
         "unsubscribed",
         "complained",
+        "conversions",
+        "conversion_rate",
     ],
     "totals": [
         "campaign_id",
@@ -277,6 +279,8 @@ HTML_COLUMNS = {
         "bounce_rate",
         "unsubscribed_rate",
         "complained_rate",
+        "conversions",
+        "conversion_rate",
     ],
 }
 

@@ -17,6 +17,7 @@ import json
 import logging
 from html import escape
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -124,6 +125,24 @@ def form_snippet(workspace: Workspace, form: str = "website") -> str:
 """
 
 
+def _urlencoded(request: Request, body: bytes) -> dict[str, Any]:
+    """The fields of an HTML form's default encoding (concerns as a list). `InvalidRequest` for another."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", ""):
+        raise InvalidRequest("send the form urlencoded (an HTML form's default) or as JSON")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=60, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the form is not UTF-8") from None
+    values: dict[str, Any] = {}
+    for name, value in pairs:
+        if name == "concerns":
+            values.setdefault("concerns", []).append(value)
+        else:
+            values.setdefault(name, value)
+    return values
+
+
 def signup_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Route]:
     settings = workspace.settings
     secret = signing_secret(required=settings.delivery.backend == "sendgrid")
@@ -184,8 +203,7 @@ def signup_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Ro
                 if not isinstance(values, dict):
                     raise InvalidRequest("the body must be a JSON object of the form's fields")
             else:
-                form = await request.form(max_files=0, max_fields=60, max_part_size=settings.signup.max_body_bytes)
-                values = {k: form.getlist(k) if k == "concerns" else form.get(k) for k in form}
+                values = _urlencoded(request, body)
         except (ValueError, BodyTooDeep, InvalidRequest) as err:
             return answer(request, 400, f"This form could not be read: {err}", json_wanted=json_wanted)
         except Exception:

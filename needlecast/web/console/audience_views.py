@@ -126,7 +126,8 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
 
     @console.page("contacts.view")
     def contacts(request: Request, who: Who) -> Response:
-        email = request.query_params.get("email", "").strip()
+        # The address is posted, never put in a URL (URLs end up in proxies' and browsers' logs).
+        email = str(who.form.get("email") or "").strip() if who.form is not None else ""
         if email:
             with console.engine.connect() as conn:
                 try:
@@ -238,7 +239,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
         Route("/audiences/import", upload, methods=["POST"]),
         Route("/imports/{job}", import_page),
         Route("/imports/{job}/rejects.csv", rejects),
-        Route("/contacts", contacts),
+        Route("/contacts", contacts, methods=["GET", "POST"]),
         Route("/contacts/{contact}", contact),
         Route("/contacts/{contact}/confirm/{action}", confirm),
         Route("/contacts/{contact}/suppress", suppress, methods=["POST"]),

@@ -34,7 +34,9 @@ def routes(console: Console) -> list[Route]:
 
     def report_of(campaign_id: str) -> Report:
         ctx = CampaignContext.load(workspace)
-        return load_report(console.engine, campaign_id, subjects=ctx.arm_subjects())
+        return load_report(
+            console.engine, campaign_id, subjects=ctx.arm_subjects(), attribution=workspace.settings.attribution
+        )
 
     @console.page("reports.view")
     def report_list(request: Request, who: Who) -> Response:

@@ -1,0 +1,164 @@
+"""Benchmark: the console's page latency, idle and while a broadcast sends in the same process.
+
+    python bench/console_latency.py --recipients 200000
+    python bench/console_latency.py --recipients 200000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
+
+A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
+a marketer logs in over HTTP. Each page of a round (the campaign list, the campaign's page with its plan, the
+reports list, the audit log, a contact's profile) is fetched `--idle-rounds` times while nothing sends; then
+the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
+(`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
+fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,
+idle and during the send, how many requests were timed, and how long the send took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+PASSWORD = "a long enough benchmark password"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return round(ordered[index] * 1000, 1)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipients", type=int, default=200_000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--port", type=int, default=8126, help="the SendGrid sink's port")
+    parser.add_argument("--idle-rounds", type=int, default=10)
+    parser.add_argument(
+        "--sender-processes", type=int, default=1, help="1: every email is sent by this process's own thread"
+    )
+    args = parser.parse_args()
+    os.environ["BENCH_SENDER_PROCESSES"] = str(args.sender_processes)
+
+    from bench.broadcast import setup_workspace, sink_stats, start_sink, write_audience
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.accounts.users import add_user
+    from needlecast.audience.importer import import_file
+    from needlecast.config import open_workspace
+    from needlecast.content.loader import load_vocabulary_for
+    from needlecast.store.engine import open_store
+    from needlecast.web.app import create_app
+    from needlecast.web.senders import Senders
+
+    sink = start_sink(args.port)
+    result: dict[str, object] = {"benchmark": "console_latency", "recipients": args.recipients}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.database_url
+            if url:
+                from bench.import_csv import fresh_postgres
+
+                url = fresh_postgres(url)
+            else:
+                url = f"sqlite:///{tmp}/bench.db"
+            setup_workspace(Path(tmp) / "ws", url, args.port)
+            workspace = open_workspace(Path(tmp) / "ws")
+            engine = open_store(url)
+            result["database"] = engine.dialect.name
+            write_audience(Path(tmp) / "audience.csv", args.recipients)
+            import_file(engine, Path(tmp) / "audience.csv", load_vocabulary_for(workspace))
+            with engine.begin() as conn:
+                add_user(conn, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
+
+            senders = Senders(workspace, engine)
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            config = uvicorn.Config(
+                create_app(workspace, engine, senders=senders), log_level="warning", access_log=False
+            )
+            server = uvicorn.Server(config)
+            threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+            while not server.started:
+                time.sleep(0.02)
+            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            with httpx.Client(base_url=base, timeout=120) as client:
+                login = client.get("/console/login")
+                client.post(
+                    "/console/login",
+                    data={"csrf": csrf_of(login.text), "email": "marketer@clinic.example", "password": PASSWORD},
+                )
+                contact = client.post(
+                    "/console/contacts",
+                    data={"csrf": csrf_of(client.get("/console/contacts").text), "email": "person7@example0.com"},
+                )
+                pages = {
+                    "campaigns": "/console/",
+                    "campaign": "/console/campaigns/bench",
+                    "reports": "/console/reports",
+                    "audiences": "/console/audiences",
+                    "contact": contact.headers.get("location", "/console/contacts"),
+                }
+
+                def fetch_round(into: dict[str, list[float]]) -> None:
+                    for name, path in pages.items():
+                        started = time.perf_counter()
+                        response = client.get(path)
+                        into[name].append(time.perf_counter() - started)
+                        assert response.status_code == 200, (path, response.status_code)
+
+                idle: dict[str, list[float]] = {name: [] for name in pages}
+                for _ in range(args.idle_rounds):
+                    fetch_round(idle)
+
+                confirm = client.get("/console/campaigns/bench/confirm/send-now")
+                senders.finished.clear()
+                started_send = time.perf_counter()
+                client.post("/console/campaigns/bench/send-now", data={"csrf": csrf_of(confirm.text)})
+                busy: dict[str, list[float]] = {name: [] for name in pages}
+                while not senders.finished.is_set():
+                    fetch_round(busy)
+                send_s = time.perf_counter() - started_send
+
+            server.should_exit = True
+            for label, timings in (("idle", idle), ("during_send", busy)):
+                result[label] = {
+                    name: {"p50_ms": percentile(values, 0.5), "p95_ms": percentile(values, 0.95), "n": len(values)}
+                    for name, values in timings.items()
+                    if values
+                }
+                every = [v for values in timings.values() for v in values]
+                if every:
+                    result[f"{label}_all"] = {
+                        "p50_ms": percentile(every, 0.5),
+                        "p95_ms": percentile(every, 0.95),
+                        "n": len(every),
+                        "mean_ms": round(statistics.fmean(every) * 1000, 1),
+                    }
+            result["send_s"] = round(send_s, 1)
+            result["sink_accepted_recipients"] = sink_stats(args.port)["accepted_recipients"]
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -379,3 +379,22 @@ def test_the_report_dashboard_and_its_html_report_show_the_bookings_an_email_ear
     assert cells["Conversions"] == "5" and cells["Value (GBP)"] == "900"
     html = analyst.get("/console/reports/spring-guide/report.html")
     assert "Conversions" in html.text and "Credited by" in html.text
+
+
+def test_metrics_exist_only_with_a_token_and_answer_only_a_scrape_that_sends_it(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = console.client()
+    assert client.get("/metrics").status_code == 404
+    monkeypatch.setenv("NEEDLECAST_METRICS_TOKEN", "scrape-token-123")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    Runner(console.workspace, console.engine, get_backend(console.workspace)).run_broadcast(
+        "spring-guide", send_now=True
+    )
+    scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"})
+    assert scraped.status_code == 200
+    with console.engine.connect() as conn:
+        sent = ledger.counts(conn, "spring-guide")["sent"]
+    assert f'needlecast_emails{{campaign="spring-guide",status="sent"}} {float(sent)}' in scraped.text
+    assert "@" not in scraped.text  # campaign ids and states only

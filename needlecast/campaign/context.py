@@ -23,7 +23,7 @@ from needlecast.content.model import Article
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import CampaignFileError, NotFound
 from needlecast.templating.context import variant_concerns
-from needlecast.templating.environment import build_environment, email_templates
+from needlecast.templating.environment import build_environment, campaign_templates
 
 
 @dataclass
@@ -43,7 +43,7 @@ class CampaignContext:
         found = load_campaigns(
             workspace.campaigns_dir,
             variant_concerns(vocabulary),
-            templates=email_templates(workspace.templates_dir),
+            templates=campaign_templates(workspace.templates_dir),
             segments=segments,
         )
         return cls(workspace, vocabulary, article, segments, found.campaigns, found.problems)

@@ -28,7 +28,7 @@ from needlecast.campaign.model import Campaign
 from needlecast.campaign.signoff import covered_files
 from needlecast.errors import CampaignFileError
 from needlecast.templating.context import variant_concerns
-from needlecast.templating.environment import email_templates
+from needlecast.templating.environment import campaign_templates
 
 _SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
 
@@ -49,7 +49,7 @@ def _validate(ctx: CampaignContext, path: Path, text: str, replacing: Path | Non
     campaign = load_campaign(
         path,
         variant_concerns(ctx.vocabulary),
-        templates=email_templates(ctx.workspace.templates_dir),
+        templates=campaign_templates(ctx.workspace.templates_dir),
         segments=ctx.segments,
         source=text.encode("utf-8"),
     )

@@ -7,7 +7,7 @@ stores nothing twice. `post_signed` posts them in batches, signed like SendGrid 
 
 `simulate_bookings(events, seed)` derives consultation bookings from those events, as a clinic's booking
 system would report them: some of the people who clicked book within two days of the click, a few who only
-received the email book too; none is dated after the newest event. Ids are derived from the delivery, so a
+received the email book too; none is dated after the moment it runs. Ids are derived from the delivery, so a
 second run stores nothing twice. `post_events` posts them to the API's `/events` in batches.
 """
 
@@ -106,12 +106,17 @@ def _event(
 
 
 def simulate_bookings(
-    events: list[dict[str, object]], seed: int = 17, *, value: float = 60.0, currency: str = "GBP"
+    events: list[dict[str, object]],
+    seed: int = 17,
+    *,
+    now: datetime | None = None,
+    value: float = 60.0,
+    currency: str = "GBP",
 ) -> list[dict[str, object]]:
     """Bookings (API-shaped `booked` events with a consultation fee) for some of the clicked and delivered
-    deliveries among `events` (see the module contract)."""
+    deliveries among `events`, none dated after `now` (default: the present; see the module contract)."""
     rng = random.Random(seed)
-    newest = max((int(str(e["timestamp"])) for e in events), default=0)
+    until = (now or datetime.now(UTC)).timestamp()
     clicked: dict[str, tuple[int, str]] = {}
     delivered: dict[str, tuple[int, str]] = {}
     for event in events:
@@ -129,7 +134,7 @@ def simulate_bookings(
             stamp = clicked[key][0]
         elif rng.random() >= 0.02:
             continue
-        moment = datetime.fromtimestamp(min(stamp + int(rng.uniform(300, 172_800)), newest), UTC)
+        moment = datetime.fromtimestamp(min(stamp + rng.uniform(300, 172_800), until), UTC)
         out.append(
             {
                 "id": f"sim-booking-{key}",

@@ -69,6 +69,15 @@ def describe_render_error(err: Exception, name: str) -> TemplateProblem:
     return TemplateProblem(message, template=template, line=line)
 
 
+# Emails sent by needlecast itself, not by a campaign (they need values a campaign does not give).
+TRANSACTIONAL = ("emails/confirm",)
+
+
+def campaign_templates(templates_dir: Path) -> list[str]:
+    """The emails a campaign step may use: every email but the transactional ones (`TRANSACTIONAL`)."""
+    return [name for name in email_templates(templates_dir) if name not in TRANSACTIONAL]
+
+
 def email_templates(templates_dir: Path) -> list[str]:
     """Names of the emails in a templates folder: every `emails/X.html` with its `emails/X.txt`."""
     names = []

@@ -1,12 +1,17 @@
 """`GET /metrics`: Prometheus metrics of the store, read when scraped (prometheus-client).
 
-Contract: the app's own registry (never the process-wide default) holds one collector that, at each scrape,
-reads the ledger's emails by campaign and state, the queue's depth and the oldest queued email's age, and
-the stored provider events by kind. Labels are campaign ids and states only: no personal data.
+Contract: the endpoint exists only when `NEEDLECAST_METRICS_TOKEN` is set (otherwise 404: a campaign's
+volume is nobody else's business), and answers only a scrape that sends it as `Authorization: Bearer TOKEN`
+(401 otherwise, compared in constant time). The app's own registry (never the process-wide default) holds
+one collector that, at each scrape, reads the ledger's emails by campaign and state, the queue's depth and
+the oldest queued email's age, and the stored provider events by kind. Labels are campaign ids and states
+only: no personal data.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -14,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -60,7 +66,17 @@ def metrics_routes(engine: Engine) -> list[Route]:
     registry = CollectorRegistry()
     registry.register(StoreCollector(engine))
 
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        token = os.environ.get("NEEDLECAST_METRICS_TOKEN", "")
+        if not token:
+            raise HTTPException(404)
+        offered = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            return Response(
+                "send the metrics token as Authorization: Bearer TOKEN\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -24,7 +24,7 @@ from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound, TemplateProblem
 from needlecast.lint import lint_workspace
 from needlecast.templating.context import variant_concerns
-from needlecast.templating.environment import email_templates
+from needlecast.templating.environment import campaign_templates, email_templates
 from needlecast.templating.preview import SAMPLE_CONTACT_ID
 from needlecast.templating.recipient import recipient_values
 from needlecast.templating.render import RenderedEmail
@@ -210,7 +210,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             v=values,
             errors=errors,
             segments=sorted(ctx.segments),
-            templates=email_templates(workspace.templates_dir),
+            templates=campaign_templates(workspace.templates_dir),
             variants=variant_concerns(ctx.vocabulary),
         )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import blocking_findings
@@ -34,19 +35,29 @@ class Plans:
     problems: list[CampaignFileError] = field(default_factory=list)
 
 
-def build_plans(workspace: Workspace, engine: Engine, campaign_id: str | None, days: int, now: datetime) -> Plans:
-    """The plan of one campaign (or every campaign) for the next `days` days (see the module contract)."""
+def build_plans(
+    workspace: Workspace,
+    engine: Engine,
+    campaign_id: str | None,
+    days: int,
+    now: datetime,
+    *,
+    audience: FrameCache | None = None,
+) -> Plans:
+    """The plan of one campaign (or every campaign) for the next `days` days (see the module contract);
+    `audience` gives the contacts frame and segment results (the web app's cache; default: read now)."""
     ctx = CampaignContext.load(workspace)
     campaigns = [ctx.campaign(campaign_id)] if campaign_id else list(ctx.campaigns.values())
     horizon = now + timedelta(days=days)
     result = Plans(problems=[] if campaign_id else list(ctx.problems))
     with engine.connect() as conn:
-        frame = load_frame(conn)
+        frame = audience.frame(conn) if audience else load_frame(conn)
         zones = audience_zones(conn)
         for campaign in campaigns:
             view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
             if campaign.kind == BROADCAST:
-                plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now)
+                members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None
+                plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now, members=members)
                 if not plan.emails.empty:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
             else:

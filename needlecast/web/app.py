@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
 from needlecast.web.common import Pages, SecurityHeaders
 from needlecast.web.senders import Senders
@@ -49,12 +50,13 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         "lang": settings.clinic.language,
     }
     senders = senders or Senders(workspace, engine)
+    frames = FrameCache(engine)  # one audience frame for the console's and the API's plans and segments
     routes: list[BaseRoute] = [
         *tracking_routes(workspace, engine, pages),
         *signup_routes(workspace, engine, pages),
         *metrics_routes(engine),
-        Mount("/api/v1", app=api_app(workspace, engine, senders)),
-        Mount("/console", app=console_app(workspace, engine, senders)),
+        Mount("/api/v1", app=api_app(workspace, engine, senders, frames)),
+        Mount("/console", app=console_app(workspace, engine, senders, frames)),
     ]
 
     def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

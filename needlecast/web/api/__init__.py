@@ -37,6 +37,7 @@ from needlecast.accounts import apikeys, audit
 from needlecast.accounts.roles import Actor, require
 from needlecast.audience.contacts import ConsentChange, ContactUpdate, find_contact, upsert_contact
 from needlecast.audience.events import ContactEvent, EventProblem, store_events, validate_event
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview, campaign_overviews
@@ -210,7 +211,7 @@ def _after(cursor: str | None) -> int:
         raise InvalidRequest("cursor: not a cursor this API gave out") from None
 
 
-def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
+def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: FrameCache | None = None) -> Any:
     app = FastAPI(
         title="needlecast API",
         version="1",
@@ -223,6 +224,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
     )
     app.add_middleware(Guard, engine=engine, limit=workspace.settings.api.max_body_bytes)
     window = Window(workspace.settings.api.requests_per_minute, 60)
+    audience = frames or FrameCache(engine)
     vocabulary = load_vocabulary_for(workspace)
 
     # -- errors: one shape ----------------------------------------------------------------------------------
@@ -463,15 +465,14 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
 
     @app.get("/segments", response_model=list[s.SegmentOut], tags=["segments"], summary="Each segment's size")
     def segment_list(actor: Annotated[Actor, Depends(allowed("audiences.view"))]) -> list[s.SegmentOut]:
-        from needlecast.audience.segments import evaluate, load_frame, load_segments
+        from needlecast.audience.segments import load_segments
 
         defined = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
-        with engine.connect() as conn:
-            frame = load_frame(conn)
         now = datetime.now(UTC)
+        with engine.connect() as conn:
+            results = [audience.segment(conn, segment, now) for segment in defined.values()]
         out = []
-        for segment in defined.values():
-            result = evaluate(segment, frame, now)
+        for segment, result in zip(defined.values(), results, strict=True):
             variants = result.members["variant"].value_counts()
             out.append(
                 s.SegmentOut(
@@ -525,7 +526,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders) -> Any:
         actor: Annotated[Actor, Depends(allowed("campaigns.view"))],
         days: Annotated[int, Query(ge=1, le=3650)] = 14,
     ) -> s.PlanOut:
-        plan = build_plans(workspace, engine, campaign_id, days, datetime.now(UTC)).plans[0]
+        plan = build_plans(workspace, engine, campaign_id, days, datetime.now(UTC), audience=audience).plans[0]
         rows = [
             s.PlanRow(
                 day=str(r["day"]),

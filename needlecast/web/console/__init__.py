@@ -21,6 +21,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from needlecast.accounts.sessions import Session
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace, signing_secret
 from needlecast.web.common import Pages
 from needlecast.web.console.auth import Console, Who
@@ -33,7 +34,7 @@ CSP = (
 )
 
 
-def console_app(workspace: Workspace, engine: Engine, senders: Senders) -> Starlette:
+def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: FrameCache | None = None) -> Starlette:
     from needlecast.web.console import admin_views, audience_views, campaign_views, report_views, session_views
     from needlecast.web.console.jobs import ImportJobs
 
@@ -56,7 +57,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders) -> Starl
         return HTMLResponse(html, status_code=status, headers={"content-security-policy": CSP})
 
     secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
-    console = Console(workspace, engine, secret, render)
+    console = Console(workspace, engine, secret, render, frames)
     jobs = ImportJobs()
     routes = [
         *session_views.routes(console),

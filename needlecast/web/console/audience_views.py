@@ -16,7 +16,7 @@ from starlette.routing import Route
 from needlecast import operations
 from needlecast.audience.contacts import find_contact
 from needlecast.audience.profile import contact_profile_by_id
-from needlecast.audience.segments import evaluate, load_frame, load_segments
+from needlecast.audience.segments import load_segments
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import NeedlecastError, NotFound
 from needlecast.store.schema import imports
@@ -33,12 +33,12 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     def audiences(request: Request, who: Who) -> Response:
         segments = load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
         now = datetime.now(UTC)
-        with console.engine.connect() as conn:
-            frame = load_frame(conn)
-            recent = [dict(r) for r in conn.execute(select(imports).order_by(imports.c.id.desc()).limit(10)).mappings()]
         rows = []
-        for segment in segments.values():
-            result = evaluate(segment, frame, now)
+        with console.engine.connect() as conn:
+            frame = console.frames.frame(conn)
+            recent = [dict(r) for r in conn.execute(select(imports).order_by(imports.c.id.desc()).limit(10)).mappings()]
+            results = [console.frames.segment(conn, segment, now) for segment in segments.values()]
+        for segment, result in zip(segments.values(), results, strict=True):
             variants = result.members["variant"].value_counts().sort_index()
             rows.append(
                 {

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 
 from needlecast.accounts import sessions
 from needlecast.accounts.roles import Actor
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
 from needlecast.store.helpers import utcnow
 from needlecast.web.common import same_origin, small_form
@@ -46,9 +47,17 @@ View = Callable[[Request, Who], Response]
 class Console:
     """The console's shared state: the workspace, the store, the secret, how to render a page."""
 
-    def __init__(self, workspace: Workspace, engine: Engine, secret: bytes, render: Callable[..., Response]) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        engine: Engine,
+        secret: bytes,
+        render: Callable[..., Response],
+        frames: FrameCache | None = None,
+    ) -> None:
         self.workspace = workspace
         self.engine = engine
+        self.frames = frames or FrameCache(engine)  # the audience for plans and segment sizes
         self.secret = secret
         self.render = render
         console = workspace.settings.console

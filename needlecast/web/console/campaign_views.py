@@ -92,7 +92,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         campaign = ctx.campaign(request.path_params["campaign"])
         with console.engine.connect() as conn:
             overview = campaign_overview(ctx, conn, campaign.id, _now())
-        plan = build_plans(workspace, console.engine, campaign.id, PLAN_DAYS, _now()).plans[0]
+        plan = build_plans(workspace, console.engine, campaign.id, PLAN_DAYS, _now(), audience=console.frames).plans[0]
         findings = [
             f
             for f in lint_workspace(workspace, templates=sorted({s.template for s in campaign.steps}))
@@ -133,7 +133,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
 
             queued = ledger.queued_count(conn, campaign_id)
         if action in ("schedule", "send-now"):
-            plan = build_plans(workspace, console.engine, campaign_id, 3650, _now()).plans[0]
+            plan = build_plans(workspace, console.engine, campaign_id, 3650, _now(), audience=console.frames).plans[0]
             planned = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
             people = len(set(plan.emails["contact_id"])) if not plan.emails.empty else 0
             when = "now" if action == "send-now" else "at its scheduled time"

@@ -26,6 +26,7 @@ from needlecast.audience.suppression import erase, suppress
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.editor import record_signoff as write_signoff
 from needlecast.campaign.editor import save_document
+from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.model import Campaign
 from needlecast.campaign.rendering import render_variant, step_variants
 from needlecast.campaign.scheduling import audience_zones, schedule_campaign
@@ -63,10 +64,12 @@ def set_campaign_status(engine: Engine, workspace: Workspace, actor: Actor, camp
 
 
 def schedule(engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str) -> dict[str, Any]:
-    """Schedule a campaign now (a past broadcast schedule is refused; a draft is refused); the running
+    """Schedule a campaign now (a past broadcast schedule, a draft, and a campaign the claims gate blocks are
+    refused: `CampaignBlocked` names the findings and the fix); the running
     scheduler (or `schedule sync`) gives it its jobs. Returns its state."""
     require(actor, "campaigns.schedule")
-    _ctx, campaign = _campaign(workspace, campaign_id)
+    ctx, campaign = _campaign(workspace, campaign_id)
+    ensure_sendable(ctx, campaign, doing="scheduled")  # the claims gate, before anything is scheduled
     with engine.begin() as conn:
         state = schedule_campaign(conn, campaign, audience_zones(conn), utcnow())
         audit.record(conn, actor, "campaign.scheduled", f"campaign:{campaign_id}")
@@ -79,7 +82,8 @@ def request_send_now(
     """Send a campaign now: scheduled at once (`send --now`), then `launch(campaign_id)` starts the send
     where senders run (the scheduler's job, or this process)."""
     require(actor, "campaigns.schedule")
-    _ctx, campaign = _campaign(workspace, campaign_id)
+    ctx, campaign = _campaign(workspace, campaign_id)
+    ensure_sendable(ctx, campaign)
     with engine.begin() as conn:
         schedule_campaign(conn, campaign, audience_zones(conn), utcnow(), send_now=True)
         audit.record(conn, actor, "campaign.sent_now", f"campaign:{campaign_id}")
@@ -153,8 +157,10 @@ def render_edited_template(
                 context = email_context(article, vocabulary, workspace.settings.clinic, concern)
                 rendered[concern] = render_email(env, name, context)
             except TemplateProblem as err:
-                where = Path(err.template or name).name
-                raise TemplateProblem(str(err).split(": ", 1)[-1], template=f"{name}/{where}", line=err.line) from err
+                # Name the file as the workspace has it (emails/welcome.html, layouts/base.html), not the copy.
+                where = Path(err.template or f"{name}.html")
+                shown = where.relative_to(copy) if where.is_relative_to(copy) else Path(Path(name).parent, where.name)
+                raise TemplateProblem(str(err).split(": ", 1)[-1], template=str(shown), line=err.line) from err
     return rendered
 
 

@@ -72,6 +72,50 @@ class ConsoleSite:
             return create_key(conn, cli_actor(), "tests", list(scopes or SCOPES))
 
 
+@contextlib.contextmanager
+def stripping_proxy(backend: str, prefix: str) -> Iterator[str]:
+    """A reverse proxy on loopback that serves `backend` under `prefix` (stripping it, as nginx's
+    `location /nc/ { proxy_pass http://app/; }` does); yields its base URL (the prefix included)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    upstream = httpx.AsyncClient(base_url=backend, follow_redirects=False, timeout=60)
+
+    async def forward(request: Request) -> Response:
+        path = request.url.path.removeprefix(prefix) or "/"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = await upstream.request(
+            request.method, path, params=request.query_params, headers=headers, content=await request.body()
+        )
+        kept = [
+            (k, v)
+            for k, v in answer.headers.multi_items()
+            if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+        ]
+        response = Response(answer.content, status_code=answer.status_code)
+        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept] + [
+            (b"content-length", str(len(answer.content)).encode())
+        ]
+        return response
+
+    methods = ["GET", "POST", "HEAD", "PUT", "DELETE"]
+    proxy = Starlette(routes=[Route(prefix + "/{rest:path}", forward, methods=methods)])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(proxy, log_level="warning", access_log=False, log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 60, "the proxy to start")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}{prefix}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
 def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page)
     assert found, "no CSRF field on the page"
@@ -88,9 +132,16 @@ def configure(root: Path, extra: str = "") -> None:
 
 @contextlib.contextmanager
 def site(
-    root: Path, store_url: str, *, scheduler: object = None, import_sample: bool = True, settings: str = ""
+    root: Path,
+    store_url: str,
+    *,
+    scheduler: object = None,
+    import_sample: bool = True,
+    settings: str = "",
+    root_path: str = "",
 ) -> Iterator[ConsoleSite]:
-    """The app serving `root` (with `settings` appended to its needlecast.toml) on a loopback port."""
+    """The app serving `root` (with `settings` appended to its needlecast.toml) on a loopback port; with
+    `root_path`, as behind a reverse proxy that strips that path prefix."""
     configure(root, settings)
     workspace = open_workspace(root)
     engine = open_store(store_url)
@@ -104,7 +155,11 @@ def site(
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(workspace, engine, senders=senders), log_level="warning", access_log=False, log_config=None
+            create_app(workspace, engine, senders=senders),
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+            root_path=root_path,
         )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

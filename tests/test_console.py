@@ -3,11 +3,13 @@ CSRF, sessions, the log-in throttle, and every change in the audit log."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import select, update
@@ -18,10 +20,11 @@ from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.events import store_events, validate_event
 from needlecast.campaign.runner import Runner
+from needlecast.campaign.state import find_state
 from needlecast.delivery import get_backend
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.schema import contacts, deliveries, sessions
-from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site
+from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site, stripping_proxy
 from tests.waiting import wait_until
 
 
@@ -398,3 +401,74 @@ def test_metrics_exist_only_with_a_token_and_answer_only_a_scrape_that_sends_it(
         sent = ledger.counts(conn, "spring-guide")["sent"]
     assert f'needlecast_emails{{campaign="spring-guide",status="sent"}} {float(sent)}' in scraped.text
     assert "@" not in scraped.text  # campaign ids and states only
+
+
+def test_a_campaign_the_claims_gate_blocks_cannot_be_scheduled_or_sent_from_the_console(console: ConsoleSite) -> None:
+    path = console.workspace.campaigns_dir / "spring-guide.yaml"
+    path.write_text(path.read_text()[: path.read_text().index("signoff:")])
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/campaigns/spring-guide").text)
+    for action in ("schedule", "send-now"):
+        refused = marketer.post(f"/console/campaigns/spring-guide/{action}", data={"csrf": token})
+        assert refused.status_code == 303 and "kind=bad" in refused.headers["location"]
+        assert "claim-" in refused.headers["location"] or "lint" in refused.headers["location"]
+    with console.engine.connect() as conn:
+        assert find_state(conn, "spring-guide") is None and sum(ledger.counts(conn, "spring-guide").values()) == 0
+
+
+def test_the_template_editor_shows_a_syntax_error_or_an_undefined_name_with_its_line_and_saves_nothing(
+    console: ConsoleSite,
+) -> None:
+    marketer = console.login("marketer")
+    page = marketer.get("/console/templates/emails/welcome")
+    path = console.workspace.templates_dir / "emails" / "welcome.html"
+    before = path.read_text()
+    lines = before.splitlines()
+    broken = "\n".join([*lines[:3], "{% if first_name %}unclosed", *lines[3:]])
+    undefined = before.replace("{{ first_name }}", "{{ frist_name }}", 1)
+    text = (console.workspace.templates_dir / "emails" / "welcome.txt").read_text()
+    for html, words in ((broken, "endblock"), (undefined, "frist_name")):
+        answer = marketer.post(
+            "/console/templates/emails/welcome",
+            data={"csrf": csrf_of(page.text), "html": html, "text": text, "variant": "acne", "do": "save"},
+        )
+        assert answer.status_code == 422
+        error = re.search(r'id="template-error">([^<]+)<', answer.text)
+        assert error and words in error.group(1) and re.search(r"emails/welcome\.html:\d+", error.group(1)), error
+        assert path.read_text() == before
+    preview = marketer.post(
+        "/console/templates/emails/welcome",
+        data={"csrf": csrf_of(page.text), "html": before + "\n<p>Extra line</p>", "text": text, "variant": "acne"},
+    )
+    assert preview.status_code == 200 and "Extra line" in preview.text and path.read_text() == before
+
+
+def test_a_broken_campaign_file_shows_its_error_beside_the_campaigns_that_load(console: ConsoleSite) -> None:
+    (console.workspace.campaigns_dir / "typo.yaml").write_text("id: typo\nkind: broadcast\nsegmnt: all-leads\n")
+    page = console.login("analyst").get("/console/")
+    assert page.status_code == 200
+    assert 'id="row-spring-guide"' in page.text and 'id="row-new-lead-nurture"' in page.text
+    assert "typo.yaml" in page.text and "segmnt" in page.text
+
+
+def test_the_console_works_behind_a_proxy_path_prefix(
+    workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'prefixed.db'}"
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    with site(workspace_dir, url, root_path="/nc") as app, stripping_proxy(app.url, "/nc") as public:
+        origin = public.removesuffix("/nc")
+        behind = dataclasses.replace(app, url=public, clients=[])  # every request goes through the proxy
+        assert behind.client().get("/console/").headers["location"].startswith("/nc/console/login")
+        marketer = behind.login("marketer")  # the session cookie's path is /nc/console: only sent via the proxy
+        home = marketer.get("/console/")
+        assert home.status_code == 200
+        assert 'href="/nc/console/campaigns/spring-guide"' in home.text
+        assert 'href="/nc/console/static/console.css"' in home.text
+        assert httpx.get(f"{origin}/nc/console/static/console.css").status_code == 200
+        token = csrf_of(home.text)
+        paused = marketer.post("/console/campaigns/spring-guide/pause", data={"csrf": token})
+        assert paused.status_code == 303
+        assert paused.headers["location"].startswith("/nc/console/campaigns/spring-guide")
+        for client in behind.clients:
+            client.close()

@@ -17,9 +17,10 @@ def blocking_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]
     return [f for f in found if f.severity == "error"]
 
 
-def ensure_sendable(ctx: CampaignContext, campaign: Campaign) -> None:
+def ensure_sendable(ctx: CampaignContext, campaign: Campaign, *, doing: str = "sent") -> None:
     """Raise `CampaignBlocked` when lint finds errors and the campaign file records no sign-off that still
-    covers what it reviewed (a file changed since is named)."""
+    covers what it reviewed (a file changed since is named); `doing` says what is refused ("sent",
+    "scheduled")."""
     stale = stale_files(ctx, campaign)
     if campaign.signoff is not None and not stale:
         return
@@ -33,6 +34,6 @@ def ensure_sendable(ctx: CampaignContext, campaign: Campaign) -> None:
             "WHAT WAS ACCEPTED}"
         )
         raise CampaignBlocked(
-            f"campaign '{campaign.id}' is not sent: `needlecast lint` reports {len(findings)} error(s), e.g. "
+            f"campaign '{campaign.id}' is not {doing}: `needlecast lint` reports {len(findings)} error(s), e.g. "
             f"{first.file}:{first.line} {first.rule}. Fix them, or {why}"
         )

@@ -4,18 +4,27 @@ document with Schemathesis."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from needlecast import operations
 from needlecast.accounts.apikeys import revoke
 from needlecast.accounts.roles import SCOPE_ACTIONS, SCOPES, cli_actor
-from needlecast.store.schema import api_keys, audit_log, consent_events, contact_events, contacts
+from needlecast.store.schema import (
+    api_keys,
+    audit_log,
+    consent_events,
+    contact_events,
+    contacts,
+    idempotency_keys,
+)
 from tests.console_site import ConsoleSite, site
 
 
@@ -218,6 +227,44 @@ def test_a_retried_write_with_the_same_idempotency_key_is_done_once_and_answered
         .headers.get("idempotent-replayed")
         is None
     )
+
+
+def test_a_twin_sent_while_the_first_is_being_done_is_409_and_a_dead_reservation_is_taken_over(
+    api: ConsoleSite,
+) -> None:
+    key = api.key()
+    client = api.api(key)
+    body = {"email": "twin@example.org"}
+    request_hash = hashlib.sha256(b"POST /api/v1/contacts\n" + json.dumps(body).encode()).hexdigest()
+    actor = hashlib.sha256(f"Bearer {key}".encode()).hexdigest()
+    reserved = {"actor": actor, "key": "twin-1", "request_hash": request_hash, "status": 0, "body": ""}
+    with api.engine.begin() as conn:  # the first request is still being done (reserved just now)
+        conn.execute(insert(idempotency_keys), {**reserved, "created_at": datetime.now(UTC)})
+    twin = client.post(
+        "/contacts", content=json.dumps(body), headers={"Idempotency-Key": "twin-1", "Content-Type": "application/json"}
+    )
+    assert _error(twin, 409)["field"] == "Idempotency-Key" and twin.headers["retry-after"]
+    assert _audited(api, "contact.upserted") == 0
+    with api.engine.begin() as conn:  # ... or it died unanswered an hour ago: the key is taken over
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.key == "twin-1")
+            .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    taken = client.post(
+        "/contacts", content=json.dumps(body), headers={"Idempotency-Key": "twin-1", "Content-Type": "application/json"}
+    )
+    assert taken.status_code == 200 and "idempotent-replayed" not in taken.headers
+    assert _audited(api, "contact.upserted") == 1
+    # A failed write frees its key: the corrected retry with the same key is done, not refused.
+    bad = client.post("/contacts", json={"email": "not an address"}, headers={"Idempotency-Key": "twin-2"})
+    assert bad.status_code == 422
+    assert (
+        client.post("/contacts", json={"email": "not an address"}, headers={"Idempotency-Key": "twin-2"}).status_code
+        == 422
+    )
+    with api.engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(idempotency_keys.c.key == "twin-2")).scalar_one() == 0
 
 
 def test_events_are_stored_once_per_id_and_a_bad_one_costs_the_batch_nothing(api: ConsoleSite) -> None:

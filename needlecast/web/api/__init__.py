@@ -9,7 +9,8 @@ Contract:
   that is not what the schema says is 422; a body deeper than 32 levels is 400 and one above
   `[api] max_body_bytes` is 413, before it is parsed. No input reaches a 500.
 - A write (POST, PUT, DELETE) with an `Idempotency-Key` header is done once: the same key and body again get
-  the first answer, replayed; the same key with another body is 422.
+  the first answer, replayed; the same key with another body is 422. The answer is stored before it is
+  sent; a twin that arrives while the first is being done is 409; a failure frees the key.
 - Every change goes through `needlecast.operations` or the same library calls as the console and the
   command line, and is audited as the key.
 """
@@ -27,7 +28,8 @@ from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,6 +69,8 @@ from needlecast.web.senders import Senders
 
 log = logging.getLogger("needlecast.api")
 WRITES = ("POST", "PUT", "DELETE", "PATCH")
+PENDING = 0  # the status of an idempotency key whose first request is still being done
+PENDING_SECONDS = 300
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorOut, "description": text}
     for code, text in (
@@ -133,21 +137,11 @@ class Guard:
                 return
             actor = hashlib.sha256(headers.get("authorization", "").encode()).hexdigest()
             request_hash = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode() + bytes(body)).hexdigest()
-            stored = await run_in_threadpool(self._stored, actor, key)
+            stored = await run_in_threadpool(self._reserve, actor, key, request_hash)
             if stored is not None:
-                if stored[0] != request_hash:
-                    await _error(
-                        422,
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with another request; use a new key for a new request",
-                        "Idempotency-Key",
-                    )(scope, receive, send)
-                    return
-                await JSONResponse(
-                    json.loads(stored[2]), status_code=stored[1], headers={"Idempotent-Replayed": "true"}
-                )(scope, receive, send)
+                await self._answer_taken_key(stored, request_hash)(scope, receive, send)
                 return
-            replay_key = (actor, key, request_hash)
+            replay_key = (actor, key)
 
         sent = False
 
@@ -158,44 +152,92 @@ class Guard:
             sent = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        captured: dict[str, Any] = {"status": 0, "body": bytearray()}
+        if replay_key is None:
+            await self.app(scope, replay_body, send)
+            return
+        # The answer is held back until it is stored, so a retry that follows the answer always finds it.
+        held: list[Message] = []
 
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, replay_body, hold)
+        finally:
+            status = next((m["status"] for m in held if m["type"] == "http.response.start"), 0)
+            answer = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+            await run_in_threadpool(self._settle, *replay_key, status, answer)
+        for message in held:
             await send(message)
 
-        await self.app(scope, replay_body, capture if replay_key else send)
-        if replay_key and 200 <= captured["status"] < 300:
-            await run_in_threadpool(self._store, *replay_key, captured["status"], bytes(captured["body"]))
+    @staticmethod
+    def _answer_taken_key(stored: tuple[str, int, str], request_hash: str) -> JSONResponse:
+        request_seen, status, answer = stored
+        if request_seen != request_hash:
+            return _error(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request; use a new key for a new request",
+                "Idempotency-Key",
+            )
+        if status == PENDING:
+            return _error(
+                409,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being done; retry after it has been answered",
+                "Idempotency-Key",
+                headers={"Retry-After": "1"},
+            )
+        return JSONResponse(json.loads(answer), status_code=status, headers={"Idempotent-Replayed": "true"})
 
-    def _stored(self, actor: str, key: str) -> tuple[str, int, str] | None:
-        with self.engine.connect() as conn:
+    def _reserve(self, actor: str, key: str, request_hash: str) -> tuple[str, int, str] | None:
+        """Reserve `key` for this request (None), or return what holds it: (request hash, status, answer),
+        status PENDING while the first request is being done. A reservation older than `PENDING_SECONDS`
+        belongs to a request that died unanswered and is taken over."""
+        now = utcnow()
+        with self.engine.begin() as conn:
             row = conn.execute(
-                select(idempotency_keys.c.request_hash, idempotency_keys.c.status, idempotency_keys.c.body).where(
-                    idempotency_keys.c.actor == actor, idempotency_keys.c.key == key
+                select(
+                    idempotency_keys.c.request_hash,
+                    idempotency_keys.c.status,
+                    idempotency_keys.c.body,
+                    idempotency_keys.c.created_at,
                 )
+                .where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+                .with_for_update()
             ).first()
-        return (row[0], int(row[1]), row[2]) if row else None
-
-    def _store(self, actor: str, key: str, request_hash: str, status: int, body: bytes) -> None:
-        try:
-            with self.engine.begin() as conn:
+            if row is not None:
+                stale = row[1] == PENDING and (now - row[3]).total_seconds() > PENDING_SECONDS
+                if not stale:
+                    return (row[0], int(row[1]), row[2])
                 conn.execute(
-                    insert(idempotency_keys),
-                    {
-                        "actor": actor,
-                        "key": key,
-                        "request_hash": request_hash,
-                        "status": status,
-                        "body": body.decode("utf-8"),
-                        "created_at": utcnow(),
-                    },
+                    delete(idempotency_keys).where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
                 )
-        except Exception as err:  # a concurrent twin stored it first: its answer stands
-            log.info("idempotency key not stored again (%s)", type(err).__name__)
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(idempotency_keys),
+                        {
+                            "actor": actor,
+                            "key": key,
+                            "request_hash": request_hash,
+                            "status": PENDING,
+                            "body": "",
+                            "created_at": now,
+                        },
+                    )
+            except IntegrityError:  # a concurrent twin reserved it between the read and the insert
+                return (request_hash, PENDING, "")
+        return None
+
+    def _settle(self, actor: str, key: str, status: int, answer: bytes) -> None:
+        """Keep a success's answer for replays; free the key after a failure so that a retry is done anew."""
+        where = (idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+        with self.engine.begin() as conn:
+            if 200 <= status < 300:
+                conn.execute(update(idempotency_keys).where(*where).values(status=status, body=answer.decode("utf-8")))
+            else:
+                conn.execute(delete(idempotency_keys).where(*where))
 
 
 def _cursor(value: int) -> str:

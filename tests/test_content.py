@@ -7,7 +7,7 @@ import pytest
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.content.parser import parse_article
-from needlecast.errors import ConfigurationError, ContentError
+from needlecast.errors import ContentError
 
 
 def test_sample_article_sections_and_tags_are_pinned(workspace: Workspace) -> None:
@@ -71,10 +71,10 @@ def test_tag_override_file_replaces_the_guess(workspace: Workspace) -> None:
 def test_tag_override_for_unknown_section_or_concern_is_refused(workspace: Workspace) -> None:
     tags = workspace.root / "content" / "tags.yaml"
     tags.write_text("no-such-section: [acne]\n")
-    with pytest.raises(ConfigurationError, match="no-such-section"):
+    with pytest.raises(ContentError, match="no-such-section"):
         load_article(workspace)
     tags.write_text("minimizes-pore-size: [rosacea]\n")
-    with pytest.raises(ConfigurationError, match="rosacea"):
+    with pytest.raises(ContentError, match="rosacea"):
         load_article(workspace)
 
 

@@ -1,7 +1,9 @@
-"""The content model: an article is an ordered list of sections, each tagged with concerns."""
+"""The content model: an article is an ordered list of sections, each tagged with concerns; a library is every
+article of a workspace."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,9 @@ class Section:
 
     `line` is the 1-based line of the section's heading (or first line) in the source file, so that lint
     findings and errors can point at it. `concerns` is never empty: untagged sections are `("general",)`.
+    `reasons` say why it has its tags (the words and weights, or the override that set them); `review` is
+    non-empty when the evidence was weak or split and a person should check the tags. `article` and
+    `treatment` name the article the section comes from (a library-wide email mixes articles).
     """
 
     title: str
@@ -29,16 +34,40 @@ class Section:
     kind: str
     line: int
     concerns: tuple[str, ...] = (GENERAL,)
+    reasons: tuple[str, ...] = ()
+    review: str = ""
+    article: str = ""
+    treatment: str = ""
 
     def is_for(self, concern: str) -> bool:
         return concern in self.concerns
 
 
+def lead_of(sections: Sequence[Section], concern: str) -> Section | None:
+    """The section that opens a concern's emails: the first whose primary (first) tag is `concern`, else the
+    first tagged with it at all."""
+    tagged = [s for s in sections if s.is_for(concern)]
+    return next((s for s in tagged if s.concerns[0] == concern), tagged[0] if tagged else None)
+
+
+def more_of(sections: Sequence[Section], concern: str) -> tuple[Section, ...]:
+    """The concern's sections after its lead, then the general ones (for a deep-dive email)."""
+    lead = lead_of(sections, concern)
+    tagged = [s for s in sections if s.is_for(concern) and s != lead]
+    general = [s for s in sections if s.is_for(GENERAL) and s != lead and s not in tagged]
+    return tuple(tagged + general)
+
+
 @dataclass(frozen=True)
 class Article:
+    """One file of `content/`: `id` is its file name without the suffix; `treatment` is what its emails call
+    the treatment ("Microneedling"), from its front matter, `content/articles.yaml`, or its title."""
+
     path: Path
     title: str
     sections: tuple[Section, ...] = field(default_factory=tuple)
+    id: str = ""
+    treatment: str = ""
 
     @property
     def intro(self) -> Section | None:
@@ -64,14 +93,13 @@ class Article:
         return tuple(s for s in self.benefits if s.is_for(concern))
 
     def lead_for(self, concern: str) -> Section | None:
-        """The section that opens a concern's emails: the first whose primary (first) tag is `concern`,
-        else the first tagged with it at all."""
-        tagged = self.for_concern(concern)
-        return next((s for s in tagged if s.concerns[0] == concern), tagged[0] if tagged else None)
+        """The benefit that opens a concern's emails (see `lead_of`)."""
+        return lead_of(self.benefits, concern)
 
     def more_for(self, concern: str) -> tuple[Section, ...]:
-        """The concern's sections after its lead, then the general benefits (for a deep-dive email)."""
-        lead = self.lead_for(concern)
-        tagged = [s for s in self.for_concern(concern) if s != lead]
-        general = [s for s in self.for_concern(GENERAL) if s != lead and s not in tagged]
-        return tuple(tagged + general)
+        """The concern's benefits after its lead, then the general benefits (see `more_of`)."""
+        return more_of(self.benefits, concern)
+
+    def covers(self, concern: str) -> bool:
+        """Whether any benefit of the article is tagged with `concern` (else that variant gets general)."""
+        return bool(self.for_concern(concern))

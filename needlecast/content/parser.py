@@ -1,17 +1,23 @@
 """Parse a source article into sections.
 
-Two formats, chosen by content:
+Three formats, chosen by suffix and content:
 - Plain text (the clinic's article): a line of its own ending in "?" or ":" is a heading; a paragraph of
   the form "Title: body" is a benefit; the first headed section is the introduction; paragraphs after the
   last benefit that sit under no heading form the closing. Text before the first heading is the summary.
 - Markdown: `#` is the article title; `##`/`###` headings start sections. A heading with no text of its own
   followed by deeper headings groups them (children of a group named "Benefits..." are benefits); a last
-  heading named like "Conclusion"/"Summary"/"In short" is the closing.
+  heading named like "Conclusion"/"Summary"/"In short" is the closing. Paragraphs of the form "Title: body"
+  under a benefits heading (or two or more of them under any heading) are benefits of their own.
+- HTML (`.html`, `.htm`): read with Python's HTML parser into the Markdown shape (`content.html_text`):
+  headings and paragraphs, with scripts, styles and navigation dropped.
+A `.txt` or `.md` file may open with YAML front matter between `---` lines (`title`, `treatment`).
 
-Contract: `parse_article(path, vocabulary, overrides)` returns an `Article` with at least one section, each
-with a unique slug, its 1-based source line and its concern tags (the vocabulary's guess, replaced by the
-per-slug override when one is given). An article with no recognisable section raises `ContentError` naming
-the file and what was expected.
+Contract: `parse_article(path, vocabulary, overrides, meta)` returns an `Article` with at least one section,
+each with a unique slug, its 1-based source line, its concern tags with their reasons (the vocabulary's
+explained guess, replaced by the per-slug override when one is given) and its article's id and treatment.
+`meta` (from `content/articles.yaml`) gives the title and treatment, then the front matter, then the text.
+An article with no recognisable section, or an override naming a section it does not have, raises
+`ContentError` naming the file and what was expected.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import yaml
+
+from needlecast.content.html_text import html_lines
 from needlecast.content.model import (
     GENERAL,
     KIND_BENEFIT,
@@ -32,11 +41,14 @@ from needlecast.content.model import (
     Section,
 )
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import ConfigurationError, ContentError
-from needlecast.yamlfile import read_yaml
+from needlecast.errors import ContentError
 
 _BENEFIT = re.compile(r"^(?P<title>[A-Z][^:\n]{2,80}):\s+(?P<body>\S.*)$", re.DOTALL)
 _MD_HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
+_FRONT_MATTER_KEYS = ("title", "treatment")
+HTML_SUFFIXES = (".html", ".htm")
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+ARTICLE_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, *HTML_SUFFIXES)
 _CLOSING_TITLE = re.compile(r"\b(conclusion|summary|in short|closing|final thoughts|the bottom line)\b", re.I)
 
 
@@ -134,19 +146,29 @@ def _parse_plain(paragraphs: Sequence[_Paragraph]) -> tuple[str, list[tuple[str,
     return "\n\n".join(summary), sections
 
 
-def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str, str, int]]]:
-    """(title, summary, [(title, body, kind, line)]) for a Markdown article."""
+def _benefit_paragraphs(body: str) -> list[tuple[str, str]]:
+    """The "Title: body" paragraphs of a block's text, as (title, body)."""
+    found = []
+    for paragraph in body.split("\n\n"):
+        match = _BENEFIT.match(paragraph)
+        if match and not match.group("title").rstrip().endswith(("?", ".")):
+            found.append((match.group("title").strip(), " ".join(match.group("body").split())))
+    return found
+
+
+def _parse_markdown(numbered: Sequence[tuple[int, str]]) -> tuple[str, str, list[tuple[str, str, str, int]]]:
+    """(title, summary, [(title, body, kind, line)]) for Markdown lines numbered by their source line."""
     title = ""
-    blocks: list[tuple[int, str, int, list[str]]] = []  # (level, title, line, body lines)
+    blocks: list[tuple[int, str, int, list[tuple[int, str]]]] = []  # (level, title, line, body lines)
     summary: list[str] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in numbered:
         heading = _MD_HEADING.match(line)
         if heading and len(heading.group("hashes")) == 1 and not title:
             title = heading.group("title").strip()
         elif heading:
             blocks.append((len(heading.group("hashes")), heading.group("title").strip(), number, []))
         elif blocks:
-            blocks[-1][3].append(line)
+            blocks[-1][3].append((number, line))
         else:
             summary.append(line)
 
@@ -154,7 +176,8 @@ def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str
     group_title = ""
     group_level = 0
     for index, (level, heading_title, line_number, body_lines) in enumerate(blocks):
-        body = "\n\n".join(" ".join(p.text.split()) for p in _paragraphs("\n".join(body_lines)))
+        paragraphs = _numbered_paragraphs(body_lines)
+        body = "\n\n".join(" ".join(p.text.split()) for p in paragraphs)
         next_deeper = index + 1 < len(blocks) and blocks[index + 1][0] > level
         if not body and next_deeper:
             group_title, group_level = heading_title, level
@@ -162,6 +185,18 @@ def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str
         if level <= group_level:
             group_title, group_level = "", 0
         if not body:
+            continue
+        in_benefits = bool(re.search(r"\bbenefits?\b", group_title or heading_title, re.I))
+        benefits = [(p, _benefit_paragraphs(p.text)) for p in paragraphs]
+        if sum(1 for _, found in benefits if found) >= (1 if in_benefits else 2):
+            own = [" ".join(p.text.split()) for p, found in benefits if not found]
+            if own and not group_title:
+                sections.append(
+                    (heading_title, "\n\n".join(own), KIND_INTRO if not sections else KIND_SECTION, line_number)
+                )
+            for paragraph, found in benefits:
+                for benefit_title, benefit_body in found:
+                    sections.append((benefit_title, benefit_body, KIND_BENEFIT, paragraph.line))
             continue
         if group_title and re.search(r"\bbenefits?\b", group_title, re.I):
             kind = KIND_BENEFIT
@@ -176,50 +211,86 @@ def _parse_markdown(lines: Sequence[str]) -> tuple[str, str, list[tuple[str, str
     return title, summary_text, sections
 
 
+def _numbered_paragraphs(lines: Sequence[tuple[int, str]]) -> list[_Paragraph]:
+    """Paragraphs (runs of non-blank lines) with the source line each starts on."""
+    paragraphs: list[_Paragraph] = []
+    current: list[str] = []
+    start = 0
+    for number, line in [*lines, (0, "")]:
+        if line.strip():
+            if not current:
+                start = number
+            current.append(line.rstrip())
+        elif current:
+            paragraphs.append(_Paragraph("\n".join(current).strip(), start))
+            current = []
+    return paragraphs
+
+
+def _front_matter(lines: list[str], path: Path) -> dict[str, str]:
+    """The YAML front matter of `lines` (blanked in place, so line numbers stay those of the file)."""
+    if not lines or lines[0].strip() != "---":
+        return {}
+    end = next((i for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), None)
+    if end is None:
+        raise ContentError(f"{path}: the front matter opened on line 1 is never closed; end it with a '---' line")
+    try:
+        raw = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as err:
+        raise ContentError(f"{path}: the front matter is not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ContentError(f"{path}: the front matter must be a mapping such as 'treatment: Chemical peels'")
+    unknown = sorted(str(k) for k in raw if k not in _FRONT_MATTER_KEYS)
+    if unknown:
+        raise ContentError(
+            f"{path}: front matter field(s) {', '.join(unknown)} unknown; use: {', '.join(_FRONT_MATTER_KEYS)}"
+        )
+    for index in range(end + 1):
+        lines[index] = ""
+    return {str(k): str(v).strip() for k, v in raw.items() if v is not None}
+
+
 def _is_markdown(path: Path, lines: Sequence[str]) -> bool:
     return path.suffix.lower() in {".md", ".markdown"} or any(_MD_HEADING.match(line) for line in lines)
-
-
-def load_overrides(path: Path | None) -> dict[str, tuple[str, ...]]:
-    """Per-slug tag overrides from a YAML mapping of slug -> list of concerns (a missing file: none)."""
-    if path is None or not path.is_file():
-        return {}
-    raw = read_yaml(path, "tag overrides") or {}
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: expected a mapping of section slug -> list of concerns")
-    overrides: dict[str, tuple[str, ...]] = {}
-    for slug, tags in raw.items():
-        values = [tags] if isinstance(tags, str) else tags
-        if not isinstance(values, list) or not values:
-            raise ConfigurationError(f"{path}: '{slug}' must list one or more concerns (or 'general')")
-        overrides[str(slug)] = tuple(str(v) for v in values)
-    return overrides
 
 
 def parse_article(
     path: Path,
     vocabulary: Vocabulary,
     overrides: Mapping[str, Sequence[str]] | None = None,
+    meta: Mapping[str, str] | None = None,
 ) -> Article:
     """Parse `path` into an `Article` (see the module contract)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as err:
         raise ContentError(f"{path}: article not found") from err
+    except IsADirectoryError as err:
+        raise ContentError(f"{path}: is a folder, not an article") from err
     except UnicodeDecodeError as err:
         raise ContentError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     lines = text.splitlines()
-    if _is_markdown(path, lines):
-        title, _summary, raw_sections = _parse_markdown(lines)
+    front: dict[str, str] = {}
+    if path.suffix.lower() in HTML_SUFFIXES:
+        page_title, numbered = html_lines(text)
+        title, _summary, raw_sections = _parse_markdown(numbered)
+        title = title or page_title
+        expected = "<h2> headings with <p> text under them, or 'Title: body' paragraphs under a Benefits heading"
+    elif _is_markdown(path, lines):
+        front = _front_matter(lines, path)
+        title, _summary, raw_sections = _parse_markdown(list(enumerate(lines, start=1)))
         expected = "'## Heading' sections with text under them"
     else:
-        _summary, raw_sections = _parse_plain(_paragraphs(text))
+        front = _front_matter(lines, path)
+        _summary, raw_sections = _parse_plain(_paragraphs("\n".join(lines)))
         title = ""
         expected = (
             "a heading line ending in '?' or ':' followed by text, or benefit paragraphs of the form 'Title: body'"
         )
     if not raw_sections:
         raise ContentError(f"{path}: no sections found. Expected {expected}.")
+    meta = {**front, **{k: v for k, v in (meta or {}).items() if v}}
+    article_id = path.stem
 
     known = {*vocabulary.names, GENERAL}
     overrides = dict(overrides or {})
@@ -231,22 +302,31 @@ def parse_article(
         while slug in slugs:
             slug, suffix = f"{base}-{suffix}", suffix + 1
         slugs.add(slug)
-        tags = vocabulary.tag(section_title, body) if kind in (KIND_BENEFIT, KIND_SECTION) else (GENERAL,)
-        sections.append(Section(section_title, slug, body, kind, line, tags))
+        if slug in overrides:
+            tags, reasons, review = tuple(overrides[slug]), ("set in content/tags.yaml",), ""
+        elif kind in (KIND_BENEFIT, KIND_SECTION):
+            explained = vocabulary.explain(section_title, body)
+            tags, reasons, review = explained.tags, explained.reasons, explained.review
+        else:
+            tags, reasons, review = (GENERAL,), (f"{kind}: general by its place in the article",), ""
+        sections.append(Section(section_title, slug, body, kind, line, tags, reasons, review, article_id))
 
     for slug, override in overrides.items():
         unknown = [t for t in override if t not in known]
         if unknown:
-            raise ConfigurationError(
-                f"tag override for '{slug}' names unknown concern(s) {unknown}; known: {sorted(known)}"
+            raise ContentError(
+                f"{path}: the tag override for '{slug}' (content/tags.yaml) names unknown concern(s) "
+                f"{', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         if slug not in slugs:
-            raise ConfigurationError(
-                f"tag override names section '{slug}', which {path} does not have; "
-                f"its sections are: {', '.join(sorted(slugs))}"
+            raise ContentError(
+                f"{path}: the tag override for section '{slug}' (content/tags.yaml) names a section the article "
+                f"does not have; its sections are: {', '.join(sorted(slugs))}"
             )
-    sections = [replace(s, concerns=tuple(overrides[s.slug])) if s.slug in overrides else s for s in sections]
-    return Article(path=path, title=title or _title_from(path, sections), sections=tuple(sections))
+    title = meta.get("title") or title or _title_from(path, sections)
+    treatment = meta.get("treatment") or _treatment_from(sections, title, path)
+    sections = [replace(s, treatment=treatment) for s in sections]
+    return Article(path=path, title=title, sections=tuple(sections), id=article_id, treatment=treatment)
 
 
 def _title_from(path: Path, sections: Sequence[Section]) -> str:
@@ -254,3 +334,14 @@ def _title_from(path: Path, sections: Sequence[Section]) -> str:
     if intro and intro.title.lower().startswith("what is "):
         return intro.title[len("what is ") :].rstrip("?").strip()
     return path.stem.replace("-", " ").replace("_", " ").title()
+
+
+def _treatment_from(sections: Sequence[Section], title: str, path: Path) -> str:
+    """The treatment's name: "What is X?" names it; else a short title; else the file name."""
+    for section in sections:
+        match = re.match(r"(?i)^what (?:is|are) (.{2,40}?)\??$", section.title.strip())
+        if match:
+            return match.group(1).strip()
+    if title and len(title) <= 40:
+        return title
+    return path.stem.replace("-", " ").replace("_", " ").capitalize()

@@ -3,14 +3,21 @@
 Contract:
 - `Vocabulary.normalise(value)` maps a free-text concern ("Anti-Aging", "dark spots") to its canonical name,
   or returns None for a value it does not know: unknown values are reported by callers, never guessed.
-- `Vocabulary.tag(title, body)` returns the concerns of a section: a concern whose synonym or keyword appears
-  in the title, or whose synonyms appear in the body as two different terms. A single passing mention in
-  the body is not enough (the "Safe for All Skin Types" section mentions hyperpigmentation as a risk, not as
-  its subject). Matching is case-insensitive on whole words.
+- `Vocabulary.explain(title, body)` tags a section and says why. Evidence, per concern: a synonym or keyword
+  in the **title** weighs 3; each different synonym in the **body** weighs 1 (keywords are topic words, such
+  as "collagen", and count only in a title: a body mentions mechanisms in passing). A concern with a weight
+  of at least 2 is a tag; tags are ordered by weight (ties in the vocabulary's order), the first being the
+  section's primary concern. A section with no tag is `general`. Matching is case-insensitive on whole words,
+  and a word matches its inflections ("tighten" matches tightens, tightened, tightening; "scar" scarring).
+  The result carries the reasons (which words decided it, with their weights) and a review note when the
+  evidence is weak (a single mention in the body: left `general`, but flagged) or split (two or more
+  concerns named in the title with the same weight: the first is taken, and flagged).
+- `Vocabulary.tag(title, body)` is `explain(...).tags`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,14 +36,91 @@ class Concern:
     keywords: tuple[str, ...]
 
 
+TITLE_WEIGHT = 3.0
+BODY_WEIGHT = 1.0
+TAG_AT = 2.0
+_VOWELS = "aeiou"
+
+
+def _inflected(word: str) -> str:
+    """A pattern for `word` and its common English inflections (plural, -ed, -ing, -er; a final e dropped,
+    a final y to ies, a final consonant doubled: scar -> scarring)."""
+    if not word.isalpha() or len(word) <= 3:
+        return re.escape(word) + "(?:s|es)?" if word.isalpha() else re.escape(word)
+    if word.endswith("e"):
+        return re.escape(word[:-1]) + "(?:e|es|ed|er|ers|ing)"
+    if word.endswith("y") and word[-2] not in _VOWELS:
+        return re.escape(word[:-1]) + "(?:y|ies|ied|ier)"
+    endings = ["s", "es", "ed", "er", "ers", "ing"]
+    if word[-1] not in _VOWELS + "wxy" and word[-2] in _VOWELS and word[-3] not in _VOWELS:
+        endings += [word[-1] + "ed", word[-1] + "ing", word[-1] + "er"]
+    return re.escape(word) + "(?:" + "|".join(endings) + ")?"
+
+
+@functools.lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> re.Pattern[str]:
-    # Whole words, and a hyphen or space between parts may be either ("anti-aging", "anti aging").
-    parts = [re.escape(p) for p in re.split(r"[\s-]+", term.strip()) if p]
+    # Whole words; a hyphen or space between parts may be either ("anti-aging", "anti aging"); each word may
+    # be inflected; an apostrophe may be straight or curly ("crow's feet").
+    parts = [_inflected(p).replace("'", "['’]") for p in re.split(r"[\s-]+", term.strip().lower()) if p]
     return re.compile(r"(?<![\w-])" + r"[\s-]?".join(parts) + r"(?![\w-])", re.IGNORECASE)
 
 
 def _fold(value: str) -> str:
     return re.sub(r"[\s_-]+", " ", value.strip().lower())
+
+
+Span = tuple[int, int]
+
+
+def _matches(terms: tuple[str, ...], text: str) -> dict[str, set[Span]]:
+    """Where each term (lower-cased) matches in `text`."""
+    return {
+        term: {m.span() for m in _term_pattern(term).finditer(text)} for term in dict.fromkeys(t.lower() for t in terms)
+    }
+
+
+def _distinct_terms(matches: dict[str, set[Span]], foreign: set[Span]) -> tuple[str, ...]:
+    """The terms that mention something of their own: longer terms first; a term that matches only words a
+    longer term of the same concern matched exactly ("scar" and "scars" both match "scars"), or words inside
+    another concern's longer term ("spots" in "dark spots"), is not counted. A term inside a longer one of
+    its own concern counts ("acne" in "acne scars" names the concern as well as its scarring)."""
+    taken: set[Span] = set()
+    found: list[str] = []
+    for term in sorted(matches, key=lambda t: (-len(t), t)):
+        own = {
+            (start, end)
+            for start, end in matches[term] - taken
+            if not any(a <= start and end <= b and b - a > end - start for a, b in foreign)
+        }
+        if own:
+            found.append(term)
+        taken |= matches[term]
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What points a section at one concern: the terms found in its title and body, and their weight."""
+
+    concern: str
+    weight: float
+    in_title: tuple[str, ...]
+    in_body: tuple[str, ...]
+
+    def describe(self) -> str:
+        parts = []
+        if self.in_title:
+            parts.append(f"title: {', '.join(repr(t) for t in self.in_title)} (+{TITLE_WEIGHT:g})")
+        if self.in_body:
+            parts.append(f"body: {', '.join(repr(t) for t in self.in_body)} (+{BODY_WEIGHT * len(self.in_body):g})")
+        return f"{self.concern} {self.weight:g} ({'; '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Tagging:
+    tags: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
+    review: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,17 +155,43 @@ class Vocabulary:
 
     def tag(self, title: str, body: str) -> tuple[str, ...]:
         """Concerns of a section (see the module contract); `("general",)` when none match."""
-        from_title: list[str] = []
-        from_body: list[str] = []
+        return self.explain(title, body).tags
+
+    def explain(self, title: str, body: str) -> Tagging:
+        """The tags of a section with their reasons and any review note (see the module contract)."""
+        title_matches = {c.name: _matches((c.name, *c.synonyms, *c.keywords), title) for c in self.concerns}
+        body_matches = {c.name: _matches((c.name, *c.synonyms), body) for c in self.concerns}
+
+        def foreign(matches: dict[str, dict[str, set[Span]]], name: str) -> set[Span]:
+            return {
+                span for other, found in matches.items() if other != name for spans in found.values() for span in spans
+            }
+
+        evidence: list[Evidence] = []
         for concern in self.concerns:
-            title_terms = (concern.name, *concern.synonyms, *concern.keywords)
-            body_hits = {t.lower() for t in (concern.name, *concern.synonyms) if _term_pattern(t).search(body)}
-            if any(_term_pattern(t).search(title) for t in title_terms):
-                from_title.append(concern.name)
-            elif len(body_hits) >= 2:
-                from_body.append(concern.name)
-        # Title matches first: the first tag is the section's primary concern (see Article.lead_for).
-        return tuple(from_title + from_body) or (GENERAL,)
+            in_title = _distinct_terms(title_matches[concern.name], foreign(title_matches, concern.name))
+            in_body = _distinct_terms(body_matches[concern.name], foreign(body_matches, concern.name))
+            weight = (TITLE_WEIGHT if in_title else 0.0) + BODY_WEIGHT * len(in_body)
+            if weight:
+                evidence.append(Evidence(concern.name, weight, in_title, in_body))
+        order = {c.name: i for i, c in enumerate(self.concerns)}
+        ranked = sorted(evidence, key=lambda e: (-e.weight, order[e.concern]))
+        tagged = [e for e in ranked if e.weight >= TAG_AT]
+        reasons = tuple(e.describe() for e in ranked)
+        review = ""
+        if not tagged and ranked:
+            best = ranked[0]
+            review = (
+                f"weak evidence: only {best.describe()}; left general (tag it in content/tags.yaml if it is "
+                f"about {best.concern})"
+            )
+        titled = [e for e in tagged if e.in_title]
+        if len(titled) > 1 and titled[0].weight == titled[1].weight:
+            review = (
+                f"split: the title names {' and '.join(e.concern for e in titled)} equally; {titled[0].concern} "
+                "was taken as the primary concern (set the order in content/tags.yaml)"
+            )
+        return Tagging(tuple(e.concern for e in tagged) or (GENERAL,), reasons, review)
 
 
 def load_vocabulary(path: Path) -> Vocabulary:

@@ -2,9 +2,11 @@
 
 Contract: `lint_workspace(workspace)` returns every `Finding` (file, line, rule, severity, message, fix),
 sorted by file and line. It checks
-- the article and the template sources for risky claims (`needlecast.content.claims`);
-- every email template, rendered for every concern variant, for mechanics: an unsubscribe link, the postal
-  address, HTML size (Gmail clips at 102 KB), images without alt text, an empty or all-caps subject, a
+- every article of the content library and the template sources for risky claims
+  (`needlecast.content.claims`), each finding naming the article's file and line; an article that cannot be
+  parsed, and a section whose tags are flagged for review (weak or split evidence), are findings too;
+- every email template, rendered for every article and every concern variant, for mechanics: an unsubscribe
+  link, the postal address, HTML size (Gmail clips at 102 KB), images without alt text, an empty or all-caps subject, a
   health term in the subject or preheader (shown on lock screens and in notifications);
 - needlecast.toml for placeholders and an invalid sender.
 A template that fails to render is itself a finding (error), so lint reports everything in one run.
@@ -17,15 +19,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
+from itertools import product
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 from needlecast.config import Workspace
 from needlecast.content.claims import ERROR, WARNING, find_claims
-from needlecast.content.loader import load_article, load_vocabulary_for
+from needlecast.content.loader import load_library_for, load_vocabulary_for
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import ContentError, TemplateProblem
+from needlecast.errors import TemplateProblem
 from needlecast.templating.context import email_context, variant_concerns
 from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.render import RenderedEmail, render_email
@@ -90,7 +93,8 @@ class _ImageAltChecker(HTMLParser):
 
 
 def health_terms(vocabulary: Vocabulary) -> list[re.Pattern[str]]:
-    terms = {t for c in vocabulary.concerns for t in (c.name, *c.synonyms, *c.keywords)}
+    # The concerns' names, not their topic keywords: "collagen" or "glow" in a subject reveals nothing.
+    terms = {t for c in vocabulary.concerns for t in (c.name, *c.synonyms)}
     return [re.compile(r"(?<![\w-])" + re.escape(t) + r"(?![\w-])", re.IGNORECASE) for t in sorted(terms)]
 
 
@@ -296,34 +300,47 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
     """
     found: list[Finding] = list(config_findings(workspace))
     vocabulary = load_vocabulary_for(workspace)
-    article_path = workspace.path(workspace.settings.content.article)
-    article = None
-    try:
-        article = load_article(workspace, vocabulary)
-    except ContentError as err:
-        found.append(
-            Finding(
-                relative(workspace, article_path),
-                1,
-                "content-unparsable",
-                ERROR,
-                str(err),
-                "give the article headings and 'Title: body' benefit paragraphs",
+    library = load_library_for(workspace, vocabulary)
+    for article_id, path in library.paths.items():
+        file = relative(workspace, path)
+        problem = library.problems.get(article_id)
+        if problem is not None:
+            found.append(
+                Finding(
+                    file,
+                    1,
+                    "content-unparsable",
+                    ERROR,
+                    str(problem),
+                    "give the article headings and 'Title: body' benefit paragraphs (`needlecast content list`)",
+                )
             )
-        )
-    else:
-        found += claim_findings(relative(workspace, article_path), article_path.read_text(encoding="utf-8-sig"))
+            continue
+        found += claim_findings(file, path.read_text(encoding="utf-8-sig"))
+        for section in library.articles[article_id].sections:
+            if section.review:
+                found.append(
+                    Finding(
+                        file,
+                        section.line,
+                        "content-tag-review",
+                        WARNING,
+                        f"'{section.title}': {section.review}",
+                        f"check `needlecast content show {article_id} --why`; to decide, set "
+                        f"{article_id}: {{{section.slug}: [...]}} in content/tags.yaml",
+                    )
+                )
 
     for source in sorted(workspace.templates_dir.rglob("*")):
         if source.suffix in (".html", ".txt") and source.is_file():
             found += claim_findings(relative(workspace, source), source.read_text(encoding="utf-8"))
-    if article is None:
+    if not library.articles:
         return sorted(set(found))
 
     env = build_environment(workspace.templates_dir)
     for name in templates or email_templates(workspace.templates_dir):
         html_file, text_file = workspace.templates_dir / f"{name}.html", workspace.templates_dir / f"{name}.txt"
-        for concern in variant_concerns(vocabulary):
+        for article, concern in product(library.articles.values(), variant_concerns(vocabulary)):
             context = email_context(article, vocabulary, workspace.settings.clinic, concern)
             try:
                 rendered = render_email(env, name, context)

@@ -33,7 +33,10 @@ def test_each_claim_rule_fires_on_its_case_and_stays_silent_on_clean_text(rule: 
 
 
 def test_sample_article_flags_safe_for_all_skin_types_and_minimal_risk(workspace: Workspace) -> None:
-    found = [f for f in lint_workspace(workspace) if f.file == "content/microneedling.txt"]
+    findings = [f for f in lint_workspace(workspace) if f.file == "content/microneedling.txt"]
+    found = [f for f in findings if f.rule != "content-tag-review"]
+    # The same section's tags rest on one passing mention of hyperpigmentation: flagged for review, not guessed.
+    assert [(f.line, f.severity) for f in findings if f.rule == "content-tag-review"] == [(18, "warning")]
     messages = " ".join(f.message for f in found)
     assert '"Safe"' in messages and '"All Skin Types"' in messages and '"minimal risk"' in messages
     assert {f.line for f in found} == {18}

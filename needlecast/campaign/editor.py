@@ -51,6 +51,7 @@ def _validate(ctx: CampaignContext, path: Path, text: str, replacing: Path | Non
         variant_concerns(ctx.vocabulary),
         templates=campaign_templates(ctx.workspace.templates_dir),
         segments=ctx.segments,
+        articles=ctx.article_ids,
         source=text.encode("utf-8"),
     )
     other = ctx.campaigns.get(campaign.id)

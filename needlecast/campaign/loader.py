@@ -10,6 +10,8 @@ The shape (see campaigns/*.yaml for complete examples):
     time_zone: Europe/London
     sender: {email: ..., name: ...}  # optional; default [clinic] sender_email / sender_name
     reply_to: ...                    # optional
+    article: peels                   # optional: the article every step draws on (content/peels.md);
+                                     #   default [content] article
     steps:
       - id: guide
         template: emails/broadcast   # templates/emails/broadcast.html + .txt
@@ -18,6 +20,9 @@ The shape (see campaigns/*.yaml for complete examples):
         variants: [acne, general]    # optional; default every concern and general
         ab: {split: [50, 50], subjects: ["...", "..."]}   # optional A/B subject arms
         delay: 3d                    # sequences: after enrolment (0d, 12h, 3d, 2w)
+        article: peels               # optional: this step's article (default the campaign's)
+        sections: {concern: auto, from: all}   # optional: each variant gets its concern's sections from
+                                     #   every article of the library (from: article, the default, only its own)
     schedule:                        # broadcasts: one of
       send_at: "2026-12-01 09:00"    #   a moment in the campaign's zone
       local_time: "09:00"            #   or that hour in each recipient's zone
@@ -31,7 +36,8 @@ The shape (see campaigns/*.yaml for complete examples):
 Contract: `load_campaign(path, variants, templates=..., segments=...)` returns a `Campaign` or raises
 `CampaignFileError`. Every mapping, at every level, is checked against its known keys, so a misspelt
 option is an error listing the valid ones, never ignored. When `templates` (the emails that exist) and
-`segments` (the segments defined) are given, every step's template and the segment must be among them.
+`segments` (the segments defined) and `articles` (the article ids of content/) are given, every step's
+template, the segment and every article named must be among them.
 `load_campaigns(folder, ...)` reads every file on its own: a file that fails is reported in `problems`
 and the others still load.
 """
@@ -76,13 +82,16 @@ TOP_KEYS = {
     "time_zone",
     "sender",
     "reply_to",
+    "article",
     "steps",
     "schedule",
     "enrol",
     "exits",
     "signoff",
 }
-STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay"}
+STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay", "article", "sections"}
+SECTIONS_KEYS = {"concern", "from"}
+SECTIONS_FROM = ("article", "all")
 AB_KEYS = {"split", "subjects"}
 SCHEDULE_KEYS = {"send_at", "local_time", "date"}
 ENROL_KEYS = {"joined_after", "tag", "event"}
@@ -193,8 +202,45 @@ def _arms(reader: _Reader, raw: Any, where: str) -> tuple[Arm, ...]:
     return tuple(Arm(chr(ord("A") + i), s, p) for i, (s, p) in enumerate(zip(subjects, split, strict=True)))
 
 
+def _article(reader: _Reader, data: dict[str, Any], where: str, articles: Collection[str] | None) -> str:
+    article = reader.text(data, "article", where, required=False)
+    if article and articles is not None and article not in articles:
+        raise reader.fail(
+            f"{where}article",
+            f"'{article}' is not an article in content/ (its id is the file name without .txt, .md or .html)",
+            f"use one of: {', '.join(sorted(articles)) or 'none'} (`needlecast content list`)",
+        )
+    return article
+
+
+def _library_wide(reader: _Reader, item: dict[str, Any], where: str) -> bool:
+    if item.get("sections") is None:
+        return False
+    spec = reader.mapping(item["sections"], f"{where}sections", SECTIONS_KEYS, "{concern: auto, from: all}")
+    if spec.get("concern", "auto") != "auto":
+        raise reader.fail(
+            f"{where}sections.concern",
+            f"'{spec.get('concern')}' is not a choice of sections",
+            "write concern: auto (each variant gets its own concern's sections)",
+        )
+    source = spec.get("from", "article")
+    if source not in SECTIONS_FROM:
+        raise reader.fail(
+            f"{where}sections.from",
+            f"'{source}' is not where sections come from",
+            "write from: all (every article of the library) or from: article (the step's article)",
+        )
+    return bool(source == "all")
+
+
 def _steps(
-    reader: _Reader, raw: Any, kind: str, variants_known: tuple[str, ...], templates: Collection[str] | None
+    reader: _Reader,
+    raw: Any,
+    kind: str,
+    variants_known: tuple[str, ...],
+    templates: Collection[str] | None,
+    articles: Collection[str] | None,
+    campaign_article: str,
 ) -> tuple[Step, ...]:
     if not isinstance(raw, list) or not raw:
         raise reader.fail("steps", "must list at least one step", "add 'steps:' with '- id: ...' and 'template: ...'")
@@ -244,8 +290,20 @@ def _steps(
                 ) from None
         elif "delay" in item:
             raise reader.fail(f"{where}delay", "only sequence steps have a delay", "remove it, or use kind: sequence")
+        article = _article(reader, item, where, articles) or campaign_article
         steps.append(
-            Step(step_id, template, item.get("subject"), item.get("preheader"), tuple(variants), arms, delay, index)
+            Step(
+                step_id,
+                template,
+                item.get("subject"),
+                item.get("preheader"),
+                tuple(variants),
+                arms,
+                delay,
+                index,
+                article,
+                _library_wide(reader, item, where),
+            )
         )
     if kind == SEQUENCE:
         delays = [s.delay for s in steps]
@@ -357,6 +415,7 @@ def load_campaign(
     *,
     templates: Collection[str] | None = None,
     segments: Collection[str] | None = None,
+    articles: Collection[str] | None = None,
     source: bytes | None = None,
 ) -> Campaign:
     """Read and validate one campaign file (see the module contract); with `source`, validate that text as
@@ -403,7 +462,7 @@ def load_campaign(
             f"use one of: {', '.join(sorted(segments)) or 'none'} (audiences/segments.yaml)",
         )
     sender = reader.mapping(raw.get("sender") or {}, "sender", SENDER_KEYS, "{email: ..., name: ...}")
-    steps = _steps(reader, raw.get("steps"), kind, known, templates)
+    steps = _steps(reader, raw.get("steps"), kind, known, templates, articles, _article(reader, raw, "", articles))
 
     schedule = BroadcastSchedule()
     enrol = Enrolment()
@@ -463,13 +522,14 @@ def load_campaigns(
     *,
     templates: Collection[str] | None = None,
     segments: Collection[str] | None = None,
+    articles: Collection[str] | None = None,
 ) -> CampaignFiles:
     """Every `*.yaml` / `*.yml` campaign in `folder`; a file that fails (or repeats an id) is a problem."""
     known = tuple(variants_known)
     found = CampaignFiles()
     for path in campaign_paths(folder):
         try:
-            campaign = load_campaign(path, known, templates=templates, segments=segments)
+            campaign = load_campaign(path, known, templates=templates, segments=segments, articles=articles)
         except CampaignFileError as err:
             err.campaign_id = _raw_id(path)
             found.problems.append(err)

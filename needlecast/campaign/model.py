@@ -31,6 +31,8 @@ class Step:
     arms: tuple[Arm, ...] = ()
     delay: timedelta = timedelta(0)  # sequences: after enrolment
     index: int = 0  # its place in the file's `steps` list, for errors that name the field
+    article: str = ""  # the article it draws on (its own, else the campaign's); "" = [content] article
+    library: bool = False  # `sections: {concern: auto, from: all}`: each variant's sections from every article
 
     @property
     def field(self) -> str:

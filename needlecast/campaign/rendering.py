@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import Campaign, Step
-from needlecast.errors import CampaignFileError, TemplateProblem
+from needlecast.errors import CampaignFileError, ContentError, TemplateProblem
 from needlecast.templating.context import email_context, variant_concerns
 from needlecast.templating.render import RenderedEmail, render_email
 
@@ -25,7 +25,17 @@ def step_variants(ctx: CampaignContext, step: Step) -> tuple[str, ...]:
 
 def render_variant(ctx: CampaignContext, campaign: Campaign, step: Step, variant: str, arm: str) -> RenderedEmail:
     """One step in one variant and arm; `CampaignFileError` naming the field when it does not render."""
-    context = email_context(ctx.article, ctx.vocabulary, ctx.workspace.settings.clinic, variant)
+    try:
+        article = ctx.article_for(step)
+    except ContentError as err:
+        raise CampaignFileError(
+            str(campaign.path),
+            f"{step.field}.article",
+            f"uses an article that cannot be read: {err}",
+            "fix the article (`needlecast content list` shows what is expected) or name another",
+            campaign_id=campaign.id,
+        ) from err
+    context = email_context(article, ctx.vocabulary, ctx.workspace.settings.clinic, variant, ctx.sections_for(step))
     try:
         return render_email(
             ctx.templates, step.template, context, subject=step.subject_for(arm), preheader=step.preheader

@@ -1,9 +1,10 @@
 """What a claims sign-off covers, and whether it still does.
 
 Contract: `covered_files(ctx, campaign)` are the digests of what a reviewer reviews for a campaign: the
-article, every template its steps use (both parts) and the layouts they extend, and the campaign's own
-steps (their subjects, preheaders and A/B subjects). `stale_files(ctx, campaign)` lists those that changed
-since the sign-off recorded them (empty for a sign-off written by hand, without `covers`: it cannot tell).
+articles its steps draw on (every article for a library-wide step), every template its steps use (both
+parts) and the layouts they extend, and the campaign's own steps (their subjects, preheaders and A/B
+subjects). `stale_files(ctx, campaign)` lists those that changed since the sign-off recorded them (empty for
+a sign-off written by hand, without `covers`: it cannot tell).
 A stale sign-off no longer lets a campaign with lint errors through the gate.
 """
 
@@ -24,7 +25,7 @@ def _digest(data: bytes) -> str:
 
 def covered_files(ctx: CampaignContext, campaign: Campaign) -> dict[str, str]:
     workspace = ctx.workspace
-    paths = {ctx.article.path}
+    paths = {ctx.library.paths[i] for i in ctx.article_ids_of(campaign) if i in ctx.library.paths}
     for step in campaign.steps:
         for suffix in (".html", ".txt"):
             paths.add(workspace.templates_dir / f"{step.template}{suffix}")

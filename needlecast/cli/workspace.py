@@ -98,6 +98,10 @@ def preview(
         typer.Argument(help="Email template, e.g. emails/welcome (see templates/); not needed with --campaign."),
     ] = None,
     concern: Annotated[str, typer.Option(help="Variant to render: a concern or 'general'.")] = "general",
+    article: Annotated[
+        str | None,
+        typer.Option(help="With a template: the article it draws on (default [content] article; `content list`)."),
+    ] = None,
     campaign: Annotated[
         str | None, typer.Option(help="Render a campaign's step, with its own subject lines and preheader.")
     ] = None,
@@ -121,8 +125,10 @@ def preview(
             raise InvalidRequest("name a template (e.g. emails/welcome) or a campaign with --campaign ID")
         if step or arm:
             raise InvalidRequest("--step and --arm choose within a campaign: add --campaign ID")
-        files = write_preview(workspace, template, concern, first_name, target)
+        files = write_preview(workspace, template, concern, first_name, target, article=article or "")
     else:
+        if article:
+            raise InvalidRequest("a campaign's step names its own article: leave out --article with --campaign")
         from needlecast.campaign.context import CampaignContext
         from needlecast.campaign.rendering import render_variant, step_variants
 

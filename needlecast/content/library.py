@@ -36,6 +36,7 @@ class Library:
     articles: dict[str, Article]
     default_id: str
     problems: dict[str, ContentError] = field(default_factory=dict)  # by article id
+    paths: dict[str, Path] = field(default_factory=dict)  # every article file by id, parsed or not
 
     @property
     def default(self) -> Article:
@@ -114,6 +115,7 @@ def load_library(workspace: Workspace, vocabulary: Vocabulary) -> Library:
     library = Library({}, default_id)
     for path in paths:
         article_id = path.stem
+        library.paths.setdefault(article_id, path)
         if article_id in library.articles or article_id in library.problems:
             library.problems.setdefault(
                 f"{article_id} ({path.name})",

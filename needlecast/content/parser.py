@@ -302,6 +302,8 @@ def parse_article(
         while slug in slugs:
             slug, suffix = f"{base}-{suffix}", suffix + 1
         slugs.add(slug)
+        tags: tuple[str, ...]
+        reasons: tuple[str, ...]
         if slug in overrides:
             tags, reasons, review = tuple(overrides[slug]), ("set in content/tags.yaml",), ""
         elif kind in (KIND_BENEFIT, KIND_SECTION):

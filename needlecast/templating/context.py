@@ -1,17 +1,22 @@
-"""The template context for one variant: the clinic, the concern and the article sections it gets.
+"""The template context for one variant: the clinic, the concern, the article and the sections it gets.
 
-Contract: `email_context(article, vocabulary, clinic, concern)` returns only data that is the same for every
-recipient of the variant (no personal values: those are tokens). For `general`, the lead is the first
-general benefit and the deep dive the other general benefits.
+Contract: `email_context(article, vocabulary, clinic, concern, sections)` returns only data that is the same for
+every recipient of the variant (no personal values: those are tokens). `article` is the step's article
+(`article.treatment` names its treatment; `intro` and `closing` are its own); `lead` and `more` are chosen
+from `sections` (default: the article's benefits; a library-wide step passes every article's), each section
+naming its own `treatment`. For `general`, the lead is the first general benefit and the deep dive the
+other general benefits. `covered` says whether the sections have any for the concern (else the variant falls
+back to general content).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from needlecast.config import ClinicSettings
-from needlecast.content.model import GENERAL, Article
+from needlecast.content.model import GENERAL, Article, Section, lead_of, more_of
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidRequest
 
@@ -21,19 +26,30 @@ def variant_concerns(vocabulary: Vocabulary) -> tuple[str, ...]:
     return (*vocabulary.names, GENERAL)
 
 
-def email_context(article: Article, vocabulary: Vocabulary, clinic: ClinicSettings, concern: str) -> dict[str, Any]:
+def email_context(
+    article: Article,
+    vocabulary: Vocabulary,
+    clinic: ClinicSettings,
+    concern: str,
+    sections: Sequence[Section] | None = None,
+) -> dict[str, Any]:
     if concern != GENERAL and concern not in vocabulary.names:
         raise InvalidRequest(
             f"'{concern}' is not a content variant; use one of: {', '.join(variant_concerns(vocabulary))}"
         )
+    pool = article.benefits if sections is None else tuple(sections)
+    lead = lead_of(pool, concern)
+    more = list(more_of(pool, concern))
     return {
         "clinic": asdict(clinic),
         "lang": clinic.language,
         "concern": concern,
         "concern_label": vocabulary.label(concern),
-        "article": {"title": article.title},
+        "article": {"id": article.id, "title": article.title, "treatment": article.treatment},
+        "treatments": list(dict.fromkeys(s.treatment for s in [*([lead] if lead else []), *more] if s.treatment)),
+        "covered": concern == GENERAL or any(s.is_for(concern) for s in pool),
         "intro": article.intro,
-        "lead": article.lead_for(concern),
-        "more": list(article.more_for(concern)),
+        "lead": lead,
+        "more": more,
         "closing": article.closing,
     }

@@ -22,6 +22,12 @@ def _paragraphs_html(text: object) -> Markup:
     return Markup("\n").join(Markup("<p>{}</p>").format(escape(p)) for p in parts)
 
 
+def midsentence(name: object) -> str:
+    """A name as it reads inside a sentence: capitalised words lower-cased ("Chemical Peels" -> "chemical
+    peels"), acronyms and brand spellings kept ("IPL", "HydraFacial")."""
+    return " ".join(w.lower() if w[:1].isupper() and w[1:].islower() else w for w in str(name).split(" "))
+
+
 def _autoescape(name: str | None) -> bool:
     return bool(name) and str(name).endswith((".html", ".htm"))
 
@@ -37,6 +43,7 @@ def build_environment(templates_dir: Path) -> SandboxedEnvironment:
         keep_trailing_newline=True,
     )
     env.filters["paragraphs"] = _paragraphs_html
+    env.filters["midsentence"] = midsentence
     return env
 
 

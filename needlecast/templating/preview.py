@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from needlecast.config import Workspace, signing_secret
-from needlecast.content.loader import load_article, load_vocabulary_for
+from needlecast.content.loader import load_library_for, load_vocabulary_for
 from needlecast.templating.context import email_context
 from needlecast.templating.eml import build_eml
 from needlecast.templating.environment import build_environment
@@ -35,22 +35,25 @@ def write_preview(
     *,
     rendered: RenderedEmail | None = None,
     name: str = "",
+    article: str = "",
 ) -> PreviewFiles:
     """Render `template` for `concern` with a sample recipient's values filled in; return the paths.
 
     `rendered`: a rendering made already (a campaign step's, with its own subject); `name`: the file stem
-    (default: the template and the concern)."""
+    (default: the template, the article when one is named, and the concern); `article`: the article's id
+    (default: `[content] article`)."""
     settings = workspace.settings
     if rendered is None:
         vocabulary = load_vocabulary_for(workspace)
-        article = load_article(workspace, vocabulary)
+        library = load_library_for(workspace, vocabulary)
+        source = library.article(article) if article else library.default
         env = build_environment(workspace.templates_dir)
-        rendered = render_email(env, template, email_context(article, vocabulary, settings.clinic, concern))
+        rendered = render_email(env, template, email_context(source, vocabulary, settings.clinic, concern))
     values = recipient_values(settings, signing_secret(required=False), SAMPLE_CONTACT_ID, "preview", first_name)
     subs = substitutions_for(values)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = name or f"{template.replace('/', '_')}.{concern}"
+    stem = name or ".".join(p for p in (template.replace("/", "_"), article, concern) if p)
     html_path, text_path, eml_path = (out_dir / f"{stem}{ext}" for ext in (".html", ".txt", ".eml"))
     html_path.write_text(apply_substitutions(rendered.html, subs), encoding="utf-8")
     text_path.write_text(apply_substitutions(rendered.text, subs), encoding="utf-8")

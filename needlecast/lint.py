@@ -292,8 +292,11 @@ def config_findings(workspace: Workspace) -> list[Finding]:
     return found
 
 
-def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None) -> list[Finding]:
-    """Every finding in the content, the templates and the config (see the module contract).
+def lint_workspace(
+    workspace: Workspace, templates: Sequence[str] | None = None, articles: Sequence[str] | None = None
+) -> list[Finding]:
+    """Every finding in the content, the templates and the config (see the module contract); `templates` and
+    `articles` (ids) narrow the renderings and the articles checked to a campaign's own.
 
     One problem never hides the others: an article that cannot be parsed is a finding and the templates'
     sources are still checked; a template that does not render is a finding and the others still render.
@@ -302,6 +305,8 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
     vocabulary = load_vocabulary_for(workspace)
     library = load_library_for(workspace, vocabulary)
     for article_id, path in library.paths.items():
+        if articles is not None and article_id not in articles:
+            continue
         file = relative(workspace, path)
         problem = library.problems.get(article_id)
         if problem is not None:
@@ -334,13 +339,14 @@ def lint_workspace(workspace: Workspace, templates: Sequence[str] | None = None)
     for source in sorted(workspace.templates_dir.rglob("*")):
         if source.suffix in (".html", ".txt") and source.is_file():
             found += claim_findings(relative(workspace, source), source.read_text(encoding="utf-8"))
-    if not library.articles:
+    rendered_with = [a for a in library.articles.values() if articles is None or a.id in articles]
+    if not rendered_with:
         return sorted(set(found))
 
     env = build_environment(workspace.templates_dir)
     for name in templates or email_templates(workspace.templates_dir):
         html_file, text_file = workspace.templates_dir / f"{name}.html", workspace.templates_dir / f"{name}.txt"
-        for article, concern in product(library.articles.values(), variant_concerns(vocabulary)):
+        for article, concern in product(rendered_with, variant_concerns(vocabulary)):
             context = email_context(article, vocabulary, workspace.settings.clinic, concern)
             try:
                 rendered = render_email(env, name, context)

@@ -124,7 +124,9 @@ def test_a_misspelt_template_is_found_when_the_file_is_read_and_the_other_campai
     plan = run(monkeypatch, imported, "plan", "--days", "400")
     assert plan.code == 0
     assert "not planned:" in plan.stdout and "typo.yaml: field 'steps[0].template'" in plan.stdout
-    assert "emails/broadcast, emails/concern_guide, emails/consultation, emails/deep_dive, emails/welcome" in plan.stdout
+    assert (
+        "emails/broadcast, emails/concern_guide, emails/consultation, emails/deep_dive, emails/welcome" in plan.stdout
+    )
     assert "spring-guide (broadcast" in plan.stdout  # the others are planned all the same
     send = run(monkeypatch, imported, "send", "typo", "--now")
     assert send.code == 1 and "typo.yaml: field 'steps[0].template'" in send.stderr

@@ -67,11 +67,14 @@ def document_of(campaign: Campaign) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def save_document(ctx: CampaignContext, document: dict[str, Any], replacing: Path | None = None) -> Campaign:
-    """Validate and write a campaign (see the module contract); returns it as loaded."""
+def save_document(
+    ctx: CampaignContext, document: dict[str, Any], replacing: Path | None = None, comment: str = ""
+) -> Campaign:
+    """Validate and write a campaign (see the module contract), `comment` (YAML comment lines) on top;
+    returns it as loaded."""
     campaign_id = str(document.get("id") or "")
     path = ctx.workspace.campaigns_dir / f"{campaign_id or 'new-campaign'}.yaml"
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
+    text = comment + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     campaign = _validate(ctx, path, text, replacing)
     _atomic_write(path, text)
     if replacing is not None and replacing.resolve() != path.resolve():

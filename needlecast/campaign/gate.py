@@ -11,9 +11,13 @@ from needlecast.lint import Finding, lint_workspace
 
 
 def blocking_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]:
-    """Error findings in the content, the config, the campaign's own templates and its own file."""
+    """Error findings in the config, the campaign's own articles and templates, and its own file."""
     templates = sorted({step.template for step in campaign.steps})
-    found = [*lint_workspace(ctx.workspace, templates=templates), *campaign_findings(ctx, campaign)]
+    articles = ctx.article_ids_of(campaign)
+    found = [
+        *lint_workspace(ctx.workspace, templates=templates, articles=articles),
+        *campaign_findings(ctx, campaign),
+    ]
     return [f for f in found if f.severity == "error"]
 
 

@@ -26,7 +26,8 @@ from needlecast.campaign.rendering import render_campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
 from needlecast.campaign.state import ACTIVE, find_state
 from needlecast.config import Workspace
-from needlecast.errors import CampaignFileError
+from needlecast.content.model import GENERAL
+from needlecast.errors import CampaignFileError, NeedlecastError
 
 
 @dataclass
@@ -141,6 +142,26 @@ def _notes(
     else:
         notes.append("plans nothing in this window: no step is due for anyone enrolled")
     return notes
+
+
+def step_articles(ctx: CampaignContext, campaign: Campaign) -> dict[str, str]:
+    """Step id -> the article it draws on ("ID (Treatment)", "every article" for a library-wide step), with the
+    concerns of its variants that the article has no section about (those get its general sections)."""
+    shown: dict[str, str] = {}
+    for step in campaign.steps:
+        if step.library:
+            shown[step.id] = "every article (library-wide)"
+            continue
+        article_id = step.article or ctx.library.default_id
+        try:
+            article = ctx.article_for(step)
+        except NeedlecastError as err:
+            shown[step.id] = f"{article_id} (cannot be read: {err})"
+            continue
+        uncovered = [v for v in step.variants or ctx.vocabulary.names if v != GENERAL and not article.covers(v)]
+        gap = f"; nothing on {', '.join(uncovered)}: general sections" if uncovered else ""
+        shown[step.id] = f"{article.id} ({article.treatment}{gap})"
+    return shown
 
 
 def summary_rows(plan: Plan) -> pd.DataFrame:

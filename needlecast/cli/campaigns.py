@@ -34,11 +34,13 @@ def plan(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
-    from needlecast.campaign.preview import build_plans, summary_rows, write_plan_csv
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.preview import build_plans, step_articles, summary_rows, write_plan_csv
 
     setup_logging()
     workspace = current_workspace()
     result = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
+    ctx = CampaignContext.load(workspace)
     written = write_plan_csv(result.plans, csv) if csv else None
     if format == OutputFormat.json:
         print_json(
@@ -54,6 +56,7 @@ def plan(
                         "excluded": dict(item.excluded),
                         "deferred": dict(item.deferred),
                         "notes": item.notes,
+                        "articles": step_articles(ctx, item.campaign),
                     }
                     for item in result.plans
                 ],
@@ -76,6 +79,12 @@ def plan(
         for row in rows.itertuples(index=False):
             shown.add_row(row.day, row.step, row.variant, row.arm or "-", str(row.recipients))
         console.print(shown)
+        articles = step_articles(ctx, item.campaign)
+        console.print(
+            "  content: " + "; ".join(f"step {step}: {article}" for step, article in articles.items()),
+            highlight=False,
+            markup=False,
+        )
         if item.new_enrolments:
             console.print(f"  would enrol {len(item.new_enrolments)} new contact(s)")
         for label, counter in (("excluded", item.excluded), ("deferred", item.deferred)):

@@ -59,7 +59,7 @@ def group(name: str, help_text: str) -> typer.Typer:
     return sub
 
 
-content_app = group("content", "Inspect the source article and its concern tags.")
+content_app = group("content", "The content library: articles, their sections and concern tags, and campaign drafts.")
 audience_app = group("audience", "Contacts: import, consent, suppression, erasure, segments, look-up.")
 db_app = group("db", "The database: schema migrations.")
 outbox_app = group("outbox", "What the outbox backend recorded instead of sending.")

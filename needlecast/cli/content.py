@@ -1,33 +1,142 @@
-"""`needlecast content`: the article's sections and their concern tags."""
+"""`needlecast content`: the library's articles, their sections and concern tags, and campaign drafts."""
 
 from __future__ import annotations
 
-from needlecast.cli.common import FormatOption, OutputFormat, console, content_app, current_workspace, print_json, table
+from typing import Annotated
+
+import typer
+
+from needlecast.cli.common import (
+    FormatOption,
+    OutputFormat,
+    console,
+    content_app,
+    current_workspace,
+    err_console,
+    print_json,
+    table,
+)
+
+
+@content_app.command("list")
+def content_list(format: FormatOption = OutputFormat.table) -> None:
+    """Every article of content/ with its sections per concern; files that cannot be read, with why."""
+    from needlecast.content.loader import load_library_for, load_vocabulary_for
+    from needlecast.content.model import GENERAL
+
+    workspace = current_workspace()
+    vocabulary = load_vocabulary_for(workspace)
+    library = load_library_for(workspace, vocabulary)
+    concerns = [*vocabulary.names, GENERAL]
+    rows = [
+        {
+            "id": article.id,
+            "file": article.path.name,
+            "title": article.title,
+            "treatment": article.treatment,
+            "default": article.id == library.default_id,
+            "sections": {c: len(article.for_concern(c)) for c in concerns},
+            "to_review": sum(1 for s in article.sections if s.review),
+        }
+        for article in library.articles.values()
+    ]
+    problems = [{"id": article_id, "problem": str(err)} for article_id, err in library.problems.items()]
+    if format == OutputFormat.json:
+        print_json({"articles": rows, "problems": problems})
+        return
+    shown = table(
+        "Content library (sections per concern)",
+        ["id", "file", "treatment", *concerns, "to review"],
+        right=(*concerns, "to review"),
+    )
+    for row in rows:
+        counts = [str(row["sections"][c]) for c in concerns]  # type: ignore[index]
+        name = f"{row['id']} (default)" if row["default"] else str(row["id"])
+        shown.add_row(name, str(row["file"]), str(row["treatment"]), *counts, str(row["to_review"] or ""))
+    console.print(shown)
+    for problem in problems:
+        err_console.print(f"not loaded: {problem['problem']}", highlight=False, markup=False)
 
 
 @content_app.command("show")
-def content_show(format: FormatOption = OutputFormat.table) -> None:
-    """Print the article's sections and their concern tags."""
-    from needlecast.content.loader import load_article
+def content_show(
+    article: Annotated[
+        str | None, typer.Argument(help="The article's id (its file name without .txt/.md/.html; `content list`).")
+    ] = None,
+    why: Annotated[bool, typer.Option("--why", help="Say why each section has its tags (words and weights).")] = False,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Print an article's sections and their concern tags (default: the [content] article)."""
+    from needlecast.content.loader import load_library_for
 
-    article = load_article(current_workspace())
+    library = load_library_for(current_workspace())
+    chosen = library.article(article) if article else library.default
     if format == OutputFormat.json:
         print_json(
             {
-                "file": article.path.name,
-                "title": article.title,
+                "id": chosen.id,
+                "file": chosen.path.name,
+                "title": chosen.title,
+                "treatment": chosen.treatment,
                 "sections": [
-                    {"line": s.line, "kind": s.kind, "slug": s.slug, "title": s.title, "concerns": list(s.concerns)}
-                    for s in article.sections
+                    {
+                        "line": s.line,
+                        "kind": s.kind,
+                        "slug": s.slug,
+                        "title": s.title,
+                        "concerns": list(s.concerns),
+                        "reasons": list(s.reasons),
+                        "review": s.review or None,
+                    }
+                    for s in chosen.sections
                 ],
             }
         )
         return
-    shown = table(
-        f"{article.title or article.path.name} ({article.path.name})",
-        ["line", "kind", "slug", "title", "concerns"],
-        right=("line",),
-    )
-    for section in article.sections:
-        shown.add_row(str(section.line), section.kind, section.slug, section.title, ", ".join(section.concerns))
+    columns = ["line", "kind", "slug", "title", "concerns", *(["why"] if why else [])]
+    shown = table(f"{chosen.title} ({chosen.path.name}, treatment: {chosen.treatment})", columns, right=("line",))
+    for section in chosen.sections:
+        tags = ", ".join(section.concerns) + (" (review)" if section.review else "")
+        reasons = "\n".join([*section.reasons, *([f"review: {section.review}"] if section.review else [])])
+        shown.add_row(
+            str(section.line),
+            section.kind,
+            section.slug,
+            section.title,
+            tags,
+            *([reasons or "no evidence"] if why else []),
+        )
     console.print(shown)
+    flagged = sum(1 for s in chosen.sections if s.review)
+    if flagged and not why:
+        console.print(f"{flagged} section(s) flagged for review: `needlecast content show {chosen.id} --why`")
+
+
+@content_app.command("draft")
+def content_draft(
+    article: Annotated[str, typer.Argument(help="The article's id (`needlecast content list`).")],
+    kind: Annotated[str, typer.Option(help="sequence (welcome, deep dive, consultation) or broadcast.")] = "sequence",
+    segment: Annotated[
+        str | None, typer.Option(help="The audience segment (default new-leads for a sequence, else all-leads).")
+    ] = None,
+    campaign_id: Annotated[
+        str | None, typer.Option("--id", help="The campaign's id (default ARTICLE-nurture / ARTICLE-broadcast).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace campaigns/ID.yaml if it exists.")] = False,
+) -> None:
+    """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
+    concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.campaign.drafting import draft_campaign, write_draft
+
+    ctx = CampaignContext.load(current_workspace())
+    draft = draft_campaign(ctx, article, kind, segment, campaign_id)
+    path = write_draft(ctx, draft, force)
+    console.print(f"wrote {path}", highlight=False, markup=False)
+    for note in draft.notes[1:]:
+        console.print(f"  {note}", highlight=False, markup=False)
+    console.print(
+        f"next: needlecast plan {draft.id} ; needlecast preview --campaign {draft.id} --concern general",
+        highlight=False,
+        markup=False,
+    )

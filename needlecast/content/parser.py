@@ -332,18 +332,25 @@ def parse_article(
 
 
 def _title_from(path: Path, sections: Sequence[Section]) -> str:
-    intro = next((s for s in sections if s.kind == KIND_INTRO), None)
-    if intro and intro.title.lower().startswith("what is "):
-        return intro.title[len("what is ") :].rstrip("?").strip()
-    return path.stem.replace("-", " ").replace("_", " ").title()
+    named = _named_in_what_is(sections)
+    return named or path.stem.replace("-", " ").replace("_", " ").title()
+
+
+def _named_in_what_is(sections: Sequence[Section]) -> str:
+    """The treatment a "What is X?" / "What are X?" heading names ("" when none does), capitalised."""
+    for section in sections:
+        match = re.match(r"(?i)^what (?:is|are) (.{2,40}?)\??$", section.title.strip())
+        if match:
+            name = match.group(1).strip()
+            return name[:1].upper() + name[1:]
+    return ""
 
 
 def _treatment_from(sections: Sequence[Section], title: str, path: Path) -> str:
     """The treatment's name: "What is X?" names it; else a short title; else the file name."""
-    for section in sections:
-        match = re.match(r"(?i)^what (?:is|are) (.{2,40}?)\??$", section.title.strip())
-        if match:
-            return match.group(1).strip()
+    named = _named_in_what_is(sections)
+    if named:
+        return named
     if title and len(title) <= 40:
         return title
     return path.stem.replace("-", " ").replace("_", " ").capitalize()

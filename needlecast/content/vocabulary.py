@@ -6,7 +6,8 @@ Contract:
 - `Vocabulary.explain(title, body)` tags a section and says why. Evidence, per concern: a synonym or keyword
   in the **title** weighs 3; each different synonym in the **body** weighs 1 (keywords are topic words, such
   as "collagen", and count only in a title: a body mentions mechanisms in passing). A concern with a weight
-  of at least 2 is a tag; tags are ordered by weight (ties in the vocabulary's order), the first being the
+  of at least 2 is a tag; tags are ordered by weight (ties: a concern named in the title first, then the
+  vocabulary's order), the first being the
   section's primary concern. A section with no tag is `general`. Matching is case-insensitive on whole words,
   and a word matches its inflections ("tighten" matches tightens, tightened, tightening; "scar" scarring).
   The result carries the reasons (which words decided it, with their weights) and a review note when the
@@ -175,7 +176,7 @@ class Vocabulary:
             if weight:
                 evidence.append(Evidence(concern.name, weight, in_title, in_body))
         order = {c.name: i for i, c in enumerate(self.concerns)}
-        ranked = sorted(evidence, key=lambda e: (-e.weight, order[e.concern]))
+        ranked = sorted(evidence, key=lambda e: (-e.weight, not e.in_title, order[e.concern]))
         tagged = [e for e in ranked if e.weight >= TAG_AT]
         reasons = tuple(e.describe() for e in ranked)
         review = ""

@@ -5,8 +5,8 @@ every recipient of the variant (no personal values: those are tokens). `article`
 (`article.treatment` names its treatment; `intro` and `closing` are its own); `lead` and `more` are chosen
 from `sections` (default: the article's benefits; a library-wide step passes every article's), each section
 naming its own `treatment`. For `general`, the lead is the first general benefit and the deep dive the
-other general benefits. `covered` says whether the sections have any for the concern (else the variant falls
-back to general content).
+other general benefits. A concern the sections say nothing about gets the general lead and deep dive, and
+`covered` is false (a template may say so).
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def email_context(
             f"'{concern}' is not a content variant; use one of: {', '.join(variant_concerns(vocabulary))}"
         )
     pool = article.benefits if sections is None else tuple(sections)
-    lead = lead_of(pool, concern)
-    more = list(more_of(pool, concern))
+    covered = concern == GENERAL or any(s.is_for(concern) for s in pool)
+    chosen = concern if covered else GENERAL  # nothing on the concern: the general sections, not an empty email
+    lead = lead_of(pool, chosen)
+    more = list(more_of(pool, chosen))
     return {
         "clinic": asdict(clinic),
         "lang": clinic.language,
@@ -47,7 +49,7 @@ def email_context(
         "concern_label": vocabulary.label(concern),
         "article": {"id": article.id, "title": article.title, "treatment": article.treatment},
         "treatments": list(dict.fromkeys(s.treatment for s in [*([lead] if lead else []), *more] if s.treatment)),
-        "covered": concern == GENERAL or any(s.is_for(concern) for s in pool),
+        "covered": covered,
         "intro": article.intro,
         "lead": lead,
         "more": more,

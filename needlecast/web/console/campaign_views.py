@@ -95,7 +95,9 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         plan = build_plans(workspace, console.engine, campaign.id, PLAN_DAYS, _now(), audience=console.frames).plans[0]
         findings = [
             f
-            for f in lint_workspace(workspace, templates=sorted({s.template for s in campaign.steps}))
+            for f in lint_workspace(
+                workspace, templates=sorted({s.template for s in campaign.steps}), articles=ctx.article_ids_of(campaign)
+            )
             if not f.rule.startswith("config-") or f.severity == "error"
         ]
         findings = sorted(set(findings + campaign_findings(ctx, campaign)))

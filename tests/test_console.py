@@ -193,6 +193,49 @@ def test_a_campaign_form_error_names_the_field_beside_it_and_writes_nothing(cons
     assert written["schedule"] == {"send_at": "2030-10-01 09:00"}
 
 
+def test_the_campaign_form_chooses_articles_and_library_wide_sections_and_keeps_them_on_edit(
+    console: ConsoleSite,
+) -> None:
+    (console.workspace.content_dir / "peels.md").write_text(
+        "# Chemical peels\n\n## What is a peel?\nAn exfoliating treatment.\n\n## Benefits\n\n"
+        "### Fades dark spots\nLightens melasma and dark spots over weeks.\n"
+    )
+    marketer = console.login("marketer")
+    form = marketer.get("/console/campaigns/new")
+    assert '<option value="peels">peels</option>' in form.text
+    data = {
+        "csrf": csrf_of(form.text),
+        "id": "peel-news",
+        "kind": "broadcast",
+        "segment": "all-leads",
+        "time_zone": "Europe/London",
+        "article": "peels",
+        "schedule_mode": "send_at",
+        "send_at": "2030-10-01T09:00",
+        "steps-0-id": "guide",
+        "steps-0-template": "emails/broadcast",
+        "steps-1-id": "roundup",
+        "steps-1-template": "emails/concern_guide",
+        "steps-1-library": "1",
+        "steps-2-id": "bad",
+        "steps-2-template": "emails/broadcast",
+        "steps-2-article": "peeling",
+    }
+    refused = marketer.post("/console/campaigns/new", data=data)
+    assert refused.status_code == 422 and 'id="error-steps-2-article"' in refused.text
+    del data["steps-2-id"], data["steps-2-template"], data["steps-2-article"]
+    assert marketer.post("/console/campaigns/new", data=data).status_code == 303
+    path = console.workspace.campaigns_dir / "peel-news.yaml"
+    written = yaml.safe_load(path.read_text())
+    assert written["article"] == "peels" and written["steps"][1]["sections"] == {"concern": "auto", "from": "all"}
+    edit = marketer.get("/console/campaigns/peel-news/edit")
+    assert '<option value="peels" selected>peels</option>' in edit.text
+    assert 'id="steps-1-library" name="steps-1-library" value="1" checked' in edit.text
+    preview = marketer.get("/console/campaigns/peel-news/preview", params={"step": "guide", "variant": "pigmentation"})
+    assert preview.status_code == 200, preview.text
+    assert "FADES DARK SPOTS" in preview.text, preview.text[preview.text.find("<main") :][:3000]
+
+
 def test_a_test_send_reaches_the_seed_addresses_only_and_never_the_ledger(console: ConsoleSite) -> None:
     marketer = console.login("marketer")
     token = csrf_of(marketer.get("/console/campaigns/spring-guide").text)

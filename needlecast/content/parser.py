@@ -339,7 +339,7 @@ def _title_from(path: Path, sections: Sequence[Section]) -> str:
 def _named_in_what_is(sections: Sequence[Section]) -> str:
     """The treatment a "What is X?" / "What are X?" heading names ("" when none does), capitalised."""
     for section in sections:
-        match = re.match(r"(?i)^what (?:is|are) (.{2,40}?)\??$", section.title.strip())
+        match = re.match(r"(?i)^what (?:is|are) (?:an? |the )?(.{2,40}?)\??$", section.title.strip())
         if match:
             name = match.group(1).strip()
             return name[:1].upper() + name[1:]

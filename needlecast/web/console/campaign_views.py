@@ -214,6 +214,8 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             segments=sorted(ctx.segments),
             templates=campaign_templates(workspace.templates_dir),
             variants=variant_concerns(ctx.vocabulary),
+            articles=ctx.article_ids,
+            default_article=ctx.library.default_id,
         )
 
     @console.page("campaigns.edit")

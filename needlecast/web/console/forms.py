@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-STEP_FIELDS = ("id", "template", "subject", "preheader", "delay", "ab_subjects", "ab_split")
+STEP_FIELDS = ("id", "template", "article", "subject", "preheader", "delay", "ab_subjects", "ab_split")
 EXTRA_STEP_ROWS = 1  # empty step rows shown below the existing ones
 
 
@@ -35,6 +35,7 @@ def form_values(document: Mapping[str, Any]) -> dict[str, Any]:
         "sender_email": sender.get("email", ""),
         "sender_name": sender.get("name", ""),
         "reply_to": document.get("reply_to", ""),
+        "article": document.get("article", ""),
         "schedule_mode": "local" if "local_time" in schedule else "send_at",
         "send_at": send_at.replace(" ", "T")[:16],
         "local_time": str(schedule.get("local_time") or ""),
@@ -55,6 +56,8 @@ def form_values(document: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "id": step.get("id", ""),
                 "template": step.get("template", ""),
+                "article": step.get("article") or "",
+                "library": (step.get("sections") or {}).get("from") == "all",
                 "subject": step.get("subject") or "",
                 "preheader": step.get("preheader") or "",
                 "delay": str(step.get("delay") or ""),
@@ -63,7 +66,9 @@ def form_values(document: Mapping[str, Any]) -> dict[str, Any]:
                 "ab_split": ", ".join(str(x) for x in ab.get("split") or []),
             }
         )
-    values["steps"] += [dict.fromkeys(STEP_FIELDS, "") | {"variants": []} for _ in range(EXTRA_STEP_ROWS)]
+    values["steps"] += [
+        dict.fromkeys(STEP_FIELDS, "") | {"variants": [], "library": False} for _ in range(EXTRA_STEP_ROWS)
+    ]
     return values
 
 
@@ -87,15 +92,19 @@ def document_from_form(form: Any, previous: Mapping[str, Any] | None = None) -> 
         document["sender"] = {k: v for k, v in (("email", text("sender_email")), ("name", text("sender_name"))) if v}
     if text("reply_to"):
         document["reply_to"] = text("reply_to")
+    if text("article"):
+        document["article"] = text("article")
     steps = []
     for index in _step_indexes(form):
         prefix = f"steps-{index}-"
         step: dict[str, Any] = {"id": text(prefix + "id"), "template": text(prefix + "template")}
         if not step["id"] and not step["template"]:
             continue  # an empty row
-        for key in ("subject", "preheader"):
+        for key in ("article", "subject", "preheader"):
             if text(prefix + key):
                 step[key] = text(prefix + key)
+        if form.get(prefix + "library"):
+            step["sections"] = {"concern": "auto", "from": "all"}
         variants = [str(v) for v in form.getlist(prefix + "variants")]
         if variants:
             step["variants"] = variants
@@ -149,6 +158,8 @@ def field_of(error_field: str) -> str:
         index, key, sub = step.group(1), step.group(2) or "id", step.group(3)
         if key == "ab":
             key = f"ab_{sub or 'subjects'}"
+        elif key == "sections":
+            key = "library"
         return f"steps-{index}-{key}"
     if error_field == "steps":
         return "steps-0-id"

@@ -38,9 +38,10 @@ from sqlalchemy import Connection, Engine, text
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST
+from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.runner import Runner
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, schedule_campaign
+from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
@@ -188,7 +189,25 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
                 continue  # already ran; re-adding a past moment would only run a no-op
             job_id = f"broadcast:{campaign.id}:{moment.strftime('%Y%m%dT%H%M%SZ')}"
             jobs.append(JobSpec(job_id, run_broadcast_job, DateTrigger(run_date=moment), [root, campaign.id]))
+        jobs += _decision_jobs(conn, campaign, zones, now, root)
     return jobs, len(ctx.problems)
+
+
+def _decision_jobs(conn: Connection, campaign: Campaign, zones: set[str], now: datetime, root: str) -> list[JobSpec]:
+    """A job at each winner test's decision time: it runs the broadcast, which decides and sends the rest (the
+    sweeper also decides whatever is due, so a test sent with --now, or a missed job, is decided too)."""
+    jobs = []
+    decided = load_decisions(conn, campaign.id)
+    moments = broadcast_moments(campaign, zones)
+    for step, test in winner_steps(campaign):
+        if step.id in decided or not moments:
+            continue
+        moment = decision_due_at(conn, campaign, step) or max(moments) + test.decide_after
+        if moment <= now:
+            continue
+        job_id = f"decide:{campaign.id}:{step.id}:{moment.strftime('%Y%m%dT%H%M%SZ')}"
+        jobs.append(JobSpec(job_id, run_broadcast_job, DateTrigger(run_date=moment), [root, campaign.id]))
+    return jobs
 
 
 def _same_trigger(job: Any, spec: JobSpec) -> bool:

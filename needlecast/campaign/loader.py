@@ -18,7 +18,10 @@ The shape (see campaigns/*.yaml for complete examples):
         subject: "..."               # optional; default the template's subject block
         preheader: "..."             # optional
         variants: [acne, general]    # optional; default every concern and general
-        ab: {split: [50, 50], subjects: ["...", "..."]}   # optional A/B subject arms
+        ab: {split: [50, 50], subjects: ["...", "..."]}   # optional A/B subject arms; broadcasts may test
+                                     #   a slice first: test_fraction: 0.2, decide_after: 4h,
+                                     #   metric: opens | clicks | conversions, confidence: 0.95,
+                                     #   fallback: A | better (then the rest gets the winner)
         delay: 3d                    # sequences: after enrolment (0d, 12h, 3d, 2w)
         article: peels               # optional: this step's article (default the campaign's)
         sections: {concern: auto, from: all}   # optional: each variant gets its concern's sections from
@@ -59,7 +62,9 @@ from needlecast.audience.events import KNOWN_TYPES
 from needlecast.audience.events import TYPE as EVENT_TYPE
 from needlecast.campaign.model import (
     BROADCAST,
+    FALLBACKS,
     SEQUENCE,
+    WINNER_METRICS,
     Arm,
     BroadcastSchedule,
     Campaign,
@@ -67,6 +72,7 @@ from needlecast.campaign.model import (
     ExitRule,
     SignOff,
     Step,
+    WinnerTest,
 )
 from needlecast.errors import CampaignFileError
 
@@ -92,7 +98,8 @@ TOP_KEYS = {
 STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay", "article", "sections"}
 SECTIONS_KEYS = {"concern", "from"}
 SECTIONS_FROM = ("article", "all")
-AB_KEYS = {"split", "subjects"}
+AB_KEYS = {"split", "subjects", "test_fraction", "decide_after", "metric", "confidence", "fallback"}
+WINNER_KEYS = {"test_fraction", "decide_after", "metric", "confidence", "fallback"}
 SCHEDULE_KEYS = {"send_at", "local_time", "date"}
 ENROL_KEYS = {"joined_after", "tag", "event"}
 EXIT_KEYS = {"field", "equals", "event"}
@@ -202,6 +209,56 @@ def _arms(reader: _Reader, raw: Any, where: str) -> tuple[Arm, ...]:
     return tuple(Arm(chr(ord("A") + i), s, p) for i, (s, p) in enumerate(zip(subjects, split, strict=True)))
 
 
+def _winner_test(reader: _Reader, raw: Any, where: str, kind: str) -> WinnerTest | None:
+    ab = raw if isinstance(raw, dict) else {}
+    if not WINNER_KEYS & set(ab):
+        return None
+    field = f"{where}ab"
+    example = "test_fraction: 0.2, decide_after: 4h"
+    if kind != BROADCAST:
+        raise reader.fail(
+            f"{field}.test_fraction",
+            "a winner test needs one audience to split: only broadcasts have one",
+            "remove test_fraction and decide_after (a sequence's arms split every enrolment), or use a broadcast",
+        )
+    for key in ("test_fraction", "decide_after"):
+        if key not in ab:
+            raise reader.fail(f"{field}.{key}", "is missing: a winner test needs both", f"write ab: {{..., {example}}}")
+    fraction = ab["test_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise reader.fail(
+            f"{field}.test_fraction",
+            f"{fraction!r} is not a share of the audience between 0 and 1",
+            "e.g. test_fraction: 0.2 (a fifth is tested, the rest gets the winner)",
+        )
+    try:
+        decide_after = parse_delay(str(ab["decide_after"]))
+    except ValueError:
+        raise reader.fail(
+            f"{field}.decide_after", f"'{ab['decide_after']}' is not a delay", "write a number and a unit: 4h, 1d"
+        ) from None
+    if decide_after <= timedelta(0):
+        raise reader.fail(f"{field}.decide_after", "must be longer than 0", "give the test time: e.g. 4h")
+    metric = str(ab.get("metric", "clicks"))
+    if metric not in WINNER_METRICS:
+        raise reader.fail(f"{field}.metric", f"'{metric}' is not a metric", f"use one of: {', '.join(WINNER_METRICS)}")
+    confidence = ab.get("confidence", 0.95)
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0.5 <= confidence < 1:
+        raise reader.fail(
+            f"{field}.confidence",
+            f"{confidence!r} is not a confidence level",
+            "e.g. confidence: 0.95 (from 0.5 to 0.99)",
+        )
+    fallback = str(ab.get("fallback", "A"))
+    if fallback not in FALLBACKS:
+        raise reader.fail(
+            f"{field}.fallback",
+            f"'{fallback}' is not a fallback",
+            "write fallback: A (arm A when no arm wins clearly) or fallback: better (the better rate)",
+        )
+    return WinnerTest(float(fraction), decide_after, metric, float(confidence), fallback)
+
+
 def _article(reader: _Reader, data: dict[str, Any], where: str, articles: Collection[str] | None) -> str:
     article = reader.text(data, "article", where, required=False)
     if article and articles is not None and article not in articles:
@@ -278,6 +335,7 @@ def _steps(
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise reader.fail(f"{where}{key}", "must be text", f'write {key}: "..." in quotes')
         arms = _arms(reader, item["ab"], where) if item.get("ab") is not None else ()
+        winner_test = _winner_test(reader, item.get("ab"), where, kind)
         delay = timedelta(0)
         if kind == SEQUENCE:
             try:
@@ -303,6 +361,7 @@ def _steps(
                 index,
                 article,
                 _library_wide(reader, item, where),
+                winner_test,
             )
         )
     if kind == SEQUENCE:

@@ -21,6 +21,24 @@ class Arm:
     share: int
 
 
+WINNER_METRICS = ("opens", "clicks", "conversions")
+FALLBACKS = ("A", "better")
+
+
+@dataclass(frozen=True)
+class WinnerTest:
+    """Test, then the winner: `test_fraction` of the audience (a stable random sample) is split between the
+    arms; `decide_after` the test slice went out, the arm with the best `metric` rate wins when a
+    two-proportion test is significant at `confidence`, else `fallback` ("A": arm A; "better": the better
+    rate) does; the rest of the audience gets the winning arm only."""
+
+    test_fraction: float
+    decide_after: timedelta
+    metric: str = "clicks"
+    confidence: float = 0.95
+    fallback: str = "A"
+
+
 @dataclass(frozen=True)
 class Step:
     id: str
@@ -33,6 +51,7 @@ class Step:
     index: int = 0  # its place in the file's `steps` list, for errors that name the field
     article: str = ""  # the article it draws on (its own, else the campaign's); "" = [content] article
     library: bool = False  # `sections: {concern: auto, from: all}`: each variant's sections from every article
+    winner_test: WinnerTest | None = None  # `ab: {test_fraction, decide_after, ...}`: test a slice, then the winner
 
     @property
     def field(self) -> str:

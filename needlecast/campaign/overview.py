@@ -19,6 +19,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments
 from needlecast.campaign.state import find_state
+from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.errors import NotFound
 from needlecast.store.schema import campaign_state
 
@@ -40,6 +41,7 @@ class Overview:
     next_send: datetime | None = None
     next_send_note: str = ""
     queued_by_due: list[tuple[datetime, int]] = field(default_factory=list)
+    ab_tests: list[str] = field(default_factory=list)  # each winner test: decided (winner, rule, figures) or when
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,7 +92,23 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         next_send=next_send,
         next_send_note=note,
         queued_by_due=queued,
+        ab_tests=_ab_tests(conn, campaign),
     )
+
+
+def _ab_tests(conn: Connection, campaign: Campaign) -> list[str]:
+    decided = load_decisions(conn, campaign.id)
+    shown = []
+    for step, test in winner_steps(campaign):
+        if step.id in decided:
+            shown.append(decided[step.id].describe() + f"; decided {decided[step.id].decided_at:%Y-%m-%d %H:%M} UTC")
+            continue
+        due = decision_due_at(conn, campaign, step)
+        when = f"{due:%Y-%m-%d %H:%M} UTC" if due else f"{test.decide_after} after the test slice is due"
+        shown.append(
+            f"step {step.id}: testing {test.test_fraction:.0%} of the audience on {test.metric}; decided {when}"
+        )
+    return shown
 
 
 def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) -> list[Overview]:

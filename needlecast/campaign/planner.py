@@ -7,7 +7,10 @@ Rules:
 - Audience: the campaign's segment (consent, suppression and concern consent already applied there).
 - Variant: the member's segment variant if the step has it, else `general` if the step has that, else the
   member is excluded ("no content for their concern").
-- A/B arm: a stable hash of (campaign, step, contact) against the split, so a re-plan gives the same arm.
+- A/B arm: a stable hash of (campaign, step, contact) against the split, so a re-plan gives the same arm. A
+  broadcast step with a winner test (`ab.test_fraction`) plans only its test slice until the winner is
+  decided (the rest is "waiting for the A/B winner"); then the rest, with the winning arm, at the decision
+  time or its own time if later (`campaign.winner`).
 - When: a broadcast's `send_at`, or `local_time` on `date` in each recipient's zone (their own, else the
   campaign's); a sequence step at enrolment + delay. A time inside the recipient's quiet hours moves to the
   end of them ("deferred by quiet hours").
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -35,6 +39,7 @@ from needlecast.audience.segments import SegmentResult, attributes_of, evaluate,
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign, Step
 from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
+from needlecast.campaign.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
 from needlecast.store.schema import campaign_state, contact_events, contacts, deliveries, enrolments
@@ -44,6 +49,7 @@ EXCLUDED_CAPPED = "frequency cap"
 EXCLUDED_ALREADY = "already in the ledger"
 DEFERRED_QUIET = "deferred by quiet hours"
 DEFERRED_CAP = "deferred by frequency cap"
+WAITING_WINNER = "waiting for the A/B winner"
 
 PLAN_COLUMNS = [
     "contact_id",
@@ -182,9 +188,10 @@ def plan_broadcast(
     *,
     send_now: bool = False,
     members: SegmentResult | None = None,
+    decisions: Mapping[str, Decision] | None = None,
 ) -> Plan:
     """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
-    over `frame` at `now`, when the caller has it."""
+    over `frame` at `now`, when the caller has it; `decisions`: the A/B winners decided so far, by step."""
     assert campaign.kind == BROADCAST
     result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
@@ -201,8 +208,22 @@ def plan_broadcast(
             assert on is not None and at is not None  # the loader requires both for a local-time send
             by_zone = {z: pd.Timestamp(local_moment(on, at, z)) for z in zones.unique()}
             due = zones.map(by_zone)
-        emails = _frame_for(audience, campaign, step, due, campaign.time_zone)
-        parts.append(emails)
+        if step.winner_test is None:
+            parts.append(_frame_for(audience, campaign, step, due, campaign.time_zone))
+            continue
+        test = pd.Series(
+            in_test_slice(campaign.id, step.id, audience["id"].tolist(), step.winner_test.test_fraction),
+            index=audience.index,
+            dtype=bool,
+        )
+        parts.append(_frame_for(audience[test], campaign, step, due[test], campaign.time_zone))
+        decision = (decisions or {}).get(step.id)
+        if decision is None:
+            plan.deferred[WAITING_WINNER] += int((~test).sum())
+            continue
+        rest_due = due[~test].where(due[~test] > pd.Timestamp(decision.decided_at), pd.Timestamp(decision.decided_at))
+        rest = _frame_for(audience[~test], campaign, step, rest_due, campaign.time_zone)
+        parts.append(rest.assign(arm=decision.winner))
     emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
     return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)
 

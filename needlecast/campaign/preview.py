@@ -25,6 +25,7 @@ from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, 
 from needlecast.campaign.rendering import render_campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
 from needlecast.campaign.state import ACTIVE, find_state
+from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError
@@ -58,7 +59,10 @@ def build_plans(
             view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
             if campaign.kind == BROADCAST:
                 members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None
-                plan = plan_broadcast(ctx, campaign, frame, view.keys, view.history, now, members=members)
+                decisions = load_decisions(conn, campaign.id)
+                plan = plan_broadcast(
+                    ctx, campaign, frame, view.keys, view.history, now, members=members, decisions=decisions
+                )
                 if not plan.emails.empty:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
             else:
@@ -90,7 +94,7 @@ def _notes(
     horizon: datetime,
     days: int,
 ) -> list[str]:
-    notes: list[str] = []
+    notes: list[str] = _winner_notes(conn, campaign)
     state = find_state(conn, campaign.id)
     if campaign.draft:
         notes.append("a draft: nothing is scheduled or sent until 'draft: true' is removed from its file")
@@ -141,6 +145,24 @@ def _notes(
         notes.append(f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}")
     else:
         notes.append("plans nothing in this window: no step is due for anyone enrolled")
+    return notes
+
+
+def _winner_notes(conn: Connection, campaign: Campaign) -> list[str]:
+    """What each winner test has decided, or when it will."""
+    notes: list[str] = []
+    decided = load_decisions(conn, campaign.id)
+    for step, test in winner_steps(campaign):
+        if step.id in decided:
+            notes.append(f"A/B decided: {decided[step.id].describe()}; the rest gets arm {decided[step.id].winner}")
+            continue
+        due = decision_due_at(conn, campaign, step)
+        when = f"at {due:%Y-%m-%d %H:%M} UTC" if due else f"{test.decide_after} after the test slice is due"
+        notes.append(
+            f"A/B winner test on step {step.id}: {test.test_fraction:.0%} of the audience tests the arms; the rest "
+            f"waits for the winner on {test.metric} (confidence {test.confidence:.0%}, fallback "
+            f"{'arm A' if test.fallback == 'A' else 'the better rate'}), decided {when}"
+        )
     return notes
 
 

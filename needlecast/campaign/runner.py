@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +42,7 @@ from needlecast.campaign.planner import LedgerView, Plan, load_ledger_view, plan
 from needlecast.campaign.rendering import RenderKey, render_campaign, render_variant
 from needlecast.campaign.scheduling import audience_zones, schedule_campaign
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
+from needlecast.campaign.winner import Decision, decide_due, decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
 from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
@@ -80,6 +81,7 @@ class RunReport:
     paused: str = ""
     blocked: str = ""
     inactive: str = ""
+    decisions: list[Decision] = field(default_factory=list)  # A/B winners decided by this run
     # Seconds by stage, this process's part: segment, enqueue, dispatch; within dispatch claim, prepare
     # (check and batch), render, body (request bodies), mark, turn (waiting to write); helpers_* for helpers.
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -152,11 +154,13 @@ class Runner:
                 helpers.release()
 
         try:
+            report.decisions = decide_due(ctx, self.engine, campaign, now)  # before planning: the rest needs it
             with self.engine.connect() as conn:
                 view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
                 fresh = not ledger.has_rows(conn, campaign.id)
+                decisions = load_decisions(conn, campaign.id)
             with collect_seldom():
-                members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, fresh, on_slice)
+                members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, fresh, on_slice, decisions)
             if helpers and not helpers.released and members < parallel_from:
                 helpers.cancel()
                 helpers = self._helpers(campaign, 0)
@@ -190,6 +194,7 @@ class Runner:
         send_now: bool,
         fresh: bool,
         on_slice: Callable[[], None],
+        decisions: Mapping[str, Decision],
     ) -> int:
         """Segment, plan and enqueue the broadcast (`fresh`: the ledger had none of its rows when the run
         began); how many members the segment has."""
@@ -204,7 +209,17 @@ class Runner:
                     frame = load_frame(conn, segment, ids=ids)
                 result = evaluate(segment, frame, now)
             with _timed(report, "enqueue"):
-                plan = plan_broadcast(ctx, campaign, frame, set(), view.history, now, send_now=send_now, members=result)
+                plan = plan_broadcast(
+                    ctx,
+                    campaign,
+                    frame,
+                    set(),
+                    view.history,
+                    now,
+                    send_now=send_now,
+                    members=result,
+                    decisions=decisions,
+                )
                 members += result.size
                 del frame, result
                 self._enqueue(plan, report, fresh=fresh, on_slice=on_slice)
@@ -234,9 +249,12 @@ class Runner:
         for campaign in ctx.campaigns.values():
             report = RunReport(campaign.id)
             reports.append(report)
-            if campaign.kind == BROADCAST and not self._has_queued(campaign.id):
-                continue
             try:
+                if campaign.kind == BROADCAST and self._winner_due(campaign, now):
+                    reports[-1] = self.run_broadcast(campaign.id, ctx=ctx)  # decide, then plan and send the rest
+                    continue
+                if campaign.kind == BROADCAST and not self._has_queued(campaign.id):
+                    continue
                 self._sweep_one(ctx, campaign, frame, now, report)
             except (CampaignBlocked, CampaignFileError) as err:
                 report.blocked = str(err)
@@ -279,6 +297,19 @@ class Runner:
                 report.timings["turn"] += time.perf_counter() - started
             with self.engine.begin() as conn:
                 yield conn
+
+    def _winner_due(self, campaign: Campaign, now: datetime) -> bool:
+        """Whether a winner test of the broadcast waits for a decision whose time has come."""
+        steps = winner_steps(campaign)
+        if not steps or campaign.draft:
+            return False
+        with self.engine.connect() as conn:
+            decided = load_decisions(conn, campaign.id)
+            for step, _test in steps:
+                due = decision_due_at(conn, campaign, step)
+                if step.id not in decided and due is not None and due <= now:
+                    return True
+        return False
 
     def _has_queued(self, campaign_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -230,6 +230,8 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
     counts = table("emails by ledger state", list(item.counts), right=tuple(item.counts))
     counts.add_row(*(str(v) for v in item.counts.values()))
     console.print(counts)
+    for line in item.ab_tests:
+        console.print(f"A/B: {line}", highlight=False, markup=False)
     if item.queued_by_due:
         due = table("queued emails by due time", ["due (UTC)", "emails"], right=("emails",))
         for moment, count in item.queued_by_due:

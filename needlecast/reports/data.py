@@ -20,6 +20,7 @@ arm with the best rate, when its difference from the runner-up is significant at
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +31,9 @@ from sqlalchemy import Engine, func, select
 from needlecast.audience.addresses import mask_email
 from needlecast.config import AttributionSettings
 from needlecast.reports.attribution import attribute
+from needlecast.store.schema import ab_decisions as decided_table
 from needlecast.store.schema import contact_events, contacts, deliveries, events
+from needlecast.tracking.events import MACHINE_OPEN
 
 GROUP = ["campaign_id", "step_id", "segment", "variant", "arm"]
 FLAGS = [
@@ -74,6 +77,7 @@ class Report:
     recipients: pd.DataFrame = field(default_factory=pd.DataFrame)
     totals: pd.DataFrame = field(default_factory=pd.DataFrame)  # the funnel per campaign
     conversions: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per conversion, with its rule
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)  # A/B winner tests: each arm's figures, the winner
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -85,12 +89,17 @@ class Report:
             "links": self.links,
             "conversions": self.conversions,
         }
+        if not self.decisions.empty:
+            tables["ab_decisions"] = self.decisions
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
         return tables
 
 
-def _frames(engine: Engine, campaign: str | None, since: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ledger_and_events(
+    engine: Engine, campaign: str | None, since: datetime | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them."""
     query = select(
         deliveries.c.id,
         *(deliveries.c[c] for c in GROUP),
@@ -143,6 +152,27 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
             per = counted["delivery_id"].astype("int64").value_counts()
             frame[column] = frame["id"].map(per).fillna(0).astype("int64")
     return frame
+
+
+MACHINE_OPEN_SECONDS = 10  # an open this soon after delivery is a proxy or a scanner fetching the images
+
+
+def human_opened(ledger: pd.DataFrame, stored: pd.DataFrame, seconds: float = MACHINE_OPEN_SECONDS) -> set[int]:
+    """The deliveries that a person opened: opens marked as machine opens (`sg_machine_open`, stored with
+    `detail` "machine") and opens within `seconds` of the delivery (its delivered event, else its sending)
+    do not count."""
+    if stored.empty or ledger.empty:
+        return set()
+    linked = stored.dropna(subset=["delivery_id"]).astype({"delivery_id": "int64"})
+    opens = linked[(linked["kind"] == "opened") & (linked["detail"] != MACHINE_OPEN)]
+    if opens.empty:
+        return set()
+    delivered = linked[linked["kind"] == "delivered"].groupby("delivery_id")["occurred_at"].min()
+    sent = pd.to_datetime(ledger.set_index("id")["sent_at"], utc=True)
+    arrived = delivered.combine_first(sent)
+    lag = opens["occurred_at"] - opens["delivery_id"].map(arrived)
+    human = opens[lag.isna() | (lag > pd.Timedelta(seconds=seconds))]
+    return set(human["delivery_id"].tolist())
 
 
 def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -325,7 +355,7 @@ def recipients(engine: Engine, flags: pd.DataFrame, unmasked: bool) -> pd.DataFr
     return table.drop(columns=["contact_id"])
 
 
-def _conversions(engine: Engine, types: tuple[str, ...], since: datetime | None) -> pd.DataFrame:
+def conversion_events(engine: Engine, types: tuple[str, ...], since: datetime | None) -> pd.DataFrame:
     """The contact events that count as conversions, each linked to its contact (by id, or by the address hash
     when the contact came to exist after the event)."""
     query = (
@@ -387,8 +417,8 @@ def load_report(
     lines (`CampaignContext.arm_subjects`); `attribution` says which contact events are conversions and
     their window (default: bookings, 7 days)."""
     rules = attribution or AttributionSettings()
-    ledger, stored = _frames(engine, campaign, since)
-    credited = attribute(ledger, stored, _conversions(engine, rules.conversions, since), rules.window_days)
+    ledger, stored = ledger_and_events(engine, campaign, since)
+    credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
     if campaign and not credited.empty:
         credited = credited[credited["campaign_id"] == campaign].reset_index(drop=True)
     flags = add_conversions(delivery_flags(ledger, stored), credited)
@@ -402,4 +432,48 @@ def load_report(
         recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame(),
         totals=funnel(flags, ["campaign_id"], min_group=min_group),
         conversions=credited,
+        decisions=ab_decisions_table(engine, campaign),
     )
+
+
+DECISION_COLUMNS = [
+    "campaign_id",
+    "step_id",
+    "arm",
+    "delivered",
+    "successes",
+    "success_rate",
+    "metric",
+    "winner",
+    "rule",
+]
+
+
+def ab_decisions_table(engine: Engine, campaign: str | None) -> pd.DataFrame:
+    """One row per arm of every decided winner test: the figures it was decided on, the winner and the rule
+    (with the p value), and when."""
+    query = select(decided_table)
+    if campaign:
+        query = query.where(decided_table.c.campaign_id == campaign)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    table = []
+    for row in rows:
+        figures = json.loads(row["figures"])
+        p_value = figures.get("p_value")
+        rule = row["rule"] + (f" (p = {p_value:.3f})" if isinstance(p_value, float) and not math.isnan(p_value) else "")
+        for arm, counted in sorted(figures.get("arms", {}).items()):
+            table.append(
+                {
+                    "campaign_id": row["campaign_id"],
+                    "step_id": row["step_id"],
+                    "arm": arm,
+                    "delivered": counted["delivered"],
+                    "successes": counted["successes"],
+                    "success_rate": counted["rate"],
+                    "metric": row["metric"],
+                    "winner": "yes" if arm == row["winner"] else "",
+                    "rule": f"{rule}, decided {row['decided_at']:%Y-%m-%d %H:%M} UTC",
+                }
+            )
+    return pd.DataFrame(table, columns=DECISION_COLUMNS)

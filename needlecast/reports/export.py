@@ -92,6 +92,7 @@ SHEETS = {
     "totals": "Totals per campaign",
     "health": "Deliverability health",
     "ab_test": "A-B test",
+    "ab_decisions": "A-B winner decisions",
     "timeline": "Timeline",
     "links": "Links",
     "recipients": "Recipients",

@@ -166,6 +166,19 @@ delivery_queue = Table(
     Index("ix_delivery_queue_due", "campaign_id", "due_at"),
 )
 
+# A/B winner tests: the winning arm of a step, decided once (migration 0008).
+ab_decisions = Table(
+    "ab_decisions",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("winner", String(8), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("metric", String(16), nullable=False),
+    Column("figures", Text, nullable=False),  # JSON: per arm delivered and successes, and the p value
+    Column("decided_at", DateTime(), nullable=False),
+)
+
 # Per-campaign state the scheduler keeps: active / paused / cancelled, and the failure streak.
 campaign_state = Table(
     "campaign_state",

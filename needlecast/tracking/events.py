@@ -40,6 +40,7 @@ KINDS = {
 MAX_DEPTH = 32  # SendGrid's events nest two levels deep; anything near this is not from SendGrid
 MAX_ID = 2**63 - 1  # our delivery ids are positive 64-bit integers
 LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+MACHINE_OPEN = "machine"  # the `detail` of an open that SendGrid marks `sg_machine_open`
 MAX_RAW_TEXT = 20_000
 _TEXT_FIELDS = (
     "event",
@@ -197,9 +198,12 @@ def normalise(raw: Any) -> Event | Rejected:
     # sg_event_id is SendGrid's idempotency key; an event without one gets a digest of its content.
     event_id = str(raw.get("sg_event_id") or hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest())
     detail = raw.get("url") or raw.get("reason") or raw.get("response") or raw.get("status") or ""
+    kind = _kind(raw)
+    if kind == "opened" and raw.get("sg_machine_open") in (True, "true", "True", 1, "1"):
+        detail = MACHINE_OPEN  # Apple Mail Privacy Protection or a scanner fetched it, not a person
     return Event(
         provider_event_id=event_id[:100],
-        kind=_kind(raw),
+        kind=kind,
         provider_kind=str(raw.get("event", ""))[:32],
         email=email,
         occurred_at=occurred,

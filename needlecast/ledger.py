@@ -57,15 +57,16 @@ class Claimed(NamedTuple):
 
 
 ENQUEUE_COLUMNS = ("campaign_id", "step_id", "contact_id", "segment", "variant", "arm", "due_at", "status", "error")
+OPTIONAL_COLUMNS = {"timing": ""}  # may be left out: every email then gets the default
 QUEUE_ENTRY_SIZE = 1000  # rows per queue entry: one request's worth (SendGrid takes 1000 recipients)
 _INSERT_PIECE = 100_000  # rows per INSERT statement
 
 
 def enqueue_columns(conn: Connection, columns: dict[str, Column], *, fresh: bool = False) -> int:
-    """Insert planned emails given column-wise, every name in ENQUEUE_COLUMNS: a list with one value per
-    email, or one value for all (status `queued`, or `skipped` with its reason in `error`). Existing
-    (campaign, step, contact) keys are left alone. The new queued rows are listed in the queue. Returns
-    how many were new.
+    """Insert planned emails given column-wise, every name in ENQUEUE_COLUMNS (and any of OPTIONAL_COLUMNS):
+    a list with one value per email, or one value for all (status `queued`, or `skipped` with its reason in
+    `error`). Existing (campaign, step, contact) keys are left alone. The new queued rows are listed in the
+    queue. Returns how many were new.
 
     `fresh`: the caller found none of the campaign's rows in the ledger (its first plan). On PostgreSQL the
     rows then go in with a plain INSERT, which costs the server a third less than ON CONFLICT; should a
@@ -87,7 +88,8 @@ def enqueue_columns(conn: Connection, columns: dict[str, Column], *, fresh: bool
         "created_at": now,
         "updated_at": now,
     }
-    rows = {**{name: columns[name] for name in ENQUEUE_COLUMNS}, **constants}
+    optional = {name: columns.get(name, default) for name, default in OPTIONAL_COLUMNS.items()}
+    rows = {**{name: columns[name] for name in ENQUEUE_COLUMNS}, **optional, **constants}
     keys = ("campaign_id", "step_id", "contact_id")
     if is_sqlite(conn):
         return _enqueue_sqlite(conn, rows, keys)

@@ -60,8 +60,8 @@ def test_send_at_is_read_in_the_campaigns_zone(tmp_path: Path) -> None:
         (('  send_at: "2026-12-01 09:00"', '  send_at: "next tuesday"'), "schedule.send_at", "2026-12-01 09:00"),
         (("segment: all-leads\n", "segment: all-leads\ncolour: blue\n"), "colour", "remove it"),
         (
-            ('  send_at: "2026-12-01 09:00"', '  send_at: "2026-12-01 09:00"\n  optimise: true'),
-            "schedule.optimise",
+            ('  send_at: "2026-12-01 09:00"', '  send_at: "2026-12-01 09:00"\n  optimize: true'),
+            "schedule.optimize",  # the American spelling is a typo here, named with the valid keys
             "remove it",
         ),
         (

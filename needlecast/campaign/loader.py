@@ -23,6 +23,8 @@ The shape (see campaigns/*.yaml for complete examples):
                                      #   metric: opens | clicks | conversions, confidence: 0.95,
                                      #   fallback: A | better (then the rest gets the winner)
         delay: 3d                    # sequences: after enrolment (0d, 12h, 3d, 2w)
+        optimise: true               # sequences: the best hour within 24h of the delay (window, holdout,
+                                     #   min_events as for a broadcast's schedule)
         article: peels               # optional: this step's article (default the campaign's)
         sections: {concern: auto, from: all}   # optional: each variant gets its concern's sections from
                                      #   every article of the library (from: article, the default, only its own)
@@ -30,6 +32,8 @@ The shape (see campaigns/*.yaml for complete examples):
       send_at: "2026-12-01 09:00"    #   a moment in the campaign's zone
       local_time: "09:00"            #   or that hour in each recipient's zone
       date: "2026-12-01"             #   on this date
+      optimise: true                 # optional: each recipient's best hour within `window` (24h) after
+                                     #   that; holdout: 0.1 go at the plain time; min_events: 5
     enrol: {joined_after: "2026-01-01", tag: nurture}   # sequences: who enrols (or {event: enquired}:
                                      #   whoever the clinic's systems report an `enquired` event for)
     exits: [{event: booked}, {field: booked, equals: "yes"}]   # sequences: who leaves early
@@ -70,6 +74,7 @@ from needlecast.campaign.model import (
     Campaign,
     Enrolment,
     ExitRule,
+    Optimise,
     SignOff,
     Step,
     WinnerTest,
@@ -95,12 +100,28 @@ TOP_KEYS = {
     "exits",
     "signoff",
 }
-STEP_KEYS = {"id", "template", "subject", "preheader", "variants", "ab", "delay", "article", "sections"}
+STEP_KEYS = {
+    "id",
+    "template",
+    "subject",
+    "preheader",
+    "variants",
+    "ab",
+    "delay",
+    "article",
+    "sections",
+    "optimise",
+    "window",
+    "holdout",
+    "min_events",
+}
 SECTIONS_KEYS = {"concern", "from"}
 SECTIONS_FROM = ("article", "all")
 AB_KEYS = {"split", "subjects", "test_fraction", "decide_after", "metric", "confidence", "fallback"}
 WINNER_KEYS = {"test_fraction", "decide_after", "metric", "confidence", "fallback"}
-SCHEDULE_KEYS = {"send_at", "local_time", "date"}
+SCHEDULE_KEYS = {"send_at", "local_time", "date", "optimise", "window", "holdout", "min_events"}
+OPTIMISE_KEYS = {"optimise", "window", "holdout", "min_events"}
+MAX_WINDOW = timedelta(days=7)
 ENROL_KEYS = {"joined_after", "tag", "event"}
 EXIT_KEYS = {"field", "equals", "event"}
 SENDER_KEYS = {"email", "name"}
@@ -348,6 +369,13 @@ def _steps(
                 ) from None
         elif "delay" in item:
             raise reader.fail(f"{where}delay", "only sequence steps have a delay", "remove it, or use kind: sequence")
+        optimise = _optimise(reader, item, where)
+        if optimise is not None and kind != SEQUENCE:
+            raise reader.fail(
+                f"{where}optimise",
+                "a broadcast optimises its send time in its schedule",
+                "move it to schedule: {..., optimise: true}",
+            )
         article = _article(reader, item, where, articles) or campaign_article
         steps.append(
             Step(
@@ -362,6 +390,7 @@ def _steps(
                 article,
                 _library_wide(reader, item, where),
                 winner_test,
+                optimise,
             )
         )
     if kind == SEQUENCE:
@@ -369,6 +398,40 @@ def _steps(
         if delays != sorted(delays):
             raise reader.fail("steps", "sequence steps are not in order of their delay", "order them 0d, 3d, 7d ...")
     return tuple(steps)
+
+
+def _optimise(reader: _Reader, spec: dict[str, Any], where: str) -> Optimise | None:
+    """`optimise: true` with its `window`, `holdout` and `min_events` (None when not asked for)."""
+    given = OPTIMISE_KEYS & set(spec)
+    flag = spec.get("optimise", False)
+    if not isinstance(flag, bool):
+        raise reader.fail(f"{where}optimise", f"must be true or false, not {flag!r}", "write optimise: true")
+    if not flag:
+        if given - {"optimise"}:
+            key = sorted(given - {"optimise"})[0]
+            raise reader.fail(f"{where}{key}", "is set without optimise: true", "add optimise: true, or remove it")
+        return None
+    window = timedelta(hours=24)
+    if "window" in spec:
+        try:
+            window = parse_delay(str(spec["window"]))
+        except ValueError:
+            raise reader.fail(
+                f"{where}window", f"'{spec['window']}' is not a length of time", "write e.g. window: 24h"
+            ) from None
+        if not timedelta(hours=1) <= window <= MAX_WINDOW:
+            raise reader.fail(f"{where}window", "must be from 1h to 7d", "write e.g. window: 24h")
+    holdout = spec.get("holdout", 0.1)
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+        raise reader.fail(
+            f"{where}holdout",
+            f"{holdout!r} is not a share from 0 to 1",
+            "e.g. holdout: 0.1 (a tenth at the plain time)",
+        )
+    min_events = spec.get("min_events", 5)
+    if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 1:
+        raise reader.fail(f"{where}min_events", f"{min_events!r} is not a whole number of events", "e.g. min_events: 5")
+    return Optimise(window, float(holdout), min_events)
 
 
 def _schedule(reader: _Reader, raw: dict[str, Any], zone: ZoneInfo) -> BroadcastSchedule:
@@ -381,13 +444,17 @@ def _schedule(reader: _Reader, raw: dict[str, Any], zone: ZoneInfo) -> Broadcast
             raise reader.fail(
                 "schedule", "gives both send_at and local_time/date", "keep one: send_at, or local_time with date"
             )
-        return BroadcastSchedule(send_at=_moment(reader, spec["send_at"], "schedule.send_at", zone))
+        return BroadcastSchedule(
+            send_at=_moment(reader, spec["send_at"], "schedule.send_at", zone),
+            optimise=_optimise(reader, spec, "schedule."),
+        )
     if not {"local_time", "date"} <= set(spec):
         missing = "schedule.date" if "local_time" in spec else "schedule.local_time"
         raise reader.fail(missing, "is missing", f"write schedule: {example}")
     return BroadcastSchedule(
         local_time=_time(reader, spec["local_time"], "schedule.local_time"),
         on=_date(reader, spec["date"], "schedule.date"),
+        optimise=_optimise(reader, spec, "schedule."),
     )
 
 

@@ -40,6 +40,16 @@ class WinnerTest:
 
 
 @dataclass(frozen=True)
+class Optimise:
+    """Send-time optimisation: each recipient gets the hour of the `window` (from the plain send time) at which
+    they engage most (`campaign.send_time`); a stable `holdout` share goes at the plain time, to measure it."""
+
+    window: timedelta = timedelta(hours=24)
+    holdout: float = 0.1
+    min_events: int = 5
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     template: str
@@ -52,6 +62,7 @@ class Step:
     article: str = ""  # the article it draws on (its own, else the campaign's); "" = [content] article
     library: bool = False  # `sections: {concern: auto, from: all}`: each variant's sections from every article
     winner_test: WinnerTest | None = None  # `ab: {test_fraction, decide_after, ...}`: test a slice, then the winner
+    optimise: Optimise | None = None  # sequences: `optimise: true` (a broadcast's is in its schedule)
 
     @property
     def field(self) -> str:
@@ -73,6 +84,7 @@ class BroadcastSchedule:
     send_at: datetime | None = None  # aware, in the campaign's zone
     local_time: time | None = None  # with `on`: that hour in each recipient's own zone
     on: date | None = None
+    optimise: Optimise | None = None  # `optimise: true`: each recipient's best hour within `window`
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ Rules:
   decided (the rest is "waiting for the A/B winner"); then the rest, with the winning arm, at the decision
   time or its own time if later (`campaign.winner`).
 - When: a broadcast's `send_at`, or `local_time` on `date` in each recipient's zone (their own, else the
-  campaign's); a sequence step at enrolment + delay. A time inside the recipient's quiet hours moves to the
-  end of them ("deferred by quiet hours").
+  campaign's); a sequence step at enrolment + delay. With `optimise`, each recipient's best hour within the
+  window from that moment (`campaign.send_time`; the rule that chose it is the email's `timing`). A time
+  inside the recipient's quiet hours moves to the end of them ("deferred by quiet hours").
 - Frequency cap across campaigns: no two emails to a contact within 24 hours of each other
   (`max_per_day`, default 1) and at most `max_per_week` (default 3) in the 7 days before. A broadcast email
   over the cap is recorded as skipped ("capped"); a sequence email waits until the cap allows it.
@@ -38,6 +39,7 @@ from sqlalchemy import Connection, func, select
 from needlecast.audience.segments import SegmentResult, attributes_of, evaluate, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign, Step
+from needlecast.campaign.send_time import Engagement, choose_send_times
 from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
 from needlecast.campaign.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
@@ -63,6 +65,7 @@ PLAN_COLUMNS = [
     "zone",
     "status",
     "reason",
+    "timing",  # send-time optimisation: the rule that chose the moment ("" when the step is not optimised)
 ]
 
 
@@ -174,6 +177,7 @@ def _frame_for(
             "zone": zones.array,
             "status": "queued",
             "reason": "",
+            "timing": "",
         }
     )
 
@@ -189,9 +193,12 @@ def plan_broadcast(
     send_now: bool = False,
     members: SegmentResult | None = None,
     decisions: Mapping[str, Decision] | None = None,
+    engagement: Engagement | None = None,
 ) -> Plan:
     """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
-    over `frame` at `now`, when the caller has it; `decisions`: the A/B winners decided so far, by step."""
+    over `frame` at `now`, when the caller has it; `decisions`: the A/B winners decided so far, by step;
+    `engagement`: the human opens and clicks that send-time optimisation reads (`schedule.optimise`; not
+    with `send_now`, which sends now)."""
     assert campaign.kind == BROADCAST
     result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
@@ -208,24 +215,35 @@ def plan_broadcast(
             assert on is not None and at is not None  # the loader requires both for a local-time send
             by_zone = {z: pd.Timestamp(local_moment(on, at, z)) for z in zones.unique()}
             due = zones.map(by_zone)
+        timing = None
+        optimise = campaign.schedule.optimise
+        if optimise is not None and not send_now:
+            due, timing = choose_send_times(
+                campaign.id, step.id, audience.assign(zone=zones), due, optimise, engagement or Engagement.none()
+            )
         if step.winner_test is None:
-            parts.append(_frame_for(audience, campaign, step, due, campaign.time_zone))
+            parts.append(_with_timing(_frame_for(audience, campaign, step, due, campaign.time_zone), timing))
             continue
         test = pd.Series(
             in_test_slice(campaign.id, step.id, audience["id"].tolist(), step.winner_test.test_fraction),
             index=audience.index,
             dtype=bool,
         )
-        parts.append(_frame_for(audience[test], campaign, step, due[test], campaign.time_zone))
+        tested = _frame_for(audience[test], campaign, step, due[test], campaign.time_zone)
+        parts.append(_with_timing(tested, timing[test] if timing is not None else None))
         decision = (decisions or {}).get(step.id)
         if decision is None:
             plan.deferred[WAITING_WINNER] += int((~test).sum())
             continue
         rest_due = due[~test].where(due[~test] > pd.Timestamp(decision.decided_at), pd.Timestamp(decision.decided_at))
         rest = _frame_for(audience[~test], campaign, step, rest_due, campaign.time_zone)
-        parts.append(rest.assign(arm=decision.winner))
+        parts.append(_with_timing(rest, timing[~test] if timing is not None else None).assign(arm=decision.winner))
     emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
     return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)
+
+
+def _with_timing(emails: pd.DataFrame, timing: pd.Series | None) -> pd.DataFrame:
+    return emails if timing is None else emails.assign(timing=timing.to_numpy())
 
 
 def _finish(
@@ -267,12 +285,14 @@ def plan_sequence(
     started_at: datetime,
     horizon: datetime,
     events: pd.DataFrame | None = None,
+    engagement: Engagement | None = None,
 ) -> Plan:
     """Enrolments, exits and the sequence emails due up to `horizon`.
 
     `enrolled` has contact_id, enrolled_at, exited_at for this campaign; `events` (contact_id, type,
     occurred_at) the contact events of the types the campaign names (`Campaign.event_types`). Emails for new
-    enrolments are planned as if they enrolled at `now`.
+    enrolments are planned as if they enrolled at `now`. A step with `optimise` goes at each person's best
+    hour within its window from the step's due time (`engagement`: their human opens and clicks).
     """
     happened = _event_times(events)
     segment = ctx.segments[campaign.segment]
@@ -330,10 +350,16 @@ def plan_sequence(
     ]
     parts = []
     enrolled_at = pd.to_datetime(journey["enrolled_at"], utc=True).reset_index(drop=True)
+    zones = people["time_zone"].where(people["time_zone"] != "", campaign.time_zone)
     for step in campaign.steps:
         due = enrolled_at + pd.Timedelta(step.delay)
         due.index = people.index
-        parts.append(_frame_for(people, campaign, step, due, campaign.time_zone))
+        timing = None
+        if step.optimise is not None:
+            due, timing = choose_send_times(
+                campaign.id, step.id, people.assign(zone=zones), due, step.optimise, engagement or Engagement.none()
+            )
+        parts.append(_with_timing(_frame_for(people, campaign, step, due, campaign.time_zone), timing))
     emails = pd.concat(parts, ignore_index=True)
     emails = emails[emails["due_at"] <= pd.Timestamp(horizon)]
     return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=True)

@@ -24,6 +24,7 @@ from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
 from needlecast.campaign.rendering import render_campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
+from needlecast.campaign.send_time import engagement_for
 from needlecast.campaign.state import ACTIVE, find_state
 from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace
@@ -61,7 +62,15 @@ def build_plans(
                 members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None
                 decisions = load_decisions(conn, campaign.id)
                 plan = plan_broadcast(
-                    ctx, campaign, frame, view.keys, view.history, now, members=members, decisions=decisions
+                    ctx,
+                    campaign,
+                    frame,
+                    view.keys,
+                    view.history,
+                    now,
+                    members=members,
+                    decisions=decisions,
+                    engagement=engagement_for(conn, campaign, now),
                 )
                 if not plan.emails.empty:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
@@ -77,6 +86,7 @@ def build_plans(
                     view.started_at or now,
                     horizon,
                     view.events,
+                    engagement_for(conn, campaign, now),
                 )
             plan.notes = _notes(ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days)
             result.plans.append(plan)

@@ -41,6 +41,7 @@ from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.planner import LedgerView, Plan, load_ledger_view, plan_broadcast, plan_sequence
 from needlecast.campaign.rendering import RenderKey, render_campaign, render_variant
 from needlecast.campaign.scheduling import audience_zones, schedule_campaign
+from needlecast.campaign.send_time import Engagement, engagement_for
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.campaign.winner import Decision, decide_due, decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace, signing_secret
@@ -159,8 +160,11 @@ class Runner:
                 view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
                 fresh = not ledger.has_rows(conn, campaign.id)
                 decisions = load_decisions(conn, campaign.id)
+                engagement = engagement_for(conn, campaign, now) if not send_now else None
             with collect_seldom():
-                members = self._plan_broadcast(ctx, campaign, report, view, now, send_now, fresh, on_slice, decisions)
+                members = self._plan_broadcast(
+                    ctx, campaign, report, view, now, send_now, fresh, on_slice, decisions, engagement
+                )
             if helpers and not helpers.released and members < parallel_from:
                 helpers.cancel()
                 helpers = self._helpers(campaign, 0)
@@ -195,6 +199,7 @@ class Runner:
         fresh: bool,
         on_slice: Callable[[], None],
         decisions: Mapping[str, Decision],
+        engagement: Engagement | None,
     ) -> int:
         """Segment, plan and enqueue the broadcast (`fresh`: the ledger had none of its rows when the run
         began); how many members the segment has."""
@@ -219,6 +224,7 @@ class Runner:
                     send_now=send_now,
                     members=result,
                     decisions=decisions,
+                    engagement=engagement,
                 )
                 members += result.size
                 del frame, result
@@ -329,7 +335,7 @@ class Runner:
             error=plan.emails["reason"],
         )
         columns: dict[str, Column] = {}
-        for name in ledger.ENQUEUE_COLUMNS:
+        for name in (*ledger.ENQUEUE_COLUMNS, *ledger.OPTIONAL_COLUMNS):
             values = emails[name]
             codes, distinct = pd.factorize(values, use_na_sentinel=False)  # a few distinct values over a million emails
             plain = [v.to_pydatetime() for v in distinct] if name == "due_at" else distinct.tolist()
@@ -370,6 +376,7 @@ class Runner:
                 view.started_at or now,
                 now,
                 view.events,
+                engagement_for(conn, campaign, now),
             )
             if plan.new_enrolments:
                 conn.execute(

@@ -145,6 +145,8 @@ deliveries = Table(
     # What the provider reported after accepting it: delivered | bounced | dropped | deferred ('' until then).
     Column("outcome", String(16), nullable=False, server_default=""),
     Column("outcome_at", DateTime(), nullable=True),
+    # Send-time optimisation: the rule that chose the moment ("holdout", "own history"...; '' when not optimised).
+    Column("timing", String(24), nullable=False, server_default=""),
     UniqueConstraint("campaign_id", "step_id", "contact_id", name="uq_deliveries_campaign_step_contact"),
     # No index holds a column that a send changes (status, claim_token, sent_at...): on PostgreSQL, with the
     # table's fillfactor at 50 (migration 0005), claiming and marking a row are HOT updates that write no

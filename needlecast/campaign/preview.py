@@ -25,6 +25,7 @@ from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, 
 from needlecast.campaign.rendering import render_campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
 from needlecast.campaign.send_time import engagement_for
+from needlecast.campaign.send_time import summary as send_time_summary
 from needlecast.campaign.state import ACTIVE, find_state
 from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace
@@ -89,6 +90,9 @@ def build_plans(
                     engagement_for(conn, campaign, now),
                 )
             plan.notes = _notes(ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days)
+            if not plan.emails.empty and (plan.emails["timing"] != "").any():
+                optimised = plan.emails[plan.emails["timing"] != ""]
+                plan.notes.append(send_time_summary(optimised["timing"], optimised["due_at"]))
             result.plans.append(plan)
     return result
 

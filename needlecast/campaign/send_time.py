@@ -39,6 +39,7 @@ WEEKDAY_BONUS = 0.5  # the same weekday and hour counts half as much again as th
 PRIOR = 1.0  # the audience's pattern weighs like one event in each person's own
 OWN, AUDIENCE, CAMPAIGN, HOLDOUT = "own history", "audience's best hour", "campaign's time", "holdout"
 RULES = (OWN, AUDIENCE, CAMPAIGN, HOLDOUT)
+HOUR_NS = 3_600_000_000_000
 
 
 @dataclass
@@ -94,7 +95,7 @@ def in_holdout(campaign_id: str, step_id: str, contact_ids: Sequence[int], share
 def _local(moments: pd.DatetimeIndex | pd.Series, zone: str) -> tuple[np.ndarray, np.ndarray]:
     """(hour, weekday) of UTC moments in `zone`."""
     local = pd.DatetimeIndex(moments).tz_convert(zone)
-    return np.asarray(local.hour, dtype="int64"), np.asarray(local.weekday, dtype="int64")
+    return np.asarray(local.hour, dtype="int64"), np.asarray(local.day_of_week, dtype="int64")
 
 
 def choose_send_times(
@@ -108,7 +109,8 @@ def choose_send_times(
     """(send moment, rule) per member, aligned with `members` (see the module contract)."""
     ids = members["id"].to_numpy(dtype="int64")
     zones = members["zone"].astype(str).to_numpy()
-    starts = pd.DatetimeIndex(pd.to_datetime(plain, utc=True)).asi8  # ns since the epoch, per member
+    starts = pd.DatetimeIndex(pd.to_datetime(plain, utc=True)).as_unit("ns").asi8  # ns since the epoch
+
     due = starts.copy()
     rule = np.full(len(ids), CAMPAIGN, dtype=object)
     if len(ids):
@@ -116,7 +118,7 @@ def choose_send_times(
         rule[held] = HOLDOUT
         _optimise_open(ids, zones, starts, ~held, optimise, engagement, due, rule)
     return (
-        pd.Series(pd.to_datetime(due, utc=True), index=members.index),
+        pd.Series(pd.to_datetime(due, unit="ns", utc=True), index=members.index),
         pd.Series(rule, index=members.index, dtype=object),
     )
 
@@ -152,7 +154,9 @@ def _optimise_open(
     groups = pd.DataFrame({"zone": zones, "start": starts, "position": np.arange(len(ids))})[open_]
     for (zone, start), group in groups.groupby(["zone", "start"], sort=False):
         positions = group["position"].to_numpy()
-        slot_moments = pd.DatetimeIndex(pd.to_datetime(int(start) + np.arange(slots) * 3_600_000_000_000, utc=True))
+        slot_moments = pd.DatetimeIndex(
+            pd.to_datetime(int(start) + np.arange(slots, dtype="int64") * HOUR_NS, unit="ns", utc=True)
+        )
         slot_hours, slot_days = _local(slot_moments, str(zone))
         audience = by_hour[slot_hours] + WEEKDAY_BONUS * pattern[slot_days, slot_hours]
         total = audience.sum()

@@ -78,6 +78,7 @@ class Report:
     totals: pd.DataFrame = field(default_factory=pd.DataFrame)  # the funnel per campaign
     conversions: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per conversion, with its rule
     decisions: pd.DataFrame = field(default_factory=pd.DataFrame)  # A/B winner tests: each arm's figures, the winner
+    send_time: pd.DataFrame = field(default_factory=pd.DataFrame)  # optimised sends against their holdout
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -91,6 +92,8 @@ class Report:
         }
         if not self.decisions.empty:
             tables["ab_decisions"] = self.decisions
+        if not self.send_time.empty:
+            tables["send_time"] = self.send_time
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
         return tables
@@ -107,6 +110,7 @@ def ledger_and_events(
         deliveries.c.outcome,
         deliveries.c.contact_id,
         deliveries.c.sent_at,
+        deliveries.c.timing,
     )
     event_query = select(
         events.c.delivery_id, events.c.kind, events.c.occurred_at, events.c.detail, events.c.campaign_id
@@ -433,7 +437,48 @@ def load_report(
         totals=funnel(flags, ["campaign_id"], min_group=min_group),
         conversions=credited,
         decisions=ab_decisions_table(engine, campaign),
+        send_time=send_time_table(flags),
     )
+
+
+SEND_TIME_COLUMNS = ["campaign_id", "step_id", "group", "delivered"] + [
+    f"{metric}_{part}" for metric in ("open", "click", "conversion") for part in ("rate", "low", "high")
+]
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float, float]:
+    """The rate and its 95 % Wilson score interval (NaN for an empty group)."""
+    if total <= 0:
+        return float("nan"), float("nan"), float("nan")
+    rate = successes / total
+    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
+    spread = z * math.sqrt(rate * (1 - rate) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return rate, max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def send_time_table(flags: pd.DataFrame) -> pd.DataFrame:
+    """Per campaign and step of an optimised send: the optimised emails (every rule but the holdout) against the
+    holdout sent at the plain time, with open, click and conversion rates against delivered and their 95 %
+    intervals, so that a clinic can see whether optimisation earns its keep."""
+    if flags.empty or "timing" not in flags or not (flags["timing"] != "").any():
+        return pd.DataFrame(columns=SEND_TIME_COLUMNS)
+    timed = flags[flags["timing"] != ""].assign(
+        group=lambda f: f["timing"].where(f["timing"] == "holdout", "optimised")
+    )
+    rows = []
+    for (campaign_id, step_id, group), part in timed.groupby(["campaign_id", "step_id", "group"], sort=True):
+        delivered = part[part["delivered"]]
+        row: dict[str, object] = {
+            "campaign_id": campaign_id,
+            "step_id": step_id,
+            "group": group,
+            "delivered": len(delivered),
+        }
+        for metric, flag in (("open", "opened"), ("click", "clicked"), ("conversion", "converted")):
+            hits = int(delivered[flag].sum()) if flag in delivered else 0
+            row[f"{metric}_rate"], row[f"{metric}_low"], row[f"{metric}_high"] = wilson(hits, len(delivered))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SEND_TIME_COLUMNS)
 
 
 DECISION_COLUMNS = [

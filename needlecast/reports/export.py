@@ -93,6 +93,7 @@ SHEETS = {
     "health": "Deliverability health",
     "ab_test": "A-B test",
     "ab_decisions": "A-B winner decisions",
+    "send_time": "Send-time optimisation",
     "timeline": "Timeline",
     "links": "Links",
     "recipients": "Recipients",
@@ -101,7 +102,7 @@ SHEETS = {
 
 
 def is_rate(column: str) -> bool:
-    return column.endswith(("_rate", "_diff"))
+    return column.endswith(("_rate", "_diff", "_low", "_high"))
 
 
 def title(column: str) -> str:

@@ -538,6 +538,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
             counts=item.counts,
             next_send=item.next_send,
             next_send_note=item.next_send_note,
+            ab_tests=item.ab_tests,
         )
 
     @app.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"], summary="Every campaign")

@@ -114,6 +114,7 @@ class CampaignOut(BaseModel):
     counts: dict[str, int]
     next_send: datetime | None
     next_send_note: str
+    ab_tests: list[str] = Field(default_factory=list, description="Each A/B winner test: its decision, or when")
 
 
 class PlanRow(BaseModel):

@@ -123,6 +123,28 @@ def choose_send_times(
     )
 
 
+def _local_hours(at: np.ndarray, zone_of: np.ndarray, zone_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Local (hour, weekday) of epoch seconds `at`, each in the zone `zone_names[zone_of[i]]`. A zone's UTC
+    offset is looked up once per hour of the span (a few thousand conversions, not one per event), so ten
+    million events cost a few vector operations."""
+    if not len(at):
+        return np.zeros(0, dtype="int8"), np.zeros(0, dtype="int8")
+    first = int(at.min()) // 3600
+    buckets = (at // 3600 - first).astype("int32")
+    hours_span = pd.DatetimeIndex(
+        pd.to_datetime((first + np.arange(int(buckets.max()) + 1)) * 3600, unit="s", utc=True)
+    )
+    utc_seconds = hours_span.tz_localize(None).as_unit("s").asi8
+    offsets = np.stack(
+        [hours_span.tz_convert(zone).tz_localize(None).as_unit("s").asi8 - utc_seconds for zone in zone_names]
+    ).astype("int32")
+    local = at + offsets[zone_of, buckets]
+    del buckets
+    hours = ((local // 3600) % 24).astype("int8")
+    days = ((local // 86400 + 3) % 7).astype("int8")  # 1970-01-01 was a Thursday (Monday is 0)
+    return hours, days
+
+
 def _optimise_open(
     ids: np.ndarray,
     zones: np.ndarray,
@@ -136,20 +158,17 @@ def _optimise_open(
     """Fill `due` and `rule` for the members not held out (positions where `open_`)."""
     slots = int(optimise.window / timedelta(hours=1))
     events = engagement.events
-    mine = events[events["contact_id"].isin(ids)]
-    member_of_event = pd.Index(ids).get_indexer(mine["contact_id"].to_numpy())
-    weights = mine["weight"].to_numpy(dtype="float64")
-    moments = pd.to_datetime(mine["at"].to_numpy(), unit="s", utc=True)
-    event_zone = zones[member_of_event]
-    hours = np.zeros(len(mine), dtype="int64")
-    days = np.zeros(len(mine), dtype="int64")
-    for zone in pd.unique(event_zone):  # local hour and weekday of each event, in its member's zone
-        picked = event_zone == zone
-        hours[picked], days[picked] = _local(moments[picked], str(zone))
-    pattern = np.bincount(days * 24 + hours, weights=weights, minlength=7 * 24).reshape(7, 24)
+    member_of_event = pd.Index(ids).get_indexer(events["contact_id"].to_numpy()).astype("int32")
+    ours = member_of_event >= 0
+    at, weights = events["at"].to_numpy(), events["weight"].to_numpy()
+    if not ours.all():  # events of people outside this send: left out (copies only then)
+        member_of_event, at, weights = member_of_event[ours], at[ours], weights[ours]
+    del ours
+    zone_names, zone_codes = np.unique(zones, return_inverse=True)
+    hours, days = _local_hours(at, zone_codes[member_of_event], [str(z) for z in zone_names])
+    pattern = np.bincount(days.astype("int16") * 24 + hours, weights=weights, minlength=7 * 24).reshape(7, 24)
     by_hour = pattern.sum(axis=0)
-    event_counts = np.bincount(member_of_event, minlength=len(ids))
-    enough = event_counts >= optimise.min_events
+    enough = np.bincount(member_of_event, minlength=len(ids)) >= optimise.min_events
 
     groups = pd.DataFrame({"zone": zones, "start": starts, "position": np.arange(len(ids))})[open_]
     for (zone, start), group in groups.groupby(["zone", "start"], sort=False):
@@ -160,25 +179,54 @@ def _optimise_open(
         slot_hours, slot_days = _local(slot_moments, str(zone))
         audience = by_hour[slot_hours] + WEEKDAY_BONUS * pattern[slot_days, slot_hours]
         total = audience.sum()
-        prior = PRIOR * audience / total if total > 0 else np.zeros(slots)
         own = positions[enough[positions]]
         if len(own):
-            row_of = np.full(len(ids), -1, dtype="int64")
-            row_of[own] = np.arange(len(own))
+            row_of = np.full(len(ids), -1, dtype="int32")
+            row_of[own] = np.arange(len(own), dtype="int32")
             rows = row_of[member_of_event]
             keep = rows >= 0
-            rows, event_hours, event_days, event_weights = rows[keep], hours[keep], days[keep], weights[keep]
-            score = np.tile(prior, (len(own), 1))
-            for slot in range(slots):
-                hit = event_hours == slot_hours[slot]
-                bonus = np.where(event_days[hit] == slot_days[slot], 1.0 + WEEKDAY_BONUS, 1.0)
-                score[:, slot] += np.bincount(rows[hit], weights=event_weights[hit] * bonus, minlength=len(own))
-            due[own] = slot_moments.asi8[np.argmax(score, axis=1)]
+            if keep.all():
+                event_hours, event_days, event_weights = hours, days, weights
+            else:
+                rows, event_hours, event_days, event_weights = rows[keep], hours[keep], days[keep], weights[keep]
+            del keep
+            score = np.zeros(len(own) * slots, dtype="float64")
+            # Each event counts toward every slot at its hour of the day, half as much again at its weekday.
+            for level in _slots_by_hour(slot_hours):
+                slot = level[event_hours]
+                hit = slot >= 0
+                picked = slot[hit]
+                bonus = np.where(event_days[hit] == slot_days[picked], 1.0 + WEEKDAY_BONUS, 1.0)
+                score += np.bincount(
+                    rows[hit].astype("int64") * slots + picked,
+                    weights=event_weights[hit] * bonus,
+                    minlength=len(own) * slots,
+                )
+                del slot, hit, picked, bonus
+            table = score.reshape(len(own), slots)
+            if total > 0:
+                table += PRIOR * audience / total
+            due[own] = slot_moments.asi8[np.argmax(table, axis=1)]
             rule[own] = OWN
         rest = positions[~enough[positions]]
-        if len(rest) and len(mine) >= optimise.min_events and total > 0:
+        if len(rest) and len(at) >= optimise.min_events and total > 0:
             due[rest] = slot_moments.asi8[int(np.argmax(audience))]
             rule[rest] = AUDIENCE
+
+
+def _slots_by_hour(slot_hours: np.ndarray) -> list[np.ndarray]:
+    """Lookups hour of the day -> slot (or -1): the first lists each hour's first slot, the next its second
+    (a window of several days, or an hour that a DST change repeats), and so on."""
+    levels: list[np.ndarray] = []
+    for slot, hour in enumerate(slot_hours):
+        for level in levels:
+            if level[hour] < 0:
+                level[hour] = slot
+                break
+        else:
+            levels.append(np.full(24, -1, dtype="int16"))
+            levels[-1][hour] = slot
+    return levels
 
 
 def summary(rules: pd.Series, due: pd.Series) -> str:

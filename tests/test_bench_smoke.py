@@ -48,3 +48,10 @@ def test_console_latency_benchmark_smoke() -> None:
     assert result["sink_accepted_recipients"] == 2000
     assert set(result["idle"]) == {"campaigns", "campaign", "reports", "audiences", "contact"}  # type: ignore[arg-type]
     assert result["during_send_all"]["n"] >= 5  # type: ignore[index]
+
+
+def test_send_time_benchmark_smoke() -> None:
+    result = _run("bench/send_time.py", "--recipients", "3000", "--events", "30000")
+    assert result["events_read"] == 30000
+    assert sum(result["rules"].values()) == 3000  # type: ignore[attr-defined]
+    assert float(result["own_within_an_hour"]) >= 0.9  # type: ignore[arg-type]

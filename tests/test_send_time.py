@@ -297,3 +297,23 @@ def test_an_optimised_broadcast_is_planned_sent_at_each_persons_hour_once_and_re
     report = load_report(engine, "autumn").tables()["send_time"]
     assert list(report["group"]) == ["holdout", "optimised"]
     assert (report["open_low"] <= report["open_rate"]).all() and (report["open_rate"] <= report["open_high"]).all()
+
+
+def test_quiet_hours_still_apply_to_an_optimised_time(
+    ws: Workspace, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "21:00-08:00")
+    ws = open_workspace(ws.root)  # the settings read the environment when the workspace is opened
+    (ws.campaigns_dir / "autumn.yaml").write_text(OPTIMISED.replace("holdout: 0.2", "holdout: 0.0"))
+    engine = _store(ws)
+    with engine.connect() as conn:
+        ids = sorted(int(c) for c in conn.execute(select(contacts.c.id)).scalars())
+    _history_through_the_webhook(engine, dict.fromkeys(ids, 22))  # everyone reads at 22:00, in quiet hours
+    report = _runner(ws, engine, sink, Clock(NOW)).run_broadcast("autumn")
+    assert report.deferred["deferred by quiet hours"] == LEADS
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.due_at, deliveries.c.timing).where(deliveries.c.campaign_id == "autumn")
+        )
+        chosen = {(pd.Timestamp(due).tz_convert("UTC").strftime("%d %H:%M"), timing) for due, timing in rows}
+    assert chosen == {("25 08:00", OWN)}  # 22:00 on the 24th moved to the end of the quiet hours

@@ -40,6 +40,7 @@ PRIOR = 1.0  # the audience's pattern weighs like one event in each person's own
 OWN, AUDIENCE, CAMPAIGN, HOLDOUT = "own history", "audience's best hour", "campaign's time", "holdout"
 RULES = (OWN, AUDIENCE, CAMPAIGN, HOLDOUT)
 HOUR_NS = 3_600_000_000_000
+BLOCK = 100_000  # members scored at once
 
 
 @dataclass
@@ -69,9 +70,12 @@ class Engagement:
     @classmethod
     def of(cls, events: pd.DataFrame, now: datetime) -> Engagement:
         """From `contact_id` and `at` (epoch seconds): adds the weight of each event's age at `now`."""
-        age_days = (now.timestamp() - events["at"].to_numpy(dtype="float64")) / 86400.0
-        weight = np.power(0.5, np.clip(age_days, 0, None) / HALF_LIFE_DAYS).astype("float32")
-        return cls(events.assign(weight=weight))
+        age_days = (int(now.timestamp()) - events["at"].to_numpy()).astype("float32") / np.float32(86400)
+        np.clip(age_days, 0, None, out=age_days)
+        weight = np.power(np.float32(0.5), age_days / np.float32(HALF_LIFE_DAYS))
+        events = events.copy(deep=False)
+        events["weight"] = weight
+        return cls(events)
 
 
 def engagement_for(conn: Connection, campaign: Campaign, now: datetime) -> Engagement | None:
@@ -181,37 +185,58 @@ def _optimise_open(
         total = audience.sum()
         own = positions[enough[positions]]
         if len(own):
-            row_of = np.full(len(ids), -1, dtype="int32")
-            row_of[own] = np.arange(len(own), dtype="int32")
-            rows = row_of[member_of_event]
-            keep = rows >= 0
-            if keep.all():
-                event_hours, event_days, event_weights = hours, days, weights
-            else:
-                rows, event_hours, event_days, event_weights = rows[keep], hours[keep], days[keep], weights[keep]
-            del keep
-            score = np.zeros(len(own) * slots, dtype="float64")
-            # Each event counts toward every slot at its hour of the day, half as much again at its weekday.
-            for level in _slots_by_hour(slot_hours):
-                slot = level[event_hours]
-                hit = slot >= 0
-                picked = slot[hit]
-                bonus = np.where(event_days[hit] == slot_days[picked], 1.0 + WEEKDAY_BONUS, 1.0)
-                score += np.bincount(
-                    rows[hit].astype("int64") * slots + picked,
-                    weights=event_weights[hit] * bonus,
-                    minlength=len(own) * slots,
-                )
-                del slot, hit, picked, bonus
-            table = score.reshape(len(own), slots)
-            if total > 0:
-                table += PRIOR * audience / total
-            due[own] = slot_moments.asi8[np.argmax(table, axis=1)]
+            prior = PRIOR * audience / total if total > 0 else np.zeros(slots)
+            best = _best_slots(own, member_of_event, hours, days, weights, slot_hours, slot_days, prior, len(ids))
+            due[own] = slot_moments.asi8[best]
             rule[own] = OWN
         rest = positions[~enough[positions]]
         if len(rest) and len(at) >= optimise.min_events and total > 0:
             due[rest] = slot_moments.asi8[int(np.argmax(audience))]
             rule[rest] = AUDIENCE
+
+
+def _best_slots(
+    own: np.ndarray,
+    member_of_event: np.ndarray,
+    hours: np.ndarray,
+    days: np.ndarray,
+    weights: np.ndarray,
+    slot_hours: np.ndarray,
+    slot_days: np.ndarray,
+    prior: np.ndarray,
+    members: int,
+) -> np.ndarray:
+    """The best slot of each member at positions `own`, from their events: each event counts toward every slot
+    at its hour of the day, half as much again at its weekday; `prior` is added to every member's scores.
+    Members are scored in blocks of BLOCK (their events found by one sort), so memory stays a block's."""
+    slots = len(slot_hours)
+    row_of = np.full(members, -1, dtype="int32")
+    row_of[own] = np.arange(len(own), dtype="int32")
+    rows = row_of[member_of_event]
+    del row_of
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    del rows
+    levels = _slots_by_hour(slot_hours)
+    best = np.zeros(len(own), dtype="int64")
+    for first in range(0, len(own), BLOCK):
+        last = min(first + BLOCK, len(own))
+        low, high = np.searchsorted(sorted_rows, [first, last])
+        picked = order[low:high]
+        block_rows = sorted_rows[low:high].astype("int64") - first
+        block_hours, block_days, block_weights = hours[picked], days[picked], weights[picked]
+        score = np.zeros((last - first) * slots, dtype="float64")
+        for level in levels:
+            slot = level[block_hours]
+            hit = slot >= 0
+            bonus = np.where(block_days[hit] == slot_days[slot[hit]], 1.0 + WEEKDAY_BONUS, 1.0)
+            score += np.bincount(
+                block_rows[hit] * slots + slot[hit], weights=block_weights[hit] * bonus, minlength=len(score)
+            )
+        table = score.reshape(last - first, slots)
+        table += prior
+        best[first:last] = np.argmax(table, axis=1)
+    return best
 
 
 def _slots_by_hour(slot_hours: np.ndarray) -> list[np.ndarray]:

@@ -14,6 +14,8 @@ the scan); the events are read in slices of `SLICE` ids, so no more than a slice
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
@@ -48,37 +50,61 @@ def _slices(conn: Connection, table: str) -> range:
 
 def human_engagement(conn: Connection, since: datetime, machine_seconds: float) -> pd.DataFrame:
     m = marker(conn)
-    sent = pd.concat(
-        [
-            _read(
-                conn,
-                ["id", "contact_id", "sent"],
-                ["d.id", "d.contact_id", _epoch(conn, "d.sent_at")],
-                f"FROM deliveries d WHERE d.id >= {m} AND d.id < {m} AND d.contact_id > 0 AND d.sent_at IS NOT NULL",
-                (start, start + SLICE),
-            )
-            for start in _slices(conn, "deliveries")
-        ]
-        or [pd.DataFrame({"id": [], "contact_id": [], "sent": []}, dtype="int64")],
-        ignore_index=True,
-    )
-    parts = []
-    by_id = pd.Index(sent["id"].to_numpy())
-    for start in _slices(conn, "events"):
-        events = _read(
-            conn,
-            ["delivery_id", "at", "opened"],
-            ["e.delivery_id", _epoch(conn, "e.occurred_at"), "CASE WHEN e.kind = 'opened' THEN 1 ELSE 0 END"],
-            f"FROM events e WHERE e.id >= {m} AND e.id < {m} AND e.kind IN ('opened', 'clicked') "
-            f"AND e.detail <> 'machine' AND e.delivery_id IS NOT NULL AND e.occurred_at >= {m}",
-            (start, start + SLICE, time_value(conn, since)),
+    with _small_cache(conn):
+        sent = pd.concat(
+            [
+                _read(
+                    conn,
+                    ["id", "contact_id", "sent"],
+                    ["d.id", "d.contact_id", _epoch(conn, "d.sent_at")],
+                    f"FROM deliveries d WHERE d.id >= {m} AND d.id < {m} AND d.contact_id > 0 "
+                    "AND d.sent_at IS NOT NULL",
+                    (start, start + SLICE),
+                )
+                for start in _slices(conn, "deliveries")
+            ]
+            or [pd.DataFrame({"id": [], "contact_id": [], "sent": []}, dtype="int64")],
+            ignore_index=True,
         )
-        row = by_id.get_indexer(events["delivery_id"].to_numpy())
-        linked = row >= 0
-        at = events["at"].to_numpy()[linked]
-        row = row[linked]
-        too_soon = (events["opened"].to_numpy()[linked] == 1) & (at - sent["sent"].to_numpy()[row] < machine_seconds)
-        parts.append(pd.DataFrame({"contact_id": sent["contact_id"].to_numpy()[row][~too_soon], "at": at[~too_soon]}))
-    if not parts:
-        return pd.DataFrame({"contact_id": pd.Series([], dtype="int64"), "at": pd.Series([], dtype="int64")})
-    return pd.concat(parts, ignore_index=True)
+        by_id = pd.Index(sent["id"].to_numpy())
+        contacts: list[np.ndarray] = []
+        moments: list[np.ndarray] = []
+        for start in _slices(conn, "events"):
+            events = _read(
+                conn,
+                ["delivery_id", "at", "opened"],
+                ["e.delivery_id", _epoch(conn, "e.occurred_at"), "CASE WHEN e.kind = 'opened' THEN 1 ELSE 0 END"],
+                f"FROM events e WHERE e.id >= {m} AND e.id < {m} AND e.kind IN ('opened', 'clicked') "
+                f"AND e.detail <> 'machine' AND e.delivery_id IS NOT NULL AND e.occurred_at >= {m}",
+                (start, start + SLICE, time_value(conn, since)),
+            )
+            row = by_id.get_indexer(events["delivery_id"].to_numpy())
+            linked = row >= 0
+            at = events["at"].to_numpy()[linked]
+            row = row[linked]
+            opened = events["opened"].to_numpy()[linked] == 1
+            human = ~(opened & (at - sent["sent"].to_numpy()[row] < machine_seconds))
+            contacts.append(sent["contact_id"].to_numpy()[row][human])
+            moments.append(at[human])
+    return pd.DataFrame(
+        {
+            "contact_id": np.concatenate(contacts) if contacts else np.zeros(0, dtype="int64"),
+            "at": np.concatenate(moments) if moments else np.zeros(0, dtype="int64"),
+        },
+        copy=False,
+    )
+
+
+@contextmanager
+def _small_cache(conn: Connection) -> Iterator[None]:
+    """SQLite: a one-pass scan gains nothing from the page cache; keep it from growing to the engine's size
+    (`store.engine`) while the scan reads a whole table."""
+    if not is_sqlite(conn):
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql("PRAGMA cache_size=-8192")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")

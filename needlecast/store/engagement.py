@@ -67,9 +67,11 @@ def human_engagement(conn: Connection, since: datetime, machine_seconds: float) 
             ignore_index=True,
         )
         by_id = pd.Index(sent["id"].to_numpy())
-        contacts: list[np.ndarray] = []
-        moments: list[np.ndarray] = []
-        for start in _slices(conn, "events"):
+        slices = _slices(conn, "events")
+        room = max(slices.stop - slices.start, 0)  # ids are never reused: at most this many events
+        contacts, moments = np.empty(room, dtype="int64"), np.empty(room, dtype="int64")
+        kept = 0
+        for start in slices:
             events = _read(
                 conn,
                 ["delivery_id", "at", "opened"],
@@ -84,15 +86,11 @@ def human_engagement(conn: Connection, since: datetime, machine_seconds: float) 
             row = row[linked]
             opened = events["opened"].to_numpy()[linked] == 1
             human = ~(opened & (at - sent["sent"].to_numpy()[row] < machine_seconds))
-            contacts.append(sent["contact_id"].to_numpy()[row][human])
-            moments.append(at[human])
-    return pd.DataFrame(
-        {
-            "contact_id": np.concatenate(contacts) if contacts else np.zeros(0, dtype="int64"),
-            "at": np.concatenate(moments) if moments else np.zeros(0, dtype="int64"),
-        },
-        copy=False,
-    )
+            count = int(human.sum())
+            contacts[kept : kept + count] = sent["contact_id"].to_numpy()[row][human]
+            moments[kept : kept + count] = at[human]
+            kept += count
+    return pd.DataFrame({"contact_id": contacts[:kept], "at": moments[:kept]}, copy=False)
 
 
 @contextmanager

@@ -317,3 +317,45 @@ def test_quiet_hours_still_apply_to_an_optimised_time(
         )
         chosen = {(pd.Timestamp(due).tz_convert("UTC").strftime("%d %H:%M"), timing) for due, timing in rows}
     assert chosen == {("25 08:00", OWN)}  # 22:00 on the 24th moved to the end of the quiet hours
+
+
+SEQUENCE = """
+id: drip
+kind: sequence
+segment: all-leads
+time_zone: Europe/London
+steps:
+  - {id: welcome, template: emails/welcome, delay: 0d}
+  - {id: follow-up, template: emails/deep_dive, delay: 1d, optimise: true, holdout: 0.0, min_events: 3}
+enrol: {joined_after: "2026-01-01"}
+signoff: {reviewer: QA, date: 2026-11-24, note: test content}
+"""
+
+
+def test_an_optimised_sequence_step_goes_at_each_persons_hour_after_its_delay(
+    ws: Workspace, sink: SendGridSink
+) -> None:
+    (ws.campaigns_dir / "drip.yaml").write_text(SEQUENCE)
+    engine = _store(ws)
+    with engine.connect() as conn:
+        ids = sorted(int(c) for c in conn.execute(select(contacts.c.id)).scalars())
+    hour_of = {c: (7, 18)[c % 2] for c in ids}
+    _history_through_the_webhook(engine, hour_of)
+    clock = Clock(NOW)
+    runner = _runner(ws, engine, sink, clock)
+    runner.run_sequence("drip")  # enrols everyone at 12:00; the welcome goes at once
+    clock.now = NOW + timedelta(days=2)  # past the follow-up's window (24h after its 1d delay)
+    runner.run_sequence("drip")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.contact_id, deliveries.c.due_at, deliveries.c.timing).where(
+                deliveries.c.campaign_id == "drip", deliveries.c.step_id == "follow-up"
+            )
+        ).all()
+    assert len(rows) == LEADS and {timing for _c, _d, timing in rows} == {OWN}
+    for contact, due, _timing in rows:
+        due = pd.Timestamp(due).tz_convert("UTC")
+        assert due.hour == hour_of[int(contact)]
+        assert NOW + timedelta(days=1) <= due < NOW + timedelta(days=2)  # within the window after the delay
+    accepted = sink.accepted_delivery_ids()
+    assert len(accepted) == len(set(accepted)) == 2 * LEADS

@@ -88,12 +88,7 @@ def fill(url: str, recipients: int, count: int) -> None:
             local_hour = np.where(rng.random(size) < 0.75, hours[contact - 1], rng.integers(0, 24, size))
             day = rng.integers(1, 85, size)
             midnight = int(earlier.replace(hour=0).timestamp())
-            moment = (
-                midnight
-                + day * 86400
-                + ((local_hour - zone_offset) % 24) * 3600
-                + rng.integers(0, 3600, size)
-            )
+            moment = midnight + day * 86400 + ((local_hour - zone_offset) % 24) * 3600 + rng.integers(0, 3600, size)
             occurred = pd.to_datetime(moment, unit="s", utc=True).to_pydatetime().tolist()
             insert_columns(
                 conn,

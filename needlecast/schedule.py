@@ -231,7 +231,7 @@ def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
     existing = {job.id: job for job in scheduler.get_jobs()}
     removed = 0
     for job_id in existing:
-        if job_id.startswith("broadcast:") and job_id not in wanted and not broken:
+        if job_id.startswith(("broadcast:", "decide:")) and job_id not in wanted and not broken:
             scheduler.remove_job(job_id)
             removed += 1
     added = 0

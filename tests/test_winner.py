@@ -310,3 +310,19 @@ def test_a_winner_test_is_checked_when_the_file_is_read(ws: Workspace) -> None:
     assert "ab.decide_after" in problem(good.replace("decide_after: 4h", "decide_after: soon"))
     assert "ab.fallback" in problem(good.replace("fallback: A", "fallback: C"))
     assert "ab.decide_after" in problem(good.replace("      decide_after: 4h\n", ""))
+
+
+def test_the_console_shows_a_winner_tests_decision(ws: Workspace, sink: SendGridSink, store_url: str) -> None:
+    from tests.console_site import site
+
+    _campaign(ws)
+    engine = _store(ws)
+    clock = Clock(NOW)
+    runner = _runner(ws, engine, sink, clock)
+    runner.run_broadcast("spring")
+    _behave(engine, {"A": 0.05, "B": 0.40})
+    clock.now = NOW + timedelta(hours=5)
+    runner.run_broadcast("spring")
+    with site(ws.root, store_url) as running:
+        page = running.login("analyst").get("/console/campaigns/spring")
+    assert page.status_code == 200 and "A/B: step guide: arm B won on clicks (significant" in page.text

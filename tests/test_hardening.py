@@ -3,6 +3,7 @@ timing. Contract tests, on SQLite and PostgreSQL where they touch the store."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -284,6 +285,8 @@ def test_a_sendgrid_workspace_without_a_webhook_key_is_told_how_to_set_one(
     workspace = open_workspace(workspace_dir)
     assert "config-webhook-unsigned" in {f.rule for f in workspace_findings(workspace)}
     buffer = io.StringIO()
-    monkeypatch.setattr("needlecast.cli.service.err_console.file", buffer)
-    _warn_about_webhook(workspace)
+    # The console writes to whatever sys.stderr is at the time: redirect it, never pin the console's file
+    # (a monkeypatched `file` is restored to the stream captured for this test, and later tests lose stderr).
+    with contextlib.redirect_stderr(buffer):
+        _warn_about_webhook(workspace)
     assert "SENDGRID_WEBHOOK_PUBLIC_KEY" in buffer.getvalue() and "refused (403)" in buffer.getvalue()

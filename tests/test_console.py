@@ -236,6 +236,41 @@ def test_the_campaign_form_chooses_articles_and_library_wide_sections_and_keeps_
     assert "FADES DARK SPOTS" in preview.text, preview.text[preview.text.find("<main") :][:3000]
 
 
+def test_saving_the_form_keeps_a_winner_test_and_send_time_optimisation_set_in_the_file(console: ConsoleSite) -> None:
+    path = console.workspace.campaigns_dir / "spring-guide.yaml"
+    text = path.read_text().replace(
+        "      split: [50, 50]\n", "      split: [50, 50]\n      test_fraction: 0.2\n      decide_after: 4h\n"
+    )
+    path.write_text(text.replace('  date: "2027-03-02"\n', '  date: "2027-03-02"\n  optimise: true\n  holdout: 0.2\n'))
+    marketer = console.login("marketer")
+    form = marketer.get("/console/campaigns/spring-guide/edit")
+    data = {
+        "csrf": csrf_of(form.text),
+        "id": "spring-guide",
+        "name": "Spring skin guide",
+        "kind": "broadcast",
+        "segment": "all-leads",
+        "time_zone": "Europe/London",
+        "schedule_mode": "local",
+        "local_time": "09:00",
+        "date": "2027-03-02",
+        "steps-0-id": "guide",
+        "steps-0-template": "emails/broadcast",
+        "steps-0-ab_subjects": "First\nSecond",
+        "steps-0-ab_split": "50, 50",
+    }
+    saved = marketer.post("/console/campaigns/spring-guide/edit", data=data)
+    assert saved.status_code == 303, saved.text
+    written = yaml.safe_load(path.read_text())
+    assert written["steps"][0]["ab"] == {
+        "subjects": ["First", "Second"],
+        "split": [50, 50],
+        "test_fraction": 0.2,
+        "decide_after": "4h",
+    }
+    assert written["schedule"] == {"local_time": "09:00", "date": "2027-03-02", "optimise": True, "holdout": 0.2}
+
+
 def test_a_test_send_reaches_the_seed_addresses_only_and_never_the_ledger(console: ConsoleSite) -> None:
     marketer = console.login("marketer")
     token = csrf_of(marketer.get("/console/campaigns/spring-guide").text)

@@ -2,8 +2,9 @@
 
 Contract: `form_values(document)` turns a campaign mapping (a file's YAML) into the form's values;
 `document_from_form(form, previous)` turns a submitted form into a campaign mapping (keeping what the form
-does not edit, such as the sign-off, from `previous`); `field_of(error_field)` names the form field a
-`CampaignFileError` is about, so the error shows beside it. The loader validates the mapping, never this.
+does not edit from `previous`: the sign-off, a winner test's settings, send-time optimisation's);
+`field_of(error_field)` names the form field a `CampaignFileError` is about, so the error shows beside it.
+The loader validates the mapping, never this.
 """
 
 from __future__ import annotations
@@ -146,9 +147,32 @@ def document_from_form(form: Any, previous: Mapping[str, Any] | None = None) -> 
             exits.append({"field": field_name.strip(), "equals": equals.strip()})
         if exits:
             document["exits"] = exits
-    if previous and previous.get("signoff"):
-        document["signoff"] = previous["signoff"]
+    if previous:
+        _keep_unedited(document, previous)
     return document
+
+
+# What the form does not show, kept from the file being edited: a winner test's and send-time optimisation's
+# settings (set in the file), so that saving the form never drops them.
+_AB_KEPT = ("test_fraction", "decide_after", "metric", "confidence", "fallback")
+_OPTIMISE_KEPT = ("optimise", "window", "holdout", "min_events")
+
+
+def _keep_unedited(document: dict[str, Any], previous: Mapping[str, Any]) -> None:
+    if previous.get("signoff"):
+        document["signoff"] = previous["signoff"]
+    before = {s.get("id"): s for s in previous.get("steps") or [] if isinstance(s, dict)}
+    for step in document["steps"]:
+        old = before.get(step["id"]) or {}
+        old_ab: dict[str, Any] = old["ab"] if isinstance(old.get("ab"), dict) else {}
+        kept_ab = {k: old_ab[k] for k in _AB_KEPT if k in old_ab}
+        if kept_ab and "ab" in step:
+            step["ab"].update(kept_ab)
+        if document["kind"] == "sequence":
+            step.update({k: old[k] for k in _OPTIMISE_KEPT if k in old})
+    old_schedule: dict[str, Any] = previous["schedule"] if isinstance(previous.get("schedule"), dict) else {}
+    if "schedule" in document:
+        document["schedule"].update({k: old_schedule[k] for k in _OPTIMISE_KEPT if k in old_schedule})
 
 
 def field_of(error_field: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.vocabulary import Vocabulary, load_vocabulary
+from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,3 +110,10 @@ def engine(store_url: str) -> Iterator[Engine]:
 @pytest.fixture()
 def vocabulary() -> Vocabulary:
     return load_vocabulary(REPO / "content" / "vocabulary.yaml")
+
+
+@pytest.fixture()
+def sink() -> Iterator[SendGridSink]:
+    """The loopback SendGrid sink, taking the key the sending tests use (`tests.test_runner.API_KEY`)."""
+    with SendGridSink(api_key="SG.runner-test") as running:
+        yield running

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from needlecast import ledger, signing
-from needlecast.audience.importer import import_file
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign import runner as runner_module
@@ -21,17 +20,15 @@ from needlecast.campaign.planner import load_ledger_view, plan_broadcast
 from needlecast.campaign.runner import Runner, RunReport
 from needlecast.campaign.state import get_state
 from needlecast.config import Workspace, open_workspace
-from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.outbox import render_request
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.errors import CampaignBlocked
-from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries, enrolments, events
+from tests.sending import SECRET, leads_workspace, store_with_leads
 
 API_KEY = "SG.runner-test"
-SECRET = "s" * 40
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # 12:00 in London: outside quiet hours
 
 BROADCAST = """
@@ -71,32 +68,21 @@ class Clock:
 
 
 @pytest.fixture()
-def sink() -> Iterator[SendGridSink]:
-    with SendGridSink(api_key=API_KEY) as running:
-        yield running
-
-
-@pytest.fixture()
 def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
-    monkeypatch.setenv("NEEDLECAST_SECRET", SECRET)
-    for path in (workspace_dir / "campaigns").glob("*.yaml"):
-        path.unlink()
-    (workspace_dir / "audiences" / "leads.csv").write_text(
+    return leads_workspace(
+        workspace_dir,
+        store_url,
+        monkeypatch,
         "Email,First Name,Concern,Marketing consent,Concern consent,Signed up,Booked\n"
         + "".join(
             f"lead{i}@example.com,Lead{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,"
             f"{'yes' if i % 5 else 'no'},2026-11-0{1 + i % 9},no\n"
             for i in range(40)
-        )
+        ),
     )
-    return open_workspace(workspace_dir)
 
 
-def _store(ws: Workspace) -> Engine:
-    engine = open_store(ws.database_url)
-    import_file(engine, ws.audiences_dir / "leads.csv", load_vocabulary_for(ws))
-    return engine
+_store = store_with_leads
 
 
 def _runner(

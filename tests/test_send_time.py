@@ -5,7 +5,6 @@ exactly once through the sink on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.audience.importer import import_file
 from needlecast.campaign.model import Optimise
 from needlecast.campaign.send_time import (
     AUDIENCE,
@@ -26,14 +24,13 @@ from needlecast.campaign.send_time import (
     choose_send_times,
 )
 from needlecast.config import Workspace, open_workspace
-from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.reports.data import load_report
-from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries
 from needlecast.tracking.events import Event, normalise
 from needlecast.tracking.webhook import ingest
 from tests.cli_runner import run
+from tests.sending import acne_leads_csv, leads_workspace, store_with_leads
 from tests.test_runner import SECRET, Clock, _runner
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -153,29 +150,12 @@ LEADS = 60
 
 
 @pytest.fixture()
-def sink() -> Iterator[SendGridSink]:
-    with SendGridSink(api_key="SG.runner-test") as running:
-        yield running
-
-
-@pytest.fixture()
 def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
-    monkeypatch.setenv("NEEDLECAST_SECRET", SECRET)
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    for path in (workspace_dir / "campaigns").glob("*.yaml"):
-        path.unlink()
-    (workspace_dir / "audiences" / "leads.csv").write_text(
-        "Email,First Name,Concern,Marketing consent,Concern consent,Signed up\n"
-        + "".join(f"lead{i}@example.com,Lead{i},acne,yes,yes,2026-11-01\n" for i in range(LEADS))
-    )
-    return open_workspace(workspace_dir)
+    return leads_workspace(workspace_dir, store_url, monkeypatch, acne_leads_csv(LEADS))
 
 
-def _store(ws: Workspace) -> Engine:
-    engine = open_store(ws.database_url)
-    import_file(engine, ws.audiences_dir / "leads.csv", load_vocabulary_for(ws))
-    return engine
+_store = store_with_leads
 
 
 def _history_through_the_webhook(engine: Engine, hour_of: dict[int, int]) -> None:

@@ -5,27 +5,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.audience.importer import import_file
 from needlecast.campaign import runner as runner_module
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
 from needlecast.campaign.winner import load_decisions
 from needlecast.config import Workspace, open_workspace
-from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.reports.data import load_report
 from needlecast.schedule import desired_jobs
-from needlecast.store.engine import open_store
 from needlecast.store.schema import ab_decisions, deliveries
 from needlecast.tracking.events import Event, normalise
 from needlecast.tracking.webhook import ingest
+from tests.sending import acne_leads_csv, leads_workspace, store_with_leads
 from tests.test_runner import NOW, SECRET, Clock, _runner
 
 LEADS = 400
@@ -51,28 +48,11 @@ signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
 
 
 @pytest.fixture()
-def sink() -> Iterator[SendGridSink]:
-    with SendGridSink(api_key="SG.runner-test") as running:
-        yield running
-
-
-@pytest.fixture()
 def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
-    monkeypatch.setenv("NEEDLECAST_SECRET", SECRET)
-    for path in (workspace_dir / "campaigns").glob("*.yaml"):
-        path.unlink()
-    (workspace_dir / "audiences" / "leads.csv").write_text(
-        "Email,First Name,Concern,Marketing consent,Concern consent,Signed up\n"
-        + "".join(f"lead{i}@example.com,Lead{i},acne,yes,yes,2026-11-01\n" for i in range(LEADS))
-    )
-    return open_workspace(workspace_dir)
+    return leads_workspace(workspace_dir, store_url, monkeypatch, acne_leads_csv(LEADS))
 
 
-def _store(ws: Workspace) -> Engine:
-    engine = open_store(ws.database_url)
-    import_file(engine, ws.audiences_dir / "leads.csv", load_vocabulary_for(ws))
-    return engine
+_store = store_with_leads
 
 
 def _campaign(ws: Workspace, metric: str = "clicks", fallback: str = "A") -> None:

@@ -65,20 +65,7 @@ def slugify(title: str) -> str:
 
 
 def _paragraphs(text: str) -> list[_Paragraph]:
-    paragraphs: list[_Paragraph] = []
-    current: list[str] = []
-    start = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            if not current:
-                start = number
-            current.append(line.rstrip())
-        elif current:
-            paragraphs.append(_Paragraph("\n".join(current).strip(), start))
-            current = []
-    if current:
-        paragraphs.append(_Paragraph("\n".join(current).strip(), start))
-    return paragraphs
+    return _numbered_paragraphs(list(enumerate(text.splitlines(), start=1)))
 
 
 def _is_plain_heading(paragraph: _Paragraph) -> bool:

@@ -18,9 +18,9 @@ from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
 from needlecast.store.schema import audit_log, contact_events, contacts, enrolments
 from tests.cli_runner import run
-from tests.test_runner import NOW, SIGNOFF, Clock, _campaign, _runner, _store, sink, ws
+from tests.test_runner import NOW, SIGNOFF, Clock, _campaign, _runner, _store, ws
 
-__all__ = ["sink", "ws"]  # the fixtures, shared with test_runner
+__all__ = ["ws"]  # the fixture, shared with test_runner (the sink is in conftest)
 
 DRIP = """
 id: drip

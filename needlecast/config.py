@@ -71,6 +71,10 @@ class DeliverySettings:
     # read the workspace and environment afresh, so they only run for sends of at least `parallel_from` rows.
     sender_processes: int = 1
     parallel_from: int = 50_000
+    # Scale-out (README "Workers"): a sender whose heartbeat is older than this is dead and its rows are
+    # recovered; an unknown request with no event after this long, while later ones have events, is lost.
+    lease_seconds: float = 30.0
+    reconcile_after_minutes: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class ScheduleSettings:
     max_per_week: int = 3
     sweep_interval_seconds: int = 300
     max_consecutive_failures: int = 5
+    takeover_seconds: float = 15.0  # a standby scheduler leads within this long after the leader's connection dies
 
 
 @dataclass(frozen=True)

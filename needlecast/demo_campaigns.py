@@ -17,7 +17,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
-from needlecast.schedule import StopSafeBackgroundScheduler, _current, _locked_scheduler, schedule_send_now, sync
+from needlecast.schedule import StopSafeBackgroundScheduler, _current, leading_scheduler, schedule_send_now, sync
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries
 
@@ -45,7 +45,9 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         if all(finished[j] for j in wanted):
             done.set()
 
-    scheduler, lock = _locked_scheduler(workspace, StopSafeBackgroundScheduler)
+    leading = leading_scheduler(workspace, StopSafeBackgroundScheduler, wait=False)
+    assert leading is not None  # without waiting it leads or raises
+    scheduler, lock = leading
     try:
         scheduler.add_listener(listen, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.start(paused=True)

@@ -23,7 +23,8 @@ entries instead of walking 4,000 index entries. A million-recipient send costs t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from needlecast.store import fleet
 from needlecast.store.bulk import Column, insert_columns
 from needlecast.store.driver import fetch_rows, ids_from_text, ids_in, ids_value, is_sqlite, marker, time_value
 from needlecast.store.helpers import utcnow
@@ -304,8 +306,15 @@ def mark_failed(conn: Connection, ids: Sequence[int], error: str) -> int:
     return _set(conn, ids, SENDING, {"status": FAILED, "error": error[:2000]}, count_attempt=True)
 
 
-def mark_unknown(conn: Connection, ids: Sequence[int], error: str) -> int:
-    return _set(conn, ids, SENDING, {"status": UNKNOWN, "error": error[:2000]}, count_attempt=True)
+def mark_unknown(conn: Connection, ids: Sequence[int], error: str, request_id: str = "") -> int:
+    """Rows of a request that may have reached the provider -> `unknown`, with the request's id (its intent,
+    when there is one, becomes `unknown` too: `reconcile` settles the request whole)."""
+    changed = _set(
+        conn, ids, SENDING, {"status": UNKNOWN, "error": error[:2000], "request_id": request_id}, count_attempt=True
+    )
+    if request_id:
+        fleet.set_request_state(conn, request_id, fleet.UNKNOWN)
+    return changed
 
 
 def release(conn: Connection, ids: Sequence[int], error: str) -> int:
@@ -337,6 +346,79 @@ def mark_skipped(conn: Connection, reasons: dict[int, str]) -> int:
     for reason, ids in by_reason.items():
         changed += _set(conn, ids, SENDING, {"status": SKIPPED, "error": reason})
     return changed
+
+
+@dataclass
+class Recovery:
+    """What `recover_senders` did: the senders it found dead, and what became of their rows."""
+
+    senders: list[str] = field(default_factory=list)
+    requeued: int = 0  # claimed but in no request: certainly not sent, queued again
+    unknown: int = 0  # in a request that may have been posted
+    requests: int = 0  # such requests
+    legacy: int = 0  # claimed before requests had intents (an older needlecast): unknown
+
+
+def recover_senders(conn: Connection, lease_seconds: float, *, scan: bool = False) -> Recovery:
+    """Recover the rows of senders silent past the lease (any sender or the scheduler may call this at any
+    time; concurrent calls recover each row once).
+
+    Senders found silent, or (on this machine) whose process is gone, are expired first (`store.fleet`:
+    from then on they cannot post). Then, claim by
+    claim, for every row in `sending` whose sender is not alive: the rows of a request whose intent was
+    written become `unknown` with the request's id (it may have reached the provider); the rest of the
+    claim goes back to `queued`. The ledger is scanned only when a sender was found dead, or with `scan`
+    (at start-up: rows of a sender that died while nobody was looking).
+    """
+    silent_since = fleet.cutoff(conn, lease_seconds)
+    result = Recovery(fleet.expire_gone(conn) + fleet.expire(conn, silent_since))
+    if not result.senders and not scan:
+        return result
+    tokens = fleet.sending_tokens(conn)
+    alive = {sender.id for sender in fleet.live(conn, silent_since)}  # read after the scan: senders register first
+    m = marker(conn)
+    for token in tokens:
+        sender = fleet.sender_of(token)
+        if sender in alive:
+            continue
+        if sender is None:
+            result.legacy += _set_where(
+                conn,
+                f"claim_token = {m} AND status = {m}",
+                (token, SENDING),
+                {"status": UNKNOWN, "error": _STOPPED_SENDING},
+            )
+            continue
+        for request in fleet.requests_of_token(conn, token, fleet.POSTING):
+            changed = _set_where(
+                conn,
+                f"{ids_in(conn, 'id')} AND status = {m} AND claim_token = {m}",
+                (ids_value(conn, request.delivery_ids), SENDING, token),
+                {"status": UNKNOWN, "error": _STOPPED_SENDING, "request_id": request.id},
+            )
+            if changed:
+                fleet.set_request_state(conn, request.id, fleet.UNKNOWN)
+                result.requests += 1
+                result.unknown += changed
+        fleet.finish_claim(conn, token)
+        result.requeued += _requeue(
+            conn,
+            f"claim_token = {m} AND status = {m}",
+            (token, SENDING),
+            {"error": "claimed by a sender that stopped before posting it: queued again"},
+        )
+    return result
+
+
+_STOPPED_SENDING = "the sender stopped while this email was being sent; it may have been accepted"
+
+
+def _set_where(conn: Connection, where: str, params: Sequence[Any], values: dict[str, Any]) -> int:
+    m = marker(conn)
+    values = {**values, "updated_at": utcnow()}
+    bound = [time_value(conn, v) if isinstance(v, datetime) else v for v in values.values()]
+    assignments = ", ".join(f"{name} = {m}" for name in values)
+    return int(conn.exec_driver_sql(f"UPDATE deliveries SET {assignments} WHERE {where}", (*bound, *params)).rowcount)
 
 
 def recover_stale(conn: Connection, campaign_id: str | None = None) -> int:
@@ -385,6 +467,113 @@ def reconcile(conn: Connection, campaign_id: str) -> int:
     ).rowcount
 
 
+@dataclass
+class RequestSettlement:
+    """What `settle_requests` did, request by request."""
+
+    accepted: int = 0  # requests an event proved accepted
+    accepted_rows: int = 0
+    lost: int = 0  # requests proved lost
+    requeued_rows: int = 0
+    waiting: int = 0  # requests still unknown
+
+
+ACCEPTED_BY_EVENT, PROVED_LOST, WAITING = "accepted", "lost", "waiting"
+
+
+@dataclass(frozen=True)
+class RequestVerdict:
+    """What `settle_requests` does (or would do) with one unknown request."""
+
+    request_id: str
+    emails: int  # its rows still unknown
+    written_at: datetime
+    verdict: str  # ACCEPTED_BY_EVENT | PROVED_LOST | WAITING
+    lost_from: datetime | None  # WAITING: when it can be proved lost (if later requests have events by then)
+    first_event: Any = None
+    message_id: str = ""
+
+
+def judge_requests(conn: Connection, campaign_id: str, lost_after_seconds: float | None) -> list[RequestVerdict]:
+    """The verdict on each of a campaign's unknown requests, oldest first, changing nothing (see
+    `settle_requests`)."""
+    now = fleet.clock(conn)
+    m = marker(conn)
+    verdicts = []
+    for request in fleet.requests_of_campaign(conn, campaign_id, fleet.UNKNOWN):
+        listed = ids_value(conn, request.delivery_ids)
+        first, message_id = conn.exec_driver_sql(
+            f"SELECT min(occurred_at), max(message_id) FROM events WHERE {ids_in(conn, 'delivery_id')}", (listed,)
+        ).one()
+        emails = int(
+            conn.exec_driver_sql(
+                f"SELECT count(*) FROM deliveries WHERE {ids_in(conn, 'id')} AND status = {m} AND request_id = {m}",
+                (listed, UNKNOWN, request.id),
+            ).scalar_one()
+        )
+        written = datetime.fromtimestamp(request.created_at, UTC)
+        lost_from = (
+            None if lost_after_seconds is None else datetime.fromtimestamp(request.created_at + lost_after_seconds, UTC)
+        )
+        verdict = WAITING
+        if first is not None:
+            verdict = ACCEPTED_BY_EVENT
+        elif lost_after_seconds is not None and request.created_at <= now - lost_after_seconds:
+            later = conn.exec_driver_sql(
+                f"SELECT 1 FROM events e JOIN deliveries d ON d.id = e.delivery_id "
+                f"WHERE d.campaign_id = {m} AND d.sent_at > {m} LIMIT 1",
+                (campaign_id, time_value(conn, written)),
+            ).first()
+            if later is not None:
+                verdict = PROVED_LOST
+        verdicts.append(
+            RequestVerdict(request.id, emails, written, verdict, lost_from, first, str(message_id or "")[:100])
+        )
+    return verdicts
+
+
+def settle_requests(conn: Connection, campaign_id: str, lost_after_seconds: float | None) -> RequestSettlement:
+    """Settle a campaign's `unknown` requests whole (SendGrid accepts or rejects a request whole).
+
+    - One stored event for any row of a request proves it accepted: all its unknown rows become `sent`.
+    - A request with no event for any row, written more than `lost_after_seconds` ago (None: never), while
+      the campaign has events for emails recorded as sent after it was written, is proved lost: its rows go
+      back to `queued` and are sent again.
+    """
+    result = RequestSettlement()
+    m = marker(conn)
+    for verdict in judge_requests(conn, campaign_id, lost_after_seconds):
+        request = fleet.requests_by_id(conn, verdict.request_id)
+        mine = f"{ids_in(conn, 'id')} AND status = {m} AND request_id = {m}"
+        params = (ids_value(conn, request.delivery_ids), UNKNOWN, request.id)
+        if verdict.verdict == ACCEPTED_BY_EVENT:
+            result.accepted_rows += _set_where(
+                conn,
+                mine,
+                params,
+                {
+                    "status": SENT,
+                    "sent_at": verdict.first_event,
+                    "message_id": verdict.message_id,
+                    "error": "settled from provider events: its request was accepted",
+                },
+            )
+            fleet.set_request_state(conn, request.id, fleet.ACCEPTED)
+            result.accepted += 1
+        elif verdict.verdict == PROVED_LOST:
+            result.requeued_rows += _requeue(
+                conn,
+                mine,
+                params,
+                {"error": "its request was proved lost (no event, later requests have events): queued again"},
+            )
+            fleet.set_request_state(conn, request.id, fleet.LOST)
+            result.lost += 1
+        else:
+            result.waiting += 1
+    return result
+
+
 def requeue_unknown(conn: Connection, campaign_id: str) -> int:
     """Unknown rows -> queued, to be sent again. Only on a person's explicit request."""
     m = marker(conn)
@@ -415,6 +604,12 @@ def queued_count(conn: Connection, campaign_id: str, due_by: datetime | None = N
     if due_by is not None:
         query = query.where(delivery_queue.c.due_at <= due_by)
     return int(conn.execute(query).scalar_one())
+
+
+def due_campaigns(conn: Connection, now: datetime) -> list[str]:
+    """The campaigns with queued rows due by `now` (from the queue's entries), in id order."""
+    rows = conn.execute(select(delivery_queue.c.campaign_id).where(delivery_queue.c.due_at <= now).distinct()).scalars()
+    return sorted(str(campaign_id) for campaign_id in rows)
 
 
 def queued_by_due(conn: Connection, campaign_id: str) -> list[tuple[datetime, int]]:

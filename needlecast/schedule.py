@@ -21,6 +21,8 @@ import fcntl
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
@@ -45,8 +48,11 @@ from needlecast.campaign.winner import decision_due_at, load_decisions, winner_s
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
+from needlecast.heartbeat import Heartbeat
+from needlecast.store import fleet
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
+from needlecast.store.turns import write_turn
 
 log = logging.getLogger("needlecast.scheduler")
 STOP = threading.Event()
@@ -67,8 +73,17 @@ def _engine_for(workspace: Workspace) -> Engine:
 
 
 def _runner(root: str) -> Runner:
+    """The runner of a scheduler job: it plans, and sends only while no worker is alive."""
     workspace = open_workspace(Path(root))
-    return Runner(workspace, _engine_for(workspace), get_backend(workspace), stop=STOP)
+    sender = _current.get("heartbeat")
+    return Runner(
+        workspace,
+        _engine_for(workspace),
+        get_backend(workspace),
+        stop=STOP,
+        sender=sender if isinstance(sender, Heartbeat) else None,
+        defer_to_workers=True,
+    )
 
 
 # -- job functions: module level, ids only ----------------------------------------------------------------
@@ -105,9 +120,11 @@ def run_send_now_job(root: str, campaign_id: str) -> None:
 
 
 def run_sweeper_job(root: str) -> None:
-    """Advance every sequence and send whatever is due."""
+    """Advance every sequence and send whatever is due (or leave it to the workers); settle unknown requests."""
     try:
-        reports = _runner(root).sweep()
+        runner = _runner(root)
+        reports = runner.sweep()
+        settle_unknown_requests(runner.engine, runner.workspace)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("sweep stopped: %s", err)
         return
@@ -126,6 +143,40 @@ def run_sweeper_job(root: str) -> None:
     log.info("sweep done: %d campaign(s) looked at", len(reports))
 
 
+def run_upkeep_job(root: str) -> None:
+    """Recover the rows of senders that died (workers on any machine), every few seconds."""
+    try:
+        workspace = open_workspace(Path(root))
+        recover(_engine_for(workspace), workspace.settings.delivery.lease_seconds, scan=False)
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("upkeep: %s", err)
+
+
+def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.RequestSettlement:
+    """Settle every campaign's unknown requests (`ledger.settle_requests`) and log what was done."""
+    after = workspace.settings.delivery.reconcile_after_minutes * 60
+    total = ledger.RequestSettlement()
+    with engine.connect() as conn:
+        campaign_ids = fleet.campaigns_with_requests(conn, fleet.UNKNOWN)
+    for campaign_id in campaign_ids:
+        with write_turn(engine), engine.begin() as conn:
+            result = ledger.settle_requests(conn, campaign_id, after)
+        if result.accepted or result.lost:
+            log.info(
+                "campaign %s: %d unknown request(s) proved accepted (%d emails sent), %d proved lost "
+                "(%d emails queued again), %d still unknown",
+                campaign_id,
+                result.accepted,
+                result.accepted_rows,
+                result.lost,
+                result.requeued_rows,
+                result.waiting,
+            )
+        for name in ("accepted", "accepted_rows", "lost", "requeued_rows", "waiting"):
+            setattr(total, name, getattr(total, name) + getattr(result, name))
+    return total
+
+
 def run_resync_job(root: str) -> None:
     """Re-read campaign files and reschedule what changed (uses the running scheduler)."""
     scheduler = _current.get("scheduler")
@@ -137,7 +188,7 @@ def run_resync_job(root: str) -> None:
         log.error("campaign files not synced: %s", err)
 
 
-_current: dict[str, BaseScheduler] = {}
+_current: dict[str, Any] = {}  # this process's running scheduler and its heartbeat
 
 
 # -- sync ---------------------------------------------------------------------------------------------------
@@ -171,6 +222,7 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
             [root],
         ),
         JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root]),
+        JobSpec("upkeep", run_upkeep_job, IntervalTrigger(seconds=upkeep_seconds(workspace)), [root]),
     ]
     zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():
@@ -291,25 +343,35 @@ def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_i
     return job_id
 
 
-# -- the one-sender lock -------------------------------------------------------------------------------------
+# -- the leader lock ----------------------------------------------------------------------------------------
 
 
 class SenderLock:
-    """One scheduler per store: a PostgreSQL advisory lock, or an flock on a file beside the SQLite database."""
+    """The leader lock: one scheduler leads per store. A PostgreSQL advisory lock (held by a session, so it
+    goes the moment the leader's connection dies), or an flock on a file beside the SQLite database.
 
-    def __init__(self, engine: Engine) -> None:
+    `takeover_seconds` tunes how fast the server notices a leader whose machine vanished without closing
+    its connection (TCP keepalives on the lock's session); a killed process's connection closes at once."""
+
+    def __init__(self, engine: Engine, takeover_seconds: float = 15.0) -> None:
         self.engine = engine
+        self.takeover_seconds = takeover_seconds
         self._conn: Connection | None = None
         self._file: Any = None
 
     def acquire(self) -> bool:
         if self.engine.dialect.name == "postgresql":
-            self._conn = self.engine.connect()
-            got = bool(self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar())
-            self._conn.commit()
-            if not got:
-                self._conn.close()
-                self._conn = None
+            conn = self.engine.connect()
+            idle = max(1, int(self.takeover_seconds / 3))
+            interval = max(1, int(self.takeover_seconds / 6))
+            for setting, value in (("idle", idle), ("interval", interval), ("count", 3)):
+                conn.execute(text(f"SET tcp_keepalives_{setting} = {int(value)}"))
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar())
+            conn.commit()
+            if got:
+                self._conn = conn
+            else:
+                conn.close()
             return got
         database = self.engine.url.database or ":memory:"
         path = Path(f"{database}.scheduler.lock")
@@ -327,11 +389,25 @@ class SenderLock:
         self._file.flush()
         return True
 
+    def held(self) -> bool:
+        """Whether the lock is still ours: on PostgreSQL, whether its session still answers."""
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT 1"))
+                self._conn.commit()
+            except SQLAlchemyError:
+                return False
+            return True
+        return self._file is not None
+
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-            self._conn.commit()
-            self._conn.close()
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                self._conn.commit()
+                self._conn.close()
+            except SQLAlchemyError:
+                pass  # the session is gone, and the lock with it
             self._conn = None
         if self._file is not None:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
@@ -373,30 +449,58 @@ def build_scheduler(engine: Engine, scheduler_cls: type[BaseScheduler] = StopSaf
     )
 
 
-def recover(engine: Engine) -> int:
-    """Rows a crashed sender left in `sending` become `unknown` (call while holding the lock)."""
-    with engine.begin() as conn:
-        count = ledger.recover_stale(conn)
-    if count:
+def upkeep_seconds(workspace: Workspace) -> int:
+    """How often the leader looks for dead senders: a third of the lease (at least every 2 s)."""
+    return max(2, int(workspace.settings.delivery.lease_seconds / 3))
+
+
+def recover(engine: Engine, lease_seconds: float, *, scan: bool = True) -> ledger.Recovery:
+    """Recover the rows of senders that died (`ledger.recover_senders`; any process may, at any time) and log
+    what became of them (counts only)."""
+    with write_turn(engine), engine.begin() as conn:
+        result = ledger.recover_senders(conn, lease_seconds, scan=scan)
+    if result.requeued:
         log.warning(
-            "%d ledger rows were left 'sending' by a stopped sender and are now 'unknown': "
-            "run `needlecast campaign reconcile` once the provider's events are in",
-            count,
+            "%d ledger rows claimed by %d stopped sender(s) were never posted: queued again",
+            result.requeued,
+            len(result.senders),
         )
-    return count
+    if result.unknown or result.legacy:
+        log.warning(
+            "%d ledger rows of %d request(s) that a stopped sender may have posted are now 'unknown': they are "
+            "settled from the provider's events (`needlecast campaign reconcile`)",
+            result.unknown + result.legacy,
+            result.requests,
+        )
+    return result
 
 
-def _locked_scheduler(workspace: Workspace, scheduler_cls: type[BaseScheduler]) -> tuple[BaseScheduler, SenderLock]:
-    """Take the one-sender lock, recover what a crashed sender left, and build a scheduler whose first job
-    (`resync`, at once) brings the job store in line with the campaign files."""
+def leading_scheduler(
+    workspace: Workspace, scheduler_cls: type[BaseScheduler], *, wait: bool
+) -> tuple[BaseScheduler, SenderLock] | None:
+    """Take the leader lock (with `wait`, as a standby until the leader goes; None if stopped meanwhile),
+    recover what dead senders left, and build a scheduler whose first job (`resync`, at once) brings the job
+    store in line with the campaign files."""
     engine = _engine_for(workspace)
-    lock = SenderLock(engine)
-    if not lock.acquire():
-        raise ConfigurationError(
-            "another needlecast scheduler is already running on this database "
-            "(APScheduler 3 cannot share a job store); stop it first"
-        )
-    recover(engine)
+    takeover = workspace.settings.schedule.takeover_seconds
+    lock = SenderLock(engine, takeover)
+    standby = False
+    while not lock.acquire():
+        if not wait:
+            raise ConfigurationError(
+                "another needlecast scheduler leads this database (APScheduler 3 cannot share a job store): "
+                "stop it first, or run `needlecast scheduler`, which waits as its standby"
+            )
+        if not standby:
+            log.info("standby: another scheduler leads this store; taking over within %gs of it stopping", takeover)
+            standby = True
+        if STOP.wait(min(1.0, takeover / 5)):
+            return None
+    heartbeat = _current.get("heartbeat")
+    if isinstance(heartbeat, Heartbeat):
+        heartbeat.set_leader(True)
+    log.info("leading: this scheduler runs the jobs%s", " (took over from the previous leader)" if standby else "")
+    recover(engine, workspace.settings.delivery.lease_seconds, scan=True)
     scheduler = build_scheduler(engine, scheduler_cls)
     _current["scheduler"] = scheduler
     scheduler.add_job(
@@ -415,24 +519,91 @@ def _locked_scheduler(workspace: Workspace, scheduler_cls: type[BaseScheduler]) 
 
 
 def run_scheduler(workspace: Workspace) -> None:
-    """`needlecast scheduler`: the BlockingScheduler, until SIGTERM / Ctrl-C."""
-    scheduler, lock = _locked_scheduler(workspace, StopSafeBlockingScheduler)
-    try:
+    """`needlecast scheduler`: lead (or wait as a standby, then lead) until SIGTERM / Ctrl-C.
 
-        def stop(signum: int, _frame: Any) -> None:
-            if STOP.is_set():
-                return  # a second signal: the first is already finishing the batches in flight
-            log.info("signal %d: finishing the batches in flight, then exiting", signum)
-            STOP.set()
+    With `[delivery] sender_processes` above 1, that many local workers (`needlecast worker`) are started
+    first and stopped last; the scheduler then plans and leaves the sending to them. Exits with status 3
+    when it loses the leader lock (its database connection died): a supervisor restarts it as a standby.
+    """
+    engine = _engine_for(workspace)
+    settings = workspace.settings
+
+    def stop(signum: int, _frame: Any) -> None:
+        if STOP.is_set():
+            return  # a second signal: the first is already finishing the batches in flight
+        log.info("signal %d: finishing the batches in flight, then exiting", signum)
+        STOP.set()
+        scheduler = _current.get("scheduler")
+        if scheduler is not None:
             threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        log.info("scheduler started for %s", workspace.root)
-        scheduler.start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    workers = LocalWorkers(
+        workspace.root, settings.delivery.sender_processes if settings.delivery.sender_processes > 1 else 0
+    )
+    lost = threading.Event()
+    try:
+        with Heartbeat(engine, "scheduler", settings.delivery.lease_seconds, on_fenced=lambda: stop(0, None)) as beat:
+            _current["heartbeat"] = beat
+            leading = leading_scheduler(workspace, StopSafeBlockingScheduler, wait=True)
+            if leading is None:
+                return
+            scheduler, lock = leading
+            watch = threading.Thread(
+                target=_watch_lock, args=(lock, settings.schedule.takeover_seconds, lost, stop), daemon=True
+            )
+            watch.start()
+            try:
+                log.info("scheduler started for %s", workspace.root)
+                if not STOP.is_set():
+                    scheduler.start()
+            finally:
+                _current.pop("scheduler", None)
+                beat.set_leader(False)
+                lock.release()
     finally:
-        _current.pop("scheduler", None)
-        lock.release()
+        _current.pop("heartbeat", None)
+        workers.stop()
+    if lost.is_set():
+        raise SystemExit(3)
+
+
+def _watch_lock(lock: SenderLock, takeover_seconds: float, lost: threading.Event, stop: Callable[..., None]) -> None:
+    """The leader checks its lock's session; when it is gone another scheduler may lead: stop at once."""
+    while not STOP.wait(max(0.5, takeover_seconds / 3)):
+        if not lock.held():
+            log.error("the leader lock's database session is gone: stopping (another scheduler may lead now)")
+            lost.set()
+            stop(0, None)
+            return
+
+
+class LocalWorkers:
+    """`[delivery] sender_processes` local `needlecast worker` processes, for the life of a scheduler."""
+
+    def __init__(self, root: Path, count: int) -> None:
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "needlecast.cli", "worker"],
+                cwd=root,
+                env={**os.environ, "NEEDLECAST_WORKSPACE": str(root)},
+                stdin=subprocess.DEVNULL,
+            )
+            for _ in range(count)
+        ]
+        if count:
+            log.info("%d local worker(s) started", count)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # they finish their requests in flight
+        for process in self.processes:
+            try:
+                process.wait(120)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
@@ -458,7 +629,9 @@ def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
 def run_scheduler_in_background(workspace: Workspace) -> tuple[BaseScheduler, Callable[[], None]]:
     """Start the scheduler in this process's background (for `needlecast serve`); return it and its stop
     function. The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight."""
-    scheduler, lock = _locked_scheduler(workspace, StopSafeBackgroundScheduler)
+    leading = leading_scheduler(workspace, StopSafeBackgroundScheduler, wait=False)
+    assert leading is not None  # without waiting it leads or raises
+    scheduler, lock = leading
     scheduler.start()
 
     def stop() -> None:

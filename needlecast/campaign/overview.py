@@ -42,6 +42,8 @@ class Overview:
     next_send_note: str = ""
     queued_by_due: list[tuple[datetime, int]] = field(default_factory=list)
     ab_tests: list[str] = field(default_factory=list)  # each winner test: decided (winner, rule, figures) or when
+    # Unknown emails by request, with what `campaign reconcile` would do with each request now.
+    unknown_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,7 +95,31 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         next_send_note=note,
         queued_by_due=queued,
         ab_tests=_ab_tests(conn, campaign),
+        unknown_requests=unknown_requests(ctx, conn, campaign.id),
     )
+
+
+def unknown_requests(ctx: CampaignContext, conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
+    """The campaign's unknown requests (`ledger.judge_requests`), each with what reconciling would do."""
+    lost_after = ctx.workspace.settings.delivery.reconcile_after_minutes * 60
+    shown = []
+    for verdict in ledger.judge_requests(conn, campaign_id, lost_after):
+        if verdict.verdict == ledger.ACCEPTED_BY_EVENT:
+            action = "settle as sent: an event proves the request was accepted"
+        elif verdict.verdict == ledger.PROVED_LOST:
+            action = "queue again: no event, and later requests have events (proved lost)"
+        else:
+            when = f"{verdict.lost_from:%Y-%m-%d %H:%M} UTC" if verdict.lost_from else "never"
+            action = f"wait for events; provable lost from {when} if later requests have events by then"
+        shown.append(
+            {
+                "request": verdict.request_id,
+                "emails": verdict.emails,
+                "written_at": verdict.written_at.isoformat(),
+                "reconcile": action,
+            }
+        )
+    return shown
 
 
 def _ab_tests(conn: Connection, campaign: Campaign) -> list[str]:

@@ -45,12 +45,15 @@ from needlecast.campaign.send_time import Engagement, engagement_for
 from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.campaign.winner import Decision, decide_due, decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace, signing_secret
-from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
+from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
 from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
+from needlecast.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
+from needlecast.store import fleet
 from needlecast.store.bulk import Column
 from needlecast.store.driver import is_sqlite
 from needlecast.store.helpers import utcnow
+from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.store.schema import contacts, enrolments
 from needlecast.store.turns import write_turn
 from needlecast.templating.recipient import RecipientValues
@@ -100,7 +103,16 @@ class Runner:
         claim_size: int | None = None,
         parent_pid: int | None = None,
         more_coming: Callable[[], bool] = lambda: False,
+        sender: Heartbeat | None = None,
+        defer_to_workers: bool = False,
+        on_recorded: Callable[[str, str, int], None] | None = None,
     ) -> None:
+        """`sender`: this process's heartbeat (without one, each dispatch registers its own sender for its
+        duration). `defer_to_workers`: the scheduler's runner, which plans but leaves the sending to workers
+        while any is alive. `on_recorded(campaign, status, count)`: called as outcomes are recorded (metrics)."""
+        self.sender = sender
+        self.defer_to_workers = defer_to_workers
+        self.on_recorded = on_recorded
         self.parent_pid = parent_pid  # set in helper processes: they stop when their parent is gone
         self.more_coming = more_coming  # in helpers: True while the parent may still enqueue rows
         self.workspace = workspace
@@ -113,6 +125,8 @@ class Runner:
         delivery = workspace.settings.delivery
         self.claim_size = claim_size or max(1, min(delivery.batch_size, 1000)) * max(1, delivery.max_in_flight)
         self.secret = signing_secret(required=backend.name == "sendgrid")
+        if isinstance(backend.limiter, RateLimiter):  # limits hold for the whole fleet: kept in the database
+            backend.limiter = FleetRateLimiter(engine, delivery.requests_per_second, delivery.emails_per_hour)
         self._renders: dict[str, dict[RenderKey, RenderedEmail]] = {}  # by campaign, made before enqueueing
 
     # -- entry points (what scheduler jobs call) ----------------------------------------------------------
@@ -279,6 +293,11 @@ class Runner:
 
     # -- planning into the ledger ---------------------------------------------------------------------------
 
+    def may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
+        """Whether the campaign may send now (not a draft, active, past the claims gate, a working backend);
+        why not in `report.inactive`. Raises `CampaignBlocked` or `ConfigurationError`."""
+        return self._may_send(ctx, campaign, report)
+
     def _may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
         if campaign.draft:
             report.inactive = "a draft (remove 'draft: true' from its file to send it)"
@@ -419,13 +438,37 @@ class Runner:
         pause, a refused API key) go back to `queued` at the end. A large send is shared with helper
         processes (`helpers`, started early by the caller, or here when enough rows are due).
         """
+        if self.defer_to_workers and self._workers_alive():
+            if helpers is not None:
+                helpers.cancel()
+            log.info("campaign %s: workers are alive; the sending is theirs", campaign.id)
+            return
         with collect_seldom():
-            self._dispatch(ctx, campaign, report, helpers)
+            if self.sender is not None:
+                self._dispatch(ctx, campaign, report, helpers, self.sender)
+                return
+            lease = self.workspace.settings.delivery.lease_seconds
+            with Heartbeat(self.engine, "send", lease, on_fenced=self.stop.set) as sender:
+                self._dispatch(ctx, campaign, report, helpers, sender)
+
+    def workers_alive(self) -> int:
+        """How many `needlecast worker` processes are alive (heard from within the lease)."""
+        return self._workers_alive()
+
+    def _workers_alive(self) -> int:
+        lease = self.workspace.settings.delivery.lease_seconds
+        with self.engine.connect() as conn:
+            return len(fleet.live(conn, fleet.cutoff(conn, lease), kind="worker"))
 
     def _dispatch(
-        self, ctx: CampaignContext, campaign: Campaign, report: RunReport, helpers: SenderHelpers | None
+        self,
+        ctx: CampaignContext,
+        campaign: Campaign,
+        report: RunReport,
+        helpers: SenderHelpers | None,
+        sender: Heartbeat,
     ) -> None:
-        token = uuid.uuid4().hex
+        token = fleet.claim_token(sender.id)
         renders: dict[tuple[str, str, str], RenderedEmail] = {}
         marks = _Marks(
             campaign, report, self.workspace.settings.schedule.max_consecutive_failures, self._record_at_once
@@ -435,7 +478,7 @@ class Runner:
         helpers.release(enqueued=True)
         building = self.backend.prepare_seconds
         try:
-            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
+            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks, sender), marks.add)
         finally:
             report.timings["body"] += self.backend.prepare_seconds - building
             # Outcomes not yet recorded first, in the same transaction: a row the provider accepted must
@@ -443,6 +486,7 @@ class Runner:
             with self._writing(report) as conn:
                 self._record(conn, marks)
                 released = ledger.release_claim(conn, token, "not sent: the run stopped before this batch")
+                fleet.finish_claim(conn, token)
             if released:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
             for counts in helpers.join(stop=self.stop.is_set()):
@@ -453,7 +497,11 @@ class Runner:
         `[delivery] sender_processes` allows them and the send reaches `parallel_from`."""
         delivery = self.workspace.settings.delivery
         count = 0
-        if delivery.sender_processes > 1 and self.parent_pid is None:
+        if (
+            delivery.sender_processes > 1
+            and self.parent_pid is None
+            and not (self.defer_to_workers and self._workers_alive())
+        ):
             size = self._due_count(campaign) if size is None else size
             count = delivery.sender_processes - 1 if size >= delivery.parallel_from else 0
         helpers = SenderHelpers(self.workspace.root, campaign.id, count)
@@ -479,11 +527,15 @@ class Runner:
         token: str,
         renders: dict[tuple[str, str, str], RenderedEmail],
         marks: _Marks,
+        sender: Heartbeat,
     ) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause.
 
         The outcomes of the batches sent so far are recorded in the transaction that claims the next round
         (one write turn per round, not one per batch); an unsuccessful batch is recorded at once (`_Marks`).
+        Each batch's intent (its request id and rows) is written before it is handed over: after a crash,
+        only the rows of requests that may have been posted are `unknown`, the rest of the claim is queued
+        again. A sender that was declared dead writes no intent and stops.
         """
         report = marks.report
         while not self._should_stop(report):
@@ -511,6 +563,12 @@ class Runner:
             for batch in batches:
                 if self._should_stop(report):
                     return
+                with self._writing(report) as conn:
+                    ids = [int(recipient.delivery_id) for recipient in batch.recipients]
+                    if not fleet.record_intent(conn, batch.request_id, campaign.id, sender.id, token, ids):
+                        log.error("campaign %s: this sender was declared dead; it stops sending", campaign.id)
+                        self.stop.set()
+                        return
                 yield batch
 
     def _should_stop(self, report: RunReport) -> bool:
@@ -578,6 +636,7 @@ class Runner:
                         tuple(recipients[start : start + size]),
                         reply_to=campaign.reply_to or settings.clinic.reply_to,
                         arm=arm,
+                        request_id=uuid.uuid4().hex,
                     )
                 )
         return batches
@@ -622,16 +681,28 @@ class Runner:
             for outcome in outcomes:
                 ids_by.setdefault(_OUTCOME_KIND(outcome), []).append(int(outcome.delivery_id))
         now = self.clock()
+        settled = True
         for (status, message_id, error, ambiguous), ids in ids_by.items():
             detail = message_id or error
             if status == SENT:
-                report.sent += ledger.mark_sent(conn, ids, detail, now)
+                count = ledger.mark_sent(conn, ids, detail, now)
+                report.sent += count
             elif status == FAILED:
-                report.failed += ledger.mark_failed(conn, ids, detail)
+                count = ledger.mark_failed(conn, ids, detail)
+                report.failed += count
             elif status == DEFERRED and ambiguous:
-                report.unknown += ledger.mark_unknown(conn, ids, detail)
+                count = ledger.mark_unknown(conn, ids, detail, batch.request_id)
+                report.unknown += count
+                settled = False
+                status = ledger.UNKNOWN
             else:
-                report.released += ledger.release(conn, ids, detail)
+                count = ledger.release(conn, ids, detail)
+                report.released += count
+                status = "deferred"
+            if self.on_recorded is not None:
+                self.on_recorded(campaign.id, status, count)
+        if settled:
+            fleet.forget_requests(conn, (batch.request_id,))
         ok = all(status == SENT for status, *_ in ids_by)
         if ok:
             report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from needlecast.cli.common import (
     setup_logging,
     table,
 )
+from needlecast.errors import ConfigurationError
 
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlecast campaign list`).")]
 
@@ -118,20 +120,13 @@ def send(
     """
     from needlecast.campaign.runner import Runner
     from needlecast.delivery import get_backend
-    from needlecast.schedule import SenderLock, recover
+    from needlecast.schedule import recover
 
     setup_logging()
     workspace = current_workspace()
     engine = current_store(workspace)
-    lock = SenderLock(engine)
-    holding = lock.acquire()  # when no scheduler runs, this process is the only sender: recover first
-    try:
-        if holding:
-            recover(engine)
-        report = Runner(workspace, engine, get_backend(workspace)).send(campaign, send_now=now)
-    finally:
-        if holding:
-            lock.release()
+    recover(engine, workspace.settings.delivery.lease_seconds)  # rows of senders that died are theirs no more
+    report = Runner(workspace, engine, get_backend(workspace)).send(campaign, send_now=now)
     _print_report(report)
     _print_still_queued(campaign)
 
@@ -232,6 +227,18 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
     console.print(counts)
     for line in item.ab_tests:
         console.print(f"A/B: {line}", highlight=False, markup=False)
+    if item.unknown_requests:
+        unknown = table(
+            "unknown emails by request (a crash or a lost answer: the provider may have them)",
+            ["request", "emails", "written (UTC)", "reconcile would"],
+            right=("emails",),
+        )
+        for request in item.unknown_requests:
+            written = datetime.fromisoformat(request["written_at"])
+            unknown.add_row(
+                request["request"], str(request["emails"]), f"{written:%Y-%m-%d %H:%M:%S}", request["reconcile"]
+            )
+        console.print(unknown)
     if item.queued_by_due:
         due = table("queued emails by due time", ["due (UTC)", "emails"], right=("emails",))
         for moment, count in item.queued_by_due:
@@ -281,14 +288,26 @@ def campaign_reconcile(
         ),
     ] = False,
 ) -> None:
-    """Settle 'unknown' emails from stored provider events; optionally resend the rest."""
+    """Settle 'unknown' emails from stored provider events; optionally resend the rest.
+
+    A request is settled whole: one event for any of its emails proves it accepted (all sent); a request with
+    no event while later ones have events is proved lost after [delivery] reconcile_after_minutes and its
+    emails are queued again. The scheduler does this at every sweep; this command does it now."""
     from needlecast import ledger
 
     setup_logging()
-    with current_store().begin() as conn:
-        settled = ledger.reconcile(conn, campaign)
+    workspace = current_workspace()
+    lost_after = workspace.settings.delivery.reconcile_after_minutes * 60
+    with current_store(workspace).begin() as conn:
+        requests = ledger.settle_requests(conn, campaign, lost_after)
+        settled = ledger.reconcile(conn, campaign) + requests.accepted_rows
         requeued = ledger.requeue_unknown(conn, campaign) if resend_unknown else 0
         left = ledger.counts(conn, campaign)[ledger.UNKNOWN]
+    if requests.accepted or requests.lost:
+        console.print(
+            f"requests: {requests.accepted} proved accepted by an event, {requests.lost} proved lost "
+            f"({requests.requeued_rows} email(s) queued again), {requests.waiting} still waiting for events"
+        )
     console.print(
         f"{settled} unknown email(s) settled as sent from provider events; "
         f"{requeued} queued to be sent again; {left} still unknown"
@@ -308,10 +327,126 @@ def schedule_sync() -> None:
         console.print(f"{result[0]} job(s) added or changed, {result[1]} removed")
 
 
+MetricsPortOption = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        help="Serve Prometheus metrics on this port (0: none): emails recorded, provider requests by status "
+        "and latency, rate-limit waits, queue depth, heartbeat ages.",
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="Interface the metrics endpoint listens on (0.0.0.0 for a remote scrape).")
+]
+
+
 @app.command()
-def scheduler() -> None:
-    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`)."""
+def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOption = "127.0.0.1") -> None:
+    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`).
+
+    One scheduler leads per database; start another on a second machine and it waits as a standby, taking
+    over within [schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
+    plans and enqueues; while any `needlecast worker` is alive it leaves the sending to the workers.
+    """
     from needlecast.schedule import run_scheduler
 
     setup_logging(service=True)
-    run_scheduler(current_workspace())
+    workspace = current_workspace()
+    if metrics_port:
+        _serve_metrics(workspace, metrics_port, metrics_host)
+    run_scheduler(workspace)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: [delivery] max_in_flight)."),
+    ] = None,
+    metrics_port: MetricsPortOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
+) -> None:
+    """Claim and send the due emails of every campaign until SIGTERM or Ctrl-C.
+
+    Start as many as you like, on any machine that reaches the database (PostgreSQL for more than one
+    machine) and has this workspace: claims keep them apart, and rate limits hold for all of them together.
+    SIGTERM finishes the requests in flight and returns the rest to the queue. A worker that dies is found
+    by the others within [delivery] lease_seconds (at once on the same machine) and its emails recovered.
+    """
+    import signal as signals
+    import threading
+
+    from needlecast.worker import Worker
+
+    setup_logging(service=True)
+    workspace = current_workspace()
+    engine = current_store(workspace)
+    stop = threading.Event()
+    metrics = _serve_metrics(workspace, metrics_port, metrics_host) if metrics_port else None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            logging.getLogger("needlecast.worker").info("signal %d: finishing the requests in flight", signum)
+        stop.set()
+
+    signals.signal(signals.SIGTERM, on_signal)
+    signals.signal(signals.SIGINT, on_signal)
+    running = Worker(
+        workspace,
+        engine,
+        stop=stop,
+        concurrency=concurrency,
+        on_recorded=metrics.record if metrics else None,
+        backend_hook=metrics.watch if metrics else None,
+    )
+    running.run()
+    if running.fenced:
+        raise typer.Exit(3)
+
+
+@app.command()
+def status(format: FormatOption = OutputFormat.table) -> None:
+    """Who is sending: the leading scheduler and its standbys, the live workers (with their heartbeat ages),
+    and how many emails are queued and due."""
+    from needlecast.status import fleet_status
+
+    setup_logging()
+    workspace = current_workspace()
+    found = fleet_status(current_store(workspace), workspace.settings.delivery.lease_seconds)
+    if format == OutputFormat.json:
+        print_json(found.as_dict())
+        return
+    leader = found.leader
+    console.print(
+        f"leader: scheduler {leader.id} on {leader.host} (pid {leader.pid}), "
+        f"heartbeat {leader.heartbeat_age_seconds:g} s ago"
+        if leader
+        else "leader: none (no scheduler is running: start one with `needlecast scheduler`)",
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"standby schedulers: {len(found.standbys)}", highlight=False)
+    shown = table("live senders", ["id", "kind", "host", "pid", "heartbeat (s ago)", "up (s)"], right=("pid",))
+    for info in (*found.standbys, *found.workers, *found.others):
+        shown.add_row(
+            info.id, info.kind, info.host, str(info.pid), f"{info.heartbeat_age_seconds:g}", f"{info.up_seconds:g}"
+        )
+    console.print(shown)
+    console.print(
+        f"workers alive: {len(found.workers)}"
+        + ("" if found.workers else " (the scheduler sends itself; start workers with `needlecast worker`)"),
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"queue: {found.queued} email(s) queued, {found.due} due now", highlight=False)
+
+
+def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
+    from needlecast.telemetry import SenderMetrics
+
+    metrics = SenderMetrics(current_store(workspace), workspace.settings.delivery.lease_seconds)
+    try:
+        metrics.serve(port, host)
+    except OSError as err:
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror}") from err
+    return metrics

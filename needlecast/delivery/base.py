@@ -26,10 +26,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from needlecast.config import DeliverySettings
-from needlecast.errors import DeliveryError, ProviderUnavailable, RateLimited, RequestRejected, TransportError
+from needlecast.errors import (
+    DeliveryError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    TransportError,
+)
 from needlecast.templating.render import RenderedEmail
 
 MAX_RECIPIENTS_PER_REQUEST = 1000
@@ -57,6 +64,7 @@ class Batch:
     send_at: datetime | None = None
     sendgrid_batch_id: str = ""
     arm: str = ""  # A/B arm of the subject ("" without a test)
+    request_id: str = ""  # the id of this request's intent in the ledger ("" outside a dispatch)
 
     def __post_init__(self) -> None:
         if not 0 < len(self.recipients) <= MAX_RECIPIENTS_PER_REQUEST:
@@ -84,8 +92,15 @@ class Attempts:
     rate_limited: int = 0
 
 
+class Limiter(Protocol):
+    """Paces requests: `acquire(emails)` returns when a request of `emails` recipients may go."""
+
+    def acquire(self, emails: int) -> None: ...
+
+
 class RateLimiter:
-    """Requests per second and emails per hour, shared by every worker thread (0 disables a limit)."""
+    """Requests per second and emails per hour, shared by this process's sending threads (0 disables a
+    limit). For a fleet of senders the limits live in the database instead (`store.ratelimit`)."""
 
     def __init__(
         self,
@@ -136,8 +151,11 @@ class Backend(ABC):
         self.retry = retry or RetryPolicy(
             settings.max_retries, settings.backoff_base_seconds, settings.backoff_max_seconds
         )
-        self.limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
+        self.limiter: Limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
         self.prepare_seconds = 0.0  # spent in `prepare` by `send_all`, for the caller's stage timings
+        # Called after every attempt with its seconds and its HTTP status ("transport" for no answer), from
+        # the sending threads: metrics watch the provider from outside.
+        self.observer: Callable[[float, str], None] | None = None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
@@ -165,12 +183,23 @@ class Backend(ABC):
         while True:
             self.limiter.acquire(len(batch.recipients))
             attempts.count += 1
+            started = time.perf_counter()
             try:
                 message_id = self.post(batch, request)
+                self._observe(started, "202")
                 return [Outcome(r.delivery_id, SENT, message_id) for r in batch.recipients]
-            except RequestRejected as err:
-                return [Outcome(r.delivery_id, FAILED, error=str(err)) for r in batch.recipients]
-            except RateLimited as err:
+            except ProviderError as err:
+                self._observe(started, str(err.status))
+                if isinstance(err, RequestRejected):
+                    return [Outcome(r.delivery_id, FAILED, error=str(err)) for r in batch.recipients]
+                if isinstance(err, ProviderUnavailable):
+                    attempts.last_error = str(err)
+                    if attempts.count > self.retry.max_retries:
+                        break
+                    self.retry.sleep(self.retry.backoff(attempts.count - 1))
+                    continue
+                if not isinstance(err, RateLimited):
+                    raise
                 attempts.rate_limited += 1
                 attempts.last_error = str(err)
                 if attempts.rate_limited > self.retry.max_rate_limit_waits:
@@ -178,9 +207,10 @@ class Backend(ABC):
                 self.retry.sleep(err.retry_after)
                 attempts.count -= 1  # pacing is not a failed attempt
                 continue
-            except (ProviderUnavailable, TransportError) as err:
+            except TransportError as err:
+                self._observe(started, "transport")
                 attempts.last_error = str(err)
-                if isinstance(err, TransportError) and err.ambiguous:
+                if err.ambiguous:
                     attempts.ambiguous = True
                 if attempts.count > self.retry.max_retries:
                     break
@@ -189,6 +219,10 @@ class Backend(ABC):
             Outcome(r.delivery_id, DEFERRED, error=attempts.last_error, ambiguous=attempts.ambiguous)
             for r in batch.recipients
         ]
+
+    def _observe(self, started: float, status: str) -> None:
+        if self.observer is not None:
+            self.observer(time.perf_counter() - started, status)
 
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
         """Send every batch, `max_in_flight` at a time, calling `on_outcomes` (in this thread) as each ends.

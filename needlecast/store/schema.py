@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from needlecast.store.types import UtcDateTime as DateTime
@@ -147,6 +149,8 @@ deliveries = Table(
     Column("outcome_at", DateTime(), nullable=True),
     # Send-time optimisation: the rule that chose the moment ("holdout", "own history"...; '' when not optimised).
     Column("timing", String(24), nullable=False, server_default=""),
+    # The request an `unknown` row was part of ('' otherwise): one event for any of its rows settles them all.
+    Column("request_id", String(32), nullable=False, server_default=""),
     UniqueConstraint("campaign_id", "step_id", "contact_id", name="uq_deliveries_campaign_step_contact"),
     # No index holds a column that a send changes (status, claim_token, sent_at...): on PostgreSQL, with the
     # table's fillfactor at 50 (migration 0005), claiming and marking a row are HOT updates that write no
@@ -166,6 +170,50 @@ delivery_queue = Table(
     # The delivery ids: an array on PostgreSQL, a JSON array as text on SQLite (`store.driver.ids_value`).
     Column("delivery_ids", Text().with_variant(ARRAY(BigInteger), "postgresql"), nullable=False),
     Index("ix_delivery_queue_due", "campaign_id", "due_at"),
+)
+
+# Sending processes (workers, schedulers, `needlecast send`) and their heartbeats, in the database clock's epoch
+# seconds: one silent past `[delivery] lease_seconds` is dead, and its rows are recovered (migration 0010).
+senders = Table(
+    "senders",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("kind", String(16), nullable=False),  # worker | scheduler | send
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # alive | stopped | dead
+    Column("leader", Boolean, nullable=False, server_default=false()),  # a scheduler holding the leader lock
+    Column("started_at", Float, nullable=False),
+    Column("beat_at", Float, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+# A request's intent, written before it is posted and removed once its outcome is recorded: its claim, its
+# rows (JSON array of delivery ids). state: posting | unknown (may have been posted; its rows are `unknown`) |
+# accepted (settled by an event) | lost (proved never accepted; its rows were queued again).
+delivery_requests = Table(
+    "delivery_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("campaign_id", String(64), nullable=False),
+    Column("sender_id", String(16), nullable=False),
+    Column("claim_token", String(40), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("delivery_ids", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("settled_at", Float, nullable=True),
+    Index("ix_delivery_requests_sender", "sender_id", "state"),
+    Index("ix_delivery_requests_campaign", "campaign_id", "state"),
+)
+
+# Fleet-wide rate limits: the next free moment (database clock, epoch seconds) for a request and for an email.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("next_request", Float, nullable=False),
+    Column("next_email", Float, nullable=False),
 )
 
 # A/B winner tests: the winning arm of a step, decided once (migration 0008).

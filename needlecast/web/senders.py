@@ -62,7 +62,7 @@ class Senders:
         from needlecast.schedule import recover
 
         try:
-            recover(self.engine)
+            recover(self.engine, self.workspace.settings.delivery.lease_seconds)
             Runner(self.workspace, self.engine, get_backend(self.workspace)).send(campaign_id, send_now=True)
         except (NeedlecastError, ConfigurationError) as err:
             log.error("campaign %s not sent: %s", campaign_id, err)

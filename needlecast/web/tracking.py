@@ -39,6 +39,7 @@ from needlecast.audience.suppression import is_erased
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
+from needlecast.status import fleet_status
 from needlecast.store.helpers import utcnow
 from needlecast.tracking import actions
 from needlecast.tracking.events import parse_sendgrid
@@ -113,10 +114,24 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
             return False
         return True
 
+    def sending() -> dict[str, Any]:
+        """Who sends (ids and heartbeat ages only: host names and pids are for `needlecast status`)."""
+        status = fleet_status(engine, workspace.settings.delivery.lease_seconds)
+
+        def brief(info: Any) -> dict[str, Any]:
+            return {"id": info.id, "heartbeat_age_seconds": info.heartbeat_age_seconds}
+
+        return {
+            "leader": brief(status.leader) if status.leader else None,
+            "standbys": len(status.standbys),
+            "workers": [brief(worker) for worker in status.workers],
+            "queue": {"queued": status.queued, "due": status.due},
+        }
+
     async def health(_request: Request) -> Response:
         if not await run_in_threadpool(database_answers):
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", **await run_in_threadpool(sending)})
 
     async def sendgrid_webhook(request: Request) -> Response:
         body = await read_limited(request, tracking.max_body_bytes)

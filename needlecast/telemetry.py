@@ -1,0 +1,103 @@
+"""Prometheus metrics of a sending process (`needlecast worker` and `needlecast scheduler`, `--metrics-port`).
+
+Contract: `SenderMetrics(engine, lease_seconds)` owns a registry (never the process-wide default) with
+- `needlecast_emails_recorded_total{campaign,status}`: outcomes this process recorded (sent, failed,
+  unknown, deferred);
+- `needlecast_provider_requests_total{status}`: attempts by the provider's HTTP status ("transport" when
+  no answer came) and `needlecast_provider_request_seconds`: their latency;
+- `needlecast_rate_limit_waits_total` and `needlecast_rate_limit_wait_seconds_total`: pacing;
+- the store's gauges read at each scrape (`web.metrics.StoreCollector`: emails by campaign and state, queue
+  depth, the oldest due email's age) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
+  leader, the live workers).
+`watch(backend)` hooks a backend's observer and limiter; `record` is the runner's `on_recorded`; `serve`
+starts the HTTP endpoint. Labels are campaign ids, states and sender ids only: no personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from needlecast.store import fleet
+
+
+class FleetCollector(Collector):
+    """The senders' heartbeat ages, who leads, and how many workers are alive (read at each scrape)."""
+
+    def __init__(self, engine: Engine, lease_seconds: float) -> None:
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        age = GaugeMetricFamily(
+            "needlecast_sender_heartbeat_age_seconds",
+            "Seconds since each live sender's last heartbeat",
+            labels=["sender", "kind", "leader"],
+        )
+        workers = GaugeMetricFamily("needlecast_workers_alive", "Workers heard from within the lease")
+        with self.engine.connect() as conn:
+            now = fleet.clock(conn)
+            senders = fleet.live(conn, now - self.lease_seconds)
+        for sender in senders:
+            age.add_metric([sender.id, sender.kind, "1" if sender.leader else "0"], max(0.0, now - sender.beat_at))
+        workers.add_metric([], sum(1 for sender in senders if sender.kind == "worker"))
+        yield from (age, workers)
+
+
+class SenderMetrics:
+    def __init__(self, engine: Engine, lease_seconds: float) -> None:
+        from needlecast.web.metrics import StoreCollector
+
+        self.registry = CollectorRegistry()
+        self.emails = Counter(
+            "needlecast_emails_recorded",
+            "Emails whose outcome this process recorded",
+            ["campaign", "status"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "needlecast_provider_requests",
+            "Requests to the provider by HTTP status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "needlecast_provider_request_seconds",
+            "Seconds per request to the provider",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.rate_waits = Counter(
+            "needlecast_rate_limit_waits", "Requests held back by a rate limit", registry=self.registry
+        )
+        self.rate_wait_seconds = Counter(
+            "needlecast_rate_limit_wait_seconds", "Seconds spent waiting for a rate limit", registry=self.registry
+        )
+        self.registry.register(StoreCollector(engine))
+        self.registry.register(FleetCollector(engine, lease_seconds))
+
+    def record(self, campaign_id: str, status: str, count: int) -> None:
+        if count:
+            self.emails.labels(campaign_id, status).inc(count)
+
+    def observe(self, seconds: float, status: str) -> None:
+        self.requests.labels(status).inc()
+        self.latency.observe(seconds)
+
+    def waited(self, seconds: float) -> None:
+        self.rate_waits.inc()
+        self.rate_wait_seconds.inc(seconds)
+
+    def watch(self, backend: Any) -> None:
+        """Watch a backend's requests (its observer) and its limiter's waits (a fleet limiter's `on_wait`)."""
+        backend.observer = self.observe
+        if hasattr(backend.limiter, "on_wait"):
+            backend.limiter.on_wait = self.waited
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)

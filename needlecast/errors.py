@@ -138,6 +138,11 @@ class DeliveryError(NeedlecastError):
     """A send to the email provider did not complete."""
 
 
+class SenderFenced(DeliveryError):
+    """This sender was declared dead (silent past the lease): its rows were recovered by another process, and
+    it must not post again."""
+
+
 class PayloadError(DeliveryError, ValueError):
     """A batch that the provider would refuse as it stands (more than 1000 recipients, an address twice,
     `send_at` too far ahead). Nothing was sent."""

@@ -532,6 +532,33 @@ def judge_requests(conn: Connection, campaign_id: str, lost_after_seconds: float
     return verdicts
 
 
+def accept_requests_of(conn: Connection, delivery_ids: Sequence[int]) -> int:
+    """The unknown requests that these rows (with a provider event each) belong to are accepted, whole: all
+    their unknown rows become `sent`. Returns how many rows changed. Cheap when none of them is unknown."""
+    m = marker(conn)
+    request_ids = [
+        str(row[0])
+        for row in conn.exec_driver_sql(
+            f"SELECT DISTINCT request_id FROM deliveries WHERE {ids_in(conn, 'id')} AND status = {m} "
+            f"AND request_id <> ''",
+            (ids_value(conn, delivery_ids), UNKNOWN),
+        )
+    ]
+    changed = 0
+    for request_id in request_ids:
+        request = fleet.requests_by_id(conn, request_id)
+        if request is None:
+            continue
+        changed += _set_where(
+            conn,
+            f"{ids_in(conn, 'id')} AND status = {m} AND request_id = {m}",
+            (ids_value(conn, request.delivery_ids), UNKNOWN, request_id),
+            {"status": SENT, "error": "settled from provider events: its request was accepted"},
+        )
+        fleet.set_request_state(conn, request_id, fleet.ACCEPTED)
+    return changed
+
+
 def settle_requests(conn: Connection, campaign_id: str, lost_after_seconds: float | None) -> RequestSettlement:
     """Settle a campaign's `unknown` requests whole (SendGrid accepts or rejects a request whole).
 
@@ -544,6 +571,7 @@ def settle_requests(conn: Connection, campaign_id: str, lost_after_seconds: floa
     m = marker(conn)
     for verdict in judge_requests(conn, campaign_id, lost_after_seconds):
         request = fleet.requests_by_id(conn, verdict.request_id)
+        assert request is not None  # judged just now, in this transaction
         mine = f"{ids_in(conn, 'id')} AND status = {m} AND request_id = {m}"
         params = (ids_value(conn, request.delivery_ids), UNKNOWN, request.id)
         if verdict.verdict == ACCEPTED_BY_EVENT:

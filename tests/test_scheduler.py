@@ -184,23 +184,19 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits(
     assert "cannot schedule new futures" not in text and "Traceback" not in text
 
 
-def test_a_second_scheduler_on_the_same_store_refuses_to_start(
+def test_a_second_scheduler_on_the_same_store_waits_as_a_standby_and_stops_cleanly(
     tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, env = _workspace(tmp_path / "ws", 10, datetime.now(UTC) + timedelta(days=1))
     engine = _import(root, env, monkeypatch)
-    first = _start(env, sink, tmp_path / "log")
+    first = _start(env, sink, tmp_path / "first.log")
     try:
         wait_until(lambda: _lock_taken(engine), 30, "the first scheduler's lock")
-        second = subprocess.run(
-            [sys.executable, str(REPO / "scheduler.py")],
-            env={**env},
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert second.returncode == 2 and "already running" in second.stderr
+        second = _start(env, sink, tmp_path / "second.log")
+        wait_until(lambda: "standby" in (tmp_path / "second.log").read_text(), 60, "the second to wait as standby")
+        assert "leading" not in (tmp_path / "second.log").read_text()
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(30)

@@ -46,7 +46,7 @@ from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_ba
 from needlecast.campaign.winner import Decision, decide_due, decision_due_at, load_decisions, winner_steps
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
-from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
+from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest, SenderFenced
 from needlecast.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
 from needlecast.store import fleet
@@ -478,8 +478,13 @@ class Runner:
         helpers.release(enqueued=True)
         building = self.backend.prepare_seconds
         try:
-            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks, sender), marks.add)
+            self.backend.before_post = self._intent_writer(campaign, sender, token, report)
+            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
+        except SenderFenced:
+            log.error("campaign %s: this sender was declared dead; it stops sending", campaign.id)
+            self.stop.set()
         finally:
+            self.backend.before_post = None
             report.timings["body"] += self.backend.prepare_seconds - building
             # Outcomes not yet recorded first, in the same transaction: a row the provider accepted must
             # never be released to the queue (and sent again) because its mark was still waiting.
@@ -491,6 +496,22 @@ class Runner:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
             for counts in helpers.join(stop=self.stop.is_set()):
                 _add_counts(report, counts)
+
+    def _intent_writer(
+        self, campaign: Campaign, sender: Heartbeat, token: str, report: RunReport
+    ) -> Callable[[Batch], None]:
+        """The backend's `before_post`: each request's intent (its id and rows) is written just before the
+        request first goes out, so that after a crash only the rows of requests that were being posted are
+        `unknown`, and the rest of the claim (handed over, never posted) goes back to the queue. A sender that
+        was declared dead writes no intent: `SenderFenced`, and the request is not posted."""
+
+        def write_intent(batch: Batch) -> None:
+            ids = [int(recipient.delivery_id) for recipient in batch.recipients]
+            with self._writing(report) as conn:
+                if not fleet.record_intent(conn, batch.request_id, campaign.id, sender.id, token, ids):
+                    raise SenderFenced(f"sender {sender.id} was declared dead")
+
+        return write_intent
 
     def _helpers(self, campaign: Campaign, size: int | None) -> SenderHelpers:
         """Helper sender processes for a send of up to `size` emails (None: as many as are due now), when
@@ -527,15 +548,11 @@ class Runner:
         token: str,
         renders: dict[tuple[str, str, str], RenderedEmail],
         marks: _Marks,
-        sender: Heartbeat,
     ) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause.
 
         The outcomes of the batches sent so far are recorded in the transaction that claims the next round
         (one write turn per round, not one per batch); an unsuccessful batch is recorded at once (`_Marks`).
-        Each batch's intent (its request id and rows) is written before it is handed over: after a crash,
-        only the rows of requests that may have been posted are `unknown`, the rest of the claim is queued
-        again. A sender that was declared dead writes no intent and stops.
         """
         report = marks.report
         while not self._should_stop(report):
@@ -563,12 +580,6 @@ class Runner:
             for batch in batches:
                 if self._should_stop(report):
                     return
-                with self._writing(report) as conn:
-                    ids = [int(recipient.delivery_id) for recipient in batch.recipients]
-                    if not fleet.record_intent(conn, batch.request_id, campaign.id, sender.id, token, ids):
-                        log.error("campaign %s: this sender was declared dead; it stops sending", campaign.id)
-                        self.stop.set()
-                        return
                 yield batch
 
     def _should_stop(self, report: RunReport) -> bool:

@@ -156,6 +156,10 @@ class Backend(ABC):
         # Called after every attempt with its seconds and its HTTP status ("transport" for no answer), from
         # the sending threads: metrics watch the provider from outside.
         self.observer: Callable[[float, str], None] | None = None
+        # Called in the sending thread just before a batch's first attempt is posted (after the rate limit's
+        # wait): the dispatcher records the request's intent there. May raise to refuse the post (the batch
+        # then reports nothing, like a refused API key).
+        self.before_post: Callable[[Batch], None] | None = None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
@@ -180,8 +184,12 @@ class Backend(ABC):
         if request is None:
             request = self.prepare(batch)
         attempts = Attempts()
+        announced = False
         while True:
             self.limiter.acquire(len(batch.recipients))
+            if not announced and self.before_post is not None:
+                self.before_post(batch)  # the request's intent, written just before it first goes out
+            announced = True
             attempts.count += 1
             started = time.perf_counter()
             try:

@@ -146,6 +146,7 @@ class Accepted:
     message_id: str
     recipients: list[tuple[str, str]]  # (email, custom_args.delivery_id)
     payload: dict[str, Any] | None
+    at: float = 0.0  # time.monotonic() when it was accepted
 
 
 @dataclass
@@ -274,7 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
                 (p["to"][0]["email"], str((p.get("custom_args") or {}).get("delivery_id", "")))
                 for p in body["personalizations"]
             ]
-            state.accepted.append(Accepted(message_id, recipients, body if state.keep_payloads else None))
+            state.accepted.append(
+                Accepted(message_id, recipients, body if state.keep_payloads else None, time.monotonic())
+            )
             if state.faults_after is not None and len(state.accepted) >= state.faults_after[0]:
                 state.faults.extend(state.faults_after[1])
                 state.faults_after = None

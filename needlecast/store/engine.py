@@ -73,7 +73,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=40, hide_parameters=True)
     except (ArgumentError, NoSuchModuleError) as err:
         raise ConfigurationError(
             f"cannot use database URL {_redact(url)}: {err}. Expected sqlite:///PATH or "

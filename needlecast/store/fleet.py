@@ -271,9 +271,10 @@ def requests_of_campaign(conn: Connection, campaign_id: str, state: str) -> list
     return _requests(conn, f"campaign_id = {m} AND state = {m}", (campaign_id, state))
 
 
-def requests_by_id(conn: Connection, request_id: str) -> RequestRow:
+def requests_by_id(conn: Connection, request_id: str) -> RequestRow | None:
     m = marker(conn)
-    return _requests(conn, f"id = {m}", (request_id,))[0]
+    found = _requests(conn, f"id = {m}", (request_id,))
+    return found[0] if found else None
 
 
 def campaigns_with_requests(conn: Connection, state: str) -> list[str]:

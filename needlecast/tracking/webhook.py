@@ -7,7 +7,8 @@ Contract:
 - `ingest(engine, parsed)` stores the items `parse_sendgrid` rejected (raw, with the reason) and each event
   once per provider event id, links it to its ledger row by our
   delivery id, and applies it, all in one transaction: a delivery the provider accepted but we had as
-  `unknown` becomes `sent`; delivered / bounced / blocked / dropped / deferred set the row's outcome; hard
+  `unknown` becomes `sent`, and so do the other unknown rows of its request (SendGrid accepts a request
+  whole); delivered / bounced / blocked / dropped / deferred set the row's outcome; hard
   bounces, spam complaints, unsubscribes and group unsubscribes add the address to the suppression list.
   Returns what it stored. The events table keeps the address only as the store's keyed hash (the raw event
   is kept beside it, in the database only).
@@ -154,6 +155,7 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
         result.stored = len(rows)
         accepted = sorted({e.delivery_id for e in fresh.values() if e.delivery_id is not None})
         for delivered in chunked(accepted, 5000):
+            ledger.accept_requests_of(conn, delivered)  # one event proves its whole request accepted
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(delivered), deliveries.c.status == ledger.UNKNOWN)

@@ -54,7 +54,7 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
     routes: list[BaseRoute] = [
         *tracking_routes(workspace, engine, pages),
         *signup_routes(workspace, engine, pages),
-        *metrics_routes(engine),
+        *metrics_routes(engine, workspace.settings.delivery.lease_seconds),
         Mount("/api/v1", app=api_app(workspace, engine, senders, frames)),
         Mount("/console", app=console_app(workspace, engine, senders, frames)),
     ]

@@ -4,7 +4,8 @@ Contract: the endpoint exists only when `NEEDLECAST_METRICS_TOKEN` is set (other
 volume is nobody else's business), and answers only a scrape that sends it as `Authorization: Bearer TOKEN`
 (401 otherwise, compared in constant time). The app's own registry (never the process-wide default) holds
 one collector that, at each scrape, reads the ledger's emails by campaign and state, the queue's depth and
-the oldest queued email's age, and the stored provider events by kind. Labels are campaign ids and states
+the oldest queued email's age, and the stored provider events by kind; and the fleet's heartbeat ages
+(`telemetry.FleetCollector`). Labels are campaign ids and states
 only: no personal data.
 """
 
@@ -62,9 +63,12 @@ class StoreCollector(Collector):
         yield from (emails, depth, age, kinds)
 
 
-def metrics_routes(engine: Engine) -> list[Route]:
+def metrics_routes(engine: Engine, lease_seconds: float = 30.0) -> list[Route]:
+    from needlecast.telemetry import FleetCollector
+
     registry = CollectorRegistry()
     registry.register(StoreCollector(engine))
+    registry.register(FleetCollector(engine, lease_seconds))
 
     async def metrics(request: Request) -> Response:
         token = os.environ.get("NEEDLECAST_METRICS_TOKEN", "")

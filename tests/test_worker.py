@@ -1,0 +1,113 @@
+"""`needlecast worker` and local workers, as processes on one machine (SQLite), against the loopback sink:
+the scheduler leaves them the sending, metrics over HTTP, status and /healthz, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from needlecast.devtools.sendgrid_sink import SendGridSink
+from tests.test_fleet import API_KEY, _answers, _fleet, _free_port, _live
+from tests.waiting import wait_until
+
+
+@pytest.fixture()
+def sink() -> Iterator[SendGridSink]:
+    with SendGridSink(api_key=API_KEY, keep_payloads=False) as running:
+        yield running
+
+
+def _status(running: object) -> dict[str, object]:
+    found = subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "status", "--format", "json"],
+        env=running.env,  # type: ignore[attr-defined]
+        cwd=running.root,  # type: ignore[attr-defined]
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(found.stdout)
+    return result
+
+
+def test_a_worker_sends_what_the_scheduler_plans_serves_metrics_and_stops_cleanly(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = _fleet(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        sink,
+        monkeypatch,
+        recipients=300,
+        send_at=datetime.now(UTC) - timedelta(seconds=30),
+        delivery="requests_per_second = 0\nbatch_size = 50\n",
+    )
+    metrics_port, web_port = _free_port(), _free_port()
+    try:
+        worker = running.start("worker", "--concurrency", "2", "--metrics-port", str(metrics_port), name="worker")
+        wait_until(lambda: len(_live(running.engine, "worker")) == 1, 60, "the worker to be alive")
+        scheduler = running.start("scheduler", name="scheduler")
+        wait_until(lambda: len(sink.accepted_delivery_ids()) == 300, 120, "the broadcast to be sent")
+        wait_until(lambda: running.counts()["sent"] == 300, 60, "the sends to be recorded")
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'needlecast_emails_recorded_total{campaign="big",status="sent"} 300.0' in metrics
+        assert f'needlecast_provider_requests_total{{status="202"}} {float(len(sink.accepted))}' in metrics
+        assert "needlecast_workers_alive 1.0" in metrics and "needlecast_sender_heartbeat_age_seconds{" in metrics
+        assert "example.com" not in metrics  # ids and states only
+        status = _status(running)
+        leader = status["leader"]
+        assert isinstance(leader, dict) and leader["pid"] == scheduler.pid
+        workers = status["workers"]
+        assert isinstance(workers, list) and [w["pid"] for w in workers] == [worker.pid]
+        running.start("web", "--port", str(web_port), name="web")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{web_port}/healthz"), 60, "the web app")
+        health = httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=10).json()
+        assert health["status"] == "ok" and health["leader"]["id"] == leader["id"]
+        assert len(health["workers"]) == 1 and health["queue"] == {"queued": 0, "due": 0}
+        assert "pid" not in json.dumps(health)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+        wait_until(lambda: not _live(running.engine, "worker"), 10, "the worker to be gone from the fleet")
+    finally:
+        running.stop_all()
+    assert "workers are alive; the sending is theirs" in running.log("scheduler")
+    assert "stopped: 300 sent" in running.log("worker")
+    assert Counter(sink.accepted_delivery_ids()).most_common(1)[0][1] == 1
+
+
+def test_sender_processes_start_local_workers_that_stop_with_the_scheduler(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = _fleet(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        sink,
+        monkeypatch,
+        recipients=2_000,
+        send_at=datetime.now(UTC) + timedelta(seconds=8),
+        delivery="requests_per_second = 0\nbatch_size = 100\nsender_processes = 2\n",
+    )
+    try:
+        scheduler = running.start("scheduler", name="scheduler")
+        wait_until(lambda: len(_live(running.engine, "worker")) == 2, 60, "two local workers")
+        wait_until(lambda: len(sink.accepted_delivery_ids()) == 2_000, 120, "the broadcast to be sent")
+        scheduler.send_signal(signal.SIGTERM)
+        assert scheduler.wait(60) == 0
+    finally:
+        running.stop_all()
+    assert not _live(running.engine, "worker")  # they stopped with it
+    log = running.log("scheduler")
+    assert "2 local worker(s) started" in log and "stopped: " in log
+    sent_by = [int(n) for n in re.findall(r"stopped: (\d+) sent", log)]
+    assert sum(sent_by) == 2_000 and len(sent_by) == 2
+    assert Counter(sink.accepted_delivery_ids()).most_common(1)[0][1] == 1

@@ -409,3 +409,40 @@ def test_fast_path_accepts_only_what_email_validator_accepts() -> None:
 
 def test_mask_email_hides_the_address() -> None:
     assert mask_email("ana.lopez@example.com") == "a***@e***.com"
+
+
+def _repeating_file(path: Path) -> Path:
+    """12,000 addresses, then repeats of two of them after the first part (CHUNK addresses) was written."""
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["Email", "First Name", "Concern", "Marketing consent", "Lists"])
+        for i in range(12_000):
+            out.writerow([f"p{i}@example.com", f"P{i}", "acne", "yes", "spring"])
+        out.writerow(["p5@example.com", "Later", "", "", "autumn"])  # a new name and a list: the later row wins
+        out.writerow(["p10@example.com", "", "", "", ""])  # nothing new: the stored values stay
+    return path
+
+
+def test_a_repeat_after_the_first_part_of_a_large_file_is_a_duplicate_and_the_later_row_wins(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
+    source = _repeating_file(tmp_path / "repeats.csv")
+    first = import_file(engine, source, vocabulary)  # into an empty store (PostgreSQL: the COPY path)
+    assert (first.inserted, first.updated, first.duplicates, first.rejected) == (12_000, 0, 2, 0)
+    assert first.conflicting_duplicates == 1 and first.reconciles
+    with engine.connect() as conn:
+        names = dict(conn.execute(select(contacts.c.email, contacts.c.first_name)).all())
+        lists = {
+            name
+            for (name,) in conn.execute(
+                select(contact_lists.c.list_name)
+                .join(contacts, contacts.c.id == contact_lists.c.contact_id)
+                .where(contacts.c.email == "p5@example.com")
+            )
+        }
+        granted = conn.execute(select(func.count()).select_from(consent_events)).scalar_one()
+    assert names["p5@example.com"] == "Later" and names["p10@example.com"] == "P10" and len(names) == 12_000
+    assert lists == {"spring", "autumn"} and granted == 12_000  # consent recorded once per person
+    again = import_file(engine, source, vocabulary)  # into a store that has them all
+    assert (again.inserted, again.updated, again.duplicates, again.rejected) == (0, 12_000, 2, 0)
+    assert again.reconciles

@@ -40,7 +40,7 @@ from needlecast.pacing import collect_seldom
 from needlecast.spreadsheet import neutralise
 from needlecast.store.bulk import PreparedRows, bulk_insert, insert_prepared, prepare_rows
 from needlecast.store.driver import fetch_rows, reserve_ids, values_in, values_value
-from needlecast.store.helpers import chunked, hash_key, utcnow
+from needlecast.store.helpers import hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
 
 Progress = Callable[[str, int, int], None]
@@ -116,6 +116,7 @@ class _Record:
     values: dict[str, Any]
     attributes: dict[str, str]
     lists: set[str]
+    again: bool = False  # the address was written from an earlier part of the file: applied as its update
 
 
 def _parse_row(
@@ -270,44 +271,44 @@ def _import(
             "(map a consent column, or use `needlecast audience consent`)"
         )
 
-    records: dict[str, _Record] = {}
     rejects: list[tuple[int, str, list[str]]] = []
     width = len(table.headers)
-    for line, cells in table.rows:
-        summary.read += 1
-        if summary.read % CHUNK == 0:
-            report("reading", summary.read, table.estimated_rows)
-        if len(cells) > width:
-            rejects.append((line, f"has {len(cells)} fields, the header has {width}", cells))
-            continue
-        try:
-            email, values, attributes, lists = _parse_row(cells, fields, attrs, vocabulary)
-        except _RowError as err:
-            rejects.append((line, str(err), cells))
-            continue
-        if list_name:
-            lists.add(list_name)
-        existing = records.get(email)
-        if existing is None:
-            records[email] = _Record(line, values, attributes, lists)
-            continue
-        summary.duplicates += 1
-        if any(existing.values.get(k, v) != v for k, v in values.items()):
-            summary.conflicting_duplicates += 1
-        existing.values.update(values)
-        existing.attributes.update(attributes)
-        existing.lists |= lists
-    report("reading", summary.read, summary.read)
-
     with engine.begin() as conn:
-        key = hash_key(conn)
-        erased = set(conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars())
-        hashed = email_hasher(key)
-        hashes = {email: hashed(email) for email in records}
-        for email in [e for e in records if hashes[e] in erased]:
-            record = records.pop(email)
-            rejects.append((record.line, "address was erased on request; it is not imported again", []))
-        _write(conn, records, hashes, summary, path.name, report)
+        writer = _Writer(engine, conn, summary, path.name, report, table.estimated_rows)
+        with writer.behind:
+            # The file streams through in parts of CHUNK addresses: only a part, and the set of addresses
+            # written so far, are ever held. A repeat of an address from an earlier part is applied on top
+            # of what that part wrote (and counted as a duplicate), as a repeat within a part is merged.
+            part: dict[str, _Record] = {}
+            for line, cells in table.rows:
+                summary.read += 1
+                if len(cells) > width:
+                    rejects.append((line, f"has {len(cells)} fields, the header has {width}", cells))
+                    continue
+                try:
+                    email, values, attributes, lists = _parse_row(cells, fields, attrs, vocabulary)
+                except _RowError as err:
+                    rejects.append((line, str(err), cells))
+                    continue
+                if list_name:
+                    lists.add(list_name)
+                existing = part.get(email)
+                if existing is None:
+                    again = email in writer.seen
+                    summary.duplicates += again
+                    part[email] = _Record(line, values, attributes, lists, again)
+                    if len(part) >= CHUNK:
+                        rejects += writer.write(part)
+                        part = {}
+                    continue
+                summary.duplicates += 1
+                if any(existing.values.get(k, v) != v for k, v in values.items()):
+                    summary.conflicting_duplicates += 1
+                existing.values.update(values)
+                existing.attributes.update(attributes)
+                existing.lists |= lists
+            rejects += writer.write(part)
+        report("writing", summary.read, summary.read)
         summary.rejected = len(rejects)
         summary.import_id = conn.execute(
             insert(imports).returning(imports.c.id),
@@ -364,27 +365,80 @@ def _consent_changes(
     return events, columns
 
 
-def _write(
-    conn: Any,
-    records: dict[str, _Record],
-    hashes: dict[str, str],
-    summary: ImportSummary,
-    source_name: str,
-    report: Progress,
-) -> None:
-    now = utcnow()
-    source = f"import:{source_name}"
-    emails = list(records)
-    store_was_empty = conn.execute(select(contacts.c.id).limit(1)).first() is None
-    if store_was_empty and conn.dialect.name == "postgresql":
-        _write_new_postgres(conn, records, hashes, summary, source, now, report)
-        return
-    done = 0
-    for batch in chunked(emails, CHUNK):
+class _Writer:
+    """Writes an import's parts in its transaction (`conn`), in order.
+
+    Into a PostgreSQL store that was empty when the import began, new contacts get ids reserved on a
+    second connection (sequences are not transactional), and this thread makes each part's rows and COPY
+    text without the database while a worker thread (`behind`) sends the part before: the server's work
+    (unique indexes of a million addresses) overlaps Python's. Not on SQLite: its driver takes Python's
+    lock back after every row it writes, so a writer thread and a busy preparing thread hand the lock to
+    each other row by row (tried: 38.8 s -> 48.2 s a million). Elsewhere parts are written in this thread.
+    """
+
+    def __init__(
+        self, engine: Engine, conn: Any, summary: ImportSummary, source_name: str, report: Progress, total: int
+    ) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.summary = summary
+        self.source = f"import:{source_name}"
+        self.report = report
+        self.total = total
+        self.now = utcnow()
+        self.hashed = email_hasher(hash_key(conn))
+        self.erased = set(
+            conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars()
+        )
+        self.was_empty = conn.execute(select(contacts.c.id).limit(1)).first() is None
+        self.copying = self.was_empty and conn.dialect.name == "postgresql"
+        self.behind = _WriteBehind(active=self.copying)
+        self.seen: set[str] = set()  # addresses written so far
+        self.done = 0
+
+    def write(self, part: dict[str, _Record]) -> list[tuple[int, str, list[str]]]:
+        """Write one part; the rejects it found (erased addresses), by line."""
+        hashes = {email: self.hashed(email) for email in part}
+        rejects: list[tuple[int, str, list[str]]] = []
+        for email in [e for e in part if hashes[e] in self.erased]:
+            rejects.append((part.pop(email).line, "address was erased on request; it is not imported again", []))
+        self.seen.update(part)
+        self.done += len(part)
+        if not self.copying:
+            self._write_rows(part, list(part), hashes)
+            return rejects
+        fresh = [email for email, record in part.items() if not record.again]
+        again = [email for email, record in part.items() if record.again]
+        if fresh:
+            with self.engine.connect() as other:
+                reserved = iter(reserve_ids(other, "contacts", "id", len(fresh)))
+            new_rows = _new_contacts(part, hashes, fresh, {}, self.source, self.now)
+            ids: dict[str, int] = {}
+            for row in new_rows:
+                row["id"] = ids[row["email"]] = next(reserved)
+            self.summary.inserted += len(new_rows)
+            rows = _batch_rows(part, fresh, {}, ids, self.summary, self.source, self.now)
+            prepared = [_copy_ready(contacts, new_rows), _copy_ready(consent_events, rows.events)]
+
+            def copy(prepared: list[PreparedRows] = prepared, list_rows: list[dict[str, Any]] = rows.list_rows) -> None:
+                for piece in prepared:
+                    insert_prepared(self.conn, piece)
+                bulk_insert(self.conn, contact_lists, list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
+
+            self.behind.submit(copy)
+        if again:  # rare: in this thread, after the parts before (their counts are this thread's too)
+            self.behind.drain()
+            self._write_rows(part, again, hashes)
+        done = self.done
+        self.behind.submit(lambda: self.report("writing", done, max(done, self.total)))
+        return rejects
+
+    def _write_rows(self, part: dict[str, _Record], batch: list[str], hashes: dict[str, str]) -> None:
+        """Insert the batch's new contacts and update its existing ones (this part's addresses)."""
+        conn = self.conn
+        wanted = [email for email in batch if part[email].again] if self.was_empty else batch
         existing = (
-            {}
-            if store_was_empty
-            else {
+            {
                 row.email: row._asdict()
                 for row in conn.execute(
                     select(
@@ -396,11 +450,13 @@ def _write(
                         contacts.c.marketing_consent,
                         contacts.c.concern_consent,
                         *(contacts.c[name] for name in _UPDATABLE),
-                    ).where(contacts.c.email.in_(batch))
+                    ).where(contacts.c.email.in_(wanted))
                 )
             }
+            if wanted
+            else {}
         )
-        new_rows = _new_contacts(records, hashes, batch, existing, source, now)
+        new_rows = _new_contacts(part, hashes, batch, existing, self.source, self.now)
         ids: dict[str, int] = {}
         if new_rows:
             # Plain executemany, then one indexed lookup: RETURNING with guaranteed order is row-at-a-time on
@@ -413,59 +469,16 @@ def _write(
                     conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, new),)
                 )
             )  # one parameter, not one per address
-        summary.inserted += len(new_rows)
-        rows = _batch_rows(records, batch, existing, ids, summary, source, now)
+        self.summary.inserted += len(new_rows)
+        rows = _batch_rows(part, batch, existing, ids, self.summary, self.source, self.now)
         if rows.field_updates:
             conn.execute(_UPDATE_FIELDS, rows.field_updates)
         if rows.consent_updates:
             conn.execute(_UPDATE_CONSENT, rows.consent_updates)
         bulk_insert(conn, consent_events, rows.events)
         bulk_insert(conn, contact_lists, rows.list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
-        done += len(batch)
-        report("writing", done, len(emails))
-
-
-def _write_new_postgres(
-    conn: Any,
-    records: dict[str, _Record],
-    hashes: dict[str, str],
-    summary: ImportSummary,
-    source: str,
-    now: datetime,
-    report: Progress,
-) -> None:
-    """Every contact is new (an empty PostgreSQL store): their ids are reserved up front, so this thread
-    makes each batch's rows and COPY text without the database, while a worker thread sends the batch
-    before. The server's work (unique indexes of a million addresses) then overlaps Python's.
-
-    Not on SQLite: its driver takes Python's lock back after every row it writes, so a writer thread and
-    a busy preparing thread hand the lock to each other row by row (tried: 38.8 s -> 48.2 s a million).
-    """
-    reserved = iter(reserve_ids(conn, "contacts", "id", len(records)))
-    emails = list(records)
-    done = 0
-    with _WriteBehind() as writer:
-        for batch in chunked(emails, CHUNK):
-            new_rows = _new_contacts(records, hashes, batch, {}, source, now)
-            ids: dict[str, int] = {}
-            for row in new_rows:
-                row["id"] = ids[row["email"]] = next(reserved)
-            summary.inserted += len(new_rows)
-            rows = _batch_rows(records, batch, {}, ids, summary, source, now)
-            prepared = [_copy_ready(contacts, new_rows), _copy_ready(consent_events, rows.events)]
-            done += len(batch)
-
-            def write(
-                prepared: list[PreparedRows] = prepared,
-                list_rows: list[dict[str, Any]] = rows.list_rows,
-                done: int = done,
-            ) -> None:
-                for part in prepared:
-                    insert_prepared(conn, part)
-                bulk_insert(conn, contact_lists, list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
-                report("writing", done, len(emails))
-
-            writer.submit(write)
+        if not self.copying:
+            self.report("writing", self.done, max(self.done, self.total))
 
 
 def _copy_ready(table: Table, rows: list[dict[str, Any]]) -> PreparedRows:
@@ -480,13 +493,20 @@ class _WriteBehind:
     waits for the last job and raises its error; leaving on an error waits too, so that the connection is
     idle when the transaction is rolled back."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer")
+    def __init__(self, *, active: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") if active else None
         self._pending: Future[Any] | None = None
 
     def submit(self, job: Callable[[], Any]) -> None:
+        if self._pool is None:  # inactive: run it here, now
+            job()
+            return
         self._wait()
         self._pending = self._pool.submit(job)
+
+    def drain(self) -> None:
+        """Wait for the job handed over last (and raise its error)."""
+        self._wait()
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -503,7 +523,8 @@ class _WriteBehind:
             elif self._pending is not None:
                 wait([self._pending])  # its own error, if any, is secondary to the one leaving the block
         finally:
-            self._pool.shutdown()
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 def _new_contacts(
@@ -569,8 +590,12 @@ def _batch_rows(
         contact_id = current["id"] if current else ids[email]
         changes, columns = _consent_changes(contact_id, record.values, current, source, now)
         rows.events += changes
-        if current:
+        if current and record.again:  # a repeat of an address written from an earlier part of the file
+            if any(current[k] != v for k, v in record.values.items() if k in _UPDATABLE):
+                summary.conflicting_duplicates += 1
+        elif current:
             summary.updated += 1
+        if current:
             update_values = {name: record.values.get(name, current[name]) for name in _UPDATABLE}
             tags = [t for t in (current["tags"] or "").split(";") if t]
             tags += [t for t in record.values.get("tags", []) if t not in tags]

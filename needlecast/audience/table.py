@@ -18,14 +18,14 @@ cell a string. The iterator itself raises `AudienceFileError` (with the line) wh
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from needlecast.config import ImportSettings
 from needlecast.errors import AudienceFileError
@@ -42,15 +42,35 @@ class Table:
     warnings: list[str] = field(default_factory=list)
 
 
-def _decode(path: Path, data: bytes, warnings: list[str]) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        warnings.append(
-            f"{path.name} is not valid UTF-8 (byte {err.start}); read it as Latin-1. "
-            "Check accented names, or save the file as UTF-8."
-        )
-        return data.decode("latin-1")
+def _survey(path: Path, warnings: list[str]) -> tuple[str, int, bool]:
+    """One streaming pass over the bytes: the encoding to read the file with (UTF-8, with or without BOM,
+    else Latin-1 with a warning), how many line breaks it has, and whether it holds anything but space."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    encoding = "utf-8-sig"
+    breaks = 0
+    content = False
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            breaks += block.count(b"\n")
+            content = content or bool(block.strip())
+            if encoding != "latin-1":
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as err:
+                    warnings.append(
+                        f"{path.name} is not valid UTF-8 (byte {offset + err.start}); read it as Latin-1. "
+                        "Check accented names, or save the file as UTF-8."
+                    )
+                    encoding = "latin-1"
+            offset += len(block)
+    if encoding != "latin-1":
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            warnings.append(f"{path.name} ends inside a UTF-8 character; read it as Latin-1.")
+            encoding = "latin-1"
+    return encoding, breaks, content
 
 
 def _delimiter(header_line: str) -> str:
@@ -71,7 +91,12 @@ def _limited(
         yield line, cells
 
 
-def _csv_rows(path: Path, reader: Any, limits: ImportSettings) -> Iterator[tuple[int, list[str]]]:
+def _csv_rows(path: Path, reader: Any, limits: ImportSettings, handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    with handle:
+        yield from _csv_cells(path, reader, limits)
+
+
+def _csv_cells(path: Path, reader: Any, limits: ImportSettings) -> Iterator[tuple[int, list[str]]]:
     start = reader.line_num + 1
     while True:
         try:
@@ -91,30 +116,42 @@ def _csv_rows(path: Path, reader: Any, limits: ImportSettings) -> Iterator[tuple
 
 
 def _read_csv(path: Path, limits: ImportSettings) -> Table:
+    """The file is streamed, never held: one pass to check its encoding and count its lines, then the rows
+    are read from the open file as the importer asks for them."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as raw:
+            start = raw.read(8192)
     except FileNotFoundError as err:
         raise AudienceFileError(f"{path}: file not found") from err
     except OSError as err:
         raise AudienceFileError(f"{path}: cannot read the file ({err.strerror})") from err
-    if b"\x00" in data[:8192]:
+    if b"\x00" in start:
         raise AudienceFileError(f"{path}: this is a binary file, not a CSV table (export it as CSV or XLSX)")
     warnings: list[str] = []
-    text = _decode(path, data, warnings)
-    if not text.strip():
+    encoding, breaks, content = _survey(path, warnings)
+    if not content:
         raise AudienceFileError(f"{path}: the file is empty; expected a header row and one row per contact")
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    # The csv module's own per-cell limit (process-wide): the cheapest place to refuse a huge cell.
-    csv.field_size_limit(limits.max_cell_chars)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line))
+    handle: IO[str] = path.open(encoding=encoding, newline="")  # closed by `_csv_rows` (or here, on an error)
     try:
-        headers = next(reader)
-    except csv.Error as err:
-        raise AudienceFileError(f"{path}: line 1: not a readable CSV header: {err}") from None
-    _check_columns(path, headers, limits)
-    estimated = max(text.count("\n") - 1, 0)
-    rows = _limited(path, _csv_rows(path, reader, limits), limits)
-    return Table([h.strip() for h in headers], rows, estimated, warnings)
+        first_line = ""
+        for text_line in handle:
+            if text_line.strip("\r\n"):
+                first_line = text_line.rstrip("\r\n")
+                break
+        handle.seek(0)
+        # The csv module's own per-cell limit (process-wide): the cheapest place to refuse a huge cell.
+        csv.field_size_limit(limits.max_cell_chars)
+        reader = csv.reader(handle, delimiter=_delimiter(first_line))
+        try:
+            headers = next(reader)
+        except csv.Error as err:
+            raise AudienceFileError(f"{path}: line 1: not a readable CSV header: {err}") from None
+        _check_columns(path, headers, limits)
+    except BaseException:
+        handle.close()
+        raise
+    rows = _limited(path, _csv_rows(path, reader, limits, handle), limits)
+    return Table([h.strip() for h in headers], rows, max(breaks - 1, 0), warnings)
 
 
 def _check_columns(path: Path, headers: list[str], limits: ImportSettings) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from needlecast.store import fleet
 from needlecast.store.driver import is_sqlite, marker
@@ -38,31 +38,37 @@ class FleetRateLimiter:
         self.per_email = 3600.0 / emails_per_hour if emails_per_hour > 0 else 0.0
         self._sleep = sleep
         self.on_wait: Callable[[float], None] | None = None  # metrics: called with each wait's seconds
-        self._ready = False
 
     def acquire(self, emails: int) -> None:
         if not self.interval and not self.per_email:
             return
         with write_turn(self.engine), self.engine.begin() as conn:
-            m = marker(conn)
-            if not self._ready:
+            now = fleet.clock(conn)
+            start = self._book(conn, now, emails)
+            if start is None:  # the limit's first use in this store: make its row (once, whoever is first)
+                m = marker(conn)
                 insert = "INSERT OR IGNORE INTO" if is_sqlite(conn) else "INSERT INTO"
                 conflict = "" if is_sqlite(conn) else " ON CONFLICT (name) DO NOTHING"
                 conn.exec_driver_sql(
                     f"{insert} rate_limits (name, next_request, next_email) VALUES ({m}, 0, 0){conflict}", (self.name,)
                 )
-                self._ready = True
-            now = fleet.clock(conn)
-            top = "max" if is_sqlite(conn) else "greatest"
-            # SET reads the row's old values on both databases: the slot starts at the later of now and the
-            # two next free moments; the request after it may start one interval later.
-            (start,) = conn.exec_driver_sql(
-                f"UPDATE rate_limits SET next_request = {top}({m}, next_request, next_email) + {m}, "
-                f"next_email = {top}(next_email, {m}) + {m} WHERE name = {m} RETURNING next_request - {m}",
-                (now, self.interval, now, emails * self.per_email, self.name, self.interval),
-            ).one()
+                start = self._book(conn, now, emails)
+                assert start is not None  # the row exists now
         wait = float(start) - now
         if wait > 0:
             if self.on_wait is not None:
                 self.on_wait(wait)
             self._sleep(wait)
+
+    def _book(self, conn: Connection, now: float, emails: int) -> float | None:
+        """Book the next slot; its start (None when the limit has no row yet)."""
+        m = marker(conn)
+        top = "max" if is_sqlite(conn) else "greatest"
+        # SET reads the row's old values on both databases: the slot starts at the later of now and the
+        # two next free moments; the request after it may start one interval later.
+        row = conn.exec_driver_sql(
+            f"UPDATE rate_limits SET next_request = {top}({m}, next_request, next_email) + {m}, "
+            f"next_email = {top}(next_email, {m}) + {m} WHERE name = {m} RETURNING next_request - {m}",
+            (now, self.interval, now, emails * self.per_email, self.name, self.interval),
+        ).first()
+        return None if row is None else float(row[0])

@@ -37,6 +37,7 @@ from needlecast.audience.segments import attributes_of, evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import ensure_sendable
 from needlecast.campaign.helpers import SenderHelpers
+from needlecast.campaign.intents import IntentWriter
 from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.planner import LedgerView, Plan, load_ledger_view, plan_broadcast, plan_sequence
 from needlecast.campaign.rendering import RenderKey, render_campaign, render_variant
@@ -478,8 +479,13 @@ class Runner:
         helpers.release(enqueued=True)
         building = self.backend.prepare_seconds
         try:
-            self.backend.before_post = self._intent_writer(campaign, sender, token, report)
-            self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
+            # Each request's intent is written just before it first goes out (`campaign.intents`).
+            with IntentWriter(self.engine, campaign.id, sender.id, token) as intents:
+                self.backend.before_post = intents.write
+                try:
+                    self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
+                finally:
+                    report.timings["turn"] += intents.waited
         except SenderFenced:
             log.error("campaign %s: this sender was declared dead; it stops sending", campaign.id)
             self.stop.set()
@@ -496,22 +502,6 @@ class Runner:
                 log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
             for counts in helpers.join(stop=self.stop.is_set()):
                 _add_counts(report, counts)
-
-    def _intent_writer(
-        self, campaign: Campaign, sender: Heartbeat, token: str, report: RunReport
-    ) -> Callable[[Batch], None]:
-        """The backend's `before_post`: each request's intent (its id and rows) is written just before the
-        request first goes out, so that after a crash only the rows of requests that were being posted are
-        `unknown`, and the rest of the claim (handed over, never posted) goes back to the queue. A sender that
-        was declared dead writes no intent: `SenderFenced`, and the request is not posted."""
-
-        def write_intent(batch: Batch) -> None:
-            ids = [int(recipient.delivery_id) for recipient in batch.recipients]
-            with self._writing(report) as conn:
-                if not fleet.record_intent(conn, batch.request_id, campaign.id, sender.id, token, ids):
-                    raise SenderFenced(f"sender {sender.id} was declared dead")
-
-        return write_intent
 
     def _helpers(self, campaign: Campaign, size: int | None) -> SenderHelpers:
         """Helper sender processes for a send of up to `size` emails (None: as many as are due now), when
@@ -681,9 +671,16 @@ class Runner:
                     last_ok = None
 
     def _record_outcomes(
-        self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport
+        self,
+        conn: Connection,
+        campaign: Campaign,
+        batch: Batch,
+        outcomes: list[Outcome],
+        report: RunReport,
     ) -> bool:
-        """Mark one batch's rows by their outcomes; True when all were sent."""
+        """Mark one batch's rows by their outcomes; True when all were sent. (The request's intent stays
+        until the dispatch ends, `fleet.finish_claim`: a recovery finds its rows no longer `sending` and
+        passes over it; rows that may have arrived take the request's id, `ledger.mark_unknown`.)"""
         ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
         kinds = set(map(_OUTCOME_KIND, outcomes))
         if len(kinds) == 1:  # the usual case: a batch's recipients share their request's fate
@@ -692,7 +689,6 @@ class Runner:
             for outcome in outcomes:
                 ids_by.setdefault(_OUTCOME_KIND(outcome), []).append(int(outcome.delivery_id))
         now = self.clock()
-        settled = True
         for (status, message_id, error, ambiguous), ids in ids_by.items():
             detail = message_id or error
             if status == SENT:
@@ -704,7 +700,6 @@ class Runner:
             elif status == DEFERRED and ambiguous:
                 count = ledger.mark_unknown(conn, ids, detail, batch.request_id)
                 report.unknown += count
-                settled = False
                 status = ledger.UNKNOWN
             else:
                 count = ledger.release(conn, ids, detail)
@@ -712,8 +707,6 @@ class Runner:
                 status = "deferred"
             if self.on_recorded is not None:
                 self.on_recorded(campaign.id, status, count)
-        if settled:
-            fleet.forget_requests(conn, (batch.request_id,))
         ok = all(status == SENT for status, *_ in ids_by)
         if ok:
             report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)

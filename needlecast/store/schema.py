@@ -203,8 +203,6 @@ delivery_requests = Table(
     Column("state", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("settled_at", Float, nullable=True),
-    Index("ix_delivery_requests_sender", "sender_id", "state"),
-    Index("ix_delivery_requests_campaign", "campaign_id", "state"),
 )
 
 # Fleet-wide rate limits: the next free moment (database clock, epoch seconds) for a request and for an email.

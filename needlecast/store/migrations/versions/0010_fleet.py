@@ -49,8 +49,6 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("settled_at", sa.Float, nullable=True),
-        sa.Index("ix_delivery_requests_sender", "sender_id", "state"),
-        sa.Index("ix_delivery_requests_campaign", "campaign_id", "state"),
     )
     op.add_column("deliveries", sa.Column("request_id", sa.String(32), nullable=False, server_default=""))
     op.create_table(

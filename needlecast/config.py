@@ -271,7 +271,22 @@ def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
             raise ConfigurationError(f"{path}: [{name}] has an unknown key '{key}'. Known keys: {known}")
         wanted = _TYPES[str(fields[key].type)]
         values[key] = _coerce(path, name, key, value, wanted)
+        least = _AT_LEAST.get((name, key))
+        if least is not None and values[key] < least[0]:
+            raise ConfigurationError(
+                f"{path}: [{name}] {key} must be at least {least[0]:g} ({least[1]}), not {value!r}"
+            )
     return cls(**values)
+
+
+# Settings with a floor, and why (a zero lease would declare every sender dead at once).
+_AT_LEAST: dict[tuple[str, str], tuple[float, str]] = {
+    ("delivery", "lease_seconds"): (2, "a sender silent this long is dead; it beats every quarter of it"),
+    ("delivery", "reconcile_after_minutes"): (0, "how long an unknown request waits for events"),
+    ("delivery", "sender_processes"): (1, "processes that send on this machine"),
+    ("delivery", "max_in_flight"): (1, "requests in flight at once"),
+    ("schedule", "takeover_seconds"): (1, "how fast a standby scheduler takes over"),
+}
 
 
 def _env_overrides(settings: Settings) -> Settings:

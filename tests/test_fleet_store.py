@@ -4,12 +4,15 @@ intents, recovery to the request, per-request settlement, and the fleet-wide rat
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger
@@ -198,3 +201,20 @@ def test_the_hourly_email_cap_spaces_requests_by_their_size(engine: Engine) -> N
     limiter.acquire(50)
     limiter.acquire(10)
     assert len(waits) == 1 and 4.9 <= waits[0] <= 5.0  # the second waits for the first's 50 emails
+
+
+def test_a_lease_or_takeover_too_short_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    from needlecast.config import load_settings
+    from needlecast.errors import ConfigurationError
+
+    for section, text, named in (
+        ("delivery", "lease_seconds = 0", "[delivery] lease_seconds must be at least 2"),
+        ("schedule", "takeover_seconds = 0.5", "[schedule] takeover_seconds must be at least 1"),
+        ("delivery", "sender_processes = 0", "[delivery] sender_processes must be at least 1"),
+    ):
+        (tmp_path / "needlecast.toml").write_text(f"[{section}]\n{text}\n")
+        with pytest.raises(ConfigurationError, match=re.escape(named)):
+            load_settings(tmp_path)
+    (tmp_path / "needlecast.toml").write_text("[delivery]\nlease_seconds = 10\n[schedule]\ntakeover_seconds = 5\n")
+    settings = load_settings(tmp_path)
+    assert settings.delivery.lease_seconds == 10 and settings.schedule.takeover_seconds == 5

@@ -222,7 +222,9 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
         accepted = Counter(sink.accepted_delivery_ids())
         taken = [r for r in in_doubt if str(r.delivery_ids[0]) in accepted]
         lost = [r for r in in_doubt if str(r.delivery_ids[0]) not in accepted]
-        assert lost and all(r.sender_id == victim_id for r in lost)  # the hanging request(s)
+        # The hanging request(s) of the first victim; the second may have lost one too, if it died while a
+        # request's body was still on its way.
+        assert any(r.sender_id == victim_id for r in lost) and {r.sender_id for r in lost} <= set(killed)
 
         # SendGrid reports a `processed` event for each email it accepted, through the signed webhook. One
         # event settles its whole request; then the others arrive.
@@ -286,7 +288,7 @@ def _processed(delivery_id: str) -> dict[str, object]:
 def test_a_standby_scheduler_takes_over_within_the_takeover_time_and_fires_the_next_job(
     tmp_path: Path, pg_url: str, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    send_at = datetime.now(UTC) + timedelta(seconds=25)
+    send_at = datetime.now(UTC) + timedelta(seconds=40)  # two schedulers start and settle well before
     running = _fleet(
         tmp_path,
         pg_url,

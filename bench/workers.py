@@ -6,9 +6,10 @@
 A deterministic audience (the one `bench/broadcast.py` uses) is imported; N workers are started and wait;
 the due broadcast job runs in this process as the scheduler runs it (`Runner(defer_to_workers=True)`: it
 segments, plans and enqueues, and leaves the sending to the workers); the clock stops when the ledger has
-every row sent (the sink's counter is polled until it has everyone, then the ledger). The SendGrid sink runs in its own process (real HTTP). Prints one JSON line: seconds (plan,
-end to end), recipients per second, and the CPU seconds and microseconds per recipient of the workers, the
-planner, the sink and the PostgreSQL server (its processes on this machine).
+every row sent (the sink's counter is polled until it has everyone, then the ledger). The SendGrid sink
+runs in its own process (real HTTP). Prints one JSON line: seconds (plan, end to end), recipients per
+second, and the CPU seconds and microseconds per recipient of the workers, the planner, the sink and the
+PostgreSQL server (its processes on this machine).
 """
 
 from __future__ import annotations

@@ -89,7 +89,13 @@ class Worker:
         backend = get_backend(self.workspace)
         with Heartbeat(self.engine, "worker", lease, on_fenced=self.stop.set) as sender:
             runner = Runner(
-                self.workspace, self.engine, backend, stop=self.stop, sender=sender, on_recorded=self.on_recorded
+                self.workspace,
+                self.engine,
+                backend,
+                stop=self.stop,
+                sender=sender,
+                on_recorded=self.on_recorded,
+                use_helpers=False,
             )
             if self.backend_hook is not None:
                 self.backend_hook(backend)
@@ -137,7 +143,13 @@ class Worker:
         due = [c for c in due if self._resting.get(c, 0.0) <= now]
         if not due:
             return False
-        ctx = CampaignContext.load(self.workspace)
+        try:
+            ctx = CampaignContext.load(self.workspace)
+        except (NeedlecastError, ConfigurationError) as err:  # the content or config is broken: wait for a fix
+            log.error("the workspace does not load, nothing sent: %s", err)
+            for campaign_id in due:
+                self._rest(campaign_id)
+            return False
         attempted = False
         for campaign_id in due:
             if self.stop.is_set():

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from needlecast.campaign.helpers import SenderHelpers
+from needlecast.campaign.model import Campaign
+from needlecast.campaign.runner import Runner
+from needlecast.config import open_workspace
+from needlecast.delivery import get_backend
 from needlecast.devtools.sendgrid_sink import SendGridSink
+from needlecast.worker import Worker
 from tests.test_fleet import API_KEY, _answers, _fleet, _free_port, _live
 from tests.waiting import wait_until
 
@@ -111,3 +118,42 @@ def test_sender_processes_start_local_workers_that_stop_with_the_scheduler(
     sent_by = [int(n) for n in re.findall(r"stopped: (\d+) sent", log)]
     assert sum(sent_by) == 2_000 and len(sent_by) == 2
     assert Counter(sink.accepted_delivery_ids()).most_common(1)[0][1] == 1
+
+
+def test_a_worker_never_starts_helper_processes_of_its_own(
+    tmp_path: Path, sink: SendGridSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `sender_processes = 3` the scheduler starts three workers; a worker that also started helpers
+    for a large send would make it nine senders."""
+    running = _fleet(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        sink,
+        monkeypatch,
+        recipients=200,
+        send_at=datetime.now(UTC) - timedelta(seconds=30),
+        delivery="requests_per_second = 0\nbatch_size = 20\nsender_processes = 3\nparallel_from = 10\n",
+    )
+    ws = open_workspace(running.root)
+    helpers_started: list[int] = []
+    original = Runner._helpers
+
+    def counted(self: Runner, campaign: Campaign, size: int | None) -> SenderHelpers:
+        helpers = original(self, campaign, size)
+        helpers_started.append(len(helpers))
+        return helpers
+
+    monkeypatch.setattr(Runner, "_helpers", counted)
+    stop = threading.Event()
+    worker = Worker(ws, running.engine, stop=stop, poll_seconds=0.05)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_until(lambda: len(_live(running.engine, "worker")) == 1, 30, "the worker to be alive")
+        planned = Runner(ws, running.engine, get_backend(ws), defer_to_workers=True).run_broadcast("big", send_now=True)
+        assert planned.enqueued == 200 and planned.sent == 0  # the scheduler's runner left the sending to it
+        wait_until(lambda: len(sink.accepted_delivery_ids()) == 200, 60, "the worker to send the broadcast")
+    finally:
+        stop.set()
+        thread.join(60)
+    assert worker.totals.sent == 200 and helpers_started and set(helpers_started) == {0}

@@ -107,10 +107,13 @@ class Runner:
         sender: Heartbeat | None = None,
         defer_to_workers: bool = False,
         on_recorded: Callable[[str, str, int], None] | None = None,
+        use_helpers: bool = True,
     ) -> None:
         """`sender`: this process's heartbeat (without one, each dispatch registers its own sender for its
         duration). `defer_to_workers`: the scheduler's runner, which plans but leaves the sending to workers
-        while any is alive. `on_recorded(campaign, status, count)`: called as outcomes are recorded (metrics)."""
+        while any is alive. `on_recorded(campaign, status, count)`: called as outcomes are recorded (metrics).
+        `use_helpers`: False in a worker, which is itself one of many senders (no helper processes)."""
+        self.use_helpers = use_helpers
         self.sender = sender
         self.defer_to_workers = defer_to_workers
         self.on_recorded = on_recorded
@@ -511,6 +514,7 @@ class Runner:
         if (
             delivery.sender_processes > 1
             and self.parent_pid is None
+            and self.use_helpers
             and not (self.defer_to_workers and self._workers_alive())
         ):
             size = self._due_count(campaign) if size is None else size

@@ -9,15 +9,16 @@
   Sequences are served by one `sweeper` job on an interval, which enrols, advances, and also resumes any
   rows left queued (retries, deferrals). A `resync` job re-reads the campaign files every minute: a changed
   file reschedules, a deleted one unschedules.
-- One scheduler per store: `SenderLock` is a PostgreSQL advisory lock or, on SQLite, a lock file; a second
-  scheduler refuses to start. Holding it, the scheduler turns rows a crashed sender left in `sending` into
-  `unknown`.
+- One scheduler leads per store (`store.leader.SenderLock`); another waits as a standby and leads within
+  `[schedule] takeover_seconds` of the leader's connection dying. On taking the lead, and then every third
+  of the lease (the `upkeep` job), it recovers the rows of senders that died (`ledger.recover_senders`);
+  the sweeper also settles unknown requests (`ledger.settle_requests`). While any worker is alive its jobs
+  plan and enqueue, and leave the sending to the workers.
 - SIGTERM (and Ctrl-C) set `STOP`: the batches in flight finish and are marked, then the process exits.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -36,8 +37,7 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
@@ -52,13 +52,13 @@ from needlecast.heartbeat import Heartbeat
 from needlecast.store import fleet
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
+from needlecast.store.leader import SenderLock
 from needlecast.store.turns import write_turn
 
 log = logging.getLogger("needlecast.scheduler")
 STOP = threading.Event()
 MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
 RESYNC_SECONDS = 60
-_LOCK_KEY = 0x6E65656463617374  # "needcast": the advisory lock id on PostgreSQL
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -344,75 +344,6 @@ def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_i
 
 
 # -- the leader lock ----------------------------------------------------------------------------------------
-
-
-class SenderLock:
-    """The leader lock: one scheduler leads per store. A PostgreSQL advisory lock (held by a session, so it
-    goes the moment the leader's connection dies), or an flock on a file beside the SQLite database.
-
-    `takeover_seconds` tunes how fast the server notices a leader whose machine vanished without closing
-    its connection (TCP keepalives on the lock's session); a killed process's connection closes at once."""
-
-    def __init__(self, engine: Engine, takeover_seconds: float = 15.0) -> None:
-        self.engine = engine
-        self.takeover_seconds = takeover_seconds
-        self._conn: Connection | None = None
-        self._file: Any = None
-
-    def acquire(self) -> bool:
-        if self.engine.dialect.name == "postgresql":
-            conn = self.engine.connect()
-            idle = max(1, int(self.takeover_seconds / 3))
-            interval = max(1, int(self.takeover_seconds / 6))
-            for setting, value in (("idle", idle), ("interval", interval), ("count", 3)):
-                conn.execute(text(f"SET tcp_keepalives_{setting} = {int(value)}"))
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar())
-            conn.commit()
-            if got:
-                self._conn = conn
-            else:
-                conn.close()
-            return got
-        database = self.engine.url.database or ":memory:"
-        path = Path(f"{database}.scheduler.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a+")
-        try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            self._file = None
-            return False
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(str(os.getpid()))
-        self._file.flush()
-        return True
-
-    def held(self) -> bool:
-        """Whether the lock is still ours: on PostgreSQL, whether its session still answers."""
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT 1"))
-                self._conn.commit()
-            except SQLAlchemyError:
-                return False
-            return True
-        return self._file is not None
-
-    def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-                self._conn.commit()
-                self._conn.close()
-            except SQLAlchemyError:
-                pass  # the session is gone, and the lock with it
-            self._conn = None
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 class _StopSafe:

@@ -19,8 +19,9 @@ from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.schedule import SenderLock, build_scheduler, sync, sync_offline
+from needlecast.schedule import build_scheduler, sync, sync_offline
 from needlecast.store.engine import open_store
+from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
 from tests.waiting import wait_until
 

@@ -52,7 +52,7 @@ from needlecast.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
 from needlecast.store import fleet
 from needlecast.store.bulk import Column
-from needlecast.store.driver import is_sqlite
+from needlecast.store.claims import CLAIM_CONTACT_JOIN, claim_contact_columns
 from needlecast.store.helpers import utcnow
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.store.schema import contacts, enrolments
@@ -561,8 +561,8 @@ class Runner:
                         self.clock(),
                         self.claim_size,
                         token,
-                        also=_CONTACT_COLUMNS[is_sqlite(conn)],
-                        join=_CONTACT_JOIN,
+                        also=claim_contact_columns(conn),
+                        join=CLAIM_CONTACT_JOIN,
                     )
             if not claimed:
                 if self.more_coming():  # the parent is still enqueueing: its next slice is on the way
@@ -588,8 +588,9 @@ class Runner:
         renders: dict[tuple[str, str, str], RenderedEmail],
         report: RunReport,
     ) -> list[Batch]:
-        """Check every claimed row (`ledger.CLAIM_COLUMNS` + `_CONTACT_COLUMNS`) and group the sendable ones
-        into batches of one step, variant and arm; record the others as skipped, with their reason."""
+        """Check every claimed row (`ledger.CLAIM_COLUMNS` + `store.claims.claim_contact_columns`) and group
+        the sendable ones into batches of one step, variant and arm; record the others as skipped, with their
+        reason."""
         settings = self.workspace.settings
         values_for = RecipientValues(settings, self.secret, campaign.id)
         now = self.clock()
@@ -744,15 +745,6 @@ class _Marks:
     def take(self) -> list[tuple[Batch, list[Outcome]]]:
         waiting, self._waiting = self._waiting, []
         return waiting
-
-
-# What dispatch reads of each claimed row's contact, in the claim's statement (`ledger.claim_rows`): a
-# contact erased since planning has no row (its email is NULL), a suppression has a reason.
-_CONTACT_JOIN = "LEFT JOIN contacts c ON c.id = d.contact_id LEFT JOIN suppressions s ON s.email_hash = c.email_hash"
-_CONTACT_COLUMNS = {  # by is_sqlite: attributes as JSON text, decoded only when they may hold a pause
-    True: ("c.email", "c.first_name", "c.status", "c.marketing_consent", "c.attributes", "s.reason"),
-    False: ("c.email", "c.first_name", "c.status", "c.marketing_consent", "c.attributes::text", "s.reason"),
-}
 
 
 def _dispatch_check(

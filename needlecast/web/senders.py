@@ -41,7 +41,7 @@ class Senders:
         if self.scheduler is not None:
             add_send_now_job(self.scheduler, root, campaign_id)
             return "the scheduler is sending it now"
-        from needlecast.schedule import SenderLock
+        from needlecast.store.leader import SenderLock
 
         lock = SenderLock(self.engine)
         if lock.acquire():

@@ -3,6 +3,10 @@ and its store with the leads imported."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
+
+REPO = Path(__file__).resolve().parent.parent
 
 SECRET = "s" * 40
 
@@ -37,3 +43,26 @@ def store_with_leads(ws: Workspace) -> Engine:
     engine = open_store(ws.database_url)
     import_file(engine, ws.audiences_dir / "leads.csv", load_vocabulary_for(ws))
     return engine
+
+
+def big_broadcast_workspace(root: Path, recipients: int, send_at: datetime, config: Callable[[str], str]) -> Path:
+    """`needlecast init ROOT` with the repository's settings edited by `config`, one broadcast `big` at
+    `send_at` to every lead, and `audiences/big.csv` with `recipients` consenting leads (four variants)."""
+    subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(root)], check=True, capture_output=True)
+    (root / "needlecast.toml").write_text(config((REPO / "needlecast.toml").read_text()))
+    for path in (root / "campaigns").glob("*.yaml"):
+        path.unlink()
+    (root / "campaigns" / "big.yaml").write_text(f"""
+id: big
+kind: broadcast
+segment: all-leads
+time_zone: Europe/London
+steps: [{{id: guide, template: emails/broadcast}}]
+schedule: {{send_at: "{send_at.strftime("%Y-%m-%dT%H:%M:%S+00:00")}"}}
+signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
+""")
+    with (root / "audiences" / "big.csv").open("w") as handle:
+        handle.write("Email,First Name,Concern,Marketing consent,Concern consent\n")
+        for i in range(recipients):
+            handle.write(f"r{i}@example.com,R{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,yes\n")
+    return root

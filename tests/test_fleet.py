@@ -28,6 +28,7 @@ from needlecast.schedule import sync_offline
 from needlecast.store import fleet
 from needlecast.store.engine import open_store
 from tests.conftest import empty_store
+from tests.sending import big_broadcast_workspace
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -99,29 +100,15 @@ def _fleet(
     delivery: str,
     schedule: str = "sweep_interval_seconds = 1\n",
 ) -> Fleet:
-    root = tmp_path / "ws"
-    subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(root)], check=True, capture_output=True)
-    config = (
-        (REPO / "needlecast.toml")
-        .read_text()
-        .replace("timeout_seconds = 10\nmax_in_flight = 4\nrequests_per_second = 10\n", delivery)
+    root = big_broadcast_workspace(
+        tmp_path / "ws",
+        recipients,
+        send_at,
+        lambda config: (
+            config.replace("timeout_seconds = 10\nmax_in_flight = 4\nrequests_per_second = 10\n", delivery)
+            + f"\n[schedule]\n{schedule}"
+        ),
     )
-    (root / "needlecast.toml").write_text(f"{config}\n[schedule]\n{schedule}")
-    for path in (root / "campaigns").glob("*.yaml"):
-        path.unlink()
-    (root / "campaigns" / "big.yaml").write_text(f"""
-id: big
-kind: broadcast
-segment: all-leads
-time_zone: Europe/London
-steps: [{{id: guide, template: emails/broadcast}}]
-schedule: {{send_at: "{send_at.strftime("%Y-%m-%dT%H:%M:%S+00:00")}"}}
-signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
-""")
-    with (root / "audiences" / "big.csv").open("w") as handle:
-        handle.write("Email,First Name,Concern,Marketing consent,Concern consent\n")
-        for i in range(recipients):
-            handle.write(f"r{i}@example.com,R{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,yes\n")
     env = {
         **os.environ,
         "NEEDLECAST_DATABASE_URL": pg_url,

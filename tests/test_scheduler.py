@@ -23,6 +23,7 @@ from needlecast.schedule import build_scheduler, sync, sync_offline
 from needlecast.store.engine import open_store
 from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
+from tests.sending import big_broadcast_workspace
 from tests.waiting import wait_until
 
 API_KEY = "SG.scheduler-test"
@@ -37,26 +38,15 @@ def sink() -> Iterator[SendGridSink]:
 
 def _workspace(root: Path, recipients: int, send_at: datetime) -> tuple[Path, dict[str, str]]:
     """A workspace with `recipients` consenting contacts and one broadcast at `send_at`."""
-    subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(root)], check=True, capture_output=True)
-    config = (REPO / "needlecast.toml").read_text()
-    config = config.replace("requests_per_second = 10", "requests_per_second = 25\nbatch_size = 250")
-    config += "\n[schedule]\nsweep_interval_seconds = 1\n"
-    (root / "needlecast.toml").write_text(config)
-    for path in (root / "campaigns").glob("*.yaml"):
-        path.unlink()
-    (root / "campaigns" / "big.yaml").write_text(f"""
-id: big
-kind: broadcast
-segment: all-leads
-time_zone: Europe/London
-steps: [{{id: guide, template: emails/broadcast}}]
-schedule: {{send_at: "{send_at.strftime("%Y-%m-%dT%H:%M:%S+00:00")}"}}
-signoff: {{reviewer: QA, date: 2026-11-24, note: test content}}
-""")
-    with (root / "audiences" / "big.csv").open("w") as handle:
-        handle.write("Email,First Name,Concern,Marketing consent,Concern consent\n")
-        for i in range(recipients):
-            handle.write(f"r{i}@example.com,R{i},{['acne', 'ageing', 'melasma', ''][i % 4]},yes,yes\n")
+    big_broadcast_workspace(
+        root,
+        recipients,
+        send_at,
+        lambda config: (
+            config.replace("requests_per_second = 10", "requests_per_second = 25\nbatch_size = 250")
+            + "\n[schedule]\nsweep_interval_seconds = 1\n"
+        ),
+    )
     env = {
         **os.environ,
         "NEEDLECAST_DATABASE_URL": f"sqlite:///{root / 'state.db'}",

@@ -291,7 +291,7 @@ def campaign_reconcile(
     """Settle 'unknown' emails from stored provider events; optionally resend the rest.
 
     A request is settled whole: one event for any of its emails proves it accepted (all sent); a request with
-    no event while later ones have events is proved lost after [delivery] reconcile_after_minutes and its
+    no event while later ones have events is proved lost after \\[delivery] reconcile_after_minutes and its
     emails are queued again. The scheduler does this at every sweep; this command does it now."""
     from needlecast import ledger
 
@@ -345,7 +345,7 @@ def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOpti
     """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`).
 
     One scheduler leads per database; start another on a second machine and it waits as a standby, taking
-    over within [schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
+    over within \\[schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
     plans and enqueues; while any `needlecast worker` is alive it leaves the sending to the workers.
     """
     from needlecast.schedule import run_scheduler
@@ -361,7 +361,7 @@ def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOpti
 def worker(
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: [delivery] max_in_flight)."),
+        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: \\[delivery] max_in_flight)."),
     ] = None,
     metrics_port: MetricsPortOption = 0,
     metrics_host: MetricsHostOption = "127.0.0.1",
@@ -371,7 +371,7 @@ def worker(
     Start as many as you like, on any machine that reaches the database (PostgreSQL for more than one
     machine) and has this workspace: claims keep them apart, and rate limits hold for all of them together.
     SIGTERM finishes the requests in flight and returns the rest to the queue. A worker that dies is found
-    by the others within [delivery] lease_seconds (at once on the same machine) and its emails recovered.
+    by the others within \\[delivery] lease_seconds (at once on the same machine) and its emails recovered.
     """
     import signal as signals
     import threading

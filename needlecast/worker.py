@@ -30,7 +30,6 @@ from needlecast.config import Workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.heartbeat import Heartbeat
-from needlecast.store import fleet
 from needlecast.store.helpers import utcnow
 from needlecast.store.turns import write_turn
 
@@ -190,8 +189,3 @@ class Worker:
         totals.unknown += report.unknown
         totals.released += report.released
         totals.skipped += sum(report.skipped.values())
-
-
-def live_workers(engine: Engine, lease_seconds: float) -> list[fleet.SenderRow]:
-    with engine.connect() as conn:
-        return fleet.live(conn, fleet.cutoff(conn, lease_seconds), kind="worker")

@@ -455,10 +455,6 @@ class Runner:
             with Heartbeat(self.engine, "send", lease, on_fenced=self.stop.set) as sender:
                 self._dispatch(ctx, campaign, report, helpers, sender)
 
-    def workers_alive(self) -> int:
-        """How many `needlecast worker` processes are alive (heard from within the lease)."""
-        return self._workers_alive()
-
     def _workers_alive(self) -> int:
         lease = self.workspace.settings.delivery.lease_seconds
         with self.engine.connect() as conn:

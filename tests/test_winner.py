@@ -60,10 +60,14 @@ def _campaign(ws: Workspace, metric: str = "clicks", fallback: str = "A") -> Non
 
 
 def _rows(engine: Engine) -> list[tuple[int, int, str]]:
+    """(id, contact, arm) of every ledger row, in the order they were enqueued (by id: without ORDER BY,
+    PostgreSQL returns rows in their physical order, which updates in place can change)."""
     with engine.connect() as conn:
         return [
             (int(i), int(c), str(a))
-            for i, c, a in conn.execute(select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.arm))
+            for i, c, a in conn.execute(
+                select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.arm).order_by(deliveries.c.id)
+            )
         ]
 
 

@@ -44,7 +44,6 @@ class Heartbeat:
         self.id = ""
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_beat_ok = True
 
     def __enter__(self) -> Heartbeat:
         with write_turn(self.engine), self.engine.begin() as conn:
@@ -83,9 +82,8 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._done.wait(self.interval):
             try:
-                self.last_beat_ok = self.beat()
+                self.beat()
             except SQLAlchemyError as err:
-                self.last_beat_ok = False
                 log.warning("sender %s: heartbeat failed (%s); retrying", self.id, type(err).__name__)
             if self.fenced.is_set():
                 return

@@ -353,7 +353,7 @@ def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(
     runner = _runner(ws, engine, sink, Clock(NOW), more_coming=more_coming)
     ctx = CampaignContext.load(runner.workspace)
     report = RunReport("winter")
-    assert runner._may_send(ctx, ctx.campaign("winter"), report)
+    assert runner.may_send(ctx, ctx.campaign("winter"), report)
     runner.dispatch(ctx, ctx.campaign("winter"), report)
     assert report.sent == len(sink.accepted_delivery_ids()) == 40
     assert len(asked) == 2  # asked at the empty queue, waited, sent, asked again and stopped

@@ -158,7 +158,7 @@ class Runner:
             )
         with self.engine.begin() as conn:
             schedule_campaign(conn, campaign, audience_zones(conn), self.clock(), send_now=send_now)
-        if not self._may_send(ctx, campaign, report):
+        if not self.may_send(ctx, campaign, report):
             return report
         self._renders[campaign.id] = render_campaign(ctx, campaign)
         now = self.clock()
@@ -288,7 +288,7 @@ class Runner:
     def _sweep_one(
         self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime, report: RunReport
     ) -> None:
-        if not self._may_send(ctx, campaign, report):
+        if not self.may_send(ctx, campaign, report):
             return
         self._renders[campaign.id] = render_campaign(ctx, campaign)
         if campaign.kind == SEQUENCE:
@@ -300,9 +300,6 @@ class Runner:
     def may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
         """Whether the campaign may send now (not a draft, active, past the claims gate, a working backend);
         why not in `report.inactive`. Raises `CampaignBlocked` or `ConfigurationError`."""
-        return self._may_send(ctx, campaign, report)
-
-    def _may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
         if campaign.draft:
             report.inactive = "a draft (remove 'draft: true' from its file to send it)"
             return False

@@ -10,8 +10,8 @@ Contract:
 - `register` -> a new sender id (16 hex); `beat` -> False once the sender was expired (it must stop);
   `retire` marks a sender that stopped cleanly.
 - `record_intent` writes a request's intent (its rows) before it is posted and returns False for a fenced
-  sender; `forget_requests` removes intents whose outcome is recorded; `finish_claim` removes what is left of
-  a claim's intents at the end of a dispatch (their rows were recorded or released by then).
+  sender; `finish_claim` removes a claim's intents at the end of its dispatch (their rows were recorded
+  or released by then; until then a recovery passes over an intent whose rows are no longer `sending`).
 - `expire` turns senders silent past the cutoff into `dead` and returns their ids; `live` lists the others.
 - Claim tokens are `<sender id>/<random>` (`claim_token`), so rows in `sending` name their sender.
 """
@@ -23,14 +23,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
-from needlecast.store.driver import is_sqlite, marker, values_in, values_value
+from needlecast.store.driver import is_sqlite, marker
 
 ALIVE, STOPPED, DEAD = "alive", "stopped", "dead"
 POSTING, UNKNOWN, ACCEPTED, LOST = "posting", "unknown", "accepted", "lost"
@@ -189,26 +189,6 @@ def live(conn: Connection, silent_since: float, kind: str | None = None) -> list
     ]
 
 
-def recent(conn: Connection, since_seconds: float) -> list[SenderRow]:
-    """Every sender alive, or heard from within `since_seconds`, oldest first (for status pages)."""
-    m = marker(conn)
-    rows = conn.exec_driver_sql(
-        f"{_SENDER_SELECT} WHERE state = {m} OR beat_at >= {m} ORDER BY started_at",
-        (ALIVE, clock(conn) - since_seconds),
-    )
-    return [_sender(row) for row in rows]
-
-
-def forget_old(conn: Connection, older_than_seconds: float) -> int:
-    """Delete senders stopped or dead for longer than `older_than_seconds` (their rows were recovered)."""
-    m = marker(conn)
-    return int(
-        conn.exec_driver_sql(
-            f"DELETE FROM senders WHERE state <> {m} AND beat_at < {m}", (ALIVE, clock(conn) - older_than_seconds)
-        ).rowcount
-    )
-
-
 _SENDER_SELECT = "SELECT id, kind, host, pid, state, leader, started_at, beat_at, note FROM senders"
 
 
@@ -244,17 +224,6 @@ def record_intent(
         (*params, sender_id, ALIVE),
     )
     return bool(result.rowcount)
-
-
-def forget_requests(conn: Connection, request_ids: Iterable[str]) -> None:
-    """Remove the intents of requests whose outcome is recorded (only while still `posting`): one statement."""
-    ids = [request_id for request_id in request_ids if request_id]
-    if ids:
-        m = marker(conn)
-        conn.exec_driver_sql(
-            f"DELETE FROM delivery_requests WHERE {values_in(conn, 'id')} AND state = {m}",
-            (values_value(conn, ids), POSTING),
-        )
 
 
 def finish_claim(conn: Connection, token: str) -> None:

@@ -4,11 +4,11 @@
     python bench/broadcast.py --recipients 1000000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
 
 A deterministic synthetic audience (every contact consenting, four concern variants) goes through the real
-stages, each timed: CSV generation, import, segment (load + evaluate), enqueue into the ledger, render (once
-per variant and arm), and dispatch: claim, check (prepare), build request bodies (body), send to the
-loopback SendGrid sink (a separate process, real HTTP, validating and counting what it accepts) and mark the
-ledger; turn is the time spent waiting to write. "end to end" is the due job:
-from planning to every row marked. The sending runs in a child process so that its peak RSS (VmHWM) is
+stages: CSV generation, import, then the due job, timed from outside (`campaign.timed`): plan (segment,
+plan and enqueue; within it enqueue, the inserts) and dispatch (within it claim, mark, and turn, the time
+spent waiting to write; body, building request bodies), sending to the loopback SendGrid sink (a separate
+process, real HTTP, validating and counting what it accepts). "end to end" is the due job: from planning to
+every row marked. The sending runs in a child process so that its peak RSS (VmHWM) is
 its own; the helper sender processes' peak is sampled while they run.
 The naive baseline, in the same run: for a sample (5,000), render the template per recipient and call the
 sendgrid client once per recipient against the same sink. Prints one JSON line.
@@ -143,25 +143,31 @@ def _watch_helpers(peaks: dict[int, int], done: threading.Event) -> None:
 
 
 def send_phase(root: str) -> None:
-    """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed; prints JSON."""
-    from needlecast.campaign.runner import Runner
+    """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed from outside
+    (`campaign.timed`); prints JSON."""
+    from needlecast.campaign.timed import stage_seconds, timed_runner
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
+    from needlecast.pacing import collect_seldom
+    from needlecast.stopwatch import Stopwatch
     from needlecast.store.engine import open_store
 
     workspace = open_workspace(Path(root))
     engine = open_store(workspace.database_url)
-    runner = Runner(workspace, engine, get_backend(workspace))
+    backend = get_backend(workspace)
+    watch = Stopwatch()
+    runner = timed_runner(workspace, engine, backend, watch)
     helper_peaks: dict[int, int] = {}
     done = threading.Event()
     watcher = threading.Thread(target=_watch_helpers, args=(helper_peaks, done), daemon=True)
     watcher.start()
     started = time.perf_counter()
-    report = runner.run_broadcast("bench", send_now=True)
+    with collect_seldom():  # as `needlecast send` and the scheduler's jobs run it
+        report = runner.run_broadcast("bench", send_now=True)
     end_to_end = time.perf_counter() - started
     done.set()
     watcher.join()
-    stages = {f"{stage}_s": round(seconds, 2) for stage, seconds in sorted(report.timings.items())}
+    stages = {f"{stage}_s": seconds for stage, seconds in stage_seconds(watch, backend).items()}
     print(
         json.dumps(
             {

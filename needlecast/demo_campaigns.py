@@ -17,7 +17,13 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
-from needlecast.schedule import StopSafeBackgroundScheduler, _current, leading_scheduler, schedule_send_now, sync
+from needlecast.schedule import (
+    SchedulerRuntime,
+    StopSafeBackgroundScheduler,
+    leading_scheduler,
+    schedule_send_now,
+    sync,
+)
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries
 
@@ -45,13 +51,14 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         if all(finished[j] for j in wanted):
             done.set()
 
-    leading = leading_scheduler(workspace, StopSafeBackgroundScheduler, wait=False)
+    runtime = SchedulerRuntime(engine)
+    leading = leading_scheduler(workspace, runtime, StopSafeBackgroundScheduler, wait=False)
     assert leading is not None  # without waiting it leads or raises
     scheduler, lock = leading
     try:
         scheduler.add_listener(listen, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         scheduler.start(paused=True)
-        sync(scheduler, workspace)
+        sync(scheduler, workspace, engine)
         scheduler.modify_job("sweeper", next_run_time=utcnow())  # sweep now, even if an earlier run left it
         for campaign_id in broadcasts:
             schedule_send_now(scheduler, workspace, campaign_id, delay_seconds=3)
@@ -62,7 +69,7 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
         scheduler.shutdown(wait=True)
         console.print(f"scheduler stopped after {time.monotonic() - started:.1f} s")
     finally:
-        _current.pop("scheduler", None)
+        runtime.scheduler = None
         lock.release()
     if not completed:
         console.print(f"[red]the scheduled jobs did not finish within {WAIT_SECONDS} s[/]")

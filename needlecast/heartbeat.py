@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from needlecast.store import fleet
-from needlecast.store.turns import write_turn
+from needlecast.store.delivery import delivery_store
 
 log = logging.getLogger("needlecast.heartbeat")
 
@@ -46,7 +46,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Heartbeat:
-        with write_turn(self.engine), self.engine.begin() as conn:
+        with delivery_store(self.engine).writing() as conn:
             self.id = fleet.register(conn, self.kind, self.note)
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.kind}", daemon=True)
         self._thread.start()
@@ -59,14 +59,14 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join()
         try:
-            with write_turn(self.engine), self.engine.begin() as conn:
+            with delivery_store(self.engine).writing() as conn:
                 fleet.retire(conn, self.id)
         except SQLAlchemyError as err:  # the lease then expires it: its rows are recovered like a crash's
             log.warning("sender %s could not mark itself stopped: %s", self.id, type(err).__name__)
 
     def beat(self) -> bool:
         """One beat now; False once the sender has been expired."""
-        with write_turn(self.engine), self.engine.begin() as conn:
+        with delivery_store(self.engine).writing() as conn:
             alive = fleet.beat(conn, self.id)
         if not alive and not self.fenced.is_set():
             log.error("sender %s was declared dead (silent past the lease): stopping", self.id)
@@ -76,7 +76,7 @@ class Heartbeat:
         return alive
 
     def set_leader(self, leader: bool) -> None:
-        with write_turn(self.engine), self.engine.begin() as conn:
+        with delivery_store(self.engine).writing() as conn:
             fleet.set_leader(conn, self.id, leader)
 
     def _run(self) -> None:

@@ -14,11 +14,16 @@
   of the lease (the `upkeep` job), it recovers the rows of senders that died (`ledger.recover_senders`);
   the sweeper also settles unknown requests (`ledger.settle_requests`). While any worker is alive its jobs
   plan and enqueue, and leave the sending to the workers.
-- SIGTERM (and Ctrl-C) set `STOP`: the batches in flight finish and are marked, then the process exits.
+- SIGTERM (and Ctrl-C) set the runtime's `stop`: the batches in flight finish and are marked, then the
+  process exits.
+- No module state: what a running scheduler's jobs need (its engine, stop event, heartbeat and the scheduler
+  itself) is one `SchedulerRuntime`, which the scheduler's executor hands to each job function (keyword
+  `runtime`); the job store keeps only the function's name and the ids.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -26,11 +31,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
@@ -49,39 +56,74 @@ from needlecast.config import Workspace, open_workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.heartbeat import Heartbeat
+from needlecast.pacing import collect_seldom
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
 from needlecast.store.leader import SenderLock
-from needlecast.store.turns import write_turn
 
 log = logging.getLogger("needlecast.scheduler")
-STOP = threading.Event()
 MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
 RESYNC_SECONDS = 60
 
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
+
+@dataclass
+class SchedulerRuntime:
+    """What one process's scheduler jobs run with: handed to every job function as `runtime`."""
+
+    engine: Engine
+    stop: threading.Event = field(default_factory=threading.Event)
+    heartbeat: Heartbeat | None = None  # this process's sender row, while it runs as a scheduler
+    scheduler: BaseScheduler | None = None  # the scheduler running the jobs, while it leads
 
 
-def _engine_for(workspace: Workspace) -> Engine:
-    url = workspace.database_url
-    with _engines_lock:
-        if url not in _engines:
-            _engines[url] = open_store(url)
-        return _engines[url]
+class _JobWithRuntime:
+    """A stored job as the executor runs it: its function gets the stored ids, and the runtime as `runtime`
+    when it takes one (needlecast's job functions do)."""
+
+    def __init__(self, job: Any, runtime: SchedulerRuntime) -> None:
+        self._job = job
+        takes_runtime = "runtime" in inspect.signature(job.func).parameters
+        self.func = partial(job.func, runtime=runtime) if takes_runtime else job.func
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
 
 
-def _runner(root: str) -> Runner:
+class RuntimeExecutor(ThreadPoolExecutor):
+    """APScheduler's thread pool executor, running each job with this process's `SchedulerRuntime` (the
+    job store cannot hold it: it keeps a function's name and JSON-able arguments only)."""
+
+    def __init__(self, runtime: SchedulerRuntime, max_workers: int = 2) -> None:
+        super().__init__(max_workers)
+        self.runtime = runtime
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        super()._do_submit_job(_JobWithRuntime(job, self.runtime), run_times)
+
+
+def _runtime(runtime: SchedulerRuntime | None) -> SchedulerRuntime:
+    if runtime is None:
+        raise ConfigurationError(
+            "scheduler jobs run only in a needlecast scheduler (its executor gives them a runtime)"
+        )
+    return runtime
+
+
+def _runner(runtime: SchedulerRuntime | None, root: str) -> Runner:
     """The runner of a scheduler job: it plans, and sends only while no worker is alive."""
+    runtime = _runtime(runtime)
     workspace = open_workspace(Path(root))
-    sender = _current.get("heartbeat")
     return Runner(
         workspace,
-        _engine_for(workspace),
+        runtime.engine,
         get_backend(workspace),
-        stop=STOP,
-        sender=sender if isinstance(sender, Heartbeat) else None,
+        stop=runtime.stop,
+        sender=runtime.heartbeat,
         defer_to_workers=True,
     )
 
@@ -89,10 +131,13 @@ def _runner(root: str) -> Runner:
 # -- job functions: module level, ids only ----------------------------------------------------------------
 
 
-def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> None:
+def run_broadcast_job(
+    root: str, campaign_id: str, send_now: bool = False, *, runtime: SchedulerRuntime | None = None
+) -> None:
     """Enqueue and send a broadcast (one zone group's moment, or immediately with `send_now`)."""
     try:
-        report = _runner(root).run_broadcast(campaign_id, send_now=send_now)
+        with collect_seldom():
+            report = _runner(runtime, root).run_broadcast(campaign_id, send_now=send_now)
         log.info(
             "broadcast %s: %d enqueued, %d sent, %d failed, %d deferred, %d unknown, %d skipped",
             campaign_id,
@@ -107,11 +152,12 @@ def run_broadcast_job(root: str, campaign_id: str, send_now: bool = False) -> No
         log.error("broadcast %s not sent: %s", campaign_id, err)
 
 
-def run_send_now_job(root: str, campaign_id: str) -> None:
+def run_send_now_job(root: str, campaign_id: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Send one campaign now (the console's and the API's "send now"): a broadcast at once, a sequence's
     enrolment and due steps."""
     try:
-        report = _runner(root).send(campaign_id, send_now=True)
+        with collect_seldom():
+            report = _runner(runtime, root).send(campaign_id, send_now=True)
         log.info(
             "send now %s: %d enqueued, %d sent, %d failed", campaign_id, report.enqueued, report.sent, report.failed
         )
@@ -119,11 +165,12 @@ def run_send_now_job(root: str, campaign_id: str) -> None:
         log.error("campaign %s not sent: %s", campaign_id, err)
 
 
-def run_sweeper_job(root: str) -> None:
+def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Advance every sequence and send whatever is due (or leave it to the workers); settle unknown requests."""
     try:
-        runner = _runner(root)
-        reports = runner.sweep()
+        runner = _runner(runtime, root)
+        with collect_seldom():
+            reports = runner.sweep()
         settle_unknown_requests(runner.engine, runner.workspace)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("sweep stopped: %s", err)
@@ -143,11 +190,11 @@ def run_sweeper_job(root: str) -> None:
     log.info("sweep done: %d campaign(s) looked at", len(reports))
 
 
-def run_upkeep_job(root: str) -> None:
+def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Recover the rows of senders that died (workers on any machine), every few seconds."""
     try:
         workspace = open_workspace(Path(root))
-        recover(_engine_for(workspace), workspace.settings.delivery.lease_seconds, scan=False)
+        recover(_runtime(runtime).engine, workspace.settings.delivery.lease_seconds, scan=False)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("upkeep: %s", err)
 
@@ -159,7 +206,7 @@ def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.Requ
     with engine.connect() as conn:
         campaign_ids = fleet.campaigns_with_requests(conn, fleet.UNKNOWN)
     for campaign_id in campaign_ids:
-        with write_turn(engine), engine.begin() as conn:
+        with delivery_store(engine).writing() as conn:
             result = ledger.settle_requests(conn, campaign_id, after)
         if result.accepted or result.lost:
             log.info(
@@ -177,18 +224,15 @@ def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.Requ
     return total
 
 
-def run_resync_job(root: str) -> None:
+def run_resync_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Re-read campaign files and reschedule what changed (uses the running scheduler)."""
-    scheduler = _current.get("scheduler")
-    if scheduler is None:
+    runtime = _runtime(runtime)
+    if runtime.scheduler is None:
         return
     try:
-        sync(scheduler, open_workspace(Path(root)))
+        sync(runtime.scheduler, open_workspace(Path(root)), runtime.engine)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("campaign files not synced: %s", err)
-
-
-_current: dict[str, Any] = {}  # this process's running scheduler and its heartbeat
 
 
 # -- sync ---------------------------------------------------------------------------------------------------
@@ -269,13 +313,12 @@ def _same_trigger(job: Any, spec: JobSpec) -> bool:
     return True  # a broadcast's moment is in its job id
 
 
-def sync(scheduler: BaseScheduler, workspace: Workspace) -> tuple[int, int]:
+def sync(scheduler: BaseScheduler, workspace: Workspace, engine: Engine) -> tuple[int, int]:
     """Make the job store match the campaign files; return (added or changed, removed).
 
     While any campaign file cannot be read, no job is removed: the broken file may be one whose
     broadcast is scheduled, and fixing the file must not have cost it its job.
     """
-    engine = _engine_for(workspace)
     now = utcnow()
     with engine.begin() as conn:
         specs, broken = desired_jobs(workspace, conn, now)
@@ -371,10 +414,13 @@ class StopSafeBackgroundScheduler(_StopSafe, BackgroundScheduler):
     pass
 
 
-def build_scheduler(engine: Engine, scheduler_cls: type[BaseScheduler] = StopSafeBlockingScheduler) -> BaseScheduler:
+def build_scheduler(
+    runtime: SchedulerRuntime, scheduler_cls: type[BaseScheduler] = StopSafeBlockingScheduler
+) -> BaseScheduler:
+    """A scheduler over the job store in the runtime's database, whose jobs run with `runtime`."""
     return scheduler_cls(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
-        executors={"default": {"type": "threadpool", "max_workers": 2}},
+        jobstores={"default": SQLAlchemyJobStore(engine=runtime.engine, tablename="apscheduler_jobs")},
+        executors={"default": RuntimeExecutor(runtime)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE},
         timezone="UTC",
     )
@@ -388,7 +434,7 @@ def upkeep_seconds(workspace: Workspace) -> int:
 def recover(engine: Engine, lease_seconds: float, *, scan: bool = True) -> ledger.Recovery:
     """Recover the rows of senders that died (`ledger.recover_senders`; any process may, at any time) and log
     what became of them (counts only)."""
-    with write_turn(engine), engine.begin() as conn:
+    with delivery_store(engine).writing() as conn:
         result = ledger.recover_senders(conn, lease_seconds, scan=scan)
     if result.requeued:
         log.warning(
@@ -407,12 +453,12 @@ def recover(engine: Engine, lease_seconds: float, *, scan: bool = True) -> ledge
 
 
 def leading_scheduler(
-    workspace: Workspace, scheduler_cls: type[BaseScheduler], *, wait: bool
+    workspace: Workspace, runtime: SchedulerRuntime, scheduler_cls: type[BaseScheduler], *, wait: bool
 ) -> tuple[BaseScheduler, SenderLock] | None:
     """Take the leader lock (with `wait`, as a standby until the leader goes; None if stopped meanwhile),
     recover what dead senders left, and build a scheduler whose first job (`resync`, at once) brings the job
-    store in line with the campaign files."""
-    engine = _engine_for(workspace)
+    store in line with the campaign files. It becomes `runtime.scheduler`."""
+    engine = runtime.engine
     takeover = workspace.settings.schedule.takeover_seconds
     lock = SenderLock(engine, takeover)
     standby = False
@@ -425,15 +471,14 @@ def leading_scheduler(
         if not standby:
             log.info("standby: another scheduler leads this store; taking over within %gs of it stopping", takeover)
             standby = True
-        if STOP.wait(min(1.0, takeover / 5)):
+        if runtime.stop.wait(min(1.0, takeover / 5)):
             return None
-    heartbeat = _current.get("heartbeat")
-    if isinstance(heartbeat, Heartbeat):
-        heartbeat.set_leader(True)
+    if runtime.heartbeat is not None:
+        runtime.heartbeat.set_leader(True)
     log.info("leading: this scheduler runs the jobs%s", " (took over from the previous leader)" if standby else "")
     recover(engine, workspace.settings.delivery.lease_seconds, scan=True)
-    scheduler = build_scheduler(engine, scheduler_cls)
-    _current["scheduler"] = scheduler
+    scheduler = build_scheduler(runtime, scheduler_cls)
+    runtime.scheduler = scheduler
     scheduler.add_job(
         run_resync_job,
         trigger=IntervalTrigger(seconds=RESYNC_SECONDS),
@@ -456,15 +501,16 @@ def run_scheduler(workspace: Workspace) -> None:
     first and stopped last; the scheduler then plans and leaves the sending to them. Exits with status 3
     when it loses the leader lock (its database connection died): a supervisor restarts it as a standby.
     """
-    engine = _engine_for(workspace)
+    engine = open_store(workspace.database_url)
+    runtime = SchedulerRuntime(engine)
     settings = workspace.settings
 
     def stop(signum: int, _frame: Any) -> None:
-        if STOP.is_set():
+        if runtime.stop.is_set():
             return  # a second signal: the first is already finishing the batches in flight
         log.info("signal %d: finishing the batches in flight, then exiting", signum)
-        STOP.set()
-        scheduler = _current.get("scheduler")
+        runtime.stop.set()
+        scheduler = runtime.scheduler
         if scheduler is not None:
             threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
 
@@ -476,33 +522,41 @@ def run_scheduler(workspace: Workspace) -> None:
     lost = threading.Event()
     try:
         with Heartbeat(engine, "scheduler", settings.delivery.lease_seconds, on_fenced=lambda: stop(0, None)) as beat:
-            _current["heartbeat"] = beat
-            leading = leading_scheduler(workspace, StopSafeBlockingScheduler, wait=True)
+            runtime.heartbeat = beat
+            leading = leading_scheduler(workspace, runtime, StopSafeBlockingScheduler, wait=True)
             if leading is None:
                 return
             scheduler, lock = leading
             watch = threading.Thread(
-                target=_watch_lock, args=(lock, settings.schedule.takeover_seconds, lost, stop), daemon=True
+                target=_watch_lock,
+                args=(lock, settings.schedule.takeover_seconds, runtime.stop, lost, stop),
+                daemon=True,
             )
             watch.start()
             try:
                 log.info("scheduler started for %s", workspace.root)
-                if not STOP.is_set():
+                if not runtime.stop.is_set():
                     scheduler.start()
             finally:
-                _current.pop("scheduler", None)
+                runtime.scheduler = None
                 beat.set_leader(False)
                 lock.release()
     finally:
-        _current.pop("heartbeat", None)
+        runtime.heartbeat = None
         workers.stop()
     if lost.is_set():
         raise SystemExit(3)
 
 
-def _watch_lock(lock: SenderLock, takeover_seconds: float, lost: threading.Event, stop: Callable[..., None]) -> None:
+def _watch_lock(
+    lock: SenderLock,
+    takeover_seconds: float,
+    stopping: threading.Event,
+    lost: threading.Event,
+    stop: Callable[..., None],
+) -> None:
     """The leader checks its lock's session; when it is gone another scheduler may lead: stop at once."""
-    while not STOP.wait(max(0.5, takeover_seconds / 3)):
+    while not stopping.wait(max(0.5, takeover_seconds / 3)):
         if not lock.held():
             log.error("the leader lock's database session is gone: stopping (another scheduler may lead now)")
             lost.set()
@@ -542,33 +596,37 @@ def sync_offline(workspace: Workspace) -> tuple[int, int] | None:
 
     Returns None when a scheduler is running (it re-reads the files itself within a minute).
     """
-    engine = _engine_for(workspace)
-    lock = SenderLock(engine)
-    if not lock.acquire():
-        return None
+    engine = open_store(workspace.database_url)
     try:
-        scheduler = build_scheduler(engine, StopSafeBackgroundScheduler)
-        scheduler.start(paused=True)
+        lock = SenderLock(engine)
+        if not lock.acquire():
+            return None
         try:
-            return sync(scheduler, workspace)
+            scheduler = build_scheduler(SchedulerRuntime(engine), StopSafeBackgroundScheduler)
+            scheduler.start(paused=True)
+            try:
+                return sync(scheduler, workspace, engine)
+            finally:
+                scheduler.shutdown(wait=False)
         finally:
-            scheduler.shutdown(wait=False)
+            lock.release()
     finally:
-        lock.release()
+        engine.dispose()
 
 
 def run_scheduler_in_background(workspace: Workspace) -> tuple[BaseScheduler, Callable[[], None]]:
     """Start the scheduler in this process's background (for `needlecast serve`); return it and its stop
     function. The same lock, recovery and jobs as `run_scheduler`; stopping finishes the batches in flight."""
-    leading = leading_scheduler(workspace, StopSafeBackgroundScheduler, wait=False)
+    runtime = SchedulerRuntime(open_store(workspace.database_url))
+    leading = leading_scheduler(workspace, runtime, StopSafeBackgroundScheduler, wait=False)
     assert leading is not None  # without waiting it leads or raises
     scheduler, lock = leading
     scheduler.start()
 
     def stop() -> None:
-        STOP.set()
+        runtime.stop.set()
         scheduler.shutdown(wait=True)
-        _current.pop("scheduler", None)
+        runtime.scheduler = None
         lock.release()
 
     return scheduler, stop

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
-from needlecast.store.schema import delivery_queue
 
 
 @dataclass
@@ -45,16 +45,8 @@ def fleet_status(engine: Engine, lease_seconds: float) -> FleetStatus:
     with engine.connect() as conn:
         now = fleet.clock(conn)
         senders = fleet.live(conn, now - lease_seconds)
-        queued, due = conn.execute(
-            select(
-                func.coalesce(func.sum(delivery_queue.c.size), 0),
-                func.coalesce(
-                    func.sum(delivery_queue.c.size).filter(delivery_queue.c.due_at <= utcnow()),
-                    0,
-                ),
-            )
-        ).one()
-    status = FleetStatus(leader=None, queued=int(queued), due=int(due))
+        queued, due = delivery_store(conn).queue_depth(conn, utcnow())
+    status = FleetStatus(leader=None, queued=queued, due=due)
     for sender in senders:
         info = SenderInfo(
             sender.id,

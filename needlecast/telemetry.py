@@ -6,7 +6,7 @@ Contract: `SenderMetrics(engine, lease_seconds)` owns a registry (never the proc
 - `needlecast_provider_requests_total{status}`: attempts by the provider's HTTP status ("transport" when
   no answer came) and `needlecast_provider_request_seconds`: their latency;
 - `needlecast_rate_limit_waits_total` and `needlecast_rate_limit_wait_seconds_total`: pacing;
-- the store's gauges read at each scrape (`web.metrics.StoreCollector`: emails by campaign and state, queue
+- the store's gauges read at each scrape (`StoreCollector`: emails by campaign and state, queue
   depth, the oldest due email's age) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
   leader, the live workers).
 `watch(backend)` hooks a backend's observer and limiter; `record` is the runner's `on_recorded`; `serve`
@@ -21,9 +21,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import deliveries, events
 
 
 class FleetCollector(Collector):
@@ -51,8 +54,6 @@ class FleetCollector(Collector):
 
 class SenderMetrics:
     def __init__(self, engine: Engine, lease_seconds: float) -> None:
-        from needlecast.web.metrics import StoreCollector
-
         self.registry = CollectorRegistry()
         self.emails = Counter(
             "needlecast_emails_recorded",
@@ -101,3 +102,33 @@ class SenderMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class StoreCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        emails = GaugeMetricFamily("needlecast_emails", "Emails in the delivery ledger", labels=["campaign", "status"])
+        depth = GaugeMetricFamily("needlecast_queue_depth", "Queued emails", labels=["campaign"])
+        age = GaugeMetricFamily(
+            "needlecast_queue_oldest_due_seconds",
+            "Seconds since the earliest queued email fell due (0 when none is due)",
+            labels=["campaign"],
+        )
+        kinds = GaugeMetricFamily("needlecast_provider_events", "Provider events stored", labels=["kind"])
+        now = utcnow()
+        with self.engine.connect() as conn:
+            for campaign, status, count in conn.execute(
+                select(deliveries.c.campaign_id, deliveries.c.status, func.count()).group_by(
+                    deliveries.c.campaign_id, deliveries.c.status
+                )
+            ):
+                emails.add_metric([campaign, status], int(count))
+            for campaign, size, first in delivery_store(conn).queue_by_campaign(conn):
+                depth.add_metric([campaign], size)
+                first_due = first if getattr(first, "tzinfo", None) else None
+                age.add_metric([campaign], max(0.0, (now - first_due).total_seconds()) if first_due else 0.0)
+            for kind, count in conn.execute(select(events.c.kind, func.count()).group_by(events.c.kind)):
+                kinds.add_metric([kind], int(count))
+        yield from (emails, depth, age, kinds)

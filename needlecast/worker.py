@@ -2,7 +2,7 @@
 
 A worker is a sender with a heartbeat (`needlecast.heartbeat`). Its loop: recover the rows of senders that
 died (any worker may; each row is recovered once), find the campaigns with due queue entries, and dispatch
-each one that may send (active, not a draft, past the claims gate) through the runner's dispatcher; when
+each one that may send (active, not a draft, past the claims gate) through the dispatcher; when
 nothing is due, wait `poll_seconds` (or until stopped). The ledger's claims keep workers apart, on one
 machine or many (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one machine, write turns).
 
@@ -25,13 +25,15 @@ from sqlalchemy import Engine
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.runner import Runner, RunReport
+from needlecast.campaign.dispatcher import Dispatcher
+from needlecast.campaign.report import RunReport
 from needlecast.config import Workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.heartbeat import Heartbeat
+from needlecast.pacing import collect_seldom
+from needlecast.store.delivery import DeliveryStore, delivery_store
 from needlecast.store.helpers import utcnow
-from needlecast.store.turns import write_turn
 
 log = logging.getLogger("needlecast.worker")
 
@@ -61,6 +63,7 @@ class Worker:
         retry_seconds: float = 30.0,
         on_recorded: Callable[[str, str, int], None] | None = None,
         backend_hook: Callable[[object], None] | None = None,
+        store: DeliveryStore | None = None,
     ) -> None:
         """`concurrency`: requests in flight at once (default `[delivery] max_in_flight`). `on_recorded` and
         `backend_hook` let metrics watch the dispatch and the backend from outside."""
@@ -73,6 +76,7 @@ class Worker:
             )
         self.workspace = workspace
         self.engine = engine
+        self.store = store or delivery_store(engine)
         self.stop = stop or threading.Event()
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
@@ -87,15 +91,7 @@ class Worker:
         lease = self.workspace.settings.delivery.lease_seconds
         backend = get_backend(self.workspace)
         with Heartbeat(self.engine, "worker", lease, on_fenced=self.stop.set) as sender:
-            runner = Runner(
-                self.workspace,
-                self.engine,
-                backend,
-                stop=self.stop,
-                sender=sender,
-                on_recorded=self.on_recorded,
-                use_helpers=False,
-            )
+            dispatcher = Dispatcher(self.workspace, self.store, backend, stop=self.stop, on_recorded=self.on_recorded)
             if self.backend_hook is not None:
                 self.backend_hook(backend)
             log.info(
@@ -105,7 +101,7 @@ class Worker:
             )
             self._recover(lease, scan=True)
             while not self.stop.is_set():
-                sent_something = self._round(runner)
+                sent_something = self._round(dispatcher, sender)
                 if sender.fenced.is_set():
                     self.fenced = True
                     break
@@ -122,7 +118,7 @@ class Worker:
         return self.totals
 
     def _recover(self, lease: float, *, scan: bool) -> None:
-        with write_turn(self.engine), self.engine.begin() as conn:
+        with self.store.writing() as conn:
             result = ledger.recover_senders(conn, lease, scan=scan)
         if result.senders:
             log.warning(
@@ -134,7 +130,7 @@ class Worker:
             )
             self.totals.recovered.append(result)
 
-    def _round(self, runner: Runner) -> bool:
+    def _round(self, dispatcher: Dispatcher, sender: Heartbeat) -> bool:
         """Dispatch every campaign with due rows once; whether any dispatch was attempted."""
         with self.engine.connect() as conn:
             due = ledger.due_campaigns(conn, utcnow())
@@ -160,11 +156,12 @@ class Worker:
                 continue
             report = RunReport(campaign_id)
             try:
-                if not runner.may_send(ctx, campaign, report):
+                if not dispatcher.may_send(ctx, campaign, report):
                     self._rest(campaign_id)
                     continue
                 attempted = True
-                runner.dispatch(ctx, campaign, report)
+                with collect_seldom():
+                    dispatcher.dispatch(ctx, campaign, report, sender)
             except (CampaignBlocked, CampaignFileError) as err:
                 log.error("campaign %s not sent: %s", campaign_id, err)
                 self._rest(campaign_id)

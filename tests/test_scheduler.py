@@ -19,7 +19,7 @@ from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.schedule import build_scheduler, sync, sync_offline
+from needlecast.schedule import SchedulerRuntime, build_scheduler, sync, sync_offline
 from needlecast.store.engine import open_store
 from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
@@ -214,10 +214,10 @@ def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(
     ws = open_workspace(root)
 
     def jobs() -> set[str]:
-        scheduler = build_scheduler(engine, BackgroundScheduler)
+        scheduler = build_scheduler(SchedulerRuntime(engine), BackgroundScheduler)
         scheduler.start(paused=True)
         try:
-            sync(scheduler, open_workspace(root))
+            sync(scheduler, open_workspace(root), engine)
             return {job.id for job in scheduler.get_jobs()}
         finally:
             scheduler.shutdown(wait=False)
@@ -257,7 +257,7 @@ def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(
     from needlecast.schedule import StopSafeBackgroundScheduler
 
     engine = open_store(store_url)
-    scheduler = build_scheduler(engine, StopSafeBackgroundScheduler)
+    scheduler = build_scheduler(SchedulerRuntime(engine), StopSafeBackgroundScheduler)
     scheduler.start(paused=True)
     try:
         submitted: list[str] = []

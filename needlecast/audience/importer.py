@@ -38,8 +38,8 @@ from needlecast.errors import InvalidAddress
 from needlecast.logs import scrub
 from needlecast.pacing import collect_seldom
 from needlecast.spreadsheet import neutralise
+from needlecast.store.audience import contact_ids_by_email, copies_contacts, reserve_contact_ids
 from needlecast.store.bulk import PreparedRows, bulk_insert, insert_prepared, prepare_rows
-from needlecast.store.driver import fetch_rows, reserve_ids, values_in, values_value
 from needlecast.store.helpers import hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
 
@@ -391,7 +391,7 @@ class _Writer:
             conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars()
         )
         self.was_empty = conn.execute(select(contacts.c.id).limit(1)).first() is None
-        self.copying = self.was_empty and conn.dialect.name == "postgresql"
+        self.copying = self.was_empty and copies_contacts(conn)
         self.behind = _WriteBehind(active=self.copying)
         self.seen: set[str] = set()  # addresses written so far
         self.done = 0
@@ -411,7 +411,7 @@ class _Writer:
         again = [email for email, record in part.items() if record.again]
         if fresh:
             with self.engine.connect() as other:
-                reserved = iter(reserve_ids(other, "contacts", "id", len(fresh)))
+                reserved = iter(reserve_contact_ids(other, len(fresh)))
             new_rows = _new_contacts(part, hashes, fresh, {}, self.source, self.now)
             ids: dict[str, int] = {}
             for row in new_rows:
@@ -463,12 +463,7 @@ class _Writer:
             # SQLite, which made a million-row import ten times slower.
             bulk_insert(conn, contacts, new_rows)
             new = [row["email"] for row in new_rows]
-            ids = dict(
-                (str(email), int(contact_id))
-                for email, contact_id in fetch_rows(
-                    conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, new),)
-                )
-            )  # one parameter, not one per address
+            ids = contact_ids_by_email(conn, new)
         self.summary.inserted += len(new_rows)
         rows = _batch_rows(part, batch, existing, ids, self.summary, self.source, self.now)
         if rows.field_updates:

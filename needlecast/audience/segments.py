@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
-from needlecast.store.driver import copy_frame, fetch_columns, is_sqlite, marker
+from needlecast.store.audience import read_contacts, read_lists
 from needlecast.tracking.actions import is_paused
 from needlecast.yamlfile import read_yaml
 
@@ -168,44 +168,19 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
 
     With a `segment`, only the columns evaluating and planning for that segment read (a million-contact
     broadcast reads a third of the data); without one, every column and the lists, for any segment,
-    sequence exit rule or preview. Read through the database driver directly and column by column
-    (`store.driver.fetch_columns`: a million contacts through SQLAlchemy's row processing took most of a
-    broadcast's planning time); attributes stay JSON text, decoded on demand (`attributes_of`).
+    sequence exit rule or preview. Read column-wise by `store.audience` (a million contacts through
+    SQLAlchemy's row processing took most of a broadcast's planning time); attributes stay JSON text,
+    decoded on demand (`attributes_of`).
     """
     names = _FRAME_COLUMNS if segment is None else _columns_for(segment)
-    with_lists = segment is None or bool(segment.lists)
-    # attributes as JSON text on both databases (PostgreSQL's driver would decode every one)
-    as_text = "" if is_sqlite(conn) else "::text"
-    columns = [f"c.{name}{as_text if name == 'attributes' else ''}" for name in names]
-    m = marker(conn)
-    within, list_within = "", ""
-    params: tuple[int, ...] = ()
-    if ids is not None:
-        within = f"WHERE c.id >= {m} AND c.id < {m} "
-        list_within = f" WHERE contact_id >= {m} AND contact_id < {m}"
-        params = (int(ids[0]), int(ids[1]))
-    rest = f"FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash {within}ORDER BY c.id"
-    if is_sqlite(conn):
-        values = fetch_columns(conn, [*columns, "s.reason"], rest, params)
-        frame = pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
-        del values
-    else:  # COPY as CSV: no NULLs (only the suppression reason can be missing), booleans as 0/1
-        cast = [f"{column}::int" if name in _BOOLEANS else column for name, column in zip(names, columns, strict=True)]
-        frame = copy_frame(
-            conn, [*names, "suppressed"], [*cast, "coalesce(s.reason, '')"], rest, params, integers=("id", *_BOOLEANS)
-        )
-        frame["suppressed"] = frame["suppressed"].where(frame["suppressed"] != "")
+    frame = read_contacts(conn, names, ids=ids)
     for column in ("signed_up_at", "created_at"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     for column in _BOOLEANS:
         frame[column] = frame[column].astype(bool)
-    if with_lists:
-        by_contact: dict[int, set[str]] = {}
-        for contact_id, name in zip(
-            *fetch_columns(conn, ("contact_id", "list_name"), f"FROM contact_lists{list_within}", params), strict=True
-        ):
-            by_contact.setdefault(contact_id, set()).add(name)
+    if segment is None or segment.lists:
+        by_contact = read_lists(conn, ids=ids)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)
     return frame

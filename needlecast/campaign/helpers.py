@@ -1,12 +1,12 @@
 """Helper sender processes: a large dispatch shared by `[delivery] sender_processes` processes.
 
 The ledger's claims keep the processes' rows apart (a row is claimed by exactly one of them), so a helper
-is just another runner dispatching the same campaign. Helpers are fresh interpreters (the `spawn` start
-method: no threads, locks or connections are inherited), which costs each one a second or two of start-up;
-helpers can therefore be made before the parent plans, so that start-up overlaps planning. A helper waits
-until the parent calls `release` (after the first slice of rows is in the ledger), then dispatches; it
-keeps waiting for rows at an empty queue until the parent says everything is enqueued (`release(enqueued=
-True)`). `cancel` sends it home without sending anything.
+is just another dispatcher (`campaign.dispatcher`) sending the same campaign. Helpers are fresh interpreters
+(the `spawn` start method: no threads, locks or connections are inherited), which costs each one a second or
+two of start-up; helpers can therefore be made before the parent plans, so that start-up overlaps planning.
+A helper waits until the parent calls `release` (after the first slice of rows is in the ledger), then
+dispatches; it keeps waiting for rows at an empty queue until the parent says everything is enqueued
+(`release(enqueued=True)`). `cancel` sends it home without sending anything.
 
 Contract: only ids and counts cross the process boundary; a helper reads the workspace and environment
 afresh, stops after its batches in flight at SIGTERM, and stops by itself when its parent is gone.
@@ -23,6 +23,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.dispatcher import Dispatcher
+from needlecast.campaign.report import RunReport
+from needlecast.config import open_workspace
+from needlecast.delivery import get_backend
+from needlecast.pacing import collect_seldom
+from needlecast.store.delivery import delivery_store
+from needlecast.store.engine import open_store
 
 log = logging.getLogger("needlecast.runner")
 _POLL_SECONDS = 0.2
@@ -93,12 +102,11 @@ def _helper_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     counts: dict[str, Any] = {}
     try:
-        from needlecast.campaign.runner import helper_dispatch  # the imports are most of the start-up cost
 
         def orphaned() -> bool:
             return os.getppid() != parent_pid
 
-        dispatch = helper_dispatch(
+        dispatch = _helper_dispatch(
             Path(root),
             campaign_id,
             parent_pid,
@@ -106,7 +114,8 @@ def _helper_main(
             lambda: not enqueued.is_set() and not cancelled.is_set() and not orphaned(),
         )
         if _wait_for_go(go, cancelled, stop, orphaned):
-            counts = dispatch()
+            with collect_seldom():
+                counts = dispatch()
     finally:
         results.put(counts)
 
@@ -116,3 +125,29 @@ def _wait_for_go(go: Any, cancelled: Any, stop: threading.Event, orphaned: Calla
         if cancelled.is_set() or stop.is_set() or orphaned():
             return False
     return not cancelled.is_set()
+
+
+def _helper_dispatch(
+    root: Path, campaign_id: str, parent_pid: int, stop: threading.Event, more_coming: Callable[[], bool]
+) -> Callable[[], dict[str, Any]]:
+    """Set up now (workspace, store, backend and campaign files, read afresh), and return the call that
+    dispatches the campaign and returns its counts (`RunReport.counts`).
+
+    Setting up is done while the helper waits for the parent's go. The dispatch stops when `stop` is set or
+    its parent is gone, and does not stop at an empty queue while `more_coming()` says the parent is still
+    enqueueing.
+    """
+    workspace = open_workspace(root)
+    store = delivery_store(open_store(workspace.database_url))
+    dispatcher = Dispatcher(
+        workspace, store, get_backend(workspace), stop=stop, parent_pid=parent_pid, more_coming=more_coming
+    )
+    ctx = CampaignContext.load(workspace)
+    campaign = ctx.campaign(campaign_id)
+
+    def dispatch() -> dict[str, Any]:
+        report = RunReport(campaign_id)
+        dispatcher.dispatch(ctx, campaign, report)
+        return report.counts()
+
+    return dispatch

@@ -5,27 +5,25 @@ rest of the claim was certainly not posted and goes back to the queue (`ledger.r
 intent must be in the database before the request leaves, and it is written from the sending thread, right
 before the post.
 
-Contract: `IntentWriter(engine, campaign_id, sender_id, token)` is a context manager; `write(batch)` returns
+Contract: `IntentWriter(store, campaign_id, sender_id, token)` is a context manager; `write(batch)` returns
 once the batch's intent is stored, and raises `SenderFenced` when the sender was declared dead (the request
 must not be posted). Group commit: the sending threads that ask while one of them is writing are written
 together by the next one, in one write turn (on SQLite the turn is shared with the other sender processes,
 and waiting for it once per group instead of once per request kept the send's speed). Each intent is one
-statement on a connection of the writer's own, in autocommit. `waited` sums the seconds spent waiting for
-the turn (the stage "turn").
+statement on a connection of the writer's own, in autocommit.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from needlecast.delivery.base import Batch
 from needlecast.errors import SenderFenced
 from needlecast.store import fleet
-from needlecast.store.turns import write_turn
+from needlecast.store.delivery import DeliveryStore
 
 
 class _Slot:
@@ -38,12 +36,11 @@ class _Slot:
 
 
 class IntentWriter:
-    def __init__(self, engine: Engine, campaign_id: str, sender_id: str, token: str) -> None:
-        self.engine = engine
+    def __init__(self, store: DeliveryStore, campaign_id: str, sender_id: str, token: str) -> None:
+        self.store = store
         self.campaign_id = campaign_id
         self.sender_id = sender_id
         self.token = token
-        self.waited = 0.0
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
         self._writing = False
@@ -85,12 +82,10 @@ class IntentWriter:
             raise SenderFenced(f"sender {self.sender_id} was declared dead")
 
     def _store(self, group: list[_Slot]) -> None:
-        started = time.perf_counter()
         try:
-            with write_turn(self.engine):
-                self.waited += time.perf_counter() - started
+            with self.store.write_turn():
                 if self._conn is None:
-                    self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                    self._conn = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
                 for slot in group:
                     ids = [int(recipient.delivery_id) for recipient in slot.batch.recipients]
                     slot.stored = fleet.record_intent(

@@ -111,6 +111,12 @@ def send(
             ),
         ),
     ] = False,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings", help="Print the seconds spent in each stage (plan, enqueue, dispatch, claim, mark, ...)."
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign without waiting for the scheduler.
 
@@ -119,15 +125,25 @@ def send(
     twice.
     """
     from needlecast.campaign.runner import Runner
+    from needlecast.campaign.timed import stage_seconds, timed_runner
     from needlecast.delivery import get_backend
+    from needlecast.pacing import collect_seldom
     from needlecast.schedule import recover
+    from needlecast.stopwatch import Stopwatch
 
     setup_logging()
     workspace = current_workspace()
     engine = current_store(workspace)
     recover(engine, workspace.settings.delivery.lease_seconds)  # rows of senders that died are theirs no more
-    report = Runner(workspace, engine, get_backend(workspace)).send(campaign, send_now=now)
+    backend = get_backend(workspace)
+    watch = Stopwatch()
+    runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
+    with collect_seldom():  # a large send makes and drops millions of acyclic objects
+        report = runner.send(campaign, send_now=now)
     _print_report(report)
+    if timings:
+        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
+        console.print(f"seconds by stage (this process): {stages}", highlight=False)
     _print_still_queued(campaign)
 
 

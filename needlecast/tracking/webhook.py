@@ -156,11 +156,6 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
         accepted = sorted({e.delivery_id for e in fresh.values() if e.delivery_id is not None})
         for delivered in chunked(accepted, 5000):
             ledger.accept_requests_of(conn, delivered)  # one event proves its whole request accepted
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(delivered), deliveries.c.status == ledger.UNKNOWN)
-                .values(status=ledger.SENT, error="settled from provider events", updated_at=now)
-            )
         ordered = sorted(fresh.values(), key=lambda e: e.occurred_at)
         outcomes = [
             {"b_id": e.delivery_id, "v_outcome": OUTCOMES[e.kind], "v_at": e.occurred_at}

@@ -59,11 +59,13 @@ class Senders:
         from needlecast.campaign.runner import Runner
         from needlecast.delivery import get_backend
         from needlecast.errors import ConfigurationError, NeedlecastError
+        from needlecast.pacing import collect_seldom
         from needlecast.schedule import recover
 
         try:
             recover(self.engine, self.workspace.settings.delivery.lease_seconds)
-            Runner(self.workspace, self.engine, get_backend(self.workspace)).send(campaign_id, send_now=True)
+            with collect_seldom():
+                Runner(self.workspace, self.engine, get_backend(self.workspace)).send(campaign_id, send_now=True)
         except (NeedlecastError, ConfigurationError) as err:
             log.error("campaign %s not sent: %s", campaign_id, err)
         except Exception as err:  # a bug: logged by type only, the send's rows are safe in the ledger
@@ -75,9 +77,9 @@ class Senders:
             self.finished.set()
 
     def _queue_for_the_scheduler(self, root: str, campaign_id: str) -> None:
-        from needlecast.schedule import StopSafeBackgroundScheduler, add_send_now_job, build_scheduler
+        from needlecast.schedule import SchedulerRuntime, StopSafeBackgroundScheduler, add_send_now_job, build_scheduler
 
-        scheduler = build_scheduler(self.engine, StopSafeBackgroundScheduler)
+        scheduler = build_scheduler(SchedulerRuntime(self.engine), StopSafeBackgroundScheduler)
         scheduler.start(paused=True)
         try:
             add_send_now_job(scheduler, root, campaign_id)

@@ -1,0 +1,39 @@
+"""A runner whose stages are timed from the outside (`needlecast send --timings`, the benchmarks).
+
+Stages (seconds, this process's part; helper processes are not included):
+- plan: segmenting, planning and enqueueing (`Planner.plan_broadcast`, `Planner.advance_sequence`);
+  within it enqueue, the store's inserts.
+- dispatch: sending (`Dispatcher.dispatch`); within it claim (the store's claims, with the contact data),
+  mark (recording outcomes) and turn (waiting for a write turn; on SQLite shared with other senders).
+- body: building request bodies, the backend's own count (`Backend.prepare_seconds`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from needlecast.campaign.runner import Runner
+from needlecast.config import Workspace
+from needlecast.delivery.base import Backend
+from needlecast.stopwatch import Stopwatch
+from needlecast.store.delivery import delivery_store
+
+STORE_CALLS = {"claim": "claim", "enqueue": "enqueue", "set_status": "mark", "requeue": "mark"}
+STORE_ENTRIES = {"writing": "turn", "write_turn": "turn"}
+
+
+def timed_runner(workspace: Workspace, engine: Engine, backend: Backend, watch: Stopwatch, **options: Any) -> Runner:
+    """A `Runner` (with `options`) whose store, planner and dispatcher put their stages on `watch`."""
+    store = watch.wrap(delivery_store(engine), calls=STORE_CALLS, entries=STORE_ENTRIES)
+    runner = Runner(workspace, engine, backend, store=store, **options)
+    runner.planner = watch.wrap(runner.planner, calls={"plan_broadcast": "plan", "advance_sequence": "plan"})
+    runner.dispatcher = watch.wrap(runner.dispatcher, calls={"dispatch": "dispatch"})
+    return runner
+
+
+def stage_seconds(watch: Stopwatch, backend: Backend) -> dict[str, float]:
+    """The stages timed so far, with the backend's body building, rounded to milliseconds."""
+    seconds = {**watch.seconds, "body": backend.prepare_seconds}
+    return {stage: round(value, 3) for stage, value in sorted(seconds.items())}

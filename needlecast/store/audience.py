@@ -1,0 +1,89 @@
+"""Reading the contacts for segmenting: the audience as columns, fast on each database.
+
+- SQLite: each column comes back as one JSON array (`store.driver.fetch_columns`).
+- PostgreSQL: the rows are streamed with COPY as CSV into pandas' C parser (`store.driver.copy_frame`).
+
+Contract: `read_contacts(conn, names, ids=...)` returns a DataFrame with one row per contact (in id
+order, only ids in [low, high) when `ids` is given), the columns `names` of `contacts` plus `suppressed`
+(the address's suppression reason, or None). Attributes stay JSON text; booleans come back as 0/1 or
+booleans (the caller casts); timestamps as text. `read_lists(conn, ids=...)` returns each contact's lists.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Connection
+
+from needlecast.store.driver import (
+    copy_frame,
+    fetch_columns,
+    fetch_rows,
+    is_sqlite,
+    marker,
+    reserve_ids,
+    values_in,
+    values_value,
+)
+
+BOOLEAN_COLUMNS = ("marketing_consent", "concern_consent")
+_NO_PARAMS: tuple[int, ...] = ()
+
+
+def read_contacts(conn: Connection, names: tuple[str, ...], *, ids: tuple[int, int] | None = None) -> pd.DataFrame:
+    # attributes as JSON text on both databases (PostgreSQL's driver would decode every one)
+    as_text = "" if is_sqlite(conn) else "::text"
+    columns = [f"c.{name}{as_text if name == 'attributes' else ''}" for name in names]
+    m = marker(conn)
+    within, params = "", _NO_PARAMS
+    if ids is not None:
+        within, params = f"WHERE c.id >= {m} AND c.id < {m} ", (int(ids[0]), int(ids[1]))
+    rest = f"FROM contacts c LEFT JOIN suppressions s ON s.email_hash = c.email_hash {within}ORDER BY c.id"
+    if is_sqlite(conn):
+        values = fetch_columns(conn, [*columns, "s.reason"], rest, params)
+        return pd.DataFrame(dict(zip([*names, "suppressed"], values, strict=True)))
+    # COPY as CSV: no NULLs (only the suppression reason can be missing), booleans as 0/1
+    cast = [
+        f"{column}::int" if name in BOOLEAN_COLUMNS else column for name, column in zip(names, columns, strict=True)
+    ]
+    frame = copy_frame(
+        conn,
+        [*names, "suppressed"],
+        [*cast, "coalesce(s.reason, '')"],
+        rest,
+        params,
+        integers=("id", *(name for name in BOOLEAN_COLUMNS if name in names)),
+    )
+    frame["suppressed"] = frame["suppressed"].where(frame["suppressed"] != "")
+    return frame
+
+
+def read_lists(conn: Connection, *, ids: tuple[int, int] | None = None) -> dict[int, set[str]]:
+    """The lists of every contact on one (of those with ids in [low, high))."""
+    m = marker(conn)
+    within, params = "", _NO_PARAMS
+    if ids is not None:
+        within, params = f" WHERE contact_id >= {m} AND contact_id < {m}", (int(ids[0]), int(ids[1]))
+    by_contact: dict[int, set[str]] = {}
+    for contact_id, name in zip(
+        *fetch_columns(conn, ("contact_id", "list_name"), f"FROM contact_lists{within}", params), strict=True
+    ):
+        by_contact.setdefault(contact_id, set()).add(name)
+    return by_contact
+
+
+def contact_ids_by_email(conn: Connection, emails: list[str]) -> dict[str, int]:
+    """The ids of the contacts with these addresses (one bound parameter however many there are)."""
+    rows = fetch_rows(
+        conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, emails),)
+    )
+    return {str(email): int(contact_id) for email, contact_id in rows}
+
+
+def copies_contacts(conn: Connection) -> bool:
+    """Whether new contacts can go in with COPY and ids reserved ahead (`reserve_contact_ids`): PostgreSQL."""
+    return not is_sqlite(conn)
+
+
+def reserve_contact_ids(conn: Connection, count: int) -> list[int]:
+    """PostgreSQL: `count` new contact ids, for rows written with their ids (none has to be read back)."""
+    return reserve_ids(conn, "contacts", "id", count)

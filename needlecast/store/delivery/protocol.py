@@ -1,0 +1,160 @@
+"""What the domain asks of a delivery store (`DeliveryStore`), and the ledger's state names.
+
+Every method that takes a `conn` runs in the caller's transaction, so that a claim and the marks of the
+round before it commit together; `writing()` opens such a transaction in this database's write turn.
+Contract (both implementations, pinned by tests/test_delivery_store.py):
+- `enqueue` inserts with ON CONFLICT DO NOTHING: enqueueing twice enqueues nothing twice; every new queued
+  row is listed in exactly one queue entry (up to QUEUE_ENTRY_SIZE rows of a campaign due at one time).
+- Every method that moves a row into or out of `queued` changes its queue entry in the same transaction.
+- `claim` takes whole entries off the queue (never one another sender holds) and moves their rows to
+  `sending` with the caller's token, in id order, each with its contact's data (CLAIMED_FIELDS).
+- `mark_*`, `release` change only rows still in the state they expect; each returns how many changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+
+from needlecast.store.bulk import Column
+
+QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED = (
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "skipped",
+    "cancelled",
+)
+STATUSES = (QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED)
+QUEUE_ENTRY_SIZE = 1000  # rows per queue entry: one request's worth (SendGrid takes 1000 recipients)
+
+# A claimed row, as `claim` returns it: the ledger's columns, then its contact's (email is None when the
+# contact was erased; suppressed is the suppression reason or None; attributes are JSON text).
+CLAIMED_FIELDS = (
+    "id",
+    "contact_id",
+    "step_id",
+    "variant",
+    "arm",
+    "email",
+    "first_name",
+    "status",
+    "marketing_consent",
+    "attributes",
+    "suppressed",
+)
+
+
+@dataclass(frozen=True)
+class RequestEvidence:
+    """What the stored provider events say about one request's rows."""
+
+    first_event: Any  # when the earliest event of any of its rows occurred (None: no event)
+    message_id: str
+    unknown_rows: int  # its rows still `unknown` under its id
+
+
+class DeliveryStore(Protocol):
+    """The ledger's storage (see the module docstring for the contract)."""
+
+    engine: Engine  # the database it speaks to (its senders' heartbeats and rate limits live there too)
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """This database's write turn, held for the block (SQLite: shared with the other processes)."""
+        ...
+
+    def writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction, taken in turn with the other sender processes of this database."""
+        ...
+
+    # -- planning ---------------------------------------------------------------------------------------------
+    def enqueue(self, conn: Connection, rows: dict[str, Column], *, fresh: bool) -> int:
+        """Insert ledger rows given column-wise (every column of `deliveries` but the id); new queued rows
+        are listed in the queue. `fresh`: the campaign had no rows (a cheaper path where one exists)."""
+        ...
+
+    def has_rows(self, conn: Connection, campaign_id: str) -> bool: ...
+
+    # -- dispatching --------------------------------------------------------------------------------------------
+    def claim(self, conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Sequence[Any]]:
+        """Up to `limit` due queued rows of a campaign, moved to `sending` under `token`, with their
+        contact's data (CLAIMED_FIELDS), in id order. Empty only when nothing is due (or all that is due is
+        being claimed by another sender right now)."""
+        ...
+
+    def set_status(
+        self,
+        conn: Connection,
+        ids: Sequence[int],
+        only_from: str,
+        values: dict[str, Any],
+        *,
+        count_attempt: bool = False,
+        request_id: str | None = None,
+        token: str | None = None,
+    ) -> int:
+        """Set `values` on the rows `ids` still in `only_from` (and, when given, of `request_id` / claimed
+        under `token`); returns how many changed."""
+        ...
+
+    def requeue(
+        self,
+        conn: Connection,
+        values: dict[str, Any],
+        *,
+        ids: Sequence[int] | None = None,
+        only_from: str,
+        token: str | None = None,
+        campaign_id: str | None = None,
+        request_id: str | None = None,
+        count_attempt: bool = False,
+    ) -> int:
+        """Move the matching rows in `only_from` back to `queued` with `values`, listed in the queue."""
+        ...
+
+    def set_status_of_claim(self, conn: Connection, token: str, only_from: str, values: dict[str, Any]) -> int: ...
+
+    # -- reading --------------------------------------------------------------------------------------------------
+    def counts(self, conn: Connection, campaign_id: str) -> dict[str, int]: ...
+
+    def queued_count(self, conn: Connection, campaign_id: str, due_by: datetime | None = None) -> int: ...
+
+    def queued_by_due(self, conn: Connection, campaign_id: str) -> list[tuple[datetime, int]]: ...
+
+    def due_campaigns(self, conn: Connection, now: datetime) -> list[str]: ...
+
+    def queue_depth(self, conn: Connection, now: datetime) -> tuple[int, int]:
+        """(queued rows, of which due by `now`) over every campaign."""
+        ...
+
+    def queue_by_campaign(self, conn: Connection) -> list[tuple[str, int, Any]]:
+        """(campaign, queued rows, earliest due time as the driver returns it) per campaign with queued rows."""
+        ...
+
+    # -- settling -------------------------------------------------------------------------------------------------
+    def request_evidence(self, conn: Connection, request_id: str, delivery_ids: Sequence[int]) -> RequestEvidence: ...
+
+    def has_events_after(self, conn: Connection, campaign_id: str, at: datetime) -> bool:
+        """Whether the campaign has events for emails recorded as sent after `at`."""
+        ...
+
+    def unknown_requests_of(self, conn: Connection, delivery_ids: Sequence[int]) -> list[str]:
+        """The request ids of those of these rows that are `unknown` under a request."""
+        ...
+
+    def settle_unknown_by_events(self, conn: Connection, campaign_id: str | None, delivery_ids: Sequence[int]) -> int:
+        """`unknown` rows that a stored event proves accepted -> `sent` (of a campaign, or these rows)."""
+        ...
+
+    def cancel_queued(self, conn: Connection, campaign_id: str) -> int: ...
+
+    def mark_stale_unknown(self, conn: Connection, campaign_id: str | None) -> int:
+        """Every `sending` row (of a campaign) -> `unknown` (no sender can still hold it)."""
+        ...

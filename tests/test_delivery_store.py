@@ -1,0 +1,244 @@
+"""The delivery store's contract (`store.delivery.DeliveryStore`), run against both implementations.
+
+`tests/test_ledger.py` pins the ledger's rules through the store; these tests pin what the dispatcher and
+the planner ask of the store directly: claims with their contact's data, claims that never overlap between
+senders, changes that touch only the rows in the state they expect, the queue's upkeep, the evidence a
+request's settlement reads, and the write turn. Each runs on SQLite and on PostgreSQL (`engine` fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from needlecast import ledger
+from needlecast.campaign.timed import STORE_CALLS, STORE_ENTRIES
+from needlecast.stopwatch import Stopwatch
+from needlecast.store.delivery import (
+    CLAIMED_FIELDS,
+    PostgresDeliveryStore,
+    SqliteDeliveryStore,
+    delivery_store,
+)
+from needlecast.store.schema import contacts, deliveries, events, suppressions
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def _contacts(conn: Connection, count: int) -> list[int]:
+    conn.execute(
+        insert(contacts),
+        [
+            {
+                "email": f"p{i}@example.com",
+                "email_hash": f"h{i}",
+                "first_name": f"P{i}",
+                "status": "pending" if i == 3 else "active",
+                "marketing_consent": i != 4,
+                "attributes": {"paused_until": "2027-01-01"} if i == 5 else {},
+                "signed_up_at": NOW,
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+            for i in range(1, count + 1)
+        ],
+    )
+    return list(conn.execute(select(contacts.c.id).order_by(contacts.c.id)).scalars())
+
+
+def _enqueue(conn: Connection, campaign: str, ids: list[int], due_at: datetime = NOW) -> int:
+    return ledger.enqueue_columns(
+        conn,
+        {
+            "campaign_id": campaign,
+            "step_id": "s1",
+            "contact_id": ids,
+            "segment": "all",
+            "variant": "general",
+            "arm": "",
+            "due_at": due_at,
+            "status": "queued",
+            "error": "",
+        },
+    )
+
+
+def test_the_store_of_each_database_is_its_own_implementation(engine: Engine) -> None:
+    store = delivery_store(engine)
+    expected = SqliteDeliveryStore if engine.dialect.name == "sqlite" else PostgresDeliveryStore
+    assert type(store) is expected and store.engine is engine
+    with engine.connect() as conn:
+        assert type(delivery_store(conn)) is expected  # from a connection too
+
+
+def test_a_claim_brings_each_row_with_its_contact_as_it_is_at_claim_time(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with engine.begin() as conn:
+        ids = _contacts(conn, 6)
+        _enqueue(conn, "c", ids)
+        conn.execute(insert(suppressions).values(email_hash="h2", reason="complaint", source="t", created_at=NOW))
+        conn.execute(contacts.delete().where(contacts.c.id == ids[5]))  # erased after planning
+    with store.writing() as conn:
+        rows = store.claim(conn, "c", NOW, 100, "tok")
+    assert [row[1] for row in rows] == ids  # in id order, every due row
+    by_contact = {row[1]: dict(zip(CLAIMED_FIELDS, row, strict=True)) for row in rows}
+    first = by_contact[ids[0]]
+    assert (first["email"], first["first_name"], first["status"], first["suppressed"]) == (
+        "p1@example.com",
+        "P1",
+        "active",
+        None,
+    )
+    assert bool(first["marketing_consent"]) and first["attributes"] in ("{}", "{}\n")
+    assert by_contact[ids[1]]["suppressed"] == "complaint"
+    assert by_contact[ids[2]]["status"] == "pending"
+    assert not by_contact[ids[3]]["marketing_consent"]
+    assert "paused_until" in by_contact[ids[4]]["attributes"]  # JSON text on both databases
+    assert by_contact[ids[5]]["email"] is None
+    with engine.connect() as conn:
+        assert ledger.counts(conn, "c")["sending"] == 6
+        tokens = set(conn.execute(select(deliveries.c.claim_token)).scalars())
+    assert tokens == {"tok"}
+
+
+def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with engine.begin() as conn:
+        _enqueue(conn, "c", list(range(1, 5001)))
+    taken: dict[str, list[int]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def sender(name: str) -> None:
+        start.wait()
+        while True:
+            with store.writing() as conn:
+                rows = store.claim(conn, "c", NOW, 700, name)
+            if not rows:
+                return
+            taken[name] += [int(row[0]) for row in rows]
+
+    threads = [threading.Thread(target=sender, args=(name,)) for name in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    together = taken["a"] + taken["b"]
+    assert len(together) == len(set(together)) == 5000
+    with engine.connect() as conn:
+        assert store.queue_depth(conn, NOW) == (0, 0)
+
+
+def test_status_changes_touch_only_rows_in_the_state_expected(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", list(range(1, 11)))
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
+        assert store.set_status(conn, ids[:4], "sending", {"status": "sent", "sent_at": NOW}) == 4
+        assert store.set_status(conn, ids[:6], "sending", {"status": "failed"}, count_attempt=True) == 2
+        assert store.set_status(conn, ids, "sending", {"status": "unknown"}, request_id="r1") == 0  # no row has r1
+        assert store.set_status(conn, ids[6:8], "sending", {"status": "unknown", "request_id": "r1"}) == 2
+        assert store.set_status(conn, ids, "unknown", {"status": "sent"}, request_id="r1", token="other") == 0
+        assert store.requeue(conn, {"error": "lost"}, ids=ids, only_from="unknown", request_id="r1") == 2
+        assert store.requeue(conn, {"error": "stopped"}, token="tok", only_from="sending") == 2
+        assert store.requeue(conn, {"error": ""}, ids=[], only_from="sending") == 0
+        attempts = dict(conn.execute(select(deliveries.c.id, deliveries.c.attempts)).all())
+        assert [attempts[i] for i in ids] == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+        assert ledger.counts(conn, "c") == {
+            **dict.fromkeys(ledger.STATUSES, 0),
+            "sent": 4,
+            "failed": 2,
+            "queued": 4,
+        }
+        assert store.queued_count(conn, "c") == 4  # every row back in `queued` is in the queue again
+        again = store.claim(conn, "c", NOW, 10, "tok2")
+    assert sorted(int(row[0]) for row in again) == sorted(ids[6:])
+
+
+def test_queue_readings_agree_with_what_was_enqueued(engine: Engine) -> None:
+    store = delivery_store(engine)
+    later = NOW + timedelta(hours=3)
+    with store.writing() as conn:
+        _enqueue(conn, "a", list(range(1, 1201)))
+        _enqueue(conn, "b", list(range(1, 11)), later)
+    with engine.connect() as conn:
+        assert store.queue_depth(conn, NOW) == (1210, 1200)
+        assert store.due_campaigns(conn, NOW) == ["a"] and store.due_campaigns(conn, later) == ["a", "b"]
+        assert [(due.replace(tzinfo=UTC), n) for due, n in store.queued_by_due(conn, "b")] == [(later, 10)]
+        by_campaign = {campaign: size for campaign, size, _ in store.queue_by_campaign(conn)}
+        assert by_campaign == {"a": 1200, "b": 10}
+        assert store.has_rows(conn, "a") and not store.has_rows(conn, "z")
+    with store.writing() as conn:
+        assert store.cancel_queued(conn, "a") == 1200
+        assert store.queue_depth(conn, later) == (10, 10)
+
+
+def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", list(range(1, 7)))
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 6, "tok")]
+        store.set_status(conn, ids[:3], "sending", {"status": "unknown", "request_id": "r1"})
+        store.set_status(conn, ids[3:], "sending", {"status": "sent", "sent_at": NOW + timedelta(minutes=5)})
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "provider_event_id": f"e{n}",
+                    "kind": "delivered",
+                    "delivery_id": delivery_id,
+                    "campaign_id": "c",
+                    "step_id": "s1",
+                    "message_id": f"m{n}",
+                    "email_hash": "",
+                    "occurred_at": NOW + timedelta(minutes=n),
+                    "received_at": NOW,
+                    "detail": "",
+                    "raw": {},
+                }
+                for n, delivery_id in ((1, ids[1]), (2, ids[4]))
+            ],
+        )
+        evidence = store.request_evidence(conn, "r1", ids[:3])
+        assert evidence.unknown_rows == 3 and evidence.first_event is not None and evidence.message_id == "m1"
+        assert store.request_evidence(conn, "r2", ids[:1]).first_event is None
+        assert store.has_events_after(conn, "c", NOW) and not store.has_events_after(
+            conn, "c", NOW + timedelta(hours=1)
+        )
+        assert store.unknown_requests_of(conn, ids) == ["r1"]
+        assert store.settle_unknown_by_events(conn, None, [ids[1]]) == 1  # the webhook's: rows with an event
+        assert store.settle_unknown_by_events(conn, "c", ()) == 0  # the campaign's: no other unknown row has one
+        conn.execute(update(deliveries).where(deliveries.c.id == ids[1]).values(status="unknown"))
+        assert store.settle_unknown_by_events(conn, "c", ()) == 1
+
+
+def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engine) -> None:
+    watch = Stopwatch()
+    store = watch.wrap(delivery_store(engine), calls=STORE_CALLS, entries=STORE_ENTRIES)
+    with store.writing() as conn:
+        _enqueue(conn, "c", [1, 2, 3])
+        rows = store.claim(conn, "c", NOW, 10, "tok")
+        store.set_status(conn, [int(row[0]) for row in rows], "sending", {"status": "sent"})
+    assert len(rows) == 3
+    assert set(watch.seconds) == {"turn", "claim", "mark"}
+    assert all(seconds >= 0 for seconds in watch.seconds.values())
+    with engine.connect() as conn:
+        assert ledger.counts(conn, "c")["sent"] == 3
+
+
+@pytest.mark.parametrize("stage", ["claim", "mark"])
+def test_a_failing_call_is_still_timed_and_its_error_raised(stage: str) -> None:
+    class Broken:
+        def claim(self) -> None:
+            raise RuntimeError("claim failed")
+
+        def set_status(self) -> None:
+            raise RuntimeError("mark failed")
+
+    watch = Stopwatch()
+    timed = watch.wrap(Broken(), calls=STORE_CALLS)
+    with pytest.raises(RuntimeError, match=f"{stage} failed"):
+        (timed.claim if stage == "claim" else timed.set_status)()
+    assert stage in watch.seconds

@@ -9,7 +9,7 @@ Contract: `SenderMetrics(engine, lease_seconds)` owns a registry (never the proc
 - the store's gauges read at each scrape (`StoreCollector`: emails by campaign and state, queue
   depth, the oldest due email's age) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
   leader, the live workers).
-`watch(backend)` hooks a backend's observer and limiter; `record` is the runner's `on_recorded`; `serve`
+`watch(backend)` hooks a backend's observer and limiter; `record` is the dispatcher's `on_recorded`; `serve`
 starts the HTTP endpoint. Labels are campaign ids, states and sender ids only: no personal data.
 """
 

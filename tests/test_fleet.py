@@ -195,6 +195,9 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
             return sum(counts.values()) == 50_000 and counts["queued"] == counts["sending"] == 0
 
         wait_until(drained, 300, "every row to be sent or unknown")
+        # A request a killed worker had already written to its socket still reaches the sink, which may take
+        # it after the rows are drained: what the provider accepted is known once the sink is idle.
+        wait_until(sink.idle, 60, "the sink to finish every request it received")
         with running.engine.connect() as conn:
             in_doubt = fleet.requests_of_campaign(conn, "big", fleet.UNKNOWN)
         assert {r.sender_id for r in in_doubt} <= set(killed)  # only the killed left requests in doubt
@@ -234,7 +237,10 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
     finally:
         running.stop_all()
     ids = Counter(sink.accepted_delivery_ids())
-    assert len(ids) == 50_000 and max(ids.values()) == 1  # everyone, nobody twice
+    twice = {d for d, n in ids.items() if n > 1}
+    of_lost = {str(d) for r in lost for d in r.delivery_ids} & twice
+    assert not twice, f"{len(twice)} emails sent twice, {len(of_lost)} of them in requests proved lost"
+    assert len(ids) == 50_000  # everyone
     with running.engine.connect() as conn:
         assert not fleet.requests_of_campaign(conn, "big", fleet.UNKNOWN)
         assert {r.id for r in fleet.requests_of_campaign(conn, "big", fleet.LOST)} == {r.id for r in lost}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.campaign import runner as runner_module
+from needlecast.campaign.planning import Planner
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
 from needlecast.campaign.winner import load_decisions
@@ -225,12 +225,12 @@ def test_a_crash_between_the_decision_and_the_rest_changes_nothing(
     _behave(engine, {"A": 0.05, "B": 0.40})
     clock.now = NOW + timedelta(hours=4, minutes=1)
 
-    real_enqueue = runner_module.Runner._enqueue
+    real_enqueue = Planner.enqueue
 
     def crash(*args: object, **kwargs: object) -> None:
         raise SystemExit("killed after the decision was written")
 
-    monkeypatch.setattr(runner_module.Runner, "_enqueue", crash)
+    monkeypatch.setattr(Planner, "enqueue", crash)
     with pytest.raises(SystemExit):
         runner.run_broadcast("spring")
     with engine.connect() as conn:
@@ -238,7 +238,7 @@ def test_a_crash_between_the_decision_and_the_rest_changes_nothing(
     assert len(_rows(engine)) == tested  # decided, nothing of the rest enqueued yet
     # Later events would change the figures; the decision, once written, does not change.
     _behave(engine, {"A": 0.90, "B": 0.0})
-    monkeypatch.setattr(runner_module.Runner, "_enqueue", real_enqueue)
+    monkeypatch.setattr(Planner, "enqueue", real_enqueue)
     clock.now = NOW + timedelta(hours=6)
     after = runner.run_broadcast("spring")
     assert after.decisions == [] and after.sent == LEADS - tested

@@ -63,14 +63,11 @@ class Runner:
         more_coming: Callable[[], bool] = lambda: False,
         sender: Heartbeat | None = None,
         defer_to_workers: bool = False,
-        on_recorded: Callable[[str, str, int], None] | None = None,
-        use_helpers: bool = True,
         store: DeliveryStore | None = None,
     ) -> None:
         """`sender`: this process's heartbeat (without one, each dispatch registers its own sender for its
         duration). `defer_to_workers`: the scheduler's runner, which plans but leaves the sending to workers
-        while any is alive. `on_recorded(campaign, status, count)`: called as outcomes are recorded (metrics).
-        `use_helpers`: False in a worker, which is itself one of many senders (no helper processes).
+        while any is alive.
         `store`: the delivery store (default: the engine's; a caller may pass a wrapped one, e.g. timed)."""
         self.workspace = workspace
         self.engine = engine
@@ -79,7 +76,6 @@ class Runner:
         self.stop = stop or threading.Event()
         self.sender = sender
         self.defer_to_workers = defer_to_workers
-        self.use_helpers = use_helpers
         self.store = store or delivery_store(engine)
         self._renders: dict[str, dict[RenderKey, RenderedEmail]] = {}  # by campaign, made before enqueueing
         self.planner = Planner(workspace, self.store)
@@ -91,7 +87,6 @@ class Runner:
             stop=self.stop,
             claim_size=claim_size,
             more_coming=more_coming,
-            on_recorded=on_recorded,
             prerendered=self._renders,
         )
 
@@ -231,7 +226,7 @@ class Runner:
         `[delivery] sender_processes` allows them and the send reaches `parallel_from`."""
         delivery = self.workspace.settings.delivery
         count = 0
-        if delivery.sender_processes > 1 and self.use_helpers and not (self.defer_to_workers and self._workers_alive()):
+        if delivery.sender_processes > 1 and not (self.defer_to_workers and self._workers_alive()):
             if size is None:
                 with self.engine.connect() as conn:
                     size = ledger.queued_count(conn, campaign.id, self.clock())

@@ -159,6 +159,7 @@ class SinkState:
     # (accepted requests, faults): queued the moment that many requests have been accepted
     faults_after: tuple[int, list[dict[str, Any]]] | None = None
     requests: int = 0
+    handling: int = 0  # POSTs being handled right now (a stalled one included)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -205,6 +206,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
+        with state.lock:
+            state.handling += 1
+        try:
+            self._post(state)
+        finally:
+            with state.lock:
+                state.handling -= 1
+
+    def _post(self, state: SinkState) -> None:
         raw = self._body()
         if self.path == "/_sink/faults":
             with state.lock:
@@ -324,6 +334,11 @@ class SendGridSink:
     @property
     def accepted(self) -> list[Accepted]:
         return list(self.state.accepted)
+
+    def idle(self) -> bool:
+        """Whether no request is being handled (what a killed client had sent is accepted, or refused, by now)."""
+        with self.state.lock:
+            return self.state.handling == 0
 
     def accepted_delivery_ids(self) -> list[str]:
         return [delivery_id for a in self.accepted for _, delivery_id in a.recipients]

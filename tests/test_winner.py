@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.campaign.planning import Planner
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
+from needlecast.campaign.planning import Planner
 from needlecast.campaign.winner import load_decisions
 from needlecast.config import Workspace, open_workspace
 from needlecast.devtools.sendgrid_sink import SendGridSink

@@ -32,7 +32,7 @@ from needlecast.delivery import get_backend
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
-from needlecast.store.delivery import DeliveryStore, delivery_store
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 
 log = logging.getLogger("needlecast.worker")
@@ -63,7 +63,6 @@ class Worker:
         retry_seconds: float = 30.0,
         on_recorded: Callable[[str, str, int], None] | None = None,
         backend_hook: Callable[[object], None] | None = None,
-        store: DeliveryStore | None = None,
     ) -> None:
         """`concurrency`: requests in flight at once (default `[delivery] max_in_flight`). `on_recorded` and
         `backend_hook` let metrics watch the dispatch and the backend from outside."""
@@ -76,7 +75,7 @@ class Worker:
             )
         self.workspace = workspace
         self.engine = engine
-        self.store = store or delivery_store(engine)
+        self.store = delivery_store(engine)
         self.stop = stop or threading.Event()
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds

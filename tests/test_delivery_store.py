@@ -214,6 +214,22 @@ def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) ->
         assert store.settle_unknown_by_events(conn, "c", ()) == 1
 
 
+def test_provider_outcomes_apply_in_order_so_the_latest_report_wins(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", [1, 2])
+        first, second = sorted(int(row[0]) for row in store.claim(conn, "c", NOW, 2, "tok"))
+        later = NOW + timedelta(hours=1)
+        store.record_outcomes(conn, [(first, "deferred", NOW), (first, "delivered", later), (second, "bounced", NOW)])
+        found = {
+            row.id: (row.outcome, row.outcome_at.replace(tzinfo=UTC))
+            for row in conn.execute(select(deliveries.c.id, deliveries.c.outcome, deliveries.c.outcome_at))
+        }
+    assert found == {first: ("delivered", later), second: ("bounced", NOW)}
+    with engine.connect() as conn:
+        assert ledger.counts(conn, "c")["sending"] == 2  # an outcome is the provider's word; the state stays
+
+
 def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engine) -> None:
     watch = Stopwatch()
     store = watch.wrap(delivery_store(engine), calls=STORE_CALLS, entries=STORE_ENTRIES)

@@ -25,16 +25,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, insert, select
 
 from needlecast import ledger
 from needlecast.audience.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import chunked, hash_key, utcnow
-from needlecast.store.schema import deliveries, rejected_events
 from needlecast.store.schema import events as events_table
+from needlecast.store.schema import rejected_events
 from needlecast.tracking.events import Event, Parsed
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -52,11 +53,6 @@ OUTCOMES = {
     "dropped": "dropped",
     "deferred": "deferred",
 }
-_SET_OUTCOME = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"))
-    .values(outcome=bindparam("v_outcome"), outcome_at=bindparam("v_at"))
-)
 
 
 def load_public_key(public_key_b64: str) -> ec.EllipticCurvePublicKey:
@@ -158,12 +154,12 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
             ledger.accept_requests_of(conn, delivered)  # one event proves its whole request accepted
         ordered = sorted(fresh.values(), key=lambda e: e.occurred_at)
         outcomes = [
-            {"b_id": e.delivery_id, "v_outcome": OUTCOMES[e.kind], "v_at": e.occurred_at}
+            (e.delivery_id, OUTCOMES[e.kind], e.occurred_at)
             for e in ordered
             if e.kind in OUTCOMES and e.delivery_id is not None
         ]
         if outcomes:  # in time order, so the latest report wins
-            conn.execute(_SET_OUTCOME, outcomes)
+            delivery_store(conn).record_outcomes(conn, outcomes)
         for event in ordered:
             reason = SUPPRESSING.get(event.kind)
             hashed = email_hash(key, event.email.strip().lower()) if reason and event.email else ""

@@ -153,6 +153,11 @@ class DeliveryStore(Protocol):
         """`unknown` rows that a stored event proves accepted -> `sent` (of a campaign, or these rows)."""
         ...
 
+    def record_outcomes(self, conn: Connection, outcomes: Sequence[tuple[int, str, datetime]]) -> None:
+        """The provider's latest word on each row: (delivery id, delivered | bounced | dropped | deferred,
+        when), applied in the order given (the last one for a row wins)."""
+        ...
+
     def cancel_queued(self, conn: Connection, campaign_id: str) -> int: ...
 
     def mark_stale_unknown(self, conn: Connection, campaign_id: str | None) -> int:

@@ -15,7 +15,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, select, update
 
 from needlecast.store.bulk import Column
 from needlecast.store.delivery.protocol import (
@@ -313,6 +313,14 @@ class SqlDeliveryStore:
                     updated_at=utcnow(),
                 )
             ).rowcount
+        )
+
+    def record_outcomes(self, conn: Connection, outcomes: Sequence[tuple[int, str, datetime]]) -> None:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("b_id"))
+            .values(outcome=bindparam("v_outcome"), outcome_at=bindparam("v_at")),
+            [{"b_id": delivery_id, "v_outcome": outcome, "v_at": at} for delivery_id, outcome, at in outcomes],
         )
 
     def cancel_queued(self, conn: Connection, campaign_id: str) -> int:

@@ -66,6 +66,7 @@ from needlecast.store.leader import SenderLock
 log = logging.getLogger("needlecast.scheduler")
 MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
 RESYNC_SECONDS = 60
+SENDERS_KEPT_SECONDS = 7 * 24 * 3600  # how long a stopped or dead sender's row stays, for whoever investigates
 
 
 @dataclass
@@ -191,10 +192,14 @@ def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> No
 
 
 def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
-    """Recover the rows of senders that died (workers on any machine), every few seconds."""
+    """Recover the rows of senders that died (workers on any machine), every few seconds; forget the senders
+    that ended more than SENDERS_KEPT_SECONDS ago (`needlecast status` shows only live ones anyway)."""
     try:
         workspace = open_workspace(Path(root))
-        recover(_runtime(runtime).engine, workspace.settings.delivery.lease_seconds, scan=False)
+        engine = _runtime(runtime).engine
+        recover(engine, workspace.settings.delivery.lease_seconds, scan=False)
+        with delivery_store(engine).writing() as conn:
+            fleet.forget_ended(conn, fleet.clock(conn) - SENDERS_KEPT_SECONDS)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("upkeep: %s", err)
 

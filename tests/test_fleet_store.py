@@ -179,6 +179,25 @@ def test_a_sender_that_stops_cleanly_is_no_longer_live(engine: Engine) -> None:
         assert fleet.live(conn, fleet.cutoff(conn, 60)) == []
 
 
+def test_senders_that_ended_long_ago_are_forgotten_and_a_forgotten_sender_stays_fenced(engine: Engine) -> None:
+    with engine.begin() as conn:
+        _enqueue(conn, "a", list(range(1, 11)))
+        alive, stopped, recent, dead = (fleet.register(conn, "worker") for _ in range(4))
+        token, ids = _claim(conn, dead, 10)
+        fleet.retire(conn, stopped)
+        fleet.retire(conn, recent)
+        m = _param(conn)
+        for old in (stopped, dead):
+            conn.exec_driver_sql(f"UPDATE senders SET beat_at = beat_at - 1000 WHERE id = {m}", (old,))
+        assert fleet.expire(conn, fleet.cutoff(conn, 30)) == [dead]
+        assert fleet.forget_ended(conn, fleet.clock(conn) - 500) == 2  # stopped and dead, long ago
+        assert {row[0] for row in conn.exec_driver_sql("SELECT id FROM senders")} == {alive, recent}
+        assert not fleet.record_intent(conn, "r1", "a", dead, token, ids)  # no row: the fence holds
+    with engine.begin() as conn:
+        result = ledger.recover_senders(conn, 30, scan=True)  # its claim is recovered like any dead sender's
+        assert result.requeued == 10 and _check_queue(conn) == {"a": 10}
+
+
 def test_the_fleet_rate_limit_spaces_every_limiters_requests_by_the_interval(engine: Engine) -> None:
     starts: list[float] = []
 

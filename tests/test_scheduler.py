@@ -271,3 +271,24 @@ def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(
         monkey.undo()
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_the_upkeep_job_forgets_senders_ended_over_a_week_ago(workspace_dir: Path) -> None:
+    from needlecast.schedule import SENDERS_KEPT_SECONDS, run_upkeep_job
+    from needlecast.store import fleet
+
+    workspace = open_workspace(workspace_dir)
+    engine = open_store(workspace.database_url)
+    try:
+        with engine.begin() as conn:
+            old, recent = fleet.register(conn, "worker"), fleet.register(conn, "worker")
+            fleet.retire(conn, old)
+            fleet.retire(conn, recent)
+            conn.exec_driver_sql(
+                "UPDATE senders SET beat_at = beat_at - ? WHERE id = ?", (SENDERS_KEPT_SECONDS + 60, old)
+            )
+        run_upkeep_job(str(workspace_dir), runtime=SchedulerRuntime(engine))
+        with engine.connect() as conn:
+            assert [row[0] for row in conn.exec_driver_sql("SELECT id FROM senders")] == [recent]
+    finally:
+        engine.dispose()

@@ -13,6 +13,9 @@ Contract:
   sender; `finish_claim` removes a claim's intents at the end of its dispatch (their rows were recorded
   or released by then; until then a recovery passes over an intent whose rows are no longer `sending`).
 - `expire` turns senders silent past the cutoff into `dead` and returns their ids; `live` lists the others.
+- `forget_ended` deletes the rows of senders that stopped or died long ago. Safe at any time: a forgotten
+  sender is not alive (its claimed rows, if any were left, are recovered like any dead sender's) and
+  cannot write an intent (there is no row to pass the fence).
 - Claim tokens are `<sender id>/<random>` (`claim_token`), so rows in `sending` name their sender.
 """
 
@@ -173,6 +176,14 @@ def expire(conn: Connection, silent_since: float) -> list[str]:
         (DEAD, False, ALIVE, silent_since),
     ).all()
     return [str(row[0]) for row in rows]
+
+
+def forget_ended(conn: Connection, before: float) -> int:
+    """Delete the rows of senders stopped or dead whose last heartbeat is older than `before` (the database
+    clock's epoch seconds); how many."""
+    m = marker(conn)
+    result = conn.exec_driver_sql(f"DELETE FROM senders WHERE state <> {m} AND beat_at < {m}", (ALIVE, before))
+    return int(result.rowcount)
 
 
 def live(conn: Connection, silent_since: float, kind: str | None = None) -> list[SenderRow]:

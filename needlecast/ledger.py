@@ -224,7 +224,7 @@ def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
 
 def reconcile(conn: Connection, campaign_id: str) -> int:
     """Unknown rows that any stored event proves the provider accepted -> `sent`. Returns how many."""
-    return delivery_store(conn).settle_unknown_by_events(conn, campaign_id, ())
+    return delivery_store(conn).settle_campaign_by_events(conn, campaign_id)
 
 
 @dataclass
@@ -307,7 +307,7 @@ def accept_requests_of(conn: Connection, delivery_ids: Sequence[int]) -> int:
             request_id=request_id,
         )
         fleet.set_request_state(conn, request_id, fleet.ACCEPTED)
-    return changed + store.settle_unknown_by_events(conn, None, delivery_ids)
+    return changed + store.settle_rows_with_events(conn, delivery_ids)
 
 
 def settle_requests(conn: Connection, campaign_id: str, lost_after_seconds: float | None) -> RequestSettlement:

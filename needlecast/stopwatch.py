@@ -33,14 +33,6 @@ class Stopwatch:
         with self._lock:
             self.seconds[stage] += seconds
 
-    @contextmanager
-    def timing(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - started)
-
     def wrap(self, target: T, *, calls: Mapping[str, str] = {}, entries: Mapping[str, str] = {}) -> T:
         """`target`, with the calls named timed (see the module docstring)."""
         return _Timed(target, self, dict(calls), dict(entries))  # type: ignore[return-value]

@@ -149,8 +149,12 @@ class DeliveryStore(Protocol):
         """The request ids of those of these rows that are `unknown` under a request."""
         ...
 
-    def settle_unknown_by_events(self, conn: Connection, campaign_id: str | None, delivery_ids: Sequence[int]) -> int:
-        """`unknown` rows that a stored event proves accepted -> `sent` (of a campaign, or these rows)."""
+    def settle_rows_with_events(self, conn: Connection, delivery_ids: Sequence[int]) -> int:
+        """These rows (each with a stored event), where `unknown` -> `sent` (the webhook's)."""
+        ...
+
+    def settle_campaign_by_events(self, conn: Connection, campaign_id: str) -> int:
+        """A campaign's `unknown` rows that a stored event proves accepted -> `sent`, with the event's time."""
         ...
 
     def record_outcomes(self, conn: Connection, outcomes: Sequence[tuple[int, str, datetime]]) -> None:

@@ -287,15 +287,16 @@ class SqlDeliveryStore:
         )
         return [str(row[0]) for row in rows]
 
-    def settle_unknown_by_events(self, conn: Connection, campaign_id: str | None, delivery_ids: Sequence[int]) -> int:
-        if campaign_id is None:  # the webhook: these rows have an event each
-            return int(
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == UNKNOWN)
-                    .values(status=SENT, error="settled from provider events", updated_at=utcnow())
-                ).rowcount
-            )
+    def settle_rows_with_events(self, conn: Connection, delivery_ids: Sequence[int]) -> int:
+        return int(
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == UNKNOWN)
+                .values(status=SENT, error="settled from provider events", updated_at=utcnow())
+            ).rowcount
+        )
+
+    def settle_campaign_by_events(self, conn: Connection, campaign_id: str) -> int:
         accepted = exists().where(events.c.delivery_id == deliveries.c.id)
         first_event = (
             select(func.min(events.c.occurred_at)).where(events.c.delivery_id == deliveries.c.id).scalar_subquery()

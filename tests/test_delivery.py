@@ -216,9 +216,20 @@ def test_an_error_mid_feed_reports_the_requests_in_flight_before_it_propagates(
     assert len(harness.requests()) == 2 and reported == batches[:2]
 
 
-def test_stalled_server_hits_the_timeout_and_the_batch_is_retried(workspace: Workspace, sink: SendGridSink) -> None:
+def test_a_request_accepted_after_its_sender_stopped_waiting_is_never_posted_again(
+    workspace: Workspace, sink: SendGridSink
+) -> None:
+    # SendGrid took the request but answered after the timeout: posting it again would mail everyone twice.
     backend = _sendgrid(workspace, sink, timeout_seconds=0.3)
-    sink.fail({"stall": 1.0})
+    sink.fail({"slow": 1.0})
+    outcomes = Harness(backend, None).send(_batches(workspace, 5))
+    assert {(o.status, o.ambiguous) for o in outcomes} == {(DEFERRED, True)}  # unknown until events settle it
+    assert sink.state.requests == 1 and sorted(sink.accepted_delivery_ids()) == [f"d{i}" for i in range(5)]
+
+
+def test_a_request_refused_before_it_was_sent_is_retried(workspace: Workspace, sink: SendGridSink) -> None:
+    backend = _sendgrid(workspace, sink, timeout_seconds=0.3)
+    sink.fail({"status": 503})  # SendGrid said it did not take it: safe to post again
     outcomes = Harness(backend, None).send(_batches(workspace, 5))
     assert {o.status for o in outcomes} == {SENT}
     assert sink.state.requests == 2 and sorted(sink.accepted_delivery_ids()) == [f"d{i}" for i in range(5)]

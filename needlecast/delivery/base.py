@@ -7,9 +7,12 @@ and one `Outcome` per recipient:
 
 - `sent`: the provider accepted the request (202); `message_id` is its id.
 - `failed`: the provider rejected the request (400); `error` holds its reasons. Retrying would not help.
-- `deferred`: not accepted after every retry. `ambiguous` tells whether any attempt may have reached the
-  provider (a read timeout or a dropped connection after the request went out): if not, the rows can
-  simply be queued again; if so, they are `unknown` until webhook events settle them.
+- `deferred`: not accepted. `ambiguous` tells whether the request may have reached the provider (a read
+  timeout or a dropped connection after the request went out): if not (5xx, refused connection, every retry
+  spent), the rows can simply be queued again; if so, they are `unknown` until webhook events settle them.
+  An ambiguous failure is never retried here: SendGrid's Mail Send has no idempotency key, so posting the
+  request again could deliver every email of it twice. Only failures that prove the provider did not take
+  the request (a 5xx, a 429, a connection refused before anything was sent) are retried.
 
 A rejected API key (401/403) raises `ProviderAuthError` out of `send_all` and stops the loop: no outcome is
 reported for anything, because nothing was sent. `check()` raises `ConfigurationError` for a backend that
@@ -218,8 +221,9 @@ class Backend(ABC):
             except TransportError as err:
                 self._observe(started, "transport")
                 attempts.last_error = str(err)
-                if err.ambiguous:
+                if err.ambiguous:  # it may have arrived: posting it again could send it twice
                     attempts.ambiguous = True
+                    break
                 if attempts.count > self.retry.max_retries:
                     break
                 self.retry.sleep(self.retry.backoff(attempts.count - 1))

@@ -158,6 +158,8 @@ class SinkState:
     faults: deque[dict[str, Any]] = field(default_factory=deque)
     # (accepted requests, faults): queued the moment that many requests have been accepted
     faults_after: tuple[int, list[dict[str, Any]]] | None = None
+    # the delivery ids of every request a `stall` fault held (never accepted): a test knows what never arrived
+    stalled: set[str] = field(default_factory=set)
     requests: int = 0
     handling: int = 0  # POSTs being handled right now (a stalled one included)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -172,6 +174,15 @@ class SinkState:
                 "accepted_recipients": recipients,
                 "faults_queued": len(self.faults),
             }
+
+
+def _delivery_ids(raw: bytes) -> list[str]:
+    """The `delivery_id` custom arg of each personalization of a Mail Send body ([] for a body that is not one)."""
+    try:
+        personalizations = json.loads(raw).get("personalizations") or []
+        return [str((p.get("custom_args") or {}).get("delivery_id", "")) for p in personalizations]
+    except (ValueError, AttributeError):
+        return []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -234,8 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests += 1
             fault = state.faults.popleft() if state.faults else None
-        if fault:
+        if fault and "slow" not in fault:
             if "stall" in fault:
+                with state.lock:
+                    state.stalled.update(_delivery_ids(raw))
                 time.sleep(float(fault["stall"]))
                 self.close_connection = True
                 return
@@ -270,6 +283,10 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
+        self._accept(state, raw, delay=float(fault["slow"]) if fault else 0.0)
+
+    def _accept(self, state: SinkState, raw: bytes, delay: float = 0.0) -> None:
+        """Validate a Mail Send body and record it (202), or refuse it (400); answer after `delay` seconds."""
         try:
             body = json.loads(raw)
         except ValueError:
@@ -295,7 +312,12 @@ class _Handler(BaseHTTPRequestHandler):
                 with state.record_path.open("a", encoding="utf-8") as handle:
                     for email, delivery_id in recipients:
                         handle.write(f"{message_id}\t{delivery_id}\t{email}\n")
-        self._reply(202, None, {"X-Message-Id": message_id})
+        if delay:
+            time.sleep(delay)
+        try:
+            self._reply(202, None, {"X-Message-Id": message_id})
+        except OSError:  # the client stopped waiting: the request was accepted all the same
+            self.close_connection = True
 
 
 class _SinkServer(ThreadingHTTPServer):

@@ -340,7 +340,7 @@ def _check_zone(path: Path, name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(
-            f"{path}: [clinic] time_zone must be an IANA time zone such as \"Europe/London\", not {name!r}"
+            f'{path}: [clinic] time_zone must be an IANA time zone such as "Europe/London", not {name!r}'
         ) from None
 
 

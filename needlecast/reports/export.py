@@ -288,10 +288,10 @@ def timeline_chart(report: Report) -> Markup | None:
         if column in table:
             axis.plot(table["period"], table[column], linestyle=line, marker="o", label=title(column))
     axis.set_title(f"Over time ({report.time_zone})")
-    axis.set_ylabel("emails (totals: events)")
+    axis.set_ylabel("emails (totals: events)")  # unique opens count emails; total opens count every open
     axis.legend(fontsize=8, ncol=3)
     axis.tick_params(axis="x", rotation=30, labelsize=8)
-    return _svg(figure, "Line chart of delivered emails, opens and clicks per period; the figures are in the Timeline table")
+    return _svg(figure, "Line chart of delivered emails, opens and clicks per period (the Timeline table below)")
 
 
 # The HTML funnel shows the columns an analyst reads first; the full table is in the CSV and XLSX.

@@ -271,7 +271,15 @@ def funnel_chart(report: Report) -> Markup | None:
     return _svg(figure, "Bar chart of sent, delivered, unique opens and unique clicks per campaign")
 
 
-TIMELINE_LINES = {"delivered": "-", "opened": "-", "opens": "--", "clicked": "-", "clicks": "--"}
+# The funnel chart's colours; a total (every event) in a lighter shade, dashed, beside its unique count.
+TIMELINE_LINES = {
+    "sent": ("#2f4858", ":"),
+    "delivered": ("#55828b", "-"),
+    "opened": ("#b5654a", "-"),
+    "opens": ("#dba58f", "--"),
+    "clicked": ("#e0a458", "-"),
+    "clicks": ("#f0d2a4", "--"),
+}
 
 
 def timeline_chart(report: Report) -> Markup | None:
@@ -281,17 +289,22 @@ def timeline_chart(report: Report) -> Markup | None:
     import matplotlib.pyplot as plt
 
     table = report.timeline
-    if table.empty:
+    drawn = [c for c in TIMELINE_LINES if c in table]
+    if table.empty or not drawn:
         return None
     figure, axis = plt.subplots(figsize=(8, 3.2))
-    for column, line in TIMELINE_LINES.items():
-        if column in table:
-            axis.plot(table["period"], table[column], linestyle=line, marker="o", label=title(column))
+    colours = [TIMELINE_LINES[c][0] for c in drawn]
+    if len(table) == 1:  # one period: bars say more than lone points
+        table.set_index("period")[drawn].rename(columns=title).plot.bar(ax=axis, rot=0, color=colours)
+        axis.set_xlabel("")
+    for column in drawn if len(table) > 1 else []:
+        colour, line = TIMELINE_LINES[column]
+        axis.plot(table["period"], table[column], color=colour, linestyle=line, marker="o", label=title(column))
     axis.set_title(f"Over time ({report.time_zone})")
     axis.set_ylabel("emails (totals: events)")  # unique opens count emails; total opens count every open
     axis.legend(fontsize=8, ncol=3)
     axis.tick_params(axis="x", rotation=30, labelsize=8)
-    return _svg(figure, "Line chart of delivered emails, opens and clicks per period (the Timeline table below)")
+    return _svg(figure, "Line chart of emails sent, delivered, opened and clicked per period (see the Timeline table)")
 
 
 # The HTML funnel shows the columns an analyst reads first; the full table is in the CSV and XLSX.

@@ -141,11 +141,8 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     if not stored.empty:
         linked = stored.dropna(subset=["delivery_id"])
         linked = linked[linked["kind"].isin(KIND_FLAG)]
-        if not linked.empty:
-            pairs = set(zip(linked["delivery_id"].astype("int64"), linked["kind"].map(KIND_FLAG), strict=True))
-            for flag in set(KIND_FLAG.values()):
-                ids = {d for d, f in pairs if f == flag}
-                frame[flag] |= frame["id"].isin(ids)
+        for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
+            frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
     frame = settle(frame)
     for kind, column in TOTALS.items():
         frame[column] = 0

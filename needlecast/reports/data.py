@@ -1,13 +1,14 @@
 """Report tables from the ledger joined with stored provider events.
 
 Definitions (per delivery, i.e. per recipient of a step):
-- sent: the ledger row is `sent`; delivered / bounced_hard / bounced_soft (a block) / dropped: from the
-  provider's events or the row's outcome; opened, clicked, unsubscribed, complained: at least one such event
-  (unique per recipient: five opens by one person count once).
-- opens and clicks: every open and click event (a person who opens three times counts three); beside the
-  unique `opened` and `clicked`. The click-to-open rate is unique clickers against unique openers.
+- sent: the ledger row is `sent`. Each email has one fate (`settle`): bounced_hard when any of its bounces
+  was hard, else bounced_soft (a block), else dropped, else delivered, from the provider's events or the
+  row's outcome; an email is counted once, never once per event. opened, clicked, unsubscribed,
+  complained: at least one such event (unique per recipient: five opens by one person count once).
 - opens and clicks: every open and click event (a person who opens three times counts three), beside the
   unique `opened` and `clicked`; the click-to-open rate is unique clickers against unique openers.
+- The timeline counts the same: each email once per step, in the period of its first event for it.
+- Times are on the clinic's clock (`time_zone`), timezone-aware.
 - Rates are against delivered, except the bounce and drop rates, which are against sent.
 - Privacy: a group with fewer than `min_group` recipients shows its counts but not its rates (they would
   describe individuals); nothing here holds an address unless recipients are asked for (masked by default).

@@ -39,6 +39,7 @@ class ClinicSettings:
     unsubscribe_mailto: str = ""
     language: str = "en"
     logo_url: str = ""  # an https:// image shown in the email header ("" for none)
+    time_zone: str = "Europe/London"  # the clinic's own zone: reports and pages show times in it
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,21 @@ def _read_settings(root: Path) -> Settings:
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
         section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]
-    return Settings(**loaded)
+    settings = Settings(**loaded)
+    _check_zone(path, settings.clinic.time_zone)
+    return settings
+
+
+def _check_zone(path: Path, name: str) -> None:
+    """A `[clinic] time_zone` that names no IANA zone is a `ConfigurationError` saying what to write."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f'{path}: [clinic] time_zone must be an IANA time zone such as "Europe/London", not {name!r}'
+        ) from None
 
 
 def open_workspace(root: Path | None = None) -> Workspace:

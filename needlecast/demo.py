@@ -106,7 +106,9 @@ def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> 
         booked = post_events(f"{url}/api/v1/events", bookings, api_key)
     console.print(f"{len(events)} events posted, {stored} new (the rest were already stored)")
     console.print(f"{len(bookings)} simulated bookings posted to the API, {booked} new")
-    report = load_report(engine, attribution=workspace.settings.attribution)
+    report = load_report(
+        engine, attribution=workspace.settings.attribution, time_zone=workspace.settings.clinic.time_zone
+    )
     table = Table(title="send report (needlecast report --format html --out report.html for charts)")
     columns = ("campaign", "step", "variant", "arm", "sent", "delivered", "opened", "clicked", "booked", "open rate")
     for column in columns:

@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, func, select
 
+from needlecast.audience.events import store_events, validate_event
 from needlecast.audience.importer import import_file
 from needlecast.campaign.runner import Runner
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.outbox import OutboxBackend
+from needlecast.errors import ConfigurationError
 from needlecast.reports import load_report
 from needlecast.reports.data import delivery_flags, funnel, health, z_test
-from needlecast.reports.export import write_csv, write_html, write_xlsx
+from needlecast.reports.export import (
+    funnel_chart,
+    html_tables,
+    timeline_chart,
+    to_json,
+    write_csv,
+    write_html,
+    write_xlsx,
+)
+from needlecast.reports.export import title as export_title
 from needlecast.store.engine import open_store
-from needlecast.store.schema import deliveries, events
+from needlecast.store.schema import contacts, deliveries, events
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
+from tests.cli_runner import run
+from tests.console_site import site
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -90,7 +108,8 @@ def test_report_counts_reconcile_with_the_ledger_and_events(sent: Engine) -> Non
     table = report.funnel
     assert int(table["sent"].sum()) == sent_rows == 253
     assert int(table["opened"].sum()) == openers and opens == 3 * openers  # unique opens: once per recipient
-    assert int(table["delivered"].sum()) == sent_rows  # every row got a delivered event (one also bounced)
+    # Every row got a delivered event; one also bounced, and an email has one fate: that one counts as bounced.
+    assert int(table["delivered"].sum()) == sent_rows - 1
     assert int(table["bounced_hard"].sum()) == 1
     assert int(table["clicked"].sum()) == int(report.links["unique_clickers"].sum()) == 26
     assert set(report.ab["arm"]) == {"A", "B"}
@@ -281,3 +300,224 @@ def test_html_report_renders_with_charts_in_headless_chromium(sent: Engine, tmp_
     shot.unlink(missing_ok=True)
     subprocess.run(["chromium", *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- issue 25: bounces per email, unique opens in the timeline, times on the clinic's clock ---------------------
+
+CLINIC_ZONE = "Asia/Kolkata"  # UTC+05:30 all year: a day starts at 18:30 UTC, and minutes show the offset
+FIRST_OPEN = datetime(2026, 11, 2, 20, 0, tzinfo=UTC)  # 2026-11-03 01:30 in Kolkata: the UTC day is the day before
+BOOKED_AT = "2026-11-03T09:15:30.507775+00:00"  # 14:45 in Kolkata
+
+
+@pytest.fixture()
+def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Engine, list[dict]]:
+    """The sample broadcast sent, with the clinic in Kolkata, then provider events fixed in the data: a soft
+    bounce alone, a hard bounce alone, soft-then-hard and hard-then-soft bounces, deferred-then-delivered, a
+    drop; every other email delivered, every third opened three times over two days, every tenth clicked;
+    and one booking. Returns the store and the raw events."""
+    config = workspace_dir / "needlecast.toml"
+    config.write_text(config.read_text().replace('time_zone = "Europe/London"', f'time_zone = "{CLINIC_ZONE}"'))
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    workspace = open_workspace(workspace_dir)
+    assert workspace.settings.clinic.time_zone == CLINIC_ZONE
+    engine = open_store(store_url)
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+        "spring-guide", send_now=True
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.id, contacts.c.email)
+            .join(contacts, contacts.c.id == deliveries.c.contact_id)
+            .where(deliveries.c.status == "sent")
+            .order_by(deliveries.c.id)
+        ).all()
+    start = int(FIRST_OPEN.timestamp()) - 3600
+    items: list[dict] = []
+
+    def add(n: int, event: str, minutes: float, **extra: object) -> None:
+        delivery_id, email = rows[n]
+        stamp = start + int(minutes * 60)
+        base = {"email": email, "delivery_id": str(delivery_id), "campaign": "spring-guide", "step": "guide"}
+        items.append({**base, "event": event, "timestamp": stamp, "sg_event_id": f"e{len(items)}", **extra})
+
+    add(0, "bounce", 1, type="blocked")
+    add(1, "bounce", 1, type="bounce")
+    add(2, "bounce", 1, type="blocked")
+    add(2, "bounce", 2, type="bounce")
+    add(3, "bounce", 1, type="bounce")
+    add(3, "bounce", 2, type="blocked")
+    add(4, "deferred", 1)
+    add(4, "deferred", 5)
+    add(4, "delivered", 30)
+    add(5, "dropped", 1)
+    for n in range(6, len(rows)):
+        add(n, "delivered", 1)
+        if n % 3 == 0:  # opened three times: twice on its first day, once the next
+            for minutes in (60 + n, 120 + n, 60 + 24 * 60):
+                add(n, "open", minutes)
+        if n % 10 == 0:
+            add(n, "click", 90, url="https://lumen-clinic.example.com/book")
+    ingest(engine, parse_sendgrid(json.dumps(items).encode()))
+    booking = validate_event(
+        {"id": "b1", "email": rows[9][1], "type": "booked", "occurred_at": BOOKED_AT, "value": 60, "currency": "GBP"}, 0
+    )
+    with engine.begin() as conn:
+        store_events(conn, [booking], "test", datetime.now(UTC))  # type: ignore[list-item]
+    return engine, items
+
+
+def _fates(items: list[dict]) -> dict[str, set[str]]:
+    """Each email's fate from the raw events, as a clinic reads them: bounced (hard when any bounce was hard),
+    else dropped, else delivered (an open or a click proves it); deferral is no fate."""
+    kinds: dict[str, set[str]] = {}
+    for item in items:
+        kinds.setdefault(item["delivery_id"], set()).add(item.get("type") or item["event"])
+    hard = {d for d, k in kinds.items() if "bounce" in k}
+    soft = {d for d, k in kinds.items() if "blocked" in k} - hard
+    dropped = {d for d, k in kinds.items() if "dropped" in k} - hard - soft
+    delivered = {d for d, k in kinds.items() if k & {"delivered", "open", "click"}} - hard - soft - dropped
+    return {"hard": hard, "soft": soft, "dropped": dropped, "delivered": delivered}
+
+
+def test_bounces_count_per_email_a_hard_one_winning_and_deferred_then_delivered_is_delivered(
+    settled: tuple[Engine, list[dict]],
+) -> None:
+    engine, items = settled
+    fates = _fates(items)
+    report = load_report(engine, "spring-guide", time_zone=CLINIC_ZONE)
+    totals = report.totals.set_index("campaign_id").loc["spring-guide"]
+    sent_count = len({i["delivery_id"] for i in items})
+    assert (len(fates["hard"]), len(fates["soft"]), len(fates["dropped"])) == (3, 1, 1)  # the data as designed
+    assert int(totals["sent"]) == sent_count
+    assert int(totals["bounced_hard"]) == len(fates["hard"])
+    assert int(totals["bounced_soft"]) == len(fates["soft"])
+    assert int(totals["dropped"]) == len(fates["dropped"])
+    assert int(totals["delivered"]) == len(fates["delivered"]) == sent_count - 5  # deferred-then-delivered counts
+    bounced = len(fates["hard"] | fates["soft"])
+    assert totals["bounce_rate"] == pytest.approx(bounced / sent_count)
+    assert report.health.set_index("campaign_id").loc["spring-guide", "bounce_rate"] == pytest.approx(
+        bounced / sent_count
+    )
+    # Each email has one fate: the fates add up to what was sent.
+    assert int(totals[["delivered", "bounced_hard", "bounced_soft", "dropped"]].sum()) == sent_count
+    funnel_ = report.funnel
+    assert int(funnel_["bounced_hard"].sum() + funnel_["bounced_soft"].sum()) == bounced
+
+
+def test_the_timelines_unique_opens_are_emails_first_opened_in_each_day_of_the_clinic(
+    settled: tuple[Engine, list[dict]],
+) -> None:
+    engine, items = settled
+    zone = ZoneInfo(CLINIC_ZONE)
+    first: dict[str, int] = {}
+    for item in items:
+        if item["event"] == "open":
+            first[item["delivery_id"]] = min(first.get(item["delivery_id"], item["timestamp"]), item["timestamp"])
+    expected = Counter(f"{datetime.fromtimestamp(t, zone):%Y-%m-%d}" for t in first.values())
+    every = Counter(f"{datetime.fromtimestamp(i['timestamp'], zone):%Y-%m-%d}" for i in items if i["event"] == "open")
+    report = load_report(engine, "spring-guide", time_zone=CLINIC_ZONE)
+    timeline = report.timeline.set_index("period")
+    opened = {p: int(v) for p, v in timeline["opened"].items() if v}
+    assert opened == dict(expected) == {"2026-11-03": len(first)}  # Kolkata's day, not UTC's 2026-11-02
+    assert {p: int(v) for p, v in timeline["opens"].items() if v} == dict(every)
+    assert int(timeline["opened"].sum()) == int(report.totals["opened"].sum()) == len(first)
+    assert int(timeline["opens"].sum()) == 3 * len(first) != len(first)
+    assert int(timeline["bounced_hard"].sum()) == 3 and int(timeline["bounced_soft"].sum()) == 1
+    assert export_title("opened") == "Unique opens" and export_title("opens") == "Total opens"
+
+
+def test_xlsx_writes_times_on_the_clinics_clock_without_a_zone_as_dates(
+    settled: tuple[Engine, list[dict]], tmp_path: Path
+) -> None:
+    engine, _ = settled
+    path = tmp_path / "r.xlsx"
+    write_xlsx(load_report(engine, time_zone=CLINIC_ZONE), path)
+    sheet = openpyxl.load_workbook(path)["Conversions"]
+    header = [c.value for c in sheet[1]]
+    when = sheet.cell(row=2, column=header.index(f"When ({CLINIC_ZONE})") + 1)
+    local = datetime.fromisoformat(BOOKED_AT).astimezone(ZoneInfo(CLINIC_ZONE)).replace(tzinfo=None)
+    assert abs(when.value - local) < timedelta(milliseconds=1) and when.value.hour == 14  # 09:15 UTC
+    assert when.number_format == "yyyy-mm-dd hh:mm"
+
+
+def test_conversion_times_show_on_the_clinics_clock_to_the_minute_in_every_format(
+    settled: tuple[Engine, list[dict]], workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = settled
+    shown = f"{datetime.fromisoformat(BOOKED_AT).astimezone(ZoneInfo(CLINIC_ZONE)):%Y-%m-%d %H:%M}"
+    assert shown == "2026-11-03 14:45"
+    report = load_report(engine, time_zone=CLINIC_ZONE)
+    page = tmp_path / "r.html"
+    write_html(report, page, "Send report")
+    html = page.read_text()
+    assert f"<td>{shown}</td>" in html and f"When ({CLINIC_ZONE})" in html and "09:15" not in html
+    tables = dict((name, (columns, rows)) for name, _, columns, rows in html_tables(report))
+    columns, rows = tables["conversions"]
+    assert rows[0][columns.index(f"When ({CLINIC_ZONE})")] == shown
+    data = json.loads(to_json(report))
+    assert data["conversions"][0]["occurred_at"] == "2026-11-03T14:45:30.507775+05:30"  # for machines: exact
+    out = run(
+        monkeypatch,
+        workspace_dir,
+        "report",
+        "--format",
+        "xlsx",
+        "--out",
+        str(tmp_path / "cli.xlsx"),
+        NEEDLECAST_DATABASE_URL=str(engine.url.render_as_string(hide_password=False)),
+    )
+    assert out.code == 0, out.stderr
+    assert openpyxl.load_workbook(tmp_path / "cli.xlsx")["Conversions"].cell(row=2, column=3).value.hour == 14
+
+
+def test_the_console_serves_the_report_page_without_inline_styles_and_its_xlsx_and_html_downloads(
+    settled: tuple[Engine, list[dict]], workspace_dir: Path, store_url: str
+) -> None:
+    with site(workspace_dir, store_url, import_sample=False) as running:
+        analyst = running.login("analyst")
+        page = analyst.get("/console/reports/spring-guide")
+        assert page.status_code == 200 and 'style="' not in page.text and "<style" not in page.text
+        every = analyst.get("/console/reports/spring-guide/report.xlsx")
+        assert every.status_code == 200, every.text[:300]
+        book = openpyxl.load_workbook(io.BytesIO(every.content))
+        assert book["Totals per campaign"]["A1"].value == "Campaign"
+        html = analyst.get("/console/reports/spring-guide/report.html")
+        assert html.status_code == 200 and "Hard bounces" in html.text
+
+
+def test_a_report_of_an_unknown_campaign_is_an_error_naming_it_and_the_campaigns(
+    settled: tuple[Engine, list[dict]], workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = settled
+    url = str(engine.url.render_as_string(hide_password=False))
+    out = run(monkeypatch, workspace_dir, "report", "nope", NEEDLECAST_DATABASE_URL=url)
+    assert out.code == 1 and out.stdout == ""
+    assert out.stderr.strip().count("\n") == 0, out.stderr  # one line
+    assert "'nope'" in out.stderr and "new-lead-nurture, spring-guide" in out.stderr
+    assert run(monkeypatch, workspace_dir, "report", "spring-guide", NEEDLECAST_DATABASE_URL=url).code == 0
+
+
+def test_charts_carry_no_inline_style_so_a_strict_csp_draws_them(settled: tuple[Engine, list[dict]]) -> None:
+    engine, _ = settled
+    report = load_report(engine, "spring-guide", time_zone=CLINIC_ZONE)
+    for chart in (funnel_chart(report), timeline_chart(report)):
+        assert chart is not None
+        root = ElementTree.fromstring(str(chart))
+        styled = [e.tag for e in root.iter() if "style" in e.attrib or e.tag.endswith("}style")]
+        assert styled == []
+        fills = {e.get("fill") for e in root.iter()}
+        assert "#ffffff" in fills  # the background is white, not the black a blocked style leaves
+        assert root.get("role") == "img" and root.get("aria-label")
+    bars = {e.get("fill") for e in ElementTree.fromstring(str(funnel_chart(report))).iter()}
+    assert {"#2f4858", "#55828b", "#b5654a", "#e0a458"} <= bars
+
+
+def test_a_clinic_time_zone_that_names_no_zone_is_a_configuration_error_saying_what_to_write(
+    workspace_dir: Path,
+) -> None:
+    config = workspace_dir / "needlecast.toml"
+    config.write_text(config.read_text().replace('time_zone = "Europe/London"', 'time_zone = "Bristol"'))
+    with pytest.raises(ConfigurationError, match=r"\[clinic\] time_zone must be an IANA time zone.*'Bristol'"):
+        open_workspace(workspace_dir)

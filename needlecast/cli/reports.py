@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from needlecast.cli.common import app, console, current_store, current_workspace, setup_logging, table
-from needlecast.errors import InvalidRequest
+from needlecast.errors import InvalidRequest, NotFound
 from needlecast.reports.data import Report
 
 
@@ -109,6 +109,7 @@ def report(
     """Send report: funnel per campaign, step, segment, variant and arm; totals; health; A/B; time series; links."""
     from needlecast.campaign.context import CampaignContext
     from needlecast.reports import load_report
+    from needlecast.reports.data import report_campaigns
     from needlecast.reports.export import to_json, write_csv, write_html, write_xlsx
 
     setup_logging()
@@ -122,8 +123,11 @@ def report(
         raise InvalidRequest(f"--since '{since}' is not a date; write it like 2026-11-01") from None
     workspace = current_workspace()
     ctx = CampaignContext.load(workspace)
+    engine = current_store(workspace)
+    if campaign is not None:
+        _known(campaign, set(ctx.campaigns) | set(report_campaigns(engine)))
     data = load_report(
-        current_store(workspace),
+        engine,
         campaign,
         start,
         freq="h" if freq == Frequency.hour else "D",
@@ -132,6 +136,7 @@ def report(
         unmasked=unmasked,
         subjects=ctx.arm_subjects(),
         attribution=workspace.settings.attribution,
+        time_zone=workspace.settings.clinic.time_zone,
     )
     report_title = f"Send report: {campaign or 'all campaigns'}"
     if format == ReportFormat.table:
@@ -151,6 +156,13 @@ def report(
         assert out is not None
         write_xlsx(data, out) if format == ReportFormat.xlsx else write_html(data, out, report_title)
         console.print(f"report written to {out}", highlight=False)
+
+
+def _known(campaign: str, campaigns: set[str]) -> None:
+    """`NotFound` naming `campaign` and the campaigns there are (a campaign file, or emails in the ledger)."""
+    if campaign not in campaigns:
+        there = ", ".join(sorted(campaigns)) or "none yet"
+        raise NotFound(f"no campaign '{campaign}' to report on; the campaigns are: {there}")
 
 
 def _print_tables(data: Report) -> None:

@@ -1,13 +1,14 @@
 """Report tables from the ledger joined with stored provider events.
 
 Definitions (per delivery, i.e. per recipient of a step):
-- sent: the ledger row is `sent`; delivered / bounced_hard / bounced_soft (a block) / dropped: from the
-  provider's events or the row's outcome; opened, clicked, unsubscribed, complained: at least one such event
-  (unique per recipient: five opens by one person count once).
-- opens and clicks: every open and click event (a person who opens three times counts three); beside the
-  unique `opened` and `clicked`. The click-to-open rate is unique clickers against unique openers.
+- sent: the ledger row is `sent`. Each email has one fate (`settle`): bounced_hard when any of its bounces
+  was hard, else bounced_soft (a block), else dropped, else delivered, from the provider's events or the
+  row's outcome; an email is counted once, never once per event. opened, clicked, unsubscribed,
+  complained: at least one such event (unique per recipient: five opens by one person count once).
 - opens and clicks: every open and click event (a person who opens three times counts three), beside the
   unique `opened` and `clicked`; the click-to-open rate is unique clickers against unique openers.
+- The timeline counts the same: each email once per step, in the period of its first event for it.
+- Times are on the clinic's clock (`time_zone`), timezone-aware.
 - Rates are against delivered, except the bounce and drop rates, which are against sent.
 - Privacy: a group with fewer than `min_group` recipients shows its counts but not its rates (they would
   describe individuals); nothing here holds an address unless recipients are asked for (masked by default).
@@ -23,7 +24,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
@@ -58,7 +60,6 @@ KIND_FLAG = {
     "group_unsubscribed": "unsubscribed",
     "complained": "complained",
 }
-OUTCOME_FLAG = {"delivered": "delivered", "bounced": "bounced_hard", "dropped": "dropped"}
 TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
 CONVERSION_COLUMNS = ("conversions", "converted")  # attributed conversions; deliveries with one or more
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
@@ -79,6 +80,7 @@ class Report:
     conversions: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per conversion, with its rule
     decisions: pd.DataFrame = field(default_factory=pd.DataFrame)  # A/B winner tests: each arm's figures, the winner
     send_time: pd.DataFrame = field(default_factory=pd.DataFrame)  # optimised sends against their holdout
+    time_zone: str = "UTC"  # the clinic's zone: every time in the tables is on its clock
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -132,23 +134,17 @@ def ledger_and_events(
 
 
 def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivery with a boolean per funnel step."""
+    """One row per delivery (email) with a boolean per funnel step; see `settle` for an email's fate."""
     frame = ledger.copy()
     frame["sent"] = frame["status"] == "sent"
     for flag in FLAGS[1:]:
         frame[flag] = False
-    for outcome, flag in OUTCOME_FLAG.items():
-        frame[flag] |= frame["outcome"] == outcome
     if not stored.empty:
         linked = stored.dropna(subset=["delivery_id"])
         linked = linked[linked["kind"].isin(KIND_FLAG)]
-        if not linked.empty:
-            pairs = set(zip(linked["delivery_id"].astype("int64"), linked["kind"].map(KIND_FLAG), strict=True))
-            for flag in set(KIND_FLAG.values()):
-                ids = {d for d, f in pairs if f == flag}
-                frame[flag] |= frame["id"].isin(ids)
-    # Opening or clicking proves delivery even when the delivered event is missing or late.
-    frame["delivered"] |= frame["opened"] | frame["clicked"]
+        for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
+            frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
+    frame = settle(frame)
     for kind, column in TOTALS.items():
         frame[column] = 0
         if not stored.empty:
@@ -156,6 +152,23 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
             per = counted["delivery_id"].astype("int64").value_counts()
             frame[column] = frame["id"].map(per).fillna(0).astype("int64")
     return frame
+
+
+def settle(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each email's one fate, from the flags its events set and the ledger row's `outcome`: bounced (hard when
+    any bounce was hard, else soft), else dropped, else delivered (a delivered event or outcome, or an open
+    or click, which prove delivery), else none yet (a deferral is no fate: deferred-then-delivered is
+    delivered). A bounce outranks a delivery the server reported before it. The outcome counts where no
+    event says as much (it cannot tell a soft bounce from a hard one: without a blocked event it is hard)."""
+    out = frame.copy()
+    outcome = out["outcome"]
+    out["bounced_hard"] |= (outcome == "bounced") & ~out["bounced_soft"]
+    out["bounced_soft"] &= ~out["bounced_hard"]
+    bounced = out["bounced_hard"] | out["bounced_soft"]
+    out["dropped"] = (out["dropped"] | (outcome == "dropped")) & ~bounced
+    proved = out["delivered"] | (outcome == "delivered") | out["opened"] | out["clicked"]
+    out["delivered"] = proved & ~bounced & ~out["dropped"]
+    return out
 
 
 MACHINE_OPEN_SECONDS = 10  # an open this soon after delivery is a proxy or a scanner fetching the images
@@ -210,20 +223,52 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     return table
 
 
-def timeline(stored: pd.DataFrame, freq: str = "D") -> pd.DataFrame:
-    """Events per period and kind (freq 'h' hourly or 'D' daily)."""
-    if stored.empty:
+TIMELINE_ORDER = ["sent", *FLAGS[1:6], "opens", "clicked", "clicks", *FLAGS[7:]]
+
+
+def timeline(flags: pd.DataFrame, stored: pd.DataFrame, freq: str = "D", time_zone: str = "UTC") -> pd.DataFrame:
+    """Per period ('h' hourly or 'D' daily, on the clock of `time_zone`, the clinic's): each email counted
+    once per funnel step it reached, in the period of its first event for that step (`sent` at its sending;
+    its fate as `settle` decides, so a soft bounce of a hard-bounced email is not counted), so that a column
+    adds up to the funnel's figure: `opened` is the unique opens, emails first opened in that period. `opens`
+    and `clicks` count every open and click event. Events that name none of the emails do not count. Hourly
+    periods follow the wall clock: the hour repeated when the clocks go back is one period."""
+    columns = ["delivery_id", "flag", "occurred_at"]
+    if flags.empty:
         return pd.DataFrame(columns=["period"])
-    counts = (
-        stored.assign(period=stored["occurred_at"].dt.floor(freq))
-        .groupby(["period", "kind"])
+    mailed = flags[flags["sent"]]
+    sent_at = pd.to_datetime(mailed["sent_at"], utc=True)
+    parts = [pd.DataFrame({"delivery_id": mailed["id"], "flag": "sent", "occurred_at": sent_at})]
+    events_of = pd.DataFrame(columns=["delivery_id", "kind", "occurred_at"])
+    if not stored.empty:
+        events_of = stored.dropna(subset=["delivery_id"]).astype({"delivery_id": "int64"})
+        events_of = events_of[events_of["delivery_id"].isin(flags["id"])]
+        mapped = events_of[events_of["kind"].isin(KIND_FLAG)]
+        parts.append(mapped.assign(flag=mapped["kind"].map(KIND_FLAG))[columns])
+        engaged = events_of[events_of["kind"].isin(TOTALS)]  # an open or a click proves delivery
+        parts.append(engaged.assign(flag="delivered")[columns])
+    moments = pd.concat(parts, ignore_index=True).dropna(subset=["occurred_at"])
+    reached = flags.melt(id_vars="id", value_vars=FLAGS, var_name="flag", value_name="reached")
+    reached = reached[reached["reached"]].rename(columns={"id": "delivery_id"})[["delivery_id", "flag"]]
+    first = moments.merge(reached, on=["delivery_id", "flag"]).groupby(["delivery_id", "flag"])["occurred_at"].min()
+    counted = [first.reset_index()]
+    for kind, column in TOTALS.items():
+        every = events_of[events_of["kind"] == kind]
+        counted.append(pd.DataFrame({"flag": column, "occurred_at": every["occurred_at"]}))
+    every_moment = pd.concat([c[["flag", "occurred_at"]] for c in counted if not c.empty], ignore_index=True)
+    if every_moment.empty:
+        return pd.DataFrame(columns=["period"])
+    local = pd.to_datetime(every_moment["occurred_at"], utc=True).dt.tz_convert(time_zone).dt.tz_localize(None)
+    table = (
+        every_moment.assign(period=local.dt.floor(freq))
+        .groupby(["period", "flag"])
         .size()
         .unstack(fill_value=0)
         .reset_index()
     )
-    counts["period"] = counts["period"].dt.strftime("%Y-%m-%d %H:%M" if freq == "h" else "%Y-%m-%d")
-    counts.columns.name = None
-    return counts
+    table["period"] = table["period"].dt.strftime("%Y-%m-%d %H:%M" if freq == "h" else "%Y-%m-%d")
+    table.columns.name = None
+    return table[["period", *(c for c in TIMELINE_ORDER if c in table.columns)]]
 
 
 def links(stored: pd.DataFrame) -> pd.DataFrame:
@@ -416,10 +461,12 @@ def load_report(
     unmasked: bool = False,
     subjects: dict[tuple[str, str, str], str] | None = None,
     attribution: AttributionSettings | None = None,
+    time_zone: str = "UTC",
 ) -> Report:
     """Every report table for one campaign (or all) since a moment; `subjects` names the A/B arms' subject
     lines (`CampaignContext.arm_subjects`); `attribution` says which contact events are conversions and
-    their window (default: bookings, 7 days)."""
+    their window (default: bookings, 7 days); `time_zone` is the clinic's (`[clinic] time_zone`): times
+    in the tables are timezone-aware on its clock, and the timeline's days are its days."""
     rules = attribution or AttributionSettings()
     ledger, stored = ledger_and_events(engine, campaign, since)
     credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
@@ -429,16 +476,37 @@ def load_report(
     return Report(
         deliveries=flags,
         funnel=funnel(flags, min_group=min_group),
-        timeline=timeline(stored, freq),
+        timeline=timeline(flags, stored, freq, time_zone),
         links=links(stored),
         ab=ab_test(flags, subjects),
         health=health(flags),
         recipients=recipients(engine, flags, unmasked) if include_recipients else pd.DataFrame(),
         totals=funnel(flags, ["campaign_id"], min_group=min_group),
-        conversions=credited,
-        decisions=ab_decisions_table(engine, campaign),
+        conversions=on_clock(credited, time_zone),
+        decisions=ab_decisions_table(engine, campaign, time_zone),
         send_time=send_time_table(flags),
+        time_zone=time_zone,
     )
+
+
+def on_clock(table: pd.DataFrame, time_zone: str) -> pd.DataFrame:
+    """`table` with every timezone-aware time column converted to `time_zone` (the same instants)."""
+    out = table.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].dt.tz_convert(time_zone)
+    return out
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as a timezone-aware one (the store keeps UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def report_campaigns(engine: Engine) -> list[str]:
+    """The campaigns that have emails in the ledger (a report can be asked of each), sorted."""
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(deliveries.c.campaign_id).distinct()).scalars())
 
 
 SEND_TIME_COLUMNS = ["campaign_id", "step_id", "group", "delivered"] + [
@@ -494,9 +562,10 @@ DECISION_COLUMNS = [
 ]
 
 
-def ab_decisions_table(engine: Engine, campaign: str | None) -> pd.DataFrame:
+def ab_decisions_table(engine: Engine, campaign: str | None, time_zone: str = "UTC") -> pd.DataFrame:
     """One row per arm of every decided winner test: the figures it was decided on, the winner and the rule
-    (with the p value), and when."""
+    (with the p value), and when (on the clock of `time_zone`, the clinic's)."""
+    clock = ZoneInfo(time_zone)
     query = select(decided_table)
     if campaign:
         query = query.where(decided_table.c.campaign_id == campaign)
@@ -518,7 +587,7 @@ def ab_decisions_table(engine: Engine, campaign: str | None) -> pd.DataFrame:
                     "success_rate": counted["rate"],
                     "metric": row["metric"],
                     "winner": "yes" if arm == row["winner"] else "",
-                    "rule": f"{rule}, decided {row['decided_at']:%Y-%m-%d %H:%M} UTC",
+                    "rule": f"{rule}, decided {as_utc(row['decided_at']).astimezone(clock):%Y-%m-%d %H:%M %Z}",
                 }
             )
     return pd.DataFrame(table, columns=DECISION_COLUMNS)

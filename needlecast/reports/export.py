@@ -3,12 +3,17 @@
 Columns carry readable titles ("Open rate", "Click-to-open rate"). Rates are shown as percentages rounded to
 0.1 % in the terminal and HTML; in CSV and XLSX they are numbers (fractions rounded to 0.1 %: 0.423), and
 XLSX formats them as percentages, with the header row frozen. JSON keeps the raw column names and values.
+Times are on the clinic's clock (`Report.time_zone`, named in the column's title): to the minute in the
+terminal, HTML and CSV; in XLSX a date cell (without a zone, which Excel cannot hold) shown to the minute;
+in JSON ISO 8601 with the offset.
 
 Spreadsheet safety (`neutralise`): in CSV and XLSX every text cell that starts with `=`, `+`, `-`, `@`, a
 tab or a carriage return is prefixed with `'`, so a hostile value (`=HYPERLINK(...)`) is shown as text, never
 run as a formula; a cell that already starts with `'` gets one more. The original value is therefore always
 the cell with its first `'` removed, when it starts with one. The HTML report embeds its charts as inline
-SVG, needs no network, and fits a 1280 px window.
+SVG, needs no network, and fits a 1280 px window. The charts carry no `style` attribute or element (their
+colours are presentation attributes), so they draw the same under a Content-Security-Policy that forbids
+inline styles, as the console's does, and scale to their box.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import io
 import json
 import math
 import sys
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -111,6 +118,18 @@ def title(column: str) -> str:
     return TITLES.get(column, column.replace("_", " ").capitalize())
 
 
+def is_time(table: pd.DataFrame, column: str) -> bool:
+    return isinstance(table[column].dtype, pd.DatetimeTZDtype)
+
+
+def titles(table: pd.DataFrame, columns: list[str], time_zone: str) -> list[str]:
+    """The columns' readable titles; a time column's names the zone its times are on ("When (Europe/London)")."""
+    return [f"{title(c)} ({time_zone})" if is_time(table, c) else title(c) for c in columns]
+
+
+MINUTE = "%Y-%m-%d %H:%M"
+
+
 def percent(value: Any) -> str:
     """A rate for people: '42.3 %', or '–' when there is none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -120,6 +139,8 @@ def percent(value: Any) -> str:
 
 def cell_text(column: str, value: Any) -> str:
     """One cell as people read it (terminal and HTML)."""
+    if isinstance(value, datetime):  # already on the clinic's clock (`load_report`)
+        return "–" if pd.isna(value) else value.strftime(MINUTE)
     if is_rate(column):
         return percent(value)
     if column.endswith("p_value"):
@@ -133,45 +154,52 @@ def safe_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.map(neutralise) if not table.empty else table
 
 
-def for_spreadsheet(table: pd.DataFrame) -> pd.DataFrame:
-    """Readable titles, rates rounded to 0.1 % (as fractions), formula-like text neutralised."""
-    out = safe_table(table).copy()
+def for_spreadsheet(table: pd.DataFrame, time_zone: str = "UTC") -> pd.DataFrame:
+    """Readable titles, rates rounded to 0.1 % (as fractions), times as the wall-clock time of `time_zone`
+    without a zone (which spreadsheets cannot hold; the title names it), formula-like text neutralised."""
+    out = table.copy()
+    names = dict(zip(out.columns, titles(out, [str(c) for c in out.columns], time_zone), strict=True))
+    for column in out.columns:
+        if is_time(out, str(column)):
+            out[column] = out[column].dt.tz_convert(time_zone).dt.tz_localize(None)
+    out = safe_table(out)
     for column in out.columns:
         if is_rate(str(column)) or str(column).endswith("p_value"):
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3 if is_rate(str(column)) else 4)
-    return out.rename(columns={c: title(str(c)) for c in out.columns})
+    return out.rename(columns=names)
 
 
 def write_csv(report: Report, target: Path | IO[str] | None) -> None:
     """The funnel table as CSV, to a file or a text stream (stdout when `target` is None)."""
-    table = for_spreadsheet(report.funnel)
-    if target is None:
-        table.to_csv(sys.stdout, index=False)
-    elif isinstance(target, Path):
-        table.to_csv(target, index=False)
-    else:
-        table.to_csv(target, index=False)
+    table = for_spreadsheet(report.funnel, report.time_zone)
+    table.to_csv(sys.stdout if target is None else target, index=False, date_format=MINUTE)
 
 
 def write_xlsx(report: Report, path: Path) -> None:
-    """A sheet per table: readable titles, rates formatted as percentages, the header row frozen."""
+    """A sheet per table: readable titles, rates formatted as percentages, times as dates shown to the
+    minute, the header row frozen."""
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, table in report.tables().items():
             sheet_name = SHEETS.get(name, name)[:31]
-            for_spreadsheet(table).to_excel(writer, sheet_name=sheet_name, index=False)
+            shown = for_spreadsheet(table, report.time_zone)
+            shown.to_excel(writer, sheet_name=sheet_name, index=False)
             sheet = writer.sheets[sheet_name]
             sheet.freeze_panes = "A2"
             for index, column in enumerate(table.columns, start=1):
                 letter = sheet.cell(row=1, column=index).column_letter
-                sheet.column_dimensions[letter].width = max(10, min(40, len(title(str(column))) + 2))
-                if is_rate(str(column)):
-                    for row in range(2, len(table) + 2):
-                        sheet.cell(row=row, column=index).number_format = "0.0%"
+                sheet.column_dimensions[letter].width = max(10, min(40, len(str(shown.columns[index - 1])) + 2))
+                shape = "0.0%" if is_rate(str(column)) else "yyyy-mm-dd hh:mm" if is_time(table, column) else ""
+                for row in range(2, len(table) + 2) if shape else ():
+                    sheet.cell(row=row, column=index).number_format = shape
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, datetime) and pd.isna(value):  # NaT
+        return None
+    if hasattr(value, "isoformat"):  # ISO 8601; a time with the offset of the clinic's clock
+        return value.isoformat()
     if hasattr(value, "item"):
         return value.item()
     return value
@@ -179,31 +207,48 @@ def _plain(value: Any) -> Any:
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """A table as JSON-ready rows (NaN as null, numpy numbers as Python ones, times as ISO text)."""
-    rows = []
-    for row in table.to_dict("records"):
-        rows.append({str(k): (v.isoformat() if hasattr(v, "isoformat") else _plain(v)) for k, v in row.items()})
-    return rows
+    return [{str(k): _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(
-        {
-            name: [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
-            for name, table in report.tables().items()
-        },
-        indent=2,
-        default=str,
-    )
+    return json.dumps({name: records(table) for name, table in report.tables().items()}, indent=2, default=str)
 
 
-def _svg(figure: Any) -> Markup:
+SVG_NS, XLINK_NS = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
+ElementTree.register_namespace("", SVG_NS)
+ElementTree.register_namespace("xlink", XLINK_NS)
+DROPPED = {f"{{{SVG_NS}}}style", f"{{{SVG_NS}}}metadata"}
+
+
+def without_inline_styles(svg: str, label: str) -> str:
+    """Matplotlib's SVG with each `style` attribute turned into the presentation attributes it lists (every
+    property matplotlib writes, fill, stroke, stroke-width, opacity and the like, is one) and its `<style>`
+    element (`*{stroke-linejoin: round; stroke-linecap: butt}`) into attributes of the root, which every
+    element inherits: the same drawing, with nothing that a CSP without 'unsafe-inline' styles blocks.
+    The metadata goes (a creation date); the root is an image named `label` for screen readers."""
+    root = ElementTree.fromstring(svg)
+    for parent in list(root.iter()):
+        for child in [c for c in parent if c.tag in DROPPED]:
+            parent.remove(child)
+    for element in root.iter():
+        for declaration in element.attrib.pop("style", "").split(";"):
+            name, _, value = declaration.partition(":")
+            if name.strip():
+                element.set(name.strip(), value.strip())
+    root.set("stroke-linejoin", "round")
+    root.set("stroke-linecap", "butt")
+    root.set("role", "img")
+    root.set("aria-label", label)
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+def _svg(figure: Any, label: str) -> Markup:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
-    svg = buffer.getvalue()
-    return Markup(svg[svg.index("<svg") :])  # drop the XML prologue to inline it
+    return Markup(without_inline_styles(buffer.getvalue(), label))
 
 
 def funnel_chart(report: Report) -> Markup | None:
@@ -223,7 +268,18 @@ def funnel_chart(report: Report) -> Markup | None:
     axis.set_xlabel("")
     axis.set_ylabel("recipients")
     axis.tick_params(axis="x", rotation=0)
-    return _svg(figure)
+    return _svg(figure, "Bar chart of sent, delivered, unique opens and unique clicks per campaign")
+
+
+# The funnel chart's colours; a total (every event) in a lighter shade, dashed, beside its unique count.
+TIMELINE_LINES = {
+    "sent": ("#2f4858", ":"),
+    "delivered": ("#55828b", "-"),
+    "opened": ("#b5654a", "-"),
+    "opens": ("#dba58f", "--"),
+    "clicked": ("#e0a458", "-"),
+    "clicks": ("#f0d2a4", "--"),
+}
 
 
 def timeline_chart(report: Report) -> Markup | None:
@@ -233,15 +289,22 @@ def timeline_chart(report: Report) -> Markup | None:
     import matplotlib.pyplot as plt
 
     table = report.timeline
-    if table.empty:
+    drawn = [c for c in TIMELINE_LINES if c in table]
+    if table.empty or not drawn:
         return None
     figure, axis = plt.subplots(figsize=(8, 3.2))
-    for kind in [c for c in table.columns if c != "period"]:
-        axis.plot(table["period"], table[kind], marker="o", label=kind)
-    axis.set_title("Events over time")
+    colours = [TIMELINE_LINES[c][0] for c in drawn]
+    if len(table) == 1:  # one period: bars say more than lone points
+        table.set_index("period")[drawn].rename(columns=title).plot.bar(ax=axis, rot=0, color=colours)
+        axis.set_xlabel("")
+    for column in drawn if len(table) > 1 else []:
+        colour, line = TIMELINE_LINES[column]
+        axis.plot(table["period"], table[column], color=colour, linestyle=line, marker="o", label=title(column))
+    axis.set_title(f"Over time ({report.time_zone})")
+    axis.set_ylabel("emails (totals: events)")  # unique opens count emails; total opens count every open
     axis.legend(fontsize=8, ncol=3)
     axis.tick_params(axis="x", rotation=30, labelsize=8)
-    return _svg(figure)
+    return _svg(figure, "Line chart of emails sent, delivered, opened and clicked per period (see the Timeline table)")
 
 
 # The HTML funnel shows the columns an analyst reads first; the full table is in the CSV and XLSX.
@@ -303,12 +366,16 @@ def html_tables(report: Report) -> list[tuple[str, str, list[str], list[list[str
             if not table.empty
             else []
         )
-        shown.append((name, SHEETS.get(name, name), [title(c) for c in columns], rows))
+        shown.append((name, SHEETS.get(name, name), titles(table, [str(c) for c in columns], report.time_zone), rows))
     return shown
 
 
 def write_html(report: Report, path: Path, report_title: str) -> None:
     html = _html.get_template("report.html").render(
-        title=report_title, tables=html_tables(report), funnel=funnel_chart(report), timeline=timeline_chart(report)
+        title=report_title,
+        tables=html_tables(report),
+        funnel=funnel_chart(report),
+        timeline=timeline_chart(report),
+        time_zone=report.time_zone,
     )
     path.write_text(html, encoding="utf-8")

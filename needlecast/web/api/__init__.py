@@ -662,7 +662,13 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
 
         ctx = CampaignContext.load(workspace)
         ctx.campaign(campaign_id)
-        data = load_report(engine, campaign_id, subjects=ctx.arm_subjects(), attribution=workspace.settings.attribution)
+        data = load_report(
+            engine,
+            campaign_id,
+            subjects=ctx.arm_subjects(),
+            attribution=workspace.settings.attribution,
+            time_zone=workspace.settings.clinic.time_zone,
+        )
         return s.ReportOut(
             campaign=campaign_id,
             funnel=records(data.funnel),

@@ -35,7 +35,11 @@ def routes(console: Console) -> list[Route]:
     def report_of(campaign_id: str) -> Report:
         ctx = CampaignContext.load(workspace)
         return load_report(
-            console.engine, campaign_id, subjects=ctx.arm_subjects(), attribution=workspace.settings.attribution
+            console.engine,
+            campaign_id,
+            subjects=ctx.arm_subjects(),
+            attribution=workspace.settings.attribution,
+            time_zone=workspace.settings.clinic.time_zone,
         )
 
     @console.page("reports.view")

@@ -1,0 +1,117 @@
+"""The console's report page in a real browser (Playwright and Debian's Chromium) with its Content-Security-Policy
+enforced, as people get it: the demo's simulated events and bookings on the sample broadcast, no console error
+or CSP violation, charts drawn in their colours, and the page as wide as a 390 px phone. Screenshots go to
+test-artifacts/; axe-core checks the page (in a context that lets its script in)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from needlecast.audience.events import store_events, validate_event
+from needlecast.audience.importer import import_file
+from needlecast.campaign.runner import Runner
+from needlecast.config import open_workspace
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.delivery.outbox import OutboxBackend
+from needlecast.devtools.events import simulate, simulate_bookings
+from needlecast.store.engine import open_store
+from needlecast.tracking.events import parse_sendgrid
+from needlecast.tracking.webhook import ingest
+from tests.browser import CHROMIUM_FLAGS, accessibility_problems, axe_script, chromium_path, screenshot
+from tests.console_site import PASSWORD, ConsoleSite, email_of, site
+
+pytestmark = [
+    pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed (.ci/run installs it into .ci/axe)"),
+]
+
+# Each CSP violation, as the page itself hears of it (Playwright's init script is not subject to the page's CSP).
+LISTEN = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+"""
+
+
+@pytest.fixture()
+def reported(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    """The console over the demo's data: the sample broadcast sent, then the demo's simulated SendGrid events
+    (bounces, opens, clicks, complaints) and bookings."""
+    url = f"sqlite:///{tmp_path / 'report.db'}"
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    workspace = open_workspace(workspace_dir)
+    engine = open_store(url)
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+        "spring-guide", send_now=True
+    )
+    events = simulate(engine, workspace.settings)
+    ingest(engine, parse_sendgrid(json.dumps(events).encode()))
+    bookings = [validate_event(b, n) for n, b in enumerate(simulate_bookings(events))]
+    with engine.begin() as conn:
+        store_events(conn, bookings, "test", datetime.now(UTC))  # type: ignore[arg-type]
+    engine.dispose()
+    with site(workspace_dir, url, import_sample=False) as running:
+        yield running
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def logged_in(browser: Any, console: ConsoleSite, width: int, *, bypass_csp: bool = False) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=bypass_csp)
+    page = context.new_page()
+    page.goto(f"{console.url}/console/login")
+    page.get_by_label("Email address").fill(email_of("analyst"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console/$"))
+    return page
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_report_page_draws_its_charts_under_its_csp_and_fits_the_window(
+    browser: Any, reported: ConsoleSite, width: int
+) -> None:
+    page = logged_in(browser, reported, width)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.add_init_script(LISTEN)
+    answer = page.goto(f"{reported.url}/console/reports/spring-guide")
+    assert answer.status == 200
+    assert "style-src 'self'" in answer.headers["content-security-policy"]  # the console's own, unweakened
+    page.wait_for_load_state("load")
+    screenshot(page, f"report-page-{width}")
+    assert errors == []
+    assert page.evaluate("window.__violations") == []
+    charts = page.locator(".chart svg")
+    assert charts.count() == 2
+    # Drawn in their colours: a blocked style attribute leaves every shape its default fill, black.
+    fills = page.evaluate("[...document.querySelectorAll('.chart svg path')].map((p) => getComputedStyle(p).fill)")
+    assert "rgb(255, 255, 255)" in fills and "rgb(47, 72, 88)" in fills  # the background, the "Sent" bars
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for box in charts.all():
+        shape = box.bounding_box()
+        assert shape is not None and shape["width"] <= width and shape["height"] > 50
+    assert "Hard bounces" in page.locator("#table-health").inner_text()
+
+    page.context.close()
+    checked = logged_in(browser, reported, width, bypass_csp=True)  # axe's script needs the CSP lifted
+    checked.goto(f"{reported.url}/console/reports/spring-guide")
+    assert accessibility_problems(checked) == []
+    checked.context.close()

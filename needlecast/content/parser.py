@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from needlecast.content.classifier import shipped_model
 from needlecast.content.html_text import html_lines
 from needlecast.content.model import (
     GENERAL,
@@ -40,6 +41,7 @@ from needlecast.content.model import (
     Article,
     Section,
 )
+from needlecast.content.tagger import Tagger
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import ContentError
 
@@ -279,6 +281,7 @@ def parse_article(
     meta = {**front, **{k: v for k, v in (meta or {}).items() if v}}
     article_id = path.stem
 
+    tagger = Tagger(vocabulary, shipped_model())
     known = {*vocabulary.names, GENERAL}
     overrides = dict(overrides or {})
     sections: list[Section] = []
@@ -294,7 +297,7 @@ def parse_article(
         if slug in overrides:
             tags, reasons, review = tuple(overrides[slug]), ("set in content/tags.yaml",), ""
         elif kind in (KIND_BENEFIT, KIND_SECTION):
-            explained = vocabulary.explain(section_title, body)
+            explained = tagger.explain(section_title, body)
             tags, reasons, review = explained.tags, explained.reasons, explained.review
         else:
             tags, reasons, review = (GENERAL,), (f"{kind}: general by its place in the article",), ""

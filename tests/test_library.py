@@ -118,7 +118,7 @@ def test_content_show_why_prints_the_reasons_and_list_shows_every_article(
     sections = {s["slug"]: s for s in json.loads(why.stdout)["sections"]}
     assert any("'brown patches'" in r for r in sections["evens-out-redness-and-brown-patches"]["reasons"])
     table = run(monkeypatch, library_dir, "content", "show", "peels", "--why")
-    assert "pigmentation 3 (title:" in table.stdout
+    assert "pigmentation: vocabulary" in table.stdout and "in the title +3" in table.stdout
     listing = run(monkeypatch, library_dir, "content", "list", "--format", "json")
     data = json.loads(listing.stdout)
     assert [a["id"] for a in data["articles"]] == ["microneedling", "boosters", "laser", "peels"]

@@ -15,6 +15,9 @@ KIND_INTRO = "intro"
 KIND_BENEFIT = "benefit"
 KIND_CLOSING = "closing"
 KIND_SECTION = "section"
+# A section about the treatment rather than a benefit: who it suits, downtime, aftercare, prices, sessions,
+# booking. General by its place, and never a concern's content.
+KIND_DETAIL = "detail"
 
 
 @dataclass(frozen=True)

@@ -30,20 +30,30 @@ from pathlib import Path
 
 import yaml
 
+from needlecast.content.classifier import shipped_model
 from needlecast.content.html_text import html_lines
+from needlecast.content.layouts import (
+    LAYOUTS_TRIED,
+    benefit_paragraph,
+    is_benefit_group,
+    is_detail,
+    is_faq,
+    normalise,
+)
 from needlecast.content.model import (
     GENERAL,
     KIND_BENEFIT,
     KIND_CLOSING,
+    KIND_DETAIL,
     KIND_INTRO,
     KIND_SECTION,
     Article,
     Section,
 )
+from needlecast.content.tagger import Tagger
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import ContentError
 
-_BENEFIT = re.compile(r"^(?P<title>[A-Z][^:\n]{2,80}):\s+(?P<body>\S.*)$", re.DOTALL)
 _MD_HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
 _FRONT_MATTER_KEYS = ("title", "treatment")
 HTML_SUFFIXES = (".html", ".htm")
@@ -65,12 +75,12 @@ def slugify(title: str) -> str:
 
 
 def _paragraphs(text: str) -> list[_Paragraph]:
-    return _numbered_paragraphs(list(enumerate(text.splitlines(), start=1)))
+    return _numbered_paragraphs(normalise(list(enumerate(text.splitlines(), start=1))))
 
 
 def _is_plain_heading(paragraph: _Paragraph) -> bool:
     text = paragraph.text
-    return "\n" not in text and len(text) <= 100 and text.endswith(("?", ":")) and not _BENEFIT.match(text)
+    return "\n" not in text and len(text) <= 100 and text.endswith(("?", ":")) and benefit_paragraph(text) is None
 
 
 def _split_leading_headings(paragraphs: Sequence[_Paragraph]) -> list[_Paragraph]:
@@ -110,7 +120,7 @@ def _parse_plain(paragraphs: Sequence[_Paragraph]) -> tuple[str, list[tuple[str,
         heading, heading_body = None, []
 
     for paragraph in _split_leading_headings(paragraphs):
-        benefit = _BENEFIT.match(paragraph.text)
+        benefit = benefit_paragraph(paragraph.text)
         if _is_plain_heading(paragraph):
             flush_heading()
             heading = paragraph
@@ -118,8 +128,7 @@ def _parse_plain(paragraphs: Sequence[_Paragraph]) -> tuple[str, list[tuple[str,
             flush_heading()
             seen_benefit = True
             closing = []
-            body = " ".join(benefit.group("body").split())
-            sections.append((benefit.group("title").strip(), body, KIND_BENEFIT, paragraph.line))
+            sections.append((*benefit, KIND_BENEFIT, paragraph.line))
         elif heading is not None:
             heading_body.append(" ".join(paragraph.text.split()))
         elif seen_benefit:
@@ -134,13 +143,8 @@ def _parse_plain(paragraphs: Sequence[_Paragraph]) -> tuple[str, list[tuple[str,
 
 
 def _benefit_paragraphs(body: str) -> list[tuple[str, str]]:
-    """The "Title: body" paragraphs of a block's text, as (title, body)."""
-    found = []
-    for paragraph in body.split("\n\n"):
-        match = _BENEFIT.match(paragraph)
-        if match and not match.group("title").rstrip().endswith(("?", ".")):
-            found.append((match.group("title").strip(), " ".join(match.group("body").split())))
-    return found
+    """The "Title: body" (or "Title — body") paragraphs of a block's text, as (title, body)."""
+    return [found for paragraph in body.split("\n\n") if (found := benefit_paragraph(paragraph))]
 
 
 def _parse_markdown(numbered: Sequence[tuple[int, str]]) -> tuple[str, str, list[tuple[str, str, str, int]]]:
@@ -173,7 +177,7 @@ def _parse_markdown(numbered: Sequence[tuple[int, str]]) -> tuple[str, str, list
             group_title, group_level = "", 0
         if not body:
             continue
-        in_benefits = bool(re.search(r"\bbenefits?\b", group_title or heading_title, re.I))
+        in_benefits = is_benefit_group(group_title or heading_title)
         benefits = [(p, _benefit_paragraphs(p.text)) for p in paragraphs]
         if sum(1 for _, found in benefits if found) >= (1 if in_benefits else 2):
             own = [" ".join(p.text.split()) for p, found in benefits if not found]
@@ -185,8 +189,10 @@ def _parse_markdown(numbered: Sequence[tuple[int, str]]) -> tuple[str, str, list
                 for benefit_title, benefit_body in found:
                     sections.append((benefit_title, benefit_body, KIND_BENEFIT, paragraph.line))
             continue
-        if group_title and re.search(r"\bbenefits?\b", group_title, re.I):
+        if group_title and is_benefit_group(group_title):
             kind = KIND_BENEFIT
+        elif group_title and is_detail(group_title) and not is_faq(group_title):
+            kind = KIND_DETAIL
         elif not sections:
             kind = KIND_INTRO
         elif index == len(blocks) - 1 and _CLOSING_TITLE.search(heading_title):
@@ -260,12 +266,12 @@ def parse_article(
     front: dict[str, str] = {}
     if path.suffix.lower() in HTML_SUFFIXES:
         page_title, numbered = html_lines(text)
-        title, _summary, raw_sections = _parse_markdown(numbered)
+        title, _summary, raw_sections = _parse_markdown(normalise(numbered))
         title = title or page_title
         expected = "<h2> headings with <p> text under them, or 'Title: body' paragraphs under a Benefits heading"
     elif _is_markdown(path, lines):
         front = _front_matter(lines, path)
-        title, _summary, raw_sections = _parse_markdown(list(enumerate(lines, start=1)))
+        title, _summary, raw_sections = _parse_markdown(normalise(list(enumerate(lines, start=1))))
         expected = "'## Heading' sections with text under them"
     else:
         front = _front_matter(lines, path)
@@ -274,11 +280,18 @@ def parse_article(
         expected = (
             "a heading line ending in '?' or ':' followed by text, or benefit paragraphs of the form 'Title: body'"
         )
-    if not raw_sections:
-        raise ContentError(f"{path}: no sections found. Expected {expected}.")
+    raw_sections = [
+        # A heading about the treatment is a detail; what the clinic listed as a benefit stays one.
+        (t, b, KIND_DETAIL if kind == KIND_SECTION and is_detail(t) else kind, n)
+        for t, b, kind, n in raw_sections
+    ]
+    if not any(kind in (KIND_BENEFIT, KIND_SECTION) for _, _, kind, _ in raw_sections):
+        found = "no sections" if not raw_sections else "no benefit sections (only an introduction, closing or details)"
+        raise ContentError(f"{path}: {found} found. Expected {expected}. Layouts tried: {'; '.join(LAYOUTS_TRIED)}.")
     meta = {**front, **{k: v for k, v in (meta or {}).items() if v}}
     article_id = path.stem
 
+    tagger = Tagger(vocabulary, shipped_model())
     known = {*vocabulary.names, GENERAL}
     overrides = dict(overrides or {})
     sections: list[Section] = []
@@ -294,7 +307,7 @@ def parse_article(
         if slug in overrides:
             tags, reasons, review = tuple(overrides[slug]), ("set in content/tags.yaml",), ""
         elif kind in (KIND_BENEFIT, KIND_SECTION):
-            explained = vocabulary.explain(section_title, body)
+            explained = tagger.explain(section_title, body)
             tags, reasons, review = explained.tags, explained.reasons, explained.review
         else:
             tags, reasons, review = (GENERAL,), (f"{kind}: general by its place in the article",), ""

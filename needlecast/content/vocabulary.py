@@ -158,8 +158,8 @@ class Vocabulary:
         """Concerns of a section (see the module contract); `("general",)` when none match."""
         return self.explain(title, body).tags
 
-    def explain(self, title: str, body: str) -> Tagging:
-        """The tags of a section with their reasons and any review note (see the module contract)."""
+    def evidence(self, title: str, body: str) -> list[Evidence]:
+        """What points the section at each concern that has any evidence (see the module contract)."""
         title_matches = {c.name: _matches((c.name, *c.synonyms, *c.keywords), title) for c in self.concerns}
         body_matches = {c.name: _matches((c.name, *c.synonyms), body) for c in self.concerns}
 
@@ -175,6 +175,12 @@ class Vocabulary:
             weight = (TITLE_WEIGHT if in_title else 0.0) + BODY_WEIGHT * len(in_body)
             if weight:
                 evidence.append(Evidence(concern.name, weight, in_title, in_body))
+        return evidence
+
+    def explain(self, title: str, body: str) -> Tagging:
+        """The tags of a section with their reasons and any review note, by the vocabulary alone (see the
+        module contract; `content.tagger` combines this evidence with the model's reading)."""
+        evidence = self.evidence(title, body)
         order = {c.name: i for i, c in enumerate(self.concerns)}
         ranked = sorted(evidence, key=lambda e: (-e.weight, not e.in_title, order[e.concern]))
         tagged = [e for e in ranked if e.weight >= TAG_AT]

@@ -32,6 +32,7 @@ from needlecast.campaign.rendering import render_variant, step_variants
 from needlecast.campaign.scheduling import audience_zones, schedule_campaign
 from needlecast.campaign.state import CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace
+from needlecast.content.library import write_override
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import Backend, Batch, Outcome, Recipient
 from needlecast.errors import InvalidRequest, TemplateProblem
@@ -113,6 +114,26 @@ def record_signoff(engine: Engine, workspace: Workspace, actor: Actor, campaign_
     with engine.begin() as conn:
         audit.record(conn, actor, "campaign.signoff", f"campaign:{campaign_id}", note=note.strip()[:500])
     return saved
+
+
+def correct_section_tags(
+    engine: Engine, workspace: Workspace, actor: Actor, article_id: str, slug: str, concerns: tuple[str, ...] | None
+) -> None:
+    """Set a section's concerns by hand (None: back to the tagger's), written into `content/tags.yaml` and
+    audited. The article, the section and every concern must exist (`NotFound`, `InvalidRequest` otherwise)."""
+    require(actor, "content.tag")
+    ctx = CampaignContext.load(workspace)
+    article = ctx.library.article(article_id)
+    article.section(slug)  # NotFound naming the sections there are
+    known = {*ctx.vocabulary.names, "general"}
+    if concerns is not None and (not concerns or any(c not in known for c in concerns)):
+        raise InvalidRequest(f"concerns must be one or more of {', '.join(sorted(known))}")
+    path = workspace.path(workspace.settings.content.overrides)
+    write_override(path, ctx.library.default_id, article_id, slug, concerns)
+    with engine.begin() as conn:
+        audit.record(
+            conn, actor, "content.tagged", f"section:{article_id}/{slug}", concerns=",".join(concerns or ("auto",))
+        )
 
 
 def save_template(engine: Engine, workspace: Workspace, actor: Actor, name: str, html: str, text: str) -> None:

@@ -64,6 +64,8 @@ ROUTES = [
     ("GET", "/console/reports", "reports.view"),
     ("GET", "/console/reports/spring-guide", "reports.view"),
     ("GET", "/console/reports/spring-guide/report.csv", "reports.view"),
+    ("GET", "/console/content", "content.view"),
+    ("POST", "/console/content/microneedling/safe-for-all-skin-types/tags", "content.tag"),
     ("GET", "/console/users", "users.manage"),
     ("POST", "/console/users", "users.manage"),
     ("POST", "/console/users/1/role", "users.manage"),

@@ -255,3 +255,32 @@ def test_every_other_page_works_for_its_role_at_desktop_and_phone_width(
             person.page.goto(f"{console.url}/console/campaigns/spring-guide")
             assert person.page.get_by_role("link", name="Send now").count() == 0  # and the server refuses it
         person.log_out()
+
+
+def test_a_reviewer_corrects_a_tag_on_the_content_page_and_sees_the_sign_off_go_stale(
+    browser: Any, console: ConsoleSite
+) -> None:
+    path = console.workspace.campaigns_dir / "spring-guide.yaml"
+    path.write_text(path.read_text()[: path.read_text().index("signoff:")])
+    reviewer = Person(browser, console, "reviewer").log_in()
+    page = reviewer.page
+    page.get_by_role("link", name="Spring skin guide").click()
+    page.get_by_label("Record your sign-off").fill("Reviewed")
+    page.get_by_role("button", name="Record the sign-off").click()
+    page.wait_for_url(re.compile(r".*flash=Sign-off.*"))
+
+    page.get_by_role("link", name="Content", exact=True).click()
+    page.wait_for_url(re.compile(r".*/console/content$"))
+    row = page.locator("#section-microneedling-enhances-product-absorption")
+    assert "general" in row.inner_text() and "out of date" not in page.inner_text("main")
+    reviewer.check("content")
+    row.get_by_role("button", name="Tag Enhances Product Absorption as Acne and scarring").click()
+    page.wait_for_url(re.compile(r".*flash=.*"))
+    assert "“Enhances Product Absorption” now goes to the acne emails." in page.inner_text("main")
+    assert "set by hand" in page.locator("#section-microneedling-enhances-product-absorption").inner_text()
+    assert "sign-off out of date" in page.inner_text("main")
+    reviewer.check("content-corrected")
+    phone = Person(browser, console, "reviewer", width=390).log_in()
+    phone.open("/console/content", "content-phone")
+    assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390
+    reviewer.log_out()

@@ -146,7 +146,7 @@ def test_tag_overrides_apply_per_article(library_dir: Path) -> None:
     )
     library = load_library_for(open_workspace(library_dir))
     quick = library.article("peels").section("a-quick-appointment")
-    assert quick.concerns == ("acne", "general") and quick.reasons == ("set in content/tags.yaml",)
+    assert quick.concerns == ("acne", "general") and quick.reasons == ("set by hand",)
     assert library.default.section("enhances-product-absorption").concerns == ("ageing",)  # plain entries: default
     (library_dir / "content" / "tags.yaml").write_text("peels: {no-such-section: [acne]}\n")
     library = load_library_for(open_workspace(library_dir))

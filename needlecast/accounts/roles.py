@@ -5,10 +5,10 @@ whatever face it comes from (console, API, command line); a hidden button is nev
 command line acts as the `cli` actor with every permission (it has the database anyway), and is audited
 under the operating-system user's name.
 
-    analyst   campaigns.view, reports.view, audiences.view, contacts.view (addresses masked)
-    reviewer  the analyst's, and signoff.record
+    analyst   campaigns.view, reports.view, audiences.view, contacts.view (addresses masked), content.view
+    reviewer  the analyst's, and signoff.record, content.tag
     marketer  the analyst's, and campaigns.edit, campaigns.schedule, campaigns.test_send, templates.edit,
-              audiences.import, contacts.view_unmasked, contacts.suppress
+              audiences.import, contacts.view_unmasked, contacts.suppress, content.tag
     admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view
 
 API keys carry scopes instead of a role: `contacts:read`, `contacts:write`, `events:write`,
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from needlecast.errors import PermissionDenied
 
-READ = frozenset({"campaigns.view", "reports.view", "audiences.view", "contacts.view"})
+READ = frozenset({"campaigns.view", "reports.view", "audiences.view", "contacts.view", "content.view"})
 MARKETING = frozenset(
     {
         "campaigns.edit",
@@ -32,6 +32,7 @@ MARKETING = frozenset(
         "audiences.import",
         "contacts.view_unmasked",
         "contacts.suppress",
+        "content.tag",
     }
 )
 ADMIN_ONLY = frozenset({"contacts.erase", "users.manage", "apikeys.manage", "audit.view"})
@@ -40,7 +41,7 @@ ALL_ACTIONS = READ | MARKETING | ADMIN_ONLY | API_ONLY | {"signoff.record"}
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "analyst": READ,
-    "reviewer": READ | {"signoff.record"},
+    "reviewer": READ | {"signoff.record", "content.tag"},
     "marketer": READ | MARKETING,
     "admin": ALL_ACTIONS,
 }

@@ -54,31 +54,39 @@ def _stem(word: str) -> str:
     return str(_stemmer().stemWord(word))
 
 
-def _words(text: str) -> list[str]:
-    """The stemmed topic words of `text`, in order (hyphenated words split: "anti-ageing" -> anti, age)."""
+def _words(text: str) -> list[tuple[str, str]]:
+    """The topic words of `text` in order, each as (stem, the word as written); hyphenated words split:
+    "anti-ageing" -> (anti, anti), (age, ageing)."""
     words = []
     for token in _WORD.findall(text.lower().replace("’", "'")):
         for part in token.split("-"):
-            part = part.strip("'")
-            if part and part not in STOP_WORDS and not part.endswith("'s"):
-                words.append(_stem(part))
-            elif part.endswith("'s") and part[:-2] not in STOP_WORDS:
-                words.append(_stem(part[:-2]))
+            part = part.strip("'").removesuffix("'s")
+            if part and part not in STOP_WORDS:
+                words.append((_stem(part), part))
     return words
+
+
+def _surfaced(title: str, body: str) -> tuple[Counter[str], dict[str, str]]:
+    """The features of a section and, for each, the words it was read from (for reasons a person reads)."""
+    found: Counter[str] = Counter()
+    surface: dict[str, str] = {}
+    for text, prefix in ((title, "title:"), (body, "")):
+        words = _words(text)
+        for stem, written in words:
+            found[stem] += 1
+            surface.setdefault(stem, written)
+            if prefix:
+                found[prefix + stem] += 1
+                surface.setdefault(prefix + stem, written)
+        for (first, first_written), (second, second_written) in itertools.pairwise(words):
+            found[f"{first} {second}"] += 1
+            surface.setdefault(f"{first} {second}", f"{first_written} {second_written}")
+    return found, surface
 
 
 def features(title: str, body: str) -> Counter[str]:
     """The features of a section (see the module contract)."""
-    found: Counter[str] = Counter()
-    for text, prefix in ((title, "title:"), (body, "")):
-        words = _words(text)
-        for word in words:
-            found[word] += 1
-            if prefix:
-                found[prefix + word] += 1
-        for first, second in itertools.pairwise(words):
-            found[f"{first} {second}"] += 1
-    return found
+    return _surfaced(title, body)[0]
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,8 @@ class ConcernModel:
             return []
         index = self.classes.index(concern)
         pushes: dict[str, float] = {}
-        for feature in features(title, body):
+        found, surface = _surfaced(title, body)
+        for feature in found:
             row = self.weights.get(feature)
             if row is None:
                 continue
@@ -121,7 +130,7 @@ class ConcernModel:
             others = [w for i, w in enumerate(row) if i != index]
             push = row[index] - (sum(others) / len(others) if others else 0.0)
             if push > 0:
-                label = feature.removeprefix("title:")
+                label = surface[feature]
                 pushes[label] = max(pushes.get(label, 0.0), push)
         return sorted(pushes.items(), key=lambda item: (-item[1], item[0]))[:count]
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from needlecast.config import Workspace
 from needlecast.content.model import Article, Section
 from needlecast.content.parser import ARTICLE_SUFFIXES, parse_article
@@ -104,6 +106,37 @@ def load_overrides(path: Path | None, default_id: str) -> dict[str, dict[str, tu
                 raise ConfigurationError(f"{path}: '{slug}' must list one or more concerns (or 'general')")
             overrides.setdefault(article_id, {})[str(slug)] = tuple(str(v) for v in values)
     return overrides
+
+
+OVERRIDES_HEADER = (
+    "# Per-section corrections of the automatic concern tags: article id -> {section slug: [concerns]}.\n"
+    "# Written by the console's Content page (each correction is audited) and editable by hand.\n"
+)
+
+
+def write_override(path: Path, default_id: str, article_id: str, slug: str, concerns: tuple[str, ...] | None) -> None:
+    """Set (or, with None, remove) one section's tag override in the overrides file, keeping every other entry.
+    Entries written in the old top-level form are rewritten under the default article's id."""
+    overrides = load_overrides(path, default_id)
+    entries = dict(overrides.get(article_id, {}))
+    if concerns is None:
+        entries.pop(slug, None)
+    else:
+        entries[slug] = concerns
+    overrides[article_id] = entries
+    document = {a: {s: list(t) for s, t in sorted(e.items())} for a, e in sorted(overrides.items()) if e}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    body = (
+        yaml.safe_dump(document, sort_keys=True, allow_unicode=True, default_flow_style=False) if document else "{}\n"
+    )
+    temporary.write_text(OVERRIDES_HEADER + body, encoding="utf-8")
+    temporary.replace(path)  # a reader never sees half a file
+
+
+def overrides_of(workspace: Workspace, library: Library) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The workspace's tag overrides by article id (see `load_overrides`)."""
+    return load_overrides(workspace.path(workspace.settings.content.overrides), library.default_id)
 
 
 def load_library(workspace: Workspace, vocabulary: Vocabulary) -> Library:

@@ -18,6 +18,8 @@ KIND_SECTION = "section"
 # A section about the treatment rather than a benefit: who it suits, downtime, aftercare, prices, sessions,
 # booking. General by its place, and never a concern's content.
 KIND_DETAIL = "detail"
+# The reason a section gives when its tags were set by hand (the Content page or content/tags.yaml).
+SET_BY_HAND = "set by hand"
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from needlecast.content.model import (
     KIND_DETAIL,
     KIND_INTRO,
     KIND_SECTION,
+    SET_BY_HAND,
     Article,
     Section,
 )
@@ -305,7 +306,7 @@ def parse_article(
         tags: tuple[str, ...]
         reasons: tuple[str, ...]
         if slug in overrides:
-            tags, reasons, review = tuple(overrides[slug]), ("set in content/tags.yaml",), ""
+            tags, reasons, review = tuple(overrides[slug]), (SET_BY_HAND,), ""
         elif kind in (KIND_BENEFIT, KIND_SECTION):
             explained = tagger.explain(section_title, body)
             tags, reasons, review = explained.tags, explained.reasons, explained.review

@@ -13,7 +13,7 @@ about aftercare. Combined:
   tag.
 - Review notes: **split** when the best two scores are within `SPLIT_MARGIN` (the best is taken); **weak**
   when the best is below `WEAK_BELOW`; **disagreement** when the vocabulary names a concern the wording does
-  not read as (it stays general, and the note says what to write in `content/tags.yaml` otherwise).
+  not read as (it stays general, and the note says to tag it by hand otherwise).
 - Reasons, one per concern with evidence: the vocabulary's words and weights, then the model's probability
   and its strongest words ("model 81 %: 'collagen' +1.4, 'firm' +0.9").
 
@@ -91,13 +91,13 @@ class Tagger:
         if scores[best] - scores[second] < SPLIT_MARGIN:
             return (
                 f"split: reads as {best} ({scores[best]:.2f}) or {second} ({scores[second]:.2f}); {best} was "
-                f"taken (set it in content/tags.yaml if it is about {second})"
+                f"taken (tag it by hand if it is about {second})"
             )
         named = [e.concern for e in evidence.values() if e.weight >= TAG_AT]
         if primary == GENERAL and named:
             return (
                 f"the vocabulary names {', '.join(named)} but the wording reads as general; it stays general "
-                f"(tag it in content/tags.yaml if it is about {named[0]})"
+                f"(tag it by hand if it is about {named[0]})"
             )
         if scores[best] < WEAK_BELOW:
             return f"weak evidence: the best reading, {best}, scores only {scores[best]:.2f}"

@@ -189,8 +189,7 @@ class Vocabulary:
         if not tagged and ranked:
             best = ranked[0]
             review = (
-                f"weak evidence: only {best.describe()}; left general (tag it in content/tags.yaml if it is "
-                f"about {best.concern})"
+                f"weak evidence: only {best.describe()}; left general (tag it by hand if it is about {best.concern})"
             )
         titled = [e for e in tagged if e.in_title]
         if len(titled) > 1 and titled[0].weight == titled[1].weight:

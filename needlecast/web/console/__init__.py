@@ -35,7 +35,14 @@ CSP = (
 
 
 def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: FrameCache | None = None) -> Starlette:
-    from needlecast.web.console import admin_views, audience_views, campaign_views, report_views, session_views
+    from needlecast.web.console import (
+        admin_views,
+        audience_views,
+        campaign_views,
+        content_views,
+        report_views,
+        session_views,
+    )
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
@@ -64,6 +71,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *campaign_views.routes(console, senders),
         *audience_views.routes(console, jobs),
         *report_views.routes(console),
+        *content_views.routes(console),
         *admin_views.routes(console),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -129,9 +129,7 @@ def charge(chars: int) -> None:
 
 # -- sizes --------------------------------------------------------------------------------------------------------
 def too_long(chars: int, limits: RenderLimits, what: str = "builds a text") -> TemplateLimitExceeded:
-    return TemplateLimitExceeded(
-        f"this {what} of {chars:,} characters; the limit is {limits.text_chars:,} (MAX_TEXT_CHARS)"
-    )
+    return TemplateLimitExceeded(f"this {what} of {chars:,} characters; the limit is {limits.text_chars:,}")
 
 
 def check_chars(chars: int, limits: RenderLimits) -> None:
@@ -141,7 +139,7 @@ def check_chars(chars: int, limits: RenderLimits) -> None:
 
 
 def too_many(items: int, limits: RenderLimits, what: str = "a list") -> TemplateLimitExceeded:
-    return TemplateLimitExceeded(f"this builds {what} of {items:,} items; the limit is {limits.items:,} (MAX_ITEMS)")
+    return TemplateLimitExceeded(f"this builds {what} of {items:,} items; the limit is {limits.items:,}")
 
 
 def text_weight(value: Any, stop: int) -> int:
@@ -191,7 +189,7 @@ def check_built(value: Any, limits: RenderLimits) -> Any:
 def check_width(width: Any, limits: RenderLimits, what: str = "a width") -> None:
     """A padding width, a tab size, a count: at most `MAX_TEXT_CHARS`."""
     if isinstance(width, int) and width > limits.text_chars:
-        raise TemplateLimitExceeded(f"{what} of {width:,} is over the limit of {limits.text_chars:,} (MAX_TEXT_CHARS)")
+        raise TemplateLimitExceeded(f"{what} of {width:,} is over the limit of {limits.text_chars:,}")
 
 
 def take(values: Iterable[Any], limits: RenderLimits) -> list[Any]:
@@ -246,9 +244,7 @@ def check_numbers(operator: str, left: int, right: int, limits: RenderLimits) ->
     else:
         bits = (abs(left).bit_length() - 1) * right
     if bits > limits.number_bits:
-        raise TemplateLimitExceeded(
-            f"this makes a number of about {bits:,} bits; the limit is {limits.number_bits:,} (MAX_NUMBER_BITS)"
-        )
+        raise TemplateLimitExceeded(f"this makes a number of about {bits:,} bits; the limit is {limits.number_bits:,}")
 
 
 def check_sum(left: Any, right: Any, limits: RenderLimits) -> None:

@@ -84,7 +84,7 @@ class BoundedEnvironment(SandboxedEnvironment):
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    err = TemplateLimitExceeded(f"the rendered text passes {limit:,} characters (MAX_OUTPUT_CHARS)")
+                    err = TemplateLimitExceeded(f"the rendered text passes the limit of {limit:,} characters")
                     if isinstance(chunks, Generator):
                         chunks.throw(err)  # raised at the template line being output
                     raise err

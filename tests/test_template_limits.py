@@ -167,3 +167,29 @@ def test_every_sample_email_renders_exactly_as_in_the_unbounded_sandbox(workspac
         for concern in variant_concerns(load_vocabulary_for(workspace)):
             context = _context(workspace, concern)
             assert render_email(bounded, name, context) == render_email(plain, name, context), (name, concern)
+
+
+# The template features an email may use, each rendered by the bounded and the plain sandbox alike.
+FEATURES = [
+    "{% for s in more %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% else %}none{% endfor %}",
+    "{% for s in more if s.title %}{{ s.title | upper }}{% endfor %}{% for x in [] %}x{% else %}empty{% endfor %}",
+    "{% for n in [{'v': 1, 'c': [{'v': 2, 'c': []}]}] recursive %}{{ n.v }}({{ loop(n.c) }}){% endfor %}",
+    "{% macro card(t) %}<b>{{ t }}</b>{% endmacro %}{% for i in range(3) %}{{ card(i * 2) }}{% endfor %}",
+    "{% set ns = namespace(total=0) %}{% for i in range(5) %}{% set ns.total = ns.total + i %}{% endfor %}"
+    "{{ ns.total }}",
+    "{% set block %}{{ clinic.name ~ '!' }}{% endset %}{{ block * 2 }} {{ '%s and %d' % ('a', 3) }} {{ 2 ** 10 }}",
+    "{{ more | map(attribute='title') | join(', ') }} {{ 'x' | center(9) }} {{ 'a\nb' | indent(2, true) }}",
+    "{{ '{} {}'.format(concern, 1) }} {{ concern.replace('a', 'A') }} {{ [1, 2] + [3] }}"
+    "{{ lipsum(1, false, 5, 6) | length > 0 }}",
+    "{{ article.title | wordwrap(20) }} {{ '%-8s|' | format('ab') }} {{ [1, 2, 3] | batch(2) | list }}"
+    "{{ [1, {'a': 'b'}] | tojson }} {{ [1, 2] | pprint }} {{ more | length }}",
+]
+
+
+@pytest.mark.parametrize("body", FEATURES)
+def test_template_features_render_as_in_the_unbounded_sandbox(workspace: Workspace, body: str) -> None:
+    (workspace.templates_dir / "emails" / "probe.txt").write_text(TXT)
+    (workspace.templates_dir / "emails" / "probe.html").write_text(body)
+    bounded, plain = build_environment(workspace.templates_dir), _plain_environment(workspace.templates_dir)
+    context = _context(workspace)
+    assert render_email(bounded, "emails/probe", context) == render_email(plain, "emails/probe", context)

@@ -7,12 +7,13 @@ Jinja's sandbox keeps a template away from Python's internals but not from the m
   of any list it builds (what printing it would take);
 - `MAX_ITEMS`: any list a template builds, and `range()`;
 - `MAX_NUMBER_BITS`: the integers `*` and `**` make;
-- `MAX_OUTPUT_CHARS`: one rendered part (subject, preheader, text, HTML) before CSS inlining;
+- `MAX_OUTPUT_CHARS`: the text one rendered part (subject, preheader, text, HTML) makes: the values it
+  outputs and the text its loops repeat (its own literal text aside: that is no bigger than its file);
 - `MAX_PRODUCED_CHARS`: all the text one email's rendering produces, text captured by `{% set %}` blocks,
   macros and calls included (so a loop inside a captured block is bounded too);
-- `RENDER_SECONDS`: one email's rendering, all its parts: a deadline checked at every loop iteration, every
-  call, every output value and every output chunk (no thread is killed, no signal used: it works in any
-  thread, and the rendering stops at the template line it was running).
+- `RENDER_SECONDS`: one email's rendering, all its parts: a deadline checked at every loop iteration and
+  every call (no thread is killed, no signal used: it works in any thread, and the rendering stops at the
+  template line it was running).
 
 A size is checked before the allocation wherever the result's size can be known beforehand (repetition,
 padding widths, `join`, `replace`, format widths); otherwise right after, so growth stops at the limit.
@@ -58,14 +59,17 @@ class RenderLimits:
 
 
 class RenderBudget:
-    """One rendering's deadline and the text it has produced so far."""
+    """One rendering's deadline, and the text it has produced: in all (`MAX_PRODUCED_CHARS`) and in the part
+    being rendered (`MAX_OUTPUT_CHARS`). `ceiling` is the lower of the two bounds of `produced`, so that
+    counting costs one comparison."""
 
-    __slots__ = ("deadline", "limits", "produced")
+    __slots__ = ("ceiling", "deadline", "limits", "produced")
 
     def __init__(self, limits: RenderLimits) -> None:
         self.limits = limits
         self.deadline = limits.clock() + limits.seconds
         self.produced = 0
+        self.ceiling = limits.produced_chars
 
     def tick(self) -> None:
         """Raise when the deadline has passed."""
@@ -75,14 +79,29 @@ class RenderBudget:
                 "far longer than an email needs?)"
             )
 
+    def start_part(self) -> int:
+        """Start counting a part's output (a subject, a text, an HTML); returns what `end_part` restores."""
+        before = self.ceiling
+        self.ceiling = min(self.limits.produced_chars, self.produced + self.limits.output_chars)
+        return before
+
+    def end_part(self, before: int) -> None:
+        self.ceiling = before
+
     def charge(self, chars: int) -> None:
-        """Count `chars` more characters of produced text; raise past the limit or the deadline."""
+        """Count `chars` more characters of produced text; raise past a limit or the deadline."""
         self.produced += chars
+        if self.produced > self.ceiling:
+            self.overflow()
+        self.tick()
+
+    def overflow(self) -> None:
+        """Raise for the limit `produced` passed."""
         if self.produced > self.limits.produced_chars:
             raise TemplateLimitExceeded(
                 f"the rendering produces more than {self.limits.produced_chars:,} characters of text in all"
             )
-        self.tick()
+        raise TemplateLimitExceeded(f"the rendered text passes the limit of {self.limits.output_chars:,} characters")
 
 
 _ACTIVE: ContextVar[RenderBudget | None] = ContextVar("needlecast_render_budget", default=None)

@@ -5,18 +5,19 @@ Where each limit is enforced:
   checked before the result is made where they can be;
 - every call the template makes (the sandbox's `call`): the deadline; the string methods that pad, join,
   replace or format, before; any result, and a list or dict a method grew, after;
-- every filter: the padding, joining, wrapping and formatting filters before, every result after;
+- filters: the padding, joining, wrapping and formatting ones before, the result of every one that can
+  outgrow its input after (`UNGROWING_FILTERS` run as they are);
 - every `{% for %}` iteration (`BoundedCodeGenerator` routes the loop's iterable through `bounded_loop`): the
   deadline, and the loop body's own text counted as produced;
-- every `{{ value }}` (`finalize`): its size, counted as produced;
-- the rendered text (`concat`, which `Template.render` calls): `MAX_OUTPUT_CHARS`, raised inside the template's
-  generator so that the error carries the line being output.
+- every `{{ value }}` (`finalize`): its size, counted as produced and as the part's output;
+- each rendered part (`concat`, which `Template.render` calls): a plain join, its output counted where it is
+  made (above), so that each error carries the line being rendered.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import nodes
@@ -27,7 +28,6 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
-from needlecast.errors import TemplateLimitExceeded
 from needlecast.templating import limits as lim
 from needlecast.templating.limits import RenderLimits
 
@@ -40,16 +40,26 @@ class BoundedCodeGenerator(CodeGenerator):
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         for loop in list(node.find_all(nodes.For)):
             static = sum(len(data.data) for part in loop.body for data in part.find_all(nodes.TemplateData))
-            call = nodes.Call(
-                nodes.EnvironmentAttribute("bounded_loop"), [loop.iter, nodes.Const(static)], [], None, None
-            )
-            loop.iter = call.set_lineno(loop.lineno)
+            metered = nodes.Call(_BOUNDED_LOOP, [loop.iter, nodes.Const(static)], [], None, None)
+            loop.iter = metered.set_lineno(loop.lineno)
         super().visit_Template(node, frame)
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if node.node is _BOUNDED_LOOP:  # ours (no template source makes this node): called directly, not
+            self.write("environment.bounded_loop(")  # through the sandbox's checks of a template's calls
+            self.visit(node.args[0], frame)
+            self.write(f", {int(node.args[1].as_const())})")
+            return
+        # by keyword: Jinja's `optimizeconst` wrapper of `visit_Call` takes only keywords after `frame`
+        super().visit_Call(node, frame, forward_caller=forward_caller)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_text(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+
+_BOUNDED_LOOP = nodes.EnvironmentAttribute("bounded_loop")
 
 
 def _metered(iterable: Iterable[Any], budget: lim.RenderBudget, static_chars: int) -> Iterator[Any]:
@@ -74,23 +84,16 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     # -- hooks Jinja calls ---------------------------------------------------------------------------------------
     def concat(self, chunks: Iterable[str]) -> str:
-        """The rendered text, within `MAX_OUTPUT_CHARS`; opens the rendering's budget unless one is open."""
+        """The rendered text of one part; opens the rendering's budget unless one is open. The part's output
+        is counted where it is made (`_finalize`, `bounded_loop`), which keeps this a plain join."""
         opened = lim.open_budget(self.limits)
+        budget = lim.active_budget()
+        assert budget is not None
+        before = budget.start_part()
         try:
-            limit = self.limits.output_chars
-            parts: list[str] = []
-            append = parts.append
-            size = 0
-            for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    err = TemplateLimitExceeded(f"the rendered text passes the limit of {limit:,} characters")
-                    if isinstance(chunks, Generator):
-                        chunks.throw(err)  # raised at the template line being output
-                    raise err
-                append(chunk)
-            return "".join(parts)
+            return "".join(chunks)
         finally:
+            budget.end_part(before)
             lim.close_budget(opened)
 
     def _finalize(self, value: Any) -> Any:
@@ -107,8 +110,8 @@ class BoundedEnvironment(SandboxedEnvironment):
         budget = lim.active_budget()
         if budget is not None:
             budget.produced += chars
-            if budget.produced > self.limits.produced_chars:
-                budget.charge(0)  # raises, with the message
+            if budget.produced > budget.ceiling:
+                budget.overflow()
         return value
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:

@@ -8,6 +8,7 @@
     └── NeedlecastError
         ├── ContentError(ValueError)          an article that cannot be parsed
         ├── TemplateProblem(ValueError)       a template syntax error or an undefined variable
+        │   └── TemplateLimitExceeded         a rendering that builds too much or runs too long
         ├── CampaignFileError(ValueError)     a campaign file that does not validate
         ├── AudienceFileError(ValueError)     an audience file that cannot be read as a table
         ├── InvalidAddress(ValueError)        an email address that does not validate
@@ -68,6 +69,16 @@ class TemplateProblem(NeedlecastError, ValueError):
         if line is not None:
             where = f"{where}:{line}"
         super().__init__(f"{where}: {message}")
+
+
+class TemplateLimitExceeded(TemplateProblem):
+    """A rendering passed one of the sandbox's resource limits (`needlecast.templating.limits`): a text, a
+    list or a number too large, too much output, or the deadline. `problem` is the message without the
+    place (the sandbox raises it placeless; the renderer adds the template and line)."""
+
+    def __init__(self, problem: str, *, template: str | None = None, line: int | None = None) -> None:
+        self.problem = problem
+        super().__init__(problem, template=template, line=line)
 
 
 class CampaignFileError(NeedlecastError, ValueError):

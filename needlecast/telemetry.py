@@ -7,7 +7,8 @@ Contract: `SenderMetrics(engine, lease_seconds)` owns a registry (never the proc
   no answer came) and `needlecast_provider_request_seconds`: their latency;
 - `needlecast_rate_limit_waits_total` and `needlecast_rate_limit_wait_seconds_total`: pacing;
 - the store's gauges read at each scrape (`StoreCollector`: emails by campaign and state, queue
-  depth, the oldest due email's age) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
+  depth and the oldest due email's age per campaign, and unlabelled queue totals that read 0 when the queue
+  is empty) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
   leader, the live workers).
 `watch(backend)` hooks a backend's observer and limiter; `record` is the dispatcher's `on_recorded`; `serve`
 starts the HTTP endpoint. Labels are campaign ids, states and sender ids only: no personal data.
@@ -15,13 +16,14 @@ starts the HTTP endpoint. Labels are campaign ids, states and sender ids only: n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
@@ -105,19 +107,21 @@ class SenderMetrics:
 
 
 class StoreCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
+    """The ledger's emails by campaign and state, the queue, and the stored provider events (read at each
+    scrape). The queue has per-campaign series (`needlecast_queue_depth{campaign}`,
+    `needlecast_queue_oldest_due_seconds{campaign}`: only campaigns with queued emails) and unlabelled totals
+    that always have a sample, 0 when nothing is queued, for alerts and dashboards:
+    `needlecast_queue_emails` (every queued email), `needlecast_queue_due_emails` (those due now: the backlog)
+    and `needlecast_queue_lag_seconds` (how long the earliest due email has waited). `clock` is "now" (UTC)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         emails = GaugeMetricFamily("needlecast_emails", "Emails in the delivery ledger", labels=["campaign", "status"])
-        depth = GaugeMetricFamily("needlecast_queue_depth", "Queued emails", labels=["campaign"])
-        age = GaugeMetricFamily(
-            "needlecast_queue_oldest_due_seconds",
-            "Seconds since the earliest queued email fell due (0 when none is due)",
-            labels=["campaign"],
-        )
         kinds = GaugeMetricFamily("needlecast_provider_events", "Provider events stored", labels=["kind"])
-        now = utcnow()
+        now = self.clock()
         with self.engine.connect() as conn:
             for campaign, status, count in conn.execute(
                 select(deliveries.c.campaign_id, deliveries.c.status, func.count()).group_by(
@@ -125,10 +129,38 @@ class StoreCollector(Collector):
                 )
             ):
                 emails.add_metric([campaign, status], int(count))
-            for campaign, size, first in delivery_store(conn).queue_by_campaign(conn):
-                depth.add_metric([campaign], size)
-                first_due = first if getattr(first, "tzinfo", None) else None
-                age.add_metric([campaign], max(0.0, (now - first_due).total_seconds()) if first_due else 0.0)
+            queue = _queue_families(conn, now)
             for kind, count in conn.execute(select(events.c.kind, func.count()).group_by(events.c.kind)):
                 kinds.add_metric([kind], int(count))
-        yield from (emails, depth, age, kinds)
+        yield from (emails, *queue, kinds)
+
+
+def _queue_families(conn: Connection, now: datetime) -> list[GaugeMetricFamily]:
+    """The queue's gauges: per campaign, and the unlabelled totals (always sampled, 0 when empty)."""
+    depth = GaugeMetricFamily("needlecast_queue_depth", "Queued emails", labels=["campaign"])
+    age = GaugeMetricFamily(
+        "needlecast_queue_oldest_due_seconds",
+        "Seconds since the earliest queued email fell due (0 when none is due)",
+        labels=["campaign"],
+    )
+    store = delivery_store(conn)
+    lag = 0.0
+    for campaign, size, first_due in store.queue_by_campaign(conn):
+        waited = max(0.0, (now - first_due).total_seconds())
+        depth.add_metric([campaign], size)
+        age.add_metric([campaign], waited)
+        lag = max(lag, waited)
+    queued, due = store.queue_depth(conn, now)
+    return [
+        depth,
+        age,
+        GaugeMetricFamily("needlecast_queue_emails", "Queued emails of every campaign (0 when none)", value=queued),
+        GaugeMetricFamily(
+            "needlecast_queue_due_emails", "Queued emails already due, of every campaign (0 when none)", value=due
+        ),
+        GaugeMetricFamily(
+            "needlecast_queue_lag_seconds",
+            "Seconds since the earliest queued email of any campaign fell due (0 when none is due)",
+            value=lag,
+        ),
+    ]

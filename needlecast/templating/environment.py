@@ -1,8 +1,9 @@
 """The Jinja2 environment for email templates.
 
-Contract: templates run in a `SandboxedEnvironment` (template authors cannot reach Python internals),
-`.html` templates autoescape, every undefined name is an error (`StrictUndefined`), and compile or render
-errors surface as `TemplateProblem` with the template file and line.
+Contract: templates run in a `SandboxedEnvironment` (template authors cannot reach Python internals) bounded
+in memory and time (`sandbox.BoundedEnvironment`, the limits in `limits`), `.html` templates autoescape, every
+undefined name is an error (`StrictUndefined`), and compile or render errors surface as `TemplateProblem`
+with the template file and line (`TemplateLimitExceeded` when a limit stopped the rendering).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from needlecast.errors import TemplateProblem
+from needlecast.errors import TemplateLimitExceeded, TemplateProblem
+from needlecast.templating.limits import RenderLimits
+from needlecast.templating.sandbox import BoundedEnvironment
 
 
 def _paragraphs_html(text: object) -> Markup:
@@ -32,9 +34,11 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and str(name).endswith((".html", ".htm"))
 
 
-def build_environment(templates_dir: Path) -> SandboxedEnvironment:
-    """A sandboxed environment loading from `templates_dir`."""
-    env = SandboxedEnvironment(
+def build_environment(templates_dir: Path, *, limits: RenderLimits | None = None) -> BoundedEnvironment:
+    """A sandboxed environment loading from `templates_dir`, enforcing `limits` (default: the documented
+    constants of `needlecast.templating.limits`)."""
+    env = BoundedEnvironment(
+        limits=limits,
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         autoescape=_autoescape,
         undefined=jinja2.StrictUndefined,
@@ -42,8 +46,8 @@ def build_environment(templates_dir: Path) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["paragraphs"] = _paragraphs_html
-    env.filters["midsentence"] = midsentence
+    env.add_filter("paragraphs", _paragraphs_html)
+    env.add_filter("midsentence", midsentence, grows=False)
     return env
 
 
@@ -58,7 +62,8 @@ def get_template(env: jinja2.Environment, name: str) -> jinja2.Template:
 
 
 def describe_render_error(err: Exception, name: str) -> TemplateProblem:
-    """A `TemplateProblem` for an error raised while rendering `name`, with the line when Jinja knows it."""
+    """A `TemplateProblem` for an error raised while rendering `name`, with the line when Jinja knows it (a
+    template made from a string, such as a campaign's subject line, keeps `name` and gets its line)."""
     line = None
     template = name
     tb = err.__traceback__
@@ -66,7 +71,11 @@ def describe_render_error(err: Exception, name: str) -> TemplateProblem:
         frame_file = tb.tb_frame.f_code.co_filename
         if frame_file.endswith((".html", ".txt", ".htm")):
             template, line = frame_file, tb.tb_lineno
+        elif frame_file == "<template>":
+            template, line = name, tb.tb_lineno
         tb = tb.tb_next
+    if isinstance(err, TemplateLimitExceeded):
+        return TemplateLimitExceeded(err.problem, template=template, line=line)
     if isinstance(err, jinja2.UndefinedError):
         message = f"undefined variable: {err.message}"
     elif isinstance(err, jinja2.TemplateSyntaxError):

@@ -6,7 +6,8 @@ the preheader reaches the HTML layout escaped, with its tokens switched to their
 
 Contract: `render_email` returns token-bearing renderings that serve every recipient of the variant. The HTML
 has its CSS inlined (css-inline, `@media` rules kept in a `<style>` block). Any template problem raises
-`TemplateProblem` naming the file, the line and the undefined name when there is one.
+`TemplateProblem` naming the file, the line and the undefined name when there is one. The four parts render
+under one budget (`limits.render_budget`): one deadline and one count of produced text per email.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jinja2
 
 from needlecast.errors import TemplateProblem
 from needlecast.templating.environment import describe_render_error, get_template
+from needlecast.templating.limits import RenderLimits, render_budget
 from needlecast.templating.tokens import TOKENS, text_to_html
 
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
@@ -40,7 +42,8 @@ def _render_block(template: jinja2.Template, block: str, context: Mapping[str, A
     if block not in template.blocks:
         raise TemplateProblem(f"missing {{% block {block} %}} (it sets the email's {block})", template=name)
     try:
-        return "".join(template.blocks[block](template.new_context(dict(context)))).strip()
+        # The environment's `concat` (not "".join) so that a bounded environment checks the output's size.
+        return template.environment.concat(template.blocks[block](template.new_context(dict(context)))).strip()
     except Exception:
         # A block called directly bypasses Jinja's own error handling, so its traceback points into the
         # compiled Python code; `handle_exception` maps it back to the template's lines.
@@ -73,6 +76,13 @@ def render_email(
     `subject` / `preheader`, when given (a campaign step's own), are Jinja strings rendered in text mode and
     replace the template's blocks. The context gets the recipient tokens added; callers supply the rest.
     """
+    with render_budget(getattr(env, "limits", None) or RenderLimits()):
+        return _render_parts(env, name, context, subject, preheader)
+
+
+def _render_parts(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any], subject: str | None, preheader: str | None
+) -> RenderedEmail:
     full_context = {**context, **TOKENS}
     html_name, text_name = f"{name}.html", f"{name}.txt"
     text_template = get_template(env, text_name)

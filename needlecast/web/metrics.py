@@ -4,8 +4,9 @@ Contract: the endpoint exists only when `NEEDLECAST_METRICS_TOKEN` is set (other
 volume is nobody else's business), and answers only a scrape that sends it as `Authorization: Bearer TOKEN`
 (401 otherwise, compared in constant time). The app's own registry (never the process-wide default) holds
 the store's collector (`telemetry.StoreCollector`: the ledger's emails by campaign and state, the queue's
-depth and the oldest queued email's age, the stored provider events by kind, read at each scrape) and the
-fleet's heartbeat ages (`telemetry.FleetCollector`). Labels are campaign ids and states
+depth and the oldest queued email's age per campaign and as unlabelled totals that read 0 when the queue is
+empty, the stored provider events by kind, read at each scrape) and the fleet's heartbeat ages
+(`telemetry.FleetCollector`). Labels are campaign ids and states
 only: no personal data.
 """
 

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, func, select, update
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import cli_actor
 from needlecast.cli.common import app
+from needlecast.config import Workspace
 from needlecast.store.engine import _alembic_config, head_revision, make_engine, open_store
 from needlecast.store.schema import audit_log, deliveries
 from tests.cli_runner import Result, run
@@ -296,3 +297,24 @@ def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
     finally:
         for made in opened:
             made.dispose()
+
+
+class _Interrupted:
+    """A runner whose send is stopped half-way (Ctrl-C), after the emails it sent are in the ledger."""
+
+    def send(self, campaign_id: str, *, send_now: bool = False) -> Any:
+        raise KeyboardInterrupt
+
+
+def test_a_send_stopped_half_way_is_audited_with_what_stopped_it(workspace: Workspace, engine: Engine) -> None:
+    from needlecast.operations import send_campaign
+
+    with pytest.raises(KeyboardInterrupt):
+        send_campaign(engine, workspace, cli_actor(), "spring-guide", _Interrupted(), send_now=True)  # type: ignore[arg-type]
+    with engine.connect() as conn:
+        (entry,) = entries(conn, 10)
+    assert (entry["action"], entry["target"], entry["detail"]) == (
+        "campaign.sent_now",
+        "campaign:spring-guide",
+        {"error": "KeyboardInterrupt"},
+    )

@@ -9,20 +9,22 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from needlecast.audience.importer import import_file
+from needlecast.accounts.roles import SYSTEM, Actor
 from needlecast.audience.segments import evaluate, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.demo_campaigns import run_campaign_stage
 from needlecast.lint import lint_workspace
+from needlecast.operations import import_audience
 from needlecast.store.engine import make_engine, open_store, upgrade
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import email_templates
 from needlecast.templating.preview import write_preview
 
 
-def run_demo(workspace: Workspace, console: Console, *, with_events: bool = False) -> int:
-    """Run the demo; return the exit status (0 when every stage completed)."""
+def run_demo(workspace: Workspace, console: Console, *, with_events: bool = False, actor: Actor = SYSTEM) -> int:
+    """Run the demo; return the exit status (0 when every stage completed). The sample import is audited
+    as `actor`'s (`needlecast demo`: the command line's); the sends are the scheduler's jobs."""
     console.rule("1. Content: the article as concern-tagged sections")
     vocabulary = load_vocabulary_for(workspace)
     article = load_article(workspace, vocabulary)
@@ -53,7 +55,9 @@ def run_demo(workspace: Workspace, console: Console, *, with_events: bool = Fals
     # The demo's own database follows the code: migrate it in place (`needlecast db upgrade` elsewhere).
     upgrade(make_engine(workspace.database_url))
     engine = open_store(workspace.database_url)
-    summary = import_file(engine, workspace.audiences_dir / "sample.csv", vocabulary, list_name="sample-leads")
+    summary = import_audience(
+        engine, workspace, actor, workspace.audiences_dir / "sample.csv", list_name="sample-leads"
+    )
     console.print(
         f"read {summary.read}: inserted {summary.inserted}, updated {summary.updated}, "
         f"duplicates {summary.duplicates}, rejected {summary.rejected}"

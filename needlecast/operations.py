@@ -9,11 +9,12 @@ here holds logic the library lacks: it is the one place where "who may" and "who
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -41,7 +42,14 @@ from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail
 
+if TYPE_CHECKING:
+    from needlecast.audience.consent import Purpose
+    from needlecast.campaign.report import RunReport
+    from needlecast.campaign.runner import Runner
+
 MANUAL_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
+
+log = logging.getLogger("needlecast.audit")
 
 
 def _campaign(workspace: Workspace, campaign_id: str) -> tuple[CampaignContext, Campaign]:
@@ -323,3 +331,178 @@ def import_audience(
             rejected=summary.rejected,
         )
     return summary
+
+
+# -- what the command line does in its own process (the console and the API ask a sender instead) -------------
+
+
+def send_counts(report: RunReport) -> dict[str, Any]:
+    """A run's counts as its audit entry carries them (ids and numbers only)."""
+    counts: dict[str, Any] = {
+        "enqueued": report.enqueued,
+        "sent": report.sent,
+        "failed": report.failed,
+        "deferred": report.released,
+        "unknown": report.unknown,
+        "skipped": sum(report.skipped.values()),
+    }
+    if report.enrolled or report.exited:
+        counts.update(enrolled=report.enrolled, exited=report.exited)
+    for note in ("paused", "blocked", "inactive"):
+        if getattr(report, note):
+            counts[note] = getattr(report, note)
+    return counts
+
+
+def send_campaign(
+    engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, runner: Runner, *, send_now: bool
+) -> RunReport:
+    """Send a campaign in this process (`needlecast send`, see `Runner.send`) and audit it with its counts:
+    `campaign.sent_now` (the console's action for the same change) with `send_now`, else `campaign.sent`.
+
+    A run that stops half-way (an error, Ctrl-C) is audited too, with the error's type: the emails it sent
+    before are in the ledger. An unknown campaign id is `NotFound`, and nothing is audited."""
+    require(actor, "campaigns.schedule")
+    _campaign(workspace, campaign_id)  # NotFound before anything changes
+    action, target = ("campaign.sent_now" if send_now else "campaign.sent"), f"campaign:{campaign_id}"
+    try:
+        report = runner.send(campaign_id, send_now=send_now)
+    except BaseException as err:
+        try:
+            with engine.begin() as conn:
+                audit.record(conn, actor, action, target, error=type(err).__name__)
+        except Exception as failed:  # the run's own error matters more; say the entry is missing
+            log.error("the audit entry for %s of %s was not written: %s", action, campaign_id, type(failed).__name__)
+        raise
+    with engine.begin() as conn:
+        audit.record(conn, actor, action, target, **send_counts(report))
+    return report
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What `reconcile_campaign` did."""
+
+    requests: ledger.RequestSettlement
+    settled: int  # unknown emails settled as sent from provider events
+    resent: int  # unknown emails queued again because the person asked (`resend_unknown`)
+    left: int  # still unknown
+
+
+def reconcile_campaign(
+    engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, *, resend_unknown: bool
+) -> Reconciled:
+    """Settle a campaign's unknown emails from stored provider events (see `ledger.settle_requests`), queue
+    the rest again when `resend_unknown`; audited as `campaign.reconciled` with every count, in the same
+    transaction (`requeued`: every email queued again, proved lost or resent on request)."""
+    require(actor, "campaigns.schedule")
+    lost_after = workspace.settings.delivery.reconcile_after_minutes * 60
+    with engine.begin() as conn:
+        requests = ledger.settle_requests(conn, campaign_id, lost_after)
+        settled = ledger.reconcile(conn, campaign_id) + requests.accepted_rows
+        resent = ledger.requeue_unknown(conn, campaign_id) if resend_unknown else 0
+        left = ledger.counts(conn, campaign_id)[ledger.UNKNOWN]
+        audit.record(
+            conn,
+            actor,
+            "campaign.reconciled",
+            f"campaign:{campaign_id}",
+            settled=settled,
+            requests_accepted=requests.accepted,
+            requests_lost=requests.lost,
+            requeued=requests.requeued_rows + resent,
+            resent_unknown=resent,
+            still_unknown=left,
+        )
+    return Reconciled(requests, settled, resent, left)
+
+
+def sync_schedule(engine: Engine, workspace: Workspace, actor: Actor) -> tuple[int, int] | None:
+    """Bring the job store in line with the campaign files while no scheduler runs (`schedule.sync_offline`);
+    audited as `schedule.synced` with the jobs added or changed and removed. None (nothing changed, nothing
+    audited) when a scheduler is running: it re-reads the files itself."""
+    from needlecast.schedule import sync_offline
+
+    require(actor, "campaigns.schedule")
+    result = sync_offline(workspace)
+    if result is not None:
+        with engine.begin() as conn:
+            audit.record(conn, actor, "schedule.synced", "schedule", changed=result[0], removed=result[1])
+    return result
+
+
+def record_contact_consent(
+    engine: Engine, actor: Actor, email: str, purpose: Purpose, granted: bool, *, source: str, wording: str = ""
+) -> int:
+    """Record consent given or withdrawn (`audience.consent.record_consent`) for the contact with `email`;
+    audited as `contact.consent` by contact id. Returns the id; `NotFound` for an unknown address."""
+    from needlecast.audience.consent import record_consent
+
+    require(actor, "contacts.write")
+    with engine.begin() as conn:
+        contact_id = int(get_contact(conn, email)["id"])
+        record_consent(conn, contact_id, purpose, granted, source=source, wording_version=wording)
+        audit.record(
+            conn, actor, "contact.consent", f"contact:#{contact_id}", purpose=purpose, granted=granted, source=source
+        )
+    return contact_id
+
+
+def start_opt_in(engine: Engine, actor: Actor, email: str, secret: bytes, *, source: str) -> str:
+    """Start double opt-in for the contact with `email` (pending, marketing consent off until confirmed);
+    audited as `contact.opt_in_started`. Returns the signed confirmation token."""
+    from needlecast.audience.consent import start_double_opt_in
+
+    require(actor, "contacts.write")
+    with engine.begin() as conn:
+        contact_id = int(get_contact(conn, email)["id"])
+        token = start_double_opt_in(conn, contact_id, secret, source=source)
+        audit.record(conn, actor, "contact.opt_in_started", f"contact:#{contact_id}", source=source)
+    return token
+
+
+def draft_campaign(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    article: str,
+    *,
+    kind: str,
+    segment: str | None = None,
+    campaign_id: str | None = None,
+    force: bool = False,
+) -> tuple[Any, Path]:
+    """Write a draft campaign that uses `article` (`campaign.drafting`); audited as `campaign.saved` (the
+    console's action for writing a campaign file), with the article it was drafted from. Returns the draft
+    and the path written."""
+    from needlecast.campaign.drafting import draft_campaign as make_draft
+    from needlecast.campaign.drafting import write_draft
+
+    require(actor, "campaigns.edit")
+    ctx = CampaignContext.load(workspace)
+    draft = make_draft(ctx, article, kind, segment, campaign_id)
+    created = not (workspace.campaigns_dir / f"{draft.id}.yaml").exists()
+    path = write_draft(ctx, draft, force)
+    with engine.begin() as conn:
+        audit.record(
+            conn, actor, "campaign.saved", f"campaign:{draft.id}", file=path.name, created=created, drafted_from=article
+        )
+    return draft, path
+
+
+def upgrade_database(url: str, actor: Actor) -> tuple[str | None, str]:
+    """Apply pending schema migrations (`store.engine.upgrade`); returns the revisions before and after. A
+    change is audited as `database.upgraded`, right after it (the audit log is a table of that schema)."""
+    from needlecast.store.engine import current_revision, make_engine, upgrade
+
+    require(actor, "database.upgrade")
+    engine = make_engine(url)
+    try:
+        before = current_revision(engine)
+        after = upgrade(engine)
+        if before != after:
+            with engine.begin() as conn:
+                audit.record(conn, actor, "database.upgraded", "database", before=before or "empty", after=after)
+    finally:
+        engine.dispose()
+    return before, after

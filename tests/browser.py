@@ -3,15 +3,21 @@
 `chromium_path()` is the browser or None (the tests then skip, saying why: `.ci/run` installs it).
 `axe_script()` is axe-core's `axe.min.js` (`.ci/run` installs the npm package into `.ci/axe`), or None.
 `accessibility_problems(page)` runs axe on the page and returns its serious and critical violations.
+`launched()` is the browser every browser test uses: each context it makes runs under the pages' own
+Content-Security-Policy (never bypassed) and is watched by `PageProblems`; when the browser closes, a console
+error, an uncaught script error or a CSP violation on any page fails the test, each listed with its page.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,7 +45,9 @@ def axe_script() -> Path | None:
 def accessibility_problems(page: Any) -> list[dict[str, Any]]:
     script = axe_script()
     assert script is not None
-    page.add_script_tag(path=str(script))
+    # Evaluated by the browser's protocol, which the page's CSP does not govern; a <script> tag would be
+    # (rightly) refused by it, and reported as a violation.
+    page.evaluate(script.read_text(encoding="utf-8"))
     result = page.evaluate("async () => JSON.stringify(await axe.run(document, {resultTypes: ['violations']}))")
     violations = json.loads(result)["violations"]
     return [
@@ -54,3 +62,102 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Added to every document before its own scripts (the protocol's init script, which CSP does not govern): the
+# browser raises `securitypolicyviolation` for everything a page's policy blocks; say each on the console.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "(inline)"}`
+    + ` at ${event.sourceFile || "(the document)"}:${event.lineNumber}`);
+});
+"""
+
+
+class PageProblems:
+    """What a browser logged that a person never should see: console errors (a failed resource, a script's
+    error), uncaught page errors and CSP violations, each with the page it happened on (path only)."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def watch(self, context: Any) -> Any:
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        context.on("page", self._watch_page)
+        for page in context.pages:
+            self._watch_page(page)
+        return context
+
+    def _watch_page(self, page: Any) -> None:
+        page.on("console", lambda message: self._console(page, message))
+        page.on("pageerror", lambda error: self._add(page, f"uncaught error: {error}"))
+
+    def _console(self, page: Any, message: Any) -> None:
+        if message.type != "error":
+            return
+        source = message.location.get("url", "")
+        failed_load = message.text.startswith("Failed to load resource:")
+        if failed_load and source == page.url and "with a status of 4" in message.text:
+            return  # the page itself answers a person's mistake (a form's 422): the test asserts what it says
+        if failed_load and _elsewhere(source):
+            # An email's own image (the clinic's logo) from a sandboxed srcdoc preview, whose requests the
+            # route below cannot see (an opaque origin): the tests have no network beyond loopback; a
+            # person's browser loads it. A page's own assets are on loopback, and CSP refuses the rest.
+            return
+        self._add(page, f"console error: {message.text}" + (f" ({source})" if source != page.url else ""))
+
+    def _add(self, page: Any, problem: str) -> None:
+        where = urlsplit(page.url)
+        line = f"{where.path}{'?' + where.query if where.query else ''}: {problem}"
+        if line not in self.found:
+            self.found.append(line)
+
+    def report(self) -> str:
+        return "the browser logged errors or CSP violations:\n" + "\n".join(f"  {line}" for line in self.found)
+
+
+class GuardedBrowser:
+    """A launched Chromium whose every new context is watched by one `PageProblems`."""
+
+    def __init__(self, browser: Any, problems: PageProblems) -> None:
+        self.browser = browser
+        self.problems = problems
+
+    def new_context(self, **options: Any) -> Any:
+        assert not options.get("bypass_csp"), "browser tests run under the pages' own CSP"
+        context = self.problems.watch(self.browser.new_context(**options))
+        context.route(_elsewhere, _blank_image)
+        return context
+
+
+# A transparent 1x1 GIF: what an email's own images (the clinic's logo, on its site) get in the tests, which
+# have no network beyond loopback. Anything else from elsewhere is refused, and the refusal is logged.
+BLANK_GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+def _elsewhere(url: str) -> bool:
+    where = urlsplit(url)
+    return where.scheme in ("http", "https") and where.hostname not in ("127.0.0.1", "localhost", "::1")
+
+
+def _blank_image(route: Any) -> None:
+    if route.request.resource_type == "image":
+        route.fulfill(status=200, content_type="image/gif", body=BLANK_GIF)
+    else:
+        route.abort()
+
+
+@contextlib.contextmanager
+def launched() -> Iterator[GuardedBrowser]:
+    """Chromium for one test; after it closes, `AssertionError` listing every console error, page error and
+    CSP violation any of its pages logged (in a fixture's teardown: the test fails at teardown)."""
+    from playwright.sync_api import sync_playwright
+
+    problems = PageProblems()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            yield GuardedBrowser(browser, problems)
+        finally:
+            browser.close()
+    assert not problems.found, problems.report()

@@ -12,7 +12,7 @@ import pytest
 
 from needlecast import ledger
 from needlecast.delivery.outbox import read_outbox
-from tests.browser import CHROMIUM_FLAGS, accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
 
 pytestmark = [
@@ -31,22 +31,17 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture()
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
+def browser() -> Iterator[GuardedBrowser]:
+    """Chromium; at teardown the test fails on any console error or CSP violation of any page it opened."""
+    with launched() as running:
+        yield running
 
 
 class Person:
     """One person at the console: their own browser context (cookies), checking each page they open."""
 
     def __init__(self, browser: Any, console: ConsoleSite, role: str, *, width: int = 1280) -> None:
-        self.context = browser.new_context(
-            viewport={"width": width, "height": 900}, bypass_csp=True, accept_downloads=True
-        )
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
         self.page = self.context.new_page()
         self.console = console
         self.role = role

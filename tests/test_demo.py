@@ -12,6 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from needlecast.accounts.audit import entries
+from needlecast.accounts.roles import cli_actor
+from needlecast.config import open_workspace
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.engine import open_store
 from needlecast.store.schema import events
@@ -39,6 +42,11 @@ def test_demo_sends_broadcast_and_day_zero_then_nothing_new(workspace_dir: Path)
     steps = {(r["custom_args"]["campaign"], r["custom_args"]["step"]) for r in requests}
     assert steps == {("spring-guide", "guide"), ("new-lead-nurture", "welcome")}
     assert "skipped at send time: capped" in first.stdout  # the cap across campaigns, reported
+    store = open_store(open_workspace(workspace_dir).database_url)
+    with store.connect() as conn:  # the sample import is the command line's change, audited as its user
+        imported = [(e["actor_kind"], e["actor"], e["detail"]["file"]) for e in entries(conn, action="audience.")]
+    store.dispose()
+    assert imported == [("cli", cli_actor().name, "sample.csv")]
     second = _cli(workspace_dir, "demo")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "nothing new was sent" in second.stdout

@@ -9,7 +9,8 @@ under the operating-system user's name.
     reviewer  the analyst's, and signoff.record, content.tag
     marketer  the analyst's, and campaigns.edit, campaigns.schedule, campaigns.test_send, templates.edit,
               audiences.import, contacts.view_unmasked, contacts.suppress, content.tag
-    admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view
+    admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view,
+              database.upgrade (the command line's `db upgrade`)
 
 API keys carry scopes instead of a role: `contacts:read`, `contacts:write`, `events:write`,
 `campaigns:read`, `campaigns:write`, `reports:read` (see `SCOPE_ACTIONS`).
@@ -18,6 +19,7 @@ API keys carry scopes instead of a role: `contacts:read`, `contacts:write`, `eve
 from __future__ import annotations
 
 import getpass
+import os
 from dataclasses import dataclass, field
 
 from needlecast.errors import PermissionDenied
@@ -35,7 +37,7 @@ MARKETING = frozenset(
         "content.tag",
     }
 )
-ADMIN_ONLY = frozenset({"contacts.erase", "users.manage", "apikeys.manage", "audit.view"})
+ADMIN_ONLY = frozenset({"contacts.erase", "users.manage", "apikeys.manage", "audit.view", "database.upgrade"})
 API_ONLY = frozenset({"contacts.write", "events.write"})
 ALL_ACTIONS = READ | MARKETING | ADMIN_ONLY | API_ONLY | {"signoff.record"}
 
@@ -97,11 +99,16 @@ def require(actor: Actor, action: str) -> None:
 
 
 def cli_actor() -> Actor:
-    """The command line: every permission, audited as the operating-system user."""
+    """The command line: every permission, audited as the operating-system user (`getpass.getuser()`).
+
+    Never fails: a user the system cannot name (a container's uid without a passwd entry, no `pwd` module)
+    is audited by its uid, or as "unknown" where there is none."""
     try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
+        name = getpass.getuser().strip()
+    except (KeyError, OSError, ImportError):  # no LOGNAME/USER and no passwd entry (or no pwd module)
+        name = ""
+    if not name:
+        name = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return Actor("cli", name)
 
 

@@ -100,34 +100,38 @@ def audience_consent(
     wording: Annotated[str, typer.Option(help="Version of the consent wording shown.")] = "",
 ) -> None:
     """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
-    from needlecast.audience.consent import record_consent
-    from needlecast.audience.contacts import get_contact
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import record_contact_consent
 
     setup_logging()
     if grant == withdraw:
         raise InvalidRequest("give exactly one of --grant or --withdraw")
-    with current_store().begin() as conn:
-        contact = get_contact(conn, email)
-        record_consent(
-            conn, contact["id"], "concern" if concerns else "marketing", grant, source=source, wording_version=wording
-        )
+    contact_id = record_contact_consent(
+        current_store(),
+        cli_actor(),
+        email,
+        "concern" if concerns else "marketing",
+        grant,
+        source=source,
+        wording=wording,
+    )
     what = "concern (health data) consent" if concerns else "marketing consent"
-    console.print(f"{what} {'granted' if grant else 'withdrawn'} for contact #{contact['id']}")
+    console.print(f"{what} {'granted' if grant else 'withdrawn'} for contact #{contact_id}")
 
 
 @audience_app.command("opt-in")
 def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
     """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
-    from needlecast.audience.consent import start_double_opt_in
-    from needlecast.audience.contacts import get_contact
+    from needlecast.accounts.roles import cli_actor
     from needlecast.config import signing_secret
+    from needlecast.operations import start_opt_in
     from needlecast.templating.recipient import link_base
 
     setup_logging()
     workspace = current_workspace()
-    with current_store(workspace).begin() as conn:
-        contact = get_contact(conn, email)
-        token = start_double_opt_in(conn, contact["id"], signing_secret(required=False), source="manual (CLI)")
+    token = start_opt_in(
+        current_store(workspace), cli_actor(), email, signing_secret(required=False), source="manual (CLI)"
+    )
     console.print(f"{link_base(workspace.settings)}/confirm/{token}", highlight=False)
 
 

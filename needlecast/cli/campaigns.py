@@ -124,9 +124,11 @@ def send(
     sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
     twice.
     """
+    from needlecast.accounts.roles import cli_actor
     from needlecast.campaign.runner import Runner
     from needlecast.campaign.timed import stage_seconds, timed_runner
     from needlecast.delivery import get_backend
+    from needlecast.operations import send_campaign
     from needlecast.pacing import collect_seldom
     from needlecast.schedule import recover
     from needlecast.stopwatch import Stopwatch
@@ -139,7 +141,7 @@ def send(
     watch = Stopwatch()
     runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
     with collect_seldom():  # a large send makes and drops millions of acyclic objects
-        report = runner.send(campaign, send_now=now)
+        report = send_campaign(engine, workspace, cli_actor(), campaign, runner, send_now=now)
     _print_report(report)
     if timings:
         stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
@@ -309,34 +311,33 @@ def campaign_reconcile(
     A request is settled whole: one event for any of its emails proves it accepted (all sent); a request with
     no event while later ones have events is proved lost after \\[delivery] reconcile_after_minutes and its
     emails are queued again. The scheduler does this at every sweep; this command does it now."""
-    from needlecast import ledger
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import reconcile_campaign
 
     setup_logging()
     workspace = current_workspace()
-    lost_after = workspace.settings.delivery.reconcile_after_minutes * 60
-    with current_store(workspace).begin() as conn:
-        requests = ledger.settle_requests(conn, campaign, lost_after)
-        settled = ledger.reconcile(conn, campaign) + requests.accepted_rows
-        requeued = ledger.requeue_unknown(conn, campaign) if resend_unknown else 0
-        left = ledger.counts(conn, campaign)[ledger.UNKNOWN]
+    done = reconcile_campaign(current_store(workspace), workspace, cli_actor(), campaign, resend_unknown=resend_unknown)
+    requests = done.requests
     if requests.accepted or requests.lost:
         console.print(
             f"requests: {requests.accepted} proved accepted by an event, {requests.lost} proved lost "
             f"({requests.requeued_rows} email(s) queued again), {requests.waiting} still waiting for events"
         )
     console.print(
-        f"{settled} unknown email(s) settled as sent from provider events; "
-        f"{requeued} queued to be sent again; {left} still unknown"
+        f"{done.settled} unknown email(s) settled as sent from provider events; "
+        f"{done.resent} queued to be sent again; {done.left} still unknown"
     )
 
 
 @schedule_app.command("sync")
 def schedule_sync() -> None:
     """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
-    from needlecast.schedule import sync_offline
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import sync_schedule
 
     setup_logging()
-    result = sync_offline(current_workspace())
+    workspace = current_workspace()
+    result = sync_schedule(current_store(workspace), workspace, cli_actor())
     if result is None:
         console.print("a scheduler is running: it re-reads the campaign files within a minute")
     else:

@@ -11,6 +11,7 @@ from needlecast.cli.common import (
     OutputFormat,
     console,
     content_app,
+    current_store,
     current_workspace,
     err_console,
     print_json,
@@ -126,12 +127,20 @@ def content_draft(
 ) -> None:
     """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
     concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.drafting import draft_campaign, write_draft
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import draft_campaign
 
-    ctx = CampaignContext.load(current_workspace())
-    draft = draft_campaign(ctx, article, kind, segment, campaign_id)
-    path = write_draft(ctx, draft, force)
+    workspace = current_workspace()
+    draft, path = draft_campaign(
+        current_store(workspace),
+        workspace,
+        cli_actor(),
+        article,
+        kind=kind,
+        segment=segment,
+        campaign_id=campaign_id,
+        force=force,
+    )
     console.print(f"wrote {path}", highlight=False, markup=False)
     for note in draft.notes[1:]:
         console.print(f"  {note}", highlight=False, markup=False)

@@ -85,10 +85,11 @@ def demo(
     ] = False,
 ) -> None:
     """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
+    from needlecast.accounts.roles import cli_actor
     from needlecast.demo import run_demo
 
     setup_logging()
-    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events))
+    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=cli_actor()))
 
 
 @app.command()
@@ -157,10 +158,9 @@ def preview(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations to the database (back it up first)."""
-    from needlecast.store.engine import current_revision, make_engine, upgrade
+    from needlecast.accounts.roles import cli_actor
+    from needlecast.operations import upgrade_database
 
     setup_logging()
-    engine = make_engine(current_workspace().database_url)
-    before = current_revision(engine)
-    after = upgrade(engine)
+    before, after = upgrade_database(current_workspace().database_url, cli_actor())
     console.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")

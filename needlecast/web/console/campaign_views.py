@@ -36,6 +36,13 @@ from needlecast.web.senders import Senders
 PLAN_DAYS = 30
 REFRESH_SECONDS = 3
 PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; sandbox"
+# The template editor shows its preview in a sandboxed `srcdoc` iframe, which inherits the page's policy: the
+# email's inline styles and its images (the clinic's logo, over https) must be allowed on this page, or the
+# preview is unstyled and the browser logs each blocked style. Scripts stay refused everywhere.
+TEMPLATE_EDITOR_CSP = (  # the console's CSP (web/console/__init__.py), with those two allowed
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; form-action 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 ACTIONS = {  # action -> (button, style, the status it needs)
     "schedule": ("Schedule", "", None),
     "send-now": ("Send now", "", None),
@@ -386,7 +393,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
                 }
             except TemplateProblem as err:
                 error, status = str(err), 422
-        return console.render(
+        page = console.render(
             request,
             who,
             "template_edit.html",
@@ -402,6 +409,8 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             flash=message,
             flash_kind="ok",
         )
+        page.headers["content-security-policy"] = TEMPLATE_EDITOR_CSP
+        return page
 
     def template_name(request: Request) -> str:
         name = request.path_params["name"]

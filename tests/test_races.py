@@ -1,0 +1,222 @@
+"""Requests that race on one unique key, over real HTTP to uvicorn on loopback, on SQLite and PostgreSQL: a
+dozen threads released together by a barrier create one address, add one suppression, store one event,
+reserve one idempotency key or add one account. One row results, every request gets its normal answer,
+and on PostgreSQL the server's own log gets no unique violation and no address (`tests.server_log`).
+Also: events for an erased address are dropped and counted, never stored."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from needlecast import operations
+from needlecast.accounts.roles import cli_actor
+from needlecast.accounts.users import add_user
+from needlecast.audience.addresses import email_hash
+from needlecast.errors import InvalidRequest
+from needlecast.store.helpers import hash_key
+from needlecast.store.schema import (
+    audit_log,
+    consent_events,
+    contact_events,
+    contact_lists,
+    contacts,
+    idempotency_keys,
+    signup_requests,
+    suppressions,
+    users,
+)
+from tests.console_site import ConsoleSite, site
+from tests.server_log import ServerLog, watch_server_log
+
+T = TypeVar("T")
+RACERS = 12
+
+
+def race(count: int, attempt: Callable[[int], T]) -> list[T]:
+    """`attempt(0)` ... `attempt(count - 1)`, each on its own thread, all released at once by a barrier."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        start.wait(timeout=60)
+        return attempt(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def clients(api: ConsoleSite, count: int) -> list[httpx.Client]:
+    """One API client (one connection) per racer."""
+    key = api.key()
+    return [api.api(key) for _ in range(count)]
+
+
+@contextlib.contextmanager
+def server_log(engine: Engine) -> Iterator[ServerLog | None]:
+    """On PostgreSQL, what the server logs during the block (see `tests.server_log`); on SQLite there is no
+    server, and nothing to watch (None)."""
+    if engine.dialect.name != "postgresql":
+        yield None
+        return
+    with watch_server_log(engine) as log:
+        yield log
+
+
+def assert_quiet(log: ServerLog | None, *secrets: str) -> None:
+    """The server logged none of `secrets` (addresses) and no unique violation from our connections."""
+    if log is None:
+        return
+    assert log.pids, "no connection of the app was watched"
+    leaked = [s for s in secrets if s.lower() in log.text.lower()]
+    assert leaked == [], f"the server's log {log.path} quotes {leaked}"
+    violations = [line for line in log.lines_of_ours() if "duplicate key" in line or "unique constraint" in line]
+    assert violations == [], violations
+
+
+def count(engine: Engine, table: object, *where: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def api(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    with site(
+        workspace_dir, store_url, import_sample=False, settings="\n[signup]\nper_address_per_hour = 100\n"
+    ) as running:
+        yield running
+
+
+def test_concurrent_creates_of_one_address_make_one_contact_and_every_request_its_answer(api: ConsoleSite) -> None:
+    address = f"race.{uuid.uuid4().hex[:10]}@example.org"
+    racers = clients(api, RACERS)
+    consent = {"granted": True, "source": "crm:race", "wording_version": "marketing-v1"}
+
+    def create(index: int) -> httpx.Response:
+        body = {"email": address, "tags": [f"t{index}"], "lists": ["race"], "marketing_consent": consent}
+        return racers[index].post("/contacts", json=body)
+
+    with server_log(api.engine) as log:
+        answers = race(RACERS, create)
+    assert Counter(a.status_code for a in answers) == {200: RACERS}, [a.text for a in answers if a.status_code != 200]
+    assert len({a.json()["id"] for a in answers}) == 1
+    contact_id = answers[0].json()["id"]
+    assert count(api.engine, contacts, contacts.c.email == address) == 1
+    with api.engine.connect() as conn:
+        tags = conn.execute(select(contacts.c.tags).where(contacts.c.id == contact_id)).scalar_one()
+    assert sorted(tags.split(";")) == sorted(f"t{i}" for i in range(RACERS))  # no update was lost
+    assert count(api.engine, contact_lists, contact_lists.c.contact_id == contact_id) == 1
+    assert count(api.engine, consent_events, consent_events.c.contact_id == contact_id) == 1  # granted once
+    with api.engine.connect() as conn:
+        details = conn.execute(select(audit_log.c.detail).where(audit_log.c.action == "contact.upserted")).scalars()
+        assert Counter('"created": true' in d for d in details) == {True: 1, False: RACERS - 1}
+    assert_quiet(log, address)
+
+
+def test_concurrent_signups_of_one_new_address_make_one_pending_contact(api: ConsoleSite) -> None:
+    address = f"signup.{uuid.uuid4().hex[:10]}@example.org"
+    form = {"email": address, "first_name": "Nia", "marketing_consent": "yes", "form": "website"}
+    racers = [api.client() for _ in range(9)]
+    with server_log(api.engine) as log:
+        answers = race(9, lambda index: racers[index].post("/subscribe", json=form))
+    assert Counter(a.status_code for a in answers) == {200: 9}, [a.text for a in answers if a.status_code != 200]
+    assert count(api.engine, contacts, contacts.c.email == address) == 1
+    assert count(api.engine, signup_requests) == 9
+    assert count(api.engine, consent_events, consent_events.c.action == "pending") == 1
+    assert_quiet(log, address)
+
+
+def test_concurrent_writes_on_one_suppression_event_or_idempotency_key_store_one_row_and_answer_each(
+    api: ConsoleSite,
+) -> None:
+    address = f"other.{uuid.uuid4().hex[:10]}@example.org"
+    racers = clients(api, RACERS)
+    event = {"id": f"bk-{uuid.uuid4().hex[:8]}", "email": address, "type": "booked", "occurred_at": "2026-12-01T10:00Z"}
+    suppression = {"email": address, "reason": "manual"}
+    with server_log(api.engine) as log:
+        suppressed = race(RACERS, lambda i: racers[i].post("/suppressions", json=suppression))
+        stored = race(RACERS, lambda i: racers[i].post("/events", json={"events": [event]}))
+        keyed = race(
+            RACERS,
+            lambda i: racers[i].post("/contacts", json={"email": address}, headers={"Idempotency-Key": "race-1"}),
+        )
+    assert [a.status_code for a in suppressed] == [200] * RACERS
+    assert Counter(a.json()["suppressed"] for a in suppressed) == {True: 1, False: RACERS - 1}
+    with api.engine.connect() as conn:
+        hashed = email_hash(hash_key(conn), address)
+    assert count(api.engine, suppressions, suppressions.c.email_hash == hashed) == 1
+
+    assert [a.status_code for a in stored] == [200] * RACERS
+    assert Counter((a.json()["stored"], a.json()["duplicates"]) for a in stored) == {(1, 0): 1, (0, 1): RACERS - 1}
+    assert count(api.engine, contact_events, contact_events.c.source_id == event["id"]) == 1
+
+    # One is done; a twin is told it is still being done (409) or, once it is answered, gets the answer.
+    statuses = Counter(a.status_code for a in keyed)
+    assert set(statuses) <= {200, 409} and statuses[200] >= 1, [a.text for a in keyed]
+    assert Counter(a.headers.get("idempotent-replayed") for a in keyed if a.status_code == 200)[None] == 1
+    assert count(api.engine, idempotency_keys, idempotency_keys.c.key == "race-1") == 1
+    assert count(api.engine, audit_log, audit_log.c.action == "contact.upserted") == 1
+    assert_quiet(log, address)
+
+
+def test_concurrent_additions_of_one_account_add_one_and_refuse_the_others_by_name(store_url: str) -> None:
+    from needlecast.store.engine import open_store
+
+    engine = open_store(store_url)
+    address = f"staff.{uuid.uuid4().hex[:10]}@clinic.example"
+
+    def add(_index: int) -> int | str:
+        try:
+            with engine.begin() as conn:
+                return add_user(conn, cli_actor(), address, "marketer", "a long enough test password")
+        except InvalidRequest as err:
+            return str(err)
+
+    try:
+        with server_log(engine) as log:
+            outcomes = race(6, add)
+        added = [o for o in outcomes if isinstance(o, int)]
+        assert len(added) == 1, outcomes
+        assert all("already an account" in str(o) for o in outcomes if not isinstance(o, int))
+        assert count(engine, users, users.c.email == address) == 1
+        assert_quiet(log, address)
+    finally:
+        engine.dispose()
+
+
+def test_events_for_an_erased_address_are_dropped_and_counted_never_stored(api: ConsoleSite) -> None:
+    client = api.api(api.key())
+    erased, kept = "gone@example.org", "here@example.org"
+    for address in (erased, kept):
+        assert client.post("/contacts", json={"email": address}).status_code == 200
+    operations.erase_contact(api.engine, cli_actor(), erased)
+    when = datetime(2026, 12, 1, 10, tzinfo=UTC).isoformat()
+    batch = [
+        {"id": "e-1", "email": erased, "type": "booked", "occurred_at": when},
+        {"id": "e-2", "email": kept, "type": "booked", "occurred_at": when},
+        {"id": "e-3", "email": "GONE@example.org", "type": "attended", "occurred_at": when},
+    ]
+    answer = client.post("/events", json={"events": batch})
+    assert answer.status_code == 200, answer.text
+    assert {k: answer.json()[k] for k in ("stored", "duplicates", "dropped")} == {
+        "stored": 1,
+        "duplicates": 0,
+        "dropped": 2,
+    }
+    with api.engine.connect() as conn:
+        assert list(conn.execute(select(contact_events.c.source_id)).scalars()) == ["e-2"]
+        hashed = email_hash(hash_key(conn), erased)
+    assert count(api.engine, contact_events, contact_events.c.email_hash == hashed) == 0
+    assert client.post("/events", json={"events": batch}).json()["dropped"] == 2  # a retry is dropped again

@@ -25,8 +25,9 @@ from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import add_user
 from needlecast.audience.addresses import email_hash
 from needlecast.errors import InvalidRequest
-from needlecast.store.helpers import hash_key
+from needlecast.store.helpers import hash_key, insert_new
 from needlecast.store.schema import (
+    ab_decisions,
     audit_log,
     consent_events,
     contact_events,
@@ -192,6 +193,30 @@ def test_concurrent_additions_of_one_account_add_one_and_refuse_the_others_by_na
         assert all("already an account" in str(o) for o in outcomes if not isinstance(o, int))
         assert count(engine, users, users.c.email == address) == 1
         assert_quiet(log, address)
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_inserts_of_one_key_in_the_store_make_one_row_and_no_unique_violation(store_url: str) -> None:
+    """The store's one-statement check-and-insert (`insert_new`), which every path above and the A/B
+    winner's decision (a send started from the console racing the scheduler) rely on."""
+    from needlecast.store.engine import open_store
+
+    engine = open_store(store_url)
+    decision = {"step_id": "s", "winner": "A", "rule": "r", "metric": "opens", "figures": "{}"}
+    campaign = f"race-{uuid.uuid4().hex[:8]}"
+
+    def decide(_index: int) -> object:
+        with engine.begin() as conn:
+            row = {**decision, "campaign_id": campaign, "decided_at": datetime.now(UTC)}
+            return insert_new(conn, ab_decisions, row, ab_decisions.c.campaign_id)
+
+    try:
+        with server_log(engine) as log:
+            outcomes = race(8, decide)
+        assert Counter(o is None for o in outcomes) == {False: 1, True: 7}, outcomes
+        assert count(engine, ab_decisions, ab_decisions.c.campaign_id == campaign) == 1
+        assert_quiet(log, campaign)
     finally:
         engine.dispose()
 

@@ -197,6 +197,30 @@ def test_concurrent_additions_of_one_account_add_one_and_refuse_the_others_by_na
         engine.dispose()
 
 
+def test_concurrent_confirmations_of_one_signup_record_its_consents_once(store_url: str, workspace_dir: Path) -> None:
+    from needlecast.audience.signup import SignupForm, apply_confirmation, request_signup
+    from needlecast.config import open_workspace
+    from needlecast.store.engine import open_store
+
+    engine = open_store(store_url)
+    settings = open_workspace(workspace_dir).settings.signup
+    form = SignupForm("lead@example.org", "Nia", ("acne",), True, True, "website", "hash-of-network-address")
+    try:
+        with engine.begin() as conn:
+            signup = request_signup(conn, form, settings, datetime.now(UTC))
+        assert signup is not None and signup.send_confirmation
+
+        def confirm(_index: int) -> bool:
+            with engine.begin() as conn:
+                return apply_confirmation(conn, signup.contact_id, signup.request_id, datetime.now(UTC))
+
+        assert Counter(race(8, confirm)) == {True: 1, False: 7}
+        granted = consent_events.c.action == "granted"
+        assert count(engine, consent_events, consent_events.c.contact_id == signup.contact_id, granted) == 2
+    finally:
+        engine.dispose()
+
+
 def test_concurrent_inserts_of_one_key_in_the_store_make_one_row_and_no_unique_violation(store_url: str) -> None:
     """The store's one-statement check-and-insert (`insert_new`), which every path above and the A/B
     winner's decision (a send started from the console racing the scheduler) rely on."""

@@ -168,8 +168,8 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
 
 
 def apply_confirmation(conn: Connection, contact_id: int, request_id: int, now: datetime) -> bool:
-    """Record what the signup request asked for (see the module contract). False when it was applied already;
-    `NotFound` when the request or its contact is gone."""
+    """Record what the signup request asked for (see the module contract). False when it was applied already
+    (also by a concurrent confirmation); `NotFound` when the request or its contact is gone."""
     request = (
         conn.execute(
             select(signup_requests).where(
@@ -183,10 +183,16 @@ def apply_confirmation(conn: Connection, contact_id: int, request_id: int, now: 
         raise NotFound("that confirmation link belongs to a signup that no longer exists")
     if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first() is None:
         raise NotFound("that confirmation link belongs to a contact who no longer exists")
-    if request["confirmed_at"] is not None:
+    # Claimed in one statement: of concurrent confirmations (a mail scanner and the person, two clicks)
+    # exactly one records the consents; the others find it confirmed.
+    claimed = conn.execute(
+        update(signup_requests)
+        .where(signup_requests.c.id == request_id, signup_requests.c.confirmed_at.is_(None))
+        .values(confirmed_at=now)
+    ).rowcount
+    if claimed != 1:
         return False
     source = str(request["source"])
-    conn.execute(update(signup_requests).where(signup_requests.c.id == request_id).values(confirmed_at=now))
     values: dict[str, Any] = {"updated_at": now}
     if request["first_name"]:
         values["first_name"] = request["first_name"]

@@ -18,12 +18,13 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from needlecast import operations
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import add_user
 from needlecast.audience.addresses import email_hash
+from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidRequest
 from needlecast.store.helpers import hash_key, insert_new
 from needlecast.store.schema import (
@@ -45,16 +46,52 @@ T = TypeVar("T")
 RACERS = 12
 
 
+MEETINGS: list[threading.Barrier] = []  # the `meeting_before` barriers in use: a failing racer breaks them
+
+
 def race(count: int, attempt: Callable[[int], T]) -> list[T]:
-    """`attempt(0)` ... `attempt(count - 1)`, each on its own thread, all released at once by a barrier."""
+    """`attempt(0)` ... `attempt(count - 1)`, each on its own thread, all released at once by a barrier.
+    A racer's error is raised as it is (the others, left waiting at a barrier, are let go at once)."""
     start = threading.Barrier(count)
 
     def run(index: int) -> T:
-        start.wait(timeout=60)
-        return attempt(index)
+        try:
+            start.wait(timeout=60)
+            return attempt(index)
+        except BaseException:
+            for barrier in [start, *MEETINGS]:
+                barrier.abort()
+            raise
 
     with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
+        futures = [pool.submit(run, index) for index in range(count)]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+    first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), None)
+    if first is not None or errors:
+        raise first or errors[0]
+    return [future.result() for future in futures]
+
+
+@contextlib.contextmanager
+def meeting_before(engine: Engine, statement: str, parties: int) -> Iterator[None]:
+    """Hold each of `parties` threads before its first statement that starts with `statement` until all are
+    there: by then each has made its reads, the widest window a check-then-write race can have."""
+    meet = threading.Barrier(parties)
+    met = threading.local()
+
+    def hold(*args: object) -> None:
+        text = str(args[2]).lstrip().upper()
+        if text.startswith(statement.upper()) and not getattr(met, "done", False):
+            met.done = True
+            meet.wait(timeout=60)
+
+    event.listen(engine, "before_cursor_execute", hold)
+    MEETINGS.append(meet)
+    try:
+        yield
+    finally:
+        MEETINGS.remove(meet)
+        event.remove(engine, "before_cursor_execute", hold)
 
 
 def clients(api: ConsoleSite, count: int) -> list[httpx.Client]:
@@ -214,9 +251,36 @@ def test_concurrent_confirmations_of_one_signup_record_its_consents_once(store_u
             with engine.begin() as conn:
                 return apply_confirmation(conn, signup.contact_id, signup.request_id, datetime.now(UTC))
 
-        assert Counter(race(8, confirm)) == {True: 1, False: 7}
+        with meeting_before(engine, "UPDATE signup_requests", 8):
+            assert Counter(race(8, confirm)) == {True: 1, False: 7}
         granted = consent_events.c.action == "granted"
         assert count(engine, consent_events, consent_events.c.contact_id == signup.contact_id, granted) == 2
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_redemptions_of_one_double_opt_in_token_record_the_consent_once(
+    store_url: str, vocabulary: Vocabulary
+) -> None:
+    from needlecast.audience.consent import confirm, start_double_opt_in
+    from needlecast.audience.contacts import ContactUpdate, upsert_contact
+    from needlecast.store.engine import open_store
+
+    engine = open_store(store_url)
+    secret = b"a test secret of enough length"
+    try:
+        with engine.begin() as conn:
+            contact_id, _ = upsert_contact(conn, ContactUpdate("xia@example.org"), vocabulary, datetime.now(UTC))
+            token = start_double_opt_in(conn, contact_id, secret, source="form")
+
+        def redeem(_index: int) -> int:
+            with engine.begin() as conn:
+                return confirm(conn, token, secret)
+
+        with meeting_before(engine, "UPDATE contacts", 8):
+            assert race(8, redeem) == [contact_id] * 8
+        granted = consent_events.c.action == "granted"
+        assert count(engine, consent_events, consent_events.c.contact_id == contact_id, granted) == 1
     finally:
         engine.dispose()
 

@@ -232,6 +232,33 @@ def test_a_file_without_the_needed_columns_is_refused_naming_them(
     assert "no column for id, email, type." in result.stderr and "bookings.csv" in result.stderr
 
 
+def test_an_import_drops_and_counts_the_events_of_an_erased_address_and_never_stores_them(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _store(ws)
+    with engine.begin() as conn:
+        erase(conn, "lead1@example.com")
+    export = ws.root / "bookings.csv"
+    export.write_text(
+        "Booking ID,Client Email,Event,Booked At\n"
+        "B-1,Lead1@Example.com,booked,2026-11-24T10:00:00Z\n"
+        "B-2,lead2@example.com,booked,2026-11-24T10:00:00Z\n"
+    )
+    env = {"NEEDLECAST_DATABASE_URL": ws.database_url}
+    result = run(monkeypatch, ws.root, "events", "import", str(export), "--format", "json", **env)
+    assert result.code == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert {k: counts[k] for k in ("read", "stored", "duplicates", "dropped", "rejected")} == {
+        "read": 2,
+        "stored": 1,
+        "duplicates": 0,
+        "dropped": 1,
+        "rejected": 0,
+    }
+    with engine.connect() as conn:
+        assert conn.execute(select(contact_events.c.source_id)).scalars().all() == ["B-2"]
+
+
 def test_erasing_a_person_deletes_their_events_too(ws: Workspace) -> None:
     engine = _store(ws)
     _store_raw(engine, [_event(1, "lead1@example.com", "booked", "2026-11-24T10:00:00Z")])

@@ -12,13 +12,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import ROLES, Actor, require
 from needlecast.audience.addresses import normalise_email
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
-from needlecast.store.helpers import utcnow
+from needlecast.store.helpers import insert_new, utcnow
 from needlecast.store.schema import sessions, users
 
 MIN_PASSWORD = 12
@@ -41,30 +41,36 @@ def _check_password(password: str) -> str:
 
 
 def add_user(conn: Connection, actor: Actor, email: str, role: str, password: str, display_name: str = "") -> int:
-    """A new active account; `InvalidRequest` for a known address, an unknown role or a short password."""
+    """A new active account; `InvalidRequest` for a known address, an unknown role or a short password.
+
+    The account is inserted unless its address is there, in one statement: of concurrent additions of one
+    address exactly one adds it and the others are refused as known, none fails on the unique address."""
     require(actor, "users.manage")
     address = normalise_email(email)
     _check_role(role)
     _check_password(password)
+    known = InvalidRequest(f"there is already an account for {address}")
     if conn.execute(select(users.c.id).where(users.c.email == address)).first() is not None:
-        raise InvalidRequest(f"there is already an account for {address}")
+        raise known  # before the password is hashed: that takes a while
     now = utcnow()
-    user_id = int(
-        conn.execute(
-            insert(users).returning(users.c.id),
-            {
-                "email": address,
-                "display_name": display_name or address.split("@")[0],
-                "role": role,
-                "password_hash": _hasher.hash(password),
-                "disabled": False,
-                "created_at": now,
-                "updated_at": now,
-            },
-        ).scalar_one()
+    user_id = insert_new(
+        conn,
+        users,
+        {
+            "email": address,
+            "display_name": display_name or address.split("@")[0],
+            "role": role,
+            "password_hash": _hasher.hash(password),
+            "disabled": False,
+            "created_at": now,
+            "updated_at": now,
+        },
+        users.c.id,
     )
+    if user_id is None:
+        raise known
     audit.record(conn, actor, "user.added", f"user:#{user_id}", email=address, role=role)
-    return user_id
+    return int(user_id)
 
 
 def list_users(conn: Connection) -> list[dict[str, Any]]:

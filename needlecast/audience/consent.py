@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from needlecast import signing
 from needlecast.errors import NotFound
@@ -84,12 +84,20 @@ def confirm(conn: Connection, token: str, secret: bytes) -> int:
     Confirming twice is harmless (the second time records nothing).
     """
     payload = signing.verify(secret, signing.CONFIRM, token)
-    row = conn.execute(
-        select(contacts.c.status, contacts.c.marketing_consent).where(contacts.c.id == payload.contact_id)
-    ).first()
+    row = conn.execute(select(contacts.c.id).where(contacts.c.id == payload.contact_id)).first()
     if row is None:
         raise NotFound("that confirmation link belongs to a contact who no longer exists")
-    if row.status == "pending" or not row.marketing_consent:
+    # The check is a conditional UPDATE, which waits for a concurrent confirmation and then sees its
+    # consent: of confirmations at the same time exactly one records it.
+    claimed = conn.execute(
+        update(contacts)
+        .where(
+            contacts.c.id == payload.contact_id,
+            or_(contacts.c.status == "pending", contacts.c.marketing_consent.is_(False)),
+        )
+        .values(updated_at=utcnow())
+    ).rowcount
+    if claimed:
         record_consent(conn, payload.contact_id, "marketing", True, source="double opt-in confirmation")
     return payload.contact_id
 

@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
-from needlecast.audience.addresses import normalise_email
+from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidRequest, NotFound
-from needlecast.store.schema import contacts
+from needlecast.store.helpers import hash_key, insert_ignore, insert_new
+from needlecast.store.schema import contact_lists, contacts, suppressions
+
+ERASED = "email: this address was erased on request; it is not stored again"
 
 
 def find_contact(conn: Connection, email: str) -> dict[str, Any] | None:
@@ -59,26 +62,23 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
     The same rules as an import: an erased address is refused (`InvalidRequest`), a suppressed one is stored
     and stays suppressed, unknown concerns and time zones are refused naming the field, and each consent
     change is appended to the history with its evidence.
+
+    Race-free: concurrent upserts of one new address make one contact (the insert skips an address that is
+    there, in one statement), the others update it one after another (its row is locked, on PostgreSQL;
+    SQLite has one writer), so no tag, attribute or consent change is lost and no unique violation occurs.
     """
     from zoneinfo import available_timezones
 
-    from needlecast.audience.addresses import email_hash
-    from needlecast.audience.consent import Purpose, record_consent
-    from needlecast.store.helpers import hash_key
-    from needlecast.store.schema import contact_lists, suppressions
-
     address = normalise_email(update_.email)
     hashed = email_hash(hash_key(conn), address)
-    reason = conn.execute(select(suppressions.c.reason).where(suppressions.c.email_hash == hashed)).scalar()
-    if reason == "erased":
-        raise InvalidRequest("email: this address was erased on request; it is not stored again")
+    if _erased(conn, hashed):
+        raise InvalidRequest(ERASED)
     if update_.concerns is not None:
         unknown = [c for c in update_.concerns if c not in vocabulary.names]
         if unknown:
             raise InvalidRequest(f"concerns: '{unknown[0]}' is not one of {', '.join(vocabulary.names)}")
     if update_.time_zone and update_.time_zone not in available_timezones():
         raise InvalidRequest(f"time_zone: '{update_.time_zone}' is not an IANA time zone such as Europe/London")
-    current = find_contact(conn, address)
     values: dict[str, Any] = {"updated_at": now}
     for name in ("first_name", "last_name", "time_zone"):
         value = getattr(update_, name)
@@ -86,45 +86,64 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
             values[name] = " ".join(str(value).split())[:200]
     if update_.concerns is not None:
         values["concerns"] = ";".join(dict.fromkeys(update_.concerns))
-    tags = [t for t in (current["tags"].split(";") if current else []) if t]
-    tags += [t for t in update_.tags if t and t not in tags]
-    values["tags"] = ";".join(tags)[:500]
-    values["attributes"] = {**(current["attributes"] if current else {}), **update_.attributes}
-    created = current is None
-    if created:
-        contact_id = int(
-            conn.execute(
-                insert(contacts).returning(contacts.c.id),
-                {
-                    "email": address,
-                    "email_hash": hashed,
-                    "first_name": "",
-                    "last_name": "",
-                    "concerns": "",
-                    "time_zone": "",
-                    "locale": "",
-                    "status": "active",
-                    "marketing_consent": False,
-                    "concern_consent": False,
-                    "signed_up_at": now,
-                    "created_at": now,
-                    **values,
-                },
-            ).scalar_one()
-        )
-    else:
-        assert current is not None
-        contact_id = int(current["id"])
-        conn.execute(update(contacts).where(contacts.c.id == contact_id).values(values))
-    for name in dict.fromkeys(update_.lists):
-        if name:
-            exists = conn.execute(
-                select(contact_lists.c.contact_id).where(
-                    contact_lists.c.contact_id == contact_id, contact_lists.c.list_name == name[:100]
-                )
-            ).first()
-            if exists is None:
-                conn.execute(insert(contact_lists), {"contact_id": contact_id, "list_name": name[:100]})
+    contact_id, created = _create_or_update(conn, address, hashed, values, update_, now)
+    insert_ignore(
+        conn,
+        contact_lists,
+        [{"contact_id": contact_id, "list_name": name[:100]} for name in dict.fromkeys(update_.lists) if name],
+        ("contact_id", "list_name"),
+    )
+    _record_consents(conn, contact_id, update_, now)
+    return contact_id, created
+
+
+def _create_or_update(
+    conn: Connection, address: str, hashed: str, values: dict[str, Any], update_: ContactUpdate, now: datetime
+) -> tuple[int, bool]:
+    """Insert the contact unless its address is there; otherwise lock its row and update it (tags and
+    attributes are added to what is there). (id, created)."""
+    while True:
+        new = {
+            "email": address,
+            "email_hash": hashed,
+            "first_name": "",
+            "last_name": "",
+            "concerns": "",
+            "time_zone": "",
+            "locale": "",
+            "status": "active",
+            "marketing_consent": False,
+            "concern_consent": False,
+            "signed_up_at": now,
+            "created_at": now,
+            **values,
+            "tags": ";".join(dict.fromkeys(t for t in update_.tags if t))[:500],
+            "attributes": dict(update_.attributes),
+        }
+        created_id = insert_new(conn, contacts, new, contacts.c.id)
+        if created_id is not None:
+            return int(created_id), True
+        current = conn.execute(select(contacts).where(contacts.c.email == address).with_for_update()).mappings().first()
+        if current is None:  # deleted after the insert saw it: by an erasure, or inserted anew
+            if _erased(conn, hashed):
+                raise InvalidRequest(ERASED)
+            continue
+        tags = [t for t in current["tags"].split(";") if t]
+        tags += [t for t in update_.tags if t and t not in tags]
+        merged = {**values, "tags": ";".join(tags)[:500], "attributes": {**current["attributes"], **update_.attributes}}
+        conn.execute(update(contacts).where(contacts.c.id == current["id"]).values(merged))
+        return int(current["id"]), False
+
+
+def _erased(conn: Connection, hashed: str) -> bool:
+    reason = conn.execute(select(suppressions.c.reason).where(suppressions.c.email_hash == hashed)).scalar()
+    return reason == "erased"
+
+
+def _record_consents(conn: Connection, contact_id: int, update_: ContactUpdate, now: datetime) -> None:
+    """Append each consent change that changes the contact's state, with its evidence."""
+    from needlecast.audience.consent import Purpose, record_consent
+
     changes: tuple[tuple[Purpose, ConsentChange | None], ...] = (
         ("marketing", update_.marketing_consent),
         ("concern", update_.concern_consent),
@@ -144,4 +163,3 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
                 wording_version=change.wording_version[:100],
                 at=change.at or now,
             )
-    return contact_id, created

@@ -4,8 +4,9 @@ Contract: `import_events(engine, actor, path, source, limits, now)` reads a CSV 
 importer's reader, limits and rejects file), recognises the columns by header (`id` / `booking id` /
 `event id`, `email`, `type` / `event`, `occurred_at` / `date` / `time`, `value` / `amount`, `currency`),
 validates every row on its own (`audience.events.validate_event`), stores the good ones once per id in one
-transaction, and writes the others to `FILE.rejects.csv` with their line and reason. `read = stored +
-duplicates + rejected`, always. Audited.
+transaction (those for an erased address are dropped and counted, never stored), and writes the others to
+`FILE.rejects.csv` with their line and reason. `read = stored + duplicates + dropped + rejected`, always.
+Audited.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EventImport:
     read: int = 0
     stored: int = 0
     duplicates: int = 0
+    dropped: int = 0  # for an erased address: never stored
     rejected: int = 0
     rejects_path: Path | None = None
 
@@ -87,8 +89,10 @@ def import_events(
             read=summary.read,
             stored=stored.stored,
             duplicates=stored.duplicates,
+            dropped=stored.dropped,
             rejected=len(rejects),
         )
-    summary.stored, summary.duplicates, summary.rejected = stored.stored, stored.duplicates, len(rejects)
+    summary.stored, summary.duplicates, summary.dropped = stored.stored, stored.duplicates, stored.dropped
+    summary.rejected = len(rejects)
     summary.rejects_path = write_rejects(path, table.headers, rejects)
     return summary

@@ -6,8 +6,9 @@ retry store nothing twice), an `email`, a `type` (`booked`, `attended`, `purchas
 any custom name of lower-case letters, digits and _), an `occurred_at` with a time zone (naive times are
 refused, not guessed), and optionally a `value` (not negative) with its three-letter `currency`.
 `store_events(conn, events, source, now)` stores each once per id, the address only as the store's keyed
-hash (linked to the contact when there is one), and returns how many were stored and how many were
-already there. Exits and enrolments on events, and conversions, read what is stored here.
+hash (linked to the contact when there is one), and returns how many were stored, how many were already
+there, and how many were dropped because their address was erased (such an event is never stored). Exits
+and enrolments on events, and conversions, read what is stored here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, select
 from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidAddress
 from needlecast.store.helpers import chunked, hash_key, insert_ignore
-from needlecast.store.schema import contact_events, contacts
+from needlecast.store.schema import contact_events, contacts, suppressions
 
 KNOWN_TYPES = ("booked", "attended", "purchased", "cancelled_booking")
 TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -52,6 +53,7 @@ class EventProblem:
 class StoredEvents:
     stored: int = 0
     duplicates: int = 0
+    dropped: int = 0  # for an erased address: never stored
 
 
 def _text(raw: dict[str, Any], name: str, limit: int) -> str:
@@ -120,18 +122,20 @@ def validate_event(raw: Any, index: int) -> ContactEvent | EventProblem:
 
 
 def store_events(conn: Connection, events: list[ContactEvent], source: str, now: datetime) -> StoredEvents:
-    """Store each event once per id (see the module contract)."""
+    """Store each event once per id (see the module contract).
+
+    An event for an erased address is dropped, never stored (erased means erased), and counted in
+    `dropped`. The rest go in with one INSERT ... ON CONFLICT DO NOTHING, which tells how many were new:
+    of concurrent batches with the same ids, exactly one stores each event and the others count it as a
+    duplicate; none fails on the unique id. `stored + duplicates + dropped == len(events)`.
+    """
     result = StoredEvents()
     if not events:
         return result
     key = hash_key(conn)
-    known: set[str] = set()
-    for part in chunked([e.source_id for e in events], 1000):
-        known |= set(
-            conn.execute(select(contact_events.c.source_id).where(contact_events.c.source_id.in_(part))).scalars()
-        )
     hashes = {e.email: email_hash(key, e.email) for e in events}
     ids: dict[str, int] = {}
+    erased: set[str] = set()
     for part in chunked(sorted(set(hashes.values())), 1000):
         ids.update(
             {
@@ -141,14 +145,21 @@ def store_events(conn: Connection, events: list[ContactEvent], source: str, now:
                 )
             }
         )
-    rows = []
+        erased |= set(
+            conn.execute(
+                select(suppressions.c.email_hash).where(
+                    suppressions.c.email_hash.in_(part), suppressions.c.reason == "erased"
+                )
+            ).scalars()
+        )
+    rows: dict[str, dict[str, Any]] = {}
     for event in events:
-        if event.source_id in known:
-            result.duplicates += 1
-            continue
-        known.add(event.source_id)
         hashed = hashes[event.email]
-        rows.append(
+        if hashed in erased:
+            result.dropped += 1
+            continue
+        rows.setdefault(
+            event.source_id,
             {
                 "source_id": event.source_id,
                 "email_hash": hashed,
@@ -159,10 +170,8 @@ def store_events(conn: Connection, events: list[ContactEvent], source: str, now:
                 "currency": event.currency,
                 "source": source[:200],
                 "received_at": now,
-            }
+            },
         )
-    # ON CONFLICT DO NOTHING: a concurrent batch with the same ids cannot fail this one (both may then count
-    # the event as stored; the store holds it once).
-    insert_ignore(conn, contact_events, rows, ["source_id"])
-    result.stored = len(rows)
+    result.stored = insert_ignore(conn, contact_events, list(rows.values()), ["source_id"])
+    result.duplicates = len(events) - result.dropped - result.stored
     return result

@@ -27,7 +27,7 @@ from needlecast.audience.consent import record_consent
 from needlecast.config import SignupSettings
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress, InvalidRequest, NotFound
-from needlecast.store.helpers import hash_key
+from needlecast.store.helpers import hash_key, insert_new
 from needlecast.store.schema import consent_events, contacts, signup_requests, suppressions
 
 FORM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -100,36 +100,36 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
     hashed = email_hash(key, form.email)
     if conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first():
         return None  # suppressed or erased: stays so, and the form answers as it does for anyone
-    row = conn.execute(
-        select(contacts.c.id, contacts.c.status, contacts.c.marketing_consent).where(contacts.c.email == form.email)
-    ).first()
-    new = row is None
-    if new:
-        contact_id = int(
-            conn.execute(
-                insert(contacts).returning(contacts.c.id),
-                {
-                    "email": form.email,
-                    "email_hash": hashed,
-                    "first_name": "",
-                    "last_name": "",
-                    "concerns": "",
-                    "time_zone": "",
-                    "locale": "",
-                    "tags": "",
-                    "status": "pending",
-                    "marketing_consent": False,
-                    "concern_consent": False,
-                    "attributes": {},
-                    "signed_up_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            ).scalar_one()
-        )
-    else:
-        assert row is not None
-        contact_id = int(row.id)
+    # One statement inserts the address unless it is there: concurrent signups of one new address make one
+    # contact, and exactly one of them is the new one (no unique violation, none in the server's log).
+    created_id = insert_new(
+        conn,
+        contacts,
+        {
+            "email": form.email,
+            "email_hash": hashed,
+            "first_name": "",
+            "last_name": "",
+            "concerns": "",
+            "time_zone": "",
+            "locale": "",
+            "tags": "",
+            "status": "pending",
+            "marketing_consent": False,
+            "concern_consent": False,
+            "attributes": {},
+            "signed_up_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
+        contacts.c.id,
+    )
+    new = created_id is not None
+    if created_id is None:
+        created_id = conn.execute(select(contacts.c.id).where(contacts.c.email == form.email)).scalar()
+        if created_id is None:
+            return None  # erased after the insert saw it: nothing may be done
+    contact_id = int(created_id)
     request_id = int(
         conn.execute(
             insert(signup_requests).returning(signup_requests.c.id),
@@ -168,8 +168,8 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
 
 
 def apply_confirmation(conn: Connection, contact_id: int, request_id: int, now: datetime) -> bool:
-    """Record what the signup request asked for (see the module contract). False when it was applied already;
-    `NotFound` when the request or its contact is gone."""
+    """Record what the signup request asked for (see the module contract). False when it was applied already
+    (also by a concurrent confirmation); `NotFound` when the request or its contact is gone."""
     request = (
         conn.execute(
             select(signup_requests).where(
@@ -183,10 +183,16 @@ def apply_confirmation(conn: Connection, contact_id: int, request_id: int, now: 
         raise NotFound("that confirmation link belongs to a signup that no longer exists")
     if conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id)).first() is None:
         raise NotFound("that confirmation link belongs to a contact who no longer exists")
-    if request["confirmed_at"] is not None:
+    # Claimed in one statement: of concurrent confirmations (a mail scanner and the person, two clicks)
+    # exactly one records the consents; the others find it confirmed.
+    claimed = conn.execute(
+        update(signup_requests)
+        .where(signup_requests.c.id == request_id, signup_requests.c.confirmed_at.is_(None))
+        .values(confirmed_at=now)
+    ).rowcount
+    if claimed != 1:
         return False
     source = str(request["source"])
-    conn.execute(update(signup_requests).where(signup_requests.c.id == request_id).values(confirmed_at=now))
     values: dict[str, Any] = {"updated_at": now}
     if request["first_name"]:
         values["first_name"] = request["first_name"]

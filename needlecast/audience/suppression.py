@@ -29,17 +29,15 @@ REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "erased")
 
 
 def suppress_hash(conn: Connection, hashed: str, reason: str, source: str = "") -> bool:
-    """Add a hash to the list; True when it was not there yet (the first reason is kept)."""
+    """Add a hash to the list; True when it was not there yet (the first reason is kept).
+
+    One statement checks and inserts: of concurrent suppressions of one address exactly one is the new one,
+    and none fails on the unique key.
+    """
     if reason not in REASONS:
         raise InvalidRequest(f"'{reason}' is not a suppression reason; use one of: {', '.join(REASONS)}")
-    exists = conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash == hashed)).first()
-    insert_ignore(
-        conn,
-        suppressions,
-        [{"email_hash": hashed, "reason": reason, "source": source[:200], "created_at": utcnow()}],
-        ("email_hash",),
-    )
-    return exists is None
+    row = {"email_hash": hashed, "reason": reason, "source": source[:200], "created_at": utcnow()}
+    return insert_ignore(conn, suppressions, [row], ("email_hash",)) == 1
 
 
 def suppress(conn: Connection, email: str, reason: str, source: str = "manual") -> bool:

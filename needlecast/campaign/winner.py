@@ -28,13 +28,13 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import Campaign, Step, WinnerTest
 from needlecast.reports.attribution import attribute
 from needlecast.reports.data import conversion_events, delivery_flags, human_opened, ledger_and_events, z_test
+from needlecast.store.helpers import insert_new
 from needlecast.store.schema import ab_decisions, deliveries
 
 SIGNIFICANT = "significant"
@@ -170,21 +170,22 @@ def decide_due(ctx: CampaignContext, engine: Engine, campaign: Campaign, now: da
             "p_value": p_value,
             "confidence": test.confidence,
         }
-        try:
-            with engine.begin() as conn:
-                conn.execute(
-                    insert(ab_decisions),
-                    {
-                        "campaign_id": campaign.id,
-                        "step_id": step.id,
-                        "winner": winner,
-                        "rule": rule,
-                        "metric": test.metric,
-                        "figures": json.dumps(shown, allow_nan=True),
-                        "decided_at": now,
-                    },
-                )
-        except IntegrityError:
+        with engine.begin() as conn:
+            decided_now = insert_new(
+                conn,
+                ab_decisions,
+                {
+                    "campaign_id": campaign.id,
+                    "step_id": step.id,
+                    "winner": winner,
+                    "rule": rule,
+                    "metric": test.metric,
+                    "figures": json.dumps(shown, allow_nan=True),
+                    "decided_at": now,
+                },
+                ab_decisions.c.campaign_id,
+            )
+        if decided_now is None:
             continue  # another process decided first: its decision stands
         taken.append(Decision(step.id, winner, rule, test.metric, shown, now))
     return taken

@@ -254,6 +254,7 @@ def events_import(
         "read": summary.read,
         "stored": summary.stored,
         "duplicates": summary.duplicates,
+        "dropped": summary.dropped,
         "rejected": summary.rejected,
     }
     if format == OutputFormat.json:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Column, Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from needlecast.store.schema import meta
@@ -35,10 +35,30 @@ def chunked(items: Sequence[T] | Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL."""
-    if not rows:
-        return
+def _insert(conn: Connection, table: Table, keys: Sequence[str] | None) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on either database (any unique key when `keys` is None)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    conn.execute(statement, list(rows))
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys) if keys else None)
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL; how many rows were inserted.
+
+    Race-free: a row that a concurrent transaction inserts first is skipped, never an error, so the
+    PostgreSQL server logs no unique violation (whose DETAIL would quote the key's values).
+    """
+    if not rows:
+        return 0
+    statement = _insert(conn, table, keys).returning(table.c[keys[0]])
+    return len(conn.execute(statement, list(rows)).all())
+
+
+def insert_new(conn: Connection, table: Table, values: dict[str, Any], returning: Column[Any]) -> Any | None:
+    """Insert one row unless a row with any of the same unique keys is there; the new row's `returning`
+    value, or None when it was there already (then nothing was written and nothing fails).
+
+    The check and the insert are one statement (INSERT ... ON CONFLICT DO NOTHING RETURNING): two
+    transactions inserting the same key at once make one row, the second waits for the first and gets
+    None (PostgreSQL), or runs after it under SQLite's write lock. No unique violation is raised or logged.
+    """
+    return conn.execute(_insert(conn, table, None).values(values).returning(returning)).scalar()

@@ -28,8 +28,7 @@ from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, select, update
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -60,7 +59,7 @@ from needlecast.errors import (
     PermissionDenied,
     Throttled,
 )
-from needlecast.store.helpers import utcnow
+from needlecast.store.helpers import insert_new, utcnow
 from needlecast.store.schema import contacts, idempotency_keys, suppressions
 from needlecast.tracking.events import check_depth
 from needlecast.web.api import schemas as s
@@ -193,42 +192,40 @@ class Guard:
     def _reserve(self, actor: str, key: str, request_hash: str) -> tuple[str, int, str] | None:
         """Reserve `key` for this request (None), or return what holds it: (request hash, status, answer),
         status PENDING while the first request is being done. A reservation older than `PENDING_SECONDS`
-        belongs to a request that died unanswered and is taken over."""
+        belongs to a request that died unanswered and is taken over.
+
+        The reservation is one INSERT ... ON CONFLICT DO NOTHING: of concurrent twins exactly one reserves
+        the key and the others read what holds it; none fails on the key (nor is logged by the server)."""
         now = utcnow()
+        where = (idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+        reservation = {
+            "actor": actor,
+            "key": key,
+            "request_hash": request_hash,
+            "status": PENDING,
+            "body": "",
+            "created_at": now,
+        }
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(
-                    idempotency_keys.c.request_hash,
-                    idempotency_keys.c.status,
-                    idempotency_keys.c.body,
-                    idempotency_keys.c.created_at,
-                )
-                .where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
-                .with_for_update()
-            ).first()
-            if row is not None:
+            while True:
+                if insert_new(conn, idempotency_keys, reservation, idempotency_keys.c.key) is not None:
+                    return None
+                row = conn.execute(
+                    select(
+                        idempotency_keys.c.request_hash,
+                        idempotency_keys.c.status,
+                        idempotency_keys.c.body,
+                        idempotency_keys.c.created_at,
+                    )
+                    .where(*where)
+                    .with_for_update()
+                ).first()
+                if row is None:
+                    continue  # freed meanwhile (its request failed): reserve it again
                 stale = row[1] == PENDING and (now - row[3]).total_seconds() > PENDING_SECONDS
                 if not stale:
                     return (row[0], int(row[1]), row[2])
-                conn.execute(
-                    delete(idempotency_keys).where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
-                )
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(idempotency_keys),
-                        {
-                            "actor": actor,
-                            "key": key,
-                            "request_hash": request_hash,
-                            "status": PENDING,
-                            "body": "",
-                            "created_at": now,
-                        },
-                    )
-            except IntegrityError:  # a concurrent twin reserved it between the read and the insert
-                return (request_hash, PENDING, "")
-        return None
+                conn.execute(delete(idempotency_keys).where(*where))
 
     def _settle(self, actor: str, key: str, status: int, answer: bytes) -> None:
         """Keep a success's answer for replays; free the key after a failure so that a retry is done anew."""
@@ -640,11 +637,13 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
                 "events",
                 stored=stored.stored,
                 duplicates=stored.duplicates,
+                dropped=stored.dropped,
                 rejected=len(bad),
             )
         return s.EventsOut(
             stored=stored.stored,
             duplicates=stored.duplicates,
+            dropped=stored.dropped,
             rejected=[s.EventProblemOut(index=p.index, field=p.field, message=p.message) for p in bad],
         )
 

@@ -153,6 +153,7 @@ class EventProblemOut(BaseModel):
 class EventsOut(BaseModel):
     stored: int
     duplicates: int
+    dropped: int = Field(description="Events for an erased address: dropped, never stored")
     rejected: list[EventProblemOut]
 
 

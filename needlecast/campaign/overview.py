@@ -80,10 +80,7 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
     if campaign.draft:
         status, status_note = (
             DRAFT,
-            (
-                "nothing is sent until it is scheduled: Schedule on its console page, or remove 'draft: true' "
-                "from its file"
-            ),
+            ("nothing is sent until someone presses Schedule in the console, or removes 'draft: true' from its file"),
         )
     elif state is None:
         status, status_note = NOT_SCHEDULED, "`needlecast schedule sync` or a running scheduler schedules it"

@@ -130,7 +130,10 @@ def _notes(
     notes: list[str] = _winner_notes(conn, campaign)
     state = find_state(conn, campaign.id)
     if campaign.draft:
-        notes.append("a draft: nothing is scheduled or sent until 'draft: true' is removed from its file")
+        notes.append(
+            "a draft: nothing is scheduled or sent until someone presses Schedule in the console, or removes "
+            "'draft: true' from its file"
+        )
     elif state is not None and state["status"] != ACTIVE:
         notes.append(f"{state['status']}: nothing is sent until `needlecast campaign resume {campaign.id}`")
     try:

@@ -24,7 +24,7 @@ from needlecast.campaign.runner import Runner
 from needlecast.config import open_workspace
 from needlecast.delivery import get_backend
 from needlecast.delivery.outbox import read_outbox
-from needlecast.schedule import desired_jobs
+from needlecast.schedule import desired_jobs, run_scheduler_in_background
 from tests.cli_runner import run
 from tests.console_site import ConsoleSite, csrf_of, site
 
@@ -106,6 +106,34 @@ def test_the_sending_banner_shows_while_the_send_runs_and_the_page_refreshes_unt
     ended = marketer.get("/console/campaigns/spring-guide", params={"send": "started"})
     assert "The send has ended" in ended.text and 'http-equiv="refresh"' not in ended.text
     assert 'id="send-banner"' not in page.text  # no send asked for, none running: no banner
+
+
+def test_with_the_scheduler_in_the_web_app_the_banner_lasts_until_its_send_now_job_ends(
+    workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    scheduler, stop = run_scheduler_in_background(open_workspace(workspace_dir))  # as `needlecast serve`
+    try:
+        with site(workspace_dir, store_url, scheduler=scheduler) as console:
+            marketer = console.login("marketer")
+            confirm = marketer.get("/console/campaigns/spring-guide/confirm/send-now")
+            scheduler.pause()  # the job waits in the scheduler: the send has not ended
+            done = marketer.post("/console/campaigns/spring-guide/send-now", data={"csrf": csrf_of(confirm.text)})
+            assert done.status_code == 303
+            page = done.headers["location"].removeprefix(console.url)
+            waiting = marketer.get(page)
+            assert "Sending now." in waiting.text and 'http-equiv="refresh"' in waiting.text
+            console.senders.finished.clear()
+            scheduler.resume()
+            assert console.senders.finished.wait(120), "the scheduler's send-now job to end"
+            with console.engine.connect() as conn:
+                sent = ledger.counts(conn, "spring-guide")["sent"]
+            ended = marketer.get(page)
+            assert sent > 0 and f"The send has ended.</strong> {sent} sent" in ended.text
+            assert 'http-equiv="refresh"' not in ended.text
+    finally:
+        stop()
 
 
 def test_campaign_status_and_plan_say_what_the_cap_did_and_does(

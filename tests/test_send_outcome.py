@@ -250,6 +250,24 @@ def test_a_campaign_saved_in_the_form_stays_a_draft_until_schedule_is_pressed(co
     assert len(scheduled) == 1 and scheduled[0]["target"] == "campaign:spring-guide"
 
 
+def test_schedule_refuses_a_draft_whose_moment_has_passed_and_leaves_it_a_draft(console: ConsoleSite) -> None:
+    path = console.workspace.campaigns_dir / "spring-guide.yaml"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    path.write_text(
+        path.read_text().replace("kind: broadcast", "kind: broadcast\ndraft: true").replace("2027-03-02", yesterday)
+    )
+    marketer = console.login("marketer")
+    confirm = marketer.get("/console/campaigns/spring-guide/confirm/schedule")
+    refused = marketer.post("/console/campaigns/spring-guide/schedule", data={"csrf": csrf_of(confirm.text)})
+    page = marketer.get(refused.headers["location"].removeprefix(console.url))
+    flash = re.search(r'<p class="notice bad" role="status">(.*?)</p>', page.text, re.DOTALL)
+    assert flash and "has already passed" in flash.group(1) and "choose a later moment" in flash.group(1)
+    assert "needlecast send" not in flash.group(1)  # the page's fix, not a command
+    assert yaml.safe_load(path.read_text())["draft"] is True
+    with console.engine.connect() as conn:
+        assert not [e for e in entries(conn) if e["action"] == "campaign.scheduled"]
+
+
 def test_test_recipients_edited_in_the_settings_are_used_without_a_restart(console: ConsoleSite) -> None:
     config = console.workspace.root / "needlecast.toml"
     config.write_text(config.read_text().replace("qa.seed@clinic.example", "new.seed@clinic.example"))

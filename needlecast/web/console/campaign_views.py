@@ -207,7 +207,12 @@ def routes(console: Console, senders: Senders) -> list[Route]:
                 }[action]
             else:
                 raise NotFound(f"no action '{action}'")
-        except (CampaignFileError, NeedlecastError) as err:
+        except CampaignFileError as err:
+            if err.field.startswith("schedule"):  # a moment already past: the page's fix, not the command line's
+                fix = "edit the campaign and choose a later moment, or use Send now to send it at once"
+                return back_to(request, campaign_id, f"Not done: {err.problem}. Fix: {fix}.", "bad")
+            return back_to(request, campaign_id, str(err), "bad")
+        except NeedlecastError as err:
             return back_to(request, campaign_id, str(err), "bad")
         return back_to(request, campaign_id, message)
 

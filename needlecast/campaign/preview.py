@@ -156,7 +156,8 @@ def _notes(
     queued = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
     held = _nothing_new(plan)
     if queued:
-        return notes + ([f"besides: {held}"] if held else [])
+        capped = _capped_earlier(plan)
+        return notes + ([f"besides: {capped}"] if capped else [])
     if campaign.kind == BROADCAST:
         if held and not planned_any:
             notes.append("plans nothing new: " + held)
@@ -193,13 +194,22 @@ def _nothing_new(plan: Plan) -> str:
     parts = []
     if plan.excluded.get(EXCLUDED_ALREADY):
         parts.append(f"{plan.excluded[EXCLUDED_ALREADY]} email(s) are already sent or queued")
-    if plan.excluded.get(EXCLUDED_CAPPED_EARLIER):
-        parts.append(
-            f"{plan.excluded[EXCLUDED_CAPPED_EARLIER]} were held back by the frequency cap when it was sent "
-            "(another email from the clinic too recently): a broadcast skips them for good and does not send it "
-            "later; to reach them, send a new campaign once the cap allows"
-        )
+    capped = _capped_earlier(plan)
+    if capped:
+        parts.append(capped)
     return "; ".join(parts)
+
+
+def _capped_earlier(plan: Plan) -> str:
+    """What the cap did at an earlier send, and what that means for those people ('' when it held none)."""
+    count = plan.excluded.get(EXCLUDED_CAPPED_EARLIER, 0)
+    if not count:
+        return ""
+    return (
+        f"{count} were held back by the frequency cap when it was sent (another email from the clinic too "
+        "recently): a broadcast skips them for good and does not send it later; to reach them, send a new "
+        "campaign once the cap allows"
+    )
 
 
 def _winner_notes(conn: Connection, campaign: Campaign) -> list[str]:

@@ -350,6 +350,15 @@ def open_workspace(root: Path | None = None) -> Workspace:
     return Workspace(root=found, settings=load_settings(found))
 
 
+def test_recipients(workspace: Workspace) -> tuple[str, ...]:
+    """The seed addresses of `[console] test_recipients`, read from needlecast.toml when asked (a long-running
+    web app sees an edit at once, without a restart); the loaded settings' when the file cannot be read now."""
+    try:
+        return tuple(load_settings(workspace.root).console.test_recipients)
+    except ConfigurationError:
+        return tuple(workspace.settings.console.test_recipients)
+
+
 def signing_secret(*, required: bool) -> bytes:
     """The HMAC key for unsubscribe and confirmation tokens, from `NEEDLECAST_SECRET`.
 

@@ -222,6 +222,11 @@ def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
     return delivery_store(conn).counts(conn, campaign_id)
 
 
+def skipped_by_reason(conn: Connection, campaign_id: str) -> dict[str, int]:
+    """The campaign's skipped rows by reason, most first (see `needlecast.campaign.outcome` for the words)."""
+    return delivery_store(conn).skipped_by_reason(conn, campaign_id)
+
+
 def reconcile(conn: Connection, campaign_id: str) -> int:
     """Unknown rows that any stored event proves the provider accepted -> `sent`. Returns how many."""
     return delivery_store(conn).settle_campaign_by_events(conn, campaign_id)

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
 from needlecast.accounts import audit
@@ -26,17 +26,18 @@ from needlecast.audience.importer import ImportSummary, Progress, import_file
 from needlecast.audience.suppression import erase, suppress
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.editor import record_signoff as write_signoff
+from needlecast.campaign.editor import release_draft as write_release
 from needlecast.campaign.editor import save_document
 from needlecast.campaign.gate import ensure_sendable
-from needlecast.campaign.model import Campaign
+from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.rendering import render_variant, step_variants
-from needlecast.campaign.scheduling import audience_zones, schedule_campaign
+from needlecast.campaign.scheduling import audience_zones, refuse_if_past, schedule_campaign
 from needlecast.campaign.state import CANCELLED, PAUSED, find_state, set_status
-from needlecast.config import Workspace
+from needlecast.config import Workspace, test_recipients
 from needlecast.content.library import write_override
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import Backend, Batch, Outcome, Recipient
-from needlecast.errors import InvalidRequest, TemplateProblem
+from needlecast.errors import CampaignFileError, InvalidRequest, TemplateProblem
 from needlecast.store.helpers import utcnow
 from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.recipient import RecipientValues
@@ -72,41 +73,88 @@ def set_campaign_status(engine: Engine, workspace: Workspace, actor: Actor, camp
     return cancelled
 
 
-def schedule(engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str) -> dict[str, Any]:
+def schedule(
+    engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, *, release_draft: bool = False
+) -> dict[str, Any]:
     """Schedule a campaign now (a past broadcast schedule, a draft, and a campaign the claims gate blocks are
     refused: `CampaignBlocked` names the findings and the fix); the running
-    scheduler (or `schedule sync`) gives it its jobs. Returns its state."""
+    scheduler (or `schedule sync`) gives it its jobs. Returns its state. With `release_draft` (the console's
+    Schedule) a draft is made live first: its file loses `draft: true` once every check has passed."""
     require(actor, "campaigns.schedule")
     ctx, campaign = _campaign(workspace, campaign_id)
     ensure_sendable(ctx, campaign, doing="scheduled")  # the claims gate, before anything is scheduled
+    released = release_draft and campaign.draft
     with engine.begin() as conn:
+        if released:
+            campaign = _released(ctx, conn, campaign, send_now=False)
         state = schedule_campaign(conn, campaign, audience_zones(conn), utcnow())
-        audit.record(conn, actor, "campaign.scheduled", f"campaign:{campaign_id}")
+        audit.record(conn, actor, "campaign.scheduled", f"campaign:{campaign_id}", released_draft=released)
     return state
 
 
 def request_send_now(
-    engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, launch: Callable[[str], None]
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    campaign_id: str,
+    launch: Callable[[str], object],
+    *,
+    release_draft: bool = False,
 ) -> None:
     """Send a campaign now: scheduled at once (`send --now`), then `launch(campaign_id)` starts the send
-    where senders run (the scheduler's job, or this process)."""
+    where senders run (the scheduler's job, or this process). `release_draft`: as for `schedule`."""
     require(actor, "campaigns.schedule")
     ctx, campaign = _campaign(workspace, campaign_id)
     ensure_sendable(ctx, campaign)
+    released = release_draft and campaign.draft
     with engine.begin() as conn:
+        if released:
+            campaign = _released(ctx, conn, campaign, send_now=True)
         schedule_campaign(conn, campaign, audience_zones(conn), utcnow(), send_now=True)
-        audit.record(conn, actor, "campaign.sent_now", f"campaign:{campaign_id}")
+        audit.record(conn, actor, "campaign.sent_now", f"campaign:{campaign_id}", released_draft=released)
     launch(campaign_id)
+
+
+def _released(ctx: CampaignContext, conn: Connection, campaign: Campaign, *, send_now: bool) -> Campaign:
+    """A draft made live: refused first as scheduling would refuse it (a past schedule), then its file loses
+    `draft: true`, so that the file the scheduler re-reads is the one scheduled."""
+    if campaign.kind == BROADCAST and not send_now and not ledger.has_rows(conn, campaign.id):
+        refuse_if_past(campaign, audience_zones(conn), utcnow())
+    return write_release(ctx, campaign)
 
 
 def save_campaign(
     engine: Engine, workspace: Workspace, actor: Actor, document: dict[str, Any], replacing: str | None = None
 ) -> Campaign:
-    """Write a campaign file from the console's form, through the loader (errors name the field)."""
+    """Write a campaign file from the console's form, through the loader (errors name the field), always as a
+    draft: nothing it saves is scheduled or sent until someone schedules it (`schedule(release_draft=True)`,
+    audited). A broadcast that has sent nothing yet and whose moment is already past is refused, naming the
+    field, and nothing is written."""
     require(actor, "campaigns.edit")
     ctx = CampaignContext.load(workspace)
     old = ctx.campaign(replacing).path if replacing else None
-    campaign = save_document(ctx, document, old)
+    drafted = {key: value for key, value in document.items() if key != "draft"}
+    drafted = dict(list(drafted.items())[:3]) | {"draft": True} | dict(list(drafted.items())[3:])
+
+    def refuse_past(campaign: Campaign) -> None:
+        if campaign.kind != BROADCAST:
+            return
+        with engine.connect() as conn:
+            if ledger.has_rows(conn, campaign.id):
+                return  # it has sent: its moment is history, not a plan
+            zones = audience_zones(conn)
+        try:
+            refuse_if_past(campaign, zones, utcnow())
+        except CampaignFileError as err:
+            raise CampaignFileError(
+                err.path,
+                err.field,
+                err.problem,
+                "choose a moment in the future (to send it at once, save a later moment and press Send now)",
+                campaign_id=campaign.id,
+            ) from err
+
+    campaign = save_document(ctx, drafted, old, check=refuse_past)
     with engine.begin() as conn:
         audit.record(
             conn, actor, "campaign.saved", f"campaign:{campaign.id}", file=campaign.path.name, created=replacing is None
@@ -211,10 +259,11 @@ def test_send(
     """One step's every variant and arm, to the seed addresses of `[console] test_recipients`, through the
     configured backend: never to the audience and never into the ledger. Subjects start with [TEST]."""
     require(actor, "campaigns.test_send")
-    seeds = tuple(workspace.settings.console.test_recipients)
+    seeds = test_recipients(workspace)  # read now: an edit of needlecast.toml counts without a restart
     if not seeds:
         raise InvalidRequest(
-            'no seed addresses: set [console] test_recipients = ["you@clinic.example"] in needlecast.toml'
+            "no seed addresses to send a test to: your administrator adds them to the workspace settings "
+            '([console] test_recipients = ["you@clinic.example"] in needlecast.toml)'
         )
     ctx, campaign = _campaign(workspace, campaign_id)
     step = campaign.step(step_id) if step_id else campaign.steps[0]

@@ -374,6 +374,13 @@ def add_send_now_job(scheduler: BaseScheduler, root: str, campaign_id: str) -> s
     return job_id
 
 
+def send_now_waiting(engine: Engine, campaign_id: str) -> bool:
+    """Whether the shared job store still holds the campaign's send-now job (no scheduler has taken it yet)."""
+    store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
+    store.start(None, "default")  # only looked up, never run: no scheduler needed
+    return store.lookup_job(f"send-now:{campaign_id}") is not None
+
+
 def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_id: str, delay_seconds: float) -> str:
     """A one-off job that sends a broadcast `delay_seconds` from now, ignoring its schedule (the demo)."""
     job_id = f"broadcast-now:{campaign_id}"

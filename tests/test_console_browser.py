@@ -96,7 +96,8 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     page.get_by_label("A/B split in percent (e.g. 50, 50)").first.fill("50, 50")
     page.get_by_role("button", name="Save the campaign").click()
     page.wait_for_url(re.compile(r".*/console/campaigns/winter-tips.*"))
-    assert "Saved campaigns/winter-tips.yaml" in page.inner_text("main")
+    assert "Saved campaigns/winter-tips.yaml as a draft" in page.inner_text("main")
+    assert page.locator("#state").inner_text() == "draft"  # saved in the form: live only once scheduled
     marketer.check("campaign")
 
     page.get_by_role("link", name="Preview tips").click()
@@ -138,7 +139,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     page.reload()
     page.get_by_role("link", name="Schedule").click()
     page.wait_for_url(re.compile(r".*/confirm/schedule$"))
-    assert "This sends" in page.locator("#reach").inner_text()
+    assert "This is a draft: it becomes live now. This sends" in page.locator("#reach").inner_text()
     marketer.check("confirm-schedule")
     page.get_by_role("button", name="Schedule winter-tips").click()
     page.wait_for_url(re.compile(r".*flash=Scheduled.*"))
@@ -150,11 +151,14 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     people = int(re.search(r"to (\d+) person", reach).group(1))  # type: ignore[union-attr]
     console.senders.finished.clear()
     page.get_by_role("button", name="Send now winter-tips").click()
-    page.wait_for_url(re.compile(r".*flash=Sending.*"))
+    page.wait_for_url(re.compile(r".*send=started.*"))
     # The send runs in the app's own thread: wait for it to end (an event, not a reload loop: reloading a
     # page while its last reload is still arriving can detach it), then look once.
     assert console.senders.finished.wait(120), "the send to finish"
     page.reload()
+    ended = page.locator("#send-banner").inner_text()
+    assert "The send has ended" in ended and f"{people} sent" in ended  # the banner ends with the send
+    marketer.check("campaign-sent")
     cells = page.locator("#counts td").all_inner_texts()
     heads = page.locator("#counts th").all_inner_texts()
     assert int(dict(zip(heads, cells, strict=True))["sent"]) == people  # the campaign page shows every email sent

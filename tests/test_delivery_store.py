@@ -175,6 +175,22 @@ def test_queue_readings_agree_with_what_was_enqueued(engine: Engine) -> None:
         assert store.queue_depth(conn, later) == (10, 10)
 
 
+def test_skipped_rows_are_counted_by_their_reason_most_first(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", list(range(1, 7)))
+        _enqueue(conn, "other", [1])
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
+        ledger.mark_skipped(conn, {ids[0]: "no marketing consent", **dict.fromkeys(ids[1:4], "suppressed: complaint")})
+        ledger.mark_skipped(conn, dict.fromkeys([int(r[0]) for r in store.claim(conn, "other", NOW, 1, "t2")], "x"))
+    with engine.connect() as conn:
+        assert list(store.skipped_by_reason(conn, "c").items()) == [
+            ("suppressed: complaint", 3),
+            ("no marketing consent", 1),
+        ]
+        assert store.skipped_by_reason(conn, "nothing") == {}
+
+
 def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) -> None:
     store = delivery_store(engine)
     with store.writing() as conn:

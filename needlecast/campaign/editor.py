@@ -8,6 +8,8 @@ Contract:
 - `record_signoff(ctx, campaign, reviewer, note, on)` writes `signoff: {reviewer, date, note, covers}` (the
   digests of what was reviewed: `campaign.signoff.covered_files`) into the campaign's file, replacing an
   earlier one and keeping the rest of the text (and its comments) as it was.
+- `release_draft(ctx, campaign)` removes `draft: true` from the campaign's file (keeping the rest of its text
+  and comments): what pressing Schedule (or Send now) in the console does to a draft, before scheduling it.
 - `document_of(campaign)` is the campaign's file as a mapping, for the console's form.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
 
 _SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
+_DRAFT_LINE = re.compile(r"^draft:[^\n]*(?:\n|\Z)", re.MULTILINE)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -68,18 +72,34 @@ def document_of(campaign: Campaign) -> dict[str, Any]:
 
 
 def save_document(
-    ctx: CampaignContext, document: dict[str, Any], replacing: Path | None = None, comment: str = ""
+    ctx: CampaignContext,
+    document: dict[str, Any],
+    replacing: Path | None = None,
+    comment: str = "",
+    check: Callable[[Campaign], None] | None = None,
 ) -> Campaign:
     """Validate and write a campaign (see the module contract), `comment` (YAML comment lines) on top;
-    returns it as loaded."""
+    returns it as loaded. `check` may refuse the loaded campaign (raising) before anything is written."""
     campaign_id = str(document.get("id") or "")
     path = ctx.workspace.campaigns_dir / f"{campaign_id or 'new-campaign'}.yaml"
     text = comment + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     campaign = _validate(ctx, path, text, replacing)
+    if check is not None:
+        check(campaign)
     _atomic_write(path, text)
     if replacing is not None and replacing.resolve() != path.resolve():
         replacing.unlink(missing_ok=True)
     return campaign
+
+
+def release_draft(ctx: CampaignContext, campaign: Campaign) -> Campaign:
+    """The campaign's file without `draft: true` (see the module contract); returns it as loaded."""
+    if not campaign.draft:
+        return campaign
+    text = _DRAFT_LINE.sub("", campaign.path.read_text(encoding="utf-8"))
+    saved = _validate(ctx, campaign.path, text, campaign.path)
+    _atomic_write(campaign.path, text)
+    return saved
 
 
 def record_signoff(ctx: CampaignContext, campaign: Campaign, reviewer: str, note: str, on: date) -> Campaign:

@@ -3,7 +3,7 @@
 Contract: `campaign_overviews(ctx, conn, now)` returns one `Overview` per campaign file (a file that does
 not load is listed with its problem, never hidden) and per campaign that has ledger state but no file any
 more; `campaign_overview(ctx, conn, id, now)` one, or `NotFound` naming the campaigns there are. An overview
-holds ids, counts and times only.
+holds ids, counts (skipped emails by reason too) and times only.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Overview:
     state: str  # active, paused, cancelled, not scheduled, draft, file has errors
     note: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # skipped emails by reason (`campaign.outcome` words them)
     next_send: datetime | None = None
     next_send_note: str = ""
     queued_by_due: list[tuple[datetime, int]] = field(default_factory=list)
@@ -77,7 +78,10 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
     queued = ledger.queued_by_due(conn, campaign.id)
     next_send, note = _next_send(ctx, campaign, state, queued, zones, now)
     if campaign.draft:
-        status, status_note = DRAFT, "remove 'draft: true' from its file to schedule it"
+        status, status_note = (
+            DRAFT,
+            ("nothing is sent until someone presses Schedule in the console, or removes 'draft: true' from its file"),
+        )
     elif state is None:
         status, status_note = NOT_SCHEDULED, "`needlecast schedule sync` or a running scheduler schedules it"
     else:
@@ -91,6 +95,7 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         state=status,
         note=status_note,
         counts=ledger.counts(conn, campaign.id),
+        skipped=ledger.skipped_by_reason(conn, campaign.id),
         next_send=next_send,
         next_send_note=note,
         queued_by_due=queued,
@@ -169,6 +174,7 @@ def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) ->
                 state=status,
                 note=note or "its campaign file is gone; the ledger keeps what it sent",
                 counts=ledger.counts(conn, campaign_id),
+                skipped=ledger.skipped_by_reason(conn, campaign_id),
                 queued_by_due=ledger.queued_by_due(conn, campaign_id),
             )
     return [found[key] for key in sorted(found)]

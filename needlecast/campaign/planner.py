@@ -17,7 +17,10 @@ Rules:
   inside the recipient's quiet hours moves to the end of them ("deferred by quiet hours").
 - Frequency cap across campaigns: no two emails to a contact within 24 hours of each other
   (`max_per_day`, default 1) and at most `max_per_week` (default 3) in the 7 days before. A broadcast email
-  over the cap is recorded as skipped ("capped"); a sequence email waits until the cap allows it.
+  over the cap is recorded as skipped ("capped: ...", with which limit) and is never sent later (a broadcast
+  is time-bound: Klaviyo's Smart Sending does the same); a sequence email waits until the cap allows it. A
+  re-plan names the people an earlier send skipped for the cap as such (`EXCLUDED_CAPPED_EARLIER`), never
+  as people who already have the email.
 - Sequences enrol members who signed up after `enrol.joined_after` (default: when the campaign was first
   scheduled), or who carry `enrol.tag`, or for whom the clinic's systems reported an `enrol.event` since then;
   they exit on an exit rule (an attribute's value, or a contact event that occurred after they enrolled, or,
@@ -44,11 +47,15 @@ from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_qu
 from needlecast.campaign.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
+from needlecast.store.delivery import SKIPPED
 from needlecast.store.schema import campaign_state, contact_events, contacts, deliveries, enrolments
 
 EXCLUDED_NO_VARIANT = "no content for their concern"
 EXCLUDED_CAPPED = "frequency cap"
 EXCLUDED_ALREADY = "already in the ledger"
+EXCLUDED_CAPPED_EARLIER = "frequency cap, when it was sent: skipped for good"
+SKIPPED_CAP_DAY = "capped: another email within 24 hours"
+SKIPPED_CAP_WEEK = "capped: {} emails in the 7 days before"
 DEFERRED_QUIET = "deferred by quiet hours"
 DEFERRED_CAP = "deferred by frequency cap"
 WAITING_WINNER = "waiting for the A/B winner"
@@ -149,7 +156,8 @@ def _apply_cap(
                 break
             if not defer:
                 emails.at[index, "status"] = "skipped"
-                emails.at[index, "reason"] = "capped: too many emails to this contact in a day or a week"
+                daily = schedule.max_per_day > 0 and near >= schedule.max_per_day
+                emails.at[index, "reason"] = SKIPPED_CAP_DAY if daily else SKIPPED_CAP_WEEK.format(week)
                 excluded[EXCLUDED_CAPPED] += 1
                 break
             due = max(m for m in moments if abs(m - due) < pd.Timedelta(days=7)) + pd.Timedelta(hours=24)
@@ -194,11 +202,13 @@ def plan_broadcast(
     members: SegmentResult | None = None,
     decisions: Mapping[str, Decision] | None = None,
     engagement: Engagement | None = None,
+    skipped: Mapping[tuple[str, int], str] | None = None,
 ) -> Plan:
     """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
     over `frame` at `now`, when the caller has it; `decisions`: the A/B winners decided so far, by step;
     `engagement`: the human opens and clicks that send-time optimisation reads (`schedule.optimise`; not
-    with `send_now`, which sends now)."""
+    with `send_now`, which sends now); `skipped`: the reasons of the ledger's skipped rows among
+    `ledger_keys`, so that the plan says why those people get nothing."""
     assert campaign.kind == BROADCAST
     result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
@@ -239,7 +249,7 @@ def plan_broadcast(
         rest = _frame_for(audience[~test], campaign, step, rest_due, campaign.time_zone)
         parts.append(_with_timing(rest, timing[~test] if timing is not None else None).assign(arm=decision.winner))
     emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
-    return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False)
+    return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False, skipped=skipped)
 
 
 def _with_timing(emails: pd.DataFrame, timing: pd.Series | None) -> pd.DataFrame:
@@ -254,6 +264,7 @@ def _finish(
     history: pd.DataFrame,
     *,
     defer_cap: bool,
+    skipped: Mapping[tuple[str, int], str] | None = None,
 ) -> Plan:
     if emails.empty:
         plan.emails = emails
@@ -264,7 +275,15 @@ def _finish(
     if ledger_keys:
         already = [(s, c) in ledger_keys for s, c in zip(emails["step_id"], emails["contact_id"], strict=True)]
         already_mask = pd.Series(already, index=emails.index, dtype=bool)
-        plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum())
+        capped = 0
+        if skipped:
+            held = emails[already_mask]
+            capped = sum(
+                skipped.get((s, int(c)), "").startswith("capped")
+                for s, c in zip(held["step_id"], held["contact_id"], strict=True)
+            )
+            plan.excluded[EXCLUDED_CAPPED_EARLIER] += capped
+        plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum()) - capped
         emails = emails[~already_mask]
     schedule = ctx.workspace.settings.schedule
     emails = _apply_quiet_hours(emails, schedule, plan.deferred)
@@ -431,6 +450,7 @@ class LedgerView:
     history: pd.DataFrame  # contact_id, at: other campaigns' emails that count towards the cap
     started_at: datetime | None
     events: pd.DataFrame | None = None  # contact_id, type, occurred_at: the event types the campaign names
+    skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # keys of skipped rows: their reason
 
 
 COUNTED = ("queued", "sending", "sent", "unknown")
@@ -453,13 +473,16 @@ def load_ledger_view(
         columns=["contact_id", "enrolled_at", "exited_at"],
     )
     keys: set[tuple[str, int]] = set()
+    skipped: dict[tuple[str, int], str] = {}
     if with_keys:
-        keys = {
-            (s, int(c))
-            for s, c in conn.execute(
-                select(deliveries.c.step_id, deliveries.c.contact_id).where(deliveries.c.campaign_id == campaign_id)
+        for step_id, contact_id, status, error in conn.execute(
+            select(deliveries.c.step_id, deliveries.c.contact_id, deliveries.c.status, deliveries.c.error).where(
+                deliveries.c.campaign_id == campaign_id
             )
-        }
+        ):
+            keys.add((step_id, int(contact_id)))
+            if status == SKIPPED:
+                skipped[(step_id, int(contact_id))] = error or ""
     moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
     rows = conn.execute(
         select(deliveries.c.contact_id, moment).where(
@@ -471,4 +494,4 @@ def load_ledger_view(
     started = conn.execute(
         select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)
     ).scalar()
-    return LedgerView(enrolled, keys, history, started, load_events(conn, event_types))
+    return LedgerView(enrolled, keys, history, started, load_events(conn, event_types), skipped)

@@ -21,7 +21,14 @@ from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.gate import blocking_findings
 from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.planner import (
+    EXCLUDED_ALREADY,
+    EXCLUDED_CAPPED_EARLIER,
+    Plan,
+    load_ledger_view,
+    plan_broadcast,
+    plan_sequence,
+)
 from needlecast.campaign.rendering import render_campaign
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
 from needlecast.campaign.send_time import engagement_for
@@ -47,9 +54,11 @@ def build_plans(
     now: datetime,
     *,
     audience: FrameCache | None = None,
+    send_now: bool = False,
 ) -> Plans:
     """The plan of one campaign (or every campaign) for the next `days` days (see the module contract);
-    `audience` gives the contacts frame and segment results (the web app's cache; default: read now)."""
+    `audience` gives the contacts frame and segment results (the web app's cache; default: read now);
+    `send_now`: a broadcast planned as "send now" would send it (due now, then quiet hours and the cap)."""
     ctx = CampaignContext.load(workspace)
     campaigns = [ctx.campaign(campaign_id)] if campaign_id else list(ctx.campaigns.values())
     horizon = now + timedelta(days=days)
@@ -69,13 +78,17 @@ def build_plans(
                     view.keys,
                     view.history,
                     now,
+                    send_now=send_now,
                     members=members,
                     decisions=decisions,
-                    engagement=engagement_for(conn, campaign, now),
+                    engagement=None if send_now else engagement_for(conn, campaign, now),
+                    skipped=view.skipped,
                 )
-                if not plan.emails.empty:
+                planned_any = not plan.emails.empty  # beyond the horizon too
+                if planned_any:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
             else:
+                planned_any = True
                 plan = plan_sequence(
                     ctx,
                     campaign,
@@ -89,7 +102,9 @@ def build_plans(
                     view.events,
                     engagement_for(conn, campaign, now),
                 )
-            plan.notes = _notes(ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days)
+            plan.notes = _notes(
+                ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days, planned_any=planned_any
+            )
             if not plan.emails.empty and (plan.emails["timing"] != "").any():
                 optimised = plan.emails[plan.emails["timing"] != ""]
                 plan.notes.append(send_time_summary(optimised["timing"], optimised["due_at"]))
@@ -107,11 +122,18 @@ def _notes(
     now: datetime,
     horizon: datetime,
     days: int,
+    *,
+    planned_any: bool = True,
 ) -> list[str]:
+    """What stops the campaign or why it plans nothing; `planned_any`: whether it planned any email before the
+    horizon was applied (a broadcast that already went to everyone planned none)."""
     notes: list[str] = _winner_notes(conn, campaign)
     state = find_state(conn, campaign.id)
     if campaign.draft:
-        notes.append("a draft: nothing is scheduled or sent until 'draft: true' is removed from its file")
+        notes.append(
+            "a draft: nothing is scheduled or sent until someone presses Schedule in the console, or removes "
+            "'draft: true' from its file"
+        )
     elif state is not None and state["status"] != ACTIVE:
         notes.append(f"{state['status']}: nothing is sent until `needlecast campaign resume {campaign.id}`")
     try:
@@ -132,17 +154,22 @@ def _notes(
         except CampaignFileError as err:
             notes.append(f"will be refused when scheduled: {err}")
     queued = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
+    held = _nothing_new(plan)
     if queued:
-        return notes
+        capped = _capped_earlier(plan)
+        return notes + ([f"besides: {capped}"] if capped else [])
     if campaign.kind == BROADCAST:
+        if held and not planned_any:
+            notes.append("plans nothing new: " + held)
+            return notes
         upcoming = [m for m in broadcast_moments(campaign, zones) if m > horizon]
         if upcoming and not any(m <= horizon for m in broadcast_moments(campaign, zones)):
             notes.append(
                 f"plans nothing in the next {days} days: its first send is {upcoming[0]:%Y-%m-%d %H:%M} UTC "
                 f"(plan further ahead with --days {(upcoming[0] - now).days + 1})"
             )
-        elif plan.excluded.get("already in the ledger"):
-            notes.append("plans nothing new: every member already has this email in the ledger")
+        elif held:
+            notes.append("plans nothing new: " + held)
         else:
             notes.append("plans nothing: the segment has no member who may be mailed (see the exclusions)")
         return notes
@@ -160,6 +187,29 @@ def _notes(
     else:
         notes.append("plans nothing in this window: no step is due for anyone enrolled")
     return notes
+
+
+def _nothing_new(plan: Plan) -> str:
+    """Why a broadcast that already ran plans nothing more: who has the email, and who the cap held back."""
+    parts = []
+    if plan.excluded.get(EXCLUDED_ALREADY):
+        parts.append(f"{plan.excluded[EXCLUDED_ALREADY]} email(s) are already sent or queued")
+    capped = _capped_earlier(plan)
+    if capped:
+        parts.append(capped)
+    return "; ".join(parts)
+
+
+def _capped_earlier(plan: Plan) -> str:
+    """What the cap did at an earlier send, and what that means for those people ('' when it held none)."""
+    count = plan.excluded.get(EXCLUDED_CAPPED_EARLIER, 0)
+    if not count:
+        return ""
+    return (
+        f"{count} were held back by the frequency cap when it was sent (another email from the clinic too "
+        "recently): a broadcast skips them for good and does not send it later; to reach them, send a new "
+        "campaign once the cap allows"
+    )
 
 
 def _winner_notes(conn: Connection, campaign: Campaign) -> list[str]:

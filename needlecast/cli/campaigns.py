@@ -243,6 +243,7 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
     counts = table("emails by ledger state", list(item.counts), right=tuple(item.counts))
     counts.add_row(*(str(v) for v in item.counts.values()))
     console.print(counts)
+    _print_outcome(ctx, item)
     for line in item.ab_tests:
         console.print(f"A/B: {line}", highlight=False, markup=False)
     if item.unknown_requests:
@@ -262,6 +263,20 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
         for moment, count in item.queued_by_due:
             due.add_row(f"{moment:%Y-%m-%d %H:%M}", str(count))
         console.print(due)
+
+
+def _print_outcome(ctx: Any, item: Any) -> None:
+    """What happened to each email, in words: skipped ones by reason (with what the rule does with them)."""
+    from needlecast.campaign.outcome import in_words, outcome_of
+
+    if item.skipped:
+        skipped = table("skipped emails by reason (never sent)", ["reason", "emails"], right=("emails",))
+        for reason, count in item.skipped.items():
+            skipped.add_row(in_words(reason), str(count))
+        console.print(skipped)
+    zone = ctx.campaigns[item.id].time_zone if item.id in ctx.campaigns else "UTC"
+    said = outcome_of(item.counts, item.skipped, item.queued_by_due).sentence(zone)
+    console.print(f"what happened: {said}", highlight=False, markup=False)
 
 
 def _set_campaign(campaign: str, status: str) -> None:

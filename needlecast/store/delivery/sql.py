@@ -24,6 +24,7 @@ from needlecast.store.delivery.protocol import (
     QUEUED,
     SENDING,
     SENT,
+    SKIPPED,
     STATUSES,
     UNKNOWN,
     RequestEvidence,
@@ -214,6 +215,14 @@ class SqlDeliveryStore:
         )
         found: dict[str, int] = {str(status): int(count) for status, count in rows.all()}
         return {status: found.get(status, 0) for status in STATUSES}
+
+    def skipped_by_reason(self, conn: Connection, campaign_id: str) -> dict[str, int]:
+        rows = conn.execute(
+            select(deliveries.c.error, func.count())
+            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SKIPPED)
+            .group_by(deliveries.c.error)
+        ).all()
+        return {str(reason or ""): int(count) for reason, count in sorted(rows, key=lambda r: (-r[1], str(r[0])))}
 
     def queued_count(self, conn: Connection, campaign_id: str, due_by: datetime | None = None) -> int:
         query = select(func.coalesce(func.sum(delivery_queue.c.size), 0)).where(

@@ -11,15 +11,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast import operations
+from needlecast import ledger, operations
 from needlecast.campaign.checks import campaign_findings
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.editor import document_of
-from needlecast.campaign.overview import campaign_overview, campaign_overviews
+from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.outcome import in_words, outcome_of, reach_of
+from needlecast.campaign.overview import DRAFT, campaign_overview, campaign_overviews
 from needlecast.campaign.preview import build_plans, summary_rows
 from needlecast.campaign.rendering import render_variant, step_variants
 from needlecast.campaign.signoff import stale_files
 from needlecast.campaign.state import ACTIVE, CANCELLED, PAUSED
+from needlecast.config import test_recipients
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound, TemplateProblem
 from needlecast.lint import lint_workspace
@@ -43,6 +46,7 @@ TEMPLATE_EDITOR_CSP = (  # the console's CSP (web/console/__init__.py), with tho
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; form-action 'self'; "
     "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+DRAFT_ACTIONS = ("schedule", "send-now")  # what a draft offers: each makes it live (audited)
 ACTIONS = {  # action -> (button, style, the status it needs)
     "schedule": ("Schedule", "", None),
     "send-now": ("Send now", "", None),
@@ -112,9 +116,10 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         actions = [
             (name, label, style)
             for name, (label, style, needs) in ACTIONS.items()
-            if (needs is None or status == needs) and status not in (CANCELLED, "draft")
+            if (needs is None or status == needs) and status != CANCELLED and (status != DRAFT or name in DRAFT_ACTIONS)
         ]
-        sending = overview.counts.get("sending", 0) > 0 or campaign.id in senders.busy()
+        sending = overview.counts.get("sending", 0) > 0 or senders.sending(campaign.id)
+        outcome = outcome_of(overview.counts, overview.skipped, overview.queued_by_due)
         return console.render(
             request,
             who,
@@ -129,27 +134,35 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             errors=sum(f.severity == "error" for f in findings),
             stale=stale_files(ctx, campaign),
             actions=actions,
-            seeds=workspace.settings.console.test_recipients,
+            seeds=test_recipients(workspace),
             refresh=REFRESH_SECONDS if sending else 0,
+            sending=sending,
+            send_asked=request.query_params.get("send") == "started",
+            outcome=outcome,
+            said=outcome.sentence(campaign.time_zone),
+            skipped=[(count, in_words(reason)) for reason, count in overview.skipped.items()],
+            words=in_words,
             **flash(request),
         )
 
     # -- actions, each confirmed -----------------------------------------------------------------------------
 
-    def reach(campaign_id: str, action: str) -> str:
+    def reach(campaign: Campaign, action: str) -> str:
+        """What the action does, counted after every rule (consent, suppression, quiet hours, the cap)."""
         with console.engine.connect() as conn:
-            from needlecast import ledger
-
-            queued = ledger.queued_count(conn, campaign_id)
+            queued = ledger.queued_count(conn, campaign.id)
         if action in ("schedule", "send-now"):
-            plan = build_plans(workspace, console.engine, campaign_id, 3650, _now(), audience=console.frames).plans[0]
-            planned = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
-            people = len(set(plan.emails["contact_id"])) if not plan.emails.empty else 0
-            when = "now" if action == "send-now" else "at its scheduled time"
-            enrol = f", and enrol {len(plan.new_enrolments)} new contact(s)" if plan.new_enrolments else ""
-            return f"This sends {planned} email(s) to {people} person(s) {when}{enrol}" + (
-                f"; {queued} email(s) already queued go too." if queued else "."
-            )
+            send_now = action == "send-now"
+            days = 0 if send_now and campaign.kind != BROADCAST else 3650
+            plan = build_plans(
+                workspace, console.engine, campaign.id, days, _now(), audience=console.frames, send_now=send_now
+            ).plans[0]
+            said = reach_of(plan, _now(), send_now=send_now).sentence(campaign.time_zone, send_now=send_now)
+            if plan.new_enrolments:
+                said += f" It enrols {len(plan.new_enrolments)} new contact(s)."
+            if campaign.draft:
+                said = "This is a draft: it becomes live now. " + said
+            return said + (f" {queued} email(s) already waiting go too." if queued else "")
         if action == "pause":
             return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
         if action == "resume":
@@ -169,7 +182,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             who,
             "confirm.html",
             title=f"{label}: {campaign.name}",
-            question=reach(campaign.id, action),
+            question=reach(campaign, action),
             button=f"{label} {campaign.id}",
             kind=style,
             action_url=f"{prefix}/campaigns/{campaign.id}/{action}",
@@ -182,14 +195,15 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         action = request.path_params["action"]
         try:
             if action == "schedule":
-                operations.schedule(console.engine, workspace, who.actor, campaign_id)
+                operations.schedule(console.engine, workspace, who.actor, campaign_id, release_draft=True)
                 message = "Scheduled: the scheduler gives it its jobs within a minute."
             elif action == "send-now":
-                where: list[str] = []
                 operations.request_send_now(
-                    console.engine, workspace, who.actor, campaign_id, lambda c: where.append(senders.send_now(c))
+                    console.engine, workspace, who.actor, campaign_id, senders.send_now, release_draft=True
                 )
-                message = f"Sending: {where[0] if where else 'started'}."
+                # No message in the address: the page says "sending" while the send runs, then what it did.
+                query = urlencode({"send": "started"})
+                return RedirectResponse(f"{console.prefix(request)}/campaigns/{campaign_id}?{query}", status_code=303)
             elif action in ("pause", "resume", "cancel"):
                 status = {"pause": PAUSED, "resume": ACTIVE, "cancel": CANCELLED}[action]
                 cancelled = operations.set_campaign_status(console.engine, workspace, who.actor, campaign_id, status)
@@ -200,7 +214,12 @@ def routes(console: Console, senders: Senders) -> list[Route]:
                 }[action]
             else:
                 raise NotFound(f"no action '{action}'")
-        except (CampaignFileError, NeedlecastError) as err:
+        except CampaignFileError as err:
+            if err.field.startswith("schedule"):  # a moment already past: the page's fix, not the command line's
+                fix = "edit the campaign and choose a later moment, or use Send now to send it at once"
+                return back_to(request, campaign_id, f"Not done: {err.problem}. Fix: {fix}.", "bad")
+            return back_to(request, campaign_id, str(err), "bad")
+        except NeedlecastError as err:
             return back_to(request, campaign_id, str(err), "bad")
         return back_to(request, campaign_id, message)
 
@@ -251,7 +270,11 @@ def routes(console: Console, senders: Senders) -> list[Route]:
                 {field_of(err.field): f"{err.problem}. Fix: {err.fix}"},
                 status=422,
             )
-        return back_to(request, campaign.id, f"Saved campaigns/{campaign.path.name}.")
+        return back_to(
+            request,
+            campaign.id,
+            f"Saved campaigns/{campaign.path.name} as a draft: nothing is sent until you press Schedule.",
+        )
 
     @console.page("campaigns.edit")
     def create(request: Request, who: Who) -> Response:
@@ -341,7 +364,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             request,
             campaign_id,
             f"Test sent: {sent.requests} email(s), every variant and arm, to the {len(sent.recipients)} seed "
-            "address(es) of [console] test_recipients.",
+            "address(es).",
         )
 
     @console.page("signoff.record")

@@ -235,21 +235,6 @@ def _steps(root: Path, engine: Callable[[], Engine]) -> list[Step]:
     ]  # fmt: skip
 
 
-class _UnsharedLock:
-    """The leader lock for `schedule sync` on PostgreSQL, where the real one is an advisory lock of the whole
-    server's database: a scheduler test running alongside in another schema holds it, and the sync would
-    (rightly) leave the job store to that "running scheduler" and change nothing."""
-
-    def __init__(self, *_args: Any) -> None:
-        pass
-
-    def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
 def _newest_id(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(audit_log.c.id), 0))).scalar_one())
@@ -259,8 +244,6 @@ def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
     workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(getpass, "getuser", lambda: USER)
-    if store_url.startswith("postgresql"):
-        monkeypatch.setattr("needlecast.schedule.SenderLock", _UnsharedLock)
     _old_store(store_url)
     opened: list[Engine] = []
 

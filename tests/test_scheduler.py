@@ -23,6 +23,7 @@ from needlecast.schedule import SchedulerRuntime, build_scheduler, sync, sync_of
 from needlecast.store.engine import open_store
 from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
+from tests.conftest import empty_store
 from tests.sending import big_broadcast_workspace
 from tests.waiting import wait_until
 
@@ -201,6 +202,21 @@ def test_postgres_advisory_lock_allows_one_sender(store_url: str) -> None:
     first.release()
     assert second.acquire()
     second.release()
+
+
+@pytest.mark.postgres
+def test_stores_in_two_schemas_of_one_database_each_have_their_own_leader(tmp_path: Path) -> None:
+    with empty_store("postgres", tmp_path) as one_url, empty_store("postgres", tmp_path) as other_url:
+        one, other = open_store(one_url), open_store(other_url)
+        leaders = [SenderLock(one), SenderLock(other)]
+        try:
+            assert [lock.acquire() for lock in leaders] == [True, True]  # neither waits for the other's
+            assert not SenderLock(one).acquire()  # ... and each still allows one leader
+        finally:
+            for lock in leaders:
+                lock.release()
+            one.dispose()
+            other.dispose()
 
 
 def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(

@@ -2,7 +2,9 @@
 
 PostgreSQL: a session-level advisory lock on a connection of its own, so it goes the moment the leader's
 connection dies; the session's TCP keepalives are set from `takeover_seconds`, so that the server notices a
-leader whose machine vanished without closing its connection. SQLite (one machine): an `flock` on a file
+leader whose machine vanished without closing its connection. The lock is the store's own: its key is
+needlecast's namespace and a checksum of the schema the store lives in, so stores in two schemas of one
+database (two clinics, or two test runs) each have a leader. SQLite (one machine): an `flock` on a file
 beside the database, which the kernel releases when the process dies.
 
 Contract: `acquire()` takes the lock without waiting (True when taken); `held()` says whether it is still
@@ -13,13 +15,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-_LOCK_KEY = 0x6E65656463617374  # "needcast": the advisory lock id on PostgreSQL
+_LOCK_NAMESPACE = 0x6E656564  # "need": the first half of the advisory lock's key on PostgreSQL
+
+
+def _lock_key(conn: Connection) -> tuple[int, int]:
+    """(namespace, this store's schema as a signed 32-bit checksum): the two-part advisory lock key."""
+    schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
+    checksum = zlib.crc32(schema.encode())
+    return _LOCK_NAMESPACE, checksum - (1 << 32) if checksum >= 1 << 31 else checksum
 
 
 class SenderLock:
@@ -33,6 +43,7 @@ class SenderLock:
         self.engine = engine
         self.takeover_seconds = takeover_seconds
         self._conn: Connection | None = None
+        self._key: tuple[int, int] = (_LOCK_NAMESPACE, 0)
         self._file: Any = None
 
     def acquire(self) -> bool:
@@ -42,10 +53,11 @@ class SenderLock:
             interval = max(1, int(self.takeover_seconds / 6))
             for setting, value in (("idle", idle), ("interval", interval), ("count", 3)):
                 conn.execute(text(f"SET tcp_keepalives_{setting} = {int(value)}"))
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar())
+            key = _lock_key(conn)
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": key[0], "b": key[1]}).scalar())
             conn.commit()
             if got:
-                self._conn = conn
+                self._conn, self._key = conn, key
             else:
                 conn.close()
             return got
@@ -79,7 +91,7 @@ class SenderLock:
     def release(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": self._key[0], "b": self._key[1]})
                 self._conn.commit()
                 self._conn.close()
             except SQLAlchemyError:

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -533,6 +534,8 @@ def run_scheduler(workspace: Workspace) -> None:
     )
     lost = threading.Event()
     try:
+        # Its own workers send what it plans: until they are up it would send by itself, racing them.
+        workers.wait_alive(engine, settings.delivery.lease_seconds, runtime.stop)
         with Heartbeat(engine, "scheduler", settings.delivery.lease_seconds, on_fenced=lambda: stop(0, None)) as beat:
             runtime.heartbeat = beat
             leading = leading_scheduler(workspace, runtime, StopSafeBlockingScheduler, wait=True)
@@ -591,6 +594,21 @@ class LocalWorkers:
         ]
         if count:
             log.info("%d local worker(s) started", count)
+
+    def wait_alive(self, engine: Engine, lease_seconds: float, stop: threading.Event, timeout: float = 120.0) -> bool:
+        """Wait until this many workers are alive in the store (True), or `timeout` passes, `stop` is set or a
+        worker process exits (False: the scheduler then sends by itself while no worker is alive)."""
+        deadline = time.monotonic() + timeout
+        while self.processes and not stop.is_set() and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if len(fleet.live(conn, fleet.cutoff(conn, lease_seconds), kind="worker")) >= len(self.processes):
+                    return True
+            if any(process.poll() is not None for process in self.processes):
+                break
+            stop.wait(0.2)
+        if self.processes:
+            log.warning("the local workers are not all alive: the scheduler sends by itself while none is")
+        return not self.processes
 
     def stop(self) -> None:
         for process in self.processes:

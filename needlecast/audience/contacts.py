@@ -97,6 +97,27 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
     return contact_id, created
 
 
+def new_contact_row(address: str, hashed: str, now: datetime, status: str = "active") -> dict[str, Any]:
+    """The columns of a new contact with nothing known about it but its address: no name, concern, consent,
+    tag or attribute (callers add what they know)."""
+    return {
+        "email": address,
+        "email_hash": hashed,
+        "first_name": "",
+        "last_name": "",
+        "concerns": "",
+        "time_zone": "",
+        "locale": "",
+        "tags": "",
+        "status": status,
+        "marketing_consent": False,
+        "concern_consent": False,
+        "attributes": {},
+        "signed_up_at": now,
+        "created_at": now,
+    }
+
+
 def _create_or_update(
     conn: Connection, address: str, hashed: str, values: dict[str, Any], update_: ContactUpdate, now: datetime
 ) -> tuple[int, bool]:
@@ -104,18 +125,7 @@ def _create_or_update(
     attributes are added to what is there). (id, created)."""
     while True:
         new = {
-            "email": address,
-            "email_hash": hashed,
-            "first_name": "",
-            "last_name": "",
-            "concerns": "",
-            "time_zone": "",
-            "locale": "",
-            "status": "active",
-            "marketing_consent": False,
-            "concern_consent": False,
-            "signed_up_at": now,
-            "created_at": now,
+            **new_contact_row(address, hashed, now),
             **values,
             "tags": ";".join(dict.fromkeys(t for t in update_.tags if t))[:500],
             "attributes": dict(update_.attributes),

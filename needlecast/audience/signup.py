@@ -24,6 +24,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.audience.consent import record_consent
+from needlecast.audience.contacts import new_contact_row
 from needlecast.config import SignupSettings
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidAddress, InvalidRequest, NotFound
@@ -105,23 +106,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
     created_id = insert_new(
         conn,
         contacts,
-        {
-            "email": form.email,
-            "email_hash": hashed,
-            "first_name": "",
-            "last_name": "",
-            "concerns": "",
-            "time_zone": "",
-            "locale": "",
-            "tags": "",
-            "status": "pending",
-            "marketing_consent": False,
-            "concern_consent": False,
-            "attributes": {},
-            "signed_up_at": now,
-            "created_at": now,
-            "updated_at": now,
-        },
+        {**new_contact_row(form.email, hashed, now, status="pending"), "updated_at": now},
         contacts.c.id,
     )
     new = created_id is not None

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import hypothesis
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
+from needlecast.store.engine import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,26 +55,67 @@ PG_SKIP = (
 )
 
 
+_TEMPLATES: dict[str, str] = {}  # database kind -> a store migrated once per session (a file, or a database)
+
+
+def _sqlite_template() -> Path:
+    """A SQLite store at the newest schema, made once per session: each test copies it (0.3 ms) instead of
+    running every migration (100-200 ms)."""
+    if "sqlite" not in _TEMPLATES:
+        path = Path(tempfile.mkdtemp(prefix="needlecast-template-")) / "template.db"
+        open_store(f"sqlite:///{path}").dispose()
+        _TEMPLATES["sqlite"] = str(path)
+    return Path(_TEMPLATES["sqlite"])
+
+
+def _admin(base: str) -> Engine:
+    return create_engine(base, isolation_level="AUTOCOMMIT")
+
+
+def _postgres_template(base: str) -> str:
+    """A database at the newest schema, made once per session (and dropped at its end): each test's database
+    is created from it (`CREATE DATABASE ... TEMPLATE`) instead of running every migration."""
+    if "postgres" not in _TEMPLATES:
+        name = f"needlecast_template_{os.getpid()}"
+        admin = _admin(base)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        open_store(make_url(base).set(database=name).render_as_string(hide_password=False)).dispose()
+        admin.dispose()
+        _TEMPLATES["postgres"] = name
+
+        def drop() -> None:
+            with contextlib.suppress(Exception), _admin(base).connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        atexit.register(drop)
+    return _TEMPLATES["postgres"]
+
+
 @contextlib.contextmanager
-def empty_store(kind: str, folder: Path) -> Iterator[str]:
-    """The URL of an empty store: a SQLite file in `folder`, or a private schema on the PostgreSQL server
-    (dropped afterwards). Skips the test when PostgreSQL is asked for and not configured."""
+def empty_store(kind: str, folder: Path, *, migrated: bool = True) -> Iterator[str]:
+    """The URL of a store with no data: a SQLite file in `folder`, or a database of its own on the PostgreSQL
+    server (dropped afterwards), at the newest schema (copied from a template made once per session), or
+    with no tables at all when not `migrated`. Skips the test when PostgreSQL is asked for and not configured."""
     if kind == "sqlite":
+        if migrated:
+            shutil.copy(_sqlite_template(), folder / "store.db")
         yield f"sqlite:///{folder / 'store.db'}"
         return
     base = postgres_url()
     if not base:
         pytest.skip(PG_SKIP)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{_postgres_template(base)}"' if migrated else ""
+    admin = _admin(base)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
@@ -88,6 +132,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=STORES)
+def blank_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Like `store_url`, but a store without any table (for tests of creating or upgrading a store)."""
+    with empty_store(request.param, tmp_path, migrated=False) as url:
+        yield url
+
+
 def make_workspace(root: Path) -> Path:
     """A fresh workspace at `root`, configured like the repository's demo clinic."""
     init_workspace(root)
@@ -100,8 +151,6 @@ def make_workspace(root: Path) -> Path:
 
 @pytest.fixture()
 def engine(store_url: str) -> Iterator[Engine]:
-    from needlecast.store.engine import open_store
-
     store = open_store(store_url)
     yield store
     store.dispose()

@@ -241,15 +241,15 @@ def _newest_id(engine: Engine) -> int:
 
 
 def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
-    workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+    workspace_dir: Path, blank_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(getpass, "getuser", lambda: USER)
-    _old_store(store_url)
+    _old_store(blank_store_url)
     opened: list[Engine] = []
 
     def engine() -> Engine:
         if not opened:
-            opened.append(open_store(store_url))  # after `db upgrade`: an old store is refused
+            opened.append(open_store(blank_store_url))  # after `db upgrade`: an old store is refused
         return opened[0]
 
     steps = _steps(workspace_dir, engine)
@@ -260,7 +260,7 @@ def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
                 step.before()
             before = _newest_id(engine()) if opened else 0
             monkeypatch.setattr(sys, "stdin", io.StringIO(step.stdin))
-            result = run(monkeypatch, workspace_dir, *step.args, NEEDLECAST_DATABASE_URL=store_url, **step.env)
+            result = run(monkeypatch, workspace_dir, *step.args, NEEDLECAST_DATABASE_URL=blank_store_url, **step.env)
             assert result.code == 0, (step.args, result.stderr)
             with engine().connect() as conn:
                 written = [e for e in entries(conn, 10) if e["id"] > before]

@@ -143,8 +143,8 @@ def test_every_way_back_to_queued_lists_the_rows_again(engine: Engine) -> None:
         assert ledger.counts(conn, "a") == {**dict.fromkeys(ledger.STATUSES, 0), "sent": 25, "cancelled": 5}
 
 
-def test_the_migration_lists_rows_queued_under_the_old_schema(store_url: str, tmp_path: Path) -> None:
-    engine = make_engine(store_url)
+def test_the_migration_lists_rows_queued_under_the_old_schema(blank_store_url: str, tmp_path: Path) -> None:
+    engine = make_engine(blank_store_url)
     config = _alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -177,7 +177,7 @@ def test_the_migration_lists_rows_queued_under_the_old_schema(store_url: str, tm
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     engine.dispose()
-    engine = open_store(store_url)
+    engine = open_store(blank_store_url)
     with engine.begin() as conn:
         assert _check_queue(conn) == {"a": 1600}
         claimed = ledger.claim(conn, "a", NOW, 5000, "t")

@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, create_engine, insert, text
 
 from needlecast import ledger
 from needlecast.audience.importer import import_file
@@ -23,7 +24,7 @@ from needlecast.schedule import SchedulerRuntime, build_scheduler, sync, sync_of
 from needlecast.store.engine import open_store
 from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
-from tests.conftest import empty_store
+from tests.conftest import PG_SKIP, postgres_url
 from tests.sending import big_broadcast_workspace
 from tests.waiting import wait_until
 
@@ -205,18 +206,29 @@ def test_postgres_advisory_lock_allows_one_sender(store_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_stores_in_two_schemas_of_one_database_each_have_their_own_leader(tmp_path: Path) -> None:
-    with empty_store("postgres", tmp_path) as one_url, empty_store("postgres", tmp_path) as other_url:
-        one, other = open_store(one_url), open_store(other_url)
-        leaders = [SenderLock(one), SenderLock(other)]
-        try:
-            assert [lock.acquire() for lock in leaders] == [True, True]  # neither waits for the other's
-            assert not SenderLock(one).acquire()  # ... and each still allows one leader
-        finally:
-            for lock in leaders:
-                lock.release()
-            one.dispose()
-            other.dispose()
+def test_stores_in_two_schemas_of_one_database_each_have_their_own_leader() -> None:
+    base = postgres_url()
+    if not base:
+        pytest.skip(PG_SKIP)
+    admin = create_engine(base)
+    schemas = [f"s_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    with admin.begin() as conn:
+        for schema in schemas:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    one, other = (open_store(f"{base}?options=-csearch_path%3D{schema}") for schema in schemas)
+    leaders = [SenderLock(one), SenderLock(other)]
+    try:
+        assert [lock.acquire() for lock in leaders] == [True, True]  # neither waits for the other's
+        assert not SenderLock(one).acquire()  # ... and each still allows one leader
+    finally:
+        for lock in leaders:
+            lock.release()
+        one.dispose()
+        other.dispose()
+        with admin.begin() as conn:
+            for schema in schemas:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(

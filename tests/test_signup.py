@@ -5,6 +5,7 @@ with nothing stored, and a confirmed lead enrolled in the nurture sequence like 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,14 +16,18 @@ import pytest
 from sqlalchemy import func, select
 
 from needlecast import ledger
+from needlecast.audience.confirmations import send_queued_confirmations
 from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.runner import Runner
+from needlecast.config import signing_secret
 from needlecast.delivery import get_backend
+from needlecast.delivery.base import Backend
 from needlecast.delivery.outbox import read_outbox
+from needlecast.schedule import SchedulerRuntime, run_confirmations_job
 from needlecast.store.schema import consent_events, contacts, deliveries, signup_requests
 from needlecast.templating.recipient import link_base
 from tests.cli_runner import run
-from tests.console_site import ConsoleSite, site
+from tests.console_site import ConsoleSite, csrf_of, site
 
 GOOD = {"email": "Nia.Lead@Example.org", "first_name": "Nia", "marketing_consent": "yes", "form": "website"}
 
@@ -35,9 +40,16 @@ def web(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
         yield running
 
 
+def send_confirmations(web: ConsoleSite) -> dict[str, int]:
+    """Send the queued confirmations, as the scheduler's `confirmations` job does."""
+    return send_queued_confirmations(web.engine, web.workspace, signing_secret(required=False))
+
+
 def confirmation_links(web: ConsoleSite, address: str) -> list[str]:
-    """The confirmation links emailed to `address` (the outbox keeps each request as SendGrid would get it),
-    pointed at the local server: they name the clinic's public address, which a test never calls."""
+    """The confirmation links emailed to `address` once the queued ones are sent (the outbox keeps each
+    request as SendGrid would get it), pointed at the local server: they name the clinic's public address,
+    which a test never calls."""
+    send_confirmations(web)
     links = []
     for entry in read_outbox(web.workspace.outbox_dir):
         for person in entry["request"]["personalizations"]:
@@ -46,6 +58,14 @@ def confirmation_links(web: ConsoleSite, address: str) -> list[str]:
     public = link_base(web.workspace.settings)
     assert all(link.startswith(f"{public}/confirm/") for link in links), links
     return [web.url + link[len(public) :] for link in links]
+
+
+def confirm(link: str) -> httpx.Response:
+    """What a person does: open the link, then press the page's button."""
+    page = httpx.get(link)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and csrf, page.text
+    return httpx.post(link, data={"csrf": csrf.group(1)})
 
 
 def contact_row(web: ConsoleSite, address: str) -> dict[str, Any] | None:
@@ -84,7 +104,7 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
     assert pending is not None and pending["status"] == "pending"
     assert not pending["marketing_consent"] and not pending["concern_consent"] and pending["concerns"] == ""
     (link,) = confirmation_links(web, "nia.lead@example.org")
-    confirmed = httpx.get(link)
+    confirmed = confirm(link)
     assert confirmed.status_code == 200 and "confirmed" in confirmed.text.lower()
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None
@@ -110,7 +130,7 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
 
 def test_without_the_health_data_consent_the_lead_gets_general_content(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne"})  # the health-data box left unticked
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None and lead["status"] == "active" and not lead["concern_consent"]
     report = Runner(web.workspace, web.engine, get_backend(web.workspace)).run_sequence("new-lead-nurture")
@@ -124,7 +144,7 @@ def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_varia
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
     runner = Runner(web.workspace, web.engine, get_backend(web.workspace))
     assert runner.run_sequence("new-lead-nurture").enrolled == 0  # pending: not yet
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     report = runner.run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
@@ -133,25 +153,92 @@ def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_varia
     assert [tuple(r) for r in rows] == [("welcome", "acne", "sent")]
 
 
-def test_a_known_a_suppressed_and_a_new_address_get_the_same_answer_and_the_suppressed_one_no_email(
-    web: ConsoleSite,
+def queued(web: ConsoleSite) -> dict[str, list[str]]:
+    """Each address's signup requests' confirmation states."""
+    with web.engine.connect() as conn:
+        rows = conn.execute(
+            select(contacts.c.email, signup_requests.c.confirmation)
+            .join(contacts, contacts.c.id == signup_requests.c.contact_id)
+            .order_by(signup_requests.c.id)
+        ).all()
+    found: dict[str, list[str]] = {}
+    for email, state in rows:
+        found.setdefault(email, []).append(state)
+    return found
+
+
+def test_a_new_a_known_and_a_suppressed_address_take_the_same_path_and_nothing_is_sent_in_the_request(
+    web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with web.engine.begin() as conn:
         suppress(conn, "gone@example.org", "unsubscribed")
+    assert httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": "known@example.org"}).status_code == 200
+    confirm(confirmation_links(web, "known@example.org")[0])  # a known, subscribed contact
+    sends: list[str] = []
+    monkeypatch.setattr(Backend, "send_all", lambda _self, *_args: sends.append("send_all"))
+    monkeypatch.setattr(Backend, "send_one", lambda _self, *_args: sends.append("send_one"))
     answers = []
-    for address in ("new@example.org", "gone@example.org", "new@example.org"):
+    for address in ("new@example.org", "gone@example.org", "known@example.org"):
         response = httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address})
-        answers.append((response.status_code, response.text))
-    assert answers[0] == answers[1] == answers[2]
-    assert confirmation_links(web, "gone@example.org") == [] and contact_row(web, "gone@example.org") is None
+        answers.append((response.status_code, response.headers.get("content-type"), response.text))
+    assert answers[0] == answers[1] == answers[2] and answers[0][0] == 200
+    assert sends == []  # no backend was called in any request: every answer took the same path
+    assert queued(web) == {"new@example.org": ["queued"], "known@example.org": ["sent", "queued"]}
+    assert contact_row(web, "gone@example.org") is None
     with web.engine.connect() as conn:
         assert suppression_of(conn, "gone@example.org") == "unsubscribed"
-    assert len(confirmation_links(web, "new@example.org")) == 2
+
+
+def test_a_queued_confirmation_is_sent_exactly_once_by_the_scheduler_job_however_many_run(web: ConsoleSite) -> None:
+    assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
+    assert list(read_outbox(web.workspace.outbox_dir)) == []  # nothing is sent by the web request
+    runtime = SchedulerRuntime(web.engine)
+    barrier = threading.Barrier(3)
+
+    def job() -> None:
+        barrier.wait()
+        run_confirmations_job(str(web.workspace.root), runtime=runtime)
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run_confirmations_job(str(web.workspace.root), runtime=runtime)  # and once more, later
+    requests = [e["request"] for e in read_outbox(web.workspace.outbox_dir)]
+    assert [p["to"][0]["email"] for r in requests for p in r["personalizations"]] == ["nia.lead@example.org"]
+    assert queued(web) == {"nia.lead@example.org": ["sent"]}
+
+
+def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web: ConsoleSite) -> None:
+    assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
+    with web.engine.begin() as conn:
+        suppress(conn, "nia.lead@example.org", "complaint")
+    assert send_confirmations(web) == {"skipped": 1}
+    assert list(read_outbox(web.workspace.outbox_dir)) == []
+
+
+def test_opening_the_confirm_link_confirms_nobody_and_only_the_pages_button_does(web: ConsoleSite) -> None:
+    httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
+    (link,) = confirmation_links(web, "nia.lead@example.org")
+    for _ in range(2):  # a mail scanner opens the link, maybe twice, maybe with HEAD first
+        assert httpx.head(link).status_code == 200
+        page = httpx.get(link)
+        assert page.status_code == 200 and "Yes, confirm my subscription" in page.text
+    assert contact_row(web, "nia.lead@example.org")["status"] == "pending"  # type: ignore[index]
+    assert httpx.post(link, data={"csrf": "forged"}).status_code == 403
+    cross_site = httpx.post(link, data={"csrf": csrf_of(page.text)}, headers={"Origin": "https://evil.example.net"})
+    assert cross_site.status_code == 403
+    assert contact_row(web, "nia.lead@example.org")["status"] == "pending"  # type: ignore[index]
+    done = httpx.post(link, data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and "confirmed" in done.text.lower()
+    lead = contact_row(web, "nia.lead@example.org")
+    assert lead is not None and (lead["status"], lead["marketing_consent"]) == ("active", True)
 
 
 def test_an_existing_subscriber_is_unchanged_until_they_confirm(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     before = contact_row(web, "nia.lead@example.org")
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "first_name": "Somebody Else", "concerns": "ageing"})
     assert contact_row(web, "nia.lead@example.org") == before  # a stranger cannot change a known contact
@@ -247,7 +334,7 @@ def test_the_snippet_is_a_plain_form_that_posts_to_the_hosted_endpoint(
     )
     assert answer.status_code == 200
     (link,) = confirmation_links(web, "fair@example.org")
-    httpx.get(link)
+    confirm(link)
     with web.engine.connect() as conn:
         sources = (
             conn.execute(select(consent_events.c.source).where(consent_events.c.action == "granted")).scalars().all()

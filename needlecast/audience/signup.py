@@ -1,11 +1,13 @@
-"""Leads from the signup form: a request stored, a confirmation emailed, consents recorded on confirmation.
+"""Leads from the signup form: a request stored, a confirmation queued, consents recorded on confirmation.
 
 Contract:
 - `request_signup(conn, key, form)` validates the form's values (`InvalidRequest` naming the field) and
   decides, without telling the caller which: a new address becomes a `pending` contact with no consent and
   no concerns yet; an existing one is left exactly as it is; a suppressed or erased address gets nothing at
   all (it stays suppressed). It returns a `Signup` with the contact id and the stored request, and whether a
-  confirmation email should go (not to a suppressed address), or None when nothing is to be done.
+  confirmation email should go (not to a suppressed address), or None when nothing is to be done. A
+  confirmation to go is queued on the request (`confirmation = 'queued'`): the scheduler's `confirmations`
+  job sends it (`audience.confirmations`), never the web request, so every answer takes the same time.
 - Nothing a stranger submits changes a contact until the emailed link is followed: `apply_confirmation`
   then records the marketing consent and, if ticked, the consent to use the skin concern (health data),
   each with the form's wording version, its source (`form:NAME`), the time and the request's address hash,
@@ -130,6 +132,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
     else:
         assert row is not None
         contact_id = int(row.id)
+    applied_now = new and not settings.double_opt_in
     request_id = int(
         conn.execute(
             insert(signup_requests).returning(signup_requests.c.id),
@@ -145,6 +148,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
                 "address_hash": form.address_hash,
                 "created_at": now,
                 "confirmed_at": None,
+                "confirmation": "" if applied_now else "queued",
             },
         ).scalar_one()
     )
@@ -161,7 +165,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
                 "address_hash": form.address_hash,
             },
         )
-    if new and not settings.double_opt_in:
+    if applied_now:
         apply_confirmation(conn, contact_id, request_id, now)
         return Signup(contact_id, request_id, form.email, form.first_name, False, True)
     return Signup(contact_id, request_id, form.email, form.first_name, True, False)

@@ -14,8 +14,9 @@
   of the lease (the `upkeep` job), it recovers the rows of senders that died (`ledger.recover_senders`);
   the sweeper also settles unknown requests (`ledger.settle_requests`). While any worker is alive its jobs
   plan and enqueue, and leave the sending to the workers.
-- The `confirmations` job sends the signup form's queued confirmation emails every CONFIRMATIONS_SECONDS
-  (`audience.confirmations`: each claimed by one sender, so each goes out once); the web app never sends.
+- The `confirmations` job stores the signup form's submissions and sends their confirmation emails every
+  CONFIRMATIONS_SECONDS (`audience.confirmations`: each taken and claimed by one sender, so each goes out
+  once); the web app never decides or sends.
 - SIGTERM (and Ctrl-C) set the runtime's `stop`: the batches in flight finish and are marked, then the
   process exits.
 - No module state: what a running scheduler's jobs need (its engine, stop event, heartbeat and the scheduler
@@ -49,7 +50,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
-from needlecast.audience.confirmations import send_queued_confirmations
+from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.runner import Runner
@@ -209,11 +210,12 @@ def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> Non
 
 
 def run_confirmations_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
-    """Send the signup form's queued confirmation emails (counts only in the log)."""
+    """Store the signup form's submissions and send their queued confirmation emails (counts only in the
+    log)."""
     try:
         workspace = open_workspace(Path(root))
         secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
-        done = send_queued_confirmations(_runtime(runtime).engine, workspace, secret)
+        done = process_signups(_runtime(runtime).engine, workspace, secret)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("signup confirmations not sent: %s", err)
         return

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from needlecast import ledger
-from needlecast.audience.confirmations import send_queued_confirmations
+from needlecast.audience.confirmations import process_signups
+from needlecast.audience.signup import take_received
 from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.runner import Runner
 from needlecast.config import signing_secret
@@ -24,7 +25,8 @@ from needlecast.delivery import get_backend
 from needlecast.delivery.base import Backend
 from needlecast.delivery.outbox import read_outbox
 from needlecast.schedule import SchedulerRuntime, run_confirmations_job
-from needlecast.store.schema import consent_events, contacts, deliveries, signup_requests
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import consent_events, contacts, deliveries, signup_intake, signup_requests
 from needlecast.templating.recipient import link_base
 from tests.cli_runner import run
 from tests.console_site import ConsoleSite, csrf_of, site
@@ -41,8 +43,9 @@ def web(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def send_confirmations(web: ConsoleSite) -> dict[str, int]:
-    """Send the queued confirmations, as the scheduler's `confirmations` job does."""
-    return send_queued_confirmations(web.engine, web.workspace, signing_secret(required=False))
+    """Store the received submissions and send their confirmations, as the scheduler's `confirmations` job
+    does."""
+    return process_signups(web.engine, web.workspace, signing_secret(required=False))
 
 
 def confirmation_links(web: ConsoleSite, address: str) -> list[str]:
@@ -75,6 +78,8 @@ def contact_row(web: ConsoleSite, address: str) -> dict[str, Any] | None:
 
 
 def stored_counts(web: ConsoleSite) -> tuple[int, int]:
+    """Contacts and signup requests, once the received submissions are processed."""
+    send_confirmations(web)
     with web.engine.connect() as conn:
         return (
             int(conn.execute(select(func.count()).select_from(contacts)).scalar_one()),
@@ -100,6 +105,7 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
     body = {**GOOD, "concerns": ["acne", "pigmentation"], "concern_consent": "yes"}
     answer = httpx.post(f"{web.url}/subscribe", **({"json": body} if as_json else {"data": body}))  # type: ignore[arg-type]
     assert answer.status_code == 200, answer.text
+    send_confirmations(web)  # the scheduler's job
     pending = contact_row(web, "nia.lead@example.org")
     assert pending is not None and pending["status"] == "pending"
     assert not pending["marketing_consent"] and not pending["concern_consent"] and pending["concerns"] == ""
@@ -175,15 +181,22 @@ def test_a_new_a_known_and_a_suppressed_address_take_the_same_path_and_nothing_i
     assert httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": "known@example.org"}).status_code == 200
     confirm(confirmation_links(web, "known@example.org")[0])  # a known, subscribed contact
     sends: list[str] = []
-    monkeypatch.setattr(Backend, "send_all", lambda _self, *_args: sends.append("send_all"))
-    monkeypatch.setattr(Backend, "send_one", lambda _self, *_args: sends.append("send_one"))
     answers = []
-    for address in ("new@example.org", "gone@example.org", "known@example.org"):
-        response = httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address})
-        answers.append((response.status_code, response.headers.get("content-type"), response.text))
+    with monkeypatch.context() as patched:
+        patched.setattr(Backend, "send_all", lambda _self, *_args: sends.append("send_all"))
+        patched.setattr(Backend, "send_one", lambda _self, *_args: sends.append("send_one"))
+        for address in ("new@example.org", "gone@example.org", "known@example.org"):
+            response = httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address})
+            answers.append((response.status_code, response.headers.get("content-type"), response.text))
     assert answers[0] == answers[1] == answers[2] and answers[0][0] == 200
-    assert sends == []  # no backend was called in any request: every answer took the same path
-    assert queued(web) == {"new@example.org": ["queued"], "known@example.org": ["sent", "queued"]}
+    assert sends == []  # no backend was called in any request
+    with web.engine.connect() as conn:  # each answer stored its submission, as it came, and nothing else
+        received = conn.execute(select(signup_intake.c.email).order_by(signup_intake.c.id)).scalars().all()
+    assert received == ["new@example.org", "gone@example.org", "known@example.org"]
+    assert queued(web) == {"known@example.org": ["sent"]}
+    send_confirmations(web)  # the scheduler's job decides what each one is
+    assert queued(web) == {"new@example.org": ["sent"], "known@example.org": ["sent", "sent"]}
+    assert confirmation_links(web, "gone@example.org") == []
     assert contact_row(web, "gone@example.org") is None
     with web.engine.connect() as conn:
         assert suppression_of(conn, "gone@example.org") == "unsubscribed"
@@ -213,7 +226,8 @@ def test_a_queued_confirmation_is_sent_exactly_once_by_the_scheduler_job_however
 def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web: ConsoleSite) -> None:
     assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
     with web.engine.begin() as conn:
-        suppress(conn, "nia.lead@example.org", "complaint")
+        take_received(conn, web.workspace.settings.signup, utcnow(), 10)  # stored and queued...
+        suppress(conn, "nia.lead@example.org", "complaint")  # ...and then the address is suppressed
     assert send_confirmations(web) == {"skipped": 1}
     assert list(read_outbox(web.workspace.outbox_dir)) == []
 
@@ -241,6 +255,7 @@ def test_an_existing_subscriber_is_unchanged_until_they_confirm(web: ConsoleSite
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
     before = contact_row(web, "nia.lead@example.org")
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "first_name": "Somebody Else", "concerns": "ageing"})
+    send_confirmations(web)
     assert contact_row(web, "nia.lead@example.org") == before  # a stranger cannot change a known contact
 
 

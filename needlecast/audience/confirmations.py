@@ -1,6 +1,12 @@
-"""Sending the signup form's confirmation emails, from the queue the form fills (never in the web request).
+"""The signup form's submissions, taken from the queue the form fills, and their confirmation emails sent
+(never in the web request).
 
-Contract: `send_queued_confirmations(engine, workspace, secret)` claims the queued confirmations
+Contract: `process_signups(engine, workspace, secret)` first stores the signup request of each received
+submission (`audience.signup.take_received`, BATCH at a time, each once), then sends the queued
+confirmations (`send_queued_confirmations`) and returns its counts. The scheduler's `confirmations` job
+calls it every few seconds.
+
+`send_queued_confirmations(engine, workspace, secret)` claims the queued confirmations
 (`store.confirmations.claim`: each is claimed by one sender only, so each goes out once), renders the
 workspace's `emails/confirm` template once, and sends each as its own request through the configured
 backend (one bad address never costs the others), never through a campaign or the ledger. Suppression is
@@ -8,7 +14,7 @@ checked again at sending: an address suppressed since it signed up is `skipped`.
 settles each row: `sent`, `failed` (refused), `unknown` (it may have arrived: not sent again), or back to
 `queued` when the provider was unavailable and nothing went out (the next run tries again), as are the rows
 of a run stopped by an error before their request was posted. Returns the count per state. Logs carry
-counts only. The scheduler's `confirmations` job calls it every few seconds.
+counts only.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from sqlalchemy import Engine
 
 from needlecast import signing
 from needlecast.audience.consent import CONFIRMATION_TTL_SECONDS
-from needlecast.audience.signup import CONFIRM_PREFIX
+from needlecast.audience.signup import CONFIRM_PREFIX, take_received
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.delivery import get_backend
@@ -122,3 +128,12 @@ def send_queued_confirmations(engine: Engine, workspace: Workspace, secret: byte
             done.update(states.values())
         if len(claimed) < BATCH or queue.QUEUED in states.values():
             return dict(done)  # the queue is empty, or the provider is unavailable: the next run goes on
+
+
+def process_signups(engine: Engine, workspace: Workspace, secret: bytes) -> dict[str, int]:
+    while True:
+        with engine.begin() as conn:
+            taken = take_received(conn, workspace.settings.signup, utcnow(), BATCH)
+        if taken < BATCH:
+            break
+    return send_queued_confirmations(engine, workspace, secret)

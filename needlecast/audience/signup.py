@@ -1,13 +1,18 @@
 """Leads from the signup form: a request stored, a confirmation queued, consents recorded on confirmation.
 
 Contract:
-- `request_signup(conn, key, form)` validates the form's values (`InvalidRequest` naming the field) and
+- `receive(conn, form, now)` is all the web request does with a valid form: it stores the submission as it
+  came (`signup_intake`), the same one INSERT whatever the address, so every answer takes the same path and
+  time. `take_received(conn, settings, now, limit)` (the scheduler's `confirmations` job) takes up to
+  `limit` of them, each once, and applies `request_signup` to each (one that fails is dropped, logged by id,
+  and never costs the others); it returns how many it took.
+- `request_signup(conn, form, settings, now)` validates the form's values (`InvalidRequest` naming the field) and
   decides, without telling the caller which: a new address becomes a `pending` contact with no consent and
   no concerns yet; an existing one is left exactly as it is; a suppressed or erased address gets nothing at
   all (it stays suppressed). It returns a `Signup` with the contact id and the stored request, and whether a
   confirmation email should go (not to a suppressed address), or None when nothing is to be done. A
   confirmation to go is queued on the request (`confirmation = 'queued'`): the scheduler's `confirmations`
-  job sends it (`audience.confirmations`), never the web request, so every answer takes the same time.
+  job sends it (`audience.confirmations`), never the web request.
 - Nothing a stranger submits changes a contact until the emailed link is followed: `apply_confirmation`
   then records the marketing consent and, if ticked, the consent to use the skin concern (health data),
   each with the form's wording version, its source (`form:NAME`), the time and the request's address hash,
@@ -17,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,10 +34,12 @@ from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.audience.consent import record_consent
 from needlecast.config import SignupSettings
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import InvalidAddress, InvalidRequest, NotFound
+from needlecast.errors import InvalidAddress, InvalidRequest, NeedlecastError, NotFound
+from needlecast.store import confirmations as queue
 from needlecast.store.helpers import hash_key
-from needlecast.store.schema import consent_events, contacts, signup_requests, suppressions
+from needlecast.store.schema import consent_events, contacts, signup_intake, signup_requests, suppressions
 
+log = logging.getLogger("needlecast.audience")
 FORM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 CONFIRM_PREFIX = "signup:"
 
@@ -94,6 +102,41 @@ def parse_form(values: dict[str, Any], vocabulary: Vocabulary, address_hash: str
     return SignupForm(
         email, text("first_name", 200), tuple(dict.fromkeys(raw)), True, ticked("concern_consent"), form, address_hash
     )
+
+
+def receive(conn: Connection, form: SignupForm, now: datetime) -> None:
+    conn.execute(
+        insert(signup_intake),
+        {
+            "email": form.email,
+            "first_name": form.first_name,
+            "concerns": ";".join(form.concerns),
+            "concern_consent": form.concern_consent,
+            "form": form.form,
+            "address_hash": form.address_hash,
+            "created_at": now,
+        },
+    )
+
+
+def take_received(conn: Connection, settings: SignupSettings, now: datetime, limit: int) -> int:
+    rows = queue.take_intake(conn, limit)
+    for row in rows:
+        form = SignupForm(
+            row["email"],
+            row["first_name"],
+            tuple(filter(None, str(row["concerns"]).split(";"))),
+            True,
+            bool(row["concern_consent"]),
+            row["form"],
+            row["address_hash"],
+        )
+        try:
+            with conn.begin_nested():  # one bad submission never costs the others
+                request_signup(conn, form, settings, now)
+        except NeedlecastError as err:
+            log.error("signup submission #%s dropped: %s", row["id"], type(err).__name__)
+    return len(rows)
 
 
 def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings, now: datetime) -> Signup | None:

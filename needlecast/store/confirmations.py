@@ -9,16 +9,20 @@ whose rows are re-checked as still queued (and, on PostgreSQL, picked with FOR U
 senders never claim the same row: each confirmation is handed to a backend once. It returns them with the
 contact's address and whether it is suppressed now. `settle(conn, states, now)` records each claimed row's
 end (`{request_id: state}`), only for rows still `sending`.
+
+`take_intake(conn, limit)` deletes up to `limit` of the signup form's received rows (`signup_intake`, oldest
+first) and returns them, in one DELETE ... RETURNING (FOR UPDATE SKIP LOCKED on PostgreSQL): each row is
+taken by one caller only, and comes back if the caller's transaction rolls back.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 
-from needlecast.store.schema import contacts, signup_requests, suppressions
+from needlecast.store.schema import contacts, signup_intake, signup_requests, suppressions
 
 QUEUED, SENDING, SENT, FAILED, SKIPPED, UNKNOWN = "queued", "sending", "sent", "failed", "skipped", "unknown"
 
@@ -80,3 +84,11 @@ def counts(conn: Connection) -> dict[str, int]:
         select(signup_requests.c.confirmation, func.count()).group_by(signup_requests.c.confirmation)
     ).all()
     return {str(state): int(n) for state, n in rows}
+
+
+def take_intake(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    picked = select(signup_intake.c.id).order_by(signup_intake.c.id).limit(limit).with_for_update(skip_locked=True)
+    rows = conn.execute(
+        signup_intake.delete().where(signup_intake.c.id.in_(picked.scalar_subquery())).returning(*signup_intake.c)
+    ).mappings()
+    return sorted((dict(row) for row in rows), key=lambda row: int(row["id"]))

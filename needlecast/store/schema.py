@@ -382,6 +382,21 @@ contact_events = Table(
     Index("ix_contact_events_type_at", "type", "occurred_at"),
 )
 
+# What the signup form received, as it came, whatever the address (new, known or suppressed): the scheduler's
+# `confirmations` job takes each row once, deletes it and stores the signup request (`audience.signup`).
+signup_intake = Table(
+    "signup_intake",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("first_name", String(200), nullable=False),
+    Column("concerns", String(200), nullable=False),
+    Column("concern_consent", Boolean, nullable=False),
+    Column("form", String(40), nullable=False),
+    Column("address_hash", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+)
+
 # What a signup form asked for (name, concerns, the two consents with their wording versions, the form, the
 # request's address hashed), applied when the confirmation link it emailed is followed.
 signup_requests = Table(

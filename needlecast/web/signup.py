@@ -1,10 +1,11 @@
 """The hosted signup form: `GET /subscribe` shows it, `POST /subscribe` (urlencoded or JSON) takes it.
 
-Contract: a valid submission stores a signup request with its confirmation email queued; the scheduler's
-`confirmations` job sends it (`audience.confirmations`: the workspace's `emails/confirm` template, through the
-configured backend on its own, never through a campaign or the ledger). Nothing is sent in the request, so
-the answer is the same, and takes the same path and time, for a new address, a known one and a suppressed
-one (which gets no email and stays suppressed): the form never tells a stranger whether an address is known.
+Contract: a valid submission is stored as it came (`audience.signup.receive`: one INSERT, whatever the
+address); the scheduler's `confirmations` job then stores the signup request and sends its confirmation
+(`audience.confirmations`: the workspace's `emails/confirm` template, through the configured backend on its
+own, never through a campaign or the ledger). Nothing is decided or sent in the request, so the answer is
+the same, and takes the same path and time, for a new address, a known one and a suppressed one (which gets
+no email and stays suppressed): the form never tells a stranger whether an address is known.
 Refused with 429 (and nothing stored): a filled honeypot field, more than `[signup] per_address_per_hour`
 requests for an address or `per_ip_per_hour` from a network address; 413 above `max_body_bytes`; 400 naming
 the field for a bad value. `form_snippet(workspace, form)` is the plain HTML form to paste into the clinic's own site.
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from needlecast.audience.signup import parse_form, request_signup
+from needlecast.audience.signup import parse_form, receive
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, InvalidRequest
@@ -192,9 +193,9 @@ def signup_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Ro
                 retry_after=wait,
             )
 
-        def store() -> None:  # the confirmation is queued with the request: never sent from here
+        def store() -> None:  # one INSERT for any address: what it is and the email are the job's
             with engine.begin() as conn:
-                request_signup(conn, form_values, settings.signup, utcnow())
+                receive(conn, form_values, utcnow())
 
         await run_in_threadpool(store)
         return answer(

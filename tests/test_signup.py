@@ -22,8 +22,9 @@ from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.runner import Runner
 from needlecast.config import signing_secret
 from needlecast.delivery import get_backend
-from needlecast.delivery.base import Backend
+from needlecast.delivery.base import Backend, Batch
 from needlecast.delivery.outbox import read_outbox
+from needlecast.errors import PayloadError
 from needlecast.schedule import SchedulerRuntime, run_confirmations_job
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import consent_events, contacts, deliveries, signup_intake, signup_requests
@@ -230,6 +231,27 @@ def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web
         suppress(conn, "nia.lead@example.org", "complaint")  # ...and then the address is suppressed
     assert send_confirmations(web) == {"skipped": 1}
     assert list(read_outbox(web.workspace.outbox_dir)) == []
+
+
+def test_a_confirmation_the_provider_would_refuse_fails_alone_and_never_blocks_the_queue(
+    web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for address in ("first@example.org", "refused@example.org", "last@example.org"):
+        assert httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address}).status_code == 200
+    backend_class = type(get_backend(web.workspace))
+    prepare = backend_class.prepare
+
+    def refusing(self: Backend, batch: Batch) -> Any:
+        if batch.recipients[0].email == "refused@example.org":
+            raise PayloadError("the provider would refuse this one")
+        return prepare(self, batch)
+
+    monkeypatch.setattr(backend_class, "prepare", refusing)
+    assert send_confirmations(web) == {"sent": 2, "failed": 1}
+    assert send_confirmations(web) == {}  # nothing comes back to be tried again
+    requests = [entry["request"] for entry in read_outbox(web.workspace.outbox_dir)]
+    sent = sorted(p["to"][0]["email"] for request in requests for p in request["personalizations"])
+    assert sent == ["first@example.org", "last@example.org"]
 
 
 def test_opening_the_confirm_link_confirms_nobody_and_only_the_pages_button_does(web: ConsoleSite) -> None:

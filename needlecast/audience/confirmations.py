@@ -9,7 +9,8 @@ calls it every few seconds.
 `send_queued_confirmations(engine, workspace, secret)` claims the queued confirmations
 (`store.confirmations.claim`: each is claimed by one sender only, so each goes out once), renders the
 workspace's `emails/confirm` template once, and sends each as its own request through the configured
-backend (one bad address never costs the others), never through a campaign or the ledger. Suppression is
+backend (one that the provider would refuse as it stands is `failed` and never costs the others), never
+through a campaign or the ledger. Suppression is
 checked again at sending: an address suppressed since it signed up is `skipped`. The provider's answer
 settles each row: `sent`, `failed` (refused), `unknown` (it may have arrived: not sent again), or back to
 `queued` when the provider was unavailable and nothing went out (the next run tries again), as are the rows
@@ -31,6 +32,7 @@ from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.delivery import get_backend
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, Recipient
+from needlecast.errors import PayloadError
 from needlecast.store import confirmations as queue
 from needlecast.store.helpers import utcnow
 from needlecast.templating.context import email_context
@@ -91,7 +93,15 @@ def _state(outcomes: Sequence[Outcome]) -> str:
 
 
 def _send(backend: Backend, batches: dict[int, Batch], states: dict[int, str]) -> None:
-    """Send each request's batch, writing its state into `states` as its outcome comes back."""
+    """Send each request's batch, writing its state into `states` as its outcome comes back. A batch the
+    provider would refuse as it stands is `failed` at once, so it never stops the others (an error in
+    `send_all` stops the whole round) nor comes back to block the queue."""
+    for request_id, batch in list(batches.items()):
+        try:
+            backend.prepare(batch)
+        except PayloadError:
+            states[request_id] = queue.FAILED
+            del batches[request_id]
     by_batch = {id(batch): request_id for request_id, batch in batches.items()}
 
     def record(batch: Batch, outcomes: list[Outcome]) -> None:

@@ -10,6 +10,7 @@ says so. A wrong address and a wrong password get the same answer.
 from __future__ import annotations
 
 import hmac
+import math
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -95,7 +96,7 @@ def routes(console: Console) -> list[Route]:
                 error=str(err),
                 email=email,
                 next_=next_,
-                headers={"Retry-After": str(int(err.retry_after))},
+                headers={"Retry-After": str(math.ceil(err.retry_after))},
             )
         except AuthenticationFailed as err:
             return login_page(request, status=401, error=str(err), email=email, next_=next_)

@@ -107,9 +107,13 @@ class ConsoleSettings:
     test_recipients: tuple[str, ...] = ()  # seed addresses for "send a test" (never the audience)
     session_idle_minutes: int = 60
     session_hours: int = 12
-    login_slow_after: int = 3  # failures within 15 minutes before each attempt is slowed
-    login_slow_seconds: float = 1.0
-    login_refuse_after: int = 10  # failures within 15 minutes before log-ins are refused (429)
+    # The log-in throttle (README, "Logging in"): refused per (account, address) and per address, only
+    # ever paced per account, and never for an address that logged in to the account before.
+    login_refuse_after: int = 10  # attempts for an account from one address within 15 minutes (then 429)
+    login_address_refuse_after: int = 30  # attempts from one address, for any accounts, within 15 minutes
+    login_slow_after: int = 3  # attempts on an account from new addresses before each waits its turn
+    login_slow_seconds: float = 1.0  # the first wait; it doubles with each further attempt
+    login_slow_max_seconds: float = 60.0  # the longest wait
 
 
 @dataclass(frozen=True)

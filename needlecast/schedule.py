@@ -14,6 +14,9 @@
   of the lease (the `upkeep` job), it recovers the rows of senders that died (`ledger.recover_senders`);
   the sweeper also settles unknown requests (`ledger.settle_requests`). While any worker is alive its jobs
   plan and enqueue, and leave the sending to the workers.
+- The `confirmations` job stores the signup form's submissions and sends their confirmation emails every
+  CONFIRMATIONS_SECONDS (`audience.confirmations`: each taken and claimed by one sender, so each goes out
+  once); the web app never decides or sends.
 - SIGTERM (and Ctrl-C) set the runtime's `stop`: the batches in flight finish and are marked, then the
   process exits.
 - No module state: what a running scheduler's jobs need (its engine, stop event, heartbeat and the scheduler
@@ -48,12 +51,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
+from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.model import BROADCAST, Campaign
 from needlecast.campaign.runner import Runner
 from needlecast.campaign.scheduling import audience_zones, broadcast_moments, schedule_campaign
 from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
-from needlecast.config import Workspace, open_workspace
+from needlecast.config import Workspace, open_workspace, signing_secret
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.heartbeat import Heartbeat
@@ -67,6 +71,7 @@ from needlecast.store.leader import SenderLock
 log = logging.getLogger("needlecast.scheduler")
 MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
 RESYNC_SECONDS = 60
+CONFIRMATIONS_SECONDS = 5  # how soon a signup's confirmation email goes out
 SENDERS_KEPT_SECONDS = 7 * 24 * 3600  # how long a stopped or dead sender's row stays, for whoever investigates
 
 
@@ -205,6 +210,20 @@ def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> Non
         log.error("upkeep: %s", err)
 
 
+def run_confirmations_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
+    """Store the signup form's submissions and send their queued confirmation emails (counts only in the
+    log)."""
+    try:
+        workspace = open_workspace(Path(root))
+        secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
+        done = process_signups(_runtime(runtime).engine, workspace, secret)
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("signup confirmations not sent: %s", err)
+        return
+    if done:
+        log.info("signup confirmations: %s", ", ".join(f"{n} {state}" for state, n in sorted(done.items())))
+
+
 def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.RequestSettlement:
     """Settle every campaign's unknown requests (`ledger.settle_requests`) and log what was done."""
     after = workspace.settings.delivery.reconcile_after_minutes * 60
@@ -273,6 +292,7 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
         ),
         JobSpec("resync", run_resync_job, IntervalTrigger(seconds=RESYNC_SECONDS), [root]),
         JobSpec("upkeep", run_upkeep_job, IntervalTrigger(seconds=upkeep_seconds(workspace)), [root]),
+        JobSpec("confirmations", run_confirmations_job, IntervalTrigger(seconds=CONFIRMATIONS_SECONDS), [root]),
     ]
     zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():

@@ -158,8 +158,8 @@ def test_repeated_failed_log_ins_are_refused_for_a_while_with_429(console: Conso
         if attempt < 10:
             assert response.status_code == 401 and "do not match an active account" in response.text
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
-    assert "too many failed log-ins" in response.text
-    page = client.get("/console/login")  # the right password is refused too, for now
+    assert "Too many failed log-ins from this network" in response.text
+    page = client.get("/console/login")  # the right password is refused too, from this address, for now
     right = client.post(
         "/console/login",
         data={"csrf": csrf_of(page.text), "email": email_of("admin"), "password": "a long enough test password"},

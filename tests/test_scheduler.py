@@ -250,12 +250,12 @@ def test_sync_reschedules_changed_files_and_unschedules_deleted_ones(
         finally:
             scheduler.shutdown(wait=False)
 
-    assert jobs() == {"sweeper", "resync", "upkeep", "broadcast:big:20270105T090000Z"}
+    assert jobs() == {"sweeper", "resync", "upkeep", "confirmations", "broadcast:big:20270105T090000Z"}
     campaign = ws.campaigns_dir / "big.yaml"
     campaign.write_text(campaign.read_text().replace("2027-01-05T09:00", "2027-01-06T10:30"))
-    assert jobs() == {"sweeper", "resync", "upkeep", "broadcast:big:20270106T103000Z"}
+    assert jobs() == {"sweeper", "resync", "upkeep", "confirmations", "broadcast:big:20270106T103000Z"}
     campaign.unlink()
-    assert jobs() == {"sweeper", "resync", "upkeep"}
+    assert jobs() == {"sweeper", "resync", "upkeep", "confirmations"}
 
 
 def test_missed_broadcast_runs_once_when_the_scheduler_comes_back(

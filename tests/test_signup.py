@@ -5,6 +5,7 @@ with nothing stored, and a confirmed lead enrolled in the nurture sequence like 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,14 +16,21 @@ import pytest
 from sqlalchemy import func, select
 
 from needlecast import ledger
+from needlecast.audience.confirmations import process_signups
+from needlecast.audience.signup import take_received
 from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.runner import Runner
+from needlecast.config import signing_secret
 from needlecast.delivery import get_backend
+from needlecast.delivery.base import Backend, Batch
 from needlecast.delivery.outbox import read_outbox
-from needlecast.store.schema import consent_events, contacts, deliveries, signup_requests
+from needlecast.errors import PayloadError
+from needlecast.schedule import SchedulerRuntime, run_confirmations_job
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import consent_events, contacts, deliveries, signup_intake, signup_requests
 from needlecast.templating.recipient import link_base
 from tests.cli_runner import run
-from tests.console_site import ConsoleSite, site
+from tests.console_site import ConsoleSite, csrf_of, site
 
 GOOD = {"email": "Nia.Lead@Example.org", "first_name": "Nia", "marketing_consent": "yes", "form": "website"}
 
@@ -35,9 +43,17 @@ def web(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
         yield running
 
 
+def send_confirmations(web: ConsoleSite) -> dict[str, int]:
+    """Store the received submissions and send their confirmations, as the scheduler's `confirmations` job
+    does."""
+    return process_signups(web.engine, web.workspace, signing_secret(required=False))
+
+
 def confirmation_links(web: ConsoleSite, address: str) -> list[str]:
-    """The confirmation links emailed to `address` (the outbox keeps each request as SendGrid would get it),
-    pointed at the local server: they name the clinic's public address, which a test never calls."""
+    """The confirmation links emailed to `address` once the queued ones are sent (the outbox keeps each
+    request as SendGrid would get it), pointed at the local server: they name the clinic's public address,
+    which a test never calls."""
+    send_confirmations(web)
     links = []
     for entry in read_outbox(web.workspace.outbox_dir):
         for person in entry["request"]["personalizations"]:
@@ -48,6 +64,14 @@ def confirmation_links(web: ConsoleSite, address: str) -> list[str]:
     return [web.url + link[len(public) :] for link in links]
 
 
+def confirm(link: str) -> httpx.Response:
+    """What a person does: open the link, then press the page's button."""
+    page = httpx.get(link)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and csrf, page.text
+    return httpx.post(link, data={"csrf": csrf.group(1)})
+
+
 def contact_row(web: ConsoleSite, address: str) -> dict[str, Any] | None:
     with web.engine.connect() as conn:
         row = conn.execute(select(contacts).where(contacts.c.email == address)).mappings().first()
@@ -55,6 +79,8 @@ def contact_row(web: ConsoleSite, address: str) -> dict[str, Any] | None:
 
 
 def stored_counts(web: ConsoleSite) -> tuple[int, int]:
+    """Contacts and signup requests, once the received submissions are processed."""
+    send_confirmations(web)
     with web.engine.connect() as conn:
         return (
             int(conn.execute(select(func.count()).select_from(contacts)).scalar_one()),
@@ -80,11 +106,12 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
     body = {**GOOD, "concerns": ["acne", "pigmentation"], "concern_consent": "yes"}
     answer = httpx.post(f"{web.url}/subscribe", **({"json": body} if as_json else {"data": body}))  # type: ignore[arg-type]
     assert answer.status_code == 200, answer.text
+    send_confirmations(web)  # the scheduler's job
     pending = contact_row(web, "nia.lead@example.org")
     assert pending is not None and pending["status"] == "pending"
     assert not pending["marketing_consent"] and not pending["concern_consent"] and pending["concerns"] == ""
     (link,) = confirmation_links(web, "nia.lead@example.org")
-    confirmed = httpx.get(link)
+    confirmed = confirm(link)
     assert confirmed.status_code == 200 and "confirmed" in confirmed.text.lower()
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None
@@ -110,7 +137,7 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
 
 def test_without_the_health_data_consent_the_lead_gets_general_content(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne"})  # the health-data box left unticked
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None and lead["status"] == "active" and not lead["concern_consent"]
     report = Runner(web.workspace, web.engine, get_backend(web.workspace)).run_sequence("new-lead-nurture")
@@ -124,7 +151,7 @@ def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_varia
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
     runner = Runner(web.workspace, web.engine, get_backend(web.workspace))
     assert runner.run_sequence("new-lead-nurture").enrolled == 0  # pending: not yet
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     report = runner.run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
@@ -133,27 +160,124 @@ def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_varia
     assert [tuple(r) for r in rows] == [("welcome", "acne", "sent")]
 
 
-def test_a_known_a_suppressed_and_a_new_address_get_the_same_answer_and_the_suppressed_one_no_email(
-    web: ConsoleSite,
+def queued(web: ConsoleSite) -> dict[str, list[str]]:
+    """Each address's signup requests' confirmation states."""
+    with web.engine.connect() as conn:
+        rows = conn.execute(
+            select(contacts.c.email, signup_requests.c.confirmation)
+            .join(contacts, contacts.c.id == signup_requests.c.contact_id)
+            .order_by(signup_requests.c.id)
+        ).all()
+    found: dict[str, list[str]] = {}
+    for email, state in rows:
+        found.setdefault(email, []).append(state)
+    return found
+
+
+def test_a_new_a_known_and_a_suppressed_address_take_the_same_path_and_nothing_is_sent_in_the_request(
+    web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with web.engine.begin() as conn:
         suppress(conn, "gone@example.org", "unsubscribed")
+    assert httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": "known@example.org"}).status_code == 200
+    confirm(confirmation_links(web, "known@example.org")[0])  # a known, subscribed contact
+    sends: list[str] = []
     answers = []
-    for address in ("new@example.org", "gone@example.org", "new@example.org"):
-        response = httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address})
-        answers.append((response.status_code, response.text))
-    assert answers[0] == answers[1] == answers[2]
-    assert confirmation_links(web, "gone@example.org") == [] and contact_row(web, "gone@example.org") is None
+    with monkeypatch.context() as patched:
+        patched.setattr(Backend, "send_all", lambda _self, *_args: sends.append("send_all"))
+        patched.setattr(Backend, "send_one", lambda _self, *_args: sends.append("send_one"))
+        for address in ("new@example.org", "gone@example.org", "known@example.org"):
+            response = httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address})
+            answers.append((response.status_code, response.headers.get("content-type"), response.text))
+    assert answers[0] == answers[1] == answers[2] and answers[0][0] == 200
+    assert sends == []  # no backend was called in any request
+    with web.engine.connect() as conn:  # each answer stored its submission, as it came, and nothing else
+        received = conn.execute(select(signup_intake.c.email).order_by(signup_intake.c.id)).scalars().all()
+    assert received == ["new@example.org", "gone@example.org", "known@example.org"]
+    assert queued(web) == {"known@example.org": ["sent"]}
+    send_confirmations(web)  # the scheduler's job decides what each one is
+    assert queued(web) == {"new@example.org": ["sent"], "known@example.org": ["sent", "sent"]}
+    assert confirmation_links(web, "gone@example.org") == []
+    assert contact_row(web, "gone@example.org") is None
     with web.engine.connect() as conn:
         assert suppression_of(conn, "gone@example.org") == "unsubscribed"
-    assert len(confirmation_links(web, "new@example.org")) == 2
+
+
+def test_a_queued_confirmation_is_sent_exactly_once_by_the_scheduler_job_however_many_run(web: ConsoleSite) -> None:
+    assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
+    assert list(read_outbox(web.workspace.outbox_dir)) == []  # nothing is sent by the web request
+    runtime = SchedulerRuntime(web.engine)
+    barrier = threading.Barrier(3)
+
+    def job() -> None:
+        barrier.wait()
+        run_confirmations_job(str(web.workspace.root), runtime=runtime)
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run_confirmations_job(str(web.workspace.root), runtime=runtime)  # and once more, later
+    requests = [e["request"] for e in read_outbox(web.workspace.outbox_dir)]
+    assert [p["to"][0]["email"] for r in requests for p in r["personalizations"]] == ["nia.lead@example.org"]
+    assert queued(web) == {"nia.lead@example.org": ["sent"]}
+
+
+def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web: ConsoleSite) -> None:
+    assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
+    with web.engine.begin() as conn:
+        take_received(conn, web.workspace.settings.signup, utcnow(), 10)  # stored and queued...
+        suppress(conn, "nia.lead@example.org", "complaint")  # ...and then the address is suppressed
+    assert send_confirmations(web) == {"skipped": 1}
+    assert list(read_outbox(web.workspace.outbox_dir)) == []
+
+
+def test_a_confirmation_the_provider_would_refuse_fails_alone_and_never_blocks_the_queue(
+    web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for address in ("first@example.org", "refused@example.org", "last@example.org"):
+        assert httpx.post(f"{web.url}/subscribe", data={**GOOD, "email": address}).status_code == 200
+    backend_class = type(get_backend(web.workspace))
+    prepare = backend_class.prepare
+
+    def refusing(self: Backend, batch: Batch) -> Any:
+        if batch.recipients[0].email == "refused@example.org":
+            raise PayloadError("the provider would refuse this one")
+        return prepare(self, batch)
+
+    monkeypatch.setattr(backend_class, "prepare", refusing)
+    assert send_confirmations(web) == {"sent": 2, "failed": 1}
+    assert send_confirmations(web) == {}  # nothing comes back to be tried again
+    requests = [entry["request"] for entry in read_outbox(web.workspace.outbox_dir)]
+    sent = sorted(p["to"][0]["email"] for request in requests for p in request["personalizations"])
+    assert sent == ["first@example.org", "last@example.org"]
+
+
+def test_opening_the_confirm_link_confirms_nobody_and_only_the_pages_button_does(web: ConsoleSite) -> None:
+    httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
+    (link,) = confirmation_links(web, "nia.lead@example.org")
+    for _ in range(2):  # a mail scanner opens the link, maybe twice, maybe with HEAD first
+        assert httpx.head(link).status_code == 200
+        page = httpx.get(link)
+        assert page.status_code == 200 and "Yes, confirm my subscription" in page.text
+    assert contact_row(web, "nia.lead@example.org")["status"] == "pending"  # type: ignore[index]
+    assert httpx.post(link, data={"csrf": "forged"}).status_code == 403
+    cross_site = httpx.post(link, data={"csrf": csrf_of(page.text)}, headers={"Origin": "https://evil.example.net"})
+    assert cross_site.status_code == 403
+    assert contact_row(web, "nia.lead@example.org")["status"] == "pending"  # type: ignore[index]
+    done = httpx.post(link, data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and "confirmed" in done.text.lower()
+    lead = contact_row(web, "nia.lead@example.org")
+    assert lead is not None and (lead["status"], lead["marketing_consent"]) == ("active", True)
 
 
 def test_an_existing_subscriber_is_unchanged_until_they_confirm(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
-    httpx.get(confirmation_links(web, "nia.lead@example.org")[0])
+    confirm(confirmation_links(web, "nia.lead@example.org")[0])
     before = contact_row(web, "nia.lead@example.org")
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "first_name": "Somebody Else", "concerns": "ageing"})
+    send_confirmations(web)
     assert contact_row(web, "nia.lead@example.org") == before  # a stranger cannot change a known contact
 
 
@@ -247,7 +371,7 @@ def test_the_snippet_is_a_plain_form_that_posts_to_the_hosted_endpoint(
     )
     assert answer.status_code == 200
     (link,) = confirmation_links(web, "fair@example.org")
-    httpx.get(link)
+    confirm(link)
     with web.engine.connect() as conn:
         sources = (
             conn.execute(select(consent_events.c.source).where(consent_events.c.action == "granted")).scalars().all()

@@ -150,6 +150,16 @@ def authenticate(conn: Connection, email: str, password: str) -> Actor:
     return Actor("user", row["email"], id=int(row["id"]), role=row["role"])
 
 
+def account_id(conn: Connection, email: str) -> int | None:
+    """The id of the account with this address (None for none, or for text that is no address)."""
+    try:
+        address = normalise_email(email)
+    except NeedlecastError:
+        return None
+    found = conn.execute(select(users.c.id).where(users.c.email == address)).scalar()
+    return None if found is None else int(found)
+
+
 def actor_for(conn: Connection, user_id: int) -> Actor | None:
     """The actor of an active account (None when it is gone or disabled)."""
     row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()

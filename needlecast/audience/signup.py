@@ -1,11 +1,18 @@
-"""Leads from the signup form: a request stored, a confirmation emailed, consents recorded on confirmation.
+"""Leads from the signup form: a request stored, a confirmation queued, consents recorded on confirmation.
 
 Contract:
-- `request_signup(conn, key, form)` validates the form's values (`InvalidRequest` naming the field) and
+- `receive(conn, form, now)` is all the web request does with a valid form: it stores the submission as it
+  came (`signup_intake`), the same one INSERT whatever the address, so every answer takes the same path and
+  time. `take_received(conn, settings, now, limit)` (the scheduler's `confirmations` job) takes up to
+  `limit` of them, each once, and applies `request_signup` to each (one that fails is dropped, logged by id,
+  and never costs the others); it returns how many it took.
+- `request_signup(conn, form, settings, now)` validates the form's values (`InvalidRequest` naming the field) and
   decides, without telling the caller which: a new address becomes a `pending` contact with no consent and
   no concerns yet; an existing one is left exactly as it is; a suppressed or erased address gets nothing at
   all (it stays suppressed). It returns a `Signup` with the contact id and the stored request, and whether a
-  confirmation email should go (not to a suppressed address), or None when nothing is to be done.
+  confirmation email should go (not to a suppressed address), or None when nothing is to be done. A
+  confirmation to go is queued on the request (`confirmation = 'queued'`): the scheduler's `confirmations`
+  job sends it (`audience.confirmations`), never the web request.
 - Nothing a stranger submits changes a contact until the emailed link is followed: `apply_confirmation`
   then records the marketing consent and, if ticked, the consent to use the skin concern (health data),
   each with the form's wording version, its source (`form:NAME`), the time and the request's address hash,
@@ -15,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,10 +35,12 @@ from needlecast.audience.consent import record_consent
 from needlecast.audience.contacts import new_contact_row
 from needlecast.config import SignupSettings
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import InvalidAddress, InvalidRequest, NotFound
+from needlecast.errors import InvalidAddress, InvalidRequest, NeedlecastError, NotFound
+from needlecast.store import confirmations as queue
 from needlecast.store.helpers import hash_key, insert_new
-from needlecast.store.schema import consent_events, contacts, signup_requests, suppressions
+from needlecast.store.schema import consent_events, contacts, signup_intake, signup_requests, suppressions
 
+log = logging.getLogger("needlecast.audience")
 FORM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 CONFIRM_PREFIX = "signup:"
 
@@ -95,6 +105,41 @@ def parse_form(values: dict[str, Any], vocabulary: Vocabulary, address_hash: str
     )
 
 
+def receive(conn: Connection, form: SignupForm, now: datetime) -> None:
+    conn.execute(
+        insert(signup_intake),
+        {
+            "email": form.email,
+            "first_name": form.first_name,
+            "concerns": ";".join(form.concerns),
+            "concern_consent": form.concern_consent,
+            "form": form.form,
+            "address_hash": form.address_hash,
+            "created_at": now,
+        },
+    )
+
+
+def take_received(conn: Connection, settings: SignupSettings, now: datetime, limit: int) -> int:
+    rows = queue.take_intake(conn, limit)
+    for row in rows:
+        form = SignupForm(
+            row["email"],
+            row["first_name"],
+            tuple(filter(None, str(row["concerns"]).split(";"))),
+            True,
+            bool(row["concern_consent"]),
+            row["form"],
+            row["address_hash"],
+        )
+        try:
+            with conn.begin_nested():  # one bad submission never costs the others
+                request_signup(conn, form, settings, now)
+        except NeedlecastError as err:
+            log.error("signup submission #%s dropped: %s", row["id"], type(err).__name__)
+    return len(rows)
+
+
 def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings, now: datetime) -> Signup | None:
     """Store the request (see the module contract); None when nothing may be done (a suppressed address)."""
     key = hash_key(conn)
@@ -115,6 +160,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
         if created_id is None:
             return None  # erased after the insert saw it: nothing may be done
     contact_id = int(created_id)
+    applied_now = new and not settings.double_opt_in
     request_id = int(
         conn.execute(
             insert(signup_requests).returning(signup_requests.c.id),
@@ -130,6 +176,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
                 "address_hash": form.address_hash,
                 "created_at": now,
                 "confirmed_at": None,
+                "confirmation": "" if applied_now else "queued",
             },
         ).scalar_one()
     )
@@ -146,7 +193,7 @@ def request_signup(conn: Connection, form: SignupForm, settings: SignupSettings,
                 "address_hash": form.address_hash,
             },
         )
-    if new and not settings.double_opt_in:
+    if applied_now:
         apply_confirmation(conn, contact_id, request_id, now)
         return Signup(contact_id, request_id, form.email, form.first_name, False, True)
     return Signup(contact_id, request_id, form.email, form.first_name, True, False)

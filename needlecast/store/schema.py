@@ -310,15 +310,18 @@ sessions = Table(
     Column("expires_at", DateTime(), nullable=False),
 )
 
-# Log-in attempts by the keyed hash of the account name or the network address: the throttle's memory.
-login_attempts = Table(
-    "login_attempts",
+# The log-in throttle's counters, by the keyed hash of an account, a network address or the pair (so no
+# address and no account name is stored): attempts in the window that began at `since`, the account's pace
+# (`next_at`, `pause`), and for a pair its last successful log-in (`trusted_at`). Epoch seconds.
+login_throttle = Table(
+    "login_throttle",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("key_hash", String(64), nullable=False),
-    Column("ok", Boolean, nullable=False),
-    Column("at", DateTime(), nullable=False),
-    Index("ix_login_attempts_key", "key_hash", "at"),
+    Column("key_hash", String(64), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("next_at", Float, nullable=False, server_default="0"),
+    Column("pause", Float, nullable=False, server_default="0"),
+    Column("trusted_at", Float, nullable=True),
 )
 
 # Every change, append-only: who (actor_kind user / api_key / cli / system, and its name), what, on what.
@@ -379,6 +382,21 @@ contact_events = Table(
     Index("ix_contact_events_type_at", "type", "occurred_at"),
 )
 
+# What the signup form received, as it came, whatever the address (new, known or suppressed): the scheduler's
+# `confirmations` job takes each row once, deletes it and stores the signup request (`audience.signup`).
+signup_intake = Table(
+    "signup_intake",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("first_name", String(200), nullable=False),
+    Column("concerns", String(200), nullable=False),
+    Column("concern_consent", Boolean, nullable=False),
+    Column("form", String(40), nullable=False),
+    Column("address_hash", String(64), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+)
+
 # What a signup form asked for (name, concerns, the two consents with their wording versions, the form, the
 # request's address hashed), applied when the confirmation link it emailed is followed.
 signup_requests = Table(
@@ -396,4 +414,9 @@ signup_requests = Table(
     Column("address_hash", String(64), nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("confirmed_at", DateTime(), nullable=True),
+    # The confirmation email: '' (none to send), queued, sending, sent or failed; sent by the scheduler's
+    # `confirmations` job, never in the web request. `confirmation_at`: when it was claimed or settled.
+    Column("confirmation", String(16), nullable=False, server_default=""),
+    Column("confirmation_at", DateTime(), nullable=True),
+    Index("ix_signup_requests_confirmation", "confirmation"),
 )

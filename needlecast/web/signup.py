@@ -1,12 +1,14 @@
 """The hosted signup form: `GET /subscribe` shows it, `POST /subscribe` (urlencoded or JSON) takes it.
 
-Contract: a valid submission stores a signup request and emails the confirmation link (the workspace's
-`emails/confirm` template, sent through the configured backend on its own, never through a campaign or the
-ledger); the answer is the same for a new address, a known one and a suppressed one (which gets no email and
-stays suppressed), so the form never tells a stranger whether an address is known. Refused with 429 (and
-nothing stored): a filled honeypot field, more than `[signup] per_address_per_hour` requests for an address
-or `per_ip_per_hour` from a network address; 413 above `max_body_bytes`; 400 naming the field for a bad
-value. `form_snippet(workspace, form)` is the plain HTML form to paste into the clinic's own site.
+Contract: a valid submission is stored as it came (`audience.signup.receive`: one INSERT, whatever the
+address); the scheduler's `confirmations` job then stores the signup request and sends its confirmation
+(`audience.confirmations`: the workspace's `emails/confirm` template, through the configured backend on its
+own, never through a campaign or the ledger). Nothing is decided or sent in the request, so the answer is
+the same, and takes the same path and time, for a new address, a known one and a suppressed one (which gets
+no email and stays suppressed): the form never tells a stranger whether an address is known.
+Refused with 429 (and nothing stored): a filled honeypot field, more than `[signup] per_address_per_hour`
+requests for an address or `per_ip_per_hour` from a network address; 413 above `max_body_bytes`; 400 naming
+the field for a bad value. `form_snippet(workspace, form)` is the plain HTML form to paste into the clinic's own site.
 """
 
 from __future__ import annotations
@@ -25,66 +27,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from needlecast import signing
-from needlecast.audience.consent import CONFIRMATION_TTL_SECONDS
-from needlecast.audience.signup import CONFIRM_PREFIX, Signup, parse_form, request_signup
-from needlecast.config import Workspace, signing_secret
-from needlecast.content.loader import load_article, load_vocabulary_for
-from needlecast.delivery import get_backend
-from needlecast.delivery.base import Batch, Outcome, Recipient
+from needlecast.audience.signup import parse_form, receive
+from needlecast.config import Workspace
+from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, InvalidRequest
 from needlecast.store.helpers import hash_key, utcnow
-from needlecast.templating.context import email_context
-from needlecast.templating.environment import build_environment
-from needlecast.templating.recipient import RecipientValues, link_base
-from needlecast.templating.render import render_email
+from needlecast.templating.recipient import link_base
 from needlecast.tracking.events import check_depth
 from needlecast.web.common import Pages, client_address, read_limited
 from needlecast.web.limits import Window
 
 log = logging.getLogger("needlecast.web")
 HONEYPOT = "website"  # a field people never see and bots fill in
-CONFIRM_TEMPLATE = "emails/confirm"
-
-
-def send_confirmation(workspace: Workspace, signup: Signup, secret: bytes) -> None:
-    """Email the confirmation link of a signup through the configured backend (`InvalidRequest` when the
-    backend did not take it)."""
-    token = signing.sign(
-        secret,
-        signing.CONFIRM,
-        signup.contact_id,
-        f"{CONFIRM_PREFIX}{signup.request_id}",
-        ttl_seconds=CONFIRMATION_TTL_SECONDS,
-    )
-    settings = workspace.settings
-    vocabulary = load_vocabulary_for(workspace)
-    rendered = render_email(
-        build_environment(workspace.templates_dir),
-        CONFIRM_TEMPLATE,
-        email_context(load_article(workspace, vocabulary), vocabulary, settings.clinic, "general"),
-    )
-    values = RecipientValues(settings, secret, "signup")
-    rendered = values.with_links(rendered)
-    person, unsubscribe = values.for_request(signup.contact_id, signup.first_name or None)
-    person["confirm_url"] = f"{link_base(settings)}/confirm/{token}"
-    clinic = settings.clinic
-    batch = Batch(
-        "signup",
-        "confirm",
-        "general",
-        rendered,
-        clinic.sender_email,
-        clinic.sender_name,
-        (Recipient("", signup.email, person, unsubscribe),),
-        reply_to=clinic.reply_to,
-    )
-    backend = get_backend(workspace)
-    backend.check()
-    outcomes: list[Outcome] = []
-    backend.send_all([batch], lambda _b, result: outcomes.extend(result))
-    if not outcomes or outcomes[0].status != "sent":
-        raise InvalidRequest("the confirmation email could not be sent right now; please try again later")
 
 
 def form_fields(workspace: Workspace) -> dict[str, Any]:
@@ -145,7 +99,6 @@ def _urlencoded(request: Request, body: bytes) -> dict[str, Any]:
 
 def signup_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Route]:
     settings = workspace.settings
-    secret = signing_secret(required=settings.delivery.backend == "sendgrid")
     per_address = Window(settings.signup.per_address_per_hour, 3600)
     per_ip = Window(settings.signup.per_ip_per_hour, 3600)
     page_context = {
@@ -240,17 +193,11 @@ def signup_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[Ro
                 retry_after=wait,
             )
 
-        def store_and_send() -> None:
+        def store() -> None:  # one INSERT for any address: what it is and the email are the job's
             with engine.begin() as conn:
-                signup = request_signup(conn, form_values, settings.signup, utcnow())
-            if signup is not None and signup.send_confirmation:
-                send_confirmation(workspace, signup, secret)
+                receive(conn, form_values, utcnow())
 
-        try:
-            await run_in_threadpool(store_and_send)
-        except InvalidRequest as err:
-            log.error("signup: the confirmation email was not sent")
-            return answer(request, 503, str(err), json_wanted=json_wanted)
+        await run_in_threadpool(store)
         return answer(
             request,
             200,

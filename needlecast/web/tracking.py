@@ -6,10 +6,12 @@ Routes:
     GET  /u/{token}               unsubscribe confirmation page (a GET or HEAD alone changes nothing)
     POST /u/{token}               RFC 8058 one-click unsubscribe: body List-Unsubscribe=One-Click -> 200
     GET  /p/{token}, POST         preference page: topics, pause 30 days, leave everything
-    GET  /confirm/{token}         double opt-in confirmation
+    GET  /confirm/{token}         double opt-in: a page with a confirm button (a GET or HEAD changes nothing,
+                                  so mail scanners that follow links confirm nobody)
+    POST /confirm/{token}         the button: confirms (CSRF field and Origin check, as the preference form)
 
 Safe by default: a body size limit, signed tokens compared in constant time (a forged or truncated one, or
-one of an erased person, is a 404), a CSRF field and an Origin check on the preference form, no cookies, no
+one of an erased person, is a 404), a CSRF field and an Origin check on the preference and confirm forms, no cookies, no
 redirects, and error pages and logs without personal data. Database work runs in the thread pool. Links
 and forms are relative or built from `[tracking] public_base_url`, so the app works behind a reverse proxy
 under any path.
@@ -255,15 +257,34 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
             else:
                 confirm(conn, token, secret)
 
+    def _confirmable(token: str) -> None:
+        """`TokenInvalid` for a bad or expired link, `NotFound` for one of an erased person; else nothing."""
+        payload = signing.verify(secret, signing.CONFIRM, token)
+        with engine.connect() as conn:
+            if is_erased(conn, payload.contact_id):
+                raise NotFound("that confirmation link belongs to a contact who was erased")
+
     async def confirm_page(request: Request) -> Response:
+        token = request.path_params["token"]
+        title = "Confirm your subscription"
         try:
-            await run_in_threadpool(_confirm, request.path_params["token"])
+            if request.method in ("GET", "HEAD"):  # a scanner following the link must not confirm anyone
+                await run_in_threadpool(_confirmable, token)
+                return page("confirm.html", title=title, csrf=csrf_for(token))
+            form = await small_form(request)
+            if not hmac.compare_digest(str(form.get("csrf", "")), csrf_for(token)) or not same_origin(
+                request, {public.netloc}
+            ):
+                return page(
+                    "message.html",
+                    status=403,
+                    title=title,
+                    message="This form has expired. Please open the link from your email again.",
+                )
+            await run_in_threadpool(_confirm, token)
         except TokenInvalid:
             return page(
-                "message.html",
-                status=404,
-                title="Confirm your subscription",
-                message="This confirmation link is not valid or has expired.",
+                "message.html", status=404, title=title, message="This confirmation link is not valid or has expired."
             )
         except NotFound:
             raise HTTPException(404) from None
@@ -278,5 +299,5 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
         Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET", "POST"]),
         Route("/p/{token}", preferences_page, methods=["GET", "POST"]),
-        Route("/confirm/{token}", confirm_page),
+        Route("/confirm/{token}", confirm_page, methods=["GET", "POST"]),
     ]

@@ -1,25 +1,25 @@
-"""Logging in and out of the console.
+"""Logging in and out of the console (`accounts.login`: the throttle, the check, the session, the audit).
 
-Repeated failures for an account or from an address are slowed (`[console] login_slow_after`,
-`login_slow_seconds`) and then refused for a while with 429 and `Retry-After` (`login_refuse_after`
-failures within 15 minutes); the page says so. A wrong address and a wrong password get the same answer.
+Too many attempts for an account from an address (`[console] login_refuse_after` within 15 minutes), or from
+an address for any accounts (`login_address_refuse_after`), are refused for the rest of the 15 minutes with
+429 and `Retry-After`; attempts on an account from addresses that never logged in to it are paced
+(`login_slow_after`, `login_slow_seconds`, `login_slow_max_seconds`): 429 with the seconds to wait. The page
+says so. A wrong address and a wrong password get the same answer.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
+import math
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast.accounts import sessions, throttle
-from needlecast.accounts.roles import Actor
-from needlecast.accounts.users import authenticate
+from needlecast.accounts import throttle
+from needlecast.accounts.login import log_in, log_out
 from needlecast.errors import AuthenticationFailed, Throttled
-from needlecast.store.helpers import utcnow
 from needlecast.web.common import client_address, small_form
 from needlecast.web.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Console, Who, safe_next
 
@@ -27,9 +27,11 @@ from needlecast.web.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Console, W
 def routes(console: Console) -> list[Route]:
     settings = console.workspace.settings.console
     policy = throttle.Policy(
+        refuse_after=settings.login_refuse_after,
+        address_refuse_after=settings.login_address_refuse_after,
         slow_after=settings.login_slow_after,
         slow_seconds=settings.login_slow_seconds,
-        refuse_after=settings.login_refuse_after,
+        slow_max_seconds=settings.login_slow_max_seconds,
     )
 
     def login_page(
@@ -71,22 +73,6 @@ def routes(console: Console) -> list[Route]:
             return RedirectResponse(console.prefix(request) + "/", status_code=303)
         return login_page(request)
 
-    def attempt(email: str, password: str, address: str) -> Actor:
-        keys = [throttle.key(console.secret, "account", email), throttle.key(console.secret, "address", address)]
-        with console.engine.begin() as conn:
-            pause = throttle.check(conn, keys, utcnow(), policy)
-        if pause:
-            time.sleep(pause)  # in the thread pool: this request waits, the console does not
-        try:
-            with console.engine.begin() as conn:
-                actor = authenticate(conn, email, password)
-                throttle.note(conn, keys, True, utcnow())
-                return actor
-        except AuthenticationFailed:
-            with console.engine.begin() as conn:
-                throttle.note(conn, keys, False, utcnow())
-            raise
-
     async def login_post(request: Request) -> Response:
         form = await small_form(request, limit=8 * 1024, fields=10)
         nonce = request.cookies.get(LOGIN_COOKIE, "")
@@ -99,7 +85,10 @@ def routes(console: Console) -> list[Route]:
         email, password = str(form.get("email") or "")[:320], str(form.get("password") or "")[:1000]
         next_ = str(form.get("next") or "")[:500]
         try:
-            actor = await run_in_threadpool(attempt, email, password, client_address(request))
+            address = client_address(request)
+            _actor, session_id = await run_in_threadpool(
+                log_in, console.engine, console.secret, policy, email, password, address, console.longest
+            )
         except Throttled as err:
             return login_page(
                 request,
@@ -107,17 +96,11 @@ def routes(console: Console) -> list[Route]:
                 error=str(err),
                 email=email,
                 next_=next_,
-                headers={"Retry-After": str(int(err.retry_after))},
+                headers={"Retry-After": str(math.ceil(err.retry_after))},
             )
         except AuthenticationFailed as err:
             return login_page(request, status=401, error=str(err), email=email, next_=next_)
 
-        def begin() -> str:
-            with console.engine.begin() as conn:
-                session_id, _csrf = sessions.start(conn, actor, utcnow(), console.longest)
-            return session_id
-
-        session_id = await run_in_threadpool(begin)
         target = safe_next(console, request, str(form.get("next") or ""))
         response = RedirectResponse(target, status_code=303)
         console.set_session_cookie(response, request, session_id)
@@ -126,8 +109,7 @@ def routes(console: Console) -> list[Route]:
 
     @console.page(None)
     def logout(request: Request, who: Who) -> Response:
-        with console.engine.begin() as conn:
-            sessions.end(conn, request.cookies.get(SESSION_COOKIE, ""))
+        log_out(console.engine, who.actor, request.cookies.get(SESSION_COOKIE, ""))
         response = RedirectResponse(console.prefix(request) + "/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=console.prefix(request) or "/")
         return response

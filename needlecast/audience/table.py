@@ -105,7 +105,7 @@ def _fallback(path: Path, declared: str | None, offset: int, warnings: list[str]
     """Latin-1 for a file that is not valid UTF-8 (with a warning); an error for one that breaks the UTF-16
     or UTF-32 its BOM declares (Latin-1 would read it as NUL-riddled nonsense)."""
     if declared and declared != "utf-8-sig":
-        name = declared.split("-")[0].upper().replace("UTF", "UTF-")
+        name = declared[:6].upper()  # UTF-16 or UTF-32
         raise AudienceFileError(
             f"{path}: starts as {name} text but is not valid {name} (byte {offset:,}); open it in the "
             'spreadsheet program and save it as "CSV UTF-8"'

@@ -62,9 +62,9 @@ def test_messy_semicolon_csv_with_bom_quotes_and_newlines(
     assert zoe["attributes"] == {"booked": "yes"} and zoe["concern_consent"] is False
     assert dan["concerns"] == "" and dan["tags"] == "concern:rosacea"  # kept, never guessed
     assert [w for w in summary.warnings if "rosacea" in w] == [
-        "line 8: unknown concern 'rosacea' kept as the tag 'concern:rosacea' (known concerns: acne, ageing, "
-        "pigmentation); to target it as a concern, add it to a concern's synonyms in the vocabulary and import "
-        "the file again"
+        "line 8: the concern 'rosacea' is not one the vocabulary knows (acne, ageing, pigmentation), so it was "
+        "kept as the tag 'concern:rosacea'. To use it to choose content, add it to a concern's synonyms in the "
+        "vocabulary and import the file again."
     ]
     rejects = list(csv.DictReader(summary.rejects_path.open(encoding="utf-8")))
     assert [(r["line"], r["reason"].split(" (")[0].split(":")[0]) for r in rejects] == [
@@ -117,7 +117,7 @@ def test_xlsx_import_with_mapping_file(engine: Engine, vocabulary: Vocabulary, t
     reasons = {r["line"]: r["reason"] for r in csv.DictReader(summary.rejects_path.open(encoding="utf-8"))}
     assert set(reasons) == {"5"}
     assert reasons["5"].startswith("invalid email address")
-    assert any(w.startswith("line 2: unknown concern 'manchas'") for w in summary.warnings)
+    assert any(w.startswith("line 2: the concern 'manchas' is not one") for w in summary.warnings)
     with engine.connect() as conn:
         luz = get_contact(conn, "luz@example.com")
     assert (luz["concerns"], luz["tags"]) == ("", "concern:manchas")  # a Spanish synonym is not guessed

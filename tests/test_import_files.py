@@ -183,10 +183,10 @@ def test_an_unknown_concern_is_kept_as_a_tag_with_a_warning_and_never_costs_the_
     )
     summary = import_file(engine, source, vocabulary)
     assert (summary.read, summary.inserted, summary.rejected) == (3, 3, 0)
-    assert [w for w in summary.warnings if "unknown concern" in w] == [
-        "lines 2, 3: unknown concern 'rosacea' kept as the tag 'concern:rosacea' (known concerns: acne, ageing, "
-        "pigmentation); to target it as a concern, add it to a concern's synonyms in the vocabulary and import "
-        "the file again"
+    assert [w for w in summary.warnings if "concern" in w] == [
+        "lines 2, 3: the concern 'rosacea' is not one the vocabulary knows (acne, ageing, pigmentation), so it "
+        "was kept as the tag 'concern:rosacea'. To use it to choose content, add it to a concern's synonyms in "
+        "the vocabulary and import the file again."
     ]
     with engine.connect() as conn:
         ana = get_contact(conn, "ana@example.com")

@@ -215,9 +215,9 @@ class _UnknownConcerns:
             more = self.counts[tag] - len(lines)
             where = ", ".join(map(str, lines)) + (f" and {more:,} more" if more else "")
             found.append(
-                f"line{'s' if self.counts[tag] > 1 else ''} {where}: unknown concern '{tag.removeprefix(CONCERN_TAG)}'"
-                f" kept as the tag '{tag}' (known concerns: {self.known}); to target it as a concern, add it to "
-                "a concern's synonyms in the vocabulary and import the file again"
+                f"line{'s' if self.counts[tag] > 1 else ''} {where}: the concern '{tag.removeprefix(CONCERN_TAG)}' "
+                f"is not one the vocabulary knows ({self.known}), so it was kept as the tag '{tag}'. To use it "
+                "to choose content, add it to a concern's synonyms in the vocabulary and import the file again."
             )
         return found
 

@@ -265,3 +265,18 @@ def test_an_import_stops_after_a_run_of_rows_rejected_for_one_reason(
     assert (summary.read, summary.inserted, summary.rejected) == (55, 6, 49)
     lines = [int(r["line"]) for r in csv.DictReader(summary.rejects_path.open(encoding="utf-8"))]
     assert lines == list(range(7, 56))
+
+
+def test_a_file_of_many_unknown_concerns_gets_a_few_warnings_not_one_per_value(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
+    source = tmp_path / "many.csv"
+    rows = [f"p{i}@example.com,made-up-{i}" for i in range(300)]
+    source.write_text("Email,Skin concern\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    summary = import_file(engine, source, vocabulary)
+    assert summary.inserted == 300
+    concerns = [w for w in summary.warnings if "concern" in w]
+    assert (
+        len(concerns) == 21
+        and concerns[-1] == "280 more cells name other unknown concerns, kept as tags (concern:...) too"
+    )

@@ -53,8 +53,10 @@ Progress = Callable[[str, int, int], None]
 CHUNK = 5000
 # Rows rejected in a row for one reason after which an import stops: no contact export is like that.
 MAX_REJECT_RUN = 1_000_000
-# How many lines an unknown concern's warning names (the rest are counted).
+# How many lines an unknown concern's warning names (the rest are counted), and how many unknown concerns
+# get a warning of their own (the rest are counted in one more).
 _WARN_LINES = 5
+_WARN_VALUES = 20
 _DATE_FIELDS = ("consent_date", "signed_up_at")
 
 _YES = {"yes", "y", "true", "1", "x", "opted in", "opt in", "optin", "granted", "subscribed", "on"}
@@ -200,10 +202,14 @@ class _UnknownConcerns:
         self.known = ", ".join(vocabulary.names)
         self.lines: dict[str, list[int]] = {}
         self.counts: dict[str, int] = {}
+        self.others = 0  # values past `_WARN_VALUES`: counted, not named (a hostile file may have millions)
 
     def add(self, line: int, values: tuple[str, ...]) -> None:
         for value in values:
             tag = concern_tag(value)
+            if tag not in self.counts and len(self.counts) >= _WARN_VALUES:
+                self.others += 1
+                continue
             self.counts[tag] = self.counts.get(tag, 0) + 1
             lines = self.lines.setdefault(tag, [])
             if len(lines) < _WARN_LINES:
@@ -219,6 +225,8 @@ class _UnknownConcerns:
                 f"is not one the vocabulary knows ({self.known}), so it was kept as the tag '{tag}'. To use it "
                 "to choose content, add it to a concern's synonyms in the vocabulary and import the file again."
             )
+        if self.others:
+            found.append(f"{self.others:,} more cells name other unknown concerns, kept as tags (concern:...) too")
         return found
 
 

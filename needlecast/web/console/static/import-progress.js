@@ -4,7 +4,7 @@
  * the bar and the rows read so far. When the import has ended it fetches this page once more and puts its
  * result (#import-result: the counts, warnings and rejects link, or the error) in place, then sets
  * data-state on #import to "done" or "failed" (what a browser test waits on). A lost connection is retried,
- * more slowly each time; a session that ended reloads the page (which leads to the log-in page).
+ * more slowly each time; a session that ended, or a job the server no longer knows, reloads the page.
  * Served from the console itself: the Content-Security-Policy allows no inline script.
  */
 (function () {
@@ -31,9 +31,11 @@
   function getting(url, accept) {
     return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: accept } }).then(
       function (response) {
-        if (response.redirected) {
-          window.location.reload(); // the session ended: the page itself leads to the log-in
-          throw new Error("signed out");
+        if (response.redirected || response.status === 404) {
+          // The session ended (the page leads to the log-in), or the server restarted and forgot the job
+          // (the page says so): either way the page itself says what to do next.
+          window.location.reload();
+          throw new Error("reloading");
         }
         if (!response.ok) {
           throw new Error("HTTP " + response.status);

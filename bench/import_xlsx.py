@@ -4,9 +4,9 @@ hostile or broken upload would be: how long until the import ends, and the impor
     python bench/import_xlsx.py --rows 1500000                        # generates the sheet (minutes)
     python bench/import_xlsx.py --rows 1500000 --sheet /tmp/big.xlsx  # makes it once, then reuses it
 
-Prints one JSON line: rows in the sheet, seconds (wall and CPU), peak RSS, how the import ended (the counts, or the one-line
-error) and the size of the rejects file left beside the sheet. The sheet is generated in a child process, so
-that the peak RSS printed is the import's own.
+Prints one JSON line: rows in the sheet, seconds (wall and CPU), peak RSS, how the import ended (the counts,
+or the one-line error) and the size of the rejects file left beside the sheet. The sheet is generated in a
+child process, so that the peak RSS printed is the import's own.
 """
 
 from __future__ import annotations

@@ -157,6 +157,9 @@ class ImportSettings:
     max_cell_chars: int = 100_000
     max_xlsx_uncompressed_bytes: int = 512 * 1024 * 1024
     max_xlsx_compression_ratio: int = 100  # uncompressed / compressed size of the sheets (zip bombs: hundreds)
+    # The order of day, month and year in numeric dates (29/11/2026): "DMY", "MDY" or "YMD"; "" reads each
+    # date column's order from its values (`needlecast.audience.dates`).
+    date_order: str = ""
 
 
 @dataclass(frozen=True)
@@ -276,12 +279,29 @@ def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
             raise ConfigurationError(f"{path}: [{name}] has an unknown key '{key}'. Known keys: {known}")
         wanted = _TYPES[str(fields[key].type)]
         values[key] = _coerce(path, name, key, value, wanted)
+        choices = _CHOICES.get((name, key))
+        if choices is not None:
+            values[key] = _choose(path, name, key, values[key], choices)
         least = _AT_LEAST.get((name, key))
         if least is not None and values[key] < least[0]:
             raise ConfigurationError(
                 f"{path}: [{name}] {key} must be at least {least[0]:g} ({least[1]}), not {value!r}"
             )
     return cls(**values)
+
+
+# Settings that take one of a few words (any case), and what each means.
+_CHOICES: dict[tuple[str, str], dict[str, str]] = {
+    ("imports", "date_order"): {"DMY": "29/11/2026", "MDY": "11/29/2026", "YMD": "2026/11/29"},
+}
+
+
+def _choose(path: Path, section: str, key: str, value: str, choices: dict[str, str]) -> str:
+    word = value.strip().upper()
+    if word not in choices:
+        listed = ", ".join(f'"{choice}" ({example})' for choice, example in choices.items())
+        raise ConfigurationError(f"{path}: [{section}] {key} must be one of {listed}, not {value!r}")
+    return word
 
 
 # Settings with a floor, and why (a zero lease would declare every sender dead at once).

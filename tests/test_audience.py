@@ -48,21 +48,27 @@ def test_messy_semicolon_csv_with_bom_quotes_and_newlines(
     source = tmp_path / "leads.csv"
     source.write_bytes((DATA / "messy_semicolon.csv").read_bytes())
     summary = import_file(engine, source, vocabulary, list_name="spring")
-    assert (summary.read, summary.inserted, summary.updated, summary.duplicates, summary.rejected) == (7, 3, 0, 1, 3)
+    assert (summary.read, summary.inserted, summary.updated, summary.duplicates, summary.rejected) == (7, 4, 0, 1, 2)
     _reconciles(summary)
     assert summary.conflicting_duplicates == 1
     with engine.connect() as conn:
         bea = get_contact(conn, "bea.moreau@example.com")
         ana = get_contact(conn, "ana@example.com")
         zoe = get_contact(conn, "zoë@example.org")
+        dan = get_contact(conn, "dan@example.net")
     assert bea["first_name"] == 'Béatrice "Bea" Moreau'  # embedded newline folded, quotes kept
     assert bea["concerns"] == "ageing;pigmentation"
     assert ana["first_name"] == "Ana Maria"  # the later duplicate row won
     assert zoe["attributes"] == {"booked": "yes"} and zoe["concern_consent"] is False
+    assert dan["concerns"] == "" and dan["tags"] == "concern:rosacea"  # kept, never guessed
+    assert [w for w in summary.warnings if "rosacea" in w] == [
+        "line 8: the concern 'rosacea' is not one the vocabulary knows (acne, ageing, pigmentation), so it was "
+        "kept as the tag 'concern:rosacea'. To use it to choose content, add it to a concern's synonyms in the "
+        "vocabulary and import the file again."
+    ]
     rejects = list(csv.DictReader(summary.rejects_path.open(encoding="utf-8")))
     assert [(r["line"], r["reason"].split(" (")[0].split(":")[0]) for r in rejects] == [
         ("5", "invalid email address"),
-        ("8", "unknown concern 'rosacea'"),
         ("10", "unknown time zone 'Mars/Olympus'"),
     ]
     assert rejects[0]["E-mail"] == "not-an-address"
@@ -107,11 +113,14 @@ def test_xlsx_import_with_mapping_file(engine: Engine, vocabulary: Vocabulary, t
     )
     summary = import_file(engine, path, vocabulary, mapping=load_mapping(mapping_file))
     _reconciles(summary)
-    assert (summary.read, summary.inserted, summary.rejected) == (3, 1, 2)
+    assert (summary.read, summary.inserted, summary.rejected) == (3, 2, 1)
     reasons = {r["line"]: r["reason"] for r in csv.DictReader(summary.rejects_path.open(encoding="utf-8"))}
-    assert set(reasons) == {"2", "5"}
-    assert reasons["2"].startswith("unknown concern 'manchas'")  # a Spanish synonym is not guessed
+    assert set(reasons) == {"5"}
     assert reasons["5"].startswith("invalid email address")
+    assert any(w.startswith("line 2: the concern 'manchas' is not one") for w in summary.warnings)
+    with engine.connect() as conn:
+        luz = get_contact(conn, "luz@example.com")
+    assert (luz["concerns"], luz["tags"]) == ("", "concern:manchas")  # a Spanish synonym is not guessed
 
 
 def test_file_without_email_column_lists_the_columns(engine: Engine, vocabulary: Vocabulary, tmp_path: Path) -> None:

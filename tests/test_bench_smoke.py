@@ -55,3 +55,8 @@ def test_send_time_benchmark_smoke() -> None:
     assert result["events_read"] == 30000
     assert sum(result["rules"].values()) == 3000  # type: ignore[attr-defined]
     assert float(result["own_within_an_hour"]) >= 0.9  # type: ignore[arg-type]
+
+
+def test_hostile_xlsx_import_benchmark_smoke(tmp_path: Path) -> None:
+    result = _run("bench/import_xlsx.py", "--rows", "200", "--sheet", str(tmp_path / "small.xlsx"))
+    assert result["outcome"] == "read 200, inserted 0, rejected 200"

@@ -52,14 +52,14 @@ def test_send_now_then_status_pause_resume_cancel(workspace_dir: Path) -> None:
     assert _cli(workspace_dir, "audience", "import", str(workspace_dir / "audiences" / "sample.csv")).returncode == 0
     sent = _cli(workspace_dir, "send", "spring-guide", "--now", "--timings", NEEDLECAST_QUIET_HOURS="off")
     assert sent.returncode == 0, sent.stderr
-    assert "253 new ledger row(s), 253 sent" in sent.stdout
+    assert "257 new ledger row(s), 257 sent" in sent.stdout
     timed = sent.stdout.split("seconds by stage (this process): ", 1)[1].splitlines()[0]
     stages = {name: float(seconds) for name, seconds in (part.split() for part in timed.split(", "))}
     assert {"plan", "enqueue", "dispatch", "claim", "mark", "turn", "body"} <= set(stages)
     assert stages["plan"] >= stages["enqueue"] and stages["dispatch"] >= stages["claim"]  # parts within wholes
     assert stages["plan"] > 0 and stages["dispatch"] > 0
     status = _cli(workspace_dir, "campaign", "status", "spring-guide")
-    assert "spring-guide: active" in status.stdout and "253" in status.stdout
+    assert "spring-guide: active" in status.stdout and "257" in status.stdout
     again = _cli(workspace_dir, "send", "spring-guide", "--now", NEEDLECAST_QUIET_HOURS="off")
     assert "0 new ledger row(s), 0 sent" in again.stdout and "seconds by stage" not in again.stdout
     assert "paused" in _cli(workspace_dir, "campaign", "pause", "spring-guide").stdout

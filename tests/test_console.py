@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from sqlalchemy import select, update
 
-from needlecast import ledger
+from needlecast import ledger, operations
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
 from needlecast.audience.contacts import get_contact
@@ -402,6 +404,71 @@ def test_an_upload_is_imported_in_the_background_and_its_rejects_can_be_download
     assert rejects.status_code == 200 and rejects.text.startswith("line,reason,")
     analyst = console.login("analyst")
     assert analyst.get(job_url + "/rejects.csv").status_code == 403  # rejects hold addresses
+
+
+def test_a_running_import_is_followed_through_its_json_status_without_a_refresh(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    real = operations.import_audience
+
+    def held(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
+        progress("reading", 120, 300)
+        assert gate.wait(120), "the test to let the import go on"
+        return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(operations, "import_audience", held)
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/audiences").text)
+    sample = (console.workspace.audiences_dir / "sample.csv").read_bytes()
+    try:
+        upload = marketer.post(
+            "/console/audiences/import", data={"csrf": token}, files={"file": ("leads.csv", sample, "text/csv")}
+        )
+        job_url = upload.headers["location"].removeprefix(console.url)
+        wait_until(lambda: marketer.get(job_url + "/status").json()["read"] == 120, 60, "the import to report")
+        running = marketer.get(job_url)
+        assert 'data-state="running"' in running.text and 'http-equiv="refresh"' not in running.text
+        assert '<script src="/console/static/import-progress.js" defer></script>' in running.text
+        assert "script-src 'self'" in running.headers["content-security-policy"]
+        status = marketer.get(job_url + "/status")
+        assert status.headers["cache-control"] == "no-store"
+        assert status.json() == {
+            "state": "running",
+            "stage": "reading",
+            "stage_text": "Reading and checking the rows",
+            "read": 120,
+            "total": 300,
+            "percent": 40,
+            "rows_text": "120 of about 300 rows read",
+        }
+        script = marketer.get("/console/static/import-progress.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    finally:
+        gate.set()
+    wait_until(lambda: marketer.get(job_url + "/status").json()["state"] == "done", 60, "the import to finish")
+    assert marketer.get(job_url + "/status").json()["rows_text"] == "300 rows read"
+    done = marketer.get(job_url).text
+    assert 'data-state="done"' in done and 'id="import-counts"' in done and "<script" not in done
+    analyst = console.login("analyst")
+    assert analyst.get(job_url + "/status").json()["state"] == "done"  # a reader may follow it too
+    assert console.client().get(job_url + "/status").status_code == 303  # nobody else
+
+
+def test_a_failed_import_names_the_file_as_uploaded_never_the_servers_copy(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/audiences").text)
+    upload = marketer.post(
+        "/console/audiences/import",
+        data={"csrf": token},
+        files={"file": ("spring leads.csv", b"Name,Phone\nAna,123\n", "text/csv")},
+    )
+    job_url = upload.headers["location"].removeprefix(console.url)
+    wait_until(lambda: marketer.get(job_url + "/status").json()["state"] != "running", 60, "the import to end")
+    assert marketer.get(job_url + "/status").json()["stage_text"] == "The import failed: nothing was changed"
+    page = marketer.get(job_url).text
+    assert 'data-state="failed"' in page and "spring leads.csv: no email column" in page
+    assert str(console.workspace.state_dir) not in page and "uploads" not in page
 
 
 def test_send_now_runs_outside_the_request_and_the_page_shows_the_ledger_moving(console: ConsoleSite) -> None:

@@ -3,14 +3,16 @@ axe-core checking every page and screenshots saved to test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from needlecast import ledger
+from needlecast import ledger, operations
 from needlecast.delivery.outbox import read_outbox
 from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
@@ -196,20 +198,65 @@ def test_a_reviewer_records_the_sign_off_that_the_gate_asks_for(browser: Any, co
     reviewer.log_out()
 
 
-def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timeline(
-    browser: Any, console: ConsoleSite
-) -> None:
-    marketer = Person(browser, console, "marketer").log_in()
-    page = marketer.page
+@contextlib.contextmanager
+def held_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Console imports that report 120 of 300 rows read, then wait for the event before importing (so a
+    test can look at a running import for as long as it likes, whatever the machine's load)."""
+    gate = threading.Event()
+    real = operations.import_audience
+
+    def held(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
+        if progress is not None:
+            progress("reading", 120, 300)
+        assert gate.wait(120), "the test to let the import go on"
+        return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(operations, "import_audience", held)
+    try:
+        yield gate
+    finally:
+        gate.set()
+
+
+def _open_audiences(page: Any) -> None:
     page.get_by_role("link", name="Audiences").click()
     page.wait_for_url(re.compile(r".*/console/audiences$"))
-    marketer.check("audiences")
+
+
+def _upload_sample(page: Any, console: ConsoleSite) -> None:
     page.get_by_label("Import contacts from a CSV or XLSX file").set_input_files(
         str(console.workspace.audiences_dir / "sample.csv")
     )
     page.get_by_role("button", name="Import", exact=True).click()
-    page.wait_for_selector("#import-counts", timeout=120_000)
+    page.wait_for_url(re.compile(r".*/console/imports/\w+$"))
+
+
+def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timeline(
+    browser: Any, console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    marketer = Person(browser, console, "marketer").log_in()
+    page = marketer.page
+    _open_audiences(page)
+    marketer.check("audiences")
+    with held_imports(monkeypatch) as gate:
+        _upload_sample(page, console)
+        # The page follows the running import without reloading itself (axe rates a refresh critical).
+        expect(page.locator("#rows-read")).to_have_text("120 of about 300 rows read")
+        assert page.locator("#import").get_attribute("data-state") == "running"
+        assert page.locator("meta[http-equiv=refresh]").count() == 0
+        marketer.check("import-running-1280")
+        page.set_viewport_size({"width": 390, "height": 900})
+        marketer.check("import-running-390")
+        gate.set()
+        # The import's end is an element state the page's script sets: waited on, never slept for.
+        page.wait_for_selector("#import[data-state=done]", timeout=120_000)
+    marketer.check("import-390")
+    page.set_viewport_size({"width": 1280, "height": 900})
     marketer.check("import")
+    assert page.locator("#stage").inner_text() == "Finished"
+    assert page.locator("#rows-read").inner_text() == "300 rows read"
     counts = [int(c) for c in page.locator("#import-counts td").all_inner_texts()]
     assert counts[0] == 300 and counts[0] == sum(counts[1:])
     with page.expect_download() as download:
@@ -226,6 +273,30 @@ def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timel
     assert page.locator("#timeline-table").is_visible()
     marketer.check("contact")
     marketer.log_out()
+
+
+def test_the_import_page_shows_progress_under_the_consoles_own_content_security_policy(
+    browser: Any, console: ConsoleSite
+) -> None:
+    # No CSP bypass here (the accessibility checks need one to inject axe): the real policy must let the
+    # page's script poll and show the result, and nothing may be refused.
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    page.goto(f"{console.url}/console/login")
+    page.get_by_label("Email address").fill(email_of("marketer"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console/$"))
+    _open_audiences(page)
+    _upload_sample(page, console)
+    page.wait_for_selector("#import[data-state=done]", timeout=120_000)
+    assert page.locator("#import-counts").is_visible() and page.locator("#rejects").is_visible()
+    assert refused == []
+    context.close()
 
 
 @pytest.mark.parametrize("role", ["analyst", "admin"])

@@ -77,10 +77,10 @@ def test_plan_lists_every_planned_email_without_sending(workspace_dir: Path, tmp
     out = tmp_path / "plan.csv"
     result = _cli(workspace_dir, "plan", "--days", "400", "--csv", str(out))
     assert result.returncode == 0, result.stderr
-    assert "excluded: no marketing consent: 21" in result.stdout
+    assert "excluded: no marketing consent: 22" in result.stdout
     rows = list(csv.DictReader(out.open()))
     broadcast = [r for r in rows if r["campaign_id"] == "spring-guide"]
-    assert len(broadcast) == 253 and {r["arm"] for r in broadcast} == {"A", "B"}
+    assert len(broadcast) == 257 and {r["arm"] for r in broadcast} == {"A", "B"}
     assert {r["variant"] for r in broadcast} == {"acne", "ageing", "pigmentation", "general"}
     assert not (workspace_dir / "outbox").exists()  # nothing sent
 

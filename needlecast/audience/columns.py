@@ -29,6 +29,8 @@ FIELDS = (
     "signed_up_at",
 )
 IGNORE = "ignore"
+# An unknown concern is kept as a tag with this prefix (`concern:rosacea`): health data like a concern.
+CONCERN_TAG = "concern:"
 
 _ALIASES: dict[str, str] = {}
 for _field, _names in {

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
 from needlecast.audience.events import ContactEvent, EventProblem, store_events, validate_event
-from needlecast.audience.importer import write_rejects
+from needlecast.audience.rejects import write_rejects
 from needlecast.audience.table import read_table
 from needlecast.config import ImportSettings
 from needlecast.errors import AudienceFileError

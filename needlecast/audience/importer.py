@@ -10,18 +10,22 @@ Rules (documented in the README):
 - Consent: "yes"-like values grant, "no"-like values withdraw, "pending" starts double opt-in, an empty cell
   changes nothing. Each change appends to the consent history with the file as its source.
 - An address erased on request is rejected, never re-imported.
+- A concern the vocabulary does not know is kept as the tag `concern:<value>` (with a warning naming its
+  lines), never guessed and never a rejection; dates are ISO or numeric in the column's order
+  (`needlecast.audience.dates`).
+- An import stops (as a failure) once `MAX_REJECT_RUN` rows in a row are rejected for one reason: such a
+  file is not a contact export, and reading on only writes a huge rejects file.
 - The import is one transaction: a failure at any point (or Ctrl-C) leaves the store as it was. The audit
   row of a failed import is written afterwards.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,14 +34,16 @@ from zoneinfo import available_timezones
 from sqlalchemy import Engine, Table, bindparam, insert, select, update
 
 from needlecast.audience.addresses import email_hasher, normalise_email
-from needlecast.audience.columns import map_columns
+from needlecast.audience.columns import CONCERN_TAG, map_columns
+from needlecast.audience.dates import DateColumns, DateProblem, Evidence
+from needlecast.audience.rejects import Rejects
+from needlecast.audience.table import Table as FileTable
 from needlecast.audience.table import read_table
 from needlecast.config import ImportSettings
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import InvalidAddress
+from needlecast.errors import AudienceFileError, InvalidAddress
 from needlecast.logs import scrub
 from needlecast.pacing import collect_seldom
-from needlecast.spreadsheet import neutralise
 from needlecast.store.audience import contact_ids_by_email, copies_contacts, reserve_contact_ids
 from needlecast.store.bulk import PreparedRows, bulk_insert, insert_prepared, prepare_rows
 from needlecast.store.helpers import hash_key, utcnow
@@ -45,6 +51,13 @@ from needlecast.store.schema import consent_events, contact_lists, contacts, imp
 
 Progress = Callable[[str, int, int], None]
 CHUNK = 5000
+# Rows rejected in a row for one reason after which an import stops: no contact export is like that.
+MAX_REJECT_RUN = 1_000_000
+# How many lines an unknown concern's warning names (the rest are counted), and how many unknown concerns
+# get a warning of their own (the rest are counted in one more).
+_WARN_LINES = 5
+_WARN_VALUES = 20
+_DATE_FIELDS = ("consent_date", "signed_up_at")
 
 _YES = {"yes", "y", "true", "1", "x", "opted in", "opt in", "optin", "granted", "subscribed", "on"}
 _NO = {"no", "n", "false", "0", "opted out", "opt out", "withdrawn", "unsubscribed", "off", "declined"}
@@ -94,20 +107,6 @@ def _consent(value: str, column: str) -> str | None:
     raise _RowError(f"{column.replace('_', ' ')} '{value}' is not yes/no/pending")
 
 
-@lru_cache(maxsize=65536)
-def _timestamp(value: str, column: str) -> datetime | None:
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _RowError(
-            f"{column.replace('_', ' ')} '{value}' is not a date like 2026-03-01 or 2026-03-01T09:30:00Z"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 @dataclass
 class _Record:
     """One address's merged values from the file (later rows win where they have a value)."""
@@ -120,8 +119,10 @@ class _Record:
 
 
 def _parse_row(
-    cells: list[str], fields: dict[str, int], attrs: dict[str, int], vocabulary: Vocabulary
-) -> tuple[str, dict[str, Any], dict[str, str], set[str]]:
+    cells: list[str], fields: dict[str, int], attrs: dict[str, int], vocabulary: Vocabulary, dates: DateColumns
+) -> tuple[str, dict[str, Any], dict[str, str], set[str], tuple[str, ...]]:
+    """(address, contact values, attributes, lists, unknown concerns) of one row; `_RowError` with the reason
+    when the row is rejected."""
     width = len(cells)
 
     def cell(name: str) -> str:
@@ -139,7 +140,7 @@ def _parse_row(
             raise _RowError(f"{name} is longer than {MAX_NAME} characters")
         if text:
             values[name] = text
-    concerns = _concerns(cell("concerns"), vocabulary)
+    concerns, unknown = _concerns(cell("concerns"), vocabulary)
     if concerns:
         values["concerns"] = concerns
     zone = cell("time_zone")
@@ -154,51 +155,104 @@ def _parse_row(
         state = _consent(cell(name), name)
         if state:
             values[name] = state
-    for name in ("consent_date", "signed_up_at"):
-        stamp = _timestamp(cell(name), name)
+    for name in _DATE_FIELDS:
+        try:
+            stamp = dates.parse(name, cell(name))
+        except DateProblem as err:
+            raise _RowError(str(err)) from None
         if stamp:
             values[name] = stamp
     wording = cell("consent_wording")
     if wording:
         values["consent_wording"] = wording[:100]
-    tags = cell("tags")
+    tags = [t for t in _SPLIT.split(cell("tags")) if t] + [concern_tag(u) for u in unknown]
     if tags:
-        values["tags"] = [t for t in _SPLIT.split(tags) if t]
+        values["tags"] = list(dict.fromkeys(tags))
     lists = {t for t in _SPLIT.split(cell("lists")) if t}
     attributes = {name: cells[i].strip() for name, i in attrs.items() if i < width and cells[i].strip()}
-    return email, values, attributes, lists
+    return email, values, attributes, lists, unknown
+
+
+def concern_tag(value: str) -> str:
+    """The tag an unknown concern is kept as (`concern:rosacea`). It is health data like a concern: a
+    segment that selects it leaves out contacts without concern consent (`audience.segments`)."""
+    return CONCERN_TAG + " ".join(value.lower().split())
 
 
 @lru_cache(maxsize=4096)  # a file repeats the same few concern spellings: parse each once
-def _concerns(text: str, vocabulary: Vocabulary) -> str:
+def _concerns(text: str, vocabulary: Vocabulary) -> tuple[str, tuple[str, ...]]:
+    """(the known concerns of a cell, canonical and joined by ';'; the values the vocabulary does not know)."""
     canonical: list[str] = []
+    unknown: list[str] = []
     for raw in _SPLIT.split(text):
         if not raw:
             continue
         concern = vocabulary.normalise(raw)
         if concern is None:
-            raise _RowError(
-                f"unknown concern '{raw}' (known: {', '.join(vocabulary.names)}; add it to a concern's "
-                "synonyms in the vocabulary, or fix the cell)"
-            )
-        if concern not in canonical:
+            unknown.append(raw)
+        elif concern not in canonical:
             canonical.append(concern)
-    return ";".join(canonical)
+    return ";".join(canonical), tuple(unknown)
 
 
-def write_rejects(path: Path, headers: list[str], rejects: list[tuple[int, str, list[str]]]) -> Path | None:
-    """`FILE.rejects.csv` beside the input: line, reason and the original cells, with formula-like cells
-    made inert (`needlecast.spreadsheet.neutralise`: the original is the cell without its first `'`)."""
-    target = path.with_name(f"{path.stem}.rejects.csv")
-    if not rejects:
-        target.unlink(missing_ok=True)
-        return None
-    with target.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["line", "reason", *map(neutralise, headers)])
-        for line, reason, cells in rejects:
-            writer.writerow([line, neutralise(reason), *map(neutralise, cells)])
-    return target
+class _UnknownConcerns:
+    """The unknown concerns of a file with the lines they are on, reported as one warning each."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.known = ", ".join(vocabulary.names)
+        self.lines: dict[str, list[int]] = {}
+        self.counts: dict[str, int] = {}
+        self.others = 0  # values past `_WARN_VALUES`: counted, not named (a hostile file may have millions)
+
+    def add(self, line: int, values: tuple[str, ...]) -> None:
+        for value in values:
+            tag = concern_tag(value)
+            if tag not in self.counts and len(self.counts) >= _WARN_VALUES:
+                self.others += 1
+                continue
+            self.counts[tag] = self.counts.get(tag, 0) + 1
+            lines = self.lines.setdefault(tag, [])
+            if len(lines) < _WARN_LINES:
+                lines.append(line)
+
+    def warnings(self) -> list[str]:
+        found = []
+        for tag, lines in self.lines.items():
+            more = self.counts[tag] - len(lines)
+            where = ", ".join(map(str, lines)) + (f" and {more:,} more" if more else "")
+            found.append(
+                f"line{'s' if self.counts[tag] > 1 else ''} {where}: the concern '{tag.removeprefix(CONCERN_TAG)}' "
+                f"is not one the vocabulary knows ({self.known}), so it was kept as the tag '{tag}'. To use it "
+                "to choose content, add it to a concern's synonyms in the vocabulary and import the file again."
+            )
+        if self.others:
+            found.append(f"{self.others:,} more cells name other unknown concerns, kept as tags (concern:...) too")
+        return found
+
+
+class _RejectRun:
+    """Stops an import once `MAX_REJECT_RUN` rows in a row are rejected for one reason (values in quotes
+    aside: "unknown time zone 'X'" is one reason whatever X is)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kind = ""
+        self.first = (0, "")
+        self.length = 0
+
+    def rejected(self, line: int, reason: str) -> None:
+        kind = re.sub(r"'[^']*'", "''", reason)
+        if kind != self.kind:
+            self.kind, self.first, self.length = kind, (line, reason), 0
+        self.length += 1
+        if self.length >= MAX_REJECT_RUN:
+            raise AudienceFileError(
+                f"{self.path}: lines {self.first[0]}-{line}: {self.length:,} rows in a row were rejected for one "
+                f"reason ({self.first[1]}), so this is not a contact export: fix that and import it again"
+            )
+
+    def accepted(self) -> None:
+        self.kind, self.length = "", 0
 
 
 def import_file(
@@ -262,73 +316,130 @@ def _import(
     started: datetime,
 ) -> ImportSummary:
     report = progress or (lambda _stage, _done, _total: None)
+    limits = limits or ImportSettings()
     table = read_table(path, limits)
     fields, attrs = map_columns(table.headers, mapping or {}, str(path))
     summary.warnings = list(table.warnings)
     if "marketing_consent" not in fields:
         summary.warnings.append(
             "no marketing consent column: imported contacts are not mailed until consent is recorded "
-            "(map a consent column, or use `needlecast audience consent`)"
+            "(add a marketing consent column to the file, or record each contact's consent)"
         )
-
-    rejects: list[tuple[int, str, list[str]]] = []
-    width = len(table.headers)
-    with engine.begin() as conn:
-        writer = _Writer(engine, conn, summary, path.name, report, table.estimated_rows)
-        with writer.behind:
-            # The file streams through in parts of CHUNK addresses: only a part, and the set of addresses
-            # written so far, are ever held. A repeat of an address from an earlier part is applied on top
-            # of what that part wrote (and counted as a duplicate), as a repeat within a part is merged.
-            part: dict[str, _Record] = {}
-            for line, cells in table.rows:
-                summary.read += 1
-                if len(cells) > width:
-                    rejects.append((line, f"has {len(cells)} fields, the header has {width}", cells))
-                    continue
-                try:
-                    email, values, attributes, lists = _parse_row(cells, fields, attrs, vocabulary)
-                except _RowError as err:
-                    rejects.append((line, str(err), cells))
-                    continue
-                if list_name:
-                    lists.add(list_name)
-                existing = part.get(email)
-                if existing is None:
-                    again = email in writer.seen
-                    summary.duplicates += again
-                    part[email] = _Record(line, values, attributes, lists, again)
-                    if len(part) >= CHUNK:
-                        rejects += writer.write(part)
-                        part = {}
-                    continue
-                summary.duplicates += 1
-                if any(existing.values.get(k, v) != v for k, v in values.items()):
-                    summary.conflicting_duplicates += 1
-                existing.values.update(values)
-                existing.attributes.update(attributes)
-                existing.lists |= lists
-            rejects += writer.write(part)
-        report("writing", summary.read, summary.read)
-        summary.rejected = len(rejects)
-        summary.import_id = conn.execute(
-            insert(imports).returning(imports.c.id),
-            {
-                "source_name": path.name,
-                "list_name": list_name,
-                "status": "completed",
-                "rows_read": summary.read,
-                "inserted": summary.inserted,
-                "updated": summary.updated,
-                "duplicates": summary.duplicates,
-                "rejected": summary.rejected,
-                "error": "",
-                "started_at": started,
-                "finished_at": utcnow(),
-            },
-        ).scalar_one()
-    rejects.sort(key=lambda r: r[0])
-    summary.rejects_path = write_rejects(path, table.headers, rejects)
+    dated = {name: fields[name] for name in _DATE_FIELDS if name in fields}
+    dates = DateColumns(limits.date_order, lambda: _date_evidence(path, limits, dated))
+    rejects = Rejects(path, table.headers)
+    unknown = _UnknownConcerns(vocabulary)
+    try:
+        with engine.begin() as conn:
+            writer = _Writer(engine, conn, summary, path.name, report, table.estimated_rows)
+            with writer.behind:
+                _stream(table, _Row(fields, attrs, vocabulary, dates, list_name), writer, rejects, unknown, path)
+            report("writing", summary.read, summary.read)
+            summary.rejected = rejects.count
+            summary.import_id = conn.execute(
+                insert(imports).returning(imports.c.id),
+                {
+                    "source_name": path.name,
+                    "list_name": list_name,
+                    "status": "completed",
+                    "rows_read": summary.read,
+                    "inserted": summary.inserted,
+                    "updated": summary.updated,
+                    "duplicates": summary.duplicates,
+                    "rejected": summary.rejected,
+                    "error": "",
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                },
+            ).scalar_one()
+    except BaseException:
+        rejects.discard()
+        raise
+    summary.rejects_path = rejects.finish()
+    summary.warnings += unknown.warnings()
     return summary
+
+
+@dataclass(frozen=True)
+class _Row:
+    """How a row's cells become a contact's values: the columns, the vocabulary, the date orders."""
+
+    fields: dict[str, int]
+    attrs: dict[str, int]
+    vocabulary: Vocabulary
+    dates: DateColumns
+    list_name: str
+
+
+def _stream(
+    table: FileTable, how: _Row, writer: _Writer, rejects: Rejects, unknown: _UnknownConcerns, path: Path
+) -> None:
+    """Read every row of `table` into the store through `writer`, counting each in `writer.summary`.
+
+    The file streams through in parts of CHUNK addresses: only a part, and the set of addresses written so
+    far, are ever held (rejected rows go straight to the rejects file). A repeat of an address from an
+    earlier part is applied on top of what that part wrote (and counted as a duplicate), as a repeat within
+    a part is merged.
+    """
+    summary = writer.summary
+    width = len(table.headers)
+    run = _RejectRun(path)
+    part: dict[str, _Record] = {}
+    for line, cells in table.rows:
+        summary.read += 1
+        if not summary.read % CHUNK:
+            writer.report("reading", summary.read, max(summary.read, writer.total))
+        try:
+            if len(cells) > width:
+                raise _RowError(f"has {len(cells)} fields, the header has {width}")
+            email, values, attributes, lists, strange = _parse_row(
+                cells, how.fields, how.attrs, how.vocabulary, how.dates
+            )
+        except _RowError as err:
+            rejects.add(line, str(err), cells)
+            run.rejected(line, str(err))
+            continue
+        run.accepted()
+        unknown.add(line, strange)
+        if how.list_name:
+            lists.add(how.list_name)
+        existing = part.get(email)
+        if existing is None:
+            again = email in writer.seen
+            summary.duplicates += again
+            part[email] = _Record(line, values, attributes, lists, again)
+            if len(part) >= CHUNK:
+                for late in writer.write(part):
+                    rejects.add_late(*late)
+                part = {}
+            continue
+        summary.duplicates += 1
+        if any(existing.values.get(k, v) != v for k, v in values.items()):
+            summary.conflicting_duplicates += 1
+        existing.values.update(values)
+        existing.attributes.update(attributes)
+        existing.lists |= lists
+    for late in writer.write(part):
+        rejects.add_late(*late)
+
+
+def _date_evidence(path: Path, limits: ImportSettings, columns: dict[str, int]) -> dict[str, Evidence]:
+    """Each date column's `Evidence` of its order, from a second reading of the whole file (made only for a
+    file with numeric dates and no `[imports] date_order`; it stops once every column is seen to mix)."""
+    evidence = {name: Evidence() for name in columns}
+    rows = read_table(path, limits).rows
+    try:
+        for line, cells in rows:
+            for name, index in columns.items():
+                if index < len(cells):
+                    evidence[name].see(line, cells[index])
+            if all(seen.settled for seen in evidence.values()):
+                break
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    return evidence
 
 
 def _consent_changes(
@@ -394,16 +505,14 @@ class _Writer:
         self.copying = self.was_empty and copies_contacts(conn)
         self.behind = _WriteBehind(active=self.copying)
         self.seen: set[str] = set()  # addresses written so far
-        self.done = 0
 
-    def write(self, part: dict[str, _Record]) -> list[tuple[int, str, list[str]]]:
-        """Write one part; the rejects it found (erased addresses), by line."""
+    def write(self, part: dict[str, _Record]) -> list[tuple[int, str]]:
+        """Write one part; the rejects it found (erased addresses): (line, reason)."""
         hashes = {email: self.hashed(email) for email in part}
-        rejects: list[tuple[int, str, list[str]]] = []
+        rejects: list[tuple[int, str]] = []
         for email in [e for e in part if hashes[e] in self.erased]:
-            rejects.append((part.pop(email).line, "address was erased on request; it is not imported again", []))
+            rejects.append((part.pop(email).line, "address was erased on request; it is not imported again"))
         self.seen.update(part)
-        self.done += len(part)
         if not self.copying:
             self._write_rows(part, list(part), hashes)
             return rejects
@@ -429,7 +538,7 @@ class _Writer:
         if again:  # rare: in this thread, after the parts before (their counts are this thread's too)
             self.behind.drain()
             self._write_rows(part, again, hashes)
-        done = self.done
+        done = self.summary.read  # progress is in rows read, as the file is counted
         self.behind.submit(lambda: self.report("writing", done, max(done, self.total)))
         return rejects
 
@@ -473,7 +582,7 @@ class _Writer:
         bulk_insert(conn, consent_events, rows.events)
         bulk_insert(conn, contact_lists, rows.list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
         if not self.copying:
-            self.report("writing", self.done, max(self.done, self.total))
+            self.report("writing", self.summary.read, max(self.summary.read, self.total))
 
 
 def _copy_ready(table: Table, rows: list[dict[str, Any]]) -> PreparedRows:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection
 
+from needlecast.audience.columns import CONCERN_TAG
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.store.audience import read_contacts, read_lists
@@ -279,7 +280,8 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
     no_consent = ~rest["marketing_consent"].astype(bool)
     excluded[EXCLUDED_NO_CONSENT] = int(no_consent.sum())
     rest = rest[~no_consent]
-    if segment.concerns:
+    # A tag kept from an unknown concern (`concern:rosacea`) is health data too: targeting by it needs consent.
+    if segment.concerns or any(tag.startswith(CONCERN_TAG) for tag in segment.tags):
         no_concern_consent = ~rest["concern_consent"].astype(bool)
         excluded[EXCLUDED_NO_CONCERN_CONSENT] = int(no_concern_consent.sum())
         rest = rest[~no_concern_consent]

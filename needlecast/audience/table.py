@@ -1,9 +1,11 @@
 """Read an audience file (CSV or XLSX) as a header and numbered rows.
 
-CSV: UTF-8 with or without BOM, else Latin-1 with a warning; the delimiter (comma, semicolon or tab) is the
-one the header line uses most; quoted fields may hold delimiters and newlines. Each row carries the line
-number it starts on, so a report can point at it. Blank lines are not rows. XLSX: the first sheet, row
-numbers as Excel shows them.
+CSV: UTF-8 with or without BOM, UTF-16 or UTF-32 with a BOM (what Excel's "Unicode text" writes), UTF-16
+without one when its NUL bytes show it, else Latin-1 with a warning; the delimiter (comma, semicolon or tab)
+is the one the header line uses most; quoted fields may hold delimiters and newlines. Each row carries the
+line number it starts on, so a report can point at it. Blank lines are not rows. XLSX: the first sheet, row
+numbers as Excel shows them; a sheet longer than Excel's 1,048,576 rows (`XLSX_MAX_ROWS`) was not made by
+a spreadsheet program and is refused at the first row past it.
 
 Limits (`[imports]`, far above any clinic's export) stop a hostile file early, each with an
 `AudienceFileError` that names the file, the line and the setting: more columns than `max_columns`, more rows
@@ -32,6 +34,16 @@ from needlecast.errors import AudienceFileError
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 XLSX_SUFFIXES = {".xlsx", ".xlsm"}
+# Excel's own row limit: a longer sheet is machine-made, and reading it to the end only costs time and memory.
+XLSX_MAX_ROWS = 1_048_576
+# Byte-order marks, longest first (UTF-32 LE's begins with UTF-16 LE's), and the codec that reads past each.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass
@@ -42,35 +54,67 @@ class Table:
     warnings: list[str] = field(default_factory=list)
 
 
-def _survey(path: Path, warnings: list[str]) -> tuple[str, int, bool]:
-    """One streaming pass over the bytes: the encoding to read the file with (UTF-8, with or without BOM,
-    else Latin-1 with a warning), how many line breaks it has, and whether it holds anything but space."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    encoding = "utf-8-sig"
+def _sniff_encoding(start: bytes) -> str | None:
+    """The encoding a byte-order mark (or, without one, UTF-16's pattern of NUL bytes) declares, or None
+    for a file to be read as UTF-8 (else Latin-1, see `_survey`)."""
+    for bom, encoding in _BOMS:
+        if start.startswith(bom):
+            return encoding
+    if b"\x00" not in start:
+        return None
+    even = start[: len(start) // 2 * 2]
+    # Plain text in UTF-16 without a BOM: every other byte of its Latin letters, digits and commas is NUL.
+    if len(even) >= 4 and not any(even[1::2]) and all(even[0::2]):
+        return "utf-16-le"
+    if len(even) >= 4 and not any(even[0::2]) and all(even[1::2]):
+        return "utf-16-be"
+    return None
+
+
+def _survey(path: Path, declared: str | None, warnings: list[str]) -> tuple[str, int, bool]:
+    """One streaming pass over the bytes: the encoding to read the file with (`declared` by its BOM, else
+    UTF-8 or, failing that, Latin-1 with a warning), how many line breaks it has (an estimate in UTF-16/32),
+    and whether it holds anything but space. A file that breaks its declared UTF-16/32 is an error."""
+    encoding = declared or "utf-8-sig"
+    decoder = codecs.getincrementaldecoder(encoding)()
     breaks = 0
     content = False
     offset = 0
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
             breaks += block.count(b"\n")
-            content = content or bool(block.strip())
             if encoding != "latin-1":
                 try:
-                    decoder.decode(block)
+                    text = decoder.decode(block)
                 except UnicodeDecodeError as err:
-                    warnings.append(
-                        f"{path.name} is not valid UTF-8 (byte {offset + err.start}); read it as Latin-1. "
-                        "Check accented names, or save the file as UTF-8."
-                    )
-                    encoding = "latin-1"
+                    encoding = _fallback(path, declared, offset + err.start, warnings)
+                    text = block.decode("latin-1")
+                content = content or bool(text.strip())
+            else:
+                content = content or bool(block.strip())
             offset += len(block)
     if encoding != "latin-1":
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            warnings.append(f"{path.name} ends inside a UTF-8 character; read it as Latin-1.")
-            encoding = "latin-1"
+            encoding = _fallback(path, declared, offset, warnings)
     return encoding, breaks, content
+
+
+def _fallback(path: Path, declared: str | None, offset: int, warnings: list[str]) -> str:
+    """Latin-1 for a file that is not valid UTF-8 (with a warning); an error for one that breaks the UTF-16
+    or UTF-32 its BOM declares (Latin-1 would read it as NUL-riddled nonsense)."""
+    if declared and declared != "utf-8-sig":
+        name = declared[:6].upper()  # UTF-16 or UTF-32
+        raise AudienceFileError(
+            f"{path}: starts as {name} text but is not valid {name} (byte {offset:,}); open it in the "
+            'spreadsheet program and save it as "CSV UTF-8"'
+        )
+    warnings.append(
+        f"{path.name} is not valid UTF-8 (byte {offset}); read it as Latin-1. "
+        "Check accented names, or save the file as UTF-8."
+    )
+    return "latin-1"
 
 
 def _delimiter(header_line: str) -> str:
@@ -125,10 +169,14 @@ def _read_csv(path: Path, limits: ImportSettings) -> Table:
         raise AudienceFileError(f"{path}: file not found") from err
     except OSError as err:
         raise AudienceFileError(f"{path}: cannot read the file ({err.strerror})") from err
-    if b"\x00" in start:
-        raise AudienceFileError(f"{path}: this is a binary file, not a CSV table (export it as CSV or XLSX)")
+    declared = _sniff_encoding(start)
+    if declared is None and b"\x00" in start:
+        raise AudienceFileError(
+            f"{path}: this is a binary file, not a CSV table (export it as CSV or XLSX; a text file in an "
+            'unusual encoding: save it as "CSV UTF-8")'
+        )
     warnings: list[str] = []
-    encoding, breaks, content = _survey(path, warnings)
+    encoding, breaks, content = _survey(path, declared, warnings)
     if not content:
         raise AudienceFileError(f"{path}: the file is empty; expected a header row and one row per contact")
     handle: IO[str] = path.open(encoding=encoding, newline="")  # closed by `_csv_rows` (or here, on an error)
@@ -226,6 +274,11 @@ def _read_xlsx(path: Path, limits: ImportSettings) -> Table:
         number = header_row
         try:
             for number, values in enumerate(rows, start=header_row + 1):
+                if number > XLSX_MAX_ROWS:
+                    raise AudienceFileError(
+                        f"{path}: row {number:,}: a spreadsheet has at most {XLSX_MAX_ROWS:,} rows, so this "
+                        "workbook was not saved by a spreadsheet program; export the contacts as CSV"
+                    )
                 if len(values) > limits.max_columns:
                     values = values[: limits.max_columns + 1]  # the row is rejected for its width anyway
                 cells = [_cell(v) for v in values]

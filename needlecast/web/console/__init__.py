@@ -1,5 +1,6 @@
-"""The console: a server-rendered web app (Jinja2, no JavaScript, no build step, no CDN) in which marketers,
-reviewers, analysts and admins do their whole job.
+"""The console: a server-rendered web app (Jinja2, no build step, no CDN) in which marketers, reviewers,
+analysts and admins do their whole job. Its one script, `static/import-progress.js`, shows a running
+import's progress (the Content-Security-Policy allows scripts from the console itself, never inline).
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
 the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.operations`
@@ -28,9 +29,10 @@ from needlecast.web.console.auth import Console, Who
 from needlecast.web.senders import Senders
 
 HERE = Path(__file__).parent
+# Scripts and fetches only from the console itself (the import page's progress script), never inline.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from needlecast import operations
@@ -94,7 +94,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
                 source_name=file.filename,
             )
 
-        job = jobs.start(str(file.filename), run)
+        job = jobs.start(str(file.filename), run, target)
         return RedirectResponse(f"{console.prefix(request)}/imports/{job.id}", status_code=303)
 
     def job_of(request: Request) -> Any:
@@ -106,14 +106,13 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     @console.page("audiences.view")
     def import_page(request: Request, who: Who) -> Response:
         job = job_of(request)
-        return console.render(
-            request,
-            who,
-            "import.html",
-            title=f"Import of {job.file_name}",
-            job=job,
-            refresh=1 if job.running else 0,
-        )
+        # No refresh: while it runs, static/import-progress.js polls `import_status` and, at the end, puts
+        # this page's result in place.
+        return console.render(request, who, "import.html", title=f"Import of {job.file_name}", job=job)
+
+    @console.page("audiences.view")
+    def import_status(request: Request, who: Who) -> Response:
+        return JSONResponse(job_of(request).status(), headers={"cache-control": "no-store"})
 
     @console.page("contacts.view_unmasked")
     def rejects(request: Request, who: Who) -> Response:
@@ -238,6 +237,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
         Route("/audiences", audiences),
         Route("/audiences/import", upload, methods=["POST"]),
         Route("/imports/{job}", import_page),
+        Route("/imports/{job}/status", import_status),
         Route("/imports/{job}/rejects.csv", rejects),
         Route("/contacts", contacts, methods=["GET", "POST"]),
         Route("/contacts/{contact}", contact),

@@ -2,8 +2,10 @@
 
 Contract: `ImportJobs.start(...)` copies nothing itself: it is given the uploaded file, already written
 under the workspace's state folder, and returns a job id at once; the import runs in a thread (one
-transaction, as from the command line), updating the job's stage and counts; `get(id)` reads it. Jobs live
-in this process's memory; the import audit in the store keeps every import for good.
+transaction, as from the command line), updating the job's stage and the rows read so far; `get(id)` reads
+it, and `ImportJob.status()` is what the import page's script polls. A failure's message names the file as
+it was uploaded, never the server's copy of it. Jobs live in this process's memory; the import audit in the
+store keeps every import for good.
 """
 
 from __future__ import annotations
@@ -13,9 +15,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from needlecast.audience.importer import ImportSummary, Progress
 from needlecast.errors import ConfigurationError, NeedlecastError
+
+# What each stage is called on the page.
+STAGES = {
+    "waiting": "Waiting to start",
+    "reading": "Reading and checking the rows",
+    "writing": "Saving the contacts",
+    "done": "Finished",
+    "failed": "The import failed: nothing was changed",
+}
 
 
 @dataclass
@@ -34,10 +46,41 @@ class ImportJob:
         return not self.finished.is_set()
 
     @property
+    def state(self) -> str:
+        """running, done or failed (a job is running until its thread has set everything it reports)."""
+        if self.running:
+            return "running"
+        return "failed" if self.error else "done"
+
+    @property
     def percent(self) -> int:
-        if self.summary is not None:
+        if not self.running:
             return 100
-        return int(100 * self.done / self.total) if self.total else 0
+        return min(99, int(100 * self.done / self.total)) if self.total else 0
+
+    @property
+    def stage_text(self) -> str:
+        return STAGES.get("failed" if self.state == "failed" else self.stage, self.stage)
+
+    @property
+    def rows_text(self) -> str:
+        """The rows read so far, in words (the total is an estimate from the file's line count)."""
+        read = self.summary.read if self.summary is not None and not self.running else self.done
+        if self.running and self.total > read:
+            return f"{read:,} of about {self.total:,} rows read"
+        return f"{read:,} row{'' if read == 1 else 's'} read"
+
+    def status(self) -> dict[str, Any]:
+        """The JSON the import page polls while the import runs."""
+        return {
+            "state": self.state,
+            "stage": self.stage,
+            "stage_text": self.stage_text,
+            "read": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "rows_text": self.rows_text,
+        }
 
 
 class ImportJobs:
@@ -45,7 +88,8 @@ class ImportJobs:
         self._jobs: dict[str, ImportJob] = {}
         self._lock = threading.Lock()
 
-    def start(self, file_name: str, run: Callable[[Progress], ImportSummary]) -> ImportJob:
+    def start(self, file_name: str, run: Callable[[Progress], ImportSummary], path: Path | None = None) -> ImportJob:
+        """Run `run` in a thread as a new job (`path`: the server's copy of the file, never shown)."""
         job = ImportJob(uuid.uuid4().hex, file_name)
         with self._lock:
             self._jobs[job.id] = job
@@ -59,7 +103,7 @@ class ImportJobs:
                 job.summary = run(progress)
                 job.stage = "done"
             except (NeedlecastError, ConfigurationError) as err:
-                job.error, job.stage = str(err), "failed"
+                job.error, job.stage = _shown(str(err), path, file_name), "failed"
             except Exception as err:  # a bug: the import's transaction was rolled back
                 job.error, job.stage = f"the import failed ({type(err).__name__}); nothing was changed", "failed"
             finally:
@@ -83,3 +127,8 @@ def upload_path(state_dir: Path, file_name: str) -> Path:
     folder = state_dir / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     return folder / safe
+
+
+def _shown(message: str, path: Path | None, file_name: str) -> str:
+    """`message` with the server's copy of the upload named as the person named their file."""
+    return message.replace(str(path), file_name) if path is not None else message

@@ -28,7 +28,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
-from needlecast.templating import limits as lim
+import needlecast.templating.limits as lim
 from needlecast.templating.limits import RenderLimits
 
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -462,3 +463,31 @@ def test_a_bad_booking_setting_is_a_configuration_error_naming_the_field(
     config.write_text(config.read_text() + f"\n[bookings]\n{extra}\n")
     with pytest.raises(ConfigurationError, match="\\[bookings\\] " + named.replace("[", "\\[").replace(".", "\\.")):
         load_settings(workspace_dir)
+
+
+def test_a_signed_body_in_the_wrong_format_is_400_and_an_oversized_one_413(site: Site) -> None:
+    assert site.calendly(b"not json").status_code == 400
+    assert site.calendly(b'{"event": "invitee.created"}').status_code == 400
+    assert site.acuity({"action": "scheduled", "id": "../../admin"}).status_code == 400
+    huge = b"[" + b" " * 1_100_000 + b"]"
+    assert site.post("generic", huge, {"X-Signature": "0" * 64}).status_code == 413
+    assert site.events() == []
+
+
+def test_concurrent_copies_of_one_delivery_store_it_once(site: Site) -> None:
+    item = {
+        "event_id": "same",
+        "status": "Booked",
+        "appointment_id": "A9",
+        "service": "Peel",
+        "changed_at": _stamp(datetime.now(UTC)),
+        "start": _stamp(SOON),
+        "client": {"email": "ana@example.com"},
+    }
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: site.generic([item]), range(6)))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert sum(a.json()["stored"] for a in answers) == 1
+    assert sum(a.json()["duplicates"] for a in answers) == 5
+    assert len(site.events()) == 1
+    assert site.next_of("ana@example.com") == (SOON, "chemical_peel")

@@ -109,7 +109,7 @@ def record_bookings(
             "treatment": treatment_of(treatments, b),
             "appointment_at": b.starts_at,
         }
-        for b in events.values()
+        for _, b in sorted(events.items())  # one lock order for concurrent deliveries
         if b.source_id not in known
     ]
     result.stored = insert_ignore(conn, contact_events, rows, ["source_id"])
@@ -117,7 +117,8 @@ def record_bookings(
     # A booking changes its appointment only the first time it arrives (a replay changes nothing). The
     # cancelled half of a reschedule has no event of its own: closing an appointment twice is harmless.
     fresh = [b for b in kept if b.kind is None or b.source_id not in known]
-    for booking in sorted(fresh, key=lambda b: b.occurred_at):
+    # By appointment (one lock order for concurrent deliveries), each in time order.
+    for booking in sorted(fresh, key=lambda b: (b.appointment, b.occurred_at)):
         hashed = hashes[booking.email]
         result.appointments += _set_appointment(
             conn, booking, hashed, ids.get(hashed), treatment_of(treatments, booking), now

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from needlecast.bookings.settings import BookingSettings, load_booking_settings
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"
@@ -175,6 +176,7 @@ class Settings:
     signup: SignupSettings = field(default_factory=SignupSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    bookings: BookingSettings = field(default_factory=BookingSettings)  # nested tables: its own loader
 
 
 @dataclass(frozen=True)
@@ -349,6 +351,9 @@ def _read_settings(root: Path) -> Settings:
         if name not in sections:
             known = ", ".join(sorted(sections))
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
+        if name == "bookings":
+            loaded[name] = load_booking_settings(path, value)
+            continue
         section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]
     settings = Settings(**loaded)

@@ -23,6 +23,7 @@
         ├── WebhookRejected                   a webhook call that is not a genuine, fresh, signed one
         ├── EventFormatError(ValueError)      a webhook body that is not a JSON array of event objects
         ├── BodyTooDeep(ValueError)           a JSON body nested deeper than any genuine one
+        ├── BookingSystemUnavailable          the booking system's API failed: the delivery is retried
         └── DeliveryError                     a send did not complete
             ├── PayloadError(ValueError)      a batch the provider would refuse (too many recipients...)
             ├── TransportError                timeout, refused or dropped connection: retryable
@@ -139,6 +140,10 @@ class WebhookRejected(NeedlecastError):
 
 class EventFormatError(NeedlecastError, ValueError):
     """A webhook body is not a JSON array of event objects."""
+
+
+class BookingSystemUnavailable(NeedlecastError):
+    """The booking system's API (Acuity's, for an appointment's details) failed or could not be reached."""
 
 
 class BodyTooDeep(NeedlecastError, ValueError):

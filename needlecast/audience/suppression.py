@@ -14,6 +14,7 @@ from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidRequest
 from needlecast.store.helpers import hash_key, insert_ignore, utcnow
 from needlecast.store.schema import (
+    appointments,
     consent_events,
     contact_events,
     contact_lists,
@@ -54,8 +55,8 @@ def suppression_of(conn: Connection, email: str) -> str | None:
 def erase(conn: Connection, email: str) -> bool:
     """Delete everything about `email` and keep its hash suppressed as `erased`. True when a contact existed.
 
-    The contact, its lists, consent history, enrolments, signup requests and contact events (bookings and
-    the like, found by the address hash too) are deleted; its id is remembered as erased (its
+    The contact, its lists, consent history, enrolments, signup requests, contact events and appointments
+    (bookings and the like, found by the address hash too) are deleted; its id is remembered as erased (its
     signed links stay dead) and never handed out again; its ledger rows stay for the aggregate reports but
     are unlinked from it (`contact_id` becomes the row's own id, negated: no contact has that id), and any
     of them still queued is skipped at dispatch as erased.
@@ -64,8 +65,10 @@ def erase(conn: Connection, email: str) -> bool:
     hashed = email_hash(hash_key(conn), normalised)
     contact_id = conn.execute(select(contacts.c.id).where(contacts.c.email == normalised)).scalar()
     conn.execute(delete(contact_events).where(contact_events.c.email_hash == hashed))
+    conn.execute(delete(appointments).where(appointments.c.email_hash == hashed))
     if contact_id is not None:
         conn.execute(delete(contact_events).where(contact_events.c.contact_id == contact_id))
+        conn.execute(delete(appointments).where(appointments.c.contact_id == contact_id))
         conn.execute(delete(signup_requests).where(signup_requests.c.contact_id == contact_id))
         conn.execute(delete(consent_events).where(consent_events.c.contact_id == contact_id))
         conn.execute(delete(contact_lists).where(contact_lists.c.contact_id == contact_id))

@@ -379,6 +379,10 @@ contact_events = Table(
     Column("currency", String(3), nullable=False),
     Column("source", String(200), nullable=False),
     Column("received_at", DateTime(), nullable=False),
+    # From a booking system (migration 0011): the treatment the appointment is for ("" when its type is not
+    # in [bookings.treatments]) and when the appointment starts.
+    Column("treatment", String(64), nullable=False, default=""),
+    Column("appointment_at", DateTime(), nullable=True),
     Index("ix_contact_events_type_at", "type", "occurred_at"),
 )
 
@@ -395,6 +399,24 @@ signup_intake = Table(
     Column("form", String(40), nullable=False),
     Column("address_hash", String(64), nullable=False),
     Column("created_at", DateTime(), nullable=False),
+)
+
+# Each appointment a booking system told us about, as it stands now (migration 0012): whether it is still to
+# come (`open`) and when it starts. "A future appointment exists" is an open row with starts_at ahead; the
+# contact's attribute `next_appointment_at` mirrors the earliest. `last_event_at` keeps a late, older
+# delivery from undoing a newer change.
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("appointment", String(200), primary_key=True),  # "<provider>:<the system's id>"
+    Column("email_hash", String(64), nullable=False, index=True),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True, index=True),
+    Column("treatment", String(64), nullable=False),
+    Column("appointment_type", String(200), nullable=False),
+    Column("starts_at", DateTime(), nullable=True),
+    Column("open", Boolean, nullable=False),
+    Column("last_event_at", DateTime(), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
 )
 
 # What a signup form asked for (name, concerns, the two consents with their wording versions, the form, the

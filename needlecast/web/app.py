@@ -2,6 +2,7 @@
 
     /healthz, /webhooks/sendgrid, /u, /p, /confirm   tracking (`needlecast.web.tracking`)
     /subscribe                                        the hosted signup form (`needlecast.web.signup`)
+    /hooks/bookings/<provider>                        signed booking-system webhooks (`needlecast.web.bookings`)
     /api/v1/...                                       the REST API and its OpenAPI document (`needlecast.web.api`)
     /console/...                                      the console (`needlecast.web.console`)
     /metrics                                          Prometheus metrics (`needlecast.web.metrics`)
@@ -28,6 +29,7 @@ from starlette.routing import BaseRoute, Mount
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
+from needlecast.web.bookings import booking_routes
 from needlecast.web.common import Pages, SecurityHeaders
 from needlecast.web.senders import Senders
 from needlecast.web.tracking import tracking_routes
@@ -54,6 +56,7 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
     routes: list[BaseRoute] = [
         *tracking_routes(workspace, engine, pages),
         *signup_routes(workspace, engine, pages),
+        *booking_routes(workspace, engine),
         *metrics_routes(engine, workspace.settings.delivery.lease_seconds),
         Mount("/api/v1", app=api_app(workspace, engine, senders, frames)),
         Mount("/console", app=console_app(workspace, engine, senders, frames)),

@@ -95,7 +95,19 @@ class TokenInvalid(NeedlecastError, ValueError):
 
 
 class NotFound(NeedlecastError, LookupError):
-    """A named object does not exist."""
+    """A named object does not exist.
+
+    `what` is its kind in plain words ("campaign", "contact", "email template") and `name` the id that was
+    asked for, as it was given, when the raiser knows them; `field` is the request field that named it when
+    that is not a path parameter. The web app's faces phrase a 404 from these (the console's page, the API's
+    error naming the field); the message, which may name files or commands, is for the command line.
+    """
+
+    def __init__(self, message: str, *, what: str = "", name: str = "", field: str = "") -> None:
+        self.what = what
+        self.name = name
+        self.field = field
+        super().__init__(message)
 
 
 class InvalidRequest(NeedlecastError, ValueError):

@@ -35,7 +35,14 @@ CSP = (
 
 
 def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: FrameCache | None = None) -> Starlette:
-    from needlecast.web.console import admin_views, audience_views, campaign_views, report_views, session_views
+    from needlecast.web.console import (
+        admin_views,
+        audience_views,
+        campaign_views,
+        problems,
+        report_views,
+        session_views,
+    )
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
@@ -67,7 +74,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *admin_views.routes(console),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=problems.handlers(console, lambda: app.routes))
     app.state.console = console
     app.state.jobs = jobs
     return app

@@ -15,6 +15,7 @@
         ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
         ├── InvalidRequest(ValueError)        a request that cannot be done as asked (a sequence sent as a
         │                                     broadcast, an unknown variant): the message says what to ask
+        │   └── AddressErased                 an address erased on request, offered again: never stored again
         ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
         ├── AuthenticationFailed              wrong password, unknown or disabled account, bad API key
         ├── PermissionDenied                  the actor's role or scopes do not allow the action
@@ -112,6 +113,11 @@ class NotFound(NeedlecastError, LookupError):
 
 class InvalidRequest(NeedlecastError, ValueError):
     """A request that cannot be carried out as asked; the message says what would work instead."""
+
+
+class AddressErased(InvalidRequest):
+    """The address belongs to a person erased on request: it is never stored again (the API answers 409: the
+    request is well formed, the store's state refuses it)."""
 
 
 class CampaignBlocked(NeedlecastError):

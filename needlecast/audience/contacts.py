@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from needlecast.audience.addresses import normalise_email
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import InvalidRequest, NotFound
+from needlecast.errors import AddressErased, InvalidRequest, NotFound
 from needlecast.store.schema import contacts
 
 
@@ -71,7 +71,7 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
     hashed = email_hash(hash_key(conn), address)
     reason = conn.execute(select(suppressions.c.reason).where(suppressions.c.email_hash == hashed)).scalar()
     if reason == "erased":
-        raise InvalidRequest("email: this address was erased on request; it is not stored again")
+        raise AddressErased("email: this address was erased on request; it is not stored again")
     if update_.concerns is not None:
         unknown = [c for c in update_.concerns if c not in vocabulary.names]
         if unknown:

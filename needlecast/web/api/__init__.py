@@ -42,12 +42,14 @@ from needlecast.audience.events import ContactEvent, EventProblem, store_events,
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.loader import ID_PATTERN
 from needlecast.campaign.overview import campaign_overview, campaign_overviews
 from needlecast.campaign.preview import build_plans, summary_rows
 from needlecast.campaign.state import ACTIVE, CANCELLED, PAUSED
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import (
+    AddressErased,
     AuthenticationFailed,
     BodyTooDeep,
     CampaignBlocked,
@@ -342,6 +344,8 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
             return _error(409, "campaign_file", message, exc.field)
         if isinstance(exc, CampaignBlocked):
             return _error(409, "blocked", message)
+        if isinstance(exc, AddressErased):
+            return _error(409, "erased", message, "email")
         if isinstance(exc, InvalidRequest | InvalidAddress):
             return _error(
                 422, "invalid", message, _field_of(message) or ("email" if isinstance(exc, InvalidAddress) else None)
@@ -384,6 +388,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         return check
 
     ContactId = Annotated[int, FastPath(ge=1, le=2**63 - 1, description="The contact's id")]
+    CampaignId = Annotated[str, FastPath(pattern=ID_PATTERN, description="The campaign's id (its file's `id`)")]
     Key = Annotated[
         str | None,
         Header(
@@ -593,7 +598,9 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         tags=["campaigns"],
         summary="One campaign with its ledger counts",
     )
-    def campaign_get(campaign_id: str, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]) -> s.CampaignOut:
+    def campaign_get(
+        campaign_id: CampaignId, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]
+    ) -> s.CampaignOut:
         ctx = CampaignContext.load(workspace)
         with engine.connect() as conn:
             return campaign_out(campaign_overview(ctx, conn, campaign_id, datetime.now(UTC)))
@@ -605,7 +612,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         summary="Who gets what and when, and what would stop it",
     )
     def campaign_plan(
-        campaign_id: str,
+        campaign_id: CampaignId,
         actor: Annotated[Actor, Depends(allowed("campaigns.view"))],
         days: Annotated[int, Query(ge=1, le=3650)] = 14,
     ) -> s.PlanOut:
@@ -632,7 +639,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
 
     def status_change(status: str) -> Callable[..., s.CampaignOut]:
         def change(
-            campaign_id: str,
+            campaign_id: CampaignId,
             actor: Annotated[Actor, Depends(allowed("campaigns.schedule"))],
             idempotency_key: Key = None,
         ) -> s.CampaignOut:
@@ -696,7 +703,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         tags=["reports"],
         summary="A campaign's funnel, A/B test, deliverability health and conversions",
     )
-    def report_get(campaign_id: str, actor: Annotated[Actor, Depends(allowed("reports.view"))]) -> s.ReportOut:
+    def report_get(campaign_id: CampaignId, actor: Annotated[Actor, Depends(allowed("reports.view"))]) -> s.ReportOut:
         from needlecast.reports import load_report
         from needlecast.reports.export import records
 

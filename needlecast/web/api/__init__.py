@@ -315,7 +315,8 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        return _error(422, "invalid", str(first.get("msg", "invalid request")), ".".join(location) or None)
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")  # our validators' own words
+        return _error(422, "invalid", message, ".".join(location) or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from starlette.routing import BaseRoute, Mount, Route
 
 from needlecast import operations
+from needlecast.accounts import audit
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import find_user
 from needlecast.audience.profile import contact_profile_by_id
@@ -91,6 +92,20 @@ def test_a_missing_or_hostile_id_in_the_console_gets_the_404_page_saying_what_wi
         assert 'href="/console/static/console.css"' in page.text and "Log out" in page.text  # the console's look
         assert "needlecast.toml" not in _notice(page) or "..%2f" in path  # no file of ours named, only what was asked
         assert "Traceback" not in page.text and "campaigns/" not in _notice(page)
+
+
+def test_a_bug_behind_a_console_page_is_the_consoles_whole_500_page_naming_nothing(
+    web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug that mentions quinn.1@example.org")
+
+    client = web.login("admin")
+    monkeypatch.setattr(audit, "entries", broken)
+    page = client.get("/console/audit")
+    assert page.status_code == 500
+    assert "Something went wrong on our side" in page.text and "/console/static/console.css" in page.text
+    assert "RuntimeError" not in page.text and "quinn" not in page.text
 
 
 def test_an_anonymous_request_for_a_missing_id_is_sent_to_log_in_first(web: ConsoleSite) -> None:

@@ -8,11 +8,14 @@ Contract: `handlers(console, routes)` is the console app's `exception_handlers`:
 - `InvalidRequest` is 400, its message shown (views raise it with words meant for the page).
 - Any other HTTP error is its status with the page's sentence for it; a 405 names in `Allow` every method
   the path takes.
-Each page is drawn for the request's session (its menu), or without one before log-in.
+- An unexpected error (a bug) is the console's 500 page, whole, rather than Starlette's bare text; only its
+  type is logged (the request may carry personal data).
+Each page is drawn for the request's session (its menu), or without one before log-in or after a bug.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -27,6 +30,7 @@ from needlecast.web.common import SERVER_ERROR_MESSAGE, STATUS_MESSAGES, allowed
 from needlecast.web.console.auth import Console
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+log = logging.getLogger("needlecast.web")
 
 # The first part of a console path -> the list its objects belong to, and its name in "Back to ...".
 LISTS = {
@@ -107,4 +111,9 @@ def handlers(console: Console, routes: Callable[[], Iterable[BaseRoute]]) -> dic
         message = STATUS_MESSAGES.get(exc.status_code, SERVER_ERROR_MESSAGE)
         return await page(request, exc.status_code, "message.html", headers, title="Sorry", message=message)
 
-    return {NotFound: not_found, InvalidRequest: invalid, HTTPException: http_error}
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled console error: %s", type(exc).__name__)
+        # No session lookup: the store may be what failed.
+        return console.render(request, None, "message.html", status=500, title="Sorry", message=SERVER_ERROR_MESSAGE)
+
+    return {NotFound: not_found, InvalidRequest: invalid, HTTPException: http_error, Exception: server_error}

@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import REPO, STORES, empty_store, make_workspace
 from tests.console_site import ConsoleSite, site
 
-EXAMPLES = 10  # per operation and phase: about 1,400 requests in all, most of them the coverage phase's
+EXAMPLES = 10  # per operation in the fuzzing phase: about 800 requests in all, half of them the coverage phase's
 
 
 @dataclass

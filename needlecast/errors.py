@@ -16,6 +16,7 @@
         ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
         ├── InvalidRequest(ValueError)        a request that cannot be done as asked (a sequence sent as a
         │                                     broadcast, an unknown variant): the message says what to ask
+        │   └── AddressErased                 an address erased on request, offered again: never stored again
         ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
         ├── AuthenticationFailed              wrong password, unknown or disabled account, bad API key
         ├── PermissionDenied                  the actor's role or scopes do not allow the action
@@ -107,11 +108,28 @@ class TokenInvalid(NeedlecastError, ValueError):
 
 
 class NotFound(NeedlecastError, LookupError):
-    """A named object does not exist."""
+    """A named object does not exist.
+
+    `what` is its kind in plain words ("campaign", "contact", "email template") and `name` the id that was
+    asked for, as it was given, when the raiser knows them; `field` is the request field that named it when
+    that is not a path parameter. The web app's faces phrase a 404 from these (the console's page, the API's
+    error naming the field); the message, which may name files or commands, is for the command line.
+    """
+
+    def __init__(self, message: str, *, what: str = "", name: str = "", field: str = "") -> None:
+        self.what = what
+        self.name = name
+        self.field = field
+        super().__init__(message)
 
 
 class InvalidRequest(NeedlecastError, ValueError):
     """A request that cannot be carried out as asked; the message says what would work instead."""
+
+
+class AddressErased(InvalidRequest):
+    """The address belongs to a person erased on request: it is never stored again (the API answers 409: the
+    request is well formed, the store's state refuses it)."""
 
 
 class CampaignBlocked(NeedlecastError):

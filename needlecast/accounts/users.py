@@ -18,7 +18,7 @@ from needlecast.accounts import audit
 from needlecast.accounts.roles import ROLES, Actor, require
 from needlecast.audience.addresses import normalise_email
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
-from needlecast.store.helpers import insert_new, utcnow
+from needlecast.store.helpers import MAX_ID, insert_new, utcnow
 from needlecast.store.schema import sessions, users
 
 MIN_PASSWORD = 12
@@ -100,9 +100,11 @@ def find_user(conn: Connection, email: str) -> dict[str, Any]:
 
 
 def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
-    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    row = None
+    if 1 <= user_id <= MAX_ID:  # a larger id would be refused by the database with an error, not a miss
+        row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
     if row is None:
-        raise NotFound(f"no console account #{user_id}")
+        raise NotFound(f"no console account #{user_id}", what="console account", name=str(user_id))
     return dict(row)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select, update
 
 from needlecast.audience.addresses import email_hash, normalise_email
 from needlecast.content.vocabulary import Vocabulary
-from needlecast.errors import InvalidRequest, NotFound
+from needlecast.errors import AddressErased, InvalidRequest, NotFound
 from needlecast.store.helpers import hash_key, insert_ignore, insert_new
 from needlecast.store.schema import contact_lists, contacts, suppressions
 
@@ -72,7 +72,7 @@ def upsert_contact(conn: Connection, update_: ContactUpdate, vocabulary: Vocabul
     address = normalise_email(update_.email)
     hashed = email_hash(hash_key(conn), address)
     if _erased(conn, hashed):
-        raise InvalidRequest(ERASED)
+        raise AddressErased(ERASED)
     if update_.concerns is not None:
         unknown = [c for c in update_.concerns if c not in vocabulary.names]
         if unknown:
@@ -136,7 +136,7 @@ def _create_or_update(
         current = conn.execute(select(contacts).where(contacts.c.email == address).with_for_update()).mappings().first()
         if current is None:  # deleted after the insert saw it: by an erasure, or inserted anew
             if _erased(conn, hashed):
-                raise InvalidRequest(ERASED)
+                raise AddressErased(ERASED)
             continue
         tags = [t for t in current["tags"].split(";") if t]
         tags += [t for t in update_.tags if t and t not in tags]

@@ -17,6 +17,7 @@ from needlecast.audience.addresses import mask_email
 from needlecast.audience.consent import consent_history
 from needlecast.audience.contacts import get_contact
 from needlecast.errors import NotFound
+from needlecast.store.helpers import MAX_ID
 from needlecast.store.schema import contact_lists, contacts, deliveries, events, suppressions
 
 
@@ -49,10 +50,15 @@ def contact_profile(conn: Connection, email: str, *, unmasked: bool = False) -> 
 
 
 def contact_profile_by_id(conn: Connection, contact_id: int, *, unmasked: bool = False) -> Profile:
-    """The profile of the contact with this id; `NotFound` when there is none (erased, say)."""
-    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
+    """The profile of the contact with this id; `NotFound` when there is none (erased, say), or when the id is
+    not one an id column can hold (it is never sent to the database, which would refuse it with an error)."""
+    row = None
+    if 1 <= contact_id <= MAX_ID:
+        row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
     if row is None:
-        raise NotFound(f"no contact #{contact_id} (an erased person's data is gone)")
+        raise NotFound(
+            f"no contact #{contact_id} (an erased person's data is gone)", what="contact", name=str(contact_id)
+        )
     return _profile(conn, dict(row), unmasked)
 
 

@@ -87,7 +87,9 @@ class CampaignContext:
         broken = f" ({len(self.problems)} campaign file(s) could not be read: `needlecast campaign list`)"
         raise NotFound(
             f"no campaign '{campaign_id}' in {self.workspace.campaigns_dir}; "
-            f"defined: {', '.join(sorted(self.campaigns)) or 'none'}{broken if self.problems else ''}"
+            f"defined: {', '.join(sorted(self.campaigns)) or 'none'}{broken if self.problems else ''}",
+            what="campaign",
+            name=campaign_id,
         )
 
     def arm_subjects(self) -> dict[tuple[str, str, str], str]:

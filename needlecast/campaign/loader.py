@@ -81,9 +81,18 @@ from needlecast.campaign.model import (
 )
 from needlecast.errors import CampaignFileError
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
+_ID = re.compile(ID_PATTERN)
 _DELAY = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def is_campaign_id(text: str) -> bool:
+    """Whether `text` can be a campaign's id at all (what the loader takes): anything else names none, and is
+    never sent to the store (PostgreSQL refuses a NUL in a query with an error, not a miss)."""
+    return _ID.fullmatch(text) is not None
+
+
 TOP_KEYS = {
     "id",
     "name",

@@ -146,4 +146,4 @@ class Campaign:
             if candidate.id == step_id:
                 return candidate
         known = ", ".join(s.id for s in self.steps)
-        raise NotFound(f"campaign '{self.id}' has no step '{step_id}'; its steps: {known}")
+        raise NotFound(f"campaign '{self.id}' has no step '{step_id}'; its steps: {known}", what="step", name=step_id)

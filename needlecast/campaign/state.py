@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from needlecast.campaign.loader import is_campaign_id
 from needlecast.errors import NotFound
 from needlecast.store.helpers import insert_ignore, utcnow
 from needlecast.store.schema import campaign_state
@@ -36,7 +37,9 @@ def ensure_state(conn: Connection, campaign_id: str, digest: str, now: datetime)
 
 
 def find_state(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
-    """The campaign's state row, or None when it has never been scheduled."""
+    """The campaign's state row, or None when it has never been scheduled (or `campaign_id` is no id at all)."""
+    if not is_campaign_id(campaign_id):
+        return None
     row = conn.execute(select(campaign_state).where(campaign_state.c.campaign_id == campaign_id)).mappings().first()
     return dict(row) if row is not None else None
 

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from needlecast.store.schema import meta
 
 T = TypeVar("T")
+MAX_ID = 2**63 - 1  # the largest id an id column holds (a signed 64-bit integer) on both databases
 
 
 def utcnow() -> datetime:

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Mount
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
 from needlecast.web.bookings import booking_routes
-from needlecast.web.common import Pages, SecurityHeaders
+from needlecast.web.common import SERVER_ERROR_MESSAGE, STATUS_MESSAGES, Pages, SecurityHeaders
 from needlecast.web.senders import Senders
 from needlecast.web.tracking import tracking_routes
 
@@ -75,14 +75,7 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
             return api_error(
                 status, str(getattr(exc, "detail", "")) or "no such endpoint", getattr(exc, "headers", None)
             )
-        message = {
-            400: "This request could not be understood.",
-            403: "This is not allowed.",
-            404: "This page does not exist.",
-            405: "This page cannot be used that way.",
-            413: "The request is too large.",
-            429: "Too many requests. Please wait a little and try again.",
-        }.get(status, "Something went wrong on our side. Please try again later.")
+        message = STATUS_MESSAGES.get(status, SERVER_ERROR_MESSAGE)
         response = pages.response("message.html", status, {**page_context, "title": "Sorry", "message": message})
         response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
         return response
@@ -91,11 +84,7 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
         if request.url.path.startswith("/api/"):
             return api_error(500, "something went wrong on our side; please try again later")
-        return pages.response(
-            "message.html",
-            500,
-            {**page_context, "title": "Sorry", "message": "Something went wrong on our side. Please try again later."},
-        )
+        return pages.response("message.html", 500, {**page_context, "title": "Sorry", "message": SERVER_ERROR_MESSAGE})
 
     handlers: dict[Any, Any] = {HTTPException: http_error, 500: server_error}
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)

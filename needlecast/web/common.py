@@ -7,11 +7,13 @@ Contract:
 - `client_address(request)` is the caller's network address (uvicorn resolves a trusted proxy's
   X-Forwarded-For first); it is only ever stored or compared as a keyed hash.
 - `Pages(folder, **globals)` renders autoescaped Jinja2 pages from a folder of the package.
+- `STATUS_MESSAGES` says what an HTTP error status means, in words, for a page; `allowed_methods(routes,
+  scope)` is a 405's `Allow`: every method the path takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STRICT_CSP = (
@@ -33,6 +36,30 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
     "content-security-policy": STRICT_CSP,
 }
+
+STATUS_MESSAGES = {
+    400: "This request could not be understood.",
+    403: "This is not allowed.",
+    404: "This page does not exist.",
+    405: "This page cannot be used that way.",
+    413: "The request is too large.",
+    429: "Too many requests. Please wait a little and try again.",
+}
+SERVER_ERROR_MESSAGE = "Something went wrong on our side. Please try again later."
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """The `Allow` header of a 405 for the request in `scope`: the methods of every route whose path matches.
+
+    Starlette's router names only the first such route's methods, and FastAPI (like the console, which gives
+    a GET page and its POST form separate routes) makes one route per method, so its own header misses some.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        declared = getattr(route, "methods", None)
+        if declared and route.matches(scope)[0] is not Match.NONE:
+            methods |= set(declared)
+    return ", ".join(sorted(methods))
 
 
 class SecurityHeaders:

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -41,12 +41,14 @@ from needlecast.audience.events import ContactEvent, EventProblem, store_events,
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.loader import ID_PATTERN
 from needlecast.campaign.overview import campaign_overview, campaign_overviews
 from needlecast.campaign.preview import build_plans, summary_rows
 from needlecast.campaign.state import ACTIVE, CANCELLED, PAUSED
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import (
+    AddressErased,
     AuthenticationFailed,
     BodyTooDeep,
     CampaignBlocked,
@@ -63,6 +65,7 @@ from needlecast.store.helpers import insert_new, utcnow
 from needlecast.store.schema import contacts, idempotency_keys, suppressions
 from needlecast.tracking.events import check_depth
 from needlecast.web.api import schemas as s
+from needlecast.web.common import allowed_methods
 from needlecast.web.limits import Window
 from needlecast.web.senders import Senders
 
@@ -237,17 +240,53 @@ class Guard:
                 conn.execute(delete(idempotency_keys).where(*where))
 
 
-def _cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+# A page's cursor is the position after which the next page starts, as unpadded base64url: a contact id as
+# 8 bytes (11 characters, the first bit clear, so at most the id column's 2**63 - 1) and a suppression's hash as
+# its 32 bytes (43 characters). The patterns say exactly that, so the document describes every cursor the API
+# takes and any string that matches one decodes to a position: no other length, no trailing bytes, no number
+# the database cannot hold. An empty cursor is the first page.
+ID_CURSOR = r"^([A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048])?$"
+HASH_CURSOR = r"^([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])?$"
+CURSOR_HELP = "Leave out for the first page; then pass `next_cursor` of the page before, as it was given"
 
 
-def _after(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("cursor: not a cursor this API gave out") from None
+def _encode(position: bytes) -> str:
+    return base64.urlsafe_b64encode(position).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> bytes:
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+
+
+def _id_cursor(contact_id: int) -> str:
+    return _encode(contact_id.to_bytes(8, "big"))
+
+
+def _after_id(cursor: str | None) -> int:
+    """The contact id a page starts after (0: the first page), from a cursor `ID_CURSOR` lets through."""
+    return int.from_bytes(_decode(cursor), "big") if cursor else 0
+
+
+def _hash_cursor(email_hash: str) -> str:
+    return _encode(bytes.fromhex(email_hash))
+
+
+def _after_hash(cursor: str | None) -> str:
+    """The suppression hash a page starts after ("": the first page), from a cursor `HASH_CURSOR` lets through."""
+    return _decode(cursor).hex() if cursor else ""
+
+
+def _with_concerns(document: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The document with this workspace's vocabulary as the only concerns a contact takes (as the server checks:
+    the schemas are the same for every clinic, the vocabulary is not)."""
+    field = document["components"]["schemas"]["ContactIn"]["properties"]["concerns"]
+    for option in field.get("anyOf", [field]):
+        if option.get("type") == "array":
+            if names:
+                option["items"] = {"type": "string", "enum": list(names)}
+            else:  # a vocabulary without concerns: an empty enum is not valid JSON Schema
+                option["maxItems"] = 0
+    return document
 
 
 def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: FrameCache | None = None) -> Any:
@@ -265,6 +304,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     window = Window(workspace.settings.api.requests_per_minute, 60)
     audience = frames or FrameCache(engine)
     vocabulary = load_vocabulary_for(workspace)
+    app.openapi = lambda: _with_concerns(FastAPI.openapi(app), vocabulary.names)  # type: ignore[method-assign]
 
     # -- errors: one shape ----------------------------------------------------------------------------------
 
@@ -272,12 +312,22 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        return _error(422, "invalid", str(first.get("msg", "invalid request")), ".".join(location) or None)
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")  # our validators' own words
+        return _error(422, "invalid", message, ".".join(location) or None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app.routes, request.scope)
+        return _error(exc.status_code, code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        # The field is the path parameter that named the missing thing (or the body field the lookup says).
+        named = [key for key, value in request.path_params.items() if exc.name and str(value) == exc.name]
+        return _error(404, "not_found", str(exc), named[0] if named else exc.field or None)
 
     @app.exception_handler(NeedlecastError)
     async def library_error(_request: Request, exc: NeedlecastError) -> JSONResponse:
@@ -288,12 +338,12 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
             return _error(403, "forbidden", message)
         if isinstance(exc, Throttled):
             return _error(429, "rate_limited", message, headers={"Retry-After": str(max(1, int(exc.retry_after)))})
-        if isinstance(exc, NotFound):
-            return _error(404, "not_found", message)
         if isinstance(exc, CampaignFileError):
             return _error(409, "campaign_file", message, exc.field)
         if isinstance(exc, CampaignBlocked):
             return _error(409, "blocked", message)
+        if isinstance(exc, AddressErased):
+            return _error(409, "erased", message, "email")
         if isinstance(exc, InvalidRequest | InvalidAddress):
             return _error(
                 422, "invalid", message, _field_of(message) or ("email" if isinstance(exc, InvalidAddress) else None)
@@ -336,6 +386,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         return check
 
     ContactId = Annotated[int, FastPath(ge=1, le=2**63 - 1, description="The contact's id")]
+    CampaignId = Annotated[str, FastPath(pattern=ID_PATTERN, description="The campaign's id (its file's `id`)")]
     Key = Annotated[
         str | None,
         Header(
@@ -402,10 +453,10 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     @app.get("/contacts", response_model=s.ContactPage, tags=["contacts"], summary="List contacts, by id")
     def contact_list(
         actor: Annotated[Actor, Depends(allowed("contacts.view_unmasked"))],
-        cursor: Annotated[str | None, Query(max_length=40)] = None,
+        cursor: Annotated[str | None, Query(pattern=ID_CURSOR, description=CURSOR_HELP)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> s.ContactPage:
-        after = _after(cursor)
+        after = _after_id(cursor)
         with engine.connect() as conn:
             ids = [
                 int(i)
@@ -414,9 +465,9 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
                 ).scalars()
             ]
             items = [contact_out(conn, i) for i in ids[:limit]]
-        return s.ContactPage(items=items, next_cursor=_cursor(ids[limit - 1]) if len(ids) > limit else None)
+        return s.ContactPage(items=items, next_cursor=_id_cursor(ids[limit - 1]) if len(ids) > limit else None)
 
-    @app.get("/contacts/{contact_id}", response_model=s.ContactOut, tags=["contacts"], summary="One contact")
+    @app.get("/contacts/{contact_id:int}", response_model=s.ContactOut, tags=["contacts"], summary="One contact")
     def contact_get(
         contact_id: ContactId, actor: Annotated[Actor, Depends(allowed("contacts.view_unmasked"))]
     ) -> s.ContactOut:
@@ -435,11 +486,11 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         with engine.connect() as conn:
             found = find_contact(conn, body.email)
             if found is None:
-                raise NotFound("no contact with that address")
+                raise NotFound("no contact with that address", what="contact", field="email")
             return contact_out(conn, int(found["id"]))
 
     @app.delete(
-        "/contacts/{contact_id}",
+        "/contacts/{contact_id:int}",
         response_model=s.ErasureOut,
         tags=["contacts"],
         summary="Erase a person: their data is deleted, the address stays suppressed",
@@ -476,15 +527,10 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     )
     def suppression_list(
         actor: Annotated[Actor, Depends(allowed("contacts.view"))],
-        cursor: Annotated[str | None, Query(max_length=100)] = None,
+        cursor: Annotated[str | None, Query(pattern=HASH_CURSOR, description=CURSOR_HELP)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> s.SuppressionPage:
-        after = ""
-        if cursor:
-            try:
-                after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidRequest("cursor: not a cursor this API gave out") from None
+        after = _after_hash(cursor)
         with engine.connect() as conn:
             rows = (
                 conn.execute(
@@ -497,7 +543,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
                 .all()
             )
         items = [s.SuppressionOut(**dict(r)) for r in rows[:limit]]
-        nxt = base64.urlsafe_b64encode(rows[limit - 1]["email_hash"].encode()).decode() if len(rows) > limit else None
+        nxt = _hash_cursor(rows[limit - 1]["email_hash"]) if len(rows) > limit else None
         return s.SuppressionPage(items=items, next_cursor=nxt)
 
     # -- segments and campaigns ------------------------------------------------------------------------------------
@@ -550,7 +596,9 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         tags=["campaigns"],
         summary="One campaign with its ledger counts",
     )
-    def campaign_get(campaign_id: str, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]) -> s.CampaignOut:
+    def campaign_get(
+        campaign_id: CampaignId, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]
+    ) -> s.CampaignOut:
         ctx = CampaignContext.load(workspace)
         with engine.connect() as conn:
             return campaign_out(campaign_overview(ctx, conn, campaign_id, datetime.now(UTC)))
@@ -562,7 +610,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         summary="Who gets what and when, and what would stop it",
     )
     def campaign_plan(
-        campaign_id: str,
+        campaign_id: CampaignId,
         actor: Annotated[Actor, Depends(allowed("campaigns.view"))],
         days: Annotated[int, Query(ge=1, le=3650)] = 14,
     ) -> s.PlanOut:
@@ -589,7 +637,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
 
     def status_change(status: str) -> Callable[..., s.CampaignOut]:
         def change(
-            campaign_id: str,
+            campaign_id: CampaignId,
             actor: Annotated[Actor, Depends(allowed("campaigns.schedule"))],
             idempotency_key: Key = None,
         ) -> s.CampaignOut:
@@ -655,7 +703,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         tags=["reports"],
         summary="A campaign's funnel, A/B test, deliverability health and conversions",
     )
-    def report_get(campaign_id: str, actor: Annotated[Actor, Depends(allowed("reports.view"))]) -> s.ReportOut:
+    def report_get(campaign_id: CampaignId, actor: Annotated[Actor, Depends(allowed("reports.view"))]) -> s.ReportOut:
         from needlecast.reports import load_report
         from needlecast.reports.export import records
 

@@ -42,6 +42,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         audience_views,
         campaign_views,
         content_views,
+        problems,
         report_views,
         session_views,
     )
@@ -77,7 +78,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *admin_views.routes(console),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=problems.handlers(console, lambda: app.routes))
     app.state.console = console
     app.state.jobs = jobs
     return app

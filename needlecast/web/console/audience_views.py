@@ -100,7 +100,11 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     def job_of(request: Request) -> Any:
         job = jobs.get(request.path_params["job"])
         if job is None:
-            raise NotFound("no such import in this console (imports are listed on the Audiences page)")
+            raise NotFound(
+                "no such import in this console (imports are listed on the Audiences page)",
+                what="import",
+                name=request.path_params["job"],
+            )
         return job
 
     @console.page("audiences.view")
@@ -118,7 +122,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     def rejects(request: Request, who: Who) -> Response:
         job = job_of(request)
         if job.summary is None or job.summary.rejects_path is None:
-            raise NotFound("this import rejected no row")
+            raise NotFound("this import rejected no row", what="rejected rows", name=job.id)
         return FileResponse(
             job.summary.rejects_path, media_type="text/csv", filename=f"{job.summary.rejects_path.name}"
         )
@@ -137,11 +141,16 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
                 return RedirectResponse(f"{console.prefix(request)}/contacts/{found['id']}", status_code=303)
         return console.render(request, who, "contacts.html", title="Contacts", email=email, missing=bool(email))
 
+    def contact_id_of(request: Request) -> int:
+        """The path's contact number: digits only (`int` would also take "1_0", " 7" or other scripts' digits),
+        else `NotFound`; the profile lookup refuses a number beyond the id column's range."""
+        text = request.path_params["contact"]
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
+            raise NotFound("no such contact", what="contact", name=text)
+        return int(text)
+
     def profile_of(request: Request, who: Who) -> Any:
-        try:
-            contact_id = int(request.path_params["contact"])
-        except ValueError:
-            raise NotFound("no such contact") from None
+        contact_id = contact_id_of(request)
         with console.engine.connect() as conn:
             return contact_profile_by_id(conn, contact_id, unmasked=who.actor.may("contacts.view_unmasked"))
 
@@ -185,7 +194,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
         action = request.path_params["action"]
         needed = {"suppress": "contacts.suppress", "erase": "contacts.erase"}.get(action)
         if needed is None:
-            raise NotFound(f"no action '{action}'")
+            raise NotFound(f"no action '{action}'", what="action", name=action)
         if not who.actor.may(needed):
             return console.render(
                 request,
@@ -221,7 +230,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
 
     @console.page("contacts.suppress")
     def suppress(request: Request, who: Who) -> Response:
-        contact_id = int(request.path_params["contact"])
+        contact_id = contact_id_of(request)
         operations.suppress_contact(
             console.engine, who.actor, address_of(contact_id), "manual", source=f"console ({who.actor.name})"
         )
@@ -229,7 +238,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
 
     @console.page("contacts.erase")
     def erase(request: Request, who: Who) -> Response:
-        contact_id = int(request.path_params["contact"])
+        contact_id = contact_id_of(request)
         operations.erase_contact(console.engine, who.actor, address_of(contact_id))
         return RedirectResponse(f"{console.prefix(request)}/contacts?erased=1", status_code=303)
 

@@ -174,7 +174,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         campaign = context().campaign(request.path_params["campaign"])
         action = request.path_params["action"]
         if action not in ACTIONS:
-            raise NotFound(f"no action '{action}'")
+            raise NotFound(f"no action '{action}'", what="action", name=action)
         label, style, _ = ACTIONS[action]
         prefix = console.prefix(request)
         return console.render(
@@ -438,7 +438,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
     def template_name(request: Request) -> str:
         name = request.path_params["name"]
         if name not in email_templates(workspace.templates_dir):
-            raise NotFound(f"no email template '{name}'")
+            raise NotFound(f"no email template '{name}'", what="email template", name=name)
         return name
 
     @console.page("templates.edit")

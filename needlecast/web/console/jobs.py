@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.audience.importer import ImportSummary, Progress
-from needlecast.errors import ConfigurationError, NeedlecastError
+from needlecast.errors import ConfigurationError, InvalidRequest, NeedlecastError
 
 # What each stage is called on the page.
 STAGES = {
@@ -122,8 +122,16 @@ class ImportJobs:
 
 
 def upload_path(state_dir: Path, file_name: str) -> Path:
-    """Where an uploaded file is kept (its rejects file is written beside it)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(file_name).name)[-100:] or "upload.csv"
+    """Where an uploaded file is kept (its rejects file is written beside it): a new folder under
+    `state_dir/uploads`, and the file's own name made safe. A name that is only dots ("..", which would name
+    the folder above) or nothing is `InvalidRequest`."""
+    name = Path(file_name).name
+    if not name.strip("."):
+        raise InvalidRequest(
+            f"The file name “{file_name[:100]}” cannot be used. "
+            "Rename the file (patients.csv, say) and upload it again."
+        )
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-100:]
     folder = state_dir / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     return folder / safe

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overviews
+from needlecast.errors import NotFound
 from needlecast.reports import load_report
 from needlecast.reports.data import Report
 from needlecast.reports.export import (
@@ -26,6 +27,7 @@ from needlecast.reports.export import (
 )
 from needlecast.web.console.auth import Console, Who
 
+DOWNLOADS = ("csv", "xlsx", "html")
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
@@ -33,7 +35,9 @@ def routes(console: Console) -> list[Route]:
     workspace = console.workspace
 
     def report_of(campaign_id: str) -> Report:
+        """The campaign's report; `NotFound` for a campaign the workspace does not define."""
         ctx = CampaignContext.load(workspace)
+        ctx.campaign(campaign_id)
         return load_report(
             console.engine,
             campaign_id,
@@ -52,7 +56,6 @@ def routes(console: Console) -> list[Route]:
     @console.page("reports.view")
     def dashboard(request: Request, who: Who) -> Response:
         campaign_id = request.path_params["campaign"]
-        CampaignContext.load(workspace).campaign(campaign_id) if campaign_id else None
         data = report_of(campaign_id)
         health = [
             {"flag": row.flag, "complaints": percent(row.complaint_rate), "bounces": percent(row.bounce_rate)}
@@ -73,6 +76,8 @@ def routes(console: Console) -> list[Route]:
     @console.page("reports.view")
     def download(request: Request, who: Who) -> Response:
         campaign_id, kind = request.path_params["campaign"], request.path_params["kind"]
+        if kind not in DOWNLOADS:
+            raise NotFound(f"no report download '{kind}'", what="download", name=kind)
         data = report_of(campaign_id)
         name = f"{campaign_id}-report.{kind}"
         disposition = {"content-disposition": f'attachment; filename="{name}"'}

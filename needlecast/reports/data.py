@@ -33,6 +33,7 @@ from sqlalchemy import Engine, func, select
 from needlecast.audience.addresses import mask_email
 from needlecast.config import AttributionSettings
 from needlecast.reports.attribution import attribute
+from needlecast.reports.metrics import RATES
 from needlecast.store.schema import ab_decisions as decided_table
 from needlecast.store.schema import contact_events, contacts, deliveries, events
 from needlecast.tracking.events import MACHINE_OPEN
@@ -60,6 +61,7 @@ KIND_FLAG = {
     "group_unsubscribed": "unsubscribed",
     "complained": "complained",
 }
+DERIVED = ["bounced", "opened_human", "opened_machine"]  # from the flags (`delivery_flags`)
 TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
 CONVERSION_COLUMNS = ("conversions", "converted")  # attributed conversions; deliveries with one or more
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
@@ -134,7 +136,9 @@ def ledger_and_events(
 
 
 def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivery (email) with a boolean per funnel step; see `settle` for an email's fate."""
+    """One row per delivery (email) with a boolean per funnel step (see `settle` for an email's fate), the
+    derived `bounced`, `opened_human` and `opened_machine` (`human_opened`), and the event totals `opens` and
+    `clicks`: the definitions of `needlecast.reports.metrics.METRICS`."""
     frame = ledger.copy()
     frame["sent"] = frame["status"] == "sent"
     for flag in FLAGS[1:]:
@@ -145,6 +149,9 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
         for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
             frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
     frame = settle(frame)
+    frame["bounced"] = frame["bounced_hard"] | frame["bounced_soft"]
+    frame["opened_human"] = frame["id"].isin(human_opened(ledger, stored)) & frame["opened"]
+    frame["opened_machine"] = frame["opened"] & ~frame["opened_human"]
     for kind, column in TOTALS.items():
         frame[column] = 0
         if not stored.empty:
@@ -204,18 +211,15 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     grouped = flags.groupby(by, dropna=False)
     counted = [
         *FLAGS,
+        *(c for c in DERIVED if c in flags),
         *(c for c in TOTALS.values() if c in flags),
         *(c for c in CONVERSION_COLUMNS if c in flags),
         *sorted(c for c in flags.columns if c.startswith("value_")),
     ]
     table = grouped.size().rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
-    table["delivery_rate"] = _rate(table["delivered"], table["sent"])
-    table["bounce_rate"] = _rate(table["bounced_hard"] + table["bounced_soft"], table["sent"])
-    for flag in ("opened", "clicked", "unsubscribed", "complained"):
-        table[f"{flag}_rate"] = _rate(table[flag], table["delivered"])
-    table["click_to_open_rate"] = _rate(table["clicked"], table["opened"])
-    if "converted" in table:
-        table["conversion_rate"] = _rate(table["converted"], table["delivered"])
+    for rate, (numerator, denominator) in RATES.items():  # one definition of each rate, for every table
+        if numerator in table:
+            table[rate] = _rate(table[numerator], table[denominator])
     rate_columns = [c for c in table.columns if c.endswith("_rate")]
     small = table["recipients"] < min_group
     table.loc[small, rate_columns] = float("nan")

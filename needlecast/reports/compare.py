@@ -135,8 +135,9 @@ def email_flags(engine: Engine, attribution: AttributionSettings | None = None) 
     """Every sent email with its flags and credited bookings, as a campaign's report counts them."""
     rules = attribution or AttributionSettings()
     ledger, stored = ledger_and_events(engine, None, None)
-    credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, None), rules.window_days)
-    flags = add_conversions(delivery_flags(ledger, stored), credited)
+    settled = delivery_flags(ledger, stored)
+    credited = attribute(settled, stored, conversion_events(engine, rules.conversions, None), rules.window_days)
+    flags = add_conversions(settled, credited)
     return flags[flags["sent"]].reset_index(drop=True)
 
 

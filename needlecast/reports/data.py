@@ -148,8 +148,7 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
         linked = linked[linked["kind"].isin(KIND_FLAG)]
         for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
             frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
-    frame = settle(frame)
-    frame["bounced"] = frame["bounced_hard"] | frame["bounced_soft"]
+    frame = with_bounced(settle(frame))
     frame["opened_human"] = frame["id"].isin(human_opened(ledger, stored)) & frame["opened"]
     frame["opened_machine"] = frame["opened"] & ~frame["opened_human"]
     for kind, column in TOTALS.items():
@@ -176,6 +175,11 @@ def settle(frame: pd.DataFrame) -> pd.DataFrame:
     proved = out["delivered"] | (outcome == "delivered") | out["opened"] | out["clicked"]
     out["delivered"] = proved & ~bounced & ~out["dropped"]
     return out
+
+
+def with_bounced(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `bounced`: the email bounced, hard or soft (counted once however many bounces it had)."""
+    return frame.assign(bounced=frame["bounced_hard"] | frame["bounced_soft"])
 
 
 MACHINE_OPEN_SECONDS = 10  # an open this soon after delivery is a proxy or a scanner fetching the images
@@ -208,6 +212,7 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     by = by or GROUP
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
+    flags = with_bounced(flags)
     grouped = flags.groupby(by, dropna=False)
     counted = [
         *FLAGS,
@@ -259,8 +264,9 @@ def timeline(flags: pd.DataFrame, stored: pd.DataFrame, freq: str = "D", time_zo
     for kind, column in TOTALS.items():
         every = events_of[events_of["kind"] == kind]
         counted.append(pd.DataFrame({"flag": column, "occurred_at": every["occurred_at"]}))
-    every_moment = pd.concat([c[["flag", "occurred_at"]] for c in counted if not c.empty], ignore_index=True)
-    if every_moment.empty:
+    found = [c[["flag", "occurred_at"]] for c in counted if not c.empty]
+    every_moment = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["flag", "occurred_at"])
+    if every_moment.empty:  # nothing sent yet (every email queued), or no time to count
         return pd.DataFrame(columns=["period"])
     local = pd.to_datetime(every_moment["occurred_at"], utc=True).dt.tz_convert(time_zone).dt.tz_localize(None)
     table = (
@@ -473,10 +479,11 @@ def load_report(
     in the tables are timezone-aware on its clock, and the timeline's days are its days."""
     rules = attribution or AttributionSettings()
     ledger, stored = ledger_and_events(engine, campaign, since)
-    credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
+    settled = delivery_flags(ledger, stored)  # each email's fate: a bounced or dropped one earns no booking
+    credited = attribute(settled, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
     if campaign and not credited.empty:
         credited = credited[credited["campaign_id"] == campaign].reset_index(drop=True)
-    flags = add_conversions(delivery_flags(ledger, stored), credited)
+    flags = add_conversions(settled, credited)
     return Report(
         deliveries=flags,
         funnel=funnel(flags, min_group=min_group),

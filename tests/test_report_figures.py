@@ -74,6 +74,7 @@ class Email:
     sent: bool
     events: list[tuple[str, int, bool]]  # kind, seconds after sending, posted twice
     bookings: list[int] = field(default_factory=list)  # hours after sending (only for contacts not erased)
+    day: int = 0  # days after BASE that it was sent
 
 
 event = st.tuples(st.sampled_from(KINDS), st.sampled_from([0, 3, 9, 30, 600, 86_400, 200_000]), st.booleans())
@@ -132,7 +133,7 @@ def store(engine: Engine, generated: list[Email], erased: set[int], order: rando
                 else CAMPAIGNS[1 - CAMPAIGNS.index(email.campaign)]
             )
             used.add((campaign, person))
-            sent_at = BASE + timedelta(minutes=7 * i)
+            sent_at = BASE + timedelta(days=email.day, minutes=7 * i)
             row = {
                 "id": i + 1,
                 "campaign": campaign,

@@ -1,0 +1,173 @@
+"""Every campaign side by side (`needlecast.reports.compare`): the comparison, its filters and sorting, the
+change on the previous period, the weekly trends and which content converts, against figures worked out by
+hand from a fixed ledger (times fixed, nothing read from the clock); its faces: `report --all`, the console's
+Reports page and its downloads, opened back with pandas, openpyxl and pyarrow."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from needlecast.errors import InvalidRequest
+from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags
+from needlecast.store.engine import open_store
+from tests.test_report_figures import Email, store
+
+# Mondays 2 and 9 March 2026 (London is on UTC until the 29th). Person k gets emails 2k and 2k+1.
+LEDGER = [
+    Email("spring", "acne", True, [("delivered", 0, False), ("open", 600, False), ("click", 700, False)], [2], 0),
+    Email("autumn", "general", True, [("delivered", 0, False)], [], 0),
+    Email("spring", "general", True, [("delivered", 0, False), ("open", 600, False)], [], 7),
+    Email("autumn", "acne", True, [("bounce", 5, False)], [], 7),
+    Email("spring", "acne", True, [("delivered", 0, False)], [5], 8),
+    Email("autumn", "acne", False, [], [], 8),  # still queued: not in any figure
+]
+CATALOGUE = Catalogue(
+    campaigns={"spring": ("Spring guide", "broadcast"), "autumn": ("Autumn nurture", "sequence")},
+    articles={("spring", "only"): "microneedling", ("autumn", "only"): "peels"},
+    leads={
+        (c, "only", v): ("microneedling", "Collagen" if v == "acne" else "Absorption")
+        for c in ("spring", "autumn")
+        for v in ("acne", "general")
+    },
+)
+
+
+@pytest.fixture()
+def ledger(store_url: str) -> Iterator[pd.DataFrame]:
+    engine = open_store(store_url)
+    store(engine, LEDGER, set(), random.Random(0))
+    yield annotate(email_flags(engine), CATALOGUE, "Europe/London")
+    engine.dispose()
+
+
+def figures(table: pd.DataFrame, *columns: str) -> dict[str, tuple[object, ...]]:
+    return {row.campaign_id: tuple(getattr(row, c) for c in columns) for row in table.itertuples()}
+
+
+def test_the_comparison_counts_each_campaign_and_the_totals_by_hand(ledger: pd.DataFrame) -> None:
+    data = compare(ledger, Filters(), "Europe/London", min_group=0)
+    assert list(data.campaigns["campaign_id"]) == ["spring", "autumn"]  # by sent, largest first
+    counted = figures(
+        data.campaigns, "sent", "delivered", "bounced", "opened", "opened_human", "clicked", "conversions"
+    )
+    assert counted == {"spring": (3, 3, 0, 2, 2, 1, 2), "autumn": (2, 1, 1, 0, 0, 0, 0)}
+    rates = figures(data.campaigns, "opened_rate", "clicked_rate", "conversion_rate", "bounce_rate")
+    assert rates["spring"] == pytest.approx((2 / 3, 1 / 3, 2 / 3, 0.0))
+    assert rates["autumn"][3] == 0.5
+    total = data.totals.iloc[0]
+    assert (total["campaign_id"], total["sent"], total["delivered"], total["bounced"], total["conversions"]) == (
+        "All campaigns",
+        5,
+        4,
+        1,
+        2,
+    )
+    assert total["opened_rate"] == pytest.approx(2 / 4)
+    assert data.change.empty  # no period chosen: nothing to compare it with
+    assert data.options == {
+        "kind": ["broadcast", "sequence"],
+        "segment": ["everyone"],
+        "concern": ["acne", "general"],
+        "article": ["microneedling", "peels"],
+    }
+
+
+def test_the_comparison_sorts_and_filters(ledger: pd.DataFrame) -> None:
+    by_bounces = compare(ledger, Filters(sort="bounce_rate"), min_group=0)
+    assert list(by_bounces.campaigns["campaign_id"]) == ["autumn", "spring"]
+    ascending = compare(ledger, Filters(sort="bounce_rate", descending=False), min_group=0)
+    assert list(ascending.campaigns["campaign_id"]) == ["spring", "autumn"]
+    acne = compare(ledger, Filters(concern="acne"), min_group=0)
+    assert figures(acne.campaigns, "sent", "delivered") == {"spring": (2, 2), "autumn": (1, 0)}
+    assert list(compare(ledger, Filters(kind="sequence"), min_group=0).campaigns["campaign_id"]) == ["autumn"]
+    assert list(compare(ledger, Filters(article="microneedling"), min_group=0).campaigns["campaign_id"]) == ["spring"]
+    nobody = compare(ledger, Filters(segment="nobody"), min_group=0)
+    assert nobody.campaigns.empty and nobody.totals.iloc[0]["sent"] == 0
+    # Small groups keep their counts and lose their rates (privacy), as in a campaign's report.
+    assert compare(ledger, Filters()).campaigns["opened_rate"].isna().all()
+
+
+def test_the_period_is_compared_with_the_one_before(ledger: pd.DataFrame) -> None:
+    second_week = Filters(start=date(2026, 3, 9), end=date(2026, 3, 15))
+    assert second_week.previous() == Filters(start=date(2026, 3, 2), end=date(2026, 3, 8))
+    data = compare(ledger, second_week, min_group=0)
+    assert figures(data.campaigns, "sent") == {"spring": (2,), "autumn": (1,)}
+    change = data.change.iloc[0]
+    assert (change["sent"], change["previous_sent"], change["change_sent"]) == (3, 2, 1)
+    assert (change["delivered"], change["previous_delivered"], change["change_delivered"]) == (2, 2, 0)
+    assert change["opened_rate"] == change["previous_opened_rate"] == 0.5
+    assert change["change_clicked_rate"] == pytest.approx(-0.5)  # 0 of 2 against 1 of 2
+    assert (change["bookings_per_1000"], change["previous_bookings_per_1000"]) == (500, 500)
+
+
+def test_weekly_trends_per_concern_and_article(ledger: pd.DataFrame) -> None:
+    data = compare(ledger, Filters(), min_group=0)
+    rows = [tuple(r) for r in data.trend_concern.itertuples(index=False)]
+    assert rows == [
+        ("2026-03-02", "acne", 1, 1.0, 1.0, 1.0),
+        ("2026-03-02", "general", 1, 0.0, 0.0, 0.0),
+        ("2026-03-09", "acne", 1, 0.0, 0.0, 1.0),
+        ("2026-03-09", "general", 1, 1.0, 0.0, 0.0),
+    ]
+    articles = [tuple(r)[:3] for r in data.trend_article.itertuples(index=False)]
+    assert articles == [
+        ("2026-03-02", "microneedling", 1),
+        ("2026-03-02", "peels", 1),
+        ("2026-03-09", "microneedling", 2),
+        ("2026-03-09", "peels", 0),
+    ]
+
+
+def test_which_content_converts_with_wilson_intervals(ledger: pd.DataFrame) -> None:
+    table = compare(ledger, Filters(), min_group=0).content
+    rows = {(r.section, r.concern): r for r in table.itertuples()}
+    collagen, absorption = rows[("Collagen", "acne")], rows[("Absorption", "general")]
+    assert (collagen.delivered, collagen.booked, collagen.bookings_per_1000) == (2, 2, 1000)
+    # The 95 % Wilson interval of 2 in 2 is 0.342 to 1, of 0 in 2 is 0 to 0.658 (per 1,000: x 1000).
+    assert collagen.per_1000_lower == pytest.approx(342.4, abs=0.1) and collagen.per_1000_upper == 1000
+    assert absorption.per_1000_lower == 0 and absorption.per_1000_upper == pytest.approx(657.6, abs=0.1)
+    assert list(table["section"]) == ["Collagen", "Absorption"]  # the best first
+
+
+def test_bad_filters_name_the_field() -> None:
+    with pytest.raises(InvalidRequest, match="sort: 'nope'"):
+        Filters(sort="nope")
+    with pytest.raises(InvalidRequest, match="period"):
+        Filters(start=date(2026, 3, 9), end=date(2026, 3, 2))
+
+
+def test_compare_exports_open_with_their_types_and_zones(ledger: pd.DataFrame, tmp_path: Path) -> None:
+    from needlecast.reports.export import write_csv, write_parquet, write_xlsx
+
+    data = compare(ledger, Filters(start=date(2026, 3, 9), end=date(2026, 3, 15)), "Europe/London", min_group=0)
+    write_parquet(data, tmp_path / "c.parquet")
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert str(table.schema.field("sent").type) == "int64"
+    assert str(table.schema.field("opened_rate").type) == "double"
+    assert str(table.schema.field("campaign_id").type) in ("string", "large_string")
+    write_xlsx(data, tmp_path / "c.xlsx")
+    book = openpyxl.load_workbook(tmp_path / "c.xlsx")
+    assert book.sheetnames == [
+        "Campaigns compared",
+        "Change on the previous period",
+        "Weekly trend per concern",
+        "Weekly trend per article",
+        "Which content converts",
+    ]
+    sheet = book["Campaigns compared"]
+    assert sheet.freeze_panes == "A2"
+    heads = [c.value for c in sheet[1]]
+    sent, rate = sheet.cell(2, heads.index("Sent") + 1), sheet.cell(2, heads.index("Open rate") + 1)
+    assert isinstance(sent.value, int) and isinstance(rate.value, float) and rate.number_format == "0.0%"
+    text = io.StringIO()
+    write_csv(data, text)
+    assert pd.read_csv(io.StringIO(text.getvalue()))["Sent"].tolist() == [2, 1, 3]  # and the totals row

@@ -19,6 +19,8 @@ import pytest
 from needlecast.errors import InvalidRequest
 from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags
 from needlecast.store.engine import open_store
+from tests.cli_runner import Result, run
+from tests.console_site import site
 from tests.test_report_figures import Email, store
 
 # Mondays 2 and 9 March 2026 (London is on UTC until the 29th). Person k gets emails 2k and 2k+1.
@@ -171,3 +173,64 @@ def test_compare_exports_open_with_their_types_and_zones(ledger: pd.DataFrame, t
     text = io.StringIO()
     write_csv(data, text)
     assert pd.read_csv(io.StringIO(text.getvalue()))["Sent"].tolist() == [2, 1, 3]  # and the totals row
+
+
+@pytest.fixture()
+def stored(store_url: str) -> Iterator[str]:
+    engine = open_store(store_url)
+    store(engine, LEDGER, set(), random.Random(0))
+    engine.dispose()
+    yield store_url
+
+
+def test_report_all_writes_every_format_and_refuses_bad_options(
+    stored: str, workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cli(*args: str) -> Result:
+        return run(monkeypatch, workspace_dir, "report", *args, NEEDLECAST_DATABASE_URL=stored)
+
+    out = cli("--all", "--format", "parquet", "--out", str(tmp_path / "all.parquet"))
+    assert out.code == 0, out.stderr
+    frame = pq.read_table(tmp_path / "all.parquet").to_pandas()
+    assert frame.set_index("campaign_id")["sent"].to_dict() == {"spring": 3, "autumn": 2, "All campaigns": 5}
+    printed = cli("--all", "--format", "csv", "--concern", "acne")
+    assert printed.code == 0 and pd.read_csv(io.StringIO(printed.stdout))["Sent"].tolist() == [2, 1, 3]
+    table = cli("--all", "--since", "2026-03-09", "--until", "2026-03-15")
+    assert table.code == 0 and "Change on the previous period" in table.stdout
+    for bad, named in (
+        (("--all", "--sort", "nope"), "sort: 'nope'"),
+        (("--all", "--until", "March"), "--until 'March'"),
+        (("--all", "--format", "parquet"), "--out"),
+        (("spring", "--all"), "drop 'spring'"),
+        (("nope", "--format", "parquet", "--out", str(tmp_path / "x.parquet")), "no campaign 'nope'"),
+    ):
+        refused = cli(*bad)
+        assert refused.code == 1 and named in refused.stderr, (bad, refused.stderr)
+    assert cli("spring", "--format", "parquet", "--out", str(tmp_path / "one.parquet")).code == 0
+    funnel = pq.read_table(tmp_path / "one.parquet")
+    assert str(funnel.schema.field("delivered").type) == "int64" and funnel.num_rows == 2  # acne and general
+
+
+def test_the_console_compares_campaigns_and_downloads_the_figures(stored: str, workspace_dir: Path) -> None:
+    with site(workspace_dir, stored, import_sample=False) as running:
+        analyst = running.login("analyst")
+        page = analyst.get("/console/reports", params={"sort": "bounce_rate"})
+        assert page.status_code == 200
+        assert 'style="' not in page.text and "<style" not in page.text and "<script" not in page.text
+        assert page.text.index('href="/console/reports/autumn"') < page.text.index('href="/console/reports/spring"')
+        assert 'aria-sort="descending"' in page.text and "sort=bounce_rate&amp;order=asc" in page.text
+        assert "All campaigns" in page.text and "Which content converts" in page.text
+        for query, named in (
+            ({"sort": "nope"}, "sort: &#39;nope&#39;"),
+            ({"from": "someday"}, "from: &#39;someday&#39;"),
+        ):
+            refused = analyst.get("/console/reports", params=query)
+            assert refused.status_code == 400 and named in refused.text
+        csv = analyst.get("/console/reports/all.csv", params={"concern": "acne"})
+        assert csv.status_code == 200 and pd.read_csv(io.StringIO(csv.text))["Sent"].tolist() == [2, 1, 3]
+        book = openpyxl.load_workbook(io.BytesIO(analyst.get("/console/reports/all.xlsx").content))
+        assert book["Campaigns compared"]["A1"].value == "Campaign"
+        parquet = analyst.get("/console/reports/all.parquet")
+        assert parquet.status_code == 200
+        assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 3
+        assert analyst.get("/console/reports/all.exe").status_code == 404

@@ -369,3 +369,27 @@ def test_the_readme_documents_every_metric() -> None:
     from needlecast.reports.metrics import readme_table
 
     assert readme_table() in readme
+
+
+def test_a_booking_is_not_credited_to_an_email_dropped_before_a_later_deferral(store_url: str) -> None:
+    """The ledger's outcome is the latest report (a deferral after the drop hides it); the email's fate is
+    dropped, so it earns no booking as "last delivered"."""
+    generated = [Email("spring", "acne", True, [("dropped", 0, False), ("deferred", 600, False)], [2])]
+    engine = open_store(store_url)
+    try:
+        store(engine, generated, set(), random.Random(0))
+        report = load_report(engine, min_group=0)
+        assert report.conversions["rule"].tolist() == ["none"]
+        assert int(report.totals["conversions"].sum()) == 0 and int(report.totals["dropped"].sum()) == 1
+    finally:
+        engine.dispose()
+
+
+def test_the_report_of_a_ledger_with_nothing_sent_yet_is_empty_not_an_error(store_url: str) -> None:
+    engine = open_store(store_url)
+    try:
+        store(engine, [Email("spring", "acne", False, [], [])], set(), random.Random(0))
+        report = load_report(engine, min_group=0)
+        assert report.timeline.empty and int(report.totals["sent"].sum()) == 0
+    finally:
+        engine.dispose()

@@ -234,3 +234,29 @@ def test_the_console_compares_campaigns_and_downloads_the_figures(stored: str, w
         assert parquet.status_code == 200
         assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 3
         assert analyst.get("/console/reports/all.exe").status_code == 404
+
+
+def test_csv_times_are_iso_with_the_offset_and_parquet_times_keep_the_clinics_zone(tmp_path: Path) -> None:
+    from dataclasses import dataclass as frozen
+
+    from needlecast.reports.export import write_csv, write_parquet
+
+    @frozen
+    class Booked:
+        time_zone: str = "Europe/London"
+
+        def tables(self) -> dict[str, pd.DataFrame]:
+            moments = pd.to_datetime(["2026-03-28 09:30", "2026-03-30 09:30"]).tz_localize("UTC")
+            return {"conversions": pd.DataFrame({"conversion_id": ["a", "b"], "occurred_at": moments})}
+
+    text = io.StringIO()
+    write_csv(Booked(), text)
+    assert pd.read_csv(io.StringIO(text.getvalue()))["When"].tolist() == [
+        "2026-03-28T09:30:00+00:00",
+        "2026-03-30T10:30:00+01:00",  # British Summer Time from the 29th
+    ]
+    write_parquet(Booked(), tmp_path / "b.parquet")
+    column = pq.read_table(tmp_path / "b.parquet").schema.field("occurred_at").type
+    assert column.tz == "Europe/London" and str(column).startswith("timestamp")
+    read = pd.read_parquet(tmp_path / "b.parquet")["occurred_at"]
+    assert read.iloc[1] == pd.Timestamp("2026-03-30 10:30", tz="Europe/London")

@@ -326,9 +326,9 @@ TREND_CHARTS = [
 ]
 
 
-def trend_chart(table: pd.DataFrame, by: str) -> Markup | None:
-    """Four small line charts (delivered, open, click and booking rates per week), a line per `by`; inline SVG
-    without style attributes (`export.without_inline_styles`)."""
+def trend_charts(table: pd.DataFrame, by: str) -> list[Markup]:
+    """One small line chart per figure (delivered, open, click and conversion rates per week), a line per `by`;
+    inline SVG without style attributes (`export.without_inline_styles`), each readable on a phone's width."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -336,18 +336,17 @@ def trend_chart(table: pd.DataFrame, by: str) -> Markup | None:
 
     from needlecast.reports.export import _svg
 
-    if table.empty:
-        return None
-    figure, axes = plt.subplots(2, 2, figsize=(8, 5), sharex=True)
-    for axis, (column, label) in zip(axes.flat, TREND_CHARTS, strict=True):
+    charts: list[Markup] = []
+    for column, label in TREND_CHARTS if not table.empty else []:
+        figure, axis = plt.subplots(figsize=(4.2, 2.8))
+        scale = 1 if column == "delivered" else 100
         for group, part in table.groupby(by):
-            axis.plot(part["week"], part[column] * (1 if column == "delivered" else 100), marker="o", label=str(group))
-        axis.set_title(label + ("" if column == "delivered" else " (%)"), fontsize=9)
-        axis.set_ylim(bottom=0)  # a rate's scale from nought: a small wobble must not look like a cliff
-        axis.tick_params(axis="x", rotation=30, labelsize=7)
-        axis.tick_params(axis="y", labelsize=7)
-    axes.flat[0].legend(fontsize=7, title=by, title_fontsize=7)
-    figure.tight_layout()
-    return _svg(
-        figure, f"Line charts of weekly delivered, open, click and booking rates per {by} (see the table below)"
-    )
+            axis.plot(part["week"], part[column] * scale, marker="o", label=str(group))
+        axis.set_title(label + ("" if column == "delivered" else " (%)"), fontsize=10)
+        axis.set_ylim(bottom=0)  # from nought: a small wobble must not look like a cliff
+        axis.tick_params(axis="x", rotation=30, labelsize=8)
+        axis.tick_params(axis="y", labelsize=8)
+        axis.legend(fontsize=7, title=by, title_fontsize=7)
+        figure.tight_layout()
+        charts.append(_svg(figure, f"Line chart of the weekly {label.lower()} per {by} (see the table below)"))
+    return charts

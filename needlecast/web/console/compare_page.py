@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from needlecast.errors import InvalidRequest
-from needlecast.reports.compare import CHANGE_FIGURES, COMPARE_COLUMNS, Comparison, Filters, trend_chart
+from needlecast.reports.compare import CHANGE_FIGURES, COMPARE_COLUMNS, Comparison, Filters, trend_charts
 from needlecast.reports.export import cell_text, title
 
 DOWNLOADS = {
@@ -93,7 +93,7 @@ def _change_rows(change: pd.DataFrame) -> list[list[str]]:
 
 def _trend(table: pd.DataFrame, by: str) -> dict[str, Any]:
     columns = list(table.columns)
-    return {"chart": trend_chart(table, by), "columns": [title(c) for c in columns], "rows": _rows(table, columns)}
+    return {"charts": trend_charts(table, by), "columns": [title(c) for c in columns], "rows": _rows(table, columns)}
 
 
 def compare_page(data: Comparison, query: Mapping[str, str]) -> dict[str, Any]:

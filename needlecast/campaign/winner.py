@@ -124,7 +124,7 @@ def arm_figures(ctx: CampaignContext, engine: Engine, campaign: Campaign, step: 
         success = flags["clicked"]
     else:
         rules = ctx.workspace.settings.attribution
-        credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, None), rules.window_days)
+        credited = attribute(flags, stored, conversion_events(engine, rules.conversions, None), rules.window_days)
         converted = set(credited["delivery_id"].dropna().astype("int64")) if not credited.empty else set()
         success = flags["id"].isin(converted)
     flags = flags.assign(_success=success & flags["delivered"])

@@ -6,13 +6,16 @@ import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from needlecast.cli.common import app, console, current_store, current_workspace, setup_logging, table
 from needlecast.errors import InvalidRequest, NotFound
 from needlecast.reports.data import Report
+
+if TYPE_CHECKING:
+    from needlecast.reports.compare import Comparison, Filters
 
 
 class ReportFormat(StrEnum):
@@ -21,6 +24,10 @@ class ReportFormat(StrEnum):
     xlsx = "xlsx"
     html = "html"
     json = "json"
+    parquet = "parquet"
+
+
+FILE_FORMATS = (ReportFormat.xlsx, ReportFormat.html, ReportFormat.parquet)  # these need --out
 
 
 class Frequency(StrEnum):
@@ -95,12 +102,22 @@ TERMINAL_VIEWS = {
 def report(
     campaign: Annotated[str | None, typer.Argument(help="Campaign id (default: every campaign).")] = None,
     since: Annotated[str | None, typer.Option(help="Only emails and events since this date (YYYY-MM-DD).")] = None,
-    format: Annotated[ReportFormat, typer.Option("--format", help="table, csv, xlsx, html or json.")] = (
+    format: Annotated[ReportFormat, typer.Option("--format", help="table, csv, xlsx, html, json or parquet.")] = (
         ReportFormat.table
     ),
     out: Annotated[
-        Path | None, typer.Option(help="Output file (required for xlsx and html; csv and json print without it).")
+        Path | None,
+        typer.Option(help="Output file (required for xlsx, html and parquet; csv and json print without it)."),
     ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every campaign side by side, with trends and which content converts.")
+    ] = False,
+    until: Annotated[str | None, typer.Option(help="With --all: emails sent up to this day (YYYY-MM-DD).")] = None,
+    kind: Annotated[str, typer.Option(help="With --all: broadcast or sequence.")] = "",
+    segment: Annotated[str, typer.Option(help="With --all: only emails to this segment.")] = "",
+    concern: Annotated[str, typer.Option(help="With --all: only this concern's emails.")] = "",
+    article: Annotated[str, typer.Option(help="With --all: only emails drawing on this article.")] = "",
+    sort: Annotated[str, typer.Option(help="With --all: the column to sort campaigns by (largest first).")] = "sent",
     freq: Annotated[Frequency, typer.Option(help="Time series by day or hour.")] = Frequency.day,
     min_group: Annotated[int, typer.Option(help="Groups smaller than this show counts without rates.")] = 10,
     include_recipients: Annotated[bool, typer.Option(help="Add one row per recipient (masked).")] = False,
@@ -110,11 +127,14 @@ def report(
     from needlecast.campaign.context import CampaignContext
     from needlecast.reports import load_report
     from needlecast.reports.data import report_campaigns
-    from needlecast.reports.export import to_json, write_csv, write_html, write_xlsx
+    from needlecast.reports.export import to_json, write_csv, write_html, write_parquet, write_xlsx
 
     setup_logging()
-    if format in (ReportFormat.xlsx, ReportFormat.html) and out is None:
+    if format in FILE_FORMATS and out is None:
         raise InvalidRequest(f"--format {format.value} writes a file: add --out report.{format.value}")
+    if all_:
+        filters = _filters(campaign, since, until, kind, segment, concern, article, sort)
+        return _report_all(filters, format, out, min_group)
     if unmasked and not include_recipients:
         raise InvalidRequest("--unmasked shows recipients' addresses: add --include-recipients")
     try:
@@ -154,8 +174,80 @@ def report(
             console.print(f"report written to {out}", highlight=False)
     else:
         assert out is not None
-        write_xlsx(data, out) if format == ReportFormat.xlsx else write_html(data, out, report_title)
+        if format == ReportFormat.parquet:
+            write_parquet(data, out)
+        else:
+            write_xlsx(data, out) if format == ReportFormat.xlsx else write_html(data, out, report_title)
         console.print(f"report written to {out}", highlight=False)
+
+
+def _day(option: str, value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        raise InvalidRequest(f"{option} '{value}' is not a date; write it like 2026-11-01") from None
+
+
+def _filters(
+    campaign: str | None,
+    since: str | None,
+    until: str | None,
+    kind: str,
+    segment: str,
+    concern: str,
+    article: str,
+    sort: str,
+) -> Filters:
+    from needlecast.reports.compare import Filters
+
+    if campaign is not None:
+        raise InvalidRequest(f"--all compares every campaign: drop '{campaign}', or drop --all for its report")
+    return Filters(_day("--since", since), _day("--until", until), kind, segment, concern, article, sort)
+
+
+def _report_all(filters: Filters, format: ReportFormat, out: Path | None, min_group: int) -> None:
+    """`report --all`: the comparison (`needlecast.reports.compare`) in the chosen format."""
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.reports.compare import catalogue_of, load_comparison
+    from needlecast.reports.export import to_json, write_csv, write_parquet, write_xlsx
+
+    if format == ReportFormat.html:
+        raise InvalidRequest("--all has no HTML file: the console's Reports page shows it; use xlsx, csv or parquet")
+    workspace = current_workspace()
+    data = load_comparison(
+        current_store(workspace),
+        catalogue_of(CampaignContext.load(workspace)),
+        filters,
+        time_zone=workspace.settings.clinic.time_zone,
+        attribution=workspace.settings.attribution,
+        min_group=min_group,
+    )
+    if format == ReportFormat.table:
+        _print_comparison(data)
+        return
+    if format == ReportFormat.json and out is None:
+        sys.stdout.write(to_json(data) + "\n")
+        return
+    if format == ReportFormat.csv:
+        write_csv(data, out)
+    elif format == ReportFormat.json:
+        assert out is not None
+        out.write_text(to_json(data), encoding="utf-8")
+    else:
+        assert out is not None
+        write_xlsx(data, out) if format == ReportFormat.xlsx else write_parquet(data, out)
+    if out:
+        console.print(f"report written to {out}", highlight=False)
+
+
+def _print_comparison(data: Comparison) -> None:
+    from needlecast.reports.export import html_tables
+
+    for _name, heading, columns, rows in html_tables(data):
+        shown = table(heading, columns)
+        for row in rows:
+            shown.add_row(*row)
+        console.print(shown)
 
 
 def _known(campaign: str, campaigns: set[str]) -> None:

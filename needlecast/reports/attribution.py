@@ -2,7 +2,8 @@
 
 Contract: `attribute(deliveries, provider_events, conversions, window_days)` credits each conversion to the
 last email of ours that the person clicked within `window_days` before it ("last click"), else to the last
-one sent to them within the window ("last delivered": sent, and not bounced or dropped); a conversion with
+one sent to them within the window ("last delivered": sent, and not bounced or dropped, by the email's one
+fate when `deliveries` carries the settled `bounced` and `dropped` flags); a conversion with
 neither stays unattributed (`rule` "none"). One row per conversion: its id, type, time, value and currency,
 the rule that applied, and the delivery with its campaign, step, segment, variant and arm. Vectorised
 (pandas merges), no personal data in the result.
@@ -55,7 +56,10 @@ def attribute(
     ]
     clicked_best = _latest(by_click, "clicked_at")[["conversion_id", "delivery_id"]].assign(rule=LAST_CLICK)
     rest = people[~people["conversion_id"].isin(clicked_best["conversion_id"])]
-    bounced = sent["outcome"].isin(["bounced", "dropped"])
+    # An email's fate (`data.settle`: bounced or dropped, whatever came later) when the caller has settled it;
+    # else the ledger's outcome (the latest report, which a later deferral or delivery can hide).
+    settled = {"bounced", "dropped"} <= set(sent.columns)
+    bounced = (sent["bounced"] | sent["dropped"]) if settled else sent["outcome"].isin(["bounced", "dropped"])
     by_send = rest.merge(sent.loc[~bounced, ["delivery_id", "contact_id", "sent_at"]], on="contact_id")
     by_send = by_send[
         (by_send["sent_at"] <= by_send["occurred_at"]) & (by_send["sent_at"] >= by_send["occurred_at"] - window)

@@ -33,6 +33,7 @@ from sqlalchemy import Engine, func, select
 from needlecast.audience.addresses import mask_email
 from needlecast.config import AttributionSettings
 from needlecast.reports.attribution import attribute
+from needlecast.reports.metrics import RATES
 from needlecast.store.schema import ab_decisions as decided_table
 from needlecast.store.schema import contact_events, contacts, deliveries, events
 from needlecast.tracking.events import MACHINE_OPEN
@@ -60,6 +61,7 @@ KIND_FLAG = {
     "group_unsubscribed": "unsubscribed",
     "complained": "complained",
 }
+DERIVED = ["bounced", "opened_human", "opened_machine"]  # from the flags (`delivery_flags`)
 TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
 CONVERSION_COLUMNS = ("conversions", "converted")  # attributed conversions; deliveries with one or more
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
@@ -134,7 +136,9 @@ def ledger_and_events(
 
 
 def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivery (email) with a boolean per funnel step; see `settle` for an email's fate."""
+    """One row per delivery (email) with a boolean per funnel step (see `settle` for an email's fate), the
+    derived `bounced`, `opened_human` and `opened_machine` (`human_opened`), and the event totals `opens` and
+    `clicks`: the definitions of `needlecast.reports.metrics.METRICS`."""
     frame = ledger.copy()
     frame["sent"] = frame["status"] == "sent"
     for flag in FLAGS[1:]:
@@ -144,7 +148,9 @@ def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
         linked = linked[linked["kind"].isin(KIND_FLAG)]
         for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
             frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
-    frame = settle(frame)
+    frame = with_bounced(settle(frame))
+    frame["opened_human"] = frame["id"].isin(human_opened(ledger, stored)) & frame["opened"]
+    frame["opened_machine"] = frame["opened"] & ~frame["opened_human"]
     for kind, column in TOTALS.items():
         frame[column] = 0
         if not stored.empty:
@@ -169,6 +175,11 @@ def settle(frame: pd.DataFrame) -> pd.DataFrame:
     proved = out["delivered"] | (outcome == "delivered") | out["opened"] | out["clicked"]
     out["delivered"] = proved & ~bounced & ~out["dropped"]
     return out
+
+
+def with_bounced(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `bounced`: the email bounced, hard or soft (counted once however many bounces it had)."""
+    return frame.assign(bounced=frame["bounced_hard"] | frame["bounced_soft"])
 
 
 MACHINE_OPEN_SECONDS = 10  # an open this soon after delivery is a proxy or a scanner fetching the images
@@ -201,21 +212,19 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     by = by or GROUP
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
+    flags = with_bounced(flags)
     grouped = flags.groupby(by, dropna=False)
     counted = [
         *FLAGS,
+        *(c for c in DERIVED if c in flags),
         *(c for c in TOTALS.values() if c in flags),
         *(c for c in CONVERSION_COLUMNS if c in flags),
         *sorted(c for c in flags.columns if c.startswith("value_")),
     ]
     table = grouped.size().rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
-    table["delivery_rate"] = _rate(table["delivered"], table["sent"])
-    table["bounce_rate"] = _rate(table["bounced_hard"] + table["bounced_soft"], table["sent"])
-    for flag in ("opened", "clicked", "unsubscribed", "complained"):
-        table[f"{flag}_rate"] = _rate(table[flag], table["delivered"])
-    table["click_to_open_rate"] = _rate(table["clicked"], table["opened"])
-    if "converted" in table:
-        table["conversion_rate"] = _rate(table["converted"], table["delivered"])
+    for rate, (numerator, denominator) in RATES.items():  # one definition of each rate, for every table
+        if numerator in table:
+            table[rate] = _rate(table[numerator], table[denominator])
     rate_columns = [c for c in table.columns if c.endswith("_rate")]
     small = table["recipients"] < min_group
     table.loc[small, rate_columns] = float("nan")
@@ -255,8 +264,9 @@ def timeline(flags: pd.DataFrame, stored: pd.DataFrame, freq: str = "D", time_zo
     for kind, column in TOTALS.items():
         every = events_of[events_of["kind"] == kind]
         counted.append(pd.DataFrame({"flag": column, "occurred_at": every["occurred_at"]}))
-    every_moment = pd.concat([c[["flag", "occurred_at"]] for c in counted if not c.empty], ignore_index=True)
-    if every_moment.empty:
+    found = [c[["flag", "occurred_at"]] for c in counted if not c.empty]
+    every_moment = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["flag", "occurred_at"])
+    if every_moment.empty:  # nothing sent yet (every email queued), or no time to count
         return pd.DataFrame(columns=["period"])
     local = pd.to_datetime(every_moment["occurred_at"], utc=True).dt.tz_convert(time_zone).dt.tz_localize(None)
     table = (
@@ -469,10 +479,11 @@ def load_report(
     in the tables are timezone-aware on its clock, and the timeline's days are its days."""
     rules = attribution or AttributionSettings()
     ledger, stored = ledger_and_events(engine, campaign, since)
-    credited = attribute(ledger, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
+    settled = delivery_flags(ledger, stored)  # each email's fate: a bounced or dropped one earns no booking
+    credited = attribute(settled, stored, conversion_events(engine, rules.conversions, since), rules.window_days)
     if campaign and not credited.empty:
         credited = credited[credited["campaign_id"] == campaign].reset_index(drop=True)
-    flags = add_conversions(delivery_flags(ledger, stored), credited)
+    flags = add_conversions(settled, credited)
     return Report(
         deliveries=flags,
         funnel=funnel(flags, min_group=min_group),

@@ -4,8 +4,9 @@ Columns carry readable titles ("Open rate", "Click-to-open rate"). Rates are sho
 0.1 % in the terminal and HTML; in CSV and XLSX they are numbers (fractions rounded to 0.1 %: 0.423), and
 XLSX formats them as percentages, with the header row frozen. JSON keeps the raw column names and values.
 Times are on the clinic's clock (`Report.time_zone`, named in the column's title): to the minute in the
-terminal, HTML and CSV; in XLSX a date cell (without a zone, which Excel cannot hold) shown to the minute;
-in JSON ISO 8601 with the offset.
+terminal and HTML; in CSV and JSON ISO 8601 with the offset; in XLSX a date cell (without a zone, which
+Excel cannot hold) shown to the minute; in Parquet a timestamp with the zone. CSV and Parquet hold one table
+(a report's funnel, the comparison's campaigns), XLSX and JSON every table.
 
 Spreadsheet safety (`neutralise`): in CSV and XLSX every text cell that starts with `=`, `+`, `-`, `@`, a
 tab or a carriage return is prefixed with `'`, so a hostile value (`=HYPERLINK(...)`) is shown as text, never
@@ -25,7 +26,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -48,11 +49,14 @@ TITLES = {
     "recipients": "Recipients",
     "sent": "Sent",
     "delivered": "Delivered",
+    "bounced": "Bounced",
     "bounced_hard": "Hard bounces",
     "bounced_soft": "Soft bounces",
     "dropped": "Dropped",
     "opened": "Unique opens",
     "clicked": "Unique clicks",
+    "opened_human": "Human opens",
+    "opened_machine": "Machine opens",
     "opens": "Total opens",
     "clicks": "Total clicks",
     "unsubscribed": "Unsubscribed",
@@ -62,6 +66,7 @@ TITLES = {
     "opened_rate": "Open rate",
     "clicked_rate": "Click rate",
     "click_to_open_rate": "Click-to-open rate",
+    "human_open_rate": "Human open rate",
     "unsubscribed_rate": "Unsubscribe rate",
     "complained_rate": "Complaint rate",
     "complaint_rate": "Complaint rate",
@@ -93,6 +98,16 @@ TITLES = {
     "currency": "Currency",
     "rule": "Credited by",
     "delivery_id": "Email (delivery id)",
+    "name": "Name",
+    "kind": "Kind",
+    "week": "Week (from Monday)",
+    "concern": "Concern",
+    "article": "Article",
+    "section": "Lead section",
+    "booked": "Emails with a booking",
+    "bookings_per_1000": "Bookings per 1,000 delivered",
+    "per_1000_lower": "95 % interval from",
+    "per_1000_upper": "95 % interval to",
 }
 SHEETS = {
     "funnel": "Funnel",
@@ -105,6 +120,11 @@ SHEETS = {
     "links": "Links",
     "recipients": "Recipients",
     "conversions": "Conversions",
+    "compare": "Campaigns compared",
+    "change": "Change on the previous period",
+    "trend_concern": "Weekly trend per concern",
+    "trend_article": "Weekly trend per article",
+    "content": "Which content converts",
 }
 
 
@@ -113,6 +133,9 @@ def is_rate(column: str) -> bool:
 
 
 def title(column: str) -> str:
+    if column.startswith(("previous_", "change_")):
+        when, _, figure = column.partition("_")
+        return f"{title(figure)}: {'previous period' if when == 'previous' else 'change'}"
     if column.startswith("value_"):
         return f"Value ({column.removeprefix('value_')})"
     return TITLES.get(column, column.replace("_", " ").capitalize())
@@ -169,13 +192,59 @@ def for_spreadsheet(table: pd.DataFrame, time_zone: str = "UTC") -> pd.DataFrame
     return out.rename(columns=names)
 
 
-def write_csv(report: Report, target: Path | IO[str] | None) -> None:
-    """The funnel table as CSV, to a file or a text stream (stdout when `target` is None)."""
-    table = for_spreadsheet(report.funnel, report.time_zone)
-    table.to_csv(sys.stdout if target is None else target, index=False, date_format=MINUTE)
+class Tables(Protocol):
+    """What the file writers read: a report, or the comparison of every campaign (`compare.Comparison`)."""
+
+    time_zone: str
+
+    def tables(self) -> dict[str, pd.DataFrame]: ...
 
 
-def write_xlsx(report: Report, path: Path) -> None:
+def primary(report: Tables) -> pd.DataFrame:
+    """The table a one-table format (CSV, Parquet) holds: the first (a report's funnel, the comparison)."""
+    return next(iter(report.tables().values()))
+
+
+def iso_times(table: pd.DataFrame, time_zone: str) -> pd.DataFrame:
+    """`table` with each time as ISO 8601 text on the clinic's clock, with its offset (2026-03-29T09:00:00+01:00)."""
+    out = table.copy()
+    for column in out.columns:
+        if is_time(out, str(column)):
+            local = out[column].dt.tz_convert(time_zone)
+            out[column] = [t.isoformat(timespec="seconds") if not pd.isna(t) else "" for t in local]
+    return out
+
+
+def write_csv(report: Tables, target: Path | IO[str] | None) -> None:
+    """The primary table (`primary`) as CSV, to a file or a text stream (stdout when `target` is None): readable
+    titles, rates as fractions, times ISO 8601 with the offset of the clinic's clock."""
+    table = for_spreadsheet(iso_times(primary(report), report.time_zone), report.time_zone)
+    table.to_csv(sys.stdout if target is None else target, index=False)
+
+
+def write_parquet(report: Tables, path: Path) -> None:
+    """The primary table as Parquet (pyarrow) with typed columns under their raw names: counts int64, rates
+    float64 (NaN where a rate is suppressed or has no denominator), times timestamps on the clinic's clock
+    with its zone, text as strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = on_zone(primary(report), report.time_zone)
+    for column in table.columns:
+        if table[column].dtype == object:  # text (or empty): strings, never pickled objects
+            table[column] = table[column].map(lambda v: None if v is None else str(v)).astype("string")
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
+
+
+def on_zone(table: pd.DataFrame, time_zone: str) -> pd.DataFrame:
+    out = table.copy()
+    for column in out.columns:
+        if is_time(out, str(column)):
+            out[column] = out[column].dt.tz_convert(time_zone)
+    return out
+
+
+def write_xlsx(report: Tables, path: Path) -> None:
     """A sheet per table: readable titles, rates formatted as percentages, times as dates shown to the
     minute, the header row frozen."""
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
@@ -210,7 +279,7 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): _plain(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
-def to_json(report: Report) -> str:
+def to_json(report: Tables) -> str:
     return json.dumps({name: records(table) for name, table in report.tables().items()}, indent=2, default=str)
 
 
@@ -334,7 +403,10 @@ HTML_COLUMNS = {
         "campaign_id",
         "sent",
         "delivered",
+        "bounced",
         "opened",
+        "opened_human",
+        "opened_machine",
         "opens",
         "clicked",
         "clicks",
@@ -350,7 +422,7 @@ HTML_COLUMNS = {
 }
 
 
-def html_tables(report: Report) -> list[tuple[str, str, list[str], list[list[str]]]]:
+def html_tables(report: Tables) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(name, title, column titles, rows of cell text) of every table, as the HTML report and the console
     show them."""
     shown = []

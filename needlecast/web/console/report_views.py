@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.requests import Request
@@ -12,9 +11,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.overview import campaign_overviews
-from needlecast.errors import NotFound
+from needlecast.errors import InvalidRequest, NotFound
 from needlecast.reports import load_report
+from needlecast.reports.compare import Comparison, catalogue_of, load_comparison
 from needlecast.reports.data import Report
 from needlecast.reports.export import (
     funnel_chart,
@@ -23,11 +22,13 @@ from needlecast.reports.export import (
     timeline_chart,
     write_csv,
     write_html,
+    write_parquet,
     write_xlsx,
 )
 from needlecast.web.console.auth import Console, Who
+from needlecast.web.console.compare_page import DOWNLOADS, compare_filters, compare_page
 
-DOWNLOADS = ("csv", "xlsx", "html")
+REPORT_DOWNLOADS = ("csv", "xlsx", "html")  # one campaign's report (the comparison's: compare_page.DOWNLOADS)
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 
 
@@ -46,12 +47,51 @@ def routes(console: Console) -> list[Route]:
             time_zone=workspace.settings.clinic.time_zone,
         )
 
+    def comparison_of(request: Request) -> Comparison:
+        ctx = CampaignContext.load(workspace)
+        return load_comparison(
+            console.engine,
+            catalogue_of(ctx),
+            compare_filters(dict(request.query_params)),
+            time_zone=workspace.settings.clinic.time_zone,
+            attribution=workspace.settings.attribution,
+        )
+
     @console.page("reports.view")
     def report_list(request: Request, who: Who) -> Response:
-        ctx = CampaignContext.load(workspace)
-        with console.engine.connect() as conn:
-            items = [i for i in campaign_overviews(ctx, conn, datetime.now(UTC)) if i.id != "?"]
-        return console.render(request, who, "reports.html", title="Send reports", items=items)
+        """Every campaign side by side (`needlecast.reports.compare`), filtered and sorted by the query."""
+        try:
+            data = comparison_of(request)
+        except InvalidRequest as problem:
+            return console.render(
+                request, who, "message.html", status=400, title="Check the filters", message=str(problem)
+            )
+        return console.render(
+            request, who, "reports.html", title="Send reports", **compare_page(data, request.query_params)
+        )
+
+    @console.page("reports.view")
+    def compare_download(request: Request, who: Who) -> Response:
+        """The comparison as CSV, XLSX or Parquet, with the page's filters."""
+        kind = request.path_params["kind"]
+        try:
+            data = comparison_of(request)
+        except InvalidRequest as problem:
+            return console.render(
+                request, who, "message.html", status=400, title="Check the filters", message=str(problem)
+            )
+        if kind not in DOWNLOADS:
+            raise NotFound(f"no comparison download '{kind}'", what="download", name=kind)
+        name = f"campaigns-compared.{kind}"
+        disposition = {"content-disposition": f'attachment; filename="{name}"'}
+        if kind == "csv":
+            buffer = io.StringIO()
+            write_csv(data, buffer)
+            return Response(buffer.getvalue(), media_type=DOWNLOADS[kind], headers=disposition)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / name
+            write_xlsx(data, path) if kind == "xlsx" else write_parquet(data, path)
+            return Response(path.read_bytes(), media_type=DOWNLOADS[kind], headers=disposition)
 
     @console.page("reports.view")
     def dashboard(request: Request, who: Who) -> Response:
@@ -76,7 +116,7 @@ def routes(console: Console) -> list[Route]:
     @console.page("reports.view")
     def download(request: Request, who: Who) -> Response:
         campaign_id, kind = request.path_params["campaign"], request.path_params["kind"]
-        if kind not in DOWNLOADS:
+        if kind not in REPORT_DOWNLOADS:
             raise NotFound(f"no report download '{kind}'", what="download", name=kind)
         data = report_of(campaign_id)
         name = f"{campaign_id}-report.{kind}"
@@ -99,6 +139,7 @@ def routes(console: Console) -> list[Route]:
 
     return [
         Route("/reports", report_list),
+        Route("/reports/all.{kind:str}", compare_download),
         Route("/reports/{campaign}", dashboard),
         Route("/reports/{campaign}/report.{kind:str}", download),
     ]

@@ -250,13 +250,14 @@ def step_articles(ctx: CampaignContext, campaign: Campaign) -> dict[str, str]:
     return shown
 
 
-def summary_rows(plan: Plan) -> pd.DataFrame:
-    """Recipients per day, step, variant and arm (queued emails; skipped ones are in the exclusions)."""
+def summary_rows(plan: Plan, time_zone: str = "UTC") -> pd.DataFrame:
+    """Recipients per day (in `time_zone`), step, variant and arm (queued emails; skipped ones are in the
+    exclusions)."""
     emails = plan.emails
     if emails.empty:
         return pd.DataFrame(columns=["day", "step", "variant", "arm", "recipients"])
     queued = emails[emails["status"] == "queued"].copy()
-    queued["day"] = pd.to_datetime(queued["due_at"], utc=True).dt.strftime("%Y-%m-%d")
+    queued["day"] = pd.to_datetime(queued["due_at"], utc=True).dt.tz_convert(time_zone).dt.strftime("%Y-%m-%d")
     grouped = queued.groupby(["day", "step_id", "variant", "arm"]).size().reset_index(name="recipients")
     return grouped.rename(columns={"step_id": "step"})
 

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from needlecast.accounts.sessions import Session
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace, signing_secret
-from needlecast.web.common import Pages
+from needlecast.web.common import Pages, clinic_clock
 from needlecast.web.console.auth import Console, Who
 from needlecast.web.senders import Senders
 
@@ -49,6 +49,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
+    pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
 
     def render(
         request: Request, who: Who | Session | None, template: str, status: int = 200, **context: Any

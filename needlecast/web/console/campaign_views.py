@@ -128,7 +128,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
             campaign=campaign,
             overview=overview,
             plan=plan,
-            rows=summary_rows(plan).to_dict("records"),
+            rows=summary_rows(plan, workspace.settings.clinic.time_zone).to_dict("records"),
             days=PLAN_DAYS,
             findings=findings,
             errors=sum(f.severity == "error" for f in findings),

@@ -156,6 +156,13 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class DeliverabilitySettings:
+    """The pre-send checks: the hosts, besides the clinic's own, that emails may link to."""
+
+    link_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     clinic: ClinicSettings = field(default_factory=ClinicSettings)
     content: ContentSettings = field(default_factory=ContentSettings)
@@ -168,6 +175,7 @@ class Settings:
     signup: SignupSettings = field(default_factory=SignupSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    deliverability: DeliverabilitySettings = field(default_factory=DeliverabilitySettings)
 
 
 @dataclass(frozen=True)

@@ -132,14 +132,15 @@ def _link_findings(links: Iterable[str], file: str, settings: Settings) -> list[
     return found
 
 
-def _subject_findings(rendered: RenderedEmail, file: str, subject_line: int, preheader_line: int) -> list[Finding]:
+def subject_line_findings(subject: str, file: str, line: int) -> list[Finding]:
+    """`subject-too-long` and `subject-trigger` for one rendered subject line."""
     found: list[Finding] = []
-    subject = rendered.subject.strip()
+    subject = subject.strip()
     if len(subject) > SUBJECT_MAX_CHARS:
         found.append(
             Finding(
                 file,
-                subject_line,
+                line,
                 "subject-too-long",
                 WARNING,
                 f"the subject has {len(subject)} characters; phones show about {SUBJECT_MAX_CHARS}",
@@ -151,13 +152,18 @@ def _subject_findings(rendered: RenderedEmail, file: str, subject_line: int, pre
         found.append(
             Finding(
                 file,
-                subject_line,
+                line,
                 "subject-trigger",
                 WARNING,
                 f'the subject says "{trigger.group(0)}", a phrase spam filters score against',
                 "leave offers, prices and promises out of the subject; put them in the body",
             )
         )
+    return found
+
+
+def _subject_findings(rendered: RenderedEmail, file: str, subject_line: int, preheader_line: int) -> list[Finding]:
+    found = subject_line_findings(rendered.subject, file, subject_line)
     if not rendered.preheader.strip():
         found.append(
             Finding(
@@ -233,7 +239,7 @@ def message_findings(
     return found
 
 
-def spam_findings(scored: SpamScore, *, html_file: str, variant: str) -> list[Finding]:
+def spam_findings(scored: SpamScore, *, html_file: str, variant: str, line: int = 1) -> list[Finding]:
     """A `spam-score` finding when `scored` reaches the warning (2.0) or error (5.0) score, else none."""
     if scored.score < WARN_SCORE:
         return []
@@ -244,7 +250,7 @@ def spam_findings(scored: SpamScore, *, html_file: str, variant: str) -> list[Fi
     return [
         Finding(
             html_file,
-            1,
+            line,
             "spam-score",
             severity,
             f"SpamAssassin scores the {variant} email {scored.score:.1f} (a warning from {WARN_SCORE:.0f}, "

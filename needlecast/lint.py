@@ -384,10 +384,12 @@ def _rendered_workspace_findings(
     return sorted(set(found + scored_findings(workspace, messages)))
 
 
-def scored_findings(workspace: Workspace, messages: dict[tuple[str, str], bytes]) -> list[Finding]:
-    """SpamAssassin's verdict on each rendered message, keyed (template file, variant): a `spam-score` finding
-    per message scoring 2.0 or more, or one `spam-check-unavailable` warning when SpamAssassin is missing or
-    fails (never a silent pass)."""
+def scored_findings(
+    workspace: Workspace, messages: dict[tuple[str, str], bytes], lines: dict[tuple[str, str], int] | None = None
+) -> list[Finding]:
+    """SpamAssassin's verdict on each rendered message, keyed (file, variant): a `spam-score` finding (at
+    `lines[key]`, else line 1) per message scoring 2.0 or more, or one `spam-check-unavailable` warning when
+    SpamAssassin is missing or fails (never a silent pass)."""
     if not messages:
         return []
     keys = {f"{i}": key for i, key in enumerate(messages)}
@@ -406,7 +408,8 @@ def scored_findings(workspace: Workspace, messages: dict[tuple[str, str], bytes]
         ]
     found: list[Finding] = []
     for i, (file, variant) in keys.items():
-        found += spam_findings(scores[i], html_file=file, variant=variant)
+        line = (lines or {}).get((file, variant), 1)
+        found += spam_findings(scores[i], html_file=file, variant=variant, line=line)
     return found
 
 

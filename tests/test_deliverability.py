@@ -243,3 +243,35 @@ def test_gmail_clipping_is_measured_on_the_html_part_in_bytes(tmp_path: Path, wo
 
     assert "html-clipped" not in rules("é" * (GMAIL_CLIP_BYTES // 2))
     assert "html-clipped" in rules("é" * (GMAIL_CLIP_BYTES // 2 + 1))
+
+
+def test_a_campaigns_own_subject_lines_are_checked_at_their_line(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from needlecast.campaign.checks import campaign_findings
+
+    monkeypatch.setattr(spamcheck, "spamassassin_program", lambda: None)  # SpamAssassin has its own tests
+    path = workspace.campaigns_dir / "spring-guide.yaml"
+    path.write_text(path.read_text().replace("What microneedling can do for your skin", "Free peel for you: act now"))
+    ctx = CampaignContext.load(workspace)
+    found = [f for f in campaign_findings(ctx, ctx.campaign("spring-guide")) if f.rule == "subject-trigger"]
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if "Free peel" in text)
+    assert found and {(f.file, f.line) for f in found} == {("campaigns/spring-guide.yaml", line)}
+
+
+@needs_spamassassin
+def test_a_campaigns_own_renderings_are_scored_at_the_steps_line(workspace: Workspace) -> None:
+    from needlecast.campaign.checks import campaign_findings
+
+    broadcast = workspace.templates_dir / "emails" / "broadcast.html"
+    broadcast.write_text(
+        broadcast.read_text().replace("{% block content %}", "{% block content %}<p>" + SPAM_BODY + "</p>")
+    )
+    ctx = CampaignContext.load(workspace)
+    spam = [f for f in campaign_findings(ctx, ctx.campaign("spring-guide")) if f.rule == "spam-score"]
+    path = workspace.campaigns_dir / "spring-guide.yaml"
+    step_line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if "id: guide" in text)
+    assert spam and {(f.file, f.line, f.severity) for f in spam} == {
+        ("campaigns/spring-guide.yaml", step_line, "error")
+    }
+    assert any("arm B" in f.message for f in spam)

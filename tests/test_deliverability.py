@@ -275,3 +275,21 @@ def test_a_campaigns_own_renderings_are_scored_at_the_steps_line(workspace: Work
         ("campaigns/spring-guide.yaml", step_line, "error")
     }
     assert any("arm B" in f.message for f in spam)
+
+
+@needs_spamassassin
+def test_the_consoles_campaign_page_shows_the_spam_score_with_its_rules_and_fix(
+    workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.console_site import site
+
+    broadcast = workspace_dir / "templates" / "emails" / "broadcast.html"
+    broadcast.write_text(
+        broadcast.read_text().replace("{% block content %}", "{% block content %}<p>" + SPAM_BODY + "</p>")
+    )
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    with site(workspace_dir, store_url) as console:
+        page = console.login("marketer").get("/console/campaigns/spring-guide")
+    assert page.status_code == 200
+    findings = page.text.split('id="findings"', 1)[1].split("</table>", 1)[0]
+    assert "spam-score" in findings and "NO_PRESCRIPTION" in findings and "templates/emails/broadcast.html" in findings

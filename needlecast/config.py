@@ -164,6 +164,13 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class DeliverabilitySettings:
+    """The pre-send checks: the hosts, besides the clinic's own, that emails may link to."""
+
+    link_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     clinic: ClinicSettings = field(default_factory=ClinicSettings)
     content: ContentSettings = field(default_factory=ContentSettings)
@@ -177,6 +184,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
     bookings: BookingSettings = field(default_factory=BookingSettings)  # nested tables: its own loader
+    deliverability: DeliverabilitySettings = field(default_factory=DeliverabilitySettings)
 
 
 @dataclass(frozen=True)

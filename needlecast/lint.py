@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from itertools import product
 from pathlib import Path
@@ -27,29 +26,21 @@ from email_validator import EmailNotValidError, validate_email
 from needlecast.config import Workspace
 from needlecast.content.claims import ERROR, WARNING, find_claims
 from needlecast.content.loader import load_library_for, load_vocabulary_for
+from needlecast.content.model import Article
 from needlecast.content.vocabulary import Vocabulary
+from needlecast.deliverability import message_findings, spam_findings
 from needlecast.errors import TemplateProblem
+from needlecast.findings import Finding
+from needlecast.spamcheck import SpamAssassinFailed, SpamAssassinMissing, score_messages
 from needlecast.templating.context import email_context, variant_concerns
 from needlecast.templating.environment import build_environment, email_templates
+from needlecast.templating.preview import sample_eml
 from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.templating.tokens import tokens_in
 
 HTML_WARN_BYTES = 100 * 1024
 _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER = re.compile(r"change[ -]?me", re.IGNORECASE)
-
-
-@dataclass(frozen=True, order=True)
-class Finding:
-    file: str
-    line: int
-    rule: str
-    severity: str
-    message: str
-    fix: str
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def relative(workspace: Workspace, path: Path) -> str:
@@ -167,6 +158,15 @@ def rendered_findings(
         preheader_line=_line_of(text_file, "block preheader"),
         vocabulary=vocabulary,
     )
+    found += message_findings(
+        rendered,
+        html_file=html_rel,
+        text_file=text_rel,
+        image_line=_line_of(html_file, "<img"),
+        subject_line=subject_line or _line_of(text_file, "block subject"),
+        preheader_line=_line_of(text_file, "block preheader"),
+        settings=workspace.settings,
+    )
     return found
 
 
@@ -179,8 +179,8 @@ def subject_findings(
     preheader_line: int,
     vocabulary: Vocabulary,
 ) -> list[Finding]:
-    """An empty or all-caps subject, and a health concern named in the subject or preheader (rendered text);
-    None skips that part."""
+    """An empty subject or one mostly in capitals, and a health concern named in the subject or preheader
+    (rendered text); None skips that part."""
     found: list[Finding] = []
     letters = [c for c in subject or "" if c.isalpha()]
     if subject is None:
@@ -196,14 +196,14 @@ def subject_findings(
                 "write a subject in {% block subject %} or in the campaign step",
             )
         )
-    elif len(letters) >= 4 and all(c.isupper() for c in letters):
+    elif len(letters) >= 4 and sum(c.isupper() for c in letters) * 2 > len(letters):
         found.append(
             Finding(
                 file,
                 subject_line,
                 "subject-all-caps",
                 WARNING,
-                "the subject is all capitals",
+                "the subject is mostly capitals",
                 "use sentence case; all-caps subjects read as shouting and trip spam filters",
             )
         )
@@ -342,8 +342,18 @@ def lint_workspace(
     rendered_with = [a for a in library.articles.values() if articles is None or a.id in articles]
     if not rendered_with:
         return sorted(set(found))
+    return sorted(set(found + _rendered_workspace_findings(workspace, vocabulary, rendered_with, templates)))
+
+
+def _rendered_workspace_findings(
+    workspace: Workspace, vocabulary: Vocabulary, rendered_with: list[Article], templates: Sequence[str] | None
+) -> list[Finding]:
+    """Every template rendered for every article and variant: its mechanics and deliverability findings, and
+    SpamAssassin's score of each distinct message."""
+    found: list[Finding] = []
 
     env = build_environment(workspace.templates_dir)
+    messages: dict[tuple[str, str], bytes] = {}
     for name in templates or email_templates(workspace.templates_dir):
         html_file, text_file = workspace.templates_dir / f"{name}.html", workspace.templates_dir / f"{name}.txt"
         for article, concern in product(rendered_with, variant_concerns(vocabulary)):
@@ -370,7 +380,37 @@ def lint_workspace(
                 vocabulary=vocabulary,
                 workspace=workspace,
             )
-    return sorted(set(found))
+            messages[(relative(workspace, html_file), f"{article.id}/{concern}")] = sample_eml(workspace, rendered)
+    return sorted(set(found + scored_findings(workspace, messages)))
+
+
+def scored_findings(
+    workspace: Workspace, messages: dict[tuple[str, str], bytes], lines: dict[tuple[str, str], int] | None = None
+) -> list[Finding]:
+    """SpamAssassin's verdict on each rendered message, keyed (file, variant): a `spam-score` finding (at
+    `lines[key]`, else line 1) per message scoring 2.0 or more, or one `spam-check-unavailable` warning when
+    SpamAssassin is missing or fails (never a silent pass)."""
+    if not messages:
+        return []
+    keys = {f"{i}": key for i, key in enumerate(messages)}
+    try:
+        scores = score_messages({i: messages[key] for i, key in keys.items()})
+    except (SpamAssassinMissing, SpamAssassinFailed) as err:
+        return [
+            Finding(
+                relative(workspace, workspace.templates_dir),
+                1,
+                "spam-check-unavailable",
+                WARNING,
+                f"the emails were not scored for spam: {err}",
+                "install SpamAssassin on this computer (on Debian or Ubuntu: the spamassassin package)",
+            )
+        ]
+    found: list[Finding] = []
+    for i, (file, variant) in keys.items():
+        line = (lines or {}).get((file, variant), 1)
+        found += spam_findings(scores[i], html_file=file, variant=variant, line=line)
+    return found
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:

@@ -64,6 +64,7 @@ TESTED_ELSEWHERE = {"demo"}  # runs a scheduler for seconds: test_demo_sends_bro
 READS_ONLY = {
     "init": "makes a new workspace's files; there is no store yet to change",
     "lint": "reads",
+    "doctor": "reads (DNS records and the unsubscribe host's /healthz)",
     "preview": "writes preview files for a person to look at, nothing of the clinic's",
     "plan": "reads (--csv writes the plan to a file)",
     "report": "reads (--out writes the report to a file)",

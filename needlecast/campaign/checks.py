@@ -2,7 +2,9 @@
 
 Contract: `campaign_findings(ctx, campaign)` checks what a campaign file adds to its templates: every step
 `subject`, A/B `subjects` entry and `preheader` for risky claims (at the file's line), and, rendered for
-every variant and arm, for an empty or all-caps subject and a health concern named in it; a step that does
+every variant and arm, for an empty subject or one mostly in capitals, a health concern named in it, a subject
+over 70 characters or with a trigger phrase (`needlecast.deliverability`), and SpamAssassin's score of each
+rendering the file's own subject or preheader changes (at the step's line); a step that does
 not render is a `campaign-render` error. `workspace_findings(workspace)` is everything `needlecast lint`
 reports: the content, templates and config (`needlecast.lint`), every campaign's findings, and each campaign
 file that does not load (`campaign-file`).
@@ -18,8 +20,10 @@ from needlecast.campaign.model import Campaign
 from needlecast.campaign.rendering import render_variant, step_variants
 from needlecast.config import Workspace
 from needlecast.content.claims import ERROR
+from needlecast.deliverability import subject_line_findings
 from needlecast.errors import CampaignFileError, ContentError
-from needlecast.lint import Finding, claim_findings, lint_workspace, relative, subject_findings
+from needlecast.lint import Finding, claim_findings, lint_workspace, relative, scored_findings, subject_findings
+from needlecast.templating.preview import sample_eml
 
 
 def _line_of(path: Path, text: str, after: int = 0) -> int:
@@ -48,6 +52,8 @@ def campaign_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]
     workspace = ctx.workspace
     rel = relative(workspace, campaign.path)
     found: list[Finding] = []
+    messages: dict[tuple[str, str], bytes] = {}
+    lines: dict[tuple[str, str], int] = {}
     for step in campaign.steps:
         start = _step_line(campaign.path, step.id)
         texts = [step.subject, step.preheader, *(arm.subject for arm in step.arms)]
@@ -73,7 +79,14 @@ def campaign_findings(ctx: CampaignContext, campaign: Campaign) -> list[Finding]
                     preheader_line=_line_of(campaign.path, (step.preheader or "\n").splitlines()[0], start),
                     vocabulary=ctx.vocabulary,
                 )
-    return sorted(set(found))
+                if subject_source is None and step.preheader is None:
+                    continue  # the template's own rendering, which `needlecast.lint` checks and scores
+                subject_line = _line_of(campaign.path, (subject_source or "\n").splitlines()[0], start)
+                if subject_source is not None:
+                    found += subject_line_findings(rendered.subject, rel, subject_line)
+                key = (rel, f"{step.template} in step {step.id}, {variant}, arm {arm}")
+                messages[key], lines[key] = sample_eml(workspace, rendered), start
+    return sorted(set(found + scored_findings(workspace, messages, lines)))
 
 
 def workspace_findings(workspace: Workspace) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from needlecast.cli.common import app, console, current_workspace, db_app, print_json, setup_logging, table
+from needlecast.cli.common import (
+    FormatOption,
+    OutputFormat,
+    app,
+    console,
+    current_workspace,
+    db_app,
+    print_json,
+    setup_logging,
+    table,
+)
 from needlecast.errors import InvalidRequest
 
 
@@ -72,6 +83,26 @@ def lint(
         errors = sum(f.severity == "error" for f in findings)
         console.print(f"{len(findings)} finding(s), {errors} error(s)", highlight=False)
     raise typer.Exit(1 if has_errors(findings) else 0)
+
+
+@app.command()
+def doctor(format: FormatOption = OutputFormat.table) -> None:
+    """Check what real sending needs: the sender, the secrets, the webhook key, the domain's SPF, DKIM and
+    DMARC records, and the unsubscribe host; each with the fix. Exit status 1 when something is missing."""
+    from needlecast.doctor import MISSING, OK, diagnose
+
+    setup_logging()
+    checks = diagnose(current_workspace())
+    if format == OutputFormat.json:
+        print_json([dataclasses.asdict(c) for c in checks])
+        raise typer.Exit(1 if any(c.status == MISSING for c in checks) else 0)
+    shown = table("sender set-up", ["item", "status", "detail", "fix"])
+    colours = {OK: "green", MISSING: "red"}
+    for check in checks:
+        status = f"[{colours.get(check.status, 'yellow')}]{check.status}[/]"
+        shown.add_row(escape(check.item), status, escape(check.detail), escape(check.fix))
+    console.print(shown)
+    raise typer.Exit(1 if any(c.status == MISSING for c in checks) else 0)
 
 
 @app.command()

@@ -57,14 +57,20 @@ def write_preview(
     html_path, text_path, eml_path = (out_dir / f"{stem}{ext}" for ext in (".html", ".txt", ".eml"))
     html_path.write_text(apply_substitutions(rendered.html, subs), encoding="utf-8")
     text_path.write_text(apply_substitutions(rendered.text, subs), encoding="utf-8")
-    eml_path.write_bytes(
-        build_eml(
-            rendered,
-            subs,
-            sender=(settings.clinic.sender_name, settings.clinic.sender_email),
-            recipient=SAMPLE_ADDRESS,
-            reply_to=settings.clinic.reply_to,
-            headers=list_unsubscribe_headers(settings, values["unsubscribe_url"]),
-        )
-    )
+    eml_path.write_bytes(sample_eml(workspace, rendered, first_name))
     return PreviewFiles(html_path, text_path, eml_path, apply_substitutions(rendered.subject, subs))
+
+
+def sample_eml(workspace: Workspace, rendered: RenderedEmail, first_name: str | None = None) -> bytes:
+    """`rendered` as the sample recipient's .eml (their signed links and List-Unsubscribe headers filled in):
+    what `needlecast preview` writes and what the pre-send spam check scores."""
+    settings = workspace.settings
+    values = recipient_values(settings, signing_secret(required=False), SAMPLE_CONTACT_ID, "preview", first_name)
+    return build_eml(
+        rendered,
+        substitutions_for(values),
+        sender=(settings.clinic.sender_name, settings.clinic.sender_email),
+        recipient=SAMPLE_ADDRESS,
+        reply_to=settings.clinic.reply_to,
+        headers=list_unsubscribe_headers(settings, values["unsubscribe_url"]),
+    )

@@ -99,3 +99,23 @@ def test_a_workspace_can_add_a_concern_the_model_never_saw(vocabulary: Vocabular
     assert tagged.tags[0] == "hair" and any(r.startswith("hair: vocabulary") for r in tagged.reasons)
     # ... and the concerns the model knows are read as before.
     assert tagger.explain("Clears congestion", "Blackheads loosen and pores stay clear.").tags[0] == "acne"
+
+
+def test_a_concern_the_workspace_adds_learns_from_its_examples(vocabulary: Vocabulary) -> None:
+    # Redness as a concern of its own, named by nothing in these sections but taught by the clinic's examples.
+    redness = Concern(
+        "redness",
+        "Redness and rosacea",
+        ("rosacea",),
+        (),
+        examples=("Calms flushing and visible veins on the cheeks.", "Fewer flare-ups, less burning and stinging."),
+    )
+    tagger = Tagger(Vocabulary((*vocabulary.concerns, redness)), shipped_model())
+    taught = tagger.explain("Cooler, calmer cheeks", "Fewer flare-ups and less stinging after a course.")
+    assert taught.tags[0] == "redness"
+    assert any("(example)" in r for r in taught.reasons if r.startswith("redness:"))
+    # Without the examples the same section is general: the examples, not chance, taught it.
+    plain = Tagger(Vocabulary((*vocabulary.concerns, Concern("redness", "Redness", ("rosacea",), ()))), shipped_model())
+    assert plain.explain("Cooler, calmer cheeks", "Fewer flare-ups and less stinging after a course.").tags[0] != (
+        "redness"
+    )

@@ -84,6 +84,14 @@ def _surfaced(title: str, body: str) -> tuple[Counter[str], dict[str, str]]:
     return found, surface
 
 
+def topic_words(text: str) -> dict[str, str]:
+    """The topic words of `text`: stem -> the word as first written."""
+    found: dict[str, str] = {}
+    for stem, written in _words(text):
+        found.setdefault(stem, written)
+    return found
+
+
 def features(title: str, body: str) -> Counter[str]:
     """The features of a section (see the module contract)."""
     return _surfaced(title, body)[0]

@@ -23,13 +23,21 @@ raises for any text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from needlecast.content.classifier import ConcernModel
+from needlecast.content.classifier import ConcernModel, topic_words
 from needlecast.content.model import GENERAL
 from needlecast.content.vocabulary import BODY_WEIGHT, TAG_AT, TITLE_WEIGHT, Evidence, Tagging, Vocabulary
 
 VOCABULARY_SHARE = 0.6
+EXAMPLE_WORDS_AT_MOST = 3
+# Words every clinic section uses: sharing them with a concern's examples says nothing about the concern.
+GENERIC_STEMS = frozenset(
+    topic_words(
+        "skin treatment session clinic result face facial help look feel make week day course appointment "
+        "treat improve reduce"
+    )
+)
 SECONDARY_AT = 0.3
 SPLIT_MARGIN = 0.12
 WEAK_BELOW = 0.45
@@ -41,9 +49,9 @@ class Tagger:
     model: ConcernModel | None = None
 
     def explain(self, title: str, body: str) -> Tagging:
-        evidence = {e.concern: e for e in self.vocabulary.evidence(title, body)}
         if self.model is None:
             return self.vocabulary.explain(title, body)
+        evidence = self._with_examples({e.concern: e for e in self.vocabulary.evidence(title, body)}, title, body)
         probabilities = self.model.probabilities(title, body)
         scores = {name: self._score(name, evidence, probabilities) for name in self.vocabulary.names}
         scores[GENERAL] = probabilities.get(GENERAL, 0.0)
@@ -61,6 +69,28 @@ class Tagger:
             tags = (primary, *others)
         reasons = tuple(self._reason(title, body, name, evidence, probabilities) for name in ranked if scores[name])
         return Tagging(tags, tuple(r for r in reasons if r), self._review(ranked, scores, evidence, primary))
+
+    def _with_examples(self, evidence: dict[str, Evidence], title: str, body: str) -> dict[str, Evidence]:
+        """A concern the model never saw learns from the clinic's example sentences (`examples:` in the
+        vocabulary): each topic word a section shares with them weighs as a body synonym (at most
+        `EXAMPLE_WORDS_AT_MOST`), shown as "'word' (example)"."""
+        assert self.model is not None
+        words = topic_words(f"{title} {body}")
+        for concern in self.vocabulary.concerns:
+            if not concern.examples or concern.name in self.model.classes:
+                continue
+            taught = topic_words(" ".join(concern.examples))
+            shared = sorted({words[stem] for stem in set(words) & set(taught) - GENERIC_STEMS})
+            if not shared:
+                continue
+            shared = shared[:EXAMPLE_WORDS_AT_MOST]
+            found = evidence.get(concern.name) or Evidence(concern.name, 0.0, (), ())
+            evidence[concern.name] = replace(
+                found,
+                weight=found.weight + BODY_WEIGHT * len(shared),
+                in_body=(*found.in_body, *(f"{word} (example)" for word in shared)),
+            )
+        return evidence
 
     def _score(self, name: str, evidence: dict[str, Evidence], probabilities: dict[str, float]) -> float:
         weight = _weight(evidence, name)

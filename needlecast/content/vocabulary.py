@@ -35,6 +35,9 @@ class Concern:
     label: str
     synonyms: tuple[str, ...]
     keywords: tuple[str, ...]
+    # Example sentences of the clinic's own, for a concern the wording model was not trained on: their words
+    # are evidence for it (see `content.tagger`).
+    examples: tuple[str, ...] = ()
 
 
 TITLE_WEIGHT = 3.0
@@ -219,6 +222,7 @@ def load_vocabulary(path: Path) -> Vocabulary:
                 label=str(spec.get("label") or str(name).title()),
                 synonyms=tuple(str(s) for s in spec.get("synonyms") or ()),
                 keywords=tuple(str(k) for k in spec.get("keywords") or ()),
+                examples=tuple(str(e) for e in spec.get("examples") or ()),
             )
         )
     return Vocabulary(tuple(concerns))

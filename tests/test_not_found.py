@@ -175,6 +175,8 @@ KIND_OF = {
     "user": "user",
     "action": "action",
     "kind": "download",
+    "article": "article",
+    "slug": "section",
 }
 MISSING = {"integer": "99999999", "string": "no-such-thing", "path": "no/such/thing"}
 MALFORMED = ["abc", "-1", "9" * 25, "1_0", "../../needlecast.toml", "\x00é%" + "x" * 300]
@@ -191,6 +193,8 @@ def _existing(web: ConsoleSite) -> dict[str, str]:
         "action": "pause",
         "download": "csv",
         "import": "no-import-yet",
+        "article": "microneedling",
+        "section": "safe-for-all-skin-types",
     }
 
 

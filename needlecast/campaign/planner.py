@@ -293,6 +293,26 @@ def _finish(
     return plan
 
 
+def _newcomers(
+    campaign: Campaign,
+    candidates: pd.DataFrame,
+    happened: dict[str, dict[int, list[pd.Timestamp]]],
+    started_at: datetime,
+) -> tuple[pd.DataFrame, dict[int, pd.Timestamp]]:
+    """The segment members not yet enrolled whom the campaign's `enrol` rule admits (a tag, an event since the
+    start, or a sign-up since it), and for those enrolled by an event the moment their exit events count from."""
+    since = _utc(campaign.enrol.joined_after or started_at)
+    if campaign.enrol.tag:
+        tag = campaign.enrol.tag
+        return candidates[candidates["tags"].map(lambda t: tag in (t or "").split(";"))], {}
+    if campaign.enrol.event:
+        enrolling = happened.get(campaign.enrol.event, {})
+        latest = {c: max(times) for c, times in enrolling.items() if max(times) >= since}
+        candidates = candidates[candidates["id"].isin(list(latest))]
+        return candidates, {int(c): latest[int(c)] for c in candidates["id"]}
+    return candidates[candidates["signed_up_at"] >= since], {}
+
+
 def plan_sequence(
     ctx: CampaignContext,
     campaign: Campaign,
@@ -321,20 +341,7 @@ def plan_sequence(
     active = enrolled[enrolled["exited_at"].isna()] if not enrolled.empty else enrolled
     known = set(enrolled["contact_id"]) if not enrolled.empty else set()
 
-    candidates = members[~members["id"].isin(known)]
-    since = _utc(campaign.enrol.joined_after or started_at)
-    # Each newcomer's exit events count from this moment: their sign-up, or the event that enrolled them.
-    reference: dict[int, pd.Timestamp] = {}
-    if campaign.enrol.tag:
-        tag = campaign.enrol.tag
-        candidates = candidates[candidates["tags"].map(lambda t: tag in (t or "").split(";"))]
-    elif campaign.enrol.event:
-        enrolling = happened.get(campaign.enrol.event, {})
-        latest = {c: max(times) for c, times in enrolling.items() if max(times) >= since}
-        candidates = candidates[candidates["id"].isin(list(latest))]
-        reference = {int(c): latest[int(c)] for c in candidates["id"]}
-    else:
-        candidates = candidates[candidates["signed_up_at"] >= since]
+    candidates, reference = _newcomers(campaign, members[~members["id"].isin(known)], happened, started_at)
     plan.candidates = len(members[~members["id"].isin(known)])
     plan.new_enrolments = [int(c) for c in candidates["id"]]
 

@@ -145,11 +145,11 @@ def _watch_helpers(peaks: dict[int, int], done: threading.Event) -> None:
 def send_phase(root: str) -> None:
     """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed from outside
     (`campaign.timed`); prints JSON."""
-    from needlecast.campaign.timed import stage_seconds, timed_runner
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
+    from needlecast.devtools.stopwatch import Stopwatch
+    from needlecast.devtools.timed import stage_seconds, timed_runner
     from needlecast.pacing import collect_seldom
-    from needlecast.stopwatch import Stopwatch
     from needlecast.store.engine import open_store
 
     workspace = open_workspace(Path(root))

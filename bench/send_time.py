@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from needlecast.campaign.model import Optimise
-from needlecast.campaign.send_time import OWN, Engagement, choose_send_times
+from needlecast.campaign.definition.model import Optimise
+from needlecast.campaign.plan.send_time import OWN, Engagement, choose_send_times
 from needlecast.store.bulk import insert_columns
 from needlecast.store.engine import open_store
 from needlecast.store.schema import deliveries, events

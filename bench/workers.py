@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from needlecast.audience.importer import import_file
-    from needlecast.campaign.runner import Runner
+    from needlecast.campaign.send.runner import Runner
     from needlecast.config import open_workspace
     from needlecast.content.loader import load_vocabulary_for
     from needlecast.delivery import get_backend

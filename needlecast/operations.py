@@ -25,14 +25,14 @@ from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import ImportSummary, Progress, import_file
 from needlecast.audience.suppression import erase, suppress
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.editor import record_signoff as write_signoff
-from needlecast.campaign.editor import release_draft as write_release
-from needlecast.campaign.editor import save_document
-from needlecast.campaign.gate import ensure_sendable
-from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.rendering import render_variant, step_variants
-from needlecast.campaign.scheduling import audience_zones, refuse_if_past, schedule_campaign
-from needlecast.campaign.state import CANCELLED, PAUSED, find_state, set_status
+from needlecast.campaign.definition.editor import record_signoff as write_signoff
+from needlecast.campaign.definition.editor import release_draft as write_release
+from needlecast.campaign.definition.editor import save_document
+from needlecast.campaign.definition.gate import ensure_sendable
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.plan.scheduling import audience_zones, refuse_if_past, schedule_campaign
+from needlecast.campaign.send.rendering import render_variant, step_variants
+from needlecast.campaign.send.state import CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace, test_recipients
 from needlecast.content.library import write_override
 from needlecast.content.loader import load_vocabulary_for
@@ -45,8 +45,8 @@ from needlecast.templating.render import RenderedEmail
 
 if TYPE_CHECKING:
     from needlecast.audience.consent import Purpose
-    from needlecast.campaign.report import RunReport
-    from needlecast.campaign.runner import Runner
+    from needlecast.campaign.send.report import RunReport
+    from needlecast.campaign.send.runner import Runner
 
 MANUAL_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
 
@@ -524,8 +524,8 @@ def draft_campaign(
     """Write a draft campaign that uses `article` (`campaign.drafting`); audited as `campaign.saved` (the
     console's action for writing a campaign file), with the article it was drafted from. Returns the draft
     and the path written."""
-    from needlecast.campaign.drafting import draft_campaign as make_draft
-    from needlecast.campaign.drafting import write_draft
+    from needlecast.campaign.definition.drafting import draft_campaign as make_draft
+    from needlecast.campaign.definition.drafting import write_draft
 
     require(actor, "campaigns.edit")
     ctx = CampaignContext.load(workspace)

@@ -53,14 +53,14 @@ from sqlalchemy import Connection, Engine
 from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.runner import Runner
-from needlecast.campaign.scheduling import audience_zones, broadcast_moments, schedule_campaign
-from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, schedule_campaign
+from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import Workspace, open_workspace, signing_secret
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
-from needlecast.heartbeat import Heartbeat
+from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from needlecast.audience.events import store_events, validate_event
 from needlecast.audience.importer import import_file
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import AttributionSettings, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.outbox import OutboxBackend

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from needlecast.campaign.loader import load_campaign, load_campaigns
-from needlecast.campaign.planner import _apply_cap, arm_for
-from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
+from needlecast.campaign.definition.loader import load_campaign, load_campaigns
+from needlecast.campaign.plan.rules import _apply_cap, arm_for
+from needlecast.campaign.plan.timing import after_quiet_hours, local_moment, parse_quiet_hours
 from needlecast.config import ScheduleSettings
 from needlecast.errors import CampaignFileError
 

@@ -21,8 +21,8 @@ from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.events import store_events, validate_event
-from needlecast.campaign.runner import Runner
-from needlecast.campaign.state import find_state
+from needlecast.campaign.send.runner import Runner
+from needlecast.campaign.send.state import find_state
 from needlecast.delivery import get_backend
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.schema import contacts, deliveries, sessions

@@ -13,7 +13,7 @@ import yaml
 
 from needlecast.accounts.audit import entries
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.signoff import stale_files
+from needlecast.campaign.definition.signoff import stale_files
 from tests.console_site import ConsoleSite, csrf_of, site
 
 LIBRARY = Path(__file__).parent / "data" / "library"

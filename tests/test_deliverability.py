@@ -11,7 +11,7 @@ import pytest
 
 from needlecast import spamcheck
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.gate import blocking_findings, ensure_sendable
+from needlecast.campaign.definition.gate import blocking_findings, ensure_sendable
 from needlecast.config import Workspace, open_workspace
 from needlecast.errors import CampaignBlocked
 from needlecast.lint import Finding, lint_workspace
@@ -248,7 +248,7 @@ def test_gmail_clipping_is_measured_on_the_html_part_in_bytes(tmp_path: Path, wo
 def test_a_campaigns_own_subject_lines_are_checked_at_their_line(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from needlecast.campaign.checks import campaign_findings
+    from needlecast.campaign.definition.checks import campaign_findings
 
     monkeypatch.setattr(spamcheck, "spamassassin_program", lambda: None)  # SpamAssassin has its own tests
     path = workspace.campaigns_dir / "spring-guide.yaml"
@@ -261,7 +261,7 @@ def test_a_campaigns_own_subject_lines_are_checked_at_their_line(
 
 @needs_spamassassin
 def test_a_campaigns_own_renderings_are_scored_at_the_steps_line(workspace: Workspace) -> None:
-    from needlecast.campaign.checks import campaign_findings
+    from needlecast.campaign.definition.checks import campaign_findings
 
     broadcast = workspace.templates_dir / "emails" / "broadcast.html"
     broadcast.write_text(

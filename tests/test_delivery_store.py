@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from needlecast import ledger
-from needlecast.campaign.timed import STORE_CALLS, STORE_ENTRIES
-from needlecast.stopwatch import Stopwatch
+from needlecast.devtools.stopwatch import Stopwatch
+from needlecast.devtools.timed import STORE_CALLS, STORE_ENTRIES
 from needlecast.store.delivery import (
     CLAIMED_FIELDS,
     PostgresDeliveryStore,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from needlecast.audience.events import EventProblem, store_events, validate_event
 from needlecast.audience.suppression import erase
-from needlecast.campaign.loader import load_campaign
+from needlecast.campaign.definition.loader import load_campaign
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
 from needlecast.store.schema import audit_log, contact_events, contacts, enrolments

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger
-from needlecast.heartbeat import Heartbeat
+from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.store import fleet
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.store.schema import deliveries, events

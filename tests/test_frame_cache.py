@@ -13,7 +13,7 @@ from needlecast.audience.importer import import_file
 from needlecast.audience.suppression import erase, suppress
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.store.schema import contacts
-from needlecast.tracking import actions
+from needlecast.tracking import recipient_changes
 
 
 def _id(engine: Engine, email: str) -> int:
@@ -47,7 +47,7 @@ def test_the_frame_is_reused_until_the_audience_changes_in_any_way(
     assert after_consent is not frame and not after_consent.set_index("id").loc[other, "concern_consent"]  # type: ignore[attr-defined]
 
     with engine.begin() as conn:
-        actions.set_concerns(conn, other, ["ageing"])
+        recipient_changes.set_concerns(conn, other, ["ageing"])
     after_preferences = fresh()
     assert after_preferences is not after_consent
     assert after_preferences.set_index("id").loc[other, "concerns"] == "ageing"  # type: ignore[attr-defined]

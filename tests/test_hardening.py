@@ -275,7 +275,7 @@ def test_unsigned_events_are_refused_unless_nothing_is_really_sent_or_they_are_a
 def test_a_sendgrid_workspace_without_a_webhook_key_is_told_how_to_set_one(
     workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from needlecast.campaign.checks import workspace_findings
+    from needlecast.campaign.definition.checks import workspace_findings
     from needlecast.cli.service import _warn_about_webhook
     from needlecast.config import open_workspace
 

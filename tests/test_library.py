@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.editor import record_signoff
-from needlecast.campaign.rendering import render_campaign
-from needlecast.campaign.signoff import covered_files, stale_files
+from needlecast.campaign.definition.editor import record_signoff
+from needlecast.campaign.definition.signoff import covered_files, stale_files
+from needlecast.campaign.send.rendering import render_campaign
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_library_for, load_vocabulary_for
 from needlecast.delivery.outbox import read_outbox

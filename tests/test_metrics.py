@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from needlecast import ledger
+from needlecast.fleet.telemetry import StoreCollector
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
-from needlecast.telemetry import StoreCollector
 from tests.console_site import ConsoleSite, site
 
 TOKEN = "scrape-token-for-tests"

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, insert, select
 from needlecast import ledger, signing
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
-from needlecast.campaign import planning as planning_module
+from needlecast.campaign.plan import planner as planning_module
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.planner import load_ledger_view, plan_broadcast
-from needlecast.campaign.runner import Runner, RunReport
-from needlecast.campaign.state import get_state
+from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
+from needlecast.campaign.send.runner import Runner, RunReport
+from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.outbox import render_request

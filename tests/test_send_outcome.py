@@ -17,10 +17,10 @@ import yaml
 
 from needlecast import ledger
 from needlecast.accounts.audit import entries
-from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.outcome import reach_of
-from needlecast.campaign.planner import DEFERRED_QUIET, EXCLUDED_CAPPED, PLAN_COLUMNS, Plan
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.plan.rules import DEFERRED_QUIET, EXCLUDED_CAPPED, PLAN_COLUMNS, Plan
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import open_workspace
 from needlecast.delivery import get_backend
 from needlecast.delivery.outbox import read_outbox

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.campaign.model import Optimise
-from needlecast.campaign.send_time import (
+from needlecast.campaign.definition.model import Optimise
+from needlecast.campaign.plan.send_time import (
     AUDIENCE,
     CAMPAIGN,
     HOLDOUT,

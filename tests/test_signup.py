@@ -19,7 +19,7 @@ from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.audience.signup import take_received
 from needlecast.audience.suppression import suppress, suppression_of
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import signing_secret
 from needlecast.delivery import get_backend
 from needlecast.delivery.base import Backend, Batch

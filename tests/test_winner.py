@@ -13,8 +13,8 @@ from sqlalchemy import Engine, select
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
-from needlecast.campaign.planning import Planner
-from needlecast.campaign.winner import load_decisions
+from needlecast.campaign.plan.planner import Planner
+from needlecast.campaign.plan.winner import load_decisions
 from needlecast.config import Workspace, open_workspace
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.reports.data import load_report
@@ -144,7 +144,7 @@ def test_the_test_slice_is_stable_and_split_between_the_arms_by_the_split(ws: Wo
     _campaign(ws)
     engine = _store(ws)
     ctx = CampaignContext.load(open_workspace(ws.root))
-    from needlecast.campaign.winner import in_test_slice
+    from needlecast.campaign.plan.winner import in_test_slice
 
     ids = list(range(1, 10_001))
     once = in_test_slice("spring", "guide", ids, 0.2)
@@ -279,7 +279,7 @@ def test_plan_and_the_scheduler_show_the_test_and_the_decision_time(
 
 
 def test_a_winner_test_is_checked_when_the_file_is_read(ws: Workspace) -> None:
-    from needlecast.campaign.loader import load_campaign
+    from needlecast.campaign.definition.loader import load_campaign
 
     def problem(text: str) -> str:
         path = ws.campaigns_dir / "x.yaml"

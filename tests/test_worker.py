@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from needlecast.campaign.helpers import SenderHelpers
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import open_workspace
 from needlecast.delivery import get_backend
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.worker import Worker
+from needlecast.fleet.sender_processes import SenderHelpers
+from needlecast.fleet.worker import Worker
 from tests.test_fleet import API_KEY, _answers, _fleet, _free_port, _live
 from tests.waiting import wait_until
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from jinja2.sandbox import SandboxedEnvironment
 
 from needlecast.audience.segments import Segment, load_segments
-from needlecast.campaign.loader import load_campaigns
-from needlecast.campaign.model import Campaign, Step
+from needlecast.campaign.definition.loader import load_campaigns
+from needlecast.campaign.definition.model import Campaign, Step
 from needlecast.config import Workspace
 from needlecast.content.library import Library, article_ids
 from needlecast.content.loader import load_library_for, load_vocabulary_for

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from needlecast.campaign.planner import (
+from needlecast.campaign.plan.rules import (
     DEFERRED_CAP,
     DEFERRED_QUIET,
     EXCLUDED_ALREADY,

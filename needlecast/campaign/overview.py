@@ -16,10 +16,10 @@ from sqlalchemy import Connection, select
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.scheduling import audience_zones, broadcast_moments
-from needlecast.campaign.state import find_state
-from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments
+from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.send.state import find_state
 from needlecast.errors import NotFound
 from needlecast.store.schema import campaign_state
 

@@ -37,7 +37,7 @@ def plan(
 ) -> None:
     """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
     from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.preview import build_plans, step_articles, summary_rows, write_plan_csv
+    from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
 
     setup_logging()
     workspace = current_workspace()
@@ -125,13 +125,13 @@ def send(
     twice.
     """
     from needlecast.accounts.roles import cli_actor
-    from needlecast.campaign.runner import Runner
-    from needlecast.campaign.timed import stage_seconds, timed_runner
+    from needlecast.campaign.send.runner import Runner
     from needlecast.delivery import get_backend
+    from needlecast.devtools.stopwatch import Stopwatch
+    from needlecast.devtools.timed import stage_seconds, timed_runner
     from needlecast.operations import send_campaign
     from needlecast.pacing import collect_seldom
     from needlecast.schedule import recover
-    from needlecast.stopwatch import Stopwatch
 
     setup_logging()
     workspace = current_workspace()
@@ -408,7 +408,7 @@ def worker(
     import signal as signals
     import threading
 
-    from needlecast.worker import Worker
+    from needlecast.fleet.worker import Worker
 
     setup_logging(service=True)
     workspace = current_workspace()
@@ -418,7 +418,7 @@ def worker(
 
     def on_signal(signum: int, _frame: Any) -> None:
         if not stop.is_set():
-            logging.getLogger("needlecast.worker").info("signal %d: finishing the requests in flight", signum)
+            logging.getLogger("needlecast.fleet.worker").info("signal %d: finishing the requests in flight", signum)
         stop.set()
 
     signals.signal(signals.SIGTERM, on_signal)
@@ -440,7 +440,7 @@ def worker(
 def status(format: FormatOption = OutputFormat.table) -> None:
     """Who is sending: the leading scheduler and its standbys, the live workers (with their heartbeat ages),
     and how many emails are queued and due."""
-    from needlecast.status import fleet_status
+    from needlecast.fleet.status import fleet_status
 
     setup_logging()
     workspace = current_workspace()
@@ -474,7 +474,7 @@ def status(format: FormatOption = OutputFormat.table) -> None:
 
 
 def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
-    from needlecast.telemetry import SenderMetrics
+    from needlecast.fleet.telemetry import SenderMetrics
 
     metrics = SenderMetrics(current_store(workspace), workspace.settings.delivery.lease_seconds)
     try:

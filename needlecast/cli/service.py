@@ -52,7 +52,7 @@ def _uvicorn_config(workspace: Workspace, host: str, port: int, scheduler: Any =
 
 
 def _warn_about_webhook(workspace: Workspace) -> None:
-    from needlecast.web.tracking import webhook_mode
+    from needlecast.web.recipient_pages import webhook_mode
 
     mode = webhook_mode(workspace)
     if mode == "refused":

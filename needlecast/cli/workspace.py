@@ -59,7 +59,7 @@ def lint(
     Each finding names file, line, rule, severity and a suggested fix. Exit status 1 when any finding is
     an error.
     """
-    from needlecast.campaign.checks import workspace_findings
+    from needlecast.campaign.definition.checks import workspace_findings
     from needlecast.lint import has_errors
 
     setup_logging()
@@ -117,7 +117,7 @@ def demo(
 ) -> None:
     """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.demo import run_demo
+    from needlecast.devtools.demo import run_demo
 
     setup_logging()
     raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=cli_actor()))
@@ -162,7 +162,7 @@ def preview(
         if article:
             raise InvalidRequest("a campaign's step names its own article: leave out --article with --campaign")
         from needlecast.campaign.context import CampaignContext
-        from needlecast.campaign.rendering import render_variant, step_variants
+        from needlecast.campaign.send.rendering import render_variant, step_variants
 
         ctx = CampaignContext.load(workspace)
         chosen = ctx.campaign(campaign)

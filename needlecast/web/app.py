@@ -1,6 +1,6 @@
 """The one ASGI app (Starlette, served by uvicorn).
 
-    /healthz, /webhooks/sendgrid, /u, /p, /confirm   tracking (`needlecast.web.tracking`)
+    /healthz, /webhooks/sendgrid, /u, /p, /confirm   tracking (`needlecast.web.recipient_pages`)
     /subscribe                                        the hosted signup form (`needlecast.web.signup`)
     /hooks/bookings/<provider>                        signed booking-system webhooks (`needlecast.web.bookings`)
     /api/v1/...                                       the REST API and its OpenAPI document (`needlecast.web.api`)
@@ -31,8 +31,8 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
 from needlecast.web.bookings import booking_routes
 from needlecast.web.common import SERVER_ERROR_MESSAGE, STATUS_MESSAGES, Pages, SecurityHeaders
+from needlecast.web.recipient_pages import tracking_routes
 from needlecast.web.senders import Senders
-from needlecast.web.tracking import tracking_routes
 
 log = logging.getLogger("needlecast.web")
 PAGES = Path(__file__).parent / "templates"

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from needlecast.telemetry import FleetCollector, StoreCollector
+from needlecast.fleet.telemetry import FleetCollector, StoreCollector
 
 
 def metrics_routes(engine: Engine, lease_seconds: float = 30.0) -> list[Route]:

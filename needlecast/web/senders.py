@@ -103,7 +103,7 @@ class Senders:
         return "the running scheduler picks it up within a minute"
 
     def _send(self, lock: Any, campaign_id: str) -> None:
-        from needlecast.campaign.runner import Runner
+        from needlecast.campaign.send.runner import Runner
         from needlecast.delivery import get_backend
         from needlecast.errors import ConfigurationError, NeedlecastError
         from needlecast.pacing import collect_seldom

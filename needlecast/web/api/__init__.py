@@ -41,10 +41,10 @@ from needlecast.audience.events import ContactEvent, EventProblem, store_events,
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.loader import ID_PATTERN
+from needlecast.campaign.definition.loader import ID_PATTERN
 from needlecast.campaign.overview import campaign_overview, campaign_overviews
-from needlecast.campaign.preview import build_plans, summary_rows
-from needlecast.campaign.state import ACTIVE, CANCELLED, PAUSED
+from needlecast.campaign.plan.preview import build_plans, summary_rows
+from needlecast.campaign.send.state import ACTIVE, CANCELLED, PAUSED
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import (

@@ -12,16 +12,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from needlecast import ledger, operations
-from needlecast.campaign.checks import campaign_findings
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.editor import document_of
-from needlecast.campaign.model import BROADCAST, Campaign
+from needlecast.campaign.definition.checks import campaign_findings
+from needlecast.campaign.definition.editor import document_of
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.outcome import in_words, outcome_of, reach_of
 from needlecast.campaign.overview import DRAFT, campaign_overview, campaign_overviews
-from needlecast.campaign.preview import build_plans, summary_rows
-from needlecast.campaign.rendering import render_variant, step_variants
-from needlecast.campaign.signoff import stale_files
-from needlecast.campaign.state import ACTIVE, CANCELLED, PAUSED
+from needlecast.campaign.plan.preview import build_plans, summary_rows
+from needlecast.campaign.send.rendering import render_variant, step_variants
+from needlecast.campaign.send.state import ACTIVE, CANCELLED, PAUSED
 from needlecast.config import test_recipients
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound, TemplateProblem

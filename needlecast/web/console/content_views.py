@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from needlecast import operations
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.signoff import stale_files
+from needlecast.campaign.definition.signoff import stale_files
 from needlecast.content.model import GENERAL, KIND_BENEFIT, KIND_SECTION, SET_BY_HAND, Article, Section
 from needlecast.errors import NeedlecastError
 from needlecast.web.console.auth import Console, Who

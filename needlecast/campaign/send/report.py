@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from needlecast.campaign.winner import Decision
+    from needlecast.campaign.plan.winner import Decision
 
 
 @dataclass

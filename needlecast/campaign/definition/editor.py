@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.loader import load_campaign
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.signoff import covered_files
+from needlecast.campaign.definition.loader import load_campaign
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.definition.signoff import covered_files
 from needlecast.errors import CampaignFileError
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from needlecast import ledger
-from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.state import ensure_state
-from needlecast.campaign.timing import local_moment
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.plan.timing import local_moment
+from needlecast.campaign.send.state import ensure_state
 from needlecast.errors import CampaignBlocked, CampaignFileError
 from needlecast.store.schema import campaign_state, contacts
 

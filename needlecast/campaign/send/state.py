@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from needlecast.campaign.loader import is_campaign_id
+from needlecast.campaign.definition.loader import is_campaign_id
 from needlecast.errors import NotFound
 from needlecast.store.helpers import insert_ignore, utcnow
 from needlecast.store.schema import campaign_state

@@ -41,10 +41,10 @@ from sqlalchemy import Connection, func, select
 
 from needlecast.audience.segments import SegmentResult, attributes_of, evaluate, variant_for
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST, Campaign, Step
-from needlecast.campaign.send_time import Engagement, choose_send_times
-from needlecast.campaign.timing import after_quiet_hours, local_moment, parse_quiet_hours
-from needlecast.campaign.winner import Decision, in_test_slice
+from needlecast.campaign.definition.model import BROADCAST, Campaign, Step
+from needlecast.campaign.plan.send_time import Engagement, choose_send_times
+from needlecast.campaign.plan.timing import after_quiet_hours, local_moment, parse_quiet_hours
+from needlecast.campaign.plan.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
 from needlecast.store.delivery import SKIPPED

@@ -1,4 +1,4 @@
-"""The campaign model, as loaded from `campaigns/*.yaml` (see `needlecast.campaign.loader`)."""
+"""The campaign model, as loaded from `campaigns/*.yaml` (see `needlecast.campaign.definition.loader`)."""
 
 from __future__ import annotations
 

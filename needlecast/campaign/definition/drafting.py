@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.editor import save_document
-from needlecast.campaign.model import BROADCAST, SEQUENCE
+from needlecast.campaign.definition.editor import save_document
+from needlecast.campaign.definition.model import BROADCAST, SEQUENCE
 from needlecast.content.model import GENERAL
 from needlecast.errors import InvalidRequest
 

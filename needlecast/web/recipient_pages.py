@@ -41,9 +41,9 @@ from needlecast.audience.suppression import is_erased
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
-from needlecast.status import fleet_status
+from needlecast.fleet.status import fleet_status
 from needlecast.store.helpers import utcnow
-from needlecast.tracking import actions
+from needlecast.tracking import recipient_changes
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook
@@ -190,7 +190,7 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
 
         def unsubscribe() -> None:
             with engine.begin() as conn:
-                actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+                recipient_changes.unsubscribe(conn, payload.contact_id, payload.campaign)
 
         await run_in_threadpool(unsubscribe)
         return page("unsubscribe.html", title="Unsubscribe", done=True)
@@ -232,17 +232,17 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
     def _save_preferences(payload: signing.TokenPayload, action: str, chosen: list[str]) -> str:
         with engine.begin() as conn:
             if action == "leave":
-                actions.unsubscribe(conn, payload.contact_id, payload.campaign)
+                recipient_changes.unsubscribe(conn, payload.contact_id, payload.campaign)
                 return "You are unsubscribed from everything."
             if action == "pause":
-                until = actions.pause(conn, payload.contact_id)
+                until = recipient_changes.pause(conn, payload.contact_id)
                 return f"Emails are paused until {until:%d %B %Y}."
-            actions.set_concerns(conn, payload.contact_id, chosen)
+            recipient_changes.set_concerns(conn, payload.contact_id, chosen)
             return "Your choices are saved."
 
     def _contact(contact_id: int) -> dict[str, Any] | None:
         with engine.connect() as conn:
-            return actions.contact_by_id(conn, contact_id)
+            return recipient_changes.contact_by_id(conn, contact_id)
 
     def _confirm(token: str) -> None:
         with engine.begin() as conn:

@@ -10,7 +10,7 @@ send fails before it enqueues anything. Renderings hold recipient tokens, never 
 from __future__ import annotations
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign, Step
+from needlecast.campaign.definition.model import Campaign, Step
 from needlecast.errors import CampaignFileError, ContentError, TemplateProblem
 from needlecast.templating.context import email_context, variant_concerns
 from needlecast.templating.render import RenderedEmail, render_email

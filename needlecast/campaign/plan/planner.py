@@ -22,11 +22,11 @@ from sqlalchemy import func, insert, select, update
 from needlecast import ledger
 from needlecast.audience.segments import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.planner import Plan, load_ledger_view, plan_broadcast, plan_sequence
-from needlecast.campaign.report import RunReport
-from needlecast.campaign.send_time import engagement_for
-from needlecast.campaign.winner import Decision, load_decisions
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.plan.rules import Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.plan.send_time import engagement_for
+from needlecast.campaign.plan.winner import Decision, load_decisions
+from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace
 from needlecast.store.bulk import Column
 from needlecast.store.delivery import DeliveryStore

@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.rendering import render_variant, step_variants
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.send.rendering import render_variant, step_variants
 from needlecast.config import Workspace
 from needlecast.content.claims import ERROR
 from needlecast.deliverability import subject_line_findings

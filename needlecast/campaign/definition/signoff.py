@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign
+from needlecast.campaign.definition.model import Campaign
 from needlecast.content.library import overrides_of
 
 STEPS = "campaign steps"  # the key under which the campaign's own texts are covered

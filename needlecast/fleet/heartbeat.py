@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 
-log = logging.getLogger("needlecast.heartbeat")
+log = logging.getLogger("needlecast.fleet.heartbeat")
 
 
 class Heartbeat:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from needlecast.campaign.model import Campaign, Optimise
+from needlecast.campaign.definition.model import Campaign, Optimise
 from needlecast.reports.data import MACHINE_OPEN_SECONDS
 from needlecast.store.engagement import human_engagement
 

@@ -1,6 +1,6 @@
 """`needlecast worker`: claims and sends the due rows of every campaign, beside any number of other workers.
 
-A worker is a sender with a heartbeat (`needlecast.heartbeat`). Its loop: recover the rows of senders that
+A worker is a sender with a heartbeat (`needlecast.fleet.heartbeat`). Its loop: recover the rows of senders that
 died (any worker may; each row is recovered once), find the campaigns with due queue entries, and dispatch
 each one that may send (active, not a draft, past the claims gate) through the dispatcher; when
 nothing is due, wait `poll_seconds` (or until stopped). The ledger's claims keep workers apart, on one
@@ -25,17 +25,17 @@ from sqlalchemy import Engine
 
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.dispatcher import Dispatcher
-from needlecast.campaign.report import RunReport
+from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
-from needlecast.heartbeat import Heartbeat
+from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 
-log = logging.getLogger("needlecast.worker")
+log = logging.getLogger("needlecast.fleet.worker")
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from needlecast.campaign.runner import Runner
+from needlecast.campaign.send.runner import Runner
 from needlecast.config import Workspace
 from needlecast.delivery.base import Backend
-from needlecast.stopwatch import Stopwatch
+from needlecast.devtools.stopwatch import Stopwatch
 from needlecast.store.delivery import delivery_store
 
 STORE_CALLS = {"claim": "claim", "enqueue": "enqueue", "set_status": "mark", "requeue": "mark"}

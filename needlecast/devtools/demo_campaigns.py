@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from needlecast.audience.segments import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import BROADCAST
+from needlecast.campaign.definition.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
 from needlecast.schedule import (

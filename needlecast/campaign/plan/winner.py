@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign, Step, WinnerTest
+from needlecast.campaign.definition.model import Campaign, Step, WinnerTest
 from needlecast.reports.attribution import attribute
 from needlecast.reports.data import conversion_events, delivery_flags, human_opened, ledger_and_events, z_test
 from needlecast.store.helpers import insert_new

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Engine
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.gate import blocking_findings
-from needlecast.campaign.model import BROADCAST, Campaign
-from needlecast.campaign.planner import (
+from needlecast.campaign.definition.gate import blocking_findings
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
     Plan,
@@ -29,12 +29,12 @@ from needlecast.campaign.planner import (
     plan_broadcast,
     plan_sequence,
 )
-from needlecast.campaign.rendering import render_campaign
-from needlecast.campaign.scheduling import audience_zones, broadcast_moments, refuse_if_past
-from needlecast.campaign.send_time import engagement_for
-from needlecast.campaign.send_time import summary as send_time_summary
-from needlecast.campaign.state import ACTIVE, find_state
-from needlecast.campaign.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, refuse_if_past
+from needlecast.campaign.plan.send_time import engagement_for
+from needlecast.campaign.plan.send_time import summary as send_time_summary
+from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.send.rendering import render_campaign
+from needlecast.campaign.send.state import ACTIVE, find_state
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError

@@ -34,23 +34,23 @@ from sqlalchemy import Connection
 from needlecast import ledger
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.gate import ensure_sendable
-from needlecast.campaign.intents import IntentWriter
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.rendering import RenderKey, render_variant
-from needlecast.campaign.report import RunReport
-from needlecast.campaign.state import ACTIVE, ensure_state, get_state, record_batch_result
+from needlecast.campaign.definition.gate import ensure_sendable
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.send.intents import IntentWriter
+from needlecast.campaign.send.rendering import RenderKey, render_variant
+from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.state import ACTIVE, ensure_state, get_state, record_batch_result
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
 from needlecast.errors import SenderFenced
-from needlecast.heartbeat import Heartbeat
+from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.store import fleet
 from needlecast.store.delivery import DeliveryStore
 from needlecast.store.helpers import utcnow
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail
-from needlecast.tracking.actions import is_paused
+from needlecast.tracking.recipient_changes import is_paused
 
 log = logging.getLogger("needlecast.runner")
 _DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest

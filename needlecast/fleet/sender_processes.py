@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.dispatcher import Dispatcher
-from needlecast.campaign.report import RunReport
+from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.report import RunReport
 from needlecast.config import open_workspace
 from needlecast.delivery import get_backend
 from needlecast.pacing import collect_seldom

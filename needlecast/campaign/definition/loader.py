@@ -64,7 +64,7 @@ import yaml
 
 from needlecast.audience.events import KNOWN_TYPES
 from needlecast.audience.events import TYPE as EVENT_TYPE
-from needlecast.campaign.model import (
+from needlecast.campaign.definition.model import (
     BROADCAST,
     FALLBACKS,
     SEQUENCE,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from needlecast.campaign.checks import campaign_findings
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.model import Campaign
-from needlecast.campaign.signoff import stale_files
+from needlecast.campaign.definition.checks import campaign_findings
+from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.definition.signoff import stale_files
 from needlecast.errors import CampaignBlocked
 from needlecast.lint import Finding, lint_workspace
 

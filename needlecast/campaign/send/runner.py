@@ -28,18 +28,18 @@ from sqlalchemy import Engine
 from needlecast import ledger
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.dispatcher import Dispatcher
-from needlecast.campaign.helpers import SenderHelpers
-from needlecast.campaign.model import BROADCAST, SEQUENCE, Campaign
-from needlecast.campaign.planning import Planner
-from needlecast.campaign.rendering import RenderKey, render_campaign
-from needlecast.campaign.report import RunReport
-from needlecast.campaign.scheduling import audience_zones, schedule_campaign
-from needlecast.campaign.winner import decide_due, decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.definition.model import BROADCAST, SEQUENCE, Campaign
+from needlecast.campaign.plan.planner import Planner
+from needlecast.campaign.plan.scheduling import audience_zones, schedule_campaign
+from needlecast.campaign.plan.winner import decide_due, decision_due_at, load_decisions, winner_steps
+from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.rendering import RenderKey, render_campaign
+from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace
 from needlecast.delivery.base import Backend
 from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
-from needlecast.heartbeat import Heartbeat
+from needlecast.fleet.heartbeat import Heartbeat
+from needlecast.fleet.sender_processes import SenderHelpers
 from needlecast.store import fleet
 from needlecast.store.delivery import DeliveryStore, delivery_store
 from needlecast.store.helpers import utcnow

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from needlecast import operations
 from needlecast.accounts.apikeys import revoke
 from needlecast.accounts.roles import SCOPE_ACTIONS, SCOPES, cli_actor
+from needlecast.actions import campaigns as campaigns_actions
 from needlecast.store.schema import (
     api_keys,
     audit_log,
@@ -292,7 +292,7 @@ def test_events_are_stored_once_per_id_and_a_bad_one_costs_the_batch_nothing(api
 
 
 def test_campaigns_are_listed_read_planned_paused_resumed_and_cancelled(api: ConsoleSite) -> None:
-    operations.schedule(api.engine, api.workspace, cli_actor(), "spring-guide")
+    campaigns_actions.schedule(api.engine, api.workspace, cli_actor(), "spring-guide")
     client = api.api(api.key("campaigns:read", "campaigns:write"))
     listed = {c["id"]: c for c in client.get("/campaigns").json()}
     assert set(listed) == {"spring-guide", "new-lead-nurture"}

@@ -291,7 +291,7 @@ class _Interrupted:
 
 
 def test_a_send_stopped_half_way_is_audited_with_what_stopped_it(workspace: Workspace, engine: Engine) -> None:
-    from needlecast.operations import send_campaign
+    from needlecast.actions.campaigns import send_campaign
 
     with pytest.raises(KeyboardInterrupt):
         send_campaign(engine, workspace, cli_actor(), "spring-guide", _Interrupted(), send_now=True)  # type: ignore[arg-type]

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
-from needlecast import ledger, operations
+from needlecast import ledger
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
+from needlecast.actions import audience as audience_actions
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.events import store_events, validate_event
 from needlecast.campaign.send.runner import Runner
@@ -410,14 +411,14 @@ def test_a_running_import_is_followed_through_its_json_status_without_a_refresh(
     console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = threading.Event()
-    real = operations.import_audience
+    real = audience_actions.import_audience
 
     def held(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
         progress("reading", 120, 300)
         assert gate.wait(120), "the test to let the import go on"
         return real(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(operations, "import_audience", held)
+    monkeypatch.setattr(audience_actions, "import_audience", held)
     marketer = console.login("marketer")
     token = csrf_of(marketer.get("/console/audiences").text)
     sample = (console.workspace.audiences_dir / "sample.csv").read_bytes()

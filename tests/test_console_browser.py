@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from needlecast import ledger, operations
+from needlecast import ledger
+from needlecast.actions import audience as audience_actions
 from needlecast.delivery.outbox import read_outbox
 from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
@@ -203,7 +204,7 @@ def held_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Console imports that report 120 of 300 rows read, then wait for the event before importing (so a
     test can look at a running import for as long as it likes, whatever the machine's load)."""
     gate = threading.Event()
-    real = operations.import_audience
+    real = audience_actions.import_audience
 
     def held(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
         if progress is not None:
@@ -211,7 +212,7 @@ def held_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
         assert gate.wait(120), "the test to let the import go on"
         return real(*args, progress=progress, **kwargs)
 
-    monkeypatch.setattr(operations, "import_audience", held)
+    monkeypatch.setattr(audience_actions, "import_audience", held)
     try:
         yield gate
     finally:

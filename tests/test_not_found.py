@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import select
 from starlette.routing import BaseRoute, Mount, Route
 
-from needlecast import operations
 from needlecast.accounts import audit
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import find_user
+from needlecast.actions import contacts as contacts_actions
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.store.schema import contacts
 from needlecast.web.app import create_app
@@ -45,7 +45,7 @@ def _contact_ids(web: ConsoleSite) -> list[int]:
 def _erase(web: ConsoleSite, contact_id: int) -> None:
     with web.engine.connect() as conn:
         address = contact_profile_by_id(conn, contact_id, unmasked=True).email
-    operations.erase_contact(web.engine, cli_actor(), address)
+    contacts_actions.erase_contact(web.engine, cli_actor(), address)
 
 
 def _notice(page: httpx.Response) -> str:

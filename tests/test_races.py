@@ -20,9 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event, func, select
 
-from needlecast import operations
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import add_user
+from needlecast.actions import contacts as contacts_actions
 from needlecast.audience.addresses import email_hash
 from needlecast.audience.signup import take_received
 from needlecast.content.vocabulary import Vocabulary
@@ -323,7 +323,7 @@ def test_events_for_an_erased_address_are_dropped_and_counted_never_stored(api: 
     erased, kept = "gone@example.org", "here@example.org"
     for address in (erased, kept):
         assert client.post("/contacts", json={"email": address}).status_code == 200
-    operations.erase_contact(api.engine, cli_actor(), erased)
+    contacts_actions.erase_contact(api.engine, cli_actor(), erased)
     when = datetime(2026, 12, 1, 10, tzinfo=UTC).isoformat()
     batch = [
         {"id": "e-1", "email": erased, "type": "booked", "occurred_at": when},

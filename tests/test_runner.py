@@ -14,8 +14,8 @@ from sqlalchemy import Engine, insert, select
 from needlecast import ledger, signing
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
-from needlecast.campaign.plan import planner as planning_module
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.plan import planner as planning_module
 from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
 from needlecast.campaign.send.runner import Runner, RunReport
 from needlecast.campaign.send.state import get_state

@@ -40,8 +40,8 @@ def audience_import(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from needlecast.accounts.roles import cli_actor
+    from needlecast.actions.audience import import_audience
     from needlecast.audience.columns import load_mapping
-    from needlecast.operations import import_audience
 
     setup_logging()
     workspace = current_workspace()
@@ -101,7 +101,7 @@ def audience_consent(
 ) -> None:
     """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import record_contact_consent
+    from needlecast.actions.contacts import record_contact_consent
 
     setup_logging()
     if grant == withdraw:
@@ -123,8 +123,8 @@ def audience_consent(
 def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
     """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
     from needlecast.accounts.roles import cli_actor
+    from needlecast.actions.contacts import start_opt_in
     from needlecast.config import signing_secret
-    from needlecast.operations import start_opt_in
     from needlecast.templating.recipient import link_base
 
     setup_logging()
@@ -145,7 +145,7 @@ def audience_suppress(
 ) -> None:
     """Add an address to the global suppression list: it is never mailed again."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import suppress_contact
+    from needlecast.actions.contacts import suppress_contact
 
     setup_logging()
     if reason not in MANUAL_REASONS:
@@ -161,7 +161,7 @@ def audience_erase(
 ) -> None:
     """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import erase_contact
+    from needlecast.actions.contacts import erase_contact
 
     setup_logging()
     if not yes and not typer.confirm("Erase this person's data permanently?"):

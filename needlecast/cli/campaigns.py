@@ -125,11 +125,11 @@ def send(
     twice.
     """
     from needlecast.accounts.roles import cli_actor
+    from needlecast.actions.campaigns import send_campaign
     from needlecast.campaign.send.runner import Runner
     from needlecast.delivery import get_backend
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
-    from needlecast.operations import send_campaign
     from needlecast.pacing import collect_seldom
     from needlecast.schedule import recover
 
@@ -281,7 +281,7 @@ def _print_outcome(ctx: Any, item: Any) -> None:
 
 def _set_campaign(campaign: str, status: str) -> None:
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import set_campaign_status
+    from needlecast.actions.campaigns import set_campaign_status
 
     setup_logging()
     workspace = current_workspace()
@@ -327,7 +327,7 @@ def campaign_reconcile(
     no event while later ones have events is proved lost after \\[delivery] reconcile_after_minutes and its
     emails are queued again. The scheduler does this at every sweep; this command does it now."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import reconcile_campaign
+    from needlecast.actions.campaigns import reconcile_campaign
 
     setup_logging()
     workspace = current_workspace()
@@ -348,7 +348,7 @@ def campaign_reconcile(
 def schedule_sync() -> None:
     """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import sync_schedule
+    from needlecast.actions.campaigns import sync_schedule
 
     setup_logging()
     workspace = current_workspace()

@@ -128,7 +128,7 @@ def content_draft(
     """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
     concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import draft_campaign
+    from needlecast.actions.campaigns import draft_campaign
 
     workspace = current_workspace()
     draft, path = draft_campaign(

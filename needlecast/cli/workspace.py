@@ -190,7 +190,7 @@ def preview(
 def db_upgrade() -> None:
     """Apply pending schema migrations to the database (back it up first)."""
     from needlecast.accounts.roles import cli_actor
-    from needlecast.operations import upgrade_database
+    from needlecast.actions.settings import upgrade_database
 
     setup_logging()
     before, after = upgrade_database(current_workspace().database_url, cli_actor())

@@ -10,12 +10,12 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from needlecast.accounts.roles import SYSTEM, Actor
+from needlecast.actions.audience import import_audience
 from needlecast.audience.segments import evaluate, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.devtools.demo_campaigns import run_campaign_stage
 from needlecast.lint import lint_workspace
-from needlecast.operations import import_audience
 from needlecast.store.engine import make_engine, open_store, upgrade
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import email_templates

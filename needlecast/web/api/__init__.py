@@ -11,7 +11,7 @@ Contract:
 - A write (POST, PUT, DELETE) with an `Idempotency-Key` header is done once: the same key and body again get
   the first answer, replayed; the same key with another body is 422. The answer is stored before it is
   sent; a twin that arrives while the first is being done is 409; a failure frees the key.
-- Every change goes through `needlecast.operations` or the same library calls as the console and the
+- Every change goes through `needlecast.actions` or the same library calls as the console and the
   command line, and is audited as the key.
 """
 
@@ -33,9 +33,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from needlecast import operations
 from needlecast.accounts import apikeys, audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.actions import campaigns as campaigns_actions
+from needlecast.actions import contacts as contacts_actions
 from needlecast.audience.contacts import ConsentChange, ContactUpdate, find_contact, upsert_contact
 from needlecast.audience.events import ContactEvent, EventProblem, store_events, validate_event
 from needlecast.audience.frame_cache import FrameCache
@@ -500,7 +501,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     ) -> s.ErasureOut:
         with engine.connect() as conn:
             email = contact_profile_by_id(conn, contact_id, unmasked=True).email
-        return s.ErasureOut(erased=operations.erase_contact(engine, actor, email))
+        return s.ErasureOut(erased=contacts_actions.erase_contact(engine, actor, email))
 
     # -- suppressions -------------------------------------------------------------------------------------------
 
@@ -516,7 +517,9 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
         idempotency_key: Key = None,
     ) -> s.SuppressionAdded:
         return s.SuppressionAdded(
-            suppressed=operations.suppress_contact(engine, actor, body.email, body.reason, source=f"api ({actor.name})")
+            suppressed=contacts_actions.suppress_contact(
+                engine, actor, body.email, body.reason, source=f"api ({actor.name})"
+            )
         )
 
     @app.get(
@@ -641,7 +644,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
             actor: Annotated[Actor, Depends(allowed("campaigns.schedule"))],
             idempotency_key: Key = None,
         ) -> s.CampaignOut:
-            operations.set_campaign_status(engine, workspace, actor, campaign_id, status)
+            campaigns_actions.set_campaign_status(engine, workspace, actor, campaign_id, status)
             ctx = CampaignContext.load(workspace)
             with engine.connect() as conn:
                 return campaign_out(campaign_overview(ctx, conn, campaign_id, datetime.now(UTC)))

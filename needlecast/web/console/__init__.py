@@ -3,7 +3,7 @@ analysts and admins do their whole job. Its one script, `static/import-progress.
 import's progress (the Content-Security-Policy allows scripts from the console itself, never inline).
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
-the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.operations`
+the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.actions`
 (checked and audited, the same calls the command line makes) and is a POST carrying the session's CSRF
 token. Database and file work runs in the thread pool, so the console stays responsive while a send runs.
 Links are built from the path the app is mounted at, so it works behind a reverse proxy's path prefix.

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast import operations
+from needlecast.actions import audience as audience_actions
+from needlecast.actions import contacts as contacts_actions
 from needlecast.audience.contacts import find_contact
 from needlecast.audience.profile import contact_profile_by_id
 from needlecast.audience.segments import load_segments
@@ -84,7 +85,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
         actor = who.actor
 
         def run(progress: Any) -> Any:
-            return operations.import_audience(
+            return audience_actions.import_audience(
                 console.engine,
                 workspace,
                 actor,
@@ -231,7 +232,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     @console.page("contacts.suppress")
     def suppress(request: Request, who: Who) -> Response:
         contact_id = contact_id_of(request)
-        operations.suppress_contact(
+        contacts_actions.suppress_contact(
             console.engine, who.actor, address_of(contact_id), "manual", source=f"console ({who.actor.name})"
         )
         return RedirectResponse(f"{console.prefix(request)}/contacts/{contact_id}?flash=Suppressed.", status_code=303)
@@ -239,7 +240,7 @@ def routes(console: Console, jobs: ImportJobs) -> list[Route]:
     @console.page("contacts.erase")
     def erase(request: Request, who: Who) -> Response:
         contact_id = contact_id_of(request)
-        operations.erase_contact(console.engine, who.actor, address_of(contact_id))
+        contacts_actions.erase_contact(console.engine, who.actor, address_of(contact_id))
         return RedirectResponse(f"{console.prefix(request)}/contacts?erased=1", status_code=303)
 
     return [

@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast import ledger, operations
+from needlecast import ledger
+from needlecast.actions import campaigns as campaigns_actions
+from needlecast.actions import templates as templates_actions
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.checks import campaign_findings
 from needlecast.campaign.definition.editor import document_of
@@ -195,10 +197,10 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         action = request.path_params["action"]
         try:
             if action == "schedule":
-                operations.schedule(console.engine, workspace, who.actor, campaign_id, release_draft=True)
+                campaigns_actions.schedule(console.engine, workspace, who.actor, campaign_id, release_draft=True)
                 message = "Scheduled: the scheduler gives it its jobs within a minute."
             elif action == "send-now":
-                operations.request_send_now(
+                campaigns_actions.request_send_now(
                     console.engine, workspace, who.actor, campaign_id, senders.send_now, release_draft=True
                 )
                 # No message in the address: the page says "sending" while the send runs, then what it did.
@@ -206,7 +208,9 @@ def routes(console: Console, senders: Senders) -> list[Route]:
                 return RedirectResponse(f"{console.prefix(request)}/campaigns/{campaign_id}?{query}", status_code=303)
             elif action in ("pause", "resume", "cancel"):
                 status = {"pause": PAUSED, "resume": ACTIVE, "cancel": CANCELLED}[action]
-                cancelled = operations.set_campaign_status(console.engine, workspace, who.actor, campaign_id, status)
+                cancelled = campaigns_actions.set_campaign_status(
+                    console.engine, workspace, who.actor, campaign_id, status
+                )
                 message = {
                     "pause": "Paused.",
                     "resume": "Resumed.",
@@ -258,7 +262,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         previous = document_of(context().campaign(replacing)) if replacing else None
         document = document_from_form(who.form, previous)
         try:
-            campaign = operations.save_campaign(console.engine, workspace, who.actor, document, replacing)
+            campaign = campaigns_actions.save_campaign(console.engine, workspace, who.actor, document, replacing)
         except CampaignFileError as err:
             values = form_values(document)
             # keep what was typed in the rows the loader saw, including an empty last one
@@ -350,7 +354,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         campaign_id = request.path_params["campaign"]
         assert who.form is not None
         try:
-            sent = operations.test_send(
+            sent = templates_actions.test_send(
                 workspace,
                 console.engine,
                 who.actor,
@@ -372,7 +376,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         campaign_id = request.path_params["campaign"]
         assert who.form is not None
         try:
-            operations.record_signoff(
+            campaigns_actions.record_signoff(
                 console.engine, workspace, who.actor, campaign_id, str(who.form.get("note") or "")
             )
         except NeedlecastError as err:
@@ -407,7 +411,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         shown = None
         if not error:
             try:
-                rendered = operations.render_edited_template(workspace, name, html, text, (variant,))[variant]
+                rendered = templates_actions.render_edited_template(workspace, name, html, text, (variant,))[variant]
                 subs = filled(rendered, "preview")
                 shown = {
                     "subject": apply_substitutions(rendered.subject, subs),
@@ -457,7 +461,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         if who.form.get("do") != "save":
             return template_page(request, who, name, html, text, variant, message="A preview of your edit (not saved).")
         try:
-            operations.save_template(console.engine, workspace, who.actor, name, html, text)
+            templates_actions.save_template(console.engine, workspace, who.actor, name, html, text)
         except TemplateProblem as err:
             return template_page(request, who, name, html, text, variant, f"Not saved: {err}", status=422)
         return template_page(request, who, name, html, text, variant, message="Saved.")

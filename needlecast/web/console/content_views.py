@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast import operations
+from needlecast.actions import content as content_actions
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.signoff import stale_files
 from needlecast.content.model import GENERAL, KIND_BENEFIT, KIND_SECTION, SET_BY_HAND, Article, Section
@@ -85,7 +85,7 @@ def routes(console: Console) -> list[Route]:
         choice = str(who.form.get("concern") or "")
         concerns = None if choice == "auto" else (choice,)
         try:
-            operations.correct_section_tags(console.engine, workspace, who.actor, article_id, slug, concerns)
+            content_actions.correct_section_tags(console.engine, workspace, who.actor, article_id, slug, concerns)
         except NeedlecastError as err:
             return _back(console, request, article_id, str(err), "bad")
         section = CampaignContext.load(workspace).library.article(article_id).section(slug)

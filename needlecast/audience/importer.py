@@ -33,7 +33,7 @@ from zoneinfo import available_timezones
 
 from sqlalchemy import Engine, Table, bindparam, insert, select, update
 
-from needlecast.audience.addresses import email_hasher, normalise_email
+from needlecast.addresses import email_hasher, normalise_email
 from needlecast.audience.columns import CONCERN_TAG, map_columns
 from needlecast.audience.dates import DateColumns, DateProblem, Evidence
 from needlecast.audience.rejects import Rejects

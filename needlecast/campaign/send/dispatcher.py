@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from needlecast import ledger
+from needlecast.audience.recipient_changes import is_paused
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
@@ -50,7 +51,6 @@ from needlecast.store.helpers import utcnow
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail
-from needlecast.tracking.recipient_changes import is_paused
 
 log = logging.getLogger("needlecast.runner")
 _DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest

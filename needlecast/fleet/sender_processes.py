@@ -1,7 +1,7 @@
 """Helper sender processes: a large dispatch shared by `[delivery] sender_processes` processes.
 
 The ledger's claims keep the processes' rows apart (a row is claimed by exactly one of them), so a helper
-is just another dispatcher (`campaign.dispatcher`) sending the same campaign. Helpers are fresh interpreters
+is just another dispatcher (`campaign.send.dispatcher`) sending the same campaign. Helpers are fresh interpreters
 (the `spawn` start method: no threads, locks or connections are inherited), which costs each one a second or
 two of start-up; helpers can therefore be made before the parent plans, so that start-up overlaps planning.
 A helper waits until the parent calls `release` (after the first slice of rows is in the ledger), then

@@ -1,7 +1,7 @@
 """The runner: what a scheduler job, `needlecast send` or the console runs for a campaign.
 
-It composes the planner (`campaign.planning`: segment -> plan -> enqueue) and the dispatcher
-(`campaign.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
+It composes the planner (`campaign.plan.planner`: segment -> plan -> enqueue) and the dispatcher
+(`campaign.send.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
 and decides around them: whether the campaign may send, A/B decisions before planning, helper sender
 processes for a large send, and whether to leave the sending to workers.
 

@@ -197,14 +197,14 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
 def test_no_package_imports_a_package_that_imports_it_back() -> None:
     modules = _modules()
     graph: dict[str, set[str]] = {}
-    edges: dict[tuple[str, str], list[str]] = {}
+    edges: dict[tuple[str, str], set[str]] = {}
     for name, path in modules.items():
         for target, line in _imports(name, path, modules):
             source_package, target_package = _package(name), _package(target)
             if target_package in ("needlecast", source_package) or source_package == "needlecast":
                 continue
             graph.setdefault(source_package, set()).add(target_package)
-            edges.setdefault((source_package, target_package), []).append(f"{_relative(path)}:{line} imports {target}")
+            edges.setdefault((source_package, target_package), set()).add(f"{_relative(path)}:{line} imports {target}")
     gone = sorted(edge for edge in PACKAGE_EDGES_BEING_REMOVED if edge not in edges)
     assert gone == [], f"no longer imported: take these out of PACKAGE_EDGES_BEING_REMOVED: {gone}"
     for source, target in PACKAGE_EDGES_BEING_REMOVED:
@@ -213,7 +213,7 @@ def test_no_package_imports_a_package_that_imports_it_back() -> None:
     for cycle in _cycles(graph):
         report.append(" -> ".join(cycle))
         for source, target in itertools.pairwise(cycle):
-            report += [f"    {line}" for line in edges[(source, target)]]
+            report += [f"    {line}" for line in sorted(edges[(source, target)])]
     assert report == [], "packages importing each other round a cycle (every import counts):\n" + "\n".join(report)
 
 
@@ -238,7 +238,8 @@ def test_no_function_is_longer_than_80_lines() -> None:
                 long[f"{_relative(path)}::{name}"] = lines
     settled = sorted(LONG_FUNCTIONS_BEING_REWRITTEN - set(long))
     assert settled == [], (
-        f"no longer over {LONGEST_FUNCTION} lines: take these out of LONG_FUNCTIONS_BEING_REWRITTEN: {settled}"
+        f"no longer over {LONGEST_FUNCTION} lines (or gone): take these out of LONG_FUNCTIONS_BEING_REWRITTEN: "
+        f"{settled}"
     )
     over = [
         f"{name}: {lines} lines" for name, lines in sorted(long.items()) if name not in LONG_FUNCTIONS_BEING_REWRITTEN

@@ -1,10 +1,11 @@
-"""Audience actions: import a file of contacts.
+"""Audience actions: import a file of contacts, import a file of events.
 
 See `needlecast.actions` for the contract every action keeps.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.audience.event_import import EventImport, import_events
 from needlecast.audience.importer import ImportSummary, Progress, import_file
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -56,3 +58,13 @@ def import_audience(
             rejected=summary.rejected,
         )
     return summary
+
+
+def import_event_file(engine: Engine, workspace: Workspace, actor: Actor, path: Path, source: str = "") -> EventImport:
+    """Import events from a booking system's export (see `audience.event_import`): each stored once per id,
+    bad rows to `PATH.rejects.csv`. Needs `events.write`; audited as `events.imported` on `file:<name>` with
+    every count, in the same transaction as the events. `source` defaults to `file:<name>`."""
+    require(actor, "events.write")
+    return import_events(
+        engine, actor, path, source or f"file:{path.name}", workspace.settings.imports, datetime.now(UTC)
+    )

@@ -17,6 +17,7 @@ from needlecast.cli.common import (
     current_store,
     current_workspace,
     err_console,
+    operator,
     print_json,
     setup_logging,
     table,
@@ -39,7 +40,6 @@ def audience_import(
     """Import contacts. Bad rows go to FILE.rejects.csv with line and reason; the counts always reconcile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.audience import import_audience
     from needlecast.audience.columns import load_mapping
 
@@ -61,7 +61,7 @@ def audience_import(
             bar.update(task, description=stage, completed=done, total=total or None)
 
         summary = import_audience(
-            engine, workspace, cli_actor(), file, list_name=list_name, mapping=load_mapping(mapping), progress=progress
+            engine, workspace, operator(), file, list_name=list_name, mapping=load_mapping(mapping), progress=progress
         )
     for warning in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -100,7 +100,6 @@ def audience_consent(
     wording: Annotated[str, typer.Option(help="Version of the consent wording shown.")] = "",
 ) -> None:
     """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import record_contact_consent
 
     setup_logging()
@@ -108,7 +107,7 @@ def audience_consent(
         raise InvalidRequest("give exactly one of --grant or --withdraw")
     contact_id = record_contact_consent(
         current_store(),
-        cli_actor(),
+        operator(),
         email,
         "concern" if concerns else "marketing",
         grant,
@@ -122,7 +121,6 @@ def audience_consent(
 @audience_app.command("opt-in")
 def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
     """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import start_opt_in
     from needlecast.config import signing_secret
     from needlecast.templating.recipient import link_base
@@ -130,7 +128,7 @@ def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's add
     setup_logging()
     workspace = current_workspace()
     token = start_opt_in(
-        current_store(workspace), cli_actor(), email, signing_secret(required=False), source="manual (CLI)"
+        current_store(workspace), operator(), email, signing_secret(required=False), source="manual (CLI)"
     )
     console.print(f"{link_base(workspace.settings)}/confirm/{token}", highlight=False)
 
@@ -144,13 +142,12 @@ def audience_suppress(
     reason: Annotated[str, typer.Option(help="unsubscribed, hard_bounce, complaint or manual.")] = "manual",
 ) -> None:
     """Add an address to the global suppression list: it is never mailed again."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import suppress_contact
 
     setup_logging()
     if reason not in MANUAL_REASONS:
         raise InvalidRequest(f"--reason '{reason}' is not one of: {', '.join(MANUAL_REASONS)}")
-    added = suppress_contact(current_store(), cli_actor(), email, reason, source="manual (CLI)")
+    added = suppress_contact(current_store(), operator(), email, reason, source="manual (CLI)")
     console.print("suppressed" if added else "already suppressed (the first reason is kept)")
 
 
@@ -160,13 +157,12 @@ def audience_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import erase_contact
 
     setup_logging()
     if not yes and not typer.confirm("Erase this person's data permanently?"):
         raise typer.Exit(1)
-    existed = erase_contact(current_store(), cli_actor(), email)
+    existed = erase_contact(current_store(), operator(), email)
     console.print(
         "erased; the address stays suppressed"
         if existed

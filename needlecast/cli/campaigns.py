@@ -18,6 +18,7 @@ from needlecast.cli.common import (
     console,
     current_store,
     current_workspace,
+    operator,
     print_json,
     schedule_app,
     setup_logging,
@@ -124,7 +125,6 @@ def send(
     sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
     twice.
     """
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import send_campaign
     from needlecast.campaign.send.runner import Runner
     from needlecast.delivery import get_backend
@@ -141,7 +141,7 @@ def send(
     watch = Stopwatch()
     runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
     with collect_seldom():  # a large send makes and drops millions of acyclic objects
-        report = send_campaign(engine, workspace, cli_actor(), campaign, runner, send_now=now)
+        report = send_campaign(engine, workspace, operator(), campaign, runner, send_now=now)
     _print_report(report)
     if timings:
         stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
@@ -280,12 +280,11 @@ def _print_outcome(ctx: Any, item: Any) -> None:
 
 
 def _set_campaign(campaign: str, status: str) -> None:
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import set_campaign_status
 
     setup_logging()
     workspace = current_workspace()
-    cancelled = set_campaign_status(current_store(workspace), workspace, cli_actor(), campaign, status)
+    cancelled = set_campaign_status(current_store(workspace), workspace, operator(), campaign, status)
     console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
 
 
@@ -326,12 +325,11 @@ def campaign_reconcile(
     A request is settled whole: one event for any of its emails proves it accepted (all sent); a request with
     no event while later ones have events is proved lost after \\[delivery] reconcile_after_minutes and its
     emails are queued again. The scheduler does this at every sweep; this command does it now."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import reconcile_campaign
 
     setup_logging()
     workspace = current_workspace()
-    done = reconcile_campaign(current_store(workspace), workspace, cli_actor(), campaign, resend_unknown=resend_unknown)
+    done = reconcile_campaign(current_store(workspace), workspace, operator(), campaign, resend_unknown=resend_unknown)
     requests = done.requests
     if requests.accepted or requests.lost:
         console.print(
@@ -347,12 +345,11 @@ def campaign_reconcile(
 @schedule_app.command("sync")
 def schedule_sync() -> None:
     """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import sync_schedule
 
     setup_logging()
     workspace = current_workspace()
-    result = sync_schedule(current_store(workspace), workspace, cli_actor())
+    result = sync_schedule(current_store(workspace), workspace, operator())
     if result is None:
         console.print("a scheduler is running: it re-reads the campaign files within a minute")
     else:

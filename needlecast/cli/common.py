@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from needlecast.actions.users import Actor, local_operator
 from needlecast.config import Workspace, open_workspace
 from needlecast.logs import configure_logging
 
@@ -94,6 +95,12 @@ def current_store(workspace: Workspace | None = None) -> Engine:
     from needlecast.store.engine import open_store
 
     return open_store((workspace or current_workspace()).database_url)
+
+
+def operator() -> Actor:
+    """Who every command acts as: the local operator, audited as `cli:<operating-system user>`
+    (`actions.users.local_operator`). Every command that changes anything passes it to its action."""
+    return local_operator()
 
 
 def setup_logging(*, service: bool = False) -> None:

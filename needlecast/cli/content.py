@@ -14,6 +14,7 @@ from needlecast.cli.common import (
     current_store,
     current_workspace,
     err_console,
+    operator,
     print_json,
     table,
 )
@@ -127,14 +128,13 @@ def content_draft(
 ) -> None:
     """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
     concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import draft_campaign
 
     workspace = current_workspace()
     draft, path = draft_campaign(
         current_store(workspace),
         workspace,
-        cli_actor(),
+        operator(),
         article,
         kind=kind,
         segment=segment,

@@ -17,6 +17,7 @@ from needlecast.cli.common import (
     console,
     current_workspace,
     db_app,
+    operator,
     print_json,
     setup_logging,
     table,
@@ -116,11 +117,10 @@ def demo(
     ] = False,
 ) -> None:
     """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.devtools.demo import run_demo
 
     setup_logging()
-    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=cli_actor()))
+    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=operator()))
 
 
 @app.command()
@@ -189,9 +189,8 @@ def preview(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations to the database (back it up first)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.settings import upgrade_database
 
     setup_logging()
-    before, after = upgrade_database(current_workspace().database_url, cli_actor())
+    before, after = upgrade_database(current_workspace().database_url, operator())
     console.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")

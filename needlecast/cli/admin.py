@@ -10,7 +10,6 @@ import typer
 
 from needlecast.actions import keys
 from needlecast.actions import users as accounts
-from needlecast.actions.audience import import_event_file
 from needlecast.cli.common import (
     FormatOption,
     OutputFormat,
@@ -25,7 +24,6 @@ from needlecast.cli.common import (
     table,
 )
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.accounts import account_rows, audit_rows, key_rows
 
 user_app = group("user", "Console accounts: add, list, disable, enable, set a role or a password.")
 apikey_app = group("apikey", "API keys: create (shown once), list, revoke.")
@@ -62,6 +60,8 @@ def user_add(
 @user_app.command("list")
 def user_list(format: FormatOption = OutputFormat.table) -> None:
     """Every console account."""
+    from needlecast.readmodels.accounts import account_rows
+
     rows = account_rows(current_store())
     if format == OutputFormat.json:
         print_json(rows)
@@ -138,6 +138,8 @@ def apikey_create(
 @apikey_app.command("list")
 def apikey_list(format: FormatOption = OutputFormat.table) -> None:
     """Every API key: name, first characters, scopes, last use."""
+    from needlecast.readmodels.accounts import key_rows
+
     rows = key_rows(current_store())
     if format == OutputFormat.json:
         print_json(rows)
@@ -171,6 +173,8 @@ def audit(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """The audit log: every change, who made it (console user, API key, command line), what and when."""
+    from needlecast.readmodels.accounts import audit_rows
+
     rows = audit_rows(current_store(), limit, action)
     if format == OutputFormat.json:
         print_json(rows)
@@ -204,6 +208,8 @@ def events_import(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Import events from a booking system's export: stored once per id; bad rows go to FILE.rejects.csv."""
+    from needlecast.actions.audience import import_event_file
+
     setup_logging()
     workspace = current_workspace()
     summary = import_event_file(current_store(workspace), workspace, operator(), file, source)

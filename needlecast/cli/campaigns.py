@@ -1,8 +1,7 @@
-"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync, scheduler."""
+"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,6 @@ from needlecast.cli.common import (
     setup_logging,
     table,
 )
-from needlecast.errors import ConfigurationError
 
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlecast campaign list`).")]
 
@@ -172,10 +170,9 @@ def _print_report(report: Any) -> None:
 
 
 def _print_still_queued(campaign_id: str) -> None:
-    from needlecast import ledger
+    from needlecast.readmodels.fleet import queued_by_due
 
-    with current_store().connect() as conn:
-        waiting = ledger.queued_by_due(conn, campaign_id)
+    waiting = queued_by_due(current_store(), campaign_id)
     if not waiting:
         return
     count = sum(n for _, n in waiting)
@@ -356,92 +353,15 @@ def schedule_sync() -> None:
         console.print(f"{result[0]} job(s) added or changed, {result[1]} removed")
 
 
-MetricsPortOption = Annotated[
-    int,
-    typer.Option(
-        "--metrics-port",
-        help="Serve Prometheus metrics on this port (0: none): emails recorded, provider requests by status "
-        "and latency, rate-limit waits, queue depth, heartbeat ages.",
-    ),
-]
-MetricsHostOption = Annotated[
-    str, typer.Option("--metrics-host", help="Interface the metrics endpoint listens on (0.0.0.0 for a remote scrape).")
-]
-
-
-@app.command()
-def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOption = "127.0.0.1") -> None:
-    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`).
-
-    One scheduler leads per database; start another on a second machine and it waits as a standby, taking
-    over within \\[schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
-    plans and enqueues; while any `needlecast worker` is alive it leaves the sending to the workers.
-    """
-    from needlecast.schedule import run_scheduler
-
-    setup_logging(service=True)
-    workspace = current_workspace()
-    if metrics_port:
-        _serve_metrics(workspace, metrics_port, metrics_host)
-    run_scheduler(workspace)
-
-
-@app.command()
-def worker(
-    concurrency: Annotated[
-        int | None,
-        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: \\[delivery] max_in_flight)."),
-    ] = None,
-    metrics_port: MetricsPortOption = 0,
-    metrics_host: MetricsHostOption = "127.0.0.1",
-) -> None:
-    """Claim and send the due emails of every campaign until SIGTERM or Ctrl-C.
-
-    Start as many as you like, on any machine that reaches the database (PostgreSQL for more than one
-    machine) and has this workspace: claims keep them apart, and rate limits hold for all of them together.
-    SIGTERM finishes the requests in flight and returns the rest to the queue. A worker that dies is found
-    by the others within \\[delivery] lease_seconds (at once on the same machine) and its emails recovered.
-    """
-    import signal as signals
-    import threading
-
-    from needlecast.fleet.worker import Worker
-
-    setup_logging(service=True)
-    workspace = current_workspace()
-    engine = current_store(workspace)
-    stop = threading.Event()
-    metrics = _serve_metrics(workspace, metrics_port, metrics_host) if metrics_port else None
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            logging.getLogger("needlecast.fleet.worker").info("signal %d: finishing the requests in flight", signum)
-        stop.set()
-
-    signals.signal(signals.SIGTERM, on_signal)
-    signals.signal(signals.SIGINT, on_signal)
-    running = Worker(
-        workspace,
-        engine,
-        stop=stop,
-        concurrency=concurrency,
-        on_recorded=metrics.record if metrics else None,
-        backend_hook=metrics.watch if metrics else None,
-    )
-    running.run()
-    if running.fenced:
-        raise typer.Exit(3)
-
-
 @app.command()
 def status(format: FormatOption = OutputFormat.table) -> None:
     """Who is sending: the leading scheduler and its standbys, the live workers (with their heartbeat ages),
     and how many emails are queued and due."""
-    from needlecast.fleet.status import fleet_status
+    from needlecast.readmodels.fleet import sending_fleet
 
     setup_logging()
     workspace = current_workspace()
-    found = fleet_status(current_store(workspace), workspace.settings.delivery.lease_seconds)
+    found = sending_fleet(current_store(workspace), workspace)
     if format == OutputFormat.json:
         print_json(found.as_dict())
         return
@@ -468,14 +388,3 @@ def status(format: FormatOption = OutputFormat.table) -> None:
         markup=False,
     )
     console.print(f"queue: {found.queued} email(s) queued, {found.due} due now", highlight=False)
-
-
-def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
-    from needlecast.fleet.telemetry import SenderMetrics
-
-    metrics = SenderMetrics(current_store(workspace), workspace.settings.delivery.lease_seconds)
-    try:
-        metrics.serve(port, host)
-    except OSError as err:
-        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror}") from err
-    return metrics

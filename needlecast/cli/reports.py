@@ -6,23 +6,15 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from needlecast.cli.common import app, console, current_store, current_workspace, setup_logging, table
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.reports import (
-    Filters,
-    ShownTable,
-    campaign_comparison,
-    comparison_filters,
-    report_text,
-    send_report,
-    terminal_tables,
-    write_report,
-)
-from needlecast.readmodels.reports import shown_tables as every_table
+
+if TYPE_CHECKING:
+    from needlecast.readmodels.reports import Filters, ShownTable
 
 
 class ReportFormat(StrEnum):
@@ -69,6 +61,8 @@ def report(
 ) -> None:
     """Send report: funnel per campaign, step, segment, variant and arm; totals; health; A/B; conversions;
     time series; links. The tables and their columns are the HTML report's and the console's."""
+    from needlecast.readmodels.reports import report_text, send_report, terminal_tables, write_report
+
     setup_logging()
     if format in FILE_FORMATS and out is None:
         raise InvalidRequest(f"--format {format.value} writes a file: add --out report.{format.value}")
@@ -114,6 +108,8 @@ def _filters(
     article: str,
     sort: str,
 ) -> Filters:
+    from needlecast.readmodels.reports import comparison_filters
+
     if campaign is not None:
         raise InvalidRequest(f"--all compares every campaign: drop '{campaign}', or drop --all for its report")
     return comparison_filters(
@@ -129,6 +125,9 @@ def _filters(
 
 def _report_all(filters: Filters, format: ReportFormat, out: Path | None, min_group: int) -> None:
     """`report --all`: the comparison (`readmodels.reports.campaign_comparison`) in the chosen format."""
+    from needlecast.readmodels.reports import campaign_comparison, report_text, write_report
+    from needlecast.readmodels.reports import shown_tables as every_table
+
     if format == ReportFormat.html:
         raise InvalidRequest("--all has no HTML file: the console's Reports page shows it; use xlsx, csv or parquet")
     workspace = current_workspace()

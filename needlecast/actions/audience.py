@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.audience.columns import load_mapping
 from needlecast.audience.event_import import EventImport, import_events
 from needlecast.audience.importer import ImportSummary, Progress, import_file
 from needlecast.config import Workspace
@@ -32,9 +33,13 @@ def import_audience(
     mapping: dict[str, str] | None = None,
     progress: Progress | None = None,
     source_name: str | None = None,
+    mapping_file: Path | None = None,
 ) -> ImportSummary:
-    """Import a CSV or XLSX file (see `audience.importer`), audited with its counts."""
+    """Import a CSV or XLSX file (see `audience.importer`), audited with its counts. The column mapping is
+    `mapping` or, with `mapping_file`, the YAML file's (`audience.columns.load_mapping`: 'Correo: email')."""
     require(actor, "audiences.import")
+    if mapping_file is not None:
+        mapping = {**load_mapping(mapping_file), **(mapping or {})}
     summary = import_file(
         engine,
         path,

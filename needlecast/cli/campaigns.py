@@ -35,66 +35,46 @@ def plan(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
+    from needlecast.readmodels.plans import plan_preview
 
     setup_logging()
     workspace = current_workspace()
-    result = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
-    ctx = CampaignContext.load(workspace)
-    written = write_plan_csv(result.plans, csv) if csv else None
+    preview = plan_preview(workspace, current_store(workspace), campaign, days, datetime.now(UTC), csv)
     if format == OutputFormat.json:
         print_json(
             {
                 "days": days,
-                "campaigns": [
-                    {
-                        "id": item.campaign.id,
-                        "kind": item.campaign.kind,
-                        "segment": item.campaign.segment,
-                        "emails": summary_rows(item).to_dict("records"),
-                        "new_enrolments": len(item.new_enrolments),
-                        "excluded": dict(item.excluded),
-                        "deferred": dict(item.deferred),
-                        "notes": item.notes,
-                        "articles": step_articles(ctx, item.campaign),
-                    }
-                    for item in result.plans
-                ],
-                "problems": [str(p) for p in result.problems],
-                "csv": {"path": str(csv), "emails": written} if csv else None,
+                "campaigns": [item.as_dict() for item in preview.campaigns],
+                "problems": preview.problems,
+                "csv": {"path": str(csv), "emails": preview.csv_emails} if csv else None,
             }
         )
         return
-    for problem in result.problems:
-        console.print(f"[red]not planned:[/] {escape(str(problem))}", highlight=False)
-    for item in result.plans:
-        rows = summary_rows(item)
-        total = int(rows["recipients"].sum()) if len(rows) else 0
+    for problem in preview.problems:
+        console.print(f"[red]not planned:[/] {escape(problem)}", highlight=False)
+    for item in preview.campaigns:
         shown = table(
-            f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
-            f"{total} email(s) in the next {days} days",
+            f"{item.id} ({item.kind}, segment {item.segment}): {item.total} email(s) in the next {days} days",
             ["day (UTC)", "step", "variant", "arm", "recipients"],
             right=("recipients",),
         )
-        for row in rows.itertuples(index=False):
-            shown.add_row(row.day, row.step, row.variant, row.arm or "-", str(row.recipients))
+        for row in item.emails:
+            shown.add_row(row["day"], row["step"], row["variant"], row["arm"] or "-", str(row["recipients"]))
         console.print(shown)
-        articles = step_articles(ctx, item.campaign)
         console.print(
-            "  content: " + "; ".join(f"step {step}: {article}" for step, article in articles.items()),
+            "  content: " + "; ".join(f"step {step}: {article}" for step, article in item.articles.items()),
             highlight=False,
             markup=False,
         )
         if item.new_enrolments:
-            console.print(f"  would enrol {len(item.new_enrolments)} new contact(s)")
+            console.print(f"  would enrol {item.new_enrolments} new contact(s)")
         for label, counter in (("excluded", item.excluded), ("deferred", item.deferred)):
             for reason, count in sorted(counter.items()):
                 console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
         for note in item.notes:
             console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
     if csv:
-        console.print(f"{written} planned email(s) written to {csv}", highlight=False)
+        console.print(f"{preview.csv_emails} planned email(s) written to {csv}", highlight=False)
 
 
 @app.command()

@@ -94,9 +94,9 @@ def current_workspace() -> Workspace:
 
 
 def current_store(workspace: Workspace | None = None) -> Engine:
-    from needlecast.store.engine import open_store
+    from needlecast.readmodels.workspace import workspace_store
 
-    return open_store((workspace or current_workspace()).database_url)
+    return workspace_store(workspace or current_workspace())
 
 
 def operator() -> Actor:

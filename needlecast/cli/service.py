@@ -1,4 +1,4 @@
-"""The commands that start processes (web, serve, scheduler, worker, demo) and the outbox's (list, show).
+"""The commands that start processes: web, serve, scheduler, worker, demo.
 
 The one CLI module that may import the services themselves (`needlecast.fleet`, `needlecast.schedule`,
 `needlecast.web.app`, `needlecast.devtools`): what it starts is a process, not a change (each change those
@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from needlecast.cli.common import (
-    FormatOption,
-    OutputFormat,
     app,
     console,
     current_store,
     current_workspace,
     err_console,
     operator,
-    outbox_app,
-    print_json,
     setup_logging,
-    table,
 )
 from needlecast.config import Workspace
 from needlecast.errors import ConfigurationError
@@ -109,45 +103,6 @@ def serve(
         uvicorn.Server(_uvicorn_config(workspace, host, port, scheduler)).run()
     finally:
         stop_scheduler()
-
-
-@outbox_app.command("list")
-def outbox_list(
-    limit: Annotated[int, typer.Option(help="Show the last N requests.")] = 20,
-    format: FormatOption = OutputFormat.table,
-) -> None:
-    """The recorded requests: number, campaign, step, recipients, subject."""
-    from needlecast.readmodels.previews import outbox_requests
-
-    workspace = current_workspace()
-    rows = outbox_requests(workspace, limit)
-    if format == OutputFormat.json:
-        print_json(rows)
-        return
-    shown = table(
-        f"outbox: last {len(rows)} request(s) in {workspace.outbox_dir}",
-        ["n", "message id", "campaign", "step", "recipients", "subject"],
-        right=("n", "recipients"),
-    )
-    for row in rows:
-        shown.add_row(*(str(v) for v in row.values()))
-    console.print(shown)
-
-
-@outbox_app.command("show")
-def outbox_show(
-    number: Annotated[int, typer.Argument(help="Request number (see `needlecast outbox list`).")],
-    recipient: Annotated[str | None, typer.Option(help="Whose copy (default: the first recipient).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/outbox/show).")] = None,
-) -> None:
-    """Render one recorded message as its recipient would see it, to .html and .eml."""
-    from needlecast.readmodels.previews import outbox_copy
-
-    workspace = current_workspace()
-    copy = outbox_copy(workspace, number, recipient, out or workspace.outbox_dir / "show")
-    console.print(f"subject: {copy.subject}", highlight=False, markup=False)
-    console.print(str(copy.html), highlight=False)
-    console.print(str(copy.eml), highlight=False)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Workspace commands: init, lint, doctor, preview, db upgrade."""
+"""Workspace commands: init, lint, doctor, preview, outbox list/show, db upgrade."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from needlecast.cli.common import (
     current_workspace,
     db_app,
     operator,
+    outbox_app,
     print_json,
     setup_logging,
     table,
@@ -146,6 +147,45 @@ def preview(
     console.print(f"subject: {files.subject}", highlight=False, markup=False)
     for path in (files.html, files.text, files.eml):
         console.print(str(path), highlight=False, markup=False)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    limit: Annotated[int, typer.Option(help="Show the last N requests.")] = 20,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """The recorded requests: number, campaign, step, recipients, subject."""
+    from needlecast.readmodels.previews import outbox_requests
+
+    workspace = current_workspace()
+    rows = outbox_requests(workspace, limit)
+    if format == OutputFormat.json:
+        print_json(rows)
+        return
+    shown = table(
+        f"outbox: last {len(rows)} request(s) in {workspace.outbox_dir}",
+        ["n", "message id", "campaign", "step", "recipients", "subject"],
+        right=("n", "recipients"),
+    )
+    for row in rows:
+        shown.add_row(*(str(v) for v in row.values()))
+    console.print(shown)
+
+
+@outbox_app.command("show")
+def outbox_show(
+    number: Annotated[int, typer.Argument(help="Request number (see `needlecast outbox list`).")],
+    recipient: Annotated[str | None, typer.Option(help="Whose copy (default: the first recipient).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/outbox/show).")] = None,
+) -> None:
+    """Render one recorded message as its recipient would see it, to .html and .eml."""
+    from needlecast.readmodels.previews import outbox_copy
+
+    workspace = current_workspace()
+    copy = outbox_copy(workspace, number, recipient, out or workspace.outbox_dir / "show")
+    console.print(f"subject: {copy.subject}", highlight=False, markup=False)
+    console.print(str(copy.html), highlight=False)
+    console.print(str(copy.eml), highlight=False)
 
 
 @db_app.command("upgrade")

@@ -173,3 +173,29 @@ def test_the_local_operator_is_the_command_lines_user_with_every_permission(monk
     assert (actor.kind, actor.name, actor.label) == ("cli", "ana", "cli:ana")
     assert actor == users.local_operator()
     assert actor.may("users.manage") and actor.may("apikeys.manage") and actor.may("events.write")
+
+
+def test_an_import_maps_its_columns_from_the_mapping_file_from_the_command_line(
+    workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from needlecast.config import open_workspace
+    from needlecast.readmodels.contacts import contact_view
+    from needlecast.readmodels.workspace import workspace_store
+    from tests.cli_runner import run
+
+    leads = workspace_dir / "leads.csv"
+    leads.write_text("Correo,Nombre,Consentimiento\nana.1@example.org,Ana,yes\n", encoding="utf-8")
+    mapping = workspace_dir / "mapping.yaml"
+    mapping.write_text("Correo: email\nNombre: first_name\nConsentimiento: marketing_consent\n", encoding="utf-8")
+    monkeypatch.setattr(getpass, "getuser", lambda: "ana")
+    result = run(monkeypatch, workspace_dir, "audience", "import", str(leads), "--mapping", str(mapping))
+    assert result.code == 0, result.stderr
+    engine = workspace_store(open_workspace(workspace_dir))
+    try:
+        profile = contact_view(engine, "ana.1@example.org", unmasked=True)
+        with engine.connect() as conn:
+            (entry,) = entries(conn, 10, action="audience.")
+    finally:
+        engine.dispose()
+    assert (profile.first_name, profile.marketing_consent) == ("Ana", True)
+    assert (entry["actor_kind"], entry["actor"], entry["detail"]["inserted"]) == ("cli", "ana", 1)

@@ -23,7 +23,6 @@ __all__ = [
     "local_operator",
     "set_user_password",
     "set_user_role",
-    "user_id_for",
 ]
 
 
@@ -39,12 +38,6 @@ def add_user(engine: Engine, actor: Actor, email: str, role: str, password: str,
     require(actor, "users.manage")
     with engine.begin() as conn:
         return users.add_user(conn, actor, email, role, password, display_name)
-
-
-def user_id_for(engine: Engine, email: str) -> int:
-    """The id of the account with `email` (`NotFound` naming the address otherwise)."""
-    with engine.connect() as conn:
-        return int(users.find_user(conn, email)["id"])
 
 
 def disable_user(engine: Engine, actor: Actor, user_id: int) -> None:

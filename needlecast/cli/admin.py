@@ -82,18 +82,22 @@ def user_list(format: FormatOption = OutputFormat.table) -> None:
 @user_app.command("disable")
 def user_disable(email: Annotated[str, typer.Argument(help="The account's address.")]) -> None:
     """Disable an account: it can no longer log in, and its sessions end."""
+    from needlecast.readmodels.accounts import user_id_for
+
     setup_logging()
     engine = current_store()
-    accounts.disable_user(engine, operator(), accounts.user_id_for(engine, email))
+    accounts.disable_user(engine, operator(), user_id_for(engine, email))
     console.print(f"{email}: disabled", highlight=False)
 
 
 @user_app.command("enable")
 def user_enable(email: Annotated[str, typer.Argument(help="The account's address.")]) -> None:
     """Enable a disabled account again."""
+    from needlecast.readmodels.accounts import user_id_for
+
     setup_logging()
     engine = current_store()
-    accounts.enable_user(engine, operator(), accounts.user_id_for(engine, email))
+    accounts.enable_user(engine, operator(), user_id_for(engine, email))
     console.print(f"{email}: enabled", highlight=False)
 
 
@@ -103,9 +107,11 @@ def user_set_role(
     role: Annotated[str, typer.Argument(help=f"One of: {', '.join(accounts.ROLES)}.")],
 ) -> None:
     """Change an account's role."""
+    from needlecast.readmodels.accounts import user_id_for
+
     setup_logging()
     engine = current_store()
-    accounts.set_user_role(engine, operator(), accounts.user_id_for(engine, email), role)
+    accounts.set_user_role(engine, operator(), user_id_for(engine, email), role)
     console.print(f"{email}: {role}", highlight=False)
 
 
@@ -115,9 +121,11 @@ def user_set_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read it from stdin.")] = False,
 ) -> None:
     """Set an account's password (its sessions end)."""
+    from needlecast.readmodels.accounts import user_id_for
+
     setup_logging()
     engine = current_store()
-    user_id = accounts.user_id_for(engine, email)
+    user_id = user_id_for(engine, email)
     password = _password(password_stdin)
     accounts.set_user_password(engine, operator(), user_id, password)
     console.print(f"{email}: password changed", highlight=False)

@@ -19,6 +19,12 @@ def account_rows(engine: Engine) -> list[dict[str, Any]]:
         return users.list_users(conn)
 
 
+def user_id_for(engine: Engine, email: str) -> int:
+    """The id of the console account with `email` (`NotFound` naming the address otherwise)."""
+    with engine.connect() as conn:
+        return int(users.find_user(conn, email)["id"])
+
+
 def key_rows(engine: Engine) -> list[dict[str, Any]]:
     """Every API key: id, name, prefix (its first characters), scopes, created_at, last_used_at, revoked_at."""
     with engine.connect() as conn:

@@ -67,6 +67,7 @@ from needlecast.audience.events import TYPE as EVENT_TYPE
 from needlecast.campaign.definition.model import (
     BROADCAST,
     FALLBACKS,
+    JOURNEY,
     SEQUENCE,
     WINNER_METRICS,
     Arm,
@@ -80,6 +81,7 @@ from needlecast.campaign.definition.model import (
     WinnerTest,
 )
 from needlecast.errors import CampaignFileError
+from needlecast.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
 _ID = re.compile(ID_PATTERN)
@@ -108,6 +110,7 @@ TOP_KEYS = {
     "enrol",
     "exits",
     "signoff",
+    *JOURNEY_TOP_KEYS,
 }
 STEP_KEYS = {
     "id",
@@ -336,7 +339,12 @@ def _steps(
         where = f"steps[{index}]."
         if not isinstance(item, dict):
             raise reader.fail(f"steps[{index}]", "must be a mapping", "give each step 'id:' and 'template:'")
-        reader.unknown(item, STEP_KEYS, where)
+        if kind == JOURNEY:
+            if item.get("kind", "send") != "send":
+                continue  # a journey's other nodes: `needlecast.journeys.loader`
+            reader.unknown(item, STEP_KEYS - {"delay"} | {"kind", "next"}, where)
+        else:
+            reader.unknown(item, STEP_KEYS, where)
         step_id = reader.text(item, "id", where)
         if not _ID.match(step_id):
             raise reader.fail(
@@ -575,8 +583,15 @@ def load_campaign(
             "use a short id such as 'spring-guide'",
         )
     kind = reader.text(raw, "kind", "", fix="add 'kind: broadcast' or 'kind: sequence'")
-    if kind not in (BROADCAST, SEQUENCE):
-        raise reader.fail("kind", f"'{kind}' is not a kind of campaign", "use 'broadcast' or 'sequence'")
+    if kind not in (BROADCAST, SEQUENCE, JOURNEY):
+        raise reader.fail(
+            "kind",
+            f"'{kind}' is not a kind of campaign",
+            "use 'broadcast' or 'sequence' (or 'journey': steps as a graph of nodes)",
+        )
+    if kind != JOURNEY and JOURNEY_TOP_KEYS & set(raw):
+        key = sorted(JOURNEY_TOP_KEYS & set(raw))[0]
+        raise reader.fail(key, "only journeys have an entry, a re-entry rule and a goal", "use kind: journey")
     draft = raw.get("draft", False)
     if not isinstance(draft, bool):
         raise reader.fail("draft", f"must be true or false, not {draft!r}", "write draft: true (or remove the line)")
@@ -600,6 +615,7 @@ def load_campaign(
     steps = _steps(reader, raw.get("steps"), kind, known, templates, articles, _article(reader, raw, "", articles))
 
     schedule = BroadcastSchedule()
+    journey = None
     enrol = Enrolment()
     exits: tuple[ExitRule, ...] = ()
     if kind == BROADCAST:
@@ -607,6 +623,13 @@ def load_campaign(
             if raw.get(key) is not None:
                 raise reader.fail(key, "only sequences enrol and exit", f"remove '{key}:', or use kind: sequence")
         schedule = _schedule(reader, raw, zone)
+    elif kind == JOURNEY:
+        for key in ("enrol", "exits"):
+            if raw.get(key) is not None:
+                raise reader.fail(
+                    key, "a journey starts by its entry and ends at its goal", f"replace '{key}:' by entry: / goal:"
+                )
+        journey = read_journey(path, raw, [s.id for s in steps])
     else:
         enrol, exits = _enrolment(reader, raw, zone)
     return Campaign(
@@ -626,6 +649,7 @@ def load_campaign(
         signoff=_signoff(reader, raw.get("signoff")),
         digest=hashlib.sha256(source).hexdigest()[:16],
         draft=draft,
+        journey=journey,
     )
 
 

@@ -1,0 +1,275 @@
+"""Journeys, node by node, on SQLite and PostgreSQL, with a frozen clock: what each node does to the people at
+it, what the ledger gets, and where each person is afterwards."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, update
+
+from needlecast.campaign.context import CampaignContext
+from needlecast.config import Workspace
+from needlecast.errors import CampaignFileError
+from needlecast.store.schema import contact_events, contacts
+from tests.journey_helpers import (
+    NOW,
+    journey_workspace,
+    ledger_rows,
+    positions,
+    steps_of,
+    store,
+    sweep,
+    where_is,
+    write_journey,
+)
+from tests.journey_helpers import ids as lead_ids
+
+
+@pytest.fixture()
+def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    return journey_workspace(workspace_dir, store_url, monkeypatch)
+
+
+def _event(engine, contact_id: int, kind: str, at: datetime, source: str) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(contact_events).values(
+                source_id=source,
+                email_hash="",
+                contact_id=contact_id,
+                type=kind,
+                occurred_at=at,
+                value=None,
+                currency="",
+                source="test",
+                received_at=at,
+                treatment="",
+                appointment_at=None,
+            )
+        )
+
+
+def _aware(value: object) -> datetime:
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def test_send_wait_send_walks_everyone_once_and_ends(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: welcome, template: emails/welcome}
+  - {id: pause, kind: wait, delay: 2d}
+  - {id: tips, template: emails/deep_dive}
+""",
+    )
+    engine = store(ws)
+    report = sweep(ws, engine, NOW)
+    assert report.entered == 6 and report.enqueued == 6
+    assert {s for s, _ in ledger_rows(engine)} == {"welcome"}
+    assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("pause", "active")}
+    assert sweep(ws, engine, NOW + timedelta(days=1)).enqueued == 0  # still waiting
+    report = sweep(ws, engine, NOW + timedelta(days=2))
+    assert report.enqueued == 6 and report.left == Counter({"end of the journey": 6})
+    assert sweep(ws, engine, NOW + timedelta(days=9)).enqueued == 0  # nobody enters twice (re-entry: never)
+    assert set(ledger_rows(engine).values()) == {1} and len(ledger_rows(engine)) == 12
+
+
+def test_a_sequence_file_still_loads_as_a_straight_line_of_steps(ws: Workspace) -> None:
+    ctx = CampaignContext.load(ws)
+    assert not ctx.problems
+    (ws.campaigns_dir / "s.yaml").write_text(
+        """id: s
+kind: sequence
+segment: all-leads
+time_zone: Europe/London
+steps:
+  - {id: welcome, template: emails/welcome, delay: 0d}
+  - {id: later, template: emails/deep_dive, delay: 3d}
+"""
+    )
+    campaign = CampaignContext.load(ws).campaign("s")
+    assert campaign.journey is None and [s.delay.days for s in campaign.steps] == [0, 3]
+
+
+def test_wait_until_an_event_goes_on_when_it_happens_and_at_the_timeout_otherwise(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: welcome, template: emails/welcome}
+  - {id: booked-yet, kind: wait_until, event: booked, timeout: 7d, next: thanks, on_timeout: nudge}
+  - {id: nudge, template: emails/consultation, next: done}
+  - {id: thanks, template: emails/deep_dive}
+  - {id: done, kind: exit}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    sweep(ws, engine, NOW)
+    _event(engine, leads["lead1"], "booked", NOW + timedelta(days=1), "b1")
+    _event(engine, leads["lead2"], "booked", NOW - timedelta(days=1), "b2")  # before they arrived: no
+    sweep(ws, engine, NOW + timedelta(days=1, hours=1))
+    assert steps_of(engine, leads["lead1"]) == ["thanks", "welcome"]
+    assert where_is(engine, leads["lead1"])[1:] == ("done", 1)
+    assert where_is(engine, leads["lead2"])[:2] == ("booked-yet", "active")
+    sweep(ws, engine, NOW + timedelta(days=7))
+    assert steps_of(engine, leads["lead2"]) == ["nudge", "welcome"]
+    assert where_is(engine, leads["lead2"])[:2] == ("done", "done")
+
+
+def test_branch_takes_the_first_path_that_holds_else_the_default(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - id: route
+    kind: branch
+    paths:
+      - {when: [{tag: vip}], next: vip}
+      - {when: [{concern: acne}], next: acne}
+    default: general
+  - {id: vip, template: emails/consultation, next: done}
+  - {id: acne, template: emails/deep_dive, next: done}
+  - {id: general, template: emails/welcome, next: done}
+  - {id: done, kind: exit}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    sweep(ws, engine, NOW)
+    # lead0 and lead3 have acne; lead3 is also vip (the first path wins)
+    assert steps_of(engine, leads["lead0"]) == ["acne"]
+    assert steps_of(engine, leads["lead3"]) == ["vip"]
+    assert steps_of(engine, leads["lead1"]) == ["general"] and steps_of(engine, leads["lead2"]) == ["general"]
+
+
+def test_branch_on_an_attribute_and_on_an_event_within_days(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - id: route
+    kind: branch
+    paths:
+      - {when: [{event: purchased, within: 30d}], next: buyer}
+      - {when: [{field: skin_type, equals: Oily}], next: oily}
+    default: done
+  - {id: buyer, template: emails/consultation, next: done}
+  - {id: oily, template: emails/deep_dive, next: done}
+  - {id: done, kind: exit}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    _event(engine, leads["lead0"], "purchased", NOW - timedelta(days=3), "p0")
+    _event(engine, leads["lead1"], "purchased", NOW - timedelta(days=40), "p1")  # too long ago
+    with engine.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id == leads["lead1"]).values(attributes={"skin_type": "oily"}))
+    sweep(ws, engine, NOW)
+    assert steps_of(engine, leads["lead0"]) == ["buyer"]
+    assert steps_of(engine, leads["lead1"]) == ["oily"]
+    assert steps_of(engine, leads["lead2"]) == []
+    assert where_is(engine, leads["lead2"])[:2] == ("done", "done")
+
+
+def test_split_sends_each_person_down_the_same_stable_path(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - id: ab
+    kind: split
+    paths: [{percent: 50, next: a}, {percent: 50, next: b}]
+  - {id: a, template: emails/welcome, next: done}
+  - {id: b, template: emails/deep_dive, next: done}
+  - {id: done, kind: exit}
+""",
+    )
+    engine = store(ws)
+    sweep(ws, engine, NOW)
+    first = dict((c, s) for s, c in ledger_rows(engine))
+    assert set(first.values()) <= {"a", "b"} and len(first) == 6
+    from needlecast.journeys.sweeper import _split_point
+
+    assert all((_split_point("j", "ab", c) < 50) == (s == "a") for c, s in first.items())
+
+
+def test_goto_goes_round_through_a_wait_and_a_node_sends_once_per_entry(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: hello, template: emails/welcome}
+  - {id: pause, kind: wait, delay: 1d}
+  - {id: again, kind: goto, next: hello}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    for day in range(4):
+        sweep(ws, engine, NOW + timedelta(days=day))
+    assert steps_of(engine, leads["lead0"]) == ["hello"]  # round and round, but one email per entry
+    assert where_is(engine, leads["lead0"])[:2] == ("pause", "active")
+
+
+def test_a_goto_cycle_without_a_wait_is_refused_naming_the_node_and_the_fix(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: hello, template: emails/welcome}
+  - {id: check, kind: branch, paths: [{when: [{tag: vip}], next: hello}], default: again}
+  - {id: again, kind: goto, next: hello}
+""",
+    )
+    problems = CampaignContext.load(ws).problems
+    assert len(problems) == 1
+    error = problems[0]
+    assert isinstance(error, CampaignFileError)
+    assert error.field.startswith("steps[") and "no wait" in error.problem and "wait" in error.fix
+    assert str(ws.campaigns_dir / "j.yaml") in str(error)
+
+
+def test_time_of_day_wait_ends_at_the_local_hour_across_the_clocks_going_forward(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: morning, kind: wait, until_time: "09:00"}
+  - {id: hello, template: emails/welcome}
+""",
+    )
+    engine = store(ws)
+    saturday = datetime(2026, 3, 28, 10, 0, tzinfo=UTC)  # London changes to BST on Sunday 29 March at 01:00
+    sweep(ws, engine, saturday)
+    due = {row["due_at"] for row in positions(engine).values()}
+    sunday_nine_bst = datetime(2026, 3, 29, 8, 0, tzinfo=UTC)
+    assert {_aware(d) for d in due} == {sunday_nine_bst}
+    assert sweep(ws, engine, sunday_nine_bst - timedelta(minutes=1)).enqueued == 0
+    assert sweep(ws, engine, sunday_nine_bst).enqueued == 6
+
+
+def test_date_wait_waits_until_the_attribute_minus_the_offset_in_the_persons_zone(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: before-birthday, kind: wait, until_date: birthday, offset: -7d, at: "10:00", yearly: true}
+  - {id: hello, template: emails/welcome}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    with engine.begin() as conn:
+        conn.execute(update(contacts).values(attributes={"birthday": "1990-12-10"}, time_zone="America/New_York"))
+        conn.execute(update(contacts).where(contacts.c.id == leads["lead5"]).values(attributes={}))
+    report = sweep(ws, engine, NOW)
+    assert report.left == Counter({"no date in birthday": 1})  # never guessed, never stranded: said why
+    due = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)  # 3 December 10:00 in New York
+    assert sweep(ws, engine, due - timedelta(minutes=1)).enqueued == 0
+    assert sweep(ws, engine, due).enqueued == 5

@@ -34,6 +34,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, Campaign
 from needlecast.campaign.plan.rules import arm_for
 from needlecast.campaign.plan.scheduling import schedule_campaign
+from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.journeys import entries as entering
 from needlecast.journeys.conditions import Facts, all_hold
@@ -82,6 +83,12 @@ class _Round:
     sends: list[tuple[Position, SendNode]] = field(default_factory=list)
 
 
+def sweep_seconds(workspace: Workspace) -> int:
+    """The journeys job's period: the sweeper's (`[schedule] sweep_interval_seconds`). A position due longer
+    ago than that is overdue (`needlecast journey check`)."""
+    return int(workspace.settings.schedule.sweep_interval_seconds)
+
+
 def journeys_of(ctx: CampaignContext) -> list[Campaign]:
     """The live journeys (drafts are planned and previewed only)."""
     return [c for c in ctx.campaigns.values() if c.kind == JOURNEY and c.journey is not None and not c.draft]
@@ -125,7 +132,8 @@ def sweep_journey(
     people = frame.set_index("id", drop=False)
     with writer.writing() as conn:
         facts = Facts(conn, campaign.id, journey.event_types)
-        members = evaluate(ctx.segments[campaign.segment], frame, now).members.set_index("id", drop=False)
+        member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
+        members = people.loc[people.index.isin(member_ids)]
         triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
         admitted = entering.admit(triggered, store.latest_entries(conn, campaign.id), journey.reentry, now)
         report.entered = enter(conn, campaign, admitted, people, now)

@@ -1,0 +1,189 @@
+"""Journey actions: put people into a journey, save a new version of a live journey (moving the people its
+change concerns), check a journey and repair it.
+
+See `needlecast.actions` for the contract every action keeps. The audit entries carry counts and node ids,
+never a person's address or name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+
+from needlecast.accounts import audit
+from needlecast.accounts.roles import Actor, require
+from needlecast.audience.segments import load_frame
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.editor import _atomic_write, _validate
+from needlecast.campaign.definition.model import JOURNEY, Campaign
+from needlecast.config import Workspace
+from needlecast.errors import CampaignFileError, InvalidRequest
+from needlecast.journeys import edits
+from needlecast.journeys import entries as entering
+from needlecast.journeys.sweeper import enter as enter_positions
+from needlecast.journeys.sweeper import sweep_journey, sweep_seconds
+from needlecast.store import journeys as store
+from needlecast.store.delivery import delivery_store
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import contacts
+
+
+def _journey(ctx: CampaignContext, campaign_id: str) -> Campaign:
+    campaign = ctx.campaign(campaign_id)  # NotFound names the campaigns there are
+    if campaign.kind != JOURNEY or campaign.journey is None:
+        raise InvalidRequest(f"campaign '{campaign_id}' is a {campaign.kind}, not a journey")
+    return campaign
+
+
+@dataclass
+class EnterResult:
+    """What `enter` did, person by person (contact ids only)."""
+
+    entered: list[int] = field(default_factory=list)
+    already_in: list[int] = field(default_factory=list)  # in the journey now, or the re-entry rule refuses
+    unknown: list[int] = field(default_factory=list)  # no such contact
+
+
+def enter(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    campaign_id: str,
+    contact_ids: Sequence[int],
+    *,
+    now: datetime | None = None,
+) -> EnterResult:
+    """Put one person or a selection into a journey at its first node (the API's and the console's entry).
+    The journey's re-entry rule applies (`never`: whoever was in it once is not entered again); the sweeper
+    checks consent and suppression before anything is sent. Audited with the counts."""
+    require(actor, "campaigns.schedule")
+    ctx = CampaignContext.load(workspace)
+    campaign = _journey(ctx, campaign_id)
+    assert campaign.journey is not None
+    now = now or utcnow()
+    wanted = list(dict.fromkeys(int(c) for c in contact_ids))
+    result = EnterResult()
+    with delivery_store(engine).writing() as conn:
+        known = {int(r[0]) for r in conn.execute(select(contacts.c.id).where(contacts.c.id.in_(wanted)))}
+        result.unknown = [c for c in wanted if c not in known]
+        frame = load_frame(conn).set_index("id", drop=False)
+        latest = store.latest_entries(conn, campaign.id)
+        triggered: dict[int, datetime | None] = {c: now for c in wanted if c in known}
+        admitted = entering.admit(triggered, latest, campaign.journey.reentry, now)
+        enter_positions(conn, campaign, admitted, frame, now)
+        after = store.latest_entries(conn, campaign.id)
+        result.entered = [c for c, number, _ in admitted if c in after and after[c].entry == number]
+        result.already_in = [c for c in wanted if c in known and c not in result.entered]
+        audit.record(
+            conn,
+            actor,
+            "journey.entered",
+            f"campaign:{campaign.id}",
+            entered=len(result.entered),
+            not_entered=len(result.already_in),
+            unknown=len(result.unknown),
+        )
+    return result
+
+
+def preview_save(workspace: Workspace, engine: Engine, campaign_id: str, text: str) -> edits.ChangePreview:
+    """What saving `text` as the journey's file would do to the people waiting (changes nothing; raises
+    `CampaignFileError` when the text does not load)."""
+    ctx = CampaignContext.load(workspace)
+    old = ctx.campaigns.get(campaign_id)
+    new = _loaded(ctx, old, campaign_id, text)
+    assert new.journey is not None
+    with engine.connect() as conn:
+        return edits.preview_change(conn, campaign_id, old.journey if old else None, new.journey)
+
+
+def _loaded(ctx: CampaignContext, old: Campaign | None, campaign_id: str, text: str) -> Campaign:
+    path = old.path if old is not None else ctx.workspace.campaigns_dir / f"{campaign_id}.yaml"
+    new = _validate(ctx, path, text, old.path if old is not None else None)
+    if new.kind != JOURNEY or new.id != campaign_id:
+        raise CampaignFileError(str(path), "id", f"is not the journey '{campaign_id}'", f"keep id: {campaign_id}")
+    return new
+
+
+@dataclass
+class SaveResult:
+    version: int
+    preview: edits.ChangePreview
+    changed: dict[str, int]  # node -> how many people the save moved or re-timed there
+
+
+def save(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    campaign_id: str,
+    text: str,
+    moves: Mapping[str, str] | None = None,
+) -> SaveResult:
+    """Save a new version of a journey's file: validated, then refused (`EditRefused`, naming the node) while
+    a removed node holds people that `moves` gives no destination (a node, or `exit`); else written, the
+    people moved and re-timed (`journeys.edits.apply_change`), the version kept with its source and the moves,
+    and audited, in one transaction after the file is written (a failure after the write leaves positions at
+    the removed nodes, which `needlecast journey check` finds and repairs)."""
+    require(actor, "campaigns.edit")
+    moves = dict(moves or {})
+    ctx = CampaignContext.load(workspace)
+    old = ctx.campaigns.get(campaign_id)
+    new = _loaded(ctx, old, campaign_id, text)
+    assert new.journey is not None
+    now = utcnow()
+    with engine.connect() as conn:
+        preview = edits.preview_change(conn, campaign_id, old.journey if old else None, new.journey)
+        frame = load_frame(conn).set_index("id", drop=False)
+    missing = preview.needs_destination(moves)
+    if missing:
+        raise edits.EditRefused(
+            f"{preview.removed[missing[0]]} people wait at '{missing[0]}', which this version removes: choose "
+            f"a node for them ({', '.join(new.journey.nodes)}) or exit",
+            field=f"moves.{missing[0]}",
+        )
+    _atomic_write(new.path, text)
+    with delivery_store(engine).writing() as conn:
+        changed = edits.apply_change(conn, new, preview, moves, frame, now)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        version = store.record_version(conn, campaign_id, digest, actor.name, moves, text, now)
+        audit.record(
+            conn,
+            actor,
+            "journey.saved",
+            f"campaign:{campaign_id}",
+            version=version,
+            removed=dict(preview.removed),
+            moves=moves,
+            retimed=preview.retimed,
+        )
+    return SaveResult(version, preview, changed)
+
+
+def check(engine: Engine, workspace: Workspace, campaign_id: str) -> edits.CheckReport:
+    """Stranded and overdue positions of a journey (a read: no permission beyond reading campaigns)."""
+    campaign = _journey(CampaignContext.load(workspace), campaign_id)
+    with engine.connect() as conn:
+        return edits.check(conn, campaign, utcnow(), timedelta(seconds=sweep_seconds(workspace)))
+
+
+def repair(
+    engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, moves: Mapping[str, str]
+) -> dict[str, int]:
+    """Move the stranded people of a journey as `moves` says (each stranded node: a node, or `exit`), then
+    sweep the journey once, which advances the overdue ones. Audited with the counts."""
+    require(actor, "campaigns.schedule")
+    ctx = CampaignContext.load(workspace)
+    campaign = _journey(ctx, campaign_id)
+    now = utcnow()
+    with engine.connect() as conn:
+        frame = load_frame(conn).set_index("id", drop=False)
+    with delivery_store(engine).writing() as conn:
+        moved = edits.repair(conn, campaign, moves, frame, now)
+        audit.record(conn, actor, "journey.repaired", f"campaign:{campaign_id}", moved=moved, moves=dict(moves))
+    report = sweep_journey(engine, ctx, campaign, now)
+    return {**moved, "(advanced by a sweep)": report.moved}

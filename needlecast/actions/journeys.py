@@ -164,11 +164,11 @@ def save(
     return SaveResult(version, preview, changed)
 
 
-def check(engine: Engine, workspace: Workspace, campaign_id: str) -> edits.CheckReport:
-    """Stranded and overdue positions of a journey (a read: no permission beyond reading campaigns)."""
+def check(engine: Engine, workspace: Workspace, campaign_id: str, *, now: datetime | None = None) -> edits.CheckReport:
+    """Stranded and overdue positions of a journey at `now` (default: the clock); a read, changing nothing."""
     campaign = _journey(CampaignContext.load(workspace), campaign_id)
     with engine.connect() as conn:
-        return edits.check(conn, campaign, utcnow(), timedelta(seconds=sweep_seconds(workspace)))
+        return edits.check(conn, campaign, now or utcnow(), timedelta(seconds=sweep_seconds(workspace)))
 
 
 def repair(

@@ -136,3 +136,23 @@ def test_check_reports_positions_overdue_past_the_sweepers_period(ws: Workspace)
     assert journey_actions.check(engine, ws, "j", now=NOW - timedelta(days=7)).healthy  # due just now: fine
     report = journey_actions.check(engine, ws, "j", now=NOW)
     assert report.overdue == 6 and not report.stranded
+
+
+def test_the_journey_check_command_finds_stranded_people_and_repairs_them_on_request(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.cli_runner import run
+
+    write_journey(ws, BEFORE)
+    engine = store(ws)
+    sweep(ws, engine, NOW)
+    write_journey(ws, BEFORE.replace("id: pause,", "id: wait-a-bit,"))
+    env = {"NEEDLECAST_DATABASE_URL": ws.database_url, "NEEDLECAST_SECRET": "s" * 40}
+    found = run(monkeypatch, ws.root, "journey", "check", **env)
+    assert found.code == 1 and "pause: 6" in found.stdout and "--move NODE=TARGET" in found.stdout
+    refused = run(monkeypatch, ws.root, "journey", "check", "j", "--repair", **env)
+    assert refused.code != 0 and "pause" in refused.stderr
+    repaired = run(monkeypatch, ws.root, "journey", "check", "j", "--repair", "--move", "pause=exit", **env)
+    assert repaired.code == 0, repaired.stderr
+    assert run(monkeypatch, ws.root, "journey", "check", "j", **env).code == 0
+    assert {p["state"] for p in positions(engine).values()} == {"exited"}

@@ -60,11 +60,13 @@ def _send(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock) -> No
 
 def _at_sink(sink: SendGridSink) -> Counter[tuple[str, str]]:
     """(step, address) -> how many emails the sink accepted."""
-    return Counter(
-        (request.payload["custom_args"]["step"], p["to"][0]["email"])
-        for request in sink.accepted
-        for p in request.payload["personalizations"]
-    )
+    counts: Counter[tuple[str, str]] = Counter()
+    for request in sink.accepted:
+        payload = request.payload
+        assert payload is not None
+        for person in payload["personalizations"]:
+            counts[(payload["custom_args"]["step"], person["to"][0]["email"])] += 1
+    return counts
 
 
 def test_two_sweepers_at_once_send_each_email_exactly_once(ws: Workspace) -> None:

@@ -171,6 +171,18 @@ def check(engine: Engine, workspace: Workspace, campaign_id: str, *, now: dateti
         return edits.check(conn, campaign, now or utcnow(), timedelta(seconds=sweep_seconds(workspace)))
 
 
+def check_all(engine: Engine, workspace: Workspace, *, now: datetime | None = None) -> list[edits.CheckReport]:
+    """`check` of every journey of the workspace, drafts included (people may wait in none of them)."""
+    ctx = CampaignContext.load(workspace)
+    period = timedelta(seconds=sweep_seconds(workspace))
+    with engine.connect() as conn:
+        return [
+            edits.check(conn, campaign, now or utcnow(), period)
+            for campaign in ctx.campaigns.values()
+            if campaign.kind == JOURNEY and campaign.journey is not None
+        ]
+
+
 def repair(
     engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, moves: Mapping[str, str]
 ) -> dict[str, int]:

@@ -273,3 +273,24 @@ steps:
     due = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)  # 3 December 10:00 in New York
     assert sweep(ws, engine, due - timedelta(minutes=1)).enqueued == 0
     assert sweep(ws, engine, due).enqueued == 5
+
+
+def test_the_readmes_example_journey_loads(ws: Workspace) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("# campaigns/anti-wrinkle-recall.yaml\n", 1)[1].split("```", 1)[0]
+    (ws.campaigns_dir / "anti-wrinkle-recall.yaml").write_text(block)
+    ctx = CampaignContext.load(ws)
+    assert not ctx.problems, ctx.problems
+    journey = ctx.campaign("anti-wrinkle-recall").journey
+    assert journey is not None and journey.goal == "booked" and journey.entry.unless_appointment
+    assert [n.kind for n in journey.nodes.values()] == [
+        "wait",
+        "send",
+        "wait_until",
+        "branch",
+        "split",
+        "send",
+        "send",
+        "wait",
+        "exit",
+    ]

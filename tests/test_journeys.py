@@ -231,7 +231,8 @@ steps:
     assert len(problems) == 1
     error = problems[0]
     assert isinstance(error, CampaignFileError)
-    assert error.field.startswith("steps[") and "no wait" in error.problem and "wait" in error.fix
+    assert error.field in ("steps[1].paths[0].next", "steps[2].next")
+    assert "no wait" in error.problem and "wait" in error.fix
     assert str(ws.campaigns_dir / "j.yaml") in str(error)
 
 
@@ -294,3 +295,15 @@ def test_the_readmes_example_journey_loads(ws: Workspace) -> None:
         "wait",
         "exit",
     ]
+
+
+def test_plan_names_the_people_at_each_node_of_a_journey(ws: Workspace) -> None:
+    from needlecast.campaign.plan.preview import build_plans
+
+    write_journey(ws, "steps:\n  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 3d}\n")
+    engine = store(ws)
+    sweep(ws, engine, NOW)
+    plans = build_plans(ws, engine, "j", 2, NOW).plans
+    assert len(plans) == 1 and plans[0].emails.empty
+    assert "pause (wait): 6 waiting, 0 due by 2026-11-26" in plans[0].notes
+    assert "6 waiting, 6 due" in " ".join(build_plans(ws, engine, "j", 30, NOW).plans[0].notes)

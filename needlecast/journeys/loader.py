@@ -420,6 +420,18 @@ def _goal(reader: _Reader, raw: Any) -> str:
     return reader.text(spec, "event", "goal")
 
 
+def _edge_field(node: Node, target: str) -> str:
+    """The field of `node` that names `target`: `steps[2].next`, `steps[2].paths[1].next`, `steps[2].default`."""
+    if isinstance(node, BranchNode | SplitNode):
+        for number, path in enumerate(node.paths):
+            if path.target == target:
+                return f"{node.field}.paths[{number}].next"
+        return f"{node.field}.default"
+    if isinstance(node, WaitUntilNode) and node.next != target:
+        return f"{node.field}.on_timeout"
+    return f"{node.field}.next"
+
+
 def refuse_cycles_without_wait(path: FilePath, nodes: dict[str, Node]) -> None:
     """Refuse a loop through which a person could go round in one sweep: every cycle of the graph must pass
     a wait with a delay, or a wait-until (Mautic #16262: a deleted decision looped a send 11,500 times)."""
@@ -440,7 +452,7 @@ def refuse_cycles_without_wait(path: FilePath, nodes: dict[str, Node]) -> None:
                 culprit = nodes[trail[-1]]
                 raise CampaignFileError(
                     str(path),
-                    f"{culprit.field}.next",
+                    _edge_field(culprit, target),
                     f"'{culprit.id}' leads back to '{target}' with no wait on the way ({' -> '.join(loop)}): "
                     "a person would go round without end",
                     f"add a wait node on the loop (e.g. {{id: pause, kind: wait, delay: 1d}} before '{target}'), "

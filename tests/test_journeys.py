@@ -307,3 +307,83 @@ def test_plan_names_the_people_at_each_node_of_a_journey(ws: Workspace) -> None:
     assert len(plans) == 1 and plans[0].emails.empty
     assert "pause (wait): 6 waiting, 0 due by 2026-11-26" in plans[0].notes
     assert "6 waiting, 6 due" in " ".join(build_plans(ws, engine, "j", 30, NOW).plans[0].notes)
+
+
+def _engagement(engine, campaign_id: str, step_id: str, contact_id: int, kind: str, detail: str, at: datetime) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from needlecast.store.schema import deliveries, events
+
+    with engine.begin() as conn:
+        delivery = conn.execute(
+            select(deliveries.c.id).where(
+                deliveries.c.campaign_id == campaign_id,
+                deliveries.c.step_id == step_id,
+                deliveries.c.contact_id == contact_id,
+            )
+        ).scalar_one()
+        conn.execute(
+            insert(events).values(
+                provider_event_id=f"ev-{delivery}-{kind}-{detail}",
+                kind=kind,
+                delivery_id=delivery,
+                campaign_id=campaign_id,
+                step_id=step_id,
+                message_id="m",
+                email_hash="",
+                occurred_at=at,
+                received_at=at,
+                detail=detail,
+                raw={},
+            )
+        )
+
+
+def test_wait_until_a_click_on_a_named_link_of_an_earlier_send(ws: Workspace) -> None:
+    write_journey(
+        ws,
+        """
+steps:
+  - {id: hello, template: emails/welcome}
+  - id: clicked-book
+    kind: wait_until
+    engagement: {node: hello, action: clicked, link: /book}
+    timeout: 3d
+    next: thanks
+    on_timeout: nudge
+  - {id: nudge, template: emails/consultation, next: done}
+  - {id: thanks, template: emails/deep_dive, next: done}
+  - {id: done, kind: exit}
+""",
+    )
+    engine = store(ws)
+    leads = lead_ids(engine)
+    sweep(ws, engine, NOW)
+    soon = NOW + timedelta(hours=1)
+    _engagement(engine, "j", "hello", leads["lead0"], "clicked", "https://clinic.example/book?x=1", soon)
+    _engagement(engine, "j", "hello", leads["lead1"], "clicked", "https://clinic.example/prices", soon)
+    _engagement(engine, "j", "hello", leads["lead2"], "opened", "machine", soon)
+    sweep(ws, engine, NOW + timedelta(hours=2))
+    assert steps_of(engine, leads["lead0"]) == ["hello", "thanks"]
+    assert steps_of(engine, leads["lead1"]) == ["hello"]  # another link: still waiting
+    sweep(ws, engine, NOW + timedelta(days=3))
+    assert steps_of(engine, leads["lead1"]) == ["hello", "nudge"]
+    assert steps_of(engine, leads["lead2"]) == ["hello", "nudge"]  # a machine open is no click either
+    from needlecast.store.journeys import engagements
+
+    with engine.connect() as conn:
+        assert (leads["lead2"], 1) not in engagements(conn, "j", "hello", "opened")  # machine opens never count
+
+
+def test_one_scheduler_job_sweeps_every_journey_and_exists_only_while_a_journey_does(ws: Workspace) -> None:
+    from needlecast.schedule import SchedulerRuntime, desired_jobs, run_journeys_job
+
+    engine = store(ws)
+    with engine.begin() as conn:
+        assert "journeys" not in {job.id for job in desired_jobs(ws, conn, NOW)[0]}
+    write_journey(ws, "steps:\n  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 3d}\n")
+    with engine.begin() as conn:
+        jobs = [job for job in desired_jobs(ws, conn, NOW)[0] if job.id == "journeys"]
+    assert len(jobs) == 1 and jobs[0].args == [str(ws.root)]  # ids only
+    run_journeys_job(str(ws.root), runtime=SchedulerRuntime(engine))
+    assert len(positions(engine)) == 6 and len(ledger_rows(engine)) == 6

@@ -15,6 +15,7 @@ from needlecast.accounts.roles import Actor
 from needlecast.actions import journeys as journey_actions
 from needlecast.config import Workspace
 from needlecast.journeys.edits import EXIT_MOVE, EditRefused
+from needlecast.readmodels.journeys import journey_overview, preview_save
 from needlecast.store.schema import audit_log, journey_versions
 from tests.journey_helpers import (
     NOW,
@@ -66,7 +67,7 @@ steps:
   - {id: later, template: emails/deep_dive}
 """
     )
-    preview = journey_actions.preview_save(ws, engine, "j", after)
+    preview = preview_save(ws, engine, "j", after)
     assert preview.waiting == {"pause": 6} and preview.removed == {"pause": 6} and preview.added == ["short"]
     assert "choose where they go" in " ".join(preview.describe())
     with pytest.raises(EditRefused) as refused:
@@ -104,7 +105,7 @@ def test_a_changed_delay_applies_to_those_still_waiting_from_when_they_arrived(w
     leads = lead_ids(engine)
     sweep(ws, engine, NOW)
     after = HEADER + BEFORE.replace("delay: 3d", "delay: 1d")
-    preview = journey_actions.preview_save(ws, engine, "j", after)
+    preview = preview_save(ws, engine, "j", after)
     assert preview.retimed == {"pause": 6} and not preview.removed
     journey_actions.save(engine, ws, ADMIN, "j", after)
     assert {_aware(p["due_at"]) for p in positions(engine).values()} == {NOW + timedelta(days=1)}
@@ -121,12 +122,20 @@ def test_check_finds_people_at_a_node_an_edit_removed_and_repair_moves_them(ws: 
     assert sweep(ws, engine, NOW + timedelta(days=4)).enqueued == 0  # the sweeper never guesses for them
     report = journey_actions.check(engine, ws, "j")
     assert report.stranded == {"pause": 6} and not report.healthy
+    assert journey_overview(engine, ws, "j").stranded == {"pause": 6}
     with pytest.raises(EditRefused):
         journey_actions.repair(engine, ws, ADMIN, "j", {"pause": "nowhere"})
     moved = journey_actions.repair(engine, ws, ADMIN, "j", {"pause": "later"})
     assert moved["pause"] == 6
     assert journey_actions.check(engine, ws, "j").healthy
     assert steps_of(engine, leads["lead2"]) == ["hello", "later"]
+    overview = journey_overview(engine, ws, "j")
+    assert not overview.stranded
+    assert [(n.node, n.waiting, n.done) for n in overview.nodes] == [
+        ("hello", 0, 0),
+        ("wait-a-bit", 0, 0),
+        ("later", 0, 6),
+    ]
 
 
 def test_check_reports_positions_overdue_past_the_sweepers_period(ws: Workspace) -> None:

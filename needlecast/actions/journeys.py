@@ -18,25 +18,18 @@ from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.definition.editor import _atomic_write, _validate
-from needlecast.campaign.definition.model import JOURNEY, Campaign
+from needlecast.campaign.definition.editor import _atomic_write
+from needlecast.campaign.definition.model import JOURNEY
 from needlecast.config import Workspace
-from needlecast.errors import CampaignFileError, InvalidRequest
 from needlecast.journeys import edits
 from needlecast.journeys import entries as entering
 from needlecast.journeys.sweeper import enter as enter_positions
 from needlecast.journeys.sweeper import sweep_journey, sweep_seconds
+from needlecast.readmodels.journeys import journey_of, loaded_version
 from needlecast.store import journeys as store
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import contacts
-
-
-def _journey(ctx: CampaignContext, campaign_id: str) -> Campaign:
-    campaign = ctx.campaign(campaign_id)  # NotFound names the campaigns there are
-    if campaign.kind != JOURNEY or campaign.journey is None:
-        raise InvalidRequest(f"campaign '{campaign_id}' is a {campaign.kind}, not a journey")
-    return campaign
 
 
 @dataclass
@@ -62,7 +55,7 @@ def enter(
     checks consent and suppression before anything is sent. Audited with the counts."""
     require(actor, "campaigns.schedule")
     ctx = CampaignContext.load(workspace)
-    campaign = _journey(ctx, campaign_id)
+    campaign = journey_of(ctx, campaign_id)
     assert campaign.journey is not None
     now = now or utcnow()
     wanted = list(dict.fromkeys(int(c) for c in contact_ids))
@@ -90,25 +83,6 @@ def enter(
     return result
 
 
-def preview_save(workspace: Workspace, engine: Engine, campaign_id: str, text: str) -> edits.ChangePreview:
-    """What saving `text` as the journey's file would do to the people waiting (changes nothing; raises
-    `CampaignFileError` when the text does not load)."""
-    ctx = CampaignContext.load(workspace)
-    old = ctx.campaigns.get(campaign_id)
-    new = _loaded(ctx, old, campaign_id, text)
-    assert new.journey is not None
-    with engine.connect() as conn:
-        return edits.preview_change(conn, campaign_id, old.journey if old else None, new.journey)
-
-
-def _loaded(ctx: CampaignContext, old: Campaign | None, campaign_id: str, text: str) -> Campaign:
-    path = old.path if old is not None else ctx.workspace.campaigns_dir / f"{campaign_id}.yaml"
-    new = _validate(ctx, path, text, old.path if old is not None else None)
-    if new.kind != JOURNEY or new.id != campaign_id:
-        raise CampaignFileError(str(path), "id", f"is not the journey '{campaign_id}'", f"keep id: {campaign_id}")
-    return new
-
-
 @dataclass
 class SaveResult:
     version: int
@@ -132,8 +106,7 @@ def save(
     require(actor, "campaigns.edit")
     moves = dict(moves or {})
     ctx = CampaignContext.load(workspace)
-    old = ctx.campaigns.get(campaign_id)
-    new = _loaded(ctx, old, campaign_id, text)
+    old, new = loaded_version(ctx, campaign_id, text)
     assert new.journey is not None
     now = utcnow()
     with engine.connect() as conn:
@@ -166,7 +139,7 @@ def save(
 
 def check(engine: Engine, workspace: Workspace, campaign_id: str, *, now: datetime | None = None) -> edits.CheckReport:
     """Stranded and overdue positions of a journey at `now` (default: the clock); a read, changing nothing."""
-    campaign = _journey(CampaignContext.load(workspace), campaign_id)
+    campaign = journey_of(CampaignContext.load(workspace), campaign_id)
     with engine.connect() as conn:
         return edits.check(conn, campaign, now or utcnow(), timedelta(seconds=sweep_seconds(workspace)))
 
@@ -190,7 +163,7 @@ def repair(
     sweep the journey once, which advances the overdue ones. Audited with the counts."""
     require(actor, "campaigns.schedule")
     ctx = CampaignContext.load(workspace)
-    campaign = _journey(ctx, campaign_id)
+    campaign = journey_of(ctx, campaign_id)
     now = utcnow()
     with engine.connect() as conn:
         frame = load_frame(conn).set_index("id", drop=False)

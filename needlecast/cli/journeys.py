@@ -100,7 +100,7 @@ def journey_preview(
     move: MoveOption = None,
 ) -> None:
     """Say what saving FILE as the journey would do to the people waiting in it (changes nothing)."""
-    from needlecast.actions.journeys import preview_save
+    from needlecast.readmodels.journeys import preview_save
 
     workspace = current_workspace()
     preview = preview_save(workspace, current_store(workspace), journey, file.read_text(encoding="utf-8"))

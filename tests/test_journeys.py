@@ -387,3 +387,19 @@ def test_one_scheduler_job_sweeps_every_journey_and_exists_only_while_a_journey_
     assert len(jobs) == 1 and jobs[0].args == [str(ws.root)]  # ids only
     run_journeys_job(str(ws.root), runtime=SchedulerRuntime(engine))
     assert len(positions(engine)) == 6 and len(ledger_rows(engine)) == 6
+
+
+def test_a_paused_journey_moves_nobody_until_it_is_resumed(ws: Workspace) -> None:
+    from needlecast.accounts.roles import Actor
+    from needlecast.actions.campaigns import set_campaign_status
+
+    admin = Actor("user", "admin@example.com", 1, "admin")
+    write_journey(ws, "steps:\n  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 1d}\n")
+    engine = store(ws)
+    sweep(ws, engine, NOW)
+    set_campaign_status(engine, ws, admin, "j", "paused")
+    report = sweep(ws, engine, NOW + timedelta(days=2))
+    assert report.blocked == "the journey is paused" and report.moved == 0
+    assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("pause", "active")}
+    set_campaign_status(engine, ws, admin, "j", "active")
+    assert sweep(ws, engine, NOW + timedelta(days=2)).left == Counter({"end of the journey": 6})

@@ -34,8 +34,10 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, Campaign
 from needlecast.campaign.plan.rules import arm_for
 from needlecast.campaign.plan.scheduling import schedule_campaign
+from needlecast.campaign.send.state import ACTIVE
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
+from needlecast.errors import NeedlecastError
 from needlecast.journeys import entries as entering
 from needlecast.journeys.conditions import Facts, all_hold
 from needlecast.journeys.model import (
@@ -72,6 +74,7 @@ class SweepReport:
     converted: int = 0
     left: Counter[str] = field(default_factory=Counter)  # reason -> how many left the journey
     rounds: int = 0
+    blocked: str = ""  # why nothing moved (paused, cancelled, a problem of the journey's)
 
 
 @dataclass
@@ -105,7 +108,11 @@ def sweep_all(
         frame = load_frame(conn)
     reports = []
     for campaign in journeys:
-        reports.append(sweep_journey(engine, ctx, campaign, now, frame=frame, after_round=after_round))
+        try:
+            reports.append(sweep_journey(engine, ctx, campaign, now, frame=frame, after_round=after_round))
+        except NeedlecastError as err:  # one journey's problem never stops the others
+            log.error("journey %s not swept: %s", campaign.id, err)
+            reports.append(SweepReport(campaign.id, blocked=str(err)))
     return reports
 
 
@@ -125,7 +132,11 @@ def sweep_journey(
     report = SweepReport(campaign.id)
     writer = delivery_store(engine)
     with writer.writing() as conn:
-        started_at = utc(schedule_campaign(conn, campaign, (), now)["started_at"])
+        state = schedule_campaign(conn, campaign, (), now)
+    if state["status"] != ACTIVE:  # paused or cancelled: nobody enters or moves until it is resumed
+        report.blocked = f"the journey is {state['status']}"
+        return report
+    started_at = utc(state["started_at"])
     if frame is None:
         with engine.connect() as conn:
             frame = load_frame(conn)

@@ -217,17 +217,27 @@ def _leave_early(
     """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries."""
     waiting = store.waiting(conn, campaign.id)
     goal = facts.events(journey.goal) if journey.goal else {}
+    blocked = _unmailable(people)
     converted, exited = [], []
     for position in waiting:
         if any(t >= utc(position.entered_at) for t in goal.get(position.contact_id, ())):
             converted.append((position, f"goal: {journey.goal}"))
             continue
-        reason = _cannot_be_mailed(people, position.contact_id)
+        reason = blocked.get(position.contact_id, "") if position.contact_id in people.index else "erased"
         if reason:
             exited.append((position, reason))
     report.converted += store.leave(conn, campaign.id, converted, CONVERTED, now)
     report.left.update(reason for _, reason in exited)
     store.leave(conn, campaign.id, exited, EXITED, now)
+
+
+def _unmailable(people: pd.DataFrame) -> dict[int, str]:
+    """contact -> why they may not be mailed (suppressed, consent withdrawn), for everyone at once."""
+    suppressed = people["suppressed"].map(lambda v: v if isinstance(v, str) else "")
+    no_consent = (people["status"] == "pending") | ~people["marketing_consent"].astype(bool)
+    reasons = suppressed.where(suppressed != "", no_consent.map({True: "consent withdrawn", False: ""}))
+    reasons = reasons[reasons != ""]
+    return {int(c): str(r) for c, r in reasons.items()}
 
 
 def _cannot_be_mailed(people: pd.DataFrame, contact_id: int) -> str:
@@ -359,7 +369,13 @@ def _apply(
     plan.leaves.extend((p, "end of the journey", DONE) for p, n in sent_on if not n.next)
     moves: list[tuple[Position, str, datetime]] = []
     for position, target in plan.moves:
-        due = _due_at(campaign, journey.nodes[target], people, position.contact_id, now)
+        arriving = journey.nodes[target]
+        personal = isinstance(arriving, WaitNode) and arriving.delay is None  # a time of day, a date: their zone
+        due = (
+            _due_at(campaign, arriving, people, position.contact_id, now)
+            if personal
+            else arrival_due(arriving, now, campaign.time_zone, {})
+        )
         if due is None:
             plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
         else:

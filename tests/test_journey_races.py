@@ -184,3 +184,20 @@ def test_a_sweep_killed_between_rounds_is_finished_by_the_next_without_a_duplica
     assert report.enqueued == 12 - before
     assert set(ledger_rows(engine).values()) == {1} and len(ledger_rows(engine)) == 12
     assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("pause", "active")}
+
+
+def test_a_second_entrys_emails_go_out_as_their_own_ledger_rows(ws: Workspace, sink: SendGridSink) -> None:
+    write_journey(
+        ws, "entry: {segment: true}\nreentry: {after: 30d}\nsteps:\n  - {id: hello, template: emails/welcome}\n"
+    )
+    engine = store(ws)
+    ctx = CampaignContext.load(ws)
+    clock = Clock(NOW)
+    sweep_journey(engine, ctx, ctx.campaign("j"), NOW)
+    _send(ws, engine, sink, clock)
+    clock.now = NOW + timedelta(days=30)
+    assert sweep_journey(engine, ctx, ctx.campaign("j"), clock.now).entered == 6
+    _send(ws, engine, sink, clock)
+    counts = _at_sink(sink)
+    assert Counter(step for step, _ in counts) == Counter({"hello": 6, "hello#2": 6})
+    assert set(counts.values()) == {1}

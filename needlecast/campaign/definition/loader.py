@@ -4,7 +4,8 @@ The shape (see campaigns/*.yaml for complete examples):
 
     id: spring-guide                 # letters, digits, - and _; unique across the workspace
     name: Spring guide
-    kind: broadcast | sequence
+    kind: broadcast | sequence | journey   # journey: steps are the nodes of a graph, with entry:, reentry:
+                                     #   and goal: (`needlecast.journeys.loader`; README "Journeys")
     draft: true                      # optional: planned and previewed, never scheduled or sent
     segment: all-leads               # from audiences/segments.yaml
     time_zone: Europe/London

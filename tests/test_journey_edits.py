@@ -5,6 +5,7 @@ console left behind."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -159,6 +160,8 @@ def test_the_journey_check_command_finds_stranded_people_and_repairs_them_on_req
     env = {"NEEDLECAST_DATABASE_URL": ws.database_url, "NEEDLECAST_SECRET": "s" * 40}
     found = run(monkeypatch, ws.root, "journey", "check", **env)
     assert found.code == 1 and "pause: 6" in found.stdout and "--move NODE=TARGET" in found.stdout
+    as_json = run(monkeypatch, ws.root, "journey", "check", "--format", "json", **env)
+    assert as_json.code == 1 and json.loads(as_json.stdout)[0]["stranded"] == {"pause": 6}
     refused = run(monkeypatch, ws.root, "journey", "check", "j", "--repair", **env)
     assert refused.code != 0 and "pause" in refused.stderr
     repaired = run(monkeypatch, ws.root, "journey", "check", "j", "--repair", "--move", "pause=exit", **env)

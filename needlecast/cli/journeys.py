@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from needlecast.cli.common import console, current_store, current_workspace, group, setup_logging, table
+from needlecast.cli.common import (
+    FormatOption,
+    OutputFormat,
+    console,
+    current_store,
+    current_workspace,
+    group,
+    print_json,
+    setup_logging,
+    table,
+)
 from needlecast.errors import InvalidRequest
 
 journey_app = group("journey", "Journeys: check and repair positions, enter people, preview and save a change.")
@@ -48,9 +58,11 @@ def journey_check(
     journey: Annotated[str | None, typer.Argument(help="One journey (default: every journey).")] = None,
     repair: Annotated[bool, typer.Option("--repair", help="Move stranded people as --move says, then sweep.")] = False,
     move: MoveOption = None,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Find positions at nodes a journey no longer has (stranded) and positions overdue past the sweeper's
-    period; with --repair, move the stranded ones (--move NODE=TARGET or NODE=exit) and advance the rest."""
+    period; with --repair, move the stranded ones (--move NODE=TARGET or NODE=exit) and advance the rest.
+    Exits 1 while any journey needs a repair."""
     from needlecast.actions.journeys import check, check_all
     from needlecast.actions.journeys import repair as repair_journey
 
@@ -58,6 +70,14 @@ def journey_check(
     workspace = current_workspace()
     engine = current_store(workspace)
     reports = [check(engine, workspace, journey)] if journey else check_all(engine, workspace)
+    if output == OutputFormat.json and not repair:
+        print_json(
+            [
+                {"journey": r.campaign_id, "stranded": r.stranded, "overdue": r.overdue, "oldest_due": r.oldest_due}
+                for r in reports
+            ]
+        )
+        raise typer.Exit(0 if all(r.healthy for r in reports) else 1)
     shown = table("Journey check", ["journey", "stranded (node: people)", "overdue", "oldest due"], right=("overdue",))
     for report in reports:
         stranded = ", ".join(f"{node}: {count}" for node, count in sorted(report.stranded.items())) or "none"

@@ -13,9 +13,11 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import Workspace
@@ -135,9 +137,7 @@ def test_a_sweeper_acting_on_what_it_read_before_another_moved_everyone_changes_
     assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("pause", "active")}
 
 
-def _people(engine: Engine):  # type: ignore[no-untyped-def]
-    from needlecast.audience.segments import load_frame
-
+def _people(engine: Engine) -> pd.DataFrame:
     with engine.connect() as conn:
         return load_frame(conn).set_index("id", drop=False)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import Engine, insert, update
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import Workspace
@@ -33,7 +33,7 @@ def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     return journey_workspace(workspace_dir, store_url, monkeypatch)
 
 
-def _event(engine, contact_id: int, kind: str, at: datetime, source: str) -> None:  # type: ignore[no-untyped-def]
+def _event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(contact_events).values(
@@ -309,7 +309,9 @@ def test_plan_names_the_people_at_each_node_of_a_journey(ws: Workspace) -> None:
     assert "6 waiting, 6 due" in " ".join(build_plans(ws, engine, "j", 30, NOW).plans[0].notes)
 
 
-def _engagement(engine, campaign_id: str, step_id: str, contact_id: int, kind: str, detail: str, at: datetime) -> None:  # type: ignore[no-untyped-def]
+def _engagement(
+    engine: Engine, campaign_id: str, step_id: str, contact_id: int, kind: str, detail: str, at: datetime
+) -> None:
     from sqlalchemy import select
 
     from needlecast.store.schema import deliveries, events

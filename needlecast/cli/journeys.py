@@ -6,7 +6,7 @@ Every command goes through `needlecast.actions.journeys`; the changes are audite
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from needlecast.cli.common import (
     table,
 )
 from needlecast.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from needlecast.accounts.roles import Actor
 
 journey_app = group("journey", "Journeys: check and repair positions, enter people, preview and save a change.")
 
@@ -47,7 +50,8 @@ def _moves(given: list[str] | None) -> dict[str, str]:
     return moves
 
 
-def _operator():  # type: ignore[no-untyped-def]
+def _operator() -> Actor:
+    """The local operator every change is audited as (`cli:<operating-system user>`)."""
     from needlecast.accounts.roles import cli_actor
 
     return cli_actor()

@@ -54,6 +54,7 @@ from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.journeys.sweeper import journeys_of, sweep_all, sweep_seconds
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, schedule_campaign
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.runner import Runner
@@ -61,7 +62,6 @@ from needlecast.config import Workspace, open_workspace, signing_secret
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.fleet.heartbeat import Heartbeat
-from needlecast.journeys.sweeper import journeys_of, sweep_all, sweep_seconds
 from needlecast.pacing import collect_seldom
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
@@ -199,7 +199,7 @@ def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> No
 
 
 def run_journeys_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
-    """Advance every journey's due positions (`needlecast.journeys.sweeper`: one job for everyone, in set
+    """Advance every journey's due positions (`needlecast.campaign.journeys.sweeper`: one job for everyone, in set
     operations); the emails it enqueues go out with the sweeper job's (or the workers') sending."""
     try:
         workspace = open_workspace(Path(root))

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.journeys.sweeper import SweepReport, sweep_all
 from needlecast.config import Workspace
-from needlecast.journeys.sweeper import SweepReport, sweep_all
 from needlecast.store.schema import contacts, deliveries, journey_positions
 from tests.sending import leads_workspace, store_with_leads
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from needlecast.accounts.roles import Actor
 from needlecast.actions import journeys as journey_actions
+from needlecast.campaign.journeys.edits import EXIT_MOVE, EditRefused
 from needlecast.config import Workspace
-from needlecast.journeys.edits import EXIT_MOVE, EditRefused
 from needlecast.readmodels.journeys import journey_overview, preview_save
 from needlecast.store.schema import audit_log, journey_versions
 from tests.journey_helpers import (

@@ -19,14 +19,14 @@ from sqlalchemy import Engine
 
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.journeys import sweeper
+from needlecast.campaign.journeys.conditions import Facts
+from needlecast.campaign.journeys.sweeper import SweepReport, sweep_journey
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import Workspace
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.journeys import sweeper
-from needlecast.journeys.conditions import Facts
-from needlecast.journeys.sweeper import SweepReport, sweep_journey
 from needlecast.store import journeys as positions_store
 from needlecast.store.delivery import delivery_store
 from tests.journey_helpers import NOW, Clock, journey_workspace, ledger_rows, store, where_is, write_journey
@@ -148,7 +148,7 @@ from pathlib import Path
 from datetime import datetime
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import open_workspace
-from needlecast.journeys.sweeper import sweep_journey
+from needlecast.campaign.journeys.sweeper import sweep_journey
 from needlecast.store.engine import open_store
 
 ws = open_workspace(Path(sys.argv[1]))

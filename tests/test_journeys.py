@@ -194,7 +194,7 @@ steps:
     sweep(ws, engine, NOW)
     first = dict((c, s) for s, c in ledger_rows(engine))
     assert set(first.values()) <= {"a", "b"} and len(first) == 6
-    from needlecast.journeys.sweeper import _split_point
+    from needlecast.campaign.journeys.sweeper import _split_point
 
     assert all((_split_point("j", "ab", c) < 50) == (s == "a") for c, s in first.items())
 

@@ -20,11 +20,11 @@ from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.editor import _atomic_write
 from needlecast.campaign.definition.model import JOURNEY
+from needlecast.campaign.journeys import edits
+from needlecast.campaign.journeys import entries as entering
+from needlecast.campaign.journeys.sweeper import enter as enter_positions
+from needlecast.campaign.journeys.sweeper import sweep_journey, sweep_seconds
 from needlecast.config import Workspace
-from needlecast.journeys import edits
-from needlecast.journeys import entries as entering
-from needlecast.journeys.sweeper import enter as enter_positions
-from needlecast.journeys.sweeper import sweep_journey, sweep_seconds
 from needlecast.readmodels.journeys import journey_of, loaded_version
 from needlecast.store import journeys as store
 from needlecast.store.delivery import delivery_store

@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.editor import _validate
 from needlecast.campaign.definition.model import JOURNEY, Campaign
+from needlecast.campaign.journeys import edits
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError, InvalidRequest
-from needlecast.journeys import edits
 from needlecast.store import journeys as store
 
 

@@ -444,7 +444,7 @@ signup_requests = Table(
     Index("ix_signup_requests_confirmation", "confirmation"),
 )
 
-# Journeys (migration 0014): each person's place in each journey, one row per entry (`needlecast.journeys`).
+# Journeys (migration 0014): each person's place in each journey, one row per entry (`needlecast.campaign.journeys`).
 # state: active (at `node` since `since`, to be advanced at `due_at`) | done (reached an exit) | exited (left
 # early: `reason`) | converted (reached the journey's goal). At most one active row per (journey, contact).
 journey_positions = Table(

@@ -5,7 +5,7 @@ The shape (see campaigns/*.yaml for complete examples):
     id: spring-guide                 # letters, digits, - and _; unique across the workspace
     name: Spring guide
     kind: broadcast | sequence | journey   # journey: steps are the nodes of a graph, with entry:, reentry:
-                                     #   and goal: (`needlecast.journeys.loader`; README "Journeys")
+                                     #   and goal: (`needlecast.campaign.journeys.loader`; README "Journeys")
     draft: true                      # optional: planned and previewed, never scheduled or sent
     segment: all-leads               # from audiences/segments.yaml
     time_zone: Europe/London
@@ -81,8 +81,8 @@ from needlecast.campaign.definition.model import (
     Step,
     WinnerTest,
 )
+from needlecast.campaign.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 from needlecast.errors import CampaignFileError
-from needlecast.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
 _ID = re.compile(ID_PATTERN)
@@ -342,7 +342,7 @@ def _steps(
         if not isinstance(item, dict):
             raise reader.fail(f"steps[{index}]", "must be a mapping", "give each step 'id:' and 'template:'")
         if kind == JOURNEY and item.get("kind", "send") != "send":
-            continue  # a journey's other nodes: `needlecast.journeys.loader`
+            continue  # a journey's other nodes: `needlecast.campaign.journeys.loader`
         step_id = _step_id(reader, item, f"steps[{index}].", steps, kind)
         steps.append(_step(reader, item, index, step_id, kind, variants_known, templates, articles, campaign_article))
     if kind == SEQUENCE:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from needlecast.errors import NotFound
 
 if TYPE_CHECKING:
-    from needlecast.journeys.model import Journey
+    from needlecast.campaign.journeys.model import Journey
 
 BROADCAST = "broadcast"
 SEQUENCE = "sequence"
-JOURNEY = "journey"  # steps are the nodes of a graph (`needlecast.journeys`); its send nodes are its steps
+JOURNEY = "journey"  # steps are the nodes of a graph (`needlecast.campaign.journeys`); its send nodes are its steps
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
+from needlecast.campaign.journeys.outlook import journey_plan
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -38,7 +39,6 @@ from needlecast.campaign.send.state import ACTIVE, find_state
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError
-from needlecast.journeys.outlook import journey_plan
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The journey model: a graph of nodes that each person walks through, one position at a time.
 
-A journey is a campaign of `kind: journey` (see `needlecast.journeys.loader` for the file). Its `steps` are
+A journey is a campaign of `kind: journey` (see `needlecast.campaign.journeys.loader` for the file). Its `steps` are
 nodes, each with an id that the file names; a node's successors are named by id (`next`, `on_event`,
 `on_timeout`, a branch's or a split's paths). A send node is also a campaign `Step` (same id), so the
 dispatcher renders it as any other email.

@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from needlecast.campaign.journeys.model import Node, WaitNode, WaitUntilNode
 from needlecast.campaign.plan.timing import local_moment, zone
-from needlecast.journeys.model import Node, WaitNode, WaitUntilNode
 
 
 def parse_date(value: Any) -> date | None:

@@ -32,15 +32,9 @@ from needlecast import ledger
 from needlecast.audience.segments import attributes_of, evaluate, load_frame, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, Campaign
-from needlecast.campaign.plan.rules import arm_for
-from needlecast.campaign.plan.scheduling import schedule_campaign
-from needlecast.campaign.send.state import ACTIVE
-from needlecast.config import Workspace
-from needlecast.content.model import GENERAL
-from needlecast.errors import NeedlecastError
-from needlecast.journeys import entries as entering
-from needlecast.journeys.conditions import Facts, all_hold
-from needlecast.journeys.model import (
+from needlecast.campaign.journeys import entries as entering
+from needlecast.campaign.journeys.conditions import Facts, all_hold
+from needlecast.campaign.journeys.model import (
     BranchNode,
     ExitNode,
     GotoNode,
@@ -52,12 +46,18 @@ from needlecast.journeys.model import (
     WaitUntilNode,
     ledger_step,
 )
-from needlecast.journeys.timing import arrival_due, utc
+from needlecast.campaign.journeys.timing import arrival_due, utc
+from needlecast.campaign.plan.rules import arm_for
+from needlecast.campaign.plan.scheduling import schedule_campaign
+from needlecast.campaign.send.state import ACTIVE
+from needlecast.config import Workspace
+from needlecast.content.model import GENERAL
+from needlecast.errors import NeedlecastError
 from needlecast.store import journeys as store
 from needlecast.store.delivery import delivery_store
 from needlecast.store.journeys import CONVERTED, DONE, EXITED, Position
 
-log = logging.getLogger("needlecast.journeys")
+log = logging.getLogger("needlecast.campaign.journeys")
 ROUND_SIZE = 50_000  # due positions read and advanced per round
 MAX_ROUNDS = 10_000  # a safety net only: without goto cycles, rounds end when nothing is due
 NO_CONTENT = "no content for their concern"

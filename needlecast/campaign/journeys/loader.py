@@ -38,8 +38,7 @@ from datetime import time, timedelta
 from pathlib import Path as FilePath
 from typing import Any
 
-from needlecast.errors import CampaignFileError
-from needlecast.journeys.model import (
+from needlecast.campaign.journeys.model import (
     AFTER,
     BRANCH,
     CLICKED,
@@ -73,6 +72,7 @@ from needlecast.journeys.model import (
     WaitNode,
     WaitUntilNode,
 )
+from needlecast.errors import CampaignFileError
 
 MAX_NODE_ID = 48  # the ledger's step id is `node#entry`, at most 64 characters
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")

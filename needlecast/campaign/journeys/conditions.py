@@ -17,8 +17,8 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from needlecast.audience.segments import attributes_of
+from needlecast.campaign.journeys.model import Condition, Engagement
 from needlecast.campaign.plan.rules import load_events
-from needlecast.journeys.model import Condition, Engagement
 from needlecast.store import journeys as store
 
 _COLUMNS = ("concerns", "tags", "time_zone", "status", "locale", "first_name", "last_name")

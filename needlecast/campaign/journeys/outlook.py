@@ -14,8 +14,8 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.journeys.timing import utc
 from needlecast.campaign.plan.rules import PLAN_COLUMNS, Plan
-from needlecast.journeys.timing import utc
 from needlecast.store import journeys as store
 
 

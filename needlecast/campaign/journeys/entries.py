@@ -23,9 +23,8 @@ from sqlalchemy import Connection
 
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.definition.model import Campaign
-from needlecast.campaign.plan.timing import local_moment, zone
-from needlecast.journeys.conditions import Facts, all_hold
-from needlecast.journeys.model import (
+from needlecast.campaign.journeys.conditions import Facts, all_hold
+from needlecast.campaign.journeys.model import (
     AFTER,
     EACH_EVENT,
     ENTRY_DATE,
@@ -35,7 +34,8 @@ from needlecast.journeys.model import (
     Entry,
     Reentry,
 )
-from needlecast.journeys.timing import parse_date, utc
+from needlecast.campaign.journeys.timing import parse_date, utc
+from needlecast.campaign.plan.timing import local_moment, zone
 from needlecast.store import journeys as store
 from needlecast.store.journeys import ACTIVE, LatestEntry
 

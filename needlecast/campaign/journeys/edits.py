@@ -27,9 +27,9 @@ from sqlalchemy import Connection
 
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.journeys.model import Journey, Node, WaitNode, WaitUntilNode
+from needlecast.campaign.journeys.timing import arrival_due
 from needlecast.errors import InvalidRequest
-from needlecast.journeys.model import Journey, Node, WaitNode, WaitUntilNode
-from needlecast.journeys.timing import arrival_due
 from needlecast.store import journeys as store
 from needlecast.store.journeys import EXITED, Position
 

@@ -19,7 +19,7 @@ from needlecast.config import AttributionSettings, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.outbox import OutboxBackend
 from needlecast.reports import load_report
-from needlecast.reports.attribution import LAST_CLICK, LAST_DELIVERED, NONE, attribute
+from needlecast.statistics.attribution import LAST_CLICK, LAST_DELIVERED, NONE, attribute
 from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries
 from needlecast.tracking.events import parse_sendgrid

@@ -51,6 +51,7 @@ def _contacts(conn: Connection, count: int) -> list[int]:
 
 def _enqueue(conn: Connection, campaign: str, ids: list[int], due_at: datetime = NOW) -> int:
     return ledger.enqueue_columns(
+        delivery_store(conn),
         conn,
         {
             "campaign_id": campaign,
@@ -99,7 +100,7 @@ def test_a_claim_brings_each_row_with_its_contact_as_it_is_at_claim_time(engine:
     assert "paused_until" in by_contact[ids[4]]["attributes"]  # JSON text on both databases
     assert by_contact[ids[5]]["email"] is None
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sending"] == 6
+        assert delivery_store(conn).counts(conn, "c")["sending"] == 6
         tokens = set(conn.execute(select(deliveries.c.claim_token)).scalars())
     assert tokens == {"tok"}
 
@@ -146,7 +147,7 @@ def test_status_changes_touch_only_rows_in_the_state_expected(engine: Engine) ->
         assert store.requeue(conn, {"error": ""}, ids=[], only_from="sending") == 0
         attempts = dict(conn.execute(select(deliveries.c.id, deliveries.c.attempts)).all())
         assert [attempts[i] for i in ids] == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
-        assert ledger.counts(conn, "c") == {
+        assert delivery_store(conn).counts(conn, "c") == {
             **dict.fromkeys(ledger.STATUSES, 0),
             "sent": 4,
             "failed": 2,
@@ -181,8 +182,12 @@ def test_skipped_rows_are_counted_by_their_reason_most_first(engine: Engine) -> 
         _enqueue(conn, "c", list(range(1, 7)))
         _enqueue(conn, "other", [1])
         ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
-        ledger.mark_skipped(conn, {ids[0]: "no marketing consent", **dict.fromkeys(ids[1:4], "suppressed: complaint")})
-        ledger.mark_skipped(conn, dict.fromkeys([int(r[0]) for r in store.claim(conn, "other", NOW, 1, "t2")], "x"))
+        delivery_store(conn).mark_skipped(
+            conn, {ids[0]: "no marketing consent", **dict.fromkeys(ids[1:4], "suppressed: complaint")}
+        )
+        delivery_store(conn).mark_skipped(
+            conn, dict.fromkeys([int(r[0]) for r in store.claim(conn, "other", NOW, 1, "t2")], "x")
+        )
     with engine.connect() as conn:
         assert list(store.skipped_by_reason(conn, "c").items()) == [
             ("suppressed: complaint", 3),
@@ -243,7 +248,9 @@ def test_provider_outcomes_apply_in_order_so_the_latest_report_wins(engine: Engi
         }
     assert found == {first: ("delivered", later), second: ("bounced", NOW)}
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sending"] == 2  # an outcome is the provider's word; the state stays
+        assert (
+            delivery_store(conn).counts(conn, "c")["sending"] == 2
+        )  # an outcome is the provider's word; the state stays
 
 
 def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engine) -> None:
@@ -257,7 +264,7 @@ def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engi
     assert set(watch.seconds) == {"turn", "claim", "mark"}
     assert all(seconds >= 0 for seconds in watch.seconds.values())
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sent"] == 3
+        assert delivery_store(conn).counts(conn, "c")["sent"] == 3
 
 
 @pytest.mark.parametrize("stage", ["claim", "mark"])

@@ -11,6 +11,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -56,7 +57,7 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     workspace = open_workspace(workspace_dir)
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:
@@ -323,7 +324,7 @@ def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
     assert workspace.settings.clinic.time_zone == CLINIC_ZONE
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:

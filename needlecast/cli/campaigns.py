@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,25 +127,23 @@ def send(
     """
     from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import send_campaign
-    from needlecast.campaign.send.runner import Runner
-    from needlecast.delivery import get_backend
+    from needlecast.campaign.send.start import start_send
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
-    from needlecast.pacing import collect_seldom
-    from needlecast.schedule import recover
 
     setup_logging()
     workspace = current_workspace()
     engine = current_store(workspace)
-    recover(engine, workspace.settings.delivery.lease_seconds)  # rows of senders that died are theirs no more
-    backend = get_backend(workspace)
     watch = Stopwatch()
-    runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
-    with collect_seldom():  # a large send makes and drops millions of acyclic objects
-        report = send_campaign(engine, workspace, cli_actor(), campaign, runner, send_now=now)
+    report, runner = start_send(
+        workspace,
+        engine,
+        lambda runner: (send_campaign(engine, workspace, cli_actor(), campaign, runner, send_now=now), runner),
+        make_runner=partial(timed_runner, watch=watch) if timings else None,
+    )
     _print_report(report)
     if timings:
-        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
+        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, runner).items())
         console.print(f"seconds by stage (this process): {stages}", highlight=False)
     _print_still_queued(campaign)
 
@@ -172,10 +171,10 @@ def _print_report(report: Any) -> None:
 
 
 def _print_still_queued(campaign_id: str) -> None:
-    from needlecast import ledger
+    from needlecast.store.delivery import delivery_store
 
     with current_store().connect() as conn:
-        waiting = ledger.queued_by_due(conn, campaign_id)
+        waiting = delivery_store(conn).queued_by_due(conn, campaign_id)
     if not waiting:
         return
     count = sum(n for _, n in waiting)
@@ -429,7 +428,7 @@ def worker(
         stop=stop,
         concurrency=concurrency,
         on_recorded=metrics.record if metrics else None,
-        backend_hook=metrics.watch if metrics else None,
+        telemetry=metrics,
     )
     running.run()
     if running.fenced:

@@ -96,11 +96,11 @@ class SenderMetrics:
         self.rate_waits.inc()
         self.rate_wait_seconds.inc(seconds)
 
-    def watch(self, backend: Any) -> None:
-        """Watch a backend's requests (its observer) and its limiter's waits (a fleet limiter's `on_wait`)."""
-        backend.observer = self.observe
-        if hasattr(backend.limiter, "on_wait"):
-            backend.limiter.on_wait = self.waited
+    def watch_limiter(self, limiter: Any) -> None:
+        """Hear of a fleet limiter's waits (its `on_wait`); the backend's requests are watched by building it
+        with `observe` as its observer (`delivery.backend_factory(..., observer=...)`)."""
+        if hasattr(limiter, "on_wait"):
+            limiter.on_wait = self.waited
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -12,6 +12,9 @@ from sqlalchemy import Connection, Engine
 
 from needlecast.store.delivery.postgres import PostgresDeliveryStore
 from needlecast.store.delivery.protocol import (
+    CAMPAIGN_ACTIVE,
+    CAMPAIGN_CANCELLED,
+    CAMPAIGN_PAUSED,
     CANCELLED,
     CLAIMED_FIELDS,
     FAILED,
@@ -28,6 +31,9 @@ from needlecast.store.delivery.protocol import (
 from needlecast.store.delivery.sqlite import SqliteDeliveryStore
 
 __all__ = [
+    "CAMPAIGN_ACTIVE",
+    "CAMPAIGN_CANCELLED",
+    "CAMPAIGN_PAUSED",
     "CANCELLED",
     "CLAIMED_FIELDS",
     "FAILED",

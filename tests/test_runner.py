@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
@@ -22,11 +22,11 @@ from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
 from needlecast.campaign.send.runner import Runner, RunReport
 from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
-from needlecast.delivery.base import RetryPolicy
+from needlecast.delivery.base import Batch, RetryPolicy
 from needlecast.delivery.outbox import render_request
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.errors import CampaignBlocked
+from needlecast.errors import CampaignBlocked, SenderFenced
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries, enrolments, events
 from tests.sending import SECRET, leads_workspace, store_with_leads
@@ -451,3 +451,42 @@ def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, 
     assert sorted(reasons.values()) == ["booked = yes", "unsubscribed"]
     per_step = Counter(a.payload["custom_args"]["step"] for a in sink.accepted for _ in a.payload["personalizations"])
     assert per_step == Counter({"welcome": 40, "follow-up": 38})
+
+
+class _FrozenSendGrid(SendGridBackend):
+    """A backend whose limiter and before-post hook cannot change once it is built."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in {"limiter", "before_post", "observer"} and name in self.__dict__:
+            raise AttributeError(f"{name} is fixed when the backend is built")
+        super().__setattr__(name, value)
+
+
+def test_each_dispatch_builds_its_backend_with_the_fleet_limiter_and_its_intent_writer(
+    ws: Workspace, sink: SendGridSink
+) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    settings = dataclasses.replace(
+        ws.settings, delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, requests_per_second=1000)
+    )
+    built: list[_FrozenSendGrid] = []
+
+    def backends(**hooks: Any) -> _FrozenSendGrid:
+        backend = _FrozenSendGrid(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02), **hooks)
+        built.append(backend)
+        return backend
+
+    runner = Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=Clock(NOW))
+    report = runner.run_broadcast("winter")
+    assert report.sent == 40 and len(set(sink.accepted_delivery_ids())) == 40
+    probe, *dispatched = built
+    assert len(dispatched) == 1  # one backend per dispatch, besides the one that checks the configuration
+    limiter = runner.dispatcher.limiter
+    assert type(limiter).__name__ == "FleetRateLimiter"  # the fleet's limits, in the database
+    assert all(backend.limiter is limiter for backend in built)
+    writer = getattr(dispatched[0].before_post, "__self__", None)
+    assert type(writer).__name__ == "IntentWriter" and writer.campaign_id == "winter"
+    assert probe.before_post is not None
+    with pytest.raises(SenderFenced):  # the backend that checks the configuration never posts
+        probe.before_post(cast(Batch, None))

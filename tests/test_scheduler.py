@@ -302,7 +302,8 @@ def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(
 
 
 def test_the_upkeep_job_forgets_senders_ended_over_a_week_ago(workspace_dir: Path) -> None:
-    from needlecast.schedule import SENDERS_KEPT_SECONDS, run_upkeep_job
+    from needlecast.fleet.recovery import SENDERS_KEPT_SECONDS
+    from needlecast.schedule import run_upkeep_job
     from needlecast.store import fleet
 
     workspace = open_workspace(workspace_dir)

@@ -281,3 +281,62 @@ def test_a_failing_call_is_still_timed_and_its_error_raised(stage: str) -> None:
     with pytest.raises(RuntimeError, match=f"{stage} failed"):
         (timed.claim if stage == "claim" else timed.set_status)()
     assert stage in watch.seconds
+
+
+def test_marks_move_only_sending_rows_along_the_ledgers_transitions(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", list(range(1, 11)))
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
+        assert store.mark_sent(conn, ids[:3], "m" * 150, NOW) == 3
+        assert store.mark_sent(conn, ids[:3], "again", NOW) == 0  # a row marked twice changes once
+        assert store.mark_failed(conn, ids[:4], "x" * 3000) == 1  # only the row still `sending`
+        assert store.mark_unknown(conn, ids[4:6], "timed out", "req-1") == 2
+        assert store.release(conn, ids[6:7], "429") == 1
+        assert store.release_claim(conn, "tok", "stopped") == 3  # the rest of the claim
+        assert store.requeue_unknown(conn, "c") == 2  # only when a person asks
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(deliveries).where(deliveries.c.campaign_id == "c"))}
+        assert len(rows[ids[0]].message_id) == 100 and rows[ids[0]].error == ""
+        assert rows[ids[3]].status == "failed" and len(rows[ids[3]].error) == 2000
+        assert store.counts(conn, "c") == {**dict.fromkeys(ledger.STATUSES, 0), "sent": 3, "failed": 1, "queued": 6}
+        assert store.queued_count(conn, "c") == 6  # every queued row is in the queue again
+    for state, targets in ledger.TRANSITIONS.items():  # the rules: only a claim enters `sending`
+        assert state in ledger.STATUSES and targets <= set(ledger.STATUSES)
+        assert (ledger.SENDING in targets) == (state == ledger.QUEUED)
+
+
+def test_campaign_state_keeps_its_failure_streak_and_pauses_at_the_limit(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        assert store.campaign_state(conn, "c") is None
+        assert not store.set_campaign_status(conn, "c", "paused")  # no state row yet
+        first = store.ensure_campaign_state(conn, "c", "d1", NOW)
+        assert first["status"] == "active" and first["digest"] == "d1"
+        assert store.ensure_campaign_state(conn, "c", "d2", NOW + timedelta(days=1))["digest"] == "d1"  # kept
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert not store.record_batch_result(conn, "c", True, 3)  # a success resets the streak
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert store.record_batch_result(conn, "c", False, 3, "503")  # the third in a row pauses
+        paused = store.campaign_state(conn, "c")
+        assert paused is not None and paused["status"] == "paused" and "3 failed batches" in paused["note"]
+        assert store.set_campaign_status(conn, "c", "active")
+        resumed = store.campaign_state(conn, "c")
+        assert resumed is not None and resumed["consecutive_failures"] == 0
+
+
+def test_an_intent_is_written_only_while_its_sender_is_alive(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", [1, 2, 3])
+        sender = store.register_sender(conn, "send")
+        token = store.claim_token(sender)
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, token)]
+        assert store.record_intent(conn, "req-1", "c", sender, token, ids[:2])
+        assert store.live_senders(conn, 30, kind="send") >= 1
+        assert store.beat(conn, sender)
+        store.retire_sender(conn, sender)
+        assert not store.beat(conn, sender)  # a stopped sender is no longer alive
+        assert not store.record_intent(conn, "req-2", "c", sender, token, ids[2:])  # the fence
+        store.finish_claim(conn, token)

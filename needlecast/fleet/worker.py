@@ -33,6 +33,7 @@ from needlecast.config import Workspace
 from needlecast.delivery import backend_factory
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.fleet.heartbeat import Heartbeat
+from needlecast.fleet.recovery import recover
 from needlecast.fleet.telemetry import SenderMetrics
 from needlecast.pacing import collect_seldom
 from needlecast.store.delivery import delivery_store
@@ -124,16 +125,8 @@ class Worker:
         return self.totals
 
     def _recover(self, lease: float, *, scan: bool) -> None:
-        with self.store.writing() as conn:
-            result = ledger.recover_senders(conn, lease, scan=scan)
+        result = recover(self.engine, lease, scan=scan)  # logs what became of the rows (counts only)
         if result.senders:
-            log.warning(
-                "recovered %d dead sender(s): %d emails queued again (never posted), %d unknown in %d request(s)",
-                len(result.senders),
-                result.requeued,
-                result.unknown + result.legacy,
-                result.requests,
-            )
             self.totals.recovered.append(result)
 
     def _round(self, dispatcher: Dispatcher, sender: Heartbeat, secret: bytes) -> bool:

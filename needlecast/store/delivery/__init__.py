@@ -3,7 +3,8 @@
 `delivery_store(bind)` returns the store for an engine or connection: `SqliteDeliveryStore` or
 `PostgresDeliveryStore`. The domain (`needlecast.ledger`, the planner, the dispatcher, the webhook) speaks
 only to `DeliveryStore`; every hand-written statement, parameter binding, queue upkeep and write turn of
-the ledger lives behind it.
+the ledger lives behind it, and so does what a dispatch keeps beside the ledger (`sending.py`: campaign
+state, claim tokens, request intents (`intents.py`), senders' heartbeats, the fleet's rate limits).
 """
 
 from __future__ import annotations

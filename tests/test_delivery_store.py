@@ -340,3 +340,11 @@ def test_an_intent_is_written_only_while_its_sender_is_alive(engine: Engine) -> 
         assert not store.beat(conn, sender)  # a stopped sender is no longer alive
         assert not store.record_intent(conn, "req-2", "c", sender, token, ids[2:])  # the fence
         store.finish_claim(conn, token)
+
+
+def test_the_fleet_rate_limiter_reports_its_waits_to_the_hook_it_was_built_with(engine: Engine) -> None:
+    waits: list[float] = []
+    limiter = delivery_store(engine).rate_limiter(2, 0, on_wait=waits.append)
+    limiter.acquire(1000)
+    limiter.acquire(1000)
+    assert len(waits) == 1 and 0 < waits[0] <= 0.5  # two requests a second: the second waits its turn

@@ -96,10 +96,13 @@ class Worker:
         backends = backend_factory(self.workspace, observer=observer)
         with Heartbeat(self.engine, "worker", lease, on_fenced=self.stop.set) as sender:
             dispatcher = dispatcher_for(
-                self.workspace, self.store, backends, stop=self.stop, on_recorded=self.on_recorded
+                self.workspace,
+                self.store,
+                backends,
+                stop=self.stop,
+                on_recorded=self.on_recorded,
+                on_rate_wait=self.telemetry.waited if self.telemetry is not None else None,
             )
-            if self.telemetry is not None:
-                self.telemetry.watch_limiter(dispatcher.limiter)
             secret = sending_secret(dispatcher)
             log.info(
                 "worker %s started (%d request(s) in flight at most)",

@@ -104,11 +104,13 @@ class Dispatcher:
         parent_pid: int | None = None,
         more_coming: Callable[[], bool] = lambda: False,
         on_recorded: Callable[[str, str, int], None] | None = None,
+        on_rate_wait: Callable[[float], None] | None = None,
     ) -> None:
         """`make_backend`: builds each dispatch's backend (with the fleet's limiter and the dispatch's intent
         writer). `parent_pid`: set in helper processes, which stop when their parent is gone; `more_coming()`:
         True while rows may still be enqueued (an empty queue is then waited on, not the end).
-        `on_recorded(campaign, status, count)` is called as outcomes are recorded (metrics)."""
+        `on_recorded(campaign, status, count)` is called as outcomes are recorded, `on_rate_wait(seconds)` at
+        every wait for the fleet's rate limit (metrics)."""
         self.store = store
         self.make_backend = make_backend
         self.settings = settings
@@ -120,7 +122,7 @@ class Dispatcher:
         # One round of requests per claim: a crash leaves at most a few rounds to recover (the one being
         # handed over, those in flight, and accepted ones waiting for the next claim to record them).
         self.claim_size = claim_size or settings.request_size * max(1, settings.max_in_flight)
-        self.limiter = store.rate_limiter(settings.requests_per_second, settings.emails_per_hour)
+        self.limiter = store.rate_limiter(settings.requests_per_second, settings.emails_per_hour, on_rate_wait)
         self._probe = make_backend(limiter=self.limiter, before_post=_never_post)  # `check` and `name` only
         self.backend_name = self._probe.name
         self.prepare_seconds = 0.0  # the backends' request building, for the caller's stage timings

@@ -16,7 +16,7 @@ Contract (both implementations, pinned by tests/test_delivery_store.py):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -254,8 +254,11 @@ class DeliveryStore(Protocol):
         """How many senders (of `kind`) beat within the lease."""
         ...
 
-    def rate_limiter(self, requests_per_second: float, emails_per_hour: int) -> Limiter:
-        """The fleet's rate limits, kept in this database (0 disables a limit)."""
+    def rate_limiter(
+        self, requests_per_second: float, emails_per_hour: int, on_wait: Callable[[float], None] | None = None
+    ) -> Limiter:
+        """The fleet's rate limits, kept in this database (0 disables a limit); `on_wait(seconds)` hears of
+        every wait (metrics)."""
         ...
 
     # -- campaign state ------------------------------------------------------------------------------------------

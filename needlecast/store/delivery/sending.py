@@ -15,7 +15,7 @@ Contract (with `protocol.DeliveryStore`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -139,8 +139,10 @@ class SendingState:
     def live_senders(self, conn: Connection, lease_seconds: float, kind: str | None = None) -> int:
         return len(fleet.live(conn, fleet.cutoff(conn, lease_seconds), kind=kind))
 
-    def rate_limiter(self, requests_per_second: float, emails_per_hour: int) -> FleetRateLimiter:
-        return FleetRateLimiter(self.engine, requests_per_second, emails_per_hour)
+    def rate_limiter(
+        self, requests_per_second: float, emails_per_hour: int, on_wait: Callable[[float], None] | None = None
+    ) -> FleetRateLimiter:
+        return FleetRateLimiter(self.engine, requests_per_second, emails_per_hour, on_wait=on_wait)
 
     # -- campaign state ------------------------------------------------------------------------------------------
     def campaign_state(self, conn: Connection, campaign_id: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -56,8 +57,8 @@ def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> 
 def _send(ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock) -> None:
     """Send what the journey enqueued, as the scheduler's sweeper job does."""
     settings = dataclasses.replace(ws.settings, delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url))
-    backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
-    Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock).sweep()
+    backends = partial(SendGridBackend, settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
+    Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=clock).sweep()
 
 
 def _at_sink(sink: SendGridSink) -> Counter[tuple[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.bookings.settings import BookingSettings, load_booking_settings
+from needlecast.campaign.send.guard_settings import DeliverabilitySettings, load_deliverability_settings
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"
@@ -161,13 +162,6 @@ class ImportSettings:
     # The order of day, month and year in numeric dates (29/11/2026): "DMY", "MDY" or "YMD"; "" reads each
     # date column's order from its values (`needlecast.audience.dates`).
     date_order: str = ""
-
-
-@dataclass(frozen=True)
-class DeliverabilitySettings:
-    """The pre-send checks: the hosts, besides the clinic's own, that emails may link to."""
-
-    link_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -361,6 +355,9 @@ def _read_settings(root: Path) -> Settings:
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
         if name == "bookings":
             loaded[name] = load_booking_settings(path, value)
+            continue
+        if name == "deliverability":  # a nested warm-up table and bounded thresholds: its own loader
+            loaded[name] = load_deliverability_settings(path, value)
             continue
         section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]

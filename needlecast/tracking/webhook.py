@@ -25,11 +25,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger
 from needlecast.audience.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
+from needlecast.campaign.send.guard_settings import DeliverabilitySettings
+from needlecast.campaign.send.guardrails import BAD_KINDS, check_after_events
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
 from needlecast.store.delivery import delivery_store
@@ -100,9 +102,13 @@ class IngestResult:
     rejected: int = 0
 
 
-def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
+def ingest(
+    engine: Engine, parsed: Parsed | Sequence[Event], deliverability: DeliverabilitySettings | None = None
+) -> IngestResult:
     """Store and apply the events of one webhook call in one transaction (see the module contract); the
-    items that failed validation are stored as rejected, raw, with their reason."""
+    items that failed validation are stored as rejected, raw, with their reason. With `deliverability`, the
+    campaigns of the bounces, complaints and drops applied are checked against its thresholds, in the same
+    transaction (`campaign.send.guardrails`): one that reaches one pauses itself."""
     events = parsed.events if isinstance(parsed, Parsed) else list(parsed)
     rejected = parsed.rejected if isinstance(parsed, Parsed) else []
     result = IngestResult(rejected=len(rejected))
@@ -165,4 +171,13 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
             hashed = email_hash(key, event.email.strip().lower()) if reason and event.email else ""
             if hashed and suppress_hash(conn, hashed, reason or "", f"sendgrid {event.provider_kind}"):
                 result.suppressed += 1
+        if deliverability is not None:
+            _guard(conn, ordered, deliverability)
     return result
+
+
+def _guard(conn: Connection, applied: Sequence[Event], deliverability: DeliverabilitySettings) -> None:
+    """The deliverability guard, for the campaigns of the bad events just applied (none: nothing counted)."""
+    bad = [e.delivery_id for e in applied if e.kind in BAD_KINDS and e.delivery_id is not None]
+    if bad:
+        check_after_events(conn, bad, deliverability)

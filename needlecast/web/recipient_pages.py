@@ -161,7 +161,7 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
         except EventFormatError:
             return PlainTextResponse("expected a JSON array of events", status_code=400)
         try:
-            result = await run_in_threadpool(ingest, engine, parsed)
+            result = await run_in_threadpool(ingest, engine, parsed, settings.deliverability)
         except Exception as err:  # the database failed: SendGrid retries the whole batch
             log.error("webhook: %d events not stored (%s); SendGrid will retry", len(parsed.events), type(err).__name__)
             return PlainTextResponse("not stored, retry later", status_code=503)

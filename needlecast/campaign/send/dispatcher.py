@@ -36,6 +36,7 @@ from needlecast.audience.segments import attributes_of
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.send.guardrails import check_campaign
 from needlecast.campaign.send.intents import IntentWriter
 from needlecast.campaign.send.rendering import RenderKey, render_variant
 from needlecast.campaign.send.report import RunReport
@@ -277,6 +278,15 @@ class Dispatcher:
                 marks.report.paused = reason
                 log.warning("campaign %s paused after repeated failures", marks.campaign.id)
                 last_ok = None
+            elif not ok:
+                self._guard(conn, marks)
+
+    def _guard(self, conn: Connection, marks: _Marks) -> None:
+        """After refused sends: the deliverability guard's provider-error threshold (`guardrails`), which
+        pauses the campaign (in this transaction) when the window holds too many."""
+        trip = check_campaign(conn, marks.campaign.id, self.workspace.settings.deliverability)
+        if trip is not None:
+            marks.report.paused = trip.sentence()
 
     def _record_outcomes(
         self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport

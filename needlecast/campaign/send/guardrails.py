@@ -170,7 +170,7 @@ def check_after_events(
     campaigns: set[str] = set()
     for chunk in chunked(sorted(set(delivery_ids)), 5000):
         campaigns |= set(
-            conn.execute(select(distinct(deliveries.c.campaign_id)).where(deliveries.c.id.in_(chunk))).scalars()
+            conn.execute(select(deliveries.c.campaign_id).distinct().where(deliveries.c.id.in_(chunk))).scalars()
         )
     paused = {}
     for campaign_id in sorted(campaigns):

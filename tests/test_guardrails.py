@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +31,7 @@ from sqlalchemy import Engine, select
 from needlecast import ledger
 from needlecast.accounts import audit
 from needlecast.accounts.roles import cli_actor
+from needlecast.accounts.users import add_user
 from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
@@ -40,6 +46,7 @@ from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.errors import ConfigurationError
 from needlecast.store.schema import deliveries
 from needlecast.web.app import create_app
+from tests.console_site import PASSWORD
 from tests.sending import leads_workspace, store_with_leads
 from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
 from tests.waiting import wait_until
@@ -138,6 +145,41 @@ def setup(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, 
     engine.dispose()
 
 
+def get_state_status(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(get_state(conn, "winter")["status"])
+
+
+def _console_login(setup: Setup) -> httpx.Client:
+    """A console session of a marketer (who may pause and resume campaigns)."""
+    with setup.engine.begin() as conn:
+        add_user(conn, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
+    client = httpx.Client(base_url=setup.url, follow_redirects=False, timeout=60)
+    page = client.get("/console/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, page.text
+    done = client.post(
+        "/console/login",
+        data={"csrf": token.group(1), "email": "marketer@clinic.example", "password": PASSWORD, "next": ""},
+    )
+    assert done.status_code == 303, done.text
+    return client
+
+
+def _cli(setup: Setup, *args: str) -> subprocess.CompletedProcess[str]:
+    """`needlecast ARGS` in a process of its own, on this workspace and store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
+    env |= {"NEEDLECAST_DATABASE_URL": setup.ws.database_url, "COLUMNS": "400"}
+    return subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "-w", str(setup.ws.root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def _send_part(setup: Setup) -> list[tuple[int, str]]:
     """Send the broadcast until at least a window's emails were handed over, then stop; the (delivery id,
     address) of the emails sent, newest delivery id first."""
@@ -211,9 +253,20 @@ def test_a_campaign_pauses_itself_at_a_threshold_and_resumes_only_by_a_person(se
     with setup.engine.connect() as conn:
         assert ledger.counts(conn, "winter")["queued"] == queued
 
-    # A person resumes it, shown the figures first; the emails the pause was about never pause it again.
-    assert words in auto_pause_figures(setup.engine, "winter")
-    set_campaign_status(setup.engine, setup.ws, cli_actor(), "winter", "active")
+    # A person resumes it, shown the figures first (the console's confirmation, the CLI before it resumes);
+    # the emails the pause was about never pause it again.
+    marketer = _console_login(setup)
+    page = marketer.get("/console/campaigns/winter")
+    assert page.status_code == 200 and words in html.unescape(page.text)
+    confirm = marketer.get("/console/campaigns/winter/confirm/resume")
+    assert confirm.status_code == 200 and words in html.unescape(confirm.text)
+    assert get_state_status(setup.engine) == "paused"  # asking is not resuming
+    status = _cli(setup, "campaign", "status", "winter")
+    assert "winter: paused" in status.stdout and words in status.stdout.replace("\n", " ")
+    resumed_by_cli = _cli(setup, "campaign", "resume", "winter")
+    assert resumed_by_cli.returncode == 0, resumed_by_cli.stderr
+    said = resumed_by_cli.stdout.replace("\n", " ")
+    assert said.index(words) < said.index("winter: active")  # the figures first, then the resume
     assert auto_pause_figures(setup.engine, "winter") == ""
     with setup.engine.connect() as conn:
         resumed = audit.entries(conn, action="campaign.resumed")

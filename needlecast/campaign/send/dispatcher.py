@@ -41,6 +41,7 @@ from needlecast.campaign.send.intents import IntentWriter
 from needlecast.campaign.send.rendering import RenderKey, render_variant
 from needlecast.campaign.send.report import RunReport
 from needlecast.campaign.send.state import ACTIVE, ensure_state, get_state, record_batch_result
+from needlecast.campaign.send.warmup import admit
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
 from needlecast.errors import SenderFenced
@@ -229,6 +230,8 @@ class Dispatcher:
             with self.store.writing() as conn:
                 ledger.mark_skipped(conn, skipped, store=self.store)
             report.skipped.update(skipped.values())
+        if settings.deliverability.warmup is not None:
+            groups = self._warm_up(groups, now)
         batches = []
         size = max(1, min(settings.delivery.batch_size, 1000))
         for (step_id, variant, arm), recipients in groups.items():
@@ -251,6 +254,18 @@ class Dispatcher:
                     )
                 )
         return batches
+
+    def _warm_up(
+        self, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
+    ) -> dict[Any, list[Recipient]]:
+        """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put
+        back in the queue for the next window, in the ledger."""
+        ids = [int(r.delivery_id) for group in groups.values() for r in group]
+        admitted = admit(self.store, self.workspace.settings.deliverability.warmup, ids, now)
+        if len(admitted) == len(ids):
+            return groups
+        kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}
+        return {key: group for key, group in kept.items() if group}
 
     def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
         """The step's rendering for this variant and arm (made before anything was enqueued, or now for a

@@ -101,10 +101,13 @@ class _StopAfter(SendGridBackend):
     stop: threading.Event | None = None
     after = 0
     handed = 0
+    on_batch: Callable[[Batch, list[Outcome]], None] | None = None  # called as each batch ends
 
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
         def counted(batch: Batch, outcomes: list[Outcome]) -> None:
             on_outcomes(batch, outcomes)
+            if self.on_batch is not None:
+                self.on_batch(batch, outcomes)
             self.handed += len(outcomes)
             if self.stop is not None and self.after and self.handed >= self.after:
                 self.stop.set()
@@ -293,6 +296,31 @@ def test_one_event_below_a_threshold_the_campaign_keeps_sending(setup: Setup, th
     rest = setup.runner().run_broadcast("winter")
     ids = setup.sink.accepted_delivery_ids()
     assert rest.sent == LEADS - len(sent) and len(ids) == len(set(ids)) == LEADS
+
+
+def test_bounces_that_arrive_mid_send_before_their_emails_are_recorded_pause_the_campaign(setup: Setup) -> None:
+    """SendGrid's events can come back before the dispatcher records the emails as sent (it does so with the
+    next claim): the webhook's check cannot count them yet, the dispatcher's, when it records them, does."""
+    posted: list[int] = []
+
+    def bounce_the_last_batch(batch: Batch, outcomes: list[Outcome]) -> None:
+        if posted or setup.sink.state.stats()["accepted_recipients"] < WINDOW:
+            return
+        items = [_events("hard_bounces", [(int(r.delivery_id), r.email)], 1)[0] for r in batch.recipients]
+        setup.post_events(items[:20])  # 20 of the newest 400: 5 %, while these rows are still `sending`
+        posted.append(len(batch.recipients))
+
+    runner = setup.runner()
+    runner.backend.on_batch = bounce_the_last_batch  # type: ignore[attr-defined]
+    report = runner.run_broadcast("winter")
+    with setup.engine.connect() as conn:
+        state = get_state(conn, "winter")
+        counts = ledger.counts(conn, "winter")
+    assert posted and state["status"] == "paused" and state["guard_threshold"] == "hard_bounces"
+    assert report.paused and "hard bounces reached 5.00 %" in report.paused
+    # the batches already handed over when the events came (at most the backend's read-ahead) finish; no more
+    assert WINDOW <= report.sent <= WINDOW + 150 and counts["queued"] == LEADS - report.sent
+    assert len(setup.sink.accepted_delivery_ids()) == report.sent
 
 
 def test_refused_sends_pause_the_campaign_at_the_provider_error_threshold(setup: Setup) -> None:

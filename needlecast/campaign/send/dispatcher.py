@@ -36,7 +36,7 @@ from needlecast.audience.segments import attributes_of
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import Campaign
-from needlecast.campaign.send.guardrails import check_campaign
+from needlecast.campaign.send.guardrails import check_campaign, events_came_first
 from needlecast.campaign.send.intents import IntentWriter
 from needlecast.campaign.send.rendering import RenderKey, render_variant
 from needlecast.campaign.send.report import RunReport
@@ -283,7 +283,8 @@ class Dispatcher:
     def _record(self, conn: Connection, marks: _Marks) -> None:
         """Record the outcomes `marks` holds, in the order the batches ended; then it holds none."""
         last_ok: bool | None = None
-        for batch, outcomes in marks.take():
+        taken = marks.take()
+        for batch, outcomes in taken:
             ok = self._record_outcomes(conn, marks.campaign, batch, outcomes, marks.report)
             if ok and last_ok:
                 continue  # the failure streak is already 0
@@ -295,10 +296,13 @@ class Dispatcher:
                 last_ok = None
             elif not ok:
                 self._guard(conn, marks)
+        if taken and not marks.report.paused and events_came_first(conn, _delivery_ids(taken)):
+            self._guard(conn, marks)
 
     def _guard(self, conn: Connection, marks: _Marks) -> None:
-        """After refused sends: the deliverability guard's provider-error threshold (`guardrails`), which
-        pauses the campaign (in this transaction) when the window holds too many."""
+        """The deliverability guard (`guardrails`), after refused sends, or after recording sent emails
+        whose bounces or complaints arrived before they were recorded (the webhook's check could not count
+        them yet): pauses the campaign, in this transaction, when its window reaches a threshold."""
         trip = check_campaign(conn, marks.campaign.id, self.workspace.settings.deliverability)
         if trip is not None:
             marks.report.paused = trip.sentence()
@@ -369,6 +373,10 @@ class _Marks:
     def take(self) -> list[tuple[Batch, list[Outcome]]]:
         waiting, self._waiting = self._waiting, []
         return waiting
+
+
+def _delivery_ids(taken: list[tuple[Batch, list[Outcome]]]) -> list[int]:
+    return [int(outcome.delivery_id) for _, outcomes in taken for outcome in outcomes]
 
 
 def _dispatch_check(

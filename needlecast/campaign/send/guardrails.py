@@ -16,11 +16,13 @@ Contract:
     after its retries: ledger `failed`) or dropped (SendGrid `dropped`), at `provider_errors` (default 50).
 - `check_after_events(conn, delivery_ids, settings)` runs where webhook events are applied (in their
   transaction), for the campaigns of the bounces, complaints and drops among them; `check_campaign(conn,
-  campaign_id, settings)` runs where the dispatcher records failed sends. A check that finds a threshold
-  reached pauses an `active` campaign (only an active one: a campaign paused or cancelled by a person stays
-  as it is) with the threshold and its figures in its state (`note`, `guard_threshold`, `guard_figures`),
-  audits `campaign.auto_paused` as the system with the figures, and logs ids and numbers only. Its queued
-  rows stay queued; the dispatcher sees the pause before its next claim and sends nothing more.
+  campaign_id, settings)` runs where the dispatcher records failed sends, and where it records sent emails
+  that already have such an event (`events_came_first`: SendGrid was quicker than the dispatcher's mark).
+  A check that finds a threshold reached pauses an `active` campaign (only an active one: a campaign paused
+  or cancelled by a person stays as it is) with the threshold and its figures in its state (`note`,
+  `guard_threshold`, `guard_figures`), audits `campaign.auto_paused` as the system with the figures, and
+  logs ids and numbers only. Its queued rows stay queued; every sender sees the pause before its next claim
+  and sends nothing more (the batches of a round already handed to the backend finish).
 - Only a person resumes it (`actions.campaigns.set_campaign_status`), which calls `on_resume`: the
   figures are cleared from the state (the audit entry keeps them) and the window starts after the emails
   handed over so far, so that the emails the pause was about do not pause it again.
@@ -178,6 +180,16 @@ def check_after_events(
         if trip is not None:
             paused[campaign_id] = trip
     return paused
+
+
+def events_came_first(conn: Connection, delivery_ids: list[int]) -> bool:
+    """Whether any of these emails, just recorded as sent, already has a bounce, complaint or drop: its event
+    arrived while the row was still `sending`, outside the window, so the dispatcher checks the campaign."""
+    for chunk in chunked(delivery_ids, 5000):
+        query = select(events.c.id).where(events.c.delivery_id.in_(chunk), events.c.kind.in_(sorted(BAD_KINDS)))
+        if conn.execute(query.limit(1)).first() is not None:
+            return True
+    return False
 
 
 def _pause(conn: Connection, campaign_id: str, trip: Trip) -> bool:

@@ -26,6 +26,7 @@ from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
+from needlecast.store import sendcaps
 from needlecast.store.schema import deliveries, events
 from tests.sending import leads_workspace, store_with_leads
 from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
@@ -183,3 +184,14 @@ def test_three_workers_keep_the_warm_up_caps_over_three_days_and_mail_the_most_e
     for earlier, later in itertools.pairwise(days):
         assert min(clicks[e] for e in by_day[earlier]) >= max(clicks[e] for e in by_day[later])
     assert Counter(clicks[e] for e in by_day[days[0]]).most_common(1)[0][0] == 5  # day 0: the most engaged
+
+
+def test_a_booking_takes_the_least_room_of_its_windows_and_gives_the_rest_back(engine: Engine) -> None:
+    day, hour = ("warmup:2027-01-10", 30), ("warmup:2027-01-10T09", 10)
+    with engine.begin() as conn:
+        assert sendcaps.book(conn, [day, hour], 12) == (10, [20, 0])  # the hour is the narrower window
+        assert sendcaps.book(conn, [day, hour], 5) == (0, [20, 0])  # a full hour books nothing anywhere
+        later = ("warmup:2027-01-10T10", 10)
+        assert sendcaps.book(conn, [day, later], 10) == (10, [10, 0])
+        assert sendcaps.book(conn, [day, ("warmup:2027-01-10T11", 10)], 25) == (10, [0, 0])
+        assert sendcaps.book(conn, [day, ("warmup:2027-01-10T12", 10)], 1) == (0, [0, 10])  # the day is full

@@ -4,7 +4,7 @@
     python bench/broadcast.py --recipients 1000000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
 
 A deterministic synthetic audience (every contact consenting, four concern variants) goes through the real
-stages: CSV generation, import, then the due job, timed from outside (`campaign.timed`): plan (segment,
+stages: CSV generation, import, then the due job, timed from outside (`devtools.timed`): plan (segment,
 plan and enqueue; within it enqueue, the inserts) and dispatch (within it claim, mark, and turn, the time
 spent waiting to write; body, building request bodies), sending to the loopback SendGrid sink (a separate
 process, real HTTP, validating and counting what it accepts). "end to end" is the due job: from planning to
@@ -144,7 +144,7 @@ def _watch_helpers(peaks: dict[int, int], done: threading.Event) -> None:
 
 def send_phase(root: str) -> None:
     """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed from outside
-    (`campaign.timed`); prints JSON."""
+    (`devtools.timed`); prints JSON."""
     from needlecast.config import open_workspace
     from needlecast.delivery import get_backend
     from needlecast.devtools.stopwatch import Stopwatch

@@ -274,7 +274,7 @@ class JobSpec:
 def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple[list[JobSpec], int]:
     """The jobs the campaign files call for, and how many files could not be read.
 
-    Each broadcast is scheduled here (`campaign.scheduling.schedule_campaign`): one whose schedule is
+    Each broadcast is scheduled here (`campaign.plan.scheduling.schedule_campaign`): one whose schedule is
     already past when it is first scheduled is refused and logged, and gets no job; a draft gets none.
     Sequences are scheduled too (their enrolment starts when they are first scheduled); the one sweeper
     job serves them all.

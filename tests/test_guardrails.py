@@ -35,11 +35,11 @@ from needlecast.accounts.users import add_user
 from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
-from needlecast.campaign.send.guard_settings import DeliverabilitySettings
 from needlecast.campaign.send.guardrails import GuardCollector
 from needlecast.campaign.send.runner import Runner
 from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
+from needlecast.config.deliverability import DeliverabilitySettings
 from needlecast.delivery.base import Batch, Outcome, RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink

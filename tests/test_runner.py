@@ -15,7 +15,7 @@ from needlecast import ledger, signing
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.plan import planner as planning_module
+from needlecast.campaign.plan import planner as planner_module
 from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
 from needlecast.campaign.send.runner import Runner, RunReport
 from needlecast.campaign.send.state import get_state
@@ -141,7 +141,7 @@ def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audie
             load_ledger_view(conn, "winter", NOW).history,
             NOW,
         )
-    monkeypatch.setattr(planning_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
+    monkeypatch.setattr(planner_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
     assert len(list(runner.planner._audience_parts())) == 6
     report = runner.run_broadcast("winter")
     with engine.connect() as conn:

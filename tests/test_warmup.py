@@ -21,11 +21,11 @@ from needlecast import ledger
 from needlecast.audience.contacts import get_contact
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, summary_rows
-from needlecast.campaign.send.guard_settings import WarmupSettings
 from needlecast.campaign.send.report import RunReport
 from needlecast.campaign.send.runner import Runner
 from needlecast.campaign.send.warmup import SENDGRID_HOURLY, WAITING, Caps, caps_on
 from needlecast.config import Workspace, open_workspace
+from needlecast.config.deliverability import WarmupSettings
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink

@@ -273,7 +273,7 @@ def draft_campaign(
     campaign_id: str | None = None,
     force: bool = False,
 ) -> tuple[Any, Path]:
-    """Write a draft campaign that uses `article` (`campaign.drafting`); audited as `campaign.saved` (the
+    """Write a draft campaign that uses `article` (`campaign.definition.drafting`); audited as `campaign.saved` (the
     console's action for writing a campaign file), with the article it was drafted from. Returns the draft
     and the path written."""
     from needlecast.campaign.definition.drafting import draft_campaign as make_draft

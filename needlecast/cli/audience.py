@@ -233,7 +233,7 @@ def audience_show(
     if "@" in who:
         _show_contact(who, unmasked, format)
         return
-    from needlecast.audience.addresses import mask_email
+    from needlecast.addresses import mask_email
     from needlecast.audience.segments import evaluate, get_segment
 
     segments, frame, now = _segments_now(current_workspace())

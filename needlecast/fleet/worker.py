@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.guardrails import DispatchGuard
 from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace
 from needlecast.delivery import get_backend
@@ -90,7 +91,10 @@ class Worker:
         lease = self.workspace.settings.delivery.lease_seconds
         backend = get_backend(self.workspace)
         with Heartbeat(self.engine, "worker", lease, on_fenced=self.stop.set) as sender:
-            dispatcher = Dispatcher(self.workspace, self.store, backend, stop=self.stop, on_recorded=self.on_recorded)
+            guard = DispatchGuard(self.workspace.settings.deliverability, self.store)
+            dispatcher = Dispatcher(
+                self.workspace, self.store, backend, stop=self.stop, on_recorded=self.on_recorded, guard=guard
+            )
             if self.backend_hook is not None:
                 self.backend_hook(backend)
             log.info(

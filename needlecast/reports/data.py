@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from needlecast.audience.addresses import mask_email
+from needlecast.addresses import mask_email
 from needlecast.config import AttributionSettings
 from needlecast.reports.attribution import attribute
 from needlecast.reports.metrics import RATES

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -28,10 +28,8 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
-from needlecast.campaign.send.guard_settings import DeliverabilitySettings
-from needlecast.campaign.send.guardrails import BAD_KINDS, check_after_events
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
 from needlecast.store.delivery import delivery_store
@@ -40,6 +38,8 @@ from needlecast.store.schema import events as events_table
 from needlecast.store.schema import rejected_events
 from needlecast.tracking.events import Event, Parsed
 
+# Hears of each new event's (delivery id, kind) in the ingest's transaction (see `ingest`).
+OnApplied = Callable[[Connection, list[tuple[int | None, str]]], None]
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 SUPPRESSING = {
@@ -102,13 +102,12 @@ class IngestResult:
     rejected: int = 0
 
 
-def ingest(
-    engine: Engine, parsed: Parsed | Sequence[Event], deliverability: DeliverabilitySettings | None = None
-) -> IngestResult:
+def ingest(engine: Engine, parsed: Parsed | Sequence[Event], on_applied: OnApplied | None = None) -> IngestResult:
     """Store and apply the events of one webhook call in one transaction (see the module contract); the
-    items that failed validation are stored as rejected, raw, with their reason. With `deliverability`, the
-    campaigns of the bounces, complaints and drops applied are checked against its thresholds, in the same
-    transaction (`campaign.send.guardrails`): one that reaches one pauses itself."""
+    items that failed validation are stored as rejected, raw, with their reason. `on_applied(conn, events)`
+    hears of the (delivery id, kind) of each new event, in the same transaction, after they are applied:
+    the web app's deliverability guard (`campaign.send.guardrails.after_events`), which may pause a
+    campaign."""
     events = parsed.events if isinstance(parsed, Parsed) else list(parsed)
     rejected = parsed.rejected if isinstance(parsed, Parsed) else []
     result = IngestResult(rejected=len(rejected))
@@ -171,13 +170,6 @@ def ingest(
             hashed = email_hash(key, event.email.strip().lower()) if reason and event.email else ""
             if hashed and suppress_hash(conn, hashed, reason or "", f"sendgrid {event.provider_kind}"):
                 result.suppressed += 1
-        if deliverability is not None:
-            _guard(conn, ordered, deliverability)
+        if on_applied is not None:
+            on_applied(conn, [(e.delivery_id, e.kind) for e in ordered])
     return result
-
-
-def _guard(conn: Connection, applied: Sequence[Event], deliverability: DeliverabilitySettings) -> None:
-    """The deliverability guard, for the campaigns of the bad events just applied (none: nothing counted)."""
-    bad = [e.delivery_id for e in applied if e.kind in BAD_KINDS and e.delivery_id is not None]
-    if bad:
-        check_after_events(conn, bad, deliverability)

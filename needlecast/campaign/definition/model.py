@@ -42,7 +42,7 @@ class WinnerTest:
 @dataclass(frozen=True)
 class Optimise:
     """Send-time optimisation: each recipient gets the hour of the `window` (from the plain send time) at which
-    they engage most (`campaign.send_time`); a stable `holdout` share goes at the plain time, to measure it."""
+    they engage most (`campaign.plan.send_time`); a stable `holdout` share goes at the plain time, to measure it."""
 
     window: timedelta = timedelta(hours=24)
     holdout: float = 0.1

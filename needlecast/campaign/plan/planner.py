@@ -1,4 +1,4 @@
-"""The planner's side of a run: segment -> plan -> enqueue (the plans themselves: `campaign.planner`).
+"""The planner's side of a run: segment -> plan -> enqueue (the rules it applies: `plan.rules`).
 
 Contract:
 - A broadcast is segmented and planned part by part (contact id ranges of AUDIENCE_PART contacts), and each

@@ -27,21 +27,20 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from needlecast import ledger
+from needlecast.audience.recipient_changes import is_paused
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import Campaign
-from needlecast.campaign.send.guardrails import check_campaign, events_came_first
 from needlecast.campaign.send.intents import IntentWriter
 from needlecast.campaign.send.rendering import RenderKey, render_variant
 from needlecast.campaign.send.report import RunReport
 from needlecast.campaign.send.state import ACTIVE, ensure_state, get_state, record_batch_result
-from needlecast.campaign.send.warmup import admit
 from needlecast.config import Workspace, signing_secret
 from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
 from needlecast.errors import SenderFenced
@@ -52,10 +51,22 @@ from needlecast.store.helpers import utcnow
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail
-from needlecast.tracking.recipient_changes import is_paused
 
 log = logging.getLogger("needlecast.runner")
 _DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest
+
+
+class Guard(Protocol):
+    """The deliverability guard and the warm-up (`guardrails.DispatchGuard`), handed in by whoever makes the
+    dispatcher, which imports neither."""
+
+    def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
+        """After outcomes are recorded (in their transaction): why the campaign paused itself, or ''."""
+        ...
+
+    def admit(self, ids: list[int], now: datetime) -> set[int]:
+        """The claimed rows that may go now; the others are back in the queue for a later window."""
+        ...
 
 
 class Dispatcher:
@@ -72,11 +83,13 @@ class Dispatcher:
         more_coming: Callable[[], bool] = lambda: False,
         on_recorded: Callable[[str, str, int], None] | None = None,
         prerendered: dict[str, dict[RenderKey, RenderedEmail]] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         """`parent_pid`: set in helper processes, which stop when their parent is gone; `more_coming()`: True
         while rows may still be enqueued (an empty queue is then waited on, not the end). `on_recorded(
         campaign, status, count)` is called as outcomes are recorded (metrics). `prerendered`: renderings made
-        before enqueueing, by campaign (others are rendered when first needed)."""
+        before enqueueing, by campaign (others are rendered when first needed). `guard`: the deliverability
+        guard and warm-up (`guardrails.DispatchGuard`; None: neither)."""
         self.workspace = workspace
         self.store = store
         self.backend = backend
@@ -86,6 +99,7 @@ class Dispatcher:
         self.more_coming = more_coming
         self.on_recorded = on_recorded
         self.prerendered = prerendered if prerendered is not None else {}
+        self.guard = guard
         # One round of requests per claim: a crash leaves at most a few rounds to recover (the one being
         # handed over, those in flight, and accepted ones waiting for the next claim to record them).
         delivery = workspace.settings.delivery
@@ -230,8 +244,8 @@ class Dispatcher:
             with self.store.writing() as conn:
                 ledger.mark_skipped(conn, skipped, store=self.store)
             report.skipped.update(skipped.values())
-        if settings.deliverability.warmup is not None:
-            groups = self._warm_up(groups, now)
+        if self.guard is not None:
+            groups = self._warm_up(self.guard, groups, now)
         batches = []
         size = max(1, min(settings.delivery.batch_size, 1000))
         for (step_id, variant, arm), recipients in groups.items():
@@ -256,12 +270,12 @@ class Dispatcher:
         return batches
 
     def _warm_up(
-        self, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
+        self, guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
     ) -> dict[Any, list[Recipient]]:
         """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put
         back in the queue for the next window, in the ledger."""
         ids = [int(r.delivery_id) for group in groups.values() for r in group]
-        admitted = admit(self.store, self.workspace.settings.deliverability.warmup, ids, now)
+        admitted = guard.admit(ids, now)
         if len(admitted) == len(ids):
             return groups
         kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}
@@ -283,6 +297,7 @@ class Dispatcher:
     def _record(self, conn: Connection, marks: _Marks) -> None:
         """Record the outcomes `marks` holds, in the order the batches ended; then it holds none."""
         last_ok: bool | None = None
+        failed = False
         taken = marks.take()
         for batch, outcomes in taken:
             ok = self._record_outcomes(conn, marks.campaign, batch, outcomes, marks.report)
@@ -294,18 +309,11 @@ class Dispatcher:
                 marks.report.paused = reason
                 log.warning("campaign %s paused after repeated failures", marks.campaign.id)
                 last_ok = None
-            elif not ok:
-                self._guard(conn, marks)
-        if taken and not marks.report.paused and events_came_first(conn, _delivery_ids(taken)):
-            self._guard(conn, marks)
-
-    def _guard(self, conn: Connection, marks: _Marks) -> None:
-        """The deliverability guard (`guardrails`), after refused sends, or after recording sent emails
-        whose bounces or complaints arrived before they were recorded (the webhook's check could not count
-        them yet): pauses the campaign, in this transaction, when its window reaches a threshold."""
-        trip = check_campaign(conn, marks.campaign.id, self.workspace.settings.deliverability)
-        if trip is not None:
-            marks.report.paused = trip.sentence()
+            failed = failed or not ok
+        if taken and self.guard is not None and not marks.report.paused:
+            # The deliverability guard: refused sends, and sent emails whose bounces or complaints came
+            # before this mark, may pause the campaign (in this transaction).
+            marks.report.paused = self.guard.after_record(conn, marks.campaign.id, _delivery_ids(taken), failed)
 
     def _record_outcomes(
         self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport

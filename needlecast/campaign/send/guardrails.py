@@ -15,8 +15,9 @@ Contract:
     over the same window): the emails of the window the provider refused (a request answered with an error
     after its retries: ledger `failed`) or dropped (SendGrid `dropped`), at `provider_errors` (default 50).
 - `check_after_events(conn, delivery_ids, settings)` runs where webhook events are applied (in their
-  transaction), for the campaigns of the bounces, complaints and drops among them; `check_campaign(conn,
-  campaign_id, settings)` runs where the dispatcher records failed sends, and where it records sent emails
+  transaction, through `after_events`, the hook the web app hands to `tracking.webhook.ingest`), for the
+  campaigns of the bounces, complaints and drops among them; `check_campaign(conn, campaign_id, settings)`
+  runs where the dispatcher records failed sends, and where it records sent emails
   that already have such an event (`events_came_first`: SendGrid was quicker than the dispatcher's mark).
   A check that finds a threshold reached pauses an `active` campaign (only an active one: a campaign paused
   or cancelled by a person stays as it is) with the threshold and its figures in its state (`note`,
@@ -26,6 +27,7 @@ Contract:
 - Only a person resumes it (`actions.campaigns.set_campaign_status`), which calls `on_resume`: the
   figures are cleared from the state (the audit entry keeps them) and the window starts after the emails
   handed over so far, so that the emails the pause was about do not pause it again.
+- `DispatchGuard`: both checks and the warm-up's caps (`warmup.admit`) as the dispatcher calls them.
 - `GuardCollector`: Prometheus gauges of the campaigns the guard paused, by threshold, with their figures.
 """
 
@@ -33,8 +35,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -43,8 +46,10 @@ from sqlalchemy import Connection, Engine, case, distinct, func, select, update
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import SYSTEM
-from needlecast.campaign.send.guard_settings import MIN_WINDOW, DeliverabilitySettings
+from needlecast.campaign.send import warmup
 from needlecast.campaign.send.state import ACTIVE, PAUSED
+from needlecast.config.deliverability import MIN_WINDOW, DeliverabilitySettings
+from needlecast.store.delivery import DeliveryStore
 from needlecast.store.helpers import chunked, utcnow
 from needlecast.store.schema import campaign_state, deliveries, events
 
@@ -192,6 +197,18 @@ def events_came_first(conn: Connection, delivery_ids: list[int]) -> bool:
     return False
 
 
+def after_events(settings: DeliverabilitySettings) -> Callable[[Connection, list[tuple[int | None, str]]], None]:
+    """The webhook's hook (`tracking.webhook.ingest`'s `on_applied`): checks the campaigns of the bounces,
+    complaints and drops among the events just applied (none among them: nothing is read)."""
+
+    def check(conn: Connection, applied: list[tuple[int | None, str]]) -> None:
+        bad = [delivery_id for delivery_id, kind in applied if kind in BAD_KINDS and delivery_id is not None]
+        if bad:
+            check_after_events(conn, bad, settings)
+
+    return check
+
+
 def _pause(conn: Connection, campaign_id: str, trip: Trip) -> bool:
     """Pause an active campaign for `trip`, audited; False when it was no longer active (a person acted)."""
     figures = trip.as_dict()
@@ -253,6 +270,27 @@ def on_resume(conn: Connection, campaign_id: str) -> dict[str, Any]:
     if row is None or not row.guard_threshold:
         return {}
     return dict(json.loads(row.guard_figures or "{}"))
+
+
+class DispatchGuard:
+    """The guard and the warm-up as the dispatcher calls them (`dispatcher.Guard`): made by whoever makes a
+    dispatcher (the runner, a worker, a helper process), so the dispatcher imports neither."""
+
+    def __init__(self, settings: DeliverabilitySettings, store: DeliveryStore) -> None:
+        self.settings = settings
+        self.store = store
+
+    def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
+        """After the dispatcher recorded these emails' outcomes (`failed`: some were refused): check the
+        campaign when refused sends or early events may have moved its figures; why it paused, or ''."""
+        if not failed and not events_came_first(conn, recorded):
+            return ""
+        trip = check_campaign(conn, campaign_id, self.settings)
+        return trip.sentence() if trip is not None else ""
+
+    def admit(self, ids: list[int], now: datetime) -> set[int]:
+        """The warm-up's caps (`warmup.admit`): the claimed emails that may go now."""
+        return warmup.admit(self.store, self.settings.warmup, ids, now)
 
 
 class GuardCollector(Collector):

@@ -1,7 +1,7 @@
 """The runner: what a scheduler job, `needlecast send` or the console runs for a campaign.
 
-It composes the planner (`campaign.planning`: segment -> plan -> enqueue) and the dispatcher
-(`campaign.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
+It composes the planner (`campaign.plan.planner`: segment -> plan -> enqueue) and the dispatcher
+(`campaign.send.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
 and decides around them: whether the campaign may send, A/B decisions before planning, helper sender
 processes for a large send, and whether to leave the sending to workers.
 
@@ -33,6 +33,7 @@ from needlecast.campaign.plan.planner import Planner
 from needlecast.campaign.plan.scheduling import audience_zones, schedule_campaign
 from needlecast.campaign.plan.winner import decide_due, decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.guardrails import DispatchGuard
 from needlecast.campaign.send.rendering import RenderKey, render_campaign
 from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace
@@ -88,6 +89,7 @@ class Runner:
             claim_size=claim_size,
             more_coming=more_coming,
             prerendered=self._renders,
+            guard=DispatchGuard(workspace.settings.deliverability, self.store),
         )
 
     # -- entry points (what scheduler jobs call) ----------------------------------------------------------

@@ -32,7 +32,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from needlecast.campaign.plan.send_time import Engagement
-from needlecast.campaign.send.guard_settings import WarmupSettings
+from needlecast.config.deliverability import WarmupSettings
 from needlecast.ledger import SENDING
 from needlecast.store import sendcaps
 from needlecast.store.delivery import DeliveryStore

@@ -1,4 +1,8 @@
-"""What the recipient-facing pages do to the store: unsubscribe, set preferences, pause."""
+"""What a recipient changes about themselves from the pages an email links to: unsubscribe, topics, pause.
+
+The pause is a contact attribute (`paused_until`) that segments and the dispatcher honour through
+`is_paused`; the web pages (`web.recipient_pages`) call the other functions, each in the caller's transaction.
+"""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ from alembic import command
 from sqlalchemy import Engine, func, select, update
 
 from needlecast.accounts.audit import entries
-from needlecast.accounts.roles import cli_actor
+from needlecast.accounts.roles import Actor, cli_actor
+from needlecast.actions import users as users_actions
 from needlecast.cli.common import app
 from needlecast.config import Workspace
 from needlecast.store.engine import _alembic_config, head_revision, make_engine, open_store
@@ -33,6 +34,7 @@ from needlecast.store.schema import audit_log, deliveries
 from tests.cli_runner import Result, run
 
 USER = "clinic-admin"  # what getpass.getuser() says in these tests
+ANALYST = Actor("user", "analyst@clinic.example", 9, role="analyst")  # may read, may change nothing
 
 # command -> the audit action it writes (the console's and the API's name where they make the same change)
 CHANGING = {
@@ -241,9 +243,25 @@ def _newest_id(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(audit_log.c.id), 0))).scalar_one())
 
 
+def _refused(step: Step, root: Path, url: str, engine: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's command, run by an operator without its permission: refused by the action it calls
+    (`PermissionDenied`, exit 1), with no audit entry written. Every command builds its actor in one place
+    (`cli.common.operator`), so a command that changed data past the actions would not be refused here."""
+    before = _newest_id(engine()) if step.command != "db upgrade" else 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(step.stdin))
+    with monkeypatch.context() as patched:
+        patched.setattr(users_actions, "local_operator", lambda: ANALYST)
+        result = run(monkeypatch, root, *step.args, NEEDLECAST_DATABASE_URL=url, **step.env)
+    assert result.code == 1 and f"{ANALYST.label} may not" in result.stderr, (step.args, result.stderr)
+    if step.command != "db upgrade":  # before the upgrade the old store has no audit log to read
+        assert _newest_id(engine()) == before, step.args
+
+
 def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
     workspace_dir: Path, blank_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each changing command, first as an operator who may not (refused by its action, nothing audited),
+    then as the command line's user (one entry, `cli:<os user>`, with the command's counts)."""
     monkeypatch.setattr(getpass, "getuser", lambda: USER)
     _old_store(blank_store_url)
     opened: list[Engine] = []
@@ -259,6 +277,7 @@ def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
         for step in steps:
             if step.before:
                 step.before()
+            _refused(step, workspace_dir, blank_store_url, engine, monkeypatch)
             before = _newest_id(engine()) if opened else 0
             monkeypatch.setattr(sys, "stdin", io.StringIO(step.stdin))
             result = run(monkeypatch, workspace_dir, *step.args, NEEDLECAST_DATABASE_URL=blank_store_url, **step.env)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from needlecast.delivery import get_backend
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.fleet.sender_processes import SenderHelpers
 from needlecast.fleet.worker import Worker
-from tests.test_fleet import API_KEY, _answers, _fleet, _free_port, _live
+from tests.test_fleet import API_KEY, Fleet, _answers, _fleet, _free_port, _live
 from tests.waiting import wait_until
 
 
@@ -34,16 +32,8 @@ def sink() -> Iterator[SendGridSink]:
         yield running
 
 
-def _status(running: object) -> dict[str, object]:
-    found = subprocess.run(
-        [sys.executable, "-m", "needlecast.cli", "status", "--format", "json"],
-        env=running.env,  # type: ignore[attr-defined]
-        cwd=running.root,  # type: ignore[attr-defined]
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(found.stdout)
+def _status(running: Fleet) -> dict[str, object]:
+    result: dict[str, object] = json.loads(running.status().stdout)
     return result
 
 

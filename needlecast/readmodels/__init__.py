@@ -1,0 +1,1 @@
+"""Read models: what the faces show, built once (segment summaries, campaign overviews, report tables)."""

@@ -54,6 +54,7 @@ from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.journeys.sweeper import journeys_of, sweep_all, sweep_seconds
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, schedule_campaign
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.runner import Runner
@@ -197,6 +198,27 @@ def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> No
     log.info("sweep done: %d campaign(s) looked at", len(reports))
 
 
+def run_journeys_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
+    """Advance every journey's due positions (`needlecast.campaign.journeys.sweeper`: one job for everyone, in set
+    operations); the emails it enqueues go out with the sweeper job's (or the workers') sending."""
+    try:
+        workspace = open_workspace(Path(root))
+        reports = sweep_all(_runtime(runtime).engine, CampaignContext.load(workspace), utcnow())
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("journeys: %s", err)
+        return
+    for report in reports:
+        log.info(
+            "journey %s: %d entered, %d moved, %d enqueued, %d converted, %d left",
+            report.campaign_id,
+            report.entered,
+            report.moved,
+            report.enqueued,
+            report.converted,
+            sum(report.left.values()),
+        )
+
+
 def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Recover the rows of senders that died (workers on any machine), every few seconds; forget the senders
     that ended more than SENDERS_KEPT_SECONDS ago (`needlecast status` shows only live ones anyway)."""
@@ -294,6 +316,8 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
         JobSpec("upkeep", run_upkeep_job, IntervalTrigger(seconds=upkeep_seconds(workspace)), [root]),
         JobSpec("confirmations", run_confirmations_job, IntervalTrigger(seconds=CONFIRMATIONS_SECONDS), [root]),
     ]
+    if journeys_of(ctx):  # one job advances every journey
+        jobs.append(JobSpec("journeys", run_journeys_job, IntervalTrigger(seconds=sweep_seconds(workspace)), [root]))
     zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():
         if campaign.draft:

@@ -59,6 +59,9 @@ CHANGING = {
     "user set-password": "user.password_changed",
     "apikey create": "apikey.created",
     "apikey revoke": "apikey.revoked",
+    "journey enter": "journey.entered",
+    "journey save": "journey.saved",
+    "journey check": "journey.repaired",  # with --repair; without it, it reads
     "demo": "audience.imported",  # tests/test_demo.py: its sends are the scheduler's jobs
 }
 TESTED_ELSEWHERE = {"demo"}  # runs a scheduler for seconds: test_demo_sends_broadcast_and_day_zero_then_nothing_new
@@ -74,6 +77,7 @@ READS_ONLY = {
     "audit": "reads",
     "campaign list": "reads",
     "campaign status": "reads",
+    "journey preview": "reads",
     "audience segments": "reads",
     "audience show": "reads",
     "content list": "reads",
@@ -156,6 +160,34 @@ def _synced(result: Result) -> dict[str, Any]:
     return {"changed": int(found[1]), "removed": int(found[2])}
 
 
+def _entered(result: Result) -> dict[str, Any]:
+    found = re.search(r"(\d+) entered; (\d+) not entered.*; (\d+) unknown", result.stdout)
+    assert found, result.stdout
+    return {"entered": int(found[1]), "not_entered": int(found[2]), "unknown": int(found[3])}
+
+
+JOURNEY = """id: j
+kind: journey
+segment: all-leads
+time_zone: Europe/London
+entry: {manual: true}
+signoff: {reviewer: QA, date: 2026-11-24, note: test content}
+steps:
+"""
+
+
+def _journey_files(root: Path) -> Callable[[], None]:
+    """A journey of two nodes in campaigns/, and its next version without its first node in j2.yaml."""
+    (root / "j2.yaml").write_text(JOURNEY + "  - {id: pause, kind: wait, delay: 1d}\n")
+
+    def write() -> None:
+        (root / "campaigns" / "j.yaml").write_text(
+            JOURNEY + "  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 1d}\n"
+        )
+
+    return write
+
+
 def _old_store(url: str) -> None:
     """The store as an older needlecast left it, so that `db upgrade` has something to do."""
     engine = make_engine(url)
@@ -235,6 +267,11 @@ def _steps(root: Path, engine: Callable[[], Engine]) -> list[Step]:
         Step(("apikey", "create", "--name", "booking system", "--scopes", "events:write"), "apikey.created",
              "apikey:#1", {"scopes": ["events:write"]}),
         Step(("apikey", "revoke", "1"), "apikey.revoked", "apikey:#1"),
+        Step(("journey", "enter", "j", "3", "4"), "journey.entered", "campaign:j", _entered,
+             before=_journey_files(root)),
+        Step(("journey", "save", "j", str(root / "j2.yaml"), "--move", "hello=pause"), "journey.saved", "campaign:j",
+             {"version": 1, "moves": {"hello": "pause"}}),
+        Step(("journey", "check", "j", "--repair"), "journey.repaired", "campaign:j", {"moved": {}}),
     ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from needlecast import __version__
-from needlecast.cli import admin, audience, campaigns, content, reports, service, workspace  # noqa: F401 - commands
+from needlecast.cli import admin, audience, campaigns, content, journeys, reports, service, workspace  # noqa: F401 - commands
 from needlecast.cli.common import app, console, err_console, state
 from needlecast.errors import ConfigurationError, NeedlecastError
 from needlecast.logs import scrub

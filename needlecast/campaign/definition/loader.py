@@ -4,7 +4,8 @@ The shape (see campaigns/*.yaml for complete examples):
 
     id: spring-guide                 # letters, digits, - and _; unique across the workspace
     name: Spring guide
-    kind: broadcast | sequence
+    kind: broadcast | sequence | journey   # journey: steps are the nodes of a graph, with entry:, reentry:
+                                     #   and goal: (`needlecast.campaign.journeys.loader`; README "Journeys")
     draft: true                      # optional: planned and previewed, never scheduled or sent
     segment: all-leads               # from audiences/segments.yaml
     time_zone: Europe/London
@@ -67,6 +68,7 @@ from needlecast.audience.events import TYPE as EVENT_TYPE
 from needlecast.campaign.definition.model import (
     BROADCAST,
     FALLBACKS,
+    JOURNEY,
     SEQUENCE,
     WINNER_METRICS,
     Arm,
@@ -79,6 +81,7 @@ from needlecast.campaign.definition.model import (
     Step,
     WinnerTest,
 )
+from needlecast.campaign.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 from needlecast.errors import CampaignFileError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
@@ -108,6 +111,7 @@ TOP_KEYS = {
     "enrol",
     "exits",
     "signoff",
+    *JOURNEY_TOP_KEYS,
 }
 STEP_KEYS = {
     "id",
@@ -337,7 +341,9 @@ def _steps(
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
             raise reader.fail(f"steps[{index}]", "must be a mapping", "give each step 'id:' and 'template:'")
-        step_id = _step_id(reader, item, f"steps[{index}].", steps)
+        if kind == JOURNEY and item.get("kind", "send") != "send":
+            continue  # a journey's other nodes: `needlecast.campaign.journeys.loader`
+        step_id = _step_id(reader, item, f"steps[{index}].", steps, kind)
         steps.append(_step(reader, item, index, step_id, kind, variants_known, templates, articles, campaign_article))
     if kind == SEQUENCE:
         delays = [s.delay for s in steps]
@@ -346,9 +352,10 @@ def _steps(
     return tuple(steps)
 
 
-def _step_id(reader: _Reader, item: dict[str, Any], where: str, earlier: list[Step]) -> str:
-    """The step's keys are known and its `id` is well formed and not taken by an `earlier` step."""
-    reader.unknown(item, STEP_KEYS, where)
+def _step_id(reader: _Reader, item: dict[str, Any], where: str, earlier: list[Step], kind: str) -> str:
+    """The step's keys are known and its `id` is well formed and not taken by an `earlier` step (a journey's
+    send node has no delay and may name its `kind` and `next`)."""
+    reader.unknown(item, STEP_KEYS - {"delay"} | {"kind", "next"} if kind == JOURNEY else STEP_KEYS, where)
     step_id = reader.text(item, "id", where)
     if not _ID.match(step_id):
         raise reader.fail(
@@ -597,6 +604,7 @@ def load_campaign(
     sender = reader.mapping(raw.get("sender") or {}, "sender", SENDER_KEYS, "{email: ..., name: ...}")
     steps = _steps(reader, raw.get("steps"), kind, known, templates, articles, _article(reader, raw, "", articles))
     schedule, enrol, exits = _timing(reader, raw, kind, zone)
+    journey = read_journey(path, raw, [s.id for s in steps]) if kind == JOURNEY else None
     return Campaign(
         id=campaign_id,
         name=reader.text(raw, "name", "", required=False) or campaign_id,
@@ -614,6 +622,7 @@ def load_campaign(
         signoff=_signoff(reader, raw.get("signoff")),
         digest=hashlib.sha256(source).hexdigest()[:16],
         draft=draft,
+        journey=journey,
     )
 
 
@@ -642,8 +651,15 @@ def _identity(reader: _Reader, raw: dict[str, Any]) -> tuple[str, str, bool]:
             "use a short id such as 'spring-guide'",
         )
     kind = reader.text(raw, "kind", "", fix="add 'kind: broadcast' or 'kind: sequence'")
-    if kind not in (BROADCAST, SEQUENCE):
-        raise reader.fail("kind", f"'{kind}' is not a kind of campaign", "use 'broadcast' or 'sequence'")
+    if kind not in (BROADCAST, SEQUENCE, JOURNEY):
+        raise reader.fail(
+            "kind",
+            f"'{kind}' is not a kind of campaign",
+            "use 'broadcast' or 'sequence' (or 'journey': steps as a graph of nodes)",
+        )
+    if kind != JOURNEY and JOURNEY_TOP_KEYS & set(raw):
+        key = sorted(JOURNEY_TOP_KEYS & set(raw))[0]
+        raise reader.fail(key, "only journeys have an entry, a re-entry rule and a goal", "use kind: journey")
     draft = raw.get("draft", False)
     if not isinstance(draft, bool):
         raise reader.fail("draft", f"must be true or false, not {draft!r}", "write draft: true (or remove the line)")
@@ -666,7 +682,15 @@ def _zone(reader: _Reader, raw: dict[str, Any]) -> tuple[str, ZoneInfo]:
 def _timing(
     reader: _Reader, raw: dict[str, Any], kind: str, zone: ZoneInfo
 ) -> tuple[BroadcastSchedule, Enrolment, tuple[ExitRule, ...]]:
-    """A broadcast's schedule, or a sequence's enrolment and exits (the other kind's keys are an error)."""
+    """A broadcast's schedule, or a sequence's enrolment and exits (the other kind's keys are an error); a
+    journey has neither (it starts by its entry and ends at its goal)."""
+    if kind == JOURNEY:
+        for key in ("enrol", "exits"):
+            if raw.get(key) is not None:
+                raise reader.fail(
+                    key, "a journey starts by its entry and ends at its goal", f"replace '{key}:' by entry: / goal:"
+                )
+        return BroadcastSchedule(), Enrolment(), ()
     if kind == BROADCAST:
         for key in ("enrol", "exits"):
             if raw.get(key) is not None:

@@ -146,7 +146,7 @@ def send_phase(root: str) -> None:
     """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed from outside
     (`devtools.timed`); prints JSON."""
     from needlecast.config import open_workspace
-    from needlecast.delivery import get_backend
+    from needlecast.delivery import backend_factory
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
     from needlecast.pacing import collect_seldom
@@ -154,9 +154,8 @@ def send_phase(root: str) -> None:
 
     workspace = open_workspace(Path(root))
     engine = open_store(workspace.database_url)
-    backend = get_backend(workspace)
     watch = Stopwatch()
-    runner = timed_runner(workspace, engine, backend, watch)
+    runner = timed_runner(workspace, engine, backend_factory(workspace), watch=watch)
     helper_peaks: dict[int, int] = {}
     done = threading.Event()
     watcher = threading.Thread(target=_watch_helpers, args=(helper_peaks, done), daemon=True)
@@ -167,7 +166,7 @@ def send_phase(root: str) -> None:
     end_to_end = time.perf_counter() - started
     done.set()
     watcher.join()
-    stages = {f"{stage}_s": seconds for stage, seconds in stage_seconds(watch, backend).items()}
+    stages = {f"{stage}_s": seconds for stage, seconds in stage_seconds(watch, runner).items()}
     print(
         json.dumps(
             {

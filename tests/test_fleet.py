@@ -18,7 +18,6 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from needlecast import ledger
 from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -26,6 +25,7 @@ from needlecast.devtools.events import generate_key, post_signed
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.schedule import sync_offline
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
 from tests.cli_runner import Result, run
 from tests.conftest import empty_store
@@ -85,7 +85,7 @@ class Fleet:
 
     def counts(self, campaign: str = "big") -> dict[str, int]:
         with self.engine.connect() as conn:
-            return ledger.counts(conn, campaign)
+            return delivery_store(conn).counts(conn, campaign)
 
     def stop_all(self) -> None:
         for process in self.processes:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine, select
 
-from needlecast import ledger
 from needlecast.accounts import audit
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import add_user
@@ -44,6 +44,7 @@ from needlecast.delivery.base import Batch, Outcome, RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.errors import ConfigurationError
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import deliveries
 from needlecast.web.app import create_app
 from tests.console_site import PASSWORD
@@ -64,17 +65,29 @@ class Setup:
     key: ec.EllipticCurvePrivateKey
     client: httpx.Client
 
-    def runner(self, stop: threading.Event | None = None, stop_after: int = 0) -> Runner:
+    def runner(
+        self,
+        stop: threading.Event | None = None,
+        stop_after: int = 0,
+        on_batch: Callable[[Batch, list[Outcome]], None] | None = None,
+    ) -> Runner:
         settings = dataclasses.replace(
             self.ws.settings,
             delivery=dataclasses.replace(
                 self.ws.settings.delivery, api_host=self.sink.url, batch_size=50, max_in_flight=1
             ),
         )
-        backend = _StopAfter(settings, api_key=API_KEY, retry=RetryPolicy(1, 0.01, 0.02))
-        backend.stop, backend.after = stop, stop_after
+        control = _Control(stop, stop_after, on_batch)
+
+        def backends(*, limiter: Any = None, before_post: Any = None) -> _StopAfter:
+            backend = _StopAfter(
+                settings, api_key=API_KEY, retry=RetryPolicy(1, 0.01, 0.02), limiter=limiter, before_post=before_post
+            )
+            backend.control = control
+            return backend
+
         return Runner(
-            dataclasses.replace(self.ws, settings=settings), self.engine, backend, clock=Clock(NOW), stop=stop
+            dataclasses.replace(self.ws, settings=settings), self.engine, backends, clock=Clock(NOW), stop=stop
         )
 
     def post_events(self, items: list[dict[str, object]]) -> None:
@@ -94,23 +107,33 @@ class Setup:
         assert response.status_code == 200, response.text
 
 
-class _StopAfter(SendGridBackend):
-    """The SendGrid backend, setting `stop` once `after` emails have been handed over (a worker leaving mid-send):
-    the send stops between batches with some of the campaign sent and the rest queued."""
+@dataclass
+class _Control:
+    """What the test's backends share across dispatches: `stop`, set once `after` emails have been handed over
+    (a worker leaving mid-send), and `on_batch`, called as each batch ends."""
 
     stop: threading.Event | None = None
-    after = 0
-    handed = 0
-    on_batch: Callable[[Batch, list[Outcome]], None] | None = None  # called as each batch ends
+    after: int = 0
+    on_batch: Callable[[Batch, list[Outcome]], None] | None = None
+    handed: int = 0
+
+
+class _StopAfter(SendGridBackend):
+    """The SendGrid backend, obeying a `_Control`: the send stops between batches with some of the campaign
+    sent and the rest queued, or the test acts as each batch ends."""
+
+    control: _Control
 
     def send_all(self, batches: Iterable[Batch], on_outcomes: Callable[[Batch, list[Outcome]], None]) -> None:
+        control = self.control
+
         def counted(batch: Batch, outcomes: list[Outcome]) -> None:
             on_outcomes(batch, outcomes)
-            if self.on_batch is not None:
-                self.on_batch(batch, outcomes)
-            self.handed += len(outcomes)
-            if self.stop is not None and self.after and self.handed >= self.after:
-                self.stop.set()
+            if control.on_batch is not None:
+                control.on_batch(batch, outcomes)
+            control.handed += len(outcomes)
+            if control.stop is not None and control.after and control.handed >= control.after:
+                control.stop.set()
 
         super().send_all(batches, counted)
 
@@ -190,7 +213,9 @@ def _send_part(setup: Setup) -> list[tuple[int, str]]:
     report = setup.runner(stop, stop_after=WINDOW).run_broadcast("winter")
     assert report.enqueued == LEADS and WINDOW <= report.sent < LEADS
     with setup.engine.connect() as conn:
-        assert ledger.counts(conn, "winter")["queued"] == LEADS - report.sent  # the rest wait in the queue
+        assert (
+            delivery_store(conn).counts(conn, "winter")["queued"] == LEADS - report.sent
+        )  # the rest wait in the queue
     address = {int(d): email for a in setup.sink.accepted for email, d in a.recipients}
     return sorted(address.items(), reverse=True)
 
@@ -231,7 +256,7 @@ def test_a_campaign_pauses_itself_at_a_threshold_and_resumes_only_by_a_person(se
     setup.post_events(_events(threshold, sent, count))
     with setup.engine.connect() as conn:
         state = get_state(conn, "winter")
-        queued = ledger.counts(conn, "winter")["queued"]
+        queued = delivery_store(conn).counts(conn, "winter")["queued"]
         entries = audit.entries(conn, action="campaign.auto_paused")
     assert state["status"] == "paused" and state["guard_threshold"] == threshold
     assert words in state["note"] and f"the last {WINDOW} emails" in state["note"]
@@ -254,7 +279,7 @@ def test_a_campaign_pauses_itself_at_a_threshold_and_resumes_only_by_a_person(se
     assert again.sent == 0 and "paused" in again.inactive
     assert len(setup.sink.accepted_delivery_ids()) == accepted
     with setup.engine.connect() as conn:
-        assert ledger.counts(conn, "winter")["queued"] == queued
+        assert delivery_store(conn).counts(conn, "winter")["queued"] == queued
 
     # A person resumes it, shown the figures first (the console's confirmation, the CLI before it resumes);
     # the emails the pause was about never pause it again.
@@ -310,12 +335,10 @@ def test_bounces_that_arrive_mid_send_before_their_emails_are_recorded_pause_the
         setup.post_events(items[:20])  # 20 of the newest 400: 5 %, while these rows are still `sending`
         posted.append(len(batch.recipients))
 
-    runner = setup.runner()
-    runner.backend.on_batch = bounce_the_last_batch  # type: ignore[attr-defined]
-    report = runner.run_broadcast("winter")
+    report = setup.runner(on_batch=bounce_the_last_batch).run_broadcast("winter")
     with setup.engine.connect() as conn:
         state = get_state(conn, "winter")
-        counts = ledger.counts(conn, "winter")
+        counts = delivery_store(conn).counts(conn, "winter")
     assert posted and state["status"] == "paused" and state["guard_threshold"] == "hard_bounces"
     assert report.paused and "hard bounces reached 5.00 %" in report.paused
     # the batches already handed over when the events came (at most the backend's read-ahead) finish; no more
@@ -329,7 +352,7 @@ def test_refused_sends_pause_the_campaign_at_the_provider_error_threshold(setup:
     report = setup.runner().run_broadcast("winter")
     with setup.engine.connect() as conn:
         state = get_state(conn, "winter")
-        counts = ledger.counts(conn, "winter")
+        counts = delivery_store(conn).counts(conn, "winter")
     assert state["status"] == "paused" and state["guard_threshold"] == "provider_errors"
     assert report.paused and "emails the provider refused or dropped" in report.paused
     assert counts["failed"] == 50 and counts["sent"] == 50 and counts["queued"] == LEADS - 100

@@ -9,6 +9,7 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,7 +55,7 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     workspace = open_workspace(workspace_dir)
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:
@@ -339,7 +340,7 @@ def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
     assert workspace.settings.clinic.time_zone == CLINIC_ZONE
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:

@@ -12,12 +12,12 @@ import sys
 import threading
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from needlecast import ledger
 from needlecast.audience.contacts import get_contact
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, summary_rows
@@ -30,6 +30,7 @@ from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.store import sendcaps
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import deliveries, events
 from tests.sending import leads_workspace, store_with_leads
 from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
@@ -115,8 +116,8 @@ def _runner(
         ws.settings,
         delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, batch_size=5, max_in_flight=1),
     )
-    backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(1, 0.01, 0.02))
-    return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock, stop=stop, claim_size=4)
+    backends = partial(SendGridBackend, settings, api_key=API_KEY, retry=RetryPolicy(1, 0.01, 0.02))
+    return Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=clock, stop=stop, claim_size=4)
 
 
 def test_the_caps_follow_the_curve_and_sendgrids_published_schedule() -> None:
@@ -180,7 +181,7 @@ def test_three_workers_keep_the_warm_up_caps_over_three_days_and_mail_the_most_e
         every = {
             str(i) for i in conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == "winter")).scalars()
         }
-        assert ledger.counts(conn, "winter")["sent"] == LEADS
+        assert delivery_store(conn).counts(conn, "winter")["sent"] == LEADS
     assert len(ids) == len(set(ids)) == LEADS and set(ids) == every  # every lead exactly once
     clicks = {f"lead{i}@example.com": _clicks(i) for i in range(LEADS)}
     days = sorted(by_day)

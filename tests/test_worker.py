@@ -18,7 +18,7 @@ import pytest
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import open_workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.fleet.sender_processes import SenderHelpers
 from needlecast.fleet.worker import Worker
@@ -140,7 +140,9 @@ def test_a_worker_never_starts_helper_processes_of_its_own(
     thread.start()
     try:
         wait_until(lambda: len(_live(running.engine, "worker")) == 1, 30, "the worker to be alive")
-        planned = Runner(ws, running.engine, get_backend(ws), defer_to_workers=True).run_broadcast("big", send_now=True)
+        planned = Runner(ws, running.engine, backend_factory(ws), defer_to_workers=True).run_broadcast(
+            "big", send_now=True
+        )
         assert planned.enqueued == 200 and planned.sent == 0  # the scheduler's runner left the sending to it
         wait_until(lambda: len(sink.accepted_delivery_ids()) == 200, 60, "the worker to send the broadcast")
     finally:

@@ -57,13 +57,3 @@ def pause(conn: Connection, contact_id: int, now: datetime | None = None) -> dat
             update(contacts).where(contacts.c.id == contact_id).values(attributes=attributes, updated_at=utcnow())
         )
     return until
-
-
-def is_paused(attributes: dict[str, Any] | None, now: datetime) -> bool:
-    value = (attributes or {}).get("paused_until")
-    if not value:
-        return False
-    try:
-        return datetime.fromisoformat(str(value)) > now
-    except ValueError:
-        return False

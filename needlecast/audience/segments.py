@@ -21,9 +21,9 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from needlecast.audience.columns import CONCERN_TAG
-from needlecast.audience.recipient_changes import is_paused
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
+from needlecast.ledger import is_paused
 from needlecast.store.audience import read_contacts, read_lists
 from needlecast.yamlfile import read_yaml
 

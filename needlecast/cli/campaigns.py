@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,25 +105,23 @@ def send(
     twice.
     """
     from needlecast.actions.campaigns import send_campaign
-    from needlecast.campaign.send.runner import Runner
-    from needlecast.delivery import get_backend
+    from needlecast.campaign.send.start import start_send
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
-    from needlecast.pacing import collect_seldom
-    from needlecast.schedule import recover
 
     setup_logging()
     workspace = current_workspace()
     engine = current_store(workspace)
-    recover(engine, workspace.settings.delivery.lease_seconds)  # rows of senders that died are theirs no more
-    backend = get_backend(workspace)
     watch = Stopwatch()
-    runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
-    with collect_seldom():  # a large send makes and drops millions of acyclic objects
-        report = send_campaign(engine, workspace, operator(), campaign, runner, send_now=now)
+    report, runner = start_send(
+        workspace,
+        engine,
+        lambda runner: (send_campaign(engine, workspace, operator(), campaign, runner, send_now=now), runner),
+        make_runner=partial(timed_runner, watch=watch) if timings else None,
+    )
     _print_report(report)
     if timings:
-        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
+        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, runner).items())
         console.print(f"seconds by stage (this process): {stages}", highlight=False)
     _print_still_queued(campaign)
 

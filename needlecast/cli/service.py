@@ -192,7 +192,7 @@ def worker(
         stop=stop,
         concurrency=concurrency,
         on_recorded=metrics.record if metrics else None,
-        backend_hook=metrics.watch if metrics else None,
+        telemetry=metrics,
     )
     running.run()
     if running.fenced:

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.send.dispatcher import Dispatcher
-from needlecast.campaign.send.guardrails import DispatchGuard
+from needlecast.campaign.send.rendering import Sending
 from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.wiring import dispatch_once, dispatcher_for, sending_secret
 from needlecast.config import open_workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.pacing import collect_seldom
 from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
@@ -140,21 +140,15 @@ def _helper_dispatch(
     """
     workspace = open_workspace(root)
     store = delivery_store(open_store(workspace.database_url))
-    dispatcher = Dispatcher(
-        workspace,
-        store,
-        get_backend(workspace),
-        stop=stop,
-        parent_pid=parent_pid,
-        more_coming=more_coming,
-        guard=DispatchGuard(workspace.settings.deliverability, store),
+    dispatcher = dispatcher_for(
+        workspace, store, backend_factory(workspace), stop=stop, parent_pid=parent_pid, more_coming=more_coming
     )
     ctx = CampaignContext.load(workspace)
-    campaign = ctx.campaign(campaign_id)
+    sending = Sending(ctx, ctx.campaign(campaign_id), sending_secret(dispatcher))
 
     def dispatch() -> dict[str, Any]:
         report = RunReport(campaign_id)
-        dispatcher.dispatch(ctx, campaign, report)
+        dispatch_once(dispatcher, workspace, sending, report, None)  # as a sender of its own
         return report.counts()
 
     return dispatch

@@ -424,4 +424,4 @@ def _enqueue(
         }
         for name, value in values.items():
             columns[name].append(value)
-    return ledger.enqueue_columns(conn, dict(columns))
+    return ledger.enqueue_columns(delivery_store(conn), conn, dict(columns))

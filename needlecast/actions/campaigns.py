@@ -24,7 +24,8 @@ from needlecast.campaign.definition.editor import save_document
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.plan.scheduling import audience_zones, refuse_if_past, schedule_campaign
-from needlecast.campaign.send.state import CANCELLED, PAUSED, find_state, set_status
+from needlecast.campaign.send import guardrails
+from needlecast.campaign.send.state import ACTIVE, CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
 from needlecast.store.delivery import delivery_store
@@ -51,11 +52,21 @@ def set_campaign_status(engine: Engine, workspace: Workspace, actor: Actor, camp
         if find_state(conn, campaign_id) is None:
             CampaignContext.load(workspace).campaign(campaign_id)  # NotFound for an unknown id
         note = {PAUSED: f"paused by {actor.name}", CANCELLED: f"cancelled by {actor.name}"}.get(status, "")
+        # A resume clears the guard's figures and restarts its window; the audit entry keeps what it paused on.
+        guard = guardrails.on_resume(conn, campaign_id) if status == ACTIVE else {}
         set_status(conn, campaign_id, status, note)
         cancelled = delivery_store(conn).cancel_queued(conn, campaign_id) if status == CANCELLED else 0
         action = {PAUSED: "campaign.paused", CANCELLED: "campaign.cancelled"}.get(status, "campaign.resumed")
-        audit.record(conn, actor, action, f"campaign:{campaign_id}", cancelled=cancelled)
+        extra = {"auto_paused": guard} if guard else {}
+        audit.record(conn, actor, action, f"campaign:{campaign_id}", cancelled=cancelled, **extra)
     return cancelled
+
+
+def auto_pause_figures(engine: Engine, campaign_id: str) -> str:
+    """Why the deliverability guard paused the campaign, with its figures ('' when it did not): what a
+    person is shown before resuming it (the console's confirmation, `needlecast campaign resume`)."""
+    with engine.connect() as conn:
+        return guardrails.paused_figures(conn, campaign_id)
 
 
 def schedule(

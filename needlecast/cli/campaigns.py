@@ -256,10 +256,14 @@ def _print_outcome(ctx: Any, item: Any) -> None:
 
 
 def _set_campaign(campaign: str, status: str) -> None:
-    from needlecast.actions.campaigns import set_campaign_status
+    from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
 
     setup_logging()
     workspace = current_workspace()
+    if status == "active":  # a campaign that paused itself: the figures first, then the resume
+        figures = auto_pause_figures(current_store(workspace), campaign)
+        if figures:
+            console.print(f"{campaign} {figures}", highlight=False, markup=False)
     cancelled = set_campaign_status(current_store(workspace), workspace, operator(), campaign, status)
     console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
 

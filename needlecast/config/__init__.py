@@ -8,7 +8,8 @@ Contract:
 - Secrets (the SendGrid API key, the signing secret, the database password inside a URL) come only from the
   environment, never from the TOML file.
 
-A section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`); the
+A section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`;
+`config.deliverability`: `[deliverability]`, with its warm-up table and bounded thresholds); the
 package imports nothing of needlecast's but `errors`, so every other package may read its settings.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.config.bookings import BookingSettings, load_booking_settings
+from needlecast.config.deliverability import DeliverabilitySettings, load_deliverability_settings
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"
@@ -164,13 +166,6 @@ class ImportSettings:
     # The order of day, month and year in numeric dates (29/11/2026): "DMY", "MDY" or "YMD"; "" reads each
     # date column's order from its values (`needlecast.audience.dates`).
     date_order: str = ""
-
-
-@dataclass(frozen=True)
-class DeliverabilitySettings:
-    """The pre-send checks: the hosts, besides the clinic's own, that emails may link to."""
-
-    link_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -364,6 +359,9 @@ def _read_settings(root: Path) -> Settings:
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
         if name == "bookings":
             loaded[name] = load_booking_settings(path, value)
+            continue
+        if name == "deliverability":  # a nested warm-up table and bounded thresholds: its own loader
+            loaded[name] = load_deliverability_settings(path, value)
             continue
         section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, func, select
 
+from needlecast.campaign.send.guardrails import GuardCollector
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
@@ -83,6 +84,7 @@ class SenderMetrics:
         )
         self.registry.register(StoreCollector(engine))
         self.registry.register(FleetCollector(engine, lease_seconds))
+        self.registry.register(GuardCollector(engine))  # campaigns the deliverability guard paused
 
     def record(self, campaign_id: str, status: str, count: int) -> None:
         if count:

@@ -239,6 +239,11 @@ campaign_state = Table(
     Column("consecutive_failures", Integer, nullable=False),
     Column("note", Text, nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    # The deliverability guard (migration 0013, `campaign.send.guardrails`): the threshold that paused the
+    # campaign by itself ('' when it did not), its figures (JSON), and the delivery id its window starts after.
+    Column("guard_threshold", String(32), nullable=False, server_default=""),
+    Column("guard_figures", Text, nullable=False, server_default=""),
+    Column("guard_floor", BigInteger().with_variant(Integer, "sqlite"), nullable=False, server_default="0"),
 )
 
 # Sequence enrolments: who walks through a nurture sequence, from when, and why they left.

@@ -83,6 +83,19 @@ class Tally(Protocol):
     sent_by: Counter[tuple[str, str, str, str]]
 
 
+class Guard(Protocol):
+    """The deliverability guard and the warm-up (`guardrails.DispatchGuard`), handed in by whoever makes the
+    dispatcher (`wiring.dispatcher_for`), which imports neither."""
+
+    def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
+        """After outcomes are recorded (in their transaction): why the campaign paused itself, or ''."""
+        ...
+
+    def admit(self, ids: list[int], now: datetime) -> set[int]:
+        """The claimed rows that may go now; the others are back in the queue for a later window."""
+        ...
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -105,13 +118,16 @@ class Dispatcher:
         more_coming: Callable[[], bool] = lambda: False,
         on_recorded: Callable[[str, str, int], None] | None = None,
         on_rate_wait: Callable[[float], None] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         """`make_backend`: builds each dispatch's backend (with the fleet's limiter and the dispatch's intent
         writer). `parent_pid`: set in helper processes, which stop when their parent is gone; `more_coming()`:
         True while rows may still be enqueued (an empty queue is then waited on, not the end).
         `on_recorded(campaign, status, count)` is called as outcomes are recorded, `on_rate_wait(seconds)` at
-        every wait for the fleet's rate limit (metrics)."""
+        every wait for the fleet's rate limit (metrics). `guard`: the deliverability guard and the warm-up
+        (`guardrails.DispatchGuard`; None: neither)."""
         self.store = store
+        self.guard = guard
         self.make_backend = make_backend
         self.settings = settings
         self.clock = clock
@@ -236,6 +252,8 @@ class Dispatcher:
             with self.store.writing() as conn:
                 self.store.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
+        if self.guard is not None:
+            groups = _warm_up(self.guard, groups, now)
         batches = []
         size = self.settings.request_size
         for (step_id, variant, arm), recipients in groups.items():
@@ -264,9 +282,12 @@ class Dispatcher:
     def _record(self, conn: Connection, marks: _Marks) -> None:
         """Record the outcomes `marks` holds, in the order the batches ended; then it holds none."""
         last_ok: bool | None = None
+        failed = False
         campaign_id = marks.sending.campaign_id
-        for batch, outcomes in marks.take():
+        taken = marks.take()
+        for batch, outcomes in taken:
             ok = self._record_outcomes(conn, marks.sending, batch, outcomes, marks.report)
+            failed = failed or not ok
             if ok and last_ok:
                 continue  # the failure streak is already 0
             last_ok = ok
@@ -275,6 +296,10 @@ class Dispatcher:
                 marks.report.paused = reason
                 log.warning("campaign %s paused after repeated failures", campaign_id)
                 last_ok = None
+        if taken and self.guard is not None and not marks.report.paused:
+            # The deliverability guard: refused sends, and sent emails whose bounces or complaints came
+            # before this mark, may pause the campaign (in this transaction).
+            marks.report.paused = self.guard.after_record(conn, campaign_id, _delivery_ids(taken), failed)
 
     def _record_outcomes(
         self, conn: Connection, sending: Sending, batch: Batch, outcomes: list[Outcome], report: Tally
@@ -343,3 +368,20 @@ class _Marks:
     def take(self) -> list[tuple[Batch, list[Outcome]]]:
         waiting, self._waiting = self._waiting, []
         return waiting
+
+
+def _warm_up(
+    guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
+) -> dict[tuple[str, str, str], list[Recipient]]:
+    """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put back
+    in the queue for the next window, in the ledger."""
+    ids = [int(r.delivery_id) for group in groups.values() for r in group]
+    admitted = guard.admit(ids, now)
+    if len(admitted) == len(ids):
+        return groups
+    kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}
+    return {key: group for key, group in kept.items() if group}
+
+
+def _delivery_ids(taken: list[tuple[Batch, list[Outcome]]]) -> list[int]:
+    return [int(outcome.delivery_id) for _, outcomes in taken for outcome in outcomes]

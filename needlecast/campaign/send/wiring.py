@@ -11,6 +11,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.send.dispatcher import Dispatcher, DispatchSettings
+from needlecast.campaign.send.guardrails import DispatchGuard
 from needlecast.campaign.send.rendering import Sending
 from needlecast.campaign.send.report import RunReport
 from needlecast.config import Workspace, signing_secret
@@ -32,8 +33,10 @@ def dispatch_settings(workspace: Workspace) -> DispatchSettings:
 
 
 def dispatcher_for(workspace: Workspace, store: DeliveryStore, backends: BackendFactory, **options: Any) -> Dispatcher:
-    """A dispatcher over `store` with the workspace's settings (`options`: `Dispatcher`'s keywords)."""
-    return Dispatcher(store, backends, dispatch_settings(workspace), **options)
+    """A dispatcher over `store` with the workspace's settings and its deliverability guard and warm-up
+    (`options`: `Dispatcher`'s keywords)."""
+    guard = DispatchGuard(workspace.settings.deliverability, store)
+    return Dispatcher(store, backends, dispatch_settings(workspace), guard=guard, **options)
 
 
 def sending_secret(dispatcher: Dispatcher) -> bytes:

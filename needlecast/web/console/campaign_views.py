@@ -168,7 +168,9 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         if action == "pause":
             return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
         if action == "resume":
-            return f"Resuming sends the {queued} queued email(s) as they fall due."
+            said = f"Resuming sends the {queued} queued email(s) as they fall due."
+            figures = campaigns_actions.auto_pause_figures(console.engine, campaign.id)
+            return f"This campaign {figures} {said}" if figures else said
         return f"Cancelling marks {queued} queued email(s) as cancelled: they are never sent. This cannot be undone."
 
     @console.page("campaigns.schedule")

@@ -20,6 +20,7 @@ from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
+from tests.browser import GuardedBrowser, SessionChromium, chromium_path, guarded
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +29,18 @@ REPO = Path(__file__).resolve().parent.parent
 hypothesis.settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis.settings.load_profile("ci")
+
+# Console passwords are hashed at argon2's lightest cost in the suite (production keeps argon2-cffi's default,
+# about 0.2-0.5 s a hash here, which every web set-up paid four times over). Set in the environment, so the
+# processes the tests start (fleet members, CLI subprocesses) inherit it; a value already set wins, so the
+# suite can be run at the production cost. tests/test_password_cost.py tests the setting and the default.
+SUITE_ENVIRONMENT = {
+    "NEEDLECAST_ARGON2_TIME_COST": "1",
+    "NEEDLECAST_ARGON2_MEMORY_COST": "8",
+    "NEEDLECAST_ARGON2_PARALLELISM": "1",
+}
+for _variable, _value in SUITE_ENVIRONMENT.items():
+    os.environ.setdefault(_variable, _value)
 
 
 @pytest.fixture()
@@ -165,4 +178,22 @@ def vocabulary() -> Vocabulary:
 def sink() -> Iterator[SendGridSink]:
     """The loopback SendGrid sink, taking the key the sending tests use (`tests.test_runner.API_KEY`)."""
     with SendGridSink(api_key="SG.runner-test") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[SessionChromium]:
+    """The one Chromium of the session (each browser test gets contexts of its own from it: `browser`)."""
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    session = SessionChromium()
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def browser(chromium: SessionChromium) -> Iterator[GuardedBrowser]:
+    """The session's Chromium for one test: new contexts run under the pages' own CSP; at teardown they close
+    and the test fails on any console error, uncaught error or CSP violation of any page it opened."""
+    with guarded(chromium.browser()) as running:
         yield running

@@ -16,7 +16,7 @@ from needlecast import signing
 from needlecast.audience.suppression import suppression_of
 from needlecast.config import signing_secret
 from needlecast.store.schema import contacts
-from tests.browser import accessibility_problems, axe_script, chromium_path, launched, screenshot
+from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import ConsoleSite, site
 from tests.test_signup import confirmation_links, contact_row
 
@@ -34,10 +34,9 @@ def web(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture()
-def page(web: ConsoleSite) -> Iterator[Any]:
+def page(web: ConsoleSite, browser: GuardedBrowser) -> Any:
     """A phone-sized page; at teardown the test fails on any console error or CSP violation it logged."""
-    with launched() as browser:
-        yield browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    return browser.new_context(viewport={"width": 390, "height": 844}).new_page()
 
 
 def checked(page: Any, name: str) -> None:

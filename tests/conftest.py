@@ -1,4 +1,19 @@
-"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings and campaigns)."""
+"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings and campaigns),
+stores on SQLite and PostgreSQL (copied from a template migrated once per session), the session's Chromium.
+
+Which tests run on PostgreSQL as well as SQLite (the rule). A test that takes `store_url` (or `blank_store_url`)
+runs on both databases, unless it or its module is marked `database_independent`, which runs it on SQLite alone.
+Both databases: the store contract suites (tests of needlecast/store/ and of the code that calls it with
+SQL of its own: ledger, delivery store, fleet store, audience and imports, runner, winner, reports and their
+figures, events, send outcome and send time, scheduler); the fleet tests (PostgreSQL only); and any test of
+something the database decides or that the dialects do differently: races and concurrent requests, locks and
+claims, ON CONFLICT and bulk inserts (COPY), ids past 64 bits, sequences, times and zones as stored, error
+text. SQLite alone (`database_independent`): tests of a face (console pages, API and signup over HTTP, the
+browser pages) whose assertions are about what a person or client sees, such as forms, permissions, status
+codes, CSRF, redirects, wording, and whose database work is plain reads and writes that a contract suite
+already runs on PostgreSQL. When one test of a face does test such a database path, it stays on both, by
+marking the others one by one instead of the module.
+"""
 
 from __future__ import annotations
 
@@ -135,9 +150,22 @@ def empty_store(kind: str, folder: Path, *, migrated: bool = True) -> Iterator[s
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=STORES)
+DATABASE_INDEPENDENT = "database_independent"  # the marker: see the module docstring
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that takes `store_url` or `blank_store_url` (itself or through another fixture) runs on both
+    databases, unless it (or its module) is marked `database_independent`: then on SQLite alone."""
+    independent = metafunc.definition.get_closest_marker(DATABASE_INDEPENDENT) is not None
+    for name in ("store_url", "blank_store_url"):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, ["sqlite"] if independent else STORES, indirect=True)
+
+
+@pytest.fixture()
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store on each database in turn.
+    """A database URL for an empty store on each database in turn (SQLite alone for a test marked
+    `database_independent`).
 
     The contract suites take this fixture, so each of their tests runs on both databases.
     """
@@ -145,7 +173,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture()
 def blank_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Like `store_url`, but a store without any table (for tests of creating or upgrading a store)."""
     with empty_store(request.param, tmp_path, migrated=False) as url:

@@ -1,4 +1,5 @@
-"""The pages a lead sees, in a real browser (Playwright and Debian's Chromium), on SQLite and PostgreSQL: the
+"""The pages a lead sees, in a real browser (Playwright and Debian's Chromium), on SQLite (what the browser shows
+does not depend on the database; conftest's rule; the signup's database paths are tested on both): the
 signup form filled in and confirmed from the emailed link, the preference page's choices saved, the
 unsubscribe button; axe-core checks each page."""
 
@@ -23,6 +24,7 @@ from tests.test_signup import confirmation_links, contact_row
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
     pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed (.ci/run installs it into .ci/axe)"),
+    pytest.mark.database_independent,
 ]
 
 

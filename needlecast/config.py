@@ -341,7 +341,11 @@ def _env_overrides(settings: Settings) -> Settings:
 
 
 def load_settings(root: Path) -> Settings:
-    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults."""
+    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults.
+
+    The password hash's cost (`password_hash_cost`) is checked here too, so that a bad value stops every
+    command and the server as they start, not a log-in later."""
+    password_hash_cost()
     return _env_overrides(_read_settings(root))
 
 

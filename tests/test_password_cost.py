@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from needlecast.accounts import users
 from needlecast.accounts.roles import cli_actor
-from needlecast.config import PASSWORD_COST_VARIABLES, password_hash_cost
+from needlecast.config import PASSWORD_COST_VARIABLES, open_workspace, password_hash_cost
 from needlecast.errors import AuthenticationFailed, ConfigurationError
 from needlecast.store.engine import open_store
 from needlecast.store.schema import users as users_table
@@ -131,3 +131,13 @@ def test_an_unknown_address_is_checked_against_a_dummy_hash_at_the_current_cost(
             users.authenticate(conn, "nobody@clinic.example", PASSWORD)
         engine.dispose()
     assert len(checked) == 1 and "$m=32,t=1,p=1$" in checked[0]
+
+
+def test_a_bad_cost_stops_loading_the_settings_so_no_command_or_server_starts(
+    monkeypatch: pytest.MonkeyPatch, workspace_dir: Path
+) -> None:
+    monkeypatch.setenv("NEEDLECAST_ARGON2_MEMORY_COST", "not a number")
+    with pytest.raises(ConfigurationError, match="NEEDLECAST_ARGON2_MEMORY_COST"):
+        open_workspace(workspace_dir)
+    monkeypatch.setenv("NEEDLECAST_ARGON2_MEMORY_COST", "8")
+    assert open_workspace(workspace_dir).root == workspace_dir

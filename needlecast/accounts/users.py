@@ -36,7 +36,18 @@ def password_hasher() -> PasswordHasher:
 
 @functools.cache
 def _hasher_for(cost: tuple[tuple[str, int], ...]) -> PasswordHasher:
-    return PasswordHasher(**dict(cost))
+    default = PasswordHasher()
+    if not cost:
+        return default  # the library's own choice, whatever a later argon2-cffi makes it
+    chosen = dict(cost)
+    return PasswordHasher(
+        time_cost=chosen.get("time_cost", default.time_cost),
+        memory_cost=chosen.get("memory_cost", default.memory_cost),
+        parallelism=chosen.get("parallelism", default.parallelism),
+        hash_len=default.hash_len,
+        salt_len=default.salt_len,
+        type=default.type,
+    )
 
 
 @functools.cache

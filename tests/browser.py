@@ -7,7 +7,7 @@
 `guarded(browser)` is what every browser test uses (conftest's fixture `browser`): a `GuardedBrowser` whose
 contexts run under the pages' own Content-Security-Policy (never bypassed) and are watched by `PageProblems`;
 when the test ends its contexts close, and a console error, an uncaught script error or a CSP violation on any
-of its pages fails the test, each listed with its page. `launched()` is both for one use (a Chromium of its own).
+of its pages fails the test, each listed with its page.
 """
 
 from __future__ import annotations
@@ -195,14 +195,3 @@ class SessionChromium:
         if self._playwright is not None:
             self._playwright.stop()
         self._browser = self._playwright = None
-
-
-@contextlib.contextmanager
-def launched() -> Iterator[GuardedBrowser]:
-    """A Chromium of its own, guarded as `guarded` guards (for a check outside the test session's fixtures)."""
-    session = SessionChromium()
-    try:
-        with guarded(session.browser()) as running:
-            yield running
-    finally:
-        session.stop()

@@ -16,6 +16,9 @@ from needlecast.addresses import normalise_email
 from needlecast.web.api.schemas import EMAIL_PATTERN, TIME_ZONES
 from tests.console_site import ConsoleSite, site
 
+# Pages, forms, permissions and their answers: on SQLite only (conftest's rule).
+pytestmark = pytest.mark.database_independent
+
 
 @pytest.fixture()
 def api(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:

@@ -30,6 +30,9 @@ from needlecast.store.schema import contacts, deliveries, sessions
 from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site, stripping_proxy
 from tests.waiting import wait_until
 
+# Pages, forms, permissions and their answers: on SQLite only (conftest's rule).
+pytestmark = pytest.mark.database_independent
+
 
 @pytest.fixture()
 def console(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:

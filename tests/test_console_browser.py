@@ -15,7 +15,7 @@ import pytest
 from needlecast.actions import audience as audience_actions
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.delivery import delivery_store
-from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
 
 pytestmark = [
@@ -30,13 +30,6 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
     with site(workspace_dir, url) as running:
-        yield running
-
-
-@pytest.fixture()
-def browser() -> Iterator[GuardedBrowser]:
-    """Chromium; at teardown the test fails on any console error or CSP violation of any page it opened."""
-    with launched() as running:
         yield running
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import subprocess
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -41,6 +39,7 @@ from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries, events
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
+from tests.browser import GuardedBrowser, chromium_path
 from tests.cli_runner import run
 from tests.console_site import site
 
@@ -291,31 +290,25 @@ def test_the_terminal_shows_the_columns_of_the_html_report_with_conversions(
         assert column in shown.stdout and f'<th scope="col">{column}</th>' in html, column
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_html_report_renders_with_charts_in_headless_chromium(sent: Engine, tmp_path: Path) -> None:
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_report_renders_with_charts_in_headless_chromium(
+    sent: Engine, tmp_path: Path, browser: GuardedBrowser
+) -> None:
+    """In the session's Chromium (guarded: a console error or CSP violation in the report fails the test)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page = tmp_path / "report.html"
-    write_html(load_report(sent), page, "Send report")
-    html = page.read_text()
+    report = tmp_path / "report.html"
+    write_html(load_report(sent), report, "Send report")
+    html = report.read_text()
     # Self-contained: no script, stylesheet, image or font is fetched from anywhere.
     assert "<script" not in html and "<link" not in html and "@import" not in html and " src=" not in html
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1000,1400",
-    ]
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert '<div class="chart" id="funnel-chart"><svg' in dom.stdout.replace("\n", "")
-    assert 'id="timeline-chart"' in dom.stdout and "table-funnel" in dom.stdout
+    page = browser.new_context(viewport={"width": 1000, "height": 1400}).new_page()
+    page.goto(report.as_uri())
+    dom = page.content()
+    assert '<div class="chart" id="funnel-chart"><svg' in dom.replace("\n", "")
+    assert 'id="timeline-chart"' in dom and "table-funnel" in dom
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    subprocess.run(["chromium", *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
 
 

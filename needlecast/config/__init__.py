@@ -339,7 +339,11 @@ def _env_overrides(settings: Settings) -> Settings:
 
 
 def load_settings(root: Path) -> Settings:
-    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults."""
+    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults.
+
+    The password hash's cost (`password_hash_cost`) is checked here too, so that a bad value stops every
+    command and the server as they start, not a log-in later."""
+    password_hash_cost()
     return _env_overrides(_read_settings(root))
 
 
@@ -415,3 +419,41 @@ def signing_secret(*, required: bool) -> bytes:
             "print(secrets.token_urlsafe(48))'`)."
         )
     return DEV_SECRET.encode()
+
+
+# argon2id's cost parameters for console passwords, each settable from the environment (the README's
+# workspace section). Unset ones stay argon2-cffi's own defaults: production hashes at the library's cost.
+PASSWORD_COST_VARIABLES = {
+    "time_cost": "NEEDLECAST_ARGON2_TIME_COST",
+    "memory_cost": "NEEDLECAST_ARGON2_MEMORY_COST",
+    "parallelism": "NEEDLECAST_ARGON2_PARALLELISM",
+}
+_ARGON2_MAX = 2**32 - 1  # argon2's parameters are 32-bit
+
+
+def password_hash_cost() -> tuple[tuple[str, int], ...]:
+    """The argon2id parameters the environment sets, as (name, value) pairs for `argon2.PasswordHasher`.
+
+    Contract: an unset (or empty) variable gives no pair, so the hasher keeps argon2-cffi's default for it;
+    with none set the result is empty and the hasher is `PasswordHasher()`. A value that is not a whole number
+    from 1 to 2**32 - 1, or a memory cost below argon2's floor of 8 KiB per lane, is a `ConfigurationError` naming
+    the variable. Read on every call, so a test or a restarted process sees a change at once.
+    """
+    cost: dict[str, int] = {}
+    for name, variable in PASSWORD_COST_VARIABLES.items():
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            continue
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _ARGON2_MAX:
+            raise ConfigurationError(f"{variable} must be a whole number from 1 to {_ARGON2_MAX}, not {raw!r}")
+        cost[name] = int(raw)
+    from argon2 import PasswordHasher
+
+    default = PasswordHasher()
+    memory, lanes = cost.get("memory_cost", default.memory_cost), cost.get("parallelism", default.parallelism)
+    if memory < 8 * lanes:
+        raise ConfigurationError(
+            f"{PASSWORD_COST_VARIABLES['memory_cost']} must be at least 8 KiB per lane "
+            f"(8 x {lanes} = {8 * lanes}), not {memory}"
+        )
+    return tuple(cost.items())

@@ -24,6 +24,7 @@ from needlecast.campaign.definition.editor import save_document
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.plan.scheduling import audience_zones, refuse_if_past, schedule_campaign
+from needlecast.campaign.send.state import ACTIVE as ACTIVE  # the statuses a face passes to set_campaign_status
 from needlecast.campaign.send.state import CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError

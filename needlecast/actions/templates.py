@@ -90,10 +90,16 @@ class TestSend:
 
 
 def test_send(
-    workspace: Workspace, engine: Engine, actor: Actor, backend: Backend, campaign_id: str, step_id: str | None = None
+    workspace: Workspace,
+    engine: Engine,
+    actor: Actor,
+    backend: Backend | None,
+    campaign_id: str,
+    step_id: str | None = None,
 ) -> TestSend:
-    """One step's every variant and arm, to the seed addresses of `[console] test_recipients`, through the
-    configured backend: never to the audience and never into the ledger. Subjects start with [TEST]."""
+    """One step's every variant and arm, to the seed addresses of `[console] test_recipients`, through
+    `backend` (None: the workspace's configured one): never to the audience and never into the ledger.
+    Subjects start with [TEST]."""
     require(actor, "campaigns.test_send")
     seeds = test_recipients(workspace)  # read now: an edit of needlecast.toml counts without a restart
     if not seeds:
@@ -104,6 +110,10 @@ def test_send(
     ctx = CampaignContext.load(workspace)
     campaign = ctx.campaign(campaign_id)
     step = campaign.step(step_id) if step_id else campaign.steps[0]
+    if backend is None:
+        from needlecast.delivery import get_backend
+
+        backend = get_backend(workspace)
     backend.check()
     from needlecast.config import signing_secret
 

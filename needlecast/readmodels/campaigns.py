@@ -7,6 +7,9 @@ Contract:
   (its overview, what happened to its emails in words), or `NotFound` naming the campaigns there are.
 - `plan_preview(engine, workspace, id, days, ...)` is who would get what and when (`PlanPreview`: rows per
   day, step, variant and arm in `time_zone`, exclusions and deferrals by reason, notes).
+- `campaign_page(engine, workspace, id, days)` is everything one campaign's console page shows (definition,
+  detail, plan, lint findings, stale sign-off files, test addresses); `campaign_form(workspace, id)` the
+  campaign form's choices and the file's document.
 - `reach(engine, workspace, id, action, ...)` says in words what a confirmed action does, counted after every
   rule (consent, suppression, quiet hours, the cap), before it is done.
 Every function only reads; ids, counts and times only (no personal data).
@@ -23,13 +26,20 @@ from sqlalchemy import Engine
 from needlecast import ledger
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.checks import campaign_findings
+from needlecast.campaign.definition.editor import document_of
 from needlecast.campaign.definition.loader import ID_PATTERN as ID_PATTERN  # what a campaign id looks like
-from needlecast.campaign.definition.model import BROADCAST
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.outcome import Outcome, in_words, outcome_of, reach_of
 from needlecast.campaign.overview import DRAFT as DRAFT  # the state of a campaign that is still a draft
 from needlecast.campaign.overview import Overview, campaign_overview, campaign_overviews
 from needlecast.campaign.plan.preview import build_plans, summary_rows
-from needlecast.config import Workspace
+from needlecast.config import Workspace, test_recipients
+from needlecast.findings import Finding
+from needlecast.lint import lint_workspace
+from needlecast.templating.context import variant_concerns
+from needlecast.templating.environment import campaign_templates
 
 
 def _now(now: datetime | None) -> datetime:
@@ -172,3 +182,67 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> d
         "health": records(data.health),
         "conversions": records(data.conversions),
     }
+
+
+@dataclass(frozen=True)
+class CampaignPage:
+    """One campaign's page: its definition, where it stands, its plan and what the checks found."""
+
+    campaign: Campaign
+    detail: CampaignDetail
+    plan: PlanPreview
+    findings: list[Finding]  # lint of its templates and articles (config warnings left out) and of its file
+    errors: int  # findings that block it
+    stale: list[str]  # files changed since the claims sign-off
+    seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
+
+
+def campaign_page(
+    engine: Engine, workspace: Workspace, campaign_id: str, days: int, *, frames: FrameCache | None = None
+) -> CampaignPage:
+    """Everything one campaign's page shows; `NotFound` for an unknown id."""
+    ctx = CampaignContext.load(workspace)
+    campaign = ctx.campaign(campaign_id)
+    detail = campaign_detail(engine, workspace, campaign.id)
+    plan = plan_preview(
+        engine, workspace, campaign.id, days, frames=frames, time_zone=workspace.settings.clinic.time_zone
+    )
+    templates = sorted({s.template for s in campaign.steps})
+    linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
+    kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
+    findings = sorted(set(kept + campaign_findings(ctx, campaign)))
+    errors = sum(f.severity == "error" for f in findings)
+    return CampaignPage(
+        campaign, detail, plan, findings, errors, stale_files(ctx, campaign), tuple(test_recipients(workspace))
+    )
+
+
+def campaign_name(workspace: Workspace, campaign_id: str) -> str:
+    """The campaign's name; `NotFound` (naming the campaigns there are) for an unknown id."""
+    return CampaignContext.load(workspace).campaign(campaign_id).name
+
+
+@dataclass(frozen=True)
+class CampaignForm:
+    """What the campaign form offers, and the file's document when it edits one."""
+
+    document: dict[str, Any]  # the campaign file as written (empty for a new campaign)
+    segments: list[str]
+    templates: list[str]  # the emails a step may use (transactional ones left out)
+    variants: tuple[str, ...]  # each concern, then general
+    articles: list[str]
+    default_article: str
+
+
+def campaign_form(workspace: Workspace, campaign_id: str | None = None) -> CampaignForm:
+    """The form's choices, with `campaign_id`'s document (`NotFound` for an unknown id)."""
+    ctx = CampaignContext.load(workspace)
+    document = document_of(ctx.campaign(campaign_id)) if campaign_id else {}
+    return CampaignForm(
+        document,
+        sorted(ctx.segments),
+        campaign_templates(workspace.templates_dir),
+        variant_concerns(ctx.vocabulary),
+        list(ctx.article_ids),
+        ctx.library.default_id,
+    )

@@ -45,6 +45,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         problems,
         report_views,
         session_views,
+        template_views,
     )
     from needlecast.web.console.jobs import ImportJobs
 
@@ -68,11 +69,12 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         return HTMLResponse(html, status_code=status, headers={"content-security-policy": CSP})
 
     secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
-    console = Console(workspace, engine, secret, render, frames)
+    console = Console(workspace, engine, secret, render, frames, senders)
     jobs = ImportJobs()
     routes = [
-        *session_views.routes(console),
-        *campaign_views.routes(console, senders),
+        *session_views.ROUTES,
+        *campaign_views.ROUTES,
+        *template_views.ROUTES,
         *audience_views.routes(console, jobs),
         *report_views.routes(console),
         *content_views.routes(console),

@@ -5,7 +5,9 @@ Contract: `contact_vocabulary(workspace)` is the concerns a contact may take; `p
 `profile_by_address(engine, email)` are one contact's `Profile` (full addresses only when `unmasked`), or
 `NotFound`; `contact_page(engine, after, limit)` is up to `limit` profiles
 with ids above `after`, by id, and whether more follow; `suppression_page(engine, after, limit)` the same for
-the suppression list (keyed hashes, by hash: the addresses are not kept).
+the suppression list (keyed hashes, by hash: the addresses are not kept); `contact_view` is a contact's
+console page (profile and timeline); `contact_id_for(engine, email)` finds an id by address (None when none);
+`recent_imports` the latest imports.
 """
 
 from __future__ import annotations
@@ -83,3 +85,53 @@ def suppression_page(engine: Engine, after: str, limit: int) -> SuppressionPage:
             .all()
         )
     return SuppressionPage([dict(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def contact_id_for(engine: Engine, email: str) -> int | None:
+    """The id of the contact with this address; None when there is none or the text is not an address."""
+    from needlecast.errors import NeedlecastError
+
+    with engine.connect() as conn:
+        try:
+            found = find_contact(conn, email)
+        except NeedlecastError:  # not an address at all: no contact has it
+            return None
+    return int(found["id"]) if found is not None else None
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """A contact's page: the profile, and its emails and events as one timeline, latest first."""
+
+    profile: Profile
+    timeline: list[dict[str, Any]]  # at, what, campaign, step, detail
+
+
+def contact_view(engine: Engine, contact_id: int, *, unmasked: bool) -> ContactView:
+    """The contact's page (see `ContactView`); `NotFound` when there is none."""
+    shown = profile(engine, contact_id, unmasked=unmasked)
+    timeline = [
+        {
+            "at": e["due_at"] if e["sent_at"] is None else e["sent_at"],
+            "what": f"email {e['status']}" + (f" ({e['outcome']})" if e["outcome"] else ""),
+            "campaign": e["campaign_id"],
+            "step": e["step_id"],
+            "detail": f"variant {e['variant']}",
+        }
+        for e in shown.emails
+    ]
+    timeline += [
+        {"at": e["occurred_at"], "what": e["kind"], "campaign": e["campaign_id"], "step": e["step_id"], "detail": ""}
+        for e in shown.events
+    ]
+    timeline.sort(key=lambda item: item["at"], reverse=True)
+    return ContactView(shown, timeline)
+
+
+def recent_imports(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest `limit` imports of contact files, latest first (counts and file names only)."""
+    from needlecast.store.schema import imports
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(imports).order_by(imports.c.id.desc()).limit(limit)).mappings()
+        return [dict(r) for r in rows]

@@ -17,8 +17,9 @@ from needlecast.readmodels.segments import segment_summaries
 from needlecast.web.actors import Actor
 from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, ApiState, CampaignId, Key, allowed
+from needlecast.web.api.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 @router.get("/segments", response_model=list[s.SegmentOut], tags=["segments"], summary="Each segment's size")

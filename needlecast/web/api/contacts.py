@@ -16,9 +16,10 @@ from needlecast.readmodels import contacts as contacts_read
 from needlecast.web.actors import Actor
 from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, ContactId, Key, allowed
+from needlecast.web.api.errors import ERRORS
 from needlecast.web.api.paging import CURSOR_HELP, HASH_CURSOR, ID_CURSOR, after_hash, after_id, hash_cursor, id_cursor
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 def contact_out(p: contacts_read.Profile) -> s.ContactOut:

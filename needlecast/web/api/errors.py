@@ -28,9 +28,24 @@ from needlecast.errors import (
     PermissionDenied,
     Throttled,
 )
+from needlecast.web.api import schemas as s
 from needlecast.web.common import allowed_methods
 
 log = logging.getLogger("needlecast.api")
+# What every endpoint may answer besides its own result (each in the one error shape), for the document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorOut, "description": text}
+    for code, text in (
+        (400, "Unreadable body"),
+        (401, "Missing or wrong API key"),
+        (403, "The key lacks the scope"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Invalid request: the field and the fix"),
+        (429, "Too many requests: see Retry-After"),
+    )
+}
 
 
 def error(

@@ -11,8 +11,9 @@ from needlecast.actions.events import record_events
 from needlecast.web.actors import Actor
 from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, Key, allowed
+from needlecast.web.api.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 @router.post(

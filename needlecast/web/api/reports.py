@@ -10,8 +10,9 @@ from needlecast.readmodels.campaigns import campaign_report
 from needlecast.web.actors import Actor
 from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, CampaignId, allowed
+from needlecast.web.api.errors import ERRORS
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 @router.get(

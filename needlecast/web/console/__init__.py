@@ -41,6 +41,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         admin_views,
         audience_views,
         campaign_views,
+        contact_views,
         content_views,
         problems,
         report_views,
@@ -75,10 +76,11 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.ROUTES,
         *campaign_views.ROUTES,
         *template_views.ROUTES,
-        *audience_views.routes(console, jobs),
+        *audience_views.ROUTES,
+        *contact_views.ROUTES,
         *report_views.routes(console),
-        *content_views.routes(console),
-        *admin_views.routes(console),
+        *content_views.ROUTES,
+        *admin_views.ROUTES,
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=problems.handlers(console, lambda: app.routes))

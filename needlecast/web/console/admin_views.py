@@ -1,4 +1,4 @@
-"""Admin pages: accounts (add, role, disable, enable) and the audit log."""
+"""Admin pages: accounts (add, role, disable, enable) and the audit log. Module-level views (`auth.page`)."""
 
 from __future__ import annotations
 
@@ -11,89 +11,96 @@ from starlette.routing import Route
 from needlecast.accounts import audit, users
 from needlecast.accounts.roles import ROLES
 from needlecast.errors import NeedlecastError
-from needlecast.web.console.auth import Console, Who
+from needlecast.web.console.auth import Who, console_of, page
 
 
-def routes(console: Console) -> list[Route]:
-    def back(request: Request, message: str, kind: str = "ok") -> Response:
-        return RedirectResponse(
-            f"{console.prefix(request)}/users?{urlencode({'flash': message, 'kind': kind})}", status_code=303
-        )
+def back(request: Request, message: str, kind: str = "ok") -> Response:
+    return RedirectResponse(
+        f"{console_of(request).prefix(request)}/users?{urlencode({'flash': message, 'kind': kind})}", status_code=303
+    )
 
-    @console.page("users.manage")
-    def user_list(request: Request, who: Who) -> Response:
-        with console.engine.connect() as conn:
-            accounts = users.list_users(conn)
-        return console.render(
-            request,
-            who,
-            "users.html",
-            title="Console accounts",
-            users=accounts,
-            roles=ROLES,
-            flash=request.query_params.get("flash", "")[:300],
-            flash_kind=request.query_params.get("kind", ""),
-        )
 
-    @console.page("users.manage")
-    def add(request: Request, who: Who) -> Response:
-        assert who.form is not None
-        try:
-            with console.engine.begin() as conn:
-                users.add_user(
-                    conn,
-                    who.actor,
-                    str(who.form.get("email") or ""),
-                    str(who.form.get("role") or ""),
-                    str(who.form.get("password") or ""),
-                )
-        except NeedlecastError as err:
-            return back(request, str(err), "bad")
-        return back(request, "Account added.")
+@page("users.manage")
+def user_list(request: Request, who: Who) -> Response:
+    with console_of(request).engine.connect() as conn:
+        accounts = users.list_users(conn)
+    return console_of(request).render(
+        request,
+        who,
+        "users.html",
+        title="Console accounts",
+        users=accounts,
+        roles=ROLES,
+        flash=request.query_params.get("flash", "")[:300],
+        flash_kind=request.query_params.get("kind", ""),
+    )
 
-    def change(request: Request, who: Who, what: str) -> Response:
-        assert who.form is not None
-        user_id = int(request.path_params["user"])
-        try:
-            with console.engine.begin() as conn:
-                if what == "role":
-                    users.set_role(conn, who.actor, user_id, str(who.form.get("role") or ""))
-                else:
-                    if what == "disable" and user_id == who.actor.id:
-                        return back(request, "You cannot disable your own account.", "bad")
-                    users.set_disabled(conn, who.actor, user_id, what == "disable")
-        except NeedlecastError as err:
-            return back(request, str(err), "bad")
-        return back(
-            request,
-            {"role": "Role changed.", "disable": "Account disabled; its sessions ended.", "enable": "Account enabled."}[
-                what
-            ],
-        )
 
-    @console.page("users.manage")
-    def set_role(request: Request, who: Who) -> Response:
-        return change(request, who, "role")
+@page("users.manage")
+def add(request: Request, who: Who) -> Response:
+    assert who.form is not None
+    try:
+        with console_of(request).engine.begin() as conn:
+            users.add_user(
+                conn,
+                who.actor,
+                str(who.form.get("email") or ""),
+                str(who.form.get("role") or ""),
+                str(who.form.get("password") or ""),
+            )
+    except NeedlecastError as err:
+        return back(request, str(err), "bad")
+    return back(request, "Account added.")
 
-    @console.page("users.manage")
-    def disable(request: Request, who: Who) -> Response:
-        return change(request, who, "disable")
 
-    @console.page("users.manage")
-    def enable(request: Request, who: Who) -> Response:
-        return change(request, who, "enable")
+def change(request: Request, who: Who, what: str) -> Response:
+    assert who.form is not None
+    user_id = int(request.path_params["user"])
+    try:
+        with console_of(request).engine.begin() as conn:
+            if what == "role":
+                users.set_role(conn, who.actor, user_id, str(who.form.get("role") or ""))
+            else:
+                if what == "disable" and user_id == who.actor.id:
+                    return back(request, "You cannot disable your own account.", "bad")
+                users.set_disabled(conn, who.actor, user_id, what == "disable")
+    except NeedlecastError as err:
+        return back(request, str(err), "bad")
+    return back(
+        request,
+        {"role": "Role changed.", "disable": "Account disabled; its sessions ended.", "enable": "Account enabled."}[
+            what
+        ],
+    )
 
-    @console.page("audit.view")
-    def audit_log(request: Request, who: Who) -> Response:
-        with console.engine.connect() as conn:
-            rows = audit.entries(conn, 200)
-        return console.render(request, who, "audit.html", title="Audit log", entries=rows)
 
-    return [
-        Route("/users", user_list, methods=["GET"]),
-        Route("/users", add, methods=["POST"]),
-        Route("/users/{user:int}/role", set_role, methods=["POST"]),
-        Route("/users/{user:int}/disable", disable, methods=["POST"]),
-        Route("/users/{user:int}/enable", enable, methods=["POST"]),
-        Route("/audit", audit_log),
-    ]
+@page("users.manage")
+def set_role(request: Request, who: Who) -> Response:
+    return change(request, who, "role")
+
+
+@page("users.manage")
+def disable(request: Request, who: Who) -> Response:
+    return change(request, who, "disable")
+
+
+@page("users.manage")
+def enable(request: Request, who: Who) -> Response:
+    return change(request, who, "enable")
+
+
+@page("audit.view")
+def audit_log(request: Request, who: Who) -> Response:
+    with console_of(request).engine.connect() as conn:
+        rows = audit.entries(conn, 200)
+    return console_of(request).render(request, who, "audit.html", title="Audit log", entries=rows)
+
+
+ROUTES = [
+    Route("/users", user_list, methods=["GET"]),
+    Route("/users", add, methods=["POST"]),
+    Route("/users/{user:int}/role", set_role, methods=["POST"]),
+    Route("/users/{user:int}/disable", disable, methods=["POST"]),
+    Route("/users/{user:int}/enable", enable, methods=["POST"]),
+    Route("/audit", audit_log),
+]

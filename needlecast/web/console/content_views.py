@@ -19,7 +19,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.signoff import stale_files
 from needlecast.content.model import GENERAL, KIND_BENEFIT, KIND_SECTION, SET_BY_HAND, Article, Section
 from needlecast.errors import NeedlecastError
-from needlecast.web.console.auth import Console, Who
+from needlecast.web.console.auth import Console, Who, console_of, page
 
 
 @dataclass(frozen=True)
@@ -60,47 +60,48 @@ def _views(ctx: CampaignContext) -> list[ArticleView]:
     return sorted(views, key=lambda v: (-v.flagged, v.article.id))
 
 
-def routes(console: Console) -> list[Route]:
-    workspace = console.workspace
-
-    @console.page("content.view")
-    def content_page(request: Request, who: Who) -> Response:
-        ctx = CampaignContext.load(workspace)
-        return console.render(
-            request,
-            who,
-            "content.html",
-            title="Content",
-            articles=_views(ctx),
-            problems={i: str(e).split(": ", 1)[-1] for i, e in ctx.library.problems.items()},
-            concerns=[(name, ctx.vocabulary.label(name)) for name in (*ctx.vocabulary.names, GENERAL)],
-            flash=request.query_params.get("flash", ""),
-            flash_kind=request.query_params.get("kind", ""),
-        )
-
-    @console.page("content.tag")
-    def correct_tag(request: Request, who: Who) -> Response:
-        assert who.form is not None
-        article_id, slug = request.path_params["article"], request.path_params["slug"]
-        choice = str(who.form.get("concern") or "")
-        concerns = None if choice == "auto" else (choice,)
-        try:
-            content_actions.correct_section_tags(console.engine, workspace, who.actor, article_id, slug, concerns)
-        except NeedlecastError as err:
-            return _back(console, request, article_id, str(err), "bad")
-        section = CampaignContext.load(workspace).library.article(article_id).section(slug)
-        if concerns is None:
-            done = f"“{section.title}” is back to its automatic tags ({', '.join(section.concerns)})."
-        else:
-            done = f"“{section.title}” now goes to the {choice} emails."
-        return _back(console, request, article_id, done)
-
-    return [
-        Route("/content", content_page),
-        Route("/content/{article}/{slug}/tags", correct_tag, methods=["POST"]),
-    ]
-
-
 def _back(console: Console, request: Request, article_id: str, message: str, kind: str = "ok") -> Response:
     target = f"{console.prefix(request)}/content?flash={quote(message)}&kind={kind}#article-{quote(article_id)}"
     return RedirectResponse(target, status_code=303)
+
+
+@page("content.view")
+def content_page(request: Request, who: Who) -> Response:
+    console = console_of(request)
+    ctx = CampaignContext.load(console.workspace)
+    return console.render(
+        request,
+        who,
+        "content.html",
+        title="Content",
+        articles=_views(ctx),
+        problems={i: str(e).split(": ", 1)[-1] for i, e in ctx.library.problems.items()},
+        concerns=[(name, ctx.vocabulary.label(name)) for name in (*ctx.vocabulary.names, GENERAL)],
+        flash=request.query_params.get("flash", ""),
+        flash_kind=request.query_params.get("kind", ""),
+    )
+
+
+@page("content.tag")
+def correct_tag(request: Request, who: Who) -> Response:
+    console = console_of(request)
+    assert who.form is not None
+    article_id, slug = request.path_params["article"], request.path_params["slug"]
+    choice = str(who.form.get("concern") or "")
+    concerns = None if choice == "auto" else (choice,)
+    try:
+        content_actions.correct_section_tags(console.engine, console.workspace, who.actor, article_id, slug, concerns)
+    except NeedlecastError as err:
+        return _back(console, request, article_id, str(err), "bad")
+    section = CampaignContext.load(console.workspace).library.article(article_id).section(slug)
+    if concerns is None:
+        done = f"“{section.title}” is back to its automatic tags ({', '.join(section.concerns)})."
+    else:
+        done = f"“{section.title}” now goes to the {choice} emails."
+    return _back(console, request, article_id, done)
+
+
+ROUTES = [
+    Route("/content", content_page),
+    Route("/content/{article}/{slug}/tags", correct_tag, methods=["POST"]),
+]

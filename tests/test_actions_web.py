@@ -61,7 +61,7 @@ def test_a_contact_upserted_by_a_permitted_key_is_stored_with_its_consent_eviden
 
 
 def test_a_key_without_contacts_write_upserts_nothing_and_audits_nothing(engine: Engine, workspace: Workspace) -> None:
-    with pytest.raises(PermissionDenied, match="contacts.write"):
+    with pytest.raises(PermissionDenied, match=r"contacts\.write"):
         contacts_actions.upsert(engine, workspace, READER, _lead())
     assert _count(engine, contacts) == 0 and _count(engine, consent_events) == 0 and _audit(engine) == []
 
@@ -69,7 +69,7 @@ def test_a_key_without_contacts_write_upserts_nothing_and_audits_nothing(engine:
 def test_consent_evidence_without_a_time_zone_is_refused_naming_the_field_before_anything_changes(
     engine: Engine, workspace: Workspace
 ) -> None:
-    with pytest.raises(InvalidRequest, match="^at: "):
+    with pytest.raises(InvalidRequest, match=r"^at: "):
         contacts_actions.upsert(engine, workspace, CRM, _lead(consent_at=datetime(2026, 11, 30, 9, 0)))
     assert _count(engine, contacts) == 0 and _audit(engine) == []
 
@@ -99,7 +99,7 @@ def test_events_recorded_by_a_permitted_key_are_stored_once_and_the_batch_is_aud
 
 
 def test_a_key_without_events_write_records_no_event_and_audits_nothing(engine: Engine) -> None:
-    with pytest.raises(PermissionDenied, match="events.write"):
+    with pytest.raises(PermissionDenied, match=r"events\.write"):
         record_events(engine, READER, EVENTS, source="api:reader")
     assert _count(engine, contact_events) == 0 and _audit(engine) == []
 
@@ -137,6 +137,6 @@ def test_a_test_send_by_a_marketer_goes_to_the_seeds_through_the_configured_back
 
 
 def test_an_analyst_cannot_send_a_test_and_nothing_is_sent_or_audited(engine: Engine, seeded: Workspace) -> None:
-    with pytest.raises(PermissionDenied, match="campaigns.test_send"):
+    with pytest.raises(PermissionDenied, match=r"campaigns\.test_send"):
         templates_actions.test_send(seeded, engine, ANALYST, None, "spring-guide", "guide")
     assert _sent(seeded.outbox_dir) == [] and _audit(engine) == []

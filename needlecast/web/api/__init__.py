@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from needlecast.config import Workspace
-from needlecast.readmodels.contacts import contact_vocabulary
+from needlecast.readmodels.contact_pages import contact_vocabulary
 from needlecast.readmodels.segments import FrameCache
 from needlecast.web.api import campaigns, contacts, errors, events, reports
 from needlecast.web.api.deps import ApiState

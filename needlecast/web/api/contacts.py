@@ -2,7 +2,7 @@
 a time, look one up by address, erase a person, suppress an address, read the suppression list.
 
 Changes go through `needlecast.actions.contacts` (checked and audited as the key); reads through
-`needlecast.readmodels.contacts`.
+`needlecast.readmodels.contact_pages`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from needlecast.actions import contacts as contacts_actions
-from needlecast.readmodels import contacts as contacts_read
+from needlecast.readmodels import contact_pages as contacts_read
 from needlecast.web.actors import Actor
 from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, ContactId, Key, allowed

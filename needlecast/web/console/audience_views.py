@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from needlecast.actions import audience as audience_actions
 from needlecast.errors import NotFound
-from needlecast.readmodels.contacts import recent_imports
+from needlecast.readmodels.contact_pages import recent_imports
 from needlecast.readmodels.segments import segment_summaries
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.jobs import ImportJob, ImportJobs, upload_path

@@ -19,7 +19,7 @@ from needlecast.actions import campaigns as campaigns_actions
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound
 from needlecast.readmodels import campaigns as campaigns_read
-from needlecast.readmodels.previews import SAMPLE, campaign_preview
+from needlecast.readmodels.email_previews import SAMPLE, campaign_preview
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.forms import document_from_form, field_of, form_values
 

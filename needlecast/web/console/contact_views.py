@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from needlecast.actions import contacts as contacts_actions
 from needlecast.errors import NotFound
-from needlecast.readmodels import contacts as contacts_read
+from needlecast.readmodels import contact_pages as contacts_read
 from needlecast.web.console.auth import Who, console_of, page
 
 

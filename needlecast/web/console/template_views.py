@@ -1,6 +1,6 @@
 """Email template pages: the list, and the editor with its preview beside it (rendered as the edit stands,
 saved or not). Module-level views (`auth.page`); saving goes through `needlecast.actions.templates`
-(checked, audited), the previews through `needlecast.readmodels.previews`."""
+(checked, audited), the previews through `needlecast.readmodels.email_previews`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import TemplateProblem
-from needlecast.readmodels.previews import template_names, template_preview, template_source, template_variants
+from needlecast.readmodels.email_previews import template_names, template_preview, template_source, template_variants
 from needlecast.web.console.auth import Who, console_of, page
 
 # The template editor shows its preview in a sandboxed `srcdoc` iframe, which inherits the page's policy: the

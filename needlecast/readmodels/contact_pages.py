@@ -1,4 +1,4 @@
-"""Contact read models: a contact's profile, contacts and suppressions a page at a time, as the API and the
+"""Contact pages: a contact's profile, contacts and suppressions a page at a time, as the API and the
 console show them.
 
 Contract: `contact_vocabulary(workspace)` is the concerns a contact may take; `profile(engine, id)` and

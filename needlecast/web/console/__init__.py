@@ -21,9 +21,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from needlecast.accounts.sessions import Session
-from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace, signing_secret
+from needlecast.readmodels.segments import FrameCache
+from needlecast.web.actors import Session
 from needlecast.web.common import Pages, clinic_clock
 from needlecast.web.console.auth import Console, Who
 from needlecast.web.senders import Senders

@@ -25,11 +25,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from needlecast.accounts import sessions
-from needlecast.accounts.roles import Actor
-from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
-from needlecast.store.helpers import utcnow
+from needlecast.readmodels.segments import FrameCache
+from needlecast.web.actors import Actor, Session, console_session
 from needlecast.web.common import same_origin, small_form
 
 if TYPE_CHECKING:
@@ -75,12 +73,8 @@ class Console:
         """The console's URL prefix (the proxy's path prefix included)."""
         return str(request.scope.get("root_path", "")).rstrip("/")
 
-    def session(self, request: Request) -> sessions.Session | None:
-        session_id = request.cookies.get(SESSION_COOKIE, "")
-        if not session_id:
-            return None
-        with self.engine.begin() as conn:
-            return sessions.resolve(conn, session_id, utcnow(), self.idle)
+    def session(self, request: Request) -> Session | None:
+        return console_session(self.engine, request.cookies.get(SESSION_COOKIE, ""), self.idle)
 
     def same_site(self, request: Request) -> bool:
         return same_origin(request)

@@ -1,4 +1,4 @@
-"""Logging in and out of the console (`accounts.login`: the throttle, the check, the session, the audit).
+"""Logging in and out of the console (`web.actors.log_in`: the throttle, the check, the session, the audit).
 
 Too many attempts for an account from an address (`[console] login_refuse_after` within 15 minutes), or from
 an address for any accounts (`login_address_refuse_after`), are refused for the rest of the 15 minutes with
@@ -17,23 +17,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast.accounts import throttle
-from needlecast.accounts.login import log_in, log_out
 from needlecast.errors import AuthenticationFailed, Throttled
+from needlecast.web.actors import log_in, log_out
 from needlecast.web.common import client_address, small_form
-from needlecast.web.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Console, Who, console_of, page, safe_next
-
-
-def _policy(console: Console) -> throttle.Policy:
-    """The log-in throttle's policy, from `[console]` (see the module docstring)."""
-    settings = console.workspace.settings.console
-    return throttle.Policy(
-        refuse_after=settings.login_refuse_after,
-        address_refuse_after=settings.login_address_refuse_after,
-        slow_after=settings.login_slow_after,
-        slow_seconds=settings.login_slow_seconds,
-        slow_max_seconds=settings.login_slow_max_seconds,
-    )
+from needlecast.web.console.auth import LOGIN_COOKIE, SESSION_COOKIE, Who, console_of, page, safe_next
 
 
 def login_page(
@@ -94,9 +81,8 @@ async def login_post(request: Request) -> Response:
     next_ = str(form.get("next") or "")[:500]
     try:
         address = client_address(request)
-        _actor, session_id = await run_in_threadpool(
-            log_in, console.engine, console.secret, _policy(console), email, password, address, console.longest
-        )
+        settings = console.workspace.settings.console
+        session_id = await run_in_threadpool(log_in, console.engine, console.secret, settings, email, password, address)
     except Throttled as err:
         wait = {"Retry-After": str(math.ceil(err.retry_after))}
         return login_page(request, status=429, error=str(err), email=email, next_=next_, headers=wait)

@@ -78,7 +78,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *template_views.ROUTES,
         *audience_views.ROUTES,
         *contact_views.ROUTES,
-        *report_views.routes(console),
+        *report_views.ROUTES,
         *content_views.ROUTES,
         *admin_views.ROUTES,
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi import Path as FastPath
@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from needlecast.config import Workspace
 from needlecast.errors import AuthenticationFailed, Throttled
 from needlecast.readmodels.campaigns import ID_PATTERN
+from needlecast.readmodels.contact_pages import Vocabulary
+from needlecast.readmodels.segments import FrameCache
 from needlecast.web.actors import Actor, api_key_actor, require
 from needlecast.web.limits import Window
 from needlecast.web.senders import Senders
@@ -32,8 +34,8 @@ class ApiState:
     workspace: Workspace
     engine: Engine
     senders: Senders
-    frames: Any  # the web app's shared audience frame (`readmodels.segments`' cache), or None
-    vocabulary: Any  # the workspace's concern vocabulary, read when the app was built
+    frames: FrameCache  # the web app's shared audience frame, for plans and segment sizes
+    vocabulary: Vocabulary  # the workspace's concerns, read when the app was built (as the document says)
     window: Window  # the per-key request counter
 
 

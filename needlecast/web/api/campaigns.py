@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+import needlecast.web.api.schemas as s
 from needlecast.actions import campaigns as campaigns_actions
 from needlecast.readmodels import campaigns as campaigns_read
 from needlecast.readmodels.segments import segment_summaries
 from needlecast.web.actors import Actor
-from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, ApiState, CampaignId, Key, allowed
 from needlecast.web.api.errors import ERRORS
 

@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+import needlecast.web.api.schemas as s
 from needlecast.actions import contacts as contacts_actions
 from needlecast.readmodels import contact_pages as contacts_read
 from needlecast.web.actors import Actor
-from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, ContactId, Key, allowed
 from needlecast.web.api.errors import ERRORS
 from needlecast.web.api.paging import CURSOR_HELP, HASH_CURSOR, ID_CURSOR, after_hash, after_id, hash_cursor, id_cursor

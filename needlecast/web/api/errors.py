@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import needlecast.web.api.schemas as s
 from needlecast.errors import (
     AddressErased,
     AuthenticationFailed,
@@ -28,7 +29,6 @@ from needlecast.errors import (
     PermissionDenied,
     Throttled,
 )
-from needlecast.web.api import schemas as s
 from needlecast.web.common import allowed_methods
 
 log = logging.getLogger("needlecast.api")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+import needlecast.web.api.schemas as s
 from needlecast.actions.events import record_events
 from needlecast.web.actors import Actor
-from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, Key, allowed
 from needlecast.web.api.errors import ERRORS
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+import needlecast.web.api.schemas as s
 from needlecast.readmodels.campaigns import campaign_report
 from needlecast.web.actors import Actor
-from needlecast.web.api import schemas as s
 from needlecast.web.api.deps import Api, CampaignId, allowed
 from needlecast.web.api.errors import ERRORS
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from needlecast.audience.addresses import normalise_email
+from needlecast.addresses import normalise_email
 from needlecast.web.api.schemas import EMAIL_PATTERN, TIME_ZONES
 from tests.console_site import ConsoleSite, site
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from needlecast import ledger
 from needlecast.actions import audience as audience_actions
 from needlecast.delivery.outbox import read_outbox
+from needlecast.store.delivery import delivery_store
 from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
 
@@ -166,7 +166,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     heads = page.locator("#counts th").all_inner_texts()
     assert int(dict(zip(heads, cells, strict=True))["sent"]) == people  # the campaign page shows every email sent
     with console.engine.connect() as conn:
-        assert ledger.counts(conn, "winter-tips")["sent"] == people
+        assert delivery_store(conn).counts(conn, "winter-tips")["sent"] == people
 
     page.get_by_role("link", name="Pause").click()
     page.wait_for_url(re.compile(r".*/confirm/pause$"))

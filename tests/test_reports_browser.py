@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def reported(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     workspace = open_workspace(workspace_dir)
     engine = open_store(url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     events = simulate(engine, workspace.settings)

@@ -15,17 +15,17 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.audience.signup import take_received
 from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import signing_secret
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory, get_backend
 from needlecast.delivery.base import Backend, Batch
 from needlecast.delivery.outbox import read_outbox
 from needlecast.errors import PayloadError
 from needlecast.schedule import SchedulerRuntime, run_confirmations_job
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import consent_events, contacts, deliveries, signup_intake, signup_requests
 from needlecast.templating.recipient import link_base
@@ -140,7 +140,7 @@ def test_without_the_health_data_consent_the_lead_gets_general_content(web: Cons
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None and lead["status"] == "active" and not lead["concern_consent"]
-    report = Runner(web.workspace, web.engine, get_backend(web.workspace)).run_sequence("new-lead-nurture")
+    report = Runner(web.workspace, web.engine, backend_factory(web.workspace)).run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
         variant = conn.execute(select(deliveries.c.variant).where(deliveries.c.contact_id == lead["id"])).scalar()
@@ -149,14 +149,14 @@ def test_without_the_health_data_consent_the_lead_gets_general_content(web: Cons
 
 def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_variant(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
-    runner = Runner(web.workspace, web.engine, get_backend(web.workspace))
+    runner = Runner(web.workspace, web.engine, backend_factory(web.workspace))
     assert runner.run_sequence("new-lead-nurture").enrolled == 0  # pending: not yet
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
     report = runner.run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.step_id, deliveries.c.variant, deliveries.c.status)).all()
-        assert ledger.counts(conn, "new-lead-nurture")["sent"] == 1
+        assert delivery_store(conn).counts(conn, "new-lead-nurture")["sent"] == 1
     assert [tuple(r) for r in rows] == [("welcome", "acne", "sent")]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select, update
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import ROLES, Actor, require
-from needlecast.audience.addresses import normalise_email
+from needlecast.addresses import normalise_email
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
 from needlecast.store.helpers import MAX_ID, insert_new, utcnow
 from needlecast.store.schema import sessions, users

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from needlecast import ledger
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.checks import campaign_findings
@@ -38,6 +37,7 @@ from needlecast.campaign.plan.preview import build_plans, summary_rows
 from needlecast.config import Workspace, test_recipients
 from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
+from needlecast.store.delivery import delivery_store
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
 
@@ -137,7 +137,7 @@ def reach(
     counted after every rule; `NotFound` for an unknown campaign."""
     campaign = CampaignContext.load(workspace).campaign(campaign_id)
     with engine.connect() as conn:
-        queued = ledger.queued_count(conn, campaign.id)
+        queued = delivery_store(conn).queued_count(conn, campaign.id)
     if action in ("schedule", "send-now"):
         send_now = action == "send-now"
         days = 0 if send_now and campaign.kind != BROADCAST else 3650

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from sqlalchemy import Engine, insert, select
 
 from needlecast import ledger
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert

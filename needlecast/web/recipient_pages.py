@@ -40,6 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from needlecast import signing
+from needlecast.audience import recipient_changes
 from needlecast.audience.consent import confirm
 from needlecast.audience.signup import CONFIRM_PREFIX, apply_confirmation
 from needlecast.audience.suppression import is_erased
@@ -49,7 +50,6 @@ from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
 from needlecast.fleet.status import fleet_status
 from needlecast.store.helpers import utcnow
-from needlecast.tracking import recipient_changes
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook

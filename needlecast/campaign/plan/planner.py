@@ -1,4 +1,4 @@
-"""The planner's side of a run: segment -> plan -> enqueue (the plans themselves: `campaign.planner`).
+"""The planner's side of a run: segment -> plan -> enqueue (the rules it applies: `plan.rules`).
 
 Contract:
 - A broadcast is segmented and planned part by part (contact id ranges of AUDIENCE_PART contacts), and each
@@ -57,7 +57,7 @@ class Planner:
         its segment has. `on_slice` is called after each committed slice of rows."""
         with self.engine.connect() as conn:
             view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
-            fresh = not ledger.has_rows(conn, campaign.id)
+            fresh = not self.store.has_rows(conn, campaign.id)
             decisions: Mapping[str, Decision] = load_decisions(conn, campaign.id)
             engagement = engagement_for(conn, campaign, now) if not send_now else None
         segment = ctx.segments[campaign.segment]
@@ -176,7 +176,7 @@ class Planner:
                 for name, value in columns.items()
             }
             with self.store.writing() as conn:
-                report.enqueued += ledger.enqueue_columns(conn, part, fresh=fresh, store=self.store)
+                report.enqueued += ledger.enqueue_columns(self.store, conn, part, fresh=fresh)
             if on_slice is not None:
                 on_slice()
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)

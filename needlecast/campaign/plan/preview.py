@@ -20,7 +20,8 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
-from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
+from needlecast.campaign.journeys.outlook import journey_plan
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -67,6 +68,9 @@ def build_plans(
         frame = audience.frame(conn) if audience else load_frame(conn)
         zones = audience_zones(conn)
         for campaign in campaigns:
+            if campaign.kind == JOURNEY:  # no list of emails: each person follows their own path
+                result.plans.append(journey_plan(conn, campaign, now, horizon))
+                continue
             view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
             if campaign.kind == BROADCAST:
                 members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None

@@ -7,6 +7,9 @@ Contract:
   of the wrong type, is a `ConfigurationError` that names the file, the key and the expected type.
 - Secrets (the SendGrid API key, the signing secret, the database password inside a URL) come only from the
   environment, never from the TOML file.
+
+A section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`); the
+package imports nothing of needlecast's but `errors`, so every other package may read its settings.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from needlecast.bookings.settings import BookingSettings, load_booking_settings
+from needlecast.config.bookings import BookingSettings, load_booking_settings
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"

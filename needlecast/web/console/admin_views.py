@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast.accounts import audit, users
-from needlecast.accounts.roles import ROLES
+from needlecast.actions import users as users_actions
 from needlecast.errors import NeedlecastError
+from needlecast.readmodels.accounts import account_rows, audit_rows
 from needlecast.web.console.auth import Who, console_of, page
 
 
@@ -22,15 +22,14 @@ def back(request: Request, message: str, kind: str = "ok") -> Response:
 
 @page("users.manage")
 def user_list(request: Request, who: Who) -> Response:
-    with console_of(request).engine.connect() as conn:
-        accounts = users.list_users(conn)
-    return console_of(request).render(
+    console = console_of(request)
+    return console.render(
         request,
         who,
         "users.html",
         title="Console accounts",
-        users=accounts,
-        roles=ROLES,
+        users=account_rows(console.engine),
+        roles=users_actions.ROLES,
         flash=request.query_params.get("flash", "")[:300],
         flash_kind=request.query_params.get("kind", ""),
     )
@@ -40,14 +39,13 @@ def user_list(request: Request, who: Who) -> Response:
 def add(request: Request, who: Who) -> Response:
     assert who.form is not None
     try:
-        with console_of(request).engine.begin() as conn:
-            users.add_user(
-                conn,
-                who.actor,
-                str(who.form.get("email") or ""),
-                str(who.form.get("role") or ""),
-                str(who.form.get("password") or ""),
-            )
+        users_actions.add_user(
+            console_of(request).engine,
+            who.actor,
+            str(who.form.get("email") or ""),
+            str(who.form.get("role") or ""),
+            str(who.form.get("password") or ""),
+        )
     except NeedlecastError as err:
         return back(request, str(err), "bad")
     return back(request, "Account added.")
@@ -56,14 +54,16 @@ def add(request: Request, who: Who) -> Response:
 def change(request: Request, who: Who, what: str) -> Response:
     assert who.form is not None
     user_id = int(request.path_params["user"])
+    engine = console_of(request).engine
+    if what == "disable" and user_id == who.actor.id:
+        return back(request, "You cannot disable your own account.", "bad")
     try:
-        with console_of(request).engine.begin() as conn:
-            if what == "role":
-                users.set_role(conn, who.actor, user_id, str(who.form.get("role") or ""))
-            else:
-                if what == "disable" and user_id == who.actor.id:
-                    return back(request, "You cannot disable your own account.", "bad")
-                users.set_disabled(conn, who.actor, user_id, what == "disable")
+        if what == "role":
+            users_actions.set_user_role(engine, who.actor, user_id, str(who.form.get("role") or ""))
+        elif what == "disable":
+            users_actions.disable_user(engine, who.actor, user_id)
+        else:
+            users_actions.enable_user(engine, who.actor, user_id)
     except NeedlecastError as err:
         return back(request, str(err), "bad")
     return back(
@@ -91,8 +91,7 @@ def enable(request: Request, who: Who) -> Response:
 
 @page("audit.view")
 def audit_log(request: Request, who: Who) -> Response:
-    with console_of(request).engine.connect() as conn:
-        rows = audit.entries(conn, 200)
+    rows = audit_rows(console_of(request).engine, 200)
     return console_of(request).render(request, who, "audit.html", title="Audit log", entries=rows)
 
 

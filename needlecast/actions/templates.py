@@ -17,12 +17,11 @@ from needlecast.accounts.roles import Actor, require
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.send.rendering import render_variant, step_variants
 from needlecast.config import Workspace, test_recipients
-from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import Backend, Batch, Outcome, Recipient
-from needlecast.errors import InvalidRequest, TemplateProblem
-from needlecast.templating.environment import build_environment, email_templates
+from needlecast.errors import InvalidRequest
+from needlecast.readmodels.email_previews import render_edited_template
+from needlecast.templating.environment import email_templates
 from needlecast.templating.recipient import RecipientValues
-from needlecast.templating.render import RenderedEmail
 
 if TYPE_CHECKING:
     pass
@@ -42,39 +41,6 @@ def save_template(engine: Engine, workspace: Workspace, actor: Actor, name: str,
         Path(f"{base}{suffix}").write_text(content.replace("\r\n", "\n"), encoding="utf-8")
     with engine.begin() as conn:
         audit.record(conn, actor, "template.saved", f"template:{name}")
-
-
-def render_edited_template(
-    workspace: Workspace, name: str, html: str, text: str, variants: tuple[str, ...] | None = None
-) -> dict[str, RenderedEmail]:
-    """An edited template (not yet written) rendered for `variants` (default every one), with its layouts;
-    `TemplateProblem` naming the part and line at the first error."""
-    import shutil
-    import tempfile
-
-    from needlecast.content.loader import load_article
-    from needlecast.templating.context import email_context, variant_concerns
-    from needlecast.templating.render import render_email
-
-    vocabulary = load_vocabulary_for(workspace)
-    article = load_article(workspace, vocabulary)
-    rendered: dict[str, RenderedEmail] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / "templates"
-        shutil.copytree(workspace.templates_dir, copy)
-        (copy / f"{name}.html").write_text(html, encoding="utf-8")
-        (copy / f"{name}.txt").write_text(text, encoding="utf-8")
-        env = build_environment(copy)
-        for concern in variants or variant_concerns(vocabulary):
-            try:
-                context = email_context(article, vocabulary, workspace.settings.clinic, concern)
-                rendered[concern] = render_email(env, name, context)
-            except TemplateProblem as err:
-                # Name the file as the workspace has it (emails/welcome.html, layouts/base.html), not the copy.
-                where = Path(err.template or f"{name}.html")
-                shown = where.relative_to(copy) if where.is_relative_to(copy) else Path(Path(name).parent, where.name)
-                raise TemplateProblem(str(err).split(": ", 1)[-1], template=str(shown), line=err.line) from err
-    return rendered
 
 
 def check_template(workspace: Workspace, name: str, html: str, text: str) -> None:

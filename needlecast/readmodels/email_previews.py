@@ -9,26 +9,28 @@ Contract:
   an unknown campaign or step.
 - `template_names(workspace)` are the email templates; `template_source(workspace, name)` a template's two
   parts as written (`NotFound` for another name); `template_preview(workspace, secret, name, html, text,
-  variant)` an edit rendered as it stands (saved or not), or `TemplateProblem` naming the part and line.
+  variant)` an edit rendered as it stands (saved or not), or `TemplateProblem` naming the part and line;
+  `render_edited_template` renders an edit for every variant (what `actions.templates` checks before saving).
 Reads only; nothing is sent or written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from needlecast.actions.templates import render_edited_template
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign, Step
 from needlecast.campaign.send.rendering import render_variant
 from needlecast.campaign.send.rendering import step_variants as _step_variants
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.errors import CampaignFileError, NotFound
+from needlecast.errors import CampaignFileError, NotFound, TemplateProblem
 from needlecast.templating.context import variant_concerns
-from needlecast.templating.environment import email_templates
+from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.preview import SAMPLE_CONTACT_ID
 from needlecast.templating.recipient import recipient_values
+from needlecast.templating.render import RenderedEmail
 from needlecast.templating.tokens import apply_substitutions, substitutions_for
 
 SAMPLE = "Ana, a sample recipient (first name filled in, links signed for nobody)"
@@ -80,6 +82,39 @@ def campaign_preview(
     subs = _sample_values(workspace, secret, campaign.id)
     email = Filled(*(apply_substitutions(getattr(rendered, part), subs) for part in Filled.__dataclass_fields__))
     return CampaignPreview(campaign, step, variant, arm, variants, arms, email)
+
+
+def render_edited_template(
+    workspace: Workspace, name: str, html: str, text: str, variants: tuple[str, ...] | None = None
+) -> dict[str, RenderedEmail]:
+    """An edited template (not yet written) rendered for `variants` (default every one), with its layouts;
+    `TemplateProblem` naming the part and line at the first error."""
+    import shutil
+    import tempfile
+
+    from needlecast.content.loader import load_article
+    from needlecast.templating.context import email_context
+    from needlecast.templating.render import render_email
+
+    vocabulary = load_vocabulary_for(workspace)
+    article = load_article(workspace, vocabulary)
+    rendered: dict[str, RenderedEmail] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "templates"
+        shutil.copytree(workspace.templates_dir, copy)
+        (copy / f"{name}.html").write_text(html, encoding="utf-8")
+        (copy / f"{name}.txt").write_text(text, encoding="utf-8")
+        env = build_environment(copy)
+        for concern in variants or variant_concerns(vocabulary):
+            try:
+                context = email_context(article, vocabulary, workspace.settings.clinic, concern)
+                rendered[concern] = render_email(env, name, context)
+            except TemplateProblem as err:
+                # Name the file as the workspace has it (emails/welcome.html, layouts/base.html), not the copy.
+                where = Path(err.template or f"{name}.html")
+                shown = where.relative_to(copy) if where.is_relative_to(copy) else Path(Path(name).parent, where.name)
+                raise TemplateProblem(str(err).split(": ", 1)[-1], template=str(shown), line=err.line) from err
+    return rendered
 
 
 def template_names(workspace: Workspace) -> list[str]:

@@ -364,7 +364,8 @@ def test_every_change_from_the_console_is_in_the_audit_log(console: ConsoleSite)
     )
     assert upload.status_code == 303
     job = upload.headers["location"].rsplit("/", 1)[1]
-    wait_until(lambda: "read" in admin.get(f"/console/imports/{job}").text, 60, "the import to finish")
+    # The counts table is shown once the job has finished (its audit entry written); "rows read" shows at once.
+    wait_until(lambda: 'id="import-counts"' in admin.get(f"/console/imports/{job}").text, 60, "the import to finish")
     with console.engine.connect() as conn:
         actions = [(e["actor_kind"], e["actor"], e["action"], e["target"]) for e in entries(conn)]
     done = {action for _kind, _who, action, _target in actions}

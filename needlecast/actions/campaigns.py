@@ -25,7 +25,8 @@ from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.plan.scheduling import audience_zones, refuse_if_past, schedule_campaign
 from needlecast.campaign.send import guardrails
-from needlecast.campaign.send.state import ACTIVE, CANCELLED, PAUSED, find_state, set_status
+from needlecast.campaign.send.state import ACTIVE as ACTIVE  # the statuses a face passes to set_campaign_status
+from needlecast.campaign.send.state import CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
 from needlecast.store.delivery import delivery_store

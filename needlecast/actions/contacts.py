@@ -1,22 +1,57 @@
-"""Contact actions: suppress, erase, record consent, start a double opt-in.
+"""Contact actions: create or update a contact (with its consent evidence), suppress, erase, record consent,
+start a double opt-in.
 
 See `needlecast.actions` for the contract every action keeps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
-from needlecast.audience.contacts import get_contact
+from needlecast.audience.contacts import ConsentChange as ConsentChange  # what a face builds to call `upsert`
+from needlecast.audience.contacts import ContactUpdate as ContactUpdate
+from needlecast.audience.contacts import get_contact, upsert_contact
 from needlecast.audience.suppression import erase, suppress
+from needlecast.config import Workspace
+from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import InvalidRequest
+from needlecast.store.helpers import utcnow
 
 if TYPE_CHECKING:
     from needlecast.audience.consent import Purpose
+    from needlecast.content.vocabulary import Vocabulary
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What `upsert` did: the contact's id and whether it was created."""
+
+    contact_id: int
+    created: bool
+
+
+def upsert(
+    engine: Engine, workspace: Workspace, actor: Actor, change: ContactUpdate, vocabulary: Vocabulary | None = None
+) -> Upserted:
+    """Create or update one contact by address, with each consent change's evidence (`ContactUpdate`; the
+    rules are `audience.contacts.upsert_contact`'s: an erased address is `AddressErased`, an unknown concern
+    or time zone `InvalidRequest` naming the field); the concerns are the workspace's (`vocabulary`, read from
+    the workspace unless given). Needs `contacts.write`; audited as `contact.upserted`
+    by contact id (never the address), with `created`, in the same transaction as the change."""
+    require(actor, "contacts.write")
+    for name in ("marketing_consent", "concern_consent"):
+        given: ConsentChange | None = getattr(change, name)
+        if given is not None and given.at is not None and given.at.tzinfo is None:
+            raise InvalidRequest("at: give the time with a time zone (Z or an offset)")
+    with engine.begin() as conn:
+        contact_id, created = upsert_contact(conn, change, vocabulary or load_vocabulary_for(workspace), utcnow())
+        audit.record(conn, actor, "contact.upserted", f"contact:#{contact_id}", created=created)
+    return Upserted(contact_id, created)
 
 
 MANUAL_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")

@@ -17,12 +17,11 @@ from needlecast.accounts.roles import Actor, require
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.send.rendering import render_variant, step_variants
 from needlecast.config import Workspace, test_recipients
-from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.base import Backend, Batch, Outcome, Recipient
-from needlecast.errors import InvalidRequest, TemplateProblem
-from needlecast.templating.environment import build_environment, email_templates
+from needlecast.errors import InvalidRequest
+from needlecast.readmodels.email_previews import render_edited_template
+from needlecast.templating.environment import email_templates
 from needlecast.templating.recipient import RecipientValues
-from needlecast.templating.render import RenderedEmail
 
 if TYPE_CHECKING:
     pass
@@ -44,39 +43,6 @@ def save_template(engine: Engine, workspace: Workspace, actor: Actor, name: str,
         audit.record(conn, actor, "template.saved", f"template:{name}")
 
 
-def render_edited_template(
-    workspace: Workspace, name: str, html: str, text: str, variants: tuple[str, ...] | None = None
-) -> dict[str, RenderedEmail]:
-    """An edited template (not yet written) rendered for `variants` (default every one), with its layouts;
-    `TemplateProblem` naming the part and line at the first error."""
-    import shutil
-    import tempfile
-
-    from needlecast.content.loader import load_article
-    from needlecast.templating.context import email_context, variant_concerns
-    from needlecast.templating.render import render_email
-
-    vocabulary = load_vocabulary_for(workspace)
-    article = load_article(workspace, vocabulary)
-    rendered: dict[str, RenderedEmail] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / "templates"
-        shutil.copytree(workspace.templates_dir, copy)
-        (copy / f"{name}.html").write_text(html, encoding="utf-8")
-        (copy / f"{name}.txt").write_text(text, encoding="utf-8")
-        env = build_environment(copy)
-        for concern in variants or variant_concerns(vocabulary):
-            try:
-                context = email_context(article, vocabulary, workspace.settings.clinic, concern)
-                rendered[concern] = render_email(env, name, context)
-            except TemplateProblem as err:
-                # Name the file as the workspace has it (emails/welcome.html, layouts/base.html), not the copy.
-                where = Path(err.template or f"{name}.html")
-                shown = where.relative_to(copy) if where.is_relative_to(copy) else Path(Path(name).parent, where.name)
-                raise TemplateProblem(str(err).split(": ", 1)[-1], template=str(shown), line=err.line) from err
-    return rendered
-
-
 def check_template(workspace: Workspace, name: str, html: str, text: str) -> None:
     """`TemplateProblem` unless an edited template renders for every variant."""
     render_edited_template(workspace, name, html, text)
@@ -90,10 +56,16 @@ class TestSend:
 
 
 def test_send(
-    workspace: Workspace, engine: Engine, actor: Actor, backend: Backend, campaign_id: str, step_id: str | None = None
+    workspace: Workspace,
+    engine: Engine,
+    actor: Actor,
+    backend: Backend | None,
+    campaign_id: str,
+    step_id: str | None = None,
 ) -> TestSend:
-    """One step's every variant and arm, to the seed addresses of `[console] test_recipients`, through the
-    configured backend: never to the audience and never into the ledger. Subjects start with [TEST]."""
+    """One step's every variant and arm, to the seed addresses of `[console] test_recipients`, through
+    `backend` (None: the workspace's configured one): never to the audience and never into the ledger.
+    Subjects start with [TEST]."""
     require(actor, "campaigns.test_send")
     seeds = test_recipients(workspace)  # read now: an edit of needlecast.toml counts without a restart
     if not seeds:
@@ -104,6 +76,10 @@ def test_send(
     ctx = CampaignContext.load(workspace)
     campaign = ctx.campaign(campaign_id)
     step = campaign.step(step_id) if step_id else campaign.steps[0]
+    if backend is None:
+        from needlecast.delivery import get_backend
+
+        backend = get_backend(workspace)
     backend.check()
     from needlecast.config import signing_secret
 

@@ -179,27 +179,19 @@ def _segments_now(workspace: Workspace) -> tuple[Any, Any, datetime]:
 @audience_app.command("segments")
 def audience_segments(format: FormatOption = OutputFormat.table) -> None:
     """Each segment's size, its variants, and how many were excluded and why."""
-    from needlecast.audience.segments import evaluate
+    from dataclasses import asdict
+
+    from needlecast.readmodels.segments import segment_summaries
 
     setup_logging()
-    segments, frame, now = _segments_now(current_workspace())
-    rows = []
-    for segment in segments.values():
-        result = evaluate(segment, frame, now)
-        variants = result.members["variant"].value_counts().sort_index()
-        rows.append(
-            {
-                "segment": segment.name,
-                "members": result.size,
-                "variants": {str(k): int(v) for k, v in variants.items()},
-                "excluded": dict(sorted(result.excluded.items())),
-            }
-        )
+    workspace = current_workspace()
+    summary = segment_summaries(current_store(workspace), workspace)
+    rows = [asdict(row) for row in summary.segments]
     if format == OutputFormat.json:
-        print_json({"contacts": len(frame), "segments": rows})
+        print_json({"contacts": summary.contacts, "segments": rows})
         return
     shown = table(
-        f"segments ({len(frame)} contacts in the store)",
+        f"segments ({summary.contacts} contacts in the store)",
         ["segment", "members", "variants", "excluded (reason: count)"],
         right=("members",),
     )

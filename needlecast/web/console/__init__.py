@@ -21,9 +21,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from needlecast.accounts.sessions import Session
-from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace, signing_secret
+from needlecast.readmodels.segments import FrameCache
+from needlecast.web.actors import Session
 from needlecast.web.common import Pages, clinic_clock
 from needlecast.web.console.auth import Console, Who
 from needlecast.web.senders import Senders
@@ -41,10 +41,12 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         admin_views,
         audience_views,
         campaign_views,
+        contact_views,
         content_views,
         problems,
         report_views,
         session_views,
+        template_views,
     )
     from needlecast.web.console.jobs import ImportJobs
 
@@ -68,15 +70,17 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         return HTMLResponse(html, status_code=status, headers={"content-security-policy": CSP})
 
     secret = signing_secret(required=workspace.settings.delivery.backend == "sendgrid")
-    console = Console(workspace, engine, secret, render, frames)
+    console = Console(workspace, engine, secret, render, frames, senders)
     jobs = ImportJobs()
     routes = [
-        *session_views.routes(console),
-        *campaign_views.routes(console, senders),
-        *audience_views.routes(console, jobs),
-        *report_views.routes(console),
-        *content_views.routes(console),
-        *admin_views.routes(console),
+        *session_views.ROUTES,
+        *campaign_views.ROUTES,
+        *template_views.ROUTES,
+        *audience_views.ROUTES,
+        *contact_views.ROUTES,
+        *report_views.ROUTES,
+        *content_views.ROUTES,
+        *admin_views.ROUTES,
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=problems.handlers(console, lambda: app.routes))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from needlecast.audience.importer import ImportSummary, Progress
+from needlecast.actions.audience import ImportSummary, Progress
 from needlecast.errors import ConfigurationError, InvalidRequest, NeedlecastError
 
 # What each stage is called on the page.

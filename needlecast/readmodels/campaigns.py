@@ -1,0 +1,252 @@
+"""Campaign read models: the overview (state, counts, next send, A/B tests), the outcome in words, the plan
+preview and a send's reach, as the console, the API and the command line show them.
+
+Contract:
+- `campaign_list(engine, workspace, now)` is one `Overview` per campaign (by id; a file that does not load is
+  listed with its problem); `campaign_detail(engine, workspace, id, now)` is one campaign's `CampaignDetail`
+  (its overview, what happened to its emails in words), or `NotFound` naming the campaigns there are.
+- `plan_preview(engine, workspace, id, days, ...)` is who would get what and when (`PlanPreview`: rows per
+  day, step, variant and arm in `time_zone`, exclusions and deferrals by reason, notes).
+- `campaign_page(engine, workspace, id, days)` is everything one campaign's console page shows (definition,
+  detail, plan, lint findings, stale sign-off files, test addresses); `campaign_form(workspace, id)` the
+  campaign form's choices and the file's document.
+- `reach(engine, workspace, id, action, ...)` says in words what a confirmed action does, counted after every
+  rule (consent, suppression, quiet hours, the cap), before it is done.
+Every function only reads; ids, counts and times only (no personal data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from needlecast.audience.frame_cache import FrameCache
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.checks import campaign_findings
+from needlecast.campaign.definition.editor import document_of
+from needlecast.campaign.definition.loader import ID_PATTERN as ID_PATTERN  # what a campaign id looks like
+from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.definition.signoff import stale_files
+from needlecast.campaign.outcome import Outcome, in_words, outcome_of, reach_of
+from needlecast.campaign.overview import DRAFT as DRAFT  # the state of a campaign that is still a draft
+from needlecast.campaign.overview import Overview, campaign_overview, campaign_overviews
+from needlecast.campaign.plan.preview import build_plans, summary_rows
+from needlecast.campaign.send import guardrails
+from needlecast.config import Workspace, test_recipients
+from needlecast.findings import Finding
+from needlecast.lint import lint_workspace
+from needlecast.store.delivery import delivery_store
+from needlecast.templating.context import variant_concerns
+from needlecast.templating.environment import campaign_templates
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def campaign_list(engine: Engine, workspace: Workspace, now: datetime | None = None) -> list[Overview]:
+    """Every campaign's overview, by id (see the module contract)."""
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        return campaign_overviews(ctx, conn, _now(now))
+
+
+@dataclass(frozen=True)
+class CampaignDetail:
+    """One campaign as its page shows it: the overview, and what happened to its emails in words."""
+
+    overview: Overview
+    outcome: Outcome
+    said: str  # the outcome as one paragraph, times on the campaign's clock
+    skipped: list[tuple[int, str]]  # (count, reason in words), most first as the ledger gives them
+
+
+def campaign_detail(
+    engine: Engine, workspace: Workspace, campaign_id: str, now: datetime | None = None
+) -> CampaignDetail:
+    """One campaign (see the module contract); `NotFound` for an unknown id."""
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        overview = campaign_overview(ctx, conn, campaign_id, _now(now))
+    outcome = outcome_of(overview.counts, overview.skipped, overview.queued_by_due)
+    campaign = ctx.campaigns.get(campaign_id)
+    zone = campaign.time_zone if campaign else workspace.settings.clinic.time_zone
+    skipped = [(count, in_words(reason)) for reason, count in overview.skipped.items()]
+    return CampaignDetail(overview, outcome, outcome.sentence(zone), skipped)
+
+
+def campaign_overview_of(engine: Engine, workspace: Workspace, campaign_id: str) -> Overview:
+    """One campaign's overview now; `NotFound` for an unknown id."""
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        return campaign_overview(ctx, conn, campaign_id, datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class PlanPreview:
+    """Who would get what and when over the next `days` days."""
+
+    campaign_id: str
+    days: int
+    rows: list[dict[str, Any]]  # day, step, variant, arm, recipients (queued emails)
+    new_enrolments: int
+    excluded: dict[str, int] = field(default_factory=dict)  # not sent, by reason
+    deferred: dict[str, int] = field(default_factory=dict)  # sent later, by reason
+    notes: list[str] = field(default_factory=list)  # what would stop or hold it, in words
+
+
+def plan_preview(
+    engine: Engine,
+    workspace: Workspace,
+    campaign_id: str,
+    days: int,
+    *,
+    frames: FrameCache | None = None,
+    time_zone: str = "UTC",
+    now: datetime | None = None,
+) -> PlanPreview:
+    """The plan of one campaign for the next `days` days (see the module contract)."""
+    plan = build_plans(workspace, engine, campaign_id, days, _now(now), audience=frames).plans[0]
+    rows = [
+        {
+            "day": str(r["day"]),
+            "step": str(r["step"]),
+            "variant": str(r["variant"]),
+            "arm": str(r["arm"]),
+            "recipients": int(r["recipients"]),
+        }
+        for r in summary_rows(plan, time_zone).to_dict("records")
+    ]
+    return PlanPreview(
+        campaign_id,
+        days,
+        rows,
+        len(plan.new_enrolments),
+        {k: int(v) for k, v in plan.excluded.items()},
+        {k: int(v) for k, v in plan.deferred.items()},
+        list(plan.notes),
+    )
+
+
+def reach(
+    engine: Engine, workspace: Workspace, campaign_id: str, action: str, *, frames: FrameCache | None = None
+) -> str:
+    """What `action` (schedule, send-now, pause, resume, cancel) would do to `campaign_id` now, in words,
+    counted after every rule; `NotFound` for an unknown campaign."""
+    campaign = CampaignContext.load(workspace).campaign(campaign_id)
+    with engine.connect() as conn:
+        queued = delivery_store(conn).queued_count(conn, campaign.id)
+    if action in ("schedule", "send-now"):
+        send_now = action == "send-now"
+        days = 0 if send_now and campaign.kind != BROADCAST else 3650
+        now = datetime.now(UTC)
+        plan = build_plans(workspace, engine, campaign.id, days, now, audience=frames, send_now=send_now).plans[0]
+        said = reach_of(plan, now, send_now=send_now).sentence(campaign.time_zone, send_now=send_now)
+        if plan.new_enrolments:
+            said += f" It enrols {len(plan.new_enrolments)} new contact(s)."
+        if campaign.draft:
+            said = "This is a draft: it becomes live now. " + said
+        return said + (f" {queued} email(s) already waiting go too." if queued else "")
+    if action == "pause":
+        return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
+    if action == "resume":
+        said = f"Resuming sends the {queued} queued email(s) as they fall due."
+        with engine.connect() as conn:
+            figures = guardrails.paused_figures(conn, campaign.id)  # why the guard paused it, shown first
+        return f"This campaign {figures} {said}" if figures else said
+    return f"Cancelling marks {queued} queued email(s) as cancelled: they are never sent. This cannot be undone."
+
+
+def reason_in_words(reason: str) -> str:
+    """A skip, exclusion or deferral reason (`no_consent`, `quiet_hours`...) as the pages say it."""
+    return in_words(reason)
+
+
+def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> dict[str, list[dict[str, Any]]]:
+    """A campaign's report tables as records (`funnel`, `ab_test`, `health`, `conversions`), times on the
+    clinic's clock; `NotFound` for an unknown campaign."""
+    from needlecast.reports import load_report
+    from needlecast.reports.export import records
+
+    ctx = CampaignContext.load(workspace)
+    ctx.campaign(campaign_id)
+    data = load_report(
+        engine,
+        campaign_id,
+        subjects=ctx.arm_subjects(),
+        attribution=workspace.settings.attribution,
+        time_zone=workspace.settings.clinic.time_zone,
+    )
+    return {
+        "funnel": records(data.funnel),
+        "ab_test": records(data.ab),
+        "health": records(data.health),
+        "conversions": records(data.conversions),
+    }
+
+
+@dataclass(frozen=True)
+class CampaignPage:
+    """One campaign's page: its definition, where it stands, its plan and what the checks found."""
+
+    campaign: Campaign
+    detail: CampaignDetail
+    plan: PlanPreview
+    findings: list[Finding]  # lint of its templates and articles (config warnings left out) and of its file
+    errors: int  # findings that block it
+    stale: list[str]  # files changed since the claims sign-off
+    seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
+
+
+def campaign_page(
+    engine: Engine, workspace: Workspace, campaign_id: str, days: int, *, frames: FrameCache | None = None
+) -> CampaignPage:
+    """Everything one campaign's page shows; `NotFound` for an unknown id."""
+    ctx = CampaignContext.load(workspace)
+    campaign = ctx.campaign(campaign_id)
+    detail = campaign_detail(engine, workspace, campaign.id)
+    plan = plan_preview(
+        engine, workspace, campaign.id, days, frames=frames, time_zone=workspace.settings.clinic.time_zone
+    )
+    templates = sorted({s.template for s in campaign.steps})
+    linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
+    kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
+    findings = sorted(set(kept + campaign_findings(ctx, campaign)))
+    errors = sum(f.severity == "error" for f in findings)
+    return CampaignPage(
+        campaign, detail, plan, findings, errors, stale_files(ctx, campaign), tuple(test_recipients(workspace))
+    )
+
+
+def campaign_name(workspace: Workspace, campaign_id: str) -> str:
+    """The campaign's name; `NotFound` (naming the campaigns there are) for an unknown id."""
+    return CampaignContext.load(workspace).campaign(campaign_id).name
+
+
+@dataclass(frozen=True)
+class CampaignForm:
+    """What the campaign form offers, and the file's document when it edits one."""
+
+    document: dict[str, Any]  # the campaign file as written (empty for a new campaign)
+    segments: list[str]
+    templates: list[str]  # the emails a step may use (transactional ones left out)
+    variants: tuple[str, ...]  # each concern, then general
+    articles: list[str]
+    default_article: str
+
+
+def campaign_form(workspace: Workspace, campaign_id: str | None = None) -> CampaignForm:
+    """The form's choices, with `campaign_id`'s document (`NotFound` for an unknown id)."""
+    ctx = CampaignContext.load(workspace)
+    document = document_of(ctx.campaign(campaign_id)) if campaign_id else {}
+    return CampaignForm(
+        document,
+        sorted(ctx.segments),
+        campaign_templates(workspace.templates_dir),
+        variant_concerns(ctx.vocabulary),
+        list(ctx.article_ids),
+        ctx.library.default_id,
+    )

@@ -1,0 +1,126 @@
+"""/segments and /campaigns: each segment's size, every campaign's overview, one campaign's plan, and pause,
+resume and cancel.
+
+Changes go through `needlecast.actions.campaigns` (checked and audited as the key); reads through
+`needlecast.readmodels` (the same segment summary and campaign overview as the console and the command line).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+import needlecast.web.api.schemas as s
+from needlecast.actions import campaigns as campaigns_actions
+from needlecast.readmodels import campaigns as campaigns_read
+from needlecast.readmodels.segments import segment_summaries
+from needlecast.web.actors import Actor
+from needlecast.web.api.deps import Api, ApiState, CampaignId, Key, allowed
+from needlecast.web.api.errors import ERRORS
+
+router = APIRouter(responses=ERRORS)
+
+
+@router.get("/segments", response_model=list[s.SegmentOut], tags=["segments"], summary="Each segment's size")
+def segment_list(api: Api, actor: Annotated[Actor, Depends(allowed("audiences.view"))]) -> list[s.SegmentOut]:
+    summary = segment_summaries(api.engine, api.workspace, api.frames)
+    return [
+        s.SegmentOut(segment=row.segment, members=row.members, variants=row.variants, excluded=row.excluded)
+        for row in summary.segments
+    ]
+
+
+def campaign_out(item: campaigns_read.Overview) -> s.CampaignOut:
+    return s.CampaignOut(
+        id=item.id,
+        name=item.name,
+        kind=item.kind,
+        segment=item.segment,
+        file=item.file,
+        state=item.state,
+        note=item.note,
+        counts=item.counts,
+        next_send=item.next_send,
+        next_send_note=item.next_send_note,
+        ab_tests=item.ab_tests,
+    )
+
+
+@router.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"], summary="Every campaign")
+def campaign_list(api: Api, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]) -> list[s.CampaignOut]:
+    return [campaign_out(item) for item in campaigns_read.campaign_list(api.engine, api.workspace)]
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=s.CampaignOut,
+    tags=["campaigns"],
+    summary="One campaign with its ledger counts",
+)
+def campaign_get(
+    campaign_id: CampaignId, api: Api, actor: Annotated[Actor, Depends(allowed("campaigns.view"))]
+) -> s.CampaignOut:
+    return campaign_out(campaigns_read.campaign_overview_of(api.engine, api.workspace, campaign_id))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/plan",
+    response_model=s.PlanOut,
+    tags=["campaigns"],
+    summary="Who gets what and when, and what would stop it",
+)
+def campaign_plan(
+    campaign_id: CampaignId,
+    api: Api,
+    actor: Annotated[Actor, Depends(allowed("campaigns.view"))],
+    days: Annotated[int, Query(ge=1, le=3650)] = 14,
+) -> s.PlanOut:
+    plan = campaigns_read.plan_preview(api.engine, api.workspace, campaign_id, days, frames=api.frames)
+    return s.PlanOut(
+        id=campaign_id,
+        days=days,
+        emails=[s.PlanRow(**row) for row in plan.rows],
+        new_enrolments=plan.new_enrolments,
+        excluded=plan.excluded,
+        deferred=plan.deferred,
+        notes=plan.notes,
+    )
+
+
+def _set_status(api: ApiState, actor: Actor, campaign_id: str, status: str) -> s.CampaignOut:
+    campaigns_actions.set_campaign_status(api.engine, api.workspace, actor, campaign_id, status)
+    return campaign_out(campaigns_read.campaign_overview_of(api.engine, api.workspace, campaign_id))
+
+
+Scheduler = Annotated[Actor, Depends(allowed("campaigns.schedule"))]
+
+
+@router.post(
+    "/campaigns/{campaign_id}/pause",
+    response_model=s.CampaignOut,
+    tags=["campaigns"],
+    summary="Pause a scheduled campaign",
+)
+def campaign_pause(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
+    return _set_status(api, actor, campaign_id, campaigns_actions.PAUSED)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/resume",
+    response_model=s.CampaignOut,
+    tags=["campaigns"],
+    summary="Resume a scheduled campaign",
+)
+def campaign_resume(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
+    return _set_status(api, actor, campaign_id, campaigns_actions.ACTIVE)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/cancel",
+    response_model=s.CampaignOut,
+    tags=["campaigns"],
+    summary="Cancel a scheduled campaign",
+)
+def campaign_cancel(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
+    return _set_status(api, actor, campaign_id, campaigns_actions.CANCELLED)

@@ -41,6 +41,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         admin_views,
         audience_views,
         campaign_views,
+        cohort_views,
         content_views,
         problems,
         report_views,
@@ -74,6 +75,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.routes(console),
         *campaign_views.routes(console, senders),
         *audience_views.routes(console, jobs),
+        *cohort_views.routes(console),  # before report_views: its /reports/{campaign} would take "cohorts"
         *report_views.routes(console),
         *content_views.routes(console),
         *admin_views.routes(console),

@@ -62,6 +62,7 @@ from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.pacing import collect_seldom
+from needlecast.reports.digest import digest_job_id, digest_trigger, send_weekly_digest
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
@@ -224,6 +225,16 @@ def run_confirmations_job(root: str, *, runtime: SchedulerRuntime | None = None)
         log.info("signup confirmations: %s", ", ".join(f"{n} {state}" for state, n in sorted(done.items())))
 
 
+def run_digest_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
+    """Email the weekly digest to `[reports] digest.recipients` (`reports.digest`: once per week)."""
+    try:
+        done = send_weekly_digest(_runtime(runtime).engine, open_workspace(Path(root)), utcnow())
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("weekly digest not sent: %s", err)
+        return
+    log.info("weekly digest: %s", done)
+
+
 def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.RequestSettlement:
     """Settle every campaign's unknown requests (`ledger.settle_requests`) and log what was done."""
     after = workspace.settings.delivery.reconcile_after_minutes * 60
@@ -294,6 +305,8 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
         JobSpec("upkeep", run_upkeep_job, IntervalTrigger(seconds=upkeep_seconds(workspace)), [root]),
         JobSpec("confirmations", run_confirmations_job, IntervalTrigger(seconds=CONFIRMATIONS_SECONDS), [root]),
     ]
+    if workspace.settings.reports.digest.recipients:
+        jobs.append(JobSpec(digest_job_id(workspace), run_digest_job, digest_trigger(workspace), [root]))
     zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():
         if campaign.draft:
@@ -352,7 +365,7 @@ def sync(scheduler: BaseScheduler, workspace: Workspace, engine: Engine) -> tupl
     existing = {job.id: job for job in scheduler.get_jobs()}
     removed = 0
     for job_id in existing:
-        if job_id.startswith(("broadcast:", "decide:")) and job_id not in wanted and not broken:
+        if job_id.startswith(("broadcast:", "decide:", "digest:")) and job_id not in wanted and not broken:
             scheduler.remove_job(job_id)
             removed += 1
     added = 0

@@ -25,10 +25,11 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, String, func, select, type_coerce
 
 from needlecast.audience.addresses import mask_email
 from needlecast.config import AttributionSettings
@@ -103,21 +104,39 @@ class Report:
         return tables
 
 
+def frame_of(result: Any) -> pd.DataFrame:
+    """A query's rows as a DataFrame, built from plain tuples (pandas probes each SQLAlchemy `Row` for fields
+    in a way that costs more than reading it: seven times the time of this, at 200,000 rows)."""
+    return pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
+
+
+def stored_time(column: Any) -> Any:
+    """`column` (a UTC time) read as the database holds it, to be parsed column-wise by `utc_times`: the
+    column type's own conversion runs once per row, which dominates reading ten million events."""
+    return type_coerce(column, String).label(column.name)
+
+
+def utc_times(values: pd.Series) -> pd.Series:
+    """Stored UTC times (text from SQLite, datetimes from PostgreSQL) as timezone-aware UTC, NaT for none."""
+    return pd.to_datetime(values, utc=True, format="ISO8601")
+
+
 def ledger_and_events(
     engine: Engine, campaign: str | None, since: datetime | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them."""
+    """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them;
+    their times timezone-aware UTC (`sent_at` NaT until sent)."""
     query = select(
         deliveries.c.id,
         *(deliveries.c[c] for c in GROUP),
         deliveries.c.status,
         deliveries.c.outcome,
         deliveries.c.contact_id,
-        deliveries.c.sent_at,
+        stored_time(deliveries.c.sent_at),
         deliveries.c.timing,
     )
     event_query = select(
-        events.c.delivery_id, events.c.kind, events.c.occurred_at, events.c.detail, events.c.campaign_id
+        events.c.delivery_id, events.c.kind, stored_time(events.c.occurred_at), events.c.detail, events.c.campaign_id
     )
     if campaign:
         query = query.where(deliveries.c.campaign_id == campaign)
@@ -126,12 +145,11 @@ def ledger_and_events(
         query = query.where(deliveries.c.created_at >= since)
         event_query = event_query.where(events.c.occurred_at >= since)
     with engine.connect() as conn:
-        rows = conn.execute(query)
-        ledger = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
-        found = conn.execute(event_query)
-        stored = pd.DataFrame(found.fetchall(), columns=list(found.keys()))
+        ledger = frame_of(conn.execute(query))
+        stored = frame_of(conn.execute(event_query))
+    ledger["sent_at"] = utc_times(ledger["sent_at"])
     if not stored.empty:
-        stored["occurred_at"] = pd.to_datetime(stored["occurred_at"], utc=True)
+        stored["occurred_at"] = utc_times(stored["occurred_at"])
     return ledger, stored
 
 
@@ -432,8 +450,7 @@ def conversion_events(engine: Engine, types: tuple[str, ...], since: datetime | 
     if since:
         query = query.where(contact_events.c.occurred_at >= since)
     with engine.connect() as conn:
-        rows = conn.execute(query)
-        frame = pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+        frame = frame_of(conn.execute(query))
     if not frame.empty:
         frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     return frame

@@ -1,6 +1,6 @@
 """Cohorts and revenue against counts made here, independently, from the generated contacts, consents, emails,
 SendGrid events and bookings (on SQLite and PostgreSQL); a hand-computed cohort table with a frozen clock; and
-the faces: `needlecast report --cohorts` in every format, and the console's Cohorts page and downloads.
+the faces: `needlecast cohorts` in every format, and the console's Cohorts page and downloads.
 
 Hypothesis generates leads who signed up in three months (one at a month's edge on the clinic's clock),
 each with a first consent from one of two sources (or none), a concern with or without consent for it, and
@@ -349,7 +349,7 @@ def test_revenue_and_attribution_models_match_an_independent_count(
 # -- the faces ----------------------------------------------------------------------------------------------
 
 
-def test_report_cohorts_writes_every_format_and_refuses_bad_options(
+def test_the_cohorts_command_writes_every_format_and_refuses_bad_options(
     workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cohorts.db'}"
@@ -357,28 +357,23 @@ def test_report_cohorts_writes_every_format_and_refuses_bad_options(
     store_leads(engine, [Lead(0, "import:leads.csv", "acne", True, [10]), Lead(40, "form:spring", "", False, [])])
     engine.dispose()
     env = {"NEEDLECAST_DATABASE_URL": url}
-    shown = run(monkeypatch, workspace_dir, "report", "--cohorts", **env)
+    shown = run(monkeypatch, workspace_dir, "cohorts", **env)
     assert shown.code == 0, shown.stderr
     assert "Lead cohorts" in shown.stdout and "import:leads.csv" in shown.stdout and "form:spring" in shown.stdout
     assert "Revenue per campaign" in shown.stdout and "Attribution models" in shown.stdout
-    text = run(monkeypatch, workspace_dir, "report", "--cohorts", "--by", "concern", "--format", "csv", **env)
+    text = run(monkeypatch, workspace_dir, "cohorts", "--by", "concern", "--format", "csv", **env)
     assert text.code == 0, text.stderr
     table = pd.read_csv(io.StringIO(text.stdout))
     assert list(table["Concern"]) == ["acne", "general"] and list(table["Booked within 30 days"]) == [1, 0]
-    answer = run(monkeypatch, workspace_dir, "report", "--cohorts", "--format", "json", **env)
+    answer = run(monkeypatch, workspace_dir, "cohorts", "--format", "json", **env)
     assert set(json.loads(answer.stdout)) == {"cohorts", "revenue", "attribution"}
     out = tmp_path / "cohorts.xlsx"
-    assert (
-        run(monkeypatch, workspace_dir, "report", "--cohorts", "--format", "xlsx", "--out", str(out), **env).code == 0
-    )
+    assert run(monkeypatch, workspace_dir, "cohorts", "--format", "xlsx", "--out", str(out), **env).code == 0
     assert openpyxl.load_workbook(out).sheetnames == ["Lead cohorts", "Revenue per campaign", "Attribution models"]
     out = tmp_path / "cohorts.parquet"
-    assert (
-        run(monkeypatch, workspace_dir, "report", "--cohorts", "--format", "parquet", "--out", str(out), **env).code
-        == 0
-    )
+    assert run(monkeypatch, workspace_dir, "cohorts", "--format", "parquet", "--out", str(out), **env).code == 0
     assert str(pq.read_table(out).schema.field("leads").type) == "int64"
-    bad = run(monkeypatch, workspace_dir, "report", "--cohorts", "--by", "postcode", **env)
+    bad = run(monkeypatch, workspace_dir, "cohorts", "--by", "postcode", **env)
     assert bad.code == 1 and "by: 'postcode' is not a grouping; choose source or concern" in bad.stderr
     assert run(monkeypatch, workspace_dir, "report", "spring-guide", "--cohorts", **env).code == 1
 

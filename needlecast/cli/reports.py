@@ -122,10 +122,6 @@ def report(
     min_group: Annotated[int, typer.Option(help="Groups smaller than this show counts without rates.")] = 10,
     include_recipients: Annotated[bool, typer.Option(help="Add one row per recipient (masked).")] = False,
     unmasked: Annotated[bool, typer.Option(help="With --include-recipients: show full addresses.")] = False,
-    cohorts: Annotated[
-        bool, typer.Option("--cohorts", help="Lead cohorts (by --by), revenue per campaign, attribution models.")
-    ] = False,
-    by: Annotated[str, typer.Option(help="With --cohorts: group leads by source or concern.")] = "source",
 ) -> None:
     """Send report: funnel per campaign, step, segment, variant and arm; totals; health; A/B; time series; links."""
     from needlecast.campaign.context import CampaignContext
@@ -136,8 +132,6 @@ def report(
     setup_logging()
     if format in FILE_FORMATS and out is None:
         raise InvalidRequest(f"--format {format.value} writes a file: add --out report.{format.value}")
-    if cohorts:
-        return _report_cohorts(campaign, by, format, out)
     if all_:
         filters = _filters(campaign, since, until, kind, segment, concern, article, sort)
         return _report_all(filters, format, out, min_group)
@@ -246,15 +240,21 @@ def _report_all(filters: Filters, format: ReportFormat, out: Path | None, min_gr
         console.print(f"report written to {out}", highlight=False)
 
 
-def _report_cohorts(campaign: str | None, by: str, format: ReportFormat, out: Path | None) -> None:
-    """`report --cohorts`: lead cohorts, revenue and the attribution models (`readmodels.cohorts`), as tables
-    or a file."""
+@app.command("cohorts")
+def cohorts_report(
+    by: Annotated[str, typer.Option(help="Group the leads by source (of their first consent) or concern.")] = "source",
+    format: Annotated[ReportFormat, typer.Option("--format", help="table, csv, xlsx, json or parquet.")] = (
+        ReportFormat.table
+    ),
+    out: Annotated[Path | None, typer.Option(help="Output file (required for xlsx and parquet).")] = None,
+) -> None:
+    """Lead cohorts (by signup month and source or concern, booked within 30/60/90 days), revenue per
+    campaign, and the attribution models side by side: the console's Cohorts and revenue page."""
     from needlecast.readmodels.cohorts import cohort_by, cohort_tables, shown, write_file
 
-    if campaign is not None:
-        raise InvalidRequest(f"--cohorts covers every campaign: drop '{campaign}'")
+    setup_logging()
     if format == ReportFormat.html:
-        raise InvalidRequest("--cohorts has no HTML file: the console's Cohorts page shows it; use xlsx, csv or json")
+        raise InvalidRequest("cohorts have no HTML file: the console's Cohorts page shows them; use xlsx, csv or json")
     workspace = current_workspace()
     data = cohort_tables(current_store(workspace), workspace, cohort_by(by), datetime.now(UTC))
     if format != ReportFormat.table:

@@ -1,4 +1,4 @@
-"""The cohorts and revenue read model: the tables the console's Cohorts page and `needlecast report --cohorts`
+"""The cohorts and revenue read model: the tables the console's Cohorts page and `needlecast cohorts`
 show, built once (`reports.cohorts`, `reports.revenue`).
 
 Contract: `cohort_tables(engine, workspace, by, now)` returns `CohortTables` (the lead cohorts by `by`,

@@ -375,7 +375,8 @@ def test_the_cohorts_command_writes_every_format_and_refuses_bad_options(
     assert str(pq.read_table(out).schema.field("leads").type) == "int64"
     bad = run(monkeypatch, workspace_dir, "cohorts", "--by", "postcode", **env)
     assert bad.code == 1 and "by: 'postcode' is not a grouping; choose source or concern" in bad.stderr
-    assert run(monkeypatch, workspace_dir, "report", "spring-guide", "--cohorts", **env).code == 1
+    html = run(monkeypatch, workspace_dir, "cohorts", "--format", "html", **env)
+    assert html.code == 1 and "the console's Cohorts page shows them" in html.stderr
 
 
 def test_the_console_cohorts_page_and_downloads(workspace_dir: Path, tmp_path: Path) -> None:

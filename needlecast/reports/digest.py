@@ -66,7 +66,12 @@ class Digest:
 
     @property
     def subject(self) -> str:
-        return f"{self.clinic}: your week in email, {self.start:%-d %b} to {self.end:%-d %b %Y}"
+        return f"{self.clinic}: your week in email, {self.start.day} {self.start:%b} to {self.end.day} {self.end:%b %Y}"
+
+    @property
+    def period(self) -> str:
+        """ "9 March to 15 March 2026" (day numbers without padding, on any platform's strftime)."""
+        return f"{self.start.day} {self.start:%B} to {self.end.day} {self.end:%B %Y}"
 
 
 def _text(figure: str, value: float) -> str:

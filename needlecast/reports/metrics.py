@@ -65,7 +65,7 @@ METRICS: tuple[Metric, ...] = (
         "Booked within 30 days",
         "leads with a conversion event (`[attribution] conversions`) at most 30 days after signing up, whether "
         "or not an email earned it; likewise `booked_60d`, `booked_90d`. The share (`booked_30d_rate`) is "
-        "against leads, shown once 30 days have passed since the month's end",
+        "against leads, shown once 30 days have passed since the month's last signup, for 10 leads or more",
         "cohorts",
     ),
     Metric(

@@ -4,7 +4,7 @@
     python bench/broadcast.py --recipients 1000000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
 
 A deterministic synthetic audience (every contact consenting, four concern variants) goes through the real
-stages: CSV generation, import, then the due job, timed from outside (`campaign.timed`): plan (segment,
+stages: CSV generation, import, then the due job, timed from outside (`devtools.timed`): plan (segment,
 plan and enqueue; within it enqueue, the inserts) and dispatch (within it claim, mark, and turn, the time
 spent waiting to write; body, building request bodies), sending to the loopback SendGrid sink (a separate
 process, real HTTP, validating and counting what it accepts). "end to end" is the due job: from planning to
@@ -144,9 +144,9 @@ def _watch_helpers(peaks: dict[int, int], done: threading.Event) -> None:
 
 def send_phase(root: str) -> None:
     """The child process: the due broadcast job (`Runner.run_broadcast`), its stages timed from outside
-    (`campaign.timed`); prints JSON."""
+    (`devtools.timed`); prints JSON."""
     from needlecast.config import open_workspace
-    from needlecast.delivery import get_backend
+    from needlecast.delivery import backend_factory
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
     from needlecast.pacing import collect_seldom
@@ -154,9 +154,8 @@ def send_phase(root: str) -> None:
 
     workspace = open_workspace(Path(root))
     engine = open_store(workspace.database_url)
-    backend = get_backend(workspace)
     watch = Stopwatch()
-    runner = timed_runner(workspace, engine, backend, watch)
+    runner = timed_runner(workspace, engine, backend_factory(workspace), watch=watch)
     helper_peaks: dict[int, int] = {}
     done = threading.Event()
     watcher = threading.Thread(target=_watch_helpers, args=(helper_peaks, done), daemon=True)
@@ -167,7 +166,7 @@ def send_phase(root: str) -> None:
     end_to_end = time.perf_counter() - started
     done.set()
     watcher.join()
-    stages = {f"{stage}_s": seconds for stage, seconds in stage_seconds(watch, backend).items()}
+    stages = {f"{stage}_s": seconds for stage, seconds in stage_seconds(watch, runner).items()}
     print(
         json.dumps(
             {

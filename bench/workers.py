@@ -50,7 +50,7 @@ def main() -> None:
     from needlecast.campaign.send.runner import Runner
     from needlecast.config import open_workspace
     from needlecast.content.loader import load_vocabulary_for
-    from needlecast.delivery import get_backend
+    from needlecast.delivery import backend_factory
     from needlecast.store import fleet
     from needlecast.store.engine import open_store
     from needlecast.store.helpers import utcnow
@@ -82,7 +82,7 @@ def main() -> None:
             sink_cpu, pg_cpu = cpu_seconds(sink.pid), postgres_cpu_seconds() if args.database_url else 0.0
             own = os.times()
             started = time.perf_counter()
-            report = Runner(workspace, engine, get_backend(workspace), defer_to_workers=True).run_broadcast(
+            report = Runner(workspace, engine, backend_factory(workspace), defer_to_workers=True).run_broadcast(
                 "bench", send_now=True
             )
             planned = time.perf_counter() - started

@@ -1,4 +1,16 @@
-"""needlecast: a clinic's educational content as segmented, scheduled email campaigns."""
+"""needlecast: a clinic's educational content as segmented, scheduled email campaigns.
+
+The packages depend downward and never round a cycle (`tests/test_architecture.py`):
+- the base: `errors`, `config`, `addresses`, `signing`, `store` (the only place for database-specific SQL);
+- the domain: `content`, `templating`, `accounts`, `ledger`, `delivery`, `audience`, `tracking`, `bookings`,
+  `reports`;
+- `campaign`, by stage: `definition` (the file, its editor, sign-off, gate), `plan` (rules, planner, timing,
+  send time, winner, preview), `send` (dispatcher, rendering, state);
+- the sending processes: `fleet` (worker, heartbeat, status, telemetry, helper sender processes) and `schedule`;
+- `actions` (every change: actor, permission, change, audit) and `readmodels` (what the faces show, built once);
+- the three faces over them: the console and the API (`web`), the command line (`cli`).
+`devtools` (demo, synthetic data, the SendGrid sink, stage timings) sits beside the faces.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,22 +1,22 @@
-"""The delivery ledger (DESIGN.md invariant 1): its states and its rules. Its SQL lives in `store/delivery`.
+"""The delivery ledger (DESIGN.md invariants 1 and 2): its states, its transitions and its rules. Its SQL
+lives behind `store.delivery.DeliveryStore`, which callers use directly (counts, claims, marks, queue).
 
 Every email is one row, unique on (campaign, step, contact), moving
-`queued -> sending -> sent | failed | unknown` (plus `skipped` with its reason, and `cancelled`).
-
-The hot path's functions (enqueue, mark, release) take the caller's `store` when it has one (a wrapped,
-e.g. timed, store); without it, the store of the connection's database.
+`queued -> sending -> sent | failed | unknown` (plus `skipped` with its reason, and `cancelled`):
+`TRANSITIONS` lists every move, and the store makes no other.
 
 Contract:
 - `enqueue_columns` inserts with ON CONFLICT DO NOTHING: a job that fires twice enqueues nothing twice.
 - Every `queued` row is listed in exactly one entry of the store's queue (up to QUEUE_ENTRY_SIZE rows of a
   campaign due at the same time), and no other row is; claiming takes whole entries off the queue and moves
   their rows to `sending` in the same transaction, so two senders never claim the same row; only claimed
-  rows are ever handed to a backend.
+  rows are ever handed to a backend, and only those that `unsendable_reason` lets through (suppression,
+  consent, erasure and a person's pause are checked at dispatch, not only when planning).
 - `recover_senders` sorts out the rows of a dead sender: rows of a request it may have posted become
   `unknown` (settled from provider events, per request); the rest of its claim goes back to `queued`.
 - `settle_requests` settles unknown requests whole: an event for any row proves the request accepted; a
   request with no event while later ones have events is proved lost after a while, and queued again.
-- `requeue_unknown` sends unknown rows again only when a person asks for it.
+- Unknown rows are sent again (`DeliveryStore.requeue_unknown`) only when a person asks for it.
 
 Why a queue beside the rows: no index of the ledger then holds a column that sending changes, so on
 PostgreSQL claiming and marking a row are HOT updates (no index entry written), and a claim reads four
@@ -25,10 +25,11 @@ entries instead of walking 4,000 index entries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -49,6 +50,19 @@ from needlecast.store.delivery import (
 )
 from needlecast.store.helpers import utcnow
 
+# Every move a row can make (the store's statements make no other): a row is handed to a backend only from
+# `sending`, which only a claim enters; `unknown` leaves only when settled from events, proved lost, or on a
+# person's request; `queued` rows of a cancelled campaign are cancelled.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({SENDING, CANCELLED}),
+    SENDING: frozenset({SENT, FAILED, UNKNOWN, SKIPPED, QUEUED}),
+    UNKNOWN: frozenset({SENT, QUEUED}),
+    SENT: frozenset(),
+    FAILED: frozenset(),
+    SKIPPED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
 __all__ = [
     "CANCELLED",
     "FAILED",
@@ -58,25 +72,16 @@ __all__ = [
     "SENT",
     "SKIPPED",
     "STATUSES",
+    "TRANSITIONS",
     "UNKNOWN",
 ]
-
-
-class Claimed(NamedTuple):
-    id: int
-    contact_id: int
-    step_id: str
-    variant: str
-    arm: str
 
 
 ENQUEUE_COLUMNS = ("campaign_id", "step_id", "contact_id", "segment", "variant", "arm", "due_at", "status", "error")
 OPTIONAL_COLUMNS = {"timing": ""}  # may be left out: every email then gets the default
 
 
-def enqueue_columns(
-    conn: Connection, columns: dict[str, Column], *, fresh: bool = False, store: DeliveryStore | None = None
-) -> int:
+def enqueue_columns(store: DeliveryStore, conn: Connection, columns: dict[str, Column], *, fresh: bool = False) -> int:
     """Insert planned emails given column-wise, every name in ENQUEUE_COLUMNS (and any of OPTIONAL_COLUMNS):
     a list with one value per email, or one value for all (status `queued`, or `skipped` with its reason in
     `error`). Existing (campaign, step, contact) keys are left alone. The new queued rows are listed in the
@@ -101,59 +106,7 @@ def enqueue_columns(
     }
     optional = {name: columns.get(name, default) for name, default in OPTIONAL_COLUMNS.items()}
     rows = {**{name: columns[name] for name in ENQUEUE_COLUMNS}, **optional, **constants}
-    return (store or delivery_store(conn)).enqueue(conn, rows, fresh=fresh)
-
-
-def claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
-    """Move up to `limit` due queued rows of a campaign to `sending` and return them, in id order."""
-    return [Claimed(*row[:5]) for row in delivery_store(conn).claim(conn, campaign_id, now, limit, token)]
-
-
-def mark_sent(
-    conn: Connection, ids: Sequence[int], message_id: str, at: datetime, *, store: DeliveryStore | None = None
-) -> int:
-    values = {"status": SENT, "message_id": message_id[:100], "sent_at": at, "error": ""}
-    return (store or delivery_store(conn)).set_status(conn, ids, SENDING, values)
-
-
-def mark_failed(conn: Connection, ids: Sequence[int], error: str, *, store: DeliveryStore | None = None) -> int:
-    values = {"status": FAILED, "error": error[:2000]}
-    return (store or delivery_store(conn)).set_status(conn, ids, SENDING, values, count_attempt=True)
-
-
-def mark_unknown(
-    conn: Connection, ids: Sequence[int], error: str, request_id: str = "", *, store: DeliveryStore | None = None
-) -> int:
-    """Rows of a request that may have reached the provider -> `unknown`, with the request's id (its intent,
-    when there is one, becomes `unknown` too: `reconcile` settles the request whole)."""
-    values = {"status": UNKNOWN, "error": error[:2000], "request_id": request_id}
-    changed = (store or delivery_store(conn)).set_status(conn, ids, SENDING, values, count_attempt=True)
-    if request_id:
-        fleet.set_request_state(conn, request_id, fleet.UNKNOWN)
-    return changed
-
-
-def release(conn: Connection, ids: Sequence[int], error: str, *, store: DeliveryStore | None = None) -> int:
-    """Back to `queued` (the provider certainly did not take them): a later run resumes them."""
-    return (store or delivery_store(conn)).requeue(
-        conn, {"error": error[:2000]}, ids=ids, only_from=SENDING, count_attempt=True
-    )
-
-
-def release_claim(conn: Connection, token: str, error: str, *, store: DeliveryStore | None = None) -> int:
-    """Rows of one claim that are still `sending` (never handed to a backend) -> `queued`."""
-    return (store or delivery_store(conn)).requeue(conn, {"error": error[:2000]}, token=token, only_from=SENDING)
-
-
-def mark_skipped(conn: Connection, reasons: dict[int, str], *, store: DeliveryStore | None = None) -> int:
-    """Claimed rows not sent after all (suppressed or without consent at dispatch), each with its reason."""
-    store = store or delivery_store(conn)
-    by_reason: dict[str, list[int]] = {}
-    for row_id, reason in reasons.items():
-        by_reason.setdefault(reason, []).append(row_id)
-    return sum(
-        store.set_status(conn, ids, SENDING, {"status": SKIPPED, "error": reason}) for reason, ids in by_reason.items()
-    )
+    return store.enqueue(conn, rows, fresh=fresh)
 
 
 @dataclass
@@ -211,25 +164,6 @@ def recover_senders(conn: Connection, lease_seconds: float, *, scan: bool = Fals
 
 
 _STOPPED_SENDING = "the sender stopped while this email was being sent; it may have been accepted"
-
-
-def recover_stale(conn: Connection, campaign_id: str | None = None) -> int:
-    """`sending` rows of a sender that is gone -> `unknown`. Call only while holding the sender lock."""
-    return delivery_store(conn).mark_stale_unknown(conn, campaign_id)
-
-
-def counts(conn: Connection, campaign_id: str) -> dict[str, int]:
-    return delivery_store(conn).counts(conn, campaign_id)
-
-
-def skipped_by_reason(conn: Connection, campaign_id: str) -> dict[str, int]:
-    """The campaign's skipped rows by reason, most first (see `needlecast.campaign.outcome` for the words)."""
-    return delivery_store(conn).skipped_by_reason(conn, campaign_id)
-
-
-def reconcile(conn: Connection, campaign_id: str) -> int:
-    """Unknown rows that any stored event proves the provider accepted -> `sent`. Returns how many."""
-    return delivery_store(conn).settle_campaign_by_events(conn, campaign_id)
 
 
 @dataclass
@@ -353,31 +287,34 @@ def settle_requests(conn: Connection, campaign_id: str, lost_after_seconds: floa
     return result
 
 
-def requeue_unknown(conn: Connection, campaign_id: str) -> int:
-    """Unknown rows -> queued, to be sent again. Only on a person's explicit request."""
-    return delivery_store(conn).requeue(conn, {"error": "resend requested"}, campaign_id=campaign_id, only_from=UNKNOWN)
+def is_paused(attributes: dict[str, Any] | None, now: datetime) -> bool:
+    """Whether a person's own pause (`paused_until`, an ISO time in their attributes) still holds at `now`
+    (a value that is no time holds nothing)."""
+    value = (attributes or {}).get("paused_until")
+    if not value:
+        return False
+    try:
+        return datetime.fromisoformat(str(value)) > now
+    except ValueError:
+        return False
 
 
-def cancel_queued(conn: Connection, campaign_id: str) -> int:
-    """Queued rows -> cancelled, their queue entries removed (a sender's claim in progress keeps its own)."""
-    return delivery_store(conn).cancel_queued(conn, campaign_id)
+def unsendable_reason(
+    email: str | None, status: str, consent: Any, attributes: str | None, suppressed: str | None, now: datetime
+) -> str:
+    """Why a claimed row must not be sent now ('' when it may be): checked for every row just before it is
+    handed to a backend, from the contact's data the claim read (`CLAIMED_FIELDS`)."""
+    if email is None:
+        return "erased: the contact no longer exists"
+    if suppressed is not None:
+        return f"suppressed: {suppressed}"
+    if status == "pending" or not consent:
+        return "no marketing consent"
+    if attributes and "paused_until" in attributes and is_paused(_attributes(attributes), now):
+        return "paused by the person"
+    return ""
 
 
-def has_rows(conn: Connection, campaign_id: str) -> bool:
-    """Whether the ledger holds any row of the campaign."""
-    return delivery_store(conn).has_rows(conn, campaign_id)
-
-
-def queued_count(conn: Connection, campaign_id: str, due_by: datetime | None = None) -> int:
-    """How many rows of a campaign are queued (due by `due_by`, when given), from the queue's entries."""
-    return delivery_store(conn).queued_count(conn, campaign_id, due_by)
-
-
-def due_campaigns(conn: Connection, now: datetime) -> list[str]:
-    """The campaigns with queued rows due by `now` (from the queue's entries), in id order."""
-    return delivery_store(conn).due_campaigns(conn, now)
-
-
-def queued_by_due(conn: Connection, campaign_id: str) -> list[tuple[datetime, int]]:
-    """When a campaign's queued rows are due: (due time, how many), earliest first."""
-    return delivery_store(conn).queued_by_due(conn, campaign_id)
+def _attributes(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}

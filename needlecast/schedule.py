@@ -9,11 +9,12 @@
   Sequences are served by one `sweeper` job on an interval, which enrols, advances, and also resumes any
   rows left queued (retries, deferrals). A `resync` job re-reads the campaign files every minute: a changed
   file reschedules, a deleted one unschedules.
-- One scheduler leads per store (`store.leader.SenderLock`); another waits as a standby and leads within
+- One scheduler leads per store (`fleet.leadership`); another waits as a standby and leads within
   `[schedule] takeover_seconds` of the leader's connection dying. On taking the lead, and then every third
-  of the lease (the `upkeep` job), it recovers the rows of senders that died (`ledger.recover_senders`);
-  the sweeper also settles unknown requests (`ledger.settle_requests`). While any worker is alive its jobs
-  plan and enqueue, and leave the sending to the workers.
+  of the lease (the `upkeep` job), it recovers the rows of senders that died (`fleet.recovery`);
+  the sweeper also settles unknown requests (`fleet.recovery.settle_unknown_requests`). While any worker
+  is alive its jobs plan and enqueue, and leave the sending to the workers. Jobs start their sends with
+  `campaign.send.start.start_send`, like every face.
 - The `confirmations` job stores the signup form's submissions and sends their confirmation emails every
   CONFIRMATIONS_SECONDS (`audience.confirmations`: each taken and claimed by one sender, so each goes out
   once); the web app never decides or sends.
@@ -28,18 +29,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -50,20 +47,25 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine
 
-from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.journeys.sweeper import journeys_of, sweep_all, sweep_seconds
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, schedule_campaign
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.runner import Runner
+from needlecast.campaign.send.start import start_send
 from needlecast.config import Workspace, open_workspace, signing_secret
-from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.fleet.heartbeat import Heartbeat
-from needlecast.pacing import collect_seldom
+from needlecast.fleet.leadership import LocalWorkers, take_lead, watch_lock
+from needlecast.fleet.recovery import (
+    forget_ended,
+    recover,
+    settle_unknown_requests,
+    upkeep_seconds,
+)
 from needlecast.reports.digest import digest_job_id, digest_trigger, send_weekly_digest
-from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
@@ -73,7 +75,7 @@ log = logging.getLogger("needlecast.scheduler")
 MISFIRE_GRACE = int(timedelta(days=7).total_seconds())
 RESYNC_SECONDS = 60
 CONFIRMATIONS_SECONDS = 5  # how soon a signup's confirmation email goes out
-SENDERS_KEPT_SECONDS = 7 * 24 * 3600  # how long a stopped or dead sender's row stays, for whoever investigates
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,14 +124,16 @@ def _runtime(runtime: SchedulerRuntime | None) -> SchedulerRuntime:
     return runtime
 
 
-def _runner(runtime: SchedulerRuntime | None, root: str) -> Runner:
-    """The runner of a scheduler job: it plans, and sends only while no worker is alive."""
+def _send(runtime: SchedulerRuntime | None, root: str, send: Callable[[Runner], T]) -> T:
+    """A scheduler job's send (`start_send`): it plans, and sends only while no worker is alive, as this
+    scheduler's sender. No recovery first: the leader recovers on taking the lead and in `upkeep`."""
     runtime = _runtime(runtime)
     workspace = open_workspace(Path(root))
-    return Runner(
+    return start_send(
         workspace,
         runtime.engine,
-        get_backend(workspace),
+        send,
+        recover_first=False,
         stop=runtime.stop,
         sender=runtime.heartbeat,
         defer_to_workers=True,
@@ -144,8 +148,7 @@ def run_broadcast_job(
 ) -> None:
     """Enqueue and send a broadcast (one zone group's moment, or immediately with `send_now`)."""
     try:
-        with collect_seldom():
-            report = _runner(runtime, root).run_broadcast(campaign_id, send_now=send_now)
+        report = _send(runtime, root, lambda runner: runner.run_broadcast(campaign_id, send_now=send_now))
         log.info(
             "broadcast %s: %d enqueued, %d sent, %d failed, %d deferred, %d unknown, %d skipped",
             campaign_id,
@@ -164,8 +167,7 @@ def run_send_now_job(root: str, campaign_id: str, *, runtime: SchedulerRuntime |
     """Send one campaign now (the console's and the API's "send now"): a broadcast at once, a sequence's
     enrolment and due steps."""
     try:
-        with collect_seldom():
-            report = _runner(runtime, root).send(campaign_id, send_now=True)
+        report = _send(runtime, root, lambda runner: runner.send(campaign_id, send_now=True))
         log.info(
             "send now %s: %d enqueued, %d sent, %d failed", campaign_id, report.enqueued, report.sent, report.failed
         )
@@ -176,9 +178,7 @@ def run_send_now_job(root: str, campaign_id: str, *, runtime: SchedulerRuntime |
 def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Advance every sequence and send whatever is due (or leave it to the workers); settle unknown requests."""
     try:
-        runner = _runner(runtime, root)
-        with collect_seldom():
-            reports = runner.sweep()
+        reports, runner = _send(runtime, root, lambda runner: (runner.sweep(), runner))
         settle_unknown_requests(runner.engine, runner.workspace)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("sweep stopped: %s", err)
@@ -198,6 +198,27 @@ def run_sweeper_job(root: str, *, runtime: SchedulerRuntime | None = None) -> No
     log.info("sweep done: %d campaign(s) looked at", len(reports))
 
 
+def run_journeys_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
+    """Advance every journey's due positions (`needlecast.campaign.journeys.sweeper`: one job for everyone, in set
+    operations); the emails it enqueues go out with the sweeper job's (or the workers') sending."""
+    try:
+        workspace = open_workspace(Path(root))
+        reports = sweep_all(_runtime(runtime).engine, CampaignContext.load(workspace), utcnow())
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("journeys: %s", err)
+        return
+    for report in reports:
+        log.info(
+            "journey %s: %d entered, %d moved, %d enqueued, %d converted, %d left",
+            report.campaign_id,
+            report.entered,
+            report.moved,
+            report.enqueued,
+            report.converted,
+            sum(report.left.values()),
+        )
+
+
 def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Recover the rows of senders that died (workers on any machine), every few seconds; forget the senders
     that ended more than SENDERS_KEPT_SECONDS ago (`needlecast status` shows only live ones anyway)."""
@@ -205,8 +226,7 @@ def run_upkeep_job(root: str, *, runtime: SchedulerRuntime | None = None) -> Non
         workspace = open_workspace(Path(root))
         engine = _runtime(runtime).engine
         recover(engine, workspace.settings.delivery.lease_seconds, scan=False)
-        with delivery_store(engine).writing() as conn:
-            fleet.forget_ended(conn, fleet.clock(conn) - SENDERS_KEPT_SECONDS)
+        forget_ended(engine)
     except (NeedlecastError, ConfigurationError) as err:
         log.error("upkeep: %s", err)
 
@@ -235,31 +255,6 @@ def run_digest_job(root: str, *, runtime: SchedulerRuntime | None = None) -> Non
     log.info("weekly digest: %s", done)
 
 
-def settle_unknown_requests(engine: Engine, workspace: Workspace) -> ledger.RequestSettlement:
-    """Settle every campaign's unknown requests (`ledger.settle_requests`) and log what was done."""
-    after = workspace.settings.delivery.reconcile_after_minutes * 60
-    total = ledger.RequestSettlement()
-    with engine.connect() as conn:
-        campaign_ids = fleet.campaigns_with_requests(conn, fleet.UNKNOWN)
-    for campaign_id in campaign_ids:
-        with delivery_store(engine).writing() as conn:
-            result = ledger.settle_requests(conn, campaign_id, after)
-        if result.accepted or result.lost:
-            log.info(
-                "campaign %s: %d unknown request(s) proved accepted (%d emails sent), %d proved lost "
-                "(%d emails queued again), %d still unknown",
-                campaign_id,
-                result.accepted,
-                result.accepted_rows,
-                result.lost,
-                result.requeued_rows,
-                result.waiting,
-            )
-        for name in ("accepted", "accepted_rows", "lost", "requeued_rows", "waiting"):
-            setattr(total, name, getattr(total, name) + getattr(result, name))
-    return total
-
-
 def run_resync_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Re-read campaign files and reschedule what changed (uses the running scheduler)."""
     runtime = _runtime(runtime)
@@ -285,7 +280,7 @@ class JobSpec:
 def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple[list[JobSpec], int]:
     """The jobs the campaign files call for, and how many files could not be read.
 
-    Each broadcast is scheduled here (`campaign.scheduling.schedule_campaign`): one whose schedule is
+    Each broadcast is scheduled here (`campaign.plan.scheduling.schedule_campaign`): one whose schedule is
     already past when it is first scheduled is refused and logged, and gets no job; a draft gets none.
     Sequences are scheduled too (their enrolment starts when they are first scheduled); the one sweeper
     job serves them all.
@@ -305,6 +300,8 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
         JobSpec("upkeep", run_upkeep_job, IntervalTrigger(seconds=upkeep_seconds(workspace)), [root]),
         JobSpec("confirmations", run_confirmations_job, IntervalTrigger(seconds=CONFIRMATIONS_SECONDS), [root]),
     ]
+    if journeys_of(ctx):  # one job advances every journey
+        jobs.append(JobSpec("journeys", run_journeys_job, IntervalTrigger(seconds=sweep_seconds(workspace)), [root]))
     if workspace.settings.reports.digest.recipients:
         jobs.append(JobSpec(digest_job_id(workspace), run_digest_job, digest_trigger(workspace), [root]))
     zones = audience_zones(conn)
@@ -318,7 +315,7 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
             continue
         if campaign.kind != BROADCAST:
             continue
-        started = ledger.has_rows(conn, campaign.id)
+        started = delivery_store(conn).has_rows(conn, campaign.id)
         for moment in broadcast_moments(campaign, zones):
             if moment <= now and started:
                 continue  # already ran; re-adding a past moment would only run a no-op
@@ -472,57 +469,15 @@ def build_scheduler(
     )
 
 
-def upkeep_seconds(workspace: Workspace) -> int:
-    """How often the leader looks for dead senders: a third of the lease (at least every 2 s)."""
-    return max(2, int(workspace.settings.delivery.lease_seconds / 3))
-
-
-def recover(engine: Engine, lease_seconds: float, *, scan: bool = True) -> ledger.Recovery:
-    """Recover the rows of senders that died (`ledger.recover_senders`; any process may, at any time) and log
-    what became of them (counts only)."""
-    with delivery_store(engine).writing() as conn:
-        result = ledger.recover_senders(conn, lease_seconds, scan=scan)
-    if result.requeued:
-        log.warning(
-            "%d ledger rows claimed by %d stopped sender(s) were never posted: queued again",
-            result.requeued,
-            len(result.senders),
-        )
-    if result.unknown or result.legacy:
-        log.warning(
-            "%d ledger rows of %d request(s) that a stopped sender may have posted are now 'unknown': they are "
-            "settled from the provider's events (`needlecast campaign reconcile`)",
-            result.unknown + result.legacy,
-            result.requests,
-        )
-    return result
-
-
 def leading_scheduler(
     workspace: Workspace, runtime: SchedulerRuntime, scheduler_cls: type[BaseScheduler], *, wait: bool
 ) -> tuple[BaseScheduler, SenderLock] | None:
-    """Take the leader lock (with `wait`, as a standby until the leader goes; None if stopped meanwhile),
-    recover what dead senders left, and build a scheduler whose first job (`resync`, at once) brings the job
-    store in line with the campaign files. It becomes `runtime.scheduler`."""
-    engine = runtime.engine
-    takeover = workspace.settings.schedule.takeover_seconds
-    lock = SenderLock(engine, takeover)
-    standby = False
-    while not lock.acquire():
-        if not wait:
-            raise ConfigurationError(
-                "another needlecast scheduler leads this database (APScheduler 3 cannot share a job store): "
-                "stop it first, or run `needlecast scheduler`, which waits as its standby"
-            )
-        if not standby:
-            log.info("standby: another scheduler leads this store; taking over within %gs of it stopping", takeover)
-            standby = True
-        if runtime.stop.wait(min(1.0, takeover / 5)):
-            return None
-    if runtime.heartbeat is not None:
-        runtime.heartbeat.set_leader(True)
-    log.info("leading: this scheduler runs the jobs%s", " (took over from the previous leader)" if standby else "")
-    recover(engine, workspace.settings.delivery.lease_seconds, scan=True)
+    """Take the leader lock (with `wait`, as a standby until the leader goes; None if stopped meanwhile) and
+    recover what dead senders left (`fleet.leadership.take_lead`), then build a scheduler whose first job
+    (`resync`, at once) brings the job store in line with the campaign files. It becomes `runtime.scheduler`."""
+    lock = take_lead(workspace, runtime.engine, runtime.stop, runtime.heartbeat, wait=wait)
+    if lock is None:
+        return None
     scheduler = build_scheduler(runtime, scheduler_cls)
     runtime.scheduler = scheduler
     scheduler.add_job(
@@ -576,7 +531,7 @@ def run_scheduler(workspace: Workspace) -> None:
                 return
             scheduler, lock = leading
             watch = threading.Thread(
-                target=_watch_lock,
+                target=watch_lock,
                 args=(lock, settings.schedule.takeover_seconds, runtime.stop, lost, stop),
                 daemon=True,
             )
@@ -594,64 +549,6 @@ def run_scheduler(workspace: Workspace) -> None:
         workers.stop()
     if lost.is_set():
         raise SystemExit(3)
-
-
-def _watch_lock(
-    lock: SenderLock,
-    takeover_seconds: float,
-    stopping: threading.Event,
-    lost: threading.Event,
-    stop: Callable[..., None],
-) -> None:
-    """The leader checks its lock's session; when it is gone another scheduler may lead: stop at once."""
-    while not stopping.wait(max(0.5, takeover_seconds / 3)):
-        if not lock.held():
-            log.error("the leader lock's database session is gone: stopping (another scheduler may lead now)")
-            lost.set()
-            stop(0, None)
-            return
-
-
-class LocalWorkers:
-    """`[delivery] sender_processes` local `needlecast worker` processes, for the life of a scheduler."""
-
-    def __init__(self, root: Path, count: int) -> None:
-        self.processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "needlecast.cli", "worker"],
-                cwd=root,
-                env={**os.environ, "NEEDLECAST_WORKSPACE": str(root)},
-                stdin=subprocess.DEVNULL,
-            )
-            for _ in range(count)
-        ]
-        if count:
-            log.info("%d local worker(s) started", count)
-
-    def wait_alive(self, engine: Engine, lease_seconds: float, stop: threading.Event, timeout: float = 120.0) -> bool:
-        """Wait until this many workers are alive in the store (True), or `timeout` passes, `stop` is set or a
-        worker process exits (False: the scheduler then sends by itself while no worker is alive)."""
-        deadline = time.monotonic() + timeout
-        while self.processes and not stop.is_set() and time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if len(fleet.live(conn, fleet.cutoff(conn, lease_seconds), kind="worker")) >= len(self.processes):
-                    return True
-            if any(process.poll() is not None for process in self.processes):
-                break
-            stop.wait(0.2)
-        if self.processes:
-            log.warning("the local workers are not all alive: the scheduler sends by itself while none is")
-        return not self.processes
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # they finish their requests in flight
-        for process in self.processes:
-            try:
-                process.wait(120)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def sync_offline(workspace: Workspace) -> tuple[int, int] | None:

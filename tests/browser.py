@@ -3,9 +3,11 @@
 `chromium_path()` is the browser or None (the tests then skip, saying why: `.ci/run` installs it).
 `axe_script()` is axe-core's `axe.min.js` (`.ci/run` installs the npm package into `.ci/axe`), or None.
 `accessibility_problems(page)` runs axe on the page and returns its serious and critical violations.
-`launched()` is the browser every browser test uses: each context it makes runs under the pages' own
-Content-Security-Policy (never bypassed) and is watched by `PageProblems`; when the browser closes, a console
-error, an uncaught script error or a CSP violation on any page fails the test, each listed with its page.
+`SessionChromium` is the one Chromium a test session launches (conftest's session fixture `chromium`);
+`guarded(browser)` is what every browser test uses (conftest's fixture `browser`): a `GuardedBrowser` whose
+contexts run under the pages' own Content-Security-Policy (never bypassed) and are watched by `PageProblems`;
+when the test ends its contexts close, and a console error, an uncaught script error or a CSP violation on any
+of its pages fails the test, each listed with its page.
 """
 
 from __future__ import annotations
@@ -117,17 +119,25 @@ class PageProblems:
 
 
 class GuardedBrowser:
-    """A launched Chromium whose every new context is watched by one `PageProblems`."""
+    """A launched Chromium whose every new context is watched by one `PageProblems`; `close()` closes the
+    contexts it made (the browser stays, for the next test)."""
 
     def __init__(self, browser: Any, problems: PageProblems) -> None:
         self.browser = browser
         self.problems = problems
+        self.contexts: list[Any] = []
 
     def new_context(self, **options: Any) -> Any:
         assert not options.get("bypass_csp"), "browser tests run under the pages' own CSP"
         context = self.problems.watch(self.browser.new_context(**options))
         context.route(_elsewhere, _blank_image)
+        self.contexts.append(context)
         return context
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()  # also delivers the events still queued, so the check below sees them
+        self.contexts.clear()
 
 
 # A transparent 1x1 GIF: what an email's own images (the clinic's logo, on its site) get in the tests, which
@@ -148,16 +158,40 @@ def _blank_image(route: Any) -> None:
 
 
 @contextlib.contextmanager
-def launched() -> Iterator[GuardedBrowser]:
-    """Chromium for one test; after it closes, `AssertionError` listing every console error, page error and
-    CSP violation any of its pages logged (in a fixture's teardown: the test fails at teardown)."""
-    from playwright.sync_api import sync_playwright
-
+def guarded(browser: Any) -> Iterator[GuardedBrowser]:
+    """A `GuardedBrowser` over `browser` for one test; afterwards its contexts are closed, then `AssertionError`
+    lists every console error, page error and CSP violation any of its pages logged (in a fixture's teardown:
+    the test fails at teardown)."""
     problems = PageProblems()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            yield GuardedBrowser(browser, problems)
-        finally:
-            browser.close()
+    running = GuardedBrowser(browser, problems)
+    try:
+        yield running
+    finally:
+        running.close()
     assert not problems.found, problems.report()
+
+
+class SessionChromium:
+    """One Chromium for a whole test session (a launch costs about a second; a context, milliseconds), started
+    at the first `browser()` and launched again should it have gone (a crash fails one test, not the rest)."""
+
+    def __init__(self) -> None:
+        self._playwright: Any = None
+        self._browser: Any = None
+
+    def browser(self) -> Any:
+        if self._browser is not None and self._browser.is_connected():
+            return self._browser
+        if self._playwright is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        return self._browser
+
+    def stop(self) -> None:
+        if self._browser is not None and self._browser.is_connected():
+            self._browser.close()
+        if self._playwright is not None:
+            self._playwright.stop()
+        self._browser = self._playwright = None

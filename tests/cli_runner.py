@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from needlecast.cli import main
+from tests.conftest import SUITE_ENVIRONMENT
 
 
 @dataclass
@@ -27,7 +28,8 @@ class Result:
 
 
 def run(monkeypatch: pytest.MonkeyPatch, root: Path | None, *args: str, **env: str) -> Result:
-    for key in [k for k in os.environ if k.startswith(("NEEDLECAST_", "SENDGRID_")) and k not in env]:
+    kept = set(env) | set(SUITE_ENVIRONMENT)  # the suite's own settings (the cheap password cost) stay
+    for key in [k for k in os.environ if k.startswith(("NEEDLECAST_", "SENDGRID_")) and k not in kept]:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

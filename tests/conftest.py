@@ -1,4 +1,19 @@
-"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings and campaigns)."""
+"""Shared fixtures: a temporary workspace (a copy of the sample, with the demo clinic's settings and campaigns),
+stores on SQLite and PostgreSQL (copied from a template migrated once per session), the session's Chromium.
+
+Which tests run on PostgreSQL as well as SQLite (the rule). A test that takes `store_url` (or `blank_store_url`)
+runs on both databases, unless it or its module is marked `database_independent`, which runs it on SQLite alone.
+Both databases: the store contract suites (tests of needlecast/store/ and of the code that calls it with
+SQL of its own: ledger, delivery store, fleet store, audience and imports, runner, winner, reports and their
+figures, events, send outcome and send time, scheduler); the fleet tests (PostgreSQL only); and any test of
+something the database decides or that the dialects do differently: races and concurrent requests, locks and
+claims, ON CONFLICT and bulk inserts (COPY), ids past 64 bits, sequences, times and zones as stored, error
+text. SQLite alone (`database_independent`): tests of a face (console pages, API and signup over HTTP, the
+browser pages) whose assertions are about what a person or client sees, such as forms, permissions, status
+codes, CSRF, redirects, wording, and whose database work is plain reads and writes that a contract suite
+already runs on PostgreSQL. When one test of a face does test such a database path, it stays on both, by
+marking the others one by one instead of the module.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +35,7 @@ from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
+from tests.browser import GuardedBrowser, SessionChromium, chromium_path, guarded
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +44,18 @@ REPO = Path(__file__).resolve().parent.parent
 hypothesis.settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis.settings.load_profile("ci")
+
+# Console passwords are hashed at argon2's lightest cost in the suite (production keeps argon2-cffi's default,
+# about 0.2-0.5 s a hash here, which every web set-up paid four times over). Set in the environment, so the
+# processes the tests start (fleet members, CLI subprocesses) inherit it; a value already set wins, so the
+# suite can be run at the production cost. tests/test_password_cost.py tests the setting and the default.
+SUITE_ENVIRONMENT = {
+    "NEEDLECAST_ARGON2_TIME_COST": "1",
+    "NEEDLECAST_ARGON2_MEMORY_COST": "8",
+    "NEEDLECAST_ARGON2_PARALLELISM": "1",
+}
+for _variable, _value in SUITE_ENVIRONMENT.items():
+    os.environ.setdefault(_variable, _value)
 
 
 @pytest.fixture()
@@ -122,9 +150,22 @@ def empty_store(kind: str, folder: Path, *, migrated: bool = True) -> Iterator[s
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=STORES)
+DATABASE_INDEPENDENT = "database_independent"  # the marker: see the module docstring
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that takes `store_url` or `blank_store_url` (itself or through another fixture) runs on both
+    databases, unless it (or its module) is marked `database_independent`: then on SQLite alone."""
+    independent = metafunc.definition.get_closest_marker(DATABASE_INDEPENDENT) is not None
+    for name in ("store_url", "blank_store_url"):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, ["sqlite"] if independent else STORES, indirect=True)
+
+
+@pytest.fixture()
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store on each database in turn.
+    """A database URL for an empty store on each database in turn (SQLite alone for a test marked
+    `database_independent`).
 
     The contract suites take this fixture, so each of their tests runs on both databases.
     """
@@ -132,7 +173,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture()
 def blank_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Like `store_url`, but a store without any table (for tests of creating or upgrading a store)."""
     with empty_store(request.param, tmp_path, migrated=False) as url:
@@ -165,4 +206,22 @@ def vocabulary() -> Vocabulary:
 def sink() -> Iterator[SendGridSink]:
     """The loopback SendGrid sink, taking the key the sending tests use (`tests.test_runner.API_KEY`)."""
     with SendGridSink(api_key="SG.runner-test") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[SessionChromium]:
+    """The one Chromium of the session (each browser test gets contexts of its own from it: `browser`)."""
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    session = SessionChromium()
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def browser(chromium: SessionChromium) -> Iterator[GuardedBrowser]:
+    """The session's Chromium for one test: new contexts run under the pages' own CSP; at teardown they close
+    and the test fails on any console error, uncaught error or CSP violation of any page it opened."""
+    with guarded(chromium.browser()) as running:
         yield running

@@ -3,8 +3,6 @@ and its store with the leads imported."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ from sqlalchemy import Engine
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
+from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +47,7 @@ def store_with_leads(ws: Workspace) -> Engine:
 def big_broadcast_workspace(root: Path, recipients: int, send_at: datetime, config: Callable[[str], str]) -> Path:
     """`needlecast init ROOT` with the repository's settings edited by `config`, one broadcast `big` at
     `send_at` to every lead, and `audiences/big.csv` with `recipients` consenting leads (four variants)."""
-    subprocess.run([sys.executable, "-m", "needlecast.cli", "init", str(root)], check=True, capture_output=True)
+    init_workspace(root)  # what `needlecast init ROOT` does, without a process of its own
     (root / "needlecast.toml").write_text(config((REPO / "needlecast.toml").read_text()))
     for path in (root / "campaigns").glob("*.yaml"):
         path.unlink()

@@ -75,6 +75,7 @@ ENDPOINTS: list[tuple[str, str, str, object]] = [
 ]
 
 
+@pytest.mark.database_independent
 def test_the_openapi_document_is_3_1_and_describes_every_endpoint_and_the_key(api: ConsoleSite) -> None:
     document = httpx.get(f"{api.url}/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.1")
@@ -90,6 +91,7 @@ def test_the_openapi_document_is_3_1_and_describes_every_endpoint_and_the_key(ap
     assert document["components"]["schemas"]["ErrorOut"]["properties"]["error"]
 
 
+@pytest.mark.database_independent
 def test_a_missing_or_wrong_or_revoked_key_is_401_and_a_missing_scope_403(api: ConsoleSite) -> None:
     anonymous = httpx.Client(base_url=f"{api.url}/api/v1")
     for method, path, _scope, body in ENDPOINTS:
@@ -121,6 +123,7 @@ def test_every_key_is_rate_limited_on_its_own_with_retry_after(
         assert quiet.get("/campaigns").status_code == 200
 
 
+@pytest.mark.database_independent
 def test_contacts_are_upserted_with_consent_evidence_read_listed_by_cursor_and_erased(api: ConsoleSite) -> None:
     client = api.api(api.key("contacts:read", "contacts:write"))
     body = {
@@ -172,6 +175,7 @@ def test_contacts_are_upserted_with_consent_evidence_read_listed_by_cursor_and_e
     assert _audited(api, "contact.upserted") == 2
 
 
+@pytest.mark.database_independent
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -198,6 +202,7 @@ def test_a_body_that_is_not_what_the_schema_says_is_422_naming_the_field(
     assert error["code"] == "invalid" and error["field"] == field, error
 
 
+@pytest.mark.database_independent
 def test_oversized_deep_and_unreadable_bodies_are_refused_before_they_are_parsed(api: ConsoleSite) -> None:
     client = api.api(api.key())
     assert _error(client.post("/events", content=b"[" * 100 + b"]" * 100), 400)["code"] == "too_deep"
@@ -291,6 +296,7 @@ def test_events_are_stored_once_per_id_and_a_bad_one_costs_the_batch_nothing(api
     assert _error(client.post("/events", json={"events": too_many}), 422)["field"] == "events"
 
 
+@pytest.mark.database_independent
 def test_campaigns_are_listed_read_planned_paused_resumed_and_cancelled(api: ConsoleSite) -> None:
     campaigns_actions.schedule(api.engine, api.workspace, cli_actor(), "spring-guide")
     client = api.api(api.key("campaigns:read", "campaigns:write"))
@@ -311,6 +317,7 @@ def test_campaigns_are_listed_read_planned_paused_resumed_and_cancelled(api: Con
     assert [tuple(a) for a in actors] == [("api_key", "tests")] * 3
 
 
+@pytest.mark.database_independent
 def test_a_report_is_json_with_its_funnel_ab_test_health_and_conversions(api: ConsoleSite) -> None:
     report = api.api(api.key("reports:read")).get("/reports/spring-guide")
     assert report.status_code == 200, report.text

@@ -12,9 +12,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from needlecast.audience.addresses import normalise_email
+from needlecast.addresses import normalise_email
 from needlecast.web.api.schemas import EMAIL_PATTERN, TIME_ZONES
 from tests.console_site import ConsoleSite, site
+
+# Pages, forms, permissions and their answers: on SQLite only (conftest's rule).
+pytestmark = pytest.mark.database_independent
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +20,7 @@ from needlecast.config import AttributionSettings, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.delivery.outbox import OutboxBackend
 from needlecast.reports import load_report
-from needlecast.reports.attribution import LAST_CLICK, LAST_DELIVERED, NONE, attribute
+from needlecast.statistics.attribution import LAST_CLICK, LAST_DELIVERED, NONE, attribute
 from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries
 from needlecast.tracking.events import parse_sendgrid
@@ -114,7 +115,7 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     workspace = open_workspace(workspace_dir)
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     return engine

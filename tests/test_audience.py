@@ -17,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, func, select
 
 from needlecast import signing
-from needlecast.audience.addresses import email_hash, email_hasher, mask_email, normalise_email
+from needlecast.addresses import email_hash, email_hasher, mask_email, normalise_email
 from needlecast.audience.consent import confirm, consent_history, record_consent, start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file

@@ -9,10 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
-from needlecast.accounts import users
-from tests.browser import CHROMIUM_FLAGS, accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, csrf_of, email_of, site
 from tests.test_signup import GOOD, confirmation_links, contact_row
 
@@ -25,27 +23,14 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 
 @pytest.fixture()
 def web(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # the throttle counts, not the cost
-    monkeypatch.setattr(users, "_hasher", light)
-    monkeypatch.setattr(users, "_DUMMY_HASH", light.hash("a timing twin"))
     url = f"sqlite:///{tmp_path / 'pages.db'}"
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
     with site(workspace_dir, url, import_sample=False) as running:
         yield running
 
 
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
-
-
-def new_page(browser: Any, width: int) -> Any:
-    return browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True).new_page()
+def new_page(browser: GuardedBrowser, width: int) -> Any:
+    return browser.new_context(viewport={"width": width, "height": 900}).new_page()
 
 
 def checked(page: Any, name: str) -> None:
@@ -53,7 +38,9 @@ def checked(page: Any, name: str) -> None:
     screenshot(page, name)
 
 
-def test_a_throttled_log_in_page_says_how_long_to_wait_at_both_widths(web: ConsoleSite, browser: Any) -> None:
+def test_a_throttled_log_in_page_says_how_long_to_wait_at_both_widths(
+    web: ConsoleSite, browser: GuardedBrowser
+) -> None:
     client = web.client()
     for attempt in range(web.workspace.settings.console.login_refuse_after):
         form = client.get("/console/login")
@@ -72,7 +59,7 @@ def test_a_throttled_log_in_page_says_how_long_to_wait_at_both_widths(web: Conso
 
 
 def test_the_confirm_page_shows_a_button_and_confirms_only_when_pressed_at_both_widths(
-    web: ConsoleSite, browser: Any
+    web: ConsoleSite, browser: GuardedBrowser
 ) -> None:
     assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
     (link,) = confirmation_links(web, "nia.lead@example.org")

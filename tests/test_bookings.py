@@ -237,6 +237,7 @@ def calendly_body(
     return json.dumps(payload).encode()
 
 
+@pytest.mark.database_independent
 def test_a_signed_calendly_booking_is_stored_with_its_treatment_and_next_appointment(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -258,6 +259,7 @@ def test_a_signed_calendly_booking_is_stored_with_its_treatment_and_next_appoint
     assert "ana@example.com" not in json.dumps(entry["detail"])
 
 
+@pytest.mark.database_independent
 def test_a_forged_tampered_or_stale_calendly_delivery_is_401_and_stores_nothing(site: Site) -> None:
     body = calendly_body("invitee.created", "INV1")
     assert site.calendly(body, key="someone-else").status_code == 401
@@ -284,6 +286,7 @@ def test_a_replayed_delivery_stores_nothing_twice_and_cannot_reopen_a_cancelled_
     assert site.next_of("ana@example.com") is None
 
 
+@pytest.mark.database_independent
 def test_a_cancellation_clears_the_future_appointment(site: Site) -> None:
     first = calendly_body("invitee.created", "INV1", at=datetime.now(UTC) - timedelta(minutes=1))
     assert site.calendly(first).status_code == 200
@@ -295,6 +298,7 @@ def test_a_cancellation_clears_the_future_appointment(site: Site) -> None:
     assert "next_appointment_at" not in site.attributes("ana@example.com")
 
 
+@pytest.mark.database_independent
 def test_a_calendly_reschedule_moves_the_next_appointment_without_a_cancellation(site: Site) -> None:
     before = datetime.now(UTC) - timedelta(minutes=5)
     site.calendly(calendly_body("invitee.created", "OLD", at=before))
@@ -307,6 +311,7 @@ def test_a_calendly_reschedule_moves_the_next_appointment_without_a_cancellation
     assert site.next_of("ana@example.com") == (LATER, "microneedling")
 
 
+@pytest.mark.database_independent
 def test_an_unknown_appointment_type_is_kept_and_reported(site: Site) -> None:
     other = "https://api.calendly.com/event_types/UNMAPPED"
     response = site.calendly(calendly_body("invitee.created", "INV9", event_type=other))
@@ -335,6 +340,7 @@ def _acuity_appointment(appointment_id: int, **changes: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.database_independent
 def test_an_acuity_notice_is_verified_then_its_appointment_fetched_from_the_api(site: Site, acuity: AcuityStub) -> None:
     acuity.appointments["501"] = _acuity_appointment(501)
     notice = {"action": "scheduled", "id": "501", "calendarID": "1", "appointmentTypeID": "7001"}
@@ -358,6 +364,7 @@ def test_an_acuity_notice_is_verified_then_its_appointment_fetched_from_the_api(
     assert site.next_of("ben@example.com") is None
 
 
+@pytest.mark.database_independent
 def test_acuity_api_failure_stores_nothing_and_the_retry_stores_it(site: Site, acuity: AcuityStub) -> None:
     acuity.appointments["502"] = _acuity_appointment(502)
     notice = {"action": "scheduled", "id": "502", "appointmentTypeID": "7001"}
@@ -375,6 +382,7 @@ def test_acuity_api_failure_stores_nothing_and_the_retry_stores_it(site: Site, a
     assert len(site.events()) == 1
 
 
+@pytest.mark.database_independent
 def test_a_generic_system_is_mapped_and_one_bad_item_never_costs_the_rest(site: Site) -> None:
     now = datetime.now(UTC)
     ben, ana = {"email": "ben@example.com"}, {"email": "ana@example.com"}
@@ -412,6 +420,7 @@ def test_a_late_older_change_never_undoes_a_newer_one(site: Site) -> None:
     assert site.next_of("ben@example.com") is None
 
 
+@pytest.mark.database_independent
 def test_a_booking_hook_that_is_not_switched_on_is_404_and_erasure_removes_appointments(site: Site) -> None:
     assert site.post("mindbody", b"{}", {}).status_code == 404
     site.calendly(calendly_body("invitee.created", "INV1"))
@@ -465,6 +474,7 @@ def test_a_bad_booking_setting_is_a_configuration_error_naming_the_field(
         load_settings(workspace_dir)
 
 
+@pytest.mark.database_independent
 def test_a_signed_body_in_the_wrong_format_is_400_and_an_oversized_one_413(site: Site) -> None:
     assert site.calendly(b"not json").status_code == 400
     assert site.calendly(b'{"event": "invitee.created"}').status_code == 400

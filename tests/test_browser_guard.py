@@ -1,10 +1,11 @@
-"""The browser tests' guard (`tests.browser.launched`) fails a test on what a person's browser would log."""
+"""The browser tests' guard (`tests.browser.guarded`, which conftest's `browser` fixture gives every browser test)
+fails a test on what a person's browser would log; run on the session's Chromium, as the fixture runs."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.browser import chromium_path, launched
+from tests.browser import SessionChromium, chromium_path, guarded
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -14,8 +15,8 @@ SITE = "http://127.0.0.1:9"  # answered by the page's route: nothing listens the
 PAGE = '<!doctype html><html lang="en"><title>t</title><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="">'
 
 
-def test_a_csp_violation_a_console_error_and_an_uncaught_error_each_fail_the_test() -> None:
-    with pytest.raises(AssertionError) as failed, launched() as browser:
+def test_a_csp_violation_a_console_error_and_an_uncaught_error_each_fail_the_test(chromium: SessionChromium) -> None:
+    with pytest.raises(AssertionError) as failed, guarded(chromium.browser()) as browser:
         page = browser.new_context().new_page()
         page.route(
             f"{SITE}/**",
@@ -40,8 +41,8 @@ def test_a_csp_violation_a_console_error_and_an_uncaught_error_each_fail_the_tes
     assert f"/page?x=1: console error: {missing} ({SITE}/missing.png)" in report
 
 
-def test_a_quiet_page_passes() -> None:
-    with launched() as browser:
+def test_a_quiet_page_passes(chromium: SessionChromium) -> None:
+    with guarded(chromium.browser()) as browser:
         page = browser.new_context().new_page()
         page.route(f"{SITE}/**", lambda route: route.fulfill(body=PAGE, content_type="text/html"))
         page.goto(f"{SITE}/")

@@ -4,10 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from needlecast import __version__
 from needlecast.cli import app
+from tests.cli_runner import run
 
 runner = CliRunner()
 
@@ -24,7 +26,7 @@ def test_version() -> None:
     assert result.exit_code == 0 and __version__ in result.stdout
 
 
-def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path) -> None:
+def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "clinic"
     assert runner.invoke(app, ["init", str(target)]).exit_code == 0
     for name in (
@@ -35,13 +37,13 @@ def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path) -> No
         "needlecast.toml",
     ):
         assert (target / name).is_file(), name
-    again = subprocess.run(
-        [sys.executable, "-m", "needlecast.cli", "init", str(target)], capture_output=True, text=True
-    )
-    assert again.returncode == 2 and "already a workspace" in again.stderr
+    again = run(monkeypatch, None, "init", str(target))
+    assert again.code == 2 and "already a workspace" in again.stderr
 
 
 def test_missing_workspace_says_how_to_create_one(tmp_path: Path) -> None:
+    """The one run of `python -m needlecast.cli` as its own process: the module runs, and its errors exit
+    with their status and one line (every other command test runs the same `main()` in-process)."""
     result = subprocess.run(
         [sys.executable, "-m", "needlecast.cli", "content", "show"],
         cwd=tmp_path,

@@ -25,7 +25,8 @@ from alembic import command
 from sqlalchemy import Engine, func, select, update
 
 from needlecast.accounts.audit import entries
-from needlecast.accounts.roles import cli_actor
+from needlecast.accounts.roles import Actor, cli_actor
+from needlecast.actions import users as users_actions
 from needlecast.cli.common import app
 from needlecast.config import Workspace
 from needlecast.store.engine import _alembic_config, head_revision, make_engine, open_store
@@ -33,6 +34,7 @@ from needlecast.store.schema import audit_log, deliveries
 from tests.cli_runner import Result, run
 
 USER = "clinic-admin"  # what getpass.getuser() says in these tests
+ANALYST = Actor("user", "analyst@clinic.example", 9, role="analyst")  # may read, may change nothing
 
 # command -> the audit action it writes (the console's and the API's name where they make the same change)
 CHANGING = {
@@ -57,6 +59,9 @@ CHANGING = {
     "user set-password": "user.password_changed",
     "apikey create": "apikey.created",
     "apikey revoke": "apikey.revoked",
+    "journey enter": "journey.entered",
+    "journey save": "journey.saved",
+    "journey check": "journey.repaired",  # with --repair; without it, it reads
     "demo": "audience.imported",  # tests/test_demo.py: its sends are the scheduler's jobs
 }
 TESTED_ELSEWHERE = {"demo"}  # runs a scheduler for seconds: test_demo_sends_broadcast_and_day_zero_then_nothing_new
@@ -72,6 +77,7 @@ READS_ONLY = {
     "audit": "reads",
     "campaign list": "reads",
     "campaign status": "reads",
+    "journey preview": "reads",
     "audience segments": "reads",
     "audience show": "reads",
     "content list": "reads",
@@ -154,6 +160,34 @@ def _synced(result: Result) -> dict[str, Any]:
     return {"changed": int(found[1]), "removed": int(found[2])}
 
 
+def _entered(result: Result) -> dict[str, Any]:
+    found = re.search(r"(\d+) entered; (\d+) not entered.*; (\d+) unknown", result.stdout)
+    assert found, result.stdout
+    return {"entered": int(found[1]), "not_entered": int(found[2]), "unknown": int(found[3])}
+
+
+JOURNEY = """id: j
+kind: journey
+segment: all-leads
+time_zone: Europe/London
+entry: {manual: true}
+signoff: {reviewer: QA, date: 2026-11-24, note: test content}
+steps:
+"""
+
+
+def _journey_files(root: Path) -> Callable[[], None]:
+    """A journey of two nodes in campaigns/, and its next version without its first node in j2.yaml."""
+    (root / "j2.yaml").write_text(JOURNEY + "  - {id: pause, kind: wait, delay: 1d}\n")
+
+    def write() -> None:
+        (root / "campaigns" / "j.yaml").write_text(
+            JOURNEY + "  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 1d}\n"
+        )
+
+    return write
+
+
 def _old_store(url: str) -> None:
     """The store as an older needlecast left it, so that `db upgrade` has something to do."""
     engine = make_engine(url)
@@ -233,6 +267,11 @@ def _steps(root: Path, engine: Callable[[], Engine]) -> list[Step]:
         Step(("apikey", "create", "--name", "booking system", "--scopes", "events:write"), "apikey.created",
              "apikey:#1", {"scopes": ["events:write"]}),
         Step(("apikey", "revoke", "1"), "apikey.revoked", "apikey:#1"),
+        Step(("journey", "enter", "j", "3", "4"), "journey.entered", "campaign:j", _entered,
+             before=_journey_files(root)),
+        Step(("journey", "save", "j", str(root / "j2.yaml"), "--move", "hello=pause"), "journey.saved", "campaign:j",
+             {"version": 1, "moves": {"hello": "pause"}}),
+        Step(("journey", "check", "j", "--repair"), "journey.repaired", "campaign:j", {"moved": {}}),
     ]  # fmt: skip
 
 
@@ -241,9 +280,25 @@ def _newest_id(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(audit_log.c.id), 0))).scalar_one())
 
 
+def _refused(step: Step, root: Path, url: str, engine: Callable[[], Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's command, run by an operator without its permission: refused by the action it calls
+    (`PermissionDenied`, exit 1), with no audit entry written. Every command builds its actor in one place
+    (`cli.common.operator`), so a command that changed data past the actions would not be refused here."""
+    before = _newest_id(engine()) if step.command != "db upgrade" else 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(step.stdin))
+    with monkeypatch.context() as patched:
+        patched.setattr(users_actions, "local_operator", lambda: ANALYST)
+        result = run(monkeypatch, root, *step.args, NEEDLECAST_DATABASE_URL=url, **step.env)
+    assert result.code == 1 and f"{ANALYST.label} may not" in result.stderr, (step.args, result.stderr)
+    if step.command != "db upgrade":  # before the upgrade the old store has no audit log to read
+        assert _newest_id(engine()) == before, step.args
+
+
 def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
     workspace_dir: Path, blank_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each changing command, first as an operator who may not (refused by its action, nothing audited),
+    then as the command line's user (one entry, `cli:<os user>`, with the command's counts)."""
     monkeypatch.setattr(getpass, "getuser", lambda: USER)
     _old_store(blank_store_url)
     opened: list[Engine] = []
@@ -259,6 +314,7 @@ def test_every_changing_command_is_audited_as_the_cli_user_with_its_counts(
         for step in steps:
             if step.before:
                 step.before()
+            _refused(step, workspace_dir, blank_store_url, engine, monkeypatch)
             before = _newest_id(engine()) if opened else 0
             monkeypatch.setattr(sys, "stdin", io.StringIO(step.stdin))
             result = run(monkeypatch, workspace_dir, *step.args, NEEDLECAST_DATABASE_URL=blank_store_url, **step.env)

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert
 
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.audience.events import store_events, validate_event
 from needlecast.reports.cohorts import load_cohorts
 from needlecast.reports.metrics import COHORT_DAYS

@@ -211,6 +211,7 @@ def test_report_all_writes_every_format_and_refuses_bad_options(
     assert str(funnel.schema.field("delivered").type) == "int64" and funnel.num_rows == 2  # acne and general
 
 
+@pytest.mark.database_independent
 def test_the_console_compares_campaigns_and_downloads_the_figures(stored: str, workspace_dir: Path) -> None:
     with site(workspace_dir, stored, import_sample=False) as running:
         analyst = running.login("analyst")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from needlecast import ledger
 from needlecast.actions import audience as audience_actions
 from needlecast.delivery.outbox import read_outbox
-from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, launched, screenshot
+from needlecast.store.delivery import delivery_store
+from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, site
 
 pytestmark = [
@@ -30,13 +30,6 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
     with site(workspace_dir, url) as running:
-        yield running
-
-
-@pytest.fixture()
-def browser() -> Iterator[GuardedBrowser]:
-    """Chromium; at teardown the test fails on any console error or CSP violation of any page it opened."""
-    with launched() as running:
         yield running
 
 
@@ -166,7 +159,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     heads = page.locator("#counts th").all_inner_texts()
     assert int(dict(zip(heads, cells, strict=True))["sent"]) == people  # the campaign page shows every email sent
     with console.engine.connect() as conn:
-        assert ledger.counts(conn, "winter-tips")["sent"] == people
+        assert delivery_store(conn).counts(conn, "winter-tips")["sent"] == people
 
     page.get_by_role("link", name="Pause").click()
     page.wait_for_url(re.compile(r".*/confirm/pause$"))

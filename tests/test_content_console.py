@@ -18,6 +18,9 @@ from tests.console_site import ConsoleSite, csrf_of, site
 
 LIBRARY = Path(__file__).parent / "data" / "library"
 
+# Pages, forms, permissions and their answers: on SQLite only (conftest's rule).
+pytestmark = pytest.mark.database_independent
+
 
 @pytest.fixture()
 def console(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:

@@ -277,6 +277,7 @@ def test_a_campaigns_own_renderings_are_scored_at_the_steps_line(workspace: Work
     assert any("arm B" in f.message for f in spam)
 
 
+@pytest.mark.database_independent
 @needs_spamassassin
 def test_the_consoles_campaign_page_shows_the_spam_score_with_its_rules_and_fix(
     workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch

@@ -334,3 +334,57 @@ def test_outbox_show_renders_a_recipients_copy(workspace: Workspace) -> None:
     # the request's own header and the recipient's: the copy has both, as SendGrid sends it
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["List-Unsubscribe"].startswith("<https://c.example.com/u/t1>")
+
+
+class _CountingLimiter:
+    """A limiter that lets every request go at once and remembers the sizes it was asked for."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def acquire(self, emails: int) -> None:
+        self.sizes.append(emails)
+
+
+class _FrozenHooks(OutboxBackend):
+    """An outbox whose limiter, before-post hook and observer cannot change once it is built."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in {"limiter", "before_post", "observer"} and name in self.__dict__:
+            raise AttributeError(f"{name} is fixed when the backend is built")
+        super().__setattr__(name, value)
+
+
+def test_a_backend_built_with_a_limiter_and_a_before_post_hook_uses_them(workspace: Workspace) -> None:
+    from needlecast.delivery import backend_factory, get_backend
+
+    limiter = _CountingLimiter()
+    announced: list[tuple[str, int]] = []
+
+    def before_post(batch: Batch) -> None:  # the request is not in the outbox yet when its intent is written
+        announced.append((batch.request_id, sum(1 for _ in read_outbox(workspace.outbox_dir))))
+        if batch.recipients[0].delivery_id == "d2000":
+            raise ProviderAuthError("refused before posting")  # a refused post sends nothing
+
+    backend = get_backend(workspace, limiter=limiter, before_post=before_post)
+    assert backend.limiter is limiter and backend.before_post is before_post
+    batches = [dataclasses.replace(b, request_id=f"r{i}") for i, b in enumerate(_batches(workspace, 2500))]
+    outcomes: list[Outcome] = []
+    with pytest.raises(ProviderAuthError):
+        backend.send_all(batches, lambda _batch, result: outcomes.extend(result))
+    assert sorted(limiter.sizes) == [500, 1000, 1000]  # every request waited for the limiter, once
+    assert sorted(request for request, _ in announced) == ["r0", "r1", "r2"]
+    assert all(posted < 3 for _, posted in announced)
+    posted = [
+        p["custom_args"]["delivery_id"]
+        for e in read_outbox(workspace.outbox_dir)
+        for p in e["request"]["personalizations"]
+    ]
+    assert len(posted) == 2000 and "d2000" not in posted and len(outcomes) == 2000
+
+    factory = backend_factory(workspace)
+    built = factory(limiter=limiter, before_post=before_post)
+    assert built.limiter is limiter and built.before_post is before_post and built.name == "outbox"
+    frozen = _FrozenHooks(workspace.settings, workspace.outbox_dir, limiter=limiter, before_post=before_post)
+    with pytest.raises(AttributeError):
+        frozen.before_post = None

@@ -51,6 +51,7 @@ def _contacts(conn: Connection, count: int) -> list[int]:
 
 def _enqueue(conn: Connection, campaign: str, ids: list[int], due_at: datetime = NOW) -> int:
     return ledger.enqueue_columns(
+        delivery_store(conn),
         conn,
         {
             "campaign_id": campaign,
@@ -99,7 +100,7 @@ def test_a_claim_brings_each_row_with_its_contact_as_it_is_at_claim_time(engine:
     assert "paused_until" in by_contact[ids[4]]["attributes"]  # JSON text on both databases
     assert by_contact[ids[5]]["email"] is None
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sending"] == 6
+        assert delivery_store(conn).counts(conn, "c")["sending"] == 6
         tokens = set(conn.execute(select(deliveries.c.claim_token)).scalars())
     assert tokens == {"tok"}
 
@@ -146,7 +147,7 @@ def test_status_changes_touch_only_rows_in_the_state_expected(engine: Engine) ->
         assert store.requeue(conn, {"error": ""}, ids=[], only_from="sending") == 0
         attempts = dict(conn.execute(select(deliveries.c.id, deliveries.c.attempts)).all())
         assert [attempts[i] for i in ids] == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
-        assert ledger.counts(conn, "c") == {
+        assert delivery_store(conn).counts(conn, "c") == {
             **dict.fromkeys(ledger.STATUSES, 0),
             "sent": 4,
             "failed": 2,
@@ -181,8 +182,12 @@ def test_skipped_rows_are_counted_by_their_reason_most_first(engine: Engine) -> 
         _enqueue(conn, "c", list(range(1, 7)))
         _enqueue(conn, "other", [1])
         ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
-        ledger.mark_skipped(conn, {ids[0]: "no marketing consent", **dict.fromkeys(ids[1:4], "suppressed: complaint")})
-        ledger.mark_skipped(conn, dict.fromkeys([int(r[0]) for r in store.claim(conn, "other", NOW, 1, "t2")], "x"))
+        delivery_store(conn).mark_skipped(
+            conn, {ids[0]: "no marketing consent", **dict.fromkeys(ids[1:4], "suppressed: complaint")}
+        )
+        delivery_store(conn).mark_skipped(
+            conn, dict.fromkeys([int(r[0]) for r in store.claim(conn, "other", NOW, 1, "t2")], "x")
+        )
     with engine.connect() as conn:
         assert list(store.skipped_by_reason(conn, "c").items()) == [
             ("suppressed: complaint", 3),
@@ -243,7 +248,9 @@ def test_provider_outcomes_apply_in_order_so_the_latest_report_wins(engine: Engi
         }
     assert found == {first: ("delivered", later), second: ("bounced", NOW)}
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sending"] == 2  # an outcome is the provider's word; the state stays
+        assert (
+            delivery_store(conn).counts(conn, "c")["sending"] == 2
+        )  # an outcome is the provider's word; the state stays
 
 
 def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engine) -> None:
@@ -257,7 +264,7 @@ def test_a_timed_store_is_the_store_with_its_calls_on_the_stopwatch(engine: Engi
     assert set(watch.seconds) == {"turn", "claim", "mark"}
     assert all(seconds >= 0 for seconds in watch.seconds.values())
     with engine.connect() as conn:
-        assert ledger.counts(conn, "c")["sent"] == 3
+        assert delivery_store(conn).counts(conn, "c")["sent"] == 3
 
 
 @pytest.mark.parametrize("stage", ["claim", "mark"])
@@ -274,3 +281,70 @@ def test_a_failing_call_is_still_timed_and_its_error_raised(stage: str) -> None:
     with pytest.raises(RuntimeError, match=f"{stage} failed"):
         (timed.claim if stage == "claim" else timed.set_status)()
     assert stage in watch.seconds
+
+
+def test_marks_move_only_sending_rows_along_the_ledgers_transitions(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", list(range(1, 11)))
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, "tok")]
+        assert store.mark_sent(conn, ids[:3], "m" * 150, NOW) == 3
+        assert store.mark_sent(conn, ids[:3], "again", NOW) == 0  # a row marked twice changes once
+        assert store.mark_failed(conn, ids[:4], "x" * 3000) == 1  # only the row still `sending`
+        assert store.mark_unknown(conn, ids[4:6], "timed out", "req-1") == 2
+        assert store.release(conn, ids[6:7], "429") == 1
+        assert store.release_claim(conn, "tok", "stopped") == 3  # the rest of the claim
+        assert store.requeue_unknown(conn, "c") == 2  # only when a person asks
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(deliveries).where(deliveries.c.campaign_id == "c"))}
+        assert len(rows[ids[0]].message_id) == 100 and rows[ids[0]].error == ""
+        assert rows[ids[3]].status == "failed" and len(rows[ids[3]].error) == 2000
+        assert store.counts(conn, "c") == {**dict.fromkeys(ledger.STATUSES, 0), "sent": 3, "failed": 1, "queued": 6}
+        assert store.queued_count(conn, "c") == 6  # every queued row is in the queue again
+    for state, targets in ledger.TRANSITIONS.items():  # the rules: only a claim enters `sending`
+        assert state in ledger.STATUSES and targets <= set(ledger.STATUSES)
+        assert (ledger.SENDING in targets) == (state == ledger.QUEUED)
+
+
+def test_campaign_state_keeps_its_failure_streak_and_pauses_at_the_limit(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        assert store.campaign_state(conn, "c") is None
+        assert not store.set_campaign_status(conn, "c", "paused")  # no state row yet
+        first = store.ensure_campaign_state(conn, "c", "d1", NOW)
+        assert first["status"] == "active" and first["digest"] == "d1"
+        assert store.ensure_campaign_state(conn, "c", "d2", NOW + timedelta(days=1))["digest"] == "d1"  # kept
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert not store.record_batch_result(conn, "c", True, 3)  # a success resets the streak
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert not store.record_batch_result(conn, "c", False, 3, "503")
+        assert store.record_batch_result(conn, "c", False, 3, "503")  # the third in a row pauses
+        paused = store.campaign_state(conn, "c")
+        assert paused is not None and paused["status"] == "paused" and "3 failed batches" in paused["note"]
+        assert store.set_campaign_status(conn, "c", "active")
+        resumed = store.campaign_state(conn, "c")
+        assert resumed is not None and resumed["consecutive_failures"] == 0
+
+
+def test_an_intent_is_written_only_while_its_sender_is_alive(engine: Engine) -> None:
+    store = delivery_store(engine)
+    with store.writing() as conn:
+        _enqueue(conn, "c", [1, 2, 3])
+        sender = store.register_sender(conn, "send")
+        token = store.claim_token(sender)
+        ids = [int(row[0]) for row in store.claim(conn, "c", NOW, 10, token)]
+        assert store.record_intent(conn, "req-1", "c", sender, token, ids[:2])
+        assert store.live_senders(conn, 30, kind="send") >= 1
+        assert store.beat(conn, sender)
+        store.retire_sender(conn, sender)
+        assert not store.beat(conn, sender)  # a stopped sender is no longer alive
+        assert not store.record_intent(conn, "req-2", "c", sender, token, ids[2:])  # the fence
+        store.finish_claim(conn, token)
+
+
+def test_the_fleet_rate_limiter_reports_its_waits_to_the_hook_it_was_built_with(engine: Engine) -> None:
+    waits: list[float] = []
+    limiter = delivery_store(engine).rate_limiter(2, 0, on_wait=waits.append)
+    limiter.acquire(1000)
+    limiter.acquire(1000)
+    assert len(waits) == 1 and 0 < waits[0] <= 0.5  # two requests a second: the second waits its turn

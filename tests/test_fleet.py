@@ -18,7 +18,6 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from needlecast import ledger
 from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -26,7 +25,9 @@ from needlecast.devtools.events import generate_key, post_signed
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.schedule import sync_offline
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
+from tests.cli_runner import Result, run
 from tests.conftest import empty_store
 from tests.sending import big_broadcast_workspace
 from tests.waiting import wait_until
@@ -51,10 +52,11 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
 class Fleet:
     """A workspace on PostgreSQL and the processes started for it (all stopped at the end)."""
 
-    def __init__(self, root: Path, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str], logs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.root = root
         self.env = env
         self.logs = logs
+        self.monkeypatch = monkeypatch
         self.processes: list[subprocess.Popen[bytes]] = []
         self.engine: Engine = open_store(env["NEEDLECAST_DATABASE_URL"])
 
@@ -70,12 +72,20 @@ class Fleet:
         self.processes.append(process)
         return process
 
+    def status(self) -> Result:
+        """`needlecast status --format json` for this fleet's workspace, in this process: what it reads is
+        the services', which run as processes of their own."""
+        settings = {k: v for k, v in self.env.items() if k.startswith(("NEEDLECAST_", "SENDGRID_"))}
+        found = run(self.monkeypatch, self.root, "status", "--format", "json", **settings)
+        assert found.code == 0, found.stderr
+        return found
+
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()
 
     def counts(self, campaign: str = "big") -> dict[str, int]:
         with self.engine.connect() as conn:
-            return ledger.counts(conn, campaign)
+            return delivery_store(conn).counts(conn, campaign)
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -124,7 +134,7 @@ def _fleet(
             monkeypatch.setenv(key, value)
     logs = tmp_path / "logs"
     logs.mkdir()
-    running = Fleet(root, env, logs)
+    running = Fleet(root, env, logs, monkeypatch)
     ws = open_workspace(root)
     import_file(running.engine, root / "audiences" / "big.csv", load_vocabulary_for(ws))
     assert sync_offline(ws) is not None  # the broadcast's job is in the store before any scheduler starts
@@ -303,14 +313,7 @@ def test_a_standby_scheduler_takes_over_within_the_takeover_time_and_fires_the_n
         wait_until(lambda: "leading" in running.log("a"), 60, "the first scheduler to lead")
         running.start("scheduler", name="b")
         wait_until(lambda: "standby" in running.log("b"), 60, "the second scheduler to wait as a standby")
-        status = subprocess.run(
-            [sys.executable, "-m", "needlecast.cli", "status", "--format", "json"],
-            env=running.env,
-            cwd=running.root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        status = running.status()
         assert f'"pid": {leader.pid}' in status.stdout and '"standbys": [' in status.stdout
         assert datetime.now(UTC) < send_at, "the test machine is too slow for this test's schedule"
         leader.send_signal(signal.SIGKILL)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from needlecast import ledger
 from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.store import fleet
+from needlecast.store.delivery import delivery_store
 from needlecast.store.ratelimit import FleetRateLimiter
 from needlecast.store.schema import deliveries, events
 from tests.test_ledger import NOW, _check_queue, _enqueue
@@ -24,7 +25,7 @@ from tests.test_ledger import NOW, _check_queue, _enqueue
 
 def _claim(conn: Connection, sender_id: str, count: int) -> tuple[str, list[int]]:
     token = fleet.claim_token(sender_id)
-    return token, [c.id for c in ledger.claim(conn, "a", NOW, count, token)]
+    return token, [int(row[0]) for row in delivery_store(conn).claim(conn, "a", NOW, count, token)]
 
 
 def _statuses(engine: Engine) -> dict[int, tuple[str, str]]:
@@ -97,11 +98,11 @@ def test_a_sender_whose_process_is_gone_is_recovered_at_once_without_waiting_for
 def test_rows_claimed_before_senders_had_ids_are_unknown_after_a_scan(engine: Engine) -> None:
     with engine.begin() as conn:
         _enqueue(conn, "a", list(range(1, 6)))
-        ledger.claim(conn, "a", NOW, 5, "0123456789abcdef0123456789abcdef")  # an older needlecast's token
+        delivery_store(conn).claim(conn, "a", NOW, 5, "0123456789abcdef0123456789abcdef")  # an older needlecast's token
     with engine.begin() as conn:
         assert ledger.recover_senders(conn, 30).legacy == 0  # nobody died: no scan
         assert ledger.recover_senders(conn, 30, scan=True).legacy == 5
-        assert ledger.counts(conn, "a")["unknown"] == 5
+        assert delivery_store(conn).counts(conn, "a")["unknown"] == 5
 
 
 def _unknown_requests(engine: Engine) -> tuple[list[int], list[int]]:
@@ -117,7 +118,7 @@ def _unknown_requests(engine: Engine) -> tuple[list[int], list[int]]:
         ledger.recover_senders(conn, 30, scan=True)
         live = fleet.register(conn, "worker")
         _later_token, later = _claim(conn, live, 10)
-        ledger.mark_sent(conn, later, "m-later", datetime.now(UTC))
+        delivery_store(conn).mark_sent(conn, later, "m-later", datetime.now(UTC))
     return ids, later
 
 
@@ -145,7 +146,7 @@ def test_a_request_is_not_proved_lost_while_no_later_request_has_events(engine: 
     _ids, _later = _unknown_requests(engine)
     with engine.begin() as conn:
         assert ledger.settle_requests(conn, "a", 0).waiting == 2
-        assert ledger.counts(conn, "a")["unknown"] == 20
+        assert delivery_store(conn).counts(conn, "a")["unknown"] == 20
 
 
 def test_an_event_stored_by_the_webhook_settles_the_other_rows_of_its_request(engine: Engine) -> None:

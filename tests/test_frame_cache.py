@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from needlecast.audience import recipient_changes
 from needlecast.audience.consent import record_consent
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
 from needlecast.audience.suppression import erase, suppress
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.store.schema import contacts
-from needlecast.tracking import recipient_changes
 
 
 def _id(engine: Engine, email: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from alembic import command
@@ -17,9 +17,24 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from needlecast import ledger
 from needlecast.store.bulk import bulk_insert
+from needlecast.store.delivery import delivery_store
 from needlecast.store.driver import ids_from_text
 from needlecast.store.engine import _alembic_config, make_engine, open_store
 from needlecast.store.schema import contacts, deliveries, delivery_queue
+
+
+def _claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
+    """The store's claim, each row as a `Claimed` (its first five fields)."""
+    return [Claimed(*row[:5]) for row in delivery_store(conn).claim(conn, campaign_id, now, limit, token)]
+
+
+class Claimed(NamedTuple):
+    id: int
+    contact_id: int
+    step_id: str
+    variant: str
+    arm: str
+
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -34,6 +49,7 @@ def _enqueue(
     status: Any = "queued",
 ) -> int:
     return ledger.enqueue_columns(
+        delivery_store(conn),
         conn,
         {
             "campaign_id": campaign,
@@ -81,8 +97,10 @@ def test_enqueue_lists_new_queued_rows_once_and_skipped_rows_never(engine: Engin
         assert _enqueue(conn, "b", [1, 2, 3], status=["queued", "skipped", "queued"]) == 3
         assert _enqueue(conn, "b", [4], NOW + timedelta(days=1)) == 1
         assert _check_queue(conn) == {"a": 3000, "b": 3}
-        assert ledger.queued_count(conn, "a") == 3000
-        assert ledger.queued_count(conn, "b", NOW) == 2 and ledger.queued_count(conn, "b") == 3
+        assert delivery_store(conn).queued_count(conn, "a") == 3000
+        assert (
+            delivery_store(conn).queued_count(conn, "b", NOW) == 2 and delivery_store(conn).queued_count(conn, "b") == 3
+        )
 
 
 def test_a_fresh_enqueue_that_meets_existing_rows_falls_back_to_on_conflict(engine: Engine) -> None:
@@ -98,16 +116,16 @@ def test_claims_take_due_rows_in_due_order_and_split_an_entry_at_the_limit(engin
         _enqueue(conn, "a", list(range(1, 1601)), NOW - timedelta(hours=1))
         _enqueue(conn, "a", list(range(1601, 1701)), NOW - timedelta(hours=2))
         _enqueue(conn, "a", list(range(1701, 1801)), NOW + timedelta(hours=1))  # not due yet
-    claimed: list[ledger.Claimed] = []
+    claimed: list[Any] = []
     with engine.begin() as conn:
-        first = ledger.claim(conn, "a", NOW, 150, "t1")
+        first = _claim(conn, "a", NOW, 150, "t1")
         # The earliest due entry (100 rows), then 50 of the next one: the rest of it goes back to the queue.
         assert sorted(c.contact_id for c in first) == list(range(1, 51)) + list(range(1601, 1701))
         claimed += first
         assert _check_queue(conn) == {"a": 1650}
     while True:
         with engine.begin() as conn:
-            rows = ledger.claim(conn, "a", NOW, 700, "t2")
+            rows = _claim(conn, "a", NOW, 700, "t2")
             assert len(rows) <= 700
             _check_queue(conn)
         if not rows:
@@ -115,32 +133,41 @@ def test_claims_take_due_rows_in_due_order_and_split_an_entry_at_the_limit(engin
         claimed += rows
     assert sorted(c.contact_id for c in claimed) == list(range(1, 1701))  # each due row once, the rest left
     with engine.connect() as conn:
-        assert ledger.counts(conn, "a")["sending"] == 1700 and ledger.queued_count(conn, "a") == 100
+        assert (
+            delivery_store(conn).counts(conn, "a")["sending"] == 1700
+            and delivery_store(conn).queued_count(conn, "a") == 100
+        )
 
 
 def test_every_way_back_to_queued_lists_the_rows_again(engine: Engine) -> None:
     with engine.begin() as conn:
         _enqueue(conn, "a", list(range(1, 31)))
-        taken = [c.id for c in ledger.claim(conn, "a", NOW, 30, "run")]
+        taken = [c.id for c in _claim(conn, "a", NOW, 30, "run")]
     with engine.begin() as conn:
-        assert ledger.mark_sent(conn, taken[:10], "m1", NOW) == 10
-        assert ledger.release(conn, taken[10:15], "429") == 5  # deferred by the provider
-        assert ledger.release_claim(conn, "run", "stopped") == 15  # claimed but never handed over
+        assert delivery_store(conn).mark_sent(conn, taken[:10], "m1", NOW) == 10
+        assert delivery_store(conn).release(conn, taken[10:15], "429") == 5  # deferred by the provider
+        assert delivery_store(conn).release_claim(conn, "run", "stopped") == 15  # claimed but never handed over
         assert _check_queue(conn) == {"a": 20}
         attempts = dict(conn.execute(select(deliveries.c.id, deliveries.c.attempts)).all())
         assert {attempts[i] for i in taken[10:15]} == {1} and {attempts[i] for i in taken[15:]} == {0}
     with engine.begin() as conn:
-        again = [c.id for c in ledger.claim(conn, "a", NOW, 100, "run2")]
+        again = [c.id for c in _claim(conn, "a", NOW, 100, "run2")]
         assert sorted(again) == sorted(taken[10:])
-        ledger.mark_sent(conn, again[:15], "m2", NOW)
-        assert ledger.recover_stale(conn, "a") == 5  # a crashed sender: not queued, never resent by itself
+        delivery_store(conn).mark_sent(conn, again[:15], "m2", NOW)
+        assert (
+            delivery_store(conn).mark_stale_unknown(conn, "a") == 5
+        )  # a crashed sender: not queued, never resent by itself
         assert _check_queue(conn) == {}
-        assert ledger.requeue_unknown(conn, "a") == 5  # a person asked for it
+        assert delivery_store(conn).requeue_unknown(conn, "a") == 5  # a person asked for it
         assert _check_queue(conn) == {"a": 5}
     with engine.begin() as conn:
-        assert ledger.cancel_queued(conn, "a") == 5
-        assert _check_queue(conn) == {} and ledger.claim(conn, "a", NOW, 100, "run3") == []
-        assert ledger.counts(conn, "a") == {**dict.fromkeys(ledger.STATUSES, 0), "sent": 25, "cancelled": 5}
+        assert delivery_store(conn).cancel_queued(conn, "a") == 5
+        assert _check_queue(conn) == {} and _claim(conn, "a", NOW, 100, "run3") == []
+        assert delivery_store(conn).counts(conn, "a") == {
+            **dict.fromkeys(ledger.STATUSES, 0),
+            "sent": 25,
+            "cancelled": 5,
+        }
 
 
 def test_the_migration_lists_rows_queued_under_the_old_schema(blank_store_url: str, tmp_path: Path) -> None:
@@ -180,7 +207,7 @@ def test_the_migration_lists_rows_queued_under_the_old_schema(blank_store_url: s
     engine = open_store(blank_store_url)
     with engine.begin() as conn:
         assert _check_queue(conn) == {"a": 1600}
-        claimed = ledger.claim(conn, "a", NOW, 5000, "t")
+        claimed = _claim(conn, "a", NOW, 5000, "t")
     assert len(claimed) == 1600 and all(c.contact_id % 3 for c in claimed)
     engine.dispose()
 
@@ -245,7 +272,7 @@ def test_the_queue_is_the_only_way_a_claim_finds_rows(engine: Engine) -> None:
             },
         )
     with engine.begin() as conn:
-        assert [c.contact_id for c in ledger.claim(conn, "a", NOW, 10, "t")] == [1]  # and never the failed row
+        assert [c.contact_id for c in _claim(conn, "a", NOW, 10, "t")] == [1]  # and never the failed row
 
 
 @pytest.mark.parametrize("limit", [1, 999, 1000, 1001, 4000])
@@ -255,6 +282,6 @@ def test_a_claim_takes_its_limit_when_that_many_are_due(engine: Engine, limit: i
         for contact in range(3001, 3101):  # a sequence's rows: one entry each, every one due at its own time
             _enqueue(conn, "b", [contact], NOW - timedelta(minutes=contact))
     with engine.begin() as conn:
-        assert len(ledger.claim(conn, "a", NOW, limit, "t")) == min(limit, 2600)
-        assert len(ledger.claim(conn, "b", NOW, limit, "t")) == min(limit, 100)
+        assert len(_claim(conn, "a", NOW, limit, "t")) == min(limit, 2600)
+        assert len(_claim(conn, "b", NOW, limit, "t")) == min(limit, 100)
         assert _check_queue(conn) == +Counter({"a": 2600 - min(limit, 2600), "b": 100 - min(limit, 100)})

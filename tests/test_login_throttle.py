@@ -39,8 +39,7 @@ class CountingHasher(PasswordHasher):
 @pytest.fixture()
 def hasher(monkeypatch: pytest.MonkeyPatch) -> CountingHasher:
     counting = CountingHasher()
-    monkeypatch.setattr(users, "_hasher", counting)
-    monkeypatch.setattr(users, "_DUMMY_HASH", counting.hash("a timing twin"))
+    monkeypatch.setattr(users, "password_hasher", lambda: counting)
     return counting
 
 

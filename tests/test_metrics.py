@@ -36,6 +36,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def _enqueue(engine: Engine, campaign: str, count: int, due_at: datetime) -> None:
     with delivery_store(engine).writing() as conn:
         ledger.enqueue_columns(
+            delivery_store(conn),
             conn,
             {
                 "campaign_id": campaign,

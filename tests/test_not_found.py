@@ -94,6 +94,7 @@ def test_a_missing_or_hostile_id_in_the_console_gets_the_404_page_saying_what_wi
         assert "Traceback" not in page.text and "campaigns/" not in _notice(page)
 
 
+@pytest.mark.database_independent
 def test_a_bug_behind_a_console_page_is_the_consoles_whole_500_page_naming_nothing(
     web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,11 +109,13 @@ def test_a_bug_behind_a_console_page_is_the_consoles_whole_500_page_naming_nothi
     assert "RuntimeError" not in page.text and "quinn" not in page.text
 
 
+@pytest.mark.database_independent
 def test_an_anonymous_request_for_a_missing_id_is_sent_to_log_in_first(web: ConsoleSite) -> None:
     page = web.client().get("/console/contacts/99999")
     assert page.status_code == 303 and "/console/login" in page.headers["location"]
 
 
+@pytest.mark.database_independent
 def test_a_console_page_asked_with_a_method_it_does_not_take_is_405_naming_every_method_it_does(
     web: ConsoleSite,
 ) -> None:
@@ -123,6 +126,7 @@ def test_a_console_page_asked_with_a_method_it_does_not_take_is_405_naming_every
     assert client.get("/console/campaigns/spring-guide/test-send").headers["allow"] == "POST"
 
 
+@pytest.mark.database_independent
 def test_an_upload_named_dot_dot_is_refused_with_400_and_nothing_is_written(web: ConsoleSite) -> None:
     client = web.login("admin")
     token = csrf_of(client.get("/console/audiences").text)
@@ -291,6 +295,7 @@ def test_an_api_cursor_beyond_64_bits_or_with_trailing_bytes_is_422_naming_the_c
         assert answer.status_code == 422 and answer.json()["error"]["field"] == "cursor", (cursor, answer.text)
 
 
+@pytest.mark.database_independent
 def test_get_contacts_lookup_is_405_and_every_405_names_all_the_methods_of_its_path(web: ConsoleSite) -> None:
     api = web.api(web.key())
     lookup = api.get("/contacts/lookup")

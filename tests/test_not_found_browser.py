@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser import axe_script, chromium_path
 from tests.console_site import ConsoleSite
-from tests.test_console_browser import Person, browser, console  # noqa: F401 (the fixtures)
+from tests.test_console_browser import Person, console  # noqa: F401 (the fixture)
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
@@ -19,7 +19,7 @@ pytestmark = [
 
 
 def test_the_not_found_page_says_what_and_leads_back_to_its_list_at_desktop_and_phone_width(
-    browser: Any,  # noqa: F811 (the fixture)
+    browser: Any,
     console: ConsoleSite,  # noqa: F811 (the fixture)
 ) -> None:
     for width in (1280, 390):

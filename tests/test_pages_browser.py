@@ -1,4 +1,5 @@
-"""The pages a lead sees, in a real browser (Playwright and Debian's Chromium), on SQLite and PostgreSQL: the
+"""The pages a lead sees, in a real browser (Playwright and Debian's Chromium), on SQLite (what the browser shows
+does not depend on the database; conftest's rule; the signup's database paths are tested on both): the
 signup form filled in and confirmed from the emailed link, the preference page's choices saved, the
 unsubscribe button; axe-core checks each page."""
 
@@ -16,13 +17,14 @@ from needlecast import signing
 from needlecast.audience.suppression import suppression_of
 from needlecast.config import signing_secret
 from needlecast.store.schema import contacts
-from tests.browser import accessibility_problems, axe_script, chromium_path, launched, screenshot
+from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import ConsoleSite, site
 from tests.test_signup import confirmation_links, contact_row
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
     pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed (.ci/run installs it into .ci/axe)"),
+    pytest.mark.database_independent,
 ]
 
 
@@ -34,10 +36,9 @@ def web(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture()
-def page(web: ConsoleSite) -> Iterator[Any]:
+def page(web: ConsoleSite, browser: GuardedBrowser) -> Any:
     """A phone-sized page; at teardown the test fails on any console error or CSP violation it logged."""
-    with launched() as browser:
-        yield browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    return browser.new_context(viewport={"width": 390, "height": 844}).new_page()
 
 
 def checked(page: Any, name: str) -> None:

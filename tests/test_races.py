@@ -23,7 +23,7 @@ from sqlalchemy import Engine, event, func, select
 from needlecast.accounts.roles import cli_actor
 from needlecast.accounts.users import add_user
 from needlecast.actions import contacts as contacts_actions
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.audience.signup import take_received
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import InvalidRequest

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,6 +39,7 @@ from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries, events
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
+from tests.browser import GuardedBrowser, chromium_path
 from tests.cli_runner import run
 from tests.console_site import site
 
@@ -56,7 +54,7 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     workspace = open_workspace(workspace_dir)
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:
@@ -255,50 +253,62 @@ def test_the_ab_table_names_each_arms_subject_and_a_winner_only_when_significant
     assert set(close["open_winner"]) == {"no significant difference"}
 
 
-def test_report_cli_formats_and_masked_recipients(sent: Engine, workspace_dir: Path, tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("NEEDLECAST_")},
-        "NEEDLECAST_DATABASE_URL": str(sent.url.render_as_string(hide_password=False)),
-    }
-    cli = [sys.executable, "-m", "needlecast.cli", "-w", str(workspace_dir), "report"]
-    out = subprocess.run(
-        [*cli, "--format", "json", "--include-recipients"], capture_output=True, text=True, env=env, timeout=120
+def test_report_cli_formats_and_masked_recipients(
+    sent: Engine, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = str(sent.url.render_as_string(hide_password=False))
+    out = run(
+        monkeypatch, workspace_dir, "report", "--format", "json", "--include-recipients", NEEDLECAST_DATABASE_URL=url
     )
-    assert out.returncode == 0, out.stderr
+    assert out.code == 0, out.stderr
     data = json.loads(out.stdout)
     assert {"funnel", "health", "ab_test", "timeline", "links", "recipients"} <= set(data)
     assert all("***@" in r["email"] for r in data["recipients"])
-    plain = subprocess.run([*cli, "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
+    plain = run(monkeypatch, workspace_dir, "report", "--format", "json", NEEDLECAST_DATABASE_URL=url)
     assert "@" not in plain.stdout  # aggregates only by default
-    table = subprocess.run([*cli], capture_output=True, text=True, env={**env, "COLUMNS": "200"}, timeout=120)
-    assert "deliverability health" in table.stdout and "A/B test" in table.stdout
+    table = run(monkeypatch, workspace_dir, "report", NEEDLECAST_DATABASE_URL=url, COLUMNS="200")
+    assert "Deliverability health" in table.stdout and "A-B test" in table.stdout
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_html_report_renders_with_charts_in_headless_chromium(sent: Engine, tmp_path: Path) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = tmp_path / "report.html"
-    write_html(load_report(sent), page, "Send report")
+def test_the_terminal_shows_the_columns_of_the_html_report_with_conversions(
+    sent: Engine, workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from needlecast.cli.common import console
+
+    url = str(sent.url.render_as_string(hide_password=False))
+    monkeypatch.setattr(console, "width", 1000)  # every title on one line, to be found whole
+    shown = run(monkeypatch, workspace_dir, "report", NEEDLECAST_DATABASE_URL=url)
+    assert shown.code == 0, shown.stderr
+    page = tmp_path / "r.html"
+    assert run(monkeypatch, workspace_dir, "report", "--format", "html", "--out", str(page),
+               NEEDLECAST_DATABASE_URL=url).code == 0  # fmt: skip
     html = page.read_text()
+    for heading in ("Totals per campaign", "Funnel"):
+        assert heading in shown.stdout
+    for column in ("Unsubscribed", "Unsubscribe rate", "Complaints", "Conversions", "Conversion rate"):
+        # the same tables, with the same columns, on both faces
+        assert column in shown.stdout and f'<th scope="col">{column}</th>' in html, column
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_report_renders_with_charts_in_headless_chromium(
+    sent: Engine, tmp_path: Path, browser: GuardedBrowser
+) -> None:
+    """In the session's Chromium (guarded: a console error or CSP violation in the report fails the test)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = tmp_path / "report.html"
+    write_html(load_report(sent), report, "Send report")
+    html = report.read_text()
     # Self-contained: no script, stylesheet, image or font is fetched from anywhere.
     assert "<script" not in html and "<link" not in html and "@import" not in html and " src=" not in html
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1000,1400",
-    ]
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert '<div class="chart" id="funnel-chart"><svg' in dom.stdout.replace("\n", "")
-    assert 'id="timeline-chart"' in dom.stdout and "table-funnel" in dom.stdout
+    page = browser.new_context(viewport={"width": 1000, "height": 1400}).new_page()
+    page.goto(report.as_uri())
+    dom = page.content()
+    assert '<div class="chart" id="funnel-chart"><svg' in dom.replace("\n", "")
+    assert 'id="timeline-chart"' in dom and "table-funnel" in dom
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
-    subprocess.run(["chromium", *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -323,7 +333,7 @@ def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
     assert workspace.settings.clinic.time_zone == CLINIC_ZONE
     engine = open_store(store_url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
-    Runner(workspace, engine, OutboxBackend(workspace.settings, workspace.outbox_dir)).run_broadcast(
+    Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
     )
     with engine.connect() as conn:

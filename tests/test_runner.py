@@ -6,27 +6,44 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple, cast
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger, signing
 from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.plan import planner as planning_module
+from needlecast.campaign.plan import planner as planner_module
 from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
 from needlecast.campaign.send.runner import Runner, RunReport
 from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
-from needlecast.delivery.base import RetryPolicy
+from needlecast.delivery.base import Batch, RetryPolicy
 from needlecast.delivery.outbox import render_request
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
-from needlecast.errors import CampaignBlocked
+from needlecast.errors import CampaignBlocked, SenderFenced
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries, enrolments, events
 from tests.sending import SECRET, leads_workspace, store_with_leads
+
+
+def _claim(conn: Connection, campaign_id: str, now: datetime, limit: int, token: str) -> list[Claimed]:
+    """The store's claim, each row as a `Claimed` (its first five fields)."""
+    return [Claimed(*row[:5]) for row in delivery_store(conn).claim(conn, campaign_id, now, limit, token)]
+
+
+class Claimed(NamedTuple):
+    id: int
+    contact_id: int
+    step_id: str
+    variant: str
+    arm: str
+
 
 API_KEY = "SG.runner-test"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # 12:00 in London: outside quiet hours
@@ -97,8 +114,8 @@ def _runner(
     settings = dataclasses.replace(
         ws.settings, delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, **delivery)
     )
-    backend = SendGridBackend(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
-    return Runner(dataclasses.replace(ws, settings=settings), engine, backend, clock=clock, more_coming=more_coming)
+    backends = partial(SendGridBackend, settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02))
+    return Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=clock, more_coming=more_coming)
 
 
 def _campaign(ws: Workspace, text: str) -> None:
@@ -118,7 +135,7 @@ def test_broadcast_sends_each_member_once_even_when_the_job_fires_twice(ws: Work
     variants = Counter(v for (_s, _g, v, _a) in first.sent_by.elements())
     assert variants == Counter({"acne": 8, "ageing": 8, "pigmentation": 8, "general": 16})
     with engine.connect() as conn:
-        assert ledger.counts(conn, "winter")["sent"] == 40
+        assert delivery_store(conn).counts(conn, "winter")["sent"] == 40
 
 
 def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audience_gives(
@@ -141,7 +158,7 @@ def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audie
             load_ledger_view(conn, "winter", NOW).history,
             NOW,
         )
-    monkeypatch.setattr(planning_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
+    monkeypatch.setattr(planner_module, "AUDIENCE_PART", 7)  # 40 contacts in 6 parts
     assert len(list(runner.planner._audience_parts())) == 6
     report = runner.run_broadcast("winter")
     with engine.connect() as conn:
@@ -222,13 +239,15 @@ def test_crash_between_claim_and_send_leaves_unknown_never_a_duplicate(ws: Works
     runner.run_broadcast("winter")
     runner.stop.clear()  # then a sender claims ten rows and "crashes" before the API call
     with engine.begin() as conn:
-        claimed = ledger.claim(conn, "winter", NOW, 10, "crashed-run")
+        claimed = _claim(conn, "winter", NOW, 10, "crashed-run")
     with engine.begin() as conn:
-        assert ledger.recover_stale(conn) == 10  # what the next scheduler does on start, holding the lock
+        assert (
+            delivery_store(conn).mark_stale_unknown(conn, None) == 10
+        )  # what the next scheduler does on start, holding the lock
     report = runner.run_broadcast("winter")
     assert report.sent == 30
     with engine.connect() as conn:
-        assert ledger.counts(conn, "winter")["unknown"] == 10
+        assert delivery_store(conn).counts(conn, "winter")["unknown"] == 10
     assert not {str(c.id) for c in claimed} & set(sink.accepted_delivery_ids())
     # Provider events prove four of them were accepted: reconcile settles those; the rest are resent on request.
     with engine.begin() as conn:
@@ -251,8 +270,8 @@ def test_crash_between_claim_and_send_leaves_unknown_never_a_duplicate(ws: Works
                 for c in claimed[:4]
             ],
         )
-        assert ledger.reconcile(conn, "winter") == 4
-        assert ledger.requeue_unknown(conn, "winter") == 6
+        assert delivery_store(conn).settle_campaign_by_events(conn, "winter") == 4
+        assert delivery_store(conn).requeue_unknown(conn, "winter") == 6
     assert runner.run_broadcast("winter").sent == 6
     ids = sink.accepted_delivery_ids()
     assert len(ids) == len(set(ids)) == 36  # the four settled ones were never sent twice
@@ -266,9 +285,9 @@ def test_two_runners_never_claim_the_same_row(ws: Workspace, sink: SendGridSink)
     with engine.begin() as conn:
         conn.execute(deliveries.update().values(due_at=NOW - timedelta(minutes=1)))
     with engine.begin() as a:
-        first = ledger.claim(a, "winter", NOW, 25, "a")
+        first = _claim(a, "winter", NOW, 25, "a")
     with engine.begin() as b:
-        second = ledger.claim(b, "winter", NOW, 25, "b")
+        second = _claim(b, "winter", NOW, 25, "b")
     assert len(first) == 25 and len(second) == 15
     assert not {c.id for c in first} & {c.id for c in second}
 
@@ -297,7 +316,7 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     assert report.sent == len(ids) == len(set(ids)) == 40
     assert report.helpers == 2
     with engine.connect() as conn:
-        counts = ledger.counts(conn, "winter")
+        counts = delivery_store(conn).counts(conn, "winter")
     assert counts["sent"] == 40 and counts["sending"] == counts["queued"] == counts["unknown"] == 0
 
 
@@ -334,6 +353,7 @@ def test_a_sender_waits_at_an_empty_queue_while_rows_are_still_being_enqueued(
             with engine.begin() as conn:
                 ids = list(conn.execute(select(contacts.c.id)).scalars())
                 ledger.enqueue_columns(
+                    delivery_store(conn),
                     conn,
                     {
                         "campaign_id": "winter",
@@ -367,7 +387,7 @@ def test_too_many_failures_in_a_row_pause_the_campaign(ws: Workspace, sink: Send
     assert report.paused and report.sent == 0
     with engine.connect() as conn:
         state = get_state(conn, "winter")
-        counts = ledger.counts(conn, "winter")
+        counts = delivery_store(conn).counts(conn, "winter")
     assert state["status"] == "paused" and "failed batches in a row" in state["note"]
     assert counts["queued"] == 40 and counts["sending"] == 0  # nothing burnt, nothing lost
     assert sink.state.requests < 50
@@ -383,7 +403,7 @@ def test_successes_waiting_to_be_recorded_are_kept_when_later_batches_fail_and_p
     report = runner.run_broadcast("winter")
     accepted = sink.accepted_delivery_ids()
     with engine.connect() as conn:
-        counts = ledger.counts(conn, "winter")
+        counts = delivery_store(conn).counts(conn, "winter")
         sent = {str(i) for i in conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent")).scalars()}
     assert report.paused and len(sink.accepted) == 3 and 3 <= len(accepted) <= 6  # three requests of 1 or 2
     # every accepted email is recorded as sent (none went back to the queue to be sent again), the rest is
@@ -431,3 +451,42 @@ def test_sequence_enrols_sends_day_zero_then_day_three_and_exits(ws: Workspace, 
     assert sorted(reasons.values()) == ["booked = yes", "unsubscribed"]
     per_step = Counter(a.payload["custom_args"]["step"] for a in sink.accepted for _ in a.payload["personalizations"])
     assert per_step == Counter({"welcome": 40, "follow-up": 38})
+
+
+class _FrozenSendGrid(SendGridBackend):
+    """A backend whose limiter and before-post hook cannot change once it is built."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in {"limiter", "before_post", "observer"} and name in self.__dict__:
+            raise AttributeError(f"{name} is fixed when the backend is built")
+        super().__setattr__(name, value)
+
+
+def test_each_dispatch_builds_its_backend_with_the_fleet_limiter_and_its_intent_writer(
+    ws: Workspace, sink: SendGridSink
+) -> None:
+    _campaign(ws, BROADCAST.format(segment="all-leads"))
+    engine = _store(ws)
+    settings = dataclasses.replace(
+        ws.settings, delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, requests_per_second=1000)
+    )
+    built: list[_FrozenSendGrid] = []
+
+    def backends(**hooks: Any) -> _FrozenSendGrid:
+        backend = _FrozenSendGrid(settings, api_key=API_KEY, retry=RetryPolicy(2, 0.01, 0.02), **hooks)
+        built.append(backend)
+        return backend
+
+    runner = Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=Clock(NOW))
+    report = runner.run_broadcast("winter")
+    assert report.sent == 40 and len(set(sink.accepted_delivery_ids())) == 40
+    probe, *dispatched = built
+    assert len(dispatched) == 1  # one backend per dispatch, besides the one that checks the configuration
+    limiter = runner.dispatcher.limiter
+    assert type(limiter).__name__ == "FleetRateLimiter"  # the fleet's limits, in the database
+    assert all(backend.limiter is limiter for backend in built)
+    writer = getattr(dispatched[0].before_post, "__self__", None)
+    assert type(writer).__name__ == "IntentWriter" and writer.campaign_id == "winter"
+    assert probe.before_post is not None
+    with pytest.raises(SenderFenced):  # the backend that checks the configuration never posts
+        probe.before_post(cast(Batch, None))

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, insert, text
 
-from needlecast import ledger
 from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.schedule import SchedulerRuntime, build_scheduler, sync, sync_offline
+from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
 from needlecast.store.leader import SenderLock
 from needlecast.store.schema import events
@@ -96,7 +96,7 @@ def _lock_taken(engine: Engine) -> bool:
 
 def _settled(engine: Engine) -> bool:
     with engine.connect() as conn:
-        counts = ledger.counts(conn, "big")
+        counts = delivery_store(conn).counts(conn, "big")
     return sum(counts.values()) > 0 and counts["queued"] == 0 and counts["sending"] == 0
 
 
@@ -140,8 +140,8 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
                 for d in accepted
             ],
         )
-        ledger.reconcile(conn, "big")
-        resent = ledger.requeue_unknown(conn, "big")
+        delivery_store(conn).settle_campaign_by_events(conn, "big")
+        resent = delivery_store(conn).requeue_unknown(conn, "big")
     if resent:  # rows claimed at a kill but never posted: sent again, on request, exactly once
         process = _start(env, sink, log)
         try:
@@ -153,7 +153,7 @@ def test_sigkill_at_several_points_then_restart_delivers_every_recipient_exactly
     assert len(ids) == 20_000, log.read_text()[-3000:]
     assert max(ids.values()) == 1  # nobody was mailed twice
     with engine.connect() as conn:
-        assert ledger.counts(conn, "big")["sent"] == 20_000
+        assert delivery_store(conn).counts(conn, "big")["sent"] == 20_000
 
 
 def test_sigterm_finishes_the_batch_in_flight_and_exits(
@@ -167,7 +167,7 @@ def test_sigterm_finishes_the_batch_in_flight_and_exits(
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     with engine.connect() as conn:
-        counts = ledger.counts(conn, "big")
+        counts = delivery_store(conn).counts(conn, "big")
     # Every batch in flight was finished and marked, the rest waits for the next start (how much was sent
     # before the signal landed depends on the machine's speed; the accounting does not).
     assert counts["sending"] == 0 and counts["unknown"] == 0
@@ -302,7 +302,8 @@ def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(
 
 
 def test_the_upkeep_job_forgets_senders_ended_over_a_week_ago(workspace_dir: Path) -> None:
-    from needlecast.schedule import SENDERS_KEPT_SECONDS, run_upkeep_job
+    from needlecast.fleet.recovery import SENDERS_KEPT_SECONDS
+    from needlecast.schedule import run_upkeep_job
     from needlecast.store import fleet
 
     workspace = open_workspace(workspace_dir)

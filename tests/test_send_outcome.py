@@ -15,16 +15,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from needlecast import ledger
 from needlecast.accounts.audit import entries
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.outcome import reach_of
 from needlecast.campaign.plan.rules import DEFERRED_QUIET, EXCLUDED_CAPPED, PLAN_COLUMNS, Plan
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import open_workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.delivery.outbox import read_outbox
 from needlecast.schedule import desired_jobs, run_scheduler_in_background
+from needlecast.store.delivery import delivery_store
 from tests.cli_runner import run
 from tests.console_site import ConsoleSite, csrf_of, site
 
@@ -43,7 +43,7 @@ def console(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 def _second_broadcast(console: ConsoleSite) -> str:
     """A signed-off broadcast to the same segment as spring-guide, once spring-guide has gone to everyone:
     the frequency cap (one email a day) holds back every member. Returns its id."""
-    Runner(console.workspace, console.engine, get_backend(console.workspace)).send("spring-guide", send_now=True)
+    Runner(console.workspace, console.engine, backend_factory(console.workspace)).send("spring-guide", send_now=True)
     source = (console.workspace.campaigns_dir / "spring-guide.yaml").read_text()
     text = source.replace("id: spring-guide", "id: autumn-news").replace('date: "2027-03-02"', 'date: "2030-10-01"')
     (console.workspace.campaigns_dir / "autumn-news.yaml").write_text(text)
@@ -53,7 +53,7 @@ def _second_broadcast(console: ConsoleSite) -> str:
 def test_a_send_now_that_the_frequency_cap_holds_back_says_so_before_during_and_after(console: ConsoleSite) -> None:
     campaign_id = _second_broadcast(console)
     with console.engine.connect() as conn:
-        members = ledger.counts(conn, "spring-guide")["sent"]
+        members = delivery_store(conn).counts(conn, "spring-guide")["sent"]
     assert members > 0
     marketer = console.login("marketer")
 
@@ -128,7 +128,7 @@ def test_with_the_scheduler_in_the_web_app_the_banner_lasts_until_its_send_now_j
             scheduler.resume()
             assert console.senders.finished.wait(120), "the scheduler's send-now job to end"
             with console.engine.connect() as conn:
-                sent = ledger.counts(conn, "spring-guide")["sent"]
+                sent = delivery_store(conn).counts(conn, "spring-guide")["sent"]
             ended = marketer.get(page)
             assert sent > 0 and f"The send has ended.</strong> {sent} sent" in ended.text
             assert 'http-equiv="refresh"' not in ended.text
@@ -140,9 +140,9 @@ def test_campaign_status_and_plan_say_what_the_cap_did_and_does(
     console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign_id = _second_broadcast(console)
-    Runner(console.workspace, console.engine, get_backend(console.workspace)).send(campaign_id, send_now=True)
+    Runner(console.workspace, console.engine, backend_factory(console.workspace)).send(campaign_id, send_now=True)
     with console.engine.connect() as conn:
-        skipped = ledger.counts(conn, campaign_id)["skipped"]
+        skipped = delivery_store(conn).counts(conn, campaign_id)["skipped"]
     assert skipped > 0
     url = str(console.engine.url.render_as_string(hide_password=False))
     root = console.workspace.root

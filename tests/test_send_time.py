@@ -26,6 +26,7 @@ from needlecast.campaign.plan.send_time import (
 from needlecast.config import Workspace, open_workspace
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.reports.data import load_report
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries
 from needlecast.tracking.events import Event, normalise
 from needlecast.tracking.webhook import ingest
@@ -166,6 +167,7 @@ def _history_through_the_webhook(engine: Engine, hour_of: dict[int, int]) -> Non
     earlier = NOW - timedelta(days=20)
     with engine.begin() as conn:
         ledger.enqueue_columns(
+            delivery_store(conn),
             conn,
             {
                 "campaign_id": "earlier",

@@ -15,17 +15,17 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from needlecast import ledger
 from needlecast.audience.confirmations import process_signups
 from needlecast.audience.signup import take_received
 from needlecast.audience.suppression import suppress, suppression_of
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import signing_secret
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory, get_backend
 from needlecast.delivery.base import Backend, Batch
 from needlecast.delivery.outbox import read_outbox
 from needlecast.errors import PayloadError
 from needlecast.schedule import SchedulerRuntime, run_confirmations_job
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import consent_events, contacts, deliveries, signup_intake, signup_requests
 from needlecast.templating.recipient import link_base
@@ -88,6 +88,7 @@ def stored_counts(web: ConsoleSite) -> tuple[int, int]:
         )
 
 
+@pytest.mark.database_independent
 def test_the_hosted_form_shows_both_consents_unticked_with_the_configured_wording(web: ConsoleSite) -> None:
     page = httpx.get(f"{web.url}/subscribe").text
     signup = web.workspace.settings.signup
@@ -99,6 +100,7 @@ def test_the_hosted_form_shows_both_consents_unticked_with_the_configured_wordin
         assert f'value="{concern}"' in page
 
 
+@pytest.mark.database_independent
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_consents_with_evidence(
     web: ConsoleSite, as_json: bool
@@ -135,12 +137,13 @@ def test_a_lead_is_pending_until_the_emailed_link_is_followed_and_then_has_its_c
     assert "127.0.0.1" not in str(evidence)
 
 
+@pytest.mark.database_independent
 def test_without_the_health_data_consent_the_lead_gets_general_content(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne"})  # the health-data box left unticked
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
     lead = contact_row(web, "nia.lead@example.org")
     assert lead is not None and lead["status"] == "active" and not lead["concern_consent"]
-    report = Runner(web.workspace, web.engine, get_backend(web.workspace)).run_sequence("new-lead-nurture")
+    report = Runner(web.workspace, web.engine, backend_factory(web.workspace)).run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
         variant = conn.execute(select(deliveries.c.variant).where(deliveries.c.contact_id == lead["id"])).scalar()
@@ -149,14 +152,14 @@ def test_without_the_health_data_consent_the_lead_gets_general_content(web: Cons
 
 def test_a_confirmed_lead_enrols_in_the_nurture_sequence_in_their_concerns_variant(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
-    runner = Runner(web.workspace, web.engine, get_backend(web.workspace))
+    runner = Runner(web.workspace, web.engine, backend_factory(web.workspace))
     assert runner.run_sequence("new-lead-nurture").enrolled == 0  # pending: not yet
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
     report = runner.run_sequence("new-lead-nurture")
     assert report.enrolled == 1 and report.sent == 1
     with web.engine.connect() as conn:
         rows = conn.execute(select(deliveries.c.step_id, deliveries.c.variant, deliveries.c.status)).all()
-        assert ledger.counts(conn, "new-lead-nurture")["sent"] == 1
+        assert delivery_store(conn).counts(conn, "new-lead-nurture")["sent"] == 1
     assert [tuple(r) for r in rows] == [("welcome", "acne", "sent")]
 
 
@@ -174,6 +177,7 @@ def queued(web: ConsoleSite) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.database_independent
 def test_a_new_a_known_and_a_suppressed_address_take_the_same_path_and_nothing_is_sent_in_the_request(
     web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,6 +228,7 @@ def test_a_queued_confirmation_is_sent_exactly_once_by_the_scheduler_job_however
     assert queued(web) == {"nia.lead@example.org": ["sent"]}
 
 
+@pytest.mark.database_independent
 def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web: ConsoleSite) -> None:
     assert httpx.post(f"{web.url}/subscribe", data=GOOD).status_code == 200
     with web.engine.begin() as conn:
@@ -233,6 +238,7 @@ def test_a_confirmation_queued_before_the_address_was_suppressed_is_not_sent(web
     assert list(read_outbox(web.workspace.outbox_dir)) == []
 
 
+@pytest.mark.database_independent
 def test_a_confirmation_the_provider_would_refuse_fails_alone_and_never_blocks_the_queue(
     web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +260,7 @@ def test_a_confirmation_the_provider_would_refuse_fails_alone_and_never_blocks_t
     assert sent == ["first@example.org", "last@example.org"]
 
 
+@pytest.mark.database_independent
 def test_opening_the_confirm_link_confirms_nobody_and_only_the_pages_button_does(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
     (link,) = confirmation_links(web, "nia.lead@example.org")
@@ -272,6 +279,7 @@ def test_opening_the_confirm_link_confirms_nobody_and_only_the_pages_button_does
     assert lead is not None and (lead["status"], lead["marketing_consent"]) == ("active", True)
 
 
+@pytest.mark.database_independent
 def test_an_existing_subscriber_is_unchanged_until_they_confirm(web: ConsoleSite) -> None:
     httpx.post(f"{web.url}/subscribe", data={**GOOD, "concerns": "acne", "concern_consent": "yes"})
     confirm(confirmation_links(web, "nia.lead@example.org")[0])
@@ -281,6 +289,7 @@ def test_an_existing_subscriber_is_unchanged_until_they_confirm(web: ConsoleSite
     assert contact_row(web, "nia.lead@example.org") == before  # a stranger cannot change a known contact
 
 
+@pytest.mark.database_independent
 def test_a_bot_filling_the_honeypot_is_refused_with_429_and_nothing_is_stored(web: ConsoleSite) -> None:
     refused = httpx.post(f"{web.url}/subscribe", data={**GOOD, "website": "http://spam.example"})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
@@ -309,6 +318,7 @@ def test_a_flood_from_one_network_address_is_refused_with_429(
         assert stored_counts(web) == (4, 4)
 
 
+@pytest.mark.database_independent
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -326,6 +336,7 @@ def test_a_bad_value_is_a_400_naming_the_field_and_stores_nothing(
     assert stored_counts(web) == (0, 0)
 
 
+@pytest.mark.database_independent
 def test_an_oversized_or_unreadable_body_is_refused(web: ConsoleSite) -> None:
     big = httpx.post(f"{web.url}/subscribe", data={**GOOD, "first_name": "x" * 20_000})
     assert big.status_code == 413
@@ -353,6 +364,7 @@ class _Form(HTMLParser):
                 self.fields.setdefault(str(found["name"]), str(found.get("value") or ""))
 
 
+@pytest.mark.database_independent
 def test_the_snippet_is_a_plain_form_that_posts_to_the_hosted_endpoint(
     web: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

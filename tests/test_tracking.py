@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
 from needlecast.store.schema import consent_events, events, rejected_events
 from needlecast.web.app import create_app
+from tests.browser import GuardedBrowser, chromium_path
 from tests.waiting import wait_until
 
 SECRET = "t" * 40
@@ -101,6 +100,7 @@ def _events(*items: dict[str, object]) -> bytes:
     return json.dumps([{"timestamp": int(time.time()), **item} for item in items]).encode()
 
 
+@pytest.mark.database_independent
 def test_health(site: Site) -> None:
     response = site.client.get(f"{site.url}/healthz")
     assert response.status_code == 200
@@ -114,6 +114,7 @@ def test_health(site: Site) -> None:
     assert response.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.database_independent
 def test_signed_events_are_accepted_and_tampering_is_refused(site: Site) -> None:
     body = _events({"email": "ana@example.com", "event": "delivered", "sg_event_id": "e1", "delivery_id": "7"})
     assert site.signed_post(body).status_code == 200
@@ -198,6 +199,7 @@ def test_a_768_kb_batch_is_stored(site: Site) -> None:
     assert response.status_code == 200 and response.json()["stored"] == 2600
 
 
+@pytest.mark.database_independent
 def test_one_click_post_unsubscribes_and_a_get_alone_does_not(site: Site) -> None:
     url = f"{site.url}/u/{site.token(signing.UNSUBSCRIBE, 'ana@example.com')}"
     page = site.client.get(url)
@@ -217,6 +219,7 @@ def test_one_click_post_unsubscribes_and_a_get_alone_does_not(site: Site) -> Non
     assert withdrawals == 1
 
 
+@pytest.mark.database_independent
 def test_forged_or_truncated_tokens_get_404(site: Site) -> None:
     good = site.token(signing.UNSUBSCRIBE, "ana@example.com")
     forged = signing.sign(b"not-the-secret" * 3, signing.UNSUBSCRIBE, site.contact_id("ana@example.com"), "x")
@@ -234,6 +237,7 @@ def test_forged_or_truncated_tokens_get_404(site: Site) -> None:
         assert "ana" not in response.text
 
 
+@pytest.mark.database_independent
 def test_preference_page_pauses_chooses_topics_and_needs_its_csrf_field(site: Site) -> None:
     url = f"{site.url}/p/{site.token(signing.PREFERENCES, 'ben@example.com')}"
     page = site.client.get(url)
@@ -259,6 +263,7 @@ def test_preference_page_pauses_chooses_topics_and_needs_its_csrf_field(site: Si
         assert suppression_of(conn, "ben@example.com") == "unsubscribed"
 
 
+@pytest.mark.database_independent
 def test_confirmation_link_completes_a_pending_double_opt_in(site: Site) -> None:
     with site.engine.begin() as conn:
         token = start_double_opt_in(conn, site.contact_id("cai@example.com"), SECRET.encode(), source="form")
@@ -278,17 +283,16 @@ def test_confirmation_link_completes_a_pending_double_opt_in(site: Site) -> None
     assert "cai@example.com" in site.members(Segment("all"))
 
 
+@pytest.mark.database_independent
 def test_request_size_is_limited(site: Site) -> None:
     response = site.signed_post(b"[" + b" " * 6_000_000 + b"]")
     assert response.status_code == 413
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_pages_render_in_headless_chromium(site: Site, tmp_path: Path) -> None:
+@pytest.mark.database_independent
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_pages_render_in_headless_chromium(site: Site, browser: GuardedBrowser) -> None:
+    """In the session's Chromium (guarded: a console error or CSP violation on these pages fails the test)."""
     ARTIFACTS.mkdir(exist_ok=True)
     with site.engine.begin() as conn:
         confirm_token = start_double_opt_in(conn, site.contact_id("cai@example.com"), SECRET.encode(), source="t")
@@ -297,28 +301,13 @@ def test_pages_render_in_headless_chromium(site: Site, tmp_path: Path) -> None:
         "preferences": (f"/p/{site.token(signing.PREFERENCES, 'ben@example.com')}", "Topics I want to hear about"),
         "confirmation": (f"/confirm/{confirm_token}", "Yes, confirm my subscription"),
     }
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=800,900",
-    ]
+    page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
     for name, (path, expected) in pages.items():
         shot = ARTIFACTS / f"{name}.png"
         shot.unlink(missing_ok=True)
-        dom = subprocess.run(
-            [_chromium(), *flags, "--dump-dom", f"{site.url}{path}"], capture_output=True, text=True, timeout=120
-        )
-        assert expected in dom.stdout, dom.stderr[-2000:]
-        subprocess.run(
-            [_chromium(), *flags, f"--screenshot={shot}", f"{site.url}{path}"], capture_output=True, timeout=120
-        )
+        page.goto(f"{site.url}{path}")
+        assert expected in page.content()
+        page.screenshot(path=str(shot))
         assert shot.is_file() and shot.stat().st_size > 5_000 and shot.read_bytes()[:4] == b"\x89PNG"
     assert "cai@example.com" not in site.members(Segment("all"))  # opening the link confirmed nobody
 
@@ -358,12 +347,14 @@ def test_one_malformed_event_never_costs_the_valid_events_of_its_batch(site: Sit
     assert site.signed_post(body).json() == {"stored": 0, "duplicates": 3, "rejected": len(hostile)}
 
 
+@pytest.mark.database_independent
 def test_a_deeply_nested_body_is_refused_before_it_is_parsed(site: Site) -> None:
     body = b"[" * 100_000 + b"]" * 100_000
     response = site.signed_post(body)
     assert response.status_code == 400 and "nested too deeply" in response.text
 
 
+@pytest.mark.database_independent
 def test_only_a_post_unsubscribes_head_answers_like_get_and_other_methods_are_405(site: Site) -> None:
     url = f"{site.url}/u/{site.token(signing.UNSUBSCRIBE, 'ana@example.com')}"
     head = site.client.head(url)
@@ -374,6 +365,7 @@ def test_only_a_post_unsubscribes_head_answers_like_get_and_other_methods_are_40
         assert suppression_of(conn, "ana@example.com") is None  # nothing but a POST changed anything
 
 
+@pytest.mark.database_independent
 def test_the_links_of_an_erased_person_are_dead(site: Site) -> None:
     token = site.token(signing.PREFERENCES, "ben@example.com")
     assert site.client.get(f"{site.url}/p/{token}").status_code == 200

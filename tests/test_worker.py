@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,11 +18,11 @@ import pytest
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.send.runner import Runner
 from needlecast.config import open_workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.fleet.sender_processes import SenderHelpers
 from needlecast.fleet.worker import Worker
-from tests.test_fleet import API_KEY, _answers, _fleet, _free_port, _live
+from tests.test_fleet import API_KEY, Fleet, _answers, _fleet, _free_port, _live
 from tests.waiting import wait_until
 
 
@@ -34,16 +32,8 @@ def sink() -> Iterator[SendGridSink]:
         yield running
 
 
-def _status(running: object) -> dict[str, object]:
-    found = subprocess.run(
-        [sys.executable, "-m", "needlecast.cli", "status", "--format", "json"],
-        env=running.env,  # type: ignore[attr-defined]
-        cwd=running.root,  # type: ignore[attr-defined]
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(found.stdout)
+def _status(running: Fleet) -> dict[str, object]:
+    result: dict[str, object] = json.loads(running.status().stdout)
     return result
 
 
@@ -150,7 +140,9 @@ def test_a_worker_never_starts_helper_processes_of_its_own(
     thread.start()
     try:
         wait_until(lambda: len(_live(running.engine, "worker")) == 1, 30, "the worker to be alive")
-        planned = Runner(ws, running.engine, get_backend(ws), defer_to_workers=True).run_broadcast("big", send_now=True)
+        planned = Runner(ws, running.engine, backend_factory(ws), defer_to_workers=True).run_broadcast(
+            "big", send_now=True
+        )
         assert planned.enqueued == 200 and planned.sent == 0  # the scheduler's runner left the sending to it
         wait_until(lambda: len(sink.accepted_delivery_ids()) == 200, 60, "the worker to send the broadcast")
     finally:

@@ -1,6 +1,8 @@
 """Console accounts: add, list, disable and enable, change role or password; check a password.
 
-Contract: passwords are hashed with argon2id (argon2-cffi's defaults) and never stored or logged as given;
+Contract: passwords are hashed with argon2id (argon2-cffi's default cost unless the environment sets another:
+`config.password_hash_cost`) and never stored or logged as given; a hash made at another cost still verifies
+(argon2 writes its parameters into the hash) and is rehashed at the current cost at the next log-in;
 a password shorter than `MIN_PASSWORD` is refused. `authenticate` answers only for an active account with
 the right password and raises `AuthenticationFailed` otherwise, with one message whatever was wrong (a
 stranger learns nothing about which accounts exist). Every change is written to the audit log.
@@ -8,6 +10,7 @@ stranger learns nothing about which accounts exist). Every change is written to 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -16,16 +19,42 @@ from sqlalchemy import Connection, func, select, update
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import ROLES, Actor, require
-from needlecast.audience.addresses import normalise_email
+from needlecast.addresses import normalise_email
+from needlecast.config import password_hash_cost
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
 from needlecast.store.helpers import MAX_ID, insert_new, utcnow
 from needlecast.store.schema import sessions, users
 
 MIN_PASSWORD = 12
-_hasher = PasswordHasher()
-# Verified against when the account does not exist, so that an unknown address costs as long as a wrong
-# password (no timing tells which accounts exist).
-_DUMMY_HASH = _hasher.hash("not a real password, only a timing twin")
+
+
+def password_hasher() -> PasswordHasher:
+    """argon2id at the cost the environment sets now, argon2-cffi's defaults for what it does not set (with
+    nothing set, `PasswordHasher()`'s: the production cost). One hasher per cost, made once."""
+    return _hasher_for(password_hash_cost())
+
+
+@functools.cache
+def _hasher_for(cost: tuple[tuple[str, int], ...]) -> PasswordHasher:
+    default = PasswordHasher()
+    if not cost:
+        return default  # the library's own choice, whatever a later argon2-cffi makes it
+    chosen = dict(cost)
+    return PasswordHasher(
+        time_cost=chosen.get("time_cost", default.time_cost),
+        memory_cost=chosen.get("memory_cost", default.memory_cost),
+        parallelism=chosen.get("parallelism", default.parallelism),
+        hash_len=default.hash_len,
+        salt_len=default.salt_len,
+        type=default.type,
+    )
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Verified against when the account does not exist, so that an unknown address costs as long as a wrong
+    password (no timing tells which accounts exist): made by the same hasher, hence at the same cost."""
+    return hasher.hash("not a real password, only a timing twin")
 
 
 def _check_role(role: str) -> str:
@@ -60,7 +89,7 @@ def add_user(conn: Connection, actor: Actor, email: str, role: str, password: st
             "email": address,
             "display_name": display_name or address.split("@")[0],
             "role": role,
-            "password_hash": _hasher.hash(password),
+            "password_hash": password_hasher().hash(password),
             "disabled": False,
             "created_at": now,
             "updated_at": now,
@@ -128,7 +157,9 @@ def set_disabled(conn: Connection, actor: Actor, user_id: int, disabled: bool) -
 
 
 def set_password(conn: Connection, actor: Actor, user_id: int, password: str) -> None:
-    _change(conn, actor, user_id, "user.password_changed", password_hash=_hasher.hash(_check_password(password)))
+    _change(
+        conn, actor, user_id, "user.password_changed", password_hash=password_hasher().hash(_check_password(password))
+    )
     conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
 
 
@@ -140,14 +171,15 @@ def authenticate(conn: Connection, email: str, password: str) -> Actor:
     except NeedlecastError:
         raise failure from None
     row = conn.execute(select(users).where(users.c.email == address)).mappings().first()
+    hasher = password_hasher()
     try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+        hasher.verify(row["password_hash"] if row else _dummy_hash(hasher), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         raise failure from None
     if row is None or row["disabled"]:
         raise failure
-    if _hasher.check_needs_rehash(row["password_hash"]):
-        conn.execute(update(users).where(users.c.id == row["id"]).values(password_hash=_hasher.hash(password)))
+    if hasher.check_needs_rehash(row["password_hash"]):  # made at another cost: brought to the current one
+        conn.execute(update(users).where(users.c.id == row["id"]).values(password_hash=hasher.hash(password)))
     conn.execute(update(users).where(users.c.id == row["id"]).values(last_login_at=utcnow()))
     return Actor("user", row["email"], id=int(row["id"]), role=row["role"])
 

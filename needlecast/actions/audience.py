@@ -1,10 +1,11 @@
-"""Audience actions: import a file of contacts.
+"""Audience actions: import a file of contacts, import a file of events.
 
 See `needlecast.actions` for the contract every action keeps.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ from sqlalchemy import Engine
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.audience.columns import load_mapping
+from needlecast.audience.event_import import EventImport, import_events
 from needlecast.audience.importer import ImportSummary, Progress, import_file
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -30,9 +33,13 @@ def import_audience(
     mapping: dict[str, str] | None = None,
     progress: Progress | None = None,
     source_name: str | None = None,
+    mapping_file: Path | None = None,
 ) -> ImportSummary:
-    """Import a CSV or XLSX file (see `audience.importer`), audited with its counts."""
+    """Import a CSV or XLSX file (see `audience.importer`), audited with its counts. The column mapping is
+    `mapping` or, with `mapping_file`, the YAML file's (`audience.columns.load_mapping`: 'Correo: email')."""
     require(actor, "audiences.import")
+    if mapping_file is not None:
+        mapping = {**load_mapping(mapping_file), **(mapping or {})}
     summary = import_file(
         engine,
         path,
@@ -56,3 +63,13 @@ def import_audience(
             rejected=summary.rejected,
         )
     return summary
+
+
+def import_event_file(engine: Engine, workspace: Workspace, actor: Actor, path: Path, source: str = "") -> EventImport:
+    """Import events from a booking system's export (see `audience.event_import`): each stored once per id,
+    bad rows to `PATH.rejects.csv`. Needs `events.write`; audited as `events.imported` on `file:<name>` with
+    every count, in the same transaction as the events. `source` defaults to `file:<name>`."""
+    require(actor, "events.write")
+    return import_events(
+        engine, actor, path, source or f"file:{path.name}", workspace.settings.imports, datetime.now(UTC)
+    )

@@ -24,9 +24,11 @@ from needlecast.campaign.definition.editor import save_document
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.plan.scheduling import audience_zones, refuse_if_past, schedule_campaign
-from needlecast.campaign.send.state import CANCELLED, PAUSED, find_state, set_status
+from needlecast.campaign.send import guardrails
+from needlecast.campaign.send.state import ACTIVE, CANCELLED, PAUSED, find_state, set_status
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
+from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
 
 if TYPE_CHECKING:
@@ -50,11 +52,21 @@ def set_campaign_status(engine: Engine, workspace: Workspace, actor: Actor, camp
         if find_state(conn, campaign_id) is None:
             CampaignContext.load(workspace).campaign(campaign_id)  # NotFound for an unknown id
         note = {PAUSED: f"paused by {actor.name}", CANCELLED: f"cancelled by {actor.name}"}.get(status, "")
+        # A resume clears the guard's figures and restarts its window; the audit entry keeps what it paused on.
+        guard = guardrails.on_resume(conn, campaign_id) if status == ACTIVE else {}
         set_status(conn, campaign_id, status, note)
-        cancelled = ledger.cancel_queued(conn, campaign_id) if status == CANCELLED else 0
+        cancelled = delivery_store(conn).cancel_queued(conn, campaign_id) if status == CANCELLED else 0
         action = {PAUSED: "campaign.paused", CANCELLED: "campaign.cancelled"}.get(status, "campaign.resumed")
-        audit.record(conn, actor, action, f"campaign:{campaign_id}", cancelled=cancelled)
+        extra = {"auto_paused": guard} if guard else {}
+        audit.record(conn, actor, action, f"campaign:{campaign_id}", cancelled=cancelled, **extra)
     return cancelled
+
+
+def auto_pause_figures(engine: Engine, campaign_id: str) -> str:
+    """Why the deliverability guard paused the campaign, with its figures ('' when it did not): what a
+    person is shown before resuming it (the console's confirmation, `needlecast campaign resume`)."""
+    with engine.connect() as conn:
+        return guardrails.paused_figures(conn, campaign_id)
 
 
 def schedule(
@@ -102,7 +114,7 @@ def request_send_now(
 def _released(ctx: CampaignContext, conn: Connection, campaign: Campaign, *, send_now: bool) -> Campaign:
     """A draft made live: refused first as scheduling would refuse it (a past schedule), then its file loses
     `draft: true`, so that the file the scheduler re-reads is the one scheduled."""
-    if campaign.kind == BROADCAST and not send_now and not ledger.has_rows(conn, campaign.id):
+    if campaign.kind == BROADCAST and not send_now and not delivery_store(conn).has_rows(conn, campaign.id):
         refuse_if_past(campaign, audience_zones(conn), utcnow())
     return write_release(ctx, campaign)
 
@@ -124,7 +136,7 @@ def save_campaign(
         if campaign.kind != BROADCAST:
             return
         with engine.connect() as conn:
-            if ledger.has_rows(conn, campaign.id):
+            if delivery_store(conn).has_rows(conn, campaign.id):
                 return  # it has sent: its moment is history, not a plan
             zones = audience_zones(conn)
         try:
@@ -219,9 +231,9 @@ def reconcile_campaign(
     lost_after = workspace.settings.delivery.reconcile_after_minutes * 60
     with engine.begin() as conn:
         requests = ledger.settle_requests(conn, campaign_id, lost_after)
-        settled = ledger.reconcile(conn, campaign_id) + requests.accepted_rows
-        resent = ledger.requeue_unknown(conn, campaign_id) if resend_unknown else 0
-        left = ledger.counts(conn, campaign_id)[ledger.UNKNOWN]
+        settled = delivery_store(conn).settle_campaign_by_events(conn, campaign_id) + requests.accepted_rows
+        resent = delivery_store(conn).requeue_unknown(conn, campaign_id) if resend_unknown else 0
+        left = delivery_store(conn).counts(conn, campaign_id)[ledger.UNKNOWN]
         audit.record(
             conn,
             actor,
@@ -262,7 +274,7 @@ def draft_campaign(
     campaign_id: str | None = None,
     force: bool = False,
 ) -> tuple[Any, Path]:
-    """Write a draft campaign that uses `article` (`campaign.drafting`); audited as `campaign.saved` (the
+    """Write a draft campaign that uses `article` (`campaign.definition.drafting`); audited as `campaign.saved` (the
     console's action for writing a campaign file), with the article it was drafted from. Returns the draft
     and the path written."""
     from needlecast.campaign.definition.drafting import draft_campaign as make_draft

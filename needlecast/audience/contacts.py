@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.addresses import email_hash, normalise_email
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import AddressErased, InvalidRequest, NotFound
 from needlecast.store.helpers import hash_key, insert_ignore, insert_new

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidAddress
 from needlecast.store.helpers import chunked, hash_key, insert_ignore
 from needlecast.store.schema import contact_events, contacts, suppressions

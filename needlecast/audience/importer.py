@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 
-from needlecast.audience.addresses import email_hasher, normalise_email
+from needlecast.addresses import email_hasher, normalise_email
 from needlecast.audience.columns import CONCERN_TAG, map_columns
 from needlecast.audience.dates import DateColumns, DateProblem, Evidence
 from needlecast.audience.rejects import Rejects
@@ -44,8 +44,9 @@ from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import AudienceFileError, InvalidAddress
 from needlecast.logs import scrub
 from needlecast.pacing import collect_seldom
-from needlecast.store.audience import contact_ids_by_email, copies_contacts, reserve_contact_ids
-from needlecast.store.bulk import PreparedRows, bulk_insert, insert_prepared, prepare_rows
+from needlecast.store.audience import contact_ids_by_email
+from needlecast.store.bulk import bulk_insert
+from needlecast.store.contact_copy import contact_copier
 from needlecast.store.helpers import hash_key, utcnow
 from needlecast.store.schema import consent_events, contact_lists, contacts, imports, suppressions
 
@@ -479,12 +480,10 @@ def _consent_changes(
 class _Writer:
     """Writes an import's parts in its transaction (`conn`), in order.
 
-    Into a PostgreSQL store that was empty when the import began, new contacts get ids reserved on a
-    second connection (sequences are not transactional), and this thread makes each part's rows and COPY
-    text without the database while a worker thread (`behind`) sends the part before: the server's work
-    (unique indexes of a million addresses) overlaps Python's. Not on SQLite: its driver takes Python's
-    lock back after every row it writes, so a writer thread and a busy preparing thread hand the lock to
-    each other row by row (tried: 38.8 s -> 48.2 s a million). Elsewhere parts are written in this thread.
+    Into a store that was empty when the import began and that offers a copier (`store.contact_copy`:
+    PostgreSQL), new contacts take ids reserved ahead, and this thread makes each part's rows ready without
+    the database while a worker thread (`behind`) sends the part before: the server's work overlaps
+    Python's. Otherwise (SQLite, or a store that had contacts) parts are written in this thread.
     """
 
     def __init__(
@@ -502,8 +501,8 @@ class _Writer:
             conn.execute(select(suppressions.c.email_hash).where(suppressions.c.reason == "erased")).scalars()
         )
         self.was_empty = conn.execute(select(contacts.c.id).limit(1)).first() is None
-        self.copying = self.was_empty and copies_contacts(conn)
-        self.behind = _WriteBehind(active=self.copying)
+        self.copier = contact_copier(engine, conn) if self.was_empty else None
+        self.behind = _WriteBehind(active=self.copier is not None)
         self.seen: set[str] = set()  # addresses written so far
 
     def write(self, part: dict[str, _Record]) -> list[tuple[int, str]]:
@@ -513,28 +512,22 @@ class _Writer:
         for email in [e for e in part if hashes[e] in self.erased]:
             rejects.append((part.pop(email).line, "address was erased on request; it is not imported again"))
         self.seen.update(part)
-        if not self.copying:
+        copier = self.copier
+        if copier is None:
             self._write_rows(part, list(part), hashes)
             return rejects
         fresh = [email for email, record in part.items() if not record.again]
         again = [email for email, record in part.items() if record.again]
         if fresh:
-            with self.engine.connect() as other:
-                reserved = iter(reserve_contact_ids(other, len(fresh)))
+            reserved = iter(copier.reserve_ids(len(fresh)))
             new_rows = _new_contacts(part, hashes, fresh, {}, self.source, self.now)
             ids: dict[str, int] = {}
             for row in new_rows:
                 row["id"] = ids[row["email"]] = next(reserved)
             self.summary.inserted += len(new_rows)
             rows = _batch_rows(part, fresh, {}, ids, self.summary, self.source, self.now)
-            prepared = [_copy_ready(contacts, new_rows), _copy_ready(consent_events, rows.events)]
-
-            def copy(prepared: list[PreparedRows] = prepared, list_rows: list[dict[str, Any]] = rows.list_rows) -> None:
-                for piece in prepared:
-                    insert_prepared(self.conn, piece)
-                bulk_insert(self.conn, contact_lists, list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
-
-            self.behind.submit(copy)
+            prepared = copier.prepare(new_rows, rows.events, rows.list_rows)
+            self.behind.submit(lambda: copier.send(prepared))
         if again:  # rare: in this thread, after the parts before (their counts are this thread's too)
             self.behind.drain()
             self._write_rows(part, again, hashes)
@@ -581,14 +574,8 @@ class _Writer:
             conn.execute(_UPDATE_CONSENT, rows.consent_updates)
         bulk_insert(conn, consent_events, rows.events)
         bulk_insert(conn, contact_lists, rows.list_rows, on_conflict_do_nothing=("contact_id", "list_name"))
-        if not self.copying:
+        if self.copier is None:
             self.report("writing", self.summary.read, max(self.summary.read, self.total))
-
-
-def _copy_ready(table: Table, rows: list[dict[str, Any]]) -> PreparedRows:
-    """Rows (dicts with the same keys) as PostgreSQL COPY text."""
-    columns = list(rows[0]) if rows else []
-    return prepare_rows("postgresql", table, columns, [tuple(row.values()) for row in rows])
 
 
 class _WriteBehind:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from needlecast.audience.addresses import mask_email
+from needlecast.addresses import mask_email
 from needlecast.audience.consent import consent_history
 from needlecast.audience.contacts import get_contact
 from needlecast.errors import NotFound

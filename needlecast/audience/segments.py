@@ -23,8 +23,8 @@ from sqlalchemy import Connection
 from needlecast.audience.columns import CONCERN_TAG
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
+from needlecast.ledger import is_paused
 from needlecast.store.audience import read_contacts, read_lists
-from needlecast.tracking.recipient_changes import is_paused
 from needlecast.yamlfile import read_yaml
 
 OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.addresses import email_hash, normalise_email
 from needlecast.audience.consent import record_consent
 from needlecast.audience.contacts import new_contact_row
 from needlecast.config import SignupSettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select, update
 
-from needlecast.audience.addresses import email_hash, normalise_email
+from needlecast.addresses import email_hash, normalise_email
 from needlecast.errors import InvalidRequest
 from needlecast.store.helpers import hash_key, insert_ignore, utcnow
 from needlecast.store.schema import (

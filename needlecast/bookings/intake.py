@@ -25,7 +25,7 @@ from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor
 from needlecast.bookings import providers as p
 from needlecast.bookings.record import BookingResult, record_bookings
-from needlecast.bookings.settings import BookingSettings, secret_of
+from needlecast.config.bookings import BookingSettings, secret_of
 from needlecast.errors import WebhookRejected
 
 

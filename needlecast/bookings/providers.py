@@ -31,8 +31,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from needlecast.audience.addresses import normalise_email
-from needlecast.bookings.settings import GenericMapping
+from needlecast.addresses import normalise_email
+from needlecast.config.bookings import GenericMapping
 from needlecast.errors import BookingSystemUnavailable, EventFormatError, InvalidAddress, WebhookRejected
 
 CALENDLY_HEADER = "Calendly-Webhook-Signature"

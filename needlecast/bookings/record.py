@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.bookings.providers import Booking, BookingProblem
 from needlecast.store.helpers import chunked, hash_key, insert_ignore
 from needlecast.store.schema import appointments, contact_events, contacts, suppressions

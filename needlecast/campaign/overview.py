@@ -21,6 +21,7 @@ from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moment
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.state import find_state
 from needlecast.errors import NotFound
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import campaign_state
 
 NOT_SCHEDULED = "not scheduled"
@@ -75,7 +76,7 @@ def _next_send(
 
 def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones: set[str], now: datetime) -> Overview:
     state = find_state(conn, campaign.id)
-    queued = ledger.queued_by_due(conn, campaign.id)
+    queued = delivery_store(conn).queued_by_due(conn, campaign.id)
     next_send, note = _next_send(ctx, campaign, state, queued, zones, now)
     if campaign.draft:
         status, status_note = (
@@ -94,8 +95,8 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         file=campaign.path.name,
         state=status,
         note=status_note,
-        counts=ledger.counts(conn, campaign.id),
-        skipped=ledger.skipped_by_reason(conn, campaign.id),
+        counts=delivery_store(conn).counts(conn, campaign.id),
+        skipped=delivery_store(conn).skipped_by_reason(conn, campaign.id),
         next_send=next_send,
         next_send_note=note,
         queued_by_due=queued,
@@ -158,7 +159,7 @@ def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) ->
                 file=problem.path.rsplit("/", 1)[-1],
                 state=BROKEN,
                 note=str(problem),
-                counts=ledger.counts(conn, problem.campaign_id) if problem.campaign_id else {},
+                counts=delivery_store(conn).counts(conn, problem.campaign_id) if problem.campaign_id else {},
             ),
         )
     for campaign_id, status, note in conn.execute(
@@ -173,9 +174,9 @@ def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) ->
                 file="(no file)",
                 state=status,
                 note=note or "its campaign file is gone; the ledger keeps what it sent",
-                counts=ledger.counts(conn, campaign_id),
-                skipped=ledger.skipped_by_reason(conn, campaign_id),
-                queued_by_due=ledger.queued_by_due(conn, campaign_id),
+                counts=delivery_store(conn).counts(conn, campaign_id),
+                skipped=delivery_store(conn).skipped_by_reason(conn, campaign_id),
+                queued_by_due=delivery_store(conn).queued_by_due(conn, campaign_id),
             )
     return [found[key] for key in sorted(found)]
 

@@ -1,4 +1,7 @@
-"""The `needlecast` command line. Each command is a thin shell over a library function.
+"""The `needlecast` command line. Each command is a thin shell: what it changes goes through one action
+(`needlecast.actions`, acting as the local operator `cli:<os user>` from `cli.common.operator`, so it is
+permission-checked and audited), what it prints is built by a read model (`needlecast.readmodels`). Only
+`cli.service` starts processes (the scheduler, workers, the web app, the demo) and imports them.
 
 Errors: everything a user can cause is a `NeedlecastError` (exit 1) or a `ConfigurationError` (exit 2),
 printed as one line that says what to do; Ctrl-C exits 130. Anything else is a bug: one line naming it
@@ -15,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from needlecast import __version__
-from needlecast.cli import admin, audience, campaigns, content, reports, service, workspace  # noqa: F401 - commands
+from needlecast.cli import admin, audience, campaigns, content, journeys, reports, service, workspace  # noqa: F401 - commands
 from needlecast.cli.common import app, console, err_console, state
 from needlecast.errors import ConfigurationError, NeedlecastError
 from needlecast.logs import scrub

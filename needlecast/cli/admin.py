@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from needlecast.accounts.roles import ROLES, SCOPES, cli_actor
+from needlecast.actions import keys
+from needlecast.actions import users as accounts
 from needlecast.cli.common import (
     FormatOption,
     OutputFormat,
@@ -18,6 +18,7 @@ from needlecast.cli.common import (
     current_store,
     current_workspace,
     group,
+    operator,
     print_json,
     setup_logging,
     table,
@@ -43,29 +44,25 @@ def _password(from_stdin: bool) -> str:
 @user_app.command("add")
 def user_add(
     email: Annotated[str, typer.Argument(help="The person's address (their log-in).")],
-    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")],
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(accounts.ROLES)}.")],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
     ] = False,
     name: Annotated[str, typer.Option(help="The name the console shows (default: the address's first part).")] = "",
 ) -> None:
     """Add a console account (the first admin is made this way)."""
-    from needlecast.accounts.users import add_user
-
     setup_logging()
     password = _password(password_stdin)
-    with current_store().begin() as conn:
-        user_id = add_user(conn, cli_actor(), email, role, password, name)
+    user_id = accounts.add_user(current_store(), operator(), email, role, password, name)
     console.print(f"account #{user_id} added for {email} ({role}); log in at /console/login", highlight=False)
 
 
 @user_app.command("list")
 def user_list(format: FormatOption = OutputFormat.table) -> None:
     """Every console account."""
-    from needlecast.accounts.users import list_users
+    from needlecast.readmodels.accounts import account_rows
 
-    with current_store().connect() as conn:
-        rows = list_users(conn)
+    rows = account_rows(current_store())
     if format == OutputFormat.json:
         print_json(rows)
         return
@@ -82,49 +79,39 @@ def user_list(format: FormatOption = OutputFormat.table) -> None:
     console.print(shown)
 
 
-def _user_id(email: str) -> int:
-    from needlecast.accounts.users import find_user
-
-    with current_store().connect() as conn:
-        return int(find_user(conn, email)["id"])
-
-
 @user_app.command("disable")
 def user_disable(email: Annotated[str, typer.Argument(help="The account's address.")]) -> None:
     """Disable an account: it can no longer log in, and its sessions end."""
-    from needlecast.accounts.users import set_disabled
+    from needlecast.readmodels.accounts import user_id_for
 
     setup_logging()
-    user_id = _user_id(email)
-    with current_store().begin() as conn:
-        set_disabled(conn, cli_actor(), user_id, True)
+    engine = current_store()
+    accounts.disable_user(engine, operator(), user_id_for(engine, email))
     console.print(f"{email}: disabled", highlight=False)
 
 
 @user_app.command("enable")
 def user_enable(email: Annotated[str, typer.Argument(help="The account's address.")]) -> None:
     """Enable a disabled account again."""
-    from needlecast.accounts.users import set_disabled
+    from needlecast.readmodels.accounts import user_id_for
 
     setup_logging()
-    user_id = _user_id(email)
-    with current_store().begin() as conn:
-        set_disabled(conn, cli_actor(), user_id, False)
+    engine = current_store()
+    accounts.enable_user(engine, operator(), user_id_for(engine, email))
     console.print(f"{email}: enabled", highlight=False)
 
 
 @user_app.command("set-role")
 def user_set_role(
     email: Annotated[str, typer.Argument(help="The account's address.")],
-    role: Annotated[str, typer.Argument(help=f"One of: {', '.join(ROLES)}.")],
+    role: Annotated[str, typer.Argument(help=f"One of: {', '.join(accounts.ROLES)}.")],
 ) -> None:
     """Change an account's role."""
-    from needlecast.accounts.users import set_role
+    from needlecast.readmodels.accounts import user_id_for
 
     setup_logging()
-    user_id = _user_id(email)
-    with current_store().begin() as conn:
-        set_role(conn, cli_actor(), user_id, role)
+    engine = current_store()
+    accounts.set_user_role(engine, operator(), user_id_for(engine, email), role)
     console.print(f"{email}: {role}", highlight=False)
 
 
@@ -134,39 +121,34 @@ def user_set_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read it from stdin.")] = False,
 ) -> None:
     """Set an account's password (its sessions end)."""
-    from needlecast.accounts.users import set_password
+    from needlecast.readmodels.accounts import user_id_for
 
     setup_logging()
-    user_id = _user_id(email)
+    engine = current_store()
+    user_id = user_id_for(engine, email)
     password = _password(password_stdin)
-    with current_store().begin() as conn:
-        set_password(conn, cli_actor(), user_id, password)
+    accounts.set_user_password(engine, operator(), user_id, password)
     console.print(f"{email}: password changed", highlight=False)
 
 
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key (the audit log shows it).")],
-    scopes: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(SCOPES)}.")],
+    scopes: Annotated[str, typer.Option(help=f"Comma-separated, from: {', '.join(keys.SCOPES)}.")],
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
-    from needlecast.accounts.apikeys import create, parse_scopes
-
     setup_logging()
-    with current_store().begin() as conn:
-        key = create(conn, cli_actor(), name, parse_scopes(scopes))
-    err = typer.echo
-    err("Store this key now: it is not shown again.", err=True)
+    key = keys.create_key(current_store(), operator(), name, scopes)
+    typer.echo("Store this key now: it is not shown again.", err=True)
     typer.echo(key)
 
 
 @apikey_app.command("list")
 def apikey_list(format: FormatOption = OutputFormat.table) -> None:
     """Every API key: name, first characters, scopes, last use."""
-    from needlecast.accounts.apikeys import list_keys
+    from needlecast.readmodels.accounts import key_rows
 
-    with current_store().connect() as conn:
-        rows = list_keys(conn)
+    rows = key_rows(current_store())
     if format == OutputFormat.json:
         print_json(rows)
         return
@@ -187,11 +169,8 @@ def apikey_list(format: FormatOption = OutputFormat.table) -> None:
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `needlecast apikey list`).")]) -> None:
     """Revoke an API key: it stops working at once."""
-    from needlecast.accounts.apikeys import revoke
-
     setup_logging()
-    with current_store().begin() as conn:
-        revoke(conn, cli_actor(), key_id)
+    keys.revoke_key(current_store(), operator(), key_id)
     console.print(f"API key #{key_id} revoked", highlight=False)
 
 
@@ -202,10 +181,9 @@ def audit(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """The audit log: every change, who made it (console user, API key, command line), what and when."""
-    from needlecast.accounts.audit import entries
+    from needlecast.readmodels.accounts import audit_rows
 
-    with current_store().connect() as conn:
-        rows = entries(conn, max(1, limit), action=action)
+    rows = audit_rows(current_store(), limit, action)
     if format == OutputFormat.json:
         print_json(rows)
         return
@@ -213,7 +191,7 @@ def audit(
     for row in rows:
         shown.add_row(
             f"{row['at']:%Y-%m-%d %H:%M:%S}",
-            f"{row['actor_kind']}:{row['actor']}",
+            row["who"],
             row["action"],
             row["target"],
             ", ".join(f"{k}={v}" for k, v in row["detail"].items()),
@@ -238,18 +216,11 @@ def events_import(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Import events from a booking system's export: stored once per id; bad rows go to FILE.rejects.csv."""
-    from needlecast.audience.event_import import import_events
+    from needlecast.actions.audience import import_event_file
 
     setup_logging()
     workspace = current_workspace()
-    summary = import_events(
-        current_store(workspace),
-        cli_actor(),
-        file,
-        source or f"file:{file.name}",
-        workspace.settings.imports,
-        datetime.now(UTC),
-    )
+    summary = import_event_file(current_store(workspace), workspace, operator(), file, source)
     counts = {
         "read": summary.read,
         "stored": summary.stored,

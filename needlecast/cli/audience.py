@@ -17,6 +17,7 @@ from needlecast.cli.common import (
     current_store,
     current_workspace,
     err_console,
+    operator,
     print_json,
     setup_logging,
     table,
@@ -39,9 +40,7 @@ def audience_import(
     """Import contacts. Bad rows go to FILE.rejects.csv with line and reason; the counts always reconcile."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.audience import import_audience
-    from needlecast.audience.columns import load_mapping
 
     setup_logging()
     workspace = current_workspace()
@@ -61,7 +60,7 @@ def audience_import(
             bar.update(task, description=stage, completed=done, total=total or None)
 
         summary = import_audience(
-            engine, workspace, cli_actor(), file, list_name=list_name, mapping=load_mapping(mapping), progress=progress
+            engine, workspace, operator(), file, list_name=list_name, mapping_file=mapping, progress=progress
         )
     for warning in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -100,7 +99,6 @@ def audience_consent(
     wording: Annotated[str, typer.Option(help="Version of the consent wording shown.")] = "",
 ) -> None:
     """Record marketing consent (or, with --concerns, consent to use the skin concern) as history."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import record_contact_consent
 
     setup_logging()
@@ -108,7 +106,7 @@ def audience_consent(
         raise InvalidRequest("give exactly one of --grant or --withdraw")
     contact_id = record_contact_consent(
         current_store(),
-        cli_actor(),
+        operator(),
         email,
         "concern" if concerns else "marketing",
         grant,
@@ -122,20 +120,16 @@ def audience_consent(
 @audience_app.command("opt-in")
 def audience_opt_in(email: Annotated[str, typer.Argument(help="The contact's address.")]) -> None:
     """Start double opt-in: mark the contact pending and print the signed confirmation link (7 days)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import start_opt_in
     from needlecast.config import signing_secret
-    from needlecast.templating.recipient import link_base
+    from needlecast.readmodels.contacts import confirmation_link
 
     setup_logging()
     workspace = current_workspace()
     token = start_opt_in(
-        current_store(workspace), cli_actor(), email, signing_secret(required=False), source="manual (CLI)"
+        current_store(workspace), operator(), email, signing_secret(required=False), source="manual (CLI)"
     )
-    console.print(f"{link_base(workspace.settings)}/confirm/{token}", highlight=False)
-
-
-MANUAL_REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual")
+    console.print(confirmation_link(workspace, token), highlight=False)
 
 
 @audience_app.command("suppress")
@@ -144,13 +138,12 @@ def audience_suppress(
     reason: Annotated[str, typer.Option(help="unsubscribed, hard_bounce, complaint or manual.")] = "manual",
 ) -> None:
     """Add an address to the global suppression list: it is never mailed again."""
-    from needlecast.accounts.roles import cli_actor
-    from needlecast.actions.contacts import suppress_contact
+    from needlecast.actions.contacts import MANUAL_REASONS, suppress_contact
 
     setup_logging()
     if reason not in MANUAL_REASONS:
         raise InvalidRequest(f"--reason '{reason}' is not one of: {', '.join(MANUAL_REASONS)}")
-    added = suppress_contact(current_store(), cli_actor(), email, reason, source="manual (CLI)")
+    added = suppress_contact(current_store(), operator(), email, reason, source="manual (CLI)")
     console.print("suppressed" if added else "already suppressed (the first reason is kept)")
 
 
@@ -160,13 +153,12 @@ def audience_erase(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a person's data for good; keep only a keyed hash so the address is never imported again."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.contacts import erase_contact
 
     setup_logging()
     if not yes and not typer.confirm("Erase this person's data permanently?"):
         raise typer.Exit(1)
-    existed = erase_contact(current_store(), cli_actor(), email)
+    existed = erase_contact(current_store(), operator(), email)
     console.print(
         "erased; the address stays suppressed"
         if existed
@@ -233,21 +225,11 @@ def audience_show(
     if "@" in who:
         _show_contact(who, unmasked, format)
         return
-    from needlecast.audience.addresses import mask_email
-    from needlecast.audience.segments import evaluate, get_segment
+    from needlecast.readmodels.contacts import segment_members
 
-    segments, frame, now = _segments_now(current_workspace())
-    result = evaluate(get_segment(segments, who), frame, now)
-    members = [
-        {
-            "id": int(row.id),
-            "email": row.email if unmasked else mask_email(row.email),
-            "first_name": row.first_name,
-            "variant": row.variant,
-            "time_zone": row.time_zone,
-        }
-        for row in result.members.head(max(0, limit)).itertuples()
-    ]
+    workspace = current_workspace()
+    result = segment_members(current_store(workspace), workspace, who, limit, unmasked=unmasked)
+    members = result.members
     if format == OutputFormat.json:
         print_json({"segment": who, "size": result.size, "members": members})
         return
@@ -262,10 +244,9 @@ def audience_show(
 
 
 def _show_contact(email: str, unmasked: bool, format: OutputFormat) -> None:
-    from needlecast.audience.profile import contact_profile
+    from needlecast.readmodels.contacts import contact_view
 
-    with current_store().connect() as conn:
-        profile = contact_profile(conn, email, unmasked=unmasked)
+    profile = contact_view(current_store(), email, unmasked=unmasked)
     if format == OutputFormat.json:
         print_json(profile.as_dict())
         return

@@ -1,9 +1,9 @@
-"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync, scheduler."""
+"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,12 +18,12 @@ from needlecast.cli.common import (
     console,
     current_store,
     current_workspace,
+    operator,
     print_json,
     schedule_app,
     setup_logging,
     table,
 )
-from needlecast.errors import ConfigurationError
 
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlecast campaign list`).")]
 
@@ -36,66 +36,46 @@ def plan(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
+    from needlecast.readmodels.plans import plan_preview
 
     setup_logging()
     workspace = current_workspace()
-    result = build_plans(workspace, current_store(workspace), campaign, days, datetime.now(UTC))
-    ctx = CampaignContext.load(workspace)
-    written = write_plan_csv(result.plans, csv) if csv else None
+    preview = plan_preview(workspace, current_store(workspace), campaign, days, datetime.now(UTC), csv)
     if format == OutputFormat.json:
         print_json(
             {
                 "days": days,
-                "campaigns": [
-                    {
-                        "id": item.campaign.id,
-                        "kind": item.campaign.kind,
-                        "segment": item.campaign.segment,
-                        "emails": summary_rows(item).to_dict("records"),
-                        "new_enrolments": len(item.new_enrolments),
-                        "excluded": dict(item.excluded),
-                        "deferred": dict(item.deferred),
-                        "notes": item.notes,
-                        "articles": step_articles(ctx, item.campaign),
-                    }
-                    for item in result.plans
-                ],
-                "problems": [str(p) for p in result.problems],
-                "csv": {"path": str(csv), "emails": written} if csv else None,
+                "campaigns": [item.as_dict() for item in preview.campaigns],
+                "problems": preview.problems,
+                "csv": {"path": str(csv), "emails": preview.csv_emails} if csv else None,
             }
         )
         return
-    for problem in result.problems:
-        console.print(f"[red]not planned:[/] {escape(str(problem))}", highlight=False)
-    for item in result.plans:
-        rows = summary_rows(item)
-        total = int(rows["recipients"].sum()) if len(rows) else 0
+    for problem in preview.problems:
+        console.print(f"[red]not planned:[/] {escape(problem)}", highlight=False)
+    for item in preview.campaigns:
         shown = table(
-            f"{item.campaign.id} ({item.campaign.kind}, segment {item.campaign.segment}): "
-            f"{total} email(s) in the next {days} days",
+            f"{item.id} ({item.kind}, segment {item.segment}): {item.total} email(s) in the next {days} days",
             ["day (UTC)", "step", "variant", "arm", "recipients"],
             right=("recipients",),
         )
-        for row in rows.itertuples(index=False):
-            shown.add_row(row.day, row.step, row.variant, row.arm or "-", str(row.recipients))
+        for row in item.emails:
+            shown.add_row(row["day"], row["step"], row["variant"], row["arm"] or "-", str(row["recipients"]))
         console.print(shown)
-        articles = step_articles(ctx, item.campaign)
         console.print(
-            "  content: " + "; ".join(f"step {step}: {article}" for step, article in articles.items()),
+            "  content: " + "; ".join(f"step {step}: {article}" for step, article in item.articles.items()),
             highlight=False,
             markup=False,
         )
         if item.new_enrolments:
-            console.print(f"  would enrol {len(item.new_enrolments)} new contact(s)")
+            console.print(f"  would enrol {item.new_enrolments} new contact(s)")
         for label, counter in (("excluded", item.excluded), ("deferred", item.deferred)):
             for reason, count in sorted(counter.items()):
                 console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
         for note in item.notes:
             console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
     if csv:
-        console.print(f"{written} planned email(s) written to {csv}", highlight=False)
+        console.print(f"{preview.csv_emails} planned email(s) written to {csv}", highlight=False)
 
 
 @app.command()
@@ -124,27 +104,24 @@ def send(
     sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
     twice.
     """
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import send_campaign
-    from needlecast.campaign.send.runner import Runner
-    from needlecast.delivery import get_backend
+    from needlecast.campaign.send.start import start_send
     from needlecast.devtools.stopwatch import Stopwatch
     from needlecast.devtools.timed import stage_seconds, timed_runner
-    from needlecast.pacing import collect_seldom
-    from needlecast.schedule import recover
 
     setup_logging()
     workspace = current_workspace()
     engine = current_store(workspace)
-    recover(engine, workspace.settings.delivery.lease_seconds)  # rows of senders that died are theirs no more
-    backend = get_backend(workspace)
     watch = Stopwatch()
-    runner = timed_runner(workspace, engine, backend, watch) if timings else Runner(workspace, engine, backend)
-    with collect_seldom():  # a large send makes and drops millions of acyclic objects
-        report = send_campaign(engine, workspace, cli_actor(), campaign, runner, send_now=now)
+    report, runner = start_send(
+        workspace,
+        engine,
+        lambda runner: (send_campaign(engine, workspace, operator(), campaign, runner, send_now=now), runner),
+        make_runner=partial(timed_runner, watch=watch) if timings else None,
+    )
     _print_report(report)
     if timings:
-        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, backend).items())
+        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, runner).items())
         console.print(f"seconds by stage (this process): {stages}", highlight=False)
     _print_still_queued(campaign)
 
@@ -172,10 +149,9 @@ def _print_report(report: Any) -> None:
 
 
 def _print_still_queued(campaign_id: str) -> None:
-    from needlecast import ledger
+    from needlecast.readmodels.fleet import queued_by_due
 
-    with current_store().connect() as conn:
-        waiting = ledger.queued_by_due(conn, campaign_id)
+    waiting = queued_by_due(current_store(), campaign_id)
     if not waiting:
         return
     count = sum(n for _, n in waiting)
@@ -280,12 +256,15 @@ def _print_outcome(ctx: Any, item: Any) -> None:
 
 
 def _set_campaign(campaign: str, status: str) -> None:
-    from needlecast.accounts.roles import cli_actor
-    from needlecast.actions.campaigns import set_campaign_status
+    from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
 
     setup_logging()
     workspace = current_workspace()
-    cancelled = set_campaign_status(current_store(workspace), workspace, cli_actor(), campaign, status)
+    if status == "active":  # a campaign that paused itself: the figures first, then the resume
+        figures = auto_pause_figures(current_store(workspace), campaign)
+        if figures:
+            console.print(f"{campaign} {figures}", highlight=False, markup=False)
+    cancelled = set_campaign_status(current_store(workspace), workspace, operator(), campaign, status)
     console.print(f"{campaign}: {status}" + (f"; {cancelled} queued email(s) cancelled" if cancelled else ""))
 
 
@@ -326,12 +305,11 @@ def campaign_reconcile(
     A request is settled whole: one event for any of its emails proves it accepted (all sent); a request with
     no event while later ones have events is proved lost after \\[delivery] reconcile_after_minutes and its
     emails are queued again. The scheduler does this at every sweep; this command does it now."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import reconcile_campaign
 
     setup_logging()
     workspace = current_workspace()
-    done = reconcile_campaign(current_store(workspace), workspace, cli_actor(), campaign, resend_unknown=resend_unknown)
+    done = reconcile_campaign(current_store(workspace), workspace, operator(), campaign, resend_unknown=resend_unknown)
     requests = done.requests
     if requests.accepted or requests.lost:
         console.print(
@@ -347,104 +325,26 @@ def campaign_reconcile(
 @schedule_app.command("sync")
 def schedule_sync() -> None:
     """Bring the job store in line with the campaign files (changed reschedule, deleted unschedule)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import sync_schedule
 
     setup_logging()
     workspace = current_workspace()
-    result = sync_schedule(current_store(workspace), workspace, cli_actor())
+    result = sync_schedule(current_store(workspace), workspace, operator())
     if result is None:
         console.print("a scheduler is running: it re-reads the campaign files within a minute")
     else:
         console.print(f"{result[0]} job(s) added or changed, {result[1]} removed")
 
 
-MetricsPortOption = Annotated[
-    int,
-    typer.Option(
-        "--metrics-port",
-        help="Serve Prometheus metrics on this port (0: none): emails recorded, provider requests by status "
-        "and latency, rate-limit waits, queue depth, heartbeat ages.",
-    ),
-]
-MetricsHostOption = Annotated[
-    str, typer.Option("--metrics-host", help="Interface the metrics endpoint listens on (0.0.0.0 for a remote scrape).")
-]
-
-
-@app.command()
-def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOption = "127.0.0.1") -> None:
-    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`).
-
-    One scheduler leads per database; start another on a second machine and it waits as a standby, taking
-    over within \\[schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
-    plans and enqueues; while any `needlecast worker` is alive it leaves the sending to the workers.
-    """
-    from needlecast.schedule import run_scheduler
-
-    setup_logging(service=True)
-    workspace = current_workspace()
-    if metrics_port:
-        _serve_metrics(workspace, metrics_port, metrics_host)
-    run_scheduler(workspace)
-
-
-@app.command()
-def worker(
-    concurrency: Annotated[
-        int | None,
-        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: \\[delivery] max_in_flight)."),
-    ] = None,
-    metrics_port: MetricsPortOption = 0,
-    metrics_host: MetricsHostOption = "127.0.0.1",
-) -> None:
-    """Claim and send the due emails of every campaign until SIGTERM or Ctrl-C.
-
-    Start as many as you like, on any machine that reaches the database (PostgreSQL for more than one
-    machine) and has this workspace: claims keep them apart, and rate limits hold for all of them together.
-    SIGTERM finishes the requests in flight and returns the rest to the queue. A worker that dies is found
-    by the others within \\[delivery] lease_seconds (at once on the same machine) and its emails recovered.
-    """
-    import signal as signals
-    import threading
-
-    from needlecast.fleet.worker import Worker
-
-    setup_logging(service=True)
-    workspace = current_workspace()
-    engine = current_store(workspace)
-    stop = threading.Event()
-    metrics = _serve_metrics(workspace, metrics_port, metrics_host) if metrics_port else None
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            logging.getLogger("needlecast.fleet.worker").info("signal %d: finishing the requests in flight", signum)
-        stop.set()
-
-    signals.signal(signals.SIGTERM, on_signal)
-    signals.signal(signals.SIGINT, on_signal)
-    running = Worker(
-        workspace,
-        engine,
-        stop=stop,
-        concurrency=concurrency,
-        on_recorded=metrics.record if metrics else None,
-        backend_hook=metrics.watch if metrics else None,
-    )
-    running.run()
-    if running.fenced:
-        raise typer.Exit(3)
-
-
 @app.command()
 def status(format: FormatOption = OutputFormat.table) -> None:
     """Who is sending: the leading scheduler and its standbys, the live workers (with their heartbeat ages),
     and how many emails are queued and due."""
-    from needlecast.fleet.status import fleet_status
+    from needlecast.readmodels.fleet import sending_fleet
 
     setup_logging()
     workspace = current_workspace()
-    found = fleet_status(current_store(workspace), workspace.settings.delivery.lease_seconds)
+    found = sending_fleet(current_store(workspace), workspace)
     if format == OutputFormat.json:
         print_json(found.as_dict())
         return
@@ -471,14 +371,3 @@ def status(format: FormatOption = OutputFormat.table) -> None:
         markup=False,
     )
     console.print(f"queue: {found.queued} email(s) queued, {found.due} due now", highlight=False)
-
-
-def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
-    from needlecast.fleet.telemetry import SenderMetrics
-
-    metrics = SenderMetrics(current_store(workspace), workspace.settings.delivery.lease_seconds)
-    try:
-        metrics.serve(port, host)
-    except OSError as err:
-        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror}") from err
-    return metrics

@@ -13,7 +13,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -23,6 +23,9 @@ from sqlalchemy import Engine
 
 from needlecast.config import Workspace, open_workspace
 from needlecast.logs import configure_logging
+
+if TYPE_CHECKING:
+    from needlecast.actions.users import Actor
 
 # Typer 0.29 labels every option with its type, so each flag read "--now <bool>": a flag takes no value.
 _type_label = typer.core.TyperOption.display_type_rich
@@ -91,9 +94,17 @@ def current_workspace() -> Workspace:
 
 
 def current_store(workspace: Workspace | None = None) -> Engine:
-    from needlecast.store.engine import open_store
+    from needlecast.readmodels.workspace import workspace_store
 
-    return open_store((workspace or current_workspace()).database_url)
+    return workspace_store(workspace or current_workspace())
+
+
+def operator() -> Actor:
+    """Who every command acts as: the local operator, audited as `cli:<operating-system user>`
+    (`actions.users.local_operator`). Every command that changes anything passes it to its action."""
+    from needlecast.actions.users import local_operator
+
+    return local_operator()
 
 
 def setup_logging(*, service: bool = False) -> None:

@@ -14,6 +14,7 @@ from needlecast.cli.common import (
     current_store,
     current_workspace,
     err_console,
+    operator,
     print_json,
     table,
 )
@@ -22,26 +23,10 @@ from needlecast.cli.common import (
 @content_app.command("list")
 def content_list(format: FormatOption = OutputFormat.table) -> None:
     """Every article of content/ with its sections per concern; files that cannot be read, with why."""
-    from needlecast.content.loader import load_library_for, load_vocabulary_for
-    from needlecast.content.model import GENERAL
+    from needlecast.readmodels.content import library_view
 
-    workspace = current_workspace()
-    vocabulary = load_vocabulary_for(workspace)
-    library = load_library_for(workspace, vocabulary)
-    concerns = [*vocabulary.names, GENERAL]
-    rows = [
-        {
-            "id": article.id,
-            "file": article.path.name,
-            "title": article.title,
-            "treatment": article.treatment,
-            "default": article.id == library.default_id,
-            "sections": {c: len(article.for_concern(c)) for c in concerns},
-            "to_review": sum(1 for s in article.sections if s.review),
-        }
-        for article in library.articles.values()
-    ]
-    problems = [{"id": article_id, "problem": str(err)} for article_id, err in library.problems.items()]
+    view = library_view(current_workspace())
+    concerns, rows, problems = view.concerns, view.articles, view.problems
     if format == OutputFormat.json:
         print_json({"articles": rows, "problems": problems})
         return
@@ -51,7 +36,7 @@ def content_list(format: FormatOption = OutputFormat.table) -> None:
         right=(*concerns, "to review"),
     )
     for row in rows:
-        counts = [str(row["sections"][c]) for c in concerns]  # type: ignore[index]
+        counts = [str(row["sections"][c]) for c in concerns]
         name = f"{row['id']} (default)" if row["default"] else str(row["id"])
         shown.add_row(name, str(row["file"]), str(row["treatment"]), *counts, str(row["to_review"] or ""))
     console.print(shown)
@@ -68,49 +53,29 @@ def content_show(
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Print an article's sections and their concern tags (default: the [content] article)."""
-    from needlecast.content.loader import load_library_for
+    from needlecast.readmodels.content import article_view
 
-    library = load_library_for(current_workspace())
-    chosen = library.article(article) if article else library.default
+    chosen = article_view(current_workspace(), article)
     if format == OutputFormat.json:
-        print_json(
-            {
-                "id": chosen.id,
-                "file": chosen.path.name,
-                "title": chosen.title,
-                "treatment": chosen.treatment,
-                "sections": [
-                    {
-                        "line": s.line,
-                        "kind": s.kind,
-                        "slug": s.slug,
-                        "title": s.title,
-                        "concerns": list(s.concerns),
-                        "reasons": list(s.reasons),
-                        "review": s.review or None,
-                    }
-                    for s in chosen.sections
-                ],
-            }
-        )
+        print_json(chosen)
         return
     columns = ["line", "kind", "slug", "title", "concerns", *(["why"] if why else [])]
-    shown = table(f"{chosen.title} ({chosen.path.name}, treatment: {chosen.treatment})", columns, right=("line",))
-    for section in chosen.sections:
-        tags = ", ".join(section.concerns) + (" (review)" if section.review else "")
-        reasons = "\n".join([*section.reasons, *([f"review: {section.review}"] if section.review else [])])
+    shown = table(f"{chosen['title']} ({chosen['file']}, treatment: {chosen['treatment']})", columns, right=("line",))
+    for section in chosen["sections"]:
+        tags = ", ".join(section["concerns"]) + (" (review)" if section["review"] else "")
+        reasons = "\n".join([*section["reasons"], *([f"review: {section['review']}"] if section["review"] else [])])
         shown.add_row(
-            str(section.line),
-            section.kind,
-            section.slug,
-            section.title,
+            str(section["line"]),
+            section["kind"],
+            section["slug"],
+            section["title"],
             tags,
             *([reasons or "no evidence"] if why else []),
         )
     console.print(shown)
-    flagged = sum(1 for s in chosen.sections if s.review)
+    flagged = sum(1 for s in chosen["sections"] if s["review"])
     if flagged and not why:
-        console.print(f"{flagged} section(s) flagged for review: `needlecast content show {chosen.id} --why`")
+        console.print(f"{flagged} section(s) flagged for review: `needlecast content show {chosen['id']} --why`")
 
 
 @content_app.command("draft")
@@ -127,14 +92,13 @@ def content_draft(
 ) -> None:
     """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
     concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.campaigns import draft_campaign
 
     workspace = current_workspace()
     draft, path = draft_campaign(
         current_store(workspace),
         workspace,
-        cli_actor(),
+        operator(),
         article,
         kind=kind,
         segment=segment,

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from needlecast.cli.common import app, console, current_store, current_workspace, setup_logging, table
-from needlecast.errors import InvalidRequest, NotFound
-from needlecast.reports.data import Report
+from needlecast.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from needlecast.reports.compare import Comparison, Filters
+    from needlecast.readmodels.reports import Filters, ShownTable
 
 
 class ReportFormat(StrEnum):
@@ -33,69 +32,6 @@ FILE_FORMATS = (ReportFormat.xlsx, ReportFormat.html, ReportFormat.parquet)  # t
 class Frequency(StrEnum):
     day = "day"
     hour = "hour"
-
-
-TERMINAL_VIEWS = {
-    "funnel": (
-        "funnel per campaign, step, segment, variant and arm",
-        [
-            "campaign_id",
-            "step_id",
-            "segment",
-            "variant",
-            "arm",
-            "recipients",
-            "sent",
-            "delivered",
-            "opened",
-            "opens",
-            "clicked",
-            "clicks",
-            "opened_rate",
-            "clicked_rate",
-            "click_to_open_rate",
-            "bounce_rate",
-            "unsubscribed",
-            "complained",
-        ],
-    ),
-    "totals": (
-        "totals per campaign",
-        [
-            "campaign_id",
-            "sent",
-            "delivered",
-            "opened",
-            "opens",
-            "clicked",
-            "clicks",
-            "opened_rate",
-            "clicked_rate",
-            "click_to_open_rate",
-            "bounce_rate",
-            "unsubscribed",
-            "complained",
-        ],
-    ),
-    "health": ("deliverability health", ["campaign_id", "sent", "complaint_rate", "bounce_rate", "flag"]),
-    "ab": (
-        "A/B test (each arm against arm A)",
-        [
-            "campaign_id",
-            "step_id",
-            "arm",
-            "subject",
-            "delivered",
-            "open_rate",
-            "open_diff",
-            "open_p_value",
-            "click_rate",
-            "click_p_value",
-            "open_winner",
-            "click_winner",
-        ],
-    ),
-}
 
 
 @app.command()
@@ -123,11 +59,9 @@ def report(
     include_recipients: Annotated[bool, typer.Option(help="Add one row per recipient (masked).")] = False,
     unmasked: Annotated[bool, typer.Option(help="With --include-recipients: show full addresses.")] = False,
 ) -> None:
-    """Send report: funnel per campaign, step, segment, variant and arm; totals; health; A/B; time series; links."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.reports import load_report
-    from needlecast.reports.data import report_campaigns
-    from needlecast.reports.export import to_json, write_csv, write_html, write_parquet, write_xlsx
+    """Send report: funnel per campaign, step, segment, variant and arm; totals; health; A/B; conversions;
+    time series; links. The tables and their columns are the HTML report's and the console's."""
+    from needlecast.readmodels.reports import report_text, send_report, terminal_tables, write_report
 
     setup_logging()
     if format in FILE_FORMATS and out is None:
@@ -137,47 +71,23 @@ def report(
         return _report_all(filters, format, out, min_group)
     if unmasked and not include_recipients:
         raise InvalidRequest("--unmasked shows recipients' addresses: add --include-recipients")
-    try:
-        start = datetime.combine(date.fromisoformat(since), datetime.min.time(), UTC) if since else None
-    except ValueError:
-        raise InvalidRequest(f"--since '{since}' is not a date; write it like 2026-11-01") from None
     workspace = current_workspace()
-    ctx = CampaignContext.load(workspace)
-    engine = current_store(workspace)
-    if campaign is not None:
-        _known(campaign, set(ctx.campaigns) | set(report_campaigns(engine)))
-    data = load_report(
-        engine,
+    data = send_report(
+        current_store(workspace),
+        workspace,
         campaign,
-        start,
-        freq="h" if freq == Frequency.hour else "D",
+        _day("--since", since),
+        hourly=freq == Frequency.hour,
         min_group=min_group,
         include_recipients=include_recipients,
         unmasked=unmasked,
-        subjects=ctx.arm_subjects(),
-        attribution=workspace.settings.attribution,
-        time_zone=workspace.settings.clinic.time_zone,
     )
-    report_title = f"Send report: {campaign or 'all campaigns'}"
     if format == ReportFormat.table:
-        _print_tables(data)
-    elif format == ReportFormat.json:
-        text = to_json(data)
-        if out:
-            out.write_text(text, encoding="utf-8")
-            console.print(f"report written to {out}", highlight=False)
-        else:
-            sys.stdout.write(text + "\n")
-    elif format == ReportFormat.csv:
-        write_csv(data, out)
-        if out:
-            console.print(f"report written to {out}", highlight=False)
+        _print_tables(terminal_tables(data))
+    elif out is None:
+        sys.stdout.write(report_text(data, format.value) + ("\n" if format == ReportFormat.json else ""))
     else:
-        assert out is not None
-        if format == ReportFormat.parquet:
-            write_parquet(data, out)
-        else:
-            write_xlsx(data, out) if format == ReportFormat.xlsx else write_html(data, out, report_title)
+        write_report(data, format.value, out, f"Send report: {campaign or 'all campaigns'}")
         console.print(f"report written to {out}", highlight=False)
 
 
@@ -198,45 +108,36 @@ def _filters(
     article: str,
     sort: str,
 ) -> Filters:
-    from needlecast.reports.compare import Filters
+    from needlecast.readmodels.reports import comparison_filters
 
     if campaign is not None:
         raise InvalidRequest(f"--all compares every campaign: drop '{campaign}', or drop --all for its report")
-    return Filters(_day("--since", since), _day("--until", until), kind, segment, concern, article, sort)
+    return comparison_filters(
+        _day("--since", since),
+        _day("--until", until),
+        kind=kind,
+        segment=segment,
+        concern=concern,
+        article=article,
+        sort=sort,
+    )
 
 
 def _report_all(filters: Filters, format: ReportFormat, out: Path | None, min_group: int) -> None:
-    """`report --all`: the comparison (`needlecast.reports.compare`) in the chosen format."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.reports.compare import catalogue_of, load_comparison
-    from needlecast.reports.export import to_json, write_csv, write_parquet, write_xlsx
+    """`report --all`: the comparison (`readmodels.reports.campaign_comparison`) in the chosen format."""
+    from needlecast.readmodels.reports import campaign_comparison, report_text, write_report
+    from needlecast.readmodels.reports import shown_tables as every_table
 
     if format == ReportFormat.html:
         raise InvalidRequest("--all has no HTML file: the console's Reports page shows it; use xlsx, csv or parquet")
     workspace = current_workspace()
-    data = load_comparison(
-        current_store(workspace),
-        catalogue_of(CampaignContext.load(workspace)),
-        filters,
-        time_zone=workspace.settings.clinic.time_zone,
-        attribution=workspace.settings.attribution,
-        min_group=min_group,
-    )
+    data = campaign_comparison(current_store(workspace), workspace, filters, min_group=min_group)
     if format == ReportFormat.table:
-        _print_comparison(data)
-        return
-    if format == ReportFormat.json and out is None:
-        sys.stdout.write(to_json(data) + "\n")
-        return
-    if format == ReportFormat.csv:
-        write_csv(data, out)
-    elif format == ReportFormat.json:
-        assert out is not None
-        out.write_text(to_json(data), encoding="utf-8")
+        _print_tables(every_table(data))
+    elif out is None:
+        sys.stdout.write(report_text(data, format.value) + ("\n" if format == ReportFormat.json else ""))
     else:
-        assert out is not None
-        write_xlsx(data, out) if format == ReportFormat.xlsx else write_parquet(data, out)
-    if out:
+        write_report(data, format.value, out)
         console.print(f"report written to {out}", highlight=False)
 
 
@@ -271,31 +172,9 @@ def cohorts_report(
         console.print(printed)
 
 
-def _print_comparison(data: Comparison) -> None:
-    from needlecast.reports.export import html_tables
-
-    for _name, heading, columns, rows in html_tables(data):
-        shown = table(heading, columns)
-        for row in rows:
-            shown.add_row(*row)
-        console.print(shown)
-
-
-def _known(campaign: str, campaigns: set[str]) -> None:
-    """`NotFound` naming `campaign` and the campaigns there are (a campaign file, or emails in the ledger)."""
-    if campaign not in campaigns:
-        there = ", ".join(sorted(campaigns)) or "none yet"
-        raise NotFound(f"no campaign '{campaign}' to report on; the campaigns are: {there}")
-
-
-def _print_tables(data: Report) -> None:
-    from needlecast.reports.export import cell_text, title
-
-    frames = {"funnel": data.funnel, "totals": data.totals, "health": data.health, "ab": data.ab}
-    for key, (heading, columns) in TERMINAL_VIEWS.items():
-        frame = frames[key]
-        present = [c for c in columns if c in frame.columns]
-        shown = table(heading, [title(c) for c in present])
-        for row in frame[present].itertuples(index=False) if not frame.empty else []:
-            shown.add_row(*(cell_text(c, v) for c, v in zip(present, row, strict=True)))
-        console.print(shown)
+def _print_tables(tables: list[ShownTable]) -> None:
+    for shown in tables:
+        printed = table(shown.heading, shown.columns)
+        for row in shown.rows:
+            printed.add_row(*row)
+        console.print(printed)

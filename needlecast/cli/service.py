@@ -1,29 +1,29 @@
-"""Long-running services and the outbox: web, serve, outbox list/show."""
+"""The commands that start processes: web, serve, scheduler, worker, demo.
+
+The one CLI module that may import the services themselves (`needlecast.fleet`, `needlecast.schedule`,
+`needlecast.web.app`, `needlecast.devtools`): what it starts is a process, not a change (each change those
+processes make goes through the actions and is audited as its actor).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from needlecast.cli.common import (
-    FormatOption,
-    OutputFormat,
     app,
     console,
     current_store,
     current_workspace,
     err_console,
-    outbox_app,
-    print_json,
+    operator,
     setup_logging,
-    table,
 )
 from needlecast.config import Workspace
+from needlecast.errors import ConfigurationError
 
 log = logging.getLogger("needlecast.web")
 
@@ -105,75 +105,106 @@ def serve(
         stop_scheduler()
 
 
-@outbox_app.command("list")
-def outbox_list(
-    limit: Annotated[int, typer.Option(help="Show the last N requests.")] = 20,
-    format: FormatOption = OutputFormat.table,
+@app.command()
+def demo(
+    with_events: Annotated[
+        bool,
+        typer.Option(
+            "--with-events",
+            help="Then post simulated SendGrid events through the real, signed webhook and print the send report.",
+        ),
+    ] = False,
 ) -> None:
-    """The recorded requests: number, campaign, step, recipients, subject."""
-    from needlecast.delivery.outbox import read_outbox
+    """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
+    from needlecast.devtools.demo import run_demo
 
+    setup_logging()
+    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=operator()))
+
+
+MetricsPortOption = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port",
+        help="Serve Prometheus metrics on this port (0: none): emails recorded, provider requests by status "
+        "and latency, rate-limit waits, queue depth, heartbeat ages.",
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="Interface the metrics endpoint listens on (0.0.0.0 for a remote scrape).")
+]
+
+
+@app.command()
+def scheduler(metrics_port: MetricsPortOption = 0, metrics_host: MetricsHostOption = "127.0.0.1") -> None:
+    """Run the scheduler for this workspace until SIGTERM or Ctrl-C (same as `python scheduler.py`).
+
+    One scheduler leads per database; start another on a second machine and it waits as a standby, taking
+    over within \\[schedule] takeover_seconds (default 15) when the leader's connection dies. The scheduler
+    plans and enqueues; while any `needlecast worker` is alive it leaves the sending to the workers.
+    """
+    from needlecast.schedule import run_scheduler
+
+    setup_logging(service=True)
     workspace = current_workspace()
-    rows = []
-    for entry in deque(read_outbox(workspace.outbox_dir), maxlen=max(0, limit)):
-        request = entry["request"]
-        args = request.get("custom_args", {})
-        rows.append(
-            {
-                "n": entry["n"],
-                "message_id": entry["message_id"],
-                "campaign": args.get("campaign", ""),
-                "step": args.get("step", ""),
-                "recipients": len(request["personalizations"]),
-                "subject": request["subject"],
-            }
-        )
-    if format == OutputFormat.json:
-        print_json(rows)
-        return
-    shown = table(
-        f"outbox: last {len(rows)} request(s) in {workspace.outbox_dir}",
-        ["n", "message id", "campaign", "step", "recipients", "subject"],
-        right=("n", "recipients"),
-    )
-    for row in rows:
-        shown.add_row(*(str(v) for v in row.values()))
-    console.print(shown)
+    if metrics_port:
+        _serve_metrics(workspace, metrics_port, metrics_host)
+    run_scheduler(workspace)
 
 
-@outbox_app.command("show")
-def outbox_show(
-    number: Annotated[int, typer.Argument(help="Request number (see `needlecast outbox list`).")],
-    recipient: Annotated[str | None, typer.Option(help="Whose copy (default: the first recipient).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/outbox/show).")] = None,
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", help="Requests in flight at once (default: \\[delivery] max_in_flight)."),
+    ] = None,
+    metrics_port: MetricsPortOption = 0,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
-    """Render one recorded message as its recipient would see it, to .html and .eml."""
-    from needlecast.delivery.outbox import find_request, recipient_copy
-    from needlecast.templating.eml import build_eml
-    from needlecast.templating.tokens import apply_substitutions
+    """Claim and send the due emails of every campaign until SIGTERM or Ctrl-C.
 
+    Start as many as you like, on any machine that reaches the database (PostgreSQL for more than one
+    machine) and has this workspace: claims keep them apart, and rate limits hold for all of them together.
+    SIGTERM finishes the requests in flight and returns the rest to the queue. A worker that dies is found
+    by the others within \\[delivery] lease_seconds (at once on the same machine) and its emails recovered.
+    """
+    import signal as signals
+    import threading
+
+    from needlecast.fleet.worker import Worker
+
+    setup_logging(service=True)
     workspace = current_workspace()
-    entry = find_request(workspace.outbox_dir, number)
-    copy = recipient_copy(entry, recipient)
-    request = entry["request"]
-    target = out or workspace.outbox_dir / "show"
-    target.mkdir(parents=True, exist_ok=True)
-    html_path = target / f"request-{number}-recipient-{copy.position}.html"
-    eml_path = html_path.with_suffix(".eml")
-    html_path.write_text(apply_substitutions(copy.message.html, copy.substitutions), encoding="utf-8")
-    sender = request["from"]
-    eml_path.write_bytes(
-        build_eml(
-            copy.message,
-            copy.substitutions,
-            sender=(sender.get("name", ""), sender["email"]),
-            recipient=copy.address,
-            reply_to=request.get("reply_to", {}).get("email", ""),
-            headers=copy.headers,
-        )
+    engine = current_store(workspace)
+    stop = threading.Event()
+    metrics = _serve_metrics(workspace, metrics_port, metrics_host) if metrics_port else None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            logging.getLogger("needlecast.fleet.worker").info("signal %d: finishing the requests in flight", signum)
+        stop.set()
+
+    signals.signal(signals.SIGTERM, on_signal)
+    signals.signal(signals.SIGINT, on_signal)
+    running = Worker(
+        workspace,
+        engine,
+        stop=stop,
+        concurrency=concurrency,
+        on_recorded=metrics.record if metrics else None,
+        telemetry=metrics,
     )
-    console.print(
-        f"subject: {apply_substitutions(copy.message.subject, copy.substitutions)}", highlight=False, markup=False
-    )
-    console.print(str(html_path), highlight=False)
-    console.print(str(eml_path), highlight=False)
+    running.run()
+    if running.fenced:
+        raise typer.Exit(3)
+
+
+def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
+    from needlecast.fleet.telemetry import SenderMetrics
+
+    metrics = SenderMetrics(current_store(workspace), workspace.settings.delivery.lease_seconds)
+    try:
+        metrics.serve(port, host)
+    except OSError as err:
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror}") from err
+    return metrics

@@ -1,8 +1,7 @@
-"""Workspace commands: init, demo, lint, preview, db upgrade."""
+"""Workspace commands: init, lint, doctor, preview, outbox list/show, db upgrade."""
 
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +16,8 @@ from needlecast.cli.common import (
     console,
     current_workspace,
     db_app,
+    operator,
+    outbox_app,
     print_json,
     setup_logging,
     table,
@@ -30,9 +31,9 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite needlecast.toml if the folder is a workspace.")] = False,
 ) -> None:
     """Create a workspace with the sample article, templates and audience, and example campaigns as drafts."""
-    from needlecast.scaffold import init_workspace
+    from needlecast.actions.settings import create_workspace
 
-    for path in init_workspace(directory, force=force):
+    for path in create_workspace(directory, force=force):
         console.print(f"created {path}", highlight=False)
     console.print(
         f"\nNext: cd {directory} && needlecast lint   (fill in the \\[clinic] placeholders it flags)\n"
@@ -59,11 +60,11 @@ def lint(
     Each finding names file, line, rule, severity and a suggested fix. Exit status 1 when any finding is
     an error.
     """
-    from needlecast.campaign.definition.checks import workspace_findings
-    from needlecast.lint import has_errors
+    from needlecast.readmodels.workspace import lint_findings
 
     setup_logging()
-    findings = workspace_findings(current_workspace())
+    found = lint_findings(current_workspace())
+    findings = found.findings
     if format == LintFormat.json:
         print_json([f.as_dict() for f in findings])
     elif format == LintFormat.table:
@@ -80,47 +81,28 @@ def lint(
                 markup=True,
             )
             console.print(f"    fix: {f.fix}", highlight=False, markup=False)
-        errors = sum(f.severity == "error" for f in findings)
-        console.print(f"{len(findings)} finding(s), {errors} error(s)", highlight=False)
-    raise typer.Exit(1 if has_errors(findings) else 0)
+        console.print(f"{len(findings)} finding(s), {found.errors} error(s)", highlight=False)
+    raise typer.Exit(1 if found.failed else 0)
 
 
 @app.command()
 def doctor(format: FormatOption = OutputFormat.table) -> None:
     """Check what real sending needs: the sender, the secrets, the webhook key, the domain's SPF, DKIM and
     DMARC records, and the unsubscribe host; each with the fix. Exit status 1 when something is missing."""
-    from needlecast.doctor import MISSING, OK, diagnose
+    from needlecast.readmodels.workspace import MISSING, OK, sender_setup
 
     setup_logging()
-    checks = diagnose(current_workspace())
+    found = sender_setup(current_workspace())
     if format == OutputFormat.json:
-        print_json([dataclasses.asdict(c) for c in checks])
-        raise typer.Exit(1 if any(c.status == MISSING for c in checks) else 0)
+        print_json(found.checks)
+        raise typer.Exit(1 if found.missing else 0)
     shown = table("sender set-up", ["item", "status", "detail", "fix"])
     colours = {OK: "green", MISSING: "red"}
-    for check in checks:
-        status = f"[{colours.get(check.status, 'yellow')}]{check.status}[/]"
-        shown.add_row(escape(check.item), status, escape(check.detail), escape(check.fix))
+    for check in found.checks:
+        status = f"[{colours.get(check['status'], 'yellow')}]{check['status']}[/]"
+        shown.add_row(escape(check["item"]), status, escape(check["detail"]), escape(check["fix"]))
     console.print(shown)
-    raise typer.Exit(1 if any(c.status == MISSING for c in checks) else 0)
-
-
-@app.command()
-def demo(
-    with_events: Annotated[
-        bool,
-        typer.Option(
-            "--with-events",
-            help="Then post simulated SendGrid events through the real, signed webhook and print the send report.",
-        ),
-    ] = False,
-) -> None:
-    """Run every stage on embedded defaults (SQLite, outbox backend, sample audience; no API key)."""
-    from needlecast.accounts.roles import cli_actor
-    from needlecast.devtools.demo import run_demo
-
-    setup_logging()
-    raise typer.Exit(run_demo(current_workspace(), console, with_events=with_events, actor=cli_actor()))
+    raise typer.Exit(1 if found.missing else 0)
 
 
 @app.command()
@@ -147,7 +129,7 @@ def preview(
     Give a template to see it with its own subject, or --campaign (with --step and --arm) to see exactly
     what a campaign's step will send.
     """
-    from needlecast.templating.preview import write_preview
+    from needlecast.readmodels.previews import preview_campaign_step, preview_template
 
     setup_logging()
     workspace = current_workspace()
@@ -157,41 +139,60 @@ def preview(
             raise InvalidRequest("name a template (e.g. emails/welcome) or a campaign with --campaign ID")
         if step or arm:
             raise InvalidRequest("--step and --arm choose within a campaign: add --campaign ID")
-        files = write_preview(workspace, template, concern, first_name, target, article=article or "")
+        files = preview_template(workspace, template, concern, first_name, target, article=article or "")
     else:
         if article:
             raise InvalidRequest("a campaign's step names its own article: leave out --article with --campaign")
-        from needlecast.campaign.context import CampaignContext
-        from needlecast.campaign.send.rendering import render_variant, step_variants
-
-        ctx = CampaignContext.load(workspace)
-        chosen = ctx.campaign(campaign)
-        picked = chosen.step(step) if step else chosen.steps[0]
-        arms = [a for a in picked.arm_names if a]
-        if arm is not None and arm.upper() not in arms:
-            raise InvalidRequest(
-                f"step '{picked.id}' has {'arms ' + ', '.join(arms) if arms else 'no A/B arms'}; "
-                f"{'use --arm ' + ' or '.join(arms) if arms else 'leave out --arm'}"
-            )
-        chosen_arm = arm.upper() if arm else (arms[0] if arms else "")
-        if concern not in step_variants(ctx, picked):
-            raise InvalidRequest(
-                f"step '{picked.id}' sends the variants {', '.join(step_variants(ctx, picked))}, not '{concern}'"
-            )
-        rendered = render_variant(ctx, chosen, picked, concern, chosen_arm)
-        name = f"{chosen.id}.{picked.id}.{concern}{'.' + chosen_arm if chosen_arm else ''}"
-        files = write_preview(workspace, picked.template, concern, first_name, target, rendered=rendered, name=name)
+        files = preview_campaign_step(workspace, campaign, step, arm, concern, first_name, target)
     console.print(f"subject: {files.subject}", highlight=False, markup=False)
     for path in (files.html, files.text, files.eml):
         console.print(str(path), highlight=False, markup=False)
 
 
+@outbox_app.command("list")
+def outbox_list(
+    limit: Annotated[int, typer.Option(help="Show the last N requests.")] = 20,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """The recorded requests: number, campaign, step, recipients, subject."""
+    from needlecast.readmodels.previews import outbox_requests
+
+    workspace = current_workspace()
+    rows = outbox_requests(workspace, limit)
+    if format == OutputFormat.json:
+        print_json(rows)
+        return
+    shown = table(
+        f"outbox: last {len(rows)} request(s) in {workspace.outbox_dir}",
+        ["n", "message id", "campaign", "step", "recipients", "subject"],
+        right=("n", "recipients"),
+    )
+    for row in rows:
+        shown.add_row(*(str(v) for v in row.values()))
+    console.print(shown)
+
+
+@outbox_app.command("show")
+def outbox_show(
+    number: Annotated[int, typer.Argument(help="Request number (see `needlecast outbox list`).")],
+    recipient: Annotated[str | None, typer.Option(help="Whose copy (default: the first recipient).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: WORKSPACE/outbox/show).")] = None,
+) -> None:
+    """Render one recorded message as its recipient would see it, to .html and .eml."""
+    from needlecast.readmodels.previews import outbox_copy
+
+    workspace = current_workspace()
+    copy = outbox_copy(workspace, number, recipient, out or workspace.outbox_dir / "show")
+    console.print(f"subject: {copy.subject}", highlight=False, markup=False)
+    console.print(str(copy.html), highlight=False)
+    console.print(str(copy.eml), highlight=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending schema migrations to the database (back it up first)."""
-    from needlecast.accounts.roles import cli_actor
     from needlecast.actions.settings import upgrade_database
 
     setup_logging()
-    before, after = upgrade_database(current_workspace().database_url, cli_actor())
+    before, after = upgrade_database(current_workspace().database_url, operator())
     console.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")

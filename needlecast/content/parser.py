@@ -292,9 +292,25 @@ def parse_article(
     meta = {**front, **{k: v for k, v in (meta or {}).items() if v}}
     article_id = path.stem
 
-    tagger = Tagger(vocabulary, shipped_model())
-    known = {*vocabulary.names, GENERAL}
     overrides = dict(overrides or {})
+    sections = _tagged_sections(raw_sections, vocabulary, overrides, article_id)
+    _check_overrides(path, overrides, {*vocabulary.names, GENERAL}, {s.slug for s in sections})
+    title = meta.get("title") or title or _title_from(path, sections)
+    treatment = meta.get("treatment") or _treatment_from(sections, title, path)
+    sections = [replace(s, treatment=treatment) for s in sections]
+    return Article(path=path, title=title, sections=tuple(sections), id=article_id, treatment=treatment)
+
+
+def _tagged_sections(
+    raw_sections: Sequence[tuple[str, str, str, int]],
+    vocabulary: Vocabulary,
+    overrides: Mapping[str, Sequence[str]],
+    article_id: str,
+) -> list[Section]:
+    """The sections with unique slugs (a repeated title gets `-2`, `-3`...) and their concern tags: the
+    override for the slug when there is one, the tagger's explained guess for a benefit or section, general
+    for an introduction, closing or detail (by its place in the article)."""
+    tagger = Tagger(vocabulary, shipped_model())
     sections: list[Section] = []
     slugs: set[str] = set()
     for section_title, body, kind, line in raw_sections:
@@ -313,7 +329,11 @@ def parse_article(
         else:
             tags, reasons, review = (GENERAL,), (f"{kind}: general by its place in the article",), ""
         sections.append(Section(section_title, slug, body, kind, line, tags, reasons, review, article_id))
+    return sections
 
+
+def _check_overrides(path: Path, overrides: Mapping[str, Sequence[str]], known: set[str], slugs: set[str]) -> None:
+    """Every override (content/tags.yaml) names known concerns and a section the article has."""
     for slug, override in overrides.items():
         unknown = [t for t in override if t not in known]
         if unknown:
@@ -326,10 +346,6 @@ def parse_article(
                 f"{path}: the tag override for section '{slug}' (content/tags.yaml) names a section the article "
                 f"does not have; its sections are: {', '.join(sorted(slugs))}"
             )
-    title = meta.get("title") or title or _title_from(path, sections)
-    treatment = meta.get("treatment") or _treatment_from(sections, title, path)
-    sections = [replace(s, treatment=treatment) for s in sections]
-    return Article(path=path, title=title, sections=tuple(sections), id=article_id, treatment=treatment)
 
 
 def _title_from(path: Path, sections: Sequence[Section]) -> str:

@@ -101,6 +101,18 @@ class Limiter(Protocol):
     def acquire(self, emails: int) -> None: ...
 
 
+BeforePost = Callable[["Batch"], None]
+Observer = Callable[[float, str], None]
+
+
+class BackendFactory(Protocol):
+    """Builds a backend with its limiter and its before-post hook (e.g. `delivery.backend_factory`, or a
+    `functools.partial` of a backend class). The dispatcher builds one per dispatch, with the fleet's limiter
+    and the dispatch's intent writer."""
+
+    def __call__(self, *, limiter: Limiter | None = None, before_post: BeforePost | None = None) -> Backend: ...
+
+
 class RateLimiter:
     """Requests per second and emails per hour, shared by this process's sending threads (0 disables a
     limit). For a fleet of senders the limits live in the database instead (`store.ratelimit`)."""
@@ -149,20 +161,29 @@ class Backend(ABC):
 
     name = "base"
 
-    def __init__(self, settings: DeliverySettings, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        *,
+        retry: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        before_post: BeforePost | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """`limiter`: paces the requests (default: this process's `RateLimiter` from the settings; a fleet's
+        limiter lives in the database). `before_post`: called in the sending thread just before a batch's
+        first attempt is posted (after the limiter's wait): the dispatcher records the request's intent
+        there; it may raise to refuse the post (the batch then reports nothing, like a refused API key).
+        `observer`: called after every attempt with its seconds and its HTTP status ("transport" for no
+        answer), from the sending threads (metrics). All three are fixed for the backend's life."""
         self.settings = settings
         self.retry = retry or RetryPolicy(
             settings.max_retries, settings.backoff_base_seconds, settings.backoff_max_seconds
         )
-        self.limiter: Limiter = RateLimiter(settings.requests_per_second, settings.emails_per_hour)
+        self.limiter: Limiter = limiter or RateLimiter(settings.requests_per_second, settings.emails_per_hour)
+        self.before_post = before_post
+        self.observer = observer
         self.prepare_seconds = 0.0  # spent in `prepare` by `send_all`, for the caller's stage timings
-        # Called after every attempt with its seconds and its HTTP status ("transport" for no answer), from
-        # the sending threads: metrics watch the provider from outside.
-        self.observer: Callable[[float, str], None] | None = None
-        # Called in the sending thread just before a batch's first attempt is posted (after the rate limit's
-        # wait): the dispatcher records the request's intent there. May raise to refuse the post (the batch
-        # then reports nothing, like a refused API key).
-        self.before_post: Callable[[Batch], None] | None = None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` when this backend cannot send (called before claiming rows)."""
@@ -281,4 +302,14 @@ class Backend(ABC):
                 raise
 
 
-__all__ = ["Backend", "Batch", "DeliveryError", "Outcome", "RateLimiter", "Recipient", "RetryPolicy"]
+__all__ = [
+    "Backend",
+    "BackendFactory",
+    "Batch",
+    "BeforePost",
+    "DeliveryError",
+    "Outcome",
+    "RateLimiter",
+    "Recipient",
+    "RetryPolicy",
+]

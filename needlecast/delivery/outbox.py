@@ -19,7 +19,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from needlecast.config import Settings
-from needlecast.delivery.base import Backend, Batch, RetryPolicy
+from needlecast.delivery.base import Backend, Batch, BeforePost, Limiter, Observer, RetryPolicy
 from needlecast.delivery.payload import build_body
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.templating.render import RenderedEmail
@@ -31,8 +31,18 @@ OUTBOX_FILE = "requests.jsonl"
 class OutboxBackend(Backend):
     name = "outbox"
 
-    def __init__(self, settings: Settings, outbox_dir: Path, *, retry: RetryPolicy | None = None) -> None:
-        super().__init__(settings.delivery, retry=retry)
+    def __init__(
+        self,
+        settings: Settings,
+        outbox_dir: Path,
+        *,
+        retry: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        before_post: BeforePost | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """`limiter`, `before_post`, `observer`: see `Backend`."""
+        super().__init__(settings.delivery, retry=retry, limiter=limiter, before_post=before_post, observer=observer)
         self.full_settings = settings
         self.path = outbox_dir / OUTBOX_FILE
         self._lock = threading.Lock()

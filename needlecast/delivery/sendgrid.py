@@ -26,7 +26,7 @@ from email_validator import EmailNotValidError, validate_email
 from sendgrid import SendGridAPIClient
 
 from needlecast.config import Settings
-from needlecast.delivery.base import Backend, Batch, RetryPolicy
+from needlecast.delivery.base import Backend, Batch, BeforePost, Limiter, Observer, RetryPolicy
 from needlecast.delivery.payload import build_body
 from needlecast.errors import (
     ConfigurationError,
@@ -90,8 +90,18 @@ def _retry_after(headers: Any) -> float:
 class SendGridBackend(Backend):
     name = "sendgrid"
 
-    def __init__(self, settings: Settings, *, api_key: str | None = None, retry: RetryPolicy | None = None) -> None:
-        super().__init__(settings.delivery, retry=retry)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_key: str | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: Limiter | None = None,
+        before_post: BeforePost | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """`limiter`, `before_post`, `observer`: see `Backend`."""
+        super().__init__(settings.delivery, retry=retry, limiter=limiter, before_post=before_post, observer=observer)
         self.full_settings = settings
         self.api_key = api_key if api_key is not None else os.environ.get("SENDGRID_API_KEY", "")
         self._local = threading.local()

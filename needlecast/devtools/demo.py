@@ -95,7 +95,7 @@ def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> 
     from needlecast.config import open_workspace
     from needlecast.devtools.events import generate_key, post_events, post_signed, simulate, simulate_bookings
     from needlecast.reports import load_report
-    from needlecast.reports.attribution import LAST_CLICK, LAST_DELIVERED
+    from needlecast.statistics.attribution import LAST_CLICK, LAST_DELIVERED
     from needlecast.web.local import serving
 
     key, public = generate_key()

@@ -27,6 +27,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +36,9 @@ from typing import Any
 from needlecast.pacing import collect_seldom
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+_Error = Callable[[str | None, str], None]  # records one SendGrid-style error: (field, message)
 
 
 def validate_mail_send(body: Any) -> list[dict[str, Any]]:
@@ -53,31 +57,23 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         personalizations = []
     elif len(personalizations) > 1000:
         error("personalizations", "The personalizations field has more than 1000 items.")
+    _check_message(body, error)
+    top_subject = body.get("subject")
+    subject_needed = top_subject is None and not isinstance(body.get("template_id"), str)
+    _check_personalizations(personalizations, subject_needed, error)
+    return errors
+
+
+def _check_message(body: dict[str, Any], error: _Error) -> None:
+    """What the whole request shares: sender, subject, content, categories, custom args, send time, ASM."""
     sender = body.get("from")
     if not isinstance(sender, dict) or not isinstance(sender.get("email"), str) or not _EMAIL.match(sender["email"]):
         error("from.email", "The from object must be provided with a valid email address.")
-    has_template = isinstance(body.get("template_id"), str)
     top_subject = body.get("subject")
     if top_subject is not None and (not isinstance(top_subject, str) or not top_subject):
         error("subject", "The subject must be a non-empty string.")
-    content = body.get("content")
-    if not has_template:
-        if not isinstance(content, list) or not content:
-            error("content", "Unless a valid template_id is provided, the content parameter is required.")
-        else:
-            types = []
-            for index, part in enumerate(content):
-                if (
-                    not isinstance(part, dict)
-                    or not part.get("type")
-                    or not isinstance(part.get("value"), str)
-                    or not part.get("value")
-                ):
-                    error(f"content.{index}", "Each content item needs a type and a non-empty string value.")
-                else:
-                    types.append(part["type"])
-            if "text/plain" in types and "text/html" in types and types.index("text/plain") > types.index("text/html"):
-                error("content", "text/plain content must come before text/html.")
+    if not isinstance(body.get("template_id"), str):
+        _check_content(body.get("content"), error)
     categories = body.get("categories", [])
     if not isinstance(categories, list) or len(categories) > 10:
         error("categories", "You may not have more than 10 categories per request.")
@@ -85,13 +81,37 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         error("categories", "Categories must be unique strings of at most 255 characters.")
     if "custom_args" in body:
         _check_string_map(body["custom_args"], "custom_args", error)
-    for key in ("send_at",):
-        if key in body and (not isinstance(body[key], int) or isinstance(body[key], bool)):
-            error(key, "send_at must be an integer Unix timestamp.")
+    if "send_at" in body and (not isinstance(body["send_at"], int) or isinstance(body["send_at"], bool)):
+        error("send_at", "send_at must be an integer Unix timestamp.")
     if "batch_id" in body and not isinstance(body["batch_id"], str):
         error("batch_id", "batch_id must be a string.")
     if "asm" in body and (not isinstance(body["asm"], dict) or not isinstance(body["asm"].get("group_id"), int)):
         error("asm.group_id", "asm.group_id must be an integer.")
+
+
+def _check_content(content: Any, error: _Error) -> None:
+    """Without a template: at least one part, each typed and non-empty, text/plain before text/html."""
+    if not isinstance(content, list) or not content:
+        error("content", "Unless a valid template_id is provided, the content parameter is required.")
+        return
+    types = []
+    for index, part in enumerate(content):
+        if (
+            not isinstance(part, dict)
+            or not part.get("type")
+            or not isinstance(part.get("value"), str)
+            or not part["value"]
+        ):
+            error(f"content.{index}", "Each content item needs a type and a non-empty string value.")
+        else:
+            types.append(part["type"])
+    if "text/plain" in types and "text/html" in types and types.index("text/plain") > types.index("text/html"):
+        error("content", "text/plain content must come before text/html.")
+
+
+def _check_personalizations(personalizations: list[Any], subject_needed: bool, error: _Error) -> None:
+    """Each personalization has a `to`, valid addresses unique across the request, string maps of strings, and
+    a subject when the request has none; at most 1000 recipients in all."""
     seen: set[str] = set()
     total = 0
     # Written for speed as well as fidelity: a benchmark pushes a million personalizations through here,
@@ -100,7 +120,7 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not isinstance(item.get("to"), list) or not item["to"]:
             error(f"personalizations.{index}.to", "The to array is required for all personalization objects.")
             continue
-        if top_subject is None and not has_template and not item.get("subject"):
+        if subject_needed and not item.get("subject"):
             error("subject", "The subject is required. You can get around this requirement if you use a template.")
         for kind in _ADDRESS_KINDS:
             for address in item.get(kind) or ():
@@ -126,7 +146,6 @@ def validate_mail_send(body: Any) -> list[dict[str, Any]]:
             error(f"personalizations.{index}.send_at", "send_at must be an integer Unix timestamp.")
     if total > 1000:
         error("personalizations", "The total number of recipients must be no more than 1000.")
-    return errors
 
 
 _ADDRESS_KINDS = ("to", "cc", "bcc")
@@ -134,7 +153,7 @@ _STRING_MAPS = ("substitutions", "custom_args", "headers")
 _ONLY_STRINGS = frozenset({str})
 
 
-def _check_string_map(value: Any, name: str, error: Any) -> None:
+def _check_string_map(value: Any, name: str, error: _Error) -> None:
     if not isinstance(value, dict):
         error(name, f"{name} must be an object.")
     elif not set(map(type, value.values())) <= _ONLY_STRINGS:  # JSON strings decode to exactly str

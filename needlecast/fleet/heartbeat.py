@@ -18,7 +18,6 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 
 log = logging.getLogger("needlecast.fleet.heartbeat")
@@ -35,6 +34,7 @@ class Heartbeat:
         note: str = "",
     ) -> None:
         self.engine = engine
+        self.store = delivery_store(engine)  # senders' rows live behind the delivery store
         self.kind = kind
         self.lease_seconds = lease_seconds
         self.interval = max(0.2, lease_seconds / 4)
@@ -46,8 +46,8 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Heartbeat:
-        with delivery_store(self.engine).writing() as conn:
-            self.id = fleet.register(conn, self.kind, self.note)
+        with self.store.writing() as conn:
+            self.id = self.store.register_sender(conn, self.kind, self.note)
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.kind}", daemon=True)
         self._thread.start()
         return self
@@ -59,15 +59,15 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join()
         try:
-            with delivery_store(self.engine).writing() as conn:
-                fleet.retire(conn, self.id)
+            with self.store.writing() as conn:
+                self.store.retire_sender(conn, self.id)
         except SQLAlchemyError as err:  # the lease then expires it: its rows are recovered like a crash's
             log.warning("sender %s could not mark itself stopped: %s", self.id, type(err).__name__)
 
     def beat(self) -> bool:
         """One beat now; False once the sender has been expired."""
-        with delivery_store(self.engine).writing() as conn:
-            alive = fleet.beat(conn, self.id)
+        with self.store.writing() as conn:
+            alive = self.store.beat(conn, self.id)
         if not alive and not self.fenced.is_set():
             log.error("sender %s was declared dead (silent past the lease): stopping", self.id)
             self.fenced.set()
@@ -76,8 +76,8 @@ class Heartbeat:
         return alive
 
     def set_leader(self, leader: bool) -> None:
-        with delivery_store(self.engine).writing() as conn:
-            fleet.set_leader(conn, self.id, leader)
+        with self.store.writing() as conn:
+            self.store.set_leader(conn, self.id, leader)
 
     def _run(self) -> None:
         while not self._done.wait(self.interval):

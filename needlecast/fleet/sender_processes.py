@@ -1,7 +1,7 @@
 """Helper sender processes: a large dispatch shared by `[delivery] sender_processes` processes.
 
 The ledger's claims keep the processes' rows apart (a row is claimed by exactly one of them), so a helper
-is just another dispatcher (`campaign.dispatcher`) sending the same campaign. Helpers are fresh interpreters
+is just another dispatcher (`campaign.send.dispatcher`) sending the same campaign. Helpers are fresh interpreters
 (the `spawn` start method: no threads, locks or connections are inherited), which costs each one a second or
 two of start-up; helpers can therefore be made before the parent plans, so that start-up overlaps planning.
 A helper waits until the parent calls `release` (after the first slice of rows is in the ledger), then
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.rendering import Sending
 from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.wiring import dispatch_once, dispatcher_for, sending_secret
 from needlecast.config import open_workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.pacing import collect_seldom
 from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
@@ -139,15 +140,15 @@ def _helper_dispatch(
     """
     workspace = open_workspace(root)
     store = delivery_store(open_store(workspace.database_url))
-    dispatcher = Dispatcher(
-        workspace, store, get_backend(workspace), stop=stop, parent_pid=parent_pid, more_coming=more_coming
+    dispatcher = dispatcher_for(
+        workspace, store, backend_factory(workspace), stop=stop, parent_pid=parent_pid, more_coming=more_coming
     )
     ctx = CampaignContext.load(workspace)
-    campaign = ctx.campaign(campaign_id)
+    sending = Sending(ctx, ctx.campaign(campaign_id), sending_secret(dispatcher))
 
     def dispatch() -> dict[str, Any]:
         report = RunReport(campaign_id)
-        dispatcher.dispatch(ctx, campaign, report)
+        dispatch_once(dispatcher, workspace, sending, report, None)  # as a sender of its own
         return report.counts()
 
     return dispatch

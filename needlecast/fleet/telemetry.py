@@ -10,21 +10,22 @@ Contract: `SenderMetrics(engine, lease_seconds)` owns a registry (never the proc
   depth and the oldest due email's age per campaign, and unlabelled queue totals that read 0 when the queue
   is empty) and the fleet's (`FleetCollector`: each sender's heartbeat age, the
   leader, the live workers).
-`watch(backend)` hooks a backend's observer and limiter; `record` is the dispatcher's `on_recorded`; `serve`
-starts the HTTP endpoint. Labels are campaign ids, states and sender ids only: no personal data.
+`observe` is the observer a worker's backends are built with, `waited` its dispatcher's `on_rate_wait`,
+`record` the dispatcher's `on_recorded`; `serve` starts the HTTP endpoint. Labels are campaign ids, states
+and sender ids only: no personal data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, func, select
 
+from needlecast.campaign.send.guardrails import GuardCollector
 from needlecast.store import fleet
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
@@ -83,6 +84,7 @@ class SenderMetrics:
         )
         self.registry.register(StoreCollector(engine))
         self.registry.register(FleetCollector(engine, lease_seconds))
+        self.registry.register(GuardCollector(engine))  # campaigns the deliverability guard paused
 
     def record(self, campaign_id: str, status: str, count: int) -> None:
         if count:
@@ -95,12 +97,6 @@ class SenderMetrics:
     def waited(self, seconds: float) -> None:
         self.rate_waits.inc()
         self.rate_wait_seconds.inc(seconds)
-
-    def watch(self, backend: Any) -> None:
-        """Watch a backend's requests (its observer) and its limiter's waits (a fleet limiter's `on_wait`)."""
-        backend.observer = self.observe
-        if hasattr(backend.limiter, "on_wait"):
-            backend.limiter.on_wait = self.waited
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

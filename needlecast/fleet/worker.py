@@ -26,11 +26,15 @@ from sqlalchemy import Engine
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.send.dispatcher import Dispatcher
+from needlecast.campaign.send.rendering import Sending
 from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.wiring import dispatcher_for, may_send, sending_secret
 from needlecast.config import Workspace
-from needlecast.delivery import get_backend
+from needlecast.delivery import backend_factory
 from needlecast.errors import CampaignBlocked, CampaignFileError, ConfigurationError, NeedlecastError
 from needlecast.fleet.heartbeat import Heartbeat
+from needlecast.fleet.recovery import recover
+from needlecast.fleet.telemetry import SenderMetrics
 from needlecast.pacing import collect_seldom
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
@@ -62,10 +66,10 @@ class Worker:
         poll_seconds: float = 1.0,
         retry_seconds: float = 30.0,
         on_recorded: Callable[[str, str, int], None] | None = None,
-        backend_hook: Callable[[object], None] | None = None,
+        telemetry: SenderMetrics | None = None,
     ) -> None:
         """`concurrency`: requests in flight at once (default `[delivery] max_in_flight`). `on_recorded` and
-        `backend_hook` let metrics watch the dispatch and the backend from outside."""
+        `telemetry` let metrics watch the dispatch, the backend's requests and the rate limit's waits."""
         if concurrency is not None:
             if concurrency < 1:
                 raise ConfigurationError("--concurrency must be at least 1 (requests in flight at once)")
@@ -80,7 +84,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.on_recorded = on_recorded
-        self.backend_hook = backend_hook
+        self.telemetry = telemetry
         self.totals = WorkerTotals()
         self.fenced = False
         self._resting: dict[str, float] = {}  # campaign id -> monotonic time before which it is not tried again
@@ -88,11 +92,18 @@ class Worker:
     def run(self) -> WorkerTotals:
         """Send until stopped."""
         lease = self.workspace.settings.delivery.lease_seconds
-        backend = get_backend(self.workspace)
+        observer = self.telemetry.observe if self.telemetry is not None else None
+        backends = backend_factory(self.workspace, observer=observer)
         with Heartbeat(self.engine, "worker", lease, on_fenced=self.stop.set) as sender:
-            dispatcher = Dispatcher(self.workspace, self.store, backend, stop=self.stop, on_recorded=self.on_recorded)
-            if self.backend_hook is not None:
-                self.backend_hook(backend)
+            dispatcher = dispatcher_for(
+                self.workspace,
+                self.store,
+                backends,
+                stop=self.stop,
+                on_recorded=self.on_recorded,
+                on_rate_wait=self.telemetry.waited if self.telemetry is not None else None,
+            )
+            secret = sending_secret(dispatcher)
             log.info(
                 "worker %s started (%d request(s) in flight at most)",
                 sender.id,
@@ -100,7 +111,7 @@ class Worker:
             )
             self._recover(lease, scan=True)
             while not self.stop.is_set():
-                sent_something = self._round(dispatcher, sender)
+                sent_something = self._round(dispatcher, sender, secret)
                 if sender.fenced.is_set():
                     self.fenced = True
                     break
@@ -117,22 +128,14 @@ class Worker:
         return self.totals
 
     def _recover(self, lease: float, *, scan: bool) -> None:
-        with self.store.writing() as conn:
-            result = ledger.recover_senders(conn, lease, scan=scan)
+        result = recover(self.engine, lease, scan=scan)  # logs what became of the rows (counts only)
         if result.senders:
-            log.warning(
-                "recovered %d dead sender(s): %d emails queued again (never posted), %d unknown in %d request(s)",
-                len(result.senders),
-                result.requeued,
-                result.unknown + result.legacy,
-                result.requests,
-            )
             self.totals.recovered.append(result)
 
-    def _round(self, dispatcher: Dispatcher, sender: Heartbeat) -> bool:
+    def _round(self, dispatcher: Dispatcher, sender: Heartbeat, secret: bytes) -> bool:
         """Dispatch every campaign with due rows once; whether any dispatch was attempted."""
         with self.engine.connect() as conn:
-            due = ledger.due_campaigns(conn, utcnow())
+            due = self.store.due_campaigns(conn, utcnow())
         now = time.monotonic()
         due = [c for c in due if self._resting.get(c, 0.0) <= now]
         if not due:
@@ -155,12 +158,12 @@ class Worker:
                 continue
             report = RunReport(campaign_id)
             try:
-                if not dispatcher.may_send(ctx, campaign, report):
+                if not may_send(dispatcher, ctx, campaign, report):
                     self._rest(campaign_id)
                     continue
                 attempted = True
                 with collect_seldom():
-                    dispatcher.dispatch(ctx, campaign, report, sender)
+                    dispatcher.dispatch(Sending(ctx, campaign, secret), report, sender)
             except (CampaignBlocked, CampaignFileError) as err:
                 log.error("campaign %s not sent: %s", campaign_id, err)
                 self._rest(campaign_id)

@@ -1,2 +1,1 @@
-"""Read models: what a face (console, API, CLI) shows, built once from the library (the faces import these
-and actions, nothing else)."""
+"""Read models: what the faces show, built once (segment summaries, campaign overviews, report tables)."""

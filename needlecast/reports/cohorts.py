@@ -52,7 +52,8 @@ def load_leads(engine: Engine) -> pd.DataFrame:
     first = pd.DataFrame(consents, columns=["contact_id", "source", "recorded_at"]).drop_duplicates("contact_id")
     sources = first.set_index("contact_id")["source"]
     frame["signed_up_at"] = pd.to_datetime(frame["signed_up_at"], utc=True)
-    frame["source"] = frame["contact_id"].map(sources).fillna(UNKNOWN_SOURCE).replace("", UNKNOWN_SOURCE)
+    found = frame["contact_id"].map(sources).astype(object)  # object: a contact without a consent maps to NaN
+    frame["source"] = found.where(found.notna() & (found != ""), UNKNOWN_SOURCE)
     primary = frame["concerns"].fillna("").str.split(";").str[0].str.strip()
     consented = frame["concern_consent"].astype(bool) & (primary != "")
     frame["concern"] = primary.where(consented, GENERAL)

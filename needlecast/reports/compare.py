@@ -27,7 +27,6 @@ from sqlalchemy import Engine
 
 from needlecast.config import AttributionSettings
 from needlecast.errors import ContentError, InvalidRequest, NotFound
-from needlecast.reports.attribution import attribute
 from needlecast.reports.data import (
     MIN_GROUP,
     add_conversions,
@@ -37,6 +36,7 @@ from needlecast.reports.data import (
     ledger_and_events,
     wilson,
 )
+from needlecast.statistics.attribution import attribute
 
 COMPARE_COLUMNS = [
     "campaign_id",

@@ -25,45 +25,30 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, String, func, select, type_coerce
+from sqlalchemy import Engine, select
 
-from needlecast.audience.addresses import mask_email
+from needlecast.addresses import mask_email
 from needlecast.config import AttributionSettings
-from needlecast.reports.attribution import attribute
 from needlecast.reports.metrics import RATES
+from needlecast.statistics.attribution import attribute
+from needlecast.statistics.engagement import (
+    DERIVED,
+    FLAGS,
+    GROUP,
+    KIND_FLAG,
+    TOTALS,
+    conversion_events,
+    delivery_flags,
+    ledger_and_events,
+    with_bounced,
+)
+from needlecast.statistics.significance import wilson, z_test
 from needlecast.store.schema import ab_decisions as decided_table
-from needlecast.store.schema import contact_events, contacts, deliveries, events
-from needlecast.tracking.events import MACHINE_OPEN
+from needlecast.store.schema import contacts, deliveries
 
-GROUP = ["campaign_id", "step_id", "segment", "variant", "arm"]
-FLAGS = [
-    "sent",
-    "delivered",
-    "bounced_hard",
-    "bounced_soft",
-    "dropped",
-    "opened",
-    "clicked",
-    "unsubscribed",
-    "complained",
-]
-KIND_FLAG = {
-    "delivered": "delivered",
-    "bounced": "bounced_hard",
-    "blocked": "bounced_soft",
-    "dropped": "dropped",
-    "opened": "opened",
-    "clicked": "clicked",
-    "unsubscribed": "unsubscribed",
-    "group_unsubscribed": "unsubscribed",
-    "complained": "complained",
-}
-DERIVED = ["bounced", "opened_human", "opened_machine"]  # from the flags (`delivery_flags`)
-TOTALS = {"opened": "opens", "clicked": "clicks"}  # event kind -> the column counting every such event
 CONVERSION_COLUMNS = ("conversions", "converted")  # attributed conversions; deliveries with one or more
 COMPLAINT_WARNING, COMPLAINT_CRITICAL, BOUNCE_LIMIT = 0.001, 0.003, 0.02
 SIGNIFICANCE = 0.05
@@ -102,125 +87,6 @@ class Report:
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
         return tables
-
-
-def frame_of(result: Any) -> pd.DataFrame:
-    """A query's rows as a DataFrame, from the driver's own tuples: SQLAlchemy's per-row work (a `Row` each,
-    which pandas then probes for fields) cost more than the database's read, seven times this at 200,000
-    rows. Values are as the driver gives them: callers parse times with `utc_times` and numbers with
-    `pd.to_numeric`."""
-    return pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
-
-
-def stored_time(column: Any) -> Any:
-    """`column` (a UTC time) read as the database holds it, to be parsed column-wise by `utc_times`: the
-    column type's own conversion runs once per row, which dominates reading ten million events."""
-    return type_coerce(column, String).label(column.name)
-
-
-def utc_times(values: pd.Series) -> pd.Series:
-    """Stored UTC times (text from SQLite, datetimes from PostgreSQL) as timezone-aware UTC, NaT for none."""
-    return pd.to_datetime(values, utc=True, format="ISO8601")
-
-
-def ledger_and_events(
-    engine: Engine, campaign: str | None, since: datetime | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them;
-    their times timezone-aware UTC (`sent_at` NaT until sent)."""
-    query = select(
-        deliveries.c.id,
-        *(deliveries.c[c] for c in GROUP),
-        deliveries.c.status,
-        deliveries.c.outcome,
-        deliveries.c.contact_id,
-        stored_time(deliveries.c.sent_at),
-        deliveries.c.timing,
-    )
-    event_query = select(
-        events.c.delivery_id, events.c.kind, stored_time(events.c.occurred_at), events.c.detail, events.c.campaign_id
-    )
-    if campaign:
-        query = query.where(deliveries.c.campaign_id == campaign)
-        event_query = event_query.where(events.c.campaign_id == campaign)
-    if since:
-        query = query.where(deliveries.c.created_at >= since)
-        event_query = event_query.where(events.c.occurred_at >= since)
-    with engine.connect() as conn:
-        ledger = frame_of(conn.execute(query))
-        stored = frame_of(conn.execute(event_query))
-    ledger["sent_at"] = utc_times(ledger["sent_at"])
-    if not stored.empty:
-        stored["occurred_at"] = utc_times(stored["occurred_at"])
-    return ledger, stored
-
-
-def delivery_flags(ledger: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivery (email) with a boolean per funnel step (see `settle` for an email's fate), the
-    derived `bounced`, `opened_human` and `opened_machine` (`human_opened`), and the event totals `opens` and
-    `clicks`: the definitions of `needlecast.reports.metrics.METRICS`."""
-    frame = ledger.copy()
-    frame["sent"] = frame["status"] == "sent"
-    for flag in FLAGS[1:]:
-        frame[flag] = False
-    if not stored.empty:
-        linked = stored.dropna(subset=["delivery_id"])
-        linked = linked[linked["kind"].isin(KIND_FLAG)]
-        for flag, part in linked.groupby(linked["kind"].map(KIND_FLAG)):
-            frame[str(flag)] |= frame["id"].isin(part["delivery_id"].astype("int64"))
-    frame = with_bounced(settle(frame))
-    frame["opened_human"] = frame["id"].isin(human_opened(ledger, stored)) & frame["opened"]
-    frame["opened_machine"] = frame["opened"] & ~frame["opened_human"]
-    for kind, column in TOTALS.items():
-        frame[column] = 0
-        if not stored.empty:
-            counted = stored[(stored["kind"] == kind) & stored["delivery_id"].notna()]
-            per = counted["delivery_id"].astype("int64").value_counts()
-            frame[column] = frame["id"].map(per).fillna(0).astype("int64")
-    return frame
-
-
-def settle(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each email's one fate, from the flags its events set and the ledger row's `outcome`: bounced (hard when
-    any bounce was hard, else soft), else dropped, else delivered (a delivered event or outcome, or an open
-    or click, which prove delivery), else none yet (a deferral is no fate: deferred-then-delivered is
-    delivered). A bounce outranks a delivery the server reported before it. The outcome counts where no
-    event says as much (it cannot tell a soft bounce from a hard one: without a blocked event it is hard)."""
-    out = frame.copy()
-    outcome = out["outcome"]
-    out["bounced_hard"] |= (outcome == "bounced") & ~out["bounced_soft"]
-    out["bounced_soft"] &= ~out["bounced_hard"]
-    bounced = out["bounced_hard"] | out["bounced_soft"]
-    out["dropped"] = (out["dropped"] | (outcome == "dropped")) & ~bounced
-    proved = out["delivered"] | (outcome == "delivered") | out["opened"] | out["clicked"]
-    out["delivered"] = proved & ~bounced & ~out["dropped"]
-    return out
-
-
-def with_bounced(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with `bounced`: the email bounced, hard or soft (counted once however many bounces it had)."""
-    return frame.assign(bounced=frame["bounced_hard"] | frame["bounced_soft"])
-
-
-MACHINE_OPEN_SECONDS = 10  # an open this soon after delivery is a proxy or a scanner fetching the images
-
-
-def human_opened(ledger: pd.DataFrame, stored: pd.DataFrame, seconds: float = MACHINE_OPEN_SECONDS) -> set[int]:
-    """The deliveries that a person opened: opens marked as machine opens (`sg_machine_open`, stored with
-    `detail` "machine") and opens within `seconds` of the delivery (its delivered event, else its sending)
-    do not count."""
-    if stored.empty or ledger.empty:
-        return set()
-    linked = stored.dropna(subset=["delivery_id"]).astype({"delivery_id": "int64"})
-    opens = linked[(linked["kind"] == "opened") & (linked["detail"] != MACHINE_OPEN)]
-    if opens.empty:
-        return set()
-    delivered = linked[linked["kind"] == "delivered"].groupby("delivery_id")["occurred_at"].min()
-    sent = pd.to_datetime(ledger.set_index("id")["sent_at"], utc=True)
-    arrived = delivered.combine_first(sent)
-    lag = opens["occurred_at"] - opens["delivery_id"].map(arrived)
-    human = opens[lag.isna() | (lag > pd.Timedelta(seconds=seconds))]
-    return set(human["delivery_id"].tolist())
 
 
 def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -310,18 +176,6 @@ def links(stored: pd.DataFrame) -> pd.DataFrame:
         clicks=("kind", "size"), unique_clickers=("delivery_id", "nunique")
     )
     return table.reset_index().rename(columns={"detail": "url"}).sort_values("clicks", ascending=False)
-
-
-def z_test(successes_a: int, total_a: int, successes_b: int, total_b: int) -> float:
-    """Two-sided p-value of a two-proportion z-test (NaN when it cannot be computed)."""
-    if min(total_a, total_b) == 0:
-        return float("nan")
-    pooled = (successes_a + successes_b) / (total_a + total_b)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
-    if spread == 0:
-        return float("nan")
-    z = (successes_b / total_b - successes_a / total_a) / spread
-    return math.erfc(abs(z) / math.sqrt(2))
 
 
 AB_METRICS = {"open": "opened", "click": "clicked", "conversion": "converted"}  # metric -> the flag it counts
@@ -434,31 +288,6 @@ def recipients(engine: Engine, flags: pd.DataFrame, unmasked: bool) -> pd.DataFr
     return table.drop(columns=["contact_id"])
 
 
-def conversion_events(engine: Engine, types: tuple[str, ...], since: datetime | None) -> pd.DataFrame:
-    """The contact events that count as conversions, each linked to its contact (by id, or by the address hash
-    when the contact came to exist after the event)."""
-    query = (
-        select(
-            contact_events.c.source_id.label("conversion_id"),
-            contact_events.c.type,
-            stored_time(contact_events.c.occurred_at),
-            contact_events.c.value,
-            contact_events.c.currency,
-            func.coalesce(contact_events.c.contact_id, contacts.c.id).label("contact_id"),
-        )
-        .select_from(contact_events.outerjoin(contacts, contacts.c.email_hash == contact_events.c.email_hash))
-        .where(contact_events.c.type.in_(types))
-    )
-    if since:
-        query = query.where(contact_events.c.occurred_at >= since)
-    with engine.connect() as conn:
-        frame = frame_of(conn.execute(query))
-    if not frame.empty:
-        frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
-        frame["occurred_at"] = utc_times(frame["occurred_at"])
-    return frame
-
-
 def add_conversions(flags: pd.DataFrame, credited: pd.DataFrame) -> pd.DataFrame:
     """`flags` with, per delivery, how many conversions it was credited with (`conversions`), whether it had
     any (`converted`), and the credited value per currency (`value_GBP`, ...)."""
@@ -543,16 +372,6 @@ def report_campaigns(engine: Engine) -> list[str]:
 SEND_TIME_COLUMNS = ["campaign_id", "step_id", "group", "delivered"] + [
     f"{metric}_{part}" for metric in ("open", "click", "conversion") for part in ("rate", "low", "high")
 ]
-
-
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float, float]:
-    """The rate and its 95 % Wilson score interval (NaN for an empty group)."""
-    if total <= 0:
-        return float("nan"), float("nan"), float("nan")
-    rate = successes / total
-    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
-    spread = z * math.sqrt(rate * (1 - rate) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return rate, max(0.0, centre - spread), min(1.0, centre + spread)
 
 
 def send_time_table(flags: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from needlecast.reports.data import Report
+from needlecast.reports.tables import shown_columns
 from needlecast.spreadsheet import neutralise
 
 _html = Environment(
@@ -393,60 +394,12 @@ def timeline_chart(report: Report) -> Markup | None:
     return _svg(figure, "Line chart of emails sent, delivered, opened and clicked per period (see the Timeline table)")
 
 
-# The HTML funnel shows the columns an analyst reads first; the full table is in the CSV and XLSX.
-HTML_COLUMNS = {
-    "funnel": [
-        "campaign_id",
-        "step_id",
-        "segment",
-        "variant",
-        "arm",
-        "sent",
-        "delivered",
-        "opened",
-        "opens",
-        "clicked",
-        "clicks",
-        "opened_rate",
-        "clicked_rate",
-        "click_to_open_rate",
-        "bounce_rate",
-        "unsubscribed",
-        "complained",
-        "conversions",
-        "conversion_rate",
-    ],
-    "totals": [
-        "campaign_id",
-        "sent",
-        "delivered",
-        "bounced",
-        "opened",
-        "opened_human",
-        "opened_machine",
-        "opens",
-        "clicked",
-        "clicks",
-        "opened_rate",
-        "clicked_rate",
-        "click_to_open_rate",
-        "bounce_rate",
-        "unsubscribed_rate",
-        "complained_rate",
-        "conversions",
-        "conversion_rate",
-    ],
-}
-
-
 def html_tables(report: Tables) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(name, title, column titles, rows of cell text) of every table, as the HTML report and the console
-    show them."""
+    show them: the columns `reports.tables.shown_columns` names."""
     shown = []
     for name, table in report.tables().items():
-        wanted = HTML_COLUMNS.get(name, list(table.columns))
-        columns = [c for c in wanted if c in table.columns]
-        columns += [c for c in table.columns if str(c).startswith("value_") and c not in columns]
+        columns = shown_columns(name, [str(c) for c in table.columns])
         rows = (
             [
                 [cell_text(c, v) for c, v in zip(columns, row, strict=True)]

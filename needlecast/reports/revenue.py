@@ -23,9 +23,9 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from needlecast.config import AttributionSettings
-from needlecast.reports.attribution import LAST_CLICK, LAST_DELIVERED, attribute
 from needlecast.reports.data import MIN_GROUP, add_conversions, conversion_events, delivery_flags, ledger_and_events
 from needlecast.reports.metrics import REVENUE_RATES
+from needlecast.statistics.attribution import LAST_CLICK, LAST_DELIVERED, attribute
 
 TOTAL = "All campaigns"
 REVENUE_COLUMNS = [

@@ -20,7 +20,6 @@ from needlecast.store.driver import (
     fetch_rows,
     is_sqlite,
     marker,
-    reserve_ids,
     values_in,
     values_value,
 )
@@ -77,13 +76,3 @@ def contact_ids_by_email(conn: Connection, emails: list[str]) -> dict[str, int]:
         conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, emails),)
     )
     return {str(email): int(contact_id) for email, contact_id in rows}
-
-
-def copies_contacts(conn: Connection) -> bool:
-    """Whether new contacts can go in with COPY and ids reserved ahead (`reserve_contact_ids`): PostgreSQL."""
-    return not is_sqlite(conn)
-
-
-def reserve_contact_ids(conn: Connection, count: int) -> list[int]:
-    """PostgreSQL: `count` new contact ids, for rows written with their ids (none has to be read back)."""
-    return reserve_ids(conn, "contacts", "id", count)

@@ -7,7 +7,7 @@ seconds). `acquire(emails)` books the next slot with one UPDATE ... RETURNING, w
 fleet's rate holds the configured limit.
 
 Contract: the same as `delivery.base.RateLimiter` (0 disables a limit; with both at 0 no database call is
-made); `on_wait(seconds)`, when set, hears of every wait (metrics).
+made); `on_wait(seconds)`, given when it is built, hears of every wait (metrics).
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ class FleetRateLimiter:
         *,
         name: str = "provider",
         sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
         self.name = name
         self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
         self.per_email = 3600.0 / emails_per_hour if emails_per_hour > 0 else 0.0
         self._sleep = sleep
-        self.on_wait: Callable[[float], None] | None = None  # metrics: called with each wait's seconds
+        self.on_wait = on_wait  # metrics: called with each wait's seconds
 
     def acquire(self, emails: int) -> None:
         if not self.interval and not self.per_email:

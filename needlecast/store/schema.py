@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from needlecast.store.types import UtcDateTime as DateTime
@@ -238,6 +239,11 @@ campaign_state = Table(
     Column("consecutive_failures", Integer, nullable=False),
     Column("note", Text, nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    # The deliverability guard (migration 0013, `campaign.send.guardrails`): the threshold that paused the
+    # campaign by itself ('' when it did not), its figures (JSON), and the delivery id its window starts after.
+    Column("guard_threshold", String(32), nullable=False, server_default=""),
+    Column("guard_figures", Text, nullable=False, server_default=""),
+    Column("guard_floor", BigInteger().with_variant(Integer, "sqlite"), nullable=False, server_default="0"),
 )
 
 # Sequence enrolments: who walks through a nurture sequence, from when, and why they left.
@@ -441,4 +447,45 @@ signup_requests = Table(
     Column("confirmation", String(16), nullable=False, server_default=""),
     Column("confirmation_at", DateTime(), nullable=True),
     Index("ix_signup_requests_confirmation", "confirmation"),
+)
+
+# Journeys (migration 0014): each person's place in each journey, one row per entry (`needlecast.campaign.journeys`).
+# state: active (at `node` since `since`, to be advanced at `due_at`) | done (reached an exit) | exited (left
+# early: `reason`) | converted (reached the journey's goal). At most one active row per (journey, contact).
+journey_positions = Table(
+    "journey_positions",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("contact_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("entry", Integer, primary_key=True, autoincrement=False),
+    Column("node", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("since", DateTime(), nullable=False),
+    Column("due_at", DateTime(), nullable=False),
+    Column("entered_at", DateTime(), nullable=False),
+    Column("trigger_at", DateTime(), nullable=True),  # the event, signup or date that started this entry
+    Column("left_at", DateTime(), nullable=True),
+    Column("reason", String(120), nullable=False, server_default=""),
+    Index("ix_journey_positions_due", "campaign_id", "state", "due_at"),
+    Index(
+        "uq_journey_positions_active",
+        "campaign_id",
+        "contact_id",
+        unique=True,
+        sqlite_where=text("state = 'active'"),
+        postgresql_where=text("state = 'active'"),
+    ),
+)
+
+# Every saved version of a journey's file, with who saved it and what the save did to the people waiting.
+journey_versions = Table(
+    "journey_versions",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(32), nullable=False),
+    Column("saved_at", DateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("moves", Text, nullable=False),  # JSON: node -> where its waiting people went
+    Column("source", Text, nullable=False),
 )

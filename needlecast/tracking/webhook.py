@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger
-from needlecast.audience.addresses import email_hash
+from needlecast.addresses import email_hash
 from needlecast.audience.suppression import suppress_hash
 from needlecast.errors import ConfigurationError, WebhookRejected
 from needlecast.store.bulk import bulk_insert
@@ -38,6 +38,8 @@ from needlecast.store.schema import events as events_table
 from needlecast.store.schema import rejected_events
 from needlecast.tracking.events import Event, Parsed
 
+# Hears of each new event's (delivery id, kind) in the ingest's transaction (see `ingest`).
+OnApplied = Callable[[Connection, list[tuple[int | None, str]]], None]
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 SUPPRESSING = {
@@ -100,9 +102,12 @@ class IngestResult:
     rejected: int = 0
 
 
-def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
+def ingest(engine: Engine, parsed: Parsed | Sequence[Event], on_applied: OnApplied | None = None) -> IngestResult:
     """Store and apply the events of one webhook call in one transaction (see the module contract); the
-    items that failed validation are stored as rejected, raw, with their reason."""
+    items that failed validation are stored as rejected, raw, with their reason. `on_applied(conn, events)`
+    hears of the (delivery id, kind) of each new event, in the same transaction, after they are applied:
+    the web app's deliverability guard (`campaign.send.guardrails.after_events`), which may pause a
+    campaign."""
     events = parsed.events if isinstance(parsed, Parsed) else list(parsed)
     rejected = parsed.rejected if isinstance(parsed, Parsed) else []
     result = IngestResult(rejected=len(rejected))
@@ -165,4 +170,6 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event]) -> IngestResult:
             hashed = email_hash(key, event.email.strip().lower()) if reason and event.email else ""
             if hashed and suppress_hash(conn, hashed, reason or "", f"sendgrid {event.provider_kind}"):
                 result.suppressed += 1
+        if on_applied is not None:
+            on_applied(conn, [(e.delivery_id, e.kind) for e in ordered])
     return result

@@ -1,4 +1,5 @@
-"""The one web app: tracking pages and the SendGrid webhook, the signup form, the REST API, the console.
+"""The one web app: the pages an email links to and the SendGrid webhook (`recipient_pages.py`), the signup
+form, the REST API, the console.
 
 `needlecast.web.app.create_app(workspace, engine)` builds it; `needlecast web` and `needlecast serve` serve it
 with uvicorn.

@@ -6,7 +6,8 @@ volume is nobody else's business), and answers only a scrape that sends it as `A
 the store's collector (`telemetry.StoreCollector`: the ledger's emails by campaign and state, the queue's
 depth and the oldest queued email's age per campaign and as unlabelled totals that read 0 when the queue is
 empty, the stored provider events by kind, read at each scrape) and the fleet's heartbeat ages
-(`telemetry.FleetCollector`). Labels are campaign ids and states
+(`telemetry.FleetCollector`), and the campaigns the deliverability guard paused, with the threshold and
+its figures (`guardrails.GuardCollector`). Labels are campaign ids and states
 only: no personal data.
 """
 
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from needlecast.campaign.send.guardrails import GuardCollector
 from needlecast.fleet.telemetry import FleetCollector, StoreCollector
 
 
@@ -30,6 +32,7 @@ def metrics_routes(engine: Engine, lease_seconds: float = 30.0) -> list[Route]:
     registry = CollectorRegistry()
     registry.register(StoreCollector(engine))
     registry.register(FleetCollector(engine, lease_seconds))
+    registry.register(GuardCollector(engine))
 
     async def metrics(request: Request) -> Response:
         token = os.environ.get("NEEDLECAST_METRICS_TOKEN", "")

@@ -35,15 +35,16 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from needlecast import signing
+from needlecast.audience import recipient_changes
 from needlecast.audience.consent import confirm
 from needlecast.audience.signup import CONFIRM_PREFIX, apply_confirmation
 from needlecast.audience.suppression import is_erased
+from needlecast.campaign.send.guardrails import after_events
 from needlecast.config import Workspace, signing_secret
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, EventFormatError, NotFound, TokenInvalid, WebhookRejected
 from needlecast.fleet.status import fleet_status
 from needlecast.store.helpers import utcnow
-from needlecast.tracking import recipient_changes
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, ingest, load_public_key
 from needlecast.tracking.webhook import verify_signature as verify_webhook
@@ -80,6 +81,7 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
     if mode == "refused":
         log.warning("no webhook verification key configured: SendGrid's events are refused until one is set")
     vocabulary = load_vocabulary_for(workspace)
+    guard_events = after_events(settings.deliverability)  # a campaign may pause itself on bounces/complaints
     public = urlsplit(tracking.public_base_url)
     page_context = {
         "clinic": settings.clinic.name,
@@ -161,7 +163,7 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
         except EventFormatError:
             return PlainTextResponse("expected a JSON array of events", status_code=400)
         try:
-            result = await run_in_threadpool(ingest, engine, parsed)
+            result = await run_in_threadpool(ingest, engine, parsed, guard_events)
         except Exception as err:  # the database failed: SendGrid retries the whole batch
             log.error("webhook: %d events not stored (%s); SendGrid will retry", len(parsed.events), type(err).__name__)
             return PlainTextResponse("not stored, retry later", status_code=503)

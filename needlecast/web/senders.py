@@ -103,16 +103,11 @@ class Senders:
         return "the running scheduler picks it up within a minute"
 
     def _send(self, lock: Any, campaign_id: str) -> None:
-        from needlecast.campaign.send.runner import Runner
-        from needlecast.delivery import get_backend
+        from needlecast.campaign.send.start import start_send
         from needlecast.errors import ConfigurationError, NeedlecastError
-        from needlecast.pacing import collect_seldom
-        from needlecast.schedule import recover
 
         try:
-            recover(self.engine, self.workspace.settings.delivery.lease_seconds)
-            with collect_seldom():
-                Runner(self.workspace, self.engine, get_backend(self.workspace)).send(campaign_id, send_now=True)
+            start_send(self.workspace, self.engine, lambda runner: runner.send(campaign_id, send_now=True))
         except (NeedlecastError, ConfigurationError) as err:
             log.error("campaign %s not sent: %s", campaign_id, err)
         except Exception as err:  # a bug: logged by type only, the send's rows are safe in the ledger

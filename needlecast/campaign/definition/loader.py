@@ -4,7 +4,8 @@ The shape (see campaigns/*.yaml for complete examples):
 
     id: spring-guide                 # letters, digits, - and _; unique across the workspace
     name: Spring guide
-    kind: broadcast | sequence
+    kind: broadcast | sequence | journey   # journey: steps are the nodes of a graph, with entry:, reentry:
+                                     #   and goal: (`needlecast.campaign.journeys.loader`; README "Journeys")
     draft: true                      # optional: planned and previewed, never scheduled or sent
     segment: all-leads               # from audiences/segments.yaml
     time_zone: Europe/London
@@ -67,6 +68,7 @@ from needlecast.audience.events import TYPE as EVENT_TYPE
 from needlecast.campaign.definition.model import (
     BROADCAST,
     FALLBACKS,
+    JOURNEY,
     SEQUENCE,
     WINNER_METRICS,
     Arm,
@@ -79,6 +81,7 @@ from needlecast.campaign.definition.model import (
     Step,
     WinnerTest,
 )
+from needlecast.campaign.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 from needlecast.errors import CampaignFileError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
@@ -108,6 +111,7 @@ TOP_KEYS = {
     "enrol",
     "exits",
     "signoff",
+    *JOURNEY_TOP_KEYS,
 }
 STEP_KEYS = {
     "id",
@@ -329,84 +333,113 @@ def _steps(
     articles: Collection[str] | None,
     campaign_article: str,
 ) -> tuple[Step, ...]:
+    """Every step, checked in file order (the first problem is the one reported); a sequence's steps must
+    come in order of their delay."""
     if not isinstance(raw, list) or not raw:
         raise reader.fail("steps", "must list at least one step", "add 'steps:' with '- id: ...' and 'template: ...'")
     steps: list[Step] = []
     for index, item in enumerate(raw):
-        where = f"steps[{index}]."
         if not isinstance(item, dict):
             raise reader.fail(f"steps[{index}]", "must be a mapping", "give each step 'id:' and 'template:'")
-        reader.unknown(item, STEP_KEYS, where)
-        step_id = reader.text(item, "id", where)
-        if not _ID.match(step_id):
-            raise reader.fail(
-                f"{where}id",
-                f"'{step_id}' has characters other than letters, digits, - and _",
-                "use a short id such as 'welcome'",
-            )
-        if any(s.id == step_id for s in steps):
-            raise reader.fail(f"{where}id", f"'{step_id}' is used by another step", "give every step its own id")
-        template = reader.text(item, "template", where, fix="name an email such as 'emails/welcome'")
-        if templates is not None and template not in templates:
-            known = ", ".join(sorted(templates)) or "none"
-            raise reader.fail(
-                f"{where}template",
-                f"'{template}' is not a template in templates/ (it needs {template}.html and {template}.txt)",
-                f"use one of: {known}",
-            )
-        variants = item.get("variants") or []
-        if not isinstance(variants, list) or any(v not in variants_known for v in variants):
-            raise reader.fail(
-                f"{where}variants",
-                f"{variants!r} names an unknown variant",
-                f"use some of: {', '.join(variants_known)}",
-            )
-        for key in ("subject", "preheader"):
-            if item.get(key) is not None and not isinstance(item[key], str):
-                raise reader.fail(f"{where}{key}", "must be text", f'write {key}: "..." in quotes')
-        arms = _arms(reader, item["ab"], where) if item.get("ab") is not None else ()
-        winner_test = _winner_test(reader, item.get("ab"), where, kind)
-        delay = timedelta(0)
-        if kind == SEQUENCE:
-            try:
-                delay = parse_delay(reader.text(item, "delay", where, fix="add 'delay: 0d' (or 3d, 12h, 2w)"))
-            except ValueError:
-                raise reader.fail(
-                    f"{where}delay",
-                    f"'{item.get('delay')}' is not a delay",
-                    "write a number and a unit: 0d, 3d, 12h, 2w",
-                ) from None
-        elif "delay" in item:
-            raise reader.fail(f"{where}delay", "only sequence steps have a delay", "remove it, or use kind: sequence")
-        optimise = _optimise(reader, item, where)
-        if optimise is not None and kind != SEQUENCE:
-            raise reader.fail(
-                f"{where}optimise",
-                "a broadcast optimises its send time in its schedule",
-                "move it to schedule: {..., optimise: true}",
-            )
-        article = _article(reader, item, where, articles) or campaign_article
-        steps.append(
-            Step(
-                step_id,
-                template,
-                item.get("subject"),
-                item.get("preheader"),
-                tuple(variants),
-                arms,
-                delay,
-                index,
-                article,
-                _library_wide(reader, item, where),
-                winner_test,
-                optimise,
-            )
-        )
+        if kind == JOURNEY and item.get("kind", "send") != "send":
+            continue  # a journey's other nodes: `needlecast.campaign.journeys.loader`
+        step_id = _step_id(reader, item, f"steps[{index}].", steps, kind)
+        steps.append(_step(reader, item, index, step_id, kind, variants_known, templates, articles, campaign_article))
     if kind == SEQUENCE:
         delays = [s.delay for s in steps]
         if delays != sorted(delays):
             raise reader.fail("steps", "sequence steps are not in order of their delay", "order them 0d, 3d, 7d ...")
     return tuple(steps)
+
+
+def _step_id(reader: _Reader, item: dict[str, Any], where: str, earlier: list[Step], kind: str) -> str:
+    """The step's keys are known and its `id` is well formed and not taken by an `earlier` step (a journey's
+    send node has no delay and may name its `kind` and `next`)."""
+    reader.unknown(item, STEP_KEYS - {"delay"} | {"kind", "next"} if kind == JOURNEY else STEP_KEYS, where)
+    step_id = reader.text(item, "id", where)
+    if not _ID.match(step_id):
+        raise reader.fail(
+            f"{where}id",
+            f"'{step_id}' has characters other than letters, digits, - and _",
+            "use a short id such as 'welcome'",
+        )
+    if any(s.id == step_id for s in earlier):
+        raise reader.fail(f"{where}id", f"'{step_id}' is used by another step", "give every step its own id")
+    return step_id
+
+
+def _step(
+    reader: _Reader,
+    item: dict[str, Any],
+    index: int,
+    step_id: str,
+    kind: str,
+    variants_known: tuple[str, ...],
+    templates: Collection[str] | None,
+    articles: Collection[str] | None,
+    campaign_article: str,
+) -> Step:
+    """One step after its id: template, variants, texts, A/B arms and winner test, delay, optimise, article."""
+    where = f"steps[{index}]."
+    template = reader.text(item, "template", where, fix="name an email such as 'emails/welcome'")
+    if templates is not None and template not in templates:
+        known = ", ".join(sorted(templates)) or "none"
+        raise reader.fail(
+            f"{where}template",
+            f"'{template}' is not a template in templates/ (it needs {template}.html and {template}.txt)",
+            f"use one of: {known}",
+        )
+    variants = item.get("variants") or []
+    if not isinstance(variants, list) or any(v not in variants_known for v in variants):
+        raise reader.fail(
+            f"{where}variants",
+            f"{variants!r} names an unknown variant",
+            f"use some of: {', '.join(variants_known)}",
+        )
+    for key in ("subject", "preheader"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise reader.fail(f"{where}{key}", "must be text", f'write {key}: "..." in quotes')
+    arms = _arms(reader, item["ab"], where) if item.get("ab") is not None else ()
+    winner_test = _winner_test(reader, item.get("ab"), where, kind)
+    delay = _step_delay(reader, item, where, kind)
+    optimise = _optimise(reader, item, where)
+    if optimise is not None and kind != SEQUENCE:
+        raise reader.fail(
+            f"{where}optimise",
+            "a broadcast optimises its send time in its schedule",
+            "move it to schedule: {..., optimise: true}",
+        )
+    article = _article(reader, item, where, articles) or campaign_article
+    return Step(
+        step_id,
+        template,
+        item.get("subject"),
+        item.get("preheader"),
+        tuple(variants),
+        arms,
+        delay,
+        index,
+        article,
+        _library_wide(reader, item, where),
+        winner_test,
+        optimise,
+    )
+
+
+def _step_delay(reader: _Reader, item: dict[str, Any], where: str, kind: str) -> timedelta:
+    """A sequence step's `delay` (required); a broadcast step has none (zero)."""
+    if kind == SEQUENCE:
+        try:
+            return parse_delay(reader.text(item, "delay", where, fix="add 'delay: 0d' (or 3d, 12h, 2w)"))
+        except ValueError:
+            raise reader.fail(
+                f"{where}delay",
+                f"'{item.get('delay')}' is not a delay",
+                "write a number and a unit: 0d, 3d, 12h, 2w",
+            ) from None
+    if "delay" in item:
+        raise reader.fail(f"{where}delay", "only sequence steps have a delay", "remove it, or use kind: sequence")
+    return timedelta(0)
 
 
 def _optimise(reader: _Reader, spec: dict[str, Any], where: str) -> Optimise | None:
@@ -556,39 +589,11 @@ def load_campaign(
     """Read and validate one campaign file (see the module contract); with `source`, validate that text as
     the file at `path` (the console checks an edit before it writes it)."""
     reader = _Reader(path)
-    try:
-        source = path.read_bytes() if source is None else source
-        raw = yaml.safe_load(source)
-    except OSError as err:
-        raise reader.fail("(file)", f"cannot be read: {err.strerror}", "check the path") from err
-    except yaml.YAMLError as err:
-        raise reader.fail("(file)", f"is not valid YAML: {err}", "fix the indentation or quoting shown") from err
-    if not isinstance(raw, dict):
-        raise reader.fail("(file)", "is not a mapping of fields", "start with 'id: my-campaign'")
+    source, raw = _read_source(reader, path, source)
     reader.unknown(raw, TOP_KEYS, "")
     known = tuple(variants_known)
-    campaign_id = reader.text(raw, "id", "")
-    if not _ID.match(campaign_id):
-        raise reader.fail(
-            "id",
-            f"'{campaign_id}' has characters other than letters, digits, - and _",
-            "use a short id such as 'spring-guide'",
-        )
-    kind = reader.text(raw, "kind", "", fix="add 'kind: broadcast' or 'kind: sequence'")
-    if kind not in (BROADCAST, SEQUENCE):
-        raise reader.fail("kind", f"'{kind}' is not a kind of campaign", "use 'broadcast' or 'sequence'")
-    draft = raw.get("draft", False)
-    if not isinstance(draft, bool):
-        raise reader.fail("draft", f"must be true or false, not {draft!r}", "write draft: true (or remove the line)")
-    zone_name = reader.text(raw, "time_zone", "", fix="add 'time_zone: Europe/London' (an IANA zone)")
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise reader.fail(
-            "time_zone",
-            f"'{zone_name}' is not a time zone",
-            "use an IANA name such as Europe/London or America/New_York",
-        ) from None
+    campaign_id, kind, draft = _identity(reader, raw)
+    zone_name, zone = _zone(reader, raw)
     segment = reader.text(raw, "segment", "", fix="name a segment from audiences/segments.yaml")
     if segments is not None and segment not in segments:
         raise reader.fail(
@@ -598,17 +603,8 @@ def load_campaign(
         )
     sender = reader.mapping(raw.get("sender") or {}, "sender", SENDER_KEYS, "{email: ..., name: ...}")
     steps = _steps(reader, raw.get("steps"), kind, known, templates, articles, _article(reader, raw, "", articles))
-
-    schedule = BroadcastSchedule()
-    enrol = Enrolment()
-    exits: tuple[ExitRule, ...] = ()
-    if kind == BROADCAST:
-        for key in ("enrol", "exits"):
-            if raw.get(key) is not None:
-                raise reader.fail(key, "only sequences enrol and exit", f"remove '{key}:', or use kind: sequence")
-        schedule = _schedule(reader, raw, zone)
-    else:
-        enrol, exits = _enrolment(reader, raw, zone)
+    schedule, enrol, exits = _timing(reader, raw, kind, zone)
+    journey = read_journey(path, raw, [s.id for s in steps]) if kind == JOURNEY else None
     return Campaign(
         id=campaign_id,
         name=reader.text(raw, "name", "", required=False) or campaign_id,
@@ -626,7 +622,82 @@ def load_campaign(
         signoff=_signoff(reader, raw.get("signoff")),
         digest=hashlib.sha256(source).hexdigest()[:16],
         draft=draft,
+        journey=journey,
     )
+
+
+def _read_source(reader: _Reader, path: Path, source: bytes | None) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes (or the given `source`) and its YAML mapping; a `CampaignFileError` on `(file)` when
+    it cannot be read, is not YAML, or is not a mapping."""
+    try:
+        source = path.read_bytes() if source is None else source
+        raw = yaml.safe_load(source)
+    except OSError as err:
+        raise reader.fail("(file)", f"cannot be read: {err.strerror}", "check the path") from err
+    except yaml.YAMLError as err:
+        raise reader.fail("(file)", f"is not valid YAML: {err}", "fix the indentation or quoting shown") from err
+    if not isinstance(raw, dict):
+        raise reader.fail("(file)", "is not a mapping of fields", "start with 'id: my-campaign'")
+    return source, raw
+
+
+def _identity(reader: _Reader, raw: dict[str, Any]) -> tuple[str, str, bool]:
+    """The campaign's `id`, `kind` and `draft` flag, checked in that order."""
+    campaign_id = reader.text(raw, "id", "")
+    if not _ID.match(campaign_id):
+        raise reader.fail(
+            "id",
+            f"'{campaign_id}' has characters other than letters, digits, - and _",
+            "use a short id such as 'spring-guide'",
+        )
+    kind = reader.text(raw, "kind", "", fix="add 'kind: broadcast' or 'kind: sequence'")
+    if kind not in (BROADCAST, SEQUENCE, JOURNEY):
+        raise reader.fail(
+            "kind",
+            f"'{kind}' is not a kind of campaign",
+            "use 'broadcast' or 'sequence' (or 'journey': steps as a graph of nodes)",
+        )
+    if kind != JOURNEY and JOURNEY_TOP_KEYS & set(raw):
+        key = sorted(JOURNEY_TOP_KEYS & set(raw))[0]
+        raise reader.fail(key, "only journeys have an entry, a re-entry rule and a goal", "use kind: journey")
+    draft = raw.get("draft", False)
+    if not isinstance(draft, bool):
+        raise reader.fail("draft", f"must be true or false, not {draft!r}", "write draft: true (or remove the line)")
+    return campaign_id, kind, draft
+
+
+def _zone(reader: _Reader, raw: dict[str, Any]) -> tuple[str, ZoneInfo]:
+    """The `time_zone` as written and as a zone; a name that is no IANA zone is the file's error."""
+    zone_name = reader.text(raw, "time_zone", "", fix="add 'time_zone: Europe/London' (an IANA zone)")
+    try:
+        return zone_name, ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise reader.fail(
+            "time_zone",
+            f"'{zone_name}' is not a time zone",
+            "use an IANA name such as Europe/London or America/New_York",
+        ) from None
+
+
+def _timing(
+    reader: _Reader, raw: dict[str, Any], kind: str, zone: ZoneInfo
+) -> tuple[BroadcastSchedule, Enrolment, tuple[ExitRule, ...]]:
+    """A broadcast's schedule, or a sequence's enrolment and exits (the other kind's keys are an error); a
+    journey has neither (it starts by its entry and ends at its goal)."""
+    if kind == JOURNEY:
+        for key in ("enrol", "exits"):
+            if raw.get(key) is not None:
+                raise reader.fail(
+                    key, "a journey starts by its entry and ends at its goal", f"replace '{key}:' by entry: / goal:"
+                )
+        return BroadcastSchedule(), Enrolment(), ()
+    if kind == BROADCAST:
+        for key in ("enrol", "exits"):
+            if raw.get(key) is not None:
+                raise reader.fail(key, "only sequences enrol and exit", f"remove '{key}:', or use kind: sequence")
+        return _schedule(reader, raw, zone), Enrolment(), ()
+    enrol, exits = _enrolment(reader, raw, zone)
+    return BroadcastSchedule(), enrol, exits
 
 
 @dataclass

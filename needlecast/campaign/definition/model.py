@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from needlecast.errors import NotFound
 
+if TYPE_CHECKING:
+    from needlecast.campaign.journeys.model import Journey
+
 BROADCAST = "broadcast"
 SEQUENCE = "sequence"
+JOURNEY = "journey"  # steps are the nodes of a graph (`needlecast.campaign.journeys`); its send nodes are its steps
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class WinnerTest:
 @dataclass(frozen=True)
 class Optimise:
     """Send-time optimisation: each recipient gets the hour of the `window` (from the plain send time) at which
-    they engage most (`campaign.send_time`); a stable `holdout` share goes at the plain time, to measure it."""
+    they engage most (`campaign.plan.send_time`); a stable `holdout` share goes at the plain time, to measure it."""
 
     window: timedelta = timedelta(hours=24)
     holdout: float = 0.1
@@ -134,6 +139,7 @@ class Campaign:
     signoff: SignOff | None = None
     digest: str = ""  # hash of the file: a changed file reschedules
     draft: bool = False  # planned and previewed, never scheduled or sent
+    journey: Journey | None = None  # kind journey: the graph its steps are nodes of
 
     @property
     def event_types(self) -> tuple[str, ...]:
@@ -142,6 +148,9 @@ class Campaign:
         return tuple(sorted({name for name in named if name}))
 
     def step(self, step_id: str) -> Step:
+        """The step `step_id` names; a journey's ledger names a send node's later entries `node#N`."""
+        if self.kind == JOURNEY:
+            step_id = step_id.split("#", 1)[0]
         for candidate in self.steps:
             if candidate.id == step_id:
                 return candidate

@@ -1,4 +1,4 @@
-"""The planner's side of a run: segment -> plan -> enqueue (the plans themselves: `campaign.planner`).
+"""The planner's side of a run: segment -> plan -> enqueue (the rules it applies: `plan.rules`).
 
 Contract:
 - A broadcast is segmented and planned part by part (contact id ranges of AUDIENCE_PART contacts), and each
@@ -27,6 +27,7 @@ from needlecast.campaign.plan.rules import Plan, load_ledger_view, plan_broadcas
 from needlecast.campaign.plan.send_time import engagement_for
 from needlecast.campaign.plan.winner import Decision, load_decisions
 from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.warmup import engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.store.bulk import Column
 from needlecast.store.delivery import DeliveryStore
@@ -57,11 +58,13 @@ class Planner:
         its segment has. `on_slice` is called after each committed slice of rows."""
         with self.engine.connect() as conn:
             view = load_ledger_view(conn, campaign.id, now, with_keys=False)  # ON CONFLICT: idempotent
-            fresh = not ledger.has_rows(conn, campaign.id)
+            fresh = not self.store.has_rows(conn, campaign.id)
             decisions: Mapping[str, Decision] = load_decisions(conn, campaign.id)
             engagement = engagement_for(conn, campaign, now) if not send_now else None
+            warm = self.workspace.settings.deliverability.warmup
+            scores = engagement_scores(conn, now) if warm is not None else None
         segment = ctx.segments[campaign.segment]
-        members = 0
+        members = placed = 0
         for ids in self._audience_parts():
             with self.engine.connect() as conn:
                 frame = load_frame(conn, segment, ids=ids)
@@ -80,6 +83,7 @@ class Planner:
             )
             members += result.size
             del frame, result
+            plan.emails, placed = spread(plan.emails, warm, scores, placed)  # a new sender's warm-up days
             self.enqueue(plan, report, fresh=fresh, on_slice=on_slice)
             del plan
         return members
@@ -176,7 +180,7 @@ class Planner:
                 for name, value in columns.items()
             }
             with self.store.writing() as conn:
-                report.enqueued += ledger.enqueue_columns(conn, part, fresh=fresh, store=self.store)
+                report.enqueued += ledger.enqueue_columns(self.store, conn, part, fresh=fresh)
             if on_slice is not None:
                 on_slice()
         log.info("campaign %s: %d new ledger rows", plan.campaign.id, report.enqueued)

@@ -20,7 +20,8 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
-from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
+from needlecast.campaign.journeys.outlook import journey_plan
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -35,6 +36,7 @@ from needlecast.campaign.plan.send_time import summary as send_time_summary
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.rendering import render_campaign
 from needlecast.campaign.send.state import ACTIVE, find_state
+from needlecast.campaign.send.warmup import days_note, engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError
@@ -67,7 +69,11 @@ def build_plans(
         frame = audience.frame(conn) if audience else load_frame(conn)
         zones = audience_zones(conn)
         for campaign in campaigns:
+            if campaign.kind == JOURNEY:  # no list of emails: each person follows their own path
+                result.plans.append(journey_plan(conn, campaign, now, horizon))
+                continue
             view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
+            warm_note = ""
             if campaign.kind == BROADCAST:
                 members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None
                 decisions = load_decisions(conn, campaign.id)
@@ -84,6 +90,7 @@ def build_plans(
                     engagement=None if send_now else engagement_for(conn, campaign, now),
                     skipped=view.skipped,
                 )
+                plan.emails, warm_note = _warm_up(conn, workspace, plan, now)
                 planned_any = not plan.emails.empty  # beyond the horizon too
                 if planned_any:
                     plan.emails = plan.emails[plan.emails["due_at"] <= pd.Timestamp(horizon)]
@@ -105,11 +112,23 @@ def build_plans(
             plan.notes = _notes(
                 ctx, conn, campaign, plan, zones, view.started_at, now, horizon, days, planned_any=planned_any
             )
+            if warm_note:
+                plan.notes.append(warm_note)
             if not plan.emails.empty and (plan.emails["timing"] != "").any():
                 optimised = plan.emails[plan.emails["timing"] != ""]
                 plan.notes.append(send_time_summary(optimised["timing"], optimised["due_at"]))
             result.plans.append(plan)
     return result
+
+
+def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) -> tuple[pd.DataFrame, str]:
+    """A broadcast's emails spread over a new sender's warm-up days (`warmup.spread`), and what `plan` says of
+    them (the days it takes; '' without a warm-up)."""
+    warm = workspace.settings.deliverability.warmup
+    if warm is None:
+        return plan.emails, ""
+    emails, _ = spread(plan.emails, warm, engagement_scores(conn, now))
+    return emails, days_note(emails, warm)
 
 
 def _notes(

@@ -1,7 +1,7 @@
-"""The planner: who gets which email of a campaign, in which variant and arm, and when; and who does not.
+"""The plan rules: who gets which email of a campaign, in which variant and arm, and when; and who does not.
 
-Shared by `needlecast plan` (a preview that writes nothing) and the runner (which enqueues what is due), so
-the preview and the send cannot disagree.
+Shared by `needlecast plan` (`plan.preview`, which writes nothing) and the planner (`plan.planner`, which
+enqueues what is due), so the preview and the send cannot disagree.
 
 Rules:
 - Audience: the campaign's segment (consent, suppression and concern consent already applied there).
@@ -10,10 +10,10 @@ Rules:
 - A/B arm: a stable hash of (campaign, step, contact) against the split, so a re-plan gives the same arm. A
   broadcast step with a winner test (`ab.test_fraction`) plans only its test slice until the winner is
   decided (the rest is "waiting for the A/B winner"); then the rest, with the winning arm, at the decision
-  time or its own time if later (`campaign.winner`).
+  time or its own time if later (`campaign.plan.winner`).
 - When: a broadcast's `send_at`, or `local_time` on `date` in each recipient's zone (their own, else the
   campaign's); a sequence step at enrolment + delay. With `optimise`, each recipient's best hour within the
-  window from that moment (`campaign.send_time`; the rule that chose it is the email's `timing`). A time
+  window from that moment (`campaign.plan.send_time`; the rule that chose it is the email's `timing`). A time
   inside the recipient's quiet hours moves to the end of them ("deferred by quiet hours").
 - Frequency cap across campaigns: no two emails to a contact within 24 hours of each other
   (`max_per_day`, default 1) and at most `max_per_week` (default 3) in the 7 days before. A broadcast email
@@ -450,7 +450,7 @@ def load_events(conn: Connection, types: tuple[str, ...]) -> pd.DataFrame:
 
 @dataclass
 class LedgerView:
-    """What the planner needs from the store about one campaign."""
+    """What the rules need from the store about one campaign (read by the planner and the preview)."""
 
     enrolled: pd.DataFrame  # contact_id, enrolled_at, exited_at
     keys: set[tuple[str, int]]  # (step_id, contact_id) already in the ledger

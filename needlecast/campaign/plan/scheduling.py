@@ -21,11 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from needlecast import ledger
 from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.plan.timing import local_moment
-from needlecast.campaign.send.state import ensure_state
 from needlecast.errors import CampaignBlocked, CampaignFileError
+from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import campaign_state, contacts
 
 # A schedule written for "now" reaches the scheduler a little later: that much in the past is not refused.
@@ -90,9 +89,10 @@ def schedule_campaign(
     refuse_draft(campaign)
     state = conn.execute(select(campaign_state).where(campaign_state.c.campaign_id == campaign.id)).mappings().first()
     changed = state is None or state["digest"] != campaign.digest
-    if changed and campaign.kind == BROADCAST and not send_now and not ledger.has_rows(conn, campaign.id):
+    store = delivery_store(conn)
+    if changed and campaign.kind == BROADCAST and not send_now and not store.has_rows(conn, campaign.id):
         refuse_if_past(campaign, zones, now)
-    row = ensure_state(conn, campaign.id, campaign.digest, now)
+    row = store.ensure_campaign_state(conn, campaign.id, campaign.digest, now)
     if row["digest"] != campaign.digest:
         conn.execute(
             update(campaign_state)

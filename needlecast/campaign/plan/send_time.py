@@ -30,7 +30,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from needlecast.campaign.definition.model import Campaign, Optimise
-from needlecast.reports.data import MACHINE_OPEN_SECONDS
+from needlecast.statistics.engagement import MACHINE_OPEN_SECONDS
 from needlecast.store.engagement import human_engagement
 
 HALF_LIFE_DAYS = 30.0

@@ -8,7 +8,7 @@ Contract:
   the ledger (None before any is enqueued).
 - `decide_due(engine, ctx, campaign, now)` takes the decision of every winner-test step whose time has come
   and that has none yet: per arm, the test rows delivered and the successes of the step's `metric` (human
-  opens: machine opens never count, see `reports.data.human_opened`; unique clickers; deliveries credited
+  opens: machine opens never count, see `statistics.engagement.human_opened`; unique clickers; deliveries credited
   with a conversion by the workspace's attribution rules); the arm with the best rate wins when the
   two-sided two-proportion z-test against the runner-up has p < 1 - `confidence`; otherwise `fallback`
   (arm A, or the better rate, ties to the earlier arm). The decision is written once (`ab_decisions`, keyed
@@ -32,8 +32,9 @@ from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign, Step, WinnerTest
-from needlecast.reports.attribution import attribute
-from needlecast.reports.data import conversion_events, delivery_flags, human_opened, ledger_and_events, z_test
+from needlecast.statistics.attribution import attribute
+from needlecast.statistics.engagement import conversion_events, delivery_flags, human_opened, ledger_and_events
+from needlecast.statistics.significance import z_test
 from needlecast.store.helpers import insert_new
 from needlecast.store.schema import ab_decisions, deliveries
 

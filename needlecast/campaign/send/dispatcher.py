@@ -1,19 +1,25 @@
 """The dispatcher: next batch -> re-check -> requests -> backend -> record (DESIGN.md invariants 1 and 2).
 
-It speaks to two interfaces only: a delivery store (`store.delivery.DeliveryStore`) and a backend
-(`delivery.base.Backend`).
+It has one door to storage, the delivery store (`store.delivery.DeliveryStore`: the ledger, its queue,
+campaign state, claim tokens, request intents and the fleet's rate limits), and builds its backends
+(`delivery.base.BackendFactory`) with their limiter and before-post hook. It reads a campaign only as a
+`rendering.Sending` (ids, addresses, renderings, recipients' values) and applies the ledger's rules
+(`needlecast.ledger`). It imports nothing else of needlecast: no campaign files, no settings, no fleet.
 
 Contract:
 - Only rows the store hands out (claimed, `sending`) are ever given to the backend.
-- Suppression, consent and erasure are re-checked for every claimed row just before it is handed to the
-  backend; a row that fails the check is recorded as skipped with its reason, never dropped silently.
+- Suppression, consent, erasure and a person's pause are re-checked for every claimed row just before it
+  is handed to the backend (`ledger.unsendable_reason`); a row that fails the check is recorded as skipped
+  with its reason, never dropped silently.
 - A step renders once per (variant, arm); up to 1000 recipients go in one request.
-- Each request's intent is written just before it first goes out (`campaign.intents`).
+- Each request's intent is written just before it first goes out: the backend of a dispatch is built with
+  the dispatch's intent writer as its before-post hook, and with the fleet's rate limiter (kept in the
+  database, so that the limits hold for every sender together).
 - Successes are recorded in the transaction of the next claim (or at the end); an unsuccessful batch at once.
-- After `max_consecutive_failures` failed or deferred batches in a row the campaign pauses.
+- After `max_failures` failed or deferred batches in a row the campaign pauses.
 - A rejected API key releases the claimed rows (nothing was sent) and raises `ProviderAuthError`.
 - `stop` (SIGTERM) is checked between batches: the batches in flight finish and are marked, the rest of
-  the claimed rows go back to `queued`.
+  the claimed rows go back to `queued`. A sender declared dead (fenced) stops the same way.
 Logs carry ids and counts only: no addresses, names or concerns.
 """
 
@@ -24,180 +30,198 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from needlecast import ledger
-from needlecast.audience.segments import attributes_of
-from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.definition.gate import ensure_sendable
-from needlecast.campaign.definition.model import Campaign
-from needlecast.campaign.send.intents import IntentWriter
-from needlecast.campaign.send.rendering import RenderKey, render_variant
-from needlecast.campaign.send.report import RunReport
-from needlecast.campaign.send.state import ACTIVE, ensure_state, get_state, record_batch_result
-from needlecast.config import Workspace, signing_secret
-from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, Batch, Outcome, RateLimiter, Recipient
+from needlecast.campaign.send.rendering import Sending
+from needlecast.delivery.base import DEFERRED, FAILED, SENT, Backend, BackendFactory, Batch, Outcome, Recipient
 from needlecast.errors import SenderFenced
-from needlecast.fleet.heartbeat import Heartbeat
-from needlecast.store import fleet
-from needlecast.store.delivery import DeliveryStore
-from needlecast.store.helpers import utcnow
-from needlecast.store.ratelimit import FleetRateLimiter
-from needlecast.templating.recipient import RecipientValues
-from needlecast.templating.render import RenderedEmail
-from needlecast.tracking.recipient_changes import is_paused
+from needlecast.store.delivery import CAMPAIGN_ACTIVE, DeliveryStore
 
 log = logging.getLogger("needlecast.runner")
 _DELIVERY_ID, _OUTCOME_KIND = itemgetter(0), itemgetter(1, 2, 3, 4)  # of an Outcome: delivery id; the rest
 
 
+@dataclass(frozen=True)
+class DispatchSettings:
+    """What a dispatch is paced by (from `[delivery]` and `[schedule]`, `runner.dispatch_settings`)."""
+
+    batch_size: int = 1000  # recipients per request (at most 1000)
+    max_in_flight: int = 4  # requests in flight at once
+    max_failures: int = 5  # failed or deferred batches in a row that pause the campaign (0: never)
+    requests_per_second: float = 0.0  # the fleet's limits (0: none)
+    emails_per_hour: int = 0
+
+    @property
+    def request_size(self) -> int:
+        return max(1, min(self.batch_size, 1000))
+
+
+class Sender(Protocol):
+    """The sending process a dispatch claims as (its heartbeat: `fleet.heartbeat.Heartbeat`)."""
+
+    id: str
+
+
+class Tally(Protocol):
+    """What a dispatch counts (`report.RunReport`)."""
+
+    sent: int
+    failed: int
+    released: int
+    unknown: int
+    paused: str
+    inactive: str
+    skipped: Counter[str]
+    sent_by: Counter[tuple[str, str, str, str]]
+
+
+class Guard(Protocol):
+    """The deliverability guard and the warm-up (`guardrails.DispatchGuard`), handed in by whoever makes the
+    dispatcher (`wiring.dispatcher_for`), which imports neither."""
+
+    def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
+        """After outcomes are recorded (in their transaction): why the campaign paused itself, or ''."""
+        ...
+
+    def admit(self, ids: list[int], now: datetime) -> set[int]:
+        """The claimed rows that may go now; the others are back in the queue for a later window."""
+        ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _never_post(batch: Batch) -> None:
+    raise SenderFenced("a backend built to be checked never posts")
+
+
 class Dispatcher:
     def __init__(
         self,
-        workspace: Workspace,
         store: DeliveryStore,
-        backend: Backend,
+        make_backend: BackendFactory,
+        settings: DispatchSettings,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = _utcnow,
         stop: threading.Event | None = None,
         claim_size: int | None = None,
         parent_pid: int | None = None,
         more_coming: Callable[[], bool] = lambda: False,
         on_recorded: Callable[[str, str, int], None] | None = None,
-        prerendered: dict[str, dict[RenderKey, RenderedEmail]] | None = None,
+        on_rate_wait: Callable[[float], None] | None = None,
+        guard: Guard | None = None,
     ) -> None:
-        """`parent_pid`: set in helper processes, which stop when their parent is gone; `more_coming()`: True
-        while rows may still be enqueued (an empty queue is then waited on, not the end). `on_recorded(
-        campaign, status, count)` is called as outcomes are recorded (metrics). `prerendered`: renderings made
-        before enqueueing, by campaign (others are rendered when first needed)."""
-        self.workspace = workspace
+        """`make_backend`: builds each dispatch's backend (with the fleet's limiter and the dispatch's intent
+        writer). `parent_pid`: set in helper processes, which stop when their parent is gone; `more_coming()`:
+        True while rows may still be enqueued (an empty queue is then waited on, not the end).
+        `on_recorded(campaign, status, count)` is called as outcomes are recorded, `on_rate_wait(seconds)` at
+        every wait for the fleet's rate limit (metrics). `guard`: the deliverability guard and the warm-up
+        (`guardrails.DispatchGuard`; None: neither)."""
         self.store = store
-        self.backend = backend
+        self.guard = guard
+        self.make_backend = make_backend
+        self.settings = settings
         self.clock = clock
         self.stop = stop or threading.Event()
         self.parent_pid = parent_pid
         self.more_coming = more_coming
         self.on_recorded = on_recorded
-        self.prerendered = prerendered if prerendered is not None else {}
         # One round of requests per claim: a crash leaves at most a few rounds to recover (the one being
         # handed over, those in flight, and accepted ones waiting for the next claim to record them).
-        delivery = workspace.settings.delivery
-        self.claim_size = claim_size or max(1, min(delivery.batch_size, 1000)) * max(1, delivery.max_in_flight)
-        self.secret = signing_secret(required=backend.name == "sendgrid")
-        if isinstance(backend.limiter, RateLimiter):  # limits hold for the whole fleet: kept in the database
-            backend.limiter = FleetRateLimiter(store.engine, delivery.requests_per_second, delivery.emails_per_hour)
+        self.claim_size = claim_size or settings.request_size * max(1, settings.max_in_flight)
+        self.limiter = store.rate_limiter(settings.requests_per_second, settings.emails_per_hour, on_rate_wait)
+        self._probe = make_backend(limiter=self.limiter, before_post=_never_post)  # `check` and `name` only
+        self.backend_name = self._probe.name
+        self.prepare_seconds = 0.0  # the backends' request building, for the caller's stage timings
 
-    def may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
-        """Whether the campaign may send now (not a draft, active, past the claims gate, a working backend);
-        why not in `report.inactive`. Raises `CampaignBlocked` or `ConfigurationError`."""
-        if campaign.draft:
-            report.inactive = "a draft (remove 'draft: true' from its file to send it)"
-            return False
-        with self.store.engine.begin() as conn:
-            state = ensure_state(conn, campaign.id, campaign.digest, self.clock())
-        if state["status"] != ACTIVE:
+    def check_backend(self) -> None:
+        """Raise `ConfigurationError` when the backend cannot send (before anything is claimed)."""
+        self._probe.check()
+
+    def campaign_active(self, campaign_id: str, digest: str, report: Tally) -> bool:
+        """Whether the campaign's state lets it send (its state made, active, the first time it is seen);
+        why not in `report.inactive`."""
+        with self.store.writing() as conn:
+            state = self.store.ensure_campaign_state(conn, campaign_id, digest, self.clock())
+        if state["status"] != CAMPAIGN_ACTIVE:
             report.inactive = f"{state['status']}: {state['note']}".strip(": ")
-            log.info("campaign %s is %s; nothing sent", campaign.id, state["status"])
+            log.info("campaign %s is %s; nothing sent", campaign_id, state["status"])
             return False
-        ensure_sendable(ctx, campaign)
-        self.backend.check()
         return True
 
-    def dispatch(
-        self, ctx: CampaignContext, campaign: Campaign, report: RunReport, sender: Heartbeat | None = None
-    ) -> None:
-        """Claim, check, render, send and mark due rows until none are left (or stop / pause), as `sender`
-        (without one, a sender registered for this dispatch alone).
+    def dispatch(self, sending: Sending, report: Tally, sender: Sender) -> None:
+        """Claim, check, render, send and mark due rows until none are left (or stop / pause), as `sender`.
 
         Claiming is lazy: the backend pulls batches, and the next round is claimed only when the previous
         round's batches have all been handed over. Building one round overlaps sending the last, and only
         the rounds in flight are ever `sending`. Rows claimed but never handed to the backend (a stop, a
         pause, a refused API key) go back to `queued` at the end.
         """
-        if sender is not None:
-            self._dispatch(ctx, campaign, report, sender)
-            return
-        lease = self.workspace.settings.delivery.lease_seconds
-        with Heartbeat(self.store.engine, "send", lease, on_fenced=self.stop.set) as own:
-            self._dispatch(ctx, campaign, report, own)
-
-    def _dispatch(self, ctx: CampaignContext, campaign: Campaign, report: RunReport, sender: Heartbeat) -> None:
-        token = fleet.claim_token(sender.id)
-        renders: dict[RenderKey, RenderedEmail] = {}
-        marks = _Marks(
-            campaign, report, self.workspace.settings.schedule.max_consecutive_failures, self._record_at_once
-        )
+        store = self.store
+        token = store.claim_token(sender.id)
+        marks = _Marks(sending, report, self.settings.max_failures, self._record_at_once)
+        backend: Backend | None = None
         try:
-            with IntentWriter(self.store, campaign.id, sender.id, token) as intents:
-                self.backend.before_post = intents.write
-                self.backend.send_all(self._feed(ctx, campaign, token, renders, marks), marks.add)
+            with store.intent_writer(sending.campaign_id, sender.id, token) as intents:
+                backend = self.make_backend(limiter=self.limiter, before_post=intents.write)
+                backend.send_all(self._feed(sending, token, marks), marks.add)
         except SenderFenced:
-            log.error("campaign %s: this sender was declared dead; it stops sending", campaign.id)
+            log.error("campaign %s: this sender was declared dead; it stops sending", sending.campaign_id)
             self.stop.set()
         finally:
-            self.backend.before_post = None
+            if backend is not None:
+                self.prepare_seconds += backend.prepare_seconds
             # Outcomes not yet recorded first, in the same transaction: a row the provider accepted must
             # never be released to the queue (and sent again) because its mark was still waiting.
-            with self.store.writing() as conn:
+            with store.writing() as conn:
                 self._record(conn, marks)
-                released = ledger.release_claim(
-                    conn, token, "not sent: the run stopped before this batch", store=self.store
-                )
-                fleet.finish_claim(conn, token)
+                released = store.release_claim(conn, token, "not sent: the run stopped before this batch")
+                store.finish_claim(conn, token)
             if released:
-                log.info("campaign %s: %d claimed emails returned to the queue", campaign.id, released)
+                log.info("campaign %s: %d claimed emails returned to the queue", sending.campaign_id, released)
 
-    def _feed(
-        self,
-        ctx: CampaignContext,
-        campaign: Campaign,
-        token: str,
-        renders: dict[RenderKey, RenderedEmail],
-        marks: _Marks,
-    ) -> Iterator[Batch]:
+    def _feed(self, sending: Sending, token: str, marks: _Marks) -> Iterator[Batch]:
         """Claim a round, check and batch it, hand the batches over one by one; stop at SIGTERM or a pause.
 
         The outcomes of the batches sent so far are recorded in the transaction that claims the next round
         (one write turn per round, not one per batch); an unsuccessful batch is recorded at once (`_Marks`).
         """
         report = marks.report
+        store = self.store
         while not self._should_stop(report):
-            with self.store.writing() as conn:
+            with store.writing() as conn:
                 self._record(conn, marks)
-                if report.paused or get_state(conn, campaign.id)["status"] != ACTIVE:  # by hand, or by a sender
+                state = store.campaign_state(conn, sending.campaign_id)
+                if report.paused or state is None or state["status"] != CAMPAIGN_ACTIVE:  # by hand, or a sender
                     return
-                claimed = self.store.claim(conn, campaign.id, self.clock(), self.claim_size, token)
+                claimed = store.claim(conn, sending.campaign_id, self.clock(), self.claim_size, token)
             if not claimed:
                 if self.more_coming():  # the rows are still being enqueued: the next slice is on the way
                     time.sleep(0.02)
                     continue
                 return
-            for batch in self._batches(ctx, campaign, claimed, renders, report):
+            for batch in self._batches(sending, claimed, report):
                 if self._should_stop(report):
                     return
                 yield batch
 
-    def _should_stop(self, report: RunReport) -> bool:
+    def _should_stop(self, report: Tally) -> bool:
         orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid
         return self.stop.is_set() or bool(report.paused) or orphaned
 
-    def _batches(
-        self,
-        ctx: CampaignContext,
-        campaign: Campaign,
-        claimed: list[Sequence[Any]],
-        renders: dict[RenderKey, RenderedEmail],
-        report: RunReport,
-    ) -> list[Batch]:
+    def _batches(self, sending: Sending, claimed: list[Sequence[Any]], report: Tally) -> list[Batch]:
         """Check every claimed row (`store.delivery.CLAIMED_FIELDS`) and group the sendable ones into batches
         of one step, variant and arm; record the others as skipped, with their reason."""
-        settings = self.workspace.settings
-        values_for = RecipientValues(settings, self.secret, campaign.id)
+        values_for = sending.values
         now = self.clock()
         skipped: dict[int, str] = {}
         groups: dict[tuple[str, str, str], list[Recipient]] = {}
@@ -214,7 +238,7 @@ class Dispatcher:
             attributes,
             suppressed,
         ) in claimed:
-            reason = _dispatch_check(email, status, consent, attributes, suppressed, now)
+            reason = ledger.unsendable_reason(email, status, consent, attributes, suppressed, now)
             if reason:
                 skipped[row_id] = reason
                 continue
@@ -226,39 +250,30 @@ class Dispatcher:
             group.append(Recipient(str(row_id), email, values, unsubscribe_url))
         if skipped:
             with self.store.writing() as conn:
-                ledger.mark_skipped(conn, skipped, store=self.store)
+                self.store.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
+        if self.guard is not None:
+            groups = _warm_up(self.guard, groups, now)
         batches = []
-        size = max(1, min(settings.delivery.batch_size, 1000))
+        size = self.settings.request_size
         for (step_id, variant, arm), recipients in groups.items():
-            key = (step_id, variant, arm)
-            if key not in renders:
-                renders[key] = self._render(ctx, campaign, step_id, variant, arm)
+            rendered = sending.rendering(step_id, variant, arm)
             for start in range(0, len(recipients), size):
                 batches.append(
                     Batch(
-                        campaign.id,
+                        sending.campaign_id,
                         step_id,
                         variant,
-                        renders[key],
-                        campaign.sender_email or settings.clinic.sender_email,
-                        campaign.sender_name or settings.clinic.sender_name,
+                        rendered,
+                        sending.sender_email,
+                        sending.sender_name,
                         tuple(recipients[start : start + size]),
-                        reply_to=campaign.reply_to or settings.clinic.reply_to,
+                        reply_to=sending.reply_to,
                         arm=arm,
                         request_id=uuid.uuid4().hex,
                     )
                 )
         return batches
-
-    def _render(self, ctx: CampaignContext, campaign: Campaign, step_id: str, variant: str, arm: str) -> RenderedEmail:
-        """The step's rendering for this variant and arm (made before anything was enqueued, or now for a
-        dispatch that did not plan), with its links spelled out up to the person's token (each recipient's
-        values then carry the token alone: `RecipientValues.for_request`)."""
-        rendered = self.prerendered.get(campaign.id, {}).get((step_id, variant, arm))
-        if rendered is None:
-            rendered = render_variant(ctx, campaign, campaign.step(step_id), variant, arm)
-        return RecipientValues(self.workspace.settings, self.secret, campaign.id).with_links(rendered)
 
     def _record_at_once(self, marks: _Marks) -> None:
         with self.store.writing() as conn:
@@ -267,23 +282,31 @@ class Dispatcher:
     def _record(self, conn: Connection, marks: _Marks) -> None:
         """Record the outcomes `marks` holds, in the order the batches ended; then it holds none."""
         last_ok: bool | None = None
-        for batch, outcomes in marks.take():
-            ok = self._record_outcomes(conn, marks.campaign, batch, outcomes, marks.report)
+        failed = False
+        campaign_id = marks.sending.campaign_id
+        taken = marks.take()
+        for batch, outcomes in taken:
+            ok = self._record_outcomes(conn, marks.sending, batch, outcomes, marks.report)
+            failed = failed or not ok
             if ok and last_ok:
                 continue  # the failure streak is already 0
             last_ok = ok
             reason = "" if ok else (outcomes[0].error or outcomes[0].status)
-            if record_batch_result(conn, marks.campaign.id, ok, marks.max_failures, reason):
+            if self.store.record_batch_result(conn, campaign_id, ok, marks.max_failures, reason):
                 marks.report.paused = reason
-                log.warning("campaign %s paused after repeated failures", marks.campaign.id)
+                log.warning("campaign %s paused after repeated failures", campaign_id)
                 last_ok = None
+        if taken and self.guard is not None and not marks.report.paused:
+            # The deliverability guard: refused sends, and sent emails whose bounces or complaints came
+            # before this mark, may pause the campaign (in this transaction).
+            marks.report.paused = self.guard.after_record(conn, campaign_id, _delivery_ids(taken), failed)
 
     def _record_outcomes(
-        self, conn: Connection, campaign: Campaign, batch: Batch, outcomes: list[Outcome], report: RunReport
+        self, conn: Connection, sending: Sending, batch: Batch, outcomes: list[Outcome], report: Tally
     ) -> bool:
         """Mark one batch's rows by their outcomes; True when all were sent. (The request's intent stays
-        until the dispatch ends, `fleet.finish_claim`: a recovery finds its rows no longer `sending` and
-        passes over it; rows that may have arrived take the request's id, `ledger.mark_unknown`.)"""
+        until the dispatch ends, `finish_claim`: a recovery finds its rows no longer `sending` and passes
+        over it; rows that may have arrived take the request's id, `mark_unknown`.)"""
         ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
         kinds = set(map(_OUTCOME_KIND, outcomes))
         if len(kinds) == 1:  # the usual case: a batch's recipients share their request's fate
@@ -292,27 +315,28 @@ class Dispatcher:
             for outcome in outcomes:
                 ids_by.setdefault(_OUTCOME_KIND(outcome), []).append(int(outcome.delivery_id))
         now = self.clock()
+        store = self.store
         for (status, message_id, error, ambiguous), ids in ids_by.items():
             detail = message_id or error
             if status == SENT:
-                count = ledger.mark_sent(conn, ids, detail, now, store=self.store)
+                count = store.mark_sent(conn, ids, detail, now)
                 report.sent += count
             elif status == FAILED:
-                count = ledger.mark_failed(conn, ids, detail, store=self.store)
+                count = store.mark_failed(conn, ids, detail)
                 report.failed += count
             elif status == DEFERRED and ambiguous:
-                count = ledger.mark_unknown(conn, ids, detail, batch.request_id, store=self.store)
+                count = store.mark_unknown(conn, ids, detail, batch.request_id)
                 report.unknown += count
                 status = ledger.UNKNOWN
             else:
-                count = ledger.release(conn, ids, detail, store=self.store)
+                count = store.release(conn, ids, detail)
                 report.released += count
                 status = "deferred"
             if self.on_recorded is not None:
-                self.on_recorded(campaign.id, status, count)
+                self.on_recorded(sending.campaign_id, status, count)
         ok = all(status == SENT for status, *_ in ids_by)
         if ok:
-            report.sent_by[(batch.step_id, campaign.segment, batch.variant, batch.arm)] += len(outcomes)
+            report.sent_by[(batch.step_id, sending.segment, batch.variant, batch.arm)] += len(outcomes)
         return ok
 
 
@@ -327,9 +351,9 @@ class _Marks:
     """
 
     def __init__(
-        self, campaign: Campaign, report: RunReport, max_failures: int, record_at_once: Callable[[_Marks], None]
+        self, sending: Sending, report: Tally, max_failures: int, record_at_once: Callable[[_Marks], None]
     ) -> None:
-        self.campaign = campaign
+        self.sending = sending
         self.report = report
         self.max_failures = max_failures
         self._record_at_once = record_at_once
@@ -346,16 +370,18 @@ class _Marks:
         return waiting
 
 
-def _dispatch_check(
-    email: str | None, status: str, consent: Any, attributes: str | None, suppressed: str | None, now: datetime
-) -> str:
-    """Why a claimed row must not be sent now ('' when it may be)."""
-    if email is None:
-        return "erased: the contact no longer exists"
-    if suppressed is not None:
-        return f"suppressed: {suppressed}"
-    if status == "pending" or not consent:
-        return "no marketing consent"
-    if attributes and "paused_until" in attributes and is_paused(attributes_of(attributes), now):
-        return "paused by the person"
-    return ""
+def _warm_up(
+    guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
+) -> dict[tuple[str, str, str], list[Recipient]]:
+    """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put back
+    in the queue for the next window, in the ledger."""
+    ids = [int(r.delivery_id) for group in groups.values() for r in group]
+    admitted = guard.admit(ids, now)
+    if len(admitted) == len(ids):
+        return groups
+    kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}
+    return {key: group for key, group in kept.items() if group}
+
+
+def _delivery_ids(taken: list[tuple[Batch, list[Outcome]]]) -> list[int]:
+    return [int(outcome.delivery_id) for _, outcomes in taken for outcome in outcomes]

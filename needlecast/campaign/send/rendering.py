@@ -5,6 +5,8 @@ arm, and returns the renderings by (step id, variant, arm). A step that does not
 `CampaignFileError` naming the campaign file, the step's field (`steps[0].template`, `steps[0].subject`,
 `steps[0].ab.subjects[1]`, `steps[0].preheader`), and the template problem with its file and line, so a
 send fails before it enqueues anything. Renderings hold recipient tokens, never a person's values.
+`Sending` is a campaign as the dispatcher needs it (ids, addresses, renderings, recipients' values): the
+dispatcher reads campaigns through it alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign, Step
 from needlecast.errors import CampaignFileError, ContentError, TemplateProblem
 from needlecast.templating.context import email_context, variant_concerns
+from needlecast.templating.recipient import RecipientValues
 from needlecast.templating.render import RenderedEmail, render_email
 
 RenderKey = tuple[str, str, str]  # (step id, variant, arm)
@@ -71,3 +74,41 @@ def render_campaign(
             for arm in step.arm_names:
                 renders[(step.id, variant, arm)] = render_variant(ctx, campaign, step, variant, arm)
     return renders
+
+
+class Sending:
+    """One campaign as the dispatcher sends it: its id and segment, the sender's addresses, its recipients'
+    values, and its renderings by (step, variant, arm), made once each (taken from `prerendered`, renderings
+    made before enqueueing, or rendered when first asked) with their links spelled out up to the person's
+    token (`RecipientValues.with_links`: each recipient's values then carry the token alone)."""
+
+    def __init__(
+        self,
+        ctx: CampaignContext,
+        campaign: Campaign,
+        secret: bytes,
+        prerendered: dict[RenderKey, RenderedEmail] | None = None,
+    ) -> None:
+        clinic = ctx.workspace.settings.clinic
+        self.campaign_id = campaign.id
+        self.segment = campaign.segment
+        self.sender_email = campaign.sender_email or clinic.sender_email
+        self.sender_name = campaign.sender_name or clinic.sender_name
+        self.reply_to = campaign.reply_to or clinic.reply_to
+        self.values = RecipientValues(ctx.workspace.settings, secret, campaign.id)
+        self._ctx = ctx
+        self._campaign = campaign
+        self._prerendered = prerendered or {}
+        self._renders: dict[RenderKey, RenderedEmail] = {}
+
+    def rendering(self, step_id: str, variant: str, arm: str) -> RenderedEmail:
+        """The step's rendering for this variant and arm, links spelled out (`CampaignFileError` when it
+        does not render)."""
+        key = (step_id, variant, arm)
+        rendered = self._renders.get(key)
+        if rendered is None:
+            made = self._prerendered.get(key)
+            if made is None:
+                made = render_variant(self._ctx, self._campaign, self._campaign.step(step_id), variant, arm)
+            rendered = self._renders[key] = self.values.with_links(made)
+        return rendered

@@ -1,7 +1,7 @@
 """The runner: what a scheduler job, `needlecast send` or the console runs for a campaign.
 
-It composes the planner (`campaign.planning`: segment -> plan -> enqueue) and the dispatcher
-(`campaign.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
+It composes the planner (`campaign.plan.planner`: segment -> plan -> enqueue) and the dispatcher
+(`campaign.send.dispatcher`: next batch -> re-check -> requests -> backend -> record) over one delivery store,
 and decides around them: whether the campaign may send, A/B decisions before planning, helper sender
 processes for a large send, and whether to leave the sending to workers.
 
@@ -10,8 +10,10 @@ Contract (DESIGN.md invariants):
 - A broadcast renders every step before anything is enqueued: nothing is enqueued when a step does not render.
 - A runner made with `defer_to_workers` (the scheduler's) plans and enqueues, and sends only while no worker
   is alive.
-- Timings and garbage-collector pacing are the caller's: wrap the store (`campaign.stopwatch`) and the call
-  (`pacing.collect_seldom`).
+- Timings and garbage-collector pacing are the caller's: wrap the store (`devtools.timed`) and the call
+  (`pacing.collect_seldom`); `start.start_send` does both for the faces.
+- The dispatcher gets what it needs (`wiring`): its settings (`dispatch_settings`), a campaign as a
+  `rendering.Sending`, and the sender it dispatches as (this process's heartbeat, or one of its own).
 Logs carry ids and counts only: no addresses, names or concerns.
 """
 
@@ -25,22 +27,20 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine
 
-from needlecast import ledger
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.plan.planner import Planner
 from needlecast.campaign.plan.scheduling import audience_zones, schedule_campaign
 from needlecast.campaign.plan.winner import decide_due, decision_due_at, load_decisions, winner_steps
-from needlecast.campaign.send.dispatcher import Dispatcher
-from needlecast.campaign.send.rendering import RenderKey, render_campaign
+from needlecast.campaign.send.rendering import RenderKey, Sending, render_campaign
 from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.wiring import dispatch_once, dispatcher_for, may_send, sending_secret
 from needlecast.config import Workspace
-from needlecast.delivery.base import Backend
+from needlecast.delivery.base import BackendFactory
 from needlecast.errors import CampaignBlocked, CampaignFileError, InvalidRequest
 from needlecast.fleet.heartbeat import Heartbeat
 from needlecast.fleet.sender_processes import SenderHelpers
-from needlecast.store import fleet
 from needlecast.store.delivery import DeliveryStore, delivery_store
 from needlecast.store.helpers import utcnow
 from needlecast.templating.render import RenderedEmail
@@ -55,7 +55,7 @@ class Runner:
         self,
         workspace: Workspace,
         engine: Engine,
-        backend: Backend,
+        backends: BackendFactory,
         *,
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
@@ -65,13 +65,13 @@ class Runner:
         defer_to_workers: bool = False,
         store: DeliveryStore | None = None,
     ) -> None:
-        """`sender`: this process's heartbeat (without one, each dispatch registers its own sender for its
-        duration). `defer_to_workers`: the scheduler's runner, which plans but leaves the sending to workers
-        while any is alive.
+        """`backends`: builds each dispatch's backend (`delivery.backend_factory`, with the fleet's limiter and
+        the dispatch's intent writer). `sender`: this process's heartbeat (without one, each dispatch registers
+        its own sender for its duration). `defer_to_workers`: the scheduler's runner, which plans but leaves
+        the sending to workers while any is alive.
         `store`: the delivery store (default: the engine's; a caller may pass a wrapped one, e.g. timed)."""
         self.workspace = workspace
         self.engine = engine
-        self.backend = backend
         self.clock = clock
         self.stop = stop or threading.Event()
         self.sender = sender
@@ -79,16 +79,10 @@ class Runner:
         self.store = store or delivery_store(engine)
         self._renders: dict[str, dict[RenderKey, RenderedEmail]] = {}  # by campaign, made before enqueueing
         self.planner = Planner(workspace, self.store)
-        self.dispatcher = Dispatcher(
-            workspace,
-            self.store,
-            backend,
-            clock=clock,
-            stop=self.stop,
-            claim_size=claim_size,
-            more_coming=more_coming,
-            prerendered=self._renders,
+        self.dispatcher = dispatcher_for(
+            workspace, self.store, backends, clock=clock, stop=self.stop, claim_size=claim_size, more_coming=more_coming
         )
+        self.secret = sending_secret(self.dispatcher)
 
     # -- entry points (what scheduler jobs call) ----------------------------------------------------------
 
@@ -191,8 +185,8 @@ class Runner:
         self.dispatch(ctx, campaign, report)
 
     def may_send(self, ctx: CampaignContext, campaign: Campaign, report: RunReport) -> bool:
-        """Whether the campaign may send now (`Dispatcher.may_send`)."""
-        return self.dispatcher.may_send(ctx, campaign, report)
+        """Whether the campaign may send now (`may_send`)."""
+        return may_send(self.dispatcher, ctx, campaign, report)
 
     def dispatch(
         self, ctx: CampaignContext, campaign: Campaign, report: RunReport, *, helpers: SenderHelpers | None = None
@@ -209,7 +203,8 @@ class Runner:
             helpers = self._helpers(campaign, None)
         helpers.release(enqueued=True)
         try:
-            self.dispatcher.dispatch(ctx, campaign, report, self.sender)
+            sending = Sending(ctx, campaign, self.secret, self._renders.get(campaign.id))
+            dispatch_once(self.dispatcher, self.workspace, sending, report, self.sender)
         finally:
             for counts in helpers.join(stop=self.stop.is_set()):
                 report.add_counts(counts)
@@ -219,7 +214,7 @@ class Runner:
     def _workers_alive(self) -> int:
         lease = self.workspace.settings.delivery.lease_seconds
         with self.engine.connect() as conn:
-            return len(fleet.live(conn, fleet.cutoff(conn, lease), kind="worker"))
+            return self.store.live_senders(conn, lease, kind="worker")
 
     def _helpers(self, campaign: Campaign, size: int | None) -> SenderHelpers:
         """Helper sender processes for a send of up to `size` emails (None: as many as are due now), when
@@ -229,7 +224,7 @@ class Runner:
         if delivery.sender_processes > 1 and not (self.defer_to_workers and self._workers_alive()):
             if size is None:
                 with self.engine.connect() as conn:
-                    size = ledger.queued_count(conn, campaign.id, self.clock())
+                    size = self.store.queued_count(conn, campaign.id, self.clock())
             count = delivery.sender_processes - 1 if size >= delivery.parallel_from else 0
         helpers = SenderHelpers(self.workspace.root, campaign.id, count)
         if helpers:
@@ -253,4 +248,4 @@ class Runner:
 
     def _has_queued(self, campaign_id: str) -> bool:
         with self.engine.connect() as conn:
-            return ledger.queued_count(conn, campaign_id) > 0
+            return self.store.queued_count(conn, campaign_id) > 0

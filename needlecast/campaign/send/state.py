@@ -1,91 +1,46 @@
-"""Campaign state in the store: active / paused / cancelled, when it started, and its failure streak."""
+"""Campaign state: active / paused / cancelled, when it started, and its failure streak.
+
+The rows live behind the delivery store (`DeliveryStore.campaign_state` and its neighbours); this module adds
+what the rest of needlecast asks of them: a campaign id checked before it reaches the database, and a
+`NotFound` that says how to schedule a campaign that has no state yet.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from needlecast.campaign.definition.loader import is_campaign_id
 from needlecast.errors import NotFound
-from needlecast.store.helpers import insert_ignore, utcnow
-from needlecast.store.schema import campaign_state
+from needlecast.store.delivery import CAMPAIGN_ACTIVE, CAMPAIGN_CANCELLED, CAMPAIGN_PAUSED, delivery_store
 
-ACTIVE, PAUSED, CANCELLED = "active", "paused", "cancelled"
-
-
-def ensure_state(conn: Connection, campaign_id: str, digest: str, now: datetime) -> dict[str, Any]:
-    """The campaign's state row, created (active, started now) the first time the campaign is seen."""
-    insert_ignore(
-        conn,
-        campaign_state,
-        [
-            {
-                "campaign_id": campaign_id,
-                "status": ACTIVE,
-                "started_at": now,
-                "digest": digest,
-                "consecutive_failures": 0,
-                "note": "",
-                "updated_at": now,
-            }
-        ],
-        ("campaign_id",),
-    )
-    return get_state(conn, campaign_id)
+ACTIVE, PAUSED, CANCELLED = CAMPAIGN_ACTIVE, CAMPAIGN_PAUSED, CAMPAIGN_CANCELLED
 
 
 def find_state(conn: Connection, campaign_id: str) -> dict[str, Any] | None:
     """The campaign's state row, or None when it has never been scheduled (or `campaign_id` is no id at all)."""
     if not is_campaign_id(campaign_id):
         return None
-    row = conn.execute(select(campaign_state).where(campaign_state.c.campaign_id == campaign_id)).mappings().first()
-    return dict(row) if row is not None else None
+    return delivery_store(conn).campaign_state(conn, campaign_id)
 
 
 def get_state(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    """The campaign's state row; `NotFound` (saying how to schedule it) when it has none."""
     row = find_state(conn, campaign_id)
     if row is None:
-        raise NotFound(
-            f"campaign '{campaign_id}' is not scheduled yet: schedule it with `needlecast schedule sync` "
-            f"(or a running scheduler), or send it with `needlecast send {campaign_id}`"
-        )
+        raise _not_scheduled(campaign_id)
     return row
 
 
 def set_status(conn: Connection, campaign_id: str, status: str, note: str = "") -> None:
-    values: dict[str, Any] = {"status": status, "note": note, "updated_at": utcnow()}
-    if status == ACTIVE:
-        values["consecutive_failures"] = 0
-    changed = conn.execute(update(campaign_state).where(campaign_state.c.campaign_id == campaign_id).values(values))
-    if changed.rowcount != 1:
-        get_state(conn, campaign_id)  # raises NotFound, saying how to schedule it
+    """Set the campaign's status; `NotFound` when it has never been scheduled."""
+    if not is_campaign_id(campaign_id) or not delivery_store(conn).set_campaign_status(conn, campaign_id, status, note):
+        raise _not_scheduled(campaign_id)
 
 
-def record_batch_result(conn: Connection, campaign_id: str, ok: bool, max_failures: int, reason: str = "") -> bool:
-    """Update the failure streak; pause the campaign when it reaches `max_failures`. True when it paused."""
-    if ok:
-        conn.execute(
-            update(campaign_state)
-            .where(campaign_state.c.campaign_id == campaign_id, campaign_state.c.consecutive_failures != 0)
-            .values(consecutive_failures=0, updated_at=utcnow())
-        )
-        return False
-    conn.execute(
-        update(campaign_state)
-        .where(campaign_state.c.campaign_id == campaign_id)
-        .values(consecutive_failures=campaign_state.c.consecutive_failures + 1, updated_at=utcnow())
+def _not_scheduled(campaign_id: str) -> NotFound:
+    return NotFound(
+        f"campaign '{campaign_id}' is not scheduled yet: schedule it with `needlecast schedule sync` "
+        f"(or a running scheduler), or send it with `needlecast send {campaign_id}`"
     )
-    streak = conn.execute(
-        select(campaign_state.c.consecutive_failures).where(campaign_state.c.campaign_id == campaign_id)
-    ).scalar_one()
-    if max_failures and streak >= max_failures:
-        set_status(conn, campaign_id, PAUSED, f"paused after {streak} failed batches in a row: {reason}"[:2000])
-        conn.execute(
-            update(campaign_state)
-            .where(campaign_state.c.campaign_id == campaign_id)
-            .values(consecutive_failures=streak)
-        )
-        return True
-    return False

@@ -3,7 +3,8 @@
 `delivery_store(bind)` returns the store for an engine or connection: `SqliteDeliveryStore` or
 `PostgresDeliveryStore`. The domain (`needlecast.ledger`, the planner, the dispatcher, the webhook) speaks
 only to `DeliveryStore`; every hand-written statement, parameter binding, queue upkeep and write turn of
-the ledger lives behind it.
+the ledger lives behind it, and so does what a dispatch keeps beside the ledger (`sending.py`: campaign
+state, claim tokens, request intents (`intents.py`), senders' heartbeats, the fleet's rate limits).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from sqlalchemy import Connection, Engine
 
 from needlecast.store.delivery.postgres import PostgresDeliveryStore
 from needlecast.store.delivery.protocol import (
+    CAMPAIGN_ACTIVE,
+    CAMPAIGN_CANCELLED,
+    CAMPAIGN_PAUSED,
     CANCELLED,
     CLAIMED_FIELDS,
     FAILED,
@@ -28,6 +32,9 @@ from needlecast.store.delivery.protocol import (
 from needlecast.store.delivery.sqlite import SqliteDeliveryStore
 
 __all__ = [
+    "CAMPAIGN_ACTIVE",
+    "CAMPAIGN_CANCELLED",
+    "CAMPAIGN_PAUSED",
     "CANCELLED",
     "CLAIMED_FIELDS",
     "FAILED",

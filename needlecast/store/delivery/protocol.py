@@ -9,11 +9,14 @@ Contract (both implementations, pinned by tests/test_delivery_store.py):
 - `claim` takes whole entries off the queue (never one another sender holds) and moves their rows to
   `sending` with the caller's token, in id order, each with its contact's data (CLAIMED_FIELDS).
 - `mark_*`, `release` change only rows still in the state they expect; each returns how many changed.
+- Beside the ledger (`store.delivery.sending`): campaign state and its failure streak, claim tokens, request
+  intents (written only while their sender is alive: the fence), senders' heartbeats and the fleet's rate
+  limits. The dispatcher needs nothing else to reach storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine
 
 from needlecast.store.bulk import Column
+from needlecast.store.delivery.intents import IntentWriter
 
 QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED = (
     "queued",
@@ -33,6 +37,8 @@ QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED = (
     "cancelled",
 )
 STATUSES = (QUEUED, SENDING, SENT, FAILED, UNKNOWN, SKIPPED, CANCELLED)
+# A campaign's state (`campaign_state`): active, paused (by hand or by a failure streak) or cancelled.
+CAMPAIGN_ACTIVE, CAMPAIGN_PAUSED, CAMPAIGN_CANCELLED = "active", "paused", "cancelled"
 QUEUE_ENTRY_SIZE = 1000  # rows per queue entry: one request's worth (SendGrid takes 1000 recipients)
 
 # A claimed row, as `claim` returns it: the ledger's columns, then its contact's (email is None when the
@@ -59,6 +65,12 @@ class RequestEvidence:
     first_event: Any  # when the earliest event of any of its rows occurred (None: no event)
     message_id: str
     unknown_rows: int  # its rows still `unknown` under its id
+
+
+class Limiter(Protocol):
+    """Paces requests (the same shape as `delivery.base.Limiter`)."""
+
+    def acquire(self, emails: int) -> None: ...
 
 
 class DeliveryStore(Protocol):
@@ -170,4 +182,101 @@ class DeliveryStore(Protocol):
 
     def mark_stale_unknown(self, conn: Connection, campaign_id: str | None) -> int:
         """Every `sending` row (of a campaign) -> `unknown` (no sender can still hold it)."""
+        ...
+
+    # -- the ledger's marks (only rows still `sending` change; each returns how many did) ----------------------
+    def mark_sent(self, conn: Connection, ids: Sequence[int], message_id: str, at: datetime) -> int:
+        """`sending` -> `sent`, with the provider's message id."""
+        ...
+
+    def mark_failed(self, conn: Connection, ids: Sequence[int], error: str) -> int:
+        """`sending` -> `failed` (the provider refused the request), counting an attempt."""
+        ...
+
+    def mark_unknown(self, conn: Connection, ids: Sequence[int], error: str, request_id: str = "") -> int:
+        """`sending` -> `unknown` (the request may have reached the provider), with the request's id; its
+        intent becomes `unknown` too, so that the request is settled whole."""
+        ...
+
+    def mark_skipped(self, conn: Connection, reasons: dict[int, str]) -> int:
+        """`sending` -> `skipped`, each row with its reason (not sendable at dispatch)."""
+        ...
+
+    def release(self, conn: Connection, ids: Sequence[int], error: str) -> int:
+        """`sending` -> `queued` (the provider certainly did not take them), counting an attempt."""
+        ...
+
+    def release_claim(self, conn: Connection, token: str, error: str) -> int:
+        """The rows of a claim still `sending` (never handed to a backend) -> `queued`."""
+        ...
+
+    def requeue_unknown(self, conn: Connection, campaign_id: str) -> int:
+        """`unknown` -> `queued`, to be sent again: only on a person's explicit request."""
+        ...
+
+    # -- claims, intents and senders ---------------------------------------------------------------------------
+    def claim_token(self, sender_id: str) -> str:
+        """A new claim token naming its sender (rows in `sending` then say whose they are)."""
+        ...
+
+    def record_intent(
+        self, conn: Connection, request_id: str, campaign_id: str, sender_id: str, token: str, ids: Sequence[int]
+    ) -> bool:
+        """Write a request's intent before it is posted; False when the sender was declared dead (it must
+        not post). One statement: on an autocommit connection, one round trip."""
+        ...
+
+    def intent_writer(self, campaign_id: str, sender_id: str, token: str) -> IntentWriter:
+        """The writer of one claim's request intents (a context manager); its `write(batch)` is a backend's
+        before-post hook: it returns once the intent is stored, and raises `SenderFenced` when the sender
+        was declared dead (the request must not be posted)."""
+        ...
+
+    def finish_claim(self, conn: Connection, token: str) -> None:
+        """Remove what is left of a claim's intents (every row of it was recorded or released)."""
+        ...
+
+    def register_sender(self, conn: Connection, kind: str, note: str = "") -> str:
+        """A new sender (alive, beating now); its id."""
+        ...
+
+    def beat(self, conn: Connection, sender_id: str) -> bool:
+        """A sender's heartbeat; False once it was declared dead (it must stop)."""
+        ...
+
+    def retire_sender(self, conn: Connection, sender_id: str) -> None:
+        """A sender that stopped cleanly."""
+        ...
+
+    def set_leader(self, conn: Connection, sender_id: str, leader: bool) -> None: ...
+
+    def live_senders(self, conn: Connection, lease_seconds: float, kind: str | None = None) -> int:
+        """How many senders (of `kind`) beat within the lease."""
+        ...
+
+    def rate_limiter(
+        self, requests_per_second: float, emails_per_hour: int, on_wait: Callable[[float], None] | None = None
+    ) -> Limiter:
+        """The fleet's rate limits, kept in this database (0 disables a limit); `on_wait(seconds)` hears of
+        every wait (metrics)."""
+        ...
+
+    # -- campaign state ------------------------------------------------------------------------------------------
+    def campaign_state(self, conn: Connection, campaign_id: str) -> dict[str, Any] | None:
+        """The campaign's state row (status, note, started_at, digest, consecutive_failures), or None."""
+        ...
+
+    def ensure_campaign_state(self, conn: Connection, campaign_id: str, digest: str, now: datetime) -> dict[str, Any]:
+        """The campaign's state row, made (active, started `now`) the first time the campaign is seen."""
+        ...
+
+    def set_campaign_status(self, conn: Connection, campaign_id: str, status: str, note: str = "") -> bool:
+        """Set a campaign's status (active resets its failure streak); False when it has no state row."""
+        ...
+
+    def record_batch_result(
+        self, conn: Connection, campaign_id: str, ok: bool, max_failures: int, reason: str = ""
+    ) -> bool:
+        """Keep the failure streak (reset by a success); pause the campaign when it reaches `max_failures`
+        (0: never). True when it paused."""
         ...

@@ -29,6 +29,7 @@ from needlecast.store.delivery.protocol import (
     UNKNOWN,
     RequestEvidence,
 )
+from needlecast.store.delivery.sending import SendingState
 from needlecast.store.driver import ids_from_text, ids_in, ids_value, marker, time_value
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, delivery_queue, events
@@ -39,7 +40,7 @@ LEDGER_CONTACT_JOIN = (
 CLAIM_COLUMNS = ("id", "contact_id", "step_id", "variant", "arm")
 
 
-class SqlDeliveryStore:
+class SqlDeliveryStore(SendingState):
     """The statements both databases share (see the module docstring)."""
 
     #: the contact's columns a claim reads (email, first name, status, consent, attributes as text, reason)

@@ -16,7 +16,7 @@ def _any_case(word: str) -> str:
 
 
 # What the document says of an address, in any case, which the server checks with email-validator (no DNS):
-# the everyday shape that `needlecast.audience.addresses` takes on its fast path (a dot-atom local part of at
+# the everyday shape that `needlecast.addresses` takes on its fast path (a dot-atom local part of at
 # most 64 characters, letter-digit-hyphen labels without "--", a top-level domain that ends with a letter and
 # is not a special-use name such as .test or .local, where nothing can be delivered), 254 characters at most.
 # The server also takes some rarer addresses (international ones); what the document promises, it takes.

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from needlecast import ledger
 from needlecast.actions import campaigns as campaigns_actions
 from needlecast.actions import templates as templates_actions
 from needlecast.campaign.context import CampaignContext
@@ -28,6 +27,7 @@ from needlecast.config import test_recipients
 from needlecast.delivery import get_backend
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound, TemplateProblem
 from needlecast.lint import lint_workspace
+from needlecast.store.delivery import delivery_store
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates, email_templates
 from needlecast.templating.preview import SAMPLE_CONTACT_ID
@@ -152,7 +152,7 @@ def routes(console: Console, senders: Senders) -> list[Route]:
     def reach(campaign: Campaign, action: str) -> str:
         """What the action does, counted after every rule (consent, suppression, quiet hours, the cap)."""
         with console.engine.connect() as conn:
-            queued = ledger.queued_count(conn, campaign.id)
+            queued = delivery_store(conn).queued_count(conn, campaign.id)
         if action in ("schedule", "send-now"):
             send_now = action == "send-now"
             days = 0 if send_now and campaign.kind != BROADCAST else 3650
@@ -168,7 +168,9 @@ def routes(console: Console, senders: Senders) -> list[Route]:
         if action == "pause":
             return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
         if action == "resume":
-            return f"Resuming sends the {queued} queued email(s) as they fall due."
+            said = f"Resuming sends the {queued} queued email(s) as they fall due."
+            figures = campaigns_actions.auto_pause_figures(console.engine, campaign.id)
+            return f"This campaign {figures} {said}" if figures else said
         return f"Cancelling marks {queued} queued email(s) as cancelled: they are never sent. This cannot be undone."
 
     @console.page("campaigns.schedule")

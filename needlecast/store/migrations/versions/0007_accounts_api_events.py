@@ -34,6 +34,14 @@ ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
 def upgrade() -> None:
+    """The tables by area, created in the order this revision has always created them."""
+    _accounts()
+    _api()
+    _events_and_signups()
+
+
+def _accounts() -> None:
+    """The console's users, sessions, log-in attempts (the throttle) and the audit log."""
     op.create_table(
         "users",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -75,6 +83,10 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text, nullable=False),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
+
+
+def _api() -> None:
+    """API keys and the answers to idempotent writes."""
     op.create_table(
         "api_keys",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
@@ -96,6 +108,10 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
     )
+
+
+def _events_and_signups() -> None:
+    """Contact events from the clinic's systems, where a consent came from, and signup requests."""
     op.create_table(
         "contact_events",
         sa.Column("id", ID, primary_key=True, autoincrement=True),

@@ -7,6 +7,10 @@ Contract:
   of the wrong type, is a `ConfigurationError` that names the file, the key and the expected type.
 - Secrets (the SendGrid API key, the signing secret, the database password inside a URL) come only from the
   environment, never from the TOML file.
+
+A section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`;
+`config.deliverability`: `[deliverability]`, with its warm-up table and bounded thresholds); the
+package imports nothing of needlecast's but `errors`, so every other package may read its settings.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from needlecast.bookings.settings import BookingSettings, load_booking_settings
+from needlecast.config.bookings import BookingSettings, load_booking_settings
+from needlecast.config.deliverability import DeliverabilitySettings, load_deliverability_settings
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"
@@ -161,13 +166,6 @@ class ImportSettings:
     # The order of day, month and year in numeric dates (29/11/2026): "DMY", "MDY" or "YMD"; "" reads each
     # date column's order from its values (`needlecast.audience.dates`).
     date_order: str = ""
-
-
-@dataclass(frozen=True)
-class DeliverabilitySettings:
-    """The pre-send checks: the hosts, besides the clinic's own, that emails may link to."""
-
-    link_hosts: tuple[str, ...] = ()
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -359,7 +357,11 @@ def _env_overrides(settings: Settings) -> Settings:
 
 
 def load_settings(root: Path) -> Settings:
-    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults."""
+    """Read `root/needlecast.toml` (plus environment overrides); a missing file gives the defaults.
+
+    The password hash's cost (`password_hash_cost`) is checked here too, so that a bad value stops every
+    command and the server as they start, not a log-in later."""
+    password_hash_cost()
     return _env_overrides(_read_settings(root))
 
 
@@ -379,6 +381,9 @@ def _read_settings(root: Path) -> Settings:
             raise ConfigurationError(f"{path}: unknown section [{name}]. Known sections: {known}")
         if name == "bookings":
             loaded[name] = load_booking_settings(path, value)
+            continue
+        if name == "deliverability":  # a nested warm-up table and bounded thresholds: its own loader
+            loaded[name] = load_deliverability_settings(path, value)
             continue
         if name == "reports":
             loaded[name] = _load_reports(path, value)
@@ -457,3 +462,41 @@ def signing_secret(*, required: bool) -> bytes:
             "print(secrets.token_urlsafe(48))'`)."
         )
     return DEV_SECRET.encode()
+
+
+# argon2id's cost parameters for console passwords, each settable from the environment (the README's
+# workspace section). Unset ones stay argon2-cffi's own defaults: production hashes at the library's cost.
+PASSWORD_COST_VARIABLES = {
+    "time_cost": "NEEDLECAST_ARGON2_TIME_COST",
+    "memory_cost": "NEEDLECAST_ARGON2_MEMORY_COST",
+    "parallelism": "NEEDLECAST_ARGON2_PARALLELISM",
+}
+_ARGON2_MAX = 2**32 - 1  # argon2's parameters are 32-bit
+
+
+def password_hash_cost() -> tuple[tuple[str, int], ...]:
+    """The argon2id parameters the environment sets, as (name, value) pairs for `argon2.PasswordHasher`.
+
+    Contract: an unset (or empty) variable gives no pair, so the hasher keeps argon2-cffi's default for it;
+    with none set the result is empty and the hasher is `PasswordHasher()`. A value that is not a whole number
+    from 1 to 2**32 - 1, or a memory cost below argon2's floor of 8 KiB per lane, is a `ConfigurationError` naming
+    the variable. Read on every call, so a test or a restarted process sees a change at once.
+    """
+    cost: dict[str, int] = {}
+    for name, variable in PASSWORD_COST_VARIABLES.items():
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            continue
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= _ARGON2_MAX:
+            raise ConfigurationError(f"{variable} must be a whole number from 1 to {_ARGON2_MAX}, not {raw!r}")
+        cost[name] = int(raw)
+    from argon2 import PasswordHasher
+
+    default = PasswordHasher()
+    memory, lanes = cost.get("memory_cost", default.memory_cost), cost.get("parallelism", default.parallelism)
+    if memory < 8 * lanes:
+        raise ConfigurationError(
+            f"{PASSWORD_COST_VARIABLES['memory_cost']} must be at least 8 KiB per lane "
+            f"(8 x {lanes} = {8 * lanes}), not {memory}"
+        )
+    return tuple(cost.items())

@@ -9,6 +9,9 @@ compares the two on a corpus.
 
 Normalisation lowercases the whole address: every mailbox provider of note treats the local part
 case-insensitively, and two rows differing only in case are the same person for consent purposes.
+
+A module of its own below every package (it imports only `errors`): contacts, console users, bookings and
+webhook events all name people by address.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""Request intents, written just before each request first goes out (the backend's `before_post`).
+"""Request intents, written just before each request first goes out (the backend's `before_post`): the
+store's `intent_writer`.
 
 After a crash, the rows of a request whose intent was written may have reached SendGrid (`unknown`); the
 rest of the claim was certainly not posted and goes back to the queue (`ledger.recover_senders`). So the
 intent must be in the database before the request leaves, and it is written from the sending thread, right
 before the post.
 
-Contract: `IntentWriter(store, campaign_id, sender_id, token)` is a context manager; `write(batch)` returns
+Contract: `IntentWriter(store, campaign_id, sender_id, token)` is a context manager; `write(batch)` (any
+object with a `request_id` and `recipients` that have a `delivery_id`: a `delivery.base.Batch`) returns
 once the batch's intent is stored, and raises `SenderFenced` when the sender was declared dead (the request
 must not be posted). Group commit: the sending threads that ask while one of them is writing are written
 together by the next one, in one write turn (on SQLite the turn is shared with the other sender processes,
@@ -16,27 +18,49 @@ statement on a connection of the writer's own, in autocommit.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from needlecast.delivery.base import Batch
 from needlecast.errors import SenderFenced
 from needlecast.store import fleet
-from needlecast.store.delivery import DeliveryStore
+
+
+class _Recipient(Protocol):
+    @property
+    def delivery_id(self) -> str: ...
+
+
+class Request(Protocol):
+    """A request about to be posted (`delivery.base.Batch`)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def recipients(self) -> Sequence[_Recipient]: ...
+
+
+class _Store(Protocol):
+    engine: Engine
+
+    def write_turn(self) -> AbstractContextManager[None]: ...
 
 
 class _Slot:
     __slots__ = ("batch", "done", "stored")
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Request) -> None:
         self.batch = batch
         self.done = False
         self.stored = False
 
 
 class IntentWriter:
-    def __init__(self, store: DeliveryStore, campaign_id: str, sender_id: str, token: str) -> None:
+    def __init__(self, store: _Store, campaign_id: str, sender_id: str, token: str) -> None:
         self.store = store
         self.campaign_id = campaign_id
         self.sender_id = sender_id
@@ -57,7 +81,7 @@ class IntentWriter:
             self._conn.close()
             self._conn = None
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Request) -> None:
         slot = _Slot(batch)
         with self._cond:
             self._pending.append(slot)

@@ -1,4 +1,8 @@
-"""What the recipient-facing pages do to the store: unsubscribe, set preferences, pause."""
+"""What a recipient changes about themselves from the pages an email links to: unsubscribe, topics, pause.
+
+The pause is a contact attribute (`paused_until`) that segments and the dispatcher honour through
+`is_paused`; the web pages (`web.recipient_pages`) call the other functions, each in the caller's transaction.
+"""
 
 from __future__ import annotations
 
@@ -53,13 +57,3 @@ def pause(conn: Connection, contact_id: int, now: datetime | None = None) -> dat
             update(contacts).where(contacts.c.id == contact_id).values(attributes=attributes, updated_at=utcnow())
         )
     return until
-
-
-def is_paused(attributes: dict[str, Any] | None, now: datetime) -> bool:
-    value = (attributes or {}).get("paused_until")
-    if not value:
-        return False
-    try:
-        return datetime.fromisoformat(str(value)) > now
-    except ValueError:
-        return False

@@ -1,0 +1,427 @@
+"""The sweeper: one job that advances every journey's due positions, in set operations, never a job per person.
+
+One sweep of a journey, at `now`:
+1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`);
+2. early leaves: whoever reached the goal converts, wherever they are; whoever is suppressed, withdrew
+   consent or was erased exits, with that reason;
+3. wait-untils: whoever is waiting for an event or an engagement that happened since they arrived goes on;
+4. rounds: the due positions, node by node, each node's people at once: a send enqueues their emails in the
+   ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever moves to
+   a node due at once is taken by the next round (cycles without a wait are refused at load, so this ends).
+
+Exactly once: each round's ledger rows and position moves are written in one transaction, the ledger row's
+key is (campaign, node, contact, entry) (`model.ledger_step`), and every move is a compare-and-set on the
+node and the moment the position was read (`store.journeys`). A crash anywhere loses the whole round or
+none of it; two sweepers at once enqueue each email once, and only one of them moves each position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine
+
+from needlecast import ledger
+from needlecast.audience.segments import attributes_of, evaluate, load_frame, variant_for
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.model import JOURNEY, Campaign
+from needlecast.campaign.journeys import entries as entering
+from needlecast.campaign.journeys.conditions import Facts, all_hold
+from needlecast.campaign.journeys.model import (
+    BranchNode,
+    ExitNode,
+    GotoNode,
+    Journey,
+    Node,
+    SendNode,
+    SplitNode,
+    WaitNode,
+    WaitUntilNode,
+    ledger_step,
+)
+from needlecast.campaign.journeys.timing import arrival_due, utc
+from needlecast.campaign.plan.rules import arm_for
+from needlecast.campaign.plan.scheduling import schedule_campaign
+from needlecast.campaign.send.state import ACTIVE
+from needlecast.config import Workspace
+from needlecast.content.model import GENERAL
+from needlecast.errors import NeedlecastError
+from needlecast.store import journeys as store
+from needlecast.store.delivery import delivery_store
+from needlecast.store.journeys import CONVERTED, DONE, EXITED, Position
+
+log = logging.getLogger("needlecast.campaign.journeys")
+ROUND_SIZE = 50_000  # due positions read and advanced per round
+MAX_ROUNDS = 10_000  # a safety net only: without goto cycles, rounds end when nothing is due
+NO_CONTENT = "no content for their concern"
+
+
+@dataclass
+class SweepReport:
+    """What one sweep of one journey did."""
+
+    campaign_id: str
+    entered: int = 0
+    moved: int = 0
+    enqueued: int = 0
+    converted: int = 0
+    left: Counter[str] = field(default_factory=Counter)  # reason -> how many left the journey
+    rounds: int = 0
+    blocked: str = ""  # why nothing moved (paused, cancelled, a problem of the journey's)
+
+
+@dataclass
+class _Round:
+    """What a round decided, applied in one transaction."""
+
+    moves: list[tuple[Position, str]] = field(default_factory=list)  # -> node id
+    leaves: list[tuple[Position, str, str]] = field(default_factory=list)  # reason, state
+    sends: list[tuple[Position, SendNode]] = field(default_factory=list)
+
+
+def sweep_seconds(workspace: Workspace) -> int:
+    """The journeys job's period: the sweeper's (`[schedule] sweep_interval_seconds`). A position due longer
+    ago than that is overdue (`needlecast journey check`)."""
+    return int(workspace.settings.schedule.sweep_interval_seconds)
+
+
+def journeys_of(ctx: CampaignContext) -> list[Campaign]:
+    """The live journeys (drafts are planned and previewed only)."""
+    return [c for c in ctx.campaigns.values() if c.kind == JOURNEY and c.journey is not None and not c.draft]
+
+
+def sweep_all(
+    engine: Engine, ctx: CampaignContext, now: datetime, *, after_round: Callable[[], None] | None = None
+) -> list[SweepReport]:
+    """Sweep every live journey at `now`; a journey that fails is logged (ids only) and the others go on."""
+    journeys = journeys_of(ctx)
+    if not journeys:
+        return []
+    with engine.connect() as conn:
+        frame = load_frame(conn)
+    reports = []
+    for campaign in journeys:
+        try:
+            reports.append(sweep_journey(engine, ctx, campaign, now, frame=frame, after_round=after_round))
+        except NeedlecastError as err:  # one journey's problem never stops the others
+            log.error("journey %s not swept: %s", campaign.id, err)
+            reports.append(SweepReport(campaign.id, blocked=str(err)))
+    return reports
+
+
+def sweep_journey(
+    engine: Engine,
+    ctx: CampaignContext,
+    campaign: Campaign,
+    now: datetime,
+    *,
+    frame: pd.DataFrame | None = None,
+    after_round: Callable[[], None] | None = None,
+) -> SweepReport:
+    """One sweep of one journey (see the module docstring). `after_round` is called after each committed round
+    (tests stop a sweep there, or wait on it)."""
+    journey = campaign.journey
+    assert journey is not None
+    report = SweepReport(campaign.id)
+    writer = delivery_store(engine)
+    with writer.writing() as conn:
+        state = schedule_campaign(conn, campaign, (), now)
+    if state["status"] != ACTIVE:  # paused or cancelled: nobody enters or moves until it is resumed
+        report.blocked = f"the journey is {state['status']}"
+        return report
+    started_at = utc(state["started_at"])
+    if frame is None:
+        with engine.connect() as conn:
+            frame = load_frame(conn)
+    people = frame.set_index("id", drop=False)
+    with writer.writing() as conn:
+        facts = Facts(conn, campaign.id, journey.event_types)
+        member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
+        members = people.loc[people.index.isin(member_ids)]
+        triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
+        admitted = entering.admit(triggered, store.latest_entries(conn, campaign.id), journey.reentry, now)
+        report.entered = enter(conn, campaign, admitted, people, now)
+        _leave_early(conn, campaign, journey, people, facts, now, report)
+        _events_arrived(conn, campaign, journey, people, facts, now, report)
+    if after_round is not None:
+        after_round()
+    concerns = ctx.segments[campaign.segment].concerns
+    while report.rounds < MAX_ROUNDS:
+        with writer.writing() as conn:
+            due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
+            if not due:
+                break
+            plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, journey.event_types), now)
+            _apply(conn, campaign, journey, plan, people, concerns, now, report)
+        report.rounds += 1
+        if after_round is not None:
+            after_round()
+    return report
+
+
+def enter(
+    conn: Connection,
+    campaign: Campaign,
+    admitted: list[tuple[int, int, datetime | None]],
+    people: pd.DataFrame,
+    now: datetime,
+) -> int:
+    """Insert the admitted people's positions at the journey's first node; how many went in."""
+    journey = campaign.journey
+    assert journey is not None
+    first = journey.nodes[journey.start]
+    rows = []
+    for contact_id, number, trigger in admitted:
+        due = _due_at(campaign, first, people, contact_id, now) or now
+        rows.append(
+            {
+                "campaign_id": campaign.id,
+                "contact_id": contact_id,
+                "entry": number,
+                "node": first.id,
+                "state": store.ACTIVE,
+                "since": now,
+                "due_at": due,
+                "entered_at": now,
+                "trigger_at": trigger,
+                "left_at": None,
+                "reason": "",
+            }
+        )
+    return store.enter(conn, rows)
+
+
+def _due_at(campaign: Campaign, node: Node, people: pd.DataFrame, contact_id: int, since: datetime) -> datetime | None:
+    if contact_id in people.index:
+        row = people.loc[contact_id]
+        return arrival_due(node, since, row["time_zone"] or campaign.time_zone, attributes_of(row["attributes"]))
+    return arrival_due(node, since, campaign.time_zone, {})
+
+
+def _leave_early(
+    conn: Connection,
+    campaign: Campaign,
+    journey: Journey,
+    people: pd.DataFrame,
+    facts: Facts,
+    now: datetime,
+    report: SweepReport,
+) -> None:
+    """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries."""
+    waiting = store.waiting(conn, campaign.id)
+    goal = facts.events(journey.goal) if journey.goal else {}
+    blocked = _unmailable(people)
+    converted, exited = [], []
+    for position in waiting:
+        if any(t >= utc(position.entered_at) for t in goal.get(position.contact_id, ())):
+            converted.append((position, f"goal: {journey.goal}"))
+            continue
+        reason = blocked.get(position.contact_id, "") if position.contact_id in people.index else "erased"
+        if reason:
+            exited.append((position, reason))
+    report.converted += store.leave(conn, campaign.id, converted, CONVERTED, now)
+    report.left.update(reason for _, reason in exited)
+    store.leave(conn, campaign.id, exited, EXITED, now)
+
+
+def _unmailable(people: pd.DataFrame) -> dict[int, str]:
+    """contact -> why they may not be mailed (suppressed, consent withdrawn), for everyone at once."""
+    suppressed = people["suppressed"].map(lambda v: v if isinstance(v, str) else "")
+    no_consent = (people["status"] == "pending") | ~people["marketing_consent"].astype(bool)
+    reasons = suppressed.where(suppressed != "", no_consent.map({True: "consent withdrawn", False: ""}))
+    reasons = reasons[reasons != ""]
+    return {int(c): str(r) for c, r in reasons.items()}
+
+
+def _cannot_be_mailed(people: pd.DataFrame, contact_id: int) -> str:
+    if contact_id not in people.index:
+        return "erased"
+    row = people.loc[contact_id]
+    if isinstance(row["suppressed"], str):
+        return str(row["suppressed"])
+    if row["status"] == "pending" or not bool(row["marketing_consent"]):
+        return "consent withdrawn"
+    return ""
+
+
+def _events_arrived(
+    conn: Connection,
+    campaign: Campaign,
+    journey: Journey,
+    people: pd.DataFrame,
+    facts: Facts,
+    now: datetime,
+    report: SweepReport,
+) -> None:
+    """Whoever waits for an event or an engagement that happened since they arrived goes on at once."""
+    nodes = {n.id: n for n in journey.nodes.values() if isinstance(n, WaitUntilNode)}
+    if not nodes:
+        return
+    plan = _Round()
+    for position in store.waiting(conn, campaign.id, list(nodes)):
+        node = nodes[position.node]
+        since = utc(position.since)
+        if node.event:
+            happened = any(since <= t <= now for t in facts.events(node.event).get(position.contact_id, ()))
+        else:
+            assert node.engagement is not None
+            moment = facts.engaged(node.engagement).get((position.contact_id, position.entry))
+            happened = moment is not None and since <= utc(moment) <= now
+        if happened:
+            plan.moves.append((position, node.next) if node.next else (position, ""))
+    plan.leaves.extend((p, "end of the journey", DONE) for p, target in plan.moves if not target)
+    plan.moves = [(p, t) for p, t in plan.moves if t]
+    _apply(conn, campaign, journey, plan, people, (), now, report)
+
+
+def _split_point(campaign_id: str, node_id: str, contact_id: int) -> int:
+    """A stable point in [0, 100) for a person at a split: the same every time, independent across splits."""
+    return int(hashlib.sha256(f"{campaign_id}|{node_id}|{contact_id}".encode()).hexdigest()[:8], 16) % 100
+
+
+def _decide(
+    campaign: Campaign, journey: Journey, due: list[Position], people: pd.DataFrame, facts: Facts, now: datetime
+) -> _Round:
+    """What each due position does at its node (nothing is written here)."""
+    plan = _Round()
+    by_node: dict[str, list[Position]] = {}
+    for position in due:
+        by_node.setdefault(position.node, []).append(position)
+    for node_id, group in by_node.items():
+        node = journey.nodes[node_id]
+        if isinstance(node, SendNode):
+            plan.sends.extend((p, node) for p in group)
+        elif isinstance(node, BranchNode):
+            plan.moves.extend(_branch(node, group, people, facts, now))
+        elif isinstance(node, SplitNode):
+            for position in group:
+                point, edge = _split_point(campaign.id, node.id, position.contact_id), 0
+                for path in node.paths:
+                    edge += path.percent
+                    if point < edge:
+                        plan.moves.append((position, path.target))
+                        break
+        elif isinstance(node, WaitUntilNode):
+            plan.moves.extend((p, node.on_timeout) for p in group)  # timed out
+        elif isinstance(node, ExitNode):
+            plan.leaves.extend((p, f"exit at {node.id}", DONE) for p in group)
+        elif isinstance(node, WaitNode) and node.until_date:
+            for position in group:  # a first node has no arrival before it: the date may be missing
+                if _due_at(campaign, node, people, position.contact_id, position.since) is None:
+                    plan.leaves.append((position, f"no date in {node.until_date}", EXITED))
+                else:
+                    plan.moves.append((position, node.next))
+        else:
+            assert isinstance(node, WaitNode | GotoNode)
+            plan.moves.extend((p, node.next) for p in group)
+    plan.leaves.extend((p, "end of the journey", DONE) for p, target in plan.moves if not target)
+    plan.moves = [(p, t) for p, t in plan.moves if t]
+    return plan
+
+
+def _branch(
+    node: BranchNode, group: list[Position], people: pd.DataFrame, facts: Facts, now: datetime
+) -> list[tuple[Position, str]]:
+    """Each position's path: the first whose conditions all hold for the person, else the default."""
+    known = [p for p in group if p.contact_id in people.index]
+    frame = people.loc[[p.contact_id for p in known]].copy()
+    frame.index = pd.Index([p.contact_id for p in known])
+    frame["entry"] = [p.entry for p in known]
+    chosen = pd.Series("", index=frame.index, dtype=object)
+    for path in node.paths:
+        open_ = chosen == ""
+        if not open_.any():
+            break
+        chosen[open_ & all_hold(path.conditions, frame, facts, now)] = path.target
+    chosen[chosen == ""] = node.next
+    moves = [(p, str(chosen.loc[p.contact_id])) for p in known]
+    return moves + [(p, node.next) for p in group if p.contact_id not in people.index]
+
+
+def _apply(
+    conn: Connection,
+    campaign: Campaign,
+    journey: Journey,
+    plan: _Round,
+    people: pd.DataFrame,
+    concerns: tuple[str, ...],
+    now: datetime,
+    report: SweepReport,
+) -> None:
+    """Write a round: the sends' ledger rows, then every move and leave (compare-and-set), in `conn`'s
+    transaction."""
+    sent_on = []
+    for position, node in plan.sends:
+        reason = _cannot_be_mailed(people, position.contact_id)
+        if reason:
+            plan.leaves.append((position, reason, EXITED))
+        else:
+            sent_on.append((position, node))
+    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now)
+    plan.moves.extend((p, n.next) for p, n in sent_on if n.next)
+    plan.leaves.extend((p, "end of the journey", DONE) for p, n in sent_on if not n.next)
+    moves: list[tuple[Position, str, datetime]] = []
+    for position, target in plan.moves:
+        arriving = journey.nodes[target]
+        personal = isinstance(arriving, WaitNode) and arriving.delay is None  # a time of day, a date: their zone
+        due = (
+            _due_at(campaign, arriving, people, position.contact_id, now)
+            if personal
+            else arrival_due(arriving, now, campaign.time_zone, {})
+        )
+        if due is None:
+            plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
+        else:
+            moves.append((position, target, due))
+    report.moved += store.move(conn, campaign.id, moves, now)
+    for state in (DONE, EXITED, CONVERTED):
+        rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
+        left = store.leave(conn, campaign.id, rows, state, now)
+        if left:
+            report.left.update(reason for _, reason in rows)
+
+
+def _date_field(node: Node) -> str:
+    return node.until_date if isinstance(node, WaitNode) else ""
+
+
+def _enqueue(
+    conn: Connection,
+    campaign: Campaign,
+    sends: list[tuple[Position, SendNode]],
+    people: pd.DataFrame,
+    concerns: tuple[str, ...],
+    now: datetime,
+) -> int:
+    """The sends' ledger rows (queued; skipped with the reason when no variant fits), keyed by (campaign,
+    node, contact, entry): rows already there are left alone."""
+    if not sends:
+        return 0
+    columns: dict[str, list[Any]] = {name: [] for name in ledger.ENQUEUE_COLUMNS}
+    for position, node in sends:
+        step = campaign.step(node.id)
+        row = people.loc[position.contact_id]
+        variant = variant_for(str(row["concerns"] or ""), bool(row["concern_consent"]), concerns)
+        if step.variants and variant not in step.variants:
+            variant = GENERAL if GENERAL in step.variants else ""
+        values = {
+            "campaign_id": campaign.id,
+            "step_id": ledger_step(node.id, position.entry),
+            "contact_id": position.contact_id,
+            "segment": campaign.segment,
+            "variant": variant,
+            "arm": arm_for(campaign.id, step, position.contact_id),
+            "due_at": now,
+            "status": ledger.QUEUED if variant else ledger.SKIPPED,
+            "error": "" if variant else NO_CONTENT,
+        }
+        for name, value in values.items():
+            columns[name].append(value)
+    return ledger.enqueue_columns(delivery_store(conn), conn, dict(columns))

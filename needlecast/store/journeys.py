@@ -1,0 +1,294 @@
+"""The SQL of journeys: positions (`journey_positions`) and saved versions (`journey_versions`).
+
+Every change of a position is a compare-and-set: it names the node and the moment (`since`) the caller read,
+so that of two sweepers that read the same position, exactly one moves it, and a sweeper that read a
+position before a crash or an edit changes nothing when the position has moved since. Inserting an entry
+ignores conflicts (the key (journey, contact, entry), and at most one active entry per journey and person),
+so two sweepers entering the same person enter them once.
+
+Contract:
+- `enter(conn, rows)`: insert positions (dicts with every column), ignoring conflicts; how many went in.
+- `due(conn, campaign_id, now, limit, nodes=...)`: active positions due at `now` at `nodes`, oldest first.
+- `waiting(conn, campaign_id, nodes)`: active positions at `nodes` (due or not).
+- `move(conn, campaign_id, moves, now)`: each (contact, entry, from node, from since) -> (node, due); how
+  many moved.
+- `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
+  with `state` (done | exited | converted); how many left.
+- `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from needlecast.store.schema import appointments, deliveries, events, journey_versions, signup_requests
+from needlecast.store.schema import journey_positions as positions
+
+ACTIVE, DONE, EXITED, CONVERTED = "active", "done", "exited", "converted"
+STATES = (ACTIVE, DONE, EXITED, CONVERTED)
+_CHUNK = 500  # rows per multi-row insert (11 columns: under SQLite's bound-variable limit)
+
+
+@dataclass(frozen=True)
+class Position:
+    contact_id: int
+    entry: int
+    node: str
+    since: datetime
+    due_at: datetime
+    entered_at: datetime
+
+
+def enter(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert positions, ignoring any that conflict (already entered, or already active); how many went in."""
+    maker = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    added = 0
+    for start in range(0, len(rows), _CHUNK):
+        statement = (
+            maker(positions)
+            .values(list(rows[start : start + _CHUNK]))
+            .on_conflict_do_nothing()
+            .returning(positions.c.contact_id)  # psycopg reports no row count for a multi-row insert
+        )
+        added += len(conn.execute(statement).all())
+    return added
+
+
+_COLUMNS = (
+    positions.c.contact_id,
+    positions.c.entry,
+    positions.c.node,
+    positions.c.since,
+    positions.c.due_at,
+    positions.c.entered_at,
+)
+
+
+def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes: Sequence[str]) -> list[Position]:
+    """Up to `limit` active positions of the journey due at `now` at one of `nodes` (the journey's: a position
+    at a node an edit removed waits for `needlecast journey check`), the earliest due first."""
+    query = (
+        select(*_COLUMNS)
+        .where(
+            positions.c.campaign_id == campaign_id,
+            positions.c.state == ACTIVE,
+            positions.c.due_at <= now,
+            positions.c.node.in_(list(nodes)),
+        )
+        .order_by(positions.c.due_at, positions.c.contact_id)
+        .limit(limit)
+    )
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+
+
+def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None) -> list[Position]:
+    """The journey's active positions (at `nodes` when given), due or not."""
+    query = select(*_COLUMNS).where(positions.c.campaign_id == campaign_id, positions.c.state == ACTIVE)
+    if nodes is not None:
+        query = query.where(positions.c.node.in_(list(nodes)))
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+
+
+def _guard() -> Any:
+    return and_(
+        positions.c.campaign_id == bindparam("b_campaign"),
+        positions.c.contact_id == bindparam("b_contact"),
+        positions.c.entry == bindparam("b_entry"),
+        positions.c.node == bindparam("b_node"),
+        positions.c.since == bindparam("b_since"),
+        positions.c.state == ACTIVE,
+    )
+
+
+def _params(campaign_id: str, position: Position) -> dict[str, Any]:
+    return {
+        "b_campaign": campaign_id,
+        "b_contact": position.contact_id,
+        "b_entry": position.entry,
+        "b_node": position.node,
+        "b_since": position.since,
+    }
+
+
+def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
+    """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
+    A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
+    if not moves:
+        return 0
+    statement = (
+        update(positions)
+        .where(_guard())
+        .values(node=bindparam("b_to"), since=bindparam("b_now"), due_at=bindparam("b_due"))
+    )
+    params = [{**_params(campaign_id, p), "b_to": node, "b_due": when, "b_now": now} for p, node, when in moves]
+    return _changed(conn.execute(statement, params).rowcount, params)
+
+
+def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, datetime]]) -> int:
+    """A new due moment for positions still where they were read (a changed delay, a check's repair)."""
+    if not moves:
+        return 0
+    statement = update(positions).where(_guard()).values(due_at=bindparam("b_due"))
+    params = [{**_params(campaign_id, p), "b_due": when} for p, when in moves]
+    return _changed(conn.execute(statement, params).rowcount, params)
+
+
+def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str]], state: str, now: datetime) -> int:
+    """Each position (as read) leaves the journey with `state` and its reason; how many left."""
+    if not rows:
+        return 0
+    assert state in (DONE, EXITED, CONVERTED)
+    statement = (
+        update(positions).where(_guard()).values(state=state, left_at=now, due_at=now, reason=bindparam("b_reason"))
+    )
+    params = [{**_params(campaign_id, p), "b_reason": reason[:120]} for p, reason in rows]
+    return _changed(conn.execute(statement, params).rowcount, params)
+
+
+def _changed(rowcount: int, params: list[dict[str, Any]]) -> int:
+    """An executemany's row count (a driver that cannot count many reports -1: then at most all of them)."""
+    return rowcount if rowcount >= 0 else len(params)
+
+
+@dataclass(frozen=True)
+class LatestEntry:
+    contact_id: int
+    entry: int
+    state: str
+    entered_at: datetime
+    left_at: datetime | None
+    trigger_at: datetime | None
+
+
+def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]:
+    """Each contact's latest entry into the journey, by contact id."""
+    last = (
+        select(positions.c.contact_id, func.max(positions.c.entry).label("entry"))
+        .where(positions.c.campaign_id == campaign_id)
+        .group_by(positions.c.contact_id)
+        .subquery()
+    )
+    query = select(
+        positions.c.contact_id,
+        positions.c.entry,
+        positions.c.state,
+        positions.c.entered_at,
+        positions.c.left_at,
+        positions.c.trigger_at,
+    ).join(
+        last,
+        and_(
+            positions.c.campaign_id == campaign_id,
+            positions.c.contact_id == last.c.contact_id,
+            positions.c.entry == last.c.entry,
+        ),
+    )
+    return {int(r[0]): LatestEntry(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)}
+
+
+def counts_by_node(conn: Connection, campaign_id: str) -> dict[tuple[str, str], int]:
+    """(node, state) -> how many positions (of every entry) are there."""
+    query = (
+        select(positions.c.node, positions.c.state, func.count())
+        .where(positions.c.campaign_id == campaign_id)
+        .group_by(positions.c.node, positions.c.state)
+    )
+    return {(r[0], r[1]): int(r[2]) for r in conn.execute(query)}
+
+
+def overdue(conn: Connection, campaign_id: str, before: datetime) -> list[Position]:
+    """Active positions whose due moment is earlier than `before` (a sweep should have moved them)."""
+    query = select(*_COLUMNS).where(
+        positions.c.campaign_id == campaign_id, positions.c.state == ACTIVE, positions.c.due_at < before
+    )
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+
+
+def record_version(
+    conn: Connection, campaign_id: str, digest: str, actor: str, moves: dict[str, str], source: str, now: datetime
+) -> int:
+    """Keep a saved version of the journey's file; its number (1 for the first)."""
+    latest = conn.execute(
+        select(func.max(journey_versions.c.version)).where(journey_versions.c.campaign_id == campaign_id)
+    ).scalar()
+    version = int(latest or 0) + 1
+    conn.execute(
+        insert(journey_versions).values(
+            campaign_id=campaign_id,
+            version=version,
+            digest=digest,
+            saved_at=now,
+            actor=actor[:200],
+            moves=json.dumps(moves, sort_keys=True),
+            source=source,
+        )
+    )
+    return version
+
+
+def versions(conn: Connection, campaign_id: str) -> list[dict[str, Any]]:
+    """The journey's saved versions, newest first (without their source)."""
+    query = (
+        select(
+            journey_versions.c.version,
+            journey_versions.c.digest,
+            journey_versions.c.saved_at,
+            journey_versions.c.actor,
+            journey_versions.c.moves,
+        )
+        .where(journey_versions.c.campaign_id == campaign_id)
+        .order_by(journey_versions.c.version.desc())
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def engagements(
+    conn: Connection, campaign_id: str, node: str, kind: str, link: str = ""
+) -> dict[tuple[int, int], datetime]:
+    """(contact, entry) -> the first provider event of `kind` (`opened`: never a machine open; `clicked`: on a
+    URL containing `link` when given) for the email of send node `node`, of any entry."""
+    step = deliveries.c.step_id
+    query = (
+        select(deliveries.c.contact_id, step, func.min(events.c.occurred_at))
+        .select_from(events.join(deliveries, deliveries.c.id == events.c.delivery_id))
+        .where(
+            deliveries.c.campaign_id == campaign_id,
+            or_(step == node, step.like(f"{node}#%")),
+            events.c.kind == kind,
+        )
+        .group_by(deliveries.c.contact_id, step)
+    )
+    if kind == "opened":
+        query = query.where(events.c.detail != "machine")
+    if link:
+        query = query.where(events.c.detail.contains(link, autoescape=True))
+    found = {}
+    for contact_id, step_id, first in conn.execute(query):
+        entry = int(step_id.split("#", 1)[1]) if "#" in step_id else 1
+        found[(int(contact_id), entry)] = first
+    return found
+
+
+def future_appointments(conn: Connection, now: datetime) -> set[int]:
+    """The contacts with an open appointment that starts after `now`."""
+    query = select(appointments.c.contact_id).where(
+        appointments.c.open.is_(True), appointments.c.starts_at > now, appointments.c.contact_id.is_not(None)
+    )
+    return {int(r[0]) for r in conn.execute(query)}
+
+
+def confirmed_signups(conn: Connection, since: datetime) -> dict[int, datetime]:
+    """contact -> their latest signup confirmation at or after `since`."""
+    query = (
+        select(signup_requests.c.contact_id, func.max(signup_requests.c.confirmed_at))
+        .where(signup_requests.c.confirmed_at >= since)
+        .group_by(signup_requests.c.contact_id)
+    )
+    return {int(r[0]): r[1] for r in conn.execute(query)}

@@ -1,0 +1,224 @@
+"""Warm-up, on SQLite and PostgreSQL: a new sender's broadcast to the loopback SendGrid sink, sent by three
+workers (threads) on a frozen clock stepped hour by hour across three days, never goes over the day's or the
+hour's cap, mails every lead exactly once, and the most engaged first."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from needlecast.audience.contacts import get_contact
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.plan.preview import build_plans, summary_rows
+from needlecast.campaign.send.report import RunReport
+from needlecast.campaign.send.runner import Runner
+from needlecast.campaign.send.warmup import SENDGRID_HOURLY, WAITING, Caps, caps_on
+from needlecast.config import Workspace, open_workspace
+from needlecast.config.deliverability import WarmupSettings
+from needlecast.delivery.base import RetryPolicy
+from needlecast.delivery.sendgrid import SendGridBackend
+from needlecast.devtools.sendgrid_sink import SendGridSink
+from needlecast.store import sendcaps
+from needlecast.store.delivery import delivery_store
+from needlecast.store.schema import deliveries, events
+from tests.sending import leads_workspace, store_with_leads
+from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
+
+LEADS = 140
+DAY0 = NOW.replace(hour=0)
+# first_day = 30, growth = 1.5, hours = 3: 30 (10 an hour), 45 (15 an hour), 68 (23 an hour): 140 take 3 days
+CAPS = {DAY0.date() + timedelta(days=d): caps for d, caps in enumerate([Caps(30, 10), Caps(45, 15), Caps(68, 23)])}
+
+
+def _clicks(lead: int) -> int:
+    """How engaged lead N is: its human clicks in the last weeks (half the leads have none)."""
+    return 0 if lead % 2 else 1 + (lead * 7) % 5
+
+
+@pytest.fixture()
+def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    rows = "".join(f"lead{i}@example.com,Lead{i},acne,yes,yes,2026-11-01,no\n" for i in range(LEADS))
+    leads_workspace(
+        workspace_dir,
+        store_url,
+        monkeypatch,
+        "Email,First Name,Concern,Marketing consent,Concern consent,Signed up,Booked\n" + rows,
+    )
+    (workspace_dir / "campaigns" / "c.yaml").write_text(BROADCAST.format(segment="all-leads"))
+    with (workspace_dir / "needlecast.toml").open("a") as config:
+        config.write('\n[deliverability]\nwarmup = {start = "2026-11-24", first_day = 30, growth = 1.5, hours = 3}\n')
+    return open_workspace(workspace_dir)
+
+
+def _engagement(engine: Engine) -> None:
+    """An earlier campaign's emails and the clicks on them (what warm-up ranks people by)."""
+    sent_at = NOW - timedelta(days=6)
+    with engine.begin() as conn:
+        for lead in range(LEADS):
+            if not _clicks(lead):
+                continue
+            contact = int(get_contact(conn, f"lead{lead}@example.com")["id"])
+            row = conn.execute(
+                insert(deliveries).values(
+                    campaign_id="autumn",
+                    step_id="news",
+                    contact_id=contact,
+                    segment="all-leads",
+                    variant="acne",
+                    arm="",
+                    status="sent",
+                    due_at=sent_at,
+                    claim_token="",
+                    sent_at=sent_at,
+                    message_id="m",
+                    error="",
+                    attempts=1,
+                    created_at=sent_at,
+                    updated_at=sent_at,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(events),
+                [
+                    {
+                        "provider_event_id": f"click-{lead}-{n}",
+                        "kind": "clicked",
+                        "delivery_id": row,
+                        "campaign_id": "autumn",
+                        "step_id": "news",
+                        "message_id": "m",
+                        "email_hash": "",
+                        "occurred_at": sent_at + timedelta(hours=n + 1),
+                        "received_at": sent_at + timedelta(hours=n + 1),
+                        "detail": "https://clinic.example/",
+                        "raw": {},
+                    }
+                    for n in range(_clicks(lead))
+                ],
+            )
+
+
+def _runner(
+    ws: Workspace, engine: Engine, sink: SendGridSink, clock: Clock, stop: threading.Event | None = None
+) -> Runner:
+    settings = dataclasses.replace(
+        ws.settings,
+        delivery=dataclasses.replace(ws.settings.delivery, api_host=sink.url, batch_size=5, max_in_flight=1),
+    )
+    backends = partial(SendGridBackend, settings, api_key=API_KEY, retry=RetryPolicy(1, 0.01, 0.02))
+    return Runner(dataclasses.replace(ws, settings=settings), engine, backends, clock=clock, stop=stop, claim_size=4)
+
+
+def test_the_caps_follow_the_curve_and_sendgrids_published_schedule() -> None:
+    own = WarmupSettings(start=date(2027, 1, 10), first_day=50, growth=1.4, hours=8, days=10)
+    assert caps_on(own, date(2027, 1, 9)) == Caps(50, 7)  # before the start: day 0
+    assert caps_on(own, date(2027, 1, 12)) == Caps(98, 13)  # 50 x 1.4 x 1.4
+    assert caps_on(own, date(2027, 1, 20)) is None  # after `days`: no cap
+    sendgrid = WarmupSettings(start=date(2027, 1, 10))
+    assert caps_on(sendgrid, date(2027, 1, 10)) == Caps(24 * 20, 20)
+    assert caps_on(sendgrid, date(2027, 1, 11)) == Caps(24 * 28, 28)
+    assert len(SENDGRID_HOURLY) == 42 and caps_on(sendgrid, date(2027, 1, 10) + timedelta(days=42)) is None
+    assert caps_on(None, date(2027, 1, 10)) is None
+
+
+def test_three_workers_keep_the_warm_up_caps_over_three_days_and_mail_the_most_engaged_first(
+    ws: Workspace, sink: SendGridSink
+) -> None:
+    engine = store_with_leads(ws)
+    _engagement(engine)
+    # `plan` shows the days the send takes, and the emails of each.
+    plan = build_plans(ws, engine, "winter", 30, NOW).plans[0]
+    assert any(
+        "takes 3 day(s)" in note and "30 on 2026-11-24, 45 on 2026-11-25, 65 on 2026-11-26" in note
+        for note in plan.notes
+    )
+    assert summary_rows(plan).groupby("day")["recipients"].sum().to_dict() == {
+        "2026-11-24": 30,
+        "2026-11-25": 45,
+        "2026-11-26": 65,
+    }
+    clock = Clock(DAY0)
+    stopped = threading.Event()
+    stopped.set()  # plan and enqueue only: the workers send
+    assert _runner(ws, engine, sink, Clock(NOW), stopped).run_broadcast("winter").enqueued == LEADS
+    workers = [_runner(ws, engine, sink, clock) for _ in range(3)]
+    ctx = CampaignContext.load(workers[0].workspace)
+    campaign = ctx.campaign("winter")
+    sent_in: dict[datetime, list[str]] = defaultdict(list)  # the hour -> addresses sent in it
+    for hour in range(72):
+        clock.now = DAY0 + timedelta(hours=hour)
+        before = len(sink.accepted)
+        threads = [threading.Thread(target=w.dispatch, args=(ctx, campaign, RunReport("winter"))) for w in workers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        sent_in[clock.now] = [email for a in sink.accepted[before:] for email, _ in a.recipients]
+        if clock.now == NOW:  # the first hour that sends: the rest of the day's share waits in the ledger
+            with engine.connect() as conn:
+                waiting = conn.execute(
+                    select(deliveries.c.id).where(deliveries.c.campaign_id == "winter", deliveries.c.error == WAITING)
+                ).all()
+            assert len(sent_in[NOW]) == 10 and len(waiting) == 20
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for moment, sent in sent_in.items():
+        assert len(sent) <= CAPS[moment.date()].hour, f"{len(sent)} sent at {moment:%d %H:%M}"
+        by_day[moment.date()] += sent
+    assert [len(by_day[day]) for day in sorted(CAPS)] == [30, 45, LEADS - 75]  # each day's cap binds
+    ids = sink.accepted_delivery_ids()
+    with engine.connect() as conn:
+        every = {
+            str(i) for i in conn.execute(select(deliveries.c.id).where(deliveries.c.campaign_id == "winter")).scalars()
+        }
+        assert delivery_store(conn).counts(conn, "winter")["sent"] == LEADS
+    assert len(ids) == len(set(ids)) == LEADS and set(ids) == every  # every lead exactly once
+    clicks = {f"lead{i}@example.com": _clicks(i) for i in range(LEADS)}
+    days = sorted(by_day)
+    for earlier, later in itertools.pairwise(days):
+        assert min(clicks[e] for e in by_day[earlier]) >= max(clicks[e] for e in by_day[later])
+    assert Counter(clicks[e] for e in by_day[days[0]]).most_common(1)[0][0] == 5  # day 0: the most engaged
+
+
+def test_a_booking_takes_the_least_room_of_its_windows_and_gives_the_rest_back(engine: Engine) -> None:
+    day, hour = ("warmup:2027-01-10", 30), ("warmup:2027-01-10T09", 10)
+    with engine.begin() as conn:
+        assert sendcaps.book(conn, [day, hour], 12) == (10, [20, 0])  # the hour is the narrower window
+        assert sendcaps.book(conn, [day, hour], 5) == (0, [20, 0])  # a full hour books nothing anywhere
+        later = ("warmup:2027-01-10T10", 10)
+        assert sendcaps.book(conn, [day, later], 10) == (10, [10, 0])
+        assert sendcaps.book(conn, [day, ("warmup:2027-01-10T11", 10)], 25) == (10, [0, 0])
+        assert sendcaps.book(conn, [day, ("warmup:2027-01-10T12", 10)], 1) == (0, [0, 10])  # the day is full
+
+
+def test_needlecast_plan_says_how_many_days_the_send_takes_and_lists_them(ws: Workspace) -> None:
+    store_with_leads(ws).dispose()
+    start = datetime.now(UTC).date() + timedelta(days=2)
+    config = ws.root / "needlecast.toml"
+    config.write_text(config.read_text().replace('start = "2026-11-24"', f'start = "{start}"'))
+    campaign = BROADCAST.replace('send_at: "2026-11-24 12:00"', f'send_at: "{start} 12:00"')
+    (ws.campaigns_dir / "c.yaml").write_text(campaign.format(segment="all-leads"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
+    env |= {"NEEDLECAST_DATABASE_URL": ws.database_url, "NEEDLECAST_SECRET": "s" * 40, "COLUMNS": "400"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "needlecast.cli", "-w", str(ws.root), "plan", "winter", "--days", "10"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert shown.returncode == 0, shown.stderr
+    said = " ".join(shown.stdout.split())
+    days = [start + timedelta(days=d) for d in range(3)]
+    assert f"takes 3 day(s), the most engaged people first: 30 on {days[0]}, 45 on {days[1]}, 65 on {days[2]}" in said

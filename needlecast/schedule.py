@@ -65,6 +65,7 @@ from needlecast.fleet.recovery import (
     settle_unknown_requests,
     upkeep_seconds,
 )
+from needlecast.reports.digest import digest_job_id, digest_trigger, send_weekly_digest
 from needlecast.store.delivery import delivery_store
 from needlecast.store.engine import open_store
 from needlecast.store.helpers import utcnow
@@ -244,6 +245,16 @@ def run_confirmations_job(root: str, *, runtime: SchedulerRuntime | None = None)
         log.info("signup confirmations: %s", ", ".join(f"{n} {state}" for state, n in sorted(done.items())))
 
 
+def run_digest_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
+    """Email the weekly digest to `[reports] digest.recipients` (`reports.digest`: once per week)."""
+    try:
+        done = send_weekly_digest(_runtime(runtime).engine, open_workspace(Path(root)), utcnow())
+    except (NeedlecastError, ConfigurationError) as err:
+        log.error("weekly digest not sent: %s", err)
+        return
+    log.info("weekly digest: %s", done)
+
+
 def run_resync_job(root: str, *, runtime: SchedulerRuntime | None = None) -> None:
     """Re-read campaign files and reschedule what changed (uses the running scheduler)."""
     runtime = _runtime(runtime)
@@ -291,6 +302,8 @@ def desired_jobs(workspace: Workspace, conn: Connection, now: datetime) -> tuple
     ]
     if journeys_of(ctx):  # one job advances every journey
         jobs.append(JobSpec("journeys", run_journeys_job, IntervalTrigger(seconds=sweep_seconds(workspace)), [root]))
+    if workspace.settings.reports.digest.recipients:
+        jobs.append(JobSpec(digest_job_id(workspace), run_digest_job, digest_trigger(workspace), [root]))
     zones = audience_zones(conn)
     for campaign in ctx.campaigns.values():
         if campaign.draft:
@@ -349,7 +362,7 @@ def sync(scheduler: BaseScheduler, workspace: Workspace, engine: Engine) -> tupl
     existing = {job.id: job for job in scheduler.get_jobs()}
     removed = 0
     for job_id in existing:
-        if job_id.startswith(("broadcast:", "decide:")) and job_id not in wanted and not broken:
+        if job_id.startswith(("broadcast:", "decide:", "digest:")) and job_id not in wanted and not broken:
             scheduler.remove_job(job_id)
             removed += 1
     added = 0

@@ -60,3 +60,9 @@ def test_send_time_benchmark_smoke() -> None:
 def test_hostile_xlsx_import_benchmark_smoke(tmp_path: Path) -> None:
     result = _run("bench/import_xlsx.py", "--rows", "200", "--sheet", str(tmp_path / "small.xlsx"))
     assert result["outcome"] == "read 200, inserted 0, rejected 200"
+
+
+def test_reports_benchmark_smoke() -> None:
+    result = _run("bench/reports.py", "--deliveries", "2000", "--events", "20000")
+    assert result["emails"] == 2000 and result["events"] == 20000
+    assert result["campaigns"] > 0 and result["weeks"] == 4  # type: ignore[operator]

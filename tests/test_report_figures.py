@@ -64,7 +64,7 @@ ITEM = {
     "unsub": {"event": "unsubscribe"},
     "spam": {"event": "spamreport"},
 }
-FIGURES = [m.column for m in METRICS if m.column != "value_XXX"] + ["value_GBP"]
+FIGURES = [m.column for m in METRICS if m.tables == "emails" and m.column != "value_XXX"] + ["value_GBP"]
 
 
 @dataclass

@@ -149,3 +149,34 @@ def test_the_compare_page_sorts_filters_and_draws_its_trends_under_its_csp(
 
     page.goto(f"{reported.url}/console/reports")  # the page as it first opens, for axe (under its CSP)
     assert accessibility_problems(page) == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_cohorts_page_shows_cohorts_revenue_and_attribution_under_its_csp(
+    browser: Any, reported: ConsoleSite, width: int
+) -> None:
+    page = logged_in(browser, reported, width)
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.add_init_script(LISTEN)
+    page.goto(f"{reported.url}/console/reports")
+    page.get_by_role("link", name="Cohorts and revenue").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/console/reports/cohorts")
+    screenshot(page, f"cohorts-page-{width}")
+    assert errors == [] and page.evaluate("window.__violations") == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    cohorts = page.locator("#table-cohorts tbody tr")
+    assert cohorts.count() > 0 and "import:sample.csv" in page.locator("#table-cohorts").inner_text()
+    revenue = page.locator("#table-revenue tbody tr").all_inner_texts()
+    assert any(row.startswith("spring-guide") and "GBP" in row for row in revenue)
+    assert revenue[-1].startswith("All campaigns")
+    assert "Bookings by last click" in page.locator("#table-attribution thead").inner_text()
+    page.get_by_label("Group the leads by").select_option("concern")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state("load")
+    assert "by=concern" in page.url and "Concern" in page.locator("#table-cohorts thead").inner_text()
+    assert errors == [] and page.evaluate("window.__violations") == []
+
+    page.goto(f"{reported.url}/console/reports/cohorts?by=concern")  # for axe, under the page's CSP
+    assert accessibility_problems(page) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -139,6 +139,37 @@ def _report_all(filters: Filters, format: ReportFormat, out: Path | None, min_gr
     else:
         write_report(data, format.value, out)
         console.print(f"report written to {out}", highlight=False)
+
+
+@app.command("cohorts")
+def cohorts_report(
+    by: Annotated[str, typer.Option(help="Group the leads by source (of their first consent) or concern.")] = "source",
+    format: Annotated[ReportFormat, typer.Option("--format", help="table, csv, xlsx, json or parquet.")] = (
+        ReportFormat.table
+    ),
+    out: Annotated[Path | None, typer.Option(help="Output file (required for xlsx and parquet).")] = None,
+) -> None:
+    """Lead cohorts (by signup month and source or concern, booked within 30/60/90 days), revenue per
+    campaign, and the attribution models side by side: the console's Cohorts and revenue page."""
+    from needlecast.readmodels.cohorts import cohort_by, cohort_tables, shown, write_file
+
+    setup_logging()
+    if format == ReportFormat.html:
+        raise InvalidRequest("cohorts have no HTML file: the console's Cohorts page shows them; use xlsx, csv or json")
+    workspace = current_workspace()
+    data = cohort_tables(current_store(workspace), workspace, cohort_by(by), datetime.now(UTC))
+    if format != ReportFormat.table:
+        text = write_file(data, format.value, out)
+        if text is None:
+            console.print(f"report written to {out}", highlight=False)
+        else:
+            sys.stdout.write(text)
+        return
+    for _name, heading, columns, rows in shown(data):
+        printed = table(heading, columns)
+        for row in rows:
+            printed.add_row(*row)
+        console.print(printed)
 
 
 def _print_tables(tables: list[ShownTable]) -> None:

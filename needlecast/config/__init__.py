@@ -168,6 +168,23 @@ class ImportSettings:
     date_order: str = ""
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    """The weekly digest (`reports.digest`): who gets it, and when on the clinic's clock."""
+
+    recipients: tuple[str, ...] = ()  # none: no digest
+    day: str = "monday"
+    time: str = "08:00"
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    digest: DigestSettings = field(default_factory=DigestSettings)
+
+
 @dataclass(frozen=True)
 class Settings:
     clinic: ClinicSettings = field(default_factory=ClinicSettings)
@@ -183,6 +200,7 @@ class Settings:
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
     bookings: BookingSettings = field(default_factory=BookingSettings)  # nested tables: its own loader
     deliverability: DeliverabilitySettings = field(default_factory=DeliverabilitySettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)  # a nested table: its own loader
 
 
 @dataclass(frozen=True)
@@ -367,11 +385,36 @@ def _read_settings(root: Path) -> Settings:
         if name == "deliverability":  # a nested warm-up table and bounded thresholds: its own loader
             loaded[name] = load_deliverability_settings(path, value)
             continue
+        if name == "reports":
+            loaded[name] = _load_reports(path, value)
+            continue
         section_cls = sections[name].default_factory
         loaded[name] = _load_section(path, name, section_cls, value)  # type: ignore[arg-type]
     settings = Settings(**loaded)
     _check_zone(path, settings.clinic.time_zone)
     return settings
+
+
+def _load_reports(path: Path, raw: Any) -> ReportSettings:
+    """`[reports] digest = {recipients = [...], day = "monday", time = "08:00"}`, checked: each recipient an
+    address, the day a weekday, the time HH:MM (on the clinic's clock)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not isinstance(raw, dict) or set(raw) - {"digest"}:
+        raise ConfigurationError(f"{path}: [reports] takes one key, digest = {{recipients = [...], day, time}}")
+    digest = _load_section(path, "reports.digest", DigestSettings, raw.get("digest", {}))
+    for number, address in enumerate(digest.recipients, start=1):
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError:  # named by its place: the message may reach a log
+            raise ConfigurationError(f"{path}: [reports] digest.recipients: entry {number} is not an address") from None
+    day = digest.day.strip().lower()
+    if day not in WEEKDAYS:
+        raise ConfigurationError(f'{path}: [reports] digest.day must be a weekday such as "monday", not {digest.day!r}')
+    hour, _, minute = digest.time.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60 and len(minute) == 2):
+        raise ConfigurationError(f'{path}: [reports] digest.time must be HH:MM such as "08:00", not {digest.time!r}')
+    return ReportSettings(dataclasses.replace(digest, day=day))
 
 
 def _check_zone(path: Path, name: str) -> None:

@@ -109,6 +109,20 @@ TITLES = {
     "bookings_per_1000": "Bookings per 1,000 delivered",
     "per_1000_lower": "95 % interval from",
     "per_1000_upper": "95 % interval to",
+    # cohorts and revenue (`reports.cohorts`, `reports.revenue`)
+    "month": "Signup month",
+    "source": "Source",
+    "leads": "Leads",
+    **{f"booked_{n}d": f"Booked within {n} days" for n in (30, 60, 90)},
+    **{f"booked_{n}d_rate": f"Share booked within {n} days" for n in (30, 60, 90)},
+    "bookings": "Bookings",
+    "mailed": "People mailed",
+    "value_per_delivered": "Value per email delivered",
+    "value_per_recipient": "Value per person mailed",
+    "last_click": "Bookings by last click",
+    "last_click_value": "Value by last click",
+    "last_delivered": "Bookings by last delivered",
+    "last_delivered_value": "Value by last delivered",
 }
 SHEETS = {
     "funnel": "Funnel",
@@ -123,6 +137,9 @@ SHEETS = {
     "conversions": "Conversions",
     "compare": "Campaigns compared",
     "change": "Change on the previous period",
+    "cohorts": "Lead cohorts",
+    "revenue": "Revenue per campaign",
+    "attribution": "Attribution models",
     "trend_concern": "Weekly trend per concern",
     "trend_article": "Weekly trend per article",
     "content": "Which content converts",
@@ -137,7 +154,7 @@ def title(column: str) -> str:
     if column.startswith(("previous_", "change_")):
         when, _, figure = column.partition("_")
         return f"{title(figure)}: {'previous period' if when == 'previous' else 'change'}"
-    if column.startswith("value_"):
+    if column.startswith("value_") and column not in TITLES:
         return f"Value ({column.removeprefix('value_')})"
     return TITLES.get(column, column.replace("_", " ").capitalize())
 

@@ -4,6 +4,9 @@ Contract: `delivery_flags` (data.py) sets, per email (one ledger row), a boolean
 from its provider events and the row; every table and every face (terminal, CSV, XLSX, Parquet, JSON, HTML,
 the console, the API) sums those columns with `funnel` and divides with `RATES`, so a figure means the same
 thing wherever it is read. `METRICS` is the README's table of definitions (a test checks they agree).
+The figures of the `cohorts` and `revenue` tables (`reports/cohorts.py`, `reports/revenue.py`) are defined
+here too: a cohort counts people (leads) and their bookings, revenue sums the same per-email flags and
+credited values as the funnel, and divides with `REVENUE_RATES`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ class Metric:
     column: str  # the column in every table (`funnel`, `totals`, the comparison)
     name: str  # its readable title
     definition: str  # what one email (or event) adds to it
+    tables: str = "emails"  # where it is counted: "emails" (every report), "cohorts" or "revenue" (`analysis`)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -49,7 +53,55 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("converted", "Converting recipients", "emails credited with at least one booking"),
     Metric("value_XXX", "Value (XXX)", "the credited bookings' value, per currency"),
+    Metric(
+        "leads",
+        "Leads",
+        "contacts who signed up in the month (on the clinic's clock), by the source of their first consent or "
+        "their first concern (only with consent to use it, else `general`); erased contacts are gone",
+        "cohorts",
+    ),
+    Metric(
+        "booked_30d",
+        "Booked within 30 days",
+        "leads with a conversion event (`[attribution] conversions`) at most 30 days after signing up, whether "
+        "or not an email earned it; likewise `booked_60d`, `booked_90d`. The share (`booked_30d_rate`) is "
+        "against leads, shown once 30 days have passed since the month's last signup, for 10 leads or more",
+        "cohorts",
+    ),
+    Metric(
+        "mailed",
+        "People mailed",
+        "people with at least one sent email of the campaign (an erased person counts once per email)",
+        "revenue",
+    ),
+    Metric(
+        "value",
+        "Value",
+        "the value of the bookings credited to the campaign (as `conversions` credits them), one row per "
+        "currency; `value_per_delivered` divides it by `delivered`, `value_per_recipient` by `mailed`",
+        "revenue",
+    ),
+    Metric(
+        "last_click",
+        "Bookings by last click",
+        "bookings credited to the campaign's email that the person clicked last within the window (a booking "
+        "without such a click: none); `last_click_value` their value",
+        "revenue",
+    ),
+    Metric(
+        "last_delivered",
+        "Bookings by last delivered",
+        "bookings credited to the campaign's email sent last to the person within the window and not bounced "
+        "or dropped, clicked or not; `last_delivered_value` their value",
+        "revenue",
+    ),
 )
+
+COHORT_DAYS = (30, 60, 90)  # the `booked_<n>d` windows of the cohort table
+REVENUE_RATES: dict[str, tuple[str, str]] = {
+    "value_per_delivered": ("value", "delivered"),
+    "value_per_recipient": ("value", "mailed"),
+}
 
 # rate column -> (numerator, denominator): the bounce and delivery rates are against sent, the rest against
 # delivered, except click-to-open (unique clickers against unique openers).
@@ -68,6 +120,6 @@ RATES: dict[str, tuple[str, str]] = {
 
 def readme_table() -> str:
     """The Markdown table of `METRICS` as the README shows it."""
-    lines = ["| Column | Figure | One email (or event) counts when |", "|---|---|---|"]
-    lines += [f"| `{m.column}` | {m.name} | {m.definition} |" for m in METRICS]
+    lines = ["| Column | Figure | Tables | One email, event or person counts when |", "|---|---|---|---|"]
+    lines += [f"| `{m.column}` | {m.name} | {m.tables} | {m.definition} |" for m in METRICS]
     return "\n".join(lines)

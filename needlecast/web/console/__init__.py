@@ -41,6 +41,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         admin_views,
         audience_views,
         campaign_views,
+        cohort_views,
         contact_views,
         content_views,
         problems,
@@ -78,6 +79,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *template_views.ROUTES,
         *audience_views.ROUTES,
         *contact_views.ROUTES,
+        *cohort_views.ROUTES,  # before report_views: its /reports/{campaign} would take "cohorts"
         *report_views.ROUTES,
         *content_views.ROUTES,
         *admin_views.ROUTES,

@@ -1,0 +1,221 @@
+"""Benchmark: compare every campaign and their weekly trends over N deliveries and M provider events.
+
+    python bench/reports.py --deliveries 1000000 --events 10000000            # SQLite in a temp folder
+    python bench/reports.py --deliveries 1000000 --events 10000000 \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
+
+Fills the store through its bulk path (`store.bulk.insert_columns`): N sent emails over 20 campaigns of two
+steps, four concerns and three segments, sent over eight weeks; one delivered event per email but the 2 %
+that bounce (a hard or a soft bounce) or are dropped, and the rest of the M events opens (some machine opens)
+and clicks, with a few unsubscribes and spam reports; and a booking for one person in fifty. Then, in a fresh
+process (so that its peak RSS is its own), times what the console's Reports page and `needlecast report
+--all` run: reading and settling every email with its events and bookings (`compare.email_flags`),
+annotating them with the catalogue (`compare.annotate`), and the comparison with its totals, change on the
+previous period, weekly trends per concern and per article and which content converts (`compare.compare`,
+with a four-week period). Prints one JSON line with the seconds of each stage, the total, the campaigns and
+weeks found, and the measuring process's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags
+from needlecast.store.bulk import insert_columns
+from needlecast.store.engine import open_store
+from needlecast.store.schema import contact_events, deliveries, events
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from bench.broadcast import peak_rss_mb  # noqa: E402
+from bench.import_csv import fresh_postgres  # noqa: E402
+
+START = datetime(2026, 9, 7, 8, 0, tzinfo=UTC)  # a Monday; eight weeks of sending from it
+CAMPAIGNS, CONCERNS, SEGMENTS = 20, ("acne", "ageing", "pigmentation", "general"), ("all", "new", "lapsed")
+CHUNK = 1_000_000
+
+
+def _times(seconds: np.ndarray) -> list[datetime]:
+    return pd.to_datetime(seconds, unit="s", utc=True).to_pydatetime().tolist()  # type: ignore[no-any-return]
+
+
+def _ledger(conn: object, first: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Ledger rows `first`+1 .. `first`+size (their ids), sent; returns their sending moments (epoch s)."""
+    ids = np.arange(first + 1, first + size + 1)
+    campaign = ids % CAMPAIGNS
+    sent = int(START.timestamp()) + (campaign * 8 * 7 * 86400) // CAMPAIGNS + rng.integers(0, 3 * 86400, size)
+    moments = _times(sent)
+    insert_columns(
+        conn,  # type: ignore[arg-type]
+        deliveries,
+        {
+            "id": ids.tolist(),
+            "campaign_id": [f"campaign-{c:02d}" for c in campaign],
+            "step_id": np.where(ids % 7 == 0, "reminder", "guide").tolist(),
+            "contact_id": ids.tolist(),
+            "segment": np.array(SEGMENTS)[ids % 3].tolist(),
+            "variant": np.array(CONCERNS)[(ids // 3) % 4].tolist(),
+            "arm": "",
+            "status": "sent",
+            "due_at": moments,
+            "claimed_at": None,
+            "claim_token": "",
+            "sent_at": moments,
+            "message_id": "",
+            "error": "",
+            "attempts": 1,
+            "created_at": moments,
+            "updated_at": moments,
+            "outcome": "",
+            "timing": "",
+        },
+        (),
+    )
+    return sent
+
+
+def _kinds(size: int, rng: np.random.Generator) -> np.ndarray:
+    """The kinds of the events beyond one fate per email: mostly opens and clicks."""
+    roll = rng.random(size)
+    return np.select(
+        [roll < 0.7, roll < 0.97, roll < 0.99],
+        ["opened", "clicked", "deferred"],
+        default=np.where(rng.random(size) < 0.8, "unsubscribed", "complained"),
+    )
+
+
+def fill(url: str, count: int, event_count: int) -> None:
+    """See the module docstring."""
+    engine = open_store(url)
+    rng = np.random.default_rng(7)
+    sent = np.zeros(count, dtype="int64")
+    with engine.begin() as conn:
+        for first in range(0, count, CHUNK):
+            sent[first : first + CHUNK] = _ledger(conn, first, min(CHUNK, count - first), rng)
+    written = 0
+    with engine.begin() as conn:
+        while written < event_count:
+            fate = written < count  # the first N events: each email's fate
+            size = min(CHUNK, (count if fate else event_count) - written)
+            target = np.arange(written, written + size) if fate else rng.integers(0, count, size)
+            roll = rng.random(size)
+            kinds = (
+                np.select([roll < 0.01, roll < 0.015, roll < 0.02], ["bounced", "blocked", "dropped"], "delivered")
+                if fate
+                else _kinds(size, rng)
+            )
+            moments = sent[target] + rng.integers(5, 6 * 86400, size)
+            insert_columns(
+                conn,
+                events,
+                {
+                    "provider_event_id": [f"e{written + i}" for i in range(size)],
+                    "kind": kinds.tolist(),
+                    "delivery_id": (target + 1).tolist(),
+                    "campaign_id": [f"campaign-{c:02d}" for c in (target + 1) % CAMPAIGNS],
+                    "step_id": "guide",
+                    "message_id": "",
+                    "email_hash": "",
+                    "occurred_at": _times(moments),
+                    "received_at": START,
+                    "detail": np.where((kinds == "opened") & (rng.random(size) < 0.3), "machine", "").tolist(),
+                    "raw": {},
+                },
+                (),
+            )
+            written += size
+        booked = np.arange(0, count, 50)
+        insert_columns(
+            conn,
+            contact_events,
+            {
+                "source_id": [f"b{i}" for i in booked],
+                "email_hash": [f"h{i}" for i in booked],
+                "contact_id": (booked + 1).tolist(),
+                "type": "booked",
+                "occurred_at": _times(sent[booked] + 2 * 86400),
+                "value": 60,
+                "currency": "GBP",
+                "source": "bench",
+                "received_at": START,
+                "treatment": "",
+                "appointment_at": None,
+            },
+            (),
+        )
+    engine.dispose()
+
+
+def measure(url: str) -> dict[str, object]:
+    engine = open_store(url)
+    started = time.perf_counter()
+    flags = email_flags(engine)
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    catalogue = Catalogue(
+        campaigns={f"campaign-{c:02d}": (f"Campaign {c}", "broadcast") for c in range(CAMPAIGNS)},
+        articles={
+            (f"campaign-{c:02d}", s): f"article-{c % 5}" for c in range(CAMPAIGNS) for s in ("guide", "reminder")
+        },
+    )
+    emails = annotate(flags, catalogue, "Europe/London")
+    annotated = time.perf_counter() - started
+    started = time.perf_counter()
+    period = Filters(start=date(2026, 10, 5), end=date(2026, 11, 1))
+    data = compare(emails, period, "Europe/London")
+    compared = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "emails": len(flags),
+        "campaigns": len(data.campaigns),
+        "weeks": int(data.trend_concern["week"].nunique()),
+        "read_s": round(read, 2),
+        "annotate_s": round(annotated, 2),
+        "compare_and_trends_s": round(compared, 2),
+        "total_s": round(read + annotated + compared, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deliveries", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--database-url", default="", help="default: SQLite in a temporary folder")
+    parser.add_argument("--measure", default="", help=argparse.SUPPRESS)  # the child: measure this store
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        url = fresh_postgres(args.database_url) if args.database_url else f"sqlite:///{tmp}/bench.db"
+        started = time.perf_counter()
+        fill(url, args.deliveries, max(args.events, args.deliveries))
+        filled = time.perf_counter() - started
+        child = subprocess.run([sys.executable, __file__, "--measure", url], check=True, capture_output=True, text=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "reports",
+                    "database": url.split(":", 1)[0],
+                    "deliveries": args.deliveries,
+                    "events": max(args.events, args.deliveries),
+                    "fill_s": round(filled, 1),
+                    **json.loads(child.stdout),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

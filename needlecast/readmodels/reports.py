@@ -9,27 +9,59 @@ Contract:
   text), with the columns `reports.tables` defines (one definition for the terminal, the HTML report and the
   console), rates as percentages, times to the minute on the clinic's clock.
 - `report_text(data, format)` and `write_report(data, format, path, title)` give a report in a machine's
-  format (`FORMATS`): CSV and JSON as text, XLSX, HTML (a report only) and Parquet as a file.
+  format (`FORMATS`): CSV and JSON as text, XLSX, HTML (a report only) and Parquet as a file;
+  `report_file(data, format, title)` gives that file's bytes (a download).
+- `campaign_report(engine, workspace, campaign)` is the report of a campaign the workspace defines (`NotFound`
+  naming the campaign otherwise), and `report_page(data)` is what its page shows: every table as text, the
+  deliverability health per campaign, the funnel and timeline charts (inline SVG, None without data).
+- `comparison_page(data)` is what the comparison's page shows: the columns (key and title, in order), each
+  campaign's row and the totals as text, the change on the previous period, the weekly trends per concern
+  and per article (charts and tables) and which content converts.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+from markupsafe import Markup
 from sqlalchemy import Engine
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
-from needlecast.reports.compare import Comparison, Filters, catalogue_of, load_comparison
+from needlecast.reports.compare import (
+    CHANGE_FIGURES,
+    COMPARE_COLUMNS,
+    Comparison,
+    Filters,
+    catalogue_of,
+    load_comparison,
+    trend_charts,
+)
 from needlecast.reports.data import MIN_GROUP, Report, load_report, report_campaigns
-from needlecast.reports.export import Tables, html_tables, to_json, write_csv, write_html, write_parquet, write_xlsx
+from needlecast.reports.export import (
+    Tables,
+    cell_text,
+    funnel_chart,
+    html_tables,
+    percent,
+    timeline_chart,
+    title,
+    to_json,
+    write_csv,
+    write_html,
+    write_parquet,
+    write_xlsx,
+)
 from needlecast.reports.tables import TERMINAL_TABLES
 
-__all__ = ["Comparison", "Filters", "Report", "ShownTable"]
+__all__ = ["Comparison", "ComparisonPage", "Filters", "HealthRow", "Report", "ReportPage", "ShownTable", "Trend"]
 
 FORMATS = ("csv", "json", "xlsx", "html", "parquet")
 FILE_FORMATS = ("xlsx", "html", "parquet")  # these are files, never text on a terminal
@@ -103,9 +135,11 @@ def comparison_filters(
     concern: str = "",
     article: str = "",
     sort: str = "sent",
+    descending: bool = True,
 ) -> Filters:
-    """The comparison's filters (`InvalidRequest` naming a sort column there is not, or a period backwards)."""
-    return Filters(start, end, kind, segment, concern, article, sort)
+    """The comparison's filters, sorted by `sort` (largest first unless not `descending`); `InvalidRequest`
+    naming a sort column there is not, or a period backwards."""
+    return Filters(start, end, kind, segment, concern, article, sort, descending)
 
 
 def shown_tables(data: Tables, names: tuple[str, ...] | None = None) -> list[ShownTable]:
@@ -152,3 +186,147 @@ def write_report(data: Tables, format: str, path: Path, title: str = "Send repor
         )
     else:
         raise InvalidRequest(f"'{format}' is not a report format; use one of: {', '.join(FORMATS)}")
+
+
+def report_file(data: Tables, format: str, title: str = "Send report") -> bytes:
+    """The bytes of the file `write_report` writes (a download): CSV and JSON as UTF-8 text, XLSX, HTML and
+    Parquet written in a scratch folder that is gone when this returns; `InvalidRequest` as `write_report`."""
+    if format in ("json", "csv"):
+        return report_text(data, format).encode("utf-8")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / f"report.{format}"
+        write_report(data, format, path, title)
+        return path.read_bytes()
+
+
+# The send report's page (the console's dashboard of one campaign).
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    """One campaign's deliverability: its flag ("ok" or what is wrong) and its rates as percentages."""
+
+    flag: str
+    complaints: str
+    bounces: str
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """One campaign's send report as its page shows it."""
+
+    tables: list[ShownTable]  # every table of the report, in the report's order
+    health: list[HealthRow]
+    funnel_chart: Markup | None  # inline SVG without style attributes; None when nothing was sent
+    timeline_chart: Markup | None
+
+
+def campaign_report(engine: Engine, workspace: Workspace, campaign: str) -> Report:
+    """The send report of `campaign`, which the workspace defines (`NotFound` naming it and the campaigns
+    there are, or the campaign file that failed to load), with every email and event, by day, on the
+    clinic's clock, with the A/B arms' subjects and the workspace's attribution rules."""
+    ctx = CampaignContext.load(workspace)
+    ctx.campaign(campaign)
+    return load_report(
+        engine,
+        campaign,
+        subjects=ctx.arm_subjects(),
+        attribution=workspace.settings.attribution,
+        time_zone=workspace.settings.clinic.time_zone,
+    )
+
+
+def health_rows(data: Report) -> list[HealthRow]:
+    """The deliverability health of each campaign in the report, in the report's order."""
+    return [
+        HealthRow(row.flag, percent(row.complaint_rate), percent(row.bounce_rate))
+        for row in data.health.itertuples(index=False)
+    ]
+
+
+def report_page(data: Report) -> ReportPage:
+    """What a send report's page shows (`ReportPage`)."""
+    return ReportPage(shown_tables(data), health_rows(data), funnel_chart(data), timeline_chart(data))
+
+
+# The comparison's page (the console's Reports page).
+
+RATE_WORDS = {"delivered": "Delivered", "sent": "Sent", "bookings_per_1000": "Bookings per 1,000 delivered"}
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A weekly trend: one line chart per figure (a line per concern or article) and its table as text."""
+
+    charts: list[Markup]  # none when no email was sent
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class ComparisonPage:
+    """The comparison as its page shows it: cells as text ("–" where there is no figure)."""
+
+    columns: list[tuple[str, str]]  # (sort key, title) of each column of the campaigns' table, in order
+    rows: list[tuple[str, list[str]]]  # (campaign id, its cells), in the filters' order
+    totals: list[str]  # the totals row's cells
+    change: list[list[str]]  # (figure, this period, previous period, change); empty without a bounded period
+    trend_concern: Trend
+    trend_article: Trend
+    content_columns: list[str]
+    content_rows: list[list[str]]
+
+
+def _rows(table: pd.DataFrame, columns: list[str]) -> list[list[str]]:
+    return [
+        [cell_text(c, v) for c, v in zip(columns, row, strict=True)] for row in table[columns].itertuples(index=False)
+    ]
+
+
+def change_rows(change: pd.DataFrame) -> list[list[str]]:
+    """The change on the previous period, a row per figure (`CHANGE_FIGURES`): its name, this period's value,
+    the previous one's and the change (rates in percentage points, bookings per 1,000 to one decimal)."""
+    if change.empty:
+        return []
+    row = change.iloc[0]
+    shown = []
+    for figure in CHANGE_FIGURES:
+        name = RATE_WORDS.get(figure) or title(figure)
+        cells = [row[figure], row[f"previous_{figure}"], row[f"change_{figure}"]]
+        text = [cell_text(figure, v) for v in cells]
+        if figure.endswith("_rate") and not pd.isna(cells[2]):
+            text[2] = f"{float(cells[2]) * 100:+.1f} points"
+        elif not pd.isna(cells[2]):
+            text[2] = f"{float(cells[2]):+,.1f}" if figure == "bookings_per_1000" else f"{int(cells[2]):+,d}"
+        if figure == "bookings_per_1000":
+            text[:2] = ["–" if pd.isna(v) else f"{float(v):.1f}" for v in cells[:2]]
+        shown.append([name, *text])
+    return shown
+
+
+def trend(table: pd.DataFrame, by: str) -> Trend:
+    """A weekly trend table (per `by`: "concern" or "article") with its charts."""
+    columns = list(table.columns)
+    return Trend(trend_charts(table, by), [title(c) for c in columns], _rows(table, columns))
+
+
+def _content_cell(column: str, value: Any) -> str:
+    return cell_text(column, value) if "per_1000" not in column else f"{float(value):.1f}"
+
+
+def comparison_page(data: Comparison) -> ComparisonPage:
+    """What the comparison's page shows (`ComparisonPage`)."""
+    content_columns = list(data.content.columns)
+    return ComparisonPage(
+        columns=[(column, title(column)) for column in COMPARE_COLUMNS],
+        rows=list(zip(data.campaigns["campaign_id"], _rows(data.campaigns, COMPARE_COLUMNS), strict=True)),
+        totals=_rows(data.totals, COMPARE_COLUMNS)[0],
+        change=change_rows(data.change),
+        trend_concern=trend(data.trend_concern, "concern"),
+        trend_article=trend(data.trend_article, "article"),
+        content_columns=[title(c) for c in content_columns],
+        content_rows=[
+            [_content_cell(c, v) for c, v in zip(content_columns, row, strict=True)]
+            for row in data.content.itertuples(index=False)
+        ],
+    )

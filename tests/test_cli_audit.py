@@ -73,6 +73,7 @@ READS_ONLY = {
     "preview": "writes preview files for a person to look at, nothing of the clinic's",
     "plan": "reads (--csv writes the plan to a file)",
     "report": "reads (--out writes the report to a file)",
+    "cohorts": "reads (--out writes the tables to a file)",
     "status": "reads",
     "audit": "reads",
     "campaign list": "reads",

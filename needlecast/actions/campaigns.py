@@ -212,6 +212,28 @@ def send_campaign(
     return report
 
 
+def send_now_locally(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    campaign_id: str,
+    *,
+    send_now: bool,
+    make_runner: Callable[..., Runner] | None = None,
+) -> tuple[RunReport, Runner]:
+    """Start a send in this process and send the campaign (`needlecast send`): `start_send`'s sequence
+    (recover what dead senders left, build the runner over the workspace's backends, pace the collector),
+    then `send_campaign` (permission, the send, its audit entry). Returns the report and the runner it ran
+    on. `make_runner` builds the runner (default `Runner`): the CLI's `--timings` passes a timed one, whose
+    stages it reads from the returned runner. An unknown campaign id is `NotFound`, and nothing is audited."""
+    from needlecast.campaign.send.start import start_send
+
+    def send(runner: Runner) -> tuple[RunReport, Runner]:
+        return send_campaign(engine, workspace, actor, campaign_id, runner, send_now=send_now), runner
+
+    return start_send(workspace, engine, send, make_runner=make_runner)
+
+
 @dataclass(frozen=True)
 class Reconciled:
     """What `reconcile_campaign` did."""

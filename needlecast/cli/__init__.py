@@ -1,7 +1,8 @@
 """The `needlecast` command line. Each command is a thin shell: what it changes goes through one action
 (`needlecast.actions`, acting as the local operator `cli:<os user>` from `cli.common.operator`, so it is
 permission-checked and audited), what it prints is built by a read model (`needlecast.readmodels`). Only
-`cli.service` starts processes (the scheduler, workers, the web app, the demo) and imports them.
+`cli.service` starts processes (the scheduler, workers, the web app, the demo, a send in this process) and
+imports them.
 
 Errors: everything a user can cause is a `NeedlecastError` (exit 1) or a `ConfigurationError` (exit 2),
 printed as one line that says what to do; Ctrl-C exits 130. Anything else is a bug: one line naming it

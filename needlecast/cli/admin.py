@@ -204,7 +204,7 @@ def form_snippet(
     form: Annotated[str, typer.Option(help="The form's name, recorded with each consent as form:NAME.")] = "website",
 ) -> None:
     """Print the HTML of the signup form to paste into the clinic's site (it posts to /subscribe)."""
-    from needlecast.web.signup import form_snippet as snippet
+    from needlecast.readmodels.signup_form import form_snippet as snippet
 
     typer.echo(snippet(current_workspace(), form))
 

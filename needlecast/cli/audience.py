@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -22,7 +21,6 @@ from needlecast.cli.common import (
     setup_logging,
     table,
 )
-from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest
 
 COUNTS = ("read", "inserted", "updated", "duplicates", "rejected")
@@ -164,16 +162,6 @@ def audience_erase(
         if existed
         else "no contact had that address; it is now suppressed as erased"
     )
-
-
-def _segments_now(workspace: Workspace) -> tuple[Any, Any, datetime]:
-    from needlecast.audience.segments import load_frame, load_segments
-    from needlecast.content.loader import load_vocabulary_for
-
-    segments = load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
-    with current_store(workspace).connect() as conn:
-        frame = load_frame(conn)
-    return segments, frame, datetime.now(UTC)
 
 
 @audience_app.command("segments")

@@ -1,11 +1,10 @@
-"""Campaign commands: plan, send, campaign list/status/pause/resume/cancel/reconcile, schedule sync."""
+"""Campaign commands: plan, campaign list/status/pause/resume/cancel/reconcile, schedule sync."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -24,6 +23,9 @@ from needlecast.cli.common import (
     setup_logging,
     table,
 )
+
+if TYPE_CHECKING:
+    from needlecast.readmodels.campaigns import CampaignDetail
 
 CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlecast campaign list`).")]
 
@@ -78,101 +80,14 @@ def plan(
         console.print(f"{preview.csv_emails} planned email(s) written to {csv}", highlight=False)
 
 
-@app.command()
-def send(
-    campaign: CampaignArgument,
-    now: Annotated[
-        bool,
-        typer.Option(
-            "--now",
-            help=(
-                "A broadcast: send now instead of at its scheduled time (quiet hours and the frequency cap still "
-                "apply; deferred emails are sent when they end). A sequence: enrol and send what is due now."
-            ),
-        ),
-    ] = False,
-    timings: Annotated[
-        bool,
-        typer.Option(
-            "--timings", help="Print the seconds spent in each stage (plan, enqueue, dispatch, claim, mark, ...)."
-        ),
-    ] = False,
-) -> None:
-    """Send a campaign without waiting for the scheduler.
-
-    A broadcast sends what is due by its schedule (a schedule already past is refused unless --now); a
-    sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
-    twice.
-    """
-    from needlecast.actions.campaigns import send_campaign
-    from needlecast.campaign.send.start import start_send
-    from needlecast.devtools.stopwatch import Stopwatch
-    from needlecast.devtools.timed import stage_seconds, timed_runner
-
-    setup_logging()
-    workspace = current_workspace()
-    engine = current_store(workspace)
-    watch = Stopwatch()
-    report, runner = start_send(
-        workspace,
-        engine,
-        lambda runner: (send_campaign(engine, workspace, operator(), campaign, runner, send_now=now), runner),
-        make_runner=partial(timed_runner, watch=watch) if timings else None,
-    )
-    _print_report(report)
-    if timings:
-        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, runner).items())
-        console.print(f"seconds by stage (this process): {stages}", highlight=False)
-    _print_still_queued(campaign)
-
-
-def _print_report(report: Any) -> None:
-    console.print(
-        f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
-        f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
-        f"{sum(report.skipped.values())} skipped"
-        + (f", {report.enrolled} enrolled, {report.exited} exited" if report.enrolled or report.exited else ""),
-        highlight=False,
-    )
-    if report.inactive:
-        console.print(f"  campaign is {report.inactive}: nothing sent", highlight=False, markup=False)
-    for (step, segment, variant, arm), count in sorted(report.sent_by.items()):
-        console.print(
-            f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: {count}",
-            highlight=False,
-        )
-    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred), ("skipped", report.skipped)):
-        for reason, count in sorted(counter.items()):
-            console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
-    if report.paused:
-        console.print(f"[red]campaign paused after repeated failures:[/] {escape(report.paused)}")
-
-
-def _print_still_queued(campaign_id: str) -> None:
-    from needlecast.readmodels.fleet import queued_by_due
-
-    waiting = queued_by_due(current_store(), campaign_id)
-    if not waiting:
-        return
-    count = sum(n for _, n in waiting)
-    console.print(
-        f"  {count} email(s) wait in the queue, the first due at {waiting[0][0]:%Y-%m-%d %H:%M} UTC: the scheduler "
-        f"(`needlecast scheduler`) sends them when due, or run `needlecast send {campaign_id}` again after then",
-        highlight=False,
-    )
-
-
 @campaign_app.command("list")
 def campaign_list(format: FormatOption = OutputFormat.table) -> None:
     """Every campaign: kind, segment, state, next send and its emails by ledger state."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.overview import campaign_overviews
+    from needlecast.readmodels.campaigns import campaign_list as overviews
 
     setup_logging()
     workspace = current_workspace()
-    ctx = CampaignContext.load(workspace)
-    with current_store(workspace).connect() as conn:
-        items = campaign_overviews(ctx, conn, datetime.now(UTC))
+    items = overviews(current_store(workspace), workspace)
     if format == OutputFormat.json:
         print_json([item.as_dict() for item in items])
         return
@@ -200,14 +115,12 @@ def campaign_list(format: FormatOption = OutputFormat.table) -> None:
 @campaign_app.command("status")
 def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFormat.table) -> None:
     """One campaign: its state, when it sends next, its emails per ledger state and when queued ones are due."""
-    from needlecast.campaign.context import CampaignContext
-    from needlecast.campaign.overview import campaign_overview
+    from needlecast.readmodels.campaigns import campaign_detail
 
     setup_logging()
     workspace = current_workspace()
-    ctx = CampaignContext.load(workspace)
-    with current_store(workspace).connect() as conn:
-        item = campaign_overview(ctx, conn, campaign, datetime.now(UTC))
+    detail = campaign_detail(current_store(workspace), workspace, campaign)
+    item = detail.overview
     if format == OutputFormat.json:
         print_json(item.as_dict())
         return
@@ -219,7 +132,7 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
     counts = table("emails by ledger state", list(item.counts), right=tuple(item.counts))
     counts.add_row(*(str(v) for v in item.counts.values()))
     console.print(counts)
-    _print_outcome(ctx, item)
+    _print_outcome(detail)
     for line in item.ab_tests:
         console.print(f"A/B: {line}", highlight=False, markup=False)
     if item.unknown_requests:
@@ -241,18 +154,14 @@ def campaign_status(campaign: CampaignArgument, format: FormatOption = OutputFor
         console.print(due)
 
 
-def _print_outcome(ctx: Any, item: Any) -> None:
+def _print_outcome(detail: CampaignDetail) -> None:
     """What happened to each email, in words: skipped ones by reason (with what the rule does with them)."""
-    from needlecast.campaign.outcome import in_words, outcome_of
-
-    if item.skipped:
+    if detail.skipped:
         skipped = table("skipped emails by reason (never sent)", ["reason", "emails"], right=("emails",))
-        for reason, count in item.skipped.items():
-            skipped.add_row(in_words(reason), str(count))
+        for count, reason in detail.skipped:
+            skipped.add_row(reason, str(count))
         console.print(skipped)
-    zone = ctx.campaigns[item.id].time_zone if item.id in ctx.campaigns else "UTC"
-    said = outcome_of(item.counts, item.skipped, item.queued_by_due).sentence(zone)
-    console.print(f"what happened: {said}", highlight=False, markup=False)
+    console.print(f"what happened: {detail.said}", highlight=False, markup=False)
 
 
 def _set_campaign(campaign: str, status: str) -> None:

@@ -6,7 +6,7 @@ Every command goes through `needlecast.actions.journeys`; the changes are audite
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -24,9 +24,6 @@ from needlecast.cli.common import (
     table,
 )
 from needlecast.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from needlecast.accounts.roles import Actor
 
 journey_app = group("journey", "Journeys: check and repair positions, enter people, preview and save a change.")
 
@@ -49,11 +46,6 @@ def _moves(given: list[str] | None) -> dict[str, str]:
             raise InvalidRequest(f"--move '{item}' is not NODE=TARGET (e.g. --move pause=exit)")
         moves[node.strip()] = target.strip()
     return moves
-
-
-def _operator() -> Actor:
-    """The local operator every change is audited as (`cli:<operating-system user>`)."""
-    return operator()
 
 
 @journey_app.command("check")
@@ -94,7 +86,7 @@ def journey_check(
         return
     if not journey:
         raise InvalidRequest("--repair needs the journey: needlecast journey check JOURNEY --repair ...")
-    done = repair_journey(engine, workspace, _operator(), journey, _moves(move))
+    done = repair_journey(engine, workspace, operator(), journey, _moves(move))
     for node, count in done.items():
         console.print(f"{escape(node)}: {count} moved")
 
@@ -109,7 +101,7 @@ def journey_enter(
 
     setup_logging()
     workspace = current_workspace()
-    result = enter(current_store(workspace), workspace, _operator(), journey, contacts)
+    result = enter(current_store(workspace), workspace, operator(), journey, contacts)
     console.print(
         f"{len(result.entered)} entered; {len(result.already_in)} not entered (in it, or its re-entry rule "
         f"refuses); {len(result.unknown)} unknown contact id(s)"
@@ -146,7 +138,7 @@ def journey_save(
     setup_logging()
     workspace = current_workspace()
     moves = _moves(move)
-    result = save(current_store(workspace), workspace, _operator(), journey, file.read_text(encoding="utf-8"), moves)
+    result = save(current_store(workspace), workspace, operator(), journey, file.read_text(encoding="utf-8"), moves)
     console.print(f"{escape(journey)}: version {result.version} saved")
     for line in result.preview.describe(moves):
         console.print(escape(line))

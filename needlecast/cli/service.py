@@ -1,4 +1,5 @@
-"""The commands that start processes: web, serve, scheduler, worker, demo.
+"""The commands that start processes: web, serve, scheduler, worker, demo, and send (a send in this process,
+with its helper sender processes).
 
 The one CLI module that may import the services themselves (`needlecast.fleet`, `needlecast.schedule`,
 `needlecast.web.app`, `needlecast.devtools`): what it starts is a process, not a change (each change those
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
+from needlecast.cli.campaigns import CampaignArgument
 from needlecast.cli.common import (
     app,
     console,
@@ -208,3 +212,87 @@ def _serve_metrics(workspace: Any, port: int, host: str) -> Any:
     except OSError as err:
         raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {err.strerror}") from err
     return metrics
+
+
+@app.command()
+def send(
+    campaign: CampaignArgument,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help=(
+                "A broadcast: send now instead of at its scheduled time (quiet hours and the frequency cap still "
+                "apply; deferred emails are sent when they end). A sequence: enrol and send what is due now."
+            ),
+        ),
+    ] = False,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings", help="Print the seconds spent in each stage (plan, enqueue, dispatch, claim, mark, ...)."
+        ),
+    ] = False,
+) -> None:
+    """Send a campaign without waiting for the scheduler.
+
+    A broadcast sends what is due by its schedule (a schedule already past is refused unless --now); a
+    sequence enrols whoever its rule admits and sends the steps that are due. Run twice, nothing is sent
+    twice.
+    """
+    from needlecast.actions.campaigns import send_now_locally
+    from needlecast.devtools.stopwatch import Stopwatch
+    from needlecast.devtools.timed import stage_seconds, timed_runner
+
+    setup_logging()
+    workspace = current_workspace()
+    watch = Stopwatch()
+    report, runner = send_now_locally(
+        current_store(workspace),
+        workspace,
+        operator(),
+        campaign,
+        send_now=now,
+        make_runner=partial(timed_runner, watch=watch) if timings else None,
+    )
+    _print_report(report)
+    if timings:
+        stages = ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in stage_seconds(watch, runner).items())
+        console.print(f"seconds by stage (this process): {stages}", highlight=False)
+    _print_still_queued(campaign)
+
+
+def _print_report(report: Any) -> None:
+    console.print(
+        f"{report.campaign_id}: {report.enqueued} new ledger row(s), {report.sent} sent, "
+        f"{report.failed} failed, {report.released} deferred, {report.unknown} unknown, "
+        f"{sum(report.skipped.values())} skipped"
+        + (f", {report.enrolled} enrolled, {report.exited} exited" if report.enrolled or report.exited else ""),
+        highlight=False,
+    )
+    if report.inactive:
+        console.print(f"  campaign is {report.inactive}: nothing sent", highlight=False, markup=False)
+    for (step, segment, variant, arm), count in sorted(report.sent_by.items()):
+        console.print(
+            f"  sent: step {step}, segment {segment}, variant {variant}{', arm ' + arm if arm else ''}: {count}",
+            highlight=False,
+        )
+    for label, counter in (("excluded", report.excluded), ("deferred", report.deferred), ("skipped", report.skipped)):
+        for reason, count in sorted(counter.items()):
+            console.print(f"  {label}: {reason}: {count}", highlight=False, markup=False)
+    if report.paused:
+        console.print(f"[red]campaign paused after repeated failures:[/] {escape(report.paused)}")
+
+
+def _print_still_queued(campaign_id: str) -> None:
+    from needlecast.readmodels.fleet import queued_by_due
+
+    waiting = queued_by_due(current_store(), campaign_id)
+    if not waiting:
+        return
+    count = sum(n for _, n in waiting)
+    console.print(
+        f"  {count} email(s) wait in the queue, the first due at {waiting[0][0]:%Y-%m-%d %H:%M} UTC: the scheduler "
+        f"(`needlecast scheduler`) sends them when due, or run `needlecast send {campaign_id}` again after then",
+        highlight=False,
+    )

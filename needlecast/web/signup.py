@@ -8,8 +8,9 @@ the same, and takes the same path and time, for a new address, a known one and a
 no email and stays suppressed): the form never tells a stranger whether an address is known.
 Refused with 429 (and nothing stored): a filled honeypot field, more than `[signup] per_address_per_hour`
 requests for an address or `per_ip_per_hour` from a network address; 413 above `max_body_bytes`; 400 naming
-the field for a bad value. `form_snippet(workspace, form)` is the plain HTML form to paste into the clinic's own
-site. The handlers are module-level functions of (`SignupSite`, request), bound once by `signup_routes`.
+the field for a bad value. The form's fields and the snippet to paste into the clinic's own site are a read
+model (`readmodels.signup_form`). The handlers are module-level functions of (`SignupSite`, request), bound
+once by `signup_routes`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from functools import partial
-from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,52 +35,13 @@ from needlecast.audience.signup import parse_form, receive
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import BodyTooDeep, InvalidRequest
+from needlecast.readmodels.signup_form import HONEYPOT, form_fields
 from needlecast.store.helpers import hash_key, utcnow
-from needlecast.templating.recipient import link_base
 from needlecast.tracking.events import check_depth
 from needlecast.web.common import Pages, client_address, read_limited
 from needlecast.web.limits import Window
 
 log = logging.getLogger("needlecast.web")
-HONEYPOT = "website"  # a field people never see and bots fill in
-
-
-def form_fields(workspace: Workspace) -> dict[str, Any]:
-    vocabulary = load_vocabulary_for(workspace)
-    return {
-        "concerns": [{"name": c.name, "label": c.label} for c in vocabulary.concerns],
-        "signup": workspace.settings.signup,
-        "honeypot": HONEYPOT,
-    }
-
-
-def form_snippet(workspace: Workspace, form: str = "website") -> str:
-    """A plain HTML form (no script) that posts to the hosted endpoint, for the clinic's own pages."""
-    fields = form_fields(workspace)
-    action = f"{link_base(workspace.settings)}/subscribe"
-    signup = workspace.settings.signup
-    concerns = "\n".join(
-        f'    <label><input type="checkbox" name="concerns" value="{escape(c["name"])}"> {escape(c["label"])}</label>'
-        for c in fields["concerns"]
-    )
-    return f"""<form method="post" action="{escape(action)}" class="needlecast-signup">
-  <input type="hidden" name="form" value="{escape(form)}">
-  <label>Email address <input type="email" name="email" required autocomplete="email"></label>
-  <label>First name <input type="text" name="first_name" autocomplete="given-name"></label>
-  <fieldset>
-    <legend>What would you like to hear about? (optional)</legend>
-{concerns}
-  </fieldset>
-  <label><input type="checkbox" name="marketing_consent" value="yes" required>
-    {escape(signup.marketing_wording)}</label>
-  <label><input type="checkbox" name="concern_consent" value="yes">
-    {escape(signup.concern_wording)}</label>
-  <div style="position:absolute;left:-10000px" aria-hidden="true">
-    <label>Leave this field empty <input type="text" name="{HONEYPOT}" tabindex="-1" autocomplete="off"></label>
-  </div>
-  <button type="submit">Sign up</button>
-</form>
-"""
 
 
 def _urlencoded(request: Request, body: bytes) -> dict[str, Any]:

@@ -199,8 +199,9 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     url = f"sqlite:///{tmp_path / 'home.db'}"
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    with site(workspace_dir, url) as running:
-        campaign_actions.schedule(running.engine, running.workspace, cli_actor(), "new-lead-nurture")
+    with site(workspace_dir, url, settings=WARMUP) as running:
+        for campaign in ("new-lead-nurture", "spring-guide"):
+            campaign_actions.schedule(running.engine, running.workspace, cli_actor(), campaign)
         yield running
 
 
@@ -220,7 +221,9 @@ def test_the_home_page_shows_the_dashboard_with_links_and_switches_the_calendar(
     assert 'id="row-spring-guide"' in marketer.get("/console/campaigns").text
 
 
-def test_a_first_run_shows_the_checklist_with_a_link_for_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_first_run_shows_the_checklist_with_a_link_for_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "new-clinic"
     init_workspace(root)
     url = f"sqlite:///{tmp_path / 'first.db'}"
@@ -237,12 +240,6 @@ def test_a_first_run_shows_the_checklist_with_a_link_for_each_step(tmp_path: Pat
         assert words not in page[page.index("<main") :]
 
 
-pytestmark_browser = [
-    pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed"),
-    pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed"),
-]
-
-
 @pytest.mark.skipif(chromium_path() is None or axe_script() is None, reason="needs Chromium and axe-core")
 @pytest.mark.parametrize("width", [1280, 390])
 def test_the_home_page_in_a_browser_at_desktop_and_phone_width(browser: Any, console: ConsoleSite, width: int) -> None:
@@ -253,7 +250,7 @@ def test_the_home_page_in_a_browser_at_desktop_and_phone_width(browser: Any, con
     page.get_by_label("Password").fill("a long enough test password")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r".*/console/$"))
-    for view in ("week", "month"):
+    for view in ("week", "month", "week&at=2027-03-01"):
         page.goto(f"{console.url}/console/?view={view}")
         assert accessibility_problems(page) == [], view
         scroll = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -261,7 +258,8 @@ def test_the_home_page_in_a_browser_at_desktop_and_phone_width(browser: Any, con
         main = page.locator("main").inner_text()
         for words in (str(console.workspace.root), "needlecast ", "--", "Traceback", "UTC"):
             assert words not in main, words
-        screenshot(page, f"console-home-{view}-{width}")
+        screenshot(page, f"console-home-{view.replace('&at=', '-')}-{width}")
+    assert "Warm-up: up to 30 emails" in main and "Spring skin guide" in main and "09:00 GMT" in main
     page.get_by_role("link", name="Open rate").click()
     page.wait_for_url(re.compile(r".*/reports\?from=.*"))
     context.close()

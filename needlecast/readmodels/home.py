@@ -47,8 +47,8 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, email_flags, totals_row
 from needlecast.reports.cohorts import load_leads
+from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, email_flags, totals_row
 from needlecast.reports.data import health
 from needlecast.store.schema import contacts, deliveries, suppressions
 
@@ -116,9 +116,7 @@ def last_30_days(engine: Engine, workspace: Workspace, today: date) -> Period:
     assert earlier is not None and earlier.start and earlier.end and current.start
     now_row = totals_row(chosen(emails, current), min_group=1).iloc[0]
     before_row = totals_row(chosen(emails, earlier), min_group=1).iloc[0]
-    figures = [
-        Figure(key, name, _number(now_row[key]), _number(before_row[key]), rate) for key, name, rate in FIGURES
-    ]
+    figures = [Figure(key, name, _number(now_row[key]), _number(before_row[key]), rate) for key, name, rate in FIGURES]
     return Period(current.start, today, earlier.start, earlier.end, figures, int(now_row["delivered"]))
 
 
@@ -193,7 +191,9 @@ def _planned(
         local = due.dt.tz_convert(zone)
         for day, moments in due.groupby(local.dt.date):
             if first <= day <= last:
-                kind = BROADCAST if campaign.kind == BROADCAST else (JOURNEY if campaign.kind == JOURNEY else "sequence")
+                kind = (
+                    BROADCAST if campaign.kind == BROADCAST else (JOURNEY if campaign.kind == JOURNEY else "sequence")
+                )
                 at = moments.min().to_pydatetime() if kind == BROADCAST else None
                 days.setdefault(day, []).append(Entry(kind, len(moments), campaign.id, campaign.name, at))
     warm = workspace.settings.deliverability.warmup
@@ -351,16 +351,41 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
     sender = sender and clinic.sender_name != UNSET.sender_name
     campaign_page = f"/campaigns/{first}" if first else "/campaigns/new"
     steps = [
-        Step("clinic", "Add the clinic's details and logo", details and bool(clinic.logo_url), "",
-             "The name, postal address, website, booking link and logo every email shows."),
-        Step("sender", "Choose who the emails come from", sender, "",
-             "The sender's name and address people see in their inbox."),
-        Step("leads", "Import or connect your leads", people > 0, "/audiences",
-             f"{people:,} contacts so far." if people else "Upload a spreadsheet of leads, or connect a signup form."),
-        Step("campaign", "Create your first campaign", bool(ctx.campaigns), "/campaigns/new",
-             "Choose who gets it, the email and when it goes."),
-        Step("review", "Have it reviewed", signed, campaign_page,
-             "A reviewer reads the email and signs it off before it can send."),
+        Step(
+            "clinic",
+            "Add the clinic's details and logo",
+            details and bool(clinic.logo_url),
+            "",
+            "The name, postal address, website, booking link and logo every email shows.",
+        ),
+        Step(
+            "sender",
+            "Choose who the emails come from",
+            sender,
+            "",
+            "The sender's name and address people see in their inbox.",
+        ),
+        Step(
+            "leads",
+            "Import or connect your leads",
+            people > 0,
+            "/audiences",
+            f"{people:,} contacts so far." if people else "Upload a spreadsheet of leads, or connect a signup form.",
+        ),
+        Step(
+            "campaign",
+            "Create your first campaign",
+            bool(ctx.campaigns),
+            "/campaigns/new",
+            "Choose who gets it, the email and when it goes.",
+        ),
+        Step(
+            "review",
+            "Have it reviewed",
+            signed,
+            campaign_page,
+            "A reviewer reads the email and signs it off before it can send.",
+        ),
         Step("schedule", "Schedule it", live, campaign_page, "Pick the moment; the console sends it then."),
     ]
     return FirstRun(not (details and people > 0 and live), steps)

@@ -263,3 +263,27 @@ def test_the_home_page_in_a_browser_at_desktop_and_phone_width(browser: Any, con
     page.get_by_role("link", name="Open rate").click()
     page.wait_for_url(re.compile(r".*/reports\?from=.*"))
     context.close()
+
+
+@pytest.mark.skipif(chromium_path() is None or axe_script() is None, reason="needs Chromium and axe-core")
+def test_the_first_run_checklist_in_a_browser(browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "new-clinic"
+    init_workspace(root)
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    with site(root, url, import_sample=False) as running:
+        for width in (1280, 390):
+            context = browser.new_context(viewport={"width": width, "height": 900})
+            page = context.new_page()
+            page.goto(f"{running.url}/console/")
+            page.get_by_label("Email address").fill(email_of("admin"))
+            page.get_by_label("Password").fill("a long enough test password")
+            page.get_by_role("button", name="Log in").click()
+            page.wait_for_url(re.compile(r".*/console/$"))
+            assert accessibility_problems(page) == []
+            main = page.locator("main").inner_text()
+            assert "Import or connect your leads" in main and str(root) not in main and "--" not in main
+            screenshot(page, f"console-home-first-run-{width}")
+            page.get_by_role("link", name="Import or connect your leads").click()
+            page.wait_for_url(re.compile(r".*/audiences$"))
+            context.close()

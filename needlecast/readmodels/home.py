@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
@@ -167,7 +168,7 @@ def _bounds(view: str, anchor: date) -> tuple[date, date, date, date, str]:
 
 
 def _planned(
-    engine: Engine, workspace: Workspace, first: date, last: date, now: datetime
+    engine: Engine, workspace: Workspace, first: date, last: date, now: datetime, frames: FrameCache | None
 ) -> tuple[dict[date, list[Entry]], int]:
     """What each day from `first` to `last` (clinic's clock, none before today) has planned, and how many
     campaign files did not load."""
@@ -181,7 +182,8 @@ def _planned(
     ctx = CampaignContext.load(workspace)
     with engine.connect() as conn:
         live = {o.id for o in campaign_overviews(ctx, conn, now) if o.state == "active"}
-    plans = build_plans(workspace, engine, None, max(1, math.ceil((horizon - now).total_seconds() / 86400)), now)
+    days_ahead = max(1, math.ceil((horizon - now).total_seconds() / 86400))
+    plans = build_plans(workspace, engine, None, days_ahead, now, audience=frames)
     for plan in plans.plans:
         campaign = plan.campaign
         if campaign.id not in live or plan.emails.empty:
@@ -204,15 +206,23 @@ def _planned(
     return days, len(plans.problems)
 
 
-def calendar(engine: Engine, workspace: Workspace, view: str, anchor: date | None, now: datetime) -> Calendar:
+def calendar(
+    engine: Engine,
+    workspace: Workspace,
+    view: str,
+    anchor: date | None,
+    now: datetime,
+    *,
+    frames: FrameCache | None = None,
+) -> Calendar:
     """The week or month around `anchor` (default: today) with what is planned (see the module contract);
-    `InvalidRequest` for a view that is neither."""
+    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now)."""
     if view not in VIEWS:
         raise InvalidRequest(f"view: '{view}' is not a calendar view; choose week or month")
     today = clinic_today(workspace, now)
     anchor = anchor or today
     start, end, previous, following, title = _bounds(view, anchor)
-    planned, problems = _planned(engine, workspace, start, end, now)
+    planned, problems = _planned(engine, workspace, start, end, now, frames)
     shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
     weeks: list[list[Day]] = []
     day = start
@@ -272,7 +282,9 @@ def attention(engine: Engine, workspace: Workspace, now: datetime) -> list[Atten
         stale = stale_files(ctx, campaign) if campaign is not None else []
         reasons = _reasons(overview, str(flag_of.get(overview.id, "")), stale, paused[overview.id], idle)
         if reasons:
-            found.append(Attention(overview.id, overview.name or overview.id, reasons, overview.state != BROKEN))
+            broken = overview.state == BROKEN  # named by its file: it has no page of its own
+            name = overview.file if broken else overview.name or overview.id
+            found.append(Attention(overview.id, name, reasons, not broken))
     return found
 
 

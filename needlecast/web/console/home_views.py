@@ -67,7 +67,7 @@ def home(request: Request, who: Who) -> Response:
         )
     view = request.query_params.get("view", "week")
     try:
-        shown = calendar(engine, workspace, view, _anchor(request), now)
+        shown = calendar(engine, workspace, view, _anchor(request), now, frames=console.frames)
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the link", message=str(problem))
     today = clinic_today(workspace, now)

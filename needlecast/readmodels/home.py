@@ -6,7 +6,8 @@ Contract:
   days ending `today` (days of sending on the clinic's clock, both ends included, as the Reports page's
   period filter counts them), each with the same figure for the 30 days before and the change. The figures
   are the report's own (`reports.compare`: the flags of `reports.metrics`, summed by `funnel`, divided with
-  `RATES`), over every campaign, with rates shown from one email on.
+  `RATES`), over every campaign, with rates shown from one email on. `sent_emails` reads those emails once
+  for a page that also asks `attention` (both take it; without it each reads them).
 - `calendar(engine, workspace, view, anchor, now)` is the week (Monday to Sunday) or month (its weeks,
   Monday first) around `anchor` on the clinic's clock, each day with what is planned to send on it from
   `now` on: an active broadcast's emails and the time of its first one, a sequence's (or journey's) expected
@@ -108,10 +109,17 @@ def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(workspace.settings.clinic.time_zone)).date()
 
 
-def last_30_days(engine: Engine, workspace: Workspace, today: date) -> Period:
-    """The headline figures of the 30 days ending `today` against the 30 before (see the module contract)."""
+def sent_emails(engine: Engine, workspace: Workspace) -> pd.DataFrame:
+    """Every sent email with its report flags (`reports.compare.email_flags`), read once for a page's parts."""
+    return email_flags(engine, workspace.settings.attribution)
+
+
+def last_30_days(engine: Engine, workspace: Workspace, today: date, emails: pd.DataFrame | None = None) -> Period:
+    """The headline figures of the 30 days ending `today` against the 30 before (see the module contract);
+    `emails`: `sent_emails` already read (default: read now)."""
     zone = workspace.settings.clinic.time_zone
-    emails = annotate(email_flags(engine, workspace.settings.attribution), Catalogue(), zone)
+    sent = sent_emails(engine, workspace) if emails is None else emails
+    emails = annotate(sent, Catalogue(), zone)
     current = Filters(start=today - timedelta(days=PERIOD_DAYS - 1), end=today)
     earlier = current.previous()
     assert earlier is not None and earlier.start and earlier.end and current.start
@@ -264,10 +272,13 @@ def _reasons(overview: Overview, flag: str, stale: list[str], paused: str, idle:
     return reasons
 
 
-def attention(engine: Engine, workspace: Workspace, now: datetime) -> list[Attention]:
-    """Each campaign that needs a person and why (see the module contract), by id."""
+def attention(
+    engine: Engine, workspace: Workspace, now: datetime, emails: pd.DataFrame | None = None
+) -> list[Attention]:
+    """Each campaign that needs a person and why (see the module contract), by id; `emails`: `sent_emails`
+    already read (default: read now)."""
     ctx = CampaignContext.load(workspace)
-    flags = health(email_flags(engine, workspace.settings.attribution))
+    flags = health(sent_emails(engine, workspace) if emails is None else emails)
     flag_of = dict(zip(flags["campaign_id"], flags["flag"], strict=True))
     found = []
     with engine.connect() as conn:

@@ -15,7 +15,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.home import attention, calendar, clinic_today, first_run, growth, last_30_days
+from needlecast.readmodels.home import (
+    attention,
+    calendar,
+    clinic_today,
+    first_run,
+    growth,
+    last_30_days,
+    sent_emails,
+)
 from needlecast.web.console import campaign_views
 from needlecast.web.console.auth import Who, console_of, page
 
@@ -71,7 +79,8 @@ def home(request: Request, who: Who) -> Response:
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the link", message=str(problem))
     today = clinic_today(workspace, now)
-    period = last_30_days(engine, workspace, today)
+    emails = sent_emails(engine, workspace)  # read once: the figures and the health flags both count them
+    period = last_30_days(engine, workspace, today, emails)
     grown = growth(engine, workspace, today)
     totals = [grown.total(w) for w in grown.weeks]
     unsubscribed = [grown.unsubscribed[w] for w in grown.weeks]
@@ -83,7 +92,7 @@ def home(request: Request, who: Who) -> Response:
         first_run=False,
         period=period,
         calendar=shown,
-        attention=attention(engine, workspace, now),
+        attention=attention(engine, workspace, now, emails),
         growth=grown,
         bars=_bars(grown.weeks, totals, unsubscribed),
         chart_height=CHART_HEIGHT + 40,

@@ -35,7 +35,7 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_campaign_pages_show_the_next_send_on_the_clinics_clock(console: ConsoleSite) -> None:
     marketer = console.login("marketer")
-    for path in ("/console/", "/console/audit", "/console/audiences"):
+    for path in ("/console/", "/console/campaigns", "/console/audit", "/console/audiences"):
         page = marketer.get(path).text
         main = page[page.index("<main") :]
         assert "UTC" not in main, path

@@ -600,7 +600,7 @@ def test_the_template_editor_shows_a_syntax_error_or_an_undefined_name_with_its_
 
 def test_a_broken_campaign_file_shows_its_error_beside_the_campaigns_that_load(console: ConsoleSite) -> None:
     (console.workspace.campaigns_dir / "typo.yaml").write_text("id: typo\nkind: broadcast\nsegmnt: all-leads\n")
-    page = console.login("analyst").get("/console/")
+    page = console.login("analyst").get("/console/campaigns")
     assert page.status_code == 200
     assert 'id="row-spring-guide"' in page.text and 'id="row-new-lead-nurture"' in page.text
     assert "typo.yaml" in page.text and "segmnt" in page.text
@@ -616,7 +616,7 @@ def test_the_console_works_behind_a_proxy_path_prefix(
         behind = dataclasses.replace(app, url=public, clients=[])  # every request goes through the proxy
         assert behind.client().get("/console/").headers["location"].startswith("/nc/console/login")
         marketer = behind.login("marketer")  # the session cookie's path is /nc/console: only sent via the proxy
-        home = marketer.get("/console/")
+        home = marketer.get("/console/campaigns")  # the campaign list (the home page is /console/)
         assert home.status_code == 200
         assert 'href="/nc/console/campaigns/spring-guide"' in home.text
         assert 'href="/nc/console/static/console.css"' in home.text

@@ -71,6 +71,8 @@ class Person:
 def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browser: Any, console: ConsoleSite) -> None:
     marketer = Person(browser, console, "marketer").log_in()
     page = marketer.page
+    page.get_by_role("link", name="Campaigns", exact=True).click()
+    page.wait_for_url(re.compile(r".*/campaigns$"))
     marketer.check("campaigns")
     page.get_by_role("link", name="New campaign").click()
     page.wait_for_url(re.compile(r".*/campaigns/new$"))

@@ -83,7 +83,7 @@ def test_a_send_now_that_the_frequency_cap_holds_back_says_so_before_during_and_
     assert "already have this email" not in plan  # the cap held them back: they never had it
     assert f"{members} were held back by the frequency cap when it was sent" in plan and FOR_GOOD in plan
 
-    listing = marketer.get("/console/")
+    listing = marketer.get("/console/campaigns")
     heads = re.findall(r'<th scope="col"[^>]*>([^<]+)</th>', listing.text)
     row = re.search(rf'<tr id="row-{campaign_id}">(.*?)</tr>', listing.text, re.DOTALL)
     assert row, listing.text

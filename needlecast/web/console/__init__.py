@@ -44,6 +44,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         cohort_views,
         contact_views,
         content_views,
+        home_views,
         problems,
         report_views,
         session_views,
@@ -75,6 +76,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     jobs = ImportJobs()
     routes = [
         *session_views.ROUTES,
+        *home_views.ROUTES,  # before campaign_views: the home page is "/", the campaign list "/campaigns"
         *campaign_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,

@@ -1,0 +1,414 @@
+"""The console's home: how the clinic's email is doing, what sends next, what needs a person, how the audience
+grows, or (on a first run) the steps to a first send. Reads only.
+
+Contract:
+- `last_30_days(engine, workspace, today)` is the headline figures (`Figure`) of the emails sent in the 30
+  days ending `today` (days of sending on the clinic's clock, both ends included, as the Reports page's
+  period filter counts them), each with the same figure for the 30 days before and the change. The figures
+  are the report's own (`reports.compare`: the flags of `reports.metrics`, summed by `funnel`, divided with
+  `RATES`), over every campaign, with rates shown from one email on. `sent_emails` reads those emails once
+  for a page that also asks `attention` (both take it; without it each reads them).
+- `calendar(engine, workspace, view, anchor, now)` is the week (Monday to Sunday) or month (its weeks,
+  Monday first) around `anchor` on the clinic's clock, each day with what is planned to send on it from
+  `now` on: an active broadcast's emails and the time of its first one, a sequence's (or journey's) expected
+  emails that day, both as the planner plans them (`campaign.plan.preview.build_plans`, a new sender's
+  warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
+  (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
+  nothing.
+- `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
+  failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
+  flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
+  nobody changed for 7 days, a campaign the deliverability guard paused, a file that does not load.
+- `growth(engine, workspace, today)` is the last 8 weeks (Monday first, clinic's clock): new leads by source
+  (`reports.cohorts.load_leads`: the source of a lead's first consent) and unsubscribes (suppressions for an
+  unsubscribe recorded that week).
+- `first_run(engine, workspace)` is the checklist (`Step`) a new clinic follows and whether the console
+  should show it instead of the dashboard: until the clinic's details are set, there are contacts and a
+  campaign has gone live (scheduled, or emails sent).
+Counts, ids and times only: no personal data.
+"""
+
+from __future__ import annotations
+
+import calendar as months
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from needlecast.audience.frame_cache import FrameCache
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.model import BROADCAST, JOURNEY
+from needlecast.campaign.definition.signoff import stale_files
+from needlecast.campaign.overview import BROKEN, DRAFT, Overview, campaign_overviews
+from needlecast.campaign.plan.preview import build_plans
+from needlecast.campaign.send import guardrails
+from needlecast.campaign.send.warmup import caps_on
+from needlecast.config import ClinicSettings, Workspace
+from needlecast.errors import InvalidRequest
+from needlecast.reports.cohorts import load_leads
+from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, email_flags, totals_row
+from needlecast.reports.data import health
+from needlecast.store.schema import contacts, deliveries, suppressions
+
+PERIOD_DAYS = 30
+GROWTH_WEEKS = 8
+STALE_DRAFT = timedelta(days=7)
+VIEWS = ("week", "month")
+LIVE = ("active", "paused")  # a campaign that has gone live (scheduled, sending, or paused while it sends)
+UNSET = ClinicSettings()  # `needlecast init`'s placeholders: a detail equal to its default is not set yet
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure: this period's value, the period before's, and the change (a rate's change is in
+    percentage points as a fraction: 0.02 is two points). None where there is nothing to divide by."""
+
+    key: str  # the report's column: sent, delivery_rate, opened_rate, clicked_rate, conversion_rate
+    name: str
+    value: float | None
+    previous: float | None
+    rate: bool  # a rate (shown as a percentage) or a count
+
+    @property
+    def change(self) -> float | None:
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date  # included
+    previous_start: date
+    previous_end: date
+    figures: list[Figure]
+    delivered: int  # the emails delivered this period (the rates after the delivery rate are against it)
+
+
+FIGURES = (
+    ("sent", "Sent", False),
+    ("delivery_rate", "Delivered", True),
+    ("opened_rate", "Open rate", True),
+    ("clicked_rate", "Click rate", True),
+    ("conversion_rate", "Booking rate", True),
+)
+
+
+def _number(value: object) -> float | None:
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number
+
+
+def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
+    """Today on the clinic's clock."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(workspace.settings.clinic.time_zone)).date()
+
+
+def sent_emails(engine: Engine, workspace: Workspace) -> pd.DataFrame:
+    """Every sent email with its report flags (`reports.compare.email_flags`), read once for a page's parts."""
+    return email_flags(engine, workspace.settings.attribution)
+
+
+def last_30_days(engine: Engine, workspace: Workspace, today: date, emails: pd.DataFrame | None = None) -> Period:
+    """The headline figures of the 30 days ending `today` against the 30 before (see the module contract);
+    `emails`: `sent_emails` already read (default: read now)."""
+    zone = workspace.settings.clinic.time_zone
+    sent = sent_emails(engine, workspace) if emails is None else emails
+    emails = annotate(sent, Catalogue(), zone)
+    current = Filters(start=today - timedelta(days=PERIOD_DAYS - 1), end=today)
+    earlier = current.previous()
+    assert earlier is not None and earlier.start and earlier.end and current.start
+    now_row = totals_row(chosen(emails, current), min_group=1).iloc[0]
+    before_row = totals_row(chosen(emails, earlier), min_group=1).iloc[0]
+    figures = [Figure(key, name, _number(now_row[key]), _number(before_row[key]), rate) for key, name, rate in FIGURES]
+    return Period(current.start, today, earlier.start, earlier.end, figures, int(now_row["delivered"]))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing on a calendar day."""
+
+    kind: str  # broadcast, sequence, journey, warmup
+    emails: int  # planned emails; for a warm-up, the emails the day's cap allows
+    campaign_id: str = ""
+    name: str = ""
+    at: datetime | None = None  # a broadcast's first email that day (UTC; pages show it on the clinic's clock)
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    in_range: bool  # False for a month view's days of the weeks around the month
+    today: bool
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    view: str
+    start: date
+    end: date  # included
+    title: str  # "1–7 December 2026", "December 2026"
+    previous: date  # an anchor in the period before, and after
+    following: date
+    weeks: list[list[Day]]
+    planned: int  # emails planned in the period (warm-up caps not counted)
+    problems: int  # campaign files that did not load (the attention list names them)
+
+
+def _bounds(view: str, anchor: date) -> tuple[date, date, date, date, str]:
+    """(first day shown, last day shown, previous anchor, next anchor, title) of `view` around `anchor`."""
+    if view == "week":
+        start = anchor - timedelta(days=anchor.weekday())
+        end = start + timedelta(days=6)
+        title = f"Week of {start.day} {start:%B %Y}"
+        return start, end, start - timedelta(days=7), start + timedelta(days=7), title
+    first = anchor.replace(day=1)
+    last = first.replace(day=months.monthrange(first.year, first.month)[1])
+    start = first - timedelta(days=first.weekday())
+    end = last + timedelta(days=6 - last.weekday())
+    return start, end, first - timedelta(days=1), last + timedelta(days=1), f"{first:%B %Y}"
+
+
+def _planned(
+    engine: Engine, workspace: Workspace, first: date, last: date, now: datetime, frames: FrameCache | None
+) -> tuple[dict[date, list[Entry]], int]:
+    """What each day from `first` to `last` (clinic's clock, none before today) has planned, and how many
+    campaign files did not load."""
+    zone = ZoneInfo(workspace.settings.clinic.time_zone)
+    today = now.astimezone(zone).date()
+    first = max(first, today)
+    days: dict[date, list[Entry]] = {}
+    if last < first:
+        return days, 0
+    horizon = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        live = {o.id for o in campaign_overviews(ctx, conn, now) if o.state == "active"}
+    days_ahead = max(1, math.ceil((horizon - now).total_seconds() / 86400))
+    plans = build_plans(workspace, engine, None, days_ahead, now, audience=frames)
+    for plan in plans.plans:
+        campaign = plan.campaign
+        if campaign.id not in live or plan.emails.empty:
+            continue
+        queued = plan.emails[plan.emails["status"] == "queued"]
+        due = pd.to_datetime(queued["due_at"], utc=True)
+        local = due.dt.tz_convert(zone)
+        for day, moments in due.groupby(local.dt.date):
+            if first <= day <= last:
+                kind = (
+                    BROADCAST if campaign.kind == BROADCAST else (JOURNEY if campaign.kind == JOURNEY else "sequence")
+                )
+                at = moments.min().to_pydatetime() if kind == BROADCAST else None
+                days.setdefault(day, []).append(Entry(kind, len(moments), campaign.id, campaign.name, at))
+    warm = workspace.settings.deliverability.warmup
+    for day, entries in days.items():
+        caps = caps_on(warm, day) if warm is not None and day >= warm.start else None
+        if caps is not None:
+            entries.append(Entry("warmup", caps.day))
+    return days, len(plans.problems)
+
+
+def calendar(
+    engine: Engine,
+    workspace: Workspace,
+    view: str,
+    anchor: date | None,
+    now: datetime,
+    *,
+    frames: FrameCache | None = None,
+) -> Calendar:
+    """The week or month around `anchor` (default: today) with what is planned (see the module contract);
+    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now)."""
+    if view not in VIEWS:
+        raise InvalidRequest(f"view: '{view}' is not a calendar view; choose week or month")
+    today = clinic_today(workspace, now)
+    anchor = anchor or today
+    start, end, previous, following, title = _bounds(view, anchor)
+    planned, problems = _planned(engine, workspace, start, end, now, frames)
+    shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
+    weeks: list[list[Day]] = []
+    day = start
+    while day <= end:
+        if day.weekday() == 0:
+            weeks.append([])
+        in_range = view == "week" or shown[0] <= day <= shown[1]
+        weeks[-1].append(Day(day, in_range, day == today, planned.get(day, [])))
+        day += timedelta(days=1)
+    total = sum(e.emails for entries in planned.values() for e in entries if e.kind != "warmup")
+    return Calendar(view, start, end, title, previous, following, weeks, total, problems)
+
+
+@dataclass(frozen=True)
+class Attention:
+    campaign_id: str
+    name: str
+    reasons: list[str]
+    linkable: bool = True  # False for a file that does not load (it has no page)
+
+
+def _reasons(overview: Overview, flag: str, stale: list[str], paused: str, idle: timedelta | None) -> list[str]:
+    reasons = []
+    if overview.state == BROKEN:
+        reasons.append("its file has a mistake, so it cannot send")
+    failed, unknown = overview.counts.get("failed", 0), overview.counts.get("unknown", 0)
+    if failed:
+        reasons.append(f"{failed:,} email(s) failed")
+    if unknown:
+        reasons.append(f"{unknown:,} email(s) may or may not have reached the provider")
+    if flag and flag != "ok":
+        reasons.append(f"health: {flag}")
+    if stale:
+        reasons.append(f"its sign-off predates a change to {len(stale)} file(s): it needs a new review")
+    if idle is not None and idle >= STALE_DRAFT:
+        reasons.append(f"a draft nobody changed for {idle.days} days")
+    if paused:
+        reasons.append("it paused itself: the deliverability guard stopped it")
+    return reasons
+
+
+def attention(
+    engine: Engine, workspace: Workspace, now: datetime, emails: pd.DataFrame | None = None
+) -> list[Attention]:
+    """Each campaign that needs a person and why (see the module contract), by id; `emails`: `sent_emails`
+    already read (default: read now)."""
+    ctx = CampaignContext.load(workspace)
+    flags = health(sent_emails(engine, workspace) if emails is None else emails)
+    flag_of = dict(zip(flags["campaign_id"], flags["flag"], strict=True))
+    found = []
+    with engine.connect() as conn:
+        overviews = campaign_overviews(ctx, conn, now)
+        paused = {o.id: guardrails.paused_figures(conn, o.id) for o in overviews}
+    for overview in overviews:
+        campaign = ctx.campaigns.get(overview.id)
+        idle = None
+        if campaign is not None and overview.state == DRAFT:
+            changed = datetime.fromtimestamp(campaign.path.stat().st_mtime, UTC)
+            idle = now - changed
+        stale = stale_files(ctx, campaign) if campaign is not None else []
+        reasons = _reasons(overview, str(flag_of.get(overview.id, "")), stale, paused[overview.id], idle)
+        if reasons:
+            broken = overview.state == BROKEN  # named by its file: it has no page of its own
+            name = overview.file if broken else overview.name or overview.id
+            found.append(Attention(overview.id, name, reasons, not broken))
+    return found
+
+
+@dataclass(frozen=True)
+class Growth:
+    weeks: list[date]  # Mondays, oldest first
+    sources: list[str]  # the lead sources seen in these weeks, by name
+    leads: dict[date, dict[str, int]]  # week -> source -> new leads
+    unsubscribed: dict[date, int]
+
+    def total(self, week: date) -> int:
+        return sum(self.leads.get(week, {}).values())
+
+
+def _weeks_of(moments: pd.Series, zone: str) -> pd.Series:
+    local = pd.to_datetime(moments, utc=True).dt.tz_convert(zone).dt.date
+    return local.map(lambda d: d - timedelta(days=d.weekday()))
+
+
+def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
+    """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract)."""
+    zone = workspace.settings.clinic.time_zone
+    monday = today - timedelta(days=today.weekday())
+    weeks = [monday - timedelta(weeks=n) for n in range(GROWTH_WEEKS - 1, -1, -1)]
+    leads = load_leads(engine)
+    leads = leads.assign(week=_weeks_of(leads["signed_up_at"], zone)) if not leads.empty else leads
+    recent = leads[leads["week"].isin(weeks)] if not leads.empty else leads
+    counted: dict[date, dict[str, int]] = {}
+    for (week, source), size in recent.groupby(["week", "source"]).size().items() if not recent.empty else []:
+        counted.setdefault(week, {})[str(source)] = int(size)
+    with engine.connect() as conn:
+        stamps = conn.execute(
+            select(suppressions.c.created_at).where(suppressions.c.reason == "unsubscribed")
+        ).scalars()
+        unsubscribes = pd.Series(list(stamps), dtype="object")
+    by_week = _weeks_of(unsubscribes, zone).value_counts() if not unsubscribes.empty else pd.Series(dtype="int64")
+    sources = sorted({s for per in counted.values() for s in per})
+    return Growth(weeks, sources, counted, {w: int(by_week.get(w, 0)) for w in weeks})
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # clinic, sender, leads, campaign, review, schedule
+    title: str
+    done: bool
+    path: str  # the console page where it is done ("" where no console page does it yet)
+    detail: str
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    show: bool  # the clinic's details, contacts or a live campaign is missing: show the checklist
+    steps: list[Step]
+
+
+def _clinic_set(clinic: ClinicSettings) -> bool:
+    return all(
+        getattr(clinic, name) and getattr(clinic, name) != getattr(UNSET, name)
+        for name in ("name", "postal_address", "website", "booking_url")
+    )
+
+
+def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
+    """The first run's checklist and whether to show it (see the module contract)."""
+    clinic = workspace.settings.clinic
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
+        sent = conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first()
+        overviews = campaign_overviews(ctx, conn, now)
+    live = sent is not None or any(o.state in LIVE for o in overviews)
+    first = next((c for c in sorted(ctx.campaigns)), "")
+    signed = any(c.signoff is not None and not stale_files(ctx, c) for c in ctx.campaigns.values())
+    details = _clinic_set(clinic)
+    sender = bool(clinic.sender_email) and clinic.sender_email != UNSET.sender_email
+    sender = sender and clinic.sender_name != UNSET.sender_name
+    campaign_page = f"/campaigns/{first}" if first else "/campaigns/new"
+    steps = [
+        Step(
+            "clinic",
+            "Add the clinic's details and logo",
+            details and bool(clinic.logo_url),
+            "",
+            "The name, postal address, website, booking link and logo every email shows.",
+        ),
+        Step(
+            "sender",
+            "Choose who the emails come from",
+            sender,
+            "",
+            "The sender's name and address people see in their inbox.",
+        ),
+        Step(
+            "leads",
+            "Import or connect your leads",
+            people > 0,
+            "/audiences",
+            f"{people:,} contacts so far." if people else "Upload a spreadsheet of leads, or connect a signup form.",
+        ),
+        Step(
+            "campaign",
+            "Create your first campaign",
+            bool(ctx.campaigns),
+            "/campaigns/new",
+            "Choose who gets it, the email and when it goes.",
+        ),
+        Step(
+            "review",
+            "Have it reviewed",
+            signed,
+            campaign_page,
+            "A reviewer reads the email and signs it off before it can send.",
+        ),
+        Step("schedule", "Schedule it", live, campaign_page, "Pick the moment; the console sends it then."),
+    ]
+    return FirstRun(not (details and people > 0 and live), steps)

@@ -5,10 +5,13 @@ in UTC, as `needlecast plan` and `needlecast campaign` print them), and whose `w
 people (no command, flag or file; times in the campaign's zone). `for_people(text)` is a note's `words`, or
 `text` itself for a plain string (a note that says nothing of the command line). `duration_words(delta)` is a
 duration as people say it ("3 days", "1 day 6 hours", "at once"), never Python's "3 days, 0:00:00".
+`placeholders_in_words(source)` is a subject line's template source with each `{{ first_name }}` shown as
+"[first name]" and its tags left out, for lists that show a subject without rendering it for a person.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,3 +48,14 @@ def duration_words(delta: timedelta) -> str:
     parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
     said = " ".join(f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in parts if n)
     return said or "at once"
+
+
+_EXPRESSION = re.compile(r"\{\{\s*([\w.]+)[^}]*\}\}")
+_TAG = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def placeholders_in_words(source: str) -> str:
+    """`source` (a subject line's Jinja) with each expression as "[its name in words]" ("{{ first_name }}" ->
+    "[first name]", "{{ clinic.name | upper }}" -> "[clinic name]") and each tag or comment left out."""
+    said = _EXPRESSION.sub(lambda m: "[" + m.group(1).replace("_", " ").replace(".", " ") + "]", source)
+    return " ".join(_TAG.sub("", said).split())

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from needlecast.campaign.notes import duration_words, for_people
+from needlecast.campaign.notes import duration_words, for_people, placeholders_in_words
 from needlecast.config import Workspace, signing_secret
 from needlecast.readmodels.segments import FrameCache
 from needlecast.web.actors import Session
@@ -56,6 +56,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
     pages.env.filters["for_people"] = for_people  # a note's words, not its command-line form
     pages.env.filters["duration"] = duration_words
+    pages.env.filters["placeholders"] = placeholders_in_words  # a subject's source as "[first name]"
 
     def render(
         request: Request, who: Who | Session | None, template: str, status: int = 200, **context: Any

@@ -103,7 +103,7 @@ def campaign_page(request: Request, who: Who) -> Response:
         plan=shown.plan,
         rows=shown.plan.rows,
         days=PLAN_DAYS,
-        findings=shown.findings,
+        findings=[campaigns_read.finding_in_words(f) for f in shown.findings],
         errors=shown.errors,
         stale=shown.stale,
         actions=_actions_for(detail.overview.state),
@@ -228,7 +228,7 @@ def save(request: Request, who: Who, replacing: str | None) -> Response:
         # keep what was typed in the rows the loader saw, including an empty last one
         title = f"Edit {replacing}" if replacing else "New campaign"
         return form_page(
-            request, who, title, form_values(document), {field_of(err.field): f"{err.problem}. Fix: {err.fix}"}, 422
+            request, who, title, form_values(document), {field_of(err.field): f"{err.problem}. Fix: {err.fix.partition(': needlecast ')[0]}"}, 422
         )
     return back_to(
         request,

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from needlecast import ledger
-from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.state import find_state
@@ -145,7 +145,7 @@ def unknown_requests(ctx: CampaignContext, conn: Connection, campaign_id: str) -
 
 def _ab_tests(conn: Connection, campaign: Campaign) -> list[str]:
     decided = load_decisions(conn, campaign.id)
-    shown = []
+    shown: list[str] = []
     for step, test in winner_steps(campaign):
         if step.id in decided:
             at = decided[step.id].decided_at

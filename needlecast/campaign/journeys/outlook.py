@@ -13,9 +13,9 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Connection
 
-from needlecast.campaign.notes import Note
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.timing import utc
+from needlecast.campaign.notes import Note
 from needlecast.campaign.plan.rules import PLAN_COLUMNS, Plan
 from needlecast.store import journeys as store
 

@@ -9,9 +9,11 @@ returned in `problems`; the other campaigns are planned all the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -21,8 +23,8 @@ from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
-from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.journeys.outlook import journey_plan
+from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -135,23 +137,10 @@ def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) 
     return emails, days_note(emails, warm)
 
 
-def _notes(
-    ctx: CampaignContext,
-    conn: Connection,
-    campaign: Campaign,
-    plan: Plan,
-    zones: set[str],
-    started_at: datetime | None,
-    now: datetime,
-    horizon: datetime,
-    days: int,
-    *,
-    planned_any: bool = True,
-) -> list[str]:
-    """What stops the campaign or why it plans nothing; `planned_any`: whether it planned any email before the
-    horizon was applied (a broadcast that already went to everyone planned none)."""
-    notes: list[str] = _winner_notes(conn, campaign)
-    state = find_state(conn, campaign.id)
+def _stopping_notes(ctx: CampaignContext, campaign: Campaign, state: Mapping[str, Any] | None) -> list[str]:
+    """What holds the campaign back before any plan: a draft, a paused or cancelled state, a step that does not
+    render, lint errors that the sign-off gate will block on."""
+    notes: list[str] = []
     if campaign.draft:
         notes.append(
             Note(
@@ -184,11 +173,34 @@ def _notes(
                     "Claims review below); fix them, or record a sign-off",
                 )
             )
+    return notes
+
+
+def _notes(
+    ctx: CampaignContext,
+    conn: Connection,
+    campaign: Campaign,
+    plan: Plan,
+    zones: set[str],
+    started_at: datetime | None,
+    now: datetime,
+    horizon: datetime,
+    days: int,
+    *,
+    planned_any: bool = True,
+) -> list[str]:
+    """What stops the campaign or why it plans nothing; `planned_any`: whether it planned any email before the
+    horizon was applied (a broadcast that already went to everyone planned none)."""
+    notes: list[str] = _winner_notes(conn, campaign)
+    state = find_state(conn, campaign.id)
+    notes += _stopping_notes(ctx, campaign, state)
     if campaign.kind == BROADCAST and (state is None or state["digest"] != campaign.digest) and plan.emails.size:
         try:
             refuse_if_past(campaign, zones, now)
         except CampaignFileError as err:
-            notes.append(Note(f"will be refused when scheduled: {err}", f"will be refused when scheduled: {_in_words(err)}"))
+            notes.append(
+                Note(f"will be refused when scheduled: {err}", f"will be refused when scheduled: {_in_words(err)}")
+            )
     queued = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
     held = _nothing_new(plan)
     if queued:
@@ -213,27 +225,30 @@ def _notes(
         else:
             notes.append("plans nothing: the segment has no member who may be mailed (see the exclusions)")
         return notes
-    if not campaign.enrol.explicit:
-        since = started_at or now
-        first = "not scheduled yet, so from now"
-        notes.append(
-            Note(
-                "plans nothing: a sequence without 'enrol' takes the contacts who sign up after it is first "
-                f"scheduled ({first if started_at is None else f'{since:%Y-%m-%d %H:%M} UTC'}); "
-                f"none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
-                'leads, add enrol: {joined_after: "YYYY-MM-DD"}',
-                "plans nothing: a sequence that does not say whom it enrols takes the contacts who sign up after "
-                f"it is first scheduled ({first if started_at is None else local_time(since, campaign.time_zone)});"
-                f" none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
-                "leads, edit the campaign and enrol those who signed up after a date",
-            )
-        )
-    elif not plan.new_enrolments and plan.candidates:
-        rule = f"tag '{campaign.enrol.tag}'" if campaign.enrol.tag else f"signed up after {campaign.enrol.joined_after}"
-        notes.append(f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}")
-    else:
-        notes.append("plans nothing in this window: no step is due for anyone enrolled")
+    notes.append(_sequence_nothing(campaign, plan, started_at))
     return notes
+
+
+def _sequence_nothing(campaign: Campaign, plan: Plan, started_at: datetime | None) -> str:
+    """Why a sequence plans nothing in the window: whom it enrols, or no step due."""
+    if not campaign.enrol.explicit:
+        unscheduled = "not scheduled yet, so from now"
+        cli_since = unscheduled if started_at is None else f"{started_at:%Y-%m-%d %H:%M} UTC"
+        since = unscheduled if started_at is None else local_time(started_at, campaign.time_zone)
+        return Note(
+            "plans nothing: a sequence without 'enrol' takes the contacts who sign up after it is first "
+            f"scheduled ({cli_since}); "
+            f"none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
+            'leads, add enrol: {joined_after: "YYYY-MM-DD"}',
+            "plans nothing: a sequence that does not say whom it enrols takes the contacts who sign up after "
+            f"it is first scheduled ({since});"
+            f" none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
+            "leads, edit the campaign and enrol those who signed up after a date",
+        )
+    if not plan.new_enrolments and plan.candidates:
+        rule = f"tag '{campaign.enrol.tag}'" if campaign.enrol.tag else f"signed up after {campaign.enrol.joined_after}"
+        return f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}"
+    return "plans nothing in this window: no step is due for anyone enrolled"
 
 
 def _in_words(err: CampaignFileError) -> str:

@@ -1,6 +1,7 @@
 """The console: a server-rendered web app (Jinja2, no build step, no CDN) in which marketers, reviewers,
-analysts and admins do their whole job. Its one script, `static/import-progress.js`, shows a running
-import's progress (the Content-Security-Policy allows scripts from the console itself, never inline).
+analysts and admins do their whole job. Its scripts, `static/import-progress.js` and `static/send-progress.js`,
+show a running import's progress and a campaign's counts while it sends (the Content-Security-Policy allows
+scripts from the console itself, never inline).
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
 the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.actions`

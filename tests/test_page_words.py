@@ -12,6 +12,7 @@ import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -22,7 +23,8 @@ from needlecast.accounts.users import find_user
 from needlecast.campaign.context import CampaignContext
 from needlecast.store.schema import contacts
 from needlecast.web.app import create_app
-from tests.console_site import ConsoleSite, email_of, site
+from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 
 # What a page must never say, as (pattern, what it is).
 COMMAND_TALK = [
@@ -118,3 +120,50 @@ def test_no_console_page_speaks_the_command_line(web: ConsoleSite) -> None:
     assert len(walked) >= 20, walked  # the walk reaches the pages
     assert any(u.startswith("/console/campaigns/") for u in walked)
     assert not offences, "\n".join(offences)
+
+
+# -- the campaign page in a real browser ----------------------------------------------------------------------
+
+
+@pytest.fixture()
+def browser_site(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    with site(workspace_dir, url) as running:
+        yield running
+
+
+def _logged_in(browser: Any, web: ConsoleSite, width: int) -> Any:
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.goto(f"{web.url}/console/login")
+    page.get_by_label("Email address").fill(email_of("marketer"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console/$"))
+    return page
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed (.ci/run installs it into .ci/axe)")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_campaign_page_speaks_plainly_and_follows_a_send_without_reloading_itself(
+    browser: Any, browser_site: ConsoleSite, width: int
+) -> None:
+    web = browser_site
+    page = _logged_in(browser, web, width)
+    with web.senders._lock:  # a send of this process, running: what `send_now` records until it ends
+        web.senders._busy.add("spring-guide")
+    page.goto(f"{web.url}/console/campaigns/spring-guide?send=started", timeout=120_000)
+    main = page.inner_text("main")
+    assert "Sending now." in main and "[first name], your guide to microneedling" in main
+    assert "its first send is 1 Mar 2027, 22:00 GMT" in main  # the campaign's clock, not UTC and no --days
+    assert page.locator("meta[http-equiv=refresh]").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"
+    assert accessibility_problems(page) == []
+    screenshot(page, f"console-campaign-words-{width}")
+    with web.senders._lock:
+        web.senders._busy.discard("spring-guide")
+    # The script sees the send end on its next poll and loads the page once, which then says what it did.
+    page.locator("#send-banner", has_text="The send has ended").wait_for(timeout=30_000)
+    assert page.locator("script[src$='send-progress.js']").count() == 0

@@ -8,9 +8,12 @@ editing this file. Downloads (CSV, JSON) are for programs and are left out.
 
 from __future__ import annotations
 
+import copy
 import html
+import pickle
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +24,9 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from needlecast.accounts.users import find_user
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.notes import Note, duration_words, for_people, placeholders_in_words
+from needlecast.findings import Finding
+from needlecast.readmodels.campaigns import finding_in_words
 from needlecast.store.schema import contacts
 from needlecast.web.app import create_app
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
@@ -167,3 +173,42 @@ def test_the_campaign_page_speaks_plainly_and_follows_a_send_without_reloading_i
     # The script sees the send end on its next poll and loads the page once, which then says what it did.
     page.locator("#send-banner", has_text="The send has ended").wait_for(timeout=30_000)
     assert page.locator("script[src$='send-progress.js']").count() == 0
+
+
+# -- the words themselves -------------------------------------------------------------------------------------
+
+
+def test_a_note_is_the_command_lines_text_with_the_clinics_words_beside_it_and_survives_a_copy() -> None:
+    note = Note("plan further ahead with --days 86", "its first send is in 85 days")
+    assert note == "plan further ahead with --days 86" and f"{note}" == "plan further ahead with --days 86"
+    assert for_people(note) == "its first send is in 85 days" and for_people("plain") == "plain"
+    assert for_people(pickle.loads(pickle.dumps(note))) == "its first send is in 85 days"
+    assert for_people(copy.deepcopy(note)) == "its first send is in 85 days"
+
+
+def test_durations_subjects_and_findings_are_said_in_words() -> None:
+    assert duration_words(timedelta(days=3)) == "3 days" and duration_words(timedelta(0)) == "at once"
+    assert duration_words(timedelta(days=1, hours=6)) == "1 day 6 hours"
+    said = placeholders_in_words(
+        "{{ first_name }}, your guide to {{ article.treatment | midsentence }}{% if x %}!{% endif %}"
+    )
+    assert said == "[first name], your guide to [article treatment]!"
+    finding = Finding(
+        "content/articles/x.md",
+        3,
+        "content-tag-review",
+        "warning",
+        "'Safe': unsure",
+        "check `needlecast content show x --why`",
+    )
+    assert "needlecast" not in finding_in_words(finding).fix
+    broken = Finding(
+        "campaigns/x.yaml",
+        1,
+        "campaign-file",
+        "error",
+        "/srv/ws/campaigns/x.yaml: field 'segment': is unknown. Fix: name one",
+        "name one",
+    )
+    shown = finding_in_words(broken)
+    assert shown.file == "campaign x" and shown.message == "field 'segment': is unknown" and "/srv" not in shown.message

@@ -212,12 +212,13 @@ def _notes(
             return notes
         upcoming = [m for m in broadcast_moments(campaign, zones) if m > horizon]
         if upcoming and not any(m <= horizon for m in broadcast_moments(campaign, zones)):
+            ahead = (upcoming[0] - now).days
             notes.append(
                 Note(
                     f"plans nothing in the next {days} days: its first send is {upcoming[0]:%Y-%m-%d %H:%M} UTC "
-                    f"(plan further ahead with --days {(upcoming[0] - now).days + 1})",
+                    f"(plan further ahead with --days {ahead + 1})",
                     f"plans nothing in the next {days} days: its first send is "
-                    f"{local_time(upcoming[0], campaign.time_zone)}, {(upcoming[0] - now).days} days from now",
+                    f"{local_time(upcoming[0], campaign.time_zone)}, in {ahead} day{'' if ahead == 1 else 's'}",
                 )
             )
         elif held:

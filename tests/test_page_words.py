@@ -33,6 +33,7 @@ from tests.browser import accessibility_problems, axe_script, chromium_path, scr
 from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 
 # What a page must never say, as (pattern, what it is).
+UTC_TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2})? ?(UTC|Z)\b")  # a time the clinic would have to convert
 COMMAND_TALK = [
     (re.compile(r"needlecast [a-z]"), "a command"),
     (re.compile(r"(?<![\w-])--[a-z][a-z-]+"), "a command-line option"),
@@ -93,12 +94,12 @@ def _urls(path: str, values: dict[str, list[str]]) -> list[str]:
     return urls
 
 
-def _visible(page: str) -> str:
+def _visible(page: str, *, with_titles: bool = True) -> str:
     """The page's text as a person reads it (tags, scripts, styles and source fields left out), plus its
     title attributes."""
     # The template editor's source field is the Jinja source on purpose (for those who want it).
     page = re.sub(r"<(script|style|textarea)\b.*?</\1>", " ", page, flags=re.S)
-    titles = " ".join(re.findall(r'\btitle="([^"]*)"', page))
+    titles = " ".join(re.findall(r'\btitle="([^"]*)"', page)) if with_titles else ""
     return html.unescape(re.sub(r"<[^>]+>", " ", page) + " " + titles)
 
 
@@ -116,6 +117,8 @@ def test_no_console_page_speaks_the_command_line(web: ConsoleSite) -> None:
                 continue
             walked.append(url)
             text = _visible(answer.text)
+            shown = _visible(answer.text, with_titles=False)  # UTC may be on hover, never shown
+            offences += [f"{url}: a time in UTC: {m.group(0)}" for m in UTC_TIME.finditer(shown)]
             for pattern, what in COMMAND_TALK:
                 for found in pattern.finditer(text):
                     around = text[max(0, found.start() - 60) : found.end() + 60].replace("\n", " ")

@@ -13,18 +13,22 @@ import html
 import pickle
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from starlette.routing import BaseRoute, Mount, Route
 
 from needlecast.accounts.users import find_user
+from needlecast.audience.importer import import_file
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.notes import Note, duration_words, for_people, placeholders_in_words
+from needlecast.campaign.plan.preview import build_plans
+from needlecast.config import Workspace
+from needlecast.content.loader import load_vocabulary_for
 from needlecast.findings import Finding
 from needlecast.readmodels.campaigns import finding_in_words
 from needlecast.store.schema import contacts
@@ -215,3 +219,16 @@ def test_durations_subjects_and_findings_are_said_in_words() -> None:
     )
     shown = finding_in_words(broken)
     assert shown.file == "campaign x" and shown.message == "field 'segment': is unknown" and "/srv" not in shown.message
+
+
+def test_the_plan_says_the_command_line_hint_to_the_cli_and_the_campaigns_clock_to_the_console(
+    workspace: Workspace, engine: Engine
+) -> None:
+    import_file(engine, workspace.root / "audiences" / "sample.csv", load_vocabulary_for(workspace))
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    notes = build_plans(workspace, engine, "spring-guide", 30, now).plans[0].notes
+    ahead = next(n for n in notes if n.startswith("plans nothing in the next 30 days"))
+    assert "2027-03-01 22:00 UTC (plan further ahead with --days 86)" in ahead  # what `needlecast plan` prints
+    assert for_people(ahead) == (
+        "plans nothing in the next 30 days: its first send is 1 Mar 2027, 22:00 GMT, in 85 days"
+    )

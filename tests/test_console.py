@@ -488,7 +488,7 @@ def test_send_now_runs_outside_the_request_and_the_page_shows_the_ledger_moving(
         sent = delivery_store(conn).counts(conn, "spring-guide")["sent"]
     assert sent > 0
     page = marketer.get("/console/campaigns/spring-guide")
-    assert f'<td class="num">{sent}</td>' in page.text
+    assert f'<td class="num" data-key="sent">{sent}</td>' in page.text
 
 
 def test_the_report_dashboard_and_its_html_report_show_the_bookings_an_email_earned(console: ConsoleSite) -> None:

@@ -94,7 +94,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     page.get_by_label("A/B split in percent (e.g. 50, 50)").first.fill("50, 50")
     page.get_by_role("button", name="Save the campaign").click()
     page.wait_for_url(re.compile(r".*/console/campaigns/winter-tips.*"))
-    assert "Saved campaigns/winter-tips.yaml as a draft" in page.inner_text("main")
+    assert "Saved Winter skin tips as a draft" in page.inner_text("main")
     assert page.locator("#state").inner_text() == "draft"  # saved in the form: live only once scheduled
     marketer.check("campaign")
 

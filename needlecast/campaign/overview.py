@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
+from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.state import find_state
@@ -69,7 +70,12 @@ def _next_send(
         upcoming = [m for m in broadcast_moments(campaign, zones) if m > now]
         if upcoming:
             return upcoming[0], "scheduled" if state else "once scheduled"
-        return None, "sent" if state else "its schedule is past: send it with --now, or choose a later time"
+        if state:
+            return None, "sent"
+        return None, Note(
+            "its schedule is past: send it with --now, or choose a later time",
+            "its schedule is past: send it now (Send now, under Actions), or choose a later time",
+        )
     interval = ctx.workspace.settings.schedule.sweep_interval_seconds
     return None, f"each sweep (every {interval} s) enrols new members and sends the steps that are due"
 
@@ -81,10 +87,19 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
     if campaign.draft:
         status, status_note = (
             DRAFT,
-            ("nothing is sent until someone presses Schedule in the console, or removes 'draft: true' from its file"),
+            Note(
+                "nothing is sent until someone presses Schedule in the console, or removes 'draft: true' from its file",
+                "nothing is sent until someone presses Schedule under Actions",
+            ),
         )
     elif state is None:
-        status, status_note = NOT_SCHEDULED, "`needlecast schedule sync` or a running scheduler schedules it"
+        status, status_note = (
+            NOT_SCHEDULED,
+            Note(
+                "`needlecast schedule sync` or a running scheduler schedules it",
+                "the scheduler schedules it when it next reads the campaigns, or press Schedule under Actions",
+            ),
+        )
     else:
         status, status_note = state["status"], state["note"]
     return Overview(
@@ -130,16 +145,18 @@ def unknown_requests(ctx: CampaignContext, conn: Connection, campaign_id: str) -
 
 def _ab_tests(conn: Connection, campaign: Campaign) -> list[str]:
     decided = load_decisions(conn, campaign.id)
-    shown = []
+    shown: list[str] = []
     for step, test in winner_steps(campaign):
         if step.id in decided:
-            shown.append(decided[step.id].describe() + f"; decided {decided[step.id].decided_at:%Y-%m-%d %H:%M} UTC")
+            at = decided[step.id].decided_at
+            said = decided[step.id].describe() + "; decided "
+            shown.append(Note(said + f"{at:%Y-%m-%d %H:%M} UTC", said + local_time(at, campaign.time_zone)))
             continue
         due = decision_due_at(conn, campaign, step)
         when = f"{due:%Y-%m-%d %H:%M} UTC" if due else f"{test.decide_after} after the test slice is due"
-        shown.append(
-            f"step {step.id}: testing {test.test_fraction:.0%} of the audience on {test.metric}; decided {when}"
-        )
+        local = local_time(due, campaign.time_zone) if due else f"{duration_words(test.decide_after)} after the test"
+        said = f"step {step.id}: testing {test.test_fraction:.0%} of the audience on {test.metric}; decided "
+        shown.append(Note(said + when, said + (local if due else local + " slice is due")))
     return shown
 
 
@@ -158,7 +175,7 @@ def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) ->
                 segment="",
                 file=problem.path.rsplit("/", 1)[-1],
                 state=BROKEN,
-                note=str(problem),
+                note=Note(str(problem), f"its file has an error in '{problem.field}': {problem.problem}"),
                 counts=delivery_store(conn).counts(conn, problem.campaign_id) if problem.campaign_id else {},
             ),
         )

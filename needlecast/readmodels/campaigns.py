@@ -17,7 +17,8 @@ Every function only reads; ids, counts and times only (no personal data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -219,6 +220,41 @@ def campaign_page(
     return CampaignPage(
         campaign, detail, plan, findings, errors, stale_files(ctx, campaign), tuple(test_recipients(workspace))
     )
+
+
+# Fixes whose command-line form names a command, said as the console's pages say them (by rule).
+_FIX_IN_WORDS = {
+    "content-tag-review": "read the section on the Content page and confirm or correct the concerns it is about",
+    "content-unparsable": "give the article headings and 'Title: body' benefit paragraphs",
+    "config-placeholder": "an administrator sets it in the workspace settings",
+}
+_COMMAND = re.compile(r"\s*\(?`needlecast [^`]*`\)?")
+
+
+def file_in_words(file: str) -> str:
+    """A finding's file as the console names it: a campaign, the content tags or the workspace settings by
+    what they are, a template or an article by its path in the workspace (never a path of the server)."""
+    name = file.rsplit("/", 1)[-1]
+    if file.startswith("campaigns/") and name.endswith((".yaml", ".yml")):
+        return "campaign " + name.rsplit(".", 1)[0]
+    if name in ("tags.yaml", "tags.yml"):
+        return "the content tags"
+    if name.endswith(".toml"):
+        return "the workspace settings"
+    if name.endswith((".yaml", ".yml")):
+        return name.rsplit(".", 1)[0].replace("_", " ")
+    return file
+
+
+def finding_in_words(finding: Finding) -> Finding:
+    """`finding` as the console shows it: its file named in words (`file_in_words`), its message without the
+    file a campaign-file error starts with, and its fix without a command (in words for the rules whose fix
+    is one); the command line prints the finding as it is."""
+    message = finding.message
+    if finding.rule == "campaign-file" and ": field '" in message:
+        message = "field '" + message.split(": field '", 1)[1].split(". Fix: ", 1)[0]
+    fix = _FIX_IN_WORDS.get(finding.rule) or _COMMAND.sub("", finding.fix).strip()
+    return replace(finding, file=file_in_words(finding.file), message=message, fix=fix)
 
 
 def campaign_name(workspace: Workspace, campaign_id: str) -> str:

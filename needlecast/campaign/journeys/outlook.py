@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.timing import utc
+from needlecast.campaign.notes import Note
 from needlecast.campaign.plan.rules import PLAN_COLUMNS, Plan
 from needlecast.store import journeys as store
 
@@ -29,9 +30,12 @@ def journey_plan(conn: Connection, campaign: Campaign, now: datetime, horizon: d
         waiting[position.node] += 1
         if utc(position.due_at) <= horizon:
             due[position.node] += 1
-    notes = [
-        f"a journey: each person's emails follow their own path; {sum(waiting.values())} people are in it now "
-        "(the journeys job moves them; `needlecast journey check` finds anyone stuck)"
+    said = f"a journey: each person's emails follow their own path; {sum(waiting.values())} people are in it now "
+    notes: list[str] = [
+        Note(
+            said + "(the journeys job moves them; `needlecast journey check` finds anyone stuck)",
+            said + "(the journeys job moves them on as each step falls due)",
+        )
     ]
     for node_id, node in journey.nodes.items():
         if waiting[node_id]:

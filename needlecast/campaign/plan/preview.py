@@ -9,9 +9,11 @@ returned in `problems`; the other campaigns are planned all the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -22,6 +24,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
 from needlecast.campaign.journeys.outlook import journey_plan
+from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -116,7 +119,10 @@ def build_plans(
                 plan.notes.append(warm_note)
             if not plan.emails.empty and (plan.emails["timing"] != "").any():
                 optimised = plan.emails[plan.emails["timing"] != ""]
-                plan.notes.append(send_time_summary(optimised["timing"], optimised["due_at"]))
+                timing, due = optimised["timing"], optimised["due_at"]
+                plan.notes.append(
+                    Note(send_time_summary(timing, due), send_time_summary(timing, due, campaign.time_zone))
+                )
             result.plans.append(plan)
     return result
 
@@ -129,6 +135,45 @@ def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) 
         return plan.emails, ""
     emails, _ = spread(plan.emails, warm, engagement_scores(conn, now))
     return emails, days_note(emails, warm)
+
+
+def _stopping_notes(ctx: CampaignContext, campaign: Campaign, state: Mapping[str, Any] | None) -> list[str]:
+    """What holds the campaign back before any plan: a draft, a paused or cancelled state, a step that does not
+    render, lint errors that the sign-off gate will block on."""
+    notes: list[str] = []
+    if campaign.draft:
+        notes.append(
+            Note(
+                "a draft: nothing is scheduled or sent until someone presses Schedule in the console, or removes "
+                "'draft: true' from its file",
+                "a draft: nothing is scheduled or sent until someone presses Schedule under Actions",
+            )
+        )
+    elif state is not None and state["status"] != ACTIVE:
+        notes.append(
+            Note(
+                f"{state['status']}: nothing is sent until `needlecast campaign resume {campaign.id}`",
+                f"{state['status']}: nothing is sent until someone resumes it (Resume, under Actions)",
+            )
+        )
+    try:
+        render_campaign(ctx, campaign)
+    except CampaignFileError as err:
+        notes.append(Note(f"will not send: {err}", f"will not send: {_in_words(err)}"))
+    if campaign.signoff is None:
+        findings = blocking_findings(ctx, campaign)
+        if findings:
+            first = findings[0]
+            notes.append(
+                Note(
+                    f"will be blocked by the sign-off gate: `needlecast lint` reports {len(findings)} error(s), "
+                    f"e.g. {first.file}:{first.line} {first.rule}; fix them or record a signoff in "
+                    f"{campaign.path.name}",
+                    f"will be blocked by the sign-off gate: the claims review finds {len(findings)} error(s) (see "
+                    "Claims review below); fix them, or record a sign-off",
+                )
+            )
+    return notes
 
 
 def _notes(
@@ -148,30 +193,14 @@ def _notes(
     horizon was applied (a broadcast that already went to everyone planned none)."""
     notes: list[str] = _winner_notes(conn, campaign)
     state = find_state(conn, campaign.id)
-    if campaign.draft:
-        notes.append(
-            "a draft: nothing is scheduled or sent until someone presses Schedule in the console, or removes "
-            "'draft: true' from its file"
-        )
-    elif state is not None and state["status"] != ACTIVE:
-        notes.append(f"{state['status']}: nothing is sent until `needlecast campaign resume {campaign.id}`")
-    try:
-        render_campaign(ctx, campaign)
-    except CampaignFileError as err:
-        notes.append(f"will not send: {err}")
-    if campaign.signoff is None:
-        findings = blocking_findings(ctx, campaign)
-        if findings:
-            first = findings[0]
-            notes.append(
-                f"will be blocked by the sign-off gate: `needlecast lint` reports {len(findings)} error(s), e.g. "
-                f"{first.file}:{first.line} {first.rule}; fix them or record a signoff in {campaign.path.name}"
-            )
+    notes += _stopping_notes(ctx, campaign, state)
     if campaign.kind == BROADCAST and (state is None or state["digest"] != campaign.digest) and plan.emails.size:
         try:
             refuse_if_past(campaign, zones, now)
         except CampaignFileError as err:
-            notes.append(f"will be refused when scheduled: {err}")
+            notes.append(
+                Note(f"will be refused when scheduled: {err}", f"will be refused when scheduled: {_in_words(err)}")
+            )
     queued = int((plan.emails["status"] == "queued").sum()) if not plan.emails.empty else 0
     held = _nothing_new(plan)
     if queued:
@@ -183,29 +212,51 @@ def _notes(
             return notes
         upcoming = [m for m in broadcast_moments(campaign, zones) if m > horizon]
         if upcoming and not any(m <= horizon for m in broadcast_moments(campaign, zones)):
+            ahead = (upcoming[0] - now).days
             notes.append(
-                f"plans nothing in the next {days} days: its first send is {upcoming[0]:%Y-%m-%d %H:%M} UTC "
-                f"(plan further ahead with --days {(upcoming[0] - now).days + 1})"
+                Note(
+                    f"plans nothing in the next {days} days: its first send is {upcoming[0]:%Y-%m-%d %H:%M} UTC "
+                    f"(plan further ahead with --days {ahead + 1})",
+                    f"plans nothing in the next {days} days: its first send is "
+                    f"{local_time(upcoming[0], campaign.time_zone)}, in {ahead} day{'' if ahead == 1 else 's'}",
+                )
             )
         elif held:
             notes.append("plans nothing new: " + held)
         else:
             notes.append("plans nothing: the segment has no member who may be mailed (see the exclusions)")
         return notes
-    if not campaign.enrol.explicit:
-        since = started_at or now
-        notes.append(
-            "plans nothing: a sequence without 'enrol' takes the contacts who sign up after it is first "
-            f"scheduled ({'not scheduled yet, so from now' if started_at is None else f'{since:%Y-%m-%d %H:%M} UTC'}); "
-            f"none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
-            'leads, add enrol: {joined_after: "YYYY-MM-DD"}'
-        )
-    elif not plan.new_enrolments and plan.candidates:
-        rule = f"tag '{campaign.enrol.tag}'" if campaign.enrol.tag else f"signed up after {campaign.enrol.joined_after}"
-        notes.append(f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}")
-    else:
-        notes.append("plans nothing in this window: no step is due for anyone enrolled")
+    notes.append(_sequence_nothing(campaign, plan, started_at))
     return notes
+
+
+def _sequence_nothing(campaign: Campaign, plan: Plan, started_at: datetime | None) -> str:
+    """Why a sequence plans nothing in the window: whom it enrols, or no step due."""
+    if not campaign.enrol.explicit:
+        unscheduled = "not scheduled yet, so from now"
+        cli_since = unscheduled if started_at is None else f"{started_at:%Y-%m-%d %H:%M} UTC"
+        since = unscheduled if started_at is None else local_time(started_at, campaign.time_zone)
+        return Note(
+            "plans nothing: a sequence without 'enrol' takes the contacts who sign up after it is first "
+            f"scheduled ({cli_since}); "
+            f"none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
+            'leads, add enrol: {joined_after: "YYYY-MM-DD"}',
+            "plans nothing: a sequence that does not say whom it enrols takes the contacts who sign up after "
+            f"it is first scheduled ({since});"
+            f" none of the segment's {plan.candidates} member(s) not yet enrolled has. To include earlier "
+            "leads, edit the campaign and enrol those who signed up after a date",
+        )
+    if not plan.new_enrolments and plan.candidates:
+        rule = f"tag '{campaign.enrol.tag}'" if campaign.enrol.tag else f"signed up after {campaign.enrol.joined_after}"
+        return f"plans nothing: none of the segment's {plan.candidates} member(s) not yet enrolled has {rule}"
+    return "plans nothing in this window: no step is due for anyone enrolled"
+
+
+def _in_words(err: CampaignFileError) -> str:
+    """A campaign file's problem for people: what is wrong and the fix, without the file, field or command."""
+    fix, command, _ = err.fix.partition(": needlecast ")  # a command in the fix is the command line's
+    fix += " (Send now, under Actions)" if command and "--now" in err.fix else ""
+    return f"{err.problem}: {fix}" if fix else err.problem
 
 
 def _nothing_new(plan: Plan) -> str:
@@ -241,11 +292,13 @@ def _winner_notes(conn: Connection, campaign: Campaign) -> list[str]:
             continue
         due = decision_due_at(conn, campaign, step)
         when = f"at {due:%Y-%m-%d %H:%M} UTC" if due else f"{test.decide_after} after the test slice is due"
-        notes.append(
+        local = f"at {local_time(due, campaign.time_zone)}" if due else f"{duration_words(test.decide_after)} after"
+        said = (
             f"A/B winner test on step {step.id}: {test.test_fraction:.0%} of the audience tests the arms; the rest "
             f"waits for the winner on {test.metric} (confidence {test.confidence:.0%}, fallback "
-            f"{'arm A' if test.fallback == 'A' else 'the better rate'}), decided {when}"
+            f"{'arm A' if test.fallback == 'A' else 'the better rate'}), decided "
         )
+        notes.append(Note(said + when, said + (local if due else f"{local} the test slice is due")))
     return notes
 
 

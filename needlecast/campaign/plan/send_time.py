@@ -243,10 +243,11 @@ def _slots_by_hour(slot_hours: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def summary(rules: pd.Series, due: pd.Series) -> str:
-    """How many each rule decided and the hours chosen (UTC), for `plan`."""
+def summary(rules: pd.Series, due: pd.Series, time_zone: str = "UTC") -> str:
+    """How many each rule decided and the hours chosen (on the clock of `time_zone`), for `plan`."""
     counted = rules.value_counts()
     decided = ", ".join(f"{name} {int(counted.get(name, 0))}" for name in RULES)
-    hours = pd.to_datetime(due[rules != HOLDOUT], utc=True).dt.strftime("%a %H:00").value_counts().head(6)
+    moments = pd.to_datetime(due[rules != HOLDOUT], utc=True).dt.tz_convert(time_zone)
+    hours = moments.dt.strftime("%a %H:00").value_counts().head(6)
     shown = ", ".join(f"{hour} x {int(n)}" for hour, n in hours.items())
-    return f"send-time optimisation: {decided}; busiest hours (UTC): {shown or 'none'}"
+    return f"send-time optimisation: {decided}; busiest hours ({time_zone}): {shown or 'none'}"

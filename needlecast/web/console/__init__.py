@@ -1,6 +1,7 @@
 """The console: a server-rendered web app (Jinja2, no build step, no CDN) in which marketers, reviewers,
-analysts and admins do their whole job. Its one script, `static/import-progress.js`, shows a running
-import's progress (the Content-Security-Policy allows scripts from the console itself, never inline).
+analysts and admins do their whole job. Its scripts, `static/import-progress.js` and `static/send-progress.js`,
+show a running import's progress and a campaign's counts while it sends (the Content-Security-Policy allows
+scripts from the console itself, never inline).
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
 the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.actions`
@@ -21,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from needlecast.campaign.notes import duration_words, for_people, placeholders_in_words
 from needlecast.config import Workspace, signing_secret
 from needlecast.readmodels.segments import FrameCache
 from needlecast.web.actors import Session
@@ -54,6 +56,9 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
 
     pages = Pages(HERE / "templates")
     pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
+    pages.env.filters["for_people"] = for_people  # a note's words, not its command-line form
+    pages.env.filters["duration"] = duration_words
+    pages.env.filters["placeholders"] = placeholders_in_words  # a subject's source as "[first name]"
 
     def render(
         request: Request, who: Who | Session | None, template: str, status: int = 200, **context: Any

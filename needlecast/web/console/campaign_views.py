@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from needlecast.actions import campaigns as campaigns_actions
@@ -90,9 +90,7 @@ def campaign_page(request: Request, who: Who) -> Response:
         console.engine, console.workspace, request.path_params["campaign"], PLAN_DAYS, frames=console.frames
     )
     detail = shown.detail
-    sending = detail.overview.counts.get("sending", 0) > 0 or bool(
-        console.senders and console.senders.sending(shown.campaign.id)
-    )
+    sending = _sending(request, detail)
     return console.render(
         request,
         who,
@@ -103,12 +101,12 @@ def campaign_page(request: Request, who: Who) -> Response:
         plan=shown.plan,
         rows=shown.plan.rows,
         days=PLAN_DAYS,
-        findings=shown.findings,
+        findings=[campaigns_read.finding_in_words(f) for f in shown.findings],
         errors=shown.errors,
         stale=shown.stale,
         actions=_actions_for(detail.overview.state),
         seeds=shown.seeds,
-        refresh=REFRESH_SECONDS if sending else 0,
+        # No refresh: while it sends, static/send-progress.js polls `campaign_status` and updates the counts.
         sending=sending,
         send_asked=request.query_params.get("send") == "started",
         outcome=detail.outcome,
@@ -117,6 +115,22 @@ def campaign_page(request: Request, who: Who) -> Response:
         words=campaigns_read.reason_in_words,
         **flash(request),
     )
+
+
+def _sending(request: Request, detail: campaigns_read.CampaignDetail) -> bool:
+    """Whether the campaign is sending now: emails claimed in the ledger, or a send of this process running."""
+    senders = console_of(request).senders
+    return detail.overview.counts.get("sending", 0) > 0 or bool(senders and senders.sending(detail.overview.id))
+
+
+@page("campaigns.view")
+def campaign_status(request: Request, who: Who) -> Response:
+    """The campaign's send as JSON for static/send-progress.js: `sending` (bool), `counts` (emails by state)
+    and `said` (the outcome so far in words); `NotFound` (the console's 404) for an unknown campaign."""
+    console = console_of(request)
+    detail = campaigns_read.campaign_detail(console.engine, console.workspace, request.path_params["campaign"])
+    status = {"sending": _sending(request, detail), "counts": dict(detail.overview.counts), "said": detail.said}
+    return JSONResponse(status, headers={"cache-control": "no-store"})
 
 
 # -- actions, each confirmed ---------------------------------------------------------------------------------
@@ -204,6 +218,11 @@ def form_page(
     )
 
 
+def _error_in_words(err: CampaignFileError) -> str:
+    """A form's error beside its field: the problem and the fix, without a command the fix may name."""
+    return f"{err.problem}. Fix: {err.fix.partition(': needlecast ')[0]}"
+
+
 @page("campaigns.edit")
 def new_form(request: Request, who: Who) -> Response:
     return form_page(request, who, "New campaign", form_values({}), {})
@@ -227,13 +246,11 @@ def save(request: Request, who: Who, replacing: str | None) -> Response:
     except CampaignFileError as err:
         # keep what was typed in the rows the loader saw, including an empty last one
         title = f"Edit {replacing}" if replacing else "New campaign"
-        return form_page(
-            request, who, title, form_values(document), {field_of(err.field): f"{err.problem}. Fix: {err.fix}"}, 422
-        )
+        return form_page(request, who, title, form_values(document), {field_of(err.field): _error_in_words(err)}, 422)
     return back_to(
         request,
         campaign.id,
-        f"Saved campaigns/{campaign.path.name} as a draft: nothing is sent until you press Schedule.",
+        f"Saved {campaign.name} as a draft: nothing is sent until you press Schedule.",
     )
 
 
@@ -335,6 +352,7 @@ ROUTES = [
     Route("/campaigns/new", new_form, methods=["GET"]),
     Route("/campaigns/new", create, methods=["POST"]),
     Route("/campaigns/{campaign}", campaign_page),
+    Route("/campaigns/{campaign}/status", campaign_status, methods=["GET"]),
     Route("/campaigns/{campaign}/edit", edit_form, methods=["GET"]),
     Route("/campaigns/{campaign}/edit", update, methods=["POST"]),
     Route("/campaigns/{campaign}/confirm/{action}", confirm_action),

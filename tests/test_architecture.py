@@ -56,8 +56,9 @@ FACES = {
     "needlecast/web/api": "needlecast.web",
 }
 # Every face's toolkit also holds what any program needs whatever it does: the error tree, the configuration,
-# the logging set-up (`needlecast.logs`: handlers, the privacy filter, `scrub`) and the version (`needlecast`).
-FACE_TOOLKIT_FOR_ALL = ("needlecast.errors", "needlecast.config", "needlecast.logs")
+# the logging set-up (`needlecast.logs`: handlers, the privacy filter, `scrub`), the version (`needlecast`) and
+# the wording of what the library says for people (`needlecast.wording`: notes, durations, placeholders).
+FACE_TOOLKIT_FOR_ALL = ("needlecast.errors", "needlecast.config", "needlecast.logs", "needlecast.wording")
 FACE_TOOLKIT_MODULES_FOR_ALL = ("needlecast",)  # the package itself (its version), not what lies below it
 FACE_MAY_IMPORT = ("needlecast.actions", "needlecast.readmodels")
 FACE_MAX_IMPORTS = 6

@@ -25,7 +25,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from needlecast.accounts.users import find_user
 from needlecast.audience.importer import import_file
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.notes import Note, duration_words, for_people, placeholders_in_words
 from needlecast.campaign.plan.preview import build_plans
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -33,6 +32,7 @@ from needlecast.findings import Finding
 from needlecast.readmodels.campaigns import finding_in_words
 from needlecast.store.schema import contacts
 from needlecast.web.app import create_app
+from needlecast.wording import Note, duration_words, for_people, placeholders_in_words
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 

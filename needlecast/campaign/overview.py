@@ -17,13 +17,13 @@ from sqlalchemy import Connection, select
 from needlecast import ledger
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign
-from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.state import find_state
 from needlecast.errors import NotFound
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import campaign_state
+from needlecast.wording import Note, duration_words, local_time
 
 NOT_SCHEDULED = "not scheduled"
 DRAFT = "draft"

@@ -15,9 +15,9 @@ from sqlalchemy import Connection
 
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.timing import utc
-from needlecast.campaign.notes import Note
 from needlecast.campaign.plan.rules import PLAN_COLUMNS, Plan
 from needlecast.store import journeys as store
+from needlecast.wording import Note
 
 
 def journey_plan(conn: Connection, campaign: Campaign, now: datetime, horizon: datetime) -> Plan:

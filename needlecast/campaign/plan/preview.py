@@ -24,7 +24,6 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
 from needlecast.campaign.journeys.outlook import journey_plan
-from needlecast.campaign.notes import Note, duration_words, local_time
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
     EXCLUDED_CAPPED_EARLIER,
@@ -43,6 +42,7 @@ from needlecast.campaign.send.warmup import days_note, engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError
+from needlecast.wording import Note, duration_words, local_time
 
 
 @dataclass

@@ -22,13 +22,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from needlecast.campaign.notes import duration_words, for_people, placeholders_in_words
 from needlecast.config import Workspace, signing_secret
 from needlecast.readmodels.segments import FrameCache
 from needlecast.web.actors import Session
 from needlecast.web.common import Pages, clinic_clock
 from needlecast.web.console.auth import Console, Who
 from needlecast.web.senders import Senders
+from needlecast.wording import duration_words, for_people, placeholders_in_words
 
 HERE = Path(__file__).parent
 # Scripts and fetches only from the console itself (the import page's progress script), never inline.

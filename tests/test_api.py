@@ -192,6 +192,10 @@ def test_contacts_are_upserted_with_consent_evidence_read_listed_by_cursor_and_e
             {"email": "a@example.org", "marketing_consent": {"granted": True, "source": "x", "at": "2026-12-01T10:00"}},
             "marketing_consent.at",
         ),
+        # a NUL cannot be stored in PostgreSQL's text: refused by the schema (which says so), never a 500
+        ({"email": "a@example.org", "tags": ["ok", "a\x00b"]}, "tags.1"),
+        ({"email": "a@example.org", "first_name": "\x00"}, "first_name"),
+        ({"email": "a@example.org", "attributes": {"plan": "gold\x00"}}, "attributes.plan"),
         ([1, 2, 3], None),
     ],
 )

@@ -8,6 +8,7 @@ Contract: `install(app)` registers the handlers; `error(status, code, message, f
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -62,10 +63,19 @@ def field_of(message: str) -> str | None:
     return head if sep and head.replace("_", "").isalnum() and len(head) < 40 else None
 
 
+# Pydantic names the member of a union in an error's location ("attributes.plan.function-after[...]"): the
+# field is what comes before it.
+_TYPE_TAG = re.compile(r"^(str|int|float|bool|constrained-str|function-(after|before|wrap|plain)\[.*\])$")
+
+
 async def invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    location = [
+        str(part)
+        for part in first.get("loc", ())
+        if part not in ("body", "query", "path", "header") and not _TYPE_TAG.match(str(part))
+    ]
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")  # our validators' own words
     return error(422, "invalid", message, ".".join(location) or None)
 

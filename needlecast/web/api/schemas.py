@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 
 def _any_case(word: str) -> str:
@@ -55,6 +55,20 @@ TIME_ZONES = sorted(available_timezones())
 TIME_ZONE_PATTERN = "^(|" + "|".join(zone.replace("+", "\\+") for zone in TIME_ZONES) + ")$"
 
 
+# Free text the store keeps: anything but a NUL character, which PostgreSQL cannot hold in a text column (the
+# document says so, and the server refuses one with 422 naming the field instead of failing in the database).
+NO_NUL = r"^[^\x00]*$"
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (remove it: it cannot be stored)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": NO_NUL})]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,15 +85,15 @@ class ErrorOut(BaseModel):
 
 class ConsentIn(Strict):
     granted: StrictBool = Field(description="True: consent given; false: withdrawn")
-    source: str = Field(min_length=1, max_length=200, description="Evidence: where it came from (a form, a call)")
-    wording_version: str = Field(default="", max_length=100, description="The version of the wording shown")
+    source: Text = Field(min_length=1, max_length=200, description="Evidence: where it came from (a form, a call)")
+    wording_version: Text = Field(default="", max_length=100, description="The version of the wording shown")
     at: Instant | None = Field(default=None, description="When it was given (default: now); with a time zone")
 
 
 class ContactIn(Strict):
     email: str = email_field(description="The address: the contact's key")
-    first_name: str | None = Field(default=None, max_length=200)
-    last_name: str | None = Field(default=None, max_length=200)
+    first_name: Text | None = Field(default=None, max_length=200)
+    last_name: Text | None = Field(default=None, max_length=200)
     concerns: list[str] | None = Field(
         default=None, max_length=20, description="Concerns from the vocabulary (the document lists this clinic's)"
     )
@@ -89,9 +103,9 @@ class ContactIn(Strict):
         description="An IANA zone such as Europe/London (empty: the clinic's)",
         json_schema_extra={"pattern": TIME_ZONE_PATTERN},
     )
-    lists: list[str] = Field(default_factory=list, max_length=50)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+    lists: list[Text] = Field(default_factory=list, max_length=50)
+    tags: list[Text] = Field(default_factory=list, max_length=50)
+    attributes: dict[Text, Text | int | float | bool] = Field(default_factory=dict, max_length=50)
     marketing_consent: ConsentIn | None = None
     concern_consent: ConsentIn | None = Field(
         default=None,

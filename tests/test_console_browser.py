@@ -181,6 +181,7 @@ def test_a_reviewer_records_the_sign_off_that_the_gate_asks_for(browser: Any, co
     path.write_text(path.read_text()[: path.read_text().index("signoff:")])
     reviewer = Person(browser, console, "reviewer").log_in()
     page = reviewer.page
+    page.get_by_role("link", name="Campaigns", exact=True).click()  # the console opens on the clinic's home
     page.get_by_role("link", name="Spring skin guide").click()
     page.wait_for_url(re.compile(r".*/campaigns/spring-guide$"))
     assert page.locator("#no-signoff").is_visible()
@@ -330,6 +331,7 @@ def test_a_reviewer_corrects_a_tag_on_the_content_page_and_sees_the_sign_off_go_
     path.write_text(path.read_text()[: path.read_text().index("signoff:")])
     reviewer = Person(browser, console, "reviewer").log_in()
     page = reviewer.page
+    page.get_by_role("link", name="Campaigns", exact=True).click()  # the console opens on the clinic's home
     page.get_by_role("link", name="Spring skin guide").click()
     page.get_by_label("Record your sign-off").fill("Reviewed")
     page.get_by_role("button", name="Record the sign-off").click()

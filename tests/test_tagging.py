@@ -119,3 +119,34 @@ def test_a_concern_the_workspace_adds_learns_from_its_examples(vocabulary: Vocab
     assert plain.explain("Cooler, calmer cheeks", "Fewer flare-ups and less stinging after a course.").tags[0] != (
         "redness"
     )
+
+
+def test_words_are_stemmed_right_when_threads_stem_at_once() -> None:
+    """The scheduler's jobs load the content library in parallel threads: a stemmer shared between them mixed
+    up their words (IndexError inside snowball). Each thread stems with its own."""
+    import threading
+
+    from needlecast.content import classifier
+
+    words = [f"{stem}{suffix}" for stem in ("collagen", "pigment", "scar", "redden", "hydrat") for suffix in
+             ("ation", "ational", "iveness", "fulness", "ization", "ically", "ing", "ed")]  # fmt: skip
+    expected = {word: str(classifier._stemmer().stemWord(word)) for word in words}
+    start, problems = threading.Barrier(8), []
+
+    def stem_all() -> None:
+        start.wait()
+        for _ in range(200):
+            for word in words:
+                try:
+                    got = str(classifier._stemmer().stemWord(word))  # the stemmer itself, not the cached _stem
+                except IndexError as failed:  # what a shared stemmer raised in the scheduler
+                    got = repr(failed)
+                if got != expected[word]:
+                    problems.append((word, got))
+
+    threads = [threading.Thread(target=stem_all) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert problems == []

@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,16 @@ STOP_WORDS = frozenset(re.split(r"\s+", _STOP_TEXT.strip()))
 _WORD = re.compile(r"[a-z][a-z'’-]*[a-z]|[a-z]")
 
 
-@functools.lru_cache(maxsize=1)
+_STEMMERS = threading.local()
+
+
 def _stemmer() -> Any:
-    return snowballstemmer.stemmer("english")
+    """This thread's stemmer: a snowball stemmer keeps the word it is stemming in itself, so two threads sharing
+    one (the scheduler's jobs load the content library at once) corrupt each other's words."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 @functools.lru_cache(maxsize=65536)

@@ -16,7 +16,8 @@
         ├── NotFound(LookupError)             a named thing (contact, template, message) does not exist
         ├── InvalidRequest(ValueError)        a request that cannot be done as asked (a sequence sent as a
         │                                     broadcast, an unknown variant): the message says what to ask
-        │   └── AddressErased                 an address erased on request, offered again: never stored again
+        │   ├── AddressErased                 an address erased on request, offered again: never stored again
+        │   └── SettingsRejected              a console settings change refused, a problem per form field
         ├── CampaignBlocked                   lint found errors and the campaign file records no sign-off
         ├── AuthenticationFailed              wrong password, unknown or disabled account, bad API key
         ├── PermissionDenied                  the actor's role or scopes do not allow the action
@@ -125,6 +126,15 @@ class NotFound(NeedlecastError, LookupError):
 
 class InvalidRequest(NeedlecastError, ValueError):
     """A request that cannot be carried out as asked; the message says what would work instead."""
+
+
+class SettingsRejected(InvalidRequest):
+    """A settings change the console refused: `problems` maps each form field to what is wrong with it, in
+    words (never a file's path), so each shows beside its field."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in self.problems.items()))
 
 
 class AddressErased(InvalidRequest):

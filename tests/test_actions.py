@@ -24,7 +24,7 @@ from sqlalchemy import inspect as inspect_db
 import needlecast.actions
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import Actor
-from needlecast.actions import audience, campaigns, contacts, content, journeys, settings, templates
+from needlecast.actions import audience, campaigns, contacts, content, invites, journeys, settings, templates
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -201,12 +201,55 @@ CASES: dict[str, Case] = {
     ),
     "journeys.save": Case(lambda e, w, a: journeys.save(e, w, a, "j", _journey(w)), "journey.saved", "campaign:j"),
     "journeys.repair": Case(lambda e, w, a: journeys.repair(e, w, a, "j", {}), "journey.repaired", "campaign:j"),
+    "settings.change_settings": Case(
+        lambda e, w, a: settings.change_settings(e, w, a, "clinic", _clinic_form(w)),
+        "settings.changed",
+        "settings:clinic",
+        allowed=ADMIN,
+        refused=MARKETER,
+    ),
+    "settings.save_logo": Case(
+        lambda e, w, a: settings.save_logo(e, w, a, PNG), "settings.changed", "settings:logo", allowed=ADMIN
+    ),
+    "invites.invite_user": Case(
+        lambda e, w, a: invites.invite_user(e, a, SECRET.encode(), "new.person@clinic.example", "analyst"),
+        "user.added",
+        "user:#1",
+        allowed=ADMIN,
+        refused=MARKETER,
+    ),
+    "invites.reset_password_link": Case(
+        lambda e, w, a: invites.reset_password_link(e, a, SECRET.encode(), 1),
+        "user.reset_link_made",
+        "user:#1",
+        allowed=ADMIN,
+        refused=MARKETER,
+        prepare=lambda e, w: _an_account(e),
+    ),
     "templates.save_template": Case(
         lambda e, w, a: templates.save_template(e, w, a, "emails/welcome", *_template(w)),
         "template.saved",
         "template:emails/welcome",
     ),
 }
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # a logo upload (the action checks the kind by its first bytes)
+
+
+def _clinic_form(workspace: Workspace) -> dict[str, str]:
+    return {
+        "name": "Glow Skin Clinic",
+        "postal_address": "1 High Street, Bath BA1 1AA",
+        "website": "https://glow.example",
+        "booking_url": "https://glow.example/book",
+    }
+
+
+def _an_account(engine: Engine) -> None:
+    from needlecast.actions.users import add_user, local_operator
+
+    add_user(engine, local_operator(), "someone@clinic.example", "analyst", "a long enough password")
 
 
 def _section(workspace: Workspace) -> tuple[str, str]:

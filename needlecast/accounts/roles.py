@@ -10,7 +10,7 @@ under the operating-system user's name.
     marketer  the analyst's, and campaigns.edit, campaigns.schedule, campaigns.test_send, templates.edit,
               audiences.import, contacts.view_unmasked, contacts.suppress, content.tag
     admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view,
-              database.upgrade (the command line's `db upgrade`)
+              database.upgrade (the command line's `db upgrade`), settings.edit (the console's settings)
 
 API keys carry scopes instead of a role: `contacts:read`, `contacts:write`, `events:write`,
 `campaigns:read`, `campaigns:write`, `reports:read` (see `SCOPE_ACTIONS`).
@@ -37,7 +37,9 @@ MARKETING = frozenset(
         "content.tag",
     }
 )
-ADMIN_ONLY = frozenset({"contacts.erase", "users.manage", "apikeys.manage", "audit.view", "database.upgrade"})
+ADMIN_ONLY = frozenset(
+    {"contacts.erase", "users.manage", "apikeys.manage", "audit.view", "database.upgrade", "settings.edit"}
+)
 API_ONLY = frozenset({"contacts.write", "events.write"})
 ALL_ACTIONS = READ | MARKETING | ADMIN_ONLY | API_ONLY | {"signoff.record"}
 

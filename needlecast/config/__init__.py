@@ -15,8 +15,10 @@ package imports nothing of needlecast's but `errors`, so every other package may
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +207,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class Workspace:
-    """A folder a user edits: content/, templates/, audiences/, campaigns/ and needlecast.toml."""
+    """A folder a user edits: content/, templates/, audiences/, campaigns/ and needlecast.toml.
+
+    A workspace made by `open_workspace` follows its needlecast.toml: when the file changes on disk (the
+    console's settings pages write it), the next read of `settings` loads it afresh (plus the environment),
+    so a running web app or sender sees the change at its next request or send, without a restart. A file
+    that no longer loads keeps the last settings that did (the console never writes one; a hand edit might).
+    A workspace built with given settings (tests, `dataclasses.replace` with other settings) keeps them."""
 
     root: Path
     settings: Settings
@@ -369,8 +377,14 @@ def _read_settings(root: Path) -> Settings:
     path = root / CONFIG_FILE
     if not path.is_file():
         return Settings()
+    return settings_from_text(path, path.read_text(encoding="utf-8"))
+
+
+def settings_from_text(path: Path, text: str) -> Settings:
+    """The settings `text` would give as the file `path` (the loader's every check, no environment): how a
+    change is validated before it is written (`config.writing`)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigurationError(f"{path}: not valid TOML: {err}") from err
     sections = {f.name: f for f in dataclasses.fields(Settings)}
@@ -430,9 +444,58 @@ def _check_zone(path: Path, name: str) -> None:
 
 
 def open_workspace(root: Path | None = None) -> Workspace:
-    """Find and load the workspace at or above `root` (or the current folder)."""
+    """Find and load the workspace at or above `root` (or the current folder); it follows its file (see
+    `Workspace`)."""
     found = find_workspace(root)
-    return Workspace(root=found, settings=load_settings(found))
+    stamp = _stamp(found / CONFIG_FILE)
+    workspace = Workspace(root=found, settings=load_settings(found))
+    object.__setattr__(workspace, "_follow", _Follower(found, stamp))
+    return workspace
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed file from the one read: its inode (a write replaces the file), size and time."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+class _Follower:
+    """The file stamp a workspace's settings were read at; `fresh(held)` re-reads them when it changed."""
+
+    def __init__(self, root: Path, stamp: tuple[int, int, int] | None) -> None:
+        self.root = root
+        self.stamp = stamp
+        self.lock = threading.Lock()
+
+    def fresh(self, workspace: Workspace, held: Settings) -> Settings:
+        stamp = _stamp(self.root / CONFIG_FILE)
+        if stamp == self.stamp:
+            return held
+        with self.lock:
+            if stamp != self.stamp:
+                with contextlib.suppress(ConfigurationError):  # a hand edit that does not load: the last good
+                    held = load_settings(self.root)  # settings stay in force
+                workspace.__dict__["settings"] = held
+                self.stamp = stamp
+            return workspace.__dict__["settings"]
+
+
+def _settings_of(workspace: Workspace) -> Settings:
+    held: Settings = workspace.__dict__["settings"]
+    follower: _Follower | None = workspace.__dict__.get("_follow")
+    return held if follower is None else follower.fresh(workspace, held)
+
+
+def _keep_settings(workspace: Workspace, value: Settings) -> None:
+    workspace.__dict__["settings"] = value
+
+
+# `Workspace.settings` reads through the follower (a data descriptor wins over the instance's own field, which
+# the dataclass's __init__ sets through it); `dataclasses.replace` makes a workspace without one.
+Workspace.settings = property(_settings_of, _keep_settings)  # type: ignore[assignment]
 
 
 def test_recipients(workspace: Workspace) -> tuple[str, ...]:

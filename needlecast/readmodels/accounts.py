@@ -37,3 +37,14 @@ def audit_rows(engine: Engine, limit: int, action: str | None = None) -> list[di
     with engine.connect() as conn:
         rows = audit.entries(conn, max(1, limit), action=action)
     return [{**row, "who": f"{row['actor_kind']}:{row['actor']}"} for row in rows]
+
+
+def link_holder(engine: Engine, secret: bytes, token: str) -> dict[str, Any]:
+    """The account a one-time link opens (id, email, role, purpose: "invite" or "reset"), now;
+    `TokenInvalid` for a spent, expired or forged link (`accounts.links`)."""
+    from datetime import UTC, datetime
+
+    from needlecast.accounts import links
+
+    with engine.connect() as conn:
+        return links.holder(conn, secret, token, datetime.now(UTC))

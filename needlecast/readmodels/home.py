@@ -378,14 +378,14 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
             "clinic",
             "Add the clinic's details and logo",
             details and bool(clinic.logo_url),
-            "",
+            "/settings#clinic",
             "The name, postal address, website, booking link and logo every email shows.",
         ),
         Step(
             "sender",
             "Choose who the emails come from",
             sender,
-            "",
+            "/settings#sender",
             "The sender's name and address people see in their inbox.",
         ),
         Step(

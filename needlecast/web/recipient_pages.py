@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,7 +37,7 @@ from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from needlecast import signing
@@ -95,7 +96,9 @@ class Site:
         return urlsplit(self.workspace.settings.tracking.public_base_url).netloc
 
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return self.pages.response(name, status, {**self.page_context, **context})
+        clinic = self.workspace.settings.clinic  # as the file says now: the console's settings take effect at once
+        live = {"clinic": clinic.name, "address": clinic.postal_address, "lang": clinic.language}
+        return self.pages.response(name, status, {**self.page_context, **live, **context})
 
     def csrf_for(self, token: str) -> str:
         return hmac.new(self.secret, b"csrf|" + token.encode(), hashlib.sha256).hexdigest()[:32]
@@ -324,4 +327,21 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
         Route("/u/{token}", partial(unsubscribe_page, site), methods=["GET", "POST"]),
         Route("/p/{token}", partial(preferences_page, site), methods=["GET", "POST"]),
         Route("/confirm/{token}", partial(confirm_page, site), methods=["GET", "POST"]),
+        Route("/images/{name}", partial(workspace_image, site), methods=["GET", "HEAD"]),
     ]
+
+
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,80}\.(png|jpg|gif)")
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif"}
+
+
+async def workspace_image(site: Site, request: Request) -> Response:
+    """An image of the workspace's `images/` folder (the clinic's logo the console uploads), for the emails:
+    public, by a name the console made (no path, no other kind of file), cached for a day."""
+    name = str(request.path_params["name"])
+    found = IMAGE_NAME.fullmatch(name)
+    path = site.workspace.root / "images" / name
+    if found is None or not await run_in_threadpool(path.is_file):
+        return site.page("message.html", 404, title="Not found", message="There is no such image.")
+    headers = {"cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"}
+    return FileResponse(path, media_type=IMAGE_TYPES[found.group(1)], headers=headers)

@@ -50,6 +50,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         problems,
         report_views,
         session_views,
+        settings_views,
         template_views,
     )
     from needlecast.web.console.jobs import ImportJobs
@@ -90,6 +91,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *report_views.ROUTES,
         *content_views.ROUTES,
         *admin_views.ROUTES,
+        *settings_views.ROUTES,
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers=problems.handlers(console, lambda: app.routes))

@@ -153,8 +153,8 @@ def _checked(workspace: Workspace, group: str, form: Mapping[str, str]) -> dict[
             problems[name] = str(err)
     if group == "tests":
         values["test_recipients"] = _recipients(str(form.get("test_recipients") or ""), problems)
-    quiet_fields = {"quiet_from", "quiet_to"}
-    if group == "sending" and not quiet_fields & set(problems) and bool(values["quiet_from"]) != bool(values["quiet_to"]):
+    quiet_read = group == "sending" and not {"quiet_from", "quiet_to"} & set(problems)
+    if quiet_read and bool(values["quiet_from"]) != bool(values["quiet_to"]):
         problems["quiet_to" if values["quiet_from"] else "quiet_from"] = "give both times, or neither for none"
     if group == "consent":
         signup = workspace.settings.signup

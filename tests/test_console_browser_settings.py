@@ -9,6 +9,8 @@ is saved as a screenshot in test-artifacts/."""
 from __future__ import annotations
 
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,18 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
     with site(workspace_dir, url) as running:
         yield running
+
+
+def _png(width: int, height: int) -> bytes:
+    """A plain PNG of the clinic's colour (a logo to upload)."""
+    row = b"\x00" + bytes((47, 72, 88)) * width
+    raw = zlib.compress(row * height)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 class Admin:
@@ -84,6 +98,12 @@ def test_an_admin_changes_the_clinics_details_and_the_next_test_send_carries_the
     page.get_by_role("button", name="Save the clinic's details").click()
     page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))
     assert "The clinic's details are saved" in page.locator("main").inner_text()
+    page.get_by_label("Logo image (PNG, JPEG or GIF, under 1 MB)").set_input_files(
+        files=[{"name": "glow.png", "mimeType": "image/png", "buffer": _png(160, 60)}]
+    )
+    page.get_by_role("button", name="Upload the logo").click()
+    page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))
+    assert page.locator("img.logo").evaluate("img => img.naturalWidth") == 160
     page.get_by_label("Who gets a test email").fill("owner@glow.example")
     page.get_by_role("button", name="Save the test recipients").click()
     page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))

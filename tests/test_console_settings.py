@@ -31,6 +31,7 @@ ROUTES = [
     ("POST", "/console/settings/sending", "settings.edit"),
     ("POST", "/console/settings/tests", "settings.edit"),
     ("POST", "/console/settings/logo", "settings.edit"),
+    ("GET", "/console/settings/logo", "settings.edit"),
     ("GET", "/console/settings/keys", "apikeys.manage"),
     ("POST", "/console/settings/keys", "apikeys.manage"),
     ("POST", "/console/settings/keys/1/revoke", "apikeys.manage"),
@@ -217,6 +218,9 @@ def test_a_logo_upload_is_stored_served_on_the_tracking_host_and_linked_from_the
     served = console.client().get(f"/images/{name}")
     assert served.status_code == 200 and served.content == png and served.headers["content-type"] == "image/png"
     assert console.client().get("/images/..%2Fneedlecast.toml").status_code == 404
+    shown = admin.get("/console/settings/logo")
+    assert shown.status_code == 200 and shown.content == png
+    assert 'src="/console/settings/logo"' in admin.get("/console/settings").text
 
 
 def test_an_invitation_is_a_one_time_link_that_sets_the_password(console: ConsoleSite) -> None:

@@ -2,13 +2,16 @@
 
 Contract: `settings_values(workspace)` reads the workspace's settings as they are now (the workspace follows
 its file: `config.Workspace`) and returns each settings form field's text by the field names of
-`actions.settings.GROUPS`, plus `logo_url` and `quiet_overridden` (True when the server's environment sets
+`actions.settings.GROUPS`, plus `logo_url`, `logo_file` (the uploaded logo's file in the workspace's `images/`
+folder, or None for a logo elsewhere or none) and `quiet_overridden` (True when the server's environment sets
 the quiet hours, so the file's are not the ones in force).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 from needlecast.config import Settings, Workspace, settings_from_text
@@ -30,6 +33,7 @@ def settings_values(workspace: Workspace) -> dict[str, Any]:
         "sender_email": clinic.sender_email,
         "reply_to": clinic.reply_to,
         "logo_url": clinic.logo_url,
+        "logo_file": logo_file(workspace),
         "marketing_wording": signup.marketing_wording,
         "marketing_wording_version": signup.marketing_wording_version,
         "concern_wording": signup.concern_wording,
@@ -41,6 +45,18 @@ def settings_values(workspace: Workspace) -> dict[str, Any]:
         "test_recipients": "\n".join(settings.console.test_recipients),
         "quiet_overridden": overridden,
     }
+
+
+def logo_file(workspace: Workspace) -> Path | None:
+    """The uploaded logo `[clinic] logo_url` points at (`images/logo-*.png|jpg|gif` of the workspace), if any."""
+    url = workspace.settings.clinic.logo_url
+    name = url.rsplit("/", 1)[-1]
+    if not url.startswith(workspace.settings.tracking.public_base_url.rstrip("/") + "/images/"):
+        return None
+    if not re.fullmatch(r"logo-[0-9a-f]{16}\.(png|jpg|gif)", name):
+        return None
+    path = workspace.root / "images" / name
+    return path if path.is_file() else None
 
 
 def _file_quiet_hours(workspace: Workspace) -> str:

@@ -13,14 +13,14 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from needlecast.actions import keys as keys_actions
 from needlecast.actions import settings as settings_actions
 from needlecast.errors import NeedlecastError, SettingsRejected
 from needlecast.readmodels.accounts import key_rows
-from needlecast.readmodels.settings import settings_values
+from needlecast.readmodels.settings import logo_file, settings_values
 from needlecast.web.console.auth import Who, console_of, page
 
 SAVED = {
@@ -95,6 +95,16 @@ def save_logo(request: Request, who: Who) -> Response:
     return RedirectResponse(f"{console.prefix(request)}/settings?{query}#clinic", status_code=303)
 
 
+@page("settings.edit")
+def show_logo(request: Request, who: Who) -> Response:
+    """The uploaded logo, for the settings page to show (the emails take it from the tracking host)."""
+    path = logo_file(console_of(request).workspace)
+    if path is None:
+        return Response(status_code=404)
+    kind = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif"}[path.suffix.lstrip(".")]
+    return FileResponse(path, media_type=kind, headers={"cache-control": "private, max-age=60"})
+
+
 def _keys_page(request: Request, who: Who, *, new_key: str = "", error: str = "", status: int = 200) -> Response:
     console = console_of(request)
     return console.render(
@@ -145,6 +155,7 @@ def revoke_key(request: Request, who: Who) -> Response:
 ROUTES = [
     Route("/settings", settings_page, methods=["GET"]),
     Route("/settings/logo", save_logo, methods=["POST"]),
+    Route("/settings/logo", show_logo, methods=["GET"]),
     Route("/settings/keys", key_list, methods=["GET"]),
     Route("/settings/keys", create_key, methods=["POST"]),
     Route("/settings/keys/{key:int}/revoke", revoke_key, methods=["POST"]),

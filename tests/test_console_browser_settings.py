@@ -96,17 +96,18 @@ def test_an_admin_changes_the_clinics_details_and_the_next_test_send_carries_the
     page.get_by_label("Clinic name").fill("Glow Skin Clinic")
     page.get_by_label("Postal address").fill("2 Mill Lane, Bath BA1 1AA, United Kingdom")
     page.get_by_role("button", name="Save the clinic's details").click()
-    page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))
-    assert "The clinic's details are saved" in page.locator("main").inner_text()
+    page.wait_for_url(re.compile(r".*/console/settings\?saved=clinic.*"))
+    assert "The clinic's details are saved" in page.locator("#saved-clinic").inner_text()
     page.get_by_label("Logo image (PNG, JPEG or GIF, under 1 MB)").set_input_files(
         files=[{"name": "glow.png", "mimeType": "image/png", "buffer": _png(160, 60)}]
     )
     page.get_by_role("button", name="Upload the logo").click()
-    page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))
+    page.wait_for_url(re.compile(r".*/console/settings\?saved=logo.*"))
     assert page.locator("img.logo").evaluate("img => img.naturalWidth") == 160
     page.get_by_label("Who gets a test email").fill("owner@glow.example")
     page.get_by_role("button", name="Save the test recipients").click()
-    page.wait_for_url(re.compile(r".*/console/settings\?flash=.*"))
+    page.wait_for_url(re.compile(r".*/console/settings\?saved=tests.*"))
+    assert "The test recipients are saved" in page.locator("#saved-tests").inner_text()
     assert page.get_by_label("Clinic name").input_value() == "Glow Skin Clinic"
     admin.check("saved")
 

@@ -133,7 +133,8 @@ def test_the_clinics_details_are_written_keeping_the_file_and_are_in_force_at_th
         ("user:" + a, b, c) for a, b, c in _actions(console)
     ]
     again = admin.post("/console/settings/clinic", data={"csrf": token, **CLINIC})
-    assert "Nothing+had+changed" in again.headers["location"]
+    assert "changed=no" in again.headers["location"]
+    assert "Saved: nothing had changed." in admin.get(again.headers["location"]).text
 
 
 def test_a_refused_change_names_each_field_in_words_and_writes_nothing(console: ConsoleSite) -> None:

@@ -29,6 +29,7 @@ SAVED = {
     "consent": "The consent wording is saved. The signup form shows it now.",
     "sending": "The sending limits are saved. The next plan and send keep to them.",
     "tests": "The test recipients are saved.",
+    "logo": "The logo is saved. The next email shows it.",
 }
 # Scopes in words, for the key form's check boxes.
 SCOPE_WORDS = {
@@ -56,7 +57,16 @@ def _settings_page(
         errors=errors or {},
         flash=request.query_params.get("flash", "")[:300] if not errors else "",
         flash_kind=request.query_params.get("kind", ""),
+        saved=_saved_note(request) if not errors else ("", ""),
     )
+
+
+def _saved_note(request: Request) -> tuple[str, str]:
+    """(group, words) for the note a saved group shows in its own section (where the page opens after it)."""
+    group = request.query_params.get("saved", "")
+    if group not in SAVED:
+        return "", ""
+    return group, SAVED[group] if request.query_params.get("changed") != "no" else "Saved: nothing had changed."
 
 
 @page("settings.edit")
@@ -74,8 +84,7 @@ def save_group(request: Request, who: Who) -> Response:
         changed = settings_actions.change_settings(console.engine, console.workspace, who.actor, group, form)
     except SettingsRejected as err:
         return _settings_page(request, who, errors=err.problems, typed=form)
-    message = SAVED.get(group, "Saved.") if changed else "Nothing had changed."
-    query = urlencode({"flash": message})
+    query = urlencode({"saved": group, "changed": "yes" if changed else "no"})
     return RedirectResponse(f"{console.prefix(request)}/settings?{query}#{group}", status_code=303)
 
 
@@ -91,7 +100,7 @@ def save_logo(request: Request, who: Who) -> Response:
         settings_actions.save_logo(console.engine, console.workspace, who.actor, data)
     except SettingsRejected as err:
         return _settings_page(request, who, errors=err.problems)
-    query = urlencode({"flash": "The logo is saved. The next email shows it."})
+    query = urlencode({"saved": "logo"})
     return RedirectResponse(f"{console.prefix(request)}/settings?{query}#clinic", status_code=303)
 
 

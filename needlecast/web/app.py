@@ -44,13 +44,13 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
     from needlecast.web.metrics import metrics_routes
     from needlecast.web.signup import signup_routes
 
-    settings = workspace.settings
     pages = Pages(PAGES)
-    page_context = {
-        "clinic": settings.clinic.name,
-        "address": settings.clinic.postal_address,
-        "lang": settings.clinic.language,
-    }
+
+    def page_context() -> dict[str, str]:
+        """The clinic's details as the file says now (the console's settings take effect without a restart)."""
+        clinic = workspace.settings.clinic
+        return {"clinic": clinic.name, "address": clinic.postal_address, "lang": clinic.language}
+
     senders = senders or Senders(workspace, engine)
     frames = FrameCache(engine)  # one audience frame for the console's and the API's plans and segments
     routes: list[BaseRoute] = [
@@ -76,7 +76,7 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
                 status, str(getattr(exc, "detail", "")) or "no such endpoint", getattr(exc, "headers", None)
             )
         message = STATUS_MESSAGES.get(status, SERVER_ERROR_MESSAGE)
-        response = pages.response("message.html", status, {**page_context, "title": "Sorry", "message": message})
+        response = pages.response("message.html", status, {**page_context(), "title": "Sorry", "message": message})
         response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
         return response
 
@@ -84,7 +84,9 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
         if request.url.path.startswith("/api/"):
             return api_error(500, "something went wrong on our side; please try again later")
-        return pages.response("message.html", 500, {**page_context, "title": "Sorry", "message": SERVER_ERROR_MESSAGE})
+        return pages.response(
+            "message.html", 500, {**page_context(), "title": "Sorry", "message": SERVER_ERROR_MESSAGE}
+        )
 
     handlers: dict[Any, Any] = {HTTPException: http_error, 500: server_error}
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)

@@ -6,6 +6,7 @@ invitations and password resets are one-time links; an API key is shown once and
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
-from needlecast.config import open_workspace
+from needlecast.config import ConsoleSettings, open_workspace
 from needlecast.config.writing import write_settings
 from needlecast.errors import ConfigurationError
 from tests.console_site import ConsoleSite, csrf_of, email_of, site
@@ -336,5 +337,9 @@ def test_write_settings_keeps_comments_and_refuses_what_the_loader_refuses(tmp_p
         write_settings(tmp_path, {"schedule": {"max_per_day": "two"}})
     assert config.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["needlecast.toml"]  # no temporary file left behind
+    given = dataclasses.replace(workspace, settings=dataclasses.replace(workspace.settings, console=ConsoleSettings()))
     config.write_text("[clinic]\nname = 5\n")  # a hand edit that does not load: the last good settings stay
     assert workspace.settings.clinic.name == "B"
+    config.write_text('[clinic]\nname = "C"\n')
+    assert workspace.settings.clinic.name == "C"
+    assert given.settings.clinic.name == "B"  # a workspace given settings of its own keeps them

@@ -453,19 +453,29 @@ def open_workspace(root: Path | None = None) -> Workspace:
     return workspace
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What tells a changed file from the one read: its inode (a write replaces the file), size and time."""
+_WRITES = [0]  # files this process wrote (`note_written`): a write within one tick of the clock still counts
+
+
+def note_written() -> None:
+    """Called by `config.writing` after it replaces a needlecast.toml: every workspace of this process looks
+    again at its next use, even when the file's size and time (a clock tick of a few ms) look unchanged."""
+    _WRITES[0] += 1
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a changed file from the one read: this process's writes, and the file's inode (a write
+    replaces the file), size and time."""
     try:
         found = path.stat()
     except OSError:
         return None
-    return (found.st_ino, found.st_size, found.st_mtime_ns)
+    return (_WRITES[0], found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 class _Follower:
     """The file stamp a workspace's settings were read at; `fresh(held)` re-reads them when it changed."""
 
-    def __init__(self, root: Path, stamp: tuple[int, int, int] | None) -> None:
+    def __init__(self, root: Path, stamp: tuple[int, int, int, int] | None) -> None:
         self.root = root
         self.stamp = stamp
         self.lock = threading.Lock()

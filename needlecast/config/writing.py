@@ -20,7 +20,7 @@ from typing import Any
 
 import tomlkit
 
-from needlecast.config import CONFIG_FILE, Settings, settings_from_text
+from needlecast.config import CONFIG_FILE, Settings, note_written, settings_from_text
 
 Value = str | int | float | bool | list[str] | tuple[str, ...]
 
@@ -49,4 +49,5 @@ def write_settings(root: Path, changes: Mapping[str, Mapping[str, Value]]) -> Se
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    note_written()
     return settings

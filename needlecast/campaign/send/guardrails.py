@@ -276,9 +276,11 @@ class DispatchGuard:
     """The guard and the warm-up as the dispatcher calls them (`dispatcher.Guard`): made by whoever makes a
     dispatcher (the runner, a worker, a helper process), so the dispatcher imports neither."""
 
-    def __init__(self, settings: DeliverabilitySettings, store: DeliveryStore) -> None:
+    def __init__(self, settings: DeliverabilitySettings, store: DeliveryStore, quiet: warmup.Quiet = None) -> None:
+        """`quiet`: the quiet hours (`[schedule] quiet_hours`, parsed) a deferred email must not land in."""
         self.settings = settings
         self.store = store
+        self.quiet = quiet
 
     def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
         """After the dispatcher recorded these emails' outcomes (`failed`: some were refused): check the
@@ -288,9 +290,10 @@ class DispatchGuard:
         trip = check_campaign(conn, campaign_id, self.settings)
         return trip.sentence() if trip is not None else ""
 
-    def admit(self, ids: list[int], now: datetime) -> set[int]:
-        """The warm-up's caps (`warmup.admit`): the claimed emails that may go now."""
-        return warmup.admit(self.store, self.settings.warmup, ids, now)
+    def admit(self, ids: list[int], now: datetime, zone: str) -> set[int]:
+        """The warm-up's caps (`warmup.admit`): the claimed emails that may go now; the others wait for the
+        next window under the cap and outside their quiet hours (recipients without a zone: `zone`)."""
+        return warmup.admit(self.store, self.settings.warmup, ids, now, zone, self.quiet)
 
 
 class GuardCollector(Collector):

@@ -30,9 +30,11 @@ from needlecast.config.deliverability import WarmupSettings
 from needlecast.delivery.base import RetryPolicy
 from needlecast.delivery.sendgrid import SendGridBackend
 from needlecast.devtools.sendgrid_sink import SendGridSink
+from needlecast.readmodels.campaigns import campaign_page
 from needlecast.store import sendcaps
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries, events
+from needlecast.wording import for_people
 from tests.sending import leads_workspace, store_with_leads
 from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
 
@@ -310,3 +312,31 @@ def test_the_next_window_skips_quiet_hours_and_full_windows(engine: Engine) -> N
         assert next_window(conn, warm, late.replace(hour=12), False, "Europe/London", None) == datetime(
             2026, 11, 24, 13, tzinfo=UTC
         )
+
+
+def test_the_warm_up_days_are_the_clinics_dates_across_midnight(ws: Workspace) -> None:
+    """A clinic in Auckland (13 hours ahead of UTC in November) sends at 09:00 its time: 20:00 UTC the day
+    before. The plan, the campaign page and the calendar list the warm-up's days as Auckland's dates."""
+    config = ws.root / "needlecast.toml"
+    config.write_text(config.read_text().replace('time_zone = "Europe/London"', 'time_zone = "Pacific/Auckland"'))
+    campaign = BROADCAST.replace("time_zone: Europe/London", "time_zone: Pacific/Auckland").replace(
+        'send_at: "2026-11-24 12:00"', 'send_at: "2026-11-25 09:00"'
+    )
+    (ws.campaigns_dir / "c.yaml").write_text(campaign.format(segment="all-leads"))
+    auckland = open_workspace(ws.root)
+    assert auckland.settings.clinic.time_zone == "Pacific/Auckland"
+    engine = store_with_leads(auckland)
+    local_days = "30 on 2026-11-25, 45 on 2026-11-26, 65 on 2026-11-27"  # UTC: the 24th, 25th and 26th
+    plan = build_plans(auckland, engine, "winter", 30, NOW).plans[0]
+    [note] = [n for n in plan.notes if "takes 3 day(s)" in n]
+    assert local_days in for_people(note) and "days in" not in for_people(note)
+    assert local_days in note and "(days in Pacific/Auckland)" in note  # the command line names the zone
+    page = campaign_page(engine, auckland, "winter", 30)
+    notes = [for_people(n) for n in page.plan.notes]
+    assert any(local_days in n for n in notes), notes
+    assert {r["day"]: r["recipients"] for r in page.plan.rows} == {
+        "2026-11-25": 30,
+        "2026-11-26": 45,
+        "2026-11-27": 65,
+    }
+    engine.dispose()

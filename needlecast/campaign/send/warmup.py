@@ -9,8 +9,9 @@ Contract:
 - Planning (`spread`): a broadcast's queued emails are ordered by engagement (recent human opens and clicks,
   `engagement_scores`, most first; ties by contact id) and each is moved whole days later (keeping its time
   of day, so quiet hours still hold) to the first day of the curve with room for it. They are enqueued in
-  that order, so the ledger's delivery ids follow engagement. `needlecast plan` shows the days
-  (`days_note`), and its table counts the emails per day. Engagement order holds within each part the
+  that order, so the ledger's delivery ids follow engagement. `needlecast plan` and the console's campaign
+  page show the days (`days_note`: the clinic's dates, `[clinic] time_zone`), and its table counts the
+  emails per day. The caps themselves are kept per UTC day and hour. Engagement order holds within each part the
   planner reads at a time (200,000 contacts).
 - Sending (`admit`): before a claimed round is handed to the backend, its sendable emails are booked in
   the day's and the hour's windows of the fleet-wide counters (`store.sendcaps`, in the fleet rate limit's
@@ -127,14 +128,16 @@ def spread(
     return pd.concat([moved, rest], ignore_index=True), placed + len(queued)
 
 
-def days_note(emails: pd.DataFrame, warmup: WarmupSettings | None) -> str:
-    """What `plan` says of a warm-up send: the days it takes and the emails on each ('' without warm-up)."""
+def days_note(emails: pd.DataFrame, warmup: WarmupSettings | None, time_zone: str = "UTC") -> str:
+    """What `plan` says of a warm-up send: the days it takes and the emails on each, days as the calendar of
+    `time_zone` (the clinic's) has them ('' without warm-up)."""
     if warmup is None or emails.empty:
         return ""
     queued = emails[emails["status"] == "queued"]
     if queued.empty:
         return ""
-    per_day = pd.to_datetime(queued["due_at"], utc=True).dt.strftime("%Y-%m-%d").value_counts().sort_index()
+    local = pd.to_datetime(queued["due_at"], utc=True).dt.tz_convert(time_zone)
+    per_day = local.dt.strftime("%Y-%m-%d").value_counts().sort_index()
     listed = ", ".join(f"{count} on {day}" for day, count in per_day.items())
     return (
         f"Warm-up: the sender is new, so this send takes {len(per_day)} day(s), the most engaged people first: "

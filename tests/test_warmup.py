@@ -340,3 +340,31 @@ def test_the_warm_up_days_are_the_clinics_dates_across_midnight(ws: Workspace) -
         "2026-11-27": 65,
     }
     engine.dispose()
+
+
+def test_bookings_racing_from_many_senders_never_pass_the_cap(engine: Engine) -> None:
+    """Six senders (each its own connection and transaction) book the same day's and hour's windows at once,
+    a few emails at a time, until refused: together they get exactly the narrower cap, never more."""
+    day, hour = ("warmup:2027-01-10", 100), ("warmup:2027-01-10T09", 37)
+    start = threading.Barrier(6)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        start.wait(30)
+        while True:
+            with engine.begin() as conn:
+                got, _ = sendcaps.book(conn, [day, hour], 3)
+            if not got:
+                return
+            with lock:
+                granted.append(got)
+
+    threads = [threading.Thread(target=sender) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(granted) == 37
+    with engine.connect() as conn:
+        assert sendcaps.booked(conn, [day[0], hour[0]]) == {day[0]: 37, hour[0]: 37}

@@ -2,13 +2,18 @@
 
 Contract: `diagnose(workspace, resolver=None, http=None)` returns one `Check` per item, in this order: the
 sender address, the SendGrid API key, the link-signing secret, the Event Webhook's verification key, the
-sending domain's SPF, DKIM and DMARC records, and the unsubscribe host. Each `Check` has a status:
+sending domain's SPF, DKIM and DMARC records, the sender verified in SendGrid, and the unsubscribe host.
+Each `Check` has a status:
 - "ok": it is there;
 - "missing": it is not, or it is wrong (`fix` says what to do, in words a clinic's admin understands);
 - "unchecked": it could not be checked here (no network, a DNS server that does not answer): never "ok".
 DNS is read through the system's resolver (dnspython; tests pass their own `resolver`); a name that does not
 exist or has no such record is "missing"; a resolver that cannot answer, or that does not see the public DNS
 (SendGrid's own `sendgrid.net` SPF record is not found), is "unchecked" ("cannot resolve").
+The sender is verified when SendGrid's Sender Authentication (read with the API key from `[delivery]
+api_host`: `GET /v3/verified_senders`, `GET /v3/whitelabel/domains`) lists the address as a verified single
+sender, or its domain (or a parent domain) as an authenticated domain that SendGrid validated; "unchecked"
+when SendGrid cannot be asked (no key, no network, a key without the permission to read it).
 The unsubscribe host is `[tracking] public_base_url`, whose `/healthz` must answer 200. Nothing is changed
 and no secret's value is ever shown.
 """
@@ -57,6 +62,7 @@ def diagnose(
         checks += [_spf(resolver, domain), _dkim(resolver, domain), _dmarc(resolver, domain)]
     else:
         checks += [_cannot_resolve(item, name) for item, name in _dns_items(domain)]
+    checks.append(_verified_sender(workspace, sender, http))
     checks.append(_unsubscribe_host(workspace, http))
     return checks
 
@@ -215,6 +221,51 @@ def _dmarc(resolver: dns.resolver.Resolver, domain: str) -> Check:
             "Yahoo require it from bulk senders",
         )
     return Check("DMARC", OK, f"{name}: {dmarc[0]}")
+
+
+VERIFIED = "sender verified in SendGrid"
+
+
+def _sendgrid_lists(workspace: Workspace, key: str, http: httpx.Client | None) -> tuple[list[str], list[str]]:
+    """SendGrid's verified single senders and validated authenticated domains (lower case); raises
+    `httpx.HTTPError` (`HTTPStatusError` for an answer other than 200)."""
+    base = workspace.settings.delivery.api_host.rstrip("/")
+    client = http or httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+    headers = {"Authorization": f"Bearer {key}"}
+    singles = client.get(f"{base}/v3/verified_senders", headers=headers, params={"limit": 1000})
+    singles.raise_for_status()
+    domains = client.get(f"{base}/v3/whitelabel/domains", headers=headers, params={"limit": 1000})
+    domains.raise_for_status()
+    verified = [
+        str(s.get("from_email", "")).lower() for s in singles.json().get("results", []) if s.get("verified") is True
+    ]
+    valid = [str(d.get("domain", "")).lower() for d in domains.json() if d.get("valid") is True]
+    return verified, valid
+
+
+def _verified_sender(workspace: Workspace, sender: str, http: httpx.Client | None) -> Check:
+    key = os.environ.get("SENDGRID_API_KEY", "")
+    fix = (
+        f"in SendGrid (Settings → Sender Authentication), authenticate the domain {sender.rpartition('@')[2]} "
+        f"(best: it also gives the DKIM records) or verify {sender} as a single sender"
+    )
+    if not key or "change-me" in sender.lower():
+        return Check(VERIFIED, UNCHECKED, "SendGrid cannot be asked without the API key and the sender", fix)
+    try:
+        verified, valid = _sendgrid_lists(workspace, key, http)
+    except httpx.HTTPStatusError as err:
+        status = err.response.status_code
+        said = "the API key may not read Sender Authentication" if status in (401, 403) else f"SendGrid said {status}"
+        return Check(VERIFIED, UNCHECKED, f"cannot ask SendGrid ({said})", f"check it yourself: {fix}")
+    except (httpx.HTTPError, ValueError, AttributeError) as err:
+        return Check(VERIFIED, UNCHECKED, f"cannot reach SendGrid ({type(err).__name__})", f"check it yourself: {fix}")
+    domain = sender.rpartition("@")[2].lower()
+    if sender.lower() in verified:
+        return Check(VERIFIED, OK, f"{sender} is a verified single sender")
+    authenticated = [d for d in valid if domain == d or domain.endswith(f".{d}")]
+    if authenticated:
+        return Check(VERIFIED, OK, f"SendGrid has authenticated {authenticated[0]}")
+    return Check(VERIFIED, MISSING, f"SendGrid shows neither {sender} nor its domain as verified", fix)
 
 
 def _unsubscribe_host(workspace: Workspace, http: httpx.Client | None) -> Check:

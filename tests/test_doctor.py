@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from needlecast import doctor
 from needlecast.cli import app
 from needlecast.config import Workspace, open_workspace
+from needlecast.devtools.sendgrid_sink import SendGridSink
 
 DOMAIN = "lumen-clinic.example.com"  # the sample sender's domain
 GOOD_ZONE = {
@@ -70,6 +71,16 @@ def dns_stub() -> Iterator[tuple[dns.resolver.Resolver, dict[tuple[str, str], li
     finally:
         server.stop()
         server.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def sendgrid(monkeypatch: pytest.MonkeyPatch) -> Iterator[SendGridSink]:
+    """The loopback SendGrid (`[delivery] api_host`, through NEEDLECAST_SENDGRID_HOST) whose Sender
+    Authentication shows the sample sender's domain as authenticated and validated."""
+    with SendGridSink(api_key="SG.test-key") as sink:
+        sink.state.authenticated_domains.append({"id": 1, "domain": DOMAIN, "subdomain": "em1", "valid": True})
+        monkeypatch.setenv("NEEDLECAST_SENDGRID_HOST", sink.url)
+        yield sink
 
 
 @pytest.fixture()
@@ -123,9 +134,42 @@ def test_a_sender_with_everything_in_place_is_all_ok(
         "SPF",
         "DKIM",
         "DMARC",
+        "sender verified in SendGrid",
         "unsubscribe host",
     ]
     assert set(_statuses(checks).values()) == {"ok"}, checks
+
+
+def test_the_sender_is_verified_only_when_sendgrid_shows_it_or_its_domain(
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    healthz: str,
+    sendgrid: SendGridSink,
+    dns_stub: tuple[dns.resolver.Resolver, dict],
+) -> None:
+    ws = _ready(workspace, monkeypatch, healthz)
+    sender = ws.settings.clinic.sender_email
+
+    def verified() -> doctor.Check:
+        return {c.item: c for c in doctor.diagnose(ws, resolver=dns_stub[0])}["sender verified in SendGrid"]
+
+    assert verified().status == "ok" and DOMAIN in verified().detail  # the authenticated domain
+    sendgrid.state.authenticated_domains[0]["valid"] = False  # authenticated, but its records never validated
+    missing = verified()
+    assert missing.status == "missing" and "Sender Authentication" in missing.fix and DOMAIN in missing.fix
+    sendgrid.state.verified_senders.append({"id": 7, "from_email": sender.upper(), "verified": True})
+    assert verified().status == "ok" and "single sender" in verified().detail
+    sendgrid.state.sender_auth_status = 403  # a key with the 'Mail Send' permission alone
+    forbidden = verified()
+    assert forbidden.status == "unchecked" and "may not read" in forbidden.detail and forbidden.fix
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.another-key")  # SendGrid refuses the key
+    assert verified().status == "unchecked"
+    with socket.socket() as sock:  # no SendGrid at all (no network)
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("NEEDLECAST_SENDGRID_HOST", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    ws = open_workspace(ws.root)
+    unreachable = verified()
+    assert unreachable.status == "unchecked" and "cannot reach SendGrid" in unreachable.detail
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from needlecast.accounts.users import add_user
 from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
-from needlecast.campaign.send.guardrails import GuardCollector
+from needlecast.campaign.send.guardrails import Figures, GuardCollector, first_trip
 from needlecast.campaign.send.runner import Runner
 from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
@@ -53,6 +53,7 @@ from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
 from tests.waiting import wait_until
 
 LEADS = 700
+METRICS_TOKEN = "m" * 32
 WINDOW = 400  # 5 % is 20 hard bounces, 0.5 % (the highest complaint threshold the settings take) 2 complaints
 
 
@@ -143,6 +144,7 @@ def setup(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, 
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(public).decode())
+    monkeypatch.setenv("NEEDLECAST_METRICS_TOKEN", METRICS_TOKEN)
     rows = "".join(f"lead{i}@example.com,Lead{i},acne,yes,yes,2026-11-01,no\n" for i in range(LEADS))
     leads_workspace(
         workspace_dir,
@@ -272,6 +274,9 @@ def test_a_campaign_pauses_itself_at_a_threshold_and_resumes_only_by_a_person(se
     scraped = generate_latest(registry).decode()
     assert f'needlecast_campaign_auto_paused{{campaign="winter",threshold="{threshold}"}} 1.0' in scraped
     assert f'needlecast_campaign_guard_figure{{campaign="winter",figure="count"}} {float(count)}' in scraped
+    metrics = setup.client.get(f"{setup.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert metrics.status_code == 200  # the web app's /metrics, as Prometheus scrapes it
+    assert f'needlecast_campaign_auto_paused{{campaign="winter",threshold="{threshold}"}} 1.0' in metrics.text
 
     # The next run (a scheduler's job, a worker) sends nothing: the queued rows stay queued.
     accepted = len(setup.sink.accepted_delivery_ids())
@@ -367,6 +372,20 @@ def test_a_person_who_paused_a_campaign_keeps_it_paused_whatever_the_events(setu
         state = get_state(conn, "winter")
         assert audit.entries(conn, action="campaign.auto_paused") == []
     assert state["status"] == "paused" and state["guard_threshold"] == "" and "paused by" in state["note"]
+
+
+def test_the_rates_are_taken_over_at_least_200_emails_while_fewer_have_gone() -> None:
+    """Ten hard bounces among a campaign's first twenty emails pause it (10 of 200: 5 %); one among its
+    first two does not (1 of 200), and nine among twenty, just below, does not either."""
+    settings = DeliverabilitySettings()
+    tripped = first_trip(Figures(emails=20, hard_bounces=10, complaints=0, provider_errors=0), settings)
+    assert tripped is not None and tripped.threshold == "hard_bounces" and tripped.figures.base == 200
+    assert "10 of the last 200 emails" in tripped.sentence()
+    assert first_trip(Figures(emails=2, hard_bounces=1, complaints=0, provider_errors=0), settings) is None
+    assert first_trip(Figures(emails=20, hard_bounces=9, complaints=0, provider_errors=0), settings) is None
+    # beyond 200 the window's own count is the base: 0.1 % of 1,000 is one complaint, exactly
+    assert first_trip(Figures(emails=1000, hard_bounces=0, complaints=1, provider_errors=0), settings) is not None
+    assert first_trip(Figures(emails=1000, hard_bounces=49, complaints=0, provider_errors=49), settings) is None
 
 
 @pytest.mark.parametrize(

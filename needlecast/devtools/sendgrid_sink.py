@@ -181,6 +181,13 @@ class SinkState:
     stalled: set[str] = field(default_factory=set)
     requests: int = 0
     handling: int = 0  # POSTs being handled right now (a stalled one included)
+    # What `GET /v3/verified_senders` and `GET /v3/whitelabel/domains` answer (SendGrid's Sender
+    # Authentication, as `needlecast doctor` reads it): single senders {from_email, verified}, and
+    # authenticated domains {domain, valid}. `sender_auth_status`: answer those with this status instead
+    # (403: a key without the permission to read them).
+    verified_senders: list[dict[str, Any]] = field(default_factory=list)
+    authenticated_domains: list[dict[str, Any]] = field(default_factory=list)
+    sender_auth_status: int = 200
     lock: threading.Lock = field(default_factory=threading.Lock)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -231,8 +238,20 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/_sink/accepted":
             with state.lock:
                 self._reply(200, [{"message_id": a.message_id, "recipients": a.recipients} for a in state.accepted])
+        elif self.path.split("?")[0] in ("/v3/verified_senders", "/v3/whitelabel/domains"):
+            self._sender_authentication(state)
         else:
             self._reply(404, {"errors": [{"message": "not found"}]})
+
+    def _sender_authentication(self, state: SinkState) -> None:
+        if state.api_key is not None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            self._reply(401, {"errors": [{"message": "authorization required", "field": None}]})
+        elif state.sender_auth_status != 200:
+            self._reply(state.sender_auth_status, {"errors": [{"message": "access forbidden", "field": None}]})
+        elif self.path.startswith("/v3/verified_senders"):
+            self._reply(200, {"results": list(state.verified_senders)})
+        else:
+            self._reply(200, list(state.authenticated_domains))
 
     def do_POST(self) -> None:
         state = self.server.state

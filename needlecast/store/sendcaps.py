@@ -10,7 +10,8 @@ so the bookings of all senders add up to at most the cap.
 Contract: `book(conn, windows, wanted)` books up to `wanted` emails in every window at once, in the caller's
 transaction, and returns how many it booked (at most the least room of any window; 0 when one is full) and
 the room each window has left after it. Nothing is booked twice: what a narrower window refused is given
-back to the wider ones before the transaction ends.
+back to the wider ones before the transaction ends. `booked(conn, names)` is what each window holds so far
+(0 for a window never booked): a deferred email looks ahead for a window with room.
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def book(conn: Connection, windows: Sequence[tuple[str, int]], wanted: int) -> t
         used = conn.exec_driver_sql(f"SELECT next_email FROM rate_limits WHERE name = {m}", (name,)).scalar_one()
         room.append(max(0, cap - int(used)))
     return granted, room
+
+
+def booked(conn: Connection, names: Sequence[str]) -> dict[str, int]:
+    """The emails booked so far in each named window (0 for one never booked)."""
+    if not names:
+        return {}
+    m = marker(conn)
+    listed = ", ".join([m] * len(names))
+    rows = conn.exec_driver_sql(
+        f"SELECT name, next_email FROM rate_limits WHERE name IN ({listed})", tuple(names)
+    ).all()
+    held = {str(name): int(used) for name, used in rows}
+    return {name: held.get(name, 0) for name in names}

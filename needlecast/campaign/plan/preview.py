@@ -129,12 +129,15 @@ def build_plans(
 
 def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) -> tuple[pd.DataFrame, str]:
     """A broadcast's emails spread over a new sender's warm-up days (`warmup.spread`), and what `plan` says of
-    them (the days it takes; '' without a warm-up)."""
+    them (the days it takes, as the clinic's calendar has them; '' without a warm-up)."""
     warm = workspace.settings.deliverability.warmup
     if warm is None:
         return plan.emails, ""
     emails, _ = spread(plan.emails, warm, engagement_scores(conn, now))
-    return emails, days_note(emails, warm)
+    zone = workspace.settings.clinic.time_zone
+    said = days_note(emails, warm, zone)
+    # The command line's table counts UTC days: its note names the zone of its own days.
+    return emails, Note(said[:-1] + f" (days in {zone}).", said) if said else ""
 
 
 def _stopping_notes(ctx: CampaignContext, campaign: Campaign, state: Mapping[str, Any] | None) -> list[str]:

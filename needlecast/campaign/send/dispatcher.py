@@ -91,8 +91,9 @@ class Guard(Protocol):
         """After outcomes are recorded (in their transaction): why the campaign paused itself, or ''."""
         ...
 
-    def admit(self, ids: list[int], now: datetime) -> set[int]:
-        """The claimed rows that may go now; the others are back in the queue for a later window."""
+    def admit(self, ids: list[int], now: datetime, zone: str) -> set[int]:
+        """The claimed rows that may go now; the others are back in the queue for a later window (outside
+        quiet hours in their recipient's zone, else `zone`: the campaign's)."""
         ...
 
 
@@ -253,7 +254,7 @@ class Dispatcher:
                 self.store.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
         if self.guard is not None:
-            groups = _warm_up(self.guard, groups, now)
+            groups = _warm_up(self.guard, groups, now, sending.time_zone)
         batches = []
         size = self.settings.request_size
         for (step_id, variant, arm), recipients in groups.items():
@@ -371,12 +372,12 @@ class _Marks:
 
 
 def _warm_up(
-    guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime
+    guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime, zone: str
 ) -> dict[tuple[str, str, str], list[Recipient]]:
     """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put back
     in the queue for the next window, in the ledger."""
     ids = [int(r.delivery_id) for group in groups.values() for r in group]
-    admitted = guard.admit(ids, now)
+    admitted = guard.admit(ids, now, zone)
     if len(admitted) == len(ids):
         return groups
     kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}

@@ -42,13 +42,14 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Engine, case, distinct, func, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import SYSTEM
 from needlecast.campaign.send import warmup
 from needlecast.campaign.send.state import ACTIVE, PAUSED
 from needlecast.config.deliverability import MIN_WINDOW, DeliverabilitySettings
+from needlecast.store import guardwindow
 from needlecast.store.delivery import DeliveryStore
 from needlecast.store.helpers import chunked, utcnow
 from needlecast.store.schema import campaign_state, deliveries, events
@@ -58,7 +59,6 @@ log = logging.getLogger("needlecast.guardrails")
 HARD_BOUNCES, COMPLAINTS, PROVIDER_ERRORS = "hard_bounces", "complaints", "provider_errors"
 # The event kinds that can move a figure: what the webhook hook looks for before it counts anything.
 BAD_KINDS = frozenset({"bounced", "complained", "dropped"})
-_HANDED = ("sent", "unknown", "failed")  # ledger states of an email the provider may have taken
 _WORDS = {
     HARD_BOUNCES: "hard bounces",
     COMPLAINTS: "spam complaints",
@@ -123,24 +123,10 @@ class Trip:
 
 
 def window_figures(conn: Connection, campaign_id: str, window: int, floor: int = 0) -> Figures:
-    """The figures of the campaign's rolling window (see the module contract)."""
-    handed = (
-        select(deliveries.c.id, deliveries.c.status, deliveries.c.outcome)
-        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status.in_(_HANDED), deliveries.c.id > floor)
-        .order_by(deliveries.c.id.desc())
-        .limit(window)
-        .subquery()
-    )
-    refused = case((handed.c.status == "failed", 1), (handed.c.outcome == "dropped", 1), else_=0)
-    emails, errors = conn.execute(select(func.count(), func.coalesce(func.sum(refused), 0)).select_from(handed)).one()
-    by_kind: dict[str, int] = dict(
-        conn.execute(
-            select(events.c.kind, func.count(distinct(events.c.delivery_id)))
-            .where(events.c.delivery_id.in_(select(handed.c.id)), events.c.kind.in_(("bounced", "complained")))
-            .group_by(events.c.kind)
-        ).all()
-    )
-    return Figures(int(emails), int(by_kind.get("bounced", 0)), int(by_kind.get("complained", 0)), int(errors))
+    """The figures of the campaign's rolling window (see the module contract), read through the ledger's
+    index of the campaign's delivery ids (`store.guardwindow`)."""
+    emails, errors, bounced, complained = guardwindow.window_counts(conn, campaign_id, window, floor)
+    return Figures(emails, bounced, complained, errors)
 
 
 def first_trip(figures: Figures, settings: DeliverabilitySettings) -> Trip | None:
@@ -257,11 +243,7 @@ def on_resume(conn: Connection, campaign_id: str) -> dict[str, Any]:
             campaign_state.c.campaign_id == campaign_id
         )
     ).first()
-    floor = conn.execute(
-        select(func.coalesce(func.max(deliveries.c.id), 0)).where(
-            deliveries.c.campaign_id == campaign_id, deliveries.c.status.in_(_HANDED)
-        )
-    ).scalar_one()
+    floor = guardwindow.newest_handed(conn, campaign_id)
     conn.execute(
         update(campaign_state)
         .where(campaign_state.c.campaign_id == campaign_id)
@@ -276,9 +258,11 @@ class DispatchGuard:
     """The guard and the warm-up as the dispatcher calls them (`dispatcher.Guard`): made by whoever makes a
     dispatcher (the runner, a worker, a helper process), so the dispatcher imports neither."""
 
-    def __init__(self, settings: DeliverabilitySettings, store: DeliveryStore) -> None:
+    def __init__(self, settings: DeliverabilitySettings, store: DeliveryStore, quiet: warmup.Quiet = None) -> None:
+        """`quiet`: the quiet hours (`[schedule] quiet_hours`, parsed) a deferred email must not land in."""
         self.settings = settings
         self.store = store
+        self.quiet = quiet
 
     def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
         """After the dispatcher recorded these emails' outcomes (`failed`: some were refused): check the
@@ -288,9 +272,10 @@ class DispatchGuard:
         trip = check_campaign(conn, campaign_id, self.settings)
         return trip.sentence() if trip is not None else ""
 
-    def admit(self, ids: list[int], now: datetime) -> set[int]:
-        """The warm-up's caps (`warmup.admit`): the claimed emails that may go now."""
-        return warmup.admit(self.store, self.settings.warmup, ids, now)
+    def admit(self, ids: list[int], now: datetime, zone: str) -> set[int]:
+        """The warm-up's caps (`warmup.admit`): the claimed emails that may go now; the others wait for the
+        next window under the cap and outside their quiet hours (recipients without a zone: `zone`)."""
+        return warmup.admit(self.store, self.settings.warmup, ids, now, zone, self.quiet)
 
 
 class GuardCollector(Collector):

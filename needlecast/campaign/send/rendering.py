@@ -95,6 +95,7 @@ class Sending:
         self.sender_email = campaign.sender_email or clinic.sender_email
         self.sender_name = campaign.sender_name or clinic.sender_name
         self.reply_to = campaign.reply_to or clinic.reply_to
+        self.time_zone = campaign.time_zone  # the zone of recipients without one of their own
         self.values = RecipientValues(ctx.workspace.settings, secret, campaign.id)
         self._ctx = ctx
         self._campaign = campaign

@@ -9,15 +9,21 @@ Contract:
 - Planning (`spread`): a broadcast's queued emails are ordered by engagement (recent human opens and clicks,
   `engagement_scores`, most first; ties by contact id) and each is moved whole days later (keeping its time
   of day, so quiet hours still hold) to the first day of the curve with room for it. They are enqueued in
-  that order, so the ledger's delivery ids follow engagement. `needlecast plan` shows the days
-  (`days_note`), and its table counts the emails per day. Engagement order holds within each part the
+  that order, so the ledger's delivery ids follow engagement. `needlecast plan` and the console's campaign
+  page show the days (`days_note`: the clinic's dates, `[clinic] time_zone`), and its table counts the
+  emails per day. The caps themselves are kept per UTC day and hour. Engagement order holds within each part the
   planner reads at a time (200,000 contacts).
 - Sending (`admit`): before a claimed round is handed to the backend, its sendable emails are booked in
   the day's and the hour's windows of the fleet-wide counters (`store.sendcaps`, in the fleet rate limit's
   table), so every sender together stays within the caps. Those that fit go (lowest delivery id first: the
-  most engaged); the others go back to `queued`, due at the next window (the next hour, or the same hour
-  tomorrow when the day's cap is used up), in the booking's transaction: never sent, never lost, and sent
-  exactly once later.
+  most engaged); the others go back to `queued` (the same ledger row: sent exactly once later, never
+  lost), in the booking's transaction, due at the next window that is both under the cap and outside the
+  recipient's quiet hours (`next_window`: their own zone, else the campaign's, as the planner reads quiet
+  hours).
+- `next_window(conn, warmup, now, day_full, zone, quiet)`: from the next hour (or, when the day's cap is
+  used up, the next UTC day's first hour), the first moment outside the quiet hours in `zone` whose day
+  and hour windows both have room (by what is booked in them so far); a moment in quiet hours moves to
+  their end, a full hour to the next hour, a full day to the next day. It looks at most 8 days ahead.
 """
 
 from __future__ import annotations
@@ -25,17 +31,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from needlecast.campaign.plan.send_time import Engagement
+from needlecast.campaign.plan.timing import after_quiet_hours
 from needlecast.config.deliverability import WarmupSettings
 from needlecast.ledger import SENDING
 from needlecast.store import sendcaps
 from needlecast.store.delivery import DeliveryStore
+from needlecast.store.helpers import chunked
+from needlecast.store.schema import contacts, deliveries
 
 log = logging.getLogger("needlecast.warmup")
 
@@ -119,14 +128,16 @@ def spread(
     return pd.concat([moved, rest], ignore_index=True), placed + len(queued)
 
 
-def days_note(emails: pd.DataFrame, warmup: WarmupSettings | None) -> str:
-    """What `plan` says of a warm-up send: the days it takes and the emails on each ('' without warm-up)."""
+def days_note(emails: pd.DataFrame, warmup: WarmupSettings | None, time_zone: str = "UTC") -> str:
+    """What `plan` says of a warm-up send: the days it takes and the emails on each, days as the calendar of
+    `time_zone` (the clinic's) has them ('' without warm-up)."""
     if warmup is None or emails.empty:
         return ""
     queued = emails[emails["status"] == "queued"]
     if queued.empty:
         return ""
-    per_day = pd.to_datetime(queued["due_at"], utc=True).dt.strftime("%Y-%m-%d").value_counts().sort_index()
+    local = pd.to_datetime(queued["due_at"], utc=True).dt.tz_convert(time_zone)
+    per_day = local.dt.strftime("%Y-%m-%d").value_counts().sort_index()
     listed = ", ".join(f"{count} on {day}" for day, count in per_day.items())
     return (
         f"Warm-up: the sender is new, so this send takes {len(per_day)} day(s), the most engaged people first: "
@@ -134,25 +145,87 @@ def days_note(emails: pd.DataFrame, warmup: WarmupSettings | None) -> str:
     )
 
 
-def _next_window(now: datetime, day_full: bool) -> datetime:
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    return hour + (timedelta(days=1) if day_full else timedelta(hours=1))
+Quiet = tuple[time, time] | None  # quiet hours as `campaign.plan.timing.parse_quiet_hours` reads them
+_LOOK_AHEAD = 8 * 24  # hours a deferred email's window is looked for in (the curve grows: a day soon has room)
 
 
-def admit(store: DeliveryStore, warmup: WarmupSettings | None, ids: list[int], now: datetime) -> set[int]:
-    """The delivery ids (claimed, `sending`) that fit the caps now; the others are re-queued for the next
-    window in the same transaction as the booking (see the module contract)."""
+def _windows(moment: datetime) -> tuple[str, str]:
+    """The names of the day's and the hour's windows `moment` (UTC) falls in."""
+    return f"warmup:{moment:%Y-%m-%d}", f"warmup:{moment:%Y-%m-%dT%H}"
+
+
+def next_window(
+    conn: Connection,
+    warmup: WarmupSettings | None,
+    now: datetime,
+    day_full: bool,
+    zone: str,
+    quiet: Quiet,
+) -> datetime:
+    """When an email the caps held back at `now` is due again (see the module contract)."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    day_start = hour.replace(hour=0)
+    moment = day_start + timedelta(days=1) if day_full else hour + timedelta(hours=1)
+    for _ in range(_LOOK_AHEAD):
+        moment = after_quiet_hours(moment, zone, quiet)  # the end of the quiet hours is outside them
+        caps = caps_on(warmup, moment.date())
+        if caps is None:
+            return moment
+        day, within = _windows(moment)
+        used = sendcaps.booked(conn, [day, within])
+        if used[day] >= caps.day:  # the day is used up: its next hours have no room either
+            moment = datetime.combine(moment.date() + timedelta(days=1), time(), UTC)
+        elif used[within] >= caps.hour:
+            moment = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        else:
+            return moment
+    return moment
+
+
+def _zones(conn: Connection, ids: list[int], campaign_zone: str) -> dict[int, str]:
+    """Each delivery's recipient zone: the contact's own, else the campaign's (as the planner reads them)."""
+    zones: dict[int, str] = {}
+    for chunk in chunked(ids, 5000):
+        rows = conn.execute(
+            select(deliveries.c.id, contacts.c.time_zone)
+            .join(contacts, contacts.c.id == deliveries.c.contact_id)
+            .where(deliveries.c.id.in_(chunk))
+        ).all()
+        zones.update({int(i): z or campaign_zone for i, z in rows})
+    return {i: zones.get(i, campaign_zone) for i in ids}
+
+
+def admit(
+    store: DeliveryStore,
+    warmup: WarmupSettings | None,
+    ids: list[int],
+    now: datetime,
+    zone: str = "UTC",
+    quiet: Quiet = None,
+) -> set[int]:
+    """The delivery ids (claimed, `sending`) that fit the caps now; the others are re-queued for their next
+    window (`next_window`, in their recipient's zone, else `zone`: the campaign's) in the same transaction as
+    the booking (see the module contract)."""
     caps = caps_on(warmup, now.date())
     if caps is None or not ids:
         return set(ids)
     ordered = sorted(ids)
-    windows = [(f"warmup:{now:%Y-%m-%d}", caps.day), (f"warmup:{now:%Y-%m-%dT%H}", caps.hour)]
+    day, within = _windows(now)
     with store.writing() as conn:
-        granted, (day_room, _) = sendcaps.book(conn, windows, len(ordered))
+        granted, (day_room, _) = sendcaps.book(conn, [(day, caps.day), (within, caps.hour)], len(ordered))
         later = ordered[granted:]
-        if later:
-            due = _next_window(now, day_full=day_room == 0)
-            store.requeue(conn, {"due_at": due, "error": WAITING}, ids=later, only_from=SENDING)
+        due_by_zone: dict[str, datetime] = {}
+        waiting: dict[datetime, list[int]] = {}
+        for delivery_id, recipient_zone in _zones(conn, later, zone).items() if later else ():
+            due = due_by_zone.get(recipient_zone)
+            if due is None:
+                due = due_by_zone[recipient_zone] = next_window(conn, warmup, now, day_room == 0, recipient_zone, quiet)
+            waiting.setdefault(due, []).append(delivery_id)
+        for due, held in sorted(waiting.items()):
+            store.requeue(conn, {"due_at": due, "error": WAITING}, ids=held, only_from=SENDING)
     if later:
-        log.info("warm-up: %d emails go now, %d wait until %s", granted, len(later), f"{due:%Y-%m-%d %H:%M}")
+        first = min(waiting)
+        log.info(
+            "warm-up: %d emails go now, %d wait (the first until %s)", granted, len(later), f"{first:%Y-%m-%d %H:%M}"
+        )
     return set(ordered[:granted])

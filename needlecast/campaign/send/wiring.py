@@ -10,6 +10,7 @@ from typing import Any
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import ensure_sendable
 from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.plan.timing import parse_quiet_hours
 from needlecast.campaign.send.dispatcher import Dispatcher, DispatchSettings
 from needlecast.campaign.send.guardrails import DispatchGuard
 from needlecast.campaign.send.rendering import Sending
@@ -35,7 +36,8 @@ def dispatch_settings(workspace: Workspace) -> DispatchSettings:
 def dispatcher_for(workspace: Workspace, store: DeliveryStore, backends: BackendFactory, **options: Any) -> Dispatcher:
     """A dispatcher over `store` with the workspace's settings and its deliverability guard and warm-up
     (`options`: `Dispatcher`'s keywords)."""
-    guard = DispatchGuard(workspace.settings.deliverability, store)
+    quiet = parse_quiet_hours(workspace.settings.schedule.quiet_hours)
+    guard = DispatchGuard(workspace.settings.deliverability, store, quiet)
     return Dispatcher(store, backends, dispatch_settings(workspace), guard=guard, **options)
 
 

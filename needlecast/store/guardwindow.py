@@ -2,7 +2,7 @@
 
 The window is a campaign's last `window` emails handed to the provider (ledger rows `sent`, `unknown` or
 `failed`) with a delivery id above its floor, newest id first. `ix_deliveries_campaign_window`
-(`campaign_id`, `id`; migration 0101) serves it on both databases: the database walks the campaign's entries
+(`campaign_id`, `id`; migration 0015) serves it on both databases: the database walks the campaign's entries
 backwards from its newest delivery id and stops once it has the window, so it never reads another
 campaign's rows, nor the campaign's own rows older than the window. The rows it passes over on the way are
 the campaign's newer ones not handed over yet (queued, sending, skipped). Neither column of the index ever

@@ -156,7 +156,7 @@ deliveries = Table(
     # No index holds a column that a send changes (status, claim_token, sent_at...): on PostgreSQL, with the
     # table's fillfactor at 50 (migration 0005), claiming and marking a row are HOT updates that write no
     # index entry. What is queued is found through `delivery_queue` instead.
-    # The deliverability guard's window, newest delivery id first (migration 0101, `store.guardwindow`).
+    # The deliverability guard's window, newest delivery id first (migration 0015, `store.guardwindow`).
     Index("ix_deliveries_campaign_window", "campaign_id", "id"),
 )
 
@@ -286,7 +286,7 @@ events = Table(
     Column("received_at", DateTime(), nullable=False),
     Column("detail", Text, nullable=False),
     Column("raw", JSON, nullable=False),
-    # The bounces, complaints and drops alone, by delivery (migration 0101): the guard's window reads these.
+    # The bounces, complaints and drops alone, by delivery (migration 0015): the guard's window reads these.
     Index(
         "ix_events_bad",
         "delivery_id",

@@ -8,7 +8,7 @@
   window's hard bounces and complaints are looked up among those events alone, not among every delivery,
   open and click.
 
-Revision ID: 0101
+Revision ID: 0015
 Revises: 0014
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0101"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None

@@ -78,8 +78,8 @@ def plan_preview(
     csv: Path | None = None,
 ) -> PlanPreview:
     """The plan of `campaign_id` (None: every campaign) for `days` days from `now` (see the module contract)."""
-    result = build_plans(workspace, engine, campaign_id, days, now or datetime.now(UTC), audience=frames)
-    ctx = CampaignContext.load(workspace)
+    ctx = CampaignContext.load(workspace)  # once: the plans and each step's article read the same files
+    result = build_plans(workspace, engine, campaign_id, days, now or datetime.now(UTC), audience=frames, context=ctx)
     written = write_plan_csv(result.plans, csv) if csv else None
     campaigns = [
         CampaignPlan(

@@ -60,7 +60,7 @@ def main() -> None:
 
     from bench.broadcast import setup_workspace, sink_stats, start_sink, write_audience
     from needlecast.accounts.roles import cli_actor
-    from needlecast.accounts.users import add_user
+    from needlecast.actions.users import add_user
     from needlecast.audience.importer import import_file
     from needlecast.config import open_workspace
     from needlecast.content.loader import load_vocabulary_for
@@ -85,8 +85,7 @@ def main() -> None:
             result["database"] = engine.dialect.name
             write_audience(Path(tmp) / "audience.csv", args.recipients)
             import_file(engine, Path(tmp) / "audience.csv", load_vocabulary_for(workspace))
-            with engine.begin() as conn:
-                add_user(conn, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
+            add_user(engine, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
 
             senders = Senders(workspace, engine)
             sock = socket.socket()

@@ -19,9 +19,9 @@ import httpx
 import uvicorn
 from sqlalchemy import Engine
 
-from needlecast.accounts.apikeys import create as create_key
 from needlecast.accounts.roles import ROLES, SCOPES, cli_actor
-from needlecast.accounts.users import add_user
+from needlecast.actions.keys import create_key
+from needlecast.actions.users import add_user
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -68,8 +68,7 @@ class ConsoleSite:
         return client
 
     def key(self, *scopes: str) -> str:
-        with self.engine.begin() as conn:
-            return create_key(conn, cli_actor(), "tests", list(scopes or SCOPES))
+        return create_key(self.engine, cli_actor(), "tests", list(scopes or SCOPES))
 
 
 @contextlib.contextmanager
@@ -147,9 +146,8 @@ def site(
     engine = open_store(store_url)
     if import_sample:
         import_file(engine, root / "audiences" / "sample.csv", load_vocabulary_for(workspace))
-    with engine.begin() as conn:
-        for role in ROLES:
-            add_user(conn, cli_actor(), email_of(role), role, PASSWORD)
+    for role in ROLES:
+        add_user(engine, cli_actor(), email_of(role), role, PASSWORD)
     senders = Senders(workspace, engine, scheduler)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

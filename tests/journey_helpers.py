@@ -1,5 +1,5 @@
 """Helpers of the journey tests: a workspace of a few leads on SQLite or PostgreSQL, a frozen clock, a
-journey file, one sweep, and what the ledger and the positions hold."""
+journey file, one sweep, a contact event, and what the ledger and the positions hold."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys.sweeper import SweepReport, sweep_all
 from needlecast.config import Workspace
-from needlecast.store.schema import contacts, deliveries, journey_positions
+from needlecast.store.schema import contact_events, contacts, deliveries, journey_positions
 from tests.sending import leads_workspace, store_with_leads
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, 12:00 in London
@@ -56,6 +56,27 @@ def sweep(ws: Workspace, engine: Engine, now: datetime) -> SweepReport:
     reports = sweep_all(engine, ctx, now)
     assert len(reports) == 1
     return reports[0]
+
+
+def record_event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
+    """One contact event of `kind` (booked, purchased, no_show...) for the contact, occurring and received at
+    `at`, with `source` as its source id (unique per event)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(contact_events).values(
+                source_id=source,
+                email_hash="",
+                contact_id=contact_id,
+                type=kind,
+                occurred_at=at,
+                value=None,
+                currency="",
+                source="test",
+                received_at=at,
+                treatment="",
+                appointment_at=None,
+            )
+        )
 
 
 def ids(engine: Engine) -> dict[str, int]:

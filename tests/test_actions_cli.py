@@ -179,7 +179,7 @@ def test_an_import_maps_its_columns_from_the_mapping_file_from_the_command_line(
     workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from needlecast.config import open_workspace
-    from needlecast.readmodels.contacts import contact_view
+    from needlecast.readmodels.contact_pages import profile_by_address
     from needlecast.readmodels.workspace import workspace_store
     from tests.cli_runner import run
 
@@ -192,7 +192,7 @@ def test_an_import_maps_its_columns_from_the_mapping_file_from_the_command_line(
     assert result.code == 0, result.stderr
     engine = workspace_store(open_workspace(workspace_dir))
     try:
-        profile = contact_view(engine, "ana.1@example.org", unmasked=True)
+        profile = profile_by_address(engine, "ana.1@example.org", unmasked=True)
         with engine.connect() as conn:
             (entry,) = entries(conn, 10, action="audience.")
     finally:

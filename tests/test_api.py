@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from needlecast.accounts.apikeys import revoke
 from needlecast.accounts.roles import SCOPE_ACTIONS, SCOPES, cli_actor
 from needlecast.actions import campaigns as campaigns_actions
+from needlecast.actions.keys import revoke_key
 from needlecast.store.schema import (
     api_keys,
     audit_log,
@@ -100,8 +100,9 @@ def test_a_missing_or_wrong_or_revoked_key_is_401_and_a_missing_scope_403(api: C
         assert response.headers["www-authenticate"] == "Bearer"
     assert _error(api.api("nc_not-a-key").get("/campaigns"), 401)["code"] == "unauthorized"
     key = api.key("campaigns:read")
-    with api.engine.begin() as conn:
-        revoke(conn, cli_actor(), int(conn.execute(select(func.max(api_keys.c.id))).scalar_one()))
+    with api.engine.connect() as conn:
+        newest = int(conn.execute(select(func.max(api_keys.c.id))).scalar_one())
+    revoke_key(api.engine, cli_actor(), newest)
     assert _error(api.api(key).get("/campaigns"), 401)["code"] == "unauthorized"
     for method, path, action, body in ENDPOINTS:
         lacking = [scope for scope in SCOPES if action not in SCOPE_ACTIONS[scope]]  # every other scope

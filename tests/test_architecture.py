@@ -301,3 +301,28 @@ def test_the_scheduler_keeps_no_running_state_in_module_globals() -> None:
                 state += [ast.unparse(target) for target in targets]
     state += [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Global)]
     assert state == []  # running state is a SchedulerRuntime, handed to every job by the executor
+
+
+ACCOUNT_STORAGE = ("needlecast/accounts/users.py", "needlecast/accounts/apikeys.py")
+
+
+def test_account_and_key_storage_neither_checks_permissions_nor_audits() -> None:
+    """`actions.users` and `actions.keys` are the one place that checks an account or key change's permission
+    and writes its audit entry (issue 26): the storage below them imports neither the audit log nor `require`,
+    so no change can be checked or audited twice."""
+    modules = _modules()
+    wrong = []
+    for relative in ACCOUNT_STORAGE:
+        path = PACKAGE.parent / relative
+        name = next(name for name, found in modules.items() if _relative(found) == relative)
+        wrong += [
+            f"    {relative}:{line}: {target}"
+            for target, line in _imports(name, path, modules)
+            if target.endswith(".audit")
+        ]
+        wrong += [
+            f"    {relative}:{node.lineno}: require"
+            for node in ast.walk(_tree(path))
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "require" for alias in node.names)
+        ]
+    assert wrong == [], "account storage that checks permissions or audits:\n" + "\n".join(wrong)

@@ -461,7 +461,7 @@ def test_a_hook_that_is_on_without_its_secret_stops_the_app_naming_the_variable(
         ('providers = ["generic"]\n[bookings.generic.kinds]\nBooked = "reserved"', "generic.kinds.Booked"),
         ('calendly_signing_key_env = "my key"', "calendly_signing_key_env must name an environment variable"),
         ('calendly_tolerance_seconds = "soon"', "calendly_tolerance_seconds must be a whole number"),
-        ("signing_key = 'x'", "signing_key is not a known key"),
+        ("signing_key = 'x'", "has an unknown key 'signing_key'"),
         ('[bookings.treatments]\n"7001" = "Micro Needling"', "treatments.7001"),
     ],
 )

@@ -31,8 +31,8 @@ from sqlalchemy import Engine, select
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import cli_actor
-from needlecast.accounts.users import add_user
 from needlecast.actions.campaigns import auto_pause_figures, set_campaign_status
+from needlecast.actions.users import add_user
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.overview import campaign_overview
 from needlecast.campaign.send.guardrails import Figures, GuardCollector, first_trip
@@ -180,8 +180,7 @@ def get_state_status(engine: Engine) -> str:
 
 def _console_login(setup: Setup) -> httpx.Client:
     """A console session of a marketer (who may pause and resume campaigns)."""
-    with setup.engine.begin() as conn:
-        add_user(conn, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
+    add_user(setup.engine, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
     client = httpx.Client(base_url=setup.url, follow_redirects=False, timeout=60)
     page = client.get("/console/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)

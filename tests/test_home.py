@@ -81,7 +81,7 @@ def test_the_calendar_shows_a_broadcasts_warm_up_days_in_week_and_month(engine: 
     week = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND)
     assert (week.start, week.end, week.title) == (date(2027, 3, 1), date(2027, 3, 7), "Week of 1 March 2027")
     assert [len(w) for w in week.weeks] == [7] and week.weeks[0][0].today
-    planned = plan_preview(scheduled, engine, "spring-guide", 7, BEFORE_THE_SEND).campaigns[0]
+    planned = plan_preview(engine, scheduled, "spring-guide", 7, now=BEFORE_THE_SEND).campaigns[0]
     by_day: dict[str, int] = {}
     for row in planned.emails:
         by_day[row["day"]] = by_day.get(row["day"], 0) + int(row["recipients"])  # UTC days = London's in March

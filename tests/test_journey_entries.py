@@ -7,18 +7,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import insert, select, update
 
 from needlecast.accounts.roles import Actor
 from needlecast.actions import journeys as journey_actions
 from needlecast.config import Workspace
 from needlecast.errors import PermissionDenied
-from needlecast.store.schema import appointments, audit_log, contact_events, contacts, signup_requests
+from needlecast.store.schema import appointments, audit_log, contacts, signup_requests
 from tests.journey_helpers import (
     NOW,
     journey_workspace,
     ledger_rows,
     positions,
+    record_event,
     steps_of,
     store,
     sweep,
@@ -36,25 +37,6 @@ def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     return journey_workspace(workspace_dir, store_url, monkeypatch)
 
 
-def _event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            insert(contact_events).values(
-                source_id=source,
-                email_hash="",
-                contact_id=contact_id,
-                type=kind,
-                occurred_at=at,
-                value=None,
-                currency="",
-                source="test",
-                received_at=at,
-                treatment="",
-                appointment_at=None,
-            )
-        )
-
-
 HELLO = """
 steps:
   - {id: hello, template: emails/welcome}
@@ -68,7 +50,7 @@ def test_an_event_entry_admits_whoever_had_the_event_since_the_journey_started(w
     engine = store(ws)
     leads = lead_ids(engine)
     assert sweep(ws, engine, NOW).entered == 0  # the journey starts now: nobody enquired since
-    _event(engine, leads["lead0"], "enquired", NOW + timedelta(hours=1), "e0")
+    record_event(engine, leads["lead0"], "enquired", NOW + timedelta(hours=1), "e0")
     report = sweep(ws, engine, NOW + timedelta(hours=2))
     assert report.entered == 1 and steps_of(engine, leads["lead0"]) == ["hello"]
 
@@ -125,9 +107,9 @@ def test_reentry_each_event_enters_again_for_each_new_event_once_the_last_entry_
     engine = store(ws)
     leads = lead_ids(engine)
     sweep(ws, engine, NOW)
-    _event(engine, leads["lead0"], "no_show", NOW + timedelta(hours=1), "n1")
+    record_event(engine, leads["lead0"], "no_show", NOW + timedelta(hours=1), "n1")
     assert sweep(ws, engine, NOW + timedelta(hours=2)).entered == 1
-    _event(engine, leads["lead0"], "no_show", NOW + timedelta(days=1), "n2")  # while in it: not a second entry
+    record_event(engine, leads["lead0"], "no_show", NOW + timedelta(days=1), "n2")  # while in it: not a second entry
     assert sweep(ws, engine, NOW + timedelta(days=1, hours=1)).entered == 0
     sweep(ws, engine, NOW + timedelta(days=3))  # the first entry ends
     assert sweep(ws, engine, NOW + timedelta(days=3, hours=1)).entered == 1  # the later no-show counts now
@@ -140,7 +122,7 @@ def test_the_goal_exits_the_person_wherever_they_are_as_a_conversion(ws: Workspa
     engine = store(ws)
     leads = lead_ids(engine)
     sweep(ws, engine, NOW)
-    _event(engine, leads["lead4"], "booked", NOW + timedelta(days=1), "b4")
+    record_event(engine, leads["lead4"], "booked", NOW + timedelta(days=1), "b4")
     report = sweep(ws, engine, NOW + timedelta(days=1, hours=1))
     assert report.converted == 1
     assert where_is(engine, leads["lead4"]) == ("pause", "converted", 1)

@@ -13,12 +13,13 @@ from sqlalchemy import Engine, insert, update
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import Workspace
 from needlecast.errors import CampaignFileError
-from needlecast.store.schema import contact_events, contacts
+from needlecast.store.schema import contacts
 from tests.journey_helpers import (
     NOW,
     journey_workspace,
     ledger_rows,
     positions,
+    record_event,
     steps_of,
     store,
     sweep,
@@ -31,25 +32,6 @@ from tests.journey_helpers import ids as lead_ids
 @pytest.fixture()
 def ws(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     return journey_workspace(workspace_dir, store_url, monkeypatch)
-
-
-def _event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            insert(contact_events).values(
-                source_id=source,
-                email_hash="",
-                contact_id=contact_id,
-                type=kind,
-                occurred_at=at,
-                value=None,
-                currency="",
-                source="test",
-                received_at=at,
-                treatment="",
-                appointment_at=None,
-            )
-        )
 
 
 def _aware(value: object) -> datetime:
@@ -111,8 +93,8 @@ steps:
     engine = store(ws)
     leads = lead_ids(engine)
     sweep(ws, engine, NOW)
-    _event(engine, leads["lead1"], "booked", NOW + timedelta(days=1), "b1")
-    _event(engine, leads["lead2"], "booked", NOW - timedelta(days=1), "b2")  # before they arrived: no
+    record_event(engine, leads["lead1"], "booked", NOW + timedelta(days=1), "b1")
+    record_event(engine, leads["lead2"], "booked", NOW - timedelta(days=1), "b2")  # before they arrived: no
     sweep(ws, engine, NOW + timedelta(days=1, hours=1))
     assert steps_of(engine, leads["lead1"]) == ["thanks", "welcome"]
     assert where_is(engine, leads["lead1"])[1:] == ("done", 1)
@@ -166,8 +148,8 @@ steps:
     )
     engine = store(ws)
     leads = lead_ids(engine)
-    _event(engine, leads["lead0"], "purchased", NOW - timedelta(days=3), "p0")
-    _event(engine, leads["lead1"], "purchased", NOW - timedelta(days=40), "p1")  # too long ago
+    record_event(engine, leads["lead0"], "purchased", NOW - timedelta(days=3), "p0")
+    record_event(engine, leads["lead1"], "purchased", NOW - timedelta(days=40), "p1")  # too long ago
     with engine.begin() as conn:
         conn.execute(update(contacts).where(contacts.c.id == leads["lead1"]).values(attributes={"skin_type": "oily"}))
     sweep(ws, engine, NOW)

@@ -11,7 +11,6 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from needlecast.accounts import users
-from needlecast.accounts.roles import cli_actor
 from needlecast.config import PASSWORD_COST_VARIABLES, open_workspace, password_hash_cost
 from needlecast.errors import AuthenticationFailed, ConfigurationError
 from needlecast.store.engine import open_store
@@ -92,7 +91,7 @@ def test_a_hash_made_at_one_cost_verifies_after_the_cost_changes_and_is_rehashed
         engine = open_store(url)
         _set_cost(monkeypatch, time_cost=1, memory_cost=8, parallelism=1)
         with engine.begin() as conn:
-            users.add_user(conn, cli_actor(), "ana@clinic.example", "admin", PASSWORD)
+            users.add_user(conn, "ana@clinic.example", "admin", PASSWORD)
         assert "$m=8,t=1,p=1$" in _stored_hash(engine, "ana@clinic.example")
 
         _set_cost(monkeypatch, time_cost=2, memory_cost=16, parallelism=1)

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from needlecast.accounts.roles import cli_actor
-from needlecast.accounts.users import add_user
 from needlecast.actions import contacts as contacts_actions
+from needlecast.actions.users import add_user
 from needlecast.addresses import email_hash
 from needlecast.audience.signup import take_received
 from needlecast.content.vocabulary import Vocabulary
@@ -226,8 +226,7 @@ def test_concurrent_additions_of_one_account_add_one_and_refuse_the_others_by_na
 
     def add(_index: int) -> int | str:
         try:
-            with engine.begin() as conn:
-                return add_user(conn, cli_actor(), address, "marketer", "a long enough test password")
+            return add_user(engine, cli_actor(), address, "marketer", "a long enough test password")
         except InvalidRequest as err:
             return str(err)
 

@@ -1,9 +1,11 @@
 """API keys: made with scopes, shown once, stored as a hash, revoked at will.
 
-Contract: `create(conn, actor, name, scopes)` returns the key (`nc_` + 40 random characters) once; the
+Contract: `create(conn, name, scopes)` returns the key's id and the key (`nc_` + 40 random characters) once; the
 database keeps its SHA-256 and its first characters (to recognise it in a list). `resolve(conn, key)` gives
-the key's actor (its name and scopes) or raises `AuthenticationFailed`; a revoked key fails. Both changes
-are audited.
+the key's actor (its name and scopes) or raises `AuthenticationFailed`; a revoked key fails.
+
+This is the storage below `actions.keys`: no function here checks a permission or writes an audit entry
+(the action does both, in the same transaction as the change).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from needlecast.accounts import audit
-from needlecast.accounts.roles import SCOPES, Actor, require
+from needlecast.accounts.roles import SCOPES, Actor
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NotFound
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import api_keys
@@ -38,8 +39,9 @@ def parse_scopes(text: str | list[str]) -> list[str]:
     return sorted(set(wanted))
 
 
-def create(conn: Connection, actor: Actor, name: str, scopes: list[str]) -> str:
-    require(actor, "apikeys.manage")
+def create(conn: Connection, name: str, scopes: list[str]) -> tuple[int, str]:
+    """A new key named `name` (1 to 100 characters, else `InvalidRequest`) with `scopes`: its id and the key
+    itself (shown this once; only its hash is stored)."""
     if not name.strip() or len(name) > 100:
         raise InvalidRequest("give the key a name of 1 to 100 characters (who or what uses it)")
     key = PREFIX + secrets.token_urlsafe(30)
@@ -55,8 +57,7 @@ def create(conn: Connection, actor: Actor, name: str, scopes: list[str]) -> str:
             "revoked_at": None,
         },
     ).scalar_one()
-    audit.record(conn, actor, "apikey.created", f"apikey:#{key_id}", name=name.strip(), scopes=scopes)
-    return key
+    return int(key_id), key
 
 
 def list_keys(conn: Connection) -> list[dict[str, Any]]:
@@ -74,14 +75,13 @@ def list_keys(conn: Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def revoke(conn: Connection, actor: Actor, key_id: int) -> None:
-    require(actor, "apikeys.manage")
+def revoke(conn: Connection, key_id: int) -> None:
+    """Revoke the key; `NotFound` for a key there is not or one already revoked."""
     changed = conn.execute(
         update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
     ).rowcount
     if not changed:
         raise NotFound(f"no active API key #{key_id}")
-    audit.record(conn, actor, "apikey.revoked", f"apikey:#{key_id}")
 
 
 def resolve(conn: Connection, key: str) -> Actor:

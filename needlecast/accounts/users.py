@@ -5,7 +5,10 @@ Contract: passwords are hashed with argon2id (argon2-cffi's default cost unless 
 (argon2 writes its parameters into the hash) and is rehashed at the current cost at the next log-in;
 a password shorter than `MIN_PASSWORD` is refused. `authenticate` answers only for an active account with
 the right password and raises `AuthenticationFailed` otherwise, with one message whatever was wrong (a
-stranger learns nothing about which accounts exist). Every change is written to the audit log.
+stranger learns nothing about which accounts exist).
+
+This is the storage below `actions.users`: no function here checks a permission or writes an audit entry
+(the action does both, in the same transaction as the change). A change returns what its entry names.
 """
 
 from __future__ import annotations
@@ -17,8 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, func, select, update
 
-from needlecast.accounts import audit
-from needlecast.accounts.roles import ROLES, Actor, require
+from needlecast.accounts.roles import ROLES, Actor
 from needlecast.addresses import normalise_email
 from needlecast.config import password_hash_cost
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NeedlecastError, NotFound
@@ -69,12 +71,12 @@ def _check_password(password: str) -> str:
     return password
 
 
-def add_user(conn: Connection, actor: Actor, email: str, role: str, password: str, display_name: str = "") -> int:
-    """A new active account; `InvalidRequest` for a known address, an unknown role or a short password.
+def add_user(conn: Connection, email: str, role: str, password: str, display_name: str = "") -> tuple[int, str]:
+    """A new active account: its id and its address as stored (normalised); `InvalidRequest` for a known
+    address, an unknown role or a short password.
 
     The account is inserted unless its address is there, in one statement: of concurrent additions of one
     address exactly one adds it and the others are refused as known, none fails on the unique address."""
-    require(actor, "users.manage")
     address = normalise_email(email)
     _check_role(role)
     _check_password(password)
@@ -98,8 +100,7 @@ def add_user(conn: Connection, actor: Actor, email: str, role: str, password: st
     )
     if user_id is None:
         raise known
-    audit.record(conn, actor, "user.added", f"user:#{user_id}", email=address, role=role)
-    return int(user_id)
+    return int(user_id), address
 
 
 def list_users(conn: Connection) -> list[dict[str, Any]]:
@@ -137,30 +138,31 @@ def get_user(conn: Connection, user_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def _change(conn: Connection, actor: Actor, user_id: int, action: str, **values: Any) -> None:
-    require(actor, "users.manage")
+def _change(conn: Connection, user_id: int, **values: Any) -> str:
+    """Set `values` on the account; its address (`NotFound` for an account there is not)."""
     user = get_user(conn, user_id)
     conn.execute(update(users).where(users.c.id == user_id).values(**values, updated_at=utcnow()))
-    shown = {k: v for k, v in values.items() if k != "password_hash"}
-    audit.record(conn, actor, action, f"user:#{user_id}", email=user["email"], **shown)
+    return str(user["email"])
 
 
-def set_role(conn: Connection, actor: Actor, user_id: int, role: str) -> None:
-    _change(conn, actor, user_id, "user.role_changed", role=_check_role(role))
+def set_role(conn: Connection, user_id: int, role: str) -> str:
+    """Change the account's role (`InvalidRequest` for a role there is not); its address."""
+    return _change(conn, user_id, role=_check_role(role))
 
 
-def set_disabled(conn: Connection, actor: Actor, user_id: int, disabled: bool) -> None:
-    """Disable (every session of the account ends) or enable an account."""
-    _change(conn, actor, user_id, "user.disabled" if disabled else "user.enabled", disabled=disabled)
+def set_disabled(conn: Connection, user_id: int, disabled: bool) -> str:
+    """Disable (every session of the account ends) or enable an account; its address."""
+    address = _change(conn, user_id, disabled=disabled)
     if disabled:
         conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
+    return address
 
 
-def set_password(conn: Connection, actor: Actor, user_id: int, password: str) -> None:
-    _change(
-        conn, actor, user_id, "user.password_changed", password_hash=password_hasher().hash(_check_password(password))
-    )
+def set_password(conn: Connection, user_id: int, password: str) -> str:
+    """Set the account's password (hashed; every session ends); its address."""
+    address = _change(conn, user_id, password_hash=password_hasher().hash(_check_password(password)))
     conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
+    return address
 
 
 def authenticate(conn: Connection, email: str, password: str) -> Actor:

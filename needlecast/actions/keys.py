@@ -2,14 +2,15 @@
 
 See `needlecast.actions` for the contract every action keeps. Both need `apikeys.manage` (an admin, or the
 command line) and write their audit entry (`apikey.created` with the key's name and scopes, never the key;
-`apikey.revoked`), each naming `apikey:#<id>`, in the same transaction as the change.
+`apikey.revoked`), each naming `apikey:#<id>`, in the same transaction as the change. The check and the entry
+are made here and only here: `accounts.apikeys` below is storage.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from needlecast.accounts import apikeys
+from needlecast.accounts import apikeys, audit
 from needlecast.accounts.roles import SCOPES, Actor, require
 
 __all__ = ["SCOPES", "create_key", "revoke_key"]
@@ -22,11 +23,14 @@ def create_key(engine: Engine, actor: Actor, name: str, scopes: str | list[str])
     require(actor, "apikeys.manage")
     chosen = apikeys.parse_scopes(scopes)
     with engine.begin() as conn:
-        return apikeys.create(conn, actor, name, chosen)
+        key_id, key = apikeys.create(conn, name, chosen)
+        audit.record(conn, actor, "apikey.created", f"apikey:#{key_id}", name=name.strip(), scopes=chosen)
+    return key
 
 
 def revoke_key(engine: Engine, actor: Actor, key_id: int) -> None:
     """Revoke an API key: it stops working at once. `NotFound` for a key there is not or one already revoked."""
     require(actor, "apikeys.manage")
     with engine.begin() as conn:
-        apikeys.revoke(conn, actor, key_id)
+        apikeys.revoke(conn, key_id)
+        audit.record(conn, actor, "apikey.revoked", f"apikey:#{key_id}")

@@ -1,7 +1,8 @@
 """One contact's profile: what the store holds about a person, and every email and event of theirs.
 
-Contract: `contact_profile(conn, email, unmasked=False)` returns a `Profile` (the address masked unless
-`unmasked`), or raises `NotFound` without echoing the address. The timeline lists the person's emails
+Contract: `contact_profile_by_id(conn, id, unmasked=False)` returns a `Profile` (the address masked unless
+`unmasked`), or raises `NotFound` (an address is found by `readmodels.contact_pages.profile_by_address`,
+which never echoes it). The timeline lists the person's emails
 (ledger rows, newest first) and the provider events linked to them or to their address hash.
 """
 
@@ -15,7 +16,6 @@ from sqlalchemy import Connection, or_, select
 
 from needlecast.addresses import mask_email
 from needlecast.audience.consent import consent_history
-from needlecast.audience.contacts import get_contact
 from needlecast.errors import NotFound
 from needlecast.store.helpers import MAX_ID
 from needlecast.store.schema import contact_lists, contacts, deliveries, events, suppressions
@@ -43,10 +43,6 @@ class Profile:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def contact_profile(conn: Connection, email: str, *, unmasked: bool = False) -> Profile:
-    return _profile(conn, get_contact(conn, email), unmasked)
 
 
 def contact_profile_by_id(conn: Connection, contact_id: int, *, unmasked: bool = False) -> Profile:

@@ -224,9 +224,9 @@ def audience_show(
 
 
 def _show_contact(email: str, unmasked: bool, format: OutputFormat) -> None:
-    from needlecast.readmodels.contacts import contact_view
+    from needlecast.readmodels.contact_pages import profile_by_address
 
-    profile = contact_view(current_store(), email, unmasked=unmasked)
+    profile = profile_by_address(current_store(), email, unmasked=unmasked)
     if format == OutputFormat.json:
         print_json(profile.as_dict())
         return

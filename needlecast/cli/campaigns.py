@@ -42,7 +42,7 @@ def plan(
 
     setup_logging()
     workspace = current_workspace()
-    preview = plan_preview(workspace, current_store(workspace), campaign, days, datetime.now(UTC), csv)
+    preview = plan_preview(current_store(workspace), workspace, campaign, days, now=datetime.now(UTC), csv=csv)
     if format == OutputFormat.json:
         print_json(
             {

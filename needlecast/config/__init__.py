@@ -8,9 +8,11 @@ Contract:
 - Secrets (the SendGrid API key, the signing secret, the database password inside a URL) come only from the
   environment, never from the TOML file.
 
-A section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`;
-`config.deliverability`: `[deliverability]`, with its warm-up table and bounded thresholds); the
-package imports nothing of needlecast's but `errors`, so every other package may read its settings.
+Every flat table is read by one loader (`config.tables.load_table`: unknown keys, types, choices, floors). A
+section with nested tables has a module of its own beside this one (`config.bookings`: `[bookings]`, read by
+the same loader with a reader for each nested key; `config.deliverability`: `[deliverability]`, with its
+warm-up table and bounded thresholds); the package imports nothing of needlecast's but `errors`, so every
+other package may read its settings.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from needlecast.config.bookings import BookingSettings, load_booking_settings
 from needlecast.config.deliverability import DeliverabilitySettings, load_deliverability_settings
+from needlecast.config.tables import load_table
 from needlecast.errors import ConfigurationError, WorkspaceNotFound
 
 CONFIG_FILE = "needlecast.toml"
@@ -33,6 +36,7 @@ STATE_DIR = ".needlecast"
 # Used only when NEEDLECAST_SECRET is unset and the backend cannot reach anyone (outbox): links signed with
 # it are forgeable, which is harmless for a dry run and refused for real sending (see `signing_secret`).
 DEV_SECRET = "needlecast-insecure-development-secret"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -282,69 +286,25 @@ def find_workspace(start: Path | None = None) -> Path:
     )
 
 
-def _coerce(path: Path, section: str, key: str, value: Any, wanted: type) -> Any:
-    """Check one TOML value against the dataclass field type (ints are accepted where floats are wanted)."""
-    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if wanted is bool and not isinstance(value, bool):
-        raise ConfigurationError(f"{path}: [{section}] {key} must be true or false, not {value!r}")
-    if wanted is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigurationError(f"{path}: [{section}] {key} must be a whole number, not {value!r}")
-    if wanted is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigurationError(f'{path}: [{section}] {key} must be a list of text, like ["a@example.com"]')
-        return tuple(value)
-    if not isinstance(value, wanted):
-        raise ConfigurationError(f"{path}: [{section}] {key} must be a {wanted.__name__}, not {value!r}")
-    return value
+def _load_section(path: Path, name: str, cls: type[T], raw: Any) -> T:
+    """A flat section (or `reports.digest`) by the shared loader, with its choices and floors."""
+    return load_table(path, name, cls, raw, choices=_CHOICES.get(name), floors=_AT_LEAST.get(name))
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
-
-
-def _load_section(path: Path, name: str, cls: type, raw: Any) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: [{name}] must be a table of keys")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigurationError(f"{path}: [{name}] has an unknown key '{key}'. Known keys: {known}")
-        wanted = _TYPES[str(fields[key].type)]
-        values[key] = _coerce(path, name, key, value, wanted)
-        choices = _CHOICES.get((name, key))
-        if choices is not None:
-            values[key] = _choose(path, name, key, values[key], choices)
-        least = _AT_LEAST.get((name, key))
-        if least is not None and values[key] < least[0]:
-            raise ConfigurationError(
-                f"{path}: [{name}] {key} must be at least {least[0]:g} ({least[1]}), not {value!r}"
-            )
-    return cls(**values)
-
-
-# Settings that take one of a few words (any case), and what each means.
-_CHOICES: dict[tuple[str, str], dict[str, str]] = {
-    ("imports", "date_order"): {"DMY": "29/11/2026", "MDY": "11/29/2026", "YMD": "2026/11/29"},
+# Settings that take one of a few words (any case), and what each means, by section.
+_CHOICES: dict[str, dict[str, dict[str, str]]] = {
+    "imports": {"date_order": {"DMY": "29/11/2026", "MDY": "11/29/2026", "YMD": "2026/11/29"}},
 }
 
-
-def _choose(path: Path, section: str, key: str, value: str, choices: dict[str, str]) -> str:
-    word = value.strip().upper()
-    if word not in choices:
-        listed = ", ".join(f'"{choice}" ({example})' for choice, example in choices.items())
-        raise ConfigurationError(f"{path}: [{section}] {key} must be one of {listed}, not {value!r}")
-    return word
-
-
-# Settings with a floor, and why (a zero lease would declare every sender dead at once).
-_AT_LEAST: dict[tuple[str, str], tuple[float, str]] = {
-    ("delivery", "lease_seconds"): (2, "a sender silent this long is dead; it beats every quarter of it"),
-    ("delivery", "reconcile_after_minutes"): (0, "how long an unknown request waits for events"),
-    ("delivery", "sender_processes"): (1, "processes that send on this machine"),
-    ("delivery", "max_in_flight"): (1, "requests in flight at once"),
-    ("schedule", "takeover_seconds"): (1, "how fast a standby scheduler takes over"),
+# Settings with a floor, and why (a zero lease would declare every sender dead at once), by section.
+_AT_LEAST: dict[str, dict[str, tuple[float, str]]] = {
+    "delivery": {
+        "lease_seconds": (2, "a sender silent this long is dead; it beats every quarter of it"),
+        "reconcile_after_minutes": (0, "how long an unknown request waits for events"),
+        "sender_processes": (1, "processes that send on this machine"),
+        "max_in_flight": (1, "requests in flight at once"),
+    },
+    "schedule": {"takeover_seconds": (1, "how fast a standby scheduler takes over")},
 }
 
 

@@ -1,6 +1,7 @@
 """`[bookings]` in needlecast.toml: which booking systems may post to `/hooks/bookings/<provider>`.
 
-Contract: `load_booking_settings(path, raw)` turns the `[bookings]` table into `BookingSettings`, or raises a
+Contract: `load_booking_settings(path, raw)` turns the `[bookings]` table into `BookingSettings` (by the
+shared loader, `config.tables.load_table`, with a reader for each nested key), or raises a
 `ConfigurationError` naming the file, the key and the fix. Secrets are never in the file: the file names the
 environment variables that hold them (`*_env` keys), read by `secret_of` when the web app starts, so a
 provider that is on without its secret stops the app with the variable to set.
@@ -35,10 +36,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from needlecast.config.tables import Reader, coerce, load_table
 from needlecast.errors import ConfigurationError
 
 PROVIDERS = ("calendly", "acuity", "generic")
@@ -81,17 +84,6 @@ class BookingSettings:
     generic: GenericMapping = field(default_factory=GenericMapping)
 
 
-_SCALARS: dict[str, type] = {
-    "max_body_bytes": int,
-    "calendly_signing_key_env": str,
-    "calendly_tolerance_seconds": int,
-    "acuity_base_url": str,
-    "acuity_user_id": str,
-    "acuity_api_key_env": str,
-    "acuity_timeout_seconds": float,
-    "generic_secret_env": str,
-    "generic_signature_header": str,
-}
 _GENERIC_PATHS = ("items", "id", "email", "kind", "occurred_at", "starts_at", "appointment_id", "appointment_type")
 _GENERIC_REQUIRED = ("id", "email", "kind", "occurred_at")
 
@@ -100,74 +92,62 @@ def _fail(path: Path, key: str, fix: str) -> ConfigurationError:
     return ConfigurationError(f"{path}: [bookings] {key} {fix}")
 
 
-def _scalar(path: Path, key: str, value: Any, wanted: type) -> Any:
-    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, wanted):
-        kind = {int: "a whole number", float: "a number", str: "text"}[wanted]
-        raise _fail(path, key, f"must be {kind}, not {value!r}")
-    return value
-
-
 def _text_table(path: Path, key: str, raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         raise _fail(path, key, 'must be a table of text = text, like "5532921" = "microneedling"')
     return dict(raw)
 
 
-def _generic(path: Path, raw: Any) -> GenericMapping:
+def _providers(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, key, 'must be a list of text, like ["calendly", "acuity"]')
+    for name in value:
+        if name not in PROVIDERS:
+            raise _fail(path, key, f"names '{name}', which is not one of {', '.join(PROVIDERS)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _treatments(path: Path, key: str, value: Any) -> dict[str, str]:
+    treatments = _text_table(path, key, value)
+    for source, name in treatments.items():
+        if not TREATMENT.match(name):
+            raise _fail(path, f"{key}.{source}", f"must be a treatment name of lower-case letters, not {name!r}")
+    return treatments
+
+
+def _generic_path(path: Path, key: str, value: Any) -> str:
+    text = coerce(path, "bookings", f"generic.{key}", value, str)
+    if text and not PATH.match(text):
+        raise _fail(path, f"generic.{key}", f'must be a dotted path such as "client.email", not {text!r}')
+    return str(text)
+
+
+def _generic_kinds(path: Path, key: str, value: Any) -> dict[str, str]:
+    kinds = _text_table(path, f"generic.{key}", value)
+    for word, kind in kinds.items():
+        if kind not in KINDS:
+            raise _fail(path, f"generic.{key}.{word}", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+    return kinds
+
+
+def _generic(path: Path, key: str, raw: Any) -> GenericMapping:
     if not isinstance(raw, dict):
-        raise _fail(path, "generic", 'must be a table of field paths, like email = "client.email"')
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "kinds":
-            kinds = _text_table(path, "generic.kinds", value)
-            for word, kind in kinds.items():
-                if kind not in KINDS:
-                    raise _fail(path, f"generic.kinds.{word}", f"must be one of {', '.join(KINDS)}, not {kind!r}")
-            values["kinds"] = kinds
-        elif key in _GENERIC_PATHS:
-            text = _scalar(path, f"generic.{key}", value, str)
-            if text and not PATH.match(text):
-                raise _fail(path, f"generic.{key}", f'must be a dotted path such as "client.email", not {text!r}')
-            values[key] = text
-        else:
-            known = ", ".join([*_GENERIC_PATHS, "kinds"])
-            raise _fail(path, f"generic.{key}", f"is not a known key. Known keys: {known}")
-    return GenericMapping(**values)
+        raise _fail(path, key, 'must be a table of field paths, like email = "client.email"')
+    readers: dict[str, Reader] = {name: partial(_generic_path, path) for name in _GENERIC_PATHS}
+    readers["kinds"] = partial(_generic_kinds, path)
+    return load_table(path, "bookings.generic", GenericMapping, raw, readers=readers)
 
 
 def load_booking_settings(path: Path, raw: Any) -> BookingSettings:
     """The `[bookings]` table, checked (see the module contract)."""
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: [bookings] must be a table of keys")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "providers":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _fail(path, key, 'must be a list of text, like ["calendly", "acuity"]')
-            for name in value:
-                if name not in PROVIDERS:
-                    raise _fail(path, key, f"names '{name}', which is not one of {', '.join(PROVIDERS)}")
-            values[key] = tuple(dict.fromkeys(value))
-        elif key == "treatments":
-            treatments = _text_table(path, key, value)
-            for source, name in treatments.items():
-                if not TREATMENT.match(name):
-                    raise _fail(
-                        path, f"treatments.{source}", f"must be a treatment name of lower-case letters, not {name!r}"
-                    )
-            values[key] = treatments
-        elif key == "generic":
-            values[key] = _generic(path, value)
-        elif key in _SCALARS:
-            values[key] = _scalar(path, key, value, _SCALARS[key])
-        else:
-            known = ", ".join(["providers", "treatments", "generic", *_SCALARS])
-            raise _fail(path, key, f"is not a known key. Known keys: {known}")
-    settings = BookingSettings(**values)
+    readers = {name: partial(read, path) for name, read in _NESTED.items()}
+    settings = load_table(path, "bookings", BookingSettings, raw, readers=readers)
     _check(path, settings)
     return settings
+
+
+# The keys read by a reader of their own (`config.tables`); every other key is read by its field's type.
+_NESTED = {"providers": _providers, "treatments": _treatments, "generic": _generic}
 
 
 def _check(path: Path, settings: BookingSettings) -> None:

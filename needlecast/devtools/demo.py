@@ -90,8 +90,8 @@ def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> 
     simulated bookings through the API (with a key made for the demo), then report."""
     import os
 
-    from needlecast.accounts.apikeys import create as create_key
     from needlecast.accounts.roles import cli_actor
+    from needlecast.actions.keys import create_key
     from needlecast.config import open_workspace
     from needlecast.devtools.events import generate_key, post_events, post_signed, simulate, simulate_bookings
     from needlecast.reports import load_report
@@ -103,8 +103,7 @@ def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> 
     workspace = open_workspace(workspace.root)
     events = simulate(engine, workspace.settings)
     bookings = simulate_bookings(events)
-    with engine.begin() as conn:
-        api_key = create_key(conn, cli_actor(), "demo: simulated bookings", ["events:write"])
+    api_key = create_key(engine, cli_actor(), "demo: simulated bookings", ["events:write"])
     with serving(workspace, engine) as url:
         stored = post_signed(f"{url}/webhooks/sendgrid", events, key)
         booked = post_events(f"{url}/api/v1/events", bookings, api_key)

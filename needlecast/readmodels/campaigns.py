@@ -1,15 +1,14 @@
-"""Campaign read models: the overview (state, counts, next send, A/B tests), the outcome in words, the plan
-preview and a send's reach, as the console, the API and the command line show them.
+"""Campaign read models: the overview (state, counts, next send, A/B tests), the outcome in words, a campaign's
+page and a send's reach, as the console, the API and the command line show them (the plan preview is
+`readmodels.plans`).
 
 Contract:
 - `campaign_list(engine, workspace, now)` is one `Overview` per campaign (by id; a file that does not load is
   listed with its problem); `campaign_detail(engine, workspace, id, now)` is one campaign's `CampaignDetail`
   (its overview, what happened to its emails in words), or `NotFound` naming the campaigns there are.
-- `plan_preview(engine, workspace, id, days, ...)` is who would get what and when (`PlanPreview`: rows per
-  day, step, variant and arm in `time_zone`, exclusions and deferrals by reason, notes).
 - `campaign_page(engine, workspace, id, days)` is everything one campaign's console page shows (definition,
-  detail, plan, lint findings, stale sign-off files, test addresses); `campaign_form(workspace, id)` the
-  campaign form's choices and the file's document.
+  detail, plan (`readmodels.plans`, its days on the clinic's clock), lint findings, stale sign-off files,
+  test addresses); `campaign_form(workspace, id)` the campaign form's choices and the file's document.
 - `reach(engine, workspace, id, action, ...)` says in words what a confirmed action does, counted after every
   rule (consent, suppression, quiet hours, the cap), before it is done.
 Every function only reads; ids, counts and times only (no personal data).
@@ -18,7 +17,7 @@ Every function only reads; ids, counts and times only (no personal data).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +33,12 @@ from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.outcome import Outcome, in_words, outcome_of, reach_of
 from needlecast.campaign.overview import DRAFT as DRAFT  # the state of a campaign that is still a draft
 from needlecast.campaign.overview import Overview, campaign_overview, campaign_overviews
-from needlecast.campaign.plan.preview import build_plans, summary_rows
+from needlecast.campaign.plan.preview import build_plans
 from needlecast.campaign.send import guardrails
 from needlecast.config import Workspace, test_recipients
 from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
+from needlecast.readmodels.plans import CampaignPlan, plan_preview
 from needlecast.store.delivery import delivery_store
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
@@ -84,52 +84,6 @@ def campaign_overview_of(engine: Engine, workspace: Workspace, campaign_id: str)
     ctx = CampaignContext.load(workspace)
     with engine.connect() as conn:
         return campaign_overview(ctx, conn, campaign_id, datetime.now(UTC))
-
-
-@dataclass(frozen=True)
-class PlanPreview:
-    """Who would get what and when over the next `days` days."""
-
-    campaign_id: str
-    days: int
-    rows: list[dict[str, Any]]  # day, step, variant, arm, recipients (queued emails)
-    new_enrolments: int
-    excluded: dict[str, int] = field(default_factory=dict)  # not sent, by reason
-    deferred: dict[str, int] = field(default_factory=dict)  # sent later, by reason
-    notes: list[str] = field(default_factory=list)  # what would stop or hold it, in words
-
-
-def plan_preview(
-    engine: Engine,
-    workspace: Workspace,
-    campaign_id: str,
-    days: int,
-    *,
-    frames: FrameCache | None = None,
-    time_zone: str = "UTC",
-    now: datetime | None = None,
-) -> PlanPreview:
-    """The plan of one campaign for the next `days` days (see the module contract)."""
-    plan = build_plans(workspace, engine, campaign_id, days, _now(now), audience=frames).plans[0]
-    rows = [
-        {
-            "day": str(r["day"]),
-            "step": str(r["step"]),
-            "variant": str(r["variant"]),
-            "arm": str(r["arm"]),
-            "recipients": int(r["recipients"]),
-        }
-        for r in summary_rows(plan, time_zone).to_dict("records")
-    ]
-    return PlanPreview(
-        campaign_id,
-        days,
-        rows,
-        len(plan.new_enrolments),
-        {k: int(v) for k, v in plan.excluded.items()},
-        {k: int(v) for k, v in plan.deferred.items()},
-        list(plan.notes),
-    )
 
 
 def reach(
@@ -195,7 +149,7 @@ class CampaignPage:
 
     campaign: Campaign
     detail: CampaignDetail
-    plan: PlanPreview
+    plan: CampaignPlan
     findings: list[Finding]  # lint of its templates and articles (config warnings left out) and of its file
     errors: int  # findings that block it
     stale: list[str]  # files changed since the claims sign-off
@@ -209,9 +163,8 @@ def campaign_page(
     ctx = CampaignContext.load(workspace)
     campaign = ctx.campaign(campaign_id)
     detail = campaign_detail(engine, workspace, campaign.id)
-    plan = plan_preview(
-        engine, workspace, campaign.id, days, frames=frames, time_zone=workspace.settings.clinic.time_zone
-    )
+    zone = workspace.settings.clinic.time_zone
+    plan = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone).campaigns[0]
     templates = sorted({s.template for s in campaign.steps})
     linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
     kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]

@@ -1,10 +1,10 @@
-"""Read models of contacts: one person's profile and timeline, the members of a segment, the link that
-confirms a double opt-in.
+"""Read models of contacts: the members of a segment, the link that confirms a double opt-in. One person's
+profile (by id or by address) and page are `readmodels.contact_pages`.
 
 Contract: addresses are masked (`a***@example.org`) unless `unmasked` (a caller with
-`contacts.view_unmasked`; the command line has every permission). `contact_view` is `NotFound` for an
-address that is no contact; `segment_members` is `NotFound` naming the segments there are for one there is
-not, and lists the first `limit` members in the segment's order with its size.
+`contacts.view_unmasked`; the command line has every permission). `segment_members` is `NotFound` naming
+the segments there are for one there is not, and lists the first `limit` members in the segment's order
+with its size.
 """
 
 from __future__ import annotations
@@ -16,19 +16,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from needlecast.addresses import mask_email
-from needlecast.audience.profile import Profile, contact_profile
+from needlecast.audience.profile import Profile
 from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.templating.recipient import link_base
 
-__all__ = ["Profile", "SegmentMembers", "confirmation_link", "contact_view", "segment_members"]
-
-
-def contact_view(engine: Engine, email: str, *, unmasked: bool = False) -> Profile:
-    """The contact's facts, consent history, emails and events (see `audience.profile`)."""
-    with engine.connect() as conn:
-        return contact_profile(conn, email, unmasked=unmasked)
+__all__ = ["Profile", "SegmentMembers", "confirmation_link", "segment_members"]
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,26 @@
 """The plan preview: who gets what and when, who is excluded and why, what would stop a send. Sends nothing.
 
-Contract: `plan_preview(workspace, engine, campaign_id, days, now, csv)` plans every campaign (or one) for the
-next `days` days from `now` as the planner would (`campaign.plan.preview.build_plans`) and returns, per
-campaign, its emails per day (UTC), step, variant and arm, the new enrolments, the exclusions and deferrals
-by reason, the notes (A/B winners, a cap's earlier effect, why nothing new is planned) and the article each
-step draws on; campaign files that do not load are `problems`. With `csv`, every planned email (with its
-address: the file is for the team) is written there and `csv_emails` says how many.
+Contract: `plan_preview(engine, workspace, campaign_id, days, ...)` plans one campaign (or, with None, every
+campaign) for the next `days` days from `now` (default: now) as the planner would
+(`campaign.plan.preview.build_plans`, with the web app's `frames` cache when given) and returns, per campaign
+(`CampaignPlan`), its emails per day (in `time_zone`, UTC by default), step, variant and arm, the new
+enrolments, the exclusions and deferrals by reason, the notes (A/B winners, a cap's earlier effect, why nothing
+new is planned) and the article each step draws on; when every campaign is planned, the campaign files that do
+not load are `problems` (one asked for by id is its error: `NotFound` for an unknown id). With `csv`, every
+planned email (with its address: the file is for the team) is written there and `csv_emails` says how many.
+The console's campaign page, the API's plan and the command line's `plan` all read this one preview.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
 from needlecast.config import Workspace
@@ -24,15 +28,17 @@ from needlecast.config import Workspace
 
 @dataclass(frozen=True)
 class CampaignPlan:
+    """One campaign's plan over the preview's days."""
+
     id: str
     kind: str
     segment: str
-    emails: list[dict[str, Any]]  # day (UTC), step, variant, arm, recipients
+    emails: list[dict[str, Any]]  # day, step, variant, arm (text; "" for none), recipients (queued emails)
     new_enrolments: int
-    excluded: dict[str, int]  # reason -> emails
-    deferred: dict[str, int]
-    notes: list[str]
-    articles: dict[str, str]  # step -> the article it draws on
+    excluded: dict[str, int] = field(default_factory=dict)  # not sent, by reason
+    deferred: dict[str, int] = field(default_factory=dict)  # sent later, by reason
+    notes: list[str] = field(default_factory=list)  # what would stop or hold it (`wording.Note`s)
+    articles: dict[str, str] = field(default_factory=dict)  # step -> the article it draws on
 
     @property
     def total(self) -> int:
@@ -61,21 +67,38 @@ class PlanPreview:
 
 
 def plan_preview(
-    workspace: Workspace, engine: Engine, campaign_id: str | None, days: int, now: datetime, csv: Path | None = None
+    engine: Engine,
+    workspace: Workspace,
+    campaign_id: str | None,
+    days: int,
+    *,
+    now: datetime | None = None,
+    frames: FrameCache | None = None,
+    time_zone: str = "UTC",
+    csv: Path | None = None,
 ) -> PlanPreview:
     """The plan of `campaign_id` (None: every campaign) for `days` days from `now` (see the module contract)."""
-    result = build_plans(workspace, engine, campaign_id, days, now)
-    ctx = CampaignContext.load(workspace)
+    ctx = CampaignContext.load(workspace)  # once: the plans and each step's article read the same files
+    result = build_plans(workspace, engine, campaign_id, days, now or datetime.now(UTC), audience=frames, context=ctx)
     written = write_plan_csv(result.plans, csv) if csv else None
     campaigns = [
         CampaignPlan(
             item.campaign.id,
             item.campaign.kind,
             item.campaign.segment,
-            summary_rows(item).to_dict("records"),
+            [
+                {
+                    "day": str(row["day"]),
+                    "step": str(row["step"]),
+                    "variant": str(row["variant"]),
+                    "arm": str(row["arm"]),
+                    "recipients": int(row["recipients"]),
+                }
+                for row in summary_rows(item, time_zone).to_dict("records")
+            ],
             len(item.new_enrolments),
-            dict(item.excluded),
-            dict(item.deferred),
+            {reason: int(count) for reason, count in item.excluded.items()},
+            {reason: int(count) for reason, count in item.deferred.items()},
             list(item.notes),
             step_articles(ctx, item.campaign),
         )

@@ -60,11 +60,13 @@ def build_plans(
     *,
     audience: FrameCache | None = None,
     send_now: bool = False,
+    context: CampaignContext | None = None,
 ) -> Plans:
     """The plan of one campaign (or every campaign) for the next `days` days (see the module contract);
     `audience` gives the contacts frame and segment results (the web app's cache; default: read now);
-    `send_now`: a broadcast planned as "send now" would send it (due now, then quiet hours and the cap)."""
-    ctx = CampaignContext.load(workspace)
+    `send_now`: a broadcast planned as "send now" would send it (due now, then quiet hours and the cap);
+    `context`: the workspace's campaigns as the caller loaded them just now (default: loaded here)."""
+    ctx = context or CampaignContext.load(workspace)
     campaigns = [ctx.campaign(campaign_id)] if campaign_id else list(ctx.campaigns.values())
     horizon = now + timedelta(days=days)
     result = Plans(problems=[] if campaign_id else list(ctx.problems))

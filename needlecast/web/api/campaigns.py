@@ -7,19 +7,22 @@ Changes go through `needlecast.actions.campaigns` (checked and audited as the ke
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 
 import needlecast.web.api.schemas as s
 from needlecast.actions import campaigns as campaigns_actions
 from needlecast.readmodels import campaigns as campaigns_read
+from needlecast.readmodels.plans import plan_preview
 from needlecast.readmodels.segments import segment_summaries
 from needlecast.web.actors import Actor
 from needlecast.web.api.deps import Api, ApiState, CampaignId, Key, allowed
 from needlecast.web.api.errors import ERRORS
 
 router = APIRouter(responses=ERRORS)
+Handler = TypeVar("Handler", bound=Callable[..., s.CampaignOut])
 
 
 @router.get("/segments", response_model=list[s.SegmentOut], tags=["segments"], summary="Each segment's size")
@@ -76,11 +79,11 @@ def campaign_plan(
     actor: Annotated[Actor, Depends(allowed("campaigns.view"))],
     days: Annotated[int, Query(ge=1, le=3650)] = 14,
 ) -> s.PlanOut:
-    plan = campaigns_read.plan_preview(api.engine, api.workspace, campaign_id, days, frames=api.frames)
+    plan = plan_preview(api.engine, api.workspace, campaign_id, days, frames=api.frames).campaigns[0]
     return s.PlanOut(
         id=campaign_id,
         days=days,
-        emails=[s.PlanRow(**row) for row in plan.rows],
+        emails=[s.PlanRow(**row) for row in plan.emails],
         new_enrolments=plan.new_enrolments,
         excluded=plan.excluded,
         deferred=plan.deferred,
@@ -89,38 +92,32 @@ def campaign_plan(
 
 
 def _set_status(api: ApiState, actor: Actor, campaign_id: str, status: str) -> s.CampaignOut:
+    """Every status change's one body: the action (checked and audited as the key), then the overview."""
     campaigns_actions.set_campaign_status(api.engine, api.workspace, actor, campaign_id, status)
     return campaign_out(campaigns_read.campaign_overview_of(api.engine, api.workspace, campaign_id))
+
+
+def _status_route(change: str) -> Callable[[Handler], Handler]:
+    """The route of one status change: POST `/campaigns/{campaign_id}/<change>`, answered with the campaign."""
+    said = f"{change.capitalize()} a scheduled campaign"
+    return router.post(
+        f"/campaigns/{{campaign_id}}/{change}", response_model=s.CampaignOut, tags=["campaigns"], summary=said
+    )
 
 
 Scheduler = Annotated[Actor, Depends(allowed("campaigns.schedule"))]
 
 
-@router.post(
-    "/campaigns/{campaign_id}/pause",
-    response_model=s.CampaignOut,
-    tags=["campaigns"],
-    summary="Pause a scheduled campaign",
-)
+@_status_route("pause")
 def campaign_pause(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
     return _set_status(api, actor, campaign_id, campaigns_actions.PAUSED)
 
 
-@router.post(
-    "/campaigns/{campaign_id}/resume",
-    response_model=s.CampaignOut,
-    tags=["campaigns"],
-    summary="Resume a scheduled campaign",
-)
+@_status_route("resume")
 def campaign_resume(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
     return _set_status(api, actor, campaign_id, campaigns_actions.ACTIVE)
 
 
-@router.post(
-    "/campaigns/{campaign_id}/cancel",
-    response_model=s.CampaignOut,
-    tags=["campaigns"],
-    summary="Cancel a scheduled campaign",
-)
+@_status_route("cancel")
 def campaign_cancel(campaign_id: CampaignId, api: Api, actor: Scheduler, idempotency_key: Key = None) -> s.CampaignOut:
     return _set_status(api, actor, campaign_id, campaigns_actions.CANCELLED)

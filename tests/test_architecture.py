@@ -303,7 +303,7 @@ def test_the_scheduler_keeps_no_running_state_in_module_globals() -> None:
     assert state == []  # running state is a SchedulerRuntime, handed to every job by the executor
 
 
-ACCOUNT_STORAGE = ("needlecast/accounts/users.py", "needlecast/accounts/apikeys.py")
+ACCOUNT_STORAGE = ("needlecast/accounts/users.py", "needlecast/accounts/apikeys.py", "needlecast/accounts/links.py")
 
 
 def test_account_and_key_storage_neither_checks_permissions_nor_audits() -> None:

@@ -6,8 +6,8 @@ over the account, the purpose, the expiry and the account's current password has
 moment the password changes: by this link, another link, an admin or the person. Nothing is stored.
 `holder(conn, secret, token, now)` is the account the token opens (`TokenInvalid` for a forged, expired,
 spent or disabled one: one message whatever was wrong). `redeem(conn, secret, token, password, now)` sets
-the password (at least `users.MIN_PASSWORD` characters), ends the account's sessions and audits
-`user.password_set` as the account itself; it returns the account's actor.
+the password (at least `users.MIN_PASSWORD` characters) and ends the account's sessions; it returns the
+account's actor and the link's purpose. Nothing here audits: `actions.invites` writes the entry.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
-from needlecast.accounts import audit, users
+from needlecast.accounts import users
 from needlecast.accounts.roles import Actor
 from needlecast.errors import InvalidRequest, NotFound, TokenInvalid
 from needlecast.store.helpers import utcnow
@@ -66,7 +66,7 @@ def holder(conn: Connection, secret: bytes, token: str, now: datetime) -> dict[s
     return {"id": int(user["id"]), "email": user["email"], "role": user["role"], "purpose": purpose}
 
 
-def redeem(conn: Connection, secret: bytes, token: str, password: str, now: datetime) -> Actor:
+def redeem(conn: Connection, secret: bytes, token: str, password: str, now: datetime) -> tuple[Actor, str]:
     """Set the account's password through its link (see the module contract)."""
     account = holder(conn, secret, token, now)
     if len(password) < users.MIN_PASSWORD:
@@ -77,6 +77,4 @@ def redeem(conn: Connection, secret: bytes, token: str, password: str, now: date
         .values(password_hash=users.password_hasher().hash(password), updated_at=utcnow())
     )
     conn.execute(sessions.delete().where(sessions.c.user_id == account["id"]))
-    actor = Actor("user", account["email"], id=account["id"], role=account["role"])
-    audit.record(conn, actor, "user.password_set", f"user:#{account['id']}", link=account["purpose"])
-    return actor
+    return Actor("user", account["email"], id=account["id"], role=account["role"]), account["purpose"]

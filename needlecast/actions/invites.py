@@ -28,7 +28,8 @@ def invite_user(engine: Engine, actor: Actor, secret: bytes, email: str, role: s
     `InvalidRequest` for a known address or an unknown role, and nothing is written."""
     require(actor, "users.manage")
     with engine.begin() as conn:
-        user_id = users.add_user(conn, actor, email, role, secrets.token_urlsafe(32))
+        user_id, address = users.add_user(conn, email, role, secrets.token_urlsafe(32))
+        audit.record(conn, actor, "user.added", f"user:#{user_id}", email=address, role=role)
         return links.make(conn, secret, user_id, "invite", datetime.now(UTC))
 
 
@@ -45,4 +46,6 @@ def set_password_by_link(engine: Engine, secret: bytes, token: str, password: st
     """Set the password of the account the link opens (`TokenInvalid` for a spent, expired or forged link,
     `InvalidRequest` for a short password); returns the account's actor."""
     with engine.begin() as conn:
-        return links.redeem(conn, secret, token, password, datetime.now(UTC))
+        account, purpose = links.redeem(conn, secret, token, password, datetime.now(UTC))
+        audit.record(conn, account, "user.password_set", f"user:#{account.id}", link=purpose)
+        return account

@@ -197,6 +197,7 @@ def test_contacts_are_upserted_with_consent_evidence_read_listed_by_cursor_and_e
         ({"email": "a@example.org", "tags": ["ok", "a\x00b"]}, "tags.1"),
         ({"email": "a@example.org", "first_name": "\x00"}, "first_name"),
         ({"email": "a@example.org", "attributes": {"plan": "gold\x00"}}, "attributes.plan"),
+        ({"email": "a@example.org", "attributes": {"pl\x00an": "gold"}}, "attributes"),
         ([1, 2, 3], None),
     ],
 )

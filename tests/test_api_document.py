@@ -65,6 +65,9 @@ def test_the_document_lists_the_time_zones_and_this_clinics_concerns_the_server_
     assert fields["email"]["format"] == "email" and fields["email"]["pattern"] == EMAIL_PATTERN
     cursor = next(p for p in document["paths"]["/contacts"]["get"]["parameters"] if p["name"] == "cursor")
     assert "pattern" in str(cursor["schema"])
+    # an attribute's name may not hold NUL either (the server refuses it), and the document says so
+    names = re.compile(fields["attributes"]["propertyNames"]["pattern"])
+    assert names.match("plan") and not names.match("pl\x00an")
 
 
 def test_a_time_that_is_not_rfc_3339_with_a_zone_or_a_boolean_that_is_not_one_is_422(api: ConsoleSite) -> None:

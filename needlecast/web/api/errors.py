@@ -77,6 +77,8 @@ async def invalid(_request: Request, exc: Exception) -> JSONResponse:
         if part not in ("body", "query", "path", "header") and not _TYPE_TAG.match(str(part))
     ]
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")  # our validators' own words
+    if location[-1:] == ["[key]"]:  # a bad name in a mapping: the mapping is the field (the name may hold NUL)
+        location, message = location[:-2], f"a name {message}"
     return error(422, "invalid", message, ".".join(location) or None)
 
 

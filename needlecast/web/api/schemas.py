@@ -105,7 +105,11 @@ class ContactIn(Strict):
     )
     lists: list[Text] = Field(default_factory=list, max_length=50)
     tags: list[Text] = Field(default_factory=list, max_length=50)
-    attributes: dict[Text, Text | int | float | bool] = Field(default_factory=dict, max_length=50)
+    # A key holding NUL is refused like a value; `propertyNames` says so in the document (patternProperties
+    # alone leaves other keys allowed, so a schema-valid request would meet a 422).
+    attributes: dict[Text, Text | int | float | bool] = Field(
+        default_factory=dict, max_length=50, json_schema_extra={"propertyNames": {"pattern": NO_NUL}}
+    )
     marketing_consent: ConsentIn | None = None
     concern_consent: ConsentIn | None = Field(
         default=None,

@@ -4,16 +4,22 @@ journey loader, lints clean, and has a variant per concern the article covers.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import Engine, insert, update
 
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.drafting import draft_campaign, write_draft
 from needlecast.campaign.journeys.model import BranchNode, SendNode, WaitNode
-from needlecast.config import open_workspace
+from needlecast.config import Workspace, open_workspace
 from needlecast.lint import lint_workspace
+from needlecast.store.schema import appointments, contact_events, contacts
 from tests.cli_runner import run
+from tests.journey_helpers import NOW, SIGNOFF, journey_workspace, steps_of, store, sweep, where_is
+from tests.journey_helpers import ids as lead_ids
 
 SEED = Path("/work/shared/seed/000_c93c8da341b0aa70.txt")
 VARIANTS = ["acne", "ageing", "scarring", "pigmentation", "texture", "general"]
@@ -99,3 +105,104 @@ def test_a_win_back_draft_starts_after_90_days_without_a_visit(root: Path, monke
     document, _ = _draft(monkeypatch, root, "win-back")
     assert document["entry"] == {"date": "last_visit_at", "after": "90d", "unless": "future_appointment"}
     assert document["goal"] == {"event": "booked"}
+
+
+# -- the drafted journeys at work (SQLite and PostgreSQL, a frozen clock) --------------------------------------
+
+
+@pytest.fixture()
+def leads(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    return journey_workspace(workspace_dir, store_url, monkeypatch)
+
+
+def _live_draft(ws: Workspace, kind: str) -> str:
+    """The clinic draft of the seed article written as a live journey (its `draft: true` removed)."""
+    ctx = CampaignContext.load(ws)
+    path = write_draft(ctx, draft_campaign(ctx, "microneedling", kind))
+    path.write_text(path.read_text().replace("draft: true\n", "") + SIGNOFF + "\n")
+    return path.stem
+
+
+def _attributes(engine: Engine, values: dict[int, dict[str, str]]) -> None:
+    with engine.begin() as conn:
+        for contact_id, attributes in values.items():
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(attributes=attributes))
+
+
+def test_a_drafted_recall_invites_to_the_next_session_then_to_maintenance(leads: Workspace) -> None:
+    journey = _live_draft(leads, "recall")
+    engine = store(leads)
+    people = lead_ids(engine)
+    treated = (NOW - timedelta(days=28)).date().isoformat()  # a course session 4 weeks ago: the next is due
+    course = {"last_treatment_at": treated, "last_treatment": "microneedling"}
+    _attributes(engine, {c: course for c in people.values()})
+    _attributes(
+        engine,
+        {people["lead1"]: {**course, "sessions_done": "3"}, people["lead5"]: {**course, "last_treatment": "peel"}},
+    )
+    with engine.begin() as conn:  # lead2 has booked already: the recall stays silent
+        conn.execute(
+            insert(appointments).values(
+                appointment="calendly:1",
+                email_hash="",
+                contact_id=people["lead2"],
+                treatment="microneedling",
+                appointment_type="Treatment",
+                starts_at=NOW + timedelta(days=10),
+                open=True,
+                last_event_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    assert sweep(leads, engine, NOW).entered == 4  # not lead2 (booked), not lead5 (another treatment)
+    sent = {name: steps_of(engine, people[name], journey) for name in people}
+    assert sent == {
+        "lead0": ["next-session"],
+        "lead1": [],  # the course is done: maintenance later
+        "lead2": [],
+        "lead3": ["next-session"],
+        "lead4": ["next-session"],
+        "lead5": [],
+    }
+    maintenance = datetime(2027, 4, 25, 8, 1, tzinfo=UTC)  # 180 days after the treatment, 09:01 in London (BST)
+    sweep(leads, engine, maintenance - timedelta(hours=1))
+    assert steps_of(engine, people["lead1"], journey) == []
+    sweep(leads, engine, maintenance)
+    assert steps_of(engine, people["lead1"], journey) == ["maintenance"]
+    assert steps_of(engine, people["lead0"], journey) == ["next-session"]  # one recall per treatment date
+
+
+def test_a_drafted_aftercare_mails_day_0_2_and_7_after_attending_this_treatment(leads: Workspace) -> None:
+    journey = _live_draft(leads, "aftercare")
+    engine = store(leads)
+    people = lead_ids(engine)
+    _attributes(engine, {c: {"last_treatment": "microneedling"} for c in people.values()})
+    _attributes(engine, {people["lead5"]: {"last_treatment": "peel"}})
+    assert sweep(leads, engine, NOW).entered == 0
+    _event(engine, people["lead0"], "attended", NOW + timedelta(minutes=1), "a0")
+    _event(engine, people["lead5"], "attended", NOW + timedelta(minutes=1), "a5")
+    assert sweep(leads, engine, NOW + timedelta(minutes=2)).entered == 2
+    for day in (1, 2, 3, 7, 8):
+        sweep(leads, engine, NOW + timedelta(days=day, minutes=2))
+    assert steps_of(engine, people["lead0"], journey) == ["day-0", "day-2", "day-7"]
+    assert steps_of(engine, people["lead5"], journey) == []  # another treatment: no aftercare of this one
+    assert where_is(engine, people["lead5"], journey)[:2] == ("other-treatment", "done")
+
+
+def _event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(contact_events).values(
+                source_id=source,
+                email_hash="",
+                contact_id=contact_id,
+                type=kind,
+                occurred_at=at,
+                value=None,
+                currency="",
+                source="test",
+                received_at=at,
+                treatment="microneedling",
+                appointment_at=None,
+            )
+        )

@@ -1,7 +1,7 @@
 """When a journey's emails go: the moment each send node's email is due, then the rules every campaign's
 emails obey (`needlecast.campaign.plan.rules`): quiet hours and the frequency cap.
 
-Contract: `send_times(conn, campaign, schedule, emails, now)` takes the emails one round enqueues (a frame of
+Contract: `send_times(conn, campaign, rules, emails, now)` takes the emails one round enqueues (a frame of
 contact_id, step_id, zone, due_at: the plain moment) and returns it with `due_at` moved and `held` (the
 reason in words: "deferred by quiet hours", "deferred by frequency cap", or "") per email, and how many each
 rule deferred.
@@ -16,6 +16,7 @@ The rows are enqueued once (the ledger's key), so a held-back email is held back
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -27,11 +28,27 @@ from needlecast.campaign.plan.send_time import Engagement, choose_send_times, en
 from needlecast.config import ScheduleSettings
 
 
+@dataclass
+class SendRules:
+    """The rules of one sweep of one journey: the workspace's schedule settings, and the other campaigns'
+    emails that count towards the cap, read once per sweep (a round's own emails are this campaign's, which
+    the cap does not count, so they never change it)."""
+
+    schedule: ScheduleSettings
+    _history: pd.DataFrame | None = None
+
+    def history(self, conn: Connection, campaign_id: str, now: datetime) -> pd.DataFrame:
+        if self._history is None:
+            self._history = cap_history(conn, campaign_id, now)
+        return self._history
+
+
 def send_times(
-    conn: Connection, campaign: Campaign, schedule: ScheduleSettings, emails: pd.DataFrame, now: datetime
+    conn: Connection, campaign: Campaign, rules: SendRules, emails: pd.DataFrame, now: datetime
 ) -> tuple[pd.DataFrame, Counter[str]]:
     """The emails with their moments and reasons (see the module contract)."""
     deferred: Counter[str] = Counter()
+    schedule = rules.schedule
     emails = emails.reset_index(drop=True).assign(timing="", held="")
     emails["due_at"] = pd.to_datetime(emails["due_at"], utc=True)
     if emails.empty:
@@ -41,11 +58,13 @@ def send_times(
     emails = apply_quiet_hours(emails, schedule, deferred)
     emails.loc[emails["due_at"] != plain, "held"] = DEFERRED_QUIET
     if schedule.max_per_day > 0 or schedule.max_per_week > 0:
-        before = emails["due_at"].copy()
-        emails = apply_cap(
-            emails, cap_history(conn, campaign.id, now), schedule, defer=True, excluded=Counter(), deferred=deferred
-        )
-        emails.loc[emails["due_at"] != before, "held"] = DEFERRED_CAP
+        history = rules.history(conn, campaign.id, now)
+        near = emails["contact_id"].isin(history["contact_id"])  # only they can be over the cap
+        if near.any():
+            capped = apply_cap(emails[near], history, schedule, defer=True, excluded=Counter(), deferred=deferred)
+            moved = capped["due_at"] != emails.loc[near, "due_at"]
+            emails.loc[capped.index, "due_at"] = capped["due_at"]
+            emails.loc[moved[moved].index, "held"] = DEFERRED_CAP
     return emails, +deferred
 
 

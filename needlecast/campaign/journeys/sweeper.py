@@ -46,12 +46,12 @@ from needlecast.campaign.journeys.model import (
     WaitUntilNode,
     ledger_step,
 )
-from needlecast.campaign.journeys.sendtimes import send_times
+from needlecast.campaign.journeys.sendtimes import SendRules, send_times
 from needlecast.campaign.journeys.timing import arrival_due, utc
 from needlecast.campaign.plan.rules import arm_for
 from needlecast.campaign.plan.scheduling import schedule_campaign
 from needlecast.campaign.send.state import ACTIVE
-from needlecast.config import ScheduleSettings, Workspace
+from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import NeedlecastError
 from needlecast.store import journeys as store
@@ -161,13 +161,14 @@ def sweep_journey(
     if after_round is not None:
         after_round()
     concerns = ctx.segments[campaign.segment].concerns
+    rules = SendRules(ctx.workspace.settings.schedule)
     while report.rounds < MAX_ROUNDS:
         with writer.writing() as conn:
             due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
             if not due:
                 break
             plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, types), now)
-            _apply(conn, campaign, journey, plan, people, concerns, now, report, ctx.workspace.settings.schedule)
+            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules)
         report.rounds += 1
         if after_round is not None:
             after_round()
@@ -437,9 +438,9 @@ def _apply(
     concerns: tuple[str, ...],
     now: datetime,
     report: SweepReport,
-    schedule: ScheduleSettings | None = None,
+    rules: SendRules | None = None,
 ) -> None:
-    """Write a round: the sends' ledger rows (held back by `schedule`'s quiet hours and cap), then every move
+    """Write a round: the sends' ledger rows (held back by the `rules`: quiet hours and the cap), then every move
     and leave (compare-and-set), in `conn`'s transaction."""
     sent_on = []
     for position, node in plan.sends:
@@ -448,7 +449,7 @@ def _apply(
             plan.leaves.append((position, reason, EXITED))
         else:
             sent_on.append((position, node))
-    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now, schedule, report)
+    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now, rules, report)
     plan.moves.extend((p, n.next) for p, n in sent_on if n.next)
     plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, n in sent_on if not n.next)
     moves: list[tuple[Position, str, datetime]] = []
@@ -486,7 +487,7 @@ def _enqueue(
     people: pd.DataFrame,
     concerns: tuple[str, ...],
     now: datetime,
-    schedule: ScheduleSettings | None,
+    rules: SendRules | None,
     report: SweepReport,
 ) -> int:
     """The sends' ledger rows (queued, with what held them back in words; skipped with the reason when no
@@ -517,8 +518,8 @@ def _enqueue(
         for name, value in values.items():
             columns[name].append(value)
     frame = pd.DataFrame(plain, columns=["contact_id", "step_id", "zone", "due_at"])
-    if schedule is not None:
-        frame, deferred = send_times(conn, campaign, schedule, frame, now)
+    if rules is not None:
+        frame, deferred = send_times(conn, campaign, rules, frame, now)
         report.deferred.update(deferred)
         columns["error"] = [e or h for e, h in zip(columns["error"], frame["held"], strict=True)]
         columns["timing"] = frame["timing"].tolist()

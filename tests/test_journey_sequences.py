@@ -229,6 +229,28 @@ def test_a_sequence_the_former_engine_was_running_goes_on_without_a_second_email
     assert sorted(e for _, e in adopted) == [1] * 6  # the enrolments became positions, entered once
 
 
+def test_an_edited_sequence_moves_its_waiting_people_and_sends_nothing_twice(ws: Workspace) -> None:
+    engine = store(ws)
+    for now in (NOW, NOW + timedelta(hours=10, minutes=1), NOW + timedelta(days=3)):
+        _journey_sweep(ws, engine, now)
+    with engine.connect() as conn:
+        nodes = set(conn.execute(select(journey_positions.c.node)).scalars())
+    assert nodes == {"wait-4"}  # welcome, evening and deep-dive sent: waiting for the consultation
+    edited = SEQUENCE.replace("  - {id: evening, template: emails/deep_dive, delay: 10h}\n", "")
+    (ws.campaigns_dir / "seq.yaml").write_text(edited.replace("delay: 7d", "delay: 8d"))
+    # wait-4 is gone (the line is shorter): everyone starts again at the first node, walks past what they had
+    # and waits for the consultation, now 8 days after their entry.
+    _journey_sweep(ws, engine, NOW + timedelta(days=3, hours=1))
+    with engine.connect() as conn:
+        waiting = conn.execute(select(journey_positions.c.node, journey_positions.c.due_at)).all()
+    assert {(n, _aware(d)) for n, d in waiting} == {("wait-3", NOW + timedelta(days=8))}
+    _journey_sweep(ws, engine, NOW + timedelta(days=7, minutes=1))
+    _journey_sweep(ws, engine, NOW + timedelta(days=8))
+    with engine.connect() as conn:
+        keys = conn.execute(select(deliveries.c.step_id).where(deliveries.c.campaign_id == "seq")).scalars().all()
+    assert Counter(keys) == Counter({"welcome": 6, "evening": 6, "deep-dive": 6, "consultation": 6})
+
+
 def test_a_journey_send_in_quiet_hours_waits_for_the_morning_once(ws: Workspace) -> None:
     (ws.campaigns_dir / "seq.yaml").unlink()
     write_journey(

@@ -147,7 +147,7 @@ def sweep_journey(
     types = tuple(sorted({*journey.event_types, *campaign.event_types}))  # a sequence's exits read events too
     with writer.writing() as conn:
         if campaign.kind == SEQUENCE:
-            _adopt_enrolments(conn, campaign, journey, now)
+            _adopt_enrolments(conn, campaign, journey)
         facts = Facts(conn, campaign.id, types)
         member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
         members = people.loc[people.index.isin(member_ids)]
@@ -210,7 +210,7 @@ def enter(
     return len(went_in)
 
 
-def _adopt_enrolments(conn: Connection, campaign: Campaign, journey: Journey, now: datetime) -> None:
+def _adopt_enrolments(conn: Connection, campaign: Campaign, journey: Journey) -> None:
     """Positions for the people a sequence enrolled before it ran as a journey: each starts again at the first
     node as of their enrolment. Its waits count from entry and its sends' ledger keys are the steps' own,
     so they walk past what they already had without a second email and are due where they were."""

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from needlecast.campaign.definition.loader import load_campaign, load_campaigns
-from needlecast.campaign.plan.rules import _apply_cap, arm_for
+from needlecast.campaign.plan.rules import apply_cap, arm_for
 from needlecast.campaign.plan.timing import after_quiet_hours, local_moment, parse_quiet_hours
 from needlecast.config import ScheduleSettings
 from needlecast.errors import CampaignFileError
@@ -266,7 +266,7 @@ def test_frequency_cap_skips_a_broadcast_and_defers_a_sequence_step() -> None:
     )
     excluded: Counter[str] = Counter()
     deferred: Counter[str] = Counter()
-    broadcast = _apply_cap(
+    broadcast = apply_cap(
         _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
         history,
         schedule,
@@ -275,7 +275,7 @@ def test_frequency_cap_skips_a_broadcast_and_defers_a_sequence_step() -> None:
         deferred=deferred,
     )
     assert broadcast.loc[0, "status"] == "skipped" and excluded["frequency cap"] == 1
-    step = _apply_cap(
+    step = apply_cap(
         _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
         history,
         schedule,
@@ -290,7 +290,7 @@ def test_frequency_cap_skips_a_broadcast_and_defers_a_sequence_step() -> None:
             "at": pd.to_datetime([datetime(2026, 11, d, 10, tzinfo=UTC) for d in (18, 20, 22)], utc=True),
         }
     )
-    capped = _apply_cap(
+    capped = apply_cap(
         _emails(datetime(2026, 11, 24, 15, tzinfo=UTC)),
         weekly,
         schedule,
@@ -299,7 +299,7 @@ def test_frequency_cap_skips_a_broadcast_and_defers_a_sequence_step() -> None:
         deferred=Counter(),
     )
     assert capped.loc[0, "status"] == "skipped"  # a fourth email within 7 days
-    free = _apply_cap(
+    free = apply_cap(
         _emails(datetime(2026, 11, 30, 15, tzinfo=UTC)),
         history,
         schedule,

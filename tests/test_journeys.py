@@ -75,7 +75,9 @@ steps:
 """
     )
     campaign = CampaignContext.load(ws).campaign("s")
-    assert campaign.journey is None and [s.delay.days for s in campaign.steps] == [0, 3]
+    assert [s.delay.days for s in campaign.steps] == [0, 3]
+    assert campaign.journey is not None  # one engine: a straight line of waits and sends (test_journey_sequences)
+    assert list(campaign.journey.nodes) == ["wait-1", "welcome", "wait-2", "later"]
 
 
 def test_wait_until_an_event_goes_on_when_it_happens_and_at_the_timeout_otherwise(ws: Workspace) -> None:

@@ -296,8 +296,10 @@ def draft_campaign(
     segment: str | None = None,
     campaign_id: str | None = None,
     force: bool = False,
+    course: tuple[int, int, int] | None = None,
 ) -> tuple[Any, Path]:
-    """Write a draft campaign that uses `article` (`campaign.definition.drafting`); audited as `campaign.saved` (the
+    """Write a draft campaign that uses `article` (a recall's `course`: sessions, weeks apart, maintenance
+    months) (`campaign.definition.drafting`); audited as `campaign.saved` (the
     console's action for writing a campaign file), with the article it was drafted from. Returns the draft
     and the path written."""
     from needlecast.campaign.definition.drafting import draft_campaign as make_draft
@@ -305,7 +307,9 @@ def draft_campaign(
 
     require(actor, "campaigns.edit")
     ctx = CampaignContext.load(workspace)
-    draft = make_draft(ctx, article, kind, segment, campaign_id)
+    from needlecast.campaign.journeys.drafts import Course
+
+    draft = make_draft(ctx, article, kind, segment, campaign_id, course=Course(*course) if course else None)
     created = not (workspace.campaigns_dir / f"{draft.id}.yaml").exists()
     path = write_draft(ctx, draft, force)
     with engine.begin() as conn:

@@ -81,7 +81,13 @@ def content_show(
 @content_app.command("draft")
 def content_draft(
     article: Annotated[str, typer.Argument(help="The article's id (`needlecast content list`).")],
-    kind: Annotated[str, typer.Option(help="sequence (welcome, deep dive, consultation) or broadcast.")] = "sequence",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="sequence (welcome, deep dive, consultation), broadcast, or a clinic journey: recall, aftercare, "
+            "no-show, win-back."
+        ),
+    ] = "sequence",
     segment: Annotated[
         str | None, typer.Option(help="The audience segment (default new-leads for a sequence, else all-leads).")
     ] = None,
@@ -89,6 +95,9 @@ def content_draft(
         str | None, typer.Option("--id", help="The campaign's id (default ARTICLE-nurture / ARTICLE-broadcast).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace campaigns/ID.yaml if it exists.")] = False,
+    sessions: Annotated[int, typer.Option(help="recall: sessions in the course.")] = 3,
+    every_weeks: Annotated[int, typer.Option(help="recall: weeks between sessions.")] = 4,
+    maintenance_months: Annotated[int, typer.Option(help="recall: months after the course to maintenance.")] = 6,
 ) -> None:
     """Write a draft campaign (campaigns/ID.yaml, and nothing else) that uses the article, with a variant per
     concern the article covers. It is `draft: true` (never sent) and has no sign-off until you add them."""
@@ -104,6 +113,7 @@ def content_draft(
         segment=segment,
         campaign_id=campaign_id,
         force=force,
+        course=(sessions, every_weeks, maintenance_months),
     )
     console.print(f"wrote {path}", highlight=False, markup=False)
     for note in draft.notes[1:]:

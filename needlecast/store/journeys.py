@@ -15,6 +15,9 @@ Contract:
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
   with `state` (done | exited | converted); how many left.
 - `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
+- Sequences (run as journeys): `unadopted_enrolments` lists the enrolments a sequence made before it ran
+  as a journey and that have no position yet; `record_enrolments` / `record_exits` keep the enrolments
+  table (what `needlecast plan` and the reports read of a sequence) in step with the positions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from needlecast.store.schema import appointments, deliveries, events, journey_versions, signup_requests
+from needlecast.store.schema import appointments, deliveries, enrolments, events, journey_versions, signup_requests
 from needlecast.store.schema import journey_positions as positions
 
 ACTIVE, DONE, EXITED, CONVERTED = "active", "done", "exited", "converted"
@@ -44,12 +47,18 @@ class Position:
     since: datetime
     due_at: datetime
     entered_at: datetime
+    trigger_at: datetime | None = None
 
 
 def enter(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     """Insert positions, ignoring any that conflict (already entered, or already active); how many went in."""
+    return len(entered(conn, rows))
+
+
+def entered(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """`enter`, returning the contacts whose position went in."""
     maker = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    added = 0
+    added: list[int] = []
     for start in range(0, len(rows), _CHUNK):
         statement = (
             maker(positions)
@@ -57,7 +66,7 @@ def enter(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
             .on_conflict_do_nothing()
             .returning(positions.c.contact_id)  # psycopg reports no row count for a multi-row insert
         )
-        added += len(conn.execute(statement).all())
+        added += [int(r[0]) for r in conn.execute(statement)]
     return added
 
 
@@ -68,6 +77,7 @@ _COLUMNS = (
     positions.c.since,
     positions.c.due_at,
     positions.c.entered_at,
+    positions.c.trigger_at,
 )
 
 
@@ -85,7 +95,7 @@ def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes:
         .order_by(positions.c.due_at, positions.c.contact_id)
         .limit(limit)
     )
-    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
 
 
 def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None) -> list[Position]:
@@ -93,7 +103,7 @@ def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = No
     query = select(*_COLUMNS).where(positions.c.campaign_id == campaign_id, positions.c.state == ACTIVE)
     if nodes is not None:
         query = query.where(positions.c.node.in_(list(nodes)))
-    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
 
 
 def _guard() -> Any:
@@ -208,7 +218,7 @@ def overdue(conn: Connection, campaign_id: str, before: datetime) -> list[Positi
     query = select(*_COLUMNS).where(
         positions.c.campaign_id == campaign_id, positions.c.state == ACTIVE, positions.c.due_at < before
     )
-    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
 
 
 def record_version(
@@ -292,3 +302,44 @@ def confirmed_signups(conn: Connection, since: datetime) -> dict[int, datetime]:
         .group_by(signup_requests.c.contact_id)
     )
     return {int(r[0]): r[1] for r in conn.execute(query)}
+
+
+def unadopted_enrolments(conn: Connection, campaign_id: str) -> list[tuple[int, datetime, datetime | None, str]]:
+    """The sequence's enrolments (contact, enrolled, exited, reason) that have no position in it yet."""
+    has_position = (
+        select(positions.c.contact_id)
+        .where(positions.c.campaign_id == campaign_id, positions.c.contact_id == enrolments.c.contact_id)
+        .exists()
+    )
+    query = select(
+        enrolments.c.contact_id, enrolments.c.enrolled_at, enrolments.c.exited_at, enrolments.c.exit_reason
+    ).where(enrolments.c.campaign_id == campaign_id, ~has_position)
+    return [(int(r[0]), r[1], r[2], r[3] or "") for r in conn.execute(query)]
+
+
+def record_enrolments(conn: Connection, campaign_id: str, contact_ids: Sequence[int], now: datetime) -> None:
+    """An enrolment row for each contact that entered the sequence now (none has one: a sequence is entered
+    once, and earlier enrolments were adopted as positions first)."""
+    rows = [
+        {"campaign_id": campaign_id, "contact_id": c, "enrolled_at": now, "exited_at": None, "exit_reason": ""}
+        for c in contact_ids
+    ]
+    maker = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), _CHUNK):
+        conn.execute(maker(enrolments).values(rows[start : start + _CHUNK]).on_conflict_do_nothing())
+
+
+def record_exits(conn: Connection, campaign_id: str, reasons: dict[int, str], now: datetime) -> None:
+    """The sequence's enrolments of these contacts ended now, each with its reason."""
+    if not reasons:
+        return
+    statement = (
+        update(enrolments)
+        .where(
+            enrolments.c.campaign_id == campaign_id,
+            enrolments.c.contact_id == bindparam("b_contact"),
+            enrolments.c.exited_at.is_(None),
+        )
+        .values(exited_at=now, exit_reason=bindparam("b_reason"))
+    )
+    conn.execute(statement, [{"b_contact": c, "b_reason": r[:64]} for c, r in reasons.items()])

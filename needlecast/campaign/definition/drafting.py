@@ -3,7 +3,8 @@
 Contract: `draft_campaign(ctx, article_id, kind, segment, campaign_id)` returns a `Draft`: the campaign file's
 mapping and the notes that explain it. A sequence has the three nurture steps (welcome with the concern's
 lead section, a deep dive, a consultation invitation) at 0, 3 and 7 days; a broadcast one step a week ahead
-at 09:00 in each recipient's zone. Its variants are the concerns the article covers and `general`; a concern
+at 09:00 in each recipient's zone; a clinic journey (recall, aftercare, no-show, win-back) the graph of
+`needlecast.campaign.journeys.drafts`. Its variants are the concerns the article covers and `general`; a concern
 the article has no section for falls back to general content, and a note says so. The draft is
 `draft: true` (planned and previewed, never sent until a person removes the line) and has no sign-off: lint
 decides whether it needs one. `write_draft(ctx, draft, force)` writes `campaigns/ID.yaml` through the same
@@ -20,7 +21,8 @@ from typing import Any
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.editor import save_document
-from needlecast.campaign.definition.model import BROADCAST, SEQUENCE
+from needlecast.campaign.definition.model import BROADCAST, JOURNEY, SEQUENCE
+from needlecast.campaign.journeys.drafts import CLINIC_KINDS, Course, clinic_steps
 from needlecast.content.model import GENERAL
 from needlecast.errors import InvalidRequest
 
@@ -49,12 +51,16 @@ def draft_campaign(
     segment: str | None = None,
     campaign_id: str | None = None,
     today: date | None = None,
+    course: Course | None = None,
 ) -> Draft:
     """A campaign that uses `article_id` (see the module contract)."""
-    if kind not in (SEQUENCE, BROADCAST):
-        raise InvalidRequest(f"kind: '{kind}' is not a kind of campaign; use sequence or broadcast")
+    if kind not in (SEQUENCE, BROADCAST, *CLINIC_KINDS):
+        raise InvalidRequest(
+            f"kind: '{kind}' is not a kind of draft; use sequence, broadcast, {', '.join(CLINIC_KINDS)}"
+        )
     article = ctx.library.article(article_id)
     segment = segment or ("new-leads" if kind == SEQUENCE and "new-leads" in ctx.segments else "all-leads")
+    label = {SEQUENCE: "nurture", BROADCAST: "broadcast"}.get(kind, kind)
     if segment not in ctx.segments:
         raise InvalidRequest(
             f"segment: '{segment}' is not defined; use one of: {', '.join(sorted(ctx.segments))} "
@@ -72,15 +78,19 @@ def draft_campaign(
     notes.append("No sign-off: run `needlecast lint`; a reviewer signs off if it finds errors.")
     variants = [*covered, GENERAL]
     document: dict[str, Any] = {
-        "id": campaign_id or f"{article.id}-{'nurture' if kind == SEQUENCE else 'broadcast'}",
-        "name": f"{article.treatment} {'nurture' if kind == SEQUENCE else 'broadcast'}",
-        "kind": kind,
+        "id": campaign_id or f"{article.id}-{label}",
+        "name": f"{article.treatment} {label}",
+        "kind": JOURNEY if kind in CLINIC_KINDS else kind,
         "draft": True,
         "segment": segment,
         "time_zone": "Europe/London",
         "article": article.id,
     }
-    if kind == SEQUENCE:
+    if kind in CLINIC_KINDS:
+        fields, journey_notes = clinic_steps(kind, article, variants, course or Course())
+        document.update(fields)
+        notes[2:2] = journey_notes
+    elif kind == SEQUENCE:
         document["steps"] = [
             {"id": step_id, "template": template, "variants": variants, "delay": delay}
             for step_id, template, delay in SEQUENCE_STEPS

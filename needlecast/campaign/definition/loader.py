@@ -82,6 +82,7 @@ from needlecast.campaign.definition.model import (
     WinnerTest,
 )
 from needlecast.campaign.journeys.loader import JOURNEY_TOP_KEYS, read_journey
+from needlecast.campaign.journeys.straight import straight_line
 from needlecast.errors import CampaignFileError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
@@ -605,6 +606,8 @@ def load_campaign(
     steps = _steps(reader, raw.get("steps"), kind, known, templates, articles, _article(reader, raw, "", articles))
     schedule, enrol, exits = _timing(reader, raw, kind, zone)
     journey = read_journey(path, raw, [s.id for s in steps]) if kind == JOURNEY else None
+    if kind == SEQUENCE:  # one engine: a sequence runs as a straight line of waits and sends
+        journey = straight_line(steps)
     return Campaign(
         id=campaign_id,
         name=reader.text(raw, "name", "", required=False) or campaign_id,

@@ -6,7 +6,8 @@ Contract:
   latest event of the entry's type, or the date (attribute + offset, midnight in the person's zone). Only
   triggers at or after the journey's start count. A date entry is judged on the person's own calendar day
   (their zone, else the campaign's), so it fires on the day it falls due there, or later when a future
-  appointment held it back (it waits while one exists: a cancelled booking lets it through).
+  appointment held it back (it waits while one exists: a cancelled booking lets it through). A sequence's
+  `enrol:` rule admits as sequences always did (`_enrolled`).
 - `admit(triggered, latest, reentry, now)`: the (contact, entry number, trigger) to insert, by the re-entry
   rule: never a second active entry; `never`: one entry ever; `after`: a new trigger (or, for a segment
   entry, still a member) once the wait since the previous entry began is over and it ended; `each_event`:
@@ -28,6 +29,7 @@ from needlecast.campaign.journeys.model import (
     AFTER,
     EACH_EVENT,
     ENTRY_DATE,
+    ENTRY_ENROL,
     ENTRY_EVENT,
     ENTRY_SEGMENT,
     ENTRY_SIGNUP,
@@ -60,7 +62,36 @@ def triggers(
         return found
     if entry.kind == ENTRY_DATE:
         return _dates_due(conn, campaign, entry, members, facts, now, started_at)
+    if entry.kind == ENTRY_ENROL:
+        return _enrolled(campaign, members, facts, started_at)
     return {}  # manual: only through `needlecast.actions.journeys.enter`
+
+
+def _enrolled(
+    campaign: Campaign, members: pd.DataFrame, facts: Facts, started_at: datetime
+) -> dict[int, datetime | None]:
+    """A sequence's `enrol:` rule, as sequences always applied it: whoever carries the tag (from their
+    sign-up), or had the event since `joined_after` (default: the start; from the latest such event), or
+    signed up since then. The trigger is the moment that exits count from for a new entry."""
+    rule = campaign.enrol
+    since = utc(rule.joined_after) if rule.joined_after is not None else started_at
+    signed_up = pd.to_datetime(members["signed_up_at"], utc=True)
+    if rule.event:
+        found: dict[int, datetime | None] = {}
+        for contact_id, moments in facts.events(rule.event).items():
+            latest = max(moments)
+            if contact_id in members.index and latest >= since:
+                found[contact_id] = latest
+        return found
+    if rule.tag:
+        chosen = members["tags"].map(lambda t: rule.tag in (t or "").split(";")).astype(bool)
+    else:
+        chosen = signed_up >= pd.Timestamp(since)
+    return {int(c): _moment(t) for c, t in signed_up[chosen].items()}
+
+
+def _moment(value: object) -> datetime | None:
+    return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
 
 
 def _dates_due(

@@ -29,6 +29,7 @@ WAITING_KINDS = (WAIT, WAIT_UNTIL)  # the kinds a person stays at until a moment
 
 # Entry kinds: who starts the journey.
 ENTRY_SEGMENT, ENTRY_SIGNUP, ENTRY_EVENT, ENTRY_DATE, ENTRY_MANUAL = "segment", "signup", "event", "date", "manual"
+ENTRY_ENROL = "enrol"  # a sequence's `enrol:` rule (`needlecast.campaign.journeys.straight`), never written in a file
 ENTRY_KINDS = (ENTRY_SEGMENT, ENTRY_SIGNUP, ENTRY_EVENT, ENTRY_DATE, ENTRY_MANUAL)
 
 # Re-entry rules: whether someone who was in the journey may start it again.
@@ -116,6 +117,7 @@ class WaitNode(Node):
     offset: timedelta = timedelta(0)
     at: time = time(9, 0)
     yearly: bool = False  # until_date: the next anniversary of the date (a birthday), not the date itself
+    from_entry: bool = False  # delay: counted from the person's entry, not their arrival (a sequence's steps)
 
     kind = WAIT
 
@@ -191,7 +193,9 @@ class Entry:
     - date: members whose date attribute `date_field` plus `offset` is today or earlier in their own zone
       (and not before the journey started), whose `where` conditions hold, and (with `unless_appointment`)
       who have no future appointment;
-    - manual: only through `needlecast.actions.journeys.enter` (the API and the console).
+    - manual: only through `needlecast.actions.journeys.enter` (the API and the console);
+    - enrol: a sequence's `enrol:` rule (the campaign's `Enrolment`: a sign-up since `joined_after` or the
+      start, a tag, or an event since then), for sequences run as a straight line.
     """
 
     kind: str = ENTRY_SEGMENT

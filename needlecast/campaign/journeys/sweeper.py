@@ -22,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine
 from needlecast import ledger
 from needlecast.audience.segments import attributes_of, evaluate, load_frame, variant_for
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.definition.model import JOURNEY, Campaign
+from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.conditions import Facts, all_hold
 from needlecast.campaign.journeys.model import (
@@ -46,6 +46,7 @@ from needlecast.campaign.journeys.model import (
     WaitUntilNode,
     ledger_step,
 )
+from needlecast.campaign.journeys.sendtimes import SendRules, send_times
 from needlecast.campaign.journeys.timing import arrival_due, utc
 from needlecast.campaign.plan.rules import arm_for
 from needlecast.campaign.plan.scheduling import schedule_campaign
@@ -61,6 +62,7 @@ log = logging.getLogger("needlecast.campaign.journeys")
 ROUND_SIZE = 50_000  # due positions read and advanced per round
 MAX_ROUNDS = 10_000  # a safety net only: without goto cycles, rounds end when nothing is due
 NO_CONTENT = "no content for their concern"
+END_OF_JOURNEY = "end of the journey"
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SweepReport:
     enqueued: int = 0
     converted: int = 0
     left: Counter[str] = field(default_factory=Counter)  # reason -> how many left the journey
+    deferred: Counter[str] = field(default_factory=Counter)  # reason -> emails held back (quiet hours, cap)
     rounds: int = 0
     blocked: str = ""  # why nothing moved (paused, cancelled, a problem of the journey's)
 
@@ -141,8 +144,11 @@ def sweep_journey(
         with engine.connect() as conn:
             frame = load_frame(conn)
     people = frame.set_index("id", drop=False)
+    types = tuple(sorted({*journey.event_types, *campaign.event_types}))  # a sequence's exits read events too
     with writer.writing() as conn:
-        facts = Facts(conn, campaign.id, journey.event_types)
+        if campaign.kind == SEQUENCE:
+            _adopt_enrolments(conn, campaign, journey)
+        facts = Facts(conn, campaign.id, types)
         member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
         members = people.loc[people.index.isin(member_ids)]
         triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
@@ -150,16 +156,19 @@ def sweep_journey(
         report.entered = enter(conn, campaign, admitted, people, now)
         _leave_early(conn, campaign, journey, people, facts, now, report)
         _events_arrived(conn, campaign, journey, people, facts, now, report)
+        if campaign.kind == SEQUENCE:
+            _realign(conn, campaign, journey, now)
     if after_round is not None:
         after_round()
     concerns = ctx.segments[campaign.segment].concerns
+    rules = SendRules(ctx.workspace.settings.schedule)
     while report.rounds < MAX_ROUNDS:
         with writer.writing() as conn:
             due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
             if not due:
                 break
-            plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, journey.event_types), now)
-            _apply(conn, campaign, journey, plan, people, concerns, now, report)
+            plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, types), now)
+            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules)
         report.rounds += 1
         if after_round is not None:
             after_round()
@@ -195,7 +204,61 @@ def enter(
                 "reason": "",
             }
         )
-    return store.enter(conn, rows)
+    went_in = store.entered(conn, rows)
+    if campaign.kind == SEQUENCE:
+        store.record_enrolments(conn, campaign.id, went_in, now)
+    return len(went_in)
+
+
+def _adopt_enrolments(conn: Connection, campaign: Campaign, journey: Journey) -> None:
+    """Positions for the people a sequence enrolled before it ran as a journey: each starts again at the first
+    node as of their enrolment. Its waits count from entry and its sends' ledger keys are the steps' own,
+    so they walk past what they already had without a second email and are due where they were."""
+    first = journey.nodes[journey.start]
+    rows = []
+    for contact_id, enrolled_at, exited_at, reason in store.unadopted_enrolments(conn, campaign.id):
+        since = utc(enrolled_at)
+        due = arrival_due(first, since, campaign.time_zone, {}) or since
+        rows.append(
+            {
+                "campaign_id": campaign.id,
+                "contact_id": contact_id,
+                "entry": 1,
+                "node": first.id,
+                "state": store.ACTIVE if exited_at is None else EXITED,
+                "since": since,
+                "due_at": due if exited_at is None else utc(exited_at),
+                "entered_at": since,
+                "trigger_at": None,
+                "left_at": None if exited_at is None else utc(exited_at),
+                "reason": reason[:120],
+            }
+        )
+    if rows:
+        log.info("sequence %s: %d enrolment(s) adopted as positions", campaign.id, store.enter(conn, rows))
+
+
+def _realign(conn: Connection, campaign: Campaign, journey: Journey, now: datetime) -> None:
+    """A sequence whose file changed: whoever waits at a step that is gone starts again at the first node
+    (the ledger keeps them from a second email), and a changed delay applies to those waiting for it."""
+    first = journey.nodes[journey.start]
+    restart, reschedule = [], []
+    for position in store.waiting(conn, campaign.id):
+        node = journey.nodes.get(position.node)
+        if node is None:
+            restart.append((position, first.id, utc(position.entered_at) + _delay(first)))
+        elif isinstance(node, WaitNode) and node.from_entry:
+            due = utc(position.entered_at) + _delay(node)
+            if due != utc(position.due_at):
+                reschedule.append((position, due))
+    store.move(conn, campaign.id, restart, now)
+    store.reschedule(conn, campaign.id, reschedule)
+
+
+def _delay(node: Node) -> timedelta:
+    if isinstance(node, WaitNode) and node.delay is not None:
+        return node.delay
+    return timedelta(0)
 
 
 def _due_at(campaign: Campaign, node: Node, people: pd.DataFrame, contact_id: int, since: datetime) -> datetime | None:
@@ -224,11 +287,32 @@ def _leave_early(
             converted.append((position, f"goal: {journey.goal}"))
             continue
         reason = blocked.get(position.contact_id, "") if position.contact_id in people.index else "erased"
+        reason = reason or _exit_rule(campaign, people, facts, position)
         if reason:
             exited.append((position, reason))
     report.converted += store.leave(conn, campaign.id, converted, CONVERTED, now)
     report.left.update(reason for _, reason in exited)
     store.leave(conn, campaign.id, exited, EXITED, now)
+    if campaign.kind == SEQUENCE:
+        store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in exited}, now)
+
+
+def _exit_rule(campaign: Campaign, people: pd.DataFrame, facts: Facts, position: Position) -> str:
+    """The sequence exit rule the person meets, in words ("booked = yes", "event booked"), else "": an
+    attribute's value, or an event since what started their entry (their sign-up, the enrolling event)."""
+    if not campaign.exits:
+        return ""
+    row = people.loc[position.contact_id]
+    attributes = attributes_of(row["attributes"])
+    start = min(utc(position.trigger_at or position.entered_at), utc(position.entered_at))
+    for rule in campaign.exits:  # the attribute rules first, then the events, as sequences always judged them
+        value = None if rule.event else attributes.get(rule.field, row[rule.field] if rule.field in row.index else None)
+        if value is not None and str(value).lower() == rule.equals:
+            return f"{rule.field} = {rule.equals}"
+    for rule in campaign.exits:
+        if rule.event and any(utc(t) >= start for t in facts.events(rule.event).get(position.contact_id, ())):
+            return f"event {rule.event}"
+    return ""
 
 
 def _unmailable(people: pd.DataFrame) -> dict[int, str]:
@@ -276,7 +360,7 @@ def _events_arrived(
             happened = moment is not None and since <= utc(moment) <= now
         if happened:
             plan.moves.append((position, node.next) if node.next else (position, ""))
-    plan.leaves.extend((p, "end of the journey", DONE) for p, target in plan.moves if not target)
+    plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, target in plan.moves if not target)
     plan.moves = [(p, t) for p, t in plan.moves if t]
     _apply(conn, campaign, journey, plan, people, (), now, report)
 
@@ -321,7 +405,7 @@ def _decide(
         else:
             assert isinstance(node, WaitNode | GotoNode)
             plan.moves.extend((p, node.next) for p in group)
-    plan.leaves.extend((p, "end of the journey", DONE) for p, target in plan.moves if not target)
+    plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, target in plan.moves if not target)
     plan.moves = [(p, t) for p, t in plan.moves if t]
     return plan
 
@@ -354,9 +438,10 @@ def _apply(
     concerns: tuple[str, ...],
     now: datetime,
     report: SweepReport,
+    rules: SendRules | None = None,
 ) -> None:
-    """Write a round: the sends' ledger rows, then every move and leave (compare-and-set), in `conn`'s
-    transaction."""
+    """Write a round: the sends' ledger rows (held back by the `rules`: quiet hours and the cap), then every move
+    and leave (compare-and-set), in `conn`'s transaction."""
     sent_on = []
     for position, node in plan.sends:
         reason = _cannot_be_mailed(people, position.contact_id)
@@ -364,18 +449,19 @@ def _apply(
             plan.leaves.append((position, reason, EXITED))
         else:
             sent_on.append((position, node))
-    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now)
+    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now, rules, report)
     plan.moves.extend((p, n.next) for p, n in sent_on if n.next)
-    plan.leaves.extend((p, "end of the journey", DONE) for p, n in sent_on if not n.next)
+    plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, n in sent_on if not n.next)
     moves: list[tuple[Position, str, datetime]] = []
     for position, target in plan.moves:
         arriving = journey.nodes[target]
         personal = isinstance(arriving, WaitNode) and arriving.delay is None  # a time of day, a date: their zone
-        due = (
-            _due_at(campaign, arriving, people, position.contact_id, now)
-            if personal
-            else arrival_due(arriving, now, campaign.time_zone, {})
-        )
+        if isinstance(arriving, WaitNode) and arriving.from_entry:  # a sequence's step: entry + its delay
+            due: datetime | None = utc(position.entered_at) + _delay(arriving)
+        elif personal:
+            due = _due_at(campaign, arriving, people, position.contact_id, now)
+        else:
+            due = arrival_due(arriving, now, campaign.time_zone, {})
         if due is None:
             plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
         else:
@@ -386,6 +472,8 @@ def _apply(
         left = store.leave(conn, campaign.id, rows, state, now)
         if left:
             report.left.update(reason for _, reason in rows)
+        if left and state == EXITED and campaign.kind == SEQUENCE:
+            store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in rows}, now)
 
 
 def _date_field(node: Node) -> str:
@@ -399,18 +487,24 @@ def _enqueue(
     people: pd.DataFrame,
     concerns: tuple[str, ...],
     now: datetime,
+    rules: SendRules | None,
+    report: SweepReport,
 ) -> int:
-    """The sends' ledger rows (queued; skipped with the reason when no variant fits), keyed by (campaign,
-    node, contact, entry): rows already there are left alone."""
+    """The sends' ledger rows (queued, with what held them back in words; skipped with the reason when no
+    variant fits), keyed by (campaign, node, contact, entry): rows already there are left alone."""
     if not sends:
         return 0
-    columns: dict[str, list[Any]] = {name: [] for name in ledger.ENQUEUE_COLUMNS}
+    columns: dict[str, list[Any]] = {name: [] for name in (*ledger.ENQUEUE_COLUMNS, "timing")}
+    plain = []
     for position, node in sends:
         step = campaign.step(node.id)
         row = people.loc[position.contact_id]
         variant = variant_for(str(row["concerns"] or ""), bool(row["concern_consent"]), concerns)
         if step.variants and variant not in step.variants:
             variant = GENERAL if GENERAL in step.variants else ""
+        # a sequence's step is due at entry + its delay, as it always was; a journey's send, now
+        due = utc(position.entered_at) + step.delay if campaign.kind == SEQUENCE else now
+        plain.append((position.contact_id, node.id, row["time_zone"] or campaign.time_zone, due))
         values = {
             "campaign_id": campaign.id,
             "step_id": ledger_step(node.id, position.entry),
@@ -418,10 +512,18 @@ def _enqueue(
             "segment": campaign.segment,
             "variant": variant,
             "arm": arm_for(campaign.id, step, position.contact_id),
-            "due_at": now,
             "status": ledger.QUEUED if variant else ledger.SKIPPED,
             "error": "" if variant else NO_CONTENT,
         }
         for name, value in values.items():
             columns[name].append(value)
+    frame = pd.DataFrame(plain, columns=["contact_id", "step_id", "zone", "due_at"])
+    if rules is not None:
+        frame, deferred = send_times(conn, campaign, rules, frame, now)
+        report.deferred.update(deferred)
+        columns["error"] = [e or h for e, h in zip(columns["error"], frame["held"], strict=True)]
+        columns["timing"] = frame["timing"].tolist()
+    else:
+        columns["timing"] = [""] * len(plain)
+    columns["due_at"] = [pd.Timestamp(d).to_pydatetime() for d in frame["due_at"]]
     return ledger.enqueue_columns(delivery_store(conn), conn, dict(columns))

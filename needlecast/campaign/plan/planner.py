@@ -7,7 +7,8 @@ Contract:
   what the whole would give.
 - Enqueueing is idempotent (the store's ON CONFLICT): a crash between slices loses nothing, and the job's
   next run adds only what is missing.
-- A sequence's sweep records new enrolments and exits, then enqueues the steps that fell due.
+- A sequence's sweep is a journey's (`campaign.journeys.sweeper`, its steps a straight line): new enrolments
+  and exits recorded, then the steps that fell due enqueued.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 
 from needlecast import ledger
 from needlecast.audience.segments import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
-from needlecast.campaign.plan.rules import Plan, load_ledger_view, plan_broadcast, plan_sequence
+from needlecast.campaign.journeys.sweeper import END_OF_JOURNEY, sweep_journey
+from needlecast.campaign.plan.rules import Plan, load_ledger_view, plan_broadcast
 from needlecast.campaign.plan.send_time import engagement_for
 from needlecast.campaign.plan.winner import Decision, load_decisions
 from needlecast.campaign.send.report import RunReport
@@ -31,7 +33,7 @@ from needlecast.campaign.send.warmup import engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.store.bulk import Column
 from needlecast.store.delivery import DeliveryStore
-from needlecast.store.schema import contacts, enrolments
+from needlecast.store.schema import contacts
 
 log = logging.getLogger("needlecast.runner")
 ENQUEUE_SLICE = 50_000
@@ -105,49 +107,18 @@ class Planner:
     def advance_sequence(
         self, ctx: CampaignContext, campaign: Campaign, frame: pd.DataFrame, now: datetime, report: RunReport
     ) -> None:
-        """Enrol whoever the sequence's rule admits, record exits, and enqueue the steps now due."""
-        with self.engine.begin() as conn:
-            view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
-            plan = plan_sequence(
-                ctx,
-                campaign,
-                frame,
-                view.enrolled,
-                view.keys,
-                view.history,
-                now,
-                view.started_at or now,
-                now,
-                view.events,
-                engagement_for(conn, campaign, now),
-            )
-            if plan.new_enrolments:
-                conn.execute(
-                    insert(enrolments),
-                    [
-                        {
-                            "campaign_id": campaign.id,
-                            "contact_id": c,
-                            "enrolled_at": now,
-                            "exited_at": None,
-                            "exit_reason": "",
-                        }
-                        for c in plan.new_enrolments
-                    ],
-                )
-            for contact_id, reason in plan.exits.items():
-                conn.execute(
-                    update(enrolments)
-                    .where(
-                        enrolments.c.campaign_id == campaign.id,
-                        enrolments.c.contact_id == contact_id,
-                        enrolments.c.exited_at.is_(None),
-                    )
-                    .values(exited_at=now, exit_reason=reason[:64])
-                )
-        report.enrolled += len(plan.new_enrolments)
-        report.exited += len(plan.exits)
-        self.enqueue(plan, report, fresh=True)  # the plan leaves out every key already in the ledger
+        """One sweep of the sequence through the journey engine (one engine: a sequence is a straight line of
+        waits and sends, `campaign.journeys.straight`): enrol whoever its rule admits, record exits, and
+        enqueue the steps now due, held back by quiet hours and the cap as always."""
+        swept = sweep_journey(self.engine, ctx, campaign, now, frame=frame)
+        if swept.blocked:
+            log.info("sequence %s not swept: %s", campaign.id, swept.blocked)
+        exits = {reason: n for reason, n in swept.left.items() if reason != END_OF_JOURNEY}
+        report.enrolled += swept.entered
+        report.exited += sum(exits.values())
+        report.excluded.update({f"exited: {reason}": n for reason, n in exits.items()})
+        report.deferred.update(swept.deferred)
+        report.enqueued += swept.enqueued
 
     def enqueue(
         self, plan: Plan, report: RunReport, *, fresh: bool, on_slice: Callable[[], None] | None = None

@@ -108,7 +108,7 @@ def _step_variant(step: Step, variants: pd.Series) -> pd.Series:
     return variants.where(variants.isin(allowed), fallback)
 
 
-def _apply_quiet_hours(emails: pd.DataFrame, schedule: ScheduleSettings, deferred: Counter[str]) -> pd.DataFrame:
+def apply_quiet_hours(emails: pd.DataFrame, schedule: ScheduleSettings, deferred: Counter[str]) -> pd.DataFrame:
     quiet = parse_quiet_hours(schedule.quiet_hours)
     if quiet is None or emails.empty:
         return emails
@@ -123,7 +123,7 @@ def _apply_quiet_hours(emails: pd.DataFrame, schedule: ScheduleSettings, deferre
     return emails
 
 
-def _apply_cap(
+def apply_cap(
     emails: pd.DataFrame,
     history: pd.DataFrame,
     schedule: ScheduleSettings,
@@ -286,8 +286,8 @@ def _finish(
         plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum()) - capped
         emails = emails[~already_mask]
     schedule = ctx.workspace.settings.schedule
-    emails = _apply_quiet_hours(emails, schedule, plan.deferred)
-    emails = _apply_cap(emails, history, schedule, defer=defer_cap, excluded=plan.excluded, deferred=plan.deferred)
+    emails = apply_quiet_hours(emails, schedule, plan.deferred)
+    emails = apply_cap(emails, history, schedule, defer=defer_cap, excluded=plan.excluded, deferred=plan.deferred)
     plan.emails = emails.reset_index(drop=True)
     plan.excluded = +plan.excluded
     return plan
@@ -463,6 +463,19 @@ class LedgerView:
 COUNTED = ("queued", "sending", "sent", "unknown")
 
 
+def cap_history(conn: Connection, campaign_id: str, now: datetime) -> pd.DataFrame:
+    """contact_id, at: the other campaigns' emails of the last 8 days that count towards the frequency cap."""
+    moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
+    rows = conn.execute(
+        select(deliveries.c.contact_id, moment).where(
+            deliveries.c.campaign_id != campaign_id, deliveries.c.status.in_(COUNTED), moment >= now - timedelta(days=8)
+        )
+    ).all()
+    history = pd.DataFrame([(int(c), m) for c, m in rows], columns=["contact_id", "at"])
+    history["at"] = pd.to_datetime(history["at"], utc=True)
+    return history
+
+
 def load_ledger_view(
     conn: Connection,
     campaign_id: str,
@@ -490,14 +503,7 @@ def load_ledger_view(
             keys.add((step_id, int(contact_id)))
             if status == SKIPPED:
                 skipped[(step_id, int(contact_id))] = error or ""
-    moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
-    rows = conn.execute(
-        select(deliveries.c.contact_id, moment).where(
-            deliveries.c.campaign_id != campaign_id, deliveries.c.status.in_(COUNTED), moment >= now - timedelta(days=8)
-        )
-    ).all()
-    history = pd.DataFrame([(int(c), m) for c, m in rows], columns=["contact_id", "at"])
-    history["at"] = pd.to_datetime(history["at"], utc=True)
+    history = cap_history(conn, campaign_id, now)
     started = conn.execute(
         select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)
     ).scalar()

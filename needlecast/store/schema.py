@@ -92,6 +92,7 @@ consent_events = Table(
     Column("recorded_at", DateTime(), nullable=False),
     # The keyed hash of the network address a consent came from (a signup form); "" otherwise.
     Column("address_hash", String(64), nullable=False, server_default=""),
+    Index("ix_consent_events_source", "source"),  # the contact list's sources (migration 0110)
 )
 
 suppressions = Table(
@@ -284,6 +285,7 @@ events = Table(
     Column("received_at", DateTime(), nullable=False),
     Column("detail", Text, nullable=False),
     Column("raw", JSON, nullable=False),
+    Index("ix_events_email_hash_at", "email_hash", "occurred_at"),  # a person's last activity (migration 0110)
 )
 
 

@@ -1,0 +1,268 @@
+"""The SQL of the console's contact list: which contacts match a search and filters, a page of them with what
+the list shows, how many match, and a person's journey positions.
+
+Everything is one statement over `contacts` with indexed lookups per person (consent history by contact id,
+opens and clicks by address hash, the clinic's events by contact id), so a page of 50 out of 200,000
+contacts never reads the whole audience into Python. A segment's members come in as ids (the segment is
+evaluated by `audience.segments` over the cached frame) and are matched in one bound value: a JSON array read
+by `json_each` on SQLite, an array compared with `= ANY` on PostgreSQL (SQLite takes at most 32,766 bound
+values, and a list of 100,000 separate values would be slow on either).
+
+Contract:
+- `ContactQuery`: the conditions, all optional, combined with AND (see its fields).
+- `count(conn, query)`: how many contacts match. `ids(conn, query)`: their ids, newest first.
+- `rows(conn, query, offset, limit)`: a page of them, newest first (highest id first): each a dict with
+  id, email, email_hash, first_name, last_name, concerns, tags, status, marketing_consent, concern_consent,
+  signed_up_at, suppressed (the reason or None), source (of their first consent, "" when none) and
+  last_activity (the latest of signing up, an open or click, an event the clinic reported).
+- `sources(conn)`: every consent source recorded, sorted (the raw values; the reader words them).
+- `journey_positions_of(conn, contact_id)`: the person's journey positions, latest entry first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from needlecast.store.helpers import insert_ignore
+from needlecast.store.schema import consent_events, contact_events, contacts, events, journey_positions, suppressions
+
+# What the person did themselves: an open or a click (not what was done to them, such as a delivery).
+ACTIVITY_KINDS = ("opened", "clicked")
+
+
+@dataclass(frozen=True)
+class ContactQuery:
+    """Conditions on contacts (each left at its default is no condition)."""
+
+    text: str = ""  # a part of the address, of the first or last name, or of "first last" (any case)
+    email: str = ""  # exactly this (normalised) address
+    concern: str = ""  # one of the person's concerns
+    member_ids: Sequence[int] | None = None  # only these ids (a segment's members)
+    chosen_ids: Sequence[int] | None = None  # only these ids (a few, picked on a page)
+    consent: str = ""  # marketing | pending | none | concern
+    source: str = ""  # the source of the person's first consent, as recorded
+    suppressed: bool | None = None
+    active_since: datetime | None = None  # signed up, opened, clicked or had an event since then
+    quiet_since: datetime | None = None  # none of those since then
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _ids_in(conn: Connection, ids: Sequence[int]) -> ColumnElement[bool]:
+    values = [int(i) for i in ids]
+    if conn.dialect.name == "postgresql":
+        return contacts.c.id == any_(bindparam("member_ids", values, type_=postgresql.ARRAY(BigInteger)))
+    each = func.json_each(bindparam("member_ids", json.dumps(values))).table_valued("value")
+    return contacts.c.id.in_(select(each.c.value))
+
+
+def first_source() -> Any:
+    """The source of the contact's first consent (a scalar subquery per contact, by its index)."""
+    return (
+        select(consent_events.c.source)
+        .where(consent_events.c.contact_id == contacts.c.id)
+        .order_by(consent_events.c.recorded_at, consent_events.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _active_since(moment: datetime) -> ColumnElement[bool]:
+    opened = exists().where(
+        events.c.email_hash == contacts.c.email_hash,
+        events.c.occurred_at >= moment,
+        events.c.kind.in_(ACTIVITY_KINDS),
+    )
+    reported = exists().where(contact_events.c.contact_id == contacts.c.id, contact_events.c.occurred_at >= moment)
+    return or_(contacts.c.signed_up_at >= moment, opened, reported)
+
+
+def _is_suppressed() -> ColumnElement[bool]:
+    return exists().where(suppressions.c.email_hash == contacts.c.email_hash)
+
+
+def _consent(state: str) -> ColumnElement[bool]:
+    c = contacts.c
+    return {
+        "marketing": and_(c.marketing_consent.is_(True), c.status != "pending"),
+        "pending": c.status == "pending",
+        "none": and_(c.marketing_consent.is_(False), c.status != "pending"),
+        "concern": c.concern_consent.is_(True),
+    }[state]
+
+
+def conditions(conn: Connection, query: ContactQuery) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of `query` (see `ContactQuery`)."""
+    c = contacts.c
+    where: list[ColumnElement[bool]] = []
+    if query.text:
+        pattern = f"%{_escaped(query.text)}%"
+        whole = c.first_name + " " + c.last_name
+        where.append(
+            or_(
+                c.email.ilike(pattern, escape="\\"),
+                c.first_name.ilike(pattern, escape="\\"),
+                c.last_name.ilike(pattern, escape="\\"),
+                whole.ilike(pattern, escape="\\"),
+            )
+        )
+    if query.email:
+        where.append(c.email == query.email)
+    if query.concern:
+        where.append((";" + c.concerns + ";").like(f"%;{_escaped(query.concern)};%", escape="\\"))
+    if query.member_ids is not None:
+        where.append(_ids_in(conn, query.member_ids))
+    if query.chosen_ids is not None:
+        where.append(c.id.in_([int(i) for i in query.chosen_ids]))
+    if query.consent:
+        where.append(_consent(query.consent))
+    if query.source:
+        where.append(first_source() == query.source)
+    if query.suppressed is not None:
+        where.append(_is_suppressed() if query.suppressed else not_(_is_suppressed()))
+    if query.active_since is not None:
+        where.append(_active_since(query.active_since))
+    if query.quiet_since is not None:
+        where.append(not_(_active_since(query.quiet_since)))
+    return where
+
+
+def _matching(conn: Connection, query: ContactQuery, *columns: Any) -> Select[Any]:
+    return select(*columns).where(*conditions(conn, query))
+
+
+def count(conn: Connection, query: ContactQuery) -> int:
+    return int(conn.execute(_matching(conn, query, func.count()).select_from(contacts)).scalar() or 0)
+
+
+def ids(conn: Connection, query: ContactQuery) -> list[int]:
+    found = conn.execute(_matching(conn, query, contacts.c.id).order_by(contacts.c.id.desc())).scalars()
+    return [int(i) for i in found]
+
+
+def rows(conn: Connection, query: ContactQuery, offset: int, limit: int) -> list[dict[str, Any]]:
+    c = contacts.c
+    suppressed = select(suppressions.c.reason).where(suppressions.c.email_hash == c.email_hash).scalar_subquery()
+    opened = (
+        select(func.max(events.c.occurred_at))
+        .where(events.c.email_hash == c.email_hash, events.c.kind.in_(ACTIVITY_KINDS))
+        .scalar_subquery()
+    )
+    reported = select(func.max(contact_events.c.occurred_at)).where(contact_events.c.contact_id == c.id)
+    statement = _matching(
+        conn,
+        query,
+        c.id,
+        c.email,
+        c.email_hash,
+        c.first_name,
+        c.last_name,
+        c.concerns,
+        c.tags,
+        c.status,
+        c.marketing_consent,
+        c.concern_consent,
+        c.signed_up_at,
+        suppressed.label("suppressed"),
+        first_source().label("source"),
+        opened.label("opened_at"),
+        reported.scalar_subquery().label("reported_at"),
+    )
+    found = conn.execute(statement.order_by(c.id.desc()).offset(max(0, offset)).limit(max(0, limit))).mappings()
+    result = []
+    for row in found:
+        item = dict(row)
+        moments = [m for m in (item.pop("opened_at"), item.pop("reported_at"), item["signed_up_at"]) if m]
+        item["last_activity"] = max(moments, key=_utc) if moments else None
+        item["source"] = item["source"] or ""
+        result.append(item)
+    return result
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def sources(conn: Connection) -> list[str]:
+    found = conn.execute(select(consent_events.c.source).distinct().order_by(consent_events.c.source)).scalars()
+    return [s for s in found if s]
+
+
+def journey_positions_of(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+    p = journey_positions.c
+    found = conn.execute(
+        select(p.campaign_id, p.entry, p.node, p.state, p.since, p.due_at, p.entered_at, p.left_at, p.reason)
+        .where(p.contact_id == contact_id)
+        .order_by(p.entered_at.desc(), p.campaign_id, p.entry.desc())
+    ).mappings()
+    return [dict(row) for row in found]
+
+
+def names_of(conn: Connection, contact_id: int) -> tuple[str, str]:
+    """The contact's first and last name ("", "" when there is no such contact)."""
+    found = conn.execute(select(contacts.c.first_name, contacts.c.last_name).where(contacts.c.id == contact_id)).first()
+    return (str(found[0]), str(found[1])) if found else ("", "")
+
+
+def add_tag(conn: Connection, query: ContactQuery, tag: str, now: datetime) -> int:
+    """Add `tag` to every matching contact that lacks it (and has room for it: tags hold 500 characters); how
+    many contacts changed. One statement: the conditions are the list's, evaluated by the database."""
+    c = contacts.c
+    lacking = not_((";" + c.tags + ";").like(f"%;{_escaped(tag)};%", escape="\\"))
+    room = func.length(c.tags) + len(tag) + 1 <= 500
+    statement = (
+        update(contacts)
+        .where(*conditions(conn, query), lacking, room)
+        .values(tags=case((c.tags == "", tag), else_=c.tags + ";" + tag), updated_at=now)
+    )
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def hashes(conn: Connection, query: ContactQuery) -> list[str]:
+    """The address hashes of the matching contacts (what a suppression keeps)."""
+    return [str(h) for h in conn.execute(_matching(conn, query, contacts.c.email_hash)).scalars()]
+
+
+def export_rows(conn: Connection, query: ContactQuery, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every matching contact as `rows` gives them, newest first, read `chunk` at a time by id."""
+    found = ids(conn, query)
+    for start in range(0, len(found), chunk):
+        part = found[start : start + chunk]
+        yield from rows(conn, ContactQuery(chosen_ids=part), 0, len(part))
+
+
+def suppress_hashes(conn: Connection, found: Sequence[str], reason: str, source: str, now: datetime) -> int:
+    """Suppress these address hashes (a thousand a statement; one already there keeps its first reason);
+    how many were new."""
+    added = 0
+    for start in range(0, len(found), 1000):
+        rows = [
+            {"email_hash": h, "reason": reason, "source": source[:200], "created_at": now}
+            for h in found[start : start + 1000]
+        ]
+        added += insert_ignore(conn, suppressions, rows, ("email_hash",))
+    return added

@@ -54,7 +54,7 @@ def _consent_words(row: dict[str, Any]) -> str:
         return "Not confirmed yet"
     if not row["marketing_consent"]:
         return "No marketing consent"
-    return "Agreed, concern too" if row["concern_consent"] else "Agreed"
+    return "Agreed to emails and concern use" if row["concern_consent"] else "Agreed to emails"
 
 
 def contact_row(row: dict[str, Any], unmasked: bool) -> ContactRow:

@@ -172,13 +172,14 @@ def selection_query(
     return query if selection.ids is None else replace(query, chosen_ids=selection.ids)
 
 
-def describe(wanted: ContactFilter, unmasked: bool) -> list[str]:
-    """The filter in words, one line each ("Searched for: kaia", "Concern: acne"...)."""
+def describe(wanted: ContactFilter, unmasked: bool, labels: Mapping[str, str] | None = None) -> list[str]:
+    """The filter in words, one line each ("Searched for “kaia”", "Concern: Acne and scarring"...); `labels`
+    names the concerns (the vocabulary's labels)."""
     lines = []
     if wanted.text:
         lines.append(f"Searched for “{wanted.text}”" if unmasked else "Found by their exact address")
     if wanted.concern:
-        lines.append(f"Concern: {wanted.concern}")
+        lines.append(f"Concern: {(labels or {}).get(wanted.concern, wanted.concern)}")
     if wanted.segment:
         lines.append(f"In the segment “{wanted.segment}”")
     if wanted.consent:

@@ -9,14 +9,16 @@ Contract:
   the clinic's clock). A page beyond the last shows the last.
 - `selection_size(engine, workspace, selection, unmasked=..., frames=None)` is how many contacts a bulk
   action on `selection` would touch now.
-- `contact_extras(engine, contact_id, unmasked=...)`: the person's names as the role may see them and their
-  journey positions in words (`JourneyPlace`), latest first.
+- `contact_extras(engine, workspace, contact_id, unmasked=...)`: the person's name as the role may see it,
+  their source and concerns in words, and their journey positions in words (`JourneyPlace`), latest first.
+- `consent_in_words(history)`: a profile's consent history with purposes, actions and sources in words.
+- `describe(workspace, wanted, unmasked)`: a filter in words, for a bulk action's confirmation.
 - `mask_name(name)` is "K***" for "Kaia" (the first letter, as `mask_email` keeps it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,11 +31,11 @@ from needlecast.audience.contact_filter import (
     SUPPRESSION_CHOICES,
     ContactFilter,
     Selection,
-    describe,
     selection_query,
     source_words,
     to_query,
 )
+from needlecast.audience.contact_filter import describe as describe_filter
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_segments
 from needlecast.config import Workspace
@@ -82,6 +84,17 @@ class ContactList:
     choices: Choices
 
 
+def concern_labels(workspace: Workspace) -> dict[str, str]:
+    """Each concern's name -> its label in the workspace's vocabulary ("acne" -> "Acne and scarring")."""
+    vocabulary = load_vocabulary_for(workspace)
+    return {name: vocabulary.label(name) for name in vocabulary.names}
+
+
+def describe(workspace: Workspace, wanted: ContactFilter, unmasked: bool) -> list[str]:
+    """`wanted` in words, one line a filter, concerns by their labels (for a bulk action's confirmation)."""
+    return describe_filter(wanted, unmasked, concern_labels(workspace))
+
+
 def _choices(conn: Any, workspace: Workspace) -> Choices:
     vocabulary = load_vocabulary_for(workspace)
     segments = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
@@ -112,7 +125,9 @@ def contact_list(
         page = min(max(1, page), pages)
         found = contact_search.rows(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         choices = _choices(conn, workspace)
+    labels = concern_labels(workspace)
     rows = [contact_row(row, unmasked) for row in found]
+    rows = [replace(r, concerns=[labels.get(c, c) for c in r.concerns]) for r in rows]
     first = (page - 1) * PAGE_SIZE + 1 if rows else 0
     return ContactList(wanted, rows, total, page, pages, first, everyone, choices)
 
@@ -141,16 +156,20 @@ class JourneyPlace:
 @dataclass(frozen=True)
 class ContactExtras:
     name: str  # first and last, masked unless unmasked
+    source: str  # of their first consent, in words
+    concerns: list[str]  # by their labels
     journeys: list[JourneyPlace]
 
 
-def contact_extras(engine: Engine, contact_id: int, *, unmasked: bool) -> ContactExtras:
+def contact_extras(engine: Engine, workspace: Workspace, contact_id: int, *, unmasked: bool) -> ContactExtras:
     """What a contact's page shows beside its profile (see the module contract); names of a contact that is
     gone are ""."""
     with engine.connect() as conn:
-        names = contact_search.names_of(conn, contact_id)
+        first, last, source = contact_search.names_of(conn, contact_id)
         places = contact_search.journey_positions_of(conn, contact_id)
-    name = " ".join(n for n in names if n)
+        concerns = contact_search.concerns_of(conn, contact_id)
+    labels = concern_labels(workspace)
+    name = " ".join(n for n in (first, last) if n)
     journeys = [
         JourneyPlace(
             journey=p["campaign_id"],
@@ -164,7 +183,12 @@ def contact_extras(engine: Engine, contact_id: int, *, unmasked: bool) -> Contac
         )
         for p in places
     ]
-    return ContactExtras(name if unmasked else mask_name(name), journeys)
+    return ContactExtras(
+        name if unmasked else mask_name(name),
+        source_words(source) if source else "Unknown",
+        [labels.get(c, c) for c in concerns],
+        journeys,
+    )
 
 
 CONSENT_PURPOSES = {"marketing": "Marketing emails", "concern": "Use of their skin concern"}

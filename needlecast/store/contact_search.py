@@ -11,7 +11,8 @@ values, and a list of 100,000 separate values would be slow on either).
 Contract:
 - `ContactQuery`: the conditions, all optional, combined with AND (see its fields).
 - `count(conn, query)`: how many contacts match. `ids(conn, query)`: their ids, newest first.
-- `rows(conn, query, offset, limit)`: a page of them, newest first (highest id first): each a dict with
+- `rows(conn, query, offset, limit)`: a page of them, newest first (latest signed up first, then highest
+  id; an index keeps this order, so a page never sorts the whole audience): each a dict with
   id, email, email_hash, first_name, last_name, concerns, tags, status, marketing_consent, concern_consent,
   signed_up_at, suppressed (the reason or None), source (of their first consent, "" when none) and
   last_activity (the latest of signing up, an open or click, an event the clinic reported).
@@ -48,6 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from needlecast.store.helpers import insert_ignore
 from needlecast.store.schema import consent_events, contact_events, contacts, events, journey_positions, suppressions
 
+NEWEST_FIRST = (contacts.c.signed_up_at.desc(), contacts.c.id.desc())
 # What the person did themselves: an open or a click (not what was done to them, such as a delivery).
 ACTIVITY_KINDS = ("opened", "clicked")
 
@@ -160,7 +162,7 @@ def count(conn: Connection, query: ContactQuery) -> int:
 
 
 def ids(conn: Connection, query: ContactQuery) -> list[int]:
-    found = conn.execute(_matching(conn, query, contacts.c.id).order_by(contacts.c.id.desc())).scalars()
+    found = conn.execute(_matching(conn, query, contacts.c.id).order_by(*NEWEST_FIRST)).scalars()
     return [int(i) for i in found]
 
 
@@ -192,7 +194,7 @@ def rows(conn: Connection, query: ContactQuery, offset: int, limit: int) -> list
         opened.label("opened_at"),
         reported.scalar_subquery().label("reported_at"),
     )
-    found = conn.execute(statement.order_by(c.id.desc()).offset(max(0, offset)).limit(max(0, limit))).mappings()
+    found = conn.execute(statement.order_by(*NEWEST_FIRST).offset(max(0, offset)).limit(max(0, limit))).mappings()
     result = []
     for row in found:
         item = dict(row)
@@ -222,10 +224,12 @@ def journey_positions_of(conn: Connection, contact_id: int) -> list[dict[str, An
     return [dict(row) for row in found]
 
 
-def names_of(conn: Connection, contact_id: int) -> tuple[str, str]:
-    """The contact's first and last name ("", "" when there is no such contact)."""
-    found = conn.execute(select(contacts.c.first_name, contacts.c.last_name).where(contacts.c.id == contact_id)).first()
-    return (str(found[0]), str(found[1])) if found else ("", "")
+def names_of(conn: Connection, contact_id: int) -> tuple[str, str, str]:
+    """The contact's first name, last name and the source of their first consent ("" each when unknown)."""
+    found = conn.execute(
+        select(contacts.c.first_name, contacts.c.last_name, first_source()).where(contacts.c.id == contact_id)
+    ).first()
+    return (str(found[0]), str(found[1]), str(found[2] or "")) if found else ("", "", "")
 
 
 def add_tag(conn: Connection, query: ContactQuery, tag: str, now: datetime) -> int:
@@ -266,3 +270,9 @@ def suppress_hashes(conn: Connection, found: Sequence[str], reason: str, source:
         ]
         added += insert_ignore(conn, suppressions, rows, ("email_hash",))
     return added
+
+
+def concerns_of(conn: Connection, contact_id: int) -> list[str]:
+    """The contact's concerns, primary first ([] when there is no such contact)."""
+    found = conn.execute(select(contacts.c.concerns).where(contacts.c.id == contact_id)).scalar()
+    return [c for c in str(found or "").split(";") if c]

@@ -60,6 +60,7 @@ contacts = Table(
     Column("signed_up_at", DateTime(), nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    Index("ix_contacts_signed_up", "signed_up_at", "id"),  # the console's contact list, newest first (0110)
     # An id is never handed to another person (migration 0006): signed links and ledger rows point at it.
     sqlite_autoincrement=True,
 )

@@ -182,7 +182,7 @@ def _confirm(
         tag=tag,
         button={"tag": "Add the tag", "suppress": "Suppress them", "export": "Download the CSV"}[action],
         danger=action == "suppress",
-        described=list_read.describe(selection.wanted, unmasked),
+        described=list_read.describe(console.workspace, selection.wanted, unmasked),
         chosen=selection.ids,
         state=selection.wanted.fields(),
     )

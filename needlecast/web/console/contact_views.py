@@ -29,7 +29,7 @@ def contact(request: Request, who: Who) -> Response:
     console = console_of(request)
     unmasked = who.actor.may("contacts.view_unmasked")
     shown = contacts_read.contact_view(console.engine, contact_id_of(request), unmasked=unmasked)
-    extras = list_read.contact_extras(console.engine, shown.profile.id, unmasked=unmasked)
+    extras = list_read.contact_extras(console.engine, console.workspace, shown.profile.id, unmasked=unmasked)
     return console.render(
         request,
         who,

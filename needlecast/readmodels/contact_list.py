@@ -119,11 +119,14 @@ def contact_list(
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         query = to_query(conn, workspace, wanted, unmasked=unmasked, now=now, frames=frames)
-        total = contact_search.count(conn, query)
-        everyone = total if wanted.empty else contact_search.count(conn, contact_search.ContactQuery())
+        total, found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         pages = max(1, -(-total // PAGE_SIZE))
-        page = min(max(1, page), pages)
-        found = contact_search.rows(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        if page > pages:  # beyond the last page: show the last
+            page = pages
+            found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)[1]
+        page = max(1, page)
+        everyone = total if wanted.empty else contact_search.count(conn, contact_search.ContactQuery())
+        found = contact_search.details(conn, found_ids)
         choices = _choices(conn, workspace)
     labels = concern_labels(workspace)
     rows = [contact_row(row, unmasked) for row in found]

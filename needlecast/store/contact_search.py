@@ -10,9 +10,12 @@ values, and a list of 100,000 separate values would be slow on either).
 
 Contract:
 - `ContactQuery`: the conditions, all optional, combined with AND (see its fields).
+- A source filter matches a contact with any consent recorded from that source (an index finds them); the
+  list shows the source of their first consent.
 - `count(conn, query)`: how many contacts match. `ids(conn, query)`: their ids, newest first.
-- `rows(conn, query, offset, limit)`: a page of them, newest first (latest signed up first, then highest
-  id; an index keeps this order, so a page never sorts the whole audience): each a dict with
+- `find(conn, query, offset, limit)`: how many match and a page's ids; `details(conn, ids)` what the list
+  shows of them; `rows(conn, query, offset, limit)` the two at once: a page, newest first (latest signed
+  up first, then highest id; an index keeps this order, so a page never sorts the whole audience): each a dict with
   id, email, email_hash, first_name, last_name, concerns, tags, status, marketing_consent, concern_consent,
   signed_up_at, suppressed (the reason or None), source (of their first consent, "" when none) and
   last_activity (the latest of signing up, an open or click, an event the clinic reported).
@@ -50,6 +53,7 @@ from needlecast.store.helpers import insert_ignore
 from needlecast.store.schema import consent_events, contact_events, contacts, events, journey_positions, suppressions
 
 NEWEST_FIRST = (contacts.c.signed_up_at.desc(), contacts.c.id.desc())
+FEW = 5000  # matches sorted here rather than found by walking the whole index in order
 # What the person did themselves: an open or a click (not what was done to them, such as a delivery).
 ACTIVITY_KINDS = ("opened", "clicked")
 
@@ -64,7 +68,7 @@ class ContactQuery:
     member_ids: Sequence[int] | None = None  # only these ids (a segment's members)
     chosen_ids: Sequence[int] | None = None  # only these ids (a few, picked on a page)
     consent: str = ""  # marketing | pending | none | concern
-    source: str = ""  # the source of the person's first consent, as recorded
+    source: str = ""  # a source their consent was recorded from (an import, a form...), as recorded
     suppressed: bool | None = None
     active_since: datetime | None = None  # signed up, opened, clicked or had an event since then
     quiet_since: datetime | None = None  # none of those since then
@@ -74,12 +78,19 @@ def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _member_id(conn: Connection) -> Any:
+    """The contact's id for a membership test. On SQLite, `id + 0`: otherwise the planner drives the query
+    from the (large) set of members, looks each up and sorts them all, instead of walking the order's index
+    and stopping after a page."""
+    return contacts.c.id if conn.dialect.name == "postgresql" else contacts.c.id + 0
+
+
 def _ids_in(conn: Connection, ids: Sequence[int]) -> ColumnElement[bool]:
     values = [int(i) for i in ids]
     if conn.dialect.name == "postgresql":
         return contacts.c.id == any_(bindparam("member_ids", values, type_=postgresql.ARRAY(BigInteger)))
     each = func.json_each(bindparam("member_ids", json.dumps(values))).table_valued("value")
-    return contacts.c.id.in_(select(each.c.value))
+    return _member_id(conn).in_(select(each.c.value))
 
 
 def first_source() -> Any:
@@ -91,6 +102,20 @@ def first_source() -> Any:
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
+    """The address, or the first and last name, holds `text`. PostgreSQL's ILIKE folds any case. SQLite's
+    LIKE folds ASCII only (as its lower() does), so a text with other letters is also tried in lower case and
+    with each word capitalised, the way names are written ("MÜLLER" and "mü" find "Müller")."""
+    c = contacts.c
+    whole = c.first_name + " " + c.last_name
+    if conn.dialect.name == "postgresql":
+        pattern = f"%{_escaped(text)}%"
+        return or_(c.email.ilike(pattern, escape="\\"), whole.ilike(pattern, escape="\\"))
+    variants = {text} if text.isascii() else {text, text.lower(), text.lower().title()}
+    patterns = [f"%{_escaped(v)}%" for v in sorted(variants)]
+    return or_(*(column.like(p, escape="\\") for p in patterns for column in (c.email, whole)))
 
 
 def _active_since(moment: datetime) -> ColumnElement[bool]:
@@ -122,16 +147,7 @@ def conditions(conn: Connection, query: ContactQuery) -> list[ColumnElement[bool
     c = contacts.c
     where: list[ColumnElement[bool]] = []
     if query.text:
-        pattern = f"%{_escaped(query.text)}%"
-        whole = c.first_name + " " + c.last_name
-        where.append(
-            or_(
-                c.email.ilike(pattern, escape="\\"),
-                c.first_name.ilike(pattern, escape="\\"),
-                c.last_name.ilike(pattern, escape="\\"),
-                whole.ilike(pattern, escape="\\"),
-            )
-        )
+        where.append(_text_matches(conn, query.text))
     if query.email:
         where.append(c.email == query.email)
     if query.concern:
@@ -143,7 +159,8 @@ def conditions(conn: Connection, query: ContactQuery) -> list[ColumnElement[bool
     if query.consent:
         where.append(_consent(query.consent))
     if query.source:
-        where.append(first_source() == query.source)
+        recorded = select(consent_events.c.contact_id).where(consent_events.c.source == query.source)
+        where.append(_member_id(conn).in_(recorded))
     if query.suppressed is not None:
         where.append(_is_suppressed() if query.suppressed else not_(_is_suppressed()))
     if query.active_since is not None:
@@ -166,7 +183,33 @@ def ids(conn: Connection, query: ContactQuery) -> list[int]:
     return [int(i) for i in found]
 
 
+def find(conn: Connection, query: ContactQuery, offset: int, limit: int) -> tuple[int, list[int]]:
+    """How many contacts match, and the ids of a page of them, newest first.
+
+    They are counted first. When few match (at most `FEW`), they are read without an order and sorted here;
+    otherwise the page is found by walking the order's index, which stops after the page. (Walking the index
+    for a handful of matches would read every contact, in the index's order, to find them.)
+    """
+    total = count(conn, query)
+    offset, limit = max(0, offset), max(0, limit)
+    if total <= FEW:
+        found = conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at)).all()
+        ordered = sorted(found, key=lambda row: (_utc(row[1]), row[0]), reverse=True)
+        return total, [int(row[0]) for row in ordered[offset : offset + limit]]
+    statement = _matching(conn, query, contacts.c.id).order_by(*NEWEST_FIRST).offset(offset).limit(limit)
+    return total, [int(i) for i in conn.execute(statement).scalars()]
+
+
 def rows(conn: Connection, query: ContactQuery, offset: int, limit: int) -> list[dict[str, Any]]:
+    """A page of matching contacts with what the list shows (see the module contract)."""
+    return details(conn, find(conn, query, offset, limit)[1])
+
+
+def details(conn: Connection, wanted: Sequence[int]) -> list[dict[str, Any]]:
+    """What the list shows of each contact of `wanted` (see the module contract), in that order; the
+    per-person lookups run for these contacts only."""
+    if not wanted:
+        return []
     c = contacts.c
     suppressed = select(suppressions.c.reason).where(suppressions.c.email_hash == c.email_hash).scalar_subquery()
     opened = (
@@ -175,9 +218,7 @@ def rows(conn: Connection, query: ContactQuery, offset: int, limit: int) -> list
         .scalar_subquery()
     )
     reported = select(func.max(contact_events.c.occurred_at)).where(contact_events.c.contact_id == c.id)
-    statement = _matching(
-        conn,
-        query,
+    statement = select(
         c.id,
         c.email,
         c.email_hash,
@@ -193,16 +234,15 @@ def rows(conn: Connection, query: ContactQuery, offset: int, limit: int) -> list
         first_source().label("source"),
         opened.label("opened_at"),
         reported.scalar_subquery().label("reported_at"),
-    )
-    found = conn.execute(statement.order_by(*NEWEST_FIRST).offset(max(0, offset)).limit(max(0, limit))).mappings()
-    result = []
-    for row in found:
+    ).where(c.id.in_(wanted))
+    by_id = {}
+    for row in conn.execute(statement).mappings():
         item = dict(row)
         moments = [m for m in (item.pop("opened_at"), item.pop("reported_at"), item["signed_up_at"]) if m]
         item["last_activity"] = max(moments, key=_utc) if moments else None
         item["source"] = item["source"] or ""
-        result.append(item)
-    return result
+        by_id[int(item["id"])] = item
+    return [by_id[i] for i in wanted if i in by_id]
 
 
 def _utc(moment: datetime) -> datetime:
@@ -256,7 +296,7 @@ def export_rows(conn: Connection, query: ContactQuery, chunk: int = 5000) -> Ite
     found = ids(conn, query)
     for start in range(0, len(found), chunk):
         part = found[start : start + chunk]
-        yield from rows(conn, ContactQuery(chosen_ids=part), 0, len(part))
+        yield from details(conn, part)
 
 
 def suppress_hashes(conn: Connection, found: Sequence[str], reason: str, source: str, now: datetime) -> int:

@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_events_email_hash_at", "events", ["email_hash", "occurred_at"])
-    op.create_index("ix_consent_events_source", "consent_events", ["source"])
+    op.create_index("ix_consent_events_source", "consent_events", ["source", "contact_id"])
     op.create_index("ix_contacts_signed_up", "contacts", ["signed_up_at", "id"])
 
 

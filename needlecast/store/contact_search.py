@@ -44,6 +44,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -109,13 +110,14 @@ def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
     LIKE folds ASCII only (as its lower() does), so a text with other letters is also tried in lower case and
     with each word capitalised, the way names are written ("MÜLLER" and "mü" find "Müller")."""
     c = contacts.c
-    whole = c.first_name + " " + c.last_name
+    # One word is looked for in each name; only a text with a space needs them joined (a string per row).
+    whole = [c.first_name + " " + c.last_name] if " " in text else [c.first_name, c.last_name]
     if conn.dialect.name == "postgresql":
         pattern = f"%{_escaped(text)}%"
-        return or_(c.email.ilike(pattern, escape="\\"), whole.ilike(pattern, escape="\\"))
+        return or_(*(column.ilike(pattern, escape="\\") for column in (c.email, *whole)))
     variants = {text} if text.isascii() else {text, text.lower(), text.lower().title()}
     patterns = [f"%{_escaped(v)}%" for v in sorted(variants)]
-    return or_(*(column.like(p, escape="\\") for p in patterns for column in (c.email, whole)))
+    return or_(*(column.like(p, escape="\\") for p in patterns for column in (c.email, *whole)))
 
 
 def _active_since(moment: datetime) -> ColumnElement[bool]:
@@ -186,15 +188,24 @@ def ids(conn: Connection, query: ContactQuery) -> list[int]:
 def find(conn: Connection, query: ContactQuery, offset: int, limit: int) -> tuple[int, list[int]]:
     """How many contacts match, and the ids of a page of them, newest first.
 
-    They are counted first. When few match (at most `FEW`), they are read without an order and sorted here;
-    otherwise the page is found by walking the order's index, which stops after the page. (Walking the index
-    for a handful of matches would read every contact, in the index's order, to find them.)
+    When few match (at most `FEW`), they are read in one pass without an order and sorted here; otherwise
+    they are counted, and the page is found by walking the order's index, which stops after the page.
+    (Walking the index for a handful of matches would read every contact, in the index's order, to find
+    them.) A search by text or address usually finds few: it is read first, and counted only when it finds
+    more; other filters are counted first.
     """
-    total = count(conn, query)
     offset, limit = max(0, offset), max(0, limit)
-    if total <= FEW:
-        found = conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at)).all()
-        ordered = sorted(found, key=lambda row: (_utc(row[1]), row[0]), reverse=True)
+    few: list[Any] | None = None
+    if query.text or query.email or query.chosen_ids is not None:
+        found = conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at).limit(FEW + 1)).all()
+        few = list(found) if len(found) <= FEW else None
+        total = len(found) if few is not None else count(conn, query)
+    else:
+        total = count(conn, query)
+        if total <= FEW:
+            few = list(conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at)).all())
+    if few is not None:
+        ordered = sorted(few, key=lambda row: (_utc(row[1]), row[0]), reverse=True)
         return total, [int(row[0]) for row in ordered[offset : offset + limit]]
     statement = _matching(conn, query, contacts.c.id).order_by(*NEWEST_FIRST).offset(offset).limit(limit)
     return total, [int(i) for i in conn.execute(statement).scalars()]
@@ -249,9 +260,19 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# Every distinct source, one index seek each (a "loose index scan"): DISTINCT would read every consent event.
+_SOURCES = text(
+    "WITH RECURSIVE found(source) AS ("
+    " SELECT min(source) FROM consent_events"
+    " UNION ALL"
+    " SELECT (SELECT min(e.source) FROM consent_events e WHERE e.source > found.source)"
+    " FROM found WHERE found.source IS NOT NULL"
+    ") SELECT source FROM found WHERE source IS NOT NULL"
+)
+
+
 def sources(conn: Connection) -> list[str]:
-    found = conn.execute(select(consent_events.c.source).distinct().order_by(consent_events.c.source)).scalars()
-    return [s for s in found if s]
+    return [str(s) for s in conn.execute(_SOURCES).scalars() if s]
 
 
 def journey_positions_of(conn: Connection, contact_id: int) -> list[dict[str, Any]]:

@@ -53,8 +53,8 @@ def _consent_words(row: dict[str, Any]) -> str:
     if row["status"] == "pending":
         return "Not confirmed yet"
     if not row["marketing_consent"]:
-        return "No marketing consent"
-    return "Agreed to emails and concern use" if row["concern_consent"] else "Agreed to emails"
+        return "No consent to emails"
+    return "Emails and concern" if row["concern_consent"] else "Emails only"
 
 
 def contact_row(row: dict[str, Any], unmasked: bool) -> ContactRow:
@@ -71,7 +71,7 @@ def contact_row(row: dict[str, Any], unmasked: bool) -> ContactRow:
         consent=_consent_words(row),
         can_email=bool(row["marketing_consent"]) and row["status"] != "pending" and not suppressed,
         suppressed=SUPPRESSION_WORDS.get(suppressed, str(suppressed)) if suppressed else "",
-        source=source_words(row["source"]) if row["source"] else "–",
+        source=source_words(row["source"]),
         signed_up_at=row["signed_up_at"],
         last_activity=row["last_activity"],
     )

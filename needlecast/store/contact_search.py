@@ -176,11 +176,20 @@ def _matching(conn: Connection, query: ContactQuery, *columns: Any) -> Select[An
     return select(*columns).where(*conditions(conn, query))
 
 
+def _without_jit(conn: Connection) -> None:
+    """PostgreSQL compiles a query whose estimated cost is high (a count over the whole audience with a
+    lookup per person) with JIT first: 0.6 s of compiling for a 0.1 s scan. Not for this transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL jit = off")
+
+
 def count(conn: Connection, query: ContactQuery) -> int:
+    _without_jit(conn)
     return int(conn.execute(_matching(conn, query, func.count()).select_from(contacts)).scalar() or 0)
 
 
 def ids(conn: Connection, query: ContactQuery) -> list[int]:
+    _without_jit(conn)
     found = conn.execute(_matching(conn, query, contacts.c.id).order_by(*NEWEST_FIRST)).scalars()
     return [int(i) for i in found]
 
@@ -195,6 +204,7 @@ def find(conn: Connection, query: ContactQuery, offset: int, limit: int) -> tupl
     more; other filters are counted first.
     """
     offset, limit = max(0, offset), max(0, limit)
+    _without_jit(conn)
     few: list[Any] | None = None
     if query.text or query.email or query.chosen_ids is not None:
         found = conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at).limit(FEW + 1)).all()

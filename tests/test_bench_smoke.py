@@ -50,6 +50,12 @@ def test_console_latency_benchmark_smoke() -> None:
     assert result["during_send_all"]["n"] >= 5  # type: ignore[index]
 
 
+def test_contact_list_benchmark_smoke() -> None:
+    result = _run("bench/contact_list.py", "--contacts", "2000", "--rounds", "1")
+    assert result["searches"]["everyone"]["matches"] == 2000
+    assert 0 < result["searches"]["part of a name"]["matches"] < 2000
+
+
 def test_send_time_benchmark_smoke() -> None:
     result = _run("bench/send_time.py", "--recipients", "3000", "--events", "30000")
     assert result["events_read"] == 30000

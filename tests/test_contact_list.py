@@ -244,6 +244,16 @@ def test_the_list_pages_through_everyone_newest_first(console: ConsoleSite) -> N
     assert seen == [int(p["id"]) for p in newest]  # type: ignore[call-overload]
 
 
+def test_an_empty_audience_says_what_to_do_with_a_button_that_does_it(
+    workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    with site(workspace_dir, store_url, import_sample=False) as empty:
+        page = empty.login("marketer").get("/console/contacts").text
+    assert "No contacts yet" in page and 'href="/console/audiences">Import contacts</a>' in page
+    assert 'id="contacts-table"' not in page and "bulk/tag" not in page
+
+
 def test_sources_are_said_in_words() -> None:
     assert source_words("import:sample.csv") == "Imported from sample.csv"
     assert source_words("form:spring") == "Signup form “spring”"

@@ -64,8 +64,8 @@ def show_list(request: Request, who: Who, *, flash: str = "", flash_kind: str = 
         who.form is not None
         and not flash
         and shown.total == 1
-        and "@" in wanted.text
         and wanted.fields() == {"q": wanted.text}
+        and (not unmasked or shown.rows[0].email == wanted.text.lower())  # masked: only a whole address finds
     ):
         # An address typed in full finds its person: open their page, as the search always did.
         return RedirectResponse(f"{console.prefix(request)}/contacts/{shown.rows[0].id}", status_code=303)

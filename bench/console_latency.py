@@ -5,7 +5,8 @@
 
 A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
 a marketer logs in over HTTP. Each page of a round (the campaign list, the campaign's page with its plan, the
-reports list, the audit log, a contact's profile) is fetched `--idle-rounds` times while nothing sends; then
+reports list, the audit log, a contact's profile, the contact list) is fetched `--idle-rounds` times while
+nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
 fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,
@@ -114,6 +115,7 @@ def main() -> None:
                     "reports": "/console/reports",
                     "audiences": "/console/audiences",
                     "contact": contact.headers.get("location", "/console/contacts"),
+                    "contacts": "/console/contacts",  # the list: every contact, its first page of 50
                 }
 
                 def fetch_round(into: dict[str, list[float]]) -> None:

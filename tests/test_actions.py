@@ -45,6 +45,7 @@ READER = Actor("api_key", "dashboard", 6, scopes=frozenset({"contacts:read", "ca
 # The contact the contact actions touch (the sample audience's first row): none of this may be audited.
 EMAIL, PERSONAL = "kaia.0@example.com", ("kaia.0@example.com", "Kaia", "Müller", "anti-aging", "Anti-aging")
 SECRET = "s" * 40
+FIRST = contacts.Selection(ids=(1,))  # the sample audience's first row, picked on the contact list
 JOURNEY = "steps:\n  - {id: hello, template: emails/welcome}\n  - {id: pause, kind: wait, delay: 3d}\n"
 
 # Actions with an `actor` whose permission and audit entry another file tests, through the action.
@@ -191,6 +192,26 @@ CASES: dict[str, Case] = {
         "contact:#1",
         allowed=WRITER,
         refused=READER,
+        contact=True,
+    ),
+    "contacts.tag_contacts": Case(
+        lambda e, w, a: contacts.tag_contacts(e, w, a, FIRST, "spring offer", expected=1),
+        "contacts.tagged",
+        "contacts",
+        contact=True,
+    ),
+    "contacts.suppress_contacts": Case(
+        lambda e, w, a: contacts.suppress_contacts(e, w, a, FIRST, expected=1),
+        "contacts.suppressed",
+        "contacts",
+        contact=True,
+    ),
+    "contacts.export_contacts": Case(
+        lambda e, w, a: contacts.export_contacts(e, w, a, FIRST, expected=1),
+        "contacts.exported",
+        "contacts",
+        allowed=ANALYST,
+        refused=WRITER,
         contact=True,
     ),
     "content.correct_section_tags": Case(

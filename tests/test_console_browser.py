@@ -263,8 +263,8 @@ def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timel
 
     page.get_by_role("link", name="Contacts").click()
     page.wait_for_url(re.compile(r".*/console/contacts$"))
-    page.get_by_label("Find a contact by their exact address").fill("quinn.1@example.org")
-    page.get_by_role("button", name="Find").click()
+    page.get_by_label("Search by name or address").fill("quinn.1@example.org")
+    page.get_by_role("button", name="Search", exact=True).click()
     page.wait_for_url(re.compile(r".*/console/contacts/\d+$"))
     assert page.locator("#address").inner_text() == "quinn.1@example.org"
     assert page.locator("#timeline-table").is_visible()

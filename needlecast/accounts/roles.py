@@ -8,7 +8,7 @@ under the operating-system user's name.
     analyst   campaigns.view, reports.view, audiences.view, contacts.view (addresses masked), content.view
     reviewer  the analyst's, and signoff.record, content.tag
     marketer  the analyst's, and campaigns.edit, campaigns.schedule, campaigns.test_send, templates.edit,
-              audiences.import, contacts.view_unmasked, contacts.suppress, content.tag
+              audiences.import, contacts.view_unmasked, contacts.suppress, contacts.tag, content.tag
     admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view,
               database.upgrade (the command line's `db upgrade`), settings.edit (the console's settings)
 
@@ -34,6 +34,7 @@ MARKETING = frozenset(
         "audiences.import",
         "contacts.view_unmasked",
         "contacts.suppress",
+        "contacts.tag",  # add a tag to contacts picked in the console's list
         "content.tag",
     }
 )
@@ -53,7 +54,7 @@ ROLES = tuple(ROLE_ACTIONS)
 
 SCOPE_ACTIONS: dict[str, frozenset[str]] = {
     "contacts:read": frozenset({"contacts.view", "contacts.view_unmasked", "audiences.view"}),
-    "contacts:write": frozenset({"contacts.write", "contacts.suppress", "contacts.erase"}),
+    "contacts:write": frozenset({"contacts.write", "contacts.suppress", "contacts.erase", "contacts.tag"}),
     "events:write": frozenset({"events.write"}),
     "campaigns:read": frozenset({"campaigns.view"}),
     "campaigns:write": frozenset({"campaigns.view", "campaigns.schedule"}),

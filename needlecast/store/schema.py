@@ -60,6 +60,7 @@ contacts = Table(
     Column("signed_up_at", DateTime(), nullable=False),
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
+    Index("ix_contacts_signed_up", "signed_up_at", "id"),  # the console's contact list, newest first (migration 0016)
     # An id is never handed to another person (migration 0006): signed links and ledger rows point at it.
     sqlite_autoincrement=True,
 )
@@ -92,6 +93,7 @@ consent_events = Table(
     Column("recorded_at", DateTime(), nullable=False),
     # The keyed hash of the network address a consent came from (a signup form); "" otherwise.
     Column("address_hash", String(64), nullable=False, server_default=""),
+    Index("ix_consent_events_source", "source", "contact_id"),  # the contact list's sources (migration 0016)
 )
 
 suppressions = Table(
@@ -293,6 +295,7 @@ events = Table(
         sqlite_where=text("kind IN ('bounced', 'complained', 'dropped')"),
         postgresql_where=text("kind IN ('bounced', 'complained', 'dropped')"),
     ),
+    Index("ix_events_email_hash_at", "email_hash", "occurred_at"),  # a person's last activity (migration 0016)
 )
 
 

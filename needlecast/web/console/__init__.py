@@ -44,6 +44,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         audience_views,
         campaign_views,
         cohort_views,
+        contact_list_views,
         contact_views,
         content_views,
         home_views,
@@ -86,6 +87,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *campaign_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,
+        *contact_list_views.ROUTES,  # before contact_views: "/contacts/bulk/..." is no contact's page
         *contact_views.ROUTES,
         *cohort_views.ROUTES,  # before report_views: its /reports/{campaign} would take "cohorts"
         *report_views.ROUTES,

@@ -1,5 +1,5 @@
-"""Contact pages: the search (the address is posted, never put in a URL), a contact's profile and timeline
-(masked unless the role may see addresses), and suppression and erasure, each confirmed first and done through
+"""Contact pages: a contact's profile, journey positions and timeline (address and name masked unless the
+role may see addresses), and suppression and erasure, each confirmed first and done through
 `actions.contacts`. Module-level views (`auth.page`)."""
 
 from __future__ import annotations
@@ -10,20 +10,9 @@ from starlette.routing import Route
 
 from needlecast.actions import contacts as contacts_actions
 from needlecast.errors import NotFound
+from needlecast.readmodels import contact_list as list_read
 from needlecast.readmodels import contact_pages as contacts_read
 from needlecast.web.console.auth import Who, console_of, page
-
-
-@page("contacts.view")
-def contacts(request: Request, who: Who) -> Response:
-    console = console_of(request)
-    # The address is posted, never put in a URL (URLs end up in proxies' and browsers' logs).
-    email = str(who.form.get("email") or "").strip() if who.form is not None else ""
-    if email:
-        found = contacts_read.contact_id_for(console.engine, email)
-        if found is not None:
-            return RedirectResponse(f"{console.prefix(request)}/contacts/{found}", status_code=303)
-    return console.render(request, who, "contacts.html", title="Contacts", email=email, missing=bool(email))
 
 
 def contact_id_of(request: Request) -> int:
@@ -40,12 +29,15 @@ def contact(request: Request, who: Who) -> Response:
     console = console_of(request)
     unmasked = who.actor.may("contacts.view_unmasked")
     shown = contacts_read.contact_view(console.engine, contact_id_of(request), unmasked=unmasked)
+    extras = list_read.contact_extras(console.engine, console.workspace, shown.profile.id, unmasked=unmasked)
     return console.render(
         request,
         who,
         "contact.html",
         title=f"Contact #{shown.profile.id}",
         p=shown.profile,
+        extras=extras,
+        consent=list_read.consent_in_words(shown.profile.consent),
         timeline=shown.timeline,
         flash=request.query_params.get("flash", "")[:300],
         flash_kind="ok",
@@ -113,7 +105,6 @@ def erase(request: Request, who: Who) -> Response:
 
 
 ROUTES = [
-    Route("/contacts", contacts, methods=["GET", "POST"]),
     Route("/contacts/{contact}", contact),
     Route("/contacts/{contact}/confirm/{action}", confirm),
     Route("/contacts/{contact}/suppress", suppress, methods=["POST"]),

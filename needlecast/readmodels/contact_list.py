@@ -1,0 +1,217 @@
+"""The console's contact list and what a contact's page adds to `contact_pages.contact_view`.
+
+Contract:
+- `contact_list(engine, workspace, wanted, page, unmasked=..., frames=None, now=None)` is a `ContactList`: the
+  contacts that `wanted` (an `audience.contact_filter.ContactFilter`) matches, `PAGE_SIZE` a page, newest
+  first, with how many match in all, and the choices the filters offer. Counted and paged in SQL (see
+  `store.contact_search`); a segment's members come from the shared frame cache. Addresses and names are
+  masked unless `unmasked`; sources and consent are in words; times stay instants (the page shows them on
+  the clinic's clock). A page beyond the last shows the last.
+- `selection_size(engine, workspace, selection, unmasked=..., frames=None)` is how many contacts a bulk
+  action on `selection` would touch now.
+- `contact_extras(engine, workspace, contact_id, unmasked=...)`: the person's name as the role may see it,
+  their source and concerns in words, and their journey positions in words (`JourneyPlace`), latest first.
+- `consent_in_words(history)`: a profile's consent history with purposes, actions and sources in words.
+- `describe(workspace, wanted, unmasked)`: a filter in words, for a bulk action's confirmation.
+- `mask_name(name)` is "K***" for "Kaia" (the first letter, as `mask_email` keeps it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from needlecast.audience.contact_export import ContactRow, contact_row, mask_name
+from needlecast.audience.contact_filter import (
+    ACTIVITY_CHOICES,
+    CONSENT_CHOICES,
+    SUPPRESSION_CHOICES,
+    ContactFilter,
+    Selection,
+    selection_query,
+    source_words,
+    to_query,
+)
+from needlecast.audience.contact_filter import describe as describe_filter
+from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.segments import load_segments
+from needlecast.config import Workspace
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.store import contact_search
+
+PAGE_SIZE = 50
+JOURNEY_STATES = {
+    "active": "Waiting",
+    "done": "Finished",
+    "exited": "Left early",
+    "converted": "Reached the goal",
+}
+
+__all__ = [
+    "ContactFilter",
+    "ContactRow",
+    "Selection",
+    "contact_extras",
+    "contact_list",
+    "describe",
+    "mask_name",
+    "selection_size",
+]
+
+
+@dataclass(frozen=True)
+class Choices:
+    concerns: list[tuple[str, str]]  # (value, label)
+    segments: list[str]
+    sources: list[tuple[str, str]]  # (raw value, in words)
+    consent: dict[str, str] = field(default_factory=lambda: dict(CONSENT_CHOICES))
+    suppressed: dict[str, str] = field(default_factory=lambda: dict(SUPPRESSION_CHOICES))
+    activity: dict[str, str] = field(default_factory=lambda: dict(ACTIVITY_CHOICES))
+
+
+@dataclass(frozen=True)
+class ContactList:
+    wanted: ContactFilter
+    rows: list[ContactRow]
+    total: int  # every contact the filter matches
+    page: int  # 1-based
+    pages: int  # at least 1
+    first: int  # the number of the page's first row (1-based; 0 when none)
+    everyone: int  # every contact in the store
+    choices: Choices
+
+
+def concern_labels(workspace: Workspace) -> dict[str, str]:
+    """Each concern's name -> its label in the workspace's vocabulary ("acne" -> "Acne and scarring")."""
+    vocabulary = load_vocabulary_for(workspace)
+    return {name: vocabulary.label(name) for name in vocabulary.names}
+
+
+def describe(workspace: Workspace, wanted: ContactFilter, unmasked: bool) -> list[str]:
+    """`wanted` in words, one line a filter, concerns by their labels (for a bulk action's confirmation)."""
+    return describe_filter(wanted, unmasked, concern_labels(workspace))
+
+
+def _choices(conn: Any, workspace: Workspace) -> Choices:
+    vocabulary = load_vocabulary_for(workspace)
+    segments = load_segments(workspace.audiences_dir / "segments.yaml", vocabulary.names)
+    return Choices(
+        concerns=[(name, vocabulary.label(name)) for name in vocabulary.names],
+        segments=list(segments),
+        sources=[(raw, source_words(raw)) for raw in contact_search.sources(conn)],
+    )
+
+
+def contact_list(
+    engine: Engine,
+    workspace: Workspace,
+    wanted: ContactFilter,
+    page: int,
+    *,
+    unmasked: bool,
+    frames: FrameCache | None = None,
+    now: datetime | None = None,
+) -> ContactList:
+    """A page of the contacts `wanted` matches (see the module contract)."""
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        query = to_query(conn, workspace, wanted, unmasked=unmasked, now=now, frames=frames)
+        total, found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        pages = max(1, -(-total // PAGE_SIZE))
+        if page > pages:  # beyond the last page: show the last
+            page = pages
+            found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)[1]
+        page = max(1, page)
+        everyone = total if wanted.empty else contact_search.count(conn, contact_search.ContactQuery())
+        found = contact_search.details(conn, found_ids)
+        choices = _choices(conn, workspace)
+    labels = concern_labels(workspace)
+    rows = [contact_row(row, unmasked) for row in found]
+    rows = [replace(r, concerns=[labels.get(c, c) for c in r.concerns]) for r in rows]
+    first = (page - 1) * PAGE_SIZE + 1 if rows else 0
+    return ContactList(wanted, rows, total, page, pages, first, everyone, choices)
+
+
+def selection_size(
+    engine: Engine, workspace: Workspace, selection: Selection, *, unmasked: bool, frames: FrameCache | None = None
+) -> int:
+    """How many contacts `selection` holds now."""
+    with engine.connect() as conn:
+        query = selection_query(conn, workspace, selection, unmasked=unmasked, now=datetime.now(UTC), frames=frames)
+        return contact_search.count(conn, query)
+
+
+@dataclass(frozen=True)
+class JourneyPlace:
+    journey: str
+    state: str  # in words
+    step: str  # the step they are at, or left from
+    since: datetime
+    next_at: datetime | None  # when they move on (waiting only)
+    entered_at: datetime
+    left_at: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContactExtras:
+    name: str  # first and last, masked unless unmasked
+    source: str  # of their first consent, in words
+    concerns: list[str]  # by their labels
+    journeys: list[JourneyPlace]
+
+
+def contact_extras(engine: Engine, workspace: Workspace, contact_id: int, *, unmasked: bool) -> ContactExtras:
+    """What a contact's page shows beside its profile (see the module contract); names of a contact that is
+    gone are ""."""
+    with engine.connect() as conn:
+        first, last, source = contact_search.names_of(conn, contact_id)
+        places = contact_search.journey_positions_of(conn, contact_id)
+        concerns = contact_search.concerns_of(conn, contact_id)
+    labels = concern_labels(workspace)
+    name = " ".join(n for n in (first, last) if n)
+    journeys = [
+        JourneyPlace(
+            journey=p["campaign_id"],
+            state=JOURNEY_STATES.get(p["state"], p["state"]),
+            step=p["node"],
+            since=p["since"],
+            next_at=p["due_at"] if p["state"] == "active" else None,
+            entered_at=p["entered_at"],
+            left_at=p["left_at"],
+            reason=p["reason"],
+        )
+        for p in places
+    ]
+    return ContactExtras(
+        name if unmasked else mask_name(name),
+        source_words(source) if source else "Unknown",
+        [labels.get(c, c) for c in concerns],
+        journeys,
+    )
+
+
+CONSENT_PURPOSES = {"marketing": "Marketing emails", "concern": "Use of their skin concern"}
+CONSENT_ACTIONS = {
+    "granted": "Agreed",
+    "withdrawn": "Withdrew",
+    "pending": "Asked to confirm",
+    "confirmed": "Confirmed",
+}
+
+
+def consent_in_words(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A profile's consent history (`Profile.consent`) as its page says it: purpose, action and source in
+    words, the moment as it was."""
+    return [
+        {
+            "recorded_at": row["recorded_at"],
+            "purpose": CONSENT_PURPOSES.get(row["purpose"], row["purpose"]),
+            "action": CONSENT_ACTIONS.get(row["action"], row["action"]),
+            "source": source_words(row["source"]),
+        }
+        for row in history
+    ]

@@ -275,7 +275,7 @@ events = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("provider_event_id", String(100), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
-    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True, index=True),
+    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True),
     Column("campaign_id", String(64), nullable=False),
     Column("step_id", String(64), nullable=False),
     Column("message_id", String(100), nullable=False),
@@ -284,6 +284,15 @@ events = Table(
     Column("received_at", DateTime(), nullable=False),
     Column("detail", Text, nullable=False),
     Column("raw", JSON, nullable=False),
+    # The reports settle each email from these alone (`store/reports.py`, migration 0105).
+    Index("ix_events_delivery_kind", "delivery_id", "kind", "occurred_at"),
+    Index(
+        "ix_events_human_opens",
+        "delivery_id",
+        "occurred_at",
+        sqlite_where=text("kind = 'opened' AND detail <> 'machine'"),
+        postgresql_where=text("kind = 'opened' AND detail <> 'machine'"),
+    ),
 )
 
 

@@ -95,7 +95,7 @@ def ledger_and_events(
         # A few people's emails: their events looked up by delivery id, not found in a scan of every event.
         stored = events_of(conn, ledger["id"].tolist()) if people is not None else frame_of(conn.execute(event_query))
     ledger["sent_at"] = utc_times(ledger["sent_at"])
-    if not stored.empty:
+    if not stored.empty and people is None:  # `events_of` gives its times parsed
         stored["occurred_at"] = utc_times(stored["occurred_at"])
     return ledger, stored
 

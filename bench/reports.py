@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from needlecast.reports import groups
 from needlecast.reports.analysis import Analysis
@@ -195,11 +195,15 @@ def measure(url: str, what: str) -> dict[str, object]:
     its stages: `count_s` the SQL that settles and counts every email by group and day, `credit_s` the
     attribution of the bookings, the rest annotating and tabling the groups."""
     engine = open_store(url)
+    backends: set[int] = set()  # the PostgreSQL server processes that served this one: their CPU is the query's
+    if not url.startswith("sqlite"):
+        event.listen(engine, "checkout", lambda connection, *_: backends.add(connection.info.backend_pid))
     stages: dict[str, float] = {}
     sql.email_groups = _timed(stages, "count_s", sql.email_groups)  # type: ignore[method-assign]
     groups.credited_groups = _timed(stages, "credit_s", groups.credited_groups)  # type: ignore[method-assign]
     clinic = BenchAnalysis(engine, time_zone="Europe/London")
-    started = time.perf_counter()
+    server_before = sum(process_cpu(pid) for pid in backends)
+    started, cpu = time.perf_counter(), time.process_time()
     if what == "compare":
         table = clinic.compare(**PERIOD)
         found = {"campaigns": len(table) - 1}
@@ -207,9 +211,28 @@ def measure(url: str, what: str) -> dict[str, object]:
         data = clinic.comparison(**PERIOD)  # both trend tables, per concern and per article, from one reading
         table = pd.concat([data.trend_concern, data.trend_article])
         found = {"weeks": int(table["week"].nunique())}
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    server_cpu = sum(process_cpu(pid) for pid in backends) - server_before  # before the connections close
     engine.dispose()
-    return {"what": what, "wall_s": round(wall, 2), **stages, **found, "rows": len(table), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "what": what,
+        "wall_s": round(wall, 2),
+        **stages,
+        **found,
+        "rows": len(table),
+        "cpu_s": round(cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def process_cpu(pid: int) -> float:
+    """A process's CPU seconds so far (user and system), from /proc (Linux); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def kept_store(database_url: str, folder: Path, count: int, event_count: int) -> tuple[str, bool]:

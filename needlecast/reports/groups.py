@@ -69,7 +69,8 @@ def credited_groups(engine: Engine, rules: AttributionSettings, time_zone: str) 
     if conversions.empty:
         return pd.DataFrame(columns=[*KEYS, *CREDIT])
     ledger, stored = ledger_and_events(engine, None, None, people=conversion_people(rules.conversions))
-    settled = delivery_flags(ledger, stored)
+    # Read without the open's machine mark: only these emails' fates and bookings are taken from here.
+    settled = delivery_flags(ledger, stored.assign(detail=""))
     flags = add_conversions(settled, attribute(settled, stored, conversions, rules.window_days))
     flags = flags[flags["sent"] & flags["converted"]]
     if flags.empty:

@@ -69,7 +69,9 @@ def ledger_and_events(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them;
     their times timezone-aware UTC (`sent_at` NaT until sent). `people`: a query of contact ids (as
-    `conversion_people`), to read only their emails and those emails' events."""
+    `conversion_people`), to read only their emails and those emails' events, without the events' detail
+    and campaign (`store.reports.events_of`): enough for each email's fate, clicks and attribution, not for
+    telling human opens from machine ones."""
     query = select(
         deliveries.c.id,
         *(deliveries.c[c] for c in GROUP),

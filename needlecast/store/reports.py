@@ -15,7 +15,7 @@ independent count on both databases; a change to one is a change to the other.
 
 `sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
 `events_of(conn, ids)` reads the provider events of the ledger rows `ids` (delivery_id, kind, occurred_at
-timezone-aware UTC, detail, campaign_id), found through the index by delivery, however many events there are.
+timezone-aware UTC; not the detail), from the index by delivery, however many events there are in all.
 """
 
 from __future__ import annotations
@@ -202,9 +202,9 @@ def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
 
 
 def events_of(conn: Connection, ids: Sequence[int]) -> pd.DataFrame:
-    """See the module contract. The times are read as integer microseconds and made timezone-aware UTC here,
-    column-wise: the driver's own datetime per row cost more than the database's lookup."""
-    columns = ["delivery_id", "kind", "occurred_at", "detail", "campaign_id"]
+    """See the module contract. Only what `ix_events_delivery_kind` holds, so that the index alone answers;
+    the times read as integer microseconds and made timezone-aware UTC here, column-wise."""
+    columns = ["delivery_id", "kind", "occurred_at"]
     if not ids:
         return pd.DataFrame(columns=columns)
     micros = (
@@ -213,7 +213,7 @@ def events_of(conn: Connection, ids: Sequence[int]) -> pd.DataFrame:
         else "CAST(extract(epoch FROM occurred_at) * 1000000 AS bigint)"
     )
     result = conn.exec_driver_sql(
-        f"SELECT delivery_id, kind, {micros}, detail, campaign_id FROM events WHERE {ids_in(conn, 'delivery_id')}",
+        f"SELECT delivery_id, kind, {micros} FROM events WHERE {ids_in(conn, 'delivery_id')}",
         (ids_value(conn, ids),),
     )
     frame = pd.DataFrame(result.cursor.fetchall(), columns=columns)

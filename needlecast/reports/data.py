@@ -100,7 +100,8 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
     by = by or GROUP
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
-    flags = flags if "bounced" in flags else with_bounced(flags)
+    # One email a row: `bounced` from its flags; a group's counts (`reports.groups`) carry it counted already.
+    flags = with_bounced(flags) if flags["bounced_hard"].dtype == bool else flags
     grouped = flags.groupby(by, dropna=False)
     # A row is one email, or (`reports.groups`) a group of `emails` emails with a count per flag.
     size = grouped["emails"].sum() if "emails" in flags else grouped.size()

@@ -15,11 +15,13 @@ import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import update
 
 from needlecast.errors import InvalidRequest
 from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags, load_comparison
 from needlecast.reports.groups import utc_offsets
 from needlecast.store.engine import open_store
+from needlecast.store.schema import deliveries
 from tests.cli_runner import Result, run
 from tests.console_site import site
 from tests.test_report_figures import Email, store
@@ -303,3 +305,18 @@ def test_the_clinic_clock_changes_its_offset_at_the_second_the_zone_does() -> No
         (int(autumn.timestamp()), 0),
     ]
     assert utc_offsets("Asia/Kathmandu", first, last) == [(int(first.timestamp()) - 86_400, 5 * 3600 + 45 * 60)]
+
+
+def test_a_sent_email_without_its_sending_time_counts_the_same_both_ways(store_url: str) -> None:
+    engine = open_store(store_url)
+    try:
+        store(engine, LEDGER, set(), random.Random(0))
+        with engine.begin() as conn:
+            conn.execute(update(deliveries).where(deliveries.c.id == 2).values(sent_at=None))
+        counted = load_comparison(engine, CATALOGUE, Filters(), time_zone="Europe/London", min_group=0)
+        one_by_one = compare(annotate(email_flags(engine), CATALOGUE, "Europe/London"), Filters(), "Europe/London", 0)
+    finally:
+        engine.dispose()
+    assert int(counted.totals.iloc[0]["sent"]) == 5
+    pd.testing.assert_frame_equal(counted.campaigns, one_by_one.campaigns, check_dtype=False)
+    pd.testing.assert_frame_equal(counted.totals, one_by_one.totals, check_dtype=False)

@@ -91,7 +91,7 @@ def email_groups(
         offsets = utc_offsets(time_zone, first, last) if first and last else []
         counted = sql.email_groups(conn, offsets)
     days = (
-        pd.to_datetime(counted["day"].astype("int64"), unit="D")
+        pd.to_datetime(counted["day"].astype("float64"), unit="D")  # NaT: a sent email without its time
         if not counted.empty
         else pd.Series(dtype="datetime64[ns]")
     )

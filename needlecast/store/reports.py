@@ -189,7 +189,8 @@ def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.Dat
         return pd.DataFrame(
             {key: pd.Series(dtype="object") for key in KEYS} | {c: pd.Series(dtype="int64") for c in COUNTS}
         )
-    return frame.astype({"day": "int64", **dict.fromkeys(COUNTS, "int64")})
+    # `day` is NULL for a sent email without its sending time (none should be; it is counted, on no day).
+    return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
 def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:

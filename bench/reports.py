@@ -20,19 +20,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import create_engine, event, text
 
-from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags
+from needlecast.reports import groups
+from needlecast.reports.analysis import Analysis
+from needlecast.reports.compare import Catalogue
+from needlecast.store import reports as sql
 from needlecast.store.bulk import insert_columns
-from needlecast.store.engine import open_store
+from needlecast.store.engine import make_engine, open_store, upgrade
 from needlecast.store.schema import contact_events, deliveries, events
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,35 +164,129 @@ def fill(url: str, count: int, event_count: int) -> None:
     engine.dispose()
 
 
-def measure(url: str) -> dict[str, object]:
+CATALOGUE = Catalogue(
+    campaigns={f"campaign-{c:02d}": (f"Campaign {c}", "broadcast") for c in range(CAMPAIGNS)},
+    articles={(f"campaign-{c:02d}", s): f"article-{c % 5}" for c in range(CAMPAIGNS) for s in ("guide", "reminder")},
+)
+PERIOD = {"start": date(2026, 10, 5), "end": date(2026, 11, 1)}  # four weeks, against the four before
+
+
+@dataclass
+class BenchAnalysis(Analysis):
+    """The notebook's `Analysis` with the benchmark's campaign catalogue (no workspace holds its campaigns)."""
+
+    def catalogue(self) -> Catalogue:
+        return CATALOGUE
+
+
+def _timed(stages: dict[str, float], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - started, 2)
+
+    return run
+
+
+def measure(url: str, what: str) -> dict[str, object]:
+    """`what` ("compare" or "trends") as the notebook and the console's Reports page ask for it, timed, with
+    its stages: `count_s` the SQL that settles and counts every email by group and day, `credit_s` the
+    attribution of the bookings, the rest annotating and tabling the groups."""
     engine = open_store(url)
-    started = time.perf_counter()
-    flags = email_flags(engine)
-    read = time.perf_counter() - started
-    started = time.perf_counter()
-    catalogue = Catalogue(
-        campaigns={f"campaign-{c:02d}": (f"Campaign {c}", "broadcast") for c in range(CAMPAIGNS)},
-        articles={
-            (f"campaign-{c:02d}", s): f"article-{c % 5}" for c in range(CAMPAIGNS) for s in ("guide", "reminder")
-        },
-    )
-    emails = annotate(flags, catalogue, "Europe/London")
-    annotated = time.perf_counter() - started
-    started = time.perf_counter()
-    period = Filters(start=date(2026, 10, 5), end=date(2026, 11, 1))
-    data = compare(emails, period, "Europe/London")
-    compared = time.perf_counter() - started
+    backends: set[int] = set()  # the PostgreSQL server processes that served this one: their CPU is the query's
+    if not url.startswith("sqlite"):
+        event.listen(engine, "checkout", lambda connection, *_: backends.add(connection.info.backend_pid))
+    stages: dict[str, float] = {}
+    sql.email_groups = _timed(stages, "count_s", sql.email_groups)  # type: ignore[method-assign]
+    groups.credited_groups = _timed(stages, "credit_s", groups.credited_groups)  # type: ignore[method-assign]
+    clinic = BenchAnalysis(engine, time_zone="Europe/London")
+    server_before = sum(process_cpu(pid) for pid in backends)
+    started, cpu = time.perf_counter(), time.process_time()
+    if what == "compare":
+        table = clinic.compare(**PERIOD)
+        found = {"campaigns": len(table) - 1}
+    else:
+        data = clinic.comparison(**PERIOD)  # both trend tables, per concern and per article, from one reading
+        table = pd.concat([data.trend_concern, data.trend_article])
+        found = {"weeks": int(table["week"].nunique())}
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    server_cpu = sum(process_cpu(pid) for pid in backends) - server_before  # before the connections close
     engine.dispose()
     return {
-        "emails": len(flags),
-        "campaigns": len(data.campaigns),
-        "weeks": int(data.trend_concern["week"].nunique()),
-        "read_s": round(read, 2),
-        "annotate_s": round(annotated, 2),
-        "compare_and_trends_s": round(compared, 2),
-        "total_s": round(read + annotated + compared, 2),
+        "what": what,
+        "wall_s": round(wall, 2),
+        **stages,
+        **found,
+        "rows": len(table),
+        "cpu_s": round(cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def process_cpu(pid: int) -> float:
+    """A process's CPU seconds so far (user and system), from /proc (Linux); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kept_store(database_url: str, folder: Path, count: int, event_count: int) -> tuple[str, bool]:
+    """The URL of a store kept between runs for these sizes (a PostgreSQL schema, or a SQLite file in
+    `folder`) and whether it is already filled; a store left half-filled by an interrupted run is made anew."""
+    name = f"needlecast_bench_reports_{count}_{event_count}"
+    if database_url:
+        admin = create_engine(database_url)
+        with admin.begin() as conn:
+            filled = bool(
+                conn.execute(
+                    text(
+                        "SELECT 1 FROM information_schema.tables"
+                        " WHERE table_schema = :s AND table_name = 'bench_filled'"
+                    ),
+                    {"s": name},
+                ).first()
+            )
+            if not filled:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+                conn.execute(text(f"CREATE SCHEMA {name}"))
+        admin.dispose()
+        return database_url + ("&" if "?" in database_url else "?") + f"options=-csearch_path%3D{name}", filled
+    folder.mkdir(parents=True, exist_ok=True)
+    path, done = folder / f"{name}.db", folder / f"{name}.filled"
+    if not done.exists():
+        path.unlink(missing_ok=True)
+    return f"sqlite:///{path}", done.exists()
+
+
+def mark_filled(url: str, folder: Path, count: int, event_count: int) -> None:
+    if url.startswith("sqlite"):
+        (folder / f"needlecast_bench_reports_{count}_{event_count}.filled").touch()
+        return
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_filled (at timestamptz NOT NULL DEFAULT now())"))
+    engine.dispose()
+
+
+def up_to_date(url: str) -> None:
+    """Bring a kept store to the newest schema (a migration added since it was filled, an index say)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+
+
+def settled(url: str) -> None:
+    """Vacuum and analyse the filled store, as autovacuum does a table that was written to and then left:
+    PostgreSQL's index-only scans need the visibility map it sets, and both planners need the statistics."""
+    engine = make_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE" if url.startswith("sqlite") else "VACUUM ANALYZE")
+    engine.dispose()
 
 
 def main() -> None:
@@ -192,26 +294,59 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temporary folder")
+    parser.add_argument(
+        "--keep",
+        default="",
+        metavar="FOLDER",
+        help="keep the generated store and reuse it on the next run with the same sizes: a schema of the "
+        "PostgreSQL database, or a SQLite file in FOLDER",
+    )
     parser.add_argument("--measure", default="", help=argparse.SUPPRESS)  # the child: measure this store
+    parser.add_argument("--what", default="compare", help=argparse.SUPPRESS)  # the child: compare or trends
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure)))
+        print(json.dumps(measure(args.measure, args.what)))
         return
+    event_count = max(args.events, args.deliveries)
     with tempfile.TemporaryDirectory() as tmp:
-        url = fresh_postgres(args.database_url) if args.database_url else f"sqlite:///{tmp}/bench.db"
+        filled_already = False
+        if args.keep:
+            url, filled_already = kept_store(args.database_url, Path(args.keep), args.deliveries, event_count)
+        else:
+            url = fresh_postgres(args.database_url) if args.database_url else f"sqlite:///{tmp}/bench.db"
         started = time.perf_counter()
-        fill(url, args.deliveries, max(args.events, args.deliveries))
+        if filled_already:
+            up_to_date(url)
+        else:
+            fill(url, args.deliveries, event_count)
+            if args.keep:
+                mark_filled(url, Path(args.keep), args.deliveries, event_count)
+        settled(url)
         filled = time.perf_counter() - started
-        child = subprocess.run([sys.executable, __file__, "--measure", url], check=True, capture_output=True, text=True)
+        load = os.getloadavg()
+        measured = {
+            what: json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--measure", url, "--what", what],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
+            for what in ("compare", "trends")
+        }
         print(
             json.dumps(
                 {
                     "benchmark": "reports",
                     "database": url.split(":", 1)[0],
                     "deliveries": args.deliveries,
-                    "events": max(args.events, args.deliveries),
+                    "events": event_count,
                     "fill_s": round(filled, 1),
-                    **json.loads(child.stdout),
+                    "reused_store": filled_already,
+                    "load_before": [round(x, 2) for x in load],
+                    "load_after": [round(x, 2) for x in os.getloadavg()],
+                    **measured,
                 }
             )
         )

@@ -8,17 +8,20 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import update
 
 from needlecast.errors import InvalidRequest
-from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags
+from needlecast.reports.compare import Catalogue, Filters, annotate, compare, email_flags, load_comparison
+from needlecast.reports.groups import utc_offsets
 from needlecast.store.engine import open_store
+from needlecast.store.schema import deliveries
 from tests.cli_runner import Result, run
 from tests.console_site import site
 from tests.test_report_figures import Email, store
@@ -261,3 +264,59 @@ def test_csv_times_are_iso_with_the_offset_and_parquet_times_keep_the_clinics_zo
     assert column.tz == "Europe/London" and str(column).startswith("timestamp")
     read = pd.read_parquet(tmp_path / "b.parquet")["occurred_at"]
     assert read.iloc[1] == pd.Timestamp("2026-03-30 10:30", tz="Europe/London")
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(),
+        Filters(start=date(2026, 3, 9), end=date(2026, 3, 15)),  # with the change on the week before
+        Filters(concern="acne", sort="bounce_rate"),
+        Filters(kind="sequence"),
+        Filters(article="microneedling", start=date(2026, 3, 2), end=date(2026, 3, 2)),
+    ],
+)
+def test_the_comparison_counted_in_the_database_equals_the_one_counted_email_by_email(
+    store_url: str, filters: Filters
+) -> None:
+    """`load_comparison` counts the emails by group and day in SQL (`reports.groups`); every table it gives
+    is the table `compare` makes from the emails one by one."""
+    engine = open_store(store_url)
+    try:
+        store(engine, LEDGER, set(), random.Random(0))
+        counted = load_comparison(engine, CATALOGUE, filters, time_zone="Europe/London", min_group=0)
+        one_by_one = compare(annotate(email_flags(engine), CATALOGUE, "Europe/London"), filters, "Europe/London", 0)
+    finally:
+        engine.dispose()
+    assert counted.options == one_by_one.options
+    for name, table in one_by_one.tables().items():
+        pd.testing.assert_frame_equal(
+            counted.tables()[name].reset_index(drop=True), table.reset_index(drop=True), check_dtype=False, obj=name
+        )
+
+
+def test_the_clinic_clock_changes_its_offset_at_the_second_the_zone_does() -> None:
+    """London goes to summer time at 01:00 UTC on 29 March 2026 and back at 01:00 UTC on 25 October."""
+    first, last = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    spring, autumn = datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)
+    assert utc_offsets("Europe/London", first, last) == [
+        (int(first.timestamp()) - 86_400, 0),
+        (int(spring.timestamp()), 3600),
+        (int(autumn.timestamp()), 0),
+    ]
+    assert utc_offsets("Asia/Kathmandu", first, last) == [(int(first.timestamp()) - 86_400, 5 * 3600 + 45 * 60)]
+
+
+def test_a_sent_email_without_its_sending_time_counts_the_same_both_ways(store_url: str) -> None:
+    engine = open_store(store_url)
+    try:
+        store(engine, LEDGER, set(), random.Random(0))
+        with engine.begin() as conn:
+            conn.execute(update(deliveries).where(deliveries.c.id == 2).values(sent_at=None))
+        counted = load_comparison(engine, CATALOGUE, Filters(), time_zone="Europe/London", min_group=0)
+        one_by_one = compare(annotate(email_flags(engine), CATALOGUE, "Europe/London"), Filters(), "Europe/London", 0)
+    finally:
+        engine.dispose()
+    assert int(counted.totals.iloc[0]["sent"]) == 5
+    pd.testing.assert_frame_equal(counted.campaigns, one_by_one.campaigns, check_dtype=False)
+    pd.testing.assert_frame_equal(counted.totals, one_by_one.totals, check_dtype=False)

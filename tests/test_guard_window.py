@@ -4,6 +4,7 @@ scan of the whole ledger, and the same figures as the window counted by hand."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, text
@@ -111,7 +112,8 @@ def test_the_window_is_read_through_the_campaigns_index_with_the_figures_counted
     said = "\n".join(plan)
     if engine.dialect.name == "sqlite":
         assert "SEARCH deliveries USING INDEX ix_deliveries_campaign_window" in said, said
-        assert "SEARCH events USING INDEX" in said, said
+        # through an index of the events by delivery (the bad events' own, or a covering one the reports use)
+        assert re.search(r"SEARCH events USING (COVERING )?INDEX", said), said
         assert not [line for line in plan if line.strip().startswith(("SCAN deliveries", "SCAN events"))], said
     else:
         # the ledger walked backwards from the campaign's newest row, stopping at the window; the events read

@@ -50,8 +50,9 @@ from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
 from needlecast.reports.cohorts import load_leads
-from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, email_flags, totals_row
+from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
+from needlecast.reports.groups import email_groups
 from needlecast.store.schema import contacts, deliveries, suppressions
 
 PERIOD_DAYS = 30
@@ -110,8 +111,9 @@ def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
 
 
 def sent_emails(engine: Engine, workspace: Workspace) -> pd.DataFrame:
-    """Every sent email with its report flags (`reports.compare.email_flags`), read once for a page's parts."""
-    return email_flags(engine, workspace.settings.attribution)
+    """Every sent email with its report flags, counted in the database by group and day on the clinic's clock
+    (`reports.groups.email_groups`, as the Reports page counts them), read once for a page's parts."""
+    return email_groups(engine, workspace.settings.attribution, workspace.settings.clinic.time_zone)
 
 
 def last_30_days(engine: Engine, workspace: Workspace, today: date, emails: pd.DataFrame | None = None) -> Period:

@@ -1,8 +1,9 @@
 """Every campaign side by side: the comparison, weekly trends, and which content converts.
 
-Contract: `load_comparison(engine, catalogue, filters, ...)` reads every sent email with the same flags as a
-campaign's report (`delivery_flags`, `add_conversions`: the definitions of `metrics.METRICS`) and returns a
-`Comparison`:
+Contract: `load_comparison(engine, catalogue, filters, ...)` counts every sent email with the same flags as a
+campaign's report (the definitions of `metrics.METRICS`), by group and day of sending, in the database
+(`groups.email_groups`), and returns a `Comparison`; `compare` gives the same tables from those groups or
+from the emails one by one (`email_flags`, as `delivery_flags` and `add_conversions` set them):
 - `campaigns`: one row per campaign with the funnel's counts and rates (`funnel`), sorted by `filters.sort`,
   and `totals`: the same over every campaign shown; `change`: the totals of the period against the period of
   the same length just before it (only when the filters name a period).
@@ -36,6 +37,7 @@ from needlecast.reports.data import (
     ledger_and_events,
     wilson,
 )
+from needlecast.reports.groups import as_groups, email_groups
 from needlecast.statistics.attribution import attribute
 
 COMPARE_COLUMNS = [
@@ -142,8 +144,9 @@ def email_flags(engine: Engine, attribution: AttributionSettings | None = None) 
 
 
 def annotate(flags: pd.DataFrame, catalogue: Catalogue, time_zone: str) -> pd.DataFrame:
-    """`flags` with the campaign's name and kind, the step's article, the email's lead section, and the day
-    and week (Monday) of its sending on the clinic's clock."""
+    """`flags` (emails one by one, `email_flags`, or counted by group and day, `groups.email_groups`) with the
+    campaign's name and kind, the step's article, the email's lead section, and the day and week (Monday)
+    of its sending on the clinic's clock."""
     out = flags.copy()
     out["name"] = [catalogue.campaigns.get(c, (c, ""))[0] for c in out["campaign_id"]]
     out["kind"] = [catalogue.campaigns.get(c, ("", "unknown"))[1] for c in out["campaign_id"]]
@@ -152,8 +155,9 @@ def annotate(flags: pd.DataFrame, catalogue: Catalogue, time_zone: str) -> pd.Da
     leads = [catalogue.leads.get((c, s, v), ("", "")) for c, s, v in zip(*(out[k] for k in GROUP3), strict=True)]
     out["lead_article"] = [a for a, _ in leads]
     out["section"] = [t for _, t in leads]
-    local = pd.to_datetime(out["sent_at"], utc=True).dt.tz_convert(time_zone).dt.tz_localize(None)
-    out["day"] = local.dt.normalize()
+    if "day" not in out:  # emails one by one; `groups.email_groups` counted them by their day already
+        local = pd.to_datetime(out["sent_at"], utc=True).dt.tz_convert(time_zone).dt.tz_localize(None)
+        out["day"] = local.dt.normalize()
     out["week"] = (out["day"] - pd.to_timedelta(out["day"].dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
     return out
 
@@ -197,8 +201,9 @@ def totals_row(emails: pd.DataFrame, min_group: int) -> pd.DataFrame:
 
 
 def bookings_per_1000(emails: pd.DataFrame) -> float:
+    """Delivered emails credited with a booking per 1,000 delivered (`emails` as `groups.as_groups` gives)."""
     delivered = int(emails["delivered"].sum())
-    return 1000 * int((emails["delivered"] & emails["converted"]).sum()) / delivered if delivered else float("nan")
+    return 1000 * int(emails["delivered_converted"].sum()) / delivered if delivered else float("nan")
 
 
 def change_table(current: pd.DataFrame, previous: pd.DataFrame, min_group: int) -> pd.DataFrame:
@@ -226,11 +231,11 @@ def trend(emails: pd.DataFrame, by: str, min_group: int) -> pd.DataFrame:
 
 def content_table(emails: pd.DataFrame) -> pd.DataFrame:
     """Bookings per 1,000 delivered per lead section and concern, with the 95 % Wilson interval (`wilson`)."""
-    delivered = emails[emails["delivered"] & (emails["section"] != "")]
+    delivered = emails[(emails["delivered"] > 0) & (emails["section"] != "")]
     if delivered.empty:
         return pd.DataFrame(columns=CONTENT_COLUMNS)
     grouped = delivered.groupby(["lead_article", "section", "variant"], as_index=False).agg(
-        delivered=("delivered", "size"), booked=("converted", "sum")
+        delivered=("delivered", "sum"), booked=("delivered_converted", "sum")
     )
     rows = []
     for row in grouped.itertuples(index=False):
@@ -253,6 +258,7 @@ def content_table(emails: pd.DataFrame) -> pd.DataFrame:
 
 def compare(emails: pd.DataFrame, filters: Filters, time_zone: str = "UTC", min_group: int = MIN_GROUP) -> Comparison:
     """The comparison of the annotated emails (`annotate`) the filters keep; see the module contract."""
+    emails = as_groups(emails)
     kept = chosen(emails, filters)
     campaigns = per_campaign(kept, min_group).sort_values(
         [filters.sort, "campaign_id"], ascending=[not filters.descending, True], na_position="last"
@@ -291,7 +297,9 @@ def load_comparison(
     attribution: AttributionSettings | None = None,
     min_group: int = MIN_GROUP,
 ) -> Comparison:
-    return compare(annotate(email_flags(engine, attribution), catalogue, time_zone), filters, time_zone, min_group)
+    """The comparison (see the module contract), counted in the database (`groups.email_groups`)."""
+    emails = email_groups(engine, attribution, time_zone)
+    return compare(annotate(emails, catalogue, time_zone), filters, time_zone, min_group)
 
 
 def catalogue_of(ctx: Any) -> Catalogue:

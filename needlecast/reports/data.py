@@ -94,12 +94,17 @@ def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 
 
 def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MIN_GROUP) -> pd.DataFrame:
-    """Counts and rates per group (default: campaign, step, segment, variant, arm)."""
+    """Counts and rates per group (default: campaign, step, segment, variant, arm) of `flags`: one row per email
+    with a boolean per figure (`delivery_flags`), or one row per group of `emails` emails with a count per
+    figure (`reports.groups.email_groups`); both give the same table."""
     by = by or GROUP
     if flags.empty:
         return pd.DataFrame(columns=[*by, "recipients", *FLAGS])
-    flags = with_bounced(flags)
+    # One email a row: `bounced` from its flags; a group's counts (`reports.groups`) carry it counted already.
+    flags = with_bounced(flags) if flags["bounced_hard"].dtype == bool else flags
     grouped = flags.groupby(by, dropna=False)
+    # A row is one email, or (`reports.groups`) a group of `emails` emails with a count per flag.
+    size = grouped["emails"].sum() if "emails" in flags else grouped.size()
     counted = [
         *FLAGS,
         *(c for c in DERIVED if c in flags),
@@ -107,7 +112,7 @@ def funnel(flags: pd.DataFrame, by: list[str] | None = None, min_group: int = MI
         *(c for c in CONVERSION_COLUMNS if c in flags),
         *sorted(c for c in flags.columns if c.startswith("value_")),
     ]
-    table = grouped.size().rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
+    table = size.rename("recipients").to_frame().join(grouped[counted].sum()).reset_index()
     for rate, (numerator, denominator) in RATES.items():  # one definition of each rate, for every table
         if numerator in table:
             table[rate] = _rate(table[numerator], table[denominator])

@@ -1,7 +1,7 @@
 """The weekly digest: a one-page summary of the last seven days against the seven before, emailed to the team.
 
 Contract: `weekly_digest(engine, workspace, now)` builds a `Digest` from the same definitions as every report
-(`compare.compare` over the emails of `compare.email_flags`: the figures of `metrics.METRICS`). The week is
+(`compare.compare` over the emails counted by `groups.email_groups`: the figures of `metrics.METRICS`). The week is
 the seven days (on the clinic's clock) before the last digest day on or before `now` (`digest_day`: a run
 that comes late sums up the week it was due for), compared with the seven days before it: the headline
 figures with their change (`compare.change_table`); the bookings received (conversion events of
@@ -32,8 +32,9 @@ import pandas as pd
 from sqlalchemy import Engine, delete
 
 from needlecast.config import WEEKDAYS, Workspace
-from needlecast.reports.compare import CHANGE_FIGURES, Filters, annotate, catalogue_of, compare, email_flags
+from needlecast.reports.compare import CHANGE_FIGURES, Filters, annotate, catalogue_of, compare
 from needlecast.reports.data import MIN_GROUP, conversion_events, health
+from needlecast.reports.groups import email_groups
 from needlecast.store.helpers import insert_ignore
 from needlecast.store.schema import meta
 
@@ -124,8 +125,8 @@ def weekly_digest(engine: Engine, workspace: Workspace, now: datetime, *, min_gr
     zone = ZoneInfo(settings.clinic.time_zone)
     today = digest_day(workspace, now)
     start, end = today - timedelta(days=7), today - timedelta(days=1)
-    emails = annotate(
-        email_flags(engine, settings.attribution), catalogue_of(CampaignContext.load(workspace)), str(zone)
+    emails = annotate(  # counted in the database by group and day (`groups.email_groups`)
+        email_groups(engine, settings.attribution, str(zone)), catalogue_of(CampaignContext.load(workspace)), str(zone)
     )
     data = compare(emails, Filters(start=start, end=end), str(zone), min_group)
     row = data.change.iloc[0]

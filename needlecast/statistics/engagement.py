@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, String, func, select, type_coerce
 
+from needlecast.store.reports import events_of
 from needlecast.store.schema import contact_events, contacts, deliveries, events
 from needlecast.tracking.events import MACHINE_OPEN
 
@@ -64,10 +65,13 @@ def utc_times(values: pd.Series) -> pd.Series:
 
 
 def ledger_and_events(
-    engine: Engine, campaign: str | None, since: datetime | None
+    engine: Engine, campaign: str | None, since: datetime | None, people: Any = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ledger rows (one campaign's, or all) created since `since`, and the provider events stored for them;
-    their times timezone-aware UTC (`sent_at` NaT until sent)."""
+    their times timezone-aware UTC (`sent_at` NaT until sent). `people`: a query of contact ids (as
+    `conversion_people`), to read only their emails and those emails' events, without the events' detail
+    and campaign (`store.reports.events_of`): enough for each email's fate, clicks and attribution, not for
+    telling human opens from machine ones."""
     query = select(
         deliveries.c.id,
         *(deliveries.c[c] for c in GROUP),
@@ -86,11 +90,14 @@ def ledger_and_events(
     if since:
         query = query.where(deliveries.c.created_at >= since)
         event_query = event_query.where(events.c.occurred_at >= since)
+    if people is not None:
+        query = query.where(deliveries.c.contact_id.in_(people))
     with engine.connect() as conn:
         ledger = frame_of(conn.execute(query))
-        stored = frame_of(conn.execute(event_query))
+        # A few people's emails: their events looked up by delivery id, not found in a scan of every event.
+        stored = events_of(conn, ledger["id"].tolist()) if people is not None else frame_of(conn.execute(event_query))
     ledger["sent_at"] = utc_times(ledger["sent_at"])
-    if not stored.empty:
+    if not stored.empty and people is None:  # `events_of` gives its times parsed
         stored["occurred_at"] = utc_times(stored["occurred_at"])
     return ledger, stored
 
@@ -163,6 +170,20 @@ def human_opened(ledger: pd.DataFrame, stored: pd.DataFrame, seconds: float = MA
     return set(human["delivery_id"].tolist())
 
 
+def _conversion_contact() -> Any:
+    """A conversion's contact: its own id, or the contact with its address hash (the contact came later)."""
+    return func.coalesce(contact_events.c.contact_id, contacts.c.id)
+
+
+def conversion_people(types: tuple[str, ...]) -> Any:
+    """The query of the contacts with a conversion event of `types` (as `conversion_events` links them)."""
+    return (
+        select(_conversion_contact())
+        .select_from(contact_events.outerjoin(contacts, contacts.c.email_hash == contact_events.c.email_hash))
+        .where(contact_events.c.type.in_(types))
+    )
+
+
 def conversion_events(engine: Engine, types: tuple[str, ...], since: datetime | None) -> pd.DataFrame:
     """The contact events that count as conversions, each linked to its contact (by id, or by the address hash
     when the contact came to exist after the event)."""
@@ -173,7 +194,7 @@ def conversion_events(engine: Engine, types: tuple[str, ...], since: datetime | 
             stored_time(contact_events.c.occurred_at),
             contact_events.c.value,
             contact_events.c.currency,
-            func.coalesce(contact_events.c.contact_id, contacts.c.id).label("contact_id"),
+            _conversion_contact().label("contact_id"),
         )
         .select_from(contact_events.outerjoin(contacts, contacts.c.email_hash == contact_events.c.email_hash))
         .where(contact_events.c.type.in_(types))

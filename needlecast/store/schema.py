@@ -279,7 +279,7 @@ events = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("provider_event_id", String(100), nullable=False, unique=True),
     Column("kind", String(32), nullable=False),
-    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True, index=True),
+    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=True),
     Column("campaign_id", String(64), nullable=False),
     Column("step_id", String(64), nullable=False),
     Column("message_id", String(100), nullable=False),
@@ -296,6 +296,15 @@ events = Table(
         postgresql_where=text("kind IN ('bounced', 'complained', 'dropped')"),
     ),
     Index("ix_events_email_hash_at", "email_hash", "occurred_at"),  # a person's last activity (migration 0016)
+    # The reports settle each email from these alone (`store/reports.py`, migration 0017).
+    Index("ix_events_delivery_kind", "delivery_id", "kind", "occurred_at"),
+    Index(
+        "ix_events_human_opens",
+        "delivery_id",
+        "occurred_at",
+        sqlite_where=text("kind = 'opened' AND detail <> 'machine'"),
+        postgresql_where=text("kind = 'opened' AND detail <> 'machine'"),
+    ),
 )
 
 

@@ -1,0 +1,117 @@
+"""Every sent email counted by group, the counting done in the database: what the comparison and its trends read.
+
+Contract: `email_groups(engine, attribution, time_zone)` returns one row per (campaign_id, step_id, segment,
+variant, day) of the ledger's sent emails, `day` being the day of sending on the clinic's clock (`time_zone`,
+a tz-naive midnight), with `emails` (how many) and, per figure of `metrics.METRICS`, how many of them count
+towards it: the same columns as one email's flags (`compare.email_flags`) summed, plus `delivered_converted`
+(delivered emails credited with a booking). `compare.compare` reads these groups or the emails one by one,
+with the same result; the groups are a few thousand rows where the emails are millions.
+
+The flags come from the database (`store.reports.email_groups`, the SQL twin of `delivery_flags`); the
+bookings from the same attribution as a campaign's report (`statistics.attribution.attribute`), run on the
+emails of the people who booked only (a booking can only be credited to an email sent to its person).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from needlecast.config import AttributionSettings
+from needlecast.reports.data import add_conversions
+from needlecast.statistics.attribution import attribute
+from needlecast.statistics.engagement import (
+    conversion_events,
+    conversion_people,
+    delivery_flags,
+    ledger_and_events,
+    utc_times,
+)
+from needlecast.store import reports as sql
+
+KEYS = ["campaign_id", "step_id", "segment", "variant", "day"]
+CREDIT = ["conversions", "converted", "delivered_converted"]
+STEP = 6 * 3600  # zones change their offset at most twice a year, never twice within six hours
+
+
+def _offset(zone: ZoneInfo, second: int) -> int:
+    found = datetime.fromtimestamp(second, UTC).astimezone(zone).utcoffset()
+    return int(found.total_seconds()) if found is not None else 0
+
+
+def utc_offsets(time_zone: str, first: datetime, last: datetime) -> list[tuple[int, int]]:
+    """The UTC offset of `time_zone` from `first` to `last` (a day either side): `[(from epoch second, offset
+    in seconds), ...]`, a piece per change of offset, each from the exact second it changes."""
+    zone = ZoneInfo(time_zone)
+    start, end = int(first.timestamp()) - 86_400, int(last.timestamp()) + 86_400
+    pieces = [(start, _offset(zone, start))]
+    moment = start
+    while moment < end:
+        ahead = min(moment + STEP, end)
+        if _offset(zone, ahead) != pieces[-1][1]:
+            low, high = moment, ahead  # the offset changes after `low`, by `high`
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if _offset(zone, middle) == pieces[-1][1] else (low, middle)
+            pieces.append((high, _offset(zone, high)))
+        moment = ahead
+    return pieces
+
+
+def credited_groups(engine: Engine, rules: AttributionSettings, time_zone: str) -> pd.DataFrame:
+    """Per group (`KEYS`): the bookings credited to its emails (`conversions`), its emails credited with one or
+    more (`converted`), those of them delivered (`delivered_converted`) and the credited value per currency
+    (`value_GBP`, ...), as a campaign's report credits them (`add_conversions`)."""
+    conversions = conversion_events(engine, rules.conversions, None)
+    if conversions.empty:
+        return pd.DataFrame(columns=[*KEYS, *CREDIT])
+    ledger, stored = ledger_and_events(engine, None, None, people=conversion_people(rules.conversions))
+    # Read without the open's machine mark: only these emails' fates and bookings are taken from here.
+    settled = delivery_flags(ledger, stored.assign(detail=""))
+    flags = add_conversions(settled, attribute(settled, stored, conversions, rules.window_days))
+    flags = flags[flags["sent"] & flags["converted"]]
+    if flags.empty:
+        return pd.DataFrame(columns=[*KEYS, *CREDIT])
+    local = utc_times(flags["sent_at"]).dt.tz_convert(time_zone).dt.tz_localize(None)
+    flags = flags.assign(day=local.dt.normalize(), delivered_converted=flags["delivered"] & flags["converted"])
+    values = sorted(c for c in flags.columns if c.startswith("value_"))
+    return flags.groupby(KEYS, as_index=False)[[*CREDIT, *values]].sum()
+
+
+def email_groups(
+    engine: Engine, attribution: AttributionSettings | None = None, time_zone: str = "UTC"
+) -> pd.DataFrame:
+    """See the module contract."""
+    rules = attribution or AttributionSettings()
+    with engine.connect() as conn:
+        first, last = sql.sent_bounds(conn)
+        offsets = utc_offsets(time_zone, first, last) if first and last else []
+        counted = sql.email_groups(conn, offsets)
+    days = (
+        pd.to_datetime(counted["day"].astype("float64"), unit="D")  # NaT: a sent email without its time
+        if not counted.empty
+        else pd.Series(dtype="datetime64[ns]")
+    )
+    groups = counted.assign(day=days, sent=counted["emails"])
+    groups = groups.assign(
+        bounced=groups["bounced_hard"] + groups["bounced_soft"],
+        opened_machine=groups["opened"] - groups["opened_human"],
+    )
+    credited = credited_groups(engine, rules, time_zone)
+    groups = (
+        groups.merge(credited, on=KEYS, how="left") if not credited.empty else groups.assign(**dict.fromkeys(CREDIT, 0))
+    )
+    counts = [c for c in groups.columns if c not in KEYS]
+    return groups.fillna(dict.fromkeys(counts, 0)).astype(
+        dict.fromkeys([*CREDIT, "sent", "bounced", "opened_machine"], "int64")
+    )
+
+
+def as_groups(emails: pd.DataFrame) -> pd.DataFrame:
+    """Emails one per row (`compare.email_flags`) in the shape of `email_groups`' rows: each a group of one."""
+    if "emails" in emails:
+        return emails
+    return emails.assign(emails=1, delivered_converted=emails["delivered"] & emails["converted"])

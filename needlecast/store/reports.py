@@ -1,0 +1,222 @@
+"""Report aggregates in SQL: every sent email settled by its events and counted per group, in the database.
+
+Contract: `email_groups(conn, offsets)` returns one row per (campaign_id, step_id, segment, variant, day) of
+the ledger's sent emails, where `day` is the day of the email's sending on the clinic's clock, as whole days
+since 1970-01-01, and `offsets` is the clinic's UTC offset over the emails' sending (`[(from epoch second,
+offset in seconds), ...]`, ascending, the first from the earliest sending; `reports.clock.utc_offsets`).
+Columns: `emails` (how many) and, per figure of `reports.metrics.METRICS`, how many of them count towards
+it: delivered, bounced_hard, bounced_soft, dropped, opened, opened_human, clicked, unsubscribed, complained,
+and the event totals opens and clicks. Each email counts once per figure, whatever number of events it had.
+
+This is the SQL twin of `statistics.engagement.delivery_flags` (and `settle`, `human_opened`): the same
+definitions, computed where the events are, so that a report over ten million events moves a few thousand
+rows instead of every event. The property tests (`tests/test_report_figures.py`) hold the two to the same
+independent count on both databases; a change to one is a change to the other.
+
+`sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
+`events_of(conn, ids)` reads the provider events of the ledger rows `ids` (delivery_id, kind, occurred_at
+timezone-aware UTC; not the detail), from the index by delivery, however many events there are in all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from needlecast.store.driver import ids_in, ids_value, is_sqlite
+from needlecast.store.schema import deliveries
+
+# Each provider event kind that sets a flag, as a bit of an email's `seen` mask.
+KIND_BITS = {
+    "delivered": 1,
+    "bounced": 2,
+    "blocked": 4,
+    "dropped": 8,
+    "opened": 16,
+    "clicked": 32,
+    "unsubscribed": 64,
+    "group_unsubscribed": 64,
+    "complained": 128,
+}
+ENGAGED = 1 | 16 | 32  # a delivered event, an open or a click proves delivery
+MACHINE_OPEN = "machine"  # `tracking.events.MACHINE_OPEN`: the `detail` of an open SendGrid marks as a machine's
+MACHINE_OPEN_SECONDS = 10  # `statistics.engagement.MACHINE_OPEN_SECONDS`
+KEYS = ("campaign_id", "step_id", "segment", "variant", "day")
+COUNTS = (
+    "emails",
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "dropped",
+    "opened",
+    "opened_human",
+    "clicked",
+    "unsubscribed",
+    "complained",
+    "opens",
+    "clicks",
+)
+
+
+HUMAN_OPEN = f"kind = 'opened' AND detail <> '{MACHINE_OPEN}'"  # the predicate of `ix_events_human_opens`
+
+
+def _per_email_postgres() -> str:
+    """Per email: the mask of the kinds it had, its first delivery, and its opens and clicks. One pass over
+    `ix_events_delivery_kind` in delivery order (FILTER and bit_or are cheap per row)."""
+    bits = " ".join(f"WHEN '{kind}' THEN {bit}" for kind, bit in KIND_BITS.items())
+    return f"""
+        SELECT delivery_id AS id,
+               bit_or(CASE kind {bits} ELSE 0 END) AS seen,
+               min(occurred_at) FILTER (WHERE kind = 'delivered') AS arrived,
+               count(*) FILTER (WHERE kind = 'opened') AS opens,
+               count(*) FILTER (WHERE kind = 'clicked') AS clicks
+        FROM events WHERE delivery_id IS NOT NULL GROUP BY delivery_id"""
+
+
+def _per_email_sqlite() -> str:
+    """`_per_email_postgres` for SQLite, which has no bit_or aggregate: the mask as a sum of per-bit maxima.
+    Stored times are ISO text of one width, so the least text is the earliest time."""
+    by_bit: dict[int, list[str]] = {}
+    for kind, bit in KIND_BITS.items():
+        by_bit.setdefault(bit, []).append(f"'{kind}'")
+    mask = " + ".join(f"{bit} * max(kind IN ({', '.join(kinds)}))" for bit, kinds in by_bit.items())
+    return f"""
+        SELECT delivery_id AS id,
+               {mask} AS seen,
+               min(CASE WHEN kind = 'delivered' THEN occurred_at END) AS arrived,
+               sum(kind = 'opened') AS opens,
+               sum(kind = 'clicked') AS clicks
+        FROM events WHERE delivery_id IS NOT NULL GROUP BY delivery_id"""
+
+
+def _last_human_open() -> str:
+    """Per email: its last open not marked a machine's (from `ix_events_human_opens` alone)."""
+    return f"""
+        SELECT delivery_id AS id, max(occurred_at) AS last_open
+        FROM events WHERE {HUMAN_OPEN} AND delivery_id IS NOT NULL GROUP BY delivery_id"""
+
+
+def _sqlite_micros(column: str) -> str:
+    """A stored time (ISO text, microseconds after the 20th character) as integer microseconds since 1970."""
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
+
+
+def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
+    """The day of `d.sent_at` on the clinic's clock, as days since 1970 (see the module contract)."""
+    epoch = "CAST(strftime('%s', d.sent_at) AS INTEGER)" if sqlite else "floor(date_part('epoch', d.sent_at))"
+    if len(offsets) <= 1:
+        shift = str(int(offsets[0][1]) if offsets else 0)
+    else:
+        branches = " ".join(
+            f"WHEN {epoch} < {int(start)} THEN {int(before)}" for (_, before), (start, _) in itertools.pairwise(offsets)
+        )
+        shift = f"CASE {branches} ELSE {int(offsets[-1][1])} END"
+    if sqlite:  # integer division truncates; sendings are after 1970, so it floors
+        return f"(({epoch} + {shift}) / 86400)"
+    return f"CAST(floor(({epoch} + {shift}) / 86400.0) AS bigint)"
+
+
+def _human(sqlite: bool) -> str:
+    """1 when the email has an open not marked a machine's more than MACHINE_OPEN_SECONDS after its arrival
+    (its first delivered event, else its sending), else 0."""
+    arrival = "COALESCE(e.arrived, d.sent_at)"
+    if sqlite:
+        late = f"{_sqlite_micros('h.last_open')} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
+    else:
+        late = f"h.last_open > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
+    return f"CASE WHEN h.last_open IS NOT NULL AND ({arrival} IS NULL OR {late}) THEN 1 ELSE 0 END"
+
+
+def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
+    """The statement of `email_groups` (see the module contract and `statistics.engagement.settle`): a bounce
+    outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
+    came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
+    click."""
+    per_email = _per_email_sqlite() if sqlite else _per_email_postgres()
+    hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"
+    soft = "((m & 4) <> 0 AND (m & 2) = 0)"
+    return f"""
+        SELECT campaign_id, step_id, segment, variant, day,
+               count(*) AS emails,
+               sum(CASE WHEN b = 0 AND dr = 0 AND ((m & {ENGAGED}) <> 0 OR outcome = 'delivered') THEN 1 ELSE 0 END)
+                   AS delivered,
+               sum(CASE WHEN {hard} THEN 1 ELSE 0 END) AS bounced_hard,
+               sum(CASE WHEN {soft} THEN 1 ELSE 0 END) AS bounced_soft,
+               sum(dr) AS dropped,
+               sum(CASE WHEN (m & 16) <> 0 THEN 1 ELSE 0 END) AS opened,
+               sum(human) AS opened_human,
+               sum(CASE WHEN (m & 32) <> 0 THEN 1 ELSE 0 END) AS clicked,
+               sum(CASE WHEN (m & 64) <> 0 THEN 1 ELSE 0 END) AS unsubscribed,
+               sum(CASE WHEN (m & 128) <> 0 THEN 1 ELSE 0 END) AS complained,
+               sum(opens) AS opens,
+               sum(clicks) AS clicks
+        FROM (
+            SELECT y.*, CASE WHEN b = 0 AND ((m & 8) <> 0 OR outcome = 'dropped') THEN 1 ELSE 0 END AS dr
+            FROM (
+                SELECT x.*, CASE WHEN (m & 6) <> 0 OR outcome = 'bounced' THEN 1 ELSE 0 END AS b
+                FROM (
+                    SELECT d.campaign_id, d.step_id, d.segment, d.variant, d.outcome,
+                           {_local_day(sqlite, offsets)} AS day,
+                           COALESCE(e.seen, 0) AS m,
+                           COALESCE(e.opens, 0) AS opens,
+                           COALESCE(e.clicks, 0) AS clicks,
+                           {_human(sqlite)} AS human
+                    FROM deliveries d
+                    LEFT JOIN ({per_email}) e ON e.id = d.id
+                    LEFT JOIN ({_last_human_open()}) h ON h.id = d.id
+                    WHERE d.status = 'sent'
+                ) x
+            ) y
+        ) z
+        GROUP BY campaign_id, step_id, segment, variant, day"""
+
+
+def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """See the module contract."""
+    if not is_sqlite(conn):
+        # Compiling the statement (JIT) cost more than it saved; and with statistics, the parallel plan had
+        # every worker aggregate every event again beneath a parallel scan of the ledger (three times the work).
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+    result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets))
+    frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
+    if frame.empty:
+        return pd.DataFrame(
+            {key: pd.Series(dtype="object") for key in KEYS} | {c: pd.Series(dtype="int64") for c in COUNTS}
+        )
+    # `day` is NULL for a sent email without its sending time (none should be; it is counted, on no day).
+    return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
+
+
+def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
+    """The first and last sending of the ledger's sent emails (timezone-aware UTC), None when none was sent."""
+    query = select(func.min(deliveries.c.sent_at).label("first"), func.max(deliveries.c.sent_at).label("last")).where(
+        deliveries.c.status == "sent"
+    )
+    first, last = conn.execute(query).one()
+    return first, last
+
+
+def events_of(conn: Connection, ids: Sequence[int]) -> pd.DataFrame:
+    """See the module contract. Only what `ix_events_delivery_kind` holds, so that the index alone answers;
+    the times read as integer microseconds and made timezone-aware UTC here, column-wise."""
+    columns = ["delivery_id", "kind", "occurred_at"]
+    if not ids:
+        return pd.DataFrame(columns=columns)
+    micros = (
+        _sqlite_micros("occurred_at")
+        if is_sqlite(conn)
+        else "CAST(extract(epoch FROM occurred_at) * 1000000 AS bigint)"
+    )
+    result = conn.exec_driver_sql(
+        f"SELECT delivery_id, kind, {micros} FROM events WHERE {ids_in(conn, 'delivery_id')}",
+        (ids_value(conn, ids),),
+    )
+    frame = pd.DataFrame(result.cursor.fetchall(), columns=columns)
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"].astype("int64"), unit="us", utc=True)
+    return frame

@@ -187,14 +187,11 @@ def check_after_events(
     return paused
 
 
-def events_came_first(conn: Connection, delivery_ids: list[int]) -> bool:
+def events_came_first(store: DeliveryStore, conn: Connection, delivery_ids: list[int]) -> bool:
     """Whether any of these emails, just recorded as sent, already has a bounce, complaint or drop: its event
-    arrived while the row was still `sending`, outside the window, so the dispatcher checks the campaign."""
-    for chunk in chunked(delivery_ids, 5000):
-        query = select(events.c.id).where(events.c.delivery_id.in_(chunk), events.c.kind.in_(sorted(BAD_KINDS)))
-        if conn.execute(query.limit(1)).first() is not None:
-            return True
-    return False
+    arrived while the row was still `sending`, outside the window, so the dispatcher checks the campaign.
+    Asked for every round the dispatcher records, so the store binds the ids as one parameter."""
+    return store.has_events_of(conn, delivery_ids, BAD_KINDS)
 
 
 def after_events(settings: DeliverabilitySettings) -> Callable[[Connection, list[tuple[int | None, str]]], None]:
@@ -283,7 +280,7 @@ class DispatchGuard:
     def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
         """After the dispatcher recorded these emails' outcomes (`failed`: some were refused): check the
         campaign when refused sends or early events may have moved its figures; why it paused, or ''."""
-        if not failed and not events_came_first(conn, recorded):
+        if not failed and not events_came_first(self.store, conn, recorded):
             return ""
         trip = check_campaign(conn, campaign_id, self.settings)
         return trip.sentence() if trip is not None else ""

@@ -229,6 +229,7 @@ def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) ->
             conn, "c", NOW + timedelta(hours=1)
         )
         assert store.unknown_requests_of(conn, ids) == ["r1"]
+        assert store.campaigns_of(conn, [*ids, 10**9]) == {"c"} and store.campaigns_of(conn, []) == set()
         assert store.settle_rows_with_events(conn, [ids[1]]) == 1  # the webhook's: rows with an event
         assert store.settle_campaign_by_events(conn, "c") == 0  # the campaign's: no other unknown row has one
         conn.execute(update(deliveries).where(deliveries.c.id == ids[1]).values(status="unknown"))

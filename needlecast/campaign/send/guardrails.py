@@ -49,8 +49,8 @@ from needlecast.accounts.roles import SYSTEM
 from needlecast.campaign.send import warmup
 from needlecast.campaign.send.state import ACTIVE, PAUSED
 from needlecast.config.deliverability import MIN_WINDOW, DeliverabilitySettings
-from needlecast.store.delivery import DeliveryStore
-from needlecast.store.helpers import chunked, utcnow
+from needlecast.store.delivery import DeliveryStore, delivery_store
+from needlecast.store.helpers import utcnow
 from needlecast.store.schema import campaign_state, deliveries, events
 
 log = logging.getLogger("needlecast.guardrails")
@@ -174,11 +174,7 @@ def check_after_events(
 ) -> dict[str, Trip]:
     """Check the campaigns of these deliveries (those of the bounces, complaints and drops just applied);
     the campaigns it paused, with their threshold."""
-    campaigns: set[str] = set()
-    for chunk in chunked(sorted(set(delivery_ids)), 5000):
-        campaigns |= set(
-            conn.execute(select(deliveries.c.campaign_id).distinct().where(deliveries.c.id.in_(chunk))).scalars()
-        )
+    campaigns = delivery_store(conn).campaigns_of(conn, sorted(set(delivery_ids)))
     paused = {}
     for campaign_id in sorted(campaigns):
         trip = check_campaign(conn, campaign_id, settings)

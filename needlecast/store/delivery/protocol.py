@@ -166,6 +166,10 @@ class DeliveryStore(Protocol):
         for every round of outcomes the dispatcher records: the ids travel as one parameter)."""
         ...
 
+    def campaigns_of(self, conn: Connection, delivery_ids: Sequence[int]) -> set[str]:
+        """The campaigns these rows belong to (the ids travel as one parameter)."""
+        ...
+
     def unknown_requests_of(self, conn: Connection, delivery_ids: Sequence[int]) -> list[str]:
         """The request ids of those of these rows that are `unknown` under a request."""
         ...

@@ -297,6 +297,14 @@ class SqlDeliveryStore(SendingState):
         ).first()
         return found is not None
 
+    def campaigns_of(self, conn: Connection, delivery_ids: Sequence[int]) -> set[str]:
+        if not delivery_ids:
+            return set()
+        rows = conn.exec_driver_sql(
+            f"SELECT DISTINCT campaign_id FROM deliveries WHERE {ids_in(conn, 'id')}", (ids_value(conn, delivery_ids),)
+        )
+        return {str(row[0]) for row in rows}
+
     def unknown_requests_of(self, conn: Connection, delivery_ids: Sequence[int]) -> list[str]:
         m = marker(conn)
         rows = conn.exec_driver_sql(

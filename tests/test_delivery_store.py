@@ -12,7 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, event, insert, select, update
 
 from needlecast import ledger
 from needlecast.devtools.stopwatch import Stopwatch
@@ -229,10 +229,53 @@ def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) ->
             conn, "c", NOW + timedelta(hours=1)
         )
         assert store.unknown_requests_of(conn, ids) == ["r1"]
+        assert store.campaigns_of(conn, [*ids, 10**9]) == {"c"} and store.campaigns_of(conn, []) == set()
         assert store.settle_rows_with_events(conn, [ids[1]]) == 1  # the webhook's: rows with an event
         assert store.settle_campaign_by_events(conn, "c") == 0  # the campaign's: no other unknown row has one
         conn.execute(update(deliveries).where(deliveries.c.id == ids[1]).values(status="unknown"))
         assert store.settle_campaign_by_events(conn, "c") == 1
+
+
+def test_events_of_kinds_are_found_among_thousands_of_ids_bound_as_one_parameter(engine: Engine) -> None:
+    """The deliverability guard asks this for every round the dispatcher records (4,000 ids): the ids go to
+    the database as one parameter, whatever their number, and only the kinds asked for count."""
+    store = delivery_store(engine)
+    ids = list(range(1, 5001))
+    statements: list[tuple[str, object]] = []
+
+    def seen(conn: Connection, cursor: object, statement: str, params: object, *rest: object) -> None:
+        statements.append((statement, params))
+
+    with store.writing() as conn:
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "provider_event_id": f"e{n}",
+                    "kind": kind,
+                    "delivery_id": delivery_id,
+                    "campaign_id": "c",
+                    "step_id": "s1",
+                    "message_id": "m",
+                    "email_hash": "",
+                    "occurred_at": NOW,
+                    "received_at": NOW,
+                    "detail": "",
+                    "raw": {},
+                }
+                for n, (kind, delivery_id) in enumerate((("delivered", 10), ("bounced", 4999), ("dropped", 7000)))
+            ],
+        )
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert store.has_events_of(conn, ids, {"bounced", "complained", "dropped"})
+            assert not store.has_events_of(conn, ids[:4000], {"bounced", "complained", "dropped"})
+            assert store.has_events_of(conn, ids[:4000], {"delivered"})
+            assert not store.has_events_of(conn, [], {"delivered"})
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 3  # none for no ids
+    assert all(len(params) == 2 for _, params in statements)  # type: ignore[arg-type]
 
 
 def test_provider_outcomes_apply_in_order_so_the_latest_report_wins(engine: Engine) -> None:

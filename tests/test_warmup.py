@@ -334,7 +334,7 @@ def test_the_warm_up_days_are_the_clinics_dates_across_midnight(ws: Workspace) -
     page = campaign_page(engine, auckland, "winter", 30)
     notes = [for_people(n) for n in page.plan.notes]
     assert any(local_days in n for n in notes), notes
-    assert {r["day"]: r["recipients"] for r in page.plan.rows} == {
+    assert {r["day"]: r["recipients"] for r in page.plan.emails} == {
         "2026-11-25": 30,
         "2026-11-26": 45,
         "2026-11-27": 65,

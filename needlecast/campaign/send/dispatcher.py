@@ -254,7 +254,9 @@ class Dispatcher:
                 self.store.mark_skipped(conn, skipped)
             report.skipped.update(skipped.values())
         if self.guard is not None:
-            groups = _warm_up(self.guard, groups, now, sending.time_zone)
+            # the sendable rows' ids as the claim returned them (ints), not parsed back from the recipients
+            sendable = [row[0] for row in claimed if row[0] not in skipped] if skipped else [row[0] for row in claimed]
+            groups = _warm_up(self.guard, groups, sendable, now, sending.time_zone)
         batches = []
         size = self.settings.request_size
         for (step_id, variant, arm), recipients in groups.items():
@@ -286,8 +288,9 @@ class Dispatcher:
         failed = False
         campaign_id = marks.sending.campaign_id
         taken = marks.take()
+        recorded: list[int] = []  # every id recorded, for the guard
         for batch, outcomes in taken:
-            ok = self._record_outcomes(conn, marks.sending, batch, outcomes, marks.report)
+            ok = self._record_outcomes(conn, marks.sending, batch, outcomes, marks.report, recorded)
             failed = failed or not ok
             if ok and last_ok:
                 continue  # the failure streak is already 0
@@ -300,14 +303,20 @@ class Dispatcher:
         if taken and self.guard is not None and not marks.report.paused:
             # The deliverability guard: refused sends, and sent emails whose bounces or complaints came
             # before this mark, may pause the campaign (in this transaction).
-            marks.report.paused = self.guard.after_record(conn, campaign_id, _delivery_ids(taken), failed)
+            marks.report.paused = self.guard.after_record(conn, campaign_id, recorded, failed)
 
     def _record_outcomes(
-        self, conn: Connection, sending: Sending, batch: Batch, outcomes: list[Outcome], report: Tally
+        self,
+        conn: Connection,
+        sending: Sending,
+        batch: Batch,
+        outcomes: list[Outcome],
+        report: Tally,
+        recorded: list[int],
     ) -> bool:
-        """Mark one batch's rows by their outcomes; True when all were sent. (The request's intent stays
-        until the dispatch ends, `finish_claim`: a recovery finds its rows no longer `sending` and passes
-        over it; rows that may have arrived take the request's id, `mark_unknown`.)"""
+        """Mark one batch's rows by their outcomes (their ids added to `recorded`); True when all were sent.
+        (The request's intent stays until the dispatch ends, `finish_claim`: a recovery finds its rows no
+        longer `sending` and passes over it; rows that may have arrived take the request's id, `mark_unknown`.)"""
         ids_by: dict[tuple[str, str, str, bool], list[int]] = {}
         kinds = set(map(_OUTCOME_KIND, outcomes))
         if len(kinds) == 1:  # the usual case: a batch's recipients share their request's fate
@@ -318,6 +327,7 @@ class Dispatcher:
         now = self.clock()
         store = self.store
         for (status, message_id, error, ambiguous), ids in ids_by.items():
+            recorded.extend(ids)
             detail = message_id or error
             if status == SENT:
                 count = store.mark_sent(conn, ids, detail, now)
@@ -372,17 +382,17 @@ class _Marks:
 
 
 def _warm_up(
-    guard: Guard, groups: dict[tuple[str, str, str], list[Recipient]], now: datetime, zone: str
+    guard: Guard,
+    groups: dict[tuple[str, str, str], list[Recipient]],
+    ids: list[int],
+    now: datetime,
+    zone: str,
 ) -> dict[tuple[str, str, str], list[Recipient]]:
-    """The recipients that fit the warm-up's caps now (`warmup.admit`, fleet-wide); the others were put back
-    in the queue for the next window, in the ledger."""
-    ids = [int(r.delivery_id) for group in groups.values() for r in group]
+    """The recipients (`ids`: theirs) that fit the warm-up's caps now (`warmup.admit`, fleet-wide), a deferred
+    one's next window outside the quiet hours of `zone`; the others were put back in the queue for that
+    window, in the ledger."""
     admitted = guard.admit(ids, now, zone)
     if len(admitted) == len(ids):
         return groups
     kept = {key: [r for r in group if int(r.delivery_id) in admitted] for key, group in groups.items()}
     return {key: group for key, group in kept.items() if group}
-
-
-def _delivery_ids(taken: list[tuple[Batch, list[Outcome]]]) -> list[int]:
-    return [int(outcome.delivery_id) for _, outcomes in taken for outcome in outcomes]

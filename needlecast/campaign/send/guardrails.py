@@ -50,9 +50,9 @@ from needlecast.campaign.send import warmup
 from needlecast.campaign.send.state import ACTIVE, PAUSED
 from needlecast.config.deliverability import MIN_WINDOW, DeliverabilitySettings
 from needlecast.store import guardwindow
-from needlecast.store.delivery import DeliveryStore
-from needlecast.store.helpers import chunked, utcnow
-from needlecast.store.schema import campaign_state, deliveries, events
+from needlecast.store.delivery import DeliveryStore, delivery_store
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import campaign_state
 
 log = logging.getLogger("needlecast.guardrails")
 
@@ -160,11 +160,7 @@ def check_after_events(
 ) -> dict[str, Trip]:
     """Check the campaigns of these deliveries (those of the bounces, complaints and drops just applied);
     the campaigns it paused, with their threshold."""
-    campaigns: set[str] = set()
-    for chunk in chunked(sorted(set(delivery_ids)), 5000):
-        campaigns |= set(
-            conn.execute(select(deliveries.c.campaign_id).distinct().where(deliveries.c.id.in_(chunk))).scalars()
-        )
+    campaigns = delivery_store(conn).campaigns_of(conn, sorted(set(delivery_ids)))
     paused = {}
     for campaign_id in sorted(campaigns):
         trip = check_campaign(conn, campaign_id, settings)
@@ -173,14 +169,11 @@ def check_after_events(
     return paused
 
 
-def events_came_first(conn: Connection, delivery_ids: list[int]) -> bool:
+def events_came_first(store: DeliveryStore, conn: Connection, delivery_ids: list[int]) -> bool:
     """Whether any of these emails, just recorded as sent, already has a bounce, complaint or drop: its event
-    arrived while the row was still `sending`, outside the window, so the dispatcher checks the campaign."""
-    for chunk in chunked(delivery_ids, 5000):
-        query = select(events.c.id).where(events.c.delivery_id.in_(chunk), events.c.kind.in_(sorted(BAD_KINDS)))
-        if conn.execute(query.limit(1)).first() is not None:
-            return True
-    return False
+    arrived while the row was still `sending`, outside the window, so the dispatcher checks the campaign.
+    Asked for every round the dispatcher records, so the store binds the ids as one parameter."""
+    return store.has_events_of(conn, delivery_ids, BAD_KINDS)
 
 
 def after_events(settings: DeliverabilitySettings) -> Callable[[Connection, list[tuple[int | None, str]]], None]:
@@ -267,7 +260,7 @@ class DispatchGuard:
     def after_record(self, conn: Connection, campaign_id: str, recorded: list[int], failed: bool) -> str:
         """After the dispatcher recorded these emails' outcomes (`failed`: some were refused): check the
         campaign when refused sends or early events may have moved its figures; why it paused, or ''."""
-        if not failed and not events_came_first(conn, recorded):
+        if not failed and not events_came_first(self.store, conn, recorded):
             return ""
         trip = check_campaign(conn, campaign_id, self.settings)
         return trip.sentence() if trip is not None else ""

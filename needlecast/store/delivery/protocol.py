@@ -16,7 +16,7 @@ Contract (both implementations, pinned by tests/test_delivery_store.py):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,6 +159,15 @@ class DeliveryStore(Protocol):
 
     def has_events_after(self, conn: Connection, campaign_id: str, at: datetime) -> bool:
         """Whether the campaign has events for emails recorded as sent after `at`."""
+        ...
+
+    def has_events_of(self, conn: Connection, delivery_ids: Sequence[int], kinds: Iterable[str]) -> bool:
+        """Whether any of these rows has a stored event of one of `kinds` (the deliverability guard asks it
+        for every round of outcomes the dispatcher records: the ids travel as one parameter)."""
+        ...
+
+    def campaigns_of(self, conn: Connection, delivery_ids: Sequence[int]) -> set[str]:
+        """The campaigns these rows belong to (the ids travel as one parameter)."""
         ...
 
     def unknown_requests_of(self, conn: Connection, delivery_ids: Sequence[int]) -> list[str]:

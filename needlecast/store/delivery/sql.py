@@ -8,7 +8,7 @@ reads its rows back, and how writers take turns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from itertools import chain
@@ -30,7 +30,7 @@ from needlecast.store.delivery.protocol import (
     RequestEvidence,
 )
 from needlecast.store.delivery.sending import SendingState
-from needlecast.store.driver import ids_from_text, ids_in, ids_value, marker, time_value
+from needlecast.store.driver import ids_from_text, ids_in, ids_value, marker, time_value, values_in, values_value
 from needlecast.store.helpers import utcnow
 from needlecast.store.schema import deliveries, delivery_queue, events
 
@@ -288,6 +288,23 @@ class SqlDeliveryStore(SendingState):
         ).first()
         return later is not None
 
+    def has_events_of(self, conn: Connection, delivery_ids: Sequence[int], kinds: Iterable[str]) -> bool:
+        if not delivery_ids:
+            return False
+        found = conn.exec_driver_sql(
+            f"SELECT 1 FROM events WHERE {ids_in(conn, 'delivery_id')} AND {values_in(conn, 'kind')} LIMIT 1",
+            (ids_value(conn, delivery_ids), values_value(conn, sorted(kinds))),
+        ).first()
+        return found is not None
+
+    def campaigns_of(self, conn: Connection, delivery_ids: Sequence[int]) -> set[str]:
+        if not delivery_ids:
+            return set()
+        rows = conn.exec_driver_sql(
+            f"SELECT DISTINCT campaign_id FROM deliveries WHERE {ids_in(conn, 'id')}", (ids_value(conn, delivery_ids),)
+        )
+        return {str(row[0]) for row in rows}
+
     def unknown_requests_of(self, conn: Connection, delivery_ids: Sequence[int]) -> list[str]:
         m = marker(conn)
         rows = conn.exec_driver_sql(
@@ -298,13 +315,9 @@ class SqlDeliveryStore(SendingState):
         return [str(row[0]) for row in rows]
 
     def settle_rows_with_events(self, conn: Connection, delivery_ids: Sequence[int]) -> int:
-        return int(
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == UNKNOWN)
-                .values(status=SENT, error="settled from provider events", updated_at=utcnow())
-            ).rowcount
-        )
+        if not delivery_ids:
+            return 0
+        return self.set_status(conn, delivery_ids, UNKNOWN, {"status": SENT, "error": "settled from provider events"})
 
     def settle_campaign_by_events(self, conn: Connection, campaign_id: str) -> int:
         accepted = exists().where(events.c.delivery_id == deliveries.c.id)

@@ -34,6 +34,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.conditions import Facts, all_hold
+from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, leave
 from needlecast.campaign.journeys.model import (
     BranchNode,
     ExitNode,
@@ -62,7 +63,6 @@ log = logging.getLogger("needlecast.campaign.journeys")
 ROUND_SIZE = 50_000  # due positions read and advanced per round
 MAX_ROUNDS = 10_000  # a safety net only: without goto cycles, rounds end when nothing is due
 NO_CONTENT = "no content for their concern"
-END_OF_JOURNEY = "end of the journey"
 
 
 @dataclass
@@ -290,9 +290,9 @@ def _leave_early(
         reason = reason or _exit_rule(campaign, people, facts, position)
         if reason:
             exited.append((position, reason))
-    report.converted += store.leave(conn, campaign.id, converted, CONVERTED, now)
+    report.converted += leave(conn, journey, campaign.id, converted, CONVERTED, now)
     report.left.update(reason for _, reason in exited)
-    store.leave(conn, campaign.id, exited, EXITED, now)
+    leave(conn, journey, campaign.id, exited, EXITED, now)
     if campaign.kind == SEQUENCE:
         store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in exited}, now)
 
@@ -469,7 +469,7 @@ def _apply(
     report.moved += store.move(conn, campaign.id, moves, now)
     for state in (DONE, EXITED, CONVERTED):
         rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
-        left = store.leave(conn, campaign.id, rows, state, now)
+        left = leave(conn, journey, campaign.id, rows, state, now)
         if left:
             report.left.update(reason for _, reason in rows)
         if left and state == EXITED and campaign.kind == SEQUENCE:

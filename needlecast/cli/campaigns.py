@@ -64,6 +64,15 @@ def plan(
         for row in item.emails:
             shown.add_row(row["day"], row["step"], row["variant"], row["arm"] or "-", str(row["recipients"]))
         console.print(shown)
+        if item.forecast:
+            expected = table(
+                f"  expected emails per day and node (journey engine, next {days} days)",
+                ["day (UTC)", "node", "emails"],
+                right=("emails",),
+            )
+            for row in item.forecast:
+                expected.add_row(row["day"], row["node"], ("at most " if row["at_most"] else "") + str(row["emails"]))
+            console.print(expected)
         console.print(
             "  content: " + "; ".join(f"step {step}: {article}" for step, article in item.articles.items()),
             highlight=False,

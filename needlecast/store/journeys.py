@@ -16,6 +16,7 @@ Contract:
   with `state` (done | exited | converted); how many left.
 - `hold_back(conn, campaign_id, held)`: the emails of people who left, still queued and never claimed, are
   skipped with the reason in words ("left the journey: booked"), in the caller's transaction (the exit's).
+- `queued_emails(conn, campaign_id, until)`: the journey's queued emails due by `until` (the forecast's).
 - `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
 - Sequences (run as journeys): `unadopted_enrolments` lists the enrolments a sequence made before it ran
   as a journey and that have no position yet; `record_enrolments` / `record_exits` keep the enrolments
@@ -419,3 +420,13 @@ def hold_back(conn: Connection, campaign_id: str, held: Sequence[tuple[int, Sequ
     if rest:  # still queued: listed again (their entries were taken above); ours are skipped now
         delivery_store(conn).requeue(conn, {}, ids=rest, only_from=QUEUED)
     return held_back
+
+
+def queued_emails(conn: Connection, campaign_id: str, until: datetime) -> list[tuple[str, datetime, int]]:
+    """The journey's emails still queued in the ledger and due by `until`: (step id, due, how many)."""
+    query = (
+        select(deliveries.c.step_id, deliveries.c.due_at, func.count())
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == QUEUED, deliveries.c.due_at <= until)
+        .group_by(deliveries.c.step_id, deliveries.c.due_at)
+    )
+    return [(str(r[0]), r[1], int(r[2])) for r in conn.execute(query)]

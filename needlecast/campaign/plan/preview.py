@@ -150,6 +150,8 @@ def _sequence_plan(
     plan.candidates = enrolling.candidates
     stops = _stopping_notes(ctx, campaign, find_state(conn, campaign.id))  # a draft, paused, cancelled
     plan.notes = _winner_notes(conn, campaign) + stops + plan.notes
+    if plan.forecast is None or plan.forecast.empty:
+        plan.notes.append(_sequence_nothing(campaign, plan, view.started_at))
     return plan
 
 

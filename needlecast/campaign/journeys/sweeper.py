@@ -3,7 +3,7 @@
 One sweep of a journey, at `now`:
 1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`);
 2. early leaves: whoever reached the goal converts, wherever they are; whoever is suppressed, withdrew
-   consent or was erased exits, with that reason;
+   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`);
 3. wait-untils: whoever is waiting for an event or an engagement that happened since they arrived goes on;
 4. rounds: the due positions, node by node, each node's people at once: a send enqueues their emails in the
    ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever moves to

@@ -13,11 +13,15 @@ from sqlalchemy import Engine, select
 
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.model import Step
+from needlecast.campaign.journeys.forecast import forecast
+from needlecast.campaign.journeys.straight import straight_line
 from needlecast.campaign.plan.planner import Planner
 from needlecast.campaign.send.runner import RunReport
 from needlecast.config import Workspace
 from needlecast.readmodels.plans import plan_preview
 from needlecast.store.delivery import delivery_store
+from needlecast.store.journeys import Position
 from needlecast.store.schema import deliveries
 from tests.journey_helpers import NOW, SIGNOFF, journey_workspace, store, sweep, write_journey
 
@@ -120,3 +124,13 @@ def test_a_splits_forecast_is_the_cohorts_the_sweeper_then_sends(ws: Workspace) 
     assert {(day, node): n for day, node, n, _ in forecast} == dict(sent)
     assert sorted(node for _, node, _, _ in forecast) == ["a", "b"] and not any(m for *_, m in forecast)
     assert sum(n for _, _, n, _ in forecast) == 6
+
+
+def test_every_person_is_walked_however_many_distinct_moments_there_are() -> None:
+    steps = [Step("welcome", "t", index=0), Step("deep", "t", delay=timedelta(days=3), index=1)]
+    steps.append(Step("consult", "t", delay=timedelta(days=7), index=2))
+    entered = [NOW - timedelta(seconds=i) for i in range(30_000)]  # 30,000 walks of several steps each
+    waiting = [Position(i, 1, "wait-2", at, at + timedelta(days=3), at) for i, at in enumerate(entered)]
+    rows = forecast("seq", straight_line(steps), waiting, [], NOW, NOW + timedelta(days=30))
+    assert rows.groupby("node")["emails"].sum().to_dict() == {"deep": 30_000, "consult": 30_000}
+    assert not rows["at_most"].any()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from needlecast.campaign.journeys.timing import arrival_due, utc
 from needlecast.store.journeys import Position
 
 FORECAST_COLUMNS = ["node", "due_at", "emails", "at_most", "queued"]
-_MAX_STEPS = 100_000  # a safety net per forecast: walks end at the horizon (cycles without a wait are refused)
+_MAX_HOPS = 10_000  # a safety net per walk: walks end at the horizon (cycles without a wait are refused at load)
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class _Walk:
     ids: tuple[int, ...]
     at_most: bool
     acting: bool = False  # True: `at` is when the node acts (a position read with its due moment)
+    hops: int = 0  # steps walked so far
 
 
 def forecast(
@@ -78,10 +79,10 @@ def forecast(
         groups.setdefault((p.node, max(utc(p.due_at), now), utc(p.entered_at)), []).append(p.contact_id)
     stack = [_Walk(node, at, entered, tuple(ids), False, True) for (node, at, entered), ids in groups.items()]
     walker = _Walker(campaign_id, journey, people or {}, zone_name, now, horizon, counts)
-    steps = 0
-    while stack and steps < _MAX_STEPS:
-        stack.extend(walker.step(stack.pop()))
-        steps += 1
+    while stack:
+        walk = stack.pop()
+        if walk.hops < _MAX_HOPS:
+            stack.extend(walker.step(walk))
     rows = [(node, at, n, at_most, was_queued) for (node, at, at_most, was_queued), n in counts.items() if n]
     frame = pd.DataFrame(rows, columns=FORECAST_COLUMNS)
     return frame.sort_values(["due_at", "node", "at_most", "queued"], ignore_index=True)
@@ -110,7 +111,7 @@ class _Walker:
         if isinstance(node, ExitNode):
             return []
         if isinstance(node, WaitUntilNode):
-            happened = _Walk(walk.node, max(walk.at - node.timeout, self.now), walk.entered, walk.ids, walk.at_most)
+            happened = replace(walk, at=max(walk.at - node.timeout, self.now))  # as if it came at once
             return self._next(walk, node.on_timeout, at_most=True) + self._next(happened, node.next, at_most=True)
         if isinstance(node, BranchNode):
             targets = dict.fromkeys([*(p.target for p in node.paths), node.next])
@@ -122,7 +123,7 @@ class _Walker:
     def _next(self, walk: _Walk, target: str, *, at_most: bool = False) -> list[_Walk]:
         if not target:
             return []
-        return [_Walk(target, walk.at, walk.entered, walk.ids, walk.at_most or at_most)]
+        return [_Walk(target, walk.at, walk.entered, walk.ids, walk.at_most or at_most, False, walk.hops + 1)]
 
     def _split(self, walk: _Walk, node: SplitNode) -> list[_Walk]:
         cohorts: dict[str, list[int]] = {}
@@ -154,8 +155,8 @@ class _Walker:
 
 
 def _with(walk: _Walk, ids: list[int]) -> _Walk:
-    return _Walk(walk.node, walk.at, walk.entered, tuple(ids), walk.at_most, walk.acting)
+    return _Walk(walk.node, walk.at, walk.entered, tuple(ids), walk.at_most, walk.acting, walk.hops)
 
 
 def _acting(walk: _Walk, at: datetime) -> _Walk:
-    return _Walk(walk.node, at, walk.entered, walk.ids, walk.at_most, True)
+    return _Walk(walk.node, at, walk.entered, walk.ids, walk.at_most, True, walk.hops + 1)

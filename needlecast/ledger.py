@@ -52,9 +52,10 @@ from needlecast.store.helpers import utcnow
 
 # Every move a row can make (the store's statements make no other): a row is handed to a backend only from
 # `sending`, which only a claim enters; `unknown` leaves only when settled from events, proved lost, or on a
-# person's request; `queued` rows of a cancelled campaign are cancelled.
+# person's request; `queued` rows of a cancelled campaign are cancelled; a journey's `queued` rows are skipped
+# when their person leaves it before they are claimed (`store.journeys.hold_back`).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({SENDING, CANCELLED}),
+    QUEUED: frozenset({SENDING, CANCELLED, SKIPPED}),  # skipped: held back when its person left a journey
     SENDING: frozenset({SENT, FAILED, UNKNOWN, SKIPPED, QUEUED}),
     UNKNOWN: frozenset({SENT, QUEUED}),
     SENT: frozenset(),

@@ -129,6 +129,12 @@ def _run(ws: Workspace, engine: Engine, sweeper: Callable[[datetime], None]) -> 
     return emails, {int(c): r for c, r in exits if r}
 
 
+def _held_back(emails: set[tuple], booked: int) -> set[tuple]:
+    """The former engine's emails as the journey engine leaves them: the booked person's emails still queued
+    when they booked (no sender runs in this scenario) are held back, where the former engine let them go."""
+    return {(s, c, d, "skipped" if c == booked and status == "queued" else status) for s, c, d, status in emails}
+
+
 def _booked(engine: Engine, contact_id: int) -> None:
     with engine.begin() as conn:
         if conn.execute(select(contact_events.c.id).where(contact_events.c.source_id == "b1")).first():
@@ -196,7 +202,7 @@ def test_an_existing_sequence_sends_the_same_emails_at_the_same_moments_as_befor
     _other_campaign_email(engine, lead_ids(engine)["lead4"], OTHER_SENT_AT)
     before, exits_before = _run(ws, engine, lambda now: _former_sweep(ws, engine, now))
     after, exits_after = _run(ws, engine, lambda now: _journey_sweep(ws, engine, now))
-    assert after == before
+    assert after == _held_back(before, lead_ids(engine)["lead1"])
     assert exits_after == exits_before == {lead_ids(engine)["lead1"]: "event booked"}
     # What the scenario holds, so that the equality above is not vacuous:
     ids = lead_ids(engine)
@@ -219,7 +225,7 @@ def test_a_sequence_the_former_engine_was_running_goes_on_without_a_second_email
         (_former_sweep if now < switch else _journey_sweep)(ws, engine, now)
 
     emails, exits = _run(ws, engine, switched)
-    assert emails == reference and exits == reference_exits
+    assert emails == _held_back(reference, lead_ids(engine)["lead1"]) and exits == reference_exits
     with engine.connect() as conn:
         keys = conn.execute(
             select(deliveries.c.step_id, deliveries.c.contact_id).where(deliveries.c.campaign_id == "seq")

@@ -56,14 +56,24 @@ def plan(
     for problem in preview.problems:
         console.print(f"[red]not planned:[/] {escape(problem)}", highlight=False)
     for item in preview.campaigns:
-        shown = table(
-            f"{item.id} ({item.kind}, segment {item.segment}): {item.total} email(s) in the next {days} days",
-            ["day (UTC)", "step", "variant", "arm", "recipients"],
-            right=("recipients",),
-        )
-        for row in item.emails:
-            shown.add_row(row["day"], row["step"], row["variant"], row["arm"] or "-", str(row["recipients"]))
-        console.print(shown)
+        if item.kind == "journey" or (item.kind == "sequence" and not item.emails):  # the journey engine's forecast
+            expected = table(
+                f"{item.id} ({item.kind}, segment {item.segment}): expected emails per day and node, next {days} days",
+                ["day (UTC)", "node", "emails"],
+                right=("emails",),
+            )
+            for row in item.forecast:
+                expected.add_row(row["day"], row["node"], ("at most " if row["at_most"] else "") + str(row["emails"]))
+            console.print(expected)
+        else:
+            shown = table(
+                f"{item.id} ({item.kind}, segment {item.segment}): {item.total} email(s) in the next {days} days",
+                ["day (UTC)", "step", "variant", "arm", "recipients"],
+                right=("recipients",),
+            )
+            for row in item.emails:
+                shown.add_row(row["day"], row["step"], row["variant"], row["arm"] or "-", str(row["recipients"]))
+            console.print(shown)
         console.print(
             "  content: " + "; ".join(f"step {step}: {article}" for step, article in item.articles.items()),
             highlight=False,

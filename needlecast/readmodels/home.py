@@ -45,6 +45,7 @@ from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.overview import BROKEN, DRAFT, Overview, campaign_overviews
 from needlecast.campaign.plan.preview import build_plans
+from needlecast.campaign.plan.rules import Plan
 from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
@@ -196,6 +197,9 @@ def _planned(
     plans = build_plans(workspace, engine, None, days_ahead, now, audience=frames)
     for plan in plans.plans:
         campaign = plan.campaign
+        if campaign.id in live and plan.forecast is not None:
+            _forecast_days(days, plan, zone, first, last)
+            continue
         if campaign.id not in live or plan.emails.empty:
             continue
         queued = plan.emails[plan.emails["status"] == "queued"]
@@ -414,3 +418,17 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
         Step("schedule", "Schedule it", live, campaign_page, "Pick the moment; the console sends it then."),
     ]
     return FirstRun(not (details and people > 0 and live), steps)
+
+
+def _forecast_days(days: dict[date, list[Entry]], plan: Plan, zone: ZoneInfo, first: date, last: date) -> None:
+    """A journey's or a sequence's expected emails per day (the journey engine's forecast): only the counts it
+    is sure of (an upper bound after a wait-until or a branch would overstate the calendar)."""
+    rows = plan.forecast
+    if rows is None or rows.empty:
+        return
+    sure = rows[~rows["at_most"].astype(bool)]
+    local = pd.to_datetime(sure["due_at"], utc=True).dt.tz_convert(zone).dt.date
+    kind = JOURNEY if plan.campaign.kind == JOURNEY else "sequence"
+    for day, count in sure["emails"].groupby(local).sum().items():
+        if first <= day <= last and count:
+            days.setdefault(day, []).append(Entry(kind, int(count), plan.campaign.id, plan.campaign.name, None))

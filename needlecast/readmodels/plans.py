@@ -8,6 +8,8 @@ enrolments, the exclusions and deferrals by reason, the notes (A/B winners, a ca
 new is planned) and the article each step draws on; when every campaign is planned, the campaign files that do
 not load are `problems` (one asked for by id is its error: `NotFound` for an unknown id). With `csv`, every
 planned email (with its address: the file is for the team) is written there and `csv_emails` says how many.
+A journey's or a sequence's plan is the journey engine's `forecast`: its expected emails per day and send
+node from where people are now (`at_most` marks an upper bound).
 The console's campaign page, the API's plan and the command line's `plan` all read this one preview.
 """
 
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Engine
 
 from needlecast.audience.frame_cache import FrameCache
@@ -39,6 +42,8 @@ class CampaignPlan:
     deferred: dict[str, int] = field(default_factory=dict)  # sent later, by reason
     notes: list[str] = field(default_factory=list)  # what would stop or hold it (`wording.Note`s)
     articles: dict[str, str] = field(default_factory=dict)  # step -> the article it draws on
+    # journeys and sequences: day, node, emails expected, at_most (an upper bound), from the journey engine
+    forecast: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -55,6 +60,7 @@ class CampaignPlan:
             "deferred": self.deferred,
             "notes": self.notes,
             "articles": self.articles,
+            "forecast": self.forecast,
         }
 
 
@@ -64,6 +70,20 @@ class PlanPreview:
     campaigns: list[CampaignPlan] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # campaign files that did not load, with their fix
     csv_emails: int | None = None  # emails written to the CSV, when one was asked for
+
+
+def forecast_rows(rows: pd.DataFrame | None, time_zone: str) -> list[dict[str, Any]]:
+    """A journey's forecast (`journeys.forecast`) as emails per day (in `time_zone`) and send node, in day
+    order; `at_most` when the count is an upper bound (after a wait-until or a branch)."""
+    if rows is None or rows.empty:
+        return []
+    days = pd.to_datetime(rows["due_at"], utc=True).dt.tz_convert(time_zone).dt.strftime("%Y-%m-%d")
+    by_day = rows.assign(day=days).groupby(["day", "node"], sort=False)  # the rows come in moment order
+    grouped = by_day.agg(emails=("emails", "sum"), at_most=("at_most", "any"))
+    return [
+        {"day": str(day), "node": str(node), "emails": int(r.emails), "at_most": bool(r.at_most)}
+        for (day, node), r in grouped.iterrows()
+    ]
 
 
 def plan_preview(
@@ -101,6 +121,7 @@ def plan_preview(
             {reason: int(count) for reason, count in item.deferred.items()},
             list(item.notes),
             step_articles(ctx, item.campaign),
+            forecast_rows(item.forecast, time_zone),
         )
         for item in result.plans
     ]

@@ -14,6 +14,9 @@ Contract:
   many moved.
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
   with `state` (done | exited | converted); how many left.
+- `hold_back(conn, campaign_id, held)`: the emails of people who left, still queued and never claimed, are
+  skipped with the reason in words ("left the journey: booked"), in the caller's transaction (the exit's).
+- `queued_emails(conn, campaign_id, until)`: the journey's queued emails due by `until` (the forecast's).
 - `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
 - Sequences (run as journeys): `unadopted_enrolments` lists the enrolments a sequence made before it ran
   as a journey and that have no position yet; `record_enrolments` / `record_exits` keep the enrolments
@@ -28,10 +31,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from needlecast.store.schema import appointments, deliveries, enrolments, events, journey_versions, signup_requests
+from needlecast.store.delivery import QUEUED, SKIPPED, delivery_store
+from needlecast.store.driver import ids_from_text
+from needlecast.store.helpers import utcnow
+from needlecast.store.schema import (
+    appointments,
+    deliveries,
+    delivery_queue,
+    enrolments,
+    events,
+    journey_versions,
+    signup_requests,
+)
 from needlecast.store.schema import journey_positions as positions
 
 ACTIVE, DONE, EXITED, CONVERTED = "active", "done", "exited", "converted"
@@ -160,6 +174,23 @@ def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str
     )
     params = [{**_params(campaign_id, p), "b_reason": reason[:120]} for p, reason in rows]
     return _changed(conn.execute(statement, params).rowcount, params)
+
+
+def left_now(
+    conn: Connection, campaign_id: str, rows: Sequence[Position], state: str, now: datetime
+) -> set[tuple[int, int]]:
+    """Which of these positions (contact, entry) left with `state` at `now` (what `leave` changed)."""
+    contacts = sorted({p.contact_id for p in rows})
+    found: set[tuple[int, int]] = set()
+    for start in range(0, len(contacts), _CHUNK):
+        query = select(positions.c.contact_id, positions.c.entry).where(
+            positions.c.campaign_id == campaign_id,
+            positions.c.state == state,
+            positions.c.left_at == now,
+            positions.c.contact_id.in_(contacts[start : start + _CHUNK]),
+        )
+        found |= {(int(c), int(e)) for c, e in conn.execute(query)}
+    return found & {(p.contact_id, p.entry) for p in rows}
 
 
 def _changed(rowcount: int, params: list[dict[str, Any]]) -> int:
@@ -343,3 +374,59 @@ def record_exits(conn: Connection, campaign_id: str, reasons: dict[int, str], no
         .values(exited_at=now, exit_reason=bindparam("b_reason"))
     )
     conn.execute(statement, [{"b_contact": c, "b_reason": r[:64]} for c, r in reasons.items()])
+
+
+def hold_back(conn: Connection, campaign_id: str, held: Sequence[tuple[int, Sequence[str], str]]) -> int:
+    """Hold back the journey's emails still queued (never claimed) for each (contact, ledger step ids, reason):
+    they become `skipped` with the reason, and leave the delivery queue, in the caller's transaction; how many.
+
+    Never racing a sender: a row a sender claimed is `sending` (or later) and is left alone. The queue entries
+    listing the rows are taken first (a sender takes an entry before its rows, so taking entries before rows
+    keeps the lock order a sender keeps); the rest of those entries' rows, still queued, are listed again.
+    """
+    wanted = {(contact_id, step): reason for contact_id, steps, reason in held for step in steps}
+    if not wanted:
+        return 0
+    contacts = sorted({c for c, _ in wanted})
+    found: list[tuple[int, datetime, str]] = []
+    for start in range(0, len(contacts), _CHUNK):
+        query = select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.step_id, deliveries.c.due_at).where(
+            deliveries.c.campaign_id == campaign_id,
+            deliveries.c.status == QUEUED,
+            deliveries.c.contact_id.in_(contacts[start : start + _CHUNK]),
+        )
+        found += [(int(i), d, wanted[(int(c), s)]) for i, c, s, d in conn.execute(query) if (int(c), s) in wanted]
+    if not found:
+        return 0
+    listed: list[int] = []
+    dues = sorted({d for _, d, _ in found})
+    for start in range(0, len(dues), _CHUNK):
+        taken = conn.execute(
+            delete(delivery_queue)
+            .where(delivery_queue.c.campaign_id == campaign_id)
+            .where(delivery_queue.c.due_at.in_(dues[start : start + _CHUNK]))
+            .returning(delivery_queue.c.delivery_ids)
+        )
+        for (value,) in taken:
+            listed += ids_from_text(value) if isinstance(value, str) else [int(v) for v in value]
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("b_id"), deliveries.c.status == QUEUED)
+        .values(status=SKIPPED, error=bindparam("b_reason"), updated_at=utcnow())
+    )
+    params = [{"b_id": row_id, "b_reason": reason} for row_id, _, reason in found]
+    held_back = _changed(conn.execute(statement, params).rowcount, params)
+    rest = sorted(set(listed) - {row_id for row_id, _, _ in found})
+    if rest:  # still queued: listed again (their entries were taken above); ours are skipped now
+        delivery_store(conn).requeue(conn, {}, ids=rest, only_from=QUEUED)
+    return held_back
+
+
+def queued_emails(conn: Connection, campaign_id: str, until: datetime) -> list[tuple[str, datetime, int]]:
+    """The journey's emails still queued in the ledger and due by `until`: (step id, due, how many)."""
+    query = (
+        select(deliveries.c.step_id, deliveries.c.due_at, func.count())
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.status == QUEUED, deliveries.c.due_at <= until)
+        .group_by(deliveries.c.step_id, deliveries.c.due_at)
+    )
+    return [(str(r[0]), r[1], int(r[2])) for r in conn.execute(query)]

@@ -7,7 +7,9 @@
 - `entries`: who starts a journey now, and with which entry number;
 - `sweeper`: the one job that advances every journey's due positions, in set operations, exactly once;
 - `edits`: what a change of a live journey does to the people waiting, moving them; check and repair;
-- `outlook`: what `needlecast plan` says of a journey (the people at each node, and who is due).
+- `leaving`: a person leaves, and their emails still queued are held back with the reason, in one transaction;
+- `forecast`: each send node's expected emails per day from where people are now (upper bounds said);
+- `outlook`: what `needlecast plan` says of a journey or a sequence (the forecast, the people at each node).
 
 Positions and versions live in the store (`needlecast.store.journeys`, migration 0014).
 """

@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from needlecast.audience.segments import attributes_of
 from needlecast.campaign.definition.model import Campaign
+from needlecast.campaign.journeys.leaving import leave
 from needlecast.campaign.journeys.model import Journey, Node, WaitNode, WaitUntilNode
 from needlecast.campaign.journeys.timing import arrival_due
 from needlecast.errors import InvalidRequest
@@ -127,7 +128,7 @@ def _move_out(
     journey = campaign.journey
     assert journey is not None
     if target == EXIT_MOVE:
-        return store.leave(conn, campaign.id, [(p, REMOVED_REASON) for p in positions], EXITED, now)
+        return leave(conn, journey, campaign.id, [(p, REMOVED_REASON) for p in positions], EXITED, now)
     node = journey.nodes[target]
     moves, gone = [], []
     for position in positions:
@@ -136,7 +137,7 @@ def _move_out(
             gone.append((position, f"no date in {getattr(node, 'until_date', '')}"))
         else:
             moves.append((position, target, due))
-    return store.move(conn, campaign.id, moves, now) + store.leave(conn, campaign.id, gone, EXITED, now)
+    return store.move(conn, campaign.id, moves, now) + leave(conn, journey, campaign.id, gone, EXITED, now)
 
 
 def _check_moves(campaign: Campaign, nodes: list[str], moves: Mapping[str, str]) -> None:

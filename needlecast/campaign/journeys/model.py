@@ -20,6 +20,7 @@ Kinds:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
@@ -251,6 +252,12 @@ def ledger_step(node_id: str, entry: int) -> str:
     step's), `node#N` for the Nth: the ledger's key (campaign, step, contact) is then (campaign, node, contact,
     entry), so a node sends once per entry whatever happens to the sweep."""
     return node_id if entry <= 1 else f"{node_id}#{entry}"
+
+
+def split_point(campaign_id: str, node_id: str, contact_id: int) -> int:
+    """A stable point in [0, 100) for a person at a split: the same every time, independent across splits (the
+    sweeper sorts people with it, the forecast predicts the same cohorts)."""
+    return int(hashlib.sha256(f"{campaign_id}|{node_id}|{contact_id}".encode()).hexdigest()[:8], 16) % 100
 
 
 def node_of_step(step_id: str) -> str:

@@ -3,7 +3,7 @@
 One sweep of a journey, at `now`:
 1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`);
 2. early leaves: whoever reached the goal converts, wherever they are; whoever is suppressed, withdrew
-   consent or was erased exits, with that reason;
+   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`);
 3. wait-untils: whoever is waiting for an event or an engagement that happened since they arrived goes on;
 4. rounds: the due positions, node by node, each node's people at once: a send enqueues their emails in the
    ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever moves to
@@ -17,7 +17,6 @@ none of it; two sweepers at once enqueue each email once, and only one of them m
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.conditions import Facts, all_hold
+from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, leave
 from needlecast.campaign.journeys.model import (
     BranchNode,
     ExitNode,
@@ -45,6 +45,7 @@ from needlecast.campaign.journeys.model import (
     WaitNode,
     WaitUntilNode,
     ledger_step,
+    split_point,
 )
 from needlecast.campaign.journeys.sendtimes import SendRules, send_times
 from needlecast.campaign.journeys.timing import arrival_due, utc
@@ -62,7 +63,6 @@ log = logging.getLogger("needlecast.campaign.journeys")
 ROUND_SIZE = 50_000  # due positions read and advanced per round
 MAX_ROUNDS = 10_000  # a safety net only: without goto cycles, rounds end when nothing is due
 NO_CONTENT = "no content for their concern"
-END_OF_JOURNEY = "end of the journey"
 
 
 @dataclass
@@ -290,9 +290,9 @@ def _leave_early(
         reason = reason or _exit_rule(campaign, people, facts, position)
         if reason:
             exited.append((position, reason))
-    report.converted += store.leave(conn, campaign.id, converted, CONVERTED, now)
+    report.converted += leave(conn, journey, campaign.id, converted, CONVERTED, now)
     report.left.update(reason for _, reason in exited)
-    store.leave(conn, campaign.id, exited, EXITED, now)
+    leave(conn, journey, campaign.id, exited, EXITED, now)
     if campaign.kind == SEQUENCE:
         store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in exited}, now)
 
@@ -365,9 +365,7 @@ def _events_arrived(
     _apply(conn, campaign, journey, plan, people, (), now, report)
 
 
-def _split_point(campaign_id: str, node_id: str, contact_id: int) -> int:
-    """A stable point in [0, 100) for a person at a split: the same every time, independent across splits."""
-    return int(hashlib.sha256(f"{campaign_id}|{node_id}|{contact_id}".encode()).hexdigest()[:8], 16) % 100
+_split_point = split_point  # its former name (tests/test_journeys.py reads it)
 
 
 def _decide(
@@ -386,7 +384,7 @@ def _decide(
             plan.moves.extend(_branch(node, group, people, facts, now))
         elif isinstance(node, SplitNode):
             for position in group:
-                point, edge = _split_point(campaign.id, node.id, position.contact_id), 0
+                point, edge = split_point(campaign.id, node.id, position.contact_id), 0
                 for path in node.paths:
                     edge += path.percent
                     if point < edge:
@@ -469,7 +467,7 @@ def _apply(
     report.moved += store.move(conn, campaign.id, moves, now)
     for state in (DONE, EXITED, CONVERTED):
         rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
-        left = store.leave(conn, campaign.id, rows, state, now)
+        left = leave(conn, journey, campaign.id, rows, state, now)
         if left:
             report.left.update(reason for _, reason in rows)
         if left and state == EXITED and campaign.kind == SEQUENCE:

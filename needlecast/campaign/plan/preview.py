@@ -22,7 +22,7 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
-from needlecast.campaign.definition.model import BROADCAST, JOURNEY, Campaign
+from needlecast.campaign.definition.model import BROADCAST, JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys.outlook import journey_plan
 from needlecast.campaign.plan.rules import (
     EXCLUDED_ALREADY,
@@ -75,9 +75,12 @@ def build_plans(
         zones = audience_zones(conn)
         for campaign in campaigns:
             if campaign.kind == JOURNEY:  # no list of emails: each person follows their own path
-                result.plans.append(journey_plan(conn, campaign, now, horizon))
+                result.plans.append(journey_plan(conn, campaign, now, horizon, people=frame))
                 continue
             view = load_ledger_view(conn, campaign.id, now, event_types=campaign.event_types)
+            if campaign.kind == SEQUENCE and campaign.journey is not None:  # run by the journey engine
+                result.plans.append(_sequence_plan(ctx, conn, campaign, frame, view, now, horizon))
+                continue
             warm_note = ""
             if campaign.kind == BROADCAST:
                 members = audience.segment(conn, ctx.segments[campaign.segment], now) if audience else None
@@ -127,6 +130,29 @@ def build_plans(
                 )
             result.plans.append(plan)
     return result
+
+
+def _sequence_plan(
+    ctx: CampaignContext,
+    conn: Connection,
+    campaign: Campaign,
+    frame: pd.DataFrame,
+    view: Any,
+    now: datetime,
+    horizon: datetime,
+) -> Plan:
+    """A sequence's plan from the journey engine's forecast (`journeys.outlook`): the people it would enrol now
+    (its `enrol:` rule, as the sweeper applies it) walk it beside those already in it."""
+    enrolling = plan_sequence(
+        ctx, campaign, frame, view.enrolled, view.keys, view.history, now, view.started_at or now, now, view.events
+    )
+    plan = journey_plan(conn, campaign, now, horizon, people=frame, newcomers=enrolling.new_enrolments)
+    plan.candidates = enrolling.candidates
+    stops = _stopping_notes(ctx, campaign, find_state(conn, campaign.id))  # a draft, paused, cancelled
+    plan.notes = _winner_notes(conn, campaign) + stops + plan.notes
+    if plan.forecast is None or plan.forecast.empty:
+        plan.notes.append(_sequence_nothing(campaign, plan, view.started_at))
+    return plan
 
 
 def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) -> tuple[pd.DataFrame, str]:

@@ -86,6 +86,8 @@ class Plan:
     exits: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # why it plans nothing, what will stop it (for `plan`)
     candidates: int = 0  # sequences: segment members the enrol rule was applied to
+    # journeys and sequences: the journey engine's expected emails per send node and moment (`journeys.forecast`)
+    forecast: pd.DataFrame | None = None
 
 
 def arm_for(campaign_id: str, step: Step, contact_id: int) -> str:

@@ -311,6 +311,11 @@ def test_campaigns_are_listed_read_planned_paused_resumed_and_cancelled(api: Con
     assert listed["spring-guide"]["state"] == "active" and listed["new-lead-nurture"]["kind"] == "sequence"
     plan = client.get("/campaigns/spring-guide/plan", params={"days": 3650}).json()
     assert sum(row["recipients"] for row in plan["emails"]) > 0 and set(plan["excluded"])
+    assert plan["forecast"] == []  # a broadcast's plan is its emails
+    # a sequence's plan is the journey engine's forecast: emails per day at each of its send nodes
+    nurture = client.get("/campaigns/new-lead-nurture/plan", params={"days": 30}).json()
+    assert nurture["forecast"] and sum(row["emails"] for row in nurture["forecast"]) > 0, nurture
+    assert {row["node"] for row in nurture["forecast"]} <= {"welcome", "deep-dive", "consultation"}, nurture
     assert client.post("/campaigns/spring-guide/pause").json()["state"] == "paused"
     assert client.post("/campaigns/spring-guide/resume").json()["state"] == "active"
     assert client.post("/campaigns/spring-guide/cancel").json()["state"] == "cancelled"

@@ -84,6 +84,7 @@ def campaign_plan(
         id=campaign_id,
         days=days,
         emails=[s.PlanRow(**row) for row in plan.emails],
+        forecast=[s.ForecastRow(**row) for row in plan.forecast],
         new_enrolments=plan.new_enrolments,
         excluded=plan.excluded,
         deferred=plan.deferred,

@@ -197,10 +197,21 @@ class PlanRow(BaseModel):
     recipients: int
 
 
+class ForecastRow(BaseModel):
+    day: str = Field(description="The day (UTC) the emails are due")
+    node: str = Field(description="The journey's or sequence's send node (its id in the file)")
+    emails: int = Field(description="Emails expected that day at that node")
+    at_most: bool = Field(description="True when the count is an upper bound (after a wait-until or a branch)")
+
+
 class PlanOut(BaseModel):
     id: str
     days: int
     emails: list[PlanRow]
+    forecast: list[ForecastRow] = Field(
+        default_factory=list,
+        description="A journey's or sequence's expected emails per day and send node (empty for a broadcast)",
+    )
     new_enrolments: int
     excluded: dict[str, int]
     deferred: dict[str, int]

@@ -24,11 +24,14 @@ from needlecast.audience.columns import CONCERN_TAG
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.ledger import is_paused
-from needlecast.store.audience import read_contacts, read_lists
+from needlecast.store.audience import read_contacts, read_last_events, read_lists
 from needlecast.yamlfile import read_yaml
 
 OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")
-COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at")
+COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at", "concern_consent")
+# A condition on `event:<type>` (`{field: event:booked, op: within_days, value: 90}`) reads when the contact
+# last had that kind of event from the clinic's systems (`contact_events`).
+EVENT_FIELD = "event:"
 
 EXCLUDED_SUPPRESSED = "suppressed: {}"
 EXCLUDED_PENDING = "pending double opt-in"
@@ -184,7 +187,15 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
         by_contact = read_lists(conn, ids=ids)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)
+    kinds = None if segment is None else _event_kinds(segment)
+    if kinds != ():
+        for kind, last in read_last_events(conn, kinds, ids=ids).items():
+            frame[EVENT_FIELD + kind] = pd.to_datetime(frame["id"].map(last), utc=True)
     return frame
+
+
+def _event_kinds(segment: Segment) -> tuple[str, ...]:
+    return tuple(sorted({c.field[len(EVENT_FIELD) :] for c in segment.where if c.field.startswith(EVENT_FIELD)}))
 
 
 def _columns_for(segment: Segment) -> tuple[str, ...]:
@@ -200,6 +211,8 @@ def _columns_for(segment: Segment) -> tuple[str, ...]:
 def _values(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in COLUMNS:
         return frame[name]
+    if name.startswith(EVENT_FIELD):  # a kind nobody has had yet is a column of nothing
+        return frame[name] if name in frame else pd.Series(pd.NaT, index=frame.index)
     return frame["attributes"].map(lambda a: attributes_of(a).get(name))
 
 

@@ -49,6 +49,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         home_views,
         problems,
         report_views,
+        segment_views,
         session_views,
         settings_views,
         template_views,
@@ -86,6 +87,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *campaign_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,
+        *segment_views.ROUTES,
         *contact_views.ROUTES,
         *cohort_views.ROUTES,  # before report_views: its /reports/{campaign} would take "cohorts"
         *report_views.ROUTES,

@@ -100,6 +100,8 @@ def test_a_segment_built_in_the_form_is_saved_and_its_size_is_what_the_command_l
     assert list(sizes)[:6] == ["all-leads", "acne", "ageing", "pigmentation", "new-leads", "newsletter"]
     text = (console.workspace.audiences_dir / "segments.yaml").read_text()
     assert text.startswith("# Segments: who a campaign goes to.")  # the file's own explanation is kept
+    reopened = marketer.get("/console/segments/spots-not-booked/edit").text  # the builder opens with its size
+    assert f"<strong>{counted['members']:,} people</strong> would be in this segment now" in reopened
     page = marketer.get("/console/segments/spots-not-booked")
     assert f"{counted['members']:,} people" in page.text and "No marketing consent" in page.text
     with console.engine.connect() as conn:
@@ -191,3 +193,13 @@ def test_an_event_row_counts_those_who_had_that_event_within_the_days(console: C
         "/console/segments/count", data={"csrf": token, **_rows(("event", "Booked", "within_days", "90"))}
     )
     assert (week.json()["members"], quarter.json()["members"]) == (1, 2)
+
+
+def test_a_missing_or_malformed_segment_name_is_a_404_page_on_every_segment_route(console: ConsoleSite) -> None:
+    admin = console.login("admin")
+    token = csrf_of(admin.get("/console/audiences").text)
+    for name in ("no-such-thing", "abc", "-1", "9" * 25, "..%2F..%2Fneedlecast.toml", "%00%C3%A9%25" + "x" * 300):
+        for method, path in (("GET", ""), ("GET", "/edit"), ("POST", "/edit")):
+            answer = admin.request(method, f"/console/segments/{name}{path}", data={"csrf": token, "do": "save"})
+            assert answer.status_code == 404 and "Back to" in answer.text, (method, name, path, answer.status_code)
+    assert "no such thing" not in (console.workspace.audiences_dir / "segments.yaml").read_text()

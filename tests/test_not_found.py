@@ -181,6 +181,7 @@ KIND_OF = {
     "kind": "download",
     "article": "article",
     "slug": "section",
+    "segment": "segment",
 }
 MISSING = {"integer": "99999999", "string": "no-such-thing", "path": "no/such/thing"}
 MALFORMED = ["abc", "-1", "9" * 25, "1_0", "../../needlecast.toml", "\x00é%" + "x" * 300]
@@ -199,6 +200,7 @@ def _existing(web: ConsoleSite) -> dict[str, str]:
         "import": "no-import-yet",
         "article": "microneedling",
         "section": "safe-for-all-skin-types",
+        "segment": "acne",
     }
 
 

@@ -91,6 +91,29 @@ def rows_of(segment: Segment) -> list[Row]:
     return rows
 
 
+def row_words(row: Row) -> str:
+    """One condition as a sentence for the segment's page ("Signed up within the last 30 days")."""
+    if row.field == "concern":
+        return f"Skin concern is one of {row.value}"
+    if row.field == "tag":
+        return f"Has any of the tags {row.value}"
+    if row.field == "list":
+        return f"On any of the lists {row.value}"
+    if row.field == "consent":
+        return f"Consent to use their concern: {row.value}"
+    if row.field == "signed_up":
+        return f"Signed up within the last {row.value} days"
+    if row.op == "within_days":
+        said = f"within the last {row.value} days"
+    elif row.op == "exists":
+        said = OPERATORS["exists"]
+    else:
+        said = f"{OPERATORS.get(row.op, row.op).split(' (')[0]} {row.value}"
+    if row.field == "event":
+        return f"Had a “{row.name}” event {said}"
+    return f"“{row.name}” {said}"
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 

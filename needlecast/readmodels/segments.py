@@ -21,7 +21,15 @@ from sqlalchemy import Engine
 
 from needlecast.addresses import mask_email
 from needlecast.audience.frame_cache import FrameCache
-from needlecast.audience.segment_rows import FIELDS, OPERATORS, Row, SegmentRowsError, rows_of, segment_of
+from needlecast.audience.segment_rows import (
+    FIELDS,
+    OPERATORS,
+    Row,
+    SegmentRowsError,
+    row_words,
+    rows_of,
+    segment_of,
+)
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -96,7 +104,7 @@ class SegmentPage:
 
     segment: str
     description: str
-    rows: list[Row]
+    rules: list[str]  # its conditions, one sentence each
     members: int
     excluded: dict[str, int]
     variants: dict[str, int]
@@ -155,7 +163,7 @@ def segment_page(
     return SegmentPage(
         segment=segment.name,
         description=segment.description,
-        rows=rows_of(segment),
+        rules=[row_words(row) for row in rows_of(segment)],
         members=result.size,
         excluded={str(k): int(v) for k, v in sorted(result.excluded.items())},
         variants={str(k): int(v) for k, v in variants.items()},

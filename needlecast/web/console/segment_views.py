@@ -60,7 +60,7 @@ def segment(request: Request, who: Who) -> Response:
     shown = segment_page(
         console.engine,
         console.workspace,
-        request.path_params["name"],
+        request.path_params["segment"],
         int(wanted) if wanted.isdigit() else 1,
         unmasked=who.actor.may("contacts.view_unmasked"),
         frames=console.frames,
@@ -98,15 +98,22 @@ def _render_form(request: Request, who: Who, form: SegmentForm, replacing: str |
     )
 
 
+def _opened(request: Request, who: Who, replacing: str | None) -> Response:
+    """The builder as it opens, with the size of what it shows (everyone who may be mailed, for a new one)."""
+    console = console_of(request)
+    form = segment_form(console.workspace, replacing)
+    counted = count_rows(console.engine, console.workspace, form.rows, frames=console.frames)
+    return _render_form(request, who, form, replacing, counted=counted, counted_text=_members_text(counted.members))
+
+
 @page("segments.edit")
 def new_segment(request: Request, who: Who) -> Response:
-    return _render_form(request, who, segment_form(console_of(request).workspace, None), None)
+    return _opened(request, who, None)
 
 
 @page("segments.edit")
 def edit_segment(request: Request, who: Who) -> Response:
-    name = request.path_params["name"]
-    return _render_form(request, who, segment_form(console_of(request).workspace, name), name)
+    return _opened(request, who, request.path_params["segment"])
 
 
 def _submitted(request: Request, who: Who, replacing: str | None) -> Response:
@@ -148,7 +155,7 @@ def create_segment(request: Request, who: Who) -> Response:
 
 @page("segments.edit")
 def save_edited_segment(request: Request, who: Who) -> Response:
-    return _submitted(request, who, request.path_params["name"])
+    return _submitted(request, who, request.path_params["segment"])
 
 
 @page("segments.edit")
@@ -176,7 +183,7 @@ ROUTES = [
     Route("/segments/new", new_segment),
     Route("/segments/new", create_segment, methods=["POST"]),
     Route("/segments/count", count, methods=["POST"]),
-    Route("/segments/{name}", segment),
-    Route("/segments/{name}/edit", edit_segment),
-    Route("/segments/{name}/edit", save_edited_segment, methods=["POST"]),
+    Route("/segments/{segment}", segment),
+    Route("/segments/{segment}/edit", edit_segment),
+    Route("/segments/{segment}/edit", save_edited_segment, methods=["POST"]),
 ]

@@ -4,7 +4,7 @@
  * with the size. Here, a change to any row posts the same form (the session's CSRF token is in it) to the
  * builder's count address (data-count) at most once per 400 ms of quiet typing, and shows the answer in
  * #live-count (role=status: read out when it changes). An answer that arrives after a newer request was made
- * is dropped. data-state on the form is "counting" while a request runs and "counted" when the shown count
+ * (or before a newer change) is dropped. data-state on the form is "counting" while a request runs and "counted" when the shown count
  * is the rows' current one (what a browser test waits on). The "name" box shows only for rows that need it.
  * Served from the console itself: the Content-Security-Policy allows no inline script.
  */
@@ -90,6 +90,7 @@
   }
 
   function soon() {
+    latest += 1; // an answer to a request made before this change is stale: dropped when it comes
     window.clearTimeout(timer);
     form.setAttribute("data-state", "waiting");
     timer = window.setTimeout(count, 400);

@@ -105,8 +105,13 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     narrowed = marketer.counted()
     page.get_by_role("button", name="Add a condition").click()
     assert page.locator("[data-row]").count() == 3  # the form's two, and the one added
+    third = page.locator("[data-row]").nth(2)
+    third.get_by_label("About").select_option("event")  # an event row asks "within the last N days"
+    assert third.get_by_label("Condition", exact=True).input_value() == "within_days"
+    assert third.get_by_label("Name of the event or field").is_visible()
     page.locator("[data-row]").nth(2).get_by_role("button", name="Remove this condition").click()
     assert page.locator("[data-row]").count() == 2
+    assert marketer.counted() == narrowed  # counted again without the removed row: as before it
     marketer.check("builder")
     live = int(narrowed.split(" ")[0].replace(",", ""))
     assert 0 < live < int(concerns.split(" ")[0].replace(",", ""))

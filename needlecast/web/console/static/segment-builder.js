@@ -5,7 +5,8 @@
  * builder's count address (data-count) at most once per 400 ms of quiet typing, and shows the answer in
  * #live-count (role=status: read out when it changes). An answer that arrives after a newer request was made
  * (or before a newer change) is dropped. data-state on the form is "counting" while a request runs and "counted" when the shown count
- * is the rows' current one (what a browser test waits on). The "name" box shows only for rows that need it.
+ * is the rows' current one (what a browser test waits on). The "name" box shows only for rows that need it,
+ * and choosing what a row is about chooses the condition that kind of row takes.
  * Served from the console itself: the Content-Security-Policy allows no inline script.
  */
 (function () {
@@ -22,6 +23,8 @@
   var timer = null;
   var latest = 0;
   var NAMED = { event: true, attribute: true };
+  // The condition each kind of row takes (an attribute row keeps whatever was chosen).
+  var FITTING = { concern: "in", tag: "in", list: "in", consent: "equals", signed_up: "within_days", event: "within_days" };
 
   function fitRow(row) {
     var field = row.querySelector("[data-part=field]");
@@ -127,6 +130,10 @@
     var row = event.target.closest("[data-row]");
     if (row && event.target.getAttribute("data-part") === "field") {
       fitRow(row);
+      var fitting = FITTING[event.target.value];
+      if (fitting) {
+        row.querySelector("[data-part=op]").value = fitting;
+      }
     }
     soon();
   });

@@ -6,6 +6,7 @@ The saved segment's size is what `needlecast audience segments` reports, run in 
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -203,3 +204,17 @@ def test_a_missing_or_malformed_segment_name_is_a_404_page_on_every_segment_rout
             answer = admin.request(method, f"/console/segments/{name}{path}", data={"csrf": token, "do": "save"})
             assert answer.status_code == 404 and "Back to" in answer.text, (method, name, path, answer.status_code)
     assert "no such thing" not in (console.workspace.audiences_dir / "segments.yaml").read_text()
+
+
+def test_a_segments_page_says_who_is_left_out_and_why_in_the_clinics_words(console: ConsoleSite) -> None:
+    from needlecast.audience.suppression import suppress
+
+    analyst = console.login("analyst")
+    before = analyst.get("/console/segments/acne").text
+    with console.engine.begin() as conn:
+        suppress(conn, "quinn.1@example.org", "manual")
+    after = html.unescape(analyst.get("/console/segments/acne").text)
+    assert "Suppressed: manual" not in before and "Suppressed: manual" in after
+    assert "Their address is on the do-not-mail list: manual." in after
+    assert "They have not agreed to receive the clinic's marketing email." in after
+    assert "quinn" not in after.lower()  # an analyst's page names nobody

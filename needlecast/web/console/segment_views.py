@@ -29,6 +29,15 @@ from needlecast.readmodels.segments import (
 from needlecast.web.console.auth import Who, console_of, page
 
 MAX_ROWS = 30
+# What each exclusion reason (the audience code's words, shared with the command line) means for the clinic.
+MEANINGS = {
+    "no marketing consent": "They have not agreed to receive the clinic's marketing email.",
+    "pending double opt-in": "They have not yet confirmed their address from the email the clinic sent.",
+    "no consent to use concern": "They did not agree to the use of their skin concern; a segment without a "
+    "concern condition still reaches them, with general content.",
+    "paused by the person": "They asked for a pause from the clinic's email.",
+}
+SUPPRESSED = "Their address is on the do-not-mail list: "
 SPARE_ROWS = 2  # empty rows after the segment's own, for a browser without JavaScript
 
 
@@ -74,6 +83,8 @@ def segment(request: Request, who: Who) -> Response:
         fields=FIELDS,
         operators=OPERATORS,
         members_text=_members_text(shown.members),
+        meanings=MEANINGS,
+        suppressed=SUPPRESSED,
         saved=request.query_params.get("saved") == "1",
     )
 

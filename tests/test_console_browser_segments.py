@@ -91,12 +91,14 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     marketer.builder_ready()
     page.get_by_label("Segment name").fill("spots-not-booked")
     page.get_by_label("What it is for (optional)").fill("Acne or pigmentation, not booked yet")
+    assert page.locator("[data-row]").count() == 1  # one empty row to start from
     first = page.locator("[data-row]").nth(0)
     first.get_by_label("About").select_option("concern")
     assert first.get_by_label("Name of the event or field").is_hidden()  # a concern row needs no name
     first.get_by_label("Value").fill("acne, pigmentation")
     concerns = marketer.counted()
     assert "would be in this segment now" in concerns
+    page.get_by_role("button", name="Add a condition").click()
     second = page.locator("[data-row]").nth(1)
     second.get_by_label("About").select_option("attribute")
     second.get_by_label("Name of the event or field").fill("booked")
@@ -104,7 +106,7 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     second.get_by_label("Value").fill("no")
     narrowed = marketer.counted()
     page.get_by_role("button", name="Add a condition").click()
-    assert page.locator("[data-row]").count() == 3  # the form's two, and the one added
+    assert page.locator("[data-row]").count() == 3
     third = page.locator("[data-row]").nth(2)
     third.get_by_label("About").select_option("event")  # an event row asks "within the last N days"
     assert third.get_by_label("Condition", exact=True).input_value() == "within_days"
@@ -130,6 +132,8 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     assert "Unknown concern pigmentaton" in marketer.counted()
     page.get_by_role("button", name="Save the segment").click()
     assert "Unknown concern pigmentaton" in page.locator("#error-row-0").inner_text()
+    assert "Unknown concern pigmentaton" in marketer.counted()  # the page that came back counts what it shows
+    assert page.locator("[data-row]").count() == 2  # the spare empty rows are for a browser without scripts
     marketer.check("row-error")
 
 

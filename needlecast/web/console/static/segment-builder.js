@@ -6,7 +6,8 @@
  * #live-count (role=status: read out when it changes). An answer that arrives after a newer request was made
  * (or before a newer change) is dropped. data-state on the form is "counting" while a request runs and "counted" when the shown count
  * is the rows' current one (what a browser test waits on). The "name" box shows only for rows that need it,
- * and choosing what a row is about chooses the condition that kind of row takes.
+ * and choosing what a row is about chooses the condition that kind of row takes. The page's spare empty rows
+ * (for a browser without this script) are taken away: "Add a condition" adds one.
  * Served from the console itself: the Content-Security-Policy allows no inline script.
  */
 (function () {
@@ -112,20 +113,36 @@
     row.appendChild(remove);
   }
 
-  var existing = rows.querySelectorAll("[data-row]");
-  for (var i = 0; i < existing.length; i += 1) {
-    fitRow(existing[i]);
-    addRemove(existing[i]);
-  }
-  addButton.hidden = false;
-  addButton.addEventListener("click", function () {
+  function addRow() {
     var row = template.content.firstElementChild.cloneNode(true);
     rows.appendChild(row);
     fitRow(row);
     addRemove(row);
     renumber();
-    row.querySelector("[data-part=field]").focus();
+    return row;
+  }
+
+  // The page's spare empty rows are for a browser without this script; here "Add a condition" makes rows.
+  var existing = rows.querySelectorAll("[data-row]");
+  for (var i = 0; i < existing.length; i += 1) {
+    if (!existing[i].querySelector("[data-part=field]").value) {
+      rows.removeChild(existing[i]);
+    } else {
+      fitRow(existing[i]);
+      addRemove(existing[i]);
+    }
+  }
+  if (!rows.querySelector("[data-row]")) {
+    addRow();
+  }
+  renumber();
+  addButton.hidden = false;
+  addButton.addEventListener("click", function () {
+    addRow().querySelector("[data-part=field]").focus();
   });
+  if (!live.querySelector("strong")) {
+    count(); // a page that came back with a mistake shows no size: count what it shows
+  }
   rows.addEventListener("change", function (event) {
     var row = event.target.closest("[data-row]");
     if (row && event.target.getAttribute("data-part") === "field") {

@@ -26,6 +26,7 @@ from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import Actor
 from needlecast.actions import audience, campaigns, contacts, content, invites, journeys, settings, templates
 from needlecast.audience.importer import import_file
+from needlecast.audience.segment_rows import Row
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import PermissionDenied
@@ -115,6 +116,11 @@ def _template(workspace: Workspace) -> tuple[str, str]:
 CASES: dict[str, Case] = {
     "audience.import_audience": Case(
         lambda e, w, a: audience.import_audience(e, w, a, _sample(w)), "audience.imported", "import:#2"
+    ),
+    "audience.save_segment": Case(
+        lambda e, w, a: audience.save_segment(e, w, a, "vip", "Our regulars", [Row("tag", "", "in", "vip")]),
+        "segment.saved",
+        "segment:vip",
     ),
     "campaigns.set_campaign_status": Case(
         lambda e, w, a: campaigns.set_campaign_status(e, w, a, "spring-guide", "paused"),

@@ -7,7 +7,7 @@ import csv
 import hmac
 import random
 import string
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -330,6 +330,40 @@ def test_segment_filters(engine: Engine, vocabulary: Vocabulary, tmp_path: Path)
         "b@example.com": "pigmentation",
         "c@example.com": "general",
     }
+
+
+def test_an_event_condition_matches_those_who_had_that_event_within_the_days_and_consent_is_a_field(
+    engine: Engine, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
+    from needlecast.audience.events import ContactEvent, store_events
+
+    source = tmp_path / "f.csv"
+    source.write_text(
+        "Email,Concern,Marketing consent,Concern consent\n"
+        "a@example.com,acne,yes,yes\nb@example.com,acne,yes,no\nc@example.com,acne,yes,yes\n"
+    )
+    import_file(engine, source, vocabulary)
+    with engine.begin() as conn:
+        store_events(
+            conn,
+            [
+                ContactEvent("e1", "a@example.com", "booked", NOW - timedelta(days=3)),
+                ContactEvent("e2", "b@example.com", "booked", NOW - timedelta(days=40)),
+                ContactEvent("e3", "c@example.com", "attended", NOW - timedelta(days=1)),
+            ],
+            "test",
+            NOW,
+        )
+    week = Segment("w", where=(Condition("event:booked", "within_days", 7),))
+    quarter = Segment("q", where=(Condition("event:booked", "within_days", 90),))
+    never = Segment("n", where=(Condition("event:purchased", "within_days", 90),))
+    assert set(_members(engine, week)) == {"a@example.com"}
+    assert set(_members(engine, quarter)) == {"a@example.com", "b@example.com"}
+    assert set(_members(engine, never)) == set()
+    with engine.connect() as conn:  # a segment's own frame reads only the kinds it asks about
+        assert evaluate(week, load_frame(conn, week), NOW).size == 1
+    given = Segment("g", where=(Condition("concern_consent", "equals", True),))
+    assert set(_members(engine, given)) == {"a@example.com", "c@example.com"}
 
 
 def test_the_segment_reader_returns_every_contact_as_stored(

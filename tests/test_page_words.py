@@ -85,6 +85,7 @@ def _values(web: ConsoleSite) -> dict[str, list[str]]:
         "action": ["pause", "schedule", "send-now", "resume", "cancel"],
         "article": ["microneedling"],
         "slug": ["safe-for-all-skin-types"],
+        "segment": ["acne", "new-leads"],
     }
 
 

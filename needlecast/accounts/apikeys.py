@@ -19,7 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from needlecast.accounts.roles import SCOPES, Actor
 from needlecast.errors import AuthenticationFailed, InvalidRequest, NotFound
-from needlecast.store.helpers import utcnow
+from needlecast.store.helpers import MAX_ID, utcnow
 from needlecast.store.schema import api_keys
 
 PREFIX = "nc_"
@@ -77,6 +77,8 @@ def list_keys(conn: Connection) -> list[dict[str, Any]]:
 
 def revoke(conn: Connection, key_id: int) -> None:
     """Revoke the key; `NotFound` for a key there is not or one already revoked."""
+    if not 1 <= key_id <= MAX_ID:  # a larger id would be refused by the database with an error, not a miss
+        raise NotFound(f"no active API key #{key_id}")
     changed = conn.execute(
         update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
     ).rowcount

@@ -8,7 +8,7 @@ under the operating-system user's name.
     analyst   campaigns.view, reports.view, audiences.view, contacts.view (addresses masked), content.view
     reviewer  the analyst's, and signoff.record, content.tag
     marketer  the analyst's, and campaigns.edit, campaigns.schedule, campaigns.test_send, templates.edit,
-              audiences.import, contacts.view_unmasked, contacts.suppress, contacts.tag, content.tag
+              audiences.import, segments.edit, contacts.view_unmasked, contacts.suppress, contacts.tag, content.tag
     admin     everything, and alone: contacts.erase, users.manage, apikeys.manage, audit.view,
               database.upgrade (the command line's `db upgrade`), settings.edit (the console's settings)
 
@@ -32,6 +32,7 @@ MARKETING = frozenset(
         "campaigns.test_send",
         "templates.edit",
         "audiences.import",
+        "segments.edit",
         "contacts.view_unmasked",
         "contacts.suppress",
         "contacts.tag",  # add a tag to contacts picked in the console's list

@@ -1,4 +1,4 @@
-"""Audience actions: import a file of contacts, import a file of events.
+"""Audience actions: import a file of contacts, import a file of events, save a segment built in the console.
 
 See `needlecast.actions` for the contract every action keeps.
 """
@@ -16,11 +16,43 @@ from needlecast.accounts.roles import Actor, require
 from needlecast.audience.columns import load_mapping
 from needlecast.audience.event_import import EventImport, import_events
 from needlecast.audience.importer import ImportSummary, Progress, import_file
+from needlecast.audience.segment_rows import Row, segment_of, write_segment
+from needlecast.audience.segments import Segment
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 
 if TYPE_CHECKING:
     pass
+
+
+def save_segment(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    name: str,
+    description: str,
+    rows: list[Row],
+    replacing: str | None = None,
+) -> Segment:
+    """Write the segment `name` built from `rows` into `audiences/segments.yaml` (a new one with `replacing`
+    None, else in the place of the segment `replacing`, renamed when the names differ), through the loader
+    that validates the file, keeping every other segment (see `audience.segment_rows`). Needs `segments.edit`;
+    `SegmentRowsError` (by row) or `ConfigurationError` (in words) and nothing written on a mistake; audited
+    as `segment.saved` on `segment:<name>` with how many rows it has."""
+    require(actor, "segments.edit")
+    known = load_vocabulary_for(workspace).names
+    segment, spec = segment_of(name, description, rows, known)
+    write_segment(workspace.audiences_dir / "segments.yaml", name, spec, replacing, known)
+    with engine.begin() as conn:
+        audit.record(
+            conn,
+            actor,
+            "segment.saved",
+            f"segment:{name}",
+            rows=sum(1 for r in rows if r.field),
+            renamed_from=replacing if replacing and replacing != name else "",
+        )
+    return segment
 
 
 def import_audience(

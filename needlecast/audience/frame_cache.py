@@ -5,8 +5,9 @@ any segment). `frame(conn)` gives it while the store's fingerprint is unchanged 
 `ttl_seconds`; otherwise it reads the frame again. `segment(conn, segment, now)` evaluates a segment over
 that frame once per frame read (the result is kept with the frame: a segment's size changes when the
 audience does, or with time, within `ttl_seconds`). The fingerprint (contacts: how many, the highest id, the
-latest update; how many consent events, list memberships and suppressions, and the latest suppression)
-moves with every import, signup, consent change, preference, suppression and erasure, so a page never shows
+latest update; how many consent events, list memberships and suppressions, the latest suppression, and the
+latest event from the clinic's systems) moves with every import, signup, consent change, preference,
+suppression, erasure and booking event, so a page never shows
 an audience older than its last change by more than `ttl_seconds`, and usually not at all. The frame is
 shared, never changed in place: callers treat it as read-only. Thread-safe.
 """
@@ -21,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, load_frame
-from needlecast.store.schema import consent_events, contact_lists, contacts, suppressions
+from needlecast.store.schema import consent_events, contact_events, contact_lists, contacts, suppressions
 
 
 def fingerprint(conn: Connection) -> tuple[object, ...]:
@@ -29,7 +30,8 @@ def fingerprint(conn: Connection) -> tuple[object, ...]:
     consents = conn.execute(select(func.count()).select_from(consent_events)).scalar()
     lists = conn.execute(select(func.count()).select_from(contact_lists)).scalar()
     blocked = conn.execute(select(func.count(), func.max(suppressions.c.created_at))).one()
-    return (*people, consents, lists, *blocked)
+    events = conn.execute(select(func.max(contact_events.c.id))).scalar()  # segments on events seen lately
+    return (*people, consents, lists, *blocked, events)
 
 
 class FrameCache:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
@@ -24,11 +25,14 @@ from needlecast.audience.columns import CONCERN_TAG
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
 from needlecast.ledger import is_paused
-from needlecast.store.audience import read_contacts, read_lists
+from needlecast.store.audience import read_contacts, read_last_events, read_lists
 from needlecast.yamlfile import read_yaml
 
 OPS = ("equals", "not_equals", "in", "not_in", "min", "max", "between", "before", "after", "within_days", "exists")
-COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at")
+COLUMNS = ("first_name", "last_name", "time_zone", "locale", "status", "signed_up_at", "created_at", "concern_consent")
+# A condition on `event:<type>` (`{field: event:booked, op: within_days, value: 90}`) reads when the contact
+# last had that kind of event from the clinic's systems (`contact_events`).
+EVENT_FIELD = "event:"
 
 EXCLUDED_SUPPRESSED = "suppressed: {}"
 EXCLUDED_PENDING = "pending double opt-in"
@@ -184,7 +188,15 @@ def load_frame(conn: Connection, segment: Segment | None = None, *, ids: tuple[i
         by_contact = read_lists(conn, ids=ids)
         frozen = {k: frozenset(v) for k, v in by_contact.items()}
         frame["lists"] = [frozen.get(i, _NO_LISTS) for i in frame["id"]] if frozen else [_NO_LISTS] * len(frame)
+    kinds = None if segment is None else _event_kinds(segment)
+    if kinds != ():
+        for kind, last in read_last_events(conn, kinds, ids=ids).items():
+            frame[EVENT_FIELD + kind] = pd.to_datetime(frame["id"].map(last), utc=True)
     return frame
+
+
+def _event_kinds(segment: Segment) -> tuple[str, ...]:
+    return tuple(sorted({c.field[len(EVENT_FIELD) :] for c in segment.where if c.field.startswith(EVENT_FIELD)}))
 
 
 def _columns_for(segment: Segment) -> tuple[str, ...]:
@@ -197,10 +209,25 @@ def _columns_for(segment: Segment) -> tuple[str, ...]:
     return tuple(name for name in _FRAME_COLUMNS if name in wanted)
 
 
+def _by_distinct(series: pd.Series, fn: Any) -> pd.Series:
+    """`series.map(fn)`, calling `fn` once per distinct value: an audience's attribute texts, concerns and tags
+    repeat (a few hundred distinct values among 200,000 contacts), and a Python call per contact made the
+    segment builder's live count take most of a second."""
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    except TypeError:  # unhashable cells (attributes already decoded to dicts)
+        return series.map(fn)
+    results = np.empty(len(uniques), dtype=object)
+    results[:] = [fn(value) for value in uniques]
+    return pd.Series(results[codes], index=series.index)
+
+
 def _values(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in COLUMNS:
         return frame[name]
-    return frame["attributes"].map(lambda a: attributes_of(a).get(name))
+    if name.startswith(EVENT_FIELD):  # a kind nobody has had yet is a column of nothing
+        return frame[name] if name in frame else pd.Series(pd.NaT, index=frame.index)
+    return _by_distinct(frame["attributes"], lambda a: attributes_of(a).get(name))
 
 
 def _condition_mask(frame: pd.DataFrame, cond: Condition, now: datetime) -> pd.Series:
@@ -249,7 +276,9 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
         mask &= frame["lists"].map(lambda names: bool(wanted & names))
     if segment.tags:
         wanted_tags = set(segment.tags)
-        mask &= frame["tags"].map(lambda t: bool(wanted_tags & set(filter(None, (t or "").split(";")))))
+        mask &= _by_distinct(
+            frame["tags"], lambda t: bool(wanted_tags & set(filter(None, (t or "").split(";"))))
+        ).astype(bool)
     if segment.signed_up_within_days is not None:
         mask &= frame["signed_up_at"] >= pd.Timestamp(now - timedelta(days=segment.signed_up_within_days))
     for cond in segment.where:
@@ -258,7 +287,9 @@ def evaluate(segment: Segment, frame: pd.DataFrame, now: datetime) -> SegmentRes
     excluded: Counter[str] = Counter()
     if segment.concerns:
         targeted = set(segment.concerns)
-        has_concern = frame["concerns"].map(lambda c: bool(targeted & set(filter(None, (c or "").split(";")))))
+        has_concern = _by_distinct(
+            frame["concerns"], lambda c: bool(targeted & set(filter(None, (c or "").split(";"))))
+        ).astype(bool)
         mask &= has_concern
         # Exclusions are counted once each, in order: suppression outranks consent problems.
         candidates = frame[mask]

@@ -4,19 +4,52 @@ Contract: `segment_summaries(engine, workspace, frames=None, now=None)` evaluate
 `audiences/segments.yaml` over the whole audience (through `frames`, the web app's shared `FrameCache`, when
 given) and returns an `AudienceSummary`: how many contacts the store holds and one `SegmentSummary` per
 segment, in the file's order. Variants and exclusion reasons are sorted by name, the same on every face.
+
+The console's segment pages: `segment_page` (one segment, its exclusions by reason and a page of members,
+masked unless `unmasked`), `segment_form` (the builder's starting rows) and `count_rows` (the size of rows
+not yet saved, counted the same way as a saved segment, so the builder's count is what the command line's
+`audience segments` reports once it is saved).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
+from needlecast.addresses import mask_email
 from needlecast.audience.frame_cache import FrameCache
-from needlecast.audience.segments import evaluate, load_frame, load_segments
+from needlecast.audience.segment_rows import (
+    FIELDS,
+    OPERATORS,
+    Row,
+    SegmentRowsError,
+    row_words,
+    rows_of,
+    segment_of,
+)
+from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
+from needlecast.store.audience import contact_names
+
+__all__ = [
+    "FIELDS",
+    "OPERATORS",
+    "PAGE_SIZE",
+    "AudienceSummary",
+    "Row",
+    "SegmentForm",
+    "SegmentPage",
+    "SegmentRowsError",
+    "SegmentSummary",
+    "count_rows",
+    "segment_form",
+    "segment_page",
+    "segment_summaries",
+]
 
 
 @dataclass(frozen=True)
@@ -59,3 +92,123 @@ def segment_summaries(
             )
         )
     return AudienceSummary(contacts, summaries)
+
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class SegmentPage:
+    """One segment as its page shows it: its definition in words, its size, its exclusions by reason, and
+    one page of its members (`PAGE_SIZE` each; names and addresses masked unless `unmasked`)."""
+
+    segment: str
+    description: str
+    rules: list[str]  # its conditions, one sentence each
+    members: int
+    excluded: dict[str, int]
+    variants: dict[str, int]
+    page: int
+    pages: int
+    people: list[dict[str, Any]]  # id, name, email, variant
+
+
+def _defined(workspace: Workspace) -> dict[str, Segment]:
+    return load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
+
+
+def _result(engine: Engine, segment: Segment, frames: FrameCache | None, now: datetime | None) -> SegmentResult:
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        if frames is not None:
+            return frames.segment(conn, segment, now)
+        return evaluate(segment, load_frame(conn), now)
+
+
+def mask_name(first: str, last: str) -> str:
+    """'Ana Lopez' -> 'A*** L***', as an analyst sees people."""
+    return " ".join(f"{part[:1]}***" for part in (first, last) if part)
+
+
+def segment_page(
+    engine: Engine,
+    workspace: Workspace,
+    name: str,
+    page: int = 1,
+    *,
+    unmasked: bool = False,
+    frames: FrameCache | None = None,
+    now: datetime | None = None,
+) -> SegmentPage:
+    """The segment `name` (NotFound naming the defined ones) with its members' page `page` (from 1)."""
+    segment = get_segment(_defined(workspace), name)
+    result = _result(engine, segment, frames, now)
+    pages = max(1, -(-result.size // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    shown = result.members.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    with engine.connect() as conn:
+        names = contact_names(conn, [int(i) for i in shown["id"]])
+    people = []
+    for contact_id, variant in zip(shown["id"], shown["variant"], strict=True):
+        email, first, last = names.get(int(contact_id), ("", "", ""))
+        people.append(
+            {
+                "id": int(contact_id),
+                "name": f"{first} {last}".strip() if unmasked else mask_name(first, last),
+                "email": email if unmasked else mask_email(email),
+                "variant": str(variant),
+            }
+        )
+    variants = result.members["variant"].value_counts().sort_index()
+    return SegmentPage(
+        segment=segment.name,
+        description=segment.description,
+        rules=[row_words(row) for row in rows_of(segment)],
+        members=result.size,
+        excluded={str(k): int(v) for k, v in sorted(result.excluded.items())},
+        variants={str(k): int(v) for k, v in variants.items()},
+        page=page,
+        pages=pages,
+        people=people,
+    )
+
+
+@dataclass(frozen=True)
+class SegmentForm:
+    """What the builder starts from: the segment's name, description and rows (empty for a new one), and the
+    clinic's concerns (the concern row's choices)."""
+
+    name: str
+    description: str
+    rows: list[Row]
+    concerns: tuple[str, ...]
+
+
+def segment_form(workspace: Workspace, name: str | None) -> SegmentForm:
+    """The builder for segment `name` (NotFound when there is none), or for a new segment with None."""
+    concerns = load_vocabulary_for(workspace).names
+    if name is None:
+        return SegmentForm("", "", [], concerns)
+    segment = get_segment(_defined(workspace), name)
+    return SegmentForm(segment.name, segment.description, rows_of(segment), concerns)
+
+
+def count_rows(
+    engine: Engine,
+    workspace: Workspace,
+    rows: list[Row],
+    *,
+    frames: FrameCache | None = None,
+    now: datetime | None = None,
+) -> SegmentSummary:
+    """How many the rows (not yet saved) would reach now, by variant, and whom they leave out by reason;
+    `SegmentRowsError` names the rows that say nothing countable."""
+    segment, _spec = segment_of("count", "", rows, load_vocabulary_for(workspace).names, check_name=False)
+    result = _result(engine, segment, frames, now)
+    variants = result.members["variant"].value_counts().sort_index()
+    return SegmentSummary(
+        segment="",
+        members=result.size,
+        variants={str(k): int(v) for k, v in variants.items()},
+        excluded={str(k): int(v) for k, v in sorted(result.excluded.items())},
+    )

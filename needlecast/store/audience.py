@@ -11,8 +11,10 @@ booleans (the caller casts); timestamps as text. `read_lists(conn, ids=...)` ret
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from needlecast.store.driver import (
     copy_frame,
@@ -23,6 +25,7 @@ from needlecast.store.driver import (
     values_in,
     values_value,
 )
+from needlecast.store.schema import contact_events, contacts
 
 BOOLEAN_COLUMNS = ("marketing_consent", "concern_consent")
 _NO_PARAMS: tuple[int, ...] = ()
@@ -76,3 +79,31 @@ def contact_ids_by_email(conn: Connection, emails: list[str]) -> dict[str, int]:
         conn, ("email", "id"), f"FROM contacts WHERE {values_in(conn, 'email')}", (values_value(conn, emails),)
     )
     return {str(email): int(contact_id) for email, contact_id in rows}
+
+
+def read_last_events(
+    conn: Connection, types: tuple[str, ...] | None, *, ids: tuple[int, int] | None = None
+) -> dict[str, dict[int, Any]]:
+    """When each contact last had each kind of event (of `types`, or of every kind with None): kind ->
+    contact id -> the latest `occurred_at` (naive UTC). Counted by the database (one GROUP BY)."""
+    query = select(contact_events.c.type, contact_events.c.contact_id, func.max(contact_events.c.occurred_at))
+    query = query.where(contact_events.c.contact_id.is_not(None))
+    if types is not None:
+        query = query.where(contact_events.c.type.in_(types))
+    if ids is not None:
+        query = query.where(contact_events.c.contact_id >= int(ids[0]), contact_events.c.contact_id < int(ids[1]))
+    found: dict[str, dict[int, Any]] = {}
+    for kind, contact_id, last in conn.execute(query.group_by(contact_events.c.type, contact_events.c.contact_id)):
+        found.setdefault(str(kind), {})[int(contact_id)] = last
+    return found
+
+
+def contact_names(conn: Connection, ids: list[int]) -> dict[int, tuple[str, str, str]]:
+    """The address, first and last name of each contact of `ids` (a page of a list: a few dozen)."""
+    if not ids:
+        return {}
+    query = select(contacts.c.id, contacts.c.email, contacts.c.first_name, contacts.c.last_name)
+    return {
+        int(i): (str(e), str(f or ""), str(la or ""))
+        for i, e, f, la in conn.execute(query.where(contacts.c.id.in_(ids)))
+    }

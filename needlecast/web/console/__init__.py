@@ -50,6 +50,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         home_views,
         problems,
         report_views,
+        segment_views,
         session_views,
         settings_views,
         template_views,
@@ -88,6 +89,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *template_views.ROUTES,
         *audience_views.ROUTES,
         *contact_list_views.ROUTES,  # before contact_views: "/contacts/bulk/..." is no contact's page
+        *segment_views.ROUTES,
         *contact_views.ROUTES,
         *cohort_views.ROUTES,  # before report_views: its /reports/{campaign} would take "cohorts"
         *report_views.ROUTES,

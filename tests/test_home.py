@@ -15,7 +15,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from needlecast.accounts.roles import cli_actor
 from needlecast.actions import campaigns as campaign_actions
@@ -26,7 +26,7 @@ from needlecast.errors import InvalidRequest
 from needlecast.readmodels import home
 from needlecast.readmodels.plans import plan_preview
 from needlecast.scaffold import init_workspace
-from needlecast.store.schema import campaign_state, deliveries, events
+from needlecast.store.schema import campaign_state, consent_events, contacts, deliveries, events
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import ConsoleSite, email_of, site
 from tests.test_compare import LEDGER
@@ -189,6 +189,42 @@ def test_the_audience_growth_counts_new_leads_by_source_and_unsubscribes_per_wee
     assert imported > 0 and sum(grown.unsubscribed.values()) == 0
 
 
+def test_lead_sources_are_said_in_the_clinics_words() -> None:
+    said = home.source_in_words
+    assert said("import:sample.csv") == "Imported from sample.csv"
+    assert said("signup:3f2a") == said("form:default") == "Website signup form"
+    assert said("api") == said("api:tests") == said("api (tests)") == "Added through the API"
+    assert said("unknown") == said("") == "Source not recorded"
+    assert said("phone call") == "Phone call"  # an API client's own words, as written
+
+
+def test_the_growth_table_counts_each_source_in_words_by_week_in_sql(engine: Engine, workspace: Workspace) -> None:
+    import_file(engine, workspace.root / "audiences" / "sample.csv", load_vocabulary_for(workspace))
+    today = datetime.now(UTC).date()
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(contacts.c.id).order_by(contacts.c.id)).scalars())
+        conn.execute(update(contacts).values(signed_up_at=datetime.now(UTC) - timedelta(minutes=1)))  # this week
+        # an older consent of another source recorded for the first contact: its first consent decides
+        conn.execute(
+            insert(consent_events).values(
+                contact_id=ids[0],
+                purpose="marketing",
+                action="granted",
+                source="form:default",
+                recorded_at=datetime.now(UTC) - timedelta(days=400),
+            )
+        )
+    grown = home.growth(engine, workspace, today)
+    this_week = grown.leads[grown.weeks[-1]]
+    with engine.connect() as conn:
+        consented = set(conn.execute(select(consent_events.c.contact_id)).scalars())
+    unrecorded = len(set(ids) - consented)  # the sample's rows without a consent: no source to show
+    assert unrecorded > 0 and ids[0] in consented
+    expected = {"Imported from sample.csv": len(ids) - unrecorded - 1, "Website signup form": 1}
+    assert this_week == {**expected, "Source not recorded": unrecorded}
+    assert grown.sources == ["Imported from sample.csv", "Source not recorded", "Website signup form"]
+
+
 @pytest.fixture()
 def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
     url = f"sqlite:///{tmp_path / 'home.db'}"
@@ -217,6 +253,8 @@ def test_the_home_page_shows_the_dashboard_with_links_and_switches_the_calendar(
     assert marketer.get("/console/?view=year").status_code == 400
     assert marketer.get("/console/?at=tomorrow").status_code == 400
     assert 'id="row-spring-guide"' in marketer.get("/console/campaigns").text
+    growth = page.text[page.text.index("New leads per week by source") :]
+    assert "Imported from sample.csv" in growth and "import:" not in growth
 
 
 def test_a_first_run_shows_the_checklist_with_a_link_for_each_step(

@@ -20,8 +20,9 @@ Contract:
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
   nobody changed for 7 days, a campaign the deliverability guard paused, a file that does not load.
 - `growth(engine, workspace, today)` is the last 8 weeks (Monday first, clinic's clock): new leads by source
-  (`reports.cohorts.load_leads`: the source of a lead's first consent) and unsubscribes (suppressions for an
-  unsubscribe recorded that week).
+  (as `reports.cohorts.load_leads` has it: the source of a lead's first consent), the source in the clinic's
+  words (`source_in_words`: "Imported from sample.csv", "Website signup form", "Added through the API"), and
+  unsubscribes (suppressions for an unsubscribe recorded that week); counted in SQL.
 - `first_run(engine, workspace)` is the checklist (`Step`) a new clinic follows and whether the console
   should show it instead of the dashboard: until the clinic's details are set, there are contacts and a
   campaign has gone live (scheduled, or emails sent).
@@ -37,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, case, func, select
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
@@ -49,10 +50,10 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.reports.cohorts import load_leads
+from needlecast.reports.cohorts import UNKNOWN_SOURCE
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, email_flags, totals_row
 from needlecast.reports.data import health
-from needlecast.store.schema import contacts, deliveries, suppressions
+from needlecast.store.schema import consent_events, contacts, deliveries, suppressions
 
 PERIOD_DAYS = 30
 GROWTH_WEEKS = 8
@@ -302,38 +303,85 @@ def attention(
 @dataclass(frozen=True)
 class Growth:
     weeks: list[date]  # Mondays, oldest first
-    sources: list[str]  # the lead sources seen in these weeks, by name
-    leads: dict[date, dict[str, int]]  # week -> source -> new leads
+    sources: list[str]  # the lead sources seen in these weeks, in words (`source_in_words`), by name
+    leads: dict[date, dict[str, int]]  # week -> source in words -> new leads
     unsubscribed: dict[date, int]
 
     def total(self, week: date) -> int:
         return sum(self.leads.get(week, {}).values())
 
 
-def _weeks_of(moments: pd.Series, zone: str) -> pd.Series:
-    local = pd.to_datetime(moments, utc=True).dt.tz_convert(zone).dt.date
-    return local.map(lambda d: d - timedelta(days=d.weekday()))
+def source_in_words(source: str) -> str:
+    """A lead's source (its first consent's evidence, as stored) as the clinic says it: "import:sample.csv" ->
+    "Imported from sample.csv", a signup form's ("signup:...", "form:...") -> "Website signup form", the API's
+    ("api", "api:KEY", "api (KEY)") -> "Added through the API", none -> "Source not recorded"; anything else
+    (a source an API client wrote in its own words) is shown as written, its first letter capitalised."""
+    kind, _, rest = source.partition(":")
+    if not source or source == UNKNOWN_SOURCE:
+        return "Source not recorded"
+    if kind == "import" and rest:
+        return f"Imported from {rest}" if not rest.startswith("#") else "Imported from a spreadsheet"
+    if kind in ("signup", "form") or source == "double opt-in confirmation":
+        return "Website signup form"
+    if source == "api" or kind == "api" or source.startswith("api ("):
+        return "Added through the API"
+    if source.startswith(("manual", "console")):
+        return "Added by hand"
+    return source[:1].upper() + source[1:]
+
+
+def _week_starts(today: date, zone: str) -> tuple[list[date], list[datetime]]:
+    """The last `GROWTH_WEEKS` Mondays (oldest first) and each one's start on the clinic's clock, in UTC, plus
+    the start of the week after the last (the bounds a row's week is found between, in SQL)."""
+    monday = today - timedelta(days=today.weekday())
+    weeks = [monday - timedelta(weeks=n) for n in range(GROWTH_WEEKS - 1, -1, -1)]
+    tz = ZoneInfo(zone)
+    bounds = [datetime.combine(w, time(), tz).astimezone(UTC) for w in [*weeks, monday + timedelta(weeks=1)]]
+    return weeks, bounds
+
+
+def _week_index(column: ColumnElement[datetime], bounds: list[datetime]) -> ColumnElement[int]:
+    """The week (0 = oldest) a moment falls in, as one portable CASE: the week starts are the clinic's Mondays
+    (daylight saving included), which no database's own date functions know."""
+    return case(*((column < bound, n - 1) for n, bound in enumerate(bounds[1:], start=1)), else_=-1)
 
 
 def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
-    """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract)."""
-    zone = workspace.settings.clinic.time_zone
-    monday = today - timedelta(days=today.weekday())
-    weeks = [monday - timedelta(weeks=n) for n in range(GROWTH_WEEKS - 1, -1, -1)]
-    leads = load_leads(engine)
-    leads = leads.assign(week=_weeks_of(leads["signed_up_at"], zone)) if not leads.empty else leads
-    recent = leads[leads["week"].isin(weeks)] if not leads.empty else leads
+    """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract). Counted in
+    SQL (a lead's source is its first consent's, as `reports.cohorts.load_leads` has it): only the counts per
+    week and source leave the database, however many contacts there are."""
+    weeks, bounds = _week_starts(today, workspace.settings.clinic.time_zone)
+    in_window = contacts.c.signed_up_at >= bounds[0], contacts.c.signed_up_at < bounds[-1]
+    # The first consent's source, looked up per new lead through the index on consent_events.contact_id.
+    first = (
+        select(consent_events.c.source)
+        .where(consent_events.c.contact_id == contacts.c.id)
+        .order_by(consent_events.c.recorded_at, consent_events.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    week = _week_index(contacts.c.signed_up_at, bounds).label("week")
+    source = func.coalesce(first, "").label("source")
+    new_leads = select(week, source).where(*in_window).subquery()
+    leads = select(new_leads.c.week, new_leads.c.source, func.count().label("n")).group_by(
+        new_leads.c.week, new_leads.c.source
+    )
+    gone = _week_index(suppressions.c.created_at, bounds).label("week")
+    unsubscribes = (
+        select(gone, func.count().label("n"))
+        .where(suppressions.c.reason == "unsubscribed")
+        .where(suppressions.c.created_at >= bounds[0], suppressions.c.created_at < bounds[-1])
+        .group_by(gone)
+    )
     counted: dict[date, dict[str, int]] = {}
-    for (week, source), size in recent.groupby(["week", "source"]).size().items() if not recent.empty else []:
-        counted.setdefault(week, {})[str(source)] = int(size)
     with engine.connect() as conn:
-        stamps = conn.execute(
-            select(suppressions.c.created_at).where(suppressions.c.reason == "unsubscribed")
-        ).scalars()
-        unsubscribes = pd.Series(list(stamps), dtype="object")
-    by_week = _weeks_of(unsubscribes, zone).value_counts() if not unsubscribes.empty else pd.Series(dtype="int64")
+        for index, source, n in conn.execute(leads).all():
+            per = counted.setdefault(weeks[int(index)], {})
+            said = source_in_words(str(source))
+            per[said] = per.get(said, 0) + int(n)
+        by_week = {weeks[int(index)]: int(n) for index, n in conn.execute(unsubscribes).all()}
     sources = sorted({s for per in counted.values() for s in per})
-    return Growth(weeks, sources, counted, {w: int(by_week.get(w, 0)) for w in weeks})
+    return Growth(weeks, sources, counted, {w: by_week.get(w, 0) for w in weeks})
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.overview import BROKEN, DRAFT, Overview, campaign_overviews
-from needlecast.campaign.plan.preview import build_plans
+from needlecast.campaign.plan.preview import Plan, build_plans
 from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
@@ -103,6 +103,22 @@ FIGURES = (
 def _number(value: object) -> float | None:
     number = float(value)  # type: ignore[arg-type]
     return None if math.isnan(number) else number
+
+
+@dataclass(frozen=True)
+class Campaigns:
+    """The workspace's campaigns (their files, loaded once) and their overviews at `now`: what a page's parts
+    (`first_run`, `calendar`, `attention`) share, so one view loads and counts them once."""
+
+    ctx: CampaignContext
+    overviews: list[Overview]
+
+
+def load_campaigns(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
+    """The campaigns and their overviews, read now (see `Campaigns`)."""
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        return Campaigns(ctx, campaign_overviews(ctx, conn, now))
 
 
 def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
@@ -177,7 +193,13 @@ def _bounds(view: str, anchor: date) -> tuple[date, date, date, date, str]:
 
 
 def _planned(
-    engine: Engine, workspace: Workspace, first: date, last: date, now: datetime, frames: FrameCache | None
+    engine: Engine,
+    workspace: Workspace,
+    first: date,
+    last: date,
+    now: datetime,
+    frames: FrameCache | None,
+    campaigns: Campaigns,
 ) -> tuple[dict[date, list[Entry]], int]:
     """What each day from `first` to `last` (clinic's clock, none before today) has planned, and how many
     campaign files did not load."""
@@ -188,14 +210,15 @@ def _planned(
     if last < first:
         return days, 0
     horizon = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
-    ctx = CampaignContext.load(workspace)
-    with engine.connect() as conn:
-        live = {o.id for o in campaign_overviews(ctx, conn, now) if o.state == "active"}
+    live = sorted(o.id for o in campaigns.overviews if o.state == "active")
     days_ahead = max(1, math.ceil((horizon - now).total_seconds() / 86400))
-    plans = build_plans(workspace, engine, None, days_ahead, now, audience=frames)
-    for plan in plans.plans:
+    found: list[Plan] = []
+    for campaign_id in live:  # only what is live is planned: a draft's or a paused campaign's plan shows nowhere
+        one = build_plans(workspace, engine, campaign_id, days_ahead, now, audience=frames, context=campaigns.ctx)
+        found += one.plans
+    for plan in found:
         campaign = plan.campaign
-        if campaign.id not in live or plan.emails.empty:
+        if plan.emails.empty:
             continue
         queued = plan.emails[plan.emails["status"] == "queued"]
         due = pd.to_datetime(queued["due_at"], utc=True)
@@ -212,7 +235,7 @@ def _planned(
         caps = caps_on(warm, day) if warm is not None and day >= warm.start else None
         if caps is not None:
             entries.append(Entry("warmup", caps.day))
-    return days, len(plans.problems)
+    return days, len(campaigns.ctx.problems)
 
 
 def calendar(
@@ -223,15 +246,18 @@ def calendar(
     now: datetime,
     *,
     frames: FrameCache | None = None,
+    campaigns: Campaigns | None = None,
 ) -> Calendar:
     """The week or month around `anchor` (default: today) with what is planned (see the module contract);
-    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now)."""
+    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now);
+    `campaigns`: `load_campaigns` already read for this page (default: read now)."""
     if view not in VIEWS:
         raise InvalidRequest(f"view: '{view}' is not a calendar view; choose week or month")
     today = clinic_today(workspace, now)
     anchor = anchor or today
     start, end, previous, following, title = _bounds(view, anchor)
-    planned, problems = _planned(engine, workspace, start, end, now, frames)
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    planned, problems = _planned(engine, workspace, start, end, now, frames, shared)
     shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
     weeks: list[list[Day]] = []
     day = start
@@ -274,16 +300,20 @@ def _reasons(overview: Overview, flag: str, stale: list[str], paused: str, idle:
 
 
 def attention(
-    engine: Engine, workspace: Workspace, now: datetime, emails: pd.DataFrame | None = None
+    engine: Engine,
+    workspace: Workspace,
+    now: datetime,
+    emails: pd.DataFrame | None = None,
+    campaigns: Campaigns | None = None,
 ) -> list[Attention]:
     """Each campaign that needs a person and why (see the module contract), by id; `emails`: `sent_emails`
-    already read (default: read now)."""
-    ctx = CampaignContext.load(workspace)
+    already read, `campaigns`: `load_campaigns` already read (default: each read now)."""
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    ctx, overviews = shared.ctx, shared.overviews
     flags = health(sent_emails(engine, workspace) if emails is None else emails)
     flag_of = dict(zip(flags["campaign_id"], flags["flag"], strict=True))
     found = []
     with engine.connect() as conn:
-        overviews = campaign_overviews(ctx, conn, now)
         paused = {o.id: guardrails.paused_figures(conn, o.id) for o in overviews}
     for overview in overviews:
         campaign = ctx.campaigns.get(overview.id)
@@ -406,14 +436,15 @@ def _clinic_set(clinic: ClinicSettings) -> bool:
     )
 
 
-def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
-    """The first run's checklist and whether to show it (see the module contract)."""
+def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Campaigns | None = None) -> FirstRun:
+    """The first run's checklist and whether to show it (see the module contract); `campaigns`:
+    `load_campaigns` already read for this page (default: read now)."""
     clinic = workspace.settings.clinic
-    ctx = CampaignContext.load(workspace)
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    ctx, overviews = shared.ctx, shared.overviews
     with engine.connect() as conn:
         people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
         sent = conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first()
-        overviews = campaign_overviews(ctx, conn, now)
     live = sent is not None or any(o.state in LIVE for o in overviews)
     first = next((c for c in sorted(ctx.campaigns)), "")
     signed = any(c.signoff is not None and not stale_files(ctx, c) for c in ctx.campaigns.values())

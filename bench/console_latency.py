@@ -4,8 +4,9 @@
     python bench/console_latency.py --recipients 200000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
 
 A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
-a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page with
-its plan, the reports list, the audiences, a contact's profile) is fetched `--idle-rounds` times while nothing sends; then
+a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page
+with its plan, the reports list, the audiences, a contact's profile) is fetched `--idle-rounds` times while
+nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
 fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,

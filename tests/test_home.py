@@ -19,6 +19,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from needlecast.accounts.roles import cli_actor
 from needlecast.actions import campaigns as campaign_actions
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -161,6 +162,21 @@ def _attention_store(engine: Engine, workspace: Workspace) -> None:
         path.write_text(spring.replace("id: spring-guide", f"id: {name}") + "draft: true\n")
         moment = time.time() - age * 86400
         os.utime(path, (moment, moment))
+
+
+def test_the_web_apps_calendar_is_planned_once_and_again_when_a_campaign_changes(
+    engine: Engine, scheduled: Workspace
+) -> None:
+    frames = FrameCache(engine)
+    with mock.patch.object(home, "build_plans", wraps=home.build_plans) as planner:
+        first = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+        assert planner.call_count == 1  # only the live campaign (spring-guide) is planned
+        again = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+        assert again == first and planner.call_count == 1  # kept: the audience and the campaigns are unchanged
+        campaign_actions.set_campaign_status(engine, scheduled, cli_actor(), "spring-guide", "paused")
+        paused = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+    assert first.planned > 0 and paused.planned == 0  # the change is shown at once, not a minute later
+    assert planner.call_count == 1  # a paused campaign is not planned at all
 
 
 def test_the_campaigns_needing_attention_say_why(engine: Engine, workspace: Workspace) -> None:

@@ -14,7 +14,9 @@ Contract:
   emails that day, both as the planner plans them (`campaign.plan.preview.build_plans`, a new sender's
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
-  nothing.
+  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept for up to 60 s
+  and planned again at once when the audience, a campaign's file or a campaign's state changes (the ledger
+  moving during a send shows within the minute).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
@@ -33,6 +35,8 @@ from __future__ import annotations
 
 import calendar as months
 import math
+import threading
+import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -40,7 +44,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, func, select
 
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
@@ -238,6 +242,44 @@ def _planned(
     return days, len(campaigns.ctx.problems)
 
 
+PLANS_KEPT_SECONDS = 60.0  # as long as the web app's FrameCache keeps the audience
+_kept: dict[tuple[object, ...], tuple[float, tuple[dict[date, list[Entry]], int]]] = {}
+_kept_lock = threading.Lock()
+
+
+def _kept_plans(
+    engine: Engine,
+    workspace: Workspace,
+    first: date,
+    last: date,
+    now: datetime,
+    frames: FrameCache | None,
+    campaigns: Campaigns,
+) -> tuple[dict[date, list[Entry]], int]:
+    """`_planned`, kept for the web app (`frames` given) for up to `PLANS_KEPT_SECONDS`, and planned again at
+    once when the audience (`frame_cache.fingerprint`), a campaign's file or a campaign's state changes: a
+    plan of 200,000 people takes seconds, and a calendar that shows a day's count a minute late is still right
+    about the day. Without `frames` (the command line, tests), planned every time."""
+    if frames is None:
+        return _planned(engine, workspace, first, last, now, frames, campaigns)
+    files = sorted((c.id, c.path.stat().st_mtime_ns) for c in campaigns.ctx.campaigns.values() if c.path.exists())
+    states = sorted((o.id, o.state) for o in campaigns.overviews)
+    with engine.connect() as conn:
+        audience = fingerprint(conn)
+    today = clinic_today(workspace, now)
+    key = (str(workspace.root), str(engine.url), first, last, today, audience, tuple(files), tuple(states))
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is not None and clock.monotonic() - kept[0] < PLANS_KEPT_SECONDS:
+            return kept[1]
+    found = _planned(engine, workspace, first, last, now, frames, campaigns)
+    with _kept_lock:
+        for old in [k for k, (at, _) in _kept.items() if clock.monotonic() - at >= PLANS_KEPT_SECONDS]:
+            del _kept[old]
+        _kept[key] = (clock.monotonic(), found)
+    return found
+
+
 def calendar(
     engine: Engine,
     workspace: Workspace,
@@ -257,7 +299,7 @@ def calendar(
     anchor = anchor or today
     start, end, previous, following, title = _bounds(view, anchor)
     shared = campaigns or load_campaigns(engine, workspace, now)
-    planned, problems = _planned(engine, workspace, start, end, now, frames, shared)
+    planned, problems = _kept_plans(engine, workspace, start, end, now, frames, shared)
     shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
     weeks: list[list[Day]] = []
     day = start

@@ -4,13 +4,15 @@
     python bench/console_latency.py --recipients 200000 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/needlecast_test
 
 A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
-a marketer logs in over HTTP. Each page of a round (the campaign list, the campaign's page with its plan, the
-reports list, the audit log, a contact's profile, the contact list) is fetched `--idle-rounds` times while
+a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page
+with its plan, the reports list, the audiences, a contact's profile, the contact list) is
+fetched `--idle-rounds` times while
 nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
 fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,
-idle and during the send, how many requests were timed, and how long the send took.
+idle and during the send, how many requests were timed, and how long the send took. `--no-send` times the
+pages idle only.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument(
         "--sender-processes", type=int, default=1, help="1: every email is sent by this process's own thread"
     )
+    parser.add_argument("--no-send", action="store_true", help="time the pages idle only (no send afterwards)")
     args = parser.parse_args()
     os.environ["BENCH_SENDER_PROCESSES"] = str(args.sender_processes)
 
@@ -110,7 +113,8 @@ def main() -> None:
                     data={"csrf": csrf_of(client.get("/console/contacts").text), "email": "person7@example0.com"},
                 )
                 pages = {
-                    "campaigns": "/console/",
+                    "home": "/console/",
+                    "campaigns": "/console/campaigns",
                     "campaign": "/console/campaigns/bench",
                     "reports": "/console/reports",
                     "audiences": "/console/audiences",
@@ -129,14 +133,16 @@ def main() -> None:
                 for _ in range(args.idle_rounds):
                     fetch_round(idle)
 
-                confirm = client.get("/console/campaigns/bench/confirm/send-now")
-                senders.finished.clear()
-                started_send = time.perf_counter()
-                client.post("/console/campaigns/bench/send-now", data={"csrf": csrf_of(confirm.text)})
                 busy: dict[str, list[float]] = {name: [] for name in pages}
-                while not senders.finished.is_set():
-                    fetch_round(busy)
-                send_s = time.perf_counter() - started_send
+                send_s = 0.0
+                if not args.no_send:
+                    confirm = client.get("/console/campaigns/bench/confirm/send-now")
+                    senders.finished.clear()
+                    started_send = time.perf_counter()
+                    client.post("/console/campaigns/bench/send-now", data={"csrf": csrf_of(confirm.text)})
+                    while not senders.finished.is_set():
+                        fetch_round(busy)
+                    send_s = time.perf_counter() - started_send
 
             server.should_exit = True
             for label, timings in (("idle", idle), ("during_send", busy)):
@@ -153,8 +159,9 @@ def main() -> None:
                         "n": len(every),
                         "mean_ms": round(statistics.fmean(every) * 1000, 1),
                     }
-            result["send_s"] = round(send_s, 1)
-            result["sink_accepted_recipients"] = sink_stats(args.port)["accepted_recipients"]
+            if not args.no_send:
+                result["send_s"] = round(send_s, 1)
+                result["sink_accepted_recipients"] = sink_stats(args.port)["accepted_recipients"]
     finally:
         sink.terminate()
         sink.wait(10)

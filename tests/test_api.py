@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,13 +28,46 @@ from needlecast.store.schema import (
 )
 from tests.console_site import ConsoleSite, site
 
+# What an API answer must never say: its notes are for people (an app's screen), not for the command line.
+COMMAND_LINE = [
+    (re.compile(r"(?<![\w-])--[a-z][a-z-]+"), "a command-line option"),
+    (re.compile(r"needlecast [a-z]"), "a command"),
+]
+
+
+def _command_line_in(body: str) -> list[str]:
+    return [f"{what}: {m.group(0)!r}" for pattern, what in COMMAND_LINE for m in pattern.finditer(body)]
+
 
 @pytest.fixture()
 def api(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    """The site; every answer of every API client a test makes is read, and when the test ends none of them
+    may speak the command line (flags, commands): each test's flow doubles as that check."""
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
     monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    said: list[str] = []
+
+    def read(response: httpx.Response) -> None:
+        response.read()
+        said.extend(f"{response.request.url.path}: {found}" for found in _command_line_in(response.text))
+
     with site(workspace_dir, store_url) as running:
+        make_client = running.api
+
+        def watched(key: str) -> httpx.Client:
+            client = make_client(key)
+            client.event_hooks["response"].append(read)
+            return client
+
+        monkeypatch.setattr(running, "api", watched)
         yield running
+    assert said == [], "API answers speak the command line:\n" + "\n".join(said)
+
+
+def test_an_api_answer_that_says_a_flag_or_a_command_is_found() -> None:
+    assert _command_line_in('{"notes": ["plan further ahead with --days 86"]}') == ["a command-line option: '--days'"]
+    assert _command_line_in('{"note": "run needlecast schedule sync"}') == ["a command: 'needlecast s'"]
+    assert _command_line_in('{"note": "its first send is in 85 days", "id": "spring--guide"}') == []
 
 
 def _error(response: httpx.Response, status: int) -> dict[str, str | None]:
@@ -316,6 +350,8 @@ def test_campaigns_are_listed_read_planned_paused_resumed_and_cancelled(api: Con
     nurture = client.get("/campaigns/new-lead-nurture/plan", params={"days": 30}).json()
     assert nurture["forecast"] and sum(row["emails"] for row in nurture["forecast"]) > 0, nurture
     assert {row["node"] for row in nurture["forecast"]} <= {"welcome", "deep-dive", "consultation"}, nurture
+    short = client.get("/campaigns/spring-guide/plan", params={"days": 1}).json()
+    assert short["notes"] and not any(_command_line_in(note) for note in short["notes"]), short["notes"]
     assert client.post("/campaigns/spring-guide/pause").json()["state"] == "paused"
     assert client.post("/campaigns/spring-guide/resume").json()["state"] == "active"
     assert client.post("/campaigns/spring-guide/cancel").json()["state"] == "cancelled"

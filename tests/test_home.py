@@ -15,10 +15,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from needlecast.accounts.roles import cli_actor
 from needlecast.actions import campaigns as campaign_actions
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
@@ -26,7 +27,7 @@ from needlecast.errors import InvalidRequest
 from needlecast.readmodels import home
 from needlecast.readmodels.plans import plan_preview
 from needlecast.scaffold import init_workspace
-from needlecast.store.schema import campaign_state, deliveries, events
+from needlecast.store.schema import campaign_state, consent_events, contacts, deliveries, events
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.console_site import ConsoleSite, email_of, site
 from tests.test_compare import LEDGER
@@ -163,6 +164,21 @@ def _attention_store(engine: Engine, workspace: Workspace) -> None:
         os.utime(path, (moment, moment))
 
 
+def test_the_web_apps_calendar_is_planned_once_and_again_when_a_campaign_changes(
+    engine: Engine, scheduled: Workspace
+) -> None:
+    frames = FrameCache(engine)
+    with mock.patch.object(home, "build_plans", wraps=home.build_plans) as planner:
+        first = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+        assert planner.call_count == 1  # only the live campaign (spring-guide) is planned
+        again = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+        assert again == first and planner.call_count == 1  # kept: the audience and the campaigns are unchanged
+        campaign_actions.set_campaign_status(engine, scheduled, cli_actor(), "spring-guide", "paused")
+        paused = home.calendar(engine, scheduled, "week", None, BEFORE_THE_SEND, frames=frames)
+    assert first.planned > 0 and paused.planned == 0  # the change is shown at once, not a minute later
+    assert planner.call_count == 1  # a paused campaign is not planned at all
+
+
 def test_the_campaigns_needing_attention_say_why(engine: Engine, workspace: Workspace) -> None:
     _attention_store(engine, workspace)
     (workspace.campaigns_dir / "typo.yaml").write_text("id: typo\nkind: broadcast\nsegmnt: all-leads\n")
@@ -187,6 +203,42 @@ def test_the_audience_growth_counts_new_leads_by_source_and_unsubscribes_per_wee
     assert len(grown.weeks) == 8 and grown.weeks[-1] == today - timedelta(days=today.weekday())
     imported = sum(grown.total(w) for w in grown.weeks)
     assert imported > 0 and sum(grown.unsubscribed.values()) == 0
+
+
+def test_lead_sources_are_said_in_the_clinics_words() -> None:
+    said = home.source_in_words
+    assert said("import:sample.csv") == "Imported from sample.csv"
+    assert said("signup:3f2a") == said("form:default") == "Website signup form"
+    assert said("api") == said("api:tests") == said("api (tests)") == "Added through the API"
+    assert said("unknown") == said("") == "Source not recorded"
+    assert said("phone call") == "Phone call"  # an API client's own words, as written
+
+
+def test_the_growth_table_counts_each_source_in_words_by_week_in_sql(engine: Engine, workspace: Workspace) -> None:
+    import_file(engine, workspace.root / "audiences" / "sample.csv", load_vocabulary_for(workspace))
+    today = datetime.now(UTC).date()
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(contacts.c.id).order_by(contacts.c.id)).scalars())
+        conn.execute(update(contacts).values(signed_up_at=datetime.now(UTC) - timedelta(minutes=1)))  # this week
+        # an older consent of another source recorded for the first contact: its first consent decides
+        conn.execute(
+            insert(consent_events).values(
+                contact_id=ids[0],
+                purpose="marketing",
+                action="granted",
+                source="form:default",
+                recorded_at=datetime.now(UTC) - timedelta(days=400),
+            )
+        )
+    grown = home.growth(engine, workspace, today)
+    this_week = grown.leads[grown.weeks[-1]]
+    with engine.connect() as conn:
+        consented = set(conn.execute(select(consent_events.c.contact_id)).scalars())
+    unrecorded = len(set(ids) - consented)  # the sample's rows without a consent: no source to show
+    assert unrecorded > 0 and ids[0] in consented
+    expected = {"Imported from sample.csv": len(ids) - unrecorded - 1, "Website signup form": 1}
+    assert this_week == {**expected, "Source not recorded": unrecorded}
+    assert grown.sources == ["Imported from sample.csv", "Source not recorded", "Website signup form"]
 
 
 @pytest.fixture()
@@ -217,6 +269,8 @@ def test_the_home_page_shows_the_dashboard_with_links_and_switches_the_calendar(
     assert marketer.get("/console/?view=year").status_code == 400
     assert marketer.get("/console/?at=tomorrow").status_code == 400
     assert 'id="row-spring-guide"' in marketer.get("/console/campaigns").text
+    growth = page.text[page.text.index("New leads per week by source") :]
+    assert "Imported from sample.csv" in growth and "import:" not in growth
 
 
 def test_a_first_run_shows_the_checklist_with_a_link_for_each_step(

@@ -54,6 +54,17 @@ def _notice(page: httpx.Response) -> str:
     return found.group(1).replace("&#34;", '"').replace("&#39;", "'")
 
 
+# The list each 404 links back to -> the words of its link: the text says where the link goes.
+LABELS = {
+    "/console/": "the home page",
+    "/console/campaigns": "the campaigns",
+    "/console/contacts": "the contacts",
+    "/console/reports": "the send reports",
+    "/console/audiences": "the audiences",
+    "/console/templates": "the email templates",
+}
+
+
 # -- the console's 404 page ------------------------------------------------------------------------------------
 
 
@@ -70,10 +81,14 @@ def test_a_missing_or_hostile_id_in_the_console_gets_the_404_page_saying_what_wi
         (f"/console/contacts/{erased}", f"There is no contact #{erased}", "/console/contacts"),
         ("/console/contacts/1_0", "There is no contact #1_0", "/console/contacts"),
         (f"/console/contacts/{erased}/confirm/erase", f"There is no contact #{erased}", "/console/contacts"),
-        ("/console/campaigns/nope", "There is no campaign “nope”", "/console/"),
-        ("/console/campaigns/nope/edit", "There is no campaign “nope”", "/console/"),
-        ("/console/campaigns/spring-guide/confirm/bogus", "There is nothing called “bogus” to do here", "/console/"),
-        ("/console/campaigns/spring-guide/preview?step=zzz", "This campaign has no email “zzz”", "/console/"),
+        ("/console/campaigns/nope", "There is no campaign “nope”", "/console/campaigns"),
+        ("/console/campaigns/nope/edit", "There is no campaign “nope”", "/console/campaigns"),
+        (
+            "/console/campaigns/spring-guide/confirm/bogus",
+            "There is nothing called “bogus” to do here",
+            "/console/campaigns",
+        ),
+        ("/console/campaigns/spring-guide/preview?step=zzz", "This campaign has no email “zzz”", "/console/campaigns"),
         ("/console/reports/nope", "There is no campaign “nope”", "/console/reports"),
         ("/console/reports/nope/report.csv", "There is no campaign “nope”", "/console/reports"),
         ("/console/reports/spring-guide/report.exe", "cannot be downloaded as “exe”", "/console/reports"),
@@ -88,7 +103,7 @@ def test_a_missing_or_hostile_id_in_the_console_gets_the_404_page_saying_what_wi
         assert page.status_code == 404, (path, page.status_code, page.text[:300])
         assert page.headers["content-type"].startswith("text/html")
         assert words in _notice(page), (path, _notice(page))
-        assert f'<a class="button" href="{back}">Back to' in page.text, path
+        assert f'<a class="button" href="{back}">Back to {LABELS[back]}</a>' in page.text, path
         assert 'href="/console/static/console.css"' in page.text and "Log out" in page.text  # the console's look
         assert "needlecast.toml" not in _notice(page) or "..%2f" in path  # no file of ours named, only what was asked
         assert "Traceback" not in page.text and "campaigns/" not in _notice(page)
@@ -308,3 +323,17 @@ def test_get_contacts_lookup_is_405_and_every_405_names_all_the_methods_of_its_p
     assert api.request("OPTIONS", "/contacts/1").headers["allow"] == "DELETE, GET"
     assert api.put("/contacts").headers["allow"] == "GET, POST"
     assert api.get("/contacts/abc").status_code == 404  # not a contact id: no route takes it
+
+
+@pytest.mark.database_independent
+def test_the_other_error_pages_link_back_to_the_home_page_and_say_so(web: ConsoleSite) -> None:
+    client = web.login("admin")
+    answers = [
+        client.get("/console/reports?from=someday"),  # 400: the filters
+        client.put("/console/campaigns/spring-guide/edit"),  # 405
+    ]
+    for page, status in zip(answers, (400, 405), strict=True):
+        path = page.request.url.path
+        assert page.status_code == status, (path, page.status_code)
+        assert '<a href="/console/">Back to the home page</a>' in page.text, path
+        assert "Back to the campaigns" not in page.text

@@ -31,6 +31,10 @@ def test_the_not_found_page_says_what_and_leads_back_to_its_list_at_desktop_and_
         if width == 390:
             assert page.evaluate("document.documentElement.scrollWidth") <= 420
         page.get_by_role("link", name="Back to the campaigns").click()
+        page.wait_for_url(re.compile(r".*/console/campaigns$"))
+        assert page.get_by_role("heading", level=1).inner_text() == "Campaigns"
+        person.open("/console/no/such/page", f"not-found-page-{width}")
+        page.get_by_role("link", name="Back to the home page").click()
         page.wait_for_url(re.compile(r".*/console/$"))
         person.open("/console/contacts/123456", f"not-found-contact-{width}")
         page.get_by_role("link", name="Back to the contacts").click()

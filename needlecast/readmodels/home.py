@@ -14,14 +14,17 @@ Contract:
   emails that day, both as the planner plans them (`campaign.plan.preview.build_plans`, a new sender's
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
-  nothing.
+  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept for up to 60 s
+  and planned again at once when the audience, a campaign's file or a campaign's state changes (the ledger
+  moving during a send shows within the minute).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
   nobody changed for 7 days, a campaign the deliverability guard paused, a file that does not load.
 - `growth(engine, workspace, today)` is the last 8 weeks (Monday first, clinic's clock): new leads by source
-  (`reports.cohorts.load_leads`: the source of a lead's first consent) and unsubscribes (suppressions for an
-  unsubscribe recorded that week).
+  (as `reports.cohorts.load_leads` has it: the source of a lead's first consent), the source in the clinic's
+  words (`source_in_words`: "Imported from sample.csv", "Website signup form", "Added through the API"), and
+  unsubscribes (suppressions for an unsubscribe recorded that week); counted in SQL.
 - `first_run(engine, workspace)` is the checklist (`Step`) a new clinic follows and whether the console
   should show it instead of the dashboard: until the clinic's details are set, there are contacts and a
   campaign has gone live (scheduled, or emails sent).
@@ -32,14 +35,16 @@ from __future__ import annotations
 
 import calendar as months
 import math
+import threading
+import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, case, func, select
 
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
@@ -50,11 +55,11 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.reports.cohorts import load_leads
+from needlecast.reports.cohorts import UNKNOWN_SOURCE
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
-from needlecast.store.schema import contacts, deliveries, suppressions
+from needlecast.store.schema import consent_events, contacts, deliveries, suppressions
 
 PERIOD_DAYS = 30
 GROWTH_WEEKS = 8
@@ -104,6 +109,22 @@ FIGURES = (
 def _number(value: object) -> float | None:
     number = float(value)  # type: ignore[arg-type]
     return None if math.isnan(number) else number
+
+
+@dataclass(frozen=True)
+class Campaigns:
+    """The workspace's campaigns (their files, loaded once) and their overviews at `now`: what a page's parts
+    (`first_run`, `calendar`, `attention`) share, so one view loads and counts them once."""
+
+    ctx: CampaignContext
+    overviews: list[Overview]
+
+
+def load_campaigns(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
+    """The campaigns and their overviews, read now (see `Campaigns`)."""
+    ctx = CampaignContext.load(workspace)
+    with engine.connect() as conn:
+        return Campaigns(ctx, campaign_overviews(ctx, conn, now))
 
 
 def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
@@ -179,7 +200,13 @@ def _bounds(view: str, anchor: date) -> tuple[date, date, date, date, str]:
 
 
 def _planned(
-    engine: Engine, workspace: Workspace, first: date, last: date, now: datetime, frames: FrameCache | None
+    engine: Engine,
+    workspace: Workspace,
+    first: date,
+    last: date,
+    now: datetime,
+    frames: FrameCache | None,
+    campaigns: Campaigns,
 ) -> tuple[dict[date, list[Entry]], int]:
     """What each day from `first` to `last` (clinic's clock, none before today) has planned, and how many
     campaign files did not load."""
@@ -190,17 +217,18 @@ def _planned(
     if last < first:
         return days, 0
     horizon = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
-    ctx = CampaignContext.load(workspace)
-    with engine.connect() as conn:
-        live = {o.id for o in campaign_overviews(ctx, conn, now) if o.state == "active"}
+    live = sorted(o.id for o in campaigns.overviews if o.state == "active")
     days_ahead = max(1, math.ceil((horizon - now).total_seconds() / 86400))
-    plans = build_plans(workspace, engine, None, days_ahead, now, audience=frames)
-    for plan in plans.plans:
+    found: list[Plan] = []
+    for campaign_id in live:  # only what is live is planned: a draft's or a paused campaign's plan shows nowhere
+        one = build_plans(workspace, engine, campaign_id, days_ahead, now, audience=frames, context=campaigns.ctx)
+        found += one.plans
+    for plan in found:
         campaign = plan.campaign
-        if campaign.id in live and plan.forecast is not None:
+        if plan.forecast is not None:
             _forecast_days(days, plan, zone, first, last)
             continue
-        if campaign.id not in live or plan.emails.empty:
+        if plan.emails.empty:
             continue
         queued = plan.emails[plan.emails["status"] == "queued"]
         due = pd.to_datetime(queued["due_at"], utc=True)
@@ -217,7 +245,45 @@ def _planned(
         caps = caps_on(warm, day) if warm is not None and day >= warm.start else None
         if caps is not None:
             entries.append(Entry("warmup", caps.day))
-    return days, len(plans.problems)
+    return days, len(campaigns.ctx.problems)
+
+
+PLANS_KEPT_SECONDS = 60.0  # as long as the web app's FrameCache keeps the audience
+_kept: dict[tuple[object, ...], tuple[float, tuple[dict[date, list[Entry]], int]]] = {}
+_kept_lock = threading.Lock()
+
+
+def _kept_plans(
+    engine: Engine,
+    workspace: Workspace,
+    first: date,
+    last: date,
+    now: datetime,
+    frames: FrameCache | None,
+    campaigns: Campaigns,
+) -> tuple[dict[date, list[Entry]], int]:
+    """`_planned`, kept for the web app (`frames` given) for up to `PLANS_KEPT_SECONDS`, and planned again at
+    once when the audience (`frame_cache.fingerprint`), a campaign's file or a campaign's state changes: a
+    plan of 200,000 people takes seconds, and a calendar that shows a day's count a minute late is still right
+    about the day. Without `frames` (the command line, tests), planned every time."""
+    if frames is None:
+        return _planned(engine, workspace, first, last, now, frames, campaigns)
+    files = sorted((c.id, c.path.stat().st_mtime_ns) for c in campaigns.ctx.campaigns.values() if c.path.exists())
+    states = sorted((o.id, o.state) for o in campaigns.overviews)
+    with engine.connect() as conn:
+        audience = fingerprint(conn)
+    today = clinic_today(workspace, now)
+    key = (str(workspace.root), str(engine.url), first, last, today, audience, tuple(files), tuple(states))
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is not None and clock.monotonic() - kept[0] < PLANS_KEPT_SECONDS:
+            return kept[1]
+    found = _planned(engine, workspace, first, last, now, frames, campaigns)
+    with _kept_lock:
+        for old in [k for k, (at, _) in _kept.items() if clock.monotonic() - at >= PLANS_KEPT_SECONDS]:
+            del _kept[old]
+        _kept[key] = (clock.monotonic(), found)
+    return found
 
 
 def calendar(
@@ -228,15 +294,18 @@ def calendar(
     now: datetime,
     *,
     frames: FrameCache | None = None,
+    campaigns: Campaigns | None = None,
 ) -> Calendar:
     """The week or month around `anchor` (default: today) with what is planned (see the module contract);
-    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now)."""
+    `InvalidRequest` for a view that is neither. `frames`: the web app's audience cache (default: read now);
+    `campaigns`: `load_campaigns` already read for this page (default: read now)."""
     if view not in VIEWS:
         raise InvalidRequest(f"view: '{view}' is not a calendar view; choose week or month")
     today = clinic_today(workspace, now)
     anchor = anchor or today
     start, end, previous, following, title = _bounds(view, anchor)
-    planned, problems = _planned(engine, workspace, start, end, now, frames)
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    planned, problems = _kept_plans(engine, workspace, start, end, now, frames, shared)
     shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
     weeks: list[list[Day]] = []
     day = start
@@ -279,16 +348,20 @@ def _reasons(overview: Overview, flag: str, stale: list[str], paused: str, idle:
 
 
 def attention(
-    engine: Engine, workspace: Workspace, now: datetime, emails: pd.DataFrame | None = None
+    engine: Engine,
+    workspace: Workspace,
+    now: datetime,
+    emails: pd.DataFrame | None = None,
+    campaigns: Campaigns | None = None,
 ) -> list[Attention]:
     """Each campaign that needs a person and why (see the module contract), by id; `emails`: `sent_emails`
-    already read (default: read now)."""
-    ctx = CampaignContext.load(workspace)
+    already read, `campaigns`: `load_campaigns` already read (default: each read now)."""
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    ctx, overviews = shared.ctx, shared.overviews
     flags = health(sent_emails(engine, workspace) if emails is None else emails)
     flag_of = dict(zip(flags["campaign_id"], flags["flag"], strict=True))
     found = []
     with engine.connect() as conn:
-        overviews = campaign_overviews(ctx, conn, now)
         paused = {o.id: guardrails.paused_figures(conn, o.id) for o in overviews}
     for overview in overviews:
         campaign = ctx.campaigns.get(overview.id)
@@ -308,38 +381,85 @@ def attention(
 @dataclass(frozen=True)
 class Growth:
     weeks: list[date]  # Mondays, oldest first
-    sources: list[str]  # the lead sources seen in these weeks, by name
-    leads: dict[date, dict[str, int]]  # week -> source -> new leads
+    sources: list[str]  # the lead sources seen in these weeks, in words (`source_in_words`), by name
+    leads: dict[date, dict[str, int]]  # week -> source in words -> new leads
     unsubscribed: dict[date, int]
 
     def total(self, week: date) -> int:
         return sum(self.leads.get(week, {}).values())
 
 
-def _weeks_of(moments: pd.Series, zone: str) -> pd.Series:
-    local = pd.to_datetime(moments, utc=True).dt.tz_convert(zone).dt.date
-    return local.map(lambda d: d - timedelta(days=d.weekday()))
+def source_in_words(source: str) -> str:
+    """A lead's source (its first consent's evidence, as stored) as the clinic says it: "import:sample.csv" ->
+    "Imported from sample.csv", a signup form's ("signup:...", "form:...") -> "Website signup form", the API's
+    ("api", "api:KEY", "api (KEY)") -> "Added through the API", none -> "Source not recorded"; anything else
+    (a source an API client wrote in its own words) is shown as written, its first letter capitalised."""
+    kind, _, rest = source.partition(":")
+    if not source or source == UNKNOWN_SOURCE:
+        return "Source not recorded"
+    if kind == "import" and rest:
+        return f"Imported from {rest}" if not rest.startswith("#") else "Imported from a spreadsheet"
+    if kind in ("signup", "form") or source == "double opt-in confirmation":
+        return "Website signup form"
+    if source == "api" or kind == "api" or source.startswith("api ("):
+        return "Added through the API"
+    if source.startswith(("manual", "console")):
+        return "Added by hand"
+    return source[:1].upper() + source[1:]
+
+
+def _week_starts(today: date, zone: str) -> tuple[list[date], list[datetime]]:
+    """The last `GROWTH_WEEKS` Mondays (oldest first) and each one's start on the clinic's clock, in UTC, plus
+    the start of the week after the last (the bounds a row's week is found between, in SQL)."""
+    monday = today - timedelta(days=today.weekday())
+    weeks = [monday - timedelta(weeks=n) for n in range(GROWTH_WEEKS - 1, -1, -1)]
+    tz = ZoneInfo(zone)
+    bounds = [datetime.combine(w, time(), tz).astimezone(UTC) for w in [*weeks, monday + timedelta(weeks=1)]]
+    return weeks, bounds
+
+
+def _week_index(column: ColumnElement[datetime], bounds: list[datetime]) -> ColumnElement[int]:
+    """The week (0 = oldest) a moment falls in, as one portable CASE: the week starts are the clinic's Mondays
+    (daylight saving included), which no database's own date functions know."""
+    return case(*((column < bound, n - 1) for n, bound in enumerate(bounds[1:], start=1)), else_=-1)
 
 
 def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
-    """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract)."""
-    zone = workspace.settings.clinic.time_zone
-    monday = today - timedelta(days=today.weekday())
-    weeks = [monday - timedelta(weeks=n) for n in range(GROWTH_WEEKS - 1, -1, -1)]
-    leads = load_leads(engine)
-    leads = leads.assign(week=_weeks_of(leads["signed_up_at"], zone)) if not leads.empty else leads
-    recent = leads[leads["week"].isin(weeks)] if not leads.empty else leads
+    """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract). Counted in
+    SQL (a lead's source is its first consent's, as `reports.cohorts.load_leads` has it): only the counts per
+    week and source leave the database, however many contacts there are."""
+    weeks, bounds = _week_starts(today, workspace.settings.clinic.time_zone)
+    in_window = contacts.c.signed_up_at >= bounds[0], contacts.c.signed_up_at < bounds[-1]
+    # The first consent's source, looked up per new lead through the index on consent_events.contact_id.
+    first = (
+        select(consent_events.c.source)
+        .where(consent_events.c.contact_id == contacts.c.id)
+        .order_by(consent_events.c.recorded_at, consent_events.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    week = _week_index(contacts.c.signed_up_at, bounds).label("week")
+    source = func.coalesce(first, "").label("source")
+    new_leads = select(week, source).where(*in_window).subquery()
+    leads = select(new_leads.c.week, new_leads.c.source, func.count().label("n")).group_by(
+        new_leads.c.week, new_leads.c.source
+    )
+    gone = _week_index(suppressions.c.created_at, bounds).label("week")
+    unsubscribes = (
+        select(gone, func.count().label("n"))
+        .where(suppressions.c.reason == "unsubscribed")
+        .where(suppressions.c.created_at >= bounds[0], suppressions.c.created_at < bounds[-1])
+        .group_by(gone)
+    )
     counted: dict[date, dict[str, int]] = {}
-    for (week, source), size in recent.groupby(["week", "source"]).size().items() if not recent.empty else []:
-        counted.setdefault(week, {})[str(source)] = int(size)
     with engine.connect() as conn:
-        stamps = conn.execute(
-            select(suppressions.c.created_at).where(suppressions.c.reason == "unsubscribed")
-        ).scalars()
-        unsubscribes = pd.Series(list(stamps), dtype="object")
-    by_week = _weeks_of(unsubscribes, zone).value_counts() if not unsubscribes.empty else pd.Series(dtype="int64")
+        for index, source, n in conn.execute(leads).all():
+            per = counted.setdefault(weeks[int(index)], {})
+            said = source_in_words(str(source))
+            per[said] = per.get(said, 0) + int(n)
+        by_week = {weeks[int(index)]: int(n) for index, n in conn.execute(unsubscribes).all()}
     sources = sorted({s for per in counted.values() for s in per})
-    return Growth(weeks, sources, counted, {w: int(by_week.get(w, 0)) for w in weeks})
+    return Growth(weeks, sources, counted, {w: by_week.get(w, 0) for w in weeks})
 
 
 @dataclass(frozen=True)
@@ -364,14 +484,15 @@ def _clinic_set(clinic: ClinicSettings) -> bool:
     )
 
 
-def first_run(engine: Engine, workspace: Workspace, now: datetime) -> FirstRun:
-    """The first run's checklist and whether to show it (see the module contract)."""
+def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Campaigns | None = None) -> FirstRun:
+    """The first run's checklist and whether to show it (see the module contract); `campaigns`:
+    `load_campaigns` already read for this page (default: read now)."""
     clinic = workspace.settings.clinic
-    ctx = CampaignContext.load(workspace)
+    shared = campaigns or load_campaigns(engine, workspace, now)
+    ctx, overviews = shared.ctx, shared.overviews
     with engine.connect() as conn:
         people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
         sent = conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first()
-        overviews = campaign_overviews(ctx, conn, now)
     live = sent is not None or any(o.state in LIVE for o in overviews)
     first = next((c for c in sorted(ctx.campaigns)), "")
     signed = any(c.signoff is not None and not stale_files(ctx, c) for c in ctx.campaigns.values())

@@ -3,6 +3,8 @@ resume and cancel.
 
 Changes go through `needlecast.actions.campaigns` (checked and audited as the key); reads through
 `needlecast.readmodels` (the same segment summary and campaign overview as the console and the command line).
+Notes are in words (`wording.for_people`: no command, flag or file; times in the campaign's zone), as the
+console says them: an API's client shows them to people, who have no command line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from needlecast.readmodels.segments import segment_summaries
 from needlecast.web.actors import Actor
 from needlecast.web.api.deps import Api, ApiState, CampaignId, Key, allowed
 from needlecast.web.api.errors import ERRORS
+from needlecast.wording import for_people
 
 router = APIRouter(responses=ERRORS)
 Handler = TypeVar("Handler", bound=Callable[..., s.CampaignOut])
@@ -42,11 +45,11 @@ def campaign_out(item: campaigns_read.Overview) -> s.CampaignOut:
         segment=item.segment,
         file=item.file,
         state=item.state,
-        note=item.note,
+        note=for_people(item.note),
         counts=item.counts,
         next_send=item.next_send,
-        next_send_note=item.next_send_note,
-        ab_tests=item.ab_tests,
+        next_send_note=for_people(item.next_send_note),
+        ab_tests=[for_people(test) for test in item.ab_tests],
     )
 
 
@@ -88,7 +91,7 @@ def campaign_plan(
         new_enrolments=plan.new_enrolments,
         excluded=plan.excluded,
         deferred=plan.deferred,
-        notes=plan.notes,
+        notes=[for_people(note) for note in plan.notes],
     )
 
 

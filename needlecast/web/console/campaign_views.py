@@ -24,7 +24,6 @@ from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.forms import document_from_form, field_of, form_values
 
 PLAN_DAYS = 30
-REFRESH_SECONDS = 3
 PREVIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'; sandbox"
 DRAFT_ACTIONS = ("schedule", "send-now")  # what a draft offers: each makes it live (audited)
 ACTIONS = {  # action -> (button, style, the status it needs)
@@ -56,10 +55,12 @@ def flash(request: Request) -> dict[str, str]:
 
 @page("campaigns.view")
 def campaign_list(request: Request, who: Who) -> Response:
+    """Every campaign; each one sending now (emails claimed, or a send of this process running) is followed by
+    static/send-progress.js through `campaign_status`, row by row, without reloading the page (no refresh)."""
     console = console_of(request)
     items = campaigns_read.campaign_list(console.engine, console.workspace)
     senders = console.senders
-    sending = any(i.counts.get("sending", 0) for i in items) or bool(senders and senders.busy())
+    sending = {i.id for i in items if i.counts.get("sending", 0) or (senders is not None and senders.sending(i.id))}
     return console.render(
         request,
         who,
@@ -67,7 +68,7 @@ def campaign_list(request: Request, who: Who) -> Response:
         title="Campaigns",
         items=items,
         folder="campaigns/",
-        refresh=REFRESH_SECONDS if sending else 0,
+        sending=sending,
         **flash(request),
     )
 

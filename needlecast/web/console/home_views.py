@@ -22,6 +22,7 @@ from needlecast.readmodels.home import (
     first_run,
     growth,
     last_30_days,
+    load_campaigns,
     sent_emails,
 )
 from needlecast.web.console import campaign_views
@@ -68,14 +69,15 @@ def home(request: Request, who: Who) -> Response:
     console = console_of(request)
     workspace, engine = console.workspace, console.engine
     now = datetime.now(UTC)
-    start = first_run(engine, workspace, now)
+    campaigns = load_campaigns(engine, workspace, now)  # read once: the checklist, calendar and attention share it
+    start = first_run(engine, workspace, now, campaigns)
     if start.show:
         return console.render(
             request, who, "home.html", title="Welcome to needlecast", checklist=start.steps, first_run=True
         )
     view = request.query_params.get("view", "week")
     try:
-        shown = calendar(engine, workspace, view, _anchor(request), now, frames=console.frames)
+        shown = calendar(engine, workspace, view, _anchor(request), now, frames=console.frames, campaigns=campaigns)
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the link", message=str(problem))
     today = clinic_today(workspace, now)
@@ -92,7 +94,7 @@ def home(request: Request, who: Who) -> Response:
         first_run=False,
         period=period,
         calendar=shown,
-        attention=attention(engine, workspace, now, emails),
+        attention=attention(engine, workspace, now, emails, campaigns),
         growth=grown,
         bars=_bars(grown.weeks, totals, unsubscribed),
         chart_height=CHART_HEIGHT + 40,

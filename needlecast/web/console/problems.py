@@ -34,7 +34,7 @@ log = logging.getLogger("needlecast.web")
 
 # The first part of a console path -> the list its objects belong to, and its name in "Back to ...".
 LISTS = {
-    "campaigns": ("/", "the campaigns"),
+    "campaigns": ("/campaigns", "the campaigns"),
     "reports": ("/reports", "the send reports"),
     "imports": ("/audiences", "the audiences"),
     "audiences": ("/audiences", "the audiences"),
@@ -43,7 +43,7 @@ LISTS = {
     "users": ("/users", "the console accounts"),
     "audit": ("/audit", "the audit log"),
 }
-HOME = ("/", "the campaigns")
+HOME = ("/", "the home page")  # a path of no list: the dashboard, named as what it is
 # What was not found (`NotFound.what`) -> the sentence that says so; {name} is the id asked for.
 SENTENCES = {
     "campaign": "There is no campaign “{name}”. It may have been renamed or deleted.",

@@ -217,29 +217,21 @@ class LatestEntry:
 
 
 def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]:
-    """Each contact's latest entry into the journey, by contact id."""
-    last = (
-        select(positions.c.contact_id, func.max(positions.c.entry).label("entry"))
-        .where(positions.c.campaign_id == campaign_id)
-        .group_by(positions.c.contact_id)
-        .subquery()
+    """Each contact's latest entry into the journey, by contact id (read through the driver, as `_read`)."""
+    mark = driver.marker(conn)
+    rest = (
+        "FROM journey_positions AS p JOIN (SELECT contact_id, max(entry) AS entry FROM journey_positions"
+        f" WHERE campaign_id = {mark} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
+        " AND p.contact_id = last.contact_id AND p.entry = last.entry"
     )
-    query = select(
-        positions.c.contact_id,
-        positions.c.entry,
-        positions.c.state,
-        positions.c.entered_at,
-        positions.c.left_at,
-        positions.c.trigger_at,
-    ).join(
-        last,
-        and_(
-            positions.c.campaign_id == campaign_id,
-            positions.c.contact_id == last.c.contact_id,
-            positions.c.entry == last.c.entry,
-        ),
-    )
-    return {int(r[0]): LatestEntry(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)}
+    columns = ["p.contact_id", "p.entry", "p.state", "p.entered_at", "p.left_at", "p.trigger_at"]
+    at = _sqlite_read if driver.is_sqlite(conn) else _postgres_read
+    return {
+        int(c): LatestEntry(
+            int(c), int(e), state, at(en), None if left is None else at(left), None if t is None else at(t)
+        )
+        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (campaign_id, campaign_id))
+    }
 
 
 def counts_by_node(conn: Connection, campaign_id: str) -> dict[tuple[str, str], int]:

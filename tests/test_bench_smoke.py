@@ -66,3 +66,10 @@ def test_reports_benchmark_smoke() -> None:
     result = _run("bench/reports.py", "--deliveries", "2000", "--events", "20000")
     assert result["emails"] == 2000 and result["events"] == 20000
     assert result["campaigns"] > 0 and result["weeks"] == 4  # type: ignore[operator]
+
+
+def test_journeys_benchmark_smoke() -> None:
+    result = _run("bench/journeys.py", "--people", "1000")
+    # ids 1..1000: those ending in 0, 1 or 2 are due (300); each goes through the wait, the branch and a send
+    assert result["positions"] == 1000 and result["enqueued"] == 300 and result["ledger_rows"] == 300
+    assert result["left"] == {"exit at done": 300} and result["moved"] == 900

@@ -41,7 +41,7 @@ STATES = (ACTIVE, DONE, EXITED, CONVERTED)
 _CHUNK = 500  # rows per multi-row insert (11 columns: under SQLite's bound-variable limit)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a sweep may hold a million: slots halve their memory
 class Position:
     contact_id: int
     entry: int
@@ -88,11 +88,13 @@ _NAMES = "contact_id, entry, node, since, due_at, entered_at, trigger_at"
 
 def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes: Sequence[str]) -> list[Position]:
     """Up to `limit` active positions of the journey due at `now` at one of `nodes` (the journey's: a position
-    at a node an edit removed waits for `needlecast journey check`), the earliest due first."""
+    at a node an edit removed waits for `needlecast journey check`), the earliest due first. Ties come in the
+    index's order: ordering them by contact too made the database read and sort every due position to hand
+    out each round (at 300,000 due, each of a sweep's rounds read all 300,000)."""
     mark = driver.marker(conn)
     inner = (
         f"SELECT {_NAMES} FROM journey_positions WHERE campaign_id = {mark} AND state = 'active'"
-        f" AND due_at <= {mark} AND {driver.values_in(conn, 'node')} ORDER BY due_at, contact_id LIMIT {mark}"
+        f" AND due_at <= {mark} AND {driver.values_in(conn, 'node')} ORDER BY due_at LIMIT {mark}"
     )
     params = (campaign_id, driver.time_value(conn, now), driver.values_value(conn, nodes), limit)
     return _read(conn, f"FROM ({inner}) AS due_now", params)
@@ -206,7 +208,7 @@ def _changed(rowcount: int, params: Sequence[object]) -> int:
     return rowcount if rowcount >= 0 else len(params)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LatestEntry:
     contact_id: int
     entry: int

@@ -73,3 +73,10 @@ def test_reports_benchmark_smoke() -> None:
     assert result["deliveries"] == 2000 and result["events"] == 20000
     compared, trends = result["compare"], result["trends"]
     assert compared["campaigns"] > 0 and trends["weeks"] == 4  # type: ignore[index]
+
+
+def test_journeys_benchmark_smoke() -> None:
+    result = _run("bench/journeys.py", "--people", "1000")
+    # ids 1..1000: those ending in 0, 1 or 2 are due (300); each goes through the wait, the branch and a send
+    assert result["positions"] == 1000 and result["enqueued"] == 300 and result["ledger_rows"] == 300
+    assert result["left"] == {"exit at done": 300} and result["moved"] == 900

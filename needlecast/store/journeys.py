@@ -26,14 +26,16 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from needlecast.store import driver
 from needlecast.store.delivery import QUEUED, SKIPPED, delivery_store
 from needlecast.store.driver import ids_from_text
 from needlecast.store.helpers import utcnow
@@ -53,7 +55,7 @@ STATES = (ACTIVE, DONE, EXITED, CONVERTED)
 _CHUNK = 500  # rows per multi-row insert (11 columns: under SQLite's bound-variable limit)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a sweep may hold a million: slots halve their memory
 class Position:
     contact_id: int
     entry: int
@@ -95,29 +97,63 @@ _COLUMNS = (
 )
 
 
+_NAMES = "contact_id, entry, node, since, due_at, entered_at, trigger_at"
+
+
 def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes: Sequence[str]) -> list[Position]:
     """Up to `limit` active positions of the journey due at `now` at one of `nodes` (the journey's: a position
-    at a node an edit removed waits for `needlecast journey check`), the earliest due first."""
-    query = (
-        select(*_COLUMNS)
-        .where(
-            positions.c.campaign_id == campaign_id,
-            positions.c.state == ACTIVE,
-            positions.c.due_at <= now,
-            positions.c.node.in_(list(nodes)),
-        )
-        .order_by(positions.c.due_at, positions.c.contact_id)
-        .limit(limit)
+    at a node an edit removed waits for `needlecast journey check`), the earliest due first. Ties come in the
+    index's order: ordering them by contact too made the database read and sort every due position to hand
+    out each round (at 300,000 due, each of a sweep's rounds read all 300,000)."""
+    mark = driver.marker(conn)
+    inner = (
+        f"SELECT {_NAMES} FROM journey_positions WHERE campaign_id = {mark} AND state = 'active'"
+        f" AND due_at <= {mark} AND {driver.values_in(conn, 'node')} ORDER BY due_at LIMIT {mark}"
     )
-    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
+    params = (campaign_id, driver.time_value(conn, now), driver.values_value(conn, nodes), limit)
+    return _read(conn, f"FROM ({inner}) AS due_now", params)
+
+
+_SLICE = 100_000  # positions read at once: a million read in one piece took 650 MB while they were decoded
 
 
 def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None) -> list[Position]:
-    """The journey's active positions (at `nodes` when given), due or not."""
-    query = select(*_COLUMNS).where(positions.c.campaign_id == campaign_id, positions.c.state == ACTIVE)
+    """The journey's active positions (at `nodes` when given), due or not, by contact (at most one active
+    position each), read in slices of the primary key's order."""
+    mark = driver.marker(conn)
+    where = f"campaign_id = {mark} AND state = 'active' AND contact_id > {mark}"
+    params: tuple[Any, ...] = (campaign_id,)
     if nodes is not None:
-        query = query.where(positions.c.node.in_(list(nodes)))
-    return [Position(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
+        where += f" AND {driver.values_in(conn, 'node')}"
+        params += (driver.values_value(conn, nodes),)
+    found: list[Position] = []
+    after = -1
+    while True:
+        inner = f"SELECT {_NAMES} FROM journey_positions WHERE {where} ORDER BY contact_id LIMIT {mark}"
+        part = _read(conn, f"FROM ({inner}) AS part", (params[0], after, *params[1:], _SLICE))
+        found += part
+        if len(part) < _SLICE:
+            return found
+        after = part[-1].contact_id
+
+
+def _read(conn: Connection, rest: str, params: Sequence[Any]) -> list[Position]:
+    """The positions of `SELECT <the columns> rest`, read through the driver (`store.driver.fetch_rows`): a
+    million read through SQLAlchemy's row processing cost a sweep about twenty seconds."""
+    at = _sqlite_read if driver.is_sqlite(conn) else _postgres_read
+    return [
+        Position(int(c), int(e), n, at(s), at(d), at(en), None if t is None else at(t))
+        for c, e, n, s, d, en, t in driver.fetch_rows(conn, _NAMES.split(", "), rest, params)
+    ]
+
+
+@lru_cache(maxsize=65536)  # positions share a few moments (those of a sweep, an import, an entry)
+def _sqlite_read(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _postgres_read(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _guard() -> Any:
@@ -141,18 +177,35 @@ def _params(campaign_id: str, position: Position) -> dict[str, Any]:
     }
 
 
+# The guard of `_guard` in plain SQL, for the sweep's bulk moves and leaves: SQLAlchemy's processing of each
+# row's parameters cost a million-person sweep more than a minute of CPU, the database's work a few seconds.
+_GUARD_SQL = "campaign_id = ? AND contact_id = ? AND entry = ? AND node = ? AND since = ? AND state = 'active'"
+
+
+def _moment(conn: Connection) -> Callable[[datetime], Any]:
+    """An aware timestamp as the driver takes it, as `UtcDateTime` binds it (`store.driver`)."""
+    return driver.sqlite_time if driver.is_sqlite(conn) else driver.postgres_time
+
+
+def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    """Run `sql` (with `?` placeholders) once per row, straight on the driver; how many rows it changed."""
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return _changed(conn.exec_driver_sql(sql, rows).rowcount, rows)
+
+
 def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
     """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
     A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
     if not moves:
         return 0
-    statement = (
-        update(positions)
-        .where(_guard())
-        .values(node=bindparam("b_to"), since=bindparam("b_now"), due_at=bindparam("b_due"))
-    )
-    params = [{**_params(campaign_id, p), "b_to": node, "b_due": when, "b_now": now} for p, node, when in moves]
-    return _changed(conn.execute(statement, params).rowcount, params)
+    at = _moment(conn)
+    arrived = at(now)
+    rows = [
+        (node, arrived, at(when), campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, node, when in moves
+    ]
+    sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ? WHERE {_GUARD_SQL}"
+    return _execute_many(conn, sql, rows)
 
 
 def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, datetime]]) -> int:
@@ -169,11 +222,13 @@ def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str
     if not rows:
         return 0
     assert state in (DONE, EXITED, CONVERTED)
-    statement = (
-        update(positions).where(_guard()).values(state=state, left_at=now, due_at=now, reason=bindparam("b_reason"))
-    )
-    params = [{**_params(campaign_id, p), "b_reason": reason[:120]} for p, reason in rows]
-    return _changed(conn.execute(statement, params).rowcount, params)
+    at = _moment(conn)
+    left = at(now)
+    params = [
+        (state, left, left, reason[:120], campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, reason in rows
+    ]
+    sql = f"UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ? WHERE {_GUARD_SQL}"
+    return _execute_many(conn, sql, params)
 
 
 def left_now(
@@ -193,12 +248,12 @@ def left_now(
     return found & {(p.contact_id, p.entry) for p in rows}
 
 
-def _changed(rowcount: int, params: list[dict[str, Any]]) -> int:
+def _changed(rowcount: int, params: Sequence[object]) -> int:
     """An executemany's row count (a driver that cannot count many reports -1: then at most all of them)."""
     return rowcount if rowcount >= 0 else len(params)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LatestEntry:
     contact_id: int
     entry: int
@@ -209,29 +264,21 @@ class LatestEntry:
 
 
 def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]:
-    """Each contact's latest entry into the journey, by contact id."""
-    last = (
-        select(positions.c.contact_id, func.max(positions.c.entry).label("entry"))
-        .where(positions.c.campaign_id == campaign_id)
-        .group_by(positions.c.contact_id)
-        .subquery()
+    """Each contact's latest entry into the journey, by contact id (read through the driver, as `_read`)."""
+    mark = driver.marker(conn)
+    rest = (
+        "FROM journey_positions AS p JOIN (SELECT contact_id, max(entry) AS entry FROM journey_positions"
+        f" WHERE campaign_id = {mark} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
+        " AND p.contact_id = last.contact_id AND p.entry = last.entry"
     )
-    query = select(
-        positions.c.contact_id,
-        positions.c.entry,
-        positions.c.state,
-        positions.c.entered_at,
-        positions.c.left_at,
-        positions.c.trigger_at,
-    ).join(
-        last,
-        and_(
-            positions.c.campaign_id == campaign_id,
-            positions.c.contact_id == last.c.contact_id,
-            positions.c.entry == last.c.entry,
-        ),
-    )
-    return {int(r[0]): LatestEntry(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5]) for r in conn.execute(query)}
+    columns = ["p.contact_id", "p.entry", "p.state", "p.entered_at", "p.left_at", "p.trigger_at"]
+    at = _sqlite_read if driver.is_sqlite(conn) else _postgres_read
+    return {
+        int(c): LatestEntry(
+            int(c), int(e), state, at(en), None if left is None else at(left), None if t is None else at(t)
+        )
+        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (campaign_id, campaign_id))
+    }
 
 
 def counts_by_node(conn: Connection, campaign_id: str) -> dict[tuple[str, str], int]:

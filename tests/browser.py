@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,17 @@ def accessibility_problems(page: Any) -> list[dict[str, Any]]:
     ]
 
 
-def screenshot(page: Any, name: str) -> Path:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Saves the page as test-artifacts/<name>.png and returns that path.
+
+    Written whole or not at all (a file of this process's own, then renamed over the old one): under
+    pytest-xdist two workers may shoot the same name at once (one test on each database), and neither may
+    ever see the other's half-written or just-removed file."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    partial = ARTIFACTS / f".{name}.{os.getpid()}.{threading.get_ident()}.png"
+    page.screenshot(path=str(partial), full_page=full_page)
+    os.replace(partial, path)
     return path
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from needlecast.cli import main
+from needlecast.spamcheck import SPAMD_SOCKET_ENV
 from tests.conftest import SUITE_ENVIRONMENT
 
 
@@ -28,7 +29,8 @@ class Result:
 
 
 def run(monkeypatch: pytest.MonkeyPatch, root: Path | None, *args: str, **env: str) -> Result:
-    kept = set(env) | set(SUITE_ENVIRONMENT)  # the suite's own settings (the cheap password cost) stay
+    # The suite's own settings stay: the cheap password cost, the session's spamd (conftest).
+    kept = set(env) | set(SUITE_ENVIRONMENT) | {SPAMD_SOCKET_ENV}
     for key in [k for k in os.environ if k.startswith(("NEEDLECAST_", "SENDGRID_")) and k not in kept]:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():

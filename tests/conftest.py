@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
+from needlecast import spamcheck
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.devtools.sendgrid_sink import SendGridSink
@@ -207,6 +209,36 @@ def sink() -> Iterator[SendGridSink]:
     """The loopback SendGrid sink, taking the key the sending tests use (`tests.test_runner.API_KEY`)."""
     with SendGridSink(api_key="SG.runner-test") as running:
         yield running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_spamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One `spamd` for the session (for each pytest-xdist worker), loading SpamAssassin's rules once: every
+    lint, plan and sign-off check then scores in a fraction of a second instead of seconds per call. Started in
+    the background; until it answers, `needlecast.spamcheck` runs the `spamassassin` program, with the same
+    scores (tests/test_spamcheck_daemon.py). Set in the environment, so the processes the tests start use it too."""
+    if os.environ.get(spamcheck.SPAMD_SOCKET_ENV) or shutil.which("spamd") is None:
+        yield
+        return
+    home = tmp_path_factory.mktemp("spamd")
+    path = str(home / "spamd.sock")
+    process = subprocess.Popen(
+        spamcheck.spamd_command(path, str(home)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "spamd.log").open("ab"),
+    )
+    os.environ[spamcheck.SPAMD_SOCKET_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(spamcheck.SPAMD_SOCKET_ENV, None)
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -227,6 +227,7 @@ def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
 
     monkeypatch.setattr(spamcheck.subprocess, "run", counting)
     monkeypatch.setattr(spamcheck, "_cache", {})
+    monkeypatch.delenv(spamcheck.SPAMD_SOCKET_ENV, raising=False)  # the program, not the session's spamd
     rendered = [
         RenderedEmail("emails/x", f"Note {n}", "A short note.", f"<p>{PROSE} {n}</p>", f"{PROSE} {n}") for n in range(3)
     ]

@@ -234,12 +234,14 @@ def test_missing_secrets_and_an_unreachable_unsubscribe_host_each_say_what_to_do
 ) -> None:
     for name in ("SENDGRID_API_KEY", "NEEDLECAST_SECRET", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
         monkeypatch.delenv(name, raising=False)
-    with socket.socket() as sock:  # a port with no web server
-        sock.bind(("127.0.0.1", 0))
+    with socket.socket() as sock:  # a port with no web server: held (bound, never listening) while the doctor
+        sock.bind(("127.0.0.1", 0))  # calls, so that no other process (a parallel test) can take it meanwhile
         port = sock.getsockname()[1]
-    text = workspace.config_path.read_text().replace("https://lumen-clinic.example.com/nc", f"http://127.0.0.1:{port}")
-    workspace.config_path.write_text(text)
-    checks = {c.item: c for c in doctor.diagnose(open_workspace(workspace.root), resolver=dns_stub[0])}
+        url = f"http://127.0.0.1:{port}"
+        workspace.config_path.write_text(
+            workspace.config_path.read_text().replace("https://lumen-clinic.example.com/nc", url)
+        )
+        checks = {c.item: c for c in doctor.diagnose(open_workspace(workspace.root), resolver=dns_stub[0])}
     for item in ("SendGrid API key", "link-signing secret", "webhook verification key", "unsubscribe host"):
         assert checks[item].status == "missing" and checks[item].fix, item
     assert "SENDGRID_API_KEY" in checks["SendGrid API key"].fix

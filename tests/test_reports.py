@@ -39,11 +39,9 @@ from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries, events
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
-from tests.browser import GuardedBrowser, chromium_path
+from tests.browser import GuardedBrowser, chromium_path, screenshot
 from tests.cli_runner import run
 from tests.console_site import site
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture()
@@ -295,7 +293,6 @@ def test_html_report_renders_with_charts_in_headless_chromium(
     sent: Engine, tmp_path: Path, browser: GuardedBrowser
 ) -> None:
     """In the session's Chromium (guarded: a console error or CSP violation in the report fails the test)."""
-    ARTIFACTS.mkdir(exist_ok=True)
     report = tmp_path / "report.html"
     write_html(load_report(sent), report, "Send report")
     html = report.read_text()
@@ -306,9 +303,7 @@ def test_html_report_renders_with_charts_in_headless_chromium(
     dom = page.content()
     assert '<div class="chart" id="funnel-chart"><svg' in dom.replace("\n", "")
     assert 'id="timeline-chart"' in dom and "table-funnel" in dom
-    shot = ARTIFACTS / "report.png"
-    shot.unlink(missing_ok=True)
-    page.screenshot(path=str(shot))
+    shot = screenshot(page, "report", full_page=False)
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -31,11 +31,10 @@ from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
 from needlecast.store.schema import consent_events, events, rejected_events
 from needlecast.web.app import create_app
-from tests.browser import GuardedBrowser, chromium_path
+from tests.browser import GuardedBrowser, chromium_path, screenshot
 from tests.waiting import wait_until
 
 SECRET = "t" * 40
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @dataclass
@@ -293,7 +292,6 @@ def test_request_size_is_limited(site: Site) -> None:
 @pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_pages_render_in_headless_chromium(site: Site, browser: GuardedBrowser) -> None:
     """In the session's Chromium (guarded: a console error or CSP violation on these pages fails the test)."""
-    ARTIFACTS.mkdir(exist_ok=True)
     with site.engine.begin() as conn:
         confirm_token = start_double_opt_in(conn, site.contact_id("cai@example.com"), SECRET.encode(), source="t")
     pages = {
@@ -303,11 +301,9 @@ def test_pages_render_in_headless_chromium(site: Site, browser: GuardedBrowser) 
     }
     page = browser.new_context(viewport={"width": 800, "height": 900}).new_page()
     for name, (path, expected) in pages.items():
-        shot = ARTIFACTS / f"{name}.png"
-        shot.unlink(missing_ok=True)
         page.goto(f"{site.url}{path}")
         assert expected in page.content()
-        page.screenshot(path=str(shot))
+        shot = screenshot(page, name, full_page=False)
         assert shot.is_file() and shot.stat().st_size > 5_000 and shot.read_bytes()[:4] == b"\x89PNG"
     assert "cai@example.com" not in site.members(Segment("all"))  # opening the link confirmed nobody
 

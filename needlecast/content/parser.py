@@ -54,6 +54,7 @@ from needlecast.content.model import (
 from needlecast.content.tagger import Tagger
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import ContentError
+from needlecast.yamlfile import parse_yaml
 
 _MD_HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
 _FRONT_MATTER_KEYS = ("title", "treatment")
@@ -229,7 +230,7 @@ def _front_matter(lines: list[str], path: Path) -> dict[str, str]:
     if end is None:
         raise ContentError(f"{path}: the front matter opened on line 1 is never closed; end it with a '---' line")
     try:
-        raw = yaml.safe_load("\n".join(lines[1:end])) or {}
+        raw = parse_yaml("\n".join(lines[1:end])) or {}
     except yaml.YAMLError as err:
         raise ContentError(f"{path}: the front matter is not valid YAML ({err})") from None
     if not isinstance(raw, dict):

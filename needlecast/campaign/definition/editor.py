@@ -32,6 +32,7 @@ from needlecast.campaign.definition.signoff import covered_files
 from needlecast.errors import CampaignFileError
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
+from needlecast.yamlfile import parse_yaml
 
 _SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
 _DRAFT_LINE = re.compile(r"^draft:[^\n]*(?:\n|\Z)", re.MULTILINE)
@@ -67,7 +68,7 @@ def _validate(ctx: CampaignContext, path: Path, text: str, replacing: Path | Non
 
 
 def document_of(campaign: Campaign) -> dict[str, Any]:
-    loaded = yaml.safe_load(campaign.path.read_text(encoding="utf-8"))
+    loaded = parse_yaml(campaign.path.read_text(encoding="utf-8"))
     return loaded if isinstance(loaded, dict) else {}
 
 

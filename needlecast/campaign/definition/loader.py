@@ -84,6 +84,7 @@ from needlecast.campaign.definition.model import (
 from needlecast.campaign.journeys.loader import JOURNEY_TOP_KEYS, read_journey
 from needlecast.campaign.journeys.straight import straight_line
 from needlecast.errors import CampaignFileError
+from needlecast.yamlfile import parse_yaml
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"  # a campaign's or a step's id
 _ID = re.compile(ID_PATTERN)
@@ -634,7 +635,7 @@ def _read_source(reader: _Reader, path: Path, source: bytes | None) -> tuple[byt
     it cannot be read, is not YAML, or is not a mapping."""
     try:
         source = path.read_bytes() if source is None else source
-        raw = yaml.safe_load(source)
+        raw = parse_yaml(source)
     except OSError as err:
         raise reader.fail("(file)", f"cannot be read: {err.strerror}", "check the path") from err
     except yaml.YAMLError as err:
@@ -714,7 +715,7 @@ class CampaignFiles:
 def _raw_id(path: Path) -> str:
     """The `id:` of a file that failed to validate, when it can be read at all ('' otherwise)."""
     try:
-        raw = yaml.safe_load(path.read_bytes())
+        raw = parse_yaml(path.read_bytes())
     except (OSError, yaml.YAMLError):
         return ""
     value = raw.get("id") if isinstance(raw, dict) else None

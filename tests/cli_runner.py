@@ -33,6 +33,8 @@ def run(monkeypatch: pytest.MonkeyPatch, root: Path | None, *args: str, **env: s
     kept = set(env) | set(SUITE_ENVIRONMENT) | {SPAMD_SOCKET_ENV}
     for key in [k for k in os.environ if k.startswith(("NEEDLECAST_", "SENDGRID_")) and k not in kept]:
         monkeypatch.delenv(key, raising=False)
+    if "COLUMNS" not in env:  # a terminal's width (pytest-xdist's workers get one) would wrap the tables
+        monkeypatch.delenv("COLUMNS", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     argv = ["needlecast", *(["-w", str(root)] if root is not None else []), *args]

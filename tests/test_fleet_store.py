@@ -205,8 +205,9 @@ def test_the_fleet_rate_limit_spaces_every_limiters_requests_by_the_interval(
     read: list[float] = []  # the database's clock as the limiter read it, to book against
     database_clock = fleet.clock
 
-    def clock(conn: Connection) -> float:
-        read.append(database_clock(conn))
+    def clock(conn: Connection) -> float:  # the database's clock, frozen at its first reading: every request
+        # after the first must then wait for its slot, however slow the machine runs between them
+        read.append(read[0] if read else database_clock(conn))
         return read[-1]
 
     def booked(wait: float) -> None:  # no real sleep: the booked start is the clock it read + wait

@@ -184,7 +184,7 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
         # The first kill lands while the victim's request hangs at the provider, which never takes it (the
         # sink stalls every request for a while and records none): that request is truly lost.
         victim = workers[0]
-        wait_until(lambda: len(sink.accepted) >= 15, 120, "15 requests accepted")
+        wait_until(lambda: len(sink.accepted) >= 15, 300, "15 requests accepted")
         victim_id = _sender_of(running.engine, victim.pid)
         with running.engine.connect() as conn:
             stalled_from = fleet.clock(conn)
@@ -197,7 +197,7 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
         with sink.state.lock:
             sink.state.faults.clear()
         # The second kill lands wherever the send is.
-        wait_until(lambda: len(sink.accepted) >= 40, 120, "40 requests accepted")
+        wait_until(lambda: len(sink.accepted) >= 40, 300, "40 requests accepted")
         killed = [victim_id, _sender_of(running.engine, workers[1].pid)]
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait(10)
@@ -320,7 +320,7 @@ def test_a_standby_scheduler_takes_over_within_the_takeover_time_and_fires_the_n
         killed_at = datetime.now(UTC)
         leader.wait(10)
         wait_until(lambda: "leading" in running.log("b"), 30, "the standby to take over")
-        wait_until(lambda: len(sink.accepted_delivery_ids()) == 40, 120, "the broadcast to be sent")
+        wait_until(lambda: len(sink.accepted_delivery_ids()) == 40, 300, "the broadcast to be sent")
     finally:
         running.stop_all()
     took_over = _logged_at(running.log("b"), "leading")
@@ -358,7 +358,7 @@ def test_three_workers_hold_the_fleet_wide_rate_limit(
             running.start("worker", name=f"w{n}")
         wait_until(lambda: len(_live(running.engine, "worker")) == 3, 60, "three workers to be alive")
         running.start("scheduler", name="scheduler")
-        wait_until(lambda: len(sink.accepted_delivery_ids()) == 400, 120, "the broadcast to be sent")
+        wait_until(lambda: len(sink.accepted_delivery_ids()) == 400, 300, "the broadcast to be sent")
     finally:
         running.stop_all()
     times = sorted(accepted.at for accepted in sink.accepted)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from needlecast.cli import main
+from needlecast.cli import common, main
 from needlecast.spamcheck import SPAMD_SOCKET_ENV
 from tests.conftest import SUITE_ENVIRONMENT
 
@@ -33,8 +33,12 @@ def run(monkeypatch: pytest.MonkeyPatch, root: Path | None, *args: str, **env: s
     kept = set(env) | set(SUITE_ENVIRONMENT) | {SPAMD_SOCKET_ENV}
     for key in [k for k in os.environ if k.startswith(("NEEDLECAST_", "SENDGRID_")) and k not in kept]:
         monkeypatch.delenv(key, raising=False)
-    if "COLUMNS" not in env:  # a terminal's width (pytest-xdist's workers get one) would wrap the tables
+    if "COLUMNS" not in env:
+        # As a pipe gets it (`cli.common._console`): the consoles are made at import, and a pytest-xdist worker
+        # imports them with a terminal's COLUMNS in its environment, which would wrap the tables at 80.
         monkeypatch.delenv("COLUMNS", raising=False)
+        for console in (common.console, common.err_console):
+            monkeypatch.setattr(console, "_width", 200)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     argv = ["needlecast", *(["-w", str(root)] if root is not None else []), *args]

@@ -58,9 +58,9 @@ def sweep(ws: Workspace, engine: Engine, now: datetime) -> SweepReport:
     return reports[0]
 
 
-def record_event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
+def record_event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str, treatment: str = "") -> None:
     """One contact event of `kind` (booked, purchased, no_show...) for the contact, occurring and received at
-    `at`, with `source` as its source id (unique per event)."""
+    `at`, with `source` as its source id (unique per event) and the treatment it names, if any."""
     with engine.begin() as conn:
         conn.execute(
             insert(contact_events).values(
@@ -73,7 +73,7 @@ def record_event(engine: Engine, contact_id: int, kind: str, at: datetime, sourc
                 currency="",
                 source="test",
                 received_at=at,
-                treatment="",
+                treatment=treatment,
                 appointment_at=None,
             )
         )

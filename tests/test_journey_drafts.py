@@ -16,9 +16,9 @@ from needlecast.campaign.definition.drafting import draft_campaign, write_draft
 from needlecast.campaign.journeys.model import BranchNode, SendNode, WaitNode
 from needlecast.config import Workspace, open_workspace
 from needlecast.lint import lint_workspace
-from needlecast.store.schema import appointments, contact_events, contacts
+from needlecast.store.schema import appointments, contacts
 from tests.cli_runner import run
-from tests.journey_helpers import NOW, SIGNOFF, journey_workspace, steps_of, store, sweep, where_is
+from tests.journey_helpers import NOW, SIGNOFF, journey_workspace, record_event, steps_of, store, sweep, where_is
 from tests.journey_helpers import ids as lead_ids
 
 SEED = Path("/work/shared/seed/000_c93c8da341b0aa70.txt")
@@ -179,30 +179,11 @@ def test_a_drafted_aftercare_mails_day_0_2_and_7_after_attending_this_treatment(
     _attributes(engine, {c: {"last_treatment": "microneedling"} for c in people.values()})
     _attributes(engine, {people["lead5"]: {"last_treatment": "peel"}})
     assert sweep(leads, engine, NOW).entered == 0
-    _event(engine, people["lead0"], "attended", NOW + timedelta(minutes=1), "a0")
-    _event(engine, people["lead5"], "attended", NOW + timedelta(minutes=1), "a5")
+    record_event(engine, people["lead0"], "attended", NOW + timedelta(minutes=1), "a0", treatment="microneedling")
+    record_event(engine, people["lead5"], "attended", NOW + timedelta(minutes=1), "a5", treatment="microneedling")
     assert sweep(leads, engine, NOW + timedelta(minutes=2)).entered == 2
     for day in (1, 2, 3, 7, 8):
         sweep(leads, engine, NOW + timedelta(days=day, minutes=2))
     assert steps_of(engine, people["lead0"], journey) == ["day-0", "day-2", "day-7"]
     assert steps_of(engine, people["lead5"], journey) == []  # another treatment: no aftercare of this one
     assert where_is(engine, people["lead5"], journey)[:2] == ("other-treatment", "done")
-
-
-def _event(engine: Engine, contact_id: int, kind: str, at: datetime, source: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            insert(contact_events).values(
-                source_id=source,
-                email_hash="",
-                contact_id=contact_id,
-                type=kind,
-                occurred_at=at,
-                value=None,
-                currency="",
-                source="test",
-                received_at=at,
-                treatment="microneedling",
-                appointment_at=None,
-            )
-        )

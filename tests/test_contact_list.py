@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from needlecast.accounts.audit import entries
-from needlecast.audience.contact_filter import ContactFilter, source_words
+from needlecast.audience.contact_filter import ContactFilter
 from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.sources import source_words
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels.contact_list import PAGE_SIZE, contact_list
 from needlecast.store.schema import consent_events, contacts, events, suppressions
@@ -258,4 +259,4 @@ def test_sources_are_said_in_words() -> None:
     assert source_words("import:sample.csv") == "Imported from sample.csv"
     assert source_words("form:spring") == "Signup form “spring”"
     assert source_words("api:crm sync") == "Added through the API (crm sync)"
-    assert source_words("double opt-in confirmation") == "Double opt-in confirmation"
+    assert source_words("double opt-in confirmation") == "Website signup form"

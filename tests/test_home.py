@@ -21,6 +21,7 @@ from needlecast.accounts.roles import cli_actor
 from needlecast.actions import campaigns as campaign_actions
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
+from needlecast.audience.sources import source_group, source_words
 from needlecast.config import Workspace, open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import InvalidRequest
@@ -206,12 +207,15 @@ def test_the_audience_growth_counts_new_leads_by_source_and_unsubscribes_per_wee
 
 
 def test_lead_sources_are_said_in_the_clinics_words() -> None:
-    said = home.source_in_words
+    said = source_group
     assert said("import:sample.csv") == "Imported from sample.csv"
     assert said("signup:3f2a") == said("form:default") == "Website signup form"
     assert said("api") == said("api:tests") == said("api (tests)") == "Added through the API"
     assert said("unknown") == said("") == "Source not recorded"
     assert said("phone call") == "Phone call"  # an API client's own words, as written
+    # with its detail, as a contact's page and the contact list say it
+    assert source_words("form:spring") == "Signup form “spring”" and source_words("unknown") == "Source not recorded"
+    assert source_words("api:crm sync") == "Added through the API (crm sync)"
 
 
 def test_the_growth_table_counts_each_source_in_words_by_week_in_sql(engine: Engine, workspace: Workspace) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from needlecast.addresses import mask_email
-from needlecast.audience.contact_filter import source_words
+from needlecast.audience.sources import source_words
 
 SUPPRESSION_WORDS = {
     "unsubscribed": "Unsubscribed",

@@ -9,7 +9,6 @@ Contract:
   segment's members are its members now (suppression, consent and pauses applied, as a send would), from
   the shared frame cache when given. An unknown segment or concern is `NotFound`/`InvalidRequest` naming it.
 - `Selection`: a filter plus either every contact it matches or a few ids picked on a page.
-- `source_words(raw)`: a consent source in words ("import:sample.csv" -> "Imported from sample.csv").
 - `describe(wanted, ...)`: the filter in words, for a confirmation.
 """
 
@@ -25,6 +24,7 @@ from sqlalchemy import Connection
 from needlecast.addresses import normalise_email
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.sources import source_words
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import InvalidAddress, InvalidRequest
@@ -98,24 +98,6 @@ class Selection:
 
     wanted: ContactFilter = field(default_factory=ContactFilter)
     ids: tuple[int, ...] | None = None
-
-
-def source_words(raw: str) -> str:
-    """A consent source as the clinic would say it."""
-    kind, _, rest = raw.partition(":")
-    if not raw:
-        return "Unknown"
-    if kind == "import" and rest:
-        return f"Imported from {rest}"
-    if kind == "form" and rest:
-        return f"Signup form “{rest}”"
-    if kind == "api" and rest:
-        return f"Added through the API ({rest})"
-    if raw.startswith("api (") or raw == "api":
-        return "Added through the API" + (raw[3:] if raw != "api" else "")
-    if raw.startswith("console"):
-        return "Added in the console" + raw[7:]
-    return raw[:1].upper() + raw[1:]
 
 
 def _segment_ids(conn: Connection, workspace: Workspace, name: str, frames: FrameCache | None, now: datetime) -> Any:

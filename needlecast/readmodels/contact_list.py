@@ -32,12 +32,12 @@ from needlecast.audience.contact_filter import (
     ContactFilter,
     Selection,
     selection_query,
-    source_words,
     to_query,
 )
 from needlecast.audience.contact_filter import describe as describe_filter
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_segments
+from needlecast.audience.sources import NOT_RECORDED, source_words
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store import contact_search
@@ -188,7 +188,7 @@ def contact_extras(engine: Engine, workspace: Workspace, contact_id: int, *, unm
     ]
     return ContactExtras(
         name if unmasked else mask_name(name),
-        source_words(source) if source else "Unknown",
+        source_words(source) if source else NOT_RECORDED,
         [labels.get(c, c) for c in concerns],
         journeys,
     )

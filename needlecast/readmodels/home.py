@@ -23,7 +23,8 @@ Contract:
   nobody changed for 7 days, a campaign the deliverability guard paused, a file that does not load.
 - `growth(engine, workspace, today)` is the last 8 weeks (Monday first, clinic's clock): new leads by source
   (as `reports.cohorts.load_leads` has it: the source of a lead's first consent), the source in the clinic's
-  words (`source_in_words`: "Imported from sample.csv", "Website signup form", "Added through the API"), and
+  words (`audience.sources.source_group`: "Imported from sample.csv", "Website signup form", "Added through
+  the API"), and
   unsubscribes (suppressions for an unsubscribe recorded that week); counted in SQL.
 - `first_run(engine, workspace)` is the checklist (`Step`) a new clinic follows and whether the console
   should show it instead of the dashboard: until the clinic's details are set, there are contacts and a
@@ -45,6 +46,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, func, select
 
 from needlecast.audience.frame_cache import FrameCache, fingerprint
+from needlecast.audience.sources import source_group
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
 from needlecast.campaign.definition.signoff import stale_files
@@ -55,7 +57,6 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.reports.cohorts import UNKNOWN_SOURCE
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
@@ -381,31 +382,12 @@ def attention(
 @dataclass(frozen=True)
 class Growth:
     weeks: list[date]  # Mondays, oldest first
-    sources: list[str]  # the lead sources seen in these weeks, in words (`source_in_words`), by name
+    sources: list[str]  # the lead sources seen in these weeks, in words (`audience.sources.source_group`), by name
     leads: dict[date, dict[str, int]]  # week -> source in words -> new leads
     unsubscribed: dict[date, int]
 
     def total(self, week: date) -> int:
         return sum(self.leads.get(week, {}).values())
-
-
-def source_in_words(source: str) -> str:
-    """A lead's source (its first consent's evidence, as stored) as the clinic says it: "import:sample.csv" ->
-    "Imported from sample.csv", a signup form's ("signup:...", "form:...") -> "Website signup form", the API's
-    ("api", "api:KEY", "api (KEY)") -> "Added through the API", none -> "Source not recorded"; anything else
-    (a source an API client wrote in its own words) is shown as written, its first letter capitalised."""
-    kind, _, rest = source.partition(":")
-    if not source or source == UNKNOWN_SOURCE:
-        return "Source not recorded"
-    if kind == "import" and rest:
-        return f"Imported from {rest}" if not rest.startswith("#") else "Imported from a spreadsheet"
-    if kind in ("signup", "form") or source == "double opt-in confirmation":
-        return "Website signup form"
-    if source == "api" or kind == "api" or source.startswith("api ("):
-        return "Added through the API"
-    if source.startswith(("manual", "console")):
-        return "Added by hand"
-    return source[:1].upper() + source[1:]
 
 
 def _week_starts(today: date, zone: str) -> tuple[list[date], list[datetime]]:
@@ -455,7 +437,7 @@ def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
     with engine.connect() as conn:
         for index, source, n in conn.execute(leads).all():
             per = counted.setdefault(weeks[int(index)], {})
-            said = source_in_words(str(source))
+            said = source_group(str(source))
             per[said] = per.get(said, 0) + int(n)
         by_week = {weeks[int(index)]: int(n) for index, n in conn.execute(unsubscribes).all()}
     sources = sorted({s for per in counted.values() for s in per})

@@ -38,7 +38,7 @@ def run(monkeypatch: pytest.MonkeyPatch, root: Path | None, *args: str, **env: s
         # imports them with a terminal's COLUMNS in its environment, which would wrap the tables at 80.
         monkeypatch.delenv("COLUMNS", raising=False)
         for console in (common.console, common.err_console):
-            monkeypatch.setattr(console, "_width", 200)
+            monkeypatch.setattr(console, "_width", max(console._width or 0, 200))  # a test's wider one stays
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     argv = ["needlecast", *(["-w", str(root)] if root is not None else []), *args]

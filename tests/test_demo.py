@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def test_demo_with_events_posts_through_the_signed_webhook_and_reports(
 ) -> None:
     result = cli(workspace_dir, "demo", "--with-events")
     assert result.code == 0, result.stdout + result.stderr
+    # what the demo set in the environment while it ran (quiet hours off, its webhook key) is gone after it:
+    # it runs in the caller's process, whose later work must see the clinic's own settings
+    assert "NEEDLECAST_QUIET_HOURS" not in os.environ and "SENDGRID_WEBHOOK_PUBLIC_KEY" not in os.environ
     assert "6. Events and report" in result.stdout and "events posted" in result.stdout
     assert "send report" in result.stdout and "health spring-guide" in result.stdout
     posted = re.search(r"(\d+) simulated bookings posted to the API, (\d+) new", result.stdout)

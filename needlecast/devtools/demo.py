@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
@@ -88,18 +89,23 @@ def run_demo(workspace: Workspace, console: Console, *, with_events: bool = Fals
 def run_events_stage(workspace: Workspace, engine: Engine, console: Console) -> int:
     """Post simulated SendGrid events through the real webhook (signed with a key made for the demo), and
     simulated bookings through the API (with a key made for the demo), then report."""
-    import os
+    from needlecast.devtools.events import generate_key
+    from needlecast.devtools.scoped_env import environment
 
+    key, public = generate_key()
+    with environment(SENDGRID_WEBHOOK_PUBLIC_KEY=public):
+        return _events_stage(workspace, engine, console, key)
+
+
+def _events_stage(workspace: Workspace, engine: Engine, console: Console, key: ec.EllipticCurvePrivateKey) -> int:
     from needlecast.accounts.roles import cli_actor
     from needlecast.actions.keys import create_key
     from needlecast.config import open_workspace
-    from needlecast.devtools.events import generate_key, post_events, post_signed, simulate, simulate_bookings
+    from needlecast.devtools.events import post_events, post_signed, simulate, simulate_bookings
     from needlecast.reports import load_report
     from needlecast.statistics.attribution import LAST_CLICK, LAST_DELIVERED
     from needlecast.web.local import serving
 
-    key, public = generate_key()
-    os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public
     workspace = open_workspace(workspace.root)
     events = simulate(engine, workspace.settings)
     bookings = simulate_bookings(events)

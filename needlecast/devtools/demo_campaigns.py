@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST
 from needlecast.config import Workspace, open_workspace
 from needlecast.delivery.outbox import read_outbox
+from needlecast.devtools.scoped_env import environment
 from needlecast.schedule import (
     SchedulerRuntime,
     StopSafeBackgroundScheduler,
@@ -34,8 +34,11 @@ def run_campaign_stage(workspace: Workspace, engine: Engine, console: Console) -
     """Schedule the sample broadcast a few seconds ahead, let the sweeper enrol the sample leads, run the
     scheduler until both have run, and report what was sent and what was excluded. Returns an exit status."""
     # Quiet hours would hold the demo until 08:00 in some recipients' zones; `needlecast plan` shows them.
-    os.environ["NEEDLECAST_QUIET_HOURS"] = "off"
-    workspace = open_workspace(workspace.root)
+    with environment(NEEDLECAST_QUIET_HOURS="off"):
+        return _campaign_stage(open_workspace(workspace.root), engine, console)
+
+
+def _campaign_stage(workspace: Workspace, engine: Engine, console: Console) -> int:
     console.print("quiet hours are off for the demo so that it finishes at any hour of the day")
     before = sum(1 for _ in read_outbox(workspace.outbox_dir))
     ctx = CampaignContext.load(workspace)

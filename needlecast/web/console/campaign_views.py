@@ -67,7 +67,6 @@ def campaign_list(request: Request, who: Who) -> Response:
         "campaigns.html",
         title="Campaigns",
         items=items,
-        folder="campaigns/",
         sending=sending,
         **flash(request),
     )

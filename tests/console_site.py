@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from sqlalchemy import Engine
 
-from needlecast.accounts.roles import ROLES, SCOPES, cli_actor
+from needlecast.accounts.roles import ROLE_ACTIONS, ROLES, SCOPES, cli_actor
 from needlecast.actions.keys import create_key
 from needlecast.actions.users import add_user
 from needlecast.audience.importer import import_file
@@ -173,3 +174,44 @@ def site(
         thread.join(30)
         sock.close()
         engine.dispose()
+
+
+Route = tuple[str, str, str]  # method, path, the action it needs
+
+
+def assert_anonymous_refused(console: ConsoleSite, routes: list[Route], data: dict[str, str]) -> None:
+    """Each route refuses a request without a session: a page sends it to the log-in page, a form is 403."""
+    anonymous = console.client()
+    for method, path, _action in routes:
+        response = anonymous.request(method, path, data={"csrf": "x", **data})
+        if method == "GET":
+            assert response.status_code == 303 and "/console/login" in response.headers["location"], path
+        else:
+            assert response.status_code == 403, path
+
+
+def assert_roles_refused(console: ConsoleSite, routes: list[Route], data: dict[str, str]) -> None:
+    """Each route refuses every role without its action, on the server: 403 naming the action."""
+    for role in ROLES:
+        client = console.login(role)
+        token = csrf_of(client.get("/console/").text)
+        for method, path, action in routes:
+            if action in ROLE_ACTIONS[role]:
+                continue
+            response = client.request(method, path, data={"csrf": token, **data})
+            assert response.status_code == 403, (role, method, path)
+            assert action in response.text
+
+
+@contextlib.contextmanager
+def sqlite_site(
+    workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, quiet_hours_off: bool = True
+) -> Iterator[ConsoleSite]:
+    """The console over a SQLite file in `tmp_path`, named in the environment too (so the command line and the
+    scheduler a test runs beside it use the same store); quiet hours off unless asked, so a send goes at once."""
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    if quiet_hours_off:
+        monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    with site(workspace_dir, url) as running:
+        yield running

@@ -18,17 +18,14 @@ from sqlalchemy import insert, select
 
 from needlecast.store.schema import contacts, deliveries
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
-from tests.console_site import PASSWORD, ConsoleSite, email_of, site
+from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 CAMPAIGN = "spring-guide"
 
 
 @pytest.fixture()
 def web(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
-    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    with site(workspace_dir, url) as running:
+    with sqlite_site(workspace_dir, tmp_path, monkeypatch) as running:
         yield running
 
 

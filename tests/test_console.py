@@ -27,7 +27,16 @@ from needlecast.delivery import backend_factory
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries, sessions
-from tests.console_site import SEEDS, ConsoleSite, csrf_of, email_of, site, stripping_proxy
+from tests.console_site import (
+    SEEDS,
+    ConsoleSite,
+    assert_anonymous_refused,
+    assert_roles_refused,
+    csrf_of,
+    email_of,
+    site,
+    stripping_proxy,
+)
 from tests.waiting import wait_until
 
 # Pages, forms, permissions and their answers: on SQLite only (conftest's rule).
@@ -90,22 +99,9 @@ def _path(console: ConsoleSite, path: str) -> str:
 
 
 def test_every_console_route_refuses_anonymous_requests_and_roles_without_its_action(console: ConsoleSite) -> None:
-    anonymous = console.client()
-    for method, raw, _action in ROUTES:
-        response = anonymous.request(method, _path(console, raw), data={"csrf": "x"})
-        if method == "GET":
-            assert response.status_code == 303 and "/console/login" in response.headers["location"], raw
-        else:
-            assert response.status_code == 403, raw
-    for role in ROLES:
-        client = console.login(role)
-        token = csrf_of(client.get("/console/").text)
-        for method, raw, action in ROUTES:
-            if action in ROLE_ACTIONS[role]:
-                continue
-            response = client.request(method, _path(console, raw), data={"csrf": token})
-            assert response.status_code == 403, (role, method, raw)
-            assert action in response.text
+    routes = [(method, _path(console, raw), action) for method, raw, action in ROUTES]
+    assert_anonymous_refused(console, routes, {})
+    assert_roles_refused(console, routes, {})
 
 
 def test_every_console_page_opens_for_every_role_that_may_see_it(console: ConsoleSite) -> None:

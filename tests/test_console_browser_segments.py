@@ -17,7 +17,7 @@ import pytest
 
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
 from tests.cli_runner import run
-from tests.console_site import PASSWORD, ConsoleSite, email_of, site
+from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
@@ -28,9 +28,7 @@ WIDTHS = [1280, 390]
 
 @pytest.fixture()
 def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
-    with site(workspace_dir, url) as running:
+    with sqlite_site(workspace_dir, tmp_path, monkeypatch, quiet_hours_off=False) as running:
         yield running
 
 

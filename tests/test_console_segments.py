@@ -19,7 +19,7 @@ from needlecast.accounts.audit import entries
 from needlecast.accounts.roles import ROLE_ACTIONS, ROLES, cli_actor
 from needlecast.actions.events import record_events
 from tests.cli_runner import run
-from tests.console_site import ConsoleSite, csrf_of, site
+from tests.console_site import ConsoleSite, assert_anonymous_refused, csrf_of, site
 
 pytestmark = pytest.mark.database_independent
 
@@ -54,13 +54,7 @@ def _cli_sizes(root: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> d
 
 
 def test_every_segment_route_refuses_anonymous_requests_and_roles_without_its_action(console: ConsoleSite) -> None:
-    anonymous = console.client()
-    for method, path, _action in ROUTES:
-        response = anonymous.request(method, path, data={"csrf": "x"})
-        if method == "GET":
-            assert response.status_code == 303 and "/console/login" in response.headers["location"], path
-        else:
-            assert response.status_code == 403, path
+    assert_anonymous_refused(console, ROUTES, {})
     refused = 0
     for role in ROLES:
         client = console.login(role)

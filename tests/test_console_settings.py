@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from needlecast.accounts.audit import entries
-from needlecast.accounts.roles import ROLE_ACTIONS, ROLES
+from needlecast.accounts.roles import ROLES
 from needlecast.config import ConsoleSettings, open_workspace
 from needlecast.config.writing import write_settings
 from needlecast.errors import ConfigurationError
-from tests.console_site import ConsoleSite, csrf_of, email_of, site
+from tests.console_site import ConsoleSite, assert_anonymous_refused, assert_roles_refused, csrf_of, email_of, site
 
 pytestmark = pytest.mark.database_independent
 
@@ -66,22 +66,8 @@ def _actions(console: ConsoleSite) -> list[tuple[str, str, str]]:
 
 def test_every_settings_route_refuses_anonymous_requests_and_roles_without_its_action(console: ConsoleSite) -> None:
     before = _config(console)
-    anonymous = console.client()
-    for method, path, _action in ROUTES:
-        response = anonymous.request(method, path, data={"csrf": "x", **CLINIC})
-        if method == "GET":
-            assert response.status_code == 303 and "/console/login" in response.headers["location"], path
-        else:
-            assert response.status_code == 403, path
-    for role in ROLES:
-        client = console.login(role)
-        token = csrf_of(client.get("/console/").text)
-        for method, path, action in ROUTES:
-            if action in ROLE_ACTIONS[role]:
-                continue
-            response = client.request(method, path, data={"csrf": token, **CLINIC})
-            assert response.status_code == 403, (role, method, path)
-            assert action in response.text
+    assert_anonymous_refused(console, ROUTES, CLINIC)
+    assert_roles_refused(console, ROUTES, CLINIC)
     assert _config(console) == before
     assert not [a for a in _actions(console) if a[1].startswith(("settings.", "apikey.", "user.reset"))]
 

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 
 from needlecast.store.schema import contacts, journey_positions
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
-from tests.console_site import PASSWORD, ConsoleSite, email_of, site
+from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
@@ -26,10 +26,7 @@ pytestmark = [
 
 @pytest.fixture()
 def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
-    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    with site(workspace_dir, url) as running:
+    with sqlite_site(workspace_dir, tmp_path, monkeypatch) as running:
         yield running
 
 

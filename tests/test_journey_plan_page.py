@@ -11,14 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.console_site import ConsoleSite, site
+from tests.console_site import ConsoleSite, sqlite_site
 
 
 @pytest.fixture()
 def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
-    with site(workspace_dir, url) as running:
+    with sqlite_site(workspace_dir, tmp_path, monkeypatch, quiet_hours_off=False) as running:
         yield running
 
 

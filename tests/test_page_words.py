@@ -34,7 +34,7 @@ from needlecast.store.schema import contacts
 from needlecast.web.app import create_app
 from needlecast.wording import Note, duration_words, for_people, placeholders_in_words
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
-from tests.console_site import PASSWORD, ConsoleSite, email_of, site
+from tests.console_site import PASSWORD, ConsoleSite, email_of, site, sqlite_site
 
 # What a page must never say, as (pattern, what it is).
 UTC_TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2})? ?(UTC|Z)\b")  # a time the clinic would have to convert
@@ -141,10 +141,7 @@ def test_no_console_page_speaks_the_command_line(web: ConsoleSite) -> None:
 
 @pytest.fixture()
 def browser_site(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
-    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    with site(workspace_dir, url) as running:
+    with sqlite_site(workspace_dir, tmp_path, monkeypatch) as running:
         yield running
 
 

@@ -92,7 +92,12 @@ def test_a_journey_built_in_the_form_is_written_through_the_loader_and_planned(
     token = csrf_of(marketer.get("/console/journeys/new").text)
     form = _journey_form(
         **{
-            "n-0": {"id": "hello", "kind": "send", "template": "emails/welcome", "subject": "Welcome, {{ first_name }}"},
+            "n-0": {
+                "id": "hello",
+                "kind": "send",
+                "template": "emails/welcome",
+                "subject": "Welcome, {{ first_name }}",
+            },
             "n-1": {"id": "pause", "kind": "wait", "wait_mode": "delay", "delay": "2d"},
             "n-2": {"id": "clicked", "kind": "wait_until", "wu_mode": "engagement", "eng_node": "hello"}
             | {"eng_action": "clicked", "eng_link": "/book", "timeout": "5d", "next": "done", "on_timeout": "route"},
@@ -238,7 +243,7 @@ def test_editing_a_live_journey_refuses_to_strand_people_and_moves_them_where_ch
     text = html.unescape(re.search(r'<textarea name="source"[^>]*>(.*?)</textarea>', confirm.text, re.S).group(1))
     refused = marketer.post("/console/journeys/recall/save", data={"csrf": token, "source": text})
     assert refused.status_code == 422
-    assert "which this version removes: choose a node for them" in _error(refused.text, "move-pause")
+    assert "which this version removes: choose a step for them" in _error(refused.text, "move-pause")
     assert (console.workspace.campaigns_dir / "recall.yaml").read_text() == RECALL
     assert _positions(console)["pause:active"] == waiting
     saved = marketer.post("/console/journeys/recall/save", data={"csrf": token, "source": text, "move-pause": "short"})
@@ -250,7 +255,9 @@ def test_editing_a_live_journey_refuses_to_strand_people_and_moves_them_where_ch
     assert "signoff" in (console.workspace.campaigns_dir / "recall.yaml").read_text()  # kept from the file
     with console.engine.connect() as conn:
         versions = conn.execute(select(journey_versions.c.version, journey_versions.c.actor)).all()
-        audited = conn.execute(select(audit_log.c.actor, audit_log.c.detail).where(audit_log.c.action == "journey.saved"))
+        audited = conn.execute(
+            select(audit_log.c.actor, audit_log.c.detail).where(audit_log.c.action == "journey.saved")
+        )
         entries = audited.all()
     assert versions == [(1, "marketer@clinic.example")]
     assert len(entries) == 1 and entries[0][0] == "marketer@clinic.example" and "short" in str(entries[0][1])
@@ -266,3 +273,59 @@ def test_a_changed_wait_is_said_to_re_time_those_waiting_and_applies_to_them(con
     saved = marketer.post("/console/journeys/recall/save", data={"csrf": token, "source": shorter})
     assert saved.status_code == 303
     assert "delay: 1d" in (console.workspace.campaigns_dir / "recall.yaml").read_text()
+
+
+def test_a_date_entry_with_conditions_and_a_birthday_wait_round_trip_through_the_form(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/journeys/new").text)
+    form = _journey_form(
+        **{
+            "n-0": {"id": "birthday", "kind": "wait", "wait_mode": "until_date", "until_date": "birthday"}
+            | {"offset": "-7d", "at": "10:00", "yearly": "1"},
+            "n-1": {"id": "morning", "kind": "wait", "wait_mode": "until_time", "until_time": "09:00"},
+            "n-2": {"id": "hello", "kind": "send", "template": "emails/welcome"},
+            "n-3": {"id": "booked-yet", "kind": "wait_until", "wu_mode": "event", "event": "booked"}
+            | {"timeout": "7d", "next": "done", "on_timeout": "again"},
+            "n-4": {"id": "again", "kind": "goto", "next": "birthday"},
+            "n-5": {"id": "done", "kind": "exit"},
+        }
+    ) | {
+        "entry_kind": "date",
+        "entry_date": "last_treatment_at",
+        "entry_when": "after",
+        "entry_offset": "90d",
+        "where-0-type": "equals",
+        "where-0-name": "last_treatment",
+        "where-0-value": "anti-wrinkle",
+        "where-1-type": "tag",
+        "where-1-value": "vip",
+        "entry_unless": "1",
+        "reentry": "after",
+        "reentry_after": "30d",
+    }
+    saved = marketer.post("/console/journeys/new", data={"csrf": token, **form})
+    assert saved.status_code == 303, _notes(saved.text)
+    journey = CampaignContext.load(console.workspace).campaigns["welcome-path"].journey
+    assert journey is not None
+    assert journey.entry.kind == "date" and journey.entry.date_field == "last_treatment_at"
+    assert journey.entry.unless_appointment and [c.describe() for c in journey.entry.where] == [
+        "last_treatment = anti-wrinkle",
+        "tag vip",
+    ]
+    assert journey.reentry.describe() == "after 30d"
+    shown = marketer.get("/console/journeys/welcome-path/edit").text
+    for value in ("last_treatment_at", "90d", "anti-wrinkle", "30d", "-7d", "10:00", "09:00", "again"):
+        assert f'value="{value}"' in shown, value
+    assert 'id="entry_unless" name="entry_unless" value="1" checked' in shown
+
+
+def test_a_journey_the_form_cannot_show_is_edited_as_text_only(console: ConsoleSite) -> None:
+    two_conditions = RECALL.replace(
+        "  - {id: done, kind: exit}",
+        "  - {id: route, kind: branch, paths: [{when: [{concern: acne}, {tag: vip}], next: done}]}\n"
+        "  - {id: done, kind: exit}",
+    )
+    (console.workspace.campaigns_dir / "recall.yaml").write_text(two_conditions)
+    page = console.login("marketer").get("/console/journeys/recall/edit").text
+    assert "a path of 'route' tests several conditions at once" in html.unescape(page)
+    assert 'id="save-form"' not in page and 'id="save-text"' in page

@@ -78,6 +78,16 @@ def in_words(err: CampaignFileError) -> str:
     return f"{problem[0].upper()}{problem[1:]}. Fix: {fix}."
 
 
+def steps_words(line: str) -> str:
+    """The engine's words about a change (shared with the command line, which says "node" and "exit") as the
+    form says them: steps, and leaving the journey."""
+    line = line.replace("(a node, or exit)", "(another step, or out of the journey)")
+    line = line.replace("choose a node for them", "choose a step for them").replace(
+        ") or exit", ") or out of the journey"
+    )
+    return line.replace("is not a node of the journey", "is not a step of the journey")
+
+
 def text_error(text: str, err: CampaignFileError) -> str:
     """A loader error for the text editor: the line, the problem and the fix (no file path, no traceback)."""
     if err.field == "(file)":
@@ -233,13 +243,13 @@ def _render_confirm(
         who,
         "journey_form_confirm.html",
         status=422 if errors else 200,
-        title=f"Save the journey {journey_id}?",
+        title=f"Save the journey {raw.get('name') or journey_id}?",
         journey_id=journey_id,
         rows=rows,
         removed=removed,
         targets=[node for node, _ in nodes],
         moves=moves,
-        lines=preview.describe(moves),
+        lines=[steps_words(line) for line in preview.describe(moves)],
         waiting_total=sum(preview.waiting.values()),
         text=text,
         errors=errors,
@@ -273,9 +283,9 @@ def confirm_save(request: Request, who: Who) -> Response:
         if not refused.startswith("moves."):
             return back_to(request, journey_id, str(err), "bad")
         preview = preview_save(console.workspace, console.engine, journey_id, text)
-        errors = {refused.removeprefix("moves."): str(err)}
+        errors = {refused.removeprefix("moves."): steps_words(str(err))}
         return _render_confirm(request, who, journey_id, text, preview, moves, errors)
-    lines = saved.preview.describe(moves)
+    lines = [steps_words(line) for line in saved.preview.describe(moves)]
     return back_to(request, journey_id, f"Saved the journey: version {saved.version}. " + "; ".join(lines) + ".")
 
 

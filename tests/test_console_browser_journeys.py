@@ -66,6 +66,11 @@ class Marketer:
     def builder_ready(self) -> None:
         self.page.wait_for_selector("#journey-builder[data-state=ready]")
 
+    def checked(self) -> str:
+        """What the builder's live check says once it has checked the rows as they are now."""
+        self.page.wait_for_selector("#journey-builder[data-state=checked]")
+        return str(self.page.locator("#live-check").inner_text())
+
     def row(self, index: int) -> Any:
         return self.page.locator("[data-row]").nth(index)
 
@@ -118,6 +123,7 @@ def test_a_marketer_builds_a_journey_by_clicking_and_typing_saves_it_and_edits_i
     third.get_by_role("button", name="Move up: pause").click()  # the wait goes between the two emails
     assert marketer.row(1).get_by_label("Step name").input_value() == "pause"
     assert marketer.row(1).locator("legend").first.inner_text() == "Step 2"
+    assert marketer.checked() == "Looks right: ready to save."
     marketer.check("builder")
 
     page.get_by_role("button", name="Save the journey").click()
@@ -131,6 +137,7 @@ def test_a_marketer_builds_a_journey_by_clicking_and_typing_saves_it_and_edits_i
     marketer.builder_ready()
     assert page.locator("[data-row]").count() == 3  # the spare empty rows are for a browser without scripts
     marketer.row(1).get_by_label("How long (e.g. 3d, 12h, 2w)").fill("three days")
+    assert marketer.checked().startswith("Step 2, How long: 'three days' is not a length of time")
     page.get_by_role("button", name="Save the journey").click()
     error = page.locator("#error-n-1-delay")
     assert "'three days' is not a length of time" in error.inner_text() and "3d" in error.inner_text()
@@ -157,6 +164,7 @@ def test_a_marketer_edits_a_live_journey_and_chooses_where_a_removed_steps_peopl
     first = marketer.row(0)
     first.get_by_label("Step name").fill("short")
     first.get_by_label("How long (e.g. 3d, 12h, 2w)").fill("1d")
+    assert "people are in it now: before anything is saved, the next page shows" in marketer.checked()
     page.get_by_role("button", name="Save the journey").click()
     page.wait_for_selector("#journey-confirm")
     assert "people are in this journey now" in page.locator("#waiting-note").inner_text()

@@ -31,6 +31,7 @@ ROUTES = [
     ("GET", "/console/journeys/recall/edit", "campaigns.edit"),
     ("POST", "/console/journeys/recall/edit", "campaigns.edit"),
     ("POST", "/console/journeys/recall/save", "campaigns.edit"),
+    ("POST", "/console/journeys/check", "campaigns.edit"),
 ]
 SIGNOFF = "signoff: {reviewer: QA, date: 2026-11-24, note: test content}"
 RECALL = f"""id: recall
@@ -329,3 +330,22 @@ def test_a_journey_the_form_cannot_show_is_edited_as_text_only(console: ConsoleS
     page = console.login("marketer").get("/console/journeys/recall/edit").text
     assert "a path of 'route' tests several conditions at once" in html.unescape(page)
     assert 'id="save-form"' not in page and 'id="save-text"' in page
+
+
+def test_the_builders_check_answers_with_the_loaders_words_and_writes_nothing(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/journeys/new").text)
+    loop = _journey_form(
+        **{
+            "n-0": {"id": "hello", "kind": "send", "template": "emails/welcome"},
+            "n-1": {"id": "again", "kind": "goto", "next": "hello"},
+        }
+    )
+    answer = marketer.post("/console/journeys/check", data={"csrf": token, "editing": "", **loop}).json()
+    assert answer["ok"] is False and answer["field"] == "n-1-next" and "no wait on the way" in answer["said"]
+    fine = loop | {"n-1-kind": "wait", "n-1-wait_mode": "delay", "n-1-delay": "1d", "n-1-next": ""}
+    answer = marketer.post("/console/journeys/check", data={"csrf": token, "editing": "", **fine}).json()
+    assert answer == {"ok": True, "field": "", "said": "Looks right: ready to save."}
+    taken = marketer.post("/console/journeys/check", data={"csrf": token, "editing": "", **fine, "id": "recall"})
+    assert taken.json()["field"] == "id"
+    assert not (console.workspace.campaigns_dir / "welcome-path.yaml").exists()

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from needlecast.actions import journeys as journey_actions
@@ -289,7 +289,34 @@ def confirm_save(request: Request, who: Who) -> Response:
     return back_to(request, journey_id, f"Saved the journey: version {saved.version}. " + "; ".join(lines) + ".")
 
 
+@page("campaigns.edit", fields=FORM_FIELDS_LIMIT)
+def check(request: Request, who: Who) -> Response:
+    """The posted form checked by the loader, for `static/journey-builder.js` as the rows change (nothing is
+    written): {"ok", "field" (the form field of the first problem), "said" (in words)}."""
+    console = console_of(request)
+    assert who.form is not None
+    editing = str(who.form.get("editing") or "") or None
+    source = journey_source(console.workspace, editing)
+    document = document_from_form(who.form, source.document or None)
+    journey_id = editing or str(document.get("id") or "")
+    headers = {"cache-control": "no-store"}
+    if editing is None and journey_id in source.others:
+        said = f"The id '{journey_id}' is already another campaign's: give the journey its own id."
+        return JSONResponse({"ok": False, "field": "id", "said": said}, headers=headers)
+    try:
+        preview = preview_save(console.workspace, console.engine, journey_id, dump(document))
+    except CampaignFileError as err:
+        return JSONResponse({"ok": False, "field": field_of(err.field), "said": in_words(err)}, headers=headers)
+    waiting = sum(preview.waiting.values())
+    said = "Looks right: ready to save."
+    if waiting:
+        people = f"{waiting:,} {'person is' if waiting == 1 else 'people are'}"
+        said += f" {people} in it now: before anything is saved, the next page shows what the change does to them."
+    return JSONResponse({"ok": True, "field": "", "said": said}, headers=headers)
+
+
 ROUTES = [
+    Route("/journeys/check", check, methods=["POST"]),
     Route("/journeys/new", new_journey),
     Route("/journeys/new", create_journey, methods=["POST"]),
     Route("/journeys/{journey}/edit", edit_journey),

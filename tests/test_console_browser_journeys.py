@@ -179,3 +179,30 @@ def test_a_marketer_edits_a_live_journey_and_chooses_where_a_removed_steps_peopl
     assert "version 1" in page.locator(".notice").first.inner_text()
     assert _nodes(console, "recall") == ["short", "hello"]
     marketer.check("live-saved")
+
+
+def test_the_journey_form_works_without_javascript(browser: Any, console: ConsoleSite) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{console.url}/console/login")
+    page.get_by_label("Email address").fill(email_of("marketer"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console/$"))
+    page.goto(f"{console.url}/console/journeys/new")
+    assert page.locator("[data-row]").count() == 2  # the spare rows take new steps
+    page.get_by_label("Id", exact=True).fill("no-script")
+    page.get_by_label("Who may be in it (segment)").select_option("all-leads")
+    first, second = page.locator("[data-row]").nth(0), page.locator("[data-row]").nth(1)
+    first.get_by_label("Step name").fill("hello")
+    first.get_by_label("What it does").select_option("send")
+    first.get_by_label("Email", exact=True).select_option("emails/welcome")
+    second.get_by_label("Step name").fill("pause")
+    second.get_by_label("What it does").select_option("wait")
+    second.get_by_label("How long (e.g. 3d, 12h, 2w)").fill("1w")
+    page.get_by_role("button", name="Save the journey").click()
+    page.wait_for_url(re.compile(r".*/console/campaigns/no-script\?.*"))
+    assert _nodes(console, "no-script") == ["hello", "pause"]
+    page.goto(f"{console.url}/console/journeys/no-script/edit")
+    assert page.locator("[data-row]").count() == 4  # its two steps and two spare rows
+    screenshot(page, "console-journeys-no-script-1280")

@@ -162,6 +162,8 @@ def test_a_marketer_edits_a_live_journey_and_chooses_where_a_removed_steps_peopl
     page.get_by_role("link", name="Edit this journey").click()
     marketer.builder_ready()
     first = marketer.row(0)
+    assert "people wait here now" in first.locator(".waiting-here").inner_text()
+    marketer.check("live-form")
     first.get_by_label("Step name").fill("short")
     first.get_by_label("How long (e.g. 3d, 12h, 2w)").fill("1d")
     assert "people are in it now: before anything is saved, the next page shows" in marketer.checked()

@@ -228,6 +228,7 @@ def test_editing_a_live_journey_refuses_to_strand_people_and_moves_them_where_ch
     page = marketer.get("/console/journeys/recall/edit").text
     token = csrf_of(page)
     assert 'value="pause"' in page
+    assert f'<p class="waiting-here">{waiting:,} people wait here now</p>' in page  # before any change
     without_pause = _journey_form(
         **{
             "n-0": {"id": "short", "kind": "wait", "wait_mode": "delay", "delay": "1d"},

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from needlecast.actions import journeys as journey_actions
 from needlecast.errors import CampaignFileError, InvalidRequest
 from needlecast.readmodels.journey_edits import JourneySource, journey_source
-from needlecast.readmodels.journeys import preview_save
+from needlecast.readmodels.journeys import journey_overview, preview_save
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.campaign_views import back_to
 from needlecast.web.console.journey_form import (
@@ -121,6 +121,10 @@ def _render_form(
     action = f"{prefix}/journeys/{journey_id}/edit" if journey_id else f"{prefix}/journeys/new"
     cannot_show = unshown(source.document) if journey_id else []
     ids = [row["id"] for row in values["rows"] if row["id"]]
+    waiting: dict[str, int] = {}
+    if journey_id:  # who waits at each step now: what removing or changing a row concerns
+        overview = journey_overview(console.engine, console.workspace, journey_id)
+        waiting = {figures.node: figures.waiting for figures in overview.nodes if figures.waiting}
     return console.render(
         request,
         who,
@@ -130,6 +134,7 @@ def _render_form(
         journey_id=journey_id,
         v=values,
         node_ids=ids,
+        waiting=waiting,
         errors=errors or {},
         text=text or source.text,
         text_problem=text_problem,
@@ -255,7 +260,7 @@ def _render_confirm(
         errors=errors,
         exit_choice=EXIT_CHOICE,
         form_action=f"{console.prefix(request)}/journeys/{journey_id}/save",
-        back=f"{console.prefix(request)}/journeys/{journey_id}/edit",
+        back=f"{console.prefix(request)}/campaigns/{journey_id}",
     )
 
 
@@ -265,6 +270,7 @@ def confirm_save(request: Request, who: Who) -> Response:
     console = console_of(request)
     journey_id = request.path_params["journey"]
     assert who.form is not None
+    journey_source(console.workspace, journey_id)  # NotFound unless it is a journey: never another kind's file
     text = str(who.form.get("source") or "").replace("\r\n", "\n")
     moves = {
         key.removeprefix("move-"): str(value)

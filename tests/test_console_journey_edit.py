@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -350,3 +351,118 @@ def test_the_builders_check_answers_with_the_loaders_words_and_writes_nothing(co
     taken = marketer.post("/console/journeys/check", data={"csrf": token, "editing": "", **fine, "id": "recall"})
     assert taken.json()["field"] == "id"
     assert not (console.workspace.campaigns_dir / "welcome-path.yaml").exists()
+
+
+EVERY_KIND = f"""id: recall
+name: Recall
+kind: journey
+segment: all-leads
+time_zone: Europe/London
+{SIGNOFF}
+entry:
+  date: last_treatment_at
+  after: 90d
+  where: [{{field: last_treatment, equals: anti-wrinkle}}, {{event: no_show, within: 180d}}]
+  unless: future_appointment
+reentry: {{after: 30d}}
+goal: {{event: booked}}
+steps:
+  - {{id: morning, kind: wait, until_time: "09:00"}}
+  - {{id: recall-mail, template: emails/consultation, subject: Time for a check-up, variants: [acne, general]}}
+  - id: clicked-book
+    kind: wait_until
+    engagement: {{node: recall-mail, action: clicked, link: /book}}
+    timeout: 5d
+    next: thanks
+    on_timeout: route
+  - id: route
+    kind: branch
+    paths:
+      - {{when: [{{event: no_show, within: 180d}}], next: gentle}}
+      - {{when: [{{concern: ageing}}], next: offer}}
+      - {{when: [{{engagement: {{node: recall-mail, action: opened}}}}], next: offer}}
+    default: ab
+  - {{id: ab, kind: split, paths: [{{percent: 30, next: gentle}}, {{percent: 70, next: offer}}]}}
+  - {{id: gentle, template: emails/deep_dive, next: pause}}
+  - {{id: offer, template: emails/broadcast, next: pause}}
+  - {{id: pause, kind: wait, delay: 14d}}
+  - {{id: birthday, kind: wait, until_date: birthday, offset: -7d, at: "10:00", yearly: true}}
+  - {{id: booked-yet, kind: wait_until, event: booked, timeout: 7d, on_timeout: again}}
+  - {{id: again, kind: goto, next: pause}}
+  - {{id: thanks, kind: exit}}
+"""
+
+
+class _Fields(HTMLParser):
+    """What a browser without JavaScript posts from a page's form: every named field outside <template>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self.depth = 0  # inside <template>
+        self.select: str | None = None
+        self.options: list[tuple[str, bool]] = []
+        self.textarea: str | None = None
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "template":
+            self.depth += 1
+        if self.depth:
+            return
+        if tag == "input" and a.get("name") and (a.get("type") != "checkbox" or "checked" in a):
+            self.fields.append((a["name"], a.get("value", "")))
+        elif tag == "select":
+            self.select, self.options = a.get("name"), []
+        elif tag == "option" and self.select is not None:
+            self.options.append((a.get("value", ""), "selected" in a))
+        elif tag == "textarea":
+            self.textarea, self.text = a.get("name"), ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "template":
+            self.depth -= 1
+        elif tag == "select" and self.select and not self.depth:
+            chosen = [v for v, on in self.options if on] or [v for v, _ in self.options[:1]]
+            self.fields.append((self.select, chosen[0]))
+            self.select = None
+        elif tag == "textarea" and self.textarea and not self.depth:
+            self.fields.append((self.textarea, self.text))
+            self.textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea is not None:
+            self.text += data
+
+
+def test_every_kind_of_step_survives_the_form_as_a_browser_without_javascript_posts_it(console: ConsoleSite) -> None:
+    (console.workspace.campaigns_dir / "recall.yaml").write_text(EVERY_KIND)
+    before = CampaignContext.load(console.workspace).campaigns["recall"]
+    marketer = console.login("marketer")
+    parser = _Fields()
+    parser.feed(marketer.get("/console/journeys/recall/edit").text)
+    form: dict[str, list[str]] = {"do": ["form"]}
+    for name, value in parser.fields:
+        if name != "do":
+            form.setdefault(name, []).append(value)  # repeated names (ticked versions) kept
+    saved = marketer.post("/console/journeys/recall/edit", data=form)
+    assert saved.status_code == 303, _notes(saved.text)
+    after = CampaignContext.load(console.workspace).campaigns["recall"]
+    assert after.journey == before.journey
+    assert [(s.id, s.template, s.subject, s.variants) for s in after.steps] == [
+        (s.id, s.template, s.subject, s.variants) for s in before.steps
+    ]
+    assert after.signoff == before.signoff
+
+
+def test_a_journey_written_as_text_is_created_as_a_draft(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/journeys/new").text)
+    text = RECALL.replace("id: recall", "id: typed")
+    saved = marketer.post("/console/journeys/new", data={"csrf": token, "do": "source", "source": text})
+    assert saved.status_code == 303, _notes(saved.text)
+    assert CampaignContext.load(console.workspace).campaigns["typed"].draft
+    taken = marketer.post("/console/journeys/new", data={"csrf": token, "do": "source", "source": RECALL})
+    assert "'recall' is already the id of another campaign" in _error(taken.text, "source")
+    assert (console.workspace.campaigns_dir / "recall.yaml").read_text() == RECALL

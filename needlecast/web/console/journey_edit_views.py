@@ -171,11 +171,22 @@ def _id_in(text: str) -> str:
     return str(raw.get("id") or "") if isinstance(raw, dict) else ""
 
 
+def _says_draft(text: str) -> bool:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return True  # the loader names the mistake; nothing is written
+    return not isinstance(raw, dict) or "draft" in raw
+
+
 def _posted(who: Who, journey_id: str | None, source: JourneySource) -> tuple[str, dict[str, Any] | None]:
     """The journey's text as posted: the text editor's, or the form's rows dumped (None: from the text)."""
     assert who.form is not None
     if who.form.get("do") == "source":
-        return str(who.form.get("source") or "").replace("\r\n", "\n"), None
+        text = str(who.form.get("source") or "").replace("\r\n", "\n")
+        if journey_id is None and not _says_draft(text):
+            text = "draft: true\n" + text  # a new journey is a draft, however it is written
+        return text, None
     document = document_from_form(who.form, source.document or None)
     if journey_id is None:  # a new journey is a draft: nobody enters it until someone schedules it
         document = {**dict(list(document.items())[:3]), "draft": True, **dict(list(document.items())[3:])}

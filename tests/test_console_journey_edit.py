@@ -323,14 +323,15 @@ def test_a_date_entry_with_conditions_and_a_birthday_wait_round_trip_through_the
 
 
 def test_a_journey_the_form_cannot_show_is_edited_as_text_only(console: ConsoleSite) -> None:
-    two_conditions = RECALL.replace(
+    three_conditions = RECALL.replace(
         "  - {id: done, kind: exit}",
-        "  - {id: route, kind: branch, paths: [{when: [{concern: acne}, {tag: vip}], next: done}]}\n"
+        "  - id: route\n    kind: branch\n"
+        "    paths: [{when: [{concern: acne}, {tag: vip}, {consent: concern}], next: done}]\n"
         "  - {id: done, kind: exit}",
     )
-    (console.workspace.campaigns_dir / "recall.yaml").write_text(two_conditions)
+    (console.workspace.campaigns_dir / "recall.yaml").write_text(three_conditions)
     page = console.login("marketer").get("/console/journeys/recall/edit").text
-    assert "a path of 'route' tests several conditions at once" in html.unescape(page)
+    assert "a path of 'route' tests more than 2 conditions at once" in html.unescape(page)
     assert 'id="save-form"' not in page and 'id="save-text"' in page
 
 
@@ -379,7 +380,7 @@ steps:
     kind: branch
     paths:
       - {{when: [{{event: no_show, within: 180d}}], next: gentle}}
-      - {{when: [{{concern: ageing}}], next: offer}}
+      - {{when: [{{concern: ageing}}, {{tag: vip}}], next: offer}}
       - {{when: [{{engagement: {{node: recall-mail, action: opened}}}}], next: offer}}
     default: ab
   - {{id: ab, kind: split, paths: [{{percent: 30, next: gentle}}, {{percent: 70, next: offer}}]}}

@@ -28,6 +28,7 @@ SPARE_ROWS = 2  # empty node rows after the journey's own, for a browser without
 SPARE_PATHS = 1  # empty path slots after a node's own paths
 MIN_PATHS = 2  # a branch or a split shows at least two path slots
 WHERE_SLOTS = 2  # conditions of a date entry the form shows
+PATH_CONDITIONS = 2  # conditions of a branch path the form shows (the second: "and", optional)
 NODE_KINDS = {
     "send": "Send an email",
     "wait": "Wait",
@@ -152,7 +153,10 @@ def _empty_row() -> dict[str, Any]:
 
 
 def _empty_path() -> dict[str, str]:
-    return {"type": "", "name": "", "value": "", "percent": "", "next": ""}
+    return {"type": "", "name": "", "value": "", "and-type": "", "and-name": "", "and-value": ""} | {
+        "percent": "",
+        "next": "",
+    }
 
 
 def _row_of(step: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,7 +184,8 @@ def _row_of(step: Mapping[str, Any]) -> dict[str, Any]:
             path = _mapping(path)
             when = _list(path.get("when"))
             shown = _condition_values(when[0] if when else None)
-            paths.append(shown | {"percent": _text(path.get("percent")), "next": _text(path.get("next"))})
+            second = {f"and-{k}": v for k, v in _condition_values(when[1] if len(when) > 1 else None).items()}
+            paths.append(shown | second | {"percent": _text(path.get("percent")), "next": _text(path.get("next"))})
         spare = max(SPARE_PATHS, MIN_PATHS - len(paths))
         row["paths"] = paths + [_empty_path() for _ in range(spare)]
         row["default"] = _text(step.get("default"))
@@ -226,8 +231,8 @@ def unshown(document: Mapping[str, Any]) -> list[str]:
         if not isinstance(step, dict) or step.get("kind") != "branch":
             continue
         for path in step.get("paths") or []:
-            if isinstance(path, dict) and isinstance(path.get("when"), list) and len(path["when"]) > 1:
-                found.append(f"a path of '{step.get('id')}' tests several conditions at once")
+            if len(_list(_mapping(path).get("when"))) > PATH_CONDITIONS:
+                found.append(f"a path of '{step.get('id')}' tests more than {PATH_CONDITIONS} conditions at once")
                 break
     return found
 
@@ -302,10 +307,13 @@ def _paths_from_form(form: Any, prefix: str, kind: str) -> list[dict[str, Any]]:
             percent = text("percent").rstrip("%").strip()
             paths.append({"percent": int(percent) if percent.isdigit() else percent, "next": text("next")})
             continue
-        condition = _condition_of(text("type"), text("name"), text("value"))
-        if condition is None and not text("next"):
+        conditions = [
+            _condition_of(text(f"{part}type"), text(f"{part}name"), text(f"{part}value")) for part in ("", "and-")
+        ]
+        when = [c for c in conditions if c is not None]
+        if not when and not text("next"):
             continue
-        paths.append({"when": [condition] if condition else [], "next": text("next")})
+        paths.append({"when": when, "next": text("next")})
     return paths
 
 
@@ -392,10 +400,12 @@ _NODE_KEYS = {
 
 
 def _node_field(index: str, rest: str) -> str:
-    path = re.match(r"^paths\[(\d+)\](?:\.(\w+))?", rest)
+    path = re.match(r"^paths\[(\d+)\](?:\.(\w+))?(?:\[(\d+)\])?", rest)
     if path:
         key = path.group(2) or "next"
-        return f"n-{index}-p-{path.group(1)}-{'type' if key == 'when' else key}"
+        if key == "when":
+            key = "and-type" if path.group(3) and int(path.group(3)) > 0 else "type"
+        return f"n-{index}-p-{path.group(1)}-{key}"
     if rest.startswith("paths[") or rest.startswith("engagement") or rest in _NODE_KEYS:
         return f"n-{index}-{_NODE_KEYS.get(rest, _NODE_KEYS.get(rest.split('.')[0], 'id'))}"
     key = rest.split(".")[0]

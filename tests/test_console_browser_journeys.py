@@ -117,7 +117,7 @@ def test_a_marketer_builds_a_journey_by_clicking_and_typing_saves_it_and_edits_i
     third.get_by_label("What it does").select_option("wait")
     assert (
         third.get_by_label("Email", exact=True).is_hidden()
-        and third.get_by_label("Time of day", exact=True).is_hidden()
+        and third.get_by_label("Time of day (their zone)").is_hidden()
     )
     third.get_by_label("How long (e.g. 3d, 12h, 2w)").fill("2d")
     third.get_by_role("button", name="Move up: pause").click()  # the wait goes between the two emails
@@ -208,3 +208,34 @@ def test_the_journey_form_works_without_javascript(browser: Any, console: Consol
     page.goto(f"{console.url}/console/journeys/no-script/edit")
     assert page.locator("[data-row]").count() == 4  # its two steps and two spare rows
     screenshot(page, "console-journeys-no-script-1280")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_kind_of_step_shows_only_its_own_fields(browser: Any, console: ConsoleSite, width: int) -> None:
+    from tests.test_console_journey_edit import EVERY_KIND
+
+    (console.workspace.campaigns_dir / "recall.yaml").write_text(EVERY_KIND)
+    marketer = Marketer(browser, console, width)
+    page = marketer.page
+    page.goto(f"{console.url}/console/journeys/recall/edit")
+    marketer.builder_ready()
+    route = marketer.row(3)
+    assert route.get_by_label("Step name").input_value() == "route"
+    second_path = route.locator("[data-path]").nth(1)
+    assert second_path.get_by_label("And (optional)").input_value() == "tag"
+    assert second_path.get_by_label("Concern (e.g. acne)").input_value() == "ageing"  # each condition its boxes
+    assert second_path.get_by_label("Tag", exact=True).input_value() == "vip"
+    assert second_path.locator("[data-cond-part=name]").first.is_hidden()
+    second_path.get_by_label("When").select_option("event")
+    assert second_path.get_by_label("Event (e.g. no_show)").is_visible()
+    assert "'ageing' is not a length of time" in marketer.checked()  # its value is now "within"
+    second_path.get_by_label("When").select_option("concern")
+    assert route.get_by_label("Percent").first.is_hidden() and route.get_by_label("Email", exact=True).is_hidden()
+    split = marketer.row(4)
+    assert split.get_by_label("Percent").first.input_value() == "30" and split.get_by_label("When").first.is_hidden()
+    split.get_by_role("button", name="Add a path").click()
+    assert split.locator("[data-path]").count() == 4 and split.locator("legend").last.inner_text() == "Path 4"
+    assert marketer.row(2).get_by_label("The email of step").input_value() == "recall-mail"
+    assert marketer.row(2).get_by_label("Event", exact=True).is_hidden()
+    assert marketer.checked() == "Looks right: ready to save."
+    marketer.check("every-kind")

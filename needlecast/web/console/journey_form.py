@@ -32,9 +32,9 @@ PATH_CONDITIONS = 2  # conditions of a branch path the form shows (the second: "
 NODE_KINDS = {
     "send": "Send an email",
     "wait": "Wait",
-    "wait_until": "Wait until they do something",
+    "wait_until": "Wait until they act",
     "branch": "Branch on conditions",
-    "split": "Split at random (percentages)",
+    "split": "Split by percentages",
     "goto": "Go to another step",
     "exit": "Leave the journey",
 }
@@ -44,10 +44,10 @@ CONDITIONS = {
     "exists": "A field is filled in",
     "concern": "Has a skin concern",
     "tag": "Carries a tag",
-    "consent": "Agreed to the use of their concern",
-    "event": "Had an event (in the last …)",
-    "opened": "Opened the email of a step",
-    "clicked": "Clicked in the email of a step",
+    "consent": "Agreed to use of concern",
+    "event": "Had an event (within)",
+    "opened": "Opened a step's email",
+    "clicked": "Clicked in a step's email",
 }
 ENTRIES = {
     "segment": "Everyone in the segment",

@@ -48,6 +48,7 @@
   function fitRow(row) {
     var kind = row.querySelector("[data-part=kind]").value || "send";
     showFor(row, "data-for", kind);
+    fitConditions(row);
     var waitMode = row.querySelector("[data-part=wait_mode]");
     var untilMode = row.querySelector("[data-part=wu_mode]");
     var modes = row.querySelectorAll("[data-mode]");
@@ -55,6 +56,38 @@
       var mode = modes[i].getAttribute("data-mode");
       var inWait = modes[i].closest("[data-for]").getAttribute("data-for") === "wait";
       modes[i].hidden = mode !== (inWait ? waitMode.value : untilMode.value);
+    }
+  }
+
+  // What each kind of condition asks for: the labels of its name and value boxes ("" hides the box).
+  var CONDITION_BOXES = {
+    "": ["", ""],
+    equals: ["Field", "Value"],
+    exists: ["Field", ""],
+    concern: ["", "Concern (e.g. acne)"],
+    tag: ["", "Tag"],
+    consent: ["", ""],
+    event: ["Event (e.g. no_show)", "Within (optional, e.g. 180d)"],
+    opened: ["Step (its email)", ""],
+    clicked: ["Step (its email)", "Link (optional, e.g. /book)"]
+  };
+
+  function fitCondition(cond) {
+    var boxes = CONDITION_BOXES[cond.querySelector("[data-part=cond-type]").value] || ["Name", "Value"];
+    var parts = ["name", "value"];
+    for (var i = 0; i < parts.length; i += 1) {
+      var box = cond.querySelector("[data-cond-part=" + parts[i] + "]");
+      box.hidden = !boxes[i];
+      if (boxes[i]) {
+        box.querySelector("label").textContent = boxes[i];
+      }
+    }
+  }
+
+  function fitConditions(container) {
+    var all = container.querySelectorAll("[data-cond]");
+    for (var i = 0; i < all.length; i += 1) {
+      fitCondition(all[i]);
     }
   }
 
@@ -131,6 +164,7 @@
     button.type = "button";
     button.className = "secondary";
     button.textContent = "Add a path";
+    button.setAttribute("data-add-path", "");
     button.addEventListener("click", function () {
       var paths = box.querySelectorAll("[data-path]");
       var copy = paths[paths.length - 1].cloneNode(true);
@@ -144,6 +178,7 @@
         errors[e].parentNode.removeChild(errors[e]);
       }
       box.appendChild(copy);
+      fitConditions(copy);
       renumberPaths(row);
       renumber();
       copy.querySelector("input, select").focus();
@@ -205,6 +240,9 @@
     if (row && (part === "kind" || part === "wait_mode" || part === "wu_mode")) {
       fitRow(row);
     }
+    if (part === "cond-type") {
+      fitCondition(event.target.closest("[data-cond]"));
+    }
   });
   rows.addEventListener("input", function (event) {
     if (event.target.getAttribute("data-part") === "id") {
@@ -218,6 +256,15 @@
   function fitEntry() {
     showFor(form, "data-entry", entry.value);
     showFor(form, "data-reentry", reentry.value);
+  }
+  var entryDate = form.querySelector("[data-entry=date]");
+  if (entryDate) {
+    fitConditions(entryDate);
+    entryDate.addEventListener("change", function (event) {
+      if (event.target.getAttribute("data-part") === "cond-type") {
+        fitCondition(event.target.closest("[data-cond]"));
+      }
+    });
   }
   if (entry && reentry) {
     entry.addEventListener("change", fitEntry);
@@ -284,7 +331,7 @@
     form.addEventListener("input", soon);
     form.addEventListener("change", soon);
     form.addEventListener("click", function (event) {
-      if (event.target.closest("[data-tool]") || event.target.id === "add-row") {
+      if (event.target.closest("[data-tool], [data-add-path]") || event.target.id === "add-row") {
         soon();
       }
     });

@@ -467,3 +467,11 @@ def test_a_journey_written_as_text_is_created_as_a_draft(console: ConsoleSite) -
     taken = marketer.post("/console/journeys/new", data={"csrf": token, "do": "source", "source": RECALL})
     assert "'recall' is already the id of another campaign" in _error(taken.text, "source")
     assert (console.workspace.campaigns_dir / "recall.yaml").read_text() == RECALL
+
+
+def test_a_step_that_names_a_missing_step_is_said_in_the_forms_words(console: ConsoleSite) -> None:
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/journeys/new").text)
+    form = _journey_form(**{"n-0": {"id": "hello", "kind": "send", "template": "emails/welcome", "next": "pause"}})
+    said = _error(marketer.post("/console/journeys/new", data={"csrf": token, **form}).text, "n-0-next")
+    assert said == "'pause' is not a step of this journey. Fix: choose one of: hello."

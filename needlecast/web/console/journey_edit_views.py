@@ -6,7 +6,8 @@ Routes: `/journeys/new` (the form; POST creates the journey as a draft through `
 journey, the confirmation page says per node how many wait there and what the change does to them, with a
 choice for each removed node that holds people: another node, or leaving the journey), and
 `/journeys/{journey}/save` (the confirmed save: `actions.journeys.save`, refused until each such node has a
-choice, versioned and audited: what `needlecast journey save --move NODE=TARGET` does). A loader error is
+choice, versioned and audited: what `needlecast journey save --move NODE=TARGET` does); `/journeys/check`
+answers the builder's script with the loader's first problem (nothing written). A loader error is
 shown beside its field, in words; an error in the text, with its line. The form works without JavaScript
 (`static/journey-builder.js` adds, removes and moves rows and shows each row's kind's fields only).
 Every route needs `campaigns.edit` (the `auth.page` decorator: permission and CSRF on the server).
@@ -58,6 +59,17 @@ FORM_FIXES = {
 }
 
 
+NODE_WORDS = (
+    ("is not a node of this journey", "is not a step of this journey"),
+    ("is not a node id", "is not a step name"),
+    ("is used by another node", "is used by another step"),
+    ("give every node its own id", "give every step its own name"),
+    ("is not a send node", "is not a step that sends an email"),
+    ("is not a kind of node", "is not a kind of step"),
+    ("Fix: name one of", "Fix: choose one of"),
+)
+
+
 def _fix_in_words(field: str, fix: str) -> str:
     if field.endswith(".template"):
         return "choose an email in the list"
@@ -75,7 +87,10 @@ def in_words(err: CampaignFileError) -> str:
         fix = f"add a Wait row on the loop (e.g. a wait of 1d) before '{loop.group(1)}', or point it elsewhere"
     else:
         fix = _fix_in_words(err.field, err.fix)
-    return f"{problem[0].upper()}{problem[1:]}. Fix: {fix}."
+    said = f"{problem[0].upper()}{problem[1:]}. Fix: {fix}."
+    for engine_words, form_words in NODE_WORDS:  # the form calls nodes steps
+        said = said.replace(engine_words, form_words)
+    return said
 
 
 def steps_words(line: str) -> str:

@@ -4,8 +4,8 @@ Contract:
 - `form_values(document)` turns a journey mapping (its file's YAML) into the form's values: the journey's
   fields, the entry's, and one row per node (`rows`, each with its kind's fields and its `paths`), plus
   `SPARE_ROWS` empty rows for a browser without JavaScript;
-- `unshown(document)` names what of the file the form cannot show (a branch path with several conditions, an
-  entry with more conditions than the form has slots): such a journey is edited as text only;
+- `unshown(document)` names what of the file the form cannot show (a branch path or an entry with more
+  conditions than the form has slots): such a journey is edited as text only;
 - `document_from_form(form, previous)` turns a submitted form into a journey mapping, keeping what the form
   does not edit from `previous` (a send node's article, preheader or A/B test; the draft flag, the sender,
   the sign-off); rows without an id and a kind are empty and skipped, so the document's `steps[i]` is the
@@ -70,11 +70,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return str(value)
+    return "" if value is None or isinstance(value, bool) else str(value)
 
 
 def _clock(value: Any) -> str:

@@ -58,7 +58,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
-    pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
+    pages.env.filters["clinic_time"] = clinic_clock(lambda: workspace.settings.clinic.time_zone)  # live
     pages.env.filters["for_people"] = for_people  # a note's words, not its command-line form
     pages.env.filters["duration"] = duration_words
     pages.env.filters["placeholders"] = placeholders_in_words  # a subject's source as "[first name]"

@@ -40,6 +40,7 @@ from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
 from needlecast.readmodels.plans import CampaignPlan, plan_preview
 from needlecast.store.delivery import delivery_store
+from needlecast.store.reach import queued_not_mailable
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
 
@@ -108,9 +109,12 @@ def reach(
     if action == "pause":
         return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
     if action == "resume":
-        said = f"Resuming sends the {queued} queued email(s) as they fall due."
         with engine.connect() as conn:
             figures = guardrails.paused_figures(conn, campaign.id)  # why the guard paused it, shown first
+            refused = queued_not_mailable(conn, campaign.id)
+        said = f"Resuming sends the {queued - sum(refused.values())} queued email(s) as they fall due."
+        if refused:
+            said += f" Not sent: {'; '.join(f'{n} {in_words(why)}' for why, n in sorted(refused.items()))}."
         return f"This campaign {figures} {said}" if figures else said
     return f"Cancelling marks {queued} queued email(s) as cancelled: they are never sent. This cannot be undone."
 

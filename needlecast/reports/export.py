@@ -87,6 +87,8 @@ TITLES = {
     "email": "Email",
     "status": "Status",
     "conversions": "Conversions",
+    "journey_funnel": "Funnel per step of the journey",
+    "journey_paths": "Paths taken through the journey",
     "converted": "Converting recipients",
     "conversion_rate": "Conversion rate",
     "conversion_diff": "Conversion rate vs A",

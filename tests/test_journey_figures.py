@@ -4,6 +4,7 @@ SQLite and PostgreSQL, with a frozen clock."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from needlecast.config import Workspace
 from needlecast.readmodels.journey_figures import figures_of, journey_tables, node_people
 from needlecast.readmodels.reports import campaign_report, send_report
 from needlecast.store.schema import deliveries, journey_positions
+from tests.cli_runner import run
 from tests.journey_helpers import NOW, journey_workspace, record_event, store, sweep, write_journey
 from tests.journey_helpers import ids as lead_ids
 
@@ -158,3 +160,27 @@ def test_a_walk_follows_the_choices_and_gives_up_on_a_path_that_no_longer_fits(
     assert walked(journey, "", "booked-yet") == ["welcome", "booked-yet"]
     assert walked(journey, "", "pause") is None  # a choice is missing: moved there by an edit
     assert walked(journey, "route>vip;", "vip") is None
+
+
+@pytest.mark.database_independent
+def test_the_command_line_plans_a_journey_30_days_ahead_and_reports_its_funnel_per_node(
+    workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    ws = journey_workspace(workspace_dir, url, monkeypatch)
+    walked_journey(ws)
+    env = {"NEEDLECAST_DATABASE_URL": url, "NEEDLECAST_SECRET": "x" * 32}
+    planned = run(monkeypatch, workspace_dir, "plan", "j", "--format", "json", **env)
+    assert planned.code == 0, planned.stderr
+    assert json.loads(planned.stdout)["days"] == 30
+    assert json.loads(run(monkeypatch, workspace_dir, "plan", "--format", "json", **env).stdout)["days"] == 14
+    assert (
+        json.loads(run(monkeypatch, workspace_dir, "plan", "j", "--days", "7", "--format", "json", **env).stdout)[
+            "days"
+        ]
+        == 7
+    )
+    report = run(monkeypatch, workspace_dir, "report", "j", **env)
+    assert report.code == 0, report.stderr
+    assert "Funnel per step of the journey" in report.stdout and "Paths taken through the journey" in report.stdout
+    assert "booked-yet → route, route → pause" in report.stdout

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from needlecast.campaign.journeys.model import Journey
 from needlecast.readmodels.journey_figures import JourneyFigures, NodeCount, edges_of
 
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, LOOP_ROOM = 230, 84, 36, 76, 16, 70
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, SIDE_ROOM = 230, 84, 36, 76, 16, 70
 FILL = {  # pale fills by kind; the text is near-black on each (contrast above 12:1)
     "send": "#e3edfb",
     "wait": "#fdf0d8",
@@ -40,36 +40,69 @@ class Box:
     depth: int
 
 
+def _walk(journey: Journey) -> tuple[list[str], set[tuple[str, str]]]:
+    """The nodes a depth-first walk from the start reaches (in the order it finds them) and the ways on that
+    close a loop (to a node still on the walk's stack), each node's ways on in the file's order."""
+    found: list[str] = []
+    back: set[tuple[str, str]] = set()
+    on_stack: set[str] = set()
+    stack: list[tuple[str, list[str]]] = []
+
+    def visit(node_id: str) -> None:
+        found.append(node_id)
+        on_stack.add(node_id)
+        stack.append((node_id, [t for t in journey.nodes[node_id].targets() if t in journey.nodes]))
+
+    visit(journey.start)
+    while stack:
+        node_id, targets = stack[-1]
+        if not targets:
+            on_stack.discard(node_id)
+            stack.pop()
+            continue
+        target = targets.pop(0)
+        if target in on_stack:
+            back.add((node_id, target))
+        elif target not in found:
+            visit(target)
+    return found, back
+
+
 def layers(journey: Journey) -> list[list[str]]:
-    """The nodes by depth from the start (breadth first, in the file's order of ways on); nodes no walk from the
+    """The nodes by depth: the longest way from the start without going round a loop, so that every arrow but
+    a loop's points down; in a row, in the order a walk from the start finds them. Nodes no walk from the
     start reaches come last, in the file's order."""
-    depth = {journey.start: 0}
-    order = [journey.start]
-    for node_id in order:  # grows while walking: a breadth-first walk
-        node = journey.nodes[node_id]
-        for target in node.targets():
-            if target in journey.nodes and target not in depth:
-                depth[target] = depth[node_id] + 1
-                order.append(target)
+    found, back = _walk(journey)
+    depth = dict.fromkeys(found, 0)
+    for _ in found:  # longest paths over the loop-free ways on: at most one pass per node
+        changed = False
+        for node_id in found:
+            for target in journey.nodes[node_id].targets():
+                if target in depth and (node_id, target) not in back and depth[target] < depth[node_id] + 1:
+                    depth[target] = depth[node_id] + 1
+                    changed = True
+        if not changed:
+            break
     rows: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
-    for node_id in order:
+    for node_id in found:
         rows[depth[node_id]].append(node_id)
     rest = [n for n in journey.nodes if n not in depth]
     return rows + ([rest] if rest else [])
 
 
 def place(journey: Journey) -> tuple[dict[str, Box], int, int]:
-    """Each node's box, and the drawing's width and height."""
+    """Each node's box, and the drawing's width and height (room on the left for arrows that skip a row, on
+    the right for loops)."""
     rows = layers(journey)
     widest = max(len(r) for r in rows)
     inner = widest * BOX_W + (widest - 1) * GAP_X
     boxes: dict[str, Box] = {}
     for depth, row in enumerate(rows):
         span = len(row) * BOX_W + (len(row) - 1) * GAP_X
-        left = MARGIN + (inner - span) // 2
+        left = MARGIN + SIDE_ROOM + (inner - span) // 2
         for i, node_id in enumerate(row):
             boxes[node_id] = Box(node_id, left + i * (BOX_W + GAP_X), MARGIN + depth * (BOX_H + GAP_Y), depth)
-    return boxes, MARGIN * 2 + inner + LOOP_ROOM, MARGIN * 2 + len(rows) * (BOX_H + GAP_Y) - GAP_Y
+    return boxes, MARGIN * 2 + inner + SIDE_ROOM * 2, MARGIN * 2 + len(rows) * (BOX_H + GAP_Y) - GAP_Y
 
 
 def _short(text: str, limit: int) -> str:
@@ -88,41 +121,47 @@ def _label(x: float, y: float, text: str) -> str:
     )
 
 
+ARROW = 'fill="none" stroke="#4a4a4a" stroke-width="1.5" marker-end="url(#jd-arrow)"'
+
+
 def _edges(journey: Journey, boxes: dict[str, Box], width: int) -> list[str]:
+    """Each way on: straight down to the next row; round the left side to a row further down; round the right
+    side (dashed) back up a loop."""
     drawn: list[str] = []
-    loops = 0
+    skips = loops = 0
     for node_id, node in journey.nodes.items():
-        edges = [(t, label) for t, label in edges_of(node) if t in boxes]
+        edges = [(t, label) for t, label in edges_of(node) if t in boxes and node_id in boxes]
         for i, (target, label) in enumerate(edges):
             start, end = boxes[node_id], boxes[target]
-            sx = start.x + BOX_W * (i + 1) / (len(edges) + 1)
-            sy = start.y + BOX_H
-            if end.depth > start.depth:
-                ex, ey = end.x + BOX_W / 2, end.y
-                line = (
-                    f'<line x1="{sx:.0f}" y1="{sy}" x2="{ex:.0f}" y2="{ey - 2}" stroke="#4a4a4a" stroke-width="1.5"'
-                    ' marker-end="url(#jd-arrow)"/>'
-                )
-                drawn.append(line + _label((sx + ex) / 2, sy + (ey - sy) * (0.45 + 0.1 * (i % 2)), label))
-            else:  # a loop back (or across a row): round the right-hand side
+            sx, sy = start.x + BOX_W * (i + 1) / (len(edges) + 1), start.y + BOX_H
+            ex, ey = end.x + BOX_W / 2, end.y - 2
+            if end.depth == start.depth + 1:
+                drawn.append(f'<path d="M{sx:.0f} {sy} L{ex:.0f} {ey}" {ARROW}/>')
+                drawn.append(_label((sx + ex) / 2, sy + (ey - sy) * (0.45 + 0.1 * (i % 2)), label))
+            elif end.depth > start.depth:  # skips a row: round the left side, clear of the boxes between
+                skips += 1
+                side = MARGIN + 8 + (skips % 4) * 12
+                ex = end.x + BOX_W * 0.25
+                across = sy + 14 + 20 * i  # each of a node's ways on crosses at its own height: labels apart
+                path = f"M{sx:.0f} {sy} V{across} H{side} V{end.y - 10 - 6 * (skips % 3)} H{ex:.0f} V{ey}"
+                drawn.append(f'<path d="{path}" {ARROW}/>' + _label((sx + side) / 2 + 20, across, label))
+            else:  # a loop back up: round the right side
                 loops += 1
-                edge_x = width - MARGIN - LOOP_ROOM + 14 + (loops % 4) * 12
-                sy2, ey2 = start.y + BOX_H / 2, end.y + BOX_H / 2
-                path = f"M{start.x + BOX_W} {sy2:.0f} H{edge_x} V{ey2:.0f} H{end.x + BOX_W + 2}"
-                drawn.append(
-                    f'<path d="{path}" fill="none" stroke="#4a4a4a" stroke-width="1.5" stroke-dasharray="5 3"'
-                    ' marker-end="url(#jd-arrow)"/>' + _label(edge_x - 40, (sy2 + ey2) / 2, label)
-                )
+                side = width - MARGIN - 8 - (loops % 4) * 12
+                ex = end.x + BOX_W * 0.75
+                path = f"M{start.x + BOX_W} {start.y + BOX_H / 2:.0f} H{side} V{end.y - 16} H{ex:.0f} V{ey}"
+                drawn.append(f'<path d="{path}" {ARROW} stroke-dasharray="5 3"/>')
+                drawn.append(_label(side - 30, (start.y + end.y) / 2 + BOX_H / 2, label))
     return drawn
 
 
 def _box(box: Box, count: NodeCount, href: str) -> str:
     people = f"{count.waiting:,} waiting · {count.passed:,} passed · {count.left:,} left"
-    name = f"{count.node}: {count.words}. {people}"
     kind = count.kind.replace("_", " ")
+    # Named by its visible text (an aria-label would differ from it where a description is cut short; the
+    # table under the diagram says each in full).
     return (
-        f'<a href="{escape(href)}" class="jd-node" aria-label="{escape(name)}" data-node="{escape(count.node)}">'
-        f"<title>{escape(name)}</title>"
+        f'<a href="{escape(href)}" class="jd-node" data-node="{escape(count.node)}">'
         f'<rect x="{box.x}" y="{box.y}" width="{BOX_W}" height="{BOX_H}" rx="8"'
         f' fill="{FILL.get(count.kind, "#ffffff")}" stroke="#3d3d3d" stroke-width="1.2"/>'
         f'<text x="{box.x + 10}" y="{box.y + 22}" font-size="14" font-weight="bold" fill="#111111">'

@@ -37,6 +37,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.model import (
     BranchNode,
+    Condition,
     Journey,
     Node,
     SendNode,
@@ -106,9 +107,9 @@ def node_words(campaign: Campaign, node: Node) -> str:
     """What `node` does, in words."""
     if isinstance(node, SendNode):
         try:
-            return f"email {campaign.step(node.id).template}"
+            return f"sends {campaign.step(node.id).template}"
         except NotFound:
-            return "email"
+            return "sends an email"
     if isinstance(node, WaitNode):
         return _wait_words(node)
     if isinstance(node, WaitUntilNode):
@@ -122,10 +123,17 @@ def node_words(campaign: Campaign, node: Node) -> str:
     return f"go to {node.next}" if node.next else "the end"
 
 
+def _condition_words(condition: Condition) -> str:
+    """A branch condition in words (a period in days, not as Python writes it)."""
+    if condition.event and condition.within:
+        return f"{condition.event.replace('_', ' ')} in the last {duration_words(condition.within)}"
+    return condition.describe()
+
+
 def edges_of(node: Node) -> list[tuple[str, str]]:
     """(target, label) of each way on from `node`, in the file's order ("" labels a plain next)."""
     if isinstance(node, BranchNode):
-        edges = [(p.target, " and ".join(c.describe() for c in p.conditions)) for p in node.paths]
+        edges = [(p.target, " and ".join(map(_condition_words, p.conditions))) for p in node.paths]
         return edges + ([(node.next, "otherwise")] if node.next else [])
     if isinstance(node, SplitNode):
         return [(p.target, f"{p.percent} %") for p in node.paths]

@@ -66,7 +66,7 @@ def node_page(request: Request, who: Who) -> Response:
         request,
         who,
         "journey_node.html",
-        title=f"{campaign_id}: {node_id}",
+        title=f"Step {node_id} of {shown.campaign.name}",
         shown=shown,
         node_id=node_id,
         kinds=KIND_WORDS,

@@ -18,7 +18,14 @@ from sqlalchemy import insert, select
 
 from needlecast.store.schema import contacts, journey_positions
 from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
-from tests.console_site import PASSWORD, ConsoleSite, assert_anonymous_refused, email_of, sqlite_site
+from tests.console_site import (
+    PASSWORD,
+    ConsoleSite,
+    assert_anonymous_refused,
+    assert_roles_refused,
+    email_of,
+    sqlite_site,
+)
 
 pytestmark = pytest.mark.database_independent
 
@@ -110,12 +117,13 @@ def _first_people(web: ConsoleSite) -> list[tuple[str, str, str]]:
         return [(e, f, ln) for e, f, ln in conn.execute(query.limit(len(WHERE)))]
 
 
-def test_the_journey_pages_refuse_anonymous_visitors(web: ConsoleSite) -> None:
+def test_the_journey_pages_refuse_anonymous_visitors_and_roles_without_their_action(web: ConsoleSite) -> None:
     routes = [
         ("GET", "/console/journeys/recall", "campaigns.view"),
         ("GET", "/console/journeys/recall/nodes/pause", "contacts.view"),
     ]
     assert_anonymous_refused(web, routes, {})
+    assert_roles_refused(web, routes, {})  # every role may view campaigns and contacts: none is refused
 
 
 def test_the_journey_page_draws_each_node_with_its_people_and_lists_the_stranded(web: ConsoleSite) -> None:

@@ -14,8 +14,9 @@ from sqlalchemy import update
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys.model import walked
 from needlecast.config import Workspace
+from needlecast.readmodels.journey_diagram import diagram, layers
 from needlecast.readmodels.journey_figures import figures_of, journey_tables, node_people
-from needlecast.readmodels.reports import campaign_report, send_report
+from needlecast.readmodels.reports import campaign_report, report_file, send_report
 from needlecast.store.schema import deliveries, journey_positions
 from tests.cli_runner import run
 from tests.journey_helpers import NOW, journey_workspace, record_event, store, sweep, write_journey
@@ -141,6 +142,9 @@ def test_the_report_of_a_journey_has_a_funnel_per_node_and_its_paths(ws: Workspa
     assert "journey_funnel" in data.tables() and "journey_funnel" in send_report(engine, ws, "j").tables()
     campaign = CampaignContext.load(ws).campaign("j")
     assert journey_tables(engine, campaign, data.funnel)[0].equals(data.journey_funnel)
+    for kind in ("xlsx", "html", "csv"):  # every download carries them (a sheet's name fits in 31 characters)
+        assert report_file(data, kind, "Send report: j")
+    assert "Funnel per step of the journey" in report_file(data, "html", "Send report: j").decode()
 
 
 @pytest.mark.database_independent
@@ -184,3 +188,26 @@ def test_the_command_line_plans_a_journey_30_days_ahead_and_reports_its_funnel_p
     assert report.code == 0, report.stderr
     assert "Funnel per step of the journey" in report.stdout and "Paths taken through the journey" in report.stdout
     assert "booked-yet → route, route → pause" in report.stdout
+
+
+@pytest.mark.database_independent
+def test_the_diagram_is_layered_from_the_start_draws_loops_round_the_side_and_carries_no_style(
+    workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = journey_workspace(workspace_dir, f"sqlite:///{tmp_path / 'd.db'}", monkeypatch)
+    write_journey(ws, RECALL)
+    journey = CampaignContext.load(ws).campaign("j").journey
+    assert journey is not None
+    assert layers(journey) == [["welcome"], ["booked-yet"], ["thanks", "route"], ["vip", "pause"], ["nudge"], ["done"]]
+    looping = RECALL.replace(
+        "{id: nudge, template: emails/deep_dive, next: done}", "{id: nudge, kind: goto, next: route}"
+    )
+    write_journey(ws, looping)
+    engine = store(ws)
+    figures = figures_of(engine, ws, "j")
+    first = diagram(figures, lambda node: f"/nodes/{node}")
+    assert first == diagram(figures_of(engine, ws, "j"), lambda node: f"/nodes/{node}")  # deterministic
+    assert "style=" not in first and "<script" not in first
+    assert first.count('class="jd-node"') == len(journey.nodes)
+    assert 'stroke-dasharray="5 3"' in first  # the loop from nudge back to route, round the right side
+    assert 'href="/nodes/booked-yet"' in first and "after 7 days" in first and "when they book" in first

@@ -149,6 +149,7 @@ def test_a_nodes_people_are_masked_for_an_analyst_and_shown_to_a_marketer(web: C
     waiting = {e for (e, _, _), (node, _, _) in zip(people, WHERE, strict=True) if node == "clicked-book"}
     analyst = web.login("analyst").get("/console/journeys/recall/nodes/clicked-book").text
     assert "Who is waiting here: 3" in analyst and "masked" in analyst
+    assert "Reached by <strong>7</strong>: 3 waiting here, 4 passed through, 0 left the journey here." in analyst
     assert not any(e in analyst for e in waiting)
     assert all(f"{f[:1]}***" in analyst for _, f, _ in people[:3])
     marketer = web.login("marketer").get("/console/journeys/recall/nodes/clicked-book").text

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys.model import walked
 from needlecast.config import Workspace
+from needlecast.readmodels import journey_figures
 from needlecast.readmodels.journey_diagram import diagram, layers
 from needlecast.readmodels.journey_figures import figures_of, journey_tables, node_people
 from needlecast.readmodels.reports import campaign_report, report_file, send_report
@@ -119,6 +120,11 @@ def test_a_nodes_people_are_paged_and_masked_unless_the_viewer_may_see_them(ws: 
     assert {p.name for p in masked.people} == {"L***"}
     plain = node_people(engine, ws, "j", "pause", left=False, page=1, unmasked=True)
     assert {p.email for p in plain.people} == {f"lead{i}@example.com" for i in (0, 2, 4, 5)}
+    with pytest.MonkeyPatch.context() as patch:  # pages of 3: the four at the pause fill two
+        patch.setattr(journey_figures, "PAGE_SIZE", 3)
+        pages = [node_people(engine, ws, "j", "pause", left=False, page=n, unmasked=True) for n in (1, 2)]
+    assert [(p.page, p.pages, len(p.people)) for p in pages] == [(1, 2, 3), (2, 2, 1)]
+    assert {p.email for page in pages for p in page.people} == {p.email for p in plain.people}
     gone = node_people(engine, ws, "j", "done", left=True, page=1, unmasked=True)
     assert {p.email for p in gone.people} == {"lead1@example.com", "lead3@example.com"}
     assert {p.reason for p in gone.people} == {"exit at done"}

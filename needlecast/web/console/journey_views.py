@@ -51,6 +51,8 @@ def node_page(request: Request, who: Who) -> Response:
     shown = node_people(
         console.engine, console.workspace, campaign_id, node_id, left=left, page=number, unmasked=unmasked
     )
+    figures = figures_of(console.engine, console.workspace, campaign_id)
+    counted = next((n for n in figures.nodes if n.node == node_id), None)
     preview = None
     if shown.node is not None and shown.node.kind == "send":
         preview = campaign_preview(
@@ -68,6 +70,7 @@ def node_page(request: Request, who: Who) -> Response:
         "journey_node.html",
         title=f"Step {node_id} of {shown.campaign.name}",
         shown=shown,
+        counted=counted,
         node_id=node_id,
         kinds=KIND_WORDS,
         masked=not unmasked,

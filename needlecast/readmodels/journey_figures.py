@@ -91,8 +91,10 @@ def _event_words(node: WaitUntilNode) -> str:
 
 
 def _wait_words(node: WaitNode) -> str:
+    if node.delay is not None and node.from_entry:  # a sequence's step: counted from the person's entry
+        return f"wait until {duration_words(node.delay)} after they entered" if node.delay else "no wait on entry"
     if node.delay is not None:
-        return f"wait {duration_words(node.delay)}" + (" from entry" if node.from_entry else "")
+        return f"wait {duration_words(node.delay)}"
     if node.until_time is not None:
         return f"wait until {node.until_time:%H:%M}"
     offset = ""

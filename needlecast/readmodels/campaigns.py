@@ -125,8 +125,9 @@ def reason_in_words(reason: str) -> str:
 
 
 def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> dict[str, list[dict[str, Any]]]:
-    """A campaign's report tables as records (`funnel`, `ab_test`, `health`, `conversions`), times on the
-    clinic's clock; `NotFound` for an unknown campaign."""
+    """A campaign's report tables as records (`funnel`, `ab_test`, `health`, `conversions`; a journey's and a
+    sequence's also `journey_funnel` and `journey_paths`), times on the clinic's clock; `NotFound` for an
+    unknown campaign."""
     from needlecast.reports import load_report
     from needlecast.reports.export import records
 
@@ -144,7 +145,19 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> d
         "ab_test": records(data.ab),
         "health": records(data.health),
         "conversions": records(data.conversions),
+        **_journey_records(engine, ctx.campaign(campaign_id), data.funnel),
     }
+
+
+def _journey_records(engine: Engine, campaign: Campaign, funnel: Any) -> dict[str, list[dict[str, Any]]]:
+    """A journey's or a sequence's funnel per node and paths as records (none for a broadcast)."""
+    from needlecast.readmodels.journey_figures import journey_tables
+    from needlecast.reports.export import records
+
+    if campaign.journey is None:
+        return {}
+    per_node, paths = journey_tables(engine, campaign, funnel)
+    return {"journey_funnel": records(per_node), "journey_paths": records(paths)}
 
 
 @dataclass(frozen=True)

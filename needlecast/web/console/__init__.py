@@ -48,6 +48,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         contact_views,
         content_views,
         home_views,
+        journey_views,
         problems,
         report_views,
         segment_views,
@@ -86,6 +87,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.ROUTES,
         *home_views.ROUTES,  # before campaign_views: the home page is "/", the campaign list "/campaigns"
         *campaign_views.ROUTES,
+        *journey_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,
         *contact_list_views.ROUTES,  # before contact_views: "/contacts/bulk/..." is no contact's page

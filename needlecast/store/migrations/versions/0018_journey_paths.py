@@ -2,7 +2,7 @@
 split's, a wait-until's: event or timeout), as `node>target;` tokens in order. The journey's page and its
 report read it to count who passed through each node and the conversion per path (`store/journey_figures.py`).
 
-Revision ID: 0101
+Revision ID: 0018
 Revises: 0017
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0101"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None

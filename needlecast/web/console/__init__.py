@@ -48,6 +48,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         contact_views,
         content_views,
         home_views,
+        journey_edit_views,
         journey_views,
         problems,
         report_views,
@@ -87,6 +88,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.ROUTES,
         *home_views.ROUTES,  # before campaign_views: the home page is "/", the campaign list "/campaigns"
         *campaign_views.ROUTES,
+        *journey_edit_views.ROUTES,  # before any "/journeys/{journey}" page: "/journeys/new" is no journey's
         *journey_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,

@@ -142,6 +142,9 @@ def test_the_journey_page_draws_each_node_with_its_people_and_lists_the_stranded
     campaign_page = web.login("analyst").get("/console/campaigns/recall").text
     assert 'href="/console/journeys/recall"' in campaign_page
     assert 'href="/console/journeys/recall"' in web.login("analyst").get("/console/campaigns").text
+    assert 'id="edit-journey"' not in html  # an analyst does not edit journeys
+    marketer = web.login("marketer").get("/console/journeys/recall").text
+    assert 'id="edit-journey"' in marketer and 'href="/console/journeys/recall/edit"' in marketer
 
 
 def test_a_nodes_people_are_masked_for_an_analyst_and_shown_to_a_marketer(web: ConsoleSite) -> None:

@@ -4,7 +4,7 @@ and one node's people (the console's journey page and node page, `needlecast rep
 
 Contract:
 - `walkable_of(ctx, campaign_id)`: the journey or sequence `campaign_id` (a sequence is a straight line of
-  waits and sends); `NotFound` for an unknown campaign, `InvalidRequest` for a broadcast.
+  waits and sends); `NotFound` for an unknown campaign and for a broadcast (it has no journey).
 - `node_words(campaign, node)` says what a node does ("wait 3 days", "until they book, at most 7 days");
   `edges_of(node)` its ways on with their labels (a branch's conditions, a split's percentage, a
   wait-until's event and timeout).
@@ -49,7 +49,7 @@ from needlecast.campaign.journeys.model import (
     walked,
 )
 from needlecast.config import Workspace
-from needlecast.errors import InvalidRequest, NotFound
+from needlecast.errors import NotFound
 from needlecast.store import journey_figures as store
 from needlecast.wording import duration_words
 
@@ -78,7 +78,12 @@ def walkable_of(ctx: CampaignContext, campaign_id: str) -> Campaign:
     """The journey or sequence `campaign_id` (see the module contract)."""
     campaign = ctx.campaign(campaign_id)
     if campaign.journey is None:
-        raise InvalidRequest(f"'{campaign_id}' is a {campaign.kind}: only journeys and sequences have nodes")
+        # A broadcast has no journey page: the journey asked for does not exist (404, as any unknown id).
+        raise NotFound(
+            f"'{campaign_id}' is a {campaign.kind}: only journeys and sequences have steps",
+            what="journey",
+            name=campaign_id,
+        )
     return campaign
 
 

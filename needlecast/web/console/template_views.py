@@ -11,6 +11,8 @@ from starlette.routing import Route
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import TemplateProblem
 from needlecast.readmodels.email_previews import template_names, template_preview, template_source, template_variants
+from needlecast.templating.blocks import sidecar_path
+from needlecast.templating.problems import in_words
 from needlecast.web.console.auth import Who, console_of, page
 
 # The template editor shows its preview in a sandboxed `srcdoc` iframe, which inherits the page's policy: the
@@ -26,7 +28,15 @@ TEMPLATE_EDITOR_CSP = (  # the console's CSP (web/console/__init__.py), with tho
 def template_list(request: Request, who: Who) -> Response:
     console = console_of(request)
     names = template_names(console.workspace)
-    return console.render(request, who, "templates_list.html", title="Email templates", names=names)
+    built = {name for name in names if sidecar_path(console.workspace.templates_dir, name).is_file()}
+    query = request.query_params
+    problem = {
+        "name": "Name the email with lower-case letters, digits, dashes and underscores (for example spring-offer).",
+        "taken": f"There is already an email called “{query.get('name', '')}”: choose another name.",
+    }.get(query.get("problem", ""), "")
+    return console.render(
+        request, who, "templates_list.html", title="Email templates", names=names, built=built, problem=problem
+    )
 
 
 def template_page(
@@ -48,7 +58,7 @@ def template_page(
             filled = template_preview(console.workspace, console.secret, name, html, text, variant)
             shown = {"subject": filled.subject, "html": filled.html, "text": filled.text}
         except TemplateProblem as err:
-            error, status = str(err), 422
+            error, status = in_words(err), 422
     response = console.render(
         request,
         who,
@@ -62,6 +72,7 @@ def template_page(
         preview=shown,
         variant=variant,
         variants=template_variants(console.workspace),
+        from_blocks=sidecar_path(console.workspace.templates_dir, name).is_file(),
         flash=message,
         flash_kind="ok",
     )
@@ -89,7 +100,7 @@ def template_post(request: Request, who: Who) -> Response:
     try:
         templates_actions.save_template(console.engine, console.workspace, who.actor, name, html, text)
     except TemplateProblem as err:
-        return template_page(request, who, name, html, text, variant, f"Not saved: {err}", status=422)
+        return template_page(request, who, name, html, text, variant, f"Not saved: {in_words(err)}", status=422)
     return template_page(request, who, name, html, text, variant, message="Saved.")
 
 

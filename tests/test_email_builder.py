@@ -71,7 +71,9 @@ def _render_all(workspace: Workspace, document: blocks.BlockDocument) -> dict[st
     vocabulary = load_vocabulary_for(workspace)
     article = load_article(workspace, vocabulary)
     return {
-        concern: render_email(env, "emails/offer", email_context(article, vocabulary, workspace.settings.clinic, concern))
+        concern: render_email(
+            env, "emails/offer", email_context(article, vocabulary, workspace.settings.clinic, concern)
+        )
         for concern in variant_concerns(vocabulary)
     }
 
@@ -185,7 +187,7 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 ROUTES = [
-    ("GET", "/console/email-builder?name=offer", "templates.edit"),
+    ("GET", "/console/email-builder/new?name=offer", "templates.edit"),
     ("GET", "/console/email-builder/offer", "templates.edit"),
     ("POST", "/console/email-builder/offer", "templates.edit"),
     ("POST", "/console/email-builder/offer/preview", "templates.edit"),
@@ -219,7 +221,7 @@ def test_an_upload_that_is_no_image_or_too_large_is_refused_and_an_image_needs_i
     console: ConsoleSite,
 ) -> None:
     marketer = console.login("marketer")
-    token = csrf_of(marketer.get("/console/email-builder/offer").text)
+    token = csrf_of(marketer.get("/console/email-builder/new?name=offer").text)
     document = blocks.BlockDocument("Hi", "", (blocks.Block("text", text="Hello"), blocks.Block("image")))
     fields = form_of(document, csrf=token, do="preview")
     images = console.workspace.root / "images"
@@ -259,7 +261,7 @@ def test_a_template_written_by_hand_opens_in_the_template_editor_and_is_never_re
     token = csrf_of(marketer.get("/console/templates").text)
     marketer.post("/console/email-builder/welcome", data=form_of(DOCUMENT, csrf=token, do="save"))
     assert (console.workspace.templates_dir / "emails" / "welcome.html").read_text() == before
-    taken = marketer.get("/console/email-builder?name=welcome")
+    taken = marketer.get("/console/email-builder/new?name=welcome")
     assert taken.status_code == 303 and "problem=taken" in taken.headers["location"]
     listed = marketer.get(taken.headers["location"].removeprefix(console.url))
     assert "There is already an email called “welcome”" in listed.text
@@ -286,9 +288,10 @@ def test_an_email_built_from_blocks_previews_for_every_variant_saves_plans_lints
 ) -> None:
     workspace = console.workspace
     marketer = console.login("marketer")
-    new = marketer.get("/console/email-builder?name=spring-offer")
-    assert new.status_code == 303 and new.headers["location"].endswith("/console/email-builder/spring-offer")
-    token = csrf_of(marketer.get("/console/email-builder/spring-offer").text)
+    assert marketer.get("/console/email-builder/spring-offer").status_code == 404  # no such email yet
+    new = marketer.get("/console/email-builder/new?name=spring-offer")
+    assert new.status_code == 200 and 'action="/console/email-builder/spring-offer"' in new.text
+    token = csrf_of(new.text)
     document = blocks.BlockDocument(
         "[first name], spring at [clinic name]",
         "Our spring offer on [treatment].",
@@ -312,7 +315,9 @@ def test_an_email_built_from_blocks_previews_for_every_variant_saves_plans_lints
     document = blocks.BlockDocument(
         document.subject,
         document.preheader,
-        tuple(blocks.Block("image", image=image.group(1), alt=b.alt) if b.kind == "image" else b for b in document.blocks),
+        tuple(
+            blocks.Block("image", image=image.group(1), alt=b.alt) if b.kind == "image" else b for b in document.blocks
+        ),
     )
     vocabulary = load_vocabulary_for(workspace)
     article = load_article(workspace, vocabulary)
@@ -355,7 +360,9 @@ def _campaign_sends_it(console: ConsoleSite, monkeypatch: pytest.MonkeyPatch, do
                 "kind": "broadcast",
                 "segment": "all-leads",
                 "time_zone": "Europe/London",
-                "steps": [{"id": "offer", "template": "emails/spring-offer", "ab": {"split": [50, 50], "subjects": SUBJECTS}}],
+                "steps": [
+                    {"id": "offer", "template": "emails/spring-offer", "ab": {"split": [50, 50], "subjects": SUBJECTS}}
+                ],
                 "schedule": {"send_at": "2020-11-01 09:00"},
                 "signoff": {"reviewer": "QA", "date": "2026-11-24", "note": "test content"},
             },

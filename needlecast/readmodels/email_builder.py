@@ -13,7 +13,9 @@ Contract:
   workspace's files (data: addresses, which the console's preview frame may show) rather than the tracking
   host. `BlocksRejected` (per field) when the document has problems, `TemplateProblem` when it does not render.
 - `render_blocks(workspace, stem, document, variants)` renders the pair for each variant (what the save checks).
-Reads only; nothing is written.
+- `built_from_blocks(workspace, name)`: whether an email has a block document.
+The faces take the block document's model (`blocks`) and `in_words` (a template problem said for a page)
+from here. Reads only; nothing is written.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from needlecast.readmodels.email_previews import Filled, _sample_values
 from needlecast.templating import blocks
 from needlecast.templating.context import email_context, variant_concerns
 from needlecast.templating.environment import build_environment
+from needlecast.templating.problems import in_words
 from needlecast.templating.render import RenderedEmail, render_email
 from needlecast.templating.tokens import apply_substitutions
 from needlecast.wording import placeholders_in_words
+
+__all__ = ["blocks", "in_words"]  # with the functions below: what the faces use
 
 IMAGES_DIR = "images"  # the workspace's images, served on the tracking host at /images/<name>
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
@@ -168,3 +173,8 @@ def _data_address(workspace: Workspace, file: str) -> str:
 def image_exists(workspace: Workspace, file: str) -> bool:
     """Whether `file` is an image of the workspace's `images/` folder."""
     return bool(blocks.IMAGE_FILE.fullmatch(file)) and (workspace.root / IMAGES_DIR / file).is_file()
+
+
+def built_from_blocks(workspace: Workspace, name: str) -> bool:
+    """Whether email `name` ("emails/offer") has a block document beside it."""
+    return blocks.sidecar_path(workspace.templates_dir, name).is_file()

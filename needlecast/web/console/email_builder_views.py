@@ -22,15 +22,15 @@ from needlecast.errors import InvalidRequest, NotFound, TemplateProblem
 from needlecast.readmodels.email_builder import (
     IMAGE_TYPES,
     IMAGES_DIR,
+    blocks,
     builder_state,
     check_stem,
     image_exists,
+    in_words,
     preview_subjects,
 )
 from needlecast.readmodels.email_builder import block_preview as render_preview
 from needlecast.readmodels.email_previews import Filled, template_variants
-from needlecast.templating import blocks
-from needlecast.templating.problems import in_words
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.template_views import TEMPLATE_EDITOR_CSP
 
@@ -142,17 +142,17 @@ def _preview(
 
 @page("templates.edit")
 def builder_new(request: Request, who: Who) -> Response:
-    """The templates page's "Build a new email" form: to the builder for the name, or back saying why not."""
+    """The builder for a new email named `?name=` (the templates page's form), or back there saying why not.
+    Nothing is written until it is saved."""
     console = console_of(request)
     stem = str(request.query_params.get("name") or "").strip().lower()
     prefix = console.prefix(request)
-    if not blocks.NAME.fullmatch(stem):
-        query = urlencode({"problem": "name"})
-        return RedirectResponse(f"{prefix}/templates?{query}#new-email", status_code=303)
+    if not blocks.NAME.fullmatch(stem) or stem == "new":
+        return RedirectResponse(f"{prefix}/templates?{urlencode({'problem': 'name'})}#new-email", status_code=303)
     if builder_state(console.workspace, stem).exists:
         query = urlencode({"problem": "taken", "name": stem})
         return RedirectResponse(f"{prefix}/templates?{query}#new-email", status_code=303)
-    return RedirectResponse(f"{prefix}/email-builder/{stem}", status_code=303)
+    return _builder_page(request, who, stem, blocks.starter_document())
 
 
 @page("templates.edit")
@@ -160,6 +160,8 @@ def builder_get(request: Request, who: Who) -> Response:
     console = console_of(request)
     stem = check_stem(str(request.path_params["stem"]))
     state = builder_state(console.workspace, stem)
+    if not state.exists:
+        raise NotFound(f"no email template 'emails/{stem}'", what="email template", name=f"emails/{stem}")
     if state.by_hand:  # a template written by hand is edited as written
         return RedirectResponse(f"{console.prefix(request)}/templates/emails/{stem}", status_code=303)
     query = request.query_params
@@ -250,7 +252,7 @@ def builder_image(request: Request, who: Who) -> Response:
 
 
 ROUTES = [
-    Route("/email-builder", builder_new, methods=["GET"]),
+    Route("/email-builder/new", builder_new, methods=["GET"]),
     Route("/email-builder/images/{file}", builder_image, methods=["GET"]),
     Route("/email-builder/{stem}", builder_get, methods=["GET"]),
     Route("/email-builder/{stem}", builder_post, methods=["POST"]),

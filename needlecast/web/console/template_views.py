@@ -10,9 +10,8 @@ from starlette.routing import Route
 
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import TemplateProblem
+from needlecast.readmodels.email_builder import built_from_blocks, in_words
 from needlecast.readmodels.email_previews import template_names, template_preview, template_source, template_variants
-from needlecast.templating.blocks import sidecar_path
-from needlecast.templating.problems import in_words
 from needlecast.web.console.auth import Who, console_of, page
 
 # The template editor shows its preview in a sandboxed `srcdoc` iframe, which inherits the page's policy: the
@@ -28,7 +27,7 @@ TEMPLATE_EDITOR_CSP = (  # the console's CSP (web/console/__init__.py), with tho
 def template_list(request: Request, who: Who) -> Response:
     console = console_of(request)
     names = template_names(console.workspace)
-    built = {name for name in names if sidecar_path(console.workspace.templates_dir, name).is_file()}
+    built = {name for name in names if built_from_blocks(console.workspace, name)}
     query = request.query_params
     problem = {
         "name": "Name the email with lower-case letters, digits, dashes and underscores (for example spring-offer).",
@@ -72,7 +71,7 @@ def template_page(
         preview=shown,
         variant=variant,
         variants=template_variants(console.workspace),
-        from_blocks=sidecar_path(console.workspace.templates_dir, name).is_file(),
+        from_blocks=built_from_blocks(console.workspace, name),
         flash=message,
         flash_kind="ok",
     )

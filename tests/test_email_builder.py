@@ -25,7 +25,7 @@ from needlecast.errors import TemplateProblem
 from needlecast.readmodels.email_previews import render_edited_template, template_source
 from needlecast.templating import blocks
 from needlecast.templating.context import email_context, variant_concerns
-from needlecast.templating.environment import build_environment
+from needlecast.templating.environment import build_environment, midsentence
 from needlecast.templating.problems import in_words
 from needlecast.templating.render import RenderedEmail, render_email
 from tests.cli_runner import run
@@ -87,7 +87,7 @@ def test_the_html_and_the_text_part_come_from_the_same_blocks_and_say_the_same(w
         said = [
             f"Spring at {clinic.name}",
             "Hello %%first_name",
-            f"Here is what helps with {vocabulary.label(concern)}.",
+            f"Here is what helps with {midsentence(vocabulary.label(concern)) if concern != 'general' else 'your skin'}.",
             "Ready when you are",
             "Book a consultation",
             "Reply to this email with any question.",

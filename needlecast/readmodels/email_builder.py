@@ -68,7 +68,8 @@ def images_url(workspace: Workspace) -> str:
 
 
 def check_stem(stem: str) -> str:
-    if not blocks.NAME.fullmatch(stem):
+    """`stem` when it can name an email ("new" cannot: it is the builder's page for a new one)."""
+    if not blocks.NAME.fullmatch(stem) or stem == "new":
         raise NotFound(f"no email '{stem}'", what="email", name=stem)
     return stem
 
@@ -178,3 +179,9 @@ def image_exists(workspace: Workspace, file: str) -> bool:
 def built_from_blocks(workspace: Workspace, name: str) -> bool:
     """Whether email `name` ("emails/offer") has a block document beside it."""
     return blocks.sidecar_path(workspace.templates_dir, name).is_file()
+
+
+def variant_labels(workspace: Workspace) -> dict[str, str]:
+    """Each content variant and the words for it ("acne": "Acne and scarring"), general last."""
+    vocabulary = load_vocabulary_for(workspace)
+    return {concern: vocabulary.label(concern) for concern in variant_concerns(vocabulary)}

@@ -56,7 +56,7 @@ PLACEHOLDERS = {
     "first name": "first_name",
     "clinic name": "clinic.name",
     "treatment": "article.treatment",
-    "concern": "concern_label",
+    "concern": "concern_label | midsentence if concern != 'general' else 'your skin'",
 }
 # Where a button or an image may link besides a web address.
 LINK_PLACEHOLDERS = {"booking page": "clinic.booking_url", "website": "clinic.website"}

@@ -28,6 +28,7 @@ from needlecast.readmodels.email_builder import (
     image_exists,
     in_words,
     preview_subjects,
+    variant_labels,
 )
 from needlecast.readmodels.email_builder import block_preview as render_preview
 from needlecast.readmodels.email_previews import Filled, template_variants
@@ -94,8 +95,8 @@ def _builder_page(
 ) -> Response:
     console = console_of(request)
     state = builder_state(console.workspace, stem)
-    variants = template_variants(console.workspace)
-    variant = variant if variant in variants else variants[-1]
+    variants = variant_labels(console.workspace)
+    variant = variant if variant in variants else list(variants)[-1]
     shown, left_out, problem = _preview(request, stem, document, variant, subject_key)
     response = console.render(
         request,

@@ -6,8 +6,8 @@
  * address (data-preview) at most once per 400 ms of quiet typing, and puts the answer in place: the subject,
  * the preview line, the HTML in the sandboxed frame (srcdoc: no script runs in it) and the plain-text part.
  * An answer that arrives after a newer request was made is dropped. data-state on #preview is "loading"
- * while a request runs and "shown" when what is shown is the blocks' current state (what a browser test
- * waits on). Choosing an image file posts the form at once (the image is stored, and the page comes back
+ * while a request runs and "shown" when what is shown (the frame loaded) is the blocks' current state (what
+ * a browser test waits on). Choosing an image file posts the form at once (the image is stored, and the page comes back
  * showing it). Served from the console itself: the Content-Security-Policy allows no inline script.
  */
 (function () {
@@ -65,8 +65,17 @@
         if (mine !== latest) {
           return;
         }
-        put(answer);
-        box.setAttribute("data-state", "shown");
+        frame.addEventListener(
+          "load",
+          function () {
+            if (mine === latest) {
+              box.setAttribute("data-state", "shown");
+            }
+          },
+          { once: true }
+        );
+        put(answer); // the frame loads what it is given: shown once it has
+
       })
       .catch(function () {
         if (mine !== latest) {

@@ -84,10 +84,11 @@ def test_the_html_and_the_text_part_come_from_the_same_blocks_and_say_the_same(w
     article = load_article(workspace, vocabulary)
     clinic = workspace.settings.clinic
     for concern, email in rendered.items():
+        reader = midsentence(vocabulary.label(concern)) if concern != "general" else "your skin"
         said = [
             f"Spring at {clinic.name}",
             "Hello %%first_name",
-            f"Here is what helps with {midsentence(vocabulary.label(concern)) if concern != 'general' else 'your skin'}.",
+            f"Here is what helps with {reader}.",
             "Ready when you are",
             "Book a consultation",
             "Reply to this email with any question.",

@@ -396,3 +396,24 @@ def _campaign_sends_it(console: ConsoleSite, monkeypatch: pytest.MonkeyPatch, do
         assert f'src="{base}/images/{image}"' in html and 'alt="Our treatment room, full of light"' in html
         subjects.add(request["subject"])
     assert subjects == {SUBJECTS[0], "%%first_name%%, your spring offer"}  # both arms sent
+
+
+def test_the_campaign_page_shows_each_subject_as_a_sample_reader_reads_it(console: ConsoleSite) -> None:
+    page = console.login("analyst").get("/console/campaigns/spring-guide").text
+    steps = page[page.index('id="steps"') :]
+    assert "A (50 %): What microneedling can do for your skin" in steps
+    assert "B (50 %): Ana, your guide to microneedling" in steps
+    assert "{{" not in steps and "[first name]" not in steps
+    nurture = console.login("analyst").get("/console/campaigns/new-lead-nurture").text
+    assert "Welcome to Lumen Skin Clinic: your guide to microneedling" in nurture  # the template's own, rendered
+
+
+def test_the_reports_name_each_arm_by_its_subject_as_a_sample_reader_reads_it(workspace: Workspace) -> None:
+    from needlecast.campaign.context import CampaignContext
+    from needlecast.readmodels.email_previews import sample_arm_subjects
+
+    subjects = sample_arm_subjects(CampaignContext.load(workspace))
+    assert subjects == {
+        ("spring-guide", "guide", "A"): "What microneedling can do for your skin",
+        ("spring-guide", "guide", "B"): "Ana, your guide to microneedling",
+    }

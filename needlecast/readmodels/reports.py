@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
+from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -105,7 +106,7 @@ def send_report(
         min_group=min_group,
         include_recipients=include_recipients,
         unmasked=unmasked,
-        subjects=ctx.arm_subjects(),
+        subjects=sample_arm_subjects(ctx),  # as a sample recipient reads them
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )
@@ -230,7 +231,7 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign: str) -> Repo
     return load_report(
         engine,
         campaign,
-        subjects=ctx.arm_subjects(),
+        subjects=sample_arm_subjects(ctx),  # as a sample recipient reads them
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )

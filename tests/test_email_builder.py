@@ -349,6 +349,12 @@ def test_an_email_built_from_blocks_previews_for_every_variant_saves_plans_lints
 
     _campaign_sends_it(console, monkeypatch, document)
 
+    listed = marketer.get("/console/templates").text
+    assert 'href="/console/email-builder/spring-offer">emails/spring-offer</a> <span class="badge">built from' in listed
+    html = emails / "spring-offer.html"
+    html.write_text(html.read_text() + "{# a hand edit #}\n")  # the code edited by hand: the builder says so
+    assert 'id="hand-edited"' in marketer.get("/console/email-builder/spring-offer").text
+
 
 def _campaign_sends_it(console: ConsoleSite, monkeypatch: pytest.MonkeyPatch, document: blocks.BlockDocument) -> None:
     """A campaign that sends the built email plans, lints and sends through the outbox, its text part as

@@ -38,6 +38,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
+from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.readmodels.journey_figures import journey_tables
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
@@ -109,7 +110,7 @@ def send_report(
         min_group=min_group,
         include_recipients=include_recipients,
         unmasked=unmasked,
-        subjects=ctx.arm_subjects(),
+        subjects=sample_arm_subjects(ctx),  # as a sample recipient reads them
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )
@@ -242,7 +243,7 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign: str) -> Repo
     data = load_report(
         engine,
         campaign,
-        subjects=ctx.arm_subjects(),
+        subjects=sample_arm_subjects(ctx),  # as a sample recipient reads them
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )

@@ -238,6 +238,11 @@ CASES: dict[str, Case] = {
         allowed=REVIEWER,
     ),
     "journeys.save": Case(lambda e, w, a: journeys.save(e, w, a, "j", _journey(w)), "journey.saved", "campaign:j"),
+    "journeys.create": Case(
+        lambda e, w, a: journeys.create(e, w, a, "j2", _journey(w).replace("id: j\n", "id: j2\n")),
+        "journey.saved",
+        "campaign:j2",
+    ),
     "journeys.repair": Case(lambda e, w, a: journeys.repair(e, w, a, "j", {}), "journey.repaired", "campaign:j"),
     "settings.change_settings": Case(
         lambda e, w, a: settings.change_settings(e, w, a, "clinic", _clinic_form(w)),

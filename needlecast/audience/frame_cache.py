@@ -10,6 +10,10 @@ latest event from the clinic's systems) moves with every import, signup, consent
 suppression, erasure and booking event, so a page never shows
 an audience older than its last change by more than `ttl_seconds`, and usually not at all. The frame is
 shared, never changed in place: callers treat it as read-only. Thread-safe.
+
+With `refresh_in_background` (the web app), a frame older than `ttl_seconds` whose fingerprint is unchanged is
+still given at once, and read again in a thread (one at a time): only a change to the audience makes a page
+wait for the whole audience to be read (a second or more at 200,000 contacts).
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ def fingerprint(conn: Connection) -> tuple[object, ...]:
 
 
 class FrameCache:
-    def __init__(self, engine: Engine, ttl_seconds: float = 60.0) -> None:
+    def __init__(self, engine: Engine, ttl_seconds: float = 60.0, *, refresh_in_background: bool = False) -> None:
         self.engine = engine
         self.ttl_seconds = ttl_seconds
+        self.refresh_in_background = refresh_in_background
+        self._refreshing = False
         self._lock = threading.Lock()
         self._key: tuple[object, ...] | None = None
         self._frame: pd.DataFrame | None = None
@@ -48,13 +54,30 @@ class FrameCache:
         key = fingerprint(conn)
         with self._lock:
             fresh = time.monotonic() - self._read_at < self.ttl_seconds
-            if self._frame is not None and key == self._key and fresh:
-                return self._frame
+            if self._frame is not None and key == self._key:
+                if fresh:
+                    return self._frame
+                if self.refresh_in_background:
+                    if not self._refreshing:
+                        self._refreshing = True
+                        threading.Thread(target=self._refresh, name="needlecast-frame-refresh", daemon=True).start()
+                    return self._frame
+        return self._read(conn, key)
+
+    def _read(self, conn: Connection, key: tuple[object, ...]) -> pd.DataFrame:
         frame = load_frame(conn)
         with self._lock:
             self._key, self._frame, self._read_at = key, frame, time.monotonic()
             self._results = {}
         return frame
+
+    def _refresh(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                self._read(conn, fingerprint(conn))
+        finally:
+            with self._lock:
+                self._refreshing = False
 
     def segment(self, conn: Connection, segment: Segment, now: datetime) -> SegmentResult:
         frame = self.frame(conn)

@@ -154,6 +154,7 @@ class CampaignPage:
     errors: int  # findings that block it
     stale: list[str]  # files changed since the claims sign-off
     seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
+    planned_at: datetime | None = None  # when the plan was planned (UTC; the web app keeps it up to a minute)
 
 
 def campaign_page(
@@ -164,14 +165,22 @@ def campaign_page(
     campaign = ctx.campaign(campaign_id)
     detail = campaign_detail(engine, workspace, campaign.id)
     zone = workspace.settings.clinic.time_zone
-    plan = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone).campaigns[0]
+    preview = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone)
+    plan = preview.campaigns[0]
     templates = sorted({s.template for s in campaign.steps})
     linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
     kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
     findings = sorted(set(kept + campaign_findings(ctx, campaign)))
     errors = sum(f.severity == "error" for f in findings)
     return CampaignPage(
-        campaign, detail, plan, findings, errors, stale_files(ctx, campaign), tuple(test_recipients(workspace))
+        campaign,
+        detail,
+        plan,
+        findings,
+        errors,
+        stale_files(ctx, campaign),
+        tuple(test_recipients(workspace)),
+        preview.planned_at,
     )
 
 

@@ -14,9 +14,10 @@ Contract:
   emails that day, both as the planner plans them (`campaign.plan.preview.build_plans`, a new sender's
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
-  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept for up to 60 s
-  and planned again at once when the audience, a campaign's file or a campaign's state changes (the ledger
-  moving during a send shows within the minute).
+  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept
+  (`readmodels.kept`) and planned again at once when the audience, a campaign's, segment's or settings file,
+  the ledger's newest row or a campaign's state changes (the ledger moving during a send shows within the
+  minute, planned off the request).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
@@ -36,8 +37,6 @@ from __future__ import annotations
 
 import calendar as months
 import math
-import threading
-import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -45,7 +44,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, func, select
 
-from needlecast.audience.frame_cache import FrameCache, fingerprint
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.sources import source_group
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
@@ -57,6 +56,8 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
+from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.plans import plan_inputs
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
@@ -249,11 +250,6 @@ def _planned(
     return days, len(campaigns.ctx.problems)
 
 
-PLANS_KEPT_SECONDS = 60.0  # as long as the web app's FrameCache keeps the audience
-_kept: dict[tuple[object, ...], tuple[float, tuple[dict[date, list[Entry]], int]]] = {}
-_kept_lock = threading.Lock()
-
-
 def _kept_plans(
     engine: Engine,
     workspace: Workspace,
@@ -263,28 +259,22 @@ def _kept_plans(
     frames: FrameCache | None,
     campaigns: Campaigns,
 ) -> tuple[dict[date, list[Entry]], int]:
-    """`_planned`, kept for the web app (`frames` given) for up to `PLANS_KEPT_SECONDS`, and planned again at
-    once when the audience (`frame_cache.fingerprint`), a campaign's file or a campaign's state changes: a
-    plan of 200,000 people takes seconds, and a calendar that shows a day's count a minute late is still right
-    about the day. Without `frames` (the command line, tests), planned every time."""
+    """`_planned`, kept for the web app (`frames` given) in `readmodels.kept.KEPT` and planned again at once
+    when what a plan depends on changes (`plans.plan_inputs`: the files by content, the audience, the ledger's
+    newest row, the campaigns' states); what moves without them (the ledger during a send, the clock) shows
+    within `KEPT.max_age` seconds, planned off the request. Without `frames` (the command line, tests),
+    planned every time."""
     if frames is None:
         return _planned(engine, workspace, first, last, now, frames, campaigns)
-    files = sorted((c.id, c.path.stat().st_mtime_ns) for c in campaigns.ctx.campaigns.values() if c.path.exists())
-    states = sorted((o.id, o.state) for o in campaigns.overviews)
-    with engine.connect() as conn:
-        audience = fingerprint(conn)
-    today = clinic_today(workspace, now)
-    key = (str(workspace.root), str(engine.url), first, last, today, audience, tuple(files), tuple(states))
-    with _kept_lock:
-        kept = _kept.get(key)
-        if kept is not None and clock.monotonic() - kept[0] < PLANS_KEPT_SECONDS:
-            return kept[1]
-    found = _planned(engine, workspace, first, last, now, frames, campaigns)
-    with _kept_lock:
-        for old in [k for k, (at, _) in _kept.items() if clock.monotonic() - at >= PLANS_KEPT_SECONDS]:
-            del _kept[old]
-        _kept[key] = (clock.monotonic(), found)
-    return found
+    states = tuple(sorted((o.id, o.state) for o in campaigns.overviews))
+    name = ("calendar", str(workspace.root), str(engine.url), first, last, clinic_today(workspace, now))
+    inputs = (plan_inputs(engine, workspace), states)
+
+    def plan_now() -> tuple[dict[date, list[Entry]], int]:
+        # Planned from the moment it runs (off the request, it may run a little later than `now`).
+        return _planned(engine, workspace, first, last, max(now, datetime.now(UTC)), frames, campaigns)
+
+    return KEPT.get(name, inputs, plan_now)[0]
 
 
 def calendar(

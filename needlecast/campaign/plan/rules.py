@@ -157,7 +157,9 @@ def apply_cap(
         reason = emails.columns.get_loc("reason")
         for position in np.flatnonzero(over):
             emails.iat[position, status] = "skipped"
-            emails.iat[position, reason] = SKIPPED_CAP_DAY if daily[position] else SKIPPED_CAP_WEEK.format(week[position])
+            emails.iat[position, reason] = (
+                SKIPPED_CAP_DAY if daily[position] else SKIPPED_CAP_WEEK.format(week[position])
+            )
         excluded[EXCLUDED_CAPPED] += int(over.sum())
         return emails
     by_contact = relevant.groupby("contact_id")["at"].apply(list).to_dict()
@@ -184,7 +186,11 @@ def _cap_counts(emails: pd.DataFrame, history: pd.DataFrame) -> tuple[np.ndarray
     of its due moment, and how many in the 7 days up to it: counted column-wise over (email, moment) pairs
     (a plan of 200,000 people who all have history took 25 s row by row)."""
     pairs = pd.DataFrame(
-        {"position": np.arange(len(emails)), "contact_id": emails["contact_id"].to_numpy(), "due": emails["due_at"].array}
+        {
+            "position": np.arange(len(emails)),
+            "contact_id": emails["contact_id"].to_numpy(),
+            "due": emails["due_at"].array,
+        }
     ).merge(history[["contact_id", "at"]], on="contact_id")
     gap = pairs["at"] - pairs["due"]
     near_pairs = (gap.abs() < pd.Timedelta(hours=24)).to_numpy()

@@ -4,11 +4,11 @@ Contract: `FrameCache(engine, ttl_seconds)` holds the last `load_frame` of the w
 any segment). `frame(conn)` gives it while the store's fingerprint is unchanged and it is younger than
 `ttl_seconds`; otherwise it reads the frame again. `segment(conn, segment, now)` evaluates a segment over
 that frame once per frame read (the result is kept with the frame: a segment's size changes when the
-audience does, or with time, within `ttl_seconds`). The fingerprint (contacts: how many, the highest id, the
-latest update; how many consent events, list memberships and suppressions, the latest suppression, and the
-latest event from the clinic's systems) moves with every import, signup, consent change, preference,
-suppression, erasure and booking event, so a page never shows
-an audience older than its last change by more than `ttl_seconds`, and usually not at all. The frame is
+audience does, or with time, within `ttl_seconds`). The fingerprint (`fingerprint`: the newest contact and the latest
+update, the erasures, the newest consent event, how many list memberships and suppressions, the latest
+suppression, and the latest event from the clinic's systems; each through an index) moves with every
+import, signup, consent change, preference, suppression, erasure and booking event, so a page never shows an
+audience older than its last change by more than `ttl_seconds`, and usually not at all. The frame is
 shared, never changed in place: callers treat it as read-only. Thread-safe.
 
 With `refresh_in_background` (the web app), a frame older than `ttl_seconds` whose fingerprint is unchanged is
@@ -26,16 +26,29 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, load_frame
-from needlecast.store.schema import consent_events, contact_events, contact_lists, contacts, suppressions
+from needlecast.store.schema import (
+    consent_events,
+    contact_events,
+    contact_lists,
+    contacts,
+    erased_contacts,
+    suppressions,
+)
 
 
 def fingerprint(conn: Connection) -> tuple[object, ...]:
-    people = conn.execute(select(func.count(), func.max(contacts.c.id), func.max(contacts.c.updated_at))).one()
-    consents = conn.execute(select(func.count()).select_from(consent_events)).scalar()
+    """The audience's marks, each read through an index (every console page that shows a plan or a segment
+    asks for them): the newest contact, the latest contact update, the erasures (the only way a contact is
+    deleted; it deletes their consent events and list memberships too), the newest consent event, the list
+    memberships, the suppressions and the latest one, and the newest event from the clinic's systems."""
+    people = conn.execute(select(func.max(contacts.c.id))).scalar()
+    changed = conn.execute(select(func.max(contacts.c.updated_at))).scalar()  # ix_contacts_updated_at
+    erased = conn.execute(select(func.count()).select_from(erased_contacts)).scalar()
+    consents = conn.execute(select(func.max(consent_events.c.id))).scalar()
     lists = conn.execute(select(func.count()).select_from(contact_lists)).scalar()
     blocked = conn.execute(select(func.count(), func.max(suppressions.c.created_at))).one()
     events = conn.execute(select(func.max(contact_events.c.id))).scalar()  # segments on events seen lately
-    return (*people, consents, lists, *blocked, events)
+    return (people, changed, erased, consents, lists, *blocked, events)
 
 
 class FrameCache:

@@ -38,7 +38,8 @@ from needlecast.campaign.send import guardrails
 from needlecast.config import Workspace, test_recipients
 from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
-from needlecast.readmodels.plans import CampaignPlan, plan_preview
+from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.plans import CampaignPlan, plan_preview, workspace_marks
 from needlecast.store.delivery import delivery_store
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
@@ -168,7 +169,16 @@ def campaign_page(
     preview = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone)
     plan = preview.campaigns[0]
     templates = sorted({s.template for s in campaign.steps})
-    linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
+    articles = ctx.article_ids_of(campaign)
+
+    def lint_now() -> list[Finding]:
+        return lint_workspace(workspace, templates=templates, articles=articles)
+
+    if frames is None:
+        linted = lint_now()
+    else:  # the web app: the checks read only files, so they are kept until a file changes
+        name = ("lint", str(workspace.root), tuple(templates), tuple(articles))
+        linted = KEPT.get(name, workspace_marks(workspace), lint_now)[0]
     kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
     findings = sorted(set(kept + campaign_findings(ctx, campaign)))
     errors = sum(f.severity == "error" for f in findings)

@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import ColumnElement, Engine, case, func, select
 
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.audience.sources import source_group
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY
@@ -57,11 +57,11 @@ from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
 from needlecast.readmodels.kept import KEPT
-from needlecast.readmodels.plans import plan_inputs
+from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
-from needlecast.store.schema import consent_events, contacts, deliveries, suppressions
+from needlecast.store.schema import appointments, consent_events, contacts, deliveries, events, suppressions
 
 PERIOD_DAYS = 30
 GROWTH_WEEKS = 8
@@ -122,8 +122,21 @@ class Campaigns:
     overviews: list[Overview]
 
 
-def load_campaigns(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
-    """The campaigns and their overviews, read now (see `Campaigns`)."""
+def load_campaigns(
+    engine: Engine, workspace: Workspace, now: datetime, *, frames: FrameCache | None = None
+) -> Campaigns:
+    """The campaigns and their overviews, read now (see `Campaigns`); with the web app's `frames`, kept
+    (`readmodels.kept`) and read again at once when a workspace file, the ledger's newest row or a campaign's
+    state changes, and within a minute, off the request, for emails changing status during a send."""
+    if frames is None:
+        return _campaigns_now(engine, workspace, now)
+    with engine.connect() as conn:
+        inputs = (workspace_marks(workspace), ledger_marks(conn))
+    name = ("campaigns", str(workspace.root), str(engine.url))
+    return KEPT.get(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))[0]
+
+
+def _campaigns_now(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
     ctx = CampaignContext.load(workspace)
     with engine.connect() as conn:
         return Campaigns(ctx, campaign_overviews(ctx, conn, now))
@@ -134,9 +147,25 @@ def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(workspace.settings.clinic.time_zone)).date()
 
 
-def sent_emails(engine: Engine, workspace: Workspace) -> pd.DataFrame:
+def sent_emails(engine: Engine, workspace: Workspace, *, frames: FrameCache | None = None) -> pd.DataFrame:
     """Every sent email with its report flags, counted in the database by group and day on the clinic's clock
-    (`reports.groups.email_groups`, as the Reports page counts them), read once for a page's parts."""
+    (`reports.groups.email_groups`, as the Reports page counts them), read once for a page's parts. With the
+    web app's `frames`, kept (`readmodels.kept`): counted again at once when the ledger gains a row, an event
+    or a booking arrives, a file changes or the clinic's day turns, and within a minute, off the request, for
+    emails changing status during a send. Shared: read-only."""
+    if frames is None:
+        return _sent_now(engine, workspace)
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
+        heard = conn.execute(select(func.max(events.c.id))).scalar()
+        booked = conn.execute(select(func.count()).select_from(appointments)).scalar()
+    inputs = (workspace_marks(workspace), clinic_today(workspace), newest, heard, booked)
+    return KEPT.get(
+        ("sent emails", str(workspace.root), str(engine.url)), inputs, lambda: _sent_now(engine, workspace)
+    )[0]
+
+
+def _sent_now(engine: Engine, workspace: Workspace) -> pd.DataFrame:
     return email_groups(engine, workspace.settings.attribution, workspace.settings.clinic.time_zone)
 
 
@@ -396,10 +425,20 @@ def _week_index(column: ColumnElement[datetime], bounds: list[datetime]) -> Colu
     return case(*((column < bound, n - 1) for n, bound in enumerate(bounds[1:], start=1)), else_=-1)
 
 
-def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
+def growth(engine: Engine, workspace: Workspace, today: date, *, frames: FrameCache | None = None) -> Growth:
     """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract). Counted in
     SQL (a lead's source is its first consent's, as `reports.cohorts.load_leads` has it): only the counts per
-    week and source leave the database, however many contacts there are."""
+    week and source leave the database, however many contacts there are. With the web app's `frames`, kept
+    (`readmodels.kept`) and counted again at once when the audience's fingerprint changes."""
+    if frames is None:
+        return _growth_now(engine, workspace, today)
+    with engine.connect() as conn:
+        inputs = (fingerprint(conn), workspace_marks(workspace))
+    name = ("growth", str(workspace.root), str(engine.url), today)
+    return KEPT.get(name, inputs, lambda: _growth_now(engine, workspace, today))[0]
+
+
+def _growth_now(engine: Engine, workspace: Workspace, today: date) -> Growth:
     weeks, bounds = _week_starts(today, workspace.settings.clinic.time_zone)
     in_window = contacts.c.signed_up_at >= bounds[0], contacts.c.signed_up_at < bounds[-1]
     # The first consent's source, looked up per new lead through the index on consent_events.contact_id.

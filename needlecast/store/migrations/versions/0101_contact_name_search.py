@@ -1,4 +1,7 @@
-"""The contact list's search by a part of a name or an address, found through an index on PostgreSQL: trigram
+"""The audience's latest change found through an index (`contacts.updated_at`, both databases: the console's
+pages check it on every view, see `audience.frame_cache.fingerprint`).
+
+The contact list's search by a part of a name or an address, found through an index on PostgreSQL: trigram
 GIN indexes (the `pg_trgm` extension) on the address, the first and last name and "first last", so that
 ILIKE '%text%' reads the few matching contacts instead of scanning all of them. Where the extension cannot be
 created (a managed server that does not offer it, a role without the right), the migration leaves the search
@@ -35,6 +38,7 @@ INDEXES = {
 
 
 def upgrade() -> None:
+    op.create_index("ix_contacts_updated_at", "contacts", ["updated_at"])
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
@@ -50,7 +54,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    for name in INDEXES:
-        bind.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    if bind.dialect.name == "postgresql":
+        for name in INDEXES:
+            bind.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    op.drop_index("ix_contacts_updated_at", table_name="contacts")

@@ -48,8 +48,17 @@ def upgrade() -> None:
     except DBAPIError:  # any refusal (not available, not permitted) means: no index, the same results
         log.warning("pg_trgm is not available: the contact search by name stays a scan of every contact")
         return
+    # The extension may live in another schema than the tables (created earlier, with another search path):
+    # its operator class is named with its schema.
+    home = bind.execute(
+        text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'pg_trgm'"
+        )
+    ).scalar_one()
+    ops = f'"{home}".gin_trgm_ops'
     for name, column in INDEXES.items():
-        bind.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON contacts USING gin ({column} gin_trgm_ops)"))
+        bind.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON contacts USING gin ({column} {ops})"))
 
 
 def downgrade() -> None:

@@ -67,10 +67,16 @@ class CampaignDetail:
 
 
 def campaign_detail(
-    engine: Engine, workspace: Workspace, campaign_id: str, now: datetime | None = None
+    engine: Engine,
+    workspace: Workspace,
+    campaign_id: str,
+    now: datetime | None = None,
+    *,
+    context: CampaignContext | None = None,
 ) -> CampaignDetail:
-    """One campaign (see the module contract); `NotFound` for an unknown id."""
-    ctx = CampaignContext.load(workspace)
+    """One campaign (see the module contract); `NotFound` for an unknown id. `context`: the workspace's files
+    already loaded (default: loaded now)."""
+    ctx = context or CampaignContext.load(workspace)
     with engine.connect() as conn:
         overview = campaign_overview(ctx, conn, campaign_id, _now(now))
     outcome = outcome_of(overview.counts, overview.skipped, overview.queued_by_due)
@@ -161,10 +167,16 @@ class CampaignPage:
 def campaign_page(
     engine: Engine, workspace: Workspace, campaign_id: str, days: int, *, frames: FrameCache | None = None
 ) -> CampaignPage:
-    """Everything one campaign's page shows; `NotFound` for an unknown id."""
-    ctx = CampaignContext.load(workspace)
+    """Everything one campaign's page shows; `NotFound` for an unknown id. With the web app's `frames`, the
+    workspace's files (parsing every article takes a while) and the content checks are kept until a file
+    changes, and the plan as `plan_preview` keeps it."""
+    if frames is None:
+        ctx = CampaignContext.load(workspace)
+    else:
+        marks = workspace_marks(workspace)
+        ctx = KEPT.get(("context", str(workspace.root)), marks, lambda: CampaignContext.load(workspace))[0]
     campaign = ctx.campaign(campaign_id)
-    detail = campaign_detail(engine, workspace, campaign.id)
+    detail = campaign_detail(engine, workspace, campaign.id, context=ctx)
     zone = workspace.settings.clinic.time_zone
     preview = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone)
     plan = preview.campaigns[0]

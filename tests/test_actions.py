@@ -113,6 +113,17 @@ def _template(workspace: Workspace) -> tuple[str, str]:
     return Path(f"{base}.html").read_text(), Path(f"{base}.txt").read_text() + "\n"
 
 
+# An email built from blocks (actions.templates.save_block_email), and an image uploaded for one.
+IMAGE = b"\x89PNG\r\n\x1a\n" + b"\x01" * 64
+IMAGE_NAME = f"room-{hashlib.sha256(IMAGE).hexdigest()[:12]}.png"
+
+
+def _blocks() -> Any:
+    from needlecast.templating.blocks import Block, BlockDocument
+
+    return BlockDocument("Hello [first name]", "", (Block("heading", text="Spring"), Block("section", section="lead")))
+
+
 CASES: dict[str, Case] = {
     "audience.import_audience": Case(
         lambda e, w, a: audience.import_audience(e, w, a, _sample(w)), "audience.imported", "import:#2"
@@ -258,6 +269,16 @@ CASES: dict[str, Case] = {
         "template.saved",
         "template:emails/welcome",
     ),
+    "templates.save_block_email": Case(
+        lambda e, w, a: templates.save_block_email(e, w, a, "offer", _blocks()),
+        "template.saved",
+        "template:emails/offer",
+    ),
+    "templates.save_email_image": Case(
+        lambda e, w, a: templates.save_email_image(e, w, a, "Room.png", IMAGE),
+        "template.image_uploaded",
+        f"image:{IMAGE_NAME}",
+    ),
 }
 
 
@@ -270,6 +291,7 @@ def _clinic_form(workspace: Workspace) -> dict[str, str]:
         "postal_address": "1 High Street, Bath BA1 1AA",
         "website": "https://glow.example",
         "booking_url": "https://glow.example/book",
+        "time_zone": "Europe/London",
     }
 
 

@@ -57,6 +57,8 @@ ROUTES = [
     ("GET", "/console/campaigns/spring-guide", "campaigns.view"),
     ("GET", "/console/campaigns/spring-guide/preview", "campaigns.view"),
     ("GET", "/console/campaigns/spring-guide/preview.html", "campaigns.view"),
+    ("GET", "/console/journeys/new-lead-nurture", "campaigns.view"),
+    ("GET", "/console/journeys/new-lead-nurture/nodes/welcome", "contacts.view"),
     ("GET", "/console/campaigns/new", "campaigns.edit"),
     ("POST", "/console/campaigns/new", "campaigns.edit"),
     ("GET", "/console/campaigns/spring-guide/edit", "campaigns.edit"),
@@ -588,7 +590,9 @@ def test_the_template_editor_shows_a_syntax_error_or_an_undefined_name_with_its_
         )
         assert answer.status_code == 422
         error = re.search(r'id="template-error">([^<]+)<', answer.text)
-        assert error and words in error.group(1) and re.search(r"emails/welcome\.html:\d+", error.group(1)), error
+        assert error and words in error.group(1) and re.search(r"Line \d+ of emails/welcome\.html: ", error.group(1)), (
+            error
+        )
         assert path.read_text() == before
     preview = marketer.post(
         "/console/templates/emails/welcome",

@@ -197,6 +197,7 @@ KIND_OF = {
     "article": "article",
     "slug": "section",
     "segment": "segment",
+    "node": "node",
 }
 MISSING = {"integer": "99999999", "string": "no-such-thing", "path": "no/such/thing"}
 MALFORMED = ["abc", "-1", "9" * 25, "1_0", "../../needlecast.toml", "\x00é%" + "x" * 300]
@@ -216,6 +217,7 @@ def _existing(web: ConsoleSite) -> dict[str, str]:
         "article": "microneedling",
         "section": "safe-for-all-skin-types",
         "segment": "acne",
+        "node": "welcome",  # a step of the sample sequence, new-lead-nurture
     }
 
 

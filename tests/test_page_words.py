@@ -167,7 +167,7 @@ def test_the_campaign_page_speaks_plainly_and_follows_a_send_without_reloading_i
         web.senders._busy.add("spring-guide")
     page.goto(f"{web.url}/console/campaigns/spring-guide?send=started", timeout=120_000)
     main = page.inner_text("main")
-    assert "Sending now." in main and "[first name], your guide to microneedling" in main
+    assert "Sending now." in main and "Ana, your guide to microneedling" in main  # as a sample reader reads it
     assert "its first send is 1 Mar 2027, 22:00 GMT" in main  # the campaign's clock, not UTC and no --days
     assert page.locator("meta[http-equiv=refresh]").count() == 0
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways"

@@ -1,4 +1,5 @@
-"""Template actions: save an edited email template, render it as the editor's preview, send a test.
+"""Template actions: save an edited email template, render it as the editor's preview, send a test; save an
+email built from blocks (its two files generated together, and its block document), and an image for one.
 
 See `needlecast.actions` for the contract every action keeps.
 """
@@ -6,6 +7,8 @@ See `needlecast.actions` for the contract every action keeps.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +26,10 @@ from needlecast.readmodels.email_previews import render_edited_template
 from needlecast.templating.environment import email_templates
 from needlecast.templating.recipient import RecipientValues
 
+IMAGES_DIR = "images"  # the workspace's images, served on the tracking host at /images/<name>
+
 if TYPE_CHECKING:
-    pass
+    from needlecast.templating.blocks import BlockDocument
 
 
 def save_template(engine: Engine, workspace: Workspace, actor: Actor, name: str, html: str, text: str) -> None:
@@ -127,3 +132,86 @@ def test_send(
     if failed:
         raise InvalidRequest(f"the test send did not go through: {failed[0].error or failed[0].status}")
     return TestSend(len(batches), seeds, len(step_variants(ctx, step)))
+
+
+MAX_IMAGE_BYTES = 1_000_000
+# What an image file starts with, and the extension it is stored with (no SVG: it can carry script).
+IMAGE_KINDS = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg", b"GIF87a": "gif", b"GIF89a": "gif"}
+
+
+def _image_kind(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((ext for magic, ext in IMAGE_KINDS.items() if data.startswith(magic)), None)
+
+
+def save_email_image(engine: Engine, workspace: Workspace, actor: Actor, filename: str, data: bytes) -> str:
+    """Store an image uploaded for an email (PNG, JPEG, GIF or WebP, at most 1 MB, told by its content, not
+    its name) in the workspace's `images/` folder, served on the tracking host; returns its file name:
+    the uploaded name made safe (lower-case letters, digits and dashes) and a digest of the content, so
+    the same image is stored once and a changed one gets a new address. `BlocksRejected` on the `image`
+    field for another kind of file or a larger one, and nothing is written. Audited as
+    `template.image_uploaded`."""
+    from needlecast.templating.blocks import BlocksRejected
+
+    require(actor, "templates.edit")
+    kind = _image_kind(data)
+    if not data:
+        raise BlocksRejected({"image": "the file is empty: choose the image again"})
+    if kind is None:
+        raise BlocksRejected({"image": "choose a PNG, JPEG, GIF or WebP image"})
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BlocksRejected({"image": "choose an image under 1 MB (emails load slowly with larger ones)"})
+    stem = re.sub(r"[^a-z0-9]+", "-", Path(filename.replace("\\", "/")).stem.lower()).strip("-")[:40] or "image"
+    name = f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.{kind}"
+    folder = workspace.root / IMAGES_DIR
+    folder.mkdir(exist_ok=True)
+    if not (folder / name).is_file():
+        partial = folder / f".{name}.part"
+        partial.write_bytes(data)
+        partial.replace(folder / name)
+    with engine.begin() as conn:
+        audit.record(conn, actor, "template.image_uploaded", f"image:{name}", size=len(data))
+    return name
+
+
+def save_block_email(engine: Engine, workspace: Workspace, actor: Actor, stem: str, document: BlockDocument) -> bool:
+    """Write `emails/<stem>` from its blocks: the HTML and the text part generated together, and the block
+    document beside them (`emails/<stem>.blocks.yaml`), after checking it renders for every variant; returns
+    whether the email is new. `BlocksRejected` (per field) for a document with problems or an image that is
+    not in the workspace, `TemplateProblem` when it does not render, `InvalidRequest` for an email written
+    by hand (the template editor edits it); nothing is written then. Audited as `template.saved`."""
+    from needlecast.readmodels.email_builder import builder_state, image_exists, images_url, render_blocks
+    from needlecast.templating import blocks
+
+    require(actor, "templates.edit")
+    state = builder_state(workspace, stem)
+    if state.by_hand:
+        raise InvalidRequest(
+            f"the email '{stem}' was written by hand: edit it in the template editor, or build a new one"
+        )
+    missing = {
+        f"blocks-{i}-image": "upload the image again: it is not in the workspace"
+        for i, block in enumerate(document.blocks)
+        if block.kind == "image" and block.image and not image_exists(workspace, block.image)
+    }
+    found = {**blocks.problems(document), **missing}
+    if found:
+        raise blocks.BlocksRejected(found)
+    render_blocks(workspace, stem, document)  # every variant renders, or TemplateProblem
+    html, text = blocks.generate(document, images_url(workspace), stem)
+    name = f"emails/{stem}"
+    base = workspace.templates_dir / name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = blocks.dump_document(document, {"html": blocks.digest(html), "text": blocks.digest(text)})
+    for path, content in (
+        (Path(f"{base}.txt"), text),
+        (Path(f"{base}.html"), html),
+        (blocks.sidecar_path(workspace.templates_dir, name), sidecar),
+    ):
+        partial = path.with_name(f".{path.name}.part")
+        partial.write_text(content, encoding="utf-8")
+        partial.replace(path)
+    with engine.begin() as conn:
+        audit.record(conn, actor, "template.saved", f"template:{name}", built_from="blocks", created=not state.exists)
+    return not state.exists

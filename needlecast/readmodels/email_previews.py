@@ -11,6 +11,8 @@ Contract:
   parts as written (`NotFound` for another name); `template_preview(workspace, secret, name, html, text,
   variant)` an edit rendered as it stands (saved or not), or `TemplateProblem` naming the part and line;
   `render_edited_template` renders an edit for every variant (what `actions.templates` checks before saving).
+- `sample_subject` / `sample_subjects` / `sample_arm_subjects`: a campaign's subjects as the sample recipient
+  reads them, for the pages that list subjects (the campaign page, the reports' A/B tables).
 Reads only; nothing is sent or written.
 """
 
@@ -141,3 +143,40 @@ def template_preview(workspace: Workspace, secret: bytes, name: str, html: str, 
     rendered = render_edited_template(workspace, name, html, text, (variant,))[variant]
     subs = _sample_values(workspace, secret, "preview")
     return Filled(*(apply_substitutions(getattr(rendered, part), subs) for part in Filled.__dataclass_fields__))
+
+
+def sample_subject(ctx: CampaignContext, campaign: Campaign, step: Step, arm: str, secret: bytes = b"") -> str:
+    """The subject of `step`'s `arm` as the sample recipient reads it (the general variant, the sample's first
+    name filled in): what the console's campaign page and reports show instead of the subject's source. A
+    subject that does not render is said as its source in words ("[first name], ...")."""
+    from needlecast.wording import placeholders_in_words
+
+    try:
+        rendered = render_variant(ctx, campaign, step, _step_variants(ctx, step)[-1], arm)
+    except CampaignFileError:
+        source = step.subject_for(arm)
+        return placeholders_in_words(source) if source else ""
+    return apply_substitutions(rendered.subject, _sample_values(ctx.workspace, secret, campaign.id))
+
+
+def sample_subjects(workspace: Workspace, secret: bytes, campaign_id: str) -> dict[str, str]:
+    """Each step's and arm's subject for the sample recipient (`sample_subject`), by "step/arm" ("guide/A";
+    "guide/" for a step without an A/B test). `NotFound` for an unknown campaign."""
+    ctx = CampaignContext.load(workspace)
+    campaign = ctx.campaign(campaign_id)
+    return {
+        f"{step.id}/{arm}": sample_subject(ctx, campaign, step, arm, secret)
+        for step in campaign.steps
+        for arm in step.arm_names
+    }
+
+
+def sample_arm_subjects(ctx: CampaignContext, secret: bytes = b"") -> dict[tuple[str, str, str], str]:
+    """(campaign, step, arm) -> the arm's subject for the sample recipient, for every A/B arm (the reports'
+    A/B tables show these, not the subject's source)."""
+    return {
+        (campaign.id, step.id, arm.name): sample_subject(ctx, campaign, step, arm.name, secret)
+        for campaign in ctx.campaigns.values()
+        for step in campaign.steps
+        for arm in step.arms
+    }

@@ -35,7 +35,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
 from needlecast.config import CONFIG_FILE, Workspace
 from needlecast.readmodels.kept import KEPT, files_digest, tree_marks
-from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments
+from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments, journey_positions
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,18 @@ def forecast_rows(rows: pd.DataFrame | None, time_zone: str) -> list[dict[str, A
     ]
 
 
+PLAN_DAYS, JOURNEY_PLAN_DAYS = 14, 30  # `needlecast plan`'s horizon: a broadcast's, a journey's per node
+
+
+def plan_days(workspace: Workspace, campaign_id: str | None) -> int:
+    """How many days `needlecast plan` looks ahead when not told: 30 for a journey or a sequence named alone
+    (its forecast per node, as the campaign's page shows it), else 14."""
+    if campaign_id is None:
+        return PLAN_DAYS
+    campaign = CampaignContext.load(workspace).campaigns.get(campaign_id)
+    return JOURNEY_PLAN_DAYS if campaign is not None and campaign.journey is not None else PLAN_DAYS
+
+
 def workspace_marks(workspace: Workspace) -> tuple[object, ...]:
     """What a plan reads from the workspace: the campaign and segment files and the settings by content, the
     articles and templates by modification time and size."""
@@ -109,7 +121,8 @@ def workspace_marks(workspace: Workspace) -> tuple[object, ...]:
 
 def ledger_marks(conn: Connection) -> tuple[object, ...]:
     """What a plan reads from the ledger and the scheduler, each cheaply: the newest ledger row (rows are never
-    deleted; an enqueue or a send adds rows), each campaign's state, the A/B decisions, the enrolments."""
+    deleted; an enqueue or a send adds rows), each campaign's state, the A/B decisions, the enrolments, the
+    journey positions."""
     newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
     states = conn.execute(
         select(campaign_state.c.campaign_id, campaign_state.c.status, campaign_state.c.digest).order_by(
@@ -118,7 +131,10 @@ def ledger_marks(conn: Connection) -> tuple[object, ...]:
     ).all()
     decided = conn.execute(select(func.count()).select_from(ab_decisions)).scalar()
     enrolled = conn.execute(select(func.count(), func.max(enrolments.c.enrolled_at))).one()
-    return (newest, tuple(tuple(row) for row in states), decided, *enrolled)
+    # A journey's forecast starts from where people are: a move changes `since` (a scan of the positions,
+    # which only journeys fill).
+    placed = conn.execute(select(func.count(), func.max(journey_positions.c.since))).one()
+    return (newest, tuple(tuple(row) for row in states), decided, *enrolled, *placed)
 
 
 def plan_inputs(engine: Engine, workspace: Workspace) -> tuple[object, ...]:

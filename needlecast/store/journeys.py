@@ -10,8 +10,8 @@ Contract:
 - `enter(conn, rows)`: insert positions (dicts with every column), ignoring conflicts; how many went in.
 - `due(conn, campaign_id, now, limit, nodes=...)`: active positions due at `now` at `nodes`, oldest first.
 - `waiting(conn, campaign_id, nodes)`: active positions at `nodes` (due or not).
-- `move(conn, campaign_id, moves, now)`: each (contact, entry, from node, from since) -> (node, due); how
-  many moved.
+- `move(conn, campaign_id, moves, now, choices)`: each (contact, entry, from node, from since) -> (node, due);
+  how many moved; a move from a node in `choices` is added to the entry's `path`.
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
   with `state` (done | exited | converted); how many left.
 - `hold_back(conn, campaign_id, held)`: the emails of people who left, still queued and never claimed, are
@@ -26,7 +26,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -194,18 +194,42 @@ def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> in
     return _changed(conn.exec_driver_sql(sql, rows).rowcount, rows)
 
 
-def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
+def move(
+    conn: Connection,
+    campaign_id: str,
+    moves: Sequence[tuple[Position, str, datetime]],
+    now: datetime,
+    choices: Collection[str] = (),
+) -> int:
     """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
-    A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
+    A position that moved meanwhile (another sweeper, an edit) is left alone. A move from one of the nodes
+    `choices` (a branch, a split, a wait-until) adds `node>target;` to the entry's `path` (what the journey's
+    page and report count paths from). Returns how many moved."""
     if not moves:
         return 0
     at = _moment(conn)
     arrived = at(now)
     rows = [
-        (node, arrived, at(when), campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, node, when in moves
+        (
+            node,
+            arrived,
+            at(when),
+            _choice(p.node, node, choices),
+            campaign_id,
+            p.contact_id,
+            p.entry,
+            p.node,
+            at(p.since),
+        )
+        for p, node, when in moves
     ]
-    sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ? WHERE {_GUARD_SQL}"
+    sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ?, path = path || ? WHERE {_GUARD_SQL}"
     return _execute_many(conn, sql, rows)
+
+
+def _choice(node: str, target: str, choices: Collection[str]) -> str:
+    """The token a move adds to the entry's `path`: `node>target;` from a choice node, else nothing."""
+    return f"{node}>{target};" if node in choices else ""
 
 
 def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, datetime]]) -> int:

@@ -331,12 +331,12 @@ def tracking_routes(workspace: Workspace, engine: Engine, pages: Pages) -> list[
     ]
 
 
-IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,80}\.(png|jpg|gif)")
-IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif"}
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,80}\.(png|jpg|gif|webp)")
+IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 
 
 async def workspace_image(site: Site, request: Request) -> Response:
-    """An image of the workspace's `images/` folder (the clinic's logo the console uploads), for the emails:
+    """An image of the workspace's `images/` folder (the clinic's logo, an email's images), for the emails:
     public, by a name the console made (no path, no other kind of file), cached for a day."""
     name = str(request.path_params["name"])
     found = IMAGE_NAME.fullmatch(name)

@@ -44,6 +44,7 @@ from needlecast.campaign.journeys.model import (
     SplitNode,
     WaitNode,
     WaitUntilNode,
+    choice_nodes,
     ledger_step,
     split_point,
 )
@@ -462,7 +463,7 @@ def _apply(
             plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
         else:
             moves.append((position, target, due))
-    report.moved += store.move(conn, campaign.id, moves, now)
+    report.moved += store.move(conn, campaign.id, moves, now, choice_nodes(journey))
     for state in (DONE, EXITED, CONVERTED):
         rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
         left = leave(conn, journey, campaign.id, rows, state, now)

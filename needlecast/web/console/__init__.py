@@ -1,7 +1,8 @@
 """The console: a server-rendered web app (Jinja2, no build step, no CDN) in which marketers, reviewers,
 analysts and admins do their whole job. Its scripts, `static/import-progress.js` and `static/send-progress.js`,
-show a running import's progress and a campaign's counts while it sends (the Content-Security-Policy allows
-scripts from the console itself, never inline).
+show a running import's progress and a campaign's counts while it sends, and `static/email-builder.js` the email
+builder's preview as its blocks are typed (the Content-Security-Policy allows scripts from the console itself,
+never inline).
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
 the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.actions`
@@ -47,7 +48,10 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         contact_list_views,
         contact_views,
         content_views,
+        email_builder_views,
         home_views,
+        journey_edit_views,
+        journey_views,
         problems,
         report_views,
         segment_views,
@@ -58,7 +62,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
-    pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
+    pages.env.filters["clinic_time"] = clinic_clock(lambda: workspace.settings.clinic.time_zone)  # live
     pages.env.filters["for_people"] = for_people  # a note's words, not its command-line form
     pages.env.filters["duration"] = duration_words
     pages.env.filters["placeholders"] = placeholders_in_words  # a subject's source as "[first name]"
@@ -86,7 +90,10 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.ROUTES,
         *home_views.ROUTES,  # before campaign_views: the home page is "/", the campaign list "/campaigns"
         *campaign_views.ROUTES,
+        *journey_edit_views.ROUTES,  # before any "/journeys/{journey}" page: "/journeys/new" is no journey's
+        *journey_views.ROUTES,
         *template_views.ROUTES,
+        *email_builder_views.ROUTES,
         *audience_views.ROUTES,
         *contact_list_views.ROUTES,  # before contact_views: "/contacts/bulk/..." is no contact's page
         *segment_views.ROUTES,

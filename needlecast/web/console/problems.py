@@ -40,6 +40,7 @@ LISTS = {
     "audiences": ("/audiences", "the audiences"),
     "contacts": ("/contacts", "the contacts"),
     "templates": ("/templates", "the email templates"),
+    "email-builder": ("/templates", "the email templates"),
     "users": ("/users", "the console accounts"),
     "audit": ("/audit", "the audit log"),
 }

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import TemplateProblem
+from needlecast.readmodels.email_builder import built_from_blocks, in_words
 from needlecast.readmodels.email_previews import template_names, template_preview, template_source, template_variants
 from needlecast.web.console.auth import Who, console_of, page
 
@@ -26,7 +27,15 @@ TEMPLATE_EDITOR_CSP = (  # the console's CSP (web/console/__init__.py), with tho
 def template_list(request: Request, who: Who) -> Response:
     console = console_of(request)
     names = template_names(console.workspace)
-    return console.render(request, who, "templates_list.html", title="Email templates", names=names)
+    built = {name for name in names if built_from_blocks(console.workspace, name)}
+    query = request.query_params
+    problem = {
+        "name": "Name the email with lower-case letters, digits, dashes and underscores (for example spring-offer).",
+        "taken": f"There is already an email called “{query.get('name', '')}”: choose another name.",
+    }.get(query.get("problem", ""), "")
+    return console.render(
+        request, who, "templates_list.html", title="Email templates", names=names, built=built, problem=problem
+    )
 
 
 def template_page(
@@ -48,7 +57,7 @@ def template_page(
             filled = template_preview(console.workspace, console.secret, name, html, text, variant)
             shown = {"subject": filled.subject, "html": filled.html, "text": filled.text}
         except TemplateProblem as err:
-            error, status = str(err), 422
+            error, status = in_words(err), 422
     response = console.render(
         request,
         who,
@@ -62,6 +71,7 @@ def template_page(
         preview=shown,
         variant=variant,
         variants=template_variants(console.workspace),
+        from_blocks=built_from_blocks(console.workspace, name),
         flash=message,
         flash_kind="ok",
     )
@@ -89,7 +99,7 @@ def template_post(request: Request, who: Who) -> Response:
     try:
         templates_actions.save_template(console.engine, console.workspace, who.actor, name, html, text)
     except TemplateProblem as err:
-        return template_page(request, who, name, html, text, variant, f"Not saved: {err}", status=422)
+        return template_page(request, who, name, html, text, variant, f"Not saved: {in_words(err)}", status=422)
     return template_page(request, who, name, html, text, variant, message="Saved.")
 
 

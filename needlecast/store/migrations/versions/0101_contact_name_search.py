@@ -10,7 +10,7 @@ way. SQLite keeps its scan (LIKE with a leading wildcard uses no index there; 20
 milliseconds).
 
 Revision ID: 0101
-Revises: 0017
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 revision = "0101"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

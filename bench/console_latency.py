@@ -5,14 +5,16 @@
 
 A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
 a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page
-with its plan, the reports list, the audiences, a contact's profile, the contact list) is
-fetched `--idle-rounds` times while
-nothing sends; then
+with its plan, the reports list, the audiences with every segment's size, one segment's page, a contact's
+profile, the contact list, the list searched by name and the list filtered by concern and consent) is
+fetched `--idle-rounds` times while nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
 fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,
 idle and during the send, how many requests were timed, and how long the send took. `--no-send` times the
-pages idle only.
+pages idle only. Each page's CPU time in this process (`time.thread_time` is not enough: the view runs in
+Starlette's thread pool) is given as `cpu_ms` per request: the process's CPU over the request, which includes
+the send thread's share while it sends.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main() -> None:
 
     sink = start_sink(args.port)
     result: dict[str, object] = {"benchmark": "console_latency", "recipients": args.recipients}
+    result["load_average_at_start"] = [round(x, 1) for x in os.getloadavg()]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             url = args.database_url
@@ -112,6 +115,7 @@ def main() -> None:
                     "/console/contacts",
                     data={"csrf": csrf_of(client.get("/console/contacts").text), "email": "person7@example0.com"},
                 )
+                search_csrf = csrf_of(client.get("/console/contacts").text)
                 pages = {
                     "home": "/console/",
                     "campaigns": "/console/campaigns",
@@ -120,20 +124,30 @@ def main() -> None:
                     "audiences": "/console/audiences",
                     "contact": contact.headers.get("location", "/console/contacts"),
                     "contacts": "/console/contacts",  # the list: every contact, its first page of 50
+                    # a search by name (posted: a search never goes in a URL) and two filters
+                    "contacts_search": "POST /console/contacts",
+                    "contacts_filter": "/console/contacts?concern=acne&consent=marketing",
+                    "segment": "/console/segments/acne",  # one segment: its size, exclusions, a page of members
                 }
 
-                def fetch_round(into: dict[str, list[float]]) -> None:
+                def fetch_round(into: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
                     for name, path in pages.items():
-                        started = time.perf_counter()
-                        response = client.get(path)
+                        started, used = time.perf_counter(), time.process_time()
+                        if path.startswith("POST "):
+                            response = client.post(path[5:], data={"csrf": search_csrf, "q": "P1234"})
+                        else:
+                            response = client.get(path)
                         into[name].append(time.perf_counter() - started)
+                        cpu[name].append(time.process_time() - used)
                         assert response.status_code == 200, (path, response.status_code)
 
                 idle: dict[str, list[float]] = {name: [] for name in pages}
+                idle_cpu: dict[str, list[float]] = {name: [] for name in pages}
                 for _ in range(args.idle_rounds):
-                    fetch_round(idle)
+                    fetch_round(idle, idle_cpu)
 
                 busy: dict[str, list[float]] = {name: [] for name in pages}
+                busy_cpu: dict[str, list[float]] = {name: [] for name in pages}
                 send_s = 0.0
                 if not args.no_send:
                     confirm = client.get("/console/campaigns/bench/confirm/send-now")
@@ -141,13 +155,18 @@ def main() -> None:
                     started_send = time.perf_counter()
                     client.post("/console/campaigns/bench/send-now", data={"csrf": csrf_of(confirm.text)})
                     while not senders.finished.is_set():
-                        fetch_round(busy)
+                        fetch_round(busy, busy_cpu)
                     send_s = time.perf_counter() - started_send
 
             server.should_exit = True
-            for label, timings in (("idle", idle), ("during_send", busy)):
+            for label, timings, cpus in (("idle", idle, idle_cpu), ("during_send", busy, busy_cpu)):
                 result[label] = {
-                    name: {"p50_ms": percentile(values, 0.5), "p95_ms": percentile(values, 0.95), "n": len(values)}
+                    name: {
+                        "p50_ms": percentile(values, 0.5),
+                        "p95_ms": percentile(values, 0.95),
+                        "n": len(values),
+                        "cpu_ms": round(statistics.median(cpus[name]) * 1000, 1),
+                    }
                     for name, values in timings.items()
                     if values
                 }
@@ -165,6 +184,7 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait(10)
+    result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(result))
 
 

@@ -38,7 +38,8 @@ from needlecast.campaign.send import guardrails
 from needlecast.config import Workspace, test_recipients
 from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
-from needlecast.readmodels.plans import CampaignPlan, plan_preview
+from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.plans import CampaignPlan, plan_preview, workspace_marks
 from needlecast.store.delivery import delivery_store
 from needlecast.store.reach import queued_not_mailable
 from needlecast.templating.context import variant_concerns
@@ -67,10 +68,16 @@ class CampaignDetail:
 
 
 def campaign_detail(
-    engine: Engine, workspace: Workspace, campaign_id: str, now: datetime | None = None
+    engine: Engine,
+    workspace: Workspace,
+    campaign_id: str,
+    now: datetime | None = None,
+    *,
+    context: CampaignContext | None = None,
 ) -> CampaignDetail:
-    """One campaign (see the module contract); `NotFound` for an unknown id."""
-    ctx = CampaignContext.load(workspace)
+    """One campaign (see the module contract); `NotFound` for an unknown id. `context`: the workspace's files
+    already loaded (default: loaded now)."""
+    ctx = context or CampaignContext.load(workspace)
     with engine.connect() as conn:
         overview = campaign_overview(ctx, conn, campaign_id, _now(now))
     outcome = outcome_of(overview.counts, overview.skipped, overview.queued_by_due)
@@ -171,24 +178,48 @@ class CampaignPage:
     errors: int  # findings that block it
     stale: list[str]  # files changed since the claims sign-off
     seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
+    planned_at: datetime | None = None  # when the plan was planned (UTC; the web app keeps it up to a minute)
 
 
 def campaign_page(
     engine: Engine, workspace: Workspace, campaign_id: str, days: int, *, frames: FrameCache | None = None
 ) -> CampaignPage:
-    """Everything one campaign's page shows; `NotFound` for an unknown id."""
-    ctx = CampaignContext.load(workspace)
+    """Everything one campaign's page shows; `NotFound` for an unknown id. With the web app's `frames`, the
+    workspace's files (parsing every article takes a while) and the content checks are kept until a file
+    changes, and the plan as `plan_preview` keeps it."""
+    if frames is None:
+        ctx = CampaignContext.load(workspace)
+    else:
+        marks = workspace_marks(workspace)
+        ctx = KEPT.get(("context", str(workspace.root)), marks, lambda: CampaignContext.load(workspace))[0]
     campaign = ctx.campaign(campaign_id)
-    detail = campaign_detail(engine, workspace, campaign.id)
+    detail = campaign_detail(engine, workspace, campaign.id, context=ctx)
     zone = workspace.settings.clinic.time_zone
-    plan = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone).campaigns[0]
+    preview = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone)
+    plan = preview.campaigns[0]
     templates = sorted({s.template for s in campaign.steps})
-    linted = lint_workspace(workspace, templates=templates, articles=ctx.article_ids_of(campaign))
+    articles = ctx.article_ids_of(campaign)
+
+    def lint_now() -> list[Finding]:
+        return lint_workspace(workspace, templates=templates, articles=articles)
+
+    if frames is None:
+        linted = lint_now()
+    else:  # the web app: the checks read only files, so they are kept until a file changes
+        name = ("lint", str(workspace.root), tuple(templates), tuple(articles))
+        linted = KEPT.get(name, workspace_marks(workspace), lint_now)[0]
     kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
     findings = sorted(set(kept + campaign_findings(ctx, campaign)))
     errors = sum(f.severity == "error" for f in findings)
     return CampaignPage(
-        campaign, detail, plan, findings, errors, stale_files(ctx, campaign), tuple(test_recipients(workspace))
+        campaign,
+        detail,
+        plan,
+        findings,
+        errors,
+        stale_files(ctx, campaign),
+        tuple(test_recipients(workspace)),
+        preview.planned_at,
     )
 
 

@@ -14,9 +14,10 @@ Contract:
   emails that day, both as the planner plans them (`campaign.plan.preview.build_plans`, a new sender's
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
-  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept for up to 60 s
-  and planned again at once when the audience, a campaign's file or a campaign's state changes (the ledger
-  moving during a send shows within the minute).
+  nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept
+  (`readmodels.kept`) and planned again at once when the audience, a campaign's, segment's or settings file,
+  the ledger's newest row or a campaign's state changes (the ledger moving during a send shows within the
+  minute, planned off the request).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
@@ -36,8 +37,6 @@ from __future__ import annotations
 
 import calendar as months
 import math
-import threading
-import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -57,10 +56,12 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
+from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
-from needlecast.store.schema import consent_events, contacts, deliveries, suppressions
+from needlecast.store.schema import appointments, consent_events, contacts, deliveries, events, suppressions
 
 PERIOD_DAYS = 30
 GROWTH_WEEKS = 8
@@ -121,8 +122,21 @@ class Campaigns:
     overviews: list[Overview]
 
 
-def load_campaigns(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
-    """The campaigns and their overviews, read now (see `Campaigns`)."""
+def load_campaigns(
+    engine: Engine, workspace: Workspace, now: datetime, *, frames: FrameCache | None = None
+) -> Campaigns:
+    """The campaigns and their overviews, read now (see `Campaigns`); with the web app's `frames`, kept
+    (`readmodels.kept`) and read again at once when a workspace file, the ledger's newest row or a campaign's
+    state changes, and within a minute, off the request, for emails changing status during a send."""
+    if frames is None:
+        return _campaigns_now(engine, workspace, now)
+    with engine.connect() as conn:
+        inputs = (workspace_marks(workspace), ledger_marks(conn))
+    name = ("campaigns", str(workspace.root), str(engine.url))
+    return KEPT.get(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))[0]
+
+
+def _campaigns_now(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
     ctx = CampaignContext.load(workspace)
     with engine.connect() as conn:
         return Campaigns(ctx, campaign_overviews(ctx, conn, now))
@@ -133,9 +147,25 @@ def clinic_today(workspace: Workspace, now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(workspace.settings.clinic.time_zone)).date()
 
 
-def sent_emails(engine: Engine, workspace: Workspace) -> pd.DataFrame:
+def sent_emails(engine: Engine, workspace: Workspace, *, frames: FrameCache | None = None) -> pd.DataFrame:
     """Every sent email with its report flags, counted in the database by group and day on the clinic's clock
-    (`reports.groups.email_groups`, as the Reports page counts them), read once for a page's parts."""
+    (`reports.groups.email_groups`, as the Reports page counts them), read once for a page's parts. With the
+    web app's `frames`, kept (`readmodels.kept`): counted again at once when the ledger gains a row, an event
+    or a booking arrives, a file changes or the clinic's day turns, and within a minute, off the request, for
+    emails changing status during a send. Shared: read-only."""
+    if frames is None:
+        return _sent_now(engine, workspace)
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
+        heard = conn.execute(select(func.max(events.c.id))).scalar()
+        booked = conn.execute(select(func.count()).select_from(appointments)).scalar()
+    inputs = (workspace_marks(workspace), clinic_today(workspace), newest, heard, booked)
+    return KEPT.get(
+        ("sent emails", str(workspace.root), str(engine.url)), inputs, lambda: _sent_now(engine, workspace)
+    )[0]
+
+
+def _sent_now(engine: Engine, workspace: Workspace) -> pd.DataFrame:
     return email_groups(engine, workspace.settings.attribution, workspace.settings.clinic.time_zone)
 
 
@@ -249,11 +279,6 @@ def _planned(
     return days, len(campaigns.ctx.problems)
 
 
-PLANS_KEPT_SECONDS = 60.0  # as long as the web app's FrameCache keeps the audience
-_kept: dict[tuple[object, ...], tuple[float, tuple[dict[date, list[Entry]], int]]] = {}
-_kept_lock = threading.Lock()
-
-
 def _kept_plans(
     engine: Engine,
     workspace: Workspace,
@@ -263,28 +288,22 @@ def _kept_plans(
     frames: FrameCache | None,
     campaigns: Campaigns,
 ) -> tuple[dict[date, list[Entry]], int]:
-    """`_planned`, kept for the web app (`frames` given) for up to `PLANS_KEPT_SECONDS`, and planned again at
-    once when the audience (`frame_cache.fingerprint`), a campaign's file or a campaign's state changes: a
-    plan of 200,000 people takes seconds, and a calendar that shows a day's count a minute late is still right
-    about the day. Without `frames` (the command line, tests), planned every time."""
+    """`_planned`, kept for the web app (`frames` given) in `readmodels.kept.KEPT` and planned again at once
+    when what a plan depends on changes (`plans.plan_inputs`: the files by content, the audience, the ledger's
+    newest row, the campaigns' states); what moves without them (the ledger during a send, the clock) shows
+    within `KEPT.max_age` seconds, planned off the request. Without `frames` (the command line, tests),
+    planned every time."""
     if frames is None:
         return _planned(engine, workspace, first, last, now, frames, campaigns)
-    files = sorted((c.id, c.path.stat().st_mtime_ns) for c in campaigns.ctx.campaigns.values() if c.path.exists())
-    states = sorted((o.id, o.state) for o in campaigns.overviews)
-    with engine.connect() as conn:
-        audience = fingerprint(conn)
-    today = clinic_today(workspace, now)
-    key = (str(workspace.root), str(engine.url), first, last, today, audience, tuple(files), tuple(states))
-    with _kept_lock:
-        kept = _kept.get(key)
-        if kept is not None and clock.monotonic() - kept[0] < PLANS_KEPT_SECONDS:
-            return kept[1]
-    found = _planned(engine, workspace, first, last, now, frames, campaigns)
-    with _kept_lock:
-        for old in [k for k, (at, _) in _kept.items() if clock.monotonic() - at >= PLANS_KEPT_SECONDS]:
-            del _kept[old]
-        _kept[key] = (clock.monotonic(), found)
-    return found
+    states = tuple(sorted((o.id, o.state) for o in campaigns.overviews))
+    name = ("calendar", str(workspace.root), str(engine.url), first, last, clinic_today(workspace, now))
+    inputs = (plan_inputs(engine, workspace), states)
+
+    def plan_now() -> tuple[dict[date, list[Entry]], int]:
+        # Planned from the moment it runs (off the request, it may run a little later than `now`).
+        return _planned(engine, workspace, first, last, max(now, datetime.now(UTC)), frames, campaigns)
+
+    return KEPT.get(name, inputs, plan_now)[0]
 
 
 def calendar(
@@ -406,10 +425,20 @@ def _week_index(column: ColumnElement[datetime], bounds: list[datetime]) -> Colu
     return case(*((column < bound, n - 1) for n, bound in enumerate(bounds[1:], start=1)), else_=-1)
 
 
-def growth(engine: Engine, workspace: Workspace, today: date) -> Growth:
+def growth(engine: Engine, workspace: Workspace, today: date, *, frames: FrameCache | None = None) -> Growth:
     """New leads per week by source and unsubscribes, the last 8 weeks (see the module contract). Counted in
     SQL (a lead's source is its first consent's, as `reports.cohorts.load_leads` has it): only the counts per
-    week and source leave the database, however many contacts there are."""
+    week and source leave the database, however many contacts there are. With the web app's `frames`, kept
+    (`readmodels.kept`) and counted again at once when the audience's fingerprint changes."""
+    if frames is None:
+        return _growth_now(engine, workspace, today)
+    with engine.connect() as conn:
+        inputs = (fingerprint(conn), workspace_marks(workspace))
+    name = ("growth", str(workspace.root), str(engine.url), today)
+    return KEPT.get(name, inputs, lambda: _growth_now(engine, workspace, today))[0]
+
+
+def _growth_now(engine: Engine, workspace: Workspace, today: date) -> Growth:
     weeks, bounds = _week_starts(today, workspace.settings.clinic.time_zone)
     in_window = contacts.c.signed_up_at >= bounds[0], contacts.c.signed_up_at < bounds[-1]
     # The first consent's source, looked up per new lead through the index on consent_events.contact_id.

@@ -11,6 +11,13 @@ planned email (with its address: the file is for the team) is written there and 
 A journey's or a sequence's plan is the journey engine's `forecast`: its expected emails per day and send
 node from where people are now (`at_most` marks an upper bound).
 The console's campaign page, the API's plan and the command line's `plan` all read this one preview.
+
+Kept: with the web app's `frames`, a preview (without `csv`) is kept (`readmodels.kept.KEPT`) and planned again
+at once when what it depends on changes (`plan_inputs`: the workspace's campaign, segment and settings files
+by content, its articles and templates, the audience's fingerprint, the ledger's newest row, the campaigns'
+states, the A/B decisions and enrolments); what moves without them (the clock, emails of a running send going
+from queued to sent) shows within `KEPT.max_age` seconds, planned off the request. `planned_at` says when.
+Without `frames` (the command line, tests), planned every time.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, select
 
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
-from needlecast.config import Workspace
+from needlecast.config import CONFIG_FILE, Workspace
+from needlecast.readmodels.kept import KEPT, files_digest, tree_marks
+from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments, journey_positions
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class PlanPreview:
     campaigns: list[CampaignPlan] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # campaign files that did not load, with their fix
     csv_emails: int | None = None  # emails written to the CSV, when one was asked for
+    planned_at: datetime | None = None  # when it was planned (UTC): a kept preview may be up to a minute old
 
 
 def forecast_rows(rows: pd.DataFrame | None, time_zone: str) -> list[dict[str, Any]]:
@@ -98,6 +108,41 @@ def plan_days(workspace: Workspace, campaign_id: str | None) -> int:
     return JOURNEY_PLAN_DAYS if campaign is not None and campaign.journey is not None else PLAN_DAYS
 
 
+def workspace_marks(workspace: Workspace) -> tuple[object, ...]:
+    """What a plan reads from the workspace: the campaign and segment files and the settings by content, the
+    articles and templates by modification time and size."""
+    files = [*workspace.campaigns_dir.glob("*.y*ml"), *workspace.audiences_dir.glob("*.y*ml")]
+    return (
+        files_digest([*files, workspace.root / CONFIG_FILE]),
+        tree_marks(workspace.content_dir),
+        tree_marks(workspace.templates_dir),
+    )
+
+
+def ledger_marks(conn: Connection) -> tuple[object, ...]:
+    """What a plan reads from the ledger and the scheduler, each cheaply: the newest ledger row (rows are never
+    deleted; an enqueue or a send adds rows), each campaign's state, the A/B decisions, the enrolments, the
+    journey positions."""
+    newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
+    states = conn.execute(
+        select(campaign_state.c.campaign_id, campaign_state.c.status, campaign_state.c.digest).order_by(
+            campaign_state.c.campaign_id
+        )
+    ).all()
+    decided = conn.execute(select(func.count()).select_from(ab_decisions)).scalar()
+    enrolled = conn.execute(select(func.count(), func.max(enrolments.c.enrolled_at))).one()
+    # A journey's forecast starts from where people are: a move changes `since` (a scan of the positions,
+    # which only journeys fill).
+    placed = conn.execute(select(func.count(), func.max(journey_positions.c.since))).one()
+    return (newest, tuple(tuple(row) for row in states), decided, *enrolled, *placed)
+
+
+def plan_inputs(engine: Engine, workspace: Workspace) -> tuple[object, ...]:
+    """Everything a kept plan is planned again for at once (see the module contract)."""
+    with engine.connect() as conn:
+        return (workspace_marks(workspace), fingerprint(conn), ledger_marks(conn))
+
+
 def plan_preview(
     engine: Engine,
     workspace: Workspace,
@@ -109,9 +154,32 @@ def plan_preview(
     time_zone: str = "UTC",
     csv: Path | None = None,
 ) -> PlanPreview:
-    """The plan of `campaign_id` (None: every campaign) for `days` days from `now` (see the module contract)."""
+    """The plan of `campaign_id` (None: every campaign) for `days` days from `now` (see the module contract);
+    kept for the web app (`frames` given, no `now`, no `csv`)."""
+    if frames is None or csv is not None or now is not None:
+        return _planned(engine, workspace, campaign_id, days, now, frames, time_zone, csv)
+    name = ("plan", str(workspace.root), str(engine.url), campaign_id, days, time_zone)
+    inputs = plan_inputs(engine, workspace)
+    kept, _ = KEPT.get(
+        name, inputs, lambda: _planned(engine, workspace, campaign_id, days, None, frames, time_zone, None)
+    )
+    return kept
+
+
+def _planned(
+    engine: Engine,
+    workspace: Workspace,
+    campaign_id: str | None,
+    days: int,
+    now: datetime | None,
+    frames: FrameCache | None,
+    time_zone: str,
+    csv: Path | None,
+) -> PlanPreview:
+    """The plan, planned now."""
+    now = now or datetime.now(UTC)
     ctx = CampaignContext.load(workspace)  # once: the plans and each step's article read the same files
-    result = build_plans(workspace, engine, campaign_id, days, now or datetime.now(UTC), audience=frames, context=ctx)
+    result = build_plans(workspace, engine, campaign_id, days, now, audience=frames, context=ctx)
     written = write_plan_csv(result.plans, csv) if csv else None
     campaigns = [
         CampaignPlan(
@@ -137,4 +205,4 @@ def plan_preview(
         )
         for item in result.plans
     ]
-    return PlanPreview(days, campaigns, [str(p) for p in result.problems], written)
+    return PlanPreview(days, campaigns, [str(p) for p in result.problems], written, now)

@@ -4,6 +4,9 @@ Contract: `segment_summaries(engine, workspace, frames=None, now=None)` evaluate
 `audiences/segments.yaml` over the whole audience (through `frames`, the web app's shared `FrameCache`, when
 given) and returns an `AudienceSummary`: how many contacts the store holds and one `SegmentSummary` per
 segment, in the file's order. Variants and exclusion reasons are sorted by name, the same on every face.
+With `frames` (the web app), the summary is kept (`readmodels.kept.KEPT`) and counted again at once when the
+audience's fingerprint or a workspace file changes; what changes with the clock alone (a "signed up in the
+last 30 days" rule) within `KEPT.max_age` seconds, counted off the request.
 
 The console's segment pages: `segment_page` (one segment, its exclusions by reason and a page of members,
 masked unless `unmasked`), `segment_form` (the builder's starting rows) and `count_rows` (the size of rows
@@ -20,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from needlecast.addresses import mask_email
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.audience.segment_rows import (
     FIELDS,
     OPERATORS,
@@ -33,6 +36,8 @@ from needlecast.audience.segment_rows import (
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
+from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.plans import workspace_marks
 from needlecast.store.audience import contact_names
 
 __all__ = [
@@ -70,6 +75,17 @@ def segment_summaries(
     engine: Engine, workspace: Workspace, frames: FrameCache | None = None, now: datetime | None = None
 ) -> AudienceSummary:
     """Every segment's summary, now (see the module contract)."""
+    if frames is None or now is not None:
+        return _summaries(engine, workspace, frames, now)
+    with engine.connect() as conn:
+        inputs = (workspace_marks(workspace), fingerprint(conn))
+    name = ("segments", str(workspace.root), str(engine.url))
+    return KEPT.get(name, inputs, lambda: _summaries(engine, workspace, frames, None))[0]
+
+
+def _summaries(
+    engine: Engine, workspace: Workspace, frames: FrameCache | None, now: datetime | None
+) -> AudienceSummary:
     defined = load_segments(workspace.audiences_dir / "segments.yaml", load_vocabulary_for(workspace).names)
     now = now or datetime.now(UTC)
     with engine.connect() as conn:

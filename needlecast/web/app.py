@@ -52,7 +52,8 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         return {"clinic": clinic.name, "address": clinic.postal_address, "lang": clinic.language}
 
     senders = senders or Senders(workspace, engine)
-    frames = FrameCache(engine)  # one audience frame for the console's and the API's plans and segments
+    # one audience frame for the console's and the API's plans and segments, read again off the request when old
+    frames = FrameCache(engine, refresh_in_background=True)
     routes: list[BaseRoute] = [
         *tracking_routes(workspace, engine, pages),
         *signup_routes(workspace, engine, pages),

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
@@ -141,32 +142,63 @@ def apply_cap(
     relevant = history[history["contact_id"].isin(emails["contact_id"])]
     if relevant.empty:
         return emails
-    by_contact = relevant.groupby("contact_id")["at"].apply(list).to_dict()
+    near, week = _cap_counts(emails, relevant)
+    over = np.zeros(len(emails), dtype=bool)
+    if schedule.max_per_day > 0:
+        over |= near >= schedule.max_per_day
+    if schedule.max_per_week > 0:
+        over |= week >= schedule.max_per_week
+    if not over.any():
+        return emails
     emails = emails.copy()
-    for index, row in emails.iterrows():
-        moments = by_contact.get(row["contact_id"])
-        if not moments:
-            continue
+    if not defer:  # a broadcast: one look, the email is skipped (the loop below is for moving an email on)
+        daily = (near >= schedule.max_per_day) if schedule.max_per_day > 0 else np.zeros(len(emails), dtype=bool)
+        status = emails.columns.get_loc("status")
+        reason = emails.columns.get_loc("reason")
+        for position in np.flatnonzero(over):
+            emails.iat[position, status] = "skipped"
+            emails.iat[position, reason] = (
+                SKIPPED_CAP_DAY if daily[position] else SKIPPED_CAP_WEEK.format(week[position])
+            )
+        excluded[EXCLUDED_CAPPED] += int(over.sum())
+        return emails
+    by_contact = relevant.groupby("contact_id")["at"].apply(list).to_dict()
+    for index, row in emails[over].iterrows():  # only the emails over the cap move: each is walked on
+        moments = by_contact[row["contact_id"]]
         due = row["due_at"]
         for _ in range(8):
-            near = sum(1 for m in moments if abs(m - due) < pd.Timedelta(hours=24))
-            week = sum(1 for m in moments if due - pd.Timedelta(days=7) <= m <= due)
-            over = (schedule.max_per_day > 0 and near >= schedule.max_per_day) or (
-                schedule.max_per_week > 0 and week >= schedule.max_per_week
-            )
-            if not over:
-                break
-            if not defer:
-                emails.at[index, "status"] = "skipped"
-                daily = schedule.max_per_day > 0 and near >= schedule.max_per_day
-                emails.at[index, "reason"] = SKIPPED_CAP_DAY if daily else SKIPPED_CAP_WEEK.format(week)
-                excluded[EXCLUDED_CAPPED] += 1
+            near_now = sum(1 for m in moments if abs(m - due) < pd.Timedelta(hours=24))
+            week_now = sum(1 for m in moments if due - pd.Timedelta(days=7) <= m <= due)
+            if not (
+                (schedule.max_per_day > 0 and near_now >= schedule.max_per_day)
+                or (schedule.max_per_week > 0 and week_now >= schedule.max_per_week)
+            ):
                 break
             due = max(m for m in moments if abs(m - due) < pd.Timedelta(days=7)) + pd.Timedelta(hours=24)
-        if defer and due != row["due_at"]:
+        if due != row["due_at"]:
             emails.at[index, "due_at"] = due
             deferred[DEFERRED_CAP] += 1
     return emails
+
+
+def _cap_counts(emails: pd.DataFrame, history: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For each email (in `emails`' order), how many of its contact's `history` moments fall within 24 hours
+    of its due moment, and how many in the 7 days up to it: counted column-wise over (email, moment) pairs
+    (a plan of 200,000 people who all have history took 25 s row by row)."""
+    pairs = pd.DataFrame(
+        {
+            "position": np.arange(len(emails)),
+            "contact_id": emails["contact_id"].to_numpy(),
+            "due": emails["due_at"].array,
+        }
+    ).merge(history[["contact_id", "at"]], on="contact_id")
+    gap = pairs["at"] - pairs["due"]
+    near_pairs = (gap.abs() < pd.Timedelta(hours=24)).to_numpy()
+    week_pairs = ((gap >= -pd.Timedelta(days=7)) & (gap <= pd.Timedelta(0))).to_numpy()
+    positions = pairs["position"].to_numpy()
+    near = np.bincount(positions, weights=near_pairs, minlength=len(emails)).astype(int)
+    week = np.bincount(positions, weights=week_pairs, minlength=len(emails)).astype(int)
+    return near, week
 
 
 def _frame_for(

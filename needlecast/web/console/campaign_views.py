@@ -100,6 +100,7 @@ def campaign_page(request: Request, who: Who) -> Response:
         subjects=sample_subjects(console.workspace, console.secret, shown.campaign.id),  # as a reader sees them
         overview=detail.overview,
         plan=shown.plan,
+        planned_at=shown.planned_at,
         rows=shown.plan.emails,
         days=PLAN_DAYS,
         findings=[campaigns_read.finding_in_words(f) for f in shown.findings],

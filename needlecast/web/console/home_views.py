@@ -69,7 +69,9 @@ def home(request: Request, who: Who) -> Response:
     console = console_of(request)
     workspace, engine = console.workspace, console.engine
     now = datetime.now(UTC)
-    campaigns = load_campaigns(engine, workspace, now)  # read once: the checklist, calendar and attention share it
+    campaigns = load_campaigns(
+        engine, workspace, now, frames=console.frames
+    )  # read once: the checklist, calendar and attention share it
     start = first_run(engine, workspace, now, campaigns)
     if start.show:
         return console.render(
@@ -81,9 +83,11 @@ def home(request: Request, who: Who) -> Response:
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the link", message=str(problem))
     today = clinic_today(workspace, now)
-    emails = sent_emails(engine, workspace)  # read once: the figures and the health flags both count them
+    emails = sent_emails(
+        engine, workspace, frames=console.frames
+    )  # read once: the figures and the health flags both count them
     period = last_30_days(engine, workspace, today, emails)
-    grown = growth(engine, workspace, today)
+    grown = growth(engine, workspace, today, frames=console.frames)
     totals = [grown.total(w) for w in grown.weeks]
     unsubscribed = [grown.unsubscribed[w] for w in grown.weeks]
     return console.render(

@@ -6,7 +6,7 @@
 A ledger of `rows` deliveries in 20 campaigns of equal size, enqueued one after another; the measured one
 ("winter") is the 10th, half of it handed over (sent, with a hard bounce on every 40th and a `delivered`
 event on each), half still queued, and every other campaign sent with a `delivered` event per email. The
-window (1,000) is read the way the guard read it before migration 0101 (`campaign_id = ?`, newest id first,
+window (1,000) is read the way the guard read it before migration 0015 (`campaign_id = ?`, newest id first,
 without the indexes) and the way it reads it now (`store.guardwindow.window_counts`, with them): the median
 of 5 runs of each, the query plans, and whether the figures agree. Prints one JSON line.
 """
@@ -62,7 +62,7 @@ def _fill(engine: Engine, rows: int) -> None:
 
 
 def _before(conn: Connection) -> tuple[int, int, int, int]:
-    """The guard's window as it read it before migration 0101 (its query then)."""
+    """The guard's window as it read it before migration 0015 (its query then)."""
     handed = (
         select(deliveries.c.id, deliveries.c.status, deliveries.c.outcome)
         .where(deliveries.c.campaign_id == "winter", deliveries.c.status.in_(HANDED), deliveries.c.id > 0)
@@ -116,7 +116,7 @@ def main() -> None:
     postgres = engine.dialect.name == "postgresql"
     explain = "EXPLAIN (ANALYZE, BUFFERS)" if postgres else "EXPLAIN QUERY PLAN"
     _fill(engine, args.rows)
-    with engine.begin() as conn:  # before: the ledger without migration 0101's indexes
+    with engine.begin() as conn:  # before: the ledger without migration 0015's indexes
         conn.execute(text("DROP INDEX ix_deliveries_campaign_window"))
         conn.execute(text("DROP INDEX ix_events_bad"))
         conn.execute(text("ANALYZE"))

@@ -10,7 +10,7 @@ values, and a list of 100,000 separate values would be slow on either).
 
 Contract:
 - `ContactQuery`: the conditions, all optional, combined with AND (see its fields). On PostgreSQL a search by
-  a part of an address or a name (three letters or more) is found through trigram indexes (migration 0101,
+  a part of an address or a name (three letters or more) is found through trigram indexes (migration 0019,
   where the server offers `pg_trgm`; without it, a scan with the same result).
 - A source filter matches a contact with any consent recorded from that source (an index finds them); the
   list shows the source of their first consent.
@@ -115,7 +115,7 @@ def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
     with each word capitalised, the way names are written ("MÜLLER" and "mü" find "Müller")."""
     c = contacts.c
     # One word is looked for in each name; only a text with a space needs them joined (a string per row). The
-    # space is written in the SQL, not bound: PostgreSQL's trigram index on "first last" (migration 0101) is
+    # space is written in the SQL, not bound: PostgreSQL's trigram index on "first last" (migration 0019) is
     # on this very expression.
     joined = c.first_name.op("||", return_type=String)(literal_column("' '")).op("||", return_type=String)(c.last_name)
     whole = [joined] if " " in text else [c.first_name, c.last_name]

@@ -61,7 +61,7 @@ contacts = Table(
     Column("created_at", DateTime(), nullable=False),
     Column("updated_at", DateTime(), nullable=False),
     Index("ix_contacts_signed_up", "signed_up_at", "id"),  # the console's contact list, newest first (migration 0016)
-    Index("ix_contacts_updated_at", "updated_at"),  # the audience's fingerprint: its latest change (migration 0101)
+    Index("ix_contacts_updated_at", "updated_at"),  # the audience's fingerprint: its latest change (migration 0019)
     # An id is never handed to another person (migration 0006): signed links and ledger rows point at it.
     sqlite_autoincrement=True,
 )

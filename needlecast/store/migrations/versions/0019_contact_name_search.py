@@ -9,7 +9,7 @@ as it was (a scan: correct, slower) and says so in the server's log; `needlecast
 way. SQLite keeps its scan (LIKE with a leading wildcard uses no index there; 200,000 rows scan in tens of
 milliseconds).
 
-Revision ID: 0101
+Revision ID: 0019
 Revises: 0018
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-revision = "0101"
+revision = "0019"
 down_revision = "0018"
 branch_labels = None
 depends_on = None

@@ -26,12 +26,13 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -117,15 +118,20 @@ def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes:
 _SLICE = 100_000  # positions read at once: a million read in one piece took 650 MB while they were decoded
 
 
-def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None) -> list[Position]:
-    """The journey's active positions (at `nodes` when given), due or not, by contact (at most one active
-    position each), read in slices of the primary key's order."""
+def waiting(
+    conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None, *, contacts: Iterable[int] | None = None
+) -> list[Position]:
+    """The journey's active positions (at `nodes` when given; of `contacts` when given), due or not, by
+    contact (at most one active position each), read in slices of the primary key's order."""
     mark = driver.marker(conn)
     where = f"campaign_id = {mark} AND state = 'active' AND contact_id > {mark}"
     params: tuple[Any, ...] = (campaign_id,)
     if nodes is not None:
         where += f" AND {driver.values_in(conn, 'node')}"
         params += (driver.values_value(conn, nodes),)
+    if contacts is not None:
+        where += f" AND {driver.ids_in(conn, 'contact_id')}"
+        params += (driver.ids_value(conn, contacts),)
     found: list[Position] = []
     after = -1
     while True:
@@ -135,6 +141,13 @@ def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = No
         if len(part) < _SLICE:
             return found
         after = part[-1].contact_id
+
+
+def active_contacts(conn: Connection, campaign_id: str) -> np.ndarray:
+    """The contacts with an active position in the journey (at most one each), as an int64 array."""
+    mark = driver.marker(conn)
+    rest = f"FROM journey_positions WHERE campaign_id = {mark} AND state = 'active'"
+    return driver.fetch_ids(conn, "contact_id", rest, (campaign_id,))
 
 
 def _read(conn: Connection, rest: str, params: Sequence[Any]) -> list[Position]:
@@ -194,11 +207,70 @@ def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> in
     return _changed(conn.exec_driver_sql(sql, rows).rowcount, rows)
 
 
+def _pg_set_many(
+    conn: Connection,
+    update_sql: str,
+    campaign_id: str,
+    targets: Sequence[tuple[Position, tuple[str, ...]]],
+    columns: Sequence[str],
+    params: tuple[Any, ...],
+) -> int:
+    """PostgreSQL: `update_sql` (an `UPDATE journey_positions AS p SET ...` reading `v.<column>`) for every
+    position as read, each with its values of `columns` ("name type"), as ONE statement joined to the
+    positions through `unnest` of array literals, under the compare-and-set guard; how many changed.
+
+    One statement instead of one per position (`executemany`, even pipelined): psycopg's per-row work and
+    the server's per-statement work cost a million-person sweep tens of seconds."""
+    names = [column.split()[0] for column in columns]
+    arrays = [
+        _pg_array(str(p.contact_id) for p, _ in targets),
+        _pg_array(str(p.entry) for p, _ in targets),
+        _pg_array(_pg_quoted(p.node) for p, _ in targets),
+        _pg_array(_pg_quoted(_pg_time(p.since)) for p, _ in targets),
+        *(_pg_array(_pg_quoted(values[i]) for _, values in targets) for i in range(len(columns))),
+    ]
+    types = ["bigint", "integer", "text", "timestamptz", *(column.split()[1] for column in columns)]
+    unnest = ", ".join(f"CAST(%s AS {kind}[])" for kind in types)
+    sql = (
+        f"{update_sql} FROM unnest({unnest}) AS v(contact_id, entry, from_node, from_since, {', '.join(names)})"
+        " WHERE p.campaign_id = %s AND p.contact_id = v.contact_id AND p.entry = v.entry"
+        " AND p.node = v.from_node AND p.since = v.from_since AND p.state = 'active'"
+    )
+    return int(conn.exec_driver_sql(sql, (*params, *arrays, campaign_id)).rowcount)
+
+
+def _pg_time(moment: datetime) -> str:
+    """An aware moment as the text of a PostgreSQL `timestamptz` (UTC, to the microsecond)."""
+    return f"{driver.sqlite_time(moment)}+00"
+
+
+def _pg_quoted(value: str) -> str:
+    """A text as an element of an array literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pg_array(elements: Iterable[str]) -> str:
+    return "{" + ",".join(elements) + "}"
+
+
+def lock_journey(conn: Connection, campaign_id: str) -> None:
+    """PostgreSQL: hold the journey's sweep lock until the transaction ends (an advisory lock), so that two
+    sweepers of one journey take their rounds in turn. Each round's moves are one statement whose row order
+    is the plan's, so two rounds at once could lock the same rows in different orders and deadlock; taken in
+    turn, the second reads what the first committed. SQLite: nothing (its writers already take turns)."""
+    if not driver.is_sqlite(conn):
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"needlecast.journey:{campaign_id}",))
+
+
 def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
     """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
     A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
     if not moves:
         return 0
+    if not driver.is_sqlite(conn):
+        targets = [(p, (node, _pg_time(when))) for p, node, when in moves]
+        sql = "UPDATE journey_positions AS p SET node = v.node, since = %s, due_at = v.due_at"
+        return _pg_set_many(conn, sql, campaign_id, targets, ("node text", "due_at timestamptz"), (_pg_time(now),))
     at = _moment(conn)
     arrived = at(now)
     rows = [
@@ -222,6 +294,11 @@ def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str
     if not rows:
         return 0
     assert state in (DONE, EXITED, CONVERTED)
+    if not driver.is_sqlite(conn):
+        moment = _pg_time(now)
+        sql = "UPDATE journey_positions AS p SET state = %s, left_at = %s, due_at = %s, reason = v.reason"
+        targets = [(p, (reason[:120],)) for p, reason in rows]
+        return _pg_set_many(conn, sql, campaign_id, targets, ("reason text",), (state, moment, moment))
     at = _moment(conn)
     left = at(now)
     params = [
@@ -235,16 +312,15 @@ def left_now(
     conn: Connection, campaign_id: str, rows: Sequence[Position], state: str, now: datetime
 ) -> set[tuple[int, int]]:
     """Which of these positions (contact, entry) left with `state` at `now` (what `leave` changed)."""
-    contacts = sorted({p.contact_id for p in rows})
-    found: set[tuple[int, int]] = set()
-    for start in range(0, len(contacts), _CHUNK):
-        query = select(positions.c.contact_id, positions.c.entry).where(
-            positions.c.campaign_id == campaign_id,
-            positions.c.state == state,
-            positions.c.left_at == now,
-            positions.c.contact_id.in_(contacts[start : start + _CHUNK]),
-        )
-        found |= {(int(c), int(e)) for c, e in conn.execute(query)}
+    if not rows:
+        return set()
+    mark = driver.marker(conn)
+    rest = (
+        f"FROM journey_positions WHERE campaign_id = {mark} AND state = {mark} AND left_at = {mark}"
+        f" AND {driver.ids_in(conn, 'contact_id')}"
+    )
+    params = (campaign_id, state, driver.time_value(conn, now), driver.ids_value(conn, {p.contact_id for p in rows}))
+    found = {(int(c), int(e)) for c, e in driver.fetch_rows(conn, ["contact_id", "entry"], rest, params)}
     return found & {(p.contact_id, p.entry) for p in rows}
 
 
@@ -263,12 +339,18 @@ class LatestEntry:
     trigger_at: datetime | None
 
 
-def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]:
-    """Each contact's latest entry into the journey, by contact id (read through the driver, as `_read`)."""
+def latest_entries(conn: Connection, campaign_id: str, contacts: Iterable[int] | None = None) -> dict[int, LatestEntry]:
+    """Each contact's latest entry into the journey (of `contacts` only, when given), by contact id (read
+    through the driver, as `_read`)."""
     mark = driver.marker(conn)
+    params: tuple[Any, ...] = (campaign_id,)
+    only = ""
+    if contacts is not None:
+        only = f" AND {driver.ids_in(conn, 'contact_id')}"
+        params += (driver.ids_value(conn, contacts),)
     rest = (
         "FROM journey_positions AS p JOIN (SELECT contact_id, max(entry) AS entry FROM journey_positions"
-        f" WHERE campaign_id = {mark} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
+        f" WHERE campaign_id = {mark}{only} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
         " AND p.contact_id = last.contact_id AND p.entry = last.entry"
     )
     columns = ["p.contact_id", "p.entry", "p.state", "p.entered_at", "p.left_at", "p.trigger_at"]
@@ -277,7 +359,7 @@ def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]
         int(c): LatestEntry(
             int(c), int(e), state, at(en), None if left is None else at(left), None if t is None else at(t)
         )
-        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (campaign_id, campaign_id))
+        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (*params, campaign_id))
     }
 
 

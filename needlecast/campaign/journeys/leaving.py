@@ -36,12 +36,16 @@ def leave(
     if not left:
         return 0
     sends = [n.id for n in journey.nodes.values() if isinstance(n, SendNode)]
-    went = store.left_now(conn, campaign_id, [p for p, _ in rows], state, now)
-    held = []
-    for position, reason in rows:
-        why = held_reason(journey, position.node, state, reason)
-        if why and (position.contact_id, position.entry) in went:
-            held.append((position.contact_id, [ledger_step(n, position.entry) for n in sends], why))
+    why = {key: held_reason(journey, key[0], state, key[1]) for key in {(p.node, reason) for p, reason in rows}}
+    holding = [(p, why[(p.node, reason)]) for p, reason in rows if why[(p.node, reason)]]
+    if not holding or not sends:  # the end of a path (most leaves): nothing to hold back, nothing to ask
+        return left
+    went = store.left_now(conn, campaign_id, [p for p, _ in holding], state, now)
+    held = [
+        (p.contact_id, [ledger_step(n, p.entry) for n in sends], reason)
+        for p, reason in holding
+        if (p.contact_id, p.entry) in went
+    ]
     store.hold_back(conn, campaign_id, held)
     return left
 

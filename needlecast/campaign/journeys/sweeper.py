@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
-from needlecast.audience.segments import attributes_of, evaluate, load_frame, variant_for
+from needlecast.audience.segments import attributes_of, evaluate, load_frame_for, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
@@ -108,7 +109,7 @@ def sweep_all(
     if not journeys:
         return []
     with engine.connect() as conn:
-        frame = load_frame(conn)
+        frame = load_frame_for(conn, [ctx.segments[c.segment] for c in journeys], also=frame_columns(journeys))
     reports = []
     for campaign in journeys:
         try:
@@ -142,19 +143,17 @@ def sweep_journey(
     started_at = utc(state["started_at"])
     if frame is None:
         with engine.connect() as conn:
-            frame = load_frame(conn)
+            frame = load_frame_for(conn, [ctx.segments[campaign.segment]], also=frame_columns([campaign]))
     people = frame.set_index("id", drop=False)
     types = tuple(sorted({*journey.event_types, *campaign.event_types}))  # a sequence's exits read events too
     with writer.writing() as conn:
+        store.lock_journey(conn, campaign.id)
         if campaign.kind == SEQUENCE:
             _adopt_enrolments(conn, campaign, journey)
         facts = Facts(conn, campaign.id, types)
-        member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
-        members = people.loc[people.index.isin(member_ids)]
-        triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
-        admitted = entering.admit(triggered, store.latest_entries(conn, campaign.id), journey.reentry, now)
-        report.entered = enter(conn, campaign, admitted, people, now)
-        _leave_early(conn, campaign, journey, people, facts, now, report)
+        active = store.active_contacts(conn, campaign.id)
+        report.entered = _entries(conn, ctx, campaign, frame, people, active, facts, now, started_at)
+        _leave_early(conn, campaign, journey, people, active, facts, now, report)
         _events_arrived(conn, campaign, journey, people, facts, now, report)
         if campaign.kind == SEQUENCE:
             _realign(conn, campaign, journey, now)
@@ -164,6 +163,7 @@ def sweep_journey(
     rules = SendRules(ctx.workspace.settings.schedule)
     while report.rounds < MAX_ROUNDS:
         with writer.writing() as conn:
+            store.lock_journey(conn, campaign.id)
             due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
             if not due:
                 break
@@ -173,6 +173,50 @@ def sweep_journey(
         if after_round is not None:
             after_round()
     return report
+
+
+def frame_columns(campaigns: Iterable[Campaign]) -> set[str]:
+    """The contact columns a sweep of these journeys reads besides their segments' (`load_frame_for`): the
+    variant's and the send time's, those their conditions and a sequence's enrolment and exit rules name."""
+    wanted = {"concerns", "concern_consent", "time_zone", "status", "marketing_consent", "attributes"}
+    for campaign in campaigns:
+        journey = campaign.journey
+        assert journey is not None
+        conditions = [*journey.entry.where]
+        for node in journey.nodes.values():
+            if isinstance(node, BranchNode):
+                conditions.extend(c for path in node.paths for c in path.conditions)
+        wanted.update(c.field for c in conditions if c.field)
+        wanted.update("tags" for c in conditions if c.tag)
+        wanted.update(rule.field for rule in campaign.exits if rule.field)
+        if campaign.kind == SEQUENCE:  # its enrolment rule reads tags and sign-up moments
+            wanted.update(("tags", "signed_up_at"))
+    return wanted
+
+
+def _entries(
+    conn: Connection,
+    ctx: CampaignContext,
+    campaign: Campaign,
+    frame: pd.DataFrame,
+    people: pd.DataFrame,
+    active: np.ndarray,
+    facts: Facts,
+    now: datetime,
+    started_at: datetime,
+) -> int:
+    """Whom the entry admits now goes in (see `entries`); how many. Whoever holds an active position is never
+    admitted (at most one active entry, always their latest), so only the other members are judged, and only
+    their latest entries are read (not a million of everyone's)."""
+    journey = campaign.journey
+    assert journey is not None
+    member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"].to_numpy()
+    candidates = member_ids[~np.isin(member_ids, active)]
+    members = people.loc[people.index.isin(candidates)]
+    triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
+    latest = store.latest_entries(conn, campaign.id, list(triggered)) if triggered else {}
+    admitted = entering.admit(triggered, latest, journey.reentry, now)
+    return enter(conn, campaign, admitted, people, now)
 
 
 def enter(
@@ -273,14 +317,17 @@ def _leave_early(
     campaign: Campaign,
     journey: Journey,
     people: pd.DataFrame,
+    active: np.ndarray,
     facts: Facts,
     now: datetime,
     report: SweepReport,
 ) -> None:
-    """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries."""
-    waiting = store.waiting(conn, campaign.id)
+    """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries.
+    Only the positions of the people concerned are read (`_may_leave`): not a million waiting ones."""
     goal = facts.events(journey.goal) if journey.goal else {}
     blocked = _unmailable(people)
+    concerned = _may_leave(campaign, people, active, facts, goal, blocked)
+    waiting = store.waiting(conn, campaign.id, contacts=concerned) if concerned else []
     converted, exited = [], []
     for position in waiting:
         if any(t >= utc(position.entered_at) for t in goal.get(position.contact_id, ())):
@@ -295,6 +342,30 @@ def _leave_early(
     leave(conn, journey, campaign.id, exited, EXITED, now)
     if campaign.kind == SEQUENCE:
         store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in exited}, now)
+
+
+def _may_leave(
+    campaign: Campaign,
+    people: pd.DataFrame,
+    active: np.ndarray,
+    facts: Facts,
+    goal: dict[int, list[datetime]],
+    blocked: dict[int, str],
+) -> list[int]:
+    """The contacts whose positions `_leave_early` must judge, a superset of those who leave: whoever had the
+    goal's event, may not be mailed, was erased (a position without a contact), or meets a sequence exit
+    rule's attribute or had its event."""
+    concerned = set(goal) | set(blocked)
+    concerned.update(active[~np.isin(active, people.index.to_numpy())].tolist())
+    for rule in campaign.exits:
+        if rule.event:
+            concerned.update(facts.events(rule.event))
+            continue
+        own = people[rule.field].tolist() if rule.field in people.columns else [None] * len(people)
+        values = (attributes_of(a).get(rule.field, v) for a, v in zip(people["attributes"], own, strict=True))
+        meets = [v is not None and str(v).lower() == rule.equals for v in values]  # as `_exit_rule` judges
+        concerned.update(people.index[np.array(meets, dtype=bool)].tolist())
+    return sorted(concerned)
 
 
 def _exit_rule(campaign: Campaign, people: pd.DataFrame, facts: Facts, position: Position) -> str:

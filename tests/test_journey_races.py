@@ -149,9 +149,11 @@ from pathlib import Path
 from datetime import datetime
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import open_workspace
+from needlecast.campaign.journeys import sweeper
 from needlecast.campaign.journeys.sweeper import sweep_journey
 from needlecast.store.engine import open_store
 
+sweeper.ROUND_SIZE = 2  # a round takes its people as far as they go: rounds of two leave the rest for later
 ws = open_workspace(Path(sys.argv[1]))
 engine = open_store(ws.database_url)
 ctx = CampaignContext.load(ws)

@@ -200,11 +200,18 @@ def _moment(conn: Connection) -> Callable[[datetime], Any]:
     return driver.sqlite_time if driver.is_sqlite(conn) else driver.postgres_time
 
 
-def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
-    """Run `sql` (with `?` placeholders) once per row, straight on the driver; how many rows it changed."""
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    return _changed(conn.exec_driver_sql(sql, rows).rowcount, rows)
+def _sqlite_set_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> set[tuple[int, int]]:
+    """SQLite: run `sql` (an UPDATE ending in `_GUARD_SQL`) once per row, straight on the driver; which
+    positions (contact, entry: each row's guard) it changed. One `executemany` when every row changed (the
+    usual case: the count says so); else, undone to a savepoint, row by row, to learn which ones did."""
+    conn.exec_driver_sql("SAVEPOINT journey_rows")
+    if conn.exec_driver_sql(sql, rows).rowcount == len(rows):
+        conn.exec_driver_sql("RELEASE journey_rows")
+        return {(int(row[-4]), int(row[-3])) for row in rows}
+    conn.exec_driver_sql("ROLLBACK TO journey_rows")
+    changed = {(int(row[-4]), int(row[-3])) for row in rows if conn.exec_driver_sql(sql, row).rowcount}
+    conn.exec_driver_sql("RELEASE journey_rows")
+    return changed
 
 
 def _pg_set_many(
@@ -214,7 +221,7 @@ def _pg_set_many(
     targets: Sequence[tuple[Position, tuple[str, ...]]],
     columns: Sequence[str],
     params: tuple[Any, ...],
-) -> int:
+) -> set[tuple[int, int]]:
     """PostgreSQL: `update_sql` (an `UPDATE journey_positions AS p SET ...` reading `v.<column>`) for every
     position as read, each with its values of `columns` ("name type"), as ONE statement joined to the
     positions through `unnest` of array literals, under the compare-and-set guard; how many changed.
@@ -236,7 +243,8 @@ def _pg_set_many(
         " WHERE p.campaign_id = %s AND p.contact_id = v.contact_id AND p.entry = v.entry"
         " AND p.node = v.from_node AND p.since = v.from_since AND p.state = 'active'"
     )
-    return int(conn.exec_driver_sql(sql, (*params, *arrays, campaign_id)).rowcount)
+    changed = conn.exec_driver_sql(f"{sql} RETURNING p.contact_id, p.entry", (*params, *arrays, campaign_id))
+    return {(int(c), int(e)) for c, e in changed}
 
 
 def _pg_time(moment: datetime) -> str:
@@ -265,8 +273,15 @@ def lock_journey(conn: Connection, campaign_id: str) -> None:
 def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
     """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
     A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
+    return len(moved(conn, campaign_id, moves, now))
+
+
+def moved(
+    conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime
+) -> set[tuple[int, int]]:
+    """`move`, returning which positions (contact, entry) moved."""
     if not moves:
-        return 0
+        return set()
     if not driver.is_sqlite(conn):
         targets = [(p, (node, _pg_time(when))) for p, node, when in moves]
         sql = "UPDATE journey_positions AS p SET node = v.node, since = %s, due_at = v.due_at"
@@ -277,7 +292,7 @@ def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str
         (node, arrived, at(when), campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, node, when in moves
     ]
     sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ? WHERE {_GUARD_SQL}"
-    return _execute_many(conn, sql, rows)
+    return _sqlite_set_many(conn, sql, rows)
 
 
 def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, datetime]]) -> int:
@@ -291,21 +306,45 @@ def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Positio
 
 def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str]], state: str, now: datetime) -> int:
     """Each position (as read) leaves the journey with `state` and its reason; how many left."""
+    return len(gone(conn, campaign_id, rows, state, now))
+
+
+def gone(
+    conn: Connection,
+    campaign_id: str,
+    rows: Sequence[tuple[Position, str]],
+    state: str,
+    now: datetime,
+    *,
+    arrived: Sequence[Position] | None = None,
+) -> set[tuple[int, int]]:
+    """`leave`, returning which positions (contact, entry) left. With `arrived` (one per row: where the sweep
+    took the position in memory before it left, see `campaign.journeys.sweeper`), each leaves from that node
+    and arrival instead of those it was read at."""
     if not rows:
-        return 0
+        return set()
     assert state in (DONE, EXITED, CONVERTED)
+    at_end = list(arrived) if arrived is not None else [p for p, _ in rows]
     if not driver.is_sqlite(conn):
         moment = _pg_time(now)
-        sql = "UPDATE journey_positions AS p SET state = %s, left_at = %s, due_at = %s, reason = v.reason"
-        targets = [(p, (reason[:120],)) for p, reason in rows]
-        return _pg_set_many(conn, sql, campaign_id, targets, ("reason text",), (state, moment, moment))
+        sql = (
+            "UPDATE journey_positions AS p SET state = %s, left_at = %s, due_at = %s, reason = v.reason,"
+            " node = v.node, since = v.since"
+        )
+        targets = [(p, (reason[:120], a.node, _pg_time(a.since))) for (p, reason), a in zip(rows, at_end, strict=True)]
+        columns = ("reason text", "node text", "since timestamptz")
+        return _pg_set_many(conn, sql, campaign_id, targets, columns, (state, moment, moment))
     at = _moment(conn)
     left = at(now)
     params = [
-        (state, left, left, reason[:120], campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, reason in rows
+        (state, left, left, reason[:120], a.node, at(a.since), campaign_id, p.contact_id, p.entry, p.node, at(p.since))
+        for (p, reason), a in zip(rows, at_end, strict=True)
     ]
-    sql = f"UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ? WHERE {_GUARD_SQL}"
-    return _execute_many(conn, sql, params)
+    sql = (
+        "UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ?, node = ?, since = ?"
+        f" WHERE {_GUARD_SQL}"
+    )
+    return _sqlite_set_many(conn, sql, params)
 
 
 def left_now(

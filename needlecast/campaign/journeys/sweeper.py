@@ -34,7 +34,7 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.conditions import Facts, all_hold
-from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, leave
+from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, hold_back, leave
 from needlecast.campaign.journeys.model import (
     BranchNode,
     ExitNode,
@@ -167,8 +167,9 @@ def sweep_journey(
             due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
             if not due:
                 break
-            plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, types), now)
-            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules)
+            facts = Facts(conn, campaign.id, types)
+            plan = _decide(campaign, journey, due, people, facts, now)
+            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules, facts)
         report.rounds += 1
         if after_round is not None:
             after_round()
@@ -496,6 +497,78 @@ def _branch(
     return moves + [(p, node.next) for p in group if p.contact_id not in people.index]
 
 
+@dataclass
+class _Walk:
+    """A round's decisions taken as far as they go at `now`: the sends on the way, and where each position
+    ends (moved to a node that is not due yet, or left), with the positions as read (the compare-and-set)."""
+
+    read: dict[tuple[int, int], Position]
+    sends: list[tuple[Position, SendNode]] = field(default_factory=list)
+    moves: list[Position] = field(default_factory=list)  # where they arrived, due then
+    leaves: list[tuple[Position, str, str]] = field(default_factory=list)  # reason, state
+    steps: Counter[tuple[int, int]] = field(default_factory=Counter)  # moves made on the way
+
+
+def _key(position: Position) -> tuple[int, int]:
+    return position.contact_id, position.entry
+
+
+def _walk(
+    campaign: Campaign,
+    journey: Journey,
+    plan: _Round,
+    people: pd.DataFrame,
+    facts: Facts | None,
+    now: datetime,
+) -> _Walk:
+    """Where the round's decisions (`plan`) take each position: a send's email (unless the person may not be
+    mailed: they leave), then its next node. With `facts`, whoever arrives at a node due at once goes on in
+    the same round, node after node (cycles without a wait are refused at load, so this ends), as the next
+    round would take them: one write per position instead of one per node. Nothing is written here."""
+    read = [p for p, _ in plan.moves] + [p for p, _, _ in plan.leaves] + [p for p, _ in plan.sends]
+    walk = _Walk({_key(p): p for p in read})
+    for _ in range(len(journey.nodes) + 1):
+        reasons = _cannot_be_mailed(people, [p.contact_id for p, _ in plan.sends])
+        for (position, node), reason in zip(plan.sends, reasons, strict=True):
+            if reason:
+                plan.leaves.append((position, reason, EXITED))
+                continue
+            walk.sends.append((position, node))
+            if node.next:
+                plan.moves.append((position, node.next))
+            else:
+                plan.leaves.append((position, END_OF_JOURNEY, DONE))
+        walk.leaves.extend(plan.leaves)
+        going_on: list[Position] = []
+        for position, target in plan.moves:
+            due = _arrival(campaign, journey.nodes[target], position, people, now)
+            if due is None:
+                walk.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
+                continue
+            walk.steps[_key(position)] += 1
+            arrived = Position(
+                position.contact_id, position.entry, target, now, due, position.entered_at, position.trigger_at
+            )
+            (going_on if facts is not None and due <= now else walk.moves).append(arrived)
+        if not going_on:
+            return walk
+        assert facts is not None
+        plan = _decide(campaign, journey, going_on, people, facts, now)
+    walk.moves.extend(going_on)  # a safety net only: the rest wait where they are for the next round
+    return walk
+
+
+def _arrival(
+    campaign: Campaign, node: Node, position: Position, people: pd.DataFrame, now: datetime
+) -> datetime | None:
+    """When a position arriving at `node` now is due there (None: a date wait without the person's date)."""
+    if isinstance(node, WaitNode) and node.from_entry:  # a sequence's step: entry + its delay
+        return utc(position.entered_at) + _delay(node)
+    if isinstance(node, WaitNode) and node.delay is None:  # a time of day, a date: in the person's zone
+        return _due_at(campaign, node, people, position.contact_id, now)
+    return arrival_due(node, now, campaign.time_zone, {})
+
+
 def _apply(
     conn: Connection,
     campaign: Campaign,
@@ -506,40 +579,30 @@ def _apply(
     now: datetime,
     report: SweepReport,
     rules: SendRules | None = None,
+    facts: Facts | None = None,
 ) -> None:
-    """Write a round: the sends' ledger rows (held back by the `rules`: quiet hours and the cap), then every move
-    and leave (compare-and-set), in `conn`'s transaction."""
-    sent_on = []
-    reasons = _cannot_be_mailed(people, [p.contact_id for p, _ in plan.sends])
-    for (position, node), reason in zip(plan.sends, reasons, strict=True):
-        if reason:
-            plan.leaves.append((position, reason, EXITED))
-        else:
-            sent_on.append((position, node))
-    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now, rules, report)
-    plan.moves.extend((p, n.next) for p, n in sent_on if n.next)
-    plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, n in sent_on if not n.next)
-    moves: list[tuple[Position, str, datetime]] = []
-    for position, target in plan.moves:
-        arriving = journey.nodes[target]
-        personal = isinstance(arriving, WaitNode) and arriving.delay is None  # a time of day, a date: their zone
-        if isinstance(arriving, WaitNode) and arriving.from_entry:  # a sequence's step: entry + its delay
-            due: datetime | None = utc(position.entered_at) + _delay(arriving)
-        elif personal:
-            due = _due_at(campaign, arriving, people, position.contact_id, now)
-        else:
-            due = arrival_due(arriving, now, campaign.time_zone, {})
-        if due is None:
-            plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
-        else:
-            moves.append((position, target, due))
-    report.moved += store.move(conn, campaign.id, moves, now)
+    """Write a round (taken as far as it goes with `facts`, see `_walk`), in `conn`'s transaction: every move
+    and leave first (compare-and-set on the positions as read), then the ledger rows of the sends of the
+    positions that moved or left (held back by the `rules`: quiet hours and the cap), then the emails of
+    those who left are held back where their reason says so. A position another sweeper or an edit moved
+    since it was read changes nothing and enqueues nothing."""
+    walk = _walk(campaign, journey, plan, people, facts, now)
+    moves = [(walk.read[_key(p)], p.node, p.due_at) for p in walk.moves]
+    written = store.moved(conn, campaign.id, moves, now)
+    left: list[tuple[str, list[tuple[Position, str]]]] = []
     for state in (DONE, EXITED, CONVERTED):
-        rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
-        left = leave(conn, journey, campaign.id, rows, state, now)
-        if left:
-            report.left.update(reason for _, reason in rows)
-        if left and state == EXITED and campaign.kind == SEQUENCE:
+        rows = [(p, reason) for p, reason, s in walk.leaves if s == state]
+        read = [(walk.read[_key(p)], reason) for p, reason in rows]
+        went = store.gone(conn, campaign.id, read, state, now, arrived=[p for p, _ in rows])
+        left.append((state, [(p, reason) for p, reason in rows if _key(p) in went]))
+        written |= went
+    report.moved += sum(walk.steps[key] for key in written)
+    sends = [(p, node) for p, node in walk.sends if _key(p) in written]
+    report.enqueued += _enqueue(conn, campaign, sends, people, concerns, now, rules, report)
+    for state, rows in left:
+        report.left.update(reason for _, reason in rows)
+        hold_back(conn, journey, campaign.id, rows, state)
+        if rows and state == EXITED and campaign.kind == SEQUENCE:
             store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in rows}, now)
 
 

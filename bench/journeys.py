@@ -10,7 +10,8 @@ the others tomorrow. None of that is measured. Then a child process (so that its
 one real sweep (`sweep_all`, as the scheduler's journeys job does): the segment is evaluated, nobody new
 enters (everyone holds an active position), the early leaves and then the rounds run; the due people go
 through the wait, the branch (on their concern: acne or general) and a send, whose emails are planned and
-enqueued in the ledger; then they exit. The clock stops when the sweep returns, every email enqueued and committed.
+enqueued in the ledger; then they exit (each round takes its people all the way, as nothing on the way
+waits). The clock stops when the sweep returns, every email enqueued and committed.
 
 Prints one JSON line: the sweep's seconds, its CPU seconds, the child's peak RSS (VmHWM), what the sweep
 reported, the ledger's queued rows, the CPU seconds of the PostgreSQL server processes serving the sweep

@@ -15,7 +15,8 @@ SQLite and PostgreSQL differ for them:
   each re-acquisition can wait a whole switch interval; a claim of 4000 rows ran at half speed.
 
 Contract: `fetch_rows(conn, columns, rest, params)` runs `SELECT columns rest` and returns its rows as
-sequences (lists on SQLite, tuples on PostgreSQL); `marker(conn)` is the driver's positional placeholder;
+sequences (lists on SQLite, tuples on PostgreSQL); `fetch_ids(conn, column, rest, params)` the integers of
+`SELECT column rest` as one int64 array; `marker(conn)` is the driver's positional placeholder;
 `ids_in(conn, column)` is a condition on an integer `column` that takes `ids_value(conn, ids)` as its one
 parameter, and `values_in(conn, column)` one on any column that takes `values_value(conn, values)`;
 `time_value(conn, moment)` converts an aware datetime (or None).

@@ -9,15 +9,19 @@ so two sweepers entering the same person enter them once.
 Contract:
 - `enter(conn, rows)`: insert positions (dicts with every column), ignoring conflicts; how many went in.
 - `due(conn, campaign_id, now, limit, nodes=...)`: active positions due at `now` at `nodes`, oldest first.
-- `waiting(conn, campaign_id, nodes)`: active positions at `nodes` (due or not).
+- `waiting(conn, campaign_id, nodes, contacts=...)`: active positions at `nodes` (of `contacts`; due or not).
+- `active_contacts(conn, campaign_id)`: the contacts with an active position, as an int64 array.
 - `move(conn, campaign_id, moves, now)`: each (contact, entry, from node, from since) -> (node, due); how
-  many moved.
+  many moved (`moved`: which ones).
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
-  with `state` (done | exited | converted); how many left.
+  with `state` (done | exited | converted); how many left (`gone`: which ones).
+- `lock_journey(conn, campaign_id)`: PostgreSQL: the journey's rounds take turns (an advisory lock held to the
+  end of the transaction); SQLite: nothing.
 - `hold_back(conn, campaign_id, held)`: the emails of people who left, still queued and never claimed, are
   skipped with the reason in words ("left the journey: booked"), in the caller's transaction (the exit's).
 - `queued_emails(conn, campaign_id, until)`: the journey's queued emails due by `until` (the forecast's).
-- `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
+- `latest_entries(conn, campaign_id, contacts)`: each contact's latest entry (number, state, entered, left,
+  trigger), of `contacts` only when given.
 - Sequences (run as journeys): `unadopted_enrolments` lists the enrolments a sequence made before it ran
   as a journey and that have no position yet; `record_enrolments` / `record_exits` keep the enrolments
   table (what `needlecast plan` and the reports read of a sequence) in step with the positions.

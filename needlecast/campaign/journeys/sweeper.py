@@ -1,18 +1,26 @@
 """The sweeper: one job that advances every journey's due positions, in set operations, never a job per person.
 
 One sweep of a journey, at `now`:
-1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`);
+1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`); only
+   the segment's members without an active position are judged;
 2. early leaves: whoever reached the goal converts, wherever they are; whoever is suppressed, withdrew
-   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`);
+   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`); only
+   the positions of the people concerned are read;
 3. wait-untils: whoever is waiting for an event or an engagement that happened since they arrived goes on;
 4. rounds: the due positions, node by node, each node's people at once: a send enqueues their emails in the
-   ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever moves to
-   a node due at once is taken by the next round (cycles without a wait are refused at load, so this ends).
+   ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever arrives
+   at a node due at once goes on in the same round, as far as they go without waiting (cycles without a wait
+   are refused at load, so this ends): each position is written once per round, where it ends (`_walk`).
 
-Exactly once: each round's ledger rows and position moves are written in one transaction, the ledger row's
+Exactly once: each round's position moves and ledger rows are written in one transaction, the ledger row's
 key is (campaign, node, contact, entry) (`model.ledger_step`), and every move is a compare-and-set on the
-node and the moment the position was read (`store.journeys`). A crash anywhere loses the whole round or
-none of it; two sweepers at once enqueue each email once, and only one of them moves each position.
+node and the moment the position was read (`store.journeys`), written first: only the positions that moved
+enqueue their emails. A crash anywhere loses the whole round or none of it; two sweepers at once enqueue
+each email once, and only one of them moves each position (on PostgreSQL a journey's rounds take turns,
+`store.journeys.lock_journey`).
+
+The audience is read with the columns the journeys' segments, conditions and rules read (`frame_columns`),
+not every column: a million-person sweep holds about 400-500 MB at its peak.
 """
 
 from __future__ import annotations

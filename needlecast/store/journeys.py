@@ -208,6 +208,10 @@ def _sqlite_set_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) ->
     """SQLite: run `sql` (an UPDATE ending in `_GUARD_SQL`) once per row, straight on the driver; which
     positions (contact, entry: each row's guard) it changed. One `executemany` when every row changed (the
     usual case: the count says so); else, undone to a savepoint, row by row, to learn which ones did."""
+    if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        # The driver begins a transaction only at a write: a savepoint before any would begin one itself, and
+        # releasing it would commit the round's first writes alone.
+        conn.exec_driver_sql("BEGIN")
     conn.exec_driver_sql("SAVEPOINT journey_rows")
     if conn.exec_driver_sql(sql, rows).rowcount == len(rows):
         conn.exec_driver_sql("RELEASE journey_rows")

@@ -74,6 +74,33 @@ def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     return path
 
 
+# The user guides' pictures (docs/guides/*.md, the README): taken by the browser tests at a meaningful moment, so
+# that they show the pages as they are; committed, so that the site builds from a fresh clone too. They replace
+# the committed pictures only when NEEDLECAST_DOC_SCREENSHOTS=1 (as .ci/run sets it, before it builds the site, and
+# as whoever refreshes them sets it): otherwise into test-artifacts/docs/, so that a test run leaves the work tree
+# as it was (the pictures hold the day's dates).
+COMMITTED_DOC_SCREENSHOTS = REPO / "docs" / "screenshots"
+DOC_SCREENSHOTS = (
+    COMMITTED_DOC_SCREENSHOTS if os.environ.get("NEEDLECAST_DOC_SCREENSHOTS") == "1" else ARTIFACTS / "docs"
+)
+
+
+def save_doc_screenshot(page: Any, name: str, *, of: str | None = None, full_page: bool = False) -> Path:
+    """Saves the page as docs/screenshots/<name>.png, a picture the guides show, and returns that path: the part
+    of the page the CSS selector `of` names, else its window (the whole page with `full_page`). Written whole
+    or not at all, as `screenshot` writes. `tests/test_doc_screenshots.py` holds every picture the guides and
+    the README show to a call of this function, with its name written out, in some test."""
+    DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = DOC_SCREENSHOTS / f"{name}.png"
+    partial = DOC_SCREENSHOTS / f".{name}.{os.getpid()}.{threading.get_ident()}.png"
+    if of is not None:
+        page.locator(of).screenshot(path=str(partial))
+    else:
+        page.screenshot(path=str(partial), full_page=full_page)
+    os.replace(partial, path)
+    return path
+
+
 # Added to every document before its own scripts (the protocol's init script, which CSP does not govern): the
 # browser raises `securitypolicyviolation` for everything a page's policy blocks; say each on the console.
 REPORT_CSP_VIOLATIONS = """

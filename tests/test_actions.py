@@ -270,6 +270,7 @@ def _clinic_form(workspace: Workspace) -> dict[str, str]:
         "postal_address": "1 High Street, Bath BA1 1AA",
         "website": "https://glow.example",
         "booking_url": "https://glow.example/book",
+        "time_zone": "Europe/London",
     }
 
 

@@ -369,5 +369,6 @@ def test_a_report_is_json_with_its_funnel_ab_test_health_and_conversions(api: Co
     report = api.api(api.key("reports:read")).get("/reports/spring-guide")
     assert report.status_code == 200, report.text
     body = report.json()
-    assert set(body) == {"campaign", "funnel", "ab_test", "health", "conversions"}
+    assert set(body) == {"campaign", "funnel", "ab_test", "health", "conversions", "journey_funnel", "journey_paths"}
+    assert body["journey_funnel"] == body["journey_paths"] == []  # a broadcast has no steps to walk
     assert json.dumps(body)  # plain JSON all the way down

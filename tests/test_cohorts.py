@@ -359,7 +359,9 @@ def test_the_cohorts_command_writes_every_format_and_refuses_bad_options(
     env = {"NEEDLECAST_DATABASE_URL": url}
     shown = run(monkeypatch, workspace_dir, "cohorts", **env)
     assert shown.code == 0, shown.stderr
-    assert "Lead cohorts" in shown.stdout and "import:leads.csv" in shown.stdout and "form:spring" in shown.stdout
+    assert "Lead cohorts" in shown.stdout and "Imported from leads.csv" in shown.stdout
+    assert "Signup form “spring”" in shown.stdout
+    assert "import:leads.csv" not in shown.stdout
     assert "Revenue per campaign" in shown.stdout and "Attribution models" in shown.stdout
     text = run(monkeypatch, workspace_dir, "cohorts", "--by", "concern", "--format", "csv", **env)
     assert text.code == 0, text.stderr
@@ -389,7 +391,8 @@ def test_the_console_cohorts_page_and_downloads(workspace_dir: Path, tmp_path: P
     with site(workspace_dir, url, import_sample=False) as running:
         analyst = running.login("analyst")
         page = analyst.get("/console/reports/cohorts")
-        assert page.status_code == 200 and 'id="table-cohorts"' in page.text and "import:leads.csv" in page.text
+        assert page.status_code == 200 and 'id="table-cohorts"' in page.text and "Imported from leads.csv" in page.text
+        assert "import:leads.csv" not in page.text
         assert "lead0@example.com" not in page.text
         assert analyst.get("/console/reports/cohorts?by=postcode").status_code == 400
         download = analyst.get("/console/reports/cohorts.csv?by=concern")

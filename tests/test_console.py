@@ -57,6 +57,8 @@ ROUTES = [
     ("GET", "/console/campaigns/spring-guide", "campaigns.view"),
     ("GET", "/console/campaigns/spring-guide/preview", "campaigns.view"),
     ("GET", "/console/campaigns/spring-guide/preview.html", "campaigns.view"),
+    ("GET", "/console/journeys/new-lead-nurture", "campaigns.view"),
+    ("GET", "/console/journeys/new-lead-nurture/nodes/welcome", "contacts.view"),
     ("GET", "/console/campaigns/new", "campaigns.edit"),
     ("POST", "/console/campaigns/new", "campaigns.edit"),
     ("GET", "/console/campaigns/spring-guide/edit", "campaigns.edit"),

@@ -15,7 +15,7 @@ import pytest
 from needlecast.actions import audience as audience_actions
 from needlecast.delivery.outbox import read_outbox
 from needlecast.store.delivery import delivery_store
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
 from tests.console_site import PASSWORD, SEEDS, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -74,6 +74,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     page.get_by_role("link", name="New campaign").click()
     page.wait_for_url(re.compile(r".*/campaigns/new$"))
     marketer.check("campaign-form")
+    save_doc_screenshot(page, "campaign-form")
     page.get_by_label("Id", exact=True).fill("winter-tips")
     page.get_by_label("Name", exact=True).fill("Winter skin tips")
     page.get_by_label("Segment").select_option("all-leads")
@@ -94,6 +95,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     assert "Saved Winter skin tips as a draft" in page.inner_text("main")
     assert page.locator("#state").inner_text() == "draft"  # saved in the form: live only once scheduled
     marketer.check("campaign")
+    save_doc_screenshot(page, "campaign")
 
     page.get_by_role("link", name="Preview tips").click()
     page.wait_for_url(re.compile(r".*/preview\?step=tips$"))
@@ -111,6 +113,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
             assert "unsubscribe" in frame.locator("body").inner_text().lower()
             assert "Ana" in page.locator("#text-part").inner_text()
     marketer.check("preview")
+    save_doc_screenshot(page, "preview", of="main")
 
     back = page.get_by_role("link", name="Back to winter-tips")
     back.scroll_into_view_if_needed()  # below the preview's iframe, after a full-page screenshot
@@ -136,6 +139,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     page.wait_for_url(re.compile(r".*/confirm/schedule$"))
     assert "This is a draft: it becomes live now. This sends" in page.locator("#reach").inner_text()
     marketer.check("confirm-schedule")
+    save_doc_screenshot(page, "confirm-schedule", of="main")
     page.get_by_role("button", name="Schedule winter-tips").click()
     page.wait_for_url(re.compile(r".*flash=Scheduled.*"))
     assert page.locator("#state").inner_text() == "active"
@@ -154,6 +158,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     ended = page.locator("#send-banner").inner_text()
     assert "The send has ended" in ended and f"{people} sent" in ended  # the banner ends with the send
     marketer.check("campaign-sent")
+    save_doc_screenshot(page, "campaign-sent")
     cells = page.locator("#counts td").all_inner_texts()
     heads = page.locator("#counts th").all_inner_texts()
     assert int(dict(zip(heads, cells, strict=True))["sent"]) == people  # the campaign page shows every email sent
@@ -184,6 +189,7 @@ def test_a_reviewer_records_the_sign_off_that_the_gate_asks_for(browser: Any, co
     assert page.locator("#no-signoff").is_visible()
     assert "claim-universality" in page.locator("#findings").inner_text()
     reviewer.check("review")
+    save_doc_screenshot(page, "review", of="section:has(#review)")
     page.get_by_label("Record your sign-off").fill("Reviewed: the safety sentence stays for the pilot")
     page.get_by_role("button", name="Record the sign-off").click()
     page.wait_for_url(re.compile(r".*flash=Sign-off.*"))
@@ -234,6 +240,7 @@ def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timel
     page = marketer.page
     _open_audiences(page)
     marketer.check("audiences")
+    save_doc_screenshot(page, "audiences")
     with held_imports(monkeypatch) as gate:
         _upload_sample(page, console)
         # The page follows the running import without reloading itself (axe rates a refresh critical).
@@ -249,6 +256,7 @@ def test_a_marketer_uploads_a_messy_file_downloads_its_rejects_and_opens_a_timel
     marketer.check("import-390")
     page.set_viewport_size({"width": 1280, "height": 900})
     marketer.check("import")
+    save_doc_screenshot(page, "import")
     assert page.locator("#stage").inner_text() == "Finished"
     assert page.locator("#rows-read").inner_text() == "300 rows read"
     counts = [int(c) for c in page.locator("#import-counts td").all_inner_texts()]
@@ -312,6 +320,10 @@ def test_every_other_page_works_for_its_role_at_desktop_and_phone_width(
         person = Person(browser, console, role, width=width).log_in()
         for path in pages:
             person.open(path, f"{path.strip('/').replace('/', '-') or 'home'}-{width}")
+            if width == 1280 and path == "/console/templates/emails/welcome":
+                save_doc_screenshot(person.page, "template-editor")
+            if width == 1280 and path == "/console/users":
+                save_doc_screenshot(person.page, "users")
             if width == 390:
                 scroll = person.page.evaluate("document.documentElement.scrollWidth")
                 assert scroll <= 420, (path, scroll)  # wide tables scroll inside their box, not the page
@@ -345,6 +357,7 @@ def test_a_reviewer_corrects_a_tag_on_the_content_page_and_sees_the_sign_off_go_
     assert "set by hand" in page.locator("#section-microneedling-enhances-product-absorption").inner_text()
     assert "sign-off out of date" in page.inner_text("main")
     reviewer.check("content-corrected")
+    save_doc_screenshot(page, "content")
     phone = Person(browser, console, "reviewer", width=390).log_in()
     phone.open("/console/content", "content-phone")
     assert phone.page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
 from tests.cli_runner import run
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
@@ -82,6 +82,8 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     page.wait_for_url(re.compile(r".*/console/segments/acne$"))
     assert page.locator("#excluded").is_visible() and page.locator("#members tbody tr").count() > 0
     marketer.check("segment")
+    if width == 1280:
+        save_doc_screenshot(page, "segment")
 
     page.goto(f"{console.url}/console/audiences")
     page.get_by_role("link", name="New segment").click()
@@ -113,6 +115,8 @@ def test_a_marketer_builds_a_segment_by_clicking_and_typing_sees_it_counted_and_
     assert page.locator("[data-row]").count() == 2
     assert marketer.counted() == narrowed  # counted again without the removed row: as before it
     marketer.check("builder")
+    if width == 1280:
+        save_doc_screenshot(page, "segment-builder", of="#segment-builder")
     live = int(narrowed.split(" ")[0].replace(",", ""))
     assert 0 < live < int(concerns.split(" ")[0].replace(",", ""))
 

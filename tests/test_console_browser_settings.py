@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from needlecast.delivery.outbox import read_outbox
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -83,6 +83,8 @@ def test_an_admin_changes_the_clinics_details_and_the_next_test_send_carries_the
     page.get_by_role("link", name="Settings", exact=True).click()
     page.wait_for_url(re.compile(r".*/console/settings$"))
     admin.check("page")
+    if width == 1280:
+        save_doc_screenshot(page, "settings")
 
     page.get_by_label("Sender address").fill("care@clinic")  # the browser takes it; the server does not
     page.get_by_role("button", name="Save the sender").click()

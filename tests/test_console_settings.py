@@ -44,6 +44,7 @@ CLINIC = {
     "postal_address": "2 Mill Lane, Bath BA1 1AA",
     "website": "https://glow.example",
     "booking_url": "https://glow.example/book",
+    "time_zone": "Europe/London",
 }
 
 
@@ -157,6 +158,25 @@ def test_a_refused_change_names_each_field_in_words_and_writes_nothing(console: 
         assert str(console.workspace.root) not in page and "needlecast.toml" not in page
     assert _config(console) == before
     assert not [a for a in _actions(console) if a[1] == "settings.changed"]
+
+
+def test_the_clinics_time_zone_is_chosen_from_a_list_and_every_page_follows_it_without_a_restart(
+    console: ConsoleSite,
+) -> None:
+    admin = console.login("admin")
+    page = admin.get("/console/settings").text
+    assert '<option value="Europe/London" selected>Europe/London</option>' in page
+    assert '<option value="America/New_York">America/New York</option>' in page
+    token = csrf_of(page)
+    refused = admin.post("/console/settings/clinic", data={"csrf": token, **CLINIC, "time_zone": "Mars/Olympus"})
+    assert refused.status_code == 400
+    assert re.search(r'id="error-time_zone"[^>]*>choose the clinic&#39;s time zone from the list', refused.text)
+    saved = admin.post("/console/settings/clinic", data={"csrf": token, **CLINIC, "time_zone": "America/New_York"})
+    assert saved.status_code == 303
+    assert tomllib.loads(_config(console))["clinic"]["time_zone"] == "America/New_York"
+    # The audit log's times are on the new clock at once (the running app was started on London's).
+    audit_page = admin.get("/console/audit").text
+    assert re.search(r"\d{2}:\d{2} E[SD]T</td>", audit_page) and not re.search(r"\d{2}:\d{2} GMT</td>", audit_page)
 
 
 def test_sending_limits_consent_and_test_recipients_are_saved_and_read_back(console: ConsoleSite) -> None:

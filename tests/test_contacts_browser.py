@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from needlecast.store.schema import contacts, journey_positions
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -73,6 +73,8 @@ def test_a_marketer_searches_by_a_part_of_a_name_filters_and_tags_the_ones_ticke
     marketer = Person(browser, console, "marketer", width).log_in()
     page = marketer.page
     marketer.check("list")
+    if width == 1280:
+        save_doc_screenshot(page, "contacts")
     page.get_by_label("Search by name or address").fill("nguy")
     page.get_by_text("Filters: concern").click()  # the filters fold away (a phone shows the list sooner)
     page.get_by_label("Concern").select_option("acne")

@@ -29,7 +29,7 @@ from needlecast.readmodels import home
 from needlecast.readmodels.plans import plan_preview
 from needlecast.scaffold import init_workspace
 from needlecast.store.schema import campaign_state, consent_events, contacts, deliveries, events
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
 from tests.console_site import ConsoleSite, email_of, site
 from tests.test_compare import LEDGER
 from tests.test_report_figures import store
@@ -315,6 +315,8 @@ def test_the_home_page_in_a_browser_at_desktop_and_phone_width(browser: Any, con
         for words in (str(console.workspace.root), "needlecast ", "--", "Traceback", "UTC"):
             assert words not in main, words
         screenshot(page, f"console-home-{view.replace('&at=', '-')}-{width}")
+        if width == 1280 and view == "week":
+            save_doc_screenshot(page, "home")
     assert "Warm-up: up to 30 emails" in main and "Spring skin guide" in main and "09:00 GMT" in main
     page.get_by_role("link", name="Open rate").click()
     page.wait_for_url(re.compile(r".*/reports\?from=.*"))
@@ -340,6 +342,8 @@ def test_the_first_run_checklist_in_a_browser(browser: Any, tmp_path: Path, monk
             main = page.locator("main").inner_text()
             assert "Import or connect your leads" in main and str(root) not in main and "--" not in main
             screenshot(page, f"console-home-first-run-{width}")
+            if width == 1280:
+                save_doc_screenshot(page, "first-run")
             page.get_by_role("link", name="Import or connect your leads").click()
             page.wait_for_url(re.compile(r".*/audiences$"))
             context.close()

@@ -17,7 +17,14 @@ from needlecast import signing
 from needlecast.audience.suppression import suppression_of
 from needlecast.config import signing_secret
 from needlecast.store.schema import contacts
-from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import (
+    GuardedBrowser,
+    accessibility_problems,
+    axe_script,
+    chromium_path,
+    save_doc_screenshot,
+    screenshot,
+)
 from tests.console_site import ConsoleSite, site
 from tests.test_signup import confirmation_links, contact_row
 
@@ -52,6 +59,7 @@ def test_a_lead_signs_up_in_the_form_and_confirms_from_the_email(
 ) -> None:
     page.goto(f"{web.url}/subscribe")
     checked(page, "signup-form")
+    save_doc_screenshot(page, "signup-form")
     page.get_by_label("Email address").fill("ines.lead@example.org")
     page.get_by_label("First name (optional)").fill("Ines")
     page.get_by_label("Acne and scarring").check()

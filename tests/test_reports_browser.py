@@ -26,7 +26,14 @@ from needlecast.devtools.events import simulate, simulate_bookings
 from needlecast.store.engine import open_store
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
-from tests.browser import GuardedBrowser, accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import (
+    GuardedBrowser,
+    accessibility_problems,
+    axe_script,
+    chromium_path,
+    save_doc_screenshot,
+    screenshot,
+)
 from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 
 pytestmark = [
@@ -89,6 +96,8 @@ def test_the_report_page_draws_its_charts_under_its_csp_and_fits_the_window(
     assert "style-src 'self'" in answer.headers["content-security-policy"]  # the console's own, unweakened
     page.wait_for_load_state("load")
     screenshot(page, f"report-page-{width}")
+    if width == 1280:
+        save_doc_screenshot(page, "report")
     assert errors == []
     assert page.evaluate("window.__violations") == []
     charts = page.locator(".chart svg")
@@ -118,6 +127,8 @@ def test_the_compare_page_sorts_filters_and_draws_its_trends_under_its_csp(
     assert "style-src 'self'" in answer.headers["content-security-policy"]
     page.wait_for_load_state("load")
     screenshot(page, f"compare-page-{width}")
+    if width == 1280:
+        save_doc_screenshot(page, "compare")
     assert errors == []
     assert page.evaluate("window.__violations") == []
     assert page.evaluate("document.documentElement.scrollWidth") <= width
@@ -164,6 +175,8 @@ def test_the_cohorts_page_shows_cohorts_revenue_and_attribution_under_its_csp(
     page.wait_for_load_state("load")
     assert page.url.endswith("/console/reports/cohorts")
     screenshot(page, f"cohorts-page-{width}")
+    if width == 1280:
+        save_doc_screenshot(page, "cohorts")
     assert errors == [] and page.evaluate("window.__violations") == []
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     cohorts = page.locator("#table-cohorts tbody tr")

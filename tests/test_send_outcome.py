@@ -286,3 +286,30 @@ def test_test_recipients_edited_in_the_settings_are_used_without_a_restart(conso
         p["to"][0]["email"] for e in read_outbox(console.workspace.outbox_dir) for p in e["request"]["personalizations"]
     }
     assert sent_to == {"new.seed@clinic.example"}
+
+
+def test_the_resume_confirmation_counts_the_queued_emails_the_sender_would_now_refuse(console: ConsoleSite) -> None:
+    """Queued emails of a paused campaign whose person unsubscribed meanwhile are said before resuming."""
+    from sqlalchemy import select
+
+    from needlecast.audience.suppression import suppress
+    from needlecast.store.schema import contacts, deliveries
+
+    Runner(console.workspace, console.engine, backend_factory(console.workspace)).send("spring-guide")
+    with console.engine.connect() as conn:
+        queued = delivery_store(conn).counts(conn, "spring-guide")["queued"]  # its date is ahead: all wait
+        address = conn.execute(
+            select(contacts.c.email).join(deliveries, deliveries.c.contact_id == contacts.c.id).limit(1)
+        ).scalar_one()
+    assert queued > 1
+    marketer = console.login("marketer")
+    token = csrf_of(marketer.get("/console/campaigns/spring-guide").text)
+    assert marketer.post("/console/campaigns/spring-guide/pause", data={"csrf": token}).status_code == 303
+    asked = marketer.get("/console/campaigns/spring-guide/confirm/resume").text
+    assert f"Resuming sends the {queued} queued email(s) as they fall due." in asked and "Not sent" not in asked
+    with console.engine.begin() as conn:
+        suppress(conn, address, "unsubscribed")
+    asked = marketer.get("/console/campaigns/spring-guide/confirm/resume").text
+    assert f"Resuming sends the {queued - 1} queued email(s) as they fall due. Not sent: 1 unsubscribed." in asked
+    with console.engine.connect() as conn:
+        assert delivery_store(conn).counts(conn, "spring-guide")["queued"] == queued  # asking changes nothing

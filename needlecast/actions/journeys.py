@@ -25,6 +25,7 @@ from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.sweeper import enter as enter_positions
 from needlecast.campaign.journeys.sweeper import sweep_journey, sweep_seconds
 from needlecast.config import Workspace
+from needlecast.errors import CampaignFileError
 from needlecast.readmodels.journeys import journey_of, loaded_version
 from needlecast.store import journeys as store
 from needlecast.store.delivery import delivery_store
@@ -135,6 +136,22 @@ def save(
             retimed=preview.retimed,
         )
     return SaveResult(version, preview, changed)
+
+
+def create(engine: Engine, workspace: Workspace, actor: Actor, campaign_id: str, text: str) -> SaveResult:
+    """Save `text` as a new journey's file (the console's "New journey"): refused, naming the `id` field, when
+    a campaign already has that id (an edit goes through `save`, which would replace it); otherwise `save`
+    (validated by the loader, versioned, audited)."""
+    require(actor, "campaigns.edit")
+    ctx = CampaignContext.load(workspace)
+    if campaign_id in ctx.campaigns:
+        raise CampaignFileError(
+            str(ctx.campaigns[campaign_id].path),
+            "id",
+            f"'{campaign_id}' is already the id of another campaign",
+            "give the journey its own id",
+        )
+    return save(engine, workspace, actor, campaign_id, text)
 
 
 def check(engine: Engine, workspace: Workspace, campaign_id: str, *, now: datetime | None = None) -> edits.CheckReport:

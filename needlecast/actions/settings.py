@@ -86,6 +86,16 @@ def _clock(value: str) -> str:
     return text
 
 
+def _zone(value: str) -> str:
+    """An IANA time zone name as the config loader accepts it ("Europe/London")."""
+    from zoneinfo import available_timezones
+
+    text = value.strip()
+    if text not in available_timezones():
+        raise ValueError("choose the clinic's time zone from the list, such as Europe/London")
+    return text
+
+
 def _version(value: str) -> str:
     text = value.strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
@@ -110,6 +120,7 @@ GROUPS: dict[str, dict[str, Field]] = {
         ),
         "website": Field("clinic", "website", _web_address),
         "booking_url": Field("clinic", "booking_url", _web_address),
+        "time_zone": Field("clinic", "time_zone", _zone),
     },
     "sender": {
         "sender_name": Field("clinic", "sender_name", lambda v: _text(v, required="enter the name people see")),

@@ -33,15 +33,19 @@ CampaignArgument = Annotated[str, typer.Argument(help="Campaign id (see `needlec
 @app.command()
 def plan(
     campaign: Annotated[str | None, typer.Argument(help="Campaign id (default: every campaign).")] = None,
-    days: Annotated[int, typer.Option(help="How many days ahead to plan.")] = 14,
+    days: Annotated[
+        int | None,
+        typer.Option(help="How many days ahead to plan (default 14; 30 for a journey or a sequence named alone)."),
+    ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write every planned email to this CSV.")] = None,
     format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show who gets what and when, who is excluded and why, and what would stop a send. Sends nothing."""
-    from needlecast.readmodels.plans import plan_preview
+    from needlecast.readmodels.plans import plan_days, plan_preview
 
     setup_logging()
     workspace = current_workspace()
+    days = days if days is not None else plan_days(workspace, campaign)
     preview = plan_preview(current_store(workspace), workspace, campaign, days, now=datetime.now(UTC), csv=csv)
     if format == OutputFormat.json:
         print_json(

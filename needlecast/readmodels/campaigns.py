@@ -40,6 +40,7 @@ from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
 from needlecast.readmodels.plans import CampaignPlan, plan_preview
 from needlecast.store.delivery import delivery_store
+from needlecast.store.reach import queued_not_mailable
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
 
@@ -108,9 +109,12 @@ def reach(
     if action == "pause":
         return f"Pausing holds {queued} queued email(s) until the campaign is resumed."
     if action == "resume":
-        said = f"Resuming sends the {queued} queued email(s) as they fall due."
         with engine.connect() as conn:
             figures = guardrails.paused_figures(conn, campaign.id)  # why the guard paused it, shown first
+            refused = queued_not_mailable(conn, campaign.id)
+        said = f"Resuming sends the {queued - sum(refused.values())} queued email(s) as they fall due."
+        if refused:
+            said += f" Not sent: {'; '.join(f'{n} {in_words(why)}' for why, n in sorted(refused.items()))}."
         return f"This campaign {figures} {said}" if figures else said
     return f"Cancelling marks {queued} queued email(s) as cancelled: they are never sent. This cannot be undone."
 
@@ -121,8 +125,9 @@ def reason_in_words(reason: str) -> str:
 
 
 def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> dict[str, list[dict[str, Any]]]:
-    """A campaign's report tables as records (`funnel`, `ab_test`, `health`, `conversions`), times on the
-    clinic's clock; `NotFound` for an unknown campaign."""
+    """A campaign's report tables as records (`funnel`, `ab_test`, `health`, `conversions`; a journey's and a
+    sequence's also `journey_funnel` and `journey_paths`), times on the clinic's clock; `NotFound` for an
+    unknown campaign."""
     from needlecast.reports import load_report
     from needlecast.reports.export import records
 
@@ -140,7 +145,19 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign_id: str) -> d
         "ab_test": records(data.ab),
         "health": records(data.health),
         "conversions": records(data.conversions),
+        **_journey_records(engine, ctx.campaign(campaign_id), data.funnel),
     }
+
+
+def _journey_records(engine: Engine, campaign: Campaign, funnel: Any) -> dict[str, list[dict[str, Any]]]:
+    """A journey's or a sequence's funnel per node and paths as records (none for a broadcast)."""
+    from needlecast.readmodels.journey_figures import journey_tables
+    from needlecast.reports.export import records
+
+    if campaign.journey is None:
+        return {}
+    per_node, paths = journey_tables(engine, campaign, funnel)
+    return {"journey_funnel": records(per_node), "journey_paths": records(paths)}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Contract: `cohort_tables(engine, workspace, by, now)` returns `CohortTables` (th
 clinic's clock and with its attribution rules; it is a `reports.export.Tables`, so `write_file` writes it as
 CSV (the cohort table), XLSX (a sheet per table), Parquet (the cohort table) or JSON (every table).
 `shown(data)` gives each table as (name, heading, column titles, rows of text) for a page or a terminal:
-rates as percentages ("–" where a window is still open or a group is too small), values with two decimals.
+rates as percentages ("–" where a window is still open or a group is too small), values with two decimals,
+a lead's source in words (`audience.sources.source_words`: "Imported from leads.csv"; the files and the
+notebook keep the stored source, an exact key).
 `cohort_by(text)` checks the page's or command's `by` and raises `InvalidRequest` naming it and the choices.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
+from needlecast.audience.sources import source_words
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest
 from needlecast.reports.cohorts import BY, load_cohorts
@@ -70,6 +73,8 @@ def cohort_tables(engine: Engine, workspace: Workspace, by: str, now: datetime) 
 
 
 def _text(column: str, value: Any) -> str:
+    if column == "source":
+        return source_words(str(value))
     if column in MONEY:
         return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):,.2f}"
     return cell_text(column, value)

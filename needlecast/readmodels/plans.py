@@ -86,6 +86,18 @@ def forecast_rows(rows: pd.DataFrame | None, time_zone: str) -> list[dict[str, A
     ]
 
 
+PLAN_DAYS, JOURNEY_PLAN_DAYS = 14, 30  # `needlecast plan`'s horizon: a broadcast's, a journey's per node
+
+
+def plan_days(workspace: Workspace, campaign_id: str | None) -> int:
+    """How many days `needlecast plan` looks ahead when not told: 30 for a journey or a sequence named alone
+    (its forecast per node, as the campaign's page shows it), else 14."""
+    if campaign_id is None:
+        return PLAN_DAYS
+    campaign = CampaignContext.load(workspace).campaigns.get(campaign_id)
+    return JOURNEY_PLAN_DAYS if campaign is not None and campaign.journey is not None else PLAN_DAYS
+
+
 def plan_preview(
     engine: Engine,
     workspace: Workspace,

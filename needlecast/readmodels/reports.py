@@ -12,8 +12,10 @@ Contract:
   format (`FORMATS`): CSV and JSON as text, XLSX, HTML (a report only) and Parquet as a file;
   `report_file(data, format, title)` gives that file's bytes (a download).
 - `campaign_report(engine, workspace, campaign)` is the report of a campaign the workspace defines (`NotFound`
-  naming the campaign otherwise), and `report_page(data)` is what its page shows: every table as text, the
-  deliverability health per campaign, the funnel and timeline charts (inline SVG, None without data).
+  naming the campaign otherwise); a journey's or a sequence's report (this and `send_report` of one campaign)
+  also has its funnel per node and its paths (`journey_funnel`, `journey_paths`: `journey_figures`), and
+  `report_page(data)` is what its page shows: every table as text, the deliverability health per campaign,
+  the funnel and timeline charts (inline SVG, None without data).
 - `comparison_page(data)` is what the comparison's page shows: the columns (key and title, in order), each
   campaign's row and the totals as text, the change on the previous period, the weekly trends per concern
   and per article (charts and tables) and which content converts.
@@ -33,8 +35,10 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 
 from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.model import Campaign
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
+from needlecast.readmodels.journey_figures import journey_tables
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -97,7 +101,7 @@ def send_report(
         if campaign not in known:
             there = ", ".join(sorted(known)) or "none yet"
             raise NotFound(f"no campaign '{campaign}' to report on; the campaigns are: {there}")
-    return load_report(
+    data = load_report(
         engine,
         campaign,
         datetime.combine(since, datetime.min.time(), UTC) if since else None,
@@ -109,6 +113,15 @@ def send_report(
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )
+    if campaign is not None and campaign in ctx.campaigns:
+        with_journey_tables(engine, ctx.campaigns[campaign], data)
+    return data
+
+
+def with_journey_tables(engine: Engine, campaign: Campaign, data: Report) -> None:
+    """A journey's or a sequence's report gains its funnel per node and its paths (`journey_figures`)."""
+    if campaign.journey is not None:
+        data.journey_funnel, data.journey_paths = journey_tables(engine, campaign, data.funnel)
 
 
 def campaign_comparison(
@@ -226,14 +239,15 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign: str) -> Repo
     there are, or the campaign file that failed to load), with every email and event, by day, on the
     clinic's clock, with the A/B arms' subjects and the workspace's attribution rules."""
     ctx = CampaignContext.load(workspace)
-    ctx.campaign(campaign)
-    return load_report(
+    data = load_report(
         engine,
         campaign,
         subjects=ctx.arm_subjects(),
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )
+    with_journey_tables(engine, ctx.campaign(campaign), data)
+    return data
 
 
 def health_rows(data: Report) -> list[HealthRow]:

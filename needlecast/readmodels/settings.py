@@ -29,6 +29,8 @@ def settings_values(workspace: Workspace) -> dict[str, Any]:
         "postal_address": clinic.postal_address,
         "website": clinic.website,
         "booking_url": clinic.booking_url,
+        "time_zone": clinic.time_zone,
+        "time_zones": time_zone_choices(),
         "sender_name": clinic.sender_name,
         "sender_email": clinic.sender_email,
         "reply_to": clinic.reply_to,
@@ -45,6 +47,13 @@ def settings_values(workspace: Workspace) -> dict[str, Any]:
         "test_recipients": "\n".join(settings.console.test_recipients),
         "quiet_overridden": overridden,
     }
+
+
+def time_zone_choices() -> list[str]:
+    """Every IANA time zone a clinic can choose, sorted (the settings form's list)."""
+    from zoneinfo import available_timezones
+
+    return sorted(zone for zone in available_timezones() if "/" in zone and not zone.startswith(("Etc/", "SystemV/")))
 
 
 def logo_file(workspace: Workspace) -> Path | None:

@@ -69,6 +69,9 @@ class Report:
     decisions: pd.DataFrame = field(default_factory=pd.DataFrame)  # A/B winner tests: each arm's figures, the winner
     send_time: pd.DataFrame = field(default_factory=pd.DataFrame)  # optimised sends against their holdout
     time_zone: str = "UTC"  # the clinic's zone: every time in the tables is on its clock
+    # A journey's or a sequence's (`readmodels.journey_figures.journey_tables`): the funnel per node, the paths
+    journey_funnel: pd.DataFrame = field(default_factory=pd.DataFrame)
+    journey_paths: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = {
@@ -86,6 +89,9 @@ class Report:
             tables["send_time"] = self.send_time
         if not self.recipients.empty:
             tables["recipients"] = self.recipients
+        if not self.journey_funnel.empty:
+            tables["journey_funnel"] = self.journey_funnel
+            tables["journey_paths"] = self.journey_paths
         return tables
 
 

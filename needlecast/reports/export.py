@@ -135,6 +135,8 @@ SHEETS = {
     "links": "Links",
     "recipients": "Recipients",
     "conversions": "Conversions",
+    "journey_funnel": "Funnel per step of the journey",
+    "journey_paths": "Paths taken through the journey",
     "compare": "Campaigns compared",
     "change": "Change on the previous period",
     "cohorts": "Lead cohorts",

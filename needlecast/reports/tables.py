@@ -40,7 +40,7 @@ SHOWN_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 # The tables a terminal prints (`needlecast report`); the files and the pages hold every table.
-TERMINAL_TABLES = ("funnel", "totals", "health", "ab_test", "conversions")
+TERMINAL_TABLES = ("funnel", "totals", "health", "ab_test", "conversions", "journey_funnel", "journey_paths")
 
 
 def shown_columns(name: str, columns: list[str]) -> list[str]:

@@ -11,8 +11,8 @@ Contract:
 - `due(conn, campaign_id, now, limit, nodes=...)`: active positions due at `now` at `nodes`, oldest first.
 - `waiting(conn, campaign_id, nodes, contacts=...)`: active positions at `nodes` (of `contacts`; due or not).
 - `active_contacts(conn, campaign_id)`: the contacts with an active position, as an int64 array.
-- `move(conn, campaign_id, moves, now)`: each (contact, entry, from node, from since) -> (node, due); how
-  many moved (`moved`: which ones).
+- `move(conn, campaign_id, moves, now, choices)`: each (contact, entry, from node, from since) -> (node, due);
+  how many moved (`moved`: which ones); a move from a node in `choices` is added to the entry's `path`.
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
   with `state` (done | exited | converted); how many left (`gone`: which ones).
 - `lock_journey(conn, campaign_id)`: PostgreSQL: the journey's rounds take turns (an advisory lock held to the
@@ -30,7 +30,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -278,29 +278,50 @@ def lock_journey(conn: Connection, campaign_id: str) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"needlecast.journey:{campaign_id}",))
 
 
-def move(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime) -> int:
+def move(
+    conn: Connection,
+    campaign_id: str,
+    moves: Sequence[tuple[Position, str, datetime]],
+    now: datetime,
+    choices: Collection[str] = (),
+) -> int:
     """Move each position (as read) to its node, due at its moment, arriving `now`; one statement for all.
-    A position that moved meanwhile (another sweeper, an edit) is left alone. Returns how many moved."""
-    return len(moved(conn, campaign_id, moves, now))
+    A position that moved meanwhile (another sweeper, an edit) is left alone. A move from one of the nodes
+    `choices` (a branch, a split, a wait-until) adds `node>target;` to the entry's `path` (what the journey's
+    page and report count paths from). Returns how many moved."""
+    paths = [_choice(p.node, node, choices) for p, node, _ in moves]
+    return len(moved(conn, campaign_id, moves, now, paths))
 
 
 def moved(
-    conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, str, datetime]], now: datetime
+    conn: Connection,
+    campaign_id: str,
+    moves: Sequence[tuple[Position, str, datetime]],
+    now: datetime,
+    paths: Sequence[str],
 ) -> set[tuple[int, int]]:
-    """`move`, returning which positions (contact, entry) moved."""
+    """`move`, each position's `path` extended by its text in `paths` (the choices that took it there, in
+    order: `node>target;` each), returning which positions (contact, entry) moved."""
     if not moves:
         return set()
     if not driver.is_sqlite(conn):
-        targets = [(p, (node, _pg_time(when))) for p, node, when in moves]
-        sql = "UPDATE journey_positions AS p SET node = v.node, since = %s, due_at = v.due_at"
-        return _pg_set_many(conn, sql, campaign_id, targets, ("node text", "due_at timestamptz"), (_pg_time(now),))
+        targets = [(p, (node, _pg_time(when), path)) for (p, node, when), path in zip(moves, paths, strict=True)]
+        sql = "UPDATE journey_positions AS p SET node = v.node, since = %s, due_at = v.due_at, path = p.path || v.path"
+        columns = ("node text", "due_at timestamptz", "path text")
+        return _pg_set_many(conn, sql, campaign_id, targets, columns, (_pg_time(now),))
     at = _moment(conn)
     arrived = at(now)
     rows = [
-        (node, arrived, at(when), campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, node, when in moves
+        (node, arrived, at(when), path, campaign_id, p.contact_id, p.entry, p.node, at(p.since))
+        for (p, node, when), path in zip(moves, paths, strict=True)
     ]
-    sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ? WHERE {_GUARD_SQL}"
+    sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ?, path = path || ? WHERE {_GUARD_SQL}"
     return _sqlite_set_many(conn, sql, rows)
+
+
+def _choice(node: str, target: str, choices: Collection[str]) -> str:
+    """The token a move adds to the entry's `path`: `node>target;` from a choice node, else nothing."""
+    return f"{node}>{target};" if node in choices else ""
 
 
 def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Position, datetime]]) -> int:
@@ -325,32 +346,38 @@ def gone(
     now: datetime,
     *,
     arrived: Sequence[Position] | None = None,
+    paths: Sequence[str] | None = None,
 ) -> set[tuple[int, int]]:
     """`leave`, returning which positions (contact, entry) left. With `arrived` (one per row: where the sweep
     took the position in memory before it left, see `campaign.journeys.sweeper`), each leaves from that node
-    and arrival instead of those it was read at."""
+    and arrival instead of those it was read at, its `path` extended by its text in `paths` (the choices on
+    the way, as `moved`)."""
     if not rows:
         return set()
     assert state in (DONE, EXITED, CONVERTED)
     at_end = list(arrived) if arrived is not None else [p for p, _ in rows]
+    added = list(paths) if paths is not None else [""] * len(rows)
     if not driver.is_sqlite(conn):
         moment = _pg_time(now)
         sql = (
             "UPDATE journey_positions AS p SET state = %s, left_at = %s, due_at = %s, reason = v.reason,"
-            " node = v.node, since = v.since"
+            " node = v.node, since = v.since, path = p.path || v.path"
         )
-        targets = [(p, (reason[:120], a.node, _pg_time(a.since))) for (p, reason), a in zip(rows, at_end, strict=True)]
-        columns = ("reason text", "node text", "since timestamptz")
+        targets = [
+            (p, (reason[:120], a.node, _pg_time(a.since), path))
+            for (p, reason), a, path in zip(rows, at_end, added, strict=True)
+        ]
+        columns = ("reason text", "node text", "since timestamptz", "path text")
         return _pg_set_many(conn, sql, campaign_id, targets, columns, (state, moment, moment))
     at = _moment(conn)
     left = at(now)
     params = [
-        (state, left, left, reason[:120], a.node, at(a.since), campaign_id, p.contact_id, p.entry, p.node, at(p.since))
-        for (p, reason), a in zip(rows, at_end, strict=True)
+        (state, left, left, r[:120], a.node, at(a.since), path, campaign_id, p.contact_id, p.entry, p.node, at(p.since))
+        for (p, r), a, path in zip(rows, at_end, added, strict=True)
     ]
     sql = (
-        "UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ?, node = ?, since = ?"
-        f" WHERE {_GUARD_SQL}"
+        "UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ?, node = ?, since = ?,"
+        f" path = path || ? WHERE {_GUARD_SQL}"
     )
     return _sqlite_set_many(conn, sql, params)
 

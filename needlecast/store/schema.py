@@ -487,6 +487,9 @@ journey_positions = Table(
     Column("trigger_at", DateTime(), nullable=True),  # the event, signup or date that started this entry
     Column("left_at", DateTime(), nullable=True),
     Column("reason", String(120), nullable=False, server_default=""),
+    # The choices this entry made, in order (migration 0018): `node>target;` per branch, split or wait-until
+    # passed (`store.journeys.move`'s `choices`); what the journey's page and report count paths from.
+    Column("path", Text, nullable=False, server_default=""),
     Index("ix_journey_positions_due", "campaign_id", "state", "due_at"),
     Index(
         "uq_journey_positions_active",

@@ -132,14 +132,17 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def clinic_clock(time_zone: str) -> Callable[..., str]:
+def clinic_clock(time_zone: str | Callable[[], str]) -> Callable[..., str]:
     """A page filter: an instant (aware, or naive UTC as the store keeps it) on the clinic's clock, with its
-    zone's abbreviation: `{{ moment|clinic_time }}` -> "15 Jan 2030, 09:00 GMT"; "–" for None."""
-    zone = ZoneInfo(time_zone)
+    zone's abbreviation: `{{ moment|clinic_time }}` -> "15 Jan 2030, 09:00 GMT"; "–" for None. `time_zone` is
+    a zone's name, or a callable read at each use (the console's: a zone changed in the settings is in force
+    on the next page, without a restart)."""
+    zone_name = time_zone if callable(time_zone) else (lambda: time_zone)
 
     def clinic_time(value: datetime | None, with_time: bool = True) -> str:
         if value is None:
             return "–"
+        zone = ZoneInfo(zone_name())
         local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
         day = f"{local.day} {local.strftime('%b %Y')}"
         return f"{day}, {local.strftime('%H:%M')} {local.tzname()}" if with_time else day

@@ -263,3 +263,41 @@ def split_point(campaign_id: str, node_id: str, contact_id: int) -> int:
 def node_of_step(step_id: str) -> str:
     """The send node's id of a ledger step id (`ledger_step` undone)."""
     return step_id.split("#", 1)[0]
+
+
+CHOICE_KINDS = (BRANCH, SPLIT, WAIT_UNTIL)  # the nodes whose way on is a choice: an entry's `path` records it
+
+
+def choice_nodes(journey: Journey) -> frozenset[str]:
+    """The ids of the journey's nodes whose way on is a choice (what a position's `path` records)."""
+    return frozenset(node_id for node_id, node in journey.nodes.items() if node.kind in CHOICE_KINDS)
+
+
+def path_choices(path: str) -> list[tuple[str, str]]:
+    """A position's `path` ("route>gentle;ab>vip;") as its (node, target) choices, in order."""
+    return [(token.split(">", 1)[0], token.split(">", 1)[1]) for token in path.split(";") if ">" in token]
+
+
+def walked(journey: Journey, path: str, node: str) -> list[str] | None:
+    """The nodes an entry now at `node` has reached, in the order first reached, walking from the start along
+    each node's way on and, at a choice, the `path`'s next choice; None when the path does not lead there (an
+    edit moved the entry, or the file changed since)."""
+    choices = path_choices(path)
+    seen: dict[str, None] = {}
+    at = journey.start
+    for _ in range(len(journey.nodes) * (len(choices) + 2)):  # a walk longer than this goes round for nothing
+        current = journey.nodes.get(at)
+        if current is None:
+            return None
+        seen[at] = None
+        if at == node and not choices:
+            return list(seen)
+        if current.kind in CHOICE_KINDS:
+            if not choices or choices[0][0] != at:
+                return None
+            at = choices.pop(0)[1]
+        elif current.next:
+            at = current.next
+        else:
+            return None
+    return None

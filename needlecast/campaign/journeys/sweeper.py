@@ -26,7 +26,7 @@ not every column: a million-person sweep holds about 400-500 MB at its peak.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,6 +53,7 @@ from needlecast.campaign.journeys.model import (
     SplitNode,
     WaitNode,
     WaitUntilNode,
+    choice_nodes,
     ledger_step,
     split_point,
 )
@@ -515,6 +516,7 @@ class _Walk:
     moves: list[Position] = field(default_factory=list)  # where they arrived, due then
     leaves: list[tuple[Position, str, str]] = field(default_factory=list)  # reason, state
     steps: Counter[tuple[int, int]] = field(default_factory=Counter)  # moves made on the way
+    paths: defaultdict[tuple[int, int], str] = field(default_factory=lambda: defaultdict(str))  # choices made
 
 
 def _key(position: Position) -> tuple[int, int]:
@@ -535,6 +537,7 @@ def _walk(
     round would take them: one write per position instead of one per node. Nothing is written here."""
     read = [p for p, _ in plan.moves] + [p for p, _, _ in plan.leaves] + [p for p, _ in plan.sends]
     walk = _Walk({_key(p): p for p in read})
+    choices = choice_nodes(journey)
     for _ in range(len(journey.nodes) + 1):
         reasons = _cannot_be_mailed(people, [p.contact_id for p, _ in plan.sends])
         for (position, node), reason in zip(plan.sends, reasons, strict=True):
@@ -554,6 +557,8 @@ def _walk(
                 walk.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
                 continue
             walk.steps[_key(position)] += 1
+            if position.node in choices:  # the entry's `path` records the way a choice took it
+                walk.paths[_key(position)] += f"{position.node}>{target};"
             arrived = Position(
                 position.contact_id, position.entry, target, now, due, position.entered_at, position.trigger_at
             )
@@ -596,12 +601,13 @@ def _apply(
     since it was read changes nothing and enqueues nothing."""
     walk = _walk(campaign, journey, plan, people, facts, now)
     moves = [(walk.read[_key(p)], p.node, p.due_at) for p in walk.moves]
-    written = store.moved(conn, campaign.id, moves, now)
+    written = store.moved(conn, campaign.id, moves, now, [walk.paths[_key(p)] for p in walk.moves])
     left: list[tuple[str, list[tuple[Position, str]]]] = []
     for state in (DONE, EXITED, CONVERTED):
         rows = [(p, reason) for p, reason, s in walk.leaves if s == state]
         read = [(walk.read[_key(p)], reason) for p, reason in rows]
-        went = store.gone(conn, campaign.id, read, state, now, arrived=[p for p, _ in rows])
+        arrived, paths = [p for p, _ in rows], [walk.paths[_key(p)] for p, _ in rows]
+        went = store.gone(conn, campaign.id, read, state, now, arrived=arrived, paths=paths)
         left.append((state, [(p, reason) for p, reason in rows if _key(p) in went]))
         written |= went
     report.moved += sum(walk.steps[key] for key in written)

@@ -246,3 +246,5 @@ class ReportOut(BaseModel):
     ab_test: list[dict[str, Any]]
     health: list[dict[str, Any]]
     conversions: list[dict[str, Any]]
+    journey_funnel: list[dict[str, Any]] = []  # a journey's or a sequence's: per node, entered to converted
+    journey_paths: list[dict[str, Any]] = []  # a journey's or a sequence's: the conversion per path taken

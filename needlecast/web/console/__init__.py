@@ -48,6 +48,8 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         contact_views,
         content_views,
         home_views,
+        journey_edit_views,
+        journey_views,
         problems,
         report_views,
         segment_views,
@@ -58,7 +60,7 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
     from needlecast.web.console.jobs import ImportJobs
 
     pages = Pages(HERE / "templates")
-    pages.env.filters["clinic_time"] = clinic_clock(workspace.settings.clinic.time_zone)
+    pages.env.filters["clinic_time"] = clinic_clock(lambda: workspace.settings.clinic.time_zone)  # live
     pages.env.filters["for_people"] = for_people  # a note's words, not its command-line form
     pages.env.filters["duration"] = duration_words
     pages.env.filters["placeholders"] = placeholders_in_words  # a subject's source as "[first name]"
@@ -86,6 +88,8 @@ def console_app(workspace: Workspace, engine: Engine, senders: Senders, frames: 
         *session_views.ROUTES,
         *home_views.ROUTES,  # before campaign_views: the home page is "/", the campaign list "/campaigns"
         *campaign_views.ROUTES,
+        *journey_edit_views.ROUTES,  # before any "/journeys/{journey}" page: "/journeys/new" is no journey's
+        *journey_views.ROUTES,
         *template_views.ROUTES,
         *audience_views.ROUTES,
         *contact_list_views.ROUTES,  # before contact_views: "/contacts/bulk/..." is no contact's page

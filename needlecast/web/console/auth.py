@@ -102,7 +102,9 @@ class Console:
         """`page(action)` for views that close over this console (see the module-level `page`)."""
         return page(action, upload=upload)
 
-    async def serve(self, request: Request, view: View, action: str | None, upload: bool) -> Response:
+    async def serve(
+        self, request: Request, view: View, action: str | None, upload: bool, fields: int = 200
+    ) -> Response:
         """Run `view` for the request's actor (see the module contract): log-in, permission and CSRF first."""
         session = await run_in_threadpool(self.session, request)
         if session is None:
@@ -128,7 +130,7 @@ class Console:
             )
         form = None
         if request.method == "POST":
-            form = await (request.form(max_files=1, max_fields=20) if upload else small_form(request))
+            form = await (request.form(max_files=1, max_fields=20) if upload else small_form(request, fields=fields))
             token = str(form.get("csrf") or "")
             if not hmac.compare_digest(token, session.csrf) or not self.same_site(request):
                 return self.render(
@@ -148,14 +150,17 @@ def console_of(request: Request) -> Console:
     return console
 
 
-def page(action: str | None, *, upload: bool = False) -> Callable[[View], Callable[[Request], Awaitable[Response]]]:
+def page(
+    action: str | None, *, upload: bool = False, fields: int = 200
+) -> Callable[[View], Callable[[Request], Awaitable[Response]]]:
     """Wrap a module-level view `(request, who) -> Response` as a console endpoint: it runs in the thread pool
     for a logged-in actor who may do `action` (None: any logged-in actor), after the CSRF check of a POST
-    (see the module contract). The console is the request's app's (`console_of`), never captured."""
+    (see the module contract). The console is the request's app's (`console_of`), never captured. A POST may
+    carry at most `fields` form fields (a form of many rows, the journey editor's, asks for more)."""
 
     def wrap(view: View) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            return await console_of(request).serve(request, view, action, upload)
+            return await console_of(request).serve(request, view, action, upload, fields)
 
         endpoint.__name__ = view.__name__
         return endpoint

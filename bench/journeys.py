@@ -10,11 +10,13 @@ the others tomorrow. None of that is measured. Then a child process (so that its
 one real sweep (`sweep_all`, as the scheduler's journeys job does): the segment is evaluated, nobody new
 enters (everyone holds an active position), the early leaves and then the rounds run; the due people go
 through the wait, the branch (on their concern: acne or general) and a send, whose emails are planned and
-enqueued in the ledger; then they exit. The clock stops when the sweep returns, every email enqueued and committed.
+enqueued in the ledger; then they exit (each round takes its people all the way, as nothing on the way
+waits). The clock stops when the sweep returns, every email enqueued and committed.
 
 Prints one JSON line: the sweep's seconds, its CPU seconds, the child's peak RSS (VmHWM), what the sweep
-reported, the ledger's queued rows, and the machine's load average before and after (`/proc/loadavg`: the
-machine is shared). `--profile FILE` writes the sweep's cProfile statistics.
+reported, the ledger's queued rows, the CPU seconds of the PostgreSQL server processes serving the sweep
+(`server_cpu_s`, from /proc: the server runs on this machine), and the machine's load average before and
+after (`/proc/loadavg`: the machine is shared). `--profile FILE` writes the sweep's cProfile statistics.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday, noon in London: no quiet hours apply
@@ -119,6 +122,26 @@ def peak_rss_mb() -> int:
     return 0
 
 
+def server_cpu(engine: Any) -> dict[int, float]:
+    """PostgreSQL on this machine: the CPU seconds so far of each server process serving this database (the
+    bench's own database: nobody else's), read from /proc; empty on SQLite or when they cannot be read."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as conn:
+        pids = [
+            int(r[0])
+            for r in conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ]
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def sweep_phase(root: str, profile: str) -> None:
     """The child process: one sweep of every live journey at NOW, timed; prints JSON."""
     from sqlalchemy import func, select
@@ -139,6 +162,7 @@ def sweep_phase(root: str, profile: str) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
+    server_before = server_cpu(engine)
     cpu = time.process_time()
     started = time.perf_counter()
     if profiler is not None:
@@ -150,6 +174,8 @@ def sweep_phase(root: str, profile: str) -> None:
         profiler.dump_stats(profile)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    server_after = server_cpu(engine)  # the sweep's connections are still in the pool
+    server = sum(v - server_before.get(pid, 0.0) for pid, v in server_after.items())
     with engine.connect() as conn:
         queued = conn.execute(select(func.count()).select_from(deliveries)).scalar_one()
     report = reports[0]
@@ -159,6 +185,7 @@ def sweep_phase(root: str, profile: str) -> None:
                 "sweep_s": round(seconds, 2),
                 "sweep_cpu_s": round(cpu, 2),
                 "peak_rss_mb": peak_rss_mb(),
+                "server_cpu_s": round(server, 2) if server_after else None,
                 "entered": report.entered,
                 "moved": report.moved,
                 "enqueued": report.enqueued,

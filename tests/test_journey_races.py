@@ -138,6 +138,34 @@ def test_a_sweeper_acting_on_what_it_read_before_another_moved_everyone_changes_
     assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("pause", "active")}
 
 
+def test_a_round_that_fails_after_writing_its_moves_moves_nobody(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_journey(ws, JOURNEY)
+    engine = store(ws)
+    ctx = CampaignContext.load(ws)
+    with pytest.raises(_Stop):
+        sweep_journey(engine, ctx, ctx.campaign("j"), NOW, after_round=_stop_after_the_entries)
+    assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("hello", "active")}
+
+    def failing(*_args: object) -> int:  # the moves are written first, then the round's emails are enqueued
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(sweeper, "_enqueue", failing)
+    with pytest.raises(RuntimeError):
+        sweep_journey(engine, ctx, ctx.campaign("j"), NOW)
+    assert {where_is(engine, c)[:2] for c in lead_ids(engine).values()} == {("hello", "active")}
+    assert not ledger_rows(engine)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_the_entries() -> None:
+    raise _Stop
+
+
 def _people(engine: Engine) -> pd.DataFrame:
     with engine.connect() as conn:
         return load_frame(conn).set_index("id", drop=False)
@@ -149,9 +177,11 @@ from pathlib import Path
 from datetime import datetime
 from needlecast.campaign.context import CampaignContext
 from needlecast.config import open_workspace
+from needlecast.campaign.journeys import sweeper
 from needlecast.campaign.journeys.sweeper import sweep_journey
 from needlecast.store.engine import open_store
 
+sweeper.ROUND_SIZE = 2  # a round takes its people as far as they go: rounds of two leave the rest for later
 ws = open_workspace(Path(sys.argv[1]))
 engine = open_store(ws.database_url)
 ctx = CampaignContext.load(ws)

@@ -107,3 +107,9 @@ def contact_names(conn: Connection, ids: list[int]) -> dict[int, tuple[str, str,
         int(i): (str(e), str(f or ""), str(la or ""))
         for i, e, f, la in conn.execute(query.where(contacts.c.id.in_(ids)))
     }
+
+
+def id_range(conn: Connection) -> tuple[int, int] | None:
+    """The lowest and highest contact id, or None when there is no contact."""
+    low, high = conn.execute(select(func.min(contacts.c.id), func.max(contacts.c.id))).one()
+    return None if low is None else (int(low), int(high))

@@ -15,7 +15,8 @@ SQLite and PostgreSQL differ for them:
   each re-acquisition can wait a whole switch interval; a claim of 4000 rows ran at half speed.
 
 Contract: `fetch_rows(conn, columns, rest, params)` runs `SELECT columns rest` and returns its rows as
-sequences (lists on SQLite, tuples on PostgreSQL); `marker(conn)` is the driver's positional placeholder;
+sequences (lists on SQLite, tuples on PostgreSQL); `fetch_ids(conn, column, rest, params)` the integers of
+`SELECT column rest` as one int64 array; `marker(conn)` is the driver's positional placeholder;
 `ids_in(conn, column)` is a condition on an integer `column` that takes `ids_value(conn, ids)` as its one
 parameter, and `values_in(conn, column)` one on any column that takes `values_value(conn, values)`;
 `time_value(conn, moment)` converts an aware datetime (or None).
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import Connection
 
 if TYPE_CHECKING:
@@ -125,6 +127,16 @@ def fetch_rows(conn: Connection, columns: Sequence[str], rest: str, params: Sequ
         rows: list[Sequence[Any]] = json.loads(text) if text else []
         return rows
     return list(conn.exec_driver_sql(f"SELECT {', '.join(columns)} {rest}", tuple(params)).all())
+
+
+def fetch_ids(conn: Connection, column: str, rest: str, params: Sequence[Any] = ()) -> np.ndarray:
+    """The integers of `SELECT <column> rest` as one int64 array, in row order: the database joins them into
+    one text (`group_concat`, `string_agg`), so a million ids never become a million Python objects."""
+    joined = "group_concat" if is_sqlite(conn) else "string_agg"
+    cast = column if is_sqlite(conn) else f"{column}::text"
+    text = conn.exec_driver_sql(f"SELECT {joined}({cast}, ',') FROM (SELECT {column} {rest}) AS picked", tuple(params))
+    value = text.scalar()
+    return np.fromstring(value, dtype=np.int64, sep=",") if value else np.empty(0, dtype=np.int64)
 
 
 def fetch_columns(conn: Connection, columns: Sequence[str], rest: str, params: Sequence[Any] = ()) -> list[list[Any]]:

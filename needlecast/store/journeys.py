@@ -9,15 +9,19 @@ so two sweepers entering the same person enter them once.
 Contract:
 - `enter(conn, rows)`: insert positions (dicts with every column), ignoring conflicts; how many went in.
 - `due(conn, campaign_id, now, limit, nodes=...)`: active positions due at `now` at `nodes`, oldest first.
-- `waiting(conn, campaign_id, nodes)`: active positions at `nodes` (due or not).
+- `waiting(conn, campaign_id, nodes, contacts=...)`: active positions at `nodes` (of `contacts`; due or not).
+- `active_contacts(conn, campaign_id)`: the contacts with an active position, as an int64 array.
 - `move(conn, campaign_id, moves, now, choices)`: each (contact, entry, from node, from since) -> (node, due);
-  how many moved; a move from a node in `choices` is added to the entry's `path`.
+  how many moved (`moved`: which ones); a move from a node in `choices` is added to the entry's `path`.
 - `leave(conn, campaign_id, rows, state, now)`: each (contact, entry, from node, from since, reason) leaves
-  with `state` (done | exited | converted); how many left.
+  with `state` (done | exited | converted); how many left (`gone`: which ones).
+- `lock_journey(conn, campaign_id)`: PostgreSQL: the journey's rounds take turns (an advisory lock held to the
+  end of the transaction); SQLite: nothing.
 - `hold_back(conn, campaign_id, held)`: the emails of people who left, still queued and never claimed, are
   skipped with the reason in words ("left the journey: booked"), in the caller's transaction (the exit's).
 - `queued_emails(conn, campaign_id, until)`: the journey's queued emails due by `until` (the forecast's).
-- `latest_entries(conn, campaign_id)`: each contact's latest entry (number, state, entered, left, trigger).
+- `latest_entries(conn, campaign_id, contacts)`: each contact's latest entry (number, state, entered, left,
+  trigger), of `contacts` only when given.
 - Sequences (run as journeys): `unadopted_enrolments` lists the enrolments a sequence made before it ran
   as a journey and that have no position yet; `record_enrolments` / `record_exits` keep the enrolments
   table (what `needlecast plan` and the reports read of a sequence) in step with the positions.
@@ -26,12 +30,13 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -117,15 +122,20 @@ def due(conn: Connection, campaign_id: str, now: datetime, limit: int, *, nodes:
 _SLICE = 100_000  # positions read at once: a million read in one piece took 650 MB while they were decoded
 
 
-def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None) -> list[Position]:
-    """The journey's active positions (at `nodes` when given), due or not, by contact (at most one active
-    position each), read in slices of the primary key's order."""
+def waiting(
+    conn: Connection, campaign_id: str, nodes: Sequence[str] | None = None, *, contacts: Iterable[int] | None = None
+) -> list[Position]:
+    """The journey's active positions (at `nodes` when given; of `contacts` when given), due or not, by
+    contact (at most one active position each), read in slices of the primary key's order."""
     mark = driver.marker(conn)
     where = f"campaign_id = {mark} AND state = 'active' AND contact_id > {mark}"
     params: tuple[Any, ...] = (campaign_id,)
     if nodes is not None:
         where += f" AND {driver.values_in(conn, 'node')}"
         params += (driver.values_value(conn, nodes),)
+    if contacts is not None:
+        where += f" AND {driver.ids_in(conn, 'contact_id')}"
+        params += (driver.ids_value(conn, contacts),)
     found: list[Position] = []
     after = -1
     while True:
@@ -135,6 +145,13 @@ def waiting(conn: Connection, campaign_id: str, nodes: Sequence[str] | None = No
         if len(part) < _SLICE:
             return found
         after = part[-1].contact_id
+
+
+def active_contacts(conn: Connection, campaign_id: str) -> np.ndarray:
+    """The contacts with an active position in the journey (at most one each), as an int64 array."""
+    mark = driver.marker(conn)
+    rest = f"FROM journey_positions WHERE campaign_id = {mark} AND state = 'active'"
+    return driver.fetch_ids(conn, "contact_id", rest, (campaign_id,))
 
 
 def _read(conn: Connection, rest: str, params: Sequence[Any]) -> list[Position]:
@@ -187,11 +204,78 @@ def _moment(conn: Connection) -> Callable[[datetime], Any]:
     return driver.sqlite_time if driver.is_sqlite(conn) else driver.postgres_time
 
 
-def _execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int:
-    """Run `sql` (with `?` placeholders) once per row, straight on the driver; how many rows it changed."""
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    return _changed(conn.exec_driver_sql(sql, rows).rowcount, rows)
+def _sqlite_set_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> set[tuple[int, int]]:
+    """SQLite: run `sql` (an UPDATE ending in `_GUARD_SQL`) once per row, straight on the driver; which
+    positions (contact, entry: each row's guard) it changed. One `executemany` when every row changed (the
+    usual case: the count says so); else, undone to a savepoint, row by row, to learn which ones did."""
+    if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        # The driver begins a transaction only at a write: a savepoint before any would begin one itself, and
+        # releasing it would commit the round's first writes alone.
+        conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("SAVEPOINT journey_rows")
+    if conn.exec_driver_sql(sql, rows).rowcount == len(rows):
+        conn.exec_driver_sql("RELEASE journey_rows")
+        return {(int(row[-4]), int(row[-3])) for row in rows}
+    conn.exec_driver_sql("ROLLBACK TO journey_rows")
+    changed = {(int(row[-4]), int(row[-3])) for row in rows if conn.exec_driver_sql(sql, row).rowcount}
+    conn.exec_driver_sql("RELEASE journey_rows")
+    return changed
+
+
+def _pg_set_many(
+    conn: Connection,
+    update_sql: str,
+    campaign_id: str,
+    targets: Sequence[tuple[Position, tuple[str, ...]]],
+    columns: Sequence[str],
+    params: tuple[Any, ...],
+) -> set[tuple[int, int]]:
+    """PostgreSQL: `update_sql` (an `UPDATE journey_positions AS p SET ...` reading `v.<column>`) for every
+    position as read, each with its values of `columns` ("name type"), as ONE statement joined to the
+    positions through `unnest` of array literals, under the compare-and-set guard; how many changed.
+
+    One statement instead of one per position (`executemany`, even pipelined): psycopg's per-row work and
+    the server's per-statement work cost a million-person sweep tens of seconds."""
+    names = [column.split()[0] for column in columns]
+    arrays = [
+        _pg_array(str(p.contact_id) for p, _ in targets),
+        _pg_array(str(p.entry) for p, _ in targets),
+        _pg_array(_pg_quoted(p.node) for p, _ in targets),
+        _pg_array(_pg_quoted(_pg_time(p.since)) for p, _ in targets),
+        *(_pg_array(_pg_quoted(values[i]) for _, values in targets) for i in range(len(columns))),
+    ]
+    types = ["bigint", "integer", "text", "timestamptz", *(column.split()[1] for column in columns)]
+    unnest = ", ".join(f"CAST(%s AS {kind}[])" for kind in types)
+    sql = (
+        f"{update_sql} FROM unnest({unnest}) AS v(contact_id, entry, from_node, from_since, {', '.join(names)})"
+        " WHERE p.campaign_id = %s AND p.contact_id = v.contact_id AND p.entry = v.entry"
+        " AND p.node = v.from_node AND p.since = v.from_since AND p.state = 'active'"
+    )
+    changed = conn.exec_driver_sql(f"{sql} RETURNING p.contact_id, p.entry", (*params, *arrays, campaign_id))
+    return {(int(c), int(e)) for c, e in changed}
+
+
+def _pg_time(moment: datetime) -> str:
+    """An aware moment as the text of a PostgreSQL `timestamptz` (UTC, to the microsecond)."""
+    return f"{driver.sqlite_time(moment)}+00"
+
+
+def _pg_quoted(value: str) -> str:
+    """A text as an element of an array literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pg_array(elements: Iterable[str]) -> str:
+    return "{" + ",".join(elements) + "}"
+
+
+def lock_journey(conn: Connection, campaign_id: str) -> None:
+    """PostgreSQL: hold the journey's sweep lock until the transaction ends (an advisory lock), so that two
+    sweepers of one journey take their rounds in turn. Each round's moves are one statement whose row order
+    is the plan's, so two rounds at once could lock the same rows in different orders and deadlock; taken in
+    turn, the second reads what the first committed. SQLite: nothing (its writers already take turns)."""
+    if not driver.is_sqlite(conn):
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"needlecast.journey:{campaign_id}",))
 
 
 def move(
@@ -205,26 +289,34 @@ def move(
     A position that moved meanwhile (another sweeper, an edit) is left alone. A move from one of the nodes
     `choices` (a branch, a split, a wait-until) adds `node>target;` to the entry's `path` (what the journey's
     page and report count paths from). Returns how many moved."""
+    paths = [_choice(p.node, node, choices) for p, node, _ in moves]
+    return len(moved(conn, campaign_id, moves, now, paths))
+
+
+def moved(
+    conn: Connection,
+    campaign_id: str,
+    moves: Sequence[tuple[Position, str, datetime]],
+    now: datetime,
+    paths: Sequence[str],
+) -> set[tuple[int, int]]:
+    """`move`, each position's `path` extended by its text in `paths` (the choices that took it there, in
+    order: `node>target;` each), returning which positions (contact, entry) moved."""
     if not moves:
-        return 0
+        return set()
+    if not driver.is_sqlite(conn):
+        targets = [(p, (node, _pg_time(when), path)) for (p, node, when), path in zip(moves, paths, strict=True)]
+        sql = "UPDATE journey_positions AS p SET node = v.node, since = %s, due_at = v.due_at, path = p.path || v.path"
+        columns = ("node text", "due_at timestamptz", "path text")
+        return _pg_set_many(conn, sql, campaign_id, targets, columns, (_pg_time(now),))
     at = _moment(conn)
     arrived = at(now)
     rows = [
-        (
-            node,
-            arrived,
-            at(when),
-            _choice(p.node, node, choices),
-            campaign_id,
-            p.contact_id,
-            p.entry,
-            p.node,
-            at(p.since),
-        )
-        for p, node, when in moves
+        (node, arrived, at(when), path, campaign_id, p.contact_id, p.entry, p.node, at(p.since))
+        for (p, node, when), path in zip(moves, paths, strict=True)
     ]
     sql = f"UPDATE journey_positions SET node = ?, since = ?, due_at = ?, path = path || ? WHERE {_GUARD_SQL}"
-    return _execute_many(conn, sql, rows)
+    return _sqlite_set_many(conn, sql, rows)
 
 
 def _choice(node: str, target: str, choices: Collection[str]) -> str:
@@ -243,32 +335,66 @@ def reschedule(conn: Connection, campaign_id: str, moves: Sequence[tuple[Positio
 
 def leave(conn: Connection, campaign_id: str, rows: Sequence[tuple[Position, str]], state: str, now: datetime) -> int:
     """Each position (as read) leaves the journey with `state` and its reason; how many left."""
+    return len(gone(conn, campaign_id, rows, state, now))
+
+
+def gone(
+    conn: Connection,
+    campaign_id: str,
+    rows: Sequence[tuple[Position, str]],
+    state: str,
+    now: datetime,
+    *,
+    arrived: Sequence[Position] | None = None,
+    paths: Sequence[str] | None = None,
+) -> set[tuple[int, int]]:
+    """`leave`, returning which positions (contact, entry) left. With `arrived` (one per row: where the sweep
+    took the position in memory before it left, see `campaign.journeys.sweeper`), each leaves from that node
+    and arrival instead of those it was read at, its `path` extended by its text in `paths` (the choices on
+    the way, as `moved`)."""
     if not rows:
-        return 0
+        return set()
     assert state in (DONE, EXITED, CONVERTED)
+    at_end = list(arrived) if arrived is not None else [p for p, _ in rows]
+    added = list(paths) if paths is not None else [""] * len(rows)
+    if not driver.is_sqlite(conn):
+        moment = _pg_time(now)
+        sql = (
+            "UPDATE journey_positions AS p SET state = %s, left_at = %s, due_at = %s, reason = v.reason,"
+            " node = v.node, since = v.since, path = p.path || v.path"
+        )
+        targets = [
+            (p, (reason[:120], a.node, _pg_time(a.since), path))
+            for (p, reason), a, path in zip(rows, at_end, added, strict=True)
+        ]
+        columns = ("reason text", "node text", "since timestamptz", "path text")
+        return _pg_set_many(conn, sql, campaign_id, targets, columns, (state, moment, moment))
     at = _moment(conn)
     left = at(now)
     params = [
-        (state, left, left, reason[:120], campaign_id, p.contact_id, p.entry, p.node, at(p.since)) for p, reason in rows
+        (state, left, left, r[:120], a.node, at(a.since), path, campaign_id, p.contact_id, p.entry, p.node, at(p.since))
+        for (p, r), a, path in zip(rows, at_end, added, strict=True)
     ]
-    sql = f"UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ? WHERE {_GUARD_SQL}"
-    return _execute_many(conn, sql, params)
+    sql = (
+        "UPDATE journey_positions SET state = ?, left_at = ?, due_at = ?, reason = ?, node = ?, since = ?,"
+        f" path = path || ? WHERE {_GUARD_SQL}"
+    )
+    return _sqlite_set_many(conn, sql, params)
 
 
 def left_now(
     conn: Connection, campaign_id: str, rows: Sequence[Position], state: str, now: datetime
 ) -> set[tuple[int, int]]:
     """Which of these positions (contact, entry) left with `state` at `now` (what `leave` changed)."""
-    contacts = sorted({p.contact_id for p in rows})
-    found: set[tuple[int, int]] = set()
-    for start in range(0, len(contacts), _CHUNK):
-        query = select(positions.c.contact_id, positions.c.entry).where(
-            positions.c.campaign_id == campaign_id,
-            positions.c.state == state,
-            positions.c.left_at == now,
-            positions.c.contact_id.in_(contacts[start : start + _CHUNK]),
-        )
-        found |= {(int(c), int(e)) for c, e in conn.execute(query)}
+    if not rows:
+        return set()
+    mark = driver.marker(conn)
+    rest = (
+        f"FROM journey_positions WHERE campaign_id = {mark} AND state = {mark} AND left_at = {mark}"
+        f" AND {driver.ids_in(conn, 'contact_id')}"
+    )
+    params = (campaign_id, state, driver.time_value(conn, now), driver.ids_value(conn, {p.contact_id for p in rows}))
+    found = {(int(c), int(e)) for c, e in driver.fetch_rows(conn, ["contact_id", "entry"], rest, params)}
     return found & {(p.contact_id, p.entry) for p in rows}
 
 
@@ -287,12 +413,18 @@ class LatestEntry:
     trigger_at: datetime | None
 
 
-def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]:
-    """Each contact's latest entry into the journey, by contact id (read through the driver, as `_read`)."""
+def latest_entries(conn: Connection, campaign_id: str, contacts: Iterable[int] | None = None) -> dict[int, LatestEntry]:
+    """Each contact's latest entry into the journey (of `contacts` only, when given), by contact id (read
+    through the driver, as `_read`)."""
     mark = driver.marker(conn)
+    params: tuple[Any, ...] = (campaign_id,)
+    only = ""
+    if contacts is not None:
+        only = f" AND {driver.ids_in(conn, 'contact_id')}"
+        params += (driver.ids_value(conn, contacts),)
     rest = (
         "FROM journey_positions AS p JOIN (SELECT contact_id, max(entry) AS entry FROM journey_positions"
-        f" WHERE campaign_id = {mark} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
+        f" WHERE campaign_id = {mark}{only} GROUP BY contact_id) AS last ON p.campaign_id = {mark}"
         " AND p.contact_id = last.contact_id AND p.entry = last.entry"
     )
     columns = ["p.contact_id", "p.entry", "p.state", "p.entered_at", "p.left_at", "p.trigger_at"]
@@ -301,7 +433,7 @@ def latest_entries(conn: Connection, campaign_id: str) -> dict[int, LatestEntry]
         int(c): LatestEntry(
             int(c), int(e), state, at(en), None if left is None else at(left), None if t is None else at(t)
         )
-        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (campaign_id, campaign_id))
+        for c, e, state, en, left, t in driver.fetch_rows(conn, columns, rest, (*params, campaign_id))
     }
 
 

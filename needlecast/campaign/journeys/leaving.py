@@ -33,17 +33,33 @@ def leave(
     emails of those who left are held back while still queued (`held_reason`): a booking, an unsubscribe or an
     exit between an email's deferral (quiet hours, the cap, warm-up) and its moment stops it. How many left."""
     left = store.leave(conn, campaign_id, rows, state, now)
-    if not left:
-        return 0
-    sends = [n.id for n in journey.nodes.values() if isinstance(n, SendNode)]
-    went = store.left_now(conn, campaign_id, [p for p, _ in rows], state, now)
-    held = []
-    for position, reason in rows:
-        why = held_reason(journey, position.node, state, reason)
-        if why and (position.contact_id, position.entry) in went:
-            held.append((position.contact_id, [ledger_step(n, position.entry) for n in sends], why))
-    store.hold_back(conn, campaign_id, held)
+    if left:
+        went = _holding(journey, rows, state)
+        if went:
+            gone = store.left_now(conn, campaign_id, [p for p, _ in went], state, now)
+            hold_back(conn, journey, campaign_id, [(p, r) for p, r in rows if (p.contact_id, p.entry) in gone], state)
     return left
+
+
+def _holding(journey: Journey, rows: list[tuple[Position, str]], state: str) -> list[tuple[Position, str]]:
+    """The rows whose leaving holds their emails back (`held_reason`), judged once per node and reason."""
+    if not any(isinstance(n, SendNode) for n in journey.nodes.values()):
+        return []
+    why = {key: held_reason(journey, key[0], state, key[1]) for key in {(p.node, reason) for p, reason in rows}}
+    return [(p, reason) for p, reason in rows if why[(p.node, reason)]]
+
+
+def hold_back(
+    conn: Connection, journey: Journey, campaign_id: str, rows: list[tuple[Position, str]], state: str
+) -> None:
+    """The emails still queued of these positions, which left with `state` and their reasons (at the node each
+    was at), are held back with `held_reason`, unless it is "" (the end of a path)."""
+    sends = [n.id for n in journey.nodes.values() if isinstance(n, SendNode)]
+    held = [
+        (p.contact_id, [ledger_step(n, p.entry) for n in sends], held_reason(journey, p.node, state, reason))
+        for p, reason in _holding(journey, rows, state)
+    ]
+    store.hold_back(conn, campaign_id, held)
 
 
 def held_reason(journey: Journey, node_id: str, state: str, reason: str) -> str:

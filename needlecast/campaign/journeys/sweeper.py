@@ -1,39 +1,48 @@
 """The sweeper: one job that advances every journey's due positions, in set operations, never a job per person.
 
 One sweep of a journey, at `now`:
-1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`);
+1. entries: whom the entry admits and the re-entry rule lets in start at the first node (`entries`); only
+   the segment's members without an active position are judged;
 2. early leaves: whoever reached the goal converts, wherever they are; whoever is suppressed, withdrew
-   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`);
+   consent or was erased exits, with that reason; their emails still queued are held back (`leaving`); only
+   the positions of the people concerned are read;
 3. wait-untils: whoever is waiting for an event or an engagement that happened since they arrived goes on;
 4. rounds: the due positions, node by node, each node's people at once: a send enqueues their emails in the
-   ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever moves to
-   a node due at once is taken by the next round (cycles without a wait are refused at load, so this ends).
+   ledger, a branch or a split sorts them, a wait lets them go on, an exit ends their entry. Whoever arrives
+   at a node due at once goes on in the same round, as far as they go without waiting (cycles without a wait
+   are refused at load, so this ends): each position is written once per round, where it ends (`_walk`).
 
-Exactly once: each round's ledger rows and position moves are written in one transaction, the ledger row's
+Exactly once: each round's position moves and ledger rows are written in one transaction, the ledger row's
 key is (campaign, node, contact, entry) (`model.ledger_step`), and every move is a compare-and-set on the
-node and the moment the position was read (`store.journeys`). A crash anywhere loses the whole round or
-none of it; two sweepers at once enqueue each email once, and only one of them moves each position.
+node and the moment the position was read (`store.journeys`), written first: only the positions that moved
+enqueue their emails. A crash anywhere loses the whole round or none of it; two sweepers at once enqueue
+each email once, and only one of them moves each position (on PostgreSQL a journey's rounds take turns,
+`store.journeys.lock_journey`).
+
+The audience is read with the columns the journeys' segments, conditions and rules read (`frame_columns`),
+not every column: a million-person sweep holds about 400-500 MB at its peak.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
-from needlecast.audience.segments import attributes_of, evaluate, load_frame, variant_for
+from needlecast.audience.segments import attributes_of, evaluate, load_frame_for, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.conditions import Facts, all_hold
-from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, leave
+from needlecast.campaign.journeys.leaving import END_OF_JOURNEY, hold_back, leave
 from needlecast.campaign.journeys.model import (
     BranchNode,
     ExitNode,
@@ -109,7 +118,7 @@ def sweep_all(
     if not journeys:
         return []
     with engine.connect() as conn:
-        frame = load_frame(conn)
+        frame = load_frame_for(conn, [ctx.segments[c.segment] for c in journeys], also=frame_columns(journeys))
     reports = []
     for campaign in journeys:
         try:
@@ -143,19 +152,17 @@ def sweep_journey(
     started_at = utc(state["started_at"])
     if frame is None:
         with engine.connect() as conn:
-            frame = load_frame(conn)
+            frame = load_frame_for(conn, [ctx.segments[campaign.segment]], also=frame_columns([campaign]))
     people = frame.set_index("id", drop=False)
     types = tuple(sorted({*journey.event_types, *campaign.event_types}))  # a sequence's exits read events too
     with writer.writing() as conn:
+        store.lock_journey(conn, campaign.id)
         if campaign.kind == SEQUENCE:
             _adopt_enrolments(conn, campaign, journey)
         facts = Facts(conn, campaign.id, types)
-        member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"]
-        members = people.loc[people.index.isin(member_ids)]
-        triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
-        admitted = entering.admit(triggered, store.latest_entries(conn, campaign.id), journey.reentry, now)
-        report.entered = enter(conn, campaign, admitted, people, now)
-        _leave_early(conn, campaign, journey, people, facts, now, report)
+        active = store.active_contacts(conn, campaign.id)
+        report.entered = _entries(conn, ctx, campaign, frame, people, active, facts, now, started_at)
+        _leave_early(conn, campaign, journey, people, active, facts, now, report)
         _events_arrived(conn, campaign, journey, people, facts, now, report)
         if campaign.kind == SEQUENCE:
             _realign(conn, campaign, journey, now)
@@ -165,15 +172,61 @@ def sweep_journey(
     rules = SendRules(ctx.workspace.settings.schedule)
     while report.rounds < MAX_ROUNDS:
         with writer.writing() as conn:
+            store.lock_journey(conn, campaign.id)
             due = store.due(conn, campaign.id, now, ROUND_SIZE, nodes=list(journey.nodes))
             if not due:
                 break
-            plan = _decide(campaign, journey, due, people, Facts(conn, campaign.id, types), now)
-            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules)
+            facts = Facts(conn, campaign.id, types)
+            plan = _decide(campaign, journey, due, people, facts, now)
+            _apply(conn, campaign, journey, plan, people, concerns, now, report, rules, facts)
         report.rounds += 1
         if after_round is not None:
             after_round()
     return report
+
+
+def frame_columns(campaigns: Iterable[Campaign]) -> set[str]:
+    """The contact columns a sweep of these journeys reads besides their segments' (`load_frame_for`): the
+    variant's and the send time's, those their conditions and a sequence's enrolment and exit rules name."""
+    wanted = {"concerns", "concern_consent", "time_zone", "status", "marketing_consent", "attributes"}
+    for campaign in campaigns:
+        journey = campaign.journey
+        assert journey is not None
+        conditions = [*journey.entry.where]
+        for node in journey.nodes.values():
+            if isinstance(node, BranchNode):
+                conditions.extend(c for path in node.paths for c in path.conditions)
+        wanted.update(c.field for c in conditions if c.field)
+        wanted.update("tags" for c in conditions if c.tag)
+        wanted.update(rule.field for rule in campaign.exits if rule.field)
+        if campaign.kind == SEQUENCE:  # its enrolment rule reads tags and sign-up moments
+            wanted.update(("tags", "signed_up_at"))
+    return wanted
+
+
+def _entries(
+    conn: Connection,
+    ctx: CampaignContext,
+    campaign: Campaign,
+    frame: pd.DataFrame,
+    people: pd.DataFrame,
+    active: np.ndarray,
+    facts: Facts,
+    now: datetime,
+    started_at: datetime,
+) -> int:
+    """Whom the entry admits now goes in (see `entries`); how many. Whoever holds an active position is never
+    admitted (at most one active entry, always their latest), so only the other members are judged, and only
+    their latest entries are read (not a million of everyone's)."""
+    journey = campaign.journey
+    assert journey is not None
+    member_ids = evaluate(ctx.segments[campaign.segment], frame, now).members["id"].to_numpy()
+    candidates = member_ids[~np.isin(member_ids, active)]
+    members = people.loc[people.index.isin(candidates)]
+    triggered = entering.triggers(conn, campaign, members, facts, now, started_at)
+    latest = store.latest_entries(conn, campaign.id, list(triggered)) if triggered else {}
+    admitted = entering.admit(triggered, latest, journey.reentry, now)
+    return enter(conn, campaign, admitted, people, now)
 
 
 def enter(
@@ -274,14 +327,17 @@ def _leave_early(
     campaign: Campaign,
     journey: Journey,
     people: pd.DataFrame,
+    active: np.ndarray,
     facts: Facts,
     now: datetime,
     report: SweepReport,
 ) -> None:
-    """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries."""
-    waiting = store.waiting(conn, campaign.id)
+    """The goal converts whoever reached it since they entered; suppression, consent and erasure end entries.
+    Only the positions of the people concerned are read (`_may_leave`): not a million waiting ones."""
     goal = facts.events(journey.goal) if journey.goal else {}
     blocked = _unmailable(people)
+    concerned = _may_leave(campaign, people, active, facts, goal, blocked)
+    waiting = store.waiting(conn, campaign.id, contacts=concerned) if concerned else []
     converted, exited = [], []
     for position in waiting:
         if any(t >= utc(position.entered_at) for t in goal.get(position.contact_id, ())):
@@ -296,6 +352,30 @@ def _leave_early(
     leave(conn, journey, campaign.id, exited, EXITED, now)
     if campaign.kind == SEQUENCE:
         store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in exited}, now)
+
+
+def _may_leave(
+    campaign: Campaign,
+    people: pd.DataFrame,
+    active: np.ndarray,
+    facts: Facts,
+    goal: dict[int, list[datetime]],
+    blocked: dict[int, str],
+) -> list[int]:
+    """The contacts whose positions `_leave_early` must judge, a superset of those who leave: whoever had the
+    goal's event, may not be mailed, was erased (a position without a contact), or meets a sequence exit
+    rule's attribute or had its event."""
+    concerned = set(goal) | set(blocked)
+    concerned.update(active[~np.isin(active, people.index.to_numpy())].tolist())
+    for rule in campaign.exits:
+        if rule.event:
+            concerned.update(facts.events(rule.event))
+            continue
+        own = people[rule.field].tolist() if rule.field in people.columns else [None] * len(people)
+        values = (attributes_of(a).get(rule.field, v) for a, v in zip(people["attributes"], own, strict=True))
+        meets = [v is not None and str(v).lower() == rule.equals for v in values]  # as `_exit_rule` judges
+        concerned.update(people.index[np.array(meets, dtype=bool)].tolist())
+    return sorted(concerned)
 
 
 def _exit_rule(campaign: Campaign, people: pd.DataFrame, facts: Facts, position: Position) -> str:
@@ -426,6 +506,82 @@ def _branch(
     return moves + [(p, node.next) for p in group if p.contact_id not in people.index]
 
 
+@dataclass
+class _Walk:
+    """A round's decisions taken as far as they go at `now`: the sends on the way, and where each position
+    ends (moved to a node that is not due yet, or left), with the positions as read (the compare-and-set)."""
+
+    read: dict[tuple[int, int], Position]
+    sends: list[tuple[Position, SendNode]] = field(default_factory=list)
+    moves: list[Position] = field(default_factory=list)  # where they arrived, due then
+    leaves: list[tuple[Position, str, str]] = field(default_factory=list)  # reason, state
+    steps: Counter[tuple[int, int]] = field(default_factory=Counter)  # moves made on the way
+    paths: defaultdict[tuple[int, int], str] = field(default_factory=lambda: defaultdict(str))  # choices made
+
+
+def _key(position: Position) -> tuple[int, int]:
+    return position.contact_id, position.entry
+
+
+def _walk(
+    campaign: Campaign,
+    journey: Journey,
+    plan: _Round,
+    people: pd.DataFrame,
+    facts: Facts | None,
+    now: datetime,
+) -> _Walk:
+    """Where the round's decisions (`plan`) take each position: a send's email (unless the person may not be
+    mailed: they leave), then its next node. With `facts`, whoever arrives at a node due at once goes on in
+    the same round, node after node (cycles without a wait are refused at load, so this ends), as the next
+    round would take them: one write per position instead of one per node. Nothing is written here."""
+    read = [p for p, _ in plan.moves] + [p for p, _, _ in plan.leaves] + [p for p, _ in plan.sends]
+    walk = _Walk({_key(p): p for p in read})
+    choices = choice_nodes(journey)
+    for _ in range(len(journey.nodes) + 1):
+        reasons = _cannot_be_mailed(people, [p.contact_id for p, _ in plan.sends])
+        for (position, node), reason in zip(plan.sends, reasons, strict=True):
+            if reason:
+                plan.leaves.append((position, reason, EXITED))
+                continue
+            walk.sends.append((position, node))
+            if node.next:
+                plan.moves.append((position, node.next))
+            else:
+                plan.leaves.append((position, END_OF_JOURNEY, DONE))
+        walk.leaves.extend(plan.leaves)
+        going_on: list[Position] = []
+        for position, target in plan.moves:
+            due = _arrival(campaign, journey.nodes[target], position, people, now)
+            if due is None:
+                walk.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
+                continue
+            walk.steps[_key(position)] += 1
+            if position.node in choices:  # the entry's `path` records the way a choice took it
+                walk.paths[_key(position)] += f"{position.node}>{target};"
+            arrived = Position(
+                position.contact_id, position.entry, target, now, due, position.entered_at, position.trigger_at
+            )
+            (going_on if facts is not None and due <= now else walk.moves).append(arrived)
+        if not going_on:
+            return walk
+        assert facts is not None
+        plan = _decide(campaign, journey, going_on, people, facts, now)
+    walk.moves.extend(going_on)  # a safety net only: the rest wait where they are for the next round
+    return walk
+
+
+def _arrival(
+    campaign: Campaign, node: Node, position: Position, people: pd.DataFrame, now: datetime
+) -> datetime | None:
+    """When a position arriving at `node` now is due there (None: a date wait without the person's date)."""
+    if isinstance(node, WaitNode) and node.from_entry:  # a sequence's step: entry + its delay
+        return utc(position.entered_at) + _delay(node)
+    if isinstance(node, WaitNode) and node.delay is None:  # a time of day, a date: in the person's zone
+        return _due_at(campaign, node, people, position.contact_id, now)
+    return arrival_due(node, now, campaign.time_zone, {})
+
+
 def _apply(
     conn: Connection,
     campaign: Campaign,
@@ -436,40 +592,31 @@ def _apply(
     now: datetime,
     report: SweepReport,
     rules: SendRules | None = None,
+    facts: Facts | None = None,
 ) -> None:
-    """Write a round: the sends' ledger rows (held back by the `rules`: quiet hours and the cap), then every move
-    and leave (compare-and-set), in `conn`'s transaction."""
-    sent_on = []
-    reasons = _cannot_be_mailed(people, [p.contact_id for p, _ in plan.sends])
-    for (position, node), reason in zip(plan.sends, reasons, strict=True):
-        if reason:
-            plan.leaves.append((position, reason, EXITED))
-        else:
-            sent_on.append((position, node))
-    report.enqueued += _enqueue(conn, campaign, sent_on, people, concerns, now, rules, report)
-    plan.moves.extend((p, n.next) for p, n in sent_on if n.next)
-    plan.leaves.extend((p, END_OF_JOURNEY, DONE) for p, n in sent_on if not n.next)
-    moves: list[tuple[Position, str, datetime]] = []
-    for position, target in plan.moves:
-        arriving = journey.nodes[target]
-        personal = isinstance(arriving, WaitNode) and arriving.delay is None  # a time of day, a date: their zone
-        if isinstance(arriving, WaitNode) and arriving.from_entry:  # a sequence's step: entry + its delay
-            due: datetime | None = utc(position.entered_at) + _delay(arriving)
-        elif personal:
-            due = _due_at(campaign, arriving, people, position.contact_id, now)
-        else:
-            due = arrival_due(arriving, now, campaign.time_zone, {})
-        if due is None:
-            plan.leaves.append((position, f"no date in {_date_field(journey.nodes[target])}", EXITED))
-        else:
-            moves.append((position, target, due))
-    report.moved += store.move(conn, campaign.id, moves, now, choice_nodes(journey))
+    """Write a round (taken as far as it goes with `facts`, see `_walk`), in `conn`'s transaction: every move
+    and leave first (compare-and-set on the positions as read), then the ledger rows of the sends of the
+    positions that moved or left (held back by the `rules`: quiet hours and the cap), then the emails of
+    those who left are held back where their reason says so. A position another sweeper or an edit moved
+    since it was read changes nothing and enqueues nothing."""
+    walk = _walk(campaign, journey, plan, people, facts, now)
+    moves = [(walk.read[_key(p)], p.node, p.due_at) for p in walk.moves]
+    written = store.moved(conn, campaign.id, moves, now, [walk.paths[_key(p)] for p in walk.moves])
+    left: list[tuple[str, list[tuple[Position, str]]]] = []
     for state in (DONE, EXITED, CONVERTED):
-        rows = [(p, reason) for p, reason, s in plan.leaves if s == state]
-        left = leave(conn, journey, campaign.id, rows, state, now)
-        if left:
-            report.left.update(reason for _, reason in rows)
-        if left and state == EXITED and campaign.kind == SEQUENCE:
+        rows = [(p, reason) for p, reason, s in walk.leaves if s == state]
+        read = [(walk.read[_key(p)], reason) for p, reason in rows]
+        arrived, paths = [p for p, _ in rows], [walk.paths[_key(p)] for p, _ in rows]
+        went = store.gone(conn, campaign.id, read, state, now, arrived=arrived, paths=paths)
+        left.append((state, [(p, reason) for p, reason in rows if _key(p) in went]))
+        written |= went
+    report.moved += sum(walk.steps[key] for key in written)
+    sends = [(p, node) for p, node in walk.sends if _key(p) in written]
+    report.enqueued += _enqueue(conn, campaign, sends, people, concerns, now, rules, report)
+    for state, rows in left:
+        report.left.update(reason for _, reason in rows)
+        hold_back(conn, journey, campaign.id, rows, state)
+        if rows and state == EXITED and campaign.kind == SEQUENCE:
             store.record_exits(conn, campaign.id, {p.contact_id: r for p, r in rows}, now)
 
 

@@ -63,6 +63,8 @@ TESTED_ELSEWHERE: dict[str, str] = {
     "events.record_events": "tests/test_actions_web.py",
     "templates.test_send": "tests/test_actions_web.py",
     "journeys.enter": "tests/test_journey_entries.py",
+    # Logging out is one's own session: no permission to check; its audit entry is tested over HTTP.
+    "sessions.log_out": "tests/test_login_throttle.py",
     # It audits only when the schema changes, which needs a store without tables: tested below on its own.
     "settings.upgrade_database": "tests/test_actions.py",
 }

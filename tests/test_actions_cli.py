@@ -151,6 +151,7 @@ def test_a_permitted_actor_changes_it_with_one_audit_entry(name: str, engine: En
     assert PASSWORD not in str(entry["detail"]) and "password_hash" not in entry["detail"]
 
 
+@pytest.mark.database_independent  # refused before any database work
 @pytest.mark.parametrize("name", list(CASES))
 def test_an_actor_without_the_permission_is_refused_and_nothing_changes(
     name: str, engine: Engine, workspace: Workspace

@@ -60,6 +60,7 @@ def test_a_contact_upserted_by_a_permitted_key_is_stored_with_its_consent_eviden
     assert ADDRESS not in json.dumps([first, second], default=str)  # audited by id, never by address
 
 
+@pytest.mark.database_independent  # refused before any database work
 def test_a_key_without_contacts_write_upserts_nothing_and_audits_nothing(engine: Engine, workspace: Workspace) -> None:
     with pytest.raises(PermissionDenied, match=r"contacts\.write"):
         contacts_actions.upsert(engine, workspace, READER, _lead())
@@ -98,6 +99,7 @@ def test_events_recorded_by_a_permitted_key_are_stored_once_and_the_batch_is_aud
     assert json.loads(entry["detail"]) == {"stored": 1, "duplicates": 1, "dropped": 0, "rejected": 1}
 
 
+@pytest.mark.database_independent  # refused before any database work
 def test_a_key_without_events_write_records_no_event_and_audits_nothing(engine: Engine) -> None:
     with pytest.raises(PermissionDenied, match=r"events\.write"):
         record_events(engine, READER, EVENTS, source="api:reader")
@@ -136,6 +138,7 @@ def test_a_test_send_by_a_marketer_goes_to_the_seeds_through_the_configured_back
     assert json.loads(entry["detail"]) == {"step": "guide", "requests": len(requests), "seeds": 2, "failed": 0}
 
 
+@pytest.mark.database_independent  # refused before any database work
 def test_an_analyst_cannot_send_a_test_and_nothing_is_sent_or_audited(engine: Engine, seeded: Workspace) -> None:
     with pytest.raises(PermissionDenied, match=r"campaigns\.test_send"):
         templates_actions.test_send(seeded, engine, ANALYST, None, "spring-guide", "guide")

@@ -303,13 +303,18 @@ def test_the_scheduler_keeps_no_running_state_in_module_globals() -> None:
     assert state == []  # running state is a SchedulerRuntime, handed to every job by the executor
 
 
-ACCOUNT_STORAGE = ("needlecast/accounts/users.py", "needlecast/accounts/apikeys.py", "needlecast/accounts/links.py")
+ACCOUNT_STORAGE = (
+    "needlecast/accounts/users.py",
+    "needlecast/accounts/apikeys.py",
+    "needlecast/accounts/links.py",
+    "needlecast/accounts/login.py",
+)
 
 
 def test_account_and_key_storage_neither_checks_permissions_nor_audits() -> None:
-    """`actions.users` and `actions.keys` are the one place that checks an account or key change's permission
-    and writes its audit entry (issue 26): the storage below them imports neither the audit log nor `require`,
-    so no change can be checked or audited twice."""
+    """`actions.users`, `actions.keys` and `actions.sessions` are the one place that checks an account, key or
+    log-in change's permission and writes its audit entry (issue 26): the storage below them imports neither the
+    audit log nor `require`, so no change can be checked or audited twice."""
     modules = _modules()
     wrong = []
     for relative in ACCOUNT_STORAGE:

@@ -229,7 +229,11 @@ def _url(endpoint: Endpoint, values: dict[str, str]) -> str:
     return path
 
 
-def test_every_console_and_api_route_answers_a_missing_malformed_or_foreign_id_without_a_5xx(web: ConsoleSite) -> None:
+def _walk(web: ConsoleSite, groups: tuple[str, ...]) -> list[tuple[str, str, int]]:
+    """Every console and API route with parameters, each parameter in turn given each value of `groups`
+    ("missing", "malformed", "foreign"), the others an existing object of their kind: no answer is a 5xx, and a
+    missing object's page is the 404 page (410 for a one-time link), an API lookup's a 404 naming the field.
+    Returns what was asked and answered."""
     endpoints = [
         e
         for e in _endpoints(list(create_app(web.workspace, web.engine).routes))
@@ -247,7 +251,7 @@ def test_every_console_and_api_route_answers_a_missing_malformed_or_foreign_id_w
             kind = KIND_OF.get(name, name)
             foreign = [value for other, value in existing.items() if other != kind]
             for group, values in (("missing", [MISSING[convertor]]), ("malformed", MALFORMED), ("foreign", foreign)):
-                for value in values:
+                for value in values if group in groups else ():
                     others = {n: existing[KIND_OF.get(n, n)] for n in endpoint.convertors if n != name}
                     url = _url(endpoint, {**others, name: value})
                     if url.startswith("/api/v1/"):
@@ -264,7 +268,18 @@ def test_every_console_and_api_route_answers_a_missing_malformed_or_foreign_id_w
                     if group == "missing" and endpoint.method == "GET" and url.startswith("/api/"):
                         assert answer.status_code == 404, (url, answer.text)
                         assert answer.json()["error"]["field"] == name, (url, answer.text)
-    assert len(served) > 200
+    return served
+
+
+def test_every_console_and_api_route_answers_a_missing_malformed_or_foreign_id_without_a_5xx(web: ConsoleSite) -> None:
+    """The whole walk on SQLite; on PostgreSQL the values a database may choke on where another does not (missing
+    and malformed: ids past 64 bits, negative, NUL and non-ASCII text, which PostgreSQL refuses and SQLite
+    stores). An id of another kind ("foreign") is a face's answer, refused or not found before the store is
+    asked differently (conftest's rule), so it is walked on SQLite alone."""
+    if web.engine.dialect.name == "sqlite":
+        assert len(_walk(web, ("missing", "malformed", "foreign"))) > 200
+    else:
+        assert len(_walk(web, ("missing", "malformed"))) > 100
 
 
 # -- the API -----------------------------------------------------------------------------------------------------

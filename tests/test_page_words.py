@@ -108,6 +108,7 @@ def _visible(page: str, *, with_titles: bool = True) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page) + " " + titles)
 
 
+@pytest.mark.database_independent  # a page's words (conftest's rule)
 def test_no_console_page_speaks_the_command_line(web: ConsoleSite) -> None:
     paths = [p for p in _get_routes(list(create_app(web.workspace, web.engine).routes)) if p.startswith("/console")]
     values = _values(web)

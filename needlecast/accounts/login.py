@@ -1,63 +1,70 @@
-"""Logging in and out of the console: the throttle, the password check, the session and the audit entry.
+"""Logging in and out of the console, the storage half: the throttle's count, the password check and the
+session. Neither checks a permission nor audits: `actions.sessions` writes the log-in and log-out audit
+entries, in the same transactions as these calls.
 
-Contract: `log_in(engine, secret, policy, email, password, address, longest)` first counts the attempt and
-decides (`throttle.admit`, its own transaction; `Throttled` before any password is checked), then checks
-the password (`users.authenticate`) and, in one transaction, records the success with the throttle, starts
-a session and audits `session.logged_in`; it returns the actor and the new session's id. A wrong address
-or password raises `AuthenticationFailed` after auditing `session.login_failed`: its target is the account
-(`user:#ID`) when the typed address is one, else `user:unknown`, and its actor is the anonymous log-in form,
-so the audit log never holds an address a stranger typed. `source` in the detail is a short keyed hash of
-the network address (the same address gives the same value; the address itself is never stored).
-`log_out(engine, actor, session_id)` ends the session and audits `session.logged_out`.
-Refused (throttled) attempts are not audited: they are counted by the throttle, and a flood of them would
-bury the entries that matter.
+Contract:
+- `admit(conn, secret, policy, email, address)` counts the attempt with the throttle (`throttle.admit`) and
+  returns the `Attempt` (its keys and throttle ticket), or raises `Throttled` before any password is checked.
+- `start(conn, attempt, policy, email, password, longest)` checks the password (`users.authenticate`: the same
+  `AuthenticationFailed` for a wrong address and a wrong password), records the success with the throttle and
+  starts a session; returns the actor and the new session's id.
+- `target_of(conn, email)` is the audit target a failed attempt names: the account (`user:#ID`) when the typed
+  address is one, else `user:unknown`, so the audit log never holds an address a stranger typed.
+- `end(conn, session_id)` ends the session.
+`Attempt.source` is a short keyed hash of the network address (the same address gives the same value; the
+address itself is never stored).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
-from needlecast.accounts import audit, sessions, throttle
+from needlecast.accounts import sessions, throttle
 from needlecast.accounts.roles import Actor
 from needlecast.accounts.users import account_id, authenticate
-from needlecast.errors import AuthenticationFailed
 from needlecast.store.helpers import utcnow
 
-LOGIN_FORM = Actor("anonymous", "log-in form")
+
+@dataclass(frozen=True)
+class Attempt:
+    """One admitted log-in attempt: the throttle's keys and ticket."""
+
+    keys: throttle.Keys
+    ticket: throttle.Ticket
+
+    @property
+    def source(self) -> str:
+        """The network address as the audit log names it: a short keyed hash."""
+        return self.keys.address[:12]
 
 
-def log_in(
-    engine: Engine,
-    secret: bytes,
+def admit(conn: Connection, secret: bytes, policy: throttle.Policy, email: str, address: str) -> Attempt:
+    keys = throttle.keys_for(secret, email, address)
+    return Attempt(keys, throttle.admit(conn, keys, time.time(), policy))
+
+
+def start(
+    conn: Connection,
+    attempt: Attempt,
     policy: throttle.Policy,
     email: str,
     password: str,
-    address: str,
     longest: timedelta,
 ) -> tuple[Actor, str]:
-    keys = throttle.keys_for(secret, email, address)
-    with engine.begin() as conn:
-        ticket = throttle.admit(conn, keys, time.time(), policy)
-    source = keys.address[:12]
-    try:
-        with engine.begin() as conn:
-            actor = authenticate(conn, email, password)
-            throttle.succeeded(conn, ticket, time.time(), policy)
-            session_id, _csrf = sessions.start(conn, actor, utcnow(), longest)
-            audit.record(conn, actor, "session.logged_in", f"user:#{actor.id}", source=source, known=ticket.known)
-            return actor, session_id
-    except AuthenticationFailed:
-        with engine.begin() as conn:
-            found = account_id(conn, email)
-            target = f"user:#{found}" if found is not None else "user:unknown"
-            audit.record(conn, LOGIN_FORM, "session.login_failed", target, source=source)
-        raise
+    actor = authenticate(conn, email, password)
+    throttle.succeeded(conn, attempt.ticket, time.time(), policy)
+    session_id, _csrf = sessions.start(conn, actor, utcnow(), longest)
+    return actor, session_id
 
 
-def log_out(engine: Engine, actor: Actor, session_id: str) -> None:
-    with engine.begin() as conn:
-        sessions.end(conn, session_id)
-        audit.record(conn, actor, "session.logged_out", f"user:#{actor.id}")
+def target_of(conn: Connection, email: str) -> str:
+    found = account_id(conn, email)
+    return f"user:#{found}" if found is not None else "user:unknown"
+
+
+def end(conn: Connection, session_id: str) -> None:
+    sessions.end(conn, session_id)

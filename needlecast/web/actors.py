@@ -6,7 +6,8 @@ Contract:
 - `console_session(engine, session_id, idle)` is the console session behind a cookie (`Session`: the user's
   actor and the session's CSRF token), or None for no, an expired or an idle one.
 - `log_in(engine, secret, settings, email, password, address)` starts a console session (the log-in
-  throttle of `[console]`, the password check and the audit entry: `accounts.login`) and returns its id;
+  throttle of `[console]`, the password check and the audit entry: the action `actions.sessions`) and returns
+  its id;
   `log_out(engine, actor, session_id)` ends it, audited.
 """
 
@@ -16,10 +17,11 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from needlecast.accounts import apikeys, login, sessions, throttle
+from needlecast.accounts import apikeys, sessions, throttle
 from needlecast.accounts.roles import Actor as Actor  # what the faces hand every action
 from needlecast.accounts.roles import require as require  # a read's permission check, as the actions do theirs
 from needlecast.accounts.sessions import Session as Session  # a console session: its actor and CSRF token
+from needlecast.actions import sessions as session_actions
 from needlecast.config import ConsoleSettings
 from needlecast.store.helpers import utcnow
 
@@ -53,10 +55,11 @@ def log_in(engine: Engine, secret: bytes, settings: ConsoleSettings, email: str,
     """A new console session's id for a right address and password (see the module contract);
     `AuthenticationFailed` (the same for a wrong address and a wrong password) or `Throttled`."""
     longest = timedelta(hours=settings.session_hours)
-    _actor, session_id = login.log_in(engine, secret, login_policy(settings), email, password, address, longest)
+    policy = login_policy(settings)
+    _actor, session_id = session_actions.log_in(engine, secret, policy, email, password, address, longest)
     return session_id
 
 
 def log_out(engine: Engine, actor: Actor, session_id: str) -> None:
     """End the session, audited as `session.logged_out`."""
-    login.log_out(engine, actor, session_id)
+    session_actions.log_out(engine, actor, session_id)

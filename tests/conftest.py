@@ -29,7 +29,9 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -62,6 +64,23 @@ SUITE_ENVIRONMENT = {
 for _variable, _value in SUITE_ENVIRONMENT.items():
     os.environ.setdefault(_variable, _value)
 
+
+# A request a test makes with httpx's module functions waits up to 60 s for its answer (httpx's default is 5 s):
+# on a loaded machine an answer can take longer than 5 s, and a slow answer is not what any test is about. A
+# test about time-outs passes its own. (The suite's clients, `console_site`, are made with the same 60 s.)
+PATIENT_SECONDS = 60.0
+
+
+def _patient(call: Any) -> Any:
+    def with_timeout(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", PATIENT_SECONDS)
+        return call(*args, **kwargs)
+
+    return with_timeout
+
+
+for _name in ("request", "get", "post", "put", "patch", "delete", "head", "options"):
+    setattr(httpx, _name, _patient(getattr(httpx, _name)))
 
 # The modules whose tests take tens of seconds each (processes of their own, the whole API fuzzed, benchmarks at a
 # small size, every route walked), run first: pytest-xdist hands the tests out to its workers in turn, so the

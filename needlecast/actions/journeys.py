@@ -16,6 +16,8 @@ from sqlalchemy import Engine, select
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.audience.contact_filter import Selection, selection_query
+from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.editor import _atomic_write
@@ -25,8 +27,9 @@ from needlecast.campaign.journeys import entries as entering
 from needlecast.campaign.journeys.sweeper import enter as enter_positions
 from needlecast.campaign.journeys.sweeper import sweep_journey, sweep_seconds
 from needlecast.config import Workspace
-from needlecast.errors import CampaignFileError
+from needlecast.errors import CampaignFileError, InvalidRequest
 from needlecast.readmodels.journeys import journey_of, loaded_version
+from needlecast.store import contact_search
 from needlecast.store import journeys as store
 from needlecast.store.delivery import delivery_store
 from needlecast.store.helpers import utcnow
@@ -82,6 +85,39 @@ def enter(
             unknown=len(result.unknown),
         )
     return result
+
+
+MOST_ENTERED_AT_ONCE = 10_000  # people put into a journey by one request (the console's, the API's)
+
+
+def enter_selection(
+    engine: Engine,
+    workspace: Workspace,
+    actor: Actor,
+    campaign_id: str,
+    selection: Selection,
+    *,
+    expected: int,
+    frames: FrameCache | None = None,
+) -> tuple[int, EnterResult | None]:
+    """The contact list's "Put into a journey": the contacts of `selection`, counted as the list counts them,
+    into `campaign_id` through `enter` (its rules and its audit entry). Returns (the selection's size now,
+    what `enter` did), or (size, None) with nothing done when the selection no longer holds `expected`
+    contacts. More than MOST_ENTERED_AT_ONCE is `InvalidRequest`, naming the fix."""
+    require(actor, "campaigns.schedule")
+    journey_of(CampaignContext.load(workspace), campaign_id)  # an unknown journey: NotFound before counting
+    unmasked = actor.may("contacts.view_unmasked")
+    with engine.connect() as conn:
+        query = selection_query(conn, workspace, selection, unmasked=unmasked, now=utcnow(), frames=frames)
+        found = contact_search.ids(conn, query)
+    if len(found) != expected:
+        return len(found), None
+    if len(found) > MOST_ENTERED_AT_ONCE:
+        raise InvalidRequest(
+            f"selection: {len(found):,} people are more than {MOST_ENTERED_AT_ONCE:,} at once; narrow the filter, "
+            "or let the journey's own entry (a segment, an event, a date) take them"
+        )
+    return len(found), enter(engine, workspace, actor, campaign_id, found)
 
 
 @dataclass

@@ -38,8 +38,11 @@ from needlecast.audience.contact_filter import describe as describe_filter
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_segments
 from needlecast.audience.sources import NOT_RECORDED, source_words
+from needlecast.campaign.context import CampaignContext
+from needlecast.campaign.definition.model import JOURNEY
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
+from needlecast.errors import NeedlecastError
 from needlecast.store import contact_search
 
 PAGE_SIZE = 50
@@ -67,6 +70,7 @@ class Choices:
     concerns: list[tuple[str, str]]  # (value, label)
     segments: list[str]
     sources: list[tuple[str, str]]  # (raw value, in words)
+    journeys: list[tuple[str, str]] = field(default_factory=list)  # (id, name): live journeys people can be put in
     consent: dict[str, str] = field(default_factory=lambda: dict(CONSENT_CHOICES))
     suppressed: dict[str, str] = field(default_factory=lambda: dict(SUPPRESSION_CHOICES))
     activity: dict[str, str] = field(default_factory=lambda: dict(ACTIVITY_CHOICES))
@@ -102,7 +106,18 @@ def _choices(conn: Any, workspace: Workspace) -> Choices:
         concerns=[(name, vocabulary.label(name)) for name in vocabulary.names],
         segments=list(segments),
         sources=[(raw, source_words(raw)) for raw in contact_search.sources(conn)],
+        journeys=live_journeys(workspace),
     )
+
+
+def live_journeys(workspace: Workspace) -> list[tuple[str, str]]:
+    """(id, name) of each journey that is not a draft, by name: the ones the console can put people into."""
+    try:
+        campaigns = CampaignContext.load(workspace).campaigns.values()
+    except NeedlecastError:  # a campaign file that does not load: the list works without the choice
+        return []
+    found = [(c.id, c.name or c.id) for c in campaigns if c.kind == JOURNEY and not c.draft]
+    return sorted(found, key=lambda item: item[1].lower())
 
 
 def contact_list(

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from needlecast.config import Workspace
 from needlecast.readmodels.contact_pages import contact_vocabulary
 from needlecast.readmodels.segments import FrameCache
-from needlecast.web.api import campaigns, contacts, errors, events, reports
+from needlecast.web.api import campaigns, contacts, errors, events, journeys, reports
 from needlecast.web.api.deps import ApiState
 from needlecast.web.idempotency import Guard
 from needlecast.web.limits import Window
@@ -72,7 +72,7 @@ def api_app(workspace: Workspace, engine: Engine, senders: Senders, frames: Fram
     )
     app.openapi = lambda: _with_concerns(FastAPI.openapi(app), vocabulary.names)  # type: ignore[method-assign]
     errors.install(app)
-    for resource in (contacts, campaigns, events, reports):
+    for resource in (contacts, campaigns, journeys, events, reports):
         # The routes themselves, not `include_router`'s lazy branch: the 405's `Allow` (`allowed_methods`)
         # and the route tests read `app.routes` as a flat list of routes with their methods.
         app.router.routes.extend(resource.router.routes)

@@ -175,6 +175,18 @@ class SegmentOut(BaseModel):
     excluded: dict[str, int]
 
 
+class JourneyEntriesIn(Strict):
+    contact_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        min_length=1, max_length=1000, description="The contacts to put into the journey (ids), at most 1,000 a request"
+    )
+
+
+class JourneyEntriesOut(BaseModel):
+    entered: list[int] = Field(description="Put in at the journey's first step")
+    not_entered: list[int] = Field(description="In the journey now, or kept out by its re-entry rule")
+    unknown: list[int] = Field(description="No contact has this id")
+
+
 class CampaignOut(BaseModel):
     id: str
     name: str

@@ -1,6 +1,6 @@
 """The contact list: every contact a page at a time, searched and filtered, and bulk actions on a selection
-(add a tag, suppress, export as CSV), each confirmed with its count first and done through
-`actions.contacts`. Module-level views (`auth.page`).
+(add a tag, suppress, export as CSV, put into a journey), each confirmed with its count first and done through
+`actions.contacts` (`actions.journeys` for a journey). Module-level views (`auth.page`).
 
 A search names a person, so it is posted, never put in a URL (URLs end up in proxies' and browsers' logs):
 the list's search, its pages and its bulk actions are forms that carry the search along. Filters that name
@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from needlecast.actions import contacts as contacts_actions
+from needlecast.actions import journeys as journeys_actions
 from needlecast.errors import InvalidRequest
 from needlecast.readmodels import contact_list as list_read
 from needlecast.web.console.auth import Who, console_of, page
@@ -27,6 +28,7 @@ ACTIONS = {
     "tag": ("contacts.tag", "Add the tag"),
     "suppress": ("contacts.suppress", "Suppress"),
     "export": ("contacts.view", "Export as CSV"),
+    "journey": ("campaigns.schedule", "Put into a journey"),
 }
 
 
@@ -103,6 +105,11 @@ def _bulk(request: Request, who: Who, action: str) -> Response:
             tag = contacts_actions.clean_tag(str(who.form.get("tag") or ""))
         except InvalidRequest as problem:
             return show_list(request, who, flash=_words(problem), flash_kind="bad")
+    if action == "journey":  # the journey's id travels in `tag`'s place: the one word a bulk action carries
+        tag = str(who.form.get("journey") or "")
+        journeys = dict(list_read.live_journeys(console_of(request).workspace))
+        if tag not in journeys:
+            return show_list(request, who, flash="Choose the journey to put them into.", flash_kind="bad")
     expected = str(who.form.get("expected") or "")
     if not (expected.isascii() and expected.isdigit()):
         return _confirm(request, who, action, selection, tag)
@@ -122,6 +129,14 @@ def _apply(
             day = datetime.now(UTC).date().isoformat()
             disposition = f'attachment; filename="contacts-{day}.csv"'
             return Response(text, media_type="text/csv; charset=utf-8", headers={"content-disposition": disposition})
+    elif action == "journey":
+        size, entered = journeys_actions.enter_selection(
+            engine, workspace, actor, tag, selection, expected=expected, frames=frames
+        )
+        if entered is not None:
+            return show_list(request, who, flash=_entered_words(entered, dict(list_read.live_journeys(workspace))[tag]))
+        note = f"The selection changed since you looked: it now holds {_people(size)}."
+        return _confirm(request, who, action, selection, tag, note=note, count=size)
     elif action == "tag":
         done = contacts_actions.tag_contacts(engine, workspace, actor, selection, tag, expected=expected, frames=frames)
         if done.done:
@@ -137,6 +152,14 @@ def _apply(
             return show_list(request, who, flash=flash)
     note = f"The selection changed since you looked: it now holds {_people(done.selected)}."
     return _confirm(request, who, action, selection, tag, note=note, count=done.selected)
+
+
+def _entered_words(entered: journeys_actions.EnterResult, journey: str) -> str:
+    said = f"Put {_people(len(entered.entered))} into the journey “{journey}”: they start at its first step."
+    if entered.already_in:
+        kept = _people(len(entered.already_in))
+        said += f" {kept} were not put in: they are in it now, or its re-entry rule keeps them out."
+    return said
 
 
 def _people(n: int) -> str:
@@ -169,18 +192,26 @@ def _confirm(
         "tag": f"Add the tag “{tag}” to {people}?",
         "suppress": f"Suppress {people}? No campaign will email them again.",
         "export": f"Export {people} as a CSV file?" + ("" if unmasked else " Addresses and names stay masked."),
+        "journey": f"Put {people} into the journey “{dict(list_read.live_journeys(console.workspace)).get(tag, tag)}”?"
+        " They start at its first step; its re-entry rule, consent and suppression still apply.",
     }[action]
     return console.render(
         request,
         who,
         "contacts_confirm.html",
         title=ACTIONS[action][1] if action != "tag" else "Add a tag",
+        field="journey" if action == "journey" else "tag",
         question=question,
         note=note,
         count=count,
         action=action,
         tag=tag,
-        button={"tag": "Add the tag", "suppress": "Suppress them", "export": "Download the CSV"}[action],
+        button={
+            "tag": "Add the tag",
+            "suppress": "Suppress them",
+            "export": "Download the CSV",
+            "journey": "Put them in",
+        }[action],
         danger=action == "suppress",
         described=list_read.describe(console.workspace, selection.wanted, unmasked),
         chosen=selection.ids,
@@ -203,10 +234,16 @@ def bulk_export(request: Request, who: Who) -> Response:
     return _bulk(request, who, "export")
 
 
+@page("campaigns.schedule")
+def bulk_journey(request: Request, who: Who) -> Response:
+    return _bulk(request, who, "journey")
+
+
 # Before contact_views' routes: "/contacts/bulk/suppress" would otherwise be contact "bulk"'s suppression.
 ROUTES = [
     Route("/contacts", contacts, methods=["GET", "POST"]),
     Route("/contacts/bulk/tag", bulk_tag, methods=["POST"]),
     Route("/contacts/bulk/suppress", bulk_suppress, methods=["POST"]),
     Route("/contacts/bulk/export", bulk_export, methods=["POST"]),
+    Route("/contacts/bulk/journey", bulk_journey, methods=["POST"]),
 ]

@@ -101,7 +101,9 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
     came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
     click. Each email's events are read from its row of `email_summaries` (one per ledger row with events,
-    kept by the database as they arrive: migration 0101), joined to the ledger by its primary key."""
+    kept by the database as they arrive: migration 0101), joined to the ledger by its primary key. SQLite
+    reads the ledger in its table's order: left to itself it walked the unique index on (campaign, step,
+    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000)."""
     hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"
     soft = "((m & 4) <> 0 AND (m & 2) = 0)"
     return f"""
@@ -130,7 +132,7 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
                            COALESCE(e.opens, 0) AS opens,
                            COALESCE(e.clicks, 0) AS clicks,
                            {_human(sqlite)} AS human
-                    FROM deliveries d
+                    FROM deliveries d{" NOT INDEXED" if sqlite else ""}
                     LEFT JOIN email_summaries e ON e.delivery_id = d.id
                     WHERE d.status = 'sent'
                 ) x

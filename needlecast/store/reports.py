@@ -9,9 +9,11 @@ it: delivered, bounced_hard, bounced_soft, dropped, opened, opened_human, clicke
 and the event totals opens and clicks. Each email counts once per figure, whatever number of events it had.
 
 This is the SQL twin of `statistics.engagement.delivery_flags` (and `settle`, `human_opened`): the same
-definitions, computed where the events are, so that a report over ten million events moves a few thousand
-rows instead of every event. The property tests (`tests/test_report_figures.py`) hold the two to the same
-independent count on both databases; a change to one is a change to the other.
+definitions, computed in the database from each email's summary of its events (`email_summaries`, kept by
+triggers on `events` as they are written: migration 0101), so that a report over ten million events reads
+one row per email and moves a few hundred rows. The property tests (`tests/test_report_figures.py`,
+`tests/test_email_summaries.py`) hold the two to the same independent count on both databases, whatever
+order the events came in; a change to one is a change to the other.
 
 `sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
 `events_of(conn, ids)` reads the provider events of the ledger rows `ids` (delivery_id, kind, occurred_at
@@ -30,7 +32,8 @@ from sqlalchemy import Connection, func, select
 from needlecast.store.driver import ids_in, ids_value, is_sqlite
 from needlecast.store.schema import deliveries
 
-# Each provider event kind that sets a flag, as a bit of an email's `seen` mask.
+# Each provider event kind that sets a flag, as a bit of an email's `seen` mask (`email_summaries.seen`: the
+# triggers of migration 0101 set these bits; a new kind or bit is a migration).
 KIND_BITS = {
     "delivered": 1,
     "bounced": 2,
@@ -43,7 +46,6 @@ KIND_BITS = {
     "complained": 128,
 }
 ENGAGED = 1 | 16 | 32  # a delivered event, an open or a click proves delivery
-MACHINE_OPEN = "machine"  # `tracking.events.MACHINE_OPEN`: the `detail` of an open SendGrid marks as a machine's
 MACHINE_OPEN_SECONDS = 10  # `statistics.engagement.MACHINE_OPEN_SECONDS`
 KEYS = ("campaign_id", "step_id", "segment", "variant", "day")
 COUNTS = (
@@ -60,45 +62,6 @@ COUNTS = (
     "opens",
     "clicks",
 )
-
-
-HUMAN_OPEN = f"kind = 'opened' AND detail <> '{MACHINE_OPEN}'"  # the predicate of `ix_events_human_opens`
-
-
-def _per_email_postgres() -> str:
-    """Per email: the mask of the kinds it had, its first delivery, and its opens and clicks. One pass over
-    `ix_events_delivery_kind` in delivery order (FILTER and bit_or are cheap per row)."""
-    bits = " ".join(f"WHEN '{kind}' THEN {bit}" for kind, bit in KIND_BITS.items())
-    return f"""
-        SELECT delivery_id AS id,
-               bit_or(CASE kind {bits} ELSE 0 END) AS seen,
-               min(occurred_at) FILTER (WHERE kind = 'delivered') AS arrived,
-               count(*) FILTER (WHERE kind = 'opened') AS opens,
-               count(*) FILTER (WHERE kind = 'clicked') AS clicks
-        FROM events WHERE delivery_id IS NOT NULL GROUP BY delivery_id"""
-
-
-def _per_email_sqlite() -> str:
-    """`_per_email_postgres` for SQLite, which has no bit_or aggregate: the mask as a sum of per-bit maxima.
-    Stored times are ISO text of one width, so the least text is the earliest time."""
-    by_bit: dict[int, list[str]] = {}
-    for kind, bit in KIND_BITS.items():
-        by_bit.setdefault(bit, []).append(f"'{kind}'")
-    mask = " + ".join(f"{bit} * max(kind IN ({', '.join(kinds)}))" for bit, kinds in by_bit.items())
-    return f"""
-        SELECT delivery_id AS id,
-               {mask} AS seen,
-               min(CASE WHEN kind = 'delivered' THEN occurred_at END) AS arrived,
-               sum(kind = 'opened') AS opens,
-               sum(kind = 'clicked') AS clicks
-        FROM events WHERE delivery_id IS NOT NULL GROUP BY delivery_id"""
-
-
-def _last_human_open() -> str:
-    """Per email: its last open not marked a machine's (from `ix_events_human_opens` alone)."""
-    return f"""
-        SELECT delivery_id AS id, max(occurred_at) AS last_open
-        FROM events WHERE {HUMAN_OPEN} AND delivery_id IS NOT NULL GROUP BY delivery_id"""
 
 
 def _sqlite_micros(column: str) -> str:
@@ -123,21 +86,24 @@ def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
 
 def _human(sqlite: bool) -> str:
     """1 when the email has an open not marked a machine's more than MACHINE_OPEN_SECONDS after its arrival
-    (its first delivered event, else its sending), else 0."""
-    arrival = "COALESCE(e.arrived, d.sent_at)"
+    (its first delivered event, else its sending), else 0: its last such open is enough to tell."""
+    arrival = "COALESCE(e.delivered_at, d.sent_at)"
+    last = "e.human_open_at"
     if sqlite:
-        late = f"{_sqlite_micros('h.last_open')} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
+        late = f"{_sqlite_micros(last)} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
     else:
-        late = f"h.last_open > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
-    return f"CASE WHEN h.last_open IS NOT NULL AND ({arrival} IS NULL OR {late}) THEN 1 ELSE 0 END"
+        late = f"{last} > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
+    return f"CASE WHEN {last} IS NOT NULL AND ({arrival} IS NULL OR {late}) THEN 1 ELSE 0 END"
 
 
 def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     """The statement of `email_groups` (see the module contract and `statistics.engagement.settle`): a bounce
     outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
     came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
-    click."""
-    per_email = _per_email_sqlite() if sqlite else _per_email_postgres()
+    click. Each email's events are read from its row of `email_summaries` (one per ledger row with events,
+    kept by the database as they arrive: migration 0101), joined to the ledger by its primary key. SQLite
+    reads the ledger in its table's order: left to itself it walked the unique index on (campaign, step,
+    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000)."""
     hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"
     soft = "((m & 4) <> 0 AND (m & 2) = 0)"
     return f"""
@@ -166,9 +132,8 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
                            COALESCE(e.opens, 0) AS opens,
                            COALESCE(e.clicks, 0) AS clicks,
                            {_human(sqlite)} AS human
-                    FROM deliveries d
-                    LEFT JOIN ({per_email}) e ON e.id = d.id
-                    LEFT JOIN ({_last_human_open()}) h ON h.id = d.id
+                    FROM deliveries d{" NOT INDEXED" if sqlite else ""}
+                    LEFT JOIN email_summaries e ON e.delivery_id = d.id
                     WHERE d.status = 'sent'
                 ) x
             ) y
@@ -179,8 +144,9 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
 def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:
     """See the module contract."""
     if not is_sqlite(conn):
-        # Compiling the statement (JIT) cost more than it saved; and with statistics, the parallel plan had
-        # every worker aggregate every event again beneath a parallel scan of the ledger (three times the work).
+        # Compiling the statement (JIT) cost more than it saved. No parallel plan: when this read every event,
+        # each worker aggregated them all again beneath a parallel scan of the ledger (three times the work);
+        # over the summaries, one process's plan is the one measured (BENCHMARKS.md).
         conn.exec_driver_sql("SET LOCAL jit = off")
         conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets))

@@ -308,6 +308,20 @@ events = Table(
     ),
 )
 
+# Each email's events summed up (migration 0101): written by triggers on `events`, in the transaction that
+# writes the events, whoever writes them; never written by needlecast's code. What the reports count from
+# (`store/reports.py`): one row per ledger row with events, the same whatever order its events came in.
+email_summaries = Table(
+    "email_summaries",
+    metadata,
+    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("seen", Integer, nullable=False),  # a bit per kind of event it had (`store.reports.KIND_BITS`)
+    Column("delivered_at", DateTime(), nullable=True),  # its first delivered event
+    Column("human_open_at", DateTime(), nullable=True),  # its last open not marked a machine's
+    Column("opens", BigInteger, nullable=False),  # its open events
+    Column("clicks", BigInteger, nullable=False),  # its click events
+)
+
 
 # Console accounts: an argon2 password hash, a role (admin, marketer, reviewer, analyst).
 users = Table(

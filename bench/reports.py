@@ -8,7 +8,7 @@ Fills the store through its bulk path (`store.bulk.insert_columns`): N sent emai
 steps, four concerns and three segments, sent over eight weeks; one delivered event per email but the 2 %
 that bounce (a hard or a soft bounce) or are dropped, and the rest of the M events opens (some machine opens)
 and clicks, with a few unsubscribes and spam reports; and a booking for one person in fifty (the database's
-triggers sum each email's events up into `email_summaries` as they go in: migration 0101). Then, in a fresh
+triggers sum each email's events up into `email_summaries` as they go in: migration 0020). Then, in a fresh
 process (so that its peak RSS is its own), times what the console's Reports page and `needlecast report
 --all` run: counting every email by group from its summary (`store.reports.email_groups`), attributing the
 bookings, and the comparison with its totals, change on the previous period, weekly trends per concern and

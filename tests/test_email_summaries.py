@@ -1,4 +1,4 @@
-"""Each email's summary of its events (`email_summaries`, kept by triggers on `events`: migration 0101) against
+"""Each email's summary of its events (`email_summaries`, kept by triggers on `events`: migration 0020) against
 the events themselves, on SQLite and PostgreSQL.
 
 Hypothesis generates events for a few ledger rows (and some for no row, or a row that does not exist), of
@@ -10,7 +10,7 @@ split, every summary row must equal what the events stored say of that email (co
 the report figures read from the summaries (`store.reports.email_groups`) must equal the one definition
 computed from the raw events email by email (`statistics.engagement.delivery_flags`).
 
-The upgrade to 0101 fills the summaries from the events already stored; two transactions adding events to
+The upgrade to 0020 fills the summaries from the events already stored; two transactions adding events to
 one email at once both count (PostgreSQL, with threads).
 """
 
@@ -284,19 +284,19 @@ def test_a_bounce_after_a_delivery_and_an_open_before_it_count_as_in_order(engin
 
 
 @pytest.fixture()
-def at_0017(blank_store_url: str) -> Iterator[Engine]:
-    """A store at revision 0017, the one before the summaries."""
+def before_summaries(blank_store_url: str) -> Iterator[Engine]:
+    """A store at revision 0019, the one before the summaries."""
     engine = make_engine(blank_store_url)
     config = _alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0017")
+        command.upgrade(config, "0019")
     yield engine
     engine.dispose()
 
 
-def test_the_upgrade_sums_up_the_events_already_stored_and_the_triggers_take_over(at_0017: Engine) -> None:
-    ledger(at_0017, ["", "bounced", "", "", ""])
+def test_the_upgrade_sums_up_the_events_already_stored_and_the_triggers_take_over(before_summaries: Engine) -> None:
+    ledger(before_summaries, ["", "bounced", "", "", ""])
     generated = [
         Happening(e, kind, seconds, machine, False)
         for e in (1, 2, 3, 9, None)
@@ -311,24 +311,25 @@ def test_the_upgrade_sums_up_the_events_already_stored_and_the_triggers_take_ove
             ("deferred", -5, False),
         ]
     ]
-    write(at_0017, list(enumerate(generated)), "rows")
-    upgrade(at_0017)
-    filled = summaries(at_0017)
-    assert filled == summed_up(at_0017) and set(filled) == {1, 2, 3, 9}
-    figures_agree(at_0017)
+    write(before_summaries, list(enumerate(generated)), "rows")
+    upgrade(before_summaries)
+    filled = summaries(before_summaries)
+    assert filled == summed_up(before_summaries) and set(filled) == {1, 2, 3, 9}
+    figures_agree(before_summaries)
     write(
-        at_0017,
+        before_summaries,
         [(100, Happening(4, "opened", 20, False, False)), (101, Happening(1, "bounced", 1, False, False))],
         "webhook",
     )
-    agree(at_0017)
+    agree(before_summaries)
     config = _alembic_config()
-    with at_0017.begin() as conn:  # down and up again: the same rows
+    with before_summaries.begin() as conn:  # down and up again: the same rows
         config.attributes["connection"] = conn
-        command.downgrade(config, "0017")
-    write(at_0017, [(102, Happening(3, "clicked", 20, False, False))], "rows")  # no trigger now; the upgrade counts it
-    upgrade(at_0017)
-    agree(at_0017)
+        command.downgrade(config, "0019")
+    # No trigger now: the upgrade counts it.
+    write(before_summaries, [(102, Happening(3, "clicked", 20, False, False))], "rows")
+    upgrade(before_summaries)
+    agree(before_summaries)
 
 
 @pytest.fixture()

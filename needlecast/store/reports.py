@@ -10,7 +10,7 @@ and the event totals opens and clicks. Each email counts once per figure, whatev
 
 This is the SQL twin of `statistics.engagement.delivery_flags` (and `settle`, `human_opened`): the same
 definitions, computed in the database from each email's summary of its events (`email_summaries`, kept by
-triggers on `events` as they are written: migration 0101), so that a report over ten million events reads
+triggers on `events` as they are written: migration 0020), so that a report over ten million events reads
 one row per email and moves a few hundred rows. The property tests (`tests/test_report_figures.py`,
 `tests/test_email_summaries.py`) hold the two to the same independent count on both databases, whatever
 order the events came in; a change to one is a change to the other.
@@ -33,7 +33,7 @@ from needlecast.store.driver import ids_in, ids_value, is_sqlite
 from needlecast.store.schema import deliveries
 
 # Each provider event kind that sets a flag, as a bit of an email's `seen` mask (`email_summaries.seen`: the
-# triggers of migration 0101 set these bits; a new kind or bit is a migration).
+# triggers of migration 0020 set these bits; a new kind or bit is a migration).
 KIND_BITS = {
     "delivered": 1,
     "bounced": 2,
@@ -101,7 +101,7 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
     came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
     click. Each email's events are read from its row of `email_summaries` (one per ledger row with events,
-    kept by the database as they arrive: migration 0101), joined to the ledger by its primary key. SQLite
+    kept by the database as they arrive: migration 0020), joined to the ledger by its primary key. SQLite
     reads the ledger in its table's order: left to itself it walked the unique index on (campaign, step,
     contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000)."""
     hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"

@@ -308,7 +308,7 @@ events = Table(
     ),
 )
 
-# Each email's events summed up (migration 0101): written by triggers on `events`, in the transaction that
+# Each email's events summed up (migration 0020): written by triggers on `events`, in the transaction that
 # writes the events, whoever writes them; never written by needlecast's code. What the reports count from
 # (`store/reports.py`): one row per ledger row with events, the same whatever order its events came in.
 email_summaries = Table(

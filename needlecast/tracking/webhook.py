@@ -150,7 +150,7 @@ def ingest(engine: Engine, parsed: Parsed | Sequence[Event], on_applied: OnAppli
                 "detail": e.detail,
                 "raw": e.raw,
             }
-            # In delivery order: each event's statement adds it to its email's summary row (migration 0101),
+            # In delivery order: each event's statement adds it to its email's summary row (migration 0020),
             # locking that row until commit, so two posts touching the same emails lock them in one order.
             for e in sorted(fresh.values(), key=lambda e: -1 if e.delivery_id is None else e.delivery_id)
         ]

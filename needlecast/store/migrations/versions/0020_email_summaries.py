@@ -23,8 +23,8 @@ The upgrade fills the table from the events already stored (one pass over `ix_ev
 `ix_events_human_opens`) with the events table locked against writes, then adds the triggers, so no event
 is counted twice or missed.
 
-Revision ID: 0101
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from alembic import op
 
 from needlecast.store.types import UtcDateTime
 
-revision = "0101"
-down_revision = "0017"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 

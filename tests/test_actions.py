@@ -240,6 +240,9 @@ CASES: dict[str, Case] = {
         allowed=REVIEWER,
     ),
     "journeys.save": Case(lambda e, w, a: journeys.save(e, w, a, "j", _journey(w)), "journey.saved", "campaign:j"),
+    "journeys.enter_selection": Case(
+        lambda e, w, a: journeys.enter_selection(e, w, a, "j", FIRST, expected=1), "journey.entered", "campaign:j"
+    ),
     "journeys.create": Case(
         lambda e, w, a: journeys.create(e, w, a, "j2", _journey(w).replace("id: j\n", "id: j2\n")),
         "journey.saved",

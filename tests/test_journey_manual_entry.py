@@ -63,7 +63,7 @@ def test_the_api_puts_people_into_a_journey_once_and_names_the_unknown(web: Cons
     assert [(e["actor_kind"], e["detail"]["entered"]) for e in audited] == [("api_key", 1), ("api_key", 1)]
     # Refusals name the problem, and change nothing.
     broadcast = api.post("/journeys/spring-guide/entries", json={"contact_ids": [first]})
-    assert broadcast.status_code == 422 and "not a journey" in broadcast.text
+    assert broadcast.status_code == 404 and "journey" in broadcast.text  # no journey has that id
     assert api.post("/journeys/nowhere/entries", json={"contact_ids": [first]}).status_code == 404
     empty = api.post("/journeys/concierge/entries", json={"contact_ids": []})
     assert empty.status_code == 422 and "contact_ids" in empty.text

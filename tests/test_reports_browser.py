@@ -180,7 +180,7 @@ def test_the_cohorts_page_shows_cohorts_revenue_and_attribution_under_its_csp(
     assert errors == [] and page.evaluate("window.__violations") == []
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     cohorts = page.locator("#table-cohorts tbody tr")
-    assert cohorts.count() > 0 and "import:sample.csv" in page.locator("#table-cohorts").inner_text()
+    assert cohorts.count() > 0 and "Imported from sample.csv" in page.locator("#table-cohorts").inner_text()
     revenue = page.locator("#table-revenue tbody tr").all_inner_texts()
     assert any(row.startswith("spring-guide") and "GBP" in row for row in revenue)
     assert revenue[-1].startswith("All campaigns")

@@ -21,7 +21,7 @@ from needlecast.campaign.definition.editor import _validate
 from needlecast.campaign.definition.model import JOURNEY, Campaign
 from needlecast.campaign.journeys import edits
 from needlecast.config import Workspace
-from needlecast.errors import CampaignFileError, InvalidRequest
+from needlecast.errors import CampaignFileError, NotFound
 from needlecast.store import journeys as store
 
 
@@ -43,10 +43,12 @@ class JourneyOverview:
 
 
 def journey_of(ctx: CampaignContext, campaign_id: str) -> Campaign:
-    """The journey `campaign_id` (NotFound names the campaigns there are; another kind is refused)."""
+    """The journey `campaign_id` (NotFound names the campaigns there are; a campaign of another kind is
+    NotFound too, saying what it is)."""
     campaign = ctx.campaign(campaign_id)
-    if campaign.kind != JOURNEY or campaign.journey is None:
-        raise InvalidRequest(f"campaign '{campaign_id}' is a {campaign.kind}, not a journey")
+    if campaign.kind != JOURNEY or campaign.journey is None:  # no journey has this id: a 404 on the web
+        said = f"campaign '{campaign_id}' is a {campaign.kind}, not a journey"
+        raise NotFound(said, what="journey", name=campaign_id)
     return campaign
 
 

@@ -240,14 +240,15 @@ def campaign_report(engine: Engine, workspace: Workspace, campaign: str) -> Repo
     there are, or the campaign file that failed to load), with every email and event, by day, on the
     clinic's clock, with the A/B arms' subjects and the workspace's attribution rules."""
     ctx = CampaignContext.load(workspace)
+    found = ctx.campaign(campaign)  # NotFound first: an id no campaign has is never sent to the database
     data = load_report(
         engine,
-        campaign,
+        found.id,
         subjects=sample_arm_subjects(ctx),  # as a sample recipient reads them
         attribution=workspace.settings.attribution,
         time_zone=workspace.settings.clinic.time_zone,
     )
-    with_journey_tables(engine, ctx.campaign(campaign), data)
+    with_journey_tables(engine, found, data)
     return data
 
 

@@ -4,7 +4,7 @@ journey's people added by hand).
 The change goes through `needlecast.actions.journeys.enter` (checked as `campaigns.schedule`, the key's
 `campaigns:write` scope, and audited as the key with the counts): the journey's re-entry rule applies, and the
 sweeper checks consent and suppression before anything is sent. A campaign that is not a journey is refused
-(422, naming it); an unknown one is a 404.
+(404: no journey has that id), as is an unknown one.
 """
 
 from __future__ import annotations

@@ -176,7 +176,9 @@ class SegmentOut(BaseModel):
 
 
 class JourneyEntriesIn(Strict):
-    contact_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+    # At most 15 digits: a bound a JSON number states exactly (a float's 53 bits), so that no client's parser
+    # rounds an id past it into range or out of it.
+    contact_ids: list[Annotated[int, Field(ge=1, le=999_999_999_999_999)]] = Field(
         min_length=1, max_length=1000, description="The contacts to put into the journey (ids), at most 1,000 a request"
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -230,3 +231,32 @@ class SessionChromium:
         if self._playwright is not None:
             self._playwright.stop()
         self._browser = self._playwright = None
+
+
+class ConsoleVisitor:
+    """Someone of the clinic at the console, logged in as `role` in a browser context of their own at `width` px.
+
+    `check(name)` is what every page they see must pass: no serious or critical axe-core finding, no sideways
+    scroll of the page; it saves the screenshot `<shots>-<name>-<width>` in test-artifacts/. A suite sets its
+    own `shots` (the screenshots' prefix) on a subclass, which adds that suite's steps."""
+
+    shots = "console"
+
+    def __init__(self, browser: Any, console: Any, role: str, width: int) -> None:
+        from tests.console_site import PASSWORD, email_of
+
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.console, self.role, self.width = console, role, width
+        self.page.goto(f"{console.url}/console/")
+        self.page.get_by_label("Email address").fill(email_of(role))
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url(re.compile(r".*/console/$"))
+
+    def check(self, name: str) -> None:
+        problems = accessibility_problems(self.page)
+        assert problems == [], f"{name}: {problems}"
+        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
+        screenshot(self.page, f"{self.shots}-{name}-{self.width}")

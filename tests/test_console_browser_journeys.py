@@ -18,7 +18,7 @@ import pytest
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys.sweeper import sweep_all
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
+from tests.browser import ConsoleVisitor, axe_script, chromium_path, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -44,24 +44,13 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         yield running
 
 
-class Marketer:
-    """A marketer in a browser context of their own, at `width`, checking each page seen."""
+class Marketer(ConsoleVisitor):
+    """A marketer at the journey builder (`ConsoleVisitor`: each page seen is checked)."""
+
+    shots = "console-journeys"
 
     def __init__(self, browser: Any, console: ConsoleSite, width: int) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
-        self.page = self.context.new_page()
-        self.width = width
-        self.page.goto(f"{console.url}/console/")
-        self.page.get_by_label("Email address").fill(email_of("marketer"))
-        self.page.get_by_label("Password").fill(PASSWORD)
-        self.page.get_by_role("button", name="Log in").click()
-        self.page.wait_for_url(re.compile(r".*/console/$"))
-
-    def check(self, name: str) -> None:
-        assert accessibility_problems(self.page) == [], name
-        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
-        screenshot(self.page, f"console-journeys-{name}-{self.width}")
+        super().__init__(browser, console, "marketer", width)
 
     def builder_ready(self) -> None:
         self.page.wait_for_selector("#journey-builder[data-state=ready]")

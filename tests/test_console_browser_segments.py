@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
+from tests.browser import (
+    ConsoleVisitor,
+    axe_script,
+    chromium_path,
+    save_doc_screenshot,
+)
 from tests.cli_runner import run
-from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
+from tests.console_site import ConsoleSite, sqlite_site
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
@@ -32,25 +37,13 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         yield running
 
 
-class Person:
-    """Someone of the clinic in a browser context of their own, at `width`, checking each page seen."""
+class Person(ConsoleVisitor):
+    """Someone of the clinic at the segment pages (`ConsoleVisitor`: each page seen is checked)."""
+
+    shots = "console-segments"
 
     def __init__(self, browser: Any, console: ConsoleSite, width: int, role: str) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
-        self.page = self.context.new_page()
-        self.width = width
-        self.role = role
-        self.page.goto(f"{console.url}/console/")
-        self.page.get_by_label("Email address").fill(email_of(role))
-        self.page.get_by_label("Password").fill(PASSWORD)
-        self.page.get_by_role("button", name="Log in").click()
-        self.page.wait_for_url(re.compile(r".*/console/$"))
-
-    def check(self, name: str) -> None:
-        assert accessibility_problems(self.page) == [], name
-        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
-        screenshot(self.page, f"console-segments-{name}-{self.width}")
+        super().__init__(browser, console, role, width)
 
     def builder_ready(self) -> None:
         """The builder's script has started (it shows the "Add a condition" button): it sees every change."""

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.browser import accessibility_problems, axe_script, chromium_path, screenshot
-from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
+from tests.browser import ConsoleVisitor, axe_script, chromium_path, screenshot
+from tests.console_site import ConsoleSite, sqlite_site
 from tests.test_email_builder import png
 
 pytestmark = [
@@ -33,24 +33,13 @@ def console(workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         yield running
 
 
-class Marketer:
-    """A marketer in a browser context of their own, at `width`, checking each page seen."""
+class Marketer(ConsoleVisitor):
+    """A marketer at the email builder (`ConsoleVisitor`: each page seen is checked)."""
+
+    shots = "console-email-builder"
 
     def __init__(self, browser: Any, console: ConsoleSite, width: int) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": 900})
-        self.page = self.context.new_page()
-        self.width = width
-        self.page.goto(f"{console.url}/console/")
-        self.page.get_by_label("Email address").fill(email_of("marketer"))
-        self.page.get_by_label("Password").fill(PASSWORD)
-        self.page.get_by_role("button", name="Log in").click()
-        self.page.wait_for_url(re.compile(r".*/console/$"))
-
-    def check(self, name: str) -> None:
-        assert accessibility_problems(self.page) == [], name
-        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
-        screenshot(self.page, f"console-email-builder-{name}-{self.width}")
+        super().__init__(browser, console, "marketer", width)
 
     def look_at_preview(self, name: str) -> None:
         """A screenshot of the preview as the marketer sees it, scrolled to (a phone shows it below the blocks)."""

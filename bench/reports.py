@@ -40,7 +40,7 @@ from sqlalchemy import create_engine, event, text
 
 from needlecast.reports import groups
 from needlecast.reports.analysis import Analysis
-from needlecast.reports.compare import Catalogue
+from needlecast.reports.compare import COMPARE_COLUMNS, Catalogue
 from needlecast.store import reports as sql
 from needlecast.store.bulk import insert_columns
 from needlecast.store.engine import make_engine, open_store, upgrade
@@ -172,17 +172,9 @@ CATALOGUE = Catalogue(
     articles={(f"campaign-{c:02d}", s): f"article-{c % 5}" for c in range(CAMPAIGNS) for s in ("guide", "reminder")},
 )
 PERIOD = {"start": date(2026, 10, 5), "end": date(2026, 11, 1)}  # four weeks, against the four before
-TOTALS = (
-    "sent",
-    "delivered",
-    "bounced",
-    "opened",
-    "opened_human",
-    "clicked",
-    "unsubscribed",
-    "complained",
-    "conversions",
-)
+# The comparison's counts (its columns between the campaign's name and kind and the rates), whose totals row is
+# printed so that two runs' figures can be compared.
+TOTALS = tuple(c for c in COMPARE_COLUMNS[3:] if not c.endswith("_rate"))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The console: a server-rendered web app (Jinja2, no build step, no CDN) in which marketers, reviewers,
 analysts and admins do their whole job. Its scripts, `static/import-progress.js` and `static/send-progress.js`,
-show a running import's progress and a campaign's counts while it sends, and `static/email-builder.js` the email
-builder's preview as its blocks are typed (the Content-Security-Policy allows scripts from the console itself,
-never inline).
+show a running import's progress and a campaign's counts while it sends; the segment, journey and email builders'
+scripts ask the server about their form as it changes through one shared rule, `static/live-answer.js` (only the
+newest answer is shown). The Content-Security-Policy allows scripts from the console itself, never inline.
 
 Every page resolves one actor (a session's user) in one place and asks one table whether the actor may do
 the page's named action (`needlecast.accounts.roles`); every change goes through `needlecast.actions`

@@ -5,7 +5,7 @@
  * same form (the session's CSRF token is in it, the chosen image files left out) to the builder's preview
  * address (data-preview) at most once per 400 ms of quiet typing, and puts the answer in place: the subject,
  * the preview line, the HTML in the sandboxed frame (srcdoc: no script runs in it) and the plain-text part.
- * An answer that arrives after a newer request was made is dropped. data-state on #preview is "loading"
+ * An answer that arrives after a newer request was made is dropped (static/live-answer.js, loaded before this script). data-state on #preview is "loading"
  * while a request runs and "shown" when what is shown (the frame loaded) is the blocks' current state (what
  * a browser test waits on). Choosing an image file posts the form at once (the image is stored, and the page comes back
  * showing it). Served from the console itself: the Content-Security-Policy allows no inline script.
@@ -21,8 +21,6 @@
   var width = document.getElementById("width");
   var previewButton = document.getElementById("preview-button");
   var url = form.getAttribute("data-preview");
-  var timer = null;
-  var latest = 0;
 
   function show(id, text) {
     var element = document.getElementById(id);
@@ -39,9 +37,7 @@
     frame.srcdoc = answer.html || "";
   }
 
-  function refresh() {
-    latest += 1;
-    var mine = latest;
+  function formWithoutFiles() {
     var body = new FormData(form);
     var files = [];
     body.forEach(function (value, key) {
@@ -54,49 +50,33 @@
     });
     body.set("do", "preview");
     box.setAttribute("data-state", "loading");
-    fetch(url, { method: "POST", body: body, credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("status " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (answer) {
-        if (mine !== latest) {
-          return;
-        }
-        frame.addEventListener(
-          "load",
-          function () {
-            if (mine === latest) {
-              box.setAttribute("data-state", "shown");
-            }
-          },
-          { once: true }
-        );
-        put(answer); // the frame loads what it is given: shown once it has
-
-      })
-      .catch(function () {
-        if (mine !== latest) {
-          return;
-        }
-        show("preview-problem", "The preview could not be updated. Press Preview to try again.");
-        box.setAttribute("data-state", "failed");
-      });
+    return body;
   }
 
-  function later() {
-    if (timer) {
-      window.clearTimeout(timer);
-    }
-    latest += 1; // an answer to an earlier request no longer shows the blocks as they are
-    box.setAttribute("data-state", "loading");
-    timer = window.setTimeout(function () {
-      timer = null;
-      refresh();
-    }, 400);
-  }
+  var later = window.needlecastLiveAnswer({
+    url: url,
+    delay: 400,
+    body: formWithoutFiles,
+    waiting: function () {
+      box.setAttribute("data-state", "loading");
+    },
+    answered: function (answer, stillNewest) {
+      frame.addEventListener(
+        "load",
+        function () {
+          if (stillNewest()) {
+            box.setAttribute("data-state", "shown");
+          }
+        },
+        { once: true }
+      );
+      put(answer); // the frame loads what it is given: shown once it has
+    },
+    failed: function () {
+      show("preview-problem", "The preview could not be updated. Press Preview to try again.");
+      box.setAttribute("data-state", "failed");
+    },
+  }).soon;
 
   function fitWidth() {
     frame.classList.toggle("phone", width.value === "phone");

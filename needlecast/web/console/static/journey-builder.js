@@ -9,7 +9,7 @@
  * As the rows change, the form is posted (the session's CSRF token is in it) to the builder's check address
  * (data-check) at most once per 500 ms of quiet typing; the loader's answer shows in #live-check (role=status):
  * "Looks right", or the first mistake with the step and the field it is about. An answer to an older request
- * is dropped. data-state on the form is "ready" once the script has set the rows up, "checking" while a check
+ * is dropped (static/live-answer.js, loaded before this script). data-state on the form is "ready" once the script has set the rows up, "checking" while a check
  * is due or running and "checked" when the shown answer is the rows' current one (what a browser test waits on).
  * Served from the console itself: the Content-Security-Policy allows no inline script.
  */
@@ -277,8 +277,6 @@
   var checkUrl = form.getAttribute("data-check");
   var checkBox = document.getElementById("check-box");
   var live = document.getElementById("live-check");
-  var timer = null;
-  var latest = 0;
 
   function where(field) {
     var element = field ? document.getElementById(field) : null;
@@ -292,40 +290,27 @@
     return step + (label ? label.textContent.replace(/\s*\(.*\)\s*$/, "") + ": " : "");
   }
 
-  function check() {
-    latest += 1;
-    var mine = latest;
-    fetch(checkUrl, { method: "POST", body: new FormData(form), credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("status " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (answer) {
-        if (mine !== latest) {
-          return;
-        }
-        live.textContent = answer.ok ? answer.said : where(answer.field) + answer.said;
-        checkBox.className = "count-box" + (answer.ok ? "" : " bad");
-        checkBox.hidden = false;
-        form.setAttribute("data-state", "checked");
-      })
-      .catch(function () {
-        if (mine === latest) {
-          live.textContent = "The journey could not be checked just now; saving checks it too.";
-          checkBox.hidden = false;
-          form.setAttribute("data-state", "checked");
-        }
-      });
-  }
-
-  function soon() {
-    latest += 1; // an answer to a request made before this change is stale: dropped when it comes
-    window.clearTimeout(timer);
-    form.setAttribute("data-state", "checking");
-    timer = window.setTimeout(check, 500);
-  }
+  var soon = window.needlecastLiveAnswer({
+    url: checkUrl,
+    delay: 500,
+    body: function () {
+      return new FormData(form);
+    },
+    waiting: function () {
+      form.setAttribute("data-state", "checking");
+    },
+    answered: function (answer) {
+      live.textContent = answer.ok ? answer.said : where(answer.field) + answer.said;
+      checkBox.className = "count-box" + (answer.ok ? "" : " bad");
+      checkBox.hidden = false;
+      form.setAttribute("data-state", "checked");
+    },
+    failed: function () {
+      live.textContent = "The journey could not be checked just now; saving checks it too.";
+      checkBox.hidden = false;
+      form.setAttribute("data-state", "checked");
+    },
+  }).soon;
 
   if (checkUrl && live) {
     form.addEventListener("input", soon);

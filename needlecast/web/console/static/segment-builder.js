@@ -4,7 +4,7 @@
  * with the size. Here, a change to any row posts the same form (the session's CSRF token is in it) to the
  * builder's count address (data-count) at most once per 400 ms of quiet typing, and shows the answer in
  * #live-count (role=status: read out when it changes). An answer that arrives after a newer request was made
- * (or before a newer change) is dropped. data-state on the form is "counting" while a request runs and "counted" when the shown count
+ * (or before a newer change) is dropped (static/live-answer.js, loaded before this script). data-state on the form is "counting" while a request runs and "counted" when the shown count
  * is the rows' current one (what a browser test waits on). The "name" box shows only for rows that need it,
  * and choosing what a row is about chooses the condition that kind of row takes. The page's spare empty rows
  * (for a browser without this script) are taken away: "Add a condition" adds one.
@@ -21,8 +21,6 @@
   var template = document.getElementById("row-template");
   var addButton = document.getElementById("add-row");
   var countUrl = form.getAttribute("data-count");
-  var timer = null;
-  var latest = 0;
   var NAMED = { event: true, attribute: true };
   // The condition each kind of row takes (an attribute row keeps whatever was chosen).
   var FITTING = { concern: "in", tag: "in", list: "in", consent: "equals", signed_up: "within_days", event: "within_days" };
@@ -57,48 +55,37 @@
     live.appendChild(document.createTextNode(text));
   }
 
-  function count() {
-    latest += 1;
-    var mine = latest;
-    form.setAttribute("data-state", "counting");
-    fetch(countUrl, { method: "POST", body: new FormData(form), credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("status " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (answer) {
-        if (mine !== latest) {
-          return;
-        }
-        var problems = Object.keys(answer.problems || {});
-        if (problems.length) {
-          var first = answer.problems[problems[0]];
-          var where = problems[0] === "name" ? "" : "Condition " + (Number(problems[0]) + 1) + ": ";
-          say(" " + first, where);
-        } else {
-          var left = Object.keys(answer.excluded || {}).map(function (k) {
-            return answer.excluded[k].toLocaleString("en") + " left out: " + k;
-          });
-          say(" would be in this segment now" + (left.length ? " (" + left.join("; ") + ")." : "."), answer.text);
-        }
-        form.setAttribute("data-state", "counted");
-      })
-      .catch(function () {
-        if (mine === latest) {
-          say("The count could not be made just now; press Count to try again.", "");
-          form.setAttribute("data-state", "counted");
-        }
-      });
-  }
-
-  function soon() {
-    latest += 1; // an answer to a request made before this change is stale: dropped when it comes
-    window.clearTimeout(timer);
-    form.setAttribute("data-state", "waiting");
-    timer = window.setTimeout(count, 400);
-  }
+  var asking = window.needlecastLiveAnswer({
+    url: countUrl,
+    delay: 400,
+    body: function () {
+      form.setAttribute("data-state", "counting");
+      return new FormData(form);
+    },
+    waiting: function () {
+      form.setAttribute("data-state", "waiting");
+    },
+    answered: function (answer) {
+      var problems = Object.keys(answer.problems || {});
+      if (problems.length) {
+        var first = answer.problems[problems[0]];
+        var where = problems[0] === "name" ? "" : "Condition " + (Number(problems[0]) + 1) + ": ";
+        say(" " + first, where);
+      } else {
+        var left = Object.keys(answer.excluded || {}).map(function (k) {
+          return answer.excluded[k].toLocaleString("en") + " left out: " + k;
+        });
+        say(" would be in this segment now" + (left.length ? " (" + left.join("; ") + ")." : "."), answer.text);
+      }
+      form.setAttribute("data-state", "counted");
+    },
+    failed: function () {
+      say("The count could not be made just now; press Count to try again.", "");
+      form.setAttribute("data-state", "counted");
+    },
+  });
+  var count = asking.now;
+  var soon = asking.soon;
 
   function addRemove(row) {
     var remove = document.createElement("button");

@@ -4,20 +4,23 @@ adding a tag once, and suppressing by hash."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, make_url, select
+from sqlalchemy import text as sql
 
 from needlecast.audience.importer import import_file
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store import contact_search
 from needlecast.store.contact_search import ContactQuery
-from needlecast.store.engine import open_store
+from needlecast.store.engine import current_revision, head_revision, open_store
 from needlecast.store.schema import contacts, suppressions
+from tests.conftest import empty_store
 
 
 @pytest.fixture()
@@ -86,3 +89,48 @@ def test_a_tag_is_added_once_and_suppression_keeps_the_first_reason(store: Engin
         reasons = set(conn.execute(select(suppressions.c.reason)).scalars())
         assert contact_search.count(conn, ContactQuery(suppressed=True)) == 3
     assert tagged == acne and reasons == {"manual"}
+
+
+@pytest.mark.postgres
+def test_without_pg_trgm_the_store_migrates_and_the_search_finds_the_same_contacts_by_a_scan(
+    workspace_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server where the migrating role may not create the `pg_trgm` extension (a managed server, a role
+    without the right: here a role that may create tables but not extensions) still migrates, says why in the
+    log, and finds by a part of a name exactly what an indexed store finds."""
+    with empty_store("postgres", tmp_path, migrated=False) as owner_url:
+        database = make_url(owner_url).database
+        role = f"plain_{database}"
+        admin = create_engine(owner_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sql(f'CREATE ROLE "{role}" LOGIN'))
+            conn.execute(sql(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'))
+            conn.execute(sql(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
+            conn.execute(sql(f'GRANT ALL ON SCHEMA public TO "{role}"'))
+        try:
+            url = make_url(owner_url).set(username=role).render_as_string(hide_password=False)
+            monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+            with caplog.at_level(logging.WARNING, logger="needlecast.migrations"):
+                engine = open_store(url)
+            assert "pg_trgm is not available" in caplog.text
+            with engine.connect() as conn:
+                found = conn.execute(sql("SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%trgm%'")).scalar()
+                assert found == 0 and current_revision(engine) == head_revision()
+            workspace = open_workspace(workspace_dir)
+            import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+            people = _everyone(engine)
+            for part in ("müll", "Kaia Mü", "@EXAMPLE.NET"):
+                wanted = {
+                    int(p["id"])  # type: ignore[call-overload]
+                    for p in people
+                    if part.lower() in f"{p['first_name']} {p['last_name']}".lower() or part.lower() in str(p["email"])
+                }
+                assert wanted, part  # the sample has someone to find
+                with engine.connect() as conn:
+                    assert set(contact_search.ids(conn, ContactQuery(text=part))) == wanted, part
+            engine.dispose()
+        finally:
+            with admin.connect() as conn:  # the role's objects and rights go, then the role (roles are the server's)
+                conn.execute(sql(f'DROP OWNED BY "{role}" CASCADE'))
+                conn.execute(sql(f'DROP ROLE "{role}"'))
+            admin.dispose()

@@ -312,6 +312,20 @@ def test_rate_limiter_spaces_requests_and_caps_emails_per_hour() -> None:
     assert slept == [pytest.approx(0.25), pytest.approx(0.5)]
 
 
+def test_reading_the_outbox_while_a_request_is_being_written_leaves_that_request_for_the_next_read(
+    workspace: Workspace,
+) -> None:
+    backend = OutboxBackend(workspace.settings, workspace.outbox_dir)
+    Harness(backend, None).send(_batches(workspace, 1500))  # two requests (at most 1,000 recipients each)
+    path = workspace.outbox_dir / "requests.jsonl"
+    whole = path.read_text(encoding="utf-8")
+    first, second = whole.splitlines(keepends=True)
+    path.write_text(first + second[: len(second) // 2], encoding="utf-8")  # a sender is half-way through its line
+    assert [e["n"] for e in read_outbox(workspace.outbox_dir)] == [1]
+    path.write_text(whole, encoding="utf-8")  # and then it finished
+    assert [e["n"] for e in read_outbox(workspace.outbox_dir)] == [1, 2]
+
+
 def test_outbox_show_renders_a_recipients_copy(workspace: Workspace) -> None:
     backend = OutboxBackend(workspace.settings, workspace.outbox_dir)
     Harness(backend, None).send(_batches(workspace, 3))

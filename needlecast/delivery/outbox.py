@@ -79,12 +79,15 @@ class OutboxBackend(Backend):
 
 
 def read_outbox(outbox_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every request recorded so far, in order. A request is recorded once its line ends with its newline: a
+    last line without one is a request still being written by a sender at this moment (another thread or
+    process), so it is left for the next read rather than read half-written."""
     path = outbox_dir / OUTBOX_FILE
     if not path.exists():
         return
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            if line.strip():
+            if line.endswith("\n") and line.strip():
                 yield json.loads(line)
 
 

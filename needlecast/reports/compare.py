@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from needlecast.config import AttributionSettings
 from needlecast.errors import ContentError, InvalidRequest, NotFound
+from needlecast.reports.charts_kept import kept_chart
 from needlecast.reports.data import (
     MIN_GROUP,
     add_conversions,
@@ -336,7 +337,12 @@ TREND_CHARTS = [
 
 def trend_charts(table: pd.DataFrame, by: str) -> list[Markup]:
     """One small line chart per figure (delivered, open, click and conversion rates per week), a line per `by`;
-    inline SVG without style attributes (`export.without_inline_styles`), each readable on a phone's width."""
+    inline SVG without style attributes (`export.without_inline_styles`), each readable on a phone's width.
+    Drawn once per table and `by` (`charts_kept`)."""
+    return list(kept_chart("trend", table, (by,), lambda: tuple(_draw_trend_charts(table, by))))
+
+
+def _draw_trend_charts(table: pd.DataFrame, by: str) -> list[Markup]:
     import matplotlib
 
     matplotlib.use("Agg")

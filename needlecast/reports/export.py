@@ -32,6 +32,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from needlecast.reports.charts_kept import kept_chart
 from needlecast.reports.data import Report
 from needlecast.reports.tables import shown_columns
 from needlecast.spreadsheet import neutralise
@@ -341,6 +342,11 @@ def _svg(figure: Any, label: str) -> Markup:
 
 
 def funnel_chart(report: Report) -> Markup | None:
+    """The funnel per campaign as a bar chart (drawn once per funnel table: `charts_kept`)."""
+    return kept_chart("funnel", report.funnel, (), lambda: _draw_funnel_chart(report))
+
+
+def _draw_funnel_chart(report: Report) -> Markup | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,6 +378,12 @@ TIMELINE_LINES = {
 
 
 def timeline_chart(report: Report) -> Markup | None:
+    """Emails sent, delivered, opened and clicked per period (drawn once per timeline table and clock:
+    `charts_kept`)."""
+    return kept_chart("timeline", report.timeline, (str(report.time_zone),), lambda: _draw_timeline_chart(report))
+
+
+def _draw_timeline_chart(report: Report) -> Markup | None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -30,7 +30,15 @@ from starlette.routing import BaseRoute, Mount
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
 from needlecast.web.bookings import booking_routes
-from needlecast.web.common import SERVER_ERROR_MESSAGE, STATUS_MESSAGES, Pages, SecurityHeaders
+from needlecast.web.common import (
+    RETRY_SECONDS,
+    SERVER_ERROR_MESSAGE,
+    STATUS_MESSAGES,
+    UNAVAILABLE_MESSAGE,
+    Pages,
+    SecurityHeaders,
+    database_unavailable,
+)
 from needlecast.web.recipient_pages import tracking_routes
 from needlecast.web.senders import Senders
 
@@ -82,12 +90,17 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
+        if database_unavailable(exc):  # busy or unreachable: trying again is the fix (503, Retry-After)
+            log.warning("database unavailable: %s", type(exc).__name__)
+            status, message, headers = 503, UNAVAILABLE_MESSAGE, {"Retry-After": str(RETRY_SECONDS)}
+        else:
+            log.error("unhandled error: %s", type(exc).__name__)  # no request data: it may be personal
+            status, message, headers = 500, SERVER_ERROR_MESSAGE, {}
         if request.url.path.startswith("/api/"):
-            return api_error(500, "something went wrong on our side; please try again later")
-        return pages.response(
-            "message.html", 500, {**page_context(), "title": "Sorry", "message": SERVER_ERROR_MESSAGE}
-        )
+            return api_error(status, message, headers)
+        response = pages.response("message.html", status, {**page_context(), "title": "Sorry", "message": message})
+        response.headers.update(headers)
+        return response
 
     handlers: dict[Any, Any] = {HTTPException: http_error, 500: server_error}
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)

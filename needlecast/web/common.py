@@ -9,6 +9,9 @@ Contract:
 - `Pages(folder, **globals)` renders autoescaped Jinja2 pages from a folder of the package.
 - `STATUS_MESSAGES` says what an HTTP error status means, in words, for a page; `allowed_methods(routes,
   scope)` is a 405's `Allow`: every method the path takes.
+- `database_unavailable(exc)`: the error is the store refusing or failing a connection or being busy (the
+  server full, down or restarting; SQLite locked); the faces answer 503 with `Retry-After: RETRY_SECONDS` and
+  `UNAVAILABLE_MESSAGE`, not a 500, since trying again later is the fix.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,6 +53,13 @@ STATUS_MESSAGES = {
     429: "Too many requests. Please wait a little and try again.",
 }
 SERVER_ERROR_MESSAGE = "Something went wrong on our side. Please try again later."
+UNAVAILABLE_MESSAGE = "The clinic's database is busy or cannot be reached just now. Please try again in a moment."
+RETRY_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is the store being unreachable or busy (see the module contract), not a defect."""
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
 
 
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:

@@ -1,6 +1,7 @@
 """The API's one error shape, `{"error": {"code", "message", "field"}}`, and the handlers that give every
 error that shape: the library's errors by kind (401, 403, 404, 409, 422, 429, 503), the schema's 422, the
-router's 404 and 405 (with `Allow`), and anything unforeseen as a 500 that names nothing personal.
+router's 404 and 405 (with `Allow`), the store busy or unreachable as a 503 with `Retry-After`, and anything
+unforeseen as a 500 that names nothing personal.
 
 Contract: `install(app)` registers the handlers; `error(status, code, message, field)` is the response.
 """
@@ -30,7 +31,7 @@ from needlecast.errors import (
     PermissionDenied,
     Throttled,
 )
-from needlecast.web.common import allowed_methods
+from needlecast.web.common import RETRY_SECONDS, UNAVAILABLE_MESSAGE, allowed_methods, database_unavailable
 
 log = logging.getLogger("needlecast.api")
 # What every endpoint may answer besides its own result (each in the one error shape), for the document.
@@ -45,6 +46,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Body too large"),
         (422, "Invalid request: the field and the fix"),
         (429, "Too many requests: see Retry-After"),
+        (503, "The database is busy or unreachable: try again after Retry-After"),
     )
 }
 
@@ -120,6 +122,9 @@ async def library_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):  # busy or unreachable: trying again is the fix
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error(503, "unavailable", UNAVAILABLE_MESSAGE, headers={"Retry-After": str(RETRY_SECONDS)})
     log.error("unhandled API error: %s", type(exc).__name__)  # no request data: it may be personal
     return error(500, "internal", "something went wrong on our side; please try again later")
 

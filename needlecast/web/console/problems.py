@@ -26,7 +26,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from needlecast.errors import InvalidRequest, NotFound
-from needlecast.web.common import SERVER_ERROR_MESSAGE, STATUS_MESSAGES, allowed_methods
+from needlecast.web.common import (
+    RETRY_SECONDS,
+    SERVER_ERROR_MESSAGE,
+    STATUS_MESSAGES,
+    UNAVAILABLE_MESSAGE,
+    allowed_methods,
+    database_unavailable,
+)
 from needlecast.web.console.auth import Console
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -113,8 +120,15 @@ def handlers(console: Console, routes: Callable[[], Iterable[BaseRoute]]) -> dic
         return await page(request, exc.status_code, "message.html", headers, title="Sorry", message=message)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("unhandled console error: %s", type(exc).__name__)
         # No session lookup: the store may be what failed.
+        if database_unavailable(exc):  # busy or unreachable: trying again is the fix
+            log.warning("database unavailable: %s", type(exc).__name__)
+            response = console.render(
+                request, None, "message.html", status=503, title="Sorry", message=UNAVAILABLE_MESSAGE
+            )
+            response.headers["Retry-After"] = str(RETRY_SECONDS)
+            return response
+        log.error("unhandled console error: %s", type(exc).__name__)
         return console.render(request, None, "message.html", status=500, title="Sorry", message=SERVER_ERROR_MESSAGE)
 
     return {NotFound: not_found, InvalidRequest: invalid, HTTPException: http_error, Exception: server_error}

@@ -4,7 +4,8 @@ Contract:
 - `send_report(engine, workspace, ...)` is one campaign's report (or every campaign's) on the clinic's clock,
   with the A/B arms' subjects and the workspace's attribution rules; an unknown campaign is `NotFound` naming
   the campaigns there are (a campaign file, or emails in the ledger).
-- `campaign_comparison(engine, workspace, filters, ...)` is every campaign side by side (`reports.compare`).
+- `campaign_comparison(engine, workspace, filters, ...)` is every campaign side by side (`reports.compare`);
+  `kept_comparison` the same from the figures the web app keeps (with when they were counted).
 - `shown_tables(data, names)` is each table as a person reads it: (name, heading, column titles, rows of
   text), with the columns `reports.tables` defines (one definition for the terminal, the HTML report and the
   console), rates as percentages, times to the minute on the clinic's clock.
@@ -40,6 +41,7 @@ from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
 from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.readmodels.journey_figures import journey_tables
+from needlecast.readmodels.kept import Shown
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -138,6 +140,26 @@ def campaign_comparison(
         attribution=workspace.settings.attribution,
         min_group=min_group,
     )
+
+
+def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> tuple[Comparison, Shown[Any]]:
+    """`campaign_comparison` for the web app's Reports page: from the sent emails' figures the web app keeps
+    (`home.sent_emails_ready`: waited for only the first time, then shown at once and counted again off the
+    request after a change, `updating` meanwhile) and the workspace's files as kept until one changes. The
+    `Shown` says when the figures were counted."""
+    from needlecast.readmodels.home import sent_emails_ready
+    from needlecast.readmodels.plans import kept_context
+
+    shown = sent_emails_ready(engine, workspace)
+    data = load_comparison(
+        engine,
+        catalogue_of(kept_context(workspace)),
+        filters,
+        time_zone=workspace.settings.clinic.time_zone,
+        attribution=workspace.settings.attribution,
+        emails=shown.figure,
+    )
+    return data, shown
 
 
 def comparison_filters(

@@ -105,7 +105,7 @@ def campaign_detail(
     (`readmodels.kept`, at most `COUNTS_MAX_AGE` seconds, or until the ledger gains rows or its state changes,
     then counted again off the request while the kept ones are shown, with `counted_at`); its state, queue and
     next send are read now. Never `kept` for what a confirmation counts."""
-    ctx = context or CampaignContext.load(workspace)
+    ctx = context or (kept_context(workspace) if kept else CampaignContext.load(workspace))
     counted, counted_at, updating = None, None, False
     if kept and campaign_id in ctx.campaigns:
         shown = _kept_counts(engine, campaign_id)

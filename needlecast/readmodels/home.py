@@ -15,9 +15,12 @@ Contract:
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
   nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept
-  (`readmodels.kept`) and planned again at once when the audience, a campaign's, segment's or settings file,
-  the ledger's newest row or a campaign's state changes (the ledger moving during a send shows within the
-  minute, planned off the request).
+  (`readmodels.kept`) and never waited for: planned again off the request when the audience, a campaign's,
+  segment's or settings file, the ledger's newest row or a campaign's state changes, or when they are a
+  minute old, the kept ones shown meanwhile (`Calendar.planned_at`, `updating`); none yet: `ready` False.
+- The web app's pages read the kept figures without waiting (`sent_emails_shown`, `growth_shown`: a `Shown`,
+  with no figure while the first is worked out), or waiting only for a first one (`campaigns_ready`,
+  `sent_emails_ready`, which the web app warms as it starts: `readmodels.warm`).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
@@ -193,6 +196,14 @@ def _kept_sent(
 
 def _sent_now(engine: Engine, workspace: Workspace) -> pd.DataFrame:
     return email_groups(engine, workspace.settings.attribution, workspace.settings.clinic.time_zone)
+
+
+def kept_last_30_days(engine: Engine, workspace: Workspace, today: date, emails: Shown[pd.DataFrame]) -> Period:
+    """`last_30_days` of the kept `emails` (`sent_emails_shown`, ready), kept while they are the same ones."""
+    name = ("last 30 days", str(workspace.root), str(engine.url), today)
+    shown = KEPT.ready(name, emails.computed_at, lambda: last_30_days(engine, workspace, today, emails.figure))
+    assert shown.figure is not None
+    return shown.figure
 
 
 def last_30_days(engine: Engine, workspace: Workspace, today: date, emails: pd.DataFrame | None = None) -> Period:
@@ -544,13 +555,19 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
     clinic = workspace.settings.clinic
     shared = campaigns or load_campaigns(engine, workspace, now)
     ctx, overviews = shared.ctx, shared.overviews
-    with engine.connect() as conn:
-        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
-        sent = conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first()
-    live = sent is not None or any(o.state in LIVE for o in overviews)
+    details = _clinic_set(clinic)
+    live = any(o.state in LIVE for o in overviews)
+    with engine.connect() as conn:  # each answered by its first row: the dashboard's every view asks
+        anyone = conn.execute(select(contacts.c.id).limit(1)).first() is not None
+        if not live:
+            live = (
+                conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first() is not None
+            )
+        show = not (details and anyone and live)
+        # counted only for the checklist, which says how many there are
+        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one()) if show and anyone else 0
     first = next((c for c in sorted(ctx.campaigns)), "")
     signed = any(c.signoff is not None and not stale_files(ctx, c) for c in ctx.campaigns.values())
-    details = _clinic_set(clinic)
     sender = bool(clinic.sender_email) and clinic.sender_email != UNSET.sender_email
     sender = sender and clinic.sender_name != UNSET.sender_name
     campaign_page = f"/campaigns/{first}" if first else "/campaigns/new"
@@ -572,9 +589,11 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
         Step(
             "leads",
             "Import or connect your leads",
-            people > 0,
+            anyone,
             "/audiences",
-            f"{people:,} contacts so far." if people else "Upload a spreadsheet of leads, or connect a signup form.",
+            f"{people:,} contacts so far."
+            if people
+            else ("Leads imported." if anyone else "Upload a spreadsheet of leads, or connect a signup form."),
         ),
         Step(
             "campaign",
@@ -592,7 +611,7 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
         ),
         Step("schedule", "Schedule it", live, campaign_page, "Pick the moment; the console sends it then."),
     ]
-    return FirstRun(not (details and people > 0 and live), steps)
+    return FirstRun(show, steps)
 
 
 def _forecast_days(days: dict[date, list[Entry]], plan: Plan, zone: ZoneInfo, first: date, last: date) -> None:

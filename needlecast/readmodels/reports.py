@@ -41,7 +41,7 @@ from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
 from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.readmodels.journey_figures import journey_tables
-from needlecast.readmodels.kept import Shown
+from needlecast.readmodels.kept import KEPT, Shown
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -148,18 +148,25 @@ def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> t
     request after a change, `updating` meanwhile) and the workspace's files as kept until one changes. The
     `Shown` says when the figures were counted."""
     from needlecast.readmodels.home import sent_emails_ready
-    from needlecast.readmodels.plans import kept_context
+    from needlecast.readmodels.plans import kept_context, workspace_marks
 
     shown = sent_emails_ready(engine, workspace)
-    data = load_comparison(
-        engine,
-        catalogue_of(kept_context(workspace)),
-        filters,
-        time_zone=workspace.settings.clinic.time_zone,
-        attribution=workspace.settings.attribution,
-        emails=shown.figure,
-    )
-    return data, shown
+
+    def compare_now() -> Comparison:
+        return load_comparison(
+            engine,
+            catalogue_of(kept_context(workspace)),
+            filters,
+            time_zone=workspace.settings.clinic.time_zone,
+            attribution=workspace.settings.attribution,
+            emails=shown.figure,
+        )
+
+    # Kept per filters while the figures it compares and the files are the same ones (pandas over the groups).
+    name = ("comparison", str(workspace.root), str(engine.url), filters)
+    data = KEPT.ready(name, (shown.computed_at, workspace_marks(workspace)), compare_now)
+    assert data.figure is not None
+    return data.figure, shown
 
 
 def comparison_filters(

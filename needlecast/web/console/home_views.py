@@ -22,7 +22,7 @@ from needlecast.readmodels.home import (
     clinic_today,
     first_run,
     growth_shown,
-    last_30_days,
+    kept_last_30_days,
     load_campaigns,
     sent_emails_shown,
 )
@@ -94,7 +94,7 @@ def home(request: Request, who: Who) -> Response:
         "home.html",
         title="Home",
         first_run=False,
-        period=last_30_days(engine, workspace, today, sent) if sent is not None else None,
+        period=kept_last_30_days(engine, workspace, today, emails) if sent is not None else None,
         emails=emails,
         calendar=shown,
         attention=attention(engine, workspace, now, sent, campaigns) if sent is not None else None,

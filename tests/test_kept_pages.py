@@ -1,0 +1,122 @@
+"""The console's pages and the figures they keep (`readmodels.kept`): a page never waits for a heavy figure.
+Nothing worked out yet shows a placeholder in words (and the page's own script, no inline one, puts the figure
+in place); a kept figure older than a change is shown with when it was worked out; and what a send confirms is
+always counted afresh, never read from a kept figure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from needlecast.audience.importer import import_file
+from needlecast.content.loader import load_vocabulary_for
+from needlecast.readmodels.kept import KEPT, run_inline
+from tests.console_site import ConsoleSite, site
+
+LATER_LEADS = "email,first_name,concern,marketing_consent,concern_consent\n" + "".join(
+    f"later{i}@example.org,Later,acne,yes,yes\n" for i in range(5)
+)
+WORKING = 'data-figure-state="working"'
+SENDS = re.compile(r"This sends (\d+) email\(s\) to (\d+) person\(s\)")
+
+
+class Held:
+    """A `run_later` that holds each background computation until the test runs it: what a page shows
+    while its figure is being worked out, without sleeping."""
+
+    def __init__(self) -> None:
+        self.work: list[Callable[[], None]] = []
+
+    def __call__(self, work: Callable[[], None]) -> None:
+        self.work.append(work)
+
+    def run(self) -> None:
+        while self.work:
+            self.work.pop(0)()
+
+
+@pytest.fixture()
+def console(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConsoleSite]:
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    with site(workspace_dir, store_url) as running:
+        yield running
+
+
+def _plan_part(page: str) -> str:
+    start = page.index('id="plan-part"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_the_campaign_page_shows_a_placeholder_until_its_plan_is_worked_out_then_the_plan(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    marketer = console.login("marketer")
+    waiting = marketer.get("/console/campaigns/spring-guide")
+    assert waiting.status_code == 200
+    part = _plan_part(waiting.text)
+    assert WORKING in part and "Working out who gets this email… This page updates when it is ready." in part
+    assert 'id="plan-table"' not in part
+    assert 'src="/console/static/figures-pending.js"' in waiting.text
+    assert "<script>" not in waiting.text  # no inline script: the CSP stays strict
+    assert "script-src 'self'" in waiting.headers["content-security-policy"]
+    assert "unsafe-inline" not in waiting.headers["content-security-policy"].split("script-src")[1].split(";")[0]
+    assert len(held.work) == 1
+    marketer.get("/console/campaigns/spring-guide")  # asked again while it is worked out: not a second time
+    assert len(held.work) == 1
+
+    held.run()
+    ready = marketer.get("/console/campaigns/spring-guide").text
+    part = _plan_part(ready)
+    assert WORKING not in part and 'data-figure-state="current"' in part and 'id="plan-table"' in part
+    assert "figures-pending.js" not in ready
+    assert marketer.get("/console/static/figures-pending.js").status_code == 200
+
+
+def test_the_audiences_page_shows_a_placeholder_until_the_segments_are_counted(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    marketer = console.login("marketer")
+    waiting = marketer.get("/console/audiences").text
+    assert "Counting every segment's members… This page updates when it is ready." in waiting
+    assert 'id="segments"' not in waiting and 'id="upload"' in waiting  # the rest of the page is there
+    held.run()
+    counted = marketer.get("/console/audiences").text
+    assert 'id="segments"' in counted and "Sizes as of <time" in counted and "updating" not in counted
+
+
+def test_a_send_confirmation_counts_a_change_the_kept_plan_does_not_show_yet(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    marketer = console.login("marketer")
+    kept_page = marketer.get("/console/campaigns/spring-guide").text  # the plan worked out and kept
+    before = SENDS.search(marketer.get("/console/campaigns/spring-guide/confirm/send-now").text)
+    assert before is not None
+
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)  # from now on, nothing kept is worked out again
+    leads = tmp_path / "later.csv"
+    leads.write_text(LATER_LEADS)
+    import_file(console.engine, leads, load_vocabulary_for(console.workspace))
+
+    stale = marketer.get("/console/campaigns/spring-guide").text
+    plan_table = re.compile(r'<table id="plan-table">.*?</table>', re.S)
+    assert plan_table.search(stale).group(0) == plan_table.search(kept_page).group(0)  # type: ignore[union-attr]
+    assert 'data-figure-state="updating"' in _plan_part(stale)
+    assert "so it is being planned again" in _plan_part(stale)
+    after = SENDS.search(marketer.get("/console/campaigns/spring-guide/confirm/send-now").text)
+    assert after is not None  # counted now, after every rule: the five new leads are in it
+    assert int(after.group(1)) == int(before.group(1)) + 5 and int(after.group(2)) == int(before.group(2)) + 5
+
+    monkeypatch.setattr(KEPT, "run_later", run_inline)
+    held.run()
+    fresh = marketer.get("/console/campaigns/spring-guide").text
+    assert 'data-figure-state="current"' in _plan_part(fresh)
+    assert plan_table.search(fresh).group(0) != plan_table.search(kept_page).group(0)  # type: ignore[union-attr]

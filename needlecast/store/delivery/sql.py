@@ -15,7 +15,19 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, case, delete, exists, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 
 from needlecast.store.bulk import Column
 from needlecast.store.delivery.protocol import (
@@ -226,7 +238,10 @@ class SqlDeliveryStore(SendingState):
         return {str(reason or ""): int(count) for reason, count in sorted(rows, key=lambda r: (-r[1], str(r[0])))}
 
     def counts_and_skipped(self, conn: Connection, campaign_id: str) -> tuple[dict[str, int], dict[str, int]]:
-        reason = case((deliveries.c.status == SKIPPED, deliveries.c.error), else_="")
+        # Constants as literals, not parameters: PostgreSQL matches the GROUP BY to the column by its text.
+        reason = case(
+            (deliveries.c.status == literal_column(f"'{SKIPPED}'"), deliveries.c.error), else_=literal_column("''")
+        )
         rows = conn.execute(
             select(deliveries.c.status, reason, func.count())
             .where(deliveries.c.campaign_id == campaign_id)

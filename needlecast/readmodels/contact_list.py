@@ -153,9 +153,8 @@ def contact_list(
             everyone = total
         else:
             all_kept = _kept_count(engine, contact_search.ContactQuery(), marks)
-            everyone = (
-                all_kept.figure if all_kept is not None else contact_search.count(conn, contact_search.ContactQuery())
-            )
+            kept_all = all_kept.figure if all_kept is not None else None
+            everyone = kept_all if kept_all is not None else contact_search.count(conn, contact_search.ContactQuery())
         found = contact_search.details(conn, found_ids)
         choices = _choices(conn, workspace)
     labels = concern_labels(workspace)

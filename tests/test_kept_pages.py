@@ -69,15 +69,16 @@ def test_the_campaign_page_shows_a_placeholder_until_its_plan_is_worked_out_then
     assert "<script>" not in waiting.text  # no inline script: the CSP stays strict
     assert "script-src 'self'" in waiting.headers["content-security-policy"]
     assert "unsafe-inline" not in waiting.headers["content-security-policy"].split("script-src")[1].split(";")[0]
-    assert len(held.work) == 1
-    marketer.get("/console/campaigns/spring-guide")  # asked again while it is worked out: not a second time
-    assert len(held.work) == 1
+    assert "Checking the campaign&#39;s emails and articles… This page updates when it is ready." in waiting.text
+    assert len(held.work) == 2  # the plan and the content checks, each once
+    marketer.get("/console/campaigns/spring-guide")  # asked again while they are worked out: not a second time
+    assert len(held.work) == 2
 
     held.run()
     ready = marketer.get("/console/campaigns/spring-guide").text
     part = _plan_part(ready)
     assert WORKING not in part and 'data-figure-state="current"' in part and 'id="plan-excluded"' in part
-    assert "figures-pending.js" not in ready
+    assert "figures-pending.js" not in ready and WORKING not in ready
     assert marketer.get("/console/static/figures-pending.js").status_code == 200
 
 

@@ -221,7 +221,8 @@ class CampaignPage:
     campaign: Campaign
     detail: CampaignDetail
     plan: CampaignPlan | None  # None while its first plan is worked out (the web app: `plans.plan_shown`)
-    findings: list[Finding]  # lint of its templates and articles (config warnings left out) and of its file
+    findings: list[Finding] | None  # lint of its templates and articles (config warnings left out) and of its
+    # file; None while the web app works the checks out the first time (`readmodels.kept`)
     errors: int  # findings that block it
     stale: list[str]  # files changed since the claims sign-off
     seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
@@ -234,9 +235,9 @@ def campaign_page(
 ) -> CampaignPage:
     """Everything one campaign's page shows; `NotFound` for an unknown id. With the web app's `frames`, the
     workspace's files (parsing every article takes a while) and the content checks are kept until a file
-    changes, the ledger counts a few seconds (`campaign_detail`), and the plan as `plans.plan_shown` keeps it:
-    never waited for (None while its first plan is worked out; an older one, `plan_updating`, while it is
-    planned again)."""
+    changes (never waited for: `findings` None while they are worked out), the ledger counts a few seconds
+    (`campaign_detail`), and the plan as `plans.plan_shown` keeps it: never waited for (None while its first
+    plan is worked out; an older one, `plan_updating`, while it is planned again)."""
     ctx = CampaignContext.load(workspace) if frames is None else kept_context(workspace)
     campaign = ctx.campaign(campaign_id)
     detail = campaign_detail(engine, workspace, campaign.id, context=ctx, kept=frames is not None)
@@ -254,13 +255,15 @@ def campaign_page(
         return lint_workspace(workspace, templates=templates, articles=articles)
 
     if frames is None:
-        linted = lint_now()
-    else:  # the web app: the checks read only files, so they are kept until a file changes
+        linted: list[Finding] | None = lint_now()
+    else:  # the web app: the checks read only files, so they are kept until a file changes, never waited for
         name = ("lint", str(workspace.root), tuple(templates), tuple(articles))
-        linted = KEPT.get(name, workspace_marks(workspace), lint_now)[0]
-    kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
-    findings = sorted(set(kept + campaign_findings(ctx, campaign)))
-    errors = sum(f.severity == "error" for f in findings)
+        linted = KEPT.look(name, workspace_marks(workspace), lint_now).figure
+    findings, errors = None, 0
+    if linted is not None:
+        kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
+        findings = sorted(set(kept + campaign_findings(ctx, campaign)))
+        errors = sum(f.severity == "error" for f in findings)
     return CampaignPage(
         campaign,
         detail,

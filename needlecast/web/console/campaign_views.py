@@ -109,7 +109,7 @@ def campaign_page(request: Request, who: Who) -> Response:
         counted_at=detail.counted_at,
         counts_updating=detail.counts_updating,
         days=PLAN_DAYS,
-        findings=[campaigns_read.finding_in_words(f) for f in shown.findings],
+        findings=[campaigns_read.finding_in_words(f) for f in shown.findings] if shown.findings is not None else None,
         errors=shown.errors,
         stale=shown.stale,
         actions=_actions_for(detail.overview.state),

@@ -125,3 +125,19 @@ def test_a_send_confirmation_counts_a_change_the_kept_plan_does_not_show_yet(
     fresh = _plan_part(marketer.get("/console/campaigns/spring-guide").text)
     assert 'data-figure-state="current"' in fresh
     assert EXCLUDED.search(fresh).group(1) == after.group(3)  # type: ignore[union-attr]
+
+
+def test_the_reports_list_shows_a_placeholder_until_the_sent_emails_are_counted(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    marketer = console.login("marketer")
+    waiting = marketer.get("/console/reports")
+    assert waiting.status_code == 200
+    assert "Counting every email sent and what each one earned… This page updates when it is ready." in waiting.text
+    assert WORKING in waiting.text and 'id="table-compare"' not in waiting.text
+    assert 'src="/console/static/figures-pending.js"' in waiting.text
+    held.run()
+    counted = marketer.get("/console/reports").text
+    assert 'id="table-compare"' in counted and WORKING not in counted and "Figures as of <time" in counted

@@ -142,15 +142,17 @@ def campaign_comparison(
     )
 
 
-def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> tuple[Comparison, Shown[Any]]:
-    """`campaign_comparison` for the web app's Reports page: from the sent emails' figures the web app keeps
-    (`home.sent_emails_ready`: waited for only the first time, then shown at once and counted again off the
-    request after a change, `updating` meanwhile) and the workspace's files as kept until one changes. The
-    `Shown` says when the figures were counted."""
-    from needlecast.readmodels.home import sent_emails_ready
+def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> tuple[Comparison | None, Shown[Any]]:
+    """`campaign_comparison` for the web app's Reports page, never waiting for the sent emails' figures: from
+    the ones the web app keeps (`home.sent_emails_shown`: counted again off the request after a change,
+    `updating` meanwhile; None while the first are counted, `ready` False) and the workspace's files as kept
+    until one changes. The `Shown` says when the figures were counted."""
+    from needlecast.readmodels.home import sent_emails_shown
     from needlecast.readmodels.plans import kept_context, workspace_marks
 
-    shown = sent_emails_ready(engine, workspace)
+    shown = sent_emails_shown(engine, workspace)
+    if shown.figure is None:
+        return None, shown
 
     def compare_now() -> Comparison:
         return load_comparison(

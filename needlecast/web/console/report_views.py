@@ -43,14 +43,16 @@ def report_list(request: Request, who: Who) -> Response:
         data, shown = kept_comparison(console.engine, console.workspace, filters)
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the filters", message=str(problem))
+    page = compare_page(data, request.query_params) if data is not None else {}  # none yet: a placeholder
     return console.render(
         request,
         who,
         "reports.html",
         title="Send reports",
+        pending=data is None,
         counted_at=shown.computed_at,
         counts_updating=shown.updating,
-        **compare_page(data, request.query_params),
+        **page,
     )
 
 

@@ -15,10 +15,10 @@ hashable digest of everything it depends on: the files, the audience's fingerpri
 At most one `compute` runs per `name` at a time (`run_later`: a thread by default); one that raises is
 logged (the figure's kind and the error's type: no personal data), keeps the figure already kept, and is not
 tried again for the same inputs within `max_age` seconds.
-`get(name, inputs, compute)` is `look` for a caller that needs a figure: when nothing is kept it waits for
-the one being worked out (or works it out now) and returns `(figure, computed_at)`; otherwise as `look`.
+`ready(name, inputs, compute)` is `look` for a caller that needs a figure: when nothing is kept it waits for
+the one being worked out (or works it out now, in the asking thread); otherwise as `look`. `get` is `ready`
+as `(figure, computed_at)`. `look`, `ready` and `get` take a figure's own `max_age`.
 Exact counts (what a send, a schedule or a resume confirms) never come from here: they are counted when asked.
-`warm(name, inputs, compute)` starts the work without asking for the figure (the web app's start).
 A figure not asked for in `forget_after` seconds is dropped. Thread-safe. Figures are shared: callers treat
 them as read-only.
 """
@@ -136,21 +136,11 @@ class Kept:
             elif running is not None:
                 running.wait()
 
-    def warm(self, name: Hashable, inputs: Hashable, compute: Callable[[], Any]) -> None:
-        """Work the figure out in the background unless a current one is kept (see the module contract)."""
-        self._start(name, inputs, compute, warming=True)
-
     def _current(self, entry: _Entry, inputs: Hashable, now: float, max_age: float | None = None) -> bool:
         return entry.inputs == inputs and now - entry.computed < (self.max_age if max_age is None else max_age)
 
     def _start(
-        self,
-        name: Hashable,
-        inputs: Hashable,
-        compute: Callable[[], Any],
-        max_age: float | None = None,
-        *,
-        warming: bool = False,
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], Any], max_age: float | None = None
     ) -> bool:
         """Start working `name` out off the request when it is missing or not current and not being worked
         out; True when the caller should work it out in line instead (nothing kept, and these inputs failed)."""
@@ -160,14 +150,14 @@ class Kept:
                 del self._entries[old]
             entry = self._entries.get(name)
             if entry is not None:
-                entry.asked = now if not warming else entry.asked
+                entry.asked = now
                 if self._current(entry, inputs, now, max_age):
                     return False
             if name in self._running:
                 return False
             failed = self._failed.get(name)
             if failed is not None and failed[0] == inputs and now - failed[1] < self.max_age:
-                return entry is None and not warming
+                return entry is None
             done = self._running[name] = threading.Event()
         self.run_later(lambda: self._work(name, inputs, compute, done, raising=False))
         return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,8 @@ from needlecast.audience.importer import import_file
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels import campaigns as campaigns_read
 from needlecast.readmodels.kept import KEPT, run_inline
-from tests.console_site import ConsoleSite, site
+from tests.browser import chromium_path
+from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 
 NO_CONSENT = "email,first_name,concern,marketing_consent,concern_consent\n" + "".join(
     f"later{i}@example.org,Later,acne,no,no\n" for i in range(5)
@@ -141,3 +143,28 @@ def test_the_reports_list_shows_a_placeholder_until_the_sent_emails_are_counted(
     held.run()
     counted = marketer.get("/console/reports").text
     assert 'id="table-compare"' in counted and WORKING not in counted and "Figures as of <time" in counted
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_pages_own_script_puts_the_plan_in_place_when_it_is_worked_out(
+    browser: Any, console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    monkeypatch.setattr(campaigns_read, "COUNTS_MAX_AGE", 3600.0)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # under the console's own CSP
+    page = context.new_page()
+    page.goto(f"{console.url}/console/login")
+    page.get_by_label("Email address").fill(email_of("marketer"))
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r".*/console/$"))
+    page.goto(f"{console.url}/console/campaigns/spring-guide")
+    assert page.locator('#plan-part[data-figure-state="working"]').is_visible()
+    assert page.get_by_text("Working out who gets this email…").is_visible()
+    held.run()  # the plan and the checks are worked out; the page is not reloaded by the test
+    page.wait_for_selector("body[data-figures=ready]", timeout=60_000)
+    assert page.locator('#plan-part[data-figure-state="current"] #plan-as-of').is_visible()
+    assert page.locator('#findings-part[data-figure-state="current"]').is_visible()
+    assert not page.get_by_text("Working out who gets this email…").is_visible()
+    context.close()

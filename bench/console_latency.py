@@ -12,7 +12,9 @@ the marketer presses "Send now" (the console's own form), the send runs in a thr
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
 fetched one after the other until the send ends. Prints one JSON line: p50 and p95 (milliseconds) per page,
 idle and during the send, how many requests were timed, and how long the send took. `--no-send` times the
-pages idle only. Each page's CPU time in this process (`time.thread_time` is not enough: the view runs in
+pages idle only. `kept_figures_shown` counts, per phase and page, the views that showed a kept figure's
+placeholder (nothing worked out yet: "working") or an older kept figure while a newer one was worked out
+("updating"). Each page's CPU time in this process (`time.thread_time` is not enough: the view runs in
 Starlette's thread pool) is given as `cpu_ms` per request: the process's CPU over the request, which includes
 the send thread's share while it sends.
 """
@@ -130,7 +132,12 @@ def main() -> None:
                     "segment": "/console/segments/acne",  # one segment: its size, exclusions, a page of members
                 }
 
+                # Views that showed a kept figure's placeholder (nothing worked out yet) or an older kept
+                # figure while it was worked out again ("updating"), per phase and page.
+                shown: dict[str, dict[str, dict[str, int]]] = {"idle": {}, "during_send": {}}
+
                 def fetch_round(into: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
+                    phase = shown["idle" if into is idle else "during_send"]
                     for name, path in pages.items():
                         started, used = time.perf_counter(), time.process_time()
                         if path.startswith("POST "):
@@ -140,14 +147,17 @@ def main() -> None:
                         into[name].append(time.perf_counter() - started)
                         cpu[name].append(time.process_time() - used)
                         assert response.status_code == 200, (path, response.status_code)
+                        for state in ("working", "updating"):
+                            if f'data-figure-state="{state}"' in response.text:
+                                seen = phase.setdefault(name, {})
+                                seen[state] = seen.get(state, 0) + 1
 
                 idle: dict[str, list[float]] = {name: [] for name in pages}
                 idle_cpu: dict[str, list[float]] = {name: [] for name in pages}
-                for _ in range(args.idle_rounds):
-                    fetch_round(idle, idle_cpu)
-
                 busy: dict[str, list[float]] = {name: [] for name in pages}
                 busy_cpu: dict[str, list[float]] = {name: [] for name in pages}
+                for _ in range(args.idle_rounds):
+                    fetch_round(idle, idle_cpu)
                 send_s = 0.0
                 if not args.no_send:
                     confirm = client.get("/console/campaigns/bench/confirm/send-now")
@@ -159,6 +169,7 @@ def main() -> None:
                     send_s = time.perf_counter() - started_send
 
             server.should_exit = True
+            result["kept_figures_shown"] = shown  # placeholders ("working") and older figures ("updating")
             for label, timings, cpus in (("idle", idle, idle_cpu), ("during_send", busy, busy_cpu)):
                 result[label] = {
                     name: {

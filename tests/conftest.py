@@ -99,6 +99,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # stable: the order within each part is kept
 
 
+@pytest.fixture(autouse=True)
+def kept_figures_in_line(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The web app's kept figures (`readmodels.kept.KEPT`) worked out in the asking thread and nothing warmed
+    when an app starts: a page then always shows the figures of its moment (as before figures were kept off
+    the request), whatever ran before. tests/test_kept_figures.py checks the background behaviour itself."""
+    from needlecast.readmodels import warm
+    from needlecast.readmodels.kept import KEPT, run_inline
+
+    KEPT.clear()
+    monkeypatch.setattr(KEPT, "run_later", run_inline)
+    monkeypatch.setattr(warm, "ON_START", False)
+    yield
+    KEPT.clear()
+
+
 @pytest.fixture()
 def workspace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh workspace in a temp folder, configured like the repository's demo clinic."""

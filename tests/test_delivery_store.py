@@ -194,6 +194,10 @@ def test_skipped_rows_are_counted_by_their_reason_most_first(engine: Engine) -> 
             ("no marketing consent", 1),
         ]
         assert store.skipped_by_reason(conn, "nothing") == {}
+        for campaign in ("c", "other", "nothing"):  # one pass gives both, the same
+            counted = store.counts_and_skipped(conn, campaign)
+            assert counted == (store.counts(conn, campaign), store.skipped_by_reason(conn, campaign))
+        assert list(store.counts_and_skipped(conn, "c")[1]) == ["suppressed: complaint", "no marketing consent"]
 
 
 def test_request_evidence_reads_the_events_of_any_of_its_rows(engine: Engine) -> None:
@@ -391,3 +395,18 @@ def test_the_fleet_rate_limiter_reports_its_waits_to_the_hook_it_was_built_with(
     limiter.acquire(1000)
     limiter.acquire(1000)
     assert len(waits) == 1 and 0 < waits[0] <= 0.5  # two requests a second: the second waits its turn
+
+
+def test_the_audiences_time_zones_are_found_through_the_index_one_seek_each(engine: Engine) -> None:
+    from needlecast.campaign.plan.scheduling import audience_zones
+
+    with engine.connect() as conn:
+        assert audience_zones(conn) == set()  # no contacts: no zones
+    with engine.begin() as conn:
+        ids = _contacts(conn, 7)
+        zones = ["Europe/London", "", "Asia/Tokyo", "Europe/London", "America/New_York", "", "Asia/Tokyo"]
+        for contact_id, zone in zip(ids, zones, strict=True):
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(time_zone=zone))
+    with engine.connect() as conn:
+        found = audience_zones(conn)
+        assert found == set(zones) == set(conn.execute(select(contacts.c.time_zone).distinct()).scalars())

@@ -5,6 +5,8 @@ request."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from needlecast.audience.suppression import suppress
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels import home
-from needlecast.readmodels.kept import KEPT, Kept
+from needlecast.readmodels.kept import KEPT, Kept, Shown
 from needlecast.readmodels.plans import PlanPreview, plan_preview
 from needlecast.readmodels.segments import segment_summaries
 from needlecast.store.schema import contacts
@@ -43,25 +45,128 @@ def _plan(engine: Engine, workspace: Workspace, frames: FrameCache) -> PlanPrevi
     return plan_preview(engine, workspace, "spring-guide", DAYS, frames=frames)
 
 
-def test_kept_gives_the_same_figure_until_its_inputs_change_and_refreshes_an_old_one_off_the_request() -> None:
-    later: list[Callable[[], None]] = []
-    kept = Kept(max_age=3600, run_later=later.append)
-    computed: list[int] = []
+class Runs:
+    """A `run_later` that starts each refresh in a thread of its own and keeps the threads, so a test can
+    wait for them (join) instead of sleeping."""
 
-    def compute() -> int:
-        computed.append(len(computed))
-        return len(computed)
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
 
-    assert kept.get("n", "a", compute)[0] == 1
-    assert kept.get("n", "a", compute)[0] == 1 and computed == [0]  # kept
-    assert kept.get("n", "b", compute)[0] == 2  # another input: computed at once
-    kept.max_age = 0  # old: given at once, computed again later
-    assert kept.get("n", "b", compute)[0] == 2 and len(later) == 1
-    assert kept.get("n", "b", compute)[0] == 2 and len(later) == 1  # one refresh at a time
-    later.pop()()
+    def __call__(self, work: Callable[[], None]) -> None:
+        thread = threading.Thread(target=work, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(60)
+            assert not thread.is_alive()
+
+
+def _counter() -> tuple[list[str], Callable[[str, threading.Event | None], Callable[[], str]]]:
+    computed: list[str] = []
+
+    def compute(value: str, gate: threading.Event | None = None) -> Callable[[], str]:
+        def work() -> str:
+            if gate is not None:
+                assert gate.wait(60)
+            computed.append(value)
+            return value
+
+        return work
+
+    return computed, compute
+
+
+def test_a_changed_input_shows_the_kept_figure_while_one_refresh_works_it_out_then_the_new_one() -> None:
+    runs = Runs()
+    kept = Kept(max_age=3600, run_later=runs)
+    computed, compute = _counter()
+    first, first_at = kept.get("n", "a", compute("A", None))  # nothing kept: worked out for the caller
+    assert first == "A" and kept.look("n", "a", compute("X", None)) == Shown("A", first_at, False)
+
+    gate = threading.Event()
+    shown = kept.look("n", "b", compute("B", gate))  # the inputs changed: the kept figure, at once
+    assert shown.figure == "A" and shown.computed_at == first_at and shown.updating and shown.ready
+    again = kept.look("n", "c", compute("C", gate))  # changed again while the refresh runs: no second one
+    assert again.figure == "A" and again.updating and len(runs.threads) == 1
+    assert kept.get("n", "b", compute("B2", None))[0] == "A"  # a caller that needs a figure does not wait either
+
+    gate.set()
+    runs.join()
+    fresh = kept.look("n", "b", compute("X", None))
+    assert fresh.figure == "B" and not fresh.updating and fresh.computed_at is not None
+    assert fresh.computed_at >= first_at and computed == ["A", "B"]
+
+
+def test_an_old_figure_is_shown_at_once_and_worked_out_again_once() -> None:
+    runs = Runs()
+    kept = Kept(max_age=3600, run_later=runs)
+    computed, compute = _counter()
+    kept.get("n", "a", compute("A", None))
+    kept.max_age = 0  # old: shown at once, worked out again off the request
+    gate = threading.Event()
+    assert kept.look("n", "a", compute("A2", gate)).figure == "A"
+    assert kept.look("n", "a", compute("A3", gate)).figure == "A" and len(runs.threads) == 1
+    gate.set()
+    runs.join()
     kept.max_age = 3600
-    figure, at = kept.get("n", "b", compute)
-    assert figure == 3 and at <= datetime.now(UTC)
+    assert kept.look("n", "a", compute("X", None)).figure == "A2" and computed == ["A", "A2"]
+
+
+def test_a_failing_refresh_keeps_the_old_figure_and_logs_no_personal_data(caplog: pytest.LogCaptureFixture) -> None:
+    runs = Runs()
+    kept = Kept(max_age=3600, run_later=runs)
+    kept.get(("plan", "/clinic"), "a", lambda: "A")
+
+    def fails() -> str:
+        raise ValueError("ana@example.org has no consent")
+
+    with caplog.at_level(logging.WARNING, logger="needlecast.kept"):
+        assert kept.look(("plan", "/clinic"), "b", fails).figure == "A"
+        runs.join()
+    shown = kept.look(("plan", "/clinic"), "b", fails)
+    assert shown.figure == "A" and not shown.updating  # kept, and not tried again at once for the same inputs
+    assert len(runs.threads) == 1
+    assert "plan" in caplog.text and "ValueError" in caplog.text
+    assert "ana@example.org" not in caplog.text and "/clinic" not in caplog.text
+    gate = threading.Event()
+    assert kept.look(("plan", "/clinic"), "c", lambda: "C" if gate.wait(60) else "").figure == "A"
+    assert len(runs.threads) == 2  # other inputs: tried again
+    gate.set()
+    runs.join()
+    assert kept.look(("plan", "/clinic"), "c", lambda: "X").figure == "C"
+
+
+def test_nothing_kept_yet_shows_no_figure_and_works_it_out_once_off_the_request() -> None:
+    runs = Runs()
+    kept = Kept(max_age=3600, run_later=runs)
+    computed, compute = _counter()
+    gate = threading.Event()
+    shown = kept.look("n", "a", compute("A", gate))
+    assert not shown.ready and shown.figure is None and shown.updating
+    assert not kept.look("n", "a", compute("A2", gate)).ready and len(runs.threads) == 1
+    waiting: list[object] = []
+    waiter = threading.Thread(target=lambda: waiting.append(kept.get("n", "a", compute("A3", None))[0]))
+    waiter.start()  # a caller that needs the figure waits for the one being worked out, not a second one
+    gate.set()
+    runs.join()
+    waiter.join(60)
+    assert waiting == ["A"] and computed == ["A"]
+    assert kept.look("n", "a", compute("X", None)).figure == "A"
+
+
+def test_a_first_figure_that_fails_reaches_the_page_as_its_error() -> None:
+    runs = Runs()
+    kept = Kept(max_age=3600, run_later=runs)
+
+    def fails() -> str:
+        raise LookupError("no such segment")
+
+    assert not kept.look("n", "a", fails).ready
+    runs.join()
+    with pytest.raises(LookupError):  # the same inputs failed: worked out in line, so the page shows why
+        kept.look("n", "a", fails)
 
 
 def test_a_kept_plan_is_planned_again_after_an_import_a_suppression_and_a_file_edit(

@@ -3,7 +3,8 @@
 Contract: `campaign_overviews(ctx, conn, now)` returns one `Overview` per campaign file (a file that does
 not load is listed with its problem, never hidden) and per campaign that has ledger state but no file any
 more; `campaign_overview(ctx, conn, id, now)` one, or `NotFound` naming the campaigns there are. An overview
-holds ids, counts (skipped emails by reason too) and times only.
+holds ids, counts (skipped emails by reason too) and times only. Its counts are `ledger_counts` (one GROUP
+BY over the campaign's rows); a caller that keeps them (the web app) passes them in.
 """
 
 from __future__ import annotations
@@ -80,7 +81,22 @@ def _next_send(
     return None, f"each sweep (every {interval} s) enrols new members and sends the steps that are due"
 
 
-def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones: set[str], now: datetime) -> Overview:
+LedgerCounts = tuple[dict[str, int], dict[str, int]]  # a campaign's emails by status, its skipped by reason
+
+
+def ledger_counts(conn: Connection, campaign_id: str) -> LedgerCounts:
+    """A campaign's emails by status and its skipped emails by reason, counted now in one pass."""
+    return delivery_store(conn).counts_and_skipped(conn, campaign_id)
+
+
+def _overview(
+    ctx: CampaignContext,
+    conn: Connection,
+    campaign: Campaign,
+    zones: set[str],
+    now: datetime,
+    counted: LedgerCounts | None = None,
+) -> Overview:
     state = find_state(conn, campaign.id)
     queued = delivery_store(conn).queued_by_due(conn, campaign.id)
     next_send, note = _next_send(ctx, campaign, state, queued, zones, now)
@@ -102,6 +118,7 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         )
     else:
         status, status_note = state["status"], state["note"]
+    counts, skipped = counted if counted is not None else ledger_counts(conn, campaign.id)
     return Overview(
         id=campaign.id,
         name=campaign.name,
@@ -110,8 +127,8 @@ def _overview(ctx: CampaignContext, conn: Connection, campaign: Campaign, zones:
         file=campaign.path.name,
         state=status,
         note=status_note,
-        counts=delivery_store(conn).counts(conn, campaign.id),
-        skipped=delivery_store(conn).skipped_by_reason(conn, campaign.id),
+        counts=counts,
+        skipped=skipped,
         next_send=next_send,
         next_send_note=note,
         queued_by_due=queued,
@@ -198,8 +215,14 @@ def campaign_overviews(ctx: CampaignContext, conn: Connection, now: datetime) ->
     return [found[key] for key in sorted(found)]
 
 
-def campaign_overview(ctx: CampaignContext, conn: Connection, campaign_id: str, now: datetime) -> Overview:
-    """One campaign's overview; `NotFound` (with the campaigns there are) for an unknown id."""
+def campaign_overview(
+    ctx: CampaignContext, conn: Connection, campaign_id: str, now: datetime, counted: LedgerCounts | None = None
+) -> Overview:
+    """One campaign's overview; `NotFound` (with the campaigns there are) for an unknown id. `counted`: its
+    `ledger_counts` already counted (default: counted now). A campaign whose file loads is read alone."""
+    campaign = ctx.campaigns.get(campaign_id)
+    if campaign is not None:
+        return _overview(ctx, conn, campaign, audience_zones(conn), now, counted)
     for item in campaign_overviews(ctx, conn, now):
         if item.id == campaign_id:
             return item

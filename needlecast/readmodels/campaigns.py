@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.campaign.context import CampaignContext
@@ -32,16 +32,25 @@ from needlecast.campaign.definition.model import BROADCAST, Campaign
 from needlecast.campaign.definition.signoff import stale_files
 from needlecast.campaign.outcome import Outcome, in_words, outcome_of, reach_of
 from needlecast.campaign.overview import DRAFT as DRAFT  # the state of a campaign that is still a draft
-from needlecast.campaign.overview import Overview, campaign_overview, campaign_overviews
+from needlecast.campaign.overview import LedgerCounts, Overview, campaign_overview, campaign_overviews, ledger_counts
 from needlecast.campaign.plan.preview import build_plans
 from needlecast.campaign.send import guardrails
+from needlecast.campaign.send.state import find_state
 from needlecast.config import Workspace, test_recipients
 from needlecast.findings import Finding
 from needlecast.lint import lint_workspace
-from needlecast.readmodels.kept import KEPT
-from needlecast.readmodels.plans import CampaignPlan, plan_preview, workspace_marks
+from needlecast.readmodels.kept import KEPT, Shown
+from needlecast.readmodels.plans import (
+    CampaignPlan,
+    PlanPreview,
+    kept_context,
+    plan_preview,
+    plan_shown,
+    workspace_marks,
+)
 from needlecast.store.delivery import delivery_store
 from needlecast.store.reach import queued_not_mailable
+from needlecast.store.schema import deliveries
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import campaign_templates
 
@@ -57,6 +66,16 @@ def campaign_list(engine: Engine, workspace: Workspace, now: datetime | None = N
         return campaign_overviews(ctx, conn, _now(now))
 
 
+def kept_campaign_list(engine: Engine, workspace: Workspace) -> Shown[list[Overview]]:
+    """`campaign_list` as the web app keeps it (`home.campaigns_ready`): waited for only the first time, then
+    shown at once (its counts as of `computed_at`) and read again off the request after a change."""
+    from needlecast.readmodels.home import campaigns_ready
+
+    shown = campaigns_ready(engine, workspace, _now(None))
+    overviews = shown.figure.overviews if shown.figure is not None else []
+    return Shown(overviews, shown.computed_at, shown.updating)
+
+
 @dataclass(frozen=True)
 class CampaignDetail:
     """One campaign as its page shows it: the overview, and what happened to its emails in words."""
@@ -65,6 +84,11 @@ class CampaignDetail:
     outcome: Outcome
     said: str  # the outcome as one paragraph, times on the campaign's clock
     skipped: list[tuple[int, str]]  # (count, reason in words), most first as the ledger gives them
+    counted_at: datetime | None = None  # when its counts were counted (UTC): the web app keeps them a few seconds
+    counts_updating: bool = False  # counts older than the ledger shown while they are counted again
+
+
+COUNTS_MAX_AGE = 3.0  # seconds a campaign's kept counts are shown before they are counted again (a send moves)
 
 
 def campaign_detail(
@@ -74,17 +98,40 @@ def campaign_detail(
     now: datetime | None = None,
     *,
     context: CampaignContext | None = None,
+    kept: bool = False,
 ) -> CampaignDetail:
     """One campaign (see the module contract); `NotFound` for an unknown id. `context`: the workspace's files
-    already loaded (default: loaded now)."""
-    ctx = context or CampaignContext.load(workspace)
+    already loaded (default: loaded now). `kept` (the web app's pages): its ledger counts are kept
+    (`readmodels.kept`, at most `COUNTS_MAX_AGE` seconds, or until the ledger gains rows or its state changes,
+    then counted again off the request while the kept ones are shown, with `counted_at`); its state, queue and
+    next send are read now. Never `kept` for what a confirmation counts."""
+    ctx = context or (kept_context(workspace) if kept else CampaignContext.load(workspace))
+    counted, counted_at, updating = None, None, False
+    if kept and campaign_id in ctx.campaigns:
+        shown = _kept_counts(engine, campaign_id)
+        counted, counted_at, updating = shown.figure, shown.computed_at, shown.updating
     with engine.connect() as conn:
-        overview = campaign_overview(ctx, conn, campaign_id, _now(now))
+        overview = campaign_overview(ctx, conn, campaign_id, _now(now), counted)
     outcome = outcome_of(overview.counts, overview.skipped, overview.queued_by_due)
     campaign = ctx.campaigns.get(campaign_id)
     zone = campaign.time_zone if campaign else workspace.settings.clinic.time_zone
     skipped = [(count, in_words(reason)) for reason, count in overview.skipped.items()]
-    return CampaignDetail(overview, outcome, outcome.sentence(zone), skipped)
+    return CampaignDetail(overview, outcome, outcome.sentence(zone), skipped, counted_at, updating)
+
+
+def _kept_counts(engine: Engine, campaign_id: str) -> Shown[LedgerCounts]:
+    """A campaign's ledger counts, kept: waited for only the first time (one GROUP BY), then shown at once."""
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
+        state = find_state(conn, campaign_id) or {}
+    inputs = (newest, tuple(sorted((key, str(value)) for key, value in state.items())))
+
+    def count_now() -> LedgerCounts:
+        with engine.connect() as conn:
+            return ledger_counts(conn, campaign_id)
+
+    name = ("ledger counts", str(engine.url), campaign_id)
+    return KEPT.ready(name, inputs, count_now, max_age=COUNTS_MAX_AGE)
 
 
 def campaign_overview_of(engine: Engine, workspace: Workspace, campaign_id: str) -> Overview:
@@ -173,12 +220,14 @@ class CampaignPage:
 
     campaign: Campaign
     detail: CampaignDetail
-    plan: CampaignPlan
-    findings: list[Finding]  # lint of its templates and articles (config warnings left out) and of its file
+    plan: CampaignPlan | None  # None while its first plan is worked out (the web app: `plans.plan_shown`)
+    findings: list[Finding] | None  # lint of its templates and articles (config warnings left out) and of its
+    # file; None while the web app works the checks out the first time (`readmodels.kept`)
     errors: int  # findings that block it
     stale: list[str]  # files changed since the claims sign-off
     seeds: tuple[str, ...]  # where a test send goes (`[console] test_recipients`)
-    planned_at: datetime | None = None  # when the plan was planned (UTC; the web app keeps it up to a minute)
+    planned_at: datetime | None = None  # when the plan was planned (UTC; the web app keeps it, see `plans`)
+    plan_updating: bool = False  # the plan shown predates a change or is a minute old: planned again meanwhile
 
 
 def campaign_page(
@@ -186,17 +235,19 @@ def campaign_page(
 ) -> CampaignPage:
     """Everything one campaign's page shows; `NotFound` for an unknown id. With the web app's `frames`, the
     workspace's files (parsing every article takes a while) and the content checks are kept until a file
-    changes, and the plan as `plan_preview` keeps it."""
-    if frames is None:
-        ctx = CampaignContext.load(workspace)
-    else:
-        marks = workspace_marks(workspace)
-        ctx = KEPT.get(("context", str(workspace.root)), marks, lambda: CampaignContext.load(workspace))[0]
+    changes (never waited for: `findings` None while they are worked out), the ledger counts a few seconds
+    (`campaign_detail`), and the plan as `plans.plan_shown` keeps it: never waited for (None while its first
+    plan is worked out; an older one, `plan_updating`, while it is planned again)."""
+    ctx = CampaignContext.load(workspace) if frames is None else kept_context(workspace)
     campaign = ctx.campaign(campaign_id)
-    detail = campaign_detail(engine, workspace, campaign.id, context=ctx)
+    detail = campaign_detail(engine, workspace, campaign.id, context=ctx, kept=frames is not None)
     zone = workspace.settings.clinic.time_zone
-    preview = plan_preview(engine, workspace, campaign.id, days, frames=frames, time_zone=zone)
-    plan = preview.campaigns[0]
+    if frames is None:
+        preview: PlanPreview | None = plan_preview(engine, workspace, campaign.id, days, time_zone=zone)
+        updating = False
+    else:
+        shown = plan_shown(engine, workspace, campaign.id, days, frames, zone)
+        preview, updating = shown.figure, shown.updating
     templates = sorted({s.template for s in campaign.steps})
     articles = ctx.article_ids_of(campaign)
 
@@ -204,22 +255,25 @@ def campaign_page(
         return lint_workspace(workspace, templates=templates, articles=articles)
 
     if frames is None:
-        linted = lint_now()
-    else:  # the web app: the checks read only files, so they are kept until a file changes
+        linted: list[Finding] | None = lint_now()
+    else:  # the web app: the checks read only files, so they are kept until a file changes, never waited for
         name = ("lint", str(workspace.root), tuple(templates), tuple(articles))
-        linted = KEPT.get(name, workspace_marks(workspace), lint_now)[0]
-    kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
-    findings = sorted(set(kept + campaign_findings(ctx, campaign)))
-    errors = sum(f.severity == "error" for f in findings)
+        linted = KEPT.look(name, workspace_marks(workspace), lint_now).figure
+    findings, errors = None, 0
+    if linted is not None:
+        kept = [f for f in linted if not f.rule.startswith("config-") or f.severity == "error"]
+        findings = sorted(set(kept + campaign_findings(ctx, campaign)))
+        errors = sum(f.severity == "error" for f in findings)
     return CampaignPage(
         campaign,
         detail,
-        plan,
+        preview.campaigns[0] if preview is not None else None,
         findings,
         errors,
         stale_files(ctx, campaign),
         tuple(test_recipients(workspace)),
-        preview.planned_at,
+        preview.planned_at if preview is not None else None,
+        updating,
     )
 
 

@@ -6,7 +6,10 @@ Contract:
   first, with how many match in all, and the choices the filters offer. Counted and paged in SQL (see
   `store.contact_search`); a segment's members come from the shared frame cache. Addresses and names are
   masked unless `unmasked`; sources and consent are in words; times stay instants (the page shows them on
-  the clinic's clock). A page beyond the last shows the last.
+  the clinic's clock). A page beyond the last shows the last. With `frames` (the web app), how many match a
+  filter without a text, an address, chosen ids or activity (and how many contacts there are) is kept
+  (`readmodels.kept`, until the audience's fingerprint changes, then counted again off the request:
+  `counted_at`, `count_updating`); the page's rows are always read on the view.
 - `selection_size(engine, workspace, selection, unmasked=..., frames=None)` is how many contacts a bulk
   action on `selection` would touch now.
 - `contact_extras(engine, workspace, contact_id, unmasked=...)`: the person's name as the role may see it,
@@ -35,7 +38,7 @@ from needlecast.audience.contact_filter import (
     to_query,
 )
 from needlecast.audience.contact_filter import describe as describe_filter
-from needlecast.audience.frame_cache import FrameCache
+from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.audience.segments import load_segments
 from needlecast.audience.sources import NOT_RECORDED, source_words
 from needlecast.campaign.context import CampaignContext
@@ -43,6 +46,7 @@ from needlecast.campaign.definition.model import JOURNEY
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import NeedlecastError
+from needlecast.readmodels.kept import KEPT, Shown
 from needlecast.store import contact_search
 
 PAGE_SIZE = 50
@@ -86,6 +90,8 @@ class ContactList:
     first: int  # the number of the page's first row (1-based; 0 when none)
     everyone: int  # every contact in the store
     choices: Choices
+    counted_at: datetime | None = None  # when `total` was counted, when the web app keeps it (UTC)
+    count_updating: bool = False  # `total` predates a change to the audience: counted again meanwhile
 
 
 def concern_labels(workspace: Workspace) -> dict[str, str]:
@@ -134,20 +140,45 @@ def contact_list(
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         query = to_query(conn, workspace, wanted, unmasked=unmasked, now=now, frames=frames)
-        total, found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        marks = fingerprint(conn) if frames is not None else None
+        kept = _kept_count(engine, query, marks)
+        counted = kept.figure if kept is not None else None
+        total, found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE, counted=counted)
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:  # beyond the last page: show the last
             page = pages
-            found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE)[1]
+            found_ids = contact_search.find(conn, query, (page - 1) * PAGE_SIZE, PAGE_SIZE, counted=total)[1]
         page = max(1, page)
-        everyone = total if wanted.empty else contact_search.count(conn, contact_search.ContactQuery())
+        if wanted.empty:
+            everyone = total
+        else:
+            all_kept = _kept_count(engine, contact_search.ContactQuery(), marks)
+            kept_all = all_kept.figure if all_kept is not None else None
+            everyone = kept_all if kept_all is not None else contact_search.count(conn, contact_search.ContactQuery())
         found = contact_search.details(conn, found_ids)
         choices = _choices(conn, workspace)
     labels = concern_labels(workspace)
     rows = [contact_row(row, unmasked) for row in found]
     rows = [replace(r, concerns=[labels.get(c, c) for c in r.concerns]) for r in rows]
     first = (page - 1) * PAGE_SIZE + 1 if rows else 0
-    return ContactList(wanted, rows, total, page, pages, first, everyone, choices)
+    at, updating = (kept.computed_at, kept.updating) if kept is not None else (None, False)
+    return ContactList(wanted, rows, total, page, pages, first, everyone, choices, at, updating)
+
+
+def _kept_count(engine: Engine, query: contact_search.ContactQuery, marks: object) -> Shown[int] | None:
+    """How many contacts `query` matches, kept by the web app (`marks`: the audience's fingerprint; None: not
+    kept) for a filter that does not change with the clock or name people (no text, address, ids or
+    activity): counted once (one scan of the audience), then shown at once and counted again off the request
+    when the audience changes. None for any other query: counted on the view. Never for an action's count."""
+    plain = not (query.text or query.email or query.active_since or query.quiet_since)
+    if marks is None or not plain or query.member_ids is not None or query.chosen_ids is not None:
+        return None
+
+    def count_now() -> int:
+        with engine.connect() as conn:
+            return contact_search.count(conn, query)
+
+    return KEPT.ready(("contact count", str(engine.url), query), marks, count_now)
 
 
 def selection_size(

@@ -15,9 +15,12 @@ Contract:
   warm-up spread included), and on a warm-up's days with emails planned, the emails that day's cap allows
   (`campaign.send.warmup.caps_on`: the plan spreads a broadcast over those days). Days before today show
   nothing. Only live campaigns are planned. With the web app's `frames`, the plans are kept
-  (`readmodels.kept`) and planned again at once when the audience, a campaign's, segment's or settings file,
-  the ledger's newest row or a campaign's state changes (the ledger moving during a send shows within the
-  minute, planned off the request).
+  (`readmodels.kept`) and never waited for: planned again off the request when the audience, a campaign's,
+  segment's or settings file, the ledger's newest row or a campaign's state changes, or when they are a
+  minute old, the kept ones shown meanwhile (`Calendar.planned_at`, `updating`); none yet: `ready` False.
+- The web app's pages read the kept figures without waiting (`sent_emails_shown`, `growth_shown`: a `Shown`,
+  with no figure while the first is worked out), or waiting only for a first one (`campaigns_ready`,
+  `sent_emails_ready`, which the web app warms as it starts: `readmodels.warm`).
 - `attention(engine, workspace, now)` is each campaign that needs a person, with the reasons in words:
   failed or unknown emails, a health flag (complaints or bounces over the providers' limits, as the report
   flags them), a sign-off older than a change to what it covers (`signoff.stale_files`), a draft whose file
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import calendar as months
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -56,7 +60,7 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.kept import KEPT, Shown
 from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
@@ -130,10 +134,18 @@ def load_campaigns(
     state changes, and within a minute, off the request, for emails changing status during a send."""
     if frames is None:
         return _campaigns_now(engine, workspace, now)
+    shown = campaigns_ready(engine, workspace, now)
+    assert shown.figure is not None
+    return shown.figure
+
+
+def campaigns_ready(engine: Engine, workspace: Workspace, now: datetime) -> Shown[Campaigns]:
+    """`load_campaigns` as the web app keeps it (`kept.Kept.ready`: waited for only when none was ever read;
+    after a change the kept ones are shown, `updating`, while they are read again off the request)."""
     with engine.connect() as conn:
         inputs = (workspace_marks(workspace), ledger_marks(conn))
     name = ("campaigns", str(workspace.root), str(engine.url))
-    return KEPT.get(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))[0]
+    return KEPT.ready(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))
 
 
 def _campaigns_now(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
@@ -155,18 +167,43 @@ def sent_emails(engine: Engine, workspace: Workspace, *, frames: FrameCache | No
     emails changing status during a send. Shared: read-only."""
     if frames is None:
         return _sent_now(engine, workspace)
+    return KEPT.get(*_kept_sent(engine, workspace))[0]
+
+
+def sent_emails_shown(engine: Engine, workspace: Workspace) -> Shown[pd.DataFrame]:
+    """`sent_emails` as the web app's pages show it (`kept.Kept.look`): never waited for; the kept figures
+    (`updating` while they are counted again after a change), or none yet (`ready` False)."""
+    return KEPT.look(*_kept_sent(engine, workspace))
+
+
+def sent_emails_ready(engine: Engine, workspace: Workspace) -> Shown[pd.DataFrame]:
+    """`sent_emails` as the web app keeps it, waited for only when none was ever counted (`kept.Kept.ready`):
+    the Reports page, which the web app warms as it starts."""
+    return KEPT.ready(*_kept_sent(engine, workspace))
+
+
+def _kept_sent(
+    engine: Engine, workspace: Workspace
+) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], pd.DataFrame]]:
+    """(name, inputs, compute) of the kept sent emails."""
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
         heard = conn.execute(select(func.max(events.c.id))).scalar()
         booked = conn.execute(select(func.count()).select_from(appointments)).scalar()
     inputs = (workspace_marks(workspace), clinic_today(workspace), newest, heard, booked)
-    return KEPT.get(
-        ("sent emails", str(workspace.root), str(engine.url)), inputs, lambda: _sent_now(engine, workspace)
-    )[0]
+    return ("sent emails", str(workspace.root), str(engine.url)), inputs, lambda: _sent_now(engine, workspace)
 
 
 def _sent_now(engine: Engine, workspace: Workspace) -> pd.DataFrame:
     return email_groups(engine, workspace.settings.attribution, workspace.settings.clinic.time_zone)
+
+
+def kept_last_30_days(engine: Engine, workspace: Workspace, today: date, emails: Shown[pd.DataFrame]) -> Period:
+    """`last_30_days` of the kept `emails` (`sent_emails_shown`, ready), kept while they are the same ones."""
+    name = ("last 30 days", str(workspace.root), str(engine.url), today)
+    shown = KEPT.ready(name, emails.computed_at, lambda: last_30_days(engine, workspace, today, emails.figure))
+    assert shown.figure is not None
+    return shown.figure
 
 
 def last_30_days(engine: Engine, workspace: Workspace, today: date, emails: pd.DataFrame | None = None) -> Period:
@@ -214,6 +251,9 @@ class Calendar:
     weeks: list[list[Day]]
     planned: int  # emails planned in the period (warm-up caps not counted)
     problems: int  # campaign files that did not load (the attention list names them)
+    ready: bool = True  # False while the web app works its first plans out (the days are shown empty)
+    planned_at: datetime | None = None  # when the web app's kept plans were planned (UTC)
+    updating: bool = False  # the plans shown predate a change or are a minute old: planned again meanwhile
 
 
 def _bounds(view: str, anchor: date) -> tuple[date, date, date, date, str]:
@@ -287,14 +327,14 @@ def _kept_plans(
     now: datetime,
     frames: FrameCache | None,
     campaigns: Campaigns,
-) -> tuple[dict[date, list[Entry]], int]:
-    """`_planned`, kept for the web app (`frames` given) in `readmodels.kept.KEPT` and planned again at once
-    when what a plan depends on changes (`plans.plan_inputs`: the files by content, the audience, the ledger's
-    newest row, the campaigns' states); what moves without them (the ledger during a send, the clock) shows
-    within `KEPT.max_age` seconds, planned off the request. Without `frames` (the command line, tests),
-    planned every time."""
+) -> Shown[tuple[dict[date, list[Entry]], int]]:
+    """`_planned`, kept for the web app (`frames` given) in `readmodels.kept.KEPT` and never waited for: planned
+    off the request when what a plan depends on changes (`plans.plan_inputs`: the files by content, the
+    audience, the ledger's newest row, the campaigns' states) or the kept plans are `KEPT.max_age` seconds old,
+    the kept ones shown meanwhile (none the first time: `ready` False). Without `frames` (the command line,
+    tests), planned every time."""
     if frames is None:
-        return _planned(engine, workspace, first, last, now, frames, campaigns)
+        return Shown(_planned(engine, workspace, first, last, now, frames, campaigns), now, False)
     states = tuple(sorted((o.id, o.state) for o in campaigns.overviews))
     name = ("calendar", str(workspace.root), str(engine.url), first, last, clinic_today(workspace, now))
     inputs = (plan_inputs(engine, workspace), states)
@@ -303,7 +343,7 @@ def _kept_plans(
         # Planned from the moment it runs (off the request, it may run a little later than `now`).
         return _planned(engine, workspace, first, last, max(now, datetime.now(UTC)), frames, campaigns)
 
-    return KEPT.get(name, inputs, plan_now)[0]
+    return KEPT.look(name, inputs, plan_now)
 
 
 def calendar(
@@ -325,7 +365,8 @@ def calendar(
     anchor = anchor or today
     start, end, previous, following, title = _bounds(view, anchor)
     shared = campaigns or load_campaigns(engine, workspace, now)
-    planned, problems = _kept_plans(engine, workspace, start, end, now, frames, shared)
+    kept = _kept_plans(engine, workspace, start, end, now, frames, shared)
+    planned, problems = kept.figure if kept.figure is not None else ({}, len(shared.ctx.problems))
     shown = (anchor.replace(day=1), anchor.replace(day=months.monthrange(anchor.year, anchor.month)[1]))
     weeks: list[list[Day]] = []
     day = start
@@ -336,7 +377,8 @@ def calendar(
         weeks[-1].append(Day(day, in_range, day == today, planned.get(day, [])))
         day += timedelta(days=1)
     total = sum(e.emails for entries in planned.values() for e in entries if e.kind != "warmup")
-    return Calendar(view, start, end, title, previous, following, weeks, total, problems)
+    at = kept.computed_at if frames is not None else None
+    return Calendar(view, start, end, title, previous, following, weeks, total, problems, kept.ready, at, kept.updating)
 
 
 @dataclass(frozen=True)
@@ -432,10 +474,22 @@ def growth(engine: Engine, workspace: Workspace, today: date, *, frames: FrameCa
     (`readmodels.kept`) and counted again at once when the audience's fingerprint changes."""
     if frames is None:
         return _growth_now(engine, workspace, today)
+    return KEPT.get(*_kept_growth(engine, workspace, today))[0]
+
+
+def growth_shown(engine: Engine, workspace: Workspace, today: date) -> Shown[Growth]:
+    """`growth` as the web app's pages show it (`kept.Kept.look`): never waited for (`ready` False the
+    first time; `updating` while it is counted again after a change)."""
+    return KEPT.look(*_kept_growth(engine, workspace, today))
+
+
+def _kept_growth(
+    engine: Engine, workspace: Workspace, today: date
+) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], Growth]]:
     with engine.connect() as conn:
         inputs = (fingerprint(conn), workspace_marks(workspace))
     name = ("growth", str(workspace.root), str(engine.url), today)
-    return KEPT.get(name, inputs, lambda: _growth_now(engine, workspace, today))[0]
+    return name, inputs, lambda: _growth_now(engine, workspace, today)
 
 
 def _growth_now(engine: Engine, workspace: Workspace, today: date) -> Growth:
@@ -501,13 +555,19 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
     clinic = workspace.settings.clinic
     shared = campaigns or load_campaigns(engine, workspace, now)
     ctx, overviews = shared.ctx, shared.overviews
-    with engine.connect() as conn:
-        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one())
-        sent = conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first()
-    live = sent is not None or any(o.state in LIVE for o in overviews)
+    details = _clinic_set(clinic)
+    live = any(o.state in LIVE for o in overviews)
+    with engine.connect() as conn:  # each answered by its first row: the dashboard's every view asks
+        anyone = conn.execute(select(contacts.c.id).limit(1)).first() is not None
+        if not live:
+            live = (
+                conn.execute(select(deliveries.c.id).where(deliveries.c.status == "sent").limit(1)).first() is not None
+            )
+        show = not (details and anyone and live)
+        # counted only for the checklist, which says how many there are
+        people = int(conn.execute(select(func.count()).select_from(contacts)).scalar_one()) if show and anyone else 0
     first = next((c for c in sorted(ctx.campaigns)), "")
     signed = any(c.signoff is not None and not stale_files(ctx, c) for c in ctx.campaigns.values())
-    details = _clinic_set(clinic)
     sender = bool(clinic.sender_email) and clinic.sender_email != UNSET.sender_email
     sender = sender and clinic.sender_name != UNSET.sender_name
     campaign_page = f"/campaigns/{first}" if first else "/campaigns/new"
@@ -529,9 +589,11 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
         Step(
             "leads",
             "Import or connect your leads",
-            people > 0,
+            anyone,
             "/audiences",
-            f"{people:,} contacts so far." if people else "Upload a spreadsheet of leads, or connect a signup form.",
+            f"{people:,} contacts so far."
+            if people
+            else ("Leads imported." if anyone else "Upload a spreadsheet of leads, or connect a signup form."),
         ),
         Step(
             "campaign",
@@ -549,7 +611,7 @@ def first_run(engine: Engine, workspace: Workspace, now: datetime, campaigns: Ca
         ),
         Step("schedule", "Schedule it", live, campaign_page, "Pick the moment; the console sends it then."),
     ]
-    return FirstRun(not (details and people > 0 and live), steps)
+    return FirstRun(show, steps)
 
 
 def _forecast_days(days: dict[date, list[Entry]], plan: Plan, zone: ZoneInfo, first: date, last: date) -> None:

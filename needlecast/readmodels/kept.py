@@ -1,15 +1,24 @@
-"""Figures the console keeps between views: a plan of 200,000 people, every segment's size. Computed once, then
-read from memory while nothing they depend on changed.
+"""Figures the console keeps between views: a plan of 200,000 people, every segment's size, the home page's
+figures. Worked out once, then read from memory; worked out again in the background, never while a page waits.
 
-Contract: `Kept(max_age)` holds one figure per `name` together with the `inputs` it was computed from (a
+Contract: `Kept(max_age)` holds one figure per `name` together with the `inputs` it was worked out from (a
 hashable digest of everything it depends on: the files, the audience's fingerprint, the ledger's marks).
-`get(name, inputs, compute)` returns `(figure, computed_at)`:
-- no figure kept under `name`, or one computed from other `inputs`: computed now (the page waits; the figure
-  is exact on what it depends on) and kept;
-- the same `inputs`, younger than `max_age` seconds: the kept figure;
-- the same `inputs`, older: the kept figure at once, and computed again off the request (a thread; one at a
-  time per name), for what changes without touching its inputs (the clock, a send moving emails from queued
-  to sent). `computed_at` (UTC) says how old the figure shown is.
+`look(name, inputs, compute)` never waits for `compute` and returns a `Shown`:
+- a figure kept under `name` from the same `inputs` and younger than `max_age` seconds: that figure, current;
+- a figure kept from other `inputs`, or older: that figure at once (`updating`, with `computed_at`, the
+  moment it was worked out), and `compute` started off the request to work it out again (stale while it
+  revalidates: a send changes the ledger's newest row continuously, and a page must not wait for a plan of
+  200,000 each time);
+- nothing kept yet: no figure (`ready` False: the page shows a placeholder), and `compute` started off the
+  request. When the last attempt for these same `inputs` failed, `compute` runs in line instead, so that
+  its error reaches the page (as it did before figures were kept).
+At most one `compute` runs per `name` at a time (`run_later`: a thread by default); one that raises is
+logged (the figure's kind and the error's type: no personal data), keeps the figure already kept, and is not
+tried again for the same inputs within `max_age` seconds.
+`ready(name, inputs, compute)` is `look` for a caller that needs a figure: when nothing is kept it waits for
+the one being worked out (or works it out now, in the asking thread); otherwise as `look`. `get` is `ready`
+as `(figure, computed_at)`. `look`, `ready` and `get` take a figure's own `max_age`.
+Exact counts (what a send, a schedule or a resume confirms) never come from here: they are counted when asked.
 A figure not asked for in `forget_after` seconds is dropped. Thread-safe. Figures are shared: callers treat
 them as read-only.
 """
@@ -17,15 +26,17 @@ them as read-only.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("needlecast.kept")
 
 
 @dataclass
@@ -35,11 +46,35 @@ class _Entry:
     computed_at: datetime
     computed: float  # time.monotonic() when computed
     asked: float  # time.monotonic() when last asked for
-    refreshing: bool = False
+
+
+@dataclass(frozen=True)
+class Shown(Generic[T]):
+    """What a page shows of a kept figure: the figure (None while none was ever worked out: `ready` False),
+    when it was worked out (UTC), and whether a newer one is being worked out (`updating`)."""
+
+    figure: T | None
+    computed_at: datetime | None
+    updating: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.computed_at is not None
 
 
 def _in_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="needlecast-kept-refresh", daemon=True).start()
+
+
+def run_inline(work: Callable[[], None]) -> None:
+    """A `run_later` that works a figure out in the asking thread (the command line, the tests)."""
+    work()
+
+
+def _kind(name: Hashable) -> str:
+    """The figure's kind for a log line ("plan", "segments"): the first part of its name, never its paths."""
+    first = name[0] if isinstance(name, tuple) and name else name
+    return str(first)[:40]
 
 
 class Kept:
@@ -52,45 +87,110 @@ class Kept:
     ) -> None:
         self.max_age = max_age
         self.forget_after = forget_after
-        self._run_later = run_later  # tests run the refresh in line
+        self.run_later = run_later  # how `compute` runs off the request (tests run it in line)
         self._lock = threading.Lock()
         self._entries: dict[Hashable, _Entry] = {}
+        self._running: dict[Hashable, threading.Event] = {}  # name -> set when its computation ends
+        self._failed: dict[Hashable, tuple[Hashable, float]] = {}  # name -> (inputs, when) of its last failure
 
-    def get(self, name: Hashable, inputs: Hashable, compute: Callable[[], T]) -> tuple[T, datetime]:
-        """The figure `name` computed from `inputs` (see the module contract)."""
+    def look(
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+    ) -> Shown[T]:
+        """The kept figure `name`, never waiting for `compute` (see the module contract); `max_age`: this
+        figure's own (default: the `Kept`'s)."""
+        in_line = self._start(name, inputs, compute, max_age)
+        if in_line:
+            self._work(name, inputs, compute, threading.Event(), raising=True)
+        with self._lock:
+            entry, running = self._entries.get(name), name in self._running
+            if entry is None:
+                return Shown(None, None, running)
+            stale = not self._current(entry, inputs, time.monotonic(), max_age)
+            return Shown(entry.figure, entry.computed_at, stale and running)
+
+    def get(
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+    ) -> tuple[T, datetime]:
+        """The kept figure `name` and when it was worked out, waiting for one when none is kept (see the
+        module contract)."""
+        shown = self.ready(name, inputs, compute, max_age=max_age)
+        assert shown.computed_at is not None
+        return shown.figure, shown.computed_at  # type: ignore[return-value]
+
+    def ready(
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+    ) -> Shown[T]:
+        """`get` as a `Shown` (`ready` always, `updating` when an older figure is shown)."""
+        while True:
+            mine = None
+            with self._lock:
+                kept, running = name in self._entries, self._running.get(name)
+                if not kept and running is None:
+                    mine = self._running[name] = threading.Event()
+            if kept:
+                shown = self.look(name, inputs, compute, max_age=max_age)
+                if shown.ready:
+                    return shown
+            elif mine is not None:
+                self._work(name, inputs, compute, mine, raising=True)
+            elif running is not None:
+                running.wait()
+
+    def _current(self, entry: _Entry, inputs: Hashable, now: float, max_age: float | None = None) -> bool:
+        return entry.inputs == inputs and now - entry.computed < (self.max_age if max_age is None else max_age)
+
+    def _start(
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], Any], max_age: float | None = None
+    ) -> bool:
+        """Start working `name` out off the request when it is missing or not current and not being worked
+        out; True when the caller should work it out in line instead (nothing kept, and these inputs failed)."""
         now = time.monotonic()
         with self._lock:
             for old in [k for k, e in self._entries.items() if now - e.asked > self.forget_after]:
                 del self._entries[old]
             entry = self._entries.get(name)
-            if entry is not None and entry.inputs == inputs:
+            if entry is not None:
                 entry.asked = now
-                if now - entry.computed >= self.max_age and not entry.refreshing:
-                    entry.refreshing = True
-                    self._run_later(lambda: self._refresh(name, inputs, compute))
-                return entry.figure, entry.computed_at
-        return self._compute(name, inputs, compute)
+                if self._current(entry, inputs, now, max_age):
+                    return False
+            if name in self._running:
+                return False
+            failed = self._failed.get(name)
+            if failed is not None and failed[0] == inputs and now - failed[1] < self.max_age:
+                return entry is None
+            done = self._running[name] = threading.Event()
+        self.run_later(lambda: self._work(name, inputs, compute, done, raising=False))
+        return False
 
-    def _compute(self, name: Hashable, inputs: Hashable, compute: Callable[[], T]) -> tuple[T, datetime]:
+    def _work(
+        self, name: Hashable, inputs: Hashable, compute: Callable[[], Any], done: threading.Event, *, raising: bool
+    ) -> None:
+        """Work `name` out and keep it; on an error keep what was kept, log it (or raise it, in line)."""
         started_at = datetime.now(UTC)
-        figure = compute()
-        with self._lock:
-            now = time.monotonic()
-            self._entries[name] = _Entry(inputs, figure, started_at, now, now)
-        return figure, started_at
-
-    def _refresh(self, name: Hashable, inputs: Hashable, compute: Callable[[], Any]) -> None:
         try:
-            self._compute(name, inputs, compute)
+            figure = compute()
+        except Exception as error:
+            with self._lock:
+                self._failed[name] = (inputs, time.monotonic())
+            if raising:
+                raise
+            log.warning("a kept figure (%s) could not be worked out again: %s", _kind(name), type(error).__name__)
+        else:
+            with self._lock:
+                now = time.monotonic()
+                old = self._entries.get(name)
+                self._entries[name] = _Entry(inputs, figure, started_at, now, old.asked if old else now)
+                self._failed.pop(name, None)
         finally:
             with self._lock:
-                entry = self._entries.get(name)
-                if entry is not None:
-                    entry.refreshing = False
+                if self._running.get(name) is done:
+                    del self._running[name]
+            done.set()
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._failed.clear()
 
 
 def files_digest(paths: Iterable[Path]) -> str:

@@ -13,15 +13,17 @@ node from where people are now (`at_most` marks an upper bound).
 The console's campaign page, the API's plan and the command line's `plan` all read this one preview.
 
 Kept: with the web app's `frames`, a preview (without `csv`) is kept (`readmodels.kept.KEPT`) and planned again
-at once when what it depends on changes (`plan_inputs`: the workspace's campaign, segment and settings files
-by content, its articles and templates, the audience's fingerprint, the ledger's newest row, the campaigns'
-states, the A/B decisions and enrolments); what moves without them (the clock, emails of a running send going
-from queued to sent) shows within `KEPT.max_age` seconds, planned off the request. `planned_at` says when.
-Without `frames` (the command line, tests), planned every time.
+off the request when what it depends on changes (`plan_inputs`: the workspace's campaign, segment and settings
+files by content, its articles and templates, the audience's fingerprint, the ledger's newest row, the
+campaigns' states, the A/B decisions and enrolments) or when it is `KEPT.max_age` seconds old (the clock);
+meanwhile the kept one is shown, and `planned_at` says when it was planned. `plan_shown` never waits (a page:
+nothing planned yet shows as such); `plan_preview` waits only for a first plan (the API). Without `frames`
+(the command line, tests, and every count a send, a schedule or a resume confirms), planned every time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +36,7 @@ from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
 from needlecast.config import CONFIG_FILE, Workspace
-from needlecast.readmodels.kept import KEPT, files_digest, tree_marks
+from needlecast.readmodels.kept import KEPT, Shown, files_digest, tree_marks
 from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments, journey_positions
 
 
@@ -137,6 +139,14 @@ def ledger_marks(conn: Connection) -> tuple[object, ...]:
     return (newest, tuple(tuple(row) for row in states), decided, *enrolled, *placed)
 
 
+def kept_context(workspace: Workspace) -> CampaignContext:
+    """The workspace's campaigns and content, loaded once and kept (`readmodels.kept`) until a file changes
+    (parsing every article takes a while). Shared: read-only."""
+    return KEPT.get(
+        ("context", str(workspace.root)), workspace_marks(workspace), lambda: CampaignContext.load(workspace)
+    )[0]
+
+
 def plan_inputs(engine: Engine, workspace: Workspace) -> tuple[object, ...]:
     """Everything a kept plan is planned again for at once (see the module contract)."""
     with engine.connect() as conn:
@@ -158,12 +168,28 @@ def plan_preview(
     kept for the web app (`frames` given, no `now`, no `csv`)."""
     if frames is None or csv is not None or now is not None:
         return _planned(engine, workspace, campaign_id, days, now, frames, time_zone, csv)
+    return KEPT.get(*_kept_plan(engine, workspace, campaign_id, days, frames, time_zone))[0]
+
+
+def plan_shown(
+    engine: Engine, workspace: Workspace, campaign_id: str | None, days: int, frames: FrameCache, time_zone: str
+) -> Shown[PlanPreview]:
+    """The kept plan as a page shows it, never waiting for it to be planned (`kept.Kept.look`): the kept
+    preview (perhaps older than a change, while it is planned again: `updating`), or none yet (`ready`
+    False: planned off the request; the page says so and updates itself). Never for a count a send confirms."""
+    return KEPT.look(*_kept_plan(engine, workspace, campaign_id, days, frames, time_zone))
+
+
+def _kept_plan(
+    engine: Engine, workspace: Workspace, campaign_id: str | None, days: int, frames: FrameCache, time_zone: str
+) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], PlanPreview]]:
+    """(name, inputs, compute) of a kept plan."""
     name = ("plan", str(workspace.root), str(engine.url), campaign_id, days, time_zone)
-    inputs = plan_inputs(engine, workspace)
-    kept, _ = KEPT.get(
-        name, inputs, lambda: _planned(engine, workspace, campaign_id, days, None, frames, time_zone, None)
-    )
-    return kept
+
+    def plan_now() -> PlanPreview:
+        return _planned(engine, workspace, campaign_id, days, None, frames, time_zone, None)
+
+    return name, plan_inputs(engine, workspace), plan_now
 
 
 def _planned(

@@ -4,7 +4,8 @@ Contract:
 - `send_report(engine, workspace, ...)` is one campaign's report (or every campaign's) on the clinic's clock,
   with the A/B arms' subjects and the workspace's attribution rules; an unknown campaign is `NotFound` naming
   the campaigns there are (a campaign file, or emails in the ledger).
-- `campaign_comparison(engine, workspace, filters, ...)` is every campaign side by side (`reports.compare`).
+- `campaign_comparison(engine, workspace, filters, ...)` is every campaign side by side (`reports.compare`);
+  `kept_comparison` the same from the figures the web app keeps (with when they were counted).
 - `shown_tables(data, names)` is each table as a person reads it: (name, heading, column titles, rows of
   text), with the columns `reports.tables` defines (one definition for the terminal, the HTML report and the
   console), rates as percentages, times to the minute on the clinic's clock.
@@ -40,6 +41,7 @@ from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
 from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.readmodels.journey_figures import journey_tables
+from needlecast.readmodels.kept import KEPT, Shown
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -138,6 +140,35 @@ def campaign_comparison(
         attribution=workspace.settings.attribution,
         min_group=min_group,
     )
+
+
+def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> tuple[Comparison | None, Shown[Any]]:
+    """`campaign_comparison` for the web app's Reports page, never waiting for the sent emails' figures: from
+    the ones the web app keeps (`home.sent_emails_shown`: counted again off the request after a change,
+    `updating` meanwhile; None while the first are counted, `ready` False) and the workspace's files as kept
+    until one changes. The `Shown` says when the figures were counted."""
+    from needlecast.readmodels.home import sent_emails_shown
+    from needlecast.readmodels.plans import kept_context, workspace_marks
+
+    shown = sent_emails_shown(engine, workspace)
+    if shown.figure is None:
+        return None, shown
+
+    def compare_now() -> Comparison:
+        return load_comparison(
+            engine,
+            catalogue_of(kept_context(workspace)),
+            filters,
+            time_zone=workspace.settings.clinic.time_zone,
+            attribution=workspace.settings.attribution,
+            emails=shown.figure,
+        )
+
+    # Kept per filters while the figures it compares and the files are the same ones (pandas over the groups).
+    name = ("comparison", str(workspace.root), str(engine.url), filters)
+    data = KEPT.ready(name, (shown.computed_at, workspace_marks(workspace)), compare_now)
+    assert data.figure is not None
+    return data.figure, shown
 
 
 def comparison_filters(

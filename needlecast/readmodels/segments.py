@@ -16,6 +16,7 @@ not yet saved, counted the same way as a saved segment, so the builder's count i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,7 @@ from needlecast.audience.segment_rows import (
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.readmodels.kept import KEPT
+from needlecast.readmodels.kept import KEPT, Shown
 from needlecast.readmodels.plans import workspace_marks
 from needlecast.store.audience import contact_names
 
@@ -54,6 +55,7 @@ __all__ = [
     "segment_form",
     "segment_page",
     "segment_summaries",
+    "segment_summaries_shown",
 ]
 
 
@@ -77,10 +79,22 @@ def segment_summaries(
     """Every segment's summary, now (see the module contract)."""
     if frames is None or now is not None:
         return _summaries(engine, workspace, frames, now)
+    return KEPT.get(*_kept_summaries(engine, workspace, frames))[0]
+
+
+def segment_summaries_shown(engine: Engine, workspace: Workspace, frames: FrameCache) -> Shown[AudienceSummary]:
+    """Every segment's summary as the web app's Audiences page shows it (`kept.Kept.look`): never waited for;
+    the kept one (`updating` while it is counted again after a change), or none yet (`ready` False)."""
+    return KEPT.look(*_kept_summaries(engine, workspace, frames))
+
+
+def _kept_summaries(
+    engine: Engine, workspace: Workspace, frames: FrameCache
+) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], AudienceSummary]]:
     with engine.connect() as conn:
         inputs = (workspace_marks(workspace), fingerprint(conn))
     name = ("segments", str(workspace.root), str(engine.url))
-    return KEPT.get(name, inputs, lambda: _summaries(engine, workspace, frames, None))[0]
+    return name, inputs, lambda: _summaries(engine, workspace, frames, None)
 
 
 def _summaries(

@@ -297,9 +297,11 @@ def load_comparison(
     time_zone: str = "UTC",
     attribution: AttributionSettings | None = None,
     min_group: int = MIN_GROUP,
+    emails: pd.DataFrame | None = None,
 ) -> Comparison:
-    """The comparison (see the module contract), counted in the database (`groups.email_groups`)."""
-    emails = email_groups(engine, attribution, time_zone)
+    """The comparison (see the module contract), counted in the database (`groups.email_groups`); `emails`:
+    those groups already counted (the web app keeps them), default: counted now."""
+    emails = email_groups(engine, attribution, time_zone) if emails is None else emails
     return compare(annotate(emails, catalogue, time_zone), filters, time_zone, min_group)
 
 

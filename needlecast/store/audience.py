@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from needlecast.store.driver import (
     copy_frame,
@@ -113,3 +113,19 @@ def id_range(conn: Connection) -> tuple[int, int] | None:
     """The lowest and highest contact id, or None when there is no contact."""
     low, high = conn.execute(select(func.min(contacts.c.id), func.max(contacts.c.id))).one()
     return None if low is None else (int(low), int(high))
+
+
+# The next zone after the one found, through `ix_contacts_time_zone` (migration 0121): one index seek per zone
+# (a "loose index scan"), on both databases, however many contacts there are.
+_TIME_ZONES = text(
+    "WITH RECURSIVE z(tz) AS ("
+    " SELECT MIN(time_zone) FROM contacts"
+    " UNION ALL"
+    " SELECT (SELECT MIN(c.time_zone) FROM contacts c WHERE c.time_zone > z.tz) FROM z WHERE z.tz IS NOT NULL"
+    ") SELECT tz FROM z WHERE tz IS NOT NULL"
+)
+
+
+def time_zones(conn: Connection) -> set[str]:
+    """The distinct time zones the contacts have ('' for those without one), an index seek per zone."""
+    return {str(zone) for zone in conn.execute(_TIME_ZONES).scalars()}

@@ -201,8 +201,11 @@ def ids(conn: Connection, query: ContactQuery) -> list[int]:
     return [int(i) for i in found]
 
 
-def find(conn: Connection, query: ContactQuery, offset: int, limit: int) -> tuple[int, list[int]]:
-    """How many contacts match, and the ids of a page of them, newest first.
+def find(
+    conn: Connection, query: ContactQuery, offset: int, limit: int, *, counted: int | None = None
+) -> tuple[int, list[int]]:
+    """How many contacts match, and the ids of a page of them, newest first. `counted`: how many match, already
+    counted (the web app keeps the counts of filters without a text), not counted again here.
 
     When few match (at most `FEW`), they are read in one pass without an order and sorted here; otherwise
     they are counted, and the page is found by walking the order's index, which stops after the page.
@@ -218,7 +221,7 @@ def find(conn: Connection, query: ContactQuery, offset: int, limit: int) -> tupl
         few = list(found) if len(found) <= FEW else None
         total = len(found) if few is not None else count(conn, query)
     else:
-        total = count(conn, query)
+        total = count(conn, query) if counted is None else counted
         if total <= FEW:
             few = list(conn.execute(_matching(conn, query, contacts.c.id, contacts.c.signed_up_at)).all())
     if few is not None:

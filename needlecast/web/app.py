@@ -10,12 +10,16 @@
 Contract: `create_app(workspace, engine, senders=...)` builds it. `senders` starts sends the console and the
 API ask for (an in-process scheduler under `needlecast serve`, else a sender thread in this process that
 takes the store's sender lock). Errors are one page (or, under /api, one JSON shape) without personal data;
-no handler blocks the event loop on the database or on files.
+no handler blocks the event loop on the database or on files. As it starts, the app works the heavy pages'
+figures out in a thread (`readmodels.warm`), so that the first views show them instead of a placeholder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from starlette.routing import BaseRoute, Mount
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
+from needlecast.readmodels import warm
 from needlecast.web.bookings import booking_routes
 from needlecast.web.common import (
     RETRY_SECONDS,
@@ -49,6 +54,7 @@ PAGES = Path(__file__).parent / "templates"
 def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None = None) -> Starlette:
     from needlecast.web.api import api_app
     from needlecast.web.console import console_app
+    from needlecast.web.console.campaign_views import PLAN_DAYS
     from needlecast.web.metrics import metrics_routes
     from needlecast.web.signup import signup_routes
 
@@ -103,6 +109,17 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
         return response
 
     handlers: dict[Any, Any] = {HTTPException: http_error, 500: server_error}
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # The heavy pages' figures are worked out in the background as the app starts (`readmodels.warm`).
+        if warm.ON_START:
+            work = lambda: warm.warm_figures(engine, workspace, frames, PLAN_DAYS)  # noqa: E731
+            threading.Thread(target=work, name="needlecast-warm-figures", daemon=True).start()
+        yield
+
+    app = Starlette(
+        routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers, lifespan=lifespan
+    )
     app.state.senders = senders
     return app

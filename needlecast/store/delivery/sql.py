@@ -15,7 +15,19 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 
 from needlecast.store.bulk import Column
 from needlecast.store.delivery.protocol import (
@@ -224,6 +236,25 @@ class SqlDeliveryStore(SendingState):
             .group_by(deliveries.c.error)
         ).all()
         return {str(reason or ""): int(count) for reason, count in sorted(rows, key=lambda r: (-r[1], str(r[0])))}
+
+    def counts_and_skipped(self, conn: Connection, campaign_id: str) -> tuple[dict[str, int], dict[str, int]]:
+        # Constants as literals, not parameters: PostgreSQL matches the GROUP BY to the column by its text.
+        reason = case(
+            (deliveries.c.status == literal_column(f"'{SKIPPED}'"), deliveries.c.error), else_=literal_column("''")
+        )
+        rows = conn.execute(
+            select(deliveries.c.status, reason, func.count())
+            .where(deliveries.c.campaign_id == campaign_id)
+            .group_by(deliveries.c.status, reason)
+        ).all()
+        found: dict[str, int] = {}
+        skipped: list[tuple[str, int]] = []
+        for status, why, count in rows:
+            found[str(status)] = found.get(str(status), 0) + int(count)
+            if status == SKIPPED:
+                skipped.append((str(why or ""), int(count)))
+        counts = {status: found.get(status, 0) for status in STATUSES}
+        return counts, dict(sorted(skipped, key=lambda r: (-r[1], r[0])))
 
     def queued_count(self, conn: Connection, campaign_id: str, due_by: datetime | None = None) -> int:
         query = select(func.coalesce(func.sum(delivery_queue.c.size), 0)).where(

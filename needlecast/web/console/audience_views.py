@@ -15,7 +15,7 @@ from starlette.routing import Route
 from needlecast.actions import audience as audience_actions
 from needlecast.errors import NotFound
 from needlecast.readmodels.contact_pages import recent_imports
-from needlecast.readmodels.segments import segment_summaries
+from needlecast.readmodels.segments import segment_summaries_shown
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.jobs import ImportJob, ImportJobs, upload_path
 
@@ -30,14 +30,15 @@ def jobs_of(request: Request) -> ImportJobs:
 @page("audiences.view")
 def audiences(request: Request, who: Who) -> Response:
     console = console_of(request)
-    summary = segment_summaries(console.engine, console.workspace, console.frames)
+    summary = segment_summaries_shown(console.engine, console.workspace, console.frames)  # never waited for
     return console.render(
         request,
         who,
         "audiences.html",
         title="Audiences",
-        segments=summary.segments,
-        contacts=summary.contacts,
+        summary=summary,
+        segments=summary.figure.segments if summary.figure is not None else None,
+        contacts=summary.figure.contacts if summary.figure is not None else 0,
         imports=recent_imports(console.engine),
         jobs=jobs_of(request).recent(),
         flash=request.query_params.get("flash", "")[:300],

@@ -58,7 +58,8 @@ def campaign_list(request: Request, who: Who) -> Response:
     """Every campaign; each one sending now (emails claimed, or a send of this process running) is followed by
     static/send-progress.js through `campaign_status`, row by row, without reloading the page (no refresh)."""
     console = console_of(request)
-    items = campaigns_read.campaign_list(console.engine, console.workspace)
+    kept = campaigns_read.kept_campaign_list(console.engine, console.workspace)  # counts as of `computed_at`
+    items = kept.figure or []
     senders = console.senders
     sending = {i.id for i in items if i.counts.get("sending", 0) or (senders is not None and senders.sending(i.id))}
     return console.render(
@@ -68,6 +69,8 @@ def campaign_list(request: Request, who: Who) -> Response:
         title="Campaigns",
         items=items,
         sending=sending,
+        counted_at=kept.computed_at,
+        counts_updating=kept.updating,
         **flash(request),
     )
 
@@ -99,11 +102,14 @@ def campaign_page(request: Request, who: Who) -> Response:
         campaign=shown.campaign,
         subjects=sample_subjects(console.workspace, console.secret, shown.campaign.id),  # as a reader sees them
         overview=detail.overview,
-        plan=shown.plan,
+        plan=shown.plan,  # None while its first plan is worked out: the page says so and updates itself
         planned_at=shown.planned_at,
-        rows=shown.plan.emails,
+        plan_updating=shown.plan_updating,
+        rows=shown.plan.emails if shown.plan is not None else [],
+        counted_at=detail.counted_at,
+        counts_updating=detail.counts_updating,
         days=PLAN_DAYS,
-        findings=[campaigns_read.finding_in_words(f) for f in shown.findings],
+        findings=[campaigns_read.finding_in_words(f) for f in shown.findings] if shown.findings is not None else None,
         errors=shown.errors,
         stale=shown.stale,
         actions=_actions_for(detail.overview.state),
@@ -130,7 +136,9 @@ def campaign_status(request: Request, who: Who) -> Response:
     """The campaign's send as JSON for static/send-progress.js: `sending` (bool), `counts` (emails by state)
     and `said` (the outcome so far in words); `NotFound` (the console's 404) for an unknown campaign."""
     console = console_of(request)
-    detail = campaigns_read.campaign_detail(console.engine, console.workspace, request.path_params["campaign"])
+    detail = campaigns_read.campaign_detail(
+        console.engine, console.workspace, request.path_params["campaign"], kept=True
+    )  # counts kept a few seconds: every open page polls this
     status = {"sending": _sending(request, detail), "counts": dict(detail.overview.counts), "said": detail.said}
     return JSONResponse(status, headers={"cache-control": "no-store"})
 

@@ -16,14 +16,15 @@ from starlette.routing import Route
 
 from needlecast.errors import InvalidRequest
 from needlecast.readmodels.home import (
+    Growth,
     attention,
     calendar,
     clinic_today,
     first_run,
-    growth,
-    last_30_days,
+    growth_shown,
+    kept_last_30_days,
     load_campaigns,
-    sent_emails,
+    sent_emails_shown,
 )
 from needlecast.web.console import campaign_views
 from needlecast.web.console.auth import Who, console_of, page
@@ -83,27 +84,37 @@ def home(request: Request, who: Who) -> Response:
     except InvalidRequest as problem:
         return console.render(request, who, "message.html", status=400, title="Check the link", message=str(problem))
     today = clinic_today(workspace, now)
-    emails = sent_emails(
-        engine, workspace, frames=console.frames
-    )  # read once: the figures and the health flags both count them
-    period = last_30_days(engine, workspace, today, emails)
-    grown = growth(engine, workspace, today, frames=console.frames)
-    totals = [grown.total(w) for w in grown.weeks]
-    unsubscribed = [grown.unsubscribed[w] for w in grown.weeks]
+    # Kept figures, never waited for: the kept ones (as of a time) or a placeholder while they are worked out.
+    emails = sent_emails_shown(engine, workspace)
+    grown = growth_shown(engine, workspace, today)
+    sent = emails.figure
     return console.render(
         request,
         who,
         "home.html",
         title="Home",
         first_run=False,
-        period=period,
+        period=kept_last_30_days(engine, workspace, today, emails) if sent is not None else None,
+        emails=emails,
         calendar=shown,
-        attention=attention(engine, workspace, now, emails, campaigns),
-        growth=grown,
-        bars=_bars(grown.weeks, totals, unsubscribed),
-        chart_height=CHART_HEIGHT + 40,
-        chart_width=20 + 60 * len(grown.weeks),
+        attention=attention(engine, workspace, now, sent, campaigns) if sent is not None else None,
+        growth=grown.figure,
+        grown=grown,
+        **_chart(grown.figure),
     )
+
+
+def _chart(grown: Growth | None) -> dict[str, object]:
+    """The growth chart's bars and size (none while the figures are worked out)."""
+    if grown is None:
+        return {"bars": [], "chart_height": CHART_HEIGHT + 40, "chart_width": 20}
+    totals = [grown.total(w) for w in grown.weeks]
+    unsubscribed = [grown.unsubscribed[w] for w in grown.weeks]
+    return {
+        "bars": _bars(grown.weeks, totals, unsubscribed),
+        "chart_height": CHART_HEIGHT + 40,
+        "chart_width": 20 + 60 * len(grown.weeks),
+    }
 
 
 ROUTES = [

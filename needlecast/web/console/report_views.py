@@ -12,6 +12,7 @@ from needlecast.readmodels.reports import (
     Comparison,
     campaign_comparison,
     campaign_report,
+    kept_comparison,
     report_file,
     report_page,
 )
@@ -34,15 +35,24 @@ def comparison_of(request: Request) -> Comparison:
 
 @page("reports.view")
 def report_list(request: Request, who: Who) -> Response:
-    """Every campaign side by side (`readmodels.reports.campaign_comparison`), filtered and sorted by the query."""
+    """Every campaign side by side (`readmodels.reports.kept_comparison`: the figures the web app keeps, with
+    when they were counted), filtered and sorted by the query."""
+    console = console_of(request)
     try:
-        data = comparison_of(request)
+        filters = compare_filters(request.query_params)
+        data, shown = kept_comparison(console.engine, console.workspace, filters)
     except InvalidRequest as problem:
-        return console_of(request).render(
-            request, who, "message.html", status=400, title="Check the filters", message=str(problem)
-        )
-    return console_of(request).render(
-        request, who, "reports.html", title="Send reports", **compare_page(data, request.query_params)
+        return console.render(request, who, "message.html", status=400, title="Check the filters", message=str(problem))
+    page = compare_page(data, request.query_params) if data is not None else {}  # none yet: a placeholder
+    return console.render(
+        request,
+        who,
+        "reports.html",
+        title="Send reports",
+        pending=data is None,
+        counted_at=shown.computed_at,
+        counts_updating=shown.updating,
+        **page,
     )
 
 

@@ -115,7 +115,7 @@ def id_range(conn: Connection) -> tuple[int, int] | None:
     return None if low is None else (int(low), int(high))
 
 
-# The next zone after the one found, through `ix_contacts_time_zone` (migration 0121): one index seek per zone
+# The next zone after the one found, through `ix_contacts_time_zone` (migration 0021): one index seek per zone
 # (a "loose index scan"), on both databases, however many contacts there are.
 _TIME_ZONES = text(
     "WITH RECURSIVE z(tz) AS ("

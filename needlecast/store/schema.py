@@ -62,7 +62,7 @@ contacts = Table(
     Column("updated_at", DateTime(), nullable=False),
     Index("ix_contacts_signed_up", "signed_up_at", "id"),  # the console's contact list, newest first (migration 0016)
     Index("ix_contacts_updated_at", "updated_at"),  # the audience's fingerprint: its latest change (migration 0019)
-    Index("ix_contacts_time_zone", "time_zone"),  # the audience's zones, a seek per zone (migration 0121)
+    Index("ix_contacts_time_zone", "time_zone"),  # the audience's zones, a seek per zone (migration 0021)
     # An id is never handed to another person (migration 0006): signed links and ledger rows point at it.
     sqlite_autoincrement=True,
 )

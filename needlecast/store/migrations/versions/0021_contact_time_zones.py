@@ -3,7 +3,7 @@ broadcast's moments (one per zone of its audience) are worked out on every campa
 and `store.audience.time_zones` walks the index from one zone to the next (a few index seeks) instead of
 reading every contact. A send never changes a contact, so the index costs the ledger nothing.
 
-Revision ID: 0121
+Revision ID: 0021
 Revises: 0020
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0121"
+revision = "0021"
 down_revision = "0020"
 branch_labels = None
 depends_on = None

@@ -16,6 +16,12 @@ one row per email and moves a few hundred rows. The property tests (`tests/test_
 order the events came in; a change to one is a change to the other.
 
 `sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
+`credited_emails(conn, offsets, types, window_days)` attributes every conversion (the contact events of `types`)
+in the database, by the rules of `statistics.attribution.attribute` ("last click" within `window_days` before
+it, else "last delivered": the last email sent to the person within the window whose fate is not a bounce or a
+drop; ties go to the later email): one row per credited conversion (conversion_id; `occurred_us`, its time as
+integer microseconds since 1970; value and currency as stored) with its email (delivery_id, the columns of
+`KEYS`, `day` as in `email_groups`, and `delivered`, 1 when the email's fate is delivered, else 0).
 `events_of(conn, ids)` reads the provider events of the ledger rows `ids` (delivery_id, kind, occurred_at
 timezone-aware UTC; not the detail), from the index by delivery, however many events there are in all.
 """
@@ -139,6 +145,78 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
             ) y
         ) z
         GROUP BY campaign_id, step_id, segment, variant, day"""
+
+
+def _micros(sqlite: bool, column: str) -> str:
+    """A stored time as integer microseconds since 1970 (exact on both databases)."""
+    return _sqlite_micros(column) if sqlite else f"CAST(extract(epoch FROM {column}) * 1000000 AS bigint)"
+
+
+def _fate_sql(outcome: str) -> tuple[str, str]:
+    """(neither bounced nor dropped, delivered): the fate of the email with the ledger outcome `outcome` and the
+    summary `e`, as `email_groups_sql` settles it."""
+    mask = "COALESCE(e.seen, 0)"
+    kept = f"(({mask} & 14) = 0 AND {outcome} NOT IN ('bounced', 'dropped'))"
+    return kept, f"({kept} AND (({mask} & {ENGAGED}) <> 0 OR {outcome} = 'delivered'))"
+
+
+def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types: int, window_days: int) -> str:
+    """The statement of `credited_emails` (see the module contract), `types` placeholders for the conversion
+    types. The people who converted are few: their emails are found by `ix_deliveries_contact` (migration
+    0121), their clicks in `ix_events_delivery_kind` and their fates in `email_summaries`, so the statement
+    reads a few rows per conversion and none of the other emails'. On PostgreSQL the times are compared as
+    they are stored (the window in hours, which no clock change alters); SQLite compares microseconds."""
+    mark = "?" if sqlite else "%s"
+    at = (lambda column: _sqlite_micros(column)) if sqlite else (lambda column: column)
+    window = f"{int(window_days) * 86_400_000_000}" if sqlite else f"interval '{int(window_days) * 24} hours'"
+    kept, _ = _fate_sql("m.outcome")
+    _, delivered = _fate_sql("d.outcome")
+    return f"""
+        WITH conv AS (
+            SELECT ce.source_id AS conversion_id, {at("ce.occurred_at")} AS at,
+                   COALESCE(ce.contact_id, c.id) AS contact_id
+            FROM contact_events ce LEFT JOIN contacts c ON c.email_hash = ce.email_hash
+            WHERE ce.type IN ({", ".join([mark] * types)})
+        ), mine AS (
+            SELECT v.conversion_id, v.at, d.id AS delivery_id, {at("d.sent_at")} AS sent, d.outcome
+            FROM conv v JOIN deliveries d ON d.contact_id = v.contact_id
+            WHERE d.status = 'sent'
+        ), clicks AS (
+            SELECT m.conversion_id, m.delivery_id, max({at("k.occurred_at")}) AS moment
+            FROM mine m JOIN events k ON k.delivery_id = m.delivery_id AND k.kind = 'clicked'
+            WHERE {at("k.occurred_at")} <= m.at AND {at("k.occurred_at")} >= m.at - {window}
+            GROUP BY m.conversion_id, m.delivery_id
+        ), sends AS (
+            SELECT m.conversion_id, m.delivery_id, m.sent AS moment
+            FROM mine m LEFT JOIN email_summaries e ON e.delivery_id = m.delivery_id
+            WHERE m.sent <= m.at AND m.sent >= m.at - {window} AND {kept}
+              AND m.conversion_id NOT IN (SELECT conversion_id FROM clicks)
+        ), ranked AS (
+            SELECT conversion_id, delivery_id,
+                   row_number() OVER (PARTITION BY conversion_id ORDER BY moment DESC, delivery_id DESC) AS n
+            FROM (SELECT * FROM clicks UNION ALL SELECT * FROM sends) u
+        )
+        SELECT r.conversion_id, {_micros(sqlite, "ce.occurred_at")} AS occurred_us, ce.value, ce.currency,
+               r.delivery_id, d.campaign_id, d.step_id, d.segment, d.variant, {_local_day(sqlite, offsets)} AS day,
+               CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered
+        FROM ranked r
+        JOIN contact_events ce ON ce.source_id = r.conversion_id
+        JOIN deliveries d ON d.id = r.delivery_id
+        LEFT JOIN email_summaries e ON e.delivery_id = r.delivery_id
+        WHERE r.n = 1"""
+
+
+def credited_emails(
+    conn: Connection, offsets: Sequence[tuple[int, int]], types: Sequence[str], window_days: int
+) -> pd.DataFrame:
+    """See the module contract."""
+    columns = ["conversion_id", "occurred_us", "value", "currency", "delivery_id", *KEYS, "delivered"]
+    if not types:
+        return pd.DataFrame(columns=columns)
+    if not is_sqlite(conn):
+        conn.exec_driver_sql("SET LOCAL jit = off")
+    result = conn.exec_driver_sql(credited_emails_sql(is_sqlite(conn), offsets, len(types), window_days), tuple(types))
+    return pd.DataFrame(result.cursor.fetchall(), columns=columns)
 
 
 def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:

@@ -205,7 +205,7 @@ def measure(url: str, what: str) -> dict[str, object]:
     if not url.startswith("sqlite"):
         event.listen(engine, "checkout", lambda connection, *_: backends.add(connection.info.backend_pid))
     stages: dict[str, float] = {}
-    sql.email_groups = _timed(stages, "count_s", sql.email_groups)  # type: ignore[method-assign]
+    sql.count_groups = _timed(stages, "count_s", sql.count_groups)  # type: ignore[method-assign]
     groups.credited_groups = _timed(stages, "credit_s", groups.credited_groups)  # type: ignore[method-assign]
     clinic = BenchAnalysis(engine, time_zone="Europe/London")
     server_before = sum(process_cpu(pid) for pid in backends)

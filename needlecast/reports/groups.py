@@ -85,7 +85,7 @@ def email_groups(
     with engine.connect() as conn:
         first, last = sql.sent_bounds(conn)
         offsets = utc_offsets(time_zone, first, last) if first and last else []
-        counted = sql.email_groups(conn, offsets)
+        counted = sql.count_groups(conn, offsets)
         credited = credited_groups(conn, rules, offsets)
     days = (
         pd.to_datetime(counted["day"].astype("float64"), unit="D")  # NaT: a sent email without its time

@@ -29,7 +29,9 @@ timezone-aware UTC; not the detail), from the index by delivery, however many ev
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pandas as pd
@@ -75,9 +77,16 @@ def _sqlite_micros(column: str) -> str:
     return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
 
 
+# `strftime('%s', d.sent_at)` as an integer, without formatting it as text and reading it back (a third of the
+# day's cost on SQLite): julianday is SQLite's own count of milliseconds (`iJD`) over 86,400,000, which the
+# rounded product gives back exactly (its error is a ten-thousandth of a millisecond), and whole seconds since
+# 1970 are then `iJD` / 1000 - 210,866,760,000 by integer division, as strftime computes them.
+_SQLITE_SENT_SECONDS = "((CAST(round(julianday(d.sent_at) * 86400000) AS INTEGER) - 210866760000000) / 1000)"
+
+
 def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     """The day of `d.sent_at` on the clinic's clock, as days since 1970 (see the module contract)."""
-    epoch = "CAST(strftime('%s', d.sent_at) AS INTEGER)" if sqlite else "floor(date_part('epoch', d.sent_at))"
+    epoch = _SQLITE_SENT_SECONDS if sqlite else "floor(date_part('epoch', d.sent_at))"
     if len(offsets) <= 1:
         shift = str(int(offsets[0][1]) if offsets else 0)
     else:
@@ -97,19 +106,28 @@ def _human(sqlite: bool) -> str:
     last = "e.human_open_at"
     if sqlite:
         late = f"{_sqlite_micros(last)} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
-    else:
-        late = f"{last} > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
+        # Most last opens are minutes or days after the arrival: told from the text alone. An open in a later
+        # minute than an arrival before its 49th second is more than 10 s after it, also by the micro-
+        # seconds above (which can count an arrival's second one too many when its fraction rounds up).
+        later = f"substr({last}, 1, 16) > substr({arrival}, 1, 16) AND substr({arrival}, 18, 2) < '49'"
+        return (
+            f"CASE WHEN {last} IS NULL THEN 0 WHEN {arrival} IS NULL THEN 1 WHEN {later} THEN 1"
+            f" WHEN {late} THEN 1 ELSE 0 END"
+        )
+    late = f"{last} > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
     return f"CASE WHEN {last} IS NOT NULL AND ({arrival} IS NULL OR {late}) THEN 1 ELSE 0 END"
 
 
-def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
+def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], ids: tuple[int, int] | None = None) -> str:
     """The statement of `email_groups` (see the module contract and `statistics.engagement.settle`): a bounce
     outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
     came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
     click. Each email's events are read from its row of `email_summaries` (one per ledger row with events,
     kept by the database as they arrive: migration 0020), joined to the ledger by its primary key. SQLite
     reads the ledger in its table's order: left to itself it walked the unique index on (campaign, step,
-    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000)."""
+    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000).
+    `ids`: only the ledger rows with ids from the first to the second, both included (`count_groups`)."""
+    within = f" AND d.id BETWEEN {int(ids[0])} AND {int(ids[1])}" if ids else ""
     hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"
     soft = "((m & 4) <> 0 AND (m & 2) = 0)"
     return f"""
@@ -140,7 +158,7 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
                            {_human(sqlite)} AS human
                     FROM deliveries d{" NOT INDEXED" if sqlite else ""}
                     LEFT JOIN email_summaries e ON e.delivery_id = d.id
-                    WHERE d.status = 'sent'
+                    WHERE d.status = 'sent'{within}
                 ) x
             ) y
         ) z
@@ -219,15 +237,14 @@ def credited_emails(
     return pd.DataFrame(result.cursor.fetchall(), columns=columns)
 
 
-def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:
-    """See the module contract."""
+def email_groups(
+    conn: Connection, offsets: Sequence[tuple[int, int]], ids: tuple[int, int] | None = None
+) -> pd.DataFrame:
+    """See the module contract; `ids`, the ledger rows with ids in that range only (both ends included)."""
     if not is_sqlite(conn):
-        # Compiling the statement (JIT) cost more than it saved. No parallel plan: when this read every event,
-        # each worker aggregated them all again beneath a parallel scan of the ledger (three times the work);
-        # over the summaries, one process's plan is the one measured (BENCHMARKS.md).
+        # Compiling the statement (JIT) cost more than it saved.
         conn.exec_driver_sql("SET LOCAL jit = off")
-        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-    result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets))
+    result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets, ids))
     frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
     if frame.empty:
         return pd.DataFrame(
@@ -235,6 +252,43 @@ def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.Dat
         )
     # `day` is NULL for a sent email without its sending time (none should be; it is counted, on no day).
     return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
+
+
+PART_ROWS = 250_000  # SQLite: a ledger of fewer rows is counted in one statement
+MAX_PARTS = 4
+
+
+def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0) -> pd.DataFrame:
+    """`email_groups` of the whole ledger. SQLite runs in this process, each statement on one core: a large
+    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (default: one per core, at most
+    MAX_PARTS), each by its own connection in its own thread at once (sqlite3 lets go of the GIL while a
+    statement runs), and each group's counts summed over the ranges: every email is in one range, so the
+    counts are those of one statement. PostgreSQL counts in one statement, which its own parallel plan
+    splits between worker processes."""
+    if not is_sqlite(conn) or conn.engine.url.database in (None, "", ":memory:"):
+        return email_groups(conn, offsets)
+    low, high = conn.exec_driver_sql("SELECT min(id), max(id) FROM deliveries").one()
+    if low is None:
+        return email_groups(conn, offsets)
+    if not parts:
+        parts = min(os.cpu_count() or 1, MAX_PARTS) if high - low + 1 >= PART_ROWS else 1
+    if parts <= 1:
+        return email_groups(conn, offsets)
+    step = (high - low) // parts + 1
+    ranges = [(low + i * step, min(high, low + (i + 1) * step - 1)) for i in range(parts)]
+
+    def counted(ids: tuple[int, int]) -> pd.DataFrame:
+        with conn.engine.connect() as own:
+            return email_groups(own, offsets, ids)
+
+    with ThreadPoolExecutor(parts - 1) as pool:
+        others = list(pool.map(counted, ranges[1:]))
+        frames = [email_groups(conn, offsets, ranges[0]), *others]
+    found = [frame for frame in frames if not frame.empty]
+    if len(found) <= 1:
+        return found[0] if found else frames[0]
+    summed = pd.concat(found, ignore_index=True).groupby(list(KEYS), dropna=False, as_index=False)[list(COUNTS)].sum()
+    return summed.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
 def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:

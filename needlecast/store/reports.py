@@ -180,25 +180,39 @@ def _fate_sql(outcome: str) -> tuple[str, str]:
 
 def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types: int, window_days: int) -> str:
     """The statement of `credited_emails` (see the module contract), `types` placeholders for the conversion
-    types. The people who converted are few: their emails are found by `ix_deliveries_contact` (migration
-    0121), their clicks in `ix_events_delivery_kind` and their fates in `email_summaries`, so the statement
-    reads a few rows per conversion and none of the other emails'. On PostgreSQL the times are compared as
-    they are stored (the window in hours, which no clock change alters); SQLite compares microseconds."""
+    types. The people who converted are few: each one's sent emails are looked up in `ix_deliveries_contact`
+    (migration 0121) with their group, day and fate (from `email_summaries`), then their clicks in
+    `ix_events_delivery_kind`; nothing else of the ledger is read. PostgreSQL looks each person up by the index
+    (a LATERAL subquery it cannot flatten: left to itself it scanned the whole index in a merge join, as the
+    people's ids looked like the ledger's order). On PostgreSQL the times are compared as stored (the window
+    in hours, which no clock change alters); SQLite compares microseconds."""
     mark = "?" if sqlite else "%s"
     at = (lambda column: _sqlite_micros(column)) if sqlite else (lambda column: column)
     window = f"{int(window_days) * 86_400_000_000}" if sqlite else f"interval '{int(window_days) * 24} hours'"
-    kept, _ = _fate_sql("m.outcome")
-    _, delivered = _fate_sql("d.outcome")
+    kept, delivered = _fate_sql("d.outcome")
+    emails = f"""
+                SELECT d.id AS delivery_id, {at("d.sent_at")} AS sent, d.campaign_id, d.step_id, d.segment,
+                       d.variant, {_local_day(sqlite, offsets)} AS day,
+                       CASE WHEN {kept} THEN 1 ELSE 0 END AS kept, CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered
+                FROM deliveries d LEFT JOIN email_summaries e ON e.delivery_id = d.id
+                WHERE d.status = 'sent'"""
+    if sqlite:
+        person = f"FROM conv v JOIN ({emails.replace('SELECT d.id', 'SELECT d.contact_id, d.id', 1)}) m" + (
+            " ON m.contact_id = v.contact_id"
+        )
+    else:
+        person = f"FROM conv v CROSS JOIN LATERAL ({emails} AND d.contact_id = v.contact_id OFFSET 0) m"
     return f"""
         WITH conv AS (
             SELECT ce.source_id AS conversion_id, {at("ce.occurred_at")} AS at,
+                   {_micros(sqlite, "ce.occurred_at")} AS occurred_us, ce.value, ce.currency,
                    COALESCE(ce.contact_id, c.id) AS contact_id
             FROM contact_events ce LEFT JOIN contacts c ON c.email_hash = ce.email_hash
             WHERE ce.type IN ({", ".join([mark] * types)})
         ), mine AS (
-            SELECT v.conversion_id, v.at, d.id AS delivery_id, {at("d.sent_at")} AS sent, d.outcome
-            FROM conv v JOIN deliveries d ON d.contact_id = v.contact_id
-            WHERE d.status = 'sent'
+            SELECT v.conversion_id, v.at, m.delivery_id, m.sent, m.campaign_id, m.step_id, m.segment, m.variant,
+                   m.day, m.kept, m.delivered
+            {person}
         ), clicks AS (
             SELECT m.conversion_id, m.delivery_id, max({at("k.occurred_at")}) AS moment
             FROM mine m JOIN events k ON k.delivery_id = m.delivery_id AND k.kind = 'clicked'
@@ -206,21 +220,19 @@ def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types:
             GROUP BY m.conversion_id, m.delivery_id
         ), sends AS (
             SELECT m.conversion_id, m.delivery_id, m.sent AS moment
-            FROM mine m LEFT JOIN email_summaries e ON e.delivery_id = m.delivery_id
-            WHERE m.sent <= m.at AND m.sent >= m.at - {window} AND {kept}
+            FROM mine m
+            WHERE m.sent <= m.at AND m.sent >= m.at - {window} AND m.kept = 1
               AND m.conversion_id NOT IN (SELECT conversion_id FROM clicks)
         ), ranked AS (
             SELECT conversion_id, delivery_id,
                    row_number() OVER (PARTITION BY conversion_id ORDER BY moment DESC, delivery_id DESC) AS n
             FROM (SELECT * FROM clicks UNION ALL SELECT * FROM sends) u
         )
-        SELECT r.conversion_id, {_micros(sqlite, "ce.occurred_at")} AS occurred_us, ce.value, ce.currency,
-               r.delivery_id, d.campaign_id, d.step_id, d.segment, d.variant, {_local_day(sqlite, offsets)} AS day,
-               CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered
+        SELECT v.conversion_id, v.occurred_us, v.value, v.currency, m.delivery_id, m.campaign_id, m.step_id,
+               m.segment, m.variant, m.day, m.delivered
         FROM ranked r
-        JOIN contact_events ce ON ce.source_id = r.conversion_id
-        JOIN deliveries d ON d.id = r.delivery_id
-        LEFT JOIN email_summaries e ON e.delivery_id = r.delivery_id
+        JOIN mine m ON m.conversion_id = r.conversion_id AND m.delivery_id = r.delivery_id
+        JOIN conv v ON v.conversion_id = r.conversion_id
         WHERE r.n = 1"""
 
 

@@ -254,7 +254,9 @@ def email_groups(
 ) -> pd.DataFrame:
     """See the module contract; `ids`, the ledger rows with ids in that range only (both ends included)."""
     if not is_sqlite(conn):
-        # Compiling the statement (JIT) cost more than it saved.
+        # Compiling the statement (JIT) cost more than it saved. The server's parallel plan is welcome now that
+        # each email is one summary row: each worker joins and counts its share of the ledger (when the
+        # statement read every event, each worker aggregated them all again; BENCHMARKS.md).
         conn.exec_driver_sql("SET LOCAL jit = off")
     result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets, ids))
     frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))

@@ -254,10 +254,12 @@ def email_groups(
 ) -> pd.DataFrame:
     """See the module contract; `ids`, the ledger rows with ids in that range only (both ends included)."""
     if not is_sqlite(conn):
-        # Compiling the statement (JIT) cost more than it saved. The server's parallel plan is welcome now that
-        # each email is one summary row: each worker joins and counts its share of the ledger (when the
-        # statement read every event, each worker aggregated them all again; BENCHMARKS.md).
+        # Compiling the statement (JIT) cost more than it saved. No parallel plan: over the events, each worker
+        # aggregated them all again; over the summaries, two workers and the leader (a parallel hash join of a
+        # million summaries, spilled in batches) spent 5.8 s of CPU where one process spends about 3 s
+        # (BENCHMARKS.md). SQLite's ranges (`count_groups`) share the work without adding to it.
         conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets, ids))
     frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
     if frame.empty:
@@ -277,8 +279,7 @@ def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: in
     ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (default: one per core, at most
     MAX_PARTS), each by its own connection in its own thread at once (sqlite3 lets go of the GIL while a
     statement runs), and each group's counts summed over the ranges: every email is in one range, so the
-    counts are those of one statement. PostgreSQL counts in one statement, which its own parallel plan
-    splits between worker processes."""
+    counts are those of one statement. PostgreSQL counts in one statement, in its server process."""
     if not is_sqlite(conn) or conn.engine.url.database in (None, "", ":memory:"):
         return email_groups(conn, offsets)
     low, high = conn.exec_driver_sql("SELECT min(id), max(id) FROM deliveries").one()

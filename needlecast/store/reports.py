@@ -73,15 +73,23 @@ COUNTS = (
 
 
 def _sqlite_micros(column: str) -> str:
-    """A stored time (ISO text, microseconds after the 20th character) as integer microseconds since 1970."""
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
+    """A stored time (ISO text, microseconds after the 20th character) as integer microseconds since 1970. Its
+    whole seconds are read from the first 19 characters: SQLite rounds a time to the millisecond, so a time a
+    fraction of a millisecond before a whole second would otherwise count that second twice."""
+    return (
+        f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+    )
 
 
-# `strftime('%s', d.sent_at)` as an integer, without formatting it as text and reading it back (a third of the
-# day's cost on SQLite): julianday is SQLite's own count of milliseconds (`iJD`) over 86,400,000, which the
-# rounded product gives back exactly (its error is a ten-thousandth of a millisecond), and whole seconds since
-# 1970 are then `iJD` / 1000 - 210,866,760,000 by integer division, as strftime computes them.
-_SQLITE_SENT_SECONDS = "((CAST(round(julianday(d.sent_at) * 86400000) AS INTEGER) - 210866760000000) / 1000)"
+# The whole seconds since 1970 of `d.sent_at` (its first 19 characters: no rounding of its fraction up to the
+# next second), without formatting them as text and reading them back as `strftime('%s')` would (a third of
+# the day's cost on SQLite): julianday is SQLite's own count of milliseconds (`iJD`) over 86,400,000, which the
+# rounded product gives back exactly (its error is a ten-thousandth of a millisecond), and the seconds are then
+# `iJD` / 1000 - 210,866,760,000 by integer division, as strftime computes them.
+_SQLITE_SENT_SECONDS = (
+    "((CAST(round(julianday(substr(d.sent_at, 1, 19)) * 86400000) AS INTEGER) - 210866760000000) / 1000)"
+)
 
 
 def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
@@ -107,9 +115,8 @@ def _human(sqlite: bool) -> str:
     if sqlite:
         late = f"{_sqlite_micros(last)} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
         # Most last opens are minutes or days after the arrival: told from the text alone. An open in a later
-        # minute than an arrival before its 49th second is more than 10 s after it, also by the micro-
-        # seconds above (which can count an arrival's second one too many when its fraction rounds up).
-        later = f"substr({last}, 1, 16) > substr({arrival}, 1, 16) AND substr({arrival}, 18, 2) < '49'"
+        # minute than an arrival before its 50th second is more than 10 s after it.
+        later = f"substr({last}, 1, 16) > substr({arrival}, 1, 16) AND substr({arrival}, 18, 2) < '50'"
         return (
             f"CASE WHEN {last} IS NULL THEN 0 WHEN {arrival} IS NULL THEN 1 WHEN {later} THEN 1"
             f" WHEN {late} THEN 1 ELSE 0 END"
@@ -191,15 +198,13 @@ def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types:
     window = f"{int(window_days) * 86_400_000_000}" if sqlite else f"interval '{int(window_days) * 24} hours'"
     kept, delivered = _fate_sql("d.outcome")
     emails = f"""
-                SELECT d.id AS delivery_id, {at("d.sent_at")} AS sent, d.campaign_id, d.step_id, d.segment,
-                       d.variant, {_local_day(sqlite, offsets)} AS day,
+                SELECT d.contact_id, d.id AS delivery_id, {at("d.sent_at")} AS sent, d.campaign_id, d.step_id,
+                       d.segment, d.variant, {_local_day(sqlite, offsets)} AS day,
                        CASE WHEN {kept} THEN 1 ELSE 0 END AS kept, CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered
                 FROM deliveries d LEFT JOIN email_summaries e ON e.delivery_id = d.id
                 WHERE d.status = 'sent'"""
     if sqlite:
-        person = f"FROM conv v JOIN ({emails.replace('SELECT d.id', 'SELECT d.contact_id, d.id', 1)}) m" + (
-            " ON m.contact_id = v.contact_id"
-        )
+        person = f"FROM conv v JOIN ({emails}) m ON m.contact_id = v.contact_id"
     else:
         person = f"FROM conv v CROSS JOIN LATERAL ({emails} AND d.contact_id = v.contact_id OFFSET 0) m"
     return f"""

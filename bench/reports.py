@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -199,16 +200,21 @@ def _timed(stages: dict[str, float], name: str, function: Callable[..., Any]) ->
 def measure(url: str, what: str) -> dict[str, object]:
     """`what` ("compare" or "trends") as the notebook and the console's Reports page ask for it, timed, with
     its stages: `count_s` the SQL that settles and counts every email by group and day, `credit_s` the
-    attribution of the bookings, the rest annotating and tabling the groups."""
+    attribution of the bookings, the rest annotating and tabling the groups; the CPU seconds of this process
+    (`cpu_s`, with SQLite's, which runs in it), of the PostgreSQL backends that served it (`server_cpu_s`) and
+    of their parallel workers (`workers_cpu_s`)."""
     engine = open_store(url)
     backends: set[int] = set()  # the PostgreSQL server processes that served this one: their CPU is the query's
     if not url.startswith("sqlite"):
         event.listen(engine, "checkout", lambda connection, *_: backends.add(connection.info.backend_pid))
     stages: dict[str, float] = {}
-    sql.email_groups = _timed(stages, "count_s", sql.email_groups)  # type: ignore[method-assign]
+    sql.count_groups = _timed(stages, "count_s", sql.count_groups)  # type: ignore[method-assign]
     groups.credited_groups = _timed(stages, "credit_s", groups.credited_groups)  # type: ignore[method-assign]
     clinic = BenchAnalysis(engine, time_zone="Europe/London")
     server_before = sum(process_cpu(pid) for pid in backends)
+    workers = ParallelWorkers(backends)
+    if not url.startswith("sqlite"):
+        workers.start()
     started, cpu = time.perf_counter(), time.process_time()
     if what == "compare":
         table = clinic.compare(**PERIOD)
@@ -220,6 +226,8 @@ def measure(url: str, what: str) -> dict[str, object]:
         found = {"weeks": int(table["week"].nunique())}
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     server_cpu = sum(process_cpu(pid) for pid in backends) - server_before  # before the connections close
+    if not url.startswith("sqlite"):
+        workers.stop()
     engine.dispose()
     return {
         "what": what,
@@ -229,8 +237,51 @@ def measure(url: str, what: str) -> dict[str, object]:
         "rows": len(table),
         "cpu_s": round(cpu, 2),
         "server_cpu_s": round(server_cpu, 2),
+        "workers_cpu_s": round(workers.cpu(), 2),
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def _watch_workers(done: Any, found: Any) -> None:
+    """In its own process (so that polling costs the measured process nothing): every 20 ms, the CPU seconds of
+    each PostgreSQL parallel worker (`postgres: [cluster: ]parallel worker for PID <leader>`) so far; at the
+    end, {worker: (leader, CPU seconds)} on `found`."""
+    seen: dict[int, tuple[int, float]] = {}
+    while not done.wait(0.02):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            _, marked, rest = title.partition("parallel worker for PID ")
+            leader = rest.split("\0")[0].strip()
+            if marked and leader.isdigit():
+                pid = int(entry.name)
+                seen[pid] = (int(leader), max(seen.get(pid, (0, 0.0))[1], process_cpu(pid)))
+    found.put(seen)
+
+
+class ParallelWorkers:
+    """The CPU seconds of PostgreSQL's parallel workers for `backends` (processes that live for one statement),
+    watched from another process; what a worker spent in its last 20 ms may be missed (a lower bound)."""
+
+    def __init__(self, backends: set[int]) -> None:
+        self.backends, self.done, self.found = backends, multiprocessing.Event(), multiprocessing.Queue()
+        self.process = multiprocessing.Process(target=_watch_workers, args=(self.done, self.found), daemon=True)
+        self.seen: dict[int, tuple[int, float]] = {}
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.seen = self.found.get()
+        self.process.join()
+
+    def cpu(self) -> float:
+        return sum(cpu for leader, cpu in self.seen.values() if leader in self.backends)
 
 
 def process_cpu(pid: int) -> float:

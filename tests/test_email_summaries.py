@@ -416,3 +416,30 @@ def test_a_second_transaction_waits_for_the_first_and_adds_to_its_row(postgres_e
     worker.join()
     assert summaries(postgres_engine)[1] == (16 | 32, None, BASE + timedelta(seconds=30), 1, 1)
     agree(postgres_engine)
+
+
+def test_fractions_of_a_second_at_the_limits_count_as_the_definition_says(engine: Engine) -> None:
+    """SQLite reads a time to the millisecond: a sending or an event a fraction of a millisecond before a whole
+    second must still count on its own second. An open 10.0004 s after its arrival is a person's, one 10 s
+    after is not (arrivals just before a whole second, and before and at a minute's 50th second); an email
+    sent at 23:59:59.9996 is sent on its day, not the next."""
+    ledger(engine, [""] * EMAILS)
+    cases = [
+        Happening(1, "delivered", 0.9996, False, False),
+        Happening(1, "opened", 11.0, False, False),
+        Happening(2, "delivered", 0.9996, False, False),
+        Happening(2, "opened", 10.9996, False, False),
+        Happening(3, "delivered", 49.9996, False, False),
+        Happening(3, "opened", 60.0, False, False),
+        Happening(4, "delivered", 50.0, False, False),
+        Happening(4, "opened", 60.0, False, False),
+    ]
+    write(engine, list(enumerate(cases)), "rows")
+    late = BASE.replace(hour=23, minute=59, second=59, microsecond=999_600)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id == 4).values(sent_at=late))
+    agree(engine)
+    with engine.connect() as conn:
+        counted = sql.email_groups(conn, [(0, 0)])
+    assert int(counted["opened_human"].sum()) == 2  # emails 1 and 3
+    assert set(counted["day"]) == {float((BASE.date() - datetime(1970, 1, 1).date()).days)}

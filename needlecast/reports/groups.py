@@ -7,29 +7,23 @@ towards it: the same columns as one email's flags (`compare.email_flags`) summed
 (delivered emails credited with a booking). `compare.compare` reads these groups or the emails one by one,
 with the same result; the groups are a few thousand rows where the emails are millions.
 
-The flags come from the database (`store.reports.email_groups`, the SQL twin of `delivery_flags`); the
-bookings from the same attribution as a campaign's report (`statistics.attribution.attribute`), run on the
-emails of the people who booked only (a booking can only be credited to an email sent to its person).
+The flags come from the database (`store.reports.email_groups`, the SQL twin of `delivery_flags`), and so do
+the bookings (`store.reports.credited_emails`, the SQL twin of the attribution a campaign's report makes,
+`statistics.attribution.attribute`): it reads the emails of the people who booked only (a booking can only be
+credited to an email sent to its person), and hands back one row per credited booking.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from needlecast.config import AttributionSettings
 from needlecast.reports.data import add_conversions
-from needlecast.statistics.attribution import attribute
-from needlecast.statistics.engagement import (
-    conversion_events,
-    conversion_people,
-    delivery_flags,
-    ledger_and_events,
-    utc_times,
-)
 from needlecast.store import reports as sql
 
 KEYS = ["campaign_id", "step_id", "segment", "variant", "day"]
@@ -61,22 +55,24 @@ def utc_offsets(time_zone: str, first: datetime, last: datetime) -> list[tuple[i
     return pieces
 
 
-def credited_groups(engine: Engine, rules: AttributionSettings, time_zone: str) -> pd.DataFrame:
+def credited_groups(conn: Connection, rules: AttributionSettings, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:
     """Per group (`KEYS`): the bookings credited to its emails (`conversions`), its emails credited with one or
     more (`converted`), those of them delivered (`delivered_converted`) and the credited value per currency
-    (`value_GBP`, ...), as a campaign's report credits them (`add_conversions`)."""
-    conversions = conversion_events(engine, rules.conversions, None)
-    if conversions.empty:
+    (`value_GBP`, ...), as a campaign's report credits them (`add_conversions`). The attribution is made in the
+    database (`store.reports.credited_emails`, the SQL twin of `attribute`): what comes back is one row per
+    credited booking, summed here as `add_conversions` sums them, in the order a report credits them."""
+    credit = sql.credited_emails(conn, offsets, rules.conversions, rules.window_days)
+    if credit.empty:
         return pd.DataFrame(columns=[*KEYS, *CREDIT])
-    ledger, stored = ledger_and_events(engine, None, None, people=conversion_people(rules.conversions))
-    # Read without the open's machine mark: only these emails' fates and bookings are taken from here.
-    settled = delivery_flags(ledger, stored.assign(detail=""))
-    flags = add_conversions(settled, attribute(settled, stored, conversions, rules.window_days))
-    flags = flags[flags["sent"] & flags["converted"]]
-    if flags.empty:
-        return pd.DataFrame(columns=[*KEYS, *CREDIT])
-    local = utc_times(flags["sent_at"]).dt.tz_convert(time_zone).dt.tz_localize(None)
-    flags = flags.assign(day=local.dt.normalize(), delivered_converted=flags["delivered"] & flags["converted"])
+    credit = credit.assign(value=pd.to_numeric(credit["value"], errors="coerce"))
+    credit = credit.sort_values(["occurred_us", "conversion_id"], kind="stable")
+    emails = credit.drop_duplicates("delivery_id").sort_values("delivery_id")
+    emails = emails[["delivery_id", *KEYS, "delivered"]].rename(columns={"delivery_id": "id"})
+    flags = add_conversions(emails.reset_index(drop=True), credit)
+    flags = flags.assign(
+        day=pd.to_datetime(flags["day"].astype("float64"), unit="D"),
+        delivered_converted=(flags["delivered"] > 0) & flags["converted"],
+    )
     values = sorted(c for c in flags.columns if c.startswith("value_"))
     return flags.groupby(KEYS, as_index=False)[[*CREDIT, *values]].sum()
 
@@ -89,7 +85,8 @@ def email_groups(
     with engine.connect() as conn:
         first, last = sql.sent_bounds(conn)
         offsets = utc_offsets(time_zone, first, last) if first and last else []
-        counted = sql.email_groups(conn, offsets)
+        counted = sql.count_groups(conn, offsets)
+        credited = credited_groups(conn, rules, offsets)
     days = (
         pd.to_datetime(counted["day"].astype("float64"), unit="D")  # NaT: a sent email without its time
         if not counted.empty
@@ -100,7 +97,6 @@ def email_groups(
         bounced=groups["bounced_hard"] + groups["bounced_soft"],
         opened_machine=groups["opened"] - groups["opened_human"],
     )
-    credited = credited_groups(engine, rules, time_zone)
     groups = (
         groups.merge(credited, on=KEYS, how="left") if not credited.empty else groups.assign(**dict.fromkeys(CREDIT, 0))
     )

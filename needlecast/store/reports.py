@@ -16,6 +16,12 @@ one row per email and moves a few hundred rows. The property tests (`tests/test_
 order the events came in; a change to one is a change to the other.
 
 `sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
+`credited_emails(conn, offsets, types, window_days)` attributes every conversion (the contact events of `types`)
+in the database, by the rules of `statistics.attribution.attribute` ("last click" within `window_days` before
+it, else "last delivered": the last email sent to the person within the window whose fate is not a bounce or a
+drop; ties go to the later email): one row per credited conversion (conversion_id; `occurred_us`, its time as
+integer microseconds since 1970; value and currency as stored) with its email (delivery_id, the columns of
+`KEYS`, `day` as in `email_groups`, and `delivered`, 1 when the email's fate is delivered, else 0).
 `events_of(conn, ids)` reads the provider events of the ledger rows `ids` (delivery_id, kind, occurred_at
 timezone-aware UTC; not the detail), from the index by delivery, however many events there are in all.
 """
@@ -23,7 +29,9 @@ timezone-aware UTC; not the detail), from the index by delivery, however many ev
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pandas as pd
@@ -65,13 +73,28 @@ COUNTS = (
 
 
 def _sqlite_micros(column: str) -> str:
-    """A stored time (ISO text, microseconds after the 20th character) as integer microseconds since 1970."""
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
+    """A stored time (ISO text, microseconds after the 20th character) as integer microseconds since 1970. Its
+    whole seconds are read from the first 19 characters: SQLite rounds a time to the millisecond, so a time a
+    fraction of a millisecond before a whole second would otherwise count that second twice."""
+    return (
+        f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({column}, 21, 6) AS INTEGER))"
+    )
+
+
+# The whole seconds since 1970 of `d.sent_at` (its first 19 characters: no rounding of its fraction up to the
+# next second), without formatting them as text and reading them back as `strftime('%s')` would (a third of
+# the day's cost on SQLite): julianday is SQLite's own count of milliseconds (`iJD`) over 86,400,000, which the
+# rounded product gives back exactly (its error is a ten-thousandth of a millisecond), and the seconds are then
+# `iJD` / 1000 - 210,866,760,000 by integer division, as strftime computes them.
+_SQLITE_SENT_SECONDS = (
+    "((CAST(round(julianday(substr(d.sent_at, 1, 19)) * 86400000) AS INTEGER) - 210866760000000) / 1000)"
+)
 
 
 def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     """The day of `d.sent_at` on the clinic's clock, as days since 1970 (see the module contract)."""
-    epoch = "CAST(strftime('%s', d.sent_at) AS INTEGER)" if sqlite else "floor(date_part('epoch', d.sent_at))"
+    epoch = _SQLITE_SENT_SECONDS if sqlite else "floor(date_part('epoch', d.sent_at))"
     if len(offsets) <= 1:
         shift = str(int(offsets[0][1]) if offsets else 0)
     else:
@@ -91,19 +114,27 @@ def _human(sqlite: bool) -> str:
     last = "e.human_open_at"
     if sqlite:
         late = f"{_sqlite_micros(last)} - {_sqlite_micros(arrival)} > {MACHINE_OPEN_SECONDS * 1_000_000}"
-    else:
-        late = f"{last} > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
+        # Most last opens are minutes or days after the arrival: told from the text alone. An open in a later
+        # minute than an arrival before its 50th second is more than 10 s after it.
+        later = f"substr({last}, 1, 16) > substr({arrival}, 1, 16) AND substr({arrival}, 18, 2) < '50'"
+        return (
+            f"CASE WHEN {last} IS NULL THEN 0 WHEN {arrival} IS NULL THEN 1 WHEN {later} THEN 1"
+            f" WHEN {late} THEN 1 ELSE 0 END"
+        )
+    late = f"{last} > {arrival} + interval '{MACHINE_OPEN_SECONDS} seconds'"
     return f"CASE WHEN {last} IS NOT NULL AND ({arrival} IS NULL OR {late}) THEN 1 ELSE 0 END"
 
 
-def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
+def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], ids: tuple[int, int] | None = None) -> str:
     """The statement of `email_groups` (see the module contract and `statistics.engagement.settle`): a bounce
     outranks every other fate (hard when any bounce was hard, or the row's outcome says bounced and no block
     came), a drop outranks delivery, and delivery is proved by a delivered event or outcome, an open or a
     click. Each email's events are read from its row of `email_summaries` (one per ledger row with events,
     kept by the database as they arrive: migration 0020), joined to the ledger by its primary key. SQLite
     reads the ledger in its table's order: left to itself it walked the unique index on (campaign, step,
-    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000)."""
+    contact), for the grouping's order, and fetched each row from there (1.8 times the time at 100,000).
+    `ids`: only the ledger rows with ids from the first to the second, both included (`count_groups`)."""
+    within = f" AND d.id BETWEEN {int(ids[0])} AND {int(ids[1])}" if ids else ""
     hard = "((m & 2) <> 0 OR (outcome = 'bounced' AND (m & 4) = 0))"
     soft = "((m & 4) <> 0 AND (m & 2) = 0)"
     return f"""
@@ -134,22 +165,107 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
                            {_human(sqlite)} AS human
                     FROM deliveries d{" NOT INDEXED" if sqlite else ""}
                     LEFT JOIN email_summaries e ON e.delivery_id = d.id
-                    WHERE d.status = 'sent'
+                    WHERE d.status = 'sent'{within}
                 ) x
             ) y
         ) z
         GROUP BY campaign_id, step_id, segment, variant, day"""
 
 
-def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.DataFrame:
+def _micros(sqlite: bool, column: str) -> str:
+    """A stored time as integer microseconds since 1970 (exact on both databases)."""
+    return _sqlite_micros(column) if sqlite else f"CAST(extract(epoch FROM {column}) * 1000000 AS bigint)"
+
+
+def _fate_sql(outcome: str) -> tuple[str, str]:
+    """(neither bounced nor dropped, delivered): the fate of the email with the ledger outcome `outcome` and the
+    summary `e`, as `email_groups_sql` settles it."""
+    mask = "COALESCE(e.seen, 0)"
+    kept = f"(({mask} & 14) = 0 AND {outcome} NOT IN ('bounced', 'dropped'))"
+    return kept, f"({kept} AND (({mask} & {ENGAGED}) <> 0 OR {outcome} = 'delivered'))"
+
+
+def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types: int, window_days: int) -> str:
+    """The statement of `credited_emails` (see the module contract), `types` placeholders for the conversion
+    types. The people who converted are few: each one's sent emails are looked up in `ix_deliveries_contact`
+    (migration 0121) with their group, day and fate (from `email_summaries`), then their clicks in
+    `ix_events_delivery_kind`; nothing else of the ledger is read. PostgreSQL looks each person up by the index
+    (a LATERAL subquery it cannot flatten: left to itself it scanned the whole index in a merge join, as the
+    people's ids looked like the ledger's order). On PostgreSQL the times are compared as stored (the window
+    in hours, which no clock change alters); SQLite compares microseconds."""
+    mark = "?" if sqlite else "%s"
+    at = (lambda column: _sqlite_micros(column)) if sqlite else (lambda column: column)
+    window = f"{int(window_days) * 86_400_000_000}" if sqlite else f"interval '{int(window_days) * 24} hours'"
+    kept, delivered = _fate_sql("d.outcome")
+    emails = f"""
+                SELECT d.contact_id, d.id AS delivery_id, {at("d.sent_at")} AS sent, d.campaign_id, d.step_id,
+                       d.segment, d.variant, {_local_day(sqlite, offsets)} AS day,
+                       CASE WHEN {kept} THEN 1 ELSE 0 END AS kept, CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered
+                FROM deliveries d LEFT JOIN email_summaries e ON e.delivery_id = d.id
+                WHERE d.status = 'sent'"""
+    if sqlite:
+        person = f"FROM conv v JOIN ({emails}) m ON m.contact_id = v.contact_id"
+    else:
+        person = f"FROM conv v CROSS JOIN LATERAL ({emails} AND d.contact_id = v.contact_id OFFSET 0) m"
+    return f"""
+        WITH conv AS (
+            SELECT ce.source_id AS conversion_id, {at("ce.occurred_at")} AS at,
+                   {_micros(sqlite, "ce.occurred_at")} AS occurred_us, ce.value, ce.currency,
+                   COALESCE(ce.contact_id, c.id) AS contact_id
+            FROM contact_events ce LEFT JOIN contacts c ON c.email_hash = ce.email_hash
+            WHERE ce.type IN ({", ".join([mark] * types)})
+        ), mine AS (
+            SELECT v.conversion_id, v.at, m.delivery_id, m.sent, m.campaign_id, m.step_id, m.segment, m.variant,
+                   m.day, m.kept, m.delivered
+            {person}
+        ), clicks AS (
+            SELECT m.conversion_id, m.delivery_id, max({at("k.occurred_at")}) AS moment
+            FROM mine m JOIN events k ON k.delivery_id = m.delivery_id AND k.kind = 'clicked'
+            WHERE {at("k.occurred_at")} <= m.at AND {at("k.occurred_at")} >= m.at - {window}
+            GROUP BY m.conversion_id, m.delivery_id
+        ), sends AS (
+            SELECT m.conversion_id, m.delivery_id, m.sent AS moment
+            FROM mine m
+            WHERE m.sent <= m.at AND m.sent >= m.at - {window} AND m.kept = 1
+              AND m.conversion_id NOT IN (SELECT conversion_id FROM clicks)
+        ), ranked AS (
+            SELECT conversion_id, delivery_id,
+                   row_number() OVER (PARTITION BY conversion_id ORDER BY moment DESC, delivery_id DESC) AS n
+            FROM (SELECT * FROM clicks UNION ALL SELECT * FROM sends) u
+        )
+        SELECT v.conversion_id, v.occurred_us, v.value, v.currency, m.delivery_id, m.campaign_id, m.step_id,
+               m.segment, m.variant, m.day, m.delivered
+        FROM ranked r
+        JOIN mine m ON m.conversion_id = r.conversion_id AND m.delivery_id = r.delivery_id
+        JOIN conv v ON v.conversion_id = r.conversion_id
+        WHERE r.n = 1"""
+
+
+def credited_emails(
+    conn: Connection, offsets: Sequence[tuple[int, int]], types: Sequence[str], window_days: int
+) -> pd.DataFrame:
     """See the module contract."""
+    columns = ["conversion_id", "occurred_us", "value", "currency", "delivery_id", *KEYS, "delivered"]
+    if not types:
+        return pd.DataFrame(columns=columns)
     if not is_sqlite(conn):
-        # Compiling the statement (JIT) cost more than it saved. No parallel plan: when this read every event,
-        # each worker aggregated them all again beneath a parallel scan of the ledger (three times the work);
-        # over the summaries, one process's plan is the one measured (BENCHMARKS.md).
+        conn.exec_driver_sql("SET LOCAL jit = off")
+    result = conn.exec_driver_sql(credited_emails_sql(is_sqlite(conn), offsets, len(types), window_days), tuple(types))
+    return pd.DataFrame(result.cursor.fetchall(), columns=columns)
+
+
+def email_groups(
+    conn: Connection, offsets: Sequence[tuple[int, int]], ids: tuple[int, int] | None = None
+) -> pd.DataFrame:
+    """See the module contract; `ids`, the ledger rows with ids in that range only (both ends included)."""
+    if not is_sqlite(conn):
+        # Compiling the statement (JIT) cost more than it saved. No parallel plan: over the events, each worker
+        # aggregated them all again; over the summaries, two workers and the leader (a parallel hash join of a
+        # million summaries, spilled in batches) spent 5.8 s of CPU where one process spends about 3 s
+        # (BENCHMARKS.md). SQLite's ranges (`count_groups`) share the work without adding to it.
         conn.exec_driver_sql("SET LOCAL jit = off")
         conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-    result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets))
+    result = conn.exec_driver_sql(email_groups_sql(is_sqlite(conn), offsets, ids))
     frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
     if frame.empty:
         return pd.DataFrame(
@@ -157,6 +273,42 @@ def email_groups(conn: Connection, offsets: Sequence[tuple[int, int]]) -> pd.Dat
         )
     # `day` is NULL for a sent email without its sending time (none should be; it is counted, on no day).
     return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
+
+
+PART_ROWS = 250_000  # SQLite: a ledger of fewer rows is counted in one statement
+MAX_PARTS = 4
+
+
+def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0) -> pd.DataFrame:
+    """`email_groups` of the whole ledger. SQLite runs in this process, each statement on one core: a large
+    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (default: one per core, at most
+    MAX_PARTS), each by its own connection in its own thread at once (sqlite3 lets go of the GIL while a
+    statement runs), and each group's counts summed over the ranges: every email is in one range, so the
+    counts are those of one statement. PostgreSQL counts in one statement, in its server process."""
+    if not is_sqlite(conn) or conn.engine.url.database in (None, "", ":memory:"):
+        return email_groups(conn, offsets)
+    low, high = conn.exec_driver_sql("SELECT min(id), max(id) FROM deliveries").one()
+    if low is None:
+        return email_groups(conn, offsets)
+    if not parts:
+        parts = min(os.cpu_count() or 1, MAX_PARTS) if high - low + 1 >= PART_ROWS else 1
+    if parts <= 1:
+        return email_groups(conn, offsets)
+    step = (high - low) // parts + 1
+    ranges = [(low + i * step, min(high, low + (i + 1) * step - 1)) for i in range(parts)]
+
+    def counted(ids: tuple[int, int]) -> pd.DataFrame:
+        with conn.engine.connect() as own:
+            return email_groups(own, offsets, ids)
+
+    with ThreadPoolExecutor(parts - 1) as pool:
+        others = list(pool.map(counted, ranges[1:]))
+        frames = [email_groups(conn, offsets, ranges[0]), *others]
+    found = [frame for frame in frames if not frame.empty]
+    if len(found) <= 1:
+        return found[0] if found else frames[0]
+    summed = pd.concat(found, ignore_index=True).groupby(list(KEYS), dropna=False, as_index=False)[list(COUNTS)].sum()
+    return summed.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
 def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:

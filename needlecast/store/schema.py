@@ -162,6 +162,8 @@ deliveries = Table(
     # index entry. What is queued is found through `delivery_queue` instead.
     # The deliverability guard's window, newest delivery id first (migration 0015, `store.guardwindow`).
     Index("ix_deliveries_campaign_window", "campaign_id", "id"),
+    # A person's emails: the bookers' emails when a report attributes bookings (migration 0121).
+    Index("ix_deliveries_contact", "contact_id"),
 )
 
 # The queue of the ledger: every `queued` row of `deliveries` is listed in exactly one entry, and no other

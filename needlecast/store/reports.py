@@ -188,7 +188,7 @@ def _fate_sql(outcome: str) -> tuple[str, str]:
 def credited_emails_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], types: int, window_days: int) -> str:
     """The statement of `credited_emails` (see the module contract), `types` placeholders for the conversion
     types. The people who converted are few: each one's sent emails are looked up in `ix_deliveries_contact`
-    (migration 0121) with their group, day and fate (from `email_summaries`), then their clicks in
+    (migration 0022) with their group, day and fate (from `email_summaries`), then their clicks in
     `ix_events_delivery_kind`; nothing else of the ledger is read. PostgreSQL looks each person up by the index
     (a LATERAL subquery it cannot flatten: left to itself it scanned the whole index in a merge join, as the
     people's ids looked like the ledger's order). On PostgreSQL the times are compared as stored (the window

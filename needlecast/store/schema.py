@@ -162,7 +162,7 @@ deliveries = Table(
     # index entry. What is queued is found through `delivery_queue` instead.
     # The deliverability guard's window, newest delivery id first (migration 0015, `store.guardwindow`).
     Index("ix_deliveries_campaign_window", "campaign_id", "id"),
-    # A person's emails: the bookers' emails when a report attributes bookings (migration 0121).
+    # A person's emails: the bookers' emails when a report attributes bookings (migration 0022).
     Index("ix_deliveries_contact", "contact_id"),
 )
 

@@ -6,16 +6,16 @@ million rows to find the 20,000 emails of 20,000 bookers). The column is written
 planned, and changed only by an erasure (which unlinks the person's rows): claiming and marking a row stay
 HOT updates on PostgreSQL (see migration 0005), and an erasure now finds the person's rows by the index.
 
-Revision ID: 0121
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0121"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

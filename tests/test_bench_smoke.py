@@ -100,7 +100,9 @@ def test_webhook_benchmark_smoke(bench: Bench) -> None:
 
 
 def test_console_latency_benchmark_smoke(bench: Bench) -> None:
-    result = bench("bench/console_latency.py", "--recipients", "2000", "--idle-rounds", "1", "--port", str(_free_port()))
+    result = bench(
+        "bench/console_latency.py", "--recipients", "2000", "--idle-rounds", "1", "--port", str(_free_port())
+    )
     assert result["sink_accepted_recipients"] == 2000
     pages = {"home", "campaigns", "campaign", "reports", "audiences", "segment", "contact", "contacts"}
     assert set(result["idle"]) == pages | {"contacts_search", "contacts_filter"}  # type: ignore[arg-type]

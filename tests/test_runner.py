@@ -320,9 +320,13 @@ def test_a_large_send_is_shared_with_helper_processes_and_each_member_gets_one_e
     assert counts["sent"] == 40 and counts["sending"] == counts["queued"] == counts["unknown"] == 0
 
 
+@pytest.mark.database_independent
 def test_helpers_started_for_a_large_audience_are_dismissed_when_the_segment_is_small(
     ws: Workspace, sink: SendGridSink
 ) -> None:
+    """On SQLite alone (conftest's rule): what is decided here, to dismiss the helper process and send
+    everything from the parent, is the runner's, from the segment's size; the database's part, helpers and
+    the parent claiming the same ledger, is the test above's, on both databases."""
     config = ws.root / "needlecast.toml"
     config.write_text(
         config.read_text().replace(

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import subprocess
-import sys
 import threading
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,6 +32,7 @@ from needlecast.store import sendcaps
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import contacts, deliveries, events
 from needlecast.wording import for_people
+from tests.cli_runner import run
 from tests.sending import leads_workspace, store_with_leads
 from tests.test_runner import API_KEY, BROADCAST, NOW, Clock
 
@@ -204,24 +202,26 @@ def test_a_booking_takes_the_least_room_of_its_windows_and_gives_the_rest_back(e
         assert sendcaps.book(conn, [day, ("warmup:2027-01-10T12", 10)], 1) == (0, [0, 10])  # the day is full
 
 
-def test_needlecast_plan_says_how_many_days_the_send_takes_and_lists_them(ws: Workspace) -> None:
+def test_needlecast_plan_says_how_many_days_the_send_takes_and_lists_them(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store_with_leads(ws).dispose()
     start = datetime.now(UTC).date() + timedelta(days=2)
     config = ws.root / "needlecast.toml"
     config.write_text(config.read_text().replace('start = "2026-11-24"', f'start = "{start}"'))
     campaign = BROADCAST.replace('send_at: "2026-11-24 12:00"', f'send_at: "{start} 12:00"')
     (ws.campaigns_dir / "c.yaml").write_text(campaign.format(segment="all-leads"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEEDLECAST_", "SENDGRID_"))}
-    env |= {"NEEDLECAST_DATABASE_URL": ws.database_url, "NEEDLECAST_SECRET": "s" * 40, "COLUMNS": "400"}
-    shown = subprocess.run(
-        [sys.executable, "-m", "needlecast.cli", "-w", str(ws.root), "plan", "winter", "--days", "10"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
+    shown = run(
+        monkeypatch,
+        ws.root,
+        "plan",
+        "winter",
+        "--days",
+        "10",
+        NEEDLECAST_DATABASE_URL=ws.database_url,
+        NEEDLECAST_SECRET="s" * 40,
     )
-    assert shown.returncode == 0, shown.stderr
+    assert shown.code == 0, shown.stderr
     said = " ".join(shown.stdout.split())
     days = [start + timedelta(days=d) for d in range(3)]
     assert f"takes 3 day(s), the most engaged people first: 30 on {days[0]}, 45 on {days[1]}, 65 on {days[2]}" in said

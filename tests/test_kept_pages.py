@@ -16,7 +16,7 @@ from needlecast.audience.importer import import_file
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels import campaigns as campaigns_read
 from needlecast.readmodels.kept import KEPT, run_inline
-from tests.browser import chromium_path
+from tests.browser import chromium_path, screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, site
 
 NO_CONSENT = "email,first_name,concern,marketing_consent,concern_consent\n" + "".join(
@@ -162,9 +162,15 @@ def test_the_pages_own_script_puts_the_plan_in_place_when_it_is_worked_out(
     page.goto(f"{console.url}/console/campaigns/spring-guide")
     assert page.locator('#plan-part[data-figure-state="working"]').is_visible()
     assert page.get_by_text("Working out who gets this email…").is_visible()
+    screenshot(page, "campaign-plan-working-1280")
+    page.set_viewport_size({"width": 390, "height": 900})
+    screenshot(page, "campaign-plan-working-390")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
     held.run()  # the plan and the checks are worked out; the page is not reloaded by the test
     page.wait_for_selector("body[data-figures=ready]", timeout=60_000)
     assert page.locator('#plan-part[data-figure-state="current"] #plan-as-of').is_visible()
     assert page.locator('#findings-part[data-figure-state="current"]').is_visible()
     assert not page.get_by_text("Working out who gets this email…").is_visible()
+    screenshot(page, "campaign-plan-ready-1280")
     context.close()

@@ -146,9 +146,7 @@ def _send_with_events(root: Path, url: str) -> None:
 
 
 @pytest.fixture()
-def sent(
-    prepared: Prepared, workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Engine]:
+def sent(prepared: Prepared, workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """A copy of the store `_send_with_events` fills."""
     url = prepared.copy("sent", _kind(store_url), _send_with_events, store_url)
     monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)

@@ -162,18 +162,14 @@ def found_cohorts(table: pd.DataFrame, by: str) -> dict[tuple[str, str], dict[st
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=leads)
-def test_cohort_figures_match_an_independent_count(store_url: str, generated: list[Lead]) -> None:
-    engine = open_store(store_url)
-    try:
-        store_leads(engine, generated)
-        for by in ("source", "concern"):
-            table = load_cohorts(engine, by, now=NOW, time_zone="Europe/London", min_group=0)
-            found, wanted = found_cohorts(table, by), expected_cohorts(generated, by)
-            assert set(found) == set(wanted), by
-            for key, figures in wanted.items():
-                assert found[key] == pytest.approx(figures, nan_ok=True), (by, key)
-    finally:
-        engine.dispose()
+def test_cohort_figures_match_an_independent_count(engine: Engine, generated: list[Lead]) -> None:
+    store_leads(engine, generated)
+    for by in ("source", "concern"):
+        table = load_cohorts(engine, by, now=NOW, time_zone="Europe/London", min_group=0)
+        found, wanted = found_cohorts(table, by), expected_cohorts(generated, by)
+        assert set(found) == set(wanted), by
+        for key, figures in wanted.items():
+            assert found[key] == pytest.approx(figures, nan_ok=True), (by, key)
 
 
 def test_a_cohort_table_by_hand_with_a_frozen_clock(store_url: str) -> None:
@@ -301,49 +297,43 @@ def tally(
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=emails, seed=st.integers(0, 1000))
 def test_revenue_and_attribution_models_match_an_independent_count(
-    store_url: str, generated: list[Email], seed: int
+    engine: Engine, generated: list[Email], seed: int
 ) -> None:
-    engine = open_store(store_url)
-    try:
-        rows = store(engine, generated, set(), random.Random(seed))
-        prices = valued(rows, engine)
-        revenue = load_revenue(engine, min_group=0)
-        wanted = tally(rows, credits(rows, clicks=True, sends=True), prices)
-        table = revenue.campaigns
-        per = table[table["campaign_id"] != TOTAL]
-        found = {
-            (r.campaign_id, r.currency): (int(r.bookings), float(r.value))
-            for r in per.itertuples()
-            if r.bookings or r.currency
-        }
-        assert found == {k: pytest.approx(v) for k, v in wanted.items()}
-        for campaign in {row["campaign"] for row in rows if row["sent"]}:
-            mine = [row for row in rows if row["campaign"] == campaign and row["sent"]]
-            delivered = sum(fate(row)["delivered"] for row in mine)
-            mailed = len({row["contact"] for row in mine})
-            for r in per[per["campaign_id"] == campaign].itertuples():
-                assert (r.delivered, r.mailed) == (delivered, mailed)
-                share = r.value / delivered if delivered else float("nan")
-                assert r.value_per_delivered == pytest.approx(share, nan_ok=True)
-                assert r.value_per_recipient == pytest.approx(r.value / mailed)
-        totals = table[table["campaign_id"] == TOTAL]
-        per_currency: Counter[str] = Counter()
-        for (_, currency), (_, value) in wanted.items():
-            per_currency[currency] += value  # type: ignore[assignment]
-        for r in totals.itertuples():
-            assert r.value == pytest.approx(per_currency[r.currency])
-            assert r.mailed == len({row["contact"] for row in rows if row["sent"]})
-        models = revenue.attribution
-        by_click = tally(rows, credits(rows, clicks=True, sends=False), prices)
-        by_send = tally(rows, credits(rows, clicks=False, sends=True), prices)
-        found_click = {(r.campaign_id, r.currency): (r.last_click, r.last_click_value) for r in models.itertuples()}
-        found_send = {
-            (r.campaign_id, r.currency): (r.last_delivered, r.last_delivered_value) for r in models.itertuples()
-        }
-        assert {k: v for k, v in found_click.items() if v[0]} == {k: pytest.approx(v) for k, v in by_click.items()}
-        assert {k: v for k, v in found_send.items() if v[0]} == {k: pytest.approx(v) for k, v in by_send.items()}
-    finally:
-        engine.dispose()
+    rows = store(engine, generated, set(), random.Random(seed))
+    prices = valued(rows, engine)
+    revenue = load_revenue(engine, min_group=0)
+    wanted = tally(rows, credits(rows, clicks=True, sends=True), prices)
+    table = revenue.campaigns
+    per = table[table["campaign_id"] != TOTAL]
+    found = {
+        (r.campaign_id, r.currency): (int(r.bookings), float(r.value))
+        for r in per.itertuples()
+        if r.bookings or r.currency
+    }
+    assert found == {k: pytest.approx(v) for k, v in wanted.items()}
+    for campaign in {row["campaign"] for row in rows if row["sent"]}:
+        mine = [row for row in rows if row["campaign"] == campaign and row["sent"]]
+        delivered = sum(fate(row)["delivered"] for row in mine)
+        mailed = len({row["contact"] for row in mine})
+        for r in per[per["campaign_id"] == campaign].itertuples():
+            assert (r.delivered, r.mailed) == (delivered, mailed)
+            share = r.value / delivered if delivered else float("nan")
+            assert r.value_per_delivered == pytest.approx(share, nan_ok=True)
+            assert r.value_per_recipient == pytest.approx(r.value / mailed)
+    totals = table[table["campaign_id"] == TOTAL]
+    per_currency: Counter[str] = Counter()
+    for (_, currency), (_, value) in wanted.items():
+        per_currency[currency] += value  # type: ignore[assignment]
+    for r in totals.itertuples():
+        assert r.value == pytest.approx(per_currency[r.currency])
+        assert r.mailed == len({row["contact"] for row in rows if row["sent"]})
+    models = revenue.attribution
+    by_click = tally(rows, credits(rows, clicks=True, sends=False), prices)
+    by_send = tally(rows, credits(rows, clicks=False, sends=True), prices)
+    found_click = {(r.campaign_id, r.currency): (r.last_click, r.last_click_value) for r in models.itertuples()}
+    found_send = {(r.campaign_id, r.currency): (r.last_delivered, r.last_delivered_value) for r in models.itertuples()}
+    assert {k: v for k, v in found_click.items() if v[0]} == {k: pytest.approx(v) for k, v in by_click.items()}
+    assert {k: v for k, v in found_send.items() if v[0]} == {k: pytest.approx(v) for k, v in by_send.items()}
 
 
 # -- the faces ----------------------------------------------------------------------------------------------

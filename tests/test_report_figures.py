@@ -340,14 +340,10 @@ def check_every_face(engine: Engine, rows: list[dict[str, Any]], folder: Path) -
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(generated=emails, erased=st.sets(st.integers(0, 5), max_size=2), seed=st.integers(0, 1000))
 def test_every_figure_of_every_format_matches_an_independent_count(
-    store_url: str, tmp_path: Path, generated: list[Email], erased: set[int], seed: int
+    engine: Engine, tmp_path: Path, generated: list[Email], erased: set[int], seed: int
 ) -> None:
-    engine = open_store(store_url)
-    try:
-        rows = store(engine, generated, erased, random.Random(seed))
-        check_every_face(engine, rows, tmp_path)
-    finally:
-        engine.dispose()
+    rows = store(engine, generated, erased, random.Random(seed))
+    check_every_face(engine, rows, tmp_path)
 
 
 def test_one_email_with_a_hard_and_a_soft_bounce_and_deferred_then_delivered(store_url: str, tmp_path: Path) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import shutil
+import uuid
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -14,7 +18,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
 from needlecast.audience.events import store_events, validate_event
 from needlecast.audience.importer import import_file
@@ -41,16 +45,66 @@ from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
 from tests.browser import GuardedBrowser, chromium_path, screenshot
 from tests.cli_runner import run
+from tests.conftest import _DROPPER, empty_store, make_workspace, postgres_url
 from tests.console_site import site
 
 
-@pytest.fixture()
-def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
+class Prepared:
+    """Stores prepared once per module and database, each test getting a copy of its own (a file copy on SQLite,
+    `CREATE DATABASE ... TEMPLATE` on PostgreSQL): importing the sample, sending the broadcast and posting the
+    events took seconds per test. A test may change its copy; the prepared store is never opened again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.made: dict[tuple[str, str], str] = {}  # (what, database kind) -> the prepared store's URL
+        self._stores = contextlib.ExitStack()
+
+    def copy(self, what: str, kind: str, prepare: Callable[[Path, str], None], target: str) -> str:
+        """The URL of a copy of the store `prepare(workspace folder, url)` fills (once per `what` and `kind`), at
+        `target` on SQLite (an empty store made for the test) or in a new database on PostgreSQL."""
+        if (what, kind) not in self.made:
+            folder = self.folder / f"{what}-{kind}"
+            folder.mkdir()
+            url = self._stores.enter_context(empty_store(kind, folder))
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("NEEDLECAST_DATABASE_URL", url)
+                patch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+                prepare(make_workspace(folder / "ws"), url)
+            self.made[(what, kind)] = url
+        source = self.made[(what, kind)]
+        if kind == "sqlite":  # `prepare` disposed its engine: the file is whole, no -wal beside it
+            shutil.copy(source.removeprefix("sqlite:///"), target.removeprefix("sqlite:///"))
+            return target
+        base = postgres_url()
+        assert base
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        template = make_url(source).database
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        admin.dispose()
+        self._stores.callback(_DROPPER.drop, base, name)  # dropped before the prepared one, by conftest's thread
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        self._stores.close()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
+    made = Prepared(tmp_path_factory.mktemp("prepared"))
+    yield made
+    made.close()
+
+
+def _kind(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgres"
+
+
+def _send_with_events(root: Path, url: str) -> None:
     """The sample broadcast sent to the outbox, then a known set of provider events."""
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
-    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    workspace = open_workspace(workspace_dir)
-    engine = open_store(store_url)
+    workspace = open_workspace(root)
+    engine = open_store(url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
     Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
@@ -88,7 +142,18 @@ def sent(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
         }
     )
     ingest(engine, parse_sendgrid(json.dumps(items).encode()))
-    return engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def sent(prepared: Prepared, workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """A copy of the store `_send_with_events` fills."""
+    url = prepared.copy("sent", _kind(store_url), _send_with_events, store_url)
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    engine = open_store(url)
+    yield engine
+    engine.dispose()
 
 
 def test_report_counts_reconcile_with_the_ledger_and_events(sent: Engine) -> None:
@@ -314,19 +379,17 @@ FIRST_OPEN = datetime(2026, 11, 2, 20, 0, tzinfo=UTC)  # 2026-11-03 01:30 in Kol
 BOOKED_AT = "2026-11-03T09:15:30.507775+00:00"  # 14:45 in Kolkata
 
 
-@pytest.fixture()
-def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Engine, list[dict]]:
-    """The sample broadcast sent, with the clinic in Kolkata, then provider events fixed in the data: a soft
-    bounce alone, a hard bounce alone, soft-then-hard and hard-then-soft bounces, deferred-then-delivered, a
-    drop; every other email delivered, every third opened three times over two days, every tenth clicked;
-    and one booking. Returns the store and the raw events."""
-    config = workspace_dir / "needlecast.toml"
+def _in_kolkata(root: Path) -> None:
+    config = root / "needlecast.toml"
     config.write_text(config.read_text().replace('time_zone = "Europe/London"', f'time_zone = "{CLINIC_ZONE}"'))
-    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", store_url)
-    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
-    workspace = open_workspace(workspace_dir)
+
+
+def _settle(root: Path, url: str) -> None:
+    """`settled`'s store and its raw events (kept in the store's folder, as JSON)."""
+    _in_kolkata(root)
+    workspace = open_workspace(root)
     assert workspace.settings.clinic.time_zone == CLINIC_ZONE
-    engine = open_store(store_url)
+    engine = open_store(url)
     import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
     Runner(workspace, engine, partial(OutboxBackend, workspace.settings, workspace.outbox_dir)).run_broadcast(
         "spring-guide", send_now=True
@@ -370,7 +433,27 @@ def settled(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
     )
     with engine.begin() as conn:
         store_events(conn, [booking], "test", datetime.now(UTC))  # type: ignore[list-item]
-    return engine, items
+    engine.dispose()
+    (root.parent / "items.json").write_text(json.dumps(items))
+
+
+@pytest.fixture()
+def settled(
+    prepared: Prepared, workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Engine, list[dict]]]:
+    """The sample broadcast sent, with the clinic in Kolkata, then provider events fixed in the data: a soft
+    bounce alone, a hard bounce alone, soft-then-hard and hard-then-soft bounces, deferred-then-delivered, a
+    drop; every other email delivered, every third opened three times over two days, every tenth clicked;
+    and one booking. Returns a copy of the store (`_settle`) and the raw events; the test's workspace is in
+    Kolkata too."""
+    _in_kolkata(workspace_dir)
+    url = prepared.copy("settled", _kind(store_url), _settle, store_url)
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", url)
+    monkeypatch.setenv("NEEDLECAST_QUIET_HOURS", "off")
+    engine = open_store(url)
+    kind = _kind(store_url)
+    yield engine, json.loads((prepared.folder / f"settled-{kind}" / "items.json").read_text())
+    engine.dispose()
 
 
 def _fates(items: list[dict]) -> dict[str, set[str]]:
@@ -478,9 +561,10 @@ def test_conversion_times_show_on_the_clinics_clock_to_the_minute_in_every_forma
 
 
 def test_the_console_serves_the_report_page_without_inline_styles_and_its_xlsx_and_html_downloads(
-    settled: tuple[Engine, list[dict]], workspace_dir: Path, store_url: str
+    settled: tuple[Engine, list[dict]], workspace_dir: Path
 ) -> None:
-    with site(workspace_dir, store_url, import_sample=False) as running:
+    url = settled[0].url.render_as_string(hide_password=False)
+    with site(workspace_dir, url, import_sample=False) as running:
         analyst = running.login("analyst")
         page = analyst.get("/console/reports/spring-guide")
         assert page.status_code == 200 and 'style="' not in page.text and "<style" not in page.text

@@ -136,8 +136,11 @@ def _fleet(
     logs.mkdir()
     running = Fleet(root, env, logs, monkeypatch)
     ws = open_workspace(root)
+    # The broadcast's job is in the store before any scheduler starts, scheduled before the import: a moment
+    # already past when the campaign is first scheduled is refused, and a large import on a loaded machine
+    # can outlast the tolerance (the scheduler then catches up on the moment it missed instead).
+    assert sync_offline(ws) is not None
     import_file(running.engine, root / "audiences" / "big.csv", load_vocabulary_for(ws))
-    assert sync_offline(ws) is not None  # the broadcast's job is in the store before any scheduler starts
     return running
 
 
@@ -171,9 +174,8 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
         recipients=recipients,
         send_at=datetime.now(UTC) - timedelta(seconds=30),
         # Paced so that the kills land mid-send; reconciling may prove a request lost as soon as it is seen.
-        # A killed worker is known dead (its rows recovered) once silent for the lease: 10 s, beats every 2.5 s.
         delivery=f"requests_per_second = 12\nmax_in_flight = {in_flight}\nbatch_size = {batch}\n"
-        "timeout_seconds = 30\nreconcile_after_minutes = 0\nlease_seconds = 10\n",
+        "timeout_seconds = 30\nreconcile_after_minutes = 0\n",
         # The stalled requests of the live workers are failures too; they must not pause the campaign here.
         schedule="sweep_interval_seconds = 1\nmax_consecutive_failures = 1000\n",
     )

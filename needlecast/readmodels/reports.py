@@ -155,7 +155,7 @@ def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> t
         return None, shown
 
     def compare_now() -> Comparison:
-        return load_comparison(
+        data = load_comparison(
             engine,
             catalogue_of(kept_context(workspace)),
             filters,
@@ -163,6 +163,11 @@ def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> t
             attribution=workspace.settings.attribution,
             emails=shown.figure,
         )
+        # Its trend charts drawn here too (off the request, when worked out again in the background), so that
+        # the page finds them kept (`charts_kept`) instead of drawing eight charts while its reader waits.
+        trend_charts(data.trend_concern, "concern")
+        trend_charts(data.trend_article, "article")
+        return data
 
     # Kept per filters while the figures it compares and the files are the same ones (pandas over the groups).
     name = ("comparison", str(workspace.root), str(engine.url), filters)

@@ -12,8 +12,10 @@ both ways, and each credited email must carry its group, day and fate as the rep
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -248,3 +250,26 @@ def test_the_ledger_counted_in_ranges_gives_the_counts_of_one_statement(engine: 
         split = sql.count_groups(conn, offsets, parts)
     assert int(whole["emails"].sum()) == 9
     pd.testing.assert_frame_equal(whole.reset_index(drop=True), split.reset_index(drop=True))
+
+
+def test_the_ranges_of_the_ledger_are_counted_at_the_same_time_on_sqlite(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every range's statement is running before any of them finishes: each waits at a barrier that only
+    opens when all `parts` have reached it (a count that waited for the others first would never open it)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL counts in one statement, in its server")
+    store(engine, [Email(person, "spring", True, -24.0, "delivered", ()) for person in (1, 2, 3, 4)], [])
+    parts = 3
+    together = threading.Barrier(parts, timeout=60)
+    one_statement = sql.email_groups
+
+    def counted_together(conn: Any, offsets: Any, ids: Any = None) -> pd.DataFrame:
+        together.wait()  # raises BrokenBarrierError when the ranges are counted one after another
+        return one_statement(conn, offsets, ids)
+
+    monkeypatch.setattr(sql, "email_groups", counted_together)
+    with engine.connect() as conn:
+        offsets = utc_offsets(ZONE, at(-48), at(48))
+        split = sql.count_groups(conn, offsets, parts)
+    assert int(split["emails"].sum()) == 4

@@ -302,8 +302,9 @@ def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: in
             return email_groups(own, offsets, ids)
 
     with ThreadPoolExecutor(parts - 1) as pool:
-        others = list(pool.map(counted, ranges[1:]))
-        frames = [email_groups(conn, offsets, ranges[0]), *others]
+        others = [pool.submit(counted, ids) for ids in ranges[1:]]  # started first: they run while this thread
+        mine = email_groups(conn, offsets, ranges[0])  # counts its own range (waiting for them first made it serial)
+        frames = [mine, *(other.result() for other in others)]
     found = [frame for frame in frames if not frame.empty]
     if len(found) <= 1:
         return found[0] if found else frames[0]

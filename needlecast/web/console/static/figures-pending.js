@@ -51,15 +51,9 @@
 
   function poll() {
     tries += 1;
-    fetch(window.location.href, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } })
+    window
+      .needlecastGet(window.location.href, "text/html", false) // the session ended: reloaded, to the log-in
       .then(function (response) {
-        if (response.redirected) {
-          window.location.reload(); // the session ended: the page leads to the log-in
-          throw new Error("reloading");
-        }
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
         return response.text();
       })
       .then(function (html) {

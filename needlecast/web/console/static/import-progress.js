@@ -29,20 +29,9 @@
   }
 
   function getting(url, accept) {
-    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: accept } }).then(
-      function (response) {
-        if (response.redirected || response.status === 404) {
-          // The session ended (the page leads to the log-in), or the server restarted and forgot the job
-          // (the page says so): either way the page itself says what to do next.
-          window.location.reload();
-          throw new Error("reloading");
-        }
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response;
-      }
-    );
+    // The session ended (the page leads to the log-in), or the server restarted and forgot the job (the page
+    // says so): either way the page, reloaded, says what to do next.
+    return window.needlecastGet(url, accept, true);
   }
 
   function finish() {

@@ -37,15 +37,9 @@
   }
 
   function poll() {
-    fetch(statusUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+    window
+      .needlecastGet(statusUrl, "application/json", true) // the session ended, or the campaign is gone: reloaded
       .then(function (response) {
-        if (response.redirected || response.status === 404) {
-          window.location.reload(); // the session ended, or the campaign is gone: the page says so
-          throw new Error("reloading");
-        }
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
         return response.json();
       })
       .then(function (status) {
@@ -104,15 +98,9 @@
     var failures = 0;
 
     function poll() {
-      fetch(statusUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+      window
+        .needlecastGet(statusUrl, "application/json", false) // the session ended: reloaded, to the log-in
         .then(function (response) {
-          if (response.redirected) {
-            window.location.reload(); // the session ended: the page leads to the log-in
-            throw new Error("reloading");
-          }
-          if (!response.ok) {
-            throw new Error("HTTP " + response.status);
-          }
           return response.json();
         })
         .then(function (status) {

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
+from needlecast.web.common import database_unavailable
 from tests.console_site import ConsoleSite, site
 
 pytestmark = pytest.mark.database_independent
@@ -30,7 +32,7 @@ def _refuse_connections(web: ConsoleSite) -> Any:
     """From now on every new connection to the store fails as a full or stopped server's does."""
 
     def refuse(*_args: Any) -> None:
-        raise sqlite3.OperationalError("too many clients already")
+        raise sqlite3.OperationalError("unable to open database file")
 
     web.engine.dispose()  # no pooled connection left: the next request connects anew
     event.listen(web.engine, "do_connect", refuse)
@@ -60,3 +62,13 @@ def test_an_unreachable_store_is_a_503_with_retry_after_on_every_face_and_then_i
     assert console.get("/console/campaigns").status_code == 200
     assert api.get("/contacts").status_code == 200
     assert httpx.post(f"{web.url}/subscribe", data=SIGNUP).status_code == 200  # nothing was lost: it can be sent again
+
+
+def test_a_mistake_in_a_statement_is_a_defect_not_an_unavailable_database() -> None:
+    def wrapped(error: Exception) -> OperationalError:
+        return OperationalError("SELECT ...", {}, error)
+
+    assert database_unavailable(wrapped(sqlite3.OperationalError("database is locked")))
+    assert database_unavailable(wrapped(sqlite3.OperationalError("unable to open database file")))
+    assert not database_unavailable(wrapped(sqlite3.OperationalError("no such table: contacts")))
+    assert not database_unavailable(ValueError("a bug"))

@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,9 +58,27 @@ UNAVAILABLE_MESSAGE = "The clinic's database is busy or cannot be reached just n
 RETRY_SECONDS = 5
 
 
+# SQLite raises its OperationalError for a missing table or a mistake in a statement too (defects: a 500); these
+# are the ones that mean the file is busy or cannot be reached.
+SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk I/O error",
+)
+
+
 def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` is the store being unreachable or busy (see the module contract), not a defect."""
-    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout)
+    """Whether `exc` is the store being unreachable or busy (see the module contract), not a defect: a pool that
+    timed out, a connection that failed, PostgreSQL's operational errors (refused, full, shutting down), and of
+    SQLite's only those of `SQLITE_UNAVAILABLE`."""
+    if isinstance(exc, InterfaceError | PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc.orig, sqlite3.OperationalError):
+        return any(words in str(exc.orig) for words in SQLITE_UNAVAILABLE)
+    return True
 
 
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:

@@ -18,6 +18,7 @@ marking the others one by one instead of the module.
 from __future__ import annotations
 
 import atexit
+import compileall
 import contextlib
 import os
 import queue
@@ -93,6 +94,14 @@ SLOW_FIRST = (
     "test_not_found.py",
     "test_page_words.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the workers start (the controller only): needlecast's modules compiled to bytecode once. Where the
+    machine sets PYTHONDONTWRITEBYTECODE, every Python process the suite starts (CLI commands, fleet members,
+    sender processes, servers) would otherwise compile the package from its source again."""
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(REPO / "needlecast", quiet=1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

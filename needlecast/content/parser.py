@@ -22,6 +22,7 @@ An article with no recognisable section, or an override naming a section it does
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -255,7 +256,11 @@ def parse_article(
     overrides: Mapping[str, Sequence[str]] | None = None,
     meta: Mapping[str, str] | None = None,
 ) -> Article:
-    """Parse `path` into an `Article` (see the module contract)."""
+    """Parse `path` into an `Article` (see the module contract).
+
+    The file is read on every call; what it parses into is kept (`_parsed`) for the same path, text,
+    vocabulary, overrides and meta, because tagging is most of the cost of loading a workspace's campaigns
+    (every console page and API request loads them). An `Article` is frozen, so sharing one is safe."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as err:
@@ -264,6 +269,22 @@ def parse_article(
         raise ContentError(f"{path}: is a folder, not an article") from err
     except UnicodeDecodeError as err:
         raise ContentError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    override_key = tuple(sorted((str(slug), tuple(values)) for slug, values in (overrides or {}).items()))
+    meta_key = tuple(sorted((meta or {}).items()))
+    return _parsed(path, text, vocabulary, override_key, meta_key)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(
+    path: Path,
+    text: str,
+    vocabulary: Vocabulary,
+    override_key: tuple[tuple[str, tuple[str, ...]], ...],
+    meta_key: tuple[tuple[str, str], ...],
+) -> Article:
+    """The article `text` (read from `path`) parses into; kept by every argument (a `ContentError` is not)."""
+    overrides = {slug: values for slug, values in override_key}
+    meta = dict(meta_key)
     lines = text.splitlines()
     front: dict[str, str] = {}
     if path.suffix.lower() in HTML_SUFFIXES:
@@ -290,10 +311,9 @@ def parse_article(
     if not any(kind in (KIND_BENEFIT, KIND_SECTION) for _, _, kind, _ in raw_sections):
         found = "no sections" if not raw_sections else "no benefit sections (only an introduction, closing or details)"
         raise ContentError(f"{path}: {found} found. Expected {expected}. Layouts tried: {'; '.join(LAYOUTS_TRIED)}.")
-    meta = {**front, **{k: v for k, v in (meta or {}).items() if v}}
+    meta = {**front, **{k: v for k, v in meta.items() if v}}
     article_id = path.stem
 
-    overrides = dict(overrides or {})
     sections = _tagged_sections(raw_sections, vocabulary, overrides, article_id)
     _check_overrides(path, overrides, {*vocabulary.names, GENERAL}, {s.slug for s in sections})
     title = meta.get("title") or title or _title_from(path, sections)

@@ -6,7 +6,10 @@ Contract:
 - `read_limited(request, limit)` reads a body of at most `limit` bytes (413 beyond); `small_form` a form.
 - `client_address(request)` is the caller's network address (uvicorn resolves a trusted proxy's
   X-Forwarded-For first); it is only ever stored or compared as a keyed hash.
-- `Pages(folder, **globals)` renders autoescaped Jinja2 pages from a folder of the package.
+- `Pages(folder, **globals)` renders autoescaped Jinja2 pages from a folder of the package. Every `Pages` of
+  one folder in a process shares the compiled templates (`CompiledPages`): a template is compiled once, not
+  once per app (compiling the console's pages takes about a second; each test and each CLI command that
+  serves a page made an app of its own).
 - `STATUS_MESSAGES` says what an HTTP error status means, in words, for a page; `allowed_methods(routes,
   scope)` is a 405's `Allow`: every method the path takes.
 - `database_unavailable(exc)`: the error is the store refusing or failing a connection or being busy (the
@@ -17,6 +20,7 @@ Contract:
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemLoader, select_autoescape
+from jinja2.bccache import Bucket
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import FormData
@@ -181,11 +186,46 @@ def clinic_clock(time_zone: str | Callable[[], str]) -> Callable[..., str]:
     return clinic_time
 
 
+class CompiledPages(BytecodeCache):
+    """The compiled code of a folder's templates, kept in memory for the process. Jinja2 checks each template's
+    source against the checksum it was compiled from, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        code = bucket.bytecode_to_string()
+        with self._lock:
+            self._code[bucket.key] = code
+
+
+# One per folder: every `Pages` of a folder is built with the same options, so the same compiled code.
+_COMPILED: dict[Path, CompiledPages] = {}
+_COMPILED_LOCK = threading.Lock()
+
+
+def compiled_pages(folder: Path) -> CompiledPages:
+    """The process's compiled templates of `folder`."""
+    with _COMPILED_LOCK:
+        return _COMPILED.setdefault(folder.resolve(), CompiledPages())
+
+
 class Pages:
     """Autoescaped Jinja2 pages from `folder`, with `globals` in every page."""
 
     def __init__(self, folder: Path, **globals_: Any) -> None:
-        self.env = Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(["html"]))
+        self.env = Environment(
+            loader=FileSystemLoader(str(folder)),
+            autoescape=select_autoescape(["html"]),
+            bytecode_cache=compiled_pages(folder),
+        )
         self.env.globals.update(globals_)
 
     def render(self, page: str, /, **context: Any) -> str:

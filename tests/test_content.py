@@ -93,3 +93,20 @@ def test_tag_override_for_unknown_section_or_concern_is_refused(workspace: Works
 )
 def test_vocabulary_normalises_synonyms_and_reports_unknowns(workspace: Workspace, value: str, expected: str) -> None:
     assert load_vocabulary_for(workspace).normalise(value) == expected
+
+
+def test_an_article_is_parsed_again_when_its_text_or_overrides_change_and_kept_while_they_do_not(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    vocabulary = load_vocabulary_for(workspace)
+    source = tmp_path / "peel.md"
+    source.write_text("# Peels\n\n## Benefits\n\n### Fades dark spots\nLightens melasma.\n", encoding="utf-8")
+    first = parse_article(source, vocabulary)
+    assert parse_article(source, vocabulary) is first  # the same text: kept, not tagged again
+    # The same length, the same moment for all the file system says: only the text tells them apart.
+    source.write_text("# Peels\n\n## Benefits\n\n### Fades fine lines\nSoftens wrinkle.\n", encoding="utf-8")
+    edited = parse_article(source, vocabulary)
+    assert [(s.slug, s.concerns) for s in edited.benefits] == [("fades-fine-lines", ("ageing",))]
+    overridden = parse_article(source, vocabulary, {"fades-fine-lines": ["acne"]})
+    assert overridden.section("fades-fine-lines").concerns == ("acne",)
+    assert parse_article(source, vocabulary).section("fades-fine-lines").concerns == ("ageing",)

@@ -15,9 +15,16 @@ def read_yaml(path: Path, missing: str) -> Any:
     """The parsed file (None for an empty one). A missing file or bad YAML is a `ConfigurationError` that
     names the file; `missing` says what the file is and how to create it."""
     try:
-        return parse_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigurationError(f"{path}: not found ({missing})") from err
+    return parse_yaml_of(path, text)
+
+
+def parse_yaml_of(path: Path, text: str) -> Any:
+    """`text` (read from `path`) parsed; bad YAML is a `ConfigurationError` that names the file."""
+    try:
+        return parse_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigurationError(f"{path}: not valid YAML: {err}") from err
 

@@ -7,7 +7,7 @@ import pytest
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.content.parser import parse_article
-from needlecast.errors import ContentError
+from needlecast.errors import ConfigurationError, ContentError
 
 
 def test_sample_article_sections_and_tags_are_pinned(workspace: Workspace) -> None:
@@ -110,3 +110,14 @@ def test_an_article_is_parsed_again_when_its_text_or_overrides_change_and_kept_w
     overridden = parse_article(source, vocabulary, {"fades-fine-lines": ["acne"]})
     assert overridden.section("fades-fine-lines").concerns == ("acne",)
     assert parse_article(source, vocabulary).section("fades-fine-lines").concerns == ("ageing",)
+
+
+def test_a_vocabulary_is_read_again_when_its_file_changes(workspace: Workspace) -> None:
+    path = workspace.path(workspace.settings.content.vocabulary)
+    first = load_vocabulary_for(workspace)
+    assert load_vocabulary_for(workspace) is first  # the same text: parsed once
+    path.write_text(path.read_text(encoding="utf-8") + "  redness:\n    synonyms: [rosacea]\n", encoding="utf-8")
+    assert load_vocabulary_for(workspace).normalise("rosacea") == "redness"
+    path.write_text("concerns: [not, a, mapping]\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="expected a 'concerns:' mapping"):
+        load_vocabulary_for(workspace)

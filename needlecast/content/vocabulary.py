@@ -26,7 +26,7 @@ from pathlib import Path
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
-from needlecast.yamlfile import read_yaml
+from needlecast.yamlfile import parse_yaml_of, read_yaml
 
 
 @dataclass(frozen=True)
@@ -204,8 +204,20 @@ class Vocabulary:
 
 
 def load_vocabulary(path: Path) -> Vocabulary:
-    """Read a vocabulary YAML file (see content/vocabulary.yaml for the shape)."""
-    raw = read_yaml(path, "the concern vocabulary; set [content] vocabulary in needlecast.toml")
+    """Read a vocabulary YAML file (see content/vocabulary.yaml for the shape). Read on every call, and parsed
+    once per text (`_vocabulary_of`): every page and request loads it, and a `Vocabulary` is frozen."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        read_yaml(path, "the concern vocabulary; set [content] vocabulary in needlecast.toml")  # says what to do
+        raise
+    return _vocabulary_of(path, text)
+
+
+@functools.lru_cache(maxsize=64)
+def _vocabulary_of(path: Path, text: str) -> Vocabulary:
+    """The vocabulary `text` (read from `path`) defines; a `ConfigurationError` is not kept."""
+    raw = parse_yaml_of(path, text)
     entries = (raw or {}).get("concerns") if isinstance(raw, dict) else None
     if not isinstance(entries, dict) or not entries:
         raise ConfigurationError(f"{path}: expected a 'concerns:' mapping of concern name -> synonyms/keywords")

@@ -273,3 +273,24 @@ def test_the_ranges_of_the_ledger_are_counted_at_the_same_time_on_sqlite(
         offsets = utc_offsets(ZONE, at(-48), at(48))
         split = sql.count_groups(conn, offsets, parts)
     assert int(split["emails"].sum()) == 4
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_the_first_and_last_sending_read_in_ranges_are_those_of_one_statement(engine: Engine, parts: int) -> None:
+    """`sent_bounds` on SQLite reads a large ledger in ranges at once (PostgreSQL in one statement)."""
+    store(
+        engine,
+        [
+            Email(person, campaign, True, hours, "delivered", ())
+            for person, campaign, hours in [
+                (1, "spring", -30.0),
+                (2, "spring", 5.0),
+                (3, "autumn", -2.0),
+                (1, "autumn", 40.0),
+                (2, "summer", 1.0),
+            ]
+        ],
+        [],
+    )
+    with engine.connect() as conn:
+        assert sql.sent_bounds(conn, parts) == sql.sent_bounds(conn, 1) == (at(-30), at(40))

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TypeVar
 
 import pandas as pd
 from sqlalchemy import Connection, func, select
@@ -275,36 +276,54 @@ def email_groups(
     return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
+T = TypeVar("T")
+
 PART_ROWS = 250_000  # SQLite: a ledger of fewer rows is counted in one statement
 MAX_PARTS = 4
 
 
-def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0) -> pd.DataFrame:
-    """`email_groups` of the whole ledger. SQLite runs in this process, each statement on one core: a large
-    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (default: one per core, at most
-    MAX_PARTS), each by its own connection in its own thread at once (sqlite3 lets go of the GIL while a
-    statement runs), and each group's counts summed over the ranges: every email is in one range, so the
-    counts are those of one statement. PostgreSQL counts in one statement, in its server process."""
+def _id_ranges(conn: Connection, parts: int = 0) -> list[tuple[int, int]]:
+    """SQLite: the ledger's ids cut into `parts` ranges (default: one per core, at most MAX_PARTS, when the
+    ledger has PART_ROWS ids or more); empty when it is one statement's work (a small or in-memory ledger,
+    PostgreSQL)."""
     if not is_sqlite(conn) or conn.engine.url.database in (None, "", ":memory:"):
-        return email_groups(conn, offsets)
+        return []
     low, high = conn.exec_driver_sql("SELECT min(id), max(id) FROM deliveries").one()
     if low is None:
-        return email_groups(conn, offsets)
+        return []
     if not parts:
         parts = min(os.cpu_count() or 1, MAX_PARTS) if high - low + 1 >= PART_ROWS else 1
     if parts <= 1:
-        return email_groups(conn, offsets)
+        return []
     step = (high - low) // parts + 1
-    ranges = [(low + i * step, min(high, low + (i + 1) * step - 1)) for i in range(parts)]
+    return [(low + i * step, min(high, low + (i + 1) * step - 1)) for i in range(parts)]
 
-    def counted(ids: tuple[int, int]) -> pd.DataFrame:
+
+def _in_ranges(
+    conn: Connection, ranges: Sequence[tuple[int, int]], work: Callable[[Connection, tuple[int, int]], T]
+) -> list[T]:
+    """`work` done for each range at once: the first in this thread on `conn`, the others each by its own
+    connection in its own thread (sqlite3 lets go of the GIL while a statement runs)."""
+
+    def done(ids: tuple[int, int]) -> T:
         with conn.engine.connect() as own:
-            return email_groups(own, offsets, ids)
+            return work(own, ids)
 
-    with ThreadPoolExecutor(parts - 1) as pool:
-        others = [pool.submit(counted, ids) for ids in ranges[1:]]  # started first: they run while this thread
-        mine = email_groups(conn, offsets, ranges[0])  # counts its own range (waiting for them first made it serial)
-        frames = [mine, *(other.result() for other in others)]
+    with ThreadPoolExecutor(len(ranges) - 1) as pool:
+        others = [pool.submit(done, ids) for ids in ranges[1:]]  # started first: they run while this thread
+        mine = work(conn, ranges[0])  # works on its own range (waiting for them first made it serial)
+        return [mine, *(other.result() for other in others)]
+
+
+def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0) -> pd.DataFrame:
+    """`email_groups` of the whole ledger. SQLite runs in this process, each statement on one core: a large
+    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (`_id_ranges`) at once (`_in_ranges`),
+    and each group's counts summed over the ranges: every email is in one range, so the counts are those of
+    one statement. PostgreSQL counts in one statement, in its server process."""
+    ranges = _id_ranges(conn, parts)
+    if not ranges:
+        return email_groups(conn, offsets)
+    frames = _in_ranges(conn, ranges, lambda own, ids: email_groups(own, offsets, ids))
     found = [frame for frame in frames if not frame.empty]
     if len(found) <= 1:
         return found[0] if found else frames[0]
@@ -312,13 +331,27 @@ def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: in
     return summed.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
-def sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
-    """The first and last sending of the ledger's sent emails (timezone-aware UTC), None when none was sent."""
-    query = select(func.min(deliveries.c.sent_at).label("first"), func.max(deliveries.c.sent_at).label("last")).where(
-        deliveries.c.status == "sent"
-    )
-    first, last = conn.execute(query).one()
-    return first, last
+def sent_bounds(conn: Connection, parts: int = 0) -> tuple[datetime | None, datetime | None]:
+    """The first and last sending of the ledger's sent emails (timezone-aware UTC), None when none was sent.
+    No index holds the sending times (the send changes them), so the ledger is read: on SQLite a large one in
+    ranges at once, as `count_groups` counts it (`parts` as there)."""
+
+    def bounds(own: Connection, ids: tuple[int, int] | None) -> tuple[datetime | None, datetime | None]:
+        query = select(func.min(deliveries.c.sent_at), func.max(deliveries.c.sent_at)).where(
+            deliveries.c.status == "sent"
+        )
+        if ids is not None:
+            query = query.where(deliveries.c.id.between(*ids))
+        first, last = own.execute(query).one()
+        return first, last
+
+    ranges = _id_ranges(conn, parts)
+    if not ranges:
+        return bounds(conn, None)
+    found = _in_ranges(conn, ranges, bounds)
+    firsts = [first for first, _ in found if first is not None]
+    lasts = [last for _, last in found if last is not None]
+    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
 
 
 def events_of(conn: Connection, ids: Sequence[int]) -> pd.DataFrame:

@@ -104,6 +104,17 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(REPO / "needlecast", quiet=1)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (the README's test command): two workers per core, at most eight. The suite waits about as
+    long as it computes (on its servers, browsers, PostgreSQL, sender processes and their time-outs), so one
+    worker per core left a core idle much of the run; two keep both busy (BENCHMARKS.md, "The test suite").
+    `PYTEST_XDIST_AUTO_NUM_WORKERS` still decides when set."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if chosen:
+        return int(chosen)
+    return min(2 * len(os.sched_getaffinity(0)), 8)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # stable: the order within each part is kept
 

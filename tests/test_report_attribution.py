@@ -294,3 +294,38 @@ def test_the_first_and_last_sending_read_in_ranges_are_those_of_one_statement(en
     )
     with engine.connect() as conn:
         assert sql.sent_bounds(conn, parts) == sql.sent_bounds(conn, 1) == (at(-30), at(40))
+
+
+def test_an_email_sent_a_moment_either_side_of_a_clock_change_at_midnight_counts_on_its_own_local_day(
+    engine: Engine,
+) -> None:
+    """Santiago's clocks go forward at local midnight (23:59:59 -04 is followed by 01:00:00 -03), so the second
+    of the change decides the day: the counting's offset changes at that second, to the microsecond."""
+    zone = "America/Santiago"
+    pieces = utc_offsets(zone, datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 9, 10, tzinfo=UTC))
+    assert len(pieces) == 2, pieces  # the change of 6 September 2026
+    change = datetime.fromtimestamp(pieces[1][0], UTC)
+    moments = [
+        change - timedelta(days=1),
+        change - timedelta(seconds=1),
+        change - timedelta(microseconds=1),
+        change,
+        change + timedelta(microseconds=1),
+        change + timedelta(seconds=1),
+    ]
+    slots = [(person, campaign) for campaign in ("spring", "autumn") for person in (1, 2, 3)]
+    store(
+        engine,
+        [
+            Email(person, campaign, True, (moment - BASE) / timedelta(hours=1), "delivered", ())
+            for (person, campaign), moment in zip(slots, moments, strict=True)
+        ],
+        [],
+    )
+    with engine.connect() as conn:
+        counted = sql.email_groups(conn, utc_offsets(zone, min(moments), max(moments)))
+    local_days = pd.Series([pd.Timestamp(m).tz_convert(zone).tz_localize(None).normalize() for m in moments])
+    wanted = (local_days - pd.Timestamp("1970-01-01")).dt.days.value_counts().sort_index()
+    found = counted.groupby(counted["day"].astype("int64"))["emails"].sum().sort_index()
+    assert found.to_dict() == wanted.to_dict()
+    assert wanted.tolist() == [3, 3]  # 5 September (its midnight, its last second and microsecond), 6 September

@@ -32,7 +32,7 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import pandas as pd
@@ -93,14 +93,25 @@ _SQLITE_SENT_SECONDS = (
 )
 
 
+def _sqlite_text(second: int) -> str:
+    """The UTC moment `second` (since 1970) as SQLite stores a time, to the second."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _local_day(sqlite: bool, offsets: Sequence[tuple[int, int]]) -> str:
     """The day of `d.sent_at` on the clinic's clock, as days since 1970 (see the module contract)."""
     epoch = _SQLITE_SENT_SECONDS if sqlite else "floor(date_part('epoch', d.sent_at))"
     if len(offsets) <= 1:
         shift = str(int(offsets[0][1]) if offsets else 0)
     else:
+        # SQLite compares the stored text with the moment's ("2026-10-25 01:00:00"): the same answer as its
+        # whole seconds against the moment's (a longer text with the same first 19 characters is the greater),
+        # without working the seconds out again for each branch (once per email instead of twice).
+        moment = (lambda start: f"'{_sqlite_text(start)}'") if sqlite else (lambda start: str(int(start)))
+        tested = "d.sent_at" if sqlite else epoch
         branches = " ".join(
-            f"WHEN {epoch} < {int(start)} THEN {int(before)}" for (_, before), (start, _) in itertools.pairwise(offsets)
+            f"WHEN {tested} < {moment(start)} THEN {int(before)}"
+            for (_, before), (start, _) in itertools.pairwise(offsets)
         )
         shift = f"CASE {branches} ELSE {int(offsets[-1][1])} END"
     if sqlite:  # integer division truncates; sendings are after 1970, so it floors

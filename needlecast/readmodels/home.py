@@ -60,7 +60,8 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.kept import KEPT, Shown
+from needlecast.readmodels.elsewhere import Where, opened
+from needlecast.readmodels.kept import KEPT, Remote, Shown
 from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
@@ -343,7 +344,18 @@ def _kept_plans(
         # Planned from the moment it runs (off the request, it may run a little later than `now`).
         return _planned(engine, workspace, first, last, max(now, datetime.now(UTC)), frames, campaigns)
 
-    return KEPT.look(name, inputs, plan_now)
+    where = Where.of(engine, workspace)
+    remote = Remote(calendar_elsewhere, (where, first, last, now)) if where is not None else None
+    return KEPT.look(name, inputs, plan_now, remote=remote)
+
+
+def calendar_elsewhere(where: Where, first: date, last: date, now: datetime) -> tuple[dict[date, list[Entry]], int]:
+    """The calendar's plans (`_kept_plans`), worked out in the kept figures' process (`kept.Remote`) from its
+    own engine, workspace and audience cache, with the campaigns read there (kept there: `load_campaigns`)."""
+    engine, workspace, frames = opened(where)
+    moment = max(now, datetime.now(UTC))
+    campaigns = load_campaigns(engine, workspace, moment, frames=frames)
+    return _planned(engine, workspace, first, last, moment, frames, campaigns)
 
 
 def calendar(

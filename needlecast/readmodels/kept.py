@@ -53,7 +53,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 log = logging.getLogger("needlecast.kept")
 
-WORKERS = 1  # processes the web app works kept figures out in (0: in its own, in threads; the tests set 0)
+WORKERS = 2  # processes the web app works kept figures out in (0: in its own, in threads; the tests set 0)
 
 
 @dataclass

@@ -190,9 +190,12 @@ def _compared(
 
 
 def compare_elsewhere(where: Where, filters: Filters, emails: pd.DataFrame) -> tuple[Comparison, Charts]:
-    """`kept_comparison`'s figure and charts, worked out in the kept figures' process (`kept.Remote`)."""
+    """`kept_comparison`'s figure and charts, worked out in the kept figures' process (`kept.Remote`), with the
+    workspace's files as that process keeps them (`plans.kept_context`)."""
+    from needlecast.readmodels.plans import kept_context
+
     engine, workspace, _frames = opened(where)
-    return _compared(engine, workspace, filters, emails, CampaignContext.load(workspace))
+    return _compared(engine, workspace, filters, emails, kept_context(workspace))
 
 
 def _with_charts(found: tuple[Comparison, Charts]) -> Comparison:

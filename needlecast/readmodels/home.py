@@ -62,7 +62,7 @@ from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
 from needlecast.readmodels.elsewhere import Where, opened
 from needlecast.readmodels.kept import KEPT, Remote, Shown
-from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
+from needlecast.readmodels.plans import kept_context, ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
@@ -146,11 +146,17 @@ def campaigns_ready(engine: Engine, workspace: Workspace, now: datetime) -> Show
     with engine.connect() as conn:
         inputs = (workspace_marks(workspace), ledger_marks(conn))
     name = ("campaigns", str(workspace.root), str(engine.url))
-    return KEPT.ready(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))
+    # The files as kept until one changes (`plans.kept_context`): during a send the overviews are read again
+    # after every change to the ledger, and parsing every article each time held the pages' interpreter.
+    return KEPT.ready(
+        name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC)), kept_context(workspace))
+    )
 
 
-def _campaigns_now(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
-    ctx = CampaignContext.load(workspace)
+def _campaigns_now(
+    engine: Engine, workspace: Workspace, now: datetime, ctx: CampaignContext | None = None
+) -> Campaigns:
+    ctx = ctx or CampaignContext.load(workspace)
     with engine.connect() as conn:
         return Campaigns(ctx, campaign_overviews(ctx, conn, now))
 

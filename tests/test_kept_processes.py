@@ -5,6 +5,7 @@ kept figures out in its own process: tests/conftest.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine
-from starlette.testclient import TestClient
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
@@ -115,7 +115,11 @@ def test_the_web_app_allows_processes_from_its_start_to_its_end(
     monkeypatch.setattr(kept, "WORKERS", 1)
     app = create_app(workspace, engine)
     assert KEPT._users == 0
-    with TestClient(app):
-        assert KEPT._users == 1 and KEPT._workers == 1
-        assert KEPT._pool is None  # made when a figure first needs it
+
+    async def running() -> None:
+        async with app.router.lifespan_context(app):
+            assert KEPT._users == 1 and KEPT._workers == 1
+            assert KEPT._pool is None  # made when a figure first needs it
+
+    asyncio.run(running())
     assert KEPT._users == 0 and KEPT._pool is None

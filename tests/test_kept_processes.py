@@ -123,3 +123,26 @@ def test_the_web_app_allows_processes_from_its_start_to_its_end(
 
     asyncio.run(running())
     assert KEPT._users == 0 and KEPT._pool is None
+
+
+def test_warming_works_out_the_comparison_and_the_web_apps_own_audience_frame(
+    engine: Engine, workspace: Workspace
+) -> None:
+    """The figures the first views ask for are warm, including the two worked out in another process while the
+    web app runs (the comparison) or read by the web app itself (its audience frame, for a segment's page)."""
+    from needlecast.readmodels.warm import warm_figures
+
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    frames = FrameCache(engine)
+    read: list[object] = []
+    original = frames.frame
+
+    def noted(conn: object) -> object:
+        read.append(conn)
+        return original(conn)  # type: ignore[arg-type]
+
+    frames.frame = noted  # type: ignore[method-assign]
+    warm_figures(engine, workspace, frames, 14)
+    kinds = {name[0] for name in KEPT._entries if isinstance(name, tuple)}
+    assert {"campaigns", "sent emails", "comparison", "segments", "plan", "calendar"} <= kinds
+    assert read  # the web app's own frame was read

@@ -121,14 +121,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def kept_figures_in_line(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The web app's kept figures (`readmodels.kept.KEPT`) worked out in the asking thread and nothing warmed
-    when an app starts: a page then always shows the figures of its moment (as before figures were kept off
-    the request), whatever ran before. tests/test_kept_figures.py checks the background behaviour itself."""
-    from needlecast.readmodels import warm
+    """The web app's kept figures (`readmodels.kept.KEPT`) worked out in the asking thread (of this process) and
+    nothing warmed when an app starts: a page then always shows the figures of its moment (as before figures
+    were kept off the request), whatever ran before. tests/test_kept_figures.py checks the background
+    behaviour itself, tests/test_kept_processes.py the other process."""
+    from needlecast.readmodels import kept, warm
     from needlecast.readmodels.kept import KEPT, run_inline
 
     KEPT.clear()
     monkeypatch.setattr(KEPT, "run_later", run_inline)
+    monkeypatch.setattr(kept, "WORKERS", 0)  # in this process (tests/test_kept_processes.py: in another)
     monkeypatch.setattr(warm, "ON_START", False)
     yield
     KEPT.clear()

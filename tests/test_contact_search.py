@@ -10,15 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, select
+from alembic import command
+from sqlalchemy import Engine, create_engine, event, make_url, select, update
 from sqlalchemy import text as sql
 
 from needlecast.audience.importer import import_file
+from needlecast.audience.suppression import erase
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store import contact_search
 from needlecast.store.contact_search import ContactQuery
-from needlecast.store.engine import current_revision, head_revision, open_store
+from needlecast.store.engine import _alembic_config, current_revision, head_revision, make_engine, open_store, upgrade
 from needlecast.store.schema import contacts, suppressions
 from tests.conftest import empty_store
 
@@ -134,3 +136,196 @@ def test_without_pg_trgm_the_store_migrates_and_the_search_finds_the_same_contac
                 conn.execute(sql(f'DROP OWNED BY "{role}" CASCADE'))
                 conn.execute(sql(f'DROP ROLE "{role}"'))
             admin.dispose()
+
+
+# Names and addresses where a trigram index and SQLite's LIKE could part ways: letters beyond ASCII in either
+# case, a dotted capital I (whose lower case is two characters), a sharp s, the Kelvin sign (which folds to
+# "k"), quotes, LIKE's own wildcards, an emoji, a name with a space of its own and an apostrophe.
+ODD_PEOPLE = (
+    ("jürgen.öz@example.de", "Jürgen", "ÖZDEMIR"),
+    ("istanbul@example.tr", "İlkay", "Işık"),
+    ("strasse@example.de", "Grüß", "STRAßE"),
+    ("kelvin@example.org", "\u212aelvin", "Temperature"),
+    ("quote@example.org", 'Say "hi"', "O'Brien"),
+    ("wild_card%@example.org", "100%", "a_b"),
+    ("smile@example.org", "Ana😀Lu", "Ünal"),
+    ("two.words@example.org", "Mary Ann", "van der Berg"),
+)
+SEARCHES = (
+    "Jürgen",
+    "jürg",
+    "JÜRGEN",
+    "özdemir",
+    "ÖZDEM",
+    "İlk",
+    "ilk",
+    "IŞIK",
+    "ışı",
+    "grüß",
+    "STRASSE",
+    "straße",
+    "kelvin",
+    "\u212aelv",
+    '"hi"',
+    'say "',
+    "o'bri",
+    "100%",
+    "0%",
+    "a_b",
+    "d_c",
+    "card%@",
+    "a😀L",
+    "😀",
+    "ry Ann van",
+    "Mary Ann",
+    "ann van der",
+    "Ann v",
+    "n v",
+    "ab",
+    "Mü",
+    "@EXAMPLE.",
+    "example.de",
+    "müller",
+    "kaia müll",
+    "zzz-nobody",
+)
+
+
+def _add_odd_people(engine: Engine) -> dict[str, int]:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        for email, first, last in ODD_PEOPLE:
+            conn.execute(
+                contacts.insert().values(
+                    email=email,
+                    email_hash=f"hash-{email}",
+                    first_name=first,
+                    last_name=last,
+                    attributes={},
+                    signed_up_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    return {str(p["email"]): int(p["id"]) for p in _everyone(engine)}  # type: ignore[call-overload]
+
+
+def _found_both_ways(
+    engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch, *, asked: list[str] | None = None
+) -> tuple[set[int], set[int]]:
+    """The ids a search finds through the trigram table (SQLite) and by the LIKE alone; `asked` receives the
+    statements of the first search."""
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if asked is not None:
+            asked.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with engine.connect() as conn:
+            indexed = set(contact_search.ids(conn, ContactQuery(text=text)))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    with monkeypatch.context() as scan:
+        scan.setattr(contact_search, "trigram_query", lambda _variants: None)
+        with engine.connect() as conn:
+            scanned = set(contact_search.ids(conn, ContactQuery(text=text)))
+    return indexed, scanned
+
+
+def test_the_trigram_index_finds_exactly_what_the_like_finds(store: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _add_odd_people(store)
+    for text in SEARCHES:
+        asked: list[str] = []
+        indexed, scanned = _found_both_ways(store, text, monkeypatch, asked=asked)
+        assert indexed == scanned, text
+        if store.dialect.name == "sqlite":  # the index is asked exactly when the text has a word of 3 letters
+            used = any("contacts_search MATCH" in statement for statement in asked)
+            assert used == any(len(w) >= 3 for w in text.split(" ")), text
+    # the searches find someone: the comparison is not between empty sets
+    assert _found_both_ways(store, "jürg", monkeypatch)[0] == {ids["jürgen.öz@example.de"]}
+    assert _found_both_ways(store, "ann van der", monkeypatch)[0] == {ids["two.words@example.org"]}
+
+
+def test_an_update_and_an_erasure_are_reflected_by_the_index(store: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _add_odd_people(store)
+    with store.begin() as conn:
+        conn.execute(update(contacts).where(contacts.c.id == ids["smile@example.org"]).values(first_name="Zelda"))
+    assert _found_both_ways(store, "Ana😀Lu", monkeypatch) == (set(), set())
+    assert _found_both_ways(store, "zeld", monkeypatch) == ({ids["smile@example.org"]},) * 2
+    with store.begin() as conn:  # an update of another column leaves the index as it is
+        conn.execute(update(contacts).where(contacts.c.id == ids["smile@example.org"]).values(tags="vip"))
+    assert _found_both_ways(store, "zeld", monkeypatch) == ({ids["smile@example.org"]},) * 2
+
+    with store.begin() as conn:
+        assert erase(conn, "jürgen.öz@example.de")
+    for text in ("Jürgen", "ÖZDEMIR", "jürgen.öz"):
+        assert _found_both_ways(store, text, monkeypatch) == (set(), set()), text
+    if store.dialect.name == "sqlite":  # nothing of the erased person stays in the trigram table
+        with store.begin() as conn:
+            conn.execute(sql("CREATE VIRTUAL TABLE temp.terms USING fts5vocab(main, contacts_search, instance)"))
+            erased = conn.execute(
+                sql("SELECT count(*) FROM temp.terms WHERE doc = :id"), {"id": ids["jürgen.öz@example.de"]}
+            )
+            assert erased.scalar() == 0
+            kept = conn.execute(
+                sql("SELECT count(*) FROM temp.terms WHERE doc = :id"), {"id": ids["smile@example.org"]}
+            )
+            assert kept.scalar() > 0
+            structure = conn.execute(sql("SELECT count(*) FROM contacts_search_data")).scalar()
+            # the index against the contacts themselves (rank 1: FTS5 compares it with the content table)
+            conn.execute(sql("INSERT INTO contacts_search(contacts_search, rank) VALUES ('integrity-check', 1)"))
+            assert structure
+
+
+@pytest.mark.database_independent  # SQLite alone: its trigram table (migration 0101); PostgreSQL's are indexes
+def test_the_trigram_table_holds_no_copy_of_the_contacts(store: Engine) -> None:
+    assert store.dialect.name == "sqlite"
+    with store.connect() as conn:
+        tables = set(conn.execute(sql("SELECT name FROM sqlite_master WHERE name LIKE 'contacts_search%'")).scalars())
+        assert "contacts_search_content" not in tables  # external content: the index only
+        assert {"contacts_search", "contacts_search_data", "contacts_search_idx"} <= tables
+        # the import's batches were indexed after each statement, and the trigger is back for later inserts
+        assert conn.execute(sql("SELECT deferred FROM contacts_search_state")).scalar() == 0
+        conn.execute(sql("INSERT INTO contacts_search(contacts_search, rank) VALUES ('integrity-check', 1)"))
+        indexed = conn.execute(sql("SELECT count(*) FROM contacts_search WHERE contacts_search MATCH 'example'"))
+        everyone = conn.execute(sql("SELECT count(*) FROM contacts WHERE email LIKE '%example%'"))
+        assert indexed.scalar() == everyone.scalar() > 0
+    _add_odd_people(store)  # one by one: by the trigger
+    with store.connect() as conn:
+        conn.execute(sql("INSERT INTO contacts_search(contacts_search, rank) VALUES ('integrity-check', 1)"))
+
+
+def test_the_upgrade_indexes_the_contacts_already_stored_and_the_downgrade_removes_the_index(
+    blank_store_url: str, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0101: a store at 0022 with contacts gets its trigram table filled from them (SQLite; nothing
+    on PostgreSQL), searches the same after it, and a downgrade leaves no table or trigger behind."""
+    engine = make_engine(blank_store_url)
+    config = _alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0022")
+    monkeypatch.setenv("NEEDLECAST_DATABASE_URL", blank_store_url)
+    workspace = open_workspace(workspace_dir)
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    before = {text: _found_both_ways(engine, text, monkeypatch)[1] for text in ("müll", "Kaia Mü", "@EXAMPLE.NET")}
+    assert all(before.values())
+    upgrade(engine)
+    engine.dispose()  # connections that looked for the table before it existed
+    for text, found in before.items():
+        assert _found_both_ways(engine, text, monkeypatch) == (found, found), text
+    searched = "SELECT count(*) FROM sqlite_master WHERE name LIKE 'contacts_search%'"
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(sql(searched)).scalar()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0022")
+    engine.dispose()
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(sql(searched)).scalar() == 0
+    for text, found in before.items():
+        assert _found_both_ways(engine, text, monkeypatch) == (found, found), text
+    engine.dispose()

@@ -41,12 +41,12 @@ from needlecast.audience.contact_filter import describe as describe_filter
 from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.audience.segments import load_segments
 from needlecast.audience.sources import NOT_RECORDED, source_words
-from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import NeedlecastError
 from needlecast.readmodels.kept import KEPT, Shown
+from needlecast.readmodels.plans import kept_context
 from needlecast.store import contact_search
 
 PAGE_SIZE = 50
@@ -117,9 +117,11 @@ def _choices(conn: Any, workspace: Workspace) -> Choices:
 
 
 def live_journeys(workspace: Workspace) -> list[tuple[str, str]]:
-    """(id, name) of each journey that is not a draft, by name: the ones the console can put people into."""
+    """(id, name) of each journey that is not a draft, by name: the ones the console can put people into. From
+    the workspace's campaigns as kept until a file changes (`plans.kept_context`: parsing every article on
+    each view of the list cost more than the list's own SQL)."""
     try:
-        campaigns = CampaignContext.load(workspace).campaigns.values()
+        campaigns = kept_context(workspace).campaigns.values()
     except NeedlecastError:  # a campaign file that does not load: the list works without the choice
         return []
     found = [(c.id, c.name or c.id) for c in campaigns if c.kind == JOURNEY and not c.draft]

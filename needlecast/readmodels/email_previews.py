@@ -12,12 +12,15 @@ Contract:
   variant)` an edit rendered as it stands (saved or not), or `TemplateProblem` naming the part and line;
   `render_edited_template` renders an edit for every variant (what `actions.templates` checks before saving).
 - `sample_subject` / `sample_subjects` / `sample_arm_subjects`: a campaign's subjects as the sample recipient
-  reads them, for the pages that list subjects (the campaign page, the reports' A/B tables).
+  reads them, for the pages that list subjects (the campaign page, the reports' A/B tables);
+  `kept_sample_subjects` is `sample_subjects` kept (`readmodels.kept`) until a workspace file changes (the
+  campaign page's every view rendered them again: the articles parsed, the templates compiled).
 Reads only; nothing is sent or written.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from needlecast.campaign.send.rendering import step_variants as _step_variants
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.errors import CampaignFileError, NotFound, TemplateProblem
+from needlecast.readmodels.kept import KEPT
 from needlecast.templating.context import variant_concerns
 from needlecast.templating.environment import build_environment, email_templates
 from needlecast.templating.preview import SAMPLE_CONTACT_ID
@@ -169,6 +173,15 @@ def sample_subjects(workspace: Workspace, secret: bytes, campaign_id: str) -> di
         for step in campaign.steps
         for arm in step.arm_names
     }
+
+
+def kept_sample_subjects(workspace: Workspace, secret: bytes, campaign_id: str) -> dict[str, str]:
+    """`sample_subjects`, kept until the campaign, content, template or settings files change (they are
+    rendered from nothing else: the sample recipient's values are fixed). Shared: read-only."""
+    from needlecast.readmodels.plans import workspace_marks
+
+    name = ("subjects", str(workspace.root), campaign_id, hashlib.sha256(secret).hexdigest())
+    return KEPT.get(name, workspace_marks(workspace), lambda: sample_subjects(workspace, secret, campaign_id))[0]
 
 
 def sample_arm_subjects(ctx: CampaignContext, secret: bytes = b"") -> dict[tuple[str, str, str], str]:

@@ -60,8 +60,9 @@ from needlecast.campaign.send import guardrails
 from needlecast.campaign.send.warmup import caps_on
 from needlecast.config import ClinicSettings, Workspace
 from needlecast.errors import InvalidRequest
-from needlecast.readmodels.kept import KEPT, Shown
-from needlecast.readmodels.plans import ledger_marks, plan_inputs, workspace_marks
+from needlecast.readmodels.elsewhere import Where, opened
+from needlecast.readmodels.kept import KEPT, Remote, Shown
+from needlecast.readmodels.plans import kept_context, ledger_marks, plan_inputs, workspace_marks
 from needlecast.reports.compare import Catalogue, Filters, annotate, chosen, totals_row
 from needlecast.reports.data import health
 from needlecast.reports.groups import email_groups
@@ -145,11 +146,17 @@ def campaigns_ready(engine: Engine, workspace: Workspace, now: datetime) -> Show
     with engine.connect() as conn:
         inputs = (workspace_marks(workspace), ledger_marks(conn))
     name = ("campaigns", str(workspace.root), str(engine.url))
-    return KEPT.ready(name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC))))
+    # The files as kept until one changes (`plans.kept_context`): during a send the overviews are read again
+    # after every change to the ledger, and parsing every article each time held the pages' interpreter.
+    return KEPT.ready(
+        name, inputs, lambda: _campaigns_now(engine, workspace, max(now, datetime.now(UTC)), kept_context(workspace))
+    )
 
 
-def _campaigns_now(engine: Engine, workspace: Workspace, now: datetime) -> Campaigns:
-    ctx = CampaignContext.load(workspace)
+def _campaigns_now(
+    engine: Engine, workspace: Workspace, now: datetime, ctx: CampaignContext | None = None
+) -> Campaigns:
+    ctx = ctx or CampaignContext.load(workspace)
     with engine.connect() as conn:
         return Campaigns(ctx, campaign_overviews(ctx, conn, now))
 
@@ -343,7 +350,18 @@ def _kept_plans(
         # Planned from the moment it runs (off the request, it may run a little later than `now`).
         return _planned(engine, workspace, first, last, max(now, datetime.now(UTC)), frames, campaigns)
 
-    return KEPT.look(name, inputs, plan_now)
+    where = Where.of(engine, workspace)
+    remote = Remote(calendar_elsewhere, (where, first, last, now)) if where is not None else None
+    return KEPT.look(name, inputs, plan_now, remote=remote)
+
+
+def calendar_elsewhere(where: Where, first: date, last: date, now: datetime) -> tuple[dict[date, list[Entry]], int]:
+    """The calendar's plans (`_kept_plans`), worked out in the kept figures' process (`kept.Remote`) from its
+    own engine, workspace and audience cache, with the campaigns read there (kept there: `load_campaigns`)."""
+    engine, workspace, frames = opened(where)
+    moment = max(now, datetime.now(UTC))
+    campaigns = load_campaigns(engine, workspace, moment, frames=frames)
+    return _planned(engine, workspace, first, last, moment, frames, campaigns)
 
 
 def calendar(

@@ -21,15 +21,30 @@ as `(figure, computed_at)`. `look`, `ready` and `get` take a figure's own `max_a
 Exact counts (what a send, a schedule or a resume confirms) never come from here: they are counted when asked.
 A figure not asked for in `forget_after` seconds is dropped. Thread-safe. Figures are shared: callers treat
 them as read-only.
+
+In another process: `look`, `ready` and `get` also take a `remote` (`Remote`: a module-level function and
+picklable arguments that work the same figure out from scratch, `readmodels.elsewhere`). While processes are
+allowed (`start_processes(workers)`: the web app, from its start to its end, `stop_processes`), such a figure
+is worked out in a process pool of `workers` processes (`spawn`: made at the first figure that needs one,
+never sharing a connection) and the asking thread (a background one, or the caller of `ready` when nothing is
+kept) only waits for it without holding the interpreter, then receives the finished figure. So a plan of
+200,000 does not hold up the pages of the web app's interpreter while it is worked out. Everything else in
+this contract is unchanged (the same one-at-a-time, placeholders, errors kept and logged by kind and type: an
+error raised in the process comes back as itself, a process that died as `BrokenProcessPool`, after which the
+next figure starts a new pool). Without processes (the command line, the tests: `WORKERS` 0), or without a
+`remote` (a figure whose inputs cannot be rebuilt in another process), `compute` runs in this process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +52,8 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("needlecast.kept")
+
+WORKERS = 2  # processes the web app works kept figures out in (0: in its own, in threads; the tests set 0)
 
 
 @dataclass
@@ -60,6 +77,16 @@ class Shown(Generic[T]):
     @property
     def ready(self) -> bool:
         return self.computed_at is not None
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A figure's computation that another process can run: `function` (module-level) called with `args` (all
+    picklable), its result handed to `after` in this process (default: the result is the figure)."""
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    after: Callable[[Any], Any] | None = None
 
 
 def _in_thread(work: Callable[[], None]) -> None:
@@ -92,12 +119,69 @@ class Kept:
         self._entries: dict[Hashable, _Entry] = {}
         self._running: dict[Hashable, threading.Event] = {}  # name -> set when its computation ends
         self._failed: dict[Hashable, tuple[Hashable, float]] = {}  # name -> (inputs, when) of its last failure
+        self._users = 0  # `start_processes` calls not yet stopped
+        self._workers = 0
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start_processes(self, workers: int) -> None:
+        """Allow figures with a `remote` to be worked out in `workers` other processes (none: nothing changes),
+        until as many `stop_processes` calls; the pool is made when a figure first needs it."""
+        if workers < 1:
+            return
+        with self._lock:
+            self._users += 1
+            self._workers = max(self._workers, workers)
+
+    def stop_processes(self) -> None:
+        """End one `start_processes`; the last one shuts the pool down (a figure being worked out there is
+        abandoned: it fails, and the kept one stays)."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            pool = self._pool if self._users == 0 else None
+            if self._users == 0:
+                self._pool, self._workers = None, 0
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _process_pool(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._users and self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+            return self._pool
+
+    def _elsewhere(self, compute: Callable[[], T], remote: Remote | None) -> Callable[[], T]:
+        """`compute`, or `remote` run in the process pool while there is one (see the module contract)."""
+        if remote is None:
+            return compute
+
+        def in_a_process() -> T:
+            pool = self._process_pool()
+            if pool is None:
+                return compute()
+            try:
+                result = pool.submit(remote.function, *remote.args).result()
+            except BrokenProcessPool:
+                with self._lock:  # a process died: the next figure starts a new pool
+                    if self._pool is pool:
+                        self._pool = None
+                raise
+            return remote.after(result) if remote.after is not None else result
+
+        return in_a_process
 
     def look(
-        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+        self,
+        name: Hashable,
+        inputs: Hashable,
+        compute: Callable[[], T],
+        *,
+        max_age: float | None = None,
+        remote: Remote | None = None,
     ) -> Shown[T]:
         """The kept figure `name`, never waiting for `compute` (see the module contract); `max_age`: this
-        figure's own (default: the `Kept`'s)."""
+        figure's own (default: the `Kept`'s); `remote`: the same computation for another process."""
+        compute = self._elsewhere(compute, remote)
         in_line = self._start(name, inputs, compute, max_age)
         if in_line:
             self._work(name, inputs, compute, threading.Event(), raising=True)
@@ -109,18 +193,31 @@ class Kept:
             return Shown(entry.figure, entry.computed_at, stale and running)
 
     def get(
-        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+        self,
+        name: Hashable,
+        inputs: Hashable,
+        compute: Callable[[], T],
+        *,
+        max_age: float | None = None,
+        remote: Remote | None = None,
     ) -> tuple[T, datetime]:
         """The kept figure `name` and when it was worked out, waiting for one when none is kept (see the
         module contract)."""
-        shown = self.ready(name, inputs, compute, max_age=max_age)
+        shown = self.ready(name, inputs, compute, max_age=max_age, remote=remote)
         assert shown.computed_at is not None
         return shown.figure, shown.computed_at  # type: ignore[return-value]
 
     def ready(
-        self, name: Hashable, inputs: Hashable, compute: Callable[[], T], *, max_age: float | None = None
+        self,
+        name: Hashable,
+        inputs: Hashable,
+        compute: Callable[[], T],
+        *,
+        max_age: float | None = None,
+        remote: Remote | None = None,
     ) -> Shown[T]:
         """`get` as a `Shown` (`ready` always, `updating` when an older figure is shown)."""
+        compute = self._elsewhere(compute, remote)
         while True:
             mine = None
             with self._lock:

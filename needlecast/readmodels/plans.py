@@ -36,7 +36,8 @@ from needlecast.audience.frame_cache import FrameCache, fingerprint
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.preview import build_plans, step_articles, summary_rows, write_plan_csv
 from needlecast.config import CONFIG_FILE, Workspace
-from needlecast.readmodels.kept import KEPT, Shown, files_digest, tree_marks
+from needlecast.readmodels.elsewhere import Where, opened
+from needlecast.readmodels.kept import KEPT, Remote, Shown, files_digest, tree_marks
 from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments, journey_positions
 
 
@@ -168,7 +169,8 @@ def plan_preview(
     kept for the web app (`frames` given, no `now`, no `csv`)."""
     if frames is None or csv is not None or now is not None:
         return _planned(engine, workspace, campaign_id, days, now, frames, time_zone, csv)
-    return KEPT.get(*_kept_plan(engine, workspace, campaign_id, days, frames, time_zone))[0]
+    name, inputs, compute, remote = _kept_plan(engine, workspace, campaign_id, days, frames, time_zone)
+    return KEPT.get(name, inputs, compute, remote=remote)[0]
 
 
 def plan_shown(
@@ -177,19 +179,30 @@ def plan_shown(
     """The kept plan as a page shows it, never waiting for it to be planned (`kept.Kept.look`): the kept
     preview (perhaps older than a change, while it is planned again: `updating`), or none yet (`ready`
     False: planned off the request; the page says so and updates itself). Never for a count a send confirms."""
-    return KEPT.look(*_kept_plan(engine, workspace, campaign_id, days, frames, time_zone))
+    name, inputs, compute, remote = _kept_plan(engine, workspace, campaign_id, days, frames, time_zone)
+    return KEPT.look(name, inputs, compute, remote=remote)
 
 
 def _kept_plan(
     engine: Engine, workspace: Workspace, campaign_id: str | None, days: int, frames: FrameCache, time_zone: str
-) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], PlanPreview]]:
-    """(name, inputs, compute) of a kept plan."""
+) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], PlanPreview], Remote | None]:
+    """(name, inputs, compute, remote) of a kept plan (`remote`: the same plan in another process, see
+    `plan_elsewhere`; None where that process could not open the same workspace and database)."""
     name = ("plan", str(workspace.root), str(engine.url), campaign_id, days, time_zone)
 
     def plan_now() -> PlanPreview:
         return _planned(engine, workspace, campaign_id, days, None, frames, time_zone, None)
 
-    return name, plan_inputs(engine, workspace), plan_now
+    where = Where.of(engine, workspace)
+    remote = Remote(plan_elsewhere, (where, campaign_id, days, time_zone)) if where is not None else None
+    return name, plan_inputs(engine, workspace), plan_now, remote
+
+
+def plan_elsewhere(where: Where, campaign_id: str | None, days: int, time_zone: str) -> PlanPreview:
+    """A kept plan, worked out in the kept figures' process (`kept.Remote`) from its own engine, workspace and
+    audience cache (`elsewhere.opened`)."""
+    engine, workspace, frames = opened(where)
+    return _planned(engine, workspace, campaign_id, days, None, frames, time_zone, None)
 
 
 def _planned(

@@ -39,9 +39,11 @@ from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest, NotFound
+from needlecast.readmodels.elsewhere import Where, opened
 from needlecast.readmodels.email_previews import sample_arm_subjects
 from needlecast.readmodels.journey_figures import journey_tables
-from needlecast.readmodels.kept import KEPT, Shown
+from needlecast.readmodels.kept import KEPT, Remote, Shown
+from needlecast.reports.charts_kept import keep_chart
 from needlecast.reports.compare import (
     CHANGE_FIGURES,
     COMPARE_COLUMNS,
@@ -155,25 +157,54 @@ def kept_comparison(engine: Engine, workspace: Workspace, filters: Filters) -> t
         return None, shown
 
     def compare_now() -> Comparison:
-        data = load_comparison(
-            engine,
-            catalogue_of(kept_context(workspace)),
-            filters,
-            time_zone=workspace.settings.clinic.time_zone,
-            attribution=workspace.settings.attribution,
-            emails=shown.figure,
-        )
-        # Its trend charts drawn here too (off the request, when worked out again in the background), so that
-        # the page finds them kept (`charts_kept`) instead of drawing eight charts while its reader waits.
-        trend_charts(data.trend_concern, "concern")
-        trend_charts(data.trend_article, "article")
-        return data
+        return _compared(engine, workspace, filters, shown.figure, kept_context(workspace))[0]
 
-    # Kept per filters while the figures it compares and the files are the same ones (pandas over the groups).
+    # Kept per filters while the figures it compares and the files are the same ones (pandas over the groups);
+    # worked out in the kept figures' process where there is one (`compare_elsewhere`).
     name = ("comparison", str(workspace.root), str(engine.url), filters)
-    data = KEPT.ready(name, (shown.computed_at, workspace_marks(workspace)), compare_now)
+    where = Where.of(engine, workspace)
+    remote = Remote(compare_elsewhere, (where, filters, shown.figure), _with_charts) if where is not None else None
+    data = KEPT.ready(name, (shown.computed_at, workspace_marks(workspace)), compare_now, remote=remote)
     assert data.figure is not None
     return data.figure, shown
+
+
+Charts = tuple[list[Markup], list[Markup]]
+
+
+def _compared(
+    engine: Engine, workspace: Workspace, filters: Filters, emails: pd.DataFrame, context: CampaignContext
+) -> tuple[Comparison, Charts]:
+    """The comparison of the kept `emails`, and its trend charts by concern and by article."""
+    data = load_comparison(
+        engine,
+        catalogue_of(context),
+        filters,
+        time_zone=workspace.settings.clinic.time_zone,
+        attribution=workspace.settings.attribution,
+        emails=emails,
+    )
+    # Its trend charts drawn here too (off the request, when worked out again in the background), so that the
+    # page finds them kept (`charts_kept`) instead of drawing eight charts while its reader waits.
+    return data, (trend_charts(data.trend_concern, "concern"), trend_charts(data.trend_article, "article"))
+
+
+def compare_elsewhere(where: Where, filters: Filters, emails: pd.DataFrame) -> tuple[Comparison, Charts]:
+    """`kept_comparison`'s figure and charts, worked out in the kept figures' process (`kept.Remote`), with the
+    workspace's files as that process keeps them (`plans.kept_context`)."""
+    from needlecast.readmodels.plans import kept_context
+
+    engine, workspace, _frames = opened(where)
+    return _compared(engine, workspace, filters, emails, kept_context(workspace))
+
+
+def _with_charts(found: tuple[Comparison, Charts]) -> Comparison:
+    """In the web app's process: keep the charts drawn in the kept figures' process (`charts_kept`), so that
+    the page finds them; the comparison is the figure."""
+    data, (by_concern, by_article) = found
+    keep_chart("trend", data.trend_concern, ("concern",), by_concern)
+    keep_chart("trend", data.trend_article, ("article",), by_article)
+    return data
 
 
 def comparison_filters(

@@ -37,7 +37,8 @@ from needlecast.audience.segment_rows import (
 from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.readmodels.kept import KEPT, Shown
+from needlecast.readmodels.elsewhere import Where, opened
+from needlecast.readmodels.kept import KEPT, Remote, Shown
 from needlecast.readmodels.plans import workspace_marks
 from needlecast.store.audience import contact_names
 
@@ -79,22 +80,34 @@ def segment_summaries(
     """Every segment's summary, now (see the module contract)."""
     if frames is None or now is not None:
         return _summaries(engine, workspace, frames, now)
-    return KEPT.get(*_kept_summaries(engine, workspace, frames))[0]
+    name, inputs, compute, remote = _kept_summaries(engine, workspace, frames)
+    return KEPT.get(name, inputs, compute, remote=remote)[0]
 
 
 def segment_summaries_shown(engine: Engine, workspace: Workspace, frames: FrameCache) -> Shown[AudienceSummary]:
     """Every segment's summary as the web app's Audiences page shows it (`kept.Kept.look`): never waited for;
     the kept one (`updating` while it is counted again after a change), or none yet (`ready` False)."""
-    return KEPT.look(*_kept_summaries(engine, workspace, frames))
+    name, inputs, compute, remote = _kept_summaries(engine, workspace, frames)
+    return KEPT.look(name, inputs, compute, remote=remote)
 
 
 def _kept_summaries(
     engine: Engine, workspace: Workspace, frames: FrameCache
-) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], AudienceSummary]]:
+) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], AudienceSummary], Remote | None]:
+    """(name, inputs, compute, remote) of the kept summaries (`remote`: counted in another process)."""
     with engine.connect() as conn:
         inputs = (workspace_marks(workspace), fingerprint(conn))
     name = ("segments", str(workspace.root), str(engine.url))
-    return name, inputs, lambda: _summaries(engine, workspace, frames, None)
+    where = Where.of(engine, workspace)
+    remote = Remote(summaries_elsewhere, (where,)) if where is not None else None
+    return name, inputs, lambda: _summaries(engine, workspace, frames, None), remote
+
+
+def summaries_elsewhere(where: Where) -> AudienceSummary:
+    """Every segment's summary, counted in the kept figures' process (`kept.Remote`) from its own engine,
+    workspace and audience cache (`elsewhere.opened`)."""
+    engine, workspace, frames = opened(where)
+    return _summaries(engine, workspace, frames, None)
 
 
 def _summaries(

@@ -33,6 +33,12 @@ def table_digest(table: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def keep_chart(kind: str, table: pd.DataFrame, options: tuple[Hashable, ...], chart: Any) -> None:
+    """Keep `chart`, drawn elsewhere (another process) by `kept_chart(kind, table, options, ...)`, as if drawn
+    here: the next `kept_chart` of the same table, kind and options finds it."""
+    kept_chart(kind, table, options, lambda: chart)
+
+
 def kept_chart(kind: str, table: pd.DataFrame, options: tuple[Hashable, ...], draw: Callable[[], Drawing]) -> Drawing:
     """The chart (or charts) `draw()` gives for `table` drawn as `kind` with `options`, drawn only if no
     drawing of the same table, kind and options is kept. Two threads asking for the same new chart at once

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
 
+from needlecast.store.contact_search import indexed_after
 from needlecast.store.driver import marker, postgres_int_array, postgres_time, sqlite_time
 from needlecast.store.types import UtcDateTime
 
@@ -119,11 +120,14 @@ def insert_prepared(conn: Connection, prepared: PreparedRows) -> None:
         with cursor.copy(f"COPY {prepared.table} ({', '.join(prepared.columns)}) FROM STDIN") as copy:
             copy.write(prepared.copy_text)
     elif prepared.rows:
-        conn.exec_driver_sql(
-            f"INSERT INTO {prepared.table} ({', '.join(prepared.columns)}) "
-            f"VALUES ({', '.join([marker(conn)] * len(prepared.columns))})",
-            prepared.rows,
-        )
+        given = prepared.columns.index("id") if "id" in prepared.columns else None
+        ids = [row[given] for row in prepared.rows] if given is not None else None
+        with indexed_after(conn, prepared.table, ids):  # SQLite's trigram index of new contacts: once a batch
+            conn.exec_driver_sql(
+                f"INSERT INTO {prepared.table} ({', '.join(prepared.columns)}) "
+                f"VALUES ({', '.join([marker(conn)] * len(prepared.columns))})",
+                prepared.rows,
+            )
 
 
 def _converted_rows(

@@ -9,9 +9,12 @@ by `json_each` on SQLite, an array compared with `= ANY` on PostgreSQL (SQLite t
 values, and a list of 100,000 separate values would be slow on either).
 
 Contract:
-- `ContactQuery`: the conditions, all optional, combined with AND (see its fields). On PostgreSQL a search by
-  a part of an address or a name (three letters or more) is found through trigram indexes (migration 0019,
-  where the server offers `pg_trgm`; without it, a scan with the same result).
+- `ContactQuery`: the conditions, all optional, combined with AND (see its fields). A search by a part of an
+  address or a name (three letters or more) is found through trigram indexes: on PostgreSQL its GIN indexes
+  (migration 0019, where the server offers `pg_trgm`), on SQLite an FTS5 trigram table (`contacts_search`,
+  migration 0101) that gives the candidates, which the same LIKE as before then decides, so both find exactly
+  what the scan finds; a shorter text, or a database without them, is a scan with the same result.
+- `forget_erased(conn)`: after an erasure, SQLite's trigram table keeps nothing of the erased contacts.
 - A source filter matches a contact with any consent recorded from that source (an index finds them); the
   list shows the source of their first consent.
 - `count(conn, query)`: how many contacts match. `ids(conn, query)`: their ids, newest first.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +40,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Integer,
     Select,
     String,
     and_,
@@ -51,6 +56,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import text as text_clause
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -61,6 +67,8 @@ NEWEST_FIRST = (contacts.c.signed_up_at.desc(), contacts.c.id.desc())
 FEW = 5000  # matches sorted here rather than found by walking the whole index in order
 # What the person did themselves: an open or a click (not what was done to them, such as a delivery).
 ACTIVITY_KINDS = ("opened", "clicked")
+TRIGRAM_TABLE = "contacts_search"  # SQLite's FTS5 trigram index of the address and names (migration 0101)
+TRIGRAM = 3  # the fewest letters a trigram index finds
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,8 @@ def first_source() -> Any:
 def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
     """The address, or the first and last name, holds `text`. PostgreSQL's ILIKE folds any case. SQLite's
     LIKE folds ASCII only (as its lower() does), so a text with other letters is also tried in lower case and
-    with each word capitalised, the way names are written ("MÜLLER" and "mü" find "Müller")."""
+    with each word capitalised, the way names are written ("MÜLLER" and "mü" find "Müller"). On SQLite the
+    trigram table (`trigram_query`) gives the candidates and the LIKE decides among them."""
     c = contacts.c
     # One word is looked for in each name; only a text with a space needs them joined (a string per row). The
     # space is written in the SQL, not bound: PostgreSQL's trigram index on "first last" (migration 0019) is
@@ -122,9 +131,78 @@ def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
         pattern = f"%{_escaped(text)}%"
         return or_(*(column.ilike(pattern, escape="\\") for column in (c.email, *whole)))
-    variants = {text} if text.isascii() else {text, text.lower(), text.lower().title()}
-    patterns = [f"%{_escaped(v)}%" for v in sorted(variants)]
-    return or_(*(column.like(p, escape="\\") for p in patterns for column in (c.email, *whole)))
+    variants = sorted({text} if text.isascii() else {text, text.lower(), text.lower().title()})
+    patterns = [f"%{_escaped(v)}%" for v in variants]
+    like = or_(*(column.like(p, escape="\\") for p in patterns for column in (c.email, *whole)))
+    trigrams = trigram_query(variants)
+    if trigrams is None or not _has_trigram_index(conn):
+        return like
+    found = text_clause(f"SELECT rowid FROM {TRIGRAM_TABLE} WHERE {TRIGRAM_TABLE} MATCH :trigrams")
+    candidates = found.bindparams(trigrams=trigrams).columns(rowid=Integer)
+    return and_(c.id.in_(candidates), like)  # the index finds the candidates, the LIKE decides
+
+
+def trigram_query(variants: Sequence[str]) -> str | None:
+    """The FTS5 query (migration 0101) whose rows hold every match of the LIKE of any of `variants`: per
+    variant, each of its words of three letters or more as a phrase (a word holds no space, so it lies within
+    the address, the first or the last name even when the variant spans "first last"), all of them; None when
+    some variant has no such word (a trigram index cannot find it: the LIKE scans). The trigram tokenizer folds
+    case at least as widely as SQLite's LIKE (which folds ASCII), so these rows include all the LIKE's."""
+    alternatives = []
+    for variant in variants:
+        words = [w for w in variant.split(" ") if len(w) >= TRIGRAM]
+        if not words:
+            return None
+        alternatives.append("(" + " AND ".join('"' + w.replace('"', '""') + '"' for w in words) + ")")
+    return " OR ".join(alternatives) if alternatives else None
+
+
+def _has_trigram_index(conn: Connection) -> bool:
+    """Whether this SQLite database has the trigram table (migration 0101 skips it where FTS5 lacks the
+    tokenizer), looked up once per database connection."""
+    info = conn.connection.info
+    if "needlecast_trigrams" not in info:
+        found = conn.execute(
+            text_clause("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+            {"name": TRIGRAM_TABLE},
+        ).first()
+        info["needlecast_trigrams"] = found is not None
+    return bool(info["needlecast_trigrams"])
+
+
+@contextmanager
+def indexed_after(conn: Connection, table: str, given_ids: Sequence[int] | None = None) -> Iterator[None]:
+    """Around a bulk insert into `table`: for new contacts on SQLite with the trigram table, the insert
+    trigger stands aside (a flag set in this transaction, which no other writer sees) and the new rows are
+    indexed in one statement afterwards, even if the insert failed part way (an FTS5 insert per row cost more
+    than the import's own inserts). Elsewhere nothing changes. The new rows: `given_ids` when the insert gives
+    the ids, else those with an id above the largest before it."""
+    if table != "contacts" or conn.dialect.name != "sqlite" or not _has_trigram_index(conn):
+        yield
+        return
+    before = conn.execute(select(func.max(contacts.c.id))).scalar() or 0
+    conn.execute(text_clause("UPDATE contacts_search_state SET deferred = 1"))
+    try:
+        yield
+    finally:
+        picked = "id > :before" if given_ids is None else "id IN (SELECT value FROM json_each(:ids))"
+        ids = json.dumps([int(i) for i in given_ids or ()])
+        conn.execute(
+            text_clause(
+                f"INSERT INTO {TRIGRAM_TABLE}(rowid, email, first_name, last_name)"
+                f" SELECT id, email, first_name, last_name FROM contacts WHERE {picked}"
+            ),
+            {"before": before, "ids": ids},
+        )
+        conn.execute(text_clause("UPDATE contacts_search_state SET deferred = 0"))
+
+
+def forget_erased(conn: Connection) -> None:
+    """After contacts were deleted (an erasure): on SQLite, merge the trigram index (migration 0101) into one
+    segment, so that the deleted contacts' entries are dropped from it rather than only marked deleted. A
+    no-op on PostgreSQL (its indexes are the table's)."""
+    if conn.dialect.name == "sqlite" and _has_trigram_index(conn):
+        conn.execute(text_clause(f"INSERT INTO {TRIGRAM_TABLE}({TRIGRAM_TABLE}) VALUES ('optimize')"))
 
 
 def _active_since(moment: datetime) -> ColumnElement[bool]:

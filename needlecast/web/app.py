@@ -33,7 +33,8 @@ from starlette.routing import BaseRoute, Mount
 
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.config import Workspace
-from needlecast.readmodels import warm
+from needlecast.readmodels import kept, warm
+from needlecast.readmodels.kept import KEPT
 from needlecast.web.bookings import booking_routes
 from needlecast.web.common import (
     RETRY_SECONDS,
@@ -112,11 +113,16 @@ def create_app(workspace: Workspace, engine: Engine, *, senders: Senders | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # The heavy pages' figures are worked out in the background as the app starts (`readmodels.warm`).
+        # The heavy figures are worked out in a process of their own while the app runs (`readmodels.kept`:
+        # the pages' interpreter only receives them), and warmed as it starts (`readmodels.warm`).
+        KEPT.start_processes(kept.WORKERS)
         if warm.ON_START:
             work = lambda: warm.warm_figures(engine, workspace, frames, PLAN_DAYS)  # noqa: E731
             threading.Thread(target=work, name="needlecast-warm-figures", daemon=True).start()
-        yield
+        try:
+            yield
+        finally:
+            KEPT.stop_processes()
 
     app = Starlette(
         routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers=handlers, lifespan=lifespan

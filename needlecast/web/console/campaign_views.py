@@ -19,7 +19,7 @@ from needlecast.actions import campaigns as campaigns_actions
 from needlecast.actions import templates as templates_actions
 from needlecast.errors import CampaignFileError, NeedlecastError, NotFound
 from needlecast.readmodels import campaigns as campaigns_read
-from needlecast.readmodels.email_previews import SAMPLE, campaign_preview, sample_subjects
+from needlecast.readmodels.email_previews import SAMPLE, campaign_preview, kept_sample_subjects
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.forms import document_from_form, field_of, form_values
 
@@ -100,7 +100,7 @@ def campaign_page(request: Request, who: Who) -> Response:
         "campaign.html",
         title=shown.campaign.name,
         campaign=shown.campaign,
-        subjects=sample_subjects(console.workspace, console.secret, shown.campaign.id),  # as a reader sees them
+        subjects=kept_sample_subjects(console.workspace, console.secret, shown.campaign.id),  # as a reader sees them
         overview=detail.overview,
         plan=shown.plan,  # None while its first plan is worked out: the page says so and updates itself
         planned_at=shown.planned_at,

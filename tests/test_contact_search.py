@@ -278,7 +278,7 @@ def test_an_update_and_an_erasure_are_reflected_by_the_index(store: Engine, monk
             assert structure
 
 
-@pytest.mark.database_independent  # SQLite alone: its trigram table (migration 0101); PostgreSQL's are indexes
+@pytest.mark.database_independent  # SQLite alone: its trigram table (migration 0023); PostgreSQL's are indexes
 def test_the_trigram_table_holds_no_copy_of_the_contacts(store: Engine) -> None:
     assert store.dialect.name == "sqlite"
     with store.connect() as conn:
@@ -299,7 +299,7 @@ def test_the_trigram_table_holds_no_copy_of_the_contacts(store: Engine) -> None:
 def test_the_upgrade_indexes_the_contacts_already_stored_and_the_downgrade_removes_the_index(
     blank_store_url: str, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Migration 0101: a store at 0022 with contacts gets its trigram table filled from them (SQLite; nothing
+    """Migration 0023: a store at 0022 with contacts gets its trigram table filled from them (SQLite; nothing
     on PostgreSQL), searches the same after it, and a downgrade leaves no table or trigger behind."""
     engine = make_engine(blank_store_url)
     config = _alembic_config()

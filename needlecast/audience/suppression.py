@@ -61,7 +61,7 @@ def erase(conn: Connection, email: str) -> bool:
     signed links stay dead) and never handed out again; its ledger rows stay for the aggregate reports but
     are unlinked from it (`contact_id` becomes the row's own id, negated: no contact has that id), and any
     of them still queued is skipped at dispatch as erased. SQLite's trigram index of addresses and names
-    (migration 0101) drops the person's entries with the contact (`contact_search.forget_erased`).
+    (migration 0023) drops the person's entries with the contact (`contact_search.forget_erased`).
     """
     normalised = normalise_email(email)
     hashed = email_hash(hash_key(conn), normalised)
@@ -79,7 +79,7 @@ def erase(conn: Connection, email: str) -> bool:
             update(deliveries).where(deliveries.c.contact_id == contact_id).values(contact_id=-deliveries.c.id)
         )
         conn.execute(delete(contacts).where(contacts.c.id == contact_id))
-        forget_erased(conn)  # SQLite's trigram index of names and addresses (migration 0101) keeps none of it
+        forget_erased(conn)  # SQLite's trigram index of names and addresses (migration 0023) keeps none of it
         insert_ignore(conn, erased_contacts, [{"contact_id": contact_id, "erased_at": utcnow()}], ("contact_id",))
     # Erasure outranks any earlier reason: replace it, so the import refuses the address from now on.
     conn.execute(delete(suppressions).where(suppressions.c.email_hash == hashed))

@@ -12,7 +12,7 @@ Contract:
 - `ContactQuery`: the conditions, all optional, combined with AND (see its fields). A search by a part of an
   address or a name (three letters or more) is found through trigram indexes: on PostgreSQL its GIN indexes
   (migration 0019, where the server offers `pg_trgm`), on SQLite an FTS5 trigram table (`contacts_search`,
-  migration 0101) that gives the candidates, which the same LIKE as before then decides, so both find exactly
+  migration 0023) that gives the candidates, which the same LIKE as before then decides, so both find exactly
   what the scan finds; a shorter text, or a database without them, is a scan with the same result.
 - `forget_erased(conn)`: after an erasure, SQLite's trigram table keeps nothing of the erased contacts.
 - A source filter matches a contact with any consent recorded from that source (an index finds them); the
@@ -67,7 +67,7 @@ NEWEST_FIRST = (contacts.c.signed_up_at.desc(), contacts.c.id.desc())
 FEW = 5000  # matches sorted here rather than found by walking the whole index in order
 # What the person did themselves: an open or a click (not what was done to them, such as a delivery).
 ACTIVITY_KINDS = ("opened", "clicked")
-TRIGRAM_TABLE = "contacts_search"  # SQLite's FTS5 trigram index of the address and names (migration 0101)
+TRIGRAM_TABLE = "contacts_search"  # SQLite's FTS5 trigram index of the address and names (migration 0023)
 TRIGRAM = 3  # the fewest letters a trigram index finds
 
 
@@ -143,7 +143,7 @@ def _text_matches(conn: Connection, text: str) -> ColumnElement[bool]:
 
 
 def trigram_query(variants: Sequence[str]) -> str | None:
-    """The FTS5 query (migration 0101) whose rows hold every match of the LIKE of any of `variants`: per
+    """The FTS5 query (migration 0023) whose rows hold every match of the LIKE of any of `variants`: per
     variant, each of its words of three letters or more as a phrase (a word holds no space, so it lies within
     the address, the first or the last name even when the variant spans "first last"), all of them; None when
     some variant has no such word (a trigram index cannot find it: the LIKE scans). The trigram tokenizer folds
@@ -158,7 +158,7 @@ def trigram_query(variants: Sequence[str]) -> str | None:
 
 
 def _has_trigram_index(conn: Connection) -> bool:
-    """Whether this SQLite database has the trigram table (migration 0101 skips it where FTS5 lacks the
+    """Whether this SQLite database has the trigram table (migration 0023 skips it where FTS5 lacks the
     tokenizer), looked up once per database connection."""
     info = conn.connection.info
     if "needlecast_trigrams" not in info:
@@ -198,7 +198,7 @@ def indexed_after(conn: Connection, table: str, given_ids: Sequence[int] | None 
 
 
 def forget_erased(conn: Connection) -> None:
-    """After contacts were deleted (an erasure): on SQLite, merge the trigram index (migration 0101) into one
+    """After contacts were deleted (an erasure): on SQLite, merge the trigram index (migration 0023) into one
     segment, so that the deleted contacts' entries are dropped from it rather than only marked deleted. A
     no-op on PostgreSQL (its indexes are the table's)."""
     if conn.dialect.name == "sqlite" and _has_trigram_index(conn):

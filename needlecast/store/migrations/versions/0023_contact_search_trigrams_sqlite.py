@@ -14,7 +14,7 @@ times faster (`contact_search.indexed_after`); `contacts_search_state` holds onl
 Where SQLite lacks FTS5 or is older than 3.34, the migration leaves the search as it was (a scan: correct,
 slower) and says so in the log. A no-op on PostgreSQL.
 
-Revision ID: 0101
+Revision ID: 0023
 Revises: 0022
 """
 
@@ -26,7 +26,7 @@ from alembic import op
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-revision = "0101"
+revision = "0023"
 down_revision = "0022"
 branch_labels = None
 depends_on = None

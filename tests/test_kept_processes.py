@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -121,7 +122,10 @@ def test_the_web_app_allows_processes_from_its_start_to_its_end(
             assert KEPT._users == 1 and KEPT._workers == 1
             assert KEPT._pool is None  # made when a figure first needs it
 
-    asyncio.run(running())
+    # In a thread of its own: a browser test before this one in the same worker leaves Playwright's event loop
+    # running in this thread, where `asyncio.run` refuses to start another.
+    with ThreadPoolExecutor(1) as own:
+        own.submit(asyncio.run, running()).result()
     assert KEPT._users == 0 and KEPT._pool is None
 
 

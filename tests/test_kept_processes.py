@@ -9,8 +9,12 @@ import asyncio
 import dataclasses
 import logging
 import os
+import select
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -25,6 +29,7 @@ from needlecast.readmodels.kept import KEPT, Kept, Remote, run_inline
 from needlecast.readmodels.plans import _kept_plan, plan_preview
 from needlecast.readmodels.segments import _kept_summaries, segment_summaries
 from needlecast.web.app import create_app
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.database_independent  # what runs in which process, not what a database does
 DAYS = 200  # spring-guide sends on 2 March 2027
@@ -150,3 +155,40 @@ def test_warming_works_out_the_comparison_and_the_web_apps_own_audience_frame(
     kinds = {name[0] for name in KEPT._entries if isinstance(name, tuple)}
     assert {"campaigns", "sent emails", "comparison", "segments", "plan", "calendar"} <= kinds
     assert read  # the web app's own frame was read
+
+
+ORPHAN_SCRIPT = """
+import os, sys
+from needlecast.readmodels.elsewhere import process_id
+from needlecast.readmodels.kept import Kept, Remote, run_inline
+figures = Kept(run_later=run_inline)
+figures.start_processes(1)
+print(figures.look("pid", 1, os.getpid, remote=Remote(process_id)).figure, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_a_pool_process_ends_when_the_process_that_made_it_is_killed(tmp_path: Path) -> None:
+    """A SIGKILL gives the web app no chance to shut its pool down: the pool's process must not live on."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert child != parent.pid
+        ended = os.pidfd_open(child)  # readable once that process has ended
+    finally:
+        parent.kill()
+        parent.wait()
+    try:
+        readable, _, _ = select.select([ended], [], [], 120)
+        assert readable, "the pool's process outlived the process that made it"
+    finally:
+        os.close(ended)

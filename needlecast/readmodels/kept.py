@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -47,6 +48,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -104,6 +106,21 @@ def _kind(name: Hashable) -> str:
     return str(first)[:40]
 
 
+def end_with_parent() -> None:
+    """The process pool's initializer: a pool process ends as soon as the process that made it ends, however
+    it ended (a SIGKILL gives the web app no chance to shut its pool down), instead of living on as an orphan.
+    A daemon thread waits on the parent's sentinel, which becomes readable when the parent ends."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not a child of multiprocessing: nothing to watch
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)  # the parent is gone: nobody is left to ask this process for a figure
+
+    threading.Thread(target=watch, name="needlecast-parent-watch", daemon=True).start()
+
+
 class Kept:
     def __init__(
         self,
@@ -147,7 +164,7 @@ class Kept:
         with self._lock:
             if self._users and self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=end_with_parent)
             return self._pool
 
     def _elsewhere(self, compute: Callable[[], T], remote: Remote | None) -> Callable[[], T]:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import hypothesis
 import pytest
+import uvicorn
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from needlecast import spamcheck
@@ -82,6 +83,21 @@ def _patient(call: Any) -> Any:
 
 for _name in ("request", "get", "post", "put", "patch", "delete", "head", "options"):
     setattr(httpx, _name, _patient(getattr(httpx, _name)))
+
+# uvicorn closes a connection idle for 5 s (its default keep-alive). A test's client that waits longer than that
+# between two requests (a CLI command or a send in between, on a loaded machine) may send its next request on the
+# connection at the moment uvicorn closes it, and get "Server disconnected without sending a response": a race
+# of keep-alive, not of the app (httpx does not resend a POST). The suite's servers keep an idle connection for
+# an hour; the product's keep their own setting (`cli/service.py` sets it), which this leaves alone.
+_uvicorn_config_init = uvicorn.Config.__init__
+
+
+def _keeping_connections(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+    kwargs.setdefault("timeout_keep_alive", 3600)
+    _uvicorn_config_init(self, *args, **kwargs)
+
+
+setattr(uvicorn.Config, "__init__", _keeping_connections)  # noqa: B010
 
 # The modules whose tests take tens of seconds each (processes of their own, the whole API fuzzed, benchmarks at a
 # small size, every route walked), run first: pytest-xdist hands the tests out to its workers in turn, so the

@@ -14,11 +14,15 @@ from needlecast.errors import ConfigurationError
 def read_yaml(path: Path, missing: str) -> Any:
     """The parsed file (None for an empty one). A missing file or bad YAML is a `ConfigurationError` that
     names the file; `missing` says what the file is and how to create it."""
+    return parse_yaml_of(path, read_text(path, missing))
+
+
+def read_text(path: Path, missing: str) -> str:
+    """The file's text; a missing file is a `ConfigurationError` that names it and says what it is (`missing`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigurationError(f"{path}: not found ({missing})") from err
-    return parse_yaml_of(path, text)
 
 
 def parse_yaml_of(path: Path, text: str) -> Any:

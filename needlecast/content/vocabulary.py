@@ -26,7 +26,7 @@ from pathlib import Path
 
 from needlecast.content.model import GENERAL
 from needlecast.errors import ConfigurationError, NotFound
-from needlecast.yamlfile import parse_yaml_of, read_yaml
+from needlecast.yamlfile import parse_yaml_of, read_text
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,7 @@ class Vocabulary:
 def load_vocabulary(path: Path) -> Vocabulary:
     """Read a vocabulary YAML file (see content/vocabulary.yaml for the shape). Read on every call, and parsed
     once per text (`_vocabulary_of`): every page and request loads it, and a `Vocabulary` is frozen."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        read_yaml(path, "the concern vocabulary; set [content] vocabulary in needlecast.toml")  # says what to do
-        raise
-    return _vocabulary_of(path, text)
+    return _vocabulary_of(path, read_text(path, "the concern vocabulary; set [content] vocabulary in needlecast.toml"))
 
 
 @functools.lru_cache(maxsize=64)

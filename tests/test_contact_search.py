@@ -75,6 +75,42 @@ def test_members_sources_and_both_ways_of_finding_a_page_agree(store: Engine, mo
     assert all(r["source"] == "import:sample.csv" and r["last_activity"] is not None for r in shown)
 
 
+def test_many_matches_are_paged_by_walking_the_order_not_by_sorting_every_contact(
+    store: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When many match, a page is found by walking `ix_contacts_signed_up` newest first and stopping after the
+    page. PostgreSQL's planner guesses that almost nothing matches a concern (a condition on an expression has
+    no statistics) and would read and sort every contact instead; the page's plan, taken as it runs, must be
+    the index walk with no sort on either database."""
+    monkeypatch.setattr(contact_search, "FEW", 1)  # "many": the page is found in the index's order
+    plans: list[str] = []
+
+    def explain(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "ORDER BY" in statement and "LIMIT" in statement and not statement.startswith("EXPLAIN"):
+            prefix = "EXPLAIN QUERY PLAN " if store.dialect.name == "sqlite" else "EXPLAIN "
+            cursor.execute(prefix + statement, parameters)  # type: ignore[attr-defined]
+            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))  # type: ignore[attr-defined]
+
+    query = ContactQuery(concern="acne", consent="marketing")
+    people = _everyone(store)
+    wanted = [
+        i
+        for i in _newest_first(people)
+        if any(int(p["id"]) == i and "acne" in str(p["concerns"]).split(";") for p in people)  # type: ignore[call-overload]
+    ]
+    event.listen(store, "before_cursor_execute", explain)
+    try:
+        with store.connect() as conn:
+            total, page = contact_search.find(conn, query, 0, 3)
+            assert contact_search.count(conn, query) == total
+            matching = set(contact_search.ids(conn, query))
+    finally:
+        event.remove(store, "before_cursor_execute", explain)
+    assert total > 3 and page == [i for i in wanted if i in matching][:3]
+    assert len(plans) == 1, plans
+    assert "ix_contacts_signed_up" in plans[0] and "SORT" not in plans[0].upper(), plans[0]
+
+
 def test_a_tag_is_added_once_and_suppression_keeps_the_first_reason(store: Engine) -> None:
     now = datetime.now(UTC)
     query = ContactQuery(concern="acne")

@@ -9,13 +9,16 @@ import asyncio
 import dataclasses
 import logging
 import os
+import random
 import select
 import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine
 
@@ -23,13 +26,15 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
-from needlecast.readmodels import kept
+from needlecast.readmodels import home, kept
 from needlecast.readmodels.elsewhere import Where, process_id
 from needlecast.readmodels.kept import KEPT, Kept, Remote, run_inline
 from needlecast.readmodels.plans import _kept_plan, plan_preview
 from needlecast.readmodels.segments import _kept_summaries, segment_summaries
 from needlecast.web.app import create_app
 from tests.conftest import REPO
+from tests.test_compare import LEDGER
+from tests.test_report_figures import store
 
 pytestmark = pytest.mark.database_independent  # what runs in which process, not what a database does
 DAYS = 200  # spring-guide sends on 2 March 2027
@@ -113,6 +118,26 @@ def test_a_plan_and_the_segments_worked_out_in_another_process_are_the_ones_work
     name, inputs, compute, remote = _kept_summaries(engine, workspace, frames)
     assert remote is not None
     assert in_processes.look(name, inputs, compute, remote=remote).figure == segment_summaries(engine, workspace)
+
+
+def test_the_home_pages_sent_emails_and_growth_worked_out_in_another_process_are_the_ones_worked_out_here(
+    engine: Engine, workspace: Workspace, in_processes: Kept
+) -> None:
+    """During a send the ledger changes all the time: the home page's counts are worked out in the kept
+    figures' process, and they are the ones worked out here."""
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    store(engine, LEDGER, set(), random.Random(0))
+    name, inputs, compute, remote = home._kept_sent(engine, workspace)
+    assert remote is not None
+    elsewhere = in_processes.look(name, inputs, compute, remote=remote).figure
+    assert elsewhere is not None and int(elsewhere["emails"].sum()) > 0
+    pd.testing.assert_frame_equal(elsewhere, home.sent_emails(engine, workspace))
+
+    today = date(2026, 12, 7)
+    name, inputs, compute, remote = home._kept_growth(engine, workspace, today)
+    assert remote is not None
+    grown = in_processes.look(name, inputs, compute, remote=remote).figure
+    assert grown == home.growth(engine, workspace, today)
 
 
 def test_the_web_app_allows_processes_from_its_start_to_its_end(

@@ -174,31 +174,45 @@ def sent_emails(engine: Engine, workspace: Workspace, *, frames: FrameCache | No
     emails changing status during a send. Shared: read-only."""
     if frames is None:
         return _sent_now(engine, workspace)
-    return KEPT.get(*_kept_sent(engine, workspace))[0]
+    name, inputs, compute, remote = _kept_sent(engine, workspace)
+    return KEPT.get(name, inputs, compute, remote=remote)[0]
 
 
 def sent_emails_shown(engine: Engine, workspace: Workspace) -> Shown[pd.DataFrame]:
     """`sent_emails` as the web app's pages show it (`kept.Kept.look`): never waited for; the kept figures
     (`updating` while they are counted again after a change), or none yet (`ready` False)."""
-    return KEPT.look(*_kept_sent(engine, workspace))
+    name, inputs, compute, remote = _kept_sent(engine, workspace)
+    return KEPT.look(name, inputs, compute, remote=remote)
 
 
 def sent_emails_ready(engine: Engine, workspace: Workspace) -> Shown[pd.DataFrame]:
     """`sent_emails` as the web app keeps it, waited for only when none was ever counted (`kept.Kept.ready`):
     the Reports page, which the web app warms as it starts."""
-    return KEPT.ready(*_kept_sent(engine, workspace))
+    name, inputs, compute, remote = _kept_sent(engine, workspace)
+    return KEPT.ready(name, inputs, compute, remote=remote)
 
 
 def _kept_sent(
     engine: Engine, workspace: Workspace
-) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], pd.DataFrame]]:
-    """(name, inputs, compute) of the kept sent emails."""
+) -> tuple[tuple[str, ...], tuple[object, ...], Callable[[], pd.DataFrame], Remote | None]:
+    """(name, inputs, compute, remote) of the kept sent emails. Counted in the kept figures' process while
+    there is one (`sent_elsewhere`): during a send the ledger changes all the time, and reading the counts
+    into pandas after each change held the pages' interpreter."""
     with engine.connect() as conn:
         newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
         heard = conn.execute(select(func.max(events.c.id))).scalar()
         booked = conn.execute(select(func.count()).select_from(appointments)).scalar()
     inputs = (workspace_marks(workspace), clinic_today(workspace), newest, heard, booked)
-    return ("sent emails", str(workspace.root), str(engine.url)), inputs, lambda: _sent_now(engine, workspace)
+    where = Where.of(engine, workspace)
+    remote = Remote(sent_elsewhere, (where,)) if where is not None else None
+    name = ("sent emails", str(workspace.root), str(engine.url))
+    return name, inputs, lambda: _sent_now(engine, workspace), remote
+
+
+def sent_elsewhere(where: Where) -> pd.DataFrame:
+    """The sent emails' counts (`_sent_now`), in the kept figures' process (`kept.Remote`), from its own engine."""
+    engine, workspace, _ = opened(where)
+    return _sent_now(engine, workspace)
 
 
 def _sent_now(engine: Engine, workspace: Workspace) -> pd.DataFrame:
@@ -492,22 +506,34 @@ def growth(engine: Engine, workspace: Workspace, today: date, *, frames: FrameCa
     (`readmodels.kept`) and counted again at once when the audience's fingerprint changes."""
     if frames is None:
         return _growth_now(engine, workspace, today)
-    return KEPT.get(*_kept_growth(engine, workspace, today))[0]
+    name, inputs, compute, remote = _kept_growth(engine, workspace, today)
+    return KEPT.get(name, inputs, compute, remote=remote)[0]
 
 
 def growth_shown(engine: Engine, workspace: Workspace, today: date) -> Shown[Growth]:
     """`growth` as the web app's pages show it (`kept.Kept.look`): never waited for (`ready` False the
     first time; `updating` while it is counted again after a change)."""
-    return KEPT.look(*_kept_growth(engine, workspace, today))
+    name, inputs, compute, remote = _kept_growth(engine, workspace, today)
+    return KEPT.look(name, inputs, compute, remote=remote)
 
 
 def _kept_growth(
     engine: Engine, workspace: Workspace, today: date
-) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], Growth]]:
+) -> tuple[tuple[object, ...], tuple[object, ...], Callable[[], Growth], Remote | None]:
+    """(name, inputs, compute, remote) of the kept growth, counted in the kept figures' process while there
+    is one (`growth_elsewhere`)."""
     with engine.connect() as conn:
         inputs = (fingerprint(conn), workspace_marks(workspace))
     name = ("growth", str(workspace.root), str(engine.url), today)
-    return name, inputs, lambda: _growth_now(engine, workspace, today)
+    where = Where.of(engine, workspace)
+    remote = Remote(growth_elsewhere, (where, today)) if where is not None else None
+    return name, inputs, lambda: _growth_now(engine, workspace, today), remote
+
+
+def growth_elsewhere(where: Where, today: date) -> Growth:
+    """`_growth_now` in the kept figures' process (`kept.Remote`), from its own engine."""
+    engine, workspace, _ = opened(where)
+    return _growth_now(engine, workspace, today)
 
 
 def _growth_now(engine: Engine, workspace: Workspace, today: date) -> Growth:

@@ -17,6 +17,7 @@ relative or absolute. A hidden import is still a dependency a reader has to foll
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import re
 from collections.abc import Iterator
@@ -102,7 +103,10 @@ def _relative(path: Path) -> str:
 
 
 @cache
+@functools.cache
 def _tree(path: Path) -> ast.Module:
+    """The module's syntax tree, parsed once per test process (every test here walks every module; none
+    changes a tree)."""
     return ast.parse(path.read_text(encoding="utf-8"))
 
 

@@ -256,8 +256,9 @@ def test_the_ledger_counted_in_ranges_gives_the_counts_of_one_statement(engine: 
 def test_the_ranges_of_the_ledger_are_counted_at_the_same_time_on_sqlite(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every range's statement is running before any of them finishes: each waits at a barrier that only
-    opens when all `parts` have reached it (a count that waited for the others first would never open it)."""
+    """With a thread per range, every range's statement is running before any of them finishes: each waits at
+    a barrier that only opens when all `parts` have reached it (a count that waited for the others first would
+    never open it)."""
     assert engine.dialect.name == "sqlite"
     store(engine, [Email(person, "spring", True, -24.0, "delivered", ()) for person in (1, 2, 3, 4)], [])
     parts = 3
@@ -271,8 +272,31 @@ def test_the_ranges_of_the_ledger_are_counted_at_the_same_time_on_sqlite(
     monkeypatch.setattr(sql, "email_groups", counted_together)
     with engine.connect() as conn:
         offsets = utc_offsets(ZONE, at(-48), at(48))
-        split = sql.count_groups(conn, offsets, parts)
+        split = sql.count_groups(conn, offsets, parts, threads=parts)
     assert int(split["emails"].sum()) == 4
+
+
+@pytest.mark.database_independent  # the threads' sharing of the ranges: no database's work
+def test_a_thread_that_finishes_its_range_takes_the_next_while_another_is_still_busy(engine: Engine) -> None:
+    """Ranges of unequal work (a ledger's sent emails are its older rows) are shared out: while this thread is
+    held on the first range, the other thread works every other range, each exactly once, and the results
+    come back in the ranges' order."""
+    ranges = [(n * 10, n * 10 + 9) for n in range(6)]
+    others_done = threading.Event()
+    worked: list[tuple[int, int]] = []
+
+    def work(conn: Any, ids: tuple[int, int]) -> int:
+        if ids == ranges[0]:
+            assert others_done.wait(60), f"the other thread took only {worked} while this one was busy"
+        worked.append(ids)
+        if len(worked) == len(ranges) - 1:  # every range but the first, all by the other thread
+            others_done.set()
+        return ids[0]
+
+    with engine.connect() as conn:
+        found = sql._in_ranges(conn, ranges, work, threads=2)
+    assert found == [low for low, _ in ranges]
+    assert sorted(worked) == ranges and worked[-1] == ranges[0]
 
 
 @pytest.mark.parametrize("parts", [2, 3, 7])

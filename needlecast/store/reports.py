@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pandas as pd
 from sqlalchemy import Connection, func, select
@@ -290,20 +291,24 @@ def email_groups(
 T = TypeVar("T")
 
 PART_ROWS = 250_000  # SQLite: a ledger of fewer rows is counted in one statement
-MAX_PARTS = 4
+MAX_PARTS = 4  # threads at most (one per core)
+SLICES = 4  # ranges per thread: see `_in_ranges`
+
+
+def _threads() -> int:
+    return min(os.cpu_count() or 1, MAX_PARTS)
 
 
 def _id_ranges(conn: Connection, parts: int = 0) -> list[tuple[int, int]]:
-    """SQLite: the ledger's ids cut into `parts` ranges (default: one per core, at most MAX_PARTS, when the
-    ledger has PART_ROWS ids or more); empty when it is one statement's work (a small or in-memory ledger,
-    PostgreSQL)."""
+    """SQLite: the ledger's ids cut into `parts` ranges (default: SLICES per thread, when the ledger has
+    PART_ROWS ids or more); empty when it is one statement's work (a small or in-memory ledger, PostgreSQL)."""
     if not is_sqlite(conn) or conn.engine.url.database in (None, "", ":memory:"):
         return []
     low, high = conn.exec_driver_sql("SELECT min(id), max(id) FROM deliveries").one()
     if low is None:
         return []
     if not parts:
-        parts = min(os.cpu_count() or 1, MAX_PARTS) if high - low + 1 >= PART_ROWS else 1
+        parts = _threads() * SLICES if high - low + 1 >= PART_ROWS else 1
     if parts <= 1:
         return []
     step = (high - low) // parts + 1
@@ -311,30 +316,56 @@ def _id_ranges(conn: Connection, parts: int = 0) -> list[tuple[int, int]]:
 
 
 def _in_ranges(
-    conn: Connection, ranges: Sequence[tuple[int, int]], work: Callable[[Connection, tuple[int, int]], T]
+    conn: Connection,
+    ranges: Sequence[tuple[int, int]],
+    work: Callable[[Connection, tuple[int, int]], T],
+    threads: int = 0,
 ) -> list[T]:
-    """`work` done for each range at once: the first in this thread on `conn`, the others each by its own
-    connection in its own thread (sqlite3 lets go of the GIL while a statement runs)."""
+    """`work` done for every range, in order, by `threads` threads at once (default: one per core, at most
+    MAX_PARTS): this one on `conn`, the others each on its own connection (sqlite3 lets go of the GIL while a
+    statement runs). A thread that finishes a range takes the next one not yet taken, so that ranges of
+    unequal work share it out: a ledger's sent emails are its older rows, and with one range per thread the
+    first thread counted all of them while the second found its range still queued (the same wall time as
+    one thread)."""
+    threads = max(1, min(len(ranges), threads or _threads()))
+    found: list[T | None] = [None] * len(ranges)
+    untaken = iter(range(len(ranges)))
+    lock = threading.Lock()
 
-    def done(ids: tuple[int, int]) -> T:
+    def take(own: Connection) -> None:
+        while True:
+            with lock:
+                index = next(untaken, None)
+            if index is None:
+                return
+            found[index] = work(own, ranges[index])
+
+    def elsewhere() -> None:
         with conn.engine.connect() as own:
-            return work(own, ids)
+            take(own)
 
-    with ThreadPoolExecutor(len(ranges) - 1) as pool:
-        others = [pool.submit(done, ids) for ids in ranges[1:]]  # started first: they run while this thread
-        mine = work(conn, ranges[0])  # works on its own range (waiting for them first made it serial)
-        return [mine, *(other.result() for other in others)]
+    if threads == 1:
+        take(conn)
+    else:
+        with ThreadPoolExecutor(threads - 1) as pool:
+            others = [pool.submit(elsewhere) for _ in range(threads - 1)]  # started first: they run while
+            take(conn)  # this thread works too (waiting for them first made it serial)
+            for other in others:
+                other.result()
+    return cast("list[T]", found)  # every range was worked: none is left None
 
 
-def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0) -> pd.DataFrame:
+def count_groups(
+    conn: Connection, offsets: Sequence[tuple[int, int]], parts: int = 0, threads: int = 0
+) -> pd.DataFrame:
     """`email_groups` of the whole ledger. SQLite runs in this process, each statement on one core: a large
-    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (`_id_ranges`) at once (`_in_ranges`),
-    and each group's counts summed over the ranges: every email is in one range, so the counts are those of
-    one statement. PostgreSQL counts in one statement, in its server process."""
+    ledger (PART_ROWS or more ids) is counted in `parts` ranges of ids (`_id_ranges`) by `threads` threads at
+    once (`_in_ranges`), and each group's counts summed over the ranges: every email is in one range, so the
+    counts are those of one statement. PostgreSQL counts in one statement, in its server process."""
     ranges = _id_ranges(conn, parts)
     if not ranges:
         return email_groups(conn, offsets)
-    frames = _in_ranges(conn, ranges, lambda own, ids: email_groups(own, offsets, ids))
+    frames = _in_ranges(conn, ranges, lambda own, ids: email_groups(own, offsets, ids), threads)
     found = [frame for frame in frames if not frame.empty]
     if len(found) <= 1:
         return found[0] if found else frames[0]
@@ -342,10 +373,10 @@ def count_groups(conn: Connection, offsets: Sequence[tuple[int, int]], parts: in
     return summed.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
-def sent_bounds(conn: Connection, parts: int = 0) -> tuple[datetime | None, datetime | None]:
+def sent_bounds(conn: Connection, parts: int = 0, threads: int = 0) -> tuple[datetime | None, datetime | None]:
     """The first and last sending of the ledger's sent emails (timezone-aware UTC), None when none was sent.
     No index holds the sending times (the send changes them), so the ledger is read: on SQLite a large one in
-    ranges at once, as `count_groups` counts it (`parts` as there)."""
+    ranges at once, as `count_groups` counts it (`parts` and `threads` as there)."""
 
     def bounds(own: Connection, ids: tuple[int, int] | None) -> tuple[datetime | None, datetime | None]:
         query = select(func.min(deliveries.c.sent_at), func.max(deliveries.c.sent_at)).where(
@@ -359,7 +390,7 @@ def sent_bounds(conn: Connection, parts: int = 0) -> tuple[datetime | None, date
     ranges = _id_ranges(conn, parts)
     if not ranges:
         return bounds(conn, None)
-    found = _in_ranges(conn, ranges, bounds)
+    found = _in_ranges(conn, ranges, bounds, threads)
     firsts = [first for first, _ in found if first is not None]
     lasts = [last for _, last in found if last is not None]
     return (min(firsts) if firsts else None), (max(lasts) if lasts else None)

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert
 
+from needlecast.reports import groups
 from needlecast.reports.groups import utc_offsets
 from needlecast.statistics.attribution import attribute
 from needlecast.statistics.engagement import conversion_events, delivery_flags, ledger_and_events
@@ -173,8 +174,7 @@ def store(engine: Engine, generated: list[Email], booked: list[Booking]) -> None
 def credited_both_ways(engine: Engine, window_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(in SQL, in pandas): per credited booking, its email, group, day and fate."""
     with engine.connect() as conn:
-        first, last = sql.sent_bounds(conn)
-        offsets = utc_offsets(ZONE, first, last) if first and last else []
+        offsets = groups._counted(conn, ZONE)[0]  # as the comparison works them out
         found = sql.credited_emails(conn, offsets, ("booked",), window_days)
     ledger, stored = ledger_and_events(engine, None, None)
     flags = delivery_flags(ledger, stored)
@@ -300,8 +300,9 @@ def test_a_thread_that_finishes_its_range_takes_the_next_while_another_is_still_
 
 
 @pytest.mark.parametrize("parts", [2, 3, 7])
-def test_the_first_and_last_sending_read_in_ranges_are_those_of_one_statement(engine: Engine, parts: int) -> None:
-    """`sent_bounds` on SQLite reads a large ledger in ranges at once (PostgreSQL in one statement)."""
+def test_the_first_and_last_sending_counted_in_ranges_are_those_of_one_statement(engine: Engine, parts: int) -> None:
+    """Every group's first and last sending, which prove that the clinic's offsets covered every email: the same
+    whether the ledger is counted in ranges (SQLite) or in one statement."""
     store(
         engine,
         [
@@ -317,7 +318,48 @@ def test_the_first_and_last_sending_read_in_ranges_are_those_of_one_statement(en
         [],
     )
     with engine.connect() as conn:
-        assert sql.sent_bounds(conn, parts) == sql.sent_bounds(conn, 1) == (at(-30), at(40))
+        offsets = utc_offsets(ZONE, at(-48), at(48))
+        for counted in (sql.count_groups(conn, offsets, parts), sql.count_groups(conn, offsets, 1)):
+            assert (counted["first_sent"].min(), counted["last_sent"].max()) == (at(-30), at(40))
+            spring = counted[counted["campaign_id"] == "spring"]
+            assert (spring["first_sent"].min(), spring["last_sent"].max()) == (at(-30), at(5))
+        assert sql.likely_sent_bounds(conn) == (at(-30), at(1))  # the first and last sent rows by id
+
+
+def test_an_email_sent_long_before_the_first_sent_row_is_counted_again_on_its_own_local_day(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offsets are worked out over a span from `EARLIER` before the first sent row by id (here in summer:
+    London an hour ahead); an email sent long before it, in winter at 23:30 UTC (the same day in London), lies
+    outside: the counting's own first sending shows it, and the ledger is counted again with the offsets of the
+    true span, so that every email counts on its day on the clinic's clock (with the summer offset it would
+    have counted on the next day)."""
+    summer = at(24 * 120)  # 25 July 2026, 23:30 UTC: 26 July in London
+    winter = datetime(2024, 1, 15, 23, 30, tzinfo=UTC)  # 15 January 2024 in London
+    moments = [summer, winter, summer + timedelta(hours=1)]  # in the ledger's order: the first is not the first sent
+    assert winter < summer - groups.EARLIER - timedelta(days=1)
+    store(
+        engine,
+        [
+            Email(person, "spring", True, (moment - BASE) / timedelta(hours=1), "delivered", ())
+            for person, moment in enumerate(moments, start=1)
+        ],
+        [],
+    )
+    counting, counted = sql.count_groups, []
+
+    def count_groups(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        counted.append(args[1])
+        return counting(*args, **kwargs)
+
+    monkeypatch.setattr(sql, "count_groups", count_groups)
+    found = groups.email_groups(engine, None, ZONE)
+    assert len(counted) == 2 and counted[1][0][0] < winter.timestamp()  # counted again over the true span
+    assert found.groupby("day")["emails"].sum().to_dict() == {
+        pd.Timestamp("2024-01-15"): 1,
+        pd.Timestamp("2026-07-26"): 2,
+    }
+    assert "first_sent" not in found.columns and "last_sent" not in found.columns
 
 
 def test_an_email_sent_a_moment_either_side_of_a_clock_change_at_midnight_counts_on_its_own_local_day(

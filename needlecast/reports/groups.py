@@ -16,7 +16,7 @@ credited to an email sent to its person), and hands back one row per credited bo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -29,6 +29,8 @@ from needlecast.store import reports as sql
 KEYS = ["campaign_id", "step_id", "segment", "variant", "day"]
 CREDIT = ["conversions", "converted", "delivered_converted"]
 STEP = 6 * 3600  # zones change their offset at most twice a year, never twice within six hours
+EARLIER = timedelta(days=400)  # the span of offsets begins this long before the first sent row's sending
+DAY = timedelta(days=1)
 
 
 def _offset(zone: ZoneInfo, second: int) -> int:
@@ -77,15 +79,35 @@ def credited_groups(conn: Connection, rules: AttributionSettings, offsets: Seque
     return flags.groupby(KEYS, as_index=False)[[*CREDIT, *values]].sum()
 
 
+def _counted(conn: Connection, time_zone: str) -> tuple[list[tuple[int, int]], pd.DataFrame]:
+    """The clinic's offsets over every sending, and every sent email counted by group with them. No index holds
+    the sending times (a send changes them), and reading the whole ledger for its first and last sending cost
+    as much as a fifth of the counting: the offsets are worked out over a span around the sendings of the
+    first and last sent rows by id instead (`store.reports.likely_sent_bounds`: `EARLIER` before the first, up
+    to now or the last, whichever is later), and the counting's own first and last sending (`SENDINGS`)
+    prove that they covered every email; when one lies outside (a row queued long before it was sent, say),
+    the offsets are worked out over the true span and the ledger is counted again."""
+    first, last = sql.likely_sent_bounds(conn)
+    if first is None or last is None:
+        return [], sql.count_groups(conn, []).drop(columns=list(sql.SENDINGS))
+    start, end = first - EARLIER, max(last, datetime.now(UTC))
+    offsets = utc_offsets(time_zone, start, end)
+    counted = sql.count_groups(conn, offsets)
+    seen_first, seen_last = counted["first_sent"].min(), counted["last_sent"].max()
+    # `utc_offsets` covers a day either side of the span it is given.
+    if not pd.isna(seen_first) and (seen_first < start - DAY or seen_last > end + DAY):
+        offsets = utc_offsets(time_zone, seen_first.to_pydatetime(), seen_last.to_pydatetime())
+        counted = sql.count_groups(conn, offsets)
+    return offsets, counted.drop(columns=list(sql.SENDINGS))
+
+
 def email_groups(
     engine: Engine, attribution: AttributionSettings | None = None, time_zone: str = "UTC"
 ) -> pd.DataFrame:
     """See the module contract."""
     rules = attribution or AttributionSettings()
     with engine.connect() as conn:
-        first, last = sql.sent_bounds(conn)
-        offsets = utc_offsets(time_zone, first, last) if first and last else []
-        counted = sql.count_groups(conn, offsets)
+        offsets, counted = _counted(conn, time_zone)
         credited = credited_groups(conn, rules, offsets)
     days = (
         pd.to_datetime(counted["day"].astype("float64"), unit="D")  # NaT: a sent email without its time

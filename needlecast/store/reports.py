@@ -15,7 +15,9 @@ one row per email and moves a few hundred rows. The property tests (`tests/test_
 `tests/test_email_summaries.py`) hold the two to the same independent count on both databases, whatever
 order the events came in; a change to one is a change to the other.
 
-`sent_bounds(conn)` gives the first and last sending (None, None when nothing was sent), to build `offsets`.
+Each row also has `first_sent` and `last_sent` (`SENDINGS`): its emails' first and last sending, timezone-aware
+UTC, so that the caller can check that `offsets` covered them. `likely_sent_bounds(conn)` gives the sendings of
+the first and last sent row by id (None, None when nothing was sent), from which `offsets` are built.
 `credited_emails(conn, offsets, types, window_days)` attributes every conversion (the contact events of `types`)
 in the database, by the rules of `statistics.attribution.attribute` ("last click" within `window_days` before
 it, else "last delivered": the last email sent to the person within the window whose fate is not a bounce or a
@@ -37,7 +39,7 @@ from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from needlecast.store.driver import ids_in, ids_value, is_sqlite
 from needlecast.store.schema import deliveries
@@ -72,6 +74,7 @@ COUNTS = (
     "opens",
     "clicks",
 )
+SENDINGS = ("first_sent", "last_sent")  # each group's first and last sending (what the offsets must cover)
 
 
 def _sqlite_micros(column: str) -> str:
@@ -164,13 +167,15 @@ def email_groups_sql(sqlite: bool, offsets: Sequence[tuple[int, int]], ids: tupl
                sum(CASE WHEN (m & 64) <> 0 THEN 1 ELSE 0 END) AS unsubscribed,
                sum(CASE WHEN (m & 128) <> 0 THEN 1 ELSE 0 END) AS complained,
                sum(opens) AS opens,
-               sum(clicks) AS clicks
+               sum(clicks) AS clicks,
+               min(sent_at) AS first_sent,
+               max(sent_at) AS last_sent
         FROM (
             SELECT y.*, CASE WHEN b = 0 AND ((m & 8) <> 0 OR outcome = 'dropped') THEN 1 ELSE 0 END AS dr
             FROM (
                 SELECT x.*, CASE WHEN (m & 6) <> 0 OR outcome = 'bounced' THEN 1 ELSE 0 END AS b
                 FROM (
-                    SELECT d.campaign_id, d.step_id, d.segment, d.variant, d.outcome,
+                    SELECT d.campaign_id, d.step_id, d.segment, d.variant, d.outcome, d.sent_at,
                            {_local_day(sqlite, offsets)} AS day,
                            COALESCE(e.seen, 0) AS m,
                            COALESCE(e.opens, 0) AS opens,
@@ -282,10 +287,18 @@ def email_groups(
     frame = pd.DataFrame(result.cursor.fetchall(), columns=list(result.keys()))
     if frame.empty:
         return pd.DataFrame(
-            {key: pd.Series(dtype="object") for key in KEYS} | {c: pd.Series(dtype="int64") for c in COUNTS}
+            {key: pd.Series(dtype="object") for key in KEYS}
+            | {c: pd.Series(dtype="int64") for c in COUNTS}
+            | {c: pd.Series(dtype="datetime64[us, UTC]") for c in SENDINGS}
         )
     # `day` is NULL for a sent email without its sending time (none should be; it is counted, on no day).
-    return frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
+    frame = frame.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
+    return frame.assign(**{c: _utc_times(frame[c]) for c in SENDINGS})
+
+
+def _utc_times(stored: pd.Series) -> pd.Series:
+    """Stored times (SQLite's text, PostgreSQL's naive UTC datetimes) as timezone-aware UTC, to the microsecond."""
+    return pd.to_datetime(stored, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
 
 
 T = TypeVar("T")
@@ -369,31 +382,26 @@ def count_groups(
     found = [frame for frame in frames if not frame.empty]
     if len(found) <= 1:
         return found[0] if found else frames[0]
-    summed = pd.concat(found, ignore_index=True).groupby(list(KEYS), dropna=False, as_index=False)[list(COUNTS)].sum()
+    grouped = pd.concat(found, ignore_index=True).groupby(list(KEYS), dropna=False, as_index=False)
+    summed = grouped.agg({**dict.fromkeys(COUNTS, "sum"), "first_sent": "min", "last_sent": "max"})
     return summed.astype({"day": "float64", **dict.fromkeys(COUNTS, "int64")})
 
 
-def sent_bounds(conn: Connection, parts: int = 0, threads: int = 0) -> tuple[datetime | None, datetime | None]:
-    """The first and last sending of the ledger's sent emails (timezone-aware UTC), None when none was sent.
-    No index holds the sending times (the send changes them), so the ledger is read: on SQLite a large one in
-    ranges at once, as `count_groups` counts it (`parts` and `threads` as there)."""
+def likely_sent_bounds(conn: Connection) -> tuple[datetime | None, datetime | None]:
+    """The sendings of the first and the last sent email by ledger id (timezone-aware UTC; None, None when none
+    was sent): where the ledger's sendings most likely begin and end, found without reading it (the primary
+    key's order, from either end, to the first sent row). Not their bounds: a row queued early can be sent
+    late. `reports.groups` widens them, works the clinic's offsets out over that span, and checks it against
+    the first and last sending that the counting itself finds (`SENDINGS`), counting again in the rare case
+    that one lies outside."""
 
-    def bounds(own: Connection, ids: tuple[int, int] | None) -> tuple[datetime | None, datetime | None]:
-        query = select(func.min(deliveries.c.sent_at), func.max(deliveries.c.sent_at)).where(
-            deliveries.c.status == "sent"
-        )
-        if ids is not None:
-            query = query.where(deliveries.c.id.between(*ids))
-        first, last = own.execute(query).one()
-        return first, last
+    def sending(newest: bool) -> datetime | None:
+        order = deliveries.c.id.desc() if newest else deliveries.c.id
+        query = select(deliveries.c.sent_at).where(deliveries.c.status == "sent", deliveries.c.sent_at.is_not(None))
+        found: datetime | None = conn.execute(query.order_by(order).limit(1)).scalar()
+        return found
 
-    ranges = _id_ranges(conn, parts)
-    if not ranges:
-        return bounds(conn, None)
-    found = _in_ranges(conn, ranges, bounds, threads)
-    firsts = [first for first, _ in found if first is not None]
-    lasts = [last for _, last in found if last is not None]
-    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+    return sending(False), sending(True)
 
 
 def events_of(conn: Connection, ids: Sequence[int]) -> pd.DataFrame:

@@ -6,7 +6,8 @@
 A synthetic audience is imported, the web app (console, API, tracking) runs under uvicorn in this process, and
 a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page
 with its plan, the reports list, the audiences with every segment's size, one segment's page, a contact's
-profile, the contact list, the list searched by name and the list filtered by concern and consent) is
+profile, the contact list, the list searched by name and the list filtered by concern and consent, a
+segment's form, the campaign's report, the cohorts and revenue, the content library and the emails) is
 fetched `--idle-rounds` times while nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
@@ -130,6 +131,11 @@ def main() -> None:
                     "contacts_search": "POST /console/contacts",
                     "contacts_filter": "/console/contacts?concern=acne&consent=marketing",
                     "segment": "/console/segments/acne",  # one segment: its size, exclusions, a page of members
+                    "segment_edit": "/console/segments/acne/edit",  # its form, with its size counted
+                    "report": "/console/reports/bench",  # the campaign's own report (its funnel, timeline...)
+                    "cohorts": "/console/reports/cohorts",  # lead cohorts and revenue over the audience
+                    "content": "/console/content",  # the articles and their sections' tags
+                    "templates": "/console/templates",  # the emails
                 }
 
                 # Views that showed a kept figure's placeholder (nothing worked out yet) or an older kept

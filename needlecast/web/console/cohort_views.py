@@ -12,7 +12,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from needlecast.errors import InvalidRequest, NotFound
-from needlecast.readmodels.cohorts import FILE_KINDS, CohortTables, cohort_by, cohort_tables, shown, write_file
+from needlecast.readmodels.cohorts import (
+    FILE_KINDS,
+    CohortTables,
+    cohort_by,
+    cohort_tables,
+    kept_cohort_tables,
+    shown,
+    write_file,
+)
 from needlecast.web.console.auth import Who, console_of, page
 
 MEDIA = {
@@ -37,21 +45,28 @@ def _check_the_grouping(request: Request, who: Who, problem: InvalidRequest) -> 
 
 @page("reports.view")
 def cohorts_page(request: Request, who: Who) -> Response:
-    """The cohort, revenue and attribution tables, grouped as `?by=` asks (source or concern)."""
+    """The cohort, revenue and attribution tables, grouped as `?by=` asks (source or concern), as the web app
+    keeps them (`kept_cohort_tables`: a placeholder while the first are worked out, then the kept ones with
+    when they were worked out)."""
     console = console_of(request)
     try:
-        data = _tables_of(request)
+        by = cohort_by(request.query_params.get("by"))
     except InvalidRequest as problem:
         return _check_the_grouping(request, who, problem)
+    kept = kept_cohort_tables(console.engine, console.workspace, by)
+    data = kept.figure
     return console.render(
         request,
         who,
         "cohorts.html",
         title="Cohorts and revenue",
-        tables={name: (heading, columns, rows) for name, heading, columns, rows in shown(data)},
-        by=data.by,
-        time_zone=data.time_zone,
+        pending=data is None,
+        tables={name: (heading, columns, rows) for name, heading, columns, rows in shown(data)} if data else {},
+        by=by,
+        time_zone=console.workspace.settings.clinic.time_zone,
         attribution=console.workspace.settings.attribution,
+        counted_at=kept.computed_at,
+        counts_updating=kept.updating,
     )
 
 

@@ -171,6 +171,25 @@ def test_the_cohorts_page_shows_a_placeholder_until_its_tables_are_worked_out_th
     assert 'id="table-cohorts"' in later and "; updating." in later and len(held.work) == 1
 
 
+def test_a_campaigns_report_shows_a_placeholder_until_it_is_worked_out_and_a_missing_one_is_404_at_once(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign's report reads every email and event of the campaign: kept, never worked out while a page
+    waits; a campaign the workspace does not define is a 404 at once, nothing kept for it."""
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    analyst = console.login("analyst")
+    waiting = analyst.get("/console/reports/spring-guide")
+    assert waiting.status_code == 200
+    assert "Counting this campaign&#39;s emails and what each one earned… This page updates" in waiting.text
+    assert WORKING in waiting.text and 'id="chart-funnel"' not in waiting.text and "report.csv" in waiting.text
+    assert analyst.get("/console/reports/no-such-campaign").status_code == 404
+    assert len(held.work) == 1
+    held.run()
+    shown = analyst.get("/console/reports/spring-guide").text
+    assert WORKING not in shown and "Figures as of <time" in shown and 'id="t-' in shown
+
+
 @pytest.mark.skipif(chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_the_pages_own_script_puts_the_plan_in_place_when_it_is_worked_out(
     browser: Any, console: ConsoleSite, monkeypatch: pytest.MonkeyPatch

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +26,9 @@ from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.importer import import_file
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
+from needlecast.readmodels import cohorts as cohorts_read
 from needlecast.readmodels import home, kept
+from needlecast.readmodels import reports as reports_read
 from needlecast.readmodels.elsewhere import Where, process_id
 from needlecast.readmodels.kept import KEPT, Kept, Remote, run_inline
 from needlecast.readmodels.plans import _kept_plan, plan_preview
@@ -138,6 +140,25 @@ def test_the_home_pages_sent_emails_and_growth_worked_out_in_another_process_are
     assert remote is not None
     grown = in_processes.look(name, inputs, compute, remote=remote).figure
     assert grown == home.growth(engine, workspace, today)
+
+
+def test_a_campaigns_report_and_the_cohorts_worked_out_in_another_process_are_the_ones_worked_out_here(
+    engine: Engine, workspace: Workspace, in_processes: Kept
+) -> None:
+    import_file(engine, workspace.audiences_dir / "sample.csv", load_vocabulary_for(workspace))
+    store(engine, LEDGER, set(), random.Random(0))
+    where = Where.of(engine, workspace)
+    assert where is not None
+    report = Remote(reports_read.report_elsewhere, (where, "spring-guide"))
+    elsewhere = in_processes.look(("report",), 1, os.getpid, remote=report).figure
+    here = reports_read.report_page(reports_read.campaign_report(engine, workspace, "spring-guide"))
+    assert elsewhere == here and here.tables
+    cohorts = Remote(cohorts_read.cohorts_elsewhere, (where, "source"))
+    tables = in_processes.look(("cohorts",), 1, os.getpid, remote=cohorts).figure
+    assert tables is not None
+    here_tables = cohorts_read.cohort_tables(engine, workspace, "source", datetime.now(UTC))
+    pd.testing.assert_frame_equal(tables.cohorts, here_tables.cohorts)
+    pd.testing.assert_frame_equal(tables.revenue, here_tables.revenue)
 
 
 def test_the_web_app_allows_processes_from_its_start_to_its_end(

@@ -13,8 +13,8 @@ from needlecast.readmodels.reports import (
     campaign_comparison,
     campaign_report,
     kept_comparison,
+    kept_report_page,
     report_file,
-    report_page,
 )
 from needlecast.web.console.auth import Who, console_of, page
 from needlecast.web.console.compare_page import DOWNLOADS, compare_filters, compare_page
@@ -78,17 +78,21 @@ def dashboard(request: Request, who: Who) -> Response:
     """One campaign's send report (`readmodels.reports.report_page`): health, charts and every table."""
     console = console_of(request)
     campaign_id = request.path_params["campaign"]
-    shown = report_page(campaign_report(console.engine, console.workspace, campaign_id))
+    kept = kept_report_page(console.engine, console.workspace, campaign_id)
+    shown = kept.figure
     return console.render(
         request,
         who,
         "report.html",
         title=f"Send report: {campaign_id}",
         campaign_id=campaign_id,
-        tables=shown.tables,
-        health=shown.health,
-        funnel_chart=shown.funnel_chart,
-        timeline_chart=shown.timeline_chart,
+        pending=shown is None,
+        tables=shown.tables if shown else [],
+        health=shown.health if shown else [],
+        funnel_chart=shown.funnel_chart if shown else None,
+        timeline_chart=shown.timeline_chart if shown else None,
+        counted_at=kept.computed_at,
+        counts_updating=kept.updating,
     )
 
 

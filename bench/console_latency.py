@@ -7,7 +7,9 @@ A synthetic audience is imported, the web app (console, API, tracking) runs unde
 a marketer logs in over HTTP. Each page of a round (the home page, the campaign list, the campaign's page
 with its plan, the reports list, the audiences with every segment's size, one segment's page, a contact's
 profile, the contact list, the list searched by name and the list filtered by concern and consent, a
-segment's form, the campaign's report, the cohorts and revenue, the content library and the emails) is
+segment's form, the campaign's report, the cohorts and revenue, the content library, the emails, one email,
+the campaign's preview and form, the forms of a new campaign and a new segment, and the confirmation of
+"Send now", whose counts are exact at the moment it is asked) is
 fetched `--idle-rounds` times while nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
@@ -136,6 +138,12 @@ def main() -> None:
                     "cohorts": "/console/reports/cohorts",  # lead cohorts and revenue over the audience
                     "content": "/console/content",  # the articles and their sections' tags
                     "templates": "/console/templates",  # the emails
+                    "template": "/console/templates/emails/broadcast",  # one email's source and preview
+                    "preview": "/console/campaigns/bench/preview",  # the campaign's emails as people get them
+                    "edit": "/console/campaigns/bench/edit",  # the campaign's form
+                    "new_campaign": "/console/campaigns/new",
+                    "new_segment": "/console/segments/new",
+                    "confirm": "/console/campaigns/bench/confirm/send-now",  # who it reaches, counted as asked
                 }
 
                 # Views that showed a kept figure's placeholder (nothing worked out yet) or an older kept

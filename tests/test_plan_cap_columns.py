@@ -1,5 +1,6 @@
 """The frequency cap counted column-wise (`plan.rules.apply_cap`) decides exactly as the row-by-row rule it
-replaced: the same emails skipped with the same reasons, the same emails moved to the same moments."""
+replaced: the same emails skipped with the same reasons, the same emails moved to the same moments; and the
+ledger's people tested all at once (`plan.rules.LedgerKeys`) as the set of pairs it replaced."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +17,7 @@ from needlecast.campaign.plan.rules import (
     EXCLUDED_CAPPED,
     SKIPPED_CAP_DAY,
     SKIPPED_CAP_WEEK,
+    LedgerKeys,
     apply_cap,
 )
 from needlecast.config import ScheduleSettings
@@ -87,3 +90,20 @@ def test_the_cap_counted_by_columns_decides_as_row_by_row(seed: int, defer: bool
     pd.testing.assert_frame_equal(found, expected)
     assert (excluded, deferred) == (expected_excluded, expected_deferred)
     assert emails["status"].eq("queued").all()  # the frame given is not changed in place
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_ledgers_people_tested_at_once_are_the_pairs_a_set_holds(seed: int) -> None:
+    """`LedgerKeys.holds` (the plan's "already in the ledger", tested all at once per step) gives, for every
+    email, what the set of (step, contact) pairs it replaced gives: the same step with another contact, the
+    same contact in another step, steps the ledger does not have."""
+    rng = random.Random(seed)
+    known = {(rng.choice(["guide", "reminder"]), rng.randrange(60)) for _ in range(rng.randrange(1, 80))}
+    keys = LedgerKeys(
+        {step: np.array(sorted(c for s, c in known if s == step), dtype="int64") for step in {s for s, _ in known}}
+    )
+    steps = pd.Series([rng.choice(["guide", "reminder", "other"]) for _ in range(200)])
+    contacts = pd.Series([rng.randrange(60) for _ in range(200)], dtype="int64")
+    wanted = [(s, int(c)) in known for s, c in zip(steps, contacts, strict=True)]
+    assert keys.holds(steps, contacts).tolist() == wanted
+    assert bool(keys) and not LedgerKeys() and not LedgerKeys({"guide": np.array([], dtype="int64")})

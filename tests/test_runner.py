@@ -18,7 +18,7 @@ from needlecast.audience.segments import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan import planner as planner_module
-from needlecast.campaign.plan.rules import load_ledger_view, plan_broadcast
+from needlecast.campaign.plan.rules import LedgerKeys, load_ledger_view, plan_broadcast
 from needlecast.campaign.send.runner import Runner, RunReport
 from needlecast.campaign.send.state import get_state
 from needlecast.config import Workspace, open_workspace
@@ -154,7 +154,7 @@ def test_a_broadcast_planned_part_by_part_enqueues_what_planning_the_whole_audie
             ctx,
             campaign,
             load_frame(conn, ctx.segments["all-leads"]),
-            set(),
+            LedgerKeys(),
             load_ledger_view(conn, "winter", NOW).history,
             NOW,
         )

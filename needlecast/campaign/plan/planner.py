@@ -25,7 +25,7 @@ from needlecast.audience.segments import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.sweeper import END_OF_JOURNEY, sweep_journey
-from needlecast.campaign.plan.rules import Plan, load_ledger_view, plan_broadcast
+from needlecast.campaign.plan.rules import LedgerKeys, Plan, load_ledger_view, plan_broadcast
 from needlecast.campaign.plan.send_time import engagement_for
 from needlecast.campaign.plan.winner import Decision, load_decisions
 from needlecast.campaign.send.report import RunReport
@@ -75,7 +75,7 @@ class Planner:
                 ctx,
                 campaign,
                 frame,
-                set(),
+                LedgerKeys(),  # the ledger's unique key skips them at enqueue (ON CONFLICT)
                 view.history,
                 now,
                 send_now=send_now,

@@ -228,7 +228,7 @@ def plan_broadcast(
     ctx: CampaignContext,
     campaign: Campaign,
     frame: pd.DataFrame,
-    ledger_keys: set[tuple[str, int]],
+    ledger_keys: LedgerKeys,
     history: pd.DataFrame,
     now: datetime,
     *,
@@ -294,7 +294,7 @@ def _finish(
     ctx: CampaignContext,
     plan: Plan,
     emails: pd.DataFrame,
-    ledger_keys: set[tuple[str, int]],
+    ledger_keys: LedgerKeys,
     history: pd.DataFrame,
     *,
     defer_cap: bool,
@@ -307,8 +307,7 @@ def _finish(
     plan.excluded[EXCLUDED_NO_VARIANT] += int(no_variant.sum())
     emails = emails[~no_variant]
     if ledger_keys:
-        already = [(s, c) in ledger_keys for s, c in zip(emails["step_id"], emails["contact_id"], strict=True)]
-        already_mask = pd.Series(already, index=emails.index, dtype=bool)
+        already_mask = pd.Series(ledger_keys.holds(emails["step_id"], emails["contact_id"]), index=emails.index)
         capped = 0
         if skipped:
             held = emails[already_mask]
@@ -352,7 +351,7 @@ def plan_sequence(
     campaign: Campaign,
     frame: pd.DataFrame,
     enrolled: pd.DataFrame,
-    ledger_keys: set[tuple[str, int]],
+    ledger_keys: LedgerKeys,
     history: pd.DataFrame,
     now: datetime,
     started_at: datetime,
@@ -482,12 +481,33 @@ def load_events(conn: Connection, types: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
+@dataclass(frozen=True)
+class LedgerKeys:
+    """The people a campaign's ledger already has a row for, per step: `by_step` maps a step's id to the
+    contact ids (an int64 array). `holds` tests a plan's emails against them all at once (a Python set of
+    200,000 pairs, filled row by row and tested row by row, took most of a plan's time during a send)."""
+
+    by_step: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(len(ids) for ids in self.by_step.values())
+
+    def holds(self, steps: pd.Series, contacts: pd.Series) -> np.ndarray:
+        """Per email (a step and a contact id, aligned), whether the ledger already has that pair."""
+        found = np.zeros(len(steps), dtype=bool)
+        ids = contacts.to_numpy(dtype="int64")
+        for step, known in self.by_step.items():
+            at = (steps == step).to_numpy()
+            found[at] = np.isin(ids[at], known)
+        return found
+
+
 @dataclass
 class LedgerView:
     """What the rules need from the store about one campaign (read by the planner and the preview)."""
 
     enrolled: pd.DataFrame  # contact_id, enrolled_at, exited_at
-    keys: set[tuple[str, int]]  # (step_id, contact_id) already in the ledger
+    keys: LedgerKeys  # (step_id, contact_id) already in the ledger
     history: pd.DataFrame  # contact_id, at: other campaigns' emails that count towards the cap
     started_at: datetime | None
     events: pd.DataFrame | None = None  # contact_id, type, occurred_at: the event types the campaign names
@@ -526,17 +546,18 @@ def load_ledger_view(
         ).all(),
         columns=["contact_id", "enrolled_at", "exited_at"],
     )
-    keys: set[tuple[str, int]] = set()
+    keys = LedgerKeys()
     skipped: dict[tuple[str, int], str] = {}
     if with_keys:
-        for step_id, contact_id, status, error in conn.execute(
-            select(deliveries.c.step_id, deliveries.c.contact_id, deliveries.c.status, deliveries.c.error).where(
-                deliveries.c.campaign_id == campaign_id
-            )
-        ):
-            keys.add((step_id, int(contact_id)))
-            if status == SKIPPED:
-                skipped[(step_id, int(contact_id))] = error or ""
+        mine = deliveries.c.campaign_id == campaign_id
+        rows = conn.execute(select(deliveries.c.step_id, deliveries.c.contact_id).where(mine)).all()
+        pairs = pd.DataFrame(rows, columns=["step_id", "contact_id"])
+        keys = LedgerKeys(
+            {str(step): group["contact_id"].to_numpy(dtype="int64") for step, group in pairs.groupby("step_id")}
+        )
+        held = select(deliveries.c.step_id, deliveries.c.contact_id, deliveries.c.error)
+        for step_id, contact_id, error in conn.execute(held.where(mine, deliveries.c.status == SKIPPED)):
+            skipped[(step_id, int(contact_id))] = error or ""
     history = cap_history(conn, campaign_id, now)
     started = conn.execute(
         select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)

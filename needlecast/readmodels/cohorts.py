@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
@@ -36,12 +35,13 @@ from needlecast.audience.sources import source_words
 from needlecast.config import Workspace
 from needlecast.errors import InvalidRequest
 from needlecast.readmodels.elsewhere import Where, opened
+from needlecast.readmodels.home import clinic_today
 from needlecast.readmodels.kept import KEPT, Remote, Shown
-from needlecast.readmodels.plans import workspace_marks
+from needlecast.readmodels.plans import heard_marks, workspace_marks
 from needlecast.reports.cohorts import BY, load_cohorts
 from needlecast.reports.export import SHEETS, cell_text, title, to_json, write_csv, write_parquet, write_xlsx
 from needlecast.reports.revenue import load_revenue
-from needlecast.store.schema import contact_events, deliveries, events
+from needlecast.store.schema import deliveries
 
 MONEY = ("value", "value_per_delivered", "value_per_recipient", "last_click_value", "last_delivered_value")
 FILE_KINDS = ("csv", "xlsx", "parquet", "json")
@@ -86,16 +86,9 @@ def cohort_tables(engine: Engine, workspace: Workspace, by: str, now: datetime) 
 
 def kept_cohort_tables(engine: Engine, workspace: Workspace, by: str) -> Shown[CohortTables]:
     """`cohort_tables` as the console shows it (see the module contract)."""
-    zone = workspace.settings.clinic.time_zone
     with engine.connect() as conn:
-        marks = (
-            fingerprint(conn),
-            conn.execute(select(func.max(deliveries.c.id))).scalar(),
-            conn.execute(select(func.max(events.c.id))).scalar(),
-            conn.execute(select(func.max(contact_events.c.id), func.count()).select_from(contact_events)).one(),
-        )
-    today = datetime.now(UTC).astimezone(ZoneInfo(zone)).date()
-    inputs = (*marks[:3], tuple(marks[3]), workspace_marks(workspace), today)
+        newest = conn.execute(select(func.max(deliveries.c.id))).scalar()
+        inputs = (fingerprint(conn), newest, heard_marks(conn), workspace_marks(workspace), clinic_today(workspace))
     where = Where.of(engine, workspace)
     remote = Remote(cohorts_elsewhere, (where, by)) if where is not None else None
     name = ("cohorts", str(workspace.root), str(engine.url), by)

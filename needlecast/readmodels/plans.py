@@ -38,7 +38,15 @@ from needlecast.campaign.plan.preview import build_plans, step_articles, summary
 from needlecast.config import CONFIG_FILE, Workspace
 from needlecast.readmodels.elsewhere import Where, opened
 from needlecast.readmodels.kept import KEPT, Remote, Shown, files_digest, tree_marks
-from needlecast.store.schema import ab_decisions, campaign_state, deliveries, enrolments, journey_positions
+from needlecast.store.schema import (
+    ab_decisions,
+    campaign_state,
+    contact_events,
+    deliveries,
+    enrolments,
+    events,
+    journey_positions,
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,14 @@ def workspace_marks(workspace: Workspace) -> tuple[object, ...]:
         tree_marks(workspace.content_dir),
         tree_marks(workspace.templates_dir),
     )
+
+
+def heard_marks(conn: Connection) -> tuple[object, ...]:
+    """What a report reads beyond the ledger, each cheaply: the newest provider event, and the clinic's own
+    events (bookings) by their newest id and how many there are."""
+    heard = conn.execute(select(func.max(events.c.id))).scalar()
+    booked = conn.execute(select(func.max(contact_events.c.id), func.count()).select_from(contact_events)).one()
+    return (heard, tuple(booked))
 
 
 def ledger_marks(conn: Connection) -> tuple[object, ...]:

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 from markupsafe import Markup
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
@@ -344,14 +344,11 @@ def kept_report_page(engine: Engine, workspace: Workspace, campaign: str) -> Sho
     reads every email and event of the campaign (1.7 s of CPU at 200,000 emails while they were sent).
     `NotFound` for a campaign the workspace does not define, at once."""
     from needlecast.readmodels.home import clinic_today
-    from needlecast.readmodels.plans import kept_context, ledger_marks, workspace_marks
-    from needlecast.store.schema import contact_events, events
+    from needlecast.readmodels.plans import heard_marks, kept_context, ledger_marks, workspace_marks
 
     kept_context(workspace).campaign(campaign)  # NotFound names it and the campaigns there are
     with engine.connect() as conn:
-        heard = conn.execute(select(func.max(events.c.id))).scalar()
-        booked = tuple(conn.execute(select(func.max(contact_events.c.id), func.count())).one())
-        inputs = (workspace_marks(workspace), ledger_marks(conn), heard, booked, clinic_today(workspace))
+        inputs = (workspace_marks(workspace), ledger_marks(conn), heard_marks(conn), clinic_today(workspace))
     where = Where.of(engine, workspace)
     remote = Remote(report_elsewhere, (where, campaign)) if where is not None else None
     name = ("report", str(workspace.root), str(engine.url), campaign)

@@ -125,3 +125,26 @@ def test_preview_eml_parses_back_into_text_then_html(workspace: Workspace, tmp_p
     header = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
     assert header.startswith("List-Unsubscribe: <https://") and "=?" not in header
     assert files.html.read_text().count("%%") == 0
+
+
+def test_environments_share_compiled_templates_and_an_edited_file_is_compiled_again(tmp_path: Path) -> None:
+    """Every environment of the process takes a template's compiled code from one shared cache (the pages build
+    one each), and a file edited between two environments renders its new text, of the same length too."""
+    (tmp_path / "note.txt").write_text("Hello {{ name }}, version one.\n")
+    compiled: list[str] = []
+    first = build_environment(tmp_path)
+    original = first.compile
+
+    def counting(*args: object, **kwargs: object) -> object:
+        compiled.append("compiled")
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    assert first.get_template("note.txt").render(name="Ana") == "Hello Ana, version one.\n"
+    second = build_environment(tmp_path)
+    second.compile = counting  # type: ignore[method-assign]
+    assert second.get_template("note.txt").render(name="Bo") == "Hello Bo, version one.\n"
+    assert compiled == []  # taken from the shared cache, not compiled again
+
+    (tmp_path / "note.txt").write_text("Hello {{ name }}, version two.\n")
+    third = build_environment(tmp_path)
+    assert third.get_template("note.txt").render(name="Cy") == "Hello Cy, version two.\n"

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
@@ -313,3 +314,63 @@ def test_the_console_shows_a_winner_tests_decision(ws: Workspace, sink: SendGrid
     with site(ws.root, store_url, import_sample=False) as running:  # the leads are in
         page = running.login("analyst").get("/console/campaigns/spring")
     assert page.status_code == 200 and "A/B: step guide: arm B won on clicks (significant" in page.text
+
+
+TWO_STEPS = WINNER.replace(
+    "schedule:", "  - {{id: reminder, template: emails/broadcast, variants: [acne]}}\nschedule:"
+).format(metric="clicks", fallback="A")
+
+
+@pytest.mark.database_independent
+@pytest.mark.parametrize("decided", [False, True])
+def test_the_people_the_ledger_has_are_left_out_before_their_emails_are_built_with_the_same_counts(
+    ws: Workspace, decided: bool
+) -> None:
+    """`plan_broadcast` leaves out the people the ledger already has before building their emails. The plan is
+    the one the rule gave when it built every email and took them out afterwards: the same emails (test slice,
+    the rest with the winner or waiting for it, a step limited to one variant), the same "already have it" and
+    "held back by the cap when it was sent" counts, the same people waiting for the winner."""
+    import random
+
+    import numpy as np
+
+    from needlecast.audience.segments import load_frame
+    from needlecast.campaign.plan.rules import EXCLUDED_ALREADY, EXCLUDED_CAPPED_EARLIER, LedgerKeys, plan_broadcast
+    from needlecast.campaign.plan.winner import Decision
+
+    (ws.campaigns_dir / "spring.yaml").write_text(TWO_STEPS)
+    engine = _store(ws)
+    ctx = CampaignContext.load(open_workspace(ws.root))
+    campaign = ctx.campaign("spring")
+    decisions = {"guide": Decision("guide", "B", "significant", "clicks", {}, NOW)} if decided else {}
+    with engine.connect() as conn:
+        frame = load_frame(conn, ctx.segments["all-leads"])
+    frame.loc[frame.index % 3 == 0, "concerns"] = "ageing"  # no variant for the acne-only step
+    frame.loc[frame.index % 7 == 0, "concern_consent"] = False  # general: none for that step either
+    empty_history = pd.DataFrame({"contact_id": pd.Series(dtype="int64"), "at": pd.Series(dtype="datetime64[ns, UTC]")})
+    rng = random.Random(7)
+    ids = frame["id"].astype("int64").tolist()
+    held = {step: sorted(rng.sample(ids, 150)) for step in ("guide", "reminder")}
+    capped = {step: sorted(rng.sample(people, 40)) for step, people in held.items()}
+    keys = LedgerKeys(
+        {s: np.array(p, dtype="int64") for s, p in held.items()},
+        {s: np.array(p, dtype="int64") for s, p in capped.items()},
+    )
+
+    def plan(ledger_keys: LedgerKeys):  # type: ignore[no-untyped-def]
+        later = NOW + timedelta(hours=5)
+        return plan_broadcast(ctx, campaign, frame, ledger_keys, empty_history, later, decisions=decisions)
+
+    fresh, planned = plan(LedgerKeys()), plan(keys)
+    pairs = list(zip(fresh.emails["step_id"], fresh.emails["contact_id"].astype(int), strict=True))
+    in_ledger = [c in held[s] for s, c in pairs]
+    was_capped = sum(c in capped[s] for s, c in pairs)
+    kept = fresh.emails[[not h for h in in_ledger]].reset_index(drop=True)
+    columns = ["step_id", "contact_id", "variant", "arm", "due_at", "status"]
+    assert planned.emails[columns].reset_index(drop=True).equals(kept[columns])
+    assert planned.excluded[EXCLUDED_ALREADY] == sum(in_ledger) - was_capped > 0
+    assert planned.excluded[EXCLUDED_CAPPED_EARLIER] == was_capped > 0
+    assert {k: v for k, v in planned.excluded.items() if k not in (EXCLUDED_ALREADY, EXCLUDED_CAPPED_EARLIER)} == dict(
+        fresh.excluded
+    )
+    assert planned.deferred == fresh.deferred and (decided or fresh.deferred["waiting for the A/B winner"] > 0)

@@ -96,7 +96,6 @@ def build_plans(
                     members=members,
                     decisions=decisions,
                     engagement=None if send_now else engagement_for(conn, campaign, now),
-                    skipped=view.skipped,
                 )
                 plan.emails, warm_note = _warm_up(conn, workspace, plan, now)
                 planned_any = not plan.emails.empty  # beyond the horizon too

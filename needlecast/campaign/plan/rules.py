@@ -48,15 +48,16 @@ from needlecast.campaign.plan.timing import after_quiet_hours, local_moment, par
 from needlecast.campaign.plan.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
-from needlecast.store.delivery import SKIPPED
+from needlecast.store.ledger_people import ledger_people
 from needlecast.store.schema import campaign_state, contact_events, contacts, deliveries, enrolments
 
 EXCLUDED_NO_VARIANT = "no content for their concern"
 EXCLUDED_CAPPED = "frequency cap"
 EXCLUDED_ALREADY = "already in the ledger"
 EXCLUDED_CAPPED_EARLIER = "frequency cap, when it was sent: skipped for good"
-SKIPPED_CAP_DAY = "capped: another email within 24 hours"
-SKIPPED_CAP_WEEK = "capped: {} emails in the 7 days before"
+CAPPED = "capped: "  # how every frequency-cap skip reason begins
+SKIPPED_CAP_DAY = CAPPED + "another email within 24 hours"
+SKIPPED_CAP_WEEK = CAPPED + "{} emails in the 7 days before"
 DEFERRED_QUIET = "deferred by quiet hours"
 DEFERRED_CAP = "deferred by frequency cap"
 WAITING_WINNER = "waiting for the A/B winner"
@@ -236,13 +237,12 @@ def plan_broadcast(
     members: SegmentResult | None = None,
     decisions: Mapping[str, Decision] | None = None,
     engagement: Engagement | None = None,
-    skipped: Mapping[tuple[str, int], str] | None = None,
 ) -> Plan:
     """The broadcast's emails (every step goes to every member). `members`: the segment already evaluated
     over `frame` at `now`, when the caller has it; `decisions`: the A/B winners decided so far, by step;
     `engagement`: the human opens and clicks that send-time optimisation reads (`schedule.optimise`; not
-    with `send_now`, which sends now); `skipped`: the reasons of the ledger's skipped rows among
-    `ledger_keys`, so that the plan says why those people get nothing."""
+    with `send_now`, which sends now). The people of `ledger_keys` get nothing again; those it has
+    as skipped for the cap are counted as such (`EXCLUDED_CAPPED_EARLIER`)."""
     assert campaign.kind == BROADCAST
     result = members if members is not None else evaluate(ctx.segments[campaign.segment], frame, now)
     plan = Plan(campaign, pd.DataFrame(columns=PLAN_COLUMNS), excluded=Counter(result.excluded))
@@ -266,24 +266,47 @@ def plan_broadcast(
                 campaign.id, step.id, audience.assign(zone=zones), due, optimise, engagement or Engagement.none()
             )
         if step.winner_test is None:
-            parts.append(_with_timing(_frame_for(audience, campaign, step, due, campaign.time_zone), timing))
+            new = _new_to_ledger(plan, ledger_keys, step, audience, pd.Series(True, index=audience.index))
+            emails = _frame_for(audience[new], campaign, step, due[new], campaign.time_zone)
+            parts.append(_with_timing(emails, timing[new] if timing is not None else None))
             continue
         test = pd.Series(
             in_test_slice(campaign.id, step.id, audience["id"].tolist(), step.winner_test.test_fraction),
             index=audience.index,
             dtype=bool,
         )
-        tested = _frame_for(audience[test], campaign, step, due[test], campaign.time_zone)
-        parts.append(_with_timing(tested, timing[test] if timing is not None else None))
+        new = _new_to_ledger(plan, ledger_keys, step, audience, test)
+        tested = _frame_for(audience[new], campaign, step, due[new], campaign.time_zone)
+        parts.append(_with_timing(tested, timing[new] if timing is not None else None))
         decision = (decisions or {}).get(step.id)
         if decision is None:
             plan.deferred[WAITING_WINNER] += int((~test).sum())
             continue
-        rest_due = due[~test].where(due[~test] > pd.Timestamp(decision.decided_at), pd.Timestamp(decision.decided_at))
-        rest = _frame_for(audience[~test], campaign, step, rest_due, campaign.time_zone)
-        parts.append(_with_timing(rest, timing[~test] if timing is not None else None).assign(arm=decision.winner))
+        new = _new_to_ledger(plan, ledger_keys, step, audience, ~test)
+        rest_due = due[new].where(due[new] > pd.Timestamp(decision.decided_at), pd.Timestamp(decision.decided_at))
+        rest = _frame_for(audience[new], campaign, step, rest_due, campaign.time_zone)
+        parts.append(_with_timing(rest, timing[new] if timing is not None else None).assign(arm=decision.winner))
     emails = pd.concat(parts, ignore_index=True) if parts else plan.emails
-    return _finish(ctx, plan, emails, ledger_keys, history, defer_cap=False, skipped=skipped)
+    return _finish(ctx, plan, emails, LedgerKeys(), history, defer_cap=False)  # the ledger's people left out above
+
+
+def _new_to_ledger(
+    plan: Plan, ledger_keys: LedgerKeys, step: Step, audience: pd.DataFrame, among: pd.Series
+) -> pd.Series:
+    """`among` (a mask of `audience`) without the people the ledger already has for `step`, left out before
+    their emails are built (a broadcast being sent has a row for nearly everyone). Those with a variant for
+    the step are counted in `plan.excluded` as `_finish` counts them (already have it, or held back by the cap
+    when it was sent); those without one stay, to be counted as having no variant, as before."""
+    if not ledger_keys:
+        return among
+    ids = audience["id"].to_numpy(dtype="int64")
+    has_variant = (_step_variant(step, audience["variant"]) != "").to_numpy()
+    held = ledger_keys.holds_step(step.id, ids) & among.to_numpy() & has_variant
+    capped = int((ledger_keys.capped_step(step.id, ids) & held).sum())
+    for reason, count in ((EXCLUDED_CAPPED_EARLIER, capped), (EXCLUDED_ALREADY, int(held.sum()) - capped)):
+        if count:  # a reason is listed only with people in it
+            plan.excluded[reason] += count
+    return among & ~held
 
 
 def _with_timing(emails: pd.DataFrame, timing: pd.Series | None) -> pd.DataFrame:
@@ -298,7 +321,6 @@ def _finish(
     history: pd.DataFrame,
     *,
     defer_cap: bool,
-    skipped: Mapping[tuple[str, int], str] | None = None,
 ) -> Plan:
     if emails.empty:
         plan.emails = emails
@@ -308,13 +330,8 @@ def _finish(
     emails = emails[~no_variant]
     if ledger_keys:
         already_mask = pd.Series(ledger_keys.holds(emails["step_id"], emails["contact_id"]), index=emails.index)
-        capped = 0
-        if skipped:
-            held = emails[already_mask]
-            capped = sum(
-                skipped.get((s, int(c)), "").startswith("capped")
-                for s, c in zip(held["step_id"], held["contact_id"], strict=True)
-            )
+        capped = int(ledger_keys.capped(emails["step_id"], emails["contact_id"]).sum())
+        if capped:
             plan.excluded[EXCLUDED_CAPPED_EARLIER] += capped
         plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum()) - capped
         emails = emails[~already_mask]
@@ -484,22 +501,44 @@ def load_events(conn: Connection, types: tuple[str, ...]) -> pd.DataFrame:
 @dataclass(frozen=True)
 class LedgerKeys:
     """The people a campaign's ledger already has a row for, per step: `by_step` maps a step's id to the
-    contact ids (an int64 array). `holds` tests a plan's emails against them all at once (a Python set of
-    200,000 pairs, filled row by row and tested row by row, took most of a plan's time during a send)."""
+    contact ids (an int64 array), `capped_by_step` to those of them whose row was skipped for the frequency
+    cap. `holds` and `capped` test a plan's emails against them all at once (a Python set of 200,000 pairs,
+    filled row by row and tested row by row, took most of a plan's time during a send)."""
 
     by_step: Mapping[str, np.ndarray] = field(default_factory=dict)
+    capped_by_step: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return any(len(ids) for ids in self.by_step.values())
 
     def holds(self, steps: pd.Series, contacts: pd.Series) -> np.ndarray:
         """Per email (a step and a contact id, aligned), whether the ledger already has that pair."""
-        found = np.zeros(len(steps), dtype=bool)
-        ids = contacts.to_numpy(dtype="int64")
-        for step, known in self.by_step.items():
+        return _found_in(self.by_step, steps, contacts)
+
+    def capped(self, steps: pd.Series, contacts: pd.Series) -> np.ndarray:
+        """Per email, whether the ledger has that pair as skipped for the frequency cap."""
+        return _found_in(self.capped_by_step, steps, contacts)
+
+    def holds_step(self, step_id: str, contacts: np.ndarray) -> np.ndarray:
+        """Per contact id of `contacts`, whether the ledger already has a row for it at `step_id`."""
+        return np.isin(contacts, self.by_step.get(step_id, _NONE))
+
+    def capped_step(self, step_id: str, contacts: np.ndarray) -> np.ndarray:
+        """Per contact id of `contacts`, whether its row at `step_id` was skipped for the frequency cap."""
+        return np.isin(contacts, self.capped_by_step.get(step_id, _NONE))
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _found_in(ids_by_step: Mapping[str, np.ndarray], steps: pd.Series, contacts: pd.Series) -> np.ndarray:
+    found = np.zeros(len(steps), dtype=bool)
+    ids = contacts.to_numpy(dtype="int64")
+    for step, known in ids_by_step.items():
+        if len(known):
             at = (steps == step).to_numpy()
             found[at] = np.isin(ids[at], known)
-        return found
+    return found
 
 
 @dataclass
@@ -511,7 +550,6 @@ class LedgerView:
     history: pd.DataFrame  # contact_id, at: other campaigns' emails that count towards the cap
     started_at: datetime | None
     events: pd.DataFrame | None = None  # contact_id, type, occurred_at: the event types the campaign names
-    skipped: dict[tuple[str, int], str] = field(default_factory=dict)  # keys of skipped rows: their reason
 
 
 COUNTED = ("queued", "sending", "sent", "unknown")
@@ -547,20 +585,11 @@ def load_ledger_view(
         columns=["contact_id", "enrolled_at", "exited_at"],
     )
     keys = LedgerKeys()
-    skipped: dict[tuple[str, int], str] = {}
-    if with_keys:
-        d = deliveries.c
-        mine = select(d.step_id, d.contact_id, d.status, d.error).where(d.campaign_id == campaign_id)
-        rows = conn.execute(mine).all()  # then column by column: a Python loop per row cost most of a plan
-        steps, contacts, states, errors = zip(*rows, strict=True) if rows else ((), (), (), ())
-        ids = np.fromiter(contacts, dtype=np.int64, count=len(contacts))
-        step_of = np.array(steps, dtype=object)
-        keys = LedgerKeys({str(step): ids[step_of == step] for step in set(steps)})
-        for n, state in enumerate(states):
-            if state == SKIPPED:
-                skipped[(str(steps[n]), int(ids[n]))] = errors[n] or ""
+    if with_keys:  # one row per step, not per email: see `store.ledger_people`
+        people = ledger_people(conn, campaign_id, CAPPED)
+        keys = LedgerKeys({s: p.contacts for s, p in people.items()}, {s: p.skipped for s, p in people.items()})
     history = cap_history(conn, campaign_id, now)
     started = conn.execute(
         select(campaign_state.c.started_at).where(campaign_state.c.campaign_id == campaign_id)
     ).scalar()
-    return LedgerView(enrolled, keys, history, started, load_events(conn, event_types), skipped)
+    return LedgerView(enrolled, keys, history, started, load_events(conn, event_types))

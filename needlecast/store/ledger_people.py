@@ -9,8 +9,8 @@ Why one row per step: a plan tests every member of a segment against these (200,
 being sent to 200,000). Fetched row by row, each row crossed the driver into a Python tuple, and SQLite's
 driver gave up the interpreter's lock at every row, so a send running in the same process took it each
 time: most of the "Send now" confirmation's time during a send. The database joins each step's ids into one
-string (SQLite's `group_concat`, PostgreSQL's `string_agg`; both leave out the NULL of a row that does not
-match), in one walk of the campaign's rows, and numpy parses the strings in a few milliseconds.
+string (SQLite's `group_concat`, PostgreSQL's `string_agg`), and numpy parses the strings in a few
+milliseconds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Text, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Text, cast, func, literal, select
 
 from needlecast.store.delivery.protocol import SKIPPED
 from needlecast.store.schema import deliveries
@@ -35,13 +35,16 @@ class StepPeople:
 def ledger_people(conn: Connection, campaign_id: str, skipped_prefix: str) -> dict[str, StepPeople]:
     """Step id -> its ledger rows' people (see the module contract)."""
     d = deliveries.c
-    skipped = case((and_(d.status == SKIPPED, d.error.startswith(skipped_prefix, autoescape=True)), d.contact_id))
-    query = (
-        select(d.step_id, _joined(conn, d.contact_id), _joined(conn, skipped))
-        .where(d.campaign_id == campaign_id)
-        .group_by(d.step_id)
+    # Two statements, not one: the first reads the ledger's unique key alone (no row of the table, which a
+    # send keeps rewriting), the second the campaign's rows in id order for the few skipped ones.
+    every = select(d.step_id, _joined(conn, d.contact_id)).where(d.campaign_id == campaign_id).group_by(d.step_id)
+    skipped = select(d.step_id, _joined(conn, d.contact_id)).where(
+        d.campaign_id == campaign_id, d.status == SKIPPED, d.error.startswith(skipped_prefix, autoescape=True)
     )
-    return {str(step): StepPeople(_ids(every), _ids(held)) for step, every, held in conn.execute(query).all()}
+    held = {str(step): _ids(text) for step, text in conn.execute(skipped.group_by(d.step_id)).all()}
+    return {
+        str(step): StepPeople(_ids(text), held.get(str(step), _ids(None))) for step, text in conn.execute(every).all()
+    }
 
 
 def _joined(conn: Connection, ids: ColumnElement[int]) -> ColumnElement[str]:

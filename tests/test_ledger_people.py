@@ -1,23 +1,36 @@
-"""The people a campaign's ledger holds, read one row per step (`store.ledger_people`), are exactly the rows the
+"""What plans read of the ledger, on both databases.
+
+The people a campaign's ledger holds, read one row per step (`store.ledger_people`), are exactly the rows the
 ledger has, on both databases: every state, an erased person's negated id, ids beyond 32 bits, nothing of
 another campaign; and the skipped rows are those skipped for the reason asked (its beginning, taken
-literally)."""
+literally). The other campaigns' emails within the cap's window (`store.cap_window`) are every campaign's
+but this one's, before and after it in the index's order, in the states asked, sent or else due since the
+moment asked."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 
 from needlecast import ledger
 from needlecast.store.delivery import delivery_store
+from needlecast.store.cap_window import other_campaigns_emails
 from needlecast.store.ledger_people import ledger_people
 from needlecast.store.schema import deliveries
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-def _enqueue(engine: Engine, campaign: str, step: str, ids: list[int], status: str = "queued", error: str = "") -> None:
+def _enqueue(
+    engine: Engine,
+    campaign: str,
+    step: str,
+    ids: list[int],
+    status: str = "queued",
+    error: str = "",
+    due_at: datetime = NOW,
+) -> None:
     with engine.begin() as conn:
         ledger.enqueue_columns(
             delivery_store(conn),
@@ -29,7 +42,7 @@ def _enqueue(engine: Engine, campaign: str, step: str, ids: list[int], status: s
                 "segment": "all",
                 "variant": "general",
                 "arm": "",
-                "due_at": NOW,
+                "due_at": due_at,
                 "status": status,
                 "error": error,
             },
@@ -66,3 +79,31 @@ def test_each_steps_people_are_the_ledgers_rows_of_that_step(engine: Engine) -> 
     assert big in found["s1"] and -999 in found["s2"] and str(found["s1"].dtype) == "int64"
     assert {step: sorted(p.skipped.tolist()) for step, p in capped.items()} == {"s1": [], "s2": [8, 9]}
     assert {step: sorted(p.skipped.tolist()) for step, p in people.items()} == {"s1": [1300], "s2": []}
+
+
+def test_the_other_campaigns_emails_are_every_campaigns_but_this_ones_in_the_window(engine: Engine) -> None:
+    since = NOW - timedelta(days=8)
+    _enqueue(engine, "apple", "s1", [1, 2])  # before "spring" in the index's order
+    _enqueue(engine, "spring", "s1", list(range(1, 500)))  # the campaign asked about: none of its rows
+    _enqueue(engine, "zebra", "s1", [3])  # after it
+    _enqueue(engine, "zebra", "s2", [4], due_at=since - timedelta(hours=1))  # due before the window...
+    _enqueue(engine, "zebra", "s3", [5], due_at=since - timedelta(hours=1))  # ...but sent within it
+    _enqueue(engine, "zebra", "s4", [6], status="cancelled")  # a state that does not count
+    _enqueue(engine, "middle", "s1", [7], due_at=since)  # the window's first moment counts
+    with engine.begin() as conn:
+        sent = NOW - timedelta(days=1)
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.campaign_id == "zebra", deliveries.c.step_id.in_(["s2", "s3"]))
+            .values(status="sent", sent_at=None)
+        )
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.campaign_id == "zebra", deliveries.c.step_id == "s3")
+            .values(sent_at=sent)
+        )
+    with engine.connect() as conn:
+        found = other_campaigns_emails(conn, "spring", since, ("queued", "sent"))
+        assert other_campaigns_emails(conn, "nobody", since, ("queued",)) != []  # every campaign is another one
+    moments = {contact: at.astimezone(UTC) for contact, at in found}
+    assert moments == {1: NOW, 2: NOW, 3: NOW, 5: sent, 7: since}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Text, cast, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Text, and_, cast, func, literal, select
 
 from needlecast.store.delivery.protocol import SKIPPED
 from needlecast.store.schema import deliveries
@@ -35,16 +35,22 @@ class StepPeople:
 def ledger_people(conn: Connection, campaign_id: str, skipped_prefix: str) -> dict[str, StepPeople]:
     """Step id -> its ledger rows' people (see the module contract)."""
     d = deliveries.c
-    # Two statements, not one: the first reads the ledger's unique key alone (no row of the table, which a
+    mine = d.campaign_id == campaign_id
+    capped = and_(d.status == SKIPPED, d.error.startswith(skipped_prefix, autoescape=True))
+    if conn.dialect.name == "postgresql":
+        # One pass over the campaign's rows (PostgreSQL reads them from the table either way: a send keeps
+        # rewriting them, so the unique key alone cannot answer), the skipped ones picked out as it goes.
+        both = select(d.step_id, _joined(conn, d.contact_id), _joined(conn, d.contact_id).filter(capped))
+        return {
+            str(step): StepPeople(_ids(every), _ids(held))
+            for step, every, held in conn.execute(both.where(mine).group_by(d.step_id)).all()
+        }
+    # Two statements on SQLite: the first reads the ledger's unique key alone (no row of the table, which a
     # send keeps rewriting), the second the campaign's rows in id order for the few skipped ones.
-    every = select(d.step_id, _joined(conn, d.contact_id)).where(d.campaign_id == campaign_id).group_by(d.step_id)
-    skipped = select(d.step_id, _joined(conn, d.contact_id)).where(
-        d.campaign_id == campaign_id, d.status == SKIPPED, d.error.startswith(skipped_prefix, autoescape=True)
-    )
-    held = {str(step): _ids(text) for step, text in conn.execute(skipped.group_by(d.step_id)).all()}
-    return {
-        str(step): StepPeople(_ids(text), held.get(str(step), _ids(None))) for step, text in conn.execute(every).all()
-    }
+    every = select(d.step_id, _joined(conn, d.contact_id)).where(mine).group_by(d.step_id)
+    skipped = select(d.step_id, _joined(conn, d.contact_id)).where(mine, capped).group_by(d.step_id)
+    held = {str(step): _ids(text) for step, text in conn.execute(skipped).all()}
+    return {str(step): StepPeople(_ids(text), held.get(str(step), _ids(None))) for step, text in conn.execute(every)}
 
 
 def _joined(conn: Connection, ids: ColumnElement[int]) -> ColumnElement[str]:

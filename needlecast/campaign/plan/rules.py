@@ -48,8 +48,9 @@ from needlecast.campaign.plan.timing import after_quiet_hours, local_moment, par
 from needlecast.campaign.plan.winner import Decision, in_test_slice
 from needlecast.config import ScheduleSettings
 from needlecast.content.model import GENERAL
+from needlecast.store.cap_window import other_campaigns_emails
 from needlecast.store.ledger_people import ledger_people
-from needlecast.store.schema import campaign_state, contact_events, contacts, deliveries, enrolments
+from needlecast.store.schema import campaign_state, contact_events, contacts, enrolments
 
 EXCLUDED_NO_VARIANT = "no content for their concern"
 EXCLUDED_CAPPED = "frequency cap"
@@ -557,16 +558,8 @@ COUNTED = ("queued", "sending", "sent", "unknown")
 
 def cap_history(conn: Connection, campaign_id: str, now: datetime) -> pd.DataFrame:
     """contact_id, at: the other campaigns' emails of the last 8 days that count towards the frequency cap."""
-    moment = func.coalesce(deliveries.c.sent_at, deliveries.c.due_at)
-    # "Before or after", not "other than": both databases then walk the campaign index's two ranges around
-    # this campaign's rows instead of reading the whole ledger (a broadcast being sent to 200,000 is most of it).
-    others = (deliveries.c.campaign_id < campaign_id) | (deliveries.c.campaign_id > campaign_id)
-    rows = conn.execute(
-        select(deliveries.c.contact_id, moment).where(
-            others, deliveries.c.status.in_(COUNTED), moment >= now - timedelta(days=8)
-        )
-    ).all()
-    history = pd.DataFrame([(int(c), m) for c, m in rows], columns=["contact_id", "at"])
+    rows = other_campaigns_emails(conn, campaign_id, now - timedelta(days=8), COUNTED)
+    history = pd.DataFrame(rows, columns=["contact_id", "at"])
     history["at"] = pd.to_datetime(history["at"], utc=True)
     return history
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select, update
 
 from needlecast import ledger
-from needlecast.store.delivery import delivery_store
 from needlecast.store.cap_window import other_campaigns_emails
+from needlecast.store.delivery import delivery_store
 from needlecast.store.ledger_people import ledger_people
 from needlecast.store.schema import deliveries
 

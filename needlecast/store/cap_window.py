@@ -27,10 +27,9 @@ def other_campaigns_emails(
     d = deliveries.c
     after = deliveries.alias("after")
     campaigns = select(func.min(d.campaign_id).label("id")).cte("campaigns", recursive=True)
-    following = (
-        select(select(func.min(after.c.campaign_id)).where(after.c.campaign_id > campaigns.c.id).scalar_subquery())
-        .where(campaigns.c.id.is_not(None))
-    )
+    following = select(
+        select(func.min(after.c.campaign_id)).where(after.c.campaign_id > campaigns.c.id).scalar_subquery()
+    ).where(campaigns.c.id.is_not(None))
     campaigns = campaigns.union_all(following)
     moment = func.coalesce(d.sent_at, d.due_at)
     rows = conn.execute(

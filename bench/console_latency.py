@@ -8,8 +8,9 @@ a marketer logs in over HTTP. Each page of a round (the home page, the campaign 
 with its plan, the reports list, the audiences with every segment's size, one segment's page, a contact's
 profile, the contact list, the list searched by name and the list filtered by concern and consent, a
 segment's form, the campaign's report, the cohorts and revenue, the content library, the emails, one email,
-the campaign's preview and form, the forms of a new campaign and a new segment, and the confirmation of
-"Send now", whose counts are exact at the moment it is asked) is
+the campaign's preview and form, the forms of a new campaign and a new segment, the confirmation of
+"Send now", whose counts are exact at the moment it is asked, a journey's map and its editor, the email
+builder, and, as the clinic's admin, the users, the audit log, the settings and the API keys) is
 fetched `--idle-rounds` times while nothing sends; then
 the marketer presses "Send now" (the console's own form), the send runs in a thread of this same process
 (`needlecast.web.senders.Senders`) to the SendGrid sink (its own process, real HTTP), and the same pages are
@@ -42,6 +43,22 @@ import uvicorn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 PASSWORD = "a long enough benchmark password"
+JOURNEY = """
+id: recall
+name: Recall
+kind: journey
+segment: all-leads
+time_zone: Europe/London
+entry: {event: attended}
+reentry: each_event
+goal: {event: booked}
+steps:
+  - {id: morning, kind: wait, until_time: "09:00"}
+  - {id: hello, template: emails/welcome}
+  - {id: pause, kind: wait, delay: 3d}
+  - {id: guide, template: emails/deep_dive}
+signoff: {reviewer: bench, date: 2026-11-24, note: benchmark content}
+"""
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -92,12 +109,14 @@ def main() -> None:
             else:
                 url = f"sqlite:///{tmp}/bench.db"
             setup_workspace(Path(tmp) / "ws", url, args.port)
+            (Path(tmp) / "ws" / "campaigns" / "recall.yaml").write_text(JOURNEY)  # its pages plan 200,000 people
             workspace = open_workspace(Path(tmp) / "ws")
             engine = open_store(url)
             result["database"] = engine.dialect.name
             write_audience(Path(tmp) / "audience.csv", args.recipients)
             import_file(engine, Path(tmp) / "audience.csv", load_vocabulary_for(workspace))
             add_user(engine, cli_actor(), "marketer@clinic.example", "marketer", PASSWORD)
+            add_user(engine, cli_actor(), "admin@clinic.example", "admin", PASSWORD)
 
             senders = Senders(workspace, engine)
             sock = socket.socket()
@@ -110,12 +129,16 @@ def main() -> None:
             while not server.started:
                 time.sleep(0.02)
             base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            with httpx.Client(base_url=base, timeout=120) as client:
-                login = client.get("/console/login")
-                client.post(
-                    "/console/login",
-                    data={"csrf": csrf_of(login.text), "email": "marketer@clinic.example", "password": PASSWORD},
-                )
+            with (
+                httpx.Client(base_url=base, timeout=120) as client,
+                httpx.Client(base_url=base, timeout=120) as admin,
+            ):
+                for person, address in ((client, "marketer"), (admin, "admin")):
+                    login = person.get("/console/login")
+                    person.post(
+                        "/console/login",
+                        data={"csrf": csrf_of(login.text), "email": f"{address}@clinic.example", "password": PASSWORD},
+                    )
                 contact = client.post(
                     "/console/contacts",
                     data={"csrf": csrf_of(client.get("/console/contacts").text), "email": "person7@example0.com"},
@@ -144,6 +167,14 @@ def main() -> None:
                     "new_campaign": "/console/campaigns/new",
                     "new_segment": "/console/segments/new",
                     "confirm": "/console/campaigns/bench/confirm/send-now",  # who it reaches, counted as asked
+                    "journey": "/console/journeys/recall",  # a journey's map with who is where and its forecast
+                    "journey_edit": "/console/journeys/recall/edit",  # its editor
+                    "email_builder": "/console/email-builder/new?name=winter-news",  # blocks and their preview
+                    # the admin's pages (as the clinic's admin)
+                    "users": "ADMIN /console/users",
+                    "audit": "ADMIN /console/audit",
+                    "settings": "ADMIN /console/settings",
+                    "keys": "ADMIN /console/settings/keys",
                 }
 
                 # Views that showed a kept figure's placeholder (nothing worked out yet) or an older kept
@@ -156,6 +187,8 @@ def main() -> None:
                         started, used = time.perf_counter(), time.process_time()
                         if path.startswith("POST "):
                             response = client.post(path[5:], data={"csrf": search_csrf, "q": "P1234"})
+                        elif path.startswith("ADMIN "):
+                            response = admin.get(path[6:])
                         else:
                             response = client.get(path)
                         into[name].append(time.perf_counter() - started)

@@ -107,6 +107,7 @@ def test_console_latency_benchmark_smoke(bench: Bench) -> None:
     pages = {"home", "campaigns", "campaign", "reports", "audiences", "segment", "contact", "contacts"}
     pages |= {"contacts_search", "contacts_filter", "segment_edit", "report", "cohorts", "content", "templates"}
     pages |= {"template", "preview", "edit", "new_campaign", "new_segment", "confirm"}
+    pages |= {"journey", "journey_edit", "email_builder", "users", "audit", "settings", "keys"}
     assert set(result["idle"]) == pages  # type: ignore[arg-type]
     assert result["during_send_all"]["n"] >= 5  # type: ignore[index]
 

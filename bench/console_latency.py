@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -94,6 +93,7 @@ def main() -> None:
     from needlecast.content.loader import load_vocabulary_for
     from needlecast.store.engine import open_store
     from needlecast.web.app import create_app
+    from needlecast.web.local import loopback_socket
     from needlecast.web.senders import Senders
 
     sink = start_sink(args.port)
@@ -119,8 +119,7 @@ def main() -> None:
             add_user(engine, cli_actor(), "admin@clinic.example", "admin", PASSWORD)
 
             senders = Senders(workspace, engine)
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            sock = loopback_socket()
             config = uvicorn.Config(
                 create_app(workspace, engine, senders=senders), log_level="warning", access_log=False
             )

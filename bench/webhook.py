@@ -12,7 +12,6 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from needlecast.config import open_workspace
 from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
 from needlecast.web.app import create_app
+from needlecast.web.local import loopback_socket
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
         os.environ["NEEDLECAST_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"
         workspace = open_workspace(Path(tmp) / "ws")
         engine = open_store(workspace.database_url)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = loopback_socket()
         server = uvicorn.Server(uvicorn.Config(create_app(workspace, engine), log_level="warning", access_log=False))
         threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
         while not server.started:

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import re
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from needlecast.config import Workspace, open_workspace, password_hash_cost
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import make_engine, open_store
 from needlecast.web.app import create_app
+from needlecast.web.local import loopback_socket
 from needlecast.web.senders import Senders
 from tests.conftest import sqlite_template
 from tests.waiting import wait_until
@@ -114,8 +114,7 @@ def stripping_proxy(backend: str, prefix: str) -> Iterator[str]:
 
     methods = ["GET", "POST", "HEAD", "PUT", "DELETE"]
     proxy = Starlette(routes=[Route(prefix + "/{rest:path}", forward, methods=methods)])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     server = uvicorn.Server(uvicorn.Config(proxy, log_level="warning", access_log=False, log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -232,8 +231,7 @@ def site(
         engine = open_store(store_url)
         _seed(engine, root, workspace, import_sample)
     senders = Senders(workspace, engine, scheduler)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     server = _Server(
         uvicorn.Config(
             create_app(workspace, engine, senders=senders),

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from needlecast.errors import ConfigurationError
 from needlecast.store.engine import open_store
 from needlecast.store.schema import appointments, contact_events
 from needlecast.web.app import create_app
+from needlecast.web.local import loopback_socket
 from tests.waiting import wait_until
 
 CALENDLY_KEY = "calendly-signing-key-for-tests"
@@ -180,8 +180,7 @@ def site(workspace_dir: Path, store_url: str, acuity: AcuityStub, monkeypatch: p
     workspace = open_workspace(workspace_dir)
     engine = open_store(workspace.database_url)
     import_file(engine, workspace_dir / "audiences" / "few.csv", load_vocabulary_for(workspace))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(workspace, engine), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

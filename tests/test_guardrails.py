@@ -10,7 +10,6 @@ import dataclasses
 import html
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +43,7 @@ from needlecast.errors import ConfigurationError
 from needlecast.store.delivery import delivery_store
 from needlecast.store.schema import deliveries
 from needlecast.web.app import create_app
+from needlecast.web.local import loopback_socket
 from tests.cli_runner import Result, run
 from tests.console_site import PASSWORD
 from tests.sending import leads_workspace, store_with_leads
@@ -158,8 +158,7 @@ def setup(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, 
         )
     ws = open_workspace(workspace_dir)
     engine = store_with_leads(ws)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     server = uvicorn.Server(uvicorn.Config(create_app(ws, engine), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

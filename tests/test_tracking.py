@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from needlecast.content.loader import load_vocabulary_for
 from needlecast.store.engine import open_store
 from needlecast.store.schema import consent_events, events, rejected_events
 from needlecast.web.app import create_app
+from needlecast.web.local import loopback_socket
 from tests.browser import GuardedBrowser, chromium_path, screenshot
 from tests.waiting import wait_until
 
@@ -81,8 +81,7 @@ def site(workspace_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     workspace = open_workspace(workspace_dir)
     engine = open_store(workspace.database_url)
     import_file(engine, workspace_dir / "audiences" / "few.csv", load_vocabulary_for(workspace))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(workspace, engine), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

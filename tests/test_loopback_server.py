@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 from needlecast.web.local import loopback_socket
 
@@ -27,7 +28,11 @@ def _nodelay_of_accepted(listening: socket.socket) -> int:
         server.close()
         await server.wait_closed()
 
-    asyncio.run(connect_once())
+    # In a thread of its own: a browser test earlier in the same worker may have left an event loop running in
+    # this one, where asyncio.run refuses to start another.
+    worker = threading.Thread(target=asyncio.run, args=(connect_once(),))
+    worker.start()
+    worker.join(30)
     return seen[0]
 
 

@@ -140,7 +140,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     assert "This is a draft: it becomes live now. This sends" in page.locator("#reach").inner_text()
     marketer.check("confirm-schedule")
     save_doc_screenshot(page, "confirm-schedule", of="main")
-    page.get_by_role("button", name="Schedule winter-tips").click()
+    page.get_by_role("button", name="Schedule Winter skin tips").click()
     page.wait_for_url(re.compile(r".*flash=Scheduled.*"))
     assert page.locator("#state").inner_text() == "active"
 
@@ -149,7 +149,7 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
     reach = page.locator("#reach").inner_text()
     people = int(re.search(r"to (\d+) person", reach).group(1))  # type: ignore[union-attr]
     console.senders.finished.clear()
-    page.get_by_role("button", name="Send now winter-tips").click()
+    page.get_by_role("button", name="Send now Winter skin tips").click()
     page.wait_for_url(re.compile(r".*send=started.*"))
     # The send runs in the app's own thread: wait for it to end (an event, not a reload loop: reloading a
     # page while its last reload is still arriving can detach it), then look once.
@@ -167,12 +167,12 @@ def test_a_marketer_creates_previews_tests_schedules_and_sends_a_campaign(browse
 
     page.get_by_role("link", name="Pause").click()
     page.wait_for_url(re.compile(r".*/confirm/pause$"))
-    page.get_by_role("button", name="Pause winter-tips").click()
+    page.get_by_role("button", name="Pause Winter skin tips").click()
     page.wait_for_url(re.compile(r".*flash=Paused.*"))
     assert page.locator("#state").inner_text() == "paused"
     page.get_by_role("link", name="Resume").click()
     page.wait_for_url(re.compile(r".*/confirm/resume$"))
-    page.get_by_role("button", name="Resume winter-tips").click()
+    page.get_by_role("button", name="Resume Winter skin tips").click()
     page.wait_for_url(re.compile(r".*flash=Resumed.*"))
     assert page.locator("#state").inner_text() == "active"
     marketer.log_out()

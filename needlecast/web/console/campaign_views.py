@@ -161,7 +161,7 @@ def confirm_action(request: Request, who: Who) -> Response:
         "confirm.html",
         title=f"{label}: {name}",
         question=campaigns_read.reach(console.engine, console.workspace, campaign_id, action, frames=console.frames),
-        button=f"{label} {campaign_id}",
+        button=f"{label} {name}",  # the name the clinic gave it, not its file id
         kind=style,
         action_url=f"{prefix}/campaigns/{campaign_id}/{action}",
         back=f"{prefix}/campaigns/{campaign_id}",

@@ -222,7 +222,9 @@ def test_four_workers_and_a_scheduler_survive_two_sigkills_and_every_recipient_i
         # Whoever noticed the deaths first (the scheduler or a worker) logged what became of the dead senders' rows:
         # the victim's request hung at the provider when it was killed, so at least those rows are 'unknown' (rows
         # claimed and not yet posted, "queued again", depend on where the kills land).
-        assert "stopped sender(s)" in logs and "now 'unknown'" in logs
+        # (The "queued again" line, "claimed by N stopped sender(s)", is there only when a kill lands between a
+        # claim and its post: asserting it failed the test when both kills landed on requests already written.)
+        assert "a stopped sender may have posted are now 'unknown'" in logs
         accepted = Counter(sink.accepted_delivery_ids())
         taken = [r for r in in_doubt if str(r.delivery_ids[0]) in accepted]
         lost = [r for r in in_doubt if str(r.delivery_ids[0]) not in accepted]

@@ -110,7 +110,6 @@ SLOW_FIRST = (
     "test_demo.py",
     "test_not_found.py",
     "test_page_words.py",
-    "test_types.py",
 )
 
 

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -189,6 +190,24 @@ def _copy_seeded(store_url: str, root: Path, workspace: Workspace, import_sample
     return True
 
 
+class _Connections(set[Any]):
+    """uvicorn's set of open connections (its protocols add and discard themselves), with an event set when the
+    last one is discarded: what the server's shutdown waits on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = asyncio.Event()
+
+    def add(self, connection: Any) -> None:
+        super().add(connection)
+        self.closed.clear()
+
+    def discard(self, connection: Any) -> None:
+        super().discard(connection)
+        if not self:
+            self.closed.set()
+
+
 class _Server(uvicorn.Server):
     """uvicorn, stopping as soon as it is asked (`stop`) rather than at its main loop's next 0.1 s tick."""
 
@@ -196,6 +215,7 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self.server_state.connections = _Connections()
 
     async def main_loop(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
@@ -208,17 +228,18 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown without its fixed pause: it asks every connection to close, then always sleeps
         0.1 s before it looks whether they have (a tenth of a second per test, with a server per test). Here
-        the connections are watched every 5 ms, for at most `timeout_graceful_shutdown` or 10 s."""
+        it waits for the last connection to close (`_Connections.closed`), for at most
+        `timeout_graceful_shutdown` or 10 s."""
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
-        for connection in list(self.server_state.connections):
+        connections = self.server_state.connections
+        for connection in list(connections):
             connection.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.timeout_graceful_shutdown or 10)
-        while (self.server_state.connections or self.server_state.tasks) and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        if connections and isinstance(connections, _Connections):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connections.closed.wait(), self.config.timeout_graceful_shutdown or 10)
         for task in self.server_state.tasks:
             task.cancel()
         for server in self.servers:

@@ -330,11 +330,9 @@ def _finish(
     plan.excluded[EXCLUDED_NO_VARIANT] += int(no_variant.sum())
     emails = emails[~no_variant]
     if ledger_keys:
+        # (A broadcast leaves the ledger's people out before this, `_new_to_ledger`, naming those the cap skipped.)
         already_mask = pd.Series(ledger_keys.holds(emails["step_id"], emails["contact_id"]), index=emails.index)
-        capped = int(ledger_keys.capped(emails["step_id"], emails["contact_id"]).sum())
-        if capped:
-            plan.excluded[EXCLUDED_CAPPED_EARLIER] += capped
-        plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum()) - capped
+        plan.excluded[EXCLUDED_ALREADY] += int(already_mask.sum())
         emails = emails[~already_mask]
     schedule = ctx.workspace.settings.schedule
     emails = apply_quiet_hours(emails, schedule, plan.deferred)
@@ -503,7 +501,7 @@ def load_events(conn: Connection, types: tuple[str, ...]) -> pd.DataFrame:
 class LedgerKeys:
     """The people a campaign's ledger already has a row for, per step: `by_step` maps a step's id to the
     contact ids (an int64 array), `capped_by_step` to those of them whose row was skipped for the frequency
-    cap. `holds` and `capped` test a plan's emails against them all at once (a Python set of 200,000 pairs,
+    cap. `holds` tests a plan's emails against them all at once (a Python set of 200,000 pairs,
     filled row by row and tested row by row, took most of a plan's time during a send)."""
 
     by_step: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -514,11 +512,13 @@ class LedgerKeys:
 
     def holds(self, steps: pd.Series, contacts: pd.Series) -> np.ndarray:
         """Per email (a step and a contact id, aligned), whether the ledger already has that pair."""
-        return _found_in(self.by_step, steps, contacts)
-
-    def capped(self, steps: pd.Series, contacts: pd.Series) -> np.ndarray:
-        """Per email, whether the ledger has that pair as skipped for the frequency cap."""
-        return _found_in(self.capped_by_step, steps, contacts)
+        found = np.zeros(len(steps), dtype=bool)
+        ids = contacts.to_numpy(dtype="int64")
+        for step, known in self.by_step.items():
+            if len(known):
+                at = (steps == step).to_numpy()
+                found[at] = np.isin(ids[at], known)
+        return found
 
     def holds_step(self, step_id: str, contacts: np.ndarray) -> np.ndarray:
         """Per contact id of `contacts`, whether the ledger already has a row for it at `step_id`."""
@@ -530,16 +530,6 @@ class LedgerKeys:
 
 
 _NONE = np.zeros(0, dtype=np.int64)
-
-
-def _found_in(ids_by_step: Mapping[str, np.ndarray], steps: pd.Series, contacts: pd.Series) -> np.ndarray:
-    found = np.zeros(len(steps), dtype=bool)
-    ids = contacts.to_numpy(dtype="int64")
-    for step, known in ids_by_step.items():
-        if len(known):
-            at = (steps == step).to_numpy()
-            found[at] = np.isin(ids[at], known)
-    return found
 
 
 @dataclass

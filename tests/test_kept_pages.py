@@ -129,20 +129,31 @@ def test_a_send_confirmation_counts_a_change_the_kept_plan_does_not_show_yet(
     assert EXCLUDED.search(fresh).group(1) == after.group(3)  # type: ignore[union-attr]
 
 
+def _placeholder_then_table(
+    console: ConsoleSite, monkeypatch: pytest.MonkeyPatch, role: str, path: str, words: str, table: str
+) -> tuple[Held, Any, str, str]:
+    """`path` as `role` while its kept figure is held back: the placeholder saying `words`, no `table`, the
+    page's own script that fetches it again; then, the figure worked out, the table and when it was worked
+    out. Returns the holder, the logged-in client, and the page before and after."""
+    held = Held()
+    monkeypatch.setattr(KEPT, "run_later", held)
+    client = console.login(role)
+    waiting = client.get(path)
+    assert waiting.status_code == 200
+    assert f"{words} This page updates when it is ready." in waiting.text
+    assert WORKING in waiting.text and f'id="{table}"' not in waiting.text
+    assert 'src="/console/static/figures-pending.js"' in waiting.text
+    held.run()
+    counted = client.get(path).text
+    assert f'id="{table}"' in counted and WORKING not in counted and "Figures as of <time" in counted
+    return held, client, waiting.text, counted
+
+
 def test_the_reports_list_shows_a_placeholder_until_the_sent_emails_are_counted(
     console: ConsoleSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = Held()
-    monkeypatch.setattr(KEPT, "run_later", held)
-    marketer = console.login("marketer")
-    waiting = marketer.get("/console/reports")
-    assert waiting.status_code == 200
-    assert "Counting every email sent and what each one earned… This page updates when it is ready." in waiting.text
-    assert WORKING in waiting.text and 'id="table-compare"' not in waiting.text
-    assert 'src="/console/static/figures-pending.js"' in waiting.text
-    held.run()
-    counted = marketer.get("/console/reports").text
-    assert 'id="table-compare"' in counted and WORKING not in counted and "Figures as of <time" in counted
+    words = "Counting every email sent and what each one earned…"
+    _placeholder_then_table(console, monkeypatch, "marketer", "/console/reports", words, "table-compare")
 
 
 def test_the_cohorts_page_shows_a_placeholder_until_its_tables_are_worked_out_then_keeps_them(
@@ -150,17 +161,11 @@ def test_the_cohorts_page_shows_a_placeholder_until_its_tables_are_worked_out_th
 ) -> None:
     """The cohorts and revenue tables read every contact, email and booking (8 s at 200,000 contacts): kept,
     never worked out while a page waits, and worked out again when a new lead arrives."""
-    held = Held()
-    monkeypatch.setattr(KEPT, "run_later", held)
-    analyst = console.login("analyst")
-    waiting = analyst.get("/console/reports/cohorts")
-    assert waiting.status_code == 200
-    assert "Following every lead from signup to booking… This page updates when it is ready." in waiting.text
-    assert WORKING in waiting.text and 'id="table-cohorts"' not in waiting.text
-    assert 'src="/console/static/figures-pending.js"' in waiting.text and 'id="by"' in waiting.text
-    held.run()
-    counted = analyst.get("/console/reports/cohorts").text
-    assert 'id="table-cohorts"' in counted and WORKING not in counted and "Figures as of <time" in counted
+    words = "Following every lead from signup to booking…"
+    held, analyst, waiting, counted = _placeholder_then_table(
+        console, monkeypatch, "analyst", "/console/reports/cohorts", words, "table-cohorts"
+    )
+    assert 'id="by"' in waiting
     assert "updating" not in counted
     leads = tmp_path / "new-lead.csv"
     leads.write_text(

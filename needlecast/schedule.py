@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -433,14 +433,32 @@ def schedule_send_now(scheduler: BaseScheduler, workspace: Workspace, campaign_i
 
 
 class _StopSafe:
-    """APScheduler 3 checks for a stopped scheduler only before it takes the job-store lock, while
-    `shutdown` marks it stopped and then waits for that lock. A wake-up (a sweeper due) that falls in
-    between went on to submit a job to the executor `shutdown` had just closed: "cannot schedule new futures
-    after shutdown" at SIGTERM. Checked again under the lock, the shutdown either waits for this round to
-    finish submitting, or this round sees the stop and submits nothing."""
+    """Two races of APScheduler 3.11's shutdown, closed.
+
+    - It checks for a stopped scheduler only before it takes the job-store lock, while `shutdown` marks it
+      stopped and then waits for that lock. A wake-up (a sweeper due) that falls in between went on to submit
+      a job to the executor `shutdown` had just closed: "cannot schedule new futures after shutdown" at
+      SIGTERM. Checked again under the lock, the shutdown either waits for this round to finish submitting,
+      or this round sees the stop and submits nothing.
+    - `shutdown(wait=True)` waits for the running jobs while it holds the job-store lock, which a running
+      job needs to change the jobs (the resync job's `sync`): a SIGTERM while a resync ran hung the
+      scheduler for good. Here the running jobs are waited for first, without the lock (`shutdown`)."""
 
     _jobstores_lock: Any
+    _executors: dict[str, Any]
     state: int
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop: with `wait`, no job is started any more (paused), the round that was submitting jobs
+        finishes (the lock taken once), and the running jobs finish, free to take the job-store lock; then
+        APScheduler's own shutdown, which finds nothing left to wait for."""
+        if wait and self.state == STATE_RUNNING:
+            self.pause()  # type: ignore[attr-defined]
+            with self._jobstores_lock:
+                pass
+            for executor in list(self._executors.values()):
+                executor.shutdown(wait=True)
+        super().shutdown(wait)  # type: ignore[misc]
 
     def _process_jobs(self) -> float | None:
         with self._jobstores_lock:  # re-entrant: the base class takes it again

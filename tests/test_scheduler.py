@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -308,6 +309,36 @@ def test_a_stopped_scheduler_submits_no_job_even_when_one_falls_due_as_it_stops(
         monkey.undo()
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_a_scheduler_asked_to_wait_stops_while_a_running_job_changes_the_jobs() -> None:
+    """The resync job reads and changes the jobs while it runs. APScheduler's own shutdown(wait=True) waited for
+    it holding the job-store lock that the job needed: a SIGTERM during a resync hung the scheduler for good
+    (found as a scheduler that outlived its SIGTERM by 30 s in the standby test below)."""
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    from needlecast.schedule import StopSafeBackgroundScheduler
+
+    scheduler = StopSafeBackgroundScheduler(timezone="UTC")
+    running, go_on, changed = threading.Event(), threading.Event(), threading.Event()
+
+    def resync_like() -> None:
+        running.set()
+        go_on.wait(60)
+        scheduler.get_jobs()
+        scheduler.add_job(print, "interval", seconds=60, id="added", replace_existing=True)
+        changed.set()
+
+    scheduler.add_job(resync_like, id="resync")  # no trigger: runs at once
+    scheduler.start()
+    assert running.wait(60)
+    stopper = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+    stopper.start()
+    wait_until(lambda: scheduler.state != STATE_RUNNING, 60, "the shutdown to begin")
+    go_on.set()  # the job goes on to change the jobs while the shutdown waits for it
+    stopper.join(60)
+    assert not stopper.is_alive(), "the shutdown waited for a job that waited for it"
+    assert changed.is_set()
 
 
 def test_the_upkeep_job_forgets_senders_ended_over_a_week_ago(workspace_dir: Path) -> None:

@@ -13,11 +13,17 @@ With `NEEDLECAST_SPAMD_SOCKET` naming the UNIX socket of a running `spamd` start
 says (the same settings, local tests only), messages go to it instead, one request each: the rules are loaded
 once for all of them rather than once per call (seconds each; the test suite starts one per session). While
 that socket does not answer, the `spamassassin` program scores as above, with the same results.
+
+With `NEEDLECAST_SPAM_SCORES_DIR` naming a folder, the scores are kept there too, one small JSON file per
+content key, so that processes sharing the folder score each distinct message once between them (the test suite
+gives its processes one folder per run). A score depends on SpamAssassin's rules: a folder is not meant to
+outlive a rule update. A file that cannot be read is scored again; one that cannot be written is skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +34,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
+from pathlib import Path
 
 WARN_SCORE = 2.0
 ERROR_SCORE = 5.0
@@ -46,6 +53,7 @@ _SETTINGS = (
     "add_header all Rules _TESTSSCORES(,)_",
 )
 SPAMD_SOCKET_ENV = "NEEDLECAST_SPAMD_SOCKET"
+SCORES_DIR_ENV = "NEEDLECAST_SPAM_SCORES_DIR"
 
 _cache: dict[str, SpamScore] = {}
 _cache_lock = threading.Lock()
@@ -91,6 +99,10 @@ def score_messages(messages: Mapping[str, bytes]) -> dict[str, SpamScore]:
     by_content = {key: content_key(eml) for key, eml in messages.items()}
     with _cache_lock:
         todo = {content: messages[key] for key, content in by_content.items() if content not in _cache}
+    kept = _kept_scores(todo)
+    with _cache_lock:
+        _cache.update(kept)
+    todo = {content: eml for content, eml in todo.items() if content not in kept}
     if todo:
         workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
         items = sorted(todo.items())
@@ -99,8 +111,40 @@ def score_messages(messages: Mapping[str, bytes]) -> dict[str, SpamScore]:
             for scored in pool.map(lambda share: _score_share(program, share), shares):
                 with _cache_lock:
                     _cache.update(scored)
+                _keep_scores(scored)
     with _cache_lock:
         return {key: _cache[content] for key, content in by_content.items()}
+
+
+def _kept_scores(contents: Mapping[str, bytes]) -> dict[str, SpamScore]:
+    """The scores of `contents` already kept in the `NEEDLECAST_SPAM_SCORES_DIR` folder (none without one)."""
+    folder = os.environ.get(SCORES_DIR_ENV)
+    found: dict[str, SpamScore] = {}
+    if not folder:
+        return found
+    for content in contents:
+        try:
+            kept = json.loads((Path(folder) / f"{content}.json").read_text(encoding="utf-8"))
+            found[content] = SpamScore(float(kept["score"]), tuple((str(n), float(p)) for n, p in kept["rules"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not kept yet (or unreadable): scored again
+    return found
+
+
+def _keep_scores(scored: Mapping[str, SpamScore]) -> None:
+    """Each score written whole into the `NEEDLECAST_SPAM_SCORES_DIR` folder (a file of this thread's own,
+    renamed over), so that a process reading it never sees half a file."""
+    folder = os.environ.get(SCORES_DIR_ENV)
+    if not folder:
+        return
+    for content, score in scored.items():
+        path = Path(folder) / f"{content}.json"
+        partial = path.with_name(f".{content}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            partial.write_text(json.dumps({"score": score.score, "rules": score.rules}), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError:
+            continue  # kept in this process only
 
 
 def spamd_command(socket_path: str, home: str) -> list[str]:

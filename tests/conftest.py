@@ -55,14 +55,27 @@ hypothesis.settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis.settings.load_profile("ci")
 
+
+def _run_spam_scores() -> str:
+    """The folder where the run's processes keep SpamAssassin's scores (`needlecast.spamcheck`'s
+    NEEDLECAST_SPAM_SCORES_DIR): made by the first process of the run (pytest's controller) and removed when it
+    exits; its workers and the processes they start inherit it. The sample's emails are linted, planned and
+    signed off by hundreds of tests across the workers: SpamAssassin scores each distinct one once."""
+    folder = tempfile.mkdtemp(prefix="needlecast-spam-scores-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 # Console passwords are hashed at argon2's lightest cost in the suite (production keeps argon2-cffi's default,
 # about 0.2-0.5 s a hash here, which every web set-up paid four times over). Set in the environment, so the
 # processes the tests start (fleet members, CLI subprocesses) inherit it; a value already set wins, so the
-# suite can be run at the production cost. tests/test_password_cost.py tests the setting and the default.
+# suite can be run at the production cost. tests/test_password_cost.py tests the setting and the default. The run's
+# folder of SpamAssassin's scores is set likewise.
 SUITE_ENVIRONMENT = {
     "NEEDLECAST_ARGON2_TIME_COST": "1",
     "NEEDLECAST_ARGON2_MEMORY_COST": "8",
     "NEEDLECAST_ARGON2_PARALLELISM": "1",
+    spamcheck.SCORES_DIR_ENV: os.environ.get(spamcheck.SCORES_DIR_ENV) or _run_spam_scores(),
 }
 for _variable, _value in SUITE_ENVIRONMENT.items():
     os.environ.setdefault(_variable, _value)

@@ -3,6 +3,7 @@ runs for real (skipped only where it is not installed; CI installs it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -228,6 +229,7 @@ def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
     monkeypatch.setattr(spamcheck.subprocess, "run", counting)
     monkeypatch.setattr(spamcheck, "_cache", {})
     monkeypatch.delenv(spamcheck.SPAMD_SOCKET_ENV, raising=False)  # the program, not the session's spamd
+    monkeypatch.delenv(spamcheck.SCORES_DIR_ENV, raising=False)  # nor the run's kept scores
     rendered = [
         RenderedEmail("emails/x", f"Note {n}", "A short note.", f"<p>{PROSE} {n}</p>", f"{PROSE} {n}") for n in range(3)
     ]
@@ -238,6 +240,38 @@ def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
     assert sum(runs) == 3 and len(runs) <= 2
     spamcheck.score_messages(messages)
     assert sum(runs) == 3  # scored once per process
+
+
+@needs_spamassassin
+def test_processes_sharing_a_scores_folder_score_each_distinct_message_once_between_them(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runs: list[int] = []
+    real_run = subprocess.run
+
+    def counting(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        runs.append(kwargs["input"].count(b"X-Needlecast-Check:"))  # type: ignore[union-attr]
+        return real_run(command, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(spamcheck.subprocess, "run", counting)
+    monkeypatch.delenv(spamcheck.SPAMD_SOCKET_ENV, raising=False)
+    monkeypatch.setenv(spamcheck.SCORES_DIR_ENV, str(tmp_path))
+    rendered = [
+        RenderedEmail("emails/x", f"Note {n}", "A note.", f"<p>{PROSE} {n}</p>", f"{PROSE} {n}") for n in range(2)
+    ]
+    messages = {f"m{n}": sample_eml(workspace, r) for n, r in enumerate(rendered)}
+    monkeypatch.setattr(spamcheck, "_cache", {})  # one process
+    first = spamcheck.score_messages(messages)
+    assert sum(runs) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    monkeypatch.setattr(spamcheck, "_cache", {})  # another, the same messages built again (new Date, Message-ID)
+    again = spamcheck.score_messages({key: sample_eml(workspace, r) for key, r in zip(messages, rendered, strict=True)})
+    assert again == first and sum(runs) == 2  # read from the folder, not scored again
+    assert first["m0"].score > 0 and first["m0"].hits()  # the real scores were kept, rules and all
+    kept = sorted(tmp_path.glob("*.json"))
+    kept[0].write_text("{not json")  # a file that cannot be read is scored again, and written whole again
+    monkeypatch.setattr(spamcheck, "_cache", {})
+    assert spamcheck.score_messages(messages) == first and sum(runs) == 3
+    assert all(json.loads(path.read_text())["rules"] for path in kept)
 
 
 def _clean_campaign(workspace: Workspace) -> CampaignContext:

@@ -64,4 +64,5 @@ def test_a_socket_that_does_not_answer_leaves_the_scoring_to_the_program(
     by_daemon = {key: spamcheck._ask_spamd(path, key, eml)[key] for key, eml in messages.items()}
     monkeypatch.setenv(spamcheck.SPAMD_SOCKET_ENV, str(tmp_path / "nobody-listens.sock"))
     monkeypatch.setattr(spamcheck, "_cache", {})
+    monkeypatch.delenv(spamcheck.SCORES_DIR_ENV, raising=False)  # scored by the program, not read from the run's
     assert spamcheck.score_messages(messages) == by_daemon

@@ -46,6 +46,7 @@ from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
 from needlecast.store.engine import open_store
 from tests.browser import GuardedBrowser, SessionChromium, chromium_path, guarded
+from tests.postgres_reuse import ReusedDatabases
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -192,6 +193,7 @@ PG_SKIP = (
 
 
 _TEMPLATES: dict[str, str] = {}  # database kind -> a store migrated once per session (a file, or a database)
+_REUSED = ReusedDatabases()  # PostgreSQL test databases emptied for the next test (tests/postgres_reuse.py)
 
 
 def sqlite_template() -> Path:
@@ -217,8 +219,10 @@ def _postgres_template(base: str) -> str:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        open_store(make_url(base).set(database=name).render_as_string(hide_password=False)).dispose()
+        url = make_url(base).set(database=name).render_as_string(hide_password=False)
+        open_store(url).dispose()
         admin.dispose()
+        _REUSED.know_template(url)
         _TEMPLATES["postgres"] = name
 
         def drop() -> None:
@@ -271,6 +275,9 @@ _DROPPER = _Dropper()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    base = postgres_url()
+    while base and (name := _REUSED.take()) is not None:
+        _DROPPER.drop(base, name)
     _DROPPER.drain()
     if _DROPPER.failures:
         print("test databases not dropped:\n  " + "\n  ".join(_DROPPER.failures), file=sys.stderr)
@@ -290,33 +297,39 @@ def empty_store(kind: str, folder: Path, *, migrated: bool = True) -> Iterator[s
     base = postgres_url()
     if not base:
         pytest.skip(PG_SKIP)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    template = f' TEMPLATE "{_postgres_template(base)}"' if migrated else ""
-    admin = _admin(base)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
-    admin.dispose()
+    name = (_postgres_template(base) and _REUSED.take()) if migrated else None
+    if name is None:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        template = f' TEMPLATE "{_postgres_template(base)}"' if migrated else ""
+        admin = _admin(base)
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
+        admin.dispose()
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        _end_connections(base, name)
-        _DROPPER.drop(base, name)  # dropped while the next tests run (see _Dropper)
+        admin = _admin(base)
+        try:
+            _end_connections(admin, name)
+            # Emptied for the next test when it is as the template left it (tests/postgres_reuse.py), else
+            # dropped while the next tests run (see _Dropper).
+            dropped = _REUSED.give_back(admin, base, name) if migrated else name
+        finally:
+            admin.dispose()
+        if dropped is not None:
+            _DROPPER.drop(base, dropped)
 
 
-def _end_connections(base: str, name: str) -> None:
-    """End every connection still open on the test's database, at once. The drop that does it too waits its turn
-    behind the others (each DROP DATABASE forces a checkpoint: seconds on a busy server), and meanwhile the
-    connections that engines a test left behind (until the garbage collector closes their pools) held their
-    slots: enough of them used up the server's 100 and failed the next tests ("too many clients already")."""
-    admin = _admin(base)
-    try:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                {"name": name},
-            )
-    finally:
-        admin.dispose()
+def _end_connections(admin: Engine, name: str) -> None:
+    """End every connection still open on the test's database, at once, and wait (up to 10 s) until they have
+    ended. The connections that engines a test left behind (until the garbage collector closes their pools) would
+    otherwise hold their slots: enough of them used up the server's 100 and failed the next tests ("too many
+    clients already"); and a database is reused only once nobody is connected to it (tests/postgres_reuse.py)."""
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": name},
+        )
 
 
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -13,6 +13,7 @@ of its pages fails the test, each listed with its page.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -46,12 +47,19 @@ def axe_script() -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+@functools.cache
+def _axe_source(script: Path) -> str:
+    return script.read_text(encoding="utf-8")
+
+
 def accessibility_problems(page: Any) -> list[dict[str, Any]]:
     script = axe_script()
     assert script is not None
     # Evaluated by the browser's protocol, which the page's CSP does not govern; a <script> tag would be
-    # (rightly) refused by it, and reported as a violation.
-    page.evaluate(script.read_text(encoding="utf-8"))
+    # (rightly) refused by it, and reported as a violation. Once per document: a page checked again after a
+    # person's clicks (the same document) already has it.
+    if page.evaluate("typeof window.axe === 'undefined'"):
+        page.evaluate(_axe_source(script))
     result = page.evaluate("async () => JSON.stringify(await axe.run(document, {resultTypes: ['violations']}))")
     violations = json.loads(result)["violations"]
     return [

@@ -136,14 +136,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (the README's test command): two workers per core, at most eight. The suite waits about as
-    long as it computes (on its servers, browsers, PostgreSQL, sender processes and their time-outs), so one
-    worker per core left a core idle much of the run; two keep both busy (BENCHMARKS.md, "The test suite").
+    """`-n auto` (the README's test command): three workers for every two cores (at least two, at most eight).
+    The suite waits on its servers, browsers, PostgreSQL and sender processes for part of its time, so one worker
+    per core left a core idle; two per core kept both busy but spent about a tenth more CPU in all on the
+    contention, for a longer run on this kind of machine (BENCHMARKS.md, "The test suite").
     `PYTEST_XDIST_AUTO_NUM_WORKERS` still decides when set."""
     chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
     if chosen:
         return int(chosen)
-    return min(2 * len(os.sched_getaffinity(0)), 8)
+    return min(max(2, (3 * len(os.sched_getaffinity(0)) + 1) // 2), 8)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

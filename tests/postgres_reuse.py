@@ -9,8 +9,10 @@ handed to the next test instead, when it can be proved to be as the template lef
   nothing the old test left running (a thread, a process) can reach it under the name it knew;
 - its schema (tables, columns, defaults, indexes, constraints, functions, triggers, schemas, extensions,
   settings) has the template's fingerprint; any difference and it is dropped as before;
-- every table is emptied and the template's own rows written back (the schema version, the store's meta
-  row), and every sequence set back to where the template had it.
+- the planner has no statistics of it that the template's database did not have (no ANALYZE ran on it);
+- every table the test wrote to is emptied by TRUNCATE (new empty files: to the planner the table is again one
+  never analyzed and without a page), the template's own rows are written back (the schema version, the
+  store's meta row), and every sequence is set back to where the template had it.
 
 A database that fails any of these is dropped (conftest's `_Dropper`), never reused.
 """
@@ -122,11 +124,27 @@ def _dollar(value: str) -> str:
     return f"{tag}{value}{tag}"
 
 
-def reset_statements(state: TemplateState) -> str:
-    """One script that empties every table, writes the template's rows back and sets every sequence back;
-    foreign keys and triggers are not fired meanwhile (the session replicates, as a restore does)."""
-    lines = ["SET LOCAL session_replication_role = replica;"]
-    lines += [f"DELETE FROM {table};" for table in state.tables]
+# The tables a test wrote to (a table never written has no page), and whether the planner has statistics the
+# template's database did not have (an ANALYZE, by autovacuum or a test): such a database is not reused, since a
+# test of a query plan must meet the planner as it meets a new database.
+WRITTEN = f"""
+SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+WHERE schemaname NOT IN {_SYSTEM} AND pg_relation_size(format('%I.%I', schemaname, tablename)) > 0
+ORDER BY 1
+"""
+ANALYZED = f"""
+SELECT EXISTS (SELECT 1 FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {_USER_NAMESPACE})
+    OR EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE {_USER_NAMESPACE} AND c.relkind = 'r' AND c.reltuples >= 0)
+"""
+
+
+def reset_statements(state: TemplateState, written: list[str]) -> str:
+    """One script that empties the tables a test wrote to (TRUNCATE: new empty files, so the planner sees them as
+    it sees the template's, never analyzed and without a page), writes the template's rows back and sets every
+    sequence back."""
+    lines = [f"TRUNCATE {', '.join(written)} CASCADE;"] if written else []
     lines += [
         f"INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, {_dollar(rows)});"
         for table, rows in state.rows.items()
@@ -144,11 +162,9 @@ class ReusedDatabases:
     def __init__(self) -> None:
         self.free: list[str] = []
         self._state: TemplateState | None = None
-        self._script = ""
 
     def know_template(self, url: str) -> None:
         self._state = template_state(url)
-        self._script = reset_statements(self._state)
 
     def take(self) -> str | None:
         return self.free.pop() if self.free else None
@@ -170,7 +186,10 @@ class ReusedDatabases:
             with engine.begin() as conn:
                 if _raw(conn, FINGERPRINT)[0][0] != self._state.fingerprint:
                     return renamed  # a test changed the schema
-                _raw(conn, self._script)
+                if _raw(conn, ANALYZED)[0][0]:
+                    return renamed  # the planner knows more of it than of a new database
+                written = [str(row[0]) for row in _raw(conn, WRITTEN)]
+                _raw(conn, reset_statements(self._state, written))
         except SQLAlchemyError:
             return renamed
         finally:

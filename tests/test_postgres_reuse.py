@@ -83,3 +83,34 @@ def test_a_database_whose_schema_a_test_changed_is_dropped_not_reused(tmp_path: 
         engine.dispose()
     assert _REUSED.free == free  # nothing handed back
     assert not _exists(str(make_url(url).database))
+
+
+def test_a_database_the_planner_has_statistics_of_is_dropped_not_reused(tmp_path: Path) -> None:
+    """A test of a query plan must meet the planner as it meets a new database: never analyzed."""
+    with empty_store("postgres", tmp_path) as url:
+        free = list(_REUSED.free)
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(IMPORT)
+            conn.exec_driver_sql("ANALYZE imports")
+        engine.dispose()
+    assert _REUSED.free == free
+    assert not _exists(str(make_url(url).database))
+
+
+def test_a_table_written_to_is_given_back_without_a_page(tmp_path: Path) -> None:
+    with empty_store("postgres", tmp_path) as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(IMPORT)  # one row: under autovacuum's threshold, so nothing analyzes it meanwhile
+            conn.exec_driver_sql("DELETE FROM imports")  # no row left, but a page the planner would count
+            assert conn.exec_driver_sql("SELECT pg_relation_size('imports')").scalar()
+        engine.dispose()
+    kept = _REUSED.free[-1]
+    with empty_store("postgres", tmp_path) as again:
+        assert make_url(again).database == kept
+        engine = create_engine(again, poolclass=NullPool)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_relation_size('imports')").scalar() == 0
+            assert conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'imports'").scalar() < 0
+        engine.dispose()

@@ -114,3 +114,24 @@ def test_a_table_written_to_is_given_back_without_a_page(tmp_path: Path) -> None
             assert conn.exec_driver_sql("SELECT pg_relation_size('imports')").scalar() == 0
             assert conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'imports'").scalar() < 0
         engine.dispose()
+
+
+def test_a_database_whose_events_filled_the_summaries_by_trigger_is_reused(tmp_path: Path) -> None:
+    """The store's triggers (an event fills `email_summaries`; emptying `events` empties the summaries) stay
+    still while a database is emptied: both tables emptied in one statement, the database reused."""
+    event = (
+        "INSERT INTO events (provider_event_id, kind, delivery_id, campaign_id, step_id, message_id, email_hash,"
+        " occurred_at, received_at, detail, raw) VALUES ('e1', 'opened', 7, 'c', 's', 'm', 'h', now(), now(), '',"
+        " '{}')"
+    )
+    with empty_store("postgres", tmp_path) as url:
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(event)
+            assert conn.exec_driver_sql("SELECT count(*) FROM email_summaries").scalar() == 1  # by the trigger
+        engine.dispose()
+    kept = _REUSED.free[-1]
+    with empty_store("postgres", tmp_path) as again:
+        assert make_url(again).database == kept
+        counts = _counts(again)
+        assert counts["events"] == counts["email_summaries"] == 0

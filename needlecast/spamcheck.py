@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from needlecast.atomicfile import write_text_atomically
+
 WARN_SCORE = 2.0
 ERROR_SCORE = 5.0
 TIMEOUT_SECONDS = 120.0
@@ -132,17 +134,16 @@ def _kept_scores(contents: Mapping[str, bytes]) -> dict[str, SpamScore]:
 
 
 def _keep_scores(scored: Mapping[str, SpamScore]) -> None:
-    """Each score written whole into the `NEEDLECAST_SPAM_SCORES_DIR` folder (a file of this thread's own,
-    renamed over), so that a process reading it never sees half a file."""
+    """Each score written whole into the `NEEDLECAST_SPAM_SCORES_DIR` folder, so that a process reading it never
+    sees half a file."""
     folder = os.environ.get(SCORES_DIR_ENV)
     if not folder:
         return
     for content, score in scored.items():
-        path = Path(folder) / f"{content}.json"
-        partial = path.with_name(f".{content}.{os.getpid()}.{threading.get_ident()}")
         try:
-            partial.write_text(json.dumps({"score": score.score, "rules": score.rules}), encoding="utf-8")
-            os.replace(partial, path)
+            write_text_atomically(
+                Path(folder) / f"{content}.json", json.dumps({"score": score.score, "rules": score.rules})
+            )
         except OSError:
             continue  # kept in this process only
 

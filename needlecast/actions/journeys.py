@@ -16,11 +16,11 @@ from sqlalchemy import Engine, select
 
 from needlecast.accounts import audit
 from needlecast.accounts.roles import Actor, require
+from needlecast.atomicfile import write_text_atomically
 from needlecast.audience.contact_filter import Selection, selection_query
 from needlecast.audience.frame_cache import FrameCache
 from needlecast.audience.segments import load_frame
 from needlecast.campaign.context import CampaignContext
-from needlecast.campaign.definition.editor import _atomic_write
 from needlecast.campaign.definition.model import JOURNEY
 from needlecast.campaign.journeys import edits
 from needlecast.campaign.journeys import entries as entering
@@ -156,7 +156,7 @@ def save(
             f"a node for them ({', '.join(new.journey.nodes)}) or exit",
             field=f"moves.{missing[0]}",
         )
-    _atomic_write(new.path, text)
+    write_text_atomically(new.path, text)
     with delivery_store(engine).writing() as conn:
         changed = edits.apply_change(conn, new, preview, moves, frame, now)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -15,9 +15,7 @@ Contract:
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from needlecast.atomicfile import write_text_atomically
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.loader import load_campaign
 from needlecast.campaign.definition.model import Campaign
@@ -36,18 +35,6 @@ from needlecast.yamlfile import parse_yaml
 
 _SIGNOFF_BLOCK = re.compile(r"^signoff:.*?(?=^\S|\Z)", re.MULTILINE | re.DOTALL)
 _DRAFT_LINE = re.compile(r"^draft:[^\n]*(?:\n|\Z)", re.MULTILINE)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _validate(ctx: CampaignContext, path: Path, text: str, replacing: Path | None) -> Campaign:
@@ -87,7 +74,7 @@ def save_document(
     campaign = _validate(ctx, path, text, replacing)
     if check is not None:
         check(campaign)
-    _atomic_write(path, text)
+    write_text_atomically(path, text)
     if replacing is not None and replacing.resolve() != path.resolve():
         replacing.unlink(missing_ok=True)
     return campaign
@@ -99,7 +86,7 @@ def release_draft(ctx: CampaignContext, campaign: Campaign) -> Campaign:
         return campaign
     text = _DRAFT_LINE.sub("", campaign.path.read_text(encoding="utf-8"))
     saved = _validate(ctx, campaign.path, text, campaign.path)
-    _atomic_write(campaign.path, text)
+    write_text_atomically(campaign.path, text)
     return saved
 
 
@@ -125,5 +112,5 @@ def record_signoff(ctx: CampaignContext, campaign: Campaign, reviewer: str, note
     else:
         text = text.rstrip("\n") + "\n" + block
     saved = _validate(ctx, campaign.path, text, campaign.path)
-    _atomic_write(campaign.path, text)
+    write_text_atomically(campaign.path, text)
     return saved

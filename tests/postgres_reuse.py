@@ -69,11 +69,10 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
 
 @dataclass(frozen=True)
 class TemplateState:
-    """What a reused database must be brought back to: the template's schema digest, its tables, the rows the
-    template itself holds (as JSON, by table), and where each of its sequences stands."""
+    """What a reused database must be brought back to: the template's schema digest, the rows the template
+    itself holds (as JSON, by table), and where each of its sequences stands."""
 
     fingerprint: str
-    tables: tuple[str, ...]
     rows: dict[str, str]
     sequences: tuple[tuple[str, int, int | None], ...]  # (qualified name, start value, last value or None)
 
@@ -86,35 +85,25 @@ def _raw(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def _quoted(conn: Connection, schema: str, name: str) -> str:
-    quoted = conn.execute(text("SELECT format('%I.%I', CAST(:s AS text), CAST(:n AS text))"), {"s": schema, "n": name})
-    return str(quoted.scalar())
-
-
 def template_state(url: str) -> TemplateState:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
             fingerprint = str(_raw(conn, FINGERPRINT)[0][0])
-            tables = tuple(
-                _quoted(conn, schema, name)
-                for schema, name in conn.exec_driver_sql(
-                    f"SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN {_SYSTEM} ORDER BY 1, 2"
-                )
-            )
             rows = {}
-            for table in tables:
-                found = conn.exec_driver_sql(f"SELECT json_agg(t)::text FROM {table} t").scalar()
+            for (table,) in _raw(conn, WRITTEN):  # only a table with a page can hold a row
+                found = _raw(conn, f"SELECT json_agg(t)::text FROM {table} t")[0][0]
                 if found is not None:
-                    rows[table] = str(found)
+                    rows[str(table)] = str(found)
             sequences = tuple(
-                (_quoted(conn, schema, name), int(start), None if last is None else int(last))
-                for schema, name, start, last in conn.exec_driver_sql(
-                    f"SELECT schemaname, sequencename, start_value, last_value FROM pg_sequences "
-                    f"WHERE schemaname NOT IN {_SYSTEM} ORDER BY 1, 2"
+                (str(name), int(start), None if last is None else int(last))
+                for name, start, last in _raw(
+                    conn,
+                    "SELECT format('%I.%I', schemaname, sequencename), start_value, last_value FROM pg_sequences"
+                    f" WHERE schemaname NOT IN {_SYSTEM} ORDER BY 1",
                 )
             )
-        return TemplateState(fingerprint, tables, rows, sequences)
+        return TemplateState(fingerprint, rows, sequences)
     finally:
         engine.dispose()
 

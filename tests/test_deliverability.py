@@ -214,10 +214,9 @@ def test_without_spamassassin_lint_says_so_once_and_never_passes_silently(
     assert len(found) == 1 and found[0].severity == "warning" and "SpamAssassin" in found[0].message
 
 
-@needs_spamassassin
-def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _counted_spamassassin_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `spamassassin` program's runs from here on, each as the number of messages it was given (local tests
+    only, `-L -t`)."""
     runs: list[int] = []
     real_run = subprocess.run
 
@@ -227,6 +226,14 @@ def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
         return real_run(command, **kwargs)  # type: ignore[call-overload,no-any-return]
 
     monkeypatch.setattr(spamcheck.subprocess, "run", counting)
+    return runs
+
+
+@needs_spamassassin
+def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = _counted_spamassassin_runs(monkeypatch)
     monkeypatch.setattr(spamcheck, "_cache", {})
     monkeypatch.delenv(spamcheck.SPAMD_SOCKET_ENV, raising=False)  # the program, not the session's spamd
     monkeypatch.delenv(spamcheck.SCORES_DIR_ENV, raising=False)  # nor the run's kept scores
@@ -246,14 +253,7 @@ def test_each_distinct_message_is_scored_once_in_at_most_two_processes(
 def test_processes_sharing_a_scores_folder_score_each_distinct_message_once_between_them(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    runs: list[int] = []
-    real_run = subprocess.run
-
-    def counting(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        runs.append(kwargs["input"].count(b"X-Needlecast-Check:"))  # type: ignore[union-attr]
-        return real_run(command, **kwargs)  # type: ignore[call-overload,no-any-return]
-
-    monkeypatch.setattr(spamcheck.subprocess, "run", counting)
+    runs = _counted_spamassassin_runs(monkeypatch)
     monkeypatch.delenv(spamcheck.SPAMD_SOCKET_ENV, raising=False)
     monkeypatch.setenv(spamcheck.SCORES_DIR_ENV, str(tmp_path))
     rendered = [

@@ -53,8 +53,13 @@ def _axe_source(script: Path) -> str:
 
 
 def accessibility_problems(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on `page`, once it has loaded."""
     script = axe_script()
     assert script is not None
+    # The page as a person sees it: loaded, its stylesheet applied. A click's navigation returns once the new
+    # document is committed; a check before the stylesheet arrives reads the unstyled page (which was 4 px too
+    # wide at 390 px, seen once axe-core's own time no longer hid the moment).
+    page.wait_for_load_state("load")
     # Evaluated by the browser's protocol, which the page's CSP does not govern; a <script> tag would be
     # (rightly) refused by it, and reported as a violation. Once per document: a page checked again after a
     # person's clicks (the same document) already has it.
@@ -174,7 +179,7 @@ class GuardedBrowser:
     def new_context(self, **options: Any) -> Any:
         assert not options.get("bypass_csp"), "browser tests run under the pages' own CSP"
         context = self.problems.watch(self.browser.new_context(**options))
-        context.route(_elsewhere, _blank_image)
+        context.route(ELSEWHERE, _blank_image)
         self.contexts.append(context)
         return context
 
@@ -187,6 +192,12 @@ class GuardedBrowser:
 # A transparent 1x1 GIF: what an email's own images (the clinic's logo, on its site) get in the tests, which
 # have no network beyond loopback. Anything else from elsewhere is refused, and the refusal is logged.
 BLANK_GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+# Any http(s) address whose host is not loopback. A pattern, not a Python function: Playwright hands a pattern to
+# the browser, which then stops only those requests; a function would stop every request of every page (its
+# assets included) for a round trip to this process.
+ELSEWHERE = re.compile(r"^https?://(?!(?:127\.0\.0\.1|localhost|\[::1\])(?:[:/?#]|$))", re.IGNORECASE)
 
 
 def _elsewhere(url: str) -> bool:
@@ -215,6 +226,35 @@ def guarded(browser: Any) -> Iterator[GuardedBrowser]:
     assert not problems.found, problems.report()
 
 
+# Work Chromium's headless mode does for every window (so every browser context) that no test page needs: it
+# builds the address bar's suggestion popups as web pages in renderer processes of their own, two per window, about
+# a tenth of the browser tests' CPU (BENCHMARKS.md, "The test suite").
+UNNEEDED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium with `CHROMIUM_FLAGS`, and with `UNNEEDED_FEATURES` switched off besides the features
+    Playwright switches off. Chromium heeds only the last `--disable-features`, and Playwright passes its own
+    list first: so a first launch reads that list off the browser's command line, and the second adds to it."""
+    # --enable-automation: Chromium tells its command line over the protocol only then; this first browser
+    # opens no page.
+    first = playwright.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, "--enable-automation"])
+    try:
+        disabled = [*disabled_features(first), *UNNEEDED_FEATURES]
+    finally:
+        first.close()
+    switch = "--disable-features=" + ",".join(dict.fromkeys(disabled))
+    return playwright.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, switch])
+
+
+def disabled_features(browser: Any) -> list[str]:
+    """The features `browser` runs without: the last `--disable-features` of its command line (Chromium's rule).
+    `browser` must have been launched with `--enable-automation`."""
+    arguments = browser.new_browser_cdp_session().send("Browser.getBrowserCommandLine")["arguments"]
+    lists = [argument.split("=", 1)[1] for argument in arguments if argument.startswith("--disable-features=")]
+    return [feature for feature in (lists[-1].split(",") if lists else []) if feature]
+
+
 class SessionChromium:
     """One Chromium for a whole test session (a launch costs about a second; a context, milliseconds), started
     at the first `browser()` and launched again should it have gone (a crash fails one test, not the rest)."""
@@ -230,7 +270,7 @@ class SessionChromium:
             from playwright.sync_api import sync_playwright
 
             self._playwright = sync_playwright().start()
-        self._browser = self._playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        self._browser = launch_chromium(self._playwright)
         return self._browser
 
     def stop(self) -> None:
@@ -263,8 +303,14 @@ class ConsoleVisitor:
         self.page.wait_for_url(re.compile(r".*/console/$"))
 
     def check(self, name: str) -> None:
-        problems = accessibility_problems(self.page)
-        assert problems == [], f"{name}: {problems}"
-        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
-        screenshot(self.page, f"{self.shots}-{name}-{self.width}")
+        check_page(self.page, name, self.width, f"{self.shots}-{name}-{self.width}")
+
+
+def check_page(page: Any, name: str, width: int, shot: str) -> None:
+    """What every console page a test sees must pass, once loaded: no serious or critical axe-core finding, no
+    sideways scroll at `width`; then saves the screenshot `shot` in test-artifacts/."""
+    problems = accessibility_problems(page)  # on the loaded page, so the layout read below is the styled one
+    assert problems == [], f"{name}: {problems}"
+    wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {width} px"
+    screenshot(page, shot)

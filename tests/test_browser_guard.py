@@ -1,11 +1,14 @@
 """The browser tests' guard (`tests.browser.guarded`, which conftest's `browser` fixture gives every browser test)
-fails a test on what a person's browser would log; run on the session's Chromium, as the fixture runs."""
+fails a test on what a person's browser would log; run on the session's Chromium, as the fixture runs. That
+Chromium runs without the features Playwright switches off, and without the per-window work no test needs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.browser import SessionChromium, chromium_path, guarded
+from tests.browser import UNNEEDED_FEATURES, SessionChromium, chromium_path, guarded
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -47,3 +50,22 @@ def test_a_quiet_page_passes(chromium: SessionChromium) -> None:
         page.route(f"{SITE}/**", lambda route: route.fulfill(body=PAGE, content_type="text/html"))
         page.goto(f"{SITE}/")
         assert page.locator("img").count() == 1
+
+
+def test_the_sessions_chromium_keeps_playwrights_switched_off_features_and_builds_no_address_bar_popups(
+    chromium: SessionChromium,
+) -> None:
+    browser = chromium.browser()
+    session = browser.new_browser_cdp_session()
+    processes = session.send("SystemInfo.getProcessInfo")["processInfo"]
+    (pid,) = [process["id"] for process in processes if process["type"] == "browser"]
+    arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    lists = [
+        argument.split("=", 1)[1].split(",") for argument in arguments if argument.startswith("--disable-features=")
+    ]
+    assert len(lists) == 2  # Playwright's, then the one Chromium heeds
+    assert set(lists[0]) | set(UNNEEDED_FEATURES) == set(lists[-1])
+    with guarded(browser) as guarded_browser:
+        guarded_browser.new_context().new_page().goto("data:text/html,<title>t</title>")
+        kinds = [target["type"] for target in session.send("Target.getTargets")["targetInfos"]]
+    assert kinds == ["page"]  # with them on: two "browser_ui" targets (the popups) per window

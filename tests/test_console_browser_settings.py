@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from needlecast.delivery.outbox import read_outbox
-from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
+from tests.browser import axe_script, check_page, chromium_path, save_doc_screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -57,10 +57,7 @@ class Admin:
         self.width = width
 
     def check(self, name: str) -> None:
-        assert accessibility_problems(self.page) == [], name
-        wide = self.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert wide <= 0, f"{name}: the page scrolls sideways by {wide} px at {self.width} px"
-        screenshot(self.page, f"console-settings-{name}-{self.width}")
+        check_page(self.page, name, self.width, f"console-settings-{name}-{self.width}")
 
     def log_in(self, email: str = email_of("admin"), password: str = PASSWORD) -> Admin:
         self.page.goto(f"{self.console.url}/console/")

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from needlecast.store.schema import contacts, journey_positions
-from tests.browser import accessibility_problems, axe_script, chromium_path, save_doc_screenshot, screenshot
+from tests.browser import axe_script, check_page, chromium_path, save_doc_screenshot
 from tests.console_site import PASSWORD, ConsoleSite, email_of, sqlite_site
 
 pytestmark = [
@@ -39,11 +39,7 @@ class Person:
         self.console, self.role, self.width = console, role, width
 
     def check(self, name: str) -> None:
-        problems = accessibility_problems(self.page)
-        assert problems == [], f"{name}: {problems}"
-        scroll = self.page.evaluate("document.documentElement.scrollWidth")
-        assert scroll <= self.width, (name, scroll)  # the page never scrolls sideways
-        screenshot(self.page, f"contacts-{self.role}-{name}-{self.width}")
+        check_page(self.page, name, self.width, f"contacts-{self.role}-{name}-{self.width}")
 
     def log_in(self) -> Person:
         self.page.goto(f"{self.console.url}/console/login")

@@ -74,18 +74,34 @@ def accessibility_problems(page: Any) -> list[dict[str, Any]]:
     ]
 
 
-def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
-    """Saves the page as test-artifacts/<name>.png and returns that path.
+# The test-artifacts/ screenshots are for a person to look at; NEEDLECAST_TEST_SCREENSHOTS=0 (as .ci/run sets it:
+# its clone is thrown away) skips taking them, which is a tenth of the browser tests' CPU. The guides' pictures
+# below, and the pictures a test asserts on (`picture`), are taken either way.
+TEST_SCREENSHOTS = os.environ.get("NEEDLECAST_TEST_SCREENSHOTS", "1") != "0"
 
-    Written whole or not at all (a file of this process's own, then renamed over the old one): under
-    pytest-xdist two workers may shoot the same name at once (one test on each database), and neither may
-    ever see the other's half-written or just-removed file."""
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """Saves the page as test-artifacts/<name>.png, unless NEEDLECAST_TEST_SCREENSHOTS=0."""
+    if TEST_SCREENSHOTS:
+        _save_artifact(name, page.screenshot(full_page=full_page))
+
+
+def picture(page: Any, name: str, *, full_page: bool = True) -> bytes:
+    """The page as a PNG, for a test to assert on; saved as `screenshot` saves it."""
+    png: bytes = page.screenshot(full_page=full_page)
+    if TEST_SCREENSHOTS:
+        _save_artifact(name, png)
+    return png
+
+
+def _save_artifact(name: str, png: bytes) -> None:
+    """test-artifacts/<name>.png, written whole or not at all (a file of this process's own, then renamed over the
+    old one): under pytest-xdist two workers may shoot the same name at once (one test on each database), and
+    neither may ever see the other's half-written or just-removed file."""
     ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
     partial = ARTIFACTS / f".{name}.{os.getpid()}.{threading.get_ident()}.png"
-    page.screenshot(path=str(partial), full_page=full_page)
-    os.replace(partial, path)
-    return path
+    partial.write_bytes(png)
+    os.replace(partial, ARTIFACTS / f"{name}.png")
 
 
 # The user guides' pictures (docs/guides/*.md, the README): taken by the browser tests at a meaningful moment, so

@@ -43,7 +43,7 @@ from needlecast.store.engine import open_store
 from needlecast.store.schema import contacts, deliveries, events
 from needlecast.tracking.events import parse_sendgrid
 from needlecast.tracking.webhook import ingest
-from tests.browser import GuardedBrowser, chromium_path, screenshot
+from tests.browser import GuardedBrowser, chromium_path, picture
 from tests.cli_runner import run
 from tests.conftest import _DROPPER, empty_store, make_workspace, postgres_url
 from tests.console_site import site
@@ -368,8 +368,8 @@ def test_html_report_renders_with_charts_in_headless_chromium(
     dom = page.content()
     assert '<div class="chart" id="funnel-chart"><svg' in dom.replace("\n", "")
     assert 'id="timeline-chart"' in dom and "table-funnel" in dom
-    shot = screenshot(page, "report", full_page=False)
-    assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
+    shot = picture(page, "report", full_page=False)
+    assert len(shot) > 20_000 and shot[:4] == b"\x89PNG"
 
 
 # -- issue 25: bounces per email, unique opens in the timeline, times on the clinic's clock ---------------------

@@ -75,7 +75,7 @@ def accessibility_problems(page: Any) -> list[dict[str, Any]]:
 
 
 # The test-artifacts/ screenshots are for a person to look at; NEEDLECAST_TEST_SCREENSHOTS=0 (as .ci/run sets it:
-# its clone is thrown away) skips taking them, which is a tenth of the browser tests' CPU. The guides' pictures
+# its clone is thrown away) skips taking them, about 6 % of the browser tests' CPU. The guides' pictures
 # below, and the pictures a test asserts on (`picture`), are taken either way.
 TEST_SCREENSHOTS = os.environ.get("NEEDLECAST_TEST_SCREENSHOTS", "1") != "0"
 
@@ -244,7 +244,7 @@ def guarded(browser: Any) -> Iterator[GuardedBrowser]:
 
 # Work Chromium's headless mode does for every window (so every browser context) that no test page needs: it
 # builds the address bar's suggestion popups as web pages in renderer processes of their own, two per window, about
-# a tenth of the browser tests' CPU (BENCHMARKS.md, "The test suite").
+# a sixth of the browser tests' CPU (BENCHMARKS.md, "The test suite").
 UNNEEDED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 
 

@@ -324,7 +324,7 @@ class ConsoleVisitor:
 
 def check_page(page: Any, name: str, width: int, shot: str) -> None:
     """What every console page a test sees must pass, once loaded: no serious or critical axe-core finding, no
-    sideways scroll at `width`; then saves the screenshot `shot` in test-artifacts/."""
+    sideways scroll at `width`; then saves the screenshot `shot` in test-artifacts/ (as `screenshot` does)."""
     problems = accessibility_problems(page)  # on the loaded page, so the layout read below is the styled one
     assert problems == [], f"{name}: {problems}"
     wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

@@ -36,7 +36,7 @@ from needlecast.store.engine import open_store
 from needlecast.store.schema import appointments, contact_events
 from needlecast.web.app import create_app
 from needlecast.web.local import loopback_socket
-from tests.waiting import wait_until
+from tests.waiting import serving, wait_until
 
 CALENDLY_KEY = "calendly-signing-key-for-tests"
 ACUITY_KEY = "acuity-api-key-for-tests"
@@ -109,12 +109,8 @@ def acuity() -> Iterator[AcuityStub]:
     stub = AcuityStub()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _acuity_handler(stub))
     stub.url = f"http://127.0.0.1:{server.server_address[1]}/api/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield stub
-    server.shutdown()
-    thread.join(10)
-    server.server_close()
+    with serving(server):
+        yield stub
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +22,7 @@ from needlecast import doctor
 from needlecast.cli import app
 from needlecast.config import Workspace, open_workspace
 from needlecast.devtools.sendgrid_sink import SendGridSink
+from tests.waiting import serving
 
 DOMAIN = "lumen-clinic.example.com"  # the sample sender's domain
 GOOD_ZONE = {
@@ -65,12 +65,8 @@ def dns_stub() -> Iterator[tuple[dns.resolver.Resolver, dict[tuple[str, str], li
     zone = dict(GOOD_ZONE)
     quiet = DNSLogger(log="-request,-reply,-truncated,-error", prefix=False)  # it logs to stdout by default
     server = DNSServer(_Zone(zone), port=0, address="127.0.0.1", logger=quiet)
-    server.start_thread()
-    try:
+    with serving(server.server):
         yield _resolver(server.server.server_address[1]), zone
-    finally:
-        server.stop()
-        server.server.server_close()
 
 
 @pytest.fixture(autouse=True)
@@ -96,12 +92,8 @@ def healthz() -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/nc"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _webhook_key() -> str:

@@ -42,7 +42,7 @@ import uvicorn
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from needlecast import spamcheck
-from needlecast.config import Workspace, open_workspace
+from needlecast.config import STATE_DIR, Workspace, open_workspace
 from needlecast.content.vocabulary import Vocabulary, load_vocabulary
 from needlecast.devtools.sendgrid_sink import SendGridSink
 from needlecast.scaffold import init_workspace
@@ -389,8 +389,12 @@ def blank_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 def make_workspace(root: Path) -> Path:
-    """A fresh workspace at `root`, configured like the repository's demo clinic."""
+    """A fresh workspace at `root`, configured like the repository's demo clinic. Its own store (the SQLite file
+    of its state folder, used when NEEDLECAST_DATABASE_URL is not set) is a copy of the session's migrated template,
+    as `needlecast init` and the first command would leave it, without running every migration again."""
     init_workspace(root)
+    (root / STATE_DIR).mkdir(exist_ok=True)
+    shutil.copy(sqlite_template(), root / STATE_DIR / "needlecast.db")
     shutil.copy(REPO / "needlecast.toml", root / "needlecast.toml")
     # `init` gives the sample campaigns as drafts without a sign-off; the demo clinic's are live and signed.
     for campaign in (REPO / "campaigns").glob("*.yaml"):

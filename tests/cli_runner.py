@@ -12,9 +12,11 @@ once in its life. Click's commands keep no state between calls: each call makes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,8 @@ from needlecast.cli import common, main
 from needlecast.spamcheck import SPAMD_SOCKET_ENV
 from tests.conftest import SUITE_ENVIRONMENT
 
-_BUILT: dict[int, tuple[typer.Typer, Any]] = {}  # id -> the app, its command (Typer's own click's)
-_build = typer.main.get_command
-
-
-def _built_once(app: typer.Typer) -> Any:
-    """The click command of `app`, built on the first call of this process (the app kept, so its id stays its)."""
-    if id(app) not in _BUILT:
-        _BUILT[id(app)] = (app, _build(app))
-    return _BUILT[id(app)][1]
+# The click command of an app, built on the first call of this process (Typer's own click's command).
+_built_once: Callable[[typer.Typer], Any] = functools.cache(typer.main.get_command)
 
 
 @dataclass

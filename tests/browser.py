@@ -81,9 +81,9 @@ TEST_SCREENSHOTS = os.environ.get("NEEDLECAST_TEST_SCREENSHOTS", "1") != "0"
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
-    """Saves the page as test-artifacts/<name>.png, unless NEEDLECAST_TEST_SCREENSHOTS=0."""
+    """Saves the page as test-artifacts/<name>.png (`picture`), unless NEEDLECAST_TEST_SCREENSHOTS=0."""
     if TEST_SCREENSHOTS:
-        _save_artifact(name, page.screenshot(full_page=full_page))
+        picture(page, name, full_page=full_page)
 
 
 def picture(page: Any, name: str, *, full_page: bool = True) -> bytes:

@@ -12,11 +12,19 @@ The packages depend downward and never round a cycle (`tests/test_architecture.p
 `devtools` (demo, synthetic data, the SendGrid sink, stage timings) sits beside the faces.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("needlecast")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+from __future__ import annotations
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """`needlecast.__version__`, read from the installed package's metadata when first asked for: reading it
+    (importlib.metadata scans every installed distribution) cost every needlecast process about 40 ms at start."""
+    if name != "__version__":
+        raise AttributeError(f"module 'needlecast' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("needlecast")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+source"

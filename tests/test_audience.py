@@ -21,7 +21,8 @@ from needlecast.addresses import email_hash, email_hasher, mask_email, normalise
 from needlecast.audience.consent import confirm, consent_history, record_consent, start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
-from needlecast.audience.segments import Condition, Segment, attributes_of, evaluate, load_frame, load_segments
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import Condition, Segment, attributes_of, load_segments
 from needlecast.audience.suppression import erase, suppress, suppression_of
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.devtools.synth import write_audience_csv

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, select
 
 from needlecast.errors import ConfigurationError
-from needlecast.store.engine import _alembic_config, head_revision, make_engine, open_store
+from needlecast.store.engine import HEAD_REVISION, _alembic_config, head_revision, make_engine, open_store
 from needlecast.store.schema import deliveries, meta
 from tests.cli_runner import Result, run
 
@@ -99,3 +102,14 @@ def test_existing_database_upgrades_in_place(tmp_path: Path, cli: Callable[..., 
     store = open_store(url)
     with store.connect() as conn:
         assert conn.execute(select(meta.c.value).where(meta.c.key == "marker")).scalar() == "kept"
+
+
+def test_the_known_head_is_the_migrations_own_and_opening_a_store_at_it_imports_no_alembic(tmp_path: Path) -> None:
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == HEAD_REVISION
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    open_store(url)  # migrated here, so that the process below only opens it
+    # A process of its own: this one imported Alembic long ago.
+    opens = "import sys; from needlecast.store.engine import open_store, current_revision; "
+    opens += f"print(current_revision(open_store({url!r})), 'alembic' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", opens], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == [HEAD_REVISION, "False"]

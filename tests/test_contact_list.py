@@ -18,7 +18,8 @@ from sqlalchemy import func, insert, select
 
 from needlecast.accounts.audit import entries
 from needlecast.audience.contact_filter import ContactFilter
-from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import get_segment, load_segments
 from needlecast.audience.sources import source_words
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels.contact_list import PAGE_SIZE, contact_list

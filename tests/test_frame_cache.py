@@ -77,7 +77,8 @@ def test_a_segment_is_evaluated_once_per_frame_and_again_when_the_audience_chang
 ) -> None:
     from datetime import UTC, datetime
 
-    from needlecast.audience.segments import evaluate, load_segments
+    from needlecast.audience.membership import evaluate
+    from needlecast.audience.segments import load_segments
 
     import_file(engine, workspace_dir / "audiences" / "sample.csv", vocabulary)
     segment = load_segments(workspace_dir / "audiences" / "segments.yaml", vocabulary.names)["acne"]

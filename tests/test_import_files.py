@@ -16,7 +16,8 @@ from sqlalchemy import Engine, func, select
 from needlecast.audience import importer, table
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
-from needlecast.audience.segments import Segment, evaluate, load_frame
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import Segment
 from needlecast.config import ImportSettings, load_settings
 from needlecast.content.vocabulary import Vocabulary
 from needlecast.errors import AudienceFileError, ConfigurationError

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Step
 from needlecast.campaign.journeys.forecast import forecast

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan.planner import Planner

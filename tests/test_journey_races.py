@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys import sweeper
 from needlecast.campaign.journeys.conditions import Facts

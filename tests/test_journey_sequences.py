@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, delete, insert, select, update
 
 from needlecast import ledger
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.journeys.model import SendNode, WaitNode
 from needlecast.campaign.plan.planner import Planner

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
 from needlecast import ledger, signing
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.audience.suppression import suppress
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.plan import planner as planner_module

@@ -23,7 +23,8 @@ from needlecast import signing
 from needlecast.audience.consent import start_double_opt_in
 from needlecast.audience.contacts import get_contact
 from needlecast.audience.importer import import_file
-from needlecast.audience.segments import Segment, evaluate, load_frame
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import Segment
 from needlecast.audience.suppression import erase, suppression_of
 from needlecast.config import open_workspace
 from needlecast.content.loader import load_vocabulary_for

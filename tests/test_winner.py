@@ -334,7 +334,7 @@ def test_the_people_the_ledger_has_are_left_out_before_their_emails_are_built_wi
 
     import numpy as np
 
-    from needlecast.audience.segments import load_frame
+    from needlecast.audience.membership import load_frame
     from needlecast.campaign.plan.rules import EXCLUDED_ALREADY, EXCLUDED_CAPPED_EARLIER, LedgerKeys, plan_broadcast
     from needlecast.campaign.plan.winner import Decision
 

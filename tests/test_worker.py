@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +32,16 @@ from tests.waiting import wait_until
 def sink() -> Iterator[SendGridSink]:
     with SendGridSink(api_key=API_KEY, keep_payloads=False) as running:
         yield running
+
+
+def test_the_sending_processes_start_without_pandas_or_alembic() -> None:
+    """A worker and a helper sender process read campaigns and segment definitions, render and post: pandas
+    (with pyarrow) and Alembic (with Mako and Pygments) cost each of them about half a second of CPU at start
+    for nothing. A process of its own: this one imported both long ago."""
+    imports = "import sys, needlecast.cli, needlecast.fleet.worker, needlecast.fleet.sender_processes; "
+    imports += "print(sorted(name for name in ('pandas', 'alembic', 'pyarrow') if name in sys.modules))"
+    shown = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"
 
 
 def _status(running: Fleet) -> dict[str, object]:

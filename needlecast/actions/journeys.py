@@ -19,7 +19,7 @@ from needlecast.accounts.roles import Actor, require
 from needlecast.atomicfile import write_text_atomically
 from needlecast.audience.contact_filter import Selection, selection_query
 from needlecast.audience.frame_cache import FrameCache
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY
 from needlecast.campaign.journeys import edits

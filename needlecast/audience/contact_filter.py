@@ -23,7 +23,8 @@ from sqlalchemy import Connection
 
 from needlecast.addresses import normalise_email
 from needlecast.audience.frame_cache import FrameCache
-from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import get_segment, load_segments
 from needlecast.audience.sources import source_words
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for

@@ -25,7 +25,8 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
-from needlecast.audience.segments import Segment, SegmentResult, evaluate, load_frame
+from needlecast.audience.membership import SegmentResult, evaluate, load_frame
+from needlecast.audience.segments import Segment
 from needlecast.store.schema import (
     consent_events,
     contact_events,

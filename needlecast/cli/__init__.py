@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from needlecast import __version__
+import needlecast
 from needlecast.cli import admin, audience, campaigns, content, journeys, reports, service, workspace  # noqa: F401 - commands
 from needlecast.cli.common import app, console, err_console, state
 from needlecast.errors import ConfigurationError, NeedlecastError
@@ -27,7 +27,7 @@ from needlecast.logs import scrub
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"needlecast {__version__}")
+        console.print(f"needlecast {needlecast.__version__}")
         raise typer.Exit()
 
 

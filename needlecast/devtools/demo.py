@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 
 from needlecast.accounts.roles import SYSTEM, Actor
 from needlecast.actions.audience import import_audience
-from needlecast.audience.segments import evaluate, load_frame, load_segments
+from needlecast.audience.membership import evaluate, load_frame
+from needlecast.audience.segments import load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_article, load_vocabulary_for
 from needlecast.devtools.demo_campaigns import run_campaign_stage

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 
-from needlecast.audience.segments import evaluate, load_frame
+from needlecast.audience.membership import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST
 from needlecast.config import Workspace, open_workspace

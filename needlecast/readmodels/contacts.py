@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from needlecast.addresses import mask_email
+from needlecast.audience.membership import evaluate, load_frame
 from needlecast.audience.profile import Profile
-from needlecast.audience.segments import evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.segments import get_segment, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.templating.recipient import link_base

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from needlecast.addresses import mask_email
 from needlecast.audience.frame_cache import FrameCache, fingerprint
+from needlecast.audience.membership import SegmentResult, evaluate, load_frame
 from needlecast.audience.segment_rows import (
     FIELDS,
     OPERATORS,
@@ -34,7 +35,7 @@ from needlecast.audience.segment_rows import (
     rows_of,
     segment_of,
 )
-from needlecast.audience.segments import Segment, SegmentResult, evaluate, get_segment, load_frame, load_segments
+from needlecast.audience.segments import Segment, get_segment, load_segments
 from needlecast.config import Workspace
 from needlecast.content.loader import load_vocabulary_for
 from needlecast.readmodels.elsewhere import Where, opened

@@ -37,7 +37,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from needlecast import ledger
-from needlecast.audience.segments import attributes_of, evaluate, load_frame_for, variant_for
+from needlecast.audience.membership import evaluate, load_frame_for
+from needlecast.audience.segments import attributes_of, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import JOURNEY, SEQUENCE, Campaign
 from needlecast.campaign.journeys import entries as entering

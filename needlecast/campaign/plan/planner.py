@@ -21,15 +21,15 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from needlecast import ledger
-from needlecast.audience.segments import evaluate, load_frame
+from needlecast.audience.membership import evaluate, load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import Campaign
 from needlecast.campaign.journeys.sweeper import END_OF_JOURNEY, sweep_journey
 from needlecast.campaign.plan.rules import LedgerKeys, Plan, load_ledger_view, plan_broadcast
 from needlecast.campaign.plan.send_time import engagement_for
+from needlecast.campaign.plan.warmup_days import engagement_scores, spread
 from needlecast.campaign.plan.winner import Decision, load_decisions
 from needlecast.campaign.send.report import RunReport
-from needlecast.campaign.send.warmup import engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.store.bulk import Column
 from needlecast.store.delivery import DeliveryStore

@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from needlecast.audience.frame_cache import FrameCache
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.gate import blocking_findings
 from needlecast.campaign.definition.model import BROADCAST, JOURNEY, SEQUENCE, Campaign
@@ -35,10 +35,10 @@ from needlecast.campaign.plan.rules import (
 from needlecast.campaign.plan.scheduling import audience_zones, broadcast_moments, refuse_if_past
 from needlecast.campaign.plan.send_time import engagement_for
 from needlecast.campaign.plan.send_time import summary as send_time_summary
+from needlecast.campaign.plan.warmup_days import days_note, engagement_scores, spread
 from needlecast.campaign.plan.winner import decision_due_at, load_decisions, winner_steps
 from needlecast.campaign.send.rendering import render_campaign
 from needlecast.campaign.send.state import ACTIVE, find_state
-from needlecast.campaign.send.warmup import days_note, engagement_scores, spread
 from needlecast.config import Workspace
 from needlecast.content.model import GENERAL
 from needlecast.errors import CampaignFileError, NeedlecastError
@@ -155,7 +155,7 @@ def _sequence_plan(
 
 
 def _warm_up(conn: Connection, workspace: Workspace, plan: Plan, now: datetime) -> tuple[pd.DataFrame, str]:
-    """A broadcast's emails spread over a new sender's warm-up days (`warmup.spread`), and what `plan` says of
+    """A broadcast's emails spread over a new sender's warm-up days (`warmup_days.spread`), and what `plan` says of
     them (the days it takes, as the clinic's calendar has them; '' without a warm-up)."""
     warm = workspace.settings.deliverability.warmup
     if warm is None:

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from needlecast.audience.segments import SegmentResult, attributes_of, evaluate, variant_for
+from needlecast.audience.membership import SegmentResult, evaluate
+from needlecast.audience.segments import attributes_of, variant_for
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, Campaign, Step
 from needlecast.campaign.plan.send_time import Engagement, choose_send_times

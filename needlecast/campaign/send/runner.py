@@ -27,7 +27,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Engine
 
-from needlecast.audience.segments import load_frame
+from needlecast.audience.membership import load_frame
 from needlecast.campaign.context import CampaignContext
 from needlecast.campaign.definition.model import BROADCAST, SEQUENCE, Campaign
 from needlecast.campaign.plan.planner import Planner

@@ -53,7 +53,7 @@ from needlecast.content.model import (
     Section,
 )
 from needlecast.content.tagger import Tagger
-from needlecast.content.vocabulary import Vocabulary
+from needlecast.content.vocabulary import Tagging, Vocabulary
 from needlecast.errors import ContentError
 from needlecast.yamlfile import parse_yaml
 
@@ -331,7 +331,6 @@ def _tagged_sections(
     """The sections with unique slugs (a repeated title gets `-2`, `-3`...) and their concern tags: the
     override for the slug when there is one, the tagger's explained guess for a benefit or section, general
     for an introduction, closing or detail (by its place in the article)."""
-    tagger = Tagger(vocabulary, shipped_model())
     sections: list[Section] = []
     slugs: set[str] = set()
     for section_title, body, kind, line in raw_sections:
@@ -345,12 +344,20 @@ def _tagged_sections(
         if slug in overrides:
             tags, reasons, review = tuple(overrides[slug]), (SET_BY_HAND,), ""
         elif kind in (KIND_BENEFIT, KIND_SECTION):
-            explained = tagger.explain(section_title, body)
+            explained = _explained(vocabulary, section_title, body)
             tags, reasons, review = explained.tags, explained.reasons, explained.review
         else:
             tags, reasons, review = (GENERAL,), (f"{kind}: general by its place in the article",), ""
         sections.append(Section(section_title, slug, body, kind, line, tags, reasons, review, article_id))
     return sections
+
+
+@functools.lru_cache(maxsize=4096)
+def _explained(vocabulary: Vocabulary, title: str, body: str) -> Tagging:
+    """The shipped tagger's reading of one section, kept by section: an edited article is tagged again only
+    where its sections changed, and the same sections in another workspace (a copy of the clinic's content)
+    are not tagged twice. `Tagging` is frozen, so sharing one is safe."""
+    return Tagger(vocabulary, shipped_model()).explain(title, body)
 
 
 def _check_overrides(path: Path, overrides: Mapping[str, Sequence[str]], known: set[str], slugs: set[str]) -> None:

@@ -76,11 +76,32 @@ def _fold(value: str) -> str:
 Span = tuple[int, int]
 
 
+@functools.lru_cache(maxsize=4096)
+def _anchor(term: str) -> str | None:
+    """Letters that every match of `term`'s pattern contains, case-folded: its first word up to an apostrophe,
+    less a last letter that an inflection may change ("acne" -> "acn", "oily" -> "oil"); None when that is not
+    plain ASCII (the pattern's case-insensitive matching of other letters is not one `casefold`)."""
+    first = next((p for p in re.split(r"[\s-]+", term.strip().lower()) if p), "").split("'")[0]
+    if len(first) > 3 and first.isalpha():
+        first = first[:-1]
+    return first if first and first.isascii() and first.isalnum() else None
+
+
+def _folded(text: str) -> str:
+    # A dotless i matches "i" case-insensitively, but folds to itself.
+    return text.casefold().replace("\u0131", "i")
+
+
 def _matches(terms: tuple[str, ...], text: str) -> dict[str, set[Span]]:
-    """Where each term (lower-cased) matches in `text`."""
-    return {
-        term: {m.span() for m in _term_pattern(term).finditer(text)} for term in dict.fromkeys(t.lower() for t in terms)
-    }
+    """Where each term (lower-cased) matches in `text`. A term whose anchor the text lacks cannot match, and its
+    pattern is not run: most terms of a vocabulary are absent from any one section."""
+    folded = _folded(text)
+    found: dict[str, set[Span]] = {}
+    for term in dict.fromkeys(t.lower() for t in terms):
+        anchor = _anchor(term)
+        present = anchor is None or anchor in folded
+        found[term] = {m.span() for m in _term_pattern(term).finditer(text)} if present else set()
+    return found
 
 
 def _distinct_terms(matches: dict[str, set[Span]], foreign: set[Span]) -> tuple[str, ...]:

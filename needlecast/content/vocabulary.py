@@ -61,11 +61,16 @@ def _inflected(word: str) -> str:
     return re.escape(word) + "(?:" + "|".join(endings) + ")?"
 
 
+def _words(term: str) -> list[str]:
+    """A term's words, lower-cased: a hyphen or space between them may be either in the text."""
+    return [p for p in re.split(r"[\s-]+", term.strip().lower()) if p]
+
+
 @functools.lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> re.Pattern[str]:
     # Whole words; a hyphen or space between parts may be either ("anti-aging", "anti aging"); each word may
     # be inflected; an apostrophe may be straight or curly ("crow's feet").
-    parts = [_inflected(p).replace("'", "['’]") for p in re.split(r"[\s-]+", term.strip().lower()) if p]
+    parts = [_inflected(p).replace("'", "['’]") for p in _words(term)]
     return re.compile(r"(?<![\w-])" + r"[\s-]?".join(parts) + r"(?![\w-])", re.IGNORECASE)
 
 
@@ -81,7 +86,7 @@ def _anchor(term: str) -> str | None:
     """Letters that every match of `term`'s pattern contains, case-folded: its first word up to an apostrophe,
     less a last letter that an inflection may change ("acne" -> "acn", "oily" -> "oil"); None when that is not
     plain ASCII (the pattern's case-insensitive matching of other letters is not one `casefold`)."""
-    first = next((p for p in re.split(r"[\s-]+", term.strip().lower()) if p), "").split("'")[0]
+    first = next(iter(_words(term)), "").split("'")[0]
     if len(first) > 3 and first.isalpha():
         first = first[:-1]
     return first if first and first.isascii() and first.isalnum() else None

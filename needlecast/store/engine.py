@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-# The newest migration in migrations/versions: a new migration moves it (test_store_engine checks that Alembic's
-# own head agrees).
+# The newest migration in migrations/versions: a new migration moves it (tests/test_cli_flows.py checks that
+# Alembic's own head agrees).
 HEAD_REVISION = "0023"
 
 
@@ -46,8 +46,10 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database Alembic never migrated."""
-    if not inspect(engine).has_table("alembic_version"):
-        return None
+    return _stored_revision(engine) if inspect(engine).has_table("alembic_version") else None
+
+
+def _stored_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
@@ -109,8 +111,9 @@ def open_store(url: str, *, auto_create: bool = True) -> Engine:
     """An Engine at the newest schema (see the module contract)."""
     engine = make_engine(url)
     try:
-        revision = current_revision(engine)
-        has_tables = bool(inspect(engine).get_table_names())
+        tables = inspect(engine).get_table_names()
+        revision = _stored_revision(engine) if "alembic_version" in tables else None
+        has_tables = bool(tables)
     except OperationalError as err:
         raise ConfigurationError(f"cannot connect to the database {_redact(url)}: {err.orig}") from err
     if revision == head_revision():

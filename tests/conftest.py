@@ -150,9 +150,9 @@ SLOW_FIRST = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Before the workers start (the controller only): needlecast's modules compiled to bytecode once. Where the
-    machine sets PYTHONDONTWRITEBYTECODE, every Python process the suite starts (CLI commands, fleet members,
-    sender processes, servers) would otherwise compile the package from its source again."""
+    """Before the workers start (the controller only): needlecast's modules compiled to bytecode once, rather
+    than by each worker at once as they all import it (tests/bytecode.py: what else the suite imports is
+    compiled by the first process to import it)."""
     if not hasattr(config, "workerinput"):
         compileall.compile_dir(REPO / "needlecast", quiet=1)
 

@@ -1,6 +1,8 @@
 """The browser tests' guard (`tests.browser.guarded`, which conftest's `browser` fixture gives every browser test)
 fails a test on what a person's browser would log; run on the session's Chromium, as the fixture runs. That
-Chromium runs without the features Playwright switches off, and without the per-window work no test needs."""
+Chromium runs without the features Playwright switches off, and without the per-window work no test needs. Its
+accessibility check (`accessibility_problems`) reports every serious and critical axe-core finding, and runs only
+the rules that can make one."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import UNNEEDED_FEATURES, SessionChromium, chromium_path, guarded
+from tests.browser import (
+    GRAVE_RULES,
+    UNNEEDED_FEATURES,
+    SessionChromium,
+    accessibility_problems,
+    axe_results,
+    axe_script,
+    chromium_path,
+    guarded,
+)
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -69,3 +80,39 @@ def test_the_sessions_chromium_keeps_playwrights_switched_off_features_and_build
         guarded_browser.new_context().new_page().goto("data:text/html,<title>t</title>")
         kinds = [target["type"] for target in session.send("Target.getTargets")["targetInfos"]]
     assert kinds == ["page"]  # with them on: two "browser_ui" targets (the popups) per window
+
+
+# Serious and critical findings (an image with no alt text, a button with no name, grey on white) on a page
+# that also has moderate ones only (no main landmark, content outside every landmark, a skipped heading level).
+GRAVE_AND_MODERATE = (
+    '<!doctype html><html lang="en"><title>t</title><h1>Clinic</h1><h4>Skipped a level</h4>'
+    '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><button></button>'
+    '<p style="color:#ccc;background:#fff">Barely readable</p>'
+)
+MODERATE_ONLY = '<!doctype html><html lang="en"><title>t</title><h1>Clinic</h1><h4>Skipped a level</h4><p>Text</p>'
+
+
+@pytest.mark.skipif(axe_script() is None, reason="axe-core is not installed (.ci/run installs it)")
+def test_the_accessibility_check_reports_every_grave_finding_and_runs_no_rule_that_cannot_make_one(
+    chromium: SessionChromium,
+) -> None:
+    with guarded(chromium.browser()) as browser:
+        page = browser.new_context().new_page()
+        page.route(f"{SITE}/grave", lambda route: route.fulfill(body=GRAVE_AND_MODERATE, content_type="text/html"))
+        page.route(f"{SITE}/moderate", lambda route: route.fulfill(body=MODERATE_ONLY, content_type="text/html"))
+        page.goto(f"{SITE}/grave")
+        found = {problem["id"]: problem["impact"] for problem in accessibility_problems(page)}
+        assert found == {"image-alt": "critical", "button-name": "critical", "color-contrast": "serious"}
+        page.goto(f"{SITE}/moderate")
+        assert accessibility_problems(page) == []
+        # axe-core alone runs every rule; the check runs those that can find something serious or critical.
+        every = page.evaluate(
+            "async () => { const r = await axe.run(document); return [...r.passes, ...r.violations,"
+            " ...r.incomplete, ...r.inapplicable].map((x) => x.id) }"
+        )
+        results = axe_results(page)
+        ran = {rule["id"] for kind in ("passes", "violations", "incomplete", "inapplicable") for rule in results[kind]}
+        assert ran == set(page.evaluate(GRAVE_RULES)) and ran < set(every)
+        assert {"image-alt", "button-name", "color-contrast", "label", "link-name", "document-title"} <= ran
+        assert not {"region", "heading-order", "landmark-one-main", "page-has-heading-one"} & ran
+        assert {"region", "heading-order", "landmark-one-main", "page-has-heading-one"} <= set(every)
